@@ -1,0 +1,25 @@
+# Every dependency comes from a Debian package; ports/debian/install-deps installs them.
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(LIBUV REQUIRED IMPORTED_TARGET libuv)
+pkg_check_modules(SQLITE3 REQUIRED IMPORTED_TARGET sqlite3)
+find_package(yaml-cpp REQUIRED)
+find_package(nlohmann_json 3.10 REQUIRED)
+find_package(Threads REQUIRED)
+
+# mbedTLS ships no CMake or pkg-config file in Debian 12.
+find_path(MBEDTLS_INCLUDE_DIR mbedtls/sha256.h REQUIRED)
+find_library(MBEDCRYPTO_LIBRARY mbedcrypto REQUIRED)
+add_library(petrel_mbedcrypto INTERFACE)
+target_include_directories(petrel_mbedcrypto INTERFACE ${MBEDTLS_INCLUDE_DIR})
+target_link_libraries(petrel_mbedcrypto INTERFACE ${MBEDCRYPTO_LIBRARY})
+
+# yaml-cpp 0.7 exports the target "yaml-cpp"; newer ones "yaml-cpp::yaml-cpp".
+if(TARGET yaml-cpp::yaml-cpp)
+  set(PETREL_YAML_TARGET yaml-cpp::yaml-cpp)
+else()
+  set(PETREL_YAML_TARGET yaml-cpp)
+endif()
+
+if(PETREL_TESTS)
+  find_package(doctest REQUIRED)
+endif()

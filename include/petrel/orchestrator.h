@@ -1,0 +1,138 @@
+// Orchestrator: the facade an embedder links against.
+//
+//   petrel::Options options;
+//   options.state_dir = "/var/lib/petrel";
+//   options.runtime = my_runtime;
+//   std::unique_ptr<petrel::Orchestrator> orch;
+//   petrel::Status s = petrel::Orchestrator::Open(options, &orch);
+//   s = orch->Start();                       // or orch->Attach(loop), or orch->Step()
+//   s = orch->Apply(petrel::LoadManifests("web.yaml").value()).status();
+//
+// One thread (the loop thread) owns the reconcile state. There are three ways to
+// run it; pick exactly one per Orchestrator:
+//  - Start(): petrel runs its own libuv loop on its own thread; Close() ends it.
+//  - Attach(loop): petrel adds its handles to the embedder's libuv loop; the thread
+//    running that loop becomes the loop thread. Detach() before closing the loop.
+//  - Step(): no loop at all; the caller reconciles when it likes (tests, or embedders
+//    with their own scheduler), then asks NextWakeup() when to step again.
+//
+// Thread-safety: Apply, Delete, Get, List, Events, Subscribe and Unsubscribe may be
+// called from any thread at any time. Start, Attach, Detach, Step and Close are not
+// thread-safe against each other.
+//
+// Durability: when Apply or Delete returns OK the change is on disk (synchronous
+// commit); a kill -9 or power cut after that loses nothing of it.
+#ifndef PETREL_ORCHESTRATOR_H_
+#define PETREL_ORCHESTRATOR_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "petrel/clock.h"
+#include "petrel/log.h"
+#include "petrel/runtime.h"
+#include "petrel/spec.h"
+#include "petrel/status.h"
+
+struct uv_loop_s;
+
+namespace petrel {
+
+struct Options {
+  // Directory for petrel's database; created (0700) if missing. Required.
+  std::string state_dir;
+  // Runs the containers. Required.
+  std::shared_ptr<ContainerRuntime> runtime;
+  // Defaults to SystemClock().
+  std::shared_ptr<Clock> clock;
+  // Defaults to StderrLogSink().
+  LogSink log_sink;
+  // This node's name: in container names and the io.petrel.node label. Defaults to
+  // the host name.
+  std::string node_name;
+  // How often the loop compares desired and observed state even when nothing
+  // happened, to repair drift. Must be > 0.
+  int64_t resync_interval_ms = 10000;
+  // Events kept in the database; the oldest are dropped beyond this.
+  int64_t event_log_capacity = 10000;
+};
+
+// What one Apply did to one workload, like kubectl's "created / configured / unchanged".
+struct ApplyResult {
+  enum class Outcome { kCreated, kConfigured, kUnchanged };
+  std::string name;
+  Outcome outcome = Outcome::kUnchanged;
+  int64_t generation = 0;  // increases by one per change of the spec
+};
+const char* OutcomeName(ApplyResult::Outcome outcome);
+
+// A workload as stored, with what petrel observed of its replicas.
+struct WorkloadState {
+  WorkloadSpec spec;
+  int64_t generation = 0;
+  std::string spec_hash;
+  std::vector<ReplicaStatus> replicas;  // by index; only indices that exist
+  int ready_replicas = 0;               // replicas in phase Running
+};
+
+using EventCallback = std::function<void(const Event&)>;
+using SubscriptionId = uint64_t;
+
+class Orchestrator {
+ public:
+  // Opens (creating if needed) the state in options.state_dir. Fails with a clear
+  // message if the directory is unusable or the database is from a newer petrel.
+  static Status Open(const Options& options, std::unique_ptr<Orchestrator>* result);
+
+  // Stops the loop if petrel runs one, and releases everything. Containers keep
+  // running: closing petrel is not stopping the workloads.
+  virtual ~Orchestrator() = default;
+
+  Orchestrator(const Orchestrator&) = delete;
+  Orchestrator& operator=(const Orchestrator&) = delete;
+
+  // --- desired state (any thread) ---
+
+  // Validates and stores the specs, all or nothing, then wakes the loop.
+  // An unchanged spec writes nothing and reports kUnchanged.
+  virtual Result<std::vector<ApplyResult>> Apply(const std::vector<WorkloadSpec>& specs) = 0;
+  Result<ApplyResult> Apply(const WorkloadSpec& spec);
+  // Removes a workload; its containers are stopped and removed by the loop.
+  // NotFound when no such workload exists.
+  virtual Status Delete(const std::string& name) = 0;
+
+  // --- observed state (any thread) ---
+  virtual Result<WorkloadState> Get(const std::string& name) = 0;
+  virtual Result<std::vector<WorkloadState>> List() = 0;
+  // Events with seq > after_seq, oldest first, at most `limit`.
+  virtual Result<std::vector<Event>> Events(int64_t after_seq, size_t limit) = 0;
+
+  // Calls `callback` on the loop thread for every new event, until Unsubscribe.
+  // The callback must not block and must not call Step, Detach or Close.
+  virtual SubscriptionId Subscribe(EventCallback callback) = 0;
+  virtual void Unsubscribe(SubscriptionId id) = 0;
+
+  // --- running the loop ---
+
+  // Runs petrel's own loop thread.
+  virtual Status Start() = 0;
+  // REQUIRES: called on the thread that runs `loop`, which must outlive Detach().
+  virtual Status Attach(uv_loop_s* loop) = 0;
+  // REQUIRES: called on the loop's thread. Closes petrel's handles; the embedder runs
+  // the loop until they are closed (uv_run returns when nothing else is active).
+  virtual void Detach() = 0;
+  // One reconcile pass now, on the caller's thread (manual mode only).
+  virtual Status Step() = 0;
+  // When the loop next needs to run even if nothing happens (a backoff ends, a grace
+  // period ends, or the resync is due).
+  virtual TimeMs NextWakeup() = 0;
+
+ protected:
+  Orchestrator() = default;
+};
+
+}  // namespace petrel
+
+#endif  // PETREL_ORCHESTRATOR_H_

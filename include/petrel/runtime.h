@@ -1,0 +1,107 @@
+// ContainerRuntime: the seam between petrel's reconcile loop and whatever runs
+// containers (crun/runc, Docker, containerd, or the fake in petrel/testing).
+//
+// Every adapter passes the shared conformance suite. The contract:
+//  - Containers carry the labels given at Create; List filters on them. petrel finds
+//    its own containers again after a restart through the labels alone.
+//  - Calls are synchronous and made from petrel's loop thread only; an adapter need
+//    not be thread-safe, except for the exit handler, which it may call from any thread.
+//  - Stopping is asynchronous by design: petrel sends Kill(SIGTERM), waits for the exit
+//    (via the exit handler or List), and after the grace period sends Kill(SIGKILL).
+//    No call blocks the loop for a grace period.
+//  - Containers outlive petrel: destroying the runtime object stops nothing.
+#ifndef PETREL_RUNTIME_H_
+#define PETREL_RUNTIME_H_
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "petrel/spec.h"
+#include "petrel/status.h"
+
+namespace petrel {
+
+// Labels petrel puts on every container it creates.
+inline constexpr const char kLabelWorkload[] = "io.petrel.workload";
+inline constexpr const char kLabelReplica[] = "io.petrel.replica";
+inline constexpr const char kLabelSpecHash[] = "io.petrel.spec-hash";
+inline constexpr const char kLabelNode[] = "io.petrel.node";
+// The workload's termination grace period, so a container outliving its workload's
+// spec (deleted) is still stopped as the spec asked.
+inline constexpr const char kLabelStopGrace[] = "io.petrel.stop-grace-ms";
+
+// A workload replica lowered to one container. Names are deterministic:
+// "<node>-<workload>-<index>" so a runtime refuses a duplicate by name.
+struct ContainerSpec {
+  std::string name;
+  std::map<std::string, std::string> labels;
+  std::string image;
+  std::vector<std::string> command;
+  std::vector<std::string> args;
+  std::map<std::string, std::string> env;
+  std::string working_dir;
+  std::string user;
+  std::string hostname;
+  bool read_only_rootfs = false;
+  std::vector<PortSpec> ports;
+  std::vector<MountSpec> mounts;
+  Resources resources;
+};
+
+enum class ContainerState { kCreated, kRunning, kExited };
+const char* ContainerStateName(ContainerState state);
+
+struct ContainerInfo {
+  std::string id;
+  std::string name;
+  std::map<std::string, std::string> labels;
+  ContainerState state = ContainerState::kCreated;
+  int pid = 0;         // when running
+  int exit_code = -1;  // when exited; 128+N for death by signal N
+  TimeMs created_at = 0;
+  TimeMs started_at = 0;   // 0 = never started
+  TimeMs finished_at = 0;  // 0 = not exited
+};
+
+struct LogOptions {
+  size_t tail_bytes = 64 * 1024;  // at most this many bytes from the end
+};
+
+class ContainerRuntime {
+ public:
+  using ExitHandler = std::function<void(const std::string& container_id, int exit_code)>;
+
+  virtual ~ContainerRuntime() = default;
+
+  // A short name for messages: "crun", "runc", "docker", "fake".
+  virtual std::string Name() const = 0;
+
+  // Creates a container (not started) and returns its id. AlreadyExists when a
+  // container of that name exists.
+  virtual Result<std::string> Create(const ContainerSpec& spec) = 0;
+  // REQUIRES: the container is in state kCreated.
+  virtual Status Start(const std::string& id) = 0;
+  // Sends a signal to the container's main process. OK if it already exited.
+  virtual Status Kill(const std::string& id, int signal) = 0;
+  // Removes a container that is not running, and everything it owns on disk.
+  // NotFound when no such container exists.
+  virtual Status Remove(const std::string& id) = 0;
+  // The containers whose labels include every pair of `selector`.
+  virtual Result<std::vector<ContainerInfo>> List(
+      const std::map<std::string, std::string>& selector) = 0;
+  virtual Result<ContainerInfo> Inspect(const std::string& id) = 0;
+  // The container's combined stdout and stderr, oldest first.
+  virtual Result<std::string> Logs(const std::string& id, const LogOptions& options) = 0;
+
+  // Installs the function called when a container's main process exits. Pass an
+  // empty function to remove it. petrel treats a call as a hint to look (it lists
+  // again), so a runtime may call it late, twice, or not at all; exits are then
+  // found by the periodic resync.
+  virtual void SetExitHandler(ExitHandler handler) = 0;
+};
+
+}  // namespace petrel
+
+#endif  // PETREL_RUNTIME_H_

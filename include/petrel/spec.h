@@ -1,0 +1,143 @@
+// Value types that describe what the user wants (WorkloadSpec) and what petrel
+// observed (ReplicaStatus). Plain structs, copied freely; no behaviour here beyond
+// validation and hashing, which live in lib/spec.
+//
+// Units are fixed so no field needs a unit beside it: memory in bytes, CPU in
+// millicores (1000 = one core), every duration in milliseconds, every point in
+// time in milliseconds since the Unix epoch (TimeMs).
+#ifndef PETREL_SPEC_H_
+#define PETREL_SPEC_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "petrel/status.h"
+
+namespace petrel {
+
+using TimeMs = int64_t;  // milliseconds since the Unix epoch
+
+struct PortSpec {
+  int container_port = 0;  // 1..65535
+  int host_port = 0;       // 0 = not published
+  std::string protocol = "tcp";  // "tcp" or "udp"
+  bool operator==(const PortSpec&) const;
+};
+
+struct MountSpec {
+  enum class Type { kBind, kTmpfs };
+  Type type = Type::kBind;
+  std::string source;        // host path; bind mounts only
+  std::string target;        // absolute path in the container
+  bool read_only = false;
+  int64_t size_bytes = 0;    // tmpfs only; 0 = the runtime's default
+  bool operator==(const MountSpec&) const;
+};
+
+struct Resources {
+  int64_t memory_bytes = 0;  // 0 = unlimited
+  int64_t cpu_millis = 0;    // 0 = unlimited
+  int64_t pids = 0;          // 0 = unlimited
+  bool operator==(const Resources&) const;
+};
+
+enum class RestartPolicy { kAlways, kOnFailure, kNever };
+
+struct Backoff {
+  int64_t initial_ms = 1000;    // the first restart waits this long
+  int64_t max_ms = 5 * 60 * 1000;  // the wait doubles per failure up to this
+  // A replica that stayed up this long has its failure streak forgotten.
+  // 0 = the default: the larger of 10 x initial and 60 s.
+  int64_t reset_after_ms = 0;
+  bool operator==(const Backoff&) const;
+};
+
+// One workload: a container template run as `replicas` identical replicas.
+struct WorkloadSpec {
+  std::string name;  // DNS-1123 label: [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63
+  std::map<std::string, std::string> labels;
+  int replicas = 1;
+  std::string image;  // oci:DIR, oci-archive:FILE, docker-archive:FILE or a registry ref
+  std::vector<std::string> command;  // replaces the image's entrypoint when not empty
+  std::vector<std::string> args;     // replaces the image's cmd when not empty
+  std::map<std::string, std::string> env;
+  std::string working_dir;  // "" = the image's
+  std::string user;         // "" = the image's; "uid" or "uid:gid"
+  bool read_only_rootfs = false;
+  std::vector<PortSpec> ports;
+  std::vector<MountSpec> mounts;
+  Resources resources;
+  RestartPolicy restart_policy = RestartPolicy::kAlways;
+  Backoff backoff;
+  int64_t termination_grace_ms = 10000;  // SIGTERM, then SIGKILL after this long
+
+  bool operator==(const WorkloadSpec&) const;
+};
+
+enum class Phase { kPending, kCreating, kRunning, kExited, kCrashLoop, kStopping };
+const char* PhaseName(Phase phase);
+std::optional<Phase> ParsePhase(const std::string& name);
+const char* RestartPolicyName(RestartPolicy policy);
+
+// What petrel knows of one replica. Persisted; survives restarts of petrel.
+struct ReplicaStatus {
+  std::string workload;
+  int index = 0;
+  Phase phase = Phase::kPending;
+  std::string container_id;  // "" when no container exists
+  int pid = 0;               // 0 when not running
+  int restarts = 0;          // containers created for this replica after the first
+  int last_exit_code = -1;   // -1 = never exited
+  std::string message;       // why the replica is in this phase, for humans
+  TimeMs since = 0;          // when the phase was entered
+  TimeMs next_retry = 0;     // CrashLoop: when the next restart happens
+  int failures = 0;          // consecutive failures; drives the backoff
+  std::string spec_hash;     // the template hash the current container was made from
+
+  bool operator==(const ReplicaStatus&) const;
+  bool operator!=(const ReplicaStatus& o) const { return !(*this == o); }
+};
+
+// One reconcile transition, as delivered to subscribers and kept in the event log.
+struct Event {
+  int64_t seq = 0;  // increases by one per event, never reused
+  TimeMs time = 0;
+  std::string workload;  // "" for node-wide events
+  int replica = -1;      // -1 when not about one replica
+  std::string type;      // Applied, Deleted, Created, Started, Exited, BackOff, Killing, ...
+  std::string message;
+};
+
+// --- spec helpers (lib/spec) ---
+
+// Checks names, ranges and combinations. The error names the field path
+// ("spec.resources.memory: must not be negative"); FieldError gives it apart.
+Status ValidateWorkload(const WorkloadSpec& spec);
+
+// A hash of what goes into the container (image, command, env, mounts, labels, ...),
+// not of the name, replicas, restart policy, backoff or grace period: a change here
+// replaces the replicas' containers. 16 lowercase hex digits (64 bits of SHA-256).
+std::string TemplateHash(const WorkloadSpec& spec);
+
+// Canonical JSON (sorted keys, numbers in base units) and back. SpecFromJson
+// accepts exactly what SpecToJson writes.
+std::string SpecToJson(const WorkloadSpec& spec);
+Result<WorkloadSpec> SpecFromJson(const std::string& json);
+
+// Quantities and durations as Kubernetes writes them.
+// ParseBytes("64Mi") = 67108864; ParseCpuMillis("500m") = 500, ParseCpuMillis("1.5") = 1500;
+// ParseDurationMs("1m30s") = 90000. A fraction of the base unit rounds up
+// (ParseBytes("0.5") = 1). Each fails with InvalidArgument on anything else, negative
+// values and values past INT64_MAX included; the message quotes the text
+// ("\"64Q\" is not a quantity").
+Result<int64_t> ParseBytes(const std::string& text);
+Result<int64_t> ParseCpuMillis(const std::string& text);
+Result<int64_t> ParseDurationMs(const std::string& text);
+std::string FormatDurationMs(int64_t ms);  // "1m30s", "500ms", "0s"
+
+}  // namespace petrel
+
+#endif  // PETREL_SPEC_H_

@@ -1,0 +1,85 @@
+// FakeRuntime: an in-memory ContainerRuntime for tests, petrel's and embedders'.
+//
+// Containers are records; "running" means a fake pid. Nothing runs, nothing sleeps.
+// The test plays the containers' processes: Exit() ends one with a code, and
+// SIGTERM/SIGKILL end one as a real process would (143 / 137) unless the test made
+// it ignore SIGTERM. Failures can be injected per operation.
+//
+// Thread-safe: every method may be called from any thread. The exit handler is
+// called without the runtime's lock held, on the thread that caused the exit.
+#ifndef PETREL_TESTING_FAKE_RUNTIME_H_
+#define PETREL_TESTING_FAKE_RUNTIME_H_
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "petrel/clock.h"
+#include "petrel/runtime.h"
+
+namespace petrel::testing {
+
+class FakeRuntime final : public ContainerRuntime {
+ public:
+  enum class Op { kCreate, kStart, kKill, kRemove, kList, kInspect, kLogs };
+
+  explicit FakeRuntime(std::shared_ptr<Clock> clock);
+
+  std::string Name() const override { return "fake"; }
+  Result<std::string> Create(const ContainerSpec& spec) override;
+  Status Start(const std::string& id) override;
+  Status Kill(const std::string& id, int signal) override;
+  Status Remove(const std::string& id) override;
+  Result<std::vector<ContainerInfo>> List(
+      const std::map<std::string, std::string>& selector) override;
+  Result<ContainerInfo> Inspect(const std::string& id) override;
+  Result<std::string> Logs(const std::string& id, const LogOptions& options) override;
+  void SetExitHandler(ExitHandler handler) override;
+
+  // --- test controls ---
+
+  // Ends a running container's process with `exit_code`. NotFound / FailedPrecondition
+  // when there is no such running container.
+  Status Exit(const std::string& id, int exit_code);
+  // Removes a container whatever its state, as someone with the runtime's CLI would
+  // behind petrel's back.
+  Status ForceRemove(const std::string& id);
+  // The next `times` calls of `op` fail with `status`.
+  void FailNext(Op op, Status status, int times = 1);
+  // When true, SIGTERM does not end containers (SIGKILL still does).
+  void SetIgnoreSigterm(bool ignore);
+  // Appends to a container's log.
+  void AppendLog(const std::string& id, const std::string& text);
+  // The spec a container was created from.
+  Result<ContainerSpec> SpecOf(const std::string& id);
+  // Every container, in creation order.
+  std::vector<ContainerInfo> Containers();
+  // How many times `op` was called (failed calls included).
+  int Calls(Op op);
+
+ private:
+  struct Container {
+    ContainerInfo info;
+    ContainerSpec spec;
+    std::string log;
+  };
+  Status TakeInjected(Op op);  // REQUIRES: mu_ held
+  void EndProcess(Container* c, int exit_code);  // REQUIRES: mu_ held
+  void NotifyExit(const std::string& id, int exit_code);  // REQUIRES: mu_ not held
+
+  std::shared_ptr<Clock> clock_;
+  std::mutex mu_;
+  std::vector<Container> containers_;  // creation order; few, so linear search is fine
+  std::map<Op, std::pair<Status, int>> injected_;
+  std::map<Op, int> calls_;
+  bool ignore_sigterm_ = false;
+  int next_id_ = 1;
+  int next_pid_ = 1000;
+  std::shared_ptr<ExitHandler> exit_handler_;
+};
+
+}  // namespace petrel::testing
+
+#endif  // PETREL_TESTING_FAKE_RUNTIME_H_

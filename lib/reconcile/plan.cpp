@@ -1,0 +1,363 @@
+#include "lib/reconcile/plan.h"
+
+#include <algorithm>
+#include <charconv>
+#include <csignal>
+#include <string_view>
+
+namespace petrel::internal {
+namespace {
+
+using SlotKey = std::pair<std::string_view, int>;
+
+struct SlotKeyHash {
+  size_t operator()(const SlotKey& k) const {
+    return std::hash<std::string_view>()(k.first) * 1000003u ^ static_cast<size_t>(k.second);
+  }
+};
+
+// What a container's labels say it is. ok=false for a container without petrel's labels.
+struct Identity {
+  bool ok = false;
+  std::string_view workload;
+  int replica = -1;
+  std::string_view hash;
+};
+
+Identity Identify(const ContainerInfo& c) {
+  Identity id;
+  auto w = c.labels.find(kLabelWorkload);
+  auto r = c.labels.find(kLabelReplica);
+  auto h = c.labels.find(kLabelSpecHash);
+  if (w == c.labels.end() || r == c.labels.end() || h == c.labels.end()) return id;
+  const std::string& rs = r->second;
+  auto [end, ec] = std::from_chars(rs.data(), rs.data() + rs.size(), id.replica);
+  if (ec != std::errc() || end != rs.data() + rs.size() || id.replica < 0) return id;
+  id.workload = w->second;
+  id.hash = h->second;
+  id.ok = true;
+  return id;
+}
+
+// The grace period a container was created with; the default when unlabelled.
+int64_t GraceOf(const ContainerInfo& c) {
+  auto it = c.labels.find(kLabelStopGrace);
+  if (it == c.labels.end()) return kDefaultGraceMs;
+  int64_t ms = 0;
+  const std::string& v = it->second;
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), ms);
+  if (ec != std::errc() || end != v.data() + v.size() || ms < 0) return kDefaultGraceMs;
+  return ms;
+}
+
+// Which of two containers of the same template to keep: a running one, then the
+// newest, so a replica never ends up with a stale twin.
+bool Better(const ContainerInfo& a, const ContainerInfo* b) {
+  if (b == nullptr) return true;
+  bool ar = a.state == ContainerState::kRunning, br = b->state == ContainerState::kRunning;
+  if (ar != br) return ar;
+  if (a.created_at != b->created_at) return a.created_at > b->created_at;
+  return a.id > b->id;
+}
+
+std::string ExitText(int code) {
+  if (code > 128 && code < 128 + 65) {
+    return "killed by signal " + std::to_string(code - 128) + " (exit code " +
+           std::to_string(code) + ")";
+  }
+  return "exit code " + std::to_string(code);
+}
+
+class Planner {
+ public:
+  explicit Planner(const PlanInput& in) : in_(in) {}
+
+  PlanOutput Run() {
+    Index();
+    // Containers no workload replica wants any more: deleted workloads, scaled-down
+    // replicas, unknown leftovers carrying our labels.
+    for (const auto& [key, containers] : slots_) {
+      auto d = desired_.find(key.first);
+      bool wanted = d != desired_.end() && key.second < d->second->spec->replicas;
+      if (wanted) continue;
+      for (const ContainerInfo* c : containers) {
+        if (d == desired_.end()) {
+          Stop(*c, std::string(key.first), key.second, GraceOf(*c), "workload deleted");
+        } else {
+          Stop(*c, std::string(key.first), key.second, d->second->spec->termination_grace_ms,
+               "scaled down");
+        }
+      }
+    }
+    for (const DesiredWorkload& d : in_.desired) {
+      for (int i = 0; i < d.spec->replicas; i++) Replica(d, i);
+    }
+    ForgetUnwanted();
+    return std::move(out_);
+  }
+
+ private:
+  void Index() {
+    desired_.reserve(in_.desired.size());
+    for (const DesiredWorkload& d : in_.desired) desired_.emplace(d.spec->name, &d);
+    status_.reserve(in_.replicas.size());
+    for (const ReplicaStatus& r : in_.replicas) status_.emplace(SlotKey(r.workload, r.index), &r);
+    slots_.reserve(in_.containers.size());
+    for (const ContainerInfo& c : in_.containers) {
+      Identity id = Identify(c);
+      if (!id.ok) continue;
+      slots_[SlotKey(id.workload, id.replica)].push_back(&c);
+      hashes_.emplace(&c, id.hash);
+    }
+  }
+
+  void Wake(TimeMs t) { out_.next_wakeup = std::min(out_.next_wakeup, t); }
+
+  void AddEvent(const std::string& workload, int replica, const char* type, std::string msg) {
+    Event e;
+    e.workload = workload;
+    e.replica = replica;
+    e.type = type;
+    e.message = std::move(msg);
+    out_.events.push_back(std::move(e));
+  }
+
+  Action MakeAction(Action::Type type, const std::string& workload, int replica,
+                    const ContainerInfo* c, std::string reason) {
+    Action a;
+    a.type = type;
+    a.workload = workload;
+    a.replica = replica;
+    if (c != nullptr) a.container_id = c->id;
+    a.reason = std::move(reason);
+    return a;
+  }
+
+  // Moves a container toward gone: remove it if stopped, else SIGTERM, then SIGKILL
+  // once the grace period has passed.
+  void Stop(const ContainerInfo& c, const std::string& workload, int replica, int64_t grace,
+            const std::string& why) {
+    if (c.state != ContainerState::kRunning) {
+      out_.actions.push_back(MakeAction(Action::Type::kRemove, workload, replica, &c, why));
+      return;
+    }
+    auto k = in_.kills.find(c.id);
+    if (k == in_.kills.end()) {
+      Action a = MakeAction(Action::Type::kKill, workload, replica, &c,
+                            why + ": SIGTERM, SIGKILL after " + FormatDurationMs(grace));
+      a.signal = SIGTERM;
+      out_.actions.push_back(std::move(a));
+      Wake(in_.now + grace);
+      return;
+    }
+    if (k->second.kill_sent) return;  // SIGKILL cannot be ignored; wait for the exit
+    TimeMs deadline = k->second.term_sent_at + grace;
+    if (in_.now < deadline) {
+      Wake(deadline);
+      return;
+    }
+    Action a = MakeAction(Action::Type::kKill, workload, replica, &c,
+                          why + ": grace period of " + FormatDurationMs(grace) +
+                              " ended, SIGKILL");
+    a.signal = SIGKILL;
+    out_.actions.push_back(std::move(a));
+  }
+
+  void Replica(const DesiredWorkload& d, int index) {
+    const WorkloadSpec& spec = *d.spec;
+    SlotKey key(spec.name, index);
+    auto st = status_.find(key);
+    ReplicaStatus cur;
+    if (st != status_.end()) {
+      cur = *st->second;
+    } else {
+      cur.workload = spec.name;
+      cur.index = index;
+    }
+    ReplicaStatus next = cur;
+
+    const ContainerInfo* keep = nullptr;
+    bool old_present = false;
+    auto slot = slots_.find(key);
+    if (slot != slots_.end()) {
+      for (const ContainerInfo* c : slot->second) {
+        if (hashes_[c] == d.hash && Better(*c, keep)) keep = c;
+      }
+      for (const ContainerInfo* c : slot->second) {
+        if (c == keep) continue;
+        bool same = hashes_[c] == d.hash;
+        Stop(*c, spec.name, index, spec.termination_grace_ms,
+             same ? "duplicate container" : "spec changed");
+        if (!same) old_present = true;
+      }
+    }
+
+    if (keep != nullptr) {
+      Existing(d, *keep, cur, &next);
+    } else if (old_present) {
+      next.phase = Phase::kStopping;
+      next.container_id.clear();
+      next.pid = 0;
+      next.message = "replacing: waiting for the old container to stop";
+    } else if (cur.spec_hash == d.hash && cur.phase == Phase::kExited) {
+      // Done under its restart policy; its container may be gone, which is fine.
+    } else if (cur.spec_hash == d.hash && cur.phase == Phase::kCrashLoop &&
+               in_.now < cur.next_retry) {
+      Wake(cur.next_retry);
+    } else {
+      std::string why = "creating";
+      if (cur.phase == Phase::kRunning && !cur.container_id.empty()) {
+        why = "container " + cur.container_id + " disappeared; recreating";
+      } else if (cur.phase == Phase::kCrashLoop) {
+        why = "retrying after back-off";
+      }
+      Create(d, index, std::move(why));
+    }
+    if (next.phase != cur.phase) next.since = in_.now;
+    bool changed = st == status_.end() ? next.phase != Phase::kPending : next != cur;
+    if (changed) out_.status_updates.push_back(std::move(next));
+  }
+
+  // A container of the current template exists for this replica.
+  void Existing(const DesiredWorkload& d, const ContainerInfo& c, const ReplicaStatus& cur,
+                ReplicaStatus* next) {
+    const WorkloadSpec& spec = *d.spec;
+    next->container_id = c.id;
+    next->spec_hash = d.hash;
+    switch (c.state) {
+      case ContainerState::kCreated:
+        next->phase = Phase::kCreating;
+        next->pid = 0;
+        out_.actions.push_back(
+            MakeAction(Action::Type::kStart, spec.name, next->index, &c, "starting"));
+        return;
+      case ContainerState::kRunning:
+        if (cur.container_id != c.id) {
+          AddEvent(spec.name, next->index, "Adopted",
+                   "running container " + c.id + " (pid " + std::to_string(c.pid) + ")");
+        }
+        next->phase = Phase::kRunning;
+        next->pid = c.pid;
+        next->message.clear();
+        next->next_retry = 0;
+        return;
+      case ContainerState::kExited:
+        break;
+    }
+    bool recorded = cur.container_id == c.id &&
+                    (cur.phase == Phase::kExited || cur.phase == Phase::kCrashLoop);
+    if (!recorded) {
+      int code = c.exit_code;
+      bool restart = spec.restart_policy == RestartPolicy::kAlways ||
+                     (spec.restart_policy == RestartPolicy::kOnFailure && code != 0);
+      TimeMs finished = c.finished_at > 0 ? c.finished_at : in_.now;
+      next->pid = 0;
+      next->last_exit_code = code;
+      if (!restart) {
+        next->phase = Phase::kExited;
+        next->next_retry = 0;
+        next->message = code == 0 ? "completed" : "exited: " + ExitText(code);
+        AddEvent(spec.name, next->index, "Exited",
+                 ExitText(code) + "; restartPolicy " + RestartPolicyName(spec.restart_policy) +
+                     ", not restarting");
+      } else {
+        bool stayed_up = c.started_at > 0 && finished - c.started_at >= BackoffResetMs(spec.backoff);
+        next->failures = (stayed_up ? 0 : cur.failures) + 1;
+        int64_t delay = BackoffDelayMs(spec.backoff, next->failures);
+        next->next_retry = finished + delay;
+        next->phase = Phase::kCrashLoop;
+        next->message = "exited: " + ExitText(code) + "; back-off " + FormatDurationMs(delay);
+        AddEvent(spec.name, next->index, "BackOff",
+                 ExitText(code) + "; restarting in " + FormatDurationMs(delay) + " (failure " +
+                     std::to_string(next->failures) + ")");
+      }
+    }
+    if (next->phase != Phase::kCrashLoop) return;
+    if (in_.now < next->next_retry) {
+      Wake(next->next_retry);
+      return;
+    }
+    out_.actions.push_back(MakeAction(Action::Type::kRemove, spec.name, next->index, &c,
+                                      "restarting after " + ExitText(next->last_exit_code)));
+    Create(d, next->index, "restarting after back-off");
+  }
+
+  void Create(const DesiredWorkload& d, int index, std::string why) {
+    Action a = MakeAction(Action::Type::kCreate, d.spec->name, index, nullptr, std::move(why));
+    a.container = LowerToContainer(in_.node, *d.spec, d.hash, index);
+    out_.actions.push_back(std::move(a));
+  }
+
+  // Status rows of replicas that are no longer wanted: Stopping while a container is
+  // left, deleted once none is.
+  void ForgetUnwanted() {
+    for (const ReplicaStatus& r : in_.replicas) {
+      auto d = desired_.find(r.workload);
+      if (d != desired_.end() && r.index < d->second->spec->replicas) continue;
+      auto slot = slots_.find(SlotKey(r.workload, r.index));
+      if (slot == slots_.end() || slot->second.empty()) {
+        out_.status_deletes.emplace_back(r.workload, r.index);
+        continue;
+      }
+      if (r.phase != Phase::kStopping) {
+        ReplicaStatus next = r;
+        next.phase = Phase::kStopping;
+        next.since = in_.now;
+        next.message = d == desired_.end() ? "workload deleted" : "scaled down";
+        out_.status_updates.push_back(std::move(next));
+      }
+    }
+  }
+
+  const PlanInput& in_;
+  PlanOutput out_;
+  std::unordered_map<std::string_view, const DesiredWorkload*> desired_;
+  std::unordered_map<SlotKey, const ReplicaStatus*, SlotKeyHash> status_;
+  std::unordered_map<SlotKey, std::vector<const ContainerInfo*>, SlotKeyHash> slots_;
+  std::unordered_map<const ContainerInfo*, std::string_view> hashes_;
+};
+
+}  // namespace
+
+PlanOutput Plan(const PlanInput& input) { return Planner(input).Run(); }
+
+int64_t BackoffDelayMs(const Backoff& backoff, int failures) {
+  int64_t delay = backoff.initial_ms;
+  for (int i = 1; i < failures && delay < backoff.max_ms; i++) delay *= 2;
+  return std::min(delay, backoff.max_ms);
+}
+
+int64_t BackoffResetMs(const Backoff& backoff) {
+  if (backoff.reset_after_ms > 0) return backoff.reset_after_ms;
+  return std::max<int64_t>(10 * backoff.initial_ms, 60000);
+}
+
+std::string ContainerName(const std::string& node, const std::string& workload, int index) {
+  return "petrel_" + node + "_" + workload + "_" + std::to_string(index);
+}
+
+ContainerSpec LowerToContainer(const std::string& node, const WorkloadSpec& spec,
+                               const std::string& hash, int index) {
+  ContainerSpec c;
+  c.name = ContainerName(node, spec.name, index);
+  c.labels = spec.labels;
+  c.labels[kLabelWorkload] = spec.name;
+  c.labels[kLabelReplica] = std::to_string(index);
+  c.labels[kLabelSpecHash] = hash;
+  c.labels[kLabelNode] = node;
+  c.labels[kLabelStopGrace] = std::to_string(spec.termination_grace_ms);
+  c.image = spec.image;
+  c.command = spec.command;
+  c.args = spec.args;
+  c.env = spec.env;
+  c.working_dir = spec.working_dir;
+  c.user = spec.user;
+  c.hostname = spec.name + "-" + std::to_string(index);
+  c.read_only_rootfs = spec.read_only_rootfs;
+  c.ports = spec.ports;
+  c.mounts = spec.mounts;
+  c.resources = spec.resources;
+  return c;
+}
+
+}  // namespace petrel::internal

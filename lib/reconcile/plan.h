@@ -1,0 +1,87 @@
+// Plan: the pure heart of the reconcile loop.
+//
+//   Plan(desired, observed, now) -> actions + status changes + events + next wake-up
+//
+// No I/O, no clock, no randomness: the same input gives the same output, so the
+// whole restart/backoff/replace/drift logic is tested and benchmarked as a function.
+// The executor (reconciler.h) runs the actions against a ContainerRuntime and records
+// their outcome with the helpers below.
+#ifndef PETREL_LIB_RECONCILE_PLAN_H_
+#define PETREL_LIB_RECONCILE_PLAN_H_
+
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "petrel/runtime.h"
+#include "petrel/spec.h"
+
+namespace petrel::internal {
+
+inline constexpr TimeMs kNever = std::numeric_limits<TimeMs>::max();
+// Grace period for a container whose workload is gone and which lacks the
+// kLabelStopGrace label.
+inline constexpr int64_t kDefaultGraceMs = 10000;
+
+struct DesiredWorkload {
+  const WorkloadSpec* spec = nullptr;  // not owned; outlives the Plan call
+  std::string hash;                   // TemplateHash(*spec)
+};
+
+// What the executor remembers of a stop in progress (memory only: after a restart
+// of petrel a stop simply starts over).
+struct KillState {
+  TimeMs term_sent_at = 0;
+  bool kill_sent = false;
+};
+
+struct PlanInput {
+  std::string node;
+  std::vector<DesiredWorkload> desired;
+  std::vector<ContainerInfo> containers;  // the runtime's containers labelled for `node`
+  std::vector<ReplicaStatus> replicas;    // stored status of every replica
+  std::unordered_map<std::string, KillState> kills;  // by container id
+  TimeMs now = 0;
+};
+
+struct Action {
+  enum class Type { kCreate, kStart, kKill, kRemove };
+  Type type = Type::kCreate;
+  std::string workload;
+  int replica = -1;
+  std::string container_id;  // kStart, kKill, kRemove
+  int signal = 0;            // kKill
+  ContainerSpec container;   // kCreate: created and then started
+  std::string reason;        // for the event that reports the action
+};
+
+struct PlanOutput {
+  // In order. Actions of one (workload, replica) depend on the earlier ones of the
+  // same replica: when one fails the executor skips the rest of that replica.
+  std::vector<Action> actions;
+  std::vector<ReplicaStatus> status_updates;            // full new values, changed only
+  std::vector<std::pair<std::string, int>> status_deletes;  // replicas no longer wanted
+  std::vector<Event> events;                            // seq and time left for the caller
+  TimeMs next_wakeup = kNever;  // a backoff or grace period ends then
+};
+
+PlanOutput Plan(const PlanInput& input);
+
+// --- shared with the executor ---
+
+// How long the `failures`-th consecutive failure waits: initial * 2^(failures-1), capped.
+int64_t BackoffDelayMs(const Backoff& backoff, int failures);
+// How long a replica must stay up for its failure streak to be forgotten.
+int64_t BackoffResetMs(const Backoff& backoff);
+// "petrel_<node>_<workload>_<index>": names never collide across nodes or workloads,
+// because '_' is in neither a node name nor a DNS-1123 label.
+std::string ContainerName(const std::string& node, const std::string& workload, int index);
+ContainerSpec LowerToContainer(const std::string& node, const WorkloadSpec& spec,
+                               const std::string& hash, int index);
+
+}  // namespace petrel::internal
+
+#endif  // PETREL_LIB_RECONCILE_PLAN_H_

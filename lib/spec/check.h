@@ -1,0 +1,49 @@
+// Workload validation as a pure function, and the limits it enforces.
+//
+// CheckWorkload names the failing field by its manifest path ("metadata.name",
+// "spec.ports[0].containerPort", "spec.env.MODE") so the manifest layer can map it
+// back to a file position; ValidateWorkload (spec.h) is its Status form.
+#ifndef PETREL_LIB_SPEC_CHECK_H_
+#define PETREL_LIB_SPEC_CHECK_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "petrel/spec.h"
+
+namespace petrel::internal {
+
+// Upper bounds on what a WorkloadSpec may ask for. Anything above is a typo, not a plan.
+inline constexpr int kMaxReplicas = 10000;
+inline constexpr int64_t kMaxMemoryBytes = int64_t{1} << 40;  // 1Ti
+inline constexpr int64_t kMaxCpuMillis = 1024 * 1000;         // 1024 cores
+inline constexpr int64_t kMaxPids = 4194304;                  // Linux PID_MAX_LIMIT
+inline constexpr int64_t kMaxBackoffMs = 24 * 3600 * 1000;    // initial, max, resetAfter
+inline constexpr int64_t kMaxGraceMs = 3600 * 1000;           // terminationGracePeriod
+
+// One validation failure: `path` is the field's manifest path, `reason` says what is
+// wrong with it ("must be at most 10000").
+struct FieldError {
+  std::string path;
+  std::string reason;
+};
+
+// Returns the first failure in field order, or nothing when `spec` is valid.
+std::optional<FieldError> CheckWorkload(const WorkloadSpec& spec);
+
+// `value` in double quotes with JSON-style escapes, cut after 64 bytes with "...":
+// safe to put a user's value into a one-line error message.
+std::string Quote(std::string_view value);
+
+// `parent` + "." + `key`, the key escaped and cut like Quote does, so that a field
+// path stays one short printable line whatever keys a manifest uses.
+std::string KeyPath(std::string_view parent, std::string_view key);
+
+// The RestartPolicy named `name` ("Always", "OnFailure", "Never"), if any.
+std::optional<RestartPolicy> ParseRestartPolicy(std::string_view name);
+
+}  // namespace petrel::internal
+
+#endif  // PETREL_LIB_SPEC_CHECK_H_

@@ -1,0 +1,464 @@
+// Comparison, names and validation of the spec value types.
+#include "petrel/spec.h"
+
+#include <cstdio>
+#include <tuple>
+
+#include "lib/spec/check.h"
+
+namespace petrel {
+
+bool PortSpec::operator==(const PortSpec& o) const {
+  return std::tie(container_port, host_port, protocol) ==
+         std::tie(o.container_port, o.host_port, o.protocol);
+}
+
+bool MountSpec::operator==(const MountSpec& o) const {
+  return std::tie(type, source, target, read_only, size_bytes) ==
+         std::tie(o.type, o.source, o.target, o.read_only, o.size_bytes);
+}
+
+bool Resources::operator==(const Resources& o) const {
+  return std::tie(memory_bytes, cpu_millis, pids) == std::tie(o.memory_bytes, o.cpu_millis, o.pids);
+}
+
+bool Backoff::operator==(const Backoff& o) const {
+  return std::tie(initial_ms, max_ms, reset_after_ms) ==
+         std::tie(o.initial_ms, o.max_ms, o.reset_after_ms);
+}
+
+bool WorkloadSpec::operator==(const WorkloadSpec& o) const {
+  return std::tie(name, labels, replicas, image, command, args, env, working_dir, user,
+                  read_only_rootfs, ports, mounts, resources, restart_policy, backoff,
+                  termination_grace_ms) ==
+         std::tie(o.name, o.labels, o.replicas, o.image, o.command, o.args, o.env, o.working_dir,
+                  o.user, o.read_only_rootfs, o.ports, o.mounts, o.resources, o.restart_policy,
+                  o.backoff, o.termination_grace_ms);
+}
+
+bool ReplicaStatus::operator==(const ReplicaStatus& o) const {
+  return std::tie(workload, index, phase, container_id, pid, restarts, last_exit_code, message,
+                  since, next_retry, failures, spec_hash) ==
+         std::tie(o.workload, o.index, o.phase, o.container_id, o.pid, o.restarts, o.last_exit_code,
+                  o.message, o.since, o.next_retry, o.failures, o.spec_hash);
+}
+
+namespace {
+
+constexpr Phase kPhases[] = {Phase::kPending, Phase::kCreating,  Phase::kRunning,
+                             Phase::kExited,  Phase::kCrashLoop, Phase::kStopping};
+constexpr RestartPolicy kPolicies[] = {RestartPolicy::kAlways, RestartPolicy::kOnFailure,
+                                       RestartPolicy::kNever};
+
+}  // namespace
+
+const char* PhaseName(Phase phase) {
+  switch (phase) {
+    case Phase::kPending: return "Pending";
+    case Phase::kCreating: return "Creating";
+    case Phase::kRunning: return "Running";
+    case Phase::kExited: return "Exited";
+    case Phase::kCrashLoop: return "CrashLoop";
+    case Phase::kStopping: return "Stopping";
+  }
+  return "Unknown";
+}
+
+std::optional<Phase> ParsePhase(const std::string& name) {
+  for (Phase p : kPhases) {
+    if (name == PhaseName(p)) return p;
+  }
+  return std::nullopt;
+}
+
+const char* RestartPolicyName(RestartPolicy policy) {
+  switch (policy) {
+    case RestartPolicy::kAlways: return "Always";
+    case RestartPolicy::kOnFailure: return "OnFailure";
+    case RestartPolicy::kNever: return "Never";
+  }
+  return "Unknown";
+}
+
+namespace internal {
+
+std::optional<RestartPolicy> ParseRestartPolicy(std::string_view name) {
+  for (RestartPolicy p : kPolicies) {
+    if (name == RestartPolicyName(p)) return p;
+  }
+  return std::nullopt;
+}
+
+namespace {
+
+// Appends `value` with JSON-style escapes, cut after 64 bytes (at a UTF-8 character
+// boundary) with "...".
+void AppendEscaped(std::string_view value, std::string* out) {
+  size_t shown = value.size() < 64 ? value.size() : 64;
+  while (shown > 0 && shown < value.size() && (value[shown] & 0xc0) == 0x80) shown--;
+  for (size_t i = 0; i < shown; i++) {
+    unsigned char c = static_cast<unsigned char>(value[i]);
+    switch (c) {
+      case '"': *out += "\\\""; break;
+      case '\\': *out += "\\\\"; break;
+      case '\n': *out += "\\n"; break;
+      case '\t': *out += "\\t"; break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          char buf[8];
+          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+          *out += buf;
+        } else {
+          *out += static_cast<char>(c);
+        }
+    }
+  }
+  if (shown < value.size()) *out += "...";
+}
+
+}  // namespace
+
+std::string Quote(std::string_view value) {
+  std::string out = "\"";
+  AppendEscaped(value, &out);
+  out += '"';
+  return out;
+}
+
+std::string KeyPath(std::string_view parent, std::string_view key) {
+  std::string out(parent);
+  out += '.';
+  AppendEscaped(key, &out);
+  return out;
+}
+
+namespace {
+
+bool IsLower(char c) { return c >= 'a' && c <= 'z'; }
+bool IsUpper(char c) { return c >= 'A' && c <= 'Z'; }
+bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+bool IsAlnum(char c) { return IsLower(c) || IsUpper(c) || IsDigit(c); }
+
+// Kubernetes' DNS-1123 label: [a-z0-9]([-a-z0-9]*[a-z0-9])?, 1..63 bytes.
+bool IsDnsLabel(std::string_view s) {
+  if (s.empty() || s.size() > 63) return false;
+  for (char c : s) {
+    if (!IsLower(c) && !IsDigit(c) && c != '-') return false;
+  }
+  return s.front() != '-' && s.back() != '-';
+}
+
+// DNS-1123 subdomain: dot-separated labels, at most 253 bytes.
+bool IsDnsSubdomain(std::string_view s) {
+  if (s.empty() || s.size() > 253) return false;
+  size_t start = 0;
+  while (true) {
+    size_t dot = s.find('.', start);
+    if (!IsDnsLabel(s.substr(start, dot == std::string_view::npos ? dot : dot - start))) {
+      return false;
+    }
+    if (dot == std::string_view::npos) return true;
+    start = dot + 1;
+  }
+}
+
+// The name part of a label key, and a non-empty label value:
+// [A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?, 1..63 bytes.
+bool IsLabelName(std::string_view s) {
+  if (s.empty() || s.size() > 63) return false;
+  for (char c : s) {
+    if (!IsAlnum(c) && c != '-' && c != '_' && c != '.') return false;
+  }
+  return IsAlnum(s.front()) && IsAlnum(s.back());
+}
+
+// A Kubernetes qualified name: [subdomain "/"] name.
+bool IsLabelKey(std::string_view s) {
+  size_t slash = s.find('/');
+  if (slash == std::string_view::npos) return IsLabelName(s);
+  return IsDnsSubdomain(s.substr(0, slash)) && IsLabelName(s.substr(slash + 1));
+}
+
+bool IsEnvName(std::string_view s) {
+  if (s.empty() || IsDigit(s.front())) return false;
+  for (char c : s) {
+    if (!IsAlnum(c) && c != '_') return false;
+  }
+  return true;
+}
+
+bool IsUtf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t extra;
+    uint32_t cp;
+    if (c < 0x80) {
+      i++;
+      continue;
+    } else if ((c & 0xe0) == 0xc0) {
+      extra = 1;
+      cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      extra = 2;
+      cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+      extra = 3;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (s.size() - i <= extra) return false;
+    for (size_t k = 1; k <= extra; k++) {
+      unsigned char cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    // Overlong forms, UTF-16 surrogates and values past U+10FFFF are not UTF-8.
+    static constexpr uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
+    if (cp < kMin[extra] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+    i += extra + 1;
+  }
+  return true;
+}
+
+// Why `s` cannot be passed to the kernel or a runtime as text, or nothing.
+std::optional<std::string> TextProblem(std::string_view s) {
+  if (s.find('\0') != std::string_view::npos) return "must not contain NUL";
+  if (!IsUtf8(s)) return "must be valid UTF-8";
+  return std::nullopt;
+}
+
+// Why `s` is not a clean absolute path, or nothing.
+std::optional<std::string> PathProblem(std::string_view s) {
+  if (auto p = TextProblem(s)) return p;
+  if (s.empty() || s.front() != '/') return Quote(s) + " must be an absolute path";
+  size_t start = 1;
+  while (start <= s.size()) {
+    size_t slash = s.find('/', start);
+    if (slash == std::string_view::npos) slash = s.size();
+    if (s.substr(start, slash - start) == "..") return Quote(s) + " must not contain \"..\"";
+    start = slash + 1;
+  }
+  return std::nullopt;
+}
+
+// Transports whose remainder is a local path (skopeo's spelling).
+constexpr std::string_view kPathTransports[] = {"oci:", "oci-archive:", "docker-archive:"};
+
+std::optional<std::string> ImageProblem(std::string_view image) {
+  for (std::string_view transport : kPathTransports) {
+    if (image.substr(0, transport.size()) == transport) {
+      return PathProblem(image.substr(transport.size()));
+    }
+  }
+  // A registry reference: [host[:port]/]path[:tag][@digest], kept to its alphabet.
+  bool ok = !image.empty() && image.size() <= 1024 && image.front() != '/' &&
+            image.front() != ':' && image.back() != '/' &&
+            image.find("//") == std::string_view::npos;
+  for (char c : image) {
+    if (!IsAlnum(c) && c != '.' && c != '_' && c != '-' && c != '/' && c != ':' && c != '@' &&
+        c != '+') {
+      ok = false;
+    }
+  }
+  if (ok) return std::nullopt;
+  return Quote(image) +
+         " is not an image (want oci:DIR, oci-archive:FILE, docker-archive:FILE or a "
+         "registry reference)";
+}
+
+// "uid" or "uid:gid", decimal, each below 2^32-1 (which means "no id").
+bool IsUser(std::string_view s) {
+  auto is_id = [](std::string_view id) {
+    if (id.empty() || id.size() > 10) return false;
+    uint64_t v = 0;
+    for (char c : id) {
+      if (!IsDigit(c)) return false;
+      v = v * 10 + static_cast<uint64_t>(c - '0');
+    }
+    return v < 4294967295u;
+  };
+  size_t colon = s.find(':');
+  if (colon == std::string_view::npos) return is_id(s);
+  return is_id(s.substr(0, colon)) && is_id(s.substr(colon + 1));
+}
+
+std::string Index(const char* list, size_t i) {
+  return std::string(list) + "[" + std::to_string(i) + "]";
+}
+
+// Checks 0 <= value <= max; `max_text` is max as the user would write it.
+std::optional<FieldError> CheckRange(const std::string& path, int64_t value, int64_t max,
+                                     const std::string& max_text) {
+  if (value < 0) return FieldError{path, "must not be negative"};
+  if (value > max) return FieldError{path, "must be at most " + max_text};
+  return std::nullopt;
+}
+
+std::optional<FieldError> CheckMetadata(const WorkloadSpec& spec) {
+  if (spec.name.empty()) return FieldError{"metadata.name", "is required"};
+  if (!IsDnsLabel(spec.name)) {
+    return FieldError{"metadata.name",
+                      Quote(spec.name) +
+                          " is not a DNS-1123 label (lowercase letters, digits and '-', "
+                          "starting and ending with a letter or digit, at most 63)"};
+  }
+  for (const auto& [key, value] : spec.labels) {
+    std::string path = KeyPath("metadata.labels", key);
+    if (!IsLabelKey(key)) {
+      return FieldError{path, Quote(key) +
+                                  " is not a label key ([prefix/]name; name is at "
+                                  "most 63 of [A-Za-z0-9-_.], alphanumeric at "
+                                  "both ends)"};
+    }
+    if (!value.empty() && !IsLabelName(value)) {
+      return FieldError{path, Quote(value) +
+                                  " is not a label value (at most 63 of "
+                                  "[A-Za-z0-9-_.], alphanumeric at both ends)"};
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<FieldError> CheckProcess(const WorkloadSpec& spec) {
+  if (auto e =
+          CheckRange("spec.replicas", spec.replicas, kMaxReplicas, std::to_string(kMaxReplicas))) {
+    return e;
+  }
+  if (spec.image.empty()) return FieldError{"spec.image", "is required"};
+  if (auto p = ImageProblem(spec.image)) return FieldError{"spec.image", *p};
+  for (size_t i = 0; i < spec.command.size(); i++) {
+    if (auto p = TextProblem(spec.command[i])) {
+      return FieldError{"spec." + Index("command", i), *p};
+    }
+  }
+  if (!spec.command.empty() && spec.command[0].empty()) {
+    return FieldError{"spec.command[0]", "must not be empty"};
+  }
+  for (size_t i = 0; i < spec.args.size(); i++) {
+    if (auto p = TextProblem(spec.args[i])) return FieldError{"spec." + Index("args", i), *p};
+  }
+  for (const auto& [key, value] : spec.env) {
+    std::string path = KeyPath("spec.env", key);
+    if (!IsEnvName(key)) {
+      return FieldError{path, Quote(key) +
+                                  " is not an environment variable name "
+                                  "([A-Za-z_][A-Za-z0-9_]*)"};
+    }
+    if (auto p = TextProblem(value)) return FieldError{path, *p};
+  }
+  if (!spec.working_dir.empty()) {
+    if (auto p = PathProblem(spec.working_dir)) return FieldError{"spec.workingDir", *p};
+  }
+  if (!spec.user.empty() && !IsUser(spec.user)) {
+    return FieldError{"spec.user", Quote(spec.user) + " is not uid or uid:gid (numbers)"};
+  }
+  return std::nullopt;
+}
+
+std::optional<FieldError> CheckPorts(const std::vector<PortSpec>& ports) {
+  for (size_t i = 0; i < ports.size(); i++) {
+    const PortSpec& p = ports[i];
+    std::string path = "spec." + Index("ports", i);
+    if (p.container_port < 1 || p.container_port > 65535) {
+      return FieldError{path + ".containerPort", "must be between 1 and 65535"};
+    }
+    if (p.host_port < 0 || p.host_port > 65535) {
+      return FieldError{path + ".hostPort", "must be between 0 and 65535"};
+    }
+    if (p.protocol != "tcp" && p.protocol != "udp") {
+      return FieldError{path + ".protocol", Quote(p.protocol) + " is not tcp or udp"};
+    }
+    for (size_t j = 0; j < i; j++) {
+      const PortSpec& q = ports[j];
+      if (q.protocol != p.protocol) continue;
+      if (q.container_port == p.container_port) {
+        return FieldError{path + ".containerPort", "duplicates spec." + Index("ports", j)};
+      }
+      if (p.host_port != 0 && q.host_port == p.host_port) {
+        return FieldError{path + ".hostPort", "duplicates spec." + Index("ports", j)};
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<FieldError> CheckMounts(const std::vector<MountSpec>& mounts) {
+  for (size_t i = 0; i < mounts.size(); i++) {
+    const MountSpec& m = mounts[i];
+    std::string path = "spec." + Index("mounts", i);
+    if (m.target.empty()) return FieldError{path + ".target", "is required"};
+    if (auto p = PathProblem(m.target)) return FieldError{path + ".target", *p};
+    if (m.target == "/") return FieldError{path + ".target", "must not be /"};
+    for (size_t j = 0; j < i; j++) {
+      if (mounts[j].target == m.target) {
+        return FieldError{path + ".target", "duplicates spec." + Index("mounts", j)};
+      }
+    }
+    if (m.type == MountSpec::Type::kBind) {
+      if (m.source.empty()) return FieldError{path + ".source", "is required for a bind mount"};
+      if (auto p = PathProblem(m.source)) return FieldError{path + ".source", *p};
+      if (m.size_bytes != 0) {
+        return FieldError{path + ".size", "applies to tmpfs mounts only"};
+      }
+    } else {
+      if (!m.source.empty()) {
+        return FieldError{path + ".source", "must not be set for a tmpfs mount"};
+      }
+      if (auto e = CheckRange(path + ".size", m.size_bytes, kMaxMemoryBytes, "1Ti")) return e;
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<FieldError> CheckLimits(const WorkloadSpec& spec) {
+  const Resources& r = spec.resources;
+  if (auto e = CheckRange("spec.resources.memory", r.memory_bytes, kMaxMemoryBytes, "1Ti")) {
+    return e;
+  }
+  if (auto e = CheckRange("spec.resources.cpu", r.cpu_millis, kMaxCpuMillis,
+                          std::to_string(kMaxCpuMillis / 1000))) {
+    return e;
+  }
+  if (auto e = CheckRange("spec.resources.pids", r.pids, kMaxPids, std::to_string(kMaxPids))) {
+    return e;
+  }
+  const Backoff& b = spec.backoff;
+  std::string max_backoff = FormatDurationMs(kMaxBackoffMs);
+  if (b.initial_ms <= 0) return FieldError{"spec.backoff.initial", "must be positive"};
+  if (auto e = CheckRange("spec.backoff.initial", b.initial_ms, kMaxBackoffMs, max_backoff)) {
+    return e;
+  }
+  if (auto e = CheckRange("spec.backoff.max", b.max_ms, kMaxBackoffMs, max_backoff)) return e;
+  if (b.max_ms < b.initial_ms) {
+    return FieldError{"spec.backoff.max",
+                      "must not be less than initial (" + FormatDurationMs(b.initial_ms) + ")"};
+  }
+  if (auto e =
+          CheckRange("spec.backoff.resetAfter", b.reset_after_ms, kMaxBackoffMs, max_backoff)) {
+    return e;
+  }
+  return CheckRange("spec.terminationGracePeriod", spec.termination_grace_ms, kMaxGraceMs,
+                    FormatDurationMs(kMaxGraceMs));
+}
+
+}  // namespace
+
+std::optional<FieldError> CheckWorkload(const WorkloadSpec& spec) {
+  if (auto e = CheckMetadata(spec)) return e;
+  if (auto e = CheckProcess(spec)) return e;
+  if (auto e = CheckPorts(spec.ports)) return e;
+  if (auto e = CheckMounts(spec.mounts)) return e;
+  return CheckLimits(spec);
+}
+
+}  // namespace internal
+
+Status ValidateWorkload(const WorkloadSpec& spec) {
+  std::optional<internal::FieldError> e = internal::CheckWorkload(spec);
+  if (!e) return Status::OK();
+  return Status::InvalidArgument(e->path + ": " + e->reason);
+}
+
+}  // namespace petrel

@@ -1,0 +1,267 @@
+// Canonical JSON of a WorkloadSpec (for the store and the API) and the template hash.
+//
+// The JSON has every field, always, under its manifest name with the base unit
+// appended where the manifest takes a quantity ("memoryBytes", "initialMs"); keys are
+// sorted (nlohmann's default object is a std::map), numbers are integers. Two equal
+// specs give byte-identical JSON, which the store relies on to skip no-op writes.
+#include <mbedtls/sha256.h>
+#include <mbedtls/version.h>
+
+#include <cstdio>
+#include <exception>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "lib/spec/check.h"
+#include "petrel/spec.h"
+
+namespace petrel {
+namespace {
+
+using nlohmann::json;
+
+const char* MountTypeName(MountSpec::Type type) {
+  return type == MountSpec::Type::kTmpfs ? "tmpfs" : "bind";
+}
+
+// The fields that end up in the container. The workload's name is left out: it is the
+// workload's identity, not part of its template (a rename is a delete and a create).
+json TemplateJson(const WorkloadSpec& spec) {
+  json ports = json::array();
+  for (const PortSpec& p : spec.ports) {
+    ports.push_back(
+        {{"containerPort", p.container_port}, {"hostPort", p.host_port}, {"protocol", p.protocol}});
+  }
+  json mounts = json::array();
+  for (const MountSpec& m : spec.mounts) {
+    mounts.push_back({{"type", MountTypeName(m.type)},
+                      {"source", m.source},
+                      {"target", m.target},
+                      {"readOnly", m.read_only},
+                      {"sizeBytes", m.size_bytes}});
+  }
+  return {
+      {"image", spec.image},
+      {"command", spec.command},
+      {"args", spec.args},
+      {"env", spec.env},
+      {"workingDir", spec.working_dir},
+      {"user", spec.user},
+      {"readOnlyRootfs", spec.read_only_rootfs},
+      {"ports", std::move(ports)},
+      {"mounts", std::move(mounts)},
+      {"resources",
+       {{"memoryBytes", spec.resources.memory_bytes},
+        {"cpuMillis", spec.resources.cpu_millis},
+        {"pids", spec.resources.pids}}},
+      {"labels", spec.labels},
+  };
+}
+
+// Never throws: a string that is not UTF-8 (which ValidateWorkload rejects) is written
+// with U+FFFD in place of the bad bytes.
+std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+// Reads one JSON value into a field; `path` names it in errors ("ports[1].hostPort").
+Status Bad(const std::string& path, const std::string& what) {
+  return Status::InvalidArgument("spec JSON: " + path + ": " + what);
+}
+
+// Checks that `j` is an object with exactly `keys`.
+Status ExpectObject(const json& j, const std::string& path,
+                    std::initializer_list<const char*> keys) {
+  if (!j.is_object()) return Bad(path.empty() ? "(top)" : path, "must be an object");
+  std::string prefix = path.empty() ? "" : path + ".";
+  for (const char* key : keys) {
+    if (!j.contains(key)) return Bad(prefix + key, "is missing");
+  }
+  if (j.size() != keys.size()) {
+    for (const auto& item : j.items()) {
+      bool known = false;
+      for (const char* key : keys) known = known || item.key() == key;
+      if (!known) return Bad(prefix + item.key(), "unknown field");
+    }
+  }
+  return Status::OK();
+}
+
+Status Read(const json& j, const std::string& path, std::string* out) {
+  if (!j.is_string()) return Bad(path, "must be a string");
+  *out = j.get_ref<const std::string&>();
+  return Status::OK();
+}
+
+Status Read(const json& j, const std::string& path, bool* out) {
+  if (!j.is_boolean()) return Bad(path, "must be a boolean");
+  *out = j.get<bool>();
+  return Status::OK();
+}
+
+Status Read(const json& j, const std::string& path, int64_t* out) {
+  if (j.is_number_unsigned()) {
+    if (j.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      return Bad(path, "is out of range");
+    }
+    *out = j.get<int64_t>();
+    return Status::OK();
+  }
+  if (!j.is_number_integer()) return Bad(path, "must be an integer");
+  *out = j.get<int64_t>();
+  return Status::OK();
+}
+
+Status Read(const json& j, const std::string& path, int* out) {
+  int64_t v = 0;
+  PETREL_RETURN_IF_ERROR(Read(j, path, &v));
+  if (v < std::numeric_limits<int>::min() || v > std::numeric_limits<int>::max()) {
+    return Bad(path, "is out of range");
+  }
+  *out = static_cast<int>(v);
+  return Status::OK();
+}
+
+Status Read(const json& j, const std::string& path, std::vector<std::string>* out) {
+  if (!j.is_array()) return Bad(path, "must be an array");
+  out->clear();
+  for (size_t i = 0; i < j.size(); i++) {
+    out->emplace_back();
+    PETREL_RETURN_IF_ERROR(Read(j[i], path + "[" + std::to_string(i) + "]", &out->back()));
+  }
+  return Status::OK();
+}
+
+Status Read(const json& j, const std::string& path, std::map<std::string, std::string>* out) {
+  if (!j.is_object()) return Bad(path, "must be an object");
+  out->clear();
+  for (const auto& item : j.items()) {
+    PETREL_RETURN_IF_ERROR(Read(item.value(), path + "." + item.key(), &(*out)[item.key()]));
+  }
+  return Status::OK();
+}
+
+Status ReadPort(const json& j, const std::string& path, PortSpec* p) {
+  PETREL_RETURN_IF_ERROR(ExpectObject(j, path, {"containerPort", "hostPort", "protocol"}));
+  PETREL_RETURN_IF_ERROR(Read(j["containerPort"], path + ".containerPort", &p->container_port));
+  PETREL_RETURN_IF_ERROR(Read(j["hostPort"], path + ".hostPort", &p->host_port));
+  return Read(j["protocol"], path + ".protocol", &p->protocol);
+}
+
+Status ReadMount(const json& j, const std::string& path, MountSpec* m) {
+  PETREL_RETURN_IF_ERROR(
+      ExpectObject(j, path, {"type", "source", "target", "readOnly", "sizeBytes"}));
+  std::string type;
+  PETREL_RETURN_IF_ERROR(Read(j["type"], path + ".type", &type));
+  if (type == "bind") {
+    m->type = MountSpec::Type::kBind;
+  } else if (type == "tmpfs") {
+    m->type = MountSpec::Type::kTmpfs;
+  } else {
+    return Bad(path + ".type", internal::Quote(type) + " is not bind or tmpfs");
+  }
+  PETREL_RETURN_IF_ERROR(Read(j["source"], path + ".source", &m->source));
+  PETREL_RETURN_IF_ERROR(Read(j["target"], path + ".target", &m->target));
+  PETREL_RETURN_IF_ERROR(Read(j["readOnly"], path + ".readOnly", &m->read_only));
+  return Read(j["sizeBytes"], path + ".sizeBytes", &m->size_bytes);
+}
+
+template <typename T, typename F>
+Status ReadList(const json& j, const std::string& path, std::vector<T>* out, F read_one) {
+  if (!j.is_array()) return Bad(path, "must be an array");
+  out->assign(j.size(), T());
+  for (size_t i = 0; i < j.size(); i++) {
+    PETREL_RETURN_IF_ERROR(read_one(j[i], path + "[" + std::to_string(i) + "]", &(*out)[i]));
+  }
+  return Status::OK();
+}
+
+Status ReadSpec(const json& j, WorkloadSpec* spec) {
+  PETREL_RETURN_IF_ERROR(
+      ExpectObject(j, "",
+                   {"name", "labels", "replicas", "image", "command", "args", "env", "workingDir",
+                    "user", "readOnlyRootfs", "ports", "mounts", "resources", "restartPolicy",
+                    "backoff", "terminationGraceMs"}));
+  PETREL_RETURN_IF_ERROR(Read(j["name"], "name", &spec->name));
+  PETREL_RETURN_IF_ERROR(Read(j["labels"], "labels", &spec->labels));
+  PETREL_RETURN_IF_ERROR(Read(j["replicas"], "replicas", &spec->replicas));
+  PETREL_RETURN_IF_ERROR(Read(j["image"], "image", &spec->image));
+  PETREL_RETURN_IF_ERROR(Read(j["command"], "command", &spec->command));
+  PETREL_RETURN_IF_ERROR(Read(j["args"], "args", &spec->args));
+  PETREL_RETURN_IF_ERROR(Read(j["env"], "env", &spec->env));
+  PETREL_RETURN_IF_ERROR(Read(j["workingDir"], "workingDir", &spec->working_dir));
+  PETREL_RETURN_IF_ERROR(Read(j["user"], "user", &spec->user));
+  PETREL_RETURN_IF_ERROR(Read(j["readOnlyRootfs"], "readOnlyRootfs", &spec->read_only_rootfs));
+  PETREL_RETURN_IF_ERROR(ReadList(j["ports"], "ports", &spec->ports, ReadPort));
+  PETREL_RETURN_IF_ERROR(ReadList(j["mounts"], "mounts", &spec->mounts, ReadMount));
+
+  const json& r = j["resources"];
+  PETREL_RETURN_IF_ERROR(ExpectObject(r, "resources", {"memoryBytes", "cpuMillis", "pids"}));
+  PETREL_RETURN_IF_ERROR(
+      Read(r["memoryBytes"], "resources.memoryBytes", &spec->resources.memory_bytes));
+  PETREL_RETURN_IF_ERROR(Read(r["cpuMillis"], "resources.cpuMillis", &spec->resources.cpu_millis));
+  PETREL_RETURN_IF_ERROR(Read(r["pids"], "resources.pids", &spec->resources.pids));
+
+  std::string policy;
+  PETREL_RETURN_IF_ERROR(Read(j["restartPolicy"], "restartPolicy", &policy));
+  std::optional<RestartPolicy> parsed = internal::ParseRestartPolicy(policy);
+  if (!parsed) {
+    return Bad("restartPolicy", internal::Quote(policy) + " is not Always, OnFailure or Never");
+  }
+  spec->restart_policy = *parsed;
+
+  const json& b = j["backoff"];
+  PETREL_RETURN_IF_ERROR(ExpectObject(b, "backoff", {"initialMs", "maxMs", "resetAfterMs"}));
+  PETREL_RETURN_IF_ERROR(Read(b["initialMs"], "backoff.initialMs", &spec->backoff.initial_ms));
+  PETREL_RETURN_IF_ERROR(Read(b["maxMs"], "backoff.maxMs", &spec->backoff.max_ms));
+  PETREL_RETURN_IF_ERROR(
+      Read(b["resetAfterMs"], "backoff.resetAfterMs", &spec->backoff.reset_after_ms));
+  return Read(j["terminationGraceMs"], "terminationGraceMs", &spec->termination_grace_ms);
+}
+
+}  // namespace
+
+std::string SpecToJson(const WorkloadSpec& spec) {
+  json j = TemplateJson(spec);
+  j["name"] = spec.name;
+  j["replicas"] = spec.replicas;
+  j["restartPolicy"] = RestartPolicyName(spec.restart_policy);
+  j["backoff"] = {{"initialMs", spec.backoff.initial_ms},
+                  {"maxMs", spec.backoff.max_ms},
+                  {"resetAfterMs", spec.backoff.reset_after_ms}};
+  j["terminationGraceMs"] = spec.termination_grace_ms;
+  return Dump(j);
+}
+
+Result<WorkloadSpec> SpecFromJson(const std::string& text) {
+  try {
+    json j = json::parse(text);
+    WorkloadSpec spec;
+    PETREL_RETURN_IF_ERROR(ReadSpec(j, &spec));
+    return spec;
+  } catch (const std::exception& e) {
+    return Status::InvalidArgument(std::string("spec JSON: ") + e.what());
+  }
+}
+
+// SHA-256 of the template's canonical JSON, as 16 lowercase hex digits (the first 64
+// bits): plenty to tell one workload's templates apart, short enough for a label.
+std::string TemplateHash(const WorkloadSpec& spec) {
+  std::string text = Dump(TemplateJson(spec));
+  unsigned char digest[32];
+  const auto* data = reinterpret_cast<const unsigned char*>(text.data());
+  // Software SHA-256 cannot fail; only hardware-accelerated builds have error paths.
+#if MBEDTLS_VERSION_MAJOR >= 3
+  (void)mbedtls_sha256(data, text.size(), digest, 0);
+#else
+  (void)mbedtls_sha256_ret(data, text.size(), digest, 0);
+#endif
+  std::string hex;
+  for (int i = 0; i < 8; i++) {
+    char buf[3];
+    std::snprintf(buf, sizeof(buf), "%02x", digest[i]);
+    hex += buf;
+  }
+  return hex;
+}
+
+}  // namespace petrel

@@ -1,0 +1,386 @@
+// Tests of lib/manifest: YAML and JSON manifests, error positions, directories.
+#include "petrel/manifest.h"
+
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "tests/unit/temp_dir.h"
+
+namespace petrel {
+namespace {
+
+// The repository's examples/manifests, found from this file's path.
+std::string ExamplesDir() {
+  std::string here = __FILE__;
+  return here.substr(0, here.rfind("/tests/unit/")) + "/examples/manifests";
+}
+
+void WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::binary) << text;
+}
+
+// The error message of parsing `text` as "m.yaml", or "ok" with the names parsed.
+std::string Parse(const std::string& text) {
+  Result<std::vector<WorkloadSpec>> r = ParseManifest(text, "m.yaml");
+  if (!r.ok()) {
+    CHECK(r.status().IsInvalidArgument());
+    return r.status().message();
+  }
+  std::string names = "ok";
+  for (const WorkloadSpec& s : *r) names += " " + s.name;
+  return names;
+}
+
+constexpr const char* kHeader =
+    "apiVersion: petrel.dev/v1\n"
+    "kind: Workload\n"
+    "metadata:\n"
+    "  name: web\n"
+    "spec:\n"
+    "  image: oci-archive:/opt/images/busybox.tar\n";
+
+// kHeader with `more` appended: the first appended line is line 7.
+std::string With(const std::string& more) { return kHeader + more; }
+
+TEST_SUITE("manifest") {
+  TEST_CASE("a full manifest decodes every field") {
+    const char* text = R"(apiVersion: petrel.dev/v1
+kind: Workload
+metadata: {name: web, labels: {app: web}}
+spec:
+  replicas: 2
+  image: oci-archive:/opt/images/busybox.tar   # also oci:DIR, docker-archive:FILE
+  command: ["/bin/sh", "-c"]
+  args: ["echo hi; sleep 3600"]
+  env: {MODE: prod, PORT: 8080, EMPTY: ~}
+  ports: [{containerPort: 80, hostPort: 8080}, {containerPort: 53, protocol: UDP}]
+  mounts: [{type: tmpfs, target: /tmp, size: 16Mi}, {type: bind, source: /host, target: /c, readOnly: true}]
+  resources: {memory: 64Mi, cpu: 500m, pids: 64}
+  restartPolicy: OnFailure
+  backoff: {initial: 1s, max: 5m, resetAfter: 10m}
+  workingDir: /srv
+  user: 1000:1000
+  readOnlyRootfs: true
+  terminationGracePeriod: 30s
+)";
+    Result<std::vector<WorkloadSpec>> r = ParseManifest(text, "web.yaml");
+    REQUIRE_MESSAGE(r.ok(), r.status().message());
+    REQUIRE(r->size() == 1);
+    const WorkloadSpec& s = (*r)[0];
+    CHECK(s.name == "web");
+    CHECK(s.labels == std::map<std::string, std::string>{{"app", "web"}});
+    CHECK(s.replicas == 2);
+    CHECK(s.image == "oci-archive:/opt/images/busybox.tar");
+    CHECK(s.command == std::vector<std::string>{"/bin/sh", "-c"});
+    CHECK(s.args == std::vector<std::string>{"echo hi; sleep 3600"});
+    CHECK(s.env ==
+          std::map<std::string, std::string>{{"MODE", "prod"}, {"PORT", "8080"}, {"EMPTY", ""}});
+    REQUIRE(s.ports.size() == 2);
+    CHECK(s.ports[0] == PortSpec{80, 8080, "tcp"});
+    CHECK(s.ports[1] == PortSpec{53, 0, "udp"});
+    REQUIRE(s.mounts.size() == 2);
+    CHECK(s.mounts[0] == MountSpec{MountSpec::Type::kTmpfs, "", "/tmp", false, 16 << 20});
+    CHECK(s.mounts[1] == MountSpec{MountSpec::Type::kBind, "/host", "/c", true, 0});
+    CHECK(s.resources == Resources{64 << 20, 500, 64});
+    CHECK(s.restart_policy == RestartPolicy::kOnFailure);
+    CHECK(s.backoff == Backoff{1000, 300000, 600000});
+    CHECK(s.working_dir == "/srv");
+    CHECK(s.user == "1000:1000");
+    CHECK(s.read_only_rootfs);
+    CHECK(s.termination_grace_ms == 30000);
+  }
+
+  TEST_CASE("absent and null fields keep their defaults") {
+    Result<std::vector<WorkloadSpec>> r = ParseManifest(
+        With("  workingDir:\n  command: ~\n  resources:\n  backoff: null\n"), "m.yaml");
+    REQUIRE_MESSAGE(r.ok(), r.status().message());
+    WorkloadSpec want;
+    want.name = "web";
+    want.image = "oci-archive:/opt/images/busybox.tar";
+    CHECK((*r)[0] == want);
+  }
+
+  TEST_CASE("errors name file, line, column and field path") {
+    struct {
+      std::string text;
+      const char* want;
+    } cases[] = {
+        // Unknown fields point at the key.
+        {With("  replica: 2\n"), "m.yaml:7:3: spec.replica: unknown field"},
+        {With("  resources:\n    memroy: 64Mi\n"),
+         "m.yaml:8:5: spec.resources.memroy: unknown field"},
+        {"apiVersion: petrel.dev/v1\nkind: Workload\nmetadata: {name: web, namespace: x}\n",
+         "m.yaml:3:23: metadata.namespace: unknown field"},
+        {With("status: {}\n"), "m.yaml:7:1: status: unknown field"},
+        {With("  ports:\n    - containerPort: 80\n      port: 80\n"),
+         "m.yaml:9:7: spec.ports[0].port: unknown field"},
+        // Wrong types point at the value.
+        {With("  replicas: two\n"), "m.yaml:7:13: spec.replicas: \"two\" is not an integer"},
+        {With("  replicas: 1.5\n"), "m.yaml:7:13: spec.replicas: \"1.5\" is not an integer"},
+        {With("  replicas: 99999999999\n"),
+         "m.yaml:7:13: spec.replicas: \"99999999999\" is out of range"},
+        {With("  command: echo hi\n"),
+         "m.yaml:7:12: spec.command: must be a list, not \"echo hi\""},
+        {With("  command: [a, [b]]\n"),
+         "m.yaml:7:16: spec.command[1]: must be a string, not a list"},
+        {With("  command: [a, ~]\n"), "m.yaml:7:16: spec.command[1]: must be a string, not null"},
+        {With("  env: [A]\n"), "m.yaml:7:8: spec.env: must be a mapping, not a list"},
+        {With("  env: {A: {b: c}}\n"), "m.yaml:7:12: spec.env.A: must be a string, not a mapping"},
+        {With("  readOnlyRootfs: yes\n"),
+         "m.yaml:7:19: spec.readOnlyRootfs: \"yes\" is not a boolean (true or false)"},
+        {With("  ports: {containerPort: 80}\n"),
+         "m.yaml:7:10: spec.ports: must be a list, not a mapping"},
+        {With("  ports: [80]\n"), "m.yaml:7:11: spec.ports[0]: must be a mapping, not \"80\""},
+        {"apiVersion: petrel.dev/v1\nkind: Workload\nmetadata: web\n",
+         "m.yaml:3:11: metadata: must be a mapping, not \"web\""},
+        {With("  restartPolicy: Sometimes\n"),
+         "m.yaml:7:18: spec.restartPolicy: \"Sometimes\" is not a restart policy (want Always, "
+         "OnFailure or Never)"},
+        {With("  mounts: [{type: volume, target: /x}]\n"),
+         "m.yaml:7:19: spec.mounts[0].type: \"volume\" is not a mount type (want bind or tmpfs)"},
+        // Quantities and durations.
+        {With("  resources:\n    memory: 64Q\n"),
+         "m.yaml:8:13: spec.resources.memory: \"64Q\" is not a quantity"},
+        {With("  resources: {cpu: -1}\n"),
+         "m.yaml:7:20: spec.resources.cpu: \"-1\" must not be negative"},
+        {With("  mounts:\n  - type: tmpfs\n    target: /tmp\n    size: lots\n"),
+         "m.yaml:10:11: spec.mounts[0].size: \"lots\" is not a quantity"},
+        {With("  backoff: {initial: 1s, max: 5}\n"),
+         "m.yaml:7:31: spec.backoff.max: \"5\" is not a duration (e.g. 500ms, 10s, 1m30s)"},
+        {With("  terminationGracePeriod: 1y\n"),
+         "m.yaml:7:27: spec.terminationGracePeriod: \"1y\" is not a duration (e.g. 500ms, 10s, "
+         "1m30s)"},
+        // Validation errors point at the value that fails.
+        {"apiVersion: petrel.dev/v1\nkind: Workload\nmetadata:\n  name: Web_1\n",
+         "m.yaml:4:9: metadata.name: \"Web_1\" is not a DNS-1123 label (lowercase letters, digits "
+         "and '-', starting and ending with a letter or digit, at most 63)"},
+        {With("  replicas: 20000\n"), "m.yaml:7:13: spec.replicas: must be at most 10000"},
+        {With("  resources: {memory: 2Ti}\n"),
+         "m.yaml:7:23: spec.resources.memory: must be at most 1Ti"},
+        {With("  ports:\n  - containerPort: 80\n  - containerPort: 80\n"),
+         "m.yaml:9:20: spec.ports[1].containerPort: duplicates spec.ports[0]"},
+        {With("  ports:\n  - containerPort: 0\n"),
+         "m.yaml:8:20: spec.ports[0].containerPort: must be between 1 and 65535"},
+        {With("  mounts:\n  - {type: tmpfs, target: /a}\n  - {type: tmpfs, target: tmp}\n"),
+         "m.yaml:9:27: spec.mounts[1].target: \"tmp\" must be an absolute path"},
+        {With("  mounts:\n  - {type: bind, target: /c}\n"),
+         "m.yaml:8:5: spec.mounts[0].source: is required for a bind mount"},
+        {With("  mounts:\n  - {type: tmpfs, source: /h, target: /c}\n"),
+         "m.yaml:8:27: spec.mounts[0].source: must not be set for a tmpfs mount"},
+        {With("  env:\n    MY-VAR: x\n"),
+         "m.yaml:8:13: spec.env.MY-VAR: \"MY-VAR\" is not an environment variable name "
+         "([A-Za-z_][A-Za-z0-9_]*)"},
+        {With("  backoff: {initial: 1m, max: 10s}\n"),
+         "m.yaml:7:31: spec.backoff.max: must not be less than initial (1m)"},
+        // A missing field points at the mapping that should hold it.
+        {"apiVersion: petrel.dev/v1\nkind: Workload\nmetadata:\n  name: web\nspec:\n  replicas: "
+         "2\n",
+         "m.yaml:6:3: spec.image: is required"},
+        {"apiVersion: petrel.dev/v1\nkind: Workload\nmetadata:\n  name: web\n",
+         "m.yaml:1:1: spec.image: is required"},
+        {"apiVersion: petrel.dev/v1\nkind: Workload\nmetadata: {labels: {a: b}}\n",
+         "m.yaml:3:11: metadata.name: is required"},
+        {"kind: Workload\nmetadata: {name: web}\n", "m.yaml:1:1: apiVersion: is required"},
+        {"apiVersion: petrel.dev/v1\nmetadata: {name: web}\n", "m.yaml:1:1: kind: is required"},
+        // A field written without a value points at its key.
+        {"apiVersion: petrel.dev/v1\nkind: Workload\nmetadata: {name: web}\nspec:\n  image:\n",
+         "m.yaml:5:3: spec.image: is required"},
+        // Header fields.
+        {"apiVersion: v1\nkind: Workload\n",
+         "m.yaml:1:13: apiVersion: \"v1\" is not supported (want petrel.dev/v1)"},
+        {"apiVersion: petrel.dev/v1\nkind: Deployment\n",
+         "m.yaml:2:7: kind: \"Deployment\" is not a supported kind (want Workload)"},
+        // Keys.
+        {With("  replicas: 1\n  replicas: 2\n"), "m.yaml:8:3: spec.replicas: duplicate key"},
+        {With("  env: {A: x, A: y}\n"), "m.yaml:7:15: spec.env.A: duplicate key"},
+        {With("  [a]: 1\n"), "m.yaml:7:3: spec: keys must be strings"},
+        // Documents.
+        {"- just a string\n", "m.yaml:1:3: a document must be a mapping, not \"just a string\""},
+        {"hello\n", "m.yaml:1:1: a document must be a mapping, not \"hello\""},
+        // YAML syntax.
+        {With("  command: [a, b\n"), "m.yaml:8:1: end of sequence flow not found"},
+        {With("  env: {A: x\n"), "m.yaml:8:1: end of map flow not found"},
+        {"a: b: c\n", "m.yaml:1:5: illegal map value"},
+        {With("  image: *nothing\n"), "m.yaml:7:10: the referenced anchor is not defined"},
+    };
+    for (const auto& c : cases) {
+      CAPTURE(c.text);
+      CHECK(Parse(c.text) == c.want);
+    }
+  }
+
+  TEST_CASE("several documents per file, all or nothing") {
+    std::string doc2 =
+        "apiVersion: petrel.dev/v1\nkind: Workload\nmetadata:\n  name: db\n"
+        "spec:\n  image: oci:/images/db\n";
+    CHECK(Parse(With("---\n") + doc2) == "ok web db");
+    CHECK(Parse("---\n" + With("---\n") + doc2 + "---\n") == "ok web db");
+    CHECK(Parse("") == "ok");
+    CHECK(Parse("# nothing here\n---\n") == "ok");
+    // An error in the second document: nothing at all is returned.
+    CHECK(Parse(With("---\n") + doc2 + "  replicas: -1\n") ==
+          "m.yaml:14:13: spec.replicas: must not be negative");
+    CHECK(Parse(With("---\n") + With("")) ==
+          "m.yaml:11:9: metadata.name: duplicate workload name \"web\" (first at line 4)");
+    // A top-level sequence of documents.
+    CHECK(Parse("- apiVersion: petrel.dev/v1\n  kind: Workload\n  metadata: {name: a}\n"
+                "  spec: {image: busybox}\n"
+                "- apiVersion: petrel.dev/v1\n  kind: Workload\n  metadata: {name: b}\n"
+                "  spec: {image: busybox}\n") == "ok a b");
+    // kind: List.
+    CHECK(Parse("apiVersion: v1\nkind: List\nmetadata: {}\nitems:\n"
+                "- apiVersion: petrel.dev/v1\n  kind: Workload\n  metadata: {name: a}\n"
+                "  spec: {image: busybox}\n") == "ok a");
+    CHECK(Parse("apiVersion: petrel.dev/v1\nkind: List\nitems: []\n") == "ok");
+    CHECK(Parse("apiVersion: petrel.dev/v1\nkind: List\n") == "m.yaml:1:1: items: is required");
+    CHECK(Parse("apiVersion: petrel.dev/v1\nkind: List\nitems: {}\n") ==
+          "m.yaml:3:8: items: must be a list, not a mapping");
+    CHECK(Parse("apiVersion: petrel.dev/v1\nkind: List\nspec: {}\nitems: []\n") ==
+          "m.yaml:3:1: spec: unknown field");
+    CHECK(
+        Parse("apiVersion: petrel.dev/v1\nkind: List\nitems:\n- kind: List\n  apiVersion: v1\n") ==
+        "m.yaml:5:15: apiVersion: \"v1\" is not supported (want petrel.dev/v1)");
+    CHECK(Parse("apiVersion: petrel.dev/v1\nkind: List\nitems:\n- apiVersion: petrel.dev/v1\n"
+                "  kind: List\n  items: []\n") ==
+          "m.yaml:5:9: kind: \"List\" is not a supported kind (want Workload)");
+  }
+
+  TEST_CASE("JSON manifests read like YAML, positions included") {
+    const char* one =
+        "{\n"
+        "\t\"apiVersion\": \"petrel.dev/v1\",\n"
+        "\t\"kind\": \"Workload\",\n"
+        "\t\"metadata\": {\"name\": \"web\"},\n"
+        "\t\"spec\": {\n"
+        "\t\t\"image\": \"oci-archive:/opt/images/busybox.tar\",\n"
+        "\t\t\"replicas\": 2,\n"
+        "\t\t\"readOnlyRootfs\": true,\n"
+        "\t\t\"resources\": {\"memory\": 67108864, \"cpu\": 0.5}\n"
+        "\t}\n"
+        "}\n";
+    Result<std::vector<WorkloadSpec>> r = ParseManifest(one, "web.json");
+    REQUIRE_MESSAGE(r.ok(), r.status().message());
+    REQUIRE(r->size() == 1);
+    CHECK((*r)[0].replicas == 2);
+    CHECK((*r)[0].read_only_rootfs);
+    CHECK((*r)[0].resources == Resources{67108864, 500, 0});
+
+    std::string bad = one;
+    bad.replace(bad.find("2,"), 1, "-2");
+    CHECK(Parse(bad) == "m.yaml:7:15: spec.replicas: must not be negative");
+    CHECK(Parse("{\"apiVersion\":\"petrel.dev/"
+                "v1\",\"kind\":\"Workload\",\"metadata\":{\"name\":\"web\"},"
+                "\"spec\":{\"image\":\"busybox\",\"bogus\":1}}") ==
+          "m.yaml:1:101: spec.bogus: unknown field");
+    CHECK(Parse("{\"apiVersion\": \"petrel.dev/v1\",}") == "m.yaml:1:1: kind: is required");
+    CHECK(Parse("{\"a\": 1") == "m.yaml:1:1: end of map flow not found");
+
+    const char* array =
+        "[\n"
+        "  {\"apiVersion\": \"petrel.dev/v1\", \"kind\": \"Workload\", \"metadata\": {\"name\": "
+        "\"a\"},\n"
+        "   \"spec\": {\"image\": \"busybox\"}},\n"
+        "  {\"apiVersion\": \"petrel.dev/v1\", \"kind\": \"Workload\", \"metadata\": {\"name\": "
+        "\"b\"},\n"
+        "   \"spec\": {\"image\": \"busybox\", \"command\": [\"/bin/sh\", \"-c\", \"echo "
+        "\\\"hi\\\"\"]}}\n"
+        "]\n";
+    r = ParseManifest(array, "two.json");
+    REQUIRE_MESSAGE(r.ok(), r.status().message());
+    REQUIRE(r->size() == 2);
+    CHECK((*r)[1].command == std::vector<std::string>{"/bin/sh", "-c", "echo \"hi\""});
+
+    const char* list =
+        "{\"apiVersion\": \"petrel.dev/v1\", \"kind\": \"List\", \"items\": [\n"
+        "  {\"apiVersion\": \"petrel.dev/v1\", \"kind\": \"Workload\", \"metadata\": {\"name\": "
+        "\"a\"},\n"
+        "   \"spec\": {\"image\": \"busybox\"}},\n"
+        "  {\"apiVersion\": \"petrel.dev/v1\", \"kind\": \"Workload\", \"metadata\": {\"name\": "
+        "\"a\"},\n"
+        "   \"spec\": {\"image\": \"busybox\"}}]}\n";
+    CHECK(Parse(list) ==
+          "m.yaml:4:76: metadata.name: duplicate workload name \"a\" (first at line 2)");
+  }
+
+  TEST_CASE("hostile input gets an error, not a crash") {
+    std::string deep = With("  command: ") + std::string(100000, '[') + "\n";
+    std::string got = Parse(deep);
+    CHECK(got.substr(0, 7) == "m.yaml:");
+    CHECK(got.find("nesting is too deep") != std::string::npos);
+    CHECK(Parse(std::string(5 << 20, '#')) == "m.yaml:1:1: larger than 4 MiB");
+    // Input on which yaml-cpp 0.7's LoadAll would loop forever.
+    CHECK(Parse(",") == "m.yaml:1:1: unexpected \",\"");
+    CHECK(Parse("[a],") == "m.yaml:1:4: unexpected \",\"");
+    CHECK(Parse("- a\n,\n") == "m.yaml:2:1: unexpected \",\"");
+    CHECK(Parse("\"x\" ,") == "m.yaml:1:5: unexpected \",\"");
+    // A self-referencing alias makes a cyclic node graph.
+    CHECK(Parse(With("  command: &a [*a]\n")) ==
+          "m.yaml:7:12: spec.command[0]: must be a string, not a list");
+    CHECK(Parse(With("  env: {\"A\\nB\": x}\n")) ==
+          "m.yaml:7:17: spec.env.A\\nB: \"A\\nB\" is not an environment variable name "
+          "([A-Za-z_][A-Za-z0-9_]*)");
+  }
+
+  TEST_CASE("LoadManifests reads a file or a directory, all or nothing") {
+    testing::TempDir dir;
+    WriteFile(dir.Sub("b.yaml"), With(""));
+    WriteFile(
+        dir.Sub("a.json"),
+        "{\"apiVersion\": \"petrel.dev/v1\", \"kind\": \"Workload\", \"metadata\": {\"name\": "
+        "\"db\"}, \"spec\": {\"image\": \"busybox\"}}");
+    WriteFile(dir.Sub("c.yml"), "");
+    WriteFile(dir.Sub("notes.txt"), "not a manifest");
+    WriteFile(dir.Sub(".hidden.yaml"), "garbage: [");
+
+    Result<std::vector<WorkloadSpec>> r = LoadManifests(dir.path());
+    REQUIRE_MESSAGE(r.ok(), r.status().message());
+    REQUIRE(r->size() == 2);
+    CHECK((*r)[0].name == "db");  // a.json comes first
+    CHECK((*r)[1].name == "web");
+
+    r = LoadManifests(dir.Sub("b.yaml"));
+    REQUIRE(r.ok());
+    CHECK(r->size() == 1);
+
+    WriteFile(dir.Sub("d.yaml"), "# again\n" + With(""));
+    r = LoadManifests(dir.path());
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().message() == dir.Sub("d.yaml") +
+                                      ":5:9: metadata.name: duplicate workload name \"web\" (first "
+                                      "in " +
+                                      dir.Sub("b.yaml") + ":4:9)");
+
+    WriteFile(dir.Sub("d.yaml"), With("  replicas: x\n"));
+    r = LoadManifests(dir.path());
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().message() ==
+          dir.Sub("d.yaml") + ":7:13: spec.replicas: \"x\" is not an integer");
+
+    r = LoadManifests(dir.Sub("missing"));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().IsNotFound());
+    CHECK(r.status().message().find(dir.Sub("missing")) == 0);
+  }
+
+  TEST_CASE("the example manifests are valid") {
+    Result<std::vector<WorkloadSpec>> r = LoadManifests(ExamplesDir());
+    REQUIRE_MESSAGE(r.ok(), r.status().message());
+    std::vector<std::string> names;
+    for (const WorkloadSpec& s : *r) names.push_back(s.name);
+    CHECK(names == std::vector<std::string>{"hello", "ticker", "uptime-log", "web"});
+    for (const WorkloadSpec& s : *r) {
+      CAPTURE(s.name);
+      CHECK(ValidateWorkload(s).ok());
+      Result<WorkloadSpec> back = SpecFromJson(SpecToJson(s));
+      REQUIRE(back.ok());
+      CHECK(*back == s);
+    }
+  }
+
+}  // TEST_SUITE
+
+}  // namespace
+}  // namespace petrel
