@@ -1,7 +1,8 @@
-// store_crash_test: SIGKILLs a process that writes to the store, at random moments, 60
-// times over one state dir. After every kill the database must pass
-// PRAGMA integrity_check, every put the writer was told succeeded must still be there
-// (with a spec at least as new), and Store::Open must succeed.
+// store_crash_test: SIGKILLs a process that applies workloads and runs reconcile passes
+// (Orchestrator::Apply and Step, fake runtime), at random moments, 60 times over one
+// state dir. After every kill the database must pass PRAGMA integrity_check, every
+// Apply the writer was told succeeded must still be there (with a spec at least as
+// new), and Orchestrator::Open must succeed and show it.
 //
 // Usage: store_crash_test [seed]. The seed is printed; passing it back replays the
 // kill delays (not the exact interleaving, which depends on the scheduler).
@@ -24,28 +25,37 @@
 #include <string>
 #include <vector>
 
-#include "lib/store/store.h"
+#include "petrel/orchestrator.h"
+#include "petrel/testing/fake_clock.h"
+#include "petrel/testing/fake_runtime.h"
 
 namespace petrel::internal {
 namespace {
 
 constexpr int kKills = 60;
-constexpr int kMaxDelayMs = 50;
+constexpr int kMaxDelayMs = 200;
 constexpr int kSharedNames = 40;        // w0..w39, updated by every writer
 constexpr int64_t kEventCapacity = 64;  // small, so the ring wraps many times
 constexpr int64_t kCounterStride = 1'000'000;
 
-// The spec JSON of a put carries a counter that grows over the whole run: writer k
-// counts from k * kCounterStride, so a newer put of a name always has a larger counter.
-std::string SpecJson(const std::string& name, int64_t counter, size_t pad) {
-  return "{\"counter\":" + std::to_string(counter) + ",\"name\":\"" + name + "\",\"pad\":\"" +
-         std::string(pad, 'p') + "\"}";
+// Every applied spec carries a counter in its env (COUNTER) that grows over the whole
+// run: writer k counts from k * kCounterStride, so a newer Apply of a name always has a
+// larger counter.
+WorkloadSpec MakeSpec(const std::string& name, int64_t counter, size_t pad) {
+  WorkloadSpec s;
+  s.name = name;
+  s.image = "oci-archive:/opt/images/busybox.tar";
+  s.command = {"/bin/sh", "-c", "sleep 3600"};
+  s.env = {{"COUNTER", std::to_string(counter)}, {"PAD", std::string(pad, 'p')}};
+  s.replicas = 1 + static_cast<int>(counter % 3);
+  return s;
 }
 
+// The counter of a stored spec JSON, -1 when unreadable.
 int64_t SpecCounter(const std::string& spec_json) {
-  const char key[] = "{\"counter\":";
-  if (spec_json.compare(0, sizeof key - 1, key) != 0) return -1;
-  return std::strtoll(spec_json.c_str() + sizeof key - 1, nullptr, 10);
+  Result<WorkloadSpec> spec = SpecFromJson(spec_json);
+  if (!spec.ok() || !spec->env.count("COUNTER")) return -1;
+  return std::strtoll(spec->env.at("COUNTER").c_str(), nullptr, 10);
 }
 
 [[noreturn]] void Die(const std::string& what) {
@@ -53,60 +63,59 @@ int64_t SpecCounter(const std::string& spec_json) {
   _exit(3);
 }
 
-// The writer (a child process): puts workloads and writes observed state until killed.
-// After each PutWorkloads returns OK it writes one "<name> <counter>\n" line per row to
-// `ack_fd`, in a single write() (atomic on a pipe), so the parent never sees a torn ack.
+Options WriterOptions(const std::string& dir, std::shared_ptr<testing::FakeClock> clock) {
+  Options o;
+  o.state_dir = dir;
+  o.runtime = std::make_shared<testing::FakeRuntime>(clock);
+  o.clock = std::move(clock);
+  o.node_name = "crash";
+  o.event_log_capacity = kEventCapacity;
+  o.log_sink = [](LogLevel, std::string_view) {};
+  return o;
+}
+
+// The writer (a child process): applies workloads through Orchestrator::Apply and runs
+// reconcile passes (replica status and events) until killed. After each Apply returns OK
+// it writes one "<name> <counter>\n" line per spec to `ack_fd`, in a single write()
+// (atomic on a pipe), so the parent never sees a torn ack.
 [[noreturn]] void WriteUntilKilled(const std::string& dir, int writer, uint64_t seed, int ack_fd) {
   std::mt19937_64 rng(seed);
-  StoreOptions options;
-  options.state_dir = dir;
-  options.event_log_capacity = kEventCapacity;
-  std::unique_ptr<Store> store;
-  Status s = Store::Open(options, &store);
+  auto clock = std::make_shared<testing::FakeClock>();
+  Options options = WriterOptions(dir, clock);
+  auto runtime = std::static_pointer_cast<testing::FakeRuntime>(options.runtime);
+  std::unique_ptr<Orchestrator> orch;
+  Status s = Orchestrator::Open(options, &orch);
   if (!s.ok()) Die("open: " + s.ToString());
 
   int64_t counter = writer * kCounterStride;
   for (int64_t round = 0;; ++round) {
-    std::vector<WorkloadRow> rows;
+    std::vector<WorkloadSpec> specs;
     const size_t batch = 1 + rng() % 3;
     for (size_t i = 0; i < batch; ++i) {
       // Mostly updates of shared names; now and then a name no one wrote before.
       std::string name = rng() % 5 == 0 ? "n" + std::to_string(writer) + "-" + std::to_string(round)
                                         : "w" + std::to_string(rng() % kSharedNames);
-      const std::string spec = SpecJson(name, ++counter, rng() % 2000);
-      rows.push_back(WorkloadRow{name, spec, "hash" + std::to_string(counter), 0, counter});
+      bool dup = false;
+      for (const WorkloadSpec& other : specs) dup |= other.name == name;
+      if (!dup) specs.push_back(MakeSpec(name, ++counter, rng() % 2000));
     }
-    s = store->PutWorkloads(rows, nullptr, nullptr);
-    if (!s.ok()) Die("put: " + s.ToString());
+    Result<std::vector<ApplyResult>> applied = orch->Apply(specs);
+    if (!applied.ok()) Die("apply: " + applied.status().ToString());
     std::string acks;
-    for (const WorkloadRow& row : rows) {
-      acks += row.name + " " + std::to_string(SpecCounter(row.spec_json)) + "\n";
+    for (const WorkloadSpec& spec : specs) {
+      acks += spec.name + " " + spec.env.at("COUNTER") + "\n";
     }
     if (write(ack_fd, acks.data(), acks.size()) != static_cast<ssize_t>(acks.size())) {
       Die(std::string("ack: ") + std::strerror(errno));
     }
-
-    std::vector<ReplicaStatus> replicas;
-    std::vector<Event> events;
-    int64_t seq = store->LastEventSeq();
-    for (const WorkloadRow& row : rows) {
-      ReplicaStatus r;
-      r.workload = row.name;
-      r.index = static_cast<int>(rng() % 3);
-      r.phase = rng() % 2 ? Phase::kRunning : Phase::kCrashLoop;
-      r.container_id = "c" + std::to_string(counter);
-      r.pid = static_cast<int>(rng() % 30000);
-      r.restarts = static_cast<int>(round);
-      r.message = std::string(rng() % 200, 'm');
-      r.since = counter;
-      r.spec_hash = row.spec_hash;
-      replicas.push_back(r);
-      events.push_back(Event{++seq, counter, row.name, r.index, "Started", r.message});
+    // Replica status and events: containers start, some crash, back-offs pass.
+    std::vector<ContainerInfo> running = runtime->Containers();
+    if (!running.empty() && rng() % 2 == 0) {
+      (void)runtime->Exit(running[rng() % running.size()].id, 1);
     }
-    std::vector<std::pair<std::string, int>> deletes;
-    if (rng() % 4 == 0) deletes.emplace_back(rows[0].name, static_cast<int>(rng() % 3));
-    s = store->WriteObserved(replicas, deletes, events);
-    if (!s.ok()) Die("write observed: " + s.ToString());
+    clock->Advance(static_cast<int64_t>(rng() % 3000));
+    s = orch->Step();
+    if (!s.ok()) Die("step: " + s.ToString());
   }
 }
 
@@ -209,18 +218,17 @@ std::string Verify(const std::string& dir, const std::map<std::string, int64_t>&
   std::string problem = CheckRaw(path, acked);
   if (!problem.empty()) return problem;
 
-  StoreOptions options;
-  options.state_dir = dir;
-  options.event_log_capacity = kEventCapacity;
-  std::unique_ptr<Store> store;
-  Status s = Store::Open(options, &store);
-  if (!s.ok()) return "Store::Open: " + s.ToString();
-  std::vector<WorkloadRow> rows;
-  s = store->LoadWorkloads(&rows);
-  if (!s.ok()) return "LoadWorkloads: " + s.ToString();
-  std::vector<ReplicaStatus> replicas;
-  s = store->LoadReplicas(&replicas);
-  if (!s.ok()) return "LoadReplicas: " + s.ToString();
+  auto clock = std::make_shared<testing::FakeClock>();
+  std::unique_ptr<Orchestrator> orch;
+  Status s = Orchestrator::Open(WriterOptions(dir, clock), &orch);
+  if (!s.ok()) return "Orchestrator::Open: " + s.ToString();
+  for (const auto& [name, counter] : acked) {
+    Result<WorkloadState> w = orch->Get(name);
+    if (!w.ok()) return "Get " + name + ": " + w.status().ToString();
+    int64_t stored = std::strtoll(w->spec.env.at("COUNTER").c_str(), nullptr, 10);
+    if (stored < counter) return "Get " + name + ": counter " + std::to_string(stored) + " < acked";
+  }
+  if (!orch->Events(0, 1000).ok()) return "Events: unreadable";
   return "";
 }
 
@@ -299,7 +307,7 @@ int Main(int argc, char** argv) {
   std::error_code ec;
   std::filesystem::remove_all(tmpl, ec);
   std::printf("store_crash_test: %d kills, %" PRId64
-              " acknowledged puts (%zu workloads), all present, integrity ok (seed %" PRIu64
+              " acknowledged applies (%zu workloads), all present, integrity ok (seed %" PRIu64
               ", %.1f s)\n",
               kKills, ack_count, acked.size(), seed, seconds);
   return 0;
