@@ -189,14 +189,17 @@ Outcome ParseDuration(std::string_view s, uint64_t* out) {
   return Outcome::kOk;
 }
 
-Result<int64_t> QuantityResult(const std::string& text, int scale10) {
+// Parses `text` (an optional '-' then what `parse` reads) into a non-negative value;
+// `what` names the kind of text expected, for the error.
+template <typename ParseFn>
+Result<int64_t> NonNegative(const std::string& text, const char* what, ParseFn&& parse) {
   std::string_view s = text;
   bool negative = !s.empty() && s[0] == '-';
   if (negative) s.remove_prefix(1);
   uint64_t v = 0;
-  switch (ParseQuantity(s, scale10, &v)) {
+  switch (parse(s, &v)) {
     case Outcome::kGarbage:
-      return Status::InvalidArgument(internal::Quote(text) + " is not a quantity");
+      return Status::InvalidArgument(internal::Quote(text) + " is not " + what);
     case Outcome::kRange:
       return Status::InvalidArgument(internal::Quote(text) + " is out of range");
     case Outcome::kOk: break;
@@ -207,6 +210,12 @@ Result<int64_t> QuantityResult(const std::string& text, int scale10) {
   return static_cast<int64_t>(v);
 }
 
+Result<int64_t> QuantityResult(const std::string& text, int scale10) {
+  return NonNegative(text, "a quantity", [scale10](std::string_view s, uint64_t* v) {
+    return ParseQuantity(s, scale10, v);
+  });
+}
+
 }  // namespace
 
 Result<int64_t> ParseBytes(const std::string& text) { return QuantityResult(text, 0); }
@@ -214,22 +223,7 @@ Result<int64_t> ParseBytes(const std::string& text) { return QuantityResult(text
 Result<int64_t> ParseCpuMillis(const std::string& text) { return QuantityResult(text, 3); }
 
 Result<int64_t> ParseDurationMs(const std::string& text) {
-  std::string_view s = text;
-  bool negative = !s.empty() && s[0] == '-';
-  if (negative) s.remove_prefix(1);
-  uint64_t v = 0;
-  switch (ParseDuration(s, &v)) {
-    case Outcome::kGarbage:
-      return Status::InvalidArgument(internal::Quote(text) +
-                                     " is not a duration (e.g. 500ms, 10s, 1m30s)");
-    case Outcome::kRange:
-      return Status::InvalidArgument(internal::Quote(text) + " is out of range");
-    case Outcome::kOk: break;
-  }
-  if (negative && v != 0) {
-    return Status::InvalidArgument(internal::Quote(text) + " must not be negative");
-  }
-  return static_cast<int64_t>(v);
+  return NonNegative(text, "a duration (e.g. 500ms, 10s, 1m30s)", ParseDuration);
 }
 
 std::string FormatDurationMs(int64_t ms) {

@@ -33,6 +33,18 @@ WorkloadSpec Web(int replicas = 1) {
   return s;
 }
 
+// Options for a test node: quiet, node "n1", state in `dir`.
+Options TestOptions(const TempDir& dir, std::shared_ptr<FakeRuntime> runtime,
+                    std::shared_ptr<Clock> clock) {
+  Options o;
+  o.state_dir = dir.Sub("state");
+  o.runtime = std::move(runtime);
+  o.clock = std::move(clock);
+  o.node_name = "n1";
+  o.log_sink = [](LogLevel, std::string_view) {};
+  return o;
+}
+
 // One node: a state dir, a fake clock and runtime, and an Orchestrator that can be
 // closed and reopened over the same state and runtime.
 struct Node {
@@ -46,13 +58,7 @@ struct Node {
 
   void Reopen() {
     orch.reset();
-    Options o;
-    o.state_dir = dir.Sub("state");
-    o.runtime = runtime;
-    o.clock = clock;
-    o.node_name = "n1";
-    o.log_sink = [](LogLevel, std::string_view) {};
-    REQUIRE(Orchestrator::Open(o, &orch).ok());
+    REQUIRE(Orchestrator::Open(TestOptions(dir, runtime, clock), &orch).ok());
     orch->Subscribe([this](const Event& e) { events.push_back(e); });
   }
 
@@ -407,13 +413,8 @@ TEST_SUITE("orchestrator") {
     TempDir dir;
     auto clock = SystemClock();
     auto runtime = std::make_shared<FakeRuntime>(clock);
-    Options o;
-    o.state_dir = dir.Sub("state");
-    o.runtime = runtime;
-    o.node_name = "n1";
-    o.log_sink = [](LogLevel, std::string_view) {};
     std::unique_ptr<Orchestrator> orch;
-    REQUIRE(Orchestrator::Open(o, &orch).ok());
+    REQUIRE(Orchestrator::Open(TestOptions(dir, runtime, clock), &orch).ok());
     std::mutex mu;
     std::condition_variable cv;
     int started = 0;
@@ -448,14 +449,8 @@ TEST_SUITE("orchestrator") {
     TempDir dir;
     auto clock = std::make_shared<FakeClock>();
     auto runtime = std::make_shared<FakeRuntime>(clock);
-    Options o;
-    o.state_dir = dir.Sub("state");
-    o.runtime = runtime;
-    o.clock = clock;
-    o.node_name = "n1";
-    o.log_sink = [](LogLevel, std::string_view) {};
     std::unique_ptr<Orchestrator> orch;
-    REQUIRE(Orchestrator::Open(o, &orch).ok());
+    REQUIRE(Orchestrator::Open(TestOptions(dir, runtime, clock), &orch).ok());
     uv_loop_t loop;
     REQUIRE(uv_loop_init(&loop) == 0);
     REQUIRE(orch->Attach(&loop).ok());
