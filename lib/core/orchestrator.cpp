@@ -370,21 +370,22 @@ class OrchestratorImpl final : public Orchestrator {
     st.spec = d.spec;
     st.generation = d.generation;
     st.spec_hash = d.hash;
+    // Every wanted index (Pending until the loop has seen it), then any replica above
+    // the wanted count that is still stopping.
     const std::string& name = d.spec.name;
     auto it = replicas_.lower_bound(ReplicaKey(name, 0));
-    for (int i = 0; i < d.spec.replicas || (it != replicas_.end() && it->first.first == name);
-         i++) {
-      if (it != replicas_.end() && it->first.first == name && it->first.second == i) {
-        st.replicas.push_back(it->second);
-        ++it;
-      } else if (i < d.spec.replicas) {
+    for (int i = 0; i < d.spec.replicas; i++) {
+      if (it != replicas_.end() && it->first == ReplicaKey(name, i)) {
+        st.replicas.push_back((it++)->second);
+      } else {
         ReplicaStatus pending;
         pending.workload = name;
         pending.index = i;
-        st.replicas.push_back(pending);
-      } else if (it != replicas_.end() && it->first.first == name && it->first.second < i) {
-        ++it;  // cannot happen with sorted keys; keeps the loop finite regardless
+        st.replicas.push_back(std::move(pending));
       }
+    }
+    for (; it != replicas_.end() && it->first.first == name; ++it) {
+      if (it->first.second >= d.spec.replicas) st.replicas.push_back(it->second);
     }
     st.ready_replicas = static_cast<int>(
         std::count_if(st.replicas.begin(), st.replicas.end(),

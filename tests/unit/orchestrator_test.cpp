@@ -6,9 +6,11 @@
 #include <sqlite3.h>
 #include <uv.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <csignal>
 #include <mutex>
+#include <thread>
 
 #include "petrel/testing/fake_clock.h"
 #include "petrel/testing/fake_runtime.h"
@@ -443,6 +445,52 @@ TEST_SUITE("orchestrator") {
       running += c.state == ContainerState::kRunning;
     }
     CHECK(running == 2);
+  }
+
+  TEST_CASE("Apply, Get, List, Delete and exits from several threads while the loop runs") {
+    TempDir dir;
+    auto clock = SystemClock();
+    auto runtime = std::make_shared<FakeRuntime>(clock);
+    std::unique_ptr<Orchestrator> orch;
+    REQUIRE(Orchestrator::Open(TestOptions(dir, runtime, clock), &orch).ok());
+    std::atomic<int> delivered{0};
+    orch->Subscribe([&](const Event&) { delivered++; });
+    REQUIRE(orch->Start().ok());
+    std::atomic<int> failures{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 3; t++) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < 40; i++) {
+          WorkloadSpec s = Web(1 + i % 3);
+          s.name = "w" + std::to_string(t) + "-" + std::to_string(i % 5);
+          s.env["I"] = std::to_string(i);
+          if (!orch->Apply(s).ok()) failures++;
+          if (!orch->Get(s.name).ok()) failures++;
+          if (!orch->List().ok()) failures++;
+          if (i % 7 == 0 && !orch->Delete(s.name).ok()) failures++;
+        }
+      });
+    }
+    threads.emplace_back([&] {
+      for (int i = 0; i < 200; i++) {
+        for (const ContainerInfo& c : runtime->Containers()) {
+          if (c.state == ContainerState::kRunning && i % 3 == 0) (void)runtime->Exit(c.id, 1);
+        }
+        if (!orch->Events(0, 50).ok()) failures++;
+      }
+    });
+    for (std::thread& t : threads) t.join();
+    CHECK(failures == 0);
+    orch.reset();
+    CHECK(delivered > 0);
+    // Reopened, the state is whole and a Step converges on it.
+    auto fake_clock = std::make_shared<FakeClock>(clock->Now() + 3600 * 1000);
+    REQUIRE(Orchestrator::Open(TestOptions(dir, runtime, fake_clock), &orch).ok());
+    for (int i = 0; i < 5; i++) REQUIRE(orch->Step().ok());
+    Result<std::vector<WorkloadState>> all = orch->List();
+    REQUIRE(all.ok());
+    CHECK(all->size() == 12);  // per thread, w-0 was deleted last (i = 35); 4 names remain
+    for (const WorkloadState& w : *all) CHECK(w.ready_replicas == w.spec.replicas);
   }
 
   TEST_CASE("Attach runs on the embedder's libuv loop") {
