@@ -60,6 +60,11 @@ bool Better(const ContainerInfo& a, const ContainerInfo* b) {
   return a.id > b->id;
 }
 
+bool WantsRestart(RestartPolicy policy, int exit_code) {
+  return policy == RestartPolicy::kAlways ||
+         (policy == RestartPolicy::kOnFailure && exit_code != 0);
+}
+
 std::string ExitText(int code) {
   if (code > 128 && code < 128 + 65) {
     return "killed by signal " + std::to_string(code - 128) + " (exit code " +
@@ -199,7 +204,8 @@ class Planner {
       next.container_id.clear();
       next.pid = 0;
       next.message = "replacing: waiting for the old container to stop";
-    } else if (cur.spec_hash == d.hash && cur.phase == Phase::kExited) {
+    } else if (cur.spec_hash == d.hash && cur.phase == Phase::kExited &&
+               !WantsRestart(spec.restart_policy, cur.last_exit_code)) {
       // Done under its restart policy; its container may be gone, which is fine.
     } else if (cur.spec_hash == d.hash && cur.phase == Phase::kCrashLoop &&
                in_.now < cur.next_retry) {
@@ -244,12 +250,15 @@ class Planner {
       case ContainerState::kExited:
         break;
     }
+    // An exit already recorded needs nothing new, unless the restart policy has changed
+    // since to one that restarts it.
     bool recorded = cur.container_id == c.id &&
-                    (cur.phase == Phase::kExited || cur.phase == Phase::kCrashLoop);
+                    (cur.phase == Phase::kCrashLoop ||
+                     (cur.phase == Phase::kExited &&
+                      !WantsRestart(spec.restart_policy, cur.last_exit_code)));
     if (!recorded) {
       int code = c.exit_code;
-      bool restart = spec.restart_policy == RestartPolicy::kAlways ||
-                     (spec.restart_policy == RestartPolicy::kOnFailure && code != 0);
+      bool restart = WantsRestart(spec.restart_policy, code);
       TimeMs finished = c.finished_at > 0 ? c.finished_at : in_.now;
       next->pid = 0;
       next->last_exit_code = code;

@@ -242,6 +242,42 @@ TEST_SUITE("plan") {
     }
   }
 
+  TEST_CASE("a finished replica restarts when its policy changes to one that restarts it") {
+    Fixture f;
+    WorkloadSpec s = Spec("job", 1);
+    s.restart_policy = RestartPolicy::kNever;
+    f.Want(s);
+    ContainerInfo c = Container("c1", "job", 0, f.Hash(0), ContainerState::kExited);
+    c.exit_code = 1;
+    c.finished_at = kT0 - 10;
+    f.in.containers = {c};
+    f.in.replicas = {Running("job", 0, "c1", f.Hash(0))};
+    PlanOutput out = f.Run();
+    REQUIRE(out.status_updates.size() == 1);
+    ReplicaStatus exited = out.status_updates[0];
+    REQUIRE(exited.phase == Phase::kExited);
+
+    f.specs[0].restart_policy = RestartPolicy::kAlways;  // same template hash
+    f.in.replicas = {exited};
+    out = f.Run();
+    REQUIRE(out.status_updates.size() == 1);
+    CHECK(out.status_updates[0].phase == Phase::kCrashLoop);
+    CHECK(out.status_updates[0].failures == 1);
+
+    // Also when its container is gone already.
+    f.in.containers.clear();
+    out = f.Run();
+    REQUIRE(out.actions.size() == 1);
+    CHECK(out.actions[0].type == Action::Type::kCreate);
+
+    // OnFailure leaves a clean exit alone.
+    exited.last_exit_code = 0;
+    f.in.replicas = {exited};
+    f.specs[0].restart_policy = RestartPolicy::kOnFailure;
+    out = f.Run();
+    CHECK(out.actions.empty());
+  }
+
   TEST_CASE("OnFailure restarts a failed exit") {
     Fixture f;
     WorkloadSpec s = Spec("job", 1);
