@@ -19,8 +19,7 @@
 namespace {
 
 int Usage() {
-  std::fprintf(stderr,
-               "usage: petrel-demo [--state-dir DIR] [--seconds N] MANIFEST_FILE_OR_DIR\n");
+  std::fprintf(stderr, "usage: petrel-demo [--state-dir DIR] [--seconds N] MANIFEST_FILE_OR_DIR\n");
   return 2;
 }
 

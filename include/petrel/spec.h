@@ -21,8 +21,8 @@ namespace petrel {
 using TimeMs = int64_t;  // milliseconds since the Unix epoch
 
 struct PortSpec {
-  int container_port = 0;  // 1..65535
-  int host_port = 0;       // 0 = not published
+  int container_port = 0;        // 1..65535
+  int host_port = 0;             // 0 = not published
   std::string protocol = "tcp";  // "tcp" or "udp"
   bool operator==(const PortSpec&) const;
 };
@@ -30,10 +30,10 @@ struct PortSpec {
 struct MountSpec {
   enum class Type { kBind, kTmpfs };
   Type type = Type::kBind;
-  std::string source;        // host path; bind mounts only
-  std::string target;        // absolute path in the container
+  std::string source;  // host path; bind mounts only
+  std::string target;  // absolute path in the container
   bool read_only = false;
-  int64_t size_bytes = 0;    // tmpfs only; 0 = the runtime's default
+  int64_t size_bytes = 0;  // tmpfs only; 0 = the runtime's default
   bool operator==(const MountSpec&) const;
 };
 
@@ -47,7 +47,7 @@ struct Resources {
 enum class RestartPolicy { kAlways, kOnFailure, kNever };
 
 struct Backoff {
-  int64_t initial_ms = 1000;    // the first restart waits this long
+  int64_t initial_ms = 1000;       // the first restart waits this long
   int64_t max_ms = 5 * 60 * 1000;  // the wait doubles per failure up to this
   // A replica that stayed up this long has its failure streak forgotten.
   // 0 = the default: the larger of 10 x initial and 60 s.

@@ -44,7 +44,9 @@ class [[nodiscard]] Status {
 
   static Status OK() { return Status(); }
   static Status NotFound(std::string_view msg) { return Status(Code::kNotFound, msg); }
-  static Status InvalidArgument(std::string_view msg) { return Status(Code::kInvalidArgument, msg); }
+  static Status InvalidArgument(std::string_view msg) {
+    return Status(Code::kInvalidArgument, msg);
+  }
   static Status AlreadyExists(std::string_view msg) { return Status(Code::kAlreadyExists, msg); }
   static Status FailedPrecondition(std::string_view msg) {
     return Status(Code::kFailedPrecondition, msg);
@@ -83,7 +85,7 @@ const char* CodeName(Status::Code code);
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}        // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {  // NOLINT: implicit by design
     if (std::get<Status>(v_).ok()) v_ = Status::Internal("Result built from an OK status");
   }
@@ -108,9 +110,9 @@ class [[nodiscard]] Result {
 }  // namespace petrel
 
 // Returns early from the enclosing function when `expr` is a non-OK Status.
-#define PETREL_RETURN_IF_ERROR(expr)      \
-  do {                                    \
-    ::petrel::Status _petrel_s = (expr);  \
+#define PETREL_RETURN_IF_ERROR(expr)       \
+  do {                                     \
+    ::petrel::Status _petrel_s = (expr);   \
     if (!_petrel_s.ok()) return _petrel_s; \
   } while (0)
 

@@ -2,9 +2,8 @@
 // handles, and runs reconcile passes (Plan + Executor) on the loop thread.
 #include "petrel/orchestrator.h"
 
-#include <uv.h>
-
 #include <unistd.h>
+#include <uv.h>
 
 #include <algorithm>
 #include <atomic>
@@ -142,8 +141,7 @@ class OrchestratorImpl final : public Orchestrator {
     for (WorkloadRow& row : rows) {
       Result<WorkloadSpec> spec = SpecFromJson(row.spec_json);
       if (!spec.ok()) {
-        return Status::Corruption("stored workload " + row.name + ": " +
-                                  spec.status().message());
+        return Status::Corruption("stored workload " + row.name + ": " + spec.status().message());
       }
       Desired& d = desired_[row.name];
       d.spec = std::move(*spec);

@@ -104,8 +104,8 @@ TimeMs Executor::Run(const PlanOutput& plan, const std::map<std::string, Templat
         if (a.type == Action::Type::kCreate) {
           Result<std::string> created = runtime_->Create(a.container);
           if (!created.ok()) {
-            std::string what = "create container " + a.container.name + ": " +
-                               created.status().message();
+            std::string what =
+                "create container " + a.container.name + ": " + created.status().message();
             st = AfterFailure(st, t->second.spec, t->second.hash, what, now);
             retry = std::min(retry, st.next_retry);
             fail(what);
@@ -119,7 +119,8 @@ TimeMs Executor::Run(const PlanOutput& plan, const std::map<std::string, Templat
           // A container that cannot start is removed so the back-off, not the
           // leftover, decides when the next try comes.
           Status removed = runtime_->Remove(id);
-          if (!removed.ok() && !removed.IsNotFound()) what += " (and remove: " + removed.message() + ")";
+          if (!removed.ok() && !removed.IsNotFound())
+            what += " (and remove: " + removed.message() + ")";
           st = AfterFailure(st, t->second.spec, t->second.hash, what, now);
           retry = std::min(retry, st.next_retry);
           fail(what);
@@ -129,8 +130,7 @@ TimeMs Executor::Run(const PlanOutput& plan, const std::map<std::string, Templat
         int pid = info.ok() ? info->pid : 0;
         st = AfterStarted(st, t->second.hash, id, pid, now);
         events->push_back(MakeEvent(
-            a, "Started",
-            "container " + id + " (pid " + std::to_string(pid) + "): " + a.reason));
+            a, "Started", "container " + id + " (pid " + std::to_string(pid) + "): " + a.reason));
         break;
       }
     }

@@ -42,9 +42,8 @@ class Executor {
   // with the plan's own updates already applied; it gets the actions' outcomes.
   // `events` gets one event per action done or failed. Returns the earliest time a
   // failure wants a retry (kNever when none).
-  TimeMs Run(const PlanOutput& plan, const std::map<std::string, Template>& templates,
-             TimeMs now, std::map<ReplicaKey, ReplicaStatus>* status,
-             std::vector<Event>* events);
+  TimeMs Run(const PlanOutput& plan, const std::map<std::string, Template>& templates, TimeMs now,
+             std::map<ReplicaKey, ReplicaStatus>* status, std::vector<Event>* events);
 
   // Stops in progress, by container id; input to the next Plan.
   const std::unordered_map<std::string, KillState>& kills() const { return kills_; }

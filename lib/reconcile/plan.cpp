@@ -162,8 +162,7 @@ class Planner {
       return;
     }
     Action a = MakeAction(Action::Type::kKill, workload, replica, &c,
-                          why + ": grace period of " + FormatDurationMs(grace) +
-                              " ended, SIGKILL");
+                          why + ": grace period of " + FormatDurationMs(grace) + " ended, SIGKILL");
     a.signal = SIGKILL;
     out_.actions.push_back(std::move(a));
   }
@@ -247,15 +246,14 @@ class Planner {
         next->message.clear();
         next->next_retry = 0;
         return;
-      case ContainerState::kExited:
-        break;
+      case ContainerState::kExited: break;
     }
     // An exit already recorded needs nothing new, unless the restart policy has changed
     // since to one that restarts it.
-    bool recorded = cur.container_id == c.id &&
-                    (cur.phase == Phase::kCrashLoop ||
-                     (cur.phase == Phase::kExited &&
-                      !WantsRestart(spec.restart_policy, cur.last_exit_code)));
+    bool recorded =
+        cur.container_id == c.id &&
+        (cur.phase == Phase::kCrashLoop ||
+         (cur.phase == Phase::kExited && !WantsRestart(spec.restart_policy, cur.last_exit_code)));
     if (!recorded) {
       int code = c.exit_code;
       bool restart = WantsRestart(spec.restart_policy, code);
@@ -270,7 +268,8 @@ class Planner {
                  ExitText(code) + "; restartPolicy " + RestartPolicyName(spec.restart_policy) +
                      ", not restarting");
       } else {
-        bool stayed_up = c.started_at > 0 && finished - c.started_at >= BackoffResetMs(spec.backoff);
+        bool stayed_up =
+            c.started_at > 0 && finished - c.started_at >= BackoffResetMs(spec.backoff);
         next->failures = (stayed_up ? 0 : cur.failures) + 1;
         int64_t delay = BackoffDelayMs(spec.backoff, next->failures);
         next->next_retry = finished + delay;

@@ -28,7 +28,7 @@ inline constexpr int64_t kDefaultGraceMs = 10000;
 
 struct DesiredWorkload {
   const WorkloadSpec* spec = nullptr;  // not owned; outlives the Plan call
-  std::string hash;                   // TemplateHash(*spec)
+  std::string hash;                    // TemplateHash(*spec)
 };
 
 // What the executor remembers of a stop in progress (memory only: after a restart
@@ -41,8 +41,8 @@ struct KillState {
 struct PlanInput {
   std::string node;
   std::vector<DesiredWorkload> desired;
-  std::vector<ContainerInfo> containers;  // the runtime's containers labelled for `node`
-  std::vector<ReplicaStatus> replicas;    // stored status of every replica
+  std::vector<ContainerInfo> containers;             // the runtime's containers labelled for `node`
+  std::vector<ReplicaStatus> replicas;               // stored status of every replica
   std::unordered_map<std::string, KillState> kills;  // by container id
   TimeMs now = 0;
 };
@@ -62,10 +62,10 @@ struct PlanOutput {
   // In order. Actions of one (workload, replica) depend on the earlier ones of the
   // same replica: when one fails the executor skips the rest of that replica.
   std::vector<Action> actions;
-  std::vector<ReplicaStatus> status_updates;            // full new values, changed only
+  std::vector<ReplicaStatus> status_updates;                // full new values, changed only
   std::vector<std::pair<std::string, int>> status_deletes;  // replicas no longer wanted
-  std::vector<Event> events;                            // seq and time left for the caller
-  TimeMs next_wakeup = kNever;  // a backoff or grace period ends then
+  std::vector<Event> events;                                // seq and time left for the caller
+  TimeMs next_wakeup = kNever;                              // a backoff or grace period ends then
 };
 
 PlanOutput Plan(const PlanInput& input);

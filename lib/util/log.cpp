@@ -17,8 +17,8 @@ const char* LogLevelName(LogLevel level) {
 LogSink StderrLogSink(LogLevel min_level) {
   return [min_level](LogLevel level, std::string_view message) {
     if (level < min_level) return;
-    std::fprintf(stderr, "petrel %s: %.*s\n", LogLevelName(level),
-                 static_cast<int>(message.size()), message.data());
+    std::fprintf(stderr, "petrel %s: %.*s\n", LogLevelName(level), static_cast<int>(message.size()),
+                 message.data());
   };
 }
 

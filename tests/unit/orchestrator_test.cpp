@@ -211,8 +211,8 @@ TEST_SUITE("orchestrator") {
 
     ContainerSpec stray;
     stray.name = "petrel_n1_old_0";
-    stray.labels = {{kLabelWorkload, "old"}, {kLabelReplica, "0"},
-                    {kLabelSpecHash, "x"},   {kLabelNode, "n1"}};
+    stray.labels = {
+        {kLabelWorkload, "old"}, {kLabelReplica, "0"}, {kLabelSpecHash, "x"}, {kLabelNode, "n1"}};
     Result<std::string> stray_id = n.runtime->Create(stray);
     REQUIRE(stray_id.ok());
     REQUIRE(n.runtime->Start(*stray_id).ok());

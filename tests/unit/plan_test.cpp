@@ -215,8 +215,8 @@ TEST_SUITE("plan") {
   }
 
   TEST_CASE("OnFailure does not restart a clean exit; Never restarts nothing") {
-    for (auto [policy, code] : {std::pair{RestartPolicy::kOnFailure, 0},
-                                std::pair{RestartPolicy::kNever, 1}}) {
+    for (auto [policy, code] :
+         {std::pair{RestartPolicy::kOnFailure, 0}, std::pair{RestartPolicy::kNever, 1}}) {
       Fixture f;
       WorkloadSpec s = Spec("job", 1);
       s.restart_policy = policy;
@@ -429,8 +429,8 @@ TEST_SUITE("plan") {
     Fixture f;
     ContainerInfo c;
     c.id = "foreign";
-    c.labels = {{kLabelNode, "n1"}, {kLabelReplica, "x"}, {kLabelWorkload, "w"},
-                {kLabelSpecHash, "h"}};
+    c.labels = {
+        {kLabelNode, "n1"}, {kLabelReplica, "x"}, {kLabelWorkload, "w"}, {kLabelSpecHash, "h"}};
     f.in.containers = {c};
     PlanOutput out = f.Run();
     CHECK(out.actions.empty());

@@ -107,9 +107,8 @@ class Simulation {
       if (c.state != ContainerState::kExited) live[{w, r}]++;
     }
     for (const auto& entry : live) {
-      CHECK_MESSAGE(entry.second == 1, "replica " << entry.first.first << "/"
-                                                  << entry.first.second << " has "
-                                                  << entry.second << " live containers");
+      CHECK_MESSAGE(entry.second == 1, "replica " << entry.first.first << "/" << entry.first.second
+                                                  << " has " << entry.second << " live containers");
     }
   }
 

@@ -65,8 +65,8 @@ class FakeRuntime final : public ContainerRuntime {
     ContainerSpec spec;
     std::string log;
   };
-  Status TakeInjected(Op op);  // REQUIRES: mu_ held
-  void EndProcess(Container* c, int exit_code);  // REQUIRES: mu_ held
+  Status TakeInjected(Op op);                             // REQUIRES: mu_ held
+  void EndProcess(Container* c, int exit_code);           // REQUIRES: mu_ held
   void NotifyExit(const std::string& id, int exit_code);  // REQUIRES: mu_ not held
 
   std::shared_ptr<Clock> clock_;
