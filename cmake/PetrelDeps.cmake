@@ -23,3 +23,8 @@ endif()
 if(PETREL_TESTS)
   find_package(doctest REQUIRED)
 endif()
+
+# pkg-config files find the install prefix relative to themselves, so an installed
+# tree can be moved (staging dirs of firmware builds, `cmake --install --prefix`).
+include(GNUInstallDirs)
+file(RELATIVE_PATH PETREL_PC_TO_PREFIX "/p/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/p")
