@@ -15,6 +15,7 @@
 #include "lib/reconcile/executor.h"
 #include "lib/reconcile/plan.h"
 #include "lib/store/store.h"
+#include "lib/util/dir_lock.h"
 
 namespace petrel {
 
@@ -131,6 +132,8 @@ class OrchestratorImpl final : public Orchestrator {
                                      "\" must be letters, digits, '.' or '-', at most 63");
     }
 
+    PETREL_RETURN_IF_ERROR(PrepareStateDir(opts_.state_dir));
+    PETREL_RETURN_IF_ERROR(DirLock::Acquire(opts_.state_dir, &lock_));
     StoreOptions so;
     so.state_dir = opts_.state_dir;
     so.event_log_capacity = opts_.event_log_capacity;
@@ -562,6 +565,7 @@ class OrchestratorImpl final : public Orchestrator {
   }
 
   Options opts_;
+  std::unique_ptr<DirLock> lock_;
   std::unique_ptr<Store> store_;
   Executor executor_;  // loop thread only
   std::shared_ptr<Waker> waker_;

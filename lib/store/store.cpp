@@ -66,30 +66,6 @@ Status StateDirError(const std::string& dir, const std::string& what, int err) {
   return Status::IOError("state dir " + dir + ": " + what + " (" + std::strerror(err) + ")");
 }
 
-// Creates `dir` if missing, like mkdir -p, each new directory with mode 0700; an
-// existing directory is left as it is. Then checks that this process may create files
-// in it.
-Status PrepareStateDir(const std::string& dir) {
-  struct stat st;
-  if (stat(dir.c_str(), &st) != 0) {
-    if (errno != ENOENT) return StateDirError(dir, "not accessible", errno);
-    for (size_t end = dir.find('/', 1);; end = dir.find('/', end + 1)) {
-      const std::string part = dir.substr(0, end);
-      if (mkdir(part.c_str(), 0700) != 0 && errno != EEXIST) {
-        const int err = errno;
-        return StateDirError(dir, part == dir ? "cannot create" : "cannot create " + part, err);
-      }
-      if (end == std::string::npos) break;
-    }
-    if (stat(dir.c_str(), &st) != 0) return StateDirError(dir, "not accessible", errno);
-  }
-  if (!S_ISDIR(st.st_mode)) return Status::IOError("state dir " + dir + ": not a directory");
-  if (faccessat(AT_FDCWD, dir.c_str(), W_OK | X_OK, AT_EACCESS) != 0) {
-    return StateDirError(dir, "not writable", errno);
-  }
-  return Status::OK();
-}
-
 class SqliteStore final : public Store {
  public:
   explicit SqliteStore(int64_t capacity) : capacity_(capacity) {}
@@ -435,6 +411,27 @@ Status SqliteStore::LoadEvents(int64_t after_seq, size_t limit, std::vector<Even
 }
 
 }  // namespace
+
+Status PrepareStateDir(const std::string& dir) {
+  struct stat st;
+  if (stat(dir.c_str(), &st) != 0) {
+    if (errno != ENOENT) return StateDirError(dir, "not accessible", errno);
+    for (size_t end = dir.find('/', 1);; end = dir.find('/', end + 1)) {
+      const std::string part = dir.substr(0, end);
+      if (mkdir(part.c_str(), 0700) != 0 && errno != EEXIST) {
+        const int err = errno;
+        return StateDirError(dir, part == dir ? "cannot create" : "cannot create " + part, err);
+      }
+      if (end == std::string::npos) break;
+    }
+    if (stat(dir.c_str(), &st) != 0) return StateDirError(dir, "not accessible", errno);
+  }
+  if (!S_ISDIR(st.st_mode)) return Status::IOError("state dir " + dir + ": not a directory");
+  if (faccessat(AT_FDCWD, dir.c_str(), W_OK | X_OK, AT_EACCESS) != 0) {
+    return StateDirError(dir, "not writable", errno);
+  }
+  return Status::OK();
+}
 
 Status Store::Open(const StoreOptions& options, std::unique_ptr<Store>* result) {
   if (options.state_dir.empty()) return Status::InvalidArgument("state dir: empty path");

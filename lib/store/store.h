@@ -85,6 +85,11 @@ class Store {
   virtual int64_t TotalChanges() = 0;
 };
 
+// Creates `dir` if missing, like mkdir -p, each new directory with mode 0700 (an
+// existing directory is left as it is), and checks this process may create files in it. Errors name
+// the dir and the reason.
+Status PrepareStateDir(const std::string& dir);
+
 }  // namespace petrel::internal
 
 #endif  // PETREL_LIB_STORE_STORE_H_

@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 #include <sqlite3.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include <atomic>
@@ -511,6 +512,17 @@ TEST_SUITE("orchestrator") {
     orch->Detach();
     CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0);  // petrel's handles close; nothing is left
     CHECK(uv_loop_close(&loop) == 0);
+  }
+
+  TEST_CASE("a state dir serves one petrel at a time") {
+    Node n;
+    std::unique_ptr<Orchestrator> second;
+    Status s = Orchestrator::Open(TestOptions(n.dir, n.runtime, n.clock), &second);
+    CHECK(s.code() == Status::Code::kFailedPrecondition);
+    CHECK(s.message() == "state dir " + n.dir.Sub("state") + " is in use by another petrel (pid " +
+                             std::to_string(getpid()) + ")");
+    n.orch.reset();
+    CHECK(Orchestrator::Open(TestOptions(n.dir, n.runtime, n.clock), &second).ok());
   }
 
   TEST_CASE("Open refuses bad options with a clear message") {
