@@ -2,12 +2,15 @@
 //
 // Plan(): N workloads of one replica each, every container running as recorded:
 // the steady state a periodic resync meets. Target: <= 5 us per workload at 10,000,
-// so a full resync of a large gateway plans in under 50 ms.
+// so a full resync of a large gateway plans in under 50 ms. Timed on the wall clock,
+// and with `plan_bench --callgrind N` under valgrind --tool=callgrind --instr-atstart=no,
+// counted in instructions of one Plan() call, which repeat exactly from run to run.
 //
 // Apply: workloads stored through Orchestrator::Apply (validate, hash, JSON, SQLite
 // with synchronous=FULL), against a baseline measured in the same process: the bare
 // INSERT of the same JSON into a SQLite table with the same pragmas.
 #include <sqlite3.h>
+#include <valgrind/callgrind.h>
 
 #include <chrono>
 #include <cstdio>
@@ -41,12 +44,12 @@ WorkloadSpec MakeSpec(int i) {
   return s;
 }
 
-void BenchPlan() {
-  std::printf("Plan() in steady state (all replicas running as recorded)\n");
-  std::printf("%10s %12s %14s %12s\n", "workloads", "passes", "us/pass", "us/workload");
-  for (int n : {10, 100, 1000, 10000}) {
-    std::vector<WorkloadSpec> specs;
-    petrel::internal::PlanInput in;
+// N workloads in the steady state: each has its container running as recorded.
+struct SteadyState {
+  std::vector<WorkloadSpec> specs;
+  petrel::internal::PlanInput in;
+
+  explicit SteadyState(int n) {
     in.node = "n1";
     in.now = 1'700'000'000'000;
     for (int i = 0; i < n; i++) specs.push_back(MakeSpec(i));
@@ -70,19 +73,39 @@ void BenchPlan() {
       r.spec_hash = hash;
       in.replicas.push_back(r);
     }
+  }
+
+  void PlanOnce() const {
+    petrel::internal::PlanOutput out = petrel::internal::Plan(in);
+    if (!out.actions.empty() || !out.status_updates.empty()) {
+      std::fprintf(stderr, "plan_bench: steady state planned %zu actions\n", out.actions.size());
+      std::exit(1);
+    }
+  }
+};
+
+void BenchPlan() {
+  std::printf("Plan() in steady state (all replicas running as recorded)\n");
+  std::printf("%10s %12s %14s %12s\n", "workloads", "passes", "us/pass", "us/workload");
+  for (int n : {10, 100, 1000, 10000}) {
+    SteadyState state(n);
     int passes = 0;
     auto t0 = Clock::now();
     do {
-      petrel::internal::PlanOutput out = petrel::internal::Plan(in);
-      if (!out.actions.empty() || !out.status_updates.empty()) {
-        std::fprintf(stderr, "plan_bench: steady state planned %zu actions\n", out.actions.size());
-        std::exit(1);
-      }
+      state.PlanOnce();
       passes++;
     } while (Seconds(t0) < 0.3 || passes < 3);
     double us = Seconds(t0) * 1e6 / passes;
     std::printf("%10d %12d %14.1f %12.3f\n", n, passes, us, us / n);
   }
+}
+
+// One Plan() call between callgrind's start and stop of instrumentation.
+void CallgrindPlan(int n) {
+  SteadyState state(n);
+  CALLGRIND_START_INSTRUMENTATION;
+  state.PlanOnce();
+  CALLGRIND_STOP_INSTRUMENTATION;
 }
 
 double RawSqliteInserts(const std::string& path, int n, bool batch) {
@@ -159,7 +182,11 @@ void BenchApply() {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  if (argc == 3 && std::string(argv[1]) == "--callgrind") {
+    CallgrindPlan(std::atoi(argv[2]));
+    return 0;
+  }
   BenchPlan();
   BenchApply();
   return 0;
