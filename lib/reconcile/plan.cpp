@@ -85,7 +85,7 @@ class Planner {
       auto d = desired_.find(key.first);
       bool wanted = d != desired_.end() && key.second < d->second->spec->replicas;
       if (wanted) continue;
-      for (const ContainerInfo* c : containers) {
+      for (const auto& [c, hash] : containers) {
         if (d == desired_.end()) {
           Stop(*c, std::string(key.first), key.second, GraceOf(*c), "workload deleted");
         } else {
@@ -111,8 +111,7 @@ class Planner {
     for (const ContainerInfo& c : in_.containers) {
       Identity id = Identify(c);
       if (!id.ok) continue;
-      slots_[SlotKey(id.workload, id.replica)].push_back(&c);
-      hashes_.emplace(&c, id.hash);
+      slots_[SlotKey(id.workload, id.replica)].emplace_back(&c, id.hash);
     }
   }
 
@@ -171,25 +170,24 @@ class Planner {
     const WorkloadSpec& spec = *d.spec;
     SlotKey key(spec.name, index);
     auto st = status_.find(key);
-    ReplicaStatus cur;
-    if (st != status_.end()) {
-      cur = *st->second;
-    } else {
-      cur.workload = spec.name;
-      cur.index = index;
+    ReplicaStatus fresh;  // a replica the loop has not seen yet
+    if (st == status_.end()) {
+      fresh.workload = spec.name;
+      fresh.index = index;
     }
+    const ReplicaStatus& cur = st != status_.end() ? *st->second : fresh;
     ReplicaStatus next = cur;
 
     const ContainerInfo* keep = nullptr;
     bool old_present = false;
     auto slot = slots_.find(key);
     if (slot != slots_.end()) {
-      for (const ContainerInfo* c : slot->second) {
-        if (hashes_[c] == d.hash && Better(*c, keep)) keep = c;
+      for (const auto& [c, hash] : slot->second) {
+        if (hash == d.hash && Better(*c, keep)) keep = c;
       }
-      for (const ContainerInfo* c : slot->second) {
+      for (const auto& [c, hash] : slot->second) {
         if (c == keep) continue;
-        bool same = hashes_[c] == d.hash;
+        bool same = hash == d.hash;
         Stop(*c, spec.name, index, spec.termination_grace_ms,
              same ? "duplicate container" : "spec changed");
         if (!same) old_present = true;
@@ -321,8 +319,9 @@ class Planner {
   PlanOutput out_;
   std::unordered_map<std::string_view, const DesiredWorkload*> desired_;
   std::unordered_map<SlotKey, const ReplicaStatus*, SlotKeyHash> status_;
-  std::unordered_map<SlotKey, std::vector<const ContainerInfo*>, SlotKeyHash> slots_;
-  std::unordered_map<const ContainerInfo*, std::string_view> hashes_;
+  // The containers of each replica, with the template hash their labels name.
+  using Labelled = std::pair<const ContainerInfo*, std::string_view>;
+  std::unordered_map<SlotKey, std::vector<Labelled>, SlotKeyHash> slots_;
 };
 
 }  // namespace
