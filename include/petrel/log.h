@@ -10,8 +10,9 @@ namespace petrel {
 enum class LogLevel { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3 };
 const char* LogLevelName(LogLevel level);
 
-// Called from petrel's loop thread (and, before the loop runs, from the thread that
-// called Orchestrator::Open). Must not call back into the Orchestrator.
+// Called on petrel's loop thread (the Step() caller in manual mode), and on the threads
+// that call Orchestrator::Open and destroy the Orchestrator; never with petrel's locks
+// held. Must not call back into the Orchestrator.
 using LogSink = std::function<void(LogLevel level, std::string_view message)>;
 
 // The default sink: "petrel <LEVEL>: message" on stderr.

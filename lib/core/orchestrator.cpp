@@ -394,20 +394,27 @@ class OrchestratorImpl final : public Orchestrator {
     return st;
   }
 
-  // Gives events their seq and time, stores them, and queues them for subscribers.
+  // Writes replica status changes and events in one transaction, gives the events
+  // their seq and time, and queues them for subscribers (and the log sink) even when
+  // the write fails: the loop re-derives status, and an event is news either way.
   // REQUIRES: mu_ held.
-  void RecordEventsLocked(std::vector<Event> events) {
-    if (events.empty()) return;
+  Status CommitLocked(const std::vector<ReplicaStatus>& writes,
+                      const std::vector<ReplicaKey>& deletes, std::vector<Event> events) {
     TimeMs now = opts_.clock->Now();
     for (Event& e : events) {
       e.seq = next_seq_++;
       e.time = now;
-      Log(LogLevel::kInfo, e.workload + (e.replica >= 0 ? "/" + std::to_string(e.replica) : "") +
-                               " " + e.type + ": " + e.message);
     }
-    Status s = store_->WriteObserved({}, {}, events);
-    if (!s.ok()) Log(LogLevel::kError, "event log: " + s.ToString());
+    Status s = store_->WriteObserved(writes, deletes, events);
     for (Event& e : events) undelivered_.push_back(std::move(e));
+    return s;
+  }
+
+  // Events of Apply and Delete: their desired-state change is already durable.
+  // REQUIRES: mu_ held.
+  void RecordEventsLocked(std::vector<Event> events) {
+    Status s = CommitLocked({}, {}, std::move(events));
+    if (!s.ok()) pending_error_ = "event log: " + s.ToString();
   }
 
   // One reconcile pass: list, plan, act, record. Runs on the loop thread.
@@ -472,27 +479,35 @@ class OrchestratorImpl final : public Orchestrator {
       for (auto& d : plan.status_deletes) {
         if (replicas_.count(d)) deletes.push_back(d);
       }
-      Status s = store_->WriteObserved(writes, deletes, {});
+      Status s = CommitLocked(writes, deletes, std::move(events));
       if (s.ok()) {
         for (ReplicaStatus& r : writes) replicas_[ReplicaKey(r.workload, r.index)] = std::move(r);
         for (const ReplicaKey& d : deletes) replicas_.erase(d);
       } else {
         // The cache keeps the old status, so the next pass derives and writes it again.
-        Log(LogLevel::kError, "store replica status: " + s.ToString());
+        pending_error_ = "store replica status: " + s.ToString();
         plan_wakeup_ = std::min(plan_wakeup_, now + 1000);
       }
-      RecordEventsLocked(std::move(events));
     }
     Deliver();
     return Status::OK();
   }
 
   // Hands queued events to subscribers, without holding mu_ (callbacks may call Get).
+  // Also the one place events and store errors reach the log sink, so the sink is only
+  // ever called on the loop thread and never under mu_.
   void Deliver() {
     std::vector<Event> events;
+    std::string error;
     {
       std::lock_guard<std::mutex> lock(mu_);
       events.swap(undelivered_);
+      error.swap(pending_error_);
+    }
+    if (!error.empty()) Log(LogLevel::kError, error);
+    for (const Event& e : events) {
+      Log(LogLevel::kInfo, e.workload + (e.replica >= 0 ? "/" + std::to_string(e.replica) : "") +
+                               " " + e.type + ": " + e.message);
     }
     if (events.empty()) return;
     std::vector<std::shared_ptr<EventCallback>> subs;
@@ -575,6 +590,7 @@ class OrchestratorImpl final : public Orchestrator {
   std::map<ReplicaKey, ReplicaStatus> replicas_;
   int64_t next_seq_ = 1;
   std::vector<Event> undelivered_;
+  std::string pending_error_;  // a store failure for the log sink, "" when none
 
   std::mutex sub_mu_;
   std::map<SubscriptionId, std::shared_ptr<EventCallback>> subscribers_;

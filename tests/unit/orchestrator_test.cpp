@@ -48,6 +48,13 @@ Options TestOptions(const TempDir& dir, std::shared_ptr<FakeRuntime> runtime,
   return o;
 }
 
+std::unique_ptr<Orchestrator> OpenOrDie(const Options& options) {
+  std::unique_ptr<Orchestrator> orch;
+  Status s = Orchestrator::Open(options, &orch);
+  REQUIRE_MESSAGE(s.ok(), s.ToString());
+  return orch;
+}
+
 // One node: a state dir, a fake clock and runtime, and an Orchestrator that can be
 // closed and reopened over the same state and runtime.
 struct Node {
@@ -61,7 +68,7 @@ struct Node {
 
   void Reopen() {
     orch.reset();
-    REQUIRE(Orchestrator::Open(TestOptions(dir, runtime, clock), &orch).ok());
+    orch = OpenOrDie(TestOptions(dir, runtime, clock));
     orch->Subscribe([this](const Event& e) { events.push_back(e); });
   }
 
@@ -416,8 +423,7 @@ TEST_SUITE("orchestrator") {
     TempDir dir;
     auto clock = SystemClock();
     auto runtime = std::make_shared<FakeRuntime>(clock);
-    std::unique_ptr<Orchestrator> orch;
-    REQUIRE(Orchestrator::Open(TestOptions(dir, runtime, clock), &orch).ok());
+    std::unique_ptr<Orchestrator> orch = OpenOrDie(TestOptions(dir, runtime, clock));
     std::mutex mu;
     std::condition_variable cv;
     int started = 0;
@@ -452,8 +458,7 @@ TEST_SUITE("orchestrator") {
     TempDir dir;
     auto clock = SystemClock();
     auto runtime = std::make_shared<FakeRuntime>(clock);
-    std::unique_ptr<Orchestrator> orch;
-    REQUIRE(Orchestrator::Open(TestOptions(dir, runtime, clock), &orch).ok());
+    std::unique_ptr<Orchestrator> orch = OpenOrDie(TestOptions(dir, runtime, clock));
     std::atomic<int> delivered{0};
     orch->Subscribe([&](const Event&) { delivered++; });
     REQUIRE(orch->Start().ok());
