@@ -29,7 +29,8 @@ Result<std::vector<WorkloadSpec>> ParseManifest(std::string_view text, std::stri
 
 // Reads one file, or every *.yaml, *.yml and *.json file of a directory in name
 // order. All or nothing across the files: a duplicate workload name across them is
-// an error too.
+// an error too. A local image path (oci:, oci-archive:, docker-archive:) may be
+// relative to the manifest file's directory; it is returned absolute.
 Result<std::vector<WorkloadSpec>> LoadManifests(const std::string& path);
 
 }  // namespace petrel

@@ -73,6 +73,8 @@ struct WorkloadState {
   WorkloadSpec spec;
   int64_t generation = 0;
   std::string spec_hash;
+  TimeMs created_at = 0;  // when first applied
+  TimeMs updated_at = 0;  // when the spec last changed
   std::vector<ReplicaStatus> replicas;  // by index; only indices that exist
   int ready_replicas = 0;               // replicas in phase Running
 };

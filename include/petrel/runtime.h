@@ -65,8 +65,19 @@ struct ContainerInfo {
   TimeMs finished_at = 0;  // 0 = not exited
 };
 
+// Offsets count bytes of a container's whole output since it was created, so a
+// reader can follow a log across calls: pass the last chunk's end_offset as
+// since_offset. Bytes a runtime has already rotated away are gone; a chunk then
+// starts at the oldest byte still kept (start_offset > since_offset).
 struct LogOptions {
-  size_t tail_bytes = 64 * 1024;  // at most this many bytes from the end
+  int64_t since_offset = -1;       // -1: the last limit_bytes bytes
+  size_t limit_bytes = 64 * 1024;  // at most this many bytes per call
+};
+
+struct LogChunk {
+  std::string data;
+  int64_t start_offset = 0;  // offset of data[0]
+  int64_t end_offset = 0;    // offset just past the data: the next since_offset
 };
 
 class ContainerRuntime {
@@ -93,7 +104,7 @@ class ContainerRuntime {
       const std::map<std::string, std::string>& selector) = 0;
   virtual Result<ContainerInfo> Inspect(const std::string& id) = 0;
   // The container's combined stdout and stderr, oldest first.
-  virtual Result<std::string> Logs(const std::string& id, const LogOptions& options) = 0;
+  virtual Result<LogChunk> Logs(const std::string& id, const LogOptions& options) = 0;
 
   // Installs the function called when a container's main process exits. Pass an
   // empty function to remove it. petrel treats a call as a hint to look (it lists

@@ -150,6 +150,8 @@ class OrchestratorImpl final : public Orchestrator {
       d.spec = std::move(*spec);
       d.hash = std::move(row.spec_hash);
       d.generation = row.generation;
+      d.created_at = row.created_at;
+      d.updated_at = row.updated_at;
     }
     std::vector<ReplicaStatus> replicas;
     PETREL_RETURN_IF_ERROR(store_->LoadReplicas(&replicas));
@@ -296,6 +298,8 @@ class OrchestratorImpl final : public Orchestrator {
     WorkloadSpec spec;
     std::string hash;
     int64_t generation = 0;
+    TimeMs created_at = 0;
+    TimeMs updated_at = 0;
   };
 
   void Log(LogLevel level, const std::string& msg) { opts_.log_sink(level, msg); }
@@ -352,6 +356,8 @@ class OrchestratorImpl final : public Orchestrator {
         d.spec = specs[i];
         d.hash = rows[i].spec_hash;
         d.generation = r.generation;
+        if (r.outcome == ApplyResult::Outcome::kCreated) d.created_at = now;
+        d.updated_at = now;
         Event e;
         e.workload = r.name;
         e.type = "Applied";
@@ -371,6 +377,8 @@ class OrchestratorImpl final : public Orchestrator {
     st.spec = d.spec;
     st.generation = d.generation;
     st.spec_hash = d.hash;
+    st.created_at = d.created_at;
+    st.updated_at = d.updated_at;
     // Every wanted index (Pending until the loop has seen it), then any replica above
     // the wanted count that is still stopping.
     const std::string& name = d.spec.name;

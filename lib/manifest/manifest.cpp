@@ -40,8 +40,25 @@ Status ErrorAt(std::string_view file, const ManifestError& e) {
   return Status::InvalidArgument(msg);
 }
 
-// Parses, decodes and checks every workload of one file, all or nothing.
-Status ParseFile(std::string_view text, std::string_view file, std::vector<Located>* out) {
+// A manifest read from a file may name a local image relative to that file's
+// directory (as Compose does for build contexts); it becomes absolute here, so the
+// stored spec does not depend on the working directory of whoever applied it.
+void ResolveImagePath(const std::string& base_dir, WorkloadSpec* spec) {
+  for (std::string_view transport : internal::kPathTransports) {
+    std::string_view image = spec->image;
+    if (image.substr(0, transport.size()) != transport) continue;
+    std::string_view rest = image.substr(transport.size());
+    if (rest.empty() || rest.front() == '/') return;
+    std::filesystem::path abs = std::filesystem::absolute(base_dir) / std::string(rest);
+    spec->image = std::string(transport) + abs.lexically_normal().string();
+    return;
+  }
+}
+
+// Parses, decodes and checks every workload of one file, all or nothing. With a
+// base_dir, relative local image paths are taken from there.
+Status ParseFile(std::string_view text, std::string_view file, std::vector<Located>* out,
+                 const std::string& base_dir = "") {
   if (text.size() > kMaxManifestBytes) {
     return ErrorAt(file, {Position{}, "", "larger than 4 MiB"});
   }
@@ -53,6 +70,7 @@ Status ParseFile(std::string_view text, std::string_view file, std::vector<Locat
     Located w;
     internal::PositionMap positions;
     if (auto e = internal::DecodeWorkload(doc, &w.spec, &positions)) return ErrorAt(file, *e);
+    if (!base_dir.empty()) ResolveImagePath(base_dir, &w.spec);
     if (auto f = internal::CheckWorkload(w.spec)) {
       return ErrorAt(file, {internal::Locate(positions, f->path), f->path, f->reason});
     }
@@ -126,7 +144,8 @@ Result<std::vector<WorkloadSpec>> LoadAll(const std::string& path) {
     std::string text;
     PETREL_RETURN_IF_ERROR(ReadFile(file, &text));
     std::vector<Located> workloads;
-    PETREL_RETURN_IF_ERROR(ParseFile(text, file, &workloads));
+    std::string dir = std::filesystem::path(file).parent_path().string();
+    PETREL_RETURN_IF_ERROR(ParseFile(text, file, &workloads, dir.empty() ? "." : dir));
     for (Located& w : workloads) {
       auto [it, inserted] = defined_at.emplace(w.spec.name, Where(file, w.name_pos));
       if (!inserted) {

@@ -44,6 +44,9 @@ std::string KeyPath(std::string_view parent, std::string_view key);
 // The RestartPolicy named `name` ("Always", "OnFailure", "Never"), if any.
 std::optional<RestartPolicy> ParseRestartPolicy(std::string_view name);
 
+// Image transports whose remainder is a local path (skopeo's spelling).
+inline constexpr std::string_view kPathTransports[] = {"oci:", "oci-archive:", "docker-archive:"};
+
 }  // namespace petrel::internal
 
 #endif  // PETREL_LIB_SPEC_CHECK_H_

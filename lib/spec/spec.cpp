@@ -243,9 +243,6 @@ std::optional<std::string> PathProblem(std::string_view s) {
   return std::nullopt;
 }
 
-// Transports whose remainder is a local path (skopeo's spelling).
-constexpr std::string_view kPathTransports[] = {"oci:", "oci-archive:", "docker-archive:"};
-
 std::optional<std::string> ImageProblem(std::string_view image) {
   for (std::string_view transport : kPathTransports) {
     if (image.substr(0, transport.size()) == transport) {

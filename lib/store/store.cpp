@@ -54,6 +54,11 @@ CREATE TABLE events (
   message  TEXT NOT NULL
 );
 )sql",
+    // Version 2: when a workload was first applied (kubectl's AGE).
+    R"sql(
+ALTER TABLE workloads ADD COLUMN created_at INTEGER NOT NULL DEFAULT 0;
+UPDATE workloads SET created_at = updated_at;
+)sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == Store::kSchemaVersion,
               "one migration step per schema version");
@@ -215,13 +220,14 @@ Status SqliteStore::PrepareStatements() {
   } const statements[] = {
       {&get_workload_, "SELECT spec_json, generation FROM workloads WHERE name = ?1"},
       {&put_workload_,
-       "INSERT INTO workloads (name, spec_json, spec_hash, generation, updated_at)"
-       " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO UPDATE SET"
+       "INSERT INTO workloads (name, spec_json, spec_hash, generation, updated_at, created_at)"
+       " VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT (name) DO UPDATE SET"
        " spec_json = excluded.spec_json, spec_hash = excluded.spec_hash,"
        " generation = excluded.generation, updated_at = excluded.updated_at"},
       {&delete_workload_, "DELETE FROM workloads WHERE name = ?1"},
       {&load_workloads_,
-       "SELECT name, spec_json, spec_hash, generation, updated_at FROM workloads ORDER BY name"},
+       "SELECT name, spec_json, spec_hash, generation, updated_at, created_at FROM workloads"
+       " ORDER BY name"},
       {&load_replicas_, load_replicas.c_str()},
       {&put_replica_, put_replica.c_str()},
       {&delete_replica_, "DELETE FROM replicas WHERE workload = ?1 AND idx = ?2"},
@@ -309,7 +315,8 @@ Status SqliteStore::LoadWorkloads(std::vector<WorkloadRow>* rows) {
     Status s = q.Next(&row);
     if (!s.ok()) return s.WithContext("load workloads");
     if (!row) return Status::OK();
-    rows->push_back(WorkloadRow{q.Text(0), q.Text(1), q.Text(2), q.Int64(3), q.Int64(4)});
+    rows->push_back(
+        WorkloadRow{q.Text(0), q.Text(1), q.Text(2), q.Int64(3), q.Int64(4), q.Int64(5)});
   }
 }
 

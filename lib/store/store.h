@@ -34,7 +34,8 @@ struct WorkloadRow {
   std::string spec_json;  // SpecToJson() of the spec
   std::string spec_hash;  // TemplateHash() of the spec
   int64_t generation = 0;
-  TimeMs updated_at = 0;
+  TimeMs updated_at = 0;  // when the spec last changed
+  TimeMs created_at = 0;  // when the workload was first stored; kept by later puts
 };
 
 // What PutWorkloads did to one row.
@@ -44,7 +45,7 @@ class Store {
  public:
   // The schema version this build writes. A database with a higher user_version is
   // refused with FailedPrecondition; a lower one is migrated forward.
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   // Opens or creates <state_dir>/petrel.db (WAL, foreign keys on). Errors name the path
   // and say what is wrong: "state dir /x: not writable", "... disk full",

@@ -127,13 +127,19 @@ Result<ContainerInfo> FakeRuntime::Inspect(const std::string& id) {
   return Status::NotFound("no container " + id);
 }
 
-Result<std::string> FakeRuntime::Logs(const std::string& id, const LogOptions& options) {
+Result<LogChunk> FakeRuntime::Logs(const std::string& id, const LogOptions& options) {
   std::lock_guard<std::mutex> lock(mu_);
   PETREL_RETURN_IF_ERROR(TakeInjected(Op::kLogs));
   for (const Container& c : containers_) {
     if (c.info.id != id) continue;
-    if (c.log.size() <= options.tail_bytes) return c.log;
-    return c.log.substr(c.log.size() - options.tail_bytes);
+    const int64_t size = static_cast<int64_t>(c.log.size());
+    const int64_t limit = static_cast<int64_t>(options.limit_bytes);
+    LogChunk chunk;
+    chunk.start_offset = options.since_offset < 0 ? std::max<int64_t>(0, size - limit)
+                                                  : std::min(options.since_offset, size);
+    chunk.end_offset = std::min(size, chunk.start_offset + limit);
+    chunk.data = c.log.substr(chunk.start_offset, chunk.end_offset - chunk.start_offset);
+    return chunk;
   }
   return Status::NotFound("no container " + id);
 }

@@ -365,6 +365,34 @@ spec:
     CHECK(r.status().message().find(dir.Sub("missing")) == 0);
   }
 
+  TEST_CASE("a relative local image path is taken from the manifest's directory") {
+    testing::TempDir dir;
+    std::filesystem::create_directories(dir.Sub("sub"));
+    const std::string doc =
+        "apiVersion: petrel.dev/v1\nkind: Workload\nmetadata: {name: IMG}\nspec: {image: ";
+    WriteFile(dir.Sub("sub/a.yaml"), doc.substr(0, doc.find("IMG")) + "a" +
+                                         doc.substr(doc.find("IMG") + 3) +
+                                         "\"oci-archive:../images/bb.tar\"}\n");
+    WriteFile(dir.Sub("sub/b.yaml"), doc.substr(0, doc.find("IMG")) + "b" +
+                                         doc.substr(doc.find("IMG") + 3) + "\"oci:layout\"}\n");
+    WriteFile(dir.Sub("sub/c.yaml"), doc.substr(0, doc.find("IMG")) + "c" +
+                                         doc.substr(doc.find("IMG") + 3) +
+                                         "\"docker-archive:/abs/x.tar\"}\n");
+    Result<std::vector<WorkloadSpec>> r = LoadManifests(dir.Sub("sub"));
+    REQUIRE_MESSAGE(r.ok(), r.status().message());
+    REQUIRE(r->size() == 3);
+    CHECK((*r)[0].image == "oci-archive:" + dir.Sub("images/bb.tar"));
+    CHECK((*r)[1].image == "oci:" + dir.Sub("sub/layout"));
+    CHECK((*r)[2].image == "docker-archive:/abs/x.tar");
+    // From text alone there is no directory to resolve against.
+    Result<std::vector<WorkloadSpec>> t = ParseManifest(
+        "apiVersion: petrel.dev/v1\nkind: Workload\nmetadata: {name: a}\n"
+        "spec: {image: \"oci:layout\"}\n",
+        "in.yaml");
+    REQUIRE_FALSE(t.ok());
+    CHECK(t.status().message() == "in.yaml:4:15: spec.image: \"layout\" must be an absolute path");
+  }
+
   TEST_CASE("the example manifests are valid") {
     Result<std::vector<WorkloadSpec>> r = LoadManifests(ExamplesDir());
     REQUIRE_MESSAGE(r.ok(), r.status().message());

@@ -369,9 +369,46 @@ TEST_SUITE("store") {
     Status s = TryOpen(dir.path());
     CHECK(s.code() == Status::Code::kFailedPrecondition);
     CHECK(s.message() ==
-          "database " + db + " has schema version 7, newer than this petrel's 1; upgrade petrel");
+          "database " + db + " has schema version 7, newer than this petrel's 2; upgrade petrel");
     CHECK(QueryInt(db, "PRAGMA user_version") == 7);
     CHECK(QueryInt(db, "SELECT count(*) FROM sqlite_master") == 1);
+  }
+
+  TEST_CASE("a version 1 database is migrated: created_at starts as updated_at") {
+    TempDir dir;
+    const std::string db = dir.path() + "/petrel.db";
+    {
+      sqlite3* raw = nullptr;
+      REQUIRE(sqlite3_open(db.c_str(), &raw) == SQLITE_OK);
+      const char* v1 =
+          "CREATE TABLE workloads (name TEXT PRIMARY KEY NOT NULL, spec_json TEXT NOT NULL,"
+          " spec_hash TEXT NOT NULL, generation INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
+          "CREATE TABLE replicas (workload TEXT NOT NULL REFERENCES workloads(name) ON DELETE"
+          " CASCADE, idx INTEGER NOT NULL, phase TEXT NOT NULL, container_id TEXT NOT NULL,"
+          " pid INTEGER NOT NULL, restarts INTEGER NOT NULL, last_exit_code INTEGER NOT NULL,"
+          " message TEXT NOT NULL, since INTEGER NOT NULL, next_retry INTEGER NOT NULL,"
+          " failures INTEGER NOT NULL, spec_hash TEXT NOT NULL, PRIMARY KEY (workload, idx))"
+          " WITHOUT ROWID;"
+          "CREATE TABLE events (slot INTEGER PRIMARY KEY, seq INTEGER NOT NULL UNIQUE,"
+          " time INTEGER NOT NULL, workload TEXT NOT NULL, replica INTEGER NOT NULL,"
+          " type TEXT NOT NULL, message TEXT NOT NULL);"
+          "INSERT INTO workloads VALUES ('old', '{}', 'h', 3, 5000);"
+          "PRAGMA user_version=1;";
+      REQUIRE(sqlite3_exec(raw, v1, nullptr, nullptr, nullptr) == SQLITE_OK);
+      sqlite3_close(raw);
+    }
+    auto store = OpenStore(dir.path());
+    std::vector<WorkloadRow> rows;
+    REQUIRE(store->LoadWorkloads(&rows).ok());
+    REQUIRE(rows.size() == 1);
+    CHECK(rows[0].generation == 3);
+    CHECK(rows[0].created_at == 5000);
+    // A later put changes updated_at and keeps created_at.
+    REQUIRE(store->PutWorkloads({Row("old", "{\"x\":1}", 9000)}, nullptr, nullptr).ok());
+    REQUIRE(store->LoadWorkloads(&rows).ok());
+    CHECK(rows[0].updated_at == 9000);
+    CHECK(rows[0].created_at == 5000);
+    CHECK(QueryInt(db, "PRAGMA user_version") == 2);
   }
 
   TEST_CASE("a file that is not a database is refused") {

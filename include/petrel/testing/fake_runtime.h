@@ -35,7 +35,7 @@ class FakeRuntime final : public ContainerRuntime {
   Result<std::vector<ContainerInfo>> List(
       const std::map<std::string, std::string>& selector) override;
   Result<ContainerInfo> Inspect(const std::string& id) override;
-  Result<std::string> Logs(const std::string& id, const LogOptions& options) override;
+  Result<LogChunk> Logs(const std::string& id, const LogOptions& options) override;
   void SetExitHandler(ExitHandler handler) override;
 
   // --- test controls ---
