@@ -4,6 +4,7 @@ pkg_check_modules(LIBUV REQUIRED IMPORTED_TARGET libuv)
 pkg_check_modules(SQLITE3 REQUIRED IMPORTED_TARGET sqlite3)
 find_package(yaml-cpp REQUIRED)
 find_package(nlohmann_json 3.10 REQUIRED)
+find_package(LibArchive 3.4 REQUIRED)  # CMake's own module: LibArchive::LibArchive
 find_package(Threads REQUIRED)
 
 # mbedTLS ships no CMake or pkg-config file in Debian 12.
@@ -12,6 +13,14 @@ find_library(MBEDCRYPTO_LIBRARY mbedcrypto REQUIRED)
 add_library(petrel_mbedcrypto INTERFACE)
 target_include_directories(petrel_mbedcrypto INTERFACE ${MBEDTLS_INCLUDE_DIR})
 target_link_libraries(petrel_mbedcrypto INTERFACE ${MBEDCRYPTO_LIBRARY})
+
+# http_parser (the control API's HTTP/1.1 parser) ships no CMake or pkg-config file in
+# Debian 12 either.
+find_path(HTTP_PARSER_INCLUDE_DIR http_parser.h REQUIRED)
+find_library(HTTP_PARSER_LIBRARY http_parser REQUIRED)
+add_library(petrel_http_parser INTERFACE)
+target_include_directories(petrel_http_parser INTERFACE ${HTTP_PARSER_INCLUDE_DIR})
+target_link_libraries(petrel_http_parser INTERFACE ${HTTP_PARSER_LIBRARY})
 
 # yaml-cpp 0.7 exports the target "yaml-cpp"; newer ones "yaml-cpp::yaml-cpp".
 if(TARGET yaml-cpp::yaml-cpp)

@@ -1,0 +1,455 @@
+#include "format.h"
+
+#include <algorithm>
+#include <ctime>
+#include <iterator>
+#include <limits>
+#include <string_view>
+#include <utility>
+
+namespace petrelctl {
+namespace {
+
+using petrel::Status;
+
+std::string Path(const std::string& prefix, const char* key) {
+  return prefix.empty() ? key : prefix + "." + key;
+}
+
+Status Bad(const std::string& path, const char* what) {
+  return Status::InvalidArgument(path + ": " + what);
+}
+
+Status Get(const json& o, const std::string& prefix, const char* key, int64_t* out) {
+  auto it = o.find(key);
+  if (it == o.end()) return Bad(Path(prefix, key), "is missing");
+  if (it->is_number_unsigned()) {
+    if (it->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      return Bad(Path(prefix, key), "is out of range");
+    }
+  } else if (!it->is_number_integer()) {
+    return Bad(Path(prefix, key), "must be an integer");
+  }
+  *out = it->get<int64_t>();
+  return Status::OK();
+}
+
+Status Get(const json& o, const std::string& prefix, const char* key, std::string* out) {
+  auto it = o.find(key);
+  if (it == o.end()) return Bad(Path(prefix, key), "is missing");
+  if (!it->is_string()) return Bad(Path(prefix, key), "must be a string");
+  *out = it->get<std::string>();
+  return Status::OK();
+}
+
+Status ExpectObject(const json& j, const std::string& path) {
+  return j.is_object() ? Status::OK() : Bad(path.empty() ? "(top)" : path, "must be an object");
+}
+
+Status DecodeReplica(const json& j, const std::string& path, ReplicaView* r) {
+  PETREL_RETURN_IF_ERROR(ExpectObject(j, path));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "index", &r->index));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "phase", &r->phase));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "containerId", &r->container_id));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "pid", &r->pid));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "restarts", &r->restarts));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "lastExitCode", &r->last_exit_code));
+  return Get(j, path, "message", &r->message);
+}
+
+Status DecodeWorkloadAt(const json& j, const std::string& path, WorkloadView* w) {
+  PETREL_RETURN_IF_ERROR(ExpectObject(j, path));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "name", &w->name));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "generation", &w->generation));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "specHash", &w->spec_hash));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "createdAt", &w->created_at));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "updatedAt", &w->updated_at));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "desiredReplicas", &w->desired_replicas));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "readyReplicas", &w->ready_replicas));
+  auto spec = j.find("spec");
+  if (spec == j.end()) return Bad(Path(path, "spec"), "is missing");
+  PETREL_RETURN_IF_ERROR(ExpectObject(*spec, Path(path, "spec")));
+  w->spec = *spec;
+  PETREL_RETURN_IF_ERROR(Get(*spec, Path(path, "spec"), "image", &w->image));
+  auto replicas = j.find("replicas");
+  std::string rpath = Path(path, "replicas");
+  if (replicas == j.end()) return Bad(rpath, "is missing");
+  if (!replicas->is_array()) return Bad(rpath, "must be an array");
+  w->replicas.assign(replicas->size(), ReplicaView());
+  for (size_t i = 0; i < replicas->size(); i++) {
+    PETREL_RETURN_IF_ERROR(
+        DecodeReplica((*replicas)[i], rpath + "[" + std::to_string(i) + "]", &w->replicas[i]));
+  }
+  return Status::OK();
+}
+
+Status DecodeEventAt(const json& j, const std::string& path, EventView* e) {
+  PETREL_RETURN_IF_ERROR(ExpectObject(j, path));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "seq", &e->seq));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "time", &e->time));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "workload", &e->workload));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "replica", &e->replica));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "type", &e->type));
+  return Get(j, path, "message", &e->message);
+}
+
+Status DecodeApplyResultAt(const json& j, const std::string& path, ApplyResultView* r) {
+  PETREL_RETURN_IF_ERROR(ExpectObject(j, path));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "name", &r->name));
+  return Get(j, path, "outcome", &r->outcome);
+}
+
+// Decodes {"items":[...]} with `decode_one` per item.
+template <typename T, typename F>
+petrel::Result<std::vector<T>> DecodeItems(const json& j, F decode_one) {
+  PETREL_RETURN_IF_ERROR(ExpectObject(j, ""));
+  auto items = j.find("items");
+  if (items == j.end()) return Bad("items", "is missing");
+  if (!items->is_array()) return Bad("items", "must be an array");
+  std::vector<T> out(items->size());
+  for (size_t i = 0; i < items->size(); i++) {
+    PETREL_RETURN_IF_ERROR(decode_one((*items)[i], "items[" + std::to_string(i) + "]", &out[i]));
+  }
+  return out;
+}
+
+// Phases from the one furthest from serving to Running; unknown ones rank before all.
+int PhaseRank(const std::string& phase) {
+  static constexpr petrel::Phase kWorstFirst[] = {
+      petrel::Phase::kCrashLoop, petrel::Phase::kExited,   petrel::Phase::kStopping,
+      petrel::Phase::kPending,   petrel::Phase::kCreating, petrel::Phase::kRunning,
+  };
+  for (size_t i = 0; i < std::size(kWorstFirst); i++) {
+    if (phase == petrel::PhaseName(kWorstFirst[i])) return static_cast<int>(i) + 1;
+  }
+  return 0;
+}
+
+// A cell as printed: control characters (newlines in a message, escape sequences)
+// would break the table or the terminal, so they become spaces.
+std::string Clean(const std::string& cell) {
+  std::string out = cell;
+  for (char& c : out) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+  }
+  return out;
+}
+
+size_t Width(const std::string& text) {
+  size_t n = 0;
+  for (char c : text) n += (static_cast<unsigned char>(c) & 0xc0) != 0x80;
+  return n;
+}
+
+}  // namespace
+
+petrel::Result<json> ParseJson(const std::string& text) {
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return Status::InvalidArgument("not valid JSON");
+  return j;
+}
+
+petrel::Result<WorkloadView> DecodeWorkload(const json& j) {
+  WorkloadView w;
+  PETREL_RETURN_IF_ERROR(DecodeWorkloadAt(j, "", &w));
+  return w;
+}
+
+petrel::Result<std::vector<WorkloadView>> DecodeWorkloadList(const json& j) {
+  return DecodeItems<WorkloadView>(j, DecodeWorkloadAt);
+}
+
+petrel::Result<EventView> DecodeEvent(const json& j) {
+  EventView e;
+  PETREL_RETURN_IF_ERROR(DecodeEventAt(j, "", &e));
+  return e;
+}
+
+petrel::Result<std::vector<EventView>> DecodeEventList(const json& j) {
+  return DecodeItems<EventView>(j, DecodeEventAt);
+}
+
+petrel::Result<std::vector<ApplyResultView>> DecodeApplyResults(const json& j) {
+  return DecodeItems<ApplyResultView>(j, DecodeApplyResultAt);
+}
+
+json StableJson(const std::vector<WorkloadView>& workloads) {
+  json items = json::array();
+  for (const WorkloadView& w : workloads) {
+    json replicas = json::array();
+    for (const ReplicaView& r : w.replicas) {
+      replicas.push_back({{"index", r.index},
+                          {"phase", r.phase},
+                          {"containerId", r.container_id},
+                          {"pid", r.pid},
+                          {"restarts", r.restarts},
+                          {"lastExitCode", r.last_exit_code},
+                          {"message", r.message}});
+    }
+    items.push_back({{"name", w.name},
+                     {"desiredReplicas", w.desired_replicas},
+                     {"readyReplicas", w.ready_replicas},
+                     {"replicas", std::move(replicas)}});
+  }
+  return {{"items", std::move(items)}};
+}
+
+std::string PrettyJson(const json& j) {
+  return j.dump(2, ' ', false, json::error_handler_t::replace);
+}
+
+std::string SummarizePhase(const std::vector<ReplicaView>& replicas) {
+  if (replicas.empty()) return "-";
+  const ReplicaView* worst = &replicas[0];
+  for (const ReplicaView& r : replicas) {
+    if (PhaseRank(r.phase) < PhaseRank(worst->phase)) worst = &r;
+  }
+  return worst->phase;
+}
+
+// A transcription of k8s.io/apimachinery/pkg/util/duration.HumanDuration.
+std::string HumanDuration(int64_t ms) {
+  auto s = [](int64_t v) { return std::to_string(v); };
+  int64_t seconds = ms / 1000;
+  if (seconds < -1) return "<invalid>";
+  if (seconds < 0) return "0s";
+  if (seconds < 60 * 2) return s(seconds) + "s";
+  int64_t minutes = seconds / 60;
+  if (minutes < 10) {
+    return seconds % 60 == 0 ? s(minutes) + "m" : s(minutes) + "m" + s(seconds % 60) + "s";
+  }
+  if (minutes < 60 * 3) return s(minutes) + "m";
+  int64_t hours = minutes / 60;
+  if (hours < 8) return minutes % 60 == 0 ? s(hours) + "h" : s(hours) + "h" + s(minutes % 60) + "m";
+  if (hours < 48) return s(hours) + "h";
+  if (hours < 24 * 8) {
+    return hours % 24 == 0 ? s(hours / 24) + "d" : s(hours / 24) + "d" + s(hours % 24) + "h";
+  }
+  if (hours < 24 * 365 * 2) return s(hours / 24) + "d";
+  if (hours < 24 * 365 * 8) {
+    int64_t days = hours / 24 % 365;
+    return days == 0 ? s(hours / 24 / 365) + "y" : s(hours / 24 / 365) + "y" + s(days) + "d";
+  }
+  return s(hours / 24 / 365) + "y";
+}
+
+std::string LocalTime(petrel::TimeMs t) {
+  std::time_t secs = static_cast<std::time_t>(t / 1000);
+  std::tm tm{};
+  char buf[32];
+  if (localtime_r(&secs, &tm) == nullptr ||
+      std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", &tm) == 0) {
+    return std::to_string(t);
+  }
+  return buf;
+}
+
+std::string FormatBytes(int64_t bytes) {
+  static const char* const kUnits[] = {"Ei", "Pi", "Ti", "Gi", "Mi", "Ki"};
+  if (bytes == 0) return "0";
+  for (size_t i = 0; i < std::size(kUnits); i++) {
+    int shift = 10 * static_cast<int>(std::size(kUnits) - i);
+    int64_t unit = int64_t{1} << shift;
+    if (bytes % unit == 0) return std::to_string(bytes / unit) + kUnits[i];
+  }
+  return std::to_string(bytes);
+}
+
+std::string FormatCpu(int64_t millis) {
+  return millis % 1000 == 0 ? std::to_string(millis / 1000) : std::to_string(millis) + "m";
+}
+
+std::string ShellJoin(const std::vector<std::string>& words) {
+  std::string out;
+  for (const std::string& word : words) {
+    if (!out.empty()) out += ' ';
+    bool safe = !word.empty();
+    for (char c : word) {
+      bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+      safe = safe && (plain || std::string_view("_@%+=:,./-").find(c) != std::string_view::npos);
+    }
+    if (safe) {
+      out += word;
+      continue;
+    }
+    out += '\'';
+    for (char c : word) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    out += '\'';
+  }
+  return out;
+}
+
+void Columns::Fit(const std::vector<std::string>& row) {
+  if (widths_.size() < row.size()) widths_.resize(row.size(), 0);
+  for (size_t i = 0; i < row.size(); i++) widths_[i] = std::max(widths_[i], Width(Clean(row[i])));
+}
+
+std::string Columns::Format(const std::vector<std::string>& row) {
+  Fit(row);
+  std::string line;
+  for (size_t i = 0; i < row.size(); i++) {
+    std::string cell = Clean(row[i]);
+    line += cell;
+    if (i + 1 < row.size()) line.append(widths_[i] - Width(cell) + 2, ' ');
+  }
+  while (!line.empty() && line.back() == ' ') line.pop_back();
+  return line + "\n";
+}
+
+std::string FormatTable(const std::vector<std::vector<std::string>>& rows,
+                        const std::string& indent) {
+  Columns columns;
+  for (const auto& row : rows) columns.Fit(row);
+  std::string out;
+  for (const auto& row : rows) out += indent + columns.Format(row);
+  return out;
+}
+
+std::vector<std::string> WorkloadHeader(bool wide) {
+  std::vector<std::string> header = {"NAME", "READY", "PHASE", "RESTARTS", "AGE"};
+  if (wide) header.push_back("IMAGE");
+  return header;
+}
+
+std::vector<std::string> WorkloadRow(const WorkloadView& w, petrel::TimeMs now, bool wide) {
+  int64_t restarts = 0;
+  for (const ReplicaView& r : w.replicas) restarts += r.restarts;
+  std::vector<std::string> row = {
+      w.name,
+      std::to_string(w.ready_replicas) + "/" + std::to_string(w.desired_replicas),
+      SummarizePhase(w.replicas),
+      std::to_string(restarts),
+      HumanDuration(now - w.created_at),
+  };
+  if (wide) row.push_back(w.image);
+  return row;
+}
+
+std::vector<std::string> EventHeader() {
+  return {"TIME", "WORKLOAD", "REPLICA", "TYPE", "MESSAGE"};
+}
+
+std::vector<std::string> EventRow(const EventView& e) {
+  return {LocalTime(e.time), e.workload.empty() ? "-" : e.workload,
+          e.replica < 0 ? "-" : std::to_string(e.replica), e.type, e.message};
+}
+
+namespace {
+
+// Describe's "Label:" column: every value starts after the longest label.
+void Field(std::string* out, const std::string& label, const std::vector<std::string>& values) {
+  constexpr size_t kLabelWidth = 17;
+  std::string head = label + ":";
+  head.append(head.size() < kLabelWidth ? kLabelWidth - head.size() : 1, ' ');
+  if (values.empty()) {
+    *out += head + "<none>\n";
+    return;
+  }
+  for (size_t i = 0; i < values.size(); i++) {
+    *out += (i == 0 ? head : std::string(head.size(), ' ')) + Clean(values[i]) + "\n";
+  }
+}
+
+void Field(std::string* out, const std::string& label, const std::string& value) {
+  Field(out, label, std::vector<std::string>{value});
+}
+
+// A table under its own label line, or "<none>" beside the label.
+void Section(std::string* out, const std::string& label,
+             const std::vector<std::vector<std::string>>& rows) {
+  if (rows.size() <= 1) {
+    Field(out, label, std::vector<std::string>());
+    return;
+  }
+  *out += label + ":\n" + FormatTable(rows, "  ");
+}
+
+std::string Limit(int64_t value, const std::string& text) {
+  return value == 0 ? "unlimited" : text;
+}
+
+std::string Or(const std::string& value, const std::string& fallback) {
+  return value.empty() ? fallback : value;
+}
+
+}  // namespace
+
+std::string DescribeText(const WorkloadView& w, const petrel::WorkloadSpec& spec,
+                         const std::vector<EventView>& events, petrel::TimeMs now) {
+  using petrel::FormatDurationMs;
+  std::string out;
+  Field(&out, "Name", w.name);
+  std::vector<std::string> labels;
+  for (const auto& [key, value] : spec.labels) labels.push_back(key + "=" + value);
+  Field(&out, "Labels", labels);
+  Field(&out, "Image", spec.image);
+  Field(&out, "Replicas",
+        std::to_string(w.desired_replicas) + " desired | " + std::to_string(w.ready_replicas) +
+            " ready");
+  std::string policy = petrel::RestartPolicyName(spec.restart_policy);
+  if (spec.restart_policy != petrel::RestartPolicy::kNever) {
+    const petrel::Backoff& b = spec.backoff;
+    int64_t reset =
+        b.reset_after_ms != 0 ? b.reset_after_ms : std::max(10 * b.initial_ms, int64_t{60000});
+    policy += " (back-off " + FormatDurationMs(b.initial_ms) + ", doubling up to " +
+              FormatDurationMs(b.max_ms) + "; reset after " + FormatDurationMs(reset) + " running)";
+  }
+  Field(&out, "Restart Policy", policy);
+  Field(&out, "Grace Period", FormatDurationMs(spec.termination_grace_ms));
+  const petrel::Resources& r = spec.resources;
+  Field(&out, "Resources",
+        "memory " + Limit(r.memory_bytes, FormatBytes(r.memory_bytes)) + ", cpu " +
+            Limit(r.cpu_millis, FormatCpu(r.cpu_millis)) + ", pids " +
+            Limit(r.pids, std::to_string(r.pids)));
+  Field(&out, "Command",
+        spec.command.empty() ? "<the image's entrypoint>" : ShellJoin(spec.command));
+  Field(&out, "Args", spec.args.empty() ? "<the image's cmd>" : ShellJoin(spec.args));
+  Field(&out, "Working Dir", Or(spec.working_dir, "<the image's>"));
+  Field(&out, "User", Or(spec.user, "<the image's>"));
+  Field(&out, "Read-only Root", spec.read_only_rootfs ? "true" : "false");
+  std::vector<std::string> env;
+  for (const auto& [key, value] : spec.env) env.push_back(key + "=" + value);
+  Field(&out, "Env", env);
+  std::vector<std::string> ports;
+  for (const petrel::PortSpec& p : spec.ports) {
+    std::string port = std::to_string(p.container_port) + "/" + p.protocol;
+    ports.push_back(p.host_port != 0 ? std::to_string(p.host_port) + ":" + port : port);
+  }
+  Field(&out, "Ports", ports);
+  std::vector<std::string> mounts;
+  for (const petrel::MountSpec& m : spec.mounts) {
+    if (m.type == petrel::MountSpec::Type::kTmpfs) {
+      mounts.push_back("tmpfs " + m.target +
+                       (m.size_bytes ? " (" + FormatBytes(m.size_bytes) + ")" : ""));
+    } else {
+      mounts.push_back("bind " + m.source + " -> " + m.target +
+                       (m.read_only ? " (read-only)" : ""));
+    }
+  }
+  Field(&out, "Mounts", mounts);
+  Field(&out, "Generation", std::to_string(w.generation) + " (spec hash " + w.spec_hash + ")");
+  Field(&out, "Created",
+        LocalTime(w.created_at) + " (" + HumanDuration(now - w.created_at) + " ago)");
+  Field(&out, "Updated",
+        LocalTime(w.updated_at) + " (" + HumanDuration(now - w.updated_at) + " ago)");
+
+  std::vector<std::vector<std::string>> replicas = {
+      {"INDEX", "PHASE", "CONTAINER", "PID", "RESTARTS", "LAST-EXIT", "MESSAGE"}};
+  for (const ReplicaView& rv : w.replicas) {
+    replicas.push_back({std::to_string(rv.index), rv.phase,
+                        rv.container_id.empty() ? "-" : rv.container_id.substr(0, 12),
+                        rv.pid == 0 ? "-" : std::to_string(rv.pid), std::to_string(rv.restarts),
+                        rv.last_exit_code < 0 ? "-" : std::to_string(rv.last_exit_code),
+                        rv.message});
+  }
+  Section(&out, "Replica Status", replicas);
+  std::vector<std::vector<std::string>> rows = {{"TIME", "REPLICA", "TYPE", "MESSAGE"}};
+  for (const EventView& e : events) {
+    std::vector<std::string> row = EventRow(e);
+    rows.push_back({row[0], row[2], row[3], row[4]});
+  }
+  Section(&out, "Events", rows);
+  return out;
+}
+
+}  // namespace petrelctl

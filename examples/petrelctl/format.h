@@ -1,0 +1,138 @@
+// The pure part of petrelctl: what petreld's JSON answers mean, and how they are
+// shown (ages, times, quantities, aligned tables, the stable `-o json` shape). No
+// I/O here, so tests/unit/petrelctl_test.cpp checks all of it without a daemon.
+#ifndef PETREL_EXAMPLES_PETRELCTL_FORMAT_H_
+#define PETREL_EXAMPLES_PETRELCTL_FORMAT_H_
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "petrel/spec.h"
+#include "petrel/status.h"
+
+namespace petrelctl {
+
+using nlohmann::json;
+
+// --- petreld's answers (examples/petreld/API.md), decoded strictly ---
+
+struct ReplicaView {
+  int64_t index = 0;
+  std::string phase;
+  std::string container_id;
+  int64_t pid = 0;
+  int64_t restarts = 0;
+  int64_t last_exit_code = -1;
+  std::string message;
+};
+
+struct WorkloadView {
+  std::string name;
+  int64_t generation = 0;
+  std::string spec_hash;
+  petrel::TimeMs created_at = 0;
+  petrel::TimeMs updated_at = 0;
+  int64_t desired_replicas = 0;
+  int64_t ready_replicas = 0;
+  json spec;          // the canonical spec JSON (petrel::SpecFromJson reads it)
+  std::string image;  // spec.image
+  std::vector<ReplicaView> replicas;
+};
+
+struct EventView {
+  int64_t seq = 0;
+  petrel::TimeMs time = 0;
+  std::string workload;  // "" for node-wide events
+  int64_t replica = -1;  // -1 when not about one replica
+  std::string type;
+  std::string message;
+};
+
+// One item of PUT /v1/workloads' answer.
+struct ApplyResultView {
+  std::string name;
+  std::string outcome;  // "created", "configured" or "unchanged"
+};
+
+// Parses without throwing; the error says what was expected and where it broke.
+petrel::Result<json> ParseJson(const std::string& text);
+
+// Each fails with a message naming the field ("replicas[1].pid: must be an integer")
+// when petreld's answer lacks a key petrelctl needs; keys it does not know are ignored.
+petrel::Result<WorkloadView> DecodeWorkload(const json& j);
+petrel::Result<std::vector<WorkloadView>> DecodeWorkloadList(const json& j);  // {"items":[...]}
+petrel::Result<EventView> DecodeEvent(const json& j);
+petrel::Result<std::vector<EventView>> DecodeEventList(const json& j);           // {"items":[...]}
+petrel::Result<std::vector<ApplyResultView>> DecodeApplyResults(const json& j);  // {"items":[...]}
+
+// `get workloads -o json`: exactly {"items":[{"name","desiredReplicas","readyReplicas",
+// "replicas":[{"index","phase","containerId","pid","restarts","lastExitCode","message"}]}]},
+// whatever else the server sends.
+json StableJson(const std::vector<WorkloadView>& workloads);
+
+// Pretty (two-space indent, sorted keys, as nlohmann's std::map objects are), never
+// throwing: bytes that are not UTF-8 become U+FFFD.
+std::string PrettyJson(const json& j);
+
+// --- columns ---
+
+// The PHASE of a workload: the phase all its replicas share, else the worst one.
+// Worst first: any phase petrelctl does not know, CrashLoop, Exited, Stopping,
+// Pending, Creating, Running. "-" when there are no replicas.
+std::string SummarizePhase(const std::vector<ReplicaView>& replicas);
+
+// AGE as kubectl writes it (apimachinery's HumanDuration): "45s", "3m12s", "15m",
+// "5h", "7h30m", "2d", "3d4h", "1y100d"; "0s" up to a second in the future and
+// "<invalid>" beyond that (a clock that went back).
+std::string HumanDuration(int64_t ms);
+
+// Local time, "2026-11-28 06:01:02".
+std::string LocalTime(petrel::TimeMs t);
+
+// 67108864 -> "64Mi", 1000 -> "1000"; the largest binary unit that divides exactly.
+std::string FormatBytes(int64_t bytes);
+// 500 -> "500m", 2000 -> "2".
+std::string FormatCpu(int64_t millis);
+
+// Arguments as a shell would need them: /bin/sh -c 'echo hi; sleep 1'.
+std::string ShellJoin(const std::vector<std::string>& words);
+
+// Lines up rows as kubectl does: each column as wide as its widest cell so far, two
+// spaces between columns, nothing after the last. Control characters in cells (a
+// newline in a message) become spaces; width counts UTF-8 characters, not bytes.
+class Columns {
+ public:
+  Columns() = default;
+  // Widens the columns to fit `row` without printing it.
+  void Fit(const std::vector<std::string>& row);
+  // Fits `row`, then returns it as one line ending in '\n'. Rows formatted after a
+  // wider one line up with it; rows formatted before it do not (a followed stream).
+  std::string Format(const std::vector<std::string>& row);
+
+ private:
+  std::vector<size_t> widths_;
+};
+
+// Every row (the first is the header) fitted first, then formatted; each line
+// starts with `indent`.
+std::string FormatTable(const std::vector<std::vector<std::string>>& rows,
+                        const std::string& indent = "");
+
+// The table rows of `get workloads`: NAME READY PHASE RESTARTS AGE [IMAGE].
+std::vector<std::string> WorkloadHeader(bool wide);
+std::vector<std::string> WorkloadRow(const WorkloadView& w, petrel::TimeMs now, bool wide);
+
+// The table rows of `events`: TIME WORKLOAD REPLICA TYPE MESSAGE.
+std::vector<std::string> EventHeader();
+std::vector<std::string> EventRow(const EventView& e);
+
+// `describe workload`: the workload's fields, a table of its replicas and `events`
+// (already cut to the ones to show), kubectl-describe style.
+std::string DescribeText(const WorkloadView& w, const petrel::WorkloadSpec& spec,
+                         const std::vector<EventView>& events, petrel::TimeMs now);
+
+}  // namespace petrelctl
+
+#endif  // PETREL_EXAMPLES_PETRELCTL_FORMAT_H_

@@ -1,0 +1,613 @@
+// petrelctl: the command line of petreld, kubectl-style.
+//
+//   petrelctl [--socket PATH] COMMAND [ARGS] [FLAGS]
+//
+// Talks HTTP to petreld over its Unix socket (examples/petreld/API.md). Manifests are
+// parsed and checked here, with the library, before anything is sent, so an error
+// names file, line and field and nothing is applied. Exit status: 0 done, 1 failed
+// (one line on stderr), 2 the command line is wrong.
+#include <cerrno>
+#include <chrono>
+#include <cstddef>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <map>
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "flags.h"
+#include "format.h"
+#include "http_client.h"
+#include "petrel/manifest.h"
+#include "petrel/spec.h"
+
+namespace petrelctl {
+namespace {
+
+using petrel::Status;
+
+constexpr int kExitError = 1;
+constexpr int kExitUsage = 2;
+constexpr const char* kDefaultSocket = "/run/petrel/petrel.sock";
+constexpr int64_t kEventPage = 1000;    // events asked for per request
+constexpr size_t kDescribeEvents = 20;  // the last events `describe` shows
+
+struct Command {
+  std::string name;
+  std::string synopsis;  // after "petrelctl "
+  std::string summary;   // one line, for the command list
+  std::string details;   // what it does and prints
+  std::string examples;
+  std::vector<FlagDef> flags;
+  int (*run)(Client& client, const ParsedArgs& args, const Command& self);
+};
+
+const std::vector<FlagDef>& GlobalFlags() {
+  static const std::vector<FlagDef> flags = {
+      {"socket", 0, "PATH",
+       "petreld's socket (default: $PETREL_SOCKET, else /run/petrel/petrel.sock)"},
+      {"help", 'h', "", "show help"},
+  };
+  return flags;
+}
+
+int Fail(const Status& s) {
+  std::fprintf(stderr, "petrelctl: %s\n", s.message().c_str());
+  return kExitError;
+}
+
+int UsageError(const Command* cmd, const std::string& what) {
+  if (cmd == nullptr) {
+    std::fprintf(stderr, "petrelctl: %s (see 'petrelctl --help')\n", what.c_str());
+  } else {
+    std::fprintf(stderr, "petrelctl %s: %s (see 'petrelctl help %s')\n", cmd->name.c_str(),
+                 what.c_str(), cmd->name.c_str());
+  }
+  return kExitUsage;
+}
+
+// Writes to stdout at once (for streams); a closed or full stdout ends the command.
+Status WriteOut(std::string_view text) {
+  if (text.empty()) return Status::OK();
+  if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0) {
+    return Status::IOError(std::string("write to stdout: ") + std::strerror(errno));
+  }
+  return Status::OK();
+}
+
+void Print(const std::string& text) { std::fwrite(text.data(), 1, text.size(), stdout); }
+
+petrel::TimeMs NowMs() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+bool IsWorkloadType(const std::string& type) {
+  return type == "workload" || type == "workloads" || type == "wl";
+}
+
+// GETs `target` and decodes the JSON answer with `decode`.
+template <typename Decode>
+auto Fetch(Client& client, const std::string& target, Decode decode)
+    -> decltype(decode(std::declval<const json&>())) {
+  auto body = client.Call("GET", target);
+  if (!body.ok()) return body.status();
+  auto j = ParseJson(*body);
+  if (!j.ok()) return j.status().WithContext("unexpected answer from petreld to GET " + target);
+  auto decoded = decode(*j);
+  if (!decoded.ok()) {
+    return decoded.status().WithContext("unexpected answer from petreld to GET " + target);
+  }
+  return decoded;
+}
+
+// Every event (of `workload`, when not empty), oldest first, paging through the
+// event log; only the last `keep_last` when that is not 0. With `raw`, also the
+// server's own objects.
+Status ListEvents(Client& client, const std::string& workload, size_t keep_last,
+                  std::vector<EventView>* events, std::vector<json>* raw) {
+  int64_t after = 0;
+  for (;;) {
+    std::string target =
+        "/v1/events?after=" + std::to_string(after) + "&limit=" + std::to_string(kEventPage);
+    if (!workload.empty()) target += "&workload=" + UrlEscape(workload);
+    auto page = Fetch(client, target, [](const json& j) -> petrel::Result<json> {
+      PETREL_RETURN_IF_ERROR(DecodeEventList(j).status());
+      return j;
+    });
+    if (!page.ok()) return page.status();
+    const json& items = page->at("items");  // there: DecodeEventList checked
+    for (const json& item : items) {
+      events->push_back(DecodeEvent(item).value());
+      if (raw != nullptr) raw->push_back(item);
+    }
+    if (keep_last != 0 && events->size() > keep_last) {
+      size_t drop = events->size() - keep_last;
+      events->erase(events->begin(), events->begin() + static_cast<std::ptrdiff_t>(drop));
+      if (raw != nullptr) {
+        raw->erase(raw->begin(), raw->begin() + static_cast<std::ptrdiff_t>(drop));
+      }
+    }
+    // A short page is the last; a server that ignores `after` must not loop us forever.
+    if (items.size() < static_cast<size_t>(kEventPage) || events->empty() ||
+        events->back().seq <= after) {
+      return Status::OK();
+    }
+    after = events->back().seq;
+  }
+}
+
+// --- apply ---
+
+int RunApply(Client& client, const ParsedArgs& args, const Command& self) {
+  std::vector<std::string> files = args.All("filename");
+  if (files.empty()) return UsageError(&self, "missing -f FILE|DIR");
+  if (!args.positional.empty()) {
+    return UsageError(&self, "unexpected argument \"" + args.positional[0] + "\"");
+  }
+  std::vector<petrel::WorkloadSpec> specs;
+  std::map<std::string, std::string> defined_in;  // workload name -> the -f that has it
+  for (const std::string& file : files) {
+    auto loaded = petrel::LoadManifests(file);
+    if (!loaded.ok()) return Fail(loaded.status());
+    if (loaded->empty()) return Fail(Status::InvalidArgument(file + ": no workloads in it"));
+    for (petrel::WorkloadSpec& spec : *loaded) {
+      auto [it, inserted] = defined_in.emplace(spec.name, file);
+      if (!inserted) {
+        return Fail(Status::InvalidArgument(file + ": duplicate workload name \"" + spec.name +
+                                            "\" (first in " + it->second + ")"));
+      }
+      specs.push_back(std::move(spec));
+    }
+  }
+  std::string body = "{\"items\":[";
+  for (size_t i = 0; i < specs.size(); i++) body += (i ? "," : "") + petrel::SpecToJson(specs[i]);
+  body += "]}";
+  auto answer = client.Call("PUT", "/v1/workloads", body);
+  if (!answer.ok()) return Fail(answer.status());
+  auto j = ParseJson(*answer);
+  auto results = j.ok() ? DecodeApplyResults(*j) : j.status();
+  if (!results.ok()) {
+    return Fail(
+        results.status().WithContext("unexpected answer from petreld to PUT /v1/workloads"));
+  }
+  for (const ApplyResultView& r : *results) {
+    Print("workload.petrel/" + r.name + " " + r.outcome + "\n");
+  }
+  return 0;
+}
+
+// --- get ---
+
+int RunGet(Client& client, const ParsedArgs& args, const Command& self) {
+  const auto& pos = args.positional;
+  if (pos.empty()) return UsageError(&self, "missing the resource type (workloads)");
+  if (!IsWorkloadType(pos[0])) {
+    return UsageError(&self, "unknown resource type \"" + pos[0] + "\" (petrelctl has workloads)");
+  }
+  if (pos.size() > 2) return UsageError(&self, "unexpected argument \"" + pos[2] + "\"");
+  std::string output = args.Last("output");
+  if (output != "" && output != "json" && output != "wide") {
+    return UsageError(&self, "unknown output format \"" + output + "\" (json or wide)");
+  }
+  std::vector<WorkloadView> workloads;
+  if (pos.size() == 2) {
+    auto w = Fetch(client, "/v1/workloads/" + UrlEscape(pos[1]), DecodeWorkload);
+    if (!w.ok()) return Fail(w.status());
+    workloads.push_back(std::move(*w));
+  } else {
+    auto list = Fetch(client, "/v1/workloads", DecodeWorkloadList);
+    if (!list.ok()) return Fail(list.status());
+    workloads = std::move(*list);
+  }
+  if (output == "json") {
+    Print(PrettyJson(StableJson(workloads)) + "\n");
+    return 0;
+  }
+  if (workloads.empty()) {
+    std::fprintf(stderr, "No workloads found.\n");
+    return 0;
+  }
+  bool wide = output == "wide";
+  std::vector<std::vector<std::string>> rows = {WorkloadHeader(wide)};
+  petrel::TimeMs now = NowMs();
+  for (const WorkloadView& w : workloads) rows.push_back(WorkloadRow(w, now, wide));
+  Print(FormatTable(rows));
+  return 0;
+}
+
+// --- describe ---
+
+int RunDescribe(Client& client, const ParsedArgs& args, const Command& self) {
+  const auto& pos = args.positional;
+  if (pos.empty()) return UsageError(&self, "missing the resource type (workload)");
+  if (!IsWorkloadType(pos[0])) {
+    return UsageError(&self, "unknown resource type \"" + pos[0] + "\" (petrelctl has workloads)");
+  }
+  if (pos.size() < 2) return UsageError(&self, "missing the workload's NAME");
+  if (pos.size() > 2) return UsageError(&self, "unexpected argument \"" + pos[2] + "\"");
+  const std::string& name = pos[1];
+  auto w = Fetch(client, "/v1/workloads/" + UrlEscape(name), DecodeWorkload);
+  if (!w.ok()) return Fail(w.status());
+  auto spec = petrel::SpecFromJson(w->spec.dump(-1, ' ', false, json::error_handler_t::replace));
+  if (!spec.ok()) {
+    return Fail(spec.status().WithContext("unexpected answer from petreld: workload " + name));
+  }
+  std::vector<EventView> events;
+  if (Status s = ListEvents(client, name, kDescribeEvents, &events, nullptr); !s.ok()) {
+    return Fail(s);
+  }
+  Print(DescribeText(*w, *spec, events, NowMs()));
+  return 0;
+}
+
+// --- delete ---
+
+int RunDelete(Client& client, const ParsedArgs& args, const Command& self) {
+  std::vector<std::string> files = args.All("filename");
+  const auto& pos = args.positional;
+  std::vector<std::string> names;
+  if (!files.empty()) {
+    if (!pos.empty()) {
+      return UsageError(&self, "give either -f FILE|DIR or workload NAME, not both");
+    }
+    std::set<std::string> seen;
+    for (const std::string& file : files) {
+      auto loaded = petrel::LoadManifests(file);
+      if (!loaded.ok()) return Fail(loaded.status());
+      for (const petrel::WorkloadSpec& spec : *loaded) {
+        if (seen.insert(spec.name).second) names.push_back(spec.name);
+      }
+    }
+  } else {
+    if (pos.empty()) return UsageError(&self, "missing workload NAME or -f FILE|DIR");
+    if (!IsWorkloadType(pos[0])) {
+      return UsageError(&self,
+                        "unknown resource type \"" + pos[0] + "\" (petrelctl has workloads)");
+    }
+    if (pos.size() < 2) return UsageError(&self, "missing the workload's NAME");
+    names.assign(pos.begin() + 1, pos.end());
+  }
+  int rc = 0;
+  for (const std::string& name : names) {
+    auto answer = client.Call("DELETE", "/v1/workloads/" + UrlEscape(name));
+    if (!answer.ok()) {
+      rc = Fail(answer.status());
+      continue;
+    }
+    Print("workload.petrel/" + name + " deleted\n");
+    std::fflush(stdout);  // in order with the errors of the names after it
+  }
+  return rc;
+}
+
+// --- logs ---
+
+int RunLogs(Client& client, const ParsedArgs& args, const Command& self) {
+  const auto& pos = args.positional;
+  if (pos.empty()) return UsageError(&self, "missing the workload's NAME");
+  if (pos.size() > 1) return UsageError(&self, "unexpected argument \"" + pos[1] + "\"");
+  std::string replica = args.Last("replica", "0");
+  if (replica.empty() || replica.size() > 9 ||
+      replica.find_first_not_of("0123456789") != std::string::npos) {
+    return UsageError(&self, "--replica: \"" + replica + "\" is not a replica index");
+  }
+  std::string target = "/v1/workloads/" + UrlEscape(pos[0]) + "/logs?replica=" + replica;
+  if (args.Has("tail")) {
+    auto tail = petrel::ParseBytes(args.Last("tail"));
+    if (!tail.ok()) return UsageError(&self, "--tail: " + tail.status().message());
+    target += "&tail=" + std::to_string(*tail);
+  }
+  if (args.Has("follow")) target += "&follow=1";
+  if (Status s = client.Stream(target, WriteOut); !s.ok()) return Fail(s);
+  return 0;
+}
+
+// --- events ---
+
+int RunEvents(Client& client, const ParsedArgs& args, const Command& self) {
+  if (!args.positional.empty()) {
+    return UsageError(&self, "unexpected argument \"" + args.positional[0] + "\"");
+  }
+  std::string output = args.Last("output");
+  if (output != "" && output != "json") {
+    return UsageError(&self, "unknown output format \"" + output + "\" (json)");
+  }
+  std::string workload = args.Last("workload");
+  std::string filter = workload.empty() ? "" : "&workload=" + UrlEscape(workload);
+  bool follow = args.Has("follow");
+
+  if (output == "json" && follow) {  // the server's NDJSON lines, as they come
+    Status s = client.Stream("/v1/events?follow=1&after=0" + filter, WriteOut);
+    return s.ok() ? 0 : Fail(s);
+  }
+  std::vector<EventView> events;
+  std::vector<json> raw;
+  if (Status s = ListEvents(client, workload, 0, &events, &raw); !s.ok()) return Fail(s);
+  if (output == "json") {
+    Print(PrettyJson(json{{"items", std::move(raw)}}) + "\n");
+    return 0;
+  }
+  if (events.empty() && !follow) {
+    std::fprintf(stderr, "No events found.\n");
+    return 0;
+  }
+  Columns columns;
+  columns.Fit(EventHeader());
+  columns.Fit({LocalTime(NowMs())});  // a followed empty log still lines TIME up
+  for (const EventView& e : events) columns.Fit(EventRow(e));
+  std::string table = columns.Format(EventHeader());
+  for (const EventView& e : events) table += columns.Format(EventRow(e));
+  if (Status s = WriteOut(table); !s.ok()) return Fail(s);
+  if (!follow) return 0;
+
+  // Then the new ones, one NDJSON line each, lined up with the rows above.
+  int64_t after = events.empty() ? 0 : events.back().seq;
+  std::string pending;
+  auto sink = [&](std::string_view data) -> Status {
+    pending.append(data);
+    std::string rows;
+    size_t start = 0;
+    for (size_t nl; (nl = pending.find('\n', start)) != std::string::npos; start = nl + 1) {
+      std::string line = pending.substr(start, nl - start);
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      auto j = ParseJson(line);
+      auto e = j.ok() ? DecodeEvent(*j) : j.status();
+      if (!e.ok()) return e.status().WithContext("unexpected event line from petreld");
+      rows += columns.Format(EventRow(*e));
+    }
+    pending.erase(0, start);
+    if (pending.size() > (1 << 20)) {
+      return Status::InvalidArgument("unexpected answer from petreld: an event line over 1 MiB");
+    }
+    return WriteOut(rows);
+  };
+  Status s = client.Stream("/v1/events?follow=1&after=" + std::to_string(after) + filter, sink);
+  return s.ok() ? 0 : Fail(s);
+}
+
+// --- version ---
+
+int RunVersion(Client& client, const ParsedArgs& args, const Command& self) {
+  if (!args.positional.empty()) {
+    return UsageError(&self, "unexpected argument \"" + args.positional[0] + "\"");
+  }
+  Print("Client Version: " PETRELCTL_VERSION "\n");
+  std::fflush(stdout);
+  auto server = Fetch(client, "/v1/version", [](const json& j) -> petrel::Result<json> {
+    if (!j.is_object() || !j.contains("version") || !j["version"].is_string()) {
+      return Status::InvalidArgument("version: is missing");
+    }
+    return j;
+  });
+  if (!server.ok()) return Fail(server.status());
+  std::string line = "Server Version: " + server->at("version").get<std::string>();
+  std::string extra;
+  for (const char* key : {"api", "runtime", "node"}) {
+    auto it = server->find(key);
+    if (it == server->end() || !it->is_string()) continue;
+    extra += (extra.empty() ? "" : ", ") + std::string(key) + " " + it->get<std::string>();
+  }
+  Print(line + (extra.empty() ? "" : " (" + extra + ")") + "\n");
+  return 0;
+}
+
+int RunHelp(Client& client, const ParsedArgs& args, const Command& self);
+
+// --- the commands and their help ---
+
+const std::vector<Command>& Commands() {
+  static const std::vector<Command> commands = {
+      {"apply",
+       "apply -f FILE|DIR [-f FILE|DIR]...",
+       "Create or update workloads from manifest files",
+       "Reads every manifest (a file, or a directory's *.yaml, *.yml and *.json) and checks\n"
+       "it with petrel's parser first: an error names file, line, column and field, and\n"
+       "nothing is sent. Then applies all workloads at once (all or nothing) and prints\n"
+       "what happened to each: created, configured (its spec changed) or unchanged.\n",
+       "  petrelctl apply -f web.yaml\n"
+       "  petrelctl apply -f /etc/petrel/manifests -f extra.json\n",
+       {{"filename", 'f', "FILE|DIR", "manifest file or directory; repeatable"}},
+       RunApply},
+      {"get",
+       "get workloads [NAME] [-o json|wide]",
+       "List workloads and the state of their replicas",
+       "Prints NAME, READY (ready/desired replicas), PHASE, RESTARTS (summed over the\n"
+       "replicas) and AGE (since first applied). PHASE is the phase all replicas share,\n"
+       "else the worst one, in this order: CrashLoop, Exited, Stopping, Pending, Creating,\n"
+       "Running (a phase petrelctl does not know counts as worst of all).\n"
+       "\"workload\" and \"wl\" work as well as \"workloads\".\n"
+       "\n"
+       "  -o wide  adds IMAGE.\n"
+       "  -o json  prints {\"items\":[WORKLOAD...]} with sorted keys, each WORKLOAD exactly\n"
+       "           {name, desiredReplicas, readyReplicas, replicas: [{index, phase,\n"
+       "           containerId, pid, restarts, lastExitCode, message}]}; with a NAME too.\n",
+       "  petrelctl get workloads\n"
+       "  petrelctl get wl web -o json\n",
+       {{"output", 'o', "FORMAT", "json or wide"}},
+       RunGet},
+      {"describe",
+       "describe workload NAME",
+       "Show one workload in detail, with its recent events",
+       "Prints the workload's spec (image, replicas, restart policy, resources, command,\n"
+       "env, ports, mounts), when it was created and last changed, a table of its replicas,\n"
+       "and its last 20 events.\n",
+       "  petrelctl describe workload web\n",
+       {},
+       RunDescribe},
+      {"delete",
+       "delete workload NAME... | delete -f FILE|DIR",
+       "Delete workloads, by name or by the manifests that declare them",
+       "Deletes each workload; petreld then stops and removes its containers. With -f,\n"
+       "every workload the manifests name. A name that does not exist is reported and\n"
+       "the others are still deleted (exit status 1).\n",
+       "  petrelctl delete workload web\n"
+       "  petrelctl delete -f examples/manifests\n",
+       {{"filename", 'f', "FILE|DIR", "delete the workloads named in these manifests; repeatable"}},
+       RunDelete},
+      {"logs",
+       "logs NAME [--replica N] [--tail BYTES] [-f]",
+       "Print a replica's output",
+       "Prints the replica's stdout and stderr as petreld keeps them (the last 64Ki unless\n"
+       "--tail says otherwise). With -f, goes on printing new output as it comes, until\n"
+       "interrupted or petreld ends the stream.\n",
+       "  petrelctl logs web --replica 1 --tail 4Ki\n"
+       "  petrelctl logs hello -f\n",
+       {{"replica", 0, "N", "the replica's index (default 0)"},
+        {"tail", 0, "BYTES", "how much of the end to print: 4096, 64Ki, 1Mi"},
+        {"follow", 'f', "", "keep printing new output"}},
+       RunLogs},
+      {"events",
+       "events [--workload NAME] [-f] [-o json]",
+       "List or follow reconcile events",
+       "Prints TIME (local), WORKLOAD, REPLICA (\"-\" when the event is about no one\n"
+       "replica), TYPE and MESSAGE of every event petreld kept, oldest first. With -f, then\n"
+       "prints new events as they happen, until interrupted. -o json prints the server's\n"
+       "objects: {\"items\":[...]}, or with -f its NDJSON stream, one event per line.\n",
+       "  petrelctl events --workload web\n"
+       "  petrelctl events -f\n",
+       {{"workload", 0, "NAME", "only this workload's events"},
+        {"follow", 'f', "", "keep printing new events"},
+        {"output", 'o', "FORMAT", "json"}},
+       RunEvents},
+      {"version",
+       "version",
+       "Print petrelctl's version and petreld's",
+       "Prints the client's version, then asks petreld for its own. If petreld cannot be\n"
+       "reached, the client's version is still printed, and the error, with exit status 1.\n",
+       "  petrelctl version\n",
+       {},
+       RunVersion},
+      {"help",
+       "help [COMMAND]",
+       "Show help for petrelctl or a command",
+       "",
+       "  petrelctl help logs\n",
+       {},
+       RunHelp},
+  };
+  return commands;
+}
+
+const Command* FindCommand(const std::string& name) {
+  for (const Command& c : Commands()) {
+    if (c.name == name) return &c;
+  }
+  return nullptr;
+}
+
+std::string FlagTable(const std::vector<FlagDef>& flags) {
+  std::vector<std::vector<std::string>> rows;
+  for (const FlagDef& f : flags) {
+    std::string name = f.short_name ? std::string("-") + f.short_name + ", --" : "    --";
+    name += f.name + (f.value_name.empty() ? "" : " " + f.value_name);
+    rows.push_back({name, f.help});
+  }
+  return FormatTable(rows, "  ");
+}
+
+std::string Overview() {
+  std::string text =
+      "petrelctl controls petreld, the petrel daemon, over its Unix socket.\n"
+      "\n"
+      "Usage: petrelctl [--socket PATH] COMMAND [ARGS] [FLAGS]\n"
+      "\n"
+      "Commands:\n";
+  std::vector<std::vector<std::string>> rows;
+  for (const Command& c : Commands()) rows.push_back({c.name, c.summary});
+  text += FormatTable(rows, "  ");
+  text += "\nGlobal flags:\n" + FlagTable(GlobalFlags());
+  text += "\nRun 'petrelctl help COMMAND' for a command's flags and examples.\n";
+  return text;
+}
+
+std::string CommandHelp(const Command& c) {
+  std::string text = "Usage: petrelctl " + c.synopsis + "\n\n" + c.summary + ".\n";
+  if (!c.details.empty()) text += "\n" + c.details;
+  if (!c.flags.empty()) text += "\nFlags:\n" + FlagTable(c.flags);
+  text += "\nGlobal flags:\n" + FlagTable(GlobalFlags());
+  if (!c.examples.empty()) text += "\nExamples:\n" + c.examples;
+  return text;
+}
+
+int RunHelp(Client&, const ParsedArgs& args, const Command& self) {
+  if (args.positional.empty()) {
+    Print(Overview());
+    return 0;
+  }
+  if (args.positional.size() > 1) {
+    return UsageError(&self, "unexpected argument \"" + args.positional[1] + "\"");
+  }
+  const Command* c = FindCommand(args.positional[0]);
+  if (c == nullptr) return UsageError(nullptr, "unknown command \"" + args.positional[0] + "\"");
+  Print(CommandHelp(*c));
+  return 0;
+}
+
+int Main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  // The command is the first argument that is neither a flag nor --socket's value.
+  const Command* cmd = nullptr;
+  for (size_t i = 0; i < args.size(); i++) {
+    if (args[i] == "--") break;
+    if (args[i] == "--socket") {
+      i++;
+      continue;
+    }
+    if (args[i].size() > 1 && args[i][0] == '-') continue;
+    cmd = FindCommand(args[i]);
+    if (cmd == nullptr) return UsageError(nullptr, "unknown command \"" + args[i] + "\"");
+    args.erase(args.begin() + static_cast<std::ptrdiff_t>(i));
+    break;
+  }
+  std::vector<FlagDef> defs = GlobalFlags();
+  if (cmd != nullptr) defs.insert(defs.end(), cmd->flags.begin(), cmd->flags.end());
+  auto parsed = ParseFlags(args, defs);
+  if (!parsed.ok()) return UsageError(cmd, parsed.status().message());
+  if (parsed->Has("help")) {
+    Print(cmd == nullptr || cmd->name == "help" ? Overview() : CommandHelp(*cmd));
+    return 0;
+  }
+  if (cmd == nullptr) {
+    if (!parsed->positional.empty()) {  // after "--"
+      return UsageError(nullptr, "unknown command \"" + parsed->positional[0] + "\"");
+    }
+    std::fputs(Overview().c_str(), stderr);
+    return kExitUsage;
+  }
+
+  std::string socket = parsed->Last("socket");
+  if (!parsed->Has("socket")) {
+    const char* env = std::getenv("PETREL_SOCKET");
+    socket = env != nullptr && *env != '\0' ? env : kDefaultSocket;
+  }
+  if (socket.empty()) return UsageError(cmd, "--socket needs a path");
+
+  CurlGlobal curl;
+  Client client(socket);
+  int rc = cmd->run(client, *parsed, *cmd);
+  if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+    std::fprintf(stderr, "petrelctl: write to stdout: %s\n", std::strerror(errno));
+    return kExitError;
+  }
+  return rc;
+}
+
+}  // namespace
+}  // namespace petrelctl
+
+int main(int argc, char** argv) {
+  try {
+    return petrelctl::Main(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "petrelctl: internal error: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "petrelctl: internal error\n");
+  }
+  return 1;
+}

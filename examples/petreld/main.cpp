@@ -1,0 +1,339 @@
+// petreld: the reference daemon. One libuv loop runs petrel's reconcile loop and the
+// control API (API.md) on a Unix socket; see README.md for the flags.
+//
+//   petreld [--config FILE] [--state-dir DIR] [--socket PATH] [--runtime crun|runc|fake]
+//           [--manifests FILE_OR_DIR] [--log-level debug|info|warn|error] [--node-name NAME]
+//
+// SIGTERM or SIGINT stops it cleanly (exit 0). Containers keep running: stopping the
+// daemon is not stopping the workloads; the next petreld adopts them.
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <uv.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cctype>
+#include <cerrno>
+#include <csignal>
+#include <cstddef>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "petrel/api.h"
+#include "petrel/crun.h"
+#include "petrel/manifest.h"
+#include "petrel/orchestrator.h"
+#include "petrel/testing/fake_runtime.h"
+
+#ifndef PETREL_VERSION
+#define PETREL_VERSION "0.0.0"
+#endif
+
+namespace {
+
+constexpr const char kUsage[] =
+    "usage: petreld [--config FILE] [--state-dir DIR] [--socket PATH]\n"
+    "               [--runtime crun|runc|fake] [--manifests FILE_OR_DIR]\n"
+    "               [--log-level debug|info|warn|error] [--node-name NAME]\n"
+    "               [--help] [--version]\n"
+    "\n"
+    "  --config FILE        YAML with the same keys without dashes (state-dir: /x);\n"
+    "                       flags override it\n"
+    "  --state-dir DIR      petrel's database (default /var/lib/petrel)\n"
+    "  --socket PATH        the control API's socket (default /run/petrel/petrel.sock)\n"
+    "  --runtime NAME       crun, runc or fake (default crun)\n"
+    "  --manifests PATH     a manifest file or directory applied at start\n"
+    "  --log-level LEVEL    debug, info, warn or error (default info)\n"
+    "  --node-name NAME     this node's name (default: the host name)\n";
+
+// The settings, by their flag names without dashes; keys of the config file too.
+const char* const kKeys[] = {"state-dir", "socket",    "runtime",
+                             "manifests", "log-level", "node-name"};
+
+using Settings = std::map<std::string, std::string>;
+
+bool IsKey(const std::string& key) {
+  for (const char* k : kKeys) {
+    if (key == k) return true;
+  }
+  return false;
+}
+
+int BadUsage(const std::string& message) {
+  std::fprintf(stderr, "petreld: %s (see petreld --help)\n", message.c_str());
+  return 2;
+}
+
+// Reads the config file into the keys the flags left unset. On error, false with
+// "FILE:LINE: what" in *error.
+bool LoadConfig(const std::string& path, Settings* settings, std::string* error) {
+  try {
+    YAML::Node root = YAML::LoadFile(path);
+    if (root.IsNull()) return true;
+    if (!root.IsMap()) {
+      *error = path + ":" + std::to_string(root.Mark().line + 1) + ": expected key: value lines";
+      return false;
+    }
+    for (const auto& kv : root) {
+      const int line = kv.first.Mark().line + 1;
+      const std::string where = path + ":" + std::to_string(line) + ": ";
+      std::string key = kv.first.IsScalar() ? kv.first.Scalar() : "";
+      if (!IsKey(key)) {
+        std::string known;
+        for (const char* k : kKeys) known += std::string(known.empty() ? "" : ", ") + k;
+        *error = where + "unknown key \"" + key + "\" (known: " + known + ")";
+        return false;
+      }
+      if (!kv.second.IsScalar()) {
+        *error = where + key + ": must be a single value";
+        return false;
+      }
+      settings->emplace(key, kv.second.Scalar());  // a flag's value wins
+    }
+    return true;
+  } catch (const YAML::BadFile&) {
+    *error = path + ": cannot read: " + std::strerror(errno);
+  } catch (const YAML::Exception& e) {
+    *error = path + ":" + std::to_string(e.mark.line + 1) + ":" +
+             std::to_string(e.mark.column + 1) + ": " + e.msg;
+  } catch (const std::exception& e) {
+    *error = path + ": " + e.what();
+  }
+  return false;
+}
+
+bool ParseLogLevel(const std::string& name, petrel::LogLevel* level) {
+  static const std::map<std::string, petrel::LogLevel> levels = {
+      {"debug", petrel::LogLevel::kDebug},
+      {"info", petrel::LogLevel::kInfo},
+      {"warn", petrel::LogLevel::kWarn},
+      {"error", petrel::LogLevel::kError}};
+  auto it = levels.find(name);
+  if (it == levels.end()) return false;
+  *level = it->second;
+  return true;
+}
+
+// The host name as the Orchestrator makes it a node name (it does the same when
+// Options::node_name is empty), so /v1/version can say it.
+std::string HostNodeName() {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0) return "node";
+  std::string name;
+  for (const char* p = host; *p && name.size() < 63; p++) {
+    char c = *p;
+    name += (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-') ? c : '-';
+  }
+  return name.empty() ? "node" : name;
+}
+
+}  // namespace
+
+// Builds the container runtime named on the command line. The one place that knows
+// the adapters: "fake" keeps containers in memory ("running" until killed).
+petrel::Result<std::shared_ptr<petrel::ContainerRuntime>> MakeRuntime(
+    const std::string& name, const std::string& state_dir, const petrel::LogSink& log_sink) {
+  if (name == "fake") {
+    return std::shared_ptr<petrel::ContainerRuntime>(
+        std::make_shared<petrel::testing::FakeRuntime>(petrel::SystemClock()));
+  }
+  if (name == "crun" || name == "runc") {
+    // Images, bundles and container logs beside petrel's database.
+    petrel::CrunOptions o;
+    o.runtime = name;
+    o.state_dir = state_dir + "/oci";
+    o.log_sink = log_sink;
+    return petrel::NewCrunRuntime(o);
+  }
+  return petrel::Status::InvalidArgument("unknown runtime \"" + name + "\" (crun, runc or fake)");
+}
+
+namespace {
+
+// sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET, a path or an
+// abstract name ("@..."). Nothing happens without systemd.
+void NotifySystemd(const std::string& state) {
+  const char* path = std::getenv("NOTIFY_SOCKET");
+  if (path == nullptr || (path[0] != '/' && path[0] != '@')) return;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  size_t len = std::strlen(path);
+  if (len >= sizeof(addr.sun_path)) return;
+  std::memcpy(addr.sun_path, path, len);
+  if (path[0] == '@') addr.sun_path[0] = '\0';
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  (void)sendto(fd, state.data(), state.size(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr),
+               static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len));
+  close(fd);
+}
+
+// What the signal handler needs to shut down.
+struct Daemon {
+  uv_loop_t loop;
+  uv_signal_t sigterm;
+  uv_signal_t sigint;
+  std::unique_ptr<petrel::Orchestrator> orch;
+  std::unique_ptr<petrel::ApiServer> server;
+  petrel::LogSink log;
+  bool stopping = false;
+};
+
+void OnSignal(uv_signal_t* handle, int signum) {
+  auto* d = static_cast<Daemon*>(handle->data);
+  if (d->stopping) return;
+  d->stopping = true;
+  d->log(petrel::LogLevel::kInfo,
+         std::string("petreld: ") + strsignal(signum) + ": shutting down; containers keep running");
+  NotifySystemd("STOPPING=1");
+  d->server->StopAccepting();
+  d->orch->Detach();
+  d->server->Close();
+  uv_close(reinterpret_cast<uv_handle_t*>(&d->sigterm), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&d->sigint), nullptr);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Settings flags;
+  std::string config;
+  for (int i = 1; i < argc; i++) {
+    std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    if (arg == "--version") {
+      std::printf("petreld %s\n", PETREL_VERSION);
+      return 0;
+    }
+    if (arg.rfind("--", 0) != 0) return BadUsage("unexpected argument \"" + arg + "\"");
+    std::string key = arg.substr(2), value;
+    size_t eq = key.find('=');
+    if (eq != std::string::npos) {
+      value = key.substr(eq + 1);
+      key = key.substr(0, eq);
+    } else if (key == "config" || IsKey(key)) {
+      if (i + 1 >= argc) return BadUsage("--" + key + " needs a value");
+      value = argv[++i];
+    }
+    if (key == "config") {
+      config = value;
+    } else if (IsKey(key)) {
+      flags[key] = value;
+    } else {
+      return BadUsage("unknown flag \"--" + key + "\"");
+    }
+  }
+
+  Settings settings = flags;
+  if (!config.empty()) {
+    std::string error;
+    if (!LoadConfig(config, &settings, &error)) {
+      std::fprintf(stderr, "petreld: %s\n", error.c_str());
+      return 2;
+    }
+  }
+  settings.emplace("state-dir", "/var/lib/petrel");
+  settings.emplace("socket", "/run/petrel/petrel.sock");
+  settings.emplace("runtime", "crun");
+  settings.emplace("log-level", "info");
+  petrel::LogLevel level;
+  if (!ParseLogLevel(settings["log-level"], &level)) {
+    return BadUsage("log-level \"" + settings["log-level"] +
+                    "\" is not debug, info, warn or error");
+  }
+  const std::string& runtime_name = settings["runtime"];
+  if (runtime_name != "crun" && runtime_name != "runc" && runtime_name != "fake") {
+    return BadUsage("runtime \"" + runtime_name + "\" is not crun, runc or fake");
+  }
+  for (const auto& [key, value] : settings) {
+    if (value.empty() && key != "manifests" && key != "node-name") {
+      return BadUsage(key + " must not be empty");
+    }
+  }
+
+  // A client hanging up mid-answer must cost an EPIPE, not the daemon.
+  std::signal(SIGPIPE, SIG_IGN);
+
+  Daemon d;
+  d.log = petrel::StderrLogSink(level);
+  std::vector<petrel::WorkloadSpec> specs;
+  if (!settings["manifests"].empty()) {
+    auto loaded = petrel::LoadManifests(settings["manifests"]);
+    if (!loaded.ok()) {
+      std::fprintf(stderr, "petreld: %s\n", loaded.status().message().c_str());
+      return 1;
+    }
+    specs = std::move(*loaded);
+  }
+  auto runtime = MakeRuntime(runtime_name, settings["state-dir"], d.log);
+  if (!runtime.ok()) {
+    std::fprintf(stderr, "petreld: %s\n", runtime.status().message().c_str());
+    return 1;
+  }
+
+  petrel::Options options;
+  options.state_dir = settings["state-dir"];
+  options.runtime = *runtime;
+  options.log_sink = d.log;
+  options.node_name = settings["node-name"].empty() ? HostNodeName() : settings["node-name"];
+  if (petrel::Status s = petrel::Orchestrator::Open(options, &d.orch); !s.ok()) {
+    std::fprintf(stderr, "petreld: %s\n", s.message().c_str());
+    return 1;
+  }
+  if (!specs.empty()) {
+    auto applied = d.orch->Apply(specs);
+    if (!applied.ok()) {
+      std::fprintf(stderr, "petreld: %s\n", applied.status().message().c_str());
+      return 1;
+    }
+    for (const petrel::ApplyResult& r : *applied) {
+      d.log(petrel::LogLevel::kInfo, "petreld: workload " + r.name + " " +
+                                         petrel::OutcomeName(r.outcome) + " from " +
+                                         settings["manifests"]);
+    }
+  }
+
+  uv_loop_init(&d.loop);
+  if (petrel::Status s = d.orch->Attach(&d.loop); !s.ok()) {
+    std::fprintf(stderr, "petreld: %s\n", s.message().c_str());
+    return 1;
+  }
+  petrel::ApiOptions api;
+  api.node_name = options.node_name;
+  api.log_sink = d.log;
+  d.server = std::make_unique<petrel::ApiServer>(d.orch.get(), runtime->get(), api);
+  if (petrel::Status s = d.server->Listen(&d.loop, settings["socket"]); !s.ok()) {
+    std::fprintf(stderr, "petreld: %s\n", s.message().c_str());
+    d.orch->Detach();
+    uv_run(&d.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&d.loop);
+    return 1;
+  }
+  uv_signal_init(&d.loop, &d.sigterm);
+  uv_signal_init(&d.loop, &d.sigint);
+  d.sigterm.data = &d;
+  d.sigint.data = &d;
+  uv_signal_start(&d.sigterm, OnSignal, SIGTERM);
+  uv_signal_start(&d.sigint, OnSignal, SIGINT);
+
+  d.log(petrel::LogLevel::kInfo, "petreld: listening on " + settings["socket"] + " (runtime " +
+                                     runtime_name + ", node " + options.node_name + ", state " +
+                                     options.state_dir + ")");
+  NotifySystemd("READY=1\nSTATUS=listening on " + settings["socket"]);
+  uv_run(&d.loop, UV_RUN_DEFAULT);
+  d.server.reset();
+  d.orch.reset();
+  if (uv_loop_close(&d.loop) != 0) {
+    d.log(petrel::LogLevel::kWarn, "petreld: handles left open at exit");
+  }
+  return 0;
+}

@@ -1,0 +1,145 @@
+// The local control API: HTTP/1.1 with JSON bodies over a Unix socket, as petreld
+// serves it. The contract (paths, keys, status codes) is examples/petreld/API.md.
+//
+//   petrel::ApiServer server(orch.get(), runtime.get(), options);
+//   petrel::Status s = server.Listen(loop, "/run/petrel/petrel.sock");
+//   ... uv_run(loop) ...
+//   server.Close();   // then run the loop until its handles are closed
+//
+// Two layers, so the first can be tested and fuzzed without sockets:
+//  - ApiHandler maps one parsed request to one response (or to the start of a stream)
+//    over an Orchestrator and its ContainerRuntime;
+//  - ApiServer owns the socket and the connections on a libuv loop and runs the
+//    streams (events and logs with follow=1).
+//
+// Threading: both live on the loop thread of the Orchestrator (Attach()ed to the same
+// loop, or the Step() caller), because Logs() calls the runtime, which the runtime's
+// contract allows on the loop thread only. The embedder must ignore SIGPIPE
+// (signal(SIGPIPE, SIG_IGN)): a client hanging up must not kill the process.
+#ifndef PETREL_API_H_
+#define PETREL_API_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "petrel/log.h"
+#include "petrel/orchestrator.h"
+#include "petrel/runtime.h"
+#include "petrel/status.h"
+
+struct uv_loop_s;
+
+namespace petrel {
+
+// One HTTP request, as the connection parser hands it over.
+struct ApiRequest {
+  std::string method;  // "GET", "PUT", ...
+  std::string path;    // percent-decoded, without the query: "/v1/workloads/web"
+  std::map<std::string, std::string> query;    // decoded; a repeated key keeps the last
+  std::map<std::string, std::string> headers;  // names lower-cased; repeats joined by ", "
+  std::string body;                            // de-chunked
+};
+
+// What a stream (a request with follow=1) goes on with after the first part.
+struct ApiStream {
+  enum class Kind { kNone, kEvents, kLogs };
+  Kind kind = Kind::kNone;
+  std::string workload;      // kEvents: only this workload's events when not empty
+  int64_t after_seq = 0;     // kEvents: events after this one
+  int replica = 0;           // kLogs
+  std::string container_id;  // kLogs: "" until the replica has a container
+  int64_t log_offset = 0;    // kLogs: where the first part ended in that container's log
+};
+
+struct ApiResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  // The whole body; for a stream, its first part.
+  std::string body;
+  // Extra headers, e.g. {"Allow", "GET, PUT"} with a 405.
+  std::vector<std::pair<std::string, std::string>> headers;
+  ApiStream stream;  // kind kNone: an ordinary response
+};
+
+struct ApiOptions {
+  // In GET /v1/version. The Orchestrator's node name (Options::node_name).
+  std::string node_name;
+  // Connections beyond this many get a 503 and are closed.
+  int max_connections = 64;
+  // A connection that sends nothing for this long is closed (streams excepted).
+  int64_t idle_timeout_ms = 60 * 1000;
+  // How often a log stream asks the runtime for new output.
+  int64_t log_poll_ms = 250;
+  // A stream whose client reads slower than it is written to is closed once this
+  // many bytes wait to be written.
+  size_t max_stream_backlog_bytes = 1 << 20;
+  // Where the server says what it refused or dropped (503s, slow readers). Optional.
+  LogSink log_sink;
+};
+
+// The request handler: no sockets, no loop. Handle() never throws.
+class ApiHandler {
+ public:
+  // REQUIRES: orch and runtime outlive the handler.
+  ApiHandler(Orchestrator* orch, ContainerRuntime* runtime, ApiOptions options);
+
+  ApiResponse Handle(const ApiRequest& request);
+
+  // {"error": message} with `status`.
+  static ApiResponse Error(int status, const std::string& message);
+
+ private:
+  ApiResponse Route(const ApiRequest& request);
+  ApiResponse ListWorkloads();
+  ApiResponse GetWorkload(const std::string& name);
+  ApiResponse ApplyMany(const ApiRequest& request);
+  ApiResponse ApplyOne(const ApiRequest& request, const std::string& name);
+  ApiResponse DeleteWorkload(const std::string& name);
+  ApiResponse Logs(const ApiRequest& request, const std::string& name);
+  ApiResponse Events(const ApiRequest& request);
+
+  Orchestrator* orch_;
+  ContainerRuntime* runtime_;
+  ApiOptions options_;
+};
+
+// The server: a Unix socket on a libuv loop, HTTP/1.1 with keep-alive and pipelining.
+// Not thread-safe: every call on the loop's thread.
+class ApiServer {
+ public:
+  // REQUIRES: orch and runtime outlive the server.
+  ApiServer(Orchestrator* orch, ContainerRuntime* runtime, ApiOptions options);
+  // Closes what is still open (as Close()); the loop must still run afterwards so the
+  // handles' close callbacks free them.
+  ~ApiServer();
+
+  ApiServer(const ApiServer&) = delete;
+  ApiServer& operator=(const ApiServer&) = delete;
+
+  // Creates the socket's directory (0750) if missing, replaces a stale socket file
+  // (one nobody answers on), and listens with mode 0660. Fails if another process
+  // answers on `socket_path`, or the path exists and is not a socket.
+  Status Listen(uv_loop_s* loop, const std::string& socket_path);
+
+  // Stops accepting connections and removes the socket file; served connections go on.
+  void StopAccepting();
+
+  // Stops accepting and closes every connection (streams end mid-way). Memory is
+  // freed by libuv's close callbacks: run the loop until uv_run returns.
+  void Close();
+
+  // Open connections, for tests and logs.
+  size_t connections() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace petrel
+
+#endif  // PETREL_API_H_

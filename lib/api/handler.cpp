@@ -1,0 +1,404 @@
+// ApiHandler: one request in, one response out, over the Orchestrator. Routes and
+// shapes are examples/petreld/API.md's.
+#include <cctype>
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <exception>
+#include <initializer_list>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "lib/api/json.h"
+#include "petrel/api.h"
+#include "petrel/manifest.h"
+#include "petrel/spec.h"
+
+#ifndef PETREL_VERSION
+#define PETREL_VERSION "0.0.0"
+#endif
+
+namespace petrel {
+namespace {
+
+using internal::DumpLine;
+using nlohmann::json;
+
+// The file name ParseManifest puts in front of positions in a request body's errors.
+constexpr const char kBodyName[] = "request";
+constexpr int64_t kDefaultTailBytes = 64 * 1024;
+constexpr int64_t kMaxTailBytes = 4 << 20;
+constexpr int64_t kDefaultEventLimit = 1000;
+constexpr int64_t kMaxEventLimit = 10000;
+constexpr const char kTextPlain[] = "text/plain; charset=utf-8";
+
+ApiResponse Json(int status, const json& body) {
+  ApiResponse r;
+  r.status = status;
+  r.body = DumpLine(body);
+  return r;
+}
+
+ApiResponse MethodNotAllowed(const ApiRequest& req, const char* allow) {
+  ApiResponse r = ApiHandler::Error(
+      405, "method " + req.method + " not allowed on " + req.path + " (allowed: " + allow + ")");
+  r.headers.emplace_back("Allow", allow);
+  return r;
+}
+
+// 400 for a bad spec or request, 404 for a missing workload, 500 for the rest.
+ApiResponse FromStatus(const Status& s) {
+  int code = s.IsInvalidArgument() ? 400 : s.IsNotFound() ? 404 : 500;
+  return ApiHandler::Error(code, s.message());
+}
+
+// Every query parameter must be one of `known`: a typo ("folow=1") is an error,
+// not a silently different answer.
+Status CheckQuery(const ApiRequest& req, std::initializer_list<const char*> known) {
+  for (const auto& [key, value] : req.query) {
+    bool ok = false;
+    for (const char* k : known) ok = ok || key == k;
+    if (ok) continue;
+    std::string list;
+    for (const char* k : known) list += std::string(list.empty() ? "" : ", ") + k;
+    return Status::InvalidArgument(
+        "unknown query parameter \"" + key + "\"" +
+        (list.empty() ? " (this path takes none)" : " (known: " + list + ")"));
+  }
+  return Status::OK();
+}
+
+Status QueryInt(const ApiRequest& req, const char* key, int64_t def, int64_t min, int64_t max,
+                int64_t* out) {
+  auto it = req.query.find(key);
+  if (it == req.query.end()) {
+    *out = def;
+    return Status::OK();
+  }
+  const std::string& text = it->second;
+  bool digits = !text.empty() && text.size() <= 19;
+  for (char c : text) digits = digits && std::isdigit(static_cast<unsigned char>(c));
+  long long v = digits ? std::strtoll(text.c_str(), nullptr, 10) : -1;
+  if (!digits || v < min || v > max) {
+    return Status::InvalidArgument(std::string(key) + ": \"" + text + "\" is not an integer in " +
+                                   std::to_string(min) + ".." + std::to_string(max));
+  }
+  *out = v;
+  return Status::OK();
+}
+
+Status QueryBool(const ApiRequest& req, const char* key, bool* out) {
+  *out = false;
+  auto it = req.query.find(key);
+  if (it == req.query.end()) return Status::OK();
+  const std::string& v = it->second;
+  if (v == "1" || v == "true") {
+    *out = true;
+  } else if (!(v == "0" || v == "false")) {
+    return Status::InvalidArgument(std::string(key) + ": \"" + v + "\" is not 1, 0, true or false");
+  }
+  return Status::OK();
+}
+
+enum class BodyType { kJson, kYaml, kOther };
+
+// The media type of the body, from Content-Type without its parameters.
+BodyType TypeOf(const ApiRequest& req, std::string* media) {
+  auto it = req.headers.find("content-type");
+  media->clear();
+  if (it != req.headers.end()) {
+    for (char c : it->second.substr(0, it->second.find(';'))) {
+      if (c != ' ' && c != '\t')
+        media->push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+    }
+  }
+  if (*media == "application/json") return BodyType::kJson;
+  if (*media == "application/yaml" || *media == "application/x-yaml" || *media == "text/yaml" ||
+      *media == "text/x-yaml") {
+    return BodyType::kYaml;
+  }
+  return BodyType::kOther;
+}
+
+ApiResponse UnsupportedType(const std::string& media) {
+  return ApiHandler::Error(
+      415, (media.empty() ? std::string("no Content-Type") : "Content-Type " + media) +
+               ": send application/json (SPEC objects) or application/yaml (a manifest)");
+}
+
+// The body as JSON; on failure *error holds the 400.
+bool ParseJsonBody(const ApiRequest& req, json* out, ApiResponse* error) {
+  try {
+    *out = json::parse(req.body);
+    return true;
+  } catch (const std::exception& e) {
+    *error = ApiHandler::Error(400, std::string("body: invalid JSON: ") + e.what());
+    return false;
+  }
+}
+
+Result<WorkloadSpec> SpecFromItem(const json& item, const std::string& where) {
+  Result<WorkloadSpec> spec =
+      SpecFromJson(item.dump(-1, ' ', false, json::error_handler_t::replace));
+  if (!spec.ok()) return Status::InvalidArgument(where + ": " + spec.status().message());
+  return spec;
+}
+
+}  // namespace
+
+ApiHandler::ApiHandler(Orchestrator* orch, ContainerRuntime* runtime, ApiOptions options)
+    : orch_(orch), runtime_(runtime), options_(std::move(options)) {}
+
+ApiResponse ApiHandler::Error(int status, const std::string& message) {
+  return Json(status, json{{"error", message}});
+}
+
+ApiResponse ApiHandler::Handle(const ApiRequest& request) {
+  try {
+    return Route(request);
+  } catch (const std::exception& e) {
+    return Error(500, std::string("internal error: ") + e.what());
+  } catch (...) {
+    return Error(500, "internal error");
+  }
+}
+
+ApiResponse ApiHandler::Route(const ApiRequest& req) {
+  const std::string& path = req.path;
+  const std::string& m = req.method;
+  if (path == "/healthz") {
+    if (m != "GET") return MethodNotAllowed(req, "GET");
+    if (Status s = CheckQuery(req, {}); !s.ok()) return FromStatus(s);
+    return Json(200, json{{"status", "ok"}});
+  }
+  if (path == "/v1/version") {
+    if (m != "GET") return MethodNotAllowed(req, "GET");
+    if (Status s = CheckQuery(req, {}); !s.ok()) return FromStatus(s);
+    return Json(200, json{{"version", PETREL_VERSION},
+                          {"runtime", runtime_->Name()},
+                          {"node", options_.node_name},
+                          {"api", "v1"}});
+  }
+  if (path == "/v1/workloads") {
+    if (Status s = CheckQuery(req, {}); !s.ok()) return FromStatus(s);
+    if (m == "GET") return ListWorkloads();
+    if (m == "PUT") return ApplyMany(req);
+    return MethodNotAllowed(req, "GET, PUT");
+  }
+  if (path == "/v1/events") {
+    if (m != "GET") return MethodNotAllowed(req, "GET");
+    return Events(req);
+  }
+  const std::string prefix = "/v1/workloads/";
+  if (path.compare(0, prefix.size(), prefix) == 0) {
+    std::string rest = path.substr(prefix.size());
+    size_t slash = rest.find('/');
+    std::string name = rest.substr(0, slash);
+    if (!name.empty() && slash == std::string::npos) {
+      if (m != "GET" && m != "PUT" && m != "DELETE") {
+        return MethodNotAllowed(req, "GET, PUT, DELETE");
+      }
+      if (Status s = CheckQuery(req, {}); !s.ok()) return FromStatus(s);
+      if (m == "GET") return GetWorkload(name);
+      if (m == "PUT") return ApplyOne(req, name);
+      return DeleteWorkload(name);
+    }
+    if (!name.empty() && rest.substr(slash) == "/logs") {
+      if (m != "GET") return MethodNotAllowed(req, "GET");
+      return Logs(req, name);
+    }
+  }
+  return Error(404, "no such path: " + path);
+}
+
+ApiResponse ApiHandler::ListWorkloads() {
+  Result<std::vector<WorkloadState>> list = orch_->List();
+  if (!list.ok()) return FromStatus(list.status());
+  json items = json::array();
+  for (const WorkloadState& w : *list) items.push_back(internal::WorkloadJson(w));
+  return Json(200, json{{"items", std::move(items)}});
+}
+
+ApiResponse ApiHandler::GetWorkload(const std::string& name) {
+  Result<WorkloadState> w = orch_->Get(name);
+  if (!w.ok()) return FromStatus(w.status());
+  return Json(200, internal::WorkloadJson(*w));
+}
+
+ApiResponse ApiHandler::ApplyMany(const ApiRequest& req) {
+  std::string media;
+  std::vector<WorkloadSpec> specs;
+  switch (TypeOf(req, &media)) {
+    case BodyType::kJson: {
+      json body;
+      ApiResponse error;
+      if (!ParseJsonBody(req, &body, &error)) return error;
+      if (!body.is_object() || body.size() != 1 || !body.contains("items") ||
+          !body["items"].is_array()) {
+        return Error(400,
+                     "body: expected {\"items\":[SPEC...]}; send a manifest as "
+                     "Content-Type application/yaml");
+      }
+      const json& items = body["items"];
+      for (size_t i = 0; i < items.size(); i++) {
+        Result<WorkloadSpec> spec = SpecFromItem(items[i], "items[" + std::to_string(i) + "]");
+        if (!spec.ok()) return FromStatus(spec.status());
+        specs.push_back(std::move(*spec));
+      }
+      break;
+    }
+    case BodyType::kYaml: {
+      Result<std::vector<WorkloadSpec>> parsed = ParseManifest(req.body, kBodyName);
+      if (!parsed.ok()) return FromStatus(parsed.status());
+      specs = std::move(*parsed);
+      break;
+    }
+    case BodyType::kOther: return UnsupportedType(media);
+  }
+  Result<std::vector<ApplyResult>> applied = orch_->Apply(specs);
+  if (!applied.ok()) return FromStatus(applied.status());
+  json items = json::array();
+  for (const ApplyResult& r : *applied) items.push_back(internal::ApplyResultJson(r));
+  return Json(200, json{{"items", std::move(items)}});
+}
+
+ApiResponse ApiHandler::ApplyOne(const ApiRequest& req, const std::string& name) {
+  std::string media;
+  WorkloadSpec spec;
+  auto mismatch = [&](const std::string& body_name) {
+    return Error(
+        400, "name \"" + body_name + "\" in the body does not match \"" + name + "\" in the path");
+  };
+  switch (TypeOf(req, &media)) {
+    case BodyType::kJson: {
+      json body;
+      ApiResponse error;
+      if (!ParseJsonBody(req, &body, &error)) return error;
+      if (!body.is_object()) return Error(400, "body: expected one SPEC object");
+      auto it = body.find("name");
+      if (it == body.end()) {
+        body["name"] = name;
+      } else if (it->is_string() && it->get<std::string>() != name) {
+        return mismatch(it->get<std::string>());
+      }
+      Result<WorkloadSpec> parsed = SpecFromItem(body, "body");
+      if (!parsed.ok()) return FromStatus(parsed.status());
+      spec = std::move(*parsed);
+      break;
+    }
+    case BodyType::kYaml: {
+      Result<std::vector<WorkloadSpec>> parsed = ParseManifest(req.body, kBodyName);
+      if (!parsed.ok()) return FromStatus(parsed.status());
+      if (parsed->size() != 1) {
+        return Error(400, "body: the manifest must hold exactly one workload, it holds " +
+                              std::to_string(parsed->size()));
+      }
+      if ((*parsed)[0].name != name) return mismatch((*parsed)[0].name);
+      spec = std::move((*parsed)[0]);
+      break;
+    }
+    case BodyType::kOther: return UnsupportedType(media);
+  }
+  Result<ApplyResult> applied = orch_->Apply(spec);
+  if (!applied.ok()) return FromStatus(applied.status());
+  return Json(200, internal::ApplyResultJson(*applied));
+}
+
+ApiResponse ApiHandler::DeleteWorkload(const std::string& name) {
+  Status s = orch_->Delete(name);
+  if (!s.ok()) return FromStatus(s);
+  return Json(200, json{{"name", name}, {"deleted", true}});
+}
+
+ApiResponse ApiHandler::Logs(const ApiRequest& req, const std::string& name) {
+  int64_t replica = 0, tail = 0;
+  bool follow = false;
+  Status s = CheckQuery(req, {"replica", "tail", "follow"});
+  if (s.ok()) s = QueryInt(req, "replica", 0, 0, INT_MAX, &replica);
+  if (s.ok()) s = QueryInt(req, "tail", kDefaultTailBytes, 0, kMaxTailBytes, &tail);
+  if (s.ok()) s = QueryBool(req, "follow", &follow);
+  if (!s.ok()) return FromStatus(s);
+
+  Result<WorkloadState> w = orch_->Get(name);
+  if (!w.ok()) return FromStatus(w.status());
+  const ReplicaStatus* r = nullptr;
+  for (const ReplicaStatus& rs : w->replicas) {
+    if (rs.index == replica) r = &rs;
+  }
+  const std::string who = "workload " + name + " replica " + std::to_string(replica);
+  // A stream may wait for a replica that is wanted but not created yet.
+  const bool wanted = replica < w->spec.replicas;
+  if (r == nullptr && !(follow && wanted)) {
+    return Error(404, "workload " + name + " has no replica " + std::to_string(replica) +
+                          " (replicas: " + std::to_string(w->spec.replicas) + ")");
+  }
+  if ((r == nullptr || r->container_id.empty()) && !follow) {
+    return Error(404, who + " has no container yet (phase " + PhaseName(r->phase) +
+                          (r->message.empty() ? "" : ": " + r->message) + ")");
+  }
+
+  ApiResponse resp;
+  resp.content_type = kTextPlain;
+  int64_t end_offset = 0;
+  const std::string container = r != nullptr ? r->container_id : std::string();
+  if (!container.empty()) {
+    LogOptions options;
+    options.since_offset = -1;
+    options.limit_bytes = static_cast<size_t>(tail);
+    Result<LogChunk> chunk = runtime_->Logs(container, options);
+    if (!chunk.ok()) {
+      Status cs = chunk.status().WithContext(who + ": logs of container " + container);
+      return Error(cs.IsNotFound() ? 404 : 500, cs.message());
+    }
+    resp.body = std::move(chunk->data);
+    end_offset = chunk->end_offset;
+  }
+  if (follow) {
+    resp.stream.kind = ApiStream::Kind::kLogs;
+    resp.stream.workload = name;
+    resp.stream.replica = static_cast<int>(replica);
+    resp.stream.container_id = container;
+    resp.stream.log_offset = end_offset;
+  }
+  return resp;
+}
+
+ApiResponse ApiHandler::Events(const ApiRequest& req) {
+  int64_t after = 0, limit = 0;
+  bool follow = false;
+  Status s = CheckQuery(req, {"after", "limit", "workload", "follow"});
+  if (s.ok()) s = QueryInt(req, "after", 0, 0, INT64_MAX, &after);
+  if (s.ok()) s = QueryInt(req, "limit", kDefaultEventLimit, 1, kMaxEventLimit, &limit);
+  if (s.ok()) s = QueryBool(req, "follow", &follow);
+  if (!s.ok()) return FromStatus(s);
+  auto wit = req.query.find("workload");
+  const std::string workload = wit == req.query.end() ? "" : wit->second;
+
+  if (follow) {
+    ApiResponse resp;
+    resp.content_type = "application/x-ndjson";
+    resp.stream.kind = ApiStream::Kind::kEvents;
+    resp.stream.workload = workload;
+    resp.stream.after_seq = after;
+    return resp;
+  }
+  // With a workload filter, pages are read until `limit` events match or none are left.
+  json items = json::array();
+  int64_t cursor = after;
+  while (static_cast<int64_t>(items.size()) < limit) {
+    Result<std::vector<Event>> page = orch_->Events(cursor, static_cast<size_t>(kMaxEventLimit));
+    if (!page.ok()) return FromStatus(page.status());
+    for (const Event& e : *page) {
+      cursor = e.seq;
+      if (!workload.empty() && e.workload != workload) continue;
+      items.push_back(internal::EventJson(e));
+      if (static_cast<int64_t>(items.size()) == limit) break;
+    }
+    if (page->size() < static_cast<size_t>(kMaxEventLimit)) break;
+  }
+  return Json(200, json{{"items", std::move(items)}});
+}
+
+}  // namespace petrel

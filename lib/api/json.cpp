@@ -1,0 +1,48 @@
+#include "lib/api/json.h"
+
+#include "petrel/spec.h"
+
+namespace petrel::internal {
+
+using nlohmann::json;
+
+json WorkloadJson(const WorkloadState& w) {
+  json replicas = json::array();
+  for (const ReplicaStatus& r : w.replicas) {
+    replicas.push_back({{"index", r.index},
+                        {"phase", PhaseName(r.phase)},
+                        {"containerId", r.container_id},
+                        {"pid", r.pid},
+                        {"restarts", r.restarts},
+                        {"lastExitCode", r.last_exit_code},
+                        {"message", r.message},
+                        {"since", r.since},
+                        {"nextRetry", r.next_retry}});
+  }
+  // SpecToJson writes valid JSON (bad UTF-8 replaced), so this parse cannot fail.
+  json spec = json::parse(SpecToJson(w.spec), nullptr, /*allow_exceptions=*/false);
+  return {{"name", w.spec.name},
+          {"generation", w.generation},
+          {"specHash", w.spec_hash},
+          {"createdAt", w.created_at},
+          {"updatedAt", w.updated_at},
+          {"desiredReplicas", w.spec.replicas},
+          {"readyReplicas", w.ready_replicas},
+          {"spec", spec.is_discarded() ? json::object() : std::move(spec)},
+          {"replicas", std::move(replicas)}};
+}
+
+json EventJson(const Event& e) {
+  return {{"seq", e.seq},         {"time", e.time}, {"workload", e.workload},
+          {"replica", e.replica}, {"type", e.type}, {"message", e.message}};
+}
+
+json ApplyResultJson(const ApplyResult& r) {
+  return {{"name", r.name}, {"outcome", OutcomeName(r.outcome)}, {"generation", r.generation}};
+}
+
+std::string DumpLine(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
+}  // namespace petrel::internal

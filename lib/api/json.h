@@ -1,0 +1,23 @@
+// The JSON shapes of examples/petreld/API.md, shared by the handler and the server's
+// streams. Keys are sorted (nlohmann's default object); dumping never throws (bytes
+// that are not UTF-8 become U+FFFD).
+#ifndef PETREL_LIB_API_JSON_H_
+#define PETREL_LIB_API_JSON_H_
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "petrel/orchestrator.h"
+
+namespace petrel::internal {
+
+nlohmann::json WorkloadJson(const WorkloadState& w);
+nlohmann::json EventJson(const Event& e);
+nlohmann::json ApplyResultJson(const ApplyResult& r);
+
+// One line of JSON, newline-terminated (response bodies, NDJSON stream lines).
+std::string DumpLine(const nlohmann::json& j);
+
+}  // namespace petrel::internal
+
+#endif  // PETREL_LIB_API_JSON_H_

@@ -1,0 +1,429 @@
+#include "lib/image/image_store.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <string_view>
+#include <utility>
+
+#include "lib/image/digest.h"
+#include "lib/image/layer.h"
+#include "lib/image/layout.h"
+#include "lib/image/rootfs.h"
+#include "lib/image/source.h"
+#include "lib/util/fs.h"
+
+namespace petrel::internal {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kRefsFile = "refs.json";
+constexpr std::string_view kTmpPrefix = "tmp-";
+
+enum class RefKind { kOciDir, kOciArchive, kDockerArchive };
+
+struct ParsedRef {
+  RefKind kind;
+  std::string path;
+  std::string tag;
+};
+
+bool StartsWith(std::string_view s, std::string_view prefix) {
+  return s.substr(0, prefix.size()) == prefix;
+}
+
+// "PATH:TAG" -> PATH, TAG when the part after the last ':' has no '/'; else all is PATH.
+void SplitTag(const std::string& rest, ParsedRef* parsed) {
+  size_t colon = rest.rfind(':');
+  if (colon != std::string::npos && colon > 0 && colon + 1 < rest.size() &&
+      rest.find('/', colon) == std::string::npos) {
+    parsed->path = rest.substr(0, colon);
+    parsed->tag = rest.substr(colon + 1);
+  } else {
+    parsed->path = rest;
+  }
+}
+
+Result<ParsedRef> ParseRef(const std::string& ref) {
+  ParsedRef parsed;
+  if (StartsWith(ref, "oci:")) {
+    parsed.kind = RefKind::kOciDir;
+    SplitTag(ref.substr(4), &parsed);
+  } else if (StartsWith(ref, "oci-archive:")) {
+    parsed.kind = RefKind::kOciArchive;
+    SplitTag(ref.substr(12), &parsed);
+  } else if (StartsWith(ref, "docker-archive:")) {
+    parsed.kind = RefKind::kDockerArchive;
+    parsed.path = ref.substr(15);
+  } else {
+    return Status::InvalidArgument(
+        "unsupported image reference (use oci:DIR[:TAG], oci-archive:FILE[:TAG] or "
+        "docker-archive:FILE)");
+  }
+  if (parsed.path.empty()) return Status::InvalidArgument("no path in the image reference");
+  return parsed;
+}
+
+bool IsImageDirName(std::string_view name) {
+  return name.size() == 64 && IsSha256Digest(std::string("sha256:") + std::string(name));
+}
+
+// Writes `data` to the new file `path` (mode 0600).
+Status WriteNewFile(const std::string& path, const std::string& data) {
+  UniqueFd fd(open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!fd.valid()) return ErrnoError(path, "create", errno);
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = write(fd.get(), data.data() + done, data.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError(path, "write", errno);
+    }
+    done += static_cast<size_t>(n);
+  }
+  return Status::OK();
+}
+
+Result<std::string> ReadSmallFile(const std::string& path, size_t max_size) {
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return ErrnoError(path, "open", errno);
+  std::string data;
+  char buf[8192];
+  while (true) {
+    ssize_t n = read(fd.get(), buf, sizeof(buf));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError(path, "read", errno);
+    }
+    if (n == 0) return data;
+    data.append(buf, static_cast<size_t>(n));
+    if (data.size() > max_size) return Status::Corruption(path + ": too large");
+  }
+}
+
+// Fails with FailedPrecondition when `path` exists and is not an empty directory.
+Status CheckMissingOrEmpty(const std::string& path) {
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.valid()) {
+    if (errno == ENOENT) return Status::OK();
+    if (errno == ENOTDIR) return Status::FailedPrecondition(path + ": not a directory");
+    return ErrnoError(path, "open", errno);
+  }
+  DIR* dir = fdopendir(fd.get());
+  if (dir == nullptr) return ErrnoError(path, "opendir", errno);
+  fd.release();
+  bool empty = true;
+  while (struct dirent* d = readdir(dir)) {
+    if (std::strcmp(d->d_name, ".") != 0 && std::strcmp(d->d_name, "..") != 0) {
+      empty = false;
+      break;
+    }
+  }
+  closedir(dir);
+  if (!empty) return Status::FailedPrecondition(path + ": not empty");
+  return Status::OK();
+}
+
+Status MakeDir(const std::string& path, mode_t mode) {
+  if (mkdir(path.c_str(), mode) != 0 && errno != EEXIST) return ErrnoError(path, "mkdir", errno);
+  if (chmod(path.c_str(), mode) != 0) return ErrnoError(path, "chmod", errno);  // despite umask
+  return Status::OK();
+}
+
+// The names in `dir` (without "." and "..").
+Result<std::vector<std::string>> ListDir(const std::string& dir) {
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return ErrnoError(dir, "opendir", errno);
+  std::vector<std::string> names;
+  while (struct dirent* e = readdir(d)) {
+    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) {
+      names.emplace_back(e->d_name);
+    }
+  }
+  closedir(d);
+  return names;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ImageStore>> ImageStore::Open(const std::string& dir) {
+  ImageStoreOptions options;
+  options.dir = dir;
+  return Open(options);
+}
+
+Result<std::unique_ptr<ImageStore>> ImageStore::Open(const ImageStoreOptions& options) {
+  if (options.dir.empty()) return Status::InvalidArgument("image store: no directory");
+  if (mkdir(options.dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return ErrnoError(options.dir, "mkdir", errno);
+  }
+  struct stat st;
+  if (stat(options.dir.c_str(), &st) != 0) return ErrnoError(options.dir, "stat", errno);
+  if (!S_ISDIR(st.st_mode)) return Status::InvalidArgument(options.dir + ": not a directory");
+
+  std::unique_ptr<ImageStore> store(new ImageStore(options));
+  // What a crash in the middle of an unpack left behind.
+  Result<std::vector<std::string>> names = ListDir(options.dir);
+  if (!names.ok()) return names.status();
+  for (const std::string& name : *names) {
+    if (StartsWith(name, kTmpPrefix)) PETREL_RETURN_IF_ERROR(RemoveTree(options.dir + "/" + name));
+  }
+
+  // refs.json is a cache: whatever cannot be read from it is unpacked again.
+  Result<std::string> text = ReadSmallFile(options.dir + "/" + kRefsFile, kMaxJsonSize);
+  if (text.ok()) {
+    json j = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+    try {
+      if (j.is_object() && j.contains("refs") && j["refs"].is_array()) {
+        for (const json& r : j["refs"]) {
+          CachedRef c;
+          c.dev = r.at("dev").get<uint64_t>();
+          c.ino = r.at("ino").get<uint64_t>();
+          c.size = r.at("size").get<uint64_t>();
+          c.mtime_ns = r.at("mtime_ns").get<int64_t>();
+          c.id = r.at("id").get<std::string>();
+          if (IsSha256Digest(c.id)) store->refs_[r.at("ref").get<std::string>()] = c;
+        }
+      }
+    } catch (const json::exception&) {
+      store->refs_.clear();
+    }
+  }
+  return store;
+}
+
+ImageStore::~ImageStore() = default;
+
+std::string ImageStore::ImageDir(const std::string& id) const {
+  return options_.dir + "/" + id.substr(7);  // REQUIRES: IsSha256Digest(id)
+}
+
+Result<Image> ImageStore::Load(const std::string& id) const {
+  const std::string dir = ImageDir(id);
+  Image image;
+  image.id = id;
+  image.rootfs = dir + "/rootfs";
+  struct stat st;
+  if (stat(image.rootfs.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return Status::NotFound(id + " is not unpacked");
+  }
+  Result<std::string> config_json = ReadSmallFile(dir + "/config.json", kMaxJsonSize);
+  if (!config_json.ok()) return config_json.status();
+  if (Sha256Digest(*config_json) != id) return Status::Corruption(dir + "/config.json: changed");
+  Result<ImageConfig> config = ParseImageConfig(*config_json, nullptr);
+  if (!config.ok()) return config.status();
+  image.config = std::move(*config);
+  return image;
+}
+
+Status ImageStore::SaveRefs() const {
+  json refs = json::array();
+  for (const auto& [ref, c] : refs_) {
+    refs.push_back(json{{"ref", ref},
+                        {"dev", c.dev},
+                        {"ino", c.ino},
+                        {"size", c.size},
+                        {"mtime_ns", c.mtime_ns},
+                        {"id", c.id}});
+  }
+  // A reference that is not UTF-8 is stored mangled: it only misses the cache.
+  const std::string text =
+      json{{"refs", refs}}.dump(1, ' ', false, json::error_handler_t::replace) + "\n";
+  const std::string path = options_.dir + "/" + kRefsFile;
+  const std::string tmp = options_.dir + "/" + std::string(kTmpPrefix) + kRefsFile;
+  unlink(tmp.c_str());
+  Status s = WriteNewFile(tmp, text);
+  if (s.ok() && rename(tmp.c_str(), path.c_str()) != 0) s = ErrnoError(path, "rename", errno);
+  if (!s.ok()) unlink(tmp.c_str());
+  return s;
+}
+
+Result<Image> ImageStore::Pull(const std::string& ref) {
+  Result<ParsedRef> parsed = ParseRef(ref);
+  if (!parsed.ok()) return parsed.status().WithContext(ref);
+
+  // The file whose identity stands for the image's: the archive, or the layout's index.
+  struct stat st;
+  if (stat(parsed->path.c_str(), &st) != 0) {
+    if (errno == ENOENT || errno == ENOTDIR) {
+      return Status::NotFound(ref + ": no such file or directory");
+    }
+    return ErrnoError(parsed->path, "stat", errno).WithContext(ref);
+  }
+  if (parsed->kind == RefKind::kOciDir) {
+    if (!S_ISDIR(st.st_mode)) return Status::InvalidArgument(ref + ": not a directory");
+    const std::string index = parsed->path + "/index.json";
+    if (stat(index.c_str(), &st) != 0) {
+      if (errno == ENOENT) {
+        return Status::InvalidArgument(ref + ": not an OCI image layout (no index.json)");
+      }
+      return ErrnoError(index, "stat", errno).WithContext(ref);
+    }
+  } else if (!S_ISREG(st.st_mode)) {
+    return Status::InvalidArgument(ref + ": not a regular file");
+  }
+  CachedRef file;
+  file.dev = st.st_dev;
+  file.ino = st.st_ino;
+  file.size = static_cast<uint64_t>(st.st_size);
+  file.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+
+  auto it = refs_.find(ref);
+  if (it != refs_.end() && it->second.dev == file.dev && it->second.ino == file.ino &&
+      it->second.size == file.size && it->second.mtime_ns == file.mtime_ns) {
+    Result<Image> image = Load(it->second.id);
+    if (image.ok()) return image;
+    // Gone or damaged: read the file again.
+  }
+
+  std::unique_ptr<ImageSource> source = parsed->kind == RefKind::kOciDir
+                                            ? ImageSource::Dir(parsed->path)
+                                            : ImageSource::Tar(parsed->path);
+  Result<ImagePlan> plan = parsed->kind == RefKind::kDockerArchive
+                               ? ReadDockerArchive(source.get())
+                               : ReadOciLayout(source.get(), parsed->tag);
+  if (!plan.ok()) return plan.status().WithContext(ref);
+
+  Result<Image> image = Load(plan->id);
+  if (!image.ok()) {
+    image = Unpack(source.get(), *plan);
+    if (!image.ok()) return image.status().WithContext(ref);
+  }
+  file.id = plan->id;
+  refs_[ref] = file;
+  // The cache file only saves work after a restart; failing to write it fails nothing.
+  (void)SaveRefs();
+  return image;
+}
+
+Result<Image> ImageStore::Unpack(ImageSource* source, const ImagePlan& plan) {
+  std::string tmp = options_.dir + "/" + std::string(kTmpPrefix) + "XXXXXX";
+  if (mkdtemp(tmp.data()) == nullptr) return ErrnoError(options_.dir, "mkdtemp", errno);
+  Status s = [&]() -> Status {
+    const std::string rootfs = tmp + "/rootfs";
+    PETREL_RETURN_IF_ERROR(MakeDir(rootfs, 0755));
+    UniqueFd root(open(rootfs.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!root.valid()) return ErrnoError(rootfs, "open", errno);
+    for (const LayerRef& layer : plan.layers) {
+      const std::string what = "layer " + (layer.digest.empty() ? layer.diff_id : layer.digest);
+      LayerDigests got;
+      Status applied = source->StreamFile(
+          layer.name, [&](ByteSource* bytes) { return ApplyLayer(bytes, root.get(), &got); });
+      // A blob that is not what the manifest names is reported as such, however it failed.
+      if (!layer.digest.empty() && !got.blob.empty() && got.blob != layer.digest) {
+        return Status::InvalidArgument(what + ": digest mismatch (content is " + got.blob + ")");
+      }
+      if (!applied.ok()) return applied.WithContext(what);
+      if (layer.size >= 0 && got.blob_size != static_cast<uint64_t>(layer.size)) {
+        return Status::InvalidArgument(what + ": size is " + std::to_string(got.blob_size) +
+                                       " bytes, descriptor says " + std::to_string(layer.size));
+      }
+      if (got.diff_id != layer.diff_id) {
+        return Status::InvalidArgument(what + ": uncompressed content is " + got.diff_id +
+                                       ", the config says " + layer.diff_id);
+      }
+    }
+    PETREL_RETURN_IF_ERROR(WriteNewFile(tmp + "/config.json", plan.config_json));
+    const std::string dir = ImageDir(plan.id);
+    if (rename(tmp.c_str(), dir.c_str()) != 0) {
+      if (errno != EEXIST && errno != ENOTEMPTY) return ErrnoError(dir, "rename", errno);
+      // A damaged copy (Load refused it): replace it.
+      PETREL_RETURN_IF_ERROR(RemoveTree(dir));
+      if (rename(tmp.c_str(), dir.c_str()) != 0) return ErrnoError(dir, "rename", errno);
+    }
+    return Status::OK();
+  }();
+  if (!s.ok()) {
+    (void)RemoveTree(tmp);  // best effort; Open() removes what is left
+    return s;
+  }
+  unpack_count_++;
+  Image image;
+  image.id = plan.id;
+  image.rootfs = ImageDir(plan.id) + "/rootfs";
+  image.config = plan.config;
+  return image;
+}
+
+Result<ImageStore::RootfsKind> ImageStore::PrepareRootfs(const Image& image,
+                                                         const std::string& target,
+                                                         const std::string& scratch_dir) {
+  struct stat lower;
+  if (stat(image.rootfs.c_str(), &lower) != 0 || !S_ISDIR(lower.st_mode)) {
+    return Status::NotFound("image " + image.id + " is not unpacked (" + image.rootfs + ")");
+  }
+  PETREL_RETURN_IF_ERROR(CheckMissingOrEmpty(target));
+  PETREL_RETURN_IF_ERROR(CheckMissingOrEmpty(scratch_dir));
+  Status s = [&]() -> Status {
+    PETREL_RETURN_IF_ERROR(MakeDir(target, 0755));
+    PETREL_RETURN_IF_ERROR(MakeDir(scratch_dir, 0700));
+    return Status::OK();
+  }();
+
+  if (s.ok() && options_.allow_overlay) {
+    const std::string upper = scratch_dir + "/upper";
+    const std::string work = scratch_dir + "/work";
+    s = [&]() -> Status {
+      PETREL_RETURN_IF_ERROR(MakeDir(upper, 0755));
+      PETREL_RETURN_IF_ERROR(MakeDir(work, 0700));
+      // The mount's root takes its attributes from the upper directory.
+      if (chown(upper.c_str(), lower.st_uid, lower.st_gid) != 0 && geteuid() == 0) {
+        return ErrnoError(upper, "chown", errno);
+      }
+      if (chmod(upper.c_str(), lower.st_mode & 07777) != 0) {
+        return ErrnoError(upper, "chmod", errno);
+      }
+      return Status::OK();
+    }();
+    if (s.ok() && MountOverlay(image.rootfs, upper, work, target).ok()) return RootfsKind::kOverlay;
+    // Refused (no overlayfs, no right to mount, unsuitable file system): copy instead.
+    if (s.ok()) s = RemoveTree(upper);
+    if (s.ok()) s = RemoveTree(work);
+  }
+  if (s.ok()) s = CopyTree(image.rootfs, target).WithContext("copy image " + image.id);
+  if (s.ok()) return RootfsKind::kCopy;
+  (void)ReleaseRootfs(target, scratch_dir);
+  return s;
+}
+
+Status ImageStore::ReleaseRootfs(const std::string& target, const std::string& scratch_dir) {
+  PETREL_RETURN_IF_ERROR(UnmountAll(target));
+  Status s = RemoveTree(target);
+  Status scratch = RemoveTree(scratch_dir);
+  return s.ok() ? scratch : s;
+}
+
+Status ImageStore::GarbageCollect(const std::set<std::string>& keep) {
+  Result<std::vector<std::string>> names = ListDir(options_.dir);
+  if (!names.ok()) return names.status();
+  Status first;
+  for (const std::string& name : *names) {
+    if (!IsImageDirName(name) || keep.count("sha256:" + name) != 0) continue;
+    Status s = RemoveTree(options_.dir + "/" + name);
+    if (!s.ok() && first.ok()) first = s;
+  }
+  bool changed = false;
+  for (auto it = refs_.begin(); it != refs_.end();) {
+    if (keep.count(it->second.id) == 0) {
+      it = refs_.erase(it);
+      changed = true;
+    } else {
+      ++it;
+    }
+  }
+  if (changed) {
+    Status s = SaveRefs();
+    if (!s.ok() && first.ok()) first = s;
+  }
+  return first;
+}
+
+}  // namespace petrel::internal

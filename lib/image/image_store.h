@@ -1,0 +1,139 @@
+// ImageStore: the OCI images of the daemonless runtimes (crun, runc), unpacked once into
+// a directory, and the root filesystems of containers made from them.
+//
+// An image is named by a reference to a file on this machine (petrel never pulls over
+// the network):
+//   oci:DIR[:TAG]              an OCI image layout directory
+//   oci-archive:FILE[:TAG]     a tar of an OCI image layout
+//   docker-archive:FILE        `docker save` output (its first image)
+// TAG picks the manifest whose "org.opencontainers.image.ref.name" annotation is TAG;
+// without it the first manifest of index.json is used. An image index (multi-platform)
+// is resolved to the manifest for this machine's architecture.
+//
+// Every blob is checked against its digest (manifest, config, compressed layer) and
+// every layer's uncompressed tar against the config's rootfs.diff_ids, for all three
+// formats. Layers are untrusted; see lib/image/layer.h for what is refused. Nothing is
+// half-unpacked: an image is built in <dir>/tmp-* and renamed into place, and Open()
+// removes what a crash left behind.
+//
+// Layout of `dir`:
+//   <hex>/rootfs       the flattened root filesystem of image sha256:<hex>
+//   <hex>/config.json  its config blob, as stored in the image
+//   refs.json          which file (path, size, mtime, inode) gave which image, so a
+//                      second Pull of an unchanged file is one stat(), also after a restart
+//   tmp-*              being unpacked (or left by a crash)
+//
+// Thread-safety: none; one owner (the runtime adapter's thread) uses a store. One store
+// per directory (the state dir's lock ensures it).
+#ifndef PETREL_LIB_IMAGE_IMAGE_STORE_H_
+#define PETREL_LIB_IMAGE_IMAGE_STORE_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "petrel/status.h"
+
+namespace petrel::internal {
+
+class ImageSource;
+struct ImagePlan;
+
+// What the image's config says about running it (OCI image config / docker config).
+struct ImageConfig {
+  std::vector<std::string> entrypoint, cmd, env;  // env as "K=V"
+  std::string working_dir, user;
+};
+
+struct Image {
+  std::string id;      // "sha256:<hex>": the digest of the image's config blob
+  std::string rootfs;  // absolute path of the unpacked, flattened root filesystem;
+                       // read-only by convention: containers get their own (PrepareRootfs)
+  ImageConfig config;
+};
+
+struct ImageStoreOptions {
+  std::string dir;  // e.g. <state_dir>/images; created 0700 if missing
+  // false: PrepareRootfs always copies, never mounts overlayfs (for kernels or file
+  // systems where overlayfs misbehaves, and for tests of the copy path).
+  bool allow_overlay = true;
+};
+
+class ImageStore {
+ public:
+  // Opens (creating it 0700 if missing) the store in `options.dir` and removes the
+  // temporary directories a crash left there. A missing or unreadable refs.json only
+  // means the next Pulls unpack again.
+  static Result<std::unique_ptr<ImageStore>> Open(const ImageStoreOptions& options);
+  static Result<std::unique_ptr<ImageStore>> Open(const std::string& dir);
+
+  ~ImageStore();
+  ImageStore(const ImageStore&) = delete;
+  ImageStore& operator=(const ImageStore&) = delete;
+
+  // Makes the image `ref` available unpacked. A second Pull of the same unchanged file
+  // (same path, size, mtime and inode) reads neither the file nor the layers; an image
+  // whose config digest is already unpacked is not unpacked again either.
+  // Errors, each naming `ref` first:
+  //   NotFound         the file or directory does not exist, or no manifest has TAG
+  //   InvalidArgument  a bad reference or image: what and where, one line, e.g.
+  //     "oci-archive:/x/evil.tar: layer sha256:ab..: entry \"../../etc/passwd\": path escapes the
+  //     image root"
+  //   NotSupported     a digest algorithm other than sha256
+  //   IOError          the machine failed: path and strerror
+  Result<Image> Pull(const std::string& ref);
+
+  // How a container's root filesystem was made.
+  enum class RootfsKind { kOverlay, kCopy };
+
+  // Gives a container its own root filesystem at `target` (missing or an empty
+  // directory; created 0755): an overlayfs mount whose lower layer is `image.rootfs` and
+  // whose upper and work directories are made in `scratch_dir` (missing or empty;
+  // created 0700), or, where the kernel refuses the mount (or the store was opened with
+  // allow_overlay = false), a full copy of the image keeping modes, owners, times,
+  // symbolic and hard links and the xattrs security.capability and user.*.
+  // Writes to `target` never reach the image or another container.
+  // On failure nothing is left mounted and `target` and `scratch_dir` are removed.
+  // REQUIRES: `image` came from Pull on this store and was not garbage-collected since.
+  Result<RootfsKind> PrepareRootfs(const Image& image, const std::string& target,
+                                   const std::string& scratch_dir);
+
+  // Undoes PrepareRootfs: unmounts `target` (detaching it when it is busy) and removes
+  // `target` and `scratch_dir` with everything in them, never following a symbolic link
+  // and never entering another file system mounted below them. OK when already gone.
+  // REQUIRES: the container using `target` is gone.
+  Status ReleaseRootfs(const std::string& target, const std::string& scratch_dir);
+
+  // Removes the unpacked images whose id is not in `keep`, and forgets the references
+  // that named them. REQUIRES: no rootfs made from a removed image is still in use.
+  Status GarbageCollect(const std::set<std::string>& keep);
+
+  // How many images this object has unpacked (for tests and metrics; cached Pulls and
+  // already-unpacked images do not count).
+  int64_t unpack_count() const { return unpack_count_; }
+
+ private:
+  struct CachedRef {
+    uint64_t dev = 0, ino = 0, size = 0;
+    int64_t mtime_ns = 0;
+    std::string id;
+  };
+
+  explicit ImageStore(const ImageStoreOptions& options) : options_(options) {}
+  // Applies the layers of `plan` into a new image directory.
+  Result<Image> Unpack(ImageSource* source, const ImagePlan& plan);
+  Result<Image> Load(const std::string& id) const;
+  Status SaveRefs() const;
+  std::string ImageDir(const std::string& id) const;
+
+  ImageStoreOptions options_;
+  std::map<std::string, CachedRef> refs_;  // by reference as given to Pull
+  int64_t unpack_count_ = 0;
+};
+
+}  // namespace petrel::internal
+
+#endif  // PETREL_LIB_IMAGE_IMAGE_STORE_H_

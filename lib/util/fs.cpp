@@ -1,0 +1,223 @@
+#include "lib/util/fs.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+namespace petrel::internal {
+
+void UniqueFd::reset(int fd) {
+  if (fd_ >= 0) close(fd_);
+  fd_ = fd;
+}
+
+Status ErrnoError(std::string_view path, std::string_view what, int err) {
+  std::string msg(path);
+  msg += ": ";
+  if (!what.empty()) {
+    msg += what;
+    msg += ": ";
+  }
+  msg += std::strerror(err);
+  return Status::IOError(msg);
+}
+
+namespace {
+
+constexpr int kDirFlags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+
+// Opens the directory `name` in `dir_fd` without following a link; a directory without
+// search or read permission is given them first. -1 with errno set on failure.
+int OpenDirForRemoval(int dir_fd, const char* name) {
+  int fd = openat(dir_fd, name, kDirFlags);
+  if (fd < 0 && errno == EACCES && fchmodat(dir_fd, name, S_IRWXU, 0) == 0) {
+    fd = openat(dir_fd, name, kDirFlags);
+  }
+  return fd;
+}
+
+// Runs `op` (an unlinkat in `dir_fd`); when the directory's permissions refuse it, makes
+// the directory writable for its owner and tries once more.
+template <typename Op>
+int WithWritableDir(int dir_fd, Op op) {
+  int rc = op();
+  if (rc != 0 && (errno == EACCES || errno == EPERM)) {
+    struct stat st;
+    if (fstat(dir_fd, &st) == 0 && (st.st_mode & S_IRWXU) != S_IRWXU &&
+        fchmod(dir_fd, (st.st_mode & 07777) | S_IRWXU) == 0) {
+      rc = op();
+    }
+  }
+  return rc;
+}
+
+struct Frame {
+  std::string name;  // in the parent directory
+  dev_t dev;
+  ino_t ino;
+  std::vector<std::string> subdirs;  // still to remove
+};
+
+std::string FramePath(const std::string& display_path, const std::vector<Frame>& stack,
+                      const std::string& leaf) {
+  std::string path = display_path;
+  for (size_t i = 1; i < stack.size(); i++) path += "/" + stack[i].name;
+  if (!leaf.empty()) path += "/" + leaf;
+  return path;
+}
+
+// Removes every entry of the directory `fd` that is not a directory and lists the
+// subdirectories in `frame->subdirs`.
+Status EmptyFiles(int fd, Frame* frame, const std::string& path) {
+  int dup_fd = openat(fd, ".", kDirFlags);
+  if (dup_fd < 0) return ErrnoError(path, "open", errno);
+  DIR* dir = fdopendir(dup_fd);
+  if (dir == nullptr) {
+    int err = errno;
+    close(dup_fd);
+    return ErrnoError(path, "opendir", err);
+  }
+  std::vector<std::string> files;
+  errno = 0;
+  while (struct dirent* d = readdir(dir)) {
+    if (std::strcmp(d->d_name, ".") == 0 || std::strcmp(d->d_name, "..") == 0) continue;
+    bool is_dir = d->d_type == DT_DIR;
+    if (d->d_type == DT_UNKNOWN) {
+      struct stat st;
+      is_dir = fstatat(fd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+    }
+    (is_dir ? frame->subdirs : files).emplace_back(d->d_name);
+    errno = 0;
+  }
+  int read_err = errno;
+  closedir(dir);
+  if (read_err != 0) return ErrnoError(path, "readdir", read_err);
+  for (const std::string& name : files) {
+    if (WithWritableDir(fd, [&] { return unlinkat(fd, name.c_str(), 0); }) != 0 &&
+        errno != ENOENT) {
+      return ErrnoError(path + "/" + name, "remove", errno);
+    }
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+Status RemoveTreeAt(int dir_fd, const std::string& name, const std::string& display_path) {
+  struct stat st;
+  if (fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno == ENOENT) return Status::OK();
+    return ErrnoError(display_path, "stat", errno);
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    if (WithWritableDir(dir_fd, [&] { return unlinkat(dir_fd, name.c_str(), 0); }) != 0 &&
+        errno != ENOENT) {
+      return ErrnoError(display_path, "remove", errno);
+    }
+    return Status::OK();
+  }
+
+  // Depth-first with one open directory at a time: going down opens the child, going up
+  // opens ".." and checks it is the directory we came from, so a tree renamed under our
+  // feet is never mistaken for another.
+  const dev_t dev = st.st_dev;
+  UniqueFd cur(OpenDirForRemoval(dir_fd, name.c_str()));
+  if (!cur.valid()) return ErrnoError(display_path, "open", errno);
+  struct stat cur_st;
+  if (fstat(cur.get(), &cur_st) != 0) return ErrnoError(display_path, "stat", errno);
+  if (cur_st.st_dev != st.st_dev || cur_st.st_ino != st.st_ino) {
+    return Status::IOError(display_path + ": replaced while being removed");
+  }
+  std::vector<Frame> stack;
+  stack.push_back(Frame{name, st.st_dev, st.st_ino, {}});
+  PETREL_RETURN_IF_ERROR(EmptyFiles(cur.get(), &stack.back(), display_path));
+
+  while (true) {
+    Frame& top = stack.back();
+    if (!top.subdirs.empty()) {
+      std::string child = std::move(top.subdirs.back());
+      top.subdirs.pop_back();
+      UniqueFd fd(OpenDirForRemoval(cur.get(), child.c_str()));
+      if (!fd.valid()) {
+        if (errno == ENOENT) continue;
+        if (errno == ELOOP || errno == ENOTDIR) {  // no longer a directory: just an entry
+          if (WithWritableDir(cur.get(), [&] { return unlinkat(cur.get(), child.c_str(), 0); }) !=
+                  0 &&
+              errno != ENOENT) {
+            return ErrnoError(FramePath(display_path, stack, child), "remove", errno);
+          }
+          continue;
+        }
+        return ErrnoError(FramePath(display_path, stack, child), "open", errno);
+      }
+      struct stat child_st;
+      if (fstat(fd.get(), &child_st) != 0) {
+        return ErrnoError(FramePath(display_path, stack, child), "stat", errno);
+      }
+      if (child_st.st_dev != dev) {
+        return Status::IOError(FramePath(display_path, stack, child) +
+                               ": is on another file system (a mount point); not removed");
+      }
+      stack.push_back(Frame{std::move(child), child_st.st_dev, child_st.st_ino, {}});
+      cur = std::move(fd);
+      PETREL_RETURN_IF_ERROR(
+          EmptyFiles(cur.get(), &stack.back(), FramePath(display_path, stack, "")));
+      continue;
+    }
+    if (stack.size() == 1) break;
+
+    // `top` is empty: go up and remove it.
+    const std::string path = FramePath(display_path, stack, "");
+    UniqueFd up(openat(cur.get(), "..", kDirFlags));
+    if (!up.valid()) return ErrnoError(path + "/..", "open", errno);
+    struct stat up_st;
+    if (fstat(up.get(), &up_st) != 0) return ErrnoError(path + "/..", "stat", errno);
+    const Frame& parent = stack[stack.size() - 2];
+    if (up_st.st_dev != parent.dev || up_st.st_ino != parent.ino) {
+      return Status::IOError(path + ": moved while being removed");
+    }
+    std::string done = std::move(top.name);
+    stack.pop_back();
+    cur = std::move(up);
+    if (WithWritableDir(cur.get(),
+                        [&] { return unlinkat(cur.get(), done.c_str(), AT_REMOVEDIR); }) != 0 &&
+        errno != ENOENT) {
+      return ErrnoError(path, "remove", errno);
+    }
+  }
+  cur.reset();
+  if (WithWritableDir(dir_fd, [&] { return unlinkat(dir_fd, name.c_str(), AT_REMOVEDIR); }) != 0 &&
+      errno != ENOENT) {
+    return ErrnoError(display_path, "remove", errno);
+  }
+  return Status::OK();
+}
+
+Status RemoveTree(const std::string& path) {
+  if (path.empty()) return Status::InvalidArgument("RemoveTree: empty path");
+  std::string trimmed = path;
+  while (trimmed.size() > 1 && trimmed.back() == '/') trimmed.pop_back();
+  size_t slash = trimmed.rfind('/');
+  std::string parent = slash == std::string::npos ? "." : trimmed.substr(0, slash);
+  if (parent.empty()) parent = "/";
+  std::string name = slash == std::string::npos ? trimmed : trimmed.substr(slash + 1);
+  if (name.empty() || name == "." || name == "..") {
+    return Status::InvalidArgument("RemoveTree: refusing to remove " + path);
+  }
+  // The path down to the parent is the caller's and may go through links; only what is
+  // inside the tree is untrusted.
+  UniqueFd parent_fd(open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!parent_fd.valid()) {
+    if (errno == ENOENT) return Status::OK();
+    return ErrnoError(parent, "open", errno);
+  }
+  return RemoveTreeAt(parent_fd.get(), name, path);
+}
+
+}  // namespace petrel::internal

@@ -1,0 +1,243 @@
+#include "runtime-adapters/crun/bundle.h"
+
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+
+namespace petrel::internal {
+namespace {
+
+using nlohmann::json;
+
+// Docker's default capability set (moby oci/caps/defaults.go).
+constexpr const char* kDefaultCaps[] = {
+    "CAP_CHOWN",   "CAP_DAC_OVERRIDE", "CAP_FSETID",           "CAP_FOWNER",
+    "CAP_MKNOD",   "CAP_NET_RAW",      "CAP_SETGID",           "CAP_SETUID",
+    "CAP_SETFCAP", "CAP_SETPCAP",      "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT",
+    "CAP_KILL",    "CAP_AUDIT_WRITE"};
+
+// Docker's masked and read-only paths.
+constexpr const char* kMaskedPaths[] = {"/proc/asound",
+                                        "/proc/acpi",
+                                        "/proc/kcore",
+                                        "/proc/keys",
+                                        "/proc/latency_stats",
+                                        "/proc/timer_list",
+                                        "/proc/timer_stats",
+                                        "/proc/sched_debug",
+                                        "/proc/scsi",
+                                        "/sys/firmware",
+                                        "/sys/devices/virtual/powercap"};
+constexpr const char* kReadonlyPaths[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
+                                          "/proc/sysrq-trigger"};
+
+constexpr int64_t kCfsPeriodUs = 100000;
+constexpr const char kDefaultPath[] =
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+std::optional<int64_t> ParseId(const std::string& s) {
+  if (s.empty() || s.size() > 10) return std::nullopt;
+  int64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return std::nullopt;
+    v = v * 10 + (c - '0');
+  }
+  if (v > 0xFFFFFFFELL) return std::nullopt;
+  return v;
+}
+
+// Looks `key` up in an /etc/passwd or /etc/group text: field 0 is the name, 2 the
+// id, 3 (passwd) the primary group. Returns the fields of the first match by name
+// (by_name) or by id.
+std::optional<std::vector<std::string>> FindEntry(const std::string& file, const std::string& key,
+                                                  bool by_name) {
+  std::istringstream in(file);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::vector<std::string> f;
+    std::string field;
+    std::istringstream ls(line);
+    while (std::getline(ls, field, ':')) f.push_back(field);
+    if (f.size() < 3) continue;
+    if ((by_name && f[0] == key) || (!by_name && f[2] == key)) return f;
+  }
+  return std::nullopt;
+}
+
+// "name", "uid", "uid:gid", "name:group" as Docker reads them.
+Status ResolveUser(const std::string& user, const BundleOptions& o, int64_t* uid, int64_t* gid) {
+  *uid = 0;
+  *gid = 0;
+  if (user.empty()) return Status::OK();
+  std::string u = user, g;
+  size_t colon = user.find(':');
+  if (colon != std::string::npos) {
+    u = user.substr(0, colon);
+    g = user.substr(colon + 1);
+  }
+  if (auto id = ParseId(u)) {
+    *uid = *id;
+    if (auto e = FindEntry(o.passwd, u, false); e && e->size() > 3) {
+      if (auto pg = ParseId((*e)[3])) *gid = *pg;
+    }
+  } else {
+    auto e = FindEntry(o.passwd, u, true);
+    if (!e) return Status::InvalidArgument("user \"" + u + "\" is not in the image's /etc/passwd");
+    auto named = ParseId((*e)[2]);
+    if (!named) return Status::InvalidArgument("user \"" + u + "\" has a bad uid in /etc/passwd");
+    *uid = *named;
+    if (e->size() > 3) {
+      if (auto pg = ParseId((*e)[3])) *gid = *pg;
+    }
+  }
+  if (!g.empty()) {
+    if (auto id = ParseId(g)) {
+      *gid = *id;
+    } else {
+      auto e = FindEntry(o.group, g, true);
+      if (!e)
+        return Status::InvalidArgument("group \"" + g + "\" is not in the image's /etc/group");
+      auto gid_of = ParseId((*e)[2]);
+      if (!gid_of) return Status::InvalidArgument("group \"" + g + "\" has a bad gid");
+      *gid = *gid_of;
+    }
+  }
+  return Status::OK();
+}
+
+json Mount(const std::string& dest, const std::string& type, const std::string& source,
+           std::vector<std::string> options) {
+  return json{{"destination", dest}, {"type", type}, {"source", source}, {"options", options}};
+}
+
+}  // namespace
+
+Result<std::string> MakeBundleConfig(const ContainerSpec& spec, const ImageConfig& image,
+                                     const BundleOptions& options) {
+  // Docker's rule: a given command replaces the entrypoint and drops the image's cmd;
+  // given args replace the cmd.
+  std::vector<std::string> args;
+  if (!spec.command.empty()) {
+    args = spec.command;
+    args.insert(args.end(), spec.args.begin(), spec.args.end());
+  } else {
+    args = image.entrypoint;
+    const std::vector<std::string>& rest = spec.args.empty() ? image.cmd : spec.args;
+    args.insert(args.end(), rest.begin(), rest.end());
+  }
+  if (args.empty()) {
+    return Status::InvalidArgument(
+        "no command: the image has no entrypoint or cmd and the spec gives none");
+  }
+
+  std::map<std::string, std::string> env;
+  for (const std::string& kv : image.env) {
+    size_t eq = kv.find('=');
+    env[kv.substr(0, eq)] = eq == std::string::npos ? "" : kv.substr(eq + 1);
+  }
+  for (const auto& [k, v] : spec.env) env[k] = v;
+  std::vector<std::string> env_list;
+  if (env.count("PATH") == 0) env_list.push_back(kDefaultPath);
+  for (const auto& [k, v] : env) env_list.push_back(k + "=" + v);
+
+  int64_t uid = 0, gid = 0;
+  Status s = ResolveUser(spec.user.empty() ? image.user : spec.user, options, &uid, &gid);
+  if (!s.ok()) return s;
+
+  std::string cwd = !spec.working_dir.empty()    ? spec.working_dir
+                    : !image.working_dir.empty() ? image.working_dir
+                                                 : "/";
+  std::vector<std::string> caps(std::begin(kDefaultCaps), std::end(kDefaultCaps));
+  json process = {
+      {"terminal", false},
+      {"user", {{"uid", uid}, {"gid", gid}}},
+      {"args", args},
+      {"env", env_list},
+      {"cwd", cwd},
+      {"capabilities", {{"bounding", caps}, {"effective", caps}, {"permitted", caps}}},
+      {"noNewPrivileges", true},
+  };
+
+  if (options.nofile > 0) {
+    process["rlimits"] = json::array(
+        {{{"type", "RLIMIT_NOFILE"}, {"hard", options.nofile}, {"soft", options.nofile}}});
+  }
+
+  json mounts = json::array();
+  mounts.push_back(Mount("/proc", "proc", "proc", {"nosuid", "noexec", "nodev"}));
+  mounts.push_back(
+      Mount("/dev", "tmpfs", "tmpfs", {"nosuid", "strictatime", "mode=755", "size=65536k"}));
+  mounts.push_back(
+      Mount("/dev/pts", "devpts", "devpts",
+            {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}));
+  mounts.push_back(
+      Mount("/dev/shm", "tmpfs", "shm", {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}));
+  mounts.push_back(Mount("/dev/mqueue", "mqueue", "mqueue", {"nosuid", "noexec", "nodev"}));
+  mounts.push_back(Mount("/sys", "sysfs", "sysfs", {"nosuid", "noexec", "nodev", "ro"}));
+  mounts.push_back(
+      Mount("/sys/fs/cgroup", "cgroup", "cgroup", {"nosuid", "noexec", "nodev", "relatime", "ro"}));
+  for (const MountSpec& m : spec.mounts) {
+    if (m.type == MountSpec::Type::kTmpfs) {
+      std::vector<std::string> o = {"nosuid", "nodev", "mode=1777"};
+      if (m.size_bytes > 0) o.push_back("size=" + std::to_string(m.size_bytes));
+      if (m.read_only) o.push_back("ro");
+      mounts.push_back(Mount(m.target, "tmpfs", "tmpfs", o));
+    } else {
+      std::vector<std::string> o = {"rbind", "rprivate", m.read_only ? "ro" : "rw"};
+      mounts.push_back(Mount(m.target, "bind", m.source, o));
+    }
+  }
+
+  // Network: a private namespace with only loopback, unless the container publishes
+  // a port (hostPort); then, until petrel has CNI networking, it shares the host's
+  // network, which can publish a port only as itself.
+  bool host_network = false;
+  for (const PortSpec& p : spec.ports) {
+    if (p.host_port == 0) continue;
+    if (p.host_port != p.container_port) {
+      return Status::InvalidArgument("port " + std::to_string(p.container_port) + " published as " +
+                                     std::to_string(p.host_port) +
+                                     ": this runtime shares the host's network to publish ports, "
+                                     "so hostPort must equal containerPort");
+    }
+    host_network = true;
+  }
+  json namespaces =
+      json::array({{{"type", "pid"}}, {{"type", "ipc"}}, {{"type", "uts"}}, {{"type", "mount"}}});
+  if (!host_network) namespaces.push_back({{"type", "network"}});
+
+  json linux_section = {
+      {"namespaces", namespaces},
+      {"maskedPaths", std::vector<std::string>(std::begin(kMaskedPaths), std::end(kMaskedPaths))},
+      {"readonlyPaths",
+       std::vector<std::string>(std::begin(kReadonlyPaths), std::end(kReadonlyPaths))},
+  };
+  json resources = {{"devices", json::array({{{"allow", false}, {"access", "rwm"}}})}};
+  if (!options.cgroups_path.empty()) {
+    linux_section["cgroupsPath"] = options.cgroups_path;
+    const Resources& r = spec.resources;
+    if (r.memory_bytes > 0) resources["memory"] = {{"limit", r.memory_bytes}};
+    if (r.cpu_millis > 0) {
+      resources["cpu"] = {{"quota", r.cpu_millis * kCfsPeriodUs / 1000}, {"period", kCfsPeriodUs}};
+    }
+    if (r.pids > 0) resources["pids"] = {{"limit", r.pids}};
+  }
+  linux_section["resources"] = resources;
+
+  json labels = json::object();
+  for (const auto& [k, v] : spec.labels) labels[k] = v;
+  json config = {
+      {"ociVersion", "1.0.2"},
+      {"process", process},
+      {"root", {{"path", options.rootfs}, {"readonly", spec.read_only_rootfs}}},
+      {"hostname", spec.hostname.empty() ? spec.name : spec.hostname},
+      {"mounts", mounts},
+      {"linux", linux_section},
+      {"annotations", labels},
+  };
+  return config.dump(2);
+}
+
+}  // namespace petrel::internal

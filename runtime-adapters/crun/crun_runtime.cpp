@@ -1,0 +1,663 @@
+// CrunRuntime: petrel::ContainerRuntime over the OCI runtime CLI (crun or runc).
+//
+// State lives in files, so a restarted petrel adopts what an earlier one started:
+//   <state>/containers/<id>/config.json   the bundle's config; rootfs/ beside it
+//   <state>/containers/<id>/meta.json     name, labels, image, cgroups, created_at;
+//                                         written last: a dir without it is half-made
+//   <state>/containers/<id>/{init.pid, shim.pid, shim.lock, exit, log.*}  (shim.h)
+//
+// Create prepares the bundle only; Start hands it to a shim that runs
+// `<runtime> run --detach`: one runtime process per container start, as a
+// hand-written script would use. A container is "created" while it has a bundle and
+// no shim, "running" while its shim lives, "exited" once the shim wrote its exit.
+//   <state>/runtime/                      the runtime's --root
+//   <state>/images/                       the image store
+//   <state>/exits.sock                    shims say "<id>" here when a container ends
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/eventfd.h>
+#include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "lib/image/image_store.h"
+#include "lib/util/dir_lock.h"
+#include "lib/util/fs.h"
+#include "petrel/crun.h"
+#include "runtime-adapters/crun/bundle.h"
+#include "runtime-adapters/crun/cgroups.h"
+#include "runtime-adapters/crun/shim.h"
+
+extern char** environ;
+
+namespace petrel {
+namespace {
+
+using internal::CgroupLayout;
+using internal::ErrnoError;
+using internal::UniqueFd;
+using nlohmann::json;
+
+constexpr char kMetaFile[] = "meta.json";
+constexpr char kTrashPrefix[] = ".removing-";
+constexpr char kCgroupRoot[] = "/sys/fs/cgroup";
+
+int64_t NowMs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return lstat(path.c_str(), &st) == 0;
+}
+
+// Reads a small file whole; NotFound when it is missing.
+Status ReadSmallFile(const std::string& path, std::string* out, size_t max = 1 << 20) {
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd.valid()) {
+    int err = errno;
+    if (err == ENOENT) return Status::NotFound(path + ": no such file");
+    return ErrnoError(path, "", err);
+  }
+  out->clear();
+  char buf[8192];
+  ssize_t n;
+  while (out->size() < max && (n = read(fd.get(), buf, sizeof(buf))) > 0) out->append(buf, n);
+  return Status::OK();
+}
+
+// Writes a file through a temporary and a rename, so a reader (or a crash) never sees
+// half of it.
+Status WriteFileAtomic(const std::string& path, const std::string& data) {
+  const std::string tmp = path + ".tmp";
+  UniqueFd fd(open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640));
+  if (!fd.valid()) return ErrnoError(tmp, "create", errno);
+  const char* p = data.data();
+  size_t left = data.size();
+  while (left > 0) {
+    ssize_t w = write(fd.get(), p, left);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return ErrnoError(tmp, "write", errno);
+    p += w;
+    left -= static_cast<size_t>(w);
+  }
+  fd.reset();
+  if (rename(tmp.c_str(), path.c_str()) != 0) return ErrnoError(path, "rename", errno);
+  return Status::OK();
+}
+
+// Runs a short command, waits, and gives its exit status and combined output.
+Status RunCommand(const std::vector<std::string>& argv, int* status, std::string* output) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return ErrnoError("pipe", "", errno);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, fds[1], 2);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  int err = posix_spawn(&pid, args[0], &fa, &attr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  close(fds[1]);
+  if (err != 0) {
+    close(fds[0]);
+    return ErrnoError(argv[0], "run", err);
+  }
+  output->clear();
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fds[0], buf, sizeof(buf))) != 0) {
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) break;
+    if (output->size() < (64 << 10)) output->append(buf, n);
+  }
+  close(fds[0]);
+  while (waitpid(pid, status, 0) < 0) {
+    if (errno != EINTR) return ErrnoError(argv[0], "wait", errno);
+  }
+  return Status::OK();
+}
+
+// The last non-empty line of `text`, with runc's JSON log format unwrapped.
+std::string LastLine(const std::string& text) {
+  size_t end = text.find_last_not_of("\r\n \t");
+  if (end == std::string::npos) return "";
+  size_t start = text.find_last_of('\n', end);
+  std::string line = text.substr(start == std::string::npos ? 0 : start + 1, end - start);
+  if (start == std::string::npos) line = text.substr(0, end + 1);
+  json j = json::parse(line, nullptr, false);
+  if (j.is_object() && j.contains("msg") && j["msg"].is_string()) return j["msg"];
+  return line;
+}
+
+std::string FindInPath(const std::string& name) {
+  if (name.find('/') != std::string::npos) return name;
+  const char* path = getenv("PATH");
+  std::string dirs =
+      path != nullptr ? path : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  size_t start = 0;
+  while (start <= dirs.size()) {
+    size_t colon = dirs.find(':', start);
+    if (colon == std::string::npos) colon = dirs.size();
+    std::string candidate = dirs.substr(start, colon - start) + "/" + name;
+    if (colon > start && access(candidate.c_str(), X_OK) == 0) return candidate;
+    start = colon + 1;
+  }
+  return "";
+}
+
+bool ValidId(const std::string& id) {
+  if (id.empty() || id.size() > 200 || id[0] == '.') return false;
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || c == '.';
+  });
+}
+
+class CrunRuntime final : public ContainerRuntime {
+ public:
+  CrunRuntime(CrunOptions options, std::string binary, bool is_runc, CgroupLayout layout,
+              std::unique_ptr<internal::ImageStore> images, std::unique_ptr<internal::DirLock> lock)
+      : lock_(std::move(lock)),
+        opts_(std::move(options)),
+        binary_(std::move(binary)),
+        is_runc_(is_runc),
+        layout_(layout),
+        images_(std::move(images)),
+        containers_(opts_.state_dir + "/containers"),
+        runtime_root_(opts_.state_dir + "/runtime"),
+        exits_socket_(opts_.state_dir + "/exits.sock") {}
+
+  ~CrunRuntime() override {
+    if (wake_.valid()) {
+      uint64_t one = 1;
+      (void)!write(wake_.get(), &one, sizeof(one));
+    }
+    if (watcher_.joinable()) watcher_.join();
+  }
+
+  Status Init() {
+    for (const std::string& d : {containers_, runtime_root_}) {
+      if (mkdir(d.c_str(), 0700) != 0 && errno != EEXIST) return ErrnoError(d, "create", errno);
+    }
+    // Removals and creations a crash cut short: trash, and bundles without meta.json.
+    if (DIR* d = opendir(containers_.c_str())) {
+      std::vector<std::string> trash, half_made;
+      while (struct dirent* e = readdir(d)) {
+        const std::string name = e->d_name;
+        if (name.rfind(kTrashPrefix, 0) == 0) trash.push_back(name);
+        if (ValidId(name) && !Exists(DirOf(name) + "/" + kMetaFile)) half_made.push_back(name);
+      }
+      closedir(d);
+      for (const std::string& t : trash) {
+        PETREL_RETURN_IF_ERROR(images_->ReleaseRootfs(containers_ + "/" + t + "/rootfs",
+                                                      containers_ + "/" + t + "/scratch"));
+        PETREL_RETURN_IF_ERROR(internal::RemoveTree(containers_ + "/" + t));
+      }
+      for (const std::string& id : half_made) PETREL_RETURN_IF_ERROR(Destroy(id));
+    }
+    // The exit socket: shims send "<id>" when a container ends.
+    sock_.reset(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    if (!sock_.valid()) return ErrnoError("socket", "", errno);
+    struct sockaddr_un addr {};
+    addr.sun_family = AF_UNIX;
+    if (exits_socket_.size() >= sizeof(addr.sun_path)) {
+      return Status::InvalidArgument("state dir path too long for a socket: " + exits_socket_);
+    }
+    memcpy(addr.sun_path, exits_socket_.c_str(), exits_socket_.size() + 1);
+    unlink(exits_socket_.c_str());
+    if (bind(sock_.get(), reinterpret_cast<struct sockaddr*>(&addr), sizeof(addr)) != 0) {
+      return ErrnoError(exits_socket_, "bind", errno);
+    }
+    wake_.reset(eventfd(0, EFD_CLOEXEC));
+    if (!wake_.valid()) return ErrnoError("eventfd", "", errno);
+    watcher_ = std::thread([this] { WatchExits(); });
+    return Status::OK();
+  }
+
+  std::string Name() const override { return is_runc_ ? "runc" : "crun"; }
+
+  Result<std::string> Create(const ContainerSpec& spec) override {
+    const std::string& id = spec.name;
+    if (!ValidId(id)) return Status::InvalidArgument("bad container name \"" + id + "\"");
+    const std::string dir = DirOf(id);
+    if (mkdir(dir.c_str(), 0700) != 0) {
+      if (errno == EEXIST) return Status::AlreadyExists("container " + id + " exists");
+      return ErrnoError(dir, "create", errno);
+    }
+    Status s = Prepare(spec, dir);
+    if (!s.ok()) {
+      Status cleanup = Destroy(id);
+      if (!cleanup.ok())
+        Log(LogLevel::kWarn, "cleaning up after failed create: " + cleanup.ToString());
+      return s.WithContext("create container " + id);
+    }
+    return id;
+  }
+
+  Status Start(const std::string& id) override {
+    Result<ContainerInfo> info = Inspect(id);
+    if (!info.ok()) return info.status();
+    if (info->state != ContainerState::kCreated) {
+      return Status::FailedPrecondition("container " + id + " is " +
+                                        ContainerStateName(info->state));
+    }
+    return Launch(id).WithContext("start container " + id);
+  }
+
+  Status Kill(const std::string& id, int signal) override {
+    Result<ContainerInfo> info = Inspect(id);
+    if (!info.ok()) return info.status();
+    // A created container has no process yet: nothing to signal.
+    if (info->state != ContainerState::kRunning) return Status::OK();
+    int status = 0;
+    std::string out;
+    PETREL_RETURN_IF_ERROR(
+        RunCommand(RuntimeArgv({"kill", id, std::to_string(signal)}), &status, &out));
+    if (status == 0) return Status::OK();
+    info = Inspect(id);
+    if (info.ok() && info->state == ContainerState::kExited) return Status::OK();
+    return Status::IOError("kill container " + id + ": " + Name() + ": " + LastLine(out));
+  }
+
+  Status Remove(const std::string& id) override {
+    Result<ContainerInfo> info = Inspect(id);
+    if (!info.ok()) return info.status();
+    if (info->state == ContainerState::kRunning) {
+      return Status::FailedPrecondition("container " + id + " is running");
+    }
+    return Destroy(id).WithContext("remove container " + id);
+  }
+
+  Result<std::vector<ContainerInfo>> List(
+      const std::map<std::string, std::string>& selector) override {
+    std::vector<ContainerInfo> out;
+    DIR* d = opendir(containers_.c_str());
+    if (d == nullptr) return ErrnoError(containers_, "list", errno);
+    std::vector<std::string> ids;
+    while (struct dirent* e = readdir(d)) {
+      std::string name = e->d_name;
+      if (ValidId(name)) ids.push_back(name);
+    }
+    closedir(d);
+    std::sort(ids.begin(), ids.end());
+    for (const std::string& id : ids) {
+      Result<ContainerInfo> info = Inspect(id);
+      if (!info.ok()) {
+        if (info.status().IsNotFound()) continue;  // half-made or being removed
+        return info.status();
+      }
+      bool match = std::all_of(selector.begin(), selector.end(), [&](const auto& kv) {
+        auto it = info->labels.find(kv.first);
+        return it != info->labels.end() && it->second == kv.second;
+      });
+      if (match) out.push_back(std::move(*info));
+    }
+    return out;
+  }
+
+  Result<ContainerInfo> Inspect(const std::string& id) override {
+    if (!ValidId(id)) return Status::NotFound("no container " + id);
+    const std::string dir = DirOf(id);
+    std::string text;
+    Status s = ReadSmallFile(dir + "/" + kMetaFile, &text);
+    if (!s.ok()) return s.IsNotFound() ? Status::NotFound("no container " + id) : s;
+    json meta = json::parse(text, nullptr, false);
+    if (!meta.is_object()) return Status::Corruption(dir + "/" + kMetaFile + ": not JSON");
+    ContainerInfo info;
+    info.id = id;
+    info.name = meta.value("name", id);
+    info.created_at = meta.value("createdAt", int64_t{0});
+    if (meta.contains("labels") && meta["labels"].is_object()) {
+      for (const auto& [k, v] : meta["labels"].items()) {
+        if (v.is_string()) info.labels[k] = v.get<std::string>();
+      }
+    }
+    struct stat shim_pid;
+    if (lstat((dir + "/" + internal::kShimPidFile).c_str(), &shim_pid) != 0) {
+      return info;  // never started: created
+    }
+    // The shim writes its pid file as it starts the container.
+    info.started_at =
+        static_cast<TimeMs>(shim_pid.st_mtim.tv_sec) * 1000 + shim_pid.st_mtim.tv_nsec / 1000000;
+    if (ReadSmallFile(dir + "/" + internal::kExitFile, &text).ok()) {
+      info.state = ContainerState::kExited;
+      long long code = -1, at = 0;
+      if (sscanf(text.c_str(), "%lld %lld", &code, &at) == 2) {
+        info.exit_code = static_cast<int>(code);
+        info.finished_at = at;
+      }
+      return info;
+    }
+    if (ShimAlive(dir)) {
+      info.state = ContainerState::kRunning;
+      if (ReadSmallFile(dir + "/" + internal::kInitPidFile, &text).ok())
+        info.pid = atoi(text.c_str());
+      return info;
+    }
+    // The shim is gone without a word (killed, or the host lost power): ask the runtime.
+    int status = 0;
+    std::string out;
+    if (RunCommand(RuntimeArgv({"state", id}), &status, &out).ok() && status == 0) {
+      json st = json::parse(out, nullptr, false);
+      std::string state = st.is_object() ? st.value("status", "") : "";
+      if (state == "running") {
+        info.state = ContainerState::kRunning;
+        info.pid = st.value("pid", 0);
+        return info;
+      }
+      if (state == "created") {
+        info.state = ContainerState::kCreated;
+        return info;
+      }
+    }
+    info.state = ContainerState::kExited;
+    info.exit_code = -1;  // unknown: nobody was watching when it ended
+    return info;
+  }
+
+  Result<LogChunk> Logs(const std::string& id, const LogOptions& options) override {
+    PETREL_RETURN_IF_ERROR(Inspect(id).status());
+    const std::string dir = DirOf(id);
+    // The kept files, oldest first; each is named by the offset of its first byte.
+    std::vector<std::pair<int64_t, int64_t>> files;  // base, size
+    DIR* d = opendir(dir.c_str());
+    if (d == nullptr) return ErrnoError(dir, "list", errno);
+    while (struct dirent* e = readdir(d)) {
+      std::string name = e->d_name;
+      if (name.rfind(internal::kLogPrefix, 0) != 0 ||
+          name.size() != strlen(internal::kLogPrefix) + 20)
+        continue;
+      struct stat st;
+      if (stat((dir + "/" + name).c_str(), &st) != 0) continue;
+      files.emplace_back(atoll(name.c_str() + strlen(internal::kLogPrefix)), st.st_size);
+    }
+    closedir(d);
+    std::sort(files.begin(), files.end());
+    LogChunk chunk;
+    if (files.empty()) return chunk;
+    const int64_t oldest = files.front().first;
+    const int64_t end = files.back().first + files.back().second;
+    const int64_t limit = static_cast<int64_t>(options.limit_bytes);
+    int64_t start = options.since_offset < 0 ? std::max(oldest, end - limit)
+                                             : std::clamp(options.since_offset, oldest, end);
+    chunk.start_offset = start;
+    int64_t want = std::min(limit, end - start);
+    for (const auto& [base, size] : files) {
+      if (want <= 0) break;
+      if (start >= base + size) continue;
+      UniqueFd fd(open((dir + "/" + internal::LogFileName(base)).c_str(), O_RDONLY | O_CLOEXEC));
+      if (!fd.valid()) continue;  // rotated away just now
+      std::string buf(static_cast<size_t>(std::min(want, base + size - start)), '\0');
+      ssize_t n = pread(fd.get(), buf.data(), buf.size(), start - base);
+      if (n <= 0) break;
+      chunk.data.append(buf.data(), static_cast<size_t>(n));
+      start += n;
+      want -= n;
+    }
+    chunk.end_offset = chunk.start_offset + static_cast<int64_t>(chunk.data.size());
+    return chunk;
+  }
+
+  void SetExitHandler(ExitHandler handler) override {
+    std::lock_guard<std::mutex> lock(handler_mu_);
+    handler_ = std::move(handler);
+  }
+
+ private:
+  std::string DirOf(const std::string& id) const { return containers_ + "/" + id; }
+
+  void Log(LogLevel level, const std::string& msg) {
+    if (opts_.log_sink) opts_.log_sink(level, "crun adapter: " + msg);
+  }
+
+  bool HybridCrun() const { return !is_runc_ && layout_ == CgroupLayout::kHybrid; }
+
+  std::vector<std::string> RuntimeArgv(std::vector<std::string> command) const {
+    std::vector<std::string> argv = {binary_, "--root", runtime_root_};
+    if (!is_runc_) {
+      argv.push_back(HybridCrun() ? "--cgroup-manager=disabled" : "--cgroup-manager=cgroupfs");
+    }
+    argv.insert(argv.end(), command.begin(), command.end());
+    return argv;
+  }
+
+  // The image, the root filesystem, the bundle and the shim, in that order; Create
+  // undoes all of it with Destroy when a step fails.
+  Status Prepare(const ContainerSpec& spec, const std::string& dir) {
+    const std::string& id = spec.name;
+    Result<internal::Image> image = images_->Pull(spec.image);
+    if (!image.ok()) return image.status();
+    internal::BundleOptions bo;
+    bo.rootfs = dir + "/rootfs";
+    (void)ReadSmallFile(image->rootfs + "/etc/passwd", &bo.passwd);
+    (void)ReadSmallFile(image->rootfs + "/etc/group", &bo.group);
+    if (!HybridCrun()) bo.cgroups_path = "/petrel/" + id;
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_max != RLIM_INFINITY) {
+      bo.nofile = std::min<uint64_t>(nofile.rlim_max, 1 << 20);
+    }
+    Result<std::string> config = internal::MakeBundleConfig(spec, image->config, bo);
+    if (!config.ok()) return config.status();
+    Result<internal::ImageStore::RootfsKind> kind =
+        images_->PrepareRootfs(*image, bo.rootfs, dir + "/scratch");
+    if (!kind.ok()) return kind.status();
+    PETREL_RETURN_IF_ERROR(WriteFileAtomic(dir + "/config.json", *config));
+
+    json labels = json::object();
+    for (const auto& [k, v] : spec.labels) labels[k] = v;
+    // The v1 cgroups petrel makes itself (crun on a hybrid host) at Start, recorded
+    // here so that Destroy removes exactly those.
+    std::vector<std::string> cgroups;
+    if (HybridCrun()) cgroups = internal::V1Cgroups(kCgroupRoot, id).Dirs(spec.resources);
+    const Resources& r = spec.resources;
+    json meta = {
+        {"name", id},
+        {"labels", labels},
+        {"image", spec.image},
+        {"imageId", image->id},
+        {"createdAt", NowMs()},
+        {"rootfs", *kind == internal::ImageStore::RootfsKind::kOverlay ? "overlay" : "copy"},
+        {"resources", {{"memory", r.memory_bytes}, {"cpuMillis", r.cpu_millis}, {"pids", r.pids}}},
+        {"cgroups", cgroups}};
+    return WriteFileAtomic(dir + "/" + kMetaFile, meta.dump());
+  }
+
+  // Starts a created container: its cgroups (crun on hybrid), then the shim, which
+  // runs `<runtime> run --detach` and stays as the container's parent.
+  Status Launch(const std::string& id) {
+    const std::string dir = DirOf(id);
+    std::string text;
+    PETREL_RETURN_IF_ERROR(ReadSmallFile(dir + "/" + kMetaFile, &text));
+    json meta = json::parse(text, nullptr, false);
+    if (!meta.is_object()) return Status::Corruption(dir + "/" + kMetaFile + ": not JSON");
+    internal::ShimPlan plan;
+    plan.id = id;
+    plan.dir = dir;
+    plan.argv = {binary_, "--root", runtime_root_, "--log", dir + "/" + internal::kRuntimeLogFile};
+    if (is_runc_) {
+      plan.argv.insert(plan.argv.end(), {"--log-format", "json"});
+    } else {
+      plan.argv.push_back(HybridCrun() ? "--cgroup-manager=disabled" : "--cgroup-manager=cgroupfs");
+    }
+    plan.argv.insert(plan.argv.end(), {"run", "--detach", "--bundle", dir, "--pid-file",
+                                       dir + "/" + internal::kInitPidFile, id});
+    plan.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
+    if (HybridCrun()) {
+      Resources limits;
+      if (meta.contains("resources") && meta["resources"].is_object()) {
+        limits.memory_bytes = meta["resources"].value("memory", int64_t{0});
+        limits.cpu_millis = meta["resources"].value("cpuMillis", int64_t{0});
+        limits.pids = meta["resources"].value("pids", int64_t{0});
+      }
+      internal::V1Cgroups cg(kCgroupRoot, id);
+      PETREL_RETURN_IF_ERROR(cg.Create(limits));
+      plan.cgroup_procs = cg.Procs(limits);
+      plan.private_cgroup2 = true;
+    }
+    plan.log_max_bytes = opts_.log_max_bytes;
+    plan.notify_socket = exits_socket_;
+    pid_t shim = 0;
+    Status s = internal::LaunchShim(plan, &shim);
+    if (s.ok()) return s;
+    // The runtime's own words: its log file, else what it printed.
+    std::string why;
+    if (ReadSmallFile(dir + "/" + internal::kRuntimeLogFile, &text).ok()) why = LastLine(text);
+    if (why.empty()) {
+      Result<LogChunk> out = Logs(id, LogOptions{});
+      if (out.ok()) why = LastLine(out->data);
+    }
+    return why.empty() ? s : Status::IOError(Name() + ": " + why);
+  }
+
+  // Deletes everything of a container: the runtime's record, its root filesystem,
+  // cgroups and directory. Tolerates any of them being gone already.
+  Status Destroy(const std::string& id) {
+    const std::string dir = DirOf(id);
+    int status = 0;
+    std::string out;
+    if (Exists(runtime_root_ + "/" + id)) {
+      PETREL_RETURN_IF_ERROR(RunCommand(RuntimeArgv({"delete", "--force", id}), &status, &out));
+      if (status != 0 && Exists(runtime_root_ + "/" + id)) {
+        return Status::IOError(Name() + " delete: " + LastLine(out));
+      }
+    }
+    // The shim writes its last files just after the container ends; let it finish.
+    for (int i = 0; i < 300 && ShimAlive(dir); i++) {
+      usleep(10 * 1000);
+    }
+    PETREL_RETURN_IF_ERROR(images_->ReleaseRootfs(dir + "/rootfs", dir + "/scratch"));
+    std::string text;
+    if (ReadSmallFile(dir + "/" + kMetaFile, &text).ok()) {
+      json meta = json::parse(text, nullptr, false);
+      if (meta.is_object() && meta.contains("cgroups") && meta["cgroups"].is_array()) {
+        std::vector<std::string> cgroups;
+        for (const json& c : meta["cgroups"]) {
+          if (c.is_string()) cgroups.push_back(c.get<std::string>());
+        }
+        PETREL_RETURN_IF_ERROR(internal::RemoveCgroups(cgroups));
+      }
+    }
+    // Gone in one step for List; the files go after (or at the next start, if petrel
+    // dies in between).
+    const std::string trash = containers_ + "/" + kTrashPrefix + id;
+    PETREL_RETURN_IF_ERROR(internal::RemoveTree(trash));
+    if (rename(dir.c_str(), trash.c_str()) != 0 && errno != ENOENT) {
+      return ErrnoError(dir, "rename", errno);
+    }
+    return internal::RemoveTree(trash);
+  }
+
+  // True while the container's shim holds its lock.
+  static bool ShimAlive(const std::string& dir) {
+    UniqueFd fd(open((dir + "/shim.lock").c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return false;
+    if (flock(fd.get(), LOCK_SH | LOCK_NB) == 0) return false;  // nobody holds it
+    return errno == EWOULDBLOCK;
+  }
+
+  void WatchExits() {
+    char buf[256];
+    for (;;) {
+      struct pollfd fds[2] = {{sock_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+      if (poll(fds, 2, -1) < 0) {
+        if (errno == EINTR) continue;
+        return;
+      }
+      if (fds[1].revents != 0) return;
+      ssize_t n = recv(sock_.get(), buf, sizeof(buf), MSG_DONTWAIT);
+      if (n <= 0) continue;
+      std::string id(buf, static_cast<size_t>(n));
+      if (!ValidId(id)) continue;
+      std::string text;
+      int code = -1;
+      if (ReadSmallFile(DirOf(id) + "/" + internal::kExitFile, &text).ok())
+        code = atoi(text.c_str());
+      ExitHandler handler;
+      {
+        std::lock_guard<std::mutex> lock(handler_mu_);
+        handler = handler_;
+      }
+      if (handler) handler(id, code);
+    }
+  }
+
+  std::unique_ptr<internal::DirLock> lock_;
+  const CrunOptions opts_;
+  const std::string binary_;
+  const bool is_runc_;
+  const CgroupLayout layout_;
+  std::unique_ptr<internal::ImageStore> images_;
+  const std::string containers_, runtime_root_, exits_socket_;
+  UniqueFd sock_, wake_;
+  std::thread watcher_;
+  std::mutex handler_mu_;
+  ExitHandler handler_;
+};
+
+}  // namespace
+
+Result<std::shared_ptr<ContainerRuntime>> NewCrunRuntime(const CrunOptions& options) {
+  CrunOptions o = options;
+  if (o.state_dir.empty()) return Status::InvalidArgument("crun runtime: state_dir is required");
+  if (!o.log_sink) o.log_sink = StderrLogSink();
+  if (geteuid() != 0) {
+    return Status::FailedPrecondition("runtime " + o.runtime +
+                                      ": needs root (rootless containers are not supported yet)");
+  }
+  std::string binary = FindInPath(o.runtime);
+  if (binary.empty() || access(binary.c_str(), X_OK) != 0) {
+    return Status::NotFound("runtime " + o.runtime + ": not found" +
+                            (o.runtime.find('/') == std::string::npos ? " in $PATH" : "") +
+                            " (install the crun or runc package, or give a path)");
+  }
+  const std::string base = binary.substr(binary.find_last_of('/') + 1);
+  const bool is_runc = base.find("runc") != std::string::npos;
+  if (mkdir(o.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return ErrnoError(o.state_dir, "create", errno);
+  }
+  // One runtime object per state dir: a second would steal the exit socket.
+  std::unique_ptr<internal::DirLock> lock;
+  PETREL_RETURN_IF_ERROR(internal::DirLock::Acquire(o.state_dir, &lock));
+  internal::ImageStoreOptions io;
+  io.dir = o.state_dir + "/images";
+  io.allow_overlay = !o.copy_rootfs;
+  Result<std::unique_ptr<internal::ImageStore>> images = internal::ImageStore::Open(io);
+  if (!images.ok()) return images.status();
+  auto rt = std::make_shared<CrunRuntime>(o, binary, is_runc, internal::DetectCgroupLayout(),
+                                          std::move(*images), std::move(lock));
+  PETREL_RETURN_IF_ERROR(rt->Init());
+  return std::shared_ptr<ContainerRuntime>(std::move(rt));
+}
+
+}  // namespace petrel

@@ -1,0 +1,50 @@
+// The daemonless runtime adapter: crun (the default) or runc, driven through the
+// OCI runtime command line, with images from local files unpacked into petrel's own
+// store. Nothing else runs on the device but petrel and, per container, a small
+// monitor process (see shim.h) that keeps its logs and exit code while petrel is down.
+//
+//   petrel::CrunOptions o;
+//   o.state_dir = "/var/lib/petrel/oci";
+//   auto runtime = petrel::NewCrunRuntime(o);          // crun from $PATH
+//   options.runtime = runtime.value();                  // for Orchestrator::Open
+//
+// REQUIRES: root (rootless containers are not supported yet).
+//
+// Limits (memory, cpu, pids) are enforced on every cgroup layout: by the runtime on
+// v1 and v2, and on a hybrid host by v1 cgroups petrel prepares for crun (which
+// refuses that layout by itself); runc handles hybrid as is.
+#ifndef PETREL_CRUN_H_
+#define PETREL_CRUN_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "petrel/log.h"
+#include "petrel/runtime.h"
+#include "petrel/status.h"
+
+namespace petrel {
+
+struct CrunOptions {
+  // "crun", "runc", or a path to either. A bare name is looked up in $PATH.
+  std::string runtime = "crun";
+  // Images, container bundles, root filesystems and logs live here; created 0700.
+  // Required. Give each petrel its own (e.g. <orchestrator state dir>/oci).
+  std::string state_dir;
+  // A container's output is kept in two files of at most this size each.
+  int64_t log_max_bytes = 1 << 20;
+  // Copy the image for each container instead of mounting an overlay.
+  bool copy_rootfs = false;
+  // Defaults to StderrLogSink().
+  LogSink log_sink;
+};
+
+// Checks the runtime binary and the state dir, and starts listening for container
+// exits. Containers already in the state dir (from an earlier petrel) are adopted:
+// List reports them as they are now.
+Result<std::shared_ptr<ContainerRuntime>> NewCrunRuntime(const CrunOptions& options);
+
+}  // namespace petrel
+
+#endif  // PETREL_CRUN_H_

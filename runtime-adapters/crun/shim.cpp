@@ -1,0 +1,427 @@
+#include "runtime-adapters/crun/shim.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace petrel::internal {
+namespace {
+
+// --- async-signal-safe helpers (no allocation, no locks, no errno-clobbering libc) ---
+
+// Writes `v` in decimal, zero-padded to `width` digits (0 = as short as possible),
+// NUL-terminated. Returns the number of digits.
+size_t FormatU64(uint64_t v, char* out, size_t width = 0) {
+  char tmp[24];
+  size_t n = 0;
+  do {
+    tmp[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  while (n < width) tmp[n++] = '0';
+  for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+  out[n] = '\0';
+  return n;
+}
+
+void WriteAll(int fd, const char* p, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return;
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+}
+
+void WriteStr(int fd, const char* s) { WriteAll(fd, s, strlen(s)); }
+
+// "petrel-shim: <what>: <strerror>\n" on fd 2 (the container's log while creating).
+[[noreturn]] void Die(const char* what) {
+  int err = errno;
+  WriteStr(2, "petrel-shim: ");
+  WriteStr(2, what);
+  WriteStr(2, ": ");
+  const char* desc = strerrordesc_np(err);  // no locale, no allocation
+  WriteStr(2, desc != nullptr ? desc : "unknown error");
+  WriteStr(2, "\n");
+  _exit(127);
+}
+
+void CloseFrom(int first) {
+  if (syscall(SYS_close_range, first, ~0U, 0) == 0) return;
+  for (int fd = first; fd < 4096; fd++) close(fd);
+}
+
+int64_t NowMs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+void ResetSignals() {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; sig++) sigaction(sig, &sa, nullptr);  // EINVAL for some: fine
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+}
+
+// Everything the forked processes need, laid out before fork().
+struct Prepared {
+  std::vector<std::string> argv_s, env_s;
+  std::vector<char*> argv, envp;
+  std::string init_pid, exit_file, exit_tmp, lock_file, shim_pid, shim_pid_tmp;
+  std::string log_path_a, log_path_b;  // "<dir>/log.<20 digits>", digits filled in later
+  size_t log_digits_at = 0;            // where the digits start in log_path_*
+  std::vector<std::string> cgroup_procs;
+  bool private_cgroup2 = false;
+  int64_t log_max_bytes = 0;
+  struct sockaddr_un notify {};
+  socklen_t notify_len = 0;
+  std::string id;
+};
+
+// The log files: append to the current one; past the cap, start the next one (named
+// by its base offset) and drop the one before the previous.
+struct LogWriter {
+  const Prepared* p;
+  char* cur_path;   // points into one of p's two path buffers
+  char* prev_path;  // the other
+  int fd = -1;
+  int64_t base = 0, size = 0, prev_base = -1;
+
+  void Open() {
+    FormatU64(static_cast<uint64_t>(base), cur_path + p->log_digits_at, 20);
+    fd = open(cur_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  }
+  // Never lets a file grow past the cap: a big read is split across files.
+  void Write(const char* data, size_t n) {
+    while (n > 0 && fd >= 0) {
+      size_t room = static_cast<size_t>(p->log_max_bytes - size);
+      size_t part = n < room ? n : room;
+      WriteAll(fd, data, part);
+      size += static_cast<int64_t>(part);
+      data += part;
+      n -= part;
+      if (size >= p->log_max_bytes) Rotate();
+    }
+  }
+  void Rotate() {
+    close(fd);
+    if (prev_base >= 0) unlink(prev_path);  // prev_path still names the older file
+    char* t = prev_path;
+    prev_path = cur_path;
+    cur_path = t;
+    prev_base = base;
+    base += size;
+    size = 0;
+    Open();
+  }
+};
+
+int ReadInitPid(const char* path) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  char buf[32];
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  if (n <= 0) return -1;
+  int pid = 0;
+  for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; i++) pid = pid * 10 + (buf[i] - '0');
+  return pid > 0 ? pid : -1;
+}
+
+void WriteExit(const Prepared& p, int code) {
+  char buf[64];
+  size_t n = 0;
+  if (code < 0) {
+    buf[n++] = '-';
+    code = -code;
+  }
+  n += FormatU64(static_cast<uint64_t>(code), buf + n);
+  buf[n++] = ' ';
+  n += FormatU64(static_cast<uint64_t>(NowMs()), buf + n);
+  buf[n++] = '\n';
+  int fd = open(p.exit_tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  if (fd < 0) return;
+  WriteAll(fd, buf, n);
+  close(fd);
+  rename(p.exit_tmp.c_str(), p.exit_file.c_str());
+}
+
+void Notify(const Prepared& p) {
+  if (p.notify_len == 0) return;
+  int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return;
+  sendto(s, p.id.data(), p.id.size(), MSG_DONTWAIT,
+         reinterpret_cast<const struct sockaddr*>(&p.notify), p.notify_len);
+  close(s);
+}
+
+int CodeOf(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+
+// The runtime's command, in the child of the shim: stdout/stderr into the log pipe,
+// into the prepared cgroups and mount namespace, then exec.
+[[noreturn]] void ExecRuntime(const Prepared& p, int log_w) {
+  ResetSignals();
+  if (dup2(log_w, 1) < 0 || dup2(log_w, 2) < 0) _exit(127);
+  CloseFrom(3);
+  char pid[24];
+  size_t pid_len = FormatU64(static_cast<uint64_t>(getpid()), pid);
+  for (const std::string& procs : p.cgroup_procs) {
+    int fd = open(procs.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, pid, pid_len) != static_cast<ssize_t>(pid_len)) Die(procs.c_str());
+    close(fd);
+  }
+  if (p.private_cgroup2) {
+    if (unshare(CLONE_NEWNS) != 0) Die("unshare(CLONE_NEWNS)");
+    if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+      Die("mount --make-rprivate /");
+    if (umount2("/sys/fs/cgroup", MNT_DETACH) != 0) Die("umount /sys/fs/cgroup");
+    if (mount("none", "/sys/fs/cgroup", "cgroup2", 0, nullptr) != 0)
+      Die("mount cgroup2 /sys/fs/cgroup");
+  }
+  execve(p.argv[0], p.argv.data(), p.envp.data());
+  Die(p.argv[0]);
+}
+
+// The shim itself. `sync` gets our pid, then the runtime's wait status.
+[[noreturn]] void RunShim(Prepared& p, int sync) {
+  // Our own session, no controlling terminal, fds 0-2 on /dev/null, nothing else of
+  // petrel's open (its database and state-dir lock above all).
+  int null = open("/dev/null", O_RDWR);
+  if (null < 0) _exit(127);
+  if (sync <= 3) {
+    int moved = fcntl(sync, F_DUPFD_CLOEXEC, 10);
+    if (moved < 0) _exit(127);
+    sync = moved;
+  }
+  dup2(null, 0);
+  dup2(null, 1);
+  dup2(null, 2);
+  if (dup2(sync, 3) < 0) _exit(127);
+  sync = 3;
+  fcntl(sync, F_SETFD, FD_CLOEXEC);
+  CloseFrom(4);
+  ResetSignals();
+  signal(SIGPIPE, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);
+  signal(SIGINT, SIG_IGN);
+  if (chdir("/") != 0) _exit(127);
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  prctl(PR_SET_NAME, "petrel-shim");
+
+  // Held for our whole life: petrel tells a live shim from a dead one by this lock,
+  // which the kernel drops when we die, so a reused pid can never fool it.
+  int lock = open(p.lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+  if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB) != 0) _exit(127);
+  {
+    char buf[32];
+    size_t n = FormatU64(static_cast<uint64_t>(getpid()), buf);
+    buf[n++] = '\n';
+    int fd = open(p.shim_pid_tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd >= 0) {
+      WriteAll(fd, buf, n);
+      close(fd);
+      rename(p.shim_pid_tmp.c_str(), p.shim_pid.c_str());
+    }
+  }
+  int32_t msg[2] = {static_cast<int32_t>(getpid()), 0};
+  WriteAll(sync, reinterpret_cast<const char*>(&msg[0]), sizeof(int32_t));
+
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &chld, nullptr);
+  int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+  int pipefd[2];
+  if (sfd < 0 || pipe2(pipefd, O_CLOEXEC) != 0) _exit(127);
+  int log_r = pipefd[0], log_w = pipefd[1];
+
+  LogWriter log{&p, p.log_path_a.data(), p.log_path_b.data()};
+  log.Open();
+
+  pid_t runtime = fork();
+  if (runtime < 0) _exit(127);
+  if (runtime == 0) ExecRuntime(p, log_w);
+  close(log_w);
+
+  int status = 0;
+  while (waitpid(runtime, &status, 0) < 0 && errno == EINTR) {
+  }
+  fcntl(log_r, F_SETFL, O_NONBLOCK);
+  char buf[65536];
+  const bool created = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  if (!created) {
+    // The runtime's complaint goes into the log, where petrel reads it.
+    ssize_t n;
+    while ((n = read(log_r, buf, sizeof(buf))) > 0) log.Write(buf, static_cast<size_t>(n));
+    WriteExit(p, 255);
+    msg[1] = status;
+    WriteAll(sync, reinterpret_cast<const char*>(&msg[1]), sizeof(int32_t));
+    _exit(1);
+  }
+  msg[1] = status;
+  WriteAll(sync, reinterpret_cast<const char*>(&msg[1]), sizeof(int32_t));
+  close(sync);
+
+  const int init = ReadInitPid(p.init_pid.c_str());
+  int exit_code = -1;
+  bool init_done = false, pipe_open = true;
+  int64_t drain_deadline = 0;  // after init ended: read what is left, but not forever
+  while (pipe_open || !init_done) {
+    struct pollfd fds[2] = {{sfd, POLLIN, 0}, {pipe_open ? log_r : -1, POLLIN, 0}};
+    int timeout = -1;
+    if (init_done) {
+      int64_t left = drain_deadline - NowMs();
+      if (left <= 0) break;
+      timeout = static_cast<int>(left);
+    }
+    int r = poll(fds, 2, timeout);
+    if (r < 0 && errno != EINTR) break;
+    if (pipe_open && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+      ssize_t n = read(log_r, buf, sizeof(buf));
+      if (n > 0) {
+        log.Write(buf, static_cast<size_t>(n));
+      } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+        pipe_open = false;
+      }
+    }
+    if (fds[0].revents & POLLIN) {
+      struct signalfd_siginfo si;
+      while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+      }
+      for (;;) {
+        int st = 0;
+        pid_t pid = waitpid(-1, &st, WNOHANG);
+        if (pid <= 0) {
+          // No child left at all: init is gone even if we never learnt its pid.
+          if (pid < 0 && errno == ECHILD && !init_done) {
+            init_done = true;
+            drain_deadline = NowMs() + 500;
+          }
+          break;
+        }
+        if (pid == init && !init_done) {
+          exit_code = CodeOf(st);
+          init_done = true;
+          drain_deadline = NowMs() + 500;
+        }
+      }
+    }
+  }
+  WriteExit(p, exit_code);
+  Notify(p);
+  _exit(0);
+}
+
+}  // namespace
+
+std::string LogFileName(int64_t base) {
+  char digits[24];
+  FormatU64(static_cast<uint64_t>(base), digits, 20);
+  return std::string(kLogPrefix) + digits;
+}
+
+Status LaunchShim(const ShimPlan& plan, pid_t* shim_pid) {
+  Prepared p;
+  p.id = plan.id;
+  p.argv_s = plan.argv;
+  p.env_s = plan.env;
+  for (std::string& s : p.argv_s) p.argv.push_back(s.data());
+  p.argv.push_back(nullptr);
+  for (std::string& s : p.env_s) p.envp.push_back(s.data());
+  p.envp.push_back(nullptr);
+  const std::string d = plan.dir + "/";
+  p.init_pid = d + kInitPidFile;
+  p.exit_file = d + kExitFile;
+  p.exit_tmp = d + kExitFile + ".tmp";
+  p.lock_file = d + "shim.lock";
+  p.shim_pid = d + kShimPidFile;
+  p.shim_pid_tmp = d + kShimPidFile + ".tmp";
+  p.log_path_a = d + LogFileName(0);
+  p.log_path_b = p.log_path_a;
+  p.log_digits_at = d.size() + strlen(kLogPrefix);
+  p.cgroup_procs = plan.cgroup_procs;
+  p.private_cgroup2 = plan.private_cgroup2;
+  p.log_max_bytes = plan.log_max_bytes > 0 ? plan.log_max_bytes : (1 << 20);
+  if (!plan.notify_socket.empty()) {
+    if (plan.notify_socket.size() >= sizeof(p.notify.sun_path)) {
+      return Status::InvalidArgument("notify socket path too long: " + plan.notify_socket);
+    }
+    p.notify.sun_family = AF_UNIX;
+    memcpy(p.notify.sun_path, plan.notify_socket.c_str(), plan.notify_socket.size() + 1);
+    p.notify_len = static_cast<socklen_t>(offsetof(struct sockaddr_un, sun_path) +
+                                          plan.notify_socket.size() + 1);
+  }
+
+  int sync[2];
+  if (pipe2(sync, O_CLOEXEC) != 0) return Status::IOError(std::string("pipe: ") + strerror(errno));
+  pid_t middle = fork();
+  if (middle < 0) {
+    int err = errno;
+    close(sync[0]);
+    close(sync[1]);
+    return Status::IOError(std::string("fork: ") + strerror(err));
+  }
+  if (middle == 0) {
+    // Twice forked, so the shim is nobody's child in petrel: petrel never has to
+    // reap it, and it lives on when petrel dies.
+    close(sync[0]);
+    setsid();
+    pid_t shim = fork();
+    if (shim != 0) _exit(shim < 0 ? 1 : 0);
+    RunShim(p, sync[1]);
+  }
+  close(sync[1]);
+  int st = 0;
+  while (waitpid(middle, &st, 0) < 0 && errno == EINTR) {
+  }
+  int32_t msg[2] = {0, 0};
+  size_t got = 0;
+  char* out = reinterpret_cast<char*>(msg);
+  while (got < sizeof(msg)) {
+    struct pollfd pfd = {sync[0], POLLIN, 0};
+    int r = poll(&pfd, 1, 120 * 1000);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    ssize_t n = read(sync[0], out + got, sizeof(msg) - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  close(sync[0]);
+  if (got >= sizeof(int32_t)) *shim_pid = msg[0];
+  if (got < sizeof(msg)) {
+    return Status::IOError("container " + plan.id + ": the monitor process ended early");
+  }
+  if (!(WIFEXITED(msg[1]) && WEXITSTATUS(msg[1]) == 0)) {
+    return Status::IOError("container " + plan.id + ": " + plan.argv[0] + " failed with " +
+                           (WIFEXITED(msg[1]) ? "exit code " + std::to_string(WEXITSTATUS(msg[1]))
+                                              : "signal " + std::to_string(WTERMSIG(msg[1]))));
+  }
+  return Status::OK();
+}
+
+}  // namespace petrel::internal

@@ -1,0 +1,53 @@
+// The container monitor ("shim"): one small process per container that outlives
+// petrel. It runs the OCI runtime's `run --detach`, becomes the container's parent (as a
+// child subreaper), copies the container's stdout and stderr into size-capped,
+// rotated log files, and when the container's main process ends writes its exit
+// code to a file and tells petrel over a datagram socket. petrel can be killed and
+// restarted at any time: the shim's files are the truth it adopts from.
+//
+// It is a fork of petrel's process (no extra binary to ship), so everything after
+// fork() is async-signal-safe: raw system calls over buffers prepared beforehand.
+#ifndef PETREL_RUNTIME_ADAPTERS_CRUN_SHIM_H_
+#define PETREL_RUNTIME_ADAPTERS_CRUN_SHIM_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "petrel/status.h"
+
+namespace petrel::internal {
+
+// Files in a container's directory.
+inline constexpr char kInitPidFile[] = "init.pid";  // written by the runtime
+inline constexpr char kExitFile[] = "exit";         // "<code> <finished ms>\n"
+inline constexpr char kShimPidFile[] = "shim.pid";  // "<pid> <start time>\n"
+inline constexpr char kRuntimeLogFile[] = "runtime.log";
+inline constexpr char kLogPrefix[] = "log.";  // log.<20-digit base offset>
+
+struct ShimPlan {
+  std::string id;
+  std::string dir;                        // the container's directory (absolute)
+  std::vector<std::string> argv;          // the runtime's `run --detach` command line
+  std::vector<std::string> env;           // its environment
+  std::vector<std::string> cgroup_procs;  // cgroup.procs files to join before exec
+  // Run the runtime in a private mount namespace whose /sys/fs/cgroup is a pure
+  // cgroup2 mount (crun on a hybrid host).
+  bool private_cgroup2 = false;
+  int64_t log_max_bytes = 1 << 20;  // per file; two files are kept
+  std::string notify_socket;        // datagram socket told "<id>" on exit
+};
+
+// Starts the shim and waits until the runtime's command (`run --detach`) has
+// finished. On success the container runs and the shim watches it; *shim_pid is set.
+// On failure the shim has written exit code 255 and ended.
+Status LaunchShim(const ShimPlan& plan, pid_t* shim_pid);
+
+// The bytes of a log that starts at offset `base`: "log.00000000000000000123".
+std::string LogFileName(int64_t base);
+
+}  // namespace petrel::internal
+
+#endif  // PETREL_RUNTIME_ADAPTERS_CRUN_SHIM_H_

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# petreld at rest: RSS and bytes written to disk over 60 s with 10 containers running.
+# Targets (issue 3): RSS <= 8 MiB, writes < 4 KiB per minute. Prints figures; the shims
+# (one small process per container, see runtime-adapters/crun/shim.h) are shown apart.
+#   tests/bench/petreld_idle_bench.sh BUILD_DIR [RUNTIME] [SECONDS]
+set -euo pipefail
+build=${1:?usage: petreld_idle_bench.sh BUILD_DIR [RUNTIME] [SECONDS]}
+runtime=${2:-crun}
+seconds=${3:-60}
+src=$(cd "$(dirname "$0")/../.." && pwd)
+petreld=$build/examples/petreld/petreld
+ctl=$build/examples/petrelctl/petrelctl
+dir=$(mktemp -d /tmp/petrel-idle.XXXXXX)
+export PETREL_SOCKET=$dir/petrel.sock
+pid=""
+cleanup() {
+  if [ -n "$pid" ]; then
+    "$ctl" delete workload idle >/dev/null 2>&1 || true
+    for _ in $(seq 300); do
+      [ -z "$(ls "$dir/oci/containers" 2>/dev/null)" ] && break
+      sleep 0.1
+    done
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  fi
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+"$src/examples/images/make-busybox-image" "$dir/busybox.tar" >/dev/null
+cat >"$dir/idle.yaml" <<YAML
+apiVersion: petrel.dev/v1
+kind: Workload
+metadata: {name: idle}
+spec:
+  replicas: 10
+  image: oci-archive:busybox.tar
+  command: ["/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+  terminationGracePeriod: 2s
+YAML
+"$petreld" --runtime "$runtime" --state-dir "$dir" --socket "$PETREL_SOCKET" --log-level warn \
+  2>"$dir/petreld.log" &
+pid=$!
+for _ in $(seq 100); do "$ctl" version >/dev/null 2>&1 && break; sleep 0.1; done
+"$ctl" apply -f "$dir/idle.yaml" >/dev/null
+for _ in $(seq 600); do
+  ready=$("$ctl" get workloads idle -o json | jq '.items[0].readyReplicas')
+  [ "$ready" = 10 ] && break
+  sleep 0.1
+done
+[ "$ready" = 10 ] || { cat "$dir/petreld.log" >&2; echo "idle bench: 10 containers did not start" >&2; exit 1; }
+sleep 2  # let the first resync and status commits pass
+
+io() { sed -n 's/^write_bytes: //p' "/proc/$pid/io"; }
+rss_kib() { sed -n 's/^VmRSS:[^0-9]*\([0-9]*\) kB/\1/p' "/proc/$1/status"; }
+w0=$(io)
+sleep "$seconds"
+w1=$(io)
+rss=$(rss_kib "$pid")
+shim_rss=0
+shims=0
+for p in $(pgrep -x petrel-shim || true); do
+  r=$(rss_kib "$p" 2>/dev/null || echo 0)
+  shim_rss=$((shim_rss + r))
+  shims=$((shims + 1))
+done
+written=$((w1 - w0))
+per_min=$((written * 60 / seconds))
+echo "petreld idle with 10 $runtime containers, ${seconds}s"
+printf '  %-34s %8s KiB  (target <= 8192)\n' "petreld RSS" "$rss"
+printf '  %-34s %8s B/min (target < 4096)\n' "petreld bytes written to disk" "$per_min"
+printf '  %-34s %8s KiB  (%d shims, RSS counts shared pages)\n' "shims' RSS, summed" "$shim_rss" "$shims"

@@ -1,0 +1,256 @@
+// Apply-to-running time of petrel on crun and runc, side by side with the raw runtime
+// starting the same prepared bundle in the same process, printed as a ratio.
+//
+//   runtime_bench [IMAGE_REF [TRIALS]]
+//
+// Without IMAGE_REF it builds the busybox image with examples/images/make-busybox-image.
+// petrel: Apply of a workload with N replicas (N = 1, 20) until the orchestrator
+// reports N ready (Subscribe, no polling), image already unpacked (a cached image).
+// raw: `<runtime> run -d` of N containers, one after another, from the bundle
+// petrel made (its config.json, a copy of the image's rootfs) - what a hand-written
+// script would do. On a hybrid cgroup host crun runs, as petrel runs it, in a private
+// mount namespace with a pure cgroup2 mount and the cgroup manager disabled.
+// Medians of TRIALS runs (default 5). Never fails on speed; prints a table.
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "petrel/crun.h"
+#include "petrel/orchestrator.h"
+#include "runtime-adapters/crun/cgroups.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+double Ms(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+void Die(const std::string& what) {
+  std::fprintf(stderr, "runtime_bench: %s\n", what.c_str());
+  std::exit(1);
+}
+
+// Runs argv to its end; for hybrid crun inside the private cgroup2 mount namespace.
+int Run(const std::vector<std::string>& argv, bool private_cgroup2) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    int null = open("/dev/null", O_RDWR);
+    dup2(null, 0);
+    dup2(null, 1);
+    if (private_cgroup2) {
+      if (unshare(CLONE_NEWNS) != 0 ||
+          mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+          umount2("/sys/fs/cgroup", MNT_DETACH) != 0 ||
+          mount("none", "/sys/fs/cgroup", "cgroup2", 0, nullptr) != 0) {
+        _exit(126);
+      }
+    }
+    std::vector<char*> a;
+    for (const std::string& s : argv) a.push_back(const_cast<char*>(s.c_str()));
+    a.push_back(nullptr);
+    execvp(a[0], a.data());
+    _exit(127);
+  }
+  int st = 0;
+  waitpid(pid, &st, 0);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+struct PetrelRun {
+  std::string dir;
+  std::unique_ptr<petrel::Orchestrator> orch;
+  std::shared_ptr<petrel::ContainerRuntime> rt;
+  std::mutex mu;
+  std::condition_variable cv;
+  int started = 0;
+};
+
+void WaitStarted(PetrelRun* p, int n) {
+  std::unique_lock<std::mutex> lock(p->mu);
+  if (!p->cv.wait_for(lock, std::chrono::seconds(120), [&] { return p->started >= n; })) {
+    Die("timed out waiting for " + std::to_string(n) + " containers");
+  }
+}
+
+void WaitNone(PetrelRun* p) {
+  for (int i = 0; i < 12000; i++) {
+    auto l = p->rt->List({});
+    if (l.ok() && l->empty()) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  auto l = p->rt->List({});
+  Die("containers were not removed: " +
+      (l.ok() ? std::to_string(l->size()) + " left, first " + (*l)[0].id + " " +
+                    petrel::ContainerStateName((*l)[0].state)
+              : l.status().ToString()));
+}
+
+petrel::WorkloadSpec Workload(const std::string& image, int replicas) {
+  petrel::WorkloadSpec w;
+  w.name = "bench";
+  w.image = image;
+  w.replicas = replicas;
+  w.command = {"/bin/sleep", "3600"};
+  w.termination_grace_ms = 0;
+  return w;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string image = argc > 1 ? argv[1] : "";
+  char image_dir[] = "/tmp/petrel-bench-image.XXXXXX";
+  if (image.empty()) {
+    if (mkdtemp(image_dir) == nullptr) Die("mkdtemp");
+    const std::string out = std::string(image_dir) + "/busybox.tar";
+    const std::string cmd = std::string(PETREL_SOURCE_DIR) +
+                            "/examples/images/make-busybox-image " + out + " >/dev/null";
+    if (std::system(cmd.c_str()) != 0) Die(cmd + " failed");
+    image = "oci-archive:" + out;
+  }
+  const int trials = argc > 2 ? std::atoi(argv[2]) : 5;
+  const bool hybrid =
+      petrel::internal::DetectCgroupLayout() == petrel::internal::CgroupLayout::kHybrid;
+  std::printf("%-7s %4s %10s %12s %10s %8s\n", "runtime", "N", "petrel ms", "adapter ms", "raw ms",
+              "ratio");
+  for (const std::string runtime : {"crun", "runc"}) {
+    char tmpl[] = "/tmp/petrel-bench.XXXXXX";
+    if (mkdtemp(tmpl) == nullptr) Die("mkdtemp");
+    PetrelRun p;
+    p.dir = tmpl;
+    petrel::CrunOptions co;
+    co.runtime = runtime;
+    co.state_dir = p.dir + "/oci";
+    auto rt = petrel::NewCrunRuntime(co);
+    if (!rt.ok()) Die(rt.status().ToString());
+    p.rt = *rt;
+    petrel::Options o;
+    o.state_dir = p.dir;
+    o.runtime = p.rt;
+    o.node_name = "bench";
+    o.log_sink = [](petrel::LogLevel level, std::string_view msg) {
+      if (level >= petrel::LogLevel::kWarn)
+        std::fprintf(stderr, "%.*s\n", int(msg.size()), msg.data());
+    };
+    if (!petrel::Orchestrator::Open(o, &p.orch).ok() || !p.orch->Start().ok()) Die("open petrel");
+    p.orch->Subscribe([&p](const petrel::Event& e) {
+      if (e.type != "Started") return;
+      std::lock_guard<std::mutex> lock(p.mu);
+      p.started++;
+      p.cv.notify_all();
+    });
+
+    // Warm-up: unpacks the image once; keeps the bundle of one container for raw runs.
+    if (!p.orch->Apply(Workload(image, 1)).ok()) Die("apply");
+    WaitStarted(&p, 1);
+    const std::string cdir = co.state_dir + "/containers/petrel_bench_bench_0";
+    nlohmann::json config = nlohmann::json::parse(std::ifstream(cdir + "/config.json"));
+    std::string image_rootfs;
+    {
+      nlohmann::json meta = nlohmann::json::parse(std::ifstream(cdir + "/meta.json"));
+      std::string id = meta["imageId"];
+      image_rootfs = co.state_dir + "/images/" + id.substr(id.find(':') + 1) + "/rootfs";
+    }
+    const std::string bundle = p.dir + "/raw-bundle";
+    fs::create_directories(bundle);
+    if (std::system(("cp -a " + image_rootfs + " " + bundle + "/rootfs").c_str()) != 0) Die("cp");
+    config["root"]["path"] = bundle + "/rootfs";
+    config["linux"].erase("cgroupsPath");  // the runtime's default: one per container id
+    std::ofstream(bundle + "/config.json") << config.dump();
+    if (!p.orch->Delete("bench").ok()) Die("delete");
+    WaitNone(&p);
+
+    const std::string raw_root = p.dir + "/raw-root";
+    std::vector<std::string> base = {runtime, "--root", raw_root};
+    const bool wrap = hybrid && runtime == "crun";
+    if (runtime == "crun")
+      base.push_back(wrap ? "--cgroup-manager=disabled" : "--cgroup-manager=cgroupfs");
+
+    for (int n : {1, 20}) {
+      std::vector<double> petrel_ms, adapter_ms, raw_ms;
+      for (int t = 0; t < trials; t++) {
+        {
+          std::lock_guard<std::mutex> lock(p.mu);
+          p.started = 0;
+        }
+        auto t0 = Clock::now();
+        if (!p.orch->Apply(Workload(image, n)).ok()) Die("apply");
+        WaitStarted(&p, n);
+        petrel_ms.push_back(Ms(t0, Clock::now()));
+        if (!p.orch->Delete("bench").ok()) Die("delete");
+        WaitNone(&p);
+
+        // The adapter alone, without the orchestrator: Create + Start per container.
+        t0 = Clock::now();
+        for (int i = 0; i < n; i++) {
+          petrel::ContainerSpec c;
+          c.name = "adapter" + std::to_string(i);
+          c.image = image;
+          c.command = {"/bin/sleep", "3600"};
+          auto id = p.rt->Create(c);
+          if (!id.ok() || !p.rt->Start(*id).ok()) Die("adapter create/start");
+        }
+        adapter_ms.push_back(Ms(t0, Clock::now()));
+        for (int i = 0; i < n; i++) {
+          const std::string id = "adapter" + std::to_string(i);
+          (void)p.rt->Kill(id, SIGKILL);
+          for (int k = 0; k < 500 && p.rt->Inspect(id)->state != petrel::ContainerState::kExited;
+               k++) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+          }
+          if (!p.rt->Remove(id).ok()) Die("adapter remove");
+        }
+
+        t0 = Clock::now();
+        for (int i = 0; i < n; i++) {
+          std::vector<std::string> a = base;
+          for (const char* s : {"run", "-d", "--bundle"}) a.push_back(s);
+          a.push_back(bundle);
+          a.push_back("raw" + std::to_string(i));
+          if (Run(a, wrap) != 0) Die(runtime + " run failed");
+        }
+        raw_ms.push_back(Ms(t0, Clock::now()));
+        for (int i = 0; i < n; i++) {
+          std::vector<std::string> a = base;
+          for (const char* s : {"delete", "--force"}) a.push_back(s);
+          a.push_back("raw" + std::to_string(i));
+          Run(a, false);
+        }
+      }
+      double pm = Median(petrel_ms), am = Median(adapter_ms), rm = Median(raw_ms);
+      std::printf("%-7s %4d %10.1f %12.1f %10.1f %7.2fx\n", runtime.c_str(), n, pm, am, rm,
+                  pm / rm);
+      std::fflush(stdout);
+    }
+    p.orch.reset();
+    p.rt.reset();
+    std::system(("rm -rf " + p.dir).c_str());
+  }
+  if (argc <= 1) std::system(("rm -rf " + std::string(image_dir)).c_str());
+  return 0;
+}

@@ -1,0 +1,247 @@
+#!/usr/bin/env bash
+# petreld end to end with the fake runtime: flags and config, the socket, every kind
+# of request over curl (socat for bytes curl will not send), systemd notification,
+# SIGTERM, kill -9 and a restart on the same state. Needs curl and socat
+# (ports/debian/install-deps). Usage: petreld_fake_test.sh PATH_TO_PETRELD
+set -uo pipefail
+
+petreld=${1:?usage: $0 PATH_TO_PETRELD}
+work=$(mktemp -d /tmp/petreld-test.XXXXXX)
+sock=$work/run/petrel/api.sock
+state=$work/state
+pid=""
+listener=""
+
+cleanup() {
+  [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
+  [ -n "$listener" ] && kill "$listener" 2>/dev/null
+  wait 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+fail() {
+  echo "FAIL: $*" >&2
+  if [ -f "$work/petreld.log" ]; then
+    echo "--- petreld's log:" >&2
+    cat "$work/petreld.log" >&2
+  fi
+  exit 1
+}
+step() { echo "== $*"; }
+
+for tool in curl socat; do
+  command -v "$tool" >/dev/null || fail "$tool is not installed (ports/debian/install-deps)"
+done
+
+# api METHOD PATH [curl args...]: the body in $work/body, the status in $code.
+api() {
+  local method=$1 path=$2
+  shift 2
+  code=$(curl -sS --unix-socket "$sock" -X "$method" -o "$work/body" -w '%{http_code}' \
+           "$@" "http://petrel$path") || fail "curl $method $path failed"
+}
+expect() {  # expect CODE SUBSTRING...: checks the last answer
+  local want=$1
+  shift
+  [ "$code" = "$want" ] || fail "expected HTTP $want, got $code: $(cat "$work/body")"
+  for s in "$@"; do
+    grep -qF -- "$s" "$work/body" || fail "answer lacks $s: $(cat "$work/body")"
+  done
+}
+
+start() {  # start [flags...]: petreld in the background, waits for /healthz
+  "$petreld" --runtime fake --state-dir "$state" --socket "$sock" --node-name itest \
+    --log-level debug "$@" >>"$work/petreld.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do
+    if curl -sf --unix-socket "$sock" http://petrel/healthz >/dev/null 2>&1; then return 0; fi
+    kill -0 "$pid" 2>/dev/null || fail "petreld exited at start"
+    sleep 0.05
+  done
+  fail "petreld did not answer /healthz within 5 s"
+}
+stop() {  # SIGTERM; petreld must exit 0 and remove its socket
+  kill -TERM "$pid"
+  local rc=0
+  wait "$pid" || rc=$?
+  pid=""
+  [ "$rc" = 0 ] || fail "petreld exited $rc on SIGTERM"
+  [ ! -e "$sock" ] || fail "socket $sock left behind after SIGTERM"
+}
+
+step "flags: --help, --version, bad flags exit 2 with one line"
+"$petreld" --help | grep -q -- "--state-dir DIR" || fail "--help lacks --state-dir"
+"$petreld" --version | grep -qE '^petreld [0-9]+\.[0-9]+\.[0-9]+$' || fail "--version"
+for bad in "--bogus" "--socket" "--runtime docker" "--log-level loud" "stray"; do
+  # shellcheck disable=SC2086
+  out=$("$petreld" $bad 2>&1)
+  rc=$?
+  [ "$rc" = 2 ] || fail "petreld $bad exited $rc, not 2"
+  [ "$(printf '%s\n' "$out" | wc -l)" = 1 ] || fail "petreld $bad printed more than one line: $out"
+  case "$out" in *"see petreld --help"*) ;; *) fail "petreld $bad: no usage hint: $out" ;; esac
+done
+out=$(PATH=/nonexistent "$petreld" --runtime crun --state-dir "$state" --socket "$sock" 2>&1)
+[ $? = 1 ] || fail "--runtime crun without crun should fail with 1"
+[ "$out" = 'petreld: runtime crun: not found in $PATH (install the crun or runc package, or give a path)' ] ||
+  fail "crun: $out"
+
+step "config file: unknown key names file:line; flags override it"
+mkdir -p "$work/etc"
+printf 'state-dir: /x\nsokcet: /y\n' >"$work/etc/bad.yaml"
+out=$("$petreld" --config "$work/etc/bad.yaml" 2>&1)
+[ $? = 2 ] || fail "bad config should exit 2"
+case "$out" in "petreld: $work/etc/bad.yaml:2: unknown key \"sokcet\""*) ;; *) fail "config: $out" ;; esac
+printf 'state-dir: %s\nsocket: /nonexistent/dir/x.sock\nruntime: crun\nlog-level: info\n' \
+  "$state" >"$work/etc/petreld.yaml"
+
+step "a manifest error at start is fatal with the library's message"
+mkdir -p "$work/manifests"
+printf 'apiVersion: petrel.dev/v1\nkind: Workload\nmetadata: {name: bad}\nspec:\n  image: oci:/i\n  replicas: many\n' \
+  >"$work/manifests/bad.yaml"
+out=$("$petreld" --runtime fake --state-dir "$state" --socket "$sock" \
+        --manifests "$work/manifests/bad.yaml" 2>&1)
+[ $? = 1 ] || fail "a bad manifest should exit 1"
+case "$out" in "petreld: $work/manifests/bad.yaml:6:13: spec.replicas"*) ;; *) fail "manifest: $out" ;; esac
+rm "$work/manifests/bad.yaml"
+cp "$(dirname "$0")/../../examples/manifests/hello.yaml" "$work/manifests/"
+
+step "start (config + overriding flags + manifests) with NOTIFY_SOCKET; READY=1"
+socat -u UNIX-RECV:"$work/notify" OPEN:"$work/notified",creat,append &
+listener=$!
+for _ in $(seq 50); do [ -S "$work/notify" ] && break; sleep 0.05; done
+NOTIFY_SOCKET=$work/notify start --config "$work/etc/petreld.yaml" --manifests "$work/manifests"
+for _ in $(seq 50); do grep -q READY=1 "$work/notified" 2>/dev/null && break; sleep 0.05; done
+grep -q READY=1 "$work/notified" || fail "no READY=1 on NOTIFY_SOCKET"
+
+step "socket 0660 in a 0750 directory"
+[ "$(stat -c %a "$sock")" = 660 ] || fail "socket mode $(stat -c %a "$sock")"
+[ "$(stat -c %a "$(dirname "$sock")")" = 750 ] || fail "socket dir mode"
+
+step "a second petreld on the same socket is refused"
+out=$("$petreld" --runtime fake --state-dir "$work/state2" --socket "$sock" 2>&1)
+[ $? = 1 ] || fail "a second petreld should fail"
+case "$out" in *"socket $sock is in use"*) ;; *) fail "second petreld: $out" ;; esac
+curl -sf --unix-socket "$sock" http://petrel/healthz >/dev/null || fail "first petreld lost its socket"
+
+step "GET /healthz, /v1/version; the manifest's workload is there"
+api GET /healthz
+expect 200 '{"status":"ok"}'
+api GET /v1/version
+expect 200 '"runtime":"fake"' '"node":"itest"' '"api":"v1"'
+api GET /v1/workloads/hello
+expect 200 '"name":"hello"'
+
+step "PUT JSON and YAML, GET them back"
+spec='{"args":[],"backoff":{"initialMs":1000,"maxMs":300000,"resetAfterMs":0},"command":["/bin/sh","-c","sleep 1d"],"env":{"A":"b"},"image":"oci-archive:/images/busybox.tar","labels":{},"mounts":[],"ports":[],"readOnlyRootfs":false,"replicas":2,"resources":{"cpuMillis":0,"memoryBytes":0,"pids":0},"restartPolicy":"Always","terminationGraceMs":10000,"user":"","workingDir":""}'
+api PUT /v1/workloads/web -H 'Content-Type: application/json' --data-binary "$spec"
+expect 200 '{"generation":1,"name":"web","outcome":"created"}'
+cat >"$work/db.yaml" <<'EOF'
+apiVersion: petrel.dev/v1
+kind: Workload
+metadata: {name: db}
+spec:
+  image: oci-archive:/images/busybox.tar
+  command: ["/bin/sh", "-c", "sleep 1d"]
+EOF
+api PUT /v1/workloads -H 'Content-Type: application/yaml' --data-binary @"$work/db.yaml"
+expect 200 '{"items":[{"generation":1,"name":"db","outcome":"created"}]}'
+api PUT /v1/workloads -H 'Content-Type: application/yaml' --data-binary @"$work/db.yaml"
+expect 200 '"outcome":"unchanged"'
+sleep 0.3
+api GET /v1/workloads/web
+expect 200 '"name":"web"' '"generation":1' '"specHash":"' '"createdAt":' '"updatedAt":' \
+  '"desiredReplicas":2' '"readyReplicas":2' '"spec":{"args":[]' '"replicas":[{"containerId":"' \
+  '"phase":"Running"' '"lastExitCode":-1' '"nextRetry":0'
+api GET /v1/workloads
+expect 200 '"name":"db"' '"name":"hello"' '"name":"web"'
+api GET '/v1/workloads/web/logs?replica=1'
+expect 200
+api GET '/v1/workloads/web/logs?replica=5'
+expect 404 '{"error":"workload web has no replica 5 (replicas: 2)"}'
+
+step "events with follow=1 for a second: the backlog and a live one"
+(timeout 1.5 curl -sSN --unix-socket "$sock" 'http://petrel/v1/events?follow=1&workload=web' \
+   >"$work/events" 2>&1 || true) &
+follower=$!
+sleep 0.5
+api PUT /v1/workloads/web -H 'Content-Type: application/json' \
+  --data-binary "${spec/\"replicas\":2/\"replicas\":3}"
+expect 200 '"outcome":"configured"' '"generation":2'
+wait "$follower"
+grep -q '"type":"Applied"' "$work/events" || fail "no Applied event: $(cat "$work/events")"
+grep -q '"type":"Started"' "$work/events" || fail "no Started event: $(cat "$work/events")"
+grep -q 'configured, generation 2' "$work/events" || fail "no live event: $(cat "$work/events")"
+grep -q '"workload":"db"' "$work/events" && fail "the workload filter let db through"
+api GET '/v1/events?workload=db&limit=1'
+expect 200 '"type":"Applied"' '"workload":"db"'
+
+step "errors: manifest position, name mismatch, bad JSON, 404, 405, 415"
+printf 'apiVersion: petrel.dev/v1\nkind: Workload\nmetadata: {name: x}\nspec:\n  image: oci:/i\n  resources: {memory: 64Q}\n' \
+  >"$work/bad.yaml"
+api PUT /v1/workloads -H 'Content-Type: application/yaml' --data-binary @"$work/bad.yaml"
+expect 400 '{"error":"request:6:' 'spec.resources.memory: \"64Q\" is not a quantity'
+api PUT /v1/workloads/other -H 'Content-Type: application/json' \
+  --data-binary "${spec/\"args\"/\"name\":\"web\",\"args\"}"
+expect 400 'does not match'
+api PUT /v1/workloads -H 'Content-Type: application/json' --data-binary '{"items": ['
+expect 400 '"error":"body: invalid JSON: '
+api GET /v1/nothing
+expect 404 '{"error":"no such path: /v1/nothing"}'
+api POST /v1/workloads -H 'Content-Type: application/json' --data-binary '{}'
+expect 405
+api PUT /v1/workloads -H 'Content-Type: text/plain' --data-binary 'x'
+expect 415
+
+step "malformed and oversized requests: 400 / 413 / 411 as JSON, then close"
+printf 'NOT HTTP AT ALL\r\n\r\n' | socat -t 2 - UNIX-CONNECT:"$sock" >"$work/raw" ||
+  fail "socat failed"
+grep -q '^HTTP/1.1 400 Bad Request' "$work/raw" || fail "garbage: $(cat "$work/raw")"
+grep -q '{"error":"malformed request: ' "$work/raw" || fail "garbage body: $(cat "$work/raw")"
+printf 'PUT /v1/workloads HTTP/1.1\r\nContent-Type: application/json\r\n\r\n' |
+  socat -t 2 - UNIX-CONNECT:"$sock" >"$work/raw" || fail "socat failed"
+grep -q '^HTTP/1.1 411 Length Required' "$work/raw" || fail "no length: $(cat "$work/raw")"
+printf 'PUT /v1/workloads HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n' |
+  socat -t 2 - UNIX-CONNECT:"$sock" >"$work/raw" || fail "socat failed"
+grep -q '^HTTP/1.1 413 Payload Too Large' "$work/raw" || fail "too large: $(cat "$work/raw")"
+printf 'GET /healthz HTTP/1.1\r\n\r\nGET /v1/version HTTP/1.1\r\nConnection: close\r\n\r\n' |
+  socat -t 2 - UNIX-CONNECT:"$sock" >"$work/raw" || fail "socat failed"
+[ "$(grep -c '^HTTP/1.1 200 OK' "$work/raw")" = 2 ] || fail "pipelining: $(cat "$work/raw")"
+
+step "DELETE"
+api DELETE /v1/workloads/db
+expect 200 '{"deleted":true,"name":"db"}'
+api DELETE /v1/workloads/db
+expect 404 '{"error":"workload db not found"}'
+
+step "SIGTERM: exit 0, socket removed, STOPPING=1"
+stop
+grep -q STOPPING=1 "$work/notified" || fail "no STOPPING=1 on NOTIFY_SOCKET"
+kill "$listener" 2>/dev/null
+wait "$listener" 2>/dev/null
+listener=""
+
+step "restart on the same state (abstract NOTIFY_SOCKET): the workloads are still there"
+name="petreld-test-$$"
+socat -u ABSTRACT-RECV:"$name" OPEN:"$work/notified2",creat,append &
+listener=$!
+sleep 0.2
+NOTIFY_SOCKET="@$name" start
+for _ in $(seq 50); do grep -q READY=1 "$work/notified2" 2>/dev/null && break; sleep 0.05; done
+grep -q READY=1 "$work/notified2" || fail "no READY=1 on the abstract NOTIFY_SOCKET"
+api GET /v1/workloads/web
+expect 200 '"generation":2' '"desiredReplicas":3'
+api GET /v1/workloads/db
+expect 404
+
+step "kill -9 leaves a stale socket; the next petreld replaces it"
+kill -9 "$pid"
+wait "$pid" 2>/dev/null
+pid=""
+[ -S "$sock" ] || fail "expected a stale socket after kill -9"
+start
+api GET /v1/workloads/web
+expect 200 '"name":"web"'
+stop
+
+echo "PASS: petreld_fake"

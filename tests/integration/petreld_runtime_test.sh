@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# petreld on a real runtime (crun or runc): kill -9 of petreld leaves the containers
+# running; a container that dies while petreld is down is seen as exited and
+# restarted; the restarted petreld adopts the rest without duplicates; deleting the
+# workload leaves no container directory, mount, cgroup or runtime record behind.
+#   petreld_runtime_test.sh PETRELD PETRELCTL RUNTIME
+set -euo pipefail
+petreld=${1:?usage: petreld_runtime_test.sh PETRELD PETRELCTL RUNTIME}
+ctl=${2:?}
+runtime=${3:?}
+src=$(cd "$(dirname "$0")/../.." && pwd)
+dir=$(mktemp -d /tmp/petrel-rt-test.XXXXXX)
+export PETREL_SOCKET=$dir/petrel.sock
+node=rt-$runtime
+pid=""
+
+fail() {
+  echo "FAIL ($runtime): $*" >&2
+  echo "--- petreld log" >&2
+  cat "$dir"/petreld*.log >&2 || true
+  exit 1
+}
+cleanup() {
+  [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
+  # Whatever a failed run left: containers, mounts, cgroups.
+  for id in $(ls "$dir/oci/runtime" 2>/dev/null); do
+    "$runtime" --root "$dir/oci/runtime" delete --force "$id" >/dev/null 2>&1 || true
+  done
+  grep -o "$dir[^ ]*" /proc/self/mountinfo 2>/dev/null | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+start_petreld() {
+  "$petreld" --runtime "$runtime" --state-dir "$dir" --socket "$PETREL_SOCKET" \
+    --node-name "$node" --log-level debug 2>>"$dir/petreld.log" &
+  pid=$!
+  for _ in $(seq 100); do "$ctl" version >/dev/null 2>&1 && return 0; sleep 0.1; done
+  fail "petreld did not answer"
+}
+# wait_for DESCRIPTION COMMAND...: polls for up to 30 s
+wait_for() {
+  local what=$1
+  shift
+  for _ in $(seq 300); do "$@" && return 0; sleep 0.1; done
+  fail "timed out waiting for $what"
+}
+json() { "$ctl" get workloads keeper -o json; }
+ready_is() { [ "$(json | jq '.items[0].readyReplicas')" = "$1" ]; }
+pids() { json | jq -r '[.items[0].replicas[].pid] | join(" ")'; }
+
+"$src/examples/images/make-busybox-image" "$dir/busybox.tar" >/dev/null
+cat >"$dir/keeper.yaml" <<YAML
+apiVersion: petrel.dev/v1
+kind: Workload
+metadata: {name: keeper}
+spec:
+  replicas: 2
+  image: oci-archive:busybox.tar
+  command: ["/bin/sh", "-c", "echo up; trap 'exit 0' TERM; while true; do sleep 1; done"]
+  backoff: {initial: 200ms}
+  terminationGracePeriod: 5s
+  resources: {memory: 32Mi, pids: 32}
+YAML
+
+start_petreld
+"$ctl" apply -f "$dir/keeper.yaml" >/dev/null || fail "apply"
+wait_for "2 ready replicas" ready_is 2
+read -r p0 p1 <<<"$(pids)"
+[ "$p0" -gt 0 ] && [ "$p1" -gt 0 ] || fail "no pids: $(json)"
+"$ctl" logs keeper --replica 1 | grep -qx up || fail "logs of replica 1"
+
+# kill -9 petreld: the containers live on.
+kill -9 "$pid"
+wait "$pid" 2>/dev/null || true
+pid=""
+kill -0 "$p0" && kill -0 "$p1" || fail "containers died with petreld"
+# One container dies while nobody watches.
+kill -9 "$p1"
+sleep 0.5
+
+start_petreld
+wait_for "replica 1 restarted" bash -c "[ \"\$('$ctl' get workloads keeper -o json |
+  jq '.items[0].replicas[1] | .restarts == 1 and .phase == \"Running\" and .lastExitCode == 137')\" = true ]"
+wait_for "2 ready replicas again" ready_is 2
+read -r q0 q1 <<<"$(pids)"
+[ "$q0" = "$p0" ] || fail "replica 0 was not adopted: pid $p0 became $q0"
+[ "$q1" != "$p1" ] || fail "replica 1 kept its dead pid"
+[ "$(json | jq '.items[0].replicas[0].restarts')" = 0 ] || fail "replica 0 was restarted"
+# No duplicates: two containers in petrel's state and in the runtime's.
+n=$(ls "$dir/oci/containers" | wc -l)
+[ "$n" = 2 ] || fail "$n container directories: $(ls "$dir/oci/containers")"
+n=$("$runtime" --root "$dir/oci/runtime" list -q 2>/dev/null | grep -c . || true)
+[ "$n" = 2 ] || fail "$runtime lists $n containers"
+
+# Delete: everything goes.
+"$ctl" delete workload keeper >/dev/null || fail "delete"
+wait_for "containers removed" bash -c "[ -z \"\$(ls '$dir/oci/containers')\" ]"
+grep -q "$dir/oci/containers" /proc/self/mountinfo && fail "stray mounts: $(grep "$dir" /proc/self/mountinfo)"
+for c in memory cpu pids; do
+  for r in 0 1; do
+    [ -e "/sys/fs/cgroup/$c/petrel/petrel_${node}_keeper_$r" ] && fail "stray cgroup $c/petrel/petrel_${node}_keeper_$r"
+  done
+done
+[ -e "/sys/fs/cgroup/petrel/petrel_${node}_keeper_0" ] && fail "stray cgroup (v2)"
+n=$("$runtime" --root "$dir/oci/runtime" list -q 2>/dev/null | grep -c . || true)
+[ "$n" = 0 ] || fail "$runtime still lists $n containers"
+
+kill -TERM "$pid"
+wait "$pid" || fail "petreld exited with $? on SIGTERM"
+pid=""
+echo "PASS ($runtime): kill -9, adoption, restart of a container that died meanwhile, clean delete"

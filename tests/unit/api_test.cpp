@@ -1,0 +1,821 @@
+// The control API: the handler over an Orchestrator in Step() mode with the fake
+// runtime and clock, the HTTP/1.1 connection parser fed in pieces, and the server on
+// a real Unix socket in a temp dir driven by a loop in this thread.
+#include "petrel/api.h"
+
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "lib/api/http.h"
+#include "petrel/manifest.h"
+#include "petrel/testing/fake_clock.h"
+#include "petrel/testing/fake_runtime.h"
+#include "tests/unit/temp_dir.h"
+
+namespace petrel {
+namespace {
+
+using internal::HttpConnection;
+using internal::HttpRequest;
+using nlohmann::json;
+using testing::FakeClock;
+using testing::FakeRuntime;
+using testing::TempDir;
+
+WorkloadSpec Web(const std::string& name = "web", int replicas = 1) {
+  WorkloadSpec s;
+  s.name = name;
+  s.replicas = replicas;
+  s.image = "oci-archive:/images/busybox.tar";
+  s.command = {"/bin/sh", "-c", "sleep 3600"};
+  return s;
+}
+
+const char kWebYaml[] =
+    "apiVersion: petrel.dev/v1\n"
+    "kind: Workload\n"
+    "metadata: {name: web}\n"
+    "spec:\n"
+    "  replicas: 2\n"
+    "  image: oci-archive:/images/busybox.tar\n";
+
+// A node in Step() mode with an ApiHandler over it.
+struct Api {
+  TempDir dir;
+  std::shared_ptr<FakeClock> clock = std::make_shared<FakeClock>();
+  std::shared_ptr<FakeRuntime> runtime = std::make_shared<FakeRuntime>(clock);
+  std::unique_ptr<Orchestrator> orch;
+  std::unique_ptr<ApiHandler> handler;
+
+  Api() {
+    Options o;
+    o.state_dir = dir.Sub("state");
+    o.runtime = runtime;
+    o.clock = clock;
+    o.node_name = "n1";
+    o.log_sink = [](LogLevel, std::string_view) {};
+    Status s = Orchestrator::Open(o, &orch);
+    REQUIRE_MESSAGE(s.ok(), s.ToString());
+    ApiOptions api;
+    api.node_name = "n1";
+    handler = std::make_unique<ApiHandler>(orch.get(), runtime.get(), api);
+  }
+
+  void Step() { REQUIRE(orch->Step().ok()); }
+
+  ApiResponse Call(const std::string& method, const std::string& path,
+                   std::map<std::string, std::string> query = {}, const std::string& body = "",
+                   const std::string& content_type = "") {
+    ApiRequest r;
+    r.method = method;
+    r.path = path;
+    r.query = std::move(query);
+    r.body = body;
+    if (!content_type.empty()) r.headers["content-type"] = content_type;
+    return handler->Handle(r);
+  }
+
+  ApiResponse PutJson(const std::string& path, const json& body) {
+    return Call("PUT", path, {}, body.dump(), "application/json");
+  }
+
+  std::string ContainerOf(const std::string& name, int replica) {
+    Result<WorkloadState> w = orch->Get(name);
+    REQUIRE(w.ok());
+    for (const ReplicaStatus& r : w->replicas) {
+      if (r.index == replica) return r.container_id;
+    }
+    return "";
+  }
+};
+
+json Body(const ApiResponse& r) {
+  json j = json::parse(r.body, nullptr, false);
+  REQUIRE_MESSAGE(!j.is_discarded(), r.body);
+  return j;
+}
+
+std::string ErrorOf(const ApiResponse& r) {
+  json j = Body(r);
+  REQUIRE(j.contains("error"));
+  REQUIRE(j.size() == 1);
+  return j["error"].get<std::string>();
+}
+
+json SpecJson(const WorkloadSpec& s) { return json::parse(SpecToJson(s)); }
+
+std::set<std::string> Keys(const json& j) {
+  std::set<std::string> keys;
+  for (const auto& item : j.items()) keys.insert(item.key());
+  return keys;
+}
+
+TEST_SUITE("api") {
+  TEST_CASE("healthz and version") {
+    Api a;
+    ApiResponse r = a.Call("GET", "/healthz");
+    CHECK(r.status == 200);
+    CHECK(r.content_type == "application/json");
+    CHECK(Body(r) == json{{"status", "ok"}});
+    r = a.Call("GET", "/v1/version");
+    CHECK(r.status == 200);
+    json v = Body(r);
+    CHECK(v["runtime"] == "fake");
+    CHECK(v["node"] == "n1");
+    CHECK(v["api"] == "v1");
+    CHECK(Keys(v) == std::set<std::string>{"api", "node", "runtime", "version"});
+  }
+
+  TEST_CASE("unknown paths are 404, wrong methods 405 with Allow") {
+    Api a;
+    for (const char* path : {"/", "/v1", "/v1/workloads/", "/v1/workloads/web/foo",
+                             "/v1/workloads//logs", "/v2/workloads"}) {
+      ApiResponse r = a.Call("GET", path);
+      CHECK_MESSAGE(r.status == 404, path);
+      CHECK(ErrorOf(r) == std::string("no such path: ") + path);
+    }
+    ApiResponse r = a.Call("POST", "/v1/workloads", {}, "{}", "application/json");
+    CHECK(r.status == 405);
+    REQUIRE(r.headers.size() == 1);
+    CHECK(r.headers[0] == std::make_pair(std::string("Allow"), std::string("GET, PUT")));
+    CHECK(a.Call("PATCH", "/v1/workloads/web").status == 405);
+    CHECK(a.Call("DELETE", "/healthz").status == 405);
+    CHECK(a.Call("PUT", "/v1/events").status == 405);
+    CHECK(a.Call("DELETE", "/v1/workloads/web/logs").status == 405);
+  }
+
+  TEST_CASE("unknown query parameters are 400") {
+    Api a;
+    ApiResponse r = a.Call("GET", "/v1/events", {{"folow", "1"}});
+    CHECK(r.status == 400);
+    CHECK(ErrorOf(r) ==
+          "unknown query parameter \"folow\" (known: after, limit, workload, follow)");
+    CHECK(a.Call("GET", "/v1/workloads", {{"x", ""}}).status == 400);
+  }
+
+  TEST_CASE("PUT /v1/workloads with JSON items, then GET them back") {
+    Api a;
+    ApiResponse r =
+        a.PutJson("/v1/workloads", {{"items", {SpecJson(Web("web", 2)), SpecJson(Web("db"))}}});
+    REQUIRE_MESSAGE(r.status == 200, r.body);
+    json items = Body(r)["items"];
+    REQUIRE(items.size() == 2);
+    CHECK(items[0] == json{{"name", "web"}, {"outcome", "created"}, {"generation", 1}});
+    CHECK(items[1]["outcome"] == "created");
+
+    r = a.PutJson("/v1/workloads", {{"items", {SpecJson(Web("web", 2))}}});
+    CHECK(Body(r)["items"][0]["outcome"] == "unchanged");
+
+    const TimeMs t0 = a.clock->Now();
+    a.Step();
+    r = a.Call("GET", "/v1/workloads");
+    REQUIRE(r.status == 200);
+    json list = Body(r)["items"];
+    REQUIRE(list.size() == 2);
+    CHECK(list[0]["name"] == "db");  // sorted by name
+    CHECK(list[1]["name"] == "web");
+
+    r = a.Call("GET", "/v1/workloads/web");
+    REQUIRE(r.status == 200);
+    json w = Body(r);
+    CHECK(Keys(w) == std::set<std::string>{"name", "generation", "specHash", "createdAt",
+                                           "updatedAt", "desiredReplicas", "readyReplicas", "spec",
+                                           "replicas"});
+    CHECK(w["generation"] == 1);
+    CHECK(w["specHash"] == TemplateHash(Web("web", 2)));
+    CHECK(w["createdAt"] == t0);
+    CHECK(w["updatedAt"] == t0);
+    CHECK(w["desiredReplicas"] == 2);
+    CHECK(w["readyReplicas"] == 2);
+    CHECK(w["spec"] == SpecJson(Web("web", 2)));
+    REQUIRE(w["replicas"].size() == 2);
+    json r0 = w["replicas"][0];
+    CHECK(Keys(r0) == std::set<std::string>{"index", "phase", "containerId", "pid", "restarts",
+                                            "lastExitCode", "message", "since", "nextRetry"});
+    CHECK(r0["index"] == 0);
+    CHECK(r0["phase"] == "Running");
+    CHECK(r0["containerId"] == a.ContainerOf("web", 0));
+    CHECK(r0["pid"].get<int>() > 0);
+    CHECK(r0["lastExitCode"] == -1);
+  }
+
+  TEST_CASE("PUT /v1/workloads with a YAML manifest; its errors pass through verbatim") {
+    Api a;
+    ApiResponse r = a.Call("PUT", "/v1/workloads", {}, kWebYaml, "application/yaml");
+    REQUIRE_MESSAGE(r.status == 200, r.body);
+    CHECK(Body(r)["items"][0] == json{{"name", "web"}, {"outcome", "created"}, {"generation", 1}});
+    CHECK(a.orch->Get("web")->spec.replicas == 2);
+
+    std::string bad = std::string(kWebYaml) + "  resources: {memory: 64Q}\n";
+    r = a.Call("PUT", "/v1/workloads", {}, bad, "application/x-yaml; charset=utf-8");
+    CHECK(r.status == 400);
+    Result<std::vector<WorkloadSpec>> expected = ParseManifest(bad, "request");
+    REQUIRE(!expected.ok());
+    CHECK(ErrorOf(r) == expected.status().message());
+    CHECK(ErrorOf(r).rfind("request:7:", 0) == 0);
+    CHECK(ErrorOf(r).find("spec.resources.memory") != std::string::npos);
+  }
+
+  TEST_CASE("bad JSON bodies are 400 with where it failed") {
+    Api a;
+    ApiResponse r = a.Call("PUT", "/v1/workloads", {}, "{\"items\": [", "application/json");
+    CHECK(r.status == 400);
+    CHECK(ErrorOf(r).rfind("body: invalid JSON: ", 0) == 0);
+
+    r = a.PutJson("/v1/workloads", {{"specs", json::array()}});
+    CHECK(r.status == 400);
+    CHECK(ErrorOf(r).find("expected {\"items\":[SPEC...]}") != std::string::npos);
+
+    json broken = SpecJson(Web("db"));
+    broken.erase("image");
+    r = a.PutJson("/v1/workloads", {{"items", {SpecJson(Web()), broken}}});
+    CHECK(r.status == 400);
+    CHECK(ErrorOf(r) == "items[1]: spec JSON: image: is missing");
+    CHECK(a.orch->List()->empty());  // all or nothing
+  }
+
+  TEST_CASE("an invalid spec is 400 with Apply's message") {
+    Api a;
+    WorkloadSpec s = Web();
+    s.replicas = -1;
+    ApiResponse r = a.PutJson("/v1/workloads", {{"items", {SpecJson(s)}}});
+    CHECK(r.status == 400);
+    Result<std::vector<ApplyResult>> direct = a.orch->Apply(std::vector<WorkloadSpec>{s});
+    REQUIRE(!direct.ok());
+    CHECK(ErrorOf(r) == direct.status().message());
+  }
+
+  TEST_CASE("a body without a known Content-Type is 415") {
+    Api a;
+    ApiResponse r = a.Call("PUT", "/v1/workloads", {}, kWebYaml);
+    CHECK(r.status == 415);
+    CHECK(ErrorOf(r).rfind("no Content-Type", 0) == 0);
+    r = a.Call("PUT", "/v1/workloads/web", {}, kWebYaml, "text/plain");
+    CHECK(r.status == 415);
+    CHECK(ErrorOf(r).rfind("Content-Type text/plain:", 0) == 0);
+  }
+
+  TEST_CASE("PUT /v1/workloads/NAME: one spec, its name optional but never different") {
+    Api a;
+    json spec = SpecJson(Web("web", 3));
+    spec.erase("name");
+    ApiResponse r = a.PutJson("/v1/workloads/web", spec);
+    REQUIRE_MESSAGE(r.status == 200, r.body);
+    CHECK(Body(r) == json{{"name", "web"}, {"outcome", "created"}, {"generation", 1}});
+    CHECK(a.orch->Get("web")->spec.replicas == 3);
+
+    r = a.PutJson("/v1/workloads/web", SpecJson(Web("web", 1)));
+    CHECK(Body(r)["outcome"] == "configured");
+    CHECK(Body(r)["generation"] == 2);
+
+    r = a.PutJson("/v1/workloads/other", SpecJson(Web("web")));
+    CHECK(r.status == 400);
+    CHECK(ErrorOf(r) == "name \"web\" in the body does not match \"other\" in the path");
+
+    r = a.Call("PUT", "/v1/workloads/other", {}, kWebYaml, "application/yaml");
+    CHECK(r.status == 400);
+    CHECK(ErrorOf(r) == "name \"web\" in the body does not match \"other\" in the path");
+
+    std::string two = std::string(kWebYaml) + "---\n" + kWebYaml;
+    r = a.Call("PUT", "/v1/workloads/web", {}, two, "application/yaml");
+    CHECK(r.status == 400);
+
+    r = a.Call("PUT", "/v1/workloads/web", {}, kWebYaml, "application/yaml");
+    REQUIRE(r.status == 200);
+    CHECK(Body(r)["outcome"] == "configured");
+
+    r = a.Call("PUT", "/v1/workloads/web", {}, "[1]", "application/json");
+    CHECK(r.status == 400);
+    CHECK(ErrorOf(r) == "body: expected one SPEC object");
+  }
+
+  TEST_CASE("DELETE, then 404 for what is gone") {
+    Api a;
+    REQUIRE(a.orch->Apply(Web()).ok());
+    ApiResponse r = a.Call("DELETE", "/v1/workloads/web");
+    CHECK(r.status == 200);
+    CHECK(Body(r) == json{{"name", "web"}, {"deleted", true}});
+    r = a.Call("DELETE", "/v1/workloads/web");
+    CHECK(r.status == 404);
+    CHECK(ErrorOf(r) == "workload web not found");
+    CHECK(a.Call("GET", "/v1/workloads/web").status == 404);
+  }
+
+  TEST_CASE("events: after, limit, workload filter, follow") {
+    Api a;
+    REQUIRE(a.orch->Apply(Web("web", 2)).ok());
+    REQUIRE(a.orch->Apply(Web("db")).ok());
+    a.Step();
+    ApiResponse r = a.Call("GET", "/v1/events");
+    REQUIRE(r.status == 200);
+    json all = Body(r)["items"];
+    REQUIRE(all.size() == 5);  // 2 Applied, 3 Started
+    CHECK(Keys(all[0]) ==
+          std::set<std::string>{"seq", "time", "workload", "replica", "type", "message"});
+    CHECK(all[0]["type"] == "Applied");
+    CHECK(all[0]["replica"] == -1);
+
+    json after = Body(a.Call("GET", "/v1/events", {{"after", "2"}, {"limit", "2"}}))["items"];
+    REQUIRE(after.size() == 2);
+    CHECK(after[0]["seq"] == 3);
+    CHECK(after[1]["seq"] == 4);
+
+    json web = Body(a.Call("GET", "/v1/events", {{"workload", "web"}}))["items"];
+    CHECK(web.size() == 3);
+    for (const json& e : web) CHECK(e["workload"] == "web");
+    json one_db = Body(a.Call("GET", "/v1/events", {{"workload", "db"}, {"limit", "1"}}))["items"];
+    REQUIRE(one_db.size() == 1);
+    CHECK(one_db[0]["type"] == "Applied");
+
+    CHECK(a.Call("GET", "/v1/events", {{"limit", "0"}}).status == 400);
+    CHECK(a.Call("GET", "/v1/events", {{"limit", "10001"}}).status == 400);
+    CHECK(a.Call("GET", "/v1/events", {{"after", "-1"}}).status == 400);
+    CHECK(ErrorOf(a.Call("GET", "/v1/events", {{"after", "x"}})) ==
+          "after: \"x\" is not an integer in 0..9223372036854775807");
+    CHECK(ErrorOf(a.Call("GET", "/v1/events", {{"follow", "yes"}})) ==
+          "follow: \"yes\" is not 1, 0, true or false");
+
+    r = a.Call("GET", "/v1/events", {{"follow", "1"}, {"after", "3"}, {"workload", "web"}});
+    CHECK(r.status == 200);
+    CHECK(r.content_type == "application/x-ndjson");
+    CHECK(r.stream.kind == ApiStream::Kind::kEvents);
+    CHECK(r.stream.after_seq == 3);
+    CHECK(r.stream.workload == "web");
+  }
+
+  TEST_CASE("logs: tail, 404s, runtime errors, follow") {
+    Api a;
+    CHECK(ErrorOf(a.Call("GET", "/v1/workloads/web/logs")) == "workload web not found");
+    REQUIRE(a.orch->Apply(Web("web", 2)).ok());
+    // Applied but not reconciled yet: no container.
+    ApiResponse r = a.Call("GET", "/v1/workloads/web/logs");
+    CHECK(r.status == 404);
+    CHECK(ErrorOf(r) == "workload web replica 0 has no container yet (phase Pending)");
+    // A stream waits for the container.
+    r = a.Call("GET", "/v1/workloads/web/logs", {{"follow", "1"}});
+    CHECK(r.status == 200);
+    CHECK(r.stream.kind == ApiStream::Kind::kLogs);
+    CHECK(r.stream.container_id.empty());
+
+    a.Step();
+    const std::string id = a.ContainerOf("web", 1);
+    a.runtime->AppendLog(id, "hello\nworld\n");
+    r = a.Call("GET", "/v1/workloads/web/logs", {{"replica", "1"}});
+    CHECK(r.status == 200);
+    CHECK(r.content_type == "text/plain; charset=utf-8");
+    CHECK(r.body == "hello\nworld\n");
+    CHECK(r.stream.kind == ApiStream::Kind::kNone);
+    CHECK(a.Call("GET", "/v1/workloads/web/logs", {{"replica", "1"}, {"tail", "6"}}).body ==
+          "world\n");
+    CHECK(a.Call("GET", "/v1/workloads/web/logs").body.empty());  // replica 0 wrote nothing
+
+    CHECK(ErrorOf(a.Call("GET", "/v1/workloads/web/logs", {{"replica", "2"}})) ==
+          "workload web has no replica 2 (replicas: 2)");
+    CHECK(a.Call("GET", "/v1/workloads/web/logs", {{"replica", "2"}, {"follow", "1"}}).status ==
+          404);
+    CHECK(a.Call("GET", "/v1/workloads/web/logs", {{"replica", "-1"}}).status == 400);
+    CHECK(a.Call("GET", "/v1/workloads/web/logs", {{"tail", "99999999"}}).status == 400);
+
+    r = a.Call("GET", "/v1/workloads/web/logs", {{"replica", "1"}, {"tail", "6"}, {"follow", "1"}});
+    CHECK(r.status == 200);
+    CHECK(r.body == "world\n");
+    CHECK(r.stream.kind == ApiStream::Kind::kLogs);
+    CHECK(r.stream.replica == 1);
+    CHECK(r.stream.container_id == id);
+    CHECK(r.stream.log_offset == 12);
+
+    a.runtime->FailNext(FakeRuntime::Op::kLogs, Status::IOError("disk on fire"));
+    r = a.Call("GET", "/v1/workloads/web/logs", {{"replica", "1"}});
+    CHECK(r.status == 500);
+    CHECK(ErrorOf(r) == "workload web replica 1: logs of container " + id + ": disk on fire");
+    a.runtime->FailNext(FakeRuntime::Op::kLogs, Status::NotFound("no container " + id));
+    CHECK(a.Call("GET", "/v1/workloads/web/logs", {{"replica", "1"}}).status == 404);
+  }
+
+  TEST_CASE("logs of a crashed replica stay readable until its next container") {
+    Api a;
+    REQUIRE(a.orch->Apply(Web()).ok());
+    a.Step();
+    const std::string id = a.ContainerOf("web", 0);
+    a.runtime->AppendLog(id, "panic: out of cheese\n");
+    REQUIRE(a.runtime->Exit(id, 1).ok());
+    a.Step();  // CrashLoop, waiting for its back-off
+    REQUIRE(a.orch->Get("web")->replicas[0].phase == Phase::kCrashLoop);
+    ApiResponse r = a.Call("GET", "/v1/workloads/web/logs");
+    CHECK(r.status == 200);
+    CHECK(r.body == "panic: out of cheese\n");
+  }
+}
+
+// --- the connection parser ---
+
+std::vector<HttpRequest> FeedAll(HttpConnection* c, const std::string& bytes, size_t piece) {
+  std::vector<HttpRequest> out;
+  for (size_t i = 0; i < bytes.size(); i += piece) {
+    c->Feed(std::string_view(bytes).substr(i, piece));
+    HttpRequest r;
+    while (c->Next(&r)) out.push_back(std::move(r));
+  }
+  return out;
+}
+
+int ErrorStatus(const std::string& bytes) {
+  HttpConnection c;
+  FeedAll(&c, bytes, bytes.size());
+  return c.failed() ? c.error().status : 0;
+}
+
+const char kPut[] =
+    "PUT /v1/workloads/web%2Dx?follow=1&a+b=c%20d&flag HTTP/1.1\r\n"
+    "Host: petrel\r\n"
+    "Content-Type: application/json\r\n"
+    "X-Twice: 1\r\n"
+    "x-twice: 2\r\n"
+    "Content-Length: 5\r\n"
+    "\r\n"
+    "hello";
+
+TEST_SUITE("http") {
+  TEST_CASE("a request split into single bytes parses like a whole one") {
+    for (size_t piece : {size_t{1}, size_t{7}, sizeof(kPut)}) {
+      HttpConnection c;
+      std::vector<HttpRequest> got = FeedAll(&c, kPut, piece);
+      REQUIRE(got.size() == 1);
+      const ApiRequest& r = got[0].request;
+      CHECK(r.method == "PUT");
+      CHECK(r.path == "/v1/workloads/web-x");
+      CHECK(r.query ==
+            std::map<std::string, std::string>{{"follow", "1"}, {"a b", "c d"}, {"flag", ""}});
+      CHECK(r.headers.at("content-type") == "application/json");
+      CHECK(r.headers.at("host") == "petrel");
+      CHECK(r.headers.at("x-twice") == "1, 2");
+      CHECK(r.body == "hello");
+      CHECK(got[0].keep_alive);
+      CHECK(!got[0].http10);
+      CHECK(!c.failed());
+    }
+  }
+
+  TEST_CASE("pipelined requests come out in order") {
+    std::string bytes = std::string("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n") + kPut +
+                        "DELETE /v1/workloads/a HTTP/1.1\r\nConnection: close\r\n\r\n";
+    for (size_t piece : {size_t{1}, size_t{3}, bytes.size()}) {
+      HttpConnection c;
+      std::vector<HttpRequest> got = FeedAll(&c, bytes, piece);
+      REQUIRE(got.size() == 3);
+      CHECK(got[0].request.path == "/healthz");
+      CHECK(got[1].request.body == "hello");
+      CHECK(got[2].request.method == "DELETE");
+      CHECK(got[0].keep_alive);
+      CHECK(!got[2].keep_alive);
+    }
+  }
+
+  TEST_CASE("chunked bodies are de-chunked") {
+    std::string bytes =
+        "PUT /v1/workloads HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "5\r\nhello\r\n1;ext=1\r\n \r\n5\r\nworld\r\n0\r\nTrailer: x\r\n\r\n"
+        "GET /healthz HTTP/1.1\r\n\r\n";
+    HttpConnection c;
+    std::vector<HttpRequest> got = FeedAll(&c, bytes, 1);
+    REQUIRE(got.size() == 2);
+    CHECK(got[0].request.body == "hello world");
+    CHECK(got[1].request.path == "/healthz");
+  }
+
+  TEST_CASE("HTTP/1.0 closes unless asked to keep alive") {
+    HttpConnection c;
+    std::vector<HttpRequest> got =
+        FeedAll(&c, "GET / HTTP/1.0\r\n\r\nGET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 100);
+    REQUIRE(got.size() == 2);
+    CHECK(got[0].http10);
+    CHECK(!got[0].keep_alive);
+    CHECK(got[1].keep_alive);
+  }
+
+  TEST_CASE("limits: 414, 431, 413, 411") {
+    CHECK(ErrorStatus("GET /" + std::string(9000, 'a') + " HTTP/1.1\r\n\r\n") == 414);
+    std::string many = "GET / HTTP/1.1\r\n";
+    for (int i = 0; i < 100; i++)
+      many += "X-H" + std::to_string(i) + ": " + std::string(700, 'v') + "\r\n";
+    CHECK(ErrorStatus(many + "\r\n") == 431);
+    std::string tiny = "GET / HTTP/1.1\r\n";  // http_parser's own count of 80 KiB
+    for (int i = 0; i < 25000; i++) tiny += "a:\r\n";
+    CHECK(ErrorStatus(tiny + "\r\n") == 431);
+    CHECK(ErrorStatus("PUT / HTTP/1.1\r\nContent-Length: 4194305\r\n\r\n") == 413);
+    std::string chunked = "PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for (int i = 0; i < 5; i++) chunked += "100000\r\n" + std::string(0x100000, 'x') + "\r\n";
+    CHECK(ErrorStatus(chunked) == 413);
+    CHECK(ErrorStatus("PUT /v1/workloads HTTP/1.1\r\n\r\n") == 411);
+    // Exactly at the limit is fine.
+    HttpConnection c;
+    std::string body(4 << 20, 'b');
+    auto got = FeedAll(&c, "PUT / HTTP/1.1\r\nContent-Length: 4194304\r\n\r\n" + body, 65536);
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].request.body.size() == body.size());
+  }
+
+  TEST_CASE("garbage is a 400 JSON error, after the requests before it") {
+    HttpConnection c;
+    std::vector<HttpRequest> got = FeedAll(
+        &c, "GET /healthz HTTP/1.1\r\n\r\n\x01\x02 garbage\r\n\r\nGET / HTTP/1.1\r\n\r\n", 1);
+    REQUIRE(got.size() == 1);
+    REQUIRE(c.failed());
+    CHECK(c.done());
+    CHECK(c.error().status == 400);
+    json e = json::parse(c.error().body);
+    CHECK(e["error"].get<std::string>().rfind("malformed request: ", 0) == 0);
+    // Nothing more is parsed.
+    c.Feed("GET / HTTP/1.1\r\n\r\n");
+    HttpRequest r;
+    CHECK(!c.Next(&r));
+
+    CHECK(ErrorStatus("GET /%zz HTTP/1.1\r\n\r\n") == 400);
+    CHECK(ErrorStatus("GET /?a=%4 HTTP/1.1\r\n\r\n") == 400);
+    CHECK(ErrorStatus("PUT / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n") == 400);
+    CHECK(ErrorStatus("GET / HTTP/1.1\r\nBad Header\r\n\r\n") == 400);
+  }
+
+  TEST_CASE("Expect: 100-continue is answered once, before the body") {
+    HttpConnection c;
+    c.Feed("PUT / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
+    CHECK(c.TakeContinue());
+    CHECK(!c.TakeContinue());
+    c.Feed("abc");
+    HttpRequest r;
+    REQUIRE(c.Next(&r));
+    CHECK(r.request.body == "abc");
+  }
+
+  TEST_CASE("responses and chunks") {
+    ApiResponse r = ApiHandler::Error(405, "no");
+    r.headers.emplace_back("Allow", "GET");
+    CHECK(internal::SerializeResponse(r, false, false) ==
+          "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json\r\n"
+          "Content-Length: 15\r\nAllow: GET\r\nConnection: close\r\n\r\n{\"error\":\"no\"}\n");
+    CHECK(internal::Chunk("") == "");
+    CHECK(internal::Chunk(std::string(26, 'z')) == "1a\r\n" + std::string(26, 'z') + "\r\n");
+    std::string out;
+    CHECK(internal::PercentDecode("a%2Fb+c", false, &out));
+    CHECK(out == "a/b+c");
+    CHECK(!internal::PercentDecode("%", false, &out));
+    CHECK(!internal::PercentDecode("%a", false, &out));
+  }
+}
+
+// --- the server on a real socket ---
+
+// A client socket, non-blocking, read as the loop runs.
+struct Client {
+  int fd = -1;
+  std::string received;
+  bool eof = false;
+
+  explicit Client(const std::string& path) {
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strcpy(addr.sun_path, path.c_str());
+    REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+  }
+  ~Client() {
+    if (fd >= 0) close(fd);
+  }
+  void Send(const std::string& bytes) {
+    REQUIRE(write(fd, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()));
+  }
+  void Poll() {
+    char buf[65536];
+    for (;;) {
+      ssize_t n = read(fd, buf, sizeof(buf));
+      if (n > 0) {
+        received.append(buf, static_cast<size_t>(n));
+      } else {
+        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) eof = true;
+        return;
+      }
+    }
+  }
+  bool Has(const std::string& s) const { return received.find(s) != std::string::npos; }
+};
+
+struct Server {
+  Api api;
+  uv_loop_t loop;
+  ApiOptions options;
+  std::unique_ptr<ApiServer> server;
+  std::string socket_path;
+  std::vector<Client*> clients;
+
+  explicit Server(std::function<void(ApiOptions*)> tune = nullptr) {
+    uv_loop_init(&loop);
+    options.node_name = "n1";
+    if (tune) tune(&options);
+    socket_path = api.dir.Sub("run/petrel/api.sock");
+    server = std::make_unique<ApiServer>(api.orch.get(), api.runtime.get(), options);
+    Status s = server->Listen(&loop, socket_path);
+    REQUIRE_MESSAGE(s.ok(), s.ToString());
+  }
+  ~Server() {
+    server->Close();
+    server.reset();
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK(uv_loop_close(&loop) == 0);
+  }
+
+  // Runs the loop (and reads every client) until `done` or 5 s of real time.
+  void RunUntil(const std::function<bool()>& done, const char* what) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!done()) {
+      if (std::chrono::steady_clock::now() > deadline) FAIL("timed out waiting for " << what);
+      uv_run(&loop, UV_RUN_NOWAIT);
+      for (Client* c : clients) c->Poll();
+    }
+  }
+
+  std::unique_ptr<Client> Connect() {
+    auto c = std::make_unique<Client>(socket_path);
+    clients.push_back(c.get());
+    return c;
+  }
+  void Forget(Client* c) { clients.erase(std::find(clients.begin(), clients.end(), c)); }
+};
+
+mode_t ModeOf(const std::string& path) {
+  struct stat st;
+  REQUIRE(stat(path.c_str(), &st) == 0);
+  return st.st_mode & 07777;
+}
+
+// Binds a socket at `path` and closes it without unlinking: what a killed server leaves.
+void LeaveStaleSocket(const std::string& path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strcpy(addr.sun_path, path.c_str());
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  close(fd);
+}
+
+TEST_SUITE("api_server") {
+  TEST_CASE("socket 0660 in a new 0750 directory; keep-alive; removed on close") {
+    Server s;
+    CHECK(ModeOf(s.api.dir.Sub("run")) == 0750);
+    CHECK(ModeOf(s.api.dir.Sub("run/petrel")) == 0750);
+    CHECK(ModeOf(s.socket_path) == 0660);
+    auto c = s.Connect();
+    c->Send("GET /healthz HTTP/1.1\r\n\r\nGET /v1/version HTTP/1.1\r\n\r\n");
+    s.RunUntil([&] { return c->Has("\"api\":\"v1\""); }, "two answers");
+    CHECK(c->received.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+    CHECK(c->Has("{\"status\":\"ok\"}\n"));
+    CHECK(s.server->connections() == 1);  // kept alive
+    s.server->StopAccepting();
+    s.RunUntil([&] { return access(s.socket_path.c_str(), F_OK) != 0; }, "socket removed");
+  }
+
+  TEST_CASE("a stale socket is replaced; a live one or a file is not") {
+    TempDir dir;
+    Api a;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    std::string path = dir.Sub("p.sock");
+    LeaveStaleSocket(path);
+    {
+      ApiServer first(a.orch.get(), a.runtime.get(), {});
+      Status s = first.Listen(&loop, path);
+      REQUIRE_MESSAGE(s.ok(), s.ToString());
+      ApiServer second(a.orch.get(), a.runtime.get(), {});
+      s = second.Listen(&loop, path);
+      CHECK(s.message() ==
+            "socket " + path + " is in use: another server (petreld?) answers on it");
+      first.Close();
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK(access(path.c_str(), F_OK) != 0);
+    std::ofstream(path) << "not a socket";
+    {
+      ApiServer third(a.orch.get(), a.runtime.get(), {});
+      CHECK(third.Listen(&loop, path).message() ==
+            path + " exists and is not a socket; not replacing it");
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK(uv_loop_close(&loop) == 0);
+  }
+
+  TEST_CASE("connections beyond the limit get 503; malformed requests 400 and close") {
+    Server s([](ApiOptions* o) { o->max_connections = 2; });
+    auto c1 = s.Connect();
+    auto c2 = s.Connect();
+    s.RunUntil([&] { return s.server->connections() == 2; }, "two connections");
+    auto c3 = s.Connect();
+    s.RunUntil([&] { return c3->eof; }, "503 and close");
+    CHECK(c3->received.rfind("HTTP/1.1 503 Service Unavailable\r\n", 0) == 0);
+    CHECK(c3->Has("{\"error\":\"too many connections (at most 2)\"}"));
+
+    c1->Send("BLAH\x01\r\n\r\n");
+    s.RunUntil([&] { return c1->eof; }, "400 and close");
+    CHECK(c1->received.rfind("HTTP/1.1 400 Bad Request\r\n", 0) == 0);
+    CHECK(c1->Has("Connection: close\r\n"));
+    CHECK(c1->Has("{\"error\":\"malformed request: "));
+  }
+
+  TEST_CASE("an idle connection is closed") {
+    Server s([](ApiOptions* o) { o->idle_timeout_ms = 20; });
+    auto c = s.Connect();
+    s.RunUntil([&] { return c->eof; }, "idle close");
+    CHECK(c->received.empty());
+    CHECK(s.server->connections() == 0);
+  }
+
+  TEST_CASE("events follow: the backlog, then live events, filtered; hang-up unsubscribes") {
+    Server s;
+    REQUIRE(s.api.orch->Apply(Web("web")).ok());
+    REQUIRE(s.api.orch->Apply(Web("db")).ok());
+    auto c = s.Connect();
+    c->Send("GET /v1/events?follow=1&workload=web HTTP/1.1\r\n\r\n");
+    s.RunUntil([&] { return c->Has("\"type\":\"Applied\""); }, "the backlog");
+    CHECK(c->Has("Transfer-Encoding: chunked\r\n"));
+    CHECK(c->Has("application/x-ndjson"));
+    s.api.Step();
+    s.RunUntil([&] { return c->Has("\"type\":\"Started\""); }, "a live event");
+    CHECK(!c->Has("\"workload\":\"db\""));
+    // The stream needs no idle timeout and survives pipelined junk.
+    c->Send("GET /healthz HTTP/1.1\r\n\r\n");
+    REQUIRE(s.api.orch->Delete("web").ok());
+    s.api.Step();
+    s.RunUntil([&] { return c->Has("\"type\":\"Deleted\""); }, "Deleted");
+    CHECK(!c->Has("{\"status\":\"ok\"}"));
+    s.Forget(c.get());
+    c.reset();
+    s.RunUntil([&] { return s.server->connections() == 0; }, "hang-up");
+    REQUIRE(s.api.orch->Apply(Web("web")).ok());
+    s.api.Step();  // delivers to no one
+  }
+
+  TEST_CASE("a slow event reader is dropped") {
+    Server s([](ApiOptions* o) { o->max_stream_backlog_bytes = 4096; });
+    auto c = s.Connect();
+    c->Send("GET /v1/events?follow=1 HTTP/1.1\r\n\r\n");
+    s.RunUntil([&] { return c->Has("\r\n\r\n"); }, "stream head");
+    s.Forget(c.get());  // and never read again
+    std::vector<WorkloadSpec> specs;
+    for (int i = 0; i < 100; i++) specs.push_back(Web("w" + std::to_string(i), 20));
+    REQUIRE(s.api.orch->Apply(specs).ok());
+    s.api.Step();  // 2100 events, some 300 KB: more than the socket buffer holds
+    s.RunUntil([&] { return s.server->connections() == 0; }, "the slow reader dropped");
+  }
+
+  TEST_CASE("logs follow: new output, a restart, the end with the workload") {
+    Server s([](ApiOptions* o) { o->log_poll_ms = 1; });
+    WorkloadSpec w = Web();
+    w.backoff.initial_ms = 1000;
+    REQUIRE(s.api.orch->Apply(w).ok());
+    s.api.Step();
+    const std::string first = s.api.ContainerOf("web", 0);
+    s.api.runtime->AppendLog(first, "one\n");
+    auto c = s.Connect();
+    c->Send("GET /v1/workloads/web/logs?follow=1 HTTP/1.1\r\n\r\n");
+    s.RunUntil([&] { return c->Has("one\n"); }, "the tail");
+    s.api.runtime->AppendLog(first, "two\n");
+    s.RunUntil([&] { return c->Has("two\n"); }, "new output");
+
+    REQUIRE(s.api.runtime->Exit(first, 1).ok());
+    for (int i = 0; i < 5 && s.api.ContainerOf("web", 0) == first; i++) {
+      s.api.clock->Advance(1000);
+      s.api.Step();
+    }
+    std::string second;
+    for (int i = 0; i < 5 && (second = s.api.ContainerOf("web", 0)).empty(); i++) {
+      s.api.clock->Advance(1000);
+      s.api.Step();
+    }
+    REQUIRE(!second.empty());
+    REQUIRE(second != first);
+    s.api.runtime->AppendLog(second, "three\n");
+    s.RunUntil([&] { return c->Has("three\n"); }, "the new container's output");
+    CHECK(c->Has("--- petrel: replica 0 now runs container " + second + " ---\n"));
+
+    REQUIRE(s.api.orch->Delete("web").ok());
+    s.RunUntil([&] { return c->eof; }, "the end of the stream");
+    CHECK(c->received.size() >= 5);
+    CHECK(c->received.substr(c->received.size() - 5) == "0\r\n\r\n");
+  }
+}
+
+}  // namespace
+}  // namespace petrel

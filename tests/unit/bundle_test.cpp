@@ -1,0 +1,165 @@
+#include "runtime-adapters/crun/bundle.h"
+
+#include <doctest/doctest.h>
+
+#include <nlohmann/json.hpp>
+
+namespace petrel::internal {
+namespace {
+
+using nlohmann::json;
+
+json Config(const ContainerSpec& spec, const ImageConfig& image, BundleOptions o = {}) {
+  if (o.rootfs.empty()) o.rootfs = "/b/rootfs";
+  Result<std::string> r = MakeBundleConfig(spec, image, o);
+  REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+  return json::parse(*r);
+}
+
+TEST_SUITE("bundle") {
+  TEST_CASE("command and args combine with the image's entrypoint and cmd as Docker does") {
+    ImageConfig image;
+    image.entrypoint = {"/entry"};
+    image.cmd = {"default-arg"};
+    ContainerSpec spec;
+    spec.name = "c";
+    CHECK(Config(spec, image)["process"]["args"] == json({"/entry", "default-arg"}));
+    spec.args = {"x", "y"};
+    CHECK(Config(spec, image)["process"]["args"] == json({"/entry", "x", "y"}));
+    spec.command = {"/bin/sh", "-c"};
+    CHECK(Config(spec, image)["process"]["args"] == json({"/bin/sh", "-c", "x", "y"}));
+    spec.args.clear();
+    CHECK(Config(spec, image)["process"]["args"] == json({"/bin/sh", "-c"}));
+
+    Result<std::string> none = MakeBundleConfig(ContainerSpec{}, ImageConfig{}, BundleOptions{});
+    REQUIRE_FALSE(none.ok());
+    CHECK(none.status().message().find("no command") != std::string::npos);
+  }
+
+  TEST_CASE("env: the spec overrides the image, PATH defaults; cwd and hostname") {
+    ImageConfig image;
+    image.cmd = {"/bin/true"};
+    image.env = {"A=image", "B=image"};
+    image.working_dir = "/srv";
+    ContainerSpec spec;
+    spec.name = "n";
+    spec.env = {{"B", "spec"}, {"C", "x=y"}};
+    json c = Config(spec, image);
+    CHECK(c["process"]["env"] ==
+          json({"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "A=image",
+                "B=spec", "C=x=y"}));
+    CHECK(c["process"]["cwd"] == "/srv");
+    CHECK(c["hostname"] == "n");
+    spec.working_dir = "/w";
+    spec.hostname = "h";
+    c = Config(spec, image);
+    CHECK(c["process"]["cwd"] == "/w");
+    CHECK(c["hostname"] == "h");
+  }
+
+  TEST_CASE("users: ids, names from the image's passwd and group, and clear errors") {
+    ImageConfig image;
+    image.cmd = {"/bin/true"};
+    BundleOptions o;
+    o.passwd = "root:x:0:0:root:/root:/bin/sh\nweb:x:1000:1001::/:/bin/sh\n";
+    o.group = "root:x:0:\nstaff:x:50:\n";
+    ContainerSpec spec;
+    spec.name = "u";
+    auto user = [&](const std::string& u) {
+      spec.user = u;
+      json c = Config(spec, image, o);
+      return std::make_pair(c["process"]["user"]["uid"].get<int64_t>(),
+                            c["process"]["user"]["gid"].get<int64_t>());
+    };
+    CHECK(user("") == std::make_pair(int64_t{0}, int64_t{0}));
+    CHECK(user("web") == std::make_pair(int64_t{1000}, int64_t{1001}));
+    CHECK(user("1000") == std::make_pair(int64_t{1000}, int64_t{1001}));
+    CHECK(user("4242") == std::make_pair(int64_t{4242}, int64_t{0}));
+    CHECK(user("65534:65534") == std::make_pair(int64_t{65534}, int64_t{65534}));
+    CHECK(user("web:staff") == std::make_pair(int64_t{1000}, int64_t{50}));
+    spec.user = "nobody";
+    Result<std::string> r = MakeBundleConfig(spec, image, o);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().message() == "user \"nobody\" is not in the image's /etc/passwd");
+    spec.user = "web:wheel";
+    r = MakeBundleConfig(spec, image, o);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().message() == "group \"wheel\" is not in the image's /etc/group");
+  }
+
+  TEST_CASE(
+      "security defaults: Docker's capabilities, masked and read-only paths, no new privileges") {
+    ImageConfig image;
+    image.cmd = {"/bin/true"};
+    ContainerSpec spec;
+    spec.name = "s";
+    spec.read_only_rootfs = true;
+    json c = Config(spec, image);
+    CHECK(c["process"]["noNewPrivileges"] == true);
+    CHECK(c["process"]["capabilities"]["bounding"].size() == 14);
+    CHECK(c["process"]["capabilities"]["bounding"][0] == "CAP_CHOWN");
+    CHECK(c["root"] == json({{"path", "/b/rootfs"}, {"readonly", true}}));
+    CHECK(c["linux"]["maskedPaths"].size() == 11);
+    CHECK(c["linux"]["readonlyPaths"].size() == 5);
+    CHECK(c["linux"]["resources"]["devices"] == json::parse(R"([{"allow":false,"access":"rwm"}])"));
+    bool sys_ro = false;
+    for (const json& m : c["mounts"]) {
+      if (m["destination"] == "/sys") sys_ro = m["options"].back() == "ro";
+    }
+    CHECK(sys_ro);
+  }
+
+  TEST_CASE("mounts, limits, rlimits and networks") {
+    ImageConfig image;
+    image.cmd = {"/bin/true"};
+    ContainerSpec spec;
+    spec.name = "m";
+    MountSpec bind;
+    bind.source = "/host/data";
+    bind.target = "/data";
+    bind.read_only = true;
+    MountSpec tmp;
+    tmp.type = MountSpec::Type::kTmpfs;
+    tmp.target = "/tmp";
+    tmp.size_bytes = 1 << 20;
+    spec.mounts = {bind, tmp};
+    spec.resources.memory_bytes = 64 << 20;
+    spec.resources.cpu_millis = 500;
+    spec.resources.pids = 64;
+    BundleOptions o;
+    o.cgroups_path = "/petrel/m";
+    o.nofile = 4096;
+    json c = Config(spec, image, o);
+    json last2 = {c["mounts"][c["mounts"].size() - 2], c["mounts"].back()};
+    CHECK(
+        last2[0] ==
+        json::parse(
+            R"({"destination":"/data","type":"bind","source":"/host/data","options":["rbind","rprivate","ro"]})"));
+    CHECK(last2[1]["options"] == json({"nosuid", "nodev", "mode=1777", "size=1048576"}));
+    CHECK(c["linux"]["cgroupsPath"] == "/petrel/m");
+    CHECK(c["linux"]["resources"]["memory"]["limit"] == 64 << 20);
+    CHECK(c["linux"]["resources"]["cpu"] == json({{"quota", 50000}, {"period", 100000}}));
+    CHECK(c["linux"]["resources"]["pids"]["limit"] == 64);
+    CHECK(c["process"]["rlimits"][0]["hard"] == 4096);
+    CHECK(c["linux"]["namespaces"].size() == 5);  // with a network namespace of its own
+
+    // Limits petrel enforces itself (crun on a hybrid host) stay out of the config.
+    c = Config(spec, image);
+    CHECK_FALSE(c["linux"].contains("cgroupsPath"));
+    CHECK_FALSE(c["linux"]["resources"].contains("memory"));
+
+    PortSpec port;
+    port.container_port = 80;
+    spec.ports = {port};
+    CHECK(Config(spec, image)["linux"]["namespaces"].size() == 5);  // not published
+    spec.ports[0].host_port = 80;
+    CHECK(Config(spec, image)["linux"]["namespaces"].size() == 4);  // the host's network
+    spec.ports[0].host_port = 8080;
+    Result<std::string> r = MakeBundleConfig(spec, image, BundleOptions{});
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().message().find("hostPort must equal containerPort") != std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace petrel::internal

@@ -1,0 +1,123 @@
+#include "lib/util/fs.h"
+
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "tests/unit/temp_dir.h"
+
+namespace petrel::internal {
+namespace {
+
+namespace fs = std::filesystem;
+using petrel::testing::TempDir;
+
+void Write(const std::string& path, const std::string& data) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << data;
+  REQUIRE(out.good());
+}
+
+std::string Read(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return lstat(path.c_str(), &st) == 0;
+}
+
+TEST_SUITE("fs") {
+  TEST_CASE("RemoveTree removes files, links and read-only directories, following nothing") {
+    TempDir dir, outside;
+    Write(outside.Sub("secret"), "keep");
+    const std::string tree = dir.Sub("tree");
+    fs::create_directories(tree + "/a/b/c");
+    fs::create_directories(tree + "/locked/inner");
+    Write(tree + "/a/b/c/file", "x");
+    Write(tree + "/locked/inner/file", "x");
+    REQUIRE(symlink(outside.path().c_str(), (tree + "/to-outside").c_str()) == 0);
+    REQUIRE(symlink(outside.Sub("secret").c_str(), (tree + "/a/to-secret").c_str()) == 0);
+    REQUIRE(symlink("/", (tree + "/a/b/to-root").c_str()) == 0);
+    REQUIRE(mkfifo((tree + "/fifo").c_str(), 0600) == 0);
+    REQUIRE(chmod((tree + "/locked/inner").c_str(), 0) == 0);
+    REQUIRE(chmod((tree + "/locked").c_str(), 0500) == 0);
+    REQUIRE(chmod(tree.c_str(), 0500) == 0);
+
+    Status s = RemoveTree(tree);
+    CHECK_MESSAGE(s.ok(), s.ToString());
+    CHECK(!Exists(tree));
+    CHECK(Read(outside.Sub("secret")) == "keep");
+    CHECK(Exists("/etc/passwd"));
+    CHECK(RemoveTree(tree).ok());  // already gone
+    CHECK(RemoveTree(dir.Sub("missing/deeper")).ok());
+  }
+
+  TEST_CASE("RemoveTree on a symlink removes the link, not its target") {
+    TempDir dir, outside;
+    Write(outside.Sub("secret"), "keep");
+    REQUIRE(symlink(outside.path().c_str(), dir.Sub("link").c_str()) == 0);
+    CHECK(RemoveTree(dir.Sub("link")).ok());
+    CHECK(!Exists(dir.Sub("link")));
+    CHECK(Read(outside.Sub("secret")) == "keep");
+    // A trailing slash still means the link itself.
+    REQUIRE(symlink(outside.path().c_str(), dir.Sub("link").c_str()) == 0);
+    CHECK(RemoveTree(dir.Sub("link") + "/").ok());
+    CHECK(Read(outside.Sub("secret")) == "keep");
+    CHECK(!RemoveTree("").ok());
+    CHECK(!RemoveTree(dir.path() + "/..").ok());
+  }
+
+  TEST_CASE("RemoveTree handles trees deeper than the descriptor limit") {
+    TempDir dir;
+    struct rlimit old_limit;
+    REQUIRE(getrlimit(RLIMIT_NOFILE, &old_limit) == 0);
+    const std::string tree = dir.Sub("deep");
+    REQUIRE(mkdir(tree.c_str(), 0755) == 0);
+    int fd = open(tree.c_str(), O_RDONLY | O_DIRECTORY);
+    REQUIRE(fd >= 0);
+    for (int i = 0; i < 3000; i++) {  // far deeper than PATH_MAX allows to name
+      REQUIRE(mkdirat(fd, "d", 0755) == 0);
+      int next = openat(fd, "d", O_RDONLY | O_DIRECTORY);
+      REQUIRE(next >= 0);
+      close(fd);
+      fd = next;
+    }
+    close(fd);
+    struct rlimit low = old_limit;
+    low.rlim_cur = 64;
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
+    Status s = RemoveTree(tree);
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &old_limit) == 0);
+    CHECK_MESSAGE(s.ok(), s.ToString());
+    CHECK(!Exists(tree));
+  }
+
+  TEST_CASE("RemoveTree does not enter another file system mounted inside the tree") {
+    REQUIRE_MESSAGE(geteuid() == 0, "mounts a tmpfs: must run as root");
+    TempDir dir;
+    const std::string tree = dir.Sub("tree");
+    fs::create_directories(tree + "/volume");
+    Write(tree + "/file", "x");
+    REQUIRE(mount("tmpfs", (tree + "/volume").c_str(), "tmpfs", 0, "size=64k") == 0);
+    Write(tree + "/volume/data", "precious");
+    Status s = RemoveTree(tree);
+    CHECK(!s.ok());
+    CHECK(s.message() == tree + "/volume: is on another file system (a mount point); not removed");
+    CHECK(Read(tree + "/volume/data") == "precious");
+    REQUIRE(umount2((tree + "/volume").c_str(), MNT_DETACH) == 0);
+    CHECK(RemoveTree(tree).ok());
+    CHECK(!Exists(tree));
+  }
+}
+
+}  // namespace
+}  // namespace petrel::internal

@@ -1,0 +1,276 @@
+// petrelctl's pure part (examples/petrelctl/flags.h, format.h): flags, ages, tables,
+// the phase summary and the stable `-o json` shape. Built as its own executable,
+// petrelctl_unit, because it needs the example's library.
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+#include <ctime>
+#include <string>
+#include <vector>
+
+#include "flags.h"
+#include "format.h"
+
+namespace petrelctl {
+namespace {
+
+constexpr int64_t kSec = 1000;
+constexpr int64_t kMin = 60 * kSec;
+constexpr int64_t kHour = 60 * kMin;
+constexpr int64_t kDay = 24 * kHour;
+
+// One workload as petreld answers GET /v1/workloads/NAME, with keys petrelctl does
+// not show ("since", "nextRetry", "generation", ...) and one it does not know.
+json ServerWorkload() {
+  return ParseJson(R"({
+    "name": "web", "generation": 3, "specHash": "0123456789abcdef",
+    "createdAt": 1000, "updatedAt": 2000, "desiredReplicas": 2, "readyReplicas": 1,
+    "futureKey": {"x": 1},
+    "spec": {"image": "oci:/images/busybox", "replicas": 2},
+    "replicas": [
+      {"index": 0, "phase": "Running", "containerId": "c0", "pid": 42, "restarts": 2,
+       "lastExitCode": 1, "message": "started", "since": 5, "nextRetry": 0},
+      {"index": 1, "phase": "CrashLoop", "containerId": "", "pid": 0, "restarts": 3,
+       "lastExitCode": 137, "message": "back-off 4s", "since": 6, "nextRetry": 9}
+    ]})")
+      .value();
+}
+
+ReplicaView Replica(const std::string& phase) {
+  ReplicaView r;
+  r.phase = phase;
+  return r;
+}
+
+TEST_CASE("petrelctl: AGE is kubectl's HumanDuration") {
+  CHECK(HumanDuration(0) == "0s");
+  CHECK(HumanDuration(999) == "0s");
+  CHECK(HumanDuration(45 * kSec) == "45s");
+  CHECK(HumanDuration(119 * kSec + 999) == "119s");
+  CHECK(HumanDuration(2 * kMin) == "2m");
+  CHECK(HumanDuration(3 * kMin + 12 * kSec) == "3m12s");
+  CHECK(HumanDuration(10 * kMin + 59 * kSec) == "10m");
+  CHECK(HumanDuration(179 * kMin) == "179m");
+  CHECK(HumanDuration(3 * kHour) == "3h");
+  CHECK(HumanDuration(5 * kHour + 59 * kSec) == "5h");
+  CHECK(HumanDuration(7 * kHour + 30 * kMin) == "7h30m");
+  CHECK(HumanDuration(8 * kHour + 30 * kMin) == "8h");
+  CHECK(HumanDuration(47 * kHour) == "47h");
+  CHECK(HumanDuration(2 * kDay) == "2d");
+  CHECK(HumanDuration(3 * kDay + 4 * kHour) == "3d4h");
+  CHECK(HumanDuration(8 * kDay + 4 * kHour) == "8d");
+  CHECK(HumanDuration(2 * 365 * kDay + 100 * kDay) == "2y100d");
+  CHECK(HumanDuration(3 * 365 * kDay) == "3y");
+  CHECK(HumanDuration(9 * 365 * kDay + 100 * kDay) == "9y");
+  // A clock that went back a little is "now"; more than that is shown as wrong.
+  CHECK(HumanDuration(-1999) == "0s");
+  CHECK(HumanDuration(-2000) == "<invalid>");
+}
+
+TEST_CASE("petrelctl: tables line up with two spaces, like kubectl") {
+  std::string table = FormatTable(
+      {{"NAME", "READY", "PHASE"}, {"web", "2/2", "Running"}, {"uptime-log", "0/1", "CrashLoop"}});
+  CHECK(table ==
+        "NAME        READY  PHASE\n"
+        "web         2/2    Running\n"
+        "uptime-log  0/1    CrashLoop\n");
+
+  SUBCASE("no spaces after the last column, even when its cell is empty") {
+    CHECK(FormatTable({{"A", "B"}, {"xyz", ""}}, "  ") == "  A    B\n  xyz\n");
+  }
+  SUBCASE("control characters cannot break a row or reach the terminal") {
+    CHECK(FormatTable({{"M", "N"}, {"a\nb\x1b", "x"}}) == "M     N\na b   x\n");
+  }
+  SUBCASE("width counts characters, not bytes") {
+    CHECK(FormatTable({{"A", "B"}, {"h\xc3\xa9", "x"}}) == "A   B\nh\xc3\xa9  x\n");
+  }
+  SUBCASE("a followed stream keeps the columns and widens them when it must") {
+    Columns columns;
+    columns.Fit({"TIME", "TYPE", "MESSAGE"});
+    CHECK(columns.Format({"TIME", "TYPE", "MESSAGE"}) == "TIME  TYPE  MESSAGE\n");
+    CHECK(columns.Format({"t1", "Created", "m"}) == "t1    Created  m\n");
+    CHECK(columns.Format({"t2", "Run", "m"}) == "t2    Run      m\n");
+  }
+}
+
+TEST_CASE("petrelctl: PHASE is the shared phase, else the worst") {
+  CHECK(SummarizePhase({}) == "-");
+  CHECK(SummarizePhase({Replica("Running"), Replica("Running")}) == "Running");
+  CHECK(SummarizePhase({Replica("Running"), Replica("CrashLoop")}) == "CrashLoop");
+  CHECK(SummarizePhase({Replica("Creating"), Replica("Pending")}) == "Pending");
+  CHECK(SummarizePhase({Replica("Running"), Replica("Stopping")}) == "Stopping");
+  CHECK(SummarizePhase({Replica("Pending"), Replica("Exited"), Replica("Stopping")}) == "Exited");
+  // A phase from a newer petreld is shown rather than hidden behind a known one.
+  CHECK(SummarizePhase({Replica("CrashLoop"), Replica("Paused")}) == "Paused");
+}
+
+TEST_CASE("petrelctl: get -o json has exactly the stable keys") {
+  auto w = DecodeWorkload(ServerWorkload());
+  REQUIRE(w.ok());
+  CHECK(PrettyJson(StableJson({*w})) == R"({
+  "items": [
+    {
+      "desiredReplicas": 2,
+      "name": "web",
+      "readyReplicas": 1,
+      "replicas": [
+        {
+          "containerId": "c0",
+          "index": 0,
+          "lastExitCode": 1,
+          "message": "started",
+          "phase": "Running",
+          "pid": 42,
+          "restarts": 2
+        },
+        {
+          "containerId": "",
+          "index": 1,
+          "lastExitCode": 137,
+          "message": "back-off 4s",
+          "phase": "CrashLoop",
+          "pid": 0,
+          "restarts": 3
+        }
+      ]
+    }
+  ]
+})");
+  CHECK(PrettyJson(StableJson({})) == "{\n  \"items\": []\n}");
+}
+
+TEST_CASE("petrelctl: a server answer without what petrelctl needs is an error naming the field") {
+  json j = ServerWorkload();
+  j["replicas"][1].erase("pid");
+  CHECK(DecodeWorkload(j).status().message() == "replicas[1].pid: is missing");
+  j = ServerWorkload();
+  j["readyReplicas"] = "1";
+  CHECK(DecodeWorkload(j).status().message() == "readyReplicas: must be an integer");
+  json list = {{"items", {ServerWorkload(), {{"name", 7}}}}};
+  CHECK(DecodeWorkloadList(list).status().message() == "items[1].name: must be a string");
+  CHECK(DecodeWorkloadList(json::array()).status().message() == "(top): must be an object");
+  CHECK(!ParseJson("{\"items\": [").ok());
+  CHECK(DecodeEvent(
+            ParseJson(R"({"seq":1,"time":2,"workload":"w","replica":-1,"type":"Applied"})").value())
+            .status()
+            .message() == "message: is missing");
+  auto results = DecodeApplyResults(
+      ParseJson(R"({"items":[{"name":"web","outcome":"created","generation":1}]})").value());
+  REQUIRE(results.ok());
+  CHECK(results->at(0).name == "web");
+  CHECK(results->at(0).outcome == "created");
+}
+
+TEST_CASE("petrelctl: workload and event rows") {
+  auto w = DecodeWorkload(ServerWorkload());
+  REQUIRE(w.ok());
+  CHECK(WorkloadHeader(false) ==
+        std::vector<std::string>{"NAME", "READY", "PHASE", "RESTARTS", "AGE"});
+  CHECK(WorkloadRow(*w, 1000 + 3 * kMin + 12 * kSec, false) ==
+        std::vector<std::string>{"web", "1/2", "CrashLoop", "5", "3m12s"});
+  CHECK(WorkloadRow(*w, 1000 + 45 * kSec, true) ==
+        std::vector<std::string>{"web", "1/2", "CrashLoop", "5", "45s", "oci:/images/busybox"});
+
+  setenv("TZ", "UTC", 1);
+  tzset();
+  EventView e;
+  e.time = 1795845662000;  // 2026-11-28 06:01:02 UTC
+  e.type = "Applied";
+  e.message = "generation 1";
+  CHECK(EventRow(e) ==
+        std::vector<std::string>{"2026-11-28 06:01:02", "-", "-", "Applied", "generation 1"});
+  e.workload = "web";
+  e.replica = 0;
+  CHECK(EventRow(e)[1] == "web");
+  CHECK(EventRow(e)[2] == "0");
+}
+
+TEST_CASE("petrelctl: quantities and commands as a human writes them") {
+  CHECK(FormatBytes(0) == "0");
+  CHECK(FormatBytes(64 << 20) == "64Mi");
+  CHECK(FormatBytes(1536) == "1536");
+  CHECK(FormatBytes(1000) == "1000");
+  CHECK(FormatBytes(int64_t{3} << 30) == "3Gi");
+  CHECK(FormatCpu(500) == "500m");
+  CHECK(FormatCpu(2000) == "2");
+  CHECK(ShellJoin({"/bin/sh", "-c", "echo hi; sleep 1"}) == "/bin/sh -c 'echo hi; sleep 1'");
+  CHECK(ShellJoin({"it's", ""}) == "'it'\\''s' ''");
+}
+
+TEST_CASE("petrelctl: describe shows the spec, the replicas and the events") {
+  setenv("TZ", "UTC", 1);
+  tzset();
+  json j = ServerWorkload();
+  j["createdAt"] = 1795845662000;
+  j["updatedAt"] = 1795845662000;
+  auto w = DecodeWorkload(j);
+  REQUIRE(w.ok());
+  petrel::WorkloadSpec spec;
+  spec.name = "web";
+  spec.image = "oci:/images/busybox";
+  spec.labels = {{"app", "web"}, {"tier", "front"}};
+  spec.command = {"/bin/sh", "-c"};
+  spec.env = {{"MODE", "prod"}};
+  spec.resources.memory_bytes = 64 << 20;
+  spec.resources.cpu_millis = 500;
+  spec.mounts.push_back({petrel::MountSpec::Type::kTmpfs, "", "/www", false, 1 << 20});
+  EventView e;
+  e.time = 1795845662000;
+  e.workload = "web";
+  e.replica = 1;
+  e.type = "BackOff";
+  e.message = "restarting in 4s";
+  std::string text = DescribeText(*w, spec, {e}, 1795845662000 + 5 * kMin);
+  CHECK(text ==
+        "Name:            web\n"
+        "Labels:          app=web\n"
+        "                 tier=front\n"
+        "Image:           oci:/images/busybox\n"
+        "Replicas:        2 desired | 1 ready\n"
+        "Restart Policy:  Always (back-off 1s, doubling up to 5m; reset after 1m running)\n"
+        "Grace Period:    10s\n"
+        "Resources:       memory 64Mi, cpu 500m, pids unlimited\n"
+        "Command:         /bin/sh -c\n"
+        "Args:            <the image's cmd>\n"
+        "Working Dir:     <the image's>\n"
+        "User:            <the image's>\n"
+        "Read-only Root:  false\n"
+        "Env:             MODE=prod\n"
+        "Ports:           <none>\n"
+        "Mounts:          tmpfs /www (1Mi)\n"
+        "Generation:      3 (spec hash 0123456789abcdef)\n"
+        "Created:         2026-11-28 06:01:02 (5m ago)\n"
+        "Updated:         2026-11-28 06:01:02 (5m ago)\n"
+        "Replica Status:\n"
+        "  INDEX  PHASE      CONTAINER  PID  RESTARTS  LAST-EXIT  MESSAGE\n"
+        "  0      Running    c0         42   2         1          started\n"
+        "  1      CrashLoop  -          -    3         137        back-off 4s\n"
+        "Events:\n"
+        "  TIME                 REPLICA  TYPE     MESSAGE\n"
+        "  2026-11-28 06:01:02  1        BackOff  restarting in 4s\n");
+  CHECK(DescribeText(*w, spec, {}, 0).find("\nEvents:          <none>\n") != std::string::npos);
+}
+
+TEST_CASE("petrelctl: flags as kubectl reads them") {
+  std::vector<FlagDef> defs = {
+      {"output", 'o', "FORMAT", ""}, {"filename", 'f', "FILE", ""}, {"follow", 0, "", ""}};
+  auto p = ParseFlags(
+      {"get", "-ojson", "workloads", "-f", "a", "--filename=b", "--follow", "--", "-x"}, defs);
+  REQUIRE(p.ok());
+  CHECK(p->positional == std::vector<std::string>{"get", "workloads", "-x"});
+  CHECK(p->Last("output") == "json");
+  CHECK(p->All("filename") == std::vector<std::string>{"a", "b"});
+  CHECK(p->Has("follow"));
+  CHECK(!p->Has("nope"));
+  CHECK(p->Last("nope", "dflt") == "dflt");
+
+  CHECK(ParseFlags({"-o=wide", "--output", "json"}, defs)->Last("output") == "json");
+  CHECK(ParseFlags({"-"}, defs)->positional == std::vector<std::string>{"-"});
+  CHECK(ParseFlags({"--bogus"}, defs).status().message() == "unknown flag \"--bogus\"");
+  CHECK(ParseFlags({"-x"}, defs).status().message() == "unknown flag \"-x\"");
+  CHECK(ParseFlags({"-o"}, defs).status().message() == "flag -o needs a value (FORMAT)");
+  CHECK(ParseFlags({"--follow=yes"}, defs).status().message() == "flag --follow takes no value");
+}
+
+}  // namespace
+}  // namespace petrelctl
