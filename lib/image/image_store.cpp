@@ -12,6 +12,7 @@
 #include <string_view>
 #include <utility>
 
+#include "lib/image/archive_lib.h"
 #include "lib/image/digest.h"
 #include "lib/image/layer.h"
 #include "lib/image/layout.h"
@@ -284,6 +285,9 @@ Result<Image> ImageStore::Pull(const std::string& ref) {
     // Gone or damaged: read the file again.
   }
 
+  // Declared before the source: libarchive stays loaded until the source's readers are freed.
+  ArchiveUse archive;
+  if (!archive.status().ok()) return archive.status().WithContext(ref);
   std::unique_ptr<ImageSource> source = parsed->kind == RefKind::kOciDir
                                             ? ImageSource::Dir(parsed->path)
                                             : ImageSource::Tar(parsed->path);

@@ -1,7 +1,5 @@
 #include "lib/image/layer.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -15,6 +13,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "lib/image/archive_lib.h"
 #include "lib/image/digest.h"
 #include "lib/util/fs.h"
 
@@ -118,7 +117,7 @@ la_ssize_t ReadBlob(struct archive* a, void* opaque, const void** buf) {
   Result<size_t> n = p->source->Read(p->in.data(), p->in.size());
   if (!n.ok()) {
     p->error = n.status();
-    archive_set_error(a, EIO, "read failed");
+    PETREL_ARCHIVE(archive_set_error)(a, EIO, "read failed");
     return -1;
   }
   p->blob_hash.Update(p->in.data(), *n);
@@ -131,10 +130,11 @@ la_ssize_t ReadTar(struct archive* a, void* opaque, const void** buf) {
   auto* p = static_cast<Pipeline*>(opaque);
   *buf = p->mid.data();
   if (p->raw_done) return 0;
-  la_ssize_t n = archive_read_data(p->raw, p->mid.data(), p->mid.size());
+  la_ssize_t n = PETREL_ARCHIVE(archive_read_data)(p->raw, p->mid.data(), p->mid.size());
   if (n < 0) {
-    const char* msg = archive_error_string(p->raw);
-    archive_set_error(a, archive_errno(p->raw), "%s", msg ? msg : "cannot decompress");
+    const char* msg = PETREL_ARCHIVE(archive_error_string)(p->raw);
+    PETREL_ARCHIVE(archive_set_error)
+    (a, PETREL_ARCHIVE(archive_errno)(p->raw), "%s", msg ? msg : "cannot decompress");
     return -1;
   }
   if (n == 0) p->raw_done = true;
@@ -152,15 +152,15 @@ class LayerWriter {
       : tar_(tar), root_fd_(root_fd), pipeline_(pipeline) {}
 
   Status Apply(struct archive_entry* e) {
-    const char* raw_name = archive_entry_pathname(e);
-    if (raw_name == nullptr) raw_name = archive_entry_pathname_utf8(e);
+    const char* raw_name = PETREL_ARCHIVE(archive_entry_pathname)(e);
+    if (raw_name == nullptr) raw_name = PETREL_ARCHIVE(archive_entry_pathname_utf8)(e);
     if (raw_name == nullptr) return Refuse("?", "name is not readable");
     const std::string entry = raw_name;
     Path parts;
     if (std::string why = SplitName(entry, &parts); !why.empty()) return Refuse(entry, why);
 
-    const char* hardlink = archive_entry_hardlink(e);
-    const mode_t type = archive_entry_filetype(e);
+    const char* hardlink = PETREL_ARCHIVE(archive_entry_hardlink)(e);
+    const mode_t type = PETREL_ARCHIVE(archive_entry_filetype)(e);
     if (hardlink == nullptr) {
       switch (type) {
         case AE_IFREG:
@@ -308,16 +308,19 @@ class LayerWriter {
 
   // Owner, mode and kept xattrs of the file or directory `fd`; mtime for files.
   Status SetAttributes(int fd, struct archive_entry* e, const std::string& entry, bool times) {
-    if (fchown(fd, archive_entry_uid(e), archive_entry_gid(e)) != 0 && (root_ || errno != EPERM)) {
+    if (fchown(fd, PETREL_ARCHIVE(archive_entry_uid)(e), PETREL_ARCHIVE(archive_entry_gid)(e)) !=
+            0 &&
+        (root_ || errno != EPERM)) {
       return EntryError(entry, "chown", errno);
     }
     // After chown, which clears setuid, setgid and file capabilities.
-    if (fchmod(fd, archive_entry_mode(e) & 07777) != 0) return EntryError(entry, "chmod", errno);
+    if (fchmod(fd, PETREL_ARCHIVE(archive_entry_mode)(e) & 07777) != 0)
+      return EntryError(entry, "chmod", errno);
     const char* xname;
     const void* value;
     size_t size;
-    archive_entry_xattr_reset(e);
-    while (archive_entry_xattr_next(e, &xname, &value, &size) == ARCHIVE_OK) {
+    PETREL_ARCHIVE(archive_entry_xattr_reset)(e);
+    while (PETREL_ARCHIVE(archive_entry_xattr_next)(e, &xname, &value, &size) == ARCHIVE_OK) {
       if (xname == nullptr || !IsKeptXattr(xname)) continue;
       if (fsetxattr(fd, xname, value, size, 0) != 0 && errno != ENOTSUP) {
         return EntryError(entry, std::string("set xattr ") + xname, errno);
@@ -332,9 +335,9 @@ class LayerWriter {
 
   static struct timespec MTime(struct archive_entry* e) {
     struct timespec ts = {};
-    if (archive_entry_mtime_is_set(e)) {
-      ts.tv_sec = archive_entry_mtime(e);
-      ts.tv_nsec = archive_entry_mtime_nsec(e);
+    if (PETREL_ARCHIVE(archive_entry_mtime_is_set)(e)) {
+      ts.tv_sec = PETREL_ARCHIVE(archive_entry_mtime)(e);
+      ts.tv_nsec = PETREL_ARCHIVE(archive_entry_mtime_nsec)(e);
     }
     return ts;
   }
@@ -342,8 +345,8 @@ class LayerWriter {
   // Owner and mtime of the non-directory `name` in `dir` that may be a link (not followed).
   Status SetLinkAttributes(int dir, const std::string& name, struct archive_entry* e,
                            const std::string& entry) {
-    if (fchownat(dir, name.c_str(), archive_entry_uid(e), archive_entry_gid(e),
-                 AT_SYMLINK_NOFOLLOW) != 0 &&
+    if (fchownat(dir, name.c_str(), PETREL_ARCHIVE(archive_entry_uid)(e),
+                 PETREL_ARCHIVE(archive_entry_gid)(e), AT_SYMLINK_NOFOLLOW) != 0 &&
         (root_ || errno != EPERM)) {
       return EntryError(entry, "chown", errno);
     }
@@ -376,7 +379,7 @@ class LayerWriter {
       const void* buf;
       size_t size;
       la_int64_t offset;
-      int r = archive_read_data_block(tar_, &buf, &size, &offset);
+      int r = PETREL_ARCHIVE(archive_read_data_block)(tar_, &buf, &size, &offset);
       if (r == ARCHIVE_EOF) break;
       if (r < ARCHIVE_WARN) return pipeline_->Fail(tar_, "entry " + Quote(entry));
       const char* p = static_cast<const char*>(buf);
@@ -392,7 +395,8 @@ class LayerWriter {
       }
     }
     // Sparse files end in a hole the data blocks do not cover.
-    if (archive_entry_size_is_set(e) && ftruncate(fd.get(), archive_entry_size(e)) != 0) {
+    if (PETREL_ARCHIVE(archive_entry_size_is_set)(e) &&
+        ftruncate(fd.get(), PETREL_ARCHIVE(archive_entry_size)(e)) != 0) {
       return EntryError(entry, "truncate", errno);
     }
     return SetAttributes(fd.get(), e, entry, true);
@@ -400,8 +404,8 @@ class LayerWriter {
 
   Status MakeSymlink(int dir, const Path& parts, struct archive_entry* e,
                      const std::string& entry) {
-    const char* target = archive_entry_symlink(e);
-    if (target == nullptr) target = archive_entry_symlink_utf8(e);
+    const char* target = PETREL_ARCHIVE(archive_entry_symlink)(e);
+    if (target == nullptr) target = PETREL_ARCHIVE(archive_entry_symlink_utf8)(e);
     if (target == nullptr || *target == '\0') return Refuse(entry, "symbolic link without target");
     PETREL_RETURN_IF_ERROR(Remove(dir, parts, entry));
     if (symlinkat(target, dir, parts.back().c_str()) != 0) {
@@ -416,7 +420,7 @@ class LayerWriter {
     if (mknodat(dir, name, S_IFIFO | 0600, 0) != 0) return EntryError(entry, "mkfifo", errno);
     PETREL_RETURN_IF_ERROR(SetLinkAttributes(dir, parts.back(), e, entry));
     // The FIFO was just made by this thread in a directory nobody else writes to.
-    if (fchmodat(dir, name, archive_entry_mode(e) & 07777, 0) != 0) {
+    if (fchmodat(dir, name, PETREL_ARCHIVE(archive_entry_mode)(e) & 07777, 0) != 0) {
       return EntryError(entry, "chmod", errno);
     }
     return Status::OK();
@@ -514,37 +518,37 @@ namespace {
 
 Status Apply(Pipeline* pipeline, int root_fd, LayerDigests* digests) {
   Pipeline& p = *pipeline;
-  ArchiveReader raw(archive_read_new());
-  ArchiveReader tar(archive_read_new());
+  ArchiveReader raw(PETREL_ARCHIVE(archive_read_new)());
+  ArchiveReader tar(PETREL_ARCHIVE(archive_read_new)());
   if (!raw || !tar) return Status::IOError("layer: out of memory");
   p.raw = raw.get();
   // Only in-process decoders are linked by Debian's libarchive; no program is spawned.
-  archive_read_support_filter_gzip(raw.get());
-  archive_read_support_filter_zstd(raw.get());
-  archive_read_support_filter_xz(raw.get());
-  archive_read_support_filter_bzip2(raw.get());
-  archive_read_support_format_raw(raw.get());
-  archive_read_support_format_empty(raw.get());
-  if (archive_read_open(raw.get(), &p, nullptr, ReadBlob, nullptr) != ARCHIVE_OK) {
+  PETREL_ARCHIVE(archive_read_support_filter_gzip)(raw.get());
+  PETREL_ARCHIVE(archive_read_support_filter_zstd)(raw.get());
+  PETREL_ARCHIVE(archive_read_support_filter_xz)(raw.get());
+  PETREL_ARCHIVE(archive_read_support_filter_bzip2)(raw.get());
+  PETREL_ARCHIVE(archive_read_support_format_raw)(raw.get());
+  PETREL_ARCHIVE(archive_read_support_format_empty)(raw.get());
+  if (PETREL_ARCHIVE(archive_read_open)(raw.get(), &p, nullptr, ReadBlob, nullptr) != ARCHIVE_OK) {
     return p.Fail(raw.get(), "layer");
   }
   struct archive_entry* raw_entry;
-  int r = archive_read_next_header(raw.get(), &raw_entry);
+  int r = PETREL_ARCHIVE(archive_read_next_header)(raw.get(), &raw_entry);
   if (r == ARCHIVE_EOF) {
     p.raw_done = true;
   } else if (r != ARCHIVE_OK) {
     return p.Fail(raw.get(), "layer");
   }
 
-  archive_read_support_format_tar(tar.get());
-  archive_read_support_format_empty(tar.get());
-  if (archive_read_open(tar.get(), &p, nullptr, ReadTar, nullptr) != ARCHIVE_OK) {
+  PETREL_ARCHIVE(archive_read_support_format_tar)(tar.get());
+  PETREL_ARCHIVE(archive_read_support_format_empty)(tar.get());
+  if (PETREL_ARCHIVE(archive_read_open)(tar.get(), &p, nullptr, ReadTar, nullptr) != ARCHIVE_OK) {
     return p.Fail(tar.get(), "layer");
   }
   LayerWriter writer(tar.get(), root_fd, &p);
   while (true) {
     struct archive_entry* e;
-    r = archive_read_next_header(tar.get(), &e);
+    r = PETREL_ARCHIVE(archive_read_next_header)(tar.get(), &e);
     if (r == ARCHIVE_EOF) break;
     if (r < ARCHIVE_WARN) return p.Fail(tar.get(), "layer");
     PETREL_RETURN_IF_ERROR(writer.Apply(e));
@@ -553,7 +557,7 @@ Status Apply(Pipeline* pipeline, int root_fd, LayerDigests* digests) {
   // The digests cover every byte: the tar's padding after its end marker, and whatever
   // follows the compressed stream.
   while (!p.raw_done) {
-    la_ssize_t n = archive_read_data(raw.get(), p.mid.data(), p.mid.size());
+    la_ssize_t n = PETREL_ARCHIVE(archive_read_data)(raw.get(), p.mid.data(), p.mid.size());
     if (n < 0) return p.Fail(raw.get(), "layer");
     if (n == 0) break;
     p.diff_hash.Update(p.mid.data(), static_cast<size_t>(n));

@@ -1,6 +1,5 @@
 #include "lib/image/source.h"
 
-#include <archive_entry.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -8,6 +7,7 @@
 #include <cerrno>
 #include <vector>
 
+#include "lib/image/archive_lib.h"
 #include "lib/util/fs.h"
 
 namespace petrel::internal {
@@ -61,7 +61,7 @@ class EntryByteSource : public ByteSource {
  public:
   EntryByteSource(struct archive* a, const std::string& what) : a_(a), what_(what) {}
   Result<size_t> Read(void* buf, size_t size) override {
-    la_ssize_t n = archive_read_data(a_, buf, size);
+    la_ssize_t n = PETREL_ARCHIVE(archive_read_data)(a_, buf, size);
     if (n < 0) return ArchiveError(a_, what_);
     return static_cast<size_t>(n);
   }
@@ -123,29 +123,30 @@ class TarSource : public ImageSource {
                     const std::function<Status(ByteSource*)>& fn) override {
     std::string want = NormalizeName(name);
     for (int hop = 0; hop <= kMaxLinkHops; hop++) {
-      ArchiveReader a(archive_read_new());
+      ArchiveReader a(PETREL_ARCHIVE(archive_read_new)());
       if (!a) return Status::IOError(path_ + ": out of memory");
-      archive_read_support_format_tar(a.get());
-      archive_read_support_filter_gzip(a.get());
-      if (archive_read_open_filename(a.get(), path_.c_str(), kReadBlock) != ARCHIVE_OK) {
+      PETREL_ARCHIVE(archive_read_support_format_tar)(a.get());
+      PETREL_ARCHIVE(archive_read_support_filter_gzip)(a.get());
+      if (PETREL_ARCHIVE(archive_read_open_filename)(a.get(), path_.c_str(), kReadBlock) !=
+          ARCHIVE_OK) {
         return ArchiveError(a.get(), path_);
       }
       std::string next;
       bool found = false;
       while (!found) {
         struct archive_entry* entry;
-        int r = archive_read_next_header(a.get(), &entry);
+        int r = PETREL_ARCHIVE(archive_read_next_header)(a.get(), &entry);
         if (r == ARCHIVE_EOF) break;
         if (r < ARCHIVE_WARN) return ArchiveError(a.get(), path_);
-        const char* entry_name = archive_entry_pathname(entry);
+        const char* entry_name = PETREL_ARCHIVE(archive_entry_pathname)(entry);
         if (entry_name == nullptr || NormalizeName(entry_name) != want) continue;
         found = true;
-        if (const char* hardlink = archive_entry_hardlink(entry)) {
+        if (const char* hardlink = PETREL_ARCHIVE(archive_entry_hardlink)(entry)) {
           next = NormalizeName(hardlink);
-        } else if (archive_entry_filetype(entry) == AE_IFLNK) {
-          const char* target = archive_entry_symlink(entry);
+        } else if (PETREL_ARCHIVE(archive_entry_filetype)(entry) == AE_IFLNK) {
+          const char* target = PETREL_ARCHIVE(archive_entry_symlink)(entry);
           next = ResolveLink(want, target ? target : "");
-        } else if (archive_entry_filetype(entry) != AE_IFREG) {
+        } else if (PETREL_ARCHIVE(archive_entry_filetype)(entry) != AE_IFREG) {
           return Status::InvalidArgument(path_ + ": " + want + " is not a regular file");
         } else {
           const std::string what = path_ + ": " + want;
@@ -199,8 +200,8 @@ Result<std::string> ImageSource::ReadFile(const std::string& name, size_t max_si
 }
 
 Status ArchiveError(struct archive* a, const std::string& what) {
-  int err = archive_errno(a);
-  const char* msg = archive_error_string(a);
+  int err = PETREL_ARCHIVE(archive_errno)(a);
+  const char* msg = PETREL_ARCHIVE(archive_error_string)(a);
   std::string text = what + ": " + (msg ? msg : "unreadable archive");
   if (err == EIO || err == ENOMEM || err == EACCES || err == ENOENT || err == EISDIR) {
     return Status::IOError(text);

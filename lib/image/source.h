@@ -6,13 +6,12 @@
 #ifndef PETREL_LIB_IMAGE_SOURCE_H_
 #define PETREL_LIB_IMAGE_SOURCE_H_
 
-#include <archive.h>
-
 #include <cstddef>
 #include <functional>
 #include <memory>
 #include <string>
 
+#include "lib/image/archive_lib.h"
 #include "petrel/status.h"
 
 namespace petrel::internal {
@@ -52,7 +51,7 @@ class ImageSource {
 
 // Frees a libarchive reader.
 struct ArchiveReadFree {
-  void operator()(struct archive* a) const { archive_read_free(a); }
+  void operator()(struct archive* a) const { PETREL_ARCHIVE(archive_read_free)(a); }
 };
 using ArchiveReader = std::unique_ptr<struct archive, ArchiveReadFree>;
 

@@ -49,7 +49,7 @@ for _ in $(seq 600); do
   sleep 0.1
 done
 [ "$ready" = 10 ] || { cat "$dir/petreld.log" >&2; echo "idle bench: 10 containers did not start" >&2; exit 1; }
-sleep 2  # let the first resync and status commits pass
+sleep 12  # past the first resync (10 s), so only the steady state is measured
 
 io() { sed -n 's/^write_bytes: //p' "/proc/$pid/io"; }
 rss_kib() { sed -n 's/^VmRSS:[^0-9]*\([0-9]*\) kB/\1/p' "/proc/$1/status"; }
