@@ -120,19 +120,6 @@ bool ParseLogLevel(const std::string& name, petrel::LogLevel* level) {
   return true;
 }
 
-// The host name as the Orchestrator makes it a node name (it does the same when
-// Options::node_name is empty), so /v1/version can say it.
-std::string HostNodeName() {
-  char host[256] = {};
-  if (gethostname(host, sizeof(host) - 1) != 0) return "node";
-  std::string name;
-  for (const char* p = host; *p && name.size() < 63; p++) {
-    char c = *p;
-    name += (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-') ? c : '-';
-  }
-  return name.empty() ? "node" : name;
-}
-
 }  // namespace
 
 // Builds the container runtime named on the command line. The one place that knows
@@ -284,7 +271,8 @@ int main(int argc, char** argv) {
   options.state_dir = settings["state-dir"];
   options.runtime = *runtime;
   options.log_sink = d.log;
-  options.node_name = settings["node-name"].empty() ? HostNodeName() : settings["node-name"];
+  options.node_name =
+      settings["node-name"].empty() ? petrel::DefaultNodeName() : settings["node-name"];
   if (petrel::Status s = petrel::Orchestrator::Open(options, &d.orch); !s.ok()) {
     std::fprintf(stderr, "petreld: %s\n", s.message().c_str());
     return 1;

@@ -59,6 +59,10 @@ struct Options {
   int64_t event_log_capacity = 10000;
 };
 
+// The node name petrel uses when Options::node_name is empty: the host name with
+// characters a node name cannot hold replaced by '-', or "node".
+std::string DefaultNodeName();
+
 // What one Apply did to one workload, like kubectl's "created / configured / unchanged".
 struct ApplyResult {
   enum class Outcome { kCreated, kConfigured, kUnchanged };
@@ -73,8 +77,8 @@ struct WorkloadState {
   WorkloadSpec spec;
   int64_t generation = 0;
   std::string spec_hash;
-  TimeMs created_at = 0;  // when first applied
-  TimeMs updated_at = 0;  // when the spec last changed
+  TimeMs created_at = 0;                // when first applied
+  TimeMs updated_at = 0;                // when the spec last changed
   std::vector<ReplicaStatus> replicas;  // by index; only indices that exist
   int ready_replicas = 0;               // replicas in phase Running
 };

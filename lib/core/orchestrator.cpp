@@ -59,17 +59,6 @@ bool ValidNodeName(const std::string& name) {
   });
 }
 
-std::string DefaultNodeName() {
-  char host[256] = {};
-  if (gethostname(host, sizeof(host) - 1) != 0) return "node";
-  std::string name;
-  for (const char* p = host; *p && name.size() < 63; p++) {
-    char c = *p;
-    name += (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-') ? c : '-';
-  }
-  return ValidNodeName(name) ? name : "node";
-}
-
 // The libuv handles petrel adds to a loop. Heap-allocated and freed by their own
 // close callbacks, so closing never touches the Orchestrator after it is gone.
 struct LoopHandles {
@@ -126,7 +115,7 @@ class OrchestratorImpl final : public Orchestrator {
     }
     if (!opts_.clock) opts_.clock = SystemClock();
     if (!opts_.log_sink) opts_.log_sink = StderrLogSink();
-    if (opts_.node_name.empty()) opts_.node_name = DefaultNodeName();
+    if (opts_.node_name.empty()) opts_.node_name = petrel::DefaultNodeName();
     if (!ValidNodeName(opts_.node_name)) {
       return Status::InvalidArgument("options: node_name \"" + opts_.node_name +
                                      "\" must be letters, digits, '.' or '-', at most 63");
@@ -619,6 +608,17 @@ class OrchestratorImpl final : public Orchestrator {
 
 }  // namespace
 }  // namespace internal
+
+std::string DefaultNodeName() {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0) return "node";
+  std::string name;
+  for (const char* p = host; *p && name.size() < 63; p++) {
+    char c = *p;
+    name += (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-') ? c : '-';
+  }
+  return internal::ValidNodeName(name) ? name : "node";
+}
 
 Status Orchestrator::Open(const Options& options, std::unique_ptr<Orchestrator>* result) {
   try {

@@ -359,7 +359,8 @@ Result<Image> ImageStore::Unpack(ImageSource* source, const ImagePlan& plan) {
 
 Result<ImageStore::RootfsKind> ImageStore::PrepareRootfs(const Image& image,
                                                          const std::string& target,
-                                                         const std::string& scratch_dir) {
+                                                         const std::string& scratch_dir,
+                                                         std::string* mount_options) {
   struct stat lower;
   if (stat(image.rootfs.c_str(), &lower) != 0 || !S_ISDIR(lower.st_mode)) {
     return Status::NotFound("image " + image.id + " is not unpacked (" + image.rootfs + ")");
@@ -387,7 +388,20 @@ Result<ImageStore::RootfsKind> ImageStore::PrepareRootfs(const Image& image,
       }
       return Status::OK();
     }();
-    if (s.ok() && MountOverlay(image.rootfs, upper, work, target).ok()) return RootfsKind::kOverlay;
+    if (s.ok() && mount_options != nullptr) {
+      // Deferred: the first time, one trial mount (and unmount) here says whether the
+      // kernel takes this overlay at all; after that the caller mounts.
+      if (overlay_works_ < 0) {
+        overlay_works_ = MountOverlay(image.rootfs, upper, work, target).ok() ? 1 : 0;
+        if (overlay_works_ == 1) s = UnmountAll(target);
+      }
+      if (s.ok() && overlay_works_ == 1) {
+        *mount_options = OverlayOptions(image.rootfs, upper, work);
+        return RootfsKind::kOverlay;
+      }
+    } else if (s.ok() && MountOverlay(image.rootfs, upper, work, target).ok()) {
+      return RootfsKind::kOverlay;
+    }
     // Refused (no overlayfs, no right to mount, unsuitable file system): copy instead.
     if (s.ok()) s = RemoveTree(upper);
     if (s.ok()) s = RemoveTree(work);

@@ -97,9 +97,16 @@ class ImageStore {
   // symbolic and hard links and the xattrs security.capability and user.*.
   // Writes to `target` never reach the image or another container.
   // On failure nothing is left mounted and `target` and `scratch_dir` are removed.
+  // With `mount_options`, an overlay is not mounted here: *mount_options gets the
+  // options of mount("overlay", target, "overlay", 0, options) for the caller to mount
+  // in the mount namespace the container starts from, so the host's mount table does
+  // not grow by a mount per container (each of which the kernel would propagate into
+  // every container that is a mount slave of the host). A trial mount, once per
+  // store, decides between overlay and copy.
   // REQUIRES: `image` came from Pull on this store and was not garbage-collected since.
   Result<RootfsKind> PrepareRootfs(const Image& image, const std::string& target,
-                                   const std::string& scratch_dir);
+                                   const std::string& scratch_dir,
+                                   std::string* mount_options = nullptr);
 
   // Undoes PrepareRootfs: unmounts `target` (detaching it when it is busy) and removes
   // `target` and `scratch_dir` with everything in them, never following a symbolic link
@@ -132,6 +139,7 @@ class ImageStore {
   ImageStoreOptions options_;
   std::map<std::string, CachedRef> refs_;  // by reference as given to Pull
   int64_t unpack_count_ = 0;
+  int overlay_works_ = -1;  // deferred overlays: -1 not tried yet, 0 refused, 1 mounts
 };
 
 }  // namespace petrel::internal

@@ -225,11 +225,15 @@ class Copier {
 
 }  // namespace
 
+std::string OverlayOptions(const std::string& lower, const std::string& upper,
+                           const std::string& work) {
+  return "lowerdir=" + EscapeOverlayPath(lower) + ",upperdir=" + EscapeOverlayPath(upper) +
+         ",workdir=" + EscapeOverlayPath(work);
+}
+
 Status MountOverlay(const std::string& lower, const std::string& upper, const std::string& work,
                     const std::string& target) {
-  const std::string options = "lowerdir=" + EscapeOverlayPath(lower) +
-                              ",upperdir=" + EscapeOverlayPath(upper) +
-                              ",workdir=" + EscapeOverlayPath(work);
+  const std::string options = OverlayOptions(lower, upper, work);
   if (mount("overlay", target.c_str(), "overlay", 0, options.c_str()) != 0) {
     return ErrnoError(target, "mount overlay", errno);
   }

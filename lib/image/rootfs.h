@@ -15,6 +15,10 @@ namespace petrel::internal {
 // same file system as `upper`). REQUIRES: all four exist; `upper` and `work` are empty.
 // The error is an IOError with the kernel's errno (EPERM in a user namespace without
 // the right, ENODEV without overlayfs, EINVAL for an unsuitable upper file system...).
+// The options of mount("overlay", target, "overlay", 0, options) for these dirs.
+std::string OverlayOptions(const std::string& lower, const std::string& upper,
+                           const std::string& work);
+
 Status MountOverlay(const std::string& lower, const std::string& upper, const std::string& work,
                     const std::string& target);
 

@@ -469,8 +469,10 @@ class CrunRuntime final : public ContainerRuntime {
     }
     Result<std::string> config = internal::MakeBundleConfig(spec, image->config, bo);
     if (!config.ok()) return config.status();
+    // An overlay is mounted by the shim, in the runtime's own mount namespace.
+    std::string overlay;
     Result<internal::ImageStore::RootfsKind> kind =
-        images_->PrepareRootfs(*image, bo.rootfs, dir + "/scratch");
+        images_->PrepareRootfs(*image, bo.rootfs, dir + "/scratch", &overlay);
     if (!kind.ok()) return kind.status();
     PETREL_RETURN_IF_ERROR(WriteFileAtomic(dir + "/config.json", *config));
 
@@ -489,7 +491,8 @@ class CrunRuntime final : public ContainerRuntime {
         {"createdAt", NowMs()},
         {"rootfs", *kind == internal::ImageStore::RootfsKind::kOverlay ? "overlay" : "copy"},
         {"resources", {{"memory", r.memory_bytes}, {"cpuMillis", r.cpu_millis}, {"pids", r.pids}}},
-        {"cgroups", cgroups}};
+        {"cgroups", cgroups},
+        {"overlay", overlay}};
     return WriteFileAtomic(dir + "/" + kMetaFile, meta.dump());
   }
 
@@ -525,6 +528,8 @@ class CrunRuntime final : public ContainerRuntime {
       plan.cgroup_procs = cg.Procs(limits);
       plan.private_cgroup2 = true;
     }
+    plan.rootfs = dir + "/rootfs";
+    plan.overlay_options = meta.value("overlay", "");
     plan.log_max_bytes = opts_.log_max_bytes;
     plan.notify_socket = exits_socket_;
     pid_t shim = 0;

@@ -91,6 +91,7 @@ struct Prepared {
   std::string log_path_a, log_path_b;  // "<dir>/log.<20 digits>", digits filled in later
   size_t log_digits_at = 0;            // where the digits start in log_path_*
   std::vector<std::string> cgroup_procs;
+  std::string rootfs, overlay_options;
   bool private_cgroup2 = false;
   int64_t log_max_bytes = 0;
   struct sockaddr_un notify {};
@@ -194,13 +195,19 @@ int CodeOf(int status) {
     if (fd < 0 || write(fd, pid, pid_len) != static_cast<ssize_t>(pid_len)) Die(procs.c_str());
     close(fd);
   }
+  if (unshare(CLONE_NEWNS) != 0) Die("unshare(CLONE_NEWNS)");
+  if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+    Die("mount --make-rprivate /");
+  }
+  if (!p.overlay_options.empty() &&
+      mount("overlay", p.rootfs.c_str(), "overlay", 0, p.overlay_options.c_str()) != 0) {
+    Die("mount overlay rootfs");
+  }
   if (p.private_cgroup2) {
-    if (unshare(CLONE_NEWNS) != 0) Die("unshare(CLONE_NEWNS)");
-    if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
-      Die("mount --make-rprivate /");
     if (umount2("/sys/fs/cgroup", MNT_DETACH) != 0) Die("umount /sys/fs/cgroup");
-    if (mount("none", "/sys/fs/cgroup", "cgroup2", 0, nullptr) != 0)
+    if (mount("none", "/sys/fs/cgroup", "cgroup2", 0, nullptr) != 0) {
       Die("mount cgroup2 /sys/fs/cgroup");
+    }
   }
   execve(p.argv[0], p.argv.data(), p.envp.data());
   Die(p.argv[0]);
@@ -365,6 +372,8 @@ Status LaunchShim(const ShimPlan& plan, pid_t* shim_pid) {
   p.log_digits_at = d.size() + strlen(kLogPrefix);
   p.cgroup_procs = plan.cgroup_procs;
   p.private_cgroup2 = plan.private_cgroup2;
+  p.rootfs = plan.rootfs;
+  p.overlay_options = plan.overlay_options;
   p.log_max_bytes = plan.log_max_bytes > 0 ? plan.log_max_bytes : (1 << 20);
   if (!plan.notify_socket.empty()) {
     if (plan.notify_socket.size() >= sizeof(p.notify.sun_path)) {

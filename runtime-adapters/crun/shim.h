@@ -33,8 +33,12 @@ struct ShimPlan {
   std::vector<std::string> argv;          // the runtime's `run --detach` command line
   std::vector<std::string> env;           // its environment
   std::vector<std::string> cgroup_procs;  // cgroup.procs files to join before exec
-  // Run the runtime in a private mount namespace whose /sys/fs/cgroup is a pure
-  // cgroup2 mount (crun on a hybrid host).
+  // The runtime always runs in a private mount namespace of its own (the container's
+  // is made from it). There the shim mounts the container's overlay rootfs, when
+  // these options are given, so the host's mount table never holds it; and, for crun
+  // on a hybrid host, replaces /sys/fs/cgroup with a pure cgroup2 mount.
+  std::string rootfs;
+  std::string overlay_options;
   bool private_cgroup2 = false;
   int64_t log_max_bytes = 1 << 20;  // per file; two files are kept
   std::string notify_socket;        // datagram socket told "<id>" on exit

@@ -57,16 +57,21 @@ w0=$(io)
 sleep "$seconds"
 w1=$(io)
 rss=$(rss_kib "$pid")
-shim_rss=0
+pss=$(sed -n 's/^Pss:[^0-9]*\([0-9]*\) kB/\1/p' "/proc/$pid/smaps_rollup")
+# This petreld's shims: those with a log file of ours open. PSS, not RSS: a shim is a
+# fork of petreld and shares most of its pages with it and with the other shims.
+shim_pss=0
 shims=0
 for p in $(pgrep -x petrel-shim || true); do
-  r=$(rss_kib "$p" 2>/dev/null || echo 0)
-  shim_rss=$((shim_rss + r))
+  ls -l "/proc/$p/fd" 2>/dev/null | grep -q "$dir/oci/containers" || continue
+  k=$(sed -n 's/^Pss:[^0-9]*\([0-9]*\) kB/\1/p' "/proc/$p/smaps_rollup" 2>/dev/null)
+  shim_pss=$((shim_pss + ${k:-0}))
   shims=$((shims + 1))
 done
 written=$((w1 - w0))
 per_min=$((written * 60 / seconds))
 echo "petreld idle with 10 $runtime containers, ${seconds}s"
 printf '  %-34s %8s KiB  (target <= 8192)\n' "petreld RSS" "$rss"
+printf '  %-34s %8s KiB\n' "petreld PSS" "$pss"
 printf '  %-34s %8s B/min (target < 4096)\n' "petreld bytes written to disk" "$per_min"
-printf '  %-34s %8s KiB  (%d shims, RSS counts shared pages)\n' "shims' RSS, summed" "$shim_rss" "$shims"
+printf '  %-34s %8s KiB  (%d shims; proportional set size)\n' "shims' PSS, summed" "$shim_pss" "$shims"
