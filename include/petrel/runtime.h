@@ -94,6 +94,15 @@ class ContainerRuntime {
   virtual Result<std::string> Create(const ContainerSpec& spec) = 0;
   // REQUIRES: the container is in state kCreated.
   virtual Status Start(const std::string& id) = 0;
+  // Starts several created containers, as Start would one by one; the result per id,
+  // in order. An adapter may start them concurrently (the default calls Start for
+  // each). petrel hands it all the starts of one reconcile pass.
+  virtual std::vector<Status> StartAll(const std::vector<std::string>& ids) {
+    std::vector<Status> out;
+    out.reserve(ids.size());
+    for (const std::string& id : ids) out.push_back(Start(id));
+    return out;
+  }
   // Sends a signal to the container's main process. OK if it already exited.
   virtual Status Kill(const std::string& id, int signal) = 0;
   // Removes a container that is not running, and everything it owns on disk.

@@ -58,8 +58,52 @@ TimeMs Executor::Run(const PlanOutput& plan, const std::map<std::string, Templat
                      std::vector<Event>* events) {
   TimeMs retry = kNever;
   std::set<ReplicaKey> failed;
+  // Starts wait here and go to the runtime together (StartAll), which may run them
+  // concurrently; an action of a replica whose start is pending flushes them first.
+  struct PendingStart {
+    const Action* action;
+    std::string id;
+  };
+  std::vector<PendingStart> pending;
+  std::set<ReplicaKey> pending_keys;
+  auto flush = [&]() {
+    if (pending.empty()) return;
+    std::vector<std::string> ids;
+    for (const PendingStart& p : pending) ids.push_back(p.id);
+    std::vector<Status> results = runtime_->StartAll(ids);
+    for (size_t i = 0; i < pending.size(); i++) {
+      const Action& a = *pending[i].action;
+      const std::string& id = pending[i].id;
+      ReplicaKey key(a.workload, a.replica);
+      auto t = templates.find(a.workload);
+      ReplicaStatus& st = (*status)[key];
+      Status s = i < results.size() ? results[i] : Status::Internal("runtime gave no result");
+      if (!s.ok()) {
+        std::string what = "start container " + id + ": " + s.message();
+        // A container that cannot start is removed so the back-off, not the
+        // leftover, decides when the next try comes.
+        Status removed = runtime_->Remove(id);
+        if (!removed.ok() && !removed.IsNotFound()) {
+          what += " (and remove: " + removed.message() + ")";
+        }
+        st = AfterFailure(st, t->second.spec, t->second.hash, what, now);
+        retry = std::min(retry, st.next_retry);
+        failed.insert(key);
+        events->push_back(MakeEvent(a, "Failed", what));
+        continue;
+      }
+      Result<ContainerInfo> info = runtime_->Inspect(id);
+      int pid = info.ok() ? info->pid : 0;
+      st = AfterStarted(st, t->second.hash, id, pid, now);
+      events->push_back(MakeEvent(
+          a, "Started", "container " + id + " (pid " + std::to_string(pid) + "): " + a.reason));
+    }
+    pending.clear();
+    pending_keys.clear();
+  };
   for (const Action& a : plan.actions) {
     ReplicaKey key(a.workload, a.replica);
+    if (pending_keys.count(key)) flush();
     if (failed.count(key)) continue;
     auto fail = [&](const std::string& what) {
       failed.insert(key);
@@ -113,28 +157,13 @@ TimeMs Executor::Run(const PlanOutput& plan, const std::map<std::string, Templat
           }
           id = *created;
         }
-        Status s = runtime_->Start(id);
-        if (!s.ok()) {
-          std::string what = "start container " + id + ": " + s.message();
-          // A container that cannot start is removed so the back-off, not the
-          // leftover, decides when the next try comes.
-          Status removed = runtime_->Remove(id);
-          if (!removed.ok() && !removed.IsNotFound())
-            what += " (and remove: " + removed.message() + ")";
-          st = AfterFailure(st, t->second.spec, t->second.hash, what, now);
-          retry = std::min(retry, st.next_retry);
-          fail(what);
-          break;
-        }
-        Result<ContainerInfo> info = runtime_->Inspect(id);
-        int pid = info.ok() ? info->pid : 0;
-        st = AfterStarted(st, t->second.hash, id, pid, now);
-        events->push_back(MakeEvent(
-            a, "Started", "container " + id + " (pid " + std::to_string(pid) + "): " + a.reason));
+        pending.push_back(PendingStart{&a, id});
+        pending_keys.insert(key);
         break;
       }
     }
   }
+  flush();
   return retry;
 }
 

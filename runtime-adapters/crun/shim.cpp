@@ -351,7 +351,7 @@ std::string LogFileName(int64_t base) {
   return std::string(kLogPrefix) + digits;
 }
 
-Status LaunchShim(const ShimPlan& plan, pid_t* shim_pid) {
+Status BeginShim(const ShimPlan& plan, PendingShim* pending) {
   Prepared p;
   p.id = plan.id;
   p.argv_s = plan.argv;
@@ -407,6 +407,15 @@ Status LaunchShim(const ShimPlan& plan, pid_t* shim_pid) {
   int st = 0;
   while (waitpid(middle, &st, 0) < 0 && errno == EINTR) {
   }
+  pending->id = plan.id;
+  pending->runtime = plan.argv[0];
+  pending->sync_fd = sync[0];
+  return Status::OK();
+}
+
+Status FinishShim(PendingShim* pending, pid_t* shim_pid) {
+  int sync[1] = {pending->sync_fd};
+  pending->sync_fd = -1;
   int32_t msg[2] = {0, 0};
   size_t got = 0;
   char* out = reinterpret_cast<char*>(msg);
@@ -423,14 +432,20 @@ Status LaunchShim(const ShimPlan& plan, pid_t* shim_pid) {
   close(sync[0]);
   if (got >= sizeof(int32_t)) *shim_pid = msg[0];
   if (got < sizeof(msg)) {
-    return Status::IOError("container " + plan.id + ": the monitor process ended early");
+    return Status::IOError("container " + pending->id + ": the monitor process ended early");
   }
   if (!(WIFEXITED(msg[1]) && WEXITSTATUS(msg[1]) == 0)) {
-    return Status::IOError("container " + plan.id + ": " + plan.argv[0] + " failed with " +
+    return Status::IOError("container " + pending->id + ": " + pending->runtime + " failed with " +
                            (WIFEXITED(msg[1]) ? "exit code " + std::to_string(WEXITSTATUS(msg[1]))
                                               : "signal " + std::to_string(WTERMSIG(msg[1]))));
   }
   return Status::OK();
+}
+
+Status LaunchShim(const ShimPlan& plan, pid_t* shim_pid) {
+  PendingShim pending;
+  PETREL_RETURN_IF_ERROR(BeginShim(plan, &pending));
+  return FinishShim(&pending, shim_pid);
 }
 
 }  // namespace petrel::internal

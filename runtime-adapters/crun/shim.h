@@ -49,6 +49,16 @@ struct ShimPlan {
 // On failure the shim has written exit code 255 and ended.
 Status LaunchShim(const ShimPlan& plan, pid_t* shim_pid);
 
+// LaunchShim in two halves, so that several containers start at once: BeginShim
+// starts the shim and returns at once; FinishShim waits for the runtime's verdict.
+// REQUIRES: FinishShim once for every BeginShim that returned OK.
+struct PendingShim {
+  std::string id, runtime;
+  int sync_fd = -1;
+};
+Status BeginShim(const ShimPlan& plan, PendingShim* pending);
+Status FinishShim(PendingShim* pending, pid_t* shim_pid);
+
 // The bytes of a log that starts at offset `base`: "log.00000000000000000123".
 std::string LogFileName(int64_t base);
 

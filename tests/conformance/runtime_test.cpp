@@ -17,6 +17,7 @@
 #include <fstream>
 #include <functional>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -301,6 +302,40 @@ TEST_SUITE("runtime") {
     }));
     CHECK(exits.Of(Id("lasting")) == 137);
     for (const std::string& id : {Id("lasting"), Id("waiting")}) {
+      REQUIRE(rt->Remove(id).ok());
+      CheckNoLeaks(state.path(), id);
+    }
+  }
+
+  TEST_CASE("StartAll starts several containers at once and answers for each") {
+    TempDir state;
+    auto rt = OpenRuntime(state.path());
+    std::vector<std::string> ids;
+    for (int i = 0; i < 10; i++) {
+      Result<std::string> id = rt->Create(Spec("many" + std::to_string(i), {"/bin/sleep", "3600"}));
+      REQUIRE_MESSAGE(id.ok(), id.status().ToString());
+      ids.push_back(*id);
+    }
+    std::vector<std::string> asked = ids;
+    asked.push_back(ids[0]);         // started by then: refused
+    asked.push_back(Id("nothere"));  // no such container
+    std::vector<Status> results = rt->StartAll(asked);
+    REQUIRE(results.size() == asked.size());
+    std::set<int> pids;
+    for (size_t i = 0; i < ids.size(); i++) {
+      CAPTURE(ids[i]);
+      CHECK_MESSAGE(results[i].ok(), results[i].ToString());
+      auto info = rt->Inspect(ids[i]);
+      REQUIRE(info.ok());
+      CHECK(info->state == ContainerState::kRunning);
+      pids.insert(info->pid);
+    }
+    CHECK(pids.size() == ids.size());
+    CHECK(results[10].code() == Status::Code::kFailedPrecondition);
+    CHECK(results[11].IsNotFound());
+    for (const std::string& id : ids) REQUIRE(rt->Kill(id, SIGKILL).ok());
+    for (const std::string& id : ids) {
+      CHECK(WaitFor([&] { return rt->Inspect(id)->state == ContainerState::kExited; }));
       REQUIRE(rt->Remove(id).ok());
       CheckNoLeaks(state.path(), id);
     }

@@ -547,3 +547,75 @@ TEST_SUITE("orchestrator") {
 
 }  // namespace
 }  // namespace petrel
+
+namespace petrel {
+namespace {
+
+// Passes everything to a FakeRuntime and records how starts arrive.
+class BatchRecorder final : public ContainerRuntime {
+ public:
+  explicit BatchRecorder(std::shared_ptr<testing::FakeRuntime> inner) : inner_(std::move(inner)) {}
+  std::string Name() const override { return "recorder"; }
+  Result<std::string> Create(const ContainerSpec& spec) override { return inner_->Create(spec); }
+  Status Start(const std::string& id) override { return inner_->Start(id); }
+  std::vector<Status> StartAll(const std::vector<std::string>& ids) override {
+    batches.push_back(ids.size());
+    std::vector<Status> out;
+    for (const std::string& id : ids) {
+      out.push_back(fail_next-- > 0 ? Status::IOError("no luck") : inner_->Start(id));
+    }
+    return out;
+  }
+  Status Kill(const std::string& id, int signal) override { return inner_->Kill(id, signal); }
+  Status Remove(const std::string& id) override { return inner_->Remove(id); }
+  Result<std::vector<ContainerInfo>> List(
+      const std::map<std::string, std::string>& selector) override {
+    return inner_->List(selector);
+  }
+  Result<ContainerInfo> Inspect(const std::string& id) override { return inner_->Inspect(id); }
+  Result<LogChunk> Logs(const std::string& id, const LogOptions& options) override {
+    return inner_->Logs(id, options);
+  }
+  void SetExitHandler(ExitHandler handler) override { inner_->SetExitHandler(std::move(handler)); }
+
+  std::vector<size_t> batches;
+  int fail_next = 0;
+
+ private:
+  std::shared_ptr<testing::FakeRuntime> inner_;
+};
+
+TEST_SUITE("orchestrator") {
+  TEST_CASE("the starts of one pass reach the runtime together; a failed one backs off alone") {
+    TempDir dir;
+    auto clock = std::make_shared<testing::FakeClock>();
+    auto fake = std::make_shared<testing::FakeRuntime>(clock);
+    auto recorder = std::make_shared<BatchRecorder>(fake);
+    Options o;
+    o.state_dir = dir.Sub("state");
+    o.runtime = recorder;
+    o.clock = clock;
+    o.node_name = "n1";
+    o.log_sink = [](LogLevel, std::string_view) {};
+    std::unique_ptr<Orchestrator> orch;
+    REQUIRE(Orchestrator::Open(o, &orch).ok());
+    WorkloadSpec w;
+    w.name = "many";
+    w.image = "oci:/images/x";
+    w.replicas = 5;
+    recorder->fail_next = 1;
+    REQUIRE(orch->Apply(w).ok());
+    REQUIRE(orch->Step().ok());
+    REQUIRE(recorder->batches == std::vector<size_t>{5});
+    Result<WorkloadState> st = orch->Get("many");
+    REQUIRE(st.ok());
+    CHECK(st->ready_replicas == 4);
+    CHECK(st->replicas[0].phase == Phase::kCrashLoop);
+    CHECK(st->replicas[0].message.find("no luck") != std::string::npos);
+    // The failed replica's container was removed; the others run.
+    CHECK(fake->Containers().size() == 4);
+  }
+}
+
+}  // namespace
+}  // namespace petrel
