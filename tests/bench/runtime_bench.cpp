@@ -13,7 +13,8 @@
 // petrel made (its config.json, a copy of the image's rootfs) - what a hand-written
 // script would do. On a hybrid cgroup host crun runs, as petrel runs it, in a private
 // mount namespace with a pure cgroup2 mount and the cgroup manager disabled.
-// Medians of TRIALS runs (default 5; three times that for N = 1). Never fails on speed; prints a table.
+// Medians of TRIALS runs (default 5; three times that for N = 1). Never fails on speed; prints a
+// table.
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
