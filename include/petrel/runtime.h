@@ -33,7 +33,7 @@ inline constexpr const char kLabelNode[] = "io.petrel.node";
 inline constexpr const char kLabelStopGrace[] = "io.petrel.stop-grace-ms";
 
 // A workload replica lowered to one container. Names are deterministic:
-// "<node>-<workload>-<index>" so a runtime refuses a duplicate by name.
+// "petrel_<node>_<workload>_<index>" so a runtime refuses a duplicate by name.
 struct ContainerSpec {
   std::string name;
   std::map<std::string, std::string> labels;

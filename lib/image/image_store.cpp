@@ -93,23 +93,6 @@ Status WriteNewFile(const std::string& path, const std::string& data) {
   return Status::OK();
 }
 
-Result<std::string> ReadSmallFile(const std::string& path, size_t max_size) {
-  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return ErrnoError(path, "open", errno);
-  std::string data;
-  char buf[8192];
-  while (true) {
-    ssize_t n = read(fd.get(), buf, sizeof(buf));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoError(path, "read", errno);
-    }
-    if (n == 0) return data;
-    data.append(buf, static_cast<size_t>(n));
-    if (data.size() > max_size) return Status::Corruption(path + ": too large");
-  }
-}
-
 // Fails with FailedPrecondition when `path` exists and is not an empty directory.
 Status CheckMissingOrEmpty(const std::string& path) {
   UniqueFd fd(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -238,13 +221,7 @@ Status ImageStore::SaveRefs() const {
   // A reference that is not UTF-8 is stored mangled: it only misses the cache.
   const std::string text =
       json{{"refs", refs}}.dump(1, ' ', false, json::error_handler_t::replace) + "\n";
-  const std::string path = options_.dir + "/" + kRefsFile;
-  const std::string tmp = options_.dir + "/" + std::string(kTmpPrefix) + kRefsFile;
-  unlink(tmp.c_str());
-  Status s = WriteNewFile(tmp, text);
-  if (s.ok() && rename(tmp.c_str(), path.c_str()) != 0) s = ErrnoError(path, "rename", errno);
-  if (!s.ok()) unlink(tmp.c_str());
-  return s;
+  return WriteFileAtomic(options_.dir + "/" + kRefsFile, text);
 }
 
 Result<Image> ImageStore::Pull(const std::string& ref) {
@@ -280,8 +257,20 @@ Result<Image> ImageStore::Pull(const std::string& ref) {
   auto it = refs_.find(ref);
   if (it != refs_.end() && it->second.dev == file.dev && it->second.ino == file.ino &&
       it->second.size == file.size && it->second.mtime_ns == file.mtime_ns) {
+    // Loaded before in this process: its config is in memory; only check the
+    // unpacked tree is still there.
+    auto memo = loaded_.find(it->second.id);
+    struct stat rootfs;
+    if (memo != loaded_.end() && stat(memo->second.rootfs.c_str(), &rootfs) == 0 &&
+        S_ISDIR(rootfs.st_mode)) {
+      return memo->second;
+    }
     Result<Image> image = Load(it->second.id);
-    if (image.ok()) return image;
+    if (image.ok()) {
+      loaded_[image->id] = *image;
+      return image;
+    }
+    loaded_.erase(it->second.id);
     // Gone or damaged: read the file again.
   }
 
@@ -427,6 +416,9 @@ Status ImageStore::GarbageCollect(const std::set<std::string>& keep) {
     if (!IsImageDirName(name) || keep.count("sha256:" + name) != 0) continue;
     Status s = RemoveTree(options_.dir + "/" + name);
     if (!s.ok() && first.ok()) first = s;
+  }
+  for (auto it = loaded_.begin(); it != loaded_.end();) {
+    it = keep.count(it->first) == 0 ? loaded_.erase(it) : std::next(it);
   }
   bool changed = false;
   for (auto it = refs_.begin(); it != refs_.end();) {

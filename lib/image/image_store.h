@@ -138,6 +138,7 @@ class ImageStore {
 
   ImageStoreOptions options_;
   std::map<std::string, CachedRef> refs_;  // by reference as given to Pull
+  std::map<std::string, Image> loaded_;    // images Load()ed in this process, by id
   int64_t unpack_count_ = 0;
   int overlay_works_ = -1;  // deferred overlays: -1 not tried yet, 0 refused, 1 mounts
 };

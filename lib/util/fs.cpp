@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <utility>
 #include <vector>
@@ -218,6 +219,45 @@ Status RemoveTree(const std::string& path) {
     return ErrnoError(parent, "open", errno);
   }
   return RemoveTreeAt(parent_fd.get(), name, path);
+}
+
+Result<std::string> ReadSmallFile(const std::string& path, size_t max_size) {
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid()) {
+    int err = errno;
+    if (err == ENOENT) return Status::NotFound(path + ": no such file");
+    return ErrnoError(path, "open", err);
+  }
+  std::string data;
+  char buf[8192];
+  while (true) {
+    ssize_t n = read(fd.get(), buf, sizeof(buf));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError(path, "read", errno);
+    }
+    if (n == 0) return data;
+    data.append(buf, static_cast<size_t>(n));
+    if (data.size() > max_size) return Status::Corruption(path + ": too large");
+  }
+}
+
+Status WriteFileAtomic(const std::string& path, const std::string& data) {
+  const std::string tmp = path + ".tmp";
+  UniqueFd fd(open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0640));
+  if (!fd.valid()) return ErrnoError(tmp, "create", errno);
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = write(fd.get(), data.data() + done, data.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError(tmp, "write", errno);
+    }
+    done += static_cast<size_t>(n);
+  }
+  fd.reset();
+  if (rename(tmp.c_str(), path.c_str()) != 0) return ErrnoError(path, "rename", errno);
+  return Status::OK();
 }
 
 }  // namespace petrel::internal

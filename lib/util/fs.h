@@ -59,6 +59,14 @@ Status ErrnoError(std::string_view path, std::string_view what, int err);
 // OK when `path` does not exist. On failure some of the tree may already be gone.
 Status RemoveTree(const std::string& path);
 
+// Reads a whole file of at most `max_size` bytes, not following a final symbolic
+// link. NotFound when it is missing, Corruption when it is larger, IOError otherwise.
+Result<std::string> ReadSmallFile(const std::string& path, size_t max_size);
+
+// Replaces `path` with `data` through "<path>.tmp" and a rename, so a reader or a
+// crash sees the old file or the new one, never half of one. No fsync.
+Status WriteFileAtomic(const std::string& path, const std::string& data);
+
 // RemoveTree for the entry `name` (one path component) of the directory `dir_fd`;
 // messages name `display_path`.
 Status RemoveTreeAt(int dir_fd, const std::string& name, const std::string& display_path);

@@ -39,6 +39,7 @@
 #include "lib/image/image_store.h"
 #include "lib/util/dir_lock.h"
 #include "lib/util/fs.h"
+#include "petrel/clock.h"
 #include "petrel/crun.h"
 #include "runtime-adapters/crun/bundle.h"
 #include "runtime-adapters/crun/cgroups.h"
@@ -51,59 +52,23 @@ namespace {
 
 using internal::CgroupLayout;
 using internal::ErrnoError;
+using internal::ReadSmallFile;
 using internal::UniqueFd;
+using internal::WriteFileAtomic;
 using nlohmann::json;
 
 constexpr char kMetaFile[] = "meta.json";
 constexpr char kTrashPrefix[] = ".removing-";
+// Bounds for files read whole: pid and exit files; meta, logs of the runtime, passwd.
+constexpr size_t kSmallFile = 256;
+constexpr size_t kLogFile = 1 << 20;
 constexpr char kCgroupRoot[] = "/sys/fs/cgroup";
 // Runtimes started at once by StartAll; each is a short burst of CPU and memory.
 constexpr size_t kMaxParallelStarts = 8;
 
-int64_t NowMs() {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
-
 bool Exists(const std::string& path) {
   struct stat st;
   return lstat(path.c_str(), &st) == 0;
-}
-
-// Reads a small file whole; NotFound when it is missing.
-Status ReadSmallFile(const std::string& path, std::string* out, size_t max = 1 << 20) {
-  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-  if (!fd.valid()) {
-    int err = errno;
-    if (err == ENOENT) return Status::NotFound(path + ": no such file");
-    return ErrnoError(path, "", err);
-  }
-  out->clear();
-  char buf[8192];
-  ssize_t n;
-  while (out->size() < max && (n = read(fd.get(), buf, sizeof(buf))) > 0) out->append(buf, n);
-  return Status::OK();
-}
-
-// Writes a file through a temporary and a rename, so a reader (or a crash) never sees
-// half of it.
-Status WriteFileAtomic(const std::string& path, const std::string& data) {
-  const std::string tmp = path + ".tmp";
-  UniqueFd fd(open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640));
-  if (!fd.valid()) return ErrnoError(tmp, "create", errno);
-  const char* p = data.data();
-  size_t left = data.size();
-  while (left > 0) {
-    ssize_t w = write(fd.get(), p, left);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) return ErrnoError(tmp, "write", errno);
-    p += w;
-    left -= static_cast<size_t>(w);
-  }
-  fd.reset();
-  if (rename(tmp.c_str(), path.c_str()) != 0) return ErrnoError(path, "rename", errno);
-  return Status::OK();
 }
 
 // Runs a short command, waits, and gives its exit status and combined output.
@@ -267,15 +232,7 @@ class CrunRuntime final : public ContainerRuntime {
     return id;
   }
 
-  Status Start(const std::string& id) override {
-    Result<ContainerInfo> info = Inspect(id);
-    if (!info.ok()) return info.status();
-    if (info->state != ContainerState::kCreated) {
-      return Status::FailedPrecondition("container " + id + " is " +
-                                        ContainerStateName(info->state));
-    }
-    return Launch(id).WithContext("start container " + id);
-  }
+  Status Start(const std::string& id) override { return StartAll({id})[0]; }
 
   // Starts the containers' runtimes side by side, at most kMaxParallelStarts at a
   // time: a pass that starts twenty containers waits for the slowest few, not for
@@ -289,7 +246,8 @@ class CrunRuntime final : public ContainerRuntime {
       running.erase(running.begin());
     };
     for (size_t i = 0; i < ids.size(); i++) {
-      Result<ContainerInfo> info = Inspect(ids[i]);
+      Result<json> meta = ReadMeta(ids[i]);
+      Result<ContainerInfo> info = meta.ok() ? Examine(ids[i], *meta) : meta.status();
       if (!info.ok()) {
         out[i] = info.status();
         continue;
@@ -301,7 +259,7 @@ class CrunRuntime final : public ContainerRuntime {
       }
       if (running.size() >= kMaxParallelStarts) finish_oldest();
       internal::PendingShim pending;
-      Status s = BeginLaunch(ids[i], &pending);
+      Status s = BeginLaunch(ids[i], *meta, &pending);
       if (!s.ok()) {
         out[i] = s.WithContext("start container " + ids[i]);
         continue;
@@ -364,13 +322,14 @@ class CrunRuntime final : public ContainerRuntime {
   }
 
   Result<ContainerInfo> Inspect(const std::string& id) override {
-    if (!ValidId(id)) return Status::NotFound("no container " + id);
+    Result<json> meta = ReadMeta(id);
+    if (!meta.ok()) return meta.status();
+    return Examine(id, *meta);
+  }
+
+  // The container as its files say now. `meta` is its meta.json.
+  Result<ContainerInfo> Examine(const std::string& id, const json& meta) {
     const std::string dir = DirOf(id);
-    std::string text;
-    Status s = ReadSmallFile(dir + "/" + kMetaFile, &text);
-    if (!s.ok()) return s.IsNotFound() ? Status::NotFound("no container " + id) : s;
-    json meta = json::parse(text, nullptr, false);
-    if (!meta.is_object()) return Status::Corruption(dir + "/" + kMetaFile + ": not JSON");
     ContainerInfo info;
     info.id = id;
     info.name = meta.value("name", id);
@@ -387,10 +346,11 @@ class CrunRuntime final : public ContainerRuntime {
     // The shim writes its pid file as it starts the container.
     info.started_at =
         static_cast<TimeMs>(shim_pid.st_mtim.tv_sec) * 1000 + shim_pid.st_mtim.tv_nsec / 1000000;
-    if (ReadSmallFile(dir + "/" + internal::kExitFile, &text).ok()) {
+    if (Result<std::string> exit = ReadSmallFile(dir + "/" + internal::kExitFile, kSmallFile);
+        exit.ok()) {
       info.state = ContainerState::kExited;
       long long code = -1, at = 0;
-      if (sscanf(text.c_str(), "%lld %lld", &code, &at) == 2) {
+      if (sscanf(exit->c_str(), "%lld %lld", &code, &at) == 2) {
         info.exit_code = static_cast<int>(code);
         info.finished_at = at;
       }
@@ -398,8 +358,8 @@ class CrunRuntime final : public ContainerRuntime {
     }
     if (ShimAlive(dir)) {
       info.state = ContainerState::kRunning;
-      if (ReadSmallFile(dir + "/" + internal::kInitPidFile, &text).ok())
-        info.pid = atoi(text.c_str());
+      Result<std::string> pid = ReadSmallFile(dir + "/" + internal::kInitPidFile, kSmallFile);
+      if (pid.ok()) info.pid = atoi(pid->c_str());
       return info;
     }
     // The shim is gone without a word (killed, or the host lost power): ask the runtime.
@@ -489,7 +449,19 @@ class CrunRuntime final : public ContainerRuntime {
     return argv;
   }
 
-  // The image, the root filesystem, the bundle and the shim, in that order; Create
+  // The container's meta.json; NotFound when there is no (finished) container `id`.
+  Result<json> ReadMeta(const std::string& id) {
+    if (!ValidId(id)) return Status::NotFound("no container " + id);
+    Result<std::string> text = ReadSmallFile(DirOf(id) + "/" + kMetaFile, kLogFile);
+    if (!text.ok()) {
+      return text.status().IsNotFound() ? Status::NotFound("no container " + id) : text.status();
+    }
+    json meta = json::parse(*text, nullptr, false);
+    if (!meta.is_object()) return Status::Corruption(DirOf(id) + "/" + kMetaFile + ": not JSON");
+    return meta;
+  }
+
+  // The image, the root filesystem, the bundle, then meta.json last; Create
   // undoes all of it with Destroy when a step fails.
   Status Prepare(const ContainerSpec& spec, const std::string& dir) {
     const std::string& id = spec.name;
@@ -497,8 +469,13 @@ class CrunRuntime final : public ContainerRuntime {
     if (!image.ok()) return image.status();
     internal::BundleOptions bo;
     bo.rootfs = dir + "/rootfs";
-    (void)ReadSmallFile(image->rootfs + "/etc/passwd", &bo.passwd);
-    (void)ReadSmallFile(image->rootfs + "/etc/group", &bo.group);
+    // The image's user and group files, only when there is a user to resolve.
+    if (!spec.user.empty() || !image->config.user.empty()) {
+      Result<std::string> passwd = ReadSmallFile(image->rootfs + "/etc/passwd", kLogFile);
+      Result<std::string> group = ReadSmallFile(image->rootfs + "/etc/group", kLogFile);
+      if (passwd.ok()) bo.passwd = std::move(*passwd);
+      if (group.ok()) bo.group = std::move(*group);
+    }
     if (!HybridCrun()) bo.cgroups_path = "/petrel/" + id;
     struct rlimit nofile;
     if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_max != RLIM_INFINITY) {
@@ -525,7 +502,7 @@ class CrunRuntime final : public ContainerRuntime {
         {"labels", labels},
         {"image", spec.image},
         {"imageId", image->id},
-        {"createdAt", NowMs()},
+        {"createdAt", SystemClock()->Now()},
         {"rootfs", *kind == internal::ImageStore::RootfsKind::kOverlay ? "overlay" : "copy"},
         {"resources", {{"memory", r.memory_bytes}, {"cpuMillis", r.cpu_millis}, {"pids", r.pids}}},
         {"cgroups", cgroups},
@@ -534,19 +511,10 @@ class CrunRuntime final : public ContainerRuntime {
   }
 
   // Starts a created container: its cgroups (crun on hybrid), then the shim, which
-  // runs `<runtime> run --detach` and stays as the container's parent.
-  Status Launch(const std::string& id) {
-    internal::PendingShim pending;
-    PETREL_RETURN_IF_ERROR(BeginLaunch(id, &pending));
-    return FinishLaunch(&pending);
-  }
-
-  Status BeginLaunch(const std::string& id, internal::PendingShim* pending) {
+  // runs `<runtime> run --detach` and stays as the container's parent. FinishLaunch
+  // waits for the runtime's verdict.
+  Status BeginLaunch(const std::string& id, const json& meta, internal::PendingShim* pending) {
     const std::string dir = DirOf(id);
-    std::string text;
-    PETREL_RETURN_IF_ERROR(ReadSmallFile(dir + "/" + kMetaFile, &text));
-    json meta = json::parse(text, nullptr, false);
-    if (!meta.is_object()) return Status::Corruption(dir + "/" + kMetaFile + ": not JSON");
     internal::ShimPlan plan;
     plan.id = id;
     plan.dir = dir;
@@ -584,9 +552,9 @@ class CrunRuntime final : public ContainerRuntime {
     Status s = internal::FinishShim(pending, &shim);
     if (s.ok()) return s;
     // The runtime's own words: its log file, else what it printed.
-    const std::string dir = DirOf(id);
-    std::string text, why;
-    if (ReadSmallFile(dir + "/" + internal::kRuntimeLogFile, &text).ok()) why = LastLine(text);
+    std::string why;
+    Result<std::string> log = ReadSmallFile(DirOf(id) + "/" + internal::kRuntimeLogFile, kLogFile);
+    if (log.ok()) why = LastLine(*log);
     if (why.empty()) {
       Result<LogChunk> out = Logs(id, LogOptions{});
       if (out.ok()) why = LastLine(out->data);
@@ -611,16 +579,12 @@ class CrunRuntime final : public ContainerRuntime {
       usleep(10 * 1000);
     }
     PETREL_RETURN_IF_ERROR(images_->ReleaseRootfs(dir + "/rootfs", dir + "/scratch"));
-    std::string text;
-    if (ReadSmallFile(dir + "/" + kMetaFile, &text).ok()) {
-      json meta = json::parse(text, nullptr, false);
-      if (meta.is_object() && meta.contains("cgroups") && meta["cgroups"].is_array()) {
-        std::vector<std::string> cgroups;
-        for (const json& c : meta["cgroups"]) {
-          if (c.is_string()) cgroups.push_back(c.get<std::string>());
-        }
-        PETREL_RETURN_IF_ERROR(internal::RemoveCgroups(cgroups));
+    if (Result<json> meta = ReadMeta(id); meta.ok() && (*meta)["cgroups"].is_array()) {
+      std::vector<std::string> cgroups;
+      for (const json& c : (*meta)["cgroups"]) {
+        if (c.is_string()) cgroups.push_back(c.get<std::string>());
       }
+      PETREL_RETURN_IF_ERROR(internal::RemoveCgroups(cgroups));
     }
     // Gone in one step for List; the files go after (or at the next start, if petrel
     // dies in between).
@@ -653,10 +617,9 @@ class CrunRuntime final : public ContainerRuntime {
       if (n <= 0) continue;
       std::string id(buf, static_cast<size_t>(n));
       if (!ValidId(id)) continue;
-      std::string text;
       int code = -1;
-      if (ReadSmallFile(DirOf(id) + "/" + internal::kExitFile, &text).ok())
-        code = atoi(text.c_str());
+      Result<std::string> exit = ReadSmallFile(DirOf(id) + "/" + internal::kExitFile, kSmallFile);
+      if (exit.ok()) code = atoi(exit->c_str());
       ExitHandler handler;
       {
         std::lock_guard<std::mutex> lock(handler_mu_);

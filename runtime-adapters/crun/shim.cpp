@@ -442,10 +442,4 @@ Status FinishShim(PendingShim* pending, pid_t* shim_pid) {
   return Status::OK();
 }
 
-Status LaunchShim(const ShimPlan& plan, pid_t* shim_pid) {
-  PendingShim pending;
-  PETREL_RETURN_IF_ERROR(BeginShim(plan, &pending));
-  return FinishShim(&pending, shim_pid);
-}
-
 }  // namespace petrel::internal

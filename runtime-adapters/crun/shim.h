@@ -44,14 +44,11 @@ struct ShimPlan {
   std::string notify_socket;        // datagram socket told "<id>" on exit
 };
 
-// Starts the shim and waits until the runtime's command (`run --detach`) has
-// finished. On success the container runs and the shim watches it; *shim_pid is set.
-// On failure the shim has written exit code 255 and ended.
-Status LaunchShim(const ShimPlan& plan, pid_t* shim_pid);
-
-// LaunchShim in two halves, so that several containers start at once: BeginShim
-// starts the shim and returns at once; FinishShim waits for the runtime's verdict.
-// REQUIRES: FinishShim once for every BeginShim that returned OK.
+// Starting a shim, in two halves so that several containers start at once:
+// BeginShim starts the shim and returns at once; FinishShim waits until the
+// runtime's command (`run --detach`) has finished. On success the container runs
+// and the shim watches it; *shim_pid is set. On failure the shim has written exit
+// code 255 and ended. REQUIRES: FinishShim once for every BeginShim that returned OK.
 struct PendingShim {
   std::string id, runtime;
   int sync_fd = -1;
