@@ -64,6 +64,7 @@ Status DecodeWorkloadAt(const json& j, const std::string& path, WorkloadView* w)
   PETREL_RETURN_IF_ERROR(Get(j, path, "specHash", &w->spec_hash));
   PETREL_RETURN_IF_ERROR(Get(j, path, "createdAt", &w->created_at));
   PETREL_RETURN_IF_ERROR(Get(j, path, "updatedAt", &w->updated_at));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "deletedAt", &w->deleted_at));
   PETREL_RETURN_IF_ERROR(Get(j, path, "desiredReplicas", &w->desired_replicas));
   PETREL_RETURN_IF_ERROR(Get(j, path, "readyReplicas", &w->ready_replicas));
   auto spec = j.find("spec");
@@ -187,6 +188,7 @@ json StableJson(const std::vector<WorkloadView>& workloads) {
                           {"message", r.message}});
     }
     items.push_back({{"name", w.name},
+                     {"phase", WorkloadPhase(w)},
                      {"desiredReplicas", w.desired_replicas},
                      {"readyReplicas", w.ready_replicas},
                      {"replicas", std::move(replicas)}});
@@ -205,6 +207,10 @@ std::string SummarizePhase(const std::vector<ReplicaView>& replicas) {
     if (PhaseRank(r.phase) < PhaseRank(worst->phase)) worst = &r;
   }
   return worst->phase;
+}
+
+std::string WorkloadPhase(const WorkloadView& w) {
+  return w.deleted_at != 0 ? "Terminating" : SummarizePhase(w.replicas);
 }
 
 // A transcription of k8s.io/apimachinery/pkg/util/duration.HumanDuration.
@@ -317,7 +323,7 @@ std::vector<std::string> WorkloadRow(const WorkloadView& w, petrel::TimeMs now, 
   std::vector<std::string> row = {
       w.name,
       std::to_string(w.ready_replicas) + "/" + std::to_string(w.desired_replicas),
-      SummarizePhase(w.replicas),
+      WorkloadPhase(w),
       std::to_string(restarts),
       HumanDuration(now - w.created_at),
   };
@@ -383,6 +389,11 @@ std::string DescribeText(const WorkloadView& w, const petrel::WorkloadSpec& spec
   for (const auto& [key, value] : spec.labels) labels.push_back(key + "=" + value);
   Field(&out, "Labels", labels);
   Field(&out, "Image", spec.image);
+  if (w.deleted_at != 0) {
+    Field(&out, "Status",
+          "Terminating (deleted " + LocalTime(w.deleted_at) + ", " +
+              HumanDuration(now - w.deleted_at) + " ago; its containers are stopping)");
+  }
   Field(&out, "Replicas",
         std::to_string(w.desired_replicas) + " desired | " + std::to_string(w.ready_replicas) +
             " ready");

@@ -34,6 +34,7 @@ struct WorkloadView {
   std::string spec_hash;
   petrel::TimeMs created_at = 0;
   petrel::TimeMs updated_at = 0;
+  petrel::TimeMs deleted_at = 0;  // != 0: deleted, Terminating until its containers are gone
   int64_t desired_replicas = 0;
   int64_t ready_replicas = 0;
   json spec;          // the canonical spec JSON (petrel::SpecFromJson reads it)
@@ -67,9 +68,10 @@ petrel::Result<EventView> DecodeEvent(const json& j);
 petrel::Result<std::vector<EventView>> DecodeEventList(const json& j);           // {"items":[...]}
 petrel::Result<std::vector<ApplyResultView>> DecodeApplyResults(const json& j);  // {"items":[...]}
 
-// `get workloads -o json`: exactly {"items":[{"name","desiredReplicas","readyReplicas",
-// "replicas":[{"index","phase","containerId","pid","restarts","lastExitCode","message"}]}]},
-// whatever else the server sends.
+// `get workloads -o json`: exactly {"items":[{"name","phase","desiredReplicas",
+// "readyReplicas","replicas":[{"index","phase","containerId","pid","restarts",
+// "lastExitCode","message"}]}]}, whatever else the server sends. The workload's "phase"
+// is WorkloadPhase's.
 json StableJson(const std::vector<WorkloadView>& workloads);
 
 // Pretty (two-space indent, sorted keys, as nlohmann's std::map objects are), never
@@ -82,6 +84,9 @@ std::string PrettyJson(const json& j);
 // Worst first: any phase petrelctl does not know, CrashLoop, Exited, Stopping,
 // Pending, Creating, Running. "-" when there are no replicas.
 std::string SummarizePhase(const std::vector<ReplicaView>& replicas);
+// The PHASE of a workload: "Terminating" once deleted (until its last container is
+// gone), else SummarizePhase of its replicas.
+std::string WorkloadPhase(const WorkloadView& w);
 
 // AGE as kubectl writes it (apimachinery's HumanDuration): "45s", "3m12s", "15m",
 // "5h", "7h30m", "2d", "3d4h", "1y100d"; "0s" up to a second in the future and
@@ -123,6 +128,9 @@ std::string FormatTable(const std::vector<std::vector<std::string>>& rows,
 // The table rows of `get workloads`: NAME READY PHASE RESTARTS AGE [IMAGE].
 std::vector<std::string> WorkloadHeader(bool wide);
 std::vector<std::string> WorkloadRow(const WorkloadView& w, petrel::TimeMs now, bool wide);
+
+// The longest event type petreld writes, to size a followed TYPE column.
+inline constexpr const char kWidestEventType[] = "Terminating";
 
 // The table rows of `events`: TIME WORKLOAD REPLICA TYPE MESSAGE.
 std::vector<std::string> EventHeader();

@@ -339,7 +339,9 @@ int RunEvents(Client& client, const ParsedArgs& args, const Command& self) {
   }
   Columns columns;
   columns.Fit(EventHeader());
-  columns.Fit({LocalTime(NowMs())});  // a followed empty log still lines TIME up
+  // A followed log lines TIME up even when empty, and TYPE for every type petreld
+  // writes, so that later rows rarely widen a column.
+  columns.Fit({LocalTime(NowMs()), "", "", follow ? kWidestEventType : ""});
   for (const EventView& e : events) columns.Fit(EventRow(e));
   std::string table = columns.Format(EventHeader());
   for (const EventView& e : events) table += columns.Format(EventRow(e));

@@ -77,10 +77,15 @@ struct WorkloadState {
   WorkloadSpec spec;
   int64_t generation = 0;
   std::string spec_hash;
-  TimeMs created_at = 0;                // when first applied
-  TimeMs updated_at = 0;                // when the spec last changed
+  TimeMs created_at = 0;  // when first applied
+  TimeMs updated_at = 0;  // when the spec last changed
+  // When Delete was called; 0 while the workload is wanted. A deleted workload is
+  // Terminating, still listed with its replicas, until its last container is gone.
+  TimeMs deleted_at = 0;
   std::vector<ReplicaStatus> replicas;  // by index; only indices that exist
-  int ready_replicas = 0;               // replicas in phase Running
+  int ready_replicas = 0;               // replicas in phase Running; 0 when Terminating
+
+  bool terminating() const { return deleted_at != 0; }
 };
 
 using EventCallback = std::function<void(const Event&)>;
@@ -105,8 +110,11 @@ class Orchestrator {
   // An unchanged spec writes nothing and reports kUnchanged.
   virtual Result<std::vector<ApplyResult>> Apply(const std::vector<WorkloadSpec>& specs) = 0;
   Result<ApplyResult> Apply(const WorkloadSpec& spec);
-  // Removes a workload; its containers are stopped and removed by the loop.
-  // NotFound when no such workload exists.
+  // Deletes a workload: durably when it returns OK. The loop then stops and removes
+  // its containers (each with the grace period it was created with); until the last
+  // is gone the workload stays listed as Terminating (WorkloadState::deleted_at), also
+  // across restarts of petrel. Applying it again meanwhile brings it back as created.
+  // OK when it is already Terminating; NotFound when no such workload exists.
   virtual Status Delete(const std::string& name) = 0;
 
   // --- observed state (any thread) ---

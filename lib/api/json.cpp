@@ -26,6 +26,8 @@ json WorkloadJson(const WorkloadState& w) {
           {"specHash", w.spec_hash},
           {"createdAt", w.created_at},
           {"updatedAt", w.updated_at},
+          {"deletedAt", w.deleted_at},
+          {"terminating", w.terminating()},
           {"desiredReplicas", w.spec.replicas},
           {"readyReplicas", w.ready_replicas},
           {"spec", spec.is_discarded() ? json::object() : std::move(spec)},

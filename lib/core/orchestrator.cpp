@@ -141,6 +141,7 @@ class OrchestratorImpl final : public Orchestrator {
       d.generation = row.generation;
       d.created_at = row.created_at;
       d.updated_at = row.updated_at;
+      d.deleted_at = row.deleted_at;
     }
     std::vector<ReplicaStatus> replicas;
     PETREL_RETURN_IF_ERROR(store_->LoadReplicas(&replicas));
@@ -174,16 +175,17 @@ class OrchestratorImpl final : public Orchestrator {
     return Guard("delete", [&]() -> Status {
       {
         std::lock_guard<std::mutex> lock(mu_);
-        Status s = store_->DeleteWorkload(name);
-        if (s.IsNotFound()) return Status::NotFound("workload " + name + " not found");
+        auto it = desired_.find(name);
+        if (it == desired_.end()) return Status::NotFound("workload " + name + " not found");
+        if (it->second.deleted_at != 0) return Status::OK();  // already Terminating
+        const TimeMs now = opts_.clock->Now();
+        Status s = store_->DeleteWorkload(name, now);
         if (!s.ok()) return s.WithContext("delete workload " + name);
-        desired_.erase(name);
-        replicas_.erase(replicas_.lower_bound(ReplicaKey(name, 0)),
-                        replicas_.lower_bound(ReplicaKey(name + '\0', 0)));
+        it->second.deleted_at = now;
         Event e;
         e.workload = name;
-        e.type = "Deleted";
-        e.message = "workload deleted; its containers will be stopped";
+        e.type = "Terminating";
+        e.message = "workload deleted; stopping its containers";
         RecordEventsLocked({e});
       }
       Wake();
@@ -289,6 +291,7 @@ class OrchestratorImpl final : public Orchestrator {
     int64_t generation = 0;
     TimeMs created_at = 0;
     TimeMs updated_at = 0;
+    TimeMs deleted_at = 0;  // != 0: Terminating
   };
 
   void Log(LogLevel level, const std::string& msg) { opts_.log_sink(level, msg); }
@@ -347,6 +350,7 @@ class OrchestratorImpl final : public Orchestrator {
         d.generation = r.generation;
         if (r.outcome == ApplyResult::Outcome::kCreated) d.created_at = now;
         d.updated_at = now;
+        d.deleted_at = 0;
         Event e;
         e.workload = r.name;
         e.type = "Applied";
@@ -368,10 +372,17 @@ class OrchestratorImpl final : public Orchestrator {
     st.spec_hash = d.hash;
     st.created_at = d.created_at;
     st.updated_at = d.updated_at;
-    // Every wanted index (Pending until the loop has seen it), then any replica above
-    // the wanted count that is still stopping.
+    st.deleted_at = d.deleted_at;
     const std::string& name = d.spec.name;
     auto it = replicas_.lower_bound(ReplicaKey(name, 0));
+    if (d.deleted_at != 0) {  // Terminating: the replicas that are left, none ready
+      for (; it != replicas_.end() && it->first.first == name; ++it) {
+        st.replicas.push_back(it->second);
+      }
+      return st;
+    }
+    // Every wanted index (Pending until the loop has seen it), then any replica above
+    // the wanted count that is still stopping.
     for (int i = 0; i < d.spec.replicas; i++) {
       if (it != replicas_.end() && it->first == ReplicaKey(name, i)) {
         st.replicas.push_back((it++)->second);
@@ -396,13 +407,14 @@ class OrchestratorImpl final : public Orchestrator {
   // the write fails: the loop re-derives status, and an event is news either way.
   // REQUIRES: mu_ held.
   Status CommitLocked(const std::vector<ReplicaStatus>& writes,
-                      const std::vector<ReplicaKey>& deletes, std::vector<Event> events) {
+                      const std::vector<ReplicaKey>& deletes, std::vector<Event> events,
+                      const std::vector<std::string>& purges = {}) {
     TimeMs now = opts_.clock->Now();
     for (Event& e : events) {
       e.seq = next_seq_++;
       e.time = now;
     }
-    Status s = store_->WriteObserved(writes, deletes, events);
+    Status s = store_->WriteObserved(writes, deletes, events, purges);
     for (Event& e : events) undelivered_.push_back(std::move(e));
     return s;
   }
@@ -441,13 +453,19 @@ class OrchestratorImpl final : public Orchestrator {
     {
       std::lock_guard<std::mutex> lock(mu_);
       in.desired.reserve(desired_.size());
-      for (const auto& [name, d] : desired_) in.desired.push_back({&d.spec, d.hash});
+      for (const auto& [name, d] : desired_) {
+        if (d.deleted_at != 0) {
+          in.terminating.push_back(name);
+        } else {
+          in.desired.push_back({&d.spec, d.hash});
+        }
+      }
       in.replicas.reserve(replicas_.size());
       for (const auto& [key, r] : replicas_) in.replicas.push_back(r);
       plan = internal::Plan(in);
       for (const Action& a : plan.actions) {
         auto d = desired_.find(a.workload);
-        if (d != desired_.end() && !templates.count(a.workload)) {
+        if (d != desired_.end() && d->second.deleted_at == 0 && !templates.count(a.workload)) {
           templates[a.workload] = {d->second.spec, d->second.hash};
         }
         ReplicaKey key(a.workload, a.replica);
@@ -476,10 +494,28 @@ class OrchestratorImpl final : public Orchestrator {
       for (auto& d : plan.status_deletes) {
         if (replicas_.count(d)) deletes.push_back(d);
       }
-      Status s = CommitLocked(writes, deletes, std::move(events));
+      // Terminating workloads whose last container is gone (and that no Apply has
+      // brought back meanwhile) are forgotten.
+      std::vector<std::string> purges;
+      for (const std::string& name : plan.gone) {
+        auto d = desired_.find(name);
+        if (d == desired_.end() || d->second.deleted_at == 0) continue;
+        purges.push_back(name);
+        Event e;
+        e.workload = name;
+        e.type = "Deleted";
+        e.message = "its last container is gone";
+        events.push_back(std::move(e));
+      }
+      Status s = CommitLocked(writes, deletes, std::move(events), purges);
       if (s.ok()) {
         for (ReplicaStatus& r : writes) replicas_[ReplicaKey(r.workload, r.index)] = std::move(r);
         for (const ReplicaKey& d : deletes) replicas_.erase(d);
+        for (const std::string& name : purges) {
+          desired_.erase(name);
+          replicas_.erase(replicas_.lower_bound(ReplicaKey(name, 0)),
+                          replicas_.lower_bound(ReplicaKey(name + '\0', 0)));
+        }
       } else {
         // The cache keeps the old status, so the next pass derives and writes it again.
         pending_error_ = "store replica status: " + s.ToString();

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <csignal>
 #include <string_view>
+#include <unordered_set>
 
 namespace petrel::internal {
 namespace {
@@ -98,6 +99,7 @@ class Planner {
       for (int i = 0; i < d.spec->replicas; i++) Replica(d, i);
     }
     ForgetUnwanted();
+    if (!in_.terminating.empty()) Terminating();
     return std::move(out_);
   }
 
@@ -292,6 +294,24 @@ class Planner {
     Action a = MakeAction(Action::Type::kCreate, d.spec->name, index, nullptr, std::move(why));
     a.container = LowerToContainer(in_.node, *d.spec, d.hash, index);
     out_.actions.push_back(std::move(a));
+  }
+
+  // Deleted workloads: gone once no container is left. A container removed in this
+  // pass asks for another pass at once, which then finds it gone.
+  void Terminating() {
+    std::unordered_set<std::string_view> left;  // terminating, with a container
+    for (const std::string& name : in_.terminating) left.insert(name);
+    std::unordered_set<std::string_view> with_containers;
+    for (const auto& [key, containers] : slots_) {
+      if (containers.empty() || !left.count(key.first)) continue;
+      with_containers.insert(key.first);
+      for (const auto& [c, hash] : containers) {
+        if (c->state != ContainerState::kRunning) Wake(in_.now);
+      }
+    }
+    for (const std::string& name : in_.terminating) {
+      if (!with_containers.count(name)) out_.gone.push_back(name);
+    }
   }
 
   // Status rows of replicas that are no longer wanted: Stopping while a container is

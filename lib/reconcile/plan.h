@@ -44,6 +44,8 @@ struct PlanInput {
   std::vector<ContainerInfo> containers;             // the runtime's containers labelled for `node`
   std::vector<ReplicaStatus> replicas;               // stored status of every replica
   std::unordered_map<std::string, KillState> kills;  // by container id
+  // Deleted workloads whose containers may still be stopping; not in `desired`.
+  std::vector<std::string> terminating;
   TimeMs now = 0;
 };
 
@@ -65,7 +67,9 @@ struct PlanOutput {
   std::vector<ReplicaStatus> status_updates;                // full new values, changed only
   std::vector<std::pair<std::string, int>> status_deletes;  // replicas no longer wanted
   std::vector<Event> events;                                // seq and time left for the caller
-  TimeMs next_wakeup = kNever;                              // a backoff or grace period ends then
+  // Terminating workloads with no container left: they can be forgotten.
+  std::vector<std::string> gone;
+  TimeMs next_wakeup = kNever;  // a backoff or grace period ends then
 };
 
 PlanOutput Plan(const PlanInput& input);

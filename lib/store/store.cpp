@@ -59,6 +59,10 @@ CREATE TABLE events (
 ALTER TABLE workloads ADD COLUMN created_at INTEGER NOT NULL DEFAULT 0;
 UPDATE workloads SET created_at = updated_at;
 )sql",
+    // Version 3: a deleted workload stays (Terminating) until its last container is gone.
+    R"sql(
+ALTER TABLE workloads ADD COLUMN deleted_at INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == Store::kSchemaVersion,
               "one migration step per schema version");
@@ -79,12 +83,13 @@ class SqliteStore final : public Store {
 
   Status PutWorkloads(const std::vector<WorkloadRow>& rows, std::vector<PutOutcome>* outcomes,
                       std::vector<int64_t>* generations) override;
-  Status DeleteWorkload(const std::string& name) override;
+  Status DeleteWorkload(const std::string& name, TimeMs now) override;
   Status LoadWorkloads(std::vector<WorkloadRow>* rows) override;
   Status LoadReplicas(std::vector<ReplicaStatus>* rows) override;
   Status WriteObserved(const std::vector<ReplicaStatus>& upserts,
                        const std::vector<std::pair<std::string, int>>& deletes,
-                       const std::vector<Event>& events) override;
+                       const std::vector<Event>& events,
+                       const std::vector<std::string>& purges) override;
   Status LoadEvents(int64_t after_seq, size_t limit, std::vector<Event>* events) override;
   int64_t LastEventSeq() override { return last_event_seq_; }
   int64_t TotalChanges() override { return sqlite3_total_changes64(db_.handle()); }
@@ -108,6 +113,7 @@ class SqliteStore final : public Store {
   SqliteStmt get_workload_;
   SqliteStmt put_workload_;
   SqliteStmt delete_workload_;
+  SqliteStmt purge_workload_;
   SqliteStmt load_workloads_;
   SqliteStmt load_replicas_;
   SqliteStmt put_replica_;
@@ -218,16 +224,21 @@ Status SqliteStore::PrepareStatements() {
     SqliteStmt* stmt;
     const char* sql;
   } const statements[] = {
-      {&get_workload_, "SELECT spec_json, generation FROM workloads WHERE name = ?1"},
+      {&get_workload_, "SELECT spec_json, generation, deleted_at FROM workloads WHERE name = ?1"},
+      // A put over a Terminating row brings the workload back as new (created now).
       {&put_workload_,
        "INSERT INTO workloads (name, spec_json, spec_hash, generation, updated_at, created_at)"
        " VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT (name) DO UPDATE SET"
        " spec_json = excluded.spec_json, spec_hash = excluded.spec_hash,"
-       " generation = excluded.generation, updated_at = excluded.updated_at"},
-      {&delete_workload_, "DELETE FROM workloads WHERE name = ?1"},
+       " generation = excluded.generation, updated_at = excluded.updated_at,"
+       " created_at = CASE WHEN deleted_at != 0 THEN excluded.created_at ELSE created_at END,"
+       " deleted_at = 0"},
+      {&delete_workload_,
+       "UPDATE workloads SET deleted_at = ?2 WHERE name = ?1 AND deleted_at = 0"},
+      {&purge_workload_, "DELETE FROM workloads WHERE name = ?1 AND deleted_at != 0"},
       {&load_workloads_,
-       "SELECT name, spec_json, spec_hash, generation, updated_at, created_at FROM workloads"
-       " ORDER BY name"},
+       "SELECT name, spec_json, spec_hash, generation, updated_at, created_at, deleted_at"
+       " FROM workloads ORDER BY name"},
       {&load_replicas_, load_replicas.c_str()},
       {&put_replica_, put_replica.c_str()},
       {&delete_replica_, "DELETE FROM replicas WHERE workload = ?1 AND idx = ?2"},
@@ -265,15 +276,17 @@ Status SqliteStore::PutWorkloads(const std::vector<WorkloadRow>& rows,
       bool exists = false;
       std::string stored_spec;
       int64_t generation = 0;
+      bool terminating = false;
       {
         SqliteQuery q(&get_workload_);
         PETREL_RETURN_IF_ERROR(q.Bind(row.name).Next(&exists));
         if (exists) {
           stored_spec = q.Text(0);
           generation = q.Int64(1);
+          terminating = q.Int64(2) != 0;
         }
       }
-      if (exists && stored_spec == row.spec_json) {
+      if (exists && !terminating && stored_spec == row.spec_json) {
         new_outcomes.push_back(PutOutcome::kUnchanged);
         new_generations.push_back(generation);
         continue;
@@ -287,7 +300,8 @@ Status SqliteStore::PutWorkloads(const std::vector<WorkloadRow>& rows,
                                  .Bind(row.updated_at)
                                  .Run()
                                  .WithContext("workload " + row.name));
-      new_outcomes.push_back(exists ? PutOutcome::kConfigured : PutOutcome::kCreated);
+      new_outcomes.push_back(exists && !terminating ? PutOutcome::kConfigured
+                                                    : PutOutcome::kCreated);
       new_generations.push_back(generation);
     }
     return Status::OK();
@@ -298,9 +312,9 @@ Status SqliteStore::PutWorkloads(const std::vector<WorkloadRow>& rows,
   return Status::OK();
 }
 
-Status SqliteStore::DeleteWorkload(const std::string& name) {
+Status SqliteStore::DeleteWorkload(const std::string& name, TimeMs now) {
   return TransactDurably([&]() -> Status {
-           PETREL_RETURN_IF_ERROR(SqliteQuery(&delete_workload_).Bind(name).Run());
+           PETREL_RETURN_IF_ERROR(SqliteQuery(&delete_workload_).Bind(name).Bind(now).Run());
            if (sqlite3_changes64(db_.handle()) == 0) return Status::NotFound("not found");
            return Status::OK();
          })
@@ -315,8 +329,8 @@ Status SqliteStore::LoadWorkloads(std::vector<WorkloadRow>* rows) {
     Status s = q.Next(&row);
     if (!s.ok()) return s.WithContext("load workloads");
     if (!row) return Status::OK();
-    rows->push_back(
-        WorkloadRow{q.Text(0), q.Text(1), q.Text(2), q.Int64(3), q.Int64(4), q.Int64(5)});
+    rows->push_back(WorkloadRow{q.Text(0), q.Text(1), q.Text(2), q.Int64(3), q.Int64(4), q.Int64(5),
+                                q.Int64(6)});
   }
 }
 
@@ -354,8 +368,11 @@ Status SqliteStore::LoadReplicas(std::vector<ReplicaStatus>* rows) {
 
 Status SqliteStore::WriteObserved(const std::vector<ReplicaStatus>& upserts,
                                   const std::vector<std::pair<std::string, int>>& deletes,
-                                  const std::vector<Event>& events) {
-  if (upserts.empty() && deletes.empty() && events.empty()) return Status::OK();
+                                  const std::vector<Event>& events,
+                                  const std::vector<std::string>& purges) {
+  if (upserts.empty() && deletes.empty() && events.empty() && purges.empty()) {
+    return Status::OK();
+  }
   int64_t last_seq = last_event_seq_;
   for (const Event& e : events) {
     if (e.seq <= last_seq) {
@@ -383,6 +400,9 @@ Status SqliteStore::WriteObserved(const std::vector<ReplicaStatus>& upserts,
     }
     for (const auto& [workload, index] : deletes) {
       PETREL_RETURN_IF_ERROR(SqliteQuery(&delete_replica_).Bind(workload).Bind(index).Run());
+    }
+    for (const std::string& name : purges) {
+      PETREL_RETURN_IF_ERROR(SqliteQuery(&purge_workload_).Bind(name).Run());
     }
     for (const Event& e : events) {
       PETREL_RETURN_IF_ERROR(SqliteQuery(&put_event_)

@@ -36,6 +36,7 @@ struct WorkloadRow {
   int64_t generation = 0;
   TimeMs updated_at = 0;  // when the spec last changed
   TimeMs created_at = 0;  // when the workload was first stored; kept by later puts
+  TimeMs deleted_at = 0;  // != 0: deleted, Terminating until its last container is gone
 };
 
 // What PutWorkloads did to one row.
@@ -45,7 +46,7 @@ class Store {
  public:
   // The schema version this build writes. A database with a higher user_version is
   // refused with FailedPrecondition; a lower one is migrated forward.
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   // Opens or creates <state_dir>/petrel.db (WAL, foreign keys on). Errors name the path
   // and say what is wrong: "state dir /x: not writable", "... disk full",
@@ -56,25 +57,31 @@ class Store {
 
   // Upserts rows in one transaction, all or nothing. A row whose spec_json equals the
   // stored one is left untouched (kUnchanged, no write at all); otherwise generation
-  // becomes stored+1 (1 when new). `outcomes` and `generations` get one entry per row.
-  // When every row is unchanged nothing is written to the database.
+  // becomes stored+1 (1 when new). A row that was Terminating comes back as created
+  // (kCreated, created_at reset), whatever its spec. `outcomes` and `generations` get
+  // one entry per row. When every row is unchanged nothing is written to the database.
   virtual Status PutWorkloads(const std::vector<WorkloadRow>& rows,
                               std::vector<PutOutcome>* outcomes,
                               std::vector<int64_t>* generations) = 0;
 
-  // Deletes the workload and its replica rows. NotFound if absent.
-  virtual Status DeleteWorkload(const std::string& name) = 0;
+  // Marks the workload deleted at `now` (Terminating): its row and its replica rows stay
+  // until WriteObserved purges them, once its last container is gone. NotFound if
+  // absent or already Terminating.
+  virtual Status DeleteWorkload(const std::string& name, TimeMs now) = 0;
 
   virtual Status LoadWorkloads(std::vector<WorkloadRow>* rows) = 0;
   virtual Status LoadReplicas(std::vector<ReplicaStatus>* rows) = 0;
 
   // One transaction: upserts the given replica rows (keyed by workload + index),
-  // deletes the given (workload, index) rows, and appends the events (their seq is
-  // assigned by the caller and must continue LastEventSeq()). Writes nothing when all
-  // three are empty. A replica row for a workload that does not exist is skipped.
+  // deletes the given (workload, index) rows, appends the events (their seq is
+  // assigned by the caller and must continue LastEventSeq()), and purges the given
+  // Terminating workloads with their replica rows (a workload that is not Terminating
+  // is left alone). Writes nothing when all four are empty. A replica row for a
+  // workload that does not exist is skipped.
   virtual Status WriteObserved(const std::vector<ReplicaStatus>& upserts,
                                const std::vector<std::pair<std::string, int>>& deletes,
-                               const std::vector<Event>& events) = 0;
+                               const std::vector<Event>& events,
+                               const std::vector<std::string>& purges = {}) = 0;
 
   // Events with seq > after_seq, oldest first, at most `limit`.
   virtual Status LoadEvents(int64_t after_seq, size_t limit, std::vector<Event>* events) = 0;

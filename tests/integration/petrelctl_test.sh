@@ -206,7 +206,8 @@ jq -e '
   (keys == ["items"]) and
   ([.items[].name] == ["hello", "ticker", "uptime-log", "web"]) and
   all(.items[];
-      keys == ["desiredReplicas", "name", "readyReplicas", "replicas"] and
+      keys == ["desiredReplicas", "name", "phase", "readyReplicas", "replicas"] and
+      .phase == "Running" and
       (.replicas | length) == .desiredReplicas and
       all(.replicas[];
           keys == ["containerId", "index", "lastExitCode", "message", "phase", "pid", "restarts"] and
@@ -289,6 +290,10 @@ echo "== delete"
 run ctl delete workload ticker
 expect_rc 0 "delete"
 expect_out "workload.petrel/ticker deleted" "delete"
+# Terminating until its (fake) container is gone, which takes a pass or two.
+for _ in $(seq 50); do ctl get workloads ticker >/dev/null 2>&1 || break; sleep 0.1; done
+run ctl get workloads ticker
+expect_rc 1 "ticker is gone once its container is"
 run ctl delete -f "$manifests/jobs.json"
 expect_rc 1 "delete -f with one already gone"
 expect_out "workload.petrel/uptime-log deleted" "delete -f"
@@ -296,7 +301,11 @@ expect_err "petrelctl: workload ticker not found" "delete -f"
 run ctl delete workloads nope
 expect_rc 1 "delete a missing workload"
 expect_err "petrelctl: workload nope not found" "delete a missing workload"
-run ctl get workloads -o json
+for _ in $(seq 50); do
+  ctl get workloads -o json >"$tmp/out"
+  [ "$(jq -c '[.items[].name]' "$tmp/out")" = '["hello","web"]' ] && break
+  sleep 0.1
+done
 [ "$(jq -c '[.items[].name]' "$tmp/out")" = '["hello","web"]' ] || fail "after delete: $(out)"
 
 sleep 1

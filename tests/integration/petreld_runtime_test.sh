@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # petreld on a real runtime (crun or runc): kill -9 of petreld leaves the containers
 # running; a container that dies while petreld is down is seen as exited and
-# restarted; the restarted petreld adopts the rest without duplicates; deleting the
-# workload leaves no container directory, mount, cgroup or runtime record behind.
+# restarted; the restarted petreld adopts the rest without duplicates; a deleted
+# workload is Terminating until its last container is gone, also across a restart of
+# petreld; deleting leaves no container directory, mount, cgroup or runtime record
+# behind. The state dir does not exist before petreld starts: petreld makes it.
 #   petreld_runtime_test.sh PETRELD PETRELCTL RUNTIME
 set -euo pipefail
 petreld=${1:?usage: petreld_runtime_test.sh PETRELD PETRELCTL RUNTIME}
@@ -10,6 +12,7 @@ ctl=${2:?}
 runtime=${3:?}
 src=$(cd "$(dirname "$0")/../.." && pwd)
 dir=$(mktemp -d /tmp/petrel-rt-test.XXXXXX)
+state=$dir/var/lib/petrel
 export PETREL_SOCKET=$dir/petrel.sock
 node=rt-$runtime
 pid=""
@@ -23,8 +26,8 @@ fail() {
 cleanup() {
   [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
   # Whatever a failed run left: containers, mounts, cgroups.
-  for id in $(ls "$dir/oci/runtime" 2>/dev/null); do
-    "$runtime" --root "$dir/oci/runtime" delete --force "$id" >/dev/null 2>&1 || true
+  for id in $(ls "$state/oci/runtime" 2>/dev/null); do
+    "$runtime" --root "$state/oci/runtime" delete --force "$id" >/dev/null 2>&1 || true
   done
   grep -o "$dir[^ ]*" /proc/self/mountinfo 2>/dev/null | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
   rm -rf "$dir"
@@ -32,7 +35,7 @@ cleanup() {
 trap cleanup EXIT
 
 start_petreld() {
-  "$petreld" --runtime "$runtime" --state-dir "$dir" --socket "$PETREL_SOCKET" \
+  "$petreld" --runtime "$runtime" --state-dir "$state" --socket "$PETREL_SOCKET" \
     --node-name "$node" --log-level debug 2>>"$dir/petreld.log" &
   pid=$!
   for _ in $(seq 100); do "$ctl" version >/dev/null 2>&1 && return 0; sleep 0.1; done
@@ -45,7 +48,7 @@ wait_for() {
   for _ in $(seq 300); do "$@" && return 0; sleep 0.1; done
   fail "timed out waiting for $what"
 }
-json() { "$ctl" get workloads keeper -o json; }
+json() { "$ctl" get workloads "${2:-keeper}" -o json; }
 ready_is() { [ "$(json | jq '.items[0].readyReplicas')" = "$1" ]; }
 pids() { json | jq -r '[.items[0].replicas[].pid] | join(" ")'; }
 
@@ -61,7 +64,17 @@ spec:
   backoff: {initial: 200ms}
   terminationGracePeriod: 5s
   resources: {memory: 32Mi, pids: 32}
+---
+apiVersion: petrel.dev/v1
+kind: Workload
+metadata: {name: stubborn}
+spec:
+  image: oci-archive:busybox.tar
+  command: ["/bin/sh", "-c", "trap '' TERM; echo up; while true; do sleep 1; done"]
+  terminationGracePeriod: 3s
 YAML
+phase_of() { "$ctl" get workloads "$1" -o json 2>/dev/null | jq -r '.items[0].phase'; }
+gone() { ! "$ctl" get workloads "$1" >/dev/null 2>&1; }
 
 start_petreld
 "$ctl" apply -f "$dir/keeper.yaml" >/dev/null || fail "apply"
@@ -88,22 +101,39 @@ read -r q0 q1 <<<"$(pids)"
 [ "$q1" != "$p1" ] || fail "replica 1 kept its dead pid"
 [ "$(json | jq '.items[0].replicas[0].restarts')" = 0 ] || fail "replica 0 was restarted"
 # No duplicates: two containers in petrel's state and in the runtime's.
-n=$(ls "$dir/oci/containers" | wc -l)
-[ "$n" = 2 ] || fail "$n container directories: $(ls "$dir/oci/containers")"
-n=$("$runtime" --root "$dir/oci/runtime" list -q 2>/dev/null | grep -c . || true)
+n=$(ls "$state/oci/containers" | grep -c keeper || true)
+[ "$n" = 2 ] || fail "$n container directories: $(ls "$state/oci/containers")"
+n=$("$runtime" --root "$state/oci/runtime" list -q 2>/dev/null | grep -c keeper || true)
 [ "$n" = 2 ] || fail "$runtime lists $n containers"
+
+# A deleted workload is Terminating while its container takes its grace period,
+# also after a kill -9 of petreld; then it is gone.
+wait_for "stubborn running" bash -c "[ \"\$('$ctl' get workloads stubborn -o json | jq -r '.items[0].phase')\" = Running ]"
+"$ctl" delete workload stubborn >/dev/null || fail "delete stubborn"
+[ "$(phase_of stubborn)" = Terminating ] || fail "stubborn is not Terminating: $("$ctl" get workloads)"
+"$ctl" get workloads | grep -qE '^stubborn +0/1 +Terminating ' || fail "get: $("$ctl" get workloads)"
+"$ctl" describe workload stubborn | grep -q '^Status: *Terminating' || fail "describe: no Terminating"
+kill -9 "$pid"
+wait "$pid" 2>/dev/null || true
+pid=""
+start_petreld
+[ "$(phase_of stubborn)" = Terminating ] || fail "stubborn not Terminating after restart"
+wait_for "stubborn gone" gone stubborn
+"$ctl" events | grep -qE ' stubborn +- +Deleted +its last container is gone' ||
+  fail "no Deleted event: $("$ctl" events | grep stubborn)"
+[ ! -e "$state/oci/containers/petrel_${node}_stubborn_0" ] || fail "stubborn's container is left"
 
 # Delete: everything goes.
 "$ctl" delete workload keeper >/dev/null || fail "delete"
-wait_for "containers removed" bash -c "[ -z \"\$(ls '$dir/oci/containers')\" ]"
-grep -q "$dir/oci/containers" /proc/self/mountinfo && fail "stray mounts: $(grep "$dir" /proc/self/mountinfo)"
+wait_for "containers removed" bash -c "[ -z \"\$(ls '$state/oci/containers')\" ]"
+grep -q "$state/oci/containers" /proc/self/mountinfo && fail "stray mounts: $(grep "$dir" /proc/self/mountinfo)"
 for c in memory cpu pids; do
   for r in 0 1; do
     [ -e "/sys/fs/cgroup/$c/petrel/petrel_${node}_keeper_$r" ] && fail "stray cgroup $c/petrel/petrel_${node}_keeper_$r"
   done
 done
 [ -e "/sys/fs/cgroup/petrel/petrel_${node}_keeper_0" ] && fail "stray cgroup (v2)"
-n=$("$runtime" --root "$dir/oci/runtime" list -q 2>/dev/null | grep -c . || true)
+n=$("$runtime" --root "$state/oci/runtime" list -q 2>/dev/null | grep -c . || true)
 [ "$n" = 0 ] || fail "$runtime still lists $n containers"
 
 kill -TERM "$pid"

@@ -193,8 +193,10 @@ TEST_SUITE("api") {
     REQUIRE(r.status == 200);
     json w = Body(r);
     CHECK(Keys(w) == std::set<std::string>{"name", "generation", "specHash", "createdAt",
-                                           "updatedAt", "desiredReplicas", "readyReplicas", "spec",
-                                           "replicas"});
+                                           "updatedAt", "deletedAt", "terminating",
+                                           "desiredReplicas", "readyReplicas", "spec", "replicas"});
+    CHECK(w["deletedAt"] == 0);
+    CHECK(w["terminating"] == false);
     CHECK(w["generation"] == 1);
     CHECK(w["specHash"] == TemplateHash(Web("web", 2)));
     CHECK(w["createdAt"] == t0);
@@ -303,12 +305,20 @@ TEST_SUITE("api") {
     CHECK(ErrorOf(r) == "body: expected one SPEC object");
   }
 
-  TEST_CASE("DELETE, then 404 for what is gone") {
+  TEST_CASE("DELETE: Terminating while its containers stop, then 404 for what is gone") {
     Api a;
     REQUIRE(a.orch->Apply(Web()).ok());
+    a.Step();
     ApiResponse r = a.Call("DELETE", "/v1/workloads/web");
     CHECK(r.status == 200);
     CHECK(Body(r) == json{{"name", "web"}, {"deleted", true}});
+    r = a.Call("GET", "/v1/workloads/web");
+    REQUIRE(r.status == 200);
+    CHECK(Body(r)["terminating"] == true);
+    CHECK(Body(r)["deletedAt"] != 0);
+    CHECK(Body(r)["readyReplicas"] == 0);
+    CHECK(a.Call("DELETE", "/v1/workloads/web").status == 200);  // already Terminating
+    for (int i = 0; i < 3; i++) a.Step();                        // SIGTERM, remove, forget
     r = a.Call("DELETE", "/v1/workloads/web");
     CHECK(r.status == 404);
     CHECK(ErrorOf(r) == "workload web not found");
@@ -758,7 +768,7 @@ TEST_SUITE("api_server") {
     c->Send("GET /healthz HTTP/1.1\r\n\r\n");
     REQUIRE(s.api.orch->Delete("web").ok());
     s.api.Step();
-    s.RunUntil([&] { return c->Has("\"type\":\"Deleted\""); }, "Deleted");
+    s.RunUntil([&] { return c->Has("\"type\":\"Terminating\""); }, "Terminating");
     CHECK(!c->Has("{\"status\":\"ok\"}"));
     s.Forget(c.get());
     c.reset();
@@ -810,7 +820,12 @@ TEST_SUITE("api_server") {
     s.RunUntil([&] { return c->Has("three\n"); }, "the new container's output");
     CHECK(c->Has("--- petrel: replica 0 now runs container " + second + " ---\n"));
 
+    // A deleted workload's output goes on until its last container is gone.
     REQUIRE(s.api.orch->Delete("web").ok());
+    s.api.runtime->AppendLog(second, "last words\n");
+    s.RunUntil([&] { return c->Has("last words\n"); }, "output while Terminating");
+    CHECK(!c->eof);
+    for (int i = 0; i < 3; i++) s.api.Step();  // SIGTERM, remove, forget
     s.RunUntil([&] { return c->eof; }, "the end of the stream");
     CHECK(c->received.size() >= 5);
     CHECK(c->received.substr(c->received.size() - 5) == "0\r\n\r\n");

@@ -279,10 +279,21 @@ TEST_SUITE("orchestrator") {
     n.Step();
     n.runtime->SetIgnoreSigterm(true);
     REQUIRE(n.orch->Delete("web").ok());
-    CHECK(n.orch->Get("web").status().IsNotFound());
-    CHECK(n.orch->Delete("web").IsNotFound());
+    // Terminating until its last container is gone; deleting again is a no-op.
+    Result<WorkloadState> w = n.orch->Get("web");
+    REQUIRE(w.ok());
+    CHECK(w->terminating());
+    CHECK(w->deleted_at == n.clock->Now());
+    CHECK(w->ready_replicas == 0);
+    REQUIRE(w->replicas.size() == 1);
+    CHECK(n.orch->Delete("web").ok());
     n.Step();
+    CHECK(n.CountEvents("Terminating") == 1);
     CHECK(n.Running().size() == 1);
+    w = n.orch->Get("web");
+    REQUIRE(w.ok());
+    CHECK(w->terminating());
+    CHECK(w->replicas.at(0).phase == Phase::kStopping);
     CHECK(n.orch->NextWakeup() == n.clock->Now() + 2000);
     n.clock->Advance(1999);
     n.Step();
@@ -290,10 +301,67 @@ TEST_SUITE("orchestrator") {
     n.clock->Advance(1);
     n.Step();  // SIGKILL
     CHECK(n.Running().empty());
+    CHECK(n.orch->Get("web").ok());  // its container is not removed yet
     n.Step();
     CHECK(n.runtime->Containers().empty());
+    // The removal asks for another pass at once, which sees nothing left.
+    CHECK(n.orch->NextWakeup() == n.clock->Now());
+    CHECK(n.orch->Get("web").ok());
+    n.Step();
+    CHECK(n.orch->Get("web").status().IsNotFound());
+    Result<std::vector<WorkloadState>> all = n.orch->List();
+    REQUIRE(all.ok());
+    CHECK(all->empty());
+    CHECK(n.orch->Delete("web").IsNotFound());
     CHECK(n.CountEvents("Deleted") == 1);
     CHECK(n.CountEvents("Removed") == 1);
+  }
+
+  TEST_CASE("a workload stays Terminating across a restart of petrel") {
+    Node n;
+    REQUIRE(n.orch->Apply(Web(2)).ok());
+    n.Step();
+    n.runtime->SetIgnoreSigterm(true);
+    REQUIRE(n.orch->Delete("web").ok());
+    n.Step();  // SIGTERM, ignored
+    n.Reopen();
+    Result<WorkloadState> w = n.orch->Get("web");
+    REQUIRE(w.ok());
+    CHECK(w->terminating());
+    CHECK(w->replicas.size() == 2);
+    // The new petrel stops them again (a stop in progress starts over) and forgets
+    // the workload once both are gone.
+    n.Step();
+    n.clock->Advance(2000);
+    n.Step();  // SIGKILL
+    n.Step();  // remove
+    n.Step();  // forget
+    CHECK(n.runtime->Containers().empty());
+    CHECK(n.orch->Get("web").status().IsNotFound());
+    n.Reopen();
+    CHECK(n.orch->Get("web").status().IsNotFound());
+  }
+
+  TEST_CASE("applying a Terminating workload again brings it back") {
+    Node n;
+    REQUIRE(n.orch->Apply(Web()).ok());
+    n.Step();
+    n.runtime->SetIgnoreSigterm(true);
+    REQUIRE(n.orch->Delete("web").ok());
+    n.Step();  // SIGTERM, ignored
+    Result<ApplyResult> r = n.orch->Apply(Web());
+    REQUIRE(r.ok());
+    CHECK(r->outcome == ApplyResult::Outcome::kCreated);
+    Result<WorkloadState> w = n.orch->Get("web");
+    REQUIRE(w.ok());
+    CHECK(!w->terminating());
+    // The SIGTERMed container still runs the same template: it is kept, not replaced.
+    n.Step();
+    n.clock->Advance(5000);
+    n.Step();
+    CHECK(n.Running().size() == 1);
+    CHECK(n.orch->Get("web").ok());
+    CHECK(n.CountEvents("Deleted") == 0);
   }
 
   TEST_CASE("restart over the same state dir adopts running containers, no duplicates") {
@@ -387,7 +455,7 @@ TEST_SUITE("orchestrator") {
     REQUIRE(ev.ok());
     REQUIRE(ev->size() == 1);
     CHECK(ev->front().seq == last + 1);
-    CHECK(ev->front().type == "Deleted");
+    CHECK(ev->front().type == "Terminating");
   }
 
   TEST_CASE("an idle loop writes nothing to the database") {

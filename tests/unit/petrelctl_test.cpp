@@ -24,7 +24,8 @@ constexpr int64_t kDay = 24 * kHour;
 json ServerWorkload() {
   return ParseJson(R"({
     "name": "web", "generation": 3, "specHash": "0123456789abcdef",
-    "createdAt": 1000, "updatedAt": 2000, "desiredReplicas": 2, "readyReplicas": 1,
+    "createdAt": 1000, "updatedAt": 2000, "deletedAt": 0,
+    "desiredReplicas": 2, "readyReplicas": 1, "terminating": false,
     "futureKey": {"x": 1},
     "spec": {"image": "oci:/images/busybox", "replicas": 2},
     "replicas": [
@@ -112,6 +113,7 @@ TEST_CASE("petrelctl: get -o json has exactly the stable keys") {
     {
       "desiredReplicas": 2,
       "name": "web",
+      "phase": "CrashLoop",
       "readyReplicas": 1,
       "replicas": [
         {
@@ -170,6 +172,23 @@ TEST_CASE("petrelctl: workload and event rows") {
         std::vector<std::string>{"web", "1/2", "CrashLoop", "5", "3m12s"});
   CHECK(WorkloadRow(*w, 1000 + 45 * kSec, true) ==
         std::vector<std::string>{"web", "1/2", "CrashLoop", "5", "45s", "oci:/images/busybox"});
+
+  SUBCASE("a deleted workload is Terminating until its containers are gone") {
+    json j = ServerWorkload();
+    j["deletedAt"] = 5000;
+    j["terminating"] = true;
+    auto t = DecodeWorkload(j);
+    REQUIRE(t.ok());
+    CHECK(WorkloadPhase(*t) == "Terminating");
+    CHECK(WorkloadRow(*t, 1000 + 45 * kSec, false)[2] == "Terminating");
+    CHECK(StableJson({*t})["items"][0]["phase"] == "Terminating");
+    petrel::WorkloadSpec spec;
+    setenv("TZ", "UTC", 1);
+    tzset();
+    CHECK(DescribeText(*t, spec, {}, 5000 + 7 * kSec)
+              .find("\nStatus:          Terminating (deleted 1970-01-01 00:00:05, 7s ago; its "
+                    "containers are stopping)\n") != std::string::npos);
+  }
 
   setenv("TZ", "UTC", 1);
   tzset();

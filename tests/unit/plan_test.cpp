@@ -383,6 +383,34 @@ TEST_SUITE("plan") {
     CHECK(out.next_wakeup == kT0 + 2500);
   }
 
+  TEST_CASE("a Terminating workload is gone once no container of it is left") {
+    Fixture f;
+    f.Want(Spec("web", 1));
+    f.in.terminating = {"gone", "empty"};
+    f.in.containers = {Container("c0", "gone", 0, "h", ContainerState::kRunning),
+                       Container("w0", "web", 0, f.Hash(0), ContainerState::kExited)};
+    f.in.replicas = {Running("gone", 0, "c0", "h")};
+    PlanOutput out = f.Run();
+    CHECK(out.gone == std::vector<std::string>{"empty"});
+    // Still running: SIGTERM and a wake-up at the end of the grace period only (the
+    // exited container of a wanted workload asks for nothing sooner).
+    CHECK(out.next_wakeup == kT0 + 1000);  // web's back-off
+
+    // Exited: removed in this pass, and the next pass comes at once to find it gone.
+    f.in.containers[0].state = ContainerState::kExited;
+    f.in.containers.pop_back();
+    out = f.Run();
+    REQUIRE(out.actions.size() >= 1);
+    CHECK(out.actions[0].type == Action::Type::kRemove);
+    CHECK(out.next_wakeup == kT0);
+    CHECK(out.gone == std::vector<std::string>{"empty"});
+
+    f.in.containers.clear();
+    out = f.Run();
+    CHECK(out.gone == std::vector<std::string>{"gone", "empty"});
+    CHECK(out.status_deletes == std::vector<std::pair<std::string, int>>{{"gone", 0}});
+  }
+
   TEST_CASE("a duplicate of the same template is removed, the running one kept") {
     Fixture f;
     f.Want(Spec("web", 1));

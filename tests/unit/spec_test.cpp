@@ -570,8 +570,11 @@ TEST_SUITE("spec") {
     CHECK(h.size() == 16);
     CHECK(h.find_first_not_of("0123456789abcdef") == std::string::npos);
     CHECK(TemplateHash(FullSpec()) == h);
-    // Pinned: a change of the hash's input replaces every container on upgrade.
+    // Pinned: a change of the hash's input replaces every container on upgrade. A
+    // field added to WorkloadSpec must leave both as they are while it is at its
+    // default (see TemplateJson).
     CHECK(TemplateHash(ValidSpec()) == "ea70ca5139747a21");
+    CHECK(TemplateHash(FullSpec()) == "46408325aa968805");
 
     std::function<void(WorkloadSpec&)> ignored[] = {
         [](WorkloadSpec& s) { s.name = "other"; },

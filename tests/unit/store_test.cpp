@@ -179,27 +179,39 @@ TEST_SUITE("store") {
     CHECK(store->TotalChanges() == after);
   }
 
-  TEST_CASE("delete removes the workload and cascades to its replicas") {
+  TEST_CASE("delete marks the workload Terminating; a purge removes it and its replicas") {
     TempDir dir;
     auto store = OpenStore(dir.path());
     REQUIRE(store->PutWorkloads({Row("a", "{}"), Row("b", "{}")}, nullptr, nullptr).ok());
     REQUIRE(store->WriteObserved({Replica("a", 0), Replica("a", 1), Replica("b", 0)}, {}, {}).ok());
 
-    REQUIRE(store->DeleteWorkload("a").ok());
+    REQUIRE(store->DeleteWorkload("a", 7000).ok());
+    std::vector<WorkloadRow> rows;
+    REQUIRE(store->LoadWorkloads(&rows).ok());
+    REQUIRE(rows.size() == 2);
+    CHECK(rows[0].name == "a");
+    CHECK(rows[0].deleted_at == 7000);
+    CHECK(rows[1].deleted_at == 0);
     std::vector<ReplicaStatus> replicas;
+    REQUIRE(store->LoadReplicas(&replicas).ok());
+    CHECK(replicas.size() == 3);  // kept until the containers are gone
+
+    // Deleting again, or deleting what never was, changes nothing.
+    const int64_t before = store->TotalChanges();
+    Status s = store->DeleteWorkload("a", 8000);
+    CHECK(s.IsNotFound());
+    CHECK(s.message() == "delete workload a: not found");
+    CHECK(store->DeleteWorkload("zzz", 8000).IsNotFound());
+    CHECK(store->TotalChanges() == before);
+
+    // A purge of a workload that is not Terminating is ignored.
+    REQUIRE(store->WriteObserved({}, {}, {}, {"a", "b"}).ok());
     REQUIRE(store->LoadReplicas(&replicas).ok());
     REQUIRE(replicas.size() == 1);
     CHECK(replicas[0].workload == "b");
-    std::vector<WorkloadRow> rows;
     REQUIRE(store->LoadWorkloads(&rows).ok());
     REQUIRE(rows.size() == 1);
     CHECK(rows[0].name == "b");
-
-    const int64_t before = store->TotalChanges();
-    Status s = store->DeleteWorkload("a");
-    CHECK(s.IsNotFound());
-    CHECK(s.message() == "delete workload a: not found");
-    CHECK(store->TotalChanges() == before);
 
     // A re-created workload starts again at generation 1 and with no replicas.
     std::vector<int64_t> generations;
@@ -207,6 +219,30 @@ TEST_SUITE("store") {
     CHECK(generations == std::vector<int64_t>{1});
     REQUIRE(store->LoadReplicas(&replicas).ok());
     CHECK(replicas.size() == 1);
+  }
+
+  TEST_CASE("a put over a Terminating workload brings it back as created") {
+    TempDir dir;
+    auto store = OpenStore(dir.path());
+    WorkloadRow a = Row("a", "{}");
+    a.updated_at = 1000;
+    REQUIRE(store->PutWorkloads({a}, nullptr, nullptr).ok());
+    REQUIRE(store->DeleteWorkload("a", 2000).ok());
+    a.updated_at = 3000;  // the same spec: still a change, the workload comes back
+    std::vector<PutOutcome> outcomes;
+    std::vector<int64_t> generations;
+    REQUIRE(store->PutWorkloads({a}, &outcomes, &generations).ok());
+    CHECK(outcomes == std::vector<PutOutcome>{PutOutcome::kCreated});
+    CHECK(generations == std::vector<int64_t>{2});
+    std::vector<WorkloadRow> rows;
+    REQUIRE(store->LoadWorkloads(&rows).ok());
+    REQUIRE(rows.size() == 1);
+    CHECK(rows[0].deleted_at == 0);
+    CHECK(rows[0].created_at == 3000);
+    // And a purge now leaves it alone.
+    REQUIRE(store->WriteObserved({}, {}, {}, {"a"}).ok());
+    REQUIRE(store->LoadWorkloads(&rows).ok());
+    CHECK(rows.size() == 1);
   }
 
   TEST_CASE("replica rows round-trip every field, change in place and delete") {
@@ -369,7 +405,7 @@ TEST_SUITE("store") {
     Status s = TryOpen(dir.path());
     CHECK(s.code() == Status::Code::kFailedPrecondition);
     CHECK(s.message() ==
-          "database " + db + " has schema version 7, newer than this petrel's 2; upgrade petrel");
+          "database " + db + " has schema version 7, newer than this petrel's 3; upgrade petrel");
     CHECK(QueryInt(db, "PRAGMA user_version") == 7);
     CHECK(QueryInt(db, "SELECT count(*) FROM sqlite_master") == 1);
   }
@@ -408,7 +444,8 @@ TEST_SUITE("store") {
     REQUIRE(store->LoadWorkloads(&rows).ok());
     CHECK(rows[0].updated_at == 9000);
     CHECK(rows[0].created_at == 5000);
-    CHECK(QueryInt(db, "PRAGMA user_version") == 2);
+    CHECK(rows[0].deleted_at == 0);
+    CHECK(QueryInt(db, "PRAGMA user_version") == Store::kSchemaVersion);
   }
 
   TEST_CASE("a file that is not a database is refused") {
