@@ -18,6 +18,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "lib/util/fs.h"
+
 namespace petrel::internal {
 namespace {
 
@@ -386,13 +388,13 @@ Status BeginShim(const ShimPlan& plan, PendingShim* pending) {
   }
 
   int sync[2];
-  if (pipe2(sync, O_CLOEXEC) != 0) return Status::IOError(std::string("pipe: ") + strerror(errno));
+  if (pipe2(sync, O_CLOEXEC) != 0) return ErrnoError("pipe", "", errno);
   pid_t middle = fork();
   if (middle < 0) {
     int err = errno;
     close(sync[0]);
     close(sync[1]);
-    return Status::IOError(std::string("fork: ") + strerror(err));
+    return ErrnoError("fork", "", err);
   }
   if (middle == 0) {
     // Twice forked, so the shim is nobody's child in petrel: petrel never has to
