@@ -4,6 +4,8 @@
 //   petreld [--config FILE] [--state-dir DIR] [--socket PATH] [--runtime crun|runc|fake]
 //           [--manifests FILE_OR_DIR] [--log-level debug|info|warn|error] [--node-name NAME]
 //
+// It offers the runtimes it was built with (PETREL_WITH_CRUN, PETREL_WITH_FAKE).
+//
 // SIGTERM or SIGINT stops it cleanly (exit 0). Containers keep running: stopping the
 // daemon is not stopping the workloads; the next petreld adopts them.
 #include <sys/socket.h>
@@ -28,10 +30,14 @@
 #include <vector>
 
 #include "petrel/api.h"
-#include "petrel/crun.h"
 #include "petrel/manifest.h"
 #include "petrel/orchestrator.h"
+#ifdef PETREL_WITH_CRUN
+#include "petrel/crun.h"
+#endif
+#ifdef PETREL_WITH_FAKE
 #include "petrel/testing/fake_runtime.h"
+#endif
 
 #ifndef PETREL_VERSION
 #define PETREL_VERSION "0.0.0"
@@ -39,8 +45,17 @@
 
 namespace {
 
-// The runtimes petreld offers; the first is the default.
-const char* const kRuntimes[] = {"crun", "runc", "fake"};
+// The runtimes this petreld was built with (CMake's PETREL_WITH_<ADAPTER>); the first
+// is the default.
+const char* const kRuntimes[] = {
+#ifdef PETREL_WITH_CRUN
+    "crun",
+    "runc",
+#endif
+#ifdef PETREL_WITH_FAKE
+    "fake",
+#endif
+};
 
 // The runtimes' names joined: "crun, runc or fake" (separator ", ", then `last`).
 std::string RuntimeNames(const char* last) {
@@ -156,10 +171,13 @@ bool ParseLogLevel(const std::string& name, petrel::LogLevel* level) {
 // the adapters: "fake" keeps containers in memory ("running" until killed).
 petrel::Result<std::shared_ptr<petrel::ContainerRuntime>> MakeRuntime(
     const std::string& name, const std::string& state_dir, const petrel::LogSink& log_sink) {
+#ifdef PETREL_WITH_FAKE
   if (name == "fake") {
     return std::shared_ptr<petrel::ContainerRuntime>(
         std::make_shared<petrel::testing::FakeRuntime>(petrel::SystemClock()));
   }
+#endif
+#ifdef PETREL_WITH_CRUN
   if (name == "crun" || name == "runc") {
     // Images, bundles and container logs beside petrel's database.
     petrel::CrunOptions o;
@@ -168,6 +186,7 @@ petrel::Result<std::shared_ptr<petrel::ContainerRuntime>> MakeRuntime(
     o.log_sink = log_sink;
     return petrel::NewCrunRuntime(o);
   }
+#endif
   return petrel::Status::InvalidArgument("unknown runtime \"" + name + "\" (" +
                                          RuntimeNames(" or ") + ")");
 }
