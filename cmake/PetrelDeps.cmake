@@ -4,7 +4,9 @@ pkg_check_modules(LIBUV REQUIRED IMPORTED_TARGET libuv)
 pkg_check_modules(SQLITE3 REQUIRED IMPORTED_TARGET sqlite3)
 find_package(yaml-cpp REQUIRED)
 find_package(nlohmann_json 3.10 REQUIRED)
-find_package(LibArchive 3.4 REQUIRED)  # CMake's own module: LibArchive::LibArchive
+if(PETREL_WITH_CRUN)  # the image store unpacks layers with it
+  find_package(LibArchive 3.4 REQUIRED)  # CMake's own module: LibArchive::LibArchive
+endif()
 find_package(Threads REQUIRED)
 
 # mbedTLS ships no CMake or pkg-config file in Debian 12.

@@ -95,9 +95,8 @@ bool IsWorkloadType(const std::string& type) {
 template <typename Decode>
 auto Fetch(Client& client, const std::string& target, Decode decode)
     -> decltype(decode(std::declval<const json&>())) {
-  auto body = client.Call("GET", target);
-  if (!body.ok()) return body.status();
-  auto j = ParseJson(*body);
+  PETREL_ASSIGN_OR_RETURN(const std::string body, client.Call("GET", target));
+  auto j = ParseJson(body);
   if (!j.ok()) return j.status().WithContext("unexpected answer from petreld to GET " + target);
   auto decoded = decode(*j);
   if (!decoded.ok()) {
@@ -116,12 +115,12 @@ Status ListEvents(Client& client, const std::string& workload, size_t keep_last,
     std::string target =
         "/v1/events?after=" + std::to_string(after) + "&limit=" + std::to_string(kEventPage);
     if (!workload.empty()) target += "&workload=" + UrlEscape(workload);
-    auto page = Fetch(client, target, [](const json& j) -> petrel::Result<json> {
+    auto checked = [](const json& j) -> petrel::Result<json> {
       PETREL_RETURN_IF_ERROR(DecodeEventList(j).status());
       return j;
-    });
-    if (!page.ok()) return page.status();
-    const json& items = page->at("items");  // there: DecodeEventList checked
+    };
+    PETREL_ASSIGN_OR_RETURN(const json page, Fetch(client, target, checked));
+    const json& items = page.at("items");  // there: DecodeEventList checked
     for (const json& item : items) {
       events->push_back(DecodeEvent(item).value());
       if (raw != nullptr) raw->push_back(item);

@@ -4,6 +4,8 @@
 //   petreld [--config FILE] [--state-dir DIR] [--socket PATH] [--runtime crun|runc|fake]
 //           [--manifests FILE_OR_DIR] [--log-level debug|info|warn|error] [--node-name NAME]
 //
+// It offers the runtimes it was built with (PETREL_WITH_CRUN, PETREL_WITH_FAKE).
+//
 // SIGTERM or SIGINT stops it cleanly (exit 0). Containers keep running: stopping the
 // daemon is not stopping the workloads; the next petreld adopts them.
 #include <sys/socket.h>
@@ -20,16 +22,22 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <iterator>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "petrel/api.h"
-#include "petrel/crun.h"
 #include "petrel/manifest.h"
 #include "petrel/orchestrator.h"
+#ifdef PETREL_WITH_CRUN
+#include "petrel/crun.h"
+#endif
+#ifdef PETREL_WITH_FAKE
 #include "petrel/testing/fake_runtime.h"
+#endif
 
 #ifndef PETREL_VERSION
 #define PETREL_VERSION "0.0.0"
@@ -37,20 +45,57 @@
 
 namespace {
 
-constexpr const char kUsage[] =
-    "usage: petreld [--config FILE] [--state-dir DIR] [--socket PATH]\n"
-    "               [--runtime crun|runc|fake] [--manifests FILE_OR_DIR]\n"
-    "               [--log-level debug|info|warn|error] [--node-name NAME]\n"
-    "               [--help] [--version]\n"
-    "\n"
-    "  --config FILE        YAML with the same keys without dashes (state-dir: /x);\n"
-    "                       flags override it\n"
-    "  --state-dir DIR      petrel's database (default /var/lib/petrel)\n"
-    "  --socket PATH        the control API's socket (default /run/petrel/petrel.sock)\n"
-    "  --runtime NAME       crun, runc or fake (default crun)\n"
-    "  --manifests PATH     a manifest file or directory applied at start\n"
-    "  --log-level LEVEL    debug, info, warn or error (default info)\n"
-    "  --node-name NAME     this node's name (default: the host name)\n";
+// The runtimes this petreld was built with (CMake's PETREL_WITH_<ADAPTER>); the first
+// is the default.
+const char* const kRuntimes[] = {
+#ifdef PETREL_WITH_CRUN
+    "crun",
+    "runc",
+#endif
+#ifdef PETREL_WITH_FAKE
+    "fake",
+#endif
+};
+
+// The runtimes' names joined: "crun, runc or fake" (separator ", ", then `last`).
+std::string RuntimeNames(const char* last) {
+  std::string out;
+  const size_t n = std::size(kRuntimes);
+  for (size_t i = 0; i < n; i++) {
+    if (i > 0) out += i + 1 == n ? last : ", ";
+    out += kRuntimes[i];
+  }
+  return out;
+}
+
+bool IsRuntime(const std::string& name) {
+  for (const char* r : kRuntimes) {
+    if (name == r) return true;
+  }
+  return false;
+}
+
+std::string Usage() {
+  std::string names;
+  for (const char* r : kRuntimes) names += std::string(names.empty() ? "" : "|") + r;
+  return "usage: petreld [--config FILE] [--state-dir DIR] [--socket PATH]\n"
+         "               [--runtime " +
+         names +
+         "] [--manifests FILE_OR_DIR]\n"
+         "               [--log-level debug|info|warn|error] [--node-name NAME]\n"
+         "               [--help] [--version]\n"
+         "\n"
+         "  --config FILE        YAML with the same keys without dashes (state-dir: /x);\n"
+         "                       flags override it\n"
+         "  --state-dir DIR      petrel's database (default /var/lib/petrel)\n"
+         "  --socket PATH        the control API's socket (default /run/petrel/petrel.sock)\n"
+         "  --runtime NAME       " +
+         RuntimeNames(" or ") + " (default " + kRuntimes[0] +
+         ")\n"
+         "  --manifests PATH     a manifest file or directory applied at start\n"
+         "  --log-level LEVEL    debug, info, warn or error (default info)\n"
+         "  --node-name NAME     this node's name (default: the host name)\n";
+}
 
 // The settings, by their flag names without dashes; keys of the config file too.
 const char* const kKeys[] = {"state-dir", "socket",    "runtime",
@@ -126,10 +171,13 @@ bool ParseLogLevel(const std::string& name, petrel::LogLevel* level) {
 // the adapters: "fake" keeps containers in memory ("running" until killed).
 petrel::Result<std::shared_ptr<petrel::ContainerRuntime>> MakeRuntime(
     const std::string& name, const std::string& state_dir, const petrel::LogSink& log_sink) {
+#ifdef PETREL_WITH_FAKE
   if (name == "fake") {
     return std::shared_ptr<petrel::ContainerRuntime>(
         std::make_shared<petrel::testing::FakeRuntime>(petrel::SystemClock()));
   }
+#endif
+#ifdef PETREL_WITH_CRUN
   if (name == "crun" || name == "runc") {
     // Images, bundles and container logs beside petrel's database.
     petrel::CrunOptions o;
@@ -138,7 +186,9 @@ petrel::Result<std::shared_ptr<petrel::ContainerRuntime>> MakeRuntime(
     o.log_sink = log_sink;
     return petrel::NewCrunRuntime(o);
   }
-  return petrel::Status::InvalidArgument("unknown runtime \"" + name + "\" (crun, runc or fake)");
+#endif
+  return petrel::Status::InvalidArgument("unknown runtime \"" + name + "\" (" +
+                                         RuntimeNames(" or ") + ")");
 }
 
 namespace {
@@ -186,15 +236,13 @@ void OnSignal(uv_signal_t* handle, int signum) {
   uv_close(reinterpret_cast<uv_handle_t*>(&d->sigint), nullptr);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  Settings flags;
-  std::string config;
+// Reads the flags into *flags and the --config file's name into *config. Returns an
+// exit code when petreld is to stop here (--help, --version, a bad flag).
+std::optional<int> ParseFlags(int argc, char** argv, Settings* flags, std::string* config) {
   for (int i = 1; i < argc; i++) {
     std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") {
-      std::fputs(kUsage, stdout);
+      std::fputs(Usage().c_str(), stdout);
       return 0;
     }
     if (arg == "--version") {
@@ -212,116 +260,141 @@ int main(int argc, char** argv) {
       value = argv[++i];
     }
     if (key == "config") {
-      config = value;
+      *config = value;
     } else if (IsKey(key)) {
-      flags[key] = value;
+      (*flags)[key] = value;
     } else {
       return BadUsage("unknown flag \"--" + key + "\"");
     }
   }
+  return std::nullopt;
+}
 
-  Settings settings = flags;
+// The settings: the flags, then the config file, then the defaults, checked. Returns
+// an exit code when petreld is to stop here.
+std::optional<int> ReadSettings(int argc, char** argv, Settings* settings,
+                                petrel::LogLevel* level) {
+  std::string config;
+  if (std::optional<int> done = ParseFlags(argc, argv, settings, &config)) return done;
   if (!config.empty()) {
     std::string error;
-    if (!LoadConfig(config, &settings, &error)) {
+    if (!LoadConfig(config, settings, &error)) {
       std::fprintf(stderr, "petreld: %s\n", error.c_str());
       return 2;
     }
   }
-  settings.emplace("state-dir", "/var/lib/petrel");
-  settings.emplace("socket", "/run/petrel/petrel.sock");
-  settings.emplace("runtime", "crun");
-  settings.emplace("log-level", "info");
-  petrel::LogLevel level;
-  if (!ParseLogLevel(settings["log-level"], &level)) {
-    return BadUsage("log-level \"" + settings["log-level"] +
-                    "\" is not debug, info, warn or error");
+  settings->emplace("state-dir", "/var/lib/petrel");
+  settings->emplace("socket", "/run/petrel/petrel.sock");
+  settings->emplace("runtime", kRuntimes[0]);
+  settings->emplace("log-level", "info");
+  const std::string& log_level = (*settings)["log-level"];
+  if (!ParseLogLevel(log_level, level)) {
+    return BadUsage("log-level \"" + log_level + "\" is not debug, info, warn or error");
   }
-  const std::string& runtime_name = settings["runtime"];
-  if (runtime_name != "crun" && runtime_name != "runc" && runtime_name != "fake") {
-    return BadUsage("runtime \"" + runtime_name + "\" is not crun, runc or fake");
+  const std::string& runtime = (*settings)["runtime"];
+  if (!IsRuntime(runtime)) {
+    return BadUsage("runtime \"" + runtime + "\" is not " + RuntimeNames(" or "));
   }
-  for (const auto& [key, value] : settings) {
+  for (const auto& [key, value] : *settings) {
     if (value.empty() && key != "manifests" && key != "node-name") {
       return BadUsage(key + " must not be empty");
     }
   }
+  return std::nullopt;
+}
+
+// Opens petrel over the runtime and applies the manifests given at start. Prints why
+// and returns false when any of it fails.
+bool OpenOrchestrator(Settings& settings, Daemon* d, petrel::Options* options) {
+  std::vector<petrel::WorkloadSpec> specs;
+  if (!settings["manifests"].empty()) {
+    auto loaded = petrel::LoadManifests(settings["manifests"]);
+    if (!loaded.ok()) {
+      std::fprintf(stderr, "petreld: %s\n", loaded.status().message().c_str());
+      return false;
+    }
+    specs = std::move(*loaded);
+  }
+  auto runtime = MakeRuntime(settings["runtime"], settings["state-dir"], d->log);
+  if (!runtime.ok()) {
+    std::fprintf(stderr, "petreld: %s\n", runtime.status().message().c_str());
+    return false;
+  }
+  options->state_dir = settings["state-dir"];
+  options->runtime = *runtime;
+  options->log_sink = d->log;
+  options->node_name =
+      settings["node-name"].empty() ? petrel::DefaultNodeName() : settings["node-name"];
+  if (petrel::Status s = petrel::Orchestrator::Open(*options, &d->orch); !s.ok()) {
+    std::fprintf(stderr, "petreld: %s\n", s.message().c_str());
+    return false;
+  }
+  if (specs.empty()) return true;
+  auto applied = d->orch->Apply(specs);
+  if (!applied.ok()) {
+    std::fprintf(stderr, "petreld: %s\n", applied.status().message().c_str());
+    return false;
+  }
+  for (const petrel::ApplyResult& r : *applied) {
+    d->log(petrel::LogLevel::kInfo, "petreld: workload " + r.name + " " +
+                                        petrel::OutcomeName(r.outcome) + " from " +
+                                        settings["manifests"]);
+  }
+  return true;
+}
+
+// Runs the loop until SIGTERM or SIGINT: petrel's reconcile loop and the control API on
+// the socket. Returns the exit code.
+int Serve(Settings& settings, const petrel::Options& options, Daemon* d) {
+  uv_loop_init(&d->loop);
+  if (petrel::Status s = d->orch->Attach(&d->loop); !s.ok()) {
+    std::fprintf(stderr, "petreld: %s\n", s.message().c_str());
+    return 1;
+  }
+  petrel::ApiOptions api;
+  api.node_name = options.node_name;
+  api.log_sink = d->log;
+  d->server = std::make_unique<petrel::ApiServer>(d->orch.get(), options.runtime.get(), api);
+  if (petrel::Status s = d->server->Listen(&d->loop, settings["socket"]); !s.ok()) {
+    std::fprintf(stderr, "petreld: %s\n", s.message().c_str());
+    d->orch->Detach();
+    uv_run(&d->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&d->loop);
+    return 1;
+  }
+  uv_signal_init(&d->loop, &d->sigterm);
+  uv_signal_init(&d->loop, &d->sigint);
+  d->sigterm.data = d;
+  d->sigint.data = d;
+  uv_signal_start(&d->sigterm, OnSignal, SIGTERM);
+  uv_signal_start(&d->sigint, OnSignal, SIGINT);
+
+  d->log(petrel::LogLevel::kInfo, "petreld: listening on " + settings["socket"] + " (runtime " +
+                                      settings["runtime"] + ", node " + options.node_name +
+                                      ", state " + options.state_dir + ")");
+  NotifySystemd("READY=1\nSTATUS=listening on " + settings["socket"]);
+  uv_run(&d->loop, UV_RUN_DEFAULT);
+  d->server.reset();
+  d->orch.reset();
+  if (uv_loop_close(&d->loop) != 0) {
+    d->log(petrel::LogLevel::kWarn, "petreld: handles left open at exit");
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Settings settings;
+  petrel::LogLevel level;
+  if (std::optional<int> done = ReadSettings(argc, argv, &settings, &level)) return *done;
 
   // A client hanging up mid-answer must cost an EPIPE, not the daemon.
   std::signal(SIGPIPE, SIG_IGN);
 
   Daemon d;
   d.log = petrel::StderrLogSink(level);
-  std::vector<petrel::WorkloadSpec> specs;
-  if (!settings["manifests"].empty()) {
-    auto loaded = petrel::LoadManifests(settings["manifests"]);
-    if (!loaded.ok()) {
-      std::fprintf(stderr, "petreld: %s\n", loaded.status().message().c_str());
-      return 1;
-    }
-    specs = std::move(*loaded);
-  }
-  auto runtime = MakeRuntime(runtime_name, settings["state-dir"], d.log);
-  if (!runtime.ok()) {
-    std::fprintf(stderr, "petreld: %s\n", runtime.status().message().c_str());
-    return 1;
-  }
-
   petrel::Options options;
-  options.state_dir = settings["state-dir"];
-  options.runtime = *runtime;
-  options.log_sink = d.log;
-  options.node_name =
-      settings["node-name"].empty() ? petrel::DefaultNodeName() : settings["node-name"];
-  if (petrel::Status s = petrel::Orchestrator::Open(options, &d.orch); !s.ok()) {
-    std::fprintf(stderr, "petreld: %s\n", s.message().c_str());
-    return 1;
-  }
-  if (!specs.empty()) {
-    auto applied = d.orch->Apply(specs);
-    if (!applied.ok()) {
-      std::fprintf(stderr, "petreld: %s\n", applied.status().message().c_str());
-      return 1;
-    }
-    for (const petrel::ApplyResult& r : *applied) {
-      d.log(petrel::LogLevel::kInfo, "petreld: workload " + r.name + " " +
-                                         petrel::OutcomeName(r.outcome) + " from " +
-                                         settings["manifests"]);
-    }
-  }
-
-  uv_loop_init(&d.loop);
-  if (petrel::Status s = d.orch->Attach(&d.loop); !s.ok()) {
-    std::fprintf(stderr, "petreld: %s\n", s.message().c_str());
-    return 1;
-  }
-  petrel::ApiOptions api;
-  api.node_name = options.node_name;
-  api.log_sink = d.log;
-  d.server = std::make_unique<petrel::ApiServer>(d.orch.get(), runtime->get(), api);
-  if (petrel::Status s = d.server->Listen(&d.loop, settings["socket"]); !s.ok()) {
-    std::fprintf(stderr, "petreld: %s\n", s.message().c_str());
-    d.orch->Detach();
-    uv_run(&d.loop, UV_RUN_DEFAULT);
-    uv_loop_close(&d.loop);
-    return 1;
-  }
-  uv_signal_init(&d.loop, &d.sigterm);
-  uv_signal_init(&d.loop, &d.sigint);
-  d.sigterm.data = &d;
-  d.sigint.data = &d;
-  uv_signal_start(&d.sigterm, OnSignal, SIGTERM);
-  uv_signal_start(&d.sigint, OnSignal, SIGINT);
-
-  d.log(petrel::LogLevel::kInfo, "petreld: listening on " + settings["socket"] + " (runtime " +
-                                     runtime_name + ", node " + options.node_name + ", state " +
-                                     options.state_dir + ")");
-  NotifySystemd("READY=1\nSTATUS=listening on " + settings["socket"]);
-  uv_run(&d.loop, UV_RUN_DEFAULT);
-  d.server.reset();
-  d.orch.reset();
-  if (uv_loop_close(&d.loop) != 0) {
-    d.log(petrel::LogLevel::kWarn, "petreld: handles left open at exit");
-  }
-  return 0;
+  if (!OpenOrchestrator(settings, &d, &options)) return 1;
+  return Serve(settings, options, &d);
 }

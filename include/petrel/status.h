@@ -116,4 +116,20 @@ class [[nodiscard]] Result {
     if (!_petrel_s.ok()) return _petrel_s; \
   } while (0)
 
+// Evaluates `expr`, a Result<T>: on failure returns its status from the enclosing
+// function (which returns a Status or a Result), else moves the value into `lhs`,
+// which may declare a variable:
+//   PETREL_ASSIGN_OR_RETURN(std::string text, ReadSmallFile(path, kMaxSize));
+// Expands to several statements: not for the body of an unbraced if or loop.
+#define PETREL_ASSIGN_OR_RETURN(lhs, expr) \
+  PETREL_ASSIGN_OR_RETURN_IMPL_(PETREL_CONCAT_(_petrel_result_, __LINE__), lhs, expr)
+
+#define PETREL_ASSIGN_OR_RETURN_IMPL_(result, lhs, expr) \
+  auto result = (expr);                                  \
+  if (!result.ok()) return result.status();              \
+  lhs = std::move(result).value()
+
+#define PETREL_CONCAT_(a, b) PETREL_CONCAT_INNER_(a, b)
+#define PETREL_CONCAT_INNER_(a, b) a##b
+
 #endif  // PETREL_STATUS_H_

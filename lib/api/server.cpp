@@ -18,6 +18,7 @@
 
 #include "lib/api/http.h"
 #include "lib/api/json.h"
+#include "lib/util/fs.h"
 #include "petrel/api.h"
 
 namespace petrel {
@@ -27,38 +28,19 @@ constexpr size_t kReadBufferBytes = 64 * 1024;
 constexpr int64_t kEventPage = 500;
 constexpr size_t kLogReadBytes = 64 * 1024;
 
-// Creates the missing directories of `dir`, each 0750.
-Status MakeDirs(const std::string& dir) {
-  if (dir.empty()) return Status::OK();
-  struct stat st;
-  if (stat(dir.c_str(), &st) == 0) {
-    if (S_ISDIR(st.st_mode)) return Status::OK();
-    return Status::FailedPrecondition(dir + " is not a directory");
-  }
-  size_t slash = dir.find_last_of('/');
-  if (slash != std::string::npos && slash > 0) {
-    PETREL_RETURN_IF_ERROR(MakeDirs(dir.substr(0, slash)));
-  }
-  if (mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST) {
-    return Status::IOError("create directory " + dir + ": " + std::strerror(errno));
-  }
-  (void)chmod(dir.c_str(), 0750);  // mkdir's mode went through the umask
-  return Status::OK();
-}
-
 // A socket file nobody answers on is left by a process that died; one that answers
 // belongs to a running server, which must not lose its socket to a second one.
 Status ClearStaleSocket(const std::string& path) {
   struct stat st;
   if (lstat(path.c_str(), &st) != 0) {
     if (errno == ENOENT) return Status::OK();
-    return Status::IOError(path + ": " + std::strerror(errno));
+    return internal::ErrnoError(path, "", errno);
   }
   if (!S_ISSOCK(st.st_mode)) {
     return Status::FailedPrecondition(path + " exists and is not a socket; not replacing it");
   }
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return Status::IOError(std::string("socket: ") + std::strerror(errno));
+  if (fd < 0) return internal::ErrnoError("socket", "", errno);
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
@@ -70,10 +52,10 @@ Status ClearStaleSocket(const std::string& path) {
                                       " is in use: another server (petreld?) answers on it");
   }
   if (err != ECONNREFUSED) {
-    return Status::IOError("probe socket " + path + ": " + std::strerror(err));
+    return internal::ErrnoError("probe socket " + path, "", err);
   }
   if (unlink(path.c_str()) != 0 && errno != ENOENT) {
-    return Status::IOError("remove stale socket " + path + ": " + std::strerror(errno));
+    return internal::ErrnoError("remove stale socket " + path, "", errno);
   }
   return Status::OK();
 }
@@ -169,7 +151,8 @@ Status ApiServer::Impl::Listen(uv_loop_t* loop, const std::string& path) {
   }
   size_t slash = path.find_last_of('/');
   if (slash != std::string::npos && slash > 0) {
-    PETREL_RETURN_IF_ERROR(MakeDirs(path.substr(0, slash)).WithContext("socket " + path));
+    PETREL_RETURN_IF_ERROR(
+        internal::MakeDirs(path.substr(0, slash), 0750).WithContext("socket " + path));
   }
   PETREL_RETURN_IF_ERROR(ClearStaleSocket(path));
 

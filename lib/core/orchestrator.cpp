@@ -29,9 +29,8 @@ const char* OutcomeName(ApplyResult::Outcome outcome) {
 }
 
 Result<ApplyResult> Orchestrator::Apply(const WorkloadSpec& spec) {
-  Result<std::vector<ApplyResult>> r = Apply(std::vector<WorkloadSpec>{spec});
-  if (!r.ok()) return r.status();
-  return r->front();
+  PETREL_ASSIGN_OR_RETURN(std::vector<ApplyResult> results, Apply(std::vector<WorkloadSpec>{spec}));
+  return results.front();
 }
 
 namespace internal {

@@ -1,13 +1,11 @@
 #include "lib/image/image_store.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
-#include <cstring>
 #include <nlohmann/json.hpp>
 #include <string_view>
 #include <utility>
@@ -77,63 +75,17 @@ bool IsImageDirName(std::string_view name) {
   return name.size() == 64 && IsSha256Digest(std::string("sha256:") + std::string(name));
 }
 
-// Writes `data` to the new file `path` (mode 0600).
-Status WriteNewFile(const std::string& path, const std::string& data) {
-  UniqueFd fd(open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-  if (!fd.valid()) return ErrnoError(path, "create", errno);
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = write(fd.get(), data.data() + done, data.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoError(path, "write", errno);
-    }
-    done += static_cast<size_t>(n);
-  }
-  return Status::OK();
-}
-
 // Fails with FailedPrecondition when `path` exists and is not an empty directory.
 Status CheckMissingOrEmpty(const std::string& path) {
-  UniqueFd fd(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd.valid()) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) {
     if (errno == ENOENT) return Status::OK();
-    if (errno == ENOTDIR) return Status::FailedPrecondition(path + ": not a directory");
-    return ErrnoError(path, "open", errno);
+    return ErrnoError(path, "stat", errno);
   }
-  DIR* dir = fdopendir(fd.get());
-  if (dir == nullptr) return ErrnoError(path, "opendir", errno);
-  fd.release();
-  bool empty = true;
-  while (struct dirent* d = readdir(dir)) {
-    if (std::strcmp(d->d_name, ".") != 0 && std::strcmp(d->d_name, "..") != 0) {
-      empty = false;
-      break;
-    }
-  }
-  closedir(dir);
-  if (!empty) return Status::FailedPrecondition(path + ": not empty");
+  if (!S_ISDIR(st.st_mode)) return Status::FailedPrecondition(path + ": not a directory");
+  PETREL_ASSIGN_OR_RETURN(std::vector<DirEntry> entries, ListDir(path));
+  if (!entries.empty()) return Status::FailedPrecondition(path + ": not empty");
   return Status::OK();
-}
-
-Status MakeDir(const std::string& path, mode_t mode) {
-  if (mkdir(path.c_str(), mode) != 0 && errno != EEXIST) return ErrnoError(path, "mkdir", errno);
-  if (chmod(path.c_str(), mode) != 0) return ErrnoError(path, "chmod", errno);  // despite umask
-  return Status::OK();
-}
-
-// The names in `dir` (without "." and "..").
-Result<std::vector<std::string>> ListDir(const std::string& dir) {
-  DIR* d = opendir(dir.c_str());
-  if (d == nullptr) return ErrnoError(dir, "opendir", errno);
-  std::vector<std::string> names;
-  while (struct dirent* e = readdir(d)) {
-    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) {
-      names.emplace_back(e->d_name);
-    }
-  }
-  closedir(d);
-  return names;
 }
 
 }  // namespace
@@ -146,19 +98,15 @@ Result<std::unique_ptr<ImageStore>> ImageStore::Open(const std::string& dir) {
 
 Result<std::unique_ptr<ImageStore>> ImageStore::Open(const ImageStoreOptions& options) {
   if (options.dir.empty()) return Status::InvalidArgument("image store: no directory");
-  if (mkdir(options.dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return ErrnoError(options.dir, "mkdir", errno);
-  }
-  struct stat st;
-  if (stat(options.dir.c_str(), &st) != 0) return ErrnoError(options.dir, "stat", errno);
-  if (!S_ISDIR(st.st_mode)) return Status::InvalidArgument(options.dir + ": not a directory");
+  PETREL_RETURN_IF_ERROR(MakeDirs(options.dir, 0700));
 
   std::unique_ptr<ImageStore> store(new ImageStore(options));
   // What a crash in the middle of an unpack left behind.
-  Result<std::vector<std::string>> names = ListDir(options.dir);
-  if (!names.ok()) return names.status();
-  for (const std::string& name : *names) {
-    if (StartsWith(name, kTmpPrefix)) PETREL_RETURN_IF_ERROR(RemoveTree(options.dir + "/" + name));
+  PETREL_ASSIGN_OR_RETURN(std::vector<DirEntry> entries, ListDir(options.dir));
+  for (const DirEntry& e : entries) {
+    if (StartsWith(e.name, kTmpPrefix)) {
+      PETREL_RETURN_IF_ERROR(RemoveTree(options.dir + "/" + e.name));
+    }
   }
 
   // refs.json is a cache: whatever cannot be read from it is unpacked again.
@@ -199,12 +147,10 @@ Result<Image> ImageStore::Load(const std::string& id) const {
   if (stat(image.rootfs.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     return Status::NotFound(id + " is not unpacked");
   }
-  Result<std::string> config_json = ReadSmallFile(dir + "/config.json", kMaxJsonSize);
-  if (!config_json.ok()) return config_json.status();
-  if (Sha256Digest(*config_json) != id) return Status::Corruption(dir + "/config.json: changed");
-  Result<ImageConfig> config = ParseImageConfig(*config_json, nullptr);
-  if (!config.ok()) return config.status();
-  image.config = std::move(*config);
+  PETREL_ASSIGN_OR_RETURN(std::string config_json,
+                          ReadSmallFile(dir + "/config.json", kMaxJsonSize));
+  if (Sha256Digest(config_json) != id) return Status::Corruption(dir + "/config.json: changed");
+  PETREL_ASSIGN_OR_RETURN(image.config, ParseImageConfig(config_json, nullptr));
   return image;
 }
 
@@ -302,7 +248,7 @@ Result<Image> ImageStore::Unpack(ImageSource* source, const ImagePlan& plan) {
   if (mkdtemp(tmp.data()) == nullptr) return ErrnoError(options_.dir, "mkdtemp", errno);
   Status s = [&]() -> Status {
     const std::string rootfs = tmp + "/rootfs";
-    PETREL_RETURN_IF_ERROR(MakeDir(rootfs, 0755));
+    PETREL_RETURN_IF_ERROR(MakeDirs(rootfs, 0755));
     UniqueFd root(open(rootfs.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!root.valid()) return ErrnoError(rootfs, "open", errno);
     for (const LayerRef& layer : plan.layers) {
@@ -324,7 +270,7 @@ Result<Image> ImageStore::Unpack(ImageSource* source, const ImagePlan& plan) {
                                        ", the config says " + layer.diff_id);
       }
     }
-    PETREL_RETURN_IF_ERROR(WriteNewFile(tmp + "/config.json", plan.config_json));
+    PETREL_RETURN_IF_ERROR(WriteFileAtomic(tmp + "/config.json", plan.config_json));
     const std::string dir = ImageDir(plan.id);
     if (rename(tmp.c_str(), dir.c_str()) != 0) {
       if (errno != EEXIST && errno != ENOTEMPTY) return ErrnoError(dir, "rename", errno);
@@ -357,8 +303,8 @@ Result<ImageStore::RootfsKind> ImageStore::PrepareRootfs(const Image& image,
   PETREL_RETURN_IF_ERROR(CheckMissingOrEmpty(target));
   PETREL_RETURN_IF_ERROR(CheckMissingOrEmpty(scratch_dir));
   Status s = [&]() -> Status {
-    PETREL_RETURN_IF_ERROR(MakeDir(target, 0755));
-    PETREL_RETURN_IF_ERROR(MakeDir(scratch_dir, 0700));
+    PETREL_RETURN_IF_ERROR(MakeDirs(target, 0755));
+    PETREL_RETURN_IF_ERROR(MakeDirs(scratch_dir, 0700));
     return Status::OK();
   }();
 
@@ -366,8 +312,8 @@ Result<ImageStore::RootfsKind> ImageStore::PrepareRootfs(const Image& image,
     const std::string upper = scratch_dir + "/upper";
     const std::string work = scratch_dir + "/work";
     s = [&]() -> Status {
-      PETREL_RETURN_IF_ERROR(MakeDir(upper, 0755));
-      PETREL_RETURN_IF_ERROR(MakeDir(work, 0700));
+      PETREL_RETURN_IF_ERROR(MakeDirs(upper, 0755));
+      PETREL_RETURN_IF_ERROR(MakeDirs(work, 0700));
       // The mount's root takes its attributes from the upper directory.
       if (chown(upper.c_str(), lower.st_uid, lower.st_gid) != 0 && geteuid() == 0) {
         return ErrnoError(upper, "chown", errno);
@@ -409,12 +355,11 @@ Status ImageStore::ReleaseRootfs(const std::string& target, const std::string& s
 }
 
 Status ImageStore::GarbageCollect(const std::set<std::string>& keep) {
-  Result<std::vector<std::string>> names = ListDir(options_.dir);
-  if (!names.ok()) return names.status();
+  PETREL_ASSIGN_OR_RETURN(std::vector<DirEntry> entries, ListDir(options_.dir));
   Status first;
-  for (const std::string& name : *names) {
-    if (!IsImageDirName(name) || keep.count("sha256:" + name) != 0) continue;
-    Status s = RemoveTree(options_.dir + "/" + name);
+  for (const DirEntry& e : entries) {
+    if (!IsImageDirName(e.name) || keep.count("sha256:" + e.name) != 0) continue;
+    Status s = RemoveTree(options_.dir + "/" + e.name);
     if (!s.ok() && first.ok()) first = s;
   }
   for (auto it = loaded_.begin(); it != loaded_.end();) {

@@ -1,14 +1,11 @@
 #include "lib/image/layer.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdio>
-#include <cstring>
 #include <string_view>
 #include <unordered_set>
 #include <vector>
@@ -16,6 +13,7 @@
 #include "lib/image/archive_lib.h"
 #include "lib/image/digest.h"
 #include "lib/util/fs.h"
+#include "lib/util/strings.h"
 
 namespace petrel::internal {
 
@@ -31,25 +29,9 @@ constexpr std::string_view kOpaqueMarker = ".wh..wh..opq";
 
 using Path = std::vector<std::string>;
 
-// `name` in double quotes, with quotes, backslashes and control characters escaped so a
-// hostile name cannot break a one-line message.
-std::string Quote(std::string_view name) {
-  std::string out = "\"";
-  for (unsigned char c : name) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20 || c == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\x%02x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  out += '"';
-  return out;
-}
+// An entry name for a message: quoted and escaped, but whole, since a hostile name is
+// told apart from a benign one by its tail.
+std::string QuoteName(std::string_view name) { return Quote(name, std::string_view::npos); }
 
 // The first `n` components of `parts` joined with '/'.
 std::string Join(const Path& parts, size_t n) {
@@ -62,11 +44,11 @@ std::string Join(const Path& parts, size_t n) {
 }
 
 Status Refuse(const std::string& entry, const std::string& why) {
-  return Status::InvalidArgument("entry " + Quote(entry) + ": " + why);
+  return Status::InvalidArgument("entry " + QuoteName(entry) + ": " + why);
 }
 
 Status EntryError(const std::string& entry, const std::string& what, int err) {
-  return Status::IOError("entry " + Quote(entry) + ": " + what + ": " + std::strerror(err));
+  return ErrnoError("entry " + QuoteName(entry), what, err);
 }
 
 // Splits an entry name into its components below the root, "." dropped and ".." applied.
@@ -183,14 +165,13 @@ class LayerWriter {
 
     const size_t n = parts.size();
     const std::string& name = parts.back();
-    Result<int> dir = OpenDir(parts, n - 1, entry);
-    if (!dir.ok()) return dir.status();
+    PETREL_ASSIGN_OR_RETURN(const int dir, OpenDir(parts, n - 1, entry));
     const std::string_view base = name;
 
     if (base.substr(0, kWhiteoutPrefix.size()) == kWhiteoutPrefix) {
       MarkWritten(parts, n - 1);
       if (base == kOpaqueMarker) {
-        return ClearOpaque(*dir, Join(parts, n - 1), entry);
+        return ClearOpaque(dir, Join(parts, n - 1), entry);
       }
       // Other ".wh..wh." names are aufs bookkeeping, not whiteouts.
       if (base.substr(kWhiteoutPrefix.size(), kWhiteoutPrefix.size()) == kWhiteoutPrefix) {
@@ -201,16 +182,16 @@ class LayerWriter {
       if (victim.back().empty() || victim.back() == "." || victim.back() == "..") {
         return Refuse(entry, "invalid whiteout");
       }
-      return Remove(*dir, victim, entry);
+      return Remove(dir, victim, entry);
     }
 
     MarkWritten(parts, n);
-    if (hardlink != nullptr) return Link(*dir, parts, hardlink, entry);
+    if (hardlink != nullptr) return Link(dir, parts, hardlink, entry);
     switch (type) {
-      case AE_IFDIR: return MakeDir(*dir, parts, e, entry);
-      case AE_IFREG: return WriteFile(*dir, parts, e, entry);
-      case AE_IFLNK: return MakeSymlink(*dir, parts, e, entry);
-      default: return MakeFifo(*dir, parts, e, entry);
+      case AE_IFDIR: return MakeDir(dir, parts, e, entry);
+      case AE_IFREG: return WriteFile(dir, parts, e, entry);
+      case AE_IFLNK: return MakeSymlink(dir, parts, e, entry);
+      default: return MakeFifo(dir, parts, e, entry);
     }
   }
 
@@ -232,26 +213,26 @@ class LayerWriter {
         struct stat st;
         if (fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) {
           return Refuse(entry,
-                        "path passes through the symbolic link " + Quote(Join(parts, i + 1)));
+                        "path passes through the symbolic link " + QuoteName(Join(parts, i + 1)));
         }
         // A lower layer's file where this layer has a directory: the directory wins.
         if (unlinkat(parent, name, 0) != 0) {
-          return EntryError(entry, "remove " + Quote(Join(parts, i + 1)), errno);
+          return EntryError(entry, "remove " + QuoteName(Join(parts, i + 1)), errno);
         }
         errno = ENOENT;
       }
       if (fd < 0 && errno == ENOENT) {
         if (mkdirat(parent, name, 0700) != 0) {
-          return EntryError(entry, "mkdir " + Quote(Join(parts, i + 1)), errno);
+          return EntryError(entry, "mkdir " + QuoteName(Join(parts, i + 1)), errno);
         }
         fd = openat(parent, name, kDirFlags);
         if (fd >= 0 && fchmod(fd, 0755) != 0) {
           int err = errno;
           close(fd);
-          return EntryError(entry, "chmod " + Quote(Join(parts, i + 1)), err);
+          return EntryError(entry, "chmod " + QuoteName(Join(parts, i + 1)), err);
         }
       }
-      if (fd < 0) return EntryError(entry, "open " + Quote(Join(parts, i + 1)), errno);
+      if (fd < 0) return EntryError(entry, "open " + QuoteName(Join(parts, i + 1)), errno);
       open_names_.push_back(parts[i]);
       open_fds_.emplace_back(fd);
     }
@@ -268,39 +249,24 @@ class LayerWriter {
   // Removes parts.back() (a file or a whole tree) from `dir`, its parent.
   Status Remove(int dir, const Path& parts, const std::string& entry) {
     return RemoveTreeAt(dir, parts.back(), Join(parts, parts.size()))
-        .WithContext("entry " + Quote(entry));
+        .WithContext("entry " + QuoteName(entry));
   }
 
   // Empties `dir` (at `path`) of everything lower layers put there: whatever this layer
   // has not written, in the whole subtree.
   Status ClearOpaque(int dir, const std::string& path, const std::string& entry) {
-    std::vector<std::string> names;
-    int dup_fd = openat(dir, ".", kDirFlags);
-    if (dup_fd < 0) return EntryError(entry, "open " + Quote(path), errno);
-    DIR* d = fdopendir(dup_fd);
-    if (d == nullptr) {
-      int err = errno;
-      close(dup_fd);
-      return EntryError(entry, "opendir " + Quote(path), err);
-    }
-    while (struct dirent* de = readdir(d)) {
-      if (std::strcmp(de->d_name, ".") != 0 && std::strcmp(de->d_name, "..") != 0) {
-        names.emplace_back(de->d_name);
-      }
-    }
-    closedir(d);
-    for (const std::string& name : names) {
-      const std::string child = path.empty() ? name : path + "/" + name;
+    Result<std::vector<DirEntry>> entries = ListDirAt(dir, path.empty() ? "." : path);
+    if (!entries.ok()) return entries.status().WithContext("entry " + QuoteName(entry));
+    for (const DirEntry& e : *entries) {
+      const std::string child = path.empty() ? e.name : path + "/" + e.name;
       if (written_.count(child) == 0) {
-        PETREL_RETURN_IF_ERROR(RemoveTreeAt(dir, name, child).WithContext("entry " + Quote(entry)));
+        PETREL_RETURN_IF_ERROR(
+            RemoveTreeAt(dir, e.name, child).WithContext("entry " + QuoteName(entry)));
         continue;
       }
-      struct stat st;
-      if (fstatat(dir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)) {
-        continue;
-      }
-      UniqueFd fd(openat(dir, name.c_str(), kDirFlags));
-      if (!fd.valid()) return EntryError(entry, "open " + Quote(child), errno);
+      if (!e.is_dir) continue;
+      UniqueFd fd(openat(dir, e.name.c_str(), kDirFlags));
+      if (!fd.valid()) return EntryError(entry, "open " + QuoteName(child), errno);
       PETREL_RETURN_IF_ERROR(ClearOpaque(fd.get(), child, entry));
     }
     return Status::OK();
@@ -381,18 +347,10 @@ class LayerWriter {
       la_int64_t offset;
       int r = PETREL_ARCHIVE(archive_read_data_block)(tar_, &buf, &size, &offset);
       if (r == ARCHIVE_EOF) break;
-      if (r < ARCHIVE_WARN) return pipeline_->Fail(tar_, "entry " + Quote(entry));
-      const char* p = static_cast<const char*>(buf);
-      while (size > 0) {
-        ssize_t w = pwrite(fd.get(), p, size, offset);
-        if (w < 0) {
-          if (errno == EINTR) continue;
-          return EntryError(entry, "write", errno);
-        }
-        p += w;
-        size -= static_cast<size_t>(w);
-        offset += w;
-      }
+      if (r < ARCHIVE_WARN) return pipeline_->Fail(tar_, "entry " + QuoteName(entry));
+      PETREL_RETURN_IF_ERROR(WriteAll(fd.get(),
+                                      std::string_view(static_cast<const char*>(buf), size),
+                                      "entry " + QuoteName(entry), offset));
     }
     // Sparse files end in a hole the data blocks do not cover.
     if (PETREL_ARCHIVE(archive_entry_size_is_set)(e) &&
@@ -429,7 +387,7 @@ class LayerWriter {
   Status Link(int dir, const Path& parts, const char* link, const std::string& entry) {
     Path target;
     if (std::string why = SplitName(link, &target); !why.empty()) {
-      return Refuse(entry, "hard link target " + Quote(link) + ": " + why);
+      return Refuse(entry, "hard link target " + QuoteName(link) + ": " + why);
     }
     if (target.empty()) return Refuse(entry, "hard link to the image root");
     if (target == parts) return Status::OK();
@@ -444,18 +402,18 @@ class LayerWriter {
         if ((errno == ELOOP || errno == ENOTDIR) &&
             fstatat(tdir, target[i].c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
             S_ISLNK(st.st_mode)) {
-          return Refuse(entry, "hard link target " + Quote(link) +
+          return Refuse(entry, "hard link target " + QuoteName(link) +
                                    " passes through the symbolic link " +
-                                   Quote(Join(target, i + 1)));
+                                   QuoteName(Join(target, i + 1)));
         }
-        return Refuse(entry, "hard link target " + Quote(link) + " does not exist");
+        return Refuse(entry, "hard link target " + QuoteName(link) + " does not exist");
       }
       owned.reset(fd);
       tdir = fd;
     }
     struct stat st;
     if (fstatat(tdir, target.back().c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-      return Refuse(entry, "hard link target " + Quote(link) + " does not exist");
+      return Refuse(entry, "hard link target " + QuoteName(link) + " does not exist");
     }
     if (S_ISDIR(st.st_mode)) return Refuse(entry, "hard link to a directory");
     PETREL_RETURN_IF_ERROR(Remove(dir, parts, entry));
@@ -495,7 +453,7 @@ bool FinishBlob(Pipeline* p, LayerDigests* digests) {
     p->blob_hash.Update(p->in.data(), *n);
     p->blob_size += *n;
   }
-  digests->blob = p->blob_hash.Finish();
+  digests->blob = FinishDigest(&p->blob_hash);
   digests->blob_size = p->blob_size;
   return true;
 }
@@ -563,7 +521,7 @@ Status Apply(Pipeline* pipeline, int root_fd, LayerDigests* digests) {
     p.diff_hash.Update(p.mid.data(), static_cast<size_t>(n));
   }
   if (!FinishBlob(&p, digests)) return p.error;
-  digests->diff_id = p.diff_hash.Finish();
+  digests->diff_id = FinishDigest(&p.diff_hash);
   return Status::OK();
 }
 

@@ -82,9 +82,7 @@ Status CheckDigest(const std::string& digest, const std::string& what) {
 Result<Descriptor> ParseDescriptor(const json& j, const std::string& what) {
   if (!j.is_object()) return Status::InvalidArgument(what + ": descriptor is not an object");
   Descriptor d;
-  Result<std::string> digest = String(j, "digest", what);
-  if (!digest.ok()) return digest.status();
-  d.digest = *digest;
+  PETREL_ASSIGN_OR_RETURN(d.digest, String(j, "digest", what));
   PETREL_RETURN_IF_ERROR(CheckDigest(d.digest, what));
   auto size = j.find("size");
   if (size != j.end()) {
@@ -151,9 +149,8 @@ Result<std::vector<Descriptor>> ParseManifests(const json& index, const std::str
   }
   std::vector<Descriptor> out;
   for (const json& j : *it) {
-    Result<Descriptor> d = ParseDescriptor(j, what);
-    if (!d.ok()) return d.status();
-    out.push_back(*d);
+    PETREL_ASSIGN_OR_RETURN(Descriptor d, ParseDescriptor(j, what));
+    out.push_back(std::move(d));
   }
   if (out.empty()) return Status::InvalidArgument(what + ": no manifests");
   return out;
@@ -164,12 +161,11 @@ Result<std::vector<Descriptor>> ParseManifests(const json& index, const std::str
 Result<ImageConfig> ParseImageConfig(const std::string& config_json,
                                      std::vector<std::string>* diff_ids) {
   const std::string what = "config";
-  Result<json> j = ParseJson(config_json, what);
-  if (!j.ok()) return j.status();
-  if (!j->is_object()) return Status::InvalidArgument("config: not an object");
+  PETREL_ASSIGN_OR_RETURN(const json j, ParseJson(config_json, what));
+  if (!j.is_object()) return Status::InvalidArgument("config: not an object");
   ImageConfig config;
-  auto c = j->find("config");
-  if (c != j->end() && !c->is_null()) {
+  auto c = j.find("config");
+  if (c != j.end() && !c->is_null()) {
     if (!c->is_object()) return Status::InvalidArgument("config: config is not an object");
     const std::string cwhat = "config: config";
     Result<std::vector<std::string>> entrypoint = StringArray(*c, "Entrypoint", cwhat);
@@ -188,33 +184,32 @@ Result<ImageConfig> ParseImageConfig(const std::string& config_json,
     config.user = std::move(*user);
   }
   if (diff_ids != nullptr) {
-    auto rootfs = j->find("rootfs");
-    if (rootfs == j->end() || !rootfs->is_object()) {
+    auto rootfs = j.find("rootfs");
+    if (rootfs == j.end() || !rootfs->is_object()) {
       return Status::InvalidArgument("config: rootfs is missing");
     }
-    Result<std::vector<std::string>> ids = StringArray(*rootfs, "diff_ids", "config: rootfs");
-    if (!ids.ok()) return ids.status();
-    for (const std::string& id : *ids) {
+    PETREL_ASSIGN_OR_RETURN(std::vector<std::string> ids,
+                            StringArray(*rootfs, "diff_ids", "config: rootfs"));
+    for (const std::string& id : ids) {
       PETREL_RETURN_IF_ERROR(CheckDigest(id, "config: rootfs.diff_ids"));
     }
-    *diff_ids = std::move(*ids);
+    *diff_ids = std::move(ids);
   }
   return config;
 }
 
 Result<ImagePlan> ReadOciLayout(ImageSource* source, const std::string& tag) {
-  Result<std::string> index_text = source->ReadFile("index.json", kMaxJsonSize);
-  if (!index_text.ok()) return index_text.status();
-  Result<json> index = ParseJson(*index_text, "index.json");
-  if (!index.ok()) return index.status();
-  Result<std::vector<Descriptor>> manifests = ParseManifests(*index, "index.json");
-  if (!manifests.ok()) return manifests.status();
+  PETREL_ASSIGN_OR_RETURN(const std::string index_text,
+                          source->ReadFile("index.json", kMaxJsonSize));
+  PETREL_ASSIGN_OR_RETURN(const json index, ParseJson(index_text, "index.json"));
+  PETREL_ASSIGN_OR_RETURN(const std::vector<Descriptor> manifests,
+                          ParseManifests(index, "index.json"));
 
-  Descriptor chosen = manifests->front();
+  Descriptor chosen = manifests.front();
   if (!tag.empty()) {
     bool found = false;
     std::string tags;
-    for (const Descriptor& d : *manifests) {
+    for (const Descriptor& d : manifests) {
       if (d.ref_name == tag) {
         chosen = d;
         found = true;
@@ -231,40 +226,33 @@ Result<ImagePlan> ReadOciLayout(ImageSource* source, const std::string& tag) {
   // An image index (multi-platform) leads to the manifest for this machine.
   json manifest;
   for (int depth = 0;; depth++) {
-    Result<std::string> text = ReadBlob(source, chosen, "manifest");
-    if (!text.ok()) return text.status();
+    PETREL_ASSIGN_OR_RETURN(const std::string text, ReadBlob(source, chosen, "manifest"));
     const std::string what = "manifest " + chosen.digest;
-    Result<json> j = ParseJson(*text, what);
-    if (!j.ok()) return j.status();
-    if (!j->is_object()) return Status::InvalidArgument(what + ": not an object");
-    if (!j->contains("manifests")) {
-      manifest = std::move(*j);
+    PETREL_ASSIGN_OR_RETURN(json j, ParseJson(text, what));
+    if (!j.is_object()) return Status::InvalidArgument(what + ": not an object");
+    if (!j.contains("manifests")) {
+      manifest = std::move(j);
       break;
     }
     if (depth == kMaxIndexDepth) return Status::InvalidArgument(what + ": indexes nested too deep");
-    Result<std::vector<Descriptor>> inner = ParseManifests(*j, what);
-    if (!inner.ok()) return inner.status();
-    Result<Descriptor> picked = PickPlatform(*inner, what);
-    if (!picked.ok()) return picked.status();
-    chosen = *picked;
-    chosen.platform = nullptr;  // points into *j, which goes away
+    PETREL_ASSIGN_OR_RETURN(const std::vector<Descriptor> inner, ParseManifests(j, what));
+    PETREL_ASSIGN_OR_RETURN(chosen, PickPlatform(inner, what));
+    chosen.platform = nullptr;  // points into j, which goes away
   }
 
   const std::string what = "manifest " + chosen.digest;
   auto config_it = manifest.find("config");
   if (config_it == manifest.end()) return Status::InvalidArgument(what + ": no config");
-  Result<Descriptor> config_desc = ParseDescriptor(*config_it, what + ": config");
-  if (!config_desc.ok()) return config_desc.status();
+  PETREL_ASSIGN_OR_RETURN(const Descriptor config_desc,
+                          ParseDescriptor(*config_it, what + ": config"));
   auto layers_it = manifest.find("layers");
   if (layers_it == manifest.end() || !layers_it->is_array()) {
     return Status::InvalidArgument(what + ": layers is not an array");
   }
 
   ImagePlan plan;
-  Result<std::string> config_json = ReadBlob(source, *config_desc, "config");
-  if (!config_json.ok()) return config_json.status();
-  plan.id = config_desc->digest;
-  plan.config_json = std::move(*config_json);
+  PETREL_ASSIGN_OR_RETURN(plan.config_json, ReadBlob(source, config_desc, "config"));
+  plan.id = config_desc.digest;
   std::vector<std::string> diff_ids;
   Result<ImageConfig> config = ParseImageConfig(plan.config_json, &diff_ids);
   if (!config.ok()) return config.status().WithContext("config " + plan.id);
@@ -275,44 +263,38 @@ Result<ImagePlan> ReadOciLayout(ImageSource* source, const std::string& tag) {
                                    std::to_string(diff_ids.size()) + " diff_ids");
   }
   for (size_t i = 0; i < diff_ids.size(); i++) {
-    Result<Descriptor> d = ParseDescriptor((*layers_it)[i], what + ": layer");
-    if (!d.ok()) return d.status();
-    plan.layers.push_back(LayerRef{BlobName(d->digest), d->digest, d->size, diff_ids[i]});
+    PETREL_ASSIGN_OR_RETURN(const Descriptor d, ParseDescriptor((*layers_it)[i], what + ": layer"));
+    plan.layers.push_back(LayerRef{BlobName(d.digest), d.digest, d.size, diff_ids[i]});
   }
   return plan;
 }
 
 Result<ImagePlan> ReadDockerArchive(ImageSource* source) {
-  Result<std::string> text = source->ReadFile("manifest.json", kMaxJsonSize);
-  if (!text.ok()) return text.status();
-  Result<json> j = ParseJson(*text, "manifest.json");
-  if (!j.ok()) return j.status();
-  if (!j->is_array() || j->empty() || !(*j)[0].is_object()) {
+  PETREL_ASSIGN_OR_RETURN(const std::string text, source->ReadFile("manifest.json", kMaxJsonSize));
+  PETREL_ASSIGN_OR_RETURN(const json j, ParseJson(text, "manifest.json"));
+  if (!j.is_array() || j.empty() || !j[0].is_object()) {
     return Status::InvalidArgument("manifest.json: not a list of images");
   }
-  const json& image = (*j)[0];
-  Result<std::string> config_name = String(image, "Config", "manifest.json");
-  if (!config_name.ok()) return config_name.status();
-  if (config_name->empty()) return Status::InvalidArgument("manifest.json: no Config");
-  Result<std::vector<std::string>> layers = StringArray(image, "Layers", "manifest.json");
-  if (!layers.ok()) return layers.status();
+  const json& image = j[0];
+  PETREL_ASSIGN_OR_RETURN(const std::string config_name, String(image, "Config", "manifest.json"));
+  if (config_name.empty()) return Status::InvalidArgument("manifest.json: no Config");
+  PETREL_ASSIGN_OR_RETURN(const std::vector<std::string> layers,
+                          StringArray(image, "Layers", "manifest.json"));
 
   ImagePlan plan;
-  Result<std::string> config_json = source->ReadFile(*config_name, kMaxJsonSize);
-  if (!config_json.ok()) return config_json.status();
-  plan.id = Sha256Digest(*config_json);
-  plan.config_json = std::move(*config_json);
+  PETREL_ASSIGN_OR_RETURN(plan.config_json, source->ReadFile(config_name, kMaxJsonSize));
+  plan.id = Sha256Digest(plan.config_json);
   std::vector<std::string> diff_ids;
   Result<ImageConfig> config = ParseImageConfig(plan.config_json, &diff_ids);
-  if (!config.ok()) return config.status().WithContext("config " + *config_name);
+  if (!config.ok()) return config.status().WithContext("config " + config_name);
   plan.config = std::move(*config);
-  if (diff_ids.size() != layers->size()) {
-    return Status::InvalidArgument("manifest.json: " + std::to_string(layers->size()) +
+  if (diff_ids.size() != layers.size()) {
+    return Status::InvalidArgument("manifest.json: " + std::to_string(layers.size()) +
                                    " layers but the config lists " +
                                    std::to_string(diff_ids.size()) + " diff_ids");
   }
   for (size_t i = 0; i < diff_ids.size(); i++) {
-    plan.layers.push_back(LayerRef{(*layers)[i], "", -1, diff_ids[i]});
+    plan.layers.push_back(LayerRef{layers[i], "", -1, diff_ids[i]});
   }
   return plan;
 }

@@ -1,6 +1,5 @@
 #include "lib/image/rootfs.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
@@ -40,9 +39,9 @@ class Copier {
 
   // Copies the entries of `src` into `dst` (the directory `rel` below the roots).
   Status CopyDir(int src, int dst, const std::string& rel) {
-    std::vector<std::string> names;
-    PETREL_RETURN_IF_ERROR(ListDir(src, rel, &names));
-    for (const std::string& name : names) {
+    PETREL_ASSIGN_OR_RETURN(std::vector<DirEntry> entries, ListDirAt(src, PathOf(rel)));
+    for (const DirEntry& entry : entries) {
+      const std::string& name = entry.name;
       const std::string child = rel.empty() ? name : rel + "/" + name;
       const char* n = name.c_str();
       struct stat st;
@@ -88,30 +87,11 @@ class Copier {
   }
 
  private:
-  Status Error(const std::string& rel, const char* what, int err) const {
-    return ErrnoError(rel.empty() ? to_ : to_ + "/" + rel, what, err);
-  }
+  // Where `rel` (relative to the roots) is in the copy, for messages.
+  std::string PathOf(const std::string& rel) const { return rel.empty() ? to_ : to_ + "/" + rel; }
 
-  Status ListDir(int fd, const std::string& rel, std::vector<std::string>* names) {
-    int dup_fd = openat(fd, ".", kDirFlags);
-    if (dup_fd < 0) return Error(rel, "open", errno);
-    DIR* dir = fdopendir(dup_fd);
-    if (dir == nullptr) {
-      int err = errno;
-      close(dup_fd);
-      return Error(rel, "opendir", err);
-    }
-    errno = 0;
-    while (struct dirent* d = readdir(dir)) {
-      if (std::strcmp(d->d_name, ".") != 0 && std::strcmp(d->d_name, "..") != 0) {
-        names->emplace_back(d->d_name);
-      }
-      errno = 0;
-    }
-    int err = errno;
-    closedir(dir);
-    if (err != 0) return Error(rel, "readdir", err);
-    return Status::OK();
+  Status Error(const std::string& rel, const char* what, int err) const {
+    return ErrnoError(PathOf(rel), what, err);
   }
 
   Status CopyFile(int src, int dst, const std::string& name, const std::string& rel,
@@ -168,16 +148,8 @@ class Copier {
         return Error(rel, "read", errno);
       }
       if (n == 0) return Status::OK();
-      const char* p = buf_.data();
-      while (n > 0) {
-        ssize_t w = write(dst, p, static_cast<size_t>(n));
-        if (w < 0) {
-          if (errno == EINTR) continue;
-          return Error(rel, "write", errno);
-        }
-        p += w;
-        n -= w;
-      }
+      PETREL_RETURN_IF_ERROR(
+          WriteAll(dst, std::string_view(buf_.data(), static_cast<size_t>(n)), PathOf(rel)));
     }
   }
 

@@ -185,14 +185,13 @@ Result<std::string> ImageSource::ReadFile(const std::string& name, size_t max_si
   Status s = StreamFile(name, [&](ByteSource* source) -> Status {
     char buf[8192];
     while (true) {
-      Result<size_t> n = source->Read(buf, sizeof(buf));
-      if (!n.ok()) return n.status();
-      if (*n == 0) return Status::OK();
-      if (data.size() + *n > max_size) {
+      PETREL_ASSIGN_OR_RETURN(const size_t n, source->Read(buf, sizeof(buf)));
+      if (n == 0) return Status::OK();
+      if (data.size() + n > max_size) {
         return Status::InvalidArgument(name + " is larger than " + std::to_string(max_size) +
                                        " bytes");
       }
-      data.append(buf, *n);
+      data.append(buf, n);
     }
   });
   if (!s.ok()) return s;

@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "lib/spec/check.h"
+#include "lib/util/strings.h"
 
 namespace petrel::internal {
 namespace {

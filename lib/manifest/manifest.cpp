@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <exception>
 #include <filesystem>
 #include <map>
@@ -13,6 +12,8 @@
 
 #include "lib/manifest/decode.h"
 #include "lib/spec/check.h"
+#include "lib/util/fs.h"
+#include "lib/util/strings.h"
 
 namespace petrel {
 namespace {
@@ -90,11 +91,7 @@ Status ParseFile(std::string_view text, std::string_view file, std::vector<Locat
 // Reads at most kMaxManifestBytes + 1 bytes: enough for ParseFile to refuse a bigger file.
 Status ReadFile(const std::string& path, std::string* text) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr) {
-    int err = errno;
-    std::string msg = path + ": " + std::strerror(err);
-    return err == ENOENT ? Status::NotFound(msg) : Status::IOError(msg);
-  }
+  if (f == nullptr) return internal::ErrnoError(path, "", errno);
   text->clear();
   char buf[16384];
   size_t n;
@@ -104,7 +101,7 @@ Status ReadFile(const std::string& path, std::string* text) {
   bool failed = std::ferror(f) != 0;
   int err = errno;
   std::fclose(f);
-  if (failed) return Status::IOError(path + ": " + std::strerror(err));
+  if (failed) return internal::ErrnoError(path, "", err);
   return Status::OK();
 }
 

@@ -33,12 +33,9 @@ struct FieldError {
 // Returns the first failure in field order, or nothing when `spec` is valid.
 std::optional<FieldError> CheckWorkload(const WorkloadSpec& spec);
 
-// `value` in double quotes with JSON-style escapes, cut after 64 bytes with "...":
-// safe to put a user's value into a one-line error message.
-std::string Quote(std::string_view value);
-
-// `parent` + "." + `key`, the key escaped and cut like Quote does, so that a field
-// path stays one short printable line whatever keys a manifest uses.
+// `parent` + "." + `key`, the key escaped and cut like Quote (lib/util/strings.h)
+// does, so that a field path stays one short printable line whatever keys a manifest
+// uses.
 std::string KeyPath(std::string_view parent, std::string_view key);
 
 // The RestartPolicy named `name` ("Always", "OnFailure", "Never"), if any.

@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "lib/spec/check.h"
+#include "lib/util/strings.h"
 #include "petrel/spec.h"
 
 namespace petrel {

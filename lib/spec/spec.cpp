@@ -1,10 +1,10 @@
 // Comparison, names and validation of the spec value types.
 #include "petrel/spec.h"
 
-#include <cstdio>
 #include <tuple>
 
 #include "lib/spec/check.h"
+#include "lib/util/strings.h"
 
 namespace petrel {
 
@@ -89,46 +89,10 @@ std::optional<RestartPolicy> ParseRestartPolicy(std::string_view name) {
   return std::nullopt;
 }
 
-namespace {
-
-// Appends `value` with JSON-style escapes, cut after 64 bytes (at a UTF-8 character
-// boundary) with "...".
-void AppendEscaped(std::string_view value, std::string* out) {
-  size_t shown = value.size() < 64 ? value.size() : 64;
-  while (shown > 0 && shown < value.size() && (value[shown] & 0xc0) == 0x80) shown--;
-  for (size_t i = 0; i < shown; i++) {
-    unsigned char c = static_cast<unsigned char>(value[i]);
-    switch (c) {
-      case '"': *out += "\\\""; break;
-      case '\\': *out += "\\\\"; break;
-      case '\n': *out += "\\n"; break;
-      case '\t': *out += "\\t"; break;
-      default:
-        if (c < 0x20 || c == 0x7f) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-          *out += buf;
-        } else {
-          *out += static_cast<char>(c);
-        }
-    }
-  }
-  if (shown < value.size()) *out += "...";
-}
-
-}  // namespace
-
-std::string Quote(std::string_view value) {
-  std::string out = "\"";
-  AppendEscaped(value, &out);
-  out += '"';
-  return out;
-}
-
 std::string KeyPath(std::string_view parent, std::string_view key) {
   std::string out(parent);
   out += '.';
-  AppendEscaped(key, &out);
+  out += Escape(key);
   return out;
 }
 

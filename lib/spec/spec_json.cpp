@@ -4,16 +4,14 @@
 // appended where the manifest takes a quantity ("memoryBytes", "initialMs"); keys are
 // sorted (nlohmann's default object is a std::map), numbers are integers. Two equal
 // specs give byte-identical JSON, which the store relies on to skip no-op writes.
-#include <mbedtls/sha256.h>
-#include <mbedtls/version.h>
-
-#include <cstdio>
 #include <exception>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "lib/spec/check.h"
+#include "lib/util/sha256.h"
+#include "lib/util/strings.h"
 #include "petrel/spec.h"
 
 namespace petrel {
@@ -262,22 +260,7 @@ Result<WorkloadSpec> SpecFromJson(const std::string& text) {
 // SHA-256 of the template's canonical JSON, as 16 lowercase hex digits (the first 64
 // bits): plenty to tell one workload's templates apart, short enough for a label.
 std::string TemplateHash(const WorkloadSpec& spec) {
-  std::string text = Dump(TemplateJson(spec));
-  unsigned char digest[32];
-  const auto* data = reinterpret_cast<const unsigned char*>(text.data());
-  // Software SHA-256 cannot fail; only hardware-accelerated builds have error paths.
-#if MBEDTLS_VERSION_MAJOR >= 3
-  (void)mbedtls_sha256(data, text.size(), digest, 0);
-#else
-  (void)mbedtls_sha256_ret(data, text.size(), digest, 0);
-#endif
-  std::string hex;
-  for (int i = 0; i < 8; i++) {
-    char buf[3];
-    std::snprintf(buf, sizeof(buf), "%02x", digest[i]);
-    hex += buf;
-  }
-  return hex;
+  return internal::Sha256Hex(Dump(TemplateJson(spec))).substr(0, 16);
 }
 
 }  // namespace petrel

@@ -5,10 +5,10 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
 #include <limits>
 
 #include "lib/store/sqlite.h"
+#include "lib/util/fs.h"
 
 namespace petrel::internal {
 namespace {
@@ -70,10 +70,6 @@ static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == Store::kSchemaVers
 constexpr char kReplicaColumns[] =
     "workload, idx, phase, container_id, pid, restarts, last_exit_code, message, since, "
     "next_retry, failures, spec_hash";
-
-Status StateDirError(const std::string& dir, const std::string& what, int err) {
-  return Status::IOError("state dir " + dir + ": " + what + " (" + std::strerror(err) + ")");
-}
 
 class SqliteStore final : public Store {
  public:
@@ -440,22 +436,16 @@ Status SqliteStore::LoadEvents(int64_t after_seq, size_t limit, std::vector<Even
 }  // namespace
 
 Status PrepareStateDir(const std::string& dir) {
+  const std::string context = "state dir " + dir;
   struct stat st;
   if (stat(dir.c_str(), &st) != 0) {
-    if (errno != ENOENT) return StateDirError(dir, "not accessible", errno);
-    for (size_t end = dir.find('/', 1);; end = dir.find('/', end + 1)) {
-      const std::string part = dir.substr(0, end);
-      if (mkdir(part.c_str(), 0700) != 0 && errno != EEXIST) {
-        const int err = errno;
-        return StateDirError(dir, part == dir ? "cannot create" : "cannot create " + part, err);
-      }
-      if (end == std::string::npos) break;
-    }
-    if (stat(dir.c_str(), &st) != 0) return StateDirError(dir, "not accessible", errno);
+    if (errno != ENOENT) return ErrnoError(context, "not accessible", errno);
+    PETREL_RETURN_IF_ERROR(MakeDirs(dir, 0700).WithContext(context));
+    if (stat(dir.c_str(), &st) != 0) return ErrnoError(context, "not accessible", errno);
   }
-  if (!S_ISDIR(st.st_mode)) return Status::IOError("state dir " + dir + ": not a directory");
+  if (!S_ISDIR(st.st_mode)) return Status::IOError(context + ": not a directory");
   if (faccessat(AT_FDCWD, dir.c_str(), W_OK | X_OK, AT_EACCESS) != 0) {
-    return StateDirError(dir, "not writable", errno);
+    return ErrnoError(context, "not writable", errno);
   }
   return Status::OK();
 }

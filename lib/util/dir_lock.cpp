@@ -7,12 +7,14 @@
 #include <cerrno>
 #include <cstring>
 
+#include "lib/util/fs.h"
+
 namespace petrel::internal {
 
 Status DirLock::Acquire(const std::string& dir, std::unique_ptr<DirLock>* lock) {
   const std::string path = dir + "/LOCK";
   int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return Status::IOError("state dir " + dir + ": open LOCK: " + std::strerror(errno));
+  if (fd < 0) return ErrnoError("state dir " + dir, "open LOCK", errno);
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
     int err = errno;
     std::string holder;
@@ -24,7 +26,7 @@ Status DirLock::Acquire(const std::string& dir, std::unique_ptr<DirLock>* lock) 
       return Status::FailedPrecondition("state dir " + dir + " is in use by another petrel" +
                                         holder);
     }
-    return Status::IOError("state dir " + dir + ": lock: " + std::strerror(err));
+    return ErrnoError("state dir " + dir, "lock", err);
   }
   std::string pid = std::to_string(getpid());
   // The pid is for messages only; failing to record it does not weaken the lock.

@@ -26,12 +26,90 @@ Status ErrnoError(std::string_view path, std::string_view what, int err) {
     msg += ": ";
   }
   msg += std::strerror(err);
-  return Status::IOError(msg);
+  return err == ENOENT ? Status::NotFound(msg) : Status::IOError(msg);
+}
+
+Status MakeDirs(const std::string& path, mode_t mode) {
+  std::string dir = path;
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  struct stat st;
+  if (stat(dir.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) return Status::OK();
+    return Status::FailedPrecondition(dir + ": not a directory");
+  }
+  // ENOTDIR: a parent is no directory; the parent's turn below names it.
+  if (errno != ENOENT && errno != ENOTDIR) return ErrnoError(dir, "stat", errno);
+  const size_t slash = dir.find_last_of('/');
+  if (slash != std::string::npos && slash > 0) {
+    PETREL_RETURN_IF_ERROR(MakeDirs(dir.substr(0, slash), mode));
+  }
+  if (mkdir(dir.c_str(), mode) != 0) {
+    const int err = errno;
+    if (err != EEXIST) return ErrnoError(dir, "mkdir", err);
+    // Made by someone else meanwhile (fine), or a link to nowhere (not a directory).
+    if (stat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return Status::OK();
+    return Status::FailedPrecondition(dir + ": not a directory");
+  }
+  if (chmod(dir.c_str(), mode) != 0) return ErrnoError(dir, "chmod", errno);  // despite umask
+  return Status::OK();
 }
 
 namespace {
 
 constexpr int kDirFlags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+
+}  // namespace
+
+Result<std::vector<DirEntry>> ListDirAt(int dir_fd, std::string_view path) {
+  // A descriptor of its own, so the caller's keeps its position and stays open.
+  int own_fd = openat(dir_fd, ".", kDirFlags);
+  if (own_fd < 0) return ErrnoError(path, "open", errno);
+  DIR* dir = fdopendir(own_fd);
+  if (dir == nullptr) {
+    int err = errno;
+    close(own_fd);
+    return ErrnoError(path, "opendir", err);
+  }
+  std::vector<DirEntry> entries;
+  errno = 0;
+  while (struct dirent* d = readdir(dir)) {
+    if (std::strcmp(d->d_name, ".") != 0 && std::strcmp(d->d_name, "..") != 0) {
+      bool is_dir = d->d_type == DT_DIR;
+      if (d->d_type == DT_UNKNOWN) {
+        struct stat st;
+        is_dir = fstatat(own_fd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+      }
+      entries.push_back(DirEntry{d->d_name, is_dir});
+    }
+    errno = 0;
+  }
+  int read_err = errno;
+  closedir(dir);
+  if (read_err != 0) return ErrnoError(path, "readdir", read_err);
+  return entries;
+}
+
+Result<std::vector<DirEntry>> ListDir(const std::string& path) {
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.valid()) return ErrnoError(path, "open", errno);
+  return ListDirAt(fd.get(), path);
+}
+
+Status WriteAll(int fd, std::string_view data, std::string_view path, off_t offset) {
+  while (!data.empty()) {
+    ssize_t n = offset < 0 ? write(fd, data.data(), data.size())
+                           : pwrite(fd, data.data(), data.size(), offset);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError(path, "write", errno);
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+    if (offset >= 0) offset += n;
+  }
+  return Status::OK();
+}
+
+namespace {
 
 // Opens the directory `name` in `dir_fd` without following a link; a directory without
 // search or read permission is given them first. -1 with errno set on failure.
@@ -76,33 +154,13 @@ std::string FramePath(const std::string& display_path, const std::vector<Frame>&
 // Removes every entry of the directory `fd` that is not a directory and lists the
 // subdirectories in `frame->subdirs`.
 Status EmptyFiles(int fd, Frame* frame, const std::string& path) {
-  int dup_fd = openat(fd, ".", kDirFlags);
-  if (dup_fd < 0) return ErrnoError(path, "open", errno);
-  DIR* dir = fdopendir(dup_fd);
-  if (dir == nullptr) {
-    int err = errno;
-    close(dup_fd);
-    return ErrnoError(path, "opendir", err);
-  }
-  std::vector<std::string> files;
-  errno = 0;
-  while (struct dirent* d = readdir(dir)) {
-    if (std::strcmp(d->d_name, ".") == 0 || std::strcmp(d->d_name, "..") == 0) continue;
-    bool is_dir = d->d_type == DT_DIR;
-    if (d->d_type == DT_UNKNOWN) {
-      struct stat st;
-      is_dir = fstatat(fd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
-    }
-    (is_dir ? frame->subdirs : files).emplace_back(d->d_name);
-    errno = 0;
-  }
-  int read_err = errno;
-  closedir(dir);
-  if (read_err != 0) return ErrnoError(path, "readdir", read_err);
-  for (const std::string& name : files) {
-    if (WithWritableDir(fd, [&] { return unlinkat(fd, name.c_str(), 0); }) != 0 &&
-        errno != ENOENT) {
-      return ErrnoError(path + "/" + name, "remove", errno);
+  PETREL_ASSIGN_OR_RETURN(std::vector<DirEntry> entries, ListDirAt(fd, path));
+  for (DirEntry& e : entries) {
+    if (e.is_dir) {
+      frame->subdirs.push_back(std::move(e.name));
+    } else if (WithWritableDir(fd, [&] { return unlinkat(fd, e.name.c_str(), 0); }) != 0 &&
+               errno != ENOENT) {
+      return ErrnoError(path + "/" + e.name, "remove", errno);
     }
   }
   return Status::OK();
@@ -242,19 +300,11 @@ Result<std::string> ReadSmallFile(const std::string& path, size_t max_size) {
   }
 }
 
-Status WriteFileAtomic(const std::string& path, const std::string& data) {
+Status WriteFileAtomic(const std::string& path, std::string_view data) {
   const std::string tmp = path + ".tmp";
   UniqueFd fd(open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0640));
   if (!fd.valid()) return ErrnoError(tmp, "create", errno);
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = write(fd.get(), data.data() + done, data.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoError(tmp, "write", errno);
-    }
-    done += static_cast<size_t>(n);
-  }
+  PETREL_RETURN_IF_ERROR(WriteAll(fd.get(), data, tmp));
   fd.reset();
   if (rename(tmp.c_str(), path.c_str()) != 0) return ErrnoError(path, "rename", errno);
   return Status::OK();

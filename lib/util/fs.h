@@ -1,17 +1,23 @@
-// File-system helpers written once for every module that handles directory trees it does
-// not trust: container bundles, root filesystems, unpacked images.
+// File-system helpers written once for every module: errors from errno, directories
+// made and listed, files read and written whole, and trees removed.
 //
-// Nothing here follows a symbolic link found inside a tree, and nothing crosses into
-// another file system mounted inside one: a container may have planted a link to /etc
-// or left a volume mounted, and removing its leftovers must touch neither.
+// Written for directory trees petrel does not trust (container bundles, root
+// filesystems, unpacked images): nothing here follows a symbolic link found inside a
+// tree, and nothing crosses into another file system mounted inside one: a container
+// may have planted a link to /etc or left a volume mounted, and removing its leftovers
+// must touch neither. Paths given by the caller are the caller's and may go through
+// links where a function says so.
 //
 // Thread-safety: the functions are safe to call from any thread; a UniqueFd belongs to
 // one owner.
 #ifndef PETREL_LIB_UTIL_FS_H_
 #define PETREL_LIB_UTIL_FS_H_
 
+#include <sys/types.h>
+
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "petrel/status.h"
 
@@ -45,9 +51,32 @@ class UniqueFd {
   int fd_ = -1;
 };
 
-// IOError "<path>: <what>: <strerror(err)>" ("<path>: <strerror(err)>" when `what` is
-// empty).
+// "<path>: <what>: <strerror(err)>" ("<path>: <strerror(err)>" when `what` is empty):
+// NotFound when `err` is ENOENT, so a caller can tell a missing file from a failing
+// one; IOError otherwise. `path` may be any subject ("socket", "state dir /x").
 Status ErrnoError(std::string_view path, std::string_view what, int err);
+
+// Creates the directory `path` and its missing parents, like `mkdir -p`; each
+// directory it creates gets exactly `mode` (not narrowed by the umask). Directories
+// already there are left as they are; links on the way are followed. OK when `path`
+// is a directory already; FailedPrecondition "<dir>: not a directory" when it or a
+// parent is something else; "<dir>: mkdir: <strerror>" when one cannot be made.
+Status MakeDirs(const std::string& path, mode_t mode);
+
+// One entry of a directory.
+struct DirEntry {
+  std::string name;
+  bool is_dir = false;  // a directory itself; a link to one is not
+};
+
+// The entries of the directory open as `dir_fd`, without "." and "..", in the order
+// the file system gives them. The descriptor stays the caller's and keeps its position;
+// messages name `path`.
+Result<std::vector<DirEntry>> ListDirAt(int dir_fd, std::string_view path);
+
+// ListDirAt of the directory `path`, which may be reached through links. NotFound when
+// it does not exist.
+Result<std::vector<DirEntry>> ListDir(const std::string& path);
 
 // Removes `path` and everything below it, like `rm -rf` but safe on hostile trees:
 //  - symbolic links are removed, never followed (also when `path` itself is one);
@@ -63,9 +92,13 @@ Status RemoveTree(const std::string& path);
 // link. NotFound when it is missing, Corruption when it is larger, IOError otherwise.
 Result<std::string> ReadSmallFile(const std::string& path, size_t max_size);
 
-// Replaces `path` with `data` through "<path>.tmp" and a rename, so a reader or a
-// crash sees the old file or the new one, never half of one. No fsync.
-Status WriteFileAtomic(const std::string& path, const std::string& data);
+// Writes all of `data` to `fd` at `offset`, or at the file position when `offset` is
+// negative, going on after short writes and EINTR. Errors: "<path>: write: <strerror>".
+Status WriteAll(int fd, std::string_view data, std::string_view path, off_t offset = -1);
+
+// Replaces `path` with `data` (mode 0640) through "<path>.tmp" and a rename, so a
+// reader or a crash sees the old file or the new one, never half of one. No fsync.
+Status WriteFileAtomic(const std::string& path, std::string_view data);
 
 // RemoveTree for the entry `name` (one path component) of the directory `dir_fd`;
 // messages name `display_path`.

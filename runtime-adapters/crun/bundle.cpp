@@ -112,12 +112,9 @@ json Mount(const std::string& dest, const std::string& type, const std::string& 
   return json{{"destination", dest}, {"type", type}, {"source", source}, {"options", options}};
 }
 
-}  // namespace
-
-Result<std::string> MakeBundleConfig(const ContainerSpec& spec, const ImageConfig& image,
-                                     const BundleOptions& options) {
-  // Docker's rule: a given command replaces the entrypoint and drops the image's cmd;
-  // given args replace the cmd.
+// The command line, by Docker's rule: a given command replaces the entrypoint and drops
+// the image's cmd; given args replace the cmd.
+Result<std::vector<std::string>> Args(const ContainerSpec& spec, const ImageConfig& image) {
   std::vector<std::string> args;
   if (!spec.command.empty()) {
     args = spec.command;
@@ -131,7 +128,11 @@ Result<std::string> MakeBundleConfig(const ContainerSpec& spec, const ImageConfi
     return Status::InvalidArgument(
         "no command: the image has no entrypoint or cmd and the spec gives none");
   }
+  return args;
+}
 
+// The image's environment with the spec's on top, sorted, with a default PATH.
+std::vector<std::string> Env(const ContainerSpec& spec, const ImageConfig& image) {
   std::map<std::string, std::string> env;
   for (const std::string& kv : image.env) {
     size_t eq = kv.find('=');
@@ -141,11 +142,16 @@ Result<std::string> MakeBundleConfig(const ContainerSpec& spec, const ImageConfi
   std::vector<std::string> env_list;
   if (env.count("PATH") == 0) env_list.push_back(kDefaultPath);
   for (const auto& [k, v] : env) env_list.push_back(k + "=" + v);
+  return env_list;
+}
 
+// config.json's "process": what runs, as whom, with which capabilities and limits.
+Result<json> Process(const ContainerSpec& spec, const ImageConfig& image,
+                     const BundleOptions& options) {
+  PETREL_ASSIGN_OR_RETURN(std::vector<std::string> args, Args(spec, image));
   int64_t uid = 0, gid = 0;
-  Status s = ResolveUser(spec.user.empty() ? image.user : spec.user, options, &uid, &gid);
-  if (!s.ok()) return s;
-
+  PETREL_RETURN_IF_ERROR(
+      ResolveUser(spec.user.empty() ? image.user : spec.user, options, &uid, &gid));
   std::string cwd = !spec.working_dir.empty()    ? spec.working_dir
                     : !image.working_dir.empty() ? image.working_dir
                                                  : "/";
@@ -154,17 +160,20 @@ Result<std::string> MakeBundleConfig(const ContainerSpec& spec, const ImageConfi
       {"terminal", false},
       {"user", {{"uid", uid}, {"gid", gid}}},
       {"args", args},
-      {"env", env_list},
+      {"env", Env(spec, image)},
       {"cwd", cwd},
       {"capabilities", {{"bounding", caps}, {"effective", caps}, {"permitted", caps}}},
       {"noNewPrivileges", true},
   };
-
   if (options.nofile > 0) {
     process["rlimits"] = json::array(
         {{{"type", "RLIMIT_NOFILE"}, {"hard", options.nofile}, {"soft", options.nofile}}});
   }
+  return process;
+}
 
+// config.json's "mounts": Docker's /proc, /dev and /sys, then the spec's.
+json Mounts(const ContainerSpec& spec) {
   json mounts = json::array();
   mounts.push_back(Mount("/proc", "proc", "proc", {"nosuid", "noexec", "nodev"}));
   mounts.push_back(
@@ -189,7 +198,11 @@ Result<std::string> MakeBundleConfig(const ContainerSpec& spec, const ImageConfi
       mounts.push_back(Mount(m.target, "bind", m.source, o));
     }
   }
+  return mounts;
+}
 
+// config.json's "linux": namespaces, masked paths, cgroup and limits.
+Result<json> LinuxSection(const ContainerSpec& spec, const BundleOptions& options) {
   // Network: a private namespace with only loopback, unless the container publishes
   // a port (hostPort); then, until petrel has CNI networking, it shares the host's
   // network, which can publish a port only as itself.
@@ -225,16 +238,24 @@ Result<std::string> MakeBundleConfig(const ContainerSpec& spec, const ImageConfi
     if (r.pids > 0) resources["pids"] = {{"limit", r.pids}};
   }
   linux_section["resources"] = resources;
+  return linux_section;
+}
 
+}  // namespace
+
+Result<std::string> MakeBundleConfig(const ContainerSpec& spec, const ImageConfig& image,
+                                     const BundleOptions& options) {
+  PETREL_ASSIGN_OR_RETURN(json process, Process(spec, image, options));
+  PETREL_ASSIGN_OR_RETURN(json linux_section, LinuxSection(spec, options));
   json labels = json::object();
   for (const auto& [k, v] : spec.labels) labels[k] = v;
   json config = {
       {"ociVersion", "1.0.2"},
-      {"process", process},
+      {"process", std::move(process)},
       {"root", {{"path", options.rootfs}, {"readonly", spec.read_only_rootfs}}},
       {"hostname", spec.hostname.empty() ? spec.name : spec.hostname},
-      {"mounts", mounts},
-      {"linux", linux_section},
+      {"mounts", Mounts(spec)},
+      {"linux", std::move(linux_section)},
       {"annotations", labels},
   };
   return config.dump(2);

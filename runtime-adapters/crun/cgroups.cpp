@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "lib/util/fs.h"
+
 namespace petrel::internal {
 namespace {
 
@@ -21,14 +23,13 @@ bool Limited(const Resources& limits, const char* controller) {
   return limits.pids > 0;
 }
 
-Status WriteFile(const std::string& path, const std::string& value) {
-  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return Status::IOError(path + ": " + strerror(errno));
-  ssize_t n = write(fd, value.data(), value.size());
-  int err = errno;
-  close(fd);
-  if (n != static_cast<ssize_t>(value.size())) {
-    return Status::IOError("write " + value + " to " + path + ": " + strerror(err));
+// Writes `value` to the control file `path` in one write(2), as cgroupfs wants: a
+// value split over two writes would be read as two values.
+Status WriteControl(const std::string& path, const std::string& value) {
+  UniqueFd fd(open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd.valid()) return ErrnoError(path, "", errno);
+  if (write(fd.get(), value.data(), value.size()) != static_cast<ssize_t>(value.size())) {
+    return ErrnoError("write " + value + " to " + path, "", errno);
   }
   return Status::OK();
 }
@@ -62,27 +63,20 @@ std::string V1Cgroups::Dir(const char* controller) const {
 Status V1Cgroups::Create(const Resources& limits) const {
   for (const char* c : kControllers) {
     if (!Limited(limits, c)) continue;
-    const std::string parent = root_ + "/" + c + "/petrel";
-    if (mkdir(parent.c_str(), 0755) != 0 && errno != EEXIST) {
-      return Status::IOError(parent + ": " + strerror(errno));
-    }
-    const std::string dir = Dir(c);
-    if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
-      return Status::IOError(dir + ": " + strerror(errno));
-    }
+    PETREL_RETURN_IF_ERROR(MakeDirs(Dir(c), 0755));
   }
   if (limits.memory_bytes > 0) {
-    PETREL_RETURN_IF_ERROR(
-        WriteFile(Dir("memory") + "/memory.limit_in_bytes", std::to_string(limits.memory_bytes)));
+    PETREL_RETURN_IF_ERROR(WriteControl(Dir("memory") + "/memory.limit_in_bytes",
+                                        std::to_string(limits.memory_bytes)));
   }
   if (limits.cpu_millis > 0) {
     PETREL_RETURN_IF_ERROR(
-        WriteFile(Dir("cpu") + "/cpu.cfs_period_us", std::to_string(kCfsPeriodUs)));
-    PETREL_RETURN_IF_ERROR(WriteFile(Dir("cpu") + "/cpu.cfs_quota_us",
-                                     std::to_string(limits.cpu_millis * kCfsPeriodUs / 1000)));
+        WriteControl(Dir("cpu") + "/cpu.cfs_period_us", std::to_string(kCfsPeriodUs)));
+    PETREL_RETURN_IF_ERROR(WriteControl(Dir("cpu") + "/cpu.cfs_quota_us",
+                                        std::to_string(limits.cpu_millis * kCfsPeriodUs / 1000)));
   }
   if (limits.pids > 0) {
-    PETREL_RETURN_IF_ERROR(WriteFile(Dir("pids") + "/pids.max", std::to_string(limits.pids)));
+    PETREL_RETURN_IF_ERROR(WriteControl(Dir("pids") + "/pids.max", std::to_string(limits.pids)));
   }
   return Status::OK();
 }
@@ -106,7 +100,7 @@ std::vector<std::string> V1Cgroups::Dirs(const Resources& limits) const {
 Status RemoveCgroups(const std::vector<std::string>& dirs) {
   for (const std::string& dir : dirs) {
     if (rmdir(dir.c_str()) != 0 && errno != ENOENT) {
-      return Status::IOError("remove cgroup " + dir + ": " + strerror(errno));
+      return ErrnoError("remove cgroup " + dir, "", errno);
     }
   }
   return Status::OK();

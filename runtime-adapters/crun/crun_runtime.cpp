@@ -13,7 +13,6 @@
 //   <state>/runtime/                      the runtime's --root
 //   <state>/images/                       the image store
 //   <state>/exits.sock                    shims say "<id>" here when a container ends
-#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -51,7 +50,10 @@ namespace petrel {
 namespace {
 
 using internal::CgroupLayout;
+using internal::DirEntry;
 using internal::ErrnoError;
+using internal::ListDir;
+using internal::MakeDirs;
 using internal::ReadSmallFile;
 using internal::UniqueFd;
 using internal::WriteFileAtomic;
@@ -175,24 +177,21 @@ class CrunRuntime final : public ContainerRuntime {
 
   Status Init() {
     for (const std::string& d : {containers_, runtime_root_}) {
-      if (mkdir(d.c_str(), 0700) != 0 && errno != EEXIST) return ErrnoError(d, "create", errno);
+      PETREL_RETURN_IF_ERROR(MakeDirs(d, 0700));
     }
     // Removals and creations a crash cut short: trash, and bundles without meta.json.
-    if (DIR* d = opendir(containers_.c_str())) {
-      std::vector<std::string> trash, half_made;
-      while (struct dirent* e = readdir(d)) {
-        const std::string name = e->d_name;
-        if (name.rfind(kTrashPrefix, 0) == 0) trash.push_back(name);
-        if (ValidId(name) && !Exists(DirOf(name) + "/" + kMetaFile)) half_made.push_back(name);
-      }
-      closedir(d);
-      for (const std::string& t : trash) {
-        PETREL_RETURN_IF_ERROR(images_->ReleaseRootfs(containers_ + "/" + t + "/rootfs",
-                                                      containers_ + "/" + t + "/scratch"));
-        PETREL_RETURN_IF_ERROR(internal::RemoveTree(containers_ + "/" + t));
-      }
-      for (const std::string& id : half_made) PETREL_RETURN_IF_ERROR(Destroy(id));
+    PETREL_ASSIGN_OR_RETURN(const std::vector<DirEntry> entries, ListDir(containers_));
+    std::vector<std::string> trash, half_made;
+    for (const DirEntry& e : entries) {
+      if (e.name.rfind(kTrashPrefix, 0) == 0) trash.push_back(e.name);
+      if (ValidId(e.name) && !Exists(DirOf(e.name) + "/" + kMetaFile)) half_made.push_back(e.name);
     }
+    for (const std::string& t : trash) {
+      PETREL_RETURN_IF_ERROR(images_->ReleaseRootfs(containers_ + "/" + t + "/rootfs",
+                                                    containers_ + "/" + t + "/scratch"));
+      PETREL_RETURN_IF_ERROR(internal::RemoveTree(containers_ + "/" + t));
+    }
+    for (const std::string& id : half_made) PETREL_RETURN_IF_ERROR(Destroy(id));
     // The exit socket: shims send "<id>" when a container ends.
     sock_.reset(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
     if (!sock_.valid()) return ErrnoError("socket", "", errno);
@@ -271,24 +270,22 @@ class CrunRuntime final : public ContainerRuntime {
   }
 
   Status Kill(const std::string& id, int signal) override {
-    Result<ContainerInfo> info = Inspect(id);
-    if (!info.ok()) return info.status();
+    PETREL_ASSIGN_OR_RETURN(const ContainerInfo info, Inspect(id));
     // A created container has no process yet: nothing to signal.
-    if (info->state != ContainerState::kRunning) return Status::OK();
+    if (info.state != ContainerState::kRunning) return Status::OK();
     int status = 0;
     std::string out;
     PETREL_RETURN_IF_ERROR(
         RunCommand(RuntimeArgv({"kill", id, std::to_string(signal)}), &status, &out));
     if (status == 0) return Status::OK();
-    info = Inspect(id);
-    if (info.ok() && info->state == ContainerState::kExited) return Status::OK();
+    Result<ContainerInfo> after = Inspect(id);
+    if (after.ok() && after->state == ContainerState::kExited) return Status::OK();
     return Status::IOError("kill container " + id + ": " + Name() + ": " + LastLine(out));
   }
 
   Status Remove(const std::string& id) override {
-    Result<ContainerInfo> info = Inspect(id);
-    if (!info.ok()) return info.status();
-    if (info->state == ContainerState::kRunning) {
+    PETREL_ASSIGN_OR_RETURN(const ContainerInfo info, Inspect(id));
+    if (info.state == ContainerState::kRunning) {
       return Status::FailedPrecondition("container " + id + " is running");
     }
     return Destroy(id).WithContext("remove container " + id);
@@ -297,14 +294,11 @@ class CrunRuntime final : public ContainerRuntime {
   Result<std::vector<ContainerInfo>> List(
       const std::map<std::string, std::string>& selector) override {
     std::vector<ContainerInfo> out;
-    DIR* d = opendir(containers_.c_str());
-    if (d == nullptr) return ErrnoError(containers_, "list", errno);
+    PETREL_ASSIGN_OR_RETURN(const std::vector<DirEntry> entries, ListDir(containers_));
     std::vector<std::string> ids;
-    while (struct dirent* e = readdir(d)) {
-      std::string name = e->d_name;
-      if (ValidId(name)) ids.push_back(name);
+    for (const DirEntry& e : entries) {
+      if (ValidId(e.name)) ids.push_back(e.name);
     }
-    closedir(d);
     std::sort(ids.begin(), ids.end());
     for (const std::string& id : ids) {
       Result<ContainerInfo> info = Inspect(id);
@@ -322,9 +316,8 @@ class CrunRuntime final : public ContainerRuntime {
   }
 
   Result<ContainerInfo> Inspect(const std::string& id) override {
-    Result<json> meta = ReadMeta(id);
-    if (!meta.ok()) return meta.status();
-    return Examine(id, *meta);
+    PETREL_ASSIGN_OR_RETURN(const json meta, ReadMeta(id));
+    return Examine(id, meta);
   }
 
   // The container as its files say now. `meta` is its meta.json.
@@ -388,10 +381,9 @@ class CrunRuntime final : public ContainerRuntime {
     const std::string dir = DirOf(id);
     // The kept files, oldest first; each is named by the offset of its first byte.
     std::vector<std::pair<int64_t, int64_t>> files;  // base, size
-    DIR* d = opendir(dir.c_str());
-    if (d == nullptr) return ErrnoError(dir, "list", errno);
-    while (struct dirent* e = readdir(d)) {
-      std::string name = e->d_name;
+    PETREL_ASSIGN_OR_RETURN(const std::vector<DirEntry> entries, ListDir(dir));
+    for (const DirEntry& e : entries) {
+      const std::string& name = e.name;
       if (name.rfind(internal::kLogPrefix, 0) != 0 ||
           name.size() != strlen(internal::kLogPrefix) + 20)
         continue;
@@ -399,7 +391,6 @@ class CrunRuntime final : public ContainerRuntime {
       if (stat((dir + "/" + name).c_str(), &st) != 0) continue;
       files.emplace_back(atoll(name.c_str() + strlen(internal::kLogPrefix)), st.st_size);
     }
-    closedir(d);
     std::sort(files.begin(), files.end());
     LogChunk chunk;
     if (files.empty()) return chunk;
@@ -465,14 +456,13 @@ class CrunRuntime final : public ContainerRuntime {
   // undoes all of it with Destroy when a step fails.
   Status Prepare(const ContainerSpec& spec, const std::string& dir) {
     const std::string& id = spec.name;
-    Result<internal::Image> image = images_->Pull(spec.image);
-    if (!image.ok()) return image.status();
+    PETREL_ASSIGN_OR_RETURN(const internal::Image image, images_->Pull(spec.image));
     internal::BundleOptions bo;
     bo.rootfs = dir + "/rootfs";
     // The image's user and group files, only when there is a user to resolve.
-    if (!spec.user.empty() || !image->config.user.empty()) {
-      Result<std::string> passwd = ReadSmallFile(image->rootfs + "/etc/passwd", kLogFile);
-      Result<std::string> group = ReadSmallFile(image->rootfs + "/etc/group", kLogFile);
+    if (!spec.user.empty() || !image.config.user.empty()) {
+      Result<std::string> passwd = ReadSmallFile(image.rootfs + "/etc/passwd", kLogFile);
+      Result<std::string> group = ReadSmallFile(image.rootfs + "/etc/group", kLogFile);
       if (passwd.ok()) bo.passwd = std::move(*passwd);
       if (group.ok()) bo.group = std::move(*group);
     }
@@ -481,14 +471,13 @@ class CrunRuntime final : public ContainerRuntime {
     if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_max != RLIM_INFINITY) {
       bo.nofile = std::min<uint64_t>(nofile.rlim_max, 1 << 20);
     }
-    Result<std::string> config = internal::MakeBundleConfig(spec, image->config, bo);
-    if (!config.ok()) return config.status();
+    PETREL_ASSIGN_OR_RETURN(const std::string config,
+                            internal::MakeBundleConfig(spec, image.config, bo));
     // An overlay is mounted by the shim, in the runtime's own mount namespace.
     std::string overlay;
-    Result<internal::ImageStore::RootfsKind> kind =
-        images_->PrepareRootfs(*image, bo.rootfs, dir + "/scratch", &overlay);
-    if (!kind.ok()) return kind.status();
-    PETREL_RETURN_IF_ERROR(WriteFileAtomic(dir + "/config.json", *config));
+    PETREL_ASSIGN_OR_RETURN(const internal::ImageStore::RootfsKind kind,
+                            images_->PrepareRootfs(image, bo.rootfs, dir + "/scratch", &overlay));
+    PETREL_RETURN_IF_ERROR(WriteFileAtomic(dir + "/config.json", config));
 
     json labels = json::object();
     for (const auto& [k, v] : spec.labels) labels[k] = v;
@@ -501,9 +490,9 @@ class CrunRuntime final : public ContainerRuntime {
         {"name", id},
         {"labels", labels},
         {"image", spec.image},
-        {"imageId", image->id},
+        {"imageId", image.id},
         {"createdAt", SystemClock()->Now()},
-        {"rootfs", *kind == internal::ImageStore::RootfsKind::kOverlay ? "overlay" : "copy"},
+        {"rootfs", kind == internal::ImageStore::RootfsKind::kOverlay ? "overlay" : "copy"},
         {"resources", {{"memory", r.memory_bytes}, {"cpuMillis", r.cpu_millis}, {"pids", r.pids}}},
         {"cgroups", cgroups},
         {"overlay", overlay}};
@@ -660,19 +649,17 @@ Result<std::shared_ptr<ContainerRuntime>> NewCrunRuntime(const CrunOptions& opti
   }
   const std::string base = binary.substr(binary.find_last_of('/') + 1);
   const bool is_runc = base.find("runc") != std::string::npos;
-  if (mkdir(o.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return ErrnoError(o.state_dir, "create", errno);
-  }
+  PETREL_RETURN_IF_ERROR(MakeDirs(o.state_dir, 0700));
   // One runtime object per state dir: a second would steal the exit socket.
   std::unique_ptr<internal::DirLock> lock;
   PETREL_RETURN_IF_ERROR(internal::DirLock::Acquire(o.state_dir, &lock));
   internal::ImageStoreOptions io;
   io.dir = o.state_dir + "/images";
   io.allow_overlay = !o.copy_rootfs;
-  Result<std::unique_ptr<internal::ImageStore>> images = internal::ImageStore::Open(io);
-  if (!images.ok()) return images.status();
+  PETREL_ASSIGN_OR_RETURN(std::unique_ptr<internal::ImageStore> images,
+                          internal::ImageStore::Open(io));
   auto rt = std::make_shared<CrunRuntime>(o, binary, is_runc, internal::DetectCgroupLayout(),
-                                          std::move(*images), std::move(lock));
+                                          std::move(images), std::move(lock));
   PETREL_RETURN_IF_ERROR(rt->Init());
   return std::shared_ptr<ContainerRuntime>(std::move(rt));
 }

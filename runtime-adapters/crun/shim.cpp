@@ -18,6 +18,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "lib/util/fs.h"
+
 namespace petrel::internal {
 namespace {
 
@@ -213,10 +215,10 @@ int CodeOf(int status) {
   Die(p.argv[0]);
 }
 
-// The shim itself. `sync` gets our pid, then the runtime's wait status.
-[[noreturn]] void RunShim(Prepared& p, int sync) {
-  // Our own session, no controlling terminal, fds 0-2 on /dev/null, nothing else of
-  // petrel's open (its database and state-dir lock above all).
+// Cuts the shim loose from petrel: fds 0-2 on /dev/null, `sync` moved to fd 3, nothing
+// else of petrel's open (its database and state-dir lock above all), default signal
+// handling, cwd "/", a subreaper of the container's processes. Returns the sync fd.
+int Detach(int sync) {
   int null = open("/dev/null", O_RDWR);
   if (null < 0) _exit(127);
   if (sync <= 3) {
@@ -238,65 +240,63 @@ int CodeOf(int status) {
   if (chdir("/") != 0) _exit(127);
   prctl(PR_SET_CHILD_SUBREAPER, 1);
   prctl(PR_SET_NAME, "petrel-shim");
+  return sync;
+}
 
-  // Held for our whole life: petrel tells a live shim from a dead one by this lock,
-  // which the kernel drops when we die, so a reused pid can never fool it.
+// Takes the container's shim lock for the rest of our life and records our pid.
+// petrel tells a live shim from a dead one by this lock, which the kernel drops when
+// we die, so a reused pid can never fool it.
+void HoldShimLock(const Prepared& p) {
   int lock = open(p.lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
   if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB) != 0) _exit(127);
-  {
-    char buf[32];
-    size_t n = FormatU64(static_cast<uint64_t>(getpid()), buf);
-    buf[n++] = '\n';
-    int fd = open(p.shim_pid_tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (fd >= 0) {
-      WriteAll(fd, buf, n);
-      close(fd);
-      rename(p.shim_pid_tmp.c_str(), p.shim_pid.c_str());
-    }
+  char buf[32];
+  size_t n = FormatU64(static_cast<uint64_t>(getpid()), buf);
+  buf[n++] = '\n';
+  int fd = open(p.shim_pid_tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  if (fd >= 0) {
+    WriteAll(fd, buf, n);
+    close(fd);
+    rename(p.shim_pid_tmp.c_str(), p.shim_pid.c_str());
   }
-  int32_t msg[2] = {static_cast<int32_t>(getpid()), 0};
-  WriteAll(sync, reinterpret_cast<const char*>(&msg[0]), sizeof(int32_t));
+}
 
+// A signalfd that becomes readable when a child ends (SIGCHLD blocked otherwise).
+int WatchChildren() {
   sigset_t chld;
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
   sigprocmask(SIG_BLOCK, &chld, nullptr);
-  int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
-  int pipefd[2];
-  if (sfd < 0 || pipe2(pipefd, O_CLOEXEC) != 0) _exit(127);
-  int log_r = pipefd[0], log_w = pipefd[1];
+  return signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+}
 
-  LogWriter log{&p, p.log_path_a.data(), p.log_path_b.data()};
-  log.Open();
-
-  pid_t runtime = fork();
-  if (runtime < 0) _exit(127);
-  if (runtime == 0) ExecRuntime(p, log_w);
-  close(log_w);
-
-  int status = 0;
-  while (waitpid(runtime, &status, 0) < 0 && errno == EINTR) {
+// Reaps every child that has ended: the container's init and, as we are a subreaper,
+// its orphans. Sets *exit_code when `init` is among them. Returns true once `init` has
+// ended, or no child is left at all (init is gone even if we never learnt its pid).
+bool Reap(int sfd, pid_t init, int* exit_code) {
+  struct signalfd_siginfo si;
+  while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
   }
-  fcntl(log_r, F_SETFL, O_NONBLOCK);
-  char buf[65536];
-  const bool created = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-  if (!created) {
-    // The runtime's complaint goes into the log, where petrel reads it.
-    ssize_t n;
-    while ((n = read(log_r, buf, sizeof(buf))) > 0) log.Write(buf, static_cast<size_t>(n));
-    WriteExit(p, 255);
-    msg[1] = status;
-    WriteAll(sync, reinterpret_cast<const char*>(&msg[1]), sizeof(int32_t));
-    _exit(1);
+  bool init_done = false;
+  for (;;) {
+    int st = 0;
+    pid_t pid = waitpid(-1, &st, WNOHANG);
+    if (pid <= 0) return init_done || (pid < 0 && errno == ECHILD);
+    if (pid == init) {
+      *exit_code = CodeOf(st);
+      init_done = true;
+    }
   }
-  msg[1] = status;
-  WriteAll(sync, reinterpret_cast<const char*>(&msg[1]), sizeof(int32_t));
-  close(sync);
+}
 
+// Follows the running container: copies its output from `log_r` into the log until
+// its init process has ended and the pipe is drained, or for at most 500 ms after init
+// ended (a leftover process may hold the pipe open). Returns init's exit code, -1 when
+// it was never learnt. `buf` is scratch space of `size` bytes.
+int Supervise(const Prepared& p, int sfd, int log_r, LogWriter* log, char* buf, size_t size) {
   const int init = ReadInitPid(p.init_pid.c_str());
   int exit_code = -1;
   bool init_done = false, pipe_open = true;
-  int64_t drain_deadline = 0;  // after init ended: read what is left, but not forever
+  int64_t drain_deadline = 0;
   while (pipe_open || !init_done) {
     struct pollfd fds[2] = {{sfd, POLLIN, 0}, {pipe_open ? log_r : -1, POLLIN, 0}};
     int timeout = -1;
@@ -308,37 +308,57 @@ int CodeOf(int status) {
     int r = poll(fds, 2, timeout);
     if (r < 0 && errno != EINTR) break;
     if (pipe_open && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
-      ssize_t n = read(log_r, buf, sizeof(buf));
+      ssize_t n = read(log_r, buf, size);
       if (n > 0) {
-        log.Write(buf, static_cast<size_t>(n));
+        log->Write(buf, static_cast<size_t>(n));
       } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
         pipe_open = false;
       }
     }
-    if (fds[0].revents & POLLIN) {
-      struct signalfd_siginfo si;
-      while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
-      }
-      for (;;) {
-        int st = 0;
-        pid_t pid = waitpid(-1, &st, WNOHANG);
-        if (pid <= 0) {
-          // No child left at all: init is gone even if we never learnt its pid.
-          if (pid < 0 && errno == ECHILD && !init_done) {
-            init_done = true;
-            drain_deadline = NowMs() + 500;
-          }
-          break;
-        }
-        if (pid == init && !init_done) {
-          exit_code = CodeOf(st);
-          init_done = true;
-          drain_deadline = NowMs() + 500;
-        }
-      }
+    if ((fds[0].revents & POLLIN) && Reap(sfd, init_done ? 0 : init, &exit_code) && !init_done) {
+      init_done = true;
+      drain_deadline = NowMs() + 500;
     }
   }
-  WriteExit(p, exit_code);
+  return exit_code;
+}
+
+// The shim itself. `sync` gets our pid, then the runtime's wait status.
+[[noreturn]] void RunShim(Prepared& p, int sync) {
+  sync = Detach(sync);
+  HoldShimLock(p);
+  int32_t msg[2] = {static_cast<int32_t>(getpid()), 0};
+  WriteAll(sync, reinterpret_cast<const char*>(&msg[0]), sizeof(int32_t));
+
+  int sfd = WatchChildren();
+  int pipefd[2];
+  if (sfd < 0 || pipe2(pipefd, O_CLOEXEC) != 0) _exit(127);
+  int log_r = pipefd[0], log_w = pipefd[1];
+  LogWriter log{&p, p.log_path_a.data(), p.log_path_b.data()};
+  log.Open();
+
+  pid_t runtime = fork();
+  if (runtime < 0) _exit(127);
+  if (runtime == 0) ExecRuntime(p, log_w);
+  close(log_w);
+  int status = 0;
+  while (waitpid(runtime, &status, 0) < 0 && errno == EINTR) {
+  }
+  fcntl(log_r, F_SETFL, O_NONBLOCK);
+  char buf[65536];
+  msg[1] = status;
+  if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+    // The runtime's complaint goes into the log, where petrel reads it.
+    ssize_t n;
+    while ((n = read(log_r, buf, sizeof(buf))) > 0) log.Write(buf, static_cast<size_t>(n));
+    WriteExit(p, 255);
+    WriteAll(sync, reinterpret_cast<const char*>(&msg[1]), sizeof(int32_t));
+    _exit(1);
+  }
+  WriteAll(sync, reinterpret_cast<const char*>(&msg[1]), sizeof(int32_t));
+  close(sync);
+
+  WriteExit(p, Supervise(p, sfd, log_r, &log, buf, sizeof(buf)));
   Notify(p);
   _exit(0);
 }
@@ -386,13 +406,13 @@ Status BeginShim(const ShimPlan& plan, PendingShim* pending) {
   }
 
   int sync[2];
-  if (pipe2(sync, O_CLOEXEC) != 0) return Status::IOError(std::string("pipe: ") + strerror(errno));
+  if (pipe2(sync, O_CLOEXEC) != 0) return ErrnoError("pipe", "", errno);
   pid_t middle = fork();
   if (middle < 0) {
     int err = errno;
     close(sync[0]);
     close(sync[1]);
-    return Status::IOError(std::string("fork: ") + strerror(err));
+    return ErrnoError("fork", "", err);
   }
   if (middle == 0) {
     // Twice forked, so the shim is nobody's child in petrel: petrel never has to

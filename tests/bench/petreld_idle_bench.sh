@@ -13,6 +13,8 @@ ctl=$build/examples/petrelctl/petrelctl
 dir=$(mktemp -d /tmp/petrel-idle.XXXXXX)
 export PETREL_SOCKET=$dir/petrel.sock
 pid=""
+# shellcheck source=tests/lib/petreld.sh
+. "$src/tests/lib/petreld.sh"
 cleanup() {
   if [ -n "$pid" ]; then
     "$ctl" delete workload idle >/dev/null 2>&1 || true
@@ -38,10 +40,8 @@ spec:
   command: ["/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
   terminationGracePeriod: 2s
 YAML
-"$petreld" --runtime "$runtime" --state-dir "$dir" --socket "$PETREL_SOCKET" --log-level warn \
-  2>"$dir/petreld.log" &
-pid=$!
-for _ in $(seq 100); do "$ctl" version >/dev/null 2>&1 && break; sleep 0.1; done
+petreld_start "$dir/petreld.log" --runtime "$runtime" --state-dir "$dir" --log-level warn ||
+  { cat "$dir/petreld.log" >&2; echo "idle bench: petreld did not answer" >&2; exit 1; }
 "$ctl" apply -f "$dir/idle.yaml" >/dev/null
 for _ in $(seq 600); do
   ready=$("$ctl" get workloads idle -o json | jq '.items[0].readyReplicas')

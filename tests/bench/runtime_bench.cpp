@@ -124,6 +124,152 @@ petrel::WorkloadSpec Workload(const std::string& image, int replicas) {
   return w;
 }
 
+// The busybox image of examples/images, built into `dir`: its reference.
+std::string MakeImage(const std::string& dir) {
+  const std::string out = dir + "/busybox.tar";
+  const std::string cmd =
+      std::string(PETREL_SOURCE_DIR) + "/examples/images/make-busybox-image " + out + " >/dev/null";
+  if (std::system(cmd.c_str()) != 0) Die(cmd + " failed");
+  return "oci-archive:" + out;
+}
+
+// petrel over `runtime` in a fresh directory, counting the containers it starts.
+void OpenPetrel(const std::string& runtime, PetrelRun* p) {
+  char tmpl[] = "/tmp/petrel-bench.XXXXXX";
+  if (mkdtemp(tmpl) == nullptr) Die("mkdtemp");
+  p->dir = tmpl;
+  petrel::CrunOptions co;
+  co.runtime = runtime;
+  co.state_dir = p->dir + "/oci";
+  auto rt = petrel::NewCrunRuntime(co);
+  if (!rt.ok()) Die(rt.status().ToString());
+  p->rt = *rt;
+  petrel::Options o;
+  o.state_dir = p->dir;
+  o.runtime = p->rt;
+  o.node_name = "bench";
+  o.log_sink = [](petrel::LogLevel level, std::string_view msg) {
+    if (level >= petrel::LogLevel::kWarn)
+      std::fprintf(stderr, "%.*s\n", int(msg.size()), msg.data());
+  };
+  if (!petrel::Orchestrator::Open(o, &p->orch).ok() || !p->orch->Start().ok()) Die("open petrel");
+  p->orch->Subscribe([p](const petrel::Event& e) {
+    if (e.type != "Started") return;
+    std::lock_guard<std::mutex> lock(p->mu);
+    p->started++;
+    p->cv.notify_all();
+  });
+}
+
+// Starts one container through petrel (which unpacks the image once) and copies its
+// bundle for the raw runs. Returns the copy's directory.
+std::string MakeRawBundle(PetrelRun* p, const std::string& image) {
+  if (!p->orch->Apply(Workload(image, 1)).ok()) Die("apply");
+  WaitStarted(p, 1);
+  const std::string oci = p->dir + "/oci";
+  const std::string cdir = oci + "/containers/petrel_bench_bench_0";
+  nlohmann::json config = nlohmann::json::parse(std::ifstream(cdir + "/config.json"));
+  nlohmann::json meta = nlohmann::json::parse(std::ifstream(cdir + "/meta.json"));
+  const std::string id = meta["imageId"];
+  const std::string image_rootfs = oci + "/images/" + id.substr(id.find(':') + 1) + "/rootfs";
+  const std::string bundle = p->dir + "/raw-bundle";
+  fs::create_directories(bundle);
+  if (std::system(("cp -a " + image_rootfs + " " + bundle + "/rootfs").c_str()) != 0) Die("cp");
+  config["root"]["path"] = bundle + "/rootfs";
+  config["linux"].erase("cgroupsPath");  // the runtime's default: one per container id
+  std::ofstream(bundle + "/config.json") << config.dump();
+  if (!p->orch->Delete("bench").ok()) Die("delete");
+  WaitNone(p);
+  return bundle;
+}
+
+// Apply of `n` replicas until petrel reports them started; deleted afterwards.
+double TimePetrel(PetrelRun* p, const std::string& image, int n) {
+  {
+    std::lock_guard<std::mutex> lock(p->mu);
+    p->started = 0;
+  }
+  auto t0 = Clock::now();
+  if (!p->orch->Apply(Workload(image, n)).ok()) Die("apply");
+  WaitStarted(p, n);
+  const double ms = Ms(t0, Clock::now());
+  if (!p->orch->Delete("bench").ok()) Die("delete");
+  WaitNone(p);
+  return ms;
+}
+
+// The adapter alone, without the orchestrator: Create + Start per container in turn.
+double TimeAdapter(PetrelRun* p, const std::string& image, int n) {
+  auto t0 = Clock::now();
+  for (int i = 0; i < n; i++) {
+    petrel::ContainerSpec c;
+    c.name = "adapter" + std::to_string(i);
+    c.image = image;
+    c.command = {"/bin/sleep", "3600"};
+    auto id = p->rt->Create(c);
+    if (!id.ok() || !p->rt->Start(*id).ok()) Die("adapter create/start");
+  }
+  const double ms = Ms(t0, Clock::now());
+  for (int i = 0; i < n; i++) {
+    const std::string id = "adapter" + std::to_string(i);
+    (void)p->rt->Kill(id, SIGKILL);
+    for (int k = 0; k < 500 && p->rt->Inspect(id)->state != petrel::ContainerState::kExited; k++) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    if (!p->rt->Remove(id).ok()) Die("adapter remove");
+  }
+  return ms;
+}
+
+// `<runtime> run -d` of `n` containers from `bundle`, one after another; `base` is the
+// runtime's command line up to the subcommand.
+double TimeRaw(const std::vector<std::string>& base, const std::string& bundle, int n, bool wrap) {
+  auto t0 = Clock::now();
+  for (int i = 0; i < n; i++) {
+    std::vector<std::string> a = base;
+    for (const char* s : {"run", "-d", "--bundle"}) a.push_back(s);
+    a.push_back(bundle);
+    a.push_back("raw" + std::to_string(i));
+    if (Run(a, wrap) != 0) Die(base[0] + " run failed");
+  }
+  const double ms = Ms(t0, Clock::now());
+  for (int i = 0; i < n; i++) {
+    std::vector<std::string> a = base;
+    for (const char* s : {"delete", "--force"}) a.push_back(s);
+    a.push_back("raw" + std::to_string(i));
+    Run(a, false);
+  }
+  return ms;
+}
+
+// The table's rows of one runtime.
+void Bench(const std::string& runtime, const std::string& image, int trials, bool hybrid) {
+  PetrelRun p;
+  OpenPetrel(runtime, &p);
+  const std::string bundle = MakeRawBundle(&p, image);
+  std::vector<std::string> base = {runtime, "--root", p.dir + "/raw-root"};
+  const bool wrap = hybrid && runtime == "crun";
+  if (runtime == "crun") {
+    base.push_back(wrap ? "--cgroup-manager=disabled" : "--cgroup-manager=cgroupfs");
+  }
+  for (int n : {1, 20}) {
+    std::vector<double> petrel_ms, adapter_ms, raw_ms;
+    // One container is quick and noisy on a shared machine: three times the trials.
+    const int runs = n == 1 ? 3 * trials : trials;
+    for (int t = 0; t < runs; t++) {
+      petrel_ms.push_back(TimePetrel(&p, image, n));
+      adapter_ms.push_back(TimeAdapter(&p, image, n));
+      raw_ms.push_back(TimeRaw(base, bundle, n, wrap));
+    }
+    double pm = Median(petrel_ms), am = Median(adapter_ms), rm = Median(raw_ms);
+    std::printf("%-7s %4d %10.1f %12.1f %10.1f %7.2fx\n", runtime.c_str(), n, pm, am, rm, pm / rm);
+    std::fflush(stdout);
+  }
+  p.orch.reset();
+  p.rt.reset();
+  std::system(("rm -rf " + p.dir).c_str());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -131,132 +277,14 @@ int main(int argc, char** argv) {
   char image_dir[] = "/tmp/petrel-bench-image.XXXXXX";
   if (image.empty()) {
     if (mkdtemp(image_dir) == nullptr) Die("mkdtemp");
-    const std::string out = std::string(image_dir) + "/busybox.tar";
-    const std::string cmd = std::string(PETREL_SOURCE_DIR) +
-                            "/examples/images/make-busybox-image " + out + " >/dev/null";
-    if (std::system(cmd.c_str()) != 0) Die(cmd + " failed");
-    image = "oci-archive:" + out;
+    image = MakeImage(image_dir);
   }
   const int trials = argc > 2 ? std::atoi(argv[2]) : 5;
   const bool hybrid =
       petrel::internal::DetectCgroupLayout() == petrel::internal::CgroupLayout::kHybrid;
   std::printf("%-7s %4s %10s %14s %10s %8s\n", "runtime", "N", "petrel ms", "one-by-one ms",
               "raw ms", "ratio");
-  for (const std::string runtime : {"crun", "runc"}) {
-    char tmpl[] = "/tmp/petrel-bench.XXXXXX";
-    if (mkdtemp(tmpl) == nullptr) Die("mkdtemp");
-    PetrelRun p;
-    p.dir = tmpl;
-    petrel::CrunOptions co;
-    co.runtime = runtime;
-    co.state_dir = p.dir + "/oci";
-    auto rt = petrel::NewCrunRuntime(co);
-    if (!rt.ok()) Die(rt.status().ToString());
-    p.rt = *rt;
-    petrel::Options o;
-    o.state_dir = p.dir;
-    o.runtime = p.rt;
-    o.node_name = "bench";
-    o.log_sink = [](petrel::LogLevel level, std::string_view msg) {
-      if (level >= petrel::LogLevel::kWarn)
-        std::fprintf(stderr, "%.*s\n", int(msg.size()), msg.data());
-    };
-    if (!petrel::Orchestrator::Open(o, &p.orch).ok() || !p.orch->Start().ok()) Die("open petrel");
-    p.orch->Subscribe([&p](const petrel::Event& e) {
-      if (e.type != "Started") return;
-      std::lock_guard<std::mutex> lock(p.mu);
-      p.started++;
-      p.cv.notify_all();
-    });
-
-    // Warm-up: unpacks the image once; keeps the bundle of one container for raw runs.
-    if (!p.orch->Apply(Workload(image, 1)).ok()) Die("apply");
-    WaitStarted(&p, 1);
-    const std::string cdir = co.state_dir + "/containers/petrel_bench_bench_0";
-    nlohmann::json config = nlohmann::json::parse(std::ifstream(cdir + "/config.json"));
-    std::string image_rootfs;
-    {
-      nlohmann::json meta = nlohmann::json::parse(std::ifstream(cdir + "/meta.json"));
-      std::string id = meta["imageId"];
-      image_rootfs = co.state_dir + "/images/" + id.substr(id.find(':') + 1) + "/rootfs";
-    }
-    const std::string bundle = p.dir + "/raw-bundle";
-    fs::create_directories(bundle);
-    if (std::system(("cp -a " + image_rootfs + " " + bundle + "/rootfs").c_str()) != 0) Die("cp");
-    config["root"]["path"] = bundle + "/rootfs";
-    config["linux"].erase("cgroupsPath");  // the runtime's default: one per container id
-    std::ofstream(bundle + "/config.json") << config.dump();
-    if (!p.orch->Delete("bench").ok()) Die("delete");
-    WaitNone(&p);
-
-    const std::string raw_root = p.dir + "/raw-root";
-    std::vector<std::string> base = {runtime, "--root", raw_root};
-    const bool wrap = hybrid && runtime == "crun";
-    if (runtime == "crun")
-      base.push_back(wrap ? "--cgroup-manager=disabled" : "--cgroup-manager=cgroupfs");
-
-    for (int n : {1, 20}) {
-      std::vector<double> petrel_ms, adapter_ms, raw_ms;
-      // One container is quick and noisy on a shared machine: three times the trials.
-      const int runs = n == 1 ? 3 * trials : trials;
-      for (int t = 0; t < runs; t++) {
-        {
-          std::lock_guard<std::mutex> lock(p.mu);
-          p.started = 0;
-        }
-        auto t0 = Clock::now();
-        if (!p.orch->Apply(Workload(image, n)).ok()) Die("apply");
-        WaitStarted(&p, n);
-        petrel_ms.push_back(Ms(t0, Clock::now()));
-        if (!p.orch->Delete("bench").ok()) Die("delete");
-        WaitNone(&p);
-
-        // The adapter alone, without the orchestrator: Create + Start per container.
-        t0 = Clock::now();
-        for (int i = 0; i < n; i++) {
-          petrel::ContainerSpec c;
-          c.name = "adapter" + std::to_string(i);
-          c.image = image;
-          c.command = {"/bin/sleep", "3600"};
-          auto id = p.rt->Create(c);
-          if (!id.ok() || !p.rt->Start(*id).ok()) Die("adapter create/start");
-        }
-        adapter_ms.push_back(Ms(t0, Clock::now()));
-        for (int i = 0; i < n; i++) {
-          const std::string id = "adapter" + std::to_string(i);
-          (void)p.rt->Kill(id, SIGKILL);
-          for (int k = 0; k < 500 && p.rt->Inspect(id)->state != petrel::ContainerState::kExited;
-               k++) {
-            std::this_thread::sleep_for(std::chrono::milliseconds(5));
-          }
-          if (!p.rt->Remove(id).ok()) Die("adapter remove");
-        }
-
-        t0 = Clock::now();
-        for (int i = 0; i < n; i++) {
-          std::vector<std::string> a = base;
-          for (const char* s : {"run", "-d", "--bundle"}) a.push_back(s);
-          a.push_back(bundle);
-          a.push_back("raw" + std::to_string(i));
-          if (Run(a, wrap) != 0) Die(runtime + " run failed");
-        }
-        raw_ms.push_back(Ms(t0, Clock::now()));
-        for (int i = 0; i < n; i++) {
-          std::vector<std::string> a = base;
-          for (const char* s : {"delete", "--force"}) a.push_back(s);
-          a.push_back("raw" + std::to_string(i));
-          Run(a, false);
-        }
-      }
-      double pm = Median(petrel_ms), am = Median(adapter_ms), rm = Median(raw_ms);
-      std::printf("%-7s %4d %10.1f %12.1f %10.1f %7.2fx\n", runtime.c_str(), n, pm, am, rm,
-                  pm / rm);
-      std::fflush(stdout);
-    }
-    p.orch.reset();
-    p.rt.reset();
-    std::system(("rm -rf " + p.dir).c_str());
-  }
+  for (const std::string runtime : {"crun", "runc"}) Bench(runtime, image, trials, hybrid);
   if (argc <= 1) std::system(("rm -rf " + std::string(image_dir)).c_str());
   return 0;
 }

@@ -34,12 +34,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# shellcheck source=tests/lib/petreld.sh
+. "$src/tests/lib/petreld.sh"
 start_petreld() {
-  "$petreld" --runtime "$runtime" --state-dir "$state" --socket "$PETREL_SOCKET" \
-    --node-name "$node" --log-level debug 2>>"$dir/petreld.log" &
-  pid=$!
-  for _ in $(seq 100); do "$ctl" version >/dev/null 2>&1 && return 0; sleep 0.1; done
-  fail "petreld did not answer"
+  petreld_start "$dir/petreld.log" --runtime "$runtime" --state-dir "$state" --node-name "$node" \
+    --log-level debug || fail "petreld did not answer"
 }
 # wait_for DESCRIPTION COMMAND...: polls for up to 30 s
 wait_for() {

@@ -25,6 +25,7 @@
 #include "petrel/testing/fake_clock.h"
 #include "petrel/testing/fake_runtime.h"
 #include "tests/unit/temp_dir.h"
+#include "tests/unit/test_util.h"
 
 namespace petrel {
 namespace {
@@ -54,28 +55,15 @@ const char kWebYaml[] =
     "  image: oci-archive:/images/busybox.tar\n";
 
 // A node in Step() mode with an ApiHandler over it.
-struct Api {
-  TempDir dir;
-  std::shared_ptr<FakeClock> clock = std::make_shared<FakeClock>();
-  std::shared_ptr<FakeRuntime> runtime = std::make_shared<FakeRuntime>(clock);
-  std::unique_ptr<Orchestrator> orch;
+struct Api : testing::FakeNode {
   std::unique_ptr<ApiHandler> handler;
 
   Api() {
-    Options o;
-    o.state_dir = dir.Sub("state");
-    o.runtime = runtime;
-    o.clock = clock;
-    o.node_name = "n1";
-    o.log_sink = [](LogLevel, std::string_view) {};
-    Status s = Orchestrator::Open(o, &orch);
-    REQUIRE_MESSAGE(s.ok(), s.ToString());
+    Open();
     ApiOptions api;
     api.node_name = "n1";
     handler = std::make_unique<ApiHandler>(orch.get(), runtime.get(), api);
   }
-
-  void Step() { REQUIRE(orch->Step().ok()); }
 
   ApiResponse Call(const std::string& method, const std::string& path,
                    std::map<std::string, std::string> query = {}, const std::string& body = "",

@@ -9,7 +9,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "tests/unit/temp_dir.h"
 
@@ -116,6 +118,78 @@ TEST_SUITE("fs") {
     REQUIRE(umount2((tree + "/volume").c_str(), MNT_DETACH) == 0);
     CHECK(RemoveTree(tree).ok());
     CHECK(!Exists(tree));
+  }
+
+  TEST_CASE("ErrnoError: NotFound for ENOENT, IOError otherwise, path and what first") {
+    Status missing = ErrnoError("/x", "open", ENOENT);
+    CHECK(missing.IsNotFound());
+    CHECK(missing.message() == "/x: open: No such file or directory");
+    Status denied = ErrnoError("state dir /x", "", EACCES);
+    CHECK(denied.code() == Status::Code::kIOError);
+    CHECK(denied.message() == "state dir /x: Permission denied");
+  }
+
+  TEST_CASE("MakeDirs makes the missing parents with exactly the mode, and leaves others be") {
+    TempDir dir;
+    const mode_t old_umask = umask(077);
+    Status s = MakeDirs(dir.Sub("a/b/c/"), 0755);
+    umask(old_umask);
+    REQUIRE_MESSAGE(s.ok(), s.ToString());
+    for (const char* d : {"a", "a/b", "a/b/c"}) {
+      struct stat st;
+      REQUIRE(stat(dir.Sub(d).c_str(), &st) == 0);
+      CHECK((st.st_mode & 07777) == 0755);
+    }
+    REQUIRE(chmod(dir.Sub("a").c_str(), 0700) == 0);
+    CHECK(MakeDirs(dir.Sub("a/b"), 0755).ok());
+    struct stat st;
+    REQUIRE(stat(dir.Sub("a").c_str(), &st) == 0);
+    CHECK((st.st_mode & 07777) == 0700);  // already there: left as it was
+
+    Write(dir.Sub("file"), "x");
+    s = MakeDirs(dir.Sub("file/sub"), 0755);
+    CHECK(s.code() == Status::Code::kFailedPrecondition);
+    CHECK(s.message() == dir.Sub("file") + ": not a directory");
+    REQUIRE(symlink(dir.Sub("nowhere").c_str(), dir.Sub("dangling").c_str()) == 0);
+    s = MakeDirs(dir.Sub("dangling"), 0755);
+    CHECK(s.code() == Status::Code::kFailedPrecondition);
+    CHECK(s.message() == dir.Sub("dangling") + ": not a directory");
+  }
+
+  TEST_CASE("ListDir names every entry once and tells directories, not links to them") {
+    TempDir dir;
+    fs::create_directories(dir.Sub("d/sub"));
+    Write(dir.Sub("d/file"), "x");
+    REQUIRE(symlink(dir.Sub("d/sub").c_str(), dir.Sub("d/link").c_str()) == 0);
+    Result<std::vector<DirEntry>> entries = ListDir(dir.Sub("d"));
+    REQUIRE_MESSAGE(entries.ok(), entries.status().ToString());
+    std::map<std::string, bool> got;
+    for (const DirEntry& e : *entries) CHECK(got.emplace(e.name, e.is_dir).second);
+    CHECK(got == std::map<std::string, bool>{{"file", false}, {"link", false}, {"sub", true}});
+
+    Result<std::vector<DirEntry>> missing = ListDir(dir.Sub("missing"));
+    CHECK(missing.status().IsNotFound());
+    CHECK(missing.status().message() == dir.Sub("missing") + ": open: No such file or directory");
+  }
+
+  TEST_CASE("WriteAll writes everything, at an offset too, and WriteFileAtomic whole files") {
+    TempDir dir;
+    const std::string path = dir.Sub("f");
+    UniqueFd fd(open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    REQUIRE(fd.valid());
+    const std::string big(1 << 20, 'x');
+    REQUIRE(WriteAll(fd.get(), big, path).ok());
+    REQUIRE(WriteAll(fd.get(), "ab", path, 4).ok());
+    fd.reset();
+    std::string data = Read(path);
+    CHECK(data.size() == big.size());
+    CHECK(data.substr(0, 8) == "xxxxabxx");
+    Status bad = WriteAll(-1, "a", "nowhere");
+    CHECK(bad.message() == "nowhere: write: Bad file descriptor");
+
+    REQUIRE(WriteFileAtomic(path, "new").ok());
+    CHECK(Read(path) == "new");
+    CHECK(!Exists(path + ".tmp"));
   }
 }
 

@@ -864,7 +864,7 @@ TEST_SUITE("image_store") {
          "entry \"dev/sda\": block device nodes are not allowed in images"},
         {"control characters in a name",
          {{File("../evil\nname", "x")}},
-         "entry \"../evil\\x0aname\": path escapes the image root"},
+         "entry \"../evil\\nname\": path escapes the image root"},
     };
     auto store = OpenStore(dir.Sub("store"));
     // A good image first, so "as it was" is not just an empty directory.

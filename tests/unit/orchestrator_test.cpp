@@ -16,13 +16,16 @@
 #include "petrel/testing/fake_clock.h"
 #include "petrel/testing/fake_runtime.h"
 #include "tests/unit/temp_dir.h"
+#include "tests/unit/test_util.h"
 
 namespace petrel {
 namespace {
 
 using testing::FakeClock;
 using testing::FakeRuntime;
+using testing::OpenOrDie;
 using testing::TempDir;
+using testing::TestOptions;
 
 WorkloadSpec Web(int replicas = 1) {
   WorkloadSpec s;
@@ -36,43 +39,17 @@ WorkloadSpec Web(int replicas = 1) {
   return s;
 }
 
-// Options for a test node: quiet, node "n1", state in `dir`.
-Options TestOptions(const TempDir& dir, std::shared_ptr<FakeRuntime> runtime,
-                    std::shared_ptr<Clock> clock) {
-  Options o;
-  o.state_dir = dir.Sub("state");
-  o.runtime = std::move(runtime);
-  o.clock = std::move(clock);
-  o.node_name = "n1";
-  o.log_sink = [](LogLevel, std::string_view) {};
-  return o;
-}
-
-std::unique_ptr<Orchestrator> OpenOrDie(const Options& options) {
-  std::unique_ptr<Orchestrator> orch;
-  Status s = Orchestrator::Open(options, &orch);
-  REQUIRE_MESSAGE(s.ok(), s.ToString());
-  return orch;
-}
-
 // One node: a state dir, a fake clock and runtime, and an Orchestrator that can be
 // closed and reopened over the same state and runtime.
-struct Node {
-  TempDir dir;
-  std::shared_ptr<FakeClock> clock = std::make_shared<FakeClock>();
-  std::shared_ptr<FakeRuntime> runtime = std::make_shared<FakeRuntime>(clock);
-  std::unique_ptr<Orchestrator> orch;
+struct Node : testing::FakeNode {
   std::vector<Event> events;
 
   Node() { Reopen(); }
 
   void Reopen() {
-    orch.reset();
-    orch = OpenOrDie(TestOptions(dir, runtime, clock));
+    Open();
     orch->Subscribe([this](const Event& e) { events.push_back(e); });
   }
-
-  void Step() { REQUIRE(orch->Step().ok()); }
 
   ReplicaStatus Replica(const std::string& name, int i) {
     Result<WorkloadState> w = orch->Get(name);
@@ -659,14 +636,7 @@ TEST_SUITE("orchestrator") {
     auto clock = std::make_shared<testing::FakeClock>();
     auto fake = std::make_shared<testing::FakeRuntime>(clock);
     auto recorder = std::make_shared<BatchRecorder>(fake);
-    Options o;
-    o.state_dir = dir.Sub("state");
-    o.runtime = recorder;
-    o.clock = clock;
-    o.node_name = "n1";
-    o.log_sink = [](LogLevel, std::string_view) {};
-    std::unique_ptr<Orchestrator> orch;
-    REQUIRE(Orchestrator::Open(o, &orch).ok());
+    std::unique_ptr<Orchestrator> orch = OpenOrDie(TestOptions(dir, recorder, clock));
     WorkloadSpec w;
     w.name = "many";
     w.image = "oci:/images/x";

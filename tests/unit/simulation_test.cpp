@@ -14,6 +14,7 @@
 #include "petrel/testing/fake_clock.h"
 #include "petrel/testing/fake_runtime.h"
 #include "tests/unit/temp_dir.h"
+#include "tests/unit/test_util.h"
 
 namespace petrel {
 namespace {
@@ -28,15 +29,10 @@ class Simulation {
 
   void Reopen() {
     orch_.reset();
-    Options o;
-    o.state_dir = dir_.Sub("state");
-    o.runtime = runtime_;
-    o.clock = clock_;
+    Options o = testing::TestOptions(dir_, runtime_, clock_);
     o.node_name = "sim";
-    o.log_sink = [](LogLevel, std::string_view) {};
     o.event_log_capacity = 100;
-    Status s = Orchestrator::Open(o, &orch_);
-    REQUIRE_MESSAGE(s.ok(), s.ToString());
+    orch_ = testing::OpenOrDie(o);
   }
 
   WorkloadSpec RandomSpec() {

@@ -1,0 +1,37 @@
+#include "lib/util/strings.h"
+
+#include <cstdio>
+
+namespace petrel::internal {
+
+std::string Escape(std::string_view value, size_t max_bytes) {
+  size_t shown = value.size() < max_bytes ? value.size() : max_bytes;
+  while (shown > 0 && shown < value.size() && (value[shown] & 0xc0) == 0x80) shown--;
+  std::string out;
+  out.reserve(shown + 3);
+  for (size_t i = 0; i < shown; i++) {
+    unsigned char c = static_cast<unsigned char>(value[i]);
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          char buf[8];
+          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  if (shown < value.size()) out += "...";
+  return out;
+}
+
+std::string Quote(std::string_view value, size_t max_bytes) {
+  return "\"" + Escape(value, max_bytes) + "\"";
+}
+
+}  // namespace petrel::internal

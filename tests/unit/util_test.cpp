@@ -1,0 +1,64 @@
+// Tests of lib/util's text and hashing helpers, and PETREL_ASSIGN_OR_RETURN.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <utility>
+
+#include "lib/util/sha256.h"
+#include "lib/util/strings.h"
+#include "petrel/status.h"
+
+namespace petrel::internal {
+namespace {
+
+Result<int> Half(int n) {
+  if (n % 2 != 0) return Status::InvalidArgument(std::to_string(n) + " is odd");
+  return n / 2;
+}
+
+// n / 4 through two Halfs; the first failure comes back as it was.
+Result<int> Quarter(int n) {
+  PETREL_ASSIGN_OR_RETURN(int half, Half(n));
+  PETREL_ASSIGN_OR_RETURN(const int quarter, Half(half));
+  return quarter;
+}
+
+Status QuarterInto(int n, int* out) {
+  PETREL_ASSIGN_OR_RETURN(*out, Quarter(n));
+  return Status::OK();
+}
+
+TEST_SUITE("util") {
+  TEST_CASE("Sha256 gives the standard digests, streamed or at once") {
+    CHECK(Sha256Hex("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    CHECK(Sha256Hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    Sha256 streamed;
+    streamed.Update("a", 1);
+    streamed.Update(std::string_view("bc"));
+    CHECK(streamed.HexDigest() == Sha256Hex("abc"));
+  }
+
+  TEST_CASE("Quote and Escape keep any value on one short line") {
+    CHECK(Quote("a\"b\\c\nd\te\x01\x7f") == "\"a\\\"b\\\\c\\nd\\te\\u0001\\u007f\"");
+    CHECK(Escape(std::string(70, 'x')) == std::string(64, 'x') + "...");
+    // Cut at a character boundary: the 2-byte ü does not fit in 64 bytes.
+    CHECK(Quote(std::string(63, 'x') + "\xc3\xbc") == "\"" + std::string(63, 'x') + "...\"");
+    CHECK(Quote(std::string(70, 'x'), std::string_view::npos) ==
+          "\"" + std::string(70, 'x') + "\"");
+    CHECK(Quote("") == "\"\"");
+  }
+
+  TEST_CASE("PETREL_ASSIGN_OR_RETURN assigns the value or returns the status") {
+    CHECK(*Quarter(12) == 3);
+    CHECK(Quarter(6).status().message() == "3 is odd");
+    CHECK(Quarter(5).status().message() == "5 is odd");
+    int out = 0;
+    CHECK(QuarterInto(8, &out).ok());
+    CHECK(out == 2);
+    CHECK(QuarterInto(2, &out).IsInvalidArgument());
+    CHECK(out == 2);
+  }
+}
+
+}  // namespace
+}  // namespace petrel::internal
