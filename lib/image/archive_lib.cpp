@@ -48,9 +48,11 @@ constexpr const char* kFunctions[] = {
 constexpr int kCount = sizeof(kFunctions) / sizeof(kFunctions[0]);
 constexpr char kSoname[] = "libarchive.so.13";
 
+#ifdef PETREL_DLOPEN_LIBARCHIVE
 std::mutex mu;
 int users = 0;
 void* handle = nullptr;
+#endif
 void* table[kCount];
 
 }  // namespace

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# What a user does with petrel's source on a fresh Debian 12 / Raspberry Pi OS machine,
+# and nothing more: ports/debian/install-deps, the release build, cmake --install, then
+# programs built against the installed tree with pkg-config alone (with and without
+# --static; tests/install/pkgconfig_link_test.sh), the installed petreld and petrelctl
+# started once, and the busybox image examples/run makes. Then the same install once
+# more with PETREL_DLOPEN_LIBARCHIVE=OFF, whose petrel-crun.pc pulls in libarchive's
+# own dependencies. Each step prints its time; a failing step prints the end of its
+# output. tests/fresh/debian_chroot.sh runs this inside a minbase chroot, as root, so
+# that a package missing from install-deps fails there and not on a user's machine. It
+# needs no root feature beyond apt-get (no container is started).
+# Usage: tests/fresh/user_steps.sh   (from any directory; works on the tree it is in)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+jobs=$(nproc)
+log=$(mktemp /tmp/petrel-user-steps.XXXXXX)
+trap 'rm -f "$log"' EXIT
+
+# step TITLE COMMAND...: runs COMMAND with its output kept in $log; prints the title and
+# the time taken, or the last lines of the output and fails.
+step() {
+  local title=$1 start=$SECONDS
+  shift
+  if ! "$@" >"$log" 2>&1; then
+    tail -n 60 "$log" >&2
+    echo "user_steps: failed: $title ($*)" >&2
+    exit 1
+  fi
+  printf '  %-58s %4ds\n' "$title" $((SECONDS - start))
+}
+
+step "ports/debian/install-deps" ports/debian/install-deps
+grep '^install-deps: ' "$log" | sed 's/^/    /' || true
+step "cmake --preset release" cmake --preset release
+step "cmake --build --preset release -j$jobs" cmake --build --preset release -j"$jobs"
+step "cmake --install build/release --prefix /opt/petrel" \
+  cmake --install build/release --prefix /opt/petrel
+step "installed petreld --version, petrelctl --help" \
+  sh -c '/opt/petrel/bin/petreld --version && /opt/petrel/bin/petrelctl --help'
+tests/install/pkgconfig_link_test.sh /opt/petrel
+step "examples/images/make-busybox-image (examples/run's image)" \
+  examples/images/make-busybox-image /tmp/busybox.tar
+
+echo "  and with PETREL_DLOPEN_LIBARCHIVE=OFF (libarchive linked, not loaded):"
+step "cmake --preset release -DPETREL_DLOPEN_LIBARCHIVE=OFF" \
+  cmake --preset release -DPETREL_DLOPEN_LIBARCHIVE=OFF
+step "cmake --build --preset release -j$jobs" cmake --build --preset release -j"$jobs"
+step "cmake --install build/release --prefix /opt/petrel-archive" \
+  cmake --install build/release --prefix /opt/petrel-archive
+tests/install/pkgconfig_link_test.sh /opt/petrel-archive
