@@ -82,7 +82,7 @@ std::string PrettyJson(const json& j);
 
 // The PHASE of a workload: the phase all its replicas share, else the worst one.
 // Worst first: any phase petrelctl does not know, CrashLoop, Exited, Stopping,
-// Pending, Creating, Running. "-" when there are no replicas.
+// Pending, Pulling, Creating, Running. "-" when there are no replicas.
 std::string SummarizePhase(const std::vector<ReplicaView>& replicas);
 // The PHASE of a workload: "Terminating" once deleted (until its last container is
 // gone), else SummarizePhase of its replicas.

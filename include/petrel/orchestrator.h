@@ -8,17 +8,25 @@
 //   s = orch->Start();                       // or orch->Attach(loop), or orch->Step()
 //   s = orch->Apply(petrel::LoadManifests("web.yaml").value()).status();
 //
-// One thread (the loop thread) owns the reconcile state. There are three ways to
-// run it; pick exactly one per Orchestrator:
-//  - Start(): petrel runs its own libuv loop on its own thread; Close() ends it.
+// One thread (the loop thread) owns the reconcile state and only decides: whatever may
+// take longer than about a millisecond (every runtime call, image imports, commits
+// that wait for the disk) runs on worker threads petrel owns (Options::worker_threads,
+// never libuv's shared pool) and reports back to the loop. There are three ways to run
+// it; pick exactly one per Orchestrator:
+//  - Start(): petrel runs its own libuv loop on its own thread; destroying it ends it.
 //  - Attach(loop): petrel adds its handles to the embedder's libuv loop; the thread
 //    running that loop becomes the loop thread. Detach() before closing the loop.
-//  - Step(): no loop at all; the caller reconciles when it likes (tests, or embedders
-//    with their own scheduler), then asks NextWakeup() when to step again.
+//  - Step(): no loop and no worker threads; the caller reconciles when it likes (tests,
+//    or embedders with their own scheduler) and asks NextWakeup() when to step again.
+//    Step makes the runtime calls itself, on the caller's thread, so it blocks for as
+//    long as they take, and it is deterministic: with a fake runtime and a fake clock
+//    the same calls give the same results, which is what tests and the simulation use.
 //
-// Thread-safety: Apply, Delete, Get, List, Events, Subscribe and Unsubscribe may be
-// called from any thread at any time. Start, Attach, Detach, Step and Close are not
-// thread-safe against each other.
+// Thread-safety: Apply, Delete, Get, List, Events, Logs, Subscribe and Unsubscribe may
+// be called from any thread at any time (Apply, Delete, Events and Logs may block on
+// the disk or the runtime: call them off the loop thread, as petreld's API server
+// does). Start, Attach, Detach, Step and the destructor are not thread-safe against
+// each other.
 //
 // Durability: when Apply or Delete returns OK the change is on disk (synchronous
 // commit); a kill -9 or power cut after that loses nothing of it.
@@ -57,6 +65,11 @@ struct Options {
   int64_t resync_interval_ms = 10000;
   // Events kept in the database; the oldest are dropped beyond this.
   int64_t event_log_capacity = 10000;
+  // Runtime calls (create, start, kill, remove) of different replicas run side by
+  // side on this many threads; an image pull takes one too. List has a thread of its
+  // own and store commits another, so a slow start never holds up the next pass.
+  // Must be >= 1. (Step() uses none: it runs everything on its caller's thread.)
+  int worker_threads = 8;
 };
 
 // The node name petrel uses when Options::node_name is empty: the host name with
@@ -86,6 +99,12 @@ struct WorkloadState {
   int ready_replicas = 0;               // replicas in phase Running; 0 when Terminating
 
   bool terminating() const { return deleted_at != 0; }
+};
+
+// Output of one replica's container, from Orchestrator::Logs.
+struct ReplicaLog {
+  std::string container_id;  // the container read
+  LogChunk chunk;            // offsets count bytes of that container's output
 };
 
 using EventCallback = std::function<void(const Event&)>;
@@ -122,6 +141,14 @@ class Orchestrator {
   virtual Result<std::vector<WorkloadState>> List() = 0;
   // Events with seq > after_seq, oldest first, at most `limit`.
   virtual Result<std::vector<Event>> Events(int64_t after_seq, size_t limit) = 0;
+  // The combined stdout and stderr of replica `replica`'s container (`container_id`
+  // when not empty: a container this replica had, e.g. to follow one across
+  // restarts), read from the runtime on the caller's thread. NotFound when there is
+  // no such workload, replica or container; FailedPrecondition when the replica has
+  // no container yet ("workload web replica 0 has no container yet (phase Pending)").
+  virtual Result<ReplicaLog> Logs(const std::string& workload, int replica,
+                                  const LogOptions& options,
+                                  const std::string& container_id = "") = 0;
 
   // Calls `callback` on the loop thread for every new event, until Unsubscribe.
   // The callback must not block and must not call Step, Detach or Close.

@@ -4,11 +4,26 @@
 // Every adapter passes the shared conformance suite. The contract:
 //  - Containers carry the labels given at Create; List filters on them. petrel finds
 //    its own containers again after a restart through the labels alone.
-//  - Calls are synchronous and made from petrel's loop thread only; an adapter need
-//    not be thread-safe, except for the exit handler, which it may call from any thread.
+//  - Calls block until done and may take long (a runtime process, an HTTP or gRPC
+//    round trip, an image import of minutes). petrel never makes them on its loop
+//    thread: they run on worker threads petrel owns, several at once. What an adapter
+//    may assume about overlap:
+//      * Create, Start, Kill and Remove of one container never overlap each other
+//        (petrel runs one operation at a time per replica). Calls for different
+//        containers may run at the same time, on different threads.
+//      * PullImage is never called twice at once for one image; it may overlap with
+//        any other call, Creates from other images included.
+//      * List, Inspect and Logs may be called at any time, from any thread,
+//        concurrently with anything, also with a Remove of the same container (they
+//        then answer as of before or after it; NotFound is fine).
+//    So an adapter guards what its containers share (caches, sockets, counters), not
+//    each container's own state.
+//  - The exit handler may be called from any thread, also from inside a call of the
+//    adapter (the fake calls it from Kill); it must not call back into the adapter,
+//    and petrel's handler only wakes the loop.
 //  - Stopping is asynchronous by design: petrel sends Kill(SIGTERM), waits for the exit
 //    (via the exit handler or List), and after the grace period sends Kill(SIGKILL).
-//    No call blocks the loop for a grace period.
+//    No call waits out a grace period.
 //  - Containers outlive petrel: destroying the runtime object stops nothing.
 #ifndef PETREL_RUNTIME_H_
 #define PETREL_RUNTIME_H_
@@ -89,20 +104,17 @@ class ContainerRuntime {
   // A short name for messages: "crun", "runc", "docker", "fake".
   virtual std::string Name() const = 0;
 
+  // Makes `image` ready for Create: imports a local archive, pulls from a registry, or
+  // does nothing where Create needs nothing. May take minutes. Errors name the image
+  // first ("oci-archive:/x.tar: no such file or directory"); petrel reports them as
+  // the image's, with their own back-off, never as a crash loop of creates.
+  virtual Status PullImage(const std::string& image) = 0;
   // Creates a container (not started) and returns its id. AlreadyExists when a
-  // container of that name exists.
+  // container of that name exists. A Create may still fail on its image (a file
+  // replaced since PullImage); petrel then runs PullImage again before the next try.
   virtual Result<std::string> Create(const ContainerSpec& spec) = 0;
   // REQUIRES: the container is in state kCreated.
   virtual Status Start(const std::string& id) = 0;
-  // Starts several created containers, as Start would one by one; the result per id,
-  // in order. An adapter may start them concurrently (the default calls Start for
-  // each). petrel hands it all the starts of one reconcile pass.
-  virtual std::vector<Status> StartAll(const std::vector<std::string>& ids) {
-    std::vector<Status> out;
-    out.reserve(ids.size());
-    for (const std::string& id : ids) out.push_back(Start(id));
-    return out;
-  }
   // Sends a signal to the container's main process. OK if it already exited.
   virtual Status Kill(const std::string& id, int signal) = 0;
   // Removes a container that is not running, and everything it owns on disk.

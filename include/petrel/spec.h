@@ -77,7 +77,12 @@ struct WorkloadSpec {
   bool operator==(const WorkloadSpec&) const;
 };
 
-enum class Phase { kPending, kCreating, kRunning, kExited, kCrashLoop, kStopping };
+// Pending: not looked at yet. Pulling: waiting for its image (being pulled, or
+// failed and backing off: see the message). Creating: its container is being made
+// and started. Running. Exited: done under its restart policy. CrashLoop: waiting
+// out a back-off before the next container. Stopping: no longer wanted, its
+// container is stopping.
+enum class Phase { kPending, kPulling, kCreating, kRunning, kExited, kCrashLoop, kStopping };
 const char* PhaseName(Phase phase);
 std::optional<Phase> ParsePhase(const std::string& name);
 const char* RestartPolicyName(RestartPolicy policy);

@@ -1,5 +1,8 @@
-// The Orchestrator facade: owns the store, the desired/observed caches and the loop
-// handles, and runs reconcile passes (Plan + Executor) on the loop thread.
+// The Orchestrator facade: owns the store, the desired/observed caches, the loop
+// handles and the worker threads. A reconcile pass lists the runtime's containers on a
+// worker, plans on the loop thread, and dispatches the plan's runtime calls to workers
+// (one job per replica, one per image to pull), whose results come back to the loop
+// through a Mailbox. Store commits go through a StoreWriter, never on the loop thread.
 #include "petrel/orchestrator.h"
 
 #include <unistd.h>
@@ -9,13 +12,16 @@
 #include <atomic>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <unordered_map>
 
+#include "lib/core/store_writer.h"
 #include "lib/reconcile/executor.h"
 #include "lib/reconcile/plan.h"
 #include "lib/store/store.h"
 #include "lib/util/dir_lock.h"
+#include "lib/util/workers.h"
 
 namespace petrel {
 
@@ -83,7 +89,7 @@ struct Waker {
 class OrchestratorImpl final : public Orchestrator {
  public:
   explicit OrchestratorImpl(const Options& options)
-      : opts_(options), executor_(options.runtime.get()), waker_(std::make_shared<Waker>()) {}
+      : opts_(options), waker_(std::make_shared<Waker>()), mailbox_(std::make_shared<Mailbox>()) {}
 
   ~OrchestratorImpl() override {
     if (opts_.runtime) opts_.runtime->SetExitHandler(nullptr);
@@ -101,6 +107,14 @@ class OrchestratorImpl final : public Orchestrator {
       Log(LogLevel::kError, "Orchestrator destroyed while attached; call Detach() first");
       CloseHandles();
     }
+    // Jobs still running finish (a runtime call cannot be cut short); what they
+    // report is dropped. Then what is queued for the database is written.
+    mailbox_->Close();
+    workers_.reset();
+    lister_.reset();
+    if (store_pool_) store_pool_->WaitIdle();
+    store_pool_.reset();
+    if (writer_) writer_->Flush();
   }
 
   Status Init() {
@@ -111,6 +125,9 @@ class OrchestratorImpl final : public Orchestrator {
     }
     if (opts_.event_log_capacity <= 0) {
       return Status::InvalidArgument("options: event_log_capacity must be > 0");
+    }
+    if (opts_.worker_threads < 1) {
+      return Status::InvalidArgument("options: worker_threads must be >= 1");
     }
     if (!opts_.clock) opts_.clock = SystemClock();
     if (!opts_.log_sink) opts_.log_sink = StderrLogSink();
@@ -126,6 +143,13 @@ class OrchestratorImpl final : public Orchestrator {
     so.state_dir = opts_.state_dir;
     so.event_log_capacity = opts_.event_log_capacity;
     PETREL_RETURN_IF_ERROR(Store::Open(so, &store_));
+    std::weak_ptr<Mailbox> mailbox = mailbox_;
+    writer_ = std::make_unique<StoreWriter>(
+        store_.get(), [this, mailbox](const ObservedBatch& batch, const Status& s) {
+          // On the thread that flushed: the loop marks the rows to write again.
+          std::shared_ptr<Mailbox> m = mailbox.lock();
+          if (m) m->Post([this, batch, s] { OnWriteFailed(batch, s); });
+        });
 
     std::vector<WorkloadRow> rows;
     PETREL_RETURN_IF_ERROR(store_->LoadWorkloads(&rows));
@@ -170,23 +194,31 @@ class OrchestratorImpl final : public Orchestrator {
     return Guard("apply", [&]() -> Result<std::vector<ApplyResult>> { return DoApply(specs); });
   }
 
+  // Like Apply: the store's mutex across the durable write and the memory update, so
+  // the two happen in the same order for every caller; the loop never waits for it.
   Status Delete(const std::string& name) override {
     return Guard("delete", [&]() -> Status {
+      std::lock_guard<std::mutex> store_lock(writer_->store_mu());
       {
         std::lock_guard<std::mutex> lock(mu_);
         auto it = desired_.find(name);
         if (it == desired_.end()) return Status::NotFound("workload " + name + " not found");
         if (it->second.deleted_at != 0) return Status::OK();  // already Terminating
-        const TimeMs now = opts_.clock->Now();
-        Status s = store_->DeleteWorkload(name, now);
-        if (!s.ok()) return s.WithContext("delete workload " + name);
-        it->second.deleted_at = now;
+      }
+      const TimeMs now = opts_.clock->Now();
+      Status s = store_->DeleteWorkload(name, now);
+      if (!s.ok()) return s.WithContext("delete workload " + name);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto it = desired_.find(name);
+        if (it != desired_.end()) it->second.deleted_at = now;
         Event e;
         e.workload = name;
         e.type = "Terminating";
         e.message = "workload deleted; stopping its containers";
-        RecordEventsLocked({e});
+        QueueLocked({std::move(e)});
       }
+      writer_->FlushLocked();
       Wake();
       return Status::OK();
     });
@@ -213,12 +245,49 @@ class OrchestratorImpl final : public Orchestrator {
     });
   }
 
+  // What the database holds, then what is still queued for it: none missed, none twice.
   Result<std::vector<Event>> Events(int64_t after_seq, size_t limit) override {
     return Guard("events", [&]() -> Result<std::vector<Event>> {
-      std::lock_guard<std::mutex> lock(mu_);
+      std::lock_guard<std::mutex> store_lock(writer_->store_mu());
       std::vector<Event> events;
       PETREL_RETURN_IF_ERROR(store_->LoadEvents(after_seq, limit, &events));
+      int64_t last = events.empty() ? after_seq : events.back().seq;
+      for (Event& e : writer_->UnwrittenLocked(last)) {
+        if (events.size() >= limit) break;
+        events.push_back(std::move(e));
+      }
       return events;
+    });
+  }
+
+  Result<ReplicaLog> Logs(const std::string& workload, int replica, const LogOptions& options,
+                          const std::string& container_id) override {
+    return Guard("logs", [&]() -> Result<ReplicaLog> {
+      ReplicaLog log;
+      log.container_id = container_id;
+      if (log.container_id.empty()) {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto d = desired_.find(workload);
+        if (d == desired_.end()) return Status::NotFound("workload " + workload + " not found");
+        auto r = replicas_.find(ReplicaKey(workload, replica));
+        const std::string who = "workload " + workload + " replica " + std::to_string(replica);
+        if (r == replicas_.end()) {
+          if (replica < 0 || replica >= d->second.spec.replicas) {
+            return Status::NotFound("workload " + workload + " has no replica " +
+                                    std::to_string(replica) +
+                                    " (replicas: " + std::to_string(d->second.spec.replicas) + ")");
+          }
+          return Status::FailedPrecondition(who + " has no container yet (phase Pending)");
+        }
+        if (r->second.container_id.empty()) {
+          return Status::FailedPrecondition(
+              who + " has no container yet (phase " + PhaseName(r->second.phase) +
+              (r->second.message.empty() ? "" : ": " + r->second.message) + ")");
+        }
+        log.container_id = r->second.container_id;
+      }
+      PETREL_ASSIGN_OR_RETURN(log.chunk, opts_.runtime->Logs(log.container_id, options));
+      return log;
     });
   }
 
@@ -261,13 +330,25 @@ class OrchestratorImpl final : public Orchestrator {
     if (mode_ == Mode::kAttached && handles_ != nullptr) CloseHandles();
   }
 
+  // One pass, its runtime calls made here, inline. When the pass made an image ready,
+  // the replicas that waited for it are planned again at once, so one Step still takes
+  // a new workload from nothing to running.
   Status Step() override {
     return Guard("step", [&]() -> Status {
-      if (mode_ == Mode::kIdle) mode_ = Mode::kManual;
+      if (mode_ == Mode::kIdle) PETREL_RETURN_IF_ERROR(EnterMode(Mode::kManual));
       if (mode_ != Mode::kManual) {
         return Status::FailedPrecondition("step: petrel already runs a loop (Start or Attach)");
       }
-      return Pass();
+      mailbox_->Drain();
+      Status s;
+      for (int round = 0; round < 2; round++) {
+        images_made_ready_ = false;
+        StartPass();
+        mailbox_->Drain();
+        s = last_list_status_;
+        if (!s.ok() || !images_made_ready_) break;
+      }
+      return s;
     });
   }
 
@@ -295,6 +376,7 @@ class OrchestratorImpl final : public Orchestrator {
 
   void Log(LogLevel level, const std::string& msg) { opts_.log_sink(level, msg); }
 
+  // Picks the mode and, with it, where jobs run: inline for Step, on threads else.
   Status EnterMode(Mode mode) {
     if (mode_ != Mode::kIdle) {
       return Status::FailedPrecondition(
@@ -302,8 +384,14 @@ class OrchestratorImpl final : public Orchestrator {
           "Detach is not supported)");
     }
     mode_ = mode;
+    const bool threads = mode != Mode::kManual;
+    workers_ = std::make_unique<WorkerPool>(threads ? opts_.worker_threads : 0, "petrel-worker");
+    lister_ = std::make_unique<WorkerPool>(threads ? 1 : 0, "petrel-list");
+    store_pool_ = std::make_unique<WorkerPool>(threads ? 1 : 0, "petrel-store");
     return Status::OK();
   }
+
+  bool threaded() const { return mode_ == Mode::kOwnThread || mode_ == Mode::kAttached; }
 
   Result<std::vector<ApplyResult>> DoApply(const std::vector<WorkloadSpec>& specs) {
     std::vector<WorkloadRow> rows;
@@ -327,11 +415,12 @@ class OrchestratorImpl final : public Orchestrator {
     }
     std::vector<ApplyResult> results;
     bool changed = false;
+    std::lock_guard<std::mutex> store_lock(writer_->store_mu());
+    std::vector<PutOutcome> outcomes;
+    std::vector<int64_t> generations;
+    PETREL_RETURN_IF_ERROR(store_->PutWorkloads(rows, &outcomes, &generations));
     {
       std::lock_guard<std::mutex> lock(mu_);
-      std::vector<PutOutcome> outcomes;
-      std::vector<int64_t> generations;
-      PETREL_RETURN_IF_ERROR(store_->PutWorkloads(rows, &outcomes, &generations));
       std::vector<Event> events;
       for (size_t i = 0; i < specs.size(); i++) {
         ApplyResult r;
@@ -358,8 +447,9 @@ class OrchestratorImpl final : public Orchestrator {
                     " replicas";
         events.push_back(std::move(e));
       }
-      RecordEventsLocked(std::move(events));
+      QueueLocked(std::move(events));
     }
+    writer_->FlushLocked();
     if (changed) Wake();
     return results;
   }
@@ -401,43 +491,93 @@ class OrchestratorImpl final : public Orchestrator {
     return st;
   }
 
-  // Writes replica status changes and events in one transaction, gives the events
-  // their seq and time, and queues them for subscribers (and the log sink) even when
-  // the write fails: the loop re-derives status, and an event is news either way.
-  // REQUIRES: mu_ held.
-  Status CommitLocked(const std::vector<ReplicaStatus>& writes,
-                      const std::vector<ReplicaKey>& deletes, std::vector<Event> events,
-                      const std::vector<std::string>& purges = {}) {
+  // --- observed state on its way to the database ---
+
+  // Gives `events` their seq and time, queues them for the database together with the
+  // replica rows changed since the last batch, and for subscribers and the log sink
+  // (Deliver). An event is news even if its write fails. REQUIRES: mu_ held.
+  void QueueLocked(std::vector<Event> events) {
     TimeMs now = opts_.clock->Now();
+    ObservedBatch batch;
     for (Event& e : events) {
       e.seq = next_seq_++;
       e.time = now;
+      undelivered_.push_back(e);
     }
-    Status s = store_->WriteObserved(writes, deletes, events, purges);
-    for (Event& e : events) undelivered_.push_back(std::move(e));
-    return s;
+    batch.events = std::move(events);
+    for (const ReplicaKey& key : dirty_) {
+      auto r = replicas_.find(key);
+      if (r != replicas_.end()) {
+        batch.upserts.push_back(r->second);
+      } else {
+        batch.deletes.push_back(key);
+      }
+    }
+    dirty_.clear();
+    batch.purges.assign(dirty_purges_.begin(), dirty_purges_.end());
+    dirty_purges_.clear();
+    writer_->Push(std::move(batch));
   }
 
-  // Events of Apply and Delete: their desired-state change is already durable.
-  // REQUIRES: mu_ held.
-  void RecordEventsLocked(std::vector<Event> events) {
-    Status s = CommitLocked({}, {}, std::move(events));
-    if (!s.ok()) pending_error_ = "event log: " + s.ToString();
+  // Writes what QueueLocked queued: on the store thread, or here when there is none.
+  void Flush() {
+    if (store_pool_ && !store_pool_->inline_jobs()) {
+      StoreWriter* writer = writer_.get();
+      store_pool_->Submit([writer] { writer->Flush(); });
+    } else {
+      writer_->Flush();
+    }
   }
 
-  // One reconcile pass: list, plan, act, record. Runs on the loop thread.
-  Status Pass() {
+  // A batch did not reach the database: its rows and purges go into the next one.
+  void OnWriteFailed(const ObservedBatch& batch, const Status& s) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const ReplicaStatus& r : batch.upserts) dirty_.insert(ReplicaKey(r.workload, r.index));
+      for (const auto& key : batch.deletes) dirty_.insert(key);
+      for (const std::string& name : batch.purges) {
+        if (!desired_.count(name)) dirty_purges_.insert(name);
+      }
+      pending_error_ = "store observed state: " + s.ToString();
+    }
+    plan_wakeup_ = std::min(plan_wakeup_, opts_.clock->Now() + 1000);
+    Deliver();
+    ScheduleAfterLoopWork();
+  }
+
+  // --- a reconcile pass: list (on a worker), then plan and dispatch (here) ---
+
+  void StartPass() {
+    if (listing_) {
+      pass_again_ = true;
+      return;
+    }
+    listing_ = true;
+    pass_again_ = false;
     wake_pending_ = false;
-    TimeMs now = opts_.clock->Now();
+    settled_.clear();  // jobs that end from now on ended after this list began
+    std::shared_ptr<ContainerRuntime> runtime = opts_.runtime;
+    std::shared_ptr<Mailbox> mailbox = mailbox_;
+    std::map<std::string, std::string> selector = {{kLabelNode, opts_.node_name}};
+    lister_->Submit([this, runtime, mailbox, selector] {
+      auto listed = std::make_shared<Result<std::vector<ContainerInfo>>>(runtime->List(selector));
+      mailbox->Post([this, listed] { OnListed(std::move(*listed)); });
+    });
+  }
+
+  void OnListed(Result<std::vector<ContainerInfo>> listed) {
+    listing_ = false;
+    const TimeMs now = opts_.clock->Now();
     last_pass_ = now;
-    Result<std::vector<ContainerInfo>> listed =
-        opts_.runtime->List({{kLabelNode, opts_.node_name}});
+    last_list_status_ = listed.status();
     if (!listed.ok()) {
       Status s = listed.status().WithContext("list containers of runtime " + opts_.runtime->Name());
+      last_list_status_ = s;
       Log(LogLevel::kWarn, s.message());
       plan_wakeup_ = kNever;
       Deliver();
-      return s;
+      ScheduleAfterLoopWork();
+      return;
     }
     executor_.PruneKills(*listed);
 
@@ -446,9 +586,16 @@ class OrchestratorImpl final : public Orchestrator {
     in.now = now;
     in.containers = std::move(*listed);
     in.kills = executor_.kills();
-    PlanOutput plan;
-    std::map<std::string, Executor::Template> templates;
-    std::map<ReplicaKey, ReplicaStatus> touched;
+    in.images = images_;
+    in.busy.assign(executor_.busy().begin(), executor_.busy().end());
+    for (const ReplicaKey& key : settled_) {
+      if (!executor_.busy().count(key)) in.busy.push_back(key);
+    }
+    // Replicas whose job ended while the list was taken are planned by the next pass.
+    if (!settled_.empty()) pass_again_ = true;
+
+    std::vector<ReplicaJob> jobs;
+    std::vector<PullJob> pulls;
     {
       std::lock_guard<std::mutex> lock(mu_);
       in.desired.reserve(desired_.size());
@@ -461,68 +608,193 @@ class OrchestratorImpl final : public Orchestrator {
       }
       in.replicas.reserve(replicas_.size());
       for (const auto& [key, r] : replicas_) in.replicas.push_back(r);
-      plan = internal::Plan(in);
-      for (const Action& a : plan.actions) {
-        auto d = desired_.find(a.workload);
-        if (d != desired_.end() && d->second.deleted_at == 0 && !templates.count(a.workload)) {
-          templates[a.workload] = {d->second.spec, d->second.hash};
-        }
-        ReplicaKey key(a.workload, a.replica);
-        auto r = replicas_.find(key);
-        if (r != replicas_.end()) touched.emplace(key, r->second);
+      PlanOutput plan = internal::Plan(in);
+      plan_wakeup_ = plan.next_wakeup;
+      ApplyPlanLocked(&plan);
+      jobs = JobsLocked(plan, now);
+      pulls = PullsLocked(plan, now);
+    }
+    for (ReplicaJob& job : jobs) Dispatch(std::move(job));
+    for (PullJob& job : pulls) Dispatch(std::move(job));
+    Flush();
+    Deliver();
+    ScheduleAfterLoopWork();
+  }
+
+  // The plan's status changes into memory, marked for the database, with its events.
+  // Terminating workloads whose last container is gone (and that no Apply has brought
+  // back meanwhile) are forgotten. REQUIRES: mu_ held.
+  void ApplyPlanLocked(PlanOutput* plan) {
+    for (ReplicaStatus& u : plan->status_updates) {
+      ReplicaKey key(u.workload, u.index);
+      if (!desired_.count(key.first)) continue;
+      dirty_.insert(key);
+      replicas_[key] = std::move(u);
+    }
+    for (const auto& key : plan->status_deletes) {
+      if (replicas_.erase(key) > 0) dirty_.insert(key);
+    }
+    for (const std::string& name : plan->gone) {
+      auto d = desired_.find(name);
+      if (d == desired_.end() || d->second.deleted_at == 0) continue;
+      desired_.erase(d);
+      replicas_.erase(replicas_.lower_bound(ReplicaKey(name, 0)),
+                      replicas_.lower_bound(ReplicaKey(name + '\0', 0)));
+      dirty_purges_.insert(name);
+      Event e;
+      e.workload = name;
+      e.type = "Deleted";
+      e.message = "its last container is gone";
+      plan->events.push_back(std::move(e));
+    }
+    QueueLocked(std::move(plan->events));
+  }
+
+  // The plan's actions as one job per replica. REQUIRES: mu_ held.
+  std::vector<ReplicaJob> JobsLocked(const PlanOutput& plan, TimeMs now) {
+    std::map<std::string, Template> templates;
+    for (const Action& a : plan.actions) {
+      auto d = desired_.find(a.workload);
+      if (d != desired_.end() && d->second.deleted_at == 0 && !templates.count(a.workload)) {
+        templates[a.workload] = Template{d->second.spec, d->second.hash};
       }
     }
-    for (ReplicaStatus& u : plan.status_updates) {
-      ReplicaKey key(u.workload, u.index);
-      touched[key] = std::move(u);
-    }
-    std::vector<Event> events = std::move(plan.events);
-    TimeMs retry = executor_.Run(plan, templates, now, &touched, &events);
-    plan_wakeup_ = std::min(plan.next_wakeup, retry);
+    std::vector<ReplicaJob> jobs = SplitIntoJobs(plan, templates);
+    for (ReplicaJob& job : jobs) job.planned_at = now;
+    return jobs;
+  }
 
+  // The plan's image pulls, each with the back-off of its first waiting workload.
+  // REQUIRES: mu_ held.
+  std::vector<PullJob> PullsLocked(const PlanOutput& plan, TimeMs now) {
+    std::vector<PullJob> pulls;
+    for (const PullRequest& request : plan.pulls) {
+      PullJob job;
+      job.request = request;
+      job.planned_at = now;
+      auto d = desired_.find(request.workloads.front());
+      if (d != desired_.end()) job.backoff = d->second.spec.backoff;
+      pulls.push_back(std::move(job));
+    }
+    return pulls;
+  }
+
+  void Dispatch(ReplicaJob job) {
+    executor_.Started(job);
+    std::shared_ptr<ContainerRuntime> runtime = opts_.runtime;
+    std::shared_ptr<Mailbox> mailbox = mailbox_;
+    auto shared = std::make_shared<ReplicaJob>(std::move(job));
+    workers_->Submit([this, runtime, mailbox, shared] {
+      RunReplicaJob(runtime.get(), shared.get());
+      mailbox->Post([this, shared] { OnReplicaJobDone(*shared); });
+    });
+  }
+
+  void Dispatch(PullJob job) {
+    ImageState& image = images_[job.request.image];
+    image.pulling = true;
+    std::vector<Event> events;
+    for (const std::string& w : job.request.workloads) {
+      events.push_back(WorkloadEvent(w, "Pulling", "image " + job.request.image));
+    }
     {
       std::lock_guard<std::mutex> lock(mu_);
-      std::vector<ReplicaStatus> writes;
-      for (auto& [key, r] : touched) {
-        if (!desired_.count(key.first)) continue;  // deleted meanwhile
-        auto cur = replicas_.find(key);
-        if (cur != replicas_.end() && cur->second == r) continue;
-        writes.push_back(r);
+      QueueLocked(std::move(events));
+    }
+    std::shared_ptr<ContainerRuntime> runtime = opts_.runtime;
+    std::shared_ptr<Mailbox> mailbox = mailbox_;
+    auto shared = std::make_shared<PullJob>(std::move(job));
+    workers_->Submit([this, runtime, mailbox, shared] {
+      RunPullJob(runtime.get(), shared.get());
+      mailbox->Post([this, shared] { OnPullDone(*shared); });
+    });
+  }
+
+  static Event WorkloadEvent(const std::string& workload, const char* type, std::string message) {
+    Event e;
+    e.workload = workload;
+    e.type = type;
+    e.message = std::move(message);
+    return e;
+  }
+
+  void OnReplicaJobDone(const ReplicaJob& job) {
+    const TimeMs now = opts_.clock->Now();
+    TimeMs retry = kNever;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      std::vector<Event> events;
+      auto found = replicas_.find(job.key);
+      ReplicaStatus status = found != replicas_.end() ? found->second : ReplicaStatus();
+      retry = executor_.Record(job, now, &status, &events);
+      auto d = desired_.find(job.key.first);
+      if (d != desired_.end() && d->second.deleted_at == 0) {
+        replicas_[job.key] = std::move(status);
+        dirty_.insert(job.key);
       }
-      std::vector<ReplicaKey> deletes;
-      for (auto& d : plan.status_deletes) {
-        if (replicas_.count(d)) deletes.push_back(d);
-      }
-      // Terminating workloads whose last container is gone (and that no Apply has
-      // brought back meanwhile) are forgotten.
-      std::vector<std::string> purges;
-      for (const std::string& name : plan.gone) {
-        auto d = desired_.find(name);
-        if (d == desired_.end() || d->second.deleted_at == 0) continue;
-        purges.push_back(name);
-        Event e;
-        e.workload = name;
-        e.type = "Deleted";
-        e.message = "its last container is gone";
-        events.push_back(std::move(e));
-      }
-      Status s = CommitLocked(writes, deletes, std::move(events), purges);
-      if (s.ok()) {
-        for (ReplicaStatus& r : writes) replicas_[ReplicaKey(r.workload, r.index)] = std::move(r);
-        for (const ReplicaKey& d : deletes) replicas_.erase(d);
-        for (const std::string& name : purges) {
-          desired_.erase(name);
-          replicas_.erase(replicas_.lower_bound(ReplicaKey(name, 0)),
-                          replicas_.lower_bound(ReplicaKey(name + '\0', 0)));
-        }
-      } else {
-        // The cache keeps the old status, so the next pass derives and writes it again.
-        pending_error_ = "store replica status: " + s.ToString();
-        plan_wakeup_ = std::min(plan_wakeup_, now + 1000);
+      QueueLocked(std::move(events));
+    }
+    // A Create that failed may have failed on its image (a file replaced since): the
+    // next try pulls again first, and an image error is then reported as one.
+    for (size_t i = 0; i < job.results.size(); i++) {
+      const Action& a = job.actions[i];
+      if (a.type == Action::Type::kCreate && !job.results[i].status.ok() &&
+          job.results[i].container_id.empty()) {
+        images_[a.container.image].ready = false;
       }
     }
+    settled_.insert(job.key);
+    plan_wakeup_ = std::min(plan_wakeup_, retry);
+    Flush();
     Deliver();
-    return Status::OK();
+    if (threaded()) StartPass();
+  }
+
+  void OnPullDone(const PullJob& job) {
+    const TimeMs now = opts_.clock->Now();
+    const std::string& ref = job.request.image;
+    ImageState& image = images_[ref];
+    image.pulling = false;
+    std::vector<Event> events;
+    if (job.status.ok()) {
+      image = ImageState();
+      image.ready = true;
+      images_made_ready_ = true;
+      for (const std::string& w : job.request.workloads) {
+        events.push_back(WorkloadEvent(
+            w, "Pulled", "image " + ref + " in " + FormatDurationMs(now - job.planned_at)));
+      }
+    } else {
+      image.ready = false;
+      image.failures++;
+      int64_t delay = BackoffDelayMs(job.backoff, image.failures);
+      image.next_retry = now + delay;
+      image.message = "image " + job.status.message() + "; retry in " + FormatDurationMs(delay);
+      plan_wakeup_ = std::min(plan_wakeup_, image.next_retry);
+      for (const std::string& w : job.request.workloads) {
+        events.push_back(WorkloadEvent(w, "Failed", image.message));
+      }
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      QueueLocked(std::move(events));
+    }
+    Flush();
+    Deliver();
+    if (threaded()) StartPass();
+  }
+
+  // After loop work outside a pass's end: runs the pass that was asked for meanwhile,
+  // else sets the timer for the next one (threaded modes; Step asks by itself).
+  void ScheduleAfterLoopWork() {
+    if (!threaded() || handles_ == nullptr) return;
+    if (pass_again_ && !listing_) {
+      StartPass();
+      return;
+    }
+    if (listing_) return;  // OnListed schedules
+    TimeMs delay = std::max<TimeMs>(0, NextWakeup() - opts_.clock->Now());
+    ScheduleTimer(delay);
   }
 
   // Hands queued events to subscribers, without holding mu_ (callbacks may call Get).
@@ -565,10 +837,12 @@ class OrchestratorImpl final : public Orchestrator {
       std::lock_guard<std::mutex> lock(async_mu_);
       async_ready_ = true;
     }
+    mailbox_->SetWakeup([this] { SendAsync(); });
     ScheduleTimer(0);
   }
 
   void CloseHandles() {
+    mailbox_->SetWakeup(nullptr);
     {
       std::lock_guard<std::mutex> lock(async_mu_);
       async_ready_ = false;
@@ -591,35 +865,39 @@ class OrchestratorImpl final : public Orchestrator {
       CloseHandles();
       return;
     }
+    mailbox_->Drain();
+    if (handles_ == nullptr) return;
     if (wake_pending_) {
-      RunPassAndSchedule();
+      StartPass();
     } else {
       Deliver();
     }
   }
 
-  void RunPassAndSchedule() {
-    (void)Pass();
-    TimeMs delay = std::max<TimeMs>(0, NextWakeup() - opts_.clock->Now());
-    ScheduleTimer(delay);
-  }
-
   void ScheduleTimer(TimeMs delay) {
     uv_timer_start(
         &handles_->timer,
-        [](uv_timer_t* t) { static_cast<OrchestratorImpl*>(t->data)->RunPassAndSchedule(); },
+        [](uv_timer_t* t) { static_cast<OrchestratorImpl*>(t->data)->StartPass(); },
         static_cast<uint64_t>(delay), 0);
   }
 
   Options opts_;
   std::unique_ptr<DirLock> lock_;
   std::unique_ptr<Store> store_;
-  Executor executor_;  // loop thread only
+  std::unique_ptr<StoreWriter> writer_;
   std::shared_ptr<Waker> waker_;
+  // Jobs report here; the loop thread drains it. Shared with the jobs, which may
+  // outlive a pass (never the Orchestrator: its destructor waits for them).
+  std::shared_ptr<Mailbox> mailbox_;
+  std::unique_ptr<WorkerPool> workers_;     // replica jobs and image pulls
+  std::unique_ptr<WorkerPool> lister_;      // List, one at a time
+  std::unique_ptr<WorkerPool> store_pool_;  // StoreWriter::Flush, one at a time
 
-  std::mutex mu_;  // guards the store and everything below up to undelivered_
+  std::mutex mu_;  // guards everything below up to pending_error_
   std::map<std::string, Desired> desired_;
   std::map<ReplicaKey, ReplicaStatus> replicas_;
+  std::set<ReplicaKey> dirty_;          // replica rows changed since the last batch
+  std::set<std::string> dirty_purges_;  // forgotten workloads not yet purged
   int64_t next_seq_ = 1;
   std::vector<Event> undelivered_;
   std::string pending_error_;  // a store failure for the log sink, "" when none
@@ -630,6 +908,13 @@ class OrchestratorImpl final : public Orchestrator {
 
   // Loop thread only.
   Mode mode_ = Mode::kIdle;
+  Executor executor_;
+  std::unordered_map<std::string, ImageState> images_;
+  bool listing_ = false;          // a List runs; its result makes the pass
+  bool pass_again_ = false;       // another pass was asked for while listing
+  std::set<ReplicaKey> settled_;  // replicas whose job ended since the current List began
+  bool images_made_ready_ = false;
+  Status last_list_status_;
   TimeMs last_pass_ = 0;
   TimeMs plan_wakeup_ = kNever;
   uv_loop_t own_loop_{};

@@ -200,47 +200,65 @@ Result<Image> ImageStore::Pull(const std::string& ref) {
   file.size = static_cast<uint64_t>(st.st_size);
   file.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
 
-  auto it = refs_.find(ref);
-  if (it != refs_.end() && it->second.dev == file.dev && it->second.ino == file.ino &&
-      it->second.size == file.size && it->second.mtime_ns == file.mtime_ns) {
-    // Loaded before in this process: its config is in memory; only check the
-    // unpacked tree is still there.
-    auto memo = loaded_.find(it->second.id);
-    struct stat rootfs;
-    if (memo != loaded_.end() && stat(memo->second.rootfs.c_str(), &rootfs) == 0 &&
-        S_ISDIR(rootfs.st_mode)) {
-      return memo->second;
-    }
-    Result<Image> image = Load(it->second.id);
-    if (image.ok()) {
-      loaded_[image->id] = *image;
-      return image;
-    }
-    loaded_.erase(it->second.id);
-    // Gone or damaged: read the file again.
+  {
+    // One import per reference at a time: a second Pull waits, then finds it cached.
+    std::unique_lock<std::mutex> lock(mu_);
+    pulled_cv_.wait(lock, [&] { return pulling_.count(ref) == 0; });
+    Result<Image> cached = CachedLocked(ref, file);
+    if (cached.ok()) return cached;
+    pulling_.insert(ref);
   }
-
-  // Declared before the source: libarchive stays loaded until the source's readers are freed.
-  ArchiveUse archive;
-  if (!archive.status().ok()) return archive.status().WithContext(ref);
-  std::unique_ptr<ImageSource> source = parsed->kind == RefKind::kOciDir
-                                            ? ImageSource::Dir(parsed->path)
-                                            : ImageSource::Tar(parsed->path);
-  Result<ImagePlan> plan = parsed->kind == RefKind::kDockerArchive
-                               ? ReadDockerArchive(source.get())
-                               : ReadOciLayout(source.get(), parsed->tag);
-  if (!plan.ok()) return plan.status().WithContext(ref);
-
-  Result<Image> image = Load(plan->id);
-  if (!image.ok()) {
-    image = Unpack(source.get(), *plan);
-    if (!image.ok()) return image.status().WithContext(ref);
-  }
-  file.id = plan->id;
+  Result<Image> image = [&]() -> Result<Image> {
+    // Declared before the source: libarchive stays loaded until the source's readers
+    // are freed.
+    ArchiveUse archive;
+    if (!archive.status().ok()) return archive.status().WithContext(ref);
+    std::unique_ptr<ImageSource> source = parsed->kind == RefKind::kOciDir
+                                              ? ImageSource::Dir(parsed->path)
+                                              : ImageSource::Tar(parsed->path);
+    Result<ImagePlan> plan = parsed->kind == RefKind::kDockerArchive
+                                 ? ReadDockerArchive(source.get())
+                                 : ReadOciLayout(source.get(), parsed->tag);
+    if (!plan.ok()) return plan.status().WithContext(ref);
+    Result<Image> loaded = Load(plan->id);
+    if (loaded.ok()) return loaded;
+    Result<Image> unpacked = Unpack(source.get(), *plan);
+    if (!unpacked.ok()) return unpacked.status().WithContext(ref);
+    return unpacked;
+  }();
+  std::lock_guard<std::mutex> lock(mu_);
+  pulling_.erase(ref);
+  pulled_cv_.notify_all();
+  if (!image.ok()) return image;
+  file.id = image->id;
   refs_[ref] = file;
+  loaded_[image->id] = *image;
   // The cache file only saves work after a restart; failing to write it fails nothing.
   (void)SaveRefs();
   return image;
+}
+
+Result<Image> ImageStore::CachedLocked(const std::string& ref, const CachedRef& file) {
+  auto it = refs_.find(ref);
+  if (it == refs_.end() || it->second.dev != file.dev || it->second.ino != file.ino ||
+      it->second.size != file.size || it->second.mtime_ns != file.mtime_ns) {
+    return Status::NotFound(ref + ": not cached");
+  }
+  // Loaded before in this process: its config is in memory; only check the unpacked
+  // tree is still there.
+  auto memo = loaded_.find(it->second.id);
+  struct stat rootfs;
+  if (memo != loaded_.end() && stat(memo->second.rootfs.c_str(), &rootfs) == 0 &&
+      S_ISDIR(rootfs.st_mode)) {
+    return memo->second;
+  }
+  Result<Image> image = Load(it->second.id);
+  if (image.ok()) {
+    loaded_[image->id] = *image;
+    return image;
+  }
+  loaded_.erase(it->second.id);
+  return Status::NotFound(ref + ": unpacked image is gone or damaged");  // read it again
 }
 
 Result<Image> ImageStore::Unpack(ImageSource* source, const ImagePlan& plan) {
@@ -274,7 +292,9 @@ Result<Image> ImageStore::Unpack(ImageSource* source, const ImagePlan& plan) {
     const std::string dir = ImageDir(plan.id);
     if (rename(tmp.c_str(), dir.c_str()) != 0) {
       if (errno != EEXIST && errno != ENOTEMPTY) return ErrnoError(dir, "rename", errno);
-      // A damaged copy (Load refused it): replace it.
+      // Another reference to the same image was unpacked meanwhile: keep that one
+      // (containers may already use it). Else it is a damaged copy (Load refused it).
+      if (Load(plan.id).ok()) return RemoveTree(tmp);
       PETREL_RETURN_IF_ERROR(RemoveTree(dir));
       if (rename(tmp.c_str(), dir.c_str()) != 0) return ErrnoError(dir, "rename", errno);
     }
@@ -284,7 +304,7 @@ Result<Image> ImageStore::Unpack(ImageSource* source, const ImagePlan& plan) {
     (void)RemoveTree(tmp);  // best effort; Open() removes what is left
     return s;
   }
-  unpack_count_++;
+  unpack_count_.fetch_add(1);
   Image image;
   image.id = plan.id;
   image.rootfs = ImageDir(plan.id) + "/rootfs";
@@ -326,11 +346,16 @@ Result<ImageStore::RootfsKind> ImageStore::PrepareRootfs(const Image& image,
     if (s.ok() && mount_options != nullptr) {
       // Deferred: the first time, one trial mount (and unmount) here says whether the
       // kernel takes this overlay at all; after that the caller mounts.
-      if (overlay_works_ < 0) {
-        overlay_works_ = MountOverlay(image.rootfs, upper, work, target).ok() ? 1 : 0;
-        if (overlay_works_ == 1) s = UnmountAll(target);
+      bool overlay = false;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (overlay_works_ < 0) {
+          overlay_works_ = MountOverlay(image.rootfs, upper, work, target).ok() ? 1 : 0;
+          if (overlay_works_ == 1) s = UnmountAll(target);
+        }
+        overlay = overlay_works_ == 1;
       }
-      if (s.ok() && overlay_works_ == 1) {
+      if (s.ok() && overlay) {
         *mount_options = OverlayOptions(image.rootfs, upper, work);
         return RootfsKind::kOverlay;
       }
@@ -362,6 +387,7 @@ Status ImageStore::GarbageCollect(const std::set<std::string>& keep) {
     Status s = RemoveTree(options_.dir + "/" + e.name);
     if (!s.ok() && first.ok()) first = s;
   }
+  std::lock_guard<std::mutex> lock(mu_);
   for (auto it = loaded_.begin(); it != loaded_.end();) {
     it = keep.count(it->first) == 0 ? loaded_.erase(it) : std::next(it);
   }

@@ -23,14 +23,19 @@
 //                      second Pull of an unchanged file is one stat(), also after a restart
 //   tmp-*              being unpacked (or left by a crash)
 //
-// Thread-safety: none; one owner (the runtime adapter's thread) uses a store. One store
-// per directory (the state dir's lock ensures it).
+// Thread-safety: every method may be called from any thread, at the same time. Pulls
+// of different references unpack side by side; a Pull of a reference another thread
+// is pulling waits for it and then finds the image cached. One store per directory
+// (the state dir's lock ensures it).
 #ifndef PETREL_LIB_IMAGE_IMAGE_STORE_H_
 #define PETREL_LIB_IMAGE_IMAGE_STORE_H_
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
@@ -120,7 +125,7 @@ class ImageStore {
 
   // How many images this object has unpacked (for tests and metrics; cached Pulls and
   // already-unpacked images do not count).
-  int64_t unpack_count() const { return unpack_count_; }
+  int64_t unpack_count() const { return unpack_count_.load(); }
 
  private:
   struct CachedRef {
@@ -130,16 +135,23 @@ class ImageStore {
   };
 
   explicit ImageStore(const ImageStoreOptions& options) : options_(options) {}
+  // The image `ref` when its file is still `file` and it is unpacked; else NotFound.
+  // REQUIRES: mu_ held.
+  Result<Image> CachedLocked(const std::string& ref, const CachedRef& file);
   // Applies the layers of `plan` into a new image directory.
   Result<Image> Unpack(ImageSource* source, const ImagePlan& plan);
   Result<Image> Load(const std::string& id) const;
   Status SaveRefs() const;
   std::string ImageDir(const std::string& id) const;
 
-  ImageStoreOptions options_;
+  const ImageStoreOptions options_;
+  std::atomic<int64_t> unpack_count_{0};
+
+  std::mutex mu_;  // guards everything below
+  std::condition_variable pulled_cv_;
+  std::set<std::string> pulling_;          // references a Pull is importing now
   std::map<std::string, CachedRef> refs_;  // by reference as given to Pull
   std::map<std::string, Image> loaded_;    // images Load()ed in this process, by id
-  int64_t unpack_count_ = 0;
   int overlay_works_ = -1;  // deferred overlays: -1 not tried yet, 0 refused, 1 mounts
 };
 

@@ -52,161 +52,135 @@ Event MakeEvent(const Action& a, const char* type, std::string message) {
   return e;
 }
 
-// One Executor::Run: the actions' outcomes so far, and the starts waiting to go to the
-// runtime together (StartAll, which may run them concurrently). An action of a
-// replica whose start is pending flushes them first, so each replica's actions still
-// run in plan order.
-class Pass {
- public:
-  Pass(ContainerRuntime* runtime, std::unordered_map<std::string, KillState>* kills,
-       const std::map<std::string, Executor::Template>& templates, TimeMs now,
-       std::map<ReplicaKey, ReplicaStatus>* status, std::vector<Event>* events)
-      : runtime_(runtime),
-        kills_(kills),
-        templates_(templates),
-        now_(now),
-        status_(status),
-        events_(events) {}
+bool MakesContainer(const Action& a) {
+  return a.type == Action::Type::kCreate || a.type == Action::Type::kStart;
+}
 
-  void Do(const Action& a) {
-    ReplicaKey key(a.workload, a.replica);
-    if (pending_keys_.count(key)) FlushStarts();
-    if (failed_.count(key)) return;
-    switch (a.type) {
-      case Action::Type::kKill: Kill(a); break;
-      case Action::Type::kRemove: Remove(a); break;
-      case Action::Type::kStart:
-      case Action::Type::kCreate: CreateOrStart(a); break;
-    }
+// Starts container `id` for `result`'s action; a container that cannot start is
+// removed again.
+void StartContainer(ContainerRuntime* runtime, const std::string& id, ActionResult* result) {
+  result->status = runtime->Start(id);
+  if (!result->status.ok()) {
+    Status removed = runtime->Remove(id);
+    if (!removed.ok() && !removed.IsNotFound()) result->cleanup = removed.message();
+    return;
   }
-
-  // Hands the pending starts to the runtime and records how each went.
-  void FlushStarts() {
-    if (pending_.empty()) return;
-    std::vector<std::string> ids;
-    for (const PendingStart& p : pending_) ids.push_back(p.id);
-    std::vector<Status> results = runtime_->StartAll(ids);
-    for (size_t i = 0; i < pending_.size(); i++) {
-      Status s = i < results.size() ? results[i] : Status::Internal("runtime gave no result");
-      Started(*pending_[i].action, pending_[i].id, s);
-    }
-    pending_.clear();
-    pending_keys_.clear();
-  }
-
-  // The earliest time a failure wants a retry (kNever when none).
-  TimeMs retry() const { return retry_; }
-
- private:
-  struct PendingStart {
-    const Action* action;
-    std::string id;
-  };
-
-  void Fail(const Action& a, const std::string& what) {
-    failed_.insert(ReplicaKey(a.workload, a.replica));
-    events_->push_back(MakeEvent(a, "Failed", what));
-  }
-
-  // A failure that counts against the replica: it backs off before the next try.
-  void FailReplica(const Action& a, const Executor::Template& t, const std::string& what) {
-    ReplicaStatus& st = (*status_)[ReplicaKey(a.workload, a.replica)];
-    st = AfterFailure(st, t.spec, t.hash, what, now_);
-    retry_ = std::min(retry_, st.next_retry);
-    Fail(a, what);
-  }
-
-  void Kill(const Action& a) {
-    Status s = runtime_->Kill(a.container_id, a.signal);
-    if (!s.ok()) {
-      Fail(a, "kill container " + a.container_id + ": " + s.message());
-      return;
-    }
-    KillState& k = (*kills_)[a.container_id];
-    if (a.signal == SIGKILL) {
-      k.kill_sent = true;
-    } else {
-      k.term_sent_at = now_;
-    }
-    events_->push_back(MakeEvent(a, "Killing", "container " + a.container_id + ": " + a.reason));
-  }
-
-  void Remove(const Action& a) {
-    Status s = runtime_->Remove(a.container_id);
-    if (!s.ok() && !s.IsNotFound()) {
-      Fail(a, "remove container " + a.container_id + ": " + s.message());
-      return;
-    }
-    kills_->erase(a.container_id);
-    events_->push_back(MakeEvent(a, "Removed", "container " + a.container_id + ": " + a.reason));
-  }
-
-  // Creates the container if the action says so, and queues its start.
-  void CreateOrStart(const Action& a) {
-    auto t = templates_.find(a.workload);
-    if (t == templates_.end()) return;  // deleted since the plan was made
-    ReplicaStatus& st = (*status_)[ReplicaKey(a.workload, a.replica)];
-    if (st.workload.empty()) {
-      st.workload = a.workload;
-      st.index = a.replica;
-    }
-    std::string id = a.container_id;
-    if (a.type == Action::Type::kCreate) {
-      Result<std::string> created = runtime_->Create(a.container);
-      if (!created.ok()) {
-        FailReplica(a, t->second,
-                    "create container " + a.container.name + ": " + created.status().message());
-        return;
-      }
-      id = *created;
-    }
-    pending_.push_back(PendingStart{&a, id});
-    pending_keys_.insert(ReplicaKey(a.workload, a.replica));
-  }
-
-  // Records the outcome `s` of starting the container `id` for `a`.
-  void Started(const Action& a, const std::string& id, const Status& s) {
-    const Executor::Template& t = templates_.at(a.workload);
-    if (!s.ok()) {
-      std::string what = "start container " + id + ": " + s.message();
-      // A container that cannot start is removed so the back-off, not the leftover,
-      // decides when the next try comes.
-      Status removed = runtime_->Remove(id);
-      if (!removed.ok() && !removed.IsNotFound()) {
-        what += " (and remove: " + removed.message() + ")";
-      }
-      FailReplica(a, t, what);
-      return;
-    }
-    Result<ContainerInfo> info = runtime_->Inspect(id);
-    int pid = info.ok() ? info->pid : 0;
-    ReplicaStatus& st = (*status_)[ReplicaKey(a.workload, a.replica)];
-    st = AfterStarted(st, t.hash, id, pid, now_);
-    events_->push_back(MakeEvent(
-        a, "Started", "container " + id + " (pid " + std::to_string(pid) + "): " + a.reason));
-  }
-
-  ContainerRuntime* const runtime_;
-  std::unordered_map<std::string, KillState>* const kills_;
-  const std::map<std::string, Executor::Template>& templates_;
-  const TimeMs now_;
-  std::map<ReplicaKey, ReplicaStatus>* const status_;
-  std::vector<Event>* const events_;
-  TimeMs retry_ = kNever;
-  std::set<ReplicaKey> failed_;
-  std::vector<PendingStart> pending_;
-  std::set<ReplicaKey> pending_keys_;
-};
+  Result<ContainerInfo> info = runtime->Inspect(id);
+  result->pid = info.ok() ? info->pid : 0;
+}
 
 }  // namespace
 
-TimeMs Executor::Run(const PlanOutput& plan, const std::map<std::string, Template>& templates,
-                     TimeMs now, std::map<ReplicaKey, ReplicaStatus>* status,
-                     std::vector<Event>* events) {
-  Pass pass(runtime_, &kills_, templates, now, status, events);
-  for (const Action& a : plan.actions) pass.Do(a);
-  pass.FlushStarts();
-  return pass.retry();
+std::vector<ReplicaJob> SplitIntoJobs(const PlanOutput& plan,
+                                      const std::map<std::string, Template>& templates) {
+  std::vector<ReplicaJob> jobs;
+  std::map<ReplicaKey, size_t> index;
+  for (const Action& a : plan.actions) {
+    auto t = templates.find(a.workload);
+    if (MakesContainer(a) && t == templates.end()) continue;  // deleted since the plan
+    ReplicaKey key(a.workload, a.replica);
+    auto [it, added] = index.emplace(key, jobs.size());
+    if (added) {
+      jobs.emplace_back();
+      jobs.back().key = key;
+    }
+    ReplicaJob& job = jobs[it->second];
+    job.actions.push_back(a);
+    if (MakesContainer(a) && !job.tmpl) job.tmpl = t->second;
+  }
+  return jobs;
+}
+
+void RunReplicaJob(ContainerRuntime* runtime, ReplicaJob* job) {
+  job->results.clear();
+  for (const Action& a : job->actions) {
+    job->results.emplace_back();
+    ActionResult& r = job->results.back();
+    switch (a.type) {
+      case Action::Type::kKill: r.status = runtime->Kill(a.container_id, a.signal); break;
+      case Action::Type::kRemove:
+        r.status = runtime->Remove(a.container_id);
+        if (r.status.IsNotFound()) r.status = Status::OK();  // gone is what was wanted
+        break;
+      case Action::Type::kCreate: {
+        Result<std::string> created = runtime->Create(a.container);
+        if (!created.ok()) {
+          r.status = created.status();
+          break;
+        }
+        r.container_id = *created;
+        StartContainer(runtime, r.container_id, &r);
+        break;
+      }
+      case Action::Type::kStart:
+        r.container_id = a.container_id;
+        StartContainer(runtime, r.container_id, &r);
+        break;
+    }
+    if (!r.status.ok()) return;
+  }
+}
+
+void RunPullJob(ContainerRuntime* runtime, PullJob* job) {
+  job->status = runtime->PullImage(job->request.image);
+}
+
+TimeMs Executor::Record(const ReplicaJob& job, TimeMs now, ReplicaStatus* st,
+                        std::vector<Event>* events) {
+  busy_.erase(job.key);
+  if (st->workload.empty()) {
+    st->workload = job.key.first;
+    st->index = job.key.second;
+  }
+  TimeMs retry = kNever;
+  for (size_t i = 0; i < job.results.size() && i < job.actions.size(); i++) {
+    const Action& a = job.actions[i];
+    const ActionResult& r = job.results[i];
+    switch (a.type) {
+      case Action::Type::kKill:
+        if (!r.status.ok()) {
+          events->push_back(MakeEvent(
+              a, "Failed", "kill container " + a.container_id + ": " + r.status.message()));
+          break;
+        }
+        if (a.signal == SIGKILL) {
+          kills_[a.container_id].kill_sent = true;
+        } else {
+          kills_[a.container_id].term_sent_at = job.planned_at;
+        }
+        events->push_back(MakeEvent(a, "Killing", "container " + a.container_id + ": " + a.reason));
+        break;
+      case Action::Type::kRemove:
+        if (!r.status.ok()) {
+          events->push_back(MakeEvent(
+              a, "Failed", "remove container " + a.container_id + ": " + r.status.message()));
+          break;
+        }
+        kills_.erase(a.container_id);
+        events->push_back(MakeEvent(a, "Removed", "container " + a.container_id + ": " + a.reason));
+        break;
+      case Action::Type::kCreate:
+      case Action::Type::kStart: {
+        const Template& t = *job.tmpl;
+        if (r.status.ok()) {
+          *st = AfterStarted(*st, t.hash, r.container_id, r.pid, now);
+          events->push_back(MakeEvent(
+              a, "Started",
+              "container " + r.container_id + " (pid " + std::to_string(r.pid) + "): " + a.reason));
+          break;
+        }
+        std::string what = a.type == Action::Type::kCreate && r.container_id.empty()
+                               ? "create container " + a.container.name + ": " + r.status.message()
+                               : "start container " + r.container_id + ": " + r.status.message();
+        if (!r.cleanup.empty()) what += " (and remove: " + r.cleanup + ")";
+        *st = AfterFailure(*st, t.spec, t.hash, what, now);
+        retry = std::min(retry, st->next_retry);
+        events->push_back(MakeEvent(a, "Failed", what));
+        break;
+      }
+    }
+  }
+  return retry;
 }
 
 void Executor::PruneKills(const std::vector<ContainerInfo>& present) {

@@ -1,12 +1,23 @@
-// Executor: runs a Plan's actions against a ContainerRuntime and turns their
-// outcomes into replica status and events. The only place in the core that calls
-// the runtime's mutating methods.
+// The executor: runs a Plan's actions against a ContainerRuntime and turns what they
+// did into replica status and events. The only place in the core that calls the
+// runtime's mutating methods.
 //
-// Thread-safety: none; used on the loop thread only.
+// It works in two halves so the loop never waits for a runtime:
+//  - on a worker, RunReplicaJob makes the runtime calls of one replica's actions, in
+//    plan order, stopping at the first failure; RunPullJob makes one image ready;
+//  - on the loop thread, Executor::Record turns a finished job into the replica's new
+//    status, its events and the stops in progress.
+// The Executor also knows which replicas have a job in flight (busy): the loop keeps
+// Plan off them, so there is never more than one operation at a time per replica.
+//
+// Thread-safety: RunReplicaJob and RunPullJob run on any thread; an Executor is used on
+// the loop thread only.
 #ifndef PETREL_LIB_RECONCILE_EXECUTOR_H_
 #define PETREL_LIB_RECONCILE_EXECUTOR_H_
 
 #include <map>
+#include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -27,31 +38,73 @@ ReplicaStatus AfterStarted(const ReplicaStatus& cur, const std::string& hash,
 ReplicaStatus AfterFailure(const ReplicaStatus& cur, const WorkloadSpec& spec,
                            const std::string& hash, const std::string& what, TimeMs now);
 
+// What a workload looked like when the plan was made: a job that creates or starts a
+// container needs it for the template hash, and for the back-off when it fails.
+struct Template {
+  WorkloadSpec spec;
+  std::string hash;
+};
+
+// What one action did.
+struct ActionResult {
+  Status status;
+  std::string container_id;  // kCreate: the container made (also when its start failed)
+  int pid = 0;               // kCreate, kStart: the started container's pid (0: unknown)
+  std::string cleanup;       // a failed start: why its container could not be removed
+};
+
+// One replica's actions of one plan.
+struct ReplicaJob {
+  ReplicaKey key;
+  std::vector<Action> actions;
+  std::optional<Template> tmpl;  // set when the job creates or starts a container
+  TimeMs planned_at = 0;
+  // Filled by RunReplicaJob: one per action done; fewer when one failed (the last).
+  std::vector<ActionResult> results;
+};
+
+// One image to make ready, for the workloads that wait for it.
+struct PullJob {
+  PullRequest request;
+  Backoff backoff;  // the first waiting workload's: how long a failure waits
+  TimeMs planned_at = 0;
+  Status status;  // filled by RunPullJob
+};
+
+// The plan's actions as jobs, one per replica, each in plan order. Actions of a
+// workload that is gone from `templates` (deleted since) stop, kill and remove only.
+std::vector<ReplicaJob> SplitIntoJobs(const PlanOutput& plan,
+                                      const std::map<std::string, Template>& templates);
+
+// Worker side: the runtime calls of `job`, in order, stopping at the first failure. A
+// container whose start failed is removed again, so the back-off, not a leftover,
+// decides when the next try comes.
+void RunReplicaJob(ContainerRuntime* runtime, ReplicaJob* job);
+void RunPullJob(ContainerRuntime* runtime, PullJob* job);
+
 class Executor {
  public:
-  explicit Executor(ContainerRuntime* runtime) : runtime_(runtime) {}
+  Executor() = default;
 
-  // What a workload looked like when the plan was made; Run needs it for replicas
-  // whose actions fail (backoff) or succeed (template hash).
-  struct Template {
-    WorkloadSpec spec;
-    std::string hash;
-  };
+  // Marks the job's replica busy until Record(job).
+  void Started(const ReplicaJob& job) { busy_.insert(job.key); }
 
-  // Runs `plan.actions` in order at time `now`. `status` holds the replicas' status
-  // with the plan's own updates already applied; it gets the actions' outcomes.
-  // `events` gets one event per action done or failed. Returns the earliest time a
-  // failure wants a retry (kNever when none).
-  TimeMs Run(const PlanOutput& plan, const std::map<std::string, Template>& templates, TimeMs now,
-             std::map<ReplicaKey, ReplicaStatus>* status, std::vector<Event>* events);
+  // Records a finished job at time `now`: `status` (the replica's current status,
+  // created if it is new) becomes what the actions made of it, `events` gets one
+  // event per action done or failed, and the replica is no longer busy. Returns the
+  // earliest time a failure wants a retry (kNever when none).
+  TimeMs Record(const ReplicaJob& job, TimeMs now, ReplicaStatus* status,
+                std::vector<Event>* events);
 
+  // Replicas with a job in flight.
+  const std::set<ReplicaKey>& busy() const { return busy_; }
   // Stops in progress, by container id; input to the next Plan.
   const std::unordered_map<std::string, KillState>& kills() const { return kills_; }
   // Forgets stops of containers that no longer exist.
   void PruneKills(const std::vector<ContainerInfo>& present);
 
  private:
-  ContainerRuntime* runtime_;
+  std::set<ReplicaKey> busy_;
   std::unordered_map<std::string, KillState> kills_;
 };
 

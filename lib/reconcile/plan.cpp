@@ -85,7 +85,7 @@ class Planner {
     for (const auto& [key, containers] : slots_) {
       auto d = desired_.find(key.first);
       bool wanted = d != desired_.end() && key.second < d->second->spec->replicas;
-      if (wanted) continue;
+      if (wanted || Busy(key)) continue;
       for (const auto& [c, hash] : containers) {
         if (d == desired_.end()) {
           Stop(*c, std::string(key.first), key.second, GraceOf(*c), "workload deleted");
@@ -105,6 +105,7 @@ class Planner {
 
  private:
   void Index() {
+    for (const auto& [workload, index] : in_.busy) busy_.emplace(workload, index);
     desired_.reserve(in_.desired.size());
     for (const DesiredWorkload& d : in_.desired) desired_.emplace(d.spec->name, &d);
     status_.reserve(in_.replicas.size());
@@ -118,6 +119,8 @@ class Planner {
   }
 
   void Wake(TimeMs t) { out_.next_wakeup = std::min(out_.next_wakeup, t); }
+
+  bool Busy(const SlotKey& key) const { return !busy_.empty() && busy_.count(key) != 0; }
 
   void AddEvent(const std::string& workload, int replica, const char* type, std::string msg) {
     Event e;
@@ -171,6 +174,7 @@ class Planner {
   void Replica(const DesiredWorkload& d, int index) {
     const WorkloadSpec& spec = *d.spec;
     SlotKey key(spec.name, index);
+    if (Busy(key)) return;
     auto st = status_.find(key);
     ReplicaStatus fresh;  // a replica the loop has not seen yet
     if (st == status_.end()) {
@@ -216,7 +220,7 @@ class Planner {
       } else if (cur.phase == Phase::kCrashLoop) {
         why = "retrying after back-off";
       }
-      Create(d, index, std::move(why));
+      Create(d, index, std::move(why), &next);
     }
     if (next.phase != cur.phase) next.since = in_.now;
     bool changed = st == status_.end() ? next.phase != Phase::kPending : next != cur;
@@ -287,13 +291,38 @@ class Planner {
     }
     out_.actions.push_back(MakeAction(Action::Type::kRemove, spec.name, next->index, &c,
                                       "restarting after " + ExitText(next->last_exit_code)));
-    Create(d, next->index, "restarting after back-off");
+    Create(d, next->index, "restarting after back-off", next);
   }
 
-  void Create(const DesiredWorkload& d, int index, std::string why) {
-    Action a = MakeAction(Action::Type::kCreate, d.spec->name, index, nullptr, std::move(why));
-    a.container = LowerToContainer(in_.node, *d.spec, d.hash, index);
-    out_.actions.push_back(std::move(a));
+  // A new container for the replica once its image is ready (phase Creating until
+  // the executor has made and started it); until then the replica waits in Pulling.
+  // The current container id is kept: the executor counts a restart by it.
+  void Create(const DesiredWorkload& d, int index, std::string why, ReplicaStatus* next) {
+    const std::string& image = d.spec->image;
+    auto img = in_.images.find(image);
+    next->pid = 0;
+    next->next_retry = 0;
+    if (img != in_.images.end() && img->second.ready) {
+      next->phase = Phase::kCreating;
+      next->message = why;
+      Action a = MakeAction(Action::Type::kCreate, d.spec->name, index, nullptr, std::move(why));
+      a.container = LowerToContainer(in_.node, *d.spec, d.hash, index);
+      out_.actions.push_back(std::move(a));
+      return;
+    }
+    next->phase = Phase::kPulling;
+    if (img != in_.images.end() && !img->second.pulling && img->second.failures > 0 &&
+        in_.now < img->second.next_retry) {
+      next->message = img->second.message;
+      Wake(img->second.next_retry);
+      return;
+    }
+    next->message = "waiting for image " + image;
+    if (img != in_.images.end() && img->second.pulling) return;
+    auto [it, added] = pull_index_.emplace(image, out_.pulls.size());
+    if (added) out_.pulls.push_back(PullRequest{image, {}});
+    std::vector<std::string>& waiting = out_.pulls[it->second].workloads;
+    if (waiting.empty() || waiting.back() != d.spec->name) waiting.push_back(d.spec->name);
   }
 
   // Deleted workloads: gone once no container is left. A container removed in this
@@ -306,7 +335,7 @@ class Planner {
       if (containers.empty() || !left.count(key.first)) continue;
       with_containers.insert(key.first);
       for (const auto& [c, hash] : containers) {
-        if (c->state != ContainerState::kRunning) Wake(in_.now);
+        if (c->state != ContainerState::kRunning && !Busy(key)) Wake(in_.now);
       }
     }
     for (const std::string& name : in_.terminating) {
@@ -320,6 +349,7 @@ class Planner {
     for (const ReplicaStatus& r : in_.replicas) {
       auto d = desired_.find(r.workload);
       if (d != desired_.end() && r.index < d->second->spec->replicas) continue;
+      if (Busy(SlotKey(r.workload, r.index))) continue;
       auto slot = slots_.find(SlotKey(r.workload, r.index));
       if (slot == slots_.end() || slot->second.empty()) {
         out_.status_deletes.emplace_back(r.workload, r.index);
@@ -342,6 +372,8 @@ class Planner {
   // The containers of each replica, with the template hash their labels name.
   using Labelled = std::pair<const ContainerInfo*, std::string_view>;
   std::unordered_map<SlotKey, std::vector<Labelled>, SlotKeyHash> slots_;
+  std::unordered_set<SlotKey, SlotKeyHash> busy_;
+  std::unordered_map<std::string_view, size_t> pull_index_;  // image -> out_.pulls index
 };
 
 }  // namespace

@@ -38,6 +38,22 @@ struct KillState {
   bool kill_sent = false;
 };
 
+// What the loop knows of an image (memory only: after a restart of petrel the first
+// create pulls again, which costs one stat() for an image already imported).
+struct ImageState {
+  bool ready = false;     // PullImage succeeded: creates may go
+  bool pulling = false;   // a PullImage is running
+  int failures = 0;       // consecutive failed pulls
+  TimeMs next_retry = 0;  // after a failure: no pull before this
+  std::string message;    // after a failure: what failed and when the next try is
+};
+
+// An image to make ready, and the workloads waiting for it, in plan order.
+struct PullRequest {
+  std::string image;
+  std::vector<std::string> workloads;
+};
+
 struct PlanInput {
   std::string node;
   std::vector<DesiredWorkload> desired;
@@ -46,6 +62,12 @@ struct PlanInput {
   std::unordered_map<std::string, KillState> kills;  // by container id
   // Deleted workloads whose containers may still be stopping; not in `desired`.
   std::vector<std::string> terminating;
+  // By image reference. An image not here is not ready and not being pulled.
+  std::unordered_map<std::string, ImageState> images;
+  // Replicas Plan must leave alone: an operation on them is in flight, or ended after
+  // `containers` was listed. No action, status change or event for them, nor for the
+  // containers labelled with them.
+  std::vector<std::pair<std::string, int>> busy;
   TimeMs now = 0;
 };
 
@@ -69,6 +91,8 @@ struct PlanOutput {
   std::vector<Event> events;                                // seq and time left for the caller
   // Terminating workloads with no container left: they can be forgotten.
   std::vector<std::string> gone;
+  // Images to make ready before the replicas waiting in Pulling can be created.
+  std::vector<PullRequest> pulls;
   TimeMs next_wakeup = kNever;  // a backoff or grace period ends then
 };
 

@@ -45,7 +45,7 @@ bool ReplicaStatus::operator==(const ReplicaStatus& o) const {
 
 namespace {
 
-constexpr Phase kPhases[] = {Phase::kPending, Phase::kCreating,  Phase::kRunning,
+constexpr Phase kPhases[] = {Phase::kPending, Phase::kPulling,   Phase::kCreating, Phase::kRunning,
                              Phase::kExited,  Phase::kCrashLoop, Phase::kStopping};
 constexpr RestartPolicy kPolicies[] = {RestartPolicy::kAlways, RestartPolicy::kOnFailure,
                                        RestartPolicy::kNever};
@@ -55,6 +55,7 @@ constexpr RestartPolicy kPolicies[] = {RestartPolicy::kAlways, RestartPolicy::kO
 const char* PhaseName(Phase phase) {
   switch (phase) {
     case Phase::kPending: return "Pending";
+    case Phase::kPulling: return "Pulling";
     case Phase::kCreating: return "Creating";
     case Phase::kRunning: return "Running";
     case Phase::kExited: return "Exited";

@@ -65,8 +65,6 @@ constexpr char kTrashPrefix[] = ".removing-";
 constexpr size_t kSmallFile = 256;
 constexpr size_t kLogFile = 1 << 20;
 constexpr char kCgroupRoot[] = "/sys/fs/cgroup";
-// Runtimes started at once by StartAll; each is a short burst of CPU and memory.
-constexpr size_t kMaxParallelStarts = 8;
 
 bool Exists(const std::string& path) {
   struct stat st;
@@ -213,6 +211,10 @@ class CrunRuntime final : public ContainerRuntime {
 
   std::string Name() const override { return is_runc_ ? "runc" : "crun"; }
 
+  // Imports the image into the store; the Create that follows finds it there with one
+  // stat() of the file.
+  Status PullImage(const std::string& image) override { return images_->Pull(image).status(); }
+
   Result<std::string> Create(const ContainerSpec& spec) override {
     const std::string& id = spec.name;
     if (!ValidId(id)) return Status::InvalidArgument("bad container name \"" + id + "\"");
@@ -231,42 +233,16 @@ class CrunRuntime final : public ContainerRuntime {
     return id;
   }
 
-  Status Start(const std::string& id) override { return StartAll({id})[0]; }
-
-  // Starts the containers' runtimes side by side, at most kMaxParallelStarts at a
-  // time: a pass that starts twenty containers waits for the slowest few, not for
-  // the sum of all.
-  std::vector<Status> StartAll(const std::vector<std::string>& ids) override {
-    std::vector<Status> out(ids.size());
-    std::vector<std::pair<size_t, internal::PendingShim>> running;
-    auto finish_oldest = [&]() {
-      auto& [index, pending] = running.front();
-      out[index] = FinishLaunch(&pending).WithContext("start container " + ids[index]);
-      running.erase(running.begin());
-    };
-    for (size_t i = 0; i < ids.size(); i++) {
-      Result<json> meta = ReadMeta(ids[i]);
-      Result<ContainerInfo> info = meta.ok() ? Examine(ids[i], *meta) : meta.status();
-      if (!info.ok()) {
-        out[i] = info.status();
-        continue;
-      }
-      if (info->state != ContainerState::kCreated) {
-        out[i] = Status::FailedPrecondition("container " + ids[i] + " is " +
-                                            ContainerStateName(info->state));
-        continue;
-      }
-      if (running.size() >= kMaxParallelStarts) finish_oldest();
-      internal::PendingShim pending;
-      Status s = BeginLaunch(ids[i], *meta, &pending);
-      if (!s.ok()) {
-        out[i] = s.WithContext("start container " + ids[i]);
-        continue;
-      }
-      running.emplace_back(i, std::move(pending));
+  Status Start(const std::string& id) override {
+    PETREL_ASSIGN_OR_RETURN(const json meta, ReadMeta(id));
+    PETREL_ASSIGN_OR_RETURN(const ContainerInfo info, Examine(id, meta));
+    if (info.state != ContainerState::kCreated) {
+      return Status::FailedPrecondition("container " + id + " is " +
+                                        ContainerStateName(info.state));
     }
-    while (!running.empty()) finish_oldest();
-    return out;
+    internal::PendingShim pending;
+    PETREL_RETURN_IF_ERROR(BeginLaunch(id, meta, &pending).WithContext("start container " + id));
+    return FinishLaunch(&pending).WithContext("start container " + id);
   }
 
   Status Kill(const std::string& id, int signal) override {

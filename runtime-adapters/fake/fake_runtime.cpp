@@ -1,12 +1,64 @@
 #include "petrel/testing/fake_runtime.h"
 
 #include <algorithm>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 
 namespace petrel::testing {
 
 FakeRuntime::FakeRuntime(std::shared_ptr<Clock> clock) : clock_(std::move(clock)) {}
+
+void FakeRuntime::Door(Op op) {
+  std::unique_lock<std::mutex> lock(door_mu_);
+  if (!held_.count(op)) return;
+  ++waiting_[op];
+  door_cv_.notify_all();
+  door_cv_.wait(lock, [&] { return !held_.count(op); });
+  --waiting_[op];
+}
+
+void FakeRuntime::Hold(Op op) {
+  std::lock_guard<std::mutex> lock(door_mu_);
+  held_.insert(op);
+}
+
+void FakeRuntime::Release(Op op) {
+  {
+    std::lock_guard<std::mutex> lock(door_mu_);
+    held_.erase(op);
+  }
+  door_cv_.notify_all();
+}
+
+bool FakeRuntime::AwaitHeld(Op op, int n, int timeout_ms) {
+  std::unique_lock<std::mutex> lock(door_mu_);
+  return door_cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+                           [&] { return waiting_[op] >= n; });
+}
+
+Status FakeRuntime::PullImage(const std::string& image) {
+  Door(Op::kPull);
+  std::lock_guard<std::mutex> lock(mu_);
+  PETREL_RETURN_IF_ERROR(TakeInjected(Op::kPull));
+  if (missing_images_.count(image)) return Status::NotFound(image + ": no such image");
+  pulled_.push_back(image);
+  return Status::OK();
+}
+
+void FakeRuntime::SetImageMissing(const std::string& image, bool missing) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (missing) {
+    missing_images_.insert(image);
+  } else {
+    missing_images_.erase(image);
+  }
+}
+
+std::vector<std::string> FakeRuntime::Pulled() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return pulled_;
+}
 
 Status FakeRuntime::TakeInjected(Op op) {
   ++calls_[op];
@@ -34,8 +86,10 @@ void FakeRuntime::NotifyExit(const std::string& id, int exit_code) {
 }
 
 Result<std::string> FakeRuntime::Create(const ContainerSpec& spec) {
+  Door(Op::kCreate);
   std::lock_guard<std::mutex> lock(mu_);
   PETREL_RETURN_IF_ERROR(TakeInjected(Op::kCreate));
+  if (missing_images_.count(spec.image)) return Status::NotFound(spec.image + ": no such image");
   for (const Container& c : containers_) {
     if (c.info.name == spec.name) {
       return Status::AlreadyExists("container name " + spec.name + " is in use by " + c.info.id);
@@ -55,6 +109,7 @@ Result<std::string> FakeRuntime::Create(const ContainerSpec& spec) {
 }
 
 Status FakeRuntime::Start(const std::string& id) {
+  Door(Op::kStart);
   std::lock_guard<std::mutex> lock(mu_);
   PETREL_RETURN_IF_ERROR(TakeInjected(Op::kStart));
   for (Container& c : containers_) {
@@ -72,6 +127,7 @@ Status FakeRuntime::Start(const std::string& id) {
 }
 
 Status FakeRuntime::Kill(const std::string& id, int signal) {
+  Door(Op::kKill);
   int exit_code = -1;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -91,6 +147,7 @@ Status FakeRuntime::Kill(const std::string& id, int signal) {
 }
 
 Status FakeRuntime::Remove(const std::string& id) {
+  Door(Op::kRemove);
   std::lock_guard<std::mutex> lock(mu_);
   PETREL_RETURN_IF_ERROR(TakeInjected(Op::kRemove));
   auto it = std::find_if(containers_.begin(), containers_.end(),
@@ -105,6 +162,7 @@ Status FakeRuntime::Remove(const std::string& id) {
 
 Result<std::vector<ContainerInfo>> FakeRuntime::List(
     const std::map<std::string, std::string>& selector) {
+  Door(Op::kList);
   std::lock_guard<std::mutex> lock(mu_);
   PETREL_RETURN_IF_ERROR(TakeInjected(Op::kList));
   std::vector<ContainerInfo> out;
@@ -119,6 +177,7 @@ Result<std::vector<ContainerInfo>> FakeRuntime::List(
 }
 
 Result<ContainerInfo> FakeRuntime::Inspect(const std::string& id) {
+  Door(Op::kInspect);
   std::lock_guard<std::mutex> lock(mu_);
   PETREL_RETURN_IF_ERROR(TakeInjected(Op::kInspect));
   for (const Container& c : containers_) {
@@ -128,6 +187,7 @@ Result<ContainerInfo> FakeRuntime::Inspect(const std::string& id) {
 }
 
 Result<LogChunk> FakeRuntime::Logs(const std::string& id, const LogOptions& options) {
+  Door(Op::kLogs);
   std::lock_guard<std::mutex> lock(mu_);
   PETREL_RETURN_IF_ERROR(TakeInjected(Op::kLogs));
   for (const Container& c : containers_) {

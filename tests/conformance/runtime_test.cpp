@@ -134,7 +134,7 @@ int RunToEnd(ContainerRuntime* rt, const ContainerSpec& spec) {
 }
 
 TEST_SUITE("runtime") {
-  TEST_CASE("a container runs to completion; its exit code, output and exit call arrive") {
+  TEST_CASE("a container runs to completion, its exit code, output and exit call arrive") {
     TempDir state;
     auto rt = OpenRuntime(state.path());
     CHECK(rt->Name() == RuntimeName());
@@ -163,7 +163,8 @@ TEST_SUITE("runtime") {
   }
 
   TEST_CASE(
-      "signals: SIGTERM to a handler, SIGKILL to anything; a running container is not removed") {
+      "signals: SIGTERM to a handler, SIGKILL to anything, and a running container is not "
+      "removed") {
     TempDir state;
     auto rt = OpenRuntime(state.path());
     ContainerSpec polite =
@@ -250,7 +251,7 @@ TEST_SUITE("runtime") {
     }
   }
 
-  TEST_CASE("logs are capped and rotated; offsets let a reader follow them") {
+  TEST_CASE("logs are capped and rotated, offsets let a reader follow them") {
     TempDir state;
     auto rt = OpenRuntime(state.path(), 4096);
     // 1000 lines of 20 bytes = 20000 bytes through files of 4 KiB.
@@ -307,32 +308,53 @@ TEST_SUITE("runtime") {
     }
   }
 
-  TEST_CASE("StartAll starts several containers at once and answers for each") {
+  TEST_CASE("calls for different containers overlap safely, and Start answers for each") {
     TempDir state;
     auto rt = OpenRuntime(state.path());
-    std::vector<std::string> ids;
-    for (int i = 0; i < 10; i++) {
-      Result<std::string> id = rt->Create(Spec("many" + std::to_string(i), {"/bin/sleep", "3600"}));
-      REQUIRE_MESSAGE(id.ok(), id.status().ToString());
-      ids.push_back(*id);
+    REQUIRE(rt->PullImage(BusyboxImage()).ok());
+    constexpr int kCount = 8;
+    std::vector<std::string> ids(kCount);
+    std::vector<Status> results(kCount);
+    std::atomic<bool> stop_listing{false};
+    std::atomic<int> lists{0};
+    // A List and an Inspect keep running beside the creates and starts, as petrel's
+    // lister and API do.
+    std::thread lister([&] {
+      while (!stop_listing) {
+        Result<std::vector<ContainerInfo>> all = rt->List({});
+        CHECK_MESSAGE(all.ok(), all.status().ToString());
+        lists++;
+      }
+    });
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kCount; i++) {
+      threads.emplace_back([&, i] {
+        Result<std::string> id =
+            rt->Create(Spec("many" + std::to_string(i), {"/bin/sleep", "3600"}));
+        if (!id.ok()) {
+          results[i] = id.status();
+          return;
+        }
+        ids[i] = *id;
+        results[i] = rt->Start(*id);
+      });
     }
-    std::vector<std::string> asked = ids;
-    asked.push_back(ids[0]);         // started by then: refused
-    asked.push_back(Id("nothere"));  // no such container
-    std::vector<Status> results = rt->StartAll(asked);
-    REQUIRE(results.size() == asked.size());
+    for (std::thread& t : threads) t.join();
+    stop_listing = true;
+    lister.join();
+    CHECK(lists > 0);
     std::set<int> pids;
-    for (size_t i = 0; i < ids.size(); i++) {
-      CAPTURE(ids[i]);
-      CHECK_MESSAGE(results[i].ok(), results[i].ToString());
+    for (int i = 0; i < kCount; i++) {
+      CAPTURE(i);
+      REQUIRE_MESSAGE(results[i].ok(), results[i].ToString());
       auto info = rt->Inspect(ids[i]);
       REQUIRE(info.ok());
       CHECK(info->state == ContainerState::kRunning);
       pids.insert(info->pid);
     }
-    CHECK(pids.size() == ids.size());
-    CHECK(results[10].code() == Status::Code::kFailedPrecondition);
-    CHECK(results[11].IsNotFound());
+    CHECK(pids.size() == static_cast<size_t>(kCount));
+    CHECK(rt->Start(ids[0]).code() == Status::Code::kFailedPrecondition);  // started by then
+    CHECK(rt->Start(Id("nothere")).IsNotFound());
     for (const std::string& id : ids) REQUIRE(rt->Kill(id, SIGKILL).ok());
     for (const std::string& id : ids) {
       CHECK(WaitFor([&] { return rt->Inspect(id)->state == ContainerState::kExited; }));

@@ -203,7 +203,7 @@ TEST_SUITE("api") {
     CHECK(r0["lastExitCode"] == -1);
   }
 
-  TEST_CASE("PUT /v1/workloads with a YAML manifest; its errors pass through verbatim") {
+  TEST_CASE("PUT /v1/workloads with a YAML manifest, its errors pass through verbatim") {
     Api a;
     ApiResponse r = a.Call("PUT", "/v1/workloads", {}, kWebYaml, "application/yaml");
     REQUIRE_MESSAGE(r.status == 200, r.body);
@@ -321,7 +321,7 @@ TEST_SUITE("api") {
     ApiResponse r = a.Call("GET", "/v1/events");
     REQUIRE(r.status == 200);
     json all = Body(r)["items"];
-    REQUIRE(all.size() == 5);  // 2 Applied, 3 Started
+    REQUIRE(all.size() == 9);  // 2 Applied, 2 Pulling and 2 Pulled (one image), 3 Started
     CHECK(Keys(all[0]) ==
           std::set<std::string>{"seq", "time", "workload", "replica", "type", "message"});
     CHECK(all[0]["type"] == "Applied");
@@ -333,7 +333,7 @@ TEST_SUITE("api") {
     CHECK(after[1]["seq"] == 4);
 
     json web = Body(a.Call("GET", "/v1/events", {{"workload", "web"}}))["items"];
-    CHECK(web.size() == 3);
+    CHECK(web.size() == 5);
     for (const json& e : web) CHECK(e["workload"] == "web");
     json one_db = Body(a.Call("GET", "/v1/events", {{"workload", "db"}, {"limit", "1"}}))["items"];
     REQUIRE(one_db.size() == 1);
@@ -671,7 +671,7 @@ void LeaveStaleSocket(const std::string& path) {
 }
 
 TEST_SUITE("api_server") {
-  TEST_CASE("socket 0660 in a new 0750 directory; keep-alive; removed on close") {
+  TEST_CASE("socket 0660 in a new 0750 directory, keep-alive, removed on close") {
     Server s;
     CHECK(ModeOf(s.api.dir.Sub("run")) == 0750);
     CHECK(ModeOf(s.api.dir.Sub("run/petrel")) == 0750);
@@ -686,7 +686,7 @@ TEST_SUITE("api_server") {
     s.RunUntil([&] { return access(s.socket_path.c_str(), F_OK) != 0; }, "socket removed");
   }
 
-  TEST_CASE("a stale socket is replaced; a live one or a file is not") {
+  TEST_CASE("a stale socket is replaced, a live one or a file is not") {
     TempDir dir;
     Api a;
     uv_loop_t loop;
@@ -715,7 +715,7 @@ TEST_SUITE("api_server") {
     CHECK(uv_loop_close(&loop) == 0);
   }
 
-  TEST_CASE("connections beyond the limit get 503; malformed requests 400 and close") {
+  TEST_CASE("connections beyond the limit get 503, malformed requests 400 and close") {
     Server s([](ApiOptions* o) { o->max_connections = 2; });
     auto c1 = s.Connect();
     auto c2 = s.Connect();
@@ -740,7 +740,7 @@ TEST_SUITE("api_server") {
     CHECK(s.server->connections() == 0);
   }
 
-  TEST_CASE("events follow: the backlog, then live events, filtered; hang-up unsubscribes") {
+  TEST_CASE("events follow: the backlog, then live events, filtered, hang-up unsubscribes") {
     Server s;
     REQUIRE(s.api.orch->Apply(Web("web")).ok());
     REQUIRE(s.api.orch->Apply(Web("db")).ok());

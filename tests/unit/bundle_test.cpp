@@ -36,7 +36,7 @@ TEST_SUITE("bundle") {
     CHECK(none.status().message().find("no command") != std::string::npos);
   }
 
-  TEST_CASE("env: the spec overrides the image, PATH defaults; cwd and hostname") {
+  TEST_CASE("env: the spec overrides the image, PATH defaults, cwd and hostname") {
     ImageConfig image;
     image.cmd = {"/bin/true"};
     image.env = {"A=image", "B=image"};

@@ -390,7 +390,7 @@ TEST_SUITE("image_store") {
     CHECK(image.config.working_dir.empty());
   }
 
-  TEST_CASE("tags pick the manifest; an unknown tag is NotFound listing the tags") {
+  TEST_CASE("tags pick the manifest, an unknown tag is NotFound listing the tags") {
     TempDir dir;
     std::vector<Layer> a = {MakeLayer({File("which", "a")})};
     std::vector<Layer> b = {MakeLayer({File("which", "b")})};
@@ -594,7 +594,7 @@ TEST_SUITE("image_store") {
     CHECK(store->unpack_count() == 0);
   }
 
-  TEST_CASE("a missing file is NotFound naming it; bad references are InvalidArgument") {
+  TEST_CASE("a missing file is NotFound naming it, bad references are InvalidArgument") {
     TempDir dir;
     auto store = OpenStore(dir.Sub("store"));
     for (const std::string& ref :

@@ -56,10 +56,14 @@ struct Fixture {
     in.node = "n1";
     in.now = kT0;
   }
+  bool images_ready = true;  // every wanted image pulled already, unless a case says not
   void Want(const WorkloadSpec& s) { specs.push_back(s); }
   PlanOutput Run() {
     in.desired.clear();
-    for (const WorkloadSpec& s : specs) in.desired.push_back({&s, "h-" + s.image});
+    for (const WorkloadSpec& s : specs) {
+      in.desired.push_back({&s, "h-" + s.image});
+      if (images_ready) in.images[s.image].ready = true;
+    }
     return Plan(in);
   }
   std::string Hash(size_t i) { return "h-" + specs[i].image; }
@@ -82,8 +86,77 @@ TEST_SUITE("plan") {
       CHECK(a.container.labels.at(kLabelNode) == "n1");
       CHECK(a.container.image == "oci-archive:/images/busybox.tar");
     }
-    CHECK(out.status_updates.empty());
+    // Creating while the executor makes and starts them.
+    REQUIRE(out.status_updates.size() == 2);
+    for (const ReplicaStatus& r : out.status_updates) {
+      CHECK(r.phase == Phase::kCreating);
+      CHECK(r.message == "creating");
+      CHECK(r.since == kT0);
+    }
+    CHECK(out.pulls.empty());
     CHECK(out.next_wakeup == kNever);
+  }
+
+  TEST_CASE("replicas wait in Pulling until their image is ready, one pull per image") {
+    Fixture f;
+    f.images_ready = false;
+    f.Want(Spec("web", 2));
+    f.Want(Spec("db", 1));  // the same image
+    WorkloadSpec other = Spec("cache", 1);
+    other.image = "oci:/images/other";
+    f.Want(other);
+    PlanOutput out = f.Run();
+    CHECK(out.actions.empty());
+    REQUIRE(out.pulls.size() == 2);
+    CHECK(out.pulls[0].image == "oci-archive:/images/busybox.tar");
+    CHECK(out.pulls[0].workloads == std::vector<std::string>{"web", "db"});
+    CHECK(out.pulls[1].image == "oci:/images/other");
+    CHECK(out.pulls[1].workloads == std::vector<std::string>{"cache"});
+    REQUIRE(out.status_updates.size() == 4);
+    for (const ReplicaStatus& r : out.status_updates) {
+      CHECK(r.phase == Phase::kPulling);
+      CHECK(r.message.rfind("waiting for image ", 0) == 0);
+    }
+
+    SUBCASE("a pull in progress is not asked for again") {
+      f.in.images["oci-archive:/images/busybox.tar"].pulling = true;
+      f.in.images["oci:/images/other"].pulling = true;
+      out = f.Run();
+      CHECK(out.pulls.empty());
+      CHECK(out.actions.empty());
+    }
+    SUBCASE("a failed pull backs off with its message, then is asked for again") {
+      ImageState& img = f.in.images["oci-archive:/images/busybox.tar"];
+      img.failures = 2;
+      img.next_retry = kT0 + 4000;
+      img.message = "image oci-archive:/images/busybox.tar: no such file; retry in 4s";
+      f.in.images["oci:/images/other"].ready = true;
+      out = f.Run();
+      REQUIRE(out.actions.size() == 1);  // cache's create
+      CHECK(out.actions[0].workload == "cache");
+      CHECK(out.pulls.empty());
+      CHECK(out.next_wakeup == kT0 + 4000);
+      for (const ReplicaStatus& r : out.status_updates) {
+        if (r.workload != "cache") CHECK(r.message == img.message);
+      }
+      f.in.now = kT0 + 4000;
+      out = f.Run();
+      REQUIRE(out.pulls.size() == 1);
+      CHECK(out.pulls[0].workloads == std::vector<std::string>{"web", "db"});
+    }
+  }
+
+  TEST_CASE("a busy replica is left alone: no action, no status change, no event") {
+    Fixture f;
+    f.Want(Spec("web", 2));
+    f.in.busy = {{"web", 0}, {"gone", 0}};
+    f.in.containers = {Container("g0", "gone", 0, "h", ContainerState::kExited)};
+    PlanOutput out = f.Run();
+    REQUIRE(out.actions.size() == 1);
+    CHECK(out.actions[0].replica == 1);
+    REQUIRE(out.status_updates.size() == 1);
+    CHECK(out.status_updates[0].index == 1);
+    CHECK(out.events.empty());
   }
 
   TEST_CASE("a running replica in its recorded state needs nothing") {
@@ -214,7 +287,7 @@ TEST_SUITE("plan") {
     CHECK(out.status_updates[0].next_retry == c.finished_at + 8000);
   }
 
-  TEST_CASE("OnFailure does not restart a clean exit; Never restarts nothing") {
+  TEST_CASE("OnFailure does not restart a clean exit, Never restarts nothing") {
     for (auto [policy, code] :
          {std::pair{RestartPolicy::kOnFailure, 0}, std::pair{RestartPolicy::kNever, 1}}) {
       Fixture f;

@@ -179,7 +179,7 @@ TEST_SUITE("store") {
     CHECK(store->TotalChanges() == after);
   }
 
-  TEST_CASE("delete marks the workload Terminating; a purge removes it and its replicas") {
+  TEST_CASE("delete marks the workload Terminating, a purge removes it and its replicas") {
     TempDir dir;
     auto store = OpenStore(dir.path());
     REQUIRE(store->PutWorkloads({Row("a", "{}"), Row("b", "{}")}, nullptr, nullptr).ok());

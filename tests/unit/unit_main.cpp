@@ -1,3 +1,52 @@
-// The one main() of petrel_unit; every other file in tests/unit holds test cases.
-#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+// The one main() of petrel's doctest binaries; every other file in tests/unit holds
+// test cases.
+//
+// CTest runs each test case on its own (--test-case=NAME). A name that matches
+// nothing (CTest cuts names at ';') must fail, not pass with zero cases run.
+#define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
+
+#include <cstdio>
+#include <cstring>
+
+namespace {
+
+unsigned g_matched = 0;
+
+// Counts the test cases that passed the filters.
+struct MatchCounter : doctest::IReporter {
+  explicit MatchCounter(const doctest::ContextOptions&) {}
+  void report_query(const doctest::QueryData&) override {}
+  void test_run_start() override {}
+  void test_run_end(const doctest::TestRunStats& stats) override {
+    g_matched = stats.numTestCasesPassingFilters;
+  }
+  void test_case_start(const doctest::TestCaseData&) override {}
+  void test_case_reenter(const doctest::TestCaseData&) override {}
+  void test_case_end(const doctest::CurrentTestCaseStats&) override {}
+  void test_case_exception(const doctest::TestCaseException&) override {}
+  void subcase_start(const doctest::SubcaseSignature&) override {}
+  void subcase_end() override {}
+  void log_assert(const doctest::AssertData&) override {}
+  void log_message(const doctest::MessageData&) override {}
+  void test_case_skipped(const doctest::TestCaseData&) override {}
+};
+REGISTER_LISTENER("match-counter", 1, MatchCounter);
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  doctest::Context context(argc, argv);
+  int rc = context.run();
+  if (context.shouldExit()) return rc;
+  bool filtered = false;
+  for (int i = 1; i < argc; i++) {
+    filtered = filtered || std::strncmp(argv[i], "--test-case=", 12) == 0 ||
+               std::strncmp(argv[i], "-tc=", 4) == 0;
+  }
+  if (rc == 0 && filtered && g_matched == 0) {
+    std::fprintf(stderr, "unit_main: no test case matches the filter\n");
+    return 1;
+  }
+  return rc;
+}

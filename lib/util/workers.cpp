@@ -1,0 +1,101 @@
+#include "lib/util/workers.h"
+
+#include <pthread.h>
+
+#include <utility>
+
+namespace petrel::internal {
+
+void Mailbox::SetWakeup(std::function<void()> wakeup) {
+  std::lock_guard<std::mutex> lock(mu_);
+  wakeup_ = std::move(wakeup);
+}
+
+void Mailbox::Post(Letter letter) {
+  std::function<void()> wakeup;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) return;
+    letters_.push_back(std::move(letter));
+    wakeup = wakeup_;
+  }
+  if (wakeup) wakeup();
+}
+
+size_t Mailbox::Drain() {
+  size_t ran = 0;
+  for (;;) {
+    Letter letter;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (letters_.empty()) return ran;
+      letter = std::move(letters_.front());
+      letters_.pop_front();
+    }
+    letter();
+    ++ran;
+  }
+}
+
+void Mailbox::Close() {
+  std::deque<Letter> dropped;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+    dropped.swap(letters_);
+    wakeup_ = nullptr;
+  }
+}
+
+WorkerPool::WorkerPool(size_t threads, std::string name) : name_(std::move(name)) {
+  threads_.reserve(threads);
+  for (size_t i = 0; i < threads; i++) threads_.emplace_back([this] { Work(); });
+}
+
+WorkerPool::~WorkerPool() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+    queue_.clear();
+  }
+  work_cv_.notify_all();
+  for (std::thread& t : threads_) t.join();
+}
+
+void WorkerPool::Submit(std::function<void()> job) {
+  if (threads_.empty()) {
+    job();
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;
+    queue_.push_back(std::move(job));
+  }
+  work_cv_.notify_one();
+}
+
+void WorkerPool::WaitIdle() {
+  std::unique_lock<std::mutex> lock(mu_);
+  idle_cv_.wait(lock, [this] { return queue_.empty() && running_ == 0; });
+}
+
+void WorkerPool::Work() {
+  pthread_setname_np(pthread_self(), name_.substr(0, 15).c_str());
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    work_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+    if (stopping_) return;
+    std::function<void()> job = std::move(queue_.front());
+    queue_.pop_front();
+    ++running_;
+    lock.unlock();
+    job();
+    job = nullptr;  // whatever it captured goes now, not under the lock
+    lock.lock();
+    --running_;
+    if (queue_.empty() && running_ == 0) idle_cv_.notify_all();
+  }
+}
+
+}  // namespace petrel::internal

@@ -1,0 +1,91 @@
+// Workers: threads petrel owns for work that may block (runtime calls, image imports,
+// commits that wait for fsync), so the loop thread only decides.
+//
+// Not libuv's thread pool: an embedder's loop and libraft's disk writes share that
+// one, and a runtime call that waits two minutes there would starve them.
+//
+// A job runs on a worker; what it found goes back to the loop thread through a
+// Mailbox: the job posts a closure, the Mailbox wakes the loop (uv_async_send, or
+// whatever the owner installs), and the loop thread runs the closures in the order
+// they were posted (Drain).
+//
+// A WorkerPool of zero threads runs each job on the caller's thread before Submit
+// returns. Tests and Orchestrator::Step use it: the same code, deterministic, no
+// thread and no sleep.
+//
+// Thread-safety: Submit, WaitIdle and Mailbox::Post may be called from any thread;
+// Mailbox::Drain from the owner's (loop) thread only.
+#ifndef PETREL_LIB_UTIL_WORKERS_H_
+#define PETREL_LIB_UTIL_WORKERS_H_
+
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace petrel::internal {
+
+class Mailbox {
+ public:
+  using Letter = std::function<void()>;
+
+  Mailbox() = default;
+  Mailbox(const Mailbox&) = delete;
+  Mailbox& operator=(const Mailbox&) = delete;
+
+  // Called, on the posting thread and without any lock held, after each Post: how
+  // the owner learns there is something to drain. May be empty.
+  void SetWakeup(std::function<void()> wakeup);
+  // Queues `letter` for the owner's thread. After Close, letters are dropped.
+  void Post(Letter letter);
+  // Runs every letter posted so far (and those they post), oldest first. Returns how
+  // many ran. Owner's thread only.
+  size_t Drain();
+  // Drops what is queued and every later letter: the owner is going away.
+  void Close();
+
+ private:
+  std::mutex mu_;
+  std::deque<Letter> letters_;
+  std::function<void()> wakeup_;
+  bool closed_ = false;
+};
+
+class WorkerPool {
+ public:
+  // `threads` == 0: jobs run inline, on Submit's caller. `name` names the threads
+  // (pthread_setname_np, at most 15 characters) for top and gdb.
+  WorkerPool(size_t threads, std::string name);
+  // Waits for the jobs that are running; drops those not started yet.
+  ~WorkerPool();
+  WorkerPool(const WorkerPool&) = delete;
+  WorkerPool& operator=(const WorkerPool&) = delete;
+
+  // Runs `job` on a worker, jobs in the order submitted as workers come free (so a
+  // pool of one thread runs them one at a time, in order).
+  void Submit(std::function<void()> job);
+  // Blocks until every job submitted before the call has finished.
+  void WaitIdle();
+  size_t threads() const { return threads_.size(); }
+  bool inline_jobs() const { return threads_.empty(); }
+
+ private:
+  void Work();
+
+  std::mutex mu_;
+  std::condition_variable work_cv_;
+  std::condition_variable idle_cv_;
+  std::deque<std::function<void()>> queue_;
+  size_t running_ = 0;
+  bool stopping_ = false;
+  const std::string name_;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace petrel::internal
+
+#endif  // PETREL_LIB_UTIL_WORKERS_H_
