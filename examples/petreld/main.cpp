@@ -83,7 +83,7 @@ std::string Usage() {
          names +
          "] [--manifests FILE_OR_DIR]\n"
          "               [--log-level debug|info|warn|error] [--node-name NAME]\n"
-         "               [--help] [--version]\n"
+         "               [--loop-probe-ms MS] [--help] [--version]\n"
          "\n"
          "  --config FILE        YAML with the same keys without dashes (state-dir: /x);\n"
          "                       flags override it\n"
@@ -94,12 +94,14 @@ std::string Usage() {
          ")\n"
          "  --manifests PATH     a manifest file or directory applied at start\n"
          "  --log-level LEVEL    debug, info, warn or error (default info)\n"
-         "  --node-name NAME     this node's name (default: the host name)\n";
+         "  --node-name NAME     this node's name (default: the host name)\n"
+         "  --loop-probe-ms MS   measure the loop's stalls with a timer every MS ms\n"
+         "                       (1..1000; GET /v1/debug/loop reports them; default off)\n";
 }
 
 // The settings, by their flag names without dashes; keys of the config file too.
-const char* const kKeys[] = {"state-dir", "socket",    "runtime",
-                             "manifests", "log-level", "node-name"};
+const char* const kKeys[] = {"state-dir", "socket",    "runtime",      "manifests",
+                             "log-level", "node-name", "loop-probe-ms"};
 
 using Settings = std::map<std::string, std::string>;
 
@@ -296,9 +298,15 @@ std::optional<int> ReadSettings(int argc, char** argv, Settings* settings,
     return BadUsage("runtime \"" + runtime + "\" is not " + RuntimeNames(" or "));
   }
   for (const auto& [key, value] : *settings) {
-    if (value.empty() && key != "manifests" && key != "node-name") {
+    if (value.empty() && key != "manifests" && key != "node-name" && key != "loop-probe-ms") {
       return BadUsage(key + " must not be empty");
     }
+  }
+  const std::string& probe = (*settings)["loop-probe-ms"];
+  if (!probe.empty() &&
+      (probe.size() > 4 || probe.find_first_not_of("0123456789") != std::string::npos ||
+       std::stoi(probe) < 1 || std::stoi(probe) > 1000)) {
+    return BadUsage("loop-probe-ms \"" + probe + "\" is not a number of milliseconds in 1..1000");
   }
   return std::nullopt;
 }
@@ -353,8 +361,10 @@ int Serve(Settings& settings, const petrel::Options& options, Daemon* d) {
   }
   petrel::ApiOptions api;
   api.node_name = options.node_name;
+  api.runtime_name = options.runtime->Name();
   api.log_sink = d->log;
-  d->server = std::make_unique<petrel::ApiServer>(d->orch.get(), options.runtime.get(), api);
+  if (!settings["loop-probe-ms"].empty()) api.loop_probe_ms = std::stoll(settings["loop-probe-ms"]);
+  d->server = std::make_unique<petrel::ApiServer>(d->orch.get(), api);
   if (petrel::Status s = d->server->Listen(&d->loop, settings["socket"]); !s.ok()) {
     std::fprintf(stderr, "petreld: %s\n", s.message().c_str());
     d->orch->Detach();

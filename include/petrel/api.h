@@ -1,21 +1,26 @@
 // The local control API: HTTP/1.1 with JSON bodies over a Unix socket, as petreld
 // serves it. The contract (paths, keys, status codes) is examples/petreld/API.md.
 //
-//   petrel::ApiServer server(orch.get(), runtime.get(), options);
+//   petrel::ApiServer server(orch.get(), options);
 //   petrel::Status s = server.Listen(loop, "/run/petrel/petrel.sock");
 //   ... uv_run(loop) ...
 //   server.Close();   // then run the loop until its handles are closed
 //
 // Two layers, so the first can be tested and fuzzed without sockets:
 //  - ApiHandler maps one parsed request to one response (or to the start of a stream)
-//    over an Orchestrator and its ContainerRuntime;
+//    over an Orchestrator, its only way in;
 //  - ApiServer owns the socket and the connections on a libuv loop and runs the
 //    streams (events and logs with follow=1).
 //
-// Threading: both live on the loop thread of the Orchestrator (Attach()ed to the same
-// loop, or the Step() caller), because Logs() calls the runtime, which the runtime's
-// contract allows on the loop thread only. The embedder must ignore SIGPIPE
-// (signal(SIGPIPE, SIG_IGN)): a client hanging up must not kill the process.
+// Threading: the server's loop only parses, routes and writes. A request that may wait
+// (an apply or delete commits to disk; events and logs read the database and the
+// runtime) is handled on one of the server's own worker threads, and its answer comes
+// back to the loop; the connection's next pipelined request waits for it, so answers
+// keep their order. Streams read their next page or chunk the same way. Event streams
+// need the Orchestrator's events on the server's loop thread: Attach() the
+// Orchestrator to the same loop (or Step() it from that thread). The embedder must
+// ignore SIGPIPE (signal(SIGPIPE, SIG_IGN)): a client hanging up must not kill the
+// process.
 #ifndef PETREL_API_H_
 #define PETREL_API_H_
 
@@ -68,6 +73,8 @@ struct ApiResponse {
 struct ApiOptions {
   // In GET /v1/version. The Orchestrator's node name (Options::node_name).
   std::string node_name;
+  // In GET /v1/version: the runtime's Name().
+  std::string runtime_name;
   // Connections beyond this many get a 503 and are closed.
   int max_connections = 64;
   // A connection that sends nothing for this long is closed (streams excepted).
@@ -79,15 +86,26 @@ struct ApiOptions {
   size_t max_stream_backlog_bytes = 1 << 20;
   // Where the server says what it refused or dropped (503s, slow readers). Optional.
   LogSink log_sink;
+  // Requests that may wait (see Threading) run on this many threads of the server's.
+  int worker_threads = 2;
+  // > 0: a timer every this many milliseconds measures how late the loop runs it, so
+  // GET /v1/debug/loop can say how long the loop's longest stall was. 0: off (an idle
+  // daemon then never wakes for it).
+  int64_t loop_probe_ms = 0;
 };
 
 // The request handler: no sockets, no loop. Handle() never throws.
 class ApiHandler {
  public:
-  // REQUIRES: orch and runtime outlive the handler.
-  ApiHandler(Orchestrator* orch, ContainerRuntime* runtime, ApiOptions options);
+  // REQUIRES: orch outlives the handler.
+  ApiHandler(Orchestrator* orch, ApiOptions options);
 
+  // Thread-safe: the Orchestrator's calls are.
   ApiResponse Handle(const ApiRequest& request);
+
+  // True when handling `request` may wait for the disk or the runtime: the server
+  // then handles it off its loop thread.
+  static bool MayBlock(const ApiRequest& request);
 
   // {"error": message} with `status`.
   static ApiResponse Error(int status, const std::string& message);
@@ -103,7 +121,6 @@ class ApiHandler {
   ApiResponse Events(const ApiRequest& request);
 
   Orchestrator* orch_;
-  ContainerRuntime* runtime_;
   ApiOptions options_;
 };
 
@@ -111,8 +128,8 @@ class ApiHandler {
 // Not thread-safe: every call on the loop's thread.
 class ApiServer {
  public:
-  // REQUIRES: orch and runtime outlive the server.
-  ApiServer(Orchestrator* orch, ContainerRuntime* runtime, ApiOptions options);
+  // REQUIRES: orch outlives the server.
+  ApiServer(Orchestrator* orch, ApiOptions options);
   // Closes what is still open (as Close()); the loop must still run afterwards so the
   // handles' close callbacks free them.
   ~ApiServer();

@@ -148,8 +148,18 @@ Result<WorkloadSpec> SpecFromItem(const json& item, const std::string& where) {
 
 }  // namespace
 
-ApiHandler::ApiHandler(Orchestrator* orch, ContainerRuntime* runtime, ApiOptions options)
-    : orch_(orch), runtime_(runtime), options_(std::move(options)) {}
+ApiHandler::ApiHandler(Orchestrator* orch, ApiOptions options)
+    : orch_(orch), options_(std::move(options)) {}
+
+bool ApiHandler::MayBlock(const ApiRequest& req) {
+  if (req.method != "GET") return true;  // applies and deletes wait for the disk
+  const std::string& path = req.path;
+  if (path == "/healthz" || path == "/v1/version" || path == "/v1/workloads") return false;
+  const std::string prefix = "/v1/workloads/";
+  // GET /v1/workloads/NAME reads memory; its /logs reads the runtime.
+  return path.compare(0, prefix.size(), prefix) != 0 ||
+         path.find('/', prefix.size()) != std::string::npos;
+}
 
 ApiResponse ApiHandler::Error(int status, const std::string& message) {
   return Json(status, json{{"error", message}});
@@ -177,7 +187,7 @@ ApiResponse ApiHandler::Route(const ApiRequest& req) {
     if (m != "GET") return MethodNotAllowed(req, "GET");
     if (Status s = CheckQuery(req, {}); !s.ok()) return FromStatus(s);
     return Json(200, json{{"version", PETREL_VERSION},
-                          {"runtime", runtime_->Name()},
+                          {"runtime", options_.runtime_name},
                           {"node", options_.node_name},
                           {"api", "v1"}});
   }
@@ -342,18 +352,18 @@ ApiResponse ApiHandler::Logs(const ApiRequest& req, const std::string& name) {
   ApiResponse resp;
   resp.content_type = kTextPlain;
   int64_t end_offset = 0;
-  const std::string container = r != nullptr ? r->container_id : std::string();
+  std::string container = r != nullptr ? r->container_id : std::string();
   if (!container.empty()) {
     LogOptions options;
     options.since_offset = -1;
     options.limit_bytes = static_cast<size_t>(tail);
-    Result<LogChunk> chunk = runtime_->Logs(container, options);
-    if (!chunk.ok()) {
-      Status cs = chunk.status().WithContext(who + ": logs of container " + container);
+    Result<ReplicaLog> log = orch_->Logs(name, static_cast<int>(replica), options, container);
+    if (!log.ok()) {
+      Status cs = log.status().WithContext(who + ": logs of container " + container);
       return Error(cs.IsNotFound() ? 404 : 500, cs.message());
     }
-    resp.body = std::move(chunk->data);
-    end_offset = chunk->end_offset;
+    resp.body = std::move(log->chunk.data);
+    end_offset = log->chunk.end_offset;
   }
   if (follow) {
     resp.stream.kind = ApiStream::Kind::kLogs;

@@ -1,16 +1,25 @@
 // ApiServer: the control API's Unix socket on a libuv loop.
 //
 // Each connection is one heap object owning a uv_pipe_t and a uv_timer_t (the idle
-// timeout while it serves requests, the poll of a log stream). It is freed by the
-// last of their close callbacks; after Close() nothing reaches back into the server.
+// timeout while it serves requests, the poll of a log stream). It is freed once the
+// last of their close callbacks has run and no job of the server's workers still
+// holds it; after Close() nothing reaches back into the server.
+//
+// Work that may wait (ApiHandler::MayBlock requests, event pages, log chunks) runs on
+// the server's workers; their answers come back through a Mailbox drained on the
+// loop. While a connection waits for one, it parses no further request, so answers
+// leave in the order the requests came.
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 #include <uv.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <memory>
 #include <set>
 #include <string>
 #include <utility>
@@ -19,6 +28,7 @@
 #include "lib/api/http.h"
 #include "lib/api/json.h"
 #include "lib/util/fs.h"
+#include "lib/util/workers.h"
 #include "petrel/api.h"
 
 namespace petrel {
@@ -64,12 +74,46 @@ void FreeListener(uv_handle_t* h) { delete reinterpret_cast<uv_pipe_t*>(h); }
 
 }  // namespace
 
+// How late the loop runs a timer that should fire every `period_ms`: the loop's stalls,
+// as anything else sharing the loop (peers' heartbeats, probes) would feel them.
+struct LoopProbe {
+  uv_timer_t timer;
+  int64_t period_ms = 0;
+  uint64_t due_ns = 0;  // when the timer should run next (uv_hrtime)
+  uint64_t samples = 0;
+  uint64_t max_late_ns = 0;
+  uint64_t late_over_20ms = 0;
+  uint64_t since_ns = 0;
+
+  void Reset() {
+    samples = max_late_ns = late_over_20ms = 0;
+    since_ns = uv_hrtime();
+  }
+  void Tick() {
+    const uint64_t now = uv_hrtime();
+    const uint64_t late = now > due_ns ? now - due_ns : 0;
+    samples++;
+    max_late_ns = std::max(max_late_ns, late);
+    if (late > 20'000'000) late_over_20ms++;
+    due_ns = now + static_cast<uint64_t>(period_ms) * 1'000'000;
+  }
+};
+
 class ApiServer::Impl {
  public:
-  Impl(Orchestrator* orch, ContainerRuntime* runtime, ApiOptions options)
-      : orch_(orch), runtime_(runtime), options_(options), handler_(orch, runtime, options) {}
+  Impl(Orchestrator* orch, ApiOptions options)
+      : orch_(orch),
+        options_(options),
+        handler_(orch, options),
+        pool_(std::make_unique<internal::WorkerPool>(
+            static_cast<size_t>(std::max(1, options.worker_threads)), "petrel-api")) {}
 
-  ~Impl() { Close(); }
+  ~Impl() {
+    Close();
+    // Jobs still running finish; what they report releases their connections.
+    pool_.reset();
+    mailbox_.Drain();
+  }
 
   Status Listen(uv_loop_t* loop, const std::string& path);
   void StopAccepting();
@@ -84,9 +128,12 @@ class ApiServer::Impl {
     uv_pipe_t pipe;
     uv_timer_t timer;
     int open_handles = 0;
+    int jobs = 0;  // worker jobs that will report about this connection
     bool closing = false;
     bool close_after_write = false;
     bool reading_paused = false;
+    bool waiting = false;    // a request is being handled on a worker
+    bool peer_done = false;  // the client half-closed: no more requests will come
     int pending_writes = 0;
     internal::HttpConnection http;
     std::vector<char> buffer = std::vector<char>(kReadBufferBytes);
@@ -98,6 +145,8 @@ class ApiServer::Impl {
     bool subscribed = false;
     int64_t last_seq = 0;
     bool backlog_done = false;
+    bool reading_page = false;  // an event page or a log chunk is being read
+    std::string stream_head;    // an event stream's head, sent with its first page
     int replica = 0;
     std::string container_id;
     int64_t log_offset = 0;
@@ -109,6 +158,15 @@ class ApiServer::Impl {
     Conn* conn;
   };
 
+  // What a log stream's poll found, read on a worker.
+  struct LogPoll {
+    bool end = false;          // the workload is gone, or scaled below the replica
+    std::string container_id;  // the container read ("" when the replica has none)
+    bool switched = false;     // the replica runs a new container since the last poll
+    std::string data;
+    int64_t offset = 0;  // where the next read starts
+  };
+
   void Log(LogLevel level, const std::string& msg) {
     if (options_.log_sink) options_.log_sink(level, "api: " + msg);
   }
@@ -117,9 +175,17 @@ class ApiServer::Impl {
     return uv_stream_get_write_queue_size(reinterpret_cast<uv_stream_t*>(&c->pipe));
   }
 
+  // Runs `work` on a worker, then `done` on the loop; the connection stays allocated
+  // until then, even if it closes meanwhile (`done` then does not run).
+  template <typename T>
+  void RunBeside(Conn* c, std::function<T()> work, std::function<void(Conn*, T)> done);
+  void Release(Conn* c);
+
   void Accept();
   void OnRead(Conn* c, ssize_t nread);
   void Serve(Conn* c);
+  void Answer(Conn* c, const internal::HttpRequest& req, ApiResponse resp);
+  bool ServeLocally(Conn* c, const internal::HttpRequest& req);
   void Write(Conn* c, std::string data);
   void WriteBody(Conn* c, const std::string& data);
   void OnWritten(Conn* c, int status);
@@ -132,15 +198,39 @@ class ApiServer::Impl {
   void PumpEvents(Conn* c);
   void OnEvent(Conn* c, const Event& e);
   void PollLogs(Conn* c);
+  LogPoll ReadLogs(const std::string& workload, int replica, const std::string& container,
+                   int64_t offset);
+  ApiResponse LoopStats(const ApiRequest& req);
 
   Orchestrator* orch_;
-  ContainerRuntime* runtime_;
   ApiOptions options_;
   ApiHandler handler_;
   uv_loop_t* loop_ = nullptr;
   uv_pipe_t* listener_ = nullptr;  // freed by its close callback
+  uv_async_t* wakeup_ = nullptr;   // drains mailbox_; freed by its close callback
+  LoopProbe* probe_ = nullptr;     // freed by its close callback
   std::set<Conn*> conns_;
+  internal::Mailbox mailbox_;
+  std::unique_ptr<internal::WorkerPool> pool_;
 };
+
+template <typename T>
+void ApiServer::Impl::RunBeside(Conn* c, std::function<T()> work,
+                                std::function<void(Conn*, T)> done) {
+  c->jobs++;
+  internal::Mailbox* mailbox = &mailbox_;
+  pool_->Submit([this, c, mailbox, work = std::move(work), done = std::move(done)] {
+    auto result = std::make_shared<T>(work());
+    mailbox->Post([this, c, done, result] {
+      if (!c->closing) done(c, std::move(*result));
+      Release(c);
+    });
+  });
+}
+
+void ApiServer::Impl::Release(Conn* c) {
+  if (--c->jobs == 0 && c->open_handles == 0) delete c;
+}
 
 Status ApiServer::Impl::Listen(uv_loop_t* loop, const std::string& path) {
   if (listener_ != nullptr) return Status::FailedPrecondition("api: already listening");
@@ -177,6 +267,23 @@ Status ApiServer::Impl::Listen(uv_loop_t* loop, const std::string& path) {
   if (rc != 0) return fail("listen on", rc);
   loop_ = loop;
   listener_ = listener;
+  wakeup_ = new uv_async_t;
+  uv_async_init(loop, wakeup_,
+                [](uv_async_t* h) { static_cast<Impl*>(h->data)->mailbox_.Drain(); });
+  wakeup_->data = this;
+  mailbox_.SetWakeup([async = wakeup_] { uv_async_send(async); });
+  if (options_.loop_probe_ms > 0) {
+    probe_ = new LoopProbe;
+    probe_->period_ms = options_.loop_probe_ms;
+    uv_timer_init(loop, &probe_->timer);
+    probe_->timer.data = probe_;
+    probe_->Reset();
+    probe_->due_ns = uv_hrtime() + static_cast<uint64_t>(options_.loop_probe_ms) * 1'000'000;
+    uv_timer_start(
+        &probe_->timer, [](uv_timer_t* t) { static_cast<LoopProbe*>(t->data)->Tick(); },
+        static_cast<uint64_t>(options_.loop_probe_ms),
+        static_cast<uint64_t>(options_.loop_probe_ms));
+  }
   return Status::OK();
 }
 
@@ -191,6 +298,17 @@ void ApiServer::Impl::Close() {
   StopAccepting();
   std::vector<Conn*> open(conns_.begin(), conns_.end());
   for (Conn* c : open) CloseConn(c);
+  if (wakeup_ != nullptr) {
+    mailbox_.SetWakeup(nullptr);  // no uv_async_send on a closing handle
+    uv_close(reinterpret_cast<uv_handle_t*>(wakeup_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
+    wakeup_ = nullptr;
+  }
+  if (probe_ != nullptr) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&probe_->timer),
+             [](uv_handle_t* h) { delete static_cast<LoopProbe*>(h->data); });
+    probe_ = nullptr;
+  }
 }
 
 void ApiServer::Impl::Accept() {
@@ -235,7 +353,7 @@ void ApiServer::Impl::StartReading(Conn* c) {
 }
 
 void ApiServer::Impl::ArmIdleTimer(Conn* c) {
-  if (c->closing || c->mode != Mode::kRequests) return;
+  if (c->closing || c->mode != Mode::kRequests || c->waiting) return;
   uv_timer_start(
       &c->timer,
       [](uv_timer_t* t) {
@@ -247,10 +365,12 @@ void ApiServer::Impl::ArmIdleTimer(Conn* c) {
 
 void ApiServer::Impl::OnRead(Conn* c, ssize_t nread) {
   if (nread < 0) {
-    // The client hung up, or half-closed after its requests: the answers already
-    // queued still go out.
+    // The client hung up, or half-closed after its requests: the answers to them
+    // still go out, also those a worker is still preparing.
     if (nread == UV_EOF && c->mode == Mode::kRequests) {
-      FinishAfterWrites(c);
+      c->peer_done = true;
+      uv_read_stop(reinterpret_cast<uv_stream_t*>(&c->pipe));
+      if (!c->waiting) FinishAfterWrites(c);
     } else {
       CloseConn(c);
     }
@@ -264,16 +384,30 @@ void ApiServer::Impl::OnRead(Conn* c, ssize_t nread) {
 
 void ApiServer::Impl::Serve(Conn* c) {
   internal::HttpRequest req;
-  while (!c->closing && c->mode == Mode::kRequests && !c->close_after_write && c->http.Next(&req)) {
-    ApiResponse resp = handler_.Handle(req.request);
-    if (resp.stream.kind != ApiStream::Kind::kNone && resp.status == 200) {
-      StartStream(c, req, resp);
+  while (!c->closing && c->mode == Mode::kRequests && !c->close_after_write && !c->waiting &&
+         c->http.Next(&req)) {
+    if (ServeLocally(c, req)) continue;
+    if (ApiHandler::MayBlock(req.request)) {
+      // The answer comes from a worker; this connection's next request waits for it.
+      c->waiting = true;
+      uv_timer_stop(&c->timer);
+      auto shared = std::make_shared<internal::HttpRequest>(std::move(req));
+      RunBeside<ApiResponse>(
+          c, [this, shared] { return handler_.Handle(shared->request); },
+          [this, shared](Conn* conn, ApiResponse resp) {
+            conn->waiting = false;
+            Answer(conn, *shared, std::move(resp));
+            if (!conn->closing && conn->mode == Mode::kRequests) {
+              ArmIdleTimer(conn);
+              Serve(conn);
+              if (conn->peer_done && !conn->waiting) FinishAfterWrites(conn);
+            }
+          });
       return;
     }
-    Write(c, internal::SerializeResponse(resp, req.keep_alive, req.http10));
-    if (!req.keep_alive) FinishAfterWrites(c);
+    Answer(c, req, handler_.Handle(req.request));
   }
-  if (c->closing || c->mode != Mode::kRequests || c->close_after_write) return;
+  if (c->closing || c->mode != Mode::kRequests || c->close_after_write || c->waiting) return;
   if (c->http.failed()) {
     Write(c, internal::SerializeResponse(c->http.error(), false, false));
     FinishAfterWrites(c);
@@ -289,6 +423,52 @@ void ApiServer::Impl::Serve(Conn* c) {
     uv_read_stop(reinterpret_cast<uv_stream_t*>(&c->pipe));
     c->reading_paused = true;
   }
+}
+
+void ApiServer::Impl::Answer(Conn* c, const internal::HttpRequest& req, ApiResponse resp) {
+  if (c->closing) return;
+  if (resp.stream.kind != ApiStream::Kind::kNone && resp.status == 200) {
+    StartStream(c, req, resp);
+    return;
+  }
+  Write(c, internal::SerializeResponse(resp, req.keep_alive, req.http10));
+  if (!req.keep_alive) FinishAfterWrites(c);
+}
+
+// The requests about the server itself, answered here on the loop.
+bool ApiServer::Impl::ServeLocally(Conn* c, const internal::HttpRequest& req) {
+  if (req.request.path != "/v1/debug/loop") return false;
+  Answer(c, req, LoopStats(req.request));
+  return true;
+}
+
+// GET /v1/debug/loop[?reset=1]: how late the loop probe's timer ran since the last
+// reset, i.e. the loop's longest stall.
+ApiResponse ApiServer::Impl::LoopStats(const ApiRequest& req) {
+  if (req.method != "GET") {
+    ApiResponse r = ApiHandler::Error(
+        405, "method " + req.method + " not allowed on " + req.path + " (allowed: GET)");
+    r.headers.emplace_back("Allow", "GET");
+    return r;
+  }
+  for (const auto& [key, value] : req.query) {
+    if (key != "reset" || (value != "1" && value != "0")) {
+      return ApiHandler::Error(400, "unknown query parameter \"" + key + "\" (known: reset=1)");
+    }
+  }
+  if (probe_ == nullptr) {
+    return ApiHandler::Error(404, "the loop probe is off (petreld --loop-probe-ms N turns it on)");
+  }
+  ApiResponse r;
+  r.body =
+      internal::DumpLine(nlohmann::json{{"probeMs", probe_->period_ms},
+                                        {"samples", probe_->samples},
+                                        {"maxLateUs", probe_->max_late_ns / 1000},
+                                        {"lateOver20ms", probe_->late_over_20ms},
+                                        {"sinceMs", (uv_hrtime() - probe_->since_ns) / 1'000'000}});
+  auto reset = req.query.find("reset");
+  if (reset != req.query.end() && reset->second == "1") probe_->Reset();
+  return r;
 }
 
 void ApiServer::Impl::Write(Conn* c, std::string data) {
@@ -333,7 +513,7 @@ void ApiServer::Impl::OnWritten(Conn* c, int status) {
       if (c->reading_paused && Queued(c) <= options_.max_stream_backlog_bytes / 2) {
         c->reading_paused = false;
         Serve(c);  // requests parsed before the pause
-        if (!c->closing && !c->reading_paused && !c->close_after_write) {
+        if (!c->closing && !c->reading_paused && !c->close_after_write && !c->peer_done) {
           StartReading(c);
         }
       }
@@ -362,7 +542,7 @@ void ApiServer::Impl::CloseConn(Conn* c) {
   uv_timer_stop(&c->timer);
   auto on_closed = [](uv_handle_t* h) {
     auto* conn = static_cast<Conn*>(h->data);
-    if (--conn->open_handles == 0) delete conn;
+    if (--conn->open_handles == 0 && conn->jobs == 0) delete conn;
   };
   uv_close(reinterpret_cast<uv_handle_t*>(&c->timer), on_closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&c->pipe), on_closed);
@@ -372,16 +552,20 @@ void ApiServer::Impl::StartStream(Conn* c, const internal::HttpRequest& req, Api
   c->chunked = !req.http10;
   c->mode = resp.stream.kind == ApiStream::Kind::kEvents ? Mode::kEvents : Mode::kLogs;
   uv_timer_stop(&c->timer);
-  Write(c, internal::SerializeStreamHead(resp, c->chunked));
-  WriteBody(c, resp.body);
   c->workload = resp.stream.workload;
   if (c->mode == Mode::kEvents) {
+    // Subscribed before the first page is read, so no event falls between the two;
+    // the head goes out with that page, so a client that has the head has the
+    // backlog's first page too.
+    c->stream_head = internal::SerializeStreamHead(resp, c->chunked);
     c->last_seq = resp.stream.after_seq;
     c->backlog_done = false;
     c->subscription = orch_->Subscribe([this, c](const Event& e) { OnEvent(c, e); });
     c->subscribed = true;
     PumpEvents(c);
   } else {
+    Write(c, internal::SerializeStreamHead(resp, c->chunked));
+    WriteBody(c, resp.body);
     c->replica = resp.stream.replica;
     c->container_id = resp.stream.container_id;
     c->log_offset = resp.stream.log_offset;
@@ -400,27 +584,39 @@ void ApiServer::Impl::EndStream(Conn* c) {
   FinishAfterWrites(c);
 }
 
-// Sends stored events after last_seq while the client keeps up; the write callback
-// calls again for the rest. Events delivered live meanwhile are in the store too, so
-// they come with a later page.
+// Sends stored events after last_seq while the client keeps up, a page at a time read
+// on a worker; the write callback asks for the next. Events delivered live meanwhile
+// are in the store (or its queue) too, so they come with a later page.
 void ApiServer::Impl::PumpEvents(Conn* c) {
-  while (!c->closing && !c->backlog_done && Queued(c) < options_.max_stream_backlog_bytes / 4) {
-    Result<std::vector<Event>> page = orch_->Events(c->last_seq, kEventPage);
-    if (!page.ok()) {
-      Log(LogLevel::kError, "event stream: " + page.status().message());
-      EndStream(c);
-      return;
-    }
-    std::string out;
-    for (const Event& e : *page) {
-      c->last_seq = e.seq;
-      if (c->workload.empty() || e.workload == c->workload) {
-        out += internal::DumpLine(internal::EventJson(e));
-      }
-    }
-    if (page->size() < static_cast<size_t>(kEventPage)) c->backlog_done = true;
-    WriteBody(c, out);
+  if (c->closing || c->backlog_done || c->reading_page ||
+      Queued(c) >= options_.max_stream_backlog_bytes / 4) {
+    return;
   }
+  c->reading_page = true;
+  const int64_t after = c->last_seq;
+  RunBeside<Result<std::vector<Event>>>(
+      c, [this, after] { return orch_->Events(after, kEventPage); },
+      [this](Conn* conn, Result<std::vector<Event>> page) {
+        conn->reading_page = false;
+        if (!conn->stream_head.empty()) Write(conn, std::move(conn->stream_head));
+        conn->stream_head.clear();
+        if (!page.ok()) {
+          Log(LogLevel::kError, "event stream: " + page.status().message());
+          EndStream(conn);
+          return;
+        }
+        std::string out;
+        for (const Event& e : *page) {
+          if (e.seq <= conn->last_seq) continue;
+          conn->last_seq = e.seq;
+          if (conn->workload.empty() || e.workload == conn->workload) {
+            out += internal::DumpLine(internal::EventJson(e));
+          }
+        }
+        if (page->size() < static_cast<size_t>(kEventPage)) conn->backlog_done = true;
+        WriteBody(conn, out);
+        PumpEvents(conn);
+      });
 }
 
 void ApiServer::Impl::OnEvent(Conn* c, const Event& e) {
@@ -435,49 +631,77 @@ void ApiServer::Impl::OnEvent(Conn* c, const Event& e) {
   }
 }
 
-// Reads what the replica's container wrote since the last poll. When the replica
-// gets a new container (a restart, a replacement), the stream says so in one line
-// and goes on with the new container's output from its start. The stream ends when
-// the workload is deleted or scaled below the replica.
+// Reads what the replica's container wrote since the last poll, on a worker. When the
+// replica gets a new container (a restart, a replacement), the stream says so in one
+// line and goes on with the new container's output from its start. The stream ends
+// when the workload is gone (a Terminating workload's last words are still read) or
+// scaled below the replica.
 void ApiServer::Impl::PollLogs(Conn* c) {
   // A slow reader makes the stream wait, not the loop: nothing is read meanwhile.
-  if (Queued(c) > options_.max_stream_backlog_bytes / 4) return;
-  Result<WorkloadState> w = orch_->Get(c->workload);
+  if (c->reading_page || Queued(c) > options_.max_stream_backlog_bytes / 4) return;
+  c->reading_page = true;
+  const std::string workload = c->workload, container = c->container_id;
+  const int replica = c->replica;
+  const int64_t offset = c->log_offset;
+  RunBeside<LogPoll>(
+      c, [=] { return ReadLogs(workload, replica, container, offset); },
+      [this](Conn* conn, LogPoll poll) {
+        conn->reading_page = false;
+        if (poll.end) {
+          EndStream(conn);
+          return;
+        }
+        if (poll.switched) {
+          if (!conn->container_id.empty()) {
+            WriteBody(conn, "--- petrel: replica " + std::to_string(conn->replica) +
+                                " now runs container " + poll.container_id + " ---\n");
+          }
+          conn->container_id = poll.container_id;
+        }
+        conn->log_offset = poll.offset;
+        WriteBody(conn, poll.data);
+      });
+}
+
+ApiServer::Impl::LogPoll ApiServer::Impl::ReadLogs(const std::string& workload, int replica,
+                                                   const std::string& container, int64_t offset) {
+  LogPoll poll;
+  poll.container_id = container;
+  poll.offset = offset;
+  Result<WorkloadState> w = orch_->Get(workload);
   if (!w.ok()) {
-    if (w.status().IsNotFound()) EndStream(c);
-    return;
+    poll.end = w.status().IsNotFound();
+    return poll;
   }
   const ReplicaStatus* r = nullptr;
   for (const ReplicaStatus& rs : w->replicas) {
-    if (rs.index == c->replica) r = &rs;
+    if (rs.index == replica) r = &rs;
   }
   if (r == nullptr) {
-    if (c->replica >= w->spec.replicas) EndStream(c);
-    return;
+    poll.end = replica >= w->spec.replicas || w->terminating();
+    return poll;
   }
-  if (r->container_id.empty()) return;
-  if (r->container_id != c->container_id) {
-    if (!c->container_id.empty()) {
-      WriteBody(c, "--- petrel: replica " + std::to_string(c->replica) + " now runs container " +
-                       r->container_id + " ---\n");
-    }
-    c->container_id = r->container_id;
-    c->log_offset = 0;
+  if (r->container_id.empty()) return poll;
+  if (r->container_id != container) {
+    poll.switched = true;
+    poll.container_id = r->container_id;
+    poll.offset = 0;
   }
-  while (!c->closing && Queued(c) <= options_.max_stream_backlog_bytes / 4) {
+  while (poll.data.size() < options_.max_stream_backlog_bytes / 4) {
     LogOptions options;
-    options.since_offset = c->log_offset;
+    options.since_offset = poll.offset;
     options.limit_bytes = kLogReadBytes;
-    Result<LogChunk> chunk = runtime_->Logs(c->container_id, options);
-    if (!chunk.ok() || chunk->data.empty()) return;  // gone or quiet: look again later
-    c->log_offset = chunk->end_offset;
-    WriteBody(c, chunk->data);
-    if (chunk->data.size() < kLogReadBytes) return;
+    Result<ReplicaLog> log = orch_->Logs(workload, replica, options, poll.container_id);
+    if (!log.ok() || log->chunk.data.empty()) break;  // gone or quiet: look again later
+    poll.offset = log->chunk.end_offset;
+    poll.data += log->chunk.data;
+    if (log->chunk.data.size() < kLogReadBytes) break;
   }
+  return poll;
 }
 
-ApiServer::ApiServer(Orchestrator* orch, ContainerRuntime* runtime, ApiOptions options)
-    : impl_(std::make_unique<Impl>(orch, runtime, std::move(options))) {}
+ApiServer::ApiServer(Orchestrator* orch, ApiOptions options)
+    : impl_(std::make_unique<Impl>(orch, std::move(options))) {}
 ApiServer::~ApiServer() = default;
 Status ApiServer::Listen(uv_loop_s* loop, const std::string& socket_path) {
   return impl_->Listen(loop, socket_path);

@@ -55,7 +55,8 @@ struct World {
     Require(petrel::Orchestrator::Open(o, &orch).ok());
     petrel::ApiOptions api;
     api.node_name = "fuzz";
-    handler = std::make_unique<petrel::ApiHandler>(orch.get(), runtime.get(), api);
+    api.runtime_name = runtime->Name();
+    handler = std::make_unique<petrel::ApiHandler>(orch.get(), api);
   }
   ~World() {
     handler.reset();

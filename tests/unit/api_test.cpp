@@ -62,7 +62,8 @@ struct Api : testing::FakeNode {
     Open();
     ApiOptions api;
     api.node_name = "n1";
-    handler = std::make_unique<ApiHandler>(orch.get(), runtime.get(), api);
+    api.runtime_name = runtime->Name();
+    handler = std::make_unique<ApiHandler>(orch.get(), api);
   }
 
   ApiResponse Call(const std::string& method, const std::string& path,
@@ -625,7 +626,8 @@ struct Server {
     options.node_name = "n1";
     if (tune) tune(&options);
     socket_path = api.dir.Sub("run/petrel/api.sock");
-    server = std::make_unique<ApiServer>(api.orch.get(), api.runtime.get(), options);
+    options.runtime_name = "fake";
+    server = std::make_unique<ApiServer>(api.orch.get(), options);
     Status s = server->Listen(&loop, socket_path);
     REQUIRE_MESSAGE(s.ok(), s.ToString());
   }
@@ -694,10 +696,10 @@ TEST_SUITE("api_server") {
     std::string path = dir.Sub("p.sock");
     LeaveStaleSocket(path);
     {
-      ApiServer first(a.orch.get(), a.runtime.get(), {});
+      ApiServer first(a.orch.get(), {});
       Status s = first.Listen(&loop, path);
       REQUIRE_MESSAGE(s.ok(), s.ToString());
-      ApiServer second(a.orch.get(), a.runtime.get(), {});
+      ApiServer second(a.orch.get(), {});
       s = second.Listen(&loop, path);
       CHECK(s.message() ==
             "socket " + path + " is in use: another server (petreld?) answers on it");
@@ -707,7 +709,7 @@ TEST_SUITE("api_server") {
     CHECK(access(path.c_str(), F_OK) != 0);
     std::ofstream(path) << "not a socket";
     {
-      ApiServer third(a.orch.get(), a.runtime.get(), {});
+      ApiServer third(a.orch.get(), {});
       CHECK(third.Listen(&loop, path).message() ==
             path + " exists and is not a socket; not replacing it");
     }
