@@ -77,6 +77,9 @@ void OnHandleClosed(uv_handle_t* h) {
   if (--handles->open == 0) delete handles;
 }
 
+// How much lower the workers' scheduling priority is than the loop thread's.
+constexpr int kWorkerNice = 10;
+
 class OrchestratorImpl;
 
 // What the runtime's exit handler holds: it may fire from any thread, even while
@@ -385,7 +388,10 @@ class OrchestratorImpl final : public Orchestrator {
     }
     mode_ = mode;
     const bool threads = mode != Mode::kManual;
-    workers_ = std::make_unique<WorkerPool>(threads ? opts_.worker_threads : 0, "petrel-worker");
+    // Workers yield to the loop thread (and so to peers' heartbeats and the API)
+    // when the machine is busy: their work is bulk, the loop's is latency.
+    workers_ = std::make_unique<WorkerPool>(threads ? opts_.worker_threads : 0, "petrel-worker",
+                                            kWorkerNice);
     lister_ = std::make_unique<WorkerPool>(threads ? 1 : 0, "petrel-list");
     store_pool_ = std::make_unique<WorkerPool>(threads ? 1 : 0, "petrel-store");
     return Status::OK();

@@ -1,6 +1,11 @@
 #include "lib/util/workers.h"
 
 #include <pthread.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <utility>
 
@@ -47,7 +52,8 @@ void Mailbox::Close() {
   }
 }
 
-WorkerPool::WorkerPool(size_t threads, std::string name) : name_(std::move(name)) {
+WorkerPool::WorkerPool(size_t threads, std::string name, int nice)
+    : name_(std::move(name)), nice_(nice) {
   threads_.reserve(threads);
   for (size_t i = 0; i < threads; i++) threads_.emplace_back([this] { Work(); });
 }
@@ -82,6 +88,13 @@ void WorkerPool::WaitIdle() {
 
 void WorkerPool::Work() {
   pthread_setname_np(pthread_self(), name_.substr(0, 15).c_str());
+  if (nice_ > 0) {
+    // On Linux a thread has a nice value of its own (PRIO_PROCESS with its tid).
+    const id_t tid = static_cast<id_t>(syscall(SYS_gettid));
+    errno = 0;
+    const int current = getpriority(PRIO_PROCESS, tid);
+    if (errno == 0) (void)setpriority(PRIO_PROCESS, tid, current + nice_);
+  }
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     work_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });

@@ -58,8 +58,10 @@ class Mailbox {
 class WorkerPool {
  public:
   // `threads` == 0: jobs run inline, on Submit's caller. `name` names the threads
-  // (pthread_setname_np, at most 15 characters) for top and gdb.
-  WorkerPool(size_t threads, std::string name);
+  // (pthread_setname_np, at most 15 characters) for top and gdb. `nice` > 0 lowers the
+  // threads' scheduling priority by that much (what they start inherits it), so on a
+  // busy machine the loop thread runs before them.
+  WorkerPool(size_t threads, std::string name, int nice = 0);
   // Waits for the jobs that are running; drops those not started yet.
   ~WorkerPool();
   WorkerPool(const WorkerPool&) = delete;
@@ -83,6 +85,7 @@ class WorkerPool {
   size_t running_ = 0;
   bool stopping_ = false;
   const std::string name_;
+  const int nice_;
   std::vector<std::thread> threads_;
 };
 

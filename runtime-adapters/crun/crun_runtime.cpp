@@ -507,6 +507,7 @@ class CrunRuntime final : public ContainerRuntime {
     plan.rootfs = dir + "/rootfs";
     plan.overlay_options = meta.value("overlay", "");
     plan.log_max_bytes = opts_.log_max_bytes;
+    plan.nice = base_nice_;
     plan.notify_socket = exits_socket_;
     return internal::BeginShim(plan, pending);
   }
@@ -595,6 +596,9 @@ class CrunRuntime final : public ContainerRuntime {
   }
 
   std::unique_ptr<internal::DirLock> lock_;
+  // The priority containers run at: the creating thread's, not that of the worker
+  // thread a start happens to run on.
+  const int base_nice_ = getpriority(PRIO_PROCESS, 0);
   const CrunOptions opts_;
   const std::string binary_;
   const bool is_runc_;

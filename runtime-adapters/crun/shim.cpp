@@ -7,6 +7,7 @@
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -96,6 +97,7 @@ struct Prepared {
   std::string rootfs, overlay_options;
   bool private_cgroup2 = false;
   int64_t log_max_bytes = 0;
+  int nice = 0;
   struct sockaddr_un notify {};
   socklen_t notify_len = 0;
   std::string id;
@@ -395,6 +397,7 @@ Status BeginShim(const ShimPlan& plan, PendingShim* pending) {
   p.rootfs = plan.rootfs;
   p.overlay_options = plan.overlay_options;
   p.log_max_bytes = plan.log_max_bytes > 0 ? plan.log_max_bytes : (1 << 20);
+  p.nice = plan.nice;
   if (!plan.notify_socket.empty()) {
     if (plan.notify_socket.size() >= sizeof(p.notify.sun_path)) {
       return Status::InvalidArgument("notify socket path too long: " + plan.notify_socket);
@@ -419,6 +422,7 @@ Status BeginShim(const ShimPlan& plan, PendingShim* pending) {
     // reap it, and it lives on when petrel dies.
     close(sync[0]);
     setsid();
+    (void)setpriority(PRIO_PROCESS, 0, p.nice);
     pid_t shim = fork();
     if (shim != 0) _exit(shim < 0 ? 1 : 0);
     RunShim(p, sync[1]);

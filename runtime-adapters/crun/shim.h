@@ -41,6 +41,9 @@ struct ShimPlan {
   std::string overlay_options;
   bool private_cgroup2 = false;
   int64_t log_max_bytes = 1 << 20;  // per file; two files are kept
+  // The shim, the runtime and the container run at this nice value, whatever the
+  // calling thread's (petrel's workers run at a lower priority than petrel).
+  int nice = 0;
   std::string notify_socket;        // datagram socket told "<id>" on exit
 };
 
