@@ -35,18 +35,13 @@
 #include <string>
 #include <vector>
 
+#include "lib/oci/image_config.h"
 #include "petrel/status.h"
 
 namespace petrel::internal {
 
 class ImageSource;
 struct ImagePlan;
-
-// What the image's config says about running it (OCI image config / docker config).
-struct ImageConfig {
-  std::vector<std::string> entrypoint, cmd, env;  // env as "K=V"
-  std::string working_dir, user;
-};
 
 struct Image {
   std::string id;      // "sha256:<hex>": the digest of the image's config blob

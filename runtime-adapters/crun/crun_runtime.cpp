@@ -36,11 +36,11 @@
 #include <thread>
 
 #include "lib/image/image_store.h"
+#include "lib/oci/runtime_config.h"
 #include "lib/util/dir_lock.h"
 #include "lib/util/fs.h"
 #include "petrel/clock.h"
 #include "petrel/crun.h"
-#include "runtime-adapters/crun/bundle.h"
 #include "runtime-adapters/crun/cgroups.h"
 #include "runtime-adapters/crun/shim.h"
 
@@ -457,7 +457,7 @@ class CrunRuntime final : public ContainerRuntime {
   Status Prepare(const ContainerSpec& spec, const std::string& dir) {
     const std::string& id = spec.name;
     PETREL_ASSIGN_OR_RETURN(const internal::Image image, images_->Pull(spec.image));
-    internal::BundleOptions bo;
+    internal::RuntimeConfigOptions bo;
     bo.rootfs = dir + "/rootfs";
     // The image's user and group files, only when there is a user to resolve.
     if (!spec.user.empty() || !image.config.user.empty()) {
@@ -472,7 +472,7 @@ class CrunRuntime final : public ContainerRuntime {
       bo.nofile = std::min<uint64_t>(nofile.rlim_max, 1 << 20);
     }
     PETREL_ASSIGN_OR_RETURN(const std::string config,
-                            internal::MakeBundleConfig(spec, image.config, bo));
+                            internal::MakeRuntimeConfig(spec, image.config, bo));
     // An overlay is mounted by the shim, in the runtime's own mount namespace.
     std::string overlay;
     PETREL_ASSIGN_OR_RETURN(const internal::ImageStore::RootfsKind kind,
