@@ -8,9 +8,6 @@
 //
 // SIGTERM or SIGINT stops it cleanly (exit 0). Containers keep running: stopping the
 // daemon is not stopping the workloads; the next petreld adopts them.
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
 #include <uv.h>
 #include <yaml-cpp/yaml.h>
 
@@ -32,6 +29,7 @@
 #include "petrel/api.h"
 #include "petrel/manifest.h"
 #include "petrel/orchestrator.h"
+#include "petrel/port.h"
 #ifdef PETREL_WITH_CRUN
 #include "petrel/crun.h"
 #endif
@@ -193,24 +191,6 @@ petrel::Result<std::shared_ptr<petrel::ContainerRuntime>> MakeRuntime(
 
 namespace {
 
-// sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET, a path or an
-// abstract name ("@..."). Nothing happens without systemd.
-void NotifySystemd(const std::string& state) {
-  const char* path = std::getenv("NOTIFY_SOCKET");
-  if (path == nullptr || (path[0] != '/' && path[0] != '@')) return;
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  size_t len = std::strlen(path);
-  if (len >= sizeof(addr.sun_path)) return;
-  std::memcpy(addr.sun_path, path, len);
-  if (path[0] == '@') addr.sun_path[0] = '\0';
-  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return;
-  (void)sendto(fd, state.data(), state.size(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr),
-               static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len));
-  close(fd);
-}
-
 // What the signal handler needs to shut down.
 struct Daemon {
   uv_loop_t loop;
@@ -219,7 +199,16 @@ struct Daemon {
   std::unique_ptr<petrel::Orchestrator> orch;
   std::unique_ptr<petrel::ApiServer> server;
   petrel::LogSink log;
+  // The host: the service manager hears READY=1 and STOPPING=1 through it.
+  std::shared_ptr<petrel::Port> port = petrel::DefaultPort();
   bool stopping = false;
+
+  // Tells systemd (Type=notify) how petreld is; nothing without NOTIFY_SOCKET.
+  void Notify(const std::string& state) {
+    if (petrel::Status s = port->NotifyServiceManager(state); !s.ok()) {
+      log(petrel::LogLevel::kWarn, "petreld: " + s.message());
+    }
+  }
 };
 
 void OnSignal(uv_signal_t* handle, int signum) {
@@ -228,7 +217,7 @@ void OnSignal(uv_signal_t* handle, int signum) {
   d->stopping = true;
   d->log(petrel::LogLevel::kInfo,
          std::string("petreld: ") + strsignal(signum) + ": shutting down; containers keep running");
-  NotifySystemd("STOPPING=1");
+  d->Notify("STOPPING=1");
   d->server->StopAccepting();
   d->orch->Detach();
   d->server->Close();
@@ -323,6 +312,7 @@ bool OpenOrchestrator(Settings& settings, Daemon* d, petrel::Options* options) {
   options->state_dir = settings["state-dir"];
   options->runtime = *runtime;
   options->log_sink = d->log;
+  options->port = d->port;
   options->node_name =
       settings["node-name"].empty() ? petrel::DefaultNodeName() : settings["node-name"];
   if (petrel::Status s = petrel::Orchestrator::Open(*options, &d->orch); !s.ok()) {
@@ -372,7 +362,7 @@ int Serve(Settings& settings, const petrel::Options& options, Daemon* d) {
   d->log(petrel::LogLevel::kInfo, "petreld: listening on " + settings["socket"] + " (runtime " +
                                       settings["runtime"] + ", node " + options.node_name +
                                       ", state " + options.state_dir + ")");
-  NotifySystemd("READY=1\nSTATUS=listening on " + settings["socket"]);
+  d->Notify("READY=1\nSTATUS=listening on " + settings["socket"]);
   uv_run(&d->loop, UV_RUN_DEFAULT);
   d->server.reset();
   d->orch.reset();

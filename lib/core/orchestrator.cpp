@@ -113,6 +113,7 @@ class OrchestratorImpl final : public Orchestrator {
       return Status::InvalidArgument("options: event_log_capacity must be > 0");
     }
     if (!opts_.clock) opts_.clock = SystemClock();
+    if (!opts_.port) opts_.port = DefaultPort();
     if (!opts_.log_sink) opts_.log_sink = StderrLogSink();
     if (opts_.node_name.empty()) opts_.node_name = petrel::DefaultNodeName();
     if (!ValidNodeName(opts_.node_name)) {

@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "lib/oci/image_config.h"
+#include "petrel/port.h"
 #include "petrel/status.h"
 
 namespace petrel::internal {
@@ -55,6 +56,8 @@ struct ImageStoreOptions {
   // false: PrepareRootfs always copies, never mounts overlayfs (for kernels or file
   // systems where overlayfs misbehaves, and for tests of the copy path).
   bool allow_overlay = true;
+  // Mounts and unmounts the overlays. Defaults to DefaultPort().
+  std::shared_ptr<Port> port;
 };
 
 class ImageStore {

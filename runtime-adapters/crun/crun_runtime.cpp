@@ -41,7 +41,6 @@
 #include "lib/util/fs.h"
 #include "petrel/clock.h"
 #include "petrel/crun.h"
-#include "runtime-adapters/crun/cgroups.h"
 #include "runtime-adapters/crun/shim.h"
 
 extern char** environ;
@@ -49,7 +48,6 @@ extern char** environ;
 namespace petrel {
 namespace {
 
-using internal::CgroupLayout;
 using internal::DirEntry;
 using internal::ErrnoError;
 using internal::ListDir;
@@ -64,7 +62,6 @@ constexpr char kTrashPrefix[] = ".removing-";
 // Bounds for files read whole: pid and exit files; meta, logs of the runtime, passwd.
 constexpr size_t kSmallFile = 256;
 constexpr size_t kLogFile = 1 << 20;
-constexpr char kCgroupRoot[] = "/sys/fs/cgroup";
 // Runtimes started at once by StartAll; each is a short burst of CPU and memory.
 constexpr size_t kMaxParallelStarts = 8;
 
@@ -484,7 +481,7 @@ class CrunRuntime final : public ContainerRuntime {
     // The v1 cgroups petrel makes itself (crun on a hybrid host) at Start, recorded
     // here so that Destroy removes exactly those.
     std::vector<std::string> cgroups;
-    if (HybridCrun()) cgroups = internal::V1Cgroups(kCgroupRoot, id).Dirs(spec.resources);
+    if (HybridCrun()) cgroups = opts_.port->LimitCgroupsFor(id, spec.resources).dirs;
     const Resources& r = spec.resources;
     json meta = {
         {"name", id},
@@ -523,13 +520,15 @@ class CrunRuntime final : public ContainerRuntime {
         limits.cpu_millis = meta["resources"].value("cpuMillis", int64_t{0});
         limits.pids = meta["resources"].value("pids", int64_t{0});
       }
-      internal::V1Cgroups cg(kCgroupRoot, id);
-      PETREL_RETURN_IF_ERROR(cg.Create(limits));
-      plan.cgroup_procs = cg.Procs(limits);
-      plan.private_cgroup2 = true;
+      PETREL_ASSIGN_OR_RETURN(const LimitCgroups cgroups,
+                              opts_.port->CreateLimitCgroups(id, limits));
+      plan.runtime_setup.join_cgroups = cgroups.procs;
+      plan.runtime_setup.pure_cgroup2 = true;
     }
-    plan.rootfs = dir + "/rootfs";
-    plan.overlay_options = meta.value("overlay", "");
+    plan.runtime_setup.overlay_data = meta.value("overlay", "");
+    if (!plan.runtime_setup.overlay_data.empty())
+      plan.runtime_setup.overlay_target = dir + "/rootfs";
+    plan.port = opts_.port;
     plan.log_max_bytes = opts_.log_max_bytes;
     plan.notify_socket = exits_socket_;
     return internal::BeginShim(plan, pending);
@@ -573,7 +572,7 @@ class CrunRuntime final : public ContainerRuntime {
       for (const json& c : (*meta)["cgroups"]) {
         if (c.is_string()) cgroups.push_back(c.get<std::string>());
       }
-      PETREL_RETURN_IF_ERROR(internal::RemoveCgroups(cgroups));
+      PETREL_RETURN_IF_ERROR(opts_.port->RemoveCgroups(cgroups));
     }
     // Gone in one step for List; the files go after (or at the next start, if petrel
     // dies in between).
@@ -637,6 +636,7 @@ Result<std::shared_ptr<ContainerRuntime>> NewCrunRuntime(const CrunOptions& opti
   CrunOptions o = options;
   if (o.state_dir.empty()) return Status::InvalidArgument("crun runtime: state_dir is required");
   if (!o.log_sink) o.log_sink = StderrLogSink();
+  if (!o.port) o.port = DefaultPort();
   if (geteuid() != 0) {
     return Status::FailedPrecondition("runtime " + o.runtime +
                                       ": needs root (rootless containers are not supported yet)");
@@ -656,9 +656,10 @@ Result<std::shared_ptr<ContainerRuntime>> NewCrunRuntime(const CrunOptions& opti
   internal::ImageStoreOptions io;
   io.dir = o.state_dir + "/images";
   io.allow_overlay = !o.copy_rootfs;
+  io.port = o.port;
   PETREL_ASSIGN_OR_RETURN(std::unique_ptr<internal::ImageStore> images,
                           internal::ImageStore::Open(io));
-  auto rt = std::make_shared<CrunRuntime>(o, binary, is_runc, internal::DetectCgroupLayout(),
+  auto rt = std::make_shared<CrunRuntime>(o, binary, is_runc, o.port->DetectCgroupLayout(),
                                           std::move(images), std::move(lock));
   PETREL_RETURN_IF_ERROR(rt->Init());
   return std::shared_ptr<ContainerRuntime>(std::move(rt));

@@ -21,6 +21,7 @@
 #include <string>
 
 #include "petrel/log.h"
+#include "petrel/port.h"
 #include "petrel/runtime.h"
 #include "petrel/status.h"
 
@@ -38,6 +39,8 @@ struct CrunOptions {
   bool copy_rootfs = false;
   // Defaults to StderrLogSink().
   LogSink log_sink;
+  // The host's cgroups and mounts. Defaults to DefaultPort().
+  std::shared_ptr<Port> port;
 };
 
 // Checks the runtime binary and the state dir, and starts listening for container
