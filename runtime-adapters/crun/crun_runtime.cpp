@@ -488,7 +488,7 @@ class CrunRuntime final : public ContainerRuntime {
         {"labels", labels},
         {"image", spec.image},
         {"imageId", image.id},
-        {"createdAt", SystemClock()->Now()},
+        {"createdAt", opts_.clock->Now()},
         {"rootfs", kind == internal::ImageStore::RootfsKind::kOverlay ? "overlay" : "copy"},
         {"resources", {{"memory", r.memory_bytes}, {"cpuMillis", r.cpu_millis}, {"pids", r.pids}}},
         {"cgroups", cgroups},
@@ -636,6 +636,7 @@ Result<std::shared_ptr<ContainerRuntime>> NewCrunRuntime(const CrunOptions& opti
   CrunOptions o = options;
   if (o.state_dir.empty()) return Status::InvalidArgument("crun runtime: state_dir is required");
   if (!o.log_sink) o.log_sink = StderrLogSink();
+  if (!o.clock) o.clock = SystemClock();
   if (!o.port) o.port = DefaultPort();
   if (geteuid() != 0) {
     return Status::FailedPrecondition("runtime " + o.runtime +

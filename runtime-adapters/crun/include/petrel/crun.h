@@ -20,6 +20,7 @@
 #include <memory>
 #include <string>
 
+#include "petrel/clock.h"
 #include "petrel/log.h"
 #include "petrel/port.h"
 #include "petrel/runtime.h"
@@ -39,6 +40,8 @@ struct CrunOptions {
   bool copy_rootfs = false;
   // Defaults to StderrLogSink().
   LogSink log_sink;
+  // Times recorded in the containers' files. Defaults to SystemClock().
+  std::shared_ptr<Clock> clock;
   // The host's cgroups and mounts. Defaults to DefaultPort().
   std::shared_ptr<Port> port;
 };
