@@ -18,6 +18,7 @@
 
 #include "petrel/clock.h"
 #include "petrel/runtime.h"
+#include "petrel/runtimes.h"
 
 namespace petrel::testing {
 
@@ -79,6 +80,11 @@ class FakeRuntime final : public ContainerRuntime {
   int next_pid_ = 1000;
   std::shared_ptr<ExitHandler> exit_handler_;
 };
+
+// Adds "fake" to `registry` (petrel/runtimes.h): a FakeRuntime on the config's clock
+// (SystemClock() when null), for trying things out and for tests of a daemon. It keeps
+// nothing on disk and refuses an endpoint.
+Status RegisterFakeRuntime(RuntimeRegistry* registry);
 
 }  // namespace petrel::testing
 

@@ -24,6 +24,7 @@
 #include "petrel/log.h"
 #include "petrel/port.h"
 #include "petrel/runtime.h"
+#include "petrel/runtimes.h"
 #include "petrel/status.h"
 
 namespace petrel {
@@ -50,6 +51,11 @@ struct CrunOptions {
 // exits. Containers already in the state dir (from an earlier petrel) are adopted:
 // List reports them as they are now.
 Result<std::shared_ptr<ContainerRuntime>> NewCrunRuntime(const CrunOptions& options);
+
+// Adds "crun" and "runc" to `registry` (petrel/runtimes.h). Their factories keep the
+// runtime's files in <RuntimeConfig::state_dir>/oci and refuse an endpoint: there is
+// no daemon to reach.
+Status RegisterCrunRuntimes(RuntimeRegistry* registry);
 
 }  // namespace petrel
 
