@@ -2,18 +2,18 @@
 // control API (API.md) on a Unix socket; see README.md for the flags.
 //
 //   petreld [--config FILE] [--state-dir DIR] [--socket PATH] [--runtime crun|runc|fake]
-//           [--manifests FILE_OR_DIR] [--log-level debug|info|warn|error] [--node-name NAME]
+//           [--runtime-endpoint ADDR] [--manifests FILE_OR_DIR]
+//           [--log-level debug|info|warn|error] [--node-name NAME]
 //
-// It offers the runtimes it was built with (PETREL_WITH_CRUN, PETREL_WITH_FAKE).
+// It offers the runtimes it was built with (PETREL_WITH_CRUN, PETREL_WITH_FAKE), from
+// a petrel::RuntimeRegistry that RegisterRuntimes fills.
 //
 // SIGTERM or SIGINT stops it cleanly (exit 0). Containers keep running: stopping the
 // daemon is not stopping the workloads; the next petreld adopts them.
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
 #include <uv.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <csignal>
@@ -22,7 +22,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
-#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
@@ -32,6 +31,8 @@
 #include "petrel/api.h"
 #include "petrel/manifest.h"
 #include "petrel/orchestrator.h"
+#include "petrel/port.h"
+#include "petrel/runtimes.h"
 #ifdef PETREL_WITH_CRUN
 #include "petrel/crun.h"
 #endif
@@ -45,53 +46,43 @@
 
 namespace {
 
-// The runtimes this petreld was built with (CMake's PETREL_WITH_<ADAPTER>); the first
-// is the default.
-const char* const kRuntimes[] = {
+// The runtimes this petreld was built with (CMake's PETREL_WITH_<ADAPTER>), registered
+// by name; the first is the default.
+petrel::Status RegisterRuntimes(petrel::RuntimeRegistry* runtimes) {
 #ifdef PETREL_WITH_CRUN
-    "crun",
-    "runc",
+  PETREL_RETURN_IF_ERROR(petrel::RegisterCrunRuntimes(runtimes));
 #endif
 #ifdef PETREL_WITH_FAKE
-    "fake",
+  PETREL_RETURN_IF_ERROR(petrel::testing::RegisterFakeRuntime(runtimes));
 #endif
-};
-
-// The runtimes' names joined: "crun, runc or fake" (separator ", ", then `last`).
-std::string RuntimeNames(const char* last) {
-  std::string out;
-  const size_t n = std::size(kRuntimes);
-  for (size_t i = 0; i < n; i++) {
-    if (i > 0) out += i + 1 == n ? last : ", ";
-    out += kRuntimes[i];
-  }
-  return out;
+  if (runtimes->entries().empty()) return petrel::Status::NotFound("built without a runtime");
+  return petrel::Status::OK();
 }
 
-bool IsRuntime(const std::string& name) {
-  for (const char* r : kRuntimes) {
-    if (name == r) return true;
+std::string Usage(const petrel::RuntimeRegistry& runtimes) {
+  std::string names, table;
+  size_t width = 0;
+  for (const petrel::RuntimeEntry& r : runtimes.entries()) width = std::max(width, r.name.size());
+  for (const petrel::RuntimeEntry& r : runtimes.entries()) {
+    names += (names.empty() ? "" : "|") + r.name;
+    table += "                         " + r.name + std::string(width + 2 - r.name.size(), ' ') +
+             r.description + "\n";
   }
-  return false;
-}
-
-std::string Usage() {
-  std::string names;
-  for (const char* r : kRuntimes) names += std::string(names.empty() ? "" : "|") + r;
   return "usage: petreld [--config FILE] [--state-dir DIR] [--socket PATH]\n"
          "               [--runtime " +
          names +
-         "] [--manifests FILE_OR_DIR]\n"
-         "               [--log-level debug|info|warn|error] [--node-name NAME]\n"
-         "               [--loop-probe-ms MS] [--help] [--version]\n"
+         "] [--runtime-endpoint ADDR]\n"
+         "               [--manifests FILE_OR_DIR] [--log-level debug|info|warn|error]\n"
+         "               [--node-name NAME] [--loop-probe-ms MS] [--help] [--version]\n"
          "\n"
          "  --config FILE        YAML with the same keys without dashes (state-dir: /x);\n"
          "                       flags override it\n"
          "  --state-dir DIR      petrel's database (default /var/lib/petrel)\n"
          "  --socket PATH        the control API's socket (default /run/petrel/petrel.sock)\n"
-         "  --runtime NAME       " +
-         RuntimeNames(" or ") + " (default " + kRuntimes[0] +
-         ")\n"
+         "  --runtime NAME       the container runtime (default " +
+         runtimes.entries().front().name + "):\n" + table +
+         "  --runtime-endpoint ADDR\n"
+         "                       the runtime daemon's address, for runtimes that have one\n"
          "  --manifests PATH     a manifest file or directory applied at start\n"
          "  --log-level LEVEL    debug, info, warn or error (default info)\n"
          "  --node-name NAME     this node's name (default: the host name)\n"
@@ -100,8 +91,8 @@ std::string Usage() {
 }
 
 // The settings, by their flag names without dashes; keys of the config file too.
-const char* const kKeys[] = {"state-dir", "socket",    "runtime",      "manifests",
-                             "log-level", "node-name", "loop-probe-ms"};
+const char* const kKeys[] = {"state-dir", "socket",    "runtime",      "runtime-endpoint",
+                             "manifests", "log-level", "node-name",    "loop-probe-ms"};
 
 using Settings = std::map<std::string, std::string>;
 
@@ -167,52 +158,6 @@ bool ParseLogLevel(const std::string& name, petrel::LogLevel* level) {
   return true;
 }
 
-}  // namespace
-
-// Builds the container runtime named on the command line. The one place that knows
-// the adapters: "fake" keeps containers in memory ("running" until killed).
-petrel::Result<std::shared_ptr<petrel::ContainerRuntime>> MakeRuntime(
-    const std::string& name, const std::string& state_dir, const petrel::LogSink& log_sink) {
-#ifdef PETREL_WITH_FAKE
-  if (name == "fake") {
-    return std::shared_ptr<petrel::ContainerRuntime>(
-        std::make_shared<petrel::testing::FakeRuntime>(petrel::SystemClock()));
-  }
-#endif
-#ifdef PETREL_WITH_CRUN
-  if (name == "crun" || name == "runc") {
-    // Images, bundles and container logs beside petrel's database.
-    petrel::CrunOptions o;
-    o.runtime = name;
-    o.state_dir = state_dir + "/oci";
-    o.log_sink = log_sink;
-    return petrel::NewCrunRuntime(o);
-  }
-#endif
-  return petrel::Status::InvalidArgument("unknown runtime \"" + name + "\" (" +
-                                         RuntimeNames(" or ") + ")");
-}
-
-namespace {
-
-// sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET, a path or an
-// abstract name ("@..."). Nothing happens without systemd.
-void NotifySystemd(const std::string& state) {
-  const char* path = std::getenv("NOTIFY_SOCKET");
-  if (path == nullptr || (path[0] != '/' && path[0] != '@')) return;
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  size_t len = std::strlen(path);
-  if (len >= sizeof(addr.sun_path)) return;
-  std::memcpy(addr.sun_path, path, len);
-  if (path[0] == '@') addr.sun_path[0] = '\0';
-  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return;
-  (void)sendto(fd, state.data(), state.size(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr),
-               static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len));
-  close(fd);
-}
-
 // What the signal handler needs to shut down.
 struct Daemon {
   uv_loop_t loop;
@@ -221,7 +166,16 @@ struct Daemon {
   std::unique_ptr<petrel::Orchestrator> orch;
   std::unique_ptr<petrel::ApiServer> server;
   petrel::LogSink log;
+  // The host: the service manager hears READY=1 and STOPPING=1 through it.
+  std::shared_ptr<petrel::Port> port = petrel::DefaultPort();
   bool stopping = false;
+
+  // Tells systemd (Type=notify) how petreld is; nothing without NOTIFY_SOCKET.
+  void Notify(const std::string& state) {
+    if (petrel::Status s = port->NotifyServiceManager(state); !s.ok()) {
+      log(petrel::LogLevel::kWarn, "petreld: " + s.message());
+    }
+  }
 };
 
 void OnSignal(uv_signal_t* handle, int signum) {
@@ -230,7 +184,7 @@ void OnSignal(uv_signal_t* handle, int signum) {
   d->stopping = true;
   d->log(petrel::LogLevel::kInfo,
          std::string("petreld: ") + strsignal(signum) + ": shutting down; containers keep running");
-  NotifySystemd("STOPPING=1");
+  d->Notify("STOPPING=1");
   d->server->StopAccepting();
   d->orch->Detach();
   d->server->Close();
@@ -240,11 +194,12 @@ void OnSignal(uv_signal_t* handle, int signum) {
 
 // Reads the flags into *flags and the --config file's name into *config. Returns an
 // exit code when petreld is to stop here (--help, --version, a bad flag).
-std::optional<int> ParseFlags(int argc, char** argv, Settings* flags, std::string* config) {
+std::optional<int> ParseFlags(int argc, char** argv, const petrel::RuntimeRegistry& runtimes,
+                              Settings* flags, std::string* config) {
   for (int i = 1; i < argc; i++) {
     std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") {
-      std::fputs(Usage().c_str(), stdout);
+      std::fputs(Usage(runtimes).c_str(), stdout);
       return 0;
     }
     if (arg == "--version") {
@@ -274,10 +229,10 @@ std::optional<int> ParseFlags(int argc, char** argv, Settings* flags, std::strin
 
 // The settings: the flags, then the config file, then the defaults, checked. Returns
 // an exit code when petreld is to stop here.
-std::optional<int> ReadSettings(int argc, char** argv, Settings* settings,
-                                petrel::LogLevel* level) {
+std::optional<int> ReadSettings(int argc, char** argv, const petrel::RuntimeRegistry& runtimes,
+                                Settings* settings, petrel::LogLevel* level) {
   std::string config;
-  if (std::optional<int> done = ParseFlags(argc, argv, settings, &config)) return done;
+  if (std::optional<int> done = ParseFlags(argc, argv, runtimes, settings, &config)) return done;
   if (!config.empty()) {
     std::string error;
     if (!LoadConfig(config, settings, &error)) {
@@ -287,18 +242,17 @@ std::optional<int> ReadSettings(int argc, char** argv, Settings* settings,
   }
   settings->emplace("state-dir", "/var/lib/petrel");
   settings->emplace("socket", "/run/petrel/petrel.sock");
-  settings->emplace("runtime", kRuntimes[0]);
+  settings->emplace("runtime", runtimes.entries().front().name);
   settings->emplace("log-level", "info");
   const std::string& log_level = (*settings)["log-level"];
   if (!ParseLogLevel(log_level, level)) {
     return BadUsage("log-level \"" + log_level + "\" is not debug, info, warn or error");
   }
   const std::string& runtime = (*settings)["runtime"];
-  if (!IsRuntime(runtime)) {
-    return BadUsage("runtime \"" + runtime + "\" is not " + RuntimeNames(" or "));
-  }
+  if (auto known = runtimes.Find(runtime); !known.ok()) return BadUsage(known.status().message());
   for (const auto& [key, value] : *settings) {
-    if (value.empty() && key != "manifests" && key != "node-name" && key != "loop-probe-ms") {
+    if (value.empty() && key != "manifests" && key != "node-name" && key != "runtime-endpoint" &&
+        key != "loop-probe-ms") {
       return BadUsage(key + " must not be empty");
     }
   }
@@ -313,7 +267,8 @@ std::optional<int> ReadSettings(int argc, char** argv, Settings* settings,
 
 // Opens petrel over the runtime and applies the manifests given at start. Prints why
 // and returns false when any of it fails.
-bool OpenOrchestrator(Settings& settings, Daemon* d, petrel::Options* options) {
+bool OpenOrchestrator(Settings& settings, const petrel::RuntimeRegistry& runtimes, Daemon* d,
+                      petrel::Options* options) {
   std::vector<petrel::WorkloadSpec> specs;
   if (!settings["manifests"].empty()) {
     auto loaded = petrel::LoadManifests(settings["manifests"]);
@@ -323,7 +278,12 @@ bool OpenOrchestrator(Settings& settings, Daemon* d, petrel::Options* options) {
     }
     specs = std::move(*loaded);
   }
-  auto runtime = MakeRuntime(settings["runtime"], settings["state-dir"], d->log);
+  petrel::RuntimeConfig config;
+  config.state_dir = settings["state-dir"];
+  config.endpoint = settings["runtime-endpoint"];
+  config.port = d->port;
+  config.log_sink = d->log;
+  auto runtime = runtimes.Create(settings["runtime"], config);
   if (!runtime.ok()) {
     std::fprintf(stderr, "petreld: %s\n", runtime.status().message().c_str());
     return false;
@@ -331,6 +291,7 @@ bool OpenOrchestrator(Settings& settings, Daemon* d, petrel::Options* options) {
   options->state_dir = settings["state-dir"];
   options->runtime = *runtime;
   options->log_sink = d->log;
+  options->port = d->port;
   options->node_name =
       settings["node-name"].empty() ? petrel::DefaultNodeName() : settings["node-name"];
   if (petrel::Status s = petrel::Orchestrator::Open(*options, &d->orch); !s.ok()) {
@@ -382,7 +343,7 @@ int Serve(Settings& settings, const petrel::Options& options, Daemon* d) {
   d->log(petrel::LogLevel::kInfo, "petreld: listening on " + settings["socket"] + " (runtime " +
                                       settings["runtime"] + ", node " + options.node_name +
                                       ", state " + options.state_dir + ")");
-  NotifySystemd("READY=1\nSTATUS=listening on " + settings["socket"]);
+  d->Notify("READY=1\nSTATUS=listening on " + settings["socket"]);
   uv_run(&d->loop, UV_RUN_DEFAULT);
   d->server.reset();
   d->orch.reset();
@@ -397,7 +358,14 @@ int Serve(Settings& settings, const petrel::Options& options, Daemon* d) {
 int main(int argc, char** argv) {
   Settings settings;
   petrel::LogLevel level;
-  if (std::optional<int> done = ReadSettings(argc, argv, &settings, &level)) return *done;
+  petrel::RuntimeRegistry runtimes;
+  if (petrel::Status s = RegisterRuntimes(&runtimes); !s.ok()) {
+    std::fprintf(stderr, "petreld: %s\n", s.message().c_str());
+    return 1;
+  }
+  if (std::optional<int> done = ReadSettings(argc, argv, runtimes, &settings, &level)) {
+    return *done;
+  }
 
   // A client hanging up mid-answer must cost an EPIPE, not the daemon.
   std::signal(SIGPIPE, SIG_IGN);
@@ -405,6 +373,6 @@ int main(int argc, char** argv) {
   Daemon d;
   d.log = petrel::StderrLogSink(level);
   petrel::Options options;
-  if (!OpenOrchestrator(settings, &d, &options)) return 1;
+  if (!OpenOrchestrator(settings, runtimes, &d, &options)) return 1;
   return Serve(settings, options, &d);
 }

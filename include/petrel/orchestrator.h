@@ -40,6 +40,7 @@
 
 #include "petrel/clock.h"
 #include "petrel/log.h"
+#include "petrel/port.h"
 #include "petrel/runtime.h"
 #include "petrel/spec.h"
 #include "petrel/status.h"
@@ -55,6 +56,9 @@ struct Options {
   std::shared_ptr<ContainerRuntime> runtime;
   // Defaults to SystemClock().
   std::shared_ptr<Clock> clock;
+  // What differs per platform (cgroups, mounts, namespaces, the service manager).
+  // Defaults to DefaultPort(). Give the runtime adapter the same one.
+  std::shared_ptr<Port> port;
   // Defaults to StderrLogSink().
   LogSink log_sink;
   // This node's name: in container names and the io.petrel.node label. Defaults to

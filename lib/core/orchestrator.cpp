@@ -133,6 +133,7 @@ class OrchestratorImpl final : public Orchestrator {
       return Status::InvalidArgument("options: worker_threads must be >= 1");
     }
     if (!opts_.clock) opts_.clock = SystemClock();
+    if (!opts_.port) opts_.port = DefaultPort();
     if (!opts_.log_sink) opts_.log_sink = StderrLogSink();
     if (opts_.node_name.empty()) opts_.node_name = petrel::DefaultNodeName();
     if (!ValidNodeName(opts_.node_name)) {

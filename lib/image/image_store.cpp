@@ -100,7 +100,9 @@ Result<std::unique_ptr<ImageStore>> ImageStore::Open(const ImageStoreOptions& op
   if (options.dir.empty()) return Status::InvalidArgument("image store: no directory");
   PETREL_RETURN_IF_ERROR(MakeDirs(options.dir, 0700));
 
-  std::unique_ptr<ImageStore> store(new ImageStore(options));
+  ImageStoreOptions with_port = options;
+  if (!with_port.port) with_port.port = DefaultPort();
+  std::unique_ptr<ImageStore> store(new ImageStore(with_port));
   // What a crash in the middle of an unpack left behind.
   PETREL_ASSIGN_OR_RETURN(std::vector<DirEntry> entries, ListDir(options.dir));
   for (const DirEntry& e : entries) {
@@ -329,8 +331,10 @@ Result<ImageStore::RootfsKind> ImageStore::PrepareRootfs(const Image& image,
   }();
 
   if (s.ok() && options_.allow_overlay) {
+    Port& port = *options_.port;
     const std::string upper = scratch_dir + "/upper";
     const std::string work = scratch_dir + "/work";
+    const std::string data = port.OverlayMountData(image.rootfs, upper, work);
     s = [&]() -> Status {
       PETREL_RETURN_IF_ERROR(MakeDirs(upper, 0755));
       PETREL_RETURN_IF_ERROR(MakeDirs(work, 0700));
@@ -350,16 +354,16 @@ Result<ImageStore::RootfsKind> ImageStore::PrepareRootfs(const Image& image,
       {
         std::lock_guard<std::mutex> lock(mu_);
         if (overlay_works_ < 0) {
-          overlay_works_ = MountOverlay(image.rootfs, upper, work, target).ok() ? 1 : 0;
-          if (overlay_works_ == 1) s = UnmountAll(target);
+          overlay_works_ = port.MountOverlay(target, data).ok() ? 1 : 0;
+          if (overlay_works_ == 1) s = port.UnmountAll(target);
         }
         overlay = overlay_works_ == 1;
       }
       if (s.ok() && overlay) {
-        *mount_options = OverlayOptions(image.rootfs, upper, work);
+        *mount_options = data;
         return RootfsKind::kOverlay;
       }
-    } else if (s.ok() && MountOverlay(image.rootfs, upper, work, target).ok()) {
+    } else if (s.ok() && port.MountOverlay(target, data).ok()) {
       return RootfsKind::kOverlay;
     }
     // Refused (no overlayfs, no right to mount, unsuitable file system): copy instead.
@@ -373,7 +377,7 @@ Result<ImageStore::RootfsKind> ImageStore::PrepareRootfs(const Image& image,
 }
 
 Status ImageStore::ReleaseRootfs(const std::string& target, const std::string& scratch_dir) {
-  PETREL_RETURN_IF_ERROR(UnmountAll(target));
+  PETREL_RETURN_IF_ERROR(options_.port->UnmountAll(target));
   Status s = RemoveTree(target);
   Status scratch = RemoveTree(scratch_dir);
   return s.ok() ? scratch : s;

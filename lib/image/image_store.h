@@ -40,18 +40,14 @@
 #include <string>
 #include <vector>
 
+#include "lib/oci/image_config.h"
+#include "petrel/port.h"
 #include "petrel/status.h"
 
 namespace petrel::internal {
 
 class ImageSource;
 struct ImagePlan;
-
-// What the image's config says about running it (OCI image config / docker config).
-struct ImageConfig {
-  std::vector<std::string> entrypoint, cmd, env;  // env as "K=V"
-  std::string working_dir, user;
-};
 
 struct Image {
   std::string id;      // "sha256:<hex>": the digest of the image's config blob
@@ -65,6 +61,8 @@ struct ImageStoreOptions {
   // false: PrepareRootfs always copies, never mounts overlayfs (for kernels or file
   // systems where overlayfs misbehaves, and for tests of the copy path).
   bool allow_overlay = true;
+  // Mounts and unmounts the overlays. Defaults to DefaultPort().
+  std::shared_ptr<Port> port;
 };
 
 class ImageStore {

@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -22,16 +21,6 @@ namespace petrel::internal {
 namespace {
 
 constexpr int kDirFlags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
-
-// overlayfs splits its options at ',' and lowerdir at ':'; a backslash escapes both.
-std::string EscapeOverlayPath(const std::string& path) {
-  std::string out;
-  for (char c : path) {
-    if (c == ',' || c == ':' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out;
-}
 
 class Copier {
  public:
@@ -196,38 +185,6 @@ class Copier {
 };
 
 }  // namespace
-
-std::string OverlayOptions(const std::string& lower, const std::string& upper,
-                           const std::string& work) {
-  return "lowerdir=" + EscapeOverlayPath(lower) + ",upperdir=" + EscapeOverlayPath(upper) +
-         ",workdir=" + EscapeOverlayPath(work);
-}
-
-Status MountOverlay(const std::string& lower, const std::string& upper, const std::string& work,
-                    const std::string& target) {
-  const std::string options = OverlayOptions(lower, upper, work);
-  if (mount("overlay", target.c_str(), "overlay", 0, options.c_str()) != 0) {
-    return ErrnoError(target, "mount overlay", errno);
-  }
-  return Status::OK();
-}
-
-Status UnmountAll(const std::string& target) {
-  // Mounts may be stacked on the same directory; each umount removes the top one.
-  for (int i = 0; i < 64; i++) {
-    if (umount2(target.c_str(), UMOUNT_NOFOLLOW) == 0) continue;
-    int err = errno;
-    if (err == EBUSY) {
-      if (umount2(target.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW) == 0) continue;
-      err = errno;
-    }
-    if (err == EINVAL || err == ENOENT) return Status::OK();  // not (or no longer) mounted
-    // Without the right to unmount, nothing there can have been mounted by us.
-    if (err == EPERM && geteuid() != 0) return Status::OK();
-    return ErrnoError(target, "unmount", err);
-  }
-  return Status::IOError(target + ": still mounted after 64 unmounts");
-}
 
 Status CopyTree(const std::string& from, const std::string& to) {
   UniqueFd src(open(from.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));

@@ -34,4 +34,18 @@ std::string Quote(std::string_view value, size_t max_bytes) {
   return "\"" + Escape(value, max_bytes) + "\"";
 }
 
+size_t FormatDecimal(uint64_t v, char* out, size_t width) {
+  char tmp[24];
+  size_t n = 0;
+  do {
+    tmp[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  const size_t pad = width > n ? width - n : 0;
+  for (size_t i = 0; i < pad; i++) out[i] = '0';
+  for (size_t i = 0; i < n; i++) out[pad + i] = tmp[n - 1 - i];
+  out[pad + n] = '\0';
+  return pad + n;
+}
+
 }  // namespace petrel::internal

@@ -7,6 +7,7 @@
 #define PETREL_LIB_UTIL_STRINGS_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -23,6 +24,11 @@ std::string Escape(std::string_view value, size_t max_bytes = kQuoteMaxBytes);
 
 // Escape(value, max_bytes) in double quotes.
 std::string Quote(std::string_view value, size_t max_bytes = kQuoteMaxBytes);
+
+// Writes `v` in decimal into `out`, zero-padded to `width` digits (0: as short as
+// possible), NUL-terminated, and returns the number of digits. `out` holds at least
+// max(width, 20) + 1 bytes. ASYNC-SIGNAL-SAFE: for code between fork() and exec().
+size_t FormatDecimal(uint64_t v, char* out, size_t width = 0);
 
 }  // namespace petrel::internal
 

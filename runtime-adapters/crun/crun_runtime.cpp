@@ -36,12 +36,11 @@
 #include <thread>
 
 #include "lib/image/image_store.h"
+#include "lib/oci/runtime_config.h"
 #include "lib/util/dir_lock.h"
 #include "lib/util/fs.h"
 #include "petrel/clock.h"
 #include "petrel/crun.h"
-#include "runtime-adapters/crun/bundle.h"
-#include "runtime-adapters/crun/cgroups.h"
 #include "runtime-adapters/crun/shim.h"
 
 extern char** environ;
@@ -49,7 +48,6 @@ extern char** environ;
 namespace petrel {
 namespace {
 
-using internal::CgroupLayout;
 using internal::DirEntry;
 using internal::ErrnoError;
 using internal::ListDir;
@@ -64,7 +62,6 @@ constexpr char kTrashPrefix[] = ".removing-";
 // Bounds for files read whole: pid and exit files; meta, logs of the runtime, passwd.
 constexpr size_t kSmallFile = 256;
 constexpr size_t kLogFile = 1 << 20;
-constexpr char kCgroupRoot[] = "/sys/fs/cgroup";
 
 bool Exists(const std::string& path) {
   struct stat st;
@@ -433,7 +430,7 @@ class CrunRuntime final : public ContainerRuntime {
   Status Prepare(const ContainerSpec& spec, const std::string& dir) {
     const std::string& id = spec.name;
     PETREL_ASSIGN_OR_RETURN(const internal::Image image, images_->Pull(spec.image));
-    internal::BundleOptions bo;
+    internal::RuntimeConfigOptions bo;
     bo.rootfs = dir + "/rootfs";
     // The image's user and group files, only when there is a user to resolve.
     if (!spec.user.empty() || !image.config.user.empty()) {
@@ -448,7 +445,7 @@ class CrunRuntime final : public ContainerRuntime {
       bo.nofile = std::min<uint64_t>(nofile.rlim_max, 1 << 20);
     }
     PETREL_ASSIGN_OR_RETURN(const std::string config,
-                            internal::MakeBundleConfig(spec, image.config, bo));
+                            internal::MakeRuntimeConfig(spec, image.config, bo));
     // An overlay is mounted by the shim, in the runtime's own mount namespace.
     std::string overlay;
     PETREL_ASSIGN_OR_RETURN(const internal::ImageStore::RootfsKind kind,
@@ -460,14 +457,14 @@ class CrunRuntime final : public ContainerRuntime {
     // The v1 cgroups petrel makes itself (crun on a hybrid host) at Start, recorded
     // here so that Destroy removes exactly those.
     std::vector<std::string> cgroups;
-    if (HybridCrun()) cgroups = internal::V1Cgroups(kCgroupRoot, id).Dirs(spec.resources);
+    if (HybridCrun()) cgroups = opts_.port->LimitCgroupsFor(id, spec.resources).dirs;
     const Resources& r = spec.resources;
     json meta = {
         {"name", id},
         {"labels", labels},
         {"image", spec.image},
         {"imageId", image.id},
-        {"createdAt", SystemClock()->Now()},
+        {"createdAt", opts_.clock->Now()},
         {"rootfs", kind == internal::ImageStore::RootfsKind::kOverlay ? "overlay" : "copy"},
         {"resources", {{"memory", r.memory_bytes}, {"cpuMillis", r.cpu_millis}, {"pids", r.pids}}},
         {"cgroups", cgroups},
@@ -499,13 +496,15 @@ class CrunRuntime final : public ContainerRuntime {
         limits.cpu_millis = meta["resources"].value("cpuMillis", int64_t{0});
         limits.pids = meta["resources"].value("pids", int64_t{0});
       }
-      internal::V1Cgroups cg(kCgroupRoot, id);
-      PETREL_RETURN_IF_ERROR(cg.Create(limits));
-      plan.cgroup_procs = cg.Procs(limits);
-      plan.private_cgroup2 = true;
+      PETREL_ASSIGN_OR_RETURN(const LimitCgroups cgroups,
+                              opts_.port->CreateLimitCgroups(id, limits));
+      plan.runtime_setup.join_cgroups = cgroups.procs;
+      plan.runtime_setup.pure_cgroup2 = true;
     }
-    plan.rootfs = dir + "/rootfs";
-    plan.overlay_options = meta.value("overlay", "");
+    plan.runtime_setup.overlay_data = meta.value("overlay", "");
+    if (!plan.runtime_setup.overlay_data.empty())
+      plan.runtime_setup.overlay_target = dir + "/rootfs";
+    plan.port = opts_.port;
     plan.log_max_bytes = opts_.log_max_bytes;
     plan.nice = base_nice_;
     plan.notify_socket = exits_socket_;
@@ -550,7 +549,7 @@ class CrunRuntime final : public ContainerRuntime {
       for (const json& c : (*meta)["cgroups"]) {
         if (c.is_string()) cgroups.push_back(c.get<std::string>());
       }
-      PETREL_RETURN_IF_ERROR(internal::RemoveCgroups(cgroups));
+      PETREL_RETURN_IF_ERROR(opts_.port->RemoveCgroups(cgroups));
     }
     // Gone in one step for List; the files go after (or at the next start, if petrel
     // dies in between).
@@ -617,6 +616,8 @@ Result<std::shared_ptr<ContainerRuntime>> NewCrunRuntime(const CrunOptions& opti
   CrunOptions o = options;
   if (o.state_dir.empty()) return Status::InvalidArgument("crun runtime: state_dir is required");
   if (!o.log_sink) o.log_sink = StderrLogSink();
+  if (!o.clock) o.clock = SystemClock();
+  if (!o.port) o.port = DefaultPort();
   if (geteuid() != 0) {
     return Status::FailedPrecondition("runtime " + o.runtime +
                                       ": needs root (rootless containers are not supported yet)");
@@ -636,9 +637,10 @@ Result<std::shared_ptr<ContainerRuntime>> NewCrunRuntime(const CrunOptions& opti
   internal::ImageStoreOptions io;
   io.dir = o.state_dir + "/images";
   io.allow_overlay = !o.copy_rootfs;
+  io.port = o.port;
   PETREL_ASSIGN_OR_RETURN(std::unique_ptr<internal::ImageStore> images,
                           internal::ImageStore::Open(io));
-  auto rt = std::make_shared<CrunRuntime>(o, binary, is_runc, internal::DetectCgroupLayout(),
+  auto rt = std::make_shared<CrunRuntime>(o, binary, is_runc, o.port->DetectCgroupLayout(),
                                           std::move(images), std::move(lock));
   PETREL_RETURN_IF_ERROR(rt->Init());
   return std::shared_ptr<ContainerRuntime>(std::move(rt));

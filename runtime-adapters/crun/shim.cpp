@@ -2,10 +2,8 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <sys/file.h>
-#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -20,26 +18,12 @@
 #include <cstring>
 
 #include "lib/util/fs.h"
+#include "lib/util/strings.h"
 
 namespace petrel::internal {
 namespace {
 
 // --- async-signal-safe helpers (no allocation, no locks, no errno-clobbering libc) ---
-
-// Writes `v` in decimal, zero-padded to `width` digits (0 = as short as possible),
-// NUL-terminated. Returns the number of digits.
-size_t FormatU64(uint64_t v, char* out, size_t width = 0) {
-  char tmp[24];
-  size_t n = 0;
-  do {
-    tmp[n++] = static_cast<char>('0' + v % 10);
-    v /= 10;
-  } while (v != 0);
-  while (n < width) tmp[n++] = '0';
-  for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
-  out[n] = '\0';
-  return n;
-}
 
 void WriteAll(int fd, const char* p, size_t n) {
   while (n > 0) {
@@ -70,9 +54,12 @@ void CloseFrom(int first) {
   for (int fd = first; fd < 4096; fd++) close(fd);
 }
 
-int64_t NowMs() {
+// Milliseconds of `clock`: CLOCK_REALTIME for the exit time petrel reads, CLOCK_MONOTONIC
+// for deadlines. Read raw, not through petrel's Clock: after fork() only
+// async-signal-safe calls are allowed, and a Clock promises no such thing.
+int64_t NowMs(clockid_t clock) {
   struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
+  clock_gettime(clock, &ts);
   return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -93,9 +80,7 @@ struct Prepared {
   std::string init_pid, exit_file, exit_tmp, lock_file, shim_pid, shim_pid_tmp;
   std::string log_path_a, log_path_b;  // "<dir>/log.<20 digits>", digits filled in later
   size_t log_digits_at = 0;            // where the digits start in log_path_*
-  std::vector<std::string> cgroup_procs;
-  std::string rootfs, overlay_options;
-  bool private_cgroup2 = false;
+  std::unique_ptr<ChildSetup> shim_setup, runtime_setup;  // ChildSetup::Apply after fork
   int64_t log_max_bytes = 0;
   int nice = 0;
   struct sockaddr_un notify {};
@@ -113,7 +98,7 @@ struct LogWriter {
   int64_t base = 0, size = 0, prev_base = -1;
 
   void Open() {
-    FormatU64(static_cast<uint64_t>(base), cur_path + p->log_digits_at, 20);
+    FormatDecimal(static_cast<uint64_t>(base), cur_path + p->log_digits_at, 20);
     fd = open(cur_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
   }
   // Never lets a file grow past the cap: a big read is split across files.
@@ -160,9 +145,9 @@ void WriteExit(const Prepared& p, int code) {
     buf[n++] = '-';
     code = -code;
   }
-  n += FormatU64(static_cast<uint64_t>(code), buf + n);
+  n += FormatDecimal(static_cast<uint64_t>(code), buf + n);
   buf[n++] = ' ';
-  n += FormatU64(static_cast<uint64_t>(NowMs()), buf + n);
+  n += FormatDecimal(static_cast<uint64_t>(NowMs(CLOCK_REALTIME)), buf + n);
   buf[n++] = '\n';
   int fd = open(p.exit_tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
   if (fd < 0) return;
@@ -192,26 +177,10 @@ int CodeOf(int status) {
   ResetSignals();
   if (dup2(log_w, 1) < 0 || dup2(log_w, 2) < 0) _exit(127);
   CloseFrom(3);
-  char pid[24];
-  size_t pid_len = FormatU64(static_cast<uint64_t>(getpid()), pid);
-  for (const std::string& procs : p.cgroup_procs) {
-    int fd = open(procs.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0 || write(fd, pid, pid_len) != static_cast<ssize_t>(pid_len)) Die(procs.c_str());
-    close(fd);
-  }
-  if (unshare(CLONE_NEWNS) != 0) Die("unshare(CLONE_NEWNS)");
-  if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
-    Die("mount --make-rprivate /");
-  }
-  if (!p.overlay_options.empty() &&
-      mount("overlay", p.rootfs.c_str(), "overlay", 0, p.overlay_options.c_str()) != 0) {
-    Die("mount overlay rootfs");
-  }
-  if (p.private_cgroup2) {
-    if (umount2("/sys/fs/cgroup", MNT_DETACH) != 0) Die("umount /sys/fs/cgroup");
-    if (mount("none", "/sys/fs/cgroup", "cgroup2", 0, nullptr) != 0) {
-      Die("mount cgroup2 /sys/fs/cgroup");
-    }
+  const char* failed = "";
+  if (int err = p.runtime_setup->Apply(&failed); err != 0) {
+    errno = err;
+    Die(failed);
   }
   execve(p.argv[0], p.argv.data(), p.envp.data());
   Die(p.argv[0]);
@@ -220,7 +189,7 @@ int CodeOf(int status) {
 // Cuts the shim loose from petrel: fds 0-2 on /dev/null, `sync` moved to fd 3, nothing
 // else of petrel's open (its database and state-dir lock above all), default signal
 // handling, cwd "/", a subreaper of the container's processes. Returns the sync fd.
-int Detach(int sync) {
+int Detach(const Prepared& p, int sync) {
   int null = open("/dev/null", O_RDWR);
   if (null < 0) _exit(127);
   if (sync <= 3) {
@@ -240,7 +209,8 @@ int Detach(int sync) {
   signal(SIGHUP, SIG_IGN);
   signal(SIGINT, SIG_IGN);
   if (chdir("/") != 0) _exit(127);
-  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  const char* failed = "";
+  if (p.shim_setup->Apply(&failed) != 0) _exit(127);
   prctl(PR_SET_NAME, "petrel-shim");
   return sync;
 }
@@ -252,7 +222,7 @@ void HoldShimLock(const Prepared& p) {
   int lock = open(p.lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
   if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB) != 0) _exit(127);
   char buf[32];
-  size_t n = FormatU64(static_cast<uint64_t>(getpid()), buf);
+  size_t n = FormatDecimal(static_cast<uint64_t>(getpid()), buf);
   buf[n++] = '\n';
   int fd = open(p.shim_pid_tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
   if (fd >= 0) {
@@ -303,7 +273,7 @@ int Supervise(const Prepared& p, int sfd, int log_r, LogWriter* log, char* buf, 
     struct pollfd fds[2] = {{sfd, POLLIN, 0}, {pipe_open ? log_r : -1, POLLIN, 0}};
     int timeout = -1;
     if (init_done) {
-      int64_t left = drain_deadline - NowMs();
+      int64_t left = drain_deadline - NowMs(CLOCK_MONOTONIC);
       if (left <= 0) break;
       timeout = static_cast<int>(left);
     }
@@ -319,7 +289,7 @@ int Supervise(const Prepared& p, int sfd, int log_r, LogWriter* log, char* buf, 
     }
     if ((fds[0].revents & POLLIN) && Reap(sfd, init_done ? 0 : init, &exit_code) && !init_done) {
       init_done = true;
-      drain_deadline = NowMs() + 500;
+      drain_deadline = NowMs(CLOCK_MONOTONIC) + 500;
     }
   }
   return exit_code;
@@ -327,7 +297,7 @@ int Supervise(const Prepared& p, int sfd, int log_r, LogWriter* log, char* buf, 
 
 // The shim itself. `sync` gets our pid, then the runtime's wait status.
 [[noreturn]] void RunShim(Prepared& p, int sync) {
-  sync = Detach(sync);
+  sync = Detach(p, sync);
   HoldShimLock(p);
   int32_t msg[2] = {static_cast<int32_t>(getpid()), 0};
   WriteAll(sync, reinterpret_cast<const char*>(&msg[0]), sizeof(int32_t));
@@ -369,7 +339,7 @@ int Supervise(const Prepared& p, int sfd, int log_r, LogWriter* log, char* buf, 
 
 std::string LogFileName(int64_t base) {
   char digits[24];
-  FormatU64(static_cast<uint64_t>(base), digits, 20);
+  FormatDecimal(static_cast<uint64_t>(base), digits, 20);
   return std::string(kLogPrefix) + digits;
 }
 
@@ -392,10 +362,12 @@ Status BeginShim(const ShimPlan& plan, PendingShim* pending) {
   p.log_path_a = d + LogFileName(0);
   p.log_path_b = p.log_path_a;
   p.log_digits_at = d.size() + strlen(kLogPrefix);
-  p.cgroup_procs = plan.cgroup_procs;
-  p.private_cgroup2 = plan.private_cgroup2;
-  p.rootfs = plan.rootfs;
-  p.overlay_options = plan.overlay_options;
+  ChildPlan shim_setup;
+  shim_setup.subreaper = true;
+  ChildPlan runtime_setup = plan.runtime_setup;
+  runtime_setup.private_mounts = true;
+  PETREL_ASSIGN_OR_RETURN(p.shim_setup, plan.port->PrepareChild(shim_setup));
+  PETREL_ASSIGN_OR_RETURN(p.runtime_setup, plan.port->PrepareChild(runtime_setup));
   p.log_max_bytes = plan.log_max_bytes > 0 ? plan.log_max_bytes : (1 << 20);
   p.nice = plan.nice;
   if (!plan.notify_socket.empty()) {

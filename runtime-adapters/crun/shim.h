@@ -6,16 +6,20 @@
 // restarted at any time: the shim's files are the truth it adopts from.
 //
 // It is a fork of petrel's process (no extra binary to ship), so everything after
-// fork() is async-signal-safe: raw system calls over buffers prepared beforehand.
+// fork() is async-signal-safe: raw system calls over buffers prepared beforehand, and
+// the port's ChildSetup::Apply (prepared before fork too) for what is the platform's:
+// becoming a subreaper, joining cgroups, the mount namespace.
 #ifndef PETREL_RUNTIME_ADAPTERS_CRUN_SHIM_H_
 #define PETREL_RUNTIME_ADAPTERS_CRUN_SHIM_H_
 
 #include <sys/types.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "petrel/port.h"
 #include "petrel/status.h"
 
 namespace petrel::internal {
@@ -29,17 +33,15 @@ inline constexpr char kLogPrefix[] = "log.";  // log.<20-digit base offset>
 
 struct ShimPlan {
   std::string id;
-  std::string dir;                        // the container's directory (absolute)
-  std::vector<std::string> argv;          // the runtime's `run --detach` command line
-  std::vector<std::string> env;           // its environment
-  std::vector<std::string> cgroup_procs;  // cgroup.procs files to join before exec
-  // The runtime always runs in a private mount namespace of its own (the container's
-  // is made from it). There the shim mounts the container's overlay rootfs, when
-  // these options are given, so the host's mount table never holds it; and, for crun
-  // on a hybrid host, replaces /sys/fs/cgroup with a pure cgroup2 mount.
-  std::string rootfs;
-  std::string overlay_options;
-  bool private_cgroup2 = false;
+  std::string dir;                // the container's directory (absolute)
+  std::vector<std::string> argv;  // the runtime's `run --detach` command line
+  std::vector<std::string> env;   // its environment
+  // What the runtime's process sets up for itself before exec (the cgroups it joins,
+  // the container's overlay rootfs, a pure cgroup2 mount for crun on a hybrid host).
+  // It always runs in a private mount namespace of its own (the container's is made
+  // from it), so the host's mount table never holds what is mounted there.
+  ChildPlan runtime_setup;
+  std::shared_ptr<Port> port;       // lays out the shim's and the runtime's setup
   int64_t log_max_bytes = 1 << 20;  // per file; two files are kept
   // The shim, the runtime and the container run at this nice value, whatever the
   // calling thread's (petrel's workers run at a lower priority than petrel).

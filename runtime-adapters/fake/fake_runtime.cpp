@@ -270,4 +270,18 @@ int FakeRuntime::Calls(Op op) {
   return calls_[op];
 }
 
+Status RegisterFakeRuntime(RuntimeRegistry* registry) {
+  auto factory = [](const RuntimeConfig& config) -> Result<std::shared_ptr<ContainerRuntime>> {
+    if (!config.endpoint.empty()) {
+      return Status::InvalidArgument(
+          "runtime fake takes no endpoint (its containers live in memory); got \"" +
+          config.endpoint + "\"");
+    }
+    return std::shared_ptr<ContainerRuntime>(
+        std::make_shared<FakeRuntime>(config.clock ? config.clock : SystemClock()));
+  };
+  return registry->Register(
+      {"fake", "containers in memory that \"run\" until killed, for tests", factory});
+}
+
 }  // namespace petrel::testing

@@ -38,7 +38,7 @@
 
 #include "petrel/crun.h"
 #include "petrel/orchestrator.h"
-#include "runtime-adapters/crun/cgroups.h"
+#include "petrel/port.h"
 
 namespace {
 
@@ -280,8 +280,7 @@ int main(int argc, char** argv) {
     image = MakeImage(image_dir);
   }
   const int trials = argc > 2 ? std::atoi(argv[2]) : 5;
-  const bool hybrid =
-      petrel::internal::DetectCgroupLayout() == petrel::internal::CgroupLayout::kHybrid;
+  const bool hybrid = petrel::DefaultPort()->DetectCgroupLayout() == petrel::CgroupLayout::kHybrid;
   std::printf("%-7s %4s %10s %14s %10s %8s\n", "runtime", "N", "petrel ms", "one-by-one ms",
               "raw ms", "ratio");
   for (const std::string runtime : {"crun", "runc"}) Bench(runtime, image, trials, hybrid);

@@ -81,6 +81,11 @@ for bad in "--bogus" "--socket" "--runtime docker" "--log-level loud" "stray"; d
   [ "$(printf '%s\n' "$out" | wc -l)" = 1 ] || fail "petreld $bad printed more than one line: $out"
   case "$out" in *"see petreld --help"*) ;; *) fail "petreld $bad: no usage hint: $out" ;; esac
 done
+"$petreld" --help | grep -q -- '^ *fake  containers in memory' || fail "--help does not describe fake"
+out=$("$petreld" --runtime fake --runtime-endpoint /run/x.sock --state-dir "$state" --socket "$sock" 2>&1)
+[ $? = 1 ] || fail "--runtime fake with an endpoint should fail with 1"
+[ "$out" = 'petreld: runtime fake takes no endpoint (its containers live in memory); got "/run/x.sock"' ] ||
+  fail "fake with an endpoint: $out"
 # The crun adapter is optional (PETREL_WITH_CRUN); --help names the runtimes built in.
 if "$petreld" --help | grep -q -- '--runtime crun'; then
   out=$(PATH=/nonexistent "$petreld" --runtime crun --state-dir "$state" --socket "$sock" 2>&1)

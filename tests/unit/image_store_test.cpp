@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "lib/image/digest.h"
+#include "tests/unit/mounts.h"
 #include "tests/unit/temp_dir.h"
 
 namespace petrel::internal {
@@ -29,6 +30,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using petrel::testing::Mounted;
+using petrel::testing::MountGuard;
 using petrel::testing::TempDir;
 
 // ---- Building images with libarchive, so every byte of every entry is the test's.
@@ -287,27 +290,6 @@ std::set<std::string> Listing(const std::string& dir) {
   for (const auto& e : fs::directory_iterator(dir)) names.insert(e.path().filename().string());
   return names;
 }
-
-bool Mounted(const std::string& path) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, devno, root, mount_point;
-    fields >> id >> parent >> devno >> root >> mount_point;
-    if (mount_point == path) return true;
-  }
-  return false;
-}
-
-// Unmounts `target` however a test ends, so TempDir never deletes through a mount.
-struct MountGuard {
-  std::string target;
-  ~MountGuard() {
-    while (umount2(target.c_str(), MNT_DETACH) == 0) {
-    }
-  }
-};
 
 // The layer most tests use: every kind of entry the store keeps.
 std::vector<TarEntry> BaseEntries() {

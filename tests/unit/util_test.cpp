@@ -1,4 +1,4 @@
-// Tests of lib/util's text and hashing helpers, and PETREL_ASSIGN_OR_RETURN.
+// Tests of lib/util's text, number and hashing helpers, and PETREL_ASSIGN_OR_RETURN.
 #include <doctest/doctest.h>
 
 #include <string>
@@ -46,6 +46,18 @@ TEST_SUITE("util") {
     CHECK(Quote(std::string(70, 'x'), std::string_view::npos) ==
           "\"" + std::string(70, 'x') + "\"");
     CHECK(Quote("") == "\"\"");
+  }
+
+  TEST_CASE("FormatDecimal writes digits, zero-padded to a width, NUL-terminated") {
+    char buf[32];
+    CHECK(FormatDecimal(0, buf) == 1);
+    CHECK(std::string(buf) == "0");
+    CHECK(FormatDecimal(18446744073709551615ULL, buf) == 20);
+    CHECK(std::string(buf) == "18446744073709551615");
+    CHECK(FormatDecimal(123, buf, 20) == 20);
+    CHECK(std::string(buf) == "00000000000000000123");
+    CHECK(FormatDecimal(12345, buf, 3) == 5);
+    CHECK(std::string(buf) == "12345");
   }
 
   TEST_CASE("PETREL_ASSIGN_OR_RETURN assigns the value or returns the status") {

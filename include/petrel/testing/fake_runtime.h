@@ -22,6 +22,7 @@
 
 #include "petrel/clock.h"
 #include "petrel/runtime.h"
+#include "petrel/runtimes.h"
 
 namespace petrel::testing {
 
@@ -106,6 +107,11 @@ class FakeRuntime final : public ContainerRuntime {
   std::set<Op> held_;
   std::map<Op, int> waiting_;
 };
+
+// Adds "fake" to `registry` (petrel/runtimes.h): a FakeRuntime on the config's clock
+// (SystemClock() when null), for trying things out and for tests of a daemon. It keeps
+// nothing on disk and refuses an endpoint.
+Status RegisterFakeRuntime(RuntimeRegistry* registry);
 
 }  // namespace petrel::testing
 

@@ -20,8 +20,11 @@
 #include <memory>
 #include <string>
 
+#include "petrel/clock.h"
 #include "petrel/log.h"
+#include "petrel/port.h"
 #include "petrel/runtime.h"
+#include "petrel/runtimes.h"
 #include "petrel/status.h"
 
 namespace petrel {
@@ -38,12 +41,21 @@ struct CrunOptions {
   bool copy_rootfs = false;
   // Defaults to StderrLogSink().
   LogSink log_sink;
+  // Times recorded in the containers' files. Defaults to SystemClock().
+  std::shared_ptr<Clock> clock;
+  // The host's cgroups and mounts. Defaults to DefaultPort().
+  std::shared_ptr<Port> port;
 };
 
 // Checks the runtime binary and the state dir, and starts listening for container
 // exits. Containers already in the state dir (from an earlier petrel) are adopted:
 // List reports them as they are now.
 Result<std::shared_ptr<ContainerRuntime>> NewCrunRuntime(const CrunOptions& options);
+
+// Adds "crun" and "runc" to `registry` (petrel/runtimes.h). Their factories keep the
+// runtime's files in <RuntimeConfig::state_dir>/oci and refuse an endpoint: there is
+// no daemon to reach.
+Status RegisterCrunRuntimes(RuntimeRegistry* registry);
 
 }  // namespace petrel
 

@@ -1,22 +1,22 @@
-#include "runtime-adapters/crun/bundle.h"
-
 #include <doctest/doctest.h>
 
 #include <nlohmann/json.hpp>
+
+#include "lib/oci/runtime_config.h"
 
 namespace petrel::internal {
 namespace {
 
 using nlohmann::json;
 
-json Config(const ContainerSpec& spec, const ImageConfig& image, BundleOptions o = {}) {
+json Config(const ContainerSpec& spec, const ImageConfig& image, RuntimeConfigOptions o = {}) {
   if (o.rootfs.empty()) o.rootfs = "/b/rootfs";
-  Result<std::string> r = MakeBundleConfig(spec, image, o);
+  Result<std::string> r = MakeRuntimeConfig(spec, image, o);
   REQUIRE_MESSAGE(r.ok(), r.status().ToString());
   return json::parse(*r);
 }
 
-TEST_SUITE("bundle") {
+TEST_SUITE("oci") {
   TEST_CASE("command and args combine with the image's entrypoint and cmd as Docker does") {
     ImageConfig image;
     image.entrypoint = {"/entry"};
@@ -31,7 +31,8 @@ TEST_SUITE("bundle") {
     spec.args.clear();
     CHECK(Config(spec, image)["process"]["args"] == json({"/bin/sh", "-c"}));
 
-    Result<std::string> none = MakeBundleConfig(ContainerSpec{}, ImageConfig{}, BundleOptions{});
+    Result<std::string> none =
+        MakeRuntimeConfig(ContainerSpec{}, ImageConfig{}, RuntimeConfigOptions{});
     REQUIRE_FALSE(none.ok());
     CHECK(none.status().message().find("no command") != std::string::npos);
   }
@@ -60,7 +61,7 @@ TEST_SUITE("bundle") {
   TEST_CASE("users: ids, names from the image's passwd and group, and clear errors") {
     ImageConfig image;
     image.cmd = {"/bin/true"};
-    BundleOptions o;
+    RuntimeConfigOptions o;
     o.passwd = "root:x:0:0:root:/root:/bin/sh\nweb:x:1000:1001::/:/bin/sh\n";
     o.group = "root:x:0:\nstaff:x:50:\n";
     ContainerSpec spec;
@@ -78,11 +79,11 @@ TEST_SUITE("bundle") {
     CHECK(user("65534:65534") == std::make_pair(int64_t{65534}, int64_t{65534}));
     CHECK(user("web:staff") == std::make_pair(int64_t{1000}, int64_t{50}));
     spec.user = "nobody";
-    Result<std::string> r = MakeBundleConfig(spec, image, o);
+    Result<std::string> r = MakeRuntimeConfig(spec, image, o);
     REQUIRE_FALSE(r.ok());
     CHECK(r.status().message() == "user \"nobody\" is not in the image's /etc/passwd");
     spec.user = "web:wheel";
-    r = MakeBundleConfig(spec, image, o);
+    r = MakeRuntimeConfig(spec, image, o);
     REQUIRE_FALSE(r.ok());
     CHECK(r.status().message() == "group \"wheel\" is not in the image's /etc/group");
   }
@@ -126,7 +127,7 @@ TEST_SUITE("bundle") {
     spec.resources.memory_bytes = 64 << 20;
     spec.resources.cpu_millis = 500;
     spec.resources.pids = 64;
-    BundleOptions o;
+    RuntimeConfigOptions o;
     o.cgroups_path = "/petrel/m";
     o.nofile = 4096;
     json c = Config(spec, image, o);
@@ -155,7 +156,7 @@ TEST_SUITE("bundle") {
     spec.ports[0].host_port = 80;
     CHECK(Config(spec, image)["linux"]["namespaces"].size() == 4);  // the host's network
     spec.ports[0].host_port = 8080;
-    Result<std::string> r = MakeBundleConfig(spec, image, BundleOptions{});
+    Result<std::string> r = MakeRuntimeConfig(spec, image, RuntimeConfigOptions{});
     REQUIRE_FALSE(r.ok());
     CHECK(r.status().message().find("hostPort must equal containerPort") != std::string::npos);
   }

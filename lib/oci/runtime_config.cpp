@@ -1,4 +1,4 @@
-#include "runtime-adapters/crun/bundle.h"
+#include "lib/oci/runtime_config.h"
 
 #include <cstdint>
 #include <map>
@@ -67,7 +67,8 @@ std::optional<std::vector<std::string>> FindEntry(const std::string& file, const
 }
 
 // "name", "uid", "uid:gid", "name:group" as Docker reads them.
-Status ResolveUser(const std::string& user, const BundleOptions& o, int64_t* uid, int64_t* gid) {
+Status ResolveUser(const std::string& user, const RuntimeConfigOptions& o, int64_t* uid,
+                   int64_t* gid) {
   *uid = 0;
   *gid = 0;
   if (user.empty()) return Status::OK();
@@ -147,7 +148,7 @@ std::vector<std::string> Env(const ContainerSpec& spec, const ImageConfig& image
 
 // config.json's "process": what runs, as whom, with which capabilities and limits.
 Result<json> Process(const ContainerSpec& spec, const ImageConfig& image,
-                     const BundleOptions& options) {
+                     const RuntimeConfigOptions& options) {
   PETREL_ASSIGN_OR_RETURN(std::vector<std::string> args, Args(spec, image));
   int64_t uid = 0, gid = 0;
   PETREL_RETURN_IF_ERROR(
@@ -202,7 +203,7 @@ json Mounts(const ContainerSpec& spec) {
 }
 
 // config.json's "linux": namespaces, masked paths, cgroup and limits.
-Result<json> LinuxSection(const ContainerSpec& spec, const BundleOptions& options) {
+Result<json> LinuxSection(const ContainerSpec& spec, const RuntimeConfigOptions& options) {
   // Network: a private namespace with only loopback, unless the container publishes
   // a port (hostPort); then, until petrel has CNI networking, it shares the host's
   // network, which can publish a port only as itself.
@@ -243,8 +244,8 @@ Result<json> LinuxSection(const ContainerSpec& spec, const BundleOptions& option
 
 }  // namespace
 
-Result<std::string> MakeBundleConfig(const ContainerSpec& spec, const ImageConfig& image,
-                                     const BundleOptions& options) {
+Result<std::string> MakeRuntimeConfig(const ContainerSpec& spec, const ImageConfig& image,
+                                      const RuntimeConfigOptions& options) {
   PETREL_ASSIGN_OR_RETURN(json process, Process(spec, image, options));
   PETREL_ASSIGN_OR_RETURN(json linux_section, LinuxSection(spec, options));
   json labels = json::object();

@@ -1,0 +1,165 @@
+// Port: what differs per platform, behind one interface, as LevelDB's Env and raft's
+// raft_io do it: the cgroup layout and the cgroups petrel makes itself, mounts, network
+// namespaces, the supervision of child processes and the service manager's notify.
+// lib/ and the runtime adapters reach the OS for these only through a Port given in
+// their options (Options::port, CrunOptions::port, RuntimeConfig::port), so a firmware
+// build or a test can give its own. ports/linux/ holds the one implementation today,
+// shared by all through DefaultPort().
+//
+// Errors are Status values that name what failed and where:
+//   "/sys/fs/cgroup/memory/petrel/web_0: mkdir: Permission denied"
+//
+// Thread-safety: every method may be called from any thread at any time.
+// Async-signal-safety: only ChildSetup::Apply, the one call meant for a child between
+// fork() and exec(); every other method may allocate and take locks.
+#ifndef PETREL_PORT_H_
+#define PETREL_PORT_H_
+
+#include <sys/types.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "petrel/spec.h"
+#include "petrel/status.h"
+
+namespace petrel {
+
+// How the host lays its cgroups out.
+enum class CgroupLayout {
+  kV1,      // v1 controllers only
+  kV2,      // one unified cgroup2 hierarchy (Raspberry Pi OS bookworm, recent distros)
+  kHybrid,  // v1 controllers plus a cgroup2 mount that holds none (e.g. CI machines)
+};
+const char* CgroupLayoutName(CgroupLayout layout);
+
+// The cgroups that hold one container's limits where its runtime cannot set them
+// (crun on a hybrid host): made with Port::CreateLimitCgroups, joined by a process
+// that writes its pid to each of `procs` (ChildPlan::join_cgroups), and removed with
+// Port::RemoveCgroups(dirs) once the container is gone.
+struct LimitCgroups {
+  std::vector<std::string> dirs;   // one per limited controller
+  std::vector<std::string> procs;  // their cgroup.procs files
+};
+
+// What a freshly forked child does to itself before it execs, in this order. Given
+// to Port::PrepareChild before fork(); applied in the child by ChildSetup::Apply.
+struct ChildPlan {
+  // Become a child subreaper: descendants orphaned below it are re-parented to it,
+  // so it can wait for a container's processes that it did not start itself.
+  bool subreaper = false;
+  // cgroup.procs files to write its pid to (LimitCgroups::procs): it joins them, and
+  // everything it starts is born in them.
+  std::vector<std::string> join_cgroups;
+  // A mount namespace of its own (unshare(CLONE_NEWNS)) with every mount made
+  // private: nothing mounted in it reaches the host's mount table, and it all goes
+  // away with the namespace's last process.
+  bool private_mounts = false;
+  // In that namespace (REQUIRES: private_mounts): an overlay mounted at
+  // `overlay_target` with `overlay_data` from Port::OverlayMountData; none when empty.
+  std::string overlay_target, overlay_data;
+  // In that namespace (REQUIRES: private_mounts): the cgroup root replaced by a pure
+  // cgroup2 mount, as crun needs on a hybrid host.
+  bool pure_cgroup2 = false;
+};
+
+// A ChildPlan laid out in memory, ready for a child to apply after fork().
+class ChildSetup {
+ public:
+  virtual ~ChildSetup() = default;
+  // Applies the plan to the calling process.
+  // ASYNC-SIGNAL-SAFE: raw system calls over data laid out by Port::PrepareChild; no
+  // allocation, no locks; meant for the child between fork() and exec(). Returns 0,
+  // or the errno of the first step that failed, with *failed naming that step (a
+  // path such as ".../cgroup.procs", or "unshare(CLONE_NEWNS)"); *failed points
+  // into this object or to a literal and needs no freeing.
+  virtual int Apply(const char** failed) const noexcept = 0;
+};
+
+class Port {
+ public:
+  virtual ~Port() = default;
+
+  // --- cgroups ---
+
+  // The host's layout. It does not change while the machine runs.
+  virtual CgroupLayout DetectCgroupLayout() = 0;
+  // The cgroups that would hold container `id`'s limits: v1 cgroups
+  // <root>/<controller>/petrel/<id> for those of memory, cpu and pids that `limits`
+  // sets (moving a process into a v1 cgroup waits for an RCU grace period, so an
+  // unlimited controller is left alone). Makes nothing; empty when nothing is limited.
+  virtual LimitCgroups LimitCgroupsFor(const std::string& id, const Resources& limits) = 0;
+  // Makes those cgroups and writes the limits into them (memory.limit_in_bytes,
+  // cpu.cfs_quota_us over a 100 ms period, pids.max). Cgroups already there are
+  // reused. NotSupported on a v2-only host, which has no v1 controllers.
+  virtual Result<LimitCgroups> CreateLimitCgroups(const std::string& id,
+                                                  const Resources& limits) = 0;
+  // Deletes cgroup directories whose processes are gone. OK for missing ones.
+  virtual Status RemoveCgroups(const std::vector<std::string>& dirs) = 0;
+
+  // --- mounts ---
+
+  // The data of an overlay mount (Linux: overlayfs options) of `lower` read-only
+  // below `upper`, with `work` on the same file system as `upper`. Adapters store it
+  // as it is and give it back to MountOverlay or ChildPlan::overlay_data.
+  virtual std::string OverlayMountData(const std::string& lower, const std::string& upper,
+                                       const std::string& work) = 0;
+  // Mounts an overlay at `target` in the caller's mount namespace. REQUIRES: the
+  // directories exist; upper and work are empty. The error keeps the kernel's errno
+  // (EPERM without the right to mount, ENODEV without overlayfs, EINVAL for an
+  // unsuitable upper file system).
+  virtual Status MountOverlay(const std::string& target, const std::string& data) = 0;
+  // Unmounts everything mounted on `target` (a busy mount is detached). OK when
+  // nothing is mounted there or `target` does not exist.
+  virtual Status UnmountAll(const std::string& target) = 0;
+
+  // --- network namespaces ---
+  // A named network namespace has only a loopback device (down) when made, and
+  // outlives every process in it: it is kept by a bind mount at NetnsPath(name)
+  // (Linux: /run/petrel/netns/<name>) until DeleteNetns. Names are 1-64 of
+  // [A-Za-z0-9_.-], not starting with '.'; other names are InvalidArgument.
+
+  // AlreadyExists when `name` exists.
+  virtual Status CreateNetns(const std::string& name) = 0;
+  // Where the namespace is (or would be) kept: what `ip netns`, CNI plugins and
+  // setns(2) are given.
+  virtual std::string NetnsPath(const std::string& name) = 0;
+  // Runs `fn` in the namespace, on a thread of its own that ends with it: the
+  // caller's threads never change namespace. Returns fn's status; NotFound when
+  // there is no namespace `name`. Blocks until fn returns. REQUIRES: fn does not throw.
+  virtual Status RunInNetns(const std::string& name, const std::function<Status()>& fn) = 0;
+  // Unmounts and removes the namespace; the kernel frees it when its last process
+  // is gone. OK when there is none. Leaves no mount behind.
+  virtual Status DeleteNetns(const std::string& name) = 0;
+
+  // --- supervision of child processes ---
+
+  // Makes the calling process a child subreaper (see ChildPlan::subreaper).
+  virtual Status BecomeSubreaper() = 0;
+  // A descriptor (close-on-exec) that refers to process `pid` for as long as it is
+  // open, even after the pid is reused, and becomes readable when the process ends.
+  // The caller closes it. REQUIRES: `pid` is a child, or known not to be reaped
+  // meanwhile. NotFound when there is no such process; NotSupported when the kernel
+  // has no pidfd (before Linux 5.3).
+  virtual Result<int> OpenPidfd(pid_t pid) = 0;
+  // Lays `plan` out for a child to apply after fork() (ChildSetup::Apply).
+  // InvalidArgument for an overlay or pure_cgroup2 without private_mounts.
+  virtual Result<std::unique_ptr<ChildSetup>> PrepareChild(const ChildPlan& plan) = 0;
+
+  // --- the service manager ---
+
+  // Tells the service manager that started petrel about its state, in the sd_notify
+  // protocol ("READY=1", "STOPPING=1", "STATUS=...", newline-separated). OK, doing
+  // nothing, when no service manager listens (Linux: NOTIFY_SOCKET unset).
+  virtual Status NotifyServiceManager(std::string_view state) = 0;
+};
+
+// This platform's port (ports/linux), one object shared by every caller.
+std::shared_ptr<Port> DefaultPort();
+
+}  // namespace petrel
+
+#endif  // PETREL_PORT_H_

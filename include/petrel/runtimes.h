@@ -1,0 +1,84 @@
+// RuntimeRegistry: the container runtimes a program can run on, by name, as crun keeps
+// its handlers in a table. Each entry has a name ("crun"), a line that says what it is,
+// and a factory that makes the runtime from one RuntimeConfig. petreld's --runtime
+// reads the table; so can an embedder's own daemon.
+//
+// Adapters are registered explicitly, by the program, with the function each adapter
+// exports (RegisterCrunRuntimes in petrel/crun.h, testing::RegisterFakeRuntime in
+// petrel/testing/fake_runtime.h; docker and containerd will join them). Never by
+// static initialisers: a static libpetrel.a drops objects nothing refers to, and
+// with them a self-registering adapter.
+//
+//   petrel::RuntimeRegistry runtimes;
+//   (void)petrel::RegisterCrunRuntimes(&runtimes);
+//   petrel::RuntimeConfig config;
+//   config.state_dir = "/var/lib/petrel";
+//   auto runtime = runtimes.Create("crun", config);  // options.runtime = runtime.value()
+//
+// Thread-safety: Register is not thread-safe; fill the table first. The const methods
+// may then be called from any thread.
+#ifndef PETREL_RUNTIMES_H_
+#define PETREL_RUNTIMES_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "petrel/clock.h"
+#include "petrel/log.h"
+#include "petrel/port.h"
+#include "petrel/runtime.h"
+#include "petrel/status.h"
+
+namespace petrel {
+
+// What every runtime's factory is given. A field an adapter has no use for is ignored,
+// except `endpoint`: an adapter without a daemon refuses a non-empty one.
+struct RuntimeConfig {
+  // The orchestrator's state directory. An adapter keeps its files in a folder of its
+  // own below it (crun and runc: <state_dir>/oci).
+  std::string state_dir;
+  // Where the runtime's daemon listens (docker, containerd: a socket path or URL);
+  // "" for the adapter's default.
+  std::string endpoint;
+  // Null: the adapter's default (SystemClock(), DefaultPort(), StderrLogSink()).
+  std::shared_ptr<Clock> clock;
+  std::shared_ptr<Port> port;
+  LogSink log_sink;
+};
+
+using RuntimeFactory =
+    std::function<Result<std::shared_ptr<ContainerRuntime>>(const RuntimeConfig& config)>;
+
+struct RuntimeEntry {
+  std::string name;         // what --runtime takes: letters, digits, '-' and '_'
+  std::string description;  // one line, for --help
+  RuntimeFactory factory;
+};
+
+class RuntimeRegistry {
+ public:
+  // Adds `entry` after those there. InvalidArgument for a bad name or no factory;
+  // AlreadyExists when the name is taken.
+  Status Register(RuntimeEntry entry);
+  // The entries in the order they were registered.
+  const std::vector<RuntimeEntry>& entries() const { return entries_; }
+  // The entry named `name`. NotFound, naming the known ones, when there is none:
+  // `runtime "docker" is not crun, runc or fake`.
+  Result<const RuntimeEntry*> Find(std::string_view name) const;
+  // The names joined for a message: "crun, runc or fake" (`last` before the last).
+  std::string Names(std::string_view last = " or ") const;
+  // Makes the runtime `name` from `config`: Find's NotFound for an unknown name, else
+  // what its factory returns.
+  Result<std::shared_ptr<ContainerRuntime>> Create(std::string_view name,
+                                                   const RuntimeConfig& config) const;
+
+ private:
+  std::vector<RuntimeEntry> entries_;
+};
+
+}  // namespace petrel
+
+#endif  // PETREL_RUNTIMES_H_

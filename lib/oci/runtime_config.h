@@ -1,0 +1,41 @@
+// The OCI runtime config (a bundle's config.json) for one container: a pure function
+// of the ContainerSpec, the image's config and how the host runs containers, so it can
+// be tested without a runtime, and is the same for every adapter that hands an OCI
+// runtime its config (crun and runc; containerd next). Defaults follow Docker's: its
+// capability set, masked and read-only /proc and /sys paths, a private /dev, no new
+// privileges.
+//
+// Thread-safety: pure functions.
+#ifndef PETREL_LIB_OCI_RUNTIME_CONFIG_H_
+#define PETREL_LIB_OCI_RUNTIME_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+
+#include "lib/oci/image_config.h"
+#include "petrel/runtime.h"
+#include "petrel/status.h"
+
+namespace petrel::internal {
+
+struct RuntimeConfigOptions {
+  std::string rootfs;  // absolute path of the container's root filesystem
+  // Where the runtime puts the container's cgroups ("/petrel/<id>"), with the
+  // limits in linux.resources. Empty: the runtime manages no cgroup and petrel
+  // enforces limits itself (crun on a hybrid host).
+  std::string cgroups_path;
+  // The image's /etc/passwd and /etc/group, to turn a user name into ids; "" if none.
+  std::string passwd, group;
+  // RLIMIT_NOFILE for the container (soft = hard); 0 leaves it to the runtime. The
+  // adapter gives the host's hard limit: a container cannot be given more.
+  uint64_t nofile = 0;
+};
+
+// The config.json text. InvalidArgument when the user cannot be resolved, a port is
+// published in a way the host network cannot, or the image and spec give no command.
+Result<std::string> MakeRuntimeConfig(const ContainerSpec& spec, const ImageConfig& image,
+                                      const RuntimeConfigOptions& options);
+
+}  // namespace petrel::internal
+
+#endif  // PETREL_LIB_OCI_RUNTIME_CONFIG_H_

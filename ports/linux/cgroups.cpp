@@ -1,0 +1,107 @@
+// The cgroup part of the Linux port: which layout the host has, and the v1 cgroups
+// petrel makes itself where a runtime cannot enforce a container's limits (crun 1.8 on
+// a hybrid host runs with its cgroup manager disabled; see TESTBED.md).
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "lib/util/fs.h"
+#include "ports/linux/linux_port.h"
+
+namespace petrel::internal {
+namespace {
+
+constexpr const char* kControllers[] = {"memory", "cpu", "pids"};
+constexpr int64_t kCfsPeriodUs = 100000;
+
+bool Limited(const Resources& limits, const char* controller) {
+  if (strcmp(controller, "memory") == 0) return limits.memory_bytes > 0;
+  if (strcmp(controller, "cpu") == 0) return limits.cpu_millis > 0;
+  return limits.pids > 0;
+}
+
+// Writes `value` to the control file `path` in one write(2), as cgroupfs wants: a
+// value split over two writes would be read as two values.
+Status WriteControl(const std::string& path, const std::string& value) {
+  UniqueFd fd(open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd.valid()) return ErrnoError(path, "", errno);
+  if (write(fd.get(), value.data(), value.size()) != static_cast<ssize_t>(value.size())) {
+    return ErrnoError("write " + value + " to " + path, "", errno);
+  }
+  return Status::OK();
+}
+
+bool IsFs(const std::string& path, long magic) {
+  struct statfs fs;
+  return statfs(path.c_str(), &fs) == 0 && static_cast<long>(fs.f_type) == magic;
+}
+
+}  // namespace
+
+// cgroup2 at the root = v2; cgroup2 at <root>/unified (beside the v1 controllers) =
+// hybrid; else v1.
+CgroupLayout LinuxPort::DetectCgroupLayout() {
+  std::call_once(layout_once_, [this] {
+    const std::string& root = options_.cgroup_root;
+    if (IsFs(root, CGROUP2_SUPER_MAGIC)) {
+      layout_ = CgroupLayout::kV2;
+    } else if (IsFs(root + "/unified", CGROUP2_SUPER_MAGIC)) {
+      layout_ = CgroupLayout::kHybrid;
+    } else {
+      layout_ = CgroupLayout::kV1;
+    }
+  });
+  return layout_;
+}
+
+LimitCgroups LinuxPort::LimitCgroupsFor(const std::string& id, const Resources& limits) {
+  LimitCgroups out;
+  for (const char* c : kControllers) {
+    if (!Limited(limits, c)) continue;
+    out.dirs.push_back(options_.cgroup_root + "/" + c + "/petrel/" + id);
+    out.procs.push_back(out.dirs.back() + "/cgroup.procs");
+  }
+  return out;
+}
+
+Result<LimitCgroups> LinuxPort::CreateLimitCgroups(const std::string& id, const Resources& limits) {
+  if (DetectCgroupLayout() == CgroupLayout::kV2) {
+    return Status::NotSupported("cgroups for container " + id + ": " + options_.cgroup_root +
+                                " is cgroup v2, which has no v1 controllers");
+  }
+  LimitCgroups cgroups = LimitCgroupsFor(id, limits);
+  for (const std::string& dir : cgroups.dirs) PETREL_RETURN_IF_ERROR(MakeDirs(dir, 0755));
+  const std::string base = options_.cgroup_root + "/";
+  const std::string leaf = "/petrel/" + id + "/";
+  if (limits.memory_bytes > 0) {
+    PETREL_RETURN_IF_ERROR(WriteControl(base + "memory" + leaf + "memory.limit_in_bytes",
+                                        std::to_string(limits.memory_bytes)));
+  }
+  if (limits.cpu_millis > 0) {
+    PETREL_RETURN_IF_ERROR(
+        WriteControl(base + "cpu" + leaf + "cpu.cfs_period_us", std::to_string(kCfsPeriodUs)));
+    PETREL_RETURN_IF_ERROR(WriteControl(base + "cpu" + leaf + "cpu.cfs_quota_us",
+                                        std::to_string(limits.cpu_millis * kCfsPeriodUs / 1000)));
+  }
+  if (limits.pids > 0) {
+    PETREL_RETURN_IF_ERROR(
+        WriteControl(base + "pids" + leaf + "pids.max", std::to_string(limits.pids)));
+  }
+  return cgroups;
+}
+
+Status LinuxPort::RemoveCgroups(const std::vector<std::string>& dirs) {
+  for (const std::string& dir : dirs) {
+    if (rmdir(dir.c_str()) != 0 && errno != ENOENT) {
+      return ErrnoError("remove cgroup " + dir, "", errno);
+    }
+  }
+  return Status::OK();
+}
+
+}  // namespace petrel::internal

@@ -1,0 +1,61 @@
+// The Linux port: petrel::Port over Linux's system calls (ports/linux/*.cpp), the one
+// DefaultPort() returns. Its options exist for tests, which point it at directory
+// trees and sockets of their own, and for embedders that keep petrel's files elsewhere.
+//
+// Thread-safety: every method may be called from any thread (as port.h promises).
+#ifndef PETREL_PORTS_LINUX_LINUX_PORT_H_
+#define PETREL_PORTS_LINUX_LINUX_PORT_H_
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "petrel/port.h"
+
+namespace petrel::internal {
+
+struct LinuxPortOptions {
+  // Where the cgroup file systems are mounted.
+  std::string cgroup_root = "/sys/fs/cgroup";
+  // Where named network namespaces are kept as bind mounts; created 0755 when missing.
+  std::string netns_dir = "/run/petrel/netns";
+  // The service manager's datagram socket: a path, or "@name" for an abstract one;
+  // "" for none. Unset: $NOTIFY_SOCKET as the port is made.
+  std::optional<std::string> notify_socket;
+};
+
+class LinuxPort final : public Port {
+ public:
+  explicit LinuxPort(LinuxPortOptions options);
+
+  CgroupLayout DetectCgroupLayout() override;
+  LimitCgroups LimitCgroupsFor(const std::string& id, const Resources& limits) override;
+  Result<LimitCgroups> CreateLimitCgroups(const std::string& id, const Resources& limits) override;
+  Status RemoveCgroups(const std::vector<std::string>& dirs) override;
+
+  std::string OverlayMountData(const std::string& lower, const std::string& upper,
+                               const std::string& work) override;
+  Status MountOverlay(const std::string& target, const std::string& data) override;
+  Status UnmountAll(const std::string& target) override;
+
+  Status CreateNetns(const std::string& name) override;
+  std::string NetnsPath(const std::string& name) override;
+  Status RunInNetns(const std::string& name, const std::function<Status()>& fn) override;
+  Status DeleteNetns(const std::string& name) override;
+
+  Status BecomeSubreaper() override;
+  Result<int> OpenPidfd(pid_t pid) override;
+  Result<std::unique_ptr<ChildSetup>> PrepareChild(const ChildPlan& plan) override;
+
+  Status NotifyServiceManager(std::string_view state) override;
+
+ private:
+  const LinuxPortOptions options_;
+  std::once_flag layout_once_;
+  CgroupLayout layout_ = CgroupLayout::kV1;
+};
+
+}  // namespace petrel::internal
+
+#endif  // PETREL_PORTS_LINUX_LINUX_PORT_H_

@@ -1,0 +1,98 @@
+// The network-namespace part of the Linux port. A named namespace is kept alive by a
+// bind mount of its nsfs file at <netns_dir>/<name>, as `ip netns` keeps them in
+// /run/netns. Namespaces are only ever entered on a thread made for it, which ends
+// afterwards, so no other thread of the process changes namespace.
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <system_error>
+#include <thread>
+
+#include "lib/util/fs.h"
+#include "ports/linux/linux_port.h"
+
+namespace petrel::internal {
+namespace {
+
+Status CheckNetnsName(const std::string& name) {
+  bool ok = !name.empty() && name.size() <= 64 && name[0] != '.' &&
+            std::all_of(name.begin(), name.end(), [](char c) {
+              return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                     c == '_' || c == '-' || c == '.';
+            });
+  if (ok) return Status::OK();
+  return Status::InvalidArgument("network namespace name \"" + name +
+                                 "\": want 1-64 of A-Z a-z 0-9 _ . - not starting with '.'");
+}
+
+// Runs `fn` on a new thread and waits for it: what `fn` does to its thread's
+// namespaces ends with that thread.
+Status OnOwnThread(const std::function<Status()>& fn) {
+  Status result;
+  try {
+    std::thread thread([&] { result = fn(); });
+    thread.join();
+  } catch (const std::system_error& e) {
+    return Status::Unavailable(std::string("no thread to enter a network namespace on: ") +
+                               e.what());
+  }
+  return result;
+}
+
+}  // namespace
+
+std::string LinuxPort::NetnsPath(const std::string& name) {
+  return options_.netns_dir + "/" + name;
+}
+
+Status LinuxPort::CreateNetns(const std::string& name) {
+  PETREL_RETURN_IF_ERROR(CheckNetnsName(name));
+  PETREL_RETURN_IF_ERROR(MakeDirs(options_.netns_dir, 0755));
+  const std::string path = NetnsPath(name);
+  UniqueFd file(open(path.c_str(), O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444));
+  if (!file.valid()) {
+    if (errno == EEXIST) return Status::AlreadyExists("network namespace " + path + " exists");
+    return ErrnoError(path, "create", errno);
+  }
+  file.reset();
+  Status s = OnOwnThread([&]() -> Status {
+    if (unshare(CLONE_NEWNET) != 0) return ErrnoError(path, "unshare(CLONE_NEWNET)", errno);
+    if (mount("/proc/thread-self/ns/net", path.c_str(), "none", MS_BIND, nullptr) != 0) {
+      return ErrnoError(path, "bind mount of the new network namespace", errno);
+    }
+    return Status::OK();
+  });
+  if (!s.ok()) unlink(path.c_str());
+  return s;
+}
+
+Status LinuxPort::RunInNetns(const std::string& name, const std::function<Status()>& fn) {
+  PETREL_RETURN_IF_ERROR(CheckNetnsName(name));
+  const std::string path = NetnsPath(name);
+  UniqueFd ns(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!ns.valid()) {
+    if (errno == ENOENT) return Status::NotFound("no network namespace " + path);
+    return ErrnoError(path, "open", errno);
+  }
+  return OnOwnThread([&]() -> Status {
+    if (setns(ns.get(), CLONE_NEWNET) != 0) {
+      // EINVAL: a file there, but no namespace mounted on it (a crash between the steps).
+      return ErrnoError(path, "enter network namespace", errno);
+    }
+    return fn();
+  });
+}
+
+Status LinuxPort::DeleteNetns(const std::string& name) {
+  PETREL_RETURN_IF_ERROR(CheckNetnsName(name));
+  const std::string path = NetnsPath(name);
+  PETREL_RETURN_IF_ERROR(UnmountAll(path));
+  if (unlink(path.c_str()) != 0 && errno != ENOENT) return ErrnoError(path, "remove", errno);
+  return Status::OK();
+}
+
+}  // namespace petrel::internal

@@ -1,0 +1,37 @@
+// The crun adapter's entries in a RuntimeRegistry: crun and runc.
+#include "petrel/crun.h"
+
+namespace petrel {
+namespace {
+
+// A factory for `binary` ("crun" or "runc"), keeping its files in <state_dir>/oci.
+RuntimeFactory Factory(const std::string& binary) {
+  return [binary](const RuntimeConfig& config) -> Result<std::shared_ptr<ContainerRuntime>> {
+    if (!config.endpoint.empty()) {
+      return Status::InvalidArgument("runtime " + binary + " takes no endpoint (it runs the " +
+                                     binary + " command, no daemon); got \"" + config.endpoint +
+                                     "\"");
+    }
+    if (config.state_dir.empty()) {
+      return Status::InvalidArgument("runtime " + binary + ": state_dir is required");
+    }
+    CrunOptions o;
+    o.runtime = binary;
+    o.state_dir = config.state_dir + "/oci";  // images, bundles, container logs
+    o.log_sink = config.log_sink;
+    o.clock = config.clock;
+    o.port = config.port;
+    return NewCrunRuntime(o);
+  };
+}
+
+}  // namespace
+
+Status RegisterCrunRuntimes(RuntimeRegistry* registry) {
+  PETREL_RETURN_IF_ERROR(registry->Register(
+      {"crun", "crun through its command line, images from local files", Factory("crun")}));
+  return registry->Register(
+      {"runc", "runc through its command line, images from local files", Factory("runc")});
+}
+
+}  // namespace petrel

@@ -1,0 +1,346 @@
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/vfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstddef>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "ports/linux/linux_port.h"
+#include "tests/unit/mounts.h"
+#include "tests/unit/temp_dir.h"
+
+namespace petrel::internal {
+namespace {
+
+namespace fs = std::filesystem;
+using petrel::testing::Mounted;
+using petrel::testing::MountGuard;
+using petrel::testing::TempDir;
+
+std::string Read(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+void Write(const std::string& path, const std::string& data) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << data;
+  REQUIRE(out.good());
+}
+
+std::shared_ptr<LinuxPort> PortAt(const TempDir& dir) {
+  LinuxPortOptions o;
+  o.cgroup_root = dir.Sub("cgroup");
+  o.netns_dir = dir.Sub("netns");
+  o.notify_socket = "";
+  fs::create_directories(o.cgroup_root);
+  return std::make_shared<LinuxPort>(o);
+}
+
+// A datagram socket bound at `name` (a path, or "@name" for an abstract one).
+int BindDatagram(const std::string& name) {
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, name.data(), name.size());
+  if (name[0] == '@') addr.sun_path[0] = '\0';
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&addr),
+               static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + name.size())) == 0);
+  return fd;
+}
+
+std::string Receive(int fd) {
+  char buf[256];
+  ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+}
+
+TEST_SUITE("port") {
+  TEST_CASE("the cgroup layout is read from what is mounted under the root") {
+    TempDir dir;
+    CHECK(PortAt(dir)->DetectCgroupLayout() == CgroupLayout::kV1);
+    CHECK(std::string(CgroupLayoutName(CgroupLayout::kHybrid)) == "hybrid");
+    REQUIRE_MESSAGE(geteuid() == 0, "mounts cgroup2: must run as root");
+
+    const std::string unified = dir.Sub("cgroup/unified");
+    fs::create_directories(unified);
+    {
+      REQUIRE(mount("none", unified.c_str(), "cgroup2", 0, nullptr) == 0);
+      MountGuard guard{unified};
+      CHECK(PortAt(dir)->DetectCgroupLayout() == CgroupLayout::kHybrid);
+    }
+
+    TempDir v2;
+    const std::string root = v2.Sub("cgroup");
+    fs::create_directories(root);
+    REQUIRE(mount("none", root.c_str(), "cgroup2", 0, nullptr) == 0);
+    MountGuard guard{root};
+    std::shared_ptr<LinuxPort> port = PortAt(v2);
+    CHECK(port->DetectCgroupLayout() == CgroupLayout::kV2);
+    Resources limits;
+    limits.memory_bytes = 1 << 20;
+    Result<LimitCgroups> refused = port->CreateLimitCgroups("c", limits);
+    CHECK(refused.status().code() == Status::Code::kNotSupported);
+    CHECK(refused.status().message() ==
+          "cgroups for container c: " + root + " is cgroup v2, which has no v1 controllers");
+  }
+
+  TEST_CASE("limit cgroups: one v1 cgroup per limited controller, with the limits written") {
+    TempDir dir;
+    std::shared_ptr<LinuxPort> port = PortAt(dir);
+    Resources limits;
+    limits.memory_bytes = 64 << 20;
+    limits.cpu_millis = 250;
+    const std::string cg = dir.Sub("cgroup");
+    CHECK(port->LimitCgroupsFor("c1", Resources{}).dirs.empty());
+    LimitCgroups named = port->LimitCgroupsFor("c1", limits);
+    CHECK(named.dirs == std::vector<std::string>{cg + "/memory/petrel/c1", cg + "/cpu/petrel/c1"});
+    CHECK(named.procs == std::vector<std::string>{cg + "/memory/petrel/c1/cgroup.procs",
+                                                  cg + "/cpu/petrel/c1/cgroup.procs"});
+
+    // A fake cgroupfs: the control files are there already, as the kernel makes them.
+    for (const std::string& d : named.dirs) fs::create_directories(d);
+    for (const char* f : {"/memory/petrel/c1/memory.limit_in_bytes",
+                          "/cpu/petrel/c1/cpu.cfs_period_us", "/cpu/petrel/c1/cpu.cfs_quota_us"}) {
+      Write(cg + f, "");
+    }
+    Result<LimitCgroups> made = port->CreateLimitCgroups("c1", limits);
+    REQUIRE_MESSAGE(made.ok(), made.status().ToString());
+    CHECK(made->dirs == named.dirs);
+    CHECK(Read(cg + "/memory/petrel/c1/memory.limit_in_bytes") == "67108864");
+    CHECK(Read(cg + "/cpu/petrel/c1/cpu.cfs_period_us") == "100000");
+    CHECK(Read(cg + "/cpu/petrel/c1/cpu.cfs_quota_us") == "25000");
+    CHECK_FALSE(fs::exists(cg + "/pids/petrel/c1"));
+
+    // No control file: not a cgroup; the error names the file.
+    limits.pids = 5;
+    Status no_pids = port->CreateLimitCgroups("c1", limits).status();
+    CHECK(no_pids.IsNotFound());
+    CHECK(no_pids.message().rfind(cg + "/pids/petrel/c1/pids.max", 0) == 0);
+
+    for (const std::string& d : named.dirs) {
+      for (const auto& e : fs::directory_iterator(d)) fs::remove(e.path());
+    }
+    Status removed = port->RemoveCgroups(port->LimitCgroupsFor("c1", limits).dirs);
+    CHECK_MESSAGE(removed.ok(), removed.ToString());
+    CHECK_FALSE(fs::exists(cg + "/memory/petrel/c1"));
+    CHECK(port->RemoveCgroups(named.dirs).ok());  // gone already
+  }
+
+  TEST_CASE("limit cgroups on this host's v1 controllers hold the limits and go away") {
+    REQUIRE_MESSAGE(geteuid() == 0, "makes cgroups: must run as root");
+    std::shared_ptr<Port> port = DefaultPort();
+    if (port->DetectCgroupLayout() == CgroupLayout::kV2) return;  // v1 only
+    Resources limits;
+    limits.memory_bytes = 32 << 20;
+    limits.pids = 16;
+    const std::string id = "petrel-unit-" + std::to_string(getpid());
+    Result<LimitCgroups> made = port->CreateLimitCgroups(id, limits);
+    REQUIRE_MESSAGE(made.ok(), made.status().ToString());
+    REQUIRE(made->dirs.size() == 2);
+    CHECK(Read(made->dirs[0] + "/memory.limit_in_bytes") == "33554432\n");
+    CHECK(Read(made->dirs[1] + "/pids.max") == "16\n");
+    CHECK(port->RemoveCgroups(made->dirs).ok());
+    for (const std::string& d : made->dirs) CHECK_FALSE(fs::exists(d));
+  }
+
+  TEST_CASE("overlay mount data escapes what overlayfs would split at") {
+    TempDir dir;
+    CHECK(PortAt(dir)->OverlayMountData("/l,1", "/u:2", "/w\\3") ==
+          "lowerdir=/l\\,1,upperdir=/u\\:2,workdir=/w\\\\3");
+  }
+
+  TEST_CASE("a child applies its plan after fork: subreaper, cgroups, its own mounts") {
+    REQUIRE_MESSAGE(geteuid() == 0, "unshares a mount namespace: must run as root");
+    TempDir dir;
+    std::shared_ptr<LinuxPort> port = PortAt(dir);
+    const std::string procs = dir.Sub("cgroup.procs"), merged = dir.Sub("merged");
+    Write(procs, "");
+    for (const char* d : {"lower", "upper", "work", "merged"}) fs::create_directories(dir.Sub(d));
+    Write(dir.Sub("lower/file"), "from the image");
+    ChildPlan plan;
+    plan.subreaper = true;
+    plan.join_cgroups = {procs};
+    plan.private_mounts = true;
+    plan.overlay_target = merged;
+    plan.overlay_data = port->OverlayMountData(dir.Sub("lower"), dir.Sub("upper"), dir.Sub("work"));
+    Result<std::unique_ptr<ChildSetup>> setup = port->PrepareChild(plan);
+    REQUIRE_MESSAGE(setup.ok(), setup.status().ToString());
+
+    pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+      const char* failed = "";
+      if ((*setup)->Apply(&failed) != 0) _exit(1);
+      int subreaper = 0;
+      if (prctl(PR_GET_CHILD_SUBREAPER, &subreaper) != 0 || subreaper != 1) _exit(2);
+      int fd = open((merged + "/file").c_str(), O_RDONLY);  // the overlay, seen in here
+      _exit(fd >= 0 ? 0 : 3);
+    }
+    int status = 0;
+    REQUIRE(waitpid(child, &status, 0) == child);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    CHECK(Read(procs) == std::to_string(child));
+    CHECK_FALSE(Mounted(merged));  // never in this mount namespace
+    CHECK_FALSE(fs::exists(merged + "/file"));
+  }
+
+  TEST_CASE("a child's failed step is named, and plans that would touch the host are refused") {
+    REQUIRE_MESSAGE(geteuid() == 0, "unshares a mount namespace: must run as root");
+    TempDir dir;
+    std::shared_ptr<LinuxPort> port = PortAt(dir);
+    ChildPlan plan;
+    plan.pure_cgroup2 = true;
+    Status refused = port->PrepareChild(plan).status();
+    CHECK(refused.IsInvalidArgument());
+    CHECK(refused.message().find("needs private_mounts") != std::string::npos);
+
+    // The fake cgroup root is no mount point: unmounting it fails, and says so.
+    plan.private_mounts = true;
+    Result<std::unique_ptr<ChildSetup>> setup = port->PrepareChild(plan);
+    REQUIRE(setup.ok());
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+      const char* failed = "";
+      int err = (*setup)->Apply(&failed);
+      (void)!write(fds[1], failed, strlen(failed));
+      _exit(err == EINVAL ? 0 : 1);
+    }
+    close(fds[1]);
+    char buf[512] = {};
+    ssize_t n = read(fds[0], buf, sizeof(buf) - 1);
+    close(fds[0]);
+    int status = 0;
+    REQUIRE(waitpid(child, &status, 0) == child);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    CHECK(std::string(buf, n > 0 ? static_cast<size_t>(n) : 0) == "umount " + dir.Sub("cgroup"));
+  }
+
+  TEST_CASE("network namespaces: made, entered on a thread of their own, deleted without a trace") {
+    REQUIRE_MESSAGE(geteuid() == 0, "makes network namespaces: must run as root");
+    TempDir dir;
+    std::shared_ptr<LinuxPort> port = PortAt(dir);
+    const std::string path = port->NetnsPath("t1");
+    CHECK(path == dir.Sub("netns/t1"));
+    REQUIRE(port->CreateNetns("t1").ok());
+    MountGuard guard{path};
+    CHECK(port->CreateNetns("t1").code() == Status::Code::kAlreadyExists);
+    CHECK(Mounted(path));
+    struct statfs sfs;
+    REQUIRE(statfs(path.c_str(), &sfs) == 0);
+    CHECK(static_cast<long>(sfs.f_type) == static_cast<long>(NSFS_MAGIC));
+    struct stat ns, own_before, own_after;
+    REQUIRE(stat(path.c_str(), &ns) == 0);
+    REQUIRE(stat("/proc/thread-self/ns/net", &own_before) == 0);
+
+    ino_t inside = 0;
+    std::vector<std::string> links;
+    Status ran = port->RunInNetns("t1", [&]() -> Status {
+      struct stat st;
+      if (stat("/proc/thread-self/ns/net", &st) != 0) return Status::IOError("stat");
+      inside = st.st_ino;
+      struct if_nameindex* names = if_nameindex();
+      for (struct if_nameindex* i = names; i != nullptr && i->if_index != 0; i++) {
+        links.push_back(i->if_name);
+      }
+      if_freenameindex(names);
+      return Status::OK();
+    });
+    REQUIRE_MESSAGE(ran.ok(), ran.ToString());
+    CHECK(inside == ns.st_ino);
+    CHECK(links == std::vector<std::string>{"lo"});
+    REQUIRE(stat("/proc/thread-self/ns/net", &own_after) == 0);
+    CHECK(own_after.st_ino == own_before.st_ino);
+    CHECK(own_after.st_ino != ns.st_ino);
+    CHECK(port->RunInNetns("t1", [] { return Status::Unavailable("mine"); }).message() == "mine");
+
+    REQUIRE(port->DeleteNetns("t1").ok());
+    CHECK_FALSE(Mounted(path));
+    CHECK_FALSE(fs::exists(path));
+    CHECK(port->DeleteNetns("t1").ok());
+    CHECK(port->RunInNetns("t1", [] { return Status::OK(); }).IsNotFound());
+    for (const char* bad : {"", ".hidden", "a/b", "x y"}) {
+      CHECK(port->CreateNetns(bad).IsInvalidArgument());
+    }
+  }
+
+  TEST_CASE("the service manager hears READY=1 on a path and on an abstract socket") {
+    TempDir dir;
+    const std::string path = dir.Sub("notify");
+    const std::string abstract = "@petrel-unit-notify-" + std::to_string(getpid());
+    for (const std::string& name : {path, abstract}) {
+      int fd = BindDatagram(name);
+      LinuxPortOptions o;
+      o.notify_socket = name;
+      LinuxPort port(o);
+      Status s = port.NotifyServiceManager("READY=1\nSTATUS=up");
+      CHECK_MESSAGE(s.ok(), s.ToString());
+      CHECK(Receive(fd) == "READY=1\nSTATUS=up");
+      close(fd);
+    }
+    LinuxPortOptions none;
+    none.notify_socket = "";
+    CHECK(LinuxPort(none).NotifyServiceManager("READY=1").ok());
+    LinuxPortOptions vsock;
+    vsock.notify_socket = "vsock:2:1234";
+    CHECK(LinuxPort(vsock).NotifyServiceManager("READY=1").code() == Status::Code::kNotSupported);
+    LinuxPortOptions gone;
+    gone.notify_socket = dir.Sub("nobody");
+    Status missing = LinuxPort(gone).NotifyServiceManager("READY=1");
+    CHECK(missing.message() ==
+          "service manager socket " + dir.Sub("nobody") + ": send: No such file or directory");
+  }
+
+  TEST_CASE("a pidfd becomes readable when its process ends") {
+    std::shared_ptr<Port> port = DefaultPort();
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+      char c;
+      close(fds[1]);
+      (void)!read(fds[0], &c, 1);
+      _exit(0);
+    }
+    close(fds[0]);
+    Result<int> pidfd = port->OpenPidfd(child);
+    REQUIRE_MESSAGE(pidfd.ok(), pidfd.status().ToString());
+    struct pollfd p = {*pidfd, POLLIN, 0};
+    CHECK(poll(&p, 1, 0) == 0);
+    close(fds[1]);  // the child ends
+    CHECK(poll(&p, 1, 10 * 1000) == 1);
+    close(*pidfd);
+    int status = 0;
+    CHECK(waitpid(child, &status, 0) == child);
+    CHECK(port->OpenPidfd(child).status().IsNotFound());
+
+    REQUIRE(port->BecomeSubreaper().ok());
+    int subreaper = 0;
+    REQUIRE(prctl(PR_GET_CHILD_SUBREAPER, &subreaper) == 0);
+    CHECK(subreaper == 1);
+    prctl(PR_SET_CHILD_SUBREAPER, 0);
+  }
+}
+
+}  // namespace
+}  // namespace petrel::internal
