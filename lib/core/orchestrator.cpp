@@ -334,9 +334,9 @@ class OrchestratorImpl final : public Orchestrator {
     if (mode_ == Mode::kAttached && handles_ != nullptr) CloseHandles();
   }
 
-  // One pass, its runtime calls made here, inline. When the pass made an image ready,
-  // the replicas that waited for it are planned again at once, so one Step still takes
-  // a new workload from nothing to running.
+  // One pass, its runtime calls made here, inline. When the pass pulled an image, the
+  // replicas that waited for it are planned again at once, so one Step still takes a
+  // new workload from nothing to running (or to Pulling with the image's error).
   Status Step() override {
     return Guard("step", [&]() -> Status {
       if (mode_ == Mode::kIdle) PETREL_RETURN_IF_ERROR(EnterMode(Mode::kManual));
@@ -346,11 +346,11 @@ class OrchestratorImpl final : public Orchestrator {
       mailbox_->Drain();
       Status s;
       for (int round = 0; round < 2; round++) {
-        images_made_ready_ = false;
+        pulls_finished_ = false;
         StartPass();
         mailbox_->Drain();
         s = last_list_status_;
-        if (!s.ok() || !images_made_ready_) break;
+        if (!s.ok() || !pulls_finished_) break;
       }
       return s;
     });
@@ -762,11 +762,11 @@ class OrchestratorImpl final : public Orchestrator {
     const std::string& ref = job.request.image;
     ImageState& image = images_[ref];
     image.pulling = false;
+    pulls_finished_ = true;
     std::vector<Event> events;
     if (job.status.ok()) {
       image = ImageState();
       image.ready = true;
-      images_made_ready_ = true;
       for (const std::string& w : job.request.workloads) {
         events.push_back(WorkloadEvent(
             w, "Pulled", "image " + ref + " in " + FormatDurationMs(now - job.planned_at)));
@@ -920,7 +920,7 @@ class OrchestratorImpl final : public Orchestrator {
   bool listing_ = false;          // a List runs; its result makes the pass
   bool pass_again_ = false;       // another pass was asked for while listing
   std::set<ReplicaKey> settled_;  // replicas whose job ended since the current List began
-  bool images_made_ready_ = false;
+  bool pulls_finished_ = false;   // Step: a pull ended during the last pass
   Status last_list_status_;
   TimeMs last_pass_ = 0;
   TimeMs plan_wakeup_ = kNever;

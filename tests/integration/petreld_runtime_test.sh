@@ -4,7 +4,9 @@
 # restarted; the restarted petreld adopts the rest without duplicates; a deleted
 # workload is Terminating until its last container is gone, also across a restart of
 # petreld; deleting leaves no container directory, mount, cgroup or runtime record
-# behind. The state dir does not exist before petreld starts: petreld makes it.
+# behind. The state dir does not exist before petreld starts: petreld makes it. An
+# image that is not there is reported as such (phase Pulling, the image's error, its
+# own back-off), with no container made, until it appears.
 #   petreld_runtime_test.sh PETRELD PETRELCTL RUNTIME
 set -euo pipefail
 petreld=${1:?usage: petreld_runtime_test.sh PETRELD PETRELCTL RUNTIME}
@@ -121,6 +123,33 @@ wait_for "stubborn gone" gone stubborn
 "$ctl" events | grep -qE ' stubborn +- +Deleted +its last container is gone' ||
   fail "no Deleted event: $("$ctl" events | grep stubborn)"
 [ ! -e "$state/oci/containers/petrel_${node}_stubborn_0" ] || fail "stubborn's container is left"
+
+# A missing image: Pulling with the image's error, no container, until it is there.
+cat >"$dir/late.yaml" <<YAML
+apiVersion: petrel.dev/v1
+kind: Workload
+metadata: {name: late}
+spec:
+  image: oci-archive:late.tar
+  command: ["/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+  backoff: {initial: 200ms, max: 400ms}
+YAML
+"$ctl" apply -f "$dir/late.yaml" >/dev/null || fail "apply late"
+late_msg() { "$ctl" get workloads late -o json | jq -r '.items[0].replicas[0] | .phase + " " + .message'; }
+wait_for "late waiting for its image" bash -c "'$ctl' get workloads late -o json |
+  jq -e '.items[0].replicas[0].message | test(\"no such file or directory; retry in\")' >/dev/null"
+case "$(late_msg)" in
+  "Pulling image oci-archive:$dir/late.tar: no such file or directory; retry in "*) ;;
+  *) fail "late: $(late_msg)" ;;
+esac
+"$ctl" events | grep -qE ' late +- +Failed +image oci-archive:' || fail "no image Failed event"
+"$ctl" events | grep -q ' late .* BackOff ' && fail "an image error became a crash loop"
+[ -z "$(ls "$state/oci/containers" | grep late || true)" ] || fail "a container was made for late"
+cp "$dir/busybox.tar" "$dir/late.tar"
+wait_for "late running once its image is there" bash -c "[ \"\$('$ctl' get workloads late -o json |
+  jq -r '.items[0].replicas[0].phase')\" = Running ]"
+"$ctl" delete workload late >/dev/null || fail "delete late"
+wait_for "late gone" gone late
 
 # Delete: everything goes.
 "$ctl" delete workload keeper >/dev/null || fail "delete"

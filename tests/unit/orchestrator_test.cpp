@@ -8,9 +8,12 @@
 #include <uv.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <csignal>
+#include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "petrel/testing/fake_clock.h"
@@ -587,6 +590,166 @@ TEST_SUITE("orchestrator") {
     o.runtime = std::make_shared<FakeRuntime>(SystemClock());
     o.node_name = "bad_node";
     CHECK(Orchestrator::Open(o, &orch).message().find("node_name") != std::string::npos);
+  }
+}
+
+// --- images: their own step, their own errors ---
+
+TEST_SUITE("orchestrator") {
+  TEST_CASE("an image that cannot be pulled is an image error with its own back-off") {
+    Node n;
+    const std::string image = Web().image;
+    n.runtime->SetImageMissing(image, true);
+    REQUIRE(n.orch->Apply(Web(2)).ok());
+    n.Step();
+    for (int i = 0; i < 2; i++) {
+      ReplicaStatus r = n.Replica("web", i);
+      CHECK(r.phase == Phase::kPulling);
+      CHECK(r.message == "image " + image + ": no such image; retry in 1s");
+    }
+    CHECK(n.runtime->Calls(FakeRuntime::Op::kCreate) == 0);
+    CHECK(n.CountEvents("Pulling") == 1);
+    CHECK(n.CountEvents("Failed") == 1);
+    CHECK(n.CountEvents("BackOff") == 0);
+    CHECK(n.orch->NextWakeup() == n.clock->Now() + 1000);
+
+    // The next pull waits for its back-off, which doubles.
+    n.clock->Advance(999);
+    n.Step();
+    CHECK(n.runtime->Calls(FakeRuntime::Op::kPull) == 1);
+    n.clock->Advance(1);
+    n.Step();
+    CHECK(n.runtime->Calls(FakeRuntime::Op::kPull) == 2);
+    CHECK(n.Replica("web", 0).message == "image " + image + ": no such image; retry in 2s");
+
+    // Once the image is there, one Step pulls it and starts both replicas.
+    n.runtime->SetImageMissing(image, false);
+    n.clock->Advance(2000);
+    n.Step();
+    CHECK(n.Running().size() == 2);
+    CHECK(n.CountEvents("Pulled") == 1);
+    CHECK(n.runtime->Pulled() == std::vector<std::string>{image});
+    CHECK(n.Replica("web", 0).restarts == 0);
+    CHECK(n.Replica("web", 0).failures == 0);
+  }
+
+  TEST_CASE("a create that fails on its image pulls the image again before the next try") {
+    Node n;
+    const std::string image = Web().image;
+    REQUIRE(n.orch->Apply(Web()).ok());
+    n.Step();
+    REQUIRE(n.Running().size() == 1);
+    // The archive goes away while the container runs; then the container exits.
+    n.runtime->SetImageMissing(image, true);
+    REQUIRE(n.runtime->Exit(n.Running().front().id, 1).ok());
+    n.Step();  // BackOff
+    n.clock->Advance(1000);
+    n.Step();  // remove and create: the create fails on the image
+    ReplicaStatus r = n.Replica("web", 0);
+    CHECK(r.phase == Phase::kCrashLoop);
+    CHECK(r.message.find("no such image") != std::string::npos);
+    const int pulls = n.runtime->Calls(FakeRuntime::Op::kPull);
+    n.clock->Advance(r.next_retry - n.clock->Now());
+    n.Step();  // not another create: a pull, which reports the image's error
+    CHECK(n.runtime->Calls(FakeRuntime::Op::kPull) == pulls + 1);
+    r = n.Replica("web", 0);
+    CHECK(r.phase == Phase::kPulling);
+    CHECK(r.message == "image " + image + ": no such image; retry in 1s");
+  }
+}
+
+// --- Start() mode: runtime calls on worker threads, the loop free meanwhile ---
+
+// Counts the events of each type, for tests whose loop runs on another thread.
+class EventCounter {
+ public:
+  explicit EventCounter(Orchestrator* orch) {
+    orch->Subscribe([this](const Event& e) {
+      std::lock_guard<std::mutex> lock(mu_);
+      counts_[e.type]++;
+      cv_.notify_all();
+    });
+  }
+  // Waits up to 10 s of real time until `n` events of `type` came.
+  bool Await(const std::string& type, int n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(10), [&] { return counts_[type] >= n; });
+  }
+  int Count(const std::string& type) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return counts_[type];
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, int> counts_;
+};
+
+TEST_SUITE("orchestrator") {
+  TEST_CASE("runtime calls run beside the loop: a start that hangs holds up nothing else") {
+    TempDir dir;
+    auto runtime = std::make_shared<FakeRuntime>(SystemClock());
+    Options o = TestOptions(dir, runtime, SystemClock());
+    o.worker_threads = 4;
+    std::unique_ptr<Orchestrator> orch = OpenOrDie(o);
+    EventCounter events(orch.get());
+    runtime->Hold(FakeRuntime::Op::kStart);
+    REQUIRE(orch->Start().ok());
+    REQUIRE(orch->Apply(Web(3)).ok());
+    // The three starts wait at the runtime's door together: they run side by side.
+    REQUIRE(runtime->AwaitHeld(FakeRuntime::Op::kStart, 3));
+    Result<WorkloadState> w = orch->Get("web");
+    REQUIRE(w.ok());
+    for (const ReplicaStatus& r : w->replicas) CHECK(r.phase == Phase::kCreating);
+    // Meanwhile the loop takes new work and plans it; a replica with an operation in
+    // flight gets no second one, however often the loop passes.
+    WorkloadSpec db = Web();
+    db.name = "db";
+    REQUIRE(orch->Apply(db).ok());
+    REQUIRE(runtime->AwaitHeld(FakeRuntime::Op::kStart, 4));
+    for (int i = 0; i < 5; i++) {
+      db.env["ROUND"] = std::to_string(i);  // a change of db, a pass of the loop
+      REQUIRE(orch->Apply(db).ok());
+      REQUIRE(events.Await("Applied", 2 + 1 + i));
+    }
+    CHECK(runtime->Calls(FakeRuntime::Op::kCreate) == 4);
+    CHECK(events.Count("Started") == 0);
+    runtime->Release(FakeRuntime::Op::kStart);
+    // web's three start; db's first container starts and is then replaced by the
+    // latest template: one more create.
+    REQUIRE(events.Await("Started", 5));
+    orch.reset();
+    std::set<std::string> names;
+    for (const ContainerInfo& c : runtime->Containers()) {
+      if (c.state == ContainerState::kRunning) names.insert(c.name);
+    }
+    CHECK(names == std::set<std::string>{"petrel_n1_db_0", "petrel_n1_web_0", "petrel_n1_web_1",
+                                         "petrel_n1_web_2"});
+  }
+
+  TEST_CASE("Start() mode: a failed start backs off alone, the others run") {
+    TempDir dir;
+    auto runtime = std::make_shared<FakeRuntime>(SystemClock());
+    std::unique_ptr<Orchestrator> orch = OpenOrDie(TestOptions(dir, runtime, SystemClock()));
+    EventCounter events(orch.get());
+    runtime->FailNext(FakeRuntime::Op::kStart, Status::IOError("no luck"));
+    REQUIRE(orch->Start().ok());
+    REQUIRE(orch->Apply(Web(5)).ok());
+    REQUIRE(events.Await("Started", 4));
+    REQUIRE(events.Await("Failed", 1));
+    Result<WorkloadState> w = orch->Get("web");
+    REQUIRE(w.ok());
+    int crashloop = 0;
+    for (const ReplicaStatus& r : w->replicas) {
+      if (r.phase != Phase::kCrashLoop) continue;
+      crashloop++;
+      CHECK(r.message.find("no luck") != std::string::npos);
+    }
+    CHECK(crashloop == 1);
+    CHECK(w->ready_replicas == 4);
+    orch.reset();
+    CHECK(runtime->Containers().size() == 4);  // the failed one was removed again
   }
 }
 
