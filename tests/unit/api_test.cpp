@@ -673,6 +673,59 @@ void LeaveStaleSocket(const std::string& path) {
 }
 
 TEST_SUITE("api_server") {
+  TEST_CASE(
+      "a request that waits on a worker holds up no other connection, and answers keep their "
+      "order") {
+    Server s([](ApiOptions* o) { o->loop_probe_ms = 1; });
+    REQUIRE(s.api.orch->Apply(Web()).ok());
+    s.api.Step();
+    const std::string container = s.api.ContainerOf("web", 0);
+    s.api.runtime->AppendLog(container, "hello\n");
+    s.api.runtime->Hold(FakeRuntime::Op::kLogs);
+    // Connection a: a logs request (held at the runtime), then a pipelined /healthz.
+    auto a = s.Connect();
+    a->Send(
+        "GET /v1/workloads/web/logs HTTP/1.1\r\n\r\n"
+        "GET /healthz HTTP/1.1\r\n\r\n");
+    s.RunUntil([&] { return s.api.runtime->AwaitHeld(FakeRuntime::Op::kLogs, 1, 0); },
+               "the logs request at the runtime");
+    // Connection b is served meanwhile: the loop is free.
+    auto b = s.Connect();
+    b->Send("GET /healthz HTTP/1.1\r\n\r\nGET /v1/workloads/web HTTP/1.1\r\n\r\n");
+    s.RunUntil([&] { return b->Has("\"readyReplicas\":1"); }, "b's answers");
+    CHECK(b->Has("{\"status\":\"ok\"}"));
+    CHECK(a->received.empty());  // its /healthz waits behind its logs
+    s.api.runtime->Release(FakeRuntime::Op::kLogs);
+    s.RunUntil([&] { return a->Has("{\"status\":\"ok\"}"); }, "a's answers");
+    CHECK(a->received.find("hello\n") < a->received.find("{\"status\":\"ok\"}"));
+    // The loop probe answers on the loop itself.
+    auto c = s.Connect();
+    c->Send("GET /v1/debug/loop HTTP/1.1\r\n\r\n");
+    s.RunUntil([&] { return c->Has("\"maxLateUs\""); }, "loop stats");
+    CHECK(c->Has("\"probeMs\":1"));
+  }
+
+  TEST_CASE("a client that half-closes after a request that waits still gets the answer") {
+    Server s;
+    auto c = s.Connect();
+    c->Send(
+        "PUT /v1/workloads/web HTTP/1.1\r\nContent-Type: application/json\r\n"
+        "Content-Length: 2\r\n\r\n{}");
+    REQUIRE(shutdown(c->fd, SHUT_WR) == 0);
+    s.RunUntil([&] { return c->eof; }, "the answer, then the close");
+    CHECK(c->Has("HTTP/1.1 400 Bad Request\r\n"));
+    CHECK_MESSAGE(c->Has("body: spec JSON: "), c->received);
+  }
+
+  TEST_CASE("GET /v1/debug/loop is a 404 while the probe is off") {
+    Server s;
+    auto c = s.Connect();
+    c->Send("GET /v1/debug/loop HTTP/1.1\r\n\r\n");
+    s.RunUntil([&] { return c->Has("\r\n\r\n{"); }, "the answer");
+    CHECK(c->Has("HTTP/1.1 404"));
+    CHECK(c->Has("the loop probe is off"));
+  }
+
   TEST_CASE("socket 0660 in a new 0750 directory, keep-alive, removed on close") {
     Server s;
     CHECK(ModeOf(s.api.dir.Sub("run")) == 0750);
