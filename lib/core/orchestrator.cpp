@@ -688,13 +688,7 @@ class OrchestratorImpl final : public Orchestrator {
 
   void Dispatch(ReplicaJob job) {
     executor_.Started(job);
-    std::shared_ptr<ContainerRuntime> runtime = opts_.runtime;
-    std::shared_ptr<Mailbox> mailbox = mailbox_;
-    auto shared = std::make_shared<ReplicaJob>(std::move(job));
-    workers_->Submit([this, runtime, mailbox, shared] {
-      RunReplicaJob(runtime.get(), shared.get());
-      mailbox->Post([this, shared] { OnReplicaJobDone(*shared); });
-    });
+    OnWorker(std::move(job), RunReplicaJob, &OrchestratorImpl::OnReplicaJobDone);
   }
 
   void Dispatch(PullJob job) {
@@ -708,12 +702,19 @@ class OrchestratorImpl final : public Orchestrator {
       std::lock_guard<std::mutex> lock(mu_);
       QueueLocked(std::move(events));
     }
+    OnWorker(std::move(job), RunPullJob, &OrchestratorImpl::OnPullDone);
+  }
+
+  // Runs `run(runtime, &job)` on a worker, then `done(job)` here on the loop thread.
+  template <typename Job>
+  void OnWorker(Job job, void (*run)(ContainerRuntime*, Job*),
+                void (OrchestratorImpl::*done)(const Job&)) {
     std::shared_ptr<ContainerRuntime> runtime = opts_.runtime;
     std::shared_ptr<Mailbox> mailbox = mailbox_;
-    auto shared = std::make_shared<PullJob>(std::move(job));
-    workers_->Submit([this, runtime, mailbox, shared] {
-      RunPullJob(runtime.get(), shared.get());
-      mailbox->Post([this, shared] { OnPullDone(*shared); });
+    auto shared = std::make_shared<Job>(std::move(job));
+    workers_->Submit([this, runtime, mailbox, shared, run, done] {
+      run(runtime.get(), shared.get());
+      mailbox->Post([this, shared, done] { (this->*done)(*shared); });
     });
   }
 

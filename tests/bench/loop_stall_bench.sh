@@ -43,15 +43,7 @@ fail() {
 }
 cleanup() {
   [ -n "$prober" ] && kill "$prober" 2>/dev/null
-  if [ -n "$pid" ]; then
-    "$ctl" delete workload stall >/dev/null 2>&1 || true
-    for _ in $(seq 600); do
-      "$ctl" get workloads stall >/dev/null 2>&1 || break
-      sleep 0.1
-    done
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  fi
+  petreld_stop stall
   rm -rf "$dir"
 }
 trap cleanup EXIT

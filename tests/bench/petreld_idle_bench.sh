@@ -16,15 +16,7 @@ pid=""
 # shellcheck source=tests/lib/petreld.sh
 . "$src/tests/lib/petreld.sh"
 cleanup() {
-  if [ -n "$pid" ]; then
-    "$ctl" delete workload idle >/dev/null 2>&1 || true
-    for _ in $(seq 300); do
-      [ -z "$(ls "$dir/oci/containers" 2>/dev/null)" ] && break
-      sleep 0.1
-    done
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  fi
+  petreld_stop idle
   rm -rf "$dir"
 }
 trap cleanup EXIT
