@@ -10,6 +10,7 @@
 //
 // SIGTERM or SIGINT stops it cleanly (exit 0). Containers keep running: stopping the
 // daemon is not stopping the workloads; the next petreld adopts them.
+#include <malloc.h>
 #include <uv.h>
 #include <yaml-cpp/yaml.h>
 
@@ -356,6 +357,10 @@ int Serve(Settings& settings, const petrel::Options& options, Daemon* d) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // One malloc arena for all of petreld's threads (workers, lister, store, API): each
+  // thread's own arena would cost resident memory for what is a trickle of small
+  // allocations, and every shim forked from petreld would carry those pages too.
+  mallopt(M_ARENA_MAX, 1);
   Settings settings;
   petrel::LogLevel level;
   petrel::RuntimeRegistry runtimes;
