@@ -620,6 +620,7 @@ class OrchestratorImpl final : public Orchestrator {
       ApplyPlanLocked(&plan);
       jobs = JobsLocked(plan, now);
       pulls = PullsLocked(plan, now);
+      ForgetUnusedImagesLocked();
     }
     for (ReplicaJob& job : jobs) Dispatch(std::move(job));
     for (PullJob& job : pulls) Dispatch(std::move(job));
@@ -655,6 +656,17 @@ class OrchestratorImpl final : public Orchestrator {
       plan->events.push_back(std::move(e));
     }
     QueueLocked(std::move(plan->events));
+  }
+
+  // What the loop knows of images no workload names any more goes (a pull in flight
+  // stays until it reports). REQUIRES: mu_ held.
+  void ForgetUnusedImagesLocked() {
+    if (images_.size() <= desired_.size()) return;  // cheap check first: few images
+    std::set<std::string_view> used;
+    for (const auto& [name, d] : desired_) used.insert(d.spec.image);
+    for (auto it = images_.begin(); it != images_.end();) {
+      it = it->second.pulling || used.count(it->first) ? std::next(it) : images_.erase(it);
+    }
   }
 
   // The plan's actions as one job per replica. REQUIRES: mu_ held.

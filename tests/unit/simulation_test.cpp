@@ -1,7 +1,7 @@
 // Simulation: a seeded random walk of applies, scale and spec changes, deletes, crashes,
 // containers removed behind petrel's back, runtime failures, SIGTERM-deaf containers,
-// clock jumps and petrel restarts, with invariants checked after every reconcile pass,
-// then a calm period after which the runtime must match the desired state exactly.
+// images that come and go, clock jumps and petrel restarts, with invariants checked after every
+// reconcile pass, then a calm period after which the runtime must match the desired state exactly.
 // Fake clock and fake runtime: thousands of passes in well under a second.
 #include <doctest/doctest.h>
 
@@ -23,6 +23,8 @@ using testing::FakeClock;
 using testing::FakeRuntime;
 using testing::TempDir;
 
+constexpr const char* kImages[] = {"oci-archive:/images/busybox.tar", "oci:/images/other"};
+
 class Simulation {
  public:
   explicit Simulation(uint64_t seed) : rng_(seed) { Reopen(); }
@@ -38,7 +40,7 @@ class Simulation {
   WorkloadSpec RandomSpec() {
     WorkloadSpec s;
     s.name = std::string(1, static_cast<char>('a' + Pick(4)));
-    s.image = "oci-archive:/images/busybox.tar";
+    s.image = kImages[Pick(2)];
     s.replicas = static_cast<int>(Pick(4));
     s.env["VARIANT"] = std::to_string(Pick(2));
     s.restart_policy = static_cast<RestartPolicy>(Pick(3));
@@ -79,13 +81,13 @@ class Simulation {
         break;
       }
       case 6: {
-        auto op = static_cast<FakeRuntime::Op>(Pick(5));  // create..list
+        auto op = static_cast<FakeRuntime::Op>(Pick(7));  // pull..list
         runtime_->FailNext(op, Status::Unavailable("injected"));
         break;
       }
       case 7: runtime_->SetIgnoreSigterm(Pick(2) == 0); break;
       case 8: Reopen(); break;
-      case 9: break;
+      case 9: runtime_->SetImageMissing(kImages[Pick(2)], Pick(2) == 0); break;
     }
     clock_->Advance(static_cast<int64_t>(Pick(3000)));
     (void)orch_->Step();  // may fail: an injected List failure
@@ -112,6 +114,7 @@ class Simulation {
   // else is left.
   void Converge() {
     runtime_->SetIgnoreSigterm(false);
+    for (const char* image : kImages) runtime_->SetImageMissing(image, false);
     for (auto& [name, spec] : desired_) {
       spec.restart_policy = RestartPolicy::kAlways;  // finished jobs must come back too
       REQUIRE(orch_->Apply(spec).ok());
