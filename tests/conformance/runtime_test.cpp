@@ -23,7 +23,7 @@
 
 #include "petrel/crun.h"
 #include "petrel/orchestrator.h"
-#include "tests/unit/temp_dir.h"
+#include "tests/lib/files.h"
 
 namespace petrel {
 namespace {
