@@ -121,27 +121,34 @@ void RemoveAndCheck(ContainerRuntime* rt, const std::string& state, const std::s
   CheckGone(rt, state, id);
 }
 
-// The exit calls a runtime made, by container.
-struct Exits {
-  std::mutex mu;
-  std::map<std::string, int> codes;
+// The exit calls a runtime made, by container. They are kept apart from this object,
+// so a late call from a runtime that outlives it finds them.
+class Exits {
+ public:
   void Install(ContainerRuntime* rt) {
-    rt->SetExitHandler([this](const std::string& id, int code) {
-      std::lock_guard<std::mutex> lock(mu);
-      codes[id] = code;
+    rt->SetExitHandler([calls = calls_](const std::string& id, int code) {
+      std::lock_guard<std::mutex> lock(calls->mu);
+      calls->codes[id] = code;
     });
-  }
-  std::optional<int> Of(const std::string& id) {
-    std::lock_guard<std::mutex> lock(mu);
-    auto it = codes.find(id);
-    if (it == codes.end()) return std::nullopt;
-    return it->second;
   }
   // Waits for the exit call of `id`: its code, or nullopt when none came.
   std::optional<int> Await(const std::string& id) {
     WaitFor([&] { return Of(id).has_value(); });
     return Of(id);
   }
+
+ private:
+  struct Calls {
+    std::mutex mu;
+    std::map<std::string, int> codes;
+  };
+  std::optional<int> Of(const std::string& id) {
+    std::lock_guard<std::mutex> lock(calls_->mu);
+    auto it = calls_->codes.find(id);
+    if (it == calls_->codes.end()) return std::nullopt;
+    return it->second;
+  }
+  std::shared_ptr<Calls> calls_ = std::make_shared<Calls>();
 };
 
 TEST_SUITE("runtime") {
@@ -554,8 +561,19 @@ TEST_SUITE("runtime") {
         }
       }
     };
-    std::vector<std::thread> readers;
-    for (int r = 0; r < 2; r++) readers.emplace_back(reader);
+    // Joins the readers however the case ends (a failed REQUIRE throws).
+    struct Readers {
+      std::atomic<bool>* stop;
+      std::vector<std::thread> threads;
+      ~Readers() { Join(); }
+      void Join() {
+        *stop = true;
+        for (std::thread& t : threads) {
+          if (t.joinable()) t.join();
+        }
+      }
+    } readers{&stop, {}};
+    for (int r = 0; r < 2; r++) readers.threads.emplace_back(reader);
 
     // Creates and starts side by side, with a pull of the image beside them.
     Status pulled;
@@ -609,8 +627,7 @@ TEST_SUITE("runtime") {
       });
     }
     for (std::thread& t : threads) t.join();
-    stop = true;
-    for (std::thread& t : readers) t.join();
+    readers.Join();
     CHECK(reads > 0);
     std::string seen;
     for (const std::string& w : wrong) seen += "\n  " + w;
@@ -652,7 +669,12 @@ struct Petrel {
     if (all.ok()) {
       for (auto& w : *all) (void)orch->Delete(w.spec.name);
     }
-    WaitFor([&] { return rt->List({})->empty(); }, 30);
+    WaitFor(
+        [&] {
+          Result<std::vector<ContainerInfo>> left = rt->List({});
+          return left.ok() && left->empty();
+        },
+        30);
   }
   WorkloadState Get(const std::string& name) {
     auto r = orch->Get(name);
