@@ -151,6 +151,88 @@ class Exits {
   std::shared_ptr<Calls> calls_ = std::make_shared<Calls>();
 };
 
+// Threads that read beside the overlap case's calls (List, Inspect, Logs), as petrel's
+// lister and API do, and note what they must not see. Container i of `names` prints
+// texts[i] and runs until killed. Once every one has printed (AllSaidHello), an answer
+// is whole or NotFound, through the kills and removals that follow.
+class Readers {
+ public:
+  Readers(ContainerRuntime* rt, std::vector<std::string> names, std::vector<std::string> texts)
+      : rt_(rt), names_(std::move(names)), texts_(std::move(texts)) {}
+  ~Readers() { Stop(); }  // joins them however the case ends (a REQUIRE throws)
+
+  // Starts `n` threads that list all containers and read each one listed.
+  void StartListing(int n) {
+    for (int t = 0; t < n; t++) threads_.emplace_back([this] { ListUntilStopped(); });
+  }
+  void AllSaidHello() { said_hello_ = true; }
+  // Inspects container i (id `id`) once and reads its log.
+  void Read(const std::string& id, int i) {
+    Result<ContainerInfo> info = rt_->Inspect(id);
+    if (!info.ok()) {
+      if (!info.status().IsNotFound()) Complain("Inspect: " + info.status().ToString());
+    } else if (info->name != names_[i]) {
+      Complain("Inspect " + id + ": name " + info->name);
+    } else if (said_hello_ && info->state == ContainerState::kCreated) {
+      Complain("Inspect " + id + ": created, after it ran");
+    } else if (said_hello_ && info->state == ContainerState::kExited && info->exit_code != 137) {
+      Complain("Inspect " + id + ": exit code " + std::to_string(info->exit_code));
+    }
+    const std::string whole = texts_[i] + "\n";
+    Result<LogChunk> log = rt_->Logs(id, LogOptions{0, 1024});
+    if (!log.ok()) {
+      if (!log.status().IsNotFound()) Complain("Logs: " + log.status().ToString());
+    } else if (said_hello_ ? log->data != whole : whole.rfind(log->data, 0) != 0) {
+      Complain("Logs " + id + ": \"" + log->data + "\"");
+    }
+    reads_++;
+  }
+  // Stops and joins the threads: what they saw that they must not, one line each.
+  std::string Stop() {
+    stop_ = true;
+    for (std::thread& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    std::string seen;
+    for (const std::string& w : wrong_) seen += "\n  " + w;
+    return seen;
+  }
+  int reads() const { return reads_; }
+
+ private:
+  void ListUntilStopped() {
+    while (!stop_) {
+      Result<std::vector<ContainerInfo>> all = rt_->List({});
+      if (!all.ok()) {
+        Complain("List: " + all.status().ToString());
+        continue;
+      }
+      for (const ContainerInfo& c : *all) {
+        auto it = std::find(names_.begin(), names_.end(), c.name);
+        if (it == names_.end()) {
+          Complain("List: a container " + c.name);
+        } else {
+          Read(c.id, static_cast<int>(it - names_.begin()));
+        }
+      }
+    }
+  }
+  void Complain(const std::string& what) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (wrong_.size() < 20) wrong_.push_back(what);
+  }
+
+  ContainerRuntime* const rt_;
+  const std::vector<std::string> names_, texts_;
+  std::atomic<bool> said_hello_{false};
+  std::atomic<bool> stop_{false};
+  std::atomic<int> reads_{0};
+  std::vector<std::thread> threads_;
+  std::mutex mu_;
+  std::vector<std::string> wrong_;
+};
+
 TEST_SUITE("runtime") {
   TEST_CASE("a container runs to completion: its exit code, output and exit call arrive") {
     TempDir state;
@@ -507,75 +589,16 @@ TEST_SUITE("runtime") {
     TempDir state;
     auto rt = Open(state.path());
     constexpr int kCount = 8;
-    std::vector<std::string> names, ids(kCount), texts;  // texts: what each one prints
+    std::vector<std::string> names, texts, ids(kCount);
     for (int i = 0; i < kCount; i++) {
       names.push_back(Name("many" + std::to_string(i)));
       texts.push_back("hello " + std::to_string(i));
     }
-    std::vector<Status> results(kCount);
-    std::mutex mu;
-    std::vector<std::string> wrong;  // what the readers saw that they must not
-    auto complain = [&](const std::string& what) {
-      std::lock_guard<std::mutex> lock(mu);
-      if (wrong.size() < 20) wrong.push_back(what);
-    };
-    // Once every container said hello (phase 1), a reader must see all of it: before,
-    // during and after kills and removals, an answer is whole or NotFound.
-    std::atomic<int> phase{0};
-    std::atomic<bool> stop{false};
-    std::atomic<int> reads{0};
-    auto read_one = [&](const std::string& id, int i) {
-      Result<ContainerInfo> info = rt->Inspect(id);
-      if (!info.ok()) {
-        if (!info.status().IsNotFound()) complain("Inspect: " + info.status().ToString());
-      } else if (info->name != names[i]) {
-        complain("Inspect " + id + ": name " + info->name);
-      } else if (phase >= 1 && info->state == ContainerState::kCreated) {
-        complain("Inspect " + id + ": created, after it ran");
-      } else if (phase >= 1 && info->state == ContainerState::kExited && info->exit_code != 137) {
-        complain("Inspect " + id + ": exit code " + std::to_string(info->exit_code));
-      }
-      Result<LogChunk> log = rt->Logs(id, LogOptions{0, 1024});
-      if (!log.ok()) {
-        if (!log.status().IsNotFound()) complain("Logs: " + log.status().ToString());
-      } else if (phase >= 1 ? log->data != texts[i] + "\n"
-                            : (texts[i] + "\n").rfind(log->data, 0) != 0) {
-        complain("Logs " + id + ": \"" + log->data + "\"");
-      }
-      reads++;
-    };
-    auto reader = [&] {
-      while (!stop) {
-        Result<std::vector<ContainerInfo>> all = rt->List({});
-        if (!all.ok()) {
-          complain("List: " + all.status().ToString());
-          continue;
-        }
-        for (const ContainerInfo& c : *all) {
-          auto it = std::find(names.begin(), names.end(), c.name);
-          if (it == names.end()) {
-            complain("List: a container " + c.name);
-          } else {
-            read_one(c.id, static_cast<int>(it - names.begin()));
-          }
-        }
-      }
-    };
-    // Joins the readers however the case ends (a failed REQUIRE throws).
-    struct Readers {
-      std::atomic<bool>* stop;
-      std::vector<std::thread> threads;
-      ~Readers() { Join(); }
-      void Join() {
-        *stop = true;
-        for (std::thread& t : threads) {
-          if (t.joinable()) t.join();
-        }
-      }
-    } readers{&stop, {}};
-    for (int r = 0; r < 2; r++) readers.threads.emplace_back(reader);
+    Readers readers(rt.get(), names, texts);
+    readers.StartListing(2);
 
     // Creates and starts side by side, with a pull of the image beside them.
+    std::vector<Status> results(kCount);
     Status pulled;
     std::vector<std::thread> threads;
     threads.emplace_back([&] { pulled = rt->PullImage(Image()); });
@@ -583,12 +606,8 @@ TEST_SUITE("runtime") {
       threads.emplace_back([&, i] {
         Result<std::string> id =
             rt->Create(Spec("many" + std::to_string(i), {Print(texts[i]), Run()}));
-        if (!id.ok()) {
-          results[i] = id.status();
-          return;
-        }
-        ids[i] = *id;
-        results[i] = rt->Start(*id);
+        results[i] = id.status();
+        if (id.ok()) results[i] = rt->Start(ids[i] = *id);
       });
     }
     for (std::thread& t : threads) t.join();
@@ -609,12 +628,12 @@ TEST_SUITE("runtime") {
     CHECK(rt->Start(Name("nothere")).IsNotFound());
 
     // Kills and removes side by side, each beside reads of its own container.
-    phase = 1;
+    readers.AllSaidHello();
     for (int i = 0; i < kCount; i++) {
       threads.emplace_back([&, i] {
         std::atomic<bool> done{false};
         std::thread own([&] {
-          while (!done) read_one(ids[i], i);
+          while (!done) readers.Read(ids[i], i);
         });
         results[i] = rt->Kill(ids[i], SIGKILL);
         if (results[i].ok()) {
@@ -627,11 +646,9 @@ TEST_SUITE("runtime") {
       });
     }
     for (std::thread& t : threads) t.join();
-    readers.Join();
-    CHECK(reads > 0);
-    std::string seen;
-    for (const std::string& w : wrong) seen += "\n  " + w;
-    CHECK_MESSAGE(wrong.empty(), "readers saw:" << seen);
+    const std::string seen = readers.Stop();
+    CHECK(readers.reads() > 0);
+    CHECK_MESSAGE(seen.empty(), "readers saw:" << seen);
     for (int i = 0; i < kCount; i++) {
       CAPTURE(i);
       CHECK_MESSAGE(results[i].ok(), results[i].ToString());
