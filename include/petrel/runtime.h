@@ -1,7 +1,8 @@
 // ContainerRuntime: the seam between petrel's reconcile loop and whatever runs
 // containers (crun/runc, Docker, containerd, or the fake in petrel/testing).
 //
-// Every adapter passes the shared conformance suite. The contract:
+// Every adapter passes the shared conformance suite (tests/lib/conformance.h), which
+// checks what follows on the real runtime. The contract:
 //  - Containers carry the labels given at Create; List filters on them. petrel finds
 //    its own containers again after a restart through the labels alone.
 //  - Calls block until done and may take long (a runtime process, an HTTP or gRPC
@@ -113,18 +114,23 @@ class ContainerRuntime {
   // container of that name exists. A Create may still fail on its image (a file
   // replaced since PullImage); petrel then runs PullImage again before the next try.
   virtual Result<std::string> Create(const ContainerSpec& spec) = 0;
-  // REQUIRES: the container is in state kCreated.
+  // Starts a container in state kCreated: FailedPrecondition in any other state,
+  // NotFound when no such container exists. A command that cannot run (its binary is
+  // not in the image) fails here, naming the binary; the container then does not run.
   virtual Status Start(const std::string& id) = 0;
-  // Sends a signal to the container's main process. OK if it already exited.
+  // Sends a signal to the container's main process. OK when it has none (created, or
+  // already exited); NotFound when no such container exists.
   virtual Status Kill(const std::string& id, int signal) = 0;
   // Removes a container that is not running, and everything it owns on disk.
-  // NotFound when no such container exists.
+  // FailedPrecondition while it runs; NotFound when no such container exists.
   virtual Status Remove(const std::string& id) = 0;
   // The containers whose labels include every pair of `selector`.
   virtual Result<std::vector<ContainerInfo>> List(
       const std::map<std::string, std::string>& selector) = 0;
+  // The container as it is now; NotFound when no such container exists.
   virtual Result<ContainerInfo> Inspect(const std::string& id) = 0;
-  // The container's combined stdout and stderr, oldest first.
+  // The container's combined stdout and stderr, oldest first. NotFound when no such
+  // container exists.
   virtual Result<LogChunk> Logs(const std::string& id, const LogOptions& options) = 0;
 
   // Installs the function called when a container's main process exits. Pass an

@@ -305,29 +305,28 @@ class CrunRuntime final : public ContainerRuntime {
         if (v.is_string()) info.labels[k] = v.get<std::string>();
       }
     }
+    // A Remove may move the directory away at any moment (Inspect may overlap with it):
+    // a file found missing is only believed while meta.json is still in place, and
+    // otherwise the answer is NotFound, as after the Remove.
+    const std::string meta_file = dir + "/" + kMetaFile;
     struct stat shim_pid;
     if (lstat((dir + "/" + internal::kShimPidFile).c_str(), &shim_pid) != 0) {
+      if (!Exists(meta_file)) return Status::NotFound("no container " + id);
       return info;  // never started: created
     }
     // The shim writes its pid file as it starts the container.
     info.started_at =
         static_cast<TimeMs>(shim_pid.st_mtim.tv_sec) * 1000 + shim_pid.st_mtim.tv_nsec / 1000000;
-    if (Result<std::string> exit = ReadSmallFile(dir + "/" + internal::kExitFile, kSmallFile);
-        exit.ok()) {
-      info.state = ContainerState::kExited;
-      long long code = -1, at = 0;
-      if (sscanf(exit->c_str(), "%lld %lld", &code, &at) == 2) {
-        info.exit_code = static_cast<int>(code);
-        info.finished_at = at;
-      }
-      return info;
-    }
+    if (ReadExit(dir, &info)) return info;
     if (ShimAlive(dir)) {
       info.state = ContainerState::kRunning;
       Result<std::string> pid = ReadSmallFile(dir + "/" + internal::kInitPidFile, kSmallFile);
       if (pid.ok()) info.pid = atoi(pid->c_str());
       return info;
     }
+    // The shim writes the exit file before it ends: look again now that it has.
+    if (ReadExit(dir, &info)) return info;
+    if (!Exists(meta_file)) return Status::NotFound("no container " + id);
     // The shim is gone without a word (killed, or the host lost power): ask the runtime.
     int status = 0;
     std::string out;
@@ -344,9 +343,23 @@ class CrunRuntime final : public ContainerRuntime {
         return info;
       }
     }
+    if (!Exists(meta_file)) return Status::NotFound("no container " + id);
     info.state = ContainerState::kExited;
     info.exit_code = -1;  // unknown: nobody was watching when it ended
     return info;
+  }
+
+  // Fills in the exit from the container's exit file: false when there is none (yet).
+  static bool ReadExit(const std::string& dir, ContainerInfo* info) {
+    Result<std::string> exit = ReadSmallFile(dir + "/" + internal::kExitFile, kSmallFile);
+    if (!exit.ok()) return false;
+    info->state = ContainerState::kExited;
+    long long code = -1, at = 0;
+    if (sscanf(exit->c_str(), "%lld %lld", &code, &at) == 2) {
+      info->exit_code = static_cast<int>(code);
+      info->finished_at = at;
+    }
+    return true;
   }
 
   Result<LogChunk> Logs(const std::string& id, const LogOptions& options) override {
@@ -354,8 +367,12 @@ class CrunRuntime final : public ContainerRuntime {
     const std::string dir = DirOf(id);
     // The kept files, oldest first; each is named by the offset of its first byte.
     std::vector<std::pair<int64_t, int64_t>> files;  // base, size
-    PETREL_ASSIGN_OR_RETURN(const std::vector<DirEntry> entries, ListDir(dir));
-    for (const DirEntry& e : entries) {
+    Result<std::vector<DirEntry>> entries = ListDir(dir);
+    if (!entries.ok()) {
+      return entries.status().IsNotFound() ? Status::NotFound("no container " + id)
+                                           : entries.status();
+    }
+    for (const DirEntry& e : *entries) {
       const std::string& name = e.name;
       if (name.rfind(internal::kLogPrefix, 0) != 0 ||
           name.size() != strlen(internal::kLogPrefix) + 20)
@@ -365,8 +382,14 @@ class CrunRuntime final : public ContainerRuntime {
       files.emplace_back(atoll(name.c_str() + strlen(internal::kLogPrefix)), st.st_size);
     }
     std::sort(files.begin(), files.end());
+    // A Remove may move the directory away meanwhile (Logs may overlap with it): files
+    // missing for that reason make the answer the Remove's.
+    const std::string meta_file = dir + "/" + kMetaFile;
     LogChunk chunk;
-    if (files.empty()) return chunk;
+    if (files.empty()) {
+      if (!Exists(meta_file)) return Status::NotFound("no container " + id);
+      return chunk;
+    }
     const int64_t oldest = files.front().first;
     const int64_t end = files.back().first + files.back().second;
     const int64_t limit = static_cast<int64_t>(options.limit_bytes);
@@ -378,7 +401,11 @@ class CrunRuntime final : public ContainerRuntime {
       if (want <= 0) break;
       if (start >= base + size) continue;
       UniqueFd fd(open((dir + "/" + internal::LogFileName(base)).c_str(), O_RDONLY | O_CLOEXEC));
-      if (!fd.valid()) continue;  // rotated away just now
+      if (!fd.valid()) {
+        if (!chunk.data.empty()) break;  // what was read stays one run of bytes
+        continue;                        // rotated away just now: from the next file on
+      }
+      if (chunk.data.empty()) chunk.start_offset = start = std::max(start, base);
       std::string buf(static_cast<size_t>(std::min(want, base + size - start)), '\0');
       ssize_t n = pread(fd.get(), buf.data(), buf.size(), start - base);
       if (n <= 0) break;
@@ -387,6 +414,7 @@ class CrunRuntime final : public ContainerRuntime {
       want -= n;
     }
     chunk.end_offset = chunk.start_offset + static_cast<int64_t>(chunk.data.size());
+    if (!Exists(meta_file)) return Status::NotFound("no container " + id);
     return chunk;
   }
 

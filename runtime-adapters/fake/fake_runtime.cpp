@@ -1,13 +1,372 @@
 #include "petrel/testing/fake_runtime.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
+
+#include "lib/util/fs.h"
 
 namespace petrel::testing {
+namespace {
 
-FakeRuntime::FakeRuntime(std::shared_ptr<Clock> clock) : clock_(std::move(clock)) {}
+constexpr char kMarker[] = "petrel-fake";  // argv[0] of a program
+constexpr char kFakeImages[] = "fake:";    // images that hold the interpreter alone
+constexpr int64_t kMaxCount = 10'000'000;  // count's bound: 200 MB of output
+
+// What SIGTERM does to a container's process.
+struct Term {
+  enum class Action { kDefault, kIgnore, kTrap };
+  Action action = Action::kDefault;
+  int code = 0;      // kTrap: the exit code
+  std::string text;  // kTrap: printed first, with a newline, when `print`
+  bool print = false;
+};
+
+// One step of a program, parsed (see fake_runtime.h for the language).
+struct Step {
+  enum class Verb {
+    kPrint,
+    kPrintErr,
+    kEnv,
+    kCwd,
+    kId,
+    kHostname,
+    kCat,
+    kWrite,
+    kCount,
+    kAlloc,
+    kTrapTerm,
+    kIgnoreTerm,
+    kRun,
+    kExit
+  };
+  Verb verb;
+  std::string path;  // cat, write; env: the variable's name
+  std::string text;  // print, print-err, write, trap-term
+  bool has_text = false;
+  int64_t number = 0;  // count, alloc, trap-term, exit
+};
+
+bool ParseNumber(const std::string& s, int64_t max, int64_t* out) {
+  if (s.empty() || s.size() > 18) return false;
+  int64_t n = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    n = n * 10 + (c - '0');
+  }
+  if (n > max) return false;
+  *out = n;
+  return true;
+}
+
+// Parses one step; InvalidArgument naming it when it is unknown or malformed.
+Result<Step> ParseStep(const std::string& text) {
+  const size_t space = text.find(' ');
+  const std::string verb = text.substr(0, space);
+  const bool has_rest = space != std::string::npos;
+  const std::string rest = has_rest ? text.substr(space + 1) : "";
+  const Status bad =
+      Status::InvalidArgument("step \"" + text + "\": " + "not a step of the fake's language");
+  static const std::map<std::string, Step::Verb> kVerbs = {{"print", Step::Verb::kPrint},
+                                                           {"print-err", Step::Verb::kPrintErr},
+                                                           {"env", Step::Verb::kEnv},
+                                                           {"cwd", Step::Verb::kCwd},
+                                                           {"id", Step::Verb::kId},
+                                                           {"hostname", Step::Verb::kHostname},
+                                                           {"cat", Step::Verb::kCat},
+                                                           {"write", Step::Verb::kWrite},
+                                                           {"count", Step::Verb::kCount},
+                                                           {"alloc", Step::Verb::kAlloc},
+                                                           {"trap-term", Step::Verb::kTrapTerm},
+                                                           {"ignore-term", Step::Verb::kIgnoreTerm},
+                                                           {"run", Step::Verb::kRun},
+                                                           {"exit", Step::Verb::kExit}};
+  auto it = kVerbs.find(verb);
+  if (it == kVerbs.end()) return bad;
+  Step step{it->second, "", "", false, 0};
+  switch (step.verb) {
+    case Step::Verb::kPrint:
+    case Step::Verb::kPrintErr: step.text = rest; return step;
+    case Step::Verb::kCwd:
+    case Step::Verb::kId:
+    case Step::Verb::kHostname:
+    case Step::Verb::kIgnoreTerm:
+    case Step::Verb::kRun:
+      if (has_rest) return bad;
+      return step;
+    case Step::Verb::kEnv:
+    case Step::Verb::kCat:
+      if (rest.empty() || rest.find(' ') != std::string::npos) return bad;
+      step.path = rest;
+      return step;
+    case Step::Verb::kWrite: {
+      const size_t sep = rest.find(' ');
+      step.path = rest.substr(0, sep);
+      if (step.path.empty()) return bad;
+      step.text = sep == std::string::npos ? "" : rest.substr(sep + 1);
+      return step;
+    }
+    case Step::Verb::kCount:
+      if (!ParseNumber(rest, kMaxCount, &step.number)) return bad;
+      return step;
+    case Step::Verb::kAlloc:
+      if (!ParseNumber(rest, int64_t{1} << 30, &step.number)) return bad;
+      return step;
+    case Step::Verb::kExit:
+      if (!ParseNumber(rest, 255, &step.number)) return bad;
+      return step;
+    case Step::Verb::kTrapTerm: {
+      const size_t sep = rest.find(' ');
+      if (!ParseNumber(rest.substr(0, sep), 255, &step.number)) return bad;
+      step.has_text = sep != std::string::npos;
+      if (step.has_text) step.text = rest.substr(sep + 1);
+      return step;
+    }
+  }
+  return bad;
+}
+
+std::string Strerror(int err) {
+  const char* desc = strerrordesc_np(err);
+  return desc != nullptr ? desc : "unknown error";
+}
+
+}  // namespace
+
+struct FakeHost::State {
+  struct Container {
+    ContainerInfo info;
+    ContainerSpec spec;
+    std::string log;       // the output kept
+    int64_t log_base = 0;  // the offset of log[0]: what the cap dropped before it
+    Term term;
+    // The root filesystem and the tmpfs mounts: files by their path in the container.
+    std::map<std::string, std::string> files;
+  };
+
+  std::mutex mu;
+  std::vector<Container> containers;  // creation order; few, so linear search is fine
+  bool ignore_sigterm = false;
+  int64_t log_limit = 0;
+  int next_id = 1;
+  int next_pid = 1000;
+  std::set<std::string> missing_images;
+  std::vector<std::string> pulled;
+  // Every runtime object over the host, with its exit handler (null when none).
+  std::map<const FakeRuntime*, std::shared_ptr<ContainerRuntime::ExitHandler>> handlers;
+
+  Container* Find(const std::string& id) {
+    for (Container& c : containers) {
+      if (c.info.id == id) return &c;
+    }
+    return nullptr;
+  }
+
+  void Append(Container* c, const std::string& text) {
+    c->log += text;
+    if (log_limit > 0 && static_cast<int64_t>(c->log.size()) > log_limit) {
+      const size_t drop = c->log.size() - static_cast<size_t>(log_limit);
+      c->log.erase(0, drop);
+      c->log_base += static_cast<int64_t>(drop);
+    }
+  }
+
+  void EndProcess(Container* c, int exit_code, TimeMs now) {
+    c->info.state = ContainerState::kExited;
+    c->info.exit_code = exit_code;
+    c->info.pid = 0;
+    c->info.finished_at = now;
+  }
+
+  // What signal `signal` does to c's process: its exit code, or -1 when it lives on.
+  int Signal(Container* c, int signal) {
+    if (signal == SIGKILL) return 128 + SIGKILL;
+    if (signal == SIGINT) return 128 + SIGINT;
+    if (signal != SIGTERM) return -1;
+    switch (c->term.action) {
+      case Term::Action::kIgnore: return -1;
+      case Term::Action::kTrap:
+        if (c->term.print) Append(c, c->term.text + "\n");
+        return c->term.code;
+      case Term::Action::kDefault: break;
+    }
+    return ignore_sigterm ? -1 : 128 + SIGTERM;
+  }
+};
+
+FakeHost::FakeHost() : state_(std::make_unique<State>()) {}
+FakeHost::~FakeHost() = default;
+
+namespace {
+
+using Container = FakeHost::State::Container;
+
+// Where a path of a container's lives: a file on the host (below a bind mount) or in
+// the container's memory (root filesystem, tmpfs).
+struct Place {
+  bool on_host = false;
+  std::string path;  // on the host, or the key into Container::files
+  bool read_only = false;
+};
+
+Place Resolve(const Container& c, std::string path) {
+  if (path.empty() || path[0] != '/') {
+    path = (c.spec.working_dir.empty() ? std::string("/") : c.spec.working_dir + "/") + path;
+  }
+  const MountSpec* best = nullptr;
+  for (const MountSpec& m : c.spec.mounts) {
+    const bool under = path == m.target || (path.rfind(m.target, 0) == 0 &&
+                                            (m.target == "/" || path[m.target.size()] == '/'));
+    if (under && (best == nullptr || m.target.size() > best->target.size())) best = &m;
+  }
+  if (best == nullptr) return {false, path, c.spec.read_only_rootfs};
+  if (best->type == MountSpec::Type::kTmpfs) return {false, path, best->read_only};
+  return {true, best->source + path.substr(best->target.size()), best->read_only};
+}
+
+// The program's output and what it did to its container, step by step.
+class Interpreter {
+ public:
+  Interpreter(FakeHost::State* host, Container* c) : host_(host), c_(c) {}
+
+  // Runs `steps` until one ends the process or waits for a signal. Returns the exit
+  // code, or -1 when the process runs on.
+  int Run(const std::vector<Step>& steps) {
+    int status = 0;
+    for (const Step& step : steps) {
+      if (step.verb == Step::Verb::kRun) return -1;
+      if (step.verb == Step::Verb::kExit) return static_cast<int>(step.number);
+      status = Do(step);
+      if (status > 128) return status;  // killed
+    }
+    return status;
+  }
+
+ private:
+  // One step; returns its status (128+N when it got the process killed).
+  int Do(const Step& step) {
+    const ContainerSpec& spec = c_->spec;
+    switch (step.verb) {
+      case Step::Verb::kPrint:
+      case Step::Verb::kPrintErr: return Out(step.text + "\n");
+      case Step::Verb::kEnv: {
+        auto it = spec.env.find(step.path);
+        return Out(step.path + "=" + (it == spec.env.end() ? "" : it->second) + "\n");
+      }
+      case Step::Verb::kCwd: return Out((spec.working_dir.empty() ? "/" : spec.working_dir) + "\n");
+      case Step::Verb::kId:
+        return Out((spec.user.empty() ? "0" : spec.user.substr(0, spec.user.find(':'))) + "\n");
+      case Step::Verb::kHostname:
+        return Out((spec.hostname.empty() ? spec.name : spec.hostname) + "\n");
+      case Step::Verb::kCat: return Cat(step.path);
+      case Step::Verb::kWrite: return Write(step.path, step.text + "\n");
+      case Step::Verb::kCount: {
+        char line[32];
+        std::string out;
+        for (int64_t i = 0; i < step.number; i++) {
+          std::snprintf(line, sizeof(line), "%019lld\n", static_cast<long long>(i));
+          out += line;
+        }
+        return Out(out);
+      }
+      case Step::Verb::kAlloc: {
+        const int64_t limit = spec.resources.memory_bytes;
+        return limit > 0 && (step.number << 20) > limit ? 128 + SIGKILL : 0;
+      }
+      case Step::Verb::kTrapTerm:
+        c_->term = {Term::Action::kTrap, static_cast<int>(step.number), step.text, step.has_text};
+        return 0;
+      case Step::Verb::kIgnoreTerm: c_->term = {Term::Action::kIgnore, 0, "", false}; return 0;
+      case Step::Verb::kRun:
+      case Step::Verb::kExit: break;  // Run handles them
+    }
+    return 0;
+  }
+
+  int Out(const std::string& text) {
+    host_->Append(c_, text);
+    return 0;
+  }
+
+  int Cat(const std::string& path) {
+    const Place place = Resolve(*c_, path);
+    if (!place.on_host) {
+      auto it = c_->files.find(place.path);
+      if (it != c_->files.end()) return Out(it->second);
+      return Out("cat: can't open '" + path + "': " + Strerror(ENOENT) + "\n") + 1;
+    }
+    internal::UniqueFd fd(open(place.path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return Out("cat: can't open '" + path + "': " + Strerror(errno) + "\n") + 1;
+    std::string data;
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(fd.get(), buf, sizeof(buf))) > 0) data.append(buf, static_cast<size_t>(n));
+    return Out(data);
+  }
+
+  int Write(const std::string& path, const std::string& data) {
+    const Place place = Resolve(*c_, path);
+    const std::string refused = "sh: can't create " + path + ": ";
+    if (place.read_only) return Out(refused + Strerror(EROFS) + "\n") + 1;
+    if (!place.on_host) {
+      c_->files[place.path] = data;
+      return 0;
+    }
+    internal::UniqueFd fd(
+        open(place.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644));
+    if (!fd.valid() || write(fd.get(), data.data(), data.size()) != ssize_t(data.size())) {
+      return Out(refused + Strerror(errno) + "\n") + 1;
+    }
+    return 0;
+  }
+
+  FakeHost::State* host_;
+  Container* c_;
+};
+
+// What `spec` runs: a program's steps (*is_program), else nothing to interpret. An
+// error when the command cannot start: a bad step, or a binary a fake: image lacks.
+Status ProgramOf(const ContainerSpec& spec, bool* is_program, std::vector<Step>* steps) {
+  *is_program = !spec.command.empty() && spec.command[0] == kMarker;
+  if (!*is_program) {
+    if (spec.image.rfind(kFakeImages, 0) != 0) return Status::OK();
+    const std::string binary = !spec.command.empty() ? spec.command[0]
+                               : !spec.args.empty()  ? spec.args[0]
+                                                     : "";
+    if (binary.empty())
+      return Status::InvalidArgument("no command, and image " + spec.image + " has none");
+    return Status::IOError("exec " + binary + ": " + Strerror(ENOENT));
+  }
+  std::vector<std::string> words(spec.command.begin() + 1, spec.command.end());
+  words.insert(words.end(), spec.args.begin(), spec.args.end());
+  for (const std::string& w : words) {
+    PETREL_ASSIGN_OR_RETURN(Step step, ParseStep(w));
+    steps->push_back(std::move(step));
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+FakeRuntime::FakeRuntime(std::shared_ptr<Clock> clock)
+    : FakeRuntime(std::move(clock), std::make_shared<FakeHost>()) {}
+
+FakeRuntime::FakeRuntime(std::shared_ptr<Clock> clock, std::shared_ptr<FakeHost> host)
+    : clock_(std::move(clock)), host_(std::move(host)), state_(*host_->state_) {
+  std::lock_guard<std::mutex> lock(state_.mu);
+  state_.handlers[this] = nullptr;
+}
+
+FakeRuntime::~FakeRuntime() {
+  std::lock_guard<std::mutex> lock(state_.mu);
+  state_.handlers.erase(this);
+}
 
 void FakeRuntime::Door(Op op) {
   std::unique_lock<std::mutex> lock(door_mu_);
@@ -39,25 +398,25 @@ bool FakeRuntime::AwaitHeld(Op op, int n, int timeout_ms) {
 
 Status FakeRuntime::PullImage(const std::string& image) {
   Door(Op::kPull);
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(state_.mu);
   PETREL_RETURN_IF_ERROR(TakeInjected(Op::kPull));
-  if (missing_images_.count(image)) return Status::NotFound(image + ": no such image");
-  pulled_.push_back(image);
+  if (state_.missing_images.count(image)) return Status::NotFound(image + ": no such image");
+  state_.pulled.push_back(image);
   return Status::OK();
 }
 
 void FakeRuntime::SetImageMissing(const std::string& image, bool missing) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(state_.mu);
   if (missing) {
-    missing_images_.insert(image);
+    state_.missing_images.insert(image);
   } else {
-    missing_images_.erase(image);
+    state_.missing_images.erase(image);
   }
 }
 
 std::vector<std::string> FakeRuntime::Pulled() {
-  std::lock_guard<std::mutex> lock(mu_);
-  return pulled_;
+  std::lock_guard<std::mutex> lock(state_.mu);
+  return state_.pulled;
 }
 
 Status FakeRuntime::TakeInjected(Op op) {
@@ -69,34 +428,31 @@ Status FakeRuntime::TakeInjected(Op op) {
   return s;
 }
 
-void FakeRuntime::EndProcess(Container* c, int exit_code) {
-  c->info.state = ContainerState::kExited;
-  c->info.exit_code = exit_code;
-  c->info.pid = 0;
-  c->info.finished_at = clock_->Now();
-}
-
 void FakeRuntime::NotifyExit(const std::string& id, int exit_code) {
-  std::shared_ptr<ExitHandler> handler;
+  std::vector<std::shared_ptr<ExitHandler>> handlers;
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    handler = exit_handler_;
+    std::lock_guard<std::mutex> lock(state_.mu);
+    for (const auto& [runtime, handler] : state_.handlers) {
+      if (handler) handlers.push_back(handler);
+    }
   }
-  if (handler && *handler) (*handler)(id, exit_code);
+  for (const auto& handler : handlers) (*handler)(id, exit_code);
 }
 
 Result<std::string> FakeRuntime::Create(const ContainerSpec& spec) {
   Door(Op::kCreate);
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(state_.mu);
   PETREL_RETURN_IF_ERROR(TakeInjected(Op::kCreate));
-  if (missing_images_.count(spec.image)) return Status::NotFound(spec.image + ": no such image");
-  for (const Container& c : containers_) {
+  if (state_.missing_images.count(spec.image)) {
+    return Status::NotFound(spec.image + ": no such image");
+  }
+  for (const Container& c : state_.containers) {
     if (c.info.name == spec.name) {
       return Status::AlreadyExists("container name " + spec.name + " is in use by " + c.info.id);
     }
   }
   char id[32];
-  std::snprintf(id, sizeof(id), "fake%06d", next_id_++);
+  std::snprintf(id, sizeof(id), "fake%06d", state_.next_id++);
   Container c;
   c.info.id = id;
   c.info.name = spec.name;
@@ -104,43 +460,49 @@ Result<std::string> FakeRuntime::Create(const ContainerSpec& spec) {
   c.info.state = ContainerState::kCreated;
   c.info.created_at = clock_->Now();
   c.spec = spec;
-  containers_.push_back(std::move(c));
+  state_.containers.push_back(std::move(c));
   return std::string(id);
 }
 
 Status FakeRuntime::Start(const std::string& id) {
   Door(Op::kStart);
-  std::lock_guard<std::mutex> lock(mu_);
-  PETREL_RETURN_IF_ERROR(TakeInjected(Op::kStart));
-  for (Container& c : containers_) {
-    if (c.info.id != id) continue;
-    if (c.info.state != ContainerState::kCreated) {
+  int exit_code = -1;
+  {
+    std::lock_guard<std::mutex> lock(state_.mu);
+    PETREL_RETURN_IF_ERROR(TakeInjected(Op::kStart));
+    Container* c = state_.Find(id);
+    if (c == nullptr) return Status::NotFound("no container " + id);
+    if (c->info.state != ContainerState::kCreated) {
       return Status::FailedPrecondition("container " + id + " is " +
-                                        ContainerStateName(c.info.state) + ", not created");
+                                        ContainerStateName(c->info.state) + ", not created");
     }
-    c.info.state = ContainerState::kRunning;
-    c.info.pid = next_pid_++;
-    c.info.started_at = clock_->Now();
-    return Status::OK();
+    c->info.started_at = clock_->Now();
+    bool is_program = false;
+    std::vector<Step> steps;
+    if (Status s = ProgramOf(c->spec, &is_program, &steps); !s.ok()) {
+      state_.EndProcess(c, 127, c->info.started_at);
+      return s.WithContext("start container " + id + ": fake");
+    }
+    c->info.state = ContainerState::kRunning;
+    c->info.pid = state_.next_pid++;
+    if (is_program) exit_code = Interpreter(&state_, c).Run(steps);
+    if (exit_code >= 0) state_.EndProcess(c, exit_code, clock_->Now());
   }
-  return Status::NotFound("no container " + id);
+  if (exit_code >= 0) NotifyExit(id, exit_code);
+  return Status::OK();
 }
 
 Status FakeRuntime::Kill(const std::string& id, int signal) {
   Door(Op::kKill);
   int exit_code = -1;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(state_.mu);
     PETREL_RETURN_IF_ERROR(TakeInjected(Op::kKill));
-    auto it = std::find_if(containers_.begin(), containers_.end(),
-                           [&](const Container& c) { return c.info.id == id; });
-    if (it == containers_.end()) return Status::NotFound("no container " + id);
-    if (it->info.state != ContainerState::kRunning) return Status::OK();
-    if (signal == SIGTERM && ignore_sigterm_) return Status::OK();
-    if (signal == SIGTERM || signal == SIGKILL || signal == SIGINT) {
-      exit_code = 128 + signal;
-      EndProcess(&*it, exit_code);
-    }
+    Container* c = state_.Find(id);
+    if (c == nullptr) return Status::NotFound("no container " + id);
+    if (c->info.state != ContainerState::kRunning) return Status::OK();
+    exit_code = state_.Signal(c, signal);
+    if (exit_code >= 0) state_.EndProcess(c, exit_code, clock_->Now());
   }
   if (exit_code >= 0) NotifyExit(id, exit_code);
   return Status::OK();
@@ -148,25 +510,25 @@ Status FakeRuntime::Kill(const std::string& id, int signal) {
 
 Status FakeRuntime::Remove(const std::string& id) {
   Door(Op::kRemove);
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(state_.mu);
   PETREL_RETURN_IF_ERROR(TakeInjected(Op::kRemove));
-  auto it = std::find_if(containers_.begin(), containers_.end(),
+  auto it = std::find_if(state_.containers.begin(), state_.containers.end(),
                          [&](const Container& c) { return c.info.id == id; });
-  if (it == containers_.end()) return Status::NotFound("no container " + id);
+  if (it == state_.containers.end()) return Status::NotFound("no container " + id);
   if (it->info.state == ContainerState::kRunning) {
     return Status::FailedPrecondition("container " + id + " is running");
   }
-  containers_.erase(it);
+  state_.containers.erase(it);
   return Status::OK();
 }
 
 Result<std::vector<ContainerInfo>> FakeRuntime::List(
     const std::map<std::string, std::string>& selector) {
   Door(Op::kList);
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(state_.mu);
   PETREL_RETURN_IF_ERROR(TakeInjected(Op::kList));
   std::vector<ContainerInfo> out;
-  for (const Container& c : containers_) {
+  for (const Container& c : state_.containers) {
     bool match = std::all_of(selector.begin(), selector.end(), [&](const auto& kv) {
       auto it = c.info.labels.find(kv.first);
       return it != c.info.labels.end() && it->second == kv.second;
@@ -178,95 +540,93 @@ Result<std::vector<ContainerInfo>> FakeRuntime::List(
 
 Result<ContainerInfo> FakeRuntime::Inspect(const std::string& id) {
   Door(Op::kInspect);
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(state_.mu);
   PETREL_RETURN_IF_ERROR(TakeInjected(Op::kInspect));
-  for (const Container& c : containers_) {
-    if (c.info.id == id) return c.info;
-  }
+  if (Container* c = state_.Find(id)) return c->info;
   return Status::NotFound("no container " + id);
 }
 
 Result<LogChunk> FakeRuntime::Logs(const std::string& id, const LogOptions& options) {
   Door(Op::kLogs);
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(state_.mu);
   PETREL_RETURN_IF_ERROR(TakeInjected(Op::kLogs));
-  for (const Container& c : containers_) {
-    if (c.info.id != id) continue;
-    const int64_t size = static_cast<int64_t>(c.log.size());
-    const int64_t limit = static_cast<int64_t>(options.limit_bytes);
-    LogChunk chunk;
-    chunk.start_offset = options.since_offset < 0 ? std::max<int64_t>(0, size - limit)
-                                                  : std::min(options.since_offset, size);
-    chunk.end_offset = std::min(size, chunk.start_offset + limit);
-    chunk.data = c.log.substr(chunk.start_offset, chunk.end_offset - chunk.start_offset);
-    return chunk;
-  }
-  return Status::NotFound("no container " + id);
+  const Container* c = state_.Find(id);
+  if (c == nullptr) return Status::NotFound("no container " + id);
+  const int64_t oldest = c->log_base;
+  const int64_t end = oldest + static_cast<int64_t>(c->log.size());
+  const int64_t limit = static_cast<int64_t>(options.limit_bytes);
+  LogChunk chunk;
+  chunk.start_offset = options.since_offset < 0 ? std::max(oldest, end - limit)
+                                                : std::clamp(options.since_offset, oldest, end);
+  chunk.end_offset = std::min(end, chunk.start_offset + limit);
+  chunk.data = c->log.substr(static_cast<size_t>(chunk.start_offset - oldest),
+                             static_cast<size_t>(chunk.end_offset - chunk.start_offset));
+  return chunk;
 }
 
 void FakeRuntime::SetExitHandler(ExitHandler handler) {
-  std::lock_guard<std::mutex> lock(mu_);
-  exit_handler_ = handler ? std::make_shared<ExitHandler>(std::move(handler)) : nullptr;
+  std::lock_guard<std::mutex> lock(state_.mu);
+  state_.handlers[this] = handler ? std::make_shared<ExitHandler>(std::move(handler)) : nullptr;
 }
 
 Status FakeRuntime::Exit(const std::string& id, int exit_code) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = std::find_if(containers_.begin(), containers_.end(),
-                           [&](const Container& c) { return c.info.id == id; });
-    if (it == containers_.end()) return Status::NotFound("no container " + id);
-    if (it->info.state != ContainerState::kRunning) {
+    std::lock_guard<std::mutex> lock(state_.mu);
+    Container* c = state_.Find(id);
+    if (c == nullptr) return Status::NotFound("no container " + id);
+    if (c->info.state != ContainerState::kRunning) {
       return Status::FailedPrecondition("container " + id + " is not running");
     }
-    EndProcess(&*it, exit_code);
+    state_.EndProcess(c, exit_code, clock_->Now());
   }
   NotifyExit(id, exit_code);
   return Status::OK();
 }
 
 Status FakeRuntime::ForceRemove(const std::string& id) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = std::find_if(containers_.begin(), containers_.end(),
+  std::lock_guard<std::mutex> lock(state_.mu);
+  auto it = std::find_if(state_.containers.begin(), state_.containers.end(),
                          [&](const Container& c) { return c.info.id == id; });
-  if (it == containers_.end()) return Status::NotFound("no container " + id);
-  containers_.erase(it);
+  if (it == state_.containers.end()) return Status::NotFound("no container " + id);
+  state_.containers.erase(it);
   return Status::OK();
 }
 
 void FakeRuntime::FailNext(Op op, Status status, int times) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(state_.mu);
   injected_[op] = {std::move(status), times};
 }
 
 void FakeRuntime::SetIgnoreSigterm(bool ignore) {
-  std::lock_guard<std::mutex> lock(mu_);
-  ignore_sigterm_ = ignore;
+  std::lock_guard<std::mutex> lock(state_.mu);
+  state_.ignore_sigterm = ignore;
 }
 
 void FakeRuntime::AppendLog(const std::string& id, const std::string& text) {
-  std::lock_guard<std::mutex> lock(mu_);
-  for (Container& c : containers_) {
-    if (c.info.id == id) c.log += text;
-  }
+  std::lock_guard<std::mutex> lock(state_.mu);
+  if (Container* c = state_.Find(id)) state_.Append(c, text);
+}
+
+void FakeRuntime::SetLogLimit(int64_t bytes) {
+  std::lock_guard<std::mutex> lock(state_.mu);
+  state_.log_limit = std::max<int64_t>(0, bytes);
 }
 
 Result<ContainerSpec> FakeRuntime::SpecOf(const std::string& id) {
-  std::lock_guard<std::mutex> lock(mu_);
-  for (const Container& c : containers_) {
-    if (c.info.id == id) return c.spec;
-  }
+  std::lock_guard<std::mutex> lock(state_.mu);
+  if (Container* c = state_.Find(id)) return c->spec;
   return Status::NotFound("no container " + id);
 }
 
 std::vector<ContainerInfo> FakeRuntime::Containers() {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(state_.mu);
   std::vector<ContainerInfo> out;
-  for (const Container& c : containers_) out.push_back(c.info);
+  for (const Container& c : state_.containers) out.push_back(c.info);
   return out;
 }
 
 int FakeRuntime::Calls(Op op) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(state_.mu);
   return calls_[op];
 }
 

@@ -13,24 +13,15 @@
 #include <string>
 #include <vector>
 
-#include "tests/unit/temp_dir.h"
+#include "tests/lib/files.h"
 
 namespace petrel::internal {
 namespace {
 
 namespace fs = std::filesystem;
+using petrel::testing::ReadFile;
 using petrel::testing::TempDir;
-
-void Write(const std::string& path, const std::string& data) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << data;
-  REQUIRE(out.good());
-}
-
-std::string Read(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
+using petrel::testing::WriteFile;
 
 bool Exists(const std::string& path) {
   struct stat st;
@@ -40,12 +31,12 @@ bool Exists(const std::string& path) {
 TEST_SUITE("fs") {
   TEST_CASE("RemoveTree removes files, links and read-only directories, following nothing") {
     TempDir dir, outside;
-    Write(outside.Sub("secret"), "keep");
+    WriteFile(outside.Sub("secret"), "keep");
     const std::string tree = dir.Sub("tree");
     fs::create_directories(tree + "/a/b/c");
     fs::create_directories(tree + "/locked/inner");
-    Write(tree + "/a/b/c/file", "x");
-    Write(tree + "/locked/inner/file", "x");
+    WriteFile(tree + "/a/b/c/file", "x");
+    WriteFile(tree + "/locked/inner/file", "x");
     REQUIRE(symlink(outside.path().c_str(), (tree + "/to-outside").c_str()) == 0);
     REQUIRE(symlink(outside.Sub("secret").c_str(), (tree + "/a/to-secret").c_str()) == 0);
     REQUIRE(symlink("/", (tree + "/a/b/to-root").c_str()) == 0);
@@ -57,7 +48,7 @@ TEST_SUITE("fs") {
     Status s = RemoveTree(tree);
     CHECK_MESSAGE(s.ok(), s.ToString());
     CHECK(!Exists(tree));
-    CHECK(Read(outside.Sub("secret")) == "keep");
+    CHECK(ReadFile(outside.Sub("secret")) == "keep");
     CHECK(Exists("/etc/passwd"));
     CHECK(RemoveTree(tree).ok());  // already gone
     CHECK(RemoveTree(dir.Sub("missing/deeper")).ok());
@@ -65,15 +56,15 @@ TEST_SUITE("fs") {
 
   TEST_CASE("RemoveTree on a symlink removes the link, not its target") {
     TempDir dir, outside;
-    Write(outside.Sub("secret"), "keep");
+    WriteFile(outside.Sub("secret"), "keep");
     REQUIRE(symlink(outside.path().c_str(), dir.Sub("link").c_str()) == 0);
     CHECK(RemoveTree(dir.Sub("link")).ok());
     CHECK(!Exists(dir.Sub("link")));
-    CHECK(Read(outside.Sub("secret")) == "keep");
+    CHECK(ReadFile(outside.Sub("secret")) == "keep");
     // A trailing slash still means the link itself.
     REQUIRE(symlink(outside.path().c_str(), dir.Sub("link").c_str()) == 0);
     CHECK(RemoveTree(dir.Sub("link") + "/").ok());
-    CHECK(Read(outside.Sub("secret")) == "keep");
+    CHECK(ReadFile(outside.Sub("secret")) == "keep");
     CHECK(!RemoveTree("").ok());
     CHECK(!RemoveTree(dir.path() + "/..").ok());
   }
@@ -108,13 +99,13 @@ TEST_SUITE("fs") {
     TempDir dir;
     const std::string tree = dir.Sub("tree");
     fs::create_directories(tree + "/volume");
-    Write(tree + "/file", "x");
+    WriteFile(tree + "/file", "x");
     REQUIRE(mount("tmpfs", (tree + "/volume").c_str(), "tmpfs", 0, "size=64k") == 0);
-    Write(tree + "/volume/data", "precious");
+    WriteFile(tree + "/volume/data", "precious");
     Status s = RemoveTree(tree);
     CHECK(!s.ok());
     CHECK(s.message() == tree + "/volume: is on another file system (a mount point); not removed");
-    CHECK(Read(tree + "/volume/data") == "precious");
+    CHECK(ReadFile(tree + "/volume/data") == "precious");
     REQUIRE(umount2((tree + "/volume").c_str(), MNT_DETACH) == 0);
     CHECK(RemoveTree(tree).ok());
     CHECK(!Exists(tree));
@@ -146,7 +137,7 @@ TEST_SUITE("fs") {
     REQUIRE(stat(dir.Sub("a").c_str(), &st) == 0);
     CHECK((st.st_mode & 07777) == 0700);  // already there: left as it was
 
-    Write(dir.Sub("file"), "x");
+    WriteFile(dir.Sub("file"), "x");
     s = MakeDirs(dir.Sub("file/sub"), 0755);
     CHECK(s.code() == Status::Code::kFailedPrecondition);
     CHECK(s.message() == dir.Sub("file") + ": not a directory");
@@ -159,7 +150,7 @@ TEST_SUITE("fs") {
   TEST_CASE("ListDir names every entry once and tells directories, not links to them") {
     TempDir dir;
     fs::create_directories(dir.Sub("d/sub"));
-    Write(dir.Sub("d/file"), "x");
+    WriteFile(dir.Sub("d/file"), "x");
     REQUIRE(symlink(dir.Sub("d/sub").c_str(), dir.Sub("d/link").c_str()) == 0);
     Result<std::vector<DirEntry>> entries = ListDir(dir.Sub("d"));
     REQUIRE_MESSAGE(entries.ok(), entries.status().ToString());
@@ -181,14 +172,14 @@ TEST_SUITE("fs") {
     REQUIRE(WriteAll(fd.get(), big, path).ok());
     REQUIRE(WriteAll(fd.get(), "ab", path, 4).ok());
     fd.reset();
-    std::string data = Read(path);
+    std::string data = ReadFile(path);
     CHECK(data.size() == big.size());
     CHECK(data.substr(0, 8) == "xxxxabxx");
     Status bad = WriteAll(-1, "a", "nowhere");
     CHECK(bad.message() == "nowhere: write: Bad file descriptor");
 
     REQUIRE(WriteFileAtomic(path, "new").ok());
-    CHECK(Read(path) == "new");
+    CHECK(ReadFile(path) == "new");
     CHECK(!Exists(path + ".tmp"));
   }
 }

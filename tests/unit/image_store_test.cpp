@@ -22,8 +22,8 @@
 #include <vector>
 
 #include "lib/image/digest.h"
-#include "tests/unit/mounts.h"
-#include "tests/unit/temp_dir.h"
+#include "tests/lib/files.h"
+#include "tests/lib/mounts.h"
 
 namespace petrel::internal {
 namespace {
@@ -32,7 +32,9 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using petrel::testing::Mounted;
 using petrel::testing::MountGuard;
+using petrel::testing::ReadFile;
 using petrel::testing::TempDir;
+using petrel::testing::WriteFile;
 
 // ---- Building images with libarchive, so every byte of every entry is the test's.
 
@@ -218,20 +220,6 @@ Files DockerLayout(const std::vector<Layer>& layers, const std::string& config) 
       json::array({{{"Config", config_name}, {"RepoTags", {"test:latest"}}, {"Layers", names}}})
           .dump();
   return files;
-}
-
-void WriteFile(const std::string& path, const std::string& data) {
-  fs::create_directories(fs::path(path).parent_path());
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << data;
-  REQUIRE(out.good());
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 void WriteDir(const Files& files, const std::string& dir) {

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "tests/unit/temp_dir.h"
+#include "tests/lib/files.h"
 
 namespace petrel {
 namespace {

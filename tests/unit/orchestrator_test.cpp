@@ -18,7 +18,7 @@
 
 #include "petrel/testing/fake_clock.h"
 #include "petrel/testing/fake_runtime.h"
-#include "tests/unit/temp_dir.h"
+#include "tests/lib/files.h"
 #include "tests/unit/test_util.h"
 
 namespace petrel {

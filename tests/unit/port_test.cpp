@@ -19,8 +19,8 @@
 #include <string>
 
 #include "ports/linux/linux_port.h"
-#include "tests/unit/mounts.h"
-#include "tests/unit/temp_dir.h"
+#include "tests/lib/files.h"
+#include "tests/lib/mounts.h"
 
 namespace petrel::internal {
 namespace {
@@ -28,18 +28,9 @@ namespace {
 namespace fs = std::filesystem;
 using petrel::testing::Mounted;
 using petrel::testing::MountGuard;
+using petrel::testing::ReadFile;
 using petrel::testing::TempDir;
-
-std::string Read(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-void Write(const std::string& path, const std::string& data) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << data;
-  REQUIRE(out.good());
-}
+using petrel::testing::WriteFile;
 
 std::shared_ptr<LinuxPort> PortAt(const TempDir& dir) {
   LinuxPortOptions o;
@@ -116,14 +107,14 @@ TEST_SUITE("port") {
     for (const std::string& d : named.dirs) fs::create_directories(d);
     for (const char* f : {"/memory/petrel/c1/memory.limit_in_bytes",
                           "/cpu/petrel/c1/cpu.cfs_period_us", "/cpu/petrel/c1/cpu.cfs_quota_us"}) {
-      Write(cg + f, "");
+      WriteFile(cg + f, "");
     }
     Result<LimitCgroups> made = port->CreateLimitCgroups("c1", limits);
     REQUIRE_MESSAGE(made.ok(), made.status().ToString());
     CHECK(made->dirs == named.dirs);
-    CHECK(Read(cg + "/memory/petrel/c1/memory.limit_in_bytes") == "67108864");
-    CHECK(Read(cg + "/cpu/petrel/c1/cpu.cfs_period_us") == "100000");
-    CHECK(Read(cg + "/cpu/petrel/c1/cpu.cfs_quota_us") == "25000");
+    CHECK(ReadFile(cg + "/memory/petrel/c1/memory.limit_in_bytes") == "67108864");
+    CHECK(ReadFile(cg + "/cpu/petrel/c1/cpu.cfs_period_us") == "100000");
+    CHECK(ReadFile(cg + "/cpu/petrel/c1/cpu.cfs_quota_us") == "25000");
     CHECK_FALSE(fs::exists(cg + "/pids/petrel/c1"));
 
     // No control file: not a cgroup; the error names the file.
@@ -152,8 +143,8 @@ TEST_SUITE("port") {
     Result<LimitCgroups> made = port->CreateLimitCgroups(id, limits);
     REQUIRE_MESSAGE(made.ok(), made.status().ToString());
     REQUIRE(made->dirs.size() == 2);
-    CHECK(Read(made->dirs[0] + "/memory.limit_in_bytes") == "33554432\n");
-    CHECK(Read(made->dirs[1] + "/pids.max") == "16\n");
+    CHECK(ReadFile(made->dirs[0] + "/memory.limit_in_bytes") == "33554432\n");
+    CHECK(ReadFile(made->dirs[1] + "/pids.max") == "16\n");
     CHECK(port->RemoveCgroups(made->dirs).ok());
     for (const std::string& d : made->dirs) CHECK_FALSE(fs::exists(d));
   }
@@ -169,9 +160,9 @@ TEST_SUITE("port") {
     TempDir dir;
     std::shared_ptr<LinuxPort> port = PortAt(dir);
     const std::string procs = dir.Sub("cgroup.procs"), merged = dir.Sub("merged");
-    Write(procs, "");
+    WriteFile(procs, "");
     for (const char* d : {"lower", "upper", "work", "merged"}) fs::create_directories(dir.Sub(d));
-    Write(dir.Sub("lower/file"), "from the image");
+    WriteFile(dir.Sub("lower/file"), "from the image");
     ChildPlan plan;
     plan.subreaper = true;
     plan.join_cgroups = {procs};
@@ -195,7 +186,7 @@ TEST_SUITE("port") {
     REQUIRE(waitpid(child, &status, 0) == child);
     CHECK(WIFEXITED(status));
     CHECK(WEXITSTATUS(status) == 0);
-    CHECK(Read(procs) == std::to_string(child));
+    CHECK(ReadFile(procs) == std::to_string(child));
     CHECK_FALSE(Mounted(merged));  // never in this mount namespace
     CHECK_FALSE(fs::exists(merged + "/file"));
   }

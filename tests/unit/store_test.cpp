@@ -17,7 +17,7 @@
 #include <fstream>
 #include <functional>
 
-#include "tests/unit/temp_dir.h"
+#include "tests/lib/files.h"
 
 namespace petrel::internal {
 namespace {

@@ -11,7 +11,7 @@
 #include "petrel/orchestrator.h"
 #include "petrel/testing/fake_clock.h"
 #include "petrel/testing/fake_runtime.h"
-#include "tests/unit/temp_dir.h"
+#include "tests/lib/files.h"
 
 namespace petrel::testing {
 

@@ -1,6 +1,6 @@
-// Mount helpers shared by the unit tests that mount things (image store, port).
-#ifndef PETREL_TESTS_UNIT_MOUNTS_H_
-#define PETREL_TESTS_UNIT_MOUNTS_H_
+// Mount helpers for the tests that mount things (image store, port, the crun adapter).
+#ifndef PETREL_TESTS_LIB_MOUNTS_H_
+#define PETREL_TESTS_LIB_MOUNTS_H_
 
 #include <sys/mount.h>
 
@@ -34,4 +34,4 @@ struct MountGuard {
 
 }  // namespace petrel::testing
 
-#endif  // PETREL_TESTS_UNIT_MOUNTS_H_
+#endif  // PETREL_TESTS_LIB_MOUNTS_H_

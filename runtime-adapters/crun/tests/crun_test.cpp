@@ -1,0 +1,153 @@
+// The crun/runc adapter's own cases, in the binary of its conformance run (the target
+// comes from conformance_main.cpp): what is particular to containers run through the
+// OCI runtime command line on this host, beyond the ContainerRuntime contract.
+#include "petrel/crun.h"
+
+#include <doctest/doctest.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <sstream>
+
+#include "tests/lib/conformance.h"
+#include "tests/lib/files.h"
+#include "tests/lib/mounts.h"
+#include "tests/lib/wait.h"
+
+namespace petrel::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Runtime {
+  TempDir state;
+  std::shared_ptr<ContainerRuntime> rt;
+  std::string image = CurrentTarget().image();
+
+  Runtime() {
+    Result<std::shared_ptr<ContainerRuntime>> made = CurrentTarget().factory(state.path());
+    REQUIRE_MESSAGE(made.ok(), made.status().ToString());
+    rt = *made;
+  }
+  // Creates and starts `script` under sh as container `name`.
+  std::string Start(const std::string& name, const std::string& script, Resources limits = {}) {
+    ContainerSpec s;
+    s.name = CurrentTarget().name + "-" + name;
+    s.image = image;
+    s.command = {"/bin/sh", "-c", script};
+    s.resources = limits;
+    Result<std::string> id = rt->Create(s);
+    REQUIRE_MESSAGE(id.ok(), id.status().ToString());
+    Status started = rt->Start(*id);
+    REQUIRE_MESSAGE(started.ok(), started.ToString());
+    return *id;
+  }
+  std::string Log(const std::string& id) { return rt->Logs(id, LogOptions{0, 1 << 20})->data; }
+  // Ends the container and removes it; nothing of it may be left.
+  void Finish(const std::string& id) {
+    REQUIRE(rt->Kill(id, SIGKILL).ok());
+    REQUIRE(WaitFor([&] { return rt->Inspect(id)->state == ContainerState::kExited; }));
+    REQUIRE(rt->Remove(id).ok());
+    CHECK(CurrentTarget().leftovers(rt.get(), state.path(), id).empty());
+  }
+  std::string Dir(const std::string& id) const { return state.Sub("containers/" + id); }
+};
+
+TEST_SUITE("crun-adapter") {
+  TEST_CASE("a container runs with no new privileges and masked /proc files") {
+    Runtime r;
+    // /proc/timer_list, one of Docker's masked paths that every kernel has: the
+    // container reads nothing where the host reads the kernel's timers.
+    REQUIRE_FALSE(ReadFile("/proc/timer_list").empty());
+    const std::string id =
+        r.Start("confined", "grep NoNewPrivs /proc/self/status; wc -c < /proc/timer_list");
+    CHECK(WaitFor([&] { return r.rt->Inspect(id)->state == ContainerState::kExited; }));
+    CHECK(r.Log(id) == "NoNewPrivs:\t1\n0\n");
+    r.Finish(id);
+  }
+
+  TEST_CASE("output is kept in two files of the configured size, the older dropped") {
+    Runtime r;
+    const std::string id =
+        r.Start("files", "i=0; while [ $i -lt 1000 ]; do printf '%019d\\n' $i; i=$((i+1)); done");
+    CHECK(WaitFor([&] { return r.rt->Inspect(id)->state == ContainerState::kExited; }));
+    int files = 0;
+    for (const auto& e : fs::directory_iterator(r.Dir(id))) {
+      if (e.path().filename().string().rfind("log.", 0) != 0) continue;
+      files++;
+      CHECK(fs::file_size(e.path()) * 2 <= static_cast<uintmax_t>(CurrentTarget().log_cap_bytes));
+    }
+    CHECK(files == 2);
+    r.Finish(id);
+  }
+
+  TEST_CASE("the overlay root is mounted only where the container runs, never on the host") {
+    Runtime r;
+    const std::string id = r.Start("overlay", "echo up; while :; do sleep 0.1; done");
+    CHECK(WaitFor([&] { return r.Log(id) == "up\n"; }));
+    CHECK_FALSE(Mounted(r.Dir(id) + "/rootfs"));
+    CHECK(ReadFile("/proc/self/mountinfo").find(r.Dir(id)) == std::string::npos);
+    // The container itself sees a root filesystem with the image in it.
+    const int pid = r.rt->Inspect(id)->pid;
+    CHECK(fs::exists("/proc/" + std::to_string(pid) + "/root/bin/busybox"));
+    r.Finish(id);
+  }
+
+  TEST_CASE("limits land in the container's cgroups on this host's layout and go with it") {
+    Runtime r;
+    Resources limits;
+    limits.memory_bytes = 16 << 20;
+    limits.cpu_millis = 250;
+    limits.pids = 32;
+    const std::string id = r.Start("limits", "echo up; while :; do sleep 0.1; done", limits);
+    CHECK(WaitFor([&] { return r.Log(id) == "up\n"; }));
+    const int pid = r.rt->Inspect(id)->pid;
+    // "<n>:<controllers>:<path>" per hierarchy; v2 is "0::<path>".
+    std::istringstream lines(ReadFile("/proc/" + std::to_string(pid) + "/cgroup"));
+    std::map<std::string, std::string> where;  // controller ("" for v2) -> its directory
+    for (std::string line; std::getline(lines, line);) {
+      const size_t a = line.find(':'), b = line.find(':', a + 1);
+      const std::string controllers = line.substr(a + 1, b - a - 1);
+      const std::string path = line.substr(b + 1);
+      const std::string mount = controllers.empty() ? "" : "/" + controllers;
+      std::istringstream names(controllers);
+      for (std::string c; std::getline(names, c, ',');) where[c] = "/sys/fs/cgroup" + mount + path;
+      if (controllers.empty()) where[""] = "/sys/fs/cgroup" + path;
+    }
+    INFO(ReadFile("/proc/" + std::to_string(pid) + "/cgroup"));
+    std::vector<std::string> dirs;
+    if (where.count("memory")) {  // v1 controllers (a v1 or hybrid host)
+      CHECK(ReadFile(where["memory"] + "/memory.limit_in_bytes") == "16777216\n");
+      CHECK(ReadFile(where["cpu"] + "/cpu.cfs_quota_us") == "25000\n");
+      CHECK(ReadFile(where["pids"] + "/pids.max") == "32\n");
+      dirs = {where["memory"], where["cpu"], where["pids"]};
+    } else {
+      REQUIRE(where.count(""));
+      CHECK(ReadFile(where[""] + "/memory.max") == "16777216\n");
+      CHECK(ReadFile(where[""] + "/cpu.max") == "25000 100000\n");
+      CHECK(ReadFile(where[""] + "/pids.max") == "32\n");
+      dirs = {where[""]};
+    }
+    for (const std::string& d : dirs) CHECK(d.find(id) != std::string::npos);
+    r.Finish(id);
+    for (const std::string& d : dirs) CHECK_FALSE(fs::exists(d));
+  }
+
+  TEST_CASE("a failed start says which runtime refused it, in the runtime's words") {
+    Runtime r;
+    ContainerSpec s;
+    s.name = CurrentTarget().name + "-refused";
+    s.image = r.image;
+    s.command = {kMissingBinary};
+    Result<std::string> id = r.rt->Create(s);
+    REQUIRE(id.ok());
+    Status started = r.rt->Start(*id);
+    CHECK(started.message().find("start container " + *id + ": " + CurrentTarget().name + ": ") ==
+          0);
+    CHECK(r.rt->Inspect(*id)->state == ContainerState::kExited);
+    REQUIRE(r.rt->Remove(*id).ok());
+  }
+}
+
+}  // namespace
+}  // namespace petrel::testing

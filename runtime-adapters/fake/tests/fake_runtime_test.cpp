@@ -1,0 +1,160 @@
+// The fake runtime's own cases, in the binary of its conformance run: its language's
+// errors, its images, hosts shared by runtime objects, the log cap, and the controls
+// petrel's other tests play containers with. A fake clock; nothing waits.
+#include "petrel/testing/fake_runtime.h"
+
+#include <doctest/doctest.h>
+#include <signal.h>
+
+#include <algorithm>
+
+#include "petrel/testing/fake_clock.h"
+#include "tests/lib/files.h"
+
+namespace petrel::testing {
+namespace {
+
+struct Fake {
+  std::shared_ptr<FakeClock> clock = std::make_shared<FakeClock>();
+  std::shared_ptr<FakeHost> host = std::make_shared<FakeHost>();
+  FakeRuntime rt{clock, host};
+
+  std::string Start(const std::string& name, std::vector<std::string> args,
+                    const std::string& image = "fake:test") {
+    ContainerSpec s;
+    s.name = name;
+    s.image = image;
+    s.command = {"petrel-fake"};
+    s.args = std::move(args);
+    Result<std::string> id = rt.Create(s);
+    REQUIRE(id.ok());
+    REQUIRE(rt.Start(*id).ok());
+    return *id;
+  }
+  std::string Log(const std::string& id) { return rt.Logs(id, {})->data; }
+};
+
+TEST_SUITE("fake-runtime") {
+  TEST_CASE("a step the language does not have fails Start, naming it, and ends the container") {
+    for (const std::string bad : {"frobnicate", "exit", "exit 256", "exit -1", "count x", "run now",
+                                  "cat", "env A B", "trap-term", "write", "alloc 1.5"}) {
+      CAPTURE(bad);
+      Fake f;
+      ContainerSpec s;
+      s.name = "c";
+      s.image = "fake:test";
+      s.command = {"petrel-fake", "print before"};
+      s.args = {bad};
+      Result<std::string> id = f.rt.Create(s);
+      REQUIRE(id.ok());
+      Status started = f.rt.Start(*id);
+      CHECK(started.IsInvalidArgument());
+      CHECK(started.message() == "start container " + *id + ": fake: step \"" + bad +
+                                     "\": not a step of the fake's language");
+      CHECK(f.rt.Inspect(*id)->exit_code == 127);
+      CHECK(f.Log(*id).empty());  // nothing ran
+    }
+  }
+
+  TEST_CASE("a fake: image holds the interpreter alone, other images any command") {
+    Fake f;
+    ContainerSpec s;
+    s.name = "sh";
+    s.image = "fake:test";
+    s.command = {"/bin/sh", "-c", "sleep 1d"};
+    const std::string refused = *f.rt.Create(s);
+    CHECK(f.rt.Start(refused).message() ==
+          "start container " + refused + ": fake: exec /bin/sh: No such file or directory");
+    CHECK(f.rt.Inspect(refused)->state == ContainerState::kExited);
+    s.name = "played";
+    s.image = "oci-archive:/images/busybox.tar";
+    const std::string played = *f.rt.Create(s);
+    REQUIRE(f.rt.Start(played).ok());
+    CHECK(f.rt.Inspect(played)->state == ContainerState::kRunning);  // until the test ends it
+    REQUIRE(f.rt.Exit(played, 4).ok());
+    CHECK(f.rt.Inspect(played)->exit_code == 4);
+  }
+
+  TEST_CASE("programs: the status of the last step, relative paths, and SIGTERM as set") {
+    Fake f;
+    const std::string failed = f.Start("failed", {"cat /nope"});
+    CHECK(f.rt.Inspect(failed)->exit_code == 1);
+    CHECK(f.Log(failed) == "cat: can't open '/nope': No such file or directory\n");
+    ContainerSpec s;
+    s.name = "relative";
+    s.image = "fake:test";
+    s.working_dir = "/work";
+    s.command = {"petrel-fake", "write file hi", "cat /work/file"};
+    const std::string relative = *f.rt.Create(s);
+    REQUIRE(f.rt.Start(relative).ok());
+    CHECK(f.Log(relative) == "hi\n");
+
+    f.rt.SetIgnoreSigterm(true);  // for containers that say nothing about SIGTERM
+    const std::string trapped = f.Start("trapped", {"trap-term 5", "run"});
+    const std::string plain = f.Start("plain", {"run"});
+    REQUIRE(f.rt.Kill(trapped, SIGTERM).ok());
+    REQUIRE(f.rt.Kill(plain, SIGTERM).ok());
+    CHECK(f.rt.Inspect(trapped)->exit_code == 5);
+    CHECK(f.rt.Inspect(plain)->state == ContainerState::kRunning);
+    f.rt.SetIgnoreSigterm(false);
+    REQUIRE(f.rt.Kill(plain, SIGTERM).ok());
+    CHECK(f.rt.Inspect(plain)->exit_code == 143);
+  }
+
+  TEST_CASE("bind mounts are the host's files and a read-only one refuses writes") {
+    Fake f;
+    TempDir host;
+    WriteFile(host.Sub("in"), "host\n");
+    ContainerSpec s;
+    s.name = "binds";
+    s.image = "fake:test";
+    s.command = {"petrel-fake", "cat /data/in", "write /data/deep/x no", "write /data/out yes",
+                 "write /ro/out no"};
+    MountSpec data{MountSpec::Type::kBind, host.path(), "/data", false, 0};
+    MountSpec ro{MountSpec::Type::kBind, host.path(), "/ro", true, 0};
+    s.mounts = {data, ro};
+    const std::string id = *f.rt.Create(s);
+    REQUIRE(f.rt.Start(id).ok());
+    CHECK(f.Log(id) ==
+          "host\n"
+          "sh: can't create /data/deep/x: No such file or directory\n"
+          "sh: can't create /ro/out: Read-only file system\n");
+    CHECK(f.rt.Inspect(id)->exit_code == 1);
+    CHECK(ReadFile(host.Sub("out")) == "yes\n");
+  }
+
+  TEST_CASE("runtime objects over one host share its containers and each hears their exits") {
+    Fake f;
+    FakeRuntime second(f.clock, f.host);
+    FakeRuntime elsewhere(f.clock);
+    std::vector<std::string> heard;
+    f.rt.SetExitHandler([&](const std::string& id, int code) {
+      heard.push_back("first " + id + " " + std::to_string(code));
+    });
+    second.SetExitHandler([&](const std::string& id, int code) {
+      heard.push_back("second " + id + " " + std::to_string(code));
+    });
+    const std::string id = f.Start("shared", {"run"});
+    CHECK(second.Inspect(id)->state == ContainerState::kRunning);
+    CHECK(elsewhere.Inspect(id).status().IsNotFound());
+    second.FailNext(FakeRuntime::Op::kKill, Status::Unavailable("injected"));
+    CHECK(f.rt.Kill(id, SIGKILL).ok());     // injected failures are per runtime object
+    std::sort(heard.begin(), heard.end());  // in no particular order
+    CHECK(heard == std::vector<std::string>{"first " + id + " 137", "second " + id + " 137"});
+    CHECK(second.Calls(FakeRuntime::Op::kKill) == 0);
+  }
+
+  TEST_CASE("a log limit drops the oldest bytes and offsets go on counting") {
+    Fake f;
+    f.rt.SetLogLimit(10);
+    const std::string id = f.Start("capped", {"print 0123456789", "print abc"});
+    f.rt.AppendLog(id, "de");
+    Result<LogChunk> all = f.rt.Logs(id, LogOptions{0, 100});
+    CHECK(all->data == "789\nabc\nde");
+    CHECK(all->start_offset == 7);
+    CHECK(all->end_offset == 17);
+  }
+}
+
+}  // namespace
+}  // namespace petrel::testing

@@ -1,0 +1,789 @@
+// The conformance suite's cases (see conformance.h): part one is the ContainerRuntime
+// contract, part two the Orchestrator on top of the runtime. Each case reads the
+// target it runs on from CurrentTarget(), takes a fresh state dir, and removes what it
+// made, checking that nothing is left.
+#include <doctest/doctest.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include "petrel/orchestrator.h"
+#include "tests/lib/conformance.h"
+#include "tests/lib/files.h"
+#include "tests/lib/wait.h"
+
+namespace petrel::testing {
+namespace {
+
+using namespace steps;  // NOLINT: the suite speaks in steps
+
+const ConformanceTarget& T() { return CurrentTarget(); }
+
+const std::string& Image() {
+  static const std::string image = T().image();
+  return image;
+}
+
+// A container name of this case on this target: targets may run side by side.
+std::string Name(const std::string& name) { return T().name + "-" + name; }
+
+// A runtime object over `state`, with the suite's image pulled.
+std::shared_ptr<ContainerRuntime> Open(const std::string& state) {
+  Result<std::shared_ptr<ContainerRuntime>> rt = T().factory(state);
+  REQUIRE_MESSAGE(rt.ok(), rt.status().ToString());
+  Status pulled = (*rt)->PullImage(Image());
+  REQUIRE_MESSAGE(pulled.ok(), pulled.ToString());
+  return *rt;
+}
+
+ContainerSpec Spec(const std::string& name, const Program& program) {
+  ContainerSpec s;
+  s.name = Name(name);
+  s.image = Image();
+  ContainerCommand c = T().command(program);
+  s.command = std::move(c.command);
+  s.args = std::move(c.args);
+  s.labels = {{"test", "conformance"}, {"name", s.name}};
+  return s;
+}
+
+std::string Create(ContainerRuntime* rt, const ContainerSpec& spec) {
+  Result<std::string> id = rt->Create(spec);
+  REQUIRE_MESSAGE(id.ok(), id.status().ToString());
+  return *id;
+}
+
+std::string CreateAndStart(ContainerRuntime* rt, const ContainerSpec& spec) {
+  const std::string id = Create(rt, spec);
+  Status s = rt->Start(id);
+  REQUIRE_MESSAGE(s.ok(), s.ToString());
+  return id;
+}
+
+bool HasExited(ContainerRuntime* rt, const std::string& id) {
+  Result<ContainerInfo> info = rt->Inspect(id);
+  return info.ok() && info->state == ContainerState::kExited;
+}
+
+// Waits for the container to end; its exit code.
+int WaitExit(ContainerRuntime* rt, const std::string& id) {
+  REQUIRE_MESSAGE(WaitFor([&] { return HasExited(rt, id); }), "container " << id << " runs on");
+  return rt->Inspect(id)->exit_code;
+}
+
+// Runs a container to its end: its id and exit code.
+std::pair<std::string, int> RunToEnd(ContainerRuntime* rt, const ContainerSpec& spec) {
+  const std::string id = CreateAndStart(rt, spec);
+  return {id, WaitExit(rt, id)};
+}
+
+std::string LogOf(ContainerRuntime* rt, const std::string& id) {
+  Result<LogChunk> chunk = rt->Logs(id, LogOptions{0, 1 << 20});
+  REQUIRE_MESSAGE(chunk.ok(), chunk.status().ToString());
+  return chunk->data;
+}
+
+// Waits until the container's output is `text`: a program got that far.
+void WaitLog(ContainerRuntime* rt, const std::string& id, const std::string& text) {
+  CHECK_MESSAGE(WaitFor([&] { return LogOf(rt, id) == text; }),
+                "log of " << id << ": \"" << LogOf(rt, id) << "\", not \"" << text << "\"");
+}
+
+size_t Occurrences(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) n++;
+  return n;
+}
+
+// Checks that container `id` is gone: from the runtime's answers and, as the target
+// sees, from the host.
+void CheckGone(ContainerRuntime* rt, const std::string& state, const std::string& id) {
+  CAPTURE(id);
+  CHECK(rt->Inspect(id).status().IsNotFound());
+  CHECK(rt->Logs(id, {}).status().IsNotFound());
+  Result<std::vector<ContainerInfo>> all = rt->List({});
+  REQUIRE(all.ok());
+  for (const ContainerInfo& c : *all) CHECK(c.id != id);
+  std::string left;
+  for (const std::string& thing : T().leftovers(rt, state, id)) left += "\n  " + thing;
+  CHECK_MESSAGE(left.empty(), "left behind:" << left);
+}
+
+void RemoveAndCheck(ContainerRuntime* rt, const std::string& state, const std::string& id) {
+  Status s = rt->Remove(id);
+  REQUIRE_MESSAGE(s.ok(), s.ToString());
+  CheckGone(rt, state, id);
+}
+
+// The exit calls a runtime made, by container. They are kept apart from this object,
+// so a late call from a runtime that outlives it finds them.
+class Exits {
+ public:
+  void Install(ContainerRuntime* rt) {
+    rt->SetExitHandler([calls = calls_](const std::string& id, int code) {
+      std::lock_guard<std::mutex> lock(calls->mu);
+      calls->codes[id] = code;
+    });
+  }
+  // Waits for the exit call of `id`: its code, or nullopt when none came.
+  std::optional<int> Await(const std::string& id) {
+    WaitFor([&] { return Of(id).has_value(); });
+    return Of(id);
+  }
+
+ private:
+  struct Calls {
+    std::mutex mu;
+    std::map<std::string, int> codes;
+  };
+  std::optional<int> Of(const std::string& id) {
+    std::lock_guard<std::mutex> lock(calls_->mu);
+    auto it = calls_->codes.find(id);
+    if (it == calls_->codes.end()) return std::nullopt;
+    return it->second;
+  }
+  std::shared_ptr<Calls> calls_ = std::make_shared<Calls>();
+};
+
+// Threads that read beside the overlap case's calls (List, Inspect, Logs), as petrel's
+// lister and API do, and note what they must not see. Container i of `names` prints
+// texts[i] and runs until killed. Once every one has printed (AllSaidHello), an answer
+// is whole or NotFound, through the kills and removals that follow.
+class Readers {
+ public:
+  Readers(ContainerRuntime* rt, std::vector<std::string> names, std::vector<std::string> texts)
+      : rt_(rt), names_(std::move(names)), texts_(std::move(texts)) {}
+  ~Readers() { Stop(); }  // joins them however the case ends (a REQUIRE throws)
+
+  // Starts `n` threads that list all containers and read each one listed.
+  void StartListing(int n) {
+    for (int t = 0; t < n; t++) threads_.emplace_back([this] { ListUntilStopped(); });
+  }
+  void AllSaidHello() { said_hello_ = true; }
+  // Inspects container i (id `id`) once and reads its log.
+  void Read(const std::string& id, int i) {
+    Result<ContainerInfo> info = rt_->Inspect(id);
+    if (!info.ok()) {
+      if (!info.status().IsNotFound()) Complain("Inspect: " + info.status().ToString());
+    } else if (info->name != names_[i]) {
+      Complain("Inspect " + id + ": name " + info->name);
+    } else if (said_hello_ && info->state == ContainerState::kCreated) {
+      Complain("Inspect " + id + ": created, after it ran");
+    } else if (said_hello_ && info->state == ContainerState::kExited && info->exit_code != 137) {
+      Complain("Inspect " + id + ": exit code " + std::to_string(info->exit_code));
+    }
+    const std::string whole = texts_[i] + "\n";
+    Result<LogChunk> log = rt_->Logs(id, LogOptions{0, 1024});
+    if (!log.ok()) {
+      if (!log.status().IsNotFound()) Complain("Logs: " + log.status().ToString());
+    } else if (said_hello_ ? log->data != whole : whole.rfind(log->data, 0) != 0) {
+      Complain("Logs " + id + ": \"" + log->data + "\"");
+    }
+    reads_++;
+  }
+  // Stops and joins the threads: what they saw that they must not, one line each.
+  std::string Stop() {
+    stop_ = true;
+    for (std::thread& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    std::string seen;
+    for (const std::string& w : wrong_) seen += "\n  " + w;
+    return seen;
+  }
+  int reads() const { return reads_; }
+
+ private:
+  void ListUntilStopped() {
+    while (!stop_) {
+      Result<std::vector<ContainerInfo>> all = rt_->List({});
+      if (!all.ok()) {
+        Complain("List: " + all.status().ToString());
+        continue;
+      }
+      for (const ContainerInfo& c : *all) {
+        auto it = std::find(names_.begin(), names_.end(), c.name);
+        if (it == names_.end()) {
+          Complain("List: a container " + c.name);
+        } else {
+          Read(c.id, static_cast<int>(it - names_.begin()));
+        }
+      }
+    }
+  }
+  void Complain(const std::string& what) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (wrong_.size() < 20) wrong_.push_back(what);
+  }
+
+  ContainerRuntime* const rt_;
+  const std::vector<std::string> names_, texts_;
+  std::atomic<bool> said_hello_{false};
+  std::atomic<bool> stop_{false};
+  std::atomic<int> reads_{0};
+  std::vector<std::thread> threads_;
+  std::mutex mu_;
+  std::vector<std::string> wrong_;
+};
+
+TEST_SUITE("runtime") {
+  TEST_CASE("a container runs to completion: its exit code, output and exit call arrive") {
+    TempDir state;
+    auto rt = Open(state.path());
+    CHECK(rt->Name() == T().name);
+    Exits exits;
+    exits.Install(rt.get());
+    ContainerSpec spec = Spec("done", {Print("out"), PrintErr("err"), Exit(7)});
+    const std::string id = Create(rt.get(), spec);
+    Result<ContainerInfo> created = rt->Inspect(id);
+    REQUIRE(created.ok());
+    CHECK(created->id == id);
+    CHECK(created->name == spec.name);
+    CHECK(created->labels == spec.labels);
+    CHECK(created->state == ContainerState::kCreated);
+    CHECK(created->created_at > 0);
+    CHECK(created->started_at == 0);
+    Result<std::vector<ContainerInfo>> listed = rt->List({{"name", spec.name}});
+    REQUIRE(listed.ok());
+    REQUIRE(listed->size() == 1);
+    CHECK(listed->at(0).id == id);
+    CHECK(rt->List({{"name", spec.name}, {"test", "other"}})->empty());
+
+    REQUIRE(rt->Start(id).ok());
+    CHECK(WaitExit(rt.get(), id) == 7);
+    CHECK(exits.Await(id) == 7);
+    Result<ContainerInfo> info = rt->Inspect(id);
+    REQUIRE(info.ok());
+    CHECK(info->started_at >= info->created_at);
+    CHECK(info->finished_at >= info->started_at);
+    Result<LogChunk> logs = rt->Logs(id, {});
+    REQUIRE(logs.ok());
+    CHECK(logs->data == "out\nerr\n");
+    CHECK(logs->start_offset == 0);
+    CHECK(logs->end_offset == 8);
+
+    CHECK(rt->Create(spec).status().code() == Status::Code::kAlreadyExists);
+    CHECK(rt->Start(id).code() == Status::Code::kFailedPrecondition);
+    CHECK(rt->Kill(id, SIGKILL).ok());  // it already exited: fine
+    RemoveAndCheck(rt.get(), state.path(), id);
+    CHECK(rt->Remove(id).IsNotFound());
+    CHECK(rt->Start(id).IsNotFound());
+    CHECK(rt->Kill(id, SIGKILL).IsNotFound());
+  }
+
+  TEST_CASE(
+      "signals: SIGTERM to a handler gives its code, an ignored SIGTERM does nothing, "
+      "SIGKILL gives 137, and a running container is not removed") {
+    TempDir state;
+    auto rt = Open(state.path());
+    Exits exits;
+    exits.Install(rt.get());
+    // Each says "up" once its handler is in place.
+    const std::string polite =
+        CreateAndStart(rt.get(), Spec("polite", {TrapTerm(42, "bye"), Print("up"), Run()}));
+    const std::string stubborn =
+        CreateAndStart(rt.get(), Spec("stubborn", {IgnoreTerm(), Print("up"), Run()}));
+    const std::string plain = CreateAndStart(rt.get(), Spec("plain", {Print("up"), Run()}));
+    for (const std::string& id : {polite, stubborn, plain}) WaitLog(rt.get(), id, "up\n");
+
+    Result<ContainerInfo> info = rt->Inspect(stubborn);
+    REQUIRE(info.ok());
+    CHECK(info->state == ContainerState::kRunning);
+    CHECK(info->pid > 0);
+    CHECK(info->started_at > 0);
+    CHECK(info->finished_at == 0);
+    CHECK(rt->Remove(stubborn).code() == Status::Code::kFailedPrecondition);
+    CHECK(rt->Inspect(stubborn)->state == ContainerState::kRunning);
+    Result<std::vector<ContainerInfo>> running = rt->List({{"test", "conformance"}});
+    REQUIRE(running.ok());
+    CHECK(running->size() == 3);
+    CHECK(rt->List({{"name", Name("polite")}})->size() == 1);
+
+    REQUIRE(rt->Kill(polite, SIGTERM).ok());
+    REQUIRE(rt->Kill(stubborn, SIGTERM).ok());
+    REQUIRE(rt->Kill(plain, SIGKILL).ok());
+    CHECK(WaitExit(rt.get(), polite) == 42);
+    CHECK(exits.Await(polite) == 42);
+    CHECK(LogOf(rt.get(), polite) == "up\nbye\n");
+    CHECK(WaitExit(rt.get(), plain) == 137);
+    CHECK(exits.Await(plain) == 137);
+    CHECK(HoldsFor([&] { return rt->Inspect(stubborn)->state == ContainerState::kRunning; }, 0.5));
+    REQUIRE(rt->Kill(stubborn, SIGKILL).ok());
+    CHECK(WaitExit(rt.get(), stubborn) == 137);
+    CHECK(rt->Kill(stubborn, SIGKILL).ok());  // already gone: fine
+    for (const std::string& id : {polite, stubborn, plain}) {
+      RemoveAndCheck(rt.get(), state.path(), id);
+    }
+  }
+
+  TEST_CASE("env, args, user, working dir and hostname reach the process as given") {
+    TempDir state;
+    auto rt = Open(state.path());
+    const std::string text = "two  spaces, 'single' \"double\" $HOME \\ and * stay";
+    ContainerSpec s =
+        Spec("shape", {Env("FOO"), Env("UNSET"), Print(text), Cwd(), Uid(), Hostname()});
+    s.env = {{"FOO", "bar baz"}};
+    s.user = "65534";
+    s.working_dir = "/tmp";
+    s.hostname = "shape-host";
+    auto [id, code] = RunToEnd(rt.get(), s);
+    CHECK(code == 0);
+    CHECK(LogOf(rt.get(), id) == "FOO=bar baz\nUNSET=\n" + text + "\n/tmp\n65534\nshape-host\n");
+    // Without them: root, in /.
+    auto [plain, plain_code] = RunToEnd(rt.get(), Spec("shape-plain", {Cwd(), Uid()}));
+    CHECK(plain_code == 0);
+    CHECK(LogOf(rt.get(), plain) == "/\n0\n");
+    for (const std::string& c : {id, plain}) RemoveAndCheck(rt.get(), state.path(), c);
+  }
+
+  TEST_CASE("bind and tmpfs mounts, read-only binds and a read-only root filesystem") {
+    TempDir state, shared, ro;
+    auto rt = Open(state.path());
+    WriteFile(shared.Sub("in"), "from the host\n");
+    WriteFile(ro.Sub("in"), "read only\n");
+    const MountSpec bind{MountSpec::Type::kBind, shared.path(), "/data", false, 0};
+    const MountSpec ro_bind{MountSpec::Type::kBind, ro.path(), "/ro", true, 0};
+    const MountSpec tmpfs{MountSpec::Type::kTmpfs, "", "/scratch", false, 1 << 20};
+
+    ContainerSpec s =
+        Spec("mounts", {Cat("/data/in"), Write("/data/out", "from the container"), Cat("/ro/in"),
+                        Write("/ro/out", "refused"), Write("/scratch/t", "in tmpfs"),
+                        Cat("/scratch/t"), Write("/rootfs-file", "refused"), Print("done")});
+    s.mounts = {bind, ro_bind, tmpfs};
+    s.read_only_rootfs = true;
+    auto [id, code] = RunToEnd(rt.get(), s);
+    CHECK(code == 0);
+    const std::string out = LogOf(rt.get(), id);
+    INFO(out);
+    CHECK(out.find("from the host\nread only\n") == 0);
+    CHECK(out.find("\nin tmpfs\n") != std::string::npos);
+    CHECK(Occurrences(out, "Read-only file system") == 2);
+    CHECK(out.substr(out.size() - 5) == "done\n");
+    CHECK(ReadFile(shared.Sub("out")) == "from the container\n");
+    CHECK_FALSE(std::filesystem::exists(ro.Sub("out")));
+
+    // A writable root keeps what is written; each tmpfs starts empty.
+    ContainerSpec w =
+        Spec("mounts-rw", {Write("/rootfs-file", "kept"), Cat("/rootfs-file"), Cat("/scratch/t")});
+    w.mounts = {tmpfs};
+    auto [rw, rw_code] = RunToEnd(rt.get(), w);
+    CHECK(rw_code == 1);  // the last cat failed
+    const std::string rw_out = LogOf(rt.get(), rw);
+    INFO(rw_out);
+    CHECK(rw_out.find("kept\n") == 0);
+    CHECK(Occurrences(rw_out, "No such file or directory") == 1);
+    for (const std::string& c : {id, rw}) RemoveAndCheck(rt.get(), state.path(), c);
+    CHECK(ReadFile(shared.Sub("in")) == "from the host\n");  // binds are the host's files
+  }
+
+  TEST_CASE(
+      "a memory limit is enforced: past it the process is OOM-killed (137), and the same "
+      "program without the limit exits 0") {
+    TempDir state;
+    auto rt = Open(state.path());
+    ContainerSpec hog = Spec("hog", {Alloc(64), Print("survived")});
+    hog.resources.memory_bytes = 16 << 20;
+    auto [hog_id, hog_code] = RunToEnd(rt.get(), hog);
+    CHECK(hog_code == 137);
+    CHECK(LogOf(rt.get(), hog_id).find("survived") == std::string::npos);
+    auto [free_id, free_code] = RunToEnd(rt.get(), Spec("free", {Alloc(64), Print("survived")}));
+    CHECK(free_code == 0);
+    CHECK(LogOf(rt.get(), free_id) == "survived\n");
+    for (const std::string& id : {hog_id, free_id}) RemoveAndCheck(rt.get(), state.path(), id);
+  }
+
+  TEST_CASE("logs: offsets let a reader follow a container's output across calls") {
+    TempDir state;
+    auto rt = Open(state.path());
+    const std::string id =
+        CreateAndStart(rt.get(), Spec("follow", {TrapTerm(0, "two"), Print("one"), Run()}));
+    WaitLog(rt.get(), id, "one\n");
+    Result<LogChunk> first = rt->Logs(id, LogOptions{0, 1024});
+    REQUIRE(first.ok());
+    CHECK(first->data == "one\n");
+    CHECK(first->start_offset == 0);
+    CHECK(first->end_offset == 4);
+    Result<LogChunk> nothing = rt->Logs(id, LogOptions{first->end_offset, 1024});
+    REQUIRE(nothing.ok());
+    CHECK(nothing->data.empty());
+    CHECK(nothing->start_offset == 4);
+    CHECK(nothing->end_offset == 4);
+
+    REQUIRE(rt->Kill(id, SIGTERM).ok());
+    CHECK(WaitExit(rt.get(), id) == 0);
+    Result<LogChunk> next = rt->Logs(id, LogOptions{first->end_offset, 1024});
+    REQUIRE(next.ok());
+    CHECK(next->data == "two\n");
+    CHECK(next->start_offset == 4);
+    CHECK(next->end_offset == 8);
+    // At most limit_bytes per call; -1 reads the tail.
+    Result<LogChunk> head = rt->Logs(id, LogOptions{0, 2});
+    CHECK(head->data == "on");
+    CHECK(head->end_offset == 2);
+    Result<LogChunk> rest = rt->Logs(id, LogOptions{head->end_offset, 1024});
+    CHECK(rest->data == "e\ntwo\n");
+    CHECK(rest->start_offset == 2);
+    Result<LogChunk> tail = rt->Logs(id, LogOptions{-1, 3});
+    CHECK(tail->data == "wo\n");
+    CHECK(tail->start_offset == 5);
+    CHECK(tail->end_offset == 8);
+    Result<LogChunk> all = rt->Logs(id, LogOptions{-1, 1024});
+    CHECK(all->data == "one\ntwo\n");
+    CHECK(all->start_offset == 0);
+    RemoveAndCheck(rt.get(), state.path(), id);
+  }
+
+  TEST_CASE("logs are capped: the oldest output is dropped and offsets go on counting") {
+    TempDir state;
+    auto rt = Open(state.path());
+    const int64_t cap = T().log_cap_bytes;
+    REQUIRE(cap > 0);
+    const int64_t lines = std::max<int64_t>(1000, 3 * cap / 20);  // 20 bytes a line
+    std::string expected;
+    char line[32];
+    for (int64_t i = 0; i < lines; i++) {
+      std::snprintf(line, sizeof(line), "%019lld\n", static_cast<long long>(i));
+      expected += line;
+    }
+    const int64_t total = static_cast<int64_t>(expected.size());
+    auto [id, code] = RunToEnd(rt.get(), Spec("chatty", {Count(lines)}));
+    CHECK(code == 0);
+
+    Result<LogChunk> all = rt->Logs(id, LogOptions{0, 1 << 30});
+    REQUIRE(all.ok());
+    CHECK(all->end_offset == total);
+    CHECK(all->start_offset > 0);  // the oldest output is gone
+    CHECK(all->data.size() <= static_cast<size_t>(cap));
+    CHECK(all->data.size() == static_cast<size_t>(all->end_offset - all->start_offset));
+    CHECK(all->data == expected.substr(static_cast<size_t>(all->start_offset)));
+    Result<LogChunk> tail = rt->Logs(id, LogOptions{-1, 40});
+    CHECK(tail->data == expected.substr(expected.size() - 40));
+    CHECK(tail->start_offset == total - 40);
+    Result<LogChunk> after = rt->Logs(id, LogOptions{total, 100});
+    CHECK(after->data.empty());
+    CHECK(after->start_offset == total);
+    // A reader following from 0 in small reads starts at the oldest byte kept.
+    std::string followed;
+    int64_t offset = 0;
+    for (int i = 0; i < 10000 && offset < total; i++) {
+      Result<LogChunk> chunk = rt->Logs(id, LogOptions{offset, 1000});
+      REQUIRE(chunk.ok());
+      if (i == 0) CHECK(chunk->start_offset == all->start_offset);
+      followed += chunk->data;
+      offset = chunk->end_offset;
+    }
+    CHECK(followed == all->data);
+    RemoveAndCheck(rt.get(), state.path(), id);
+  }
+
+  TEST_CASE("a new runtime object adopts the containers of an earlier one and hears their exits") {
+    TempDir state;
+    std::string lasting, waiting;
+    int pid = 0;
+    {
+      auto rt = Open(state.path());
+      lasting = CreateAndStart(rt.get(), Spec("lasting", {TrapTerm(3, "bye"), Print("up"), Run()}));
+      waiting = Create(rt.get(), Spec("waiting", {Print("late"), Run()}));
+      WaitLog(rt.get(), lasting, "up\n");
+      pid = rt->Inspect(lasting)->pid;
+    }                              // petrel's side is gone; the containers are not
+    auto rt = Open(state.path());  // pulls the image again too: fine
+    Exits exits;
+    exits.Install(rt.get());
+    Result<ContainerInfo> info = rt->Inspect(lasting);
+    REQUIRE(info.ok());
+    CHECK(info->state == ContainerState::kRunning);
+    CHECK(info->pid == pid);
+    CHECK(info->name == Name("lasting"));
+    CHECK(rt->Inspect(waiting)->state == ContainerState::kCreated);
+    Result<std::vector<ContainerInfo>> listed = rt->List({{"test", "conformance"}});
+    REQUIRE(listed.ok());
+    std::set<std::string> ids;
+    for (const ContainerInfo& c : *listed) ids.insert(c.id);
+    CHECK(ids == std::set<std::string>{lasting, waiting});
+    CHECK(LogOf(rt.get(), lasting) == "up\n");
+
+    REQUIRE(rt->Start(waiting).ok());
+    WaitLog(rt.get(), waiting, "late\n");
+    CHECK(rt->Inspect(waiting)->state == ContainerState::kRunning);
+    REQUIRE(rt->Kill(lasting, SIGTERM).ok());
+    REQUIRE(rt->Kill(waiting, SIGKILL).ok());
+    CHECK(exits.Await(lasting) == 3);
+    CHECK(exits.Await(waiting) == 137);
+    CHECK(WaitExit(rt.get(), lasting) == 3);
+    CHECK(LogOf(rt.get(), lasting) == "up\nbye\n");
+    for (const std::string& id : {lasting, waiting}) RemoveAndCheck(rt.get(), state.path(), id);
+  }
+
+  TEST_CASE("remove leaves nothing, whatever the container went through") {
+    TempDir state;
+    std::vector<std::string> removed;
+    {
+      auto rt = Open(state.path());
+      const std::string never = Create(rt.get(), Spec("never-started", {Print("x")}));
+      CHECK(rt->Kill(never, SIGKILL).ok());  // no process yet: nothing to signal
+      RemoveAndCheck(rt.get(), state.path(), never);
+      auto [exited, code] = RunToEnd(rt.get(), Spec("exited", {Print("x"), Exit(1)}));
+      CHECK(code == 1);
+      RemoveAndCheck(rt.get(), state.path(), exited);
+      const std::string killed = CreateAndStart(rt.get(), Spec("killed", {Print("x"), Run()}));
+      WaitLog(rt.get(), killed, "x\n");
+      REQUIRE(rt->Kill(killed, SIGKILL).ok());
+      CHECK(WaitExit(rt.get(), killed) == 137);
+      RemoveAndCheck(rt.get(), state.path(), killed);
+      removed = {never, exited, killed};
+      CHECK(rt->List({})->empty());
+    }
+    // Nor does a later runtime object over the same state find anything.
+    auto again = Open(state.path());
+    CHECK(again->List({})->empty());
+    for (const std::string& id : removed) CheckGone(again.get(), state.path(), id);
+  }
+
+  TEST_CASE("a bad image fails PullImage and Create naming it, and the same image twice is fine") {
+    TempDir state;
+    auto rt = Open(state.path());
+    const std::string missing = T().missing_image;
+    Status pull = rt->PullImage(missing);
+    REQUIRE_FALSE(pull.ok());
+    CHECK_MESSAGE(pull.message().find(missing) != std::string::npos, pull.ToString());
+    ContainerSpec s = Spec("noimage", {Print("x")});
+    s.image = missing;
+    Result<std::string> r = rt->Create(s);
+    REQUIRE_FALSE(r.ok());
+    CHECK_MESSAGE(r.status().message().find(missing) != std::string::npos, r.status().ToString());
+    CHECK(rt->List({{"name", s.name}})->empty());
+    CheckGone(rt.get(), state.path(), s.name);
+
+    REQUIRE(rt->PullImage(Image()).ok());  // Open pulled it once already
+    REQUIRE(rt->PullImage(Image()).ok());
+    auto [id, code] = RunToEnd(rt.get(), Spec("image-again", {Print("x")}));
+    CHECK(code == 0);
+    RemoveAndCheck(rt.get(), state.path(), id);
+  }
+
+  TEST_CASE("a bad command fails Start naming the binary, and the container can be removed") {
+    TempDir state;
+    auto rt = Open(state.path());
+    ContainerSpec s = Spec("nocmd", {});
+    s.command = {kMissingBinary};
+    s.args = {};
+    const std::string id = Create(rt.get(), s);  // Create only prepares
+    Status started = rt->Start(id);
+    REQUIRE_FALSE(started.ok());
+    CHECK_MESSAGE(started.message().find(kMissingBinary) != std::string::npos, started.ToString());
+    Result<ContainerInfo> info = rt->Inspect(id);
+    REQUIRE(info.ok());
+    CHECK(info->state != ContainerState::kRunning);
+    RemoveAndCheck(rt.get(), state.path(), id);
+  }
+
+  TEST_CASE("calls that may overlap do so safely and leave a consistent state") {
+    TempDir state;
+    auto rt = Open(state.path());
+    constexpr int kCount = 8;
+    std::vector<std::string> names, texts, ids(kCount);
+    for (int i = 0; i < kCount; i++) {
+      names.push_back(Name("many" + std::to_string(i)));
+      texts.push_back("hello " + std::to_string(i));
+    }
+    Readers readers(rt.get(), names, texts);
+    readers.StartListing(2);
+
+    // Creates and starts side by side, with a pull of the image beside them.
+    std::vector<Status> results(kCount);
+    Status pulled;
+    std::vector<std::thread> threads;
+    threads.emplace_back([&] { pulled = rt->PullImage(Image()); });
+    for (int i = 0; i < kCount; i++) {
+      threads.emplace_back([&, i] {
+        Result<std::string> id =
+            rt->Create(Spec("many" + std::to_string(i), {Print(texts[i]), Run()}));
+        results[i] = id.status();
+        if (id.ok()) results[i] = rt->Start(ids[i] = *id);
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    threads.clear();
+    CHECK_MESSAGE(pulled.ok(), pulled.ToString());
+    std::set<int> pids;
+    for (int i = 0; i < kCount; i++) {
+      CAPTURE(i);
+      REQUIRE_MESSAGE(results[i].ok(), results[i].ToString());
+      Result<ContainerInfo> info = rt->Inspect(ids[i]);
+      REQUIRE(info.ok());
+      CHECK(info->state == ContainerState::kRunning);
+      pids.insert(info->pid);
+      WaitLog(rt.get(), ids[i], texts[i] + "\n");
+    }
+    CHECK(pids.size() == static_cast<size_t>(kCount));
+    CHECK(rt->Start(ids[0]).code() == Status::Code::kFailedPrecondition);  // started by then
+    CHECK(rt->Start(Name("nothere")).IsNotFound());
+
+    // Kills and removes side by side, each beside reads of its own container.
+    readers.AllSaidHello();
+    for (int i = 0; i < kCount; i++) {
+      threads.emplace_back([&, i] {
+        std::atomic<bool> done{false};
+        std::thread own([&] {
+          while (!done) readers.Read(ids[i], i);
+        });
+        results[i] = rt->Kill(ids[i], SIGKILL);
+        if (results[i].ok()) {
+          results[i] = WaitFor([&] { return HasExited(rt.get(), ids[i]); })
+                           ? rt->Remove(ids[i])
+                           : Status::Internal("still running after SIGKILL");
+        }
+        done = true;
+        own.join();
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    const std::string seen = readers.Stop();
+    CHECK(readers.reads() > 0);
+    CHECK_MESSAGE(seen.empty(), "readers saw:" << seen);
+    for (int i = 0; i < kCount; i++) {
+      CAPTURE(i);
+      CHECK_MESSAGE(results[i].ok(), results[i].ToString());
+      CheckGone(rt.get(), state.path(), ids[i]);
+    }
+    CHECK(rt->List({})->empty());
+  }
+}
+
+// --- the Orchestrator on the runtime ---
+
+struct Petrel {
+  TempDir dir;
+  std::string runtime_dir = dir.Sub("runtime");
+  std::shared_ptr<ContainerRuntime> rt;
+  std::unique_ptr<Orchestrator> orch;
+
+  Petrel() {
+    Result<std::shared_ptr<ContainerRuntime>> made = T().factory(runtime_dir);
+    REQUIRE_MESSAGE(made.ok(), made.status().ToString());
+    rt = *made;
+    Options o;
+    o.state_dir = dir.Sub("petrel");
+    o.runtime = rt;
+    o.node_name = "n-" + T().name;
+    o.resync_interval_ms = 500;
+    o.log_sink = [](LogLevel, std::string_view) {};
+    Status s = Orchestrator::Open(o, &orch);
+    REQUIRE_MESSAGE(s.ok(), s.ToString());
+    REQUIRE(orch->Start().ok());
+  }
+  ~Petrel() {
+    // Leave nothing running behind a failed test.
+    auto all = orch->List();
+    if (all.ok()) {
+      for (auto& w : *all) (void)orch->Delete(w.spec.name);
+    }
+    WaitFor(
+        [&] {
+          Result<std::vector<ContainerInfo>> left = rt->List({});
+          return left.ok() && left->empty();
+        },
+        30);
+  }
+  WorkloadState Get(const std::string& name) {
+    auto r = orch->Get(name);
+    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+    return *r;
+  }
+  std::vector<ContainerInfo> Containers(const std::string& workload) {
+    auto l = rt->List({{kLabelWorkload, workload}});
+    REQUIRE(l.ok());
+    return *l;
+  }
+};
+
+WorkloadSpec Workload(const std::string& name, const Program& program) {
+  WorkloadSpec w;
+  w.name = name;
+  w.image = Image();
+  ContainerCommand c = T().command(program);
+  w.command = std::move(c.command);
+  w.args = std::move(c.args);
+  w.backoff.initial_ms = 100;
+  w.backoff.max_ms = 400;
+  w.termination_grace_ms = 2000;
+  return w;
+}
+
+TEST_SUITE("orchestrator-on-runtime") {
+  TEST_CASE("restart policies: Never keeps the exit, OnFailure retries failures, Always restarts") {
+    Petrel p;
+    WorkloadSpec never = Workload("never", {Exit(3)});
+    never.restart_policy = RestartPolicy::kNever;
+    WorkloadSpec onfail = Workload("onfail", {Exit(1)});
+    onfail.restart_policy = RestartPolicy::kOnFailure;
+    WorkloadSpec onfail_ok = Workload("onfail-ok", {Exit(0)});
+    onfail_ok.restart_policy = RestartPolicy::kOnFailure;
+    WorkloadSpec always = Workload("always", {Exit(0)});
+    REQUIRE(p.orch->Apply({never, onfail, onfail_ok, always}).ok());
+    CHECK(WaitFor(
+        [&] {
+          return p.Get("never").replicas[0].phase == Phase::kExited &&
+                 p.Get("onfail-ok").replicas[0].phase == Phase::kExited &&
+                 p.Get("onfail").replicas[0].restarts >= 2 &&
+                 p.Get("always").replicas[0].restarts >= 2;
+        },
+        30));
+    CHECK(p.Get("never").replicas[0].last_exit_code == 3);
+    CHECK(p.Get("never").replicas[0].restarts == 0);
+    CHECK(p.Get("onfail-ok").replicas[0].restarts == 0);
+    CHECK(p.Get("onfail-ok").replicas[0].last_exit_code == 0);
+    CHECK(p.Get("onfail").replicas[0].last_exit_code == 1);
+    // Back-off shows in the events.
+    auto events = p.orch->Events(0, 10000);
+    REQUIRE(events.ok());
+    int backoffs = 0;
+    for (const Event& e : *events) backoffs += e.workload == "onfail" && e.type == "BackOff";
+    CHECK(backoffs >= 2);
+  }
+
+  TEST_CASE("scale 1 to 3 to 0, then a spec change replaces, then delete removes everything") {
+    Petrel p;
+    WorkloadSpec w = Workload("web", {TrapTerm(0), Run()});
+    REQUIRE(p.orch->Apply(w).ok());
+    CHECK(WaitFor([&] { return p.Get("web").ready_replicas == 1; }));
+    w.replicas = 3;
+    REQUIRE(p.orch->Apply(w).ok());
+    CHECK(WaitFor(
+        [&] { return p.Get("web").ready_replicas == 3 && p.Containers("web").size() == 3; }));
+    w.replicas = 0;
+    REQUIRE(p.orch->Apply(w).ok());
+    CHECK(WaitFor([&] { return p.Containers("web").empty(); }));
+    w.replicas = 2;
+    REQUIRE(p.orch->Apply(w).ok());
+    CHECK(WaitFor([&] { return p.Get("web").ready_replicas == 2; }));
+    const std::string old_hash = p.Get("web").spec_hash;
+    w.env["VERSION"] = "2";
+    REQUIRE(p.orch->Apply(w).ok());
+    CHECK(WaitFor(
+        [&] {
+          std::vector<ContainerInfo> l = p.Containers("web");
+          return l.size() == 2 && std::all_of(l.begin(), l.end(), [&](ContainerInfo& c) {
+                   return c.labels[kLabelSpecHash] != old_hash &&
+                          c.state == ContainerState::kRunning;
+                 });
+        },
+        30));
+    std::vector<std::string> ids;
+    for (const ContainerInfo& c : p.Containers("web")) ids.push_back(c.id);
+    REQUIRE(p.orch->Delete("web").ok());
+    CHECK(WaitFor([&] { return p.Containers("web").empty(); }));
+    for (const std::string& id : ids) CheckGone(p.rt.get(), p.runtime_dir, id);
+  }
+}
+
+}  // namespace
+}  // namespace petrel::testing
