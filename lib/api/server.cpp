@@ -75,7 +75,9 @@ void FreeListener(uv_handle_t* h) { delete reinterpret_cast<uv_pipe_t*>(h); }
 }  // namespace
 
 // How late the loop runs a timer that should fire every `period_ms`: the loop's stalls,
-// as anything else sharing the loop (peers' heartbeats, probes) would feel them.
+// as anything else sharing the loop (peers' heartbeats, probes) would feel them. It
+// reads uv_hrtime, not petrel's Clock: it measures the real loop, which no fake clock
+// drives.
 struct LoopProbe {
   uv_timer_t timer;
   int64_t period_ms = 0;
