@@ -25,6 +25,7 @@
 #define PETREL_API_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -107,6 +108,10 @@ class ApiHandler {
   // then handles it off its loop thread.
   static bool MayBlock(const ApiRequest& request);
 
+  // What GET /v1/debug/loop answers (the body; `reset` starts a new period). Without
+  // it that path is a 404: the loop probe is off. The server sets it.
+  void SetLoopStats(std::function<Result<std::string>(bool reset)> stats);
+
   // {"error": message} with `status`.
   static ApiResponse Error(int status, const std::string& message);
 
@@ -122,6 +127,7 @@ class ApiHandler {
 
   Orchestrator* orch_;
   ApiOptions options_;
+  std::function<Result<std::string>(bool reset)> loop_stats_;
 };
 
 // The server: a Unix socket on a libuv loop, HTTP/1.1 with keep-alive and pipelining.

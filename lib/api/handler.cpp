@@ -151,10 +151,17 @@ Result<WorkloadSpec> SpecFromItem(const json& item, const std::string& where) {
 ApiHandler::ApiHandler(Orchestrator* orch, ApiOptions options)
     : orch_(orch), options_(std::move(options)) {}
 
+void ApiHandler::SetLoopStats(std::function<Result<std::string>(bool reset)> stats) {
+  loop_stats_ = std::move(stats);
+}
+
 bool ApiHandler::MayBlock(const ApiRequest& req) {
   if (req.method != "GET") return true;  // applies and deletes wait for the disk
   const std::string& path = req.path;
-  if (path == "/healthz" || path == "/v1/version" || path == "/v1/workloads") return false;
+  if (path == "/healthz" || path == "/v1/version" || path == "/v1/workloads" ||
+      path == "/v1/debug/loop") {
+    return false;
+  }
   const std::string prefix = "/v1/workloads/";
   // GET /v1/workloads/NAME reads memory; its /logs reads the runtime.
   return path.compare(0, prefix.size(), prefix) != 0 ||
@@ -190,6 +197,21 @@ ApiResponse ApiHandler::Route(const ApiRequest& req) {
                           {"runtime", options_.runtime_name},
                           {"node", options_.node_name},
                           {"api", "v1"}});
+  }
+  if (path == "/v1/debug/loop") {
+    if (m != "GET") return MethodNotAllowed(req, "GET");
+    bool reset = false;
+    Status s = CheckQuery(req, {"reset"});
+    if (s.ok()) s = QueryBool(req, "reset", &reset);
+    if (!s.ok()) return FromStatus(s);
+    if (!loop_stats_) {
+      return Error(404, "the loop probe is off (petreld --loop-probe-ms N turns it on)");
+    }
+    Result<std::string> stats = loop_stats_(reset);
+    if (!stats.ok()) return FromStatus(stats.status());
+    ApiResponse r;
+    r.body = std::move(*stats);
+    return r;
   }
   if (path == "/v1/workloads") {
     if (Status s = CheckQuery(req, {}); !s.ok()) return FromStatus(s);
@@ -331,46 +353,25 @@ ApiResponse ApiHandler::Logs(const ApiRequest& req, const std::string& name) {
   if (s.ok()) s = QueryBool(req, "follow", &follow);
   if (!s.ok()) return FromStatus(s);
 
-  Result<WorkloadState> w = orch_->Get(name);
-  if (!w.ok()) return FromStatus(w.status());
-  const ReplicaStatus* r = nullptr;
-  for (const ReplicaStatus& rs : w->replicas) {
-    if (rs.index == replica) r = &rs;
+  // The Orchestrator checks the workload, the replica and its container, and says
+  // what is missing. A stream may start before the replica has a container.
+  LogOptions options;
+  options.since_offset = -1;
+  options.limit_bytes = static_cast<size_t>(tail);
+  Result<ReplicaLog> log = orch_->Logs(name, static_cast<int>(replica), options);
+  const bool waiting = !log.ok() && log.status().code() == Status::Code::kFailedPrecondition;
+  if (!log.ok() && !(follow && waiting)) {
+    return Error(log.status().IsNotFound() || waiting ? 404 : 500, log.status().message());
   }
-  const std::string who = "workload " + name + " replica " + std::to_string(replica);
-  // A stream may wait for a replica that is wanted but not created yet.
-  const bool wanted = replica < w->spec.replicas;
-  if (r == nullptr && !(follow && wanted)) {
-    return Error(404, "workload " + name + " has no replica " + std::to_string(replica) +
-                          " (replicas: " + std::to_string(w->spec.replicas) + ")");
-  }
-  if ((r == nullptr || r->container_id.empty()) && !follow) {
-    return Error(404, who + " has no container yet (phase " + PhaseName(r->phase) +
-                          (r->message.empty() ? "" : ": " + r->message) + ")");
-  }
-
   ApiResponse resp;
   resp.content_type = kTextPlain;
-  int64_t end_offset = 0;
-  std::string container = r != nullptr ? r->container_id : std::string();
-  if (!container.empty()) {
-    LogOptions options;
-    options.since_offset = -1;
-    options.limit_bytes = static_cast<size_t>(tail);
-    Result<ReplicaLog> log = orch_->Logs(name, static_cast<int>(replica), options, container);
-    if (!log.ok()) {
-      Status cs = log.status().WithContext(who + ": logs of container " + container);
-      return Error(cs.IsNotFound() ? 404 : 500, cs.message());
-    }
-    resp.body = std::move(log->chunk.data);
-    end_offset = log->chunk.end_offset;
-  }
+  if (log.ok()) resp.body = std::move(log->chunk.data);
   if (follow) {
     resp.stream.kind = ApiStream::Kind::kLogs;
     resp.stream.workload = name;
     resp.stream.replica = static_cast<int>(replica);
-    resp.stream.container_id = container;
-    resp.stream.log_offset = end_offset;
+    resp.stream.container_id = log.ok() ? log->container_id : std::string();
+    resp.stream.log_offset = log.ok() ? log->chunk.end_offset : 0;
   }
   return resp;
 }

@@ -187,7 +187,6 @@ class ApiServer::Impl {
   void OnRead(Conn* c, ssize_t nread);
   void Serve(Conn* c);
   void Answer(Conn* c, const internal::HttpRequest& req, ApiResponse resp);
-  bool ServeLocally(Conn* c, const internal::HttpRequest& req);
   void Write(Conn* c, std::string data);
   void WriteBody(Conn* c, const std::string& data);
   void OnWritten(Conn* c, int status);
@@ -202,7 +201,7 @@ class ApiServer::Impl {
   void PollLogs(Conn* c);
   LogPoll ReadLogs(const std::string& workload, int replica, const std::string& container,
                    int64_t offset);
-  ApiResponse LoopStats(const ApiRequest& req);
+  Result<std::string> LoopStats(bool reset);
 
   Orchestrator* orch_;
   ApiOptions options_;
@@ -285,6 +284,7 @@ Status ApiServer::Impl::Listen(uv_loop_t* loop, const std::string& path) {
         &probe_->timer, [](uv_timer_t* t) { static_cast<LoopProbe*>(t->data)->Tick(); },
         static_cast<uint64_t>(options_.loop_probe_ms),
         static_cast<uint64_t>(options_.loop_probe_ms));
+    handler_.SetLoopStats([this](bool reset) { return LoopStats(reset); });
   }
   return Status::OK();
 }
@@ -388,7 +388,6 @@ void ApiServer::Impl::Serve(Conn* c) {
   internal::HttpRequest req;
   while (!c->closing && c->mode == Mode::kRequests && !c->close_after_write && !c->waiting &&
          c->http.Next(&req)) {
-    if (ServeLocally(c, req)) continue;
     if (ApiHandler::MayBlock(req.request)) {
       // The answer comes from a worker; this connection's next request waits for it.
       c->waiting = true;
@@ -437,40 +436,17 @@ void ApiServer::Impl::Answer(Conn* c, const internal::HttpRequest& req, ApiRespo
   if (!req.keep_alive) FinishAfterWrites(c);
 }
 
-// The requests about the server itself, answered here on the loop.
-bool ApiServer::Impl::ServeLocally(Conn* c, const internal::HttpRequest& req) {
-  if (req.request.path != "/v1/debug/loop") return false;
-  Answer(c, req, LoopStats(req.request));
-  return true;
-}
-
-// GET /v1/debug/loop[?reset=1]: how late the loop probe's timer ran since the last
-// reset, i.e. the loop's longest stall.
-ApiResponse ApiServer::Impl::LoopStats(const ApiRequest& req) {
-  if (req.method != "GET") {
-    ApiResponse r = ApiHandler::Error(
-        405, "method " + req.method + " not allowed on " + req.path + " (allowed: GET)");
-    r.headers.emplace_back("Allow", "GET");
-    return r;
-  }
-  for (const auto& [key, value] : req.query) {
-    if (key != "reset" || (value != "1" && value != "0")) {
-      return ApiHandler::Error(400, "unknown query parameter \"" + key + "\" (known: reset=1)");
-    }
-  }
-  if (probe_ == nullptr) {
-    return ApiHandler::Error(404, "the loop probe is off (petreld --loop-probe-ms N turns it on)");
-  }
-  ApiResponse r;
-  r.body =
+// How late the loop probe's timer ran since the last reset: the loop's longest stall.
+// For GET /v1/debug/loop (the handler, on the loop thread).
+Result<std::string> ApiServer::Impl::LoopStats(bool reset) {
+  std::string body =
       internal::DumpLine(nlohmann::json{{"probeMs", probe_->period_ms},
                                         {"samples", probe_->samples},
                                         {"maxLateUs", probe_->max_late_ns / 1000},
                                         {"lateOver20ms", probe_->late_over_20ms},
                                         {"sinceMs", (uv_hrtime() - probe_->since_ns) / 1'000'000}});
-  auto reset = req.query.find("reset");
-  if (reset != req.query.end() && reset->second == "1") probe_->Reset();
-  return r;
+  if (reset) probe_->Reset();
+  return body;
 }
 
 void ApiServer::Impl::Write(Conn* c, std::string data) {

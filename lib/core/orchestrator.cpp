@@ -290,7 +290,13 @@ class OrchestratorImpl final : public Orchestrator {
         }
         log.container_id = r->second.container_id;
       }
-      PETREL_ASSIGN_OR_RETURN(log.chunk, opts_.runtime->Logs(log.container_id, options));
+      Result<LogChunk> chunk = opts_.runtime->Logs(log.container_id, options);
+      if (!chunk.ok()) {
+        return chunk.status().WithContext("workload " + workload + " replica " +
+                                          std::to_string(replica) + ": logs of container " +
+                                          log.container_id);
+      }
+      log.chunk = std::move(*chunk);
       return log;
     });
   }

@@ -38,9 +38,4 @@ std::vector<Event> StoreWriter::UnwrittenLocked(int64_t after_seq) {
   return out;
 }
 
-bool StoreWriter::idle() {
-  std::lock_guard<std::mutex> lock(queue_mu_);
-  return queue_.empty();
-}
-
 }  // namespace petrel::internal

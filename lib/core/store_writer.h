@@ -61,8 +61,6 @@ class StoreWriter {
   // Queued events with seq > after_seq, oldest first. REQUIRES: store_mu() held (so
   // no flush moves them into the database meanwhile).
   std::vector<Event> UnwrittenLocked(int64_t after_seq);
-  // True when nothing waits to be written.
-  bool idle();
 
  private:
   Store* const store_;

@@ -23,7 +23,6 @@ constexpr size_t kBlock = 64 * 1024;
 // Deeper entry names are refused; this bounds the descriptors held while unpacking and
 // copying a tree (one or two per level).
 constexpr size_t kMaxComponents = 256;
-constexpr int kDirFlags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
 constexpr std::string_view kWhiteoutPrefix = ".wh.";
 constexpr std::string_view kOpaqueMarker = ".wh..wh..opq";
 
@@ -47,8 +46,11 @@ Status Refuse(const std::string& entry, const std::string& why) {
   return Status::InvalidArgument("entry " + QuoteName(entry) + ": " + why);
 }
 
+// A path missing under the unpack root means the layer names what is not there: a bad
+// image, never NotFound (which the image store keeps for a missing file or tag).
 Status EntryError(const std::string& entry, const std::string& what, int err) {
-  return ErrnoError("entry " + QuoteName(entry), what, err);
+  Status s = ErrnoError("entry " + QuoteName(entry), what, err);
+  return s.IsNotFound() ? Status::InvalidArgument(s.message()) : s;
 }
 
 // Splits an entry name into its components below the root, "." dropped and ".." applied.
@@ -208,7 +210,7 @@ class LayerWriter {
     for (size_t i = common; i < n; i++) {
       const int parent = i == 0 ? root_fd_ : open_fds_[i - 1].get();
       const char* name = parts[i].c_str();
-      int fd = openat(parent, name, kDirFlags);
+      int fd = openat(parent, name, kOpenDirFlags);
       if (fd < 0 && (errno == ELOOP || errno == ENOTDIR)) {
         struct stat st;
         if (fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) {
@@ -225,7 +227,7 @@ class LayerWriter {
         if (mkdirat(parent, name, 0700) != 0) {
           return EntryError(entry, "mkdir " + QuoteName(Join(parts, i + 1)), errno);
         }
-        fd = openat(parent, name, kDirFlags);
+        fd = openat(parent, name, kOpenDirFlags);
         if (fd >= 0 && fchmod(fd, 0755) != 0) {
           int err = errno;
           close(fd);
@@ -265,7 +267,7 @@ class LayerWriter {
         continue;
       }
       if (!e.is_dir) continue;
-      UniqueFd fd(openat(dir, e.name.c_str(), kDirFlags));
+      UniqueFd fd(openat(dir, e.name.c_str(), kOpenDirFlags));
       if (!fd.valid()) return EntryError(entry, "open " + QuoteName(child), errno);
       PETREL_RETURN_IF_ERROR(ClearOpaque(fd.get(), child, entry));
     }
@@ -330,7 +332,7 @@ class LayerWriter {
       PETREL_RETURN_IF_ERROR(Remove(dir, parts, entry));
     }
     if (mkdirat(dir, name, 0700) != 0 && errno != EEXIST) return EntryError(entry, "mkdir", errno);
-    UniqueFd fd(openat(dir, name, kDirFlags));
+    UniqueFd fd(openat(dir, name, kOpenDirFlags));
     if (!fd.valid()) return EntryError(entry, "open", errno);
     // A directory is merged with the one lower layers left; only its attributes change.
     return SetAttributes(fd.get(), e, entry, false);
@@ -396,7 +398,7 @@ class LayerWriter {
     UniqueFd owned;
     int tdir = root_fd_;
     for (size_t i = 0; i + 1 < target.size(); i++) {
-      int fd = openat(tdir, target[i].c_str(), kDirFlags);
+      int fd = openat(tdir, target[i].c_str(), kOpenDirFlags);
       if (fd < 0) {
         struct stat st;
         if ((errno == ELOOP || errno == ENOTDIR) &&

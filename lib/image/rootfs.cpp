@@ -20,8 +20,6 @@ namespace petrel::internal {
 
 namespace {
 
-constexpr int kDirFlags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
-
 class Copier {
  public:
   explicit Copier(int dst_root, const std::string& to) : dst_root_(dst_root), to_(to) {}
@@ -37,9 +35,9 @@ class Copier {
       if (fstatat(src, n, &st, AT_SYMLINK_NOFOLLOW) != 0) return Error(child, "stat", errno);
       if (S_ISDIR(st.st_mode)) {
         if (mkdirat(dst, n, 0700) != 0) return Error(child, "mkdir", errno);
-        UniqueFd s(openat(src, n, kDirFlags));
+        UniqueFd s(openat(src, n, kOpenDirFlags));
         if (!s.valid()) return Error(child, "open", errno);
-        UniqueFd d(openat(dst, n, kDirFlags));
+        UniqueFd d(openat(dst, n, kOpenDirFlags));
         if (!d.valid()) return Error(child, "open", errno);
         PETREL_RETURN_IF_ERROR(CopyDir(s.get(), d.get(), child));
         PETREL_RETURN_IF_ERROR(CopyAttributes(s.get(), d.get(), st, child));

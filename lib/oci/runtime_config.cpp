@@ -6,6 +6,8 @@
 #include <optional>
 #include <sstream>
 
+#include "lib/util/cpu_quota.h"
+
 namespace petrel::internal {
 namespace {
 
@@ -32,10 +34,6 @@ constexpr const char* kMaskedPaths[] = {"/proc/asound",
                                         "/sys/devices/virtual/powercap"};
 constexpr const char* kReadonlyPaths[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
                                           "/proc/sysrq-trigger"};
-
-constexpr int64_t kCfsPeriodUs = 100000;
-constexpr const char kDefaultPath[] =
-    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 std::optional<int64_t> ParseId(const std::string& s) {
   if (s.empty() || s.size() > 10) return std::nullopt;
@@ -141,7 +139,7 @@ std::vector<std::string> Env(const ContainerSpec& spec, const ImageConfig& image
   }
   for (const auto& [k, v] : spec.env) env[k] = v;
   std::vector<std::string> env_list;
-  if (env.count("PATH") == 0) env_list.push_back(kDefaultPath);
+  if (env.count("PATH") == 0) env_list.push_back(kDefaultPathEnv);
   for (const auto& [k, v] : env) env_list.push_back(k + "=" + v);
   return env_list;
 }
@@ -234,7 +232,7 @@ Result<json> LinuxSection(const ContainerSpec& spec, const RuntimeConfigOptions&
     const Resources& r = spec.resources;
     if (r.memory_bytes > 0) resources["memory"] = {{"limit", r.memory_bytes}};
     if (r.cpu_millis > 0) {
-      resources["cpu"] = {{"quota", r.cpu_millis * kCfsPeriodUs / 1000}, {"period", kCfsPeriodUs}};
+      resources["cpu"] = {{"quota", CfsQuotaUs(r.cpu_millis)}, {"period", kCfsPeriodUs}};
     }
     if (r.pids > 0) resources["pids"] = {{"limit", r.pids}};
   }

@@ -18,6 +18,11 @@
 
 namespace petrel::internal {
 
+// The PATH a container gets when neither its image nor its spec sets one, and the
+// one the runtime's own process runs with.
+inline constexpr char kDefaultPathEnv[] =
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 struct RuntimeConfigOptions {
   std::string rootfs;  // absolute path of the container's root filesystem
   // Where the runtime puts the container's cgroups ("/petrel/<id>"), with the

@@ -23,22 +23,16 @@ const char* MountTypeName(MountSpec::Type type) {
   return type == MountSpec::Type::kTmpfs ? "tmpfs" : "bind";
 }
 
-// Writes `value` under `key` unless it equals `unset`.
-template <typename T>
-void SetUnlessDefault(json* j, const char* key, const T& value, const T& unset) {
-  if (!(value == unset)) (*j)[key] = value;
-}
-
 // The fields that end up in the container. The workload's name is left out: it is the
 // workload's identity, not part of its template (a rename is a delete and a create).
 //
 // The hash must not move when petrel grows: a new hash replaces every running
 // container on upgrade. So the fields below, those of petrel 0.1, are always written,
-// and every field added after them goes in through SetUnlessDefault: a spec that
-// leaves it at its default hashes exactly as before (tests/unit/spec_test.cpp pins
-// the hashes of fixed specs). SpecToJson, the stored form, writes every field, and
-// ReadSpec takes a later field as optional (ExpectObject's `optional`), so rows stored
-// by an older petrel still read.
+// and a field added after them goes in only when it differs from its default, so a
+// spec that leaves it at its default hashes exactly as before (tests/unit/spec_test.cpp
+// pins the hashes of fixed specs). SpecToJson, the stored form, writes every field;
+// ReadSpec must then take the new field as optional, so rows stored by an older petrel
+// still read.
 json TemplateJson(const WorkloadSpec& spec) {
   json ports = json::array();
   for (const PortSpec& p : spec.ports) {
@@ -80,10 +74,9 @@ Status Bad(const std::string& path, const std::string& what) {
   return Status::InvalidArgument("spec JSON: " + path + ": " + what);
 }
 
-// Checks that `j` is an object with every key of `keys`, any of `optional` (fields
-// added after the stored form was first written), and nothing else.
-Status ExpectObject(const json& j, const std::string& path, std::initializer_list<const char*> keys,
-                    std::initializer_list<const char*> optional = {}) {
+// Checks that `j` is an object with exactly `keys`.
+Status ExpectObject(const json& j, const std::string& path,
+                    std::initializer_list<const char*> keys) {
   if (!j.is_object()) return Bad(path.empty() ? "(top)" : path, "must be an object");
   std::string prefix = path.empty() ? "" : path + ".";
   for (const char* key : keys) {
@@ -93,7 +86,6 @@ Status ExpectObject(const json& j, const std::string& path, std::initializer_lis
     for (const auto& item : j.items()) {
       bool known = false;
       for (const char* key : keys) known = known || item.key() == key;
-      for (const char* key : optional) known = known || item.key() == key;
       if (!known) return Bad(prefix + item.key(), "unknown field");
     }
   }

@@ -54,15 +54,9 @@ Status MakeDirs(const std::string& path, mode_t mode) {
   return Status::OK();
 }
 
-namespace {
-
-constexpr int kDirFlags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
-
-}  // namespace
-
 Result<std::vector<DirEntry>> ListDirAt(int dir_fd, std::string_view path) {
   // A descriptor of its own, so the caller's keeps its position and stays open.
-  int own_fd = openat(dir_fd, ".", kDirFlags);
+  int own_fd = openat(dir_fd, ".", kOpenDirFlags);
   if (own_fd < 0) return ErrnoError(path, "open", errno);
   DIR* dir = fdopendir(own_fd);
   if (dir == nullptr) {
@@ -114,9 +108,9 @@ namespace {
 // Opens the directory `name` in `dir_fd` without following a link; a directory without
 // search or read permission is given them first. -1 with errno set on failure.
 int OpenDirForRemoval(int dir_fd, const char* name) {
-  int fd = openat(dir_fd, name, kDirFlags);
+  int fd = openat(dir_fd, name, kOpenDirFlags);
   if (fd < 0 && errno == EACCES && fchmodat(dir_fd, name, S_IRWXU, 0) == 0) {
-    fd = openat(dir_fd, name, kDirFlags);
+    fd = openat(dir_fd, name, kOpenDirFlags);
   }
   return fd;
 }
@@ -233,7 +227,7 @@ Status RemoveTreeAt(int dir_fd, const std::string& name, const std::string& disp
 
     // `top` is empty: go up and remove it.
     const std::string path = FramePath(display_path, stack, "");
-    UniqueFd up(openat(cur.get(), "..", kDirFlags));
+    UniqueFd up(openat(cur.get(), "..", kOpenDirFlags));
     if (!up.valid()) return ErrnoError(path + "/..", "open", errno);
     struct stat up_st;
     if (fstat(up.get(), &up_st) != 0) return ErrnoError(path + "/..", "stat", errno);

@@ -13,6 +13,7 @@
 #ifndef PETREL_LIB_UTIL_FS_H_
 #define PETREL_LIB_UTIL_FS_H_
 
+#include <fcntl.h>
 #include <sys/types.h>
 
 #include <string>
@@ -50,6 +51,9 @@ class UniqueFd {
  private:
   int fd_ = -1;
 };
+
+// How petrel opens a directory it walks: never through a symbolic link.
+inline constexpr int kOpenDirFlags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
 
 // "<path>: <what>: <strerror(err)>" ("<path>: <strerror(err)>" when `what` is empty):
 // NotFound when `err` is ENOENT, so a caller can tell a missing file from a failing

@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-
 #include <utility>
 
 namespace petrel::internal {
@@ -16,15 +15,14 @@ void Mailbox::SetWakeup(std::function<void()> wakeup) {
   wakeup_ = std::move(wakeup);
 }
 
+// The wakeup runs under the lock, so once SetWakeup(nullptr) or Close() returns no
+// wakeup is running or will run: the owner may then free what it touches (a libuv
+// handle). It must be quick and must not Post.
 void Mailbox::Post(Letter letter) {
-  std::function<void()> wakeup;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (closed_) return;
-    letters_.push_back(std::move(letter));
-    wakeup = wakeup_;
-  }
-  if (wakeup) wakeup();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (closed_) return;
+  letters_.push_back(std::move(letter));
+  if (wakeup_) wakeup_();
 }
 
 size_t Mailbox::Drain() {
@@ -59,10 +57,11 @@ WorkerPool::WorkerPool(size_t threads, std::string name, int nice)
 }
 
 WorkerPool::~WorkerPool() {
+  std::deque<std::function<void()>> dropped;  // destroyed after the lock is released
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
-    queue_.clear();
+    dropped.swap(queue_);
   }
   work_cv_.notify_all();
   for (std::thread& t : threads_) t.join();

@@ -37,8 +37,10 @@ class Mailbox {
   Mailbox(const Mailbox&) = delete;
   Mailbox& operator=(const Mailbox&) = delete;
 
-  // Called, on the posting thread and without any lock held, after each Post: how
-  // the owner learns there is something to drain. May be empty.
+  // Called on the posting thread after each Post, under the Mailbox's lock (so it
+  // never runs after SetWakeup(nullptr) or Close() has returned): how the owner
+  // learns there is something to drain, e.g. uv_async_send. Quick, and never Posts.
+  // May be empty.
   void SetWakeup(std::function<void()> wakeup);
   // Queues `letter` for the owner's thread. After Close, letters are dropped.
   void Post(Letter letter);
@@ -72,7 +74,6 @@ class WorkerPool {
   void Submit(std::function<void()> job);
   // Blocks until every job submitted before the call has finished.
   void WaitIdle();
-  size_t threads() const { return threads_.size(); }
   bool inline_jobs() const { return threads_.empty(); }
 
  private:

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "lib/util/cpu_quota.h"
 #include "lib/util/fs.h"
 #include "ports/linux/linux_port.h"
 
@@ -17,7 +18,6 @@ namespace petrel::internal {
 namespace {
 
 constexpr const char* kControllers[] = {"memory", "cpu", "pids"};
-constexpr int64_t kCfsPeriodUs = 100000;
 
 bool Limited(const Resources& limits, const char* controller) {
   if (strcmp(controller, "memory") == 0) return limits.memory_bytes > 0;
@@ -86,7 +86,7 @@ Result<LimitCgroups> LinuxPort::CreateLimitCgroups(const std::string& id, const 
     PETREL_RETURN_IF_ERROR(
         WriteControl(base + "cpu" + leaf + "cpu.cfs_period_us", std::to_string(kCfsPeriodUs)));
     PETREL_RETURN_IF_ERROR(WriteControl(base + "cpu" + leaf + "cpu.cfs_quota_us",
-                                        std::to_string(limits.cpu_millis * kCfsPeriodUs / 1000)));
+                                        std::to_string(CfsQuotaUs(limits.cpu_millis))));
   }
   if (limits.pids > 0) {
     PETREL_RETURN_IF_ERROR(

@@ -95,7 +95,9 @@ Status RunCommand(const std::vector<std::string>& argv, int* status, std::string
   close(fds[1]);
   if (err != 0) {
     close(fds[0]);
-    return ErrnoError(argv[0], "run", err);
+    // A runtime binary gone (mid-upgrade) must not read as a container gone.
+    Status s = ErrnoError(argv[0], "run", err);
+    return s.IsNotFound() ? Status::Unavailable(s.message()) : s;
   }
   output->clear();
   char buf[4096];
@@ -363,8 +365,12 @@ class CrunRuntime final : public ContainerRuntime {
   }
 
   Result<LogChunk> Logs(const std::string& id, const LogOptions& options) override {
-    PETREL_RETURN_IF_ERROR(Inspect(id).status());
+    // Only whether the container exists (a follow stream calls this over and over):
+    // its meta.json, not a whole Inspect.
+    if (!ValidId(id)) return Status::NotFound("no container " + id);
     const std::string dir = DirOf(id);
+    const std::string meta_file = dir + "/" + kMetaFile;
+    if (!Exists(meta_file)) return Status::NotFound("no container " + id);
     // The kept files, oldest first; each is named by the offset of its first byte.
     std::vector<std::pair<int64_t, int64_t>> files;  // base, size
     Result<std::vector<DirEntry>> entries = ListDir(dir);
@@ -384,7 +390,6 @@ class CrunRuntime final : public ContainerRuntime {
     std::sort(files.begin(), files.end());
     // A Remove may move the directory away meanwhile (Logs may overlap with it): files
     // missing for that reason make the answer the Remove's.
-    const std::string meta_file = dir + "/" + kMetaFile;
     LogChunk chunk;
     if (files.empty()) {
       if (!Exists(meta_file)) return Status::NotFound("no container " + id);
@@ -516,7 +521,7 @@ class CrunRuntime final : public ContainerRuntime {
     }
     plan.argv.insert(plan.argv.end(), {"run", "--detach", "--bundle", dir, "--pid-file",
                                        dir + "/" + internal::kInitPidFile, id});
-    plan.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
+    plan.env = {internal::kDefaultPathEnv};
     if (HybridCrun()) {
       Resources limits;
       if (meta.contains("resources") && meta["resources"].is_object()) {

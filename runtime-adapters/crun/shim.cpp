@@ -37,7 +37,8 @@ void WriteAll(int fd, const char* p, size_t n) {
 
 void WriteStr(int fd, const char* s) { WriteAll(fd, s, strlen(s)); }
 
-// "petrel-shim: <what>: <strerror>\n" on fd 2 (the container's log while creating).
+// "petrel-shim: <what>: <strerror>\n" on fd 2 (runtime.log in the shim; the container's
+// log in the runtime's process), then exit 127.
 [[noreturn]] void Die(const char* what) {
   int err = errno;
   WriteStr(2, "petrel-shim: ");
@@ -77,7 +78,7 @@ void ResetSignals() {
 struct Prepared {
   std::vector<std::string> argv_s, env_s;
   std::vector<char*> argv, envp;
-  std::string init_pid, exit_file, exit_tmp, lock_file, shim_pid, shim_pid_tmp;
+  std::string init_pid, exit_file, exit_tmp, lock_file, shim_pid, shim_pid_tmp, runtime_log;
   std::string log_path_a, log_path_b;  // "<dir>/log.<20 digits>", digits filled in later
   size_t log_digits_at = 0;            // where the digits start in log_path_*
   std::unique_ptr<ChildSetup> shim_setup, runtime_setup;  // ChildSetup::Apply after fork
@@ -186,12 +187,15 @@ int CodeOf(int status) {
   Die(p.argv[0]);
 }
 
-// Cuts the shim loose from petrel: fds 0-2 on /dev/null, `sync` moved to fd 3, nothing
-// else of petrel's open (its database and state-dir lock above all), default signal
-// handling, cwd "/", a subreaper of the container's processes. Returns the sync fd.
+// Cuts the shim loose from petrel: fds 0-1 on /dev/null, fd 2 on the container's
+// runtime.log (where petrel reads why a start failed, the shim's own failures
+// included: Die), `sync` moved to fd 3, nothing else of petrel's open (its database
+// and state-dir lock above all), default signal handling, cwd "/", a subreaper of the
+// container's processes. Returns the sync fd.
 int Detach(const Prepared& p, int sync) {
   int null = open("/dev/null", O_RDWR);
   if (null < 0) _exit(127);
+  int errors = open(p.runtime_log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
   if (sync <= 3) {
     int moved = fcntl(sync, F_DUPFD_CLOEXEC, 10);
     if (moved < 0) _exit(127);
@@ -199,8 +203,8 @@ int Detach(const Prepared& p, int sync) {
   }
   dup2(null, 0);
   dup2(null, 1);
-  dup2(null, 2);
-  if (dup2(sync, 3) < 0) _exit(127);
+  dup2(errors >= 0 ? errors : null, 2);
+  if (dup2(sync, 3) < 0) Die("move the sync pipe");
   sync = 3;
   fcntl(sync, F_SETFD, FD_CLOEXEC);
   CloseFrom(4);
@@ -208,9 +212,12 @@ int Detach(const Prepared& p, int sync) {
   signal(SIGPIPE, SIG_IGN);
   signal(SIGHUP, SIG_IGN);
   signal(SIGINT, SIG_IGN);
-  if (chdir("/") != 0) _exit(127);
+  if (chdir("/") != 0) Die("chdir /");
   const char* failed = "";
-  if (p.shim_setup->Apply(&failed) != 0) _exit(127);
+  if (int err = p.shim_setup->Apply(&failed); err != 0) {
+    errno = err;
+    Die(failed);
+  }
   prctl(PR_SET_NAME, "petrel-shim");
   return sync;
 }
@@ -220,7 +227,7 @@ int Detach(const Prepared& p, int sync) {
 // we die, so a reused pid can never fool it.
 void HoldShimLock(const Prepared& p) {
   int lock = open(p.lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
-  if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB) != 0) _exit(127);
+  if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB) != 0) Die("take the shim lock");
   char buf[32];
   size_t n = FormatDecimal(static_cast<uint64_t>(getpid()), buf);
   buf[n++] = '\n';
@@ -304,13 +311,14 @@ int Supervise(const Prepared& p, int sfd, int log_r, LogWriter* log, char* buf, 
 
   int sfd = WatchChildren();
   int pipefd[2];
-  if (sfd < 0 || pipe2(pipefd, O_CLOEXEC) != 0) _exit(127);
+  if (sfd < 0) Die("signalfd");
+  if (pipe2(pipefd, O_CLOEXEC) != 0) Die("pipe");
   int log_r = pipefd[0], log_w = pipefd[1];
   LogWriter log{&p, p.log_path_a.data(), p.log_path_b.data()};
   log.Open();
 
   pid_t runtime = fork();
-  if (runtime < 0) _exit(127);
+  if (runtime < 0) Die("fork");
   if (runtime == 0) ExecRuntime(p, log_w);
   close(log_w);
   int status = 0;
@@ -357,6 +365,7 @@ Status BeginShim(const ShimPlan& plan, PendingShim* pending) {
   p.exit_file = d + kExitFile;
   p.exit_tmp = d + kExitFile + ".tmp";
   p.lock_file = d + "shim.lock";
+  p.runtime_log = d + kRuntimeLogFile;
   p.shim_pid = d + kShimPidFile;
   p.shim_pid_tmp = d + kShimPidFile + ".tmp";
   p.log_path_a = d + LogFileName(0);
@@ -415,10 +424,12 @@ Status FinishShim(PendingShim* pending, pid_t* shim_pid) {
   int32_t msg[2] = {0, 0};
   size_t got = 0;
   char* out = reinterpret_cast<char*>(msg);
+  bool timed_out = false;
   while (got < sizeof(msg)) {
     struct pollfd pfd = {sync[0], POLLIN, 0};
     int r = poll(&pfd, 1, 120 * 1000);
     if (r < 0 && errno == EINTR) continue;
+    timed_out = r == 0;
     if (r <= 0) break;
     ssize_t n = read(sync[0], out + got, sizeof(msg) - got);
     if (n < 0 && errno == EINTR) continue;
@@ -427,6 +438,10 @@ Status FinishShim(PendingShim* pending, pid_t* shim_pid) {
   }
   close(sync[0]);
   if (got >= sizeof(int32_t)) *shim_pid = msg[0];
+  if (timed_out) {
+    return Status::Unavailable("container " + pending->id + ": " + pending->runtime +
+                               " did not finish starting it within 120 s");
+  }
   if (got < sizeof(msg)) {
     return Status::IOError("container " + pending->id + ": the monitor process ended early");
   }
