@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <charconv>
 #include <csignal>
 #include <cstddef>
 #include <cstdio>
@@ -91,9 +92,17 @@ std::string Usage(const petrel::RuntimeRegistry& runtimes) {
          "                       (1..1000; GET /v1/debug/loop reports them; default off)\n";
 }
 
+// --loop-probe-ms: 1..1000, else 0 (off, or not a valid value).
+int64_t ProbeMs(const std::string& text) {
+  int64_t ms = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), ms);
+  if (ec != std::errc() || end != text.data() + text.size() || ms < 1 || ms > 1000) return 0;
+  return ms;
+}
+
 // The settings, by their flag names without dashes; keys of the config file too.
-const char* const kKeys[] = {"state-dir", "socket",    "runtime",      "runtime-endpoint",
-                             "manifests", "log-level", "node-name",    "loop-probe-ms"};
+const char* const kKeys[] = {"state-dir", "socket",    "runtime",   "runtime-endpoint",
+                             "manifests", "log-level", "node-name", "loop-probe-ms"};
 
 using Settings = std::map<std::string, std::string>;
 
@@ -258,9 +267,7 @@ std::optional<int> ReadSettings(int argc, char** argv, const petrel::RuntimeRegi
     }
   }
   const std::string& probe = (*settings)["loop-probe-ms"];
-  if (!probe.empty() &&
-      (probe.size() > 4 || probe.find_first_not_of("0123456789") != std::string::npos ||
-       std::stoi(probe) < 1 || std::stoi(probe) > 1000)) {
+  if (!probe.empty() && ProbeMs(probe) == 0) {
     return BadUsage("loop-probe-ms \"" + probe + "\" is not a number of milliseconds in 1..1000");
   }
   return std::nullopt;
@@ -325,7 +332,7 @@ int Serve(Settings& settings, const petrel::Options& options, Daemon* d) {
   api.node_name = options.node_name;
   api.runtime_name = options.runtime->Name();
   api.log_sink = d->log;
-  if (!settings["loop-probe-ms"].empty()) api.loop_probe_ms = std::stoll(settings["loop-probe-ms"]);
+  api.loop_probe_ms = ProbeMs(settings["loop-probe-ms"]);
   d->server = std::make_unique<petrel::ApiServer>(d->orch.get(), api);
   if (petrel::Status s = d->server->Listen(&d->loop, settings["socket"]); !s.ok()) {
     std::fprintf(stderr, "petreld: %s\n", s.message().c_str());

@@ -18,8 +18,10 @@ class Clock {
  public:
   virtual ~Clock() = default;
   // Wall-clock milliseconds since the Unix epoch: for times that are shown and stored.
-  // It may jump either way (NTP, an operator, a device without an RTC booting in 1970),
-  // so never measure a duration with it.
+  // It may jump either way (NTP, an operator, a device without an RTC booting in 1970).
+  // petrel's back-off deadlines and grace periods are wall times today, because they
+  // are stored and must outlive a restart: a jump shortens or stretches those waits.
+  // A duration that lives in memory only belongs on Monotonic().
   virtual TimeMs Now() = 0;
   // Milliseconds since some fixed point of this Clock (the boot, for SystemClock): for
   // durations, timeouts and deadlines. Never goes back and does not jump with the wall

@@ -57,7 +57,9 @@ struct Options {
   // Defaults to SystemClock().
   std::shared_ptr<Clock> clock;
   // What differs per platform (cgroups, mounts, namespaces, the service manager).
-  // Defaults to DefaultPort(). Give the runtime adapter the same one.
+  // Defaults to DefaultPort(). Give the runtime adapter the same one. The reconcile
+  // core itself needs none of it yet; health probes and networking will (network
+  // namespaces).
   std::shared_ptr<Port> port;
   // Defaults to StderrLogSink().
   LogSink log_sink;

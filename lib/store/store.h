@@ -81,7 +81,13 @@ class Store {
   virtual Status WriteObserved(const std::vector<ReplicaStatus>& upserts,
                                const std::vector<std::pair<std::string, int>>& deletes,
                                const std::vector<Event>& events,
-                               const std::vector<std::string>& purges = {}) = 0;
+                               const std::vector<std::string>& purges) = 0;
+  // The same with no purge.
+  Status WriteObserved(const std::vector<ReplicaStatus>& upserts,
+                       const std::vector<std::pair<std::string, int>>& deletes,
+                       const std::vector<Event>& events) {
+    return WriteObserved(upserts, deletes, events, {});
+  }
 
   // Events with seq > after_seq, oldest first, at most `limit`.
   virtual Status LoadEvents(int64_t after_seq, size_t limit, std::vector<Event>* events) = 0;

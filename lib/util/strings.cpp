@@ -48,4 +48,14 @@ size_t FormatDecimal(uint64_t v, char* out, size_t width) {
   return pad + n;
 }
 
+bool IsPlainName(std::string_view name, size_t max_bytes) {
+  if (name.empty() || name.size() > max_bytes || name[0] == '.') return false;
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-' || c == '.';
+    if (!ok) return false;
+  }
+  return true;
+}
+
 }  // namespace petrel::internal

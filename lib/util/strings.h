@@ -30,6 +30,10 @@ std::string Quote(std::string_view value, size_t max_bytes = kQuoteMaxBytes);
 // max(width, 20) + 1 bytes. ASYNC-SIGNAL-SAFE: for code between fork() and exec().
 size_t FormatDecimal(uint64_t v, char* out, size_t width = 0);
 
+// True for a name safe as one path component and in a command line: 1 to `max_bytes`
+// of A-Z a-z 0-9 '_' '-' '.', not starting with '.' (so never "." or "..").
+bool IsPlainName(std::string_view name, size_t max_bytes);
+
 }  // namespace petrel::internal
 
 #endif  // PETREL_LIB_UTIL_STRINGS_H_

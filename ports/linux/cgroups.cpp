@@ -29,9 +29,12 @@ bool Limited(const Resources& limits, const char* controller) {
 // value split over two writes would be read as two values.
 Status WriteControl(const std::string& path, const std::string& value) {
   UniqueFd fd(open(path.c_str(), O_WRONLY | O_CLOEXEC));
-  if (!fd.valid()) return ErrnoError(path, "", errno);
-  if (write(fd.get(), value.data(), value.size()) != static_cast<ssize_t>(value.size())) {
-    return ErrnoError("write " + value + " to " + path, "", errno);
+  if (!fd.valid()) return ErrnoError(path, "open", errno);
+  const ssize_t n = write(fd.get(), value.data(), value.size());
+  if (n < 0) return ErrnoError(path, "write " + value, errno);
+  if (n != static_cast<ssize_t>(value.size())) {
+    return Status::IOError(path + ": write " + value + ": only " + std::to_string(n) +
+                           " bytes taken");
   }
   return Status::OK();
 }

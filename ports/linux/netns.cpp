@@ -13,18 +13,14 @@
 #include <thread>
 
 #include "lib/util/fs.h"
+#include "lib/util/strings.h"
 #include "ports/linux/linux_port.h"
 
 namespace petrel::internal {
 namespace {
 
 Status CheckNetnsName(const std::string& name) {
-  bool ok = !name.empty() && name.size() <= 64 && name[0] != '.' &&
-            std::all_of(name.begin(), name.end(), [](char c) {
-              return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                     c == '_' || c == '-' || c == '.';
-            });
-  if (ok) return Status::OK();
+  if (IsPlainName(name, 64)) return Status::OK();
   return Status::InvalidArgument("network namespace name \"" + name +
                                  "\": want 1-64 of A-Z a-z 0-9 _ . - not starting with '.'");
 }

@@ -39,6 +39,7 @@
 #include "lib/oci/runtime_config.h"
 #include "lib/util/dir_lock.h"
 #include "lib/util/fs.h"
+#include "lib/util/strings.h"
 #include "petrel/clock.h"
 #include "petrel/crun.h"
 #include "runtime-adapters/crun/shim.h"
@@ -142,13 +143,8 @@ std::string FindInPath(const std::string& name) {
   return "";
 }
 
-bool ValidId(const std::string& id) {
-  if (id.empty() || id.size() > 200 || id[0] == '.') return false;
-  return std::all_of(id.begin(), id.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-           c == '-' || c == '.';
-  });
-}
+// A container id is a directory name under the state dir.
+bool ValidId(const std::string& id) { return internal::IsPlainName(id, 200); }
 
 class CrunRuntime final : public ContainerRuntime {
  public:

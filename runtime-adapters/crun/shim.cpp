@@ -25,7 +25,7 @@ namespace {
 
 // --- async-signal-safe helpers (no allocation, no locks, no errno-clobbering libc) ---
 
-void WriteAll(int fd, const char* p, size_t n) {
+void RawWriteAll(int fd, const char* p, size_t n) {
   while (n > 0) {
     ssize_t w = write(fd, p, n);
     if (w < 0 && errno == EINTR) continue;
@@ -35,7 +35,7 @@ void WriteAll(int fd, const char* p, size_t n) {
   }
 }
 
-void WriteStr(int fd, const char* s) { WriteAll(fd, s, strlen(s)); }
+void WriteStr(int fd, const char* s) { RawWriteAll(fd, s, strlen(s)); }
 
 // "petrel-shim: <what>: <strerror>\n" on fd 2 (runtime.log in the shim; the container's
 // log in the runtime's process), then exit 127.
@@ -107,7 +107,7 @@ struct LogWriter {
     while (n > 0 && fd >= 0) {
       size_t room = static_cast<size_t>(p->log_max_bytes - size);
       size_t part = n < room ? n : room;
-      WriteAll(fd, data, part);
+      RawWriteAll(fd, data, part);
       size += static_cast<int64_t>(part);
       data += part;
       n -= part;
@@ -152,7 +152,7 @@ void WriteExit(const Prepared& p, int code) {
   buf[n++] = '\n';
   int fd = open(p.exit_tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
   if (fd < 0) return;
-  WriteAll(fd, buf, n);
+  RawWriteAll(fd, buf, n);
   close(fd);
   rename(p.exit_tmp.c_str(), p.exit_file.c_str());
 }
@@ -233,7 +233,7 @@ void HoldShimLock(const Prepared& p) {
   buf[n++] = '\n';
   int fd = open(p.shim_pid_tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
   if (fd >= 0) {
-    WriteAll(fd, buf, n);
+    RawWriteAll(fd, buf, n);
     close(fd);
     rename(p.shim_pid_tmp.c_str(), p.shim_pid.c_str());
   }
@@ -307,7 +307,7 @@ int Supervise(const Prepared& p, int sfd, int log_r, LogWriter* log, char* buf, 
   sync = Detach(p, sync);
   HoldShimLock(p);
   int32_t msg[2] = {static_cast<int32_t>(getpid()), 0};
-  WriteAll(sync, reinterpret_cast<const char*>(&msg[0]), sizeof(int32_t));
+  RawWriteAll(sync, reinterpret_cast<const char*>(&msg[0]), sizeof(int32_t));
 
   int sfd = WatchChildren();
   int pipefd[2];
@@ -332,10 +332,10 @@ int Supervise(const Prepared& p, int sfd, int log_r, LogWriter* log, char* buf, 
     ssize_t n;
     while ((n = read(log_r, buf, sizeof(buf))) > 0) log.Write(buf, static_cast<size_t>(n));
     WriteExit(p, 255);
-    WriteAll(sync, reinterpret_cast<const char*>(&msg[1]), sizeof(int32_t));
+    RawWriteAll(sync, reinterpret_cast<const char*>(&msg[1]), sizeof(int32_t));
     _exit(1);
   }
-  WriteAll(sync, reinterpret_cast<const char*>(&msg[1]), sizeof(int32_t));
+  RawWriteAll(sync, reinterpret_cast<const char*>(&msg[1]), sizeof(int32_t));
   close(sync);
 
   WriteExit(p, Supervise(p, sfd, log_r, &log, buf, sizeof(buf)));
