@@ -667,7 +667,7 @@ class OrchestratorImpl final : public Orchestrator {
   // What the loop knows of images no workload names any more goes (a pull in flight
   // stays until it reports). REQUIRES: mu_ held.
   void ForgetUnusedImagesLocked() {
-    if (images_.size() <= desired_.size()) return;  // cheap check first: few images
+    if (images_.empty()) return;
     std::set<std::string_view> used;
     for (const auto& [name, d] : desired_) used.insert(d.spec.image);
     for (auto it = images_.begin(); it != images_.end();) {
