@@ -7,135 +7,26 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 
 #include "lib/util/fs.h"
+#include "petrel/testing/fake_program.h"
 
 namespace petrel::testing {
 namespace {
 
-constexpr char kMarker[] = "petrel-fake";  // argv[0] of a program
-constexpr char kFakeImages[] = "fake:";    // images that hold the interpreter alone
-constexpr int64_t kMaxCount = 10'000'000;  // count's bound: 200 MB of output
+constexpr char kFakeImages[] = "fake:";  // images that hold the interpreter alone
 
 // What SIGTERM does to a container's process.
 struct Term {
   enum class Action { kDefault, kIgnore, kTrap };
   Action action = Action::kDefault;
   int code = 0;      // kTrap: the exit code
-  std::string text;  // kTrap: printed first, with a newline, when `print`
-  bool print = false;
+  std::string text;  // kTrap: printed first, with a newline, unless empty
 };
-
-// One step of a program, parsed (see fake_runtime.h for the language).
-struct Step {
-  enum class Verb {
-    kPrint,
-    kPrintErr,
-    kEnv,
-    kCwd,
-    kId,
-    kHostname,
-    kCat,
-    kWrite,
-    kCount,
-    kAlloc,
-    kTrapTerm,
-    kIgnoreTerm,
-    kRun,
-    kExit
-  };
-  Verb verb;
-  std::string path;  // cat, write; env: the variable's name
-  std::string text;  // print, print-err, write, trap-term
-  bool has_text = false;
-  int64_t number = 0;  // count, alloc, trap-term, exit
-};
-
-bool ParseNumber(const std::string& s, int64_t max, int64_t* out) {
-  if (s.empty() || s.size() > 18) return false;
-  int64_t n = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return false;
-    n = n * 10 + (c - '0');
-  }
-  if (n > max) return false;
-  *out = n;
-  return true;
-}
-
-// Parses one step; InvalidArgument naming it when it is unknown or malformed.
-Result<Step> ParseStep(const std::string& text) {
-  const size_t space = text.find(' ');
-  const std::string verb = text.substr(0, space);
-  const bool has_rest = space != std::string::npos;
-  const std::string rest = has_rest ? text.substr(space + 1) : "";
-  const Status bad =
-      Status::InvalidArgument("step \"" + text + "\": " + "not a step of the fake's language");
-  static const std::map<std::string, Step::Verb> kVerbs = {{"print", Step::Verb::kPrint},
-                                                           {"print-err", Step::Verb::kPrintErr},
-                                                           {"env", Step::Verb::kEnv},
-                                                           {"cwd", Step::Verb::kCwd},
-                                                           {"id", Step::Verb::kId},
-                                                           {"hostname", Step::Verb::kHostname},
-                                                           {"cat", Step::Verb::kCat},
-                                                           {"write", Step::Verb::kWrite},
-                                                           {"count", Step::Verb::kCount},
-                                                           {"alloc", Step::Verb::kAlloc},
-                                                           {"trap-term", Step::Verb::kTrapTerm},
-                                                           {"ignore-term", Step::Verb::kIgnoreTerm},
-                                                           {"run", Step::Verb::kRun},
-                                                           {"exit", Step::Verb::kExit}};
-  auto it = kVerbs.find(verb);
-  if (it == kVerbs.end()) return bad;
-  Step step{it->second, "", "", false, 0};
-  switch (step.verb) {
-    case Step::Verb::kPrint:
-    case Step::Verb::kPrintErr: step.text = rest; return step;
-    case Step::Verb::kCwd:
-    case Step::Verb::kId:
-    case Step::Verb::kHostname:
-    case Step::Verb::kIgnoreTerm:
-    case Step::Verb::kRun:
-      if (has_rest) return bad;
-      return step;
-    case Step::Verb::kEnv:
-    case Step::Verb::kCat:
-      if (rest.empty() || rest.find(' ') != std::string::npos) return bad;
-      step.path = rest;
-      return step;
-    case Step::Verb::kWrite: {
-      const size_t sep = rest.find(' ');
-      step.path = rest.substr(0, sep);
-      if (step.path.empty()) return bad;
-      step.text = sep == std::string::npos ? "" : rest.substr(sep + 1);
-      return step;
-    }
-    case Step::Verb::kCount:
-      if (!ParseNumber(rest, kMaxCount, &step.number)) return bad;
-      return step;
-    case Step::Verb::kAlloc:
-      if (!ParseNumber(rest, int64_t{1} << 30, &step.number)) return bad;
-      return step;
-    case Step::Verb::kExit:
-      if (!ParseNumber(rest, 255, &step.number)) return bad;
-      return step;
-    case Step::Verb::kTrapTerm: {
-      const size_t sep = rest.find(' ');
-      if (!ParseNumber(rest.substr(0, sep), 255, &step.number)) return bad;
-      step.has_text = sep != std::string::npos;
-      if (step.has_text) step.text = rest.substr(sep + 1);
-      return step;
-    }
-  }
-  return bad;
-}
-
-std::string Strerror(int err) {
-  const char* desc = strerrordesc_np(err);
-  return desc != nullptr ? desc : "unknown error";
-}
 
 }  // namespace
 
@@ -187,12 +78,11 @@ struct FakeHost::State {
   // What signal `signal` does to c's process: its exit code, or -1 when it lives on.
   int Signal(Container* c, int signal) {
     if (signal == SIGKILL) return 128 + SIGKILL;
-    if (signal == SIGINT) return 128 + SIGINT;
     if (signal != SIGTERM) return -1;
     switch (c->term.action) {
       case Term::Action::kIgnore: return -1;
       case Term::Action::kTrap:
-        if (c->term.print) Append(c, c->term.text + "\n");
+        if (!c->term.text.empty()) Append(c, c->term.text + "\n");
         return c->term.code;
       case Term::Action::kDefault: break;
     }
@@ -207,27 +97,64 @@ namespace {
 
 using Container = FakeHost::State::Container;
 
+// `path` as a container's kernel resolves it when no link is on the way: absolute
+// (against `cwd`), without "." or empty parts, each ".." dropping the part before it
+// ("/.." is "/").
+std::string CleanPath(const std::string& cwd, const std::string& path) {
+  std::filesystem::path p(path.empty() || path[0] != '/' ? (cwd.empty() ? "/" : cwd) + "/" + path
+                                                         : path);
+  std::string clean = p.lexically_normal().string();
+  while (clean.size() > 1 && clean.back() == '/') clean.pop_back();
+  return clean;
+}
+
 // Where a path of a container's lives: a file on the host (below a bind mount) or in
 // the container's memory (root filesystem, tmpfs).
 struct Place {
   bool on_host = false;
-  std::string path;  // on the host, or the key into Container::files
+  std::string path;   // on_host: the bind mount's source; else the key into Container::files
+  std::string below;  // on_host: the path below `path`, clean and relative ("" for itself)
   bool read_only = false;
 };
 
-Place Resolve(const Container& c, std::string path) {
-  if (path.empty() || path[0] != '/') {
-    path = (c.spec.working_dir.empty() ? std::string("/") : c.spec.working_dir + "/") + path;
-  }
+Place Resolve(const Container& c, const std::string& path) {
+  const std::string clean = CleanPath(c.spec.working_dir, path);
   const MountSpec* best = nullptr;
+  std::string best_target;
   for (const MountSpec& m : c.spec.mounts) {
-    const bool under = path == m.target || (path.rfind(m.target, 0) == 0 &&
-                                            (m.target == "/" || path[m.target.size()] == '/'));
-    if (under && (best == nullptr || m.target.size() > best->target.size())) best = &m;
+    const std::string target = CleanPath("/", m.target);
+    const bool under = clean == target || (clean.rfind(target, 0) == 0 &&
+                                           (target == "/" || clean[target.size()] == '/'));
+    if (under && (best == nullptr || target.size() > best_target.size())) {
+      best = &m;
+      best_target = target;
+    }
   }
-  if (best == nullptr) return {false, path, c.spec.read_only_rootfs};
-  if (best->type == MountSpec::Type::kTmpfs) return {false, path, best->read_only};
-  return {true, best->source + path.substr(best->target.size()), best->read_only};
+  if (best == nullptr) return {false, clean, "", c.spec.read_only_rootfs};
+  if (best->type == MountSpec::Type::kTmpfs) return {false, clean, "", best->read_only};
+  const size_t skip = clean == best_target ? clean.size()
+                      : best_target == "/" ? 1
+                                           : best_target.size() + 1;
+  return {true, best->source, clean.substr(skip), best->read_only};
+}
+
+// Opens the file `place` names below its bind mount's source with `flags`, never through
+// a symbolic link: the path is clean, so nothing but a link could lead out of the
+// source, and a link is refused (ELOOP or ENOTDIR) where a real container would resolve
+// it in its own root. Sets errno when it fails.
+internal::UniqueFd OpenOnHost(const Place& place, int flags, mode_t mode = 0) {
+  internal::UniqueFd dir(open(place.path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!dir.valid()) return dir;
+  if (place.below.empty()) return internal::UniqueFd(openat(dir.get(), ".", flags | O_CLOEXEC));
+  size_t start = 0;
+  for (size_t slash; (slash = place.below.find('/', start)) != std::string::npos;
+       start = slash + 1) {
+    const std::string part = place.below.substr(start, slash - start);
+    dir = internal::UniqueFd(openat(dir.get(), part.c_str(), internal::kOpenDirFlags));
+    if (!dir.valid()) return dir;
+  }
+  return internal::UniqueFd(
+      openat(dir.get(), place.below.c_str() + start, flags | O_NOFOLLOW | O_CLOEXEC, mode));
 }
 
 // The program's output and what it did to its container, step by step.
@@ -237,7 +164,7 @@ class Interpreter {
 
   // Runs `steps` until one ends the process or waits for a signal. Returns the exit
   // code, or -1 when the process runs on.
-  int Run(const std::vector<Step>& steps) {
+  int Run(const Program& steps) {
     int status = 0;
     for (const Step& step : steps) {
       if (step.verb == Step::Verb::kRun) return -1;
@@ -260,7 +187,7 @@ class Interpreter {
         return Out(step.path + "=" + (it == spec.env.end() ? "" : it->second) + "\n");
       }
       case Step::Verb::kCwd: return Out((spec.working_dir.empty() ? "/" : spec.working_dir) + "\n");
-      case Step::Verb::kId:
+      case Step::Verb::kUid:
         return Out((spec.user.empty() ? "0" : spec.user.substr(0, spec.user.find(':'))) + "\n");
       case Step::Verb::kHostname:
         return Out((spec.hostname.empty() ? spec.name : spec.hostname) + "\n");
@@ -280,9 +207,9 @@ class Interpreter {
         return limit > 0 && (step.number << 20) > limit ? 128 + SIGKILL : 0;
       }
       case Step::Verb::kTrapTerm:
-        c_->term = {Term::Action::kTrap, static_cast<int>(step.number), step.text, step.has_text};
+        c_->term = {Term::Action::kTrap, static_cast<int>(step.number), step.text};
         return 0;
-      case Step::Verb::kIgnoreTerm: c_->term = {Term::Action::kIgnore, 0, "", false}; return 0;
+      case Step::Verb::kIgnoreTerm: c_->term = {Term::Action::kIgnore, 0, ""}; return 0;
       case Step::Verb::kRun:
       case Step::Verb::kExit: break;  // Run handles them
     }
@@ -296,13 +223,14 @@ class Interpreter {
 
   int Cat(const std::string& path) {
     const Place place = Resolve(*c_, path);
+    const std::string refused = "cat: can't open '" + path + "': ";
     if (!place.on_host) {
       auto it = c_->files.find(place.path);
       if (it != c_->files.end()) return Out(it->second);
-      return Out("cat: can't open '" + path + "': " + Strerror(ENOENT) + "\n") + 1;
+      return Out(refused + std::strerror(ENOENT) + "\n") + 1;
     }
-    internal::UniqueFd fd(open(place.path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.valid()) return Out("cat: can't open '" + path + "': " + Strerror(errno) + "\n") + 1;
+    internal::UniqueFd fd = OpenOnHost(place, O_RDONLY);
+    if (!fd.valid()) return Out(refused + std::strerror(errno) + "\n") + 1;
     std::string data;
     char buf[4096];
     ssize_t n;
@@ -313,15 +241,14 @@ class Interpreter {
   int Write(const std::string& path, const std::string& data) {
     const Place place = Resolve(*c_, path);
     const std::string refused = "sh: can't create " + path + ": ";
-    if (place.read_only) return Out(refused + Strerror(EROFS) + "\n") + 1;
+    if (place.read_only) return Out(refused + std::strerror(EROFS) + "\n") + 1;
     if (!place.on_host) {
       c_->files[place.path] = data;
       return 0;
     }
-    internal::UniqueFd fd(
-        open(place.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644));
+    internal::UniqueFd fd = OpenOnHost(place, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (!fd.valid() || write(fd.get(), data.data(), data.size()) != ssize_t(data.size())) {
-      return Out(refused + Strerror(errno) + "\n") + 1;
+      return Out(refused + std::strerror(errno) + "\n") + 1;
     }
     return 0;
   }
@@ -332,8 +259,8 @@ class Interpreter {
 
 // What `spec` runs: a program's steps (*is_program), else nothing to interpret. An
 // error when the command cannot start: a bad step, or a binary a fake: image lacks.
-Status ProgramOf(const ContainerSpec& spec, bool* is_program, std::vector<Step>* steps) {
-  *is_program = !spec.command.empty() && spec.command[0] == kMarker;
+Status ProgramOf(const ContainerSpec& spec, bool* is_program, Program* steps) {
+  *is_program = !spec.command.empty() && spec.command[0] == kFakeProgram;
   if (!*is_program) {
     if (spec.image.rfind(kFakeImages, 0) != 0) return Status::OK();
     const std::string binary = !spec.command.empty() ? spec.command[0]
@@ -341,12 +268,12 @@ Status ProgramOf(const ContainerSpec& spec, bool* is_program, std::vector<Step>*
                                                      : "";
     if (binary.empty())
       return Status::InvalidArgument("no command, and image " + spec.image + " has none");
-    return Status::IOError("exec " + binary + ": " + Strerror(ENOENT));
+    return Status::IOError("exec " + binary + ": " + std::strerror(ENOENT));
   }
   std::vector<std::string> words(spec.command.begin() + 1, spec.command.end());
   words.insert(words.end(), spec.args.begin(), spec.args.end());
   for (const std::string& w : words) {
-    PETREL_ASSIGN_OR_RETURN(Step step, ParseStep(w));
+    PETREL_ASSIGN_OR_RETURN(Step step, ParseFakeStep(w));
     steps->push_back(std::move(step));
   }
   return Status::OK();
@@ -371,9 +298,12 @@ FakeRuntime::~FakeRuntime() {
 void FakeRuntime::Door(Op op) {
   std::unique_lock<std::mutex> lock(door_mu_);
   if (!held_.count(op)) return;
+  // Waits for the next Release, not for op to be unheld: a Hold right after it must
+  // not keep this call, which that Release let through, at the door.
+  const uint64_t release = releases_[op];
   ++waiting_[op];
   door_cv_.notify_all();
-  door_cv_.wait(lock, [&] { return !held_.count(op); });
+  door_cv_.wait(lock, [&] { return releases_[op] != release; });
   --waiting_[op];
 }
 
@@ -386,6 +316,7 @@ void FakeRuntime::Release(Op op) {
   {
     std::lock_guard<std::mutex> lock(door_mu_);
     held_.erase(op);
+    ++releases_[op];
   }
   door_cv_.notify_all();
 }
@@ -478,7 +409,7 @@ Status FakeRuntime::Start(const std::string& id) {
     }
     c->info.started_at = clock_->Now();
     bool is_program = false;
-    std::vector<Step> steps;
+    Program steps;
     if (Status s = ProgramOf(c->spec, &is_program, &steps); !s.ok()) {
       state_.EndProcess(c, 127, c->info.started_at);
       return s.WithContext("start container " + id + ": fake");
@@ -554,11 +485,12 @@ Result<LogChunk> FakeRuntime::Logs(const std::string& id, const LogOptions& opti
   if (c == nullptr) return Status::NotFound("no container " + id);
   const int64_t oldest = c->log_base;
   const int64_t end = oldest + static_cast<int64_t>(c->log.size());
-  const int64_t limit = static_cast<int64_t>(options.limit_bytes);
+  const int64_t limit =
+      static_cast<int64_t>(std::min<uint64_t>(options.limit_bytes, INT64_MAX));  // no overflow
   LogChunk chunk;
   chunk.start_offset = options.since_offset < 0 ? std::max(oldest, end - limit)
                                                 : std::clamp(options.since_offset, oldest, end);
-  chunk.end_offset = std::min(end, chunk.start_offset + limit);
+  chunk.end_offset = chunk.start_offset + std::min(limit, end - chunk.start_offset);
   chunk.data = c->log.substr(static_cast<size_t>(chunk.start_offset - oldest),
                              static_cast<size_t>(chunk.end_offset - chunk.start_offset));
   return chunk;
@@ -628,6 +560,18 @@ std::vector<ContainerInfo> FakeRuntime::Containers() {
 int FakeRuntime::Calls(Op op) {
   std::lock_guard<std::mutex> lock(state_.mu);
   return calls_[op];
+}
+
+HeldCalls::HeldCalls(FakeRuntime* runtime, FakeRuntime::Op op) : runtime_(runtime), op_(op) {
+  runtime_->Hold(op_);
+}
+
+HeldCalls::~HeldCalls() { Release(); }
+
+void HeldCalls::Release() {
+  if (runtime_ == nullptr) return;
+  runtime_->Release(op_);
+  runtime_ = nullptr;
 }
 
 Status RegisterFakeRuntime(RuntimeRegistry* registry) {

@@ -65,7 +65,7 @@ petreld_start "$dir/petreld.log" --runtime "$runtime" --state-dir "$dir/state" $
   fail "petreld did not answer"
 
 ready() { [ "$("$ctl" get workloads stall -o json | jq '.items[0].readyReplicas')" = "$replicas" ]; }
-gone() { ! "$ctl" get workloads stall >/dev/null 2>&1; }
+gone() { petreld_gone stall; }
 loop_stats() {
   if [ -z "$probe_flag" ]; then echo '{"maxLateUs":-1}'; return; fi
   curl -sf --unix-socket "$PETREL_SOCKET" "http://petrel/v1/debug/loop$1"
@@ -82,8 +82,7 @@ measure() {
   local start end
   start=$(date +%s%N)
   $command >/dev/null || fail "$name: $command"
-  for _ in $(seq 3000); do $until && break; sleep 0.1; done
-  $until || fail "$name: not done after 300 s"
+  wait_for 300 "$until" || fail "$name: not done after 300 s"
   end=$(date +%s%N)
   kill -TERM "$prober"
   wait "$prober"

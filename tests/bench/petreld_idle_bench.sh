@@ -35,12 +35,9 @@ YAML
 petreld_start "$dir/petreld.log" --runtime "$runtime" --state-dir "$dir" --log-level warn ||
   { cat "$dir/petreld.log" >&2; echo "idle bench: petreld did not answer" >&2; exit 1; }
 "$ctl" apply -f "$dir/idle.yaml" >/dev/null
-for _ in $(seq 600); do
-  ready=$("$ctl" get workloads idle -o json | jq '.items[0].readyReplicas')
-  [ "$ready" = 10 ] && break
-  sleep 0.1
-done
-[ "$ready" = 10 ] || { cat "$dir/petreld.log" >&2; echo "idle bench: 10 containers did not start" >&2; exit 1; }
+ready() { [ "$("$ctl" get workloads idle -o json | jq '.items[0].readyReplicas')" = 10 ]; }
+wait_for 60 ready ||
+  { cat "$dir/petreld.log" >&2; echo "idle bench: 10 containers did not start" >&2; exit 1; }
 sleep 12  # past the first resync (10 s), so only the steady state is measured
 
 io() { sed -n 's/^write_bytes: //p' "/proc/$pid/io"; }

@@ -3,12 +3,13 @@
 //
 //   runtime_bench [IMAGE_REF [TRIALS]]
 //
-// Without IMAGE_REF it builds the busybox image with examples/images/make-busybox-image.
+// Without IMAGE_REF it takes the busybox image of tests/lib/images.h ($PETREL_TEST_IMAGE,
+// else built with examples/images/make-busybox-image).
 // petrel: Apply of a workload with N replicas (N = 1, 20) until the orchestrator
 // reports N ready (Subscribe, no polling), image already unpacked (a cached image).
-// The orchestrator hands the runtime all starts of a pass at once (StartAll), which
-// the adapter runs side by side. one-by-one: the adapter alone, Create + Start per
-// container in turn, no orchestrator (the serial cost of a container).
+// The orchestrator runs each replica's create and start on its workers, so those of
+// different replicas run side by side. one-by-one: the adapter alone, Create + Start
+// per container in turn, no orchestrator (the serial cost of a container).
 // raw: `<runtime> run -d` of N containers, one after another, from the bundle
 // petrel made (its config.json, a copy of the image's rootfs) - what a hand-written
 // script would do. On a hybrid cgroup host crun runs, as petrel runs it, in a private
@@ -39,6 +40,7 @@
 #include "petrel/crun.h"
 #include "petrel/orchestrator.h"
 #include "petrel/port.h"
+#include "tests/lib/images.h"
 
 namespace {
 
@@ -122,15 +124,6 @@ petrel::WorkloadSpec Workload(const std::string& image, int replicas) {
   w.command = {"/bin/sleep", "3600"};
   w.termination_grace_ms = 0;
   return w;
-}
-
-// The busybox image of examples/images, built into `dir`: its reference.
-std::string MakeImage(const std::string& dir) {
-  const std::string out = dir + "/busybox.tar";
-  const std::string cmd =
-      std::string(PETREL_SOURCE_DIR) + "/examples/images/make-busybox-image " + out + " >/dev/null";
-  if (std::system(cmd.c_str()) != 0) Die(cmd + " failed");
-  return "oci-archive:" + out;
 }
 
 // petrel over `runtime` in a fresh directory, counting the containers it starts.
@@ -274,16 +267,15 @@ void Bench(const std::string& runtime, const std::string& image, int trials, boo
 
 int main(int argc, char** argv) {
   std::string image = argc > 1 ? argv[1] : "";
-  char image_dir[] = "/tmp/petrel-bench-image.XXXXXX";
   if (image.empty()) {
-    if (mkdtemp(image_dir) == nullptr) Die("mkdtemp");
-    image = MakeImage(image_dir);
+    petrel::Result<std::string> busybox = petrel::testing::BusyboxImage();
+    if (!busybox.ok()) Die(busybox.status().ToString());
+    image = *busybox;
   }
   const int trials = argc > 2 ? std::atoi(argv[2]) : 5;
   const bool hybrid = petrel::DefaultPort()->DetectCgroupLayout() == petrel::CgroupLayout::kHybrid;
   std::printf("%-7s %4s %10s %14s %10s %8s\n", "runtime", "N", "petrel ms", "one-by-one ms",
               "raw ms", "ratio");
   for (const std::string runtime : {"crun", "runc"}) Bench(runtime, image, trials, hybrid);
-  if (argc <= 1) std::system(("rm -rf " + std::string(image_dir)).c_str());
   return 0;
 }

@@ -2,8 +2,9 @@
 # Proves petrel's install steps on a machine as bare as a user's: a fresh Debian 12 made
 # with `debootstrap --variant=minbase`, in which tests/fresh/user_steps.sh runs what the
 # README tells users (ports/debian/install-deps, the release build, cmake --install,
-# pkg-config links with and without --static). A package missing from install-deps fails
-# here, not on a user's machine. No test suite runs in the chroot (the host runs them).
+# pkg-config links with and without --static) and checks that every program the tests
+# call is installed. A package missing from install-deps fails here, not on a user's
+# machine. No test suite runs in the chroot (the host runs them).
 #
 # Promises: leaves no process, mount or directory behind, on success or failure: the
 # chroot runs in its own PID namespace, whose processes the kernel kills when it ends
@@ -32,26 +33,33 @@ for tool in debootstrap zstd unshare chroot flock findmnt; do
   command -v "$tool" >/dev/null || die "$tool is missing (ports/debian/install-deps --host-tools)"
 done
 # The machine's Debian sources: deb822 on Debian 12, one-line sources.list on Raspberry
-# Pi OS. The chroot is bootstrapped from their first mirror and gets a copy of them.
+# Pi OS. The chroot is bootstrapped from their first http(s) mirror and gets a copy of
+# them.
 sources=${PETREL_FRESH_SOURCES:-/etc/apt/sources.list.d/debian.sources}
 [ -r "$sources" ] || [ -n "${PETREL_FRESH_SOURCES:-}" ] || sources=/etc/apt/sources.list
 [ -r "$sources" ] || die "cannot read $sources (set PETREL_FRESH_SOURCES to the apt sources to use)"
+# The mirror is the first http(s) URI: a "deb cdrom:" line or a file: URI cannot be
+# bootstrapped from (nor reached from the chroot).
 if grep -q '^URIs:' "$sources"; then
-  mirror=$(sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' "$sources" | head -n1)
+  uris=$(sed -n 's/^URIs:[[:space:]]*//p' "$sources")
   sources_in_chroot=/etc/apt/sources.list.d/debian.sources
 else
-  mirror=$(sed -n 's/^deb[[:space:]]\+\(\[[^]]*\][[:space:]]\+\)\{0,1\}\([^[:space:]]*\).*/\2/p' \
-             "$sources" | head -n1)
+  uris=$(sed -n 's/^deb[[:space:]]\+\(\[[^]]*\][[:space:]]\+\)\{0,1\}\([^[:space:]]*\).*/\2/p' "$sources")
   sources_in_chroot=/etc/apt/sources.list
 fi
-[ -n "$mirror" ] || die "no mirror (URIs: or deb line) in $sources"
+# shellcheck disable=SC2086  # one URI a word: a URIs: line may hold several
+mirror=$(printf '%s\n' $uris | grep -m1 -E '^https?://' || true)
+[ -n "$mirror" ] || die "no http(s) mirror (URIs: or deb line) in $sources"
+# An https mirror needs ca-certificates in the chroot before apt can reach it.
+include=""
+case "$mirror" in https://*) include=ca-certificates ;; esac
 
 suite=bookworm
 arch=$(dpkg --print-architecture)
 cache=${PETREL_FRESH_CACHE:-/var/cache/petrel}
 max_age_days=${PETREL_FRESH_MAX_AGE_DAYS:-30}
 base=$cache/debian-$suite-minbase-$arch.tar.zst
-key="petrel-fresh-base 1 suite=$suite variant=minbase arch=$arch mirror=$mirror"
+key="petrel-fresh-base 1 suite=$suite variant=minbase arch=$arch mirror=$mirror${include:+ include=$include}"
 archives=$cache/apt-archives
 
 mkdir -p "$archives/partial"
@@ -101,7 +109,8 @@ if base_reusable; then
   echo "  unpacked the cached minbase ($base) in $((SECONDS - start))s"
 else
   rm -f "$base" "$base.key"
-  debootstrap --variant=minbase "$suite" "$root" "$mirror" >"$cache/debootstrap.log" 2>&1 ||
+  debootstrap --variant=minbase ${include:+--include="$include"} "$suite" "$root" "$mirror" \
+    >"$cache/debootstrap.log" 2>&1 ||
     { tail -n 30 "$cache/debootstrap.log" >&2; die "debootstrap failed (log: $cache/debootstrap.log)"; }
   # Without the .debs debootstrap leaves in apt's cache: a user's machine has none.
   tar --numeric-owner -C "$root" --exclude='./var/cache/apt/archives/*.deb' -cf - . |
@@ -152,4 +161,5 @@ unshare --mount --propagation private --pid --kill-child -- bash -euo pipefail -
   in_chroot /bin/bash /root/petrel/tests/fresh/user_steps.sh
   in_chroot apt-get autoclean -qq  # drop .debs the archive no longer has
 ' debian_chroot "$root" "$archives" || die "the install steps failed on a fresh Debian $suite (above)"
-echo "  fresh Debian $suite: install-deps, build, install and link passed in $((SECONDS - start))s"
+echo "  fresh Debian $suite: install-deps, the tests' programs, build, install and link passed" \
+     "in $((SECONDS - start))s"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What a user does with petrel's source on a fresh Debian 12 / Raspberry Pi OS machine,
-# and nothing more: ports/debian/install-deps, the release build, cmake --install, then
+# and nothing more: ports/debian/install-deps (then a check that every program the
+# tests and scripts call is installed), the release build, cmake --install, then
 # programs built against the installed tree with pkg-config alone (with and without
 # --static; tests/install/pkgconfig_link_test.sh), the installed petreld and petrelctl
 # started once, and the busybox image examples/run makes. Then the same install once
@@ -31,6 +32,30 @@ step() {
 
 step "ports/debian/install-deps" ports/debian/install-deps
 grep '^install-deps: ' "$log" | sed 's/^/    /' || true
+
+# The programs petrel's tests and scripts call (tests/, examples/run,
+# runtime-adapters/*/tests, examples/images/make-busybox-image), which install-deps or
+# minbase itself must provide: one missing fails here, not in a user's test run. The
+# host-only tools of tests/run (debootstrap, zstd: install-deps --host-tools) are not.
+tools=(
+  cmake ctest make g++ c++ clang clang++ pkg-config  # the presets; pkgconfig_link_test.sh
+  crun runc busybox                   # real containers; busybox-static for the test image
+  curl socat jq timeout stat          # petreld_fake_test.sh, petrelctl_test.sh
+  pgrep                               # petreld_idle_bench.sh
+  valgrind setarch                    # tests/run: callgrind counts, TSan without ASLR
+  findmnt unshare                     # tests/fresh/debian_chroot.sh
+  awk sed grep head tail sort wc seq date sleep xargs umount mktemp dirname  # the scripts
+  tar gzip sha256sum find cut ln touch  # make-busybox-image
+  setsid id nproc                     # examples/run
+)
+check_tools() {
+  local missing=()
+  for tool in "${tools[@]}"; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "not installed after ports/debian/install-deps: ${missing[*]}"
+  return 1
+}
+step "the ${#tools[@]} programs the tests and scripts call are installed" check_tools
 step "cmake --preset release" cmake --preset release
 step "cmake --build --preset release -j$jobs" cmake --build --preset release -j"$jobs"
 step "cmake --install build/release --prefix /opt/petrel" \

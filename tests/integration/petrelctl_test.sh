@@ -9,6 +9,9 @@ petreld=$2
 src=$3
 manifests=$src/examples/manifests
 command -v jq >/dev/null || { echo "FAIL: jq is missing (ports/debian/install-deps)" >&2; exit 1; }
+pid=""
+# shellcheck source=tests/lib/petreld.sh
+. "$src/tests/lib/petreld.sh"
 
 tmp=$(mktemp -d /tmp/petrelctl-test.XXXXXX)
 sock=$tmp/s.sock
@@ -111,15 +114,9 @@ run "$ctl" logs
 expect_rc 2 "logs without NAME"
 
 echo "== start petreld (fake runtime)"
-"$petreld" --runtime fake --state-dir "$tmp/state" --socket "$sock" --node-name ctltest \
-  --log-level warn >"$tmp/petreld.log" 2>&1 &
-daemon_pid=$!
-for _ in $(seq 100); do
-  [ -S "$sock" ] && break
-  kill -0 "$daemon_pid" 2>/dev/null || fail "petreld exited at start"
-  sleep 0.1
-done
-[ -S "$sock" ] || fail "petreld made no socket in 10 s"
+PETREL_SOCKET=$sock petreld_start "$tmp/petreld.log" --runtime fake --state-dir "$tmp/state" \
+  --node-name ctltest --log-level warn || fail "petreld did not answer within 10 s (or exited)"
+daemon_pid=$pid
 
 echo "== version"
 run ctl version
@@ -172,13 +169,11 @@ run ctl apply -f "$manifests/web.yaml" -f "$manifests/hello.yaml"
 expect_out "workload.petrel/web unchanged
 workload.petrel/hello unchanged" "apply again"
 
-for _ in $(seq 100); do
-  run ctl get workloads -o json
-  [ "$rc" -eq 0 ] && jq -e 'all(.items[]; .readyReplicas == .desiredReplicas)' "$tmp/out" >/dev/null && break
-  sleep 0.1
-done
-jq -e 'all(.items[]; .readyReplicas == .desiredReplicas)' "$tmp/out" >/dev/null ||
-  fail "replicas not all ready after 10 s"
+all_ready() {
+  ctl get workloads -o json >"$tmp/out" 2>"$tmp/err" &&
+    jq -e 'all(.items[]; .readyReplicas == .desiredReplicas)' "$tmp/out" >/dev/null
+}
+wait_for 10 all_ready || fail "replicas not all ready after 10 s"
 
 echo "== get workloads: the table"
 run ctl get workloads
@@ -291,7 +286,8 @@ run ctl delete workload ticker
 expect_rc 0 "delete"
 expect_out "workload.petrel/ticker deleted" "delete"
 # Terminating until its (fake) container is gone, which takes a pass or two.
-for _ in $(seq 50); do ctl get workloads ticker >/dev/null 2>&1 || break; sleep 0.1; done
+ticker_gone() { ! ctl get workloads ticker >/dev/null 2>&1; }
+wait_for 5 ticker_gone || true  # checked below
 run ctl get workloads ticker
 expect_rc 1 "ticker is gone once its container is"
 run ctl delete -f "$manifests/jobs.json"
@@ -301,12 +297,8 @@ expect_err "petrelctl: workload ticker not found" "delete -f"
 run ctl delete workloads nope
 expect_rc 1 "delete a missing workload"
 expect_err "petrelctl: workload nope not found" "delete a missing workload"
-for _ in $(seq 50); do
-  ctl get workloads -o json >"$tmp/out"
-  [ "$(jq -c '[.items[].name]' "$tmp/out")" = '["hello","web"]' ] && break
-  sleep 0.1
-done
-[ "$(jq -c '[.items[].name]' "$tmp/out")" = '["hello","web"]' ] || fail "after delete: $(out)"
+names_are() { ctl get workloads -o json >"$tmp/out" && [ "$(jq -c '[.items[].name]' "$tmp/out")" = "$1" ]; }
+wait_for 5 names_are '["hello","web"]' || fail "after delete: $(out)"
 
 sleep 1
 for p in "${follow_pids[@]}"; do

@@ -2,15 +2,23 @@
 # petreld end to end with the fake runtime: flags and config, the socket, every kind
 # of request over curl (socat for bytes curl will not send), systemd notification,
 # SIGTERM, kill -9 and a restart on the same state. Needs curl and socat
-# (ports/debian/install-deps). Usage: petreld_fake_test.sh PATH_TO_PETRELD
+# (ports/debian/install-deps). WITH_CRUN (1 or 0: the build's PETREL_WITH_CRUN) is
+# whether petreld must offer the crun runtime.
+# Usage: petreld_fake_test.sh PETRELD PETRELCTL WITH_CRUN
 set -uo pipefail
 
-petreld=${1:?usage: $0 PATH_TO_PETRELD}
+usage="usage: $0 PETRELD PETRELCTL WITH_CRUN"
+petreld=${1:?$usage}
+ctl=${2:?$usage}
+with_crun=${3:?$usage}
+src=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d /tmp/petreld-test.XXXXXX)
 sock=$work/run/petrel/api.sock
 state=$work/state
 pid=""
 listener=""
+# shellcheck source=tests/lib/petreld.sh
+. "$src/tests/lib/petreld.sh"
 
 cleanup() {
   [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
@@ -50,16 +58,10 @@ expect() {  # expect CODE SUBSTRING...: checks the last answer
   done
 }
 
-start() {  # start [flags...]: petreld in the background, waits for /healthz
-  "$petreld" --runtime fake --state-dir "$state" --socket "$sock" --node-name itest \
-    --log-level debug "$@" >>"$work/petreld.log" 2>&1 &
-  pid=$!
-  for _ in $(seq 100); do
-    if curl -sf --unix-socket "$sock" http://petrel/healthz >/dev/null 2>&1; then return 0; fi
-    kill -0 "$pid" 2>/dev/null || fail "petreld exited at start"
-    sleep 0.05
-  done
-  fail "petreld did not answer /healthz within 5 s"
+start() {  # start [flags...]: petreld in the background, once it answers
+  PETREL_SOCKET=$sock petreld_start "$work/petreld.log" --runtime fake --state-dir "$state" \
+    --node-name itest --log-level debug "$@" ||
+    fail "petreld did not answer within 10 s (or exited)"
 }
 stop() {  # SIGTERM; petreld must exit 0 and remove its socket
   kill -TERM "$pid"
@@ -87,12 +89,14 @@ out=$("$petreld" --runtime fake --runtime-endpoint /run/x.sock --state-dir "$sta
 [ "$out" = 'petreld: runtime fake takes no endpoint (its containers live in memory); got "/run/x.sock"' ] ||
   fail "fake with an endpoint: $out"
 # The crun adapter is optional (PETREL_WITH_CRUN); --help names the runtimes built in.
-if "$petreld" --help | grep -q -- '--runtime crun'; then
+if [ "$with_crun" = 1 ]; then
+  "$petreld" --help | grep -q -- '--runtime crun' || fail "--help does not offer crun"
   out=$(PATH=/nonexistent "$petreld" --runtime crun --state-dir "$state" --socket "$sock" 2>&1)
   [ $? = 1 ] || fail "--runtime crun without crun should fail with 1"
   [ "$out" = 'petreld: runtime crun: not found in $PATH (install the crun or runc package, or give a path)' ] ||
     fail "crun: $out"
 else
+  "$petreld" --help | grep -q -- '--runtime crun' && fail "--help offers crun, built without it"
   out=$("$petreld" --runtime crun 2>&1)
   [ $? = 2 ] || fail "--runtime crun in a petreld without crun should fail with 2"
   [ "$out" = 'petreld: runtime "crun" is not fake (see petreld --help)' ] || fail "no crun: $out"
@@ -121,10 +125,9 @@ cp "$(dirname "$0")/../../examples/manifests/hello.yaml" "$work/manifests/"
 step "start (config + overriding flags + manifests) with NOTIFY_SOCKET; READY=1"
 socat -u UNIX-RECV:"$work/notify" OPEN:"$work/notified",creat,append &
 listener=$!
-for _ in $(seq 50); do [ -S "$work/notify" ] && break; sleep 0.05; done
+wait_for 3 test -S "$work/notify" || fail "socat made no $work/notify"
 NOTIFY_SOCKET=$work/notify start --config "$work/etc/petreld.yaml" --manifests "$work/manifests"
-for _ in $(seq 50); do grep -q READY=1 "$work/notified" 2>/dev/null && break; sleep 0.05; done
-grep -q READY=1 "$work/notified" || fail "no READY=1 on NOTIFY_SOCKET"
+wait_for 3 grep -qs READY=1 "$work/notified" || fail "no READY=1 on NOTIFY_SOCKET"
 
 step "socket 0660 in a 0750 directory"
 [ "$(stat -c %a "$sock")" = 660 ] || fail "socket mode $(stat -c %a "$sock")"
@@ -239,8 +242,7 @@ socat -u ABSTRACT-RECV:"$name" OPEN:"$work/notified2",creat,append &
 listener=$!
 sleep 0.2
 NOTIFY_SOCKET="@$name" start
-for _ in $(seq 50); do grep -q READY=1 "$work/notified2" 2>/dev/null && break; sleep 0.05; done
-grep -q READY=1 "$work/notified2" || fail "no READY=1 on the abstract NOTIFY_SOCKET"
+wait_for 3 grep -qs READY=1 "$work/notified2" || fail "no READY=1 on the abstract NOTIFY_SOCKET"
 api GET /v1/workloads/web
 expect 200 '"generation":2' '"desiredReplicas":3'
 api GET /v1/workloads/db

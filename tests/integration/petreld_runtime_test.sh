@@ -42,18 +42,17 @@ start_petreld() {
   petreld_start "$dir/petreld.log" --runtime "$runtime" --state-dir "$state" --node-name "$node" \
     --log-level debug || fail "petreld did not answer"
 }
-# wait_for DESCRIPTION COMMAND...: polls for up to 30 s
-wait_for() {
-  local what=$1
-  shift
-  for _ in $(seq 300); do "$@" && return 0; sleep 0.1; done
-  fail "timed out waiting for $what"
-}
 json() { "$ctl" get workloads "${2:-keeper}" -o json; }
 ready_is() { [ "$(json | jq '.items[0].readyReplicas')" = "$1" ]; }
 pids() { json | jq -r '[.items[0].replicas[].pid] | join(" ")'; }
 
-"$src/examples/images/make-busybox-image" "$dir/busybox.tar" >/dev/null
+# The busybox image CTest's fixture built ($PETREL_TEST_IMAGE, oci-archive:PATH), or one
+# built here.
+if [ -n "${PETREL_TEST_IMAGE:-}" ]; then
+  cp "${PETREL_TEST_IMAGE#oci-archive:}" "$dir/busybox.tar"
+else
+  "$src/examples/images/make-busybox-image" "$dir/busybox.tar" >/dev/null
+fi
 cat >"$dir/keeper.yaml" <<YAML
 apiVersion: petrel.dev/v1
 kind: Workload
@@ -75,11 +74,11 @@ spec:
   terminationGracePeriod: 3s
 YAML
 phase_of() { "$ctl" get workloads "$1" -o json 2>/dev/null | jq -r '.items[0].phase'; }
-gone() { ! "$ctl" get workloads "$1" >/dev/null 2>&1; }
 
 start_petreld
 "$ctl" apply -f "$dir/keeper.yaml" >/dev/null || fail "apply"
-wait_for "2 ready replicas" ready_is 2
+wait_for 30 ready_is 2 ||
+  fail "timed out waiting for 2 ready replicas"
 read -r p0 p1 <<<"$(pids)"
 [ "$p0" -gt 0 ] && [ "$p1" -gt 0 ] || fail "no pids: $(json)"
 "$ctl" logs keeper --replica 1 | grep -qx up || fail "logs of replica 1"
@@ -94,9 +93,11 @@ kill -9 "$p1"
 sleep 0.5
 
 start_petreld
-wait_for "replica 1 restarted" bash -c "[ \"\$('$ctl' get workloads keeper -o json |
-  jq '.items[0].replicas[1] | .restarts == 1 and .phase == \"Running\" and .lastExitCode == 137')\" = true ]"
-wait_for "2 ready replicas again" ready_is 2
+wait_for 30 bash -c "[ \"\$('$ctl' get workloads keeper -o json |
+  jq '.items[0].replicas[1] | .restarts == 1 and .phase == \"Running\" and .lastExitCode == 137')\" = true ]" ||
+  fail "timed out waiting for replica 1 restarted"
+wait_for 30 ready_is 2 ||
+  fail "timed out waiting for 2 ready replicas again"
 read -r q0 q1 <<<"$(pids)"
 [ "$q0" = "$p0" ] || fail "replica 0 was not adopted: pid $p0 became $q0"
 [ "$q1" != "$p1" ] || fail "replica 1 kept its dead pid"
@@ -109,7 +110,8 @@ n=$("$runtime" --root "$state/oci/runtime" list -q 2>/dev/null | grep -c keeper 
 
 # A deleted workload is Terminating while its container takes its grace period,
 # also after a kill -9 of petreld; then it is gone.
-wait_for "stubborn running" bash -c "[ \"\$('$ctl' get workloads stubborn -o json | jq -r '.items[0].phase')\" = Running ]"
+wait_for 30 bash -c "[ \"\$('$ctl' get workloads stubborn -o json | jq -r '.items[0].phase')\" = Running ]" ||
+  fail "timed out waiting for stubborn running"
 "$ctl" delete workload stubborn >/dev/null || fail "delete stubborn"
 [ "$(phase_of stubborn)" = Terminating ] || fail "stubborn is not Terminating: $("$ctl" get workloads)"
 "$ctl" get workloads | grep -qE '^stubborn +0/1 +Terminating ' || fail "get: $("$ctl" get workloads)"
@@ -119,7 +121,8 @@ wait "$pid" 2>/dev/null || true
 pid=""
 start_petreld
 [ "$(phase_of stubborn)" = Terminating ] || fail "stubborn not Terminating after restart"
-wait_for "stubborn gone" gone stubborn
+wait_for 30 petreld_gone stubborn ||
+  fail "timed out waiting for stubborn gone"
 "$ctl" events | grep -qE ' stubborn +- +Deleted +its last container is gone' ||
   fail "no Deleted event: $("$ctl" events | grep stubborn)"
 [ ! -e "$state/oci/containers/petrel_${node}_stubborn_0" ] || fail "stubborn's container is left"
@@ -136,8 +139,9 @@ spec:
 YAML
 "$ctl" apply -f "$dir/late.yaml" >/dev/null || fail "apply late"
 late_msg() { "$ctl" get workloads late -o json | jq -r '.items[0].replicas[0] | .phase + " " + .message'; }
-wait_for "late waiting for its image" bash -c "'$ctl' get workloads late -o json |
-  jq -e '.items[0].replicas[0].message | test(\"no such file or directory; retry in\")' >/dev/null"
+wait_for 30 bash -c "'$ctl' get workloads late -o json |
+  jq -e '.items[0].replicas[0].message | test(\"no such file or directory; retry in\")' >/dev/null" ||
+  fail "timed out waiting for late waiting for its image"
 case "$(late_msg)" in
   "Pulling image oci-archive:$dir/late.tar: no such file or directory; retry in "*) ;;
   *) fail "late: $(late_msg)" ;;
@@ -146,21 +150,23 @@ esac
 "$ctl" events | grep -q ' late .* BackOff ' && fail "an image error became a crash loop"
 [ -z "$(ls "$state/oci/containers" | grep late || true)" ] || fail "a container was made for late"
 cp "$dir/busybox.tar" "$dir/late.tar"
-wait_for "late running once its image is there" bash -c "[ \"\$('$ctl' get workloads late -o json |
-  jq -r '.items[0].replicas[0].phase')\" = Running ]"
+wait_for 30 bash -c "[ \"\$('$ctl' get workloads late -o json |
+  jq -r '.items[0].replicas[0].phase')\" = Running ]" ||
+  fail "timed out waiting for late running once its image is there"
 "$ctl" delete workload late >/dev/null || fail "delete late"
-wait_for "late gone" gone late
+wait_for 30 petreld_gone late ||
+  fail "timed out waiting for late gone"
 
 # Delete: everything goes.
 "$ctl" delete workload keeper >/dev/null || fail "delete"
-wait_for "containers removed" bash -c "[ -z \"\$(ls '$state/oci/containers')\" ]"
+wait_for 30 bash -c "[ -z \"\$(ls '$state/oci/containers')\" ]" ||
+  fail "timed out waiting for containers removed"
 grep -q "$state/oci/containers" /proc/self/mountinfo && fail "stray mounts: $(grep "$dir" /proc/self/mountinfo)"
-for c in memory cpu pids; do
-  for r in 0 1; do
-    [ -e "/sys/fs/cgroup/$c/petrel/petrel_${node}_keeper_$r" ] && fail "stray cgroup $c/petrel/petrel_${node}_keeper_$r"
-  done
+# No cgroup of this node's containers in any hierarchy: runc makes /petrel/<id> in
+# every one mounted (v1 controllers, named ones, the unified one), crun in v2's.
+for cg in /sys/fs/cgroup/petrel/petrel_"${node}"_* /sys/fs/cgroup/*/petrel/petrel_"${node}"_*; do
+  [ -e "$cg" ] && fail "stray cgroup $cg"
 done
-[ -e "/sys/fs/cgroup/petrel/petrel_${node}_keeper_0" ] && fail "stray cgroup (v2)"
 n=$("$runtime" --root "$state/oci/runtime" list -q 2>/dev/null | grep -c . || true)
 [ "$n" = 0 ] || fail "$runtime still lists $n containers"
 

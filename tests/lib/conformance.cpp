@@ -1,8 +1,11 @@
 #include "tests/lib/conformance.h"
 
+#include <doctest/doctest.h>
+
 #include <cstdlib>
 
 #include "tests/lib/doctest_main.h"
+#include "tests/lib/wait.h"
 
 namespace petrel::testing {
 namespace {
@@ -64,50 +67,7 @@ std::string ShellStep(const Step& s) {
   std::abort();
 }
 
-std::string FakeStep(const Step& s) {
-  using V = Step::Verb;
-  const std::string n = std::to_string(s.number);
-  switch (s.verb) {
-    case V::kPrint: return "print " + s.text;
-    case V::kPrintErr: return "print-err " + s.text;
-    case V::kEnv: return "env " + s.path;
-    case V::kCwd: return "cwd";
-    case V::kUid: return "id";
-    case V::kHostname: return "hostname";
-    case V::kCat: return "cat " + s.path;
-    case V::kWrite: return "write " + s.path + " " + s.text;
-    case V::kCount: return "count " + n;
-    case V::kAlloc: return "alloc " + n;
-    case V::kTrapTerm: return "trap-term " + n + (s.text.empty() ? "" : " " + s.text);
-    case V::kIgnoreTerm: return "ignore-term";
-    case V::kRun: return "run";
-    case V::kExit: return "exit " + n;
-  }
-  std::abort();
-}
-
 }  // namespace
-
-namespace steps {
-Step Print(std::string text) { return {Step::Verb::kPrint, "", std::move(text), 0}; }
-Step PrintErr(std::string text) { return {Step::Verb::kPrintErr, "", std::move(text), 0}; }
-Step Env(std::string name) { return {Step::Verb::kEnv, std::move(name), "", 0}; }
-Step Cwd() { return {Step::Verb::kCwd, "", "", 0}; }
-Step Uid() { return {Step::Verb::kUid, "", "", 0}; }
-Step Hostname() { return {Step::Verb::kHostname, "", "", 0}; }
-Step Cat(std::string path) { return {Step::Verb::kCat, std::move(path), "", 0}; }
-Step Write(std::string path, std::string text) {
-  return {Step::Verb::kWrite, std::move(path), std::move(text), 0};
-}
-Step Count(int64_t lines) { return {Step::Verb::kCount, "", "", lines}; }
-Step Alloc(int64_t mib) { return {Step::Verb::kAlloc, "", "", mib}; }
-Step TrapTerm(int code, std::string text) {
-  return {Step::Verb::kTrapTerm, "", std::move(text), code};
-}
-Step IgnoreTerm() { return {Step::Verb::kIgnoreTerm, "", "", 0}; }
-Step Run() { return {Step::Verb::kRun, "", "", 0}; }
-Step Exit(int code) { return {Step::Verb::kExit, "", "", code}; }
-}  // namespace steps
 
 ContainerCommand ShellCommand(const Program& program) {
   std::string script;
@@ -116,9 +76,7 @@ ContainerCommand ShellCommand(const Program& program) {
 }
 
 ContainerCommand FakeCommand(const Program& program) {
-  ContainerCommand c{{"petrel-fake"}, {}};
-  for (const Step& s : program) c.args.push_back(FakeStep(s));
-  return c;
+  return {{kFakeProgram}, FakeProgramWords(program)};
 }
 
 int RunRuntimeConformance(int argc, char** argv, const ConformanceTarget& target) {
@@ -131,6 +89,55 @@ int RunRuntimeConformance(int argc, char** argv, const ConformanceTarget& target
 const ConformanceTarget& CurrentTarget() {
   if (g_target == nullptr) std::abort();
   return *g_target;
+}
+
+std::string Create(ContainerRuntime* rt, const ContainerSpec& spec) {
+  Result<std::string> id = rt->Create(spec);
+  REQUIRE_MESSAGE(id.ok(), id.status().ToString());
+  return *id;
+}
+
+std::string CreateAndStart(ContainerRuntime* rt, const ContainerSpec& spec) {
+  const std::string id = Create(rt, spec);
+  Status s = rt->Start(id);
+  REQUIRE_MESSAGE(s.ok(), s.ToString());
+  return id;
+}
+
+bool HasExited(ContainerRuntime* rt, const std::string& id) {
+  Result<ContainerInfo> info = rt->Inspect(id);
+  return info.ok() && info->state == ContainerState::kExited;
+}
+
+int WaitExit(ContainerRuntime* rt, const std::string& id) {
+  REQUIRE_MESSAGE(WaitFor([&] { return HasExited(rt, id); }), "container " << id << " runs on");
+  return rt->Inspect(id)->exit_code;
+}
+
+std::string LogOf(ContainerRuntime* rt, const std::string& id) {
+  Result<LogChunk> chunk = rt->Logs(id, LogOptions{0, 1 << 20});
+  REQUIRE_MESSAGE(chunk.ok(), chunk.status().ToString());
+  return chunk->data;
+}
+
+void CheckGone(ContainerRuntime* rt, const std::string& state_dir, const std::string& id) {
+  CAPTURE(id);
+  CHECK(rt->Inspect(id).status().IsNotFound());
+  CHECK(rt->Logs(id, {}).status().IsNotFound());
+  Result<std::vector<ContainerInfo>> all = rt->List({});
+  REQUIRE(all.ok());
+  for (const ContainerInfo& c : *all) CHECK(c.id != id);
+  std::string left;
+  for (const std::string& thing : CurrentTarget().leftovers(rt, state_dir, id)) {
+    left += "\n  " + thing;
+  }
+  CHECK_MESSAGE(left.empty(), "left behind:" << left);
+}
+
+void RemoveAndCheck(ContainerRuntime* rt, const std::string& state_dir, const std::string& id) {
+  Status s = rt->Remove(id);
+  REQUIRE_MESSAGE(s.ok(), s.ToString());
+  CheckGone(rt, state_dir, id);
 }
 
 }  // namespace petrel::testing

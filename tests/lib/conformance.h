@@ -16,9 +16,9 @@
 //     return petrel::testing::RunRuntimeConformance(argc, argv, t);
 //   }
 //
-// The suite describes what a container does as a Program of abstract steps; each
-// target says how its runtime runs one (ShellCommand for runtimes with a busybox
-// image, FakeCommand for the fake's own language).
+// The suite describes what a container does as a Program of steps (the fake runtime's,
+// petrel/testing/fake_program.h); each target says how its runtime runs one
+// (ShellCommand for runtimes with a busybox image, FakeCommand for the fake).
 #ifndef PETREL_TESTS_LIB_CONFORMANCE_H_
 #define PETREL_TESTS_LIB_CONFORMANCE_H_
 
@@ -30,53 +30,9 @@
 
 #include "petrel/runtime.h"
 #include "petrel/status.h"
+#include "petrel/testing/fake_program.h"
 
 namespace petrel::testing {
-
-// One thing a container's process does. Output ends with a newline; the program's
-// exit code is that of `exit`, else the status of its last step (0, or 1 after a
-// failed cat or write), as sh gives.
-struct Step {
-  enum class Verb {
-    kPrint,       // text on stdout
-    kPrintErr,    // text on stderr
-    kEnv,         // "NAME=value" of variable `path`
-    kCwd,         // the working directory
-    kUid,         // the user id, a number
-    kHostname,    // the host name
-    kCat,         // the file `path`; a missing one fails (status 1, a message on stderr)
-    kWrite,       // `text` into the file `path`; a read-only one fails likewise
-    kCount,       // `number` lines: 0 to number-1 as 19 digits with leading zeros
-    kAlloc,       // uses `number` MiB of memory at once; past a limit: OOM-killed, 137
-    kTrapTerm,    // from now on SIGTERM prints `text` (unless empty) and exits `number`
-    kIgnoreTerm,  // from now on SIGTERM does nothing
-    kRun,         // waits until a signal ends the process; later steps never run
-    kExit,        // exits with `number`
-  };
-  Verb verb;
-  std::string path;
-  std::string text;
-  int64_t number = 0;
-};
-using Program = std::vector<Step>;
-
-// The steps, by name: Program{Print("up"), TrapTerm(0), Run()}.
-namespace steps {
-Step Print(std::string text);
-Step PrintErr(std::string text);
-Step Env(std::string name);
-Step Cwd();
-Step Uid();
-Step Hostname();
-Step Cat(std::string path);
-Step Write(std::string path, std::string text);
-Step Count(int64_t lines);
-Step Alloc(int64_t mib);
-Step TrapTerm(int code, std::string text = "");
-Step IgnoreTerm();
-Step Run();
-Step Exit(int code);
-}  // namespace steps
 
 // The command and args of a ContainerSpec.
 struct ContainerCommand {
@@ -86,8 +42,8 @@ struct ContainerCommand {
 
 // A program as a busybox shell script: {"/bin/sh", "-c"} and the script as the one arg.
 ContainerCommand ShellCommand(const Program& program);
-// A program in the fake runtime's language (petrel/testing/fake_runtime.h):
-// {"petrel-fake"} and one arg per step.
+// A program in the fake runtime's words (petrel/testing/fake_program.h):
+// {kFakeProgram} and one arg per step.
 ContainerCommand FakeCommand(const Program& program);
 
 // The binary the suite's bad command names; no target's image holds it.
@@ -126,6 +82,25 @@ int RunRuntimeConformance(int argc, char** argv, const ConformanceTarget& target
 
 // The target being run. REQUIRES: inside RunRuntimeConformance.
 const ConformanceTarget& CurrentTarget();
+
+// What the suite's cases, and an adapter's own cases beside them, do to a container,
+// failing the test case (REQUIRE) when a call that must work does not.
+
+// Creates a container from `spec`: its id.
+std::string Create(ContainerRuntime* rt, const ContainerSpec& spec);
+// Creates and starts a container from `spec`: its id.
+std::string CreateAndStart(ContainerRuntime* rt, const ContainerSpec& spec);
+// True when Inspect says container `id` exited.
+bool HasExited(ContainerRuntime* rt, const std::string& id);
+// Waits (real time, 20 s) for container `id` to end: its exit code.
+int WaitExit(ContainerRuntime* rt, const std::string& id);
+// The whole output of container `id` that the runtime keeps (up to 1 MiB).
+std::string LogOf(ContainerRuntime* rt, const std::string& id);
+// Checks that container `id` is gone: from the runtime's answers (Inspect, Logs, List)
+// and, through CurrentTarget().leftovers, from the host and `state_dir`.
+void CheckGone(ContainerRuntime* rt, const std::string& state_dir, const std::string& id);
+// Removes container `id`, then CheckGone.
+void RemoveAndCheck(ContainerRuntime* rt, const std::string& state_dir, const std::string& id);
 
 }  // namespace petrel::testing
 

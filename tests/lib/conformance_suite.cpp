@@ -16,6 +16,7 @@
 #include "petrel/orchestrator.h"
 #include "tests/lib/conformance.h"
 #include "tests/lib/files.h"
+#include "tests/lib/orchestrator.h"
 #include "tests/lib/wait.h"
 
 namespace petrel::testing {
@@ -53,40 +54,10 @@ ContainerSpec Spec(const std::string& name, const Program& program) {
   return s;
 }
 
-std::string Create(ContainerRuntime* rt, const ContainerSpec& spec) {
-  Result<std::string> id = rt->Create(spec);
-  REQUIRE_MESSAGE(id.ok(), id.status().ToString());
-  return *id;
-}
-
-std::string CreateAndStart(ContainerRuntime* rt, const ContainerSpec& spec) {
-  const std::string id = Create(rt, spec);
-  Status s = rt->Start(id);
-  REQUIRE_MESSAGE(s.ok(), s.ToString());
-  return id;
-}
-
-bool HasExited(ContainerRuntime* rt, const std::string& id) {
-  Result<ContainerInfo> info = rt->Inspect(id);
-  return info.ok() && info->state == ContainerState::kExited;
-}
-
-// Waits for the container to end; its exit code.
-int WaitExit(ContainerRuntime* rt, const std::string& id) {
-  REQUIRE_MESSAGE(WaitFor([&] { return HasExited(rt, id); }), "container " << id << " runs on");
-  return rt->Inspect(id)->exit_code;
-}
-
 // Runs a container to its end: its id and exit code.
 std::pair<std::string, int> RunToEnd(ContainerRuntime* rt, const ContainerSpec& spec) {
   const std::string id = CreateAndStart(rt, spec);
   return {id, WaitExit(rt, id)};
-}
-
-std::string LogOf(ContainerRuntime* rt, const std::string& id) {
-  Result<LogChunk> chunk = rt->Logs(id, LogOptions{0, 1 << 20});
-  REQUIRE_MESSAGE(chunk.ok(), chunk.status().ToString());
-  return chunk->data;
 }
 
 // Waits until the container's output is `text`: a program got that far.
@@ -99,26 +70,6 @@ size_t Occurrences(const std::string& text, const std::string& what) {
   size_t n = 0;
   for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) n++;
   return n;
-}
-
-// Checks that container `id` is gone: from the runtime's answers and, as the target
-// sees, from the host.
-void CheckGone(ContainerRuntime* rt, const std::string& state, const std::string& id) {
-  CAPTURE(id);
-  CHECK(rt->Inspect(id).status().IsNotFound());
-  CHECK(rt->Logs(id, {}).status().IsNotFound());
-  Result<std::vector<ContainerInfo>> all = rt->List({});
-  REQUIRE(all.ok());
-  for (const ContainerInfo& c : *all) CHECK(c.id != id);
-  std::string left;
-  for (const std::string& thing : T().leftovers(rt, state, id)) left += "\n  " + thing;
-  CHECK_MESSAGE(left.empty(), "left behind:" << left);
-}
-
-void RemoveAndCheck(ContainerRuntime* rt, const std::string& state, const std::string& id) {
-  Status s = rt->Remove(id);
-  REQUIRE_MESSAGE(s.ok(), s.ToString());
-  CheckGone(rt, state, id);
 }
 
 // The exit calls a runtime made, by container. They are kept apart from this object,
@@ -670,28 +621,43 @@ struct Petrel {
     Result<std::shared_ptr<ContainerRuntime>> made = T().factory(runtime_dir);
     REQUIRE_MESSAGE(made.ok(), made.status().ToString());
     rt = *made;
-    Options o;
-    o.state_dir = dir.Sub("petrel");
-    o.runtime = rt;
-    o.node_name = "n-" + T().name;
+    Options o = TestOptions(dir, rt, SystemClock());
+    o.node_name = "n-" + T().name;  // targets may run side by side
     o.resync_interval_ms = 500;
-    o.log_sink = [](LogLevel, std::string_view) {};
-    Status s = Orchestrator::Open(o, &orch);
-    REQUIRE_MESSAGE(s.ok(), s.ToString());
+    orch = OpenOrDie(o);
     REQUIRE(orch->Start().ok());
   }
   ~Petrel() {
-    // Leave nothing running behind a failed test.
+    // Leave nothing running behind a failed test; a case that passes has checked that
+    // already (DeleteAllAndCheck).
     auto all = orch->List();
     if (all.ok()) {
       for (auto& w : *all) (void)orch->Delete(w.spec.name);
     }
-    WaitFor(
-        [&] {
-          Result<std::vector<ContainerInfo>> left = rt->List({});
-          return left.ok() && left->empty();
-        },
-        30);
+    WaitFor([&] { return NoContainers(); }, 30);
+  }
+  // Deletes every workload, waits until the runtime lists no container, and checks
+  // that nothing is left of any container it listed meanwhile, by id and by name (the
+  // leftovers of a container whose removal failed half-way carry its name).
+  void DeleteAllAndCheck() {
+    std::set<std::string> seen;
+    auto note = [&] {
+      Result<std::vector<ContainerInfo>> l = rt->List({});
+      REQUIRE(l.ok());
+      for (const ContainerInfo& c : *l) seen.insert({c.id, c.name});
+      return l->empty();
+    };
+    note();
+    Result<std::vector<WorkloadState>> all = orch->List();
+    REQUIRE(all.ok());
+    for (const WorkloadState& w : *all) REQUIRE(orch->Delete(w.spec.name).ok());
+    CHECK(WaitFor(note, 30));
+    CHECK_FALSE(seen.empty());
+    for (const std::string& id : seen) CheckGone(rt.get(), runtime_dir, id);
+  }
+  bool NoContainers() {
+    Result<std::vector<ContainerInfo>> left = rt->List({});
+    return left.ok() && left->empty();
   }
   WorkloadState Get(const std::string& name) {
     auto r = orch->Get(name);
@@ -748,6 +714,7 @@ TEST_SUITE("orchestrator-on-runtime") {
     int backoffs = 0;
     for (const Event& e : *events) backoffs += e.workload == "onfail" && e.type == "BackOff";
     CHECK(backoffs >= 2);
+    p.DeleteAllAndCheck();
   }
 
   TEST_CASE("scale 1 to 3 to 0, then a spec change replaces, then delete removes everything") {
@@ -777,11 +744,7 @@ TEST_SUITE("orchestrator-on-runtime") {
                  });
         },
         30));
-    std::vector<std::string> ids;
-    for (const ContainerInfo& c : p.Containers("web")) ids.push_back(c.id);
-    REQUIRE(p.orch->Delete("web").ok());
-    CHECK(WaitFor([&] { return p.Containers("web").empty(); }));
-    for (const std::string& id : ids) CheckGone(p.rt.get(), p.runtime_dir, id);
+    p.DeleteAllAndCheck();
   }
 }
 

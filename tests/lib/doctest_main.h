@@ -4,9 +4,10 @@
 
 namespace petrel::testing {
 
-// Runs the test cases linked into the binary as doctest's command line says. CTest runs
-// each test case on its own (--test-case=NAME); a name that matches nothing (CTest cuts
-// names at ';') fails, instead of passing with no case run.
+// Runs the test cases linked into the binary as doctest's command line says. A run
+// that matches no test case fails, whatever filtered them out (--test-case, whose
+// names CTest cuts at ';', --test-suite, --source-file, ...), instead of passing with
+// none run; a listing run (--list-test-cases) is no run and passes.
 int RunDoctest(int argc, char** argv);
 
 }  // namespace petrel::testing

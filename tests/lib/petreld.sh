@@ -2,17 +2,32 @@
 # Source it after setting $petreld and $ctl (the two programs) and exporting
 # PETREL_SOCKET (where petreld listens and petrelctl connects).
 
+# wait_for SECONDS COMMAND...: runs COMMAND every 0.1 s until it succeeds (0) or
+# SECONDS passed (1). The caller says what timed out: wait_for 30 ready || fail "...".
+wait_for() {
+  local tries=$(($1 * 10))
+  shift
+  for _ in $(seq "$tries"); do
+    "$@" && return 0
+    sleep 0.1
+  done
+  "$@"
+}
+
+# petreld_answers: petrelctl gets an answer from the petreld on $PETREL_SOCKET.
+petreld_answers() { "$ctl" version >/dev/null 2>&1; }
+
 # petreld_start LOG [FLAG...]: starts petreld in the background on $PETREL_SOCKET with
-# the flags given, its stderr appended to LOG; sets $pid. Returns 0 once petrelctl gets
-# an answer, 1 when none came within 10 s.
+# the flags given, its output appended to LOG; sets $pid. Returns 0 once petrelctl gets
+# an answer, 1 when petreld exits first or none came within 10 s.
 petreld_start() {
   local log=$1
   shift
-  "$petreld" --socket "$PETREL_SOCKET" "$@" 2>>"$log" &
+  "$petreld" --socket "$PETREL_SOCKET" "$@" >>"$log" 2>&1 &
   pid=$!
-  for _ in $(seq 100); do "$ctl" version >/dev/null 2>&1 && return 0; sleep 0.1; done
-  return 1
+  wait_for 10 petreld_up_or_gone && petreld_answers
 }
+petreld_up_or_gone() { petreld_answers || ! kill -0 "$pid" 2>/dev/null; }
 
 # petreld_stop [WORKLOAD]: deletes WORKLOAD (when given) and waits up to 60 s until it
 # is gone with its containers, then stops petreld ($pid) with SIGTERM. For cleanup
@@ -21,12 +36,12 @@ petreld_stop() {
   [ -n "${pid:-}" ] || return 0
   if [ -n "${1:-}" ]; then
     "$ctl" delete workload "$1" >/dev/null 2>&1 || true
-    for _ in $(seq 600); do
-      "$ctl" get workloads "$1" >/dev/null 2>&1 || break
-      sleep 0.1
-    done
+    wait_for 60 petreld_gone "$1" || true
   fi
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   pid=""
 }
+
+# petreld_gone WORKLOAD: petreld no longer knows WORKLOAD (or does not answer).
+petreld_gone() { ! "$ctl" get workloads "$1" >/dev/null 2>&1; }

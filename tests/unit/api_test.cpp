@@ -35,6 +35,7 @@ using internal::HttpRequest;
 using nlohmann::json;
 using testing::FakeClock;
 using testing::FakeRuntime;
+using testing::HeldCalls;
 using testing::TempDir;
 
 WorkloadSpec Web(const std::string& name = "web", int replicas = 1) {
@@ -681,7 +682,7 @@ TEST_SUITE("api_server") {
     s.api.Step();
     const std::string container = s.api.ContainerOf("web", 0);
     s.api.runtime->AppendLog(container, "hello\n");
-    s.api.runtime->Hold(FakeRuntime::Op::kLogs);
+    HeldCalls held(s.api.runtime.get(), FakeRuntime::Op::kLogs);  // released before s goes
     // Connection a: a logs request (held at the runtime), then a pipelined /healthz.
     auto a = s.Connect();
     a->Send(
@@ -695,7 +696,7 @@ TEST_SUITE("api_server") {
     s.RunUntil([&] { return b->Has("\"readyReplicas\":1"); }, "b's answers");
     CHECK(b->Has("{\"status\":\"ok\"}"));
     CHECK(a->received.empty());  // its /healthz waits behind its logs
-    s.api.runtime->Release(FakeRuntime::Op::kLogs);
+    held.Release();
     s.RunUntil([&] { return a->Has("{\"status\":\"ok\"}"); }, "a's answers");
     CHECK(a->received.find("hello\n") < a->received.find("{\"status\":\"ok\"}"));
     // The loop probe answers on the loop itself.

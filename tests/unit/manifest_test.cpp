@@ -3,7 +3,6 @@
 
 #include <doctest/doctest.h>
 
-#include <fstream>
 #include <string>
 #include <vector>
 
@@ -12,14 +11,12 @@
 namespace petrel {
 namespace {
 
+using testing::WriteFile;
+
 // The repository's examples/manifests, found from this file's path.
 std::string ExamplesDir() {
   std::string here = __FILE__;
   return here.substr(0, here.rfind("/tests/unit/")) + "/examples/manifests";
-}
-
-void WriteFile(const std::string& path, const std::string& text) {
-  std::ofstream(path, std::ios::binary) << text;
 }
 
 // The error message of parsing `text` as "m.yaml", or "ok" with the names parsed.

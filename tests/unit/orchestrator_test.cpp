@@ -26,6 +26,7 @@ namespace {
 
 using testing::FakeClock;
 using testing::FakeRuntime;
+using testing::HeldCalls;
 using testing::OpenOrDie;
 using testing::TempDir;
 using testing::TestOptions;
@@ -696,7 +697,7 @@ TEST_SUITE("orchestrator") {
     o.worker_threads = 4;
     std::unique_ptr<Orchestrator> orch = OpenOrDie(o);
     EventCounter events(orch.get());
-    runtime->Hold(FakeRuntime::Op::kStart);
+    HeldCalls held(runtime.get(), FakeRuntime::Op::kStart);  // released before orch goes
     REQUIRE(orch->Start().ok());
     REQUIRE(orch->Apply(Web(3)).ok());
     // The three starts wait at the runtime's door together: they run side by side.
@@ -717,7 +718,7 @@ TEST_SUITE("orchestrator") {
     }
     CHECK(runtime->Calls(FakeRuntime::Op::kCreate) == 4);
     CHECK(events.Count("Started") == 0);
-    runtime->Release(FakeRuntime::Op::kStart);
+    held.Release();
     // web's three start; db's first container starts and is then replaced by the
     // latest template: one more create.
     REQUIRE(events.Await("Started", 5));

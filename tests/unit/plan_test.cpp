@@ -136,9 +136,16 @@ TEST_SUITE("plan") {
       CHECK(out.actions[0].workload == "cache");
       CHECK(out.pulls.empty());
       CHECK(out.next_wakeup == kT0 + 4000);
+      // web's two replicas and db's wait with the pull's message; cache's creates.
+      REQUIRE(out.status_updates.size() == 4);
+      int waiting = 0;
       for (const ReplicaStatus& r : out.status_updates) {
-        if (r.workload != "cache") CHECK(r.message == img.message);
+        if (r.workload == "cache") continue;
+        waiting++;
+        CHECK(r.phase == Phase::kPulling);
+        CHECK(r.message == img.message);
       }
+      CHECK(waiting == 3);
       f.in.now = kT0 + 4000;
       out = f.Run();
       REQUIRE(out.pulls.size() == 1);

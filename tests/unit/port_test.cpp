@@ -132,15 +132,23 @@ TEST_SUITE("port") {
     CHECK(port->RemoveCgroups(named.dirs).ok());  // gone already
   }
 
-  TEST_CASE("limit cgroups on this host's v1 controllers hold the limits and go away") {
+  TEST_CASE(
+      "limit cgroups on this host: v1 controllers hold the limits and go away, and a pure v2 "
+      "host refuses them") {
     REQUIRE_MESSAGE(geteuid() == 0, "makes cgroups: must run as root");
     std::shared_ptr<Port> port = DefaultPort();
-    if (port->DetectCgroupLayout() == CgroupLayout::kV2) return;  // v1 only
     Resources limits;
     limits.memory_bytes = 32 << 20;
     limits.pids = 16;
     const std::string id = "petrel-unit-" + std::to_string(getpid());
     Result<LimitCgroups> made = port->CreateLimitCgroups(id, limits);
+    if (port->DetectCgroupLayout() == CgroupLayout::kV2) {  // Debian 12's default
+      CHECK(made.status().code() == Status::Code::kNotSupported);
+      CHECK_MESSAGE(made.status().message().find("is cgroup v2, which has no v1 controllers") !=
+                        std::string::npos,
+                    made.status().ToString());
+      return;
+    }
     REQUIRE_MESSAGE(made.ok(), made.status().ToString());
     REQUIRE(made->dirs.size() == 2);
     CHECK(ReadFile(made->dirs[0] + "/memory.limit_in_bytes") == "33554432\n");

@@ -81,7 +81,7 @@ class Simulation {
         break;
       }
       case 6: {
-        auto op = static_cast<FakeRuntime::Op>(Pick(7));  // pull..list
+        auto op = static_cast<FakeRuntime::Op>(Pick(7));  // pull..inspect: all it calls
         runtime_->FailNext(op, Status::Unavailable("injected"));
         break;
       }

@@ -5,45 +5,33 @@
 //  - By hand: a container whose command is anything else than a program (below) runs
 //    until something ends it: Exit() with a code, or SIGTERM/SIGKILL as a real process
 //    (143 / 137) unless the test made it ignore SIGTERM (SetIgnoreSigterm).
-//  - With a program: a container whose command starts with "petrel-fake" runs the
-//    steps of the small language below, so the shared conformance suite
-//    (tests/lib/conformance.h) runs on the fake as it does on crun and runc.
+//  - With a program: a container whose command starts with "petrel-fake" (kFakeProgram)
+//    runs the steps of the small language of petrel/testing/fake_program.h, so the
+//    shared conformance suite (tests/lib/conformance.h) runs on the fake as it does on
+//    crun and runc.
 // Failures can be injected per operation, images can be made missing, and calls can be
-// held at the door (Hold) to test what petrel does while a runtime call takes long.
+// held at the door (Hold, HeldCalls) to test what petrel does while a runtime call
+// takes long.
 //
-// Programs. Each element of the command after "petrel-fake", then each of the args, is
-// one step. The steps run in order when the container starts, on the thread that
-// calls Start and at once: no time passes. Their output goes to the container's log,
-// stdout and stderr as a real container's.
-//   print TEXT         TEXT and a newline
-//   print-err TEXT     the same on stderr
-//   env NAME           "NAME=" and the value ContainerSpec::env gives it ("" if none)
-//   cwd                ContainerSpec::working_dir, or "/" when empty
-//   id                 the user id: ContainerSpec::user up to a ':', or 0 when empty
-//   hostname           ContainerSpec::hostname, or the container's name when empty
-//   cat PATH           the file's bytes; a missing one prints "cat: can't open 'PATH':
-//                      No such file or directory" on stderr (status 1)
-//   write PATH TEXT    TEXT and a newline into the file, replacing it; under a
-//                      read-only mount, or a read-only root filesystem outside any
-//                      mount, "sh: can't create PATH: Read-only file system" on stderr
-//                      (status 1)
-//   count N            N lines of 20 bytes: 0 to N-1 as 19 digits with leading zeros
-//   alloc MIB          uses MIB MiB of memory for a moment; past a memory limit
-//                      (ContainerSpec::resources.memory_bytes) the container is
-//                      OOM-killed: it ends with 137 at once
-//   trap-term CODE [TEXT]  from now on SIGTERM prints TEXT (when given) and ends the
-//                      container with CODE
-//   ignore-term        from now on SIGTERM does nothing
-//   run                waits for a signal to end the container: the steps after it
-//                      never run. SIGKILL ends it with 137, SIGINT with 130;
-//                      SIGTERM as trap-term or ignore-term said, else with 143
-//   exit CODE          ends the container with CODE
-// A program that runs past its last step ends with the status of that step (0, or 1
-// after a failed cat or write), as sh does. Paths map as in a container: under a bind
-// mount's target to the same place below its source, on the host (real files); under
-// a tmpfs to memory that starts empty; anywhere else to the container's own root
-// filesystem, in memory and empty too (the fake has no image contents). An unknown or
-// malformed step fails Start, naming it, and the container ends with 127.
+// Programs. The steps run in order when the container starts, on the thread that calls
+// Start and at once: no time passes. Their output goes to the container's log, stdout
+// and stderr as a real container's. `run` waits for a signal: SIGKILL ends the
+// container with 137, SIGTERM as trap-term or ignore-term said, else with 143; other
+// signals do nothing. A program that runs past its last step ends with the status of
+// that step (0, or 1 after a failed cat or write), as sh does. `cat` and `write` fail
+// as busybox does ("cat: can't open 'PATH': No such file or directory", "sh: can't
+// create PATH: Read-only file system" on stderr, status 1). `alloc` past
+// ContainerSpec::resources.memory_bytes OOM-kills the container: 137 at once.
+//
+// Paths map as in a container: made absolute against ContainerSpec::working_dir and
+// cleaned as the kernel does ("/data/../x" is "/x"); then under a bind mount's target
+// to the same place below its source, on the host (real files, opened without
+// following a symbolic link, so a program never reaches outside the source); under a
+// tmpfs to memory that starts empty; anywhere else to the container's own root
+// filesystem, in memory and empty too (the fake has no image contents). `cwd` prints
+// ContainerSpec::working_dir ("/" when empty), `id` the user up to a ':' (0 when
+// empty), `hostname` ContainerSpec::hostname (the container's name when empty). An
+// unknown or malformed step fails Start, naming it, and the container ends with 127.
 //
 // Images: "fake:NAME" is an image that holds the interpreter and nothing else: a
 // container from it whose command names another binary fails Start ("exec
@@ -66,6 +54,7 @@
 #define PETREL_TESTING_FAKE_RUNTIME_H_
 
 #include <condition_variable>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -152,7 +141,10 @@ class FakeRuntime final : public ContainerRuntime {
   std::vector<std::string> Pulled();
 
   // From now on, calls of `op` wait at the door (before doing anything) until
-  // Release(op). Calls already past the door are not affected.
+  // Release(op), which lets every call then waiting through, also when Hold(op)
+  // follows at once. Calls already past the door are not affected. A test that holds
+  // calls an Orchestrator makes should use HeldCalls (below), so that a failed REQUIRE
+  // does not leave the Orchestrator's destructor waiting for them.
   void Hold(Op op);
   void Release(Op op);
   // Waits up to `timeout_ms` of real time until at least `n` calls of `op` wait at
@@ -171,10 +163,35 @@ class FakeRuntime final : public ContainerRuntime {
   std::map<Op, std::pair<Status, int>> injected_;
   std::map<Op, int> calls_;
 
-  std::mutex door_mu_;  // guards held_ and waiting_
+  std::mutex door_mu_;  // guards held_, releases_ and waiting_
   std::condition_variable door_cv_;
   std::set<Op> held_;
+  std::map<Op, uint64_t> releases_;  // Release calls so far: a waiter waits for the next
   std::map<Op, int> waiting_;
+};
+
+// Holds calls of `op` at `runtime`'s door (FakeRuntime::Hold) while it lives, and
+// releases them when it goes, however the scope ends. Declare it after whatever waits
+// for those calls when it is destroyed (an Orchestrator joins its workers), so that it
+// goes first:
+//   std::unique_ptr<Orchestrator> orch = ...;
+//   HeldCalls held(runtime.get(), FakeRuntime::Op::kStart);
+//   ... REQUIRE(runtime->AwaitHeld(FakeRuntime::Op::kStart, 3)); ...
+//   held.Release();
+// REQUIRES: `runtime` outlives it.
+class HeldCalls {
+ public:
+  HeldCalls(FakeRuntime* runtime, FakeRuntime::Op op);
+  ~HeldCalls();
+  HeldCalls(const HeldCalls&) = delete;
+  HeldCalls& operator=(const HeldCalls&) = delete;
+
+  // Releases the calls now; the destructor then does nothing.
+  void Release();
+
+ private:
+  FakeRuntime* runtime_;
+  FakeRuntime::Op op_;
 };
 
 // Adds "fake" to `registry` (petrel/runtimes.h): a FakeRuntime on the config's clock

@@ -36,19 +36,14 @@ struct Runtime {
     s.image = image;
     s.command = {"/bin/sh", "-c", script};
     s.resources = limits;
-    Result<std::string> id = rt->Create(s);
-    REQUIRE_MESSAGE(id.ok(), id.status().ToString());
-    Status started = rt->Start(*id);
-    REQUIRE_MESSAGE(started.ok(), started.ToString());
-    return *id;
+    return CreateAndStart(rt.get(), s);
   }
-  std::string Log(const std::string& id) { return rt->Logs(id, LogOptions{0, 1 << 20})->data; }
+  std::string Log(const std::string& id) { return LogOf(rt.get(), id); }
   // Ends the container and removes it; nothing of it may be left.
   void Finish(const std::string& id) {
     REQUIRE(rt->Kill(id, SIGKILL).ok());
-    REQUIRE(WaitFor([&] { return rt->Inspect(id)->state == ContainerState::kExited; }));
-    REQUIRE(rt->Remove(id).ok());
-    CHECK(CurrentTarget().leftovers(rt.get(), state.path(), id).empty());
+    WaitExit(rt.get(), id);
+    RemoveAndCheck(rt.get(), state.path(), id);
   }
   std::string Dir(const std::string& id) const { return state.Sub("containers/" + id); }
 };
@@ -61,7 +56,7 @@ TEST_SUITE("crun-adapter") {
     REQUIRE_FALSE(ReadFile("/proc/timer_list").empty());
     const std::string id =
         r.Start("confined", "grep NoNewPrivs /proc/self/status; wc -c < /proc/timer_list");
-    CHECK(WaitFor([&] { return r.rt->Inspect(id)->state == ContainerState::kExited; }));
+    CHECK(WaitExit(r.rt.get(), id) == 0);
     CHECK(r.Log(id) == "NoNewPrivs:\t1\n0\n");
     r.Finish(id);
   }
@@ -70,7 +65,7 @@ TEST_SUITE("crun-adapter") {
     Runtime r;
     const std::string id =
         r.Start("files", "i=0; while [ $i -lt 1000 ]; do printf '%019d\\n' $i; i=$((i+1)); done");
-    CHECK(WaitFor([&] { return r.rt->Inspect(id)->state == ContainerState::kExited; }));
+    CHECK(WaitExit(r.rt.get(), id) == 0);
     int files = 0;
     for (const auto& e : fs::directory_iterator(r.Dir(id))) {
       if (e.path().filename().string().rfind("log.", 0) != 0) continue;
@@ -139,13 +134,12 @@ TEST_SUITE("crun-adapter") {
     s.name = CurrentTarget().name + "-refused";
     s.image = r.image;
     s.command = {kMissingBinary};
-    Result<std::string> id = r.rt->Create(s);
-    REQUIRE(id.ok());
-    Status started = r.rt->Start(*id);
-    CHECK(started.message().find("start container " + *id + ": " + CurrentTarget().name + ": ") ==
+    const std::string id = Create(r.rt.get(), s);
+    Status started = r.rt->Start(id);
+    CHECK(started.message().find("start container " + id + ": " + CurrentTarget().name + ": ") ==
           0);
-    CHECK(r.rt->Inspect(*id)->state == ContainerState::kExited);
-    REQUIRE(r.rt->Remove(*id).ok());
+    CHECK(HasExited(r.rt.get(), id));
+    RemoveAndCheck(r.rt.get(), r.state.path(), id);
   }
 }
 

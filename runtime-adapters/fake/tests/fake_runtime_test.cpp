@@ -7,8 +7,13 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <future>
 
 #include "petrel/testing/fake_clock.h"
+#include "petrel/testing/fake_program.h"
 #include "tests/lib/files.h"
 
 namespace petrel::testing {
@@ -121,6 +126,100 @@ TEST_SUITE("fake-runtime") {
           "sh: can't create /ro/out: Read-only file system\n");
     CHECK(f.rt.Inspect(id)->exit_code == 1);
     CHECK(ReadFile(host.Sub("out")) == "yes\n");
+  }
+
+  TEST_CASE("paths are cleaned as in a container and never lead out of a bind's source") {
+    Fake f;
+    TempDir host;
+    const std::string source = host.Sub("src");
+    WriteFile(source + "/etc/in", "inside\n");
+    std::filesystem::create_symlink(host.path(), source + "/out");
+    ContainerSpec s;
+    s.name = "escape";
+    s.image = "fake:test";
+    s.working_dir = "/data";
+    s.command = {kFakeProgram};
+    s.args = FakeProgramWords(
+        {steps::Write("/data/../escaped", "a"), steps::Write("../../escaped2", "b"),
+         steps::Cat("/data/./sub/../etc/in"), steps::Write("/data/out/linked", "c"),
+         steps::Cat("/data/out/src/etc/in"), steps::Cat("/escaped")});
+    s.mounts = {{MountSpec::Type::kBind, source, "/data", false, 0}};
+    const std::string id = *f.rt.Create(s);
+    REQUIRE(f.rt.Start(id).ok());
+    // The first two are the container's own root filesystem ("/escaped"); the link is
+    // refused, not followed to the host's directory it names.
+    CHECK(f.Log(id) ==
+          "inside\n"
+          "sh: can't create /data/out/linked: Not a directory\n"
+          "cat: can't open '/data/out/src/etc/in': Not a directory\n"
+          "a\n");
+    for (const char* name : {"escaped", "escaped2", "linked"}) {
+      CHECK_FALSE(std::filesystem::exists(host.Sub(name)));
+    }
+
+    // A bind at "/": every path is below its source, "/.." included.
+    const std::string root = host.Sub("root");
+    std::filesystem::create_directories(root + "/etc");
+    s.name = "root";
+    s.working_dir = "";
+    s.args = FakeProgramWords({steps::Write("/etc/x", "at etc"), steps::Write("/../../y", "at y"),
+                               steps::Cat("/etc/../etc/x")});
+    s.mounts = {{MountSpec::Type::kBind, root, "/", false, 0}};
+    const std::string at_root = *f.rt.Create(s);
+    REQUIRE(f.rt.Start(at_root).ok());
+    CHECK(f.Log(at_root) == "at etc\n");
+    CHECK(ReadFile(root + "/etc/x") == "at etc\n");
+    CHECK(ReadFile(root + "/y") == "at y\n");
+    CHECK_FALSE(std::filesystem::exists(host.Sub("y")));
+  }
+
+  TEST_CASE("logs: any limit_bytes, up to the largest, reads what there is") {
+    Fake f;
+    const std::string id = f.Start("big-limit", {"print 0123456789"});
+    for (const int64_t since : {int64_t{-1}, int64_t{0}, int64_t{3}}) {
+      CAPTURE(since);
+      Result<LogChunk> all = f.rt.Logs(id, LogOptions{since, SIZE_MAX});
+      REQUIRE(all.ok());
+      CHECK(all->data ==
+            std::string("0123456789\n").substr(since < 0 ? 0 : static_cast<size_t>(since)));
+      CHECK(all->end_offset == 11);
+    }
+  }
+
+  TEST_CASE("SIGTERM prints a trap's text only when it has one, and other signals do nothing") {
+    Fake f;
+    const std::string quiet = f.Start("quiet", {"trap-term 3", "run"});
+    const std::string loud = f.Start("loud", {"trap-term 4 bye", "run"});
+    REQUIRE(f.rt.Kill(quiet, SIGINT).ok());
+    REQUIRE(f.rt.Kill(quiet, SIGHUP).ok());
+    CHECK(f.rt.Inspect(quiet)->state == ContainerState::kRunning);
+    REQUIRE(f.rt.Kill(quiet, SIGTERM).ok());
+    REQUIRE(f.rt.Kill(loud, SIGTERM).ok());
+    CHECK(f.rt.Inspect(quiet)->exit_code == 3);
+    CHECK(f.Log(quiet).empty());
+    CHECK(f.rt.Inspect(loud)->exit_code == 4);
+    CHECK(f.Log(loud) == "bye\n");
+  }
+
+  TEST_CASE("a call held at the door goes through on Release, also when Hold follows at once") {
+    Fake f;
+    std::future<Status> pull;  // before the holds: they are released before it waits
+    HeldCalls held(&f.rt, FakeRuntime::Op::kPull);
+    pull = std::async(std::launch::async, [&] { return f.rt.PullImage("fake:x"); });
+    REQUIRE(f.rt.AwaitHeld(FakeRuntime::Op::kPull, 1));
+    held.Release();
+    HeldCalls again(&f.rt, FakeRuntime::Op::kPull);  // before the call woke, most likely
+    REQUIRE(pull.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    CHECK(pull.get().ok());
+    // The next call waits for the next Release: here, the guard's, however the scope ends.
+    std::future<Status> next;
+    {
+      HeldCalls scoped(&f.rt, FakeRuntime::Op::kInspect);
+      next = std::async(std::launch::async, [&] { return f.rt.Inspect("none").status(); });
+      REQUIRE(f.rt.AwaitHeld(FakeRuntime::Op::kInspect, 1));
+    }
+    REQUIRE(next.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    CHECK(next.get().IsNotFound());
   }
 
   TEST_CASE("runtime objects over one host share its containers and each hears their exits") {
