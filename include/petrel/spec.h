@@ -101,6 +101,9 @@ struct ReplicaStatus {
   TimeMs next_retry = 0;     // CrashLoop: when the next restart happens
   int failures = 0;          // consecutive failures; drives the backoff
   std::string spec_hash;     // the template hash the current container was made from
+  // The node that runs this replica: filled in by Get and List (not stored, not
+  // compared by ==).
+  std::string node;
 
   bool operator==(const ReplicaStatus&) const;
   bool operator!=(const ReplicaStatus& o) const { return !(*this == o); }

@@ -17,7 +17,8 @@ json WorkloadJson(const WorkloadState& w) {
                         {"lastExitCode", r.last_exit_code},
                         {"message", r.message},
                         {"since", r.since},
-                        {"nextRetry", r.next_retry}});
+                        {"nextRetry", r.next_retry},
+                        {"node", r.node}});
   }
   // SpecToJson writes valid JSON (bad UTF-8 replaced), so this parse cannot fail.
   json spec = json::parse(SpecToJson(w.spec), nullptr, /*allow_exceptions=*/false);

@@ -481,6 +481,7 @@ class OrchestratorImpl final : public Orchestrator {
       for (; it != replicas_.end() && it->first.first == name; ++it) {
         st.replicas.push_back(it->second);
       }
+      for (ReplicaStatus& r : st.replicas) r.node = opts_.node_name;
       return st;
     }
     // Every wanted index (Pending until the loop has seen it), then any replica above
@@ -501,6 +502,7 @@ class OrchestratorImpl final : public Orchestrator {
     st.ready_replicas = static_cast<int>(
         std::count_if(st.replicas.begin(), st.replicas.end(),
                       [](const ReplicaStatus& r) { return r.phase == Phase::kRunning; }));
+    for (ReplicaStatus& r : st.replicas) r.node = opts_.node_name;
     return st;
   }
 
