@@ -31,6 +31,8 @@ class [[nodiscard]] Status {
     kUnavailable,  // a dependency (runtime, disk) cannot serve now; retry may help
     kNotSupported,
     kInternal,
+    kPermissionDenied,  // the caller or peer is not allowed (bad token, refused certificate)
+    kDeadlineExceeded,  // no answer in time
   };
 
   Status() noexcept = default;
@@ -56,6 +58,12 @@ class [[nodiscard]] Status {
   static Status Unavailable(std::string_view msg) { return Status(Code::kUnavailable, msg); }
   static Status NotSupported(std::string_view msg) { return Status(Code::kNotSupported, msg); }
   static Status Internal(std::string_view msg) { return Status(Code::kInternal, msg); }
+  static Status PermissionDenied(std::string_view msg) {
+    return Status(Code::kPermissionDenied, msg);
+  }
+  static Status DeadlineExceeded(std::string_view msg) {
+    return Status(Code::kDeadlineExceeded, msg);
+  }
 
   bool ok() const { return state_ == nullptr; }
   Code code() const { return state_ ? state_->code : Code::kOk; }

@@ -14,6 +14,8 @@ const char* CodeName(Status::Code code) {
     case Status::Code::kUnavailable: return "unavailable";
     case Status::Code::kNotSupported: return "not supported";
     case Status::Code::kInternal: return "internal error";
+    case Status::Code::kPermissionDenied: return "permission denied";
+    case Status::Code::kDeadlineExceeded: return "deadline exceeded";
   }
   return "unknown";
 }
