@@ -15,6 +15,15 @@ find_library(MBEDCRYPTO_LIBRARY mbedcrypto REQUIRED)
 add_library(petrel_mbedcrypto INTERFACE)
 target_include_directories(petrel_mbedcrypto INTERFACE ${MBEDTLS_INCLUDE_DIR})
 target_link_libraries(petrel_mbedcrypto INTERFACE ${MBEDCRYPTO_LIBRARY})
+# TLS and X.509 for the peers (lib/net).
+find_library(MBEDX509_LIBRARY mbedx509 REQUIRED)
+find_library(MBEDTLS_LIBRARY mbedtls REQUIRED)
+add_library(petrel_mbedtls INTERFACE)
+target_link_libraries(petrel_mbedtls INTERFACE ${MBEDTLS_LIBRARY} ${MBEDX509_LIBRARY}
+                                               petrel_mbedcrypto)
+
+# canonical/raft (lib/cluster) with its libuv backend.
+pkg_check_modules(RAFT REQUIRED IMPORTED_TARGET raft>=0.15)
 
 # http_parser (the control API's HTTP/1.1 parser) ships no CMake or pkg-config file in
 # Debian 12 either.

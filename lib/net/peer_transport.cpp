@@ -1,0 +1,1 @@
+#include "lib/net/peer_transport.h"
