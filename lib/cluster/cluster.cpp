@@ -1,10 +1,1040 @@
+// The Cluster facade: files, the peer transport, raft_uv and the ClusterNode on one
+// loop, and the bridge between the replicated workloads and the local Orchestrator.
+//
+// Files in <state_dir>/cluster (0700):
+//   identity.json  this node's name, raft id, address, role; written once it is a member
+//   ca.crt node.crt node.key (0600)   its TLS identity
+//   raft/          raft's log, metadata and snapshots (raft_uv)
+//   synced         the applied index the local Orchestrator last caught up with
+#include <sys/random.h>
+#include <uv.h>
+#include <raft.h>
+#include <raft/uv.h>
+
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <utility>
+
+#include "lib/cluster/node.h"
+#include "lib/cluster/state.h"
+#include "lib/net/peer_transport.h"
+#include "lib/net/pki.h"
+#include "lib/util/fs.h"
+#include "lib/util/workers.h"
 #include "petrel/cluster.h"
 
 namespace petrel {
+namespace internal {
+namespace {
 
-Status Cluster::Open(const ClusterOptions&, std::unique_ptr<Orchestrator>,
-                     std::unique_ptr<Cluster>*) {
-  return Status::NotSupported("cluster: being written");
+using nlohmann::json;
+
+constexpr const char* kTokenPrefix = "PETREL1";
+constexpr int64_t kTickMs = 50;
+constexpr size_t kMaxFile = 1 << 20;
+
+Result<std::string> RandomHex(size_t bytes) {
+  std::string raw(bytes, '\0');
+  size_t got = 0;
+  while (got < bytes) {
+    ssize_t n = getrandom(raw.data() + got, bytes - got, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::IOError(std::string("getrandom: ") + std::strerror(errno));
+    }
+    got += static_cast<size_t>(n);
+  }
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : raw) {
+    out += kHex[c >> 4];
+    out += kHex[c & 15];
+  }
+  return out;
+}
+
+// "PETREL1.<CA fingerprint>.<secret>"
+std::string MakeToken(const std::string& ca_hash, const std::string& secret) {
+  return std::string(kTokenPrefix) + "." + ca_hash + "." + secret;
+}
+
+Status ParseToken(const std::string& token, std::string* ca_hash, std::string* secret) {
+  const size_t a = token.find('.');
+  const size_t b = a == std::string::npos ? a : token.find('.', a + 1);
+  if (b == std::string::npos || token.substr(0, a) != kTokenPrefix || b - a - 1 != 64 ||
+      token.size() - b - 1 < 16) {
+    return Status::InvalidArgument("token: not a petrel join token (" + std::string(kTokenPrefix) +
+                                   ".<CA hash>.<secret>, as `petrelctl cluster token` prints)");
+  }
+  *ca_hash = token.substr(a + 1, 64);
+  *secret = token.substr(b + 1);
+  return Status::OK();
+}
+
+bool IsWildcard(const std::string& address) {
+  return address.rfind("0.0.0.0:", 0) == 0 || address.rfind("[::]:", 0) == 0;
+}
+
+bool ValidAddress(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == address.size()) return false;
+  int port = 0;
+  for (size_t i = colon + 1; i < address.size(); i++) {
+    if (address[i] < '0' || address[i] > '9') return false;
+    port = port * 10 + (address[i] - '0');
+    if (port > 65535) return false;
+  }
+  return port > 0;
+}
+
+// Where this node stands, as stored in identity.json.
+struct Identity {
+  NodeSelf self;
+  PeerIdentity tls;
+};
+
+// Handles the loop owns; freed in the last close callback, so the facade may go away
+// while they close.
+struct Engine {
+  uv_loop_t* loop = nullptr;
+  uv_async_t async;
+  uv_timer_t tick;
+  raft_io io{};
+  struct raft raft {};
+  bool raft_started = false;
+  int open_handles = 0;
+  std::shared_ptr<ClusterNode> node;
+  std::unique_ptr<PeerTransport> transport;
+  std::function<void()> on_closed;
+};
+
+}  // namespace
+
+class ClusterImpl final : public Cluster, public PeerLink {
+ public:
+  ClusterImpl(ClusterOptions options, std::unique_ptr<Orchestrator> local)
+      : opts_(std::move(options)), local_(std::move(local)), sync_pool_(1, "petrel-csync") {
+    dir_ = opts_.state_dir + "/cluster";
+  }
+
+  ~ClusterImpl() override {
+    if (own_thread_.joinable()) {
+      mailbox_.Post([this] { BeginClose(); });
+      own_thread_.join();
+      uv_loop_close(&own_loop_);
+    }
+    mailbox_.Close();
+  }
+
+  Status OpenFiles() {
+    if (opts_.advertise.empty()) {
+      if (IsWildcard(opts_.peer_listen)) {
+        return Status::InvalidArgument(
+            "cluster: --advertise is required when --peer-listen is a wildcard address (" +
+            opts_.peer_listen + ")");
+      }
+      opts_.advertise = opts_.peer_listen;
+    }
+    if (!ValidAddress(opts_.peer_listen)) {
+      return Status::InvalidArgument("cluster: peer-listen \"" + opts_.peer_listen +
+                                     "\": not ADDR:PORT");
+    }
+    if (!ValidAddress(opts_.advertise)) {
+      return Status::InvalidArgument("cluster: advertise \"" + opts_.advertise +
+                                     "\": not ADDR:PORT");
+    }
+    if (!opts_.clock) opts_.clock = SystemClock();
+    if (!opts_.log_sink) opts_.log_sink = StderrLogSink();
+    PETREL_RETURN_IF_ERROR(MakeDirs(dir_ + "/raft", 0700));
+    Result<std::string> text = ReadSmallFile(dir_ + "/identity.json", kMaxFile);
+    if (text.ok()) {
+      PETREL_RETURN_IF_ERROR(LoadIdentity(*text));
+      if (identity_.self.name != opts_.node_name) {
+        return Status::FailedPrecondition(
+            "cluster: " + dir_ + " belongs to node " + identity_.self.name + ", not " +
+            opts_.node_name + " (keep the node name, or use another state dir)");
+      }
+      member_ = true;
+    } else if (!text.status().IsNotFound()) {
+      return text.status();
+    }
+    Result<std::string> synced = ReadSmallFile(dir_ + "/synced", 64);
+    if (synced.ok()) synced_index_ = std::strtoull(synced->c_str(), nullptr, 10);
+    if (!member_ && !opts_.join.empty()) PETREL_RETURN_IF_ERROR(Join());
+    return Status::OK();
+  }
+
+  // --- Orchestrator: writes through the cluster ---
+
+  Result<std::vector<ApplyResult>> Apply(const std::vector<WorkloadSpec>& specs) override {
+    for (const WorkloadSpec& spec : specs) {
+      PETREL_RETURN_IF_ERROR(ValidateWorkload(spec).WithContext("workload " + spec.name));
+    }
+    if (identity_.self.role == "witness") {
+      return Status::FailedPrecondition(
+          "cluster: " + opts_.node_name + " is a witness and runs no workloads: apply through "
+          "another node");
+    }
+    const std::string entry = PutEntry(specs, opts_.node_name, opts_.clock->Now());
+    PETREL_ASSIGN_OR_RETURN(std::string result, WriteEntry(entry));
+    Result<std::vector<ApplyResult>> results = PutResults(result);
+    if (results.ok()) RequestSync();
+    return results;
+  }
+
+  Status Delete(const std::string& name) override {
+    Result<std::string> result = WriteEntry(DeleteEntry(name));
+    if (!result.ok()) {
+      // Already gone from the cluster but still stopping here: as on one node.
+      if (result.status().IsNotFound()) {
+        Result<WorkloadState> local = local_->Get(name);
+        if (local.ok() && local->terminating()) return Status::OK();
+      }
+      return result.status();
+    }
+    RequestSync();
+    return Status::OK();
+  }
+
+  // --- Orchestrator: reads from this node's replica ---
+
+  Result<WorkloadState> Get(const std::string& name) override {
+    PETREL_ASSIGN_OR_RETURN(std::vector<WorkloadState> all, List());
+    for (WorkloadState& w : all) {
+      if (w.spec.name == name) return std::move(w);
+    }
+    return Status::NotFound("no workload named " + name);
+  }
+
+  Result<std::vector<WorkloadState>> List() override {
+    PETREL_ASSIGN_OR_RETURN(std::vector<WorkloadState> local, local_->List());
+    std::map<std::string, WorkloadState> by_name;
+    for (WorkloadState& w : local) by_name[w.spec.name] = std::move(w);
+    if (!member_) {
+      std::vector<WorkloadState> out;
+      for (auto& [n, w] : by_name) out.push_back(std::move(w));
+      return out;
+    }
+    std::shared_ptr<ClusterNode> node = Node();
+    std::map<std::string, ClusterWorkload> cluster =
+        node ? node->WithState([](const ClusterState& s) { return s.workloads(); })
+             : std::map<std::string, ClusterWorkload>();
+    std::vector<WorkloadState> out;
+    for (auto& [name, cw] : cluster) {
+      auto it = by_name.find(name);
+      WorkloadState w;
+      if (cw.node == opts_.node_name && it != by_name.end()) {
+        w = std::move(it->second);
+      } else {
+        Result<WorkloadSpec> spec = SpecFromJson(cw.spec_json);
+        if (!spec.ok()) continue;
+        w.spec = std::move(*spec);
+        const std::string why = cw.node == opts_.node_name
+                                    ? "handed to this node's loop"
+                                    : "runs on node " + cw.node + " (its status is not shared yet)";
+        for (int i = 0; i < w.spec.replicas; i++) {
+          ReplicaStatus r;
+          r.workload = name;
+          r.index = i;
+          r.node = cw.node;
+          r.message = why;
+          w.replicas.push_back(std::move(r));
+        }
+      }
+      if (it != by_name.end()) by_name.erase(it);
+      w.generation = cw.generation;
+      w.spec_hash = cw.spec_hash;
+      w.created_at = cw.created_at;
+      w.updated_at = cw.updated_at;
+      out.push_back(std::move(w));
+    }
+    // Deleted from the cluster, still stopping here.
+    for (auto& [name, w] : by_name) {
+      if (w.terminating()) out.push_back(std::move(w));
+    }
+    std::sort(out.begin(), out.end(), [](const WorkloadState& a, const WorkloadState& b) {
+      return a.spec.name < b.spec.name;
+    });
+    return out;
+  }
+
+  Result<std::vector<Event>> Events(int64_t after_seq, size_t limit) override {
+    return local_->Events(after_seq, limit);
+  }
+  Result<ReplicaLog> Logs(const std::string& workload, int replica, const LogOptions& options,
+                          const std::string& container_id) override {
+    return local_->Logs(workload, replica, options, container_id);
+  }
+  SubscriptionId Subscribe(EventCallback callback) override {
+    return local_->Subscribe(std::move(callback));
+  }
+  void Unsubscribe(SubscriptionId id) override { local_->Unsubscribe(id); }
+
+  // --- running ---
+
+  Status Start() override {
+    PETREL_RETURN_IF_ERROR(local_->Start());
+    int rc = uv_loop_init(&own_loop_);
+    if (rc != 0) return Status::Internal(std::string("uv_loop_init: ") + uv_strerror(rc));
+    PETREL_RETURN_IF_ERROR(StartOnLoop(&own_loop_));
+    own_thread_ = std::thread([this] { uv_run(&own_loop_, UV_RUN_DEFAULT); });
+    return Status::OK();
+  }
+
+  Status Attach(uv_loop_s* loop) override {
+    PETREL_RETURN_IF_ERROR(local_->Attach(loop));
+    return StartOnLoop(loop);
+  }
+
+  void Detach() override {
+    BeginClose();
+    local_->Detach();
+  }
+
+  Status Step() override {
+    return Status::NotSupported("cluster: needs a loop (Start or Attach), not Step");
+  }
+  TimeMs NextWakeup() override { return local_->NextWakeup(); }
+
+  // --- Cluster ---
+
+  Result<std::string> Init(const ClusterSettings& settings) override {
+    if (settings.heartbeat_ms <= 0 || settings.node_lost_after_ms <= settings.heartbeat_ms ||
+        settings.fence_after_ms <= 0 || settings.fence_after_ms >= settings.node_lost_after_ms) {
+      return Status::InvalidArgument(
+          "cluster init: need 0 < heartbeat < nodeLostAfter and 0 < fenceAfter < nodeLostAfter");
+    }
+    if (member_) {
+      return Status::FailedPrecondition("cluster init: " + opts_.node_name +
+                                        " is already a member of cluster " + cluster_id_);
+    }
+    // The slow part (keys) here, on the caller's thread.
+    PETREL_ASSIGN_OR_RETURN(std::string cluster_id, RandomHex(8));
+    PETREL_ASSIGN_OR_RETURN(std::string secret, RandomHex(16));
+    PETREL_ASSIGN_OR_RETURN(CertAndKey ca, CreateCa(cluster_id, opts_.clock->Now()));
+    PETREL_ASSIGN_OR_RETURN(KeyAndCsr kc, CreateKeyAndCsr(opts_.node_name));
+    PETREL_ASSIGN_OR_RETURN(std::string cert,
+                            SignCsr(ca, kc.csr_pem, opts_.node_name, opts_.clock->Now()));
+    PETREL_ASSIGN_OR_RETURN(std::string fingerprint, CertFingerprint(cert));
+    Identity id;
+    id.self.name = opts_.node_name;
+    id.self.address = opts_.advertise;
+    id.self.role = opts_.witness ? "witness" : "voter";
+    id.self.labels = opts_.labels;
+    do id.self.id = opts_.clock->Random() >> 1; while (id.self.id == 0);
+    id.tls = {ca.cert_pem, cert, kc.key_pem};
+    // A crash before identity.json is written leaves at most raft files of a cluster
+    // that never was: start them afresh.
+    PETREL_RETURN_IF_ERROR(RemoveTree(dir_ + "/raft"));
+    PETREL_RETURN_IF_ERROR(MakeDirs(dir_ + "/raft", 0700));
+    PETREL_ASSIGN_OR_RETURN(std::vector<WorkloadState> local, local_->List());
+
+    PETREL_RETURN_IF_ERROR(OnLoop<bool>([&, id](std::function<void(Result<bool>)> done) {
+                             identity_ = id;
+                             Status s = StartMember(/*bootstrap=*/true);
+                             done(s.ok() ? Result<bool>(true) : Result<bool>(s));
+                           }).status());
+    ClusterMember self;
+    self.name = id.self.name;
+    self.id = id.self.id;
+    self.address = id.self.address;
+    self.role = id.self.role;
+    self.labels = id.self.labels;
+    self.fingerprint = fingerprint;
+    self.joined_at = opts_.clock->Now();
+    PETREL_RETURN_IF_ERROR(
+        WriteEntry(InitEntry(cluster_id, ca.cert_pem, ca.key_pem, secret, settings)).status());
+    PETREL_RETURN_IF_ERROR(WriteEntry(MemberEntry(self)).status());
+    // This node's workloads become the cluster's, still on this node.
+    std::vector<WorkloadSpec> specs;
+    for (WorkloadState& w : local) {
+      if (!w.terminating()) specs.push_back(std::move(w.spec));
+    }
+    if (!specs.empty()) {
+      PETREL_RETURN_IF_ERROR(WriteEntry(PutEntry(specs, opts_.node_name, opts_.clock->Now())).status());
+    }
+    PETREL_RETURN_IF_ERROR(SaveIdentity(id));
+    cluster_id_ = cluster_id;
+    member_ = true;
+    EnableSync();
+    Log(LogLevel::kInfo, "cluster: " + opts_.node_name + " initialized cluster " + cluster_id +
+                             " (" + std::to_string(specs.size()) + " workloads imported)");
+    return Token(false);
+  }
+
+  Result<std::string> Token(bool rotate) override {
+    PETREL_RETURN_IF_ERROR(RequireMember("token"));
+    if (rotate) {
+      PETREL_ASSIGN_OR_RETURN(std::string secret, RandomHex(16));
+      PETREL_RETURN_IF_ERROR(WriteEntry(TokenEntry(secret)).status());
+    }
+    std::shared_ptr<ClusterNode> node = Node();
+    if (!node) return Status::Unavailable("cluster: closing");
+    auto [ca, secret] = node->WithState([](const ClusterState& s) {
+      return std::make_pair(s.ca_cert(), s.token_secret());
+    });
+    if (ca.empty()) return Status::Unavailable("cluster: this node has not caught up yet");
+    PETREL_ASSIGN_OR_RETURN(std::string ca_hash, CertFingerprint(ca));
+    return MakeToken(ca_hash, secret);
+  }
+
+  Result<ClusterStatus> GetStatus() override {
+    ClusterStatus st;
+    st.self = opts_.node_name;
+    st.member = member_;
+    if (!member_ || !Node()) return st;
+    PETREL_ASSIGN_OR_RETURN(st, OnLoop<ClusterStatus>([this](auto done) {
+                              done(StatusOnLoop());
+                            }));
+    return st;
+  }
+
+  Result<std::vector<NodeInfo>> Nodes() override {
+    PETREL_RETURN_IF_ERROR(RequireMember("nodes"));
+    PETREL_ASSIGN_OR_RETURN(ClusterStatus st, GetStatus());
+    return st.members;
+  }
+
+  Status RemoveNode(const std::string& name) override {
+    PETREL_RETURN_IF_ERROR(RequireMember("remove"));
+    Result<std::string> reply = OnLoop<std::string>([this, name](auto done) {
+      ToLeader(RemoveRequest(name), opts_.write_timeout_ms,
+               [done](Status s, std::string r) {
+                 if (s.ok()) s = ReplyStatus(r);
+                 done(s.ok() ? Result<std::string>(r) : Result<std::string>(s));
+               });
+    });
+    if (reply.ok()) Log(LogLevel::kInfo, "cluster: removed node " + name);
+    return reply.status();
+  }
+
+  // --- PeerLink ---
+
+  void Call(const std::string& address, std::string request, int64_t timeout_ms,
+            Done done) override {
+    if (!engine_ || !engine_->transport) {
+      return done(Status::Unavailable("cluster: no transport"), "");
+    }
+    engine_->transport->Call(address, std::move(request), timeout_ms, std::move(done));
+  }
+
+ private:
+  void Log(LogLevel level, const std::string& message) {
+    if (opts_.log_sink) opts_.log_sink(level, message);
+  }
+
+  Status RequireMember(const char* what) {
+    if (!member_ || !Node()) {
+      return Status::FailedPrecondition(std::string("cluster ") + what + ": " + opts_.node_name +
+                                        " is not in a cluster yet (petrelctl cluster init, or "
+                                        "petreld --join)");
+    }
+    return Status::OK();
+  }
+
+  // Runs `fn` on the loop thread and waits for what it passes to its callback.
+  template <typename T>
+  Result<T> OnLoop(std::function<void(std::function<void(Result<T>)>)> fn) {
+    auto promise = std::make_shared<std::promise<Result<T>>>();
+    auto once = std::make_shared<std::atomic<bool>>(false);
+    std::future<Result<T>> future = promise->get_future();
+    {
+      std::lock_guard<std::mutex> lock(loop_mu_);
+      if (!running_) return Status::Unavailable("cluster: not running (Start or Attach first)");
+    }
+    mailbox_.Post([fn, promise, once] {
+      fn([promise, once](Result<T> r) {
+        if (!once->exchange(true)) promise->set_value(std::move(r));
+      });
+    });
+    if (future.wait_for(std::chrono::milliseconds(opts_.write_timeout_ms + 5000)) !=
+        std::future_status::ready) {
+      return Status::DeadlineExceeded("cluster: the loop did not answer in time");
+    }
+    try {
+      return future.get();
+    } catch (const std::future_error&) {
+      return Status::Unavailable("cluster: closing");
+    }
+  }
+
+  // Commits an entry and returns its result (an error result as the error).
+  Result<std::string> WriteEntry(const std::string& entry) {
+    PETREL_ASSIGN_OR_RETURN(std::string result, OnLoop<std::string>([this, entry](auto done) {
+                              if (!engine_ || !engine_->node || !engine_->raft_started) {
+                                return done(Status::FailedPrecondition(
+                                    "cluster: " + opts_.node_name + " is not in a cluster yet"));
+                              }
+                              engine_->node->Write(entry, opts_.write_timeout_ms,
+                                                   [done](Status s, std::string r) {
+                                                     if (s.ok()) s = ResultStatus(r);
+                                                     done(s.ok() ? Result<std::string>(r)
+                                                                 : Result<std::string>(s));
+                                                   });
+                            }));
+    return result;
+  }
+
+  // Sends a request to the leader (or handles it here when this node leads).
+  void ToLeader(std::string request, int64_t timeout_ms, PeerLink::Done done) {
+    ClusterNode* node = engine_->node.get();
+    if (node->IsLeader()) {
+      return node->HandleRequest(opts_.node_name, std::move(request),
+                                 [done](std::string r) { done(Status::OK(), std::move(r)); });
+    }
+    raft_id id = 0;
+    const char* address = nullptr;
+    raft_leader(&engine_->raft, &id, &address);
+    if (id == 0 || address == nullptr) {
+      return done(Status::Unavailable("cluster: no leader now (is a majority up?)"), "");
+    }
+    Call(address, std::move(request), timeout_ms, std::move(done));
+  }
+
+  // --- identity files ---
+
+  Status LoadIdentity(const std::string& text) {
+    json j = json::parse(text, nullptr, false);
+    if (!j.is_object()) return Status::Corruption(dir_ + "/identity.json: not JSON");
+    try {
+      identity_.self.name = j.at("name").get<std::string>();
+      identity_.self.id = j.at("id").get<uint64_t>();
+      identity_.self.address = j.at("address").get<std::string>();
+      identity_.self.role = j.at("role").get<std::string>();
+      identity_.self.labels = j.at("labels").get<std::map<std::string, std::string>>();
+      cluster_id_ = j.value("clusterId", "");
+    } catch (const json::exception& e) {
+      return Status::Corruption(dir_ + "/identity.json: " + e.what());
+    }
+    PETREL_ASSIGN_OR_RETURN(identity_.tls.ca_cert_pem, ReadSmallFile(dir_ + "/ca.crt", kMaxFile));
+    PETREL_ASSIGN_OR_RETURN(identity_.tls.cert_pem, ReadSmallFile(dir_ + "/node.crt", kMaxFile));
+    PETREL_ASSIGN_OR_RETURN(identity_.tls.key_pem, ReadSmallFile(dir_ + "/node.key", kMaxFile));
+    // The address may change between runs (--advertise); the labels too.
+    identity_.self.labels = opts_.labels.empty() ? identity_.self.labels : opts_.labels;
+    return Status::OK();
+  }
+
+  Status SaveIdentity(const Identity& id) {
+    PETREL_RETURN_IF_ERROR(WriteSecret(dir_ + "/node.key", id.tls.key_pem));
+    PETREL_RETURN_IF_ERROR(WriteFileAtomic(dir_ + "/node.crt", id.tls.cert_pem));
+    PETREL_RETURN_IF_ERROR(WriteFileAtomic(dir_ + "/ca.crt", id.tls.ca_cert_pem));
+    json j = {{"name", id.self.name},   {"id", id.self.id},         {"address", id.self.address},
+              {"role", id.self.role},   {"labels", id.self.labels}, {"clusterId", cluster_id_}};
+    // Written last: its presence says "member".
+    return WriteFileAtomic(dir_ + "/identity.json", j.dump(2) + "\n");
+  }
+
+  static Status WriteSecret(const std::string& path, const std::string& data) {
+    const std::string tmp = path + ".tmp";
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) return ErrnoError(tmp, "open", errno);
+    Status s = WriteAll(fd, data, tmp);
+    if (s.ok() && ::fsync(fd) != 0) s = ErrnoError(tmp, "fsync", errno);
+    ::close(fd);
+    if (s.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) s = ErrnoError(path, "rename", errno);
+    return s;
+  }
+
+  // --- joining (in Open, on a private loop: petreld fails at start when it cannot) ---
+
+  Status Join() {
+    std::string ca_hash, secret;
+    PETREL_RETURN_IF_ERROR(ParseToken(opts_.token, &ca_hash, &secret));
+    if (!ValidAddress(opts_.join)) {
+      return Status::InvalidArgument("cluster: join \"" + opts_.join + "\": not ADDR:PORT");
+    }
+    PETREL_ASSIGN_OR_RETURN(KeyAndCsr kc, CreateKeyAndCsr(opts_.node_name));
+    NodeSelf self;
+    self.name = opts_.node_name;
+    self.address = opts_.advertise;
+    self.role = opts_.witness ? "witness" : "voter";
+    self.labels = opts_.labels;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    Status status = Status::Unavailable("cluster: join: no answer");
+    std::string reply, ca_pem;
+    JoinCall(&loop, opts_.join, ca_hash, JoinRequest(secret, self, kc.csr_pem),
+             opts_.write_timeout_ms + 20000,
+             [&](Status s, std::string r, std::string ca) {
+               status = std::move(s);
+               reply = std::move(r);
+               ca_pem = std::move(ca);
+             },
+             opts_.log_sink);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    if (status.ok()) status = ReplyStatus(reply);
+    if (!status.ok()) return status.WithContext("cluster: join through " + opts_.join);
+    json j = json::parse(reply, nullptr, false);
+    if (!j.is_object() || !j.contains("id") || !j.contains("cert")) {
+      return Status::Corruption("cluster: join through " + opts_.join + ": unreadable reply");
+    }
+    self.id = j["id"].get<uint64_t>();
+    Identity id;
+    id.self = self;
+    id.tls = {ca_pem, j["cert"].get<std::string>(), kc.key_pem};
+    for (const auto& f : j.value("revoked", json::array())) {
+      if (f.is_string()) seed_revoked_.insert(f.get<std::string>());
+    }
+    PETREL_RETURN_IF_ERROR(RemoveTree(dir_ + "/raft"));
+    PETREL_RETURN_IF_ERROR(MakeDirs(dir_ + "/raft", 0700));
+    PETREL_RETURN_IF_ERROR(SaveIdentity(id));
+    identity_ = id;
+    member_ = true;
+    promote_pending_ = true;
+    Log(LogLevel::kInfo, "cluster: " + self.name + " joined through " + opts_.join +
+                             "; catching up");
+    return Status::OK();
+  }
+
+  // --- the loop ---
+
+  Status StartOnLoop(uv_loop_t* loop) {
+    engine_ = std::make_unique<Engine>();
+    engine_->loop = loop;
+    uv_async_init(loop, &engine_->async, [](uv_async_t* h) {
+      static_cast<ClusterImpl*>(h->data)->mailbox_.Drain();
+    });
+    engine_->async.data = this;
+    uv_timer_init(loop, &engine_->tick);
+    engine_->tick.data = this;
+    engine_->open_handles = 2;
+    uv_timer_start(&engine_->tick, [](uv_timer_t* t) { static_cast<ClusterImpl*>(t->data)->OnTick(); },
+                   kTickMs, kTickMs);
+    {
+      std::lock_guard<std::mutex> lock(loop_mu_);
+      running_ = true;
+    }
+    mailbox_.SetWakeup([this] { uv_async_send(&engine_->async); });
+    if (member_) {
+      Status s = StartMember(/*bootstrap=*/false);
+      if (!s.ok()) return s;
+      if (!promote_pending_) EnableSync();
+    }
+    return Status::OK();
+  }
+
+  // Opens the transport and raft for identity_; on the loop thread.
+  Status StartMember(bool bootstrap) {
+    Engine* e = engine_.get();
+    PeerTransportOptions to;
+    to.loop = e->loop;
+    to.listen = opts_.peer_listen;
+    to.identity = identity_.tls;
+    to.log = opts_.log_sink;
+    to.authorize = [this](const PeerInfo& peer) { return Authorize(peer); };
+    PETREL_RETURN_IF_ERROR(PeerTransport::Open(std::move(to), &e->transport));
+    e->transport->OnRequest([this](const PeerInfo& from, std::string request,
+                                   PeerTransport::Reply reply) {
+      OnPeerRequest(from.name, std::move(request), std::move(reply));
+    });
+    e->transport->OnJoin([this](const std::string& remote, std::string request,
+                                PeerTransport::Reply reply) {
+      // Only joins come this way; the leader decides.
+      json j = json::parse(request, nullptr, false);
+      if (!j.is_object() || j.value("op", "") != "join") {
+        return reply(ErrorReply(Status::PermissionDenied("only joins without a certificate")));
+      }
+      Log(LogLevel::kInfo, "cluster: join request from " + remote + " for node " +
+                               j.value("name", std::string("?")));
+      OnPeerRequest(remote, std::move(request), std::move(reply));
+    });
+    e->node = std::make_shared<ClusterNode>(identity_.self, this, opts_.clock.get(), opts_.log_sink);
+    e->node->OnApplied([this] { OnApplied(); });
+    {
+      std::lock_guard<std::mutex> lock(node_mu_);
+      node_ = e->node;
+    }
+    const std::string raft_dir = dir_ + "/raft";
+    int rv = raft_uv_init(&e->io, e->loop, raft_dir.c_str(), e->transport->raft());
+    if (rv != 0) return Status::IOError(std::string("cluster: raft storage ") + raft_dir + ": " + e->io.errmsg);
+    raft_uv_set_segment_size(&e->io, 64 * 1024);  // flash: small preallocated segments
+    raft_uv_set_connect_retry_delay(&e->io, 100);
+    rv = raft_init(&e->raft, &e->io, e->node->fsm(), identity_.self.id, identity_.self.address.c_str());
+    if (rv != 0) return Status::Internal(std::string("cluster: raft_init: ") + raft_strerror(rv));
+    e->node->SetRaft(&e->raft);
+    const unsigned election = static_cast<unsigned>(opts_.election_timeout_ms);
+    raft_set_election_timeout(&e->raft, election);
+    raft_set_heartbeat_timeout(&e->raft, std::max(10u, election / 10));
+    raft_set_pre_vote(&e->raft, true);
+    raft_set_snapshot_threshold(&e->raft, 128);
+    raft_set_snapshot_trailing(&e->raft, 32);
+    if (bootstrap) {
+      raft_configuration conf;
+      raft_configuration_init(&conf);
+      raft_configuration_add(&conf, identity_.self.id, identity_.self.address.c_str(), RAFT_VOTER);
+      rv = raft_bootstrap(&e->raft, &conf);
+      raft_configuration_close(&conf);
+      if (rv != 0) return Status::Internal(std::string("cluster: raft_bootstrap: ") + raft_strerror(rv));
+    }
+    rv = raft_start(&e->raft);
+    if (rv != 0) {
+      return Status::Internal(std::string("cluster: raft_start: ") + raft_strerror(rv) + ": " +
+                              raft_errmsg(&e->raft));
+    }
+    e->raft_started = true;
+    return Status::OK();
+  }
+
+  Status Authorize(const PeerInfo& peer) {
+    bool revoked = seed_revoked_.count(peer.fingerprint) != 0;
+    std::string owner;
+    if (std::shared_ptr<ClusterNode> node = Node()) {
+      node->WithState([&](const ClusterState& s) {
+        if (s.revoked().count(peer.fingerprint) != 0) revoked = true;
+        if (peer.raft_id != 0) {
+          const ClusterMember* m = s.MemberById(peer.raft_id);
+          if (m != nullptr) owner = m->name;
+        }
+        return 0;
+      });
+    }
+    if (revoked) {
+      return Status::PermissionDenied("node " + peer.name + " (" + peer.remote +
+                                      ") was removed from the cluster; its certificate is revoked");
+    }
+    if (!owner.empty() && owner != peer.name) {
+      return Status::PermissionDenied("node " + peer.name + " claims raft id " +
+                                      std::to_string(peer.raft_id) + ", which is " + owner + "'s");
+    }
+    return Status::OK();
+  }
+
+  void OnPeerRequest(const std::string& from, std::string request, PeerTransport::Reply reply) {
+    if (!engine_ || !engine_->node) return reply(ErrorReply(Status::Unavailable("closing")));
+    json j = json::parse(request, nullptr, false);
+    const std::string op = j.is_object() ? j.value("op", "") : "";
+    if (op == "ping") {
+      return reply(json{{"name", opts_.node_name}}.dump());
+    }
+    ClusterNode* node = engine_->node.get();
+    if (!node->IsLeader() && (op == "join" || op == "promote" || op == "remove")) {
+      // Passed on to the leader, whose answer goes back as it is.
+      return ToLeader(std::move(request), opts_.write_timeout_ms + 15000,
+                      [reply](Status s, std::string r) { reply(s.ok() ? r : ErrorReply(s)); });
+    }
+    node->HandleRequest(from, std::move(request), std::move(reply));
+  }
+
+  void OnTick() {
+    if (!engine_ || !engine_->node) return;
+    engine_->node->Tick();
+    const TimeMs now = opts_.clock->Monotonic();
+    if (promote_pending_ && !promote_in_flight_ && now >= next_promote_) Promote();
+    if (now >= next_ping_) Ping(now);
+  }
+
+  // After a join: asks the leader to make this node a voter, then hands over its
+  // workloads.
+  void Promote() {
+    promote_in_flight_ = true;
+    auto done = [this](Status s, std::string r) {
+      promote_in_flight_ = false;
+      if (s.ok()) s = ReplyStatus(r);
+      if (!s.ok()) {
+        next_promote_ = opts_.clock->Monotonic() + 500;
+        Log(LogLevel::kDebug, "cluster: promote: " + s.ToString());
+        return;
+      }
+      promote_pending_ = false;
+      Log(LogLevel::kInfo, "cluster: " + opts_.node_name + " is a " + identity_.self.role);
+      import_pending_ = true;
+      RequestSync();
+    };
+    raft_id id = 0;
+    const char* address = nullptr;
+    raft_leader(&engine_->raft, &id, &address);
+    const std::string to = id != 0 && address != nullptr ? address : opts_.join;
+    Call(to, PromoteRequest(identity_.self.id), opts_.write_timeout_ms + 15000, done);
+  }
+
+  // Every heartbeat: a round trip to each other member, so Nodes() can say who answers.
+  void Ping(TimeMs now) {
+    ClusterSettings settings;
+    std::vector<std::pair<std::string, std::string>> peers;
+    engine_->node->WithState([&](const ClusterState& s) {
+      settings = s.settings();
+      for (const auto& [name, m] : s.members()) {
+        if (name != opts_.node_name) peers.emplace_back(name, m.address);
+      }
+      return 0;
+    });
+    next_ping_ = now + settings.heartbeat_ms;
+    for (const auto& [name, address] : peers) {
+      if (pings_in_flight_.count(name) != 0) continue;
+      pings_in_flight_.insert(name);
+      Call(address, json{{"op", "ping"}}.dump(), settings.node_lost_after_ms,
+           [this, name = name](Status s, std::string) {
+             pings_in_flight_.erase(name);
+             if (s.ok()) {
+               std::lock_guard<std::mutex> lock(heard_mu_);
+               last_heard_[name] = opts_.clock->Monotonic();
+             }
+           });
+    }
+  }
+
+  ClusterStatus StatusOnLoop() {
+    ClusterStatus st;
+    st.self = opts_.node_name;
+    st.member = member_;
+    ClusterNode* node = engine_->node.get();
+    st.leader = node->LeaderName();
+    st.term = engine_->raft.current_term;
+    const TimeMs now_mono = opts_.clock->Monotonic(), now = opts_.clock->Now();
+    std::map<std::string, TimeMs> heard;
+    {
+      std::lock_guard<std::mutex> lock(heard_mu_);
+      heard = last_heard_;
+    }
+    node->WithState([&](const ClusterState& s) {
+      st.cluster_id = s.cluster_id();
+      st.settings = s.settings();
+      st.applied_index = s.applied_index();
+      for (const auto& [name, m] : s.members()) {
+        NodeInfo n;
+        n.name = name;
+        n.id = m.id;
+        n.role = m.role;
+        n.address = m.address;
+        n.labels = m.labels;
+        n.joined_at = m.joined_at;
+        n.leader = name == st.leader;
+        if (name == opts_.node_name) {
+          n.status = "Ready";
+          n.last_heard = now;
+        } else {
+          auto it = heard.find(name);
+          const bool fresh =
+              it != heard.end() && now_mono - it->second <= s.settings().node_lost_after_ms;
+          n.status = fresh ? "Ready" : "Lost";
+          n.last_heard = it == heard.end() ? 0 : now - (now_mono - it->second);
+        }
+        st.members.push_back(std::move(n));
+      }
+      return 0;
+    });
+    return st;
+  }
+
+  // --- the local Orchestrator follows what the cluster assigns to this node ---
+
+  void EnableSync() {
+    sync_enabled_ = true;
+    RequestSync();
+  }
+
+  void OnApplied() { RequestSync(); }
+
+  void RequestSync() {
+    if (!sync_enabled_ && !import_pending_) return;
+    if (sync_queued_.exchange(true)) return;
+    sync_pool_.Submit([this] {
+      sync_queued_ = false;
+      Sync();
+    });
+  }
+
+  // On the sync thread: makes the local desired state what the cluster assigns here.
+  // Level-triggered, so a lost or repeated call does no harm.
+  void Sync() {
+    std::shared_ptr<ClusterNode> node = Node();
+    if (!node) return;
+    if (import_pending_) {
+      // A node that just joined hands its own workloads to the cluster first; a name
+      // the cluster already has stays the cluster's.
+      Result<std::vector<WorkloadState>> local = local_->List();
+      if (!local.ok()) return;
+      std::set<std::string> known = node->WithState([](const ClusterState& s) {
+        std::set<std::string> names;
+        for (const auto& [n, w] : s.workloads()) names.insert(n);
+        return names;
+      });
+      std::vector<WorkloadSpec> specs;
+      for (WorkloadState& w : *local) {
+        if (w.terminating()) continue;
+        if (known.count(w.spec.name) != 0) {
+          Log(LogLevel::kWarn, "cluster: workload " + w.spec.name +
+                                   " exists in the cluster already; this node's copy is replaced");
+          continue;
+        }
+        specs.push_back(std::move(w.spec));
+      }
+      if (!specs.empty()) {
+        Result<std::string> r = WriteEntry(PutEntry(specs, opts_.node_name, opts_.clock->Now()));
+        if (!r.ok()) {
+          Log(LogLevel::kWarn, "cluster: importing this node's workloads: " + r.status().message());
+          return;  // the next applied entry tries again
+        }
+      }
+      import_pending_ = false;
+      sync_enabled_ = true;
+    }
+    if (!sync_enabled_) return;
+    struct Want {
+      std::string json;
+      uint64_t index;
+    };
+    uint64_t applied = 0;
+    std::map<std::string, std::string> wanted = node->WithState([&](const ClusterState& s) {
+      applied = s.applied_index();
+      std::map<std::string, std::string> out;
+      for (const auto& [n, w] : s.workloads()) {
+        if (w.node == opts_.node_name) out[n] = w.spec_json;
+      }
+      return out;
+    });
+    // After a restart raft replays from its last snapshot: until this node's replica is
+    // back where the local state was, it would take the local state backwards.
+    if (applied < synced_index_) return;
+    Result<std::vector<WorkloadState>> local = local_->List();
+    if (!local.ok()) return;
+    std::vector<WorkloadSpec> put;
+    std::map<std::string, const WorkloadState*> have;
+    for (const WorkloadState& w : *local) have[w.spec.name] = &w;
+    for (const auto& [name, text] : wanted) {
+      auto it = have.find(name);
+      if (it != have.end() && !it->second->terminating() && SpecToJson(it->second->spec) == text) {
+        continue;
+      }
+      Result<WorkloadSpec> spec = SpecFromJson(text);
+      if (spec.ok()) put.push_back(std::move(*spec));
+    }
+    if (!put.empty()) {
+      Result<std::vector<ApplyResult>> r = local_->Apply(put);
+      if (!r.ok()) {
+        Log(LogLevel::kError, "cluster: handing workloads to this node: " + r.status().message());
+        return;
+      }
+    }
+    for (const auto& [name, w] : have) {
+      if (!w->terminating() && wanted.count(name) == 0) {
+        Status s = local_->Delete(name);
+        if (!s.ok() && !s.IsNotFound()) {
+          Log(LogLevel::kError, "cluster: removing workload " + name + ": " + s.message());
+          return;
+        }
+      }
+    }
+    if (applied != synced_index_) {
+      synced_index_ = applied;
+      Status s = WriteFileAtomic(dir_ + "/synced", std::to_string(applied) + "\n");
+      if (!s.ok()) Log(LogLevel::kWarn, "cluster: " + s.message());
+    }
+  }
+
+  // --- closing ---
+
+  void BeginClose() {
+    if (!engine_ || closing_) return;
+    closing_ = true;
+    {
+      std::lock_guard<std::mutex> lock(loop_mu_);
+      running_ = false;
+    }
+    mailbox_.SetWakeup(nullptr);
+    Engine* e = engine_.release();
+    {
+      std::lock_guard<std::mutex> lock(node_mu_);
+      node_.reset();  // readers see no replica from now on
+    }
+    // raft first (its pending writes end), then the transport (its pending calls end),
+    // then the node they called back into, then the handles.
+    auto finish = [e] {
+      e->node.reset();  // writes still waiting hear Unavailable
+      uv_close(reinterpret_cast<uv_handle_t*>(&e->async), [](uv_handle_t* h) {
+        auto* e = static_cast<Engine*>(h->data);
+        if (--e->open_handles == 0) delete e;
+      });
+      uv_close(reinterpret_cast<uv_handle_t*>(&e->tick), [](uv_handle_t* h) {
+        auto* e = static_cast<Engine*>(h->data);
+        if (--e->open_handles == 0) delete e;
+      });
+    };
+    e->async.data = e;
+    e->tick.data = e;
+    uv_timer_stop(&e->tick);
+    e->on_closed = finish;
+    if (e->raft_started) {
+      e->raft.data = e;
+      raft_close(&e->raft, [](struct raft* r) {
+        auto* e = static_cast<Engine*>(r->data);
+        raft_uv_close(&e->io);
+        CloseTransport(e);
+      });
+    } else {
+      CloseTransport(e);
+    }
+  }
+
+  static void CloseTransport(Engine* e) {
+    if (e->transport) {
+      e->transport->Close([e] {
+        e->transport.reset();
+        e->on_closed();
+      });
+    } else {
+      e->on_closed();
+    }
+  }
+
+  ClusterOptions opts_;
+  std::unique_ptr<Orchestrator> local_;
+  std::string dir_;
+  Identity identity_;
+  std::string cluster_id_;
+  bool member_ = false;
+  std::set<std::string> seed_revoked_;
+
+  Mailbox mailbox_;
+  std::mutex loop_mu_;
+  bool running_ = false;
+  bool closing_ = false;
+  uv_loop_t own_loop_;
+  std::thread own_thread_;
+  std::unique_ptr<Engine> engine_;  // loop thread only
+  std::mutex node_mu_;
+  std::shared_ptr<ClusterNode> node_;  // engine_->node, for readers on other threads
+
+  std::shared_ptr<ClusterNode> Node() {
+    std::lock_guard<std::mutex> lock(node_mu_);
+    return node_;
+  }
+
+  bool promote_pending_ = false, promote_in_flight_ = false;
+  TimeMs next_promote_ = 0, next_ping_ = 0;
+  std::set<std::string> pings_in_flight_;
+  std::mutex heard_mu_;
+  std::map<std::string, TimeMs> last_heard_;  // Monotonic()
+
+  WorkerPool sync_pool_;
+  std::atomic<bool> sync_queued_{false};
+  std::atomic<bool> sync_enabled_{false}, import_pending_{false};
+  uint64_t synced_index_ = 0;  // sync thread only after Open
+};
+
+}  // namespace internal
+
+Status Cluster::Open(const ClusterOptions& options, std::unique_ptr<Orchestrator> local,
+                     std::unique_ptr<Cluster>* result) {
+  if (!local) return Status::InvalidArgument("cluster: no local orchestrator");
+  if (options.state_dir.empty()) return Status::InvalidArgument("cluster: state_dir is required");
+  if (options.node_name.empty()) return Status::InvalidArgument("cluster: node_name is required");
+  if (options.peer_listen.empty()) return Status::InvalidArgument("cluster: peer_listen is required");
+  if (!options.join.empty() && options.token.empty()) {
+    return Status::InvalidArgument("cluster: joining needs the cluster's token (--token)");
+  }
+  auto impl = std::make_unique<internal::ClusterImpl>(options, std::move(local));
+  PETREL_RETURN_IF_ERROR(impl->OpenFiles());
+  *result = std::move(impl);
+  return Status::OK();
 }
 
 }  // namespace petrel

@@ -1,0 +1,473 @@
+#include "lib/cluster/node.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "lib/net/pki.h"
+
+namespace petrel::internal {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr int64_t kRetryMs = 50;  // between tries to reach a leader
+
+bool SameSecret(const std::string& a, const std::string& b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); i++) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+json Parse(const std::string& text) { return json::parse(text, nullptr, false); }
+
+}  // namespace
+
+std::string ErrorReply(const Status& status, bool not_leader) {
+  json j = {{"code", static_cast<int>(status.code())}, {"error", status.message()}};
+  if (not_leader) j["notLeader"] = true;
+  return j.dump();
+}
+
+Status ReplyStatus(const std::string& reply) { return ResultStatus(reply); }
+
+bool IsNotLeader(const std::string& reply) {
+  json j = Parse(reply);
+  return j.is_object() && j.value("notLeader", false);
+}
+
+std::string JoinRequest(const std::string& secret, const NodeSelf& n, const std::string& csr) {
+  json j = {{"op", "join"}, {"secret", secret}, {"name", n.name},  {"address", n.address},
+            {"role", n.role}, {"labels", n.labels}, {"csr", csr}};
+  if (n.id != 0) j["id"] = n.id;
+  return j.dump();
+}
+
+std::string PromoteRequest(uint64_t id) { return json{{"op", "promote"}, {"id", id}}.dump(); }
+
+std::string RemoveRequest(const std::string& name) {
+  return json{{"op", "remove"}, {"name", name}}.dump();
+}
+
+// A write this node waits to see applied.
+struct ClusterNode::Waiter {
+  std::string result;
+  TimeMs deadline = 0;
+  WriteDone done;
+};
+
+// A write forwarded to the leader, until it answers.
+struct ClusterNode::Forward {
+  uint64_t id = 0;
+  std::string entry;
+  TimeMs deadline = 0;
+  WriteDone done;
+};
+
+ClusterNode::ClusterNode(NodeSelf self, PeerLink* link, Clock* clock, LogSink log)
+    : self_(std::move(self)), link_(link), clock_(clock), log_(std::move(log)) {
+  fsm_.version = 2;
+  fsm_.data = this;
+  fsm_.apply = &ClusterNode::FsmApply;
+  fsm_.snapshot = &ClusterNode::FsmSnapshot;
+  fsm_.restore = &ClusterNode::FsmRestore;
+  fsm_.snapshot_finalize = &ClusterNode::FsmSnapshotFinalize;
+}
+
+ClusterNode::~ClusterNode() {
+  // Whoever still waits hears that the node is going away.
+  auto waiters = std::move(waiters_);
+  for (auto& [index, w] : waiters) w->done(Status::Unavailable("cluster: node closing"), "");
+  auto forwards = std::move(forwards_);
+  for (auto& [id, f] : forwards) f->done(Status::Unavailable("cluster: node closing"), "");
+}
+
+int ClusterNode::FsmApply(raft_fsm* fsm, const raft_buffer* buf, void** result) {
+  auto* n = static_cast<ClusterNode*>(fsm->data);
+  const uint64_t index = raft_last_applied(n->raft_) + 1;
+  std::string r;
+  {
+    std::lock_guard<std::mutex> lock(n->mu_);
+    r = n->state_.Apply(index, std::string_view(static_cast<const char*>(buf->base), buf->len));
+  }
+  *result = nullptr;
+  auto it = n->results_.find(index);
+  if (it != n->results_.end()) it->second = r;
+  // Writes that waited for this index (read your writes on this node).
+  while (!n->waiters_.empty() && n->waiters_.begin()->first <= index) {
+    std::shared_ptr<Waiter> w = n->waiters_.begin()->second;
+    n->waiters_.erase(n->waiters_.begin());
+    w->done(Status::OK(), w->result);
+  }
+  if (n->on_applied_) n->on_applied_();
+  return 0;
+}
+
+int ClusterNode::FsmSnapshot(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n_bufs) {
+  auto* n = static_cast<ClusterNode*>(fsm->data);
+  std::string snap;
+  {
+    std::lock_guard<std::mutex> lock(n->mu_);
+    snap = n->state_.Snapshot();
+  }
+  auto* b = static_cast<raft_buffer*>(raft_malloc(sizeof(raft_buffer)));
+  if (b == nullptr) return RAFT_NOMEM;
+  b->len = snap.size();
+  b->base = raft_malloc(snap.size());
+  if (b->base == nullptr) {
+    raft_free(b);
+    return RAFT_NOMEM;
+  }
+  std::memcpy(b->base, snap.data(), snap.size());
+  *bufs = b;
+  *n_bufs = 1;
+  return 0;
+}
+
+int ClusterNode::FsmSnapshotFinalize(raft_fsm*, raft_buffer* bufs[], unsigned* n_bufs) {
+  for (unsigned i = 0; i < *n_bufs; i++) raft_free((*bufs)[i].base);
+  raft_free(*bufs);
+  *bufs = nullptr;
+  *n_bufs = 0;
+  return 0;
+}
+
+int ClusterNode::FsmRestore(raft_fsm* fsm, raft_buffer* buf) {
+  auto* n = static_cast<ClusterNode*>(fsm->data);
+  Status s;
+  {
+    std::lock_guard<std::mutex> lock(n->mu_);
+    s = n->state_.Restore(std::string_view(static_cast<const char*>(buf->base), buf->len));
+  }
+  raft_free(buf->base);  // ours now, as raft says
+  if (!s.ok()) {
+    if (n->log_) n->log_(LogLevel::kError, "cluster: " + s.message());
+    return RAFT_CORRUPT;
+  }
+  n->restores_++;
+  if (n->on_applied_) n->on_applied_();
+  return 0;
+}
+
+bool ClusterNode::IsLeader() { return raft_ != nullptr && raft_state(raft_) == RAFT_LEADER; }
+
+std::string ClusterNode::LeaderName() {
+  if (raft_ == nullptr) return "";
+  raft_id id = 0;
+  const char* address = nullptr;
+  raft_leader(raft_, &id, &address);
+  if (id == 0) return "";
+  std::lock_guard<std::mutex> lock(mu_);
+  const ClusterMember* m = state_.MemberById(id);
+  return m != nullptr ? m->name : (address != nullptr ? address : "");
+}
+
+void ClusterNode::Write(std::string entry, int64_t timeout_ms, WriteDone done) {
+  auto f = std::make_shared<Forward>();
+  f->id = next_forward_++;
+  f->entry = std::move(entry);
+  f->deadline = clock_->Monotonic() + timeout_ms;
+  f->done = std::move(done);
+  forwards_[f->id] = f;
+  SendForward(f);
+}
+
+// Proposes here when this node leads, else sends to the leader; without a leader, or
+// when the one asked is no longer it, tries again shortly, until the deadline.
+void ClusterNode::SendForward(std::shared_ptr<Forward> f) {
+  if (forwards_.find(f->id) == forwards_.end()) return;  // answered already
+  const TimeMs now = clock_->Monotonic();
+  if (now >= f->deadline) {
+    forwards_.erase(f->id);
+    return f->done(Status::Unavailable("cluster: no leader answered in time (is a majority "
+                                       "of the members up and reachable?)"),
+                   "");
+  }
+  if (raft_ != nullptr && IsLeader()) {
+    Propose(std::move(f->entry), [this, f](Status s, uint64_t, std::string result) {
+      forwards_.erase(f->id);
+      f->done(s, std::move(result));  // the leader applied it before this callback
+    });
+    return;
+  }
+  raft_id id = 0;
+  const char* address = nullptr;
+  if (raft_ != nullptr) raft_leader(raft_, &id, &address);
+  if (id == 0 || address == nullptr || id == raft_->id) {
+    return Later(kRetryMs, [this, f] { SendForward(f); });
+  }
+  json request = {{"op", "write"}, {"entry", f->entry}};
+  link_->Call(address, request.dump(), f->deadline - now,
+              [this, f, leader = std::string(address)](Status s, std::string reply) {
+                if (forwards_.find(f->id) == forwards_.end()) return;
+                if (s.code() == Status::Code::kDeadlineExceeded) {
+                  forwards_.erase(f->id);
+                  return f->done(Status::DeadlineExceeded(
+                                     "cluster: the leader " + leader +
+                                     " did not answer in time; the change may or may not "
+                                     "have been made"),
+                                 "");
+                }
+                if (!s.ok() || IsNotLeader(reply)) {
+                  // Not delivered, or refused before proposing: safe to try again.
+                  return Later(kRetryMs, [this, f] { SendForward(f); });
+                }
+                forwards_.erase(f->id);
+                Status rs = ReplyStatus(reply);
+                if (!rs.ok()) return f->done(rs, "");
+                json j = Parse(reply);
+                if (!j.is_object() || !j.contains("index") || !j.contains("result") ||
+                    !j["index"].is_number_unsigned() || !j["result"].is_string()) {
+                  return f->done(Status::Corruption("cluster: unreadable reply from " + leader),
+                                 "");
+                }
+                AwaitApplied(j["index"].get<uint64_t>(), j["result"].get<std::string>(),
+                             f->deadline, f->done);
+              });
+}
+
+void ClusterNode::Later(int64_t ms, std::function<void()> fn) {
+  later_.emplace(clock_->Monotonic() + ms, std::move(fn));
+}
+
+void ClusterNode::AwaitApplied(uint64_t index, std::string result, TimeMs deadline,
+                               WriteDone done) {
+  bool applied;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    applied = state_.applied_index() >= index;
+  }
+  if (applied) return done(Status::OK(), std::move(result));
+  auto w = std::make_shared<Waiter>();
+  w->result = std::move(result);
+  w->deadline = deadline;
+  w->done = std::move(done);
+  waiters_.emplace(index, std::move(w));
+}
+
+namespace {
+struct ApplyReq {
+  struct raft_apply req;
+  std::function<void(Status, uint64_t, std::string)> done;
+  std::map<uint64_t, std::string>* results;
+};
+}  // namespace
+
+void ClusterNode::Propose(std::string entry, ProposeDone done) {
+  raft_buffer buf;
+  buf.len = entry.size();
+  buf.base = raft_malloc(entry.size() == 0 ? 1 : entry.size());
+  if (buf.base == nullptr) return done(Status::Unavailable("cluster: out of memory"), 0, "");
+  std::memcpy(buf.base, entry.data(), entry.size());
+  auto* r = new ApplyReq{};
+  r->req.data = r;
+  r->done = std::move(done);
+  r->results = &results_;
+  int rv = raft_apply(raft_, &r->req, &buf, 1, [](struct raft_apply* req, int status, void*) {
+    auto* r = static_cast<ApplyReq*>(req->data);
+    std::string result;
+    auto it = r->results->find(req->index);
+    if (it != r->results->end()) {
+      result = std::move(it->second);
+      r->results->erase(it);
+    }
+    const uint64_t index = req->index;
+    auto done = std::move(r->done);
+    delete r;
+    if (status != 0) {
+      return done(Status::Unavailable(std::string("cluster: not committed: ") +
+                                      raft_strerror(status)),
+                  index, "");
+    }
+    done(ResultStatus(result), index, std::move(result));
+  });
+  if (rv != 0) {
+    raft_free(buf.base);
+    auto d = std::move(r->done);
+    delete r;
+    return d(Status::Unavailable(std::string("cluster: cannot propose: ") + raft_strerror(rv)),
+             0, "");
+  }
+  results_[r->req.index] = "";
+}
+
+void ClusterNode::Tick() {
+  const TimeMs now = clock_->Monotonic();
+  for (auto it = waiters_.begin(); it != waiters_.end();) {
+    if (it->second->deadline > now) {
+      ++it;
+      continue;
+    }
+    std::shared_ptr<Waiter> w = it->second;
+    it = waiters_.erase(it);
+    w->done(Status::DeadlineExceeded("cluster: committed, but not yet applied on this node"),
+            "");
+  }
+  while (!later_.empty() && later_.begin()->first <= now) {
+    std::function<void()> fn = std::move(later_.begin()->second);
+    later_.erase(later_.begin());
+    fn();
+  }
+}
+
+// A membership change (raft_add, raft_assign or raft_remove), retried while another
+// change is still in flight.
+void ClusterNode::Change(int kind, uint64_t id, std::string address, int role, TimeMs deadline,
+                         std::function<void(Status)> done) {
+  struct Req {
+    raft_change req;
+    std::function<void(Status)> done;
+  };
+  auto* r = new Req{};
+  r->req.data = r;
+  r->done = done;
+  auto cb = [](raft_change* req, int status) {
+    auto* r = static_cast<Req*>(req->data);
+    auto d = std::move(r->done);
+    delete r;
+    d(status == 0 ? Status::OK()
+                  : Status::Unavailable(std::string("cluster: membership change: ") +
+                                        raft_strerror(status)));
+  };
+  int rv = kind == 0   ? raft_add(raft_, &r->req, id, address.c_str(), cb)
+           : kind == 1 ? raft_assign(raft_, &r->req, id, role, cb)
+                       : raft_remove(raft_, &r->req, id, cb);
+  if (rv == 0) return;
+  delete r;
+  if (rv == RAFT_CANTCHANGE && clock_->Monotonic() < deadline) {
+    // Another change is still being committed.
+    return Later(kRetryMs, [=] { Change(kind, id, address, role, deadline, done); });
+  }
+  done(Status::Unavailable(std::string("cluster: membership change: ") + raft_strerror(rv) +
+                           (raft_errmsg(raft_) ? std::string(" (") + raft_errmsg(raft_) + ")"
+                                               : std::string())));
+}
+
+void ClusterNode::HandleRequest(const std::string& from, std::string request, Reply reply) {
+  json j = Parse(request);
+  if (!j.is_object() || !j.contains("op") || !j["op"].is_string()) {
+    return reply(ErrorReply(Status::InvalidArgument("cluster: unreadable request from " + from)));
+  }
+  const std::string op = j["op"].get<std::string>();
+  if (!IsLeader()) {
+    return reply(ErrorReply(Status::Unavailable("cluster: " + self_.name + " is not the leader"),
+                            /*not_leader=*/true));
+  }
+  if (op == "write") {
+    if (!j.contains("entry") || !j["entry"].is_string()) {
+      return reply(ErrorReply(Status::InvalidArgument("cluster: write without an entry")));
+    }
+    // The leader answers once the entry is applied here; the index lets the sender
+    // wait until it is applied there too.
+    Propose(j["entry"].get<std::string>(), [reply](Status s, uint64_t index, std::string result) {
+      // An entry whose own result is an error was still committed: its index matters.
+      if (!s.ok() && index == 0) return reply(ErrorReply(s));
+      reply(json{{"index", index}, {"result", result}}.dump());
+    });
+    return;
+  }
+  if (op == "join") return LeaderJoin(std::move(request), std::move(reply));
+  if (op == "promote") {
+    const uint64_t id = j.value("id", uint64_t{0});
+    const TimeMs deadline = clock_->Monotonic() + 30000;
+    return Change(1, id, "", RAFT_VOTER, deadline,
+                  [reply](Status s) { reply(s.ok() ? "{}" : ErrorReply(s)); });
+  }
+  if (op == "remove") {
+    const std::string name = j.value("name", "");
+    uint64_t id = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      const ClusterMember* m = state_.MemberByName(name);
+      if (m == nullptr) return reply(ErrorReply(Status::NotFound("no node named " + name)));
+      id = m->id;
+    }
+    const TimeMs deadline = clock_->Monotonic() + 30000;
+    // Revoked first, so its certificate is refused before it leaves the configuration.
+    Propose(RemoveEntry(name), [this, id, deadline, reply](Status s, uint64_t, std::string) {
+      if (!s.ok()) return reply(ErrorReply(s));
+      Change(2, id, "", 0, deadline, [reply](Status s) { reply(s.ok() ? "{}" : ErrorReply(s)); });
+    });
+    return;
+  }
+  reply(ErrorReply(Status::InvalidArgument("cluster: unknown request \"" + op + "\" from " + from)));
+}
+
+void ClusterNode::LeaderJoin(std::string request, Reply reply) {
+  json j = Parse(request);
+  auto field = [&](const char* key) {
+    return j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : std::string();
+  };
+  const std::string name = field("name"), address = field("address"), csr = field("csr");
+  const std::string role = field("role").empty() ? "voter" : field("role");
+  std::string secret = field("secret");
+  ClusterMember m;
+  CertAndKey ca;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!SameSecret(secret, state_.token_secret())) {
+      return reply(ErrorReply(Status::PermissionDenied("join of " + name + ": wrong token")));
+    }
+    if (state_.MemberByName(name) != nullptr) {
+      return reply(ErrorReply(Status::AlreadyExists(
+          "join: a node named " + name + " is already a member (remove it first)")));
+    }
+    ca.cert_pem = state_.ca_cert();
+    ca.key_pem = state_.ca_key();
+  }
+  if (name.empty() || address.empty() || (role != "voter" && role != "witness")) {
+    return reply(ErrorReply(Status::InvalidArgument("join: name, address and role are required")));
+  }
+  Result<std::string> cert = SignCsr(ca, csr, name, clock_->Now());
+  if (!cert.ok()) return reply(ErrorReply(cert.status().WithContext("join of " + name)));
+  Result<std::string> fingerprint = CertFingerprint(*cert);
+  if (!fingerprint.ok()) return reply(ErrorReply(fingerprint.status()));
+  m.name = name;
+  m.address = address;
+  m.role = role;
+  m.fingerprint = *fingerprint;
+  m.joined_at = clock_->Now();
+  // The newcomer may bring its id (the test fixture's servers have fixed ones).
+  m.id = j.contains("id") && j["id"].is_number_unsigned() ? j["id"].get<uint64_t>() : 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (m.id != 0 && state_.MemberById(m.id) != nullptr) {
+      return reply(ErrorReply(Status::AlreadyExists("join: raft id " + std::to_string(m.id) +
+                                                    " is taken")));
+    }
+  }
+  while (m.id == 0) m.id = clock_->Random() >> 1;
+  if (j.contains("labels") && j["labels"].is_object()) {
+    for (auto& [k, v] : j["labels"].items()) {
+      if (v.is_string()) m.labels[k] = v.get<std::string>();
+    }
+  }
+  const TimeMs deadline = clock_->Monotonic() + 30000;
+  Propose(MemberEntry(m), [this, m, cert = *cert, deadline, reply](Status s, uint64_t,
+                                                                     std::string) {
+    if (!s.ok()) return reply(ErrorReply(s));
+    Change(0, m.id, m.address, 0, deadline, [this, m, cert, reply](Status s) {
+      if (!s.ok()) return reply(ErrorReply(s));
+      json members = json::array();
+      std::string ca_cert;
+      std::vector<std::string> revoked;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        for (const auto& [n, mm] : state_.members()) {
+          members.push_back({{"name", mm.name}, {"id", mm.id}, {"address", mm.address}});
+        }
+        ca_cert = state_.ca_cert();
+        revoked.assign(state_.revoked().begin(), state_.revoked().end());
+      }
+      reply(json{{"id", m.id}, {"cert", cert}, {"caCert", ca_cert}, {"revoked", revoked},
+                 {"members", members}}
+                .dump());
+    });
+  });
+}
+
+}  // namespace petrel::internal

@@ -1,0 +1,148 @@
+// ClusterNode: one member's cluster logic on top of a started `struct raft`: the state
+// machine raft applies entries to, writes (proposed here when this node leads, else
+// forwarded to the leader), joins and removals, and the requests members send each
+// other. The same code runs in petreld (raft_uv over the mTLS PeerTransport) and in the
+// test fixture (raft_fixture over an in-memory network), which is why it owns neither
+// raft's I/O nor the network: it is given a raft and a PeerLink.
+//
+// Requests between members are JSON: {"op":"write","entry":E} -> {"index":N,"result":R};
+// {"op":"join",...} (a newcomer's, passed on by the member it reached);
+// {"op":"promote","id":N}; {"op":"remove","name":N}. Errors are {"code":C,"error":M};
+// code kUnavailable with "notLeader" set means "ask the leader".
+//
+// Thread-safety: everything on the loop thread that runs raft, except WithState, which
+// any thread may call.
+#ifndef PETREL_LIB_CLUSTER_NODE_H_
+#define PETREL_LIB_CLUSTER_NODE_H_
+
+#include <raft.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "lib/cluster/state.h"
+#include "petrel/clock.h"
+#include "petrel/log.h"
+#include "petrel/status.h"
+
+namespace petrel::internal {
+
+// How a member reaches another member's requests.
+class PeerLink {
+ public:
+  using Done = std::function<void(Status status, std::string response)>;
+  virtual ~PeerLink() = default;
+  virtual void Call(const std::string& address, std::string request, int64_t timeout_ms,
+                    Done done) = 0;
+};
+
+// Who this node is.
+struct NodeSelf {
+  std::string name;
+  uint64_t id = 0;
+  std::string address;
+  std::string role = "voter";  // or "witness"
+  std::map<std::string, std::string> labels;
+};
+
+class ClusterNode {
+ public:
+  using WriteDone = std::function<void(Status status, std::string result)>;
+  using Reply = std::function<void(std::string response)>;
+
+  ClusterNode(NodeSelf self, PeerLink* link, Clock* clock, LogSink log);
+  ~ClusterNode();
+  ClusterNode(const ClusterNode&) = delete;
+  ClusterNode& operator=(const ClusterNode&) = delete;
+
+  // The state machine to hand raft_init (or raft_fixture_grow); then SetRaft.
+  raft_fsm* fsm() { return &fsm_; }
+  void SetRaft(struct raft* raft) { raft_ = raft; }
+  struct raft* raft() { return raft_; }
+  const NodeSelf& self() const { return self_; }
+  void SetSelf(NodeSelf self) { self_ = std::move(self); }
+
+  // Called on the loop thread after every applied entry (and restored snapshot).
+  void OnApplied(std::function<void()> callback) { on_applied_ = std::move(callback); }
+
+  // Commits `entry` through the leader (this node or, forwarded, another) and calls
+  // `done` once it is applied here too, with the entry's result, or with the error:
+  // Unavailable when no leader answers before `timeout_ms`, DeadlineExceeded when the
+  // entry may or may not have been committed.
+  void Write(std::string entry, int64_t timeout_ms, WriteDone done);
+
+  // A request from the member `from` (or, for join, from a newcomer).
+  void HandleRequest(const std::string& from, std::string request, Reply reply);
+
+  // Expires what waited too long and retries forwarded writes; call every ~50 ms.
+  void Tick();
+
+  // The leader's name and address, "" when none is known.
+  std::string LeaderName();
+  bool IsLeader();
+
+  // How many snapshots raft installed here.
+  int restores() const { return restores_; }
+
+  // Reads the state under its lock.
+  template <typename F>
+  auto WithState(F f) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return f(static_cast<const ClusterState&>(state_));
+  }
+
+  // What the leader does with a join (exposed for the fixture and the facade): checks
+  // the token secret, signs the CSR, records the member and adds it to raft as a
+  // spare. Reply: {"id","cert","caCert","revoked":[...],"members":[...]}.
+  void LeaderJoin(std::string request, Reply reply);
+
+ private:
+  struct Waiter;
+  struct Forward;
+  static int FsmApply(raft_fsm* fsm, const raft_buffer* buf, void** result);
+  static int FsmSnapshot(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n);
+  static int FsmRestore(raft_fsm* fsm, raft_buffer* buf);
+  static int FsmSnapshotFinalize(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n);
+
+  using ProposeDone = std::function<void(Status status, uint64_t index, std::string result)>;
+  void Propose(std::string entry, ProposeDone done);  // leader only
+  void SendForward(std::shared_ptr<Forward> f);
+  void Later(int64_t ms, std::function<void()> fn);
+  void AwaitApplied(uint64_t index, std::string result, TimeMs deadline, WriteDone done);
+  void Change(int kind, uint64_t id, std::string address, int role, TimeMs deadline,
+              std::function<void(Status)> done);
+
+  NodeSelf self_;
+  PeerLink* link_;
+  Clock* clock_;
+  LogSink log_;
+  struct raft* raft_ = nullptr;
+  raft_fsm fsm_{};
+
+  std::mutex mu_;  // guards state_ for WithState readers; written on the loop thread
+  ClusterState state_;
+  std::map<uint64_t, std::string> results_;  // of entries this node proposed, by index
+  std::multimap<uint64_t, std::shared_ptr<Waiter>> waiters_;  // by the index awaited
+  std::map<uint64_t, std::shared_ptr<Forward>> forwards_;     // writes not answered yet
+  uint64_t next_forward_ = 1;
+  std::multimap<TimeMs, std::function<void()>> later_;  // run by Tick when due
+  std::function<void()> on_applied_;
+  int restores_ = 0;
+};
+
+// The request a forwarded write sends, and the other ops' (for the facade).
+std::string JoinRequest(const std::string& secret, const NodeSelf& newcomer,
+                        const std::string& csr_pem);
+std::string PromoteRequest(uint64_t id);
+std::string RemoveRequest(const std::string& name);
+// An error reply, and a reply's error as a Status (OK when it is not one).
+std::string ErrorReply(const Status& status, bool not_leader = false);
+Status ReplyStatus(const std::string& reply);
+
+}  // namespace petrel::internal
+
+#endif  // PETREL_LIB_CLUSTER_NODE_H_

@@ -1,0 +1,217 @@
+// The replicated state machine (ClusterState) and the cluster logic on the public
+// fixture (petrel::testing::ClusterFixture): elections, forwarded writes, partitions,
+// snapshots, joins and removals, with every live node checked to hold the same state
+// after each step.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "lib/cluster/state.h"
+#include "petrel/spec.h"
+#include "petrel/testing/cluster_fixture.h"
+
+namespace petrel::internal {
+namespace {
+
+using petrel::testing::ClusterFixture;
+
+WorkloadSpec Spec(const std::string& name, const std::string& image = "oci:/images/a") {
+  WorkloadSpec spec;
+  spec.name = name;
+  spec.image = image;
+  spec.command = {"/bin/sleep", "1000"};
+  return spec;
+}
+
+TEST_CASE("cluster state: puts are all or nothing and count generations") {
+  ClusterState s;
+  Result<std::vector<ApplyResult>> r = PutResults(s.Apply(1, PutEntry({Spec("a"), Spec("b")}, "n1", 100)));
+  REQUIRE(r.ok());
+  REQUIRE(r->size() == 2);
+  CHECK((*r)[0].outcome == ApplyResult::Outcome::kCreated);
+  CHECK((*r)[0].generation == 1);
+  r = PutResults(s.Apply(2, PutEntry({Spec("a"), Spec("b", "oci:/images/b")}, "n2", 200)));
+  REQUIRE(r.ok());
+  CHECK((*r)[0].outcome == ApplyResult::Outcome::kUnchanged);
+  CHECK((*r)[1].outcome == ApplyResult::Outcome::kConfigured);
+  CHECK((*r)[1].generation == 2);
+  // An existing workload keeps its node; updated_at moves, created_at does not.
+  CHECK(s.workloads().at("b").node == "n1");
+  CHECK(s.workloads().at("b").created_at == 100);
+  CHECK(s.workloads().at("b").updated_at == 200);
+  // One bad spec: nothing of the entry is stored.
+  WorkloadSpec bad = Spec("c");
+  bad.replicas = -1;
+  r = PutResults(s.Apply(3, PutEntry({Spec("d"), bad}, "n1", 300)));
+  CHECK_FALSE(r.ok());
+  CHECK(s.workloads().count("d") == 0);
+  CHECK(s.applied_index() == 3);
+  CHECK(ResultStatus(s.Apply(4, DeleteEntry("a"))).ok());
+  CHECK(ResultStatus(s.Apply(5, DeleteEntry("a"))).IsNotFound());
+}
+
+TEST_CASE("cluster state: members, revocation, token and settings") {
+  ClusterState s;
+  ClusterSettings settings;
+  settings.heartbeat_ms = 100;
+  CHECK(ResultStatus(s.Apply(1, InitEntry("c1", "CA", "KEY", "secret", settings))).ok());
+  CHECK(s.initialized());
+  CHECK(s.settings().heartbeat_ms == 100);
+  CHECK(ResultStatus(s.Apply(2, InitEntry("c2", "CA", "KEY", "x", settings))).code() ==
+        Status::Code::kFailedPrecondition);
+  CHECK(s.cluster_id() == "c1");
+  ClusterMember m;
+  m.name = "n2";
+  m.id = 7;
+  m.address = "10.0.0.2:7400";
+  m.role = "voter";
+  m.fingerprint = "f2";
+  CHECK(ResultStatus(s.Apply(3, MemberEntry(m))).ok());
+  REQUIRE(s.MemberById(7) != nullptr);
+  CHECK(s.MemberById(7)->name == "n2");
+  CHECK(ResultStatus(s.Apply(4, RemoveEntry("n2"))).ok());
+  CHECK(s.MemberByName("n2") == nullptr);
+  CHECK(s.revoked().count("f2") == 1);
+  CHECK(ResultStatus(s.Apply(5, RemoveEntry("n2"))).IsNotFound());
+  CHECK(ResultStatus(s.Apply(6, TokenEntry("new"))).ok());
+  CHECK(s.token_secret() == "new");
+}
+
+TEST_CASE("cluster state: a snapshot restores the same state; bad input changes nothing") {
+  ClusterState a;
+  (void)a.Apply(1, InitEntry("c1", "CA", "KEY", "secret", {}));
+  (void)a.Apply(2, PutEntry({Spec("a"), Spec("b")}, "n1", 100));
+  ClusterMember m;
+  m.name = "n1";
+  m.id = 1;
+  m.address = "x:1";
+  m.role = "voter";
+  m.labels = {{"zone", "attic"}};
+  (void)a.Apply(3, MemberEntry(m));
+  ClusterState b;
+  REQUIRE(b.Restore(a.Snapshot()).ok());
+  CHECK(b.Snapshot() == a.Snapshot());
+  CHECK(b.applied_index() == 3);
+  CHECK(b.MemberByName("n1")->labels.at("zone") == "attic");
+  CHECK(b.Restore("{\"version\":1}").code() == Status::Code::kCorruption);
+  CHECK(b.Restore("not json").code() == Status::Code::kCorruption);
+  CHECK(b.Restore("{\"version\":2}").code() == Status::Code::kNotSupported);
+  CHECK(b.Snapshot() == a.Snapshot());
+  // An entry petrel did not write changes nothing and says so.
+  CHECK(ResultStatus(b.Apply(4, "[1,2]")).code() == Status::Code::kCorruption);
+  CHECK(ResultStatus(b.Apply(5, "{\"type\":\"later\"}")).code() == Status::Code::kNotSupported);
+  CHECK(ResultStatus(b.Apply(6, "{\"type\":\"put\",\"specs\":3}")).code() ==
+        Status::Code::kCorruption);
+  CHECK(b.workloads().size() == 2);
+}
+
+TEST_CASE("cluster fixture: elects a leader; a write through a follower lands everywhere") {
+  ClusterFixture f(3);
+  const int leader = f.StepUntilLeader();
+  REQUIRE(leader >= 0);
+  CHECK(f.Converged());
+  const int follower = (leader + 1) % 3;
+  REQUIRE(f.Apply(follower, {Spec("web")}).ok());
+  // Read your writes: the follower holds it as soon as Apply returns.
+  CHECK(f.Workloads(follower).count("web") == 1);
+  f.Run(200);
+  CHECK(f.Converged());
+  for (int i = 0; i < 3; i++) {
+    REQUIRE(f.Workloads(i).count("web") == 1);
+    CHECK(f.Workloads(i).at("web").find("@node" + std::to_string(follower)) != std::string::npos);
+    CHECK(f.Members(i).size() == 3);
+  }
+  REQUIRE(f.Delete(leader, "web").ok());
+  CHECK(f.Delete(follower, "web").IsNotFound());
+  f.Run(200);
+  CHECK(f.Converged());
+  CHECK(f.Workloads((leader + 2) % 3).empty());
+}
+
+TEST_CASE("cluster fixture: losing the leader costs an election; it rejoins and catches up") {
+  ClusterFixture f(3);
+  int leader = f.StepUntilLeader();
+  REQUIRE(leader >= 0);
+  REQUIRE(f.Apply(leader, {Spec("a")}).ok());
+  const int64_t killed_at = f.now();
+  f.Kill(leader);
+  const int next = f.StepUntilLeader(5000);
+  REQUIRE(next >= 0);
+  CHECK(next != leader);
+  // With pre-vote and the fixture's 1 s election timeout, a few seconds at most.
+  CHECK(f.now() - killed_at < 5000);
+  const int other = 3 - leader - next;
+  REQUIRE(f.Apply(other, {Spec("b")}).ok());
+  f.Revive(leader);
+  f.Run(3000);
+  CHECK(f.Converged());
+  CHECK(f.Workloads(leader).count("b") == 1);
+  CHECK(f.Leader() == next);  // pre-vote: the returning node does not disrupt
+}
+
+TEST_CASE("cluster fixture: a minority cannot write; healing converges on the majority") {
+  ClusterFixture f(3);
+  const int leader = f.StepUntilLeader();
+  REQUIRE(leader >= 0);
+  REQUIRE(f.Apply(leader, {Spec("a")}).ok());
+  f.Isolate(leader);
+  // The cut-off leader cannot commit.
+  Status s = f.Apply(leader, {Spec("lost")}, 3000);
+  CHECK_FALSE(s.ok());
+  const int follower = (leader + 1) % 3;
+  // The majority elects another leader and goes on.
+  REQUIRE(f.Apply(follower, {Spec("kept")}, 10000).ok());
+  f.Reconnect(leader);
+  f.Run(5000);
+  CHECK(f.Converged());
+  for (int i = 0; i < 3; i++) {
+    CHECK(f.Workloads(i).count("kept") == 1);
+    CHECK(f.Workloads(i).count("lost") == 0);
+  }
+}
+
+TEST_CASE("cluster fixture: a node that fell behind gets a snapshot") {
+  ClusterFixture f(3, /*snapshot_threshold=*/8);
+  const int leader = f.StepUntilLeader();
+  REQUIRE(leader >= 0);
+  const int behind = (leader + 1) % 3;
+  f.Kill(behind);
+  for (int i = 0; i < 40; i++) {
+    REQUIRE(f.Apply(leader, {Spec("w" + std::to_string(i))}).ok());
+  }
+  CHECK(f.restores(behind) == 0);
+  f.Revive(behind);
+  f.Run(5000);
+  CHECK(f.restores(behind) >= 1);
+  CHECK(f.Converged());
+  CHECK(f.Workloads(behind).size() == 40);
+}
+
+TEST_CASE("cluster fixture: joins need the token; a removed node is gone everywhere") {
+  ClusterFixture f(3);
+  const int leader = f.StepUntilLeader();
+  REQUIRE(leader >= 0);
+  REQUIRE(f.Apply(leader, {Spec("a")}).ok());
+  // Through a follower, which passes the join on to the leader.
+  Result<int> wrong = f.Join((leader + 1) % 3, 20000, "not-the-secret-0123456789");
+  REQUIRE_FALSE(wrong.ok());
+  CHECK(wrong.status().code() == Status::Code::kPermissionDenied);
+  Result<int> joined = f.Join((leader + 1) % 3);
+  REQUIRE(joined.ok());
+  f.Run(2000);
+  CHECK(f.Converged());
+  CHECK(f.Members(*joined).size() == 4);  // the refused newcomer never became one
+  CHECK(f.Workloads(*joined).count("a") == 1);
+  // Writes now need 3 of 4 voters: still fine with one node down.
+  f.Kill((leader + 2) % 3);
+  REQUIRE(f.Apply(*joined, {Spec("b")}).ok());
+  f.Revive((leader + 2) % 3);
+  REQUIRE(f.Remove(*joined, (leader + 2) % 3).ok());
+  f.Run(2000);
+  CHECK(f.Converged());
+  CHECK(f.Members(leader).size() == 3);
+}
+
+}  // namespace
+}  // namespace petrel::internal
