@@ -8,8 +8,10 @@
 //   synced         the applied index the local Orchestrator last caught up with
 #include <sys/random.h>
 #include <uv.h>
+extern "C" {  // raft.h declares its functions without extern "C"
 #include <raft.h>
 #include <raft/uv.h>
+}
 
 #include <nlohmann/json.hpp>
 
@@ -714,13 +716,7 @@ class ClusterImpl final : public Cluster, public PeerLink {
     if (op == "ping") {
       return reply(json{{"name", opts_.node_name}}.dump());
     }
-    ClusterNode* node = engine_->node.get();
-    if (!node->IsLeader() && (op == "join" || op == "promote" || op == "remove")) {
-      // Passed on to the leader, whose answer goes back as it is.
-      return ToLeader(std::move(request), opts_.write_timeout_ms + 15000,
-                      [reply](Status s, std::string r) { reply(s.ok() ? r : ErrorReply(s)); });
-    }
-    node->HandleRequest(from, std::move(request), std::move(reply));
+    engine_->node->HandleRequest(from, std::move(request), std::move(reply));
   }
 
   void OnTick() {

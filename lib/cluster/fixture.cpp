@@ -1,7 +1,9 @@
 #include "petrel/testing/cluster_fixture.h"
 
+extern "C" {  // raft.h declares its functions without extern "C"
 #include <raft.h>
 #include <raft/fixture.h>
+}
 
 #include <deque>
 #include <functional>

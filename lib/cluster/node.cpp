@@ -15,6 +15,7 @@ using nlohmann::json;
 namespace {
 
 constexpr int64_t kRetryMs = 50;  // between tries to reach a leader
+constexpr int64_t kRelayTimeoutMs = 40000;  // a join waits for a catch-up and two commits
 
 bool SameSecret(const std::string& a, const std::string& b) {
   if (a.size() != b.size()) return false;
@@ -354,7 +355,19 @@ void ClusterNode::HandleRequest(const std::string& from, std::string request, Re
   }
   const std::string op = j["op"].get<std::string>();
   if (!IsLeader()) {
-    return reply(ErrorReply(Status::Unavailable("cluster: " + self_.name + " is not the leader"),
+    raft_id id = 0;
+    const char* address = nullptr;
+    if (raft_ != nullptr) raft_leader(raft_, &id, &address);
+    // Joins, promotions and removals are passed on to the leader, whose answer goes
+    // back as it is (a newcomer knows only the member it was told about). Writes are
+    // refused: their sender asks the leader itself.
+    if (op != "write" && id != 0 && address != nullptr && id != raft_->id) {
+      link_->Call(address, std::move(request), kRelayTimeoutMs,
+                  [reply](Status s, std::string r) { reply(s.ok() ? r : ErrorReply(s)); });
+      return;
+    }
+    return reply(ErrorReply(Status::Unavailable("cluster: " + self_.name + " is not the leader" +
+                                                (id == 0 ? " and knows none now" : "")),
                             /*not_leader=*/true));
   }
   if (op == "write") {

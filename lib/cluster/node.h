@@ -15,7 +15,9 @@
 #ifndef PETREL_LIB_CLUSTER_NODE_H_
 #define PETREL_LIB_CLUSTER_NODE_H_
 
+extern "C" {  // raft.h declares its functions without extern "C"
 #include <raft.h>
+}
 
 #include <cstdint>
 #include <functional>

@@ -110,6 +110,7 @@ TEST_CASE("cluster fixture: elects a leader; a write through a follower lands ev
   ClusterFixture f(3);
   const int leader = f.StepUntilLeader();
   REQUIRE(leader >= 0);
+  f.Run(500);  // followers apply once the next heartbeat tells them the commit index
   CHECK(f.Converged());
   const int follower = (leader + 1) % 3;
   REQUIRE(f.Apply(follower, {Spec("web")}).ok());
