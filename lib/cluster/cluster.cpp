@@ -179,6 +179,9 @@ class ClusterImpl final : public Cluster, public PeerLink {
     for (const WorkloadSpec& spec : specs) {
       PETREL_RETURN_IF_ERROR(ValidateWorkload(spec).WithContext("workload " + spec.name));
     }
+    // Not in a cluster yet: a single node, as without --peer-listen (Init takes its
+    // workloads along).
+    if (!member_) return local_->Apply(specs);
     if (identity_.self.role == "witness") {
       return Status::FailedPrecondition(
           "cluster: " + opts_.node_name + " is a witness and runs no workloads: apply through "
@@ -192,6 +195,7 @@ class ClusterImpl final : public Cluster, public PeerLink {
   }
 
   Status Delete(const std::string& name) override {
+    if (!member_) return local_->Delete(name);
     Result<std::string> result = WriteEntry(DeleteEntry(name));
     if (!result.ok()) {
       // Already gone from the cluster but still stopping here: as on one node.
@@ -590,7 +594,7 @@ class ClusterImpl final : public Cluster, public PeerLink {
     PETREL_RETURN_IF_ERROR(SaveIdentity(id));
     identity_ = id;
     member_ = true;
-    promote_pending_ = true;
+    import_after_promote_ = true;
     Log(LogLevel::kInfo, "cluster: " + self.name + " joined through " + opts_.join +
                              "; catching up");
     return Status::OK();
@@ -618,7 +622,11 @@ class ClusterImpl final : public Cluster, public PeerLink {
     if (member_) {
       Status s = StartMember(/*bootstrap=*/false);
       if (!s.ok()) return s;
-      if (!promote_pending_) EnableSync();
+      // A node that joined in Open hands over its workloads once it is a voter; one
+      // that restarts makes sure it is one (a crash may have come between its join
+      // and its promotion) and follows the cluster at once.
+      if (!import_after_promote_) EnableSync();
+      promote_pending_ = true;
     }
     return Status::OK();
   }
@@ -740,9 +748,13 @@ class ClusterImpl final : public Cluster, public PeerLink {
         return;
       }
       promote_pending_ = false;
-      Log(LogLevel::kInfo, "cluster: " + opts_.node_name + " is a " + identity_.self.role);
-      import_pending_ = true;
-      RequestSync();
+      Log(LogLevel::kInfo, "cluster: " + opts_.node_name + " is a " + identity_.self.role +
+                               " of the cluster");
+      if (import_after_promote_) {
+        import_after_promote_ = false;
+        import_pending_ = true;
+        RequestSync();
+      }
     };
     raft_id id = 0;
     const char* address = nullptr;
@@ -986,7 +998,7 @@ class ClusterImpl final : public Cluster, public PeerLink {
   std::string dir_;
   Identity identity_;
   std::string cluster_id_;
-  bool member_ = false;
+  std::atomic<bool> member_{false};
   std::set<std::string> seed_revoked_;
 
   Mailbox mailbox_;
@@ -1004,7 +1016,7 @@ class ClusterImpl final : public Cluster, public PeerLink {
     return node_;
   }
 
-  bool promote_pending_ = false, promote_in_flight_ = false;
+  bool promote_pending_ = false, promote_in_flight_ = false, import_after_promote_ = false;
   TimeMs next_promote_ = 0, next_ping_ = 0;
   std::set<std::string> pings_in_flight_;
   std::mutex heard_mu_;

@@ -339,6 +339,7 @@ void ClusterNode::Change(int kind, uint64_t id, std::string address, int role, T
                        : raft_remove(raft_, &r->req, id, cb);
   if (rv == 0) return;
   delete r;
+  if (kind == 1 && rv == RAFT_BADROLE) return done(Status::OK());  // it has that role already
   if (rv == RAFT_CANTCHANGE && clock_->Monotonic() < deadline) {
     // Another change is still being committed.
     return Later(kRetryMs, [=] { Change(kind, id, address, role, deadline, done); });

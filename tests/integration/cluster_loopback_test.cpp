@@ -1,0 +1,177 @@
+// Clusters of real petrel nodes in one process: each node a Cluster around its own
+// Orchestrator (fake runtime), talking mutual TLS over 127.0.0.1 with raft_uv on disk,
+// on real time. What tests/cluster/cluster_test.sh does with petreld processes in
+// network namespaces, here fast and under the sanitizers.
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "petrel/cluster.h"
+#include "petrel/testing/fake_runtime.h"
+#include "tests/lib/files.h"
+#include "tests/lib/wait.h"
+
+namespace petrel::testing {
+namespace {
+
+// Ports of this run: apart from other runs of it by the PID.
+int Port(int i) { return 21000 + static_cast<int>(getpid() % 8000) * 4 + i; }
+std::string Address(int i) { return "127.0.0.1:" + std::to_string(Port(i)); }
+
+// What a node logged, to find refusals in.
+struct LogBook {
+  std::mutex mu;
+  std::vector<std::string> lines;
+  LogSink Sink() {
+    return [this](LogLevel, std::string_view m) {
+      std::lock_guard<std::mutex> lock(mu);
+      lines.emplace_back(m);
+    };
+  }
+  bool Has(const std::string& text) {
+    std::lock_guard<std::mutex> lock(mu);
+    for (const std::string& l : lines) {
+      if (l.find(text) != std::string::npos) return true;
+    }
+    return false;
+  }
+};
+
+struct Node {
+  std::string name;
+  std::string dir;
+  int index = 0;
+  std::shared_ptr<FakeHost> host = std::make_shared<FakeHost>();
+  LogBook log;
+  std::unique_ptr<Cluster> cluster;
+
+  Status Open(const std::string& join = "", const std::string& token = "") {
+    Options o;
+    o.state_dir = dir;
+    o.runtime = std::make_shared<FakeRuntime>(SystemClock(), host);
+    o.node_name = name;
+    o.log_sink = [](LogLevel, std::string_view) {};
+    o.resync_interval_ms = 500;
+    std::unique_ptr<Orchestrator> local;
+    PETREL_RETURN_IF_ERROR(Orchestrator::Open(o, &local));
+    ClusterOptions c;
+    c.state_dir = dir;
+    c.node_name = name;
+    c.peer_listen = Address(index);
+    c.join = join;
+    c.token = token;
+    c.log_sink = log.Sink();
+    c.write_timeout_ms = 5000;
+    PETREL_RETURN_IF_ERROR(Cluster::Open(c, std::move(local), &cluster));
+    return cluster->Start();
+  }
+  void Close() { cluster.reset(); }
+};
+
+WorkloadSpec Spec(const std::string& name) {
+  WorkloadSpec spec;
+  spec.name = name;
+  spec.image = "fake:busybox";
+  spec.command = {"sleep", "1000"};
+  return spec;
+}
+
+bool ReadyMembers(Cluster* c, size_t n) {
+  Result<std::vector<NodeInfo>> nodes = c->Nodes();
+  if (!nodes.ok() || nodes->size() != n) return false;
+  int leaders = 0;
+  for (const NodeInfo& node : *nodes) {
+    if (node.status != "Ready") return false;
+    leaders += node.leader;
+  }
+  return leaders == 1;
+}
+
+TEST_CASE("cluster over TLS: init, join, write anywhere, read everywhere, failover, removal") {
+  TempDir tmp;
+  std::vector<std::unique_ptr<Node>> nodes;
+  for (int i = 0; i < 4; i++) {
+    auto n = std::make_unique<Node>();
+    n->name = "n" + std::to_string(i);
+    n->dir = tmp.Sub(n->name);
+    n->index = i;
+    nodes.push_back(std::move(n));
+  }
+  Node& a = *nodes[0];
+  Node& b = *nodes[1];
+  Node& c = *nodes[2];
+  Node& d = *nodes[3];
+
+  REQUIRE(a.Open().ok());
+  // Before init: a single node, as without peers.
+  REQUIRE(a.cluster->Apply(Spec("before")).ok());
+  Result<std::string> token = a.cluster->Init({});
+  REQUIRE_MESSAGE(token.ok(), token.status().ToString());
+  CHECK(token->rfind("PETREL1.", 0) == 0);
+  CHECK(a.cluster->Init({}).status().code() == Status::Code::kFailedPrecondition);
+
+  // A wrong secret is refused, and the newcomer stores nothing.
+  std::string wrong = *token;
+  wrong.back() = wrong.back() == 'a' ? 'b' : 'a';
+  Status refused = d.Open(Address(0), wrong);
+  CHECK(refused.code() == Status::Code::kPermissionDenied);
+  d.Close();
+
+  REQUIRE(b.Open(Address(0), *token).ok());
+  REQUIRE(c.Open(Address(1), *token).ok());  // through a follower
+  REQUIRE(WaitFor([&] { return ReadyMembers(a.cluster.get(), 3); }, 30));
+  REQUIRE(WaitFor([&] { return ReadyMembers(c.cluster.get(), 3); }, 30));
+
+  // Written on a follower, read on every node; it runs on the follower.
+  REQUIRE(b.cluster->Apply(Spec("web")).ok());
+  for (Node* n : {&a, &b, &c}) {
+    REQUIRE(WaitFor([&] { return n->cluster->Get("web").ok(); }, 10));
+    Result<WorkloadState> w = n->cluster->Get("web");
+    REQUIRE(w->replicas.size() == 1);
+    CHECK(w->replicas[0].node == "n1");
+    // The workload applied before init came along, on the node that had it.
+    REQUIRE(n->cluster->Get("before").ok());
+    CHECK(n->cluster->Get("before")->replicas[0].node == "n0");
+  }
+  REQUIRE(WaitFor([&] {
+    Result<WorkloadState> w = b.cluster->Get("web");
+    return w.ok() && w->replicas[0].phase == Phase::kRunning;
+  }));
+
+  // The leader goes away: another takes over and writes go on.
+  Result<ClusterStatus> st = b.cluster->GetStatus();
+  REQUIRE(st.ok());
+  Node* leader = nullptr;
+  for (Node* n : {&a, &b, &c}) {
+    if (n->name == st->leader) leader = n;
+  }
+  REQUIRE(leader != nullptr);
+  leader->Close();
+  Node* survivor = leader == &b ? &c : &b;
+  REQUIRE(WaitFor([&] {
+    Result<ClusterStatus> s = survivor->cluster->GetStatus();
+    return s.ok() && !s->leader.empty() && s->leader != leader->name;
+  }, 15));
+  REQUIRE(survivor->cluster->Apply(Spec("after")).ok());
+  // Back with its state dir: it rejoins and catches up.
+  REQUIRE(leader->Open().ok());
+  REQUIRE(WaitFor([&] { return leader->cluster->Get("after").ok(); }, 20));
+
+  // Removed: its certificate is refused from then on.
+  REQUIRE(a.cluster->RemoveNode("n2").ok());
+  CHECK(a.cluster->RemoveNode("n2").IsNotFound());
+  c.Close();
+  REQUIRE(c.Open().ok());
+  CHECK(WaitFor([&] { return a.log.Has("revoked") || b.log.Has("revoked"); }, 15));
+  Result<std::vector<NodeInfo>> left = a.cluster->Nodes();
+  REQUIRE(left.ok());
+  CHECK(left->size() == 2);
+  for (auto& n : nodes) n->Close();
+}
+
+}  // namespace
+}  // namespace petrel::testing
