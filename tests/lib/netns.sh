@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Network namespaces as test hosts: N "machines" on a private Ethernet segment, for the
 # scripts that run several petreld as peers (tests/cluster, tests/bench/cluster_bench.sh).
 # Needs root, iproute2 (ip) and, to prove the path, busybox (ping); iptables only where
