@@ -91,15 +91,19 @@ netns_at_exit() { _netns_exit_cmds+=("$1"); }
 
 netns_setup() {
   local n=$1 i ns
+  # First, so that what the caller gives netns_at_exit runs even when this fails.
+  trap 'netns_cleanup' EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  trap 'exit 129' HUP
   if [ "$(id -u)" -ne 0 ]; then
     echo "netns: needs root (ip netns)" >&2
     return "$NETNS_SKIP"
   fi
   command -v ip >/dev/null || { echo "netns: ip is missing (ports/debian/install-deps: iproute2)" >&2; return "$NETNS_SKIP"; }
-  trap 'netns_cleanup' EXIT
-  trap 'exit 130' INT
-  trap 'exit 143' TERM
-  trap 'exit 129' HUP
+  local stale
+  stale=$(netns_stale)
+  [ -z "$stale" ] || echo "netns: namespaces of runs that are gone (remove with ip netns del):" $stale >&2
   if ! ip netns add "$NETNS_HUB" 2>/dev/null; then
     echo "netns: cannot create a network namespace here (ip netns add $NETNS_HUB)" >&2
     return "$NETNS_SKIP"
