@@ -47,6 +47,7 @@ tools=(
   awk sed grep head tail sort wc seq date sleep xargs umount mktemp dirname  # the scripts
   tar gzip sha256sum find cut ln touch  # make-busybox-image
   setsid id nproc                     # examples/run
+  ip ss iptables                      # tests/lib/netns.sh: tests/cluster, cluster_bench.sh
 )
 check_tools() {
   local missing=()

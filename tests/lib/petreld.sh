@@ -19,11 +19,17 @@ petreld_answers() { "$ctl" version >/dev/null 2>&1; }
 
 # petreld_start LOG [FLAG...]: starts petreld in the background on $PETREL_SOCKET with
 # the flags given, its output appended to LOG; sets $pid. Returns 0 once petrelctl gets
-# an answer, 1 when petreld exits first or none came within 10 s.
+# an answer, 1 when petreld exits first or none came within 10 s. When $petreld_netns
+# names a network namespace (tests/lib/netns.sh), petreld runs in it, and $pid is still
+# petreld's own (ip netns exec execs it); petrelctl reaches its socket from outside.
 petreld_start() {
   local log=$1
   shift
-  "$petreld" --socket "$PETREL_SOCKET" "$@" >>"$log" 2>&1 &
+  if [ -n "${petreld_netns:-}" ]; then
+    ip netns exec "$petreld_netns" "$petreld" --socket "$PETREL_SOCKET" "$@" >>"$log" 2>&1 &
+  else
+    "$petreld" --socket "$PETREL_SOCKET" "$@" >>"$log" 2>&1 &
+  fi
   pid=$!
   wait_for 10 petreld_up_or_gone && petreld_answers
 }
