@@ -80,7 +80,12 @@ class PeerTransport {
   // REQUIRES: Close() has completed (its callback ran) or was never needed.
   virtual ~PeerTransport() = default;
 
-  // The transport to hand raft_uv_init. Valid until Close.
+  // The address it listens on, with the port the system chose when `listen` asked for
+  // port 0 ("127.0.0.1:41234").
+  virtual const std::string& address() const = 0;
+
+  // The transport to hand raft_uv_init: one raft server per PeerTransport. Valid until
+  // Close; raft must have closed it (raft_close's callback ran) before Close is called.
   virtual raft_uv_transport* raft() = 0;
 
   virtual void OnRequest(RequestHandler handler) = 0;
@@ -104,11 +109,11 @@ class PeerTransport {
 // `address`, whose certificate must chain to a CA whose CertFingerprint is `ca_hash`
 // (from the token): otherwise PermissionDenied ("peer 10.0.0.5:7400: its CA
 // sha256:ab12... is not the token's"). `done` gets the reply and the CA's PEM.
-void JoinCall(uv_loop_s* loop, const std::string& address, const std::string& ca_hash,
-              std::string request, int64_t timeout_ms,
-              std::function<void(Status status, std::string response, std::string ca_cert_pem)>
-                  done,
-              LogSink log = nullptr);
+void JoinCall(
+    uv_loop_s* loop, const std::string& address, const std::string& ca_hash, std::string request,
+    int64_t timeout_ms,
+    std::function<void(Status status, std::string response, std::string ca_cert_pem)> done,
+    LogSink log = nullptr);
 
 }  // namespace petrel::internal
 

@@ -7,11 +7,24 @@
 #include <mbedtls/pem.h>
 #include <mbedtls/sha256.h>
 
+extern "C" {  // raft 0.15's headers declare C functions without saying so
+#include <raft.h>
+#include <raft/uv.h>
+}
+#include <uv.h>
+
+#include <csignal>
+#include <functional>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "lib/net/mbed.h"
+#include "lib/net/peer_transport.h"
+#include "lib/net/peer_wire.h"
 #include "lib/net/pki.h"
 #include "petrel/status.h"
+#include "tests/lib/files.h"
 
 namespace petrel::internal {
 namespace {
@@ -69,6 +82,138 @@ std::string SignedByOtherKey(const std::string& csr_pem, const std::string& key_
   return std::string(reinterpret_cast<char*>(pem));
 }
 
+// A libuv loop for one test: it must end with every handle closed.
+class TestLoop {
+ public:
+  TestLoop() {
+    signal(SIGPIPE, SIG_IGN);
+    uv_loop_init(&loop_);
+  }
+  ~TestLoop() {
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    CHECK_MESSAGE(uv_loop_close(&loop_) == 0, "a handle was left open");
+  }
+  uv_loop_t* get() { return &loop_; }
+
+  // Runs the loop until `done()` holds; false when `max_ms` of real time passed first
+  // (a bound on a failing test, not a wait: passing tests never reach it).
+  bool RunUntil(const std::function<bool()>& done, int64_t max_ms = 20000) {
+    bool expired = false;
+    uv_timer_t guard;
+    uv_timer_init(&loop_, &guard);
+    guard.data = &expired;
+    uv_timer_start(
+        &guard, [](uv_timer_t* t) { *static_cast<bool*>(t->data) = true; },
+        static_cast<uint64_t>(max_ms), 0);
+    while (!done() && !expired) uv_run(&loop_, UV_RUN_ONCE);
+    uv_close(reinterpret_cast<uv_handle_t*>(&guard), nullptr);
+    uv_run(&loop_, UV_RUN_NOWAIT);
+    return !expired || done();
+  }
+
+  // Runs the loop for `ms` of real time: only to show that something does NOT happen.
+  void RunFor(int64_t ms) {
+    bool expired = false;
+    RunUntil([&] { return expired; }, ms);
+  }
+
+ private:
+  uv_loop_t loop_;
+};
+
+// Log lines, for checking that refusals are told and why.
+struct Logs {
+  std::vector<std::string> lines;
+  LogSink Sink() {
+    return [this](LogLevel, std::string_view line) { lines.emplace_back(line); };
+  }
+  bool Has(const std::string& a, const std::string& b = "") const {
+    for (const std::string& line : lines) {
+      if (line.find(a) != std::string::npos && line.find(b) != std::string::npos) return true;
+    }
+    return false;
+  }
+  std::string All() const {
+    std::string all;
+    for (const std::string& line : lines) all += line + "\n";
+    return all;
+  }
+};
+
+struct Peer {
+  Logs logs;
+  std::unique_ptr<PeerTransport> transport;
+  PeerTransport* operator->() { return transport.get(); }
+};
+
+PeerIdentity IdentityOf(const CertAndKey& ca, const CertAndKey& node) {
+  return PeerIdentity{ca.cert_pem, node.cert_pem, node.key_pem};
+}
+
+// Opens a transport on an ephemeral port of 127.0.0.1.
+void OpenPeer(TestLoop* loop, PeerIdentity identity, Peer* peer,
+              std::function<Status(const PeerInfo&)> authorize = nullptr,
+              size_t max_message_bytes = 1 << 20, int64_t handshake_timeout_ms = 5000) {
+  PeerTransportOptions options;
+  options.loop = loop->get();
+  options.listen = "127.0.0.1:0";
+  options.identity = std::move(identity);
+  options.authorize = std::move(authorize);
+  options.log = peer->logs.Sink();
+  options.max_message_bytes = max_message_bytes;
+  options.handshake_timeout_ms = handshake_timeout_ms;
+  Status s = PeerTransport::Open(std::move(options), &peer->transport);
+  REQUIRE_MESSAGE(s.ok(), s.ToString());
+  REQUIRE(peer->transport->address().rfind("127.0.0.1:", 0) == 0);
+}
+
+void ClosePeers(TestLoop* loop, std::vector<Peer*> peers) {
+  size_t closed = 0;
+  for (Peer* peer : peers) peer->transport->Close([&closed] { ++closed; });
+  REQUIRE(loop->RunUntil([&] { return closed == peers.size(); }));
+  for (Peer* peer : peers) peer->transport.reset();
+}
+
+struct CallResult {
+  bool done = false;
+  Status status;
+  std::string response;
+};
+
+PeerTransport::CallDone Into(CallResult* result) {
+  return [result](Status status, std::string response) {
+    CHECK_FALSE(result->done);
+    result->done = true;
+    result->status = std::move(status);
+    result->response = std::move(response);
+  };
+}
+
+// Calls and waits for the answer.
+CallResult CallAndWait(TestLoop* loop, Peer* from, const std::string& address, std::string request,
+                       int64_t timeout_ms = 10000) {
+  CallResult result;
+  (*from)->Call(address, std::move(request), timeout_ms, Into(&result));
+  CHECK(loop->RunUntil([&] { return result.done; }));
+  return result;
+}
+
+struct JoinResult {
+  bool done = false;
+  Status status;
+  std::string response;
+  std::string ca_pem;
+};
+
+std::function<void(Status, std::string, std::string)> Into(JoinResult* result) {
+  return [result](Status status, std::string response, std::string ca_pem) {
+    result->done = true;
+    result->status = std::move(status);
+    result->response = std::move(response);
+    result->ca_pem = std::move(ca_pem);
+  };
+}
+
 TEST_SUITE("net") {
   TEST_CASE("pki: a CA signs a node's CSR; fingerprints and names read back") {
     CertAndKey ca = MustCa("c1");
@@ -111,6 +256,341 @@ TEST_SUITE("net") {
     // A CA key that does not belong to the CA certificate cannot sign.
     CertAndKey mixed{ca.cert_pem, MustCa("c2").key_pem};
     CHECK(SignCsr(mixed, csr->csr_pem, "node-a", kNow).status().IsInvalidArgument());
+  }
+
+  TEST_CASE("wire: preambles and frames round-trip; bad ones are refused with a reason") {
+    Preamble raft{Channel::kRaft, 7, "10.0.0.5:7400"};
+    std::string bytes = EncodePreamble(raft);
+    Preamble back;
+    for (size_t cut = 0; cut < bytes.size(); ++cut) {
+      Result<size_t> part = DecodePreamble(std::string_view(bytes).substr(0, cut), &back);
+      REQUIRE(part.ok());
+      CHECK(*part == 0);
+    }
+    REQUIRE(DecodePreamble(bytes + "rest", &back).value() == bytes.size());
+    CHECK(back.channel == Channel::kRaft);
+    CHECK(back.raft_id == 7);
+    CHECK(back.raft_address == "10.0.0.5:7400");
+    CHECK(DecodePreamble(EncodePreamble(Preamble{Channel::kJoin, 0, ""}), &back).value() == 6);
+    CHECK_FALSE(DecodePreamble("GET / HTTP/1.1", &back).ok());
+    CHECK_FALSE(DecodePreamble(std::string("PTRL\x01\x09", 6), &back).ok());
+    CHECK_FALSE(DecodePreamble(std::string("PTRL\x02\x01", 6), &back).ok());
+
+    FrameReader reader(10);
+    std::string stream;
+    AppendFrame(FrameKind::kRequest, 1, "0123456789", &stream);
+    AppendFrame(FrameKind::kResponse, 2, "", &stream);
+    Frame frame;
+    for (char c : stream) {  // byte by byte
+      reader.Append(std::string_view(&c, 1));
+      Result<bool> got = reader.Next(&frame);
+      REQUIRE(got.ok());
+      if (*got) CHECK((frame.id == 1 ? frame.body == "0123456789" : frame.body.empty()));
+    }
+    CHECK(reader.buffered() == 0);
+    std::string big;
+    AppendFrame(FrameKind::kRequest, 3, "01234567890", &big);
+    reader.Append(std::string_view(big).substr(0, kFrameHeaderBytes));  // the header is enough
+    Result<bool> over = reader.Next(&frame);
+    REQUIRE_FALSE(over.ok());
+    CHECK(over.status().message() == "message of 11 bytes is over the limit of 10");
+
+    sockaddr_storage addr;
+    CHECK(ParseAddress("127.0.0.1:7400", &addr).ok());
+    CHECK(FormatAddress(reinterpret_cast<sockaddr*>(&addr)) == "127.0.0.1:7400");
+    CHECK(ParseAddress("[::1]:7400", &addr).ok());
+    CHECK(FormatAddress(reinterpret_cast<sockaddr*>(&addr)) == "[::1]:7400");
+    CHECK_FALSE(ParseAddress("node-a:7400", &addr).ok());
+    CHECK_FALSE(ParseAddress("127.0.0.1", &addr).ok());
+    CHECK_FALSE(ParseAddress("127.0.0.1:70000", &addr).ok());
+  }
+
+  TEST_CASE("transport: requests and replies between members, several in flight, bounded") {
+    TestLoop loop;
+    CertAndKey ca = MustCa("c1");
+    CertAndKey a_cert = MustNode(ca, "node-a");
+    Peer a, b;
+    OpenPeer(&loop, IdentityOf(ca, a_cert), &a);
+    int b_connections = 0;
+    constexpr size_t kLimit = 64 * 1024;
+    OpenPeer(
+        &loop, IdentityOf(ca, MustNode(ca, "node-b")), &b,
+        [&](const PeerInfo& peer) {
+          ++b_connections;
+          CHECK(peer.name == "node-a");
+          CHECK(peer.fingerprint == CertFingerprint(a_cert.cert_pem).value());
+          CHECK(peer.raft_id == 0);
+          return Status::OK();
+        },
+        kLimit);
+    // B answers the first three only once all three are in, last first: the replies
+    // find their calls by id.
+    std::vector<std::pair<std::string, PeerTransport::Reply>> held;
+    b->OnRequest([&](const PeerInfo& from, std::string request, PeerTransport::Reply reply) {
+      CHECK(from.name == "node-a");
+      if (request.size() > 100) {
+        reply(std::to_string(request.size()));
+        return;
+      }
+      held.emplace_back(request, std::move(reply));
+      if (held.size() < 3) return;
+      for (auto it = held.rbegin(); it != held.rend(); ++it) it->second("re:" + it->first);
+      held.clear();
+    });
+
+    CallResult r[3];
+    for (int i = 0; i < 3; ++i) a->Call(b->address(), "q" + std::to_string(i), 10000, Into(&r[i]));
+    REQUIRE(loop.RunUntil([&] { return r[0].done && r[1].done && r[2].done; }));
+    for (int i = 0; i < 3; ++i) {
+      CHECK_MESSAGE(r[i].status.ok(), r[i].status.ToString());
+      CHECK(r[i].response == "re:q" + std::to_string(i));
+    }
+    CHECK(b_connections == 1);  // one connection, reused
+
+    CallResult at_limit = CallAndWait(&loop, &a, b->address(), std::string(kLimit, 'x'));
+    CHECK_MESSAGE(at_limit.status.ok(), at_limit.status.ToString());
+    CHECK(at_limit.response == std::to_string(kLimit));
+    CHECK(b_connections == 1);
+
+    CallResult over = CallAndWait(&loop, &a, b->address(), std::string(kLimit + 1, 'x'));
+    CHECK(over.status.code() == Status::Code::kUnavailable);
+    CHECK_MESSAGE(b.logs.Has("refused request connection: message of 65537 bytes is over the "
+                             "limit of 65536"),
+                  b.logs.All());
+
+    // The broken connection is replaced by the next call.
+    CallResult again = CallAndWait(&loop, &a, b->address(), std::string(200, 'y'));
+    CHECK_MESSAGE(again.status.ok(), again.status.ToString());
+    CHECK(again.response == "200");
+    CHECK(b_connections == 2);
+
+    // Over the caller's own limit: refused before anything is sent.
+    CallResult too_big = CallAndWait(&loop, &a, b->address(), std::string((1 << 20) + 1, 'z'));
+    CHECK(too_big.status.IsInvalidArgument());
+
+    ClosePeers(&loop, {&a, &b});
+  }
+
+  TEST_CASE("transport: a peer whose certificate another CA signed is refused both ways") {
+    TestLoop loop;
+    CertAndKey ca = MustCa("c1");
+    CertAndKey other_ca = MustCa("c2");
+    CertAndKey x_cert = MustNode(other_ca, "node-x");
+    Peer b, x;
+    OpenPeer(&loop, IdentityOf(ca, MustNode(ca, "node-b")), &b);
+    b->OnRequest([](const PeerInfo&, std::string, PeerTransport::Reply reply) { reply("hi"); });
+    // X trusts both CAs, so it goes through with B's certificate: what is tested is
+    // B refusing X's.
+    OpenPeer(&loop, PeerIdentity{ca.cert_pem + other_ca.cert_pem, x_cert.cert_pem, x_cert.key_pem},
+             &x);
+    x->OnRequest([](const PeerInfo&, std::string, PeerTransport::Reply reply) { reply("hi"); });
+
+    CallResult as_client = CallAndWait(&loop, &x, b->address(), "hello");
+    CHECK(as_client.status.code() == Status::Code::kUnavailable);
+    CHECK_MESSAGE(b.logs.Has("refused connection: its certificate:"), b.logs.All());
+
+    CallResult as_server = CallAndWait(&loop, &b, x->address(), "hello");
+    CHECK(as_server.status.code() == Status::Code::kUnavailable);
+    CHECK_MESSAGE(b.logs.Has("peer " + x->address() +
+                             ": refused request connection: its "
+                             "certificate:"),
+                  b.logs.All());
+
+    // An identity whose certificate its own CA did not sign does not open.
+    std::unique_ptr<PeerTransport> mixed;
+    PeerTransportOptions options;
+    options.loop = loop.get();
+    options.listen = "127.0.0.1:0";
+    options.identity = IdentityOf(ca, x_cert);
+    Status s = PeerTransport::Open(std::move(options), &mixed);
+    CHECK(s.IsInvalidArgument());
+    CHECK(s.message().rfind("identity: certificate not signed by the CA", 0) == 0);
+
+    ClosePeers(&loop, {&b, &x});
+  }
+
+  TEST_CASE("transport: authorize refusing a removed node closes the connection and says why") {
+    TestLoop loop;
+    CertAndKey ca = MustCa("c1");
+    auto refuse_removed = [](const PeerInfo& peer) {
+      return peer.name == "node-c" ? Status::PermissionDenied("removed from the cluster")
+                                   : Status::OK();
+    };
+    Peer b, c;
+    OpenPeer(&loop, IdentityOf(ca, MustNode(ca, "node-b")), &b, refuse_removed);
+    OpenPeer(&loop, IdentityOf(ca, MustNode(ca, "node-c")), &c, [](const PeerInfo& peer) {
+      return peer.name == "node-b" ? Status::PermissionDenied("not my leader") : Status::OK();
+    });
+    int handled = 0;
+    auto handler = [&](const PeerInfo&, std::string, PeerTransport::Reply reply) {
+      ++handled;
+      reply("hi");
+    };
+    b->OnRequest(handler);
+    c->OnRequest(handler);
+
+    CallResult removed = CallAndWait(&loop, &c, b->address(), "hello");
+    CHECK(removed.status.code() == Status::Code::kUnavailable);
+    // The client refused first here: C's authorize sees B's certificate before B sees
+    // C's preamble.
+    CHECK_MESSAGE(c.logs.Has("refused request connection: node node-b", "not my leader"),
+                  c.logs.All());
+
+    CallResult to_removed = CallAndWait(&loop, &b, c->address(), "hello");
+    CHECK(to_removed.status.code() == Status::Code::kUnavailable);
+    CHECK_MESSAGE(c.logs.Has("refused request connection: node node-b", "not my leader"),
+                  c.logs.All());
+    CHECK(handled == 0);
+    ClosePeers(&loop, {&b, &c});
+
+    // The server's refusal alone: C accepts B, B refuses C.
+    Peer b2, c2;
+    OpenPeer(&loop, IdentityOf(ca, MustNode(ca, "node-b")), &b2, refuse_removed);
+    OpenPeer(&loop, IdentityOf(ca, MustNode(ca, "node-c")), &c2);
+    b2->OnRequest(handler);
+    CallResult refused = CallAndWait(&loop, &c2, b2->address(), "hello");
+    CHECK(refused.status.code() == Status::Code::kUnavailable);
+    CHECK_MESSAGE(
+        b2.logs.Has("refused request connection: node node-c", "removed from the cluster"),
+        b2.logs.All());
+    CHECK(handled == 0);
+    ClosePeers(&loop, {&b2, &c2});
+  }
+
+  TEST_CASE("transport: a newcomer joins with the CA hash; a wrong hash or a request is refused") {
+    TestLoop loop;
+    CertAndKey ca = MustCa("c1");
+    Peer b;
+    OpenPeer(&loop, IdentityOf(ca, MustNode(ca, "node-b")), &b);
+    int requests = 0;
+    b->OnRequest([&](const PeerInfo&, std::string, PeerTransport::Reply reply) {
+      ++requests;
+      reply("no");
+    });
+    b->OnJoin([](const std::string& remote, std::string request, PeerTransport::Reply reply) {
+      CHECK(remote.rfind("127.0.0.1:", 0) == 0);
+      reply("welcome " + request);
+    });
+    std::string ca_hash = CertFingerprint(ca.cert_pem).value();
+
+    Logs logs;
+    JoinResult joined;
+    JoinCall(loop.get(), b->address(), ca_hash, "node-n", 10000, Into(&joined), logs.Sink());
+    REQUIRE(loop.RunUntil([&] { return joined.done; }));
+    CHECK_MESSAGE(joined.status.ok(), joined.status.ToString());
+    CHECK(joined.response == "welcome node-n");
+    CHECK(CertFingerprint(joined.ca_pem).value() == ca_hash);
+
+    JoinResult wrong;
+    JoinCall(loop.get(), b->address(), CertFingerprint(MustCa("c2").cert_pem).value(), "node-n",
+             10000, Into(&wrong), logs.Sink());
+    REQUIRE(loop.RunUntil([&] { return wrong.done; }));
+    CHECK(wrong.status.code() == Status::Code::kPermissionDenied);
+    CHECK_MESSAGE(wrong.status.message().find("is not the token's") != std::string::npos,
+                  wrong.status.ToString());
+    CHECK(wrong.ca_pem.empty());
+    CHECK(logs.Has("refused join connection: its CA sha256:"));
+
+    // Without a certificate only join requests go through.
+    JoinResult ordinary;
+    CertlessCall(loop.get(), b->address(), ca_hash, Channel::kJoin, FrameKind::kRequest, "x", 10000,
+                 Into(&ordinary), logs.Sink());
+    REQUIRE(loop.RunUntil([&] { return ordinary.done; }));
+    CHECK(ordinary.status.code() == Status::Code::kUnavailable);
+    CHECK_MESSAGE(b.logs.Has("refused join connection: an ordinary request on a join connection"),
+                  b.logs.All());
+
+    JoinResult request_channel;
+    CertlessCall(loop.get(), b->address(), ca_hash, Channel::kRequest, FrameKind::kRequest, "x",
+                 10000, Into(&request_channel), logs.Sink());
+    REQUIRE(loop.RunUntil([&] { return request_channel.done; }));
+    CHECK_FALSE(request_channel.status.ok());
+    CHECK_MESSAGE(
+        b.logs.Has("refused request connection: a request channel without a client certificate"),
+        b.logs.All());
+    CHECK(requests == 0);
+    ClosePeers(&loop, {&b});
+  }
+
+  TEST_CASE("transport: a silent client is dropped after the handshake timeout") {
+    TestLoop loop;
+    CertAndKey ca = MustCa("c1");
+    Peer b;
+    OpenPeer(&loop, IdentityOf(ca, MustNode(ca, "node-b")), &b, nullptr, 1 << 20, 200);
+    sockaddr_storage addr;
+    REQUIRE(ParseAddress(b->address(), &addr).ok());
+
+    struct Silent {
+      uv_tcp_t tcp;
+      uv_connect_t connect;
+      bool connected = false;
+      bool dropped = false;
+    } silent;
+    uv_tcp_init(loop.get(), &silent.tcp);
+    silent.tcp.data = &silent;
+    silent.connect.data = &silent;
+    uv_update_time(loop.get());
+    uint64_t start = uv_now(loop.get());
+    REQUIRE(uv_tcp_connect(&silent.connect, &silent.tcp, reinterpret_cast<sockaddr*>(&addr),
+                           [](uv_connect_t* req, int status) {
+                             auto* s = static_cast<Silent*>(req->data);
+                             REQUIRE(status == 0);
+                             s->connected = true;
+                             uv_read_start(
+                                 reinterpret_cast<uv_stream_t*>(&s->tcp),
+                                 [](uv_handle_t*, size_t, uv_buf_t* buf) {
+                                   static char mem[4096];
+                                   *buf = uv_buf_init(mem, sizeof(mem));
+                                 },
+                                 [](uv_stream_t* stream, ssize_t nread, const uv_buf_t*) {
+                                   if (nread < 0)
+                                     static_cast<Silent*>(stream->data)->dropped = true;
+                                 });
+                           }) == 0);
+    REQUIRE(loop.RunUntil([&] { return silent.dropped; }));
+    uv_update_time(loop.get());
+    CHECK(uv_now(loop.get()) - start >= 190);
+    CHECK_MESSAGE(b.logs.Has("refused connection: no handshake and preamble within 200 ms"),
+                  b.logs.All());
+    uv_close(reinterpret_cast<uv_handle_t*>(&silent.tcp), nullptr);
+    ClosePeers(&loop, {&b});
+  }
+
+  TEST_CASE("transport: a closed port fails Unavailable; no reply fails DeadlineExceeded") {
+    TestLoop loop;
+    CertAndKey ca = MustCa("c1");
+    Peer a, b;
+    OpenPeer(&loop, IdentityOf(ca, MustNode(ca, "node-a")), &a);
+    OpenPeer(&loop, IdentityOf(ca, MustNode(ca, "node-b")), &b);
+    std::vector<PeerTransport::Reply> never;
+    b->OnRequest([&](const PeerInfo&, std::string, PeerTransport::Reply reply) {
+      never.push_back(std::move(reply));
+    });
+
+    // A bound socket that does not listen: connections to its port are refused.
+    uv_tcp_t closed;
+    uv_tcp_init(loop.get(), &closed);
+    sockaddr_storage addr;
+    REQUIRE(ParseAddress("127.0.0.1:0", &addr).ok());
+    REQUIRE(uv_tcp_bind(&closed, reinterpret_cast<sockaddr*>(&addr), 0) == 0);
+    int len = sizeof(addr);
+    uv_tcp_getsockname(&closed, reinterpret_cast<sockaddr*>(&addr), &len);
+    std::string closed_address = FormatAddress(reinterpret_cast<sockaddr*>(&addr));
+    CallResult refused = CallAndWait(&loop, &a, closed_address, "hello");
+    CHECK(refused.status.code() == Status::Code::kUnavailable);
+    CHECK(refused.status.message() == "peer " + closed_address + ": connection refused");
+    uv_close(reinterpret_cast<uv_handle_t*>(&closed), nullptr);
+
+    CallResult late = CallAndWait(&loop, &a, b->address(), "hello", 200);
+    CHECK(late.status.code() == Status::Code::kDeadlineExceeded);
+    CHECK(late.status.message() == "peer " + b->address() + ": no reply within 200 ms");
+    REQUIRE(never.size() == 1);
+    // A reply after the deadline is dropped; after Close it does nothing at all.
+    never[0]("too late");
+    CallResult next = CallAndWait(&loop, &a, b->address(), "again", 200);
+    CHECK(next.status.code() == Status::Code::kDeadlineExceeded);
+    ClosePeers(&loop, {&a, &b});
+    for (auto& reply : never) reply("after close");
   }
 }
 
