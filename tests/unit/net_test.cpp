@@ -187,6 +187,17 @@ void ClosePeers(TestLoop* loop, std::vector<Peer*> peers) {
   for (Peer* peer : peers) peer->transport.reset();
 }
 
+// Binds `tcp` to an ephemeral port of 127.0.0.1 and returns "127.0.0.1:PORT".
+std::string BindLocal(uv_loop_t* loop, uv_tcp_t* tcp) {
+  uv_tcp_init(loop, tcp);
+  sockaddr_storage addr;
+  REQUIRE(ParseAddress("127.0.0.1:0", &addr).ok());
+  REQUIRE(uv_tcp_bind(tcp, reinterpret_cast<sockaddr*>(&addr), 0) == 0);
+  int len = sizeof(addr);
+  uv_tcp_getsockname(tcp, reinterpret_cast<sockaddr*>(&addr), &len);
+  return FormatAddress(reinterpret_cast<sockaddr*>(&addr));
+}
+
 struct CallResult {
   bool done = false;
   Status status;
@@ -228,7 +239,7 @@ std::function<void(Status, std::string, std::string)> Into(JoinResult* result) {
 }
 
 TEST_SUITE("net") {
-  TEST_CASE("pki: a CA signs a node's CSR; fingerprints and names read back") {
+  TEST_CASE("net pki: a CA signs a node's CSR and fingerprints and names read back") {
     CertAndKey ca = MustCa("c1");
     CHECK(ca.cert_pem.find("BEGIN CERTIFICATE") != std::string::npos);
     CHECK(ca.key_pem.find("PRIVATE KEY") != std::string::npos);
@@ -246,7 +257,7 @@ TEST_SUITE("net") {
     CHECK(*fp != CertFingerprint(MustNode(ca, "node-a").cert_pem).value());
   }
 
-  TEST_CASE("pki: a CSR for another name, or signed by another key, is refused") {
+  TEST_CASE("net pki: a CSR for another name or signed by another key is refused") {
     CertAndKey ca = MustCa("c1");
     Result<KeyAndCsr> csr = CreateKeyAndCsr("node-a");
     REQUIRE(csr.ok());
@@ -271,7 +282,7 @@ TEST_SUITE("net") {
     CHECK(SignCsr(mixed, csr->csr_pem, "node-a", kNow).status().IsInvalidArgument());
   }
 
-  TEST_CASE("wire: preambles and frames round-trip; bad ones are refused with a reason") {
+  TEST_CASE("net wire: preambles and frames round-trip and bad ones are refused with a reason") {
     Preamble raft{Channel::kRaft, 7, "10.0.0.5:7400"};
     std::string bytes = EncodePreamble(raft);
     Preamble back;
@@ -318,7 +329,9 @@ TEST_SUITE("net") {
     CHECK_FALSE(ParseAddress("127.0.0.1:70000", &addr).ok());
   }
 
-  TEST_CASE("transport: requests and replies between members, several in flight, bounded") {
+  TEST_CASE(
+      "net transport: requests and replies between members with several in flight and a size "
+      "bound") {
     TestLoop loop;
     CertAndKey ca = MustCa("c1");
     CertAndKey a_cert = MustNode(ca, "node-a");
@@ -384,7 +397,7 @@ TEST_SUITE("net") {
     ClosePeers(&loop, {&a, &b});
   }
 
-  TEST_CASE("transport: a peer whose certificate another CA signed is refused both ways") {
+  TEST_CASE("net transport: a peer whose certificate another CA signed is refused both ways") {
     TestLoop loop;
     CertAndKey ca = MustCa("c1");
     CertAndKey other_ca = MustCa("c2");
@@ -422,7 +435,7 @@ TEST_SUITE("net") {
     ClosePeers(&loop, {&b, &x});
   }
 
-  TEST_CASE("transport: authorize refusing a removed node closes the connection and says why") {
+  TEST_CASE("net transport: authorize refusing a removed node closes the connection and says why") {
     TestLoop loop;
     CertAndKey ca = MustCa("c1");
     auto refuse_removed = [](const PeerInfo& peer) {
@@ -470,7 +483,8 @@ TEST_SUITE("net") {
     ClosePeers(&loop, {&b2, &c2});
   }
 
-  TEST_CASE("transport: a newcomer joins with the CA hash; a wrong hash or a request is refused") {
+  TEST_CASE(
+      "net transport: a newcomer joins with the CA hash but not with a wrong hash or a request") {
     TestLoop loop;
     CertAndKey ca = MustCa("c1");
     Peer b;
@@ -525,7 +539,7 @@ TEST_SUITE("net") {
     ClosePeers(&loop, {&b});
   }
 
-  TEST_CASE("transport: a silent client is dropped after the handshake timeout") {
+  TEST_CASE("net transport: a silent client is dropped after the handshake timeout") {
     TestLoop loop;
     CertAndKey ca = MustCa("c1");
     Peer b;
@@ -569,7 +583,7 @@ TEST_SUITE("net") {
     ClosePeers(&loop, {&b});
   }
 
-  TEST_CASE("transport: a closed port fails Unavailable; no reply fails DeadlineExceeded") {
+  TEST_CASE("net transport: a closed port fails Unavailable and no reply fails DeadlineExceeded") {
     TestLoop loop;
     CertAndKey ca = MustCa("c1");
     Peer a, b;
@@ -582,13 +596,7 @@ TEST_SUITE("net") {
 
     // A bound socket that does not listen: connections to its port are refused.
     uv_tcp_t closed;
-    uv_tcp_init(loop.get(), &closed);
-    sockaddr_storage addr;
-    REQUIRE(ParseAddress("127.0.0.1:0", &addr).ok());
-    REQUIRE(uv_tcp_bind(&closed, reinterpret_cast<sockaddr*>(&addr), 0) == 0);
-    int len = sizeof(addr);
-    uv_tcp_getsockname(&closed, reinterpret_cast<sockaddr*>(&addr), &len);
-    std::string closed_address = FormatAddress(reinterpret_cast<sockaddr*>(&addr));
+    std::string closed_address = BindLocal(loop.get(), &closed);
     CallResult refused = CallAndWait(&loop, &a, closed_address, "hello");
     CHECK(refused.status.code() == Status::Code::kUnavailable);
     CHECK(refused.status.message() == "peer " + closed_address + ": connection refused");
@@ -606,7 +614,7 @@ TEST_SUITE("net") {
     for (auto& reply : never) reply("after close");
   }
 
-  TEST_CASE("transport: raft's connect and accept give streams carrying bytes both ways") {
+  TEST_CASE("net transport: raft's connect and accept give streams carrying bytes both ways") {
     TestLoop loop;
     CertAndKey ca = MustCa("c1");
     Peer a, b;
@@ -639,15 +647,15 @@ TEST_SUITE("net") {
       int status = -1;
       uv_stream_t* stream = nullptr;
     } connected;
+    auto on_connect = [](raft_uv_connect* r, uv_stream_t* stream, int status) {
+      auto* c = static_cast<Connected*>(r->data);
+      c->done = true;
+      c->status = status;
+      c->stream = stream;
+    };
     raft_uv_connect req;
     req.data = &connected;
-    REQUIRE(ta->connect(ta, &req, 2, b->address().c_str(),
-                        [](raft_uv_connect* r, uv_stream_t* stream, int status) {
-                          auto* c = static_cast<Connected*>(r->data);
-                          c->done = true;
-                          c->status = status;
-                          c->stream = stream;
-                        }) == 0);
+    REQUIRE(ta->connect(ta, &req, 2, b->address().c_str(), on_connect) == 0);
     REQUIRE(loop.RunUntil([&] { return connected.done && accepted.stream != nullptr; }));
     REQUIRE(connected.status == 0);
     CHECK(accepted.id == 1);
@@ -665,12 +673,13 @@ TEST_SUITE("net") {
       int status = -1;
     } write;
     write.req.data = &write;
+    auto on_written = [](uv_write_t* w, int status) {
+      auto* self = static_cast<Write*>(w->data);
+      self->done = true;
+      self->status = status;
+    };
     uv_buf_t buf = uv_buf_init(sent.data(), static_cast<unsigned>(sent.size()));
-    REQUIRE(uv_write(&write.req, connected.stream, &buf, 1, [](uv_write_t* w, int status) {
-              auto* self = static_cast<Write*>(w->data);
-              self->done = true;
-              self->status = status;
-            }) == 0);
+    REQUIRE(uv_write(&write.req, connected.stream, &buf, 1, on_written) == 0);
     // Long enough for the whole write to pass through memory if anything buffered it
     // without bound (a fraction of that even in the sanitizer build).
     loop.RunFor(1500);
@@ -703,11 +712,7 @@ TEST_SUITE("net") {
     write.done = false;
     std::string pong = "pong";
     buf = uv_buf_init(pong.data(), 4);
-    REQUIRE(uv_write(&write.req, accepted.stream, &buf, 1, [](uv_write_t* w, int status) {
-              auto* self = static_cast<Write*>(w->data);
-              self->done = true;
-              self->status = status;
-            }) == 0);
+    REQUIRE(uv_write(&write.req, accepted.stream, &buf, 1, on_written) == 0);
     REQUIRE(loop.RunUntil([&] { return back.got == "pong"; }));
 
     // Raft closing its end closes the other raft's end.
@@ -719,22 +724,11 @@ TEST_SUITE("net") {
     // A connect that cannot finish (a server that never speaks TLS) is cancelled by
     // close, which completes only after.
     uv_tcp_t mute;
-    uv_tcp_init(loop.get(), &mute);
-    sockaddr_storage addr;
-    REQUIRE(ParseAddress("127.0.0.1:0", &addr).ok());
-    REQUIRE(uv_tcp_bind(&mute, reinterpret_cast<sockaddr*>(&addr), 0) == 0);
+    std::string mute_address = BindLocal(loop.get(), &mute);
     REQUIRE(uv_listen(reinterpret_cast<uv_stream_t*>(&mute), 8, [](uv_stream_t*, int) {}) == 0);
-    int len = sizeof(addr);
-    uv_tcp_getsockname(&mute, reinterpret_cast<sockaddr*>(&addr), &len);
     Connected pending;
     req.data = &pending;
-    REQUIRE(ta->connect(ta, &req, 3, FormatAddress(reinterpret_cast<sockaddr*>(&addr)).c_str(),
-                        [](raft_uv_connect* r, uv_stream_t* stream, int status) {
-                          auto* c = static_cast<Connected*>(r->data);
-                          c->done = true;
-                          c->status = status;
-                          c->stream = stream;
-                        }) == 0);
+    REQUIRE(ta->connect(ta, &req, 3, mute_address.c_str(), on_connect) == 0);
     loop.RunFor(50);
     CHECK_FALSE(pending.done);
     struct Closed {
@@ -761,7 +755,7 @@ TEST_SUITE("net") {
     ClosePeers(&loop, {&a, &b});
   }
 
-  TEST_CASE("transport: three raft servers elect a leader and commit an entry over it") {
+  TEST_CASE("net transport: three raft servers elect a leader and commit an entry over it") {
     TestLoop loop;
     CertAndKey ca = MustCa("c1");
     struct Server {
