@@ -538,62 +538,61 @@ class Conn {
   // Sends what mbedTLS produced.
   void Flush() {
     if (out_.empty() || write_failed_) return;
-    auto* w = new WriteReq{{}, this, std::move(out_)};
+    std::string data = std::move(out_);
     out_.clear();
-    w->req.data = w;
-    uv_buf_t buf = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
-    int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1, OnTcpWritten);
-    if (rc != 0) {
-      delete w;
+    if (!Write(&tcp_, std::move(data))) {
       write_failed_ = true;
-      Close(Status::Unavailable(std::string("write: ") + uv_strerror(rc)));
       return;
     }
-    tcp_queued_ += buf.len;
     // A request channel whose peer does not read would grow without bound.
     if (!has_pipe_ && tcp_queued_ > 2 * (env_.max_message_bytes + kHighWaterBytes)) {
       Refuse("it reads nothing: " + std::to_string(tcp_queued_) + " bytes wait to be sent");
     }
   }
 
-  static void OnTcpWritten(uv_write_t* req, int status) {
+  void WritePipe(std::string_view data) { Write(&pipe_, std::string(data)); }
+
+  // Writes `data` on the socket or the raft pipe and counts it queued there; false
+  // (and closed) when libuv refused it.
+  template <typename Handle>
+  bool Write(Handle* handle, std::string data) {
+    auto* stream = reinterpret_cast<uv_stream_t*>(handle);
+    auto* w = new WriteReq{{}, this, std::move(data)};
+    w->req.data = w;
+    uv_buf_t buf = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
+    int rc = uv_write(&w->req, stream, &buf, 1, OnWritten);
+    if (rc != 0) {
+      delete w;
+      Close(Status::Unavailable(WhatFails(stream) + uv_strerror(rc)));
+      return false;
+    }
+    (IsTcp(stream) ? tcp_queued_ : pipe_queued_) += buf.len;
+    return true;
+  }
+
+  bool IsTcp(const uv_stream_t* stream) const {
+    return stream == reinterpret_cast<const uv_stream_t*>(&tcp_);
+  }
+  std::string WhatFails(const uv_stream_t* stream) const {
+    return IsTcp(stream) ? "write: " : "raft stream: ";
+  }
+
+  // A write is done: once its side drained, the other side is read again.
+  static void OnWritten(uv_write_t* req, int status) {
     std::unique_ptr<WriteReq> w(static_cast<WriteReq*>(req->data));
     Conn* self = w->conn;
-    self->tcp_queued_ -= w->data.size();
+    bool tcp = self->IsTcp(req->handle);
+    (tcp ? self->tcp_queued_ : self->pipe_queued_) -= w->data.size();
     if (self->closing_) return;
     if (status != 0) {
-      self->Close(Status::Unavailable(std::string("write: ") + uv_strerror(status)));
+      self->Close(Status::Unavailable(self->WhatFails(req->handle) + uv_strerror(status)));
       return;
     }
-    if (self->pipe_paused_ && self->tcp_queued_ <= kLowWaterBytes) {
+    if (tcp && self->pipe_paused_ && self->tcp_queued_ <= kLowWaterBytes) {
       self->pipe_paused_ = false;
       uv_read_start(reinterpret_cast<uv_stream_t*>(&self->pipe_), OnAlloc, OnPipeRead);
     }
-  }
-
-  void WritePipe(std::string_view data) {
-    auto* w = new WriteReq{{}, this, std::string(data)};
-    w->req.data = w;
-    uv_buf_t buf = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
-    int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&pipe_), &buf, 1, OnPipeWritten);
-    if (rc != 0) {
-      delete w;
-      Close(Status::Unavailable(std::string("raft stream: ") + uv_strerror(rc)));
-      return;
-    }
-    pipe_queued_ += buf.len;
-  }
-
-  static void OnPipeWritten(uv_write_t* req, int status) {
-    std::unique_ptr<WriteReq> w(static_cast<WriteReq*>(req->data));
-    Conn* self = w->conn;
-    self->pipe_queued_ -= w->data.size();
-    if (self->closing_) return;
-    if (status != 0) {
-      self->Close(Status::Unavailable(std::string("raft stream: ") + uv_strerror(status)));
-      return;
-    }
-    if (self->tcp_paused_ && self->pipe_queued_ <= kLowWaterBytes) {
+    if (!tcp && self->tcp_paused_ && self->pipe_queued_ <= kLowWaterBytes) {
       self->tcp_paused_ = false;
       uv_read_start(reinterpret_cast<uv_stream_t*>(&self->tcp_), OnAlloc, OnTcpRead);
       self->Drive();  // what mbedTLS and the input buffer still hold

@@ -16,7 +16,15 @@
 // refused or failed handshake is logged with the peer's address and the reason.
 //
 // Every input is bounded: messages by max_message_bytes, the handshake and the
-// preamble by handshake_timeout_ms.
+// preamble by handshake_timeout_ms. The preamble and the frames are specified in
+// lib/net/peer_wire.h. Peers are told apart by their certificate's CN and fingerprint,
+// never by host name; addresses are numeric ("ADDR:PORT"), so nothing waits on a name
+// lookup.
+//
+// TLS 1.2 with ECDHE-ECDSA and AEAD ciphers (ChaCha20-Poly1305, AES-GCM); the server
+// sends its certificate and the CA's, which is how a newcomer finds the CA.
+//
+// The process must ignore SIGPIPE (libuv writes to raft's socket pairs with write()).
 //
 // Thread-safety: none; every call on the loop's thread, callbacks too.
 #ifndef PETREL_LIB_NET_PEER_TRANSPORT_H_
@@ -67,15 +75,19 @@ class PeerTransport {
  public:
   using Reply = std::function<void(std::string response)>;
   // Handles one request; `reply` must be called exactly once, on the loop thread, at
-  // any later time (not at all when the transport closes first).
+  // any later time (not at all when the transport closes first: it then does nothing,
+  // even after the transport is destroyed). A reply over max_message_bytes is not sent:
+  // the connection is closed and that logged.
   using RequestHandler =
       std::function<void(const PeerInfo& from, std::string request, Reply reply)>;
   using JoinHandler =
       std::function<void(const std::string& remote, std::string request, Reply reply)>;
   using CallDone = std::function<void(Status status, std::string response)>;
 
-  // Binds and listens. Errors name the address ("listen 10.0.0.5:7400: address in
-  // use") or the bad identity ("identity: certificate not signed by the CA").
+  // Binds and listens. Errors name the address ("listen 10.0.0.5:7400: address
+  // already in use") or the bad identity ("identity: certificate not signed by the
+  // CA: ..."). After an error nothing needs closing: what was opened is released on
+  // the loop's next turn.
   static Status Open(PeerTransportOptions options, std::unique_ptr<PeerTransport>* result);
   // REQUIRES: Close() has completed (its callback ran) or was never needed.
   virtual ~PeerTransport() = default;
@@ -92,8 +104,11 @@ class PeerTransport {
   virtual void OnJoin(JoinHandler handler) = 0;
 
   // Sends `request` to the member at `address` and calls `done` once with its reply,
-  // or with Unavailable ("peer 10.0.0.6:7400: connection refused") or
-  // DeadlineExceeded after `timeout_ms`.
+  // or with Unavailable ("peer 10.0.0.6:7400: connection refused"; also when the peer
+  // or this side refused the connection, the reason being logged), DeadlineExceeded
+  // after `timeout_ms`, or InvalidArgument when `request` is over max_message_bytes.
+  // `done` runs from the loop, never inside Call (except after Close). Requests to one
+  // address share one connection, opened again on the next Call once it broke.
   virtual void Call(const std::string& address, std::string request, int64_t timeout_ms,
                     CallDone done) = 0;
 
@@ -107,8 +122,10 @@ class PeerTransport {
 
 // A newcomer's join request, sent without a client certificate to the member at
 // `address`, whose certificate must chain to a CA whose CertFingerprint is `ca_hash`
-// (from the token): otherwise PermissionDenied ("peer 10.0.0.5:7400: its CA
-// sha256:ab12... is not the token's"). `done` gets the reply and the CA's PEM.
+// (from the token), found in the chain the member sends: otherwise PermissionDenied
+// ("peer 10.0.0.5:7400: its CA sha256:ab12... is not the token's"). `done` gets the
+// reply and the CA's PEM; or Unavailable, or DeadlineExceeded after `timeout_ms`
+// (which bounds the handshake too). `done` runs from the loop.
 void JoinCall(
     uv_loop_s* loop, const std::string& address, const std::string& ca_hash, std::string request,
     int64_t timeout_ms,

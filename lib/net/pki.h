@@ -2,7 +2,9 @@
 // ECDSA P-256 (mbedTLS 2.28: TLS 1.2 peers, X.509 and CSR writing).
 //
 // Everything is PEM text; keys are never written anywhere by this module (the caller
-// stores them, mode 0600). Errors say which step failed ("sign csr: ...").
+// stores them, mode 0600). Errors say which step failed ("sign csr: ..."). Cluster ids
+// and node names are 1 to 64 of A-Z a-z 0-9 _ - . (IsPlainName): InvalidArgument
+// otherwise.
 #ifndef PETREL_LIB_NET_PKI_H_
 #define PETREL_LIB_NET_PKI_H_
 

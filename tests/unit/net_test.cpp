@@ -14,6 +14,7 @@ extern "C" {  // raft 0.15's headers declare C functions without saying so
 #include <uv.h>
 
 #include <csignal>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
@@ -98,17 +99,29 @@ class TestLoop {
   // Runs the loop until `done()` holds; false when `max_ms` of real time passed first
   // (a bound on a failing test, not a wait: passing tests never reach it).
   bool RunUntil(const std::function<bool()>& done, int64_t max_ms = 20000) {
-    bool expired = false;
+    struct State {
+      const std::function<bool()>* done;
+      bool expired = false;
+    } state{&done};
     uv_timer_t guard;
     uv_timer_init(&loop_, &guard);
-    guard.data = &expired;
+    guard.data = &state;
     uv_timer_start(
-        &guard, [](uv_timer_t* t) { *static_cast<bool*>(t->data) = true; },
+        &guard, [](uv_timer_t* t) { static_cast<State*>(t->data)->expired = true; },
         static_cast<uint64_t>(max_ms), 0);
-    while (!done() && !expired) uv_run(&loop_, UV_RUN_ONCE);
+    // A timer's callback may be what makes `done` hold: the check before the loop
+    // polls keeps it from waiting for the next event.
+    uv_prepare_t check;
+    uv_prepare_init(&loop_, &check);
+    check.data = &state;
+    uv_prepare_start(&check, [](uv_prepare_t* p) {
+      if ((*static_cast<State*>(p->data)->done)()) uv_stop(p->loop);
+    });
+    while (!done() && !state.expired) uv_run(&loop_, UV_RUN_ONCE);
     uv_close(reinterpret_cast<uv_handle_t*>(&guard), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&check), nullptr);
     uv_run(&loop_, UV_RUN_NOWAIT);
-    return !expired || done();
+    return !state.expired || done();
   }
 
   // Runs the loop for `ms` of real time: only to show that something does NOT happen.
@@ -174,6 +187,17 @@ void ClosePeers(TestLoop* loop, std::vector<Peer*> peers) {
   for (Peer* peer : peers) peer->transport.reset();
 }
 
+// Binds `tcp` to an ephemeral port of 127.0.0.1 and returns "127.0.0.1:PORT".
+std::string BindLocal(uv_loop_t* loop, uv_tcp_t* tcp) {
+  uv_tcp_init(loop, tcp);
+  sockaddr_storage addr;
+  REQUIRE(ParseAddress("127.0.0.1:0", &addr).ok());
+  REQUIRE(uv_tcp_bind(tcp, reinterpret_cast<sockaddr*>(&addr), 0) == 0);
+  int len = sizeof(addr);
+  uv_tcp_getsockname(tcp, reinterpret_cast<sockaddr*>(&addr), &len);
+  return FormatAddress(reinterpret_cast<sockaddr*>(&addr));
+}
+
 struct CallResult {
   bool done = false;
   Status status;
@@ -215,7 +239,7 @@ std::function<void(Status, std::string, std::string)> Into(JoinResult* result) {
 }
 
 TEST_SUITE("net") {
-  TEST_CASE("pki: a CA signs a node's CSR; fingerprints and names read back") {
+  TEST_CASE("net pki: a CA signs a node's CSR and fingerprints and names read back") {
     CertAndKey ca = MustCa("c1");
     CHECK(ca.cert_pem.find("BEGIN CERTIFICATE") != std::string::npos);
     CHECK(ca.key_pem.find("PRIVATE KEY") != std::string::npos);
@@ -233,7 +257,7 @@ TEST_SUITE("net") {
     CHECK(*fp != CertFingerprint(MustNode(ca, "node-a").cert_pem).value());
   }
 
-  TEST_CASE("pki: a CSR for another name, or signed by another key, is refused") {
+  TEST_CASE("net pki: a CSR for another name or signed by another key is refused") {
     CertAndKey ca = MustCa("c1");
     Result<KeyAndCsr> csr = CreateKeyAndCsr("node-a");
     REQUIRE(csr.ok());
@@ -258,7 +282,7 @@ TEST_SUITE("net") {
     CHECK(SignCsr(mixed, csr->csr_pem, "node-a", kNow).status().IsInvalidArgument());
   }
 
-  TEST_CASE("wire: preambles and frames round-trip; bad ones are refused with a reason") {
+  TEST_CASE("net wire: preambles and frames round-trip and bad ones are refused with a reason") {
     Preamble raft{Channel::kRaft, 7, "10.0.0.5:7400"};
     std::string bytes = EncodePreamble(raft);
     Preamble back;
@@ -305,7 +329,9 @@ TEST_SUITE("net") {
     CHECK_FALSE(ParseAddress("127.0.0.1:70000", &addr).ok());
   }
 
-  TEST_CASE("transport: requests and replies between members, several in flight, bounded") {
+  TEST_CASE(
+      "net transport: requests and replies between members with several in flight and a size "
+      "bound") {
     TestLoop loop;
     CertAndKey ca = MustCa("c1");
     CertAndKey a_cert = MustNode(ca, "node-a");
@@ -371,7 +397,7 @@ TEST_SUITE("net") {
     ClosePeers(&loop, {&a, &b});
   }
 
-  TEST_CASE("transport: a peer whose certificate another CA signed is refused both ways") {
+  TEST_CASE("net transport: a peer whose certificate another CA signed is refused both ways") {
     TestLoop loop;
     CertAndKey ca = MustCa("c1");
     CertAndKey other_ca = MustCa("c2");
@@ -409,7 +435,7 @@ TEST_SUITE("net") {
     ClosePeers(&loop, {&b, &x});
   }
 
-  TEST_CASE("transport: authorize refusing a removed node closes the connection and says why") {
+  TEST_CASE("net transport: authorize refusing a removed node closes the connection and says why") {
     TestLoop loop;
     CertAndKey ca = MustCa("c1");
     auto refuse_removed = [](const PeerInfo& peer) {
@@ -457,7 +483,8 @@ TEST_SUITE("net") {
     ClosePeers(&loop, {&b2, &c2});
   }
 
-  TEST_CASE("transport: a newcomer joins with the CA hash; a wrong hash or a request is refused") {
+  TEST_CASE(
+      "net transport: a newcomer joins with the CA hash but not with a wrong hash or a request") {
     TestLoop loop;
     CertAndKey ca = MustCa("c1");
     Peer b;
@@ -512,7 +539,7 @@ TEST_SUITE("net") {
     ClosePeers(&loop, {&b});
   }
 
-  TEST_CASE("transport: a silent client is dropped after the handshake timeout") {
+  TEST_CASE("net transport: a silent client is dropped after the handshake timeout") {
     TestLoop loop;
     CertAndKey ca = MustCa("c1");
     Peer b;
@@ -556,7 +583,7 @@ TEST_SUITE("net") {
     ClosePeers(&loop, {&b});
   }
 
-  TEST_CASE("transport: a closed port fails Unavailable; no reply fails DeadlineExceeded") {
+  TEST_CASE("net transport: a closed port fails Unavailable and no reply fails DeadlineExceeded") {
     TestLoop loop;
     CertAndKey ca = MustCa("c1");
     Peer a, b;
@@ -569,13 +596,7 @@ TEST_SUITE("net") {
 
     // A bound socket that does not listen: connections to its port are refused.
     uv_tcp_t closed;
-    uv_tcp_init(loop.get(), &closed);
-    sockaddr_storage addr;
-    REQUIRE(ParseAddress("127.0.0.1:0", &addr).ok());
-    REQUIRE(uv_tcp_bind(&closed, reinterpret_cast<sockaddr*>(&addr), 0) == 0);
-    int len = sizeof(addr);
-    uv_tcp_getsockname(&closed, reinterpret_cast<sockaddr*>(&addr), &len);
-    std::string closed_address = FormatAddress(reinterpret_cast<sockaddr*>(&addr));
+    std::string closed_address = BindLocal(loop.get(), &closed);
     CallResult refused = CallAndWait(&loop, &a, closed_address, "hello");
     CHECK(refused.status.code() == Status::Code::kUnavailable);
     CHECK(refused.status.message() == "peer " + closed_address + ": connection refused");
@@ -591,6 +612,233 @@ TEST_SUITE("net") {
     CHECK(next.status.code() == Status::Code::kDeadlineExceeded);
     ClosePeers(&loop, {&a, &b});
     for (auto& reply : never) reply("after close");
+  }
+
+  TEST_CASE("net transport: raft's connect and accept give streams carrying bytes both ways") {
+    TestLoop loop;
+    CertAndKey ca = MustCa("c1");
+    Peer a, b;
+    OpenPeer(&loop, IdentityOf(ca, MustNode(ca, "node-a")), &a);
+    OpenPeer(&loop, IdentityOf(ca, MustNode(ca, "node-b")), &b, [](const PeerInfo& peer) {
+      // A raft connection says which raft server it is.
+      return peer.raft_id == 0 || peer.raft_id == 1 ? Status::OK()
+                                                    : Status::PermissionDenied("unknown id");
+    });
+    raft_uv_transport* ta = a->raft();
+    raft_uv_transport* tb = b->raft();
+    REQUIRE(ta->init(ta, 1, a->address().c_str()) == 0);
+    REQUIRE(tb->init(tb, 2, b->address().c_str()) == 0);
+
+    struct Accepted {
+      raft_id id = 0;
+      std::string address;
+      uv_stream_t* stream = nullptr;
+    } accepted;
+    tb->data = &accepted;
+    REQUIRE(tb->listen(
+                tb, [](raft_uv_transport* t, raft_id id, const char* address, uv_stream_t* stream) {
+                  auto* got = static_cast<Accepted*>(t->data);
+                  got->id = id;
+                  got->address = address;
+                  got->stream = stream;
+                }) == 0);
+    struct Connected {
+      bool done = false;
+      int status = -1;
+      uv_stream_t* stream = nullptr;
+    } connected;
+    auto on_connect = [](raft_uv_connect* r, uv_stream_t* stream, int status) {
+      auto* c = static_cast<Connected*>(r->data);
+      c->done = true;
+      c->status = status;
+      c->stream = stream;
+    };
+    raft_uv_connect req;
+    req.data = &connected;
+    REQUIRE(ta->connect(ta, &req, 2, b->address().c_str(), on_connect) == 0);
+    REQUIRE(loop.RunUntil([&] { return connected.done && accepted.stream != nullptr; }));
+    REQUIRE(connected.status == 0);
+    CHECK(accepted.id == 1);
+    CHECK(accepted.address == a->address());
+
+    // More than every buffer on the way holds: while B's raft reads nothing, A's write
+    // cannot complete (nothing buffers without bound); once it reads, every byte
+    // arrives in order.
+    constexpr size_t kBytes = 24 << 20;
+    std::string sent(kBytes, '\0');
+    for (size_t i = 0; i < kBytes; ++i) sent[i] = static_cast<char>((i * 7 + i / 4096) & 0xff);
+    struct Write {
+      uv_write_t req;
+      bool done = false;
+      int status = -1;
+    } write;
+    write.req.data = &write;
+    auto on_written = [](uv_write_t* w, int status) {
+      auto* self = static_cast<Write*>(w->data);
+      self->done = true;
+      self->status = status;
+    };
+    uv_buf_t buf = uv_buf_init(sent.data(), static_cast<unsigned>(sent.size()));
+    REQUIRE(uv_write(&write.req, connected.stream, &buf, 1, on_written) == 0);
+    // Long enough for the whole write to pass through memory if anything buffered it
+    // without bound (a fraction of that even in the sanitizer build).
+    loop.RunFor(1500);
+    CHECK_FALSE(write.done);
+
+    struct Reader {
+      std::string got;
+      bool eof = false;
+    } reader;
+    auto alloc = [](uv_handle_t*, size_t size, uv_buf_t* b) {
+      *b = uv_buf_init(new char[size], static_cast<unsigned>(size));
+    };
+    auto on_read = [](uv_stream_t* stream, ssize_t nread, const uv_buf_t* b) {
+      auto* r = static_cast<Reader*>(stream->data);
+      if (nread > 0) r->got.append(b->base, static_cast<size_t>(nread));
+      if (nread < 0) r->eof = true;
+      delete[] b->base;
+    };
+    accepted.stream->data = &reader;
+    uv_read_start(accepted.stream, alloc, on_read);
+    REQUIRE(loop.RunUntil([&] { return write.done && reader.got.size() >= kBytes; }, 60000));
+    CHECK(write.status == 0);
+    CHECK(reader.got.size() == kBytes);
+    CHECK(reader.got == sent);
+
+    // And back.
+    Reader back;
+    connected.stream->data = &back;
+    uv_read_start(connected.stream, alloc, on_read);
+    write.done = false;
+    std::string pong = "pong";
+    buf = uv_buf_init(pong.data(), 4);
+    REQUIRE(uv_write(&write.req, accepted.stream, &buf, 1, on_written) == 0);
+    REQUIRE(loop.RunUntil([&] { return back.got == "pong"; }));
+
+    // Raft closing its end closes the other raft's end.
+    uv_close(reinterpret_cast<uv_handle_t*>(connected.stream),
+             [](uv_handle_t* h) { raft_free(h); });
+    REQUIRE(loop.RunUntil([&] { return reader.eof; }));
+    uv_close(reinterpret_cast<uv_handle_t*>(accepted.stream), [](uv_handle_t* h) { raft_free(h); });
+
+    // A connect that cannot finish (a server that never speaks TLS) is cancelled by
+    // close, which completes only after.
+    uv_tcp_t mute;
+    std::string mute_address = BindLocal(loop.get(), &mute);
+    REQUIRE(uv_listen(reinterpret_cast<uv_stream_t*>(&mute), 8, [](uv_stream_t*, int) {}) == 0);
+    Connected pending;
+    req.data = &pending;
+    REQUIRE(ta->connect(ta, &req, 3, mute_address.c_str(), on_connect) == 0);
+    loop.RunFor(50);
+    CHECK_FALSE(pending.done);
+    struct Closed {
+      bool done = false;
+      bool connect_done_first = false;
+      Connected* pending;
+    } closed_a{false, false, &pending}, closed_b{false, false, &pending};
+    ta->data = &closed_a;
+    tb->data = &closed_b;
+    auto on_closed = [](raft_uv_transport* t) {
+      auto* c = static_cast<Closed*>(t->data);
+      c->done = true;
+      c->connect_done_first = c->pending->done;
+    };
+    ta->close(ta, on_closed);
+    tb->close(tb, on_closed);
+    CHECK_FALSE(closed_b.done);  // never from inside close, even with nothing pending
+    REQUIRE(loop.RunUntil([&] { return closed_a.done && closed_b.done; }));
+    CHECK(pending.done);
+    CHECK(pending.status == RAFT_CANCELED);
+    CHECK(pending.stream == nullptr);
+    CHECK(closed_a.connect_done_first);
+    uv_close(reinterpret_cast<uv_handle_t*>(&mute), nullptr);
+    ClosePeers(&loop, {&a, &b});
+  }
+
+  TEST_CASE("net transport: three raft servers elect a leader and commit an entry over it") {
+    TestLoop loop;
+    CertAndKey ca = MustCa("c1");
+    struct Server {
+      testing::TempDir dir;
+      Peer peer;
+      raft_io io{};
+      raft_fsm fsm{};
+      struct raft raft {};
+      int applied = 0;
+      bool closed = false;
+    };
+    Server servers[3];
+    for (int i = 0; i < 3; ++i) {
+      OpenPeer(&loop, IdentityOf(ca, MustNode(ca, "node-" + std::to_string(i + 1))),
+               &servers[i].peer);
+    }
+    raft_configuration conf;
+    raft_configuration_init(&conf);
+    for (int i = 0; i < 3; ++i) {
+      REQUIRE(raft_configuration_add(&conf, i + 1, servers[i].peer->address().c_str(),
+                                     RAFT_VOTER) == 0);
+    }
+    for (int i = 0; i < 3; ++i) {
+      Server& s = servers[i];
+      REQUIRE(raft_uv_init(&s.io, loop.get(), s.dir.path().c_str(), s.peer->raft()) == 0);
+      raft_uv_set_segment_size(&s.io, 8192);
+      raft_uv_set_connect_retry_delay(&s.io, 50);
+      s.fsm.version = 1;
+      s.fsm.data = &s.applied;
+      s.fsm.apply = [](raft_fsm* fsm, const raft_buffer*, void** result) {
+        ++*static_cast<int*>(fsm->data);
+        *result = nullptr;
+        return 0;
+      };
+      s.fsm.snapshot = [](raft_fsm*, raft_buffer**, unsigned*) { return RAFT_NOTFOUND; };
+      s.fsm.restore = [](raft_fsm*, raft_buffer*) { return RAFT_NOTFOUND; };
+      REQUIRE(raft_init(&s.raft, &s.io, &s.fsm, i + 1, s.peer->address().c_str()) == 0);
+      s.raft.data = &s.closed;
+      REQUIRE(raft_bootstrap(&s.raft, &conf) == 0);
+      raft_set_election_timeout(&s.raft, 300);
+      raft_set_heartbeat_timeout(&s.raft, 50);
+      raft_set_pre_vote(&s.raft, true);
+      REQUIRE(raft_start(&s.raft) == 0);
+    }
+    raft_configuration_close(&conf);
+
+    struct raft* leader = nullptr;
+    REQUIRE(loop.RunUntil([&] {
+      for (Server& s : servers) {
+        if (raft_state(&s.raft) == RAFT_LEADER) leader = &s.raft;
+      }
+      return leader != nullptr;
+    }));
+
+    struct Applied {
+      bool done = false;
+      int status = -1;
+    } applied;
+    struct raft_apply apply;
+    apply.data = &applied;
+    raft_buffer entry;
+    entry.len = 8;
+    entry.base = raft_malloc(entry.len);
+    std::memcpy(entry.base, "petrel!!", 8);
+    REQUIRE(raft_apply(leader, &apply, &entry, 1, [](struct raft_apply* req, int status, void*) {
+              auto* a = static_cast<Applied*>(req->data);
+              a->done = true;
+              a->status = status;
+            }) == 0);
+    REQUIRE(loop.RunUntil([&] { return applied.done; }));
+    CHECK(applied.status == 0);
+    // The followers learn the commit with the next heartbeat.
+    REQUIRE(loop.RunUntil([&] {
+      return servers[0].applied == 1 && servers[1].applied == 1 && servers[2].applied == 1;
+    }));
+
+    for (Server& s : servers) {
+      raft_close(&s.raft, [](struct raft* r) { *static_cast<bool*>(r->data) = true; });
+    }
+    REQUIRE(
+        loop.RunUntil([&] { return servers[0].closed && servers[1].closed && servers[2].closed; }));
+    for (Server& s : servers) raft_uv_close(&s.io);
+    ClosePeers(&loop, {&servers[0].peer, &servers[1].peer, &servers[2].peer});
   }
 }
 
