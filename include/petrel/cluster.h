@@ -27,6 +27,9 @@
 // Until scheduling lands, a workload runs on the node it was applied through (its
 // replicas say so in ReplicaStatus::node).
 //
+// The embedder must ignore SIGPIPE (signal(SIGPIPE, SIG_IGN)): a peer whose connection
+// breaks must not kill the process.
+//
 // Thread-safety: as Orchestrator's. Init, Token, Status, Nodes and RemoveNode may be
 // called from any thread and block until done (call them off the loop thread).
 #ifndef PETREL_CLUSTER_H_

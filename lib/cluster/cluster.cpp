@@ -34,6 +34,7 @@ extern "C" {  // raft.h declares its functions without extern "C"
 
 namespace petrel {
 namespace internal {
+class ClusterImpl;
 namespace {
 
 using nlohmann::json;
@@ -115,6 +116,7 @@ struct Engine {
   std::shared_ptr<ClusterNode> node;
   std::unique_ptr<PeerTransport> transport;
   std::function<void()> on_closed;
+  ClusterImpl* owner = nullptr;  // null once closing began
 };
 
 }  // namespace
@@ -605,20 +607,30 @@ class ClusterImpl final : public Cluster, public PeerLink {
   Status StartOnLoop(uv_loop_t* loop) {
     engine_ = std::make_unique<Engine>();
     engine_->loop = loop;
-    uv_async_init(loop, &engine_->async, [](uv_async_t* h) {
-      static_cast<ClusterImpl*>(h->data)->mailbox_.Drain();
+    Engine* e = engine_.get();
+    e->owner = this;
+    // The handles' data is the Engine, which outlives them; `owner` is cleared when
+    // closing begins, so a wakeup already queued then does nothing.
+    uv_async_init(loop, &e->async, [](uv_async_t* h) {
+      auto* e = static_cast<Engine*>(h->data);
+      if (e->owner != nullptr) e->owner->mailbox_.Drain();
     });
-    engine_->async.data = this;
-    uv_timer_init(loop, &engine_->tick);
-    engine_->tick.data = this;
-    engine_->open_handles = 2;
-    uv_timer_start(&engine_->tick, [](uv_timer_t* t) { static_cast<ClusterImpl*>(t->data)->OnTick(); },
-                   kTickMs, kTickMs);
+    e->async.data = e;
+    uv_timer_init(loop, &e->tick);
+    e->tick.data = e;
+    e->open_handles = 2;
+    uv_timer_start(
+        &e->tick,
+        [](uv_timer_t* t) {
+          auto* e = static_cast<Engine*>(t->data);
+          if (e->owner != nullptr) e->owner->OnTick();
+        },
+        kTickMs, kTickMs);
     {
       std::lock_guard<std::mutex> lock(loop_mu_);
       running_ = true;
     }
-    mailbox_.SetWakeup([this] { uv_async_send(&engine_->async); });
+    mailbox_.SetWakeup([e] { uv_async_send(&e->async); });
     if (member_) {
       Status s = StartMember(/*bootstrap=*/false);
       if (!s.ok()) return s;
@@ -743,8 +755,16 @@ class ClusterImpl final : public Cluster, public PeerLink {
       promote_in_flight_ = false;
       if (s.ok()) s = ReplyStatus(r);
       if (!s.ok()) {
-        next_promote_ = opts_.clock->Monotonic() + 500;
-        Log(LogLevel::kDebug, "cluster: promote: " + s.ToString());
+        const TimeMs now = opts_.clock->Monotonic();
+        next_promote_ = now + 500;
+        // Said now and then, not every try: a node the others refuse (removed) says so
+        // here, and keeps running what it has.
+        if (now >= next_promote_warning_) {
+          next_promote_warning_ = now + 30000;
+          Log(LogLevel::kWarn, "cluster: " + opts_.node_name +
+                                   " cannot confirm its membership with the cluster: " +
+                                   s.message() + " (removed? the others log why they refuse it)");
+        }
         return;
       }
       promote_pending_ = false;
@@ -756,10 +776,28 @@ class ClusterImpl final : public Cluster, public PeerLink {
         RequestSync();
       }
     };
+    // To the leader when this node knows it, else to the members it knows in turn
+    // (they pass it on), else to the member it joined through.
     raft_id id = 0;
     const char* address = nullptr;
     raft_leader(&engine_->raft, &id, &address);
-    const std::string to = id != 0 && address != nullptr ? address : opts_.join;
+    std::string to = id != 0 && address != nullptr && id != identity_.self.id ? address : "";
+    if (to.empty()) {
+      std::vector<std::string> others = engine_->node->WithState([&](const ClusterState& s) {
+        std::vector<std::string> out;
+        for (const auto& [name, m] : s.members()) {
+          if (m.id != identity_.self.id) out.push_back(m.address);
+        }
+        return out;
+      });
+      if (!others.empty()) to = others[promote_tries_++ % others.size()];
+    }
+    if (to.empty()) to = opts_.join;
+    if (to.empty()) {
+      promote_in_flight_ = false;
+      next_promote_ = opts_.clock->Monotonic() + 500;
+      return;
+    }
     Call(to, PromoteRequest(identity_.self.id), opts_.write_timeout_ms + 15000, done);
   }
 
@@ -966,8 +1004,7 @@ class ClusterImpl final : public Cluster, public PeerLink {
         if (--e->open_handles == 0) delete e;
       });
     };
-    e->async.data = e;
-    e->tick.data = e;
+    e->owner = nullptr;
     uv_timer_stop(&e->tick);
     e->on_closed = finish;
     if (e->raft_started) {
@@ -1017,7 +1054,8 @@ class ClusterImpl final : public Cluster, public PeerLink {
   }
 
   bool promote_pending_ = false, promote_in_flight_ = false, import_after_promote_ = false;
-  TimeMs next_promote_ = 0, next_ping_ = 0;
+  TimeMs next_promote_ = 0, next_ping_ = 0, next_promote_warning_ = 0;
+  size_t promote_tries_ = 0;
   std::set<std::string> pings_in_flight_;
   std::mutex heard_mu_;
   std::map<std::string, TimeMs> last_heard_;  // Monotonic()

@@ -16,6 +16,7 @@ namespace {
 
 constexpr int64_t kRetryMs = 50;  // between tries to reach a leader
 constexpr int64_t kRelayTimeoutMs = 40000;  // a join waits for a catch-up and two commits
+constexpr int64_t kLeaderWaitMs = 5000;     // a relay waits this long to learn the leader
 
 bool SameSecret(const std::string& a, const std::string& b) {
   if (a.size() != b.size()) return false;
@@ -115,6 +116,7 @@ int ClusterNode::FsmSnapshot(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n_buf
     std::lock_guard<std::mutex> lock(n->mu_);
     snap = n->state_.Snapshot();
   }
+  snap.append((8 - snap.size() % 8) % 8, ' ');  // as entries (Propose)
   auto* b = static_cast<raft_buffer*>(raft_malloc(sizeof(raft_buffer)));
   if (b == nullptr) return RAFT_NOMEM;
   b->len = snap.size();
@@ -259,6 +261,11 @@ struct ApplyReq {
 }  // namespace
 
 void ClusterNode::Propose(std::string entry, ProposeDone done) {
+  // raft_uv's decoder steps over each entry padded to 8 bytes but counts the payload
+  // unpadded: an entry of another length overruns its buffer. Entries are JSON, so
+  // trailing blanks change nothing.
+  entry.append((8 - entry.size() % 8) % 8, ' ');
+  if (entry.empty()) entry.assign(8, ' ');
   raft_buffer buf;
   buf.len = entry.size();
   buf.base = raft_malloc(entry.size() == 0 ? 1 : entry.size());
@@ -367,6 +374,17 @@ void ClusterNode::HandleRequest(const std::string& from, std::string request, Re
                   [reply](Status s, std::string r) { reply(s.ok() ? r : ErrorReply(s)); });
       return;
     }
+    // A member that just joined, or one in an election, learns the leader shortly.
+    const TimeMs now = clock_->Monotonic();
+    const TimeMs deadline = j.contains("until") && j["until"].is_number_integer()
+                                ? j["until"].get<int64_t>()
+                                : now + kLeaderWaitMs;
+    if (op != "write" && now < deadline) {
+      j["until"] = deadline;
+      return Later(kRetryMs, [this, from, request = j.dump(), reply]() mutable {
+        HandleRequest(from, std::move(request), std::move(reply));
+      });
+    }
     return reply(ErrorReply(Status::Unavailable("cluster: " + self_.name + " is not the leader" +
                                                 (id == 0 ? " and knows none now" : "")),
                             /*not_leader=*/true));
@@ -399,6 +417,32 @@ void ClusterNode::HandleRequest(const std::string& from, std::string request, Re
       const ClusterMember* m = state_.MemberByName(name);
       if (m == nullptr) return reply(ErrorReply(Status::NotFound("no node named " + name)));
       id = m->id;
+    }
+    if (id == raft_->id) {
+      // The leader removes itself: it hands leadership over first, then the request
+      // goes to the new leader like any other.
+      struct Req {
+        struct raft_transfer req;
+        std::function<void()> next;
+      };
+      auto* t = new Req{};
+      t->req.data = t;
+      t->next = [this, from, request, reply]() mutable {
+        HandleRequest(from, std::move(request), std::move(reply));
+      };
+      int rv = raft_transfer(raft_, &t->req, 0, [](struct raft_transfer* req) {
+        auto* t = static_cast<Req*>(req->data);
+        auto next = std::move(t->next);
+        delete t;
+        next();
+      });
+      if (rv != 0) {
+        delete t;
+        return reply(ErrorReply(Status::FailedPrecondition(
+            std::string("cluster: cannot remove the leader ") + name + ": " + raft_strerror(rv) +
+            " (no other voter to hand leadership to)")));
+      }
+      return;
     }
     const TimeMs deadline = clock_->Monotonic() + 30000;
     // Revoked first, so its certificate is refused before it leaves the configuration.

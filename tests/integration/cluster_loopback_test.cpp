@@ -5,13 +5,17 @@
 #include <doctest/doctest.h>
 #include <unistd.h>
 
+#include <csignal>
+
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "petrel/cluster.h"
+#include "petrel/testing/fake_program.h"
 #include "petrel/testing/fake_runtime.h"
+#include "tests/lib/doctest_main.h"
 #include "tests/lib/files.h"
 #include "tests/lib/wait.h"
 
@@ -76,7 +80,7 @@ WorkloadSpec Spec(const std::string& name) {
   WorkloadSpec spec;
   spec.name = name;
   spec.image = "fake:busybox";
-  spec.command = {"sleep", "1000"};
+  spec.command = {kFakeProgram, "run"};
   return spec;
 }
 
@@ -121,8 +125,10 @@ TEST_CASE("cluster over TLS: init, join, write anywhere, read everywhere, failov
   CHECK(refused.code() == Status::Code::kPermissionDenied);
   d.Close();
 
-  REQUIRE(b.Open(Address(0), *token).ok());
-  REQUIRE(c.Open(Address(1), *token).ok());  // through a follower
+  Status joined = b.Open(Address(0), *token);
+  REQUIRE_MESSAGE(joined.ok(), joined.ToString());
+  joined = c.Open(Address(1), *token);  // through a follower
+  REQUIRE_MESSAGE(joined.ok(), joined.ToString());
   REQUIRE(WaitFor([&] { return ReadyMembers(a.cluster.get(), 3); }, 30));
   REQUIRE(WaitFor([&] { return ReadyMembers(c.cluster.get(), 3); }, 30));
 
@@ -137,10 +143,16 @@ TEST_CASE("cluster over TLS: init, join, write anywhere, read everywhere, failov
     REQUIRE(n->cluster->Get("before").ok());
     CHECK(n->cluster->Get("before")->replicas[0].node == "n0");
   }
-  REQUIRE(WaitFor([&] {
+  const bool running = WaitFor([&] {
     Result<WorkloadState> w = b.cluster->Get("web");
     return w.ok() && w->replicas[0].phase == Phase::kRunning;
-  }));
+  });
+  if (!running) {
+    Result<WorkloadState> w = b.cluster->Get("web");
+    MESSAGE("web on n1: " << PhaseName(w->replicas[0].phase) << ": " << w->replicas[0].message);
+    for (const std::string& line : b.log.lines) MESSAGE(line);
+  }
+  REQUIRE(running);
 
   // The leader goes away: another takes over and writes go on.
   Result<ClusterStatus> st = b.cluster->GetStatus();
@@ -162,11 +174,18 @@ TEST_CASE("cluster over TLS: init, join, write anywhere, read everywhere, failov
   REQUIRE(WaitFor([&] { return leader->cluster->Get("after").ok(); }, 20));
 
   // Removed: its certificate is refused from then on.
-  REQUIRE(a.cluster->RemoveNode("n2").ok());
-  CHECK(a.cluster->RemoveNode("n2").IsNotFound());
+  Status removed = a.cluster->RemoveNode("n2");
+  REQUIRE_MESSAGE(removed.ok(), removed.ToString());
+  removed = a.cluster->RemoveNode("n2");
+  CHECK_MESSAGE(removed.IsNotFound(), removed.ToString());
   c.Close();
   REQUIRE(c.Open().ok());
-  CHECK(WaitFor([&] { return a.log.Has("revoked") || b.log.Has("revoked"); }, 15));
+  const bool revoked = WaitFor([&] { return a.log.Has("revoked") || b.log.Has("revoked"); }, 15);
+  if (!revoked) {
+    for (const std::string& line : c.log.lines) MESSAGE("n2: " << line);
+    for (const std::string& line : a.log.lines) MESSAGE("n0: " << line);
+  }
+  CHECK(revoked);
   Result<std::vector<NodeInfo>> left = a.cluster->Nodes();
   REQUIRE(left.ok());
   CHECK(left->size() == 2);
@@ -175,3 +194,8 @@ TEST_CASE("cluster over TLS: init, join, write anywhere, read everywhere, failov
 
 }  // namespace
 }  // namespace petrel::testing
+
+int main(int argc, char** argv) {
+  signal(SIGPIPE, SIG_IGN);  // as petrel/cluster.h asks of the embedder
+  return petrel::testing::RunDoctest(argc, argv);
+}
