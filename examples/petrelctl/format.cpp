@@ -76,6 +76,31 @@ Status ExpectObject(const json& j, const std::string& path) {
   return j.is_object() ? Status::OK() : Bad(path.empty() ? "(top)" : path, "must be an object");
 }
 
+// Decodes the array o[key] into *out with `decode_one` per item, whose path in errors
+// is "prefix.key[i]".
+template <typename T, typename F>
+Status DecodeArray(const json& o, const std::string& prefix, const char* key, F decode_one,
+                   std::vector<T>* out) {
+  auto array = o.find(key);
+  std::string path = Path(prefix, key);
+  if (array == o.end()) return Bad(path, "is missing");
+  if (!array->is_array()) return Bad(path, "must be an array");
+  out->assign(array->size(), T());
+  for (size_t i = 0; i < array->size(); i++) {
+    PETREL_RETURN_IF_ERROR(
+        decode_one((*array)[i], path + "[" + std::to_string(i) + "]", &(*out)[i]));
+  }
+  return Status::OK();
+}
+
+// One object decoded with `decode_at` from the top.
+template <typename T, typename F>
+petrel::Result<T> DecodeOne(const json& j, F decode_at) {
+  T out;
+  PETREL_RETURN_IF_ERROR(decode_at(j, "", &out));
+  return out;
+}
+
 Status DecodeReplica(const json& j, const std::string& path, ReplicaView* r) {
   PETREL_RETURN_IF_ERROR(ExpectObject(j, path));
   PETREL_RETURN_IF_ERROR(Get(j, path, "index", &r->index));
@@ -103,16 +128,7 @@ Status DecodeWorkloadAt(const json& j, const std::string& path, WorkloadView* w)
   PETREL_RETURN_IF_ERROR(ExpectObject(*spec, Path(path, "spec")));
   w->spec = *spec;
   PETREL_RETURN_IF_ERROR(Get(*spec, Path(path, "spec"), "image", &w->image));
-  auto replicas = j.find("replicas");
-  std::string rpath = Path(path, "replicas");
-  if (replicas == j.end()) return Bad(rpath, "is missing");
-  if (!replicas->is_array()) return Bad(rpath, "must be an array");
-  w->replicas.assign(replicas->size(), ReplicaView());
-  for (size_t i = 0; i < replicas->size(); i++) {
-    PETREL_RETURN_IF_ERROR(
-        DecodeReplica((*replicas)[i], rpath + "[" + std::to_string(i) + "]", &w->replicas[i]));
-  }
-  return Status::OK();
+  return DecodeArray(j, path, "replicas", DecodeReplica, &w->replicas);
 }
 
 Status DecodeEventAt(const json& j, const std::string& path, EventView* e) {
@@ -148,13 +164,8 @@ Status DecodeNodeAt(const json& j, const std::string& path, NodeView* n) {
 template <typename T, typename F>
 petrel::Result<std::vector<T>> DecodeItems(const json& j, F decode_one) {
   PETREL_RETURN_IF_ERROR(ExpectObject(j, ""));
-  auto items = j.find("items");
-  if (items == j.end()) return Bad("items", "is missing");
-  if (!items->is_array()) return Bad("items", "must be an array");
-  std::vector<T> out(items->size());
-  for (size_t i = 0; i < items->size(); i++) {
-    PETREL_RETURN_IF_ERROR(decode_one((*items)[i], "items[" + std::to_string(i) + "]", &out[i]));
-  }
+  std::vector<T> out;
+  PETREL_RETURN_IF_ERROR(DecodeArray(j, "", "items", decode_one, &out));
   return out;
 }
 
@@ -196,9 +207,7 @@ petrel::Result<json> ParseJson(const std::string& text) {
 }
 
 petrel::Result<WorkloadView> DecodeWorkload(const json& j) {
-  WorkloadView w;
-  PETREL_RETURN_IF_ERROR(DecodeWorkloadAt(j, "", &w));
-  return w;
+  return DecodeOne<WorkloadView>(j, DecodeWorkloadAt);
 }
 
 petrel::Result<std::vector<WorkloadView>> DecodeWorkloadList(const json& j) {
@@ -206,9 +215,7 @@ petrel::Result<std::vector<WorkloadView>> DecodeWorkloadList(const json& j) {
 }
 
 petrel::Result<EventView> DecodeEvent(const json& j) {
-  EventView e;
-  PETREL_RETURN_IF_ERROR(DecodeEventAt(j, "", &e));
-  return e;
+  return DecodeOne<EventView>(j, DecodeEventAt);
 }
 
 petrel::Result<std::vector<EventView>> DecodeEventList(const json& j) {
@@ -219,11 +226,7 @@ petrel::Result<std::vector<ApplyResultView>> DecodeApplyResults(const json& j) {
   return DecodeItems<ApplyResultView>(j, DecodeApplyResultAt);
 }
 
-petrel::Result<NodeView> DecodeNode(const json& j) {
-  NodeView n;
-  PETREL_RETURN_IF_ERROR(DecodeNodeAt(j, "", &n));
-  return n;
-}
+petrel::Result<NodeView> DecodeNode(const json& j) { return DecodeOne<NodeView>(j, DecodeNodeAt); }
 
 petrel::Result<std::vector<NodeView>> DecodeNodeList(const json& j) {
   return DecodeItems<NodeView>(j, DecodeNodeAt);
@@ -244,14 +247,7 @@ petrel::Result<ClusterView> DecodeCluster(const json& j) {
   PETREL_RETURN_IF_ERROR(Get(*settings, "settings", "heartbeat", &c.heartbeat));
   PETREL_RETURN_IF_ERROR(Get(*settings, "settings", "nodeLostAfter", &c.node_lost_after));
   PETREL_RETURN_IF_ERROR(Get(*settings, "settings", "fenceAfter", &c.fence_after));
-  auto members = j.find("members");
-  if (members == j.end()) return Bad("members", "is missing");
-  if (!members->is_array()) return Bad("members", "must be an array");
-  c.members.assign(members->size(), NodeView());
-  for (size_t i = 0; i < members->size(); i++) {
-    PETREL_RETURN_IF_ERROR(
-        DecodeNodeAt((*members)[i], "members[" + std::to_string(i) + "]", &c.members[i]));
-  }
+  PETREL_RETURN_IF_ERROR(DecodeArray(j, "", "members", DecodeNodeAt, &c.members));
   return c;
 }
 

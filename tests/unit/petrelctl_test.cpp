@@ -333,10 +333,10 @@ TEST_CASE("petrelctl: nodes and the cluster decode strictly, naming the field") 
       {[](json* j) { j->erase("term"); }, "term: is missing"},
       {[](json* j) { (*j)["members"] = json::object(); }, "members: must be an array"},
   };
-  for (const auto& c : cases) {
+  for (const auto& bad : cases) {
     json j = ServerCluster();
-    c.first(&j);
-    CHECK(DecodeCluster(j).status().message() == c.second);
+    bad.first(&j);
+    CHECK(DecodeCluster(j).status().message() == bad.second);
   }
   CHECK(DecodeNodeList(json::object()).status().message() == "items: is missing");
   CHECK(DecodeToken(ParseJson(R"({"token":"K10::s"})").value()).value() == "K10::s");
