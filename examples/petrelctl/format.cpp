@@ -42,8 +42,63 @@ Status Get(const json& o, const std::string& prefix, const char* key, std::strin
   return Status::OK();
 }
 
+Status Get(const json& o, const std::string& prefix, const char* key, uint64_t* out) {
+  auto it = o.find(key);
+  if (it == o.end()) return Bad(Path(prefix, key), "is missing");
+  if (!it->is_number_unsigned()) return Bad(Path(prefix, key), "must be an unsigned integer");
+  *out = it->get<uint64_t>();
+  return Status::OK();
+}
+
+Status Get(const json& o, const std::string& prefix, const char* key, bool* out) {
+  auto it = o.find(key);
+  if (it == o.end()) return Bad(Path(prefix, key), "is missing");
+  if (!it->is_boolean()) return Bad(Path(prefix, key), "must be true or false");
+  *out = it->get<bool>();
+  return Status::OK();
+}
+
+Status Get(const json& o, const std::string& prefix, const char* key,
+           std::map<std::string, std::string>* out) {
+  auto it = o.find(key);
+  std::string path = Path(prefix, key);
+  if (it == o.end()) return Bad(path, "is missing");
+  if (!it->is_object()) return Bad(path, "must be an object");
+  out->clear();
+  for (const auto& [k, v] : it->items()) {
+    if (!v.is_string()) return Bad(path + "." + k, "must be a string");
+    (*out)[k] = v.get<std::string>();
+  }
+  return Status::OK();
+}
+
 Status ExpectObject(const json& j, const std::string& path) {
   return j.is_object() ? Status::OK() : Bad(path.empty() ? "(top)" : path, "must be an object");
+}
+
+// Decodes the array o[key] into *out with `decode_one` per item, whose path in errors
+// is "prefix.key[i]".
+template <typename T, typename F>
+Status DecodeArray(const json& o, const std::string& prefix, const char* key, F decode_one,
+                   std::vector<T>* out) {
+  auto array = o.find(key);
+  std::string path = Path(prefix, key);
+  if (array == o.end()) return Bad(path, "is missing");
+  if (!array->is_array()) return Bad(path, "must be an array");
+  out->assign(array->size(), T());
+  for (size_t i = 0; i < array->size(); i++) {
+    PETREL_RETURN_IF_ERROR(
+        decode_one((*array)[i], path + "[" + std::to_string(i) + "]", &(*out)[i]));
+  }
+  return Status::OK();
+}
+
+// One object decoded with `decode_at` from the top.
+template <typename T, typename F>
+petrel::Result<T> DecodeOne(const json& j, F decode_at) {
+  T out;
+  PETREL_RETURN_IF_ERROR(decode_at(j, "", &out));
+  return out;
 }
 
 Status DecodeReplica(const json& j, const std::string& path, ReplicaView* r) {
@@ -54,6 +109,7 @@ Status DecodeReplica(const json& j, const std::string& path, ReplicaView* r) {
   PETREL_RETURN_IF_ERROR(Get(j, path, "pid", &r->pid));
   PETREL_RETURN_IF_ERROR(Get(j, path, "restarts", &r->restarts));
   PETREL_RETURN_IF_ERROR(Get(j, path, "lastExitCode", &r->last_exit_code));
+  if (j.contains("node")) PETREL_RETURN_IF_ERROR(Get(j, path, "node", &r->node));
   return Get(j, path, "message", &r->message);
 }
 
@@ -72,16 +128,7 @@ Status DecodeWorkloadAt(const json& j, const std::string& path, WorkloadView* w)
   PETREL_RETURN_IF_ERROR(ExpectObject(*spec, Path(path, "spec")));
   w->spec = *spec;
   PETREL_RETURN_IF_ERROR(Get(*spec, Path(path, "spec"), "image", &w->image));
-  auto replicas = j.find("replicas");
-  std::string rpath = Path(path, "replicas");
-  if (replicas == j.end()) return Bad(rpath, "is missing");
-  if (!replicas->is_array()) return Bad(rpath, "must be an array");
-  w->replicas.assign(replicas->size(), ReplicaView());
-  for (size_t i = 0; i < replicas->size(); i++) {
-    PETREL_RETURN_IF_ERROR(
-        DecodeReplica((*replicas)[i], rpath + "[" + std::to_string(i) + "]", &w->replicas[i]));
-  }
-  return Status::OK();
+  return DecodeArray(j, path, "replicas", DecodeReplica, &w->replicas);
 }
 
 Status DecodeEventAt(const json& j, const std::string& path, EventView* e) {
@@ -100,25 +147,33 @@ Status DecodeApplyResultAt(const json& j, const std::string& path, ApplyResultVi
   return Get(j, path, "outcome", &r->outcome);
 }
 
+Status DecodeNodeAt(const json& j, const std::string& path, NodeView* n) {
+  PETREL_RETURN_IF_ERROR(ExpectObject(j, path));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "name", &n->name));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "id", &n->id));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "role", &n->role));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "status", &n->status));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "leader", &n->leader));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "address", &n->address));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "labels", &n->labels));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "joinedAt", &n->joined_at));
+  return Get(j, path, "lastHeard", &n->last_heard);
+}
+
 // Decodes {"items":[...]} with `decode_one` per item.
 template <typename T, typename F>
 petrel::Result<std::vector<T>> DecodeItems(const json& j, F decode_one) {
   PETREL_RETURN_IF_ERROR(ExpectObject(j, ""));
-  auto items = j.find("items");
-  if (items == j.end()) return Bad("items", "is missing");
-  if (!items->is_array()) return Bad("items", "must be an array");
-  std::vector<T> out(items->size());
-  for (size_t i = 0; i < items->size(); i++) {
-    PETREL_RETURN_IF_ERROR(decode_one((*items)[i], "items[" + std::to_string(i) + "]", &out[i]));
-  }
+  std::vector<T> out;
+  PETREL_RETURN_IF_ERROR(DecodeArray(j, "", "items", decode_one, &out));
   return out;
 }
 
 // Phases from the one furthest from serving to Running; unknown ones rank before all.
 int PhaseRank(const std::string& phase) {
   static constexpr petrel::Phase kWorstFirst[] = {
-      petrel::Phase::kCrashLoop, petrel::Phase::kExited,   petrel::Phase::kStopping,
-      petrel::Phase::kPending,   petrel::Phase::kPulling,  petrel::Phase::kCreating,
+      petrel::Phase::kCrashLoop, petrel::Phase::kExited,  petrel::Phase::kStopping,
+      petrel::Phase::kPending,   petrel::Phase::kPulling, petrel::Phase::kCreating,
       petrel::Phase::kRunning,
   };
   for (size_t i = 0; i < std::size(kWorstFirst); i++) {
@@ -152,9 +207,7 @@ petrel::Result<json> ParseJson(const std::string& text) {
 }
 
 petrel::Result<WorkloadView> DecodeWorkload(const json& j) {
-  WorkloadView w;
-  PETREL_RETURN_IF_ERROR(DecodeWorkloadAt(j, "", &w));
-  return w;
+  return DecodeOne<WorkloadView>(j, DecodeWorkloadAt);
 }
 
 petrel::Result<std::vector<WorkloadView>> DecodeWorkloadList(const json& j) {
@@ -162,9 +215,7 @@ petrel::Result<std::vector<WorkloadView>> DecodeWorkloadList(const json& j) {
 }
 
 petrel::Result<EventView> DecodeEvent(const json& j) {
-  EventView e;
-  PETREL_RETURN_IF_ERROR(DecodeEventAt(j, "", &e));
-  return e;
+  return DecodeOne<EventView>(j, DecodeEventAt);
 }
 
 petrel::Result<std::vector<EventView>> DecodeEventList(const json& j) {
@@ -173,6 +224,39 @@ petrel::Result<std::vector<EventView>> DecodeEventList(const json& j) {
 
 petrel::Result<std::vector<ApplyResultView>> DecodeApplyResults(const json& j) {
   return DecodeItems<ApplyResultView>(j, DecodeApplyResultAt);
+}
+
+petrel::Result<NodeView> DecodeNode(const json& j) { return DecodeOne<NodeView>(j, DecodeNodeAt); }
+
+petrel::Result<std::vector<NodeView>> DecodeNodeList(const json& j) {
+  return DecodeItems<NodeView>(j, DecodeNodeAt);
+}
+
+petrel::Result<ClusterView> DecodeCluster(const json& j) {
+  ClusterView c;
+  PETREL_RETURN_IF_ERROR(ExpectObject(j, ""));
+  PETREL_RETURN_IF_ERROR(Get(j, "", "member", &c.member));
+  PETREL_RETURN_IF_ERROR(Get(j, "", "clusterId", &c.cluster_id));
+  PETREL_RETURN_IF_ERROR(Get(j, "", "self", &c.self));
+  PETREL_RETURN_IF_ERROR(Get(j, "", "leader", &c.leader));
+  PETREL_RETURN_IF_ERROR(Get(j, "", "term", &c.term));
+  PETREL_RETURN_IF_ERROR(Get(j, "", "appliedIndex", &c.applied_index));
+  auto settings = j.find("settings");
+  if (settings == j.end()) return Bad("settings", "is missing");
+  PETREL_RETURN_IF_ERROR(ExpectObject(*settings, "settings"));
+  PETREL_RETURN_IF_ERROR(Get(*settings, "settings", "heartbeat", &c.heartbeat));
+  PETREL_RETURN_IF_ERROR(Get(*settings, "settings", "nodeLostAfter", &c.node_lost_after));
+  PETREL_RETURN_IF_ERROR(Get(*settings, "settings", "fenceAfter", &c.fence_after));
+  PETREL_RETURN_IF_ERROR(DecodeArray(j, "", "members", DecodeNodeAt, &c.members));
+  return c;
+}
+
+petrel::Result<std::string> DecodeToken(const json& j) {
+  std::string token;
+  PETREL_RETURN_IF_ERROR(ExpectObject(j, ""));
+  PETREL_RETURN_IF_ERROR(Get(j, "", "token", &token));
+  if (token.empty()) return Bad("token", "is empty");
+  return token;
 }
 
 json StableJson(const std::vector<WorkloadView>& workloads) {
@@ -186,7 +270,8 @@ json StableJson(const std::vector<WorkloadView>& workloads) {
                           {"pid", r.pid},
                           {"restarts", r.restarts},
                           {"lastExitCode", r.last_exit_code},
-                          {"message", r.message}});
+                          {"message", r.message},
+                          {"node", r.node}});
     }
     items.push_back({{"name", w.name},
                      {"phase", WorkloadPhase(w)},
@@ -379,6 +464,11 @@ std::string Or(const std::string& value, const std::string& fallback) {
   return value.empty() ? fallback : value;
 }
 
+// "2026-11-28 06:01:02 (5m ago)", or `never` for 0.
+std::string TimeAndAge(petrel::TimeMs t, petrel::TimeMs now, const std::string& never) {
+  return t == 0 ? never : LocalTime(t) + " (" + HumanDuration(now - t) + " ago)";
+}
+
 }  // namespace
 
 std::string DescribeText(const WorkloadView& w, const petrel::WorkloadSpec& spec,
@@ -440,15 +530,13 @@ std::string DescribeText(const WorkloadView& w, const petrel::WorkloadSpec& spec
   }
   Field(&out, "Mounts", mounts);
   Field(&out, "Generation", std::to_string(w.generation) + " (spec hash " + w.spec_hash + ")");
-  Field(&out, "Created",
-        LocalTime(w.created_at) + " (" + HumanDuration(now - w.created_at) + " ago)");
-  Field(&out, "Updated",
-        LocalTime(w.updated_at) + " (" + HumanDuration(now - w.updated_at) + " ago)");
+  Field(&out, "Created", TimeAndAge(w.created_at, now, "-"));
+  Field(&out, "Updated", TimeAndAge(w.updated_at, now, "-"));
 
   std::vector<std::vector<std::string>> replicas = {
-      {"INDEX", "PHASE", "CONTAINER", "PID", "RESTARTS", "LAST-EXIT", "MESSAGE"}};
+      {"INDEX", "NODE", "PHASE", "CONTAINER", "PID", "RESTARTS", "LAST-EXIT", "MESSAGE"}};
   for (const ReplicaView& rv : w.replicas) {
-    replicas.push_back({std::to_string(rv.index), rv.phase,
+    replicas.push_back({std::to_string(rv.index), Or(rv.node, "-"), rv.phase,
                         rv.container_id.empty() ? "-" : rv.container_id.substr(0, 12),
                         rv.pid == 0 ? "-" : std::to_string(rv.pid), std::to_string(rv.restarts),
                         rv.last_exit_code < 0 ? "-" : std::to_string(rv.last_exit_code),
@@ -461,6 +549,74 @@ std::string DescribeText(const WorkloadView& w, const petrel::WorkloadSpec& spec
     rows.push_back({row[0], row[2], row[3], row[4]});
   }
   Section(&out, "Events", rows);
+  return out;
+}
+
+std::vector<std::string> NodeHeader() {
+  return {"NAME", "ROLE", "STATUS", "LEADER", "ADDRESS", "AGE"};
+}
+
+std::vector<std::string> NodeRow(const NodeView& n, petrel::TimeMs now) {
+  return {n.name,    n.role,
+          n.status,  n.leader ? "yes" : "no",
+          n.address, n.joined_at == 0 ? "-" : HumanDuration(now - n.joined_at)};
+}
+
+namespace {
+
+std::vector<std::vector<std::string>> NodeTable(const std::vector<NodeView>& nodes,
+                                                petrel::TimeMs now) {
+  std::vector<std::vector<std::string>> rows = {NodeHeader()};
+  for (const NodeView& n : nodes) rows.push_back(NodeRow(n, now));
+  return rows;
+}
+
+}  // namespace
+
+std::string ClusterStatusText(const ClusterView& c, petrel::TimeMs now) {
+  if (!c.member) {
+    return "Node " + Clean(c.self) +
+           " is not in a cluster yet: run 'petrelctl cluster init' on it to start one, or\n"
+           "restart its petreld with --join ADDR:PORT --token TOKEN to join one.\n";
+  }
+  std::string out;
+  Field(&out, "Cluster", c.cluster_id);
+  Field(&out, "This Node", c.self);
+  Field(&out, "Leader",
+        c.leader.empty() ? "<none> (no quorum, or an election is under way)" : c.leader);
+  Field(&out, "Term", std::to_string(c.term));
+  Field(&out, "Applied Index", std::to_string(c.applied_index));
+  Field(&out, "Settings",
+        "heartbeat " + c.heartbeat + ", node lost after " + c.node_lost_after + ", fence after " +
+            c.fence_after);
+  Section(&out, "Members", NodeTable(c.members, now));
+  return out;
+}
+
+std::string DescribeNodeText(const NodeView& n, const std::vector<WorkloadView>& workloads,
+                             petrel::TimeMs now) {
+  std::string out;
+  Field(&out, "Name", n.name);
+  Field(&out, "ID", std::to_string(n.id));
+  Field(&out, "Role", n.role == "witness" ? "witness (votes, runs no workloads)" : n.role);
+  Field(&out, "Status", n.status);
+  Field(&out, "Leader", n.leader ? "yes" : "no");
+  Field(&out, "Address", n.address);
+  std::vector<std::string> labels;
+  for (const auto& [key, value] : n.labels) labels.push_back(key + "=" + value);
+  Field(&out, "Labels", labels);
+  Field(&out, "Joined", TimeAndAge(n.joined_at, now, "-"));
+  Field(&out, "Last Heard", TimeAndAge(n.last_heard, now, "never"));
+  std::vector<std::vector<std::string>> replicas = {
+      {"WORKLOAD", "REPLICA", "PHASE", "RESTARTS", "CONTAINER"}};
+  for (const WorkloadView& w : workloads) {
+    for (const ReplicaView& r : w.replicas) {
+      if (r.node != n.name) continue;
+      replicas.push_back({w.name, std::to_string(r.index), r.phase, std::to_string(r.restarts),
+                          r.container_id.empty() ? "-" : r.container_id.substr(0, 12)});
+    }
+  }
+  Section(&out, "Replicas", replicas);
   return out;
 }
 

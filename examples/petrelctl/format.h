@@ -5,6 +5,7 @@
 #define PETREL_EXAMPLES_PETRELCTL_FORMAT_H_
 
 #include <cstdint>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -26,6 +27,7 @@ struct ReplicaView {
   int64_t restarts = 0;
   int64_t last_exit_code = -1;
   std::string message;
+  std::string node;  // the node it runs on; "" from a petreld that does not say
 };
 
 struct WorkloadView {
@@ -57,6 +59,34 @@ struct ApplyResultView {
   std::string outcome;  // "created", "configured" or "unchanged"
 };
 
+// A member of the cluster, as GET /v1/nodes answers.
+struct NodeView {
+  std::string name;
+  uint64_t id = 0;
+  std::string role;    // "voter" or "witness"
+  std::string status;  // "Ready", "Lost" or "Draining"
+  bool leader = false;
+  std::string address;
+  std::map<std::string, std::string> labels;
+  petrel::TimeMs joined_at = 0;
+  petrel::TimeMs last_heard = 0;  // 0: never
+};
+
+// GET /v1/cluster's answer.
+struct ClusterView {
+  bool member = false;
+  std::string cluster_id;
+  std::string self;
+  std::string leader;  // "" while there is none
+  uint64_t term = 0;
+  uint64_t applied_index = 0;
+  // Durations as petreld writes them ("200ms").
+  std::string heartbeat;
+  std::string node_lost_after;
+  std::string fence_after;
+  std::vector<NodeView> members;
+};
+
 // Parses without throwing; the error says what was expected and where it broke.
 petrel::Result<json> ParseJson(const std::string& text);
 
@@ -67,10 +97,14 @@ petrel::Result<std::vector<WorkloadView>> DecodeWorkloadList(const json& j);  //
 petrel::Result<EventView> DecodeEvent(const json& j);
 petrel::Result<std::vector<EventView>> DecodeEventList(const json& j);           // {"items":[...]}
 petrel::Result<std::vector<ApplyResultView>> DecodeApplyResults(const json& j);  // {"items":[...]}
+petrel::Result<NodeView> DecodeNode(const json& j);
+petrel::Result<std::vector<NodeView>> DecodeNodeList(const json& j);  // {"items":[...]}
+petrel::Result<ClusterView> DecodeCluster(const json& j);
+petrel::Result<std::string> DecodeToken(const json& j);  // {"token":"..."}
 
 // `get workloads -o json`: exactly {"items":[{"name","phase","desiredReplicas",
 // "readyReplicas","replicas":[{"index","phase","containerId","pid","restarts",
-// "lastExitCode","message"}]}]}, whatever else the server sends. The workload's "phase"
+// "lastExitCode","message","node"}]}]}, whatever else the server sends. The workload's "phase"
 // is WorkloadPhase's.
 json StableJson(const std::vector<WorkloadView>& workloads);
 
@@ -135,6 +169,19 @@ inline constexpr const char kWidestEventType[] = "Terminating";
 // The table rows of `events`: TIME WORKLOAD REPLICA TYPE MESSAGE.
 std::vector<std::string> EventHeader();
 std::vector<std::string> EventRow(const EventView& e);
+
+// The table rows of `get nodes`: NAME ROLE STATUS LEADER ADDRESS AGE.
+std::vector<std::string> NodeHeader();
+std::vector<std::string> NodeRow(const NodeView& n, petrel::TimeMs now);
+
+// `cluster status`: the cluster's id, leader, term and settings and a table of its
+// members; or, for a node that is not a member yet, how to make it one.
+std::string ClusterStatusText(const ClusterView& c, petrel::TimeMs now);
+
+// `describe node`: the node's fields and a table of the replicas of `workloads`
+// that run on it.
+std::string DescribeNodeText(const NodeView& n, const std::vector<WorkloadView>& workloads,
+                             petrel::TimeMs now);
 
 // `describe workload`: the workload's fields, a table of its replicas and `events`
 // (already cut to the ones to show), kubectl-describe style.

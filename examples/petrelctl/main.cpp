@@ -91,6 +91,12 @@ bool IsWorkloadType(const std::string& type) {
   return type == "workload" || type == "workloads" || type == "wl";
 }
 
+bool IsNodeType(const std::string& type) {
+  return type == "node" || type == "nodes" || type == "no";
+}
+
+constexpr const char kTypes[] = "(petrelctl has workloads and nodes)";
+
 // GETs `target` and decodes the JSON answer with `decode`.
 template <typename Decode>
 auto Fetch(Client& client, const std::string& target, Decode decode)
@@ -105,6 +111,15 @@ auto Fetch(Client& client, const std::string& target, Decode decode)
   return decoded;
 }
 
+// A decoder for Fetch that checks the answer with `decode` and keeps it as it is.
+template <typename Decode>
+auto Checked(Decode decode) {
+  return [decode](const json& j) -> petrel::Result<json> {
+    PETREL_RETURN_IF_ERROR(decode(j).status());
+    return j;
+  };
+}
+
 // Every event (of `workload`, when not empty), oldest first, paging through the
 // event log; only the last `keep_last` when that is not 0. With `raw`, also the
 // server's own objects.
@@ -115,11 +130,7 @@ Status ListEvents(Client& client, const std::string& workload, size_t keep_last,
     std::string target =
         "/v1/events?after=" + std::to_string(after) + "&limit=" + std::to_string(kEventPage);
     if (!workload.empty()) target += "&workload=" + UrlEscape(workload);
-    auto checked = [](const json& j) -> petrel::Result<json> {
-      PETREL_RETURN_IF_ERROR(DecodeEventList(j).status());
-      return j;
-    };
-    PETREL_ASSIGN_OR_RETURN(const json page, Fetch(client, target, checked));
+    PETREL_ASSIGN_OR_RETURN(const json page, Fetch(client, target, Checked(DecodeEventList)));
     const json& items = page.at("items");  // there: DecodeEventList checked
     for (const json& item : items) {
       events->push_back(DecodeEvent(item).value());
@@ -183,13 +194,45 @@ int RunApply(Client& client, const ParsedArgs& args, const Command& self) {
 
 // --- get ---
 
+// `get nodes [NAME]`: the table, or -o json the server's NODE objects as they are.
+int GetNodes(Client& client, const ParsedArgs& args, const Command& self) {
+  const auto& pos = args.positional;
+  std::string output = args.Last("output");
+  if (output != "" && output != "json") {
+    return UsageError(&self, "unknown output format \"" + output + "\" for nodes (json)");
+  }
+  std::vector<NodeView> nodes;
+  json items = json::array();
+  if (pos.size() == 2) {
+    auto node = Fetch(client, "/v1/nodes/" + UrlEscape(pos[1]), Checked(DecodeNode));
+    if (!node.ok()) return Fail(node.status());
+    nodes.push_back(DecodeNode(*node).value());
+    items.push_back(std::move(*node));
+  } else {
+    auto list = Fetch(client, "/v1/nodes", Checked(DecodeNodeList));
+    if (!list.ok()) return Fail(list.status());
+    nodes = DecodeNodeList(*list).value();
+    items = std::move(list->at("items"));
+  }
+  if (output == "json") {
+    Print(PrettyJson(json{{"items", std::move(items)}}) + "\n");
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows = {NodeHeader()};
+  petrel::TimeMs now = NowMs();
+  for (const NodeView& n : nodes) rows.push_back(NodeRow(n, now));
+  Print(FormatTable(rows));
+  return 0;
+}
+
 int RunGet(Client& client, const ParsedArgs& args, const Command& self) {
   const auto& pos = args.positional;
-  if (pos.empty()) return UsageError(&self, "missing the resource type (workloads)");
-  if (!IsWorkloadType(pos[0])) {
-    return UsageError(&self, "unknown resource type \"" + pos[0] + "\" (petrelctl has workloads)");
+  if (pos.empty()) return UsageError(&self, "missing the resource type (workloads or nodes)");
+  if (!IsWorkloadType(pos[0]) && !IsNodeType(pos[0])) {
+    return UsageError(&self, "unknown resource type \"" + pos[0] + "\" " + kTypes);
   }
   if (pos.size() > 2) return UsageError(&self, "unexpected argument \"" + pos[2] + "\"");
+  if (IsNodeType(pos[0])) return GetNodes(client, args, self);
   std::string output = args.Last("output");
   if (output != "" && output != "json" && output != "wide") {
     return UsageError(&self, "unknown output format \"" + output + "\" (json or wide)");
@@ -224,13 +267,22 @@ int RunGet(Client& client, const ParsedArgs& args, const Command& self) {
 
 int RunDescribe(Client& client, const ParsedArgs& args, const Command& self) {
   const auto& pos = args.positional;
-  if (pos.empty()) return UsageError(&self, "missing the resource type (workload)");
-  if (!IsWorkloadType(pos[0])) {
-    return UsageError(&self, "unknown resource type \"" + pos[0] + "\" (petrelctl has workloads)");
+  if (pos.empty()) return UsageError(&self, "missing the resource type (workload or node)");
+  if (!IsWorkloadType(pos[0]) && !IsNodeType(pos[0])) {
+    return UsageError(&self, "unknown resource type \"" + pos[0] + "\" " + kTypes);
   }
-  if (pos.size() < 2) return UsageError(&self, "missing the workload's NAME");
+  const char* kind = IsNodeType(pos[0]) ? "node" : "workload";
+  if (pos.size() < 2) return UsageError(&self, std::string("missing the ") + kind + "'s NAME");
   if (pos.size() > 2) return UsageError(&self, "unexpected argument \"" + pos[2] + "\"");
   const std::string& name = pos[1];
+  if (IsNodeType(pos[0])) {
+    auto node = Fetch(client, "/v1/nodes/" + UrlEscape(name), DecodeNode);
+    if (!node.ok()) return Fail(node.status());
+    auto workloads = Fetch(client, "/v1/workloads", DecodeWorkloadList);
+    if (!workloads.ok()) return Fail(workloads.status());
+    Print(DescribeNodeText(*node, *workloads, NowMs()));
+    return 0;
+  }
   auto w = Fetch(client, "/v1/workloads/" + UrlEscape(name), DecodeWorkload);
   if (!w.ok()) return Fail(w.status());
   auto spec = petrel::SpecFromJson(w->spec.dump(-1, ' ', false, json::error_handler_t::replace));
@@ -265,9 +317,11 @@ int RunDelete(Client& client, const ParsedArgs& args, const Command& self) {
     }
   } else {
     if (pos.empty()) return UsageError(&self, "missing workload NAME or -f FILE|DIR");
+    if (IsNodeType(pos[0])) {
+      return UsageError(&self, "nodes are removed with 'petrelctl cluster remove NODE'");
+    }
     if (!IsWorkloadType(pos[0])) {
-      return UsageError(&self,
-                        "unknown resource type \"" + pos[0] + "\" (petrelctl has workloads)");
+      return UsageError(&self, "unknown resource type \"" + pos[0] + "\" " + kTypes);
     }
     if (pos.size() < 2) return UsageError(&self, "missing the workload's NAME");
     names.assign(pos.begin() + 1, pos.end());
@@ -372,6 +426,96 @@ int RunEvents(Client& client, const ParsedArgs& args, const Command& self) {
   return s.ok() ? 0 : Fail(s);
 }
 
+// --- cluster ---
+
+// The flags of `cluster` and the subcommand each belongs to.
+const std::pair<const char*, const char*> kClusterFlags[] = {
+    {"heartbeat", "init"}, {"node-lost-after", "init"}, {"fence-after", "init"},
+    {"rotate", "token"},   {"output", "status"},
+};
+
+// POSTs `body` (JSON) to `target` and returns the token of the {"token"} answer.
+petrel::Result<std::string> PostForToken(Client& client, const std::string& target,
+                                         const std::string& body) {
+  PETREL_ASSIGN_OR_RETURN(const std::string answer, client.Call("POST", target, body));
+  auto j = ParseJson(answer);
+  auto token = j.ok() ? DecodeToken(*j) : j.status();
+  if (!token.ok()) return token.status().WithContext("unexpected answer from petreld to " + target);
+  return token;
+}
+
+int ClusterInit(Client& client, const ParsedArgs& args, const Command& self) {
+  json body = json::object();
+  const std::pair<const char*, const char*> durations[] = {{"heartbeat", "heartbeat"},
+                                                           {"node-lost-after", "nodeLostAfter"},
+                                                           {"fence-after", "fenceAfter"}};
+  for (const auto& [flag, key] : durations) {
+    if (!args.Has(flag)) continue;
+    std::string value = args.Last(flag);
+    if (auto ms = petrel::ParseDurationMs(value); !ms.ok()) {
+      return UsageError(&self, std::string("--") + flag + ": " + ms.status().message());
+    }
+    body[key] = value;
+  }
+  auto token = PostForToken(client, "/v1/cluster/init", body.dump());
+  if (!token.ok()) return Fail(token.status());
+  Print(
+      "cluster initialised; join other nodes with: petreld --peer-listen ADDR:PORT --join "
+      "THIS_NODE:PORT --token TOKEN, TOKEN being the next line\n" +
+      *token + "\n");
+  return 0;
+}
+
+int ClusterToken(Client& client, const ParsedArgs& args) {
+  petrel::Result<std::string> token = args.Has("rotate")
+                                          ? PostForToken(client, "/v1/cluster/token/rotate", "{}")
+                                          : Fetch(client, "/v1/cluster/token", DecodeToken);
+  if (!token.ok()) return Fail(token.status());
+  Print(*token + "\n");
+  return 0;
+}
+
+int ClusterStatus(Client& client, const ParsedArgs& args, const Command& self) {
+  std::string output = args.Last("output");
+  if (output != "" && output != "json") {
+    return UsageError(&self, "unknown output format \"" + output + "\" (json)");
+  }
+  auto raw = Fetch(client, "/v1/cluster", Checked(DecodeCluster));
+  if (!raw.ok()) return Fail(raw.status());
+  if (output == "json") {
+    Print(PrettyJson(*raw) + "\n");
+    return 0;
+  }
+  Print(ClusterStatusText(DecodeCluster(*raw).value(), NowMs()));
+  return 0;
+}
+
+int RunCluster(Client& client, const ParsedArgs& args, const Command& self) {
+  const auto& pos = args.positional;
+  if (pos.empty()) return UsageError(&self, "missing the subcommand (init, token, status, remove)");
+  const std::string& sub = pos[0];
+  if (sub != "init" && sub != "token" && sub != "status" && sub != "remove") {
+    return UsageError(&self, "unknown subcommand \"" + sub + "\" (init, token, status, remove)");
+  }
+  for (const auto& [flag, owner] : kClusterFlags) {
+    if (args.Has(flag) && sub != owner) {
+      return UsageError(&self, std::string("--") + flag + " is a flag of 'cluster " + owner + "'");
+    }
+  }
+  if (sub == "remove") {
+    if (pos.size() < 2) return UsageError(&self, "missing the NODE to remove");
+    if (pos.size() > 2) return UsageError(&self, "unexpected argument \"" + pos[2] + "\"");
+    auto answer = client.Call("DELETE", "/v1/nodes/" + UrlEscape(pos[1]));
+    if (!answer.ok()) return Fail(answer.status());
+    Print("node.petrel/" + pos[1] + " removed\n");
+    return 0;
+  }
+  if (pos.size() > 1) return UsageError(&self, "unexpected argument \"" + pos[1] + "\"");
+  if (sub == "init") return ClusterInit(client, args, self);
+  if (sub == "token") return ClusterToken(client, args);
+  return ClusterStatus(client, args, self);
+}
+
 // --- version ---
 
 int RunVersion(Client& client, const ParsedArgs& args, const Command& self) {
@@ -416,8 +560,8 @@ const std::vector<Command>& Commands() {
        {{"filename", 'f', "FILE|DIR", "manifest file or directory; repeatable"}},
        RunApply},
       {"get",
-       "get workloads [NAME] [-o json|wide]",
-       "List workloads and the state of their replicas",
+       "get workloads [NAME] [-o json|wide] | get nodes [NAME] [-o json]",
+       "List workloads and the state of their replicas, or the cluster's nodes",
        "Prints NAME, READY (ready/desired replicas), PHASE, RESTARTS (summed over the\n"
        "replicas) and AGE (since first applied). PHASE is the phase all replicas share,\n"
        "else the worst one, in this order: CrashLoop, Exited, Stopping, Pending, Creating,\n"
@@ -426,19 +570,29 @@ const std::vector<Command>& Commands() {
        "\n"
        "  -o wide  adds IMAGE.\n"
        "  -o json  prints {\"items\":[WORKLOAD...]} with sorted keys, each WORKLOAD exactly\n"
-       "           {name, desiredReplicas, readyReplicas, replicas: [{index, phase,\n"
-       "           containerId, pid, restarts, lastExitCode, message}]}; with a NAME too.\n",
+       "           {name, phase, desiredReplicas, readyReplicas, replicas: [{index, phase,\n"
+       "           containerId, pid, restarts, lastExitCode, message, node}]}; with a\n"
+       "           NAME too.\n"
+       "\n"
+       "Nodes (of a cluster): NAME, ROLE (voter or witness), STATUS (Ready, Lost or\n"
+       "Draining), LEADER (yes or no), ADDRESS (where peers reach it) and AGE (since it\n"
+       "joined). -o json prints petreld's {\"items\":[NODE...]} as it is. \"node\" and \"no\"\n"
+       "work as well as \"nodes\".\n",
        "  petrelctl get workloads\n"
-       "  petrelctl get wl web -o json\n",
+       "  petrelctl get wl web -o json\n"
+       "  petrelctl get nodes\n",
        {{"output", 'o', "FORMAT", "json or wide"}},
        RunGet},
       {"describe",
-       "describe workload NAME",
-       "Show one workload in detail, with its recent events",
-       "Prints the workload's spec (image, replicas, restart policy, resources, command,\n"
-       "env, ports, mounts), when it was created and last changed, a table of its replicas,\n"
-       "and its last 20 events.\n",
-       "  petrelctl describe workload web\n",
+       "describe workload NAME | describe node NAME",
+       "Show one workload or node in detail",
+       "A workload: its spec (image, replicas, restart policy, resources, command, env,\n"
+       "ports, mounts), when it was created and last changed, a table of its replicas (with\n"
+       "the node each runs on), and its last 20 events.\n"
+       "A node: its id, role, status, address and labels, when it joined and was last\n"
+       "heard from, and a table of the replicas that run on it.\n",
+       "  petrelctl describe workload web\n"
+       "  petrelctl describe node pi2\n",
        {},
        RunDescribe},
       {"delete",
@@ -476,6 +630,34 @@ const std::vector<Command>& Commands() {
         {"follow", 'f', "", "keep printing new events"},
         {"output", 'o', "FORMAT", "json"}},
        RunEvents},
+      {"cluster",
+       "cluster init|token|status|remove ...",
+       "Start a cluster, print its join token, show it, remove a node",
+       "  cluster init [--heartbeat D] [--node-lost-after D] [--fence-after D]\n"
+       "      Makes this node a one-node cluster (its petreld must run with --peer-listen).\n"
+       "      Prints one line, then the join token as the last line. Durations as in\n"
+       "      manifests (200ms, 1.5s); defaults 200ms, 1.5s, 1s.\n"
+       "  cluster token [--rotate]\n"
+       "      Prints the join token alone; --rotate replaces it (the old one stops working).\n"
+       "  cluster status [-o json]\n"
+       "      The cluster's id, leader, term, settings and members; -o json prints\n"
+       "      petreld's answer as it is.\n"
+       "  cluster remove NODE\n"
+       "      Removes a member; its certificate is refused from then on.\n"
+       "\n"
+       "A node joins by starting its petreld with --peer-listen ADDR:PORT --join ADDR:PORT\n"
+       "--token TOKEN (see petreld --help).\n",
+       "  petrelctl cluster init --node-lost-after 3s\n"
+       "  TOKEN=$(petrelctl cluster token)\n"
+       "  petrelctl cluster status\n"
+       "  petrelctl cluster remove pi3\n",
+       {{"heartbeat", 0, "D", "init: how often nodes heartbeat each other (default 200ms)"},
+        {"node-lost-after", 0, "D", "init: silence after which a node is Lost (default 1.5s)"},
+        {"fence-after", 0, "D",
+         "init: a node cut off this long stops its exclusive workloads (default 1s)"},
+        {"rotate", 0, "", "token: replace the token"},
+        {"output", 'o', "FORMAT", "status: json"}},
+       RunCluster},
       {"version",
        "version",
        "Print petrelctl's version and petreld's",

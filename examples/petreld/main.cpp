@@ -4,12 +4,18 @@
 //   petreld [--config FILE] [--state-dir DIR] [--socket PATH] [--runtime crun|runc|fake]
 //           [--runtime-endpoint ADDR] [--manifests FILE_OR_DIR]
 //           [--log-level debug|info|warn|error] [--node-name NAME]
+//           [--peer-listen ADDR:PORT [--advertise ADDR:PORT] [--join ADDR:PORT --token T]
+//            [--witness] [--node-label KEY=VALUE]...]
+//
+// With --peer-listen it is cluster-capable: the local Orchestrator is wrapped in a
+// petrel::Cluster, which then serves the API and runs on the loop in its place.
 //
 // It offers the runtimes it was built with (PETREL_WITH_CRUN, PETREL_WITH_FAKE), from
 // a petrel::RuntimeRegistry that RegisterRuntimes fills.
 //
 // SIGTERM or SIGINT stops it cleanly (exit 0). Containers keep running: stopping the
 // daemon is not stopping the workloads; the next petreld adopts them.
+#include <arpa/inet.h>
 #include <malloc.h>
 #include <uv.h>
 #include <yaml-cpp/yaml.h>
@@ -31,6 +37,7 @@
 #include <vector>
 
 #include "petrel/api.h"
+#include "petrel/cluster.h"
 #include "petrel/manifest.h"
 #include "petrel/orchestrator.h"
 #include "petrel/port.h"
@@ -75,7 +82,10 @@ std::string Usage(const petrel::RuntimeRegistry& runtimes) {
          names +
          "] [--runtime-endpoint ADDR]\n"
          "               [--manifests FILE_OR_DIR] [--log-level debug|info|warn|error]\n"
-         "               [--node-name NAME] [--loop-probe-ms MS] [--help] [--version]\n"
+         "               [--node-name NAME] [--loop-probe-ms MS]\n"
+         "               [--peer-listen ADDR:PORT [--advertise ADDR:PORT]\n"
+         "                [--join ADDR:PORT --token T] [--witness] [--node-label KEY=VALUE]...]\n"
+         "               [--help] [--version]\n"
          "\n"
          "  --config FILE        YAML with the same keys without dashes (state-dir: /x);\n"
          "                       flags override it\n"
@@ -89,7 +99,21 @@ std::string Usage(const petrel::RuntimeRegistry& runtimes) {
          "  --log-level LEVEL    debug, info, warn or error (default info)\n"
          "  --node-name NAME     this node's name (default: the host name)\n"
          "  --loop-probe-ms MS   measure the loop's stalls with a timer every MS ms\n"
-         "                       (1..1000; GET /v1/debug/loop reports them; default off)\n";
+         "                       (1..1000; GET /v1/debug/loop reports them; default off)\n"
+         "\n"
+         "Clusters (ADDR is an IPv4 address or an [IPv6] one in brackets):\n"
+         "  --peer-listen ADDR:PORT\n"
+         "                       make this node cluster-capable: peers' mutual-TLS port;\n"
+         "                       then 'petrelctl cluster init' starts a cluster here.\n"
+         "                       Without it petreld opens no port.\n"
+         "  --advertise ADDR:PORT\n"
+         "                       where peers reach this node (default: --peer-listen;\n"
+         "                       required when that is 0.0.0.0 or [::])\n"
+         "  --join ADDR:PORT     join the cluster of this member (with --token)\n"
+         "  --token T            the join token ('petrelctl cluster token' on a member)\n"
+         "  --witness            vote in the cluster, run no workloads\n"
+         "  --node-label KEY=VALUE\n"
+         "                       a label of this node, for scheduling; repeatable\n";
 }
 
 // --loop-probe-ms: 1..1000, else 0 (off, or not a valid value).
@@ -101,10 +125,57 @@ int64_t ProbeMs(const std::string& text) {
 }
 
 // The settings, by their flag names without dashes; keys of the config file too.
-const char* const kKeys[] = {"state-dir", "socket",    "runtime",   "runtime-endpoint",
-                             "manifests", "log-level", "node-name", "loop-probe-ms"};
+// --node-label, repeatable, goes to Labels instead.
+const char* const kKeys[] = {"state-dir",   "socket",    "runtime",   "runtime-endpoint",
+                             "manifests",   "log-level", "node-name", "loop-probe-ms",
+                             "peer-listen", "advertise", "join",      "token",
+                             "witness",     "node-label"};
 
 using Settings = std::map<std::string, std::string>;
+using Labels = std::map<std::string, std::string>;
+
+// Settings that only mean something in a cluster, so need --peer-listen.
+const char* const kClusterKeys[] = {"advertise", "join", "token", "witness"};
+
+// Reads "KEY=VALUE" into *labels (a KEY given again replaces the value). Returns an
+// error message, or "" when it is a valid label.
+std::string AddLabel(const std::string& text, Labels* labels) {
+  size_t eq = text.find('=');
+  if (eq == std::string::npos) return "node-label \"" + text + "\" is not KEY=VALUE";
+  std::string key = text.substr(0, eq), value = text.substr(eq + 1);
+  if (petrel::Status s = petrel::ValidateLabel(key, value); !s.ok()) {
+    return "node-label: " + s.message();
+  }
+  (*labels)[key] = value;
+  return "";
+}
+
+// "" when `text` is ADDR:PORT, with ADDR an IPv4 address or an IPv6 one in brackets
+// and PORT in 1..65535 (a wildcard ADDR only where `wildcard_ok`); else why not.
+std::string CheckAddress(const std::string& key, const std::string& text, bool wildcard_ok) {
+  const std::string bad =
+      key + " \"" + text + "\" is not ADDR:PORT (e.g. 10.0.0.5:7400, [fd00::5]:7400)";
+  size_t colon = text.rfind(':');
+  if (colon == std::string::npos) return bad;
+  std::string host = text.substr(0, colon), port = text.substr(colon + 1);
+  int family = AF_INET;
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    family = AF_INET6;
+    host = host.substr(1, host.size() - 2);
+  }
+  unsigned char addr[16];
+  int number = 0;
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), number);
+  if (inet_pton(family, host.c_str(), addr) != 1 || ec != std::errc() ||
+      end != port.data() + port.size() || number < 1 || number > 65535) {
+    return bad;
+  }
+  if (!wildcard_ok && (host == "0.0.0.0" ||
+                       (family == AF_INET6 && host.find_first_not_of(":0") == std::string::npos))) {
+    return key + " \"" + text + "\": a wildcard address is not one peers can reach";
+  }
+  return "";
+}
 
 bool IsKey(const std::string& key) {
   for (const char* k : kKeys) {
@@ -118,9 +189,10 @@ int BadUsage(const std::string& message) {
   return 2;
 }
 
-// Reads the config file into the keys the flags left unset. On error, false with
-// "FILE:LINE: what" in *error.
-bool LoadConfig(const std::string& path, Settings* settings, std::string* error) {
+// Reads the config file into the keys the flags left unset, and its node-label map
+// into the labels the flags did not give. On error, false with "FILE:LINE: what" in
+// *error.
+bool LoadConfig(const std::string& path, Settings* settings, Labels* labels, std::string* error) {
   try {
     YAML::Node root = YAML::LoadFile(path);
     if (root.IsNull()) return true;
@@ -137,6 +209,25 @@ bool LoadConfig(const std::string& path, Settings* settings, std::string* error)
         for (const char* k : kKeys) known += std::string(known.empty() ? "" : ", ") + k;
         *error = where + "unknown key \"" + key + "\" (known: " + known + ")";
         return false;
+      }
+      if (key == "node-label") {
+        if (!kv.second.IsMap()) {
+          *error = where + "node-label: must be a map of KEY: VALUE";
+          return false;
+        }
+        Labels from_file;
+        for (const auto& label : kv.second) {
+          std::string bad =
+              label.first.IsScalar() && label.second.IsScalar()
+                  ? AddLabel(label.first.Scalar() + "=" + label.second.Scalar(), &from_file)
+                  : "node-label: each label must be KEY: VALUE";
+          if (!bad.empty()) {
+            *error = path + ":" + std::to_string(label.first.Mark().line + 1) + ": " + bad;
+            return false;
+          }
+        }
+        labels->insert(from_file.begin(), from_file.end());  // a flag's value wins
+        continue;
       }
       if (!kv.second.IsScalar()) {
         *error = where + key + ": must be a single value";
@@ -173,7 +264,10 @@ struct Daemon {
   uv_loop_t loop;
   uv_signal_t sigterm;
   uv_signal_t sigint;
+  // The Orchestrator petreld runs and serves: the local one, or with --peer-listen the
+  // Cluster wrapped around it (then `cluster` points to it too).
   std::unique_ptr<petrel::Orchestrator> orch;
+  petrel::Cluster* cluster = nullptr;
   std::unique_ptr<petrel::ApiServer> server;
   petrel::LogSink log;
   // The host: the service manager hears READY=1 and STOPPING=1 through it.
@@ -202,10 +296,10 @@ void OnSignal(uv_signal_t* handle, int signum) {
   uv_close(reinterpret_cast<uv_handle_t*>(&d->sigint), nullptr);
 }
 
-// Reads the flags into *flags and the --config file's name into *config. Returns an
-// exit code when petreld is to stop here (--help, --version, a bad flag).
+// Reads the flags into *flags and *labels and the --config file's name into *config.
+// Returns an exit code when petreld is to stop here (--help, --version, a bad flag).
 std::optional<int> ParseFlags(int argc, char** argv, const petrel::RuntimeRegistry& runtimes,
-                              Settings* flags, std::string* config) {
+                              Settings* flags, Labels* labels, std::string* config) {
   for (int i = 1; i < argc; i++) {
     std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") {
@@ -222,12 +316,16 @@ std::optional<int> ParseFlags(int argc, char** argv, const petrel::RuntimeRegist
     if (eq != std::string::npos) {
       value = key.substr(eq + 1);
       key = key.substr(0, eq);
+    } else if (key == "witness") {  // a switch; --witness=false turns it off
+      value = "true";
     } else if (key == "config" || IsKey(key)) {
       if (i + 1 >= argc) return BadUsage("--" + key + " needs a value");
       value = argv[++i];
     }
     if (key == "config") {
       *config = value;
+    } else if (key == "node-label") {
+      if (std::string bad = AddLabel(value, labels); !bad.empty()) return BadUsage(bad);
     } else if (IsKey(key)) {
       (*flags)[key] = value;
     } else {
@@ -237,15 +335,48 @@ std::optional<int> ParseFlags(int argc, char** argv, const petrel::RuntimeRegist
   return std::nullopt;
 }
 
+// The cluster settings, checked: addresses, and the flags that need others.
+std::optional<int> CheckClusterSettings(Settings& settings, const Labels& labels) {
+  const std::string witness = settings.count("witness") ? settings["witness"] : "false";
+  if (witness != "true" && witness != "false") {
+    return BadUsage("witness \"" + witness + "\" is not true or false");
+  }
+  if (!settings.count("peer-listen")) {
+    for (const char* key : kClusterKeys) {
+      if (settings.count(key) && !(key == std::string("witness") && witness == "false")) {
+        return BadUsage(std::string("--") + key + " needs --peer-listen ADDR:PORT");
+      }
+    }
+    if (!labels.empty()) return BadUsage("--node-label needs --peer-listen ADDR:PORT");
+    return std::nullopt;
+  }
+  for (const char* key : {"peer-listen", "advertise", "join"}) {
+    if (!settings.count(key) || settings[key].empty()) continue;  // empty: checked below
+    if (std::string bad = CheckAddress(key, settings[key], key == std::string("peer-listen"));
+        !bad.empty()) {
+      return BadUsage(bad);
+    }
+  }
+  if (settings.count("join") && !settings.count("token")) {
+    return BadUsage("--join needs --token T (run 'petrelctl cluster token' on a member)");
+  }
+  if (settings.count("token") && !settings.count("join")) {
+    return BadUsage("--token needs --join ADDR:PORT (the member whose token it is)");
+  }
+  return std::nullopt;
+}
+
 // The settings: the flags, then the config file, then the defaults, checked. Returns
 // an exit code when petreld is to stop here.
 std::optional<int> ReadSettings(int argc, char** argv, const petrel::RuntimeRegistry& runtimes,
-                                Settings* settings, petrel::LogLevel* level) {
+                                Settings* settings, Labels* labels, petrel::LogLevel* level) {
   std::string config;
-  if (std::optional<int> done = ParseFlags(argc, argv, runtimes, settings, &config)) return done;
+  if (std::optional<int> done = ParseFlags(argc, argv, runtimes, settings, labels, &config)) {
+    return done;
+  }
   if (!config.empty()) {
     std::string error;
-    if (!LoadConfig(config, settings, &error)) {
+    if (!LoadConfig(config, settings, labels, &error)) {
       std::fprintf(stderr, "petreld: %s\n", error.c_str());
       return 2;
     }
@@ -270,7 +401,7 @@ std::optional<int> ReadSettings(int argc, char** argv, const petrel::RuntimeRegi
   if (!probe.empty() && ProbeMs(probe) == 0) {
     return BadUsage("loop-probe-ms \"" + probe + "\" is not a number of milliseconds in 1..1000");
   }
-  return std::nullopt;
+  return CheckClusterSettings(*settings, *labels);
 }
 
 // Opens petrel over the runtime and applies the manifests given at start. Prints why
@@ -320,6 +451,31 @@ bool OpenOrchestrator(Settings& settings, const petrel::RuntimeRegistry& runtime
   return true;
 }
 
+// With --peer-listen, wraps the local Orchestrator in d->orch into a Cluster, which
+// takes its place. Prints why and returns false when that fails.
+bool OpenCluster(Settings& settings, const Labels& labels, const petrel::Options& options,
+                 Daemon* d) {
+  if (!settings.count("peer-listen")) return true;
+  petrel::ClusterOptions c;
+  c.state_dir = options.state_dir;
+  c.node_name = options.node_name;
+  c.peer_listen = settings["peer-listen"];
+  c.advertise = settings["advertise"];
+  c.join = settings["join"];
+  c.token = settings["token"];
+  c.witness = settings["witness"] == "true";
+  c.labels = labels;
+  c.log_sink = d->log;
+  std::unique_ptr<petrel::Cluster> cluster;
+  if (petrel::Status s = petrel::Cluster::Open(c, std::move(d->orch), &cluster); !s.ok()) {
+    std::fprintf(stderr, "petreld: %s\n", s.message().c_str());
+    return false;
+  }
+  d->cluster = cluster.get();
+  d->orch = std::move(cluster);
+  return true;
+}
+
 // Runs the loop until SIGTERM or SIGINT: petrel's reconcile loop and the control API on
 // the socket. Returns the exit code.
 int Serve(Settings& settings, const petrel::Options& options, Daemon* d) {
@@ -333,6 +489,7 @@ int Serve(Settings& settings, const petrel::Options& options, Daemon* d) {
   api.runtime_name = options.runtime->Name();
   api.log_sink = d->log;
   api.loop_probe_ms = ProbeMs(settings["loop-probe-ms"]);
+  api.cluster = d->cluster;
   d->server = std::make_unique<petrel::ApiServer>(d->orch.get(), api);
   if (petrel::Status s = d->server->Listen(&d->loop, settings["socket"]); !s.ok()) {
     std::fprintf(stderr, "petreld: %s\n", s.message().c_str());
@@ -348,9 +505,10 @@ int Serve(Settings& settings, const petrel::Options& options, Daemon* d) {
   uv_signal_start(&d->sigterm, OnSignal, SIGTERM);
   uv_signal_start(&d->sigint, OnSignal, SIGINT);
 
-  d->log(petrel::LogLevel::kInfo, "petreld: listening on " + settings["socket"] + " (runtime " +
-                                      settings["runtime"] + ", node " + options.node_name +
-                                      ", state " + options.state_dir + ")");
+  d->log(petrel::LogLevel::kInfo,
+         "petreld: listening on " + settings["socket"] + " (runtime " + settings["runtime"] +
+             ", node " + options.node_name + ", state " + options.state_dir +
+             (d->cluster ? ", peers on " + settings["peer-listen"] : std::string()) + ")");
   d->Notify("READY=1\nSTATUS=listening on " + settings["socket"]);
   uv_run(&d->loop, UV_RUN_DEFAULT);
   d->server.reset();
@@ -369,13 +527,14 @@ int main(int argc, char** argv) {
   // allocations, and every shim forked from petreld would carry those pages too.
   mallopt(M_ARENA_MAX, 1);
   Settings settings;
+  Labels labels;
   petrel::LogLevel level;
   petrel::RuntimeRegistry runtimes;
   if (petrel::Status s = RegisterRuntimes(&runtimes); !s.ok()) {
     std::fprintf(stderr, "petreld: %s\n", s.message().c_str());
     return 1;
   }
-  if (std::optional<int> done = ReadSettings(argc, argv, runtimes, &settings, &level)) {
+  if (std::optional<int> done = ReadSettings(argc, argv, runtimes, &settings, &labels, &level)) {
     return *done;
   }
 
@@ -386,5 +545,6 @@ int main(int argc, char** argv) {
   d.log = petrel::StderrLogSink(level);
   petrel::Options options;
   if (!OpenOrchestrator(settings, runtimes, &d, &options)) return 1;
+  if (!OpenCluster(settings, labels, options, &d)) return 1;
   return Serve(settings, options, &d);
 }

@@ -14,13 +14,13 @@
 //
 // Threading: the server's loop only parses, routes and writes. A request that may wait
 // (an apply or delete commits to disk; events and logs read the database and the
-// runtime) is handled on one of the server's own worker threads, and its answer comes
-// back to the loop; the connection's next pipelined request waits for it, so answers
-// keep their order. Streams read their next page or chunk the same way. Event streams
-// need the Orchestrator's events on the server's loop thread: Attach() the
-// Orchestrator to the same loop (or Step() it from that thread). The embedder must
-// ignore SIGPIPE (signal(SIGPIPE, SIG_IGN)): a client hanging up must not kill the
-// process.
+// runtime; every cluster call waits for the peers) is handled on one of the server's
+// own worker threads, and its answer comes back to the loop; the connection's next
+// pipelined request waits for it, so answers keep their order. Streams read their
+// next page or chunk the same way. Event streams need the Orchestrator's events on the
+// server's loop thread: Attach() the Orchestrator to the same loop (or Step() it from
+// that thread). The embedder must ignore SIGPIPE (signal(SIGPIPE, SIG_IGN)): a client
+// hanging up must not kill the process.
 #ifndef PETREL_API_H_
 #define PETREL_API_H_
 
@@ -40,6 +40,8 @@
 struct uv_loop_s;
 
 namespace petrel {
+
+class Cluster;
 
 // One HTTP request, as the connection parser hands it over.
 struct ApiRequest {
@@ -93,6 +95,11 @@ struct ApiOptions {
   // GET /v1/debug/loop can say how long the loop's longest stall was. 0: off (an idle
   // daemon then never wakes for it).
   int64_t loop_probe_ms = 0;
+  // The cluster this node belongs to (petreld --peer-listen), which /v1/cluster and
+  // /v1/nodes answer from; null when the node is not cluster-capable (those paths are
+  // then a 404 saying so). It is an Orchestrator too: give the same object as the
+  // handler's or server's Orchestrator. REQUIRES: outlives the handler and server.
+  Cluster* cluster = nullptr;
 };
 
 // The request handler: no sockets, no loop. Handle() never throws.
@@ -124,6 +131,13 @@ class ApiHandler {
   ApiResponse DeleteWorkload(const std::string& name);
   ApiResponse Logs(const ApiRequest& request, const std::string& name);
   ApiResponse Events(const ApiRequest& request);
+  ApiResponse RouteCluster(const ApiRequest& request);
+  ApiResponse InitCluster(const ApiRequest& request);
+  ApiResponse ClusterToken(bool rotate);
+  ApiResponse GetClusterStatus();
+  ApiResponse ListNodes();
+  ApiResponse GetNode(const std::string& name);
+  ApiResponse RemoveNode(const std::string& name);
 
   Orchestrator* orch_;
   ApiOptions options_;

@@ -125,6 +125,11 @@ struct Event {
 // ("spec.resources.memory: must not be negative"); FieldError gives it apart.
 Status ValidateWorkload(const WorkloadSpec& spec);
 
+// A label as workloads and nodes carry them: `key` a Kubernetes qualified name
+// ([prefix/]name), `value` empty or at most 63 of [A-Za-z0-9-_.], alphanumeric at both
+// ends. InvalidArgument quoting what is wrong ("\"-x\" is not a label value (...)").
+Status ValidateLabel(const std::string& key, const std::string& value);
+
 // A hash of what goes into the container (image, command, env, mounts, labels, ...),
 // not of the name, replicas, restart policy, backoff or grace period: a change here
 // replaces the replicas' containers. 16 lowercase hex digits (64 bits of SHA-256).

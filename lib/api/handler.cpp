@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <initializer_list>
 #include <nlohmann/json.hpp>
@@ -13,6 +14,7 @@
 
 #include "lib/api/json.h"
 #include "petrel/api.h"
+#include "petrel/cluster.h"
 #include "petrel/manifest.h"
 #include "petrel/spec.h"
 
@@ -48,11 +50,21 @@ ApiResponse MethodNotAllowed(const ApiRequest& req, const char* allow) {
   return r;
 }
 
-// 400 for a bad spec or request, 404 for a missing workload, 500 for the rest.
-ApiResponse FromStatus(const Status& s) {
-  int code = s.IsInvalidArgument() ? 400 : s.IsNotFound() ? 404 : 500;
-  return ApiHandler::Error(code, s.message());
+// The HTTP status of a failed call (API.md's table).
+int HttpStatus(const Status& s) {
+  switch (s.code()) {
+    case Status::Code::kInvalidArgument: return 400;
+    case Status::Code::kPermissionDenied: return 403;
+    case Status::Code::kNotFound: return 404;
+    case Status::Code::kFailedPrecondition:
+    case Status::Code::kAlreadyExists: return 409;
+    case Status::Code::kUnavailable: return 503;
+    case Status::Code::kDeadlineExceeded: return 504;
+    default: return 500;
+  }
 }
+
+ApiResponse FromStatus(const Status& s) { return ApiHandler::Error(HttpStatus(s), s.message()); }
 
 // Every query parameter must be one of `known`: a typo ("folow=1") is an error,
 // not a silently different answer.
@@ -139,6 +151,48 @@ bool ParseJsonBody(const ApiRequest& req, json* out, ApiResponse* error) {
   }
 }
 
+// Whether `method` is one of `allow` ("GET, DELETE").
+bool Allowed(const std::string& method, const std::string& allow) {
+  for (size_t start = 0;;) {
+    size_t comma = allow.find(", ", start);
+    if (allow.substr(start, comma - start) == method) return true;
+    if (comma == std::string::npos) return false;
+    start = comma + 2;
+  }
+}
+
+constexpr const char kNodesPrefix[] = "/v1/nodes/";
+
+// POST /v1/cluster/init's body: {"heartbeat","nodeLostAfter","fenceAfter"}, each
+// optional and a duration as manifests write them ("200ms", "1.5s").
+Result<ClusterSettings> SettingsFromJson(const json& body) {
+  if (!body.is_object()) {
+    return Status::InvalidArgument(
+        "body: expected {\"heartbeat\",\"nodeLostAfter\",\"fenceAfter\"} (all optional)");
+  }
+  ClusterSettings settings;
+  const std::pair<const char*, int64_t*> fields[] = {
+      {"heartbeat", &settings.heartbeat_ms},
+      {"nodeLostAfter", &settings.node_lost_after_ms},
+      {"fenceAfter", &settings.fence_after_ms}};
+  for (const auto& [key, value] : body.items()) {
+    int64_t* out = nullptr;
+    for (const auto& [name, field] : fields) out = key == name ? field : out;
+    if (out == nullptr) {
+      return Status::InvalidArgument("body: unknown key \"" + key +
+                                     "\" (known: heartbeat, nodeLostAfter, fenceAfter)");
+    }
+    if (!value.is_string()) {
+      return Status::InvalidArgument(key + ": must be a duration string such as \"500ms\"");
+    }
+    Result<int64_t> ms = ParseDurationMs(value.get<std::string>());
+    if (!ms.ok()) return ms.status().WithContext(key);
+    if (*ms == 0) return Status::InvalidArgument(key + ": must be longer than 0");
+    *out = *ms;
+  }
+  return settings;
+}
+
 Result<WorkloadSpec> SpecFromItem(const json& item, const std::string& where) {
   Result<WorkloadSpec> spec =
       SpecFromJson(item.dump(-1, ' ', false, json::error_handler_t::replace));
@@ -223,6 +277,10 @@ ApiResponse ApiHandler::Route(const ApiRequest& req) {
     if (m != "GET") return MethodNotAllowed(req, "GET");
     return Events(req);
   }
+  if (path == "/v1/cluster" || path.rfind("/v1/cluster/", 0) == 0 || path == "/v1/nodes" ||
+      path.rfind(kNodesPrefix, 0) == 0) {
+    return RouteCluster(req);
+  }
   const std::string prefix = "/v1/workloads/";
   if (path.compare(0, prefix.size(), prefix) == 0) {
     std::string rest = path.substr(prefix.size());
@@ -243,6 +301,87 @@ ApiResponse ApiHandler::Route(const ApiRequest& req) {
     }
   }
   return Error(404, "no such path: " + path);
+}
+
+ApiResponse ApiHandler::RouteCluster(const ApiRequest& req) {
+  const std::string& path = req.path;
+  const std::string node =
+      path.rfind(kNodesPrefix, 0) == 0 ? path.substr(strlen(kNodesPrefix)) : std::string();
+  const char* allow = path == "/v1/cluster"                                  ? "GET"
+                      : path == "/v1/cluster/init"                           ? "POST"
+                      : path == "/v1/cluster/token"                          ? "GET"
+                      : path == "/v1/cluster/token/rotate"                   ? "POST"
+                      : path == "/v1/nodes"                                  ? "GET"
+                      : !node.empty() && node.find('/') == std::string::npos ? "GET, DELETE"
+                                                                             : nullptr;
+  if (allow == nullptr) return Error(404, "no such path: " + path);
+  if (!Allowed(req.method, allow)) return MethodNotAllowed(req, allow);
+  if (Status s = CheckQuery(req, {}); !s.ok()) return FromStatus(s);
+  if (options_.cluster == nullptr) {
+    return Error(404,
+                 "this node is not cluster-capable: start petreld with --peer-listen ADDR:PORT");
+  }
+  if (path == "/v1/cluster") return GetClusterStatus();
+  if (path == "/v1/cluster/init") return InitCluster(req);
+  if (path == "/v1/cluster/token") return ClusterToken(false);
+  if (path == "/v1/cluster/token/rotate") return ClusterToken(true);
+  if (path == "/v1/nodes") return ListNodes();
+  if (req.method == "GET") return GetNode(node);
+  return RemoveNode(node);
+}
+
+ApiResponse ApiHandler::InitCluster(const ApiRequest& req) {
+  ClusterSettings settings;
+  if (req.body.find_first_not_of(" \t\r\n") != std::string::npos) {  // else the defaults
+    std::string media;
+    if (TypeOf(req, &media) != BodyType::kJson && !media.empty()) {
+      return Error(415, "Content-Type " + media + ": send application/json");
+    }
+    json body;
+    ApiResponse error;
+    if (!ParseJsonBody(req, &body, &error)) return error;
+    Result<ClusterSettings> parsed = SettingsFromJson(body);
+    if (!parsed.ok()) return FromStatus(parsed.status());
+    settings = *parsed;
+  }
+  Result<std::string> token = options_.cluster->Init(settings);
+  if (!token.ok()) return FromStatus(token.status());
+  return Json(200, json{{"token", *token}});
+}
+
+ApiResponse ApiHandler::ClusterToken(bool rotate) {
+  Result<std::string> token = options_.cluster->Token(rotate);
+  if (!token.ok()) return FromStatus(token.status());
+  return Json(200, json{{"token", *token}});
+}
+
+ApiResponse ApiHandler::GetClusterStatus() {
+  Result<ClusterStatus> status = options_.cluster->GetStatus();
+  if (!status.ok()) return FromStatus(status.status());
+  return Json(200, internal::ClusterStatusJson(*status));
+}
+
+ApiResponse ApiHandler::ListNodes() {
+  Result<std::vector<NodeInfo>> nodes = options_.cluster->Nodes();
+  if (!nodes.ok()) return FromStatus(nodes.status());
+  json items = json::array();
+  for (const NodeInfo& n : *nodes) items.push_back(internal::NodeJson(n));
+  return Json(200, json{{"items", std::move(items)}});
+}
+
+ApiResponse ApiHandler::GetNode(const std::string& name) {
+  Result<std::vector<NodeInfo>> nodes = options_.cluster->Nodes();
+  if (!nodes.ok()) return FromStatus(nodes.status());
+  for (const NodeInfo& n : *nodes) {
+    if (n.name == name) return Json(200, internal::NodeJson(n));
+  }
+  return Error(404, "node " + name + " not found");
+}
+
+ApiResponse ApiHandler::RemoveNode(const std::string& name) {
+  Status s = options_.cluster->RemoveNode(name);
+  if (!s.ok()) return FromStatus(s);
+  return Json(200, json{{"name", name}, {"removed", true}});
 }
 
 ApiResponse ApiHandler::ListWorkloads() {
@@ -361,7 +500,7 @@ ApiResponse ApiHandler::Logs(const ApiRequest& req, const std::string& name) {
   Result<ReplicaLog> log = orch_->Logs(name, static_cast<int>(replica), options);
   const bool waiting = !log.ok() && log.status().code() == Status::Code::kFailedPrecondition;
   if (!log.ok() && !(follow && waiting)) {
-    return Error(log.status().IsNotFound() || waiting ? 404 : 500, log.status().message());
+    return Error(waiting ? 404 : HttpStatus(log.status()), log.status().message());
   }
   ApiResponse resp;
   resp.content_type = kTextPlain;

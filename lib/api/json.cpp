@@ -44,6 +44,30 @@ json ApplyResultJson(const ApplyResult& r) {
   return {{"name", r.name}, {"outcome", OutcomeName(r.outcome)}, {"generation", r.generation}};
 }
 
+json NodeJson(const NodeInfo& n) {
+  return {{"name", n.name},           {"id", n.id},
+          {"role", n.role},           {"status", n.status},
+          {"leader", n.leader},       {"address", n.address},
+          {"labels", n.labels},       {"joinedAt", n.joined_at},
+          {"lastHeard", n.last_heard}};
+}
+
+json ClusterStatusJson(const ClusterStatus& s) {
+  json members = json::array();
+  for (const NodeInfo& n : s.members) members.push_back(NodeJson(n));
+  return {{"member", s.member},
+          {"clusterId", s.cluster_id},
+          {"self", s.self},
+          {"leader", s.leader},
+          {"term", s.term},
+          {"appliedIndex", s.applied_index},
+          {"settings",
+           {{"heartbeat", FormatDurationMs(s.settings.heartbeat_ms)},
+            {"nodeLostAfter", FormatDurationMs(s.settings.node_lost_after_ms)},
+            {"fenceAfter", FormatDurationMs(s.settings.fence_after_ms)}}},
+          {"members", std::move(members)}};
+}
+
 std::string DumpLine(const json& j) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
 }

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "petrel/cluster.h"
 #include "petrel/orchestrator.h"
 
 namespace petrel::internal {
@@ -14,6 +15,9 @@ namespace petrel::internal {
 nlohmann::json WorkloadJson(const WorkloadState& w);
 nlohmann::json EventJson(const Event& e);
 nlohmann::json ApplyResultJson(const ApplyResult& r);
+// NODE and GET /v1/cluster's answer; durations as FormatDurationMs writes them.
+nlohmann::json NodeJson(const NodeInfo& n);
+nlohmann::json ClusterStatusJson(const ClusterStatus& s);
 
 // One line of JSON, newline-terminated (response bodies, NDJSON stream lines).
 std::string DumpLine(const nlohmann::json& j);

@@ -267,17 +267,8 @@ std::optional<FieldError> CheckMetadata(const WorkloadSpec& spec) {
                           "starting and ending with a letter or digit, at most 63)"};
   }
   for (const auto& [key, value] : spec.labels) {
-    std::string path = KeyPath("metadata.labels", key);
-    if (!IsLabelKey(key)) {
-      return FieldError{path, Quote(key) +
-                                  " is not a label key ([prefix/]name; name is at "
-                                  "most 63 of [A-Za-z0-9-_.], alphanumeric at "
-                                  "both ends)"};
-    }
-    if (!value.empty() && !IsLabelName(value)) {
-      return FieldError{path, Quote(value) +
-                                  " is not a label value (at most 63 of "
-                                  "[A-Za-z0-9-_.], alphanumeric at both ends)"};
+    if (Status s = ValidateLabel(key, value); !s.ok()) {
+      return FieldError{KeyPath("metadata.labels", key), s.message()};
     }
   }
   return std::nullopt;
@@ -416,6 +407,21 @@ std::optional<FieldError> CheckWorkload(const WorkloadSpec& spec) {
 }
 
 }  // namespace internal
+
+Status ValidateLabel(const std::string& key, const std::string& value) {
+  using internal::Quote;
+  if (!internal::IsLabelKey(key)) {
+    return Status::InvalidArgument(Quote(key) +
+                                   " is not a label key ([prefix/]name; name is at most 63 of "
+                                   "[A-Za-z0-9-_.], alphanumeric at both ends)");
+  }
+  if (!value.empty() && !internal::IsLabelName(value)) {
+    return Status::InvalidArgument(Quote(value) +
+                                   " is not a label value (at most 63 of [A-Za-z0-9-_.], "
+                                   "alphanumeric at both ends)");
+  }
+  return Status::OK();
+}
 
 Status ValidateWorkload(const WorkloadSpec& spec) {
   std::optional<internal::FieldError> e = internal::CheckWorkload(spec);

@@ -92,7 +92,7 @@ echo "== usage: help exits 0, unknown commands and flags exit 2 with one line"
 run "$ctl" --help
 expect_rc 0 "--help"
 cp "$tmp/out" "$tmp/overview"
-for c in apply get describe delete logs events version help; do
+for c in apply get describe delete logs events cluster version help; do
   grep -qE "^  $c  " "$tmp/overview" || fail "--help does not list $c"
   run "$ctl" help "$c"
   expect_rc 0 "help $c"
@@ -112,6 +112,26 @@ run "$ctl" get workloads -o yaml
 expect_rc 2 "unknown output format"
 run "$ctl" logs
 expect_rc 2 "logs without NAME"
+
+run "$ctl" cluster
+expect_rc 2 "cluster without a subcommand"
+expect_err "petrelctl cluster: missing the subcommand (init, token, status, remove) (see 'petrelctl help cluster')" \
+  "cluster without a subcommand"
+for bad in "cluster frob" "cluster remove" "cluster remove a b" "cluster status x" \
+  "cluster init --heartbeat fast" "cluster init --fence-after -1s" "cluster token --heartbeat 1s" \
+  "cluster status --rotate" "cluster status -o yaml" "get nodes -o wide" "describe node" \
+  "delete node pi2"; do
+  # shellcheck disable=SC2086
+  run "$ctl" --socket "$nosock" $bad
+  expect_rc 2 "$bad"
+  [ "$(err | wc -l)" -eq 1 ] || fail "$bad: one line on stderr expected"
+done
+run "$ctl" --socket "$nosock" cluster init --heartbeat fast
+expect_err "petrelctl cluster: --heartbeat: \"fast\" is not a duration (e.g. 500ms, 10s, 1m30s) (see 'petrelctl help cluster')" \
+  "cluster init with a bad duration"
+run "$ctl" --socket "$nosock" cluster token --heartbeat 1s
+expect_err "petrelctl cluster: --heartbeat is a flag of 'cluster init' (see 'petrelctl help cluster')" \
+  "a flag of another subcommand"
 
 echo "== start petreld (fake runtime)"
 PETREL_SOCKET=$sock petreld_start "$tmp/petreld.log" --runtime fake --state-dir "$tmp/state" \
@@ -205,8 +225,9 @@ jq -e '
       .phase == "Running" and
       (.replicas | length) == .desiredReplicas and
       all(.replicas[];
-          keys == ["containerId", "index", "lastExitCode", "message", "phase", "pid", "restarts"] and
-          .phase == "Running" and .pid > 0 and .lastExitCode == -1 and
+          keys == ["containerId", "index", "lastExitCode", "message", "node", "phase", "pid",
+                   "restarts"] and
+          .phase == "Running" and .pid > 0 and .lastExitCode == -1 and .node == "ctltest" and
           (.containerId | type) == "string" and (.message | type) == "string"))' \
   "$tmp/out" >/dev/null || fail "get -o json: keys or values"
 # Pretty and sorted: the keys of a workload come one per line, in order.
@@ -235,8 +256,8 @@ for line in '^Name: +web$' '^Image: +oci-archive:/.*/build/images/busybox.tar$' 
   '^Replicas: +2 desired \| 2 ready$' '^Restart Policy: +Always \(back-off 1s' \
   '^Resources: +memory 64Mi, cpu 500m, pids 64$' '^Command: +/bin/sh -c$' '^Env: +MODE=prod$' \
   '^Mounts: +tmpfs /www \(1Mi\)$' '^Created: +[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:]{8} \(' \
-  '^Replica Status:$' '^  INDEX  PHASE    CONTAINER +PID +RESTARTS  LAST-EXIT  MESSAGE$' \
-  '^  1      Running ' '^Events:$' '^  TIME +REPLICA  TYPE +MESSAGE$' ' +-  +Applied +created'; do
+  '^Replica Status:$' '^  INDEX  NODE +PHASE    CONTAINER +PID +RESTARTS  LAST-EXIT  MESSAGE$' \
+  '^  1      ctltest  Running ' '^Events:$' '^  TIME +REPLICA  TYPE +MESSAGE$' ' +-  +Applied +created'; do
   expect_out_has "$line" "describe"
 done
 out | sed -n '/^Replica Status:$/,/^Events:$/p' | sed '1d;$d' | check_aligned "describe's replicas"
@@ -244,6 +265,18 @@ out | sed -n '/^Events:$/,$p' | sed '1d' | check_aligned "describe's events"
 run ctl describe workload nope
 expect_rc 1 "describe a missing workload"
 expect_err "petrelctl: workload nope not found" "describe a missing workload"
+
+echo "== cluster commands on a petreld without --peer-listen: its 404, exit 1"
+no_cluster="petrelctl: this node is not cluster-capable: start petreld with --peer-listen ADDR:PORT"
+for cmd in "get nodes" "get nodes pi1 -o json" "describe node pi1" "cluster init" \
+  "cluster init --heartbeat 100ms" "cluster token" "cluster token --rotate" "cluster status" \
+  "cluster status -o json" "cluster remove pi2"; do
+  # shellcheck disable=SC2086
+  run ctl $cmd
+  expect_rc 1 "$cmd"
+  expect_out "" "$cmd"
+  expect_err "$no_cluster" "$cmd"
+done
 
 echo "== logs: the fake runtime writes nothing"
 run ctl logs hello

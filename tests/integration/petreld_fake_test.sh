@@ -102,13 +102,62 @@ else
   [ "$out" = 'petreld: runtime "crun" is not fake (see petreld --help)' ] || fail "no crun: $out"
 fi
 
+step "cluster flags: usage errors exit 2 with one clear line, before anything opens"
+cluster_bad=(
+  "--join 10.0.0.1:7400|--join needs --peer-listen ADDR:PORT"
+  "--token t|--token needs --peer-listen ADDR:PORT"
+  "--witness|--witness needs --peer-listen ADDR:PORT"
+  "--advertise 10.0.0.1:7400|--advertise needs --peer-listen ADDR:PORT"
+  "--node-label zone=north|--node-label needs --peer-listen ADDR:PORT"
+  "--peer-listen 10.0.0.1:7400 --join 10.0.0.2:7400|--join needs --token T (run 'petrelctl cluster token' on a member)"
+  "--peer-listen 10.0.0.1:7400 --token t|--token needs --join ADDR:PORT (the member whose token it is)"
+  "--peer-listen 10.0.0.1|peer-listen \"10.0.0.1\" is not ADDR:PORT (e.g. 10.0.0.5:7400, [fd00::5]:7400)"
+  "--peer-listen pi1:7400|peer-listen \"pi1:7400\" is not ADDR:PORT (e.g. 10.0.0.5:7400, [fd00::5]:7400)"
+  "--peer-listen ::1:7400|peer-listen \"::1:7400\" is not ADDR:PORT (e.g. 10.0.0.5:7400, [fd00::5]:7400)"
+  "--peer-listen [::1]:65536|peer-listen \"[::1]:65536\" is not ADDR:PORT (e.g. 10.0.0.5:7400, [fd00::5]:7400)"
+  "--peer-listen 10.0.0.1:7400 --join 10.0.0.2:x --token t|join \"10.0.0.2:x\" is not ADDR:PORT (e.g. 10.0.0.5:7400, [fd00::5]:7400)"
+  "--peer-listen 0.0.0.0:7400 --advertise 0.0.0.0:7400|advertise \"0.0.0.0:7400\": a wildcard address is not one peers can reach"
+  "--peer-listen 10.0.0.1:7400 --node-label zone|node-label \"zone\" is not KEY=VALUE"
+  "--peer-listen 10.0.0.1:7400 --node-label -zone=north|node-label: \"-zone\" is not a label key ([prefix/]name; name is at most 63 of [A-Za-z0-9-_.], alphanumeric at both ends)"
+  "--peer-listen 10.0.0.1:7400 --witness=maybe|witness \"maybe\" is not true or false"
+  "--peer-listen=|peer-listen must not be empty"
+)
+for case in "${cluster_bad[@]}"; do
+  flags=${case%%|*}
+  want="petreld: ${case#*|} (see petreld --help)"
+  # shellcheck disable=SC2086
+  out=$("$petreld" --runtime fake --state-dir "$state" --socket "$sock" $flags 2>&1)
+  rc=$?
+  [ "$rc" = 2 ] || fail "petreld $flags exited $rc, not 2: $out"
+  [ "$out" = "$want" ] || fail "petreld $flags:"$'\n'"  got:  $out"$'\n'"  want: $want"
+done
+[ ! -e "$state" ] || fail "a usage error opened the state dir"
+"$petreld" --help | grep -q -- '--peer-listen ADDR:PORT' || fail "--help lacks --peer-listen"
+"$petreld" --help | grep -q -- '--node-label KEY=VALUE' || fail "--help lacks --node-label"
+
 step "config file: unknown key names file:line; flags override it"
 mkdir -p "$work/etc"
 printf 'state-dir: /x\nsokcet: /y\n' >"$work/etc/bad.yaml"
 out=$("$petreld" --config "$work/etc/bad.yaml" 2>&1)
 [ $? = 2 ] || fail "bad config should exit 2"
 case "$out" in "petreld: $work/etc/bad.yaml:2: unknown key \"sokcet\""*) ;; *) fail "config: $out" ;; esac
-printf 'state-dir: %s\nsocket: /nonexistent/dir/x.sock\nruntime: crun\nlog-level: info\n' \
+printf 'peer-listen: 10.0.0.1:7400\nnode-label:\n  zone: north\n  -disk: ssd\n' >"$work/etc/bad.yaml"
+out=$("$petreld" --config "$work/etc/bad.yaml" 2>&1)
+[ $? = 2 ] || fail "a bad node-label in the config should exit 2"
+[ "$out" = "petreld: $work/etc/bad.yaml:4: node-label: \"-disk\" is not a label key ([prefix/]name; name is at most 63 of [A-Za-z0-9-_.], alphanumeric at both ends)" ] ||
+  fail "config node-label: $out"
+printf 'peer-listen: 10.0.0.1:7400\nnode-label: [zone=north]\n' >"$work/etc/bad.yaml"
+out=$("$petreld" --config "$work/etc/bad.yaml" 2>&1)
+[ $? = 2 ] || fail "a node-label list in the config should exit 2"
+[ "$out" = "petreld: $work/etc/bad.yaml:2: node-label: must be a map of KEY: VALUE" ] ||
+  fail "config node-label list: $out"
+printf 'join: 10.0.0.1:7400\ntoken: t\n' >"$work/etc/bad.yaml"
+out=$("$petreld" --config "$work/etc/bad.yaml" 2>&1)
+[ $? = 2 ] || fail "join in the config without peer-listen should exit 2"
+[ "$out" = "petreld: --join needs --peer-listen ADDR:PORT (see petreld --help)" ] ||
+  fail "config join: $out"
+# witness: false and an empty node-label map are what no cluster flags are.
+printf 'state-dir: %s\nsocket: /nonexistent/dir/x.sock\nruntime: crun\nlog-level: info\nwitness: false\nnode-label: {}\n' \
   "$state" >"$work/etc/petreld.yaml"
 
 step "a manifest error at start is fatal with the library's message"
@@ -138,6 +187,13 @@ out=$("$petreld" --runtime fake --state-dir "$work/state2" --socket "$sock" 2>&1
 [ $? = 1 ] || fail "a second petreld should fail"
 case "$out" in *"socket $sock is in use"*) ;; *) fail "second petreld: $out" ;; esac
 curl -sf --unix-socket "$sock" http://petrel/healthz >/dev/null || fail "first petreld lost its socket"
+
+step "without --peer-listen: no TCP port, and the cluster paths say how to get one"
+if ss -Hltnp | grep -q "pid=$pid,"; then fail "petreld listens on TCP: $(ss -Hltnp | grep "pid=$pid,")"; fi
+api GET /v1/nodes
+expect 404 '"error":"this node is not cluster-capable: start petreld with --peer-listen ADDR:PORT"'
+api POST /v1/cluster/init -H 'Content-Type: application/json' -d '{}'
+expect 404 'not cluster-capable'
 
 step "GET /healthz, /v1/version; the manifest's workload is there"
 api GET /healthz

@@ -11,16 +11,20 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "lib/api/http.h"
+#include "petrel/cluster.h"
 #include "petrel/manifest.h"
 #include "petrel/testing/fake_clock.h"
 #include "petrel/testing/fake_runtime.h"
@@ -197,7 +201,8 @@ TEST_SUITE("api") {
     REQUIRE(w["replicas"].size() == 2);
     json r0 = w["replicas"][0];
     CHECK(Keys(r0) == std::set<std::string>{"index", "phase", "containerId", "pid", "restarts",
-                                            "lastExitCode", "message", "since", "nextRetry"});
+                                            "lastExitCode", "message", "since", "nextRetry",
+                                            "node"});
     CHECK(r0["index"] == 0);
     CHECK(r0["phase"] == "Running");
     CHECK(r0["containerId"] == a.ContainerOf("web", 0));
@@ -577,6 +582,351 @@ TEST_SUITE("http") {
   }
 }
 
+// --- the cluster paths ---
+
+// A Cluster double for the handler: its Orchestrator calls go to a local one, its
+// cluster calls answer from `status`. `fail`, when set, is what every cluster call
+// returns; with `hold`, GetStatus waits until Release().
+class FakeCluster : public Cluster {
+ public:
+  explicit FakeCluster(Orchestrator* local) : local_(local) {
+    status.self = "n1";
+    status.members = {Node("n1", 1)};
+  }
+  ~FakeCluster() override { Release(); }
+
+  static NodeInfo Node(const std::string& name, uint64_t id) {
+    NodeInfo n;
+    n.name = name;
+    n.id = id;
+    n.role = "voter";
+    n.status = "Ready";
+    n.address = "10.0.0." + std::to_string(id) + ":7400";
+    n.joined_at = 1000 * static_cast<int64_t>(id);
+    return n;
+  }
+
+  Result<std::vector<ApplyResult>> Apply(const std::vector<WorkloadSpec>& specs) override {
+    return local_->Apply(specs);
+  }
+  Status Delete(const std::string& name) override { return local_->Delete(name); }
+  Result<WorkloadState> Get(const std::string& name) override { return local_->Get(name); }
+  Result<std::vector<WorkloadState>> List() override { return local_->List(); }
+  Result<std::vector<Event>> Events(int64_t after_seq, size_t limit) override {
+    return local_->Events(after_seq, limit);
+  }
+  Result<ReplicaLog> Logs(const std::string& workload, int replica, const LogOptions& options,
+                          const std::string& container_id) override {
+    return local_->Logs(workload, replica, options, container_id);
+  }
+  SubscriptionId Subscribe(EventCallback callback) override {
+    return local_->Subscribe(std::move(callback));
+  }
+  void Unsubscribe(SubscriptionId id) override { local_->Unsubscribe(id); }
+  Status Start() override { return local_->Start(); }
+  Status Attach(uv_loop_s* loop) override { return local_->Attach(loop); }
+  void Detach() override { local_->Detach(); }
+  Status Step() override { return local_->Step(); }
+  TimeMs NextWakeup() override { return local_->NextWakeup(); }
+
+  Result<std::string> Init(const ClusterSettings& settings) override {
+    if (!fail.ok()) return fail;
+    if (status.member) return Status::FailedPrecondition("n1 is already a member of cluster c1");
+    inits.push_back(settings);
+    status.member = true;
+    status.cluster_id = "c1";
+    status.leader = "n1";
+    status.term = 1;
+    status.settings = settings;
+    status.members[0].leader = true;
+    return token;
+  }
+  Result<std::string> Token(bool rotate) override {
+    if (!fail.ok()) return fail;
+    if (!status.member) return Status::FailedPrecondition("n1 is not in a cluster yet");
+    if (rotate) token = "K10" + std::to_string(++rotations) + "::secret";
+    return token;
+  }
+  Result<ClusterStatus> GetStatus() override {
+    entered = true;
+    std::unique_lock<std::mutex> lock(mu_);
+    released_.wait(lock, [this] { return !hold; });
+    if (!fail.ok()) return fail;
+    return status;
+  }
+  Result<std::vector<NodeInfo>> Nodes() override {
+    if (!fail.ok()) return fail;
+    return status.members;
+  }
+  Status RemoveNode(const std::string& name) override {
+    if (!fail.ok()) return fail;
+    for (auto it = status.members.begin(); it != status.members.end(); ++it) {
+      if (it->name == name) {
+        status.members.erase(it);
+        return Status::OK();
+      }
+    }
+    return Status::NotFound("node " + name + " is not a member");
+  }
+
+  void Release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    hold = false;
+    released_.notify_all();
+  }
+
+  ClusterStatus status;
+  std::string token = "K10abc::secret";
+  int rotations = 0;
+  std::vector<ClusterSettings> inits;
+  Status fail;
+  bool hold = false;  // set before the call; Release() clears it
+  std::atomic<bool> entered{false};
+
+ private:
+  Orchestrator* local_;
+  std::mutex mu_;
+  std::condition_variable released_;
+};
+
+// An Api whose handler serves a FakeCluster around its node.
+struct ClusterApi : Api {
+  std::unique_ptr<FakeCluster> cluster;
+
+  ClusterApi() {
+    cluster = std::make_unique<FakeCluster>(orch.get());
+    ApiOptions api;
+    api.node_name = "n1";
+    api.runtime_name = runtime->Name();
+    api.cluster = cluster.get();
+    handler = std::make_unique<ApiHandler>(cluster.get(), api);
+  }
+
+  ApiResponse Init(const std::string& body, const std::string& type = "application/json") {
+    return Call("POST", "/v1/cluster/init", {}, body, type);
+  }
+};
+
+const char* const kClusterPaths[][2] = {
+    {"GET", "/v1/cluster"},       {"POST", "/v1/cluster/init"},
+    {"GET", "/v1/cluster/token"}, {"POST", "/v1/cluster/token/rotate"},
+    {"GET", "/v1/nodes"},         {"GET", "/v1/nodes/n1"},
+    {"DELETE", "/v1/nodes/n1"},
+};
+
+TEST_SUITE("api_cluster") {
+  TEST_CASE("without a cluster every cluster path is a 404 that says how to get one") {
+    Api a;
+    for (const auto& entry : kClusterPaths) {
+      const std::string method = entry[0], path = entry[1];
+      ApiResponse r = a.Call(method, path, {}, method == "GET" ? "" : "{}", "application/json");
+      CHECK_MESSAGE(r.status == 404, path);
+      CHECK(ErrorOf(r) ==
+            "this node is not cluster-capable: start petreld with --peer-listen ADDR:PORT");
+    }
+    // Wrong methods and unknown paths are what they are with or without one.
+    CHECK(a.Call("DELETE", "/v1/cluster").status == 405);
+    CHECK(ErrorOf(a.Call("GET", "/v1/cluster/nope")) == "no such path: /v1/cluster/nope");
+  }
+
+  TEST_CASE("every cluster call runs on the server's workers") {
+    for (const auto& entry : kClusterPaths) {
+      const std::string method = entry[0], path = entry[1];
+      ApiRequest r;
+      r.method = method;
+      r.path = path;
+      CHECK_MESSAGE(ApiHandler::MayBlock(r), path);
+    }
+  }
+
+  TEST_CASE("routes: methods, unknown paths and query parameters") {
+    ClusterApi a;
+    ApiResponse r = a.Call("GET", "/v1/cluster/init");
+    CHECK(r.status == 405);
+    REQUIRE(r.headers.size() == 1);
+    CHECK(r.headers[0] == std::make_pair(std::string("Allow"), std::string("POST")));
+    r = a.Call("PUT", "/v1/nodes/n1");
+    CHECK(r.status == 405);
+    REQUIRE(r.headers.size() == 1);
+    CHECK(r.headers[0].second == "GET, DELETE");
+    CHECK(a.Call("POST", "/v1/cluster/token").status == 405);
+    CHECK(a.Call("POST", "/v1/nodes").status == 405);
+    CHECK(a.Call("GET", "/v1/cluster/token/rotate").status == 405);
+    for (const char* path : {"/v1/nodes/", "/v1/nodes/n1/x", "/v1/cluster/", "/v1/clusters"}) {
+      r = a.Call("GET", path);
+      CHECK_MESSAGE(r.status == 404, path);
+      CHECK(ErrorOf(r) == std::string("no such path: ") + path);
+    }
+    r = a.Call("GET", "/v1/nodes", {{"o", "json"}});
+    CHECK(r.status == 400);
+    CHECK(ErrorOf(r) == "unknown query parameter \"o\" (this path takes none)");
+  }
+
+  TEST_CASE("POST /v1/cluster/init: durations as manifests write them, defaults for the rest") {
+    ClusterApi a;
+    ApiResponse r = a.Init(R"({"heartbeat":"100ms","nodeLostAfter":"1.5s"})");
+    CHECK(r.status == 200);
+    CHECK(Body(r) == json{{"token", "K10abc::secret"}});
+    REQUIRE(a.cluster->inits.size() == 1);
+    CHECK(a.cluster->inits[0].heartbeat_ms == 100);
+    CHECK(a.cluster->inits[0].node_lost_after_ms == 1500);
+    CHECK(a.cluster->inits[0].fence_after_ms == ClusterSettings().fence_after_ms);
+    // Again: the cluster's FailedPrecondition is a 409.
+    r = a.Init("{}");
+    CHECK(r.status == 409);
+    CHECK(ErrorOf(r) == "n1 is already a member of cluster c1");
+  }
+
+  TEST_CASE("POST /v1/cluster/init without a body takes the defaults") {
+    for (const char* body : {"", " \n"}) {
+      ClusterApi a;
+      CHECK(a.Init(body, "").status == 200);
+      REQUIRE(a.cluster->inits.size() == 1);
+      CHECK(a.cluster->inits[0].heartbeat_ms == 200);
+      CHECK(a.cluster->inits[0].node_lost_after_ms == 1500);
+      CHECK(a.cluster->inits[0].fence_after_ms == 1000);
+    }
+  }
+
+  TEST_CASE("POST /v1/cluster/init: a bad body is a 400 naming the field, and inits nothing") {
+    ClusterApi a;
+    const std::pair<const char*, const char*> cases[] = {
+        {R"({"heartbeat":"fast"})",
+         "heartbeat: \"fast\" is not a duration (e.g. 500ms, 10s, 1m30s)"},
+        {R"({"nodeLostAfter":"-1s"})", "nodeLostAfter: \"-1s\" must not be negative"},
+        {R"({"fenceAfter":1000})", "fenceAfter: must be a duration string such as \"500ms\""},
+        {R"({"heartbeat":"0"})", "heartbeat: must be longer than 0"},
+        {R"({"heartbeats":"1s"})",
+         "body: unknown key \"heartbeats\" (known: heartbeat, nodeLostAfter, fenceAfter)"},
+        {"[]", "body: expected {\"heartbeat\",\"nodeLostAfter\",\"fenceAfter\"} (all optional)"},
+    };
+    for (const auto& c : cases) {
+      ApiResponse r = a.Init(c.first);
+      CHECK_MESSAGE(r.status == 400, c.first);
+      CHECK(ErrorOf(r) == c.second);
+    }
+    ApiResponse r = a.Init("{\"heartbeat\":");
+    CHECK(r.status == 400);
+    CHECK(ErrorOf(r).rfind("body: invalid JSON: ", 0) == 0);
+    r = a.Init("heartbeat=1s", "application/x-www-form-urlencoded");
+    CHECK(r.status == 415);
+    CHECK(ErrorOf(r) == "Content-Type application/x-www-form-urlencoded: send application/json");
+    CHECK(a.cluster->inits.empty());
+  }
+
+  TEST_CASE("the token, and rotating it") {
+    ClusterApi a;
+    ApiResponse r = a.Call("GET", "/v1/cluster/token");
+    CHECK(r.status == 409);
+    CHECK(ErrorOf(r) == "n1 is not in a cluster yet");
+    REQUIRE(a.Init("{}").status == 200);
+    CHECK(Body(a.Call("GET", "/v1/cluster/token")) == json{{"token", "K10abc::secret"}});
+    r = a.Call("POST", "/v1/cluster/token/rotate", {}, "{}", "application/json");
+    CHECK(r.status == 200);
+    CHECK(Body(r) == json{{"token", "K101::secret"}});
+    CHECK(Body(a.Call("GET", "/v1/cluster/token")) == json{{"token", "K101::secret"}});
+  }
+
+  TEST_CASE("GET /v1/cluster: the status, its settings and members") {
+    ClusterApi a;
+    json j = Body(a.Call("GET", "/v1/cluster"));
+    CHECK(j["member"] == false);
+    CHECK(j["self"] == "n1");
+    REQUIRE(a.Init(R"({"nodeLostAfter":"1.5s"})").status == 200);
+    NodeInfo n2 = FakeCluster::Node("n2", 2);
+    n2.role = "witness";
+    n2.status = "Lost";
+    n2.labels = {{"zone", "north"}, {"disk", "ssd"}};
+    n2.last_heard = 5000;
+    a.cluster->status.members.push_back(n2);
+    a.cluster->status.term = 7;
+    a.cluster->status.applied_index = 42;
+    ApiResponse r = a.Call("GET", "/v1/cluster");
+    CHECK(r.status == 200);
+    j = Body(r);
+    CHECK(Keys(j) == std::set<std::string>{"appliedIndex", "clusterId", "leader", "member",
+                                           "members", "self", "settings", "term"});
+    CHECK(j["member"] == true);
+    CHECK(j["clusterId"] == "c1");
+    CHECK(j["leader"] == "n1");
+    CHECK(j["term"] == 7);
+    CHECK(j["appliedIndex"] == 42);
+    CHECK(j["settings"] ==
+          json{{"heartbeat", "200ms"}, {"nodeLostAfter", "1s500ms"}, {"fenceAfter", "1s"}});
+    REQUIRE(j["members"].size() == 2);
+    CHECK(j["members"][1] == json{{"name", "n2"},
+                                  {"id", 2},
+                                  {"role", "witness"},
+                                  {"status", "Lost"},
+                                  {"leader", false},
+                                  {"address", "10.0.0.2:7400"},
+                                  {"labels", {{"disk", "ssd"}, {"zone", "north"}}},
+                                  {"joinedAt", 2000},
+                                  {"lastHeard", 5000}});
+    // The settings read back as the durations they are.
+    for (const auto& item : j["settings"].items()) {
+      CHECK_MESSAGE(ParseDurationMs(item.value().get<std::string>()).ok(), item.key());
+    }
+  }
+
+  TEST_CASE("GET /v1/nodes, GET and DELETE /v1/nodes/NAME") {
+    ClusterApi a;
+    a.cluster->status.members.push_back(FakeCluster::Node("n2", 2));
+    json j = Body(a.Call("GET", "/v1/nodes"));
+    REQUIRE(j["items"].size() == 2);
+    CHECK(j["items"][0]["name"] == "n1");
+    CHECK(Keys(j["items"][0]) == std::set<std::string>{"address", "id", "joinedAt", "labels",
+                                                       "lastHeard", "leader", "name", "role",
+                                                       "status"});
+    CHECK(j["items"][0]["labels"] == json::object());
+    ApiResponse r = a.Call("GET", "/v1/nodes/n2");
+    CHECK(r.status == 200);
+    CHECK(Body(r) == j["items"][1]);
+    r = a.Call("GET", "/v1/nodes/n9");
+    CHECK(r.status == 404);
+    CHECK(ErrorOf(r) == "node n9 not found");
+
+    r = a.Call("DELETE", "/v1/nodes/n2");
+    CHECK(r.status == 200);
+    CHECK(Body(r) == json{{"name", "n2"}, {"removed", true}});
+    CHECK(a.Call("GET", "/v1/nodes/n2").status == 404);
+    r = a.Call("DELETE", "/v1/nodes/n2");
+    CHECK(r.status == 404);
+    CHECK(ErrorOf(r) == "node n2 is not a member");
+  }
+
+  TEST_CASE("a Status code is the HTTP status API.md says, with its message") {
+    ClusterApi a;
+    const std::pair<Status, int> cases[] = {
+        {Status::InvalidArgument("x"), 400},  {Status::PermissionDenied("x"), 403},
+        {Status::NotFound("x"), 404},         {Status::FailedPrecondition("x"), 409},
+        {Status::AlreadyExists("x"), 409},    {Status::Unavailable("no leader"), 503},
+        {Status::DeadlineExceeded("x"), 504}, {Status::IOError("x"), 500},
+        {Status::NotSupported("x"), 500},     {Status::Internal("x"), 500},
+    };
+    for (const auto& c : cases) {
+      const Status& status = c.first;
+      const int code = c.second;
+      a.cluster->fail = status;
+      for (const auto& entry : kClusterPaths) {
+        const std::string method = entry[0], path = entry[1];
+        ApiResponse r = a.Call(method, path, {}, "", "");
+        CHECK_MESSAGE(r.status == code, method << " " << path << ": " << status.ToString());
+        CHECK(ErrorOf(r) == status.message());
+      }
+    }
+  }
+
+  TEST_CASE("workloads go through the cluster, and each replica names its node") {
+    ClusterApi a;
+    REQUIRE(a.PutJson("/v1/workloads/web", SpecJson(Web())).status == 200);
+    a.Step();
+    json w = Body(a.Call("GET", "/v1/workloads/web"));
+    REQUIRE(w["replicas"].size() == 1);
+    CHECK(w["replicas"][0]["node"] == "n1");
+  }
+}
+
 // --- the server on a real socket ---
 
 // A client socket, non-blocking, read as the loop runs.
@@ -716,6 +1066,28 @@ TEST_SUITE("api_server") {
     s.RunUntil([&] { return c->eof; }, "the answer, then the close");
     CHECK(c->Has("HTTP/1.1 400 Bad Request\r\n"));
     CHECK_MESSAGE(c->Has("body: spec JSON: "), c->received);
+  }
+
+  TEST_CASE("a cluster call waits on a worker while the loop serves others") {
+    std::unique_ptr<FakeCluster> cluster;
+    Server s([&](ApiOptions* o) {
+      o->cluster = (cluster = std::make_unique<FakeCluster>(nullptr)).get();
+    });
+    struct Releaser {  // a failing check must not leave a worker waiting for ever
+      FakeCluster* cluster;
+      ~Releaser() { cluster->Release(); }
+    } releaser{cluster.get()};
+    cluster->hold = true;
+    auto a = s.Connect();
+    a->Send("GET /v1/cluster HTTP/1.1\r\n\r\n");
+    s.RunUntil([&] { return cluster->entered.load(); }, "GetStatus on a worker");
+    auto b = s.Connect();
+    b->Send("GET /healthz HTTP/1.1\r\n\r\n");
+    s.RunUntil([&] { return b->Has("{\"status\":\"ok\"}"); }, "healthz meanwhile");
+    CHECK(a->received.empty());
+    cluster->Release();
+    s.RunUntil([&] { return a->Has("\"self\":\"n1\""); }, "the cluster's status");
+    CHECK(a->Has("HTTP/1.1 200 OK\r\n"));
   }
 
   TEST_CASE("GET /v1/debug/loop is a 404 while the probe is off") {

@@ -3,9 +3,13 @@
 // petrelctl_unit, because it needs the example's library.
 #include <doctest/doctest.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <ctime>
+#include <functional>
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "flags.h"
@@ -30,9 +34,10 @@ json ServerWorkload() {
     "spec": {"image": "oci:/images/busybox", "replicas": 2},
     "replicas": [
       {"index": 0, "phase": "Running", "containerId": "c0", "pid": 42, "restarts": 2,
-       "lastExitCode": 1, "message": "started", "since": 5, "nextRetry": 0},
+       "lastExitCode": 1, "message": "started", "since": 5, "nextRetry": 0, "node": "pi1"},
       {"index": 1, "phase": "CrashLoop", "containerId": "", "pid": 0, "restarts": 3,
-       "lastExitCode": 137, "message": "back-off 4s", "since": 6, "nextRetry": 9}
+       "lastExitCode": 137, "message": "back-off 4s", "since": 6, "nextRetry": 9,
+       "node": "pi2"}
     ]})")
       .value();
 }
@@ -121,6 +126,7 @@ TEST_CASE("petrelctl: get -o json has exactly the stable keys") {
           "index": 0,
           "lastExitCode": 1,
           "message": "started",
+          "node": "pi1",
           "phase": "Running",
           "pid": 42,
           "restarts": 2
@@ -130,6 +136,7 @@ TEST_CASE("petrelctl: get -o json has exactly the stable keys") {
           "index": 1,
           "lastExitCode": 137,
           "message": "back-off 4s",
+          "node": "pi2",
           "phase": "CrashLoop",
           "pid": 0,
           "restarts": 3
@@ -152,6 +159,14 @@ TEST_CASE("petrelctl: a server answer without what petrelctl needs is an error n
   CHECK(DecodeWorkloadList(list).status().message() == "items[1].name: must be a string");
   CHECK(DecodeWorkloadList(json::array()).status().message() == "(top): must be an object");
   CHECK(!ParseJson("{\"items\": [").ok());
+  // A petreld from before clusters names no node: "" (shown as "-").
+  j = ServerWorkload();
+  j["replicas"][0].erase("node");
+  auto old = DecodeWorkload(j);
+  REQUIRE(old.ok());
+  CHECK(old->replicas[0].node.empty());
+  j["replicas"][0]["node"] = 1;
+  CHECK(DecodeWorkload(j).status().message() == "replicas[0].node: must be a string");
   CHECK(DecodeEvent(
             ParseJson(R"({"seq":1,"time":2,"workload":"w","replica":-1,"type":"Applied"})").value())
             .status()
@@ -261,13 +276,143 @@ TEST_CASE("petrelctl: describe shows the spec, the replicas and the events") {
         "Created:         2026-11-28 06:01:02 (5m ago)\n"
         "Updated:         2026-11-28 06:01:02 (5m ago)\n"
         "Replica Status:\n"
-        "  INDEX  PHASE      CONTAINER  PID  RESTARTS  LAST-EXIT  MESSAGE\n"
-        "  0      Running    c0         42   2         1          started\n"
-        "  1      CrashLoop  -          -    3         137        back-off 4s\n"
+        "  INDEX  NODE  PHASE      CONTAINER  PID  RESTARTS  LAST-EXIT  MESSAGE\n"
+        "  0      pi1   Running    c0         42   2         1          started\n"
+        "  1      pi2   CrashLoop  -          -    3         137        back-off 4s\n"
         "Events:\n"
         "  TIME                 REPLICA  TYPE     MESSAGE\n"
         "  2026-11-28 06:01:02  1        BackOff  restarting in 4s\n");
   CHECK(DescribeText(*w, spec, {}, 0).find("\nEvents:          <none>\n") != std::string::npos);
+}
+
+// Two members as petreld answers GET /v1/cluster, with a key petrelctl does not know.
+json ServerCluster() {
+  return ParseJson(R"({
+    "member": true, "clusterId": "c0ffee", "self": "pi1", "leader": "pi1",
+    "term": 7, "appliedIndex": 42, "futureKey": 1,
+    "settings": {"heartbeat": "200ms", "nodeLostAfter": "1s500ms", "fenceAfter": "1s"},
+    "members": [
+      {"name": "pi1", "id": 1, "role": "voter", "status": "Ready", "leader": true,
+       "address": "10.0.0.1:7400", "labels": {}, "joinedAt": 1795845662000,
+       "lastHeard": 0},
+      {"name": "pi2", "id": 18446744073709551615, "role": "witness", "status": "Lost",
+       "leader": false, "address": "[fd00::2]:7400",
+       "labels": {"zone": "north", "disk": "ssd"}, "joinedAt": 1795845722000,
+       "lastHeard": 1795845900000}
+    ]})")
+      .value();
+}
+
+TEST_CASE("petrelctl: nodes and the cluster decode strictly, naming the field") {
+  auto c = DecodeCluster(ServerCluster());
+  REQUIRE(c.ok());
+  CHECK(c->member);
+  CHECK(c->cluster_id == "c0ffee");
+  CHECK(c->term == 7);
+  CHECK(c->applied_index == 42);
+  CHECK(c->node_lost_after == "1s500ms");
+  REQUIRE(c->members.size() == 2);
+  CHECK(c->members[1].id == UINT64_MAX);  // Raft ids use all 64 bits
+  CHECK(c->members[1].labels ==
+        std::map<std::string, std::string>{{"disk", "ssd"}, {"zone", "north"}});
+  auto list = DecodeNodeList({{"items", ServerCluster()["members"]}});
+  REQUIRE(list.ok());
+  CHECK(list->size() == 2);
+  CHECK(DecodeNode(ServerCluster()["members"][0]).value().leader);
+
+  const std::pair<std::function<void(json*)>, const char*> cases[] = {
+      {[](json* j) { (*j)["members"][1]["leader"] = "no"; },
+       "members[1].leader: must be true or false"},
+      {[](json* j) { (*j)["members"][0]["id"] = -1; },
+       "members[0].id: must be an unsigned integer"},
+      {[](json* j) { (*j)["members"][1]["labels"]["zone"] = 3; },
+       "members[1].labels.zone: must be a string"},
+      {[](json* j) { (*j)["members"][0]["labels"] = json::array(); },
+       "members[0].labels: must be an object"},
+      {[](json* j) { (*j)["settings"].erase("fenceAfter"); }, "settings.fenceAfter: is missing"},
+      {[](json* j) { j->erase("term"); }, "term: is missing"},
+      {[](json* j) { (*j)["members"] = json::object(); }, "members: must be an array"},
+  };
+  for (const auto& bad : cases) {
+    json j = ServerCluster();
+    bad.first(&j);
+    CHECK(DecodeCluster(j).status().message() == bad.second);
+  }
+  CHECK(DecodeNodeList(json::object()).status().message() == "items: is missing");
+  CHECK(DecodeToken(ParseJson(R"({"token":"K10::s"})").value()).value() == "K10::s");
+  CHECK(DecodeToken(ParseJson(R"({"token":""})").value()).status().message() == "token: is empty");
+  CHECK(DecodeToken(ParseJson(R"({})").value()).status().message() == "token: is missing");
+}
+
+TEST_CASE("petrelctl: get nodes' table") {
+  auto c = DecodeCluster(ServerCluster());
+  REQUIRE(c.ok());
+  std::vector<std::vector<std::string>> rows = {NodeHeader()};
+  for (const NodeView& n : c->members) rows.push_back(NodeRow(n, 1795845662000 + 5 * kMin));
+  CHECK(FormatTable(rows) ==
+        "NAME  ROLE     STATUS  LEADER  ADDRESS         AGE\n"
+        "pi1   voter    Ready   yes     10.0.0.1:7400   5m\n"
+        "pi2   witness  Lost    no      [fd00::2]:7400  4m\n");
+  NodeView unknown;
+  unknown.name = "pi3";
+  CHECK(NodeRow(unknown, 0)[5] == "-");
+}
+
+TEST_CASE("petrelctl: cluster status, of a member and of a node not in one") {
+  setenv("TZ", "UTC", 1);
+  tzset();
+  auto c = DecodeCluster(ServerCluster());
+  REQUIRE(c.ok());
+  CHECK(ClusterStatusText(*c, 1795845662000 + 5 * kMin) ==
+        "Cluster:         c0ffee\n"
+        "This Node:       pi1\n"
+        "Leader:          pi1\n"
+        "Term:            7\n"
+        "Applied Index:   42\n"
+        "Settings:        heartbeat 200ms, node lost after 1s500ms, fence after 1s\n"
+        "Members:\n"
+        "  NAME  ROLE     STATUS  LEADER  ADDRESS         AGE\n"
+        "  pi1   voter    Ready   yes     10.0.0.1:7400   5m\n"
+        "  pi2   witness  Lost    no      [fd00::2]:7400  4m\n");
+  c->leader.clear();
+  CHECK(ClusterStatusText(*c, 0).find(
+            "\nLeader:          <none> (no quorum, or an election is under way)\n") !=
+        std::string::npos);
+  ClusterView alone;
+  alone.self = "pi1";
+  CHECK(ClusterStatusText(alone, 0) ==
+        "Node pi1 is not in a cluster yet: run 'petrelctl cluster init' on it to start one, or\n"
+        "restart its petreld with --join ADDR:PORT --token TOKEN to join one.\n");
+}
+
+TEST_CASE("petrelctl: describe node shows its fields and the replicas it runs") {
+  setenv("TZ", "UTC", 1);
+  tzset();
+  auto c = DecodeCluster(ServerCluster());
+  REQUIRE(c.ok());
+  auto w = DecodeWorkload(ServerWorkload());
+  REQUIRE(w.ok());
+  const petrel::TimeMs now = 1795845662000 + 5 * kMin;
+  CHECK(DescribeNodeText(c->members[1], {*w}, now) ==
+        "Name:            pi2\n"
+        "ID:              18446744073709551615\n"
+        "Role:            witness (votes, runs no workloads)\n"
+        "Status:          Lost\n"
+        "Leader:          no\n"
+        "Address:         [fd00::2]:7400\n"
+        "Labels:          disk=ssd\n"
+        "                 zone=north\n"
+        "Joined:          2026-11-28 06:02:02 (4m ago)\n"
+        "Last Heard:      2026-11-28 06:05:00 (62s ago)\n"
+        "Replicas:\n"
+        "  WORKLOAD  REPLICA  PHASE      RESTARTS  CONTAINER\n"
+        "  web       1        CrashLoop  3         -\n");
+  std::string pi1 = DescribeNodeText(c->members[0], {*w}, now);
+  CHECK(pi1.find("\nLabels:          <none>\n") != std::string::npos);
+  CHECK(pi1.find("\nLast Heard:      never\n") != std::string::npos);
+  CHECK(pi1.find("\n  web       0        Running  2         c0\n") != std::string::npos);
+  CHECK(DescribeNodeText(c->members[0], {}, now).find("\nReplicas:        <none>\n") !=
+        std::string::npos);
 }
 
 TEST_CASE("petrelctl: flags as kubectl reads them") {

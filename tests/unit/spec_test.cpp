@@ -491,6 +491,24 @@ TEST_SUITE("spec") {
     CHECK(st.message() == "spec.resources.memory: must not be negative");
   }
 
+  TEST_CASE("ValidateLabel: what workloads' and nodes' labels may be") {
+    CHECK(ValidateLabel("zone", "north").ok());
+    CHECK(ValidateLabel("petrel.dev/disk", "").ok());
+    CHECK(ValidateLabel("a_b.c-d", "A.1_b-2").ok());
+    Status s = ValidateLabel("bad key", "x");
+    CHECK(s.IsInvalidArgument());
+    CHECK(s.message() ==
+          "\"bad key\" is not a label key ([prefix/]name; name is at most 63 of [A-Za-z0-9-_.], "
+          "alphanumeric at both ends)");
+    CHECK(!ValidateLabel("", "x").ok());
+    CHECK(!ValidateLabel(std::string(64, 'k'), "x").ok());
+    s = ValidateLabel("zone", "-north");
+    CHECK(s.message() ==
+          "\"-north\" is not a label value (at most 63 of [A-Za-z0-9-_.], alphanumeric at both "
+          "ends)");
+    CHECK(!ValidateLabel("zone", "a=b").ok());
+  }
+
   TEST_CASE("SpecToJson is canonical and SpecFromJson reads it back") {
     WorkloadSpec min = ValidSpec();
     CHECK(SpecToJson(min) ==
