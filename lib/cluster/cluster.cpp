@@ -6,6 +6,8 @@
 //   ca.crt node.crt node.key (0600)   its TLS identity
 //   raft/          raft's log, metadata and snapshots (raft_uv)
 //   synced         the applied index the local Orchestrator last caught up with
+//   state.json     the replica at that index: read at start, for reads and to find the
+//                  peers, until raft has replayed past it
 #include <sys/random.h>
 #include <uv.h>
 extern "C" {  // raft.h declares its functions without extern "C"
@@ -41,7 +43,9 @@ using nlohmann::json;
 
 constexpr const char* kTokenPrefix = "PETREL1";
 constexpr int64_t kTickMs = 50;
+constexpr int64_t kPromoteTimeoutMs = 5000;
 constexpr size_t kMaxFile = 1 << 20;
+constexpr size_t kMaxState = 64 << 20;  // state.json: the replica's last known state
 
 Result<std::string> RandomHex(size_t bytes) {
   std::string raw(bytes, '\0');
@@ -539,12 +543,12 @@ class ClusterImpl final : public Cluster, public PeerLink {
     return WriteFileAtomic(dir_ + "/identity.json", j.dump(2) + "\n");
   }
 
-  static Status WriteSecret(const std::string& path, const std::string& data) {
+  static Status WriteSecret(const std::string& path, const std::string& data, bool sync = true) {
     const std::string tmp = path + ".tmp";
     int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) return ErrnoError(tmp, "open", errno);
     Status s = WriteAll(fd, data, tmp);
-    if (s.ok() && ::fsync(fd) != 0) s = ErrnoError(tmp, "fsync", errno);
+    if (s.ok() && sync && ::fsync(fd) != 0) s = ErrnoError(tmp, "fsync", errno);
     ::close(fd);
     if (s.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) s = ErrnoError(path, "rename", errno);
     return s;
@@ -670,6 +674,13 @@ class ClusterImpl final : public Cluster, public PeerLink {
     });
     e->node = std::make_shared<ClusterNode>(identity_.self, this, opts_.clock.get(), opts_.log_sink);
     e->node->OnApplied([this] { OnApplied(); });
+    // What this node last knew, for reads and for finding its peers until raft has
+    // replayed (a node alone after a reboot still knows what runs where).
+    Result<std::string> known = ReadSmallFile(dir_ + "/state.json", kMaxState);
+    if (known.ok()) {
+      Status s = e->node->SetFallback(*known);
+      if (!s.ok()) Log(LogLevel::kWarn, "cluster: " + dir_ + "/state.json: " + s.message());
+    }
     {
       std::lock_guard<std::mutex> lock(node_mu_);
       node_ = e->node;
@@ -678,7 +689,7 @@ class ClusterImpl final : public Cluster, public PeerLink {
     int rv = raft_uv_init(&e->io, e->loop, raft_dir.c_str(), e->transport->raft());
     if (rv != 0) return Status::IOError(std::string("cluster: raft storage ") + raft_dir + ": " + e->io.errmsg);
     raft_uv_set_segment_size(&e->io, 64 * 1024);  // flash: small preallocated segments
-    raft_uv_set_connect_retry_delay(&e->io, 100);
+    raft_uv_set_connect_retry_delay(&e->io, 250);
     rv = raft_init(&e->raft, &e->io, e->node->fsm(), identity_.self.id, identity_.self.address.c_str());
     if (rv != 0) return Status::Internal(std::string("cluster: raft_init: ") + raft_strerror(rv));
     e->node->SetRaft(&e->raft);
@@ -719,8 +730,8 @@ class ClusterImpl final : public Cluster, public PeerLink {
       });
     }
     if (revoked) {
-      return Status::PermissionDenied("node " + peer.name + " (" + peer.remote +
-                                      ") was removed from the cluster; its certificate is revoked");
+      return Status::PermissionDenied("node " + peer.name +
+                                      " was removed from the cluster; its certificate is revoked");
     }
     if (!owner.empty() && owner != peer.name) {
       return Status::PermissionDenied("node " + peer.name + " claims raft id " +
@@ -798,7 +809,8 @@ class ClusterImpl final : public Cluster, public PeerLink {
       next_promote_ = opts_.clock->Monotonic() + 500;
       return;
     }
-    Call(to, PromoteRequest(identity_.self.id), opts_.write_timeout_ms + 15000, done);
+    // Short: a refused node says so soon (a promotion itself is quick once it arrives).
+    Call(to, PromoteRequest(identity_.self.id), kPromoteTimeoutMs, done);
   }
 
   // Every heartbeat: a round trip to each other member, so Nodes() can say who answers.
@@ -971,7 +983,12 @@ class ClusterImpl final : public Cluster, public PeerLink {
     }
     if (applied != synced_index_) {
       synced_index_ = applied;
-      Status s = WriteFileAtomic(dir_ + "/synced", std::to_string(applied) + "\n");
+      // The replica as of now, read back at the next start until raft has replayed.
+      // It holds the CA key: owner-only, as node.key. No fsync: a cache, raft has it.
+      Status s = WriteSecret(dir_ + "/state.json",
+                             node->WithState([](const ClusterState& st) { return st.Snapshot(); }),
+                             /*sync=*/false);
+      if (s.ok()) s = WriteFileAtomic(dir_ + "/synced", std::to_string(applied) + "\n");
       if (!s.ok()) Log(LogLevel::kWarn, "cluster: " + s.message());
     }
   }

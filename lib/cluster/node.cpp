@@ -95,6 +95,9 @@ int ClusterNode::FsmApply(raft_fsm* fsm, const raft_buffer* buf, void** result) 
   {
     std::lock_guard<std::mutex> lock(n->mu_);
     r = n->state_.Apply(index, std::string_view(static_cast<const char*>(buf->base), buf->len));
+    if (n->fallback_ && n->state_.applied_index() >= n->fallback_->applied_index()) {
+      n->fallback_.reset();  // caught up
+    }
   }
   *result = nullptr;
   auto it = n->results_.find(index);
@@ -154,6 +157,14 @@ int ClusterNode::FsmRestore(raft_fsm* fsm, raft_buffer* buf) {
   n->restores_++;
   if (n->on_applied_) n->on_applied_();
   return 0;
+}
+
+Status ClusterNode::SetFallback(const std::string& snapshot) {
+  auto fallback = std::make_unique<ClusterState>();
+  PETREL_RETURN_IF_ERROR(fallback->Restore(snapshot));
+  std::lock_guard<std::mutex> lock(mu_);
+  fallback_ = std::move(fallback);
+  return Status::OK();
 }
 
 bool ClusterNode::IsLeader() { return raft_ != nullptr && raft_state(raft_) == RAFT_LEADER; }

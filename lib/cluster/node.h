@@ -90,12 +90,18 @@ class ClusterNode {
   // How many snapshots raft installed here.
   int restores() const { return restores_; }
 
-  // Reads the state under its lock.
+  // Reads the state under its lock: the replica, or the fallback while that is newer.
   template <typename F>
   auto WithState(F f) {
     std::lock_guard<std::mutex> lock(mu_);
-    return f(static_cast<const ClusterState&>(state_));
+    const ClusterState& s =
+        fallback_ && fallback_->applied_index() > state_.applied_index() ? *fallback_ : state_;
+    return f(s);
   }
+
+  // The state this node last knew (a Snapshot()), which WithState gives until raft has
+  // applied as far. Corruption when it cannot be read.
+  Status SetFallback(const std::string& snapshot);
 
   // What the leader does with a join (exposed for the fixture and the facade): checks
   // the token secret, signs the CSR, records the member and adds it to raft as a
@@ -127,6 +133,7 @@ class ClusterNode {
 
   std::mutex mu_;  // guards state_ for WithState readers; written on the loop thread
   ClusterState state_;
+  std::unique_ptr<ClusterState> fallback_;
   std::map<uint64_t, std::string> results_;  // of entries this node proposed, by index
   std::multimap<uint64_t, std::shared_ptr<Waiter>> waiters_;  // by the index awaited
   std::map<uint64_t, std::shared_ptr<Forward>> forwards_;     // writes not answered yet

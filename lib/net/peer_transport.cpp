@@ -185,6 +185,13 @@ class ConnOwner {
   // it was closed for.
   virtual void OnClosed(Conn* conn, const Status& why) = 0;
   virtual void Log(LogLevel level, const std::string& message) = 0;
+  // How many refusals like `key` were not logged since the last one that was, or -1
+  // when this one must not be logged either (a refused peer that keeps retrying would
+  // fill the log otherwise).
+  virtual int64_t RefusalsUnlogged(const std::string& key) {
+    (void)key;
+    return 0;
+  }
 };
 
 class Conn {
@@ -294,7 +301,14 @@ class Conn {
     std::string what = client_ || state_ == State::kOpen
                            ? std::string(ChannelName(channel_)) + " connection"
                            : std::string("connection");
-    owner_->Log(LogLevel::kWarn, "peer " + peer_.remote + ": refused " + what + ": " + reason);
+    const int64_t unlogged = owner_->RefusalsUnlogged(what + ": " + reason);
+    if (unlogged >= 0) {
+      owner_->Log(LogLevel::kWarn,
+                  "peer " + peer_.remote + ": refused " + what + ": " + reason +
+                      (unlogged > 0 ? " (and " + std::to_string(unlogged) +
+                                          " times more like it, not logged)"
+                                    : std::string()));
+    }
     Close(Status::PermissionDenied(reason));
   }
 
@@ -924,7 +938,31 @@ class Transport : public PeerTransport, public ConnOwner {
     if (options_.log) options_.log(level, message);
   }
 
+  // The same refusal is logged at most once a minute.
+  int64_t RefusalsUnlogged(const std::string& key) override {
+    constexpr uint64_t kQuietMs = 60000;
+    const uint64_t now = uv_now(options_.loop);
+    auto [it, fresh] = refusals_.try_emplace(key, Refusals{now, 0});
+    if (fresh) {
+      if (refusals_.size() > 256) refusals_.clear();  // bounded: a peer can vary the key
+      return 0;
+    }
+    if (now - it->second.logged_at < kQuietMs) {
+      it->second.unlogged++;
+      return -1;
+    }
+    const int64_t unlogged = it->second.unlogged;
+    it->second = Refusals{now, 0};
+    return unlogged;
+  }
+
  private:
+  struct Refusals {
+    uint64_t logged_at = 0;
+    int64_t unlogged = 0;
+  };
+  std::map<std::string, Refusals> refusals_;
+
   struct PendingCall {
     uint64_t conn = 0;
     CallDone done;

@@ -214,7 +214,9 @@ step "5. a wrong token is refused; the rotated one works"
 old=$token
 token=$(node_ctl 1 cluster token --rotate | tail -n 1) || fail "cluster token --rotate"
 { [ -n "$token" ] && [ "$token" != "$old" ]; } || fail "cluster token --rotate printed no new token"
-[ "$(node_ctl 2 cluster token | tail -n 1)" = "$token" ] || fail "n2's cluster token is not the rotated one"
+# Reads answer from the local replica: n2 has it once the commit reached it.
+token_on_2() { [ "$(node_ctl 2 cluster token | tail -n 1)" = "$token" ]; }
+wait_for 5 token_on_2 || fail "n2's cluster token is not the rotated one 5 s after the rotation"
 offsets=()
 for i in 1 2 3; do offsets[$i]=$(log_size "$i"); done
 t0=$(ms_now)

@@ -186,6 +186,12 @@ TEST_CASE("cluster over TLS: init, join, write anywhere, read everywhere, failov
     for (const std::string& line : a.log.lines) MESSAGE("n0: " << line);
   }
   CHECK(revoked);
+  // The removed node says so too, and keeps what it runs.
+  const bool told = WaitFor([&] { return c.log.Has("cannot confirm its membership"); }, 15);
+  if (!told) {
+    for (const std::string& line : c.log.lines) MESSAGE("n2: " << line);
+  }
+  CHECK(told);
   Result<std::vector<NodeInfo>> left = a.cluster->Nodes();
   REQUIRE(left.ok());
   CHECK(left->size() == 2);
