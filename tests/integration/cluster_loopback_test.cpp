@@ -95,7 +95,7 @@ bool ReadyMembers(Cluster* c, size_t n) {
   return leaders == 1;
 }
 
-TEST_CASE("cluster over TLS: init, join, write anywhere, read everywhere, failover, removal") {
+TEST_CASE("cluster over TLS: init - join - write anywhere - read everywhere - failover - removal") {
   TempDir tmp;
   std::vector<std::unique_ptr<Node>> nodes;
   for (int i = 0; i < 4; i++) {

@@ -51,7 +51,7 @@ TEST_CASE("cluster state: puts are all or nothing and count generations") {
   CHECK(ResultStatus(s.Apply(5, DeleteEntry("a"))).IsNotFound());
 }
 
-TEST_CASE("cluster state: members, revocation, token and settings") {
+TEST_CASE("cluster state: members - revocation - token and settings") {
   ClusterState s;
   ClusterSettings settings;
   settings.heartbeat_ms = 100;
@@ -78,7 +78,7 @@ TEST_CASE("cluster state: members, revocation, token and settings") {
   CHECK(s.token_secret() == "new");
 }
 
-TEST_CASE("cluster state: a snapshot restores the same state; bad input changes nothing") {
+TEST_CASE("cluster state: a snapshot restores the same state - bad input changes nothing") {
   ClusterState a;
   (void)a.Apply(1, InitEntry("c1", "CA", "KEY", "secret", {}));
   (void)a.Apply(2, PutEntry({Spec("a"), Spec("b")}, "n1", 100));
@@ -106,7 +106,7 @@ TEST_CASE("cluster state: a snapshot restores the same state; bad input changes 
   CHECK(b.workloads().size() == 2);
 }
 
-TEST_CASE("cluster fixture: elects a leader; a write through a follower lands everywhere") {
+TEST_CASE("cluster fixture: elects a leader - a write through a follower lands everywhere") {
   ClusterFixture f(3);
   const int leader = f.StepUntilLeader();
   REQUIRE(leader >= 0);
@@ -130,7 +130,7 @@ TEST_CASE("cluster fixture: elects a leader; a write through a follower lands ev
   CHECK(f.Workloads((leader + 2) % 3).empty());
 }
 
-TEST_CASE("cluster fixture: losing the leader costs an election; it rejoins and catches up") {
+TEST_CASE("cluster fixture: losing the leader costs an election - it rejoins and catches up") {
   ClusterFixture f(3);
   int leader = f.StepUntilLeader();
   REQUIRE(leader >= 0);
@@ -151,7 +151,7 @@ TEST_CASE("cluster fixture: losing the leader costs an election; it rejoins and 
   CHECK(f.Leader() == next);  // pre-vote: the returning node does not disrupt
 }
 
-TEST_CASE("cluster fixture: a minority cannot write; healing converges on the majority") {
+TEST_CASE("cluster fixture: a minority cannot write - healing converges on the majority") {
   ClusterFixture f(3);
   const int leader = f.StepUntilLeader();
   REQUIRE(leader >= 0);
@@ -189,7 +189,7 @@ TEST_CASE("cluster fixture: a node that fell behind gets a snapshot") {
   CHECK(f.Workloads(behind).size() == 40);
 }
 
-TEST_CASE("cluster fixture: joins need the token; a removed node is gone everywhere") {
+TEST_CASE("cluster fixture: joins need the token - a removed node is gone everywhere") {
   ClusterFixture f(3);
   const int leader = f.StepUntilLeader();
   REQUIRE(leader >= 0);
