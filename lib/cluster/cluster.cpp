@@ -188,7 +188,7 @@ class ClusterImpl final : public Cluster, public PeerLink {
     // Not in a cluster yet: a single node, as without --peer-listen (Init takes its
     // workloads along).
     if (!member_) return local_->Apply(specs);
-    if (identity_.self.role == "witness") {
+    if (witness_) {
       return Status::FailedPrecondition(
           "cluster: " + opts_.node_name + " is a witness and runs no workloads: apply through "
           "another node");
@@ -350,6 +350,7 @@ class ClusterImpl final : public Cluster, public PeerLink {
 
     PETREL_RETURN_IF_ERROR(OnLoop<bool>([&, id](std::function<void(Result<bool>)> done) {
                              identity_ = id;
+                             witness_ = id.self.role == "witness";
                              Status s = StartMember(/*bootstrap=*/true);
                              done(s.ok() ? Result<bool>(true) : Result<bool>(s));
                            }).status());
@@ -369,6 +370,7 @@ class ClusterImpl final : public Cluster, public PeerLink {
     for (WorkloadState& w : local) {
       if (!w.terminating()) specs.push_back(std::move(w.spec));
     }
+    if (witness_) specs.clear();  // a witness runs none
     if (!specs.empty()) {
       PETREL_RETURN_IF_ERROR(WriteEntry(PutEntry(specs, opts_.node_name, opts_.clock->Now())).status());
     }
@@ -530,6 +532,7 @@ class ClusterImpl final : public Cluster, public PeerLink {
     PETREL_ASSIGN_OR_RETURN(identity_.tls.key_pem, ReadSmallFile(dir_ + "/node.key", kMaxFile));
     // The address may change between runs (--advertise); the labels too.
     identity_.self.labels = opts_.labels.empty() ? identity_.self.labels : opts_.labels;
+    witness_ = identity_.self.role == "witness";
     return Status::OK();
   }
 
@@ -599,8 +602,9 @@ class ClusterImpl final : public Cluster, public PeerLink {
     PETREL_RETURN_IF_ERROR(MakeDirs(dir_ + "/raft", 0700));
     PETREL_RETURN_IF_ERROR(SaveIdentity(id));
     identity_ = id;
+    witness_ = id.self.role == "witness";
     member_ = true;
-    import_after_promote_ = true;
+    import_after_promote_ = !witness_;  // a witness brings no workloads
     Log(LogLevel::kInfo, "cluster: " + self.name + " joined through " + opts_.join +
                              "; catching up");
     return Status::OK();
@@ -1053,6 +1057,7 @@ class ClusterImpl final : public Cluster, public PeerLink {
   Identity identity_;
   std::string cluster_id_;
   std::atomic<bool> member_{false};
+  std::atomic<bool> witness_{false};  // identity_.self.role == "witness", for any thread
   std::set<std::string> seed_revoked_;
 
   Mailbox mailbox_;

@@ -53,7 +53,7 @@ struct Node {
   LogBook log;
   std::unique_ptr<Cluster> cluster;
 
-  Status Open(const std::string& join = "", const std::string& token = "") {
+  Status Open(const std::string& join = "", const std::string& token = "", bool witness = false) {
     Options o;
     o.state_dir = dir;
     o.runtime = std::make_shared<FakeRuntime>(SystemClock(), host);
@@ -68,6 +68,7 @@ struct Node {
     c.peer_listen = Address(index);
     c.join = join;
     c.token = token;
+    c.witness = witness;
     c.log_sink = log.Sink();
     c.write_timeout_ms = 5000;
     PETREL_RETURN_IF_ERROR(Cluster::Open(c, std::move(local), &cluster));
@@ -172,6 +173,19 @@ TEST_CASE("cluster over TLS: init - join - write anywhere - read everywhere - fa
   // Back with its state dir: it rejoins and catches up.
   REQUIRE(leader->Open().ok());
   REQUIRE(WaitFor([&] { return leader->cluster->Get("after").ok(); }, 20));
+
+  // A witness votes and runs nothing: a write through it is refused.
+  Status witness = d.Open(Address(1), *token, /*witness=*/true);
+  REQUIRE_MESSAGE(witness.ok(), witness.ToString());
+  REQUIRE(WaitFor([&] { return ReadyMembers(a.cluster.get(), 4); }, 30));
+  CHECK(d.cluster->Apply(Spec("on-witness")).status().code() ==
+        Status::Code::kFailedPrecondition);
+  Result<std::vector<NodeInfo>> four = a.cluster->Nodes();
+  REQUIRE(four.ok());
+  for (const NodeInfo& n : *four) CHECK(n.role == (n.name == "n3" ? "witness" : "voter"));
+  REQUIRE(WaitFor([&] { return d.cluster->Get("after").ok(); }, 10));  // it reads like any member
+  REQUIRE(a.cluster->RemoveNode("n3").ok());
+  d.Close();
 
   // Removed: its certificate is refused from then on.
   Status removed = a.cluster->RemoveNode("n2");
