@@ -620,8 +620,8 @@ class ClusterImpl final : public Cluster, public PeerLink {
     // The handles' data is the Engine, which outlives them; `owner` is cleared when
     // closing begins, so a wakeup already queued then does nothing.
     uv_async_init(loop, &e->async, [](uv_async_t* h) {
-      auto* e = static_cast<Engine*>(h->data);
-      if (e->owner != nullptr) e->owner->mailbox_.Drain();
+      auto* engine = static_cast<Engine*>(h->data);
+      if (engine->owner != nullptr) engine->owner->mailbox_.Drain();
     });
     e->async.data = e;
     uv_timer_init(loop, &e->tick);
@@ -630,8 +630,8 @@ class ClusterImpl final : public Cluster, public PeerLink {
     uv_timer_start(
         &e->tick,
         [](uv_timer_t* t) {
-          auto* e = static_cast<Engine*>(t->data);
-          if (e->owner != nullptr) e->owner->OnTick();
+          auto* engine = static_cast<Engine*>(t->data);
+          if (engine->owner != nullptr) engine->owner->OnTick();
         },
         kTickMs, kTickMs);
     {
@@ -1016,14 +1016,12 @@ class ClusterImpl final : public Cluster, public PeerLink {
     // then the node they called back into, then the handles.
     auto finish = [e] {
       e->node.reset();  // writes still waiting hear Unavailable
-      uv_close(reinterpret_cast<uv_handle_t*>(&e->async), [](uv_handle_t* h) {
-        auto* e = static_cast<Engine*>(h->data);
-        if (--e->open_handles == 0) delete e;
-      });
-      uv_close(reinterpret_cast<uv_handle_t*>(&e->tick), [](uv_handle_t* h) {
-        auto* e = static_cast<Engine*>(h->data);
-        if (--e->open_handles == 0) delete e;
-      });
+      auto closed = [](uv_handle_t* h) {
+        auto* engine = static_cast<Engine*>(h->data);
+        if (--engine->open_handles == 0) delete engine;
+      };
+      uv_close(reinterpret_cast<uv_handle_t*>(&e->async), closed);
+      uv_close(reinterpret_cast<uv_handle_t*>(&e->tick), closed);
     };
     e->owner = nullptr;
     uv_timer_stop(&e->tick);
@@ -1031,9 +1029,9 @@ class ClusterImpl final : public Cluster, public PeerLink {
     if (e->raft_started) {
       e->raft.data = e;
       raft_close(&e->raft, [](struct raft* r) {
-        auto* e = static_cast<Engine*>(r->data);
-        raft_uv_close(&e->io);
-        CloseTransport(e);
+        auto* engine = static_cast<Engine*>(r->data);
+        raft_uv_close(&engine->io);
+        CloseTransport(engine);
       });
     } else {
       CloseTransport(e);

@@ -353,10 +353,10 @@ Result<int> ClusterFixture::Join(int via, int64_t max_ms, const std::string& sec
     bool answered = false;
     Status status;
     std::string reply;
-    m.Send(i, via, std::move(request), max_ms, [&](Status s, std::string r) {
+    m.Send(i, via, std::move(request), max_ms, [&](Status s, std::string got) {
       answered = true;
       status = std::move(s);
-      reply = std::move(r);
+      reply = std::move(got);
     });
     if (!m.RunUntil([&] { return answered; }, max_ms + 1000)) {
       return Status::DeadlineExceeded("fixture: no answer");

@@ -287,22 +287,22 @@ void ClusterNode::Propose(std::string entry, ProposeDone done) {
   r->done = std::move(done);
   r->results = &results_;
   int rv = raft_apply(raft_, &r->req, &buf, 1, [](struct raft_apply* req, int status, void*) {
-    auto* r = static_cast<ApplyReq*>(req->data);
+    auto* a = static_cast<ApplyReq*>(req->data);
     std::string result;
-    auto it = r->results->find(req->index);
-    if (it != r->results->end()) {
+    auto it = a->results->find(req->index);
+    if (it != a->results->end()) {
       result = std::move(it->second);
-      r->results->erase(it);
+      a->results->erase(it);
     }
     const uint64_t index = req->index;
-    auto done = std::move(r->done);
-    delete r;
+    auto then = std::move(a->done);
+    delete a;
     if (status != 0) {
-      return done(Status::Unavailable(std::string("cluster: not committed: ") +
+      return then(Status::Unavailable(std::string("cluster: not committed: ") +
                                       raft_strerror(status)),
                   index, "");
     }
-    done(ResultStatus(result), index, std::move(result));
+    then(ResultStatus(result), index, std::move(result));
   });
   if (rv != 0) {
     raft_free(buf.base);
@@ -345,9 +345,9 @@ void ClusterNode::Change(int kind, uint64_t id, std::string address, int role, T
   r->req.data = r;
   r->done = done;
   auto cb = [](raft_change* req, int status) {
-    auto* r = static_cast<Req*>(req->data);
-    auto d = std::move(r->done);
-    delete r;
+    auto* c = static_cast<Req*>(req->data);
+    auto d = std::move(c->done);
+    delete c;
     d(status == 0 ? Status::OK()
                   : Status::Unavailable(std::string("cluster: membership change: ") +
                                         raft_strerror(status)));
@@ -442,9 +442,9 @@ void ClusterNode::HandleRequest(const std::string& from, std::string request, Re
         HandleRequest(from, std::move(request), std::move(reply));
       };
       int rv = raft_transfer(raft_, &t->req, 0, [](struct raft_transfer* req) {
-        auto* t = static_cast<Req*>(req->data);
-        auto next = std::move(t->next);
-        delete t;
+        auto* transfer = static_cast<Req*>(req->data);
+        auto next = std::move(transfer->next);
+        delete transfer;
         next();
       });
       if (rv != 0) {
@@ -459,7 +459,8 @@ void ClusterNode::HandleRequest(const std::string& from, std::string request, Re
     // Revoked first, so its certificate is refused before it leaves the configuration.
     Propose(RemoveEntry(name), [this, id, deadline, reply](Status s, uint64_t, std::string) {
       if (!s.ok()) return reply(ErrorReply(s));
-      Change(2, id, "", 0, deadline, [reply](Status s) { reply(s.ok() ? "{}" : ErrorReply(s)); });
+      Change(2, id, "", 0, deadline,
+             [reply](Status changed) { reply(changed.ok() ? "{}" : ErrorReply(changed)); });
     });
     return;
   }
@@ -519,8 +520,8 @@ void ClusterNode::LeaderJoin(std::string request, Reply reply) {
   Propose(MemberEntry(m), [this, m, cert = *cert, deadline, reply](Status s, uint64_t,
                                                                      std::string) {
     if (!s.ok()) return reply(ErrorReply(s));
-    Change(0, m.id, m.address, 0, deadline, [this, m, cert, reply](Status s) {
-      if (!s.ok()) return reply(ErrorReply(s));
+    Change(0, m.id, m.address, 0, deadline, [this, m, cert, reply](Status added) {
+      if (!added.ok()) return reply(ErrorReply(added));
       json members = json::array();
       std::string ca_cert;
       std::vector<std::string> revoked;

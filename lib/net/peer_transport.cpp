@@ -101,10 +101,10 @@ class Deadlines {
     when_.clear();
     timer_->data = new std::function<void()>(std::move(done));
     uv_close(AsHandle(timer_), [](uv_handle_t* h) {
-      auto* done = static_cast<std::function<void()>*>(h->data);
+      auto* then = static_cast<std::function<void()>*>(h->data);
       delete reinterpret_cast<uv_timer_t*>(h);
-      (*done)();
-      delete done;
+      (*then)();
+      delete then;
     });
     timer_ = nullptr;
   }
