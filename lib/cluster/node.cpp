@@ -302,7 +302,8 @@ void ClusterNode::Propose(std::string entry, ProposeDone done) {
                                       raft_strerror(status)),
                   index, "");
     }
-    then(ResultStatus(result), index, std::move(result));
+    Status s = ResultStatus(result);  // before the move below: argument order is unspecified
+    then(std::move(s), index, std::move(result));
   });
   if (rv != 0) {
     raft_free(buf.base);
