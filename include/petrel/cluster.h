@@ -85,21 +85,21 @@ struct ClusterSettings {
 
 struct NodeInfo {
   std::string name;
-  uint64_t id = 0;           // Raft server id
-  std::string role;          // "voter" or "witness"
-  std::string status;        // "Ready", "Lost" or "Draining"
+  uint64_t id = 0;     // Raft server id
+  std::string role;    // "voter" or "witness"
+  std::string status;  // "Ready", "Lost" or "Draining"
   bool leader = false;
-  std::string address;       // ADDR:PORT peers reach it at
+  std::string address;  // ADDR:PORT peers reach it at
   std::map<std::string, std::string> labels;
   TimeMs joined_at = 0;
-  TimeMs last_heard = 0;     // by this node; 0 = never (this node: now)
+  TimeMs last_heard = 0;  // by this node; 0 = never (this node: now)
 };
 
 struct ClusterStatus {
-  bool member = false;       // false until Init or a join completes
+  bool member = false;  // false until Init or a join completes
   std::string cluster_id;
-  std::string self;          // this node's name
-  std::string leader;        // "" while there is none
+  std::string self;    // this node's name
+  std::string leader;  // "" while there is none
   uint64_t term = 0;
   uint64_t applied_index = 0;
   ClusterSettings settings;

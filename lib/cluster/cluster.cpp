@@ -15,13 +15,12 @@ extern "C" {  // raft.h declares its functions without extern "C"
 #include <raft/uv.h>
 }
 
-#include <nlohmann/json.hpp>
-
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <future>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
 #include <utility>
@@ -165,9 +164,9 @@ class ClusterImpl final : public Cluster, public PeerLink {
     if (text.ok()) {
       PETREL_RETURN_IF_ERROR(LoadIdentity(*text));
       if (identity_.self.name != opts_.node_name) {
-        return Status::FailedPrecondition(
-            "cluster: " + dir_ + " belongs to node " + identity_.self.name + ", not " +
-            opts_.node_name + " (keep the node name, or use another state dir)");
+        return Status::FailedPrecondition("cluster: " + dir_ + " belongs to node " +
+                                          identity_.self.name + ", not " + opts_.node_name +
+                                          " (keep the node name, or use another state dir)");
       }
       member_ = true;
     } else if (!text.status().IsNotFound()) {
@@ -189,9 +188,9 @@ class ClusterImpl final : public Cluster, public PeerLink {
     // workloads along).
     if (!member_) return local_->Apply(specs);
     if (witness_) {
-      return Status::FailedPrecondition(
-          "cluster: " + opts_.node_name + " is a witness and runs no workloads: apply through "
-          "another node");
+      return Status::FailedPrecondition("cluster: " + opts_.node_name +
+                                        " is a witness and runs no workloads: apply through "
+                                        "another node");
     }
     const std::string entry = PutEntry(specs, opts_.node_name, opts_.clock->Now());
     PETREL_ASSIGN_OR_RETURN(std::string result, WriteEntry(entry));
@@ -340,7 +339,8 @@ class ClusterImpl final : public Cluster, public PeerLink {
     id.self.address = opts_.advertise;
     id.self.role = opts_.witness ? "witness" : "voter";
     id.self.labels = opts_.labels;
-    do id.self.id = opts_.clock->Random() >> 1; while (id.self.id == 0);
+    do id.self.id = opts_.clock->Random() >> 1;
+    while (id.self.id == 0);
     id.tls = {ca.cert_pem, cert, kc.key_pem};
     // A crash before identity.json is written leaves at most raft files of a cluster
     // that never was: start them afresh.
@@ -372,7 +372,8 @@ class ClusterImpl final : public Cluster, public PeerLink {
     }
     if (witness_) specs.clear();  // a witness runs none
     if (!specs.empty()) {
-      PETREL_RETURN_IF_ERROR(WriteEntry(PutEntry(specs, opts_.node_name, opts_.clock->Now())).status());
+      PETREL_RETURN_IF_ERROR(
+          WriteEntry(PutEntry(specs, opts_.node_name, opts_.clock->Now())).status());
     }
     PETREL_RETURN_IF_ERROR(SaveIdentity(id));
     cluster_id_ = cluster_id;
@@ -391,9 +392,8 @@ class ClusterImpl final : public Cluster, public PeerLink {
     }
     std::shared_ptr<ClusterNode> node = Node();
     if (!node) return Status::Unavailable("cluster: closing");
-    auto [ca, secret] = node->WithState([](const ClusterState& s) {
-      return std::make_pair(s.ca_cert(), s.token_secret());
-    });
+    auto [ca, secret] = node->WithState(
+        [](const ClusterState& s) { return std::make_pair(s.ca_cert(), s.token_secret()); });
     if (ca.empty()) return Status::Unavailable("cluster: this node has not caught up yet");
     PETREL_ASSIGN_OR_RETURN(std::string ca_hash, CertFingerprint(ca));
     return MakeToken(ca_hash, secret);
@@ -404,9 +404,7 @@ class ClusterImpl final : public Cluster, public PeerLink {
     st.self = opts_.node_name;
     st.member = member_;
     if (!member_ || !Node()) return st;
-    PETREL_ASSIGN_OR_RETURN(st, OnLoop<ClusterStatus>([this](auto done) {
-                              done(StatusOnLoop());
-                            }));
+    PETREL_ASSIGN_OR_RETURN(st, OnLoop<ClusterStatus>([this](auto done) { done(StatusOnLoop()); }));
     return st;
   }
 
@@ -419,11 +417,10 @@ class ClusterImpl final : public Cluster, public PeerLink {
   Status RemoveNode(const std::string& name) override {
     PETREL_RETURN_IF_ERROR(RequireMember("remove"));
     Result<std::string> reply = OnLoop<std::string>([this, name](auto done) {
-      ToLeader(RemoveRequest(name), opts_.write_timeout_ms,
-               [done](Status s, std::string r) {
-                 if (s.ok()) s = ReplyStatus(r);
-                 done(s.ok() ? Result<std::string>(r) : Result<std::string>(s));
-               });
+      ToLeader(RemoveRequest(name), opts_.write_timeout_ms, [done](Status s, std::string r) {
+        if (s.ok()) s = ReplyStatus(r);
+        done(s.ok() ? Result<std::string>(r) : Result<std::string>(s));
+      });
     });
     if (reply.ok()) Log(LogLevel::kInfo, "cluster: removed node " + name);
     return reply.status();
@@ -481,18 +478,17 @@ class ClusterImpl final : public Cluster, public PeerLink {
 
   // Commits an entry and returns its result (an error result as the error).
   Result<std::string> WriteEntry(const std::string& entry) {
-    PETREL_ASSIGN_OR_RETURN(std::string result, OnLoop<std::string>([this, entry](auto done) {
-                              if (!engine_ || !engine_->node || !engine_->raft_started) {
-                                return done(Status::FailedPrecondition(
-                                    "cluster: " + opts_.node_name + " is not in a cluster yet"));
-                              }
-                              engine_->node->Write(entry, opts_.write_timeout_ms,
-                                                   [done](Status s, std::string r) {
-                                                     if (s.ok()) s = ResultStatus(r);
-                                                     done(s.ok() ? Result<std::string>(r)
-                                                                 : Result<std::string>(s));
-                                                   });
-                            }));
+    PETREL_ASSIGN_OR_RETURN(
+        std::string result, OnLoop<std::string>([this, entry](auto done) {
+          if (!engine_ || !engine_->node || !engine_->raft_started) {
+            return done(Status::FailedPrecondition("cluster: " + opts_.node_name +
+                                                   " is not in a cluster yet"));
+          }
+          engine_->node->Write(entry, opts_.write_timeout_ms, [done](Status s, std::string r) {
+            if (s.ok()) s = ResultStatus(r);
+            done(s.ok() ? Result<std::string>(r) : Result<std::string>(s));
+          });
+        }));
     return result;
   }
 
@@ -540,8 +536,8 @@ class ClusterImpl final : public Cluster, public PeerLink {
     PETREL_RETURN_IF_ERROR(WriteSecret(dir_ + "/node.key", id.tls.key_pem));
     PETREL_RETURN_IF_ERROR(WriteFileAtomic(dir_ + "/node.crt", id.tls.cert_pem));
     PETREL_RETURN_IF_ERROR(WriteFileAtomic(dir_ + "/ca.crt", id.tls.ca_cert_pem));
-    json j = {{"name", id.self.name},   {"id", id.self.id},         {"address", id.self.address},
-              {"role", id.self.role},   {"labels", id.self.labels}, {"clusterId", cluster_id_}};
+    json j = {{"name", id.self.name}, {"id", id.self.id},         {"address", id.self.address},
+              {"role", id.self.role}, {"labels", id.self.labels}, {"clusterId", cluster_id_}};
     // Written last: its presence says "member".
     return WriteFileAtomic(dir_ + "/identity.json", j.dump(2) + "\n");
   }
@@ -575,14 +571,15 @@ class ClusterImpl final : public Cluster, public PeerLink {
     uv_loop_init(&loop);
     Status status = Status::Unavailable("cluster: join: no answer");
     std::string reply, ca_pem;
-    JoinCall(&loop, opts_.join, ca_hash, JoinRequest(secret, self, kc.csr_pem),
-             opts_.write_timeout_ms + 20000,
-             [&](Status s, std::string r, std::string ca) {
-               status = std::move(s);
-               reply = std::move(r);
-               ca_pem = std::move(ca);
-             },
-             opts_.log_sink);
+    JoinCall(
+        &loop, opts_.join, ca_hash, JoinRequest(secret, self, kc.csr_pem),
+        opts_.write_timeout_ms + 20000,
+        [&](Status s, std::string r, std::string ca) {
+          status = std::move(s);
+          reply = std::move(r);
+          ca_pem = std::move(ca);
+        },
+        opts_.log_sink);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     if (status.ok()) status = ReplyStatus(reply);
@@ -605,8 +602,8 @@ class ClusterImpl final : public Cluster, public PeerLink {
     witness_ = id.self.role == "witness";
     member_ = true;
     import_after_promote_ = !witness_;  // a witness brings no workloads
-    Log(LogLevel::kInfo, "cluster: " + self.name + " joined through " + opts_.join +
-                             "; catching up");
+    Log(LogLevel::kInfo,
+        "cluster: " + self.name + " joined through " + opts_.join + "; catching up");
     return Status::OK();
   }
 
@@ -661,22 +658,23 @@ class ClusterImpl final : public Cluster, public PeerLink {
     to.log = opts_.log_sink;
     to.authorize = [this](const PeerInfo& peer) { return Authorize(peer); };
     PETREL_RETURN_IF_ERROR(PeerTransport::Open(std::move(to), &e->transport));
-    e->transport->OnRequest([this](const PeerInfo& from, std::string request,
-                                   PeerTransport::Reply reply) {
-      OnPeerRequest(from.name, std::move(request), std::move(reply));
-    });
-    e->transport->OnJoin([this](const std::string& remote, std::string request,
-                                PeerTransport::Reply reply) {
-      // Only joins come this way; the leader decides.
-      json j = json::parse(request, nullptr, false);
-      if (!j.is_object() || j.value("op", "") != "join") {
-        return reply(ErrorReply(Status::PermissionDenied("only joins without a certificate")));
-      }
-      Log(LogLevel::kInfo, "cluster: join request from " + remote + " for node " +
-                               j.value("name", std::string("?")));
-      OnPeerRequest(remote, std::move(request), std::move(reply));
-    });
-    e->node = std::make_shared<ClusterNode>(identity_.self, this, opts_.clock.get(), opts_.log_sink);
+    e->transport->OnRequest(
+        [this](const PeerInfo& from, std::string request, PeerTransport::Reply reply) {
+          OnPeerRequest(from.name, std::move(request), std::move(reply));
+        });
+    e->transport->OnJoin(
+        [this](const std::string& remote, std::string request, PeerTransport::Reply reply) {
+          // Only joins come this way; the leader decides.
+          json j = json::parse(request, nullptr, false);
+          if (!j.is_object() || j.value("op", "") != "join") {
+            return reply(ErrorReply(Status::PermissionDenied("only joins without a certificate")));
+          }
+          Log(LogLevel::kInfo, "cluster: join request from " + remote + " for node " +
+                                   j.value("name", std::string("?")));
+          OnPeerRequest(remote, std::move(request), std::move(reply));
+        });
+    e->node =
+        std::make_shared<ClusterNode>(identity_.self, this, opts_.clock.get(), opts_.log_sink);
     e->node->OnApplied([this] { OnApplied(); });
     // What this node last knew, for reads and for finding its peers until raft has
     // replayed (a node alone after a reboot still knows what runs where).
@@ -691,10 +689,13 @@ class ClusterImpl final : public Cluster, public PeerLink {
     }
     const std::string raft_dir = dir_ + "/raft";
     int rv = raft_uv_init(&e->io, e->loop, raft_dir.c_str(), e->transport->raft());
-    if (rv != 0) return Status::IOError(std::string("cluster: raft storage ") + raft_dir + ": " + e->io.errmsg);
+    if (rv != 0)
+      return Status::IOError(std::string("cluster: raft storage ") + raft_dir + ": " +
+                             e->io.errmsg);
     raft_uv_set_segment_size(&e->io, 64 * 1024);  // flash: small preallocated segments
     raft_uv_set_connect_retry_delay(&e->io, 250);
-    rv = raft_init(&e->raft, &e->io, e->node->fsm(), identity_.self.id, identity_.self.address.c_str());
+    rv = raft_init(&e->raft, &e->io, e->node->fsm(), identity_.self.id,
+                   identity_.self.address.c_str());
     if (rv != 0) return Status::Internal(std::string("cluster: raft_init: ") + raft_strerror(rv));
     e->node->SetRaft(&e->raft);
     const unsigned election = static_cast<unsigned>(opts_.election_timeout_ms);
@@ -709,7 +710,8 @@ class ClusterImpl final : public Cluster, public PeerLink {
       raft_configuration_add(&conf, identity_.self.id, identity_.self.address.c_str(), RAFT_VOTER);
       rv = raft_bootstrap(&e->raft, &conf);
       raft_configuration_close(&conf);
-      if (rv != 0) return Status::Internal(std::string("cluster: raft_bootstrap: ") + raft_strerror(rv));
+      if (rv != 0)
+        return Status::Internal(std::string("cluster: raft_bootstrap: ") + raft_strerror(rv));
     }
     rv = raft_start(&e->raft);
     if (rv != 0) {
@@ -783,8 +785,8 @@ class ClusterImpl final : public Cluster, public PeerLink {
         return;
       }
       promote_pending_ = false;
-      Log(LogLevel::kInfo, "cluster: " + opts_.node_name + " is a " + identity_.self.role +
-                               " of the cluster");
+      Log(LogLevel::kInfo,
+          "cluster: " + opts_.node_name + " is a " + identity_.self.role + " of the cluster");
       if (import_after_promote_) {
         import_after_promote_ = false;
         import_pending_ = true;
@@ -1093,7 +1095,8 @@ Status Cluster::Open(const ClusterOptions& options, std::unique_ptr<Orchestrator
   if (!local) return Status::InvalidArgument("cluster: no local orchestrator");
   if (options.state_dir.empty()) return Status::InvalidArgument("cluster: state_dir is required");
   if (options.node_name.empty()) return Status::InvalidArgument("cluster: node_name is required");
-  if (options.peer_listen.empty()) return Status::InvalidArgument("cluster: peer_listen is required");
+  if (options.peer_listen.empty())
+    return Status::InvalidArgument("cluster: peer_listen is required");
   if (!options.join.empty() && options.token.empty()) {
     return Status::InvalidArgument("cluster: joining needs the cluster's token (--token)");
   }

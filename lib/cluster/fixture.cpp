@@ -86,9 +86,7 @@ struct ClusterFixture::Impl {
   internal::CertAndKey ca;
   std::string secret = "fixture-secret-0123456789abcdef";
 
-  bool Connected(int i, int j) const {
-    return cut.count({std::min(i, j), std::max(i, j)}) == 0;
-  }
+  bool Connected(int i, int j) const { return cut.count({std::min(i, j), std::max(i, j)}) == 0; }
   bool Alive(int i) const { return raft_fixture_alive(const_cast<raft_fixture*>(&f), i); }
 
   void Send(int from, int to, std::string request, int64_t timeout_ms, PeerLink::Done done) {
@@ -207,6 +205,24 @@ struct ClusterFixture::Impl {
     nodes[i]->SetRaft(r);
   }
 
+  // A request from node `from` to node `to`, run until answered; the reply, or its error.
+  Result<std::string> Request(int from, int to, std::string request, int64_t max_ms) {
+    bool answered = false;
+    Status status;
+    std::string reply;
+    Send(from, to, std::move(request), max_ms, [&](Status s, std::string got) {
+      answered = true;
+      status = std::move(s);
+      reply = std::move(got);
+    });
+    if (!RunUntil([&] { return answered; }, max_ms + 1000)) {
+      return Status::DeadlineExceeded("fixture: no answer");
+    }
+    if (status.ok()) status = internal::ReplyStatus(reply);
+    if (!status.ok()) return status;
+    return reply;
+  }
+
   // Writes through node i and runs until answered.
   Result<std::string> Write(int i, std::string entry, int64_t max_ms) {
     bool answered = false;
@@ -321,8 +337,9 @@ void ClusterFixture::Reconnect(int i) {
 }
 
 Status ClusterFixture::Apply(int i, const std::vector<WorkloadSpec>& specs, int64_t max_ms) {
-  return impl_->Write(i, internal::PutEntry(specs, impl_->nodes[i]->self().name, impl_->clock.Now()),
-                      max_ms)
+  return impl_
+      ->Write(i, internal::PutEntry(specs, impl_->nodes[i]->self().name, impl_->clock.Now()),
+              max_ms)
       .status();
 }
 
@@ -346,25 +363,11 @@ Result<int> ClusterFixture::Join(int via, int64_t max_ms, const std::string& sec
   if (int rv = raft_start(r); rv != 0) {
     return Status::Internal(std::string("fixture: raft_start: ") + raft_strerror(rv));
   }
-  PETREL_ASSIGN_OR_RETURN(internal::KeyAndCsr kc, internal::CreateKeyAndCsr(m.nodes[i]->self().name));
+  PETREL_ASSIGN_OR_RETURN(internal::KeyAndCsr kc,
+                          internal::CreateKeyAndCsr(m.nodes[i]->self().name));
   const std::string secret = secret_override.empty() ? m.secret : secret_override;
   // The join and the promotion, as a newcomer sends them to the member it knows.
-  auto call = [&](std::string request) -> Result<std::string> {
-    bool answered = false;
-    Status status;
-    std::string reply;
-    m.Send(i, via, std::move(request), max_ms, [&](Status s, std::string got) {
-      answered = true;
-      status = std::move(s);
-      reply = std::move(got);
-    });
-    if (!m.RunUntil([&] { return answered; }, max_ms + 1000)) {
-      return Status::DeadlineExceeded("fixture: no answer");
-    }
-    if (status.ok()) status = internal::ReplyStatus(reply);
-    if (!status.ok()) return status;
-    return reply;
-  };
+  auto call = [&](std::string request) { return m.Request(i, via, std::move(request), max_ms); };
   PETREL_RETURN_IF_ERROR(
       call(internal::JoinRequest(secret, m.nodes[i]->self(), kc.csr_pem)).status());
   PETREL_RETURN_IF_ERROR(call(internal::PromoteRequest(m.nodes[i]->self().id)).status());
@@ -373,23 +376,11 @@ Result<int> ClusterFixture::Join(int via, int64_t max_ms, const std::string& sec
 
 Status ClusterFixture::Remove(int via, int target, int64_t max_ms) {
   Impl& m = *impl_;
-  bool answered = false;
-  Status status;
-  std::string reply;
   // As the facade does: to the leader, through `via` when it does not lead.
   int leader = m.Leader();
   if (leader < 0) return Status::Unavailable("fixture: no leader");
-  m.Send(via, leader, internal::RemoveRequest(m.nodes[target]->self().name), max_ms,
-         [&](Status s, std::string r) {
-           answered = true;
-           status = std::move(s);
-           reply = std::move(r);
-         });
-  if (!m.RunUntil([&] { return answered; }, max_ms + 1000)) {
-    return Status::DeadlineExceeded("fixture: no answer");
-  }
-  if (status.ok()) status = internal::ReplyStatus(reply);
-  return status;
+  return m.Request(via, leader, internal::RemoveRequest(m.nodes[target]->self().name), max_ms)
+      .status();
 }
 
 std::map<std::string, std::string> ClusterFixture::Workloads(int i) const {

@@ -1,8 +1,7 @@
 #include "lib/cluster/node.h"
 
-#include <nlohmann/json.hpp>
-
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <utility>
 #include <vector>
 
@@ -14,7 +13,7 @@ using nlohmann::json;
 
 namespace {
 
-constexpr int64_t kRetryMs = 50;  // between tries to reach a leader
+constexpr int64_t kRetryMs = 50;            // between tries to reach a leader
 constexpr int64_t kRelayTimeoutMs = 40000;  // a join waits for a catch-up and two commits
 constexpr int64_t kLeaderWaitMs = 5000;     // a relay waits this long to learn the leader
 
@@ -43,7 +42,7 @@ bool IsNotLeader(const std::string& reply) {
 }
 
 std::string JoinRequest(const std::string& secret, const NodeSelf& n, const std::string& csr) {
-  json j = {{"op", "join"}, {"secret", secret}, {"name", n.name},  {"address", n.address},
+  json j = {{"op", "join"},   {"secret", secret},   {"name", n.name}, {"address", n.address},
             {"role", n.role}, {"labels", n.labels}, {"csr", csr}};
   if (n.id != 0) j["id"] = n.id;
   return j.dump();
@@ -220,11 +219,11 @@ void ClusterNode::SendForward(std::shared_ptr<Forward> f) {
                 if (forwards_.find(f->id) == forwards_.end()) return;
                 if (s.code() == Status::Code::kDeadlineExceeded) {
                   forwards_.erase(f->id);
-                  return f->done(Status::DeadlineExceeded(
-                                     "cluster: the leader " + leader +
-                                     " did not answer in time; the change may or may not "
-                                     "have been made"),
-                                 "");
+                  return f->done(
+                      Status::DeadlineExceeded("cluster: the leader " + leader +
+                                               " did not answer in time; the change may or may not "
+                                               "have been made"),
+                      "");
                 }
                 if (!s.ok() || IsNotLeader(reply)) {
                   // Not delivered, or refused before proposing: safe to try again.
@@ -298,9 +297,9 @@ void ClusterNode::Propose(std::string entry, ProposeDone done) {
     auto then = std::move(a->done);
     delete a;
     if (status != 0) {
-      return then(Status::Unavailable(std::string("cluster: not committed: ") +
-                                      raft_strerror(status)),
-                  index, "");
+      return then(
+          Status::Unavailable(std::string("cluster: not committed: ") + raft_strerror(status)),
+          index, "");
     }
     Status s = ResultStatus(result);  // before the move below: argument order is unspecified
     then(std::move(s), index, std::move(result));
@@ -309,8 +308,8 @@ void ClusterNode::Propose(std::string entry, ProposeDone done) {
     raft_free(buf.base);
     auto d = std::move(r->done);
     delete r;
-    return d(Status::Unavailable(std::string("cluster: cannot propose: ") + raft_strerror(rv)),
-             0, "");
+    return d(Status::Unavailable(std::string("cluster: cannot propose: ") + raft_strerror(rv)), 0,
+             "");
   }
   results_[r->req.index] = "";
 }
@@ -324,8 +323,7 @@ void ClusterNode::Tick() {
     }
     std::shared_ptr<Waiter> w = it->second;
     it = waiters_.erase(it);
-    w->done(Status::DeadlineExceeded("cluster: committed, but not yet applied on this node"),
-            "");
+    w->done(Status::DeadlineExceeded("cluster: committed, but not yet applied on this node"), "");
   }
   while (!later_.empty() && later_.begin()->first <= now) {
     std::function<void()> fn = std::move(later_.begin()->second);
@@ -363,9 +361,9 @@ void ClusterNode::Change(int kind, uint64_t id, std::string address, int role, T
     // Another change is still being committed.
     return Later(kRetryMs, [=] { Change(kind, id, address, role, deadline, done); });
   }
-  done(Status::Unavailable(std::string("cluster: membership change: ") + raft_strerror(rv) +
-                           (raft_errmsg(raft_) ? std::string(" (") + raft_errmsg(raft_) + ")"
-                                               : std::string())));
+  done(Status::Unavailable(
+      std::string("cluster: membership change: ") + raft_strerror(rv) +
+      (raft_errmsg(raft_) ? std::string(" (") + raft_errmsg(raft_) + ")" : std::string())));
 }
 
 void ClusterNode::HandleRequest(const std::string& from, std::string request, Reply reply) {
@@ -465,7 +463,8 @@ void ClusterNode::HandleRequest(const std::string& from, std::string request, Re
     });
     return;
   }
-  reply(ErrorReply(Status::InvalidArgument("cluster: unknown request \"" + op + "\" from " + from)));
+  reply(
+      ErrorReply(Status::InvalidArgument("cluster: unknown request \"" + op + "\" from " + from)));
 }
 
 void ClusterNode::LeaderJoin(std::string request, Reply reply) {
@@ -484,8 +483,8 @@ void ClusterNode::LeaderJoin(std::string request, Reply reply) {
       return reply(ErrorReply(Status::PermissionDenied("join of " + name + ": wrong token")));
     }
     if (state_.MemberByName(name) != nullptr) {
-      return reply(ErrorReply(Status::AlreadyExists(
-          "join: a node named " + name + " is already a member (remove it first)")));
+      return reply(ErrorReply(Status::AlreadyExists("join: a node named " + name +
+                                                    " is already a member (remove it first)")));
     }
     ca.cert_pem = state_.ca_cert();
     ca.key_pem = state_.ca_key();
@@ -507,8 +506,8 @@ void ClusterNode::LeaderJoin(std::string request, Reply reply) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (m.id != 0 && state_.MemberById(m.id) != nullptr) {
-      return reply(ErrorReply(Status::AlreadyExists("join: raft id " + std::to_string(m.id) +
-                                                    " is taken")));
+      return reply(
+          ErrorReply(Status::AlreadyExists("join: raft id " + std::to_string(m.id) + " is taken")));
     }
   }
   while (m.id == 0) m.id = clock_->Random() >> 1;
@@ -518,27 +517,30 @@ void ClusterNode::LeaderJoin(std::string request, Reply reply) {
     }
   }
   const TimeMs deadline = clock_->Monotonic() + 30000;
-  Propose(MemberEntry(m), [this, m, cert = *cert, deadline, reply](Status s, uint64_t,
-                                                                     std::string) {
-    if (!s.ok()) return reply(ErrorReply(s));
-    Change(0, m.id, m.address, 0, deadline, [this, m, cert, reply](Status added) {
-      if (!added.ok()) return reply(ErrorReply(added));
-      json members = json::array();
-      std::string ca_cert;
-      std::vector<std::string> revoked;
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        for (const auto& [n, mm] : state_.members()) {
-          members.push_back({{"name", mm.name}, {"id", mm.id}, {"address", mm.address}});
-        }
-        ca_cert = state_.ca_cert();
-        revoked.assign(state_.revoked().begin(), state_.revoked().end());
-      }
-      reply(json{{"id", m.id}, {"cert", cert}, {"caCert", ca_cert}, {"revoked", revoked},
-                 {"members", members}}
-                .dump());
-    });
-  });
+  Propose(MemberEntry(m),
+          [this, m, cert = *cert, deadline, reply](Status s, uint64_t, std::string) {
+            if (!s.ok()) return reply(ErrorReply(s));
+            Change(0, m.id, m.address, 0, deadline, [this, m, cert, reply](Status added) {
+              if (!added.ok()) return reply(ErrorReply(added));
+              json members = json::array();
+              std::string ca_cert;
+              std::vector<std::string> revoked;
+              {
+                std::lock_guard<std::mutex> lock(mu_);
+                for (const auto& [n, mm] : state_.members()) {
+                  members.push_back({{"name", mm.name}, {"id", mm.id}, {"address", mm.address}});
+                }
+                ca_cert = state_.ca_cert();
+                revoked.assign(state_.revoked().begin(), state_.revoked().end());
+              }
+              reply(json{{"id", m.id},
+                         {"cert", cert},
+                         {"caCert", ca_cert},
+                         {"revoked", revoked},
+                         {"members", members}}
+                        .dump());
+            });
+          });
 }
 
 }  // namespace petrel::internal

@@ -64,7 +64,9 @@ class ClusterNode {
   // The state machine to hand raft_init (or raft_fixture_grow); then SetRaft.
   raft_fsm* fsm() { return &fsm_; }
   void SetRaft(struct raft* raft) { raft_ = raft; }
-  struct raft* raft() { return raft_; }
+  struct raft* raft() {
+    return raft_;
+  }
   const NodeSelf& self() const { return self_; }
   void SetSelf(NodeSelf self) { self_ = std::move(self); }
 

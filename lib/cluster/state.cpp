@@ -1,7 +1,6 @@
 #include "lib/cluster/state.h"
 
 #include <nlohmann/json.hpp>
-
 #include <utility>
 
 namespace petrel::internal {
@@ -17,8 +16,8 @@ std::string Error(Status::Code code, const std::string& message) {
 }
 
 json MemberJson(const ClusterMember& m) {
-  return {{"name", m.name},   {"id", m.id},         {"address", m.address},
-          {"role", m.role},   {"labels", m.labels}, {"fingerprint", m.fingerprint},
+  return {{"name", m.name},         {"id", m.id},         {"address", m.address},
+          {"role", m.role},         {"labels", m.labels}, {"fingerprint", m.fingerprint},
           {"joinedAt", m.joined_at}};
 }
 
@@ -35,8 +34,12 @@ ClusterMember MemberFromJson(const json& j) {
 }
 
 json WorkloadJson(const ClusterWorkload& w) {
-  return {{"name", w.name},           {"spec", w.spec_json},       {"hash", w.spec_hash},
-          {"generation", w.generation}, {"createdAt", w.created_at}, {"updatedAt", w.updated_at},
+  return {{"name", w.name},
+          {"spec", w.spec_json},
+          {"hash", w.spec_hash},
+          {"generation", w.generation},
+          {"createdAt", w.created_at},
+          {"updatedAt", w.updated_at},
           {"node", w.node}};
 }
 
@@ -91,8 +94,8 @@ std::string ClusterState::Apply(uint64_t index, std::string_view text) {
   if (index > applied_index_) applied_index_ = index;
   json entry = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (!entry.is_object() || !entry.contains("type") || !entry["type"].is_string()) {
-    return Error(Status::Code::kCorruption, "cluster entry " + std::to_string(index) +
-                                                ": not an entry petrel wrote");
+    return Error(Status::Code::kCorruption,
+                 "cluster entry " + std::to_string(index) + ": not an entry petrel wrote");
   }
   const std::string type = entry["type"].get<std::string>();
   try {
@@ -108,8 +111,8 @@ std::string ClusterState::Apply(uint64_t index, std::string_view text) {
                  "cluster entry " + std::to_string(index) + " (" + type + "): " + e.what());
   }
   // A newer petrel's entry: skipped here, the same way on every node of this version.
-  return Error(Status::Code::kNotSupported, "cluster entry " + std::to_string(index) +
-                                                ": unknown type \"" + type + "\"");
+  return Error(Status::Code::kNotSupported,
+               "cluster entry " + std::to_string(index) + ": unknown type \"" + type + "\"");
 }
 
 std::string ClusterState::ApplyInit(const json& e) {
@@ -185,7 +188,8 @@ std::string ClusterState::ApplyPut(const json& e) {
       w.updated_at = now;
       outcome = "configured";
     }
-    items.push_back({{"name", spec.name}, {"outcome", outcome}, {"generation", it->second.generation}});
+    items.push_back(
+        {{"name", spec.name}, {"outcome", outcome}, {"generation", it->second.generation}});
   }
   return Ok({{"items", std::move(items)}});
 }
@@ -252,8 +256,8 @@ Status ClusterState::Restore(std::string_view text) {
 std::string InitEntry(const std::string& cluster_id, const std::string& ca_cert,
                       const std::string& ca_key, const std::string& token_secret,
                       const ClusterSettings& settings) {
-  return json{{"type", "init"},     {"clusterId", cluster_id},
-              {"caCert", ca_cert},  {"caKey", ca_key},
+  return json{{"type", "init"},         {"clusterId", cluster_id},
+              {"caCert", ca_cert},      {"caKey", ca_key},
               {"secret", token_secret}, {"settings", json::parse(SettingsJson(settings))}}
       .dump();
 }

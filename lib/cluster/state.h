@@ -13,12 +13,11 @@
 
 #include <cstdint>
 #include <map>
+#include <nlohmann/json_fwd.hpp>
 #include <set>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "petrel/cluster.h"
 #include "petrel/orchestrator.h"
@@ -29,9 +28,9 @@ namespace petrel::internal {
 
 struct ClusterMember {
   std::string name;
-  uint64_t id = 0;       // Raft server id
-  std::string address;   // ADDR:PORT
-  std::string role;      // "voter" or "witness"
+  uint64_t id = 0;      // Raft server id
+  std::string address;  // ADDR:PORT
+  std::string role;     // "voter" or "witness"
   std::map<std::string, std::string> labels;
   std::string fingerprint;  // of its certificate
   TimeMs joined_at = 0;

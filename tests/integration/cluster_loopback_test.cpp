@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <csignal>
-
 #include <memory>
 #include <mutex>
 #include <string>
@@ -165,10 +164,12 @@ TEST_CASE("cluster over TLS: init - join - write anywhere - read everywhere - fa
   REQUIRE(leader != nullptr);
   leader->Close();
   Node* survivor = leader == &b ? &c : &b;
-  REQUIRE(WaitFor([&] {
-    Result<ClusterStatus> s = survivor->cluster->GetStatus();
-    return s.ok() && !s->leader.empty() && s->leader != leader->name;
-  }, 15));
+  REQUIRE(WaitFor(
+      [&] {
+        Result<ClusterStatus> s = survivor->cluster->GetStatus();
+        return s.ok() && !s->leader.empty() && s->leader != leader->name;
+      },
+      15));
   REQUIRE(survivor->cluster->Apply(Spec("after")).ok());
   // Back with its state dir: it rejoins and catches up.
   REQUIRE(leader->Open().ok());
@@ -178,8 +179,7 @@ TEST_CASE("cluster over TLS: init - join - write anywhere - read everywhere - fa
   Status witness = d.Open(Address(1), *token, /*witness=*/true);
   REQUIRE_MESSAGE(witness.ok(), witness.ToString());
   REQUIRE(WaitFor([&] { return ReadyMembers(a.cluster.get(), 4); }, 30));
-  CHECK(d.cluster->Apply(Spec("on-witness")).status().code() ==
-        Status::Code::kFailedPrecondition);
+  CHECK(d.cluster->Apply(Spec("on-witness")).status().code() == Status::Code::kFailedPrecondition);
   Result<std::vector<NodeInfo>> four = a.cluster->Nodes();
   REQUIRE(four.ok());
   for (const NodeInfo& n : *four) CHECK(n.role == (n.name == "n3" ? "witness" : "voter"));

@@ -26,7 +26,8 @@ WorkloadSpec Spec(const std::string& name, const std::string& image = "oci:/imag
 
 TEST_CASE("cluster state: puts are all or nothing and count generations") {
   ClusterState s;
-  Result<std::vector<ApplyResult>> r = PutResults(s.Apply(1, PutEntry({Spec("a"), Spec("b")}, "n1", 100)));
+  Result<std::vector<ApplyResult>> r =
+      PutResults(s.Apply(1, PutEntry({Spec("a"), Spec("b")}, "n1", 100)));
   REQUIRE(r.ok());
   REQUIRE(r->size() == 2);
   CHECK((*r)[0].outcome == ApplyResult::Outcome::kCreated);
