@@ -302,7 +302,10 @@ void ClusterNode::Propose(std::string entry, ProposeDone done) {
                                       raft_strerror(status)),
                   index, "");
     }
-    done(ResultStatus(result), index, std::move(result));
+    // Read before the move: the order arguments are evaluated in is unspecified, and g++
+    // moves `result` into the by-value parameter before ResultStatus reads it.
+    Status s = ResultStatus(result);
+    done(std::move(s), index, std::move(result));
   });
   if (rv != 0) {
     raft_free(buf.base);
