@@ -74,6 +74,20 @@ struct WorkloadSpec {
   Backoff backoff;
   int64_t termination_grace_ms = 10000;  // SIGTERM, then SIGKILL after this long
 
+  // Placement: where in a cluster the replicas may run. Not part of the container (not
+  // in TemplateHash); a single node ignores them.
+  //
+  // Labels a node must carry, each key with exactly this value (ValidateLabel).
+  std::map<std::string, std::string> node_selector;
+  // Node names in order of preference (ValidateNodeName, no repeats): the first that
+  // fits runs the workload, the next stands by. Empty = any node that fits.
+  std::vector<std::string> preferred_nodes;
+  // At most one instance running in the whole cluster, ever (replicas 0 or 1).
+  bool exclusive = false;
+  // "" = no standby; "warm": the next node in line keeps the image present and the
+  // container created, not started, so a failover is only a start.
+  std::string standby;
+
   bool operator==(const WorkloadSpec&) const;
 };
 
@@ -130,13 +144,22 @@ Status ValidateWorkload(const WorkloadSpec& spec);
 // ends. InvalidArgument quoting what is wrong ("\"-x\" is not a label value (...)").
 Status ValidateLabel(const std::string& key, const std::string& value);
 
+// A node's name, as Options::node_name and WorkloadSpec::preferred_nodes hold it: 1 to
+// 63 letters, digits, '.' and '-', starting with a letter or digit (it goes into
+// container names). InvalidArgument quoting it otherwise.
+Status ValidateNodeName(const std::string& name);
+
 // A hash of what goes into the container (image, command, env, mounts, labels, ...),
-// not of the name, replicas, restart policy, backoff or grace period: a change here
-// replaces the replicas' containers. 16 lowercase hex digits (64 bits of SHA-256).
+// not of the name, replicas, restart policy, backoff, grace period or placement: a
+// change here replaces the replicas' containers. 16 lowercase hex digits (64 bits of SHA-256).
 std::string TemplateHash(const WorkloadSpec& spec);
 
 // Canonical JSON (sorted keys, numbers in base units) and back. SpecFromJson
-// accepts exactly what SpecToJson writes.
+// accepts what SpecToJson writes: every field of petrel 0.1 always, the placement
+// fields (nodeSelector, preferredNodes, exclusive, standby) only when not at their
+// default, so a spec that leaves them alone writes the same bytes as before they
+// existed. SpecFromJson takes an absent placement field as its default (and one
+// written at its default as that default).
 std::string SpecToJson(const WorkloadSpec& spec);
 Result<WorkloadSpec> SpecFromJson(const std::string& json);
 

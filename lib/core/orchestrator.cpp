@@ -54,16 +54,6 @@ auto Guard(const char* what, Fn&& fn) -> decltype(fn()) {
   }
 }
 
-// A node name goes into container names: letters, digits, '.', '-'; at most 63.
-bool ValidNodeName(const std::string& name) {
-  if (name.empty() || name.size() > 63 || !std::isalnum(static_cast<unsigned char>(name[0]))) {
-    return false;
-  }
-  return std::all_of(name.begin(), name.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-';
-  });
-}
-
 // The libuv handles petrel adds to a loop. Heap-allocated and freed by their own
 // close callbacks, so closing never touches the Orchestrator after it is gone.
 struct LoopHandles {
@@ -136,10 +126,7 @@ class OrchestratorImpl final : public Orchestrator {
     if (!opts_.port) opts_.port = DefaultPort();
     if (!opts_.log_sink) opts_.log_sink = StderrLogSink();
     if (opts_.node_name.empty()) opts_.node_name = petrel::DefaultNodeName();
-    if (!ValidNodeName(opts_.node_name)) {
-      return Status::InvalidArgument("options: node_name \"" + opts_.node_name +
-                                     "\" must be letters, digits, '.' or '-', at most 63");
-    }
+    PETREL_RETURN_IF_ERROR(ValidateNodeName(opts_.node_name).WithContext("options: node_name"));
 
     PETREL_RETURN_IF_ERROR(PrepareStateDir(opts_.state_dir));
     PETREL_RETURN_IF_ERROR(DirLock::Acquire(opts_.state_dir, &lock_));
@@ -965,7 +952,7 @@ std::string DefaultNodeName() {
     char c = *p;
     name += (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-') ? c : '-';
   }
-  return internal::ValidNodeName(name) ? name : "node";
+  return ValidateNodeName(name).ok() ? name : "node";
 }
 
 Status Orchestrator::Open(const Options& options, std::unique_ptr<Orchestrator>* result) {

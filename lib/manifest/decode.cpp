@@ -214,6 +214,10 @@ class Decoder {
           if (key == "terminationGracePeriod") {
             return Parsed(value, path, ParseDurationMs, &spec->termination_grace_ms);
           }
+          if (key == "nodeSelector") return StringMap(value, path, &spec->node_selector);
+          if (key == "preferredNodes") return StringList(value, path, &spec->preferred_nodes);
+          if (key == "exclusive") return Bool(value, path, &spec->exclusive);
+          if (key == "standby") return String(value, path, &spec->standby);
           return Unknown(key_pos, path);
         });
   }

@@ -41,6 +41,9 @@ std::string KeyPath(std::string_view parent, std::string_view key);
 // The RestartPolicy named `name` ("Always", "OnFailure", "Never"), if any.
 std::optional<RestartPolicy> ParseRestartPolicy(std::string_view name);
 
+// WorkloadSpec::standby's one mode besides "" (none).
+inline constexpr std::string_view kStandbyWarm = "warm";
+
 // Image transports whose remainder is a local path (skopeo's spelling).
 inline constexpr std::string_view kPathTransports[] = {"oci:", "oci-archive:", "docker-archive:"};
 

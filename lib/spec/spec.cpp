@@ -30,10 +30,11 @@ bool Backoff::operator==(const Backoff& o) const {
 bool WorkloadSpec::operator==(const WorkloadSpec& o) const {
   return std::tie(name, labels, replicas, image, command, args, env, working_dir, user,
                   read_only_rootfs, ports, mounts, resources, restart_policy, backoff,
-                  termination_grace_ms) ==
+                  termination_grace_ms, node_selector, preferred_nodes, exclusive, standby) ==
          std::tie(o.name, o.labels, o.replicas, o.image, o.command, o.args, o.env, o.working_dir,
                   o.user, o.read_only_rootfs, o.ports, o.mounts, o.resources, o.restart_policy,
-                  o.backoff, o.termination_grace_ms);
+                  o.backoff, o.termination_grace_ms, o.node_selector, o.preferred_nodes,
+                  o.exclusive, o.standby);
 }
 
 bool ReplicaStatus::operator==(const ReplicaStatus& o) const {
@@ -142,6 +143,15 @@ bool IsLabelKey(std::string_view s) {
   size_t slash = s.find('/');
   if (slash == std::string_view::npos) return IsLabelName(s);
   return IsDnsSubdomain(s.substr(0, slash)) && IsLabelName(s.substr(slash + 1));
+}
+
+// A node name: [A-Za-z0-9][A-Za-z0-9.-]*, at most 63 bytes.
+bool IsNodeName(std::string_view s) {
+  if (s.empty() || s.size() > 63 || !IsAlnum(s.front())) return false;
+  for (char c : s) {
+    if (!IsAlnum(c) && c != '.' && c != '-') return false;
+  }
+  return true;
 }
 
 bool IsEnvName(std::string_view s) {
@@ -396,6 +406,32 @@ std::optional<FieldError> CheckLimits(const WorkloadSpec& spec) {
                     FormatDurationMs(kMaxGraceMs));
 }
 
+std::optional<FieldError> CheckPlacement(const WorkloadSpec& spec) {
+  for (const auto& [key, value] : spec.node_selector) {
+    if (Status s = ValidateLabel(key, value); !s.ok()) {
+      return FieldError{KeyPath("spec.nodeSelector", key), s.message()};
+    }
+  }
+  const std::vector<std::string>& nodes = spec.preferred_nodes;
+  for (size_t i = 0; i < nodes.size(); i++) {
+    std::string path = "spec." + Index("preferredNodes", i);
+    if (Status s = ValidateNodeName(nodes[i]); !s.ok()) return FieldError{path, s.message()};
+    for (size_t j = 0; j < i; j++) {
+      if (nodes[j] == nodes[i]) {
+        return FieldError{path, "duplicates spec." + Index("preferredNodes", j)};
+      }
+    }
+  }
+  if (spec.exclusive && spec.replicas > 1) {
+    return FieldError{"spec.replicas", "must be 0 or 1 when spec.exclusive is true"};
+  }
+  if (!spec.standby.empty() && spec.standby != kStandbyWarm) {
+    return FieldError{"spec.standby",
+                      Quote(spec.standby) + " is not a standby mode (want warm, or leave it out)"};
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::optional<FieldError> CheckWorkload(const WorkloadSpec& spec) {
@@ -403,7 +439,8 @@ std::optional<FieldError> CheckWorkload(const WorkloadSpec& spec) {
   if (auto e = CheckProcess(spec)) return e;
   if (auto e = CheckPorts(spec.ports)) return e;
   if (auto e = CheckMounts(spec.mounts)) return e;
-  return CheckLimits(spec);
+  if (auto e = CheckLimits(spec)) return e;
+  return CheckPlacement(spec);
 }
 
 }  // namespace internal
@@ -421,6 +458,13 @@ Status ValidateLabel(const std::string& key, const std::string& value) {
                                    "alphanumeric at both ends)");
   }
   return Status::OK();
+}
+
+Status ValidateNodeName(const std::string& name) {
+  if (internal::IsNodeName(name)) return Status::OK();
+  return Status::InvalidArgument(internal::Quote(name) +
+                                 " is not a node name (1 to 63 letters, digits, '.' or '-', "
+                                 "starting with a letter or digit)");
 }
 
 Status ValidateWorkload(const WorkloadSpec& spec) {

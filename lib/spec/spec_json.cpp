@@ -1,9 +1,12 @@
 // Canonical JSON of a WorkloadSpec (for the store and the API) and the template hash.
 //
-// The JSON has every field, always, under its manifest name with the base unit
-// appended where the manifest takes a quantity ("memoryBytes", "initialMs"); keys are
-// sorted (nlohmann's default object is a std::map), numbers are integers. Two equal
-// specs give byte-identical JSON, which the store relies on to skip no-op writes.
+// The JSON has every field of petrel 0.1, always, under its manifest name with the
+// base unit appended where the manifest takes a quantity ("memoryBytes", "initialMs");
+// a field added since (placement: nodeSelector, preferredNodes, exclusive, standby) is
+// written only when it is not at its default, so the JSON of a spec that leaves it alone
+// keeps its bytes. Keys are sorted (nlohmann's default object is a std::map), numbers
+// are integers. Two equal specs give byte-identical JSON, which the store relies on to
+// skip no-op writes.
 #include <exception>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -30,9 +33,9 @@ const char* MountTypeName(MountSpec::Type type) {
 // container on upgrade. So the fields below, those of petrel 0.1, are always written,
 // and a field added after them goes in only when it differs from its default, so a
 // spec that leaves it at its default hashes exactly as before (tests/unit/spec_test.cpp
-// pins the hashes of fixed specs). SpecToJson, the stored form, writes every field;
-// ReadSpec must then take the new field as optional, so rows stored by an older petrel
-// still read.
+// pins the hashes of fixed specs). SpecToJson, the stored form, treats a new field the
+// same way, and ReadSpec takes it as optional, so rows stored by an older petrel still
+// read. Placement fields say where a replica runs, not what it is: they are not here.
 json TemplateJson(const WorkloadSpec& spec) {
   json ports = json::array();
   for (const PortSpec& p : spec.ports) {
@@ -74,18 +77,21 @@ Status Bad(const std::string& path, const std::string& what) {
   return Status::InvalidArgument("spec JSON: " + path + ": " + what);
 }
 
-// Checks that `j` is an object with exactly `keys`.
-Status ExpectObject(const json& j, const std::string& path,
-                    std::initializer_list<const char*> keys) {
+// Checks that `j` is an object with all of `keys`, any of `optional`, nothing else.
+Status ExpectObject(const json& j, const std::string& path, std::initializer_list<const char*> keys,
+                    std::initializer_list<const char*> optional = {}) {
   if (!j.is_object()) return Bad(path.empty() ? "(top)" : path, "must be an object");
   std::string prefix = path.empty() ? "" : path + ".";
+  size_t present = keys.size();
   for (const char* key : keys) {
     if (!j.contains(key)) return Bad(prefix + key, "is missing");
   }
-  if (j.size() != keys.size()) {
+  for (const char* key : optional) present += j.contains(key) ? 1 : 0;
+  if (j.size() != present) {
     for (const auto& item : j.items()) {
       bool known = false;
       for (const char* key : keys) known = known || item.key() == key;
+      for (const char* key : optional) known = known || item.key() == key;
       if (!known) return Bad(prefix + item.key(), "unknown field");
     }
   }
@@ -181,12 +187,20 @@ Status ReadList(const json& j, const std::string& path, std::vector<T>* out, F r
   return Status::OK();
 }
 
+// Reads j[key] into *out when present; an absent key leaves *out at its default.
+template <typename T>
+Status ReadOptional(const json& j, const char* key, T* out) {
+  auto it = j.find(key);
+  return it == j.end() ? Status::OK() : Read(*it, key, out);
+}
+
 Status ReadSpec(const json& j, WorkloadSpec* spec) {
   PETREL_RETURN_IF_ERROR(
       ExpectObject(j, "",
                    {"name", "labels", "replicas", "image", "command", "args", "env", "workingDir",
                     "user", "readOnlyRootfs", "ports", "mounts", "resources", "restartPolicy",
-                    "backoff", "terminationGraceMs"}));
+                    "backoff", "terminationGraceMs"},
+                   {"nodeSelector", "preferredNodes", "exclusive", "standby"}));
   PETREL_RETURN_IF_ERROR(Read(j["name"], "name", &spec->name));
   PETREL_RETURN_IF_ERROR(Read(j["labels"], "labels", &spec->labels));
   PETREL_RETURN_IF_ERROR(Read(j["replicas"], "replicas", &spec->replicas));
@@ -221,7 +235,13 @@ Status ReadSpec(const json& j, WorkloadSpec* spec) {
   PETREL_RETURN_IF_ERROR(Read(b["maxMs"], "backoff.maxMs", &spec->backoff.max_ms));
   PETREL_RETURN_IF_ERROR(
       Read(b["resetAfterMs"], "backoff.resetAfterMs", &spec->backoff.reset_after_ms));
-  return Read(j["terminationGraceMs"], "terminationGraceMs", &spec->termination_grace_ms);
+  PETREL_RETURN_IF_ERROR(
+      Read(j["terminationGraceMs"], "terminationGraceMs", &spec->termination_grace_ms));
+
+  PETREL_RETURN_IF_ERROR(ReadOptional(j, "nodeSelector", &spec->node_selector));
+  PETREL_RETURN_IF_ERROR(ReadOptional(j, "preferredNodes", &spec->preferred_nodes));
+  PETREL_RETURN_IF_ERROR(ReadOptional(j, "exclusive", &spec->exclusive));
+  return ReadOptional(j, "standby", &spec->standby);
 }
 
 }  // namespace
@@ -235,6 +255,10 @@ std::string SpecToJson(const WorkloadSpec& spec) {
                   {"maxMs", spec.backoff.max_ms},
                   {"resetAfterMs", spec.backoff.reset_after_ms}};
   j["terminationGraceMs"] = spec.termination_grace_ms;
+  if (!spec.node_selector.empty()) j["nodeSelector"] = spec.node_selector;
+  if (!spec.preferred_nodes.empty()) j["preferredNodes"] = spec.preferred_nodes;
+  if (spec.exclusive) j["exclusive"] = true;
+  if (!spec.standby.empty()) j["standby"] = spec.standby;
   return Dump(j);
 }
 

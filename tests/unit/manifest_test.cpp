@@ -172,6 +172,29 @@ spec:
          "([A-Za-z_][A-Za-z0-9_]*)"},
         {With("  backoff: {initial: 1m, max: 10s}\n"),
          "m.yaml:7:31: spec.backoff.max: must not be less than initial (1m)"},
+        // Placement.
+        {With("  nodeSelector:\n    zone: -north\n"),
+         "m.yaml:8:11: spec.nodeSelector.zone: \"-north\" is not a label value (at most 63 of "
+         "[A-Za-z0-9-_.], alphanumeric at both ends)"},
+        {With("  nodeSelector: {a/b/c: x}\n"),
+         "m.yaml:7:25: spec.nodeSelector.a/b/c: \"a/b/c\" is not a label key ([prefix/]name; "
+         "name is at most 63 of [A-Za-z0-9-_.], alphanumeric at both ends)"},
+        {With("  nodeSelector: [zone]\n"),
+         "m.yaml:7:17: spec.nodeSelector: must be a mapping, not a list"},
+        {With("  preferredNodes: [gw-1, gw-2, gw-1]\n"),
+         "m.yaml:7:32: spec.preferredNodes[2]: duplicates spec.preferredNodes[0]"},
+        {With("  preferredNodes:\n  - gw-1\n  - gw_2\n"),
+         "m.yaml:9:5: spec.preferredNodes[1]: \"gw_2\" is not a node name (1 to 63 letters, "
+         "digits, '.' or '-', starting with a letter or digit)"},
+        {With("  preferredNodes: gw-1\n"),
+         "m.yaml:7:19: spec.preferredNodes: must be a list, not \"gw-1\""},
+        {With("  replicas: 2\n  exclusive: true\n"),
+         "m.yaml:7:13: spec.replicas: must be 0 or 1 when spec.exclusive is true"},
+        {With("  exclusive: yes\n"),
+         "m.yaml:7:14: spec.exclusive: \"yes\" is not a boolean (true or false)"},
+        {With("  standby: hot\n"),
+         "m.yaml:7:12: spec.standby: \"hot\" is not a standby mode (want warm, or leave it out)"},
+        {With("  standby: [warm]\n"), "m.yaml:7:12: spec.standby: must be a string, not a list"},
         // A missing field points at the mapping that should hold it.
         {"apiVersion: petrel.dev/v1\nkind: Workload\nmetadata:\n  name: web\nspec:\n  replicas: "
          "2\n",
@@ -300,6 +323,55 @@ spec:
         "   \"spec\": {\"image\": \"busybox\"}}]}\n";
     CHECK(Parse(list) ==
           "m.yaml:4:76: metadata.name: duplicate workload name \"a\" (first at line 2)");
+  }
+
+  TEST_CASE("placement fields decode from YAML and JSON") {
+    WorkloadSpec want;
+    want.name = "web";
+    want.image = "oci-archive:/opt/images/busybox.tar";
+    want.node_selector = {{"zone", "north"}, {"petrel.dev/disk", "ssd"}};
+    want.preferred_nodes = {"gw-2", "gw-1"};
+    want.exclusive = true;
+    want.standby = "warm";
+
+    Result<std::vector<WorkloadSpec>> r =
+        ParseManifest(With("  nodeSelector: {zone: north, petrel.dev/disk: ssd}\n"
+                           "  preferredNodes: [gw-2, gw-1]\n"
+                           "  exclusive: true\n"
+                           "  standby: warm\n"),
+                      "m.yaml");
+    REQUIRE_MESSAGE(r.ok(), r.status().message());
+    CHECK((*r)[0] == want);
+
+    const char* json =
+        "{\"apiVersion\": \"petrel.dev/v1\", \"kind\": \"Workload\", \"metadata\": {\"name\": "
+        "\"web\"},\n"
+        " \"spec\": {\"image\": \"oci-archive:/opt/images/busybox.tar\",\n"
+        "          \"nodeSelector\": {\"zone\": \"north\", \"petrel.dev/disk\": \"ssd\"},\n"
+        "          \"preferredNodes\": [\"gw-2\", \"gw-1\"],\n"
+        "          \"exclusive\": true, \"standby\": \"warm\"}}\n";
+    r = ParseManifest(json, "web.json");
+    REQUIRE_MESSAGE(r.ok(), r.status().message());
+    CHECK((*r)[0] == want);
+
+    // Left out, null or at their defaults: nothing changes.
+    WorkloadSpec plain = want;
+    plain.node_selector.clear();
+    plain.preferred_nodes.clear();
+    plain.exclusive = false;
+    plain.standby.clear();
+    r = ParseManifest(With("  nodeSelector:\n  preferredNodes: []\n  exclusive: false\n"
+                           "  standby: ~\n"),
+                      "m.yaml");
+    REQUIRE_MESSAGE(r.ok(), r.status().message());
+    CHECK((*r)[0] == plain);
+
+    // An exclusive workload may be scaled to 0.
+    CHECK(Parse(With("  replicas: 0\n  exclusive: true\n")) == "ok web");
+
+    std::string bad = json;
+    bad.replace(bad.find("\"gw-1\"]"), 6, "\"gw-2\"");
+    CHECK(Parse(bad) == "m.yaml:4:38: spec.preferredNodes[1]: duplicates spec.preferredNodes[0]");
   }
 
   TEST_CASE("hostile input gets an error, not a crash") {

@@ -62,6 +62,17 @@ WorkloadSpec FullSpec() {
   return s;
 }
 
+// FullSpec with every placement field set (and one replica, as exclusive wants).
+WorkloadSpec PlacedSpec() {
+  WorkloadSpec s = FullSpec();
+  s.replicas = 1;
+  s.node_selector = {{"petrel.dev/disk", "ssd"}, {"zone", "north"}, {"gpu", ""}};
+  s.preferred_nodes = {"gw-2", "gw-1.lab"};
+  s.exclusive = true;
+  s.standby = "warm";
+  return s;
+}
+
 TEST_SUITE("spec") {
   TEST_CASE("ParseBytes reads Kubernetes memory quantities") {
     struct {
@@ -253,6 +264,10 @@ TEST_SUITE("spec") {
         [](WorkloadSpec& s) { s.restart_policy = RestartPolicy::kNever; },
         [](WorkloadSpec& s) { s.backoff.reset_after_ms = 1; },
         [](WorkloadSpec& s) { s.termination_grace_ms = 1; },
+        [](WorkloadSpec& s) { s.node_selector["zone"] = "north"; },
+        [](WorkloadSpec& s) { s.preferred_nodes.push_back("gw-1"); },
+        [](WorkloadSpec& s) { s.exclusive = true; },
+        [](WorkloadSpec& s) { s.standby = "warm"; },
     };
     for (size_t i = 0; i < std::size(changes); i++) {
       CAPTURE(i);
@@ -288,6 +303,70 @@ TEST_SUITE("spec") {
     CHECK(CheckAfter(
               [](WorkloadSpec& s) { s.resources.memory_bytes = internal::kMaxMemoryBytes; }) == "");
     CHECK(CheckAfter([](WorkloadSpec& s) { s.backoff = {1000, 1000, 0}; }) == "");
+  }
+
+  TEST_CASE("CheckWorkload accepts placement fields") {
+    CHECK(CheckAfter([](WorkloadSpec& s) { s = PlacedSpec(); }) == "");
+    CHECK(CheckAfter([](WorkloadSpec& s) {
+            s = PlacedSpec();
+            s.replicas = 0;
+          }) == "");
+    CHECK(CheckAfter([](WorkloadSpec& s) { s.preferred_nodes = {std::string(63, 'n')}; }) == "");
+    CHECK(CheckAfter([](WorkloadSpec& s) { s.preferred_nodes = {"0", "A.b-C"}; }) == "");
+    // Without exclusive, any number of replicas may have a standby.
+    CHECK(CheckAfter([](WorkloadSpec& s) {
+            s.replicas = 3;
+            s.standby = "warm";
+          }) == "");
+  }
+
+  TEST_CASE("CheckWorkload names the bad placement field") {
+    struct {
+      std::function<void(WorkloadSpec&)> mutate;
+      const char* want;
+    } cases[] = {
+        {[](WorkloadSpec& s) { s.node_selector["bad key"] = "x"; },
+         "spec.nodeSelector.bad key: \"bad key\" is not a label key ([prefix/]name; name is at "
+         "most 63 of [A-Za-z0-9-_.], alphanumeric at both ends)"},
+        {[](WorkloadSpec& s) { s.node_selector["zone"] = "-north"; },
+         "spec.nodeSelector.zone: \"-north\" is not a label value (at most 63 of [A-Za-z0-9-_.], "
+         "alphanumeric at both ends)"},
+        {[](WorkloadSpec& s) {
+           s.preferred_nodes = {"gw-1", "gw_2"};
+         },
+         "spec.preferredNodes[1]: \"gw_2\" is not a node name (1 to 63 letters, digits, '.' or "
+         "'-', starting with a letter or digit)"},
+        {[](WorkloadSpec& s) { s.preferred_nodes = {""}; },
+         "spec.preferredNodes[0]: \"\" is not a node name*"},
+        {[](WorkloadSpec& s) { s.preferred_nodes = {"-gw"}; },
+         "spec.preferredNodes[0]: \"-gw\" is not a node name*"},
+        {[](WorkloadSpec& s) { s.preferred_nodes = {std::string(64, 'n')}; },
+         "spec.preferredNodes[0]: *"},
+        {[](WorkloadSpec& s) {
+           s.preferred_nodes = {"gw-1", "gw-2", "gw-1"};
+         },
+         "spec.preferredNodes[2]: duplicates spec.preferredNodes[0]"},
+        {[](WorkloadSpec& s) {
+           s.exclusive = true;
+           s.replicas = 2;
+         },
+         "spec.replicas: must be 0 or 1 when spec.exclusive is true"},
+        {[](WorkloadSpec& s) { s.standby = "hot"; },
+         "spec.standby: \"hot\" is not a standby mode (want warm, or leave it out)"},
+        {[](WorkloadSpec& s) { s.standby = "Warm"; }, "spec.standby: \"Warm\" is not a standby*"},
+    };
+    for (size_t i = 0; i < std::size(cases); i++) {
+      CAPTURE(i);
+      std::string got = CheckAfter(cases[i].mutate);
+      std::string want = cases[i].want;
+      CAPTURE(got);
+      if (want.back() == '*') {
+        want.pop_back();
+        CHECK(got.substr(0, want.size()) == want);
+      } else {
+        CHECK(got == want);
+      }
+    }
   }
 
   TEST_CASE("CheckWorkload names the first bad field") {
@@ -509,6 +588,82 @@ TEST_SUITE("spec") {
     CHECK(!ValidateLabel("zone", "a=b").ok());
   }
 
+  TEST_CASE("ValidateNodeName: what node names may be") {
+    for (const char* name : {"n1", "gw-1.lab", "0", "A-b.C"}) {
+      CAPTURE(name);
+      CHECK(ValidateNodeName(name).ok());
+    }
+    CHECK(ValidateNodeName(std::string(63, 'n')).ok());
+    for (std::string name : {std::string(""), std::string("-n"), std::string(".n"),
+                             std::string("n_1"), std::string("n 1"), std::string(64, 'n')}) {
+      CAPTURE(name);
+      Status s = ValidateNodeName(name);
+      CHECK(s.IsInvalidArgument());
+    }
+    CHECK(ValidateNodeName("bad_node").message() ==
+          "\"bad_node\" is not a node name (1 to 63 letters, digits, '.' or '-', starting with a "
+          "letter or digit)");
+  }
+
+  TEST_CASE("placement fields leave the JSON and TemplateHash of older specs as they were") {
+    // Both pinned from petrel before the placement fields existed: stored rows and
+    // running containers of an upgraded node see no change.
+    CHECK(SpecToJson(FullSpec()) ==
+          "{\"args\":[\"echo \\\"hi\\\"\\n; sleep 1\",\"\"],"
+          "\"backoff\":{\"initialMs\":500,\"maxMs\":60000,\"resetAfterMs\":120000},"
+          "\"command\":[\"/bin/sh\",\"-c\"],"
+          "\"env\":{\"EMPTY\":\"\",\"MODE\":\"prod\",\"UNICODE\":\"gr\xc3\xbc\xc3\x9f\"},"
+          "\"image\":\"oci-archive:/opt/images/busybox.tar\","
+          "\"labels\":{\"app\":\"web\",\"example.com/tier\":\"front\"},"
+          "\"mounts\":[{\"readOnly\":false,\"sizeBytes\":16777216,\"source\":\"\","
+          "\"target\":\"/tmp\",\"type\":\"tmpfs\"},{\"readOnly\":true,\"sizeBytes\":0,"
+          "\"source\":\"/var/lib/web\",\"target\":\"/data\",\"type\":\"bind\"}],"
+          "\"name\":\"web\",\"ports\":[{\"containerPort\":80,\"hostPort\":8080,"
+          "\"protocol\":\"tcp\"},{\"containerPort\":53,\"hostPort\":0,\"protocol\":\"udp\"}],"
+          "\"readOnlyRootfs\":true,\"replicas\":3,"
+          "\"resources\":{\"cpuMillis\":500,\"memoryBytes\":67108864,\"pids\":64},"
+          "\"restartPolicy\":\"OnFailure\",\"terminationGraceMs\":5000,"
+          "\"user\":\"1000:1000\",\"workingDir\":\"/srv\"}");
+    CHECK(TemplateHash(FullSpec()) == "46408325aa968805");
+
+    // Set, they are written (sorted in among the rest) and read back.
+    WorkloadSpec placed = ValidSpec();
+    placed.node_selector = {{"zone", "north"}};
+    placed.preferred_nodes = {"gw-2", "gw-1"};
+    placed.exclusive = true;
+    placed.standby = "warm";
+    CHECK(SpecToJson(placed) ==
+          "{\"args\":[],\"backoff\":{\"initialMs\":1000,\"maxMs\":300000,\"resetAfterMs\":0},"
+          "\"command\":[],\"env\":{},\"exclusive\":true,"
+          "\"image\":\"oci-archive:/opt/images/busybox.tar\",\"labels\":{},\"mounts\":[],"
+          "\"name\":\"web\",\"nodeSelector\":{\"zone\":\"north\"},\"ports\":[],"
+          "\"preferredNodes\":[\"gw-2\",\"gw-1\"],\"readOnlyRootfs\":false,\"replicas\":1,"
+          "\"resources\":{\"cpuMillis\":0,\"memoryBytes\":0,\"pids\":0},"
+          "\"restartPolicy\":\"Always\",\"standby\":\"warm\",\"terminationGraceMs\":10000,"
+          "\"user\":\"\",\"workingDir\":\"\"}");
+    CHECK(TemplateHash(placed) == TemplateHash(ValidSpec()));
+
+    // Each alone is written alone; the others stay out.
+    WorkloadSpec one = ValidSpec();
+    one.standby = "warm";
+    std::string json = SpecToJson(one);
+    CHECK(json.find("\"standby\":\"warm\"") != std::string::npos);
+    for (const char* key : {"nodeSelector", "preferredNodes", "exclusive"}) {
+      CAPTURE(key);
+      CHECK(json.find(key) == std::string::npos);
+    }
+
+    // Written at their defaults (by hand: SpecToJson never does), they read as absent.
+    std::string min = SpecToJson(ValidSpec());
+    std::string explicit_defaults =
+        min.substr(0, min.size() - 1) +
+        ",\"nodeSelector\":{},\"preferredNodes\":[],\"exclusive\":false,\"standby\":\"\"}";
+    Result<WorkloadSpec> back = SpecFromJson(explicit_defaults);
+    REQUIRE_MESSAGE(back.ok(), back.status().message());
+    CHECK(*back == ValidSpec());
+    CHECK(SpecToJson(*back) == min);
+  }
+
   TEST_CASE("SpecToJson is canonical and SpecFromJson reads it back") {
     WorkloadSpec min = ValidSpec();
     CHECK(SpecToJson(min) ==
@@ -518,7 +673,7 @@ TEST_SUITE("spec") {
           "\"replicas\":1,\"resources\":{\"cpuMillis\":0,\"memoryBytes\":0,\"pids\":0},"
           "\"restartPolicy\":\"Always\",\"terminationGraceMs\":10000,\"user\":\"\","
           "\"workingDir\":\"\"}");
-    for (const WorkloadSpec& s : {min, FullSpec(), WorkloadSpec()}) {
+    for (const WorkloadSpec& s : {min, FullSpec(), PlacedSpec(), WorkloadSpec()}) {
       std::string json = SpecToJson(s);
       CAPTURE(json);
       Result<WorkloadSpec> back = SpecFromJson(json);
@@ -562,6 +717,21 @@ TEST_SUITE("spec") {
         {replace("\"args\":[", "\"args\":[1,"), "spec JSON: args[0]: must be a string"},
         {replace("{\"app\":\"web\",\"example.com/tier\":\"front\"}", "[]"),
          "spec JSON: labels: must be an object"},
+        // The placement fields, present only when set.
+        {replace("\"replicas\":3", "\"replicas\":3,\"nodeSelector\":[]"),
+         "spec JSON: nodeSelector: must be an object"},
+        {replace("\"replicas\":3", "\"replicas\":3,\"nodeSelector\":{\"zone\":1}"),
+         "spec JSON: nodeSelector.zone: must be a string"},
+        {replace("\"replicas\":3", "\"replicas\":3,\"preferredNodes\":\"gw-1\""),
+         "spec JSON: preferredNodes: must be an array"},
+        {replace("\"replicas\":3", "\"replicas\":3,\"preferredNodes\":[\"gw-1\",2]"),
+         "spec JSON: preferredNodes[1]: must be a string"},
+        {replace("\"replicas\":3", "\"replicas\":3,\"exclusive\":\"true\""),
+         "spec JSON: exclusive: must be a boolean"},
+        {replace("\"replicas\":3", "\"replicas\":3,\"standby\":true"),
+         "spec JSON: standby: must be a string"},
+        {replace("\"replicas\":3", "\"replicas\":3,\"standby\":\"warm\",\"Standby\":\"warm\""),
+         "spec JSON: Standby: unknown field"},
     };
     for (const auto& c : cases) {
       CAPTURE(c.json);
@@ -599,6 +769,17 @@ TEST_SUITE("spec") {
           s.backoff = {1, 2, 3};
         },
         [](WorkloadSpec& s) { s.termination_grace_ms = 1; },
+        // Placement decides where a replica runs, not what it is.
+        [](WorkloadSpec& s) { s.node_selector["zone"] = "north"; },
+        [](WorkloadSpec& s) {
+          s.preferred_nodes = {"gw-1", "gw-2"};
+        },
+        [](WorkloadSpec& s) { s.exclusive = true; },
+        [](WorkloadSpec& s) { s.standby = "warm"; },
+        [](WorkloadSpec& s) {
+          s = PlacedSpec();
+          s.replicas = 3;
+        },
     };
     for (size_t i = 0; i < std::size(ignored); i++) {
       CAPTURE(i);
