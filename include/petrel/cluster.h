@@ -24,8 +24,10 @@
 // committed by a majority and applied on this node (read your writes). Reads (Get,
 // List) answer from this node's replica; Events and Logs are this node's.
 //
-// Until scheduling lands, a workload runs on the node it was applied through (its
-// replicas say so in ReplicaStatus::node).
+// Where replicas run: the leader places each (nodeSelector, preferredNodes, spread,
+// not on witnesses or Draining nodes) and moves the replicas of a node it has not heard
+// from for nodeLostAfter to other nodes; ReplicaStatus::node says where each runs, and
+// what other nodes run is known from their heartbeats.
 //
 // The embedder must ignore SIGPIPE (signal(SIGPIPE, SIG_IGN)): a peer whose connection
 // breaks must not kill the process.
@@ -127,6 +129,9 @@ class Cluster : public Orchestrator {
   // Removes a member: its certificate is refused from then on. NotFound for an
   // unknown name.
   virtual Status RemoveNode(const std::string& name) = 0;
+  // Draining (`drain`): the node's replicas move to other nodes and none are placed on
+  // it, until Drain(name, false) (uncordon). NotFound for an unknown name.
+  virtual Status Drain(const std::string& name, bool drain) = 0;
 
  protected:
   Cluster() = default;

@@ -21,11 +21,13 @@ extern "C" {  // raft.h declares its functions without extern "C"
 #include <future>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <thread>
 #include <utility>
 
 #include "lib/cluster/node.h"
+#include "lib/cluster/schedule.h"
 #include "lib/cluster/state.h"
 #include "lib/net/peer_transport.h"
 #include "lib/net/pki.h"
@@ -234,36 +236,57 @@ class ClusterImpl final : public Cluster, public PeerLink {
       return out;
     }
     std::shared_ptr<ClusterNode> node = Node();
+    if (!node) return Status::Unavailable("cluster: closing");
     std::map<std::string, ClusterWorkload> cluster =
-        node ? node->WithState([](const ClusterState& s) { return s.workloads(); })
-             : std::map<std::string, ClusterWorkload>();
+        node->WithState([](const ClusterState& s) { return s.workloads(); });
+    std::map<std::string, ClusterNode::Peer> peers = node->Peers();
+    std::map<std::string, std::string> unplaced = node->Unplaced();
+    std::map<std::string, json> summaries;  // node -> what it last said of its replicas
+    for (auto& [name, p] : peers) {
+      json j = json::parse(p.summary, nullptr, false);
+      if (j.is_object()) summaries[name] = std::move(j);
+    }
     std::vector<WorkloadState> out;
     for (auto& [name, cw] : cluster) {
+      Result<WorkloadSpec> spec = SpecFromJson(cw.spec_json);
+      if (!spec.ok()) continue;
       auto it = by_name.find(name);
       WorkloadState w;
-      if (cw.node == opts_.node_name && it != by_name.end()) {
-        w = std::move(it->second);
-      } else {
-        Result<WorkloadSpec> spec = SpecFromJson(cw.spec_json);
-        if (!spec.ok()) continue;
-        w.spec = std::move(*spec);
-        const std::string why = cw.node == opts_.node_name
-                                    ? "handed to this node's loop"
-                                    : "runs on node " + cw.node + " (its status is not shared yet)";
-        for (int i = 0; i < w.spec.replicas; i++) {
-          ReplicaStatus r;
-          r.workload = name;
-          r.index = i;
-          r.node = cw.node;
-          r.message = why;
-          w.replicas.push_back(std::move(r));
-        }
-      }
-      if (it != by_name.end()) by_name.erase(it);
+      w.spec = std::move(*spec);
       w.generation = cw.generation;
       w.spec_hash = cw.spec_hash;
       w.created_at = cw.created_at;
       w.updated_at = cw.updated_at;
+      // Replica i is the k-th of its node's: local index k there.
+      std::map<std::string, int> rank;
+      for (int i = 0; i < w.spec.replicas; i++) {
+        const std::string at = static_cast<size_t>(i) < cw.assigned.size() ? cw.assigned[i] : "";
+        ReplicaStatus r;
+        r.workload = name;
+        r.index = i;
+        r.node = at;
+        const int k = at.empty() ? 0 : rank[at]++;
+        if (at.empty()) {
+          auto why = unplaced.find(name);
+          r.message = why != unplaced.end() ? why->second : "waiting for the leader to place it";
+        } else if (at == opts_.node_name) {
+          if (it != by_name.end() && static_cast<size_t>(k) < it->second.replicas.size()) {
+            r = it->second.replicas[static_cast<size_t>(k)];
+            r.index = i;
+            r.node = at;
+          } else {
+            r.message = "handed to this node's loop";
+          }
+        } else if (!ReplicaFromSummary(summaries, at, name, k, &r)) {
+          r.message = node->Ready(at) ? "on node " + at + " (not reported yet)"
+                                      : "on node " + at + ", which is Lost";
+        }
+        w.replicas.push_back(std::move(r));
+      }
+      w.ready_replicas = static_cast<int>(
+          std::count_if(w.replicas.begin(), w.replicas.end(),
+                        [](const ReplicaStatus& r) { return r.phase == Phase::kRunning; }));
+      if (it != by_name.end()) by_name.erase(it);
       out.push_back(std::move(w));
     }
     // Deleted from the cluster, still stopping here.
@@ -281,7 +304,31 @@ class ClusterImpl final : public Cluster, public PeerLink {
   }
   Result<ReplicaLog> Logs(const std::string& workload, int replica, const LogOptions& options,
                           const std::string& container_id) override {
-    return local_->Logs(workload, replica, options, container_id);
+    std::shared_ptr<ClusterNode> node = Node();
+    if (!member_ || !node) return local_->Logs(workload, replica, options, container_id);
+    // Replica `replica` of the cluster is the k-th of the node it runs on.
+    std::vector<std::string> assigned;
+    const bool known = node->WithState([&](const ClusterState& s) {
+      auto it = s.workloads().find(workload);
+      if (it == s.workloads().end()) return false;
+      assigned = it->second.assigned;
+      return true;
+    });
+    if (!known) return local_->Logs(workload, replica, options, container_id);  // Terminating
+    if (replica < 0 || static_cast<size_t>(replica) >= assigned.size()) {
+      return Status::NotFound("workload " + workload + " has no replica " +
+                              std::to_string(replica));
+    }
+    const std::string& at = assigned[static_cast<size_t>(replica)];
+    if (at != opts_.node_name) {
+      return Status::FailedPrecondition(
+          "workload " + workload + " replica " + std::to_string(replica) +
+          (at.empty() ? " is not placed on a node yet"
+                      : " runs on node " + at + ": ask that node's petreld for its logs"));
+    }
+    const int local =
+        static_cast<int>(std::count(assigned.begin(), assigned.begin() + replica, opts_.node_name));
+    return local_->Logs(workload, local, options, container_id);
   }
   SubscriptionId Subscribe(EventCallback callback) override {
     return local_->Subscribe(std::move(callback));
@@ -424,6 +471,14 @@ class ClusterImpl final : public Cluster, public PeerLink {
     });
     if (reply.ok()) Log(LogLevel::kInfo, "cluster: removed node " + name);
     return reply.status();
+  }
+
+  Status Drain(const std::string& name, bool drain) override {
+    PETREL_RETURN_IF_ERROR(RequireMember(drain ? "drain" : "uncordon"));
+    PETREL_RETURN_IF_ERROR(WriteEntry(DrainEntry(name, drain)).status());
+    Log(LogLevel::kInfo,
+        "cluster: node " + name + (drain ? " is Draining" : " takes workloads again"));
+    return Status::OK();
   }
 
   // --- PeerLink ---
@@ -676,6 +731,7 @@ class ClusterImpl final : public Cluster, public PeerLink {
     e->node =
         std::make_shared<ClusterNode>(identity_.self, this, opts_.clock.get(), opts_.log_sink);
     e->node->OnApplied([this] { OnApplied(); });
+    e->node->SetSummary([this] { return Summary(); });
     // What this node last knew, for reads and for finding its peers until raft has
     // replayed (a node alone after a reboot still knows what runs where).
     Result<std::string> known = ReadSmallFile(dir_ + "/state.json", kMaxState);
@@ -748,11 +804,6 @@ class ClusterImpl final : public Cluster, public PeerLink {
 
   void OnPeerRequest(const std::string& from, std::string request, PeerTransport::Reply reply) {
     if (!engine_ || !engine_->node) return reply(ErrorReply(Status::Unavailable("closing")));
-    json j = json::parse(request, nullptr, false);
-    const std::string op = j.is_object() ? j.value("op", "") : "";
-    if (op == "ping") {
-      return reply(json{{"name", opts_.node_name}}.dump());
-    }
     engine_->node->HandleRequest(from, std::move(request), std::move(reply));
   }
 
@@ -761,7 +812,6 @@ class ClusterImpl final : public Cluster, public PeerLink {
     engine_->node->Tick();
     const TimeMs now = opts_.clock->Monotonic();
     if (promote_pending_ && !promote_in_flight_ && now >= next_promote_) Promote();
-    if (now >= next_ping_) Ping(now);
   }
 
   // After a join: asks the leader to make this node a voter, then hands over its
@@ -819,32 +869,6 @@ class ClusterImpl final : public Cluster, public PeerLink {
     Call(to, PromoteRequest(identity_.self.id), kPromoteTimeoutMs, done);
   }
 
-  // Every heartbeat: a round trip to each other member, so Nodes() can say who answers.
-  void Ping(TimeMs now) {
-    ClusterSettings settings;
-    std::vector<std::pair<std::string, std::string>> peers;
-    engine_->node->WithState([&](const ClusterState& s) {
-      settings = s.settings();
-      for (const auto& [name, m] : s.members()) {
-        if (name != opts_.node_name) peers.emplace_back(name, m.address);
-      }
-      return 0;
-    });
-    next_ping_ = now + settings.heartbeat_ms;
-    for (const auto& [name, address] : peers) {
-      if (pings_in_flight_.count(name) != 0) continue;
-      pings_in_flight_.insert(name);
-      Call(address, json{{"op", "ping"}}.dump(), settings.node_lost_after_ms,
-           [this, name = name](Status s, std::string) {
-             pings_in_flight_.erase(name);
-             if (s.ok()) {
-               std::lock_guard<std::mutex> lock(heard_mu_);
-               last_heard_[name] = opts_.clock->Monotonic();
-             }
-           });
-    }
-  }
-
   ClusterStatus StatusOnLoop() {
     ClusterStatus st;
     st.self = opts_.node_name;
@@ -853,11 +877,13 @@ class ClusterImpl final : public Cluster, public PeerLink {
     st.leader = node->LeaderName();
     st.term = engine_->raft.current_term;
     const TimeMs now_mono = opts_.clock->Monotonic(), now = opts_.clock->Now();
-    std::map<std::string, TimeMs> heard;
-    {
-      std::lock_guard<std::mutex> lock(heard_mu_);
-      heard = last_heard_;
-    }
+    std::map<std::string, ClusterNode::Peer> heard = node->Peers();
+    std::map<std::string, bool> ready;
+    node->WithState([&](const ClusterState& s) {
+      for (const auto& [name, m] : s.members()) ready[name] = false;
+      return 0;
+    });
+    for (auto& [name, up] : ready) up = node->Ready(name);
     node->WithState([&](const ClusterState& s) {
       st.cluster_id = s.cluster_id();
       st.settings = s.settings();
@@ -871,21 +897,70 @@ class ClusterImpl final : public Cluster, public PeerLink {
         n.labels = m.labels;
         n.joined_at = m.joined_at;
         n.leader = name == st.leader;
+        n.status = !ready[name] ? "Lost" : m.draining ? "Draining" : "Ready";
         if (name == opts_.node_name) {
-          n.status = "Ready";
           n.last_heard = now;
         } else {
           auto it = heard.find(name);
-          const bool fresh =
-              it != heard.end() && now_mono - it->second <= s.settings().node_lost_after_ms;
-          n.status = fresh ? "Ready" : "Lost";
-          n.last_heard = it == heard.end() ? 0 : now - (now_mono - it->second);
+          const TimeMs at = it == heard.end() ? 0 : it->second.last_heard;
+          n.last_heard = at == 0 ? 0 : now - (now_mono - at);
         }
         st.members.push_back(std::move(n));
       }
       return 0;
     });
     return st;
+  }
+
+  // What this node's heartbeats say of its replicas: {"web":[{"phase":..},..],..}, by
+  // local index. Made at most every 100 ms (every peer asks every heartbeat).
+  std::string Summary() {
+    const TimeMs now = opts_.clock->Monotonic();
+    if (!summary_.empty() && now - summary_at_ < 100) return summary_;
+    json out = json::object();
+    Result<std::vector<WorkloadState>> local = local_->List();
+    if (local.ok()) {
+      for (const WorkloadState& w : *local) {
+        if (w.terminating()) continue;
+        json replicas = json::array();
+        for (const ReplicaStatus& r : w.replicas) {
+          replicas.push_back({{"phase", PhaseName(r.phase)},
+                              {"containerId", r.container_id},
+                              {"pid", r.pid},
+                              {"restarts", r.restarts},
+                              {"lastExitCode", r.last_exit_code},
+                              {"message", r.message},
+                              {"since", r.since}});
+        }
+        out[w.spec.name] = std::move(replicas);
+      }
+    }
+    summary_ = out.dump();
+    summary_at_ = now;
+    return summary_;
+  }
+
+  // Replica `k` of `workload` on `node`, as its last heartbeat said.
+  static bool ReplicaFromSummary(const std::map<std::string, json>& summaries,
+                                 const std::string& node, const std::string& workload, int k,
+                                 ReplicaStatus* r) {
+    auto s = summaries.find(node);
+    if (s == summaries.end() || !s->second.contains(workload)) return false;
+    const json& list = s->second[workload];
+    if (!list.is_array() || static_cast<size_t>(k) >= list.size() || !list[k].is_object()) {
+      return false;
+    }
+    const json& j = list[k];
+    std::optional<Phase> phase = ParsePhase(j.value("phase", ""));
+    if (!phase) return false;
+    r->phase = *phase;
+    r->container_id = j.value("containerId", "");
+    r->pid = j.value("pid", 0);
+    r->restarts = j.value("restarts", 0);
+    r->last_exit_code = j.value("lastExitCode", -1);
+    r->message = j.value("message", "");
+    r->since = j.value("since", int64_t{0});
+    return true;
   }
 
   // --- the local Orchestrator follows what the cluster assigns to this node ---
@@ -947,11 +1022,19 @@ class ClusterImpl final : public Cluster, public PeerLink {
       uint64_t index;
     };
     uint64_t applied = 0;
+    // What runs here: each workload with a replica placed on this node, with as many
+    // replicas as are placed here.
     std::map<std::string, std::string> wanted = node->WithState([&](const ClusterState& s) {
       applied = s.applied_index();
       std::map<std::string, std::string> out;
       for (const auto& [n, w] : s.workloads()) {
-        if (w.node == opts_.node_name) out[n] = w.spec_json;
+        const int here =
+            static_cast<int>(std::count(w.assigned.begin(), w.assigned.end(), opts_.node_name));
+        if (here == 0) continue;
+        Result<WorkloadSpec> spec = SpecFromJson(w.spec_json);
+        if (!spec.ok()) continue;
+        spec->replicas = here;
+        out[n] = SpecToJson(*spec);
       }
       return out;
     });
@@ -1076,11 +1159,11 @@ class ClusterImpl final : public Cluster, public PeerLink {
   }
 
   bool promote_pending_ = false, promote_in_flight_ = false, import_after_promote_ = false;
-  TimeMs next_promote_ = 0, next_ping_ = 0, next_promote_warning_ = 0;
+  TimeMs next_promote_ = 0, next_promote_warning_ = 0;
   size_t promote_tries_ = 0;
-  std::set<std::string> pings_in_flight_;
-  std::mutex heard_mu_;
-  std::map<std::string, TimeMs> last_heard_;  // Monotonic()
+
+  std::string summary_;  // loop thread
+  TimeMs summary_at_ = 0;
 
   WorkerPool sync_pool_;
   std::atomic<bool> sync_queued_{false};

@@ -383,6 +383,39 @@ Status ClusterFixture::Remove(int via, int target, int64_t max_ms) {
       .status();
 }
 
+Status ClusterFixture::Drain(int via, int target, bool drain, int64_t max_ms) {
+  return impl_->Write(via, internal::DrainEntry(impl_->nodes[target]->self().name, drain), max_ms)
+      .status();
+}
+
+Status ClusterFixture::Label(int target, const std::map<std::string, std::string>& labels,
+                             int64_t max_ms) {
+  Impl& m = *impl_;
+  ClusterMember member;
+  const std::string name = m.nodes[target]->self().name;
+  const bool known = m.nodes[target]->WithState([&](const ClusterState& s) {
+    const ClusterMember* found = s.MemberByName(name);
+    if (found != nullptr) member = *found;
+    return found != nullptr;
+  });
+  if (!known) return Status::NotFound("fixture: " + name + " is not a member");
+  member.labels = labels;
+  const int leader = m.Leader();
+  if (leader < 0) return Status::Unavailable("fixture: no leader");
+  return m.Write(leader, internal::MemberEntry(member), max_ms).status();
+}
+
+std::vector<std::string> ClusterFixture::Placement(int i, const std::string& workload) const {
+  return impl_->nodes[i]->WithState([&](const ClusterState& s) {
+    auto it = s.workloads().find(workload);
+    return it == s.workloads().end() ? std::vector<std::string>() : it->second.assigned;
+  });
+}
+
+bool ClusterFixture::Ready(int i, const std::string& name) const {
+  return impl_->nodes[i]->Ready(name);
+}
+
 std::map<std::string, std::string> ClusterFixture::Workloads(int i) const {
   return impl_->nodes[i]->WithState([](const ClusterState& s) {
     std::map<std::string, std::string> out;

@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "lib/cluster/schedule.h"
 #include "lib/net/pki.h"
 
 namespace petrel::internal {
@@ -71,6 +72,7 @@ struct ClusterNode::Forward {
 
 ClusterNode::ClusterNode(NodeSelf self, PeerLink* link, Clock* clock, LogSink log)
     : self_(std::move(self)), link_(link), clock_(clock), log_(std::move(log)) {
+  started_ = clock_->Monotonic();
   fsm_.version = 2;
   fsm_.data = this;
   fsm_.apply = &ClusterNode::FsmApply;
@@ -107,6 +109,7 @@ int ClusterNode::FsmApply(raft_fsm* fsm, const raft_buffer* buf, void** result) 
     n->waiters_.erase(n->waiters_.begin());
     w->done(Status::OK(), w->result);
   }
+  n->place_pending_ = true;
   if (n->on_applied_) n->on_applied_();
   return 0;
 }
@@ -330,6 +333,109 @@ void ClusterNode::Tick() {
     later_.erase(later_.begin());
     fn();
   }
+  if (raft_ == nullptr) return;
+  if (now >= next_heartbeat_) Heartbeat(now);
+  if (IsLeader()) Place();
+}
+
+// A round trip to every other member: what it answers (its replicas' summary) and
+// when, so any node knows who is up, and a leader elected later knows it at once.
+void ClusterNode::Heartbeat(TimeMs now) {
+  ClusterSettings settings;
+  std::vector<std::pair<std::string, std::string>> others;
+  WithState([&](const ClusterState& s) {
+    settings = s.settings();
+    for (const auto& [name, m] : s.members()) {
+      if (name != self_.name) others.emplace_back(name, m.address);
+    }
+    return 0;
+  });
+  next_heartbeat_ = now + settings.heartbeat_ms;
+  if (others.empty()) return;
+  const std::string ping =
+      json{{"op", "ping"}, {"from", self_.name}, {"summary", summary_ ? summary_() : "{}"}}.dump();
+  for (const auto& [name, address] : others) {
+    if (!pings_in_flight_.insert(name).second) continue;
+    link_->Call(address, ping, settings.node_lost_after_ms,
+                [this, name = name](Status s, std::string reply) {
+                  pings_in_flight_.erase(name);
+                  if (!s.ok()) return;
+                  json j = Parse(reply);
+                  std::lock_guard<std::mutex> lock(peers_mu_);
+                  Peer& p = peers_[name];
+                  p.last_heard = clock_->Monotonic();
+                  if (j.is_object() && j.contains("summary") && j["summary"].is_string()) {
+                    p.summary = j["summary"].get<std::string>();
+                  }
+                });
+  }
+}
+
+std::map<std::string, ClusterNode::Peer> ClusterNode::Peers() {
+  std::lock_guard<std::mutex> lock(peers_mu_);
+  return peers_;
+}
+
+std::map<std::string, std::string> ClusterNode::Unplaced() {
+  std::lock_guard<std::mutex> lock(peers_mu_);
+  return unplaced_;
+}
+
+bool ClusterNode::Ready(const std::string& name) {
+  if (name == self_.name) return true;
+  const TimeMs now = clock_->Monotonic();
+  const int64_t lost_after =
+      WithState([](const ClusterState& s) { return s.settings().node_lost_after_ms; });
+  std::lock_guard<std::mutex> lock(peers_mu_);
+  auto it = peers_.find(name);
+  if (it != peers_.end() && it->second.last_heard != 0) {
+    return now - it->second.last_heard <= lost_after;
+  }
+  return now - started_ <= lost_after;  // not had the time to hear it yet
+}
+
+// On the leader: places what is unplaced or on a node that is gone, through raft.
+void ClusterNode::Place() {
+  if (placing_) return;
+  std::vector<NodeView> nodes;
+  std::map<std::string, ClusterWorkload> workloads;
+  bool initialized = false;
+  WithState([&](const ClusterState& s) {
+    initialized = s.initialized();
+    workloads = s.workloads();
+    for (const auto& [name, m] : s.members()) {
+      NodeView v;
+      v.name = name;
+      v.draining = m.draining;
+      v.witness = m.role == "witness";
+      v.labels = m.labels;
+      nodes.push_back(std::move(v));
+    }
+    return 0;
+  });
+  if (!initialized) return;
+  // Placed again when an entry changed the state or a node came or went.
+  std::map<std::string, bool> ready;
+  for (NodeView& v : nodes) ready[v.name] = v.ready = Ready(v.name);
+  if (!place_pending_ && ready == last_ready_) return;
+  last_ready_ = std::move(ready);
+  Placement placement = Schedule(workloads, nodes);
+  {
+    std::lock_guard<std::mutex> lock(peers_mu_);
+    unplaced_ = placement.unplaced;
+  }
+  place_pending_ = false;
+  if (placement.changes.empty()) return;
+  for (const auto& [name, to] : placement.changes) {
+    std::string where;
+    for (const std::string& n : to) where += (where.empty() ? "" : ",") + (n.empty() ? "-" : n);
+    if (log_) log_(LogLevel::kInfo, "cluster: placing workload " + name + " on " + where);
+  }
+  placing_ = true;
+  Propose(AssignEntry(placement.changes), [this](Status s, uint64_t, std::string) {
+    placing_ = false;
+    if (!s.ok() && log_) log_(LogLevel::kWarn, "cluster: placing replicas: " + s.message());
+  });
 }
 
 // A membership change (raft_add, raft_assign or raft_remove), retried while another
@@ -372,6 +478,15 @@ void ClusterNode::HandleRequest(const std::string& from, std::string request, Re
     return reply(ErrorReply(Status::InvalidArgument("cluster: unreadable request from " + from)));
   }
   const std::string op = j["op"].get<std::string>();
+  if (op == "ping") {
+    // Any member answers; what the sender says of its replicas is kept too.
+    if (j.contains("summary") && j["summary"].is_string() && j.contains("from") &&
+        j["from"].is_string()) {
+      std::lock_guard<std::mutex> lock(peers_mu_);
+      peers_[j["from"].get<std::string>()].summary = j["summary"].get<std::string>();
+    }
+    return reply(json{{"name", self_.name}, {"summary", summary_ ? summary_() : "{}"}}.dump());
+  }
   if (!IsLeader()) {
     raft_id id = 0;
     const char* address = nullptr;

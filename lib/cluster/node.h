@@ -24,6 +24,7 @@ extern "C" {  // raft.h declares its functions without extern "C"
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 
 #include "lib/cluster/state.h"
@@ -82,8 +83,26 @@ class ClusterNode {
   // A request from the member `from` (or, for join, from a newcomer).
   void HandleRequest(const std::string& from, std::string request, Reply reply);
 
-  // Expires what waited too long and retries forwarded writes; call every ~50 ms.
+  // Expires what waited too long, retries forwarded writes, sends the heartbeats and,
+  // on the leader, places replicas; call every ~50 ms.
   void Tick();
+
+  // --- heartbeats and liveness ---
+
+  // What this node says of its replicas in every heartbeat (JSON text, small).
+  void SetSummary(std::function<std::string()> summary) { summary_ = std::move(summary); }
+  struct Peer {
+    TimeMs last_heard = 0;  // Monotonic(): when it last answered a heartbeat; 0 = never
+    std::string summary;    // what it last said of its replicas
+  };
+  // Every other member this node heard of (thread-safe copy).
+  std::map<std::string, Peer> Peers();
+  // Whether member `name` counts as up: this node, one that answered a heartbeat within
+  // nodeLostAfter, or any member while this node itself started less than
+  // nodeLostAfter ago (it has not had the time to hear them).
+  bool Ready(const std::string& name);
+  // Workloads the scheduler could not place, and why (leader only; thread-safe copy).
+  std::map<std::string, std::string> Unplaced();
 
   // The leader's name and address, "" when none is known.
   std::string LeaderName();
@@ -122,6 +141,8 @@ class ClusterNode {
   void Propose(std::string entry, ProposeDone done);  // leader only
   void SendForward(std::shared_ptr<Forward> f);
   void Later(int64_t ms, std::function<void()> fn);
+  void Heartbeat(TimeMs now);
+  void Place();
   void AwaitApplied(uint64_t index, std::string result, TimeMs deadline, WriteDone done);
   void Change(int kind, uint64_t id, std::string address, int role, TimeMs deadline,
               std::function<void(Status)> done);
@@ -143,6 +164,16 @@ class ClusterNode {
   std::multimap<TimeMs, std::function<void()>> later_;  // run by Tick when due
   std::function<void()> on_applied_;
   int restores_ = 0;
+
+  std::function<std::string()> summary_;
+  std::mutex peers_mu_;
+  std::map<std::string, Peer> peers_;  // guarded by peers_mu_
+  std::set<std::string> pings_in_flight_;
+  TimeMs started_ = 0, next_heartbeat_ = 0;
+  bool placing_ = false;                         // an assign entry is being committed
+  bool place_pending_ = true;                    // something changed since the last placement
+  std::map<std::string, std::string> unplaced_;  // guarded by peers_mu_
+  std::map<std::string, bool> last_ready_;       // at the last placement
 };
 
 // The request a forwarded write sends, and the other ops' (for the facade).

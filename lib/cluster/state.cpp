@@ -1,5 +1,6 @@
 #include "lib/cluster/state.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <utility>
 
@@ -30,6 +31,7 @@ ClusterMember MemberFromJson(const json& j) {
   m.labels = j.at("labels").get<std::map<std::string, std::string>>();
   m.fingerprint = j.at("fingerprint").get<std::string>();
   m.joined_at = j.at("joinedAt").get<int64_t>();
+  m.draining = j.value("draining", false);
   return m;
 }
 
@@ -52,6 +54,7 @@ ClusterWorkload WorkloadFromJson(const json& j) {
   w.created_at = j.at("createdAt").get<int64_t>();
   w.updated_at = j.at("updatedAt").get<int64_t>();
   w.node = j.at("node").get<std::string>();
+  if (j.contains("assigned")) w.assigned = j.at("assigned").get<std::vector<std::string>>();
   return w;
 }
 
@@ -106,6 +109,8 @@ std::string ClusterState::Apply(uint64_t index, std::string_view text) {
     if (type == "settings") return ApplySettings(entry);
     if (type == "put") return ApplyPut(entry);
     if (type == "delete") return ApplyDelete(entry);
+    if (type == "assign") return ApplyAssign(entry);
+    if (type == "drain") return ApplyDrain(entry);
   } catch (const json::exception& e) {
     return Error(Status::Code::kCorruption,
                  "cluster entry " + std::to_string(index) + " (" + type + "): " + e.what());
@@ -185,6 +190,10 @@ std::string ClusterState::ApplyPut(const json& e) {
       w.spec_json = text;
       w.spec_hash = TemplateHash(spec);
       w.generation++;
+      // Scaled down: the highest replicas go; scaled up: the scheduler places the new.
+      if (w.assigned.size() > static_cast<size_t>(std::max(0, spec.replicas))) {
+        w.assigned.resize(static_cast<size_t>(std::max(0, spec.replicas)));
+      }
       w.updated_at = now;
       outcome = "configured";
     }
@@ -199,6 +208,26 @@ std::string ClusterState::ApplyDelete(const json& e) {
   if (workloads_.erase(name) == 0) {
     return Error(Status::Code::kNotFound, "no workload named " + name);
   }
+  return Ok();
+}
+
+std::string ClusterState::ApplyAssign(const json& e) {
+  for (auto& [name, nodes] : e.at("placements").items()) {
+    auto it = workloads_.find(name);
+    if (it == workloads_.end()) continue;  // deleted meanwhile
+    std::vector<std::string> assigned = nodes.get<std::vector<std::string>>();
+    Result<WorkloadSpec> spec = SpecFromJson(it->second.spec_json);
+    if (spec.ok()) assigned.resize(static_cast<size_t>(std::max(0, spec->replicas)));
+    it->second.assigned = std::move(assigned);
+  }
+  return Ok();
+}
+
+std::string ClusterState::ApplyDrain(const json& e) {
+  const std::string name = e.at("name").get<std::string>();
+  auto it = members_.find(name);
+  if (it == members_.end()) return Error(Status::Code::kNotFound, "no node named " + name);
+  it->second.draining = e.at("draining").get<bool>();
   return Ok();
 }
 
@@ -286,6 +315,14 @@ std::string PutEntry(const std::vector<WorkloadSpec>& specs, const std::string& 
 
 std::string DeleteEntry(const std::string& name) {
   return json{{"type", "delete"}, {"name", name}}.dump();
+}
+
+std::string AssignEntry(const std::map<std::string, std::vector<std::string>>& placements) {
+  return json{{"type", "assign"}, {"placements", placements}}.dump();
+}
+
+std::string DrainEntry(const std::string& name, bool draining) {
+  return json{{"type", "drain"}, {"name", name}, {"draining", draining}}.dump();
 }
 
 Status ResultStatus(std::string_view result) {

@@ -34,6 +34,7 @@ struct ClusterMember {
   std::map<std::string, std::string> labels;
   std::string fingerprint;  // of its certificate
   TimeMs joined_at = 0;
+  bool draining = false;  // its replicas move away and none are placed on it
 };
 
 struct ClusterWorkload {
@@ -43,7 +44,10 @@ struct ClusterWorkload {
   int64_t generation = 0;
   TimeMs created_at = 0;
   TimeMs updated_at = 0;
-  std::string node;  // the node it is assigned to
+  std::string node;  // the node it was applied through: where it starts, if it fits
+  // The node of each replica, by index ("" = not placed yet); set by the leader's
+  // scheduler (lib/cluster/schedule.h).
+  std::vector<std::string> assigned;
 };
 
 class ClusterState {
@@ -78,6 +82,8 @@ class ClusterState {
   std::string ApplySettings(const nlohmann::json& entry);
   std::string ApplyPut(const nlohmann::json& entry);
   std::string ApplyDelete(const nlohmann::json& entry);
+  std::string ApplyAssign(const nlohmann::json& entry);
+  std::string ApplyDrain(const nlohmann::json& entry);
 
   std::string cluster_id_;
   std::string ca_cert_, ca_key_;
@@ -106,6 +112,11 @@ std::string SettingsEntry(const ClusterSettings& settings);
 std::string PutEntry(const std::vector<WorkloadSpec>& specs, const std::string& node, TimeMs now);
 // Result: {} or NotFound.
 std::string DeleteEntry(const std::string& name);
+// The scheduler's placements: workload -> node per replica. Workloads gone meanwhile
+// are skipped; a list is cut or padded ("") to the workload's replicas. Result: {}.
+std::string AssignEntry(const std::map<std::string, std::vector<std::string>>& placements);
+// Marks a member Draining (or not). Result: {} or NotFound.
+std::string DrainEntry(const std::string& name, bool draining);
 
 // An entry's result as a Status: OK, or the error it carries.
 Status ResultStatus(std::string_view result);

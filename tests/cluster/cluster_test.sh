@@ -133,18 +133,21 @@ all_have() { # WORKLOAD NODES...
 }
 wait_for "$FORM_S" all_have w1 1 2 3 || fail "w1 not readable on every node within ${FORM_S}s"
 note "readable on every node $(($(ms_now) - t0)) ms after the apply"
-# Where its replicas run: the follower it was applied through, as every node says.
-replicas_on() { # NODE WORKLOAD WANT_NODE: every replica node I lists is on WANT_NODE
+# Where its replicas run, as every node says: the first on the follower it was applied
+# through, the other on another node (replicas spread).
+placement() { node_ctl "$1" get workloads "$2" -o json | jq -c '[.items[0].replicas[].node]'; }
+spread_from() { # NODE WORKLOAD FIRST: replica 0 on FIRST, every replica on its own node
   node_ctl "$1" get workloads "$2" -o json |
-    jq -e --arg n "$3" 'all(.items[0].replicas[]; .node == $n)' >/dev/null
+    jq -e --arg n "$3" '.items[0].replicas as $r | $r[0].node == $n and
+      ([$r[].node] | unique | length) == ($r | length) and all($r[]; .node != "")' >/dev/null
 }
-ready_on() { # NODE WORKLOAD COUNT: node I runs COUNT replicas of it
+ready_on() { # NODE WORKLOAD COUNT: node I sees COUNT replicas of it Running
   [ "$(node_ctl "$1" get workloads "$2" -o json | jq '.items[0].readyReplicas')" = "$3" ]
 }
-wait_for "$FORM_S" ready_on "$follower" w1 2 || fail "n$follower does not run the 2 replicas of w1"
 for i in 1 2 3; do
-  replicas_on "$i" w1 "n$follower" || fail "n$i says w1's replicas are not on n$follower: $(node_ctl "$i" get workloads w1 -o json)"
-  note "n$i: w1's $(node_ctl "$i" get workloads w1 -o json | jq '.items[0].replicas | length') replica(s) listed, all on n$follower"
+  wait_for "$FORM_S" ready_on "$i" w1 2 || fail "n$i does not see the 2 replicas of w1 Running: $(node_ctl "$i" get workloads w1 -o json)"
+  spread_from "$i" w1 "n$follower" || fail "n$i says w1 runs on $(placement "$i" w1), not spread from n$follower"
+  note "n$i: w1 runs on $(placement "$i" w1), 2 Running"
 done
 
 # ---------------------------------------------------------------------------------
@@ -162,6 +165,17 @@ t0=$(ms_now)
 node_signal "$dead" KILL
 wait_for "$FAILOVER_S" new_leader || fail "no new leader among n${survivors[0]}, n${survivors[1]} within ${FAILOVER_S}s of kill -9 $leader"
 elected=$(($(ms_now) - t0))
+# w1's replicas run on the survivors again (the dead leader ran one of them), as both
+# survivors see it.
+moved() { # every replica of w1 is Running on a survivor, as both survivors say
+  local i
+  for i in "${survivors[@]}"; do
+    node_ctl "$i" get workloads w1 -o json | jq -e --arg d "$leader" \
+      '.items[0] | .readyReplicas == 2 and all(.replicas[]; .node != $d and .phase == "Running")' >/dev/null || return 1
+  done
+}
+wait_for "$FAILOVER_S" moved || fail "w1's replicas do not run on the survivors within ${FAILOVER_S}s: $(placement "${survivors[0]}" w1)"
+note "w1 runs on $(placement "${survivors[0]}" w1) again $(($(ms_now) - t0)) ms after kill -9 $leader (nodeLostAfter 1.5 s)"
 leader2=$(node_leader "${survivors[0]}")
 note "new leader $leader2 seen by both survivors ${elected} ms after kill -9 (bound ${FAILOVER_S}s)"
 workload_manifest "$cluster_dir/w2.yaml" w2 1

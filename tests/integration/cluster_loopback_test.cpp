@@ -132,20 +132,27 @@ TEST_CASE("cluster over TLS: init - join - write anywhere - read everywhere - fa
   REQUIRE(WaitFor([&] { return ReadyMembers(a.cluster.get(), 3); }, 30));
   REQUIRE(WaitFor([&] { return ReadyMembers(c.cluster.get(), 3); }, 30));
 
-  // Written on a follower, read on every node; it runs on the follower.
+  // Written on a follower, read on every node; the leader places it on that follower.
   REQUIRE(b.cluster->Apply(Spec("web")).ok());
+  REQUIRE(b.cluster->Get("web").ok());  // read your writes
   for (Node* n : {&a, &b, &c}) {
-    REQUIRE(WaitFor([&] { return n->cluster->Get("web").ok(); }, 10));
-    Result<WorkloadState> w = n->cluster->Get("web");
-    REQUIRE(w->replicas.size() == 1);
-    CHECK(w->replicas[0].node == "n1");
+    auto placed = [&] {
+      Result<WorkloadState> w = n->cluster->Get("web");
+      return w.ok() && w->replicas.size() == 1 && w->replicas[0].node == "n1";
+    };
+    CHECK(WaitFor(placed, 10));
     // The workload applied before init came along, on the node that had it.
     REQUIRE(n->cluster->Get("before").ok());
     CHECK(n->cluster->Get("before")->replicas[0].node == "n0");
   }
+  // Running there, as every node hears from its heartbeats.
   const bool running = WaitFor([&] {
-    Result<WorkloadState> w = b.cluster->Get("web");
-    return w.ok() && w->replicas[0].phase == Phase::kRunning;
+    for (Node* n : {&a, &b, &c}) {
+      Result<WorkloadState> w = n->cluster->Get("web");
+      if (!w.ok() || w->replicas[0].phase != Phase::kRunning || w->ready_replicas != 1)
+        return false;
+    }
+    return true;
   });
   if (!running) {
     Result<WorkloadState> w = b.cluster->Get("web");

@@ -668,6 +668,16 @@ class FakeCluster : public Cluster {
     }
     return Status::NotFound("node " + name + " is not a member");
   }
+  Status Drain(const std::string& name, bool drain) override {
+    if (!fail.ok()) return fail;
+    for (NodeInfo& n : status.members) {
+      if (n.name == name) {
+        n.status = drain ? "Draining" : "Ready";
+        return Status::OK();
+      }
+    }
+    return Status::NotFound("node " + name + " is not a member");
+  }
 
   void Release() {
     std::lock_guard<std::mutex> lock(mu_);

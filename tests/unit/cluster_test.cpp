@@ -4,6 +4,7 @@
 // after each step.
 #include <doctest/doctest.h>
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -213,6 +214,101 @@ TEST_CASE("cluster fixture: joins need the token - a removed node is gone everyw
   f.Run(2000);
   CHECK(f.Converged());
   CHECK(f.Members(leader).size() == 3);
+}
+
+// Every replica is placed on a node in `nodes`, once per index.
+bool PlacedOn(const std::vector<std::string>& placement, int replicas,
+              const std::set<std::string>& nodes) {
+  if (static_cast<int>(placement.size()) != replicas) return false;
+  for (const std::string& n : placement) {
+    if (nodes.count(n) == 0) return false;
+  }
+  return true;
+}
+
+std::string Name(int i) { return "node" + std::to_string(i); }
+
+TEST_CASE("cluster fixture: replicas spread - a lost node's replicas move in under 2 s") {
+  ClusterFixture f(3);
+  const int leader = f.StepUntilLeader();
+  REQUIRE(leader >= 0);
+  WorkloadSpec web = Spec("web");
+  web.replicas = 3;
+  REQUIRE(f.Apply(leader, {web}).ok());
+  f.Run(1000);
+  std::vector<std::string> placed = f.Placement(leader, "web");
+  REQUIRE(placed.size() == 3);
+  CHECK(std::set<std::string>(placed.begin(), placed.end()).size() == 3);  // spread
+  CHECK(f.Converged());
+  // A follower dies: its replica runs elsewhere once it has been silent nodeLostAfter.
+  const int victim = (leader + 1) % 3;
+  const int64_t killed_at = f.now();
+  f.Kill(victim);
+  std::set<std::string> alive = {Name(leader), Name((leader + 2) % 3)};
+  int64_t moved_at = -1;
+  for (int step = 0; step < 100 && moved_at < 0; step++) {
+    f.Run(50);
+    if (PlacedOn(f.Placement(leader, "web"), 3, alive)) moved_at = f.now();
+  }
+  REQUIRE(moved_at > 0);
+  MESSAGE("replica of a lost follower placed again " << moved_at - killed_at << " ms after");
+  CHECK(moved_at - killed_at >= 1500);  // not before nodeLostAfter
+  CHECK(moved_at - killed_at < 2000);
+  CHECK_FALSE(f.Ready(leader, Name(victim)));
+  // It comes back: nothing moves back, nothing runs twice.
+  f.Revive(victim);
+  f.Run(2000);
+  CHECK(f.Ready(leader, Name(victim)));
+  CHECK(PlacedOn(f.Placement(victim, "web"), 3, alive));
+  CHECK(f.Converged());
+}
+
+TEST_CASE("cluster fixture: losing the leader costs the election and nothing more") {
+  ClusterFixture f(3);
+  const int leader = f.StepUntilLeader();
+  REQUIRE(leader >= 0);
+  WorkloadSpec web = Spec("web");
+  web.replicas = 3;
+  REQUIRE(f.Apply(leader, {web}).ok());
+  f.Run(1000);
+  const int64_t killed_at = f.now();
+  f.Kill(leader);
+  std::set<std::string> alive = {Name((leader + 1) % 3), Name((leader + 2) % 3)};
+  int64_t moved_at = -1;
+  int next = -1;
+  for (int step = 0; step < 200 && moved_at < 0; step++) {
+    f.Run(50);
+    next = f.Leader();
+    if (next >= 0 && PlacedOn(f.Placement(next, "web"), 3, alive)) moved_at = f.now();
+  }
+  REQUIRE(moved_at > 0);
+  MESSAGE("leader's replica placed again " << moved_at - killed_at << " ms after");
+  // The new leader heard the old one's silence as a follower: no second period.
+  CHECK(moved_at - killed_at < 1500 + 1500);
+  f.Revive(leader);
+  f.Run(2000);
+  CHECK(f.Converged());
+}
+
+TEST_CASE("cluster fixture: draining moves replicas away - nodeSelector picks nodes") {
+  ClusterFixture f(3);
+  const int leader = f.StepUntilLeader();
+  REQUIRE(leader >= 0);
+  REQUIRE(f.Label((leader + 1) % 3, {{"zone", "attic"}}).ok());
+  WorkloadSpec cam = Spec("cam");
+  cam.node_selector = {{"zone", "attic"}};
+  WorkloadSpec web = Spec("web");
+  web.replicas = 2;
+  REQUIRE(f.Apply(leader, {cam, web}).ok());
+  f.Run(1000);
+  CHECK(f.Placement(leader, "cam") == std::vector<std::string>{Name((leader + 1) % 3)});
+  const int drained = (leader + 2) % 3;
+  REQUIRE(f.Drain(leader, drained, true).ok());
+  f.Run(1000);
+  for (const std::string& n : f.Placement(leader, "web")) CHECK(n != Name(drained));
+  REQUIRE(f.Drain(leader, drained, false).ok());
+  f.Run(500);
+  CHECK(f.Converged());
 }
 
 }  // namespace

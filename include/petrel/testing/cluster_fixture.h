@@ -70,6 +70,16 @@ class ClusterFixture {
   // Removes node `target` through node `via`.
   Status Remove(int via, int target, int64_t max_ms = 20000);
 
+  // Marks node `target` Draining (or not) through node `via`.
+  Status Drain(int via, int target, bool drain, int64_t max_ms = 10000);
+  // Gives node `target` these labels (its member record), through the leader.
+  Status Label(int target, const std::map<std::string, std::string>& labels,
+               int64_t max_ms = 10000);
+  // Where node i's replica says each replica of `workload` runs ("" = not placed).
+  std::vector<std::string> Placement(int i, const std::string& workload) const;
+  // Whether node i counts member `name` as up (heartbeats).
+  bool Ready(int i, const std::string& name) const;
+
   // What node i's replica holds: workload name -> "<spec hash>@<node>", and members.
   std::map<std::string, std::string> Workloads(int i) const;
   std::vector<std::string> Members(int i) const;

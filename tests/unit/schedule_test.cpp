@@ -1,0 +1,96 @@
+// Schedule(): where replicas go, on values.
+#include "lib/cluster/schedule.h"
+
+#include <doctest/doctest.h>
+
+#include <set>
+#include <string>
+#include <vector>
+
+namespace petrel::internal {
+namespace {
+
+ClusterWorkload Workload(const std::string& name, int replicas, const std::string& through,
+                         std::vector<std::string> assigned = {},
+                         std::map<std::string, std::string> selector = {},
+                         std::vector<std::string> preferred = {}) {
+  WorkloadSpec spec;
+  spec.name = name;
+  spec.image = "oci:/images/a";
+  spec.replicas = replicas;
+  spec.node_selector = std::move(selector);
+  spec.preferred_nodes = std::move(preferred);
+  ClusterWorkload w;
+  w.name = name;
+  w.spec_json = SpecToJson(spec);
+  w.node = through;
+  w.assigned = std::move(assigned);
+  return w;
+}
+
+std::vector<NodeView> Nodes(std::initializer_list<std::string> names) {
+  std::vector<NodeView> out;
+  for (const std::string& n : names) {
+    NodeView v;
+    v.name = n;
+    v.ready = true;
+    out.push_back(v);
+  }
+  return out;
+}
+
+TEST_CASE("schedule: replicas spread over the nodes and stay where they are") {
+  std::map<std::string, ClusterWorkload> ws = {{"web", Workload("web", 3, "a")}};
+  Placement p = Schedule(ws, Nodes({"a", "b", "c"}));
+  REQUIRE(p.changes.count("web") == 1);
+  std::vector<std::string> got = p.changes["web"];
+  CHECK(got[0] == "a");  // the node it was applied through comes first
+  CHECK(std::set<std::string>(got.begin(), got.end()) == std::set<std::string>{"a", "b", "c"});
+  ws["web"].assigned = got;
+  CHECK(Schedule(ws, Nodes({"a", "b", "c"})).changes.empty());  // stable
+}
+
+TEST_CASE("schedule: a lost node's replicas move, the others stay") {
+  std::map<std::string, ClusterWorkload> ws = {{"web", Workload("web", 2, "a", {"a", "b"})},
+                                               {"db", Workload("db", 1, "b", {"b"})}};
+  std::vector<NodeView> nodes = Nodes({"a", "b", "c"});
+  nodes[1].ready = false;  // b is Lost
+  Placement p = Schedule(ws, nodes);
+  REQUIRE(p.changes.count("web") == 1);
+  CHECK(p.changes["web"][0] == "a");
+  CHECK(p.changes["web"][1] == "c");                        // a already has one of web's: spread
+  CHECK(p.changes["db"] == std::vector<std::string>{"c"});  // the least loaded
+}
+
+TEST_CASE("schedule: witnesses and draining nodes get nothing - preferredNodes come first") {
+  std::vector<NodeView> nodes = Nodes({"a", "b", "w"});
+  nodes[2].witness = true;
+  nodes[0].draining = true;
+  std::map<std::string, ClusterWorkload> ws = {{"web", Workload("web", 2, "a", {"a", "b"})}};
+  Placement p = Schedule(ws, nodes);
+  CHECK(p.changes["web"] == std::vector<std::string>{"b", "b"});
+  ws = {{"mqtt", Workload("mqtt", 1, "a", {}, {}, {"x", "b", "a"})}};
+  nodes[0].draining = false;
+  CHECK(Schedule(ws, nodes).changes["mqtt"] == std::vector<std::string>{"b"});
+}
+
+TEST_CASE("schedule: nodeSelector - an unplaceable replica is reported") {
+  std::vector<NodeView> nodes = Nodes({"a", "b"});
+  nodes[1].labels = {{"zone", "attic"}};
+  std::map<std::string, ClusterWorkload> ws = {
+      {"cam", Workload("cam", 1, "a", {}, {{"zone", "attic"}})},
+      {"gpu", Workload("gpu", 1, "a", {}, {{"gpu", "yes"}})}};
+  Placement p = Schedule(ws, nodes);
+  CHECK(p.changes["cam"] == std::vector<std::string>{"b"});
+  CHECK(p.changes.count("gpu") == 0);  // nothing changes: it was not placed and still is not
+  REQUIRE(p.unplaced.count("gpu") == 1);
+  CHECK(p.unplaced["gpu"].find("gpu=yes") != std::string::npos);
+}
+
+TEST_CASE("schedule: scaling down drops the highest replicas") {
+  std::map<std::string, ClusterWorkload> ws = {{"web", Workload("web", 1, "a", {"a", "b", "c"})}};
+  CHECK(Schedule(ws, Nodes({"a", "b", "c"})).changes["web"] == std::vector<std::string>{"a"});
+}
+
+}  // namespace
+}  // namespace petrel::internal
