@@ -97,6 +97,9 @@ petrel::Status Client::Perform(const std::string& method, const std::string& tar
     headers.reset(curl_slist_append(headers.release(), "Content-Type: application/json"));
     curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.data());
     curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  } else if (method == "POST" || method == "PUT") {
+    // An empty body, said so: petreld answers 411 to a POST without a length.
+    headers.reset(curl_slist_append(headers.release(), "Content-Length: 0"));
   }
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers.get());
 

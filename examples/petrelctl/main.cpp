@@ -516,6 +516,18 @@ int RunCluster(Client& client, const ParsedArgs& args, const Command& self) {
   return ClusterStatus(client, args, self);
 }
 
+// --- drain, uncordon ---
+
+int RunDrainOrUncordon(Client& client, const ParsedArgs& args, const Command& self) {
+  const auto& pos = args.positional;
+  if (pos.empty()) return UsageError(&self, "missing the NODE");
+  if (pos.size() > 1) return UsageError(&self, "unexpected argument \"" + pos[1] + "\"");
+  auto answer = client.Call("POST", "/v1/nodes/" + UrlEscape(pos[0]) + "/" + self.name);
+  if (!answer.ok()) return Fail(answer.status());
+  Print("node.petrel/" + pos[0] + (self.name == "drain" ? " draining\n" : " uncordoned\n"));
+  return 0;
+}
+
 // --- version ---
 
 int RunVersion(Client& client, const ParsedArgs& args, const Command& self) {
@@ -658,6 +670,23 @@ const std::vector<Command>& Commands() {
         {"rotate", 0, "", "token: replace the token"},
         {"output", 'o', "FORMAT", "status: json"}},
        RunCluster},
+      {"drain",
+       "drain NODE",
+       "Move a node's workloads away and place none on it",
+       "Marks NODE Draining: the cluster's leader places its replicas on other nodes\n"
+       "(they start there, then stop on NODE) and places nothing on it until\n"
+       "'petrelctl uncordon NODE'. get nodes shows it as Draining.\n",
+       "  petrelctl drain pi2\n",
+       {},
+       RunDrainOrUncordon},
+      {"uncordon",
+       "uncordon NODE",
+       "Let a drained node take workloads again",
+       "Ends Draining: NODE takes replicas again as they are placed (nothing that runs\n"
+       "elsewhere moves back by itself).\n",
+       "  petrelctl uncordon pi2\n",
+       {},
+       RunDrainOrUncordon},
       {"version",
        "version",
        "Print petrelctl's version and petreld's",

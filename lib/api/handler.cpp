@@ -305,14 +305,24 @@ ApiResponse ApiHandler::Route(const ApiRequest& req) {
 
 ApiResponse ApiHandler::RouteCluster(const ApiRequest& req) {
   const std::string& path = req.path;
-  const std::string node =
+  std::string node =
       path.rfind(kNodesPrefix, 0) == 0 ? path.substr(strlen(kNodesPrefix)) : std::string();
+  // /v1/nodes/NAME/drain and /v1/nodes/NAME/uncordon
+  std::string action;
+  if (const size_t slash = node.find('/'); slash != std::string::npos) {
+    action = node.substr(slash + 1);
+    node = node.substr(0, slash);
+    if (node.empty() || (action != "drain" && action != "uncordon")) {
+      return Error(404, "no such path: " + path);
+    }
+  }
   const char* allow = path == "/v1/cluster"                                  ? "GET"
                       : path == "/v1/cluster/init"                           ? "POST"
                       : path == "/v1/cluster/token"                          ? "GET"
                       : path == "/v1/cluster/token/rotate"                   ? "POST"
                       : path == "/v1/nodes"                                  ? "GET"
-                      : !node.empty() && node.find('/') == std::string::npos ? "GET, DELETE"
+                      : !node.empty() && !action.empty()                     ? "POST"
+                      : !node.empty()                                        ? "GET, DELETE"
                                                                              : nullptr;
   if (allow == nullptr) return Error(404, "no such path: " + path);
   if (!Allowed(req.method, allow)) return MethodNotAllowed(req, allow);
@@ -326,6 +336,11 @@ ApiResponse ApiHandler::RouteCluster(const ApiRequest& req) {
   if (path == "/v1/cluster/token") return ClusterToken(false);
   if (path == "/v1/cluster/token/rotate") return ClusterToken(true);
   if (path == "/v1/nodes") return ListNodes();
+  if (!action.empty()) {
+    Status s = options_.cluster->Drain(node, action == "drain");
+    if (!s.ok()) return FromStatus(s);
+    return Json(200, json{{"name", node}, {"draining", action == "drain"}});
+  }
   if (req.method == "GET") return GetNode(node);
   return RemoveNode(node);
 }

@@ -3,13 +3,14 @@
 # (tests/lib/netns.sh), fake runtime (issue 10, "Tests: real processes"):
 #  1. node 1 runs `cluster init`; nodes 2 and 3 join with its token; every node lists 3
 #     Ready members and the same single leader;
-#  2. a workload applied on a follower is read on every node, its replicas on that
-#     follower;
-#  3. kill -9 of the leader: the survivors elect another within $FAILOVER_S, a write
-#     through a survivor succeeds, the killed node restarted with its state dir rejoins
-#     and has that write;
+#  2. a workload applied on a follower is read on every node, its replicas placed from
+#     that follower on (spread), Running, as every node says;
+#  3. kill -9 of the leader: the survivors elect another within $FAILOVER_S, the replica
+#     it ran runs on a survivor, a write through a survivor succeeds, the killed node
+#     restarted with its state dir rejoins and has that write;
 #  4. every node stopped (SIGTERM, exit 0) and started again: the same workloads on
-#     every node, 3 Ready members, a leader;
+#     every node, 3 Ready members, a leader; a drained node's replicas move away, and
+#     it is Draining until uncordoned;
 #  5. a node with a wrong token (the one `cluster token --rotate` replaced: well formed,
 #     right CA, old secret) is refused: petreld exits non-zero or logs the refusal, and
 #     no member lists it; the new token works;
@@ -222,6 +223,21 @@ done
 note "every node holds $before"
 wait_for "$FORM_S" ready_on "$follower" w1 2 || fail "n$follower does not run w1's 2 replicas after the restart"
 node_ctl 3 apply -f "$cluster_dir/w1.yaml" | grep -q unchanged || fail "re-applying w1 on n3 after the restart is not 'unchanged'"
+
+# Draining: the replicas on a node move to the others; uncordon takes it back.
+drained=$(placement 1 w1 | jq -r '.[0]')
+t0=$(ms_now)
+node_ctl 1 drain "$drained" >/dev/null || fail "drain $drained"
+away() { # no replica of w1 on the drained node, both Running, as node 1 says
+  node_ctl 1 get workloads w1 -o json | jq -e --arg d "$drained" \
+    '.items[0] | .readyReplicas == 2 and all(.replicas[]; .node != $d)' >/dev/null
+}
+wait_for "$FORM_S" away || fail "w1 still on the drained $drained: $(placement 1 w1)"
+draining() { [ "$(node_ctl 1 get nodes -o json | jq -r --arg d "$drained" '.items[] | select(.name == $d) | .status')" = Draining ]; }
+draining || fail "$drained is not shown as Draining"
+note "drained $drained: w1 runs on $(placement 1 w1) $(($(ms_now) - t0)) ms later"
+node_ctl 1 uncordon "$drained" >/dev/null || fail "uncordon $drained"
+wait_for 10 all_see_ready 3 1 2 3 || fail "$drained not Ready again after uncordon"
 
 # ---------------------------------------------------------------------------------
 step "5. a wrong token is refused; the rotated one works"

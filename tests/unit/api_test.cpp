@@ -721,7 +721,8 @@ const char* const kClusterPaths[][2] = {
     {"GET", "/v1/cluster"},       {"POST", "/v1/cluster/init"},
     {"GET", "/v1/cluster/token"}, {"POST", "/v1/cluster/token/rotate"},
     {"GET", "/v1/nodes"},         {"GET", "/v1/nodes/n1"},
-    {"DELETE", "/v1/nodes/n1"},
+    {"DELETE", "/v1/nodes/n1"},   {"POST", "/v1/nodes/n1/drain"},
+    {"POST", "/v1/nodes/n1/uncordon"},
 };
 
 TEST_SUITE("api_cluster") {
@@ -877,6 +878,22 @@ TEST_SUITE("api_cluster") {
     for (const auto& item : j["settings"].items()) {
       CHECK_MESSAGE(ParseDurationMs(item.value().get<std::string>()).ok(), item.key());
     }
+  }
+
+  TEST_CASE("POST /v1/nodes/NAME/drain and /uncordon") {
+    ClusterApi a;
+    a.cluster->status.members.push_back(FakeCluster::Node("n2", 2));
+    ApiResponse r = a.Call("POST", "/v1/nodes/n2/drain");
+    CHECK(r.status == 200);
+    CHECK(Body(r) == json{{"name", "n2"}, {"draining", true}});
+    CHECK(Body(a.Call("GET", "/v1/nodes/n2"))["status"] == "Draining");
+    r = a.Call("POST", "/v1/nodes/n2/uncordon");
+    CHECK(Body(r) == json{{"name", "n2"}, {"draining", false}});
+    CHECK(Body(a.Call("GET", "/v1/nodes/n2"))["status"] == "Ready");
+    CHECK(a.Call("POST", "/v1/nodes/n9/drain").status == 404);
+    CHECK(a.Call("GET", "/v1/nodes/n2/drain").status == 405);
+    CHECK(a.Call("POST", "/v1/nodes/n2/cordon").status == 404);
+    CHECK(a.Call("POST", "/v1/nodes//drain").status == 404);
   }
 
   TEST_CASE("GET /v1/nodes, GET and DELETE /v1/nodes/NAME") {
