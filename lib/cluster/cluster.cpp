@@ -364,11 +364,7 @@ class ClusterImpl final : public Cluster, public PeerLink {
   // --- Cluster ---
 
   Result<std::string> Init(const ClusterSettings& settings) override {
-    if (settings.heartbeat_ms <= 0 || settings.node_lost_after_ms <= settings.heartbeat_ms ||
-        settings.fence_after_ms <= 0 || settings.fence_after_ms >= settings.node_lost_after_ms) {
-      return Status::InvalidArgument(
-          "cluster init: need 0 < heartbeat < nodeLostAfter and 0 < fenceAfter < nodeLostAfter");
-    }
+    PETREL_RETURN_IF_ERROR(CheckSettings(settings).WithContext("cluster init"));
     if (member_) {
       return Status::FailedPrecondition("cluster init: " + opts_.node_name +
                                         " is already a member of cluster " + cluster_id_);
@@ -812,6 +808,17 @@ class ClusterImpl final : public Cluster, public PeerLink {
     engine_->node->Tick();
     const TimeMs now = opts_.clock->Monotonic();
     if (promote_pending_ && !promote_in_flight_ && now >= next_promote_) Promote();
+    const bool fenced = engine_->node->Fenced();
+    if (fenced != fenced_) {
+      fenced_ = fenced;
+      if (sync_enabled_) {
+        Log(fenced ? LogLevel::kWarn : LogLevel::kInfo,
+            fenced ? "cluster: " + opts_.node_name +
+                         " is cut off from the majority: its exclusive workloads stop"
+                   : "cluster: " + opts_.node_name + " reaches the majority again");
+      }
+      RequestSync();
+    }
   }
 
   // After a join: asks the leader to make this node a voter, then hands over its
@@ -1024,6 +1031,9 @@ class ClusterImpl final : public Cluster, public PeerLink {
     uint64_t applied = 0;
     // What runs here: each workload with a replica placed on this node, with as many
     // replicas as are placed here.
+    // A node cut off from the majority runs no exclusive workload: the leader may have
+    // placed it elsewhere.
+    const bool fenced = node->Fenced();
     std::map<std::string, std::string> wanted = node->WithState([&](const ClusterState& s) {
       applied = s.applied_index();
       std::map<std::string, std::string> out;
@@ -1032,7 +1042,7 @@ class ClusterImpl final : public Cluster, public PeerLink {
             static_cast<int>(std::count(w.assigned.begin(), w.assigned.end(), opts_.node_name));
         if (here == 0) continue;
         Result<WorkloadSpec> spec = SpecFromJson(w.spec_json);
-        if (!spec.ok()) continue;
+        if (!spec.ok() || (spec->exclusive && fenced)) continue;
         spec->replicas = here;
         out[n] = SpecToJson(*spec);
       }
@@ -1063,6 +1073,14 @@ class ClusterImpl final : public Cluster, public PeerLink {
     }
     for (const auto& [name, w] : have) {
       if (!w->terminating() && wanted.count(name) == 0) {
+        if (fenced && w->spec.exclusive && w->spec.termination_grace_ms != 0) {
+          // Fenced: killed at once (SIGKILL), not stopped gracefully.
+          WorkloadSpec now = w->spec;
+          now.termination_grace_ms = 0;
+          Result<std::vector<ApplyResult>> r = local_->Apply(std::vector<WorkloadSpec>{now});
+          if (!r.ok())
+            Log(LogLevel::kError, "cluster: fencing " + name + ": " + r.status().message());
+        }
         Status s = local_->Delete(name);
         if (!s.ok() && !s.IsNotFound()) {
           Log(LogLevel::kError, "cluster: removing workload " + name + ": " + s.message());
@@ -1161,6 +1179,7 @@ class ClusterImpl final : public Cluster, public PeerLink {
   bool promote_pending_ = false, promote_in_flight_ = false, import_after_promote_ = false;
   TimeMs next_promote_ = 0, next_promote_warning_ = 0;
   size_t promote_tries_ = 0;
+  bool fenced_ = true;  // as ClusterNode::Fenced() said at the last tick
 
   std::string summary_;  // loop thread
   TimeMs summary_at_ = 0;

@@ -5,8 +5,10 @@ extern "C" {  // raft.h declares its functions without extern "C"
 #include <raft/fixture.h>
 }
 
+#include <algorithm>
 #include <deque>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "lib/cluster/node.h"
@@ -194,7 +196,35 @@ struct ClusterFixture::Impl {
     self.address = std::to_string(i + 1);  // raft_fixture's addresses
     self.role = role;
     links.push_back(std::make_unique<Link>(this, i));
-    return std::make_unique<ClusterNode>(self, links.back().get(), &clock, nullptr);
+    auto node = std::make_unique<ClusterNode>(self, links.back().get(), &clock, nullptr);
+    // As a real node's heartbeats say: what it runs (one entry per replica placed on
+    // it by its own replica's word; exclusive ones only while not fenced).
+    ClusterNode* n = node.get();
+    node->SetSummary([n] {
+      nlohmann::json out = nlohmann::json::object();
+      for (const std::string& w : Running(n))
+        out[w] = nlohmann::json::array({{{"phase", "Running"}}});
+      return out.dump();
+    });
+    return node;
+  }
+
+  // The workloads node `n` runs: those with a replica placed on it, by its own replica's
+  // word, the exclusive ones only while it is not fenced.
+  static std::set<std::string> Running(ClusterNode* n) {
+    const bool fenced = n->Fenced();
+    return n->WithState([&](const ClusterState& s) {
+      std::set<std::string> out;
+      for (const auto& [name, w] : s.workloads()) {
+        if (std::find(w.assigned.begin(), w.assigned.end(), n->self().name) == w.assigned.end()) {
+          continue;
+        }
+        Result<WorkloadSpec> spec = SpecFromJson(w.spec_json);
+        if (spec.ok() && spec->exclusive && fenced) continue;
+        out.insert(name);
+      }
+      return out;
+    });
   }
 
   void Configure(int i) {
@@ -411,6 +441,12 @@ std::vector<std::string> ClusterFixture::Placement(int i, const std::string& wor
     return it == s.workloads().end() ? std::vector<std::string>() : it->second.assigned;
   });
 }
+
+bool ClusterFixture::Runs(int i, const std::string& workload) const {
+  return alive(i) && Impl::Running(impl_->nodes[i].get()).count(workload) != 0;
+}
+
+bool ClusterFixture::Fenced(int i) const { return impl_->nodes[i]->Fenced(); }
 
 bool ClusterFixture::Ready(int i, const std::string& name) const {
   return impl_->nodes[i]->Ready(name);

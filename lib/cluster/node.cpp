@@ -394,6 +394,32 @@ bool ClusterNode::Ready(const std::string& name) {
   return now - started_ <= lost_after;  // not had the time to hear it yet
 }
 
+bool ClusterNode::Fenced() {
+  int64_t fence_after = 0;
+  std::vector<std::string> members;
+  WithState([&](const ClusterState& s) {
+    fence_after = s.settings().fence_after_ms;
+    for (const auto& [name, m] : s.members()) members.push_back(name);
+    return 0;
+  });
+  if (members.empty()) return false;  // not in a cluster (yet): nothing to fence
+  const TimeMs now = clock_->Monotonic();
+  size_t heard = 0;
+  std::lock_guard<std::mutex> lock(peers_mu_);
+  for (const std::string& name : members) {
+    if (name == self_.name) {
+      heard++;
+      continue;
+    }
+    auto it = peers_.find(name);
+    if (it != peers_.end() && it->second.last_heard != 0 &&
+        now - it->second.last_heard <= fence_after) {
+      heard++;
+    }
+  }
+  return heard < members.size() / 2 + 1;
+}
+
 // On the leader: places what is unplaced or on a node that is gone, through raft.
 void ClusterNode::Place() {
   if (placing_) return;
@@ -414,11 +440,30 @@ void ClusterNode::Place() {
     return 0;
   });
   if (!initialized) return;
-  // Placed again when an entry changed the state or a node came or went.
-  std::map<std::string, bool> ready;
-  for (NodeView& v : nodes) ready[v.name] = v.ready = Ready(v.name);
-  if (!place_pending_ && ready == last_ready_) return;
-  last_ready_ = std::move(ready);
+  // What each node says it runs (for exclusive workloads), from its heartbeats.
+  std::map<std::string, Peer> peers = Peers();
+  auto running = [&](const std::string& node) {
+    std::set<std::string> names;
+    const std::string text = node == self_.name ? (summary_ ? summary_() : "{}")
+                                                : (peers.count(node) ? peers[node].summary : "");
+    json j = Parse(text);
+    if (j.is_object()) {
+      for (auto& [name, replicas] : j.items()) {
+        if (replicas.is_array() && !replicas.empty()) names.insert(name);
+      }
+    }
+    return names;
+  };
+  // Placed again when an entry changed the state, a node came or went, or what the
+  // nodes run changed.
+  std::map<std::string, std::pair<bool, std::set<std::string>>> view;
+  for (NodeView& v : nodes) {
+    v.ready = Ready(v.name);
+    v.running = running(v.name);
+    view[v.name] = {v.ready, v.running};
+  }
+  if (!place_pending_ && view == last_view_) return;
+  last_view_ = std::move(view);
   Placement placement = Schedule(workloads, nodes);
   {
     std::lock_guard<std::mutex> lock(peers_mu_);

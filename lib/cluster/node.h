@@ -101,6 +101,10 @@ class ClusterNode {
   // nodeLostAfter, or any member while this node itself started less than
   // nodeLostAfter ago (it has not had the time to hear them).
   bool Ready(const std::string& name);
+  // Whether this node is cut off: fewer than a majority of the members (itself
+  // included) answered its heartbeats within fenceAfter, or none have yet since it
+  // started. A fenced node runs no exclusive workload.
+  bool Fenced();
   // Workloads the scheduler could not place, and why (leader only; thread-safe copy).
   std::map<std::string, std::string> Unplaced();
 
@@ -173,7 +177,8 @@ class ClusterNode {
   bool placing_ = false;                         // an assign entry is being committed
   bool place_pending_ = true;                    // something changed since the last placement
   std::map<std::string, std::string> unplaced_;  // guarded by peers_mu_
-  std::map<std::string, bool> last_ready_;       // at the last placement
+  // Each node's readiness and workloads at the last placement.
+  std::map<std::string, std::pair<bool, std::set<std::string>>> last_view_;
 };
 
 // The request a forwarded write sends, and the other ops' (for the facade).

@@ -61,8 +61,22 @@ Placement Schedule(const std::map<std::string, ClusterWorkload>& workloads,
         n.clear();
       }
     }
+    // An exclusive workload starts nowhere while a node that is up still runs it.
+    std::string still;
+    if (spec->exclusive) {
+      for (const NodeView& n : nodes) {
+        if (n.ready && n.running.count(name) != 0 &&
+            std::find(next.begin(), next.end(), n.name) == next.end()) {
+          still = n.name;
+        }
+      }
+    }
     for (size_t i = 0; i < next.size(); i++) {
       if (!next[i].empty()) continue;
+      if (!still.empty()) {
+        out.unplaced[name] = "exclusive: waiting for node " + still + " to stop it";
+        continue;
+      }
       std::string pick;
       for (const std::string& p : spec->preferred_nodes) {
         if (fits(p) && mine[p] == 0) {

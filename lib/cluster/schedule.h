@@ -10,11 +10,15 @@
 //    of this workload's, else (the first time) to the node it was applied through, else
 //    to the fitting node with the fewest replicas of this workload (spread), then the
 //    fewest replicas overall, then the first by name;
-//  - a replica no node fits stays unplaced ("") and is reported.
+//  - a replica no node fits stays unplaced ("") and is reported;
+//  - an exclusive workload moves in two steps: taken off its node (unplaced), then
+//    placed once no Ready node says it still runs it. A Lost node is not waited for:
+//    it has fenced itself by then (nodeLostAfter > fenceAfter + heartbeat + margin).
 #ifndef PETREL_LIB_CLUSTER_SCHEDULE_H_
 #define PETREL_LIB_CLUSTER_SCHEDULE_H_
 
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -28,6 +32,7 @@ struct NodeView {
   bool draining = false;
   bool witness = false;
   std::map<std::string, std::string> labels;
+  std::set<std::string> running;  // workloads its last heartbeat says it runs
 };
 
 struct Placement {

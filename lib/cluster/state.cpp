@@ -60,6 +60,21 @@ ClusterWorkload WorkloadFromJson(const json& j) {
 
 }  // namespace
 
+Status CheckSettings(const ClusterSettings& s) {
+  if (s.heartbeat_ms <= 0 || s.fence_after_ms <= 0) {
+    return Status::InvalidArgument("heartbeat and fenceAfter must be above 0");
+  }
+  if (s.fence_after_ms + s.heartbeat_ms + kFenceMarginMs > s.node_lost_after_ms) {
+    return Status::InvalidArgument(
+        "nodeLostAfter (" + FormatDurationMs(s.node_lost_after_ms) +
+        ") must be at least fenceAfter + heartbeat + " + FormatDurationMs(kFenceMarginMs) + " (" +
+        FormatDurationMs(s.fence_after_ms + s.heartbeat_ms + kFenceMarginMs) +
+        "), so that a node cut off has stopped its exclusive workloads before they start "
+        "elsewhere");
+  }
+  return Status::OK();
+}
+
 std::string SettingsJson(const ClusterSettings& s) {
   return json{{"heartbeatMs", s.heartbeat_ms},
               {"nodeLostAfterMs", s.node_lost_after_ms},

@@ -123,6 +123,14 @@ Status ResultStatus(std::string_view result);
 // PutEntry's result.
 Result<std::vector<ApplyResult>> PutResults(std::string_view result);
 
+// The margin fenceAfter keeps below nodeLostAfter, beyond one heartbeat: a cut-off node
+// has killed its exclusive workloads before the leader may start them elsewhere
+// (round trips, a tick, the kill).
+constexpr int64_t kFenceMarginMs = 200;
+// 0 < heartbeat, fenceAfter + heartbeat + kFenceMarginMs <= nodeLostAfter; the error
+// says which and why.
+Status CheckSettings(const ClusterSettings& settings);
+
 std::string SettingsJson(const ClusterSettings& settings);
 Result<ClusterSettings> SettingsFromJson(std::string_view json);
 

@@ -311,5 +311,78 @@ TEST_CASE("cluster fixture: draining moves replicas away - nodeSelector picks no
   CHECK(f.Converged());
 }
 
+// How many live nodes run `workload` now.
+int RunningOn(const ClusterFixture& f, const std::string& workload) {
+  int n = 0;
+  for (int i = 0; i < f.size(); i++) n += f.Runs(i, workload) ? 1 : 0;
+  return n;
+}
+
+TEST_CASE("cluster fixture: an exclusive workload never runs twice across partitions") {
+  ClusterFixture f(3);
+  const int leader = f.StepUntilLeader();
+  REQUIRE(leader >= 0);
+  WorkloadSpec lock = Spec("lock");
+  lock.exclusive = true;
+  const int owner = (leader + 1) % 3;
+  REQUIRE(f.Apply(owner, {lock}).ok());
+  f.Run(1000);
+  REQUIRE(f.Runs(owner, "lock"));
+  // Cut the owner off, one way and then both ways, heal, cut the leader: sampled every
+  // 50 ms of simulated time, never two, and it runs again somewhere within 3 s of a cut.
+  for (int round = 0; round < 3; round++) {
+    int victim = -1;
+    for (int i = 0; i < 3; i++) {
+      if (f.Runs(i, "lock")) victim = i;
+    }
+    REQUIRE(victim >= 0);
+    f.Isolate(victim);
+    const int64_t cut_at = f.now();
+    int64_t stopped_after = -1, elsewhere_after = -1;
+    while (f.now() - cut_at < 5000) {
+      f.Run(50);
+      REQUIRE(RunningOn(f, "lock") <= 1);
+      if (stopped_after < 0 && !f.Runs(victim, "lock")) stopped_after = f.now() - cut_at;
+      if (elsewhere_after < 0 && RunningOn(f, "lock") == 1 && !f.Runs(victim, "lock")) {
+        elsewhere_after = f.now() - cut_at;
+      }
+    }
+    MESSAGE("round " << round << ": stopped on the cut-off node " << stopped_after
+                     << " ms after the cut, running elsewhere " << elsewhere_after << " ms after");
+    CHECK(stopped_after > 0);
+    CHECK(stopped_after <= 1300);  // fenceAfter after its last acknowledged round trip
+    CHECK(elsewhere_after > stopped_after);
+    CHECK(elsewhere_after <= 3000);
+    CHECK(f.Fenced(victim));
+    f.Reconnect(victim);
+    for (int t = 0; t < 60; t++) {
+      f.Run(50);
+      REQUIRE(RunningOn(f, "lock") <= 1);
+    }
+    CHECK_FALSE(f.Fenced(victim));
+    CHECK(RunningOn(f, "lock") == 1);
+  }
+  CHECK(f.Converged());
+}
+
+TEST_CASE("cluster fixture: draining moves an exclusive workload without overlap") {
+  ClusterFixture f(3);
+  const int leader = f.StepUntilLeader();
+  REQUIRE(leader >= 0);
+  WorkloadSpec lock = Spec("lock");
+  lock.exclusive = true;
+  REQUIRE(f.Apply(leader, {lock}).ok());
+  f.Run(1000);
+  REQUIRE(f.Runs(leader, "lock"));
+  REQUIRE(f.Drain((leader + 1) % 3, leader, true).ok());
+  bool moved = false;
+  for (int t = 0; t < 60; t++) {
+    f.Run(50);
+    REQUIRE(RunningOn(f, "lock") <= 1);
+    moved = moved || (RunningOn(f, "lock") == 1 && !f.Runs(leader, "lock"));
+  }
+  CHECK(moved);
+}
+
 }  // namespace
 }  // namespace petrel::internal

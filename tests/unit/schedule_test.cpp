@@ -92,5 +92,43 @@ TEST_CASE("schedule: scaling down drops the highest replicas") {
   CHECK(Schedule(ws, Nodes({"a", "b", "c"})).changes["web"] == std::vector<std::string>{"a"});
 }
 
+TEST_CASE("schedule: an exclusive workload stops on its node before it starts on another") {
+  ClusterWorkload w = Workload("lock", 1, "a", {"a"});
+  WorkloadSpec spec = *SpecFromJson(w.spec_json);
+  spec.exclusive = true;
+  w.spec_json = SpecToJson(spec);
+  std::map<std::string, ClusterWorkload> ws = {{"lock", w}};
+  std::vector<NodeView> nodes = Nodes({"a", "b"});
+  nodes[0].draining = true;
+  nodes[0].running = {"lock"};
+  Placement p = Schedule(ws, nodes);
+  CHECK(p.changes["lock"] == std::vector<std::string>{""});  // off a first
+  CHECK(p.unplaced["lock"] == "exclusive: waiting for node a to stop it");
+  ws["lock"].assigned = {""};
+  CHECK(Schedule(ws, nodes).changes.count("lock") == 0);  // a still runs it: wait
+  nodes[0].running.clear();
+  CHECK(Schedule(ws, nodes).changes["lock"] == std::vector<std::string>{"b"});
+  // A Lost node is not waited for: it has fenced itself.
+  ws["lock"].assigned = {"a"};
+  nodes[0].draining = false;
+  nodes[0].ready = false;
+  nodes[0].running = {"lock"};
+  CHECK(Schedule(ws, nodes).changes["lock"] == std::vector<std::string>{"b"});
+}
+
+TEST_CASE("cluster settings: fenceAfter stays below nodeLostAfter by a heartbeat and a margin") {
+  ClusterSettings s;  // 200ms, 1.5s, 1s
+  CHECK(CheckSettings(s).ok());
+  s.fence_after_ms = 1200;
+  Status bad = CheckSettings(s);
+  CHECK(bad.IsInvalidArgument());
+  CHECK(bad.message().find("at least fenceAfter + heartbeat + 200ms (1s600ms)") !=
+        std::string::npos);
+  s.node_lost_after_ms = 1600;
+  CHECK(CheckSettings(s).ok());
+  s.heartbeat_ms = 0;
+  CHECK_FALSE(CheckSettings(s).ok());
+}
+
 }  // namespace
 }  // namespace petrel::internal

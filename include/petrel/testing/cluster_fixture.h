@@ -77,6 +77,11 @@ class ClusterFixture {
                int64_t max_ms = 10000);
   // Where node i's replica says each replica of `workload` runs ("" = not placed).
   std::vector<std::string> Placement(int i, const std::string& workload) const;
+  // Whether live node i runs `workload`, as a real node would: a replica is placed on
+  // it by its own replica's word, and, for an exclusive workload, it is not fenced.
+  bool Runs(int i, const std::string& workload) const;
+  // Whether node i is cut off from the majority (no exclusive workloads then).
+  bool Fenced(int i) const;
   // Whether node i counts member `name` as up (heartbeats).
   bool Ready(int i, const std::string& name) const;
 
