@@ -132,6 +132,10 @@ class Cluster : public Orchestrator {
   // Draining (`drain`): the node's replicas move to other nodes and none are placed on
   // it, until Drain(name, false) (uncordon). NotFound for an unknown name.
   virtual Status Drain(const std::string& name, bool drain) = 0;
+  // Replaces the cluster's settings (heartbeat, nodeLostAfter, fenceAfter); every node
+  // uses them from the next heartbeat on. InvalidArgument when fenceAfter + heartbeat +
+  // 200ms > nodeLostAfter.
+  virtual Status SetSettings(const ClusterSettings& settings) = 0;
 
  protected:
   Cluster() = default;

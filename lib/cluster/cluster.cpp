@@ -477,6 +477,14 @@ class ClusterImpl final : public Cluster, public PeerLink {
     return Status::OK();
   }
 
+  Status SetSettings(const ClusterSettings& settings) override {
+    PETREL_RETURN_IF_ERROR(CheckSettings(settings).WithContext("cluster set"));
+    PETREL_RETURN_IF_ERROR(RequireMember("set"));
+    PETREL_RETURN_IF_ERROR(WriteEntry(SettingsEntry(settings)).status());
+    Log(LogLevel::kInfo, "cluster: settings now " + SettingsJson(settings));
+    return Status::OK();
+  }
+
   // --- PeerLink ---
 
   void Call(const std::string& address, std::string request, int64_t timeout_ms,

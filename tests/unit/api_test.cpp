@@ -668,6 +668,11 @@ class FakeCluster : public Cluster {
     }
     return Status::NotFound("node " + name + " is not a member");
   }
+  Status SetSettings(const ClusterSettings& settings) override {
+    if (!fail.ok()) return fail;
+    status.settings = settings;
+    return Status::OK();
+  }
   Status Drain(const std::string& name, bool drain) override {
     if (!fail.ok()) return fail;
     for (NodeInfo& n : status.members) {
