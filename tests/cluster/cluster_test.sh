@@ -16,7 +16,9 @@
 #     no member lists it; the new token works;
 #  6. that node, once `cluster remove`d (through a follower) and restarted with its
 #     state dir, is refused by the others and told so;
-#  7. a node whose certificate comes from another cluster's CA is refused (below).
+#  7. a node whose certificate comes from another cluster's CA is refused (below);
+#  8. an exclusive workload: its node's link cut, that node stops it (fenced) before
+#     another starts it, never two at once (all 3 nodes asked in turn throughout).
 # Each step prints what it measured. Node 4 is the outsider of steps 5 to 7.
 #
 # A certificate from another CA (step 7): node 4 runs `cluster init` on a fresh state
@@ -400,6 +402,57 @@ node_start 3 || fail "the real n3 did not restart"
 wait_for "$FORM_S" all_have w4 3 || fail "the real n3 did not get w4 within ${FORM_S}s of its restart"
 wait_for "$FORM_S" all_see_ready 3 1 2 3 || fail "not 3 Ready members after the real n3 came back"
 note "the real n3 rejoined and has w4 $(($(ms_now) - t0)) ms after its start"
+
+# ---------------------------------------------------------------------------------
+step "8. an exclusive workload: the cut-off node stops it before another starts it"
+cat >"$cluster_dir/lock.yaml" <<YAML
+apiVersion: petrel.dev/v1
+kind: Workload
+metadata: {name: lock}
+spec:
+  replicas: 1
+  exclusive: true
+  image: oci-archive:/images/busybox.tar
+  command: ["/bin/sh", "-c", "sleep 1d"]
+YAML
+node_ctl 1 apply -f "$cluster_dir/lock.yaml" >/dev/null || fail "apply the exclusive workload"
+runs_itself() { # NODE: node I says it runs lock itself (its own replica, Running)
+  node_ctl "$1" get workloads lock -o json 2>/dev/null |
+    jq -e --arg n "n$1" '.items[0].replicas[0] | .node == $n and .phase == "Running"' >/dev/null
+}
+owner() { local i; for i in 1 2 3; do runs_itself "$i" && { echo "$i"; return 0; }; done; return 1; }
+wait_for "$FORM_S" owner >/dev/null || fail "the exclusive workload does not run"
+cut=$(owner)
+t0=$(ms_now)
+netns_cut "$cut"
+# Every node asked in turn, for 6 s: never two say they run it; the cut node stops it
+# before another starts it.
+stopped=-1 started=-1 samples=0
+while [ $(($(ms_now) - t0)) -lt 6000 ]; do
+  count=0 other=0
+  for i in 1 2 3; do
+    if runs_itself "$i"; then
+      count=$((count + 1))
+      [ "$i" != "$cut" ] && other=1
+    fi
+  done
+  samples=$((samples + 1))
+  [ "$count" -le 1 ] || fail "the exclusive workload runs on $count nodes at once ($(($(ms_now) - t0)) ms after the cut)"
+  [ "$stopped" -lt 0 ] && ! runs_itself "$cut" && stopped=$(($(ms_now) - t0))
+  [ "$started" -lt 0 ] && [ "$other" = 1 ] && started=$(($(ms_now) - t0))
+done
+[ "$stopped" -ge 0 ] || fail "n$cut still runs the exclusive workload 6 s after its link was cut"
+[ "$started" -ge 0 ] || fail "the exclusive workload did not start elsewhere within 6 s of the cut"
+[ "$started" -gt "$stopped" ] || fail "it started elsewhere ($started ms) before n$cut stopped it ($stopped ms)"
+note "n$cut cut off: it stopped lock ${stopped} ms after the cut, another node started it ${started} ms after ($samples samples of all 3 nodes, never 2 at once)"
+grep -q "cut off from the majority" "$(node_log "$cut")" || fail "n$cut did not log that it is cut off"
+netns_heal "$cut"
+wait_for "$FORM_S" all_see_ready 3 1 2 3 || fail "n$cut not Ready again after the heal"
+holds_for 2 owner >/dev/null || fail "the exclusive workload does not run after the heal"
+count=0
+for i in 1 2 3; do runs_itself "$i" && count=$((count + 1)); done
+[ "$count" = 1 ] || fail "after the heal the exclusive workload runs on $count nodes"
+note "healed: n$cut Ready again, lock runs once (on n$(owner))"
 
 for i in 1 2 3; do node_signal "$i" TERM; done
 echo "PASS"
