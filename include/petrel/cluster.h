@@ -68,6 +68,11 @@ struct ClusterOptions {
   bool witness = false;
   // Labels of this node (KEY=VALUE), for scheduling.
   std::map<std::string, std::string> labels;
+  // What this node offers replicas: the resources.memory and resources.cpu of the
+  // replicas placed on it add up to at most this. 0: detected (the machine's memory and
+  // online CPUs); -1: not limited. Recorded when the node joins (or inits).
+  int64_t capacity_memory_bytes = 0;
+  int64_t capacity_cpu_millis = 0;
   // Raft's election timeout; failover takes about 2x this. Heartbeats go every 1/10.
   int64_t election_timeout_ms = 300;
   // How long a forwarded write waits for the leader.
@@ -93,6 +98,8 @@ struct NodeInfo {
   bool leader = false;
   std::string address;  // ADDR:PORT peers reach it at
   std::map<std::string, std::string> labels;
+  int64_t capacity_memory_bytes = 0;  // 0 = not limited
+  int64_t capacity_cpu_millis = 0;
   TimeMs joined_at = 0;
   TimeMs last_heard = 0;  // by this node; 0 = never (this node: now)
 };

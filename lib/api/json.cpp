@@ -45,11 +45,17 @@ json ApplyResultJson(const ApplyResult& r) {
 }
 
 json NodeJson(const NodeInfo& n) {
-  return {{"name", n.name},           {"id", n.id},
-          {"role", n.role},           {"status", n.status},
-          {"leader", n.leader},       {"address", n.address},
-          {"labels", n.labels},       {"joinedAt", n.joined_at},
-          {"lastHeard", n.last_heard}};
+  return {
+      {"name", n.name},
+      {"id", n.id},
+      {"role", n.role},
+      {"status", n.status},
+      {"leader", n.leader},
+      {"address", n.address},
+      {"labels", n.labels},
+      {"joinedAt", n.joined_at},
+      {"lastHeard", n.last_heard},
+      {"capacity", {{"memory", n.capacity_memory_bytes}, {"cpuMillis", n.capacity_cpu_millis}}}};
 }
 
 json ClusterStatusJson(const ClusterStatus& s) {

@@ -9,6 +9,7 @@
 //   state.json     the replica at that index: read at start, for reads and to find the
 //                  peers, until raft has replayed past it
 #include <sys/random.h>
+#include <unistd.h>
 #include <uv.h>
 extern "C" {  // raft.h declares its functions without extern "C"
 #include <raft.h>
@@ -160,6 +161,17 @@ class ClusterImpl final : public Cluster, public PeerLink {
                                      "\": not ADDR:PORT");
     }
     if (!opts_.clock) opts_.clock = SystemClock();
+    // Capacity: 0 = the machine's, -1 = not limited (0 in the member record).
+    if (opts_.capacity_memory_bytes == 0) {
+      const long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+      if (pages > 0 && size > 0) opts_.capacity_memory_bytes = int64_t{pages} * size;
+    }
+    if (opts_.capacity_cpu_millis == 0) {
+      const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+      if (cpus > 0) opts_.capacity_cpu_millis = int64_t{cpus} * 1000;
+    }
+    if (opts_.capacity_memory_bytes < 0) opts_.capacity_memory_bytes = 0;
+    if (opts_.capacity_cpu_millis < 0) opts_.capacity_cpu_millis = 0;
     if (!opts_.log_sink) opts_.log_sink = StderrLogSink();
     PETREL_RETURN_IF_ERROR(MakeDirs(dir_ + "/raft", 0700));
     Result<std::string> text = ReadSmallFile(dir_ + "/identity.json", kMaxFile);
@@ -403,6 +415,8 @@ class ClusterImpl final : public Cluster, public PeerLink {
     self.address = id.self.address;
     self.role = id.self.role;
     self.labels = id.self.labels;
+    self.capacity_memory_bytes = opts_.capacity_memory_bytes;
+    self.capacity_cpu_millis = opts_.capacity_cpu_millis;
     self.fingerprint = fingerprint;
     self.joined_at = opts_.clock->Now();
     PETREL_RETURN_IF_ERROR(
@@ -626,6 +640,8 @@ class ClusterImpl final : public Cluster, public PeerLink {
     self.address = opts_.advertise;
     self.role = opts_.witness ? "witness" : "voter";
     self.labels = opts_.labels;
+    self.capacity_memory_bytes = opts_.capacity_memory_bytes;
+    self.capacity_cpu_millis = opts_.capacity_cpu_millis;
     uv_loop_t loop;
     uv_loop_init(&loop);
     Status status = Status::Unavailable("cluster: join: no answer");
@@ -910,6 +926,8 @@ class ClusterImpl final : public Cluster, public PeerLink {
         n.role = m.role;
         n.address = m.address;
         n.labels = m.labels;
+        n.capacity_memory_bytes = m.capacity_memory_bytes;
+        n.capacity_cpu_millis = m.capacity_cpu_millis;
         n.joined_at = m.joined_at;
         n.leader = name == st.leader;
         n.status = !ready[name] ? "Lost" : m.draining ? "Draining" : "Ready";

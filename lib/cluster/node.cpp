@@ -46,6 +46,8 @@ std::string JoinRequest(const std::string& secret, const NodeSelf& n, const std:
   json j = {{"op", "join"},   {"secret", secret},   {"name", n.name}, {"address", n.address},
             {"role", n.role}, {"labels", n.labels}, {"csr", csr}};
   if (n.id != 0) j["id"] = n.id;
+  if (n.capacity_memory_bytes > 0) j["capacityMemory"] = n.capacity_memory_bytes;
+  if (n.capacity_cpu_millis > 0) j["capacityCpuMillis"] = n.capacity_cpu_millis;
   return j.dump();
 }
 
@@ -435,6 +437,8 @@ void ClusterNode::Place() {
       v.draining = m.draining;
       v.witness = m.role == "witness";
       v.labels = m.labels;
+      v.capacity_memory_bytes = m.capacity_memory_bytes;
+      v.capacity_cpu_millis = m.capacity_cpu_millis;
       nodes.push_back(std::move(v));
     }
     return 0;
@@ -671,6 +675,13 @@ void ClusterNode::LeaderJoin(std::string request, Reply reply) {
     }
   }
   while (m.id == 0) m.id = clock_->Random() >> 1;
+  auto positive = [&](const char* key) {
+    return j.contains(key) && j[key].is_number_integer() && j[key].get<int64_t>() > 0
+               ? j[key].get<int64_t>()
+               : int64_t{0};
+  };
+  m.capacity_memory_bytes = positive("capacityMemory");
+  m.capacity_cpu_millis = positive("capacityCpuMillis");
   if (j.contains("labels") && j["labels"].is_object()) {
     for (auto& [k, v] : j["labels"].items()) {
       if (v.is_string()) m.labels[k] = v.get<std::string>();

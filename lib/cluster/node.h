@@ -50,6 +50,8 @@ struct NodeSelf {
   std::string address;
   std::string role = "voter";  // or "witness"
   std::map<std::string, std::string> labels;
+  int64_t capacity_memory_bytes = 0;  // 0 = not limited
+  int64_t capacity_cpu_millis = 0;
 };
 
 class ClusterNode {

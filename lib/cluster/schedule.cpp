@@ -15,7 +15,13 @@ bool Fits(const NodeView& node, const WorkloadSpec& spec) {
   return true;
 }
 
-std::string Why(const WorkloadSpec& spec) {
+std::string Why(const WorkloadSpec& spec, const Resources& ask) {
+  if (ask.memory_bytes != 0 || ask.cpu_millis != 0) {
+    return "no Ready node" +
+           std::string(spec.node_selector.empty() ? "" : " matching nodeSelector") +
+           " has room for a replica (memory " + std::to_string(ask.memory_bytes) + " bytes, cpu " +
+           std::to_string(ask.cpu_millis) + "m)";
+  }
   if (spec.node_selector.empty()) return "no Ready node (witnesses and Draining nodes run nothing)";
   std::string selector;
   for (const auto& [k, v] : spec.node_selector)
@@ -30,20 +36,40 @@ Placement Schedule(const std::map<std::string, ClusterWorkload>& workloads,
   Placement out;
   std::map<std::string, const NodeView*> by_name;
   for (const NodeView& n : nodes) by_name[n.name] = &n;
-  // Replicas per node overall, counting the placements kept and made so far.
+  // Replicas and resources per node overall, counting the placements kept and made.
   std::map<std::string, int> load;
+  std::map<std::string, Resources> used;
+  std::map<std::string, Resources> asks;  // per replica, by workload
   for (const auto& [name, w] : workloads) {
+    Result<WorkloadSpec> spec = SpecFromJson(w.spec_json);
+    asks[name] = spec.ok() ? spec->resources : Resources();
     for (const std::string& n : w.assigned) {
-      if (!n.empty()) load[n]++;
+      if (n.empty()) continue;
+      load[n]++;
+      used[n].memory_bytes += asks[name].memory_bytes;
+      used[n].cpu_millis += asks[name].cpu_millis;
     }
   }
+  auto take = [&](const std::string& n, const Resources& r, int sign) {
+    load[n] += sign;
+    used[n].memory_bytes += sign * r.memory_bytes;
+    used[n].cpu_millis += sign * r.cpu_millis;
+  };
+  auto room = [&](const NodeView& n, const Resources& r) {
+    const Resources& u = used[n.name];
+    return (n.capacity_memory_bytes == 0 || r.memory_bytes == 0 ||
+            u.memory_bytes + r.memory_bytes <= n.capacity_memory_bytes) &&
+           (n.capacity_cpu_millis == 0 || r.cpu_millis == 0 ||
+            u.cpu_millis + r.cpu_millis <= n.capacity_cpu_millis);
+  };
   for (const auto& [name, w] : workloads) {
     Result<WorkloadSpec> spec = SpecFromJson(w.spec_json);
     if (!spec.ok()) continue;
     const int replicas = std::max(0, spec->replicas);
+    const Resources& ask = asks[name];
     std::vector<std::string> next = w.assigned;
     for (size_t i = static_cast<size_t>(replicas); i < next.size(); i++) {
-      if (!next[i].empty()) load[next[i]]--;
+      if (!next[i].empty()) take(next[i], ask, -1);
     }
     next.resize(static_cast<size_t>(replicas));
     std::map<std::string, int> mine;  // this workload's replicas per node
@@ -51,13 +77,18 @@ Placement Schedule(const std::map<std::string, ClusterWorkload>& workloads,
       auto it = by_name.find(n);
       return it != by_name.end() && Fits(*it->second, *spec);
     };
+    // A new replica also needs room left on the node.
+    auto fits_new = [&](const std::string& n) {
+      auto it = by_name.find(n);
+      return it != by_name.end() && Fits(*it->second, *spec) && room(*it->second, ask);
+    };
     // Keep what may stay; free the rest.
     for (std::string& n : next) {
       if (n.empty()) continue;
       if (fits(n)) {
         mine[n]++;
       } else {
-        load[n]--;
+        take(n, ask, -1);
         n.clear();
       }
     }
@@ -79,16 +110,18 @@ Placement Schedule(const std::map<std::string, ClusterWorkload>& workloads,
       }
       std::string pick;
       for (const std::string& p : spec->preferred_nodes) {
-        if (fits(p) && mine[p] == 0) {
+        if (fits_new(p) && mine[p] == 0) {
           pick = p;
           break;
         }
       }
       // Never placed: the node it was applied through, while it fits.
-      if (pick.empty() && w.assigned.empty() && fits(w.node) && mine[w.node] == 0) pick = w.node;
+      if (pick.empty() && w.assigned.empty() && fits_new(w.node) && mine[w.node] == 0) {
+        pick = w.node;
+      }
       if (pick.empty()) {
         for (const NodeView& n : nodes) {
-          if (!Fits(n, *spec)) continue;
+          if (!Fits(n, *spec) || !room(n, ask)) continue;
           if (pick.empty() || std::make_tuple(mine[n.name], load[n.name], n.name) <
                                   std::make_tuple(mine[pick], load[pick], pick)) {
             pick = n.name;
@@ -96,16 +129,19 @@ Placement Schedule(const std::map<std::string, ClusterWorkload>& workloads,
         }
       }
       if (pick.empty()) {
-        out.unplaced[name] = Why(*spec);
+        out.unplaced[name] = Why(*spec, ask);
         continue;
       }
       next[i] = pick;
       mine[pick]++;
-      load[pick]++;
+      take(pick, ask, +1);
     }
-    const bool none =
-        std::all_of(next.begin(), next.end(), [](const std::string& n) { return n.empty(); });
-    if (next != w.assigned && !(none && w.assigned.empty())) out.changes[name] = std::move(next);
+    // Unplaced replicas at the end are no change: the state pads to `replicas` itself.
+    auto trimmed = [](std::vector<std::string> v) {
+      while (!v.empty() && v.back().empty()) v.pop_back();
+      return v;
+    };
+    if (trimmed(next) != trimmed(w.assigned)) out.changes[name] = std::move(next);
   }
   return out;
 }

@@ -5,6 +5,9 @@
 // Rules, in order:
 //  - a replica stays where it is while that node is Ready, not Draining, not a witness
 //    and still matches the workload's nodeSelector (a move costs a restart);
+//  - a node takes a replica only while the resources (memory, cpu) of the replicas
+//    placed on it fit its capacity (a capacity of 0 limits nothing, a resource of 0
+//    asks for nothing);
 //  - replicas beyond `replicas` are dropped, new ones are placed;
 //  - a replica to place goes to the first node of preferredNodes that fits and has none
 //    of this workload's, else (the first time) to the node it was applied through, else
@@ -32,7 +35,9 @@ struct NodeView {
   bool draining = false;
   bool witness = false;
   std::map<std::string, std::string> labels;
-  std::set<std::string> running;  // workloads its last heartbeat says it runs
+  std::set<std::string> running;      // workloads its last heartbeat says it runs
+  int64_t capacity_memory_bytes = 0;  // 0 = not limited
+  int64_t capacity_cpu_millis = 0;
 };
 
 struct Placement {

@@ -32,6 +32,8 @@ ClusterMember MemberFromJson(const json& j) {
   m.fingerprint = j.at("fingerprint").get<std::string>();
   m.joined_at = j.at("joinedAt").get<int64_t>();
   m.draining = j.value("draining", false);
+  m.capacity_memory_bytes = j.value("capacityMemory", int64_t{0});
+  m.capacity_cpu_millis = j.value("capacityCpuMillis", int64_t{0});
   return m;
 }
 

@@ -35,6 +35,10 @@ struct ClusterMember {
   std::string fingerprint;  // of its certificate
   TimeMs joined_at = 0;
   bool draining = false;  // its replicas move away and none are placed on it
+  // What it offers replicas (their resources.memory / resources.cpu add up to at most
+  // this); 0 = not limited.
+  int64_t capacity_memory_bytes = 0;
+  int64_t capacity_cpu_millis = 0;
 };
 
 struct ClusterWorkload {

@@ -877,6 +877,7 @@ TEST_SUITE("api_cluster") {
                                   {"leader", false},
                                   {"address", "10.0.0.2:7400"},
                                   {"labels", {{"disk", "ssd"}, {"zone", "north"}}},
+                                  {"capacity", {{"memory", 0}, {"cpuMillis", 0}}},
                                   {"joinedAt", 2000},
                                   {"lastHeard", 5000}});
     // The settings read back as the durations they are.
@@ -907,9 +908,10 @@ TEST_SUITE("api_cluster") {
     json j = Body(a.Call("GET", "/v1/nodes"));
     REQUIRE(j["items"].size() == 2);
     CHECK(j["items"][0]["name"] == "n1");
-    CHECK(Keys(j["items"][0]) == std::set<std::string>{"address", "id", "joinedAt", "labels",
-                                                       "lastHeard", "leader", "name", "role",
-                                                       "status"});
+    CHECK(Keys(j["items"][0]) == std::set<std::string>{"address", "capacity", "id", "joinedAt",
+                                                       "labels", "lastHeard", "leader", "name",
+                                                       "role", "status"});
+    CHECK(j["items"][0]["capacity"] == json{{"memory", 0}, {"cpuMillis", 0}});
     CHECK(j["items"][0]["labels"] == json::object());
     ApiResponse r = a.Call("GET", "/v1/nodes/n2");
     CHECK(r.status == 200);

@@ -3,6 +3,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <set>
 #include <string>
 #include <vector>
@@ -114,6 +115,33 @@ TEST_CASE("schedule: an exclusive workload stops on its node before it starts on
   nodes[0].ready = false;
   nodes[0].running = {"lock"};
   CHECK(Schedule(ws, nodes).changes["lock"] == std::vector<std::string>{"b"});
+}
+
+TEST_CASE("schedule: a node takes replicas while their resources fit its capacity") {
+  ClusterWorkload w = Workload("big", 3, "a");
+  WorkloadSpec spec = *SpecFromJson(w.spec_json);
+  spec.resources.memory_bytes = 600 << 20;
+  w.spec_json = SpecToJson(spec);
+  std::map<std::string, ClusterWorkload> ws = {{"big", w}};
+  std::vector<NodeView> nodes = Nodes({"a", "b"});
+  nodes[0].capacity_memory_bytes = 1024 << 20;  // room for one
+  nodes[1].capacity_memory_bytes = 1300 << 20;  // room for two
+  Placement p = Schedule(ws, nodes);
+  std::vector<std::string> got = p.changes["big"];
+  REQUIRE(got.size() == 3);
+  CHECK(std::count(got.begin(), got.end(), "a") == 1);
+  CHECK(std::count(got.begin(), got.end(), "b") == 2);
+  // A fourth has no room anywhere: reported, not placed.
+  spec.replicas = 4;
+  ws["big"].spec_json = SpecToJson(spec);
+  ws["big"].assigned = got;
+  p = Schedule(ws, nodes);
+  CHECK(p.changes.count("big") == 0);
+  REQUIRE(p.unplaced.count("big") == 1);
+  CHECK(p.unplaced["big"].find("has room") != std::string::npos);
+  // A capacity of 0 limits nothing.
+  nodes[0].capacity_memory_bytes = 0;
+  CHECK(Schedule(ws, nodes).changes["big"][3] == "a");
 }
 
 TEST_CASE("cluster settings: fenceAfter stays below nodeLostAfter by a heartbeat and a margin") {
