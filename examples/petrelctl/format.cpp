@@ -160,6 +160,13 @@ Status DecodeNodeAt(const json& j, const std::string& path, NodeView* n) {
   return Get(j, path, "lastHeard", &n->last_heard);
 }
 
+Status DecodeSettingsAt(const json& j, const std::string& path, SettingsView* s) {
+  PETREL_RETURN_IF_ERROR(ExpectObject(j, path));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "heartbeat", &s->heartbeat));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "nodeLostAfter", &s->node_lost_after));
+  return Get(j, path, "fenceAfter", &s->fence_after);
+}
+
 // Decodes {"items":[...]} with `decode_one` per item.
 template <typename T, typename F>
 petrel::Result<std::vector<T>> DecodeItems(const json& j, F decode_one) {
@@ -232,6 +239,12 @@ petrel::Result<std::vector<NodeView>> DecodeNodeList(const json& j) {
   return DecodeItems<NodeView>(j, DecodeNodeAt);
 }
 
+petrel::Result<SettingsView> DecodeSettings(const json& j) {
+  SettingsView s;
+  PETREL_RETURN_IF_ERROR(DecodeSettingsAt(j, "", &s));
+  return s;
+}
+
 petrel::Result<ClusterView> DecodeCluster(const json& j) {
   ClusterView c;
   PETREL_RETURN_IF_ERROR(ExpectObject(j, ""));
@@ -243,10 +256,7 @@ petrel::Result<ClusterView> DecodeCluster(const json& j) {
   PETREL_RETURN_IF_ERROR(Get(j, "", "appliedIndex", &c.applied_index));
   auto settings = j.find("settings");
   if (settings == j.end()) return Bad("settings", "is missing");
-  PETREL_RETURN_IF_ERROR(ExpectObject(*settings, "settings"));
-  PETREL_RETURN_IF_ERROR(Get(*settings, "settings", "heartbeat", &c.heartbeat));
-  PETREL_RETURN_IF_ERROR(Get(*settings, "settings", "nodeLostAfter", &c.node_lost_after));
-  PETREL_RETURN_IF_ERROR(Get(*settings, "settings", "fenceAfter", &c.fence_after));
+  PETREL_RETURN_IF_ERROR(DecodeSettingsAt(*settings, "settings", &c.settings));
   PETREL_RETURN_IF_ERROR(DecodeArray(j, "", "members", DecodeNodeAt, &c.members));
   return c;
 }
@@ -573,6 +583,11 @@ std::vector<std::vector<std::string>> NodeTable(const std::vector<NodeView>& nod
 
 }  // namespace
 
+std::string SettingsText(const SettingsView& s) {
+  return "heartbeat " + Clean(s.heartbeat) + ", node lost after " + Clean(s.node_lost_after) +
+         ", fence after " + Clean(s.fence_after);
+}
+
 std::string ClusterStatusText(const ClusterView& c, petrel::TimeMs now) {
   if (!c.member) {
     return "Node " + Clean(c.self) +
@@ -586,9 +601,7 @@ std::string ClusterStatusText(const ClusterView& c, petrel::TimeMs now) {
         c.leader.empty() ? "<none> (no quorum, or an election is under way)" : c.leader);
   Field(&out, "Term", std::to_string(c.term));
   Field(&out, "Applied Index", std::to_string(c.applied_index));
-  Field(&out, "Settings",
-        "heartbeat " + c.heartbeat + ", node lost after " + c.node_lost_after + ", fence after " +
-            c.fence_after);
+  Field(&out, "Settings", SettingsText(c.settings));
   Section(&out, "Members", NodeTable(c.members, now));
   return out;
 }

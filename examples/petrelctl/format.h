@@ -73,6 +73,14 @@ struct NodeView {
 };
 
 // GET /v1/cluster's answer.
+// The cluster's settings: GET /v1/cluster's "settings", PUT /v1/cluster/settings's answer.
+// Durations as petreld writes them ("200ms").
+struct SettingsView {
+  std::string heartbeat;
+  std::string node_lost_after;
+  std::string fence_after;
+};
+
 struct ClusterView {
   bool member = false;
   std::string cluster_id;
@@ -80,10 +88,7 @@ struct ClusterView {
   std::string leader;  // "" while there is none
   uint64_t term = 0;
   uint64_t applied_index = 0;
-  // Durations as petreld writes them ("200ms").
-  std::string heartbeat;
-  std::string node_lost_after;
-  std::string fence_after;
+  SettingsView settings;
   std::vector<NodeView> members;
 };
 
@@ -101,6 +106,7 @@ petrel::Result<NodeView> DecodeNode(const json& j);
 petrel::Result<std::vector<NodeView>> DecodeNodeList(const json& j);  // {"items":[...]}
 petrel::Result<ClusterView> DecodeCluster(const json& j);
 petrel::Result<std::string> DecodeToken(const json& j);  // {"token":"..."}
+petrel::Result<SettingsView> DecodeSettings(const json& j);
 
 // `get workloads -o json`: exactly {"items":[{"name","phase","desiredReplicas",
 // "readyReplicas","replicas":[{"index","phase","containerId","pid","restarts",
@@ -173,6 +179,10 @@ std::vector<std::string> EventRow(const EventView& e);
 // The table rows of `get nodes`: NAME ROLE STATUS LEADER ADDRESS AGE.
 std::vector<std::string> NodeHeader();
 std::vector<std::string> NodeRow(const NodeView& n, petrel::TimeMs now);
+
+// "heartbeat 200ms, node lost after 1s500ms, fence after 1s": `cluster status`'s
+// Settings, and what `cluster set` prints.
+std::string SettingsText(const SettingsView& s);
 
 // `cluster status`: the cluster's id, leader, term and settings and a table of its
 // members; or, for a node that is not a member yet, how to make it one.

@@ -428,11 +428,29 @@ int RunEvents(Client& client, const ParsedArgs& args, const Command& self) {
 
 // --- cluster ---
 
-// The flags of `cluster` and the subcommand each belongs to.
+// The flags of `cluster` and the subcommands each belongs to ("init|set").
 const std::pair<const char*, const char*> kClusterFlags[] = {
-    {"heartbeat", "init"}, {"node-lost-after", "init"}, {"fence-after", "init"},
-    {"rotate", "token"},   {"output", "status"},
+    {"heartbeat", "init|set"},   {"node-lost-after", "init|set"},
+    {"fence-after", "init|set"}, {"rotate", "token"},
+    {"output", "status"},
 };
+
+// Whether `sub` is one of `owners` ("init|set").
+bool OwnsFlag(const std::string& owners, const std::string& sub) {
+  return ("|" + owners + "|").find("|" + sub + "|") != std::string::npos;
+}
+
+// "'cluster init' or 'cluster set'" for "init|set".
+std::string OwnersText(const std::string& owners) {
+  std::string out;
+  for (size_t start = 0;;) {
+    const size_t bar = owners.find('|', start);
+    out += "'cluster " + owners.substr(start, bar - start) + "'";
+    if (bar == std::string::npos) return out;
+    out += " or ";
+    start = bar + 1;
+  }
+}
 
 // POSTs `body` (JSON) to `target` and returns the token of the {"token"} answer.
 petrel::Result<std::string> PostForToken(Client& client, const std::string& target,
@@ -444,8 +462,10 @@ petrel::Result<std::string> PostForToken(Client& client, const std::string& targ
   return token;
 }
 
-int ClusterInit(Client& client, const ParsedArgs& args, const Command& self) {
-  json body = json::object();
+// The body of init and set: {"heartbeat","nodeLostAfter","fenceAfter"}, only the keys
+// whose flags are given. False (a usage error printed, into *exit) for a bad duration.
+bool SettingsBody(const ParsedArgs& args, const Command& self, json* body, int* exit) {
+  *body = json::object();
   const std::pair<const char*, const char*> durations[] = {{"heartbeat", "heartbeat"},
                                                            {"node-lost-after", "nodeLostAfter"},
                                                            {"fence-after", "fenceAfter"}};
@@ -453,16 +473,42 @@ int ClusterInit(Client& client, const ParsedArgs& args, const Command& self) {
     if (!args.Has(flag)) continue;
     std::string value = args.Last(flag);
     if (auto ms = petrel::ParseDurationMs(value); !ms.ok()) {
-      return UsageError(&self, std::string("--") + flag + ": " + ms.status().message());
+      *exit = UsageError(&self, std::string("--") + flag + ": " + ms.status().message());
+      return false;
     }
-    body[key] = value;
+    (*body)[key] = value;
   }
+  return true;
+}
+
+int ClusterInit(Client& client, const ParsedArgs& args, const Command& self) {
+  json body;
+  if (int exit = 0; !SettingsBody(args, self, &body, &exit)) return exit;
   auto token = PostForToken(client, "/v1/cluster/init", body.dump());
   if (!token.ok()) return Fail(token.status());
   Print(
       "cluster initialised; join other nodes with: petreld --peer-listen ADDR:PORT --join "
       "THIS_NODE:PORT --token TOKEN, TOKEN being the next line\n" +
       *token + "\n");
+  return 0;
+}
+
+int ClusterSet(Client& client, const ParsedArgs& args, const Command& self) {
+  json body;
+  if (int exit = 0; !SettingsBody(args, self, &body, &exit)) return exit;
+  if (body.empty()) {
+    return UsageError(&self,
+                      "nothing to set: give --heartbeat, --node-lost-after or --fence-after");
+  }
+  const std::string target = "/v1/cluster/settings";
+  auto answer = client.Call("PUT", target, body.dump());
+  if (!answer.ok()) return Fail(answer.status());
+  auto j = ParseJson(*answer);
+  auto settings = j.ok() ? DecodeSettings(*j) : j.status();
+  if (!settings.ok()) {
+    return Fail(settings.status().WithContext("unexpected answer from petreld to PUT " + target));
+  }
+  Print("cluster settings now: " + SettingsText(*settings) + "\n");
   return 0;
 }
 
@@ -492,14 +538,15 @@ int ClusterStatus(Client& client, const ParsedArgs& args, const Command& self) {
 
 int RunCluster(Client& client, const ParsedArgs& args, const Command& self) {
   const auto& pos = args.positional;
-  if (pos.empty()) return UsageError(&self, "missing the subcommand (init, token, status, remove)");
+  constexpr const char kSubs[] = "(init, set, token, status, remove)";
+  if (pos.empty()) return UsageError(&self, std::string("missing the subcommand ") + kSubs);
   const std::string& sub = pos[0];
-  if (sub != "init" && sub != "token" && sub != "status" && sub != "remove") {
-    return UsageError(&self, "unknown subcommand \"" + sub + "\" (init, token, status, remove)");
+  if (sub != "init" && sub != "set" && sub != "token" && sub != "status" && sub != "remove") {
+    return UsageError(&self, "unknown subcommand \"" + sub + "\" " + kSubs);
   }
-  for (const auto& [flag, owner] : kClusterFlags) {
-    if (args.Has(flag) && sub != owner) {
-      return UsageError(&self, std::string("--") + flag + " is a flag of 'cluster " + owner + "'");
+  for (const auto& [flag, owners] : kClusterFlags) {
+    if (args.Has(flag) && !OwnsFlag(owners, sub)) {
+      return UsageError(&self, std::string("--") + flag + " is a flag of " + OwnersText(owners));
     }
   }
   if (sub == "remove") {
@@ -512,6 +559,7 @@ int RunCluster(Client& client, const ParsedArgs& args, const Command& self) {
   }
   if (pos.size() > 1) return UsageError(&self, "unexpected argument \"" + pos[1] + "\"");
   if (sub == "init") return ClusterInit(client, args, self);
+  if (sub == "set") return ClusterSet(client, args, self);
   if (sub == "token") return ClusterToken(client, args);
   return ClusterStatus(client, args, self);
 }
@@ -643,12 +691,16 @@ const std::vector<Command>& Commands() {
         {"output", 'o', "FORMAT", "json"}},
        RunEvents},
       {"cluster",
-       "cluster init|token|status|remove ...",
-       "Start a cluster, print its join token, show it, remove a node",
+       "cluster init|set|token|status|remove ...",
+       "Start a cluster, change its settings, print its join token, show it, remove a node",
        "  cluster init [--heartbeat D] [--node-lost-after D] [--fence-after D]\n"
        "      Makes this node a one-node cluster (its petreld must run with --peer-listen).\n"
        "      Prints one line, then the join token as the last line. Durations as in\n"
        "      manifests (200ms, 1.5s); defaults 200ms, 1.5s, 1s.\n"
+       "  cluster set [--heartbeat D] [--node-lost-after D] [--fence-after D]\n"
+       "      Changes the cluster's settings; those not given keep their values. Every node\n"
+       "      uses them from its next heartbeat on. fence after + heartbeat + 200ms must not\n"
+       "      exceed node lost after. Prints the new settings on one line.\n"
        "  cluster token [--rotate]\n"
        "      Prints the join token alone; --rotate replaces it (the old one stops working).\n"
        "  cluster status [-o json]\n"
@@ -660,13 +712,14 @@ const std::vector<Command>& Commands() {
        "A node joins by starting its petreld with --peer-listen ADDR:PORT --join ADDR:PORT\n"
        "--token TOKEN (see petreld --help).\n",
        "  petrelctl cluster init --node-lost-after 3s\n"
+       "  petrelctl cluster set --heartbeat 500ms --node-lost-after 4s --fence-after 3s\n"
        "  TOKEN=$(petrelctl cluster token)\n"
        "  petrelctl cluster status\n"
        "  petrelctl cluster remove pi3\n",
-       {{"heartbeat", 0, "D", "init: how often nodes heartbeat each other (default 200ms)"},
-        {"node-lost-after", 0, "D", "init: silence after which a node is Lost (default 1.5s)"},
+       {{"heartbeat", 0, "D", "init, set: how often nodes heartbeat each other (default 200ms)"},
+        {"node-lost-after", 0, "D", "init, set: silence after which a node is Lost (default 1.5s)"},
         {"fence-after", 0, "D",
-         "init: a node cut off this long stops its exclusive workloads (default 1s)"},
+         "init, set: a node cut off this long stops its exclusive workloads (default 1s)"},
         {"rotate", 0, "", "token: replace the token"},
         {"output", 'o', "FORMAT", "status: json"}},
        RunCluster},

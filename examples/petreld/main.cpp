@@ -1,7 +1,8 @@
 // petreld: the reference daemon. One libuv loop runs petrel's reconcile loop and the
 // control API (API.md) on a Unix socket; see README.md for the flags.
 //
-//   petreld [--config FILE] [--state-dir DIR] [--socket PATH] [--runtime crun|runc|fake]
+//   petreld [--config FILE] [--state-dir DIR] [--socket PATH]
+//           [--runtime crun|runc|fake|none]
 //           [--runtime-endpoint ADDR] [--manifests FILE_OR_DIR]
 //           [--log-level debug|info|warn|error] [--node-name NAME]
 //           [--peer-listen ADDR:PORT [--advertise ADDR:PORT] [--join ADDR:PORT --token T]
@@ -10,8 +11,9 @@
 // With --peer-listen it is cluster-capable: the local Orchestrator is wrapped in a
 // petrel::Cluster, which then serves the API and runs on the loop in its place.
 //
-// It offers the runtimes it was built with (PETREL_WITH_CRUN, PETREL_WITH_FAKE), from
-// a petrel::RuntimeRegistry that RegisterRuntimes fills.
+// It offers the runtimes it was built with (PETREL_WITH_CRUN, PETREL_WITH_FAKE), and
+// "none" for a witness (--witness --runtime none), from a petrel::RuntimeRegistry that
+// RegisterRuntimes fills.
 //
 // SIGTERM or SIGINT stops it cleanly (exit 0). Containers keep running: stopping the
 // daemon is not stopping the workloads; the next petreld adopts them.
@@ -65,7 +67,8 @@ petrel::Status RegisterRuntimes(petrel::RuntimeRegistry* runtimes) {
   PETREL_RETURN_IF_ERROR(petrel::testing::RegisterFakeRuntime(runtimes));
 #endif
   if (runtimes->entries().empty()) return petrel::Status::NotFound("built without a runtime");
-  return petrel::Status::OK();
+  // Last, so that it is never the default: only a witness runs without containers.
+  return petrel::RegisterNoRuntime(runtimes);
 }
 
 std::string Usage(const petrel::RuntimeRegistry& runtimes) {
@@ -111,7 +114,8 @@ std::string Usage(const petrel::RuntimeRegistry& runtimes) {
          "                       required when that is 0.0.0.0 or [::])\n"
          "  --join ADDR:PORT     join the cluster of this member (with --token)\n"
          "  --token T            the join token ('petrelctl cluster token' on a member)\n"
-         "  --witness            vote in the cluster, run no workloads\n"
+         "  --witness            vote in the cluster, run no workloads; with\n"
+         "                       --runtime none it needs no container runtime\n"
          "  --node-label KEY=VALUE\n"
          "                       a label of this node, for scheduling; repeatable\n";
 }
@@ -340,6 +344,10 @@ std::optional<int> CheckClusterSettings(Settings& settings, const Labels& labels
   const std::string witness = settings.count("witness") ? settings["witness"] : "false";
   if (witness != "true" && witness != "false") {
     return BadUsage("witness \"" + witness + "\" is not true or false");
+  }
+  // Any other node is given workloads, which "none" would only ever fail to run.
+  if (settings["runtime"] == "none" && witness != "true") {
+    return BadUsage("--runtime none is for a witness: add --witness");
   }
   if (!settings.count("peer-listen")) {
     for (const char* key : kClusterKeys) {

@@ -133,6 +133,7 @@ class ApiHandler {
   ApiResponse Events(const ApiRequest& request);
   ApiResponse RouteCluster(const ApiRequest& request);
   ApiResponse InitCluster(const ApiRequest& request);
+  ApiResponse SetClusterSettings(const ApiRequest& request);
   ApiResponse ClusterToken(bool rotate);
   ApiResponse GetClusterStatus();
   ApiResponse ListNodes();

@@ -5,9 +5,10 @@
 //
 // Adapters are registered explicitly, by the program, with the function each adapter
 // exports (RegisterCrunRuntimes in petrel/crun.h, testing::RegisterFakeRuntime in
-// petrel/testing/fake_runtime.h; docker and containerd will join them). Never by
-// static initialisers: a static libpetrel.a drops objects nothing refers to, and
-// with them a self-registering adapter.
+// petrel/testing/fake_runtime.h; docker and containerd will join them), and
+// RegisterNoRuntime below, which is in libpetrel itself. Never by static initialisers:
+// a static libpetrel.a drops objects nothing refers to, and with them a
+// self-registering adapter.
 //
 //   petrel::RuntimeRegistry runtimes;
 //   (void)petrel::RegisterCrunRuntimes(&runtimes);
@@ -78,6 +79,18 @@ class RuntimeRegistry {
  private:
   std::vector<RuntimeEntry> entries_;
 };
+
+// The runtime "none", for a node that runs no containers: a cluster's witness
+// (petreld --witness --runtime none), which votes and never runs a workload. It needs
+// nothing on the machine, so it is part of libpetrel, not an optional adapter. List
+// answers no containers and the exit handler is never called; PullImage, Create and
+// Start, which would make or run something, are FailedPrecondition ("runtime none runs
+// no containers (a witness)"); Kill, Remove, Inspect and Logs are NotFound, as for any
+// container that does not exist. Stateless: every call may come from any thread.
+std::shared_ptr<ContainerRuntime> NoRuntime();
+// Registers NoRuntime() as "none"; its factory refuses an endpoint. Register it after
+// the real runtimes, so that one of them stays the first, the default.
+Status RegisterNoRuntime(RuntimeRegistry* registry);
 
 }  // namespace petrel
 

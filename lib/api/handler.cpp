@@ -163,14 +163,15 @@ bool Allowed(const std::string& method, const std::string& allow) {
 
 constexpr const char kNodesPrefix[] = "/v1/nodes/";
 
-// POST /v1/cluster/init's body: {"heartbeat","nodeLostAfter","fenceAfter"}, each
-// optional and a duration as manifests write them ("200ms", "1.5s").
-Result<ClusterSettings> SettingsFromJson(const json& body) {
+// The body of POST /v1/cluster/init and PUT /v1/cluster/settings:
+// {"heartbeat","nodeLostAfter","fenceAfter"}, each optional and a duration as manifests
+// write them ("200ms", "1.5s"). A key not given keeps its value in `settings` (init: the
+// defaults; set: the cluster's current ones).
+Result<ClusterSettings> SettingsFromJson(const json& body, ClusterSettings settings) {
   if (!body.is_object()) {
     return Status::InvalidArgument(
         "body: expected {\"heartbeat\",\"nodeLostAfter\",\"fenceAfter\"} (all optional)");
   }
-  ClusterSettings settings;
   const std::pair<const char*, int64_t*> fields[] = {
       {"heartbeat", &settings.heartbeat_ms},
       {"nodeLostAfter", &settings.node_lost_after_ms},
@@ -191,6 +192,26 @@ Result<ClusterSettings> SettingsFromJson(const json& body) {
     *out = *ms;
   }
   return settings;
+}
+
+// Overlays the settings `req`'s body gives on `settings` (an empty body gives none);
+// false with the response in `error` for a bad body.
+bool SettingsFromBody(const ApiRequest& req, ClusterSettings* settings, ApiResponse* error) {
+  if (req.body.find_first_not_of(" \t\r\n") == std::string::npos) return true;  // as {}
+  std::string media;
+  if (TypeOf(req, &media) != BodyType::kJson && !media.empty()) {
+    *error = ApiHandler::Error(415, "Content-Type " + media + ": send application/json");
+    return false;
+  }
+  json body;
+  if (!ParseJsonBody(req, &body, error)) return false;
+  Result<ClusterSettings> parsed = SettingsFromJson(body, *settings);
+  if (!parsed.ok()) {
+    *error = FromStatus(parsed.status());
+    return false;
+  }
+  *settings = *parsed;
+  return true;
 }
 
 Result<WorkloadSpec> SpecFromItem(const json& item, const std::string& where) {
@@ -316,14 +337,15 @@ ApiResponse ApiHandler::RouteCluster(const ApiRequest& req) {
       return Error(404, "no such path: " + path);
     }
   }
-  const char* allow = path == "/v1/cluster"                                  ? "GET"
-                      : path == "/v1/cluster/init"                           ? "POST"
-                      : path == "/v1/cluster/token"                          ? "GET"
-                      : path == "/v1/cluster/token/rotate"                   ? "POST"
-                      : path == "/v1/nodes"                                  ? "GET"
-                      : !node.empty() && !action.empty()                     ? "POST"
-                      : !node.empty()                                        ? "GET, DELETE"
-                                                                             : nullptr;
+  const char* allow = path == "/v1/cluster"                ? "GET"
+                      : path == "/v1/cluster/init"         ? "POST"
+                      : path == "/v1/cluster/settings"     ? "PUT"
+                      : path == "/v1/cluster/token"        ? "GET"
+                      : path == "/v1/cluster/token/rotate" ? "POST"
+                      : path == "/v1/nodes"                ? "GET"
+                      : !node.empty() && !action.empty()   ? "POST"
+                      : !node.empty()                      ? "GET, DELETE"
+                                                           : nullptr;
   if (allow == nullptr) return Error(404, "no such path: " + path);
   if (!Allowed(req.method, allow)) return MethodNotAllowed(req, allow);
   if (Status s = CheckQuery(req, {}); !s.ok()) return FromStatus(s);
@@ -333,6 +355,7 @@ ApiResponse ApiHandler::RouteCluster(const ApiRequest& req) {
   }
   if (path == "/v1/cluster") return GetClusterStatus();
   if (path == "/v1/cluster/init") return InitCluster(req);
+  if (path == "/v1/cluster/settings") return SetClusterSettings(req);
   if (path == "/v1/cluster/token") return ClusterToken(false);
   if (path == "/v1/cluster/token/rotate") return ClusterToken(true);
   if (path == "/v1/nodes") return ListNodes();
@@ -346,22 +369,22 @@ ApiResponse ApiHandler::RouteCluster(const ApiRequest& req) {
 }
 
 ApiResponse ApiHandler::InitCluster(const ApiRequest& req) {
-  ClusterSettings settings;
-  if (req.body.find_first_not_of(" \t\r\n") != std::string::npos) {  // else the defaults
-    std::string media;
-    if (TypeOf(req, &media) != BodyType::kJson && !media.empty()) {
-      return Error(415, "Content-Type " + media + ": send application/json");
-    }
-    json body;
-    ApiResponse error;
-    if (!ParseJsonBody(req, &body, &error)) return error;
-    Result<ClusterSettings> parsed = SettingsFromJson(body);
-    if (!parsed.ok()) return FromStatus(parsed.status());
-    settings = *parsed;
-  }
+  ClusterSettings settings;  // the defaults, for what the body does not give
+  if (ApiResponse error; !SettingsFromBody(req, &settings, &error)) return error;
   Result<std::string> token = options_.cluster->Init(settings);
   if (!token.ok()) return FromStatus(token.status());
   return Json(200, json{{"token", *token}});
+}
+
+ApiResponse ApiHandler::SetClusterSettings(const ApiRequest& req) {
+  // What the body does not give keeps its current value. Two clients setting different
+  // keys at once may each overwrite the other's change with what they read here.
+  Result<ClusterStatus> status = options_.cluster->GetStatus();
+  if (!status.ok()) return FromStatus(status.status());
+  ClusterSettings settings = status->settings;
+  if (ApiResponse error; !SettingsFromBody(req, &settings, &error)) return error;
+  if (Status s = options_.cluster->SetSettings(settings); !s.ok()) return FromStatus(s);
+  return Json(200, internal::ClusterSettingsJson(settings));
 }
 
 ApiResponse ApiHandler::ClusterToken(bool rotate) {

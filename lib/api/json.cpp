@@ -58,6 +58,12 @@ json NodeJson(const NodeInfo& n) {
       {"capacity", {{"memory", n.capacity_memory_bytes}, {"cpuMillis", n.capacity_cpu_millis}}}};
 }
 
+json ClusterSettingsJson(const ClusterSettings& s) {
+  return {{"heartbeat", FormatDurationMs(s.heartbeat_ms)},
+          {"nodeLostAfter", FormatDurationMs(s.node_lost_after_ms)},
+          {"fenceAfter", FormatDurationMs(s.fence_after_ms)}};
+}
+
 json ClusterStatusJson(const ClusterStatus& s) {
   json members = json::array();
   for (const NodeInfo& n : s.members) members.push_back(NodeJson(n));
@@ -67,10 +73,7 @@ json ClusterStatusJson(const ClusterStatus& s) {
           {"leader", s.leader},
           {"term", s.term},
           {"appliedIndex", s.applied_index},
-          {"settings",
-           {{"heartbeat", FormatDurationMs(s.settings.heartbeat_ms)},
-            {"nodeLostAfter", FormatDurationMs(s.settings.node_lost_after_ms)},
-            {"fenceAfter", FormatDurationMs(s.settings.fence_after_ms)}}},
+          {"settings", ClusterSettingsJson(s.settings)},
           {"members", std::move(members)}};
 }
 

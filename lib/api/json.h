@@ -18,6 +18,8 @@ nlohmann::json ApplyResultJson(const ApplyResult& r);
 // NODE and GET /v1/cluster's answer; durations as FormatDurationMs writes them.
 nlohmann::json NodeJson(const NodeInfo& n);
 nlohmann::json ClusterStatusJson(const ClusterStatus& s);
+// GET /v1/cluster's "settings", also PUT /v1/cluster/settings's answer.
+nlohmann::json ClusterSettingsJson(const ClusterSettings& s);
 
 // One line of JSON, newline-terminated (response bodies, NDJSON stream lines).
 std::string DumpLine(const nlohmann::json& j);

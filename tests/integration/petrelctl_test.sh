@@ -115,11 +115,12 @@ expect_rc 2 "logs without NAME"
 
 run "$ctl" cluster
 expect_rc 2 "cluster without a subcommand"
-expect_err "petrelctl cluster: missing the subcommand (init, token, status, remove) (see 'petrelctl help cluster')" \
+expect_err "petrelctl cluster: missing the subcommand (init, set, token, status, remove) (see 'petrelctl help cluster')" \
   "cluster without a subcommand"
 for bad in "cluster frob" "cluster remove" "cluster remove a b" "cluster status x" \
   "cluster init --heartbeat fast" "cluster init --fence-after -1s" "cluster token --heartbeat 1s" \
-  "cluster status --rotate" "cluster status -o yaml" "get nodes -o wide" "describe node" \
+  "cluster set" "cluster set x --heartbeat 1s" "cluster set --node-lost-after fast" \
+  "cluster set --rotate" "cluster status --rotate" "cluster status -o yaml" "get nodes -o wide" "describe node" \
   "delete node pi2"; do
   # shellcheck disable=SC2086
   run "$ctl" --socket "$nosock" $bad
@@ -130,8 +131,11 @@ run "$ctl" --socket "$nosock" cluster init --heartbeat fast
 expect_err "petrelctl cluster: --heartbeat: \"fast\" is not a duration (e.g. 500ms, 10s, 1m30s) (see 'petrelctl help cluster')" \
   "cluster init with a bad duration"
 run "$ctl" --socket "$nosock" cluster token --heartbeat 1s
-expect_err "petrelctl cluster: --heartbeat is a flag of 'cluster init' (see 'petrelctl help cluster')" \
+expect_err "petrelctl cluster: --heartbeat is a flag of 'cluster init' or 'cluster set' (see 'petrelctl help cluster')" \
   "a flag of another subcommand"
+run "$ctl" --socket "$nosock" cluster set
+expect_err "petrelctl cluster: nothing to set: give --heartbeat, --node-lost-after or --fence-after (see 'petrelctl help cluster')" \
+  "cluster set without a flag"
 
 echo "== start petreld (fake runtime)"
 PETREL_SOCKET=$sock petreld_start "$tmp/petreld.log" --runtime fake --state-dir "$tmp/state" \
@@ -270,7 +274,7 @@ echo "== cluster commands on a petreld without --peer-listen: its 404, exit 1"
 no_cluster="petrelctl: this node is not cluster-capable: start petreld with --peer-listen ADDR:PORT"
 for cmd in "get nodes" "get nodes pi1 -o json" "describe node pi1" "cluster init" \
   "cluster init --heartbeat 100ms" "cluster token" "cluster token --rotate" "cluster status" \
-  "cluster status -o json" "cluster remove pi2"; do
+  "cluster status -o json" "cluster remove pi2" "cluster set --fence-after 1s"; do
   # shellcheck disable=SC2086
   run ctl $cmd
   expect_rc 1 "$cmd"

@@ -99,7 +99,7 @@ else
   "$petreld" --help | grep -q -- '--runtime crun' && fail "--help offers crun, built without it"
   out=$("$petreld" --runtime crun 2>&1)
   [ $? = 2 ] || fail "--runtime crun in a petreld without crun should fail with 2"
-  [ "$out" = 'petreld: runtime "crun" is not fake (see petreld --help)' ] || fail "no crun: $out"
+  [ "$out" = 'petreld: runtime "crun" is not fake or none (see petreld --help)' ] || fail "no crun: $out"
 fi
 
 step "cluster flags: usage errors exit 2 with one clear line, before anything opens"
@@ -121,6 +121,10 @@ cluster_bad=(
   "--peer-listen 10.0.0.1:7400 --node-label -zone=north|node-label: \"-zone\" is not a label key ([prefix/]name; name is at most 63 of [A-Za-z0-9-_.], alphanumeric at both ends)"
   "--peer-listen 10.0.0.1:7400 --witness=maybe|witness \"maybe\" is not true or false"
   "--peer-listen=|peer-listen must not be empty"
+  "--runtime none|--runtime none is for a witness: add --witness"
+  "--runtime none --peer-listen 10.0.0.1:7400|--runtime none is for a witness: add --witness"
+  "--runtime none --peer-listen 10.0.0.1:7400 --witness=false|--runtime none is for a witness: add --witness"
+  "--runtime none --witness|--witness needs --peer-listen ADDR:PORT"
 )
 for case in "${cluster_bad[@]}"; do
   flags=${case%%|*}
@@ -134,6 +138,12 @@ done
 [ ! -e "$state" ] || fail "a usage error opened the state dir"
 "$petreld" --help | grep -q -- '--peer-listen ADDR:PORT' || fail "--help lacks --peer-listen"
 "$petreld" --help | grep -q -- '--node-label KEY=VALUE' || fail "--help lacks --node-label"
+"$petreld" --help | grep -q -- '^ *none  no containers: for a witness' || fail "--help does not describe none"
+out=$("$petreld" --runtime none --runtime-endpoint /run/x.sock --witness --peer-listen 127.0.0.1:7400 \
+        --state-dir "$state" --socket "$sock" 2>&1)
+[ $? = 1 ] || fail "--runtime none with an endpoint should fail with 1"
+[ "$out" = 'petreld: runtime none takes no endpoint (it runs no containers); got "/run/x.sock"' ] ||
+  fail "none with an endpoint: $out"
 
 step "config file: unknown key names file:line; flags override it"
 mkdir -p "$work/etc"
@@ -312,6 +322,34 @@ pid=""
 start
 api GET /v1/workloads/web
 expect 200 '"name":"web"'
+stop
+
+step "a witness without a container runtime: --witness --runtime none starts and answers"
+# A free loopback port for its peers' TLS port.
+for peer_port in $(shuf -i 20000-60000 -n 20); do
+  ss -Hltn "sport = :$peer_port" | grep -q . || break
+done
+start --runtime none --witness --peer-listen "127.0.0.1:$peer_port" --state-dir "$work/witness"
+api GET /healthz
+expect 200 '{"status":"ok"}'
+api GET /v1/version
+expect 200 '"runtime":"none"'
+api GET /v1/workloads
+expect 200 '{"items":[]}'
+
+step "cluster set: on a one-node cluster (the witness's own), keys not given stay"
+PETREL_SOCKET=$sock "$ctl" cluster init --node-lost-after 3s >/dev/null || fail "cluster init"
+out=$(PETREL_SOCKET=$sock "$ctl" cluster set --heartbeat 300ms 2>&1) || fail "cluster set: $out"
+[ "$out" = "cluster settings now: heartbeat 300ms, node lost after 3s, fence after 1s" ] ||
+  fail "cluster set: $out"
+api GET /v1/cluster
+expect 200 '"settings":{"fenceAfter":"1s","heartbeat":"300ms","nodeLostAfter":"3s"}'
+out=$(PETREL_SOCKET=$sock "$ctl" cluster set --fence-after 2.6s 2>&1)
+[ $? = 1 ] || fail "cluster set past nodeLostAfter should exit 1: $out"
+case "$out" in "petrelctl: cluster set: nodeLostAfter (3s) must be at least fenceAfter + heartbeat + 200ms (3s100ms)"*) ;;
+  *) fail "cluster set past nodeLostAfter: $out" ;; esac
+api PUT /v1/cluster/settings -H 'Content-Type: application/json' -d '{"nodeLostAfter":"4s","fenceAfter":"2.6s"}'
+expect 200 '{"fenceAfter":"2s600ms","heartbeat":"300ms","nodeLostAfter":"4s"}'
 stop
 
 echo "PASS: petreld_fake"

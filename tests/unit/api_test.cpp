@@ -723,11 +723,16 @@ struct ClusterApi : Api {
 };
 
 const char* const kClusterPaths[][2] = {
-    {"GET", "/v1/cluster"},       {"POST", "/v1/cluster/init"},
-    {"GET", "/v1/cluster/token"}, {"POST", "/v1/cluster/token/rotate"},
-    {"GET", "/v1/nodes"},         {"GET", "/v1/nodes/n1"},
-    {"DELETE", "/v1/nodes/n1"},   {"POST", "/v1/nodes/n1/drain"},
+    {"GET", "/v1/cluster"},
+    {"POST", "/v1/cluster/init"},
+    {"GET", "/v1/cluster/token"},
+    {"POST", "/v1/cluster/token/rotate"},
+    {"GET", "/v1/nodes"},
+    {"GET", "/v1/nodes/n1"},
+    {"DELETE", "/v1/nodes/n1"},
+    {"POST", "/v1/nodes/n1/drain"},
     {"POST", "/v1/nodes/n1/uncordon"},
+    {"PUT", "/v1/cluster/settings"},
 };
 
 TEST_SUITE("api_cluster") {
@@ -828,6 +833,51 @@ TEST_SUITE("api_cluster") {
     CHECK(r.status == 415);
     CHECK(ErrorOf(r) == "Content-Type application/x-www-form-urlencoded: send application/json");
     CHECK(a.cluster->inits.empty());
+  }
+
+  TEST_CASE("PUT /v1/cluster/settings: the keys given change and the others stay") {
+    ClusterApi a;
+    REQUIRE(a.Init(R"({"nodeLostAfter":"3s"})").status == 200);
+    auto put = [&a](const std::string& body, const std::string& type = "application/json") {
+      return a.Call("PUT", "/v1/cluster/settings", {}, body, type);
+    };
+    ApiResponse r = put(R"({"fenceAfter":"2s"})");
+    CHECK(r.status == 200);
+    // The answer is GET /v1/cluster's "settings"; nodeLostAfter stays the cluster's 3s,
+    // not init's default.
+    CHECK(Body(r) == json{{"heartbeat", "200ms"}, {"nodeLostAfter", "3s"}, {"fenceAfter", "2s"}});
+    CHECK(Body(a.Call("GET", "/v1/cluster"))["settings"] == Body(r));
+    r = put(R"({"heartbeat":"100ms","nodeLostAfter":"1.5s","fenceAfter":"1s"})");
+    CHECK(Body(r) ==
+          json{{"heartbeat", "100ms"}, {"nodeLostAfter", "1s500ms"}, {"fenceAfter", "1s"}});
+    CHECK(a.cluster->status.settings.heartbeat_ms == 100);
+    CHECK(a.cluster->status.settings.node_lost_after_ms == 1500);
+    CHECK(a.cluster->status.settings.fence_after_ms == 1000);
+    // An empty body, like {}, changes nothing and answers the settings.
+    r = put("", "");
+    CHECK(r.status == 200);
+    CHECK(Body(r)["heartbeat"] == "100ms");
+    // A bad body is init's 400 and changes nothing.
+    r = put(R"({"heartbeat":"fast"})");
+    CHECK(r.status == 400);
+    CHECK(ErrorOf(r) == "heartbeat: \"fast\" is not a duration (e.g. 500ms, 10s, 1m30s)");
+    r = put(R"({"fenceAfters":"1s"})");
+    CHECK(r.status == 400);
+    CHECK(ErrorOf(r) ==
+          "body: unknown key \"fenceAfters\" (known: heartbeat, nodeLostAfter, fenceAfter)");
+    r = put("heartbeat=1s", "application/x-www-form-urlencoded");
+    CHECK(r.status == 415);
+    CHECK(a.cluster->status.settings.heartbeat_ms == 100);
+    // What the cluster refuses is its error.
+    a.cluster->fail = Status::InvalidArgument("cluster set: too tight");
+    r = put(R"({"fenceAfter":"1.4s"})");
+    CHECK(r.status == 400);
+    CHECK(ErrorOf(r) == "cluster set: too tight");
+    a.cluster->fail = Status::OK();
+    r = a.Call("GET", "/v1/cluster/settings");
+    CHECK(r.status == 405);
+    REQUIRE(r.headers.size() == 1);
+    CHECK(r.headers[0].second == "PUT");
   }
 
   TEST_CASE("the token, and rotating it") {

@@ -310,7 +310,7 @@ TEST_CASE("petrelctl: nodes and the cluster decode strictly, naming the field") 
   CHECK(c->cluster_id == "c0ffee");
   CHECK(c->term == 7);
   CHECK(c->applied_index == 42);
-  CHECK(c->node_lost_after == "1s500ms");
+  CHECK(c->settings.node_lost_after == "1s500ms");
   REQUIRE(c->members.size() == 2);
   CHECK(c->members[1].id == UINT64_MAX);  // Raft ids use all 64 bits
   CHECK(c->members[1].labels ==
@@ -342,6 +342,20 @@ TEST_CASE("petrelctl: nodes and the cluster decode strictly, naming the field") 
   CHECK(DecodeToken(ParseJson(R"({"token":"K10::s"})").value()).value() == "K10::s");
   CHECK(DecodeToken(ParseJson(R"({"token":""})").value()).status().message() == "token: is empty");
   CHECK(DecodeToken(ParseJson(R"({})").value()).status().message() == "token: is missing");
+}
+
+TEST_CASE("petrelctl: cluster set decodes the settings petreld answers and prints one line") {
+  auto s = DecodeSettings(ServerCluster()["settings"]);
+  REQUIRE(s.ok());
+  CHECK(SettingsText(*s) == "heartbeat 200ms, node lost after 1s500ms, fence after 1s");
+  json j = ServerCluster()["settings"];
+  j.erase("heartbeat");
+  CHECK(DecodeSettings(j).status().message() == "heartbeat: is missing");
+  j = ServerCluster()["settings"];
+  j["nodeLostAfter"] = 1500;
+  CHECK(DecodeSettings(j).status().message() == "nodeLostAfter: must be a string");
+  CHECK(DecodeSettings(json::array()).status().message().find("must be an object") !=
+        std::string::npos);
 }
 
 TEST_CASE("petrelctl: get nodes' table") {

@@ -70,6 +70,62 @@ TEST_SUITE("runtimes") {
           "\"unix:///run/x.sock\"");
   }
 
+  TEST_CASE("none: lists no containers and refuses to make or run one") {
+    RuntimeRegistry registry;
+    REQUIRE(testing::RegisterFakeRuntime(&registry).ok());
+    REQUIRE(RegisterNoRuntime(&registry).ok());
+    CHECK(RegisterNoRuntime(&registry).code() == Status::Code::kAlreadyExists);
+    CHECK(registry.Names() == "fake or none");
+    CHECK(registry.entries().front().name == "fake");  // registered last: never the default
+    CHECK(registry.entries()[1].description == "no containers: for a witness (with --witness)");
+    Result<std::shared_ptr<ContainerRuntime>> none = registry.Create("none", RuntimeConfig{});
+    REQUIRE_MESSAGE(none.ok(), none.status().ToString());
+    ContainerRuntime& r = **none;
+    CHECK(r.Name() == "none");
+
+    Result<std::vector<ContainerInfo>> all = r.List({});
+    REQUIRE(all.ok());
+    CHECK(all->empty());
+    CHECK(r.List({{kLabelWorkload, "web"}})->empty());
+
+    const std::string why = "runtime none runs no containers (a witness)";
+    Status s = r.PullImage("oci-archive:/images/busybox.tar");
+    CHECK(s.code() == Status::Code::kFailedPrecondition);
+    CHECK(s.message() == "oci-archive:/images/busybox.tar: " + why);
+    ContainerSpec spec;
+    spec.name = "petrel_w1_web_0";
+    spec.image = "oci-archive:/images/busybox.tar";
+    Result<std::string> created = r.Create(spec);
+    CHECK(created.status().code() == Status::Code::kFailedPrecondition);
+    CHECK(created.status().message() == "petrel_w1_web_0: " + why);
+    s = r.Start("c1");
+    CHECK(s.code() == Status::Code::kFailedPrecondition);
+    CHECK(s.message() == "c1: " + why);
+
+    // Nothing exists, so whatever names a container is NotFound, as on any runtime.
+    CHECK(r.Kill("c1", 9).IsNotFound());
+    CHECK(r.Kill("c1", 9).message() == "container c1 not found (" + why + ")");
+    CHECK(r.Remove("c1").IsNotFound());
+    CHECK(r.Inspect("c1").status().IsNotFound());
+    CHECK(r.Logs("c1", LogOptions{}).status().IsNotFound());
+    bool called = false;
+    r.SetExitHandler([&called](const std::string&, int) { called = true; });
+    r.SetExitHandler(nullptr);
+    CHECK(!called);
+    CHECK(r.List({})->empty());
+
+    // Each one is its own, stateless; NoRuntime() makes one without a registry.
+    CHECK(NoRuntime()->Name() == "none");
+
+    RuntimeConfig config;
+    config.endpoint = "/run/containerd/containerd.sock";
+    Status refused = registry.Create("none", config).status();
+    CHECK(refused.IsInvalidArgument());
+    CHECK(refused.message() ==
+          "runtime none takes no endpoint (it runs no containers); got "
+          "\"/run/containerd/containerd.sock\"");
+  }
+
 #ifdef PETREL_WITH_CRUN
   TEST_CASE("crun and runc: an endpoint and an empty state dir are refused") {
     RuntimeRegistry registry;
