@@ -6,7 +6,7 @@
 //           [--runtime-endpoint ADDR] [--manifests FILE_OR_DIR]
 //           [--log-level debug|info|warn|error] [--node-name NAME]
 //           [--peer-listen ADDR:PORT [--advertise ADDR:PORT] [--join ADDR:PORT --token T]
-//            [--witness] [--node-label KEY=VALUE]...]
+//            [--witness] [--node-label KEY=VALUE]... [--capacity-memory Q] [--capacity-cpu Q]]
 //
 // With --peer-listen it is cluster-capable: the local Orchestrator is wrapped in a
 // petrel::Cluster, which then serves the API and runs on the loop in its place.
@@ -117,7 +117,11 @@ std::string Usage(const petrel::RuntimeRegistry& runtimes) {
          "  --witness            vote in the cluster, run no workloads; with\n"
          "                       --runtime none it needs no container runtime\n"
          "  --node-label KEY=VALUE\n"
-         "                       a label of this node, for scheduling; repeatable\n";
+         "                       a label of this node, for scheduling; repeatable\n"
+         "  --capacity-memory Q  memory this node offers replicas (64Mi, 2Gi; default: the\n"
+         "                       machine's; 0: not limited)\n"
+         "  --capacity-cpu Q     CPUs this node offers replicas (1.5, 500m; default: the\n"
+         "                       machine's; 0: not limited)\n";
 }
 
 // --loop-probe-ms: 1..1000, else 0 (off, or not a valid value).
@@ -133,13 +137,14 @@ int64_t ProbeMs(const std::string& text) {
 const char* const kKeys[] = {"state-dir",   "socket",    "runtime",   "runtime-endpoint",
                              "manifests",   "log-level", "node-name", "loop-probe-ms",
                              "peer-listen", "advertise", "join",      "token",
-                             "witness",     "node-label"};
+                             "witness",     "node-label", "capacity-memory", "capacity-cpu"};
 
 using Settings = std::map<std::string, std::string>;
 using Labels = std::map<std::string, std::string>;
 
 // Settings that only mean something in a cluster, so need --peer-listen.
-const char* const kClusterKeys[] = {"advertise", "join", "token", "witness"};
+const char* const kClusterKeys[] = {"advertise", "join",            "token",
+                                    "witness",   "capacity-memory", "capacity-cpu"};
 
 // Reads "KEY=VALUE" into *labels (a KEY given again replaces the value). Returns an
 // error message, or "" when it is a valid label.
@@ -365,6 +370,13 @@ std::optional<int> CheckClusterSettings(Settings& settings, const Labels& labels
       return BadUsage(bad);
     }
   }
+  for (const char* key : {"capacity-memory", "capacity-cpu"}) {
+    if (!settings.count(key)) continue;
+    const std::string& text = settings[key];
+    petrel::Result<int64_t> q = key == std::string("capacity-memory") ? petrel::ParseBytes(text)
+                                                                      : petrel::ParseCpuMillis(text);
+    if (!q.ok()) return BadUsage(std::string(key) + ": " + q.status().message());
+  }
   if (settings.count("join") && !settings.count("token")) {
     return BadUsage("--join needs --token T (run 'petrelctl cluster token' on a member)");
   }
@@ -473,6 +485,15 @@ bool OpenCluster(Settings& settings, const Labels& labels, const petrel::Options
   c.token = settings["token"];
   c.witness = settings["witness"] == "true";
   c.labels = labels;
+  // Given: what it says (0: not limited, -1 to ClusterOptions); else detected (0).
+  if (settings.count("capacity-memory")) {
+    const int64_t q = petrel::ParseBytes(settings["capacity-memory"]).value();
+    c.capacity_memory_bytes = q == 0 ? -1 : q;
+  }
+  if (settings.count("capacity-cpu")) {
+    const int64_t q = petrel::ParseCpuMillis(settings["capacity-cpu"]).value();
+    c.capacity_cpu_millis = q == 0 ? -1 : q;
+  }
   c.log_sink = d->log;
   std::unique_ptr<petrel::Cluster> cluster;
   if (petrel::Status s = petrel::Cluster::Open(c, std::move(d->orch), &cluster); !s.ok()) {

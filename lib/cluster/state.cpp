@@ -17,9 +17,13 @@ std::string Error(Status::Code code, const std::string& message) {
 }
 
 json MemberJson(const ClusterMember& m) {
-  return {{"name", m.name},         {"id", m.id},         {"address", m.address},
-          {"role", m.role},         {"labels", m.labels}, {"fingerprint", m.fingerprint},
-          {"joinedAt", m.joined_at}};
+  json j = {{"name", m.name},         {"id", m.id},         {"address", m.address},
+            {"role", m.role},         {"labels", m.labels}, {"fingerprint", m.fingerprint},
+            {"joinedAt", m.joined_at}};
+  if (m.draining) j["draining"] = true;
+  if (m.capacity_memory_bytes != 0) j["capacityMemory"] = m.capacity_memory_bytes;
+  if (m.capacity_cpu_millis != 0) j["capacityCpuMillis"] = m.capacity_cpu_millis;
+  return j;
 }
 
 ClusterMember MemberFromJson(const json& j) {
@@ -38,13 +42,15 @@ ClusterMember MemberFromJson(const json& j) {
 }
 
 json WorkloadJson(const ClusterWorkload& w) {
-  return {{"name", w.name},
-          {"spec", w.spec_json},
-          {"hash", w.spec_hash},
-          {"generation", w.generation},
-          {"createdAt", w.created_at},
-          {"updatedAt", w.updated_at},
-          {"node", w.node}};
+  json j = {{"name", w.name},
+            {"spec", w.spec_json},
+            {"hash", w.spec_hash},
+            {"generation", w.generation},
+            {"createdAt", w.created_at},
+            {"updatedAt", w.updated_at},
+            {"node", w.node}};
+  if (!w.assigned.empty()) j["assigned"] = w.assigned;
+  return j;
 }
 
 ClusterWorkload WorkloadFromJson(const json& j) {

@@ -125,6 +125,9 @@ cluster_bad=(
   "--runtime none --peer-listen 10.0.0.1:7400|--runtime none is for a witness: add --witness"
   "--runtime none --peer-listen 10.0.0.1:7400 --witness=false|--runtime none is for a witness: add --witness"
   "--runtime none --witness|--witness needs --peer-listen ADDR:PORT"
+  "--capacity-memory 1Gi|--capacity-memory needs --peer-listen ADDR:PORT"
+  "--peer-listen 10.0.0.1:7400 --capacity-memory 1Q|capacity-memory: \"1Q\" is not a quantity"
+  "--peer-listen 10.0.0.1:7400 --capacity-cpu lots|capacity-cpu: \"lots\" is not a quantity"
 )
 for case in "${cluster_bad[@]}"; do
   flags=${case%%|*}
@@ -329,7 +332,8 @@ step "a witness without a container runtime: --witness --runtime none starts and
 for peer_port in $(shuf -i 20000-60000 -n 20); do
   ss -Hltn "sport = :$peer_port" | grep -q . || break
 done
-start --runtime none --witness --peer-listen "127.0.0.1:$peer_port" --state-dir "$work/witness"
+start --runtime none --witness --peer-listen "127.0.0.1:$peer_port" --state-dir "$work/witness" \
+  --capacity-memory 1Gi --capacity-cpu 0
 api GET /healthz
 expect 200 '{"status":"ok"}'
 api GET /v1/version
@@ -350,6 +354,9 @@ case "$out" in "petrelctl: cluster set: nodeLostAfter (3s) must be at least fenc
   *) fail "cluster set past nodeLostAfter: $out" ;; esac
 api PUT /v1/cluster/settings -H 'Content-Type: application/json' -d '{"nodeLostAfter":"4s","fenceAfter":"2.6s"}'
 expect 200 '{"fenceAfter":"2s600ms","heartbeat":"300ms","nodeLostAfter":"4s"}'
+# The capacity it offers, as given (cpu 0: not limited).
+api GET /v1/nodes
+expect 200 '"capacity":{"cpuMillis":0,"memory":1073741824}'
 stop
 
 echo "PASS: petreld_fake"

@@ -91,11 +91,23 @@ TEST_CASE("cluster state: a snapshot restores the same state - bad input changes
   m.role = "voter";
   m.labels = {{"zone", "attic"}};
   (void)a.Apply(3, MemberEntry(m));
+  m.capacity_memory_bytes = 1 << 30;
+  m.capacity_cpu_millis = 2000;
+  (void)a.Apply(4, MemberEntry(m));
+  (void)a.Apply(5, DrainEntry("n1", true));
+  (void)a.Apply(6, AssignEntry({{"a", {"n1"}}, {"b", {"n2"}}}));
   ClusterState b;
   REQUIRE(b.Restore(a.Snapshot()).ok());
   CHECK(b.Snapshot() == a.Snapshot());
-  CHECK(b.applied_index() == 3);
-  CHECK(b.MemberByName("n1")->labels.at("zone") == "attic");
+  CHECK(b.applied_index() == 6);
+  // Every field comes back, not only the text.
+  const ClusterMember* n1 = b.MemberByName("n1");
+  CHECK(n1->labels.at("zone") == "attic");
+  CHECK(n1->draining);
+  CHECK(n1->capacity_memory_bytes == 1 << 30);
+  CHECK(n1->capacity_cpu_millis == 2000);
+  CHECK(b.workloads().at("a").assigned == std::vector<std::string>{"n1"});
+  CHECK(b.workloads().at("b").assigned == std::vector<std::string>{"n2"});
   CHECK(b.Restore("{\"version\":1}").code() == Status::Code::kCorruption);
   CHECK(b.Restore("not json").code() == Status::Code::kCorruption);
   CHECK(b.Restore("{\"version\":2}").code() == Status::Code::kNotSupported);
