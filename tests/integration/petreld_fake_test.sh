@@ -295,6 +295,10 @@ printf 'GET /healthz HTTP/1.1\r\n\r\nGET /v1/version HTTP/1.1\r\nConnection: clo
 step "DELETE"
 api DELETE /v1/workloads/db
 expect 200 '{"deleted":true,"name":"db"}'
+# Terminating until its last container is gone (a second DELETE meanwhile is a 200),
+# then gone: a busy machine may take a moment.
+gone() { api GET /v1/workloads/db && [ "$code" = 404 ]; }
+wait_for 10 gone || fail "workload db still there 10 s after DELETE: $(cat "$work/body")"
 api DELETE /v1/workloads/db
 expect 404 '{"error":"workload db not found"}'
 
