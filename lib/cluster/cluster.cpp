@@ -135,6 +135,7 @@ class ClusterImpl final : public Cluster, public PeerLink {
   }
 
   ~ClusterImpl() override {
+    if (summary_subscribed_) local_->Unsubscribe(summary_sub_);
     if (own_thread_.joinable()) {
       mailbox_.Post([this] { BeginClose(); });
       own_thread_.join();
@@ -473,9 +474,10 @@ class ClusterImpl final : public Cluster, public PeerLink {
 
   Status RemoveNode(const std::string& name) override {
     PETREL_RETURN_IF_ERROR(RequireMember("remove"));
+    // As a member's request: the node handles it when it leads, else passes it on.
     Result<std::string> reply = OnLoop<std::string>([this, name](auto done) {
-      ToLeader(RemoveRequest(name), opts_.write_timeout_ms, [done](Status s, std::string r) {
-        if (s.ok()) s = ReplyStatus(r);
+      engine_->node->HandleRequest(opts_.node_name, RemoveRequest(name), [done](std::string r) {
+        Status s = ResultStatus(r);
         done(s.ok() ? Result<std::string>(r) : Result<std::string>(s));
       });
     });
@@ -565,22 +567,6 @@ class ClusterImpl final : public Cluster, public PeerLink {
     return result;
   }
 
-  // Sends a request to the leader (or handles it here when this node leads).
-  void ToLeader(std::string request, int64_t timeout_ms, PeerLink::Done done) {
-    ClusterNode* node = engine_->node.get();
-    if (node->IsLeader()) {
-      return node->HandleRequest(opts_.node_name, std::move(request),
-                                 [done](std::string r) { done(Status::OK(), std::move(r)); });
-    }
-    raft_id id = 0;
-    const char* address = nullptr;
-    raft_leader(&engine_->raft, &id, &address);
-    if (id == 0 || address == nullptr) {
-      return done(Status::Unavailable("cluster: no leader now (is a majority up?)"), "");
-    }
-    Call(address, std::move(request), timeout_ms, std::move(done));
-  }
-
   // --- identity files ---
 
   Status LoadIdentity(const std::string& text) {
@@ -657,7 +643,7 @@ class ClusterImpl final : public Cluster, public PeerLink {
         opts_.log_sink);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
-    if (status.ok()) status = ReplyStatus(reply);
+    if (status.ok()) status = ResultStatus(reply);
     if (!status.ok()) return status.WithContext("cluster: join through " + opts_.join);
     json j = json::parse(reply, nullptr, false);
     if (!j.is_object() || !j.contains("id") || !j.contains("cert")) {
@@ -752,6 +738,8 @@ class ClusterImpl final : public Cluster, public PeerLink {
         std::make_shared<ClusterNode>(identity_.self, this, opts_.clock.get(), opts_.log_sink);
     e->node->OnApplied([this] { OnApplied(); });
     e->node->SetSummary([this] { return Summary(); });
+    summary_sub_ = local_->Subscribe([this](const Event&) { summary_dirty_ = true; });
+    summary_subscribed_ = true;
     // What this node last knew, for reads and for finding its peers until raft has
     // replayed (a node alone after a reboot still knows what runs where).
     Result<std::string> known = ReadSmallFile(dir_ + "/state.json", kMaxState);
@@ -851,7 +839,7 @@ class ClusterImpl final : public Cluster, public PeerLink {
     promote_in_flight_ = true;
     auto done = [this](Status s, std::string r) {
       promote_in_flight_ = false;
-      if (s.ok()) s = ReplyStatus(r);
+      if (s.ok()) s = ResultStatus(r);
       if (!s.ok()) {
         const TimeMs now = opts_.clock->Monotonic();
         next_promote_ = now + 500;
@@ -946,10 +934,14 @@ class ClusterImpl final : public Cluster, public PeerLink {
   }
 
   // What this node's heartbeats say of its replicas: {"web":[{"phase":..},..],..}, by
-  // local index. Made at most every 100 ms (every peer asks every heartbeat).
+  // local index. Every peer asks every heartbeat, and reading the local state is not
+  // free on the loop: made again only after a local event (at most every 100 ms), and
+  // at least every 5 s in case a change came without one.
   std::string Summary() {
     const TimeMs now = opts_.clock->Monotonic();
-    if (!summary_.empty() && now - summary_at_ < 100) return summary_;
+    const int64_t age = now - summary_at_;
+    if (!summary_.empty() && (age < 100 || (!summary_dirty_ && age < 5000))) return summary_;
+    summary_dirty_ = false;
     json out = json::object();
     Result<std::vector<WorkloadState>> local = local_->List();
     if (local.ok()) {
@@ -1209,6 +1201,9 @@ class ClusterImpl final : public Cluster, public PeerLink {
 
   std::string summary_;  // loop thread
   TimeMs summary_at_ = 0;
+  std::atomic<bool> summary_dirty_{true};  // set by the local Orchestrator's events
+  SubscriptionId summary_sub_ = 0;
+  bool summary_subscribed_ = false;
 
   WorkerPool sync_pool_;
   std::atomic<bool> sync_queued_{false};

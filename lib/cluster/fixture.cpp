@@ -248,7 +248,7 @@ struct ClusterFixture::Impl {
     if (!RunUntil([&] { return answered; }, max_ms + 1000)) {
       return Status::DeadlineExceeded("fixture: no answer");
     }
-    if (status.ok()) status = internal::ReplyStatus(reply);
+    if (status.ok()) status = internal::ResultStatus(reply);
     if (!status.ok()) return status;
     return reply;
   }

@@ -27,6 +27,22 @@ bool SameSecret(const std::string& a, const std::string& b) {
 
 json Parse(const std::string& text) { return json::parse(text, nullptr, false); }
 
+// raft_uv's decoder steps over each entry padded to 8 bytes but counts the payload
+// unpadded: a buffer of another length is overrun. What petrel hands raft is JSON, so
+// trailing blanks change nothing.
+void PadForRaft(std::string* text) { text->append((8 - text->size() % 8) % 8, ' '); }
+
+// The workloads a heartbeat summary ({"web":[...],...}) names with a replica.
+std::set<std::string> Running(const std::string& summary) {
+  std::set<std::string> names;
+  json j = Parse(summary);
+  if (!j.is_object()) return names;
+  for (auto& [name, replicas] : j.items()) {
+    if (replicas.is_array() && !replicas.empty()) names.insert(name);
+  }
+  return names;
+}
+
 }  // namespace
 
 std::string ErrorReply(const Status& status, bool not_leader) {
@@ -34,8 +50,6 @@ std::string ErrorReply(const Status& status, bool not_leader) {
   if (not_leader) j["notLeader"] = true;
   return j.dump();
 }
-
-Status ReplyStatus(const std::string& reply) { return ResultStatus(reply); }
 
 bool IsNotLeader(const std::string& reply) {
   json j = Parse(reply);
@@ -123,7 +137,7 @@ int ClusterNode::FsmSnapshot(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n_buf
     std::lock_guard<std::mutex> lock(n->mu_);
     snap = n->state_.Snapshot();
   }
-  snap.append((8 - snap.size() % 8) % 8, ' ');  // as entries (Propose)
+  PadForRaft(&snap);
   auto* b = static_cast<raft_buffer*>(raft_malloc(sizeof(raft_buffer)));
   if (b == nullptr) return RAFT_NOMEM;
   b->len = snap.size();
@@ -205,7 +219,7 @@ void ClusterNode::SendForward(std::shared_ptr<Forward> f) {
                                        "of the members up and reachable?)"),
                    "");
   }
-  if (raft_ != nullptr && IsLeader()) {
+  if (IsLeader()) {
     Propose(std::move(f->entry), [this, f](Status s, uint64_t, std::string result) {
       forwards_.erase(f->id);
       f->done(s, std::move(result));  // the leader applied it before this callback
@@ -235,7 +249,7 @@ void ClusterNode::SendForward(std::shared_ptr<Forward> f) {
                   return Later(kRetryMs, [this, f] { SendForward(f); });
                 }
                 forwards_.erase(f->id);
-                Status rs = ReplyStatus(reply);
+                Status rs = ResultStatus(reply);
                 if (!rs.ok()) return f->done(rs, "");
                 json j = Parse(reply);
                 if (!j.is_object() || !j.contains("index") || !j.contains("result") ||
@@ -276,14 +290,10 @@ struct ApplyReq {
 }  // namespace
 
 void ClusterNode::Propose(std::string entry, ProposeDone done) {
-  // raft_uv's decoder steps over each entry padded to 8 bytes but counts the payload
-  // unpadded: an entry of another length overruns its buffer. Entries are JSON, so
-  // trailing blanks change nothing.
-  entry.append((8 - entry.size() % 8) % 8, ' ');
-  if (entry.empty()) entry.assign(8, ' ');
+  PadForRaft(&entry);  // entries are never empty: every one is a JSON object
   raft_buffer buf;
   buf.len = entry.size();
-  buf.base = raft_malloc(entry.size() == 0 ? 1 : entry.size());
+  buf.base = raft_malloc(entry.size());
   if (buf.base == nullptr) return done(Status::Unavailable("cluster: out of memory"), 0, "");
   std::memcpy(buf.base, entry.data(), entry.size());
   auto* r = new ApplyReq{};
@@ -364,13 +374,19 @@ void ClusterNode::Heartbeat(TimeMs now) {
                   if (!s.ok()) return;
                   json j = Parse(reply);
                   std::lock_guard<std::mutex> lock(peers_mu_);
-                  Peer& p = peers_[name];
-                  p.last_heard = clock_->Monotonic();
+                  peers_[name].last_heard = clock_->Monotonic();
                   if (j.is_object() && j.contains("summary") && j["summary"].is_string()) {
-                    p.summary = j["summary"].get<std::string>();
+                    KeepSummaryLocked(name, j["summary"].get<std::string>());
                   }
                 });
   }
+}
+
+void ClusterNode::KeepSummaryLocked(const std::string& node, std::string summary) {
+  Peer& p = peers_[node];
+  if (p.summary == summary) return;
+  p.running = Running(summary);
+  p.summary = std::move(summary);
 }
 
 std::map<std::string, ClusterNode::Peer> ClusterNode::Peers() {
@@ -426,11 +442,9 @@ bool ClusterNode::Fenced() {
 void ClusterNode::Place() {
   if (placing_) return;
   std::vector<NodeView> nodes;
-  std::map<std::string, ClusterWorkload> workloads;
   bool initialized = false;
   WithState([&](const ClusterState& s) {
     initialized = s.initialized();
-    workloads = s.workloads();
     for (const auto& [name, m] : s.members()) {
       NodeView v;
       v.name = name;
@@ -444,30 +458,32 @@ void ClusterNode::Place() {
     return 0;
   });
   if (!initialized) return;
-  // What each node says it runs (for exclusive workloads), from its heartbeats.
-  std::map<std::string, Peer> peers = Peers();
-  auto running = [&](const std::string& node) {
-    std::set<std::string> names;
-    const std::string text = node == self_.name ? (summary_ ? summary_() : "{}")
-                                                : (peers.count(node) ? peers[node].summary : "");
-    json j = Parse(text);
-    if (j.is_object()) {
-      for (auto& [name, replicas] : j.items()) {
-        if (replicas.is_array() && !replicas.empty()) names.insert(name);
-      }
+  // Who is up and what each says it runs (for exclusive workloads): read every tick,
+  // so it must stay cheap; the workloads are copied and placed only when this or the
+  // state changed.
+  if (summary_) {
+    std::string mine = summary_();
+    if (mine != self_summary_) {
+      self_running_ = Running(mine);
+      self_summary_ = std::move(mine);
     }
-    return names;
-  };
-  // Placed again when an entry changed the state, a node came or went, or what the
-  // nodes run changed.
+  }
   std::map<std::string, std::pair<bool, std::set<std::string>>> view;
   for (NodeView& v : nodes) {
     v.ready = Ready(v.name);
-    v.running = running(v.name);
+    if (v.name == self_.name) {
+      v.running = self_running_;
+    } else {
+      std::lock_guard<std::mutex> lock(peers_mu_);
+      auto it = peers_.find(v.name);
+      if (it != peers_.end()) v.running = it->second.running;
+    }
     view[v.name] = {v.ready, v.running};
   }
   if (!place_pending_ && view == last_view_) return;
   last_view_ = std::move(view);
+  const std::map<std::string, ClusterWorkload> workloads =
+      WithState([](const ClusterState& s) { return s.workloads(); });
   Placement placement = Schedule(workloads, nodes);
   {
     std::lock_guard<std::mutex> lock(peers_mu_);
@@ -489,8 +505,8 @@ void ClusterNode::Place() {
 
 // A membership change (raft_add, raft_assign or raft_remove), retried while another
 // change is still in flight.
-void ClusterNode::Change(int kind, uint64_t id, std::string address, int role, TimeMs deadline,
-                         std::function<void(Status)> done) {
+void ClusterNode::Change(ChangeKind kind, uint64_t id, std::string address, int role,
+                         TimeMs deadline, std::function<void(Status)> done) {
   struct Req {
     raft_change req;
     std::function<void(Status)> done;
@@ -506,12 +522,13 @@ void ClusterNode::Change(int kind, uint64_t id, std::string address, int role, T
                   : Status::Unavailable(std::string("cluster: membership change: ") +
                                         raft_strerror(status)));
   };
-  int rv = kind == 0   ? raft_add(raft_, &r->req, id, address.c_str(), cb)
-           : kind == 1 ? raft_assign(raft_, &r->req, id, role, cb)
-                       : raft_remove(raft_, &r->req, id, cb);
+  int rv = kind == ChangeKind::kAdd      ? raft_add(raft_, &r->req, id, address.c_str(), cb)
+           : kind == ChangeKind::kAssign ? raft_assign(raft_, &r->req, id, role, cb)
+                                         : raft_remove(raft_, &r->req, id, cb);
   if (rv == 0) return;
   delete r;
-  if (kind == 1 && rv == RAFT_BADROLE) return done(Status::OK());  // it has that role already
+  if (kind == ChangeKind::kAssign && rv == RAFT_BADROLE)
+    return done(Status::OK());  // it has that role already
   if (rv == RAFT_CANTCHANGE && clock_->Monotonic() < deadline) {
     // Another change is still being committed.
     return Later(kRetryMs, [=] { Change(kind, id, address, role, deadline, done); });
@@ -532,7 +549,7 @@ void ClusterNode::HandleRequest(const std::string& from, std::string request, Re
     if (j.contains("summary") && j["summary"].is_string() && j.contains("from") &&
         j["from"].is_string()) {
       std::lock_guard<std::mutex> lock(peers_mu_);
-      peers_[j["from"].get<std::string>()].summary = j["summary"].get<std::string>();
+      KeepSummaryLocked(j["from"].get<std::string>(), j["summary"].get<std::string>());
     }
     return reply(json{{"name", self_.name}, {"summary", summary_ ? summary_() : "{}"}}.dump());
   }
@@ -580,7 +597,7 @@ void ClusterNode::HandleRequest(const std::string& from, std::string request, Re
   if (op == "promote") {
     const uint64_t id = j.value("id", uint64_t{0});
     const TimeMs deadline = clock_->Monotonic() + 30000;
-    return Change(1, id, "", RAFT_VOTER, deadline,
+    return Change(ChangeKind::kAssign, id, "", RAFT_VOTER, deadline,
                   [reply](Status s) { reply(s.ok() ? "{}" : ErrorReply(s)); });
   }
   if (op == "remove") {
@@ -622,7 +639,7 @@ void ClusterNode::HandleRequest(const std::string& from, std::string request, Re
     // Revoked first, so its certificate is refused before it leaves the configuration.
     Propose(RemoveEntry(name), [this, id, deadline, reply](Status s, uint64_t, std::string) {
       if (!s.ok()) return reply(ErrorReply(s));
-      Change(2, id, "", 0, deadline,
+      Change(ChangeKind::kRemove, id, "", 0, deadline,
              [reply](Status changed) { reply(changed.ok() ? "{}" : ErrorReply(changed)); });
     });
     return;
@@ -688,30 +705,30 @@ void ClusterNode::LeaderJoin(std::string request, Reply reply) {
     }
   }
   const TimeMs deadline = clock_->Monotonic() + 30000;
-  Propose(MemberEntry(m),
-          [this, m, cert = *cert, deadline, reply](Status s, uint64_t, std::string) {
-            if (!s.ok()) return reply(ErrorReply(s));
-            Change(0, m.id, m.address, 0, deadline, [this, m, cert, reply](Status added) {
-              if (!added.ok()) return reply(ErrorReply(added));
-              json members = json::array();
-              std::string ca_cert;
-              std::vector<std::string> revoked;
-              {
-                std::lock_guard<std::mutex> lock(mu_);
-                for (const auto& [n, mm] : state_.members()) {
-                  members.push_back({{"name", mm.name}, {"id", mm.id}, {"address", mm.address}});
-                }
-                ca_cert = state_.ca_cert();
-                revoked.assign(state_.revoked().begin(), state_.revoked().end());
-              }
-              reply(json{{"id", m.id},
-                         {"cert", cert},
-                         {"caCert", ca_cert},
-                         {"revoked", revoked},
-                         {"members", members}}
-                        .dump());
-            });
-          });
+  Propose(MemberEntry(m), [this, m, cert = *cert, deadline, reply](Status s, uint64_t,
+                                                                   std::string) {
+    if (!s.ok()) return reply(ErrorReply(s));
+    Change(ChangeKind::kAdd, m.id, m.address, 0, deadline, [this, m, cert, reply](Status added) {
+      if (!added.ok()) return reply(ErrorReply(added));
+      json members = json::array();
+      std::string ca_cert;
+      std::vector<std::string> revoked;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        for (const auto& [n, mm] : state_.members()) {
+          members.push_back({{"name", mm.name}, {"id", mm.id}, {"address", mm.address}});
+        }
+        ca_cert = state_.ca_cert();
+        revoked.assign(state_.revoked().begin(), state_.revoked().end());
+      }
+      reply(json{{"id", m.id},
+                 {"cert", cert},
+                 {"caCert", ca_cert},
+                 {"revoked", revoked},
+                 {"members", members}}
+                .dump());
+    });
+  });
 }
 
 }  // namespace petrel::internal

@@ -94,8 +94,9 @@ class ClusterNode {
   // What this node says of its replicas in every heartbeat (JSON text, small).
   void SetSummary(std::function<std::string()> summary) { summary_ = std::move(summary); }
   struct Peer {
-    TimeMs last_heard = 0;  // Monotonic(): when it last answered a heartbeat; 0 = never
-    std::string summary;    // what it last said of its replicas
+    TimeMs last_heard = 0;          // Monotonic(): when it last answered a heartbeat; 0 = never
+    std::string summary;            // what it last said of its replicas
+    std::set<std::string> running;  // the workloads that summary names, read once
   };
   // Every other member this node heard of (thread-safe copy).
   std::map<std::string, Peer> Peers();
@@ -149,8 +150,11 @@ class ClusterNode {
   void Later(int64_t ms, std::function<void()> fn);
   void Heartbeat(TimeMs now);
   void Place();
+  // Keeps what `node` said of its replicas. REQUIRES: peers_mu_ held.
+  void KeepSummaryLocked(const std::string& node, std::string summary);
   void AwaitApplied(uint64_t index, std::string result, TimeMs deadline, WriteDone done);
-  void Change(int kind, uint64_t id, std::string address, int role, TimeMs deadline,
+  enum class ChangeKind { kAdd, kAssign, kRemove };
+  void Change(ChangeKind kind, uint64_t id, std::string address, int role, TimeMs deadline,
               std::function<void(Status)> done);
 
   NodeSelf self_;
@@ -179,6 +183,8 @@ class ClusterNode {
   bool placing_ = false;                         // an assign entry is being committed
   bool place_pending_ = true;                    // something changed since the last placement
   std::map<std::string, std::string> unplaced_;  // guarded by peers_mu_
+  std::string self_summary_;                     // this node's, as last read by Place
+  std::set<std::string> self_running_;           // the workloads it names
   // Each node's readiness and workloads at the last placement.
   std::map<std::string, std::pair<bool, std::set<std::string>>> last_view_;
 };
@@ -188,9 +194,8 @@ std::string JoinRequest(const std::string& secret, const NodeSelf& newcomer,
                         const std::string& csr_pem);
 std::string PromoteRequest(uint64_t id);
 std::string RemoveRequest(const std::string& name);
-// An error reply, and a reply's error as a Status (OK when it is not one).
+// An error reply; ResultStatus (state.h) reads it back.
 std::string ErrorReply(const Status& status, bool not_leader = false);
-Status ReplyStatus(const std::string& reply);
 
 }  // namespace petrel::internal
 
