@@ -48,6 +48,7 @@ tools=(
   tar gzip sha256sum find cut ln touch  # make-busybox-image
   setsid id nproc                     # examples/run
   ip ss iptables                      # tests/lib/netns.sh: tests/cluster, cluster_bench.sh
+  nsenter shuf                        # examples/local-cluster, petreld_fake_test.sh
 )
 check_tools() {
   local missing=()
