@@ -181,7 +181,7 @@ int PhaseRank(const std::string& phase) {
   static constexpr petrel::Phase kWorstFirst[] = {
       petrel::Phase::kCrashLoop, petrel::Phase::kExited,  petrel::Phase::kStopping,
       petrel::Phase::kPending,   petrel::Phase::kPulling, petrel::Phase::kCreating,
-      petrel::Phase::kRunning,
+      petrel::Phase::kStandby,   petrel::Phase::kRunning,
   };
   for (size_t i = 0; i < std::size(kWorstFirst); i++) {
     if (phase == petrel::PhaseName(kWorstFirst[i])) return static_cast<int>(i) + 1;

@@ -87,6 +87,11 @@ struct WorkloadSpec {
   // "" = no standby; "warm": the next node in line keeps the image present and the
   // container created, not started, so a failover is only a start.
   std::string standby;
+  // Containers kept created but not started beyond `replicas` (indexes replicas ..
+  // replicas + standbyReplicas - 1, phase Standby): scaling up onto them is only a
+  // start. A cluster sets it on the node next in line for a workload with standby: warm
+  // (and 0 elsewhere); on a single node it can be set by hand. Not in TemplateHash.
+  int standby_replicas = 0;
 
   bool operator==(const WorkloadSpec&) const;
 };
@@ -95,8 +100,18 @@ struct WorkloadSpec {
 // failed and backing off: see the message). Creating: its container is being made
 // and started. Running. Exited: done under its restart policy. CrashLoop: waiting
 // out a back-off before the next container. Stopping: no longer wanted, its
-// container is stopping.
-enum class Phase { kPending, kPulling, kCreating, kRunning, kExited, kCrashLoop, kStopping };
+// container is stopping. Standby: its container is created, not started (a warm
+// standby beyond `replicas`: see WorkloadSpec::standby_replicas).
+enum class Phase {
+  kPending,
+  kPulling,
+  kCreating,
+  kRunning,
+  kExited,
+  kCrashLoop,
+  kStopping,
+  kStandby
+};
 const char* PhaseName(Phase phase);
 std::optional<Phase> ParsePhase(const std::string& name);
 const char* RestartPolicyName(RestartPolicy policy);
@@ -156,7 +171,7 @@ std::string TemplateHash(const WorkloadSpec& spec);
 
 // Canonical JSON (sorted keys, numbers in base units) and back. SpecFromJson
 // accepts what SpecToJson writes: every field of petrel 0.1 always, the placement
-// fields (nodeSelector, preferredNodes, exclusive, standby) only when not at their
+// fields (nodeSelector, preferredNodes, exclusive, standby, standbyReplicas) only when not at their
 // default, so a spec that leaves them alone writes the same bytes as before they
 // existed. SpecFromJson takes an absent placement field as its default (and one
 // written at its default as that default).

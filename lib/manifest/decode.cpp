@@ -218,6 +218,7 @@ class Decoder {
           if (key == "preferredNodes") return StringList(value, path, &spec->preferred_nodes);
           if (key == "exclusive") return Bool(value, path, &spec->exclusive);
           if (key == "standby") return String(value, path, &spec->standby);
+          if (key == "standbyReplicas") return Integer(value, path, &spec->standby_replicas);
           return Unknown(key_pos, path);
         });
   }

@@ -11,7 +11,9 @@ ReplicaStatus AfterStarted(const ReplicaStatus& cur, const std::string& hash,
                            const std::string& container_id, int pid, TimeMs now) {
   ReplicaStatus next = cur;
   if (cur.spec_hash == hash) {
-    if (!cur.container_id.empty()) next.restarts++;
+    // A new container counts as a restart; starting the one recorded (a warm standby,
+    // or a create whose start was cut short) does not.
+    if (!cur.container_id.empty() && cur.container_id != container_id) next.restarts++;
   } else {
     next.restarts = 0;  // a new template starts a new count, as a new pod would
     next.failures = 0;
@@ -109,7 +111,7 @@ void RunReplicaJob(ContainerRuntime* runtime, ReplicaJob* job) {
           break;
         }
         r.container_id = *created;
-        StartContainer(runtime, r.container_id, &r);
+        if (a.start) StartContainer(runtime, r.container_id, &r);
         break;
       }
       case Action::Type::kStart:
@@ -162,6 +164,18 @@ TimeMs Executor::Record(const ReplicaJob& job, TimeMs now, ReplicaStatus* st,
       case Action::Type::kCreate:
       case Action::Type::kStart: {
         const Template& t = *job.tmpl;
+        if (r.status.ok() && !a.start) {
+          st->phase = Phase::kStandby;
+          st->container_id = r.container_id;
+          st->pid = 0;
+          st->message = kStandbyMessage;
+          st->since = now;
+          st->next_retry = 0;
+          st->spec_hash = t.hash;
+          events->push_back(
+              MakeEvent(a, "Created", "container " + r.container_id + ": " + a.reason));
+          break;
+        }
         if (r.status.ok()) {
           *st = AfterStarted(*st, t.hash, r.container_id, r.pid, now);
           events->push_back(MakeEvent(

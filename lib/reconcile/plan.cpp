@@ -84,7 +84,7 @@ class Planner {
     // replicas, unknown leftovers carrying our labels.
     for (const auto& [key, containers] : slots_) {
       auto d = desired_.find(key.first);
-      bool wanted = d != desired_.end() && key.second < d->second->spec->replicas;
+      bool wanted = d != desired_.end() && key.second < Slots(*d->second->spec);
       if (wanted || Busy(key)) continue;
       for (const auto& [c, hash] : containers) {
         if (d == desired_.end()) {
@@ -97,6 +97,7 @@ class Planner {
     }
     for (const DesiredWorkload& d : in_.desired) {
       for (int i = 0; i < d.spec->replicas; i++) Replica(d, i);
+      for (int i = d.spec->replicas; i < Slots(*d.spec); i++) Standby(d, i);
     }
     ForgetUnwanted();
     if (!in_.terminating.empty()) Terminating();
@@ -116,6 +117,11 @@ class Planner {
       if (!id.ok) continue;
       slots_[SlotKey(id.workload, id.replica)].emplace_back(&c, id.hash);
     }
+  }
+
+  // Replicas and warm standbys: the indexes that may have a container.
+  static int Slots(const WorkloadSpec& spec) {
+    return std::max(0, spec.replicas) + std::max(0, spec.standby_replicas);
   }
 
   void Wake(TimeMs t) { out_.next_wakeup = std::min(out_.next_wakeup, t); }
@@ -238,7 +244,8 @@ class Planner {
         next->phase = Phase::kCreating;
         next->pid = 0;
         out_.actions.push_back(
-            MakeAction(Action::Type::kStart, spec.name, next->index, &c, "starting"));
+            MakeAction(Action::Type::kStart, spec.name, next->index, &c,
+                       cur.phase == Phase::kStandby ? "starting the warm standby" : "starting"));
         return;
       case ContainerState::kRunning:
         if (cur.container_id != c.id) {
@@ -294,10 +301,66 @@ class Planner {
     Create(d, next->index, "restarting after back-off", next);
   }
 
+  // A warm standby (an index past `replicas`): a container of the current template,
+  // created and never started, so that scaling up onto it is only a start. Anything
+  // else in its slot (running, exited, an older template) is stopped and removed first.
+  void Standby(const DesiredWorkload& d, int index) {
+    const WorkloadSpec& spec = *d.spec;
+    SlotKey key(spec.name, index);
+    if (Busy(key)) return;
+    auto st = status_.find(key);
+    ReplicaStatus fresh;
+    if (st == status_.end()) {
+      fresh.workload = spec.name;
+      fresh.index = index;
+    }
+    const ReplicaStatus& cur = st != status_.end() ? *st->second : fresh;
+    ReplicaStatus next = cur;
+    const ContainerInfo* keep = nullptr;
+    bool other = false;
+    auto slot = slots_.find(key);
+    if (slot != slots_.end()) {
+      for (const auto& [c, hash] : slot->second) {
+        if (hash == d.hash && c->state == ContainerState::kCreated && Better(*c, keep)) keep = c;
+      }
+      for (const auto& [c, hash] : slot->second) {
+        if (c == keep) continue;
+        other = true;
+        const char* why = hash != d.hash                         ? "spec changed"
+                          : c->state == ContainerState::kCreated ? "duplicate container"
+                                                                 : "now a warm standby";
+        Stop(*c, spec.name, index, spec.termination_grace_ms, why);
+      }
+    }
+    if (keep != nullptr) {
+      next.phase = Phase::kStandby;
+      next.container_id = keep->id;
+      next.spec_hash = d.hash;
+      next.pid = 0;
+      next.next_retry = 0;
+      next.message = kStandbyMessage;
+    } else if (other) {
+      next.phase = Phase::kStopping;
+      next.container_id.clear();
+      next.pid = 0;
+      next.message = "warm standby: waiting for the old container to stop";
+    } else if (cur.spec_hash == d.hash && cur.phase == Phase::kCrashLoop &&
+               in_.now < cur.next_retry) {
+      Wake(cur.next_retry);
+    } else {
+      Create(d, index, "warm standby: creating, not starting", &next, /*start=*/false);
+    }
+    if (next.phase != cur.phase) next.since = in_.now;
+    bool changed = st == status_.end() ? next.phase != Phase::kPending : next != cur;
+    if (changed) out_.status_updates.push_back(std::move(next));
+  }
+
   // A new container for the replica once its image is ready (phase Creating until
   // the executor has made and started it); until then the replica waits in Pulling.
-  // The current container id is kept: the executor counts a restart by it.
-  void Create(const DesiredWorkload& d, int index, std::string why, ReplicaStatus* next) {
+  // The current container id is kept: the executor counts a restart by it. A warm
+  // standby's (start false) is created only.
+  void Create(const DesiredWorkload& d, int index, std::string why, ReplicaStatus* next,
+              bool start = true) {
     const std::string& image = d.spec->image;
     auto img = in_.images.find(image);
     next->pid = 0;
@@ -307,6 +370,7 @@ class Planner {
       next->message = why;
       Action a = MakeAction(Action::Type::kCreate, d.spec->name, index, nullptr, std::move(why));
       a.container = LowerToContainer(in_.node, *d.spec, d.hash, index);
+      a.start = start;
       out_.actions.push_back(std::move(a));
       return;
     }
@@ -348,7 +412,7 @@ class Planner {
   void ForgetUnwanted() {
     for (const ReplicaStatus& r : in_.replicas) {
       auto d = desired_.find(r.workload);
-      if (d != desired_.end() && r.index < d->second->spec->replicas) continue;
+      if (d != desired_.end() && r.index < Slots(*d->second->spec)) continue;
       if (Busy(SlotKey(r.workload, r.index))) continue;
       auto slot = slots_.find(SlotKey(r.workload, r.index));
       if (slot == slots_.end() || slot->second.empty()) {

@@ -78,7 +78,8 @@ struct Action {
   int replica = -1;
   std::string container_id;  // kStart, kKill, kRemove
   int signal = 0;            // kKill
-  ContainerSpec container;   // kCreate: created and then started
+  ContainerSpec container;   // kCreate: created and then started, unless !start
+  bool start = true;         // kCreate: false for a warm standby (created only)
   std::string reason;        // for the event that reports the action
 };
 
@@ -97,6 +98,9 @@ struct PlanOutput {
 };
 
 PlanOutput Plan(const PlanInput& input);
+
+// The message of a replica in phase Standby.
+inline constexpr const char kStandbyMessage[] = "created, not started (warm standby)";
 
 // --- shared with the executor ---
 

@@ -30,11 +30,12 @@ bool Backoff::operator==(const Backoff& o) const {
 bool WorkloadSpec::operator==(const WorkloadSpec& o) const {
   return std::tie(name, labels, replicas, image, command, args, env, working_dir, user,
                   read_only_rootfs, ports, mounts, resources, restart_policy, backoff,
-                  termination_grace_ms, node_selector, preferred_nodes, exclusive, standby) ==
+                  termination_grace_ms, node_selector, preferred_nodes, exclusive, standby,
+                  standby_replicas) ==
          std::tie(o.name, o.labels, o.replicas, o.image, o.command, o.args, o.env, o.working_dir,
                   o.user, o.read_only_rootfs, o.ports, o.mounts, o.resources, o.restart_policy,
                   o.backoff, o.termination_grace_ms, o.node_selector, o.preferred_nodes,
-                  o.exclusive, o.standby);
+                  o.exclusive, o.standby, o.standby_replicas);
 }
 
 bool ReplicaStatus::operator==(const ReplicaStatus& o) const {
@@ -47,7 +48,7 @@ bool ReplicaStatus::operator==(const ReplicaStatus& o) const {
 namespace {
 
 constexpr Phase kPhases[] = {Phase::kPending, Phase::kPulling,   Phase::kCreating, Phase::kRunning,
-                             Phase::kExited,  Phase::kCrashLoop, Phase::kStopping};
+                             Phase::kExited,  Phase::kCrashLoop, Phase::kStopping, Phase::kStandby};
 constexpr RestartPolicy kPolicies[] = {RestartPolicy::kAlways, RestartPolicy::kOnFailure,
                                        RestartPolicy::kNever};
 
@@ -62,6 +63,7 @@ const char* PhaseName(Phase phase) {
     case Phase::kExited: return "Exited";
     case Phase::kCrashLoop: return "CrashLoop";
     case Phase::kStopping: return "Stopping";
+    case Phase::kStandby: return "Standby";
   }
   return "Unknown";
 }
@@ -287,6 +289,10 @@ std::optional<FieldError> CheckMetadata(const WorkloadSpec& spec) {
 std::optional<FieldError> CheckProcess(const WorkloadSpec& spec) {
   if (auto e =
           CheckRange("spec.replicas", spec.replicas, kMaxReplicas, std::to_string(kMaxReplicas))) {
+    return e;
+  }
+  if (auto e = CheckRange("spec.standbyReplicas", spec.standby_replicas, kMaxReplicas,
+                          std::to_string(kMaxReplicas))) {
     return e;
   }
   if (spec.image.empty()) return FieldError{"spec.image", "is required"};

@@ -2,11 +2,11 @@
 //
 // The JSON has every field of petrel 0.1, always, under its manifest name with the
 // base unit appended where the manifest takes a quantity ("memoryBytes", "initialMs");
-// a field added since (placement: nodeSelector, preferredNodes, exclusive, standby) is
-// written only when it is not at its default, so the JSON of a spec that leaves it alone
-// keeps its bytes. Keys are sorted (nlohmann's default object is a std::map), numbers
-// are integers. Two equal specs give byte-identical JSON, which the store relies on to
-// skip no-op writes.
+// a field added since (placement: nodeSelector, preferredNodes, exclusive, standby,
+// standbyReplicas) is written only when it is not at its default, so the JSON of a spec that leaves
+// it alone keeps its bytes. Keys are sorted (nlohmann's default object is a std::map), numbers are
+// integers. Two equal specs give byte-identical JSON, which the store relies on to skip no-op
+// writes.
 #include <exception>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -200,7 +200,7 @@ Status ReadSpec(const json& j, WorkloadSpec* spec) {
                    {"name", "labels", "replicas", "image", "command", "args", "env", "workingDir",
                     "user", "readOnlyRootfs", "ports", "mounts", "resources", "restartPolicy",
                     "backoff", "terminationGraceMs"},
-                   {"nodeSelector", "preferredNodes", "exclusive", "standby"}));
+                   {"nodeSelector", "preferredNodes", "exclusive", "standby", "standbyReplicas"}));
   PETREL_RETURN_IF_ERROR(Read(j["name"], "name", &spec->name));
   PETREL_RETURN_IF_ERROR(Read(j["labels"], "labels", &spec->labels));
   PETREL_RETURN_IF_ERROR(Read(j["replicas"], "replicas", &spec->replicas));
@@ -241,7 +241,8 @@ Status ReadSpec(const json& j, WorkloadSpec* spec) {
   PETREL_RETURN_IF_ERROR(ReadOptional(j, "nodeSelector", &spec->node_selector));
   PETREL_RETURN_IF_ERROR(ReadOptional(j, "preferredNodes", &spec->preferred_nodes));
   PETREL_RETURN_IF_ERROR(ReadOptional(j, "exclusive", &spec->exclusive));
-  return ReadOptional(j, "standby", &spec->standby);
+  PETREL_RETURN_IF_ERROR(ReadOptional(j, "standby", &spec->standby));
+  return ReadOptional(j, "standbyReplicas", &spec->standby_replicas);
 }
 
 }  // namespace
@@ -259,6 +260,7 @@ std::string SpecToJson(const WorkloadSpec& spec) {
   if (!spec.preferred_nodes.empty()) j["preferredNodes"] = spec.preferred_nodes;
   if (spec.exclusive) j["exclusive"] = true;
   if (!spec.standby.empty()) j["standby"] = spec.standby;
+  if (spec.standby_replicas != 0) j["standbyReplicas"] = spec.standby_replicas;
   return Dump(j);
 }
 

@@ -191,6 +191,36 @@ TEST_SUITE("orchestrator") {
     CHECK(n.orch->Get("web")->replicas.empty());
   }
 
+  TEST_CASE("a warm standby is created, not started; scaling onto it only starts it") {
+    Node n;
+    WorkloadSpec s = Web(0);
+    s.standby_replicas = 1;
+    REQUIRE(n.orch->Apply(s).ok());
+    n.Step();
+    n.Step();
+    REQUIRE(n.runtime->Containers().size() == 1);
+    const ContainerInfo held = n.runtime->Containers()[0];
+    CHECK(held.state == ContainerState::kCreated);
+    ReplicaStatus r = n.Replica("web", 0);
+    CHECK(r.phase == Phase::kStandby);
+    CHECK(r.container_id == held.id);
+    Result<WorkloadState> w = n.orch->Get("web");
+    CHECK(w->ready_replicas == 0);
+    CHECK(n.CountEvents("Created") == 1);
+    CHECK(n.CountEvents("Started") == 0);
+
+    s.replicas = 1;
+    s.standby_replicas = 0;
+    REQUIRE(n.orch->Apply(s).ok());
+    n.Step();
+    REQUIRE(n.Running().size() == 1);
+    CHECK(n.Running()[0].id == held.id);  // the same container: only a start
+    r = n.Replica("web", 0);
+    CHECK(r.phase == Phase::kRunning);
+    CHECK(r.restarts == 0);
+    CHECK(n.CountEvents("Started") == 1);
+  }
+
   TEST_CASE("drift: a removed container is recreated, a stray one is removed") {
     Node n;
     REQUIRE(n.orch->Apply(Web()).ok());

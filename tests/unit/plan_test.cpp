@@ -416,6 +416,107 @@ TEST_SUITE("plan") {
     CHECK(out.status_deletes[0] == std::pair<std::string, int>("web", 1));
   }
 
+  TEST_CASE("a warm standby is created, not started, and held in phase Standby") {
+    Fixture f;
+    WorkloadSpec s = Spec("web", 0);
+    s.standby_replicas = 1;
+    f.Want(s);
+    PlanOutput out = f.Run();
+    REQUIRE(out.actions.size() == 1);
+    CHECK(out.actions[0].type == Action::Type::kCreate);
+    CHECK_FALSE(out.actions[0].start);
+    CHECK(out.actions[0].replica == 0);
+    CHECK(out.actions[0].container.name == ContainerName("n1", "web", 0));
+    REQUIRE(out.status_updates.size() == 1);
+    CHECK(out.status_updates[0].phase == Phase::kCreating);
+
+    f.in.replicas = {out.status_updates[0]};
+    f.in.containers = {Container("c0", "web", 0, f.Hash(0), ContainerState::kCreated)};
+    out = f.Run();
+    CHECK(out.actions.empty());
+    REQUIRE(out.status_updates.size() == 1);
+    CHECK(out.status_updates[0].phase == Phase::kStandby);
+    CHECK(out.status_updates[0].container_id == "c0");
+
+    // Held: nothing more to do.
+    f.in.replicas = {out.status_updates[0]};
+    out = f.Run();
+    CHECK(out.actions.empty());
+    CHECK(out.status_updates.empty());
+    CHECK(out.status_deletes.empty());
+
+    // Scaled up onto it: only a start of the container already there.
+    f.specs[0].replicas = 1;
+    f.specs[0].standby_replicas = 0;
+    out = f.Run();
+    REQUIRE(out.actions.size() == 1);
+    CHECK(out.actions[0].type == Action::Type::kStart);
+    CHECK(out.actions[0].container_id == "c0");
+    CHECK(out.actions[0].reason == "starting the warm standby");
+  }
+
+  TEST_CASE("a standby waits for its image like a replica, and pulls it ahead of time") {
+    Fixture f;
+    f.images_ready = false;
+    WorkloadSpec s = Spec("web", 0);
+    s.standby_replicas = 1;
+    f.Want(s);
+    PlanOutput out = f.Run();
+    CHECK(out.actions.empty());
+    REQUIRE(out.pulls.size() == 1);
+    CHECK(out.pulls[0].image == s.image);
+    REQUIRE(out.status_updates.size() == 1);
+    CHECK(out.status_updates[0].phase == Phase::kPulling);
+  }
+
+  TEST_CASE("a running or exited container in a standby's slot is stopped and replaced") {
+    Fixture f;
+    WorkloadSpec s = Spec("web", 0);
+    s.standby_replicas = 1;
+    s.termination_grace_ms = 0;
+    f.Want(s);
+    f.in.containers = {Container("c0", "web", 0, f.Hash(0), ContainerState::kRunning)};
+    f.in.replicas = {Running("web", 0, "c0", f.Hash(0))};
+    PlanOutput out = f.Run();
+    REQUIRE(out.actions.size() == 1);
+    CHECK(out.actions[0].type == Action::Type::kKill);
+    REQUIRE(out.status_updates.size() == 1);
+    CHECK(out.status_updates[0].phase == Phase::kStopping);
+
+    f.in.replicas = {out.status_updates[0]};
+    f.in.containers[0].state = ContainerState::kExited;
+    out = f.Run();
+    REQUIRE(out.actions.size() == 1);
+    CHECK(out.actions[0].type == Action::Type::kRemove);
+
+    f.in.containers.clear();
+    out = f.Run();
+    REQUIRE(out.actions.size() == 1);
+    CHECK(out.actions[0].type == Action::Type::kCreate);
+    CHECK_FALSE(out.actions[0].start);
+  }
+
+  TEST_CASE("a standby of an older template is replaced; dropping the standby removes it") {
+    Fixture f;
+    WorkloadSpec s = Spec("web", 1);
+    s.standby_replicas = 1;
+    f.Want(s);
+    f.in.containers = {Container("c0", "web", 0, f.Hash(0), ContainerState::kRunning),
+                       Container("c1", "web", 1, "h-old", ContainerState::kCreated)};
+    f.in.replicas = {Running("web", 0, "c0", f.Hash(0))};
+    PlanOutput out = f.Run();
+    REQUIRE(out.actions.size() == 1);
+    CHECK(out.actions[0].type == Action::Type::kRemove);
+    CHECK(out.actions[0].container_id == "c1");
+
+    f.in.containers[1].labels[kLabelSpecHash] = f.Hash(0);
+    f.specs[0].standby_replicas = 0;
+    out = f.Run();
+    REQUIRE(out.actions.size() == 1);
+    CHECK(out.actions[0].type == Action::Type::kRemove);
+    CHECK(out.actions[0].container_id == "c1");
+  }
+
   TEST_CASE("a changed spec stops the old container before the new one is created") {
     Fixture f;
     f.Want(Spec("web", 1));

@@ -70,6 +70,7 @@ WorkloadSpec PlacedSpec() {
   s.preferred_nodes = {"gw-2", "gw-1.lab"};
   s.exclusive = true;
   s.standby = "warm";
+  s.standby_replicas = 1;
   return s;
 }
 
@@ -268,6 +269,7 @@ TEST_SUITE("spec") {
         [](WorkloadSpec& s) { s.preferred_nodes.push_back("gw-1"); },
         [](WorkloadSpec& s) { s.exclusive = true; },
         [](WorkloadSpec& s) { s.standby = "warm"; },
+        [](WorkloadSpec& s) { s.standby_replicas = 2; },
     };
     for (size_t i = 0; i < std::size(changes); i++) {
       CAPTURE(i);
@@ -354,6 +356,7 @@ TEST_SUITE("spec") {
         {[](WorkloadSpec& s) { s.standby = "hot"; },
          "spec.standby: \"hot\" is not a standby mode (want warm, or leave it out)"},
         {[](WorkloadSpec& s) { s.standby = "Warm"; }, "spec.standby: \"Warm\" is not a standby*"},
+        {[](WorkloadSpec& s) { s.standby_replicas = -1; }, "spec.standbyReplicas: *"},
     };
     for (size_t i = 0; i < std::size(cases); i++) {
       CAPTURE(i);
@@ -632,6 +635,7 @@ TEST_SUITE("spec") {
     placed.preferred_nodes = {"gw-2", "gw-1"};
     placed.exclusive = true;
     placed.standby = "warm";
+    placed.standby_replicas = 1;
     CHECK(SpecToJson(placed) ==
           "{\"args\":[],\"backoff\":{\"initialMs\":1000,\"maxMs\":300000,\"resetAfterMs\":0},"
           "\"command\":[],\"env\":{},\"exclusive\":true,"
@@ -639,7 +643,8 @@ TEST_SUITE("spec") {
           "\"name\":\"web\",\"nodeSelector\":{\"zone\":\"north\"},\"ports\":[],"
           "\"preferredNodes\":[\"gw-2\",\"gw-1\"],\"readOnlyRootfs\":false,\"replicas\":1,"
           "\"resources\":{\"cpuMillis\":0,\"memoryBytes\":0,\"pids\":0},"
-          "\"restartPolicy\":\"Always\",\"standby\":\"warm\",\"terminationGraceMs\":10000,"
+          "\"restartPolicy\":\"Always\",\"standby\":\"warm\",\"standbyReplicas\":1,"
+          "\"terminationGraceMs\":10000,"
           "\"user\":\"\",\"workingDir\":\"\"}");
     CHECK(TemplateHash(placed) == TemplateHash(ValidSpec()));
 
