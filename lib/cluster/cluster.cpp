@@ -1048,7 +1048,8 @@ class ClusterImpl final : public Cluster, public PeerLink {
     };
     uint64_t applied = 0;
     // What runs here: each workload with a replica placed on this node, with as many
-    // replicas as are placed here.
+    // replicas as are placed here, and a created, unstarted container for each whose
+    // warm standby this node is (so that taking a replica over is only a start).
     // A node cut off from the majority runs no exclusive workload: the leader may have
     // placed it elsewhere.
     const bool fenced = node->Fenced();
@@ -1058,10 +1059,12 @@ class ClusterImpl final : public Cluster, public PeerLink {
       for (const auto& [n, w] : s.workloads()) {
         const int here =
             static_cast<int>(std::count(w.assigned.begin(), w.assigned.end(), opts_.node_name));
-        if (here == 0) continue;
+        const int standby = w.standby == opts_.node_name ? 1 : 0;
+        if (here == 0 && standby == 0) continue;
         Result<WorkloadSpec> spec = SpecFromJson(w.spec_json);
         if (!spec.ok() || (spec->exclusive && fenced)) continue;
         spec->replicas = here;
+        spec->standby_replicas = standby;
         out[n] = SpecToJson(*spec);
       }
       return out;

@@ -442,6 +442,13 @@ std::vector<std::string> ClusterFixture::Placement(int i, const std::string& wor
   });
 }
 
+std::string ClusterFixture::Standby(int i, const std::string& workload) const {
+  return impl_->nodes[i]->WithState([&](const ClusterState& s) {
+    auto it = s.workloads().find(workload);
+    return it == s.workloads().end() ? std::string() : it->second.standby;
+  });
+}
+
 bool ClusterFixture::Runs(int i, const std::string& workload) const {
   return alive(i) && Impl::Running(impl_->nodes[i].get()).count(workload) != 0;
 }

@@ -37,8 +37,15 @@ std::set<std::string> Running(const std::string& summary) {
   std::set<std::string> names;
   json j = Parse(summary);
   if (!j.is_object()) return names;
+  // A warm standby (created, not started) runs nothing.
   for (auto& [name, replicas] : j.items()) {
-    if (replicas.is_array() && !replicas.empty()) names.insert(name);
+    if (!replicas.is_array()) continue;
+    for (const json& r : replicas) {
+      if (!r.is_object() || r.value("phase", "") != "Standby") {
+        names.insert(name);
+        break;
+      }
+    }
   }
   return names;
 }
@@ -490,17 +497,24 @@ void ClusterNode::Place() {
     unplaced_ = placement.unplaced;
   }
   place_pending_ = false;
-  if (placement.changes.empty()) return;
+  if (placement.changes.empty() && placement.standby_changes.empty()) return;
   for (const auto& [name, to] : placement.changes) {
     std::string where;
     for (const std::string& n : to) where += (where.empty() ? "" : ",") + (n.empty() ? "-" : n);
     if (log_) log_(LogLevel::kInfo, "cluster: placing workload " + name + " on " + where);
   }
   placing_ = true;
-  Propose(AssignEntry(placement.changes), [this](Status s, uint64_t, std::string) {
-    placing_ = false;
-    if (!s.ok() && log_) log_(LogLevel::kWarn, "cluster: placing replicas: " + s.message());
-  });
+  for (const auto& [name, to] : placement.standby_changes) {
+    if (log_) {
+      log_(LogLevel::kInfo,
+           "cluster: warm standby of workload " + name + ": " + (to.empty() ? "none" : "on " + to));
+    }
+  }
+  Propose(AssignEntry(placement.changes, placement.standby_changes),
+          [this](Status s, uint64_t, std::string) {
+            placing_ = false;
+            if (!s.ok() && log_) log_(LogLevel::kWarn, "cluster: placing replicas: " + s.message());
+          });
 }
 
 // A membership change (raft_add, raft_assign or raft_remove), retried while another

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "lib/spec/check.h"
+
 namespace petrel::internal {
 
 namespace {
@@ -109,7 +111,10 @@ Placement Schedule(const std::map<std::string, ClusterWorkload>& workloads,
         continue;
       }
       std::string pick;
+      // The warm standby first: for it, a failover is only a start.
+      if (!w.standby.empty() && fits_new(w.standby) && mine[w.standby] == 0) pick = w.standby;
       for (const std::string& p : spec->preferred_nodes) {
+        if (!pick.empty()) break;
         if (fits_new(p) && mine[p] == 0) {
           pick = p;
           break;
@@ -141,6 +146,24 @@ Placement Schedule(const std::map<std::string, ClusterWorkload>& workloads,
       while (!v.empty() && v.back().empty()) v.pop_back();
       return v;
     };
+    // The warm standby: the node next in line, kept while it still qualifies.
+    std::string standby;
+    if (spec->standby == kStandbyWarm && replicas > 0) {
+      auto spare = [&](const std::string& n) { return fits_new(n) && mine[n] == 0; };
+      if (!w.standby.empty() && spare(w.standby)) standby = w.standby;
+      for (const std::string& p : spec->preferred_nodes) {
+        if (standby.empty() && spare(p)) standby = p;
+      }
+      if (standby.empty()) {
+        for (const NodeView& n : nodes) {
+          if (spare(n.name) && (standby.empty() || std::make_pair(load[n.name], n.name) <
+                                                       std::make_pair(load[standby], standby))) {
+            standby = n.name;
+          }
+        }
+      }
+    }
+    if (standby != w.standby) out.standby_changes[name] = standby;
     if (trimmed(next) != trimmed(w.assigned)) out.changes[name] = std::move(next);
   }
   return out;

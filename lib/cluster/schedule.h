@@ -14,6 +14,10 @@
 //    to the fitting node with the fewest replicas of this workload (spread), then the
 //    fewest replicas overall, then the first by name;
 //  - a replica no node fits stays unplaced ("") and is reported;
+//  - standby: warm: the node that would take a replica next (preferredNodes first, then
+//    the fewest replicas overall, then by name; Ready, fitting, with room, and running
+//    none of this workload's) keeps one created, not started; it stays the standby
+//    while it qualifies, and a replica that must move goes to it first;
 //  - an exclusive workload moves in two steps: taken off its node (unplaced), then
 //    placed once no Ready node says it still runs it. A Lost node is not waited for:
 //    it has fenced itself by then (nodeLostAfter > fenceAfter + heartbeat + margin).
@@ -44,6 +48,8 @@ struct Placement {
   // Per workload, the node of each replica ("" = no node fits), for the workloads
   // whose placement changes.
   std::map<std::string, std::vector<std::string>> changes;
+  // Per workload, its warm standby node ("" = none), for those whose standby changes.
+  std::map<std::string, std::string> standby_changes;
   // Workloads with an unplaced replica, and why ("no Ready node matches nodeSelector
   // zone=attic").
   std::map<std::string, std::string> unplaced;

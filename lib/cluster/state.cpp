@@ -50,6 +50,7 @@ json WorkloadJson(const ClusterWorkload& w) {
             {"updatedAt", w.updated_at},
             {"node", w.node}};
   if (!w.assigned.empty()) j["assigned"] = w.assigned;
+  if (!w.standby.empty()) j["standby"] = w.standby;
   return j;
 }
 
@@ -63,6 +64,7 @@ ClusterWorkload WorkloadFromJson(const json& j) {
   w.updated_at = j.at("updatedAt").get<int64_t>();
   w.node = j.at("node").get<std::string>();
   if (j.contains("assigned")) w.assigned = j.at("assigned").get<std::vector<std::string>>();
+  w.standby = j.value("standby", std::string());
   return w;
 }
 
@@ -243,6 +245,13 @@ std::string ClusterState::ApplyAssign(const json& e) {
     if (spec.ok()) assigned.resize(static_cast<size_t>(std::max(0, spec->replicas)));
     it->second.assigned = std::move(assigned);
   }
+  auto standbys = e.find("standby");
+  if (standbys != e.end()) {
+    for (auto& [name, node] : standbys->items()) {
+      auto it = workloads_.find(name);
+      if (it != workloads_.end()) it->second.standby = node.get<std::string>();
+    }
+  }
   return Ok();
 }
 
@@ -340,8 +349,11 @@ std::string DeleteEntry(const std::string& name) {
   return json{{"type", "delete"}, {"name", name}}.dump();
 }
 
-std::string AssignEntry(const std::map<std::string, std::vector<std::string>>& placements) {
-  return json{{"type", "assign"}, {"placements", placements}}.dump();
+std::string AssignEntry(const std::map<std::string, std::vector<std::string>>& placements,
+                        const std::map<std::string, std::string>& standbys) {
+  json j = {{"type", "assign"}, {"placements", placements}};
+  if (!standbys.empty()) j["standby"] = standbys;
+  return j.dump();
 }
 
 std::string DrainEntry(const std::string& name, bool draining) {

@@ -52,6 +52,9 @@ struct ClusterWorkload {
   // The node of each replica, by index ("" = not placed yet); set by the leader's
   // scheduler (lib/cluster/schedule.h).
   std::vector<std::string> assigned;
+  // standby: warm: the node that keeps it created, not started, to take the next
+  // replica that must move ("" = none); set by the leader's scheduler.
+  std::string standby;
 };
 
 class ClusterState {
@@ -118,7 +121,10 @@ std::string PutEntry(const std::vector<WorkloadSpec>& specs, const std::string& 
 std::string DeleteEntry(const std::string& name);
 // The scheduler's placements: workload -> node per replica. Workloads gone meanwhile
 // are skipped; a list is cut or padded ("") to the workload's replicas. Result: {}.
-std::string AssignEntry(const std::map<std::string, std::vector<std::string>>& placements);
+// Placements (workload -> node per replica) and warm standbys (workload -> node, "" =
+// none) that change.
+std::string AssignEntry(const std::map<std::string, std::vector<std::string>>& placements,
+                        const std::map<std::string, std::string>& standbys = {});
 // Marks a member Draining (or not). Result: {} or NotFound.
 std::string DrainEntry(const std::string& name, bool draining);
 

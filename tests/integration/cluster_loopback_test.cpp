@@ -8,6 +8,7 @@
 #include <csignal>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -51,11 +52,13 @@ struct Node {
   std::shared_ptr<FakeHost> host = std::make_shared<FakeHost>();
   LogBook log;
   std::unique_ptr<Cluster> cluster;
+  std::shared_ptr<FakeRuntime> runtime;
 
   Status Open(const std::string& join = "", const std::string& token = "", bool witness = false) {
     Options o;
     o.state_dir = dir;
-    o.runtime = std::make_shared<FakeRuntime>(SystemClock(), host);
+    runtime = std::make_shared<FakeRuntime>(SystemClock(), host);
+    o.runtime = runtime;
     o.node_name = name;
     o.log_sink = [](LogLevel, std::string_view) {};
     o.resync_interval_ms = 500;
@@ -216,6 +219,65 @@ TEST_CASE("cluster over TLS: init - join - write anywhere - read everywhere - fa
   Result<std::vector<NodeInfo>> left = a.cluster->Nodes();
   REQUIRE(left.ok());
   CHECK(left->size() == 2);
+  for (auto& n : nodes) n->Close();
+}
+
+// The container of `workload` on node n, in `state` (nullptr: none).
+std::optional<ContainerInfo> ContainerOf(Node& n, const std::string& workload,
+                                         ContainerState state) {
+  for (const ContainerInfo& c : n.runtime->Containers()) {
+    auto w = c.labels.find(kLabelWorkload);
+    if (w != c.labels.end() && w->second == workload && c.state == state) return c;
+  }
+  return std::nullopt;
+}
+
+TEST_CASE("cluster over TLS: a warm standby is created, not started - failover only starts it") {
+  TempDir tmp;
+  std::vector<std::unique_ptr<Node>> nodes;
+  for (int i = 0; i < 3; i++) {
+    auto n = std::make_unique<Node>();
+    n->name = "w" + std::to_string(i);
+    n->dir = tmp.Sub(n->name);
+    n->index = i;
+    nodes.push_back(std::move(n));
+  }
+  REQUIRE(nodes[0]->Open().ok());
+  Result<std::string> token = nodes[0]->cluster->Init({});
+  REQUIRE(token.ok());
+  REQUIRE(nodes[1]->Open(Address(0), *token).ok());
+  REQUIRE(nodes[2]->Open(Address(0), *token).ok());
+  REQUIRE(WaitFor([&] { return ReadyMembers(nodes[0]->cluster.get(), 3); }, 30));
+
+  // Through w2 (placed there first) with w1 preferred next: w1 is the standby.
+  WorkloadSpec plc = Spec("plc");
+  plc.exclusive = true;
+  plc.standby = "warm";
+  plc.preferred_nodes = {"w2", "w1"};
+  REQUIRE(nodes[2]->cluster->Apply(plc).ok());
+  Node& active = *nodes[2];
+  Node& standby = *nodes[1];
+  REQUIRE(WaitFor([&] { return ContainerOf(active, "plc", ContainerState::kRunning).has_value(); },
+                  15));
+  REQUIRE(WaitFor([&] { return ContainerOf(standby, "plc", ContainerState::kCreated).has_value(); },
+                  15));
+  const std::string held = ContainerOf(standby, "plc", ContainerState::kCreated)->id;
+  CHECK(nodes[0]->runtime->Containers().empty());  // nothing on the third node
+  // The cluster's view lists one replica, on w2; the standby is no replica.
+  Result<WorkloadState> w = nodes[0]->cluster->Get("plc");
+  REQUIRE(w.ok());
+  REQUIRE(w->replicas.size() == 1);
+  CHECK(w->replicas[0].node == "w2");
+
+  // w2 goes away: w1 starts the container it held - the same one, no create.
+  active.Close();
+  REQUIRE(WaitFor([&] { return ContainerOf(standby, "plc", ContainerState::kRunning).has_value(); },
+                  15));
+  CHECK(ContainerOf(standby, "plc", ContainerState::kRunning)->id == held);
+  CHECK(standby.runtime->Containers().size() == 1);
+  // And w0, the only node left running none of it, becomes the next standby.
+  CHECK(WaitFor([&] { return ContainerOf(*nodes[0], "plc", ContainerState::kCreated).has_value(); },
+                15));
   for (auto& n : nodes) n->Close();
 }
 

@@ -95,7 +95,7 @@ TEST_CASE("cluster state: a snapshot restores the same state - bad input changes
   m.capacity_cpu_millis = 2000;
   (void)a.Apply(4, MemberEntry(m));
   (void)a.Apply(5, DrainEntry("n1", true));
-  (void)a.Apply(6, AssignEntry({{"a", {"n1"}}, {"b", {"n2"}}}));
+  (void)a.Apply(6, AssignEntry({{"a", {"n1"}}, {"b", {"n2"}}}, {{"a", "n2"}}));
   ClusterState b;
   REQUIRE(b.Restore(a.Snapshot()).ok());
   CHECK(b.Snapshot() == a.Snapshot());
@@ -108,6 +108,8 @@ TEST_CASE("cluster state: a snapshot restores the same state - bad input changes
   CHECK(n1->capacity_cpu_millis == 2000);
   CHECK(b.workloads().at("a").assigned == std::vector<std::string>{"n1"});
   CHECK(b.workloads().at("b").assigned == std::vector<std::string>{"n2"});
+  CHECK(b.workloads().at("a").standby == "n2");
+  CHECK(b.workloads().at("b").standby == "");
   CHECK(b.Restore("{\"version\":1}").code() == Status::Code::kCorruption);
   CHECK(b.Restore("not json").code() == Status::Code::kCorruption);
   CHECK(b.Restore("{\"version\":2}").code() == Status::Code::kNotSupported);
@@ -272,6 +274,52 @@ TEST_CASE("cluster fixture: replicas spread - a lost node's replicas move in und
   f.Run(2000);
   CHECK(f.Ready(leader, Name(victim)));
   CHECK(PlacedOn(f.Placement(victim, "web"), 3, alive));
+  CHECK(f.Converged());
+}
+
+TEST_CASE(
+    "cluster fixture: a warm standby takes over a lost node's replica - a new one is chosen") {
+  ClusterFixture f(3);
+  const int leader = f.StepUntilLeader();
+  REQUIRE(leader >= 0);
+  WorkloadSpec mqtt = Spec("mqtt");
+  mqtt.standby = "warm";
+  mqtt.exclusive = true;
+  REQUIRE(f.Apply(leader, {mqtt}).ok());
+  f.Run(1000);
+  std::vector<std::string> placed = f.Placement(leader, "mqtt");
+  REQUIRE(placed.size() == 1);
+  const std::string standby = f.Standby(leader, "mqtt");
+  REQUIRE(!standby.empty());
+  CHECK(standby != placed[0]);
+  CHECK(f.Converged());
+  // The node running it dies (a follower, so the leader decides at once).
+  int victim = -1;
+  for (int i = 0; i < 3; i++) {
+    if (Name(i) == placed[0]) victim = i;
+  }
+  REQUIRE(victim >= 0);
+  if (victim == leader) {
+    // Kill the leader then: the next one judges from what it heard as a follower.
+    f.Kill(victim);
+    REQUIRE(f.StepUntilLeader() >= 0);
+  } else {
+    f.Kill(victim);
+  }
+  const int judge = f.Leader();
+  for (int step = 0; step < 100 && f.Placement(judge, "mqtt") == placed; step++) f.Run(50);
+  CHECK(f.Placement(judge, "mqtt") == std::vector<std::string>{standby});
+  f.Run(200);
+  // The third node, the only one left that runs none of it, is the new standby.
+  const std::string next = f.Standby(judge, "mqtt");
+  CHECK(next != standby);
+  CHECK(next != placed[0]);
+  CHECK(!next.empty());
+  // The dead node comes back: the replica stays, the standby stays.
+  f.Revive(victim);
+  f.Run(2000);
+  CHECK(f.Placement(judge, "mqtt") == std::vector<std::string>{standby});
+  CHECK(f.Standby(judge, "mqtt") == next);
   CHECK(f.Converged());
 }
 

@@ -75,6 +75,74 @@ TEST_CASE("schedule: witnesses and draining nodes get nothing - preferredNodes c
   CHECK(Schedule(ws, nodes).changes["mqtt"] == std::vector<std::string>{"b"});
 }
 
+ClusterWorkload Warm(ClusterWorkload w, bool exclusive = false) {
+  Result<WorkloadSpec> spec = SpecFromJson(w.spec_json);
+  REQUIRE(spec.ok());
+  spec->standby = "warm";
+  spec->exclusive = exclusive;
+  w.spec_json = SpecToJson(*spec);
+  return w;
+}
+
+TEST_CASE("schedule: a warm standby is the node next in line, and takes the replica first") {
+  std::map<std::string, ClusterWorkload> ws = {
+      {"mqtt", Warm(Workload("mqtt", 1, "a", {}, {}, {"a", "c", "b"}))}};
+  std::vector<NodeView> nodes = Nodes({"a", "b", "c"});
+  Placement p = Schedule(ws, nodes);
+  CHECK(p.changes["mqtt"] == std::vector<std::string>{"a"});
+  CHECK(p.standby_changes["mqtt"] == "c");  // preferredNodes' next
+  ws["mqtt"].assigned = {"a"};
+  ws["mqtt"].standby = "c";
+  p = Schedule(ws, nodes);
+  CHECK(p.changes.empty());  // stable
+  CHECK(p.standby_changes.empty());
+
+  // Without preferredNodes: the least loaded node that runs none of it.
+  std::map<std::string, ClusterWorkload> two = {{"web", Warm(Workload("web", 1, "a", {"a"}))},
+                                                {"db", Workload("db", 1, "b", {"b"})}};
+  CHECK(Schedule(two, nodes).standby_changes["web"] == "c");
+
+  // a is Lost: the replica goes to the standby (not to b, preferred before it would be
+  // wrong: c is next in line), and a new standby is chosen among the rest.
+  nodes[0].ready = false;
+  p = Schedule(ws, nodes);
+  CHECK(p.changes["mqtt"] == std::vector<std::string>{"c"});
+  CHECK(p.standby_changes["mqtt"] == "b");
+
+  // A standby that stops qualifying (Draining) is replaced; none left: none.
+  nodes[0].ready = true;
+  nodes[2].draining = true;
+  p = Schedule(ws, nodes);
+  CHECK(p.standby_changes["mqtt"] == "b");
+  nodes[1].draining = true;
+  p = Schedule(ws, nodes);
+  CHECK(p.standby_changes.count("mqtt") == 1);
+  CHECK(p.standby_changes["mqtt"] == "");
+
+  // standby removed from the spec: the standby goes too.
+  nodes[1].draining = nodes[2].draining = false;
+  ws["mqtt"] = Workload("mqtt", 1, "a", {"a"});
+  ws["mqtt"].standby = "c";
+  p = Schedule(ws, nodes);
+  CHECK(p.standby_changes["mqtt"] == "");
+}
+
+TEST_CASE("schedule: an exclusive workload keeps its standby while it waits, then moves there") {
+  std::map<std::string, ClusterWorkload> ws = {{"plc", Warm(Workload("plc", 1, "a", {"a"}), true)}};
+  ws["plc"].standby = "b";
+  std::vector<NodeView> nodes = Nodes({"a", "b", "c"});
+  nodes[0].draining = true;
+  nodes[0].running = {"plc"};  // still running it
+  Placement p = Schedule(ws, nodes);
+  CHECK(p.changes["plc"] == std::vector<std::string>{""});
+  CHECK(p.standby_changes.empty());  // b stays warm meanwhile
+  ws["plc"].assigned = {""};
+  nodes[0].running.clear();
+  p = Schedule(ws, nodes);
+  CHECK(p.changes["plc"] == std::vector<std::string>{"b"});
+  CHECK(p.standby_changes["plc"] == "c");
+}
+
 TEST_CASE("schedule: nodeSelector - an unplaceable replica is reported") {
   std::vector<NodeView> nodes = Nodes({"a", "b"});
   nodes[1].labels = {{"zone", "attic"}};

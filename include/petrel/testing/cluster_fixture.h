@@ -77,6 +77,8 @@ class ClusterFixture {
                int64_t max_ms = 10000);
   // Where node i's replica says each replica of `workload` runs ("" = not placed).
   std::vector<std::string> Placement(int i, const std::string& workload) const;
+  // The node keeping `workload` warm (standby: warm), as node i's replica says ("" = none).
+  std::string Standby(int i, const std::string& workload) const;
   // Whether live node i runs `workload`, as a real node would: a replica is placed on
   // it by its own replica's word, and, for an exclusive workload, it is not fenced.
   bool Runs(int i, const std::string& workload) const;
