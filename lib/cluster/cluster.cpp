@@ -1006,6 +1006,36 @@ class ClusterImpl final : public Cluster, public PeerLink {
     });
   }
 
+  // On the sync thread. The member record says what this node was when it joined;
+  // labels and capacity given at a later start (--node-label, --capacity-memory,
+  // --capacity-cpu) replace it through raft, so the scheduler sees them. True when the
+  // record is up to date (written now or already so).
+  bool RefreshSelf(ClusterNode* node) {
+    std::optional<ClusterMember> m =
+        node->WithState([&](const ClusterState& st) -> std::optional<ClusterMember> {
+          const ClusterMember* found = st.MemberByName(opts_.node_name);
+          if (found == nullptr) return std::nullopt;
+          return *found;
+        });
+    if (!m) return false;
+    ClusterMember want = *m;
+    if (!opts_.labels.empty()) want.labels = opts_.labels;
+    want.capacity_memory_bytes = opts_.capacity_memory_bytes;
+    want.capacity_cpu_millis = opts_.capacity_cpu_millis;
+    if (want.labels == m->labels && want.capacity_memory_bytes == m->capacity_memory_bytes &&
+        want.capacity_cpu_millis == m->capacity_cpu_millis) {
+      return true;
+    }
+    Result<std::string> r = WriteEntry(MemberEntry(want));
+    if (!r.ok()) {
+      Log(LogLevel::kWarn, "cluster: updating this node's labels and capacity: " +
+                               r.status().message() + " (tried again later)");
+      return false;
+    }
+    Log(LogLevel::kInfo, "cluster: " + opts_.node_name + "'s labels and capacity updated");
+    return true;
+  }
+
   // On the sync thread: makes the local desired state what the cluster assigns here.
   // Level-triggered, so a lost or repeated call does no harm.
   void Sync() {
@@ -1042,6 +1072,7 @@ class ClusterImpl final : public Cluster, public PeerLink {
       sync_enabled_ = true;
     }
     if (!sync_enabled_) return;
+    if (!self_refreshed_) self_refreshed_ = RefreshSelf(node.get());
     struct Want {
       std::string json;
       uint64_t index;
@@ -1200,7 +1231,8 @@ class ClusterImpl final : public Cluster, public PeerLink {
   bool promote_pending_ = false, promote_in_flight_ = false, import_after_promote_ = false;
   TimeMs next_promote_ = 0, next_promote_warning_ = 0;
   size_t promote_tries_ = 0;
-  bool fenced_ = true;  // as ClusterNode::Fenced() said at the last tick
+  bool fenced_ = true;           // as ClusterNode::Fenced() said at the last tick
+  bool self_refreshed_ = false;  // sync thread: RefreshSelf found the record up to date
 
   std::string summary_;  // loop thread
   TimeMs summary_at_ = 0;

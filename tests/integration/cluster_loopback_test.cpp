@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -53,6 +54,8 @@ struct Node {
   LogBook log;
   std::unique_ptr<Cluster> cluster;
   std::shared_ptr<FakeRuntime> runtime;
+  std::map<std::string, std::string> labels;
+  int64_t capacity_memory_bytes = 0;
 
   Status Open(const std::string& join = "", const std::string& token = "", bool witness = false) {
     Options o;
@@ -71,6 +74,8 @@ struct Node {
     c.join = join;
     c.token = token;
     c.witness = witness;
+    c.labels = labels;
+    c.capacity_memory_bytes = capacity_memory_bytes;
     c.log_sink = log.Sink();
     c.write_timeout_ms = 5000;
     PETREL_RETURN_IF_ERROR(Cluster::Open(c, std::move(local), &cluster));
@@ -278,6 +283,24 @@ TEST_CASE("cluster over TLS: a warm standby is created, not started - failover o
   // And w0, the only node left running none of it, becomes the next standby.
   CHECK(WaitFor([&] { return ContainerOf(*nodes[0], "plc", ContainerState::kCreated).has_value(); },
                 15));
+
+  // Restarted with other labels and capacity: the member record follows, so the
+  // scheduler sees them.
+  nodes[0]->Close();
+  nodes[0]->labels = {{"zone", "attic"}};
+  nodes[0]->capacity_memory_bytes = 123456789;
+  REQUIRE(nodes[0]->Open().ok());
+  auto updated = [&] {
+    Result<std::vector<NodeInfo>> list = standby.cluster->Nodes();
+    if (!list.ok()) return false;
+    for (const NodeInfo& n : *list) {
+      if (n.name == "w0") {
+        return n.capacity_memory_bytes == 123456789 && n.labels.count("zone") == 1;
+      }
+    }
+    return false;
+  };
+  CHECK(WaitFor(updated, 15));
   for (auto& n : nodes) n->Close();
 }
 
