@@ -272,28 +272,44 @@ class ClusterImpl final : public Cluster, public PeerLink {
       w.updated_at = cw.updated_at;
       // Replica i is the k-th of its node's: local index k there.
       std::map<std::string, int> rank;
+      const std::string& wname = name;  // a structured binding: not capturable in C++17
+      auto fill = [&](const std::string& at, int k, const char* what, ReplicaStatus* r) {
+        if (at == opts_.node_name) {
+          if (it != by_name.end() && static_cast<size_t>(k) < it->second.replicas.size()) {
+            const int index = r->index;
+            *r = it->second.replicas[static_cast<size_t>(k)];
+            r->index = index;
+            r->node = at;
+          } else {
+            r->message = "handed to this node's loop";
+          }
+        } else if (!ReplicaFromSummary(summaries, at, wname, k, r)) {
+          r->message = node->Ready(at) ? what + (" on node " + at + " (not reported yet)")
+                                       : what + (" on node " + at + ", which is Lost");
+        }
+      };
       for (int i = 0; i < w.spec.replicas; i++) {
         const std::string at = static_cast<size_t>(i) < cw.assigned.size() ? cw.assigned[i] : "";
         ReplicaStatus r;
         r.workload = name;
         r.index = i;
         r.node = at;
-        const int k = at.empty() ? 0 : rank[at]++;
         if (at.empty()) {
           auto why = unplaced.find(name);
           r.message = why != unplaced.end() ? why->second : "waiting for the leader to place it";
-        } else if (at == opts_.node_name) {
-          if (it != by_name.end() && static_cast<size_t>(k) < it->second.replicas.size()) {
-            r = it->second.replicas[static_cast<size_t>(k)];
-            r.index = i;
-            r.node = at;
-          } else {
-            r.message = "handed to this node's loop";
-          }
-        } else if (!ReplicaFromSummary(summaries, at, name, k, &r)) {
-          r.message = node->Ready(at) ? "on node " + at + " (not reported yet)"
-                                      : "on node " + at + ", which is Lost";
+        } else {
+          fill(at, rank[at]++, "replica", &r);
         }
+        w.replicas.push_back(std::move(r));
+      }
+      // The warm standby, after the replicas (as a single node lists its standbys): on
+      // its node, local index = the replicas it runs of this workload.
+      if (!cw.standby.empty() && w.spec.replicas > 0) {
+        ReplicaStatus r;
+        r.workload = name;
+        r.index = w.spec.replicas;
+        r.node = cw.standby;
+        fill(cw.standby, rank[cw.standby], "warm standby", &r);
         w.replicas.push_back(std::move(r));
       }
       w.ready_replicas = static_cast<int>(

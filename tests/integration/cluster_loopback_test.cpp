@@ -268,11 +268,16 @@ TEST_CASE("cluster over TLS: a warm standby is created, not started - failover o
                   15));
   const std::string held = ContainerOf(standby, "plc", ContainerState::kCreated)->id;
   CHECK(nodes[0]->runtime->Containers().empty());  // nothing on the third node
-  // The cluster's view lists one replica, on w2; the standby is no replica.
-  Result<WorkloadState> w = nodes[0]->cluster->Get("plc");
-  REQUIRE(w.ok());
-  REQUIRE(w->replicas.size() == 1);
-  CHECK(w->replicas[0].node == "w2");
+  // The cluster's view lists the replica on w2, then the standby on w1 (index 1, as a
+  // single node lists its standbys after its replicas), as every node hears it.
+  auto listed = [&](Node& n) {
+    Result<WorkloadState> w = n.cluster->Get("plc");
+    return w.ok() && w->replicas.size() == 2 && w->replicas[0].node == "w2" &&
+           w->replicas[0].phase == Phase::kRunning && w->replicas[1].node == "w1" &&
+           w->replicas[1].index == 1 && w->replicas[1].phase == Phase::kStandby &&
+           w->ready_replicas == 1;
+  };
+  for (auto& n : nodes) CHECK(WaitFor([&] { return listed(*n); }, 10));
 
   // w2 goes away: w1 starts the container it held - the same one, no create.
   active.Close();
