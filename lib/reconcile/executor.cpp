@@ -11,9 +11,7 @@ ReplicaStatus AfterStarted(const ReplicaStatus& cur, const std::string& hash,
                            const std::string& container_id, int pid, TimeMs now) {
   ReplicaStatus next = cur;
   if (cur.spec_hash == hash) {
-    // A new container counts as a restart; starting the one recorded (a warm standby,
-    // or a create whose start was cut short) does not.
-    if (!cur.container_id.empty() && cur.container_id != container_id) next.restarts++;
+    if (!cur.container_id.empty()) next.restarts++;
   } else {
     next.restarts = 0;  // a new template starts a new count, as a new pod would
     next.failures = 0;

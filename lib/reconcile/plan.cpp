@@ -243,6 +243,9 @@ class Planner {
       case ContainerState::kCreated:
         next->phase = Phase::kCreating;
         next->pid = 0;
+        // A warm standby's first start is no restart (the executor counts one when a
+        // container was recorded before).
+        if (cur.phase == Phase::kStandby) next->container_id.clear();
         out_.actions.push_back(
             MakeAction(Action::Type::kStart, spec.name, next->index, &c,
                        cur.phase == Phase::kStandby ? "starting the warm standby" : "starting"));

@@ -6,7 +6,9 @@
 # petreld; deleting leaves no container directory, mount, cgroup or runtime record
 # behind. The state dir does not exist before petreld starts: petreld makes it. An
 # image that is not there is reported as such (phase Pulling, the image's error, its
-# own back-off), with no container made, until it appears.
+# own back-off), with no container made, until it appears. A warm standby
+# (standbyReplicas) is a created container the runtime never started, kept across a
+# kill -9 of petreld, and scaling onto it only starts it.
 #   petreld_runtime_test.sh PETRELD PETRELCTL RUNTIME
 set -euo pipefail
 petreld=${1:?usage: petreld_runtime_test.sh PETRELD PETRELCTL RUNTIME}
@@ -156,6 +158,51 @@ wait_for 30 bash -c "[ \"\$('$ctl' get workloads late -o json |
 "$ctl" delete workload late >/dev/null || fail "delete late"
 wait_for 30 petreld_gone late ||
   fail "timed out waiting for late gone"
+
+# A warm standby (standbyReplicas): created by the runtime, never started, kept across
+# a kill -9 of petreld; scaling onto it starts that very container.
+cat >"$dir/spare.yaml" <<YAML
+apiVersion: petrel.dev/v1
+kind: Workload
+metadata: {name: spare}
+spec:
+  replicas: 0
+  standbyReplicas: 1
+  image: oci-archive:busybox.tar
+  command: ["/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+YAML
+"$ctl" apply -f "$dir/spare.yaml" >/dev/null || fail "apply spare"
+spare() { "$ctl" get workloads spare -o json | jq -r ".items[0].replicas[0].$1"; }
+wait_for 30 bash -c "[ \"\$('$ctl' get workloads spare -o json |
+  jq -r '.items[0].replicas[0].phase')\" = Standby ]" ||
+  fail "timed out waiting for spare in Standby: $("$ctl" get workloads spare -o json)"
+held=$(spare containerId)
+# Created, for this adapter: the bundle made (rootfs mounted, config written), no
+# process yet (the runtime is called at Start, with `run`).
+rt_status() { "$runtime" --root "$state/oci/runtime" state "$1" 2>/dev/null | jq -r .status; }
+held_ok() {
+  [ -f "$state/oci/containers/$held/config.json" ] && [ -z "$(rt_status "$held")" ]
+}
+held_ok || fail "spare's container $held: no bundle, or $runtime runs it ('$(rt_status "$held")')"
+[ "$(json - spare | jq '.items[0].readyReplicas')" = 0 ] || fail "a standby counted as ready"
+kill -9 "$pid"
+wait "$pid" 2>/dev/null || true
+pid=""
+start_petreld
+sleep 1
+[ "$(spare phase)" = Standby ] && [ "$(spare containerId)" = "$held" ] ||
+  fail "after a restart of petreld the standby is $(spare phase) $(spare containerId), not Standby $held"
+held_ok || fail "after a restart: spare's bundle is gone, or $runtime runs it ('$(rt_status "$held")')"
+sed -i 's/replicas: 0/replicas: 1/; s/standbyReplicas: 1/standbyReplicas: 0/' "$dir/spare.yaml"
+"$ctl" apply -f "$dir/spare.yaml" >/dev/null || fail "scale spare"
+wait_for 30 bash -c "[ \"\$('$ctl' get workloads spare -o json | jq -r '.items[0].readyReplicas')\" = 1 ]" ||
+  fail "timed out waiting for spare running"
+[ "$(spare containerId)" = "$held" ] || fail "scaling onto the standby made a new container: $(spare containerId)"
+[ "$(spare restarts)" = 0 ] || fail "starting the standby counted as a restart"
+[ "$(rt_status "$held")" = running ] || fail "$runtime says '$(rt_status "$held")', not running"
+"$ctl" events --workload spare | grep -q 'starting the warm standby' || fail "no event for the start"
+"$ctl" delete workload spare >/dev/null || fail "delete spare"
+wait_for 30 petreld_gone spare || fail "timed out waiting for spare gone"
 
 # Delete: everything goes.
 "$ctl" delete workload keeper >/dev/null || fail "delete"
