@@ -588,6 +588,7 @@ class OrchestratorImpl final : public Orchestrator {
     in.now = now;
     in.containers = std::move(*listed);
     in.kills = executor_.kills();
+    in.removes = executor_.removes();
     in.images = images_;
     in.busy.assign(executor_.busy().begin(), executor_.busy().end());
     for (const ReplicaKey& key : settled_) {

@@ -152,11 +152,19 @@ TimeMs Executor::Record(const ReplicaJob& job, TimeMs now, ReplicaStatus* st,
         break;
       case Action::Type::kRemove:
         if (!r.status.ok()) {
-          events->push_back(MakeEvent(
-              a, "Failed", "remove container " + a.container_id + ": " + r.status.message()));
+          RemoveState& rs = removes_[a.container_id];
+          rs.failures++;
+          const int64_t delay = RemoveRetryDelayMs(rs.failures);
+          rs.next_retry = now + delay;
+          retry = std::min(retry, rs.next_retry);
+          events->push_back(MakeEvent(a, "Failed",
+                                      "remove container " + a.container_id + ": " +
+                                          r.status.message() + "; retry in " +
+                                          FormatDurationMs(delay)));
           break;
         }
         kills_.erase(a.container_id);
+        removes_.erase(a.container_id);
         events->push_back(MakeEvent(a, "Removed", "container " + a.container_id + ": " + a.reason));
         break;
       case Action::Type::kCreate:
@@ -196,11 +204,14 @@ TimeMs Executor::Record(const ReplicaJob& job, TimeMs now, ReplicaStatus* st,
 }
 
 void Executor::PruneKills(const std::vector<ContainerInfo>& present) {
-  if (kills_.empty()) return;
+  if (kills_.empty() && removes_.empty()) return;
   std::unordered_set<std::string> ids;
   for (const ContainerInfo& c : present) ids.insert(c.id);
   for (auto it = kills_.begin(); it != kills_.end();) {
     it = ids.count(it->first) ? std::next(it) : kills_.erase(it);
+  }
+  for (auto it = removes_.begin(); it != removes_.end();) {
+    it = ids.count(it->first) ? std::next(it) : removes_.erase(it);
   }
 }
 

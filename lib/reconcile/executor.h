@@ -100,12 +100,15 @@ class Executor {
   const std::set<ReplicaKey>& busy() const { return busy_; }
   // Stops in progress, by container id; input to the next Plan.
   const std::unordered_map<std::string, KillState>& kills() const { return kills_; }
-  // Forgets stops of containers that no longer exist.
+  // Failed removals, by container id; input to the next Plan.
+  const std::unordered_map<std::string, RemoveState>& removes() const { return removes_; }
+  // Forgets stops and failed removals of containers that no longer exist.
   void PruneKills(const std::vector<ContainerInfo>& present);
 
  private:
   std::set<ReplicaKey> busy_;
   std::unordered_map<std::string, KillState> kills_;
+  std::unordered_map<std::string, RemoveState> removes_;
 };
 
 }  // namespace petrel::internal

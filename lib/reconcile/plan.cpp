@@ -126,6 +126,13 @@ class Planner {
 
   void Wake(TimeMs t) { out_.next_wakeup = std::min(out_.next_wakeup, t); }
 
+  // When a container whose removal failed may be removed again (0: at once).
+  TimeMs RemoveRetry(const ContainerInfo& c) const {
+    if (in_.removes.empty()) return 0;
+    auto it = in_.removes.find(c.id);
+    return it == in_.removes.end() ? 0 : it->second.next_retry;
+  }
+
   bool Busy(const SlotKey& key) const { return !busy_.empty() && busy_.count(key) != 0; }
 
   void AddEvent(const std::string& workload, int replica, const char* type, std::string msg) {
@@ -153,6 +160,11 @@ class Planner {
   void Stop(const ContainerInfo& c, const std::string& workload, int replica, int64_t grace,
             const std::string& why) {
     if (c.state != ContainerState::kRunning) {
+      TimeMs retry = RemoveRetry(c);
+      if (in_.now < retry) {
+        Wake(retry);
+        return;
+      }
       out_.actions.push_back(MakeAction(Action::Type::kRemove, workload, replica, &c, why));
       return;
     }
@@ -402,7 +414,9 @@ class Planner {
       if (containers.empty() || !left.count(key.first)) continue;
       with_containers.insert(key.first);
       for (const auto& [c, hash] : containers) {
-        if (c->state != ContainerState::kRunning && !Busy(key)) Wake(in_.now);
+        if (c->state != ContainerState::kRunning && !Busy(key)) {
+          Wake(std::max(in_.now, RemoveRetry(*c)));
+        }
       }
     }
     for (const std::string& name : in_.terminating) {
@@ -451,6 +465,10 @@ int64_t BackoffDelayMs(const Backoff& backoff, int failures) {
   int64_t delay = backoff.initial_ms;
   for (int i = 1; i < failures && delay < backoff.max_ms; i++) delay *= 2;
   return std::min(delay, backoff.max_ms);
+}
+
+int64_t RemoveRetryDelayMs(int failures) {
+  return BackoffDelayMs(Backoff{1000, 30000, 0}, failures);
 }
 
 int64_t BackoffResetMs(const Backoff& backoff) {

@@ -38,6 +38,16 @@ struct KillState {
   bool kill_sent = false;
 };
 
+// A container whose removal failed (a mount or cgroup still busy): retried with a
+// back-off, never in a tight loop (memory only).
+struct RemoveState {
+  int failures = 0;
+  TimeMs next_retry = 0;
+};
+// How long the `failures`-th consecutive failed removal of a container waits: 1 s,
+// doubling, at most 30 s.
+int64_t RemoveRetryDelayMs(int failures);
+
 // What the loop knows of an image (memory only: after a restart of petrel the first
 // create pulls again, which costs one stat() for an image already imported).
 struct ImageState {
@@ -60,6 +70,7 @@ struct PlanInput {
   std::vector<ContainerInfo> containers;             // the runtime's containers labelled for `node`
   std::vector<ReplicaStatus> replicas;               // stored status of every replica
   std::unordered_map<std::string, KillState> kills;  // by container id
+  std::unordered_map<std::string, RemoveState> removes;  // by container id: failed removals
   // Deleted workloads whose containers may still be stopping; not in `desired`.
   std::vector<std::string> terminating;
   // By image reference. An image not here is not ready and not being pulled.

@@ -517,6 +517,24 @@ TEST_SUITE("plan") {
     CHECK(out.actions[0].container_id == "c1");
   }
 
+  TEST_CASE("a removal that failed waits for its retry time, also for a deleted workload") {
+    Fixture f;
+    f.in.containers = {Container("c0", "gone", 0, "h-x", ContainerState::kExited)};
+    f.in.terminating = {"gone"};
+    f.in.removes["c0"] = RemoveState{3, kT0 + 4000};
+    PlanOutput out = f.Run();
+    CHECK(out.actions.empty());
+    CHECK(out.next_wakeup == kT0 + 4000);  // not now: no tight loop of failures
+    CHECK(out.gone.empty());
+    f.in.now = kT0 + 4000;
+    out = f.Run();
+    REQUIRE(out.actions.size() == 1);
+    CHECK(out.actions[0].type == Action::Type::kRemove);
+    CHECK(RemoveRetryDelayMs(1) == 1000);
+    CHECK(RemoveRetryDelayMs(3) == 4000);
+    CHECK(RemoveRetryDelayMs(10) == 30000);
+  }
+
   TEST_CASE("a changed spec stops the old container before the new one is created") {
     Fixture f;
     f.Want(Spec("web", 1));
