@@ -79,7 +79,8 @@ processes_of() {
   done
   return 0
 }
-# in_namespaces INODE...: processes whose network or PID namespace is one of these.
+# in_namespaces INODE...: the processes whose network or PID namespace is one of these,
+# as PID:START (START: its start time, field 22 of /proc/PID/stat), one per line.
 in_namespaces() {
   local -A ours=()
   local ino p kind
@@ -88,9 +89,23 @@ in_namespaces() {
     while read -r ino p; do
       [ -n "${ours[$ino]:-}" ] || continue
       p=${p#/proc/}
-      echo "${p%%/*} ($kind namespace)"
+      p=${p%%/*}
+      echo "$p:$(start_of "$p")"
     done < <(stat -L -c '%i %n' /proc/[0-9]*/ns/$kind 2>/dev/null || true)
+  done | sort -u
+}
+start_of() { awk '{print $22}' "/proc/$1/stat" 2>/dev/null || true; }
+# still_alive PID:START...: those of these processes that still run (zombies, dead
+# and waiting for their parent to reap them, do not count). Asked after the
+# namespaces are gone, by process and not by namespace: the kernel gives a freed
+# namespace's inode number to the next namespace made (a container of another test).
+still_alive() {
+  local e
+  for e in "$@"; do
+    [ "$(start_of "${e%%:*}")" = "${e#*:}" ] &&
+      [ "$(awk '{print $3}' "/proc/${e%%:*}/stat" 2>/dev/null)" != Z ] && echo "${e%%:*}"
   done
+  return 0
 }
 # new_lines BEFORE AFTER: the lines of AFTER that BEFORE has not, without other petrel
 # tests' namespaces (ptb<pid>-..., tests/lib/netns.sh), which may come and go meanwhile.
@@ -176,6 +191,9 @@ note "w1: $(placement 1) on every node"
 
 # ---------------------------------------------------------------------------------
 step "5. down: nothing left"
+# shellcheck disable=SC2207  # PID:START words
+members=($(in_namespaces "${inodes[@]}"))
+[ "${#members[@]}" -ge 3 ] || fail "fewer processes than nodes in the nodes' namespaces: ${members[*]}"
 t0=$(ms_now)
 lcd down || fail "local-cluster down"
 note "down in $(($(ms_now) - t0)) ms"
@@ -189,8 +207,8 @@ added=$(new_lines "$links_before" "$(host_links)")
 [ "$(host_net)" = "$net_before" ] || leaks+=" host addresses or routes changed;"
 procs=$(processes_of "$dir")
 [ -z "$procs" ] || leaks+=" processes: $procs;"
-procs=$(in_namespaces "${inodes[@]}")
-[ -z "$procs" ] || leaks+=" processes in its namespaces: $procs;"
+procs=$(still_alive "${members[@]}")
+[ -z "$procs" ] || leaks+=" processes of its namespaces: $procs;"
 [ ! -e "$dir" ] || leaks+=" $dir still exists;"
 [ -z "$leaks" ] || fail "left behind by down:$leaks"
 note "no namespace, host link or process left; $dir removed"
@@ -205,9 +223,11 @@ step "6. down after a crashed up (no cluster.env, no pid files)"
 ID2=$(. "$dir2/cluster.env" && echo "$ID")
 inodes2=()
 for ns in $(netns_names | grep -E "^$ID2-"); do inodes2+=("$(stat -L -c %i "/run/netns/$ns")"); done
+# shellcheck disable=SC2207  # PID:START words
+members=($(in_namespaces "${inodes2[@]}"))
 rm -f "$dir2/cluster.env" "$dir2"/node-*/pid
 "$lc" down --dir "$dir2" || fail "down after a crashed up"
-left="$(netns_names | grep -E "^$ID2-" || true)$(processes_of "$dir2")$(in_namespaces "${inodes2[@]}")"
+left="$(netns_names | grep -E "^$ID2-" || true)$(processes_of "$dir2")$(still_alive "${members[@]}")"
 [ -z "$left" ] || fail "left behind by down after a crashed up: $left"
 [ ! -e "$dir2" ] || fail "$dir2 still exists"
 added=$(new_lines "$links_before" "$(host_links)")
