@@ -41,6 +41,8 @@ pid=""
 . "$src/tests/lib/netns.sh"
 # shellcheck source=tests/lib/cluster.sh
 . "$src/tests/lib/cluster.sh"
+# shellcheck source=tests/lib/stats.sh
+. "$src/tests/lib/stats.sh"
 CLUSTER_PETRELD_FLAGS="--log-level warn"
 
 cluster_dir=$(mktemp -d /tmp/petrel-cluster-bench.XXXXXX)
@@ -49,21 +51,9 @@ netns_setup 3 || rc=$?
 netns_at_exit 'rm -rf "$cluster_dir"'
 [ "$rc" -eq 0 ] || exit "$rc"
 fail() {
-  local i
   echo "cluster_bench: $*" >&2
-  for i in 1 2 3; do
-    [ -f "$(node_log "$i")" ] || continue
-    echo "--- n$i sees: $(node_view "$i"); log (last 10 lines):" >&2
-    tail -n 10 "$(node_log "$i")" >&2
-  done
+  nodes_report 3
   exit 1
-}
-# percentile P VALUES...: the nearest-rank P-th percentile.
-percentile() {
-  local p=$1
-  shift
-  printf '%s\n' "$@" | sort -n | awk -v p="$p" '{ v[NR] = $1 } END {
-    r = int((p * NR + 99) / 100); if (r < 1) r = 1; print v[r] }'
 }
 if [ "$(stat -f -c %T "$cluster_dir")" = tmpfs ]; then
   echo "cluster_bench: $cluster_dir is on tmpfs: write_bytes will read 0" >&2

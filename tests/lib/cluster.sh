@@ -20,6 +20,8 @@
 #   cluster_init I           `cluster init` on node I; prints the token (last line)
 #   node_leader I            the leader's name as node I sees it ("" if none, or no answer)
 #   node_view I              node I's `get nodes` in one line: "n1:Ready:leader n2:Ready"
+#   nodes_report COUNT       on stderr, for a failing script: what each node of 1..COUNT
+#                            that has a log sees (node_view), and its log's last 10 lines
 #   node_sees_ready I COUNT  node I lists COUNT members, all Ready, exactly one leader
 #   all_see_ready COUNT I... every node given sees COUNT Ready members and all of them
 #                            name the same leader
@@ -97,6 +99,15 @@ node_view() {
   node_ctl "$1" get nodes -o json 2>/dev/null |
     jq -r '[.items[] | .name + ":" + .status + (if .leader then ":leader" else "" end)] | join(" ")' \
       2>/dev/null || echo "(no answer)"
+}
+
+nodes_report() {
+  local i
+  for i in $(seq "$1"); do
+    [ -f "$(node_log "$i")" ] || continue
+    echo "--- $(node_name "$i") sees: $(node_view "$i"); log (last 10 lines):" >&2
+    tail -n 10 "$(node_log "$i")" >&2
+  done
 }
 
 node_sees_ready() {
