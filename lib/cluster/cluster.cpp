@@ -839,11 +839,20 @@ class ClusterImpl final : public Cluster, public PeerLink {
     const bool fenced = engine_->node->Fenced();
     if (fenced != fenced_) {
       fenced_ = fenced;
-      if (sync_enabled_) {
-        Log(fenced ? LogLevel::kWarn : LogLevel::kInfo,
-            fenced ? "cluster: " + opts_.node_name +
-                         " is cut off from the majority: its exclusive workloads stop"
-                   : "cluster: " + opts_.node_name + " reaches the majority again");
+      // Fenced until it first hears a majority (after a join or a restart) is no news:
+      // said only once the node had a majority and lost it.
+      if (fenced && majority_heard_ && sync_enabled_) {
+        Log(LogLevel::kWarn, "cluster: " + opts_.node_name +
+                                 " is cut off from the majority: its exclusive workloads stop");
+        cut_off_said_ = true;
+      }
+      if (!fenced &&
+          engine_->node->WithState([](const ClusterState& st) { return !st.members().empty(); })) {
+        majority_heard_ = true;
+        if (cut_off_said_) {
+          Log(LogLevel::kInfo, "cluster: " + opts_.node_name + " reaches the majority again");
+          cut_off_said_ = false;
+        }
       }
       RequestSync();
     }
@@ -1249,6 +1258,8 @@ class ClusterImpl final : public Cluster, public PeerLink {
   size_t promote_tries_ = 0;
   bool fenced_ = true;           // as ClusterNode::Fenced() said at the last tick
   bool self_refreshed_ = false;  // sync thread: RefreshSelf found the record up to date
+  bool majority_heard_ = false;  // loop: unfenced in a cluster at least once since Start
+  bool cut_off_said_ = false;    // loop: "cut off" logged, "reaches again" not yet
 
   std::string summary_;  // loop thread
   TimeMs summary_at_ = 0;

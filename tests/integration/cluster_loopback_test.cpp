@@ -237,7 +237,7 @@ std::optional<ContainerInfo> ContainerOf(Node& n, const std::string& workload,
   return std::nullopt;
 }
 
-TEST_CASE("cluster over TLS: a warm standby is created, not started - failover only starts it") {
+TEST_CASE("cluster over TLS: a warm standby is created but not started - failover only starts it") {
   TempDir tmp;
   std::vector<std::unique_ptr<Node>> nodes;
   for (int i = 0; i < 3; i++) {

@@ -191,7 +191,7 @@ TEST_SUITE("orchestrator") {
     CHECK(n.orch->Get("web")->replicas.empty());
   }
 
-  TEST_CASE("a warm standby is created, not started; scaling onto it only starts it") {
+  TEST_CASE("a warm standby is created but not started - scaling onto it only starts it") {
     Node n;
     WorkloadSpec s = Web(0);
     s.standby_replicas = 1;

@@ -416,7 +416,7 @@ TEST_SUITE("plan") {
     CHECK(out.status_deletes[0] == std::pair<std::string, int>("web", 1));
   }
 
-  TEST_CASE("a warm standby is created, not started, and held in phase Standby") {
+  TEST_CASE("a warm standby is created but not started and held in phase Standby") {
     Fixture f;
     WorkloadSpec s = Spec("web", 0);
     s.standby_replicas = 1;
@@ -455,7 +455,7 @@ TEST_SUITE("plan") {
     CHECK(out.actions[0].reason == "starting the warm standby");
   }
 
-  TEST_CASE("a standby waits for its image like a replica, and pulls it ahead of time") {
+  TEST_CASE("a standby waits for its image like a replica and pulls it ahead of time") {
     Fixture f;
     f.images_ready = false;
     WorkloadSpec s = Spec("web", 0);
@@ -496,7 +496,7 @@ TEST_SUITE("plan") {
     CHECK_FALSE(out.actions[0].start);
   }
 
-  TEST_CASE("a standby of an older template is replaced; dropping the standby removes it") {
+  TEST_CASE("a standby of an older template is replaced - dropping the standby removes it") {
     Fixture f;
     WorkloadSpec s = Spec("web", 1);
     s.standby_replicas = 1;
@@ -517,7 +517,7 @@ TEST_SUITE("plan") {
     CHECK(out.actions[0].container_id == "c1");
   }
 
-  TEST_CASE("a removal that failed waits for its retry time, also for a deleted workload") {
+  TEST_CASE("a removal that failed waits for its retry time - also for a deleted workload") {
     Fixture f;
     f.in.containers = {Container("c0", "gone", 0, "h-x", ContainerState::kExited)};
     f.in.terminating = {"gone"};

@@ -84,7 +84,7 @@ ClusterWorkload Warm(ClusterWorkload w, bool exclusive = false) {
   return w;
 }
 
-TEST_CASE("schedule: a warm standby is the node next in line, and takes the replica first") {
+TEST_CASE("schedule: a warm standby is the node next in line and takes the replica first") {
   std::map<std::string, ClusterWorkload> ws = {
       {"mqtt", Warm(Workload("mqtt", 1, "a", {}, {}, {"a", "c", "b"}))}};
   std::vector<NodeView> nodes = Nodes({"a", "b", "c"});
@@ -127,7 +127,7 @@ TEST_CASE("schedule: a warm standby is the node next in line, and takes the repl
   CHECK(p.standby_changes["mqtt"] == "");
 }
 
-TEST_CASE("schedule: an exclusive workload keeps its standby while it waits, then moves there") {
+TEST_CASE("schedule: an exclusive workload keeps its standby while it waits - then moves there") {
   std::map<std::string, ClusterWorkload> ws = {{"plc", Warm(Workload("plc", 1, "a", {"a"}), true)}};
   ws["plc"].standby = "b";
   std::vector<NodeView> nodes = Nodes({"a", "b", "c"});
