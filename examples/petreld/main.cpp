@@ -6,7 +6,8 @@
 //           [--runtime-endpoint ADDR] [--manifests FILE_OR_DIR]
 //           [--log-level debug|info|warn|error] [--node-name NAME]
 //           [--peer-listen ADDR:PORT [--advertise ADDR:PORT] [--join ADDR:PORT --token T]
-//            [--witness] [--node-label KEY=VALUE]... [--capacity-memory Q] [--capacity-cpu Q]]
+//            [--witness] [--node-label KEY=VALUE]... [--capacity-memory Q] [--capacity-cpu Q]
+//            [--lease-dir DIR]]
 //
 // With --peer-listen it is cluster-capable: the local Orchestrator is wrapped in a
 // petrel::Cluster, which then serves the API and runs on the loop in its place.
@@ -121,7 +122,10 @@ std::string Usage(const petrel::RuntimeRegistry& runtimes) {
          "  --capacity-memory Q  memory this node offers replicas (64Mi, 2Gi; default: the\n"
          "                       machine's; 0: not limited)\n"
          "  --capacity-cpu Q     CPUs this node offers replicas (1.5, 500m; default: the\n"
-         "                       machine's; 0: not limited)\n";
+         "                       machine's; 0: not limited)\n"
+         "  --lease-dir DIR      tmpfs dir of this node's lease file, renewed while it\n"
+         "                       reaches the majority; its exclusive workloads die when\n"
+         "                       it runs out, also if petreld dies (default /run/petrel)\n";
 }
 
 // --loop-probe-ms: 1..1000, else 0 (off, or not a valid value).
@@ -134,17 +138,17 @@ int64_t ProbeMs(const std::string& text) {
 
 // The settings, by their flag names without dashes; keys of the config file too.
 // --node-label, repeatable, goes to Labels instead.
-const char* const kKeys[] = {"state-dir",   "socket",    "runtime",   "runtime-endpoint",
-                             "manifests",   "log-level", "node-name", "loop-probe-ms",
-                             "peer-listen", "advertise", "join",      "token",
-                             "witness",     "node-label", "capacity-memory", "capacity-cpu"};
+const char* const kKeys[] = {
+    "state-dir", "socket",        "runtime",         "runtime-endpoint", "manifests", "log-level",
+    "node-name", "loop-probe-ms", "peer-listen",     "advertise",        "join",      "token",
+    "witness",   "node-label",    "capacity-memory", "capacity-cpu",     "lease-dir"};
 
 using Settings = std::map<std::string, std::string>;
 using Labels = std::map<std::string, std::string>;
 
 // Settings that only mean something in a cluster, so need --peer-listen.
-const char* const kClusterKeys[] = {"advertise", "join",            "token",
-                                    "witness",   "capacity-memory", "capacity-cpu"};
+const char* const kClusterKeys[] = {"advertise",       "join",         "token",    "witness",
+                                    "capacity-memory", "capacity-cpu", "lease-dir"};
 
 // Reads "KEY=VALUE" into *labels (a KEY given again replaces the value). Returns an
 // error message, or "" when it is a valid label.
@@ -485,6 +489,7 @@ bool OpenCluster(Settings& settings, const Labels& labels, const petrel::Options
   c.token = settings["token"];
   c.witness = settings["witness"] == "true";
   c.labels = labels;
+  c.lease_dir = settings["lease-dir"];
   // Given: what it says (0: not limited, -1 to ClusterOptions); else detected (0).
   if (settings.count("capacity-memory")) {
     const int64_t q = petrel::ParseBytes(settings["capacity-memory"]).value();

@@ -77,6 +77,13 @@ struct ClusterOptions {
   int64_t election_timeout_ms = 300;
   // How long a forwarded write waits for the leader.
   int64_t write_timeout_ms = 10000;
+  // Where this node's lease file goes (ContainerLease, Orchestrator::SetExclusiveLease):
+  // "<lease_dir>/<node>-<16 hex digits of the state dir>.lease", created 0700. The file
+  // is replaced every heartbeat while the node reaches the majority, and its runtime
+  // SIGKILLs exclusive workloads once it is fenceAfter old, so a node whose petrel died
+  // stops them as a cut-off node does. Must be tmpfs (RAM), never flash. Defaults to
+  // /run/petrel.
+  std::string lease_dir;
   // Defaults to SystemClock().
   std::shared_ptr<Clock> clock;
   // Defaults to the local Orchestrator's sink... or StderrLogSink().

@@ -161,6 +161,17 @@ class Orchestrator {
   virtual SubscriptionId Subscribe(EventCallback callback) = 0;
   virtual void Unsubscribe(SubscriptionId id) = 0;
 
+  // --- for a Cluster around this Orchestrator (any thread) ---
+
+  // From the next container created on, those of `exclusive` workloads ask the runtime
+  // for `lease` (ContainerSpec::lease): they are SIGKILLed when it is not renewed, so an
+  // exclusive workload stops when its node's petrel dies, hangs or is cut off, before
+  // the cluster may start it on another node. Containers created before keep what they
+  // were created with; an empty path (the default) asks for none, which is right for a
+  // node outside a cluster. The Cluster facade sets it and renews the file; a runtime
+  // that cannot enforce leases then fails the creates of exclusive workloads.
+  virtual void SetExclusiveLease(const ContainerLease& lease) { (void)lease; }
+
   // --- running the loop ---
 
   // Runs petrel's own loop thread.

@@ -26,6 +26,12 @@
 //    (via the exit handler or List), and after the grace period sends Kill(SIGKILL).
 //    No call waits out a grace period.
 //  - Containers outlive petrel: destroying the runtime object stops nothing.
+//  - Leases (ContainerSpec::lease, optional): an adapter that supports them guarantees
+//    that a container created with one is SIGKILLed once its lease file has not been
+//    renewed for the lease's duration, also while petrel itself is dead or hung, and
+//    that it does not start with a lease already run out (Start fails, naming the
+//    file). An adapter that cannot enforce one refuses Create of a container asking
+//    for one: NotSupported, "runtime <name> cannot enforce a container lease".
 #ifndef PETREL_RUNTIME_H_
 #define PETREL_RUNTIME_H_
 
@@ -48,6 +54,25 @@ inline constexpr const char kLabelNode[] = "io.petrel.node";
 // spec (deleted) is still stopped as the spec asked.
 inline constexpr const char kLabelStopGrace[] = "io.petrel.stop-grace-ms";
 
+// A lease on a container's life: the container may run only while the file `path` says
+// it was renewed less than `duration_ms` ago. The file holds one line, the decimal
+// milliseconds of the host's CLOCK_MONOTONIC (Clock::Monotonic of SystemClock()) at the
+// last renewal, and is replaced whole at each renewal (written aside, then renamed); a
+// file missing or unreadable counts as run out. A fake clock's times work with the
+// fake runtime only. petrel's Cluster asks for one for exclusive workloads, so that a
+// node whose petrel died stops them as a node cut off from its peers does
+// (Orchestrator::SetExclusiveLease). Not part of the spec hash: no label records it.
+struct ContainerLease {
+  std::string path;  // empty: no lease
+  int64_t duration_ms = 0;
+
+  bool empty() const { return path.empty(); }
+  bool operator==(const ContainerLease& o) const {
+    return path == o.path && duration_ms == o.duration_ms;
+  }
+  bool operator!=(const ContainerLease& o) const { return !(*this == o); }
+};
+
 // A workload replica lowered to one container. Names are deterministic:
 // "petrel_<node>_<workload>_<index>" so a runtime refuses a duplicate by name.
 struct ContainerSpec {
@@ -64,6 +89,7 @@ struct ContainerSpec {
   std::vector<PortSpec> ports;
   std::vector<MountSpec> mounts;
   Resources resources;
+  ContainerLease lease;  // none unless set; see ContainerLease
 };
 
 enum class ContainerState { kCreated, kRunning, kExited };

@@ -8,6 +8,7 @@
 //   synced         the applied index the local Orchestrator last caught up with
 //   state.json     the replica at that index: read at start, for reads and to find the
 //                  peers, until raft has replayed past it
+// and, on tmpfs, <lease_dir>/<node>-<hash>.lease (0600): the exclusive lease (RenewLease).
 #include <sys/random.h>
 #include <unistd.h>
 #include <uv.h>
@@ -33,6 +34,7 @@ extern "C" {  // raft.h declares its functions without extern "C"
 #include "lib/net/peer_transport.h"
 #include "lib/net/pki.h"
 #include "lib/util/fs.h"
+#include "lib/util/lease.h"
 #include "lib/util/workers.h"
 #include "petrel/cluster.h"
 
@@ -175,6 +177,7 @@ class ClusterImpl final : public Cluster, public PeerLink {
     if (opts_.capacity_cpu_millis < 0) opts_.capacity_cpu_millis = 0;
     if (!opts_.log_sink) opts_.log_sink = StderrLogSink();
     PETREL_RETURN_IF_ERROR(MakeDirs(dir_ + "/raft", 0700));
+    PETREL_RETURN_IF_ERROR(OpenLease());
     Result<std::string> text = ReadSmallFile(dir_ + "/identity.json", kMaxFile);
     if (text.ok()) {
       PETREL_RETURN_IF_ERROR(LoadIdentity(*text));
@@ -837,6 +840,8 @@ class ClusterImpl final : public Cluster, public PeerLink {
     const TimeMs now = opts_.clock->Monotonic();
     if (promote_pending_ && !promote_in_flight_ && now >= next_promote_) Promote();
     const bool fenced = engine_->node->Fenced();
+    RenewLease(engine_->node.get(), fenced, now);
+    if (exclusive_waiting_.exchange(false)) RequestSync();
     if (fenced != fenced_) {
       fenced_ = fenced;
       // Fenced until it first hears a majority (after a join or a restart) is no news:
@@ -856,6 +861,60 @@ class ClusterImpl final : public Cluster, public PeerLink {
       }
       RequestSync();
     }
+  }
+
+  // --- the exclusive lease ---
+  //
+  // Fencing in OnTick stops exclusive workloads when this node is cut off, but only
+  // while petrel runs. The lease covers a petrel that died, hangs or was killed while
+  // its containers live on: the local Orchestrator asks the runtime to SIGKILL exclusive
+  // containers once this node's lease file is fenceAfter old, and the file is renewed
+  // here only while the node is not fenced. A dead petrel's node is Lost after
+  // nodeLostAfter >= fenceAfter + heartbeat + 200 ms, so its exclusive containers are
+  // dead (within the runtime's check, 100 ms for crun) before the leader places them
+  // elsewhere, as a cut-off node's are. A petrel restarted within the lease keeps them;
+  // one restarted later finds them killed, and they start again where the leader says.
+
+  // Names the lease and gives it to the local Orchestrator, with the default fenceAfter
+  // until the replicated settings are known, so that no exclusive container is made
+  // without one.
+  Status OpenLease() {
+    const std::string dir = opts_.lease_dir.empty() ? "/run/petrel" : opts_.lease_dir;
+    PETREL_RETURN_IF_ERROR(
+        MakeDirs(dir, 0700).WithContext("cluster: the lease dir (ClusterOptions::lease_dir)"));
+    if (!InMemory(dir)) {
+      Log(LogLevel::kWarn, "cluster: the lease dir " + dir +
+                               " is not tmpfs: the lease, renewed every heartbeat, goes to disk");
+    }
+    lease_.path = LeaseFileOf(dir, opts_.node_name, opts_.state_dir);
+    lease_.duration_ms = ClusterSettings{}.fence_after_ms;
+    local_->SetExclusiveLease(lease_);
+    return Status::OK();
+  }
+
+  // On every tick: renews the lease while this node reaches the majority, at most every
+  // heartbeat (a quarter of fenceAfter at most), before a change of fencing hands out
+  // the exclusive workloads. A fenced node lets it run out.
+  void RenewLease(ClusterNode* node, bool fenced, TimeMs now) {
+    if (fenced) return;
+    const ClusterSettings settings =
+        node->WithState([](const ClusterState& st) { return st.settings(); });
+    if (settings.fence_after_ms != lease_.duration_ms) {
+      lease_.duration_ms = settings.fence_after_ms;
+      local_->SetExclusiveLease(lease_);
+    }
+    const int64_t every = std::min(settings.heartbeat_ms, settings.fence_after_ms / 4);
+    if (lease_renewed_ != 0 && now - lease_renewed_ < every) return;
+    Status s = WriteSecret(lease_.path, LeaseText(now), /*sync=*/false);
+    if (!s.ok()) {
+      if (lease_warned_ == 0 || now - lease_warned_ >= 30000) {
+        lease_warned_ = now;
+        Log(LogLevel::kError, "cluster: renewing the lease of exclusive workloads: " + s.message() +
+                                  " (they are killed when it runs out)");
+      }
+      return;
+    }
+    lease_renewed_ = now;
   }
 
   // After a join: asks the leader to make this node a voter, then hands over its
@@ -1139,7 +1198,12 @@ class ClusterImpl final : public Cluster, public PeerLink {
         continue;
       }
       Result<WorkloadSpec> spec = SpecFromJson(text);
-      if (spec.ok()) put.push_back(std::move(*spec));
+      // Runs here already: a warm standby (replicas 0) runs nothing.
+      const bool here =
+          it != have.end() && !it->second->terminating() && it->second->spec.replicas > 0;
+      if (spec.ok() && !ExclusiveMustWait(node.get(), *spec, here)) {
+        put.push_back(std::move(*spec));
+      }
     }
     if (!put.empty()) {
       Result<std::vector<ApplyResult>> r = local_->Apply(put);
@@ -1175,6 +1239,24 @@ class ClusterImpl final : public Cluster, public PeerLink {
       if (s.ok()) s = WriteFileAtomic(dir_ + "/synced", std::to_string(applied) + "\n");
       if (!s.ok()) Log(LogLevel::kWarn, "cluster: " + s.message());
     }
+  }
+
+  // An exclusive workload new to this node waits while another may run it
+  // (ClusterNode::RunsElsewhere); the sync is tried again every tick until it may
+  // start. One already here stays: stopping it is fencing's and the leader's business.
+  // A warm standby (no replica here) starts nothing and never waits.
+  // Sync thread only.
+  bool ExclusiveMustWait(ClusterNode* node, const WorkloadSpec& spec, bool here) {
+    if (!spec.exclusive || here || spec.replicas == 0 || !node->RunsElsewhere(spec.name)) {
+      exclusive_told_.erase(spec.name);
+      return false;
+    }
+    exclusive_waiting_ = true;
+    if (exclusive_told_.insert(spec.name).second) {
+      Log(LogLevel::kInfo,
+          "cluster: exclusive workload " + spec.name + " waits until no other node runs it");
+    }
+    return true;
   }
 
   // --- closing ---
@@ -1260,6 +1342,8 @@ class ClusterImpl final : public Cluster, public PeerLink {
   bool self_refreshed_ = false;  // sync thread: RefreshSelf found the record up to date
   bool majority_heard_ = false;  // loop: unfenced in a cluster at least once since Start
   bool cut_off_said_ = false;    // loop: "cut off" logged, "reaches again" not yet
+  ContainerLease lease_;         // loop thread after Open
+  TimeMs lease_renewed_ = 0, lease_warned_ = 0;  // Monotonic(); 0: never
 
   std::string summary_;  // loop thread
   TimeMs summary_at_ = 0;
@@ -1270,7 +1354,9 @@ class ClusterImpl final : public Cluster, public PeerLink {
   WorkerPool sync_pool_;
   std::atomic<bool> sync_queued_{false};
   std::atomic<bool> sync_enabled_{false}, import_pending_{false};
-  uint64_t synced_index_ = 0;  // sync thread only after Open
+  std::atomic<bool> exclusive_waiting_{false};  // ExclusiveMustWait held one back
+  std::set<std::string> exclusive_told_;        // sync thread: waits logged
+  uint64_t synced_index_ = 0;                   // sync thread only after Open
 };
 
 }  // namespace internal

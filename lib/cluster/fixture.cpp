@@ -455,6 +455,10 @@ bool ClusterFixture::Runs(int i, const std::string& workload) const {
 
 bool ClusterFixture::Fenced(int i) const { return impl_->nodes[i]->Fenced(); }
 
+bool ClusterFixture::RunsElsewhere(int i, const std::string& workload) const {
+  return impl_->nodes[i]->RunsElsewhere(workload);
+}
+
 bool ClusterFixture::Ready(int i, const std::string& name) const {
   return impl_->nodes[i]->Ready(name);
 }

@@ -445,6 +445,32 @@ bool ClusterNode::Fenced() {
   return heard < members.size() / 2 + 1;
 }
 
+bool ClusterNode::RunsElsewhere(const std::string& workload) {
+  int64_t fence_after = 0, lost_after = 0;
+  std::vector<std::string> others;
+  WithState([&](const ClusterState& s) {
+    fence_after = s.settings().fence_after_ms;
+    lost_after = s.settings().node_lost_after_ms;
+    for (const auto& [name, m] : s.members()) {
+      if (name != self_.name) others.push_back(name);
+    }
+    return 0;
+  });
+  const TimeMs now = clock_->Monotonic();
+  std::lock_guard<std::mutex> lock(peers_mu_);
+  for (const std::string& name : others) {
+    auto it = peers_.find(name);
+    if (it == peers_.end() || it->second.last_heard == 0) {
+      if (now - started_ <= lost_after) return true;  // not had the time to hear it yet
+      continue;
+    }
+    if (now - it->second.last_heard <= fence_after && it->second.running.count(workload)) {
+      return true;
+    }
+  }
+  return false;
+}
+
 // On the leader: places what is unplaced or on a node that is gone, through raft.
 void ClusterNode::Place() {
   if (placing_) return;

@@ -108,6 +108,14 @@ class ClusterNode {
   // included) answered its heartbeats within fenceAfter, or none have yet since it
   // started. A fenced node runs no exclusive workload.
   bool Fenced();
+  // Whether another node may still run `workload`, as far as this one can tell: a peer
+  // heard within fenceAfter whose last summary names it, or any peer not heard yet while
+  // this node started less than nodeLostAfter ago. A peer silent for fenceAfter has
+  // stopped its exclusive workloads by then (fenced, or killed by its lease). A node
+  // starts an exclusive workload only when this is false: its own replica of the
+  // cluster's state may be stale (just restarted, raft not caught up) and still assign
+  // it here after the leader moved it.
+  bool RunsElsewhere(const std::string& workload);
   // Workloads the scheduler could not place, and why (leader only; thread-safe copy).
   std::map<std::string, std::string> Unplaced();
 

@@ -675,8 +675,25 @@ class OrchestratorImpl final : public Orchestrator {
       }
     }
     std::vector<ReplicaJob> jobs = SplitIntoJobs(plan, templates);
-    for (ReplicaJob& job : jobs) job.planned_at = now;
+    for (ReplicaJob& job : jobs) {
+      job.planned_at = now;
+      if (job.tmpl && job.tmpl->spec.exclusive) LeaseCreates(&job);
+    }
     return jobs;
+  }
+
+  // The exclusive lease on the containers `job` creates; not on the template (its hash):
+  // it belongs to this node's cluster, not to the workload. REQUIRES: mu_ held.
+  void LeaseCreates(ReplicaJob* job) const {
+    if (exclusive_lease_.empty()) return;
+    for (Action& a : job->actions) {
+      if (a.type == Action::Type::kCreate) a.container.lease = exclusive_lease_;
+    }
+  }
+
+  void SetExclusiveLease(const ContainerLease& lease) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    exclusive_lease_ = lease;
   }
 
   // The plan's image pulls, each with the back-off of its first waiting workload.
@@ -909,7 +926,7 @@ class OrchestratorImpl final : public Orchestrator {
   std::unique_ptr<WorkerPool> lister_;      // List, one at a time
   std::unique_ptr<WorkerPool> store_pool_;  // StoreWriter::Flush, one at a time
 
-  std::mutex mu_;  // guards everything below up to pending_error_
+  std::mutex mu_;  // guards everything below up to exclusive_lease_
   std::map<std::string, Desired> desired_;
   std::map<ReplicaKey, ReplicaStatus> replicas_;
   std::set<ReplicaKey> dirty_;          // replica rows changed since the last batch
@@ -917,6 +934,7 @@ class OrchestratorImpl final : public Orchestrator {
   int64_t next_seq_ = 1;
   std::vector<Event> undelivered_;
   std::string pending_error_;  // a store failure for the log sink, "" when none
+  ContainerLease exclusive_lease_;  // SetExclusiveLease
 
   std::mutex sub_mu_;
   std::map<SubscriptionId, std::shared_ptr<EventCallback>> subscribers_;

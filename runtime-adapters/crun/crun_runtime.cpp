@@ -2,7 +2,7 @@
 //
 // State lives in files, so a restarted petrel adopts what an earlier one started:
 //   <state>/containers/<id>/config.json   the bundle's config; rootfs/ beside it
-//   <state>/containers/<id>/meta.json     name, labels, image, cgroups, created_at;
+//   <state>/containers/<id>/meta.json     name, labels, image, cgroups, created_at, lease;
 //                                         written last: a dir without it is half-made
 //   <state>/containers/<id>/{init.pid, shim.pid, shim.lock, exit, log.*}  (shim.h)
 //
@@ -10,6 +10,8 @@
 // `<runtime> run --detach`: one runtime process per container start, as a
 // hand-written script would use. A container is "created" while it has a bundle and
 // no shim, "running" while its shim lives, "exited" once the shim wrote its exit.
+// Leases (ContainerSpec::lease) are enforced by the shim, which outlives petrel: it
+// reads the lease file every 100 ms and SIGKILLs the container once it has run out.
 //   <state>/runtime/                      the runtime's --root
 //   <state>/images/                       the image store
 //   <state>/exits.sock                    shims say "<id>" here when a container ends
@@ -213,6 +215,11 @@ class CrunRuntime final : public ContainerRuntime {
   Result<std::string> Create(const ContainerSpec& spec) override {
     const std::string& id = spec.name;
     if (!ValidId(id)) return Status::InvalidArgument("bad container name \"" + id + "\"");
+    if (!spec.lease.empty() && (spec.lease.path[0] != '/' || spec.lease.duration_ms <= 0)) {
+      return Status::InvalidArgument("container " + id + ": a lease needs an absolute path and " +
+                                     "a duration above 0 (" + spec.lease.path + ", " +
+                                     std::to_string(spec.lease.duration_ms) + " ms)");
+    }
     const std::string dir = DirOf(id);
     if (mkdir(dir.c_str(), 0700) != 0) {
       if (errno == EEXIST) return Status::AlreadyExists("container " + id + " exists");
@@ -498,6 +505,9 @@ class CrunRuntime final : public ContainerRuntime {
         {"resources", {{"memory", r.memory_bytes}, {"cpuMillis", r.cpu_millis}, {"pids", r.pids}}},
         {"cgroups", cgroups},
         {"overlay", overlay}};
+    if (!spec.lease.empty()) {
+      meta["lease"] = {{"path", spec.lease.path}, {"durationMs", spec.lease.duration_ms}};
+    }
     return WriteFileAtomic(dir + "/" + kMetaFile, meta.dump());
   }
 
@@ -537,6 +547,10 @@ class CrunRuntime final : public ContainerRuntime {
     plan.log_max_bytes = opts_.log_max_bytes;
     plan.nice = base_nice_;
     plan.notify_socket = exits_socket_;
+    if (meta.contains("lease") && meta["lease"].is_object()) {
+      plan.lease_path = meta["lease"].value("path", "");
+      plan.lease_ms = meta["lease"].value("durationMs", int64_t{0});
+    }
     return internal::BeginShim(plan, pending);
   }
 

@@ -18,6 +18,7 @@
 #include <cstring>
 
 #include "lib/util/fs.h"
+#include "lib/util/lease.h"
 #include "lib/util/strings.h"
 
 namespace petrel::internal {
@@ -87,7 +88,26 @@ struct Prepared {
   struct sockaddr_un notify {};
   socklen_t notify_len = 0;
   std::string id;
+  std::string lease_path;  // empty: no lease
+  int64_t lease_ms = 0;
 };
+
+// The lease, as of now: when it was renewed (-1: unknown) and whether it has run out.
+// Always held when the container has none.
+bool LeaseHeld(const Prepared& p, TimeMs* renewed_at) {
+  if (p.lease_path.empty()) return true;
+  *renewed_at = ReadLease(p.lease_path.c_str());
+  return !LeaseExpired(*renewed_at, p.lease_ms, NowMs(CLOCK_MONOTONIC));
+}
+
+// "petrel-shim: lease <path> <what>\n" on fd 2 (runtime.log).
+void SayLease(const Prepared& p, const char* what) {
+  WriteStr(2, "petrel-shim: lease ");
+  WriteStr(2, p.lease_path.c_str());
+  WriteStr(2, " ");
+  WriteStr(2, what);
+  WriteStr(2, "\n");
+}
 
 // The log files: append to the current one; past the cap, start the next one (named
 // by its base offset) and drop the one before the previous.
@@ -276,6 +296,9 @@ int Supervise(const Prepared& p, int sfd, int log_r, LogWriter* log, char* buf, 
   int exit_code = -1;
   bool init_done = false, pipe_open = true;
   int64_t drain_deadline = 0;
+  // The lease: read every kLeaseCheckMs, and when it would run out if not renewed.
+  bool watch_lease = !p.lease_path.empty();
+  int64_t next_lease_check = NowMs(CLOCK_MONOTONIC);
   while (pipe_open || !init_done) {
     struct pollfd fds[2] = {{sfd, POLLIN, 0}, {pipe_open ? log_r : -1, POLLIN, 0}};
     int timeout = -1;
@@ -283,6 +306,23 @@ int Supervise(const Prepared& p, int sfd, int log_r, LogWriter* log, char* buf, 
       int64_t left = drain_deadline - NowMs(CLOCK_MONOTONIC);
       if (left <= 0) break;
       timeout = static_cast<int>(left);
+    } else if (watch_lease) {
+      const int64_t now = NowMs(CLOCK_MONOTONIC);
+      if (now >= next_lease_check) {
+        TimeMs renewed_at = -1;
+        if (LeaseHeld(p, &renewed_at)) {
+          const int64_t runs_out = renewed_at + p.lease_ms;
+          next_lease_check = runs_out < now + kLeaseCheckMs ? runs_out : now + kLeaseCheckMs;
+        } else {
+          // petrel has not renewed it in time: it is dead, hung or cut off, and the
+          // cluster may start this workload elsewhere. Killed once; the exit follows.
+          SayLease(p, init > 0 ? "ran out: killing the container"
+                               : "ran out, but the container's pid is unknown");
+          if (init > 0) kill(init, SIGKILL);
+          watch_lease = false;
+        }
+      }
+      if (watch_lease) timeout = static_cast<int>(next_lease_check - now);
     }
     int r = poll(fds, 2, timeout);
     if (r < 0 && errno != EINTR) break;
@@ -317,6 +357,15 @@ int Supervise(const Prepared& p, int sfd, int log_r, LogWriter* log, char* buf, 
   LogWriter log{&p, p.log_path_a.data(), p.log_path_b.data()};
   log.Open();
 
+  // A lease run out already: the container must not start at all. Told as a runtime
+  // that failed (exit code 1), with the reason last on runtime.log, where petrel reads it.
+  if (TimeMs renewed_at = -1; !LeaseHeld(p, &renewed_at)) {
+    SayLease(p, "has run out: not starting the container");
+    WriteExit(p, 255);
+    msg[1] = 1 << 8;
+    RawWriteAll(sync, reinterpret_cast<const char*>(&msg[1]), sizeof(int32_t));
+    _exit(1);
+  }
   pid_t runtime = fork();
   if (runtime < 0) Die("fork");
   if (runtime == 0) ExecRuntime(p, log_w);
@@ -379,6 +428,8 @@ Status BeginShim(const ShimPlan& plan, PendingShim* pending) {
   PETREL_ASSIGN_OR_RETURN(p.runtime_setup, plan.port->PrepareChild(runtime_setup));
   p.log_max_bytes = plan.log_max_bytes > 0 ? plan.log_max_bytes : (1 << 20);
   p.nice = plan.nice;
+  p.lease_path = plan.lease_path;
+  p.lease_ms = plan.lease_ms;
   if (!plan.notify_socket.empty()) {
     if (plan.notify_socket.size() >= sizeof(p.notify.sun_path)) {
       return Status::InvalidArgument("notify socket path too long: " + plan.notify_socket);

@@ -47,7 +47,16 @@ struct ShimPlan {
   // calling thread's (petrel's workers run at a lower priority than petrel).
   int nice = 0;
   std::string notify_socket;        // datagram socket told "<id>" on exit
+  // The container's lease (ContainerSpec::lease), none when the path is empty: the shim
+  // does not start the container when it has run out, and SIGKILLs the container's init
+  // (so its whole PID namespace) once it runs out, checking every kLeaseCheckMs and at
+  // the moment it would run out. It says so once, on runtime.log.
+  std::string lease_path;
+  int64_t lease_ms = 0;
 };
+
+// How often a shim reads its container's lease file (one open and read on tmpfs).
+inline constexpr int64_t kLeaseCheckMs = 100;
 
 // Starting a shim, in two halves so that several containers start at once:
 // BeginShim starts the shim and returns at once; FinishShim waits until the

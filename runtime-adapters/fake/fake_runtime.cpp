@@ -13,6 +13,7 @@
 #include <filesystem>
 
 #include "lib/util/fs.h"
+#include "lib/util/lease.h"
 #include "petrel/testing/fake_program.h"
 
 namespace petrel::testing {
@@ -377,6 +378,10 @@ Result<std::string> FakeRuntime::Create(const ContainerSpec& spec) {
   if (state_.missing_images.count(spec.image)) {
     return Status::NotFound(spec.image + ": no such image");
   }
+  if (!spec.lease.empty() && !lease_support_) {
+    return Status::NotSupported("create container " + spec.name +
+                                ": runtime fake cannot enforce a container lease");
+  }
   for (const Container& c : state_.containers) {
     if (c.info.name == spec.name) {
       return Status::AlreadyExists("container name " + spec.name + " is in use by " + c.info.id);
@@ -408,6 +413,12 @@ Status FakeRuntime::Start(const std::string& id) {
                                         ContainerStateName(c->info.state) + ", not created");
     }
     c->info.started_at = clock_->Now();
+    if (LeaseRunOut(c->spec.lease)) {
+      state_.EndProcess(c, 255, c->info.started_at);
+      return Status::FailedPrecondition("start container " + id + ": fake: lease " +
+                                        c->spec.lease.path +
+                                        " has run out: not starting the container");
+    }
     bool is_program = false;
     Program steps;
     if (Status s = ProgramOf(c->spec, &is_program, &steps); !s.ok()) {
@@ -513,6 +524,30 @@ Status FakeRuntime::Exit(const std::string& id, int exit_code) {
   }
   NotifyExit(id, exit_code);
   return Status::OK();
+}
+
+bool FakeRuntime::LeaseRunOut(const ContainerLease& lease) {
+  return !lease.empty() && internal::LeaseExpired(internal::ReadLease(lease.path.c_str()),
+                                                  lease.duration_ms, clock_->Monotonic());
+}
+
+std::vector<std::string> FakeRuntime::CheckLeases() {
+  std::vector<std::string> killed;
+  {
+    std::lock_guard<std::mutex> lock(state_.mu);
+    for (Container& c : state_.containers) {
+      if (c.info.state != ContainerState::kRunning || !LeaseRunOut(c.spec.lease)) continue;
+      state_.EndProcess(&c, 128 + SIGKILL, clock_->Now());
+      killed.push_back(c.info.id);
+    }
+  }
+  for (const std::string& id : killed) NotifyExit(id, 128 + SIGKILL);
+  return killed;
+}
+
+void FakeRuntime::SetLeaseSupport(bool supported) {
+  std::lock_guard<std::mutex> lock(state_.mu);
+  lease_support_ = supported;
 }
 
 Status FakeRuntime::ForceRemove(const std::string& id) {

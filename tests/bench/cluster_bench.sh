@@ -48,7 +48,7 @@ CLUSTER_PETRELD_FLAGS="--log-level warn"
 cluster_dir=$(mktemp -d /tmp/petrel-cluster-bench.XXXXXX)
 rc=0
 netns_setup 3 || rc=$?
-netns_at_exit 'rm -rf "$cluster_dir"'
+cluster_dir_at_exit
 [ "$rc" -eq 0 ] || exit "$rc"
 fail() {
   echo "cluster_bench: $*" >&2

@@ -60,22 +60,12 @@ done
 cluster_dir=$(mktemp -d /tmp/petrel-cluster-test.XXXXXX)
 rc=0
 netns_setup 4 || rc=$?
-if [ "${PETREL_KEEP:-0}" = 1 ]; then
-  netns_at_exit 'echo "kept: $cluster_dir" >&2'
-else
-  netns_at_exit 'rm -rf "$cluster_dir"'
-fi
+cluster_dir_at_exit
 [ "$rc" -eq 0 ] || { [ "$rc" -eq "$NETNS_SKIP" ] && echo "SKIP: no network namespaces here"; exit "$rc"; }
 
 fail() {
-  local i
   echo "FAIL: $*" >&2
-  for i in 1 2 3 4; do
-    [ -f "$(node_log "$i")" ] || continue
-    echo "--- n$i ($(node_addr "$i")) sees: $(node_view "$i")" >&2
-    echo "--- n$i log (last 25 lines):" >&2
-    tail -n 25 "$(node_log "$i")" >&2
-  done
+  cluster_dump 25 1 2 3 4
   exit 1
 }
 step() { echo "== $*"; }

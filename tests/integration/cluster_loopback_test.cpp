@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -78,6 +79,7 @@ struct Node {
     c.capacity_memory_bytes = capacity_memory_bytes;
     c.log_sink = log.Sink();
     c.write_timeout_ms = 5000;
+    c.lease_dir = dir + "-leases";  // not /run/petrel: the test's own
     PETREL_RETURN_IF_ERROR(Cluster::Open(c, std::move(local), &cluster));
     return cluster->Start();
   }
@@ -307,6 +309,48 @@ TEST_CASE("cluster over TLS: a warm standby is created but not started - failove
   };
   CHECK(WaitFor(updated, 15));
   for (auto& n : nodes) n->Close();
+}
+
+// Issue 11: the lease that kills an exclusive workload when its node's petrel is gone.
+TEST_CASE("an exclusive workload's container carries the node's lease, renewed while it lives") {
+  TempDir tmp;
+  Node a;
+  a.name = "n0";
+  a.dir = tmp.Sub("n0");
+  REQUIRE(a.Open().ok());
+  REQUIRE(a.cluster->Init({}).ok());
+  WorkloadSpec lock = Spec("lock");
+  lock.exclusive = true;
+  REQUIRE(a.cluster->Apply(std::vector<WorkloadSpec>{Spec("web"), lock}).ok());
+  FakeRuntime rt(SystemClock(), a.host);
+  auto running = [&](const std::string& name) {
+    for (const ContainerInfo& ci : rt.Containers()) {
+      if (ci.labels.at(kLabelWorkload) == name && ci.state == ContainerState::kRunning) {
+        return ci.id;
+      }
+    }
+    return std::string();
+  };
+  REQUIRE(WaitFor([&] { return !running("lock").empty() && !running("web").empty(); }, 30));
+  const ContainerLease lease = rt.SpecOf(running("lock"))->lease;
+  CHECK(lease.duration_ms == ClusterSettings{}.fence_after_ms);
+  CHECK(lease.path.rfind(a.dir + "-leases/n0-", 0) == 0);
+  CHECK(rt.SpecOf(running("web"))->lease.empty());
+  CHECK((std::filesystem::status(a.dir + "-leases").permissions() & std::filesystem::perms::all) ==
+        std::filesystem::perms::owner_all);
+  CHECK((std::filesystem::status(lease.path).permissions() & std::filesystem::perms::all) ==
+        (std::filesystem::perms::owner_read | std::filesystem::perms::owner_write));
+  const std::string first = ReadFile(lease.path);
+  CHECK(WaitFor([&] { return ReadFile(lease.path) != first; }, 2));
+  CHECK(rt.CheckLeases().empty());
+
+  // petrel goes (closed here; killed, hung or crashed alike): nobody renews the lease,
+  // and the runtime's watcher kills the exclusive container, only that one.
+  const std::string id = running("lock");
+  a.Close();
+  CHECK(WaitFor([&] { return !rt.CheckLeases().empty(); }, 5));
+  CHECK(rt.Inspect(id)->exit_code == 137);
+  CHECK(!running("web").empty());
 }
 
 }  // namespace

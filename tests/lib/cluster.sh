@@ -9,10 +9,14 @@
 # port space), and keeps its files in $cluster_dir/nI: state/ (its --state-dir),
 # petrel.sock, petreld.log (appended to across restarts).
 #
-#   node_start I [FLAG...]   petreld --runtime fake on node I with its state dir, socket,
-#                            name and --peer-listen, plus $CLUSTER_PETRELD_FLAGS and the
-#                            flags given; 0 once its API answers (petreld_start), 1 if it
-#                            exited first or did not answer in 10 s. node_pid[I] = its pid
+#   node_start I [FLAG...]   petreld --runtime $CLUSTER_RUNTIME (default fake) on node I
+#                            with its state dir, socket, name, --peer-listen and
+#                            --lease-dir $cluster_dir/run/petrel (on a tmpfs the nodes
+#                            share, as /run is on a host: the lease renewed every
+#                            heartbeat is no disk write), plus $CLUSTER_PETRELD_FLAGS and
+#                            the flags given; 0 once its API
+#                            answers (petreld_start), 1 if it exited first or did not
+#                            answer in 10 s. node_pid[I] = its pid
 #   node_signal I SIGNAL     sends SIGNAL, then node_wait I
 #   node_wait I              waits for its petreld's exit; $node_rc = its exit status
 #   node_running I           its petreld runs (pid_running PID: any pid, not a zombie)
@@ -30,9 +34,15 @@
 #   log_size I / log_since I OFFSET   the log's length; what was logged after OFFSET
 #   ms_now                   milliseconds since the epoch
 #   node_stats I             "rss_kib write_bytes" of its petreld (/proc)
+#   cluster_dump LINES I...  on stderr, for a failure: what each node sees and the last
+#                            LINES lines of its log
+#   cluster_dir_at_exit      at exit (netns_at_exit): $cluster_dir goes, mounts below it
+#                            (node_start's tmpfs) first; with PETREL_KEEP=1 it stays and
+#                            its path is printed, its mounts are undone
 
 CLUSTER_PORT=${CLUSTER_PORT:-7400}
 CLUSTER_PETRELD_FLAGS=${CLUSTER_PETRELD_FLAGS:-}
+CLUSTER_RUNTIME=${CLUSTER_RUNTIME:-fake}
 node_pid=()
 node_rc=0
 
@@ -54,11 +64,16 @@ node_start() {
   local i=$1 rc=0
   shift
   mkdir -p "$(node_dir "$i")"
+  if ! mountpoint -q "$cluster_dir/run"; then
+    mkdir -p "$cluster_dir/run"
+    mount -t tmpfs -o size=1m petrel-run "$cluster_dir/run" || return 1
+  fi
   echo "=== $(date '+%T.%N' | cut -c1-12) start: $*" >>"$(node_log "$i")"
   # shellcheck disable=SC2086  # CLUSTER_PETRELD_FLAGS is a list of words
   PETREL_SOCKET=$(node_sock "$i") petreld_netns=$(netns_name "$i") \
-    petreld_start "$(node_log "$i")" --runtime fake --state-dir "$(node_state "$i")" \
+    petreld_start "$(node_log "$i")" --runtime "$CLUSTER_RUNTIME" --state-dir "$(node_state "$i")" \
     --node-name "$(node_name "$i")" --peer-listen "$(node_addr "$i")" \
+    --lease-dir "$cluster_dir/run/petrel" \
     $CLUSTER_PETRELD_FLAGS "$@" || rc=$?
   node_pid[$i]=$pid
   return "$rc"
@@ -135,6 +150,28 @@ log_since() { tail -c +"$(($2 + 1))" "$(node_log "$1")" 2>/dev/null; }
 node_stats() {
   local p=${node_pid[$1]}
   echo "$(sed -n 's/^VmRSS:[^0-9]*\([0-9]*\) kB/\1/p' "/proc/$p/status") $(sed -n 's/^write_bytes: //p' "/proc/$p/io")"
+}
+
+cluster_dump() {
+  local lines=$1 i
+  shift
+  for i in "$@"; do
+    [ -f "$(node_log "$i")" ] || continue
+    echo "--- n$i ($(node_addr "$i")) sees: $(node_view "$i")" >&2
+    echo "--- n$i log (last $lines lines):" >&2
+    tail -n "$lines" "$(node_log "$i")" >&2
+  done
+}
+
+cluster_dir_at_exit() {
+  if [ "${PETREL_KEEP:-0}" = 1 ]; then
+    netns_at_exit 'echo "kept: $cluster_dir" >&2'
+  else
+    netns_at_exit 'rm -rf "$cluster_dir"'
+  fi
+  # Run first (last registered): the mounts go before the files.
+  netns_at_exit 'grep -o "$cluster_dir[^ ]*" /proc/self/mountinfo 2>/dev/null | sort -r |
+                   xargs -r -n1 umount -l 2>/dev/null || true'
 }
 
 # workload_manifest FILE NAME [REPLICAS]: a workload the fake runtime runs forever.

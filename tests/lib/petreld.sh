@@ -21,12 +21,13 @@ petreld_answers() { "$ctl" version >/dev/null 2>&1; }
 # the flags given, its output appended to LOG; sets $pid. Returns 0 once petrelctl gets
 # an answer, 1 when petreld exits first or none came within 10 s. When $petreld_netns
 # names a network namespace (tests/lib/netns.sh), petreld runs in it, and $pid is still
-# petreld's own (ip netns exec execs it); petrelctl reaches its socket from outside.
+# petreld's own (nsenter execs it); petrelctl reaches its socket from outside. nsenter,
+# not `ip netns exec`, which remounts /sys and so hides /sys/fs/cgroup from crun and runc.
 petreld_start() {
   local log=$1
   shift
   if [ -n "${petreld_netns:-}" ]; then
-    ip netns exec "$petreld_netns" "$petreld" --socket "$PETREL_SOCKET" "$@" >>"$log" 2>&1 &
+    nsenter --net="/run/netns/$petreld_netns" "$petreld" --socket "$PETREL_SOCKET" "$@" >>"$log" 2>&1 &
   else
     "$petreld" --socket "$PETREL_SOCKET" "$@" >>"$log" 2>&1 &
   fi

@@ -378,15 +378,21 @@ int RunningOn(const ClusterFixture& f, const std::string& workload) {
   return n;
 }
 
-TEST_CASE("cluster fixture: an exclusive workload never runs twice across partitions") {
-  ClusterFixture f(3);
-  const int leader = f.StepUntilLeader();
+// Elects a leader of `f`, applies the exclusive workload "lock" through node
+// (leader + via) % size and lets 1 s pass. Returns the leader.
+int ApplyLock(ClusterFixture* f, int via) {
+  const int leader = f->StepUntilLeader();
   REQUIRE(leader >= 0);
   WorkloadSpec lock = Spec("lock");
   lock.exclusive = true;
-  const int owner = (leader + 1) % 3;
-  REQUIRE(f.Apply(owner, {lock}).ok());
-  f.Run(1000);
+  REQUIRE(f->Apply((leader + via) % f->size(), {lock}).ok());
+  f->Run(1000);
+  return leader;
+}
+
+TEST_CASE("cluster fixture: an exclusive workload never runs twice across partitions") {
+  ClusterFixture f(3);
+  const int owner = (ApplyLock(&f, 1) + 1) % 3;
   REQUIRE(f.Runs(owner, "lock"));
   // Cut the owner off, one way and then both ways, heal, cut the leader: sampled every
   // 50 ms of simulated time, never two, and it runs again somewhere within 3 s of a cut.
@@ -425,14 +431,30 @@ TEST_CASE("cluster fixture: an exclusive workload never runs twice across partit
   CHECK(f.Converged());
 }
 
+// A node's own replica may be stale (restarted, raft behind) and still assign it an
+// exclusive workload the leader moved: it holds back while a peer reports running it.
+TEST_CASE("cluster fixture: another node's exclusive workload is seen running until it is silent") {
+  ClusterFixture f(3);
+  ApplyLock(&f, 0);
+  int owner = -1;
+  for (int i = 0; i < 3; i++) {
+    if (f.Runs(i, "lock")) owner = i;
+  }
+  REQUIRE(owner >= 0);
+  const int other = (owner + 1) % 3;
+  CHECK(f.RunsElsewhere(other, "lock"));
+  CHECK_FALSE(f.RunsElsewhere(owner, "lock"));  // itself does not count
+  CHECK_FALSE(f.RunsElsewhere(other, "web"));
+  f.Kill(owner);
+  f.Run(600);
+  CHECK(f.RunsElsewhere(other, "lock"));  // heard within fenceAfter: it may still run it
+  f.Run(600);
+  CHECK_FALSE(f.RunsElsewhere(other, "lock"));  // silent past fenceAfter: fenced or killed
+}
+
 TEST_CASE("cluster fixture: draining moves an exclusive workload without overlap") {
   ClusterFixture f(3);
-  const int leader = f.StepUntilLeader();
-  REQUIRE(leader >= 0);
-  WorkloadSpec lock = Spec("lock");
-  lock.exclusive = true;
-  REQUIRE(f.Apply(leader, {lock}).ok());
-  f.Run(1000);
+  const int leader = ApplyLock(&f, 0);
   REQUIRE(f.Runs(leader, "lock"));
   REQUIRE(f.Drain((leader + 1) % 3, leader, true).ok());
   bool moved = false;

@@ -16,6 +16,7 @@
 #include <set>
 #include <thread>
 
+#include "lib/util/lease.h"
 #include "petrel/testing/fake_clock.h"
 #include "petrel/testing/fake_runtime.h"
 #include "tests/lib/files.h"
@@ -426,6 +427,66 @@ TEST_SUITE("orchestrator") {
     n.Step();
     CHECK(n.Replica("web", 0).phase == Phase::kRunning);
     CHECK(n.Replica("web", 0).restarts == 0);
+  }
+
+  // The exclusive lease a Cluster sets (Orchestrator::SetExclusiveLease); the fake plays
+  // the runtime's watcher with CheckLeases.
+  TEST_CASE("an exclusive lease: on exclusive containers only, outside the spec hash") {
+    Node n;
+    WorkloadSpec old = Web();
+    old.name = "old";
+    old.exclusive = true;
+    // Without a lease set (a node outside a cluster) nothing asks for one.
+    REQUIRE(n.orch->Apply(std::vector<WorkloadSpec>{Web(), old}).ok());
+    n.Step();
+    CHECK(n.runtime->SpecOf(n.Replica("old", 0).container_id)->lease.empty());
+
+    const ContainerLease lease{n.dir.Sub("n1.lease"), 1000};
+    testing::WriteFile(lease.path, internal::LeaseText(n.clock->Monotonic()));
+    n.orch->SetExclusiveLease(lease);
+    WorkloadSpec db = old;
+    db.name = "db";
+    REQUIRE(n.orch->Apply(db).ok());
+    n.Step();
+    const ReplicaStatus leased = n.Replica("db", 0);
+    REQUIRE(leased.phase == Phase::kRunning);
+    Result<ContainerSpec> spec = n.runtime->SpecOf(leased.container_id);
+    CHECK(spec->lease == lease);
+    CHECK(spec->labels.at(kLabelSpecHash) == n.orch->Get("db")->spec_hash);
+    CHECK(n.runtime->SpecOf(n.Replica("web", 0).container_id)->lease.empty());
+
+    // Not renewed (petrel's cluster fenced, or petrel gone): the runtime kills it, and
+    // petrel, back, cannot start it again until the lease is renewed.
+    n.clock->Advance(1000);
+    CHECK(n.runtime->CheckLeases() == std::vector<std::string>{leased.container_id});
+    n.Step();
+    CHECK(n.Replica("db", 0).phase == Phase::kCrashLoop);
+    n.clock->Advance(60000);
+    n.Step();
+    CHECK(n.Replica("db", 0).phase == Phase::kCrashLoop);
+    CHECK(n.Replica("db", 0).message.find("lease " + lease.path + " has run out") !=
+          std::string::npos);
+    CHECK(n.Replica("web", 0).phase == Phase::kRunning);
+    testing::WriteFile(lease.path, internal::LeaseText(n.clock->Monotonic()));
+    n.clock->Advance(60000);
+    testing::WriteFile(lease.path, internal::LeaseText(n.clock->Monotonic()));
+    n.Step();
+    CHECK(n.Replica("db", 0).phase == Phase::kRunning);
+  }
+
+  TEST_CASE("an exclusive lease on a runtime that cannot enforce one fails the create, saying so") {
+    Node n;
+    n.runtime->SetLeaseSupport(false);
+    n.orch->SetExclusiveLease({n.dir.Sub("n1.lease"), 1000});
+    WorkloadSpec db = Web();
+    db.name = "db";
+    db.exclusive = true;
+    REQUIRE(n.orch->Apply(std::vector<WorkloadSpec>{Web(), db}).ok());
+    n.Step();
+    CHECK(n.Replica("db", 0).phase == Phase::kCrashLoop);
+    CHECK(n.Replica("db", 0).message.find("runtime fake cannot enforce a container lease") !=
+          std::string::npos);
+    CHECK(n.Replica("web", 0).phase == Phase::kRunning);
   }
 
   TEST_CASE("a failed start removes the container and backs off") {

@@ -84,6 +84,9 @@ class ClusterFixture {
   bool Runs(int i, const std::string& workload) const;
   // Whether node i is cut off from the majority (no exclusive workloads then).
   bool Fenced(int i) const;
+  // Whether node i holds back starting `workload` (exclusive) because another node may
+  // still run it, as its peers' heartbeats say.
+  bool RunsElsewhere(int i, const std::string& workload) const;
   // Whether node i counts member `name` as up (heartbeats).
   bool Ready(int i, const std::string& name) const;
 

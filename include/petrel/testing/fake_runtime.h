@@ -42,6 +42,12 @@
 // Logs keep a container's whole output unless SetLogLimit caps them; past the cap the
 // oldest bytes are dropped and offsets go on counting, as a real runtime's rotation.
 //
+// Leases (ContainerSpec::lease) are enforced when the test says: CheckLeases() kills
+// (SIGKILL, 137) every running container whose lease file has run out by the runtime's
+// clock (Clock::Monotonic, so a FakeClock drives it), as the crun shim does on its own
+// every 100 ms; Start refuses a container whose lease has run out. SetLeaseSupport(false)
+// makes the fake an adapter that cannot enforce leases: Create refuses them.
+//
 // Containers live on a FakeHost, not in the runtime object: a FakeRuntime made over the
 // host of an earlier one adopts its containers and hears their exits, as a new crun
 // object over the same state dir does; destroying a runtime object stops nothing. Each
@@ -127,6 +133,12 @@ class FakeRuntime final : public ContainerRuntime {
   // Keeps at most the last `bytes` bytes of each container's output; 0 (the default)
   // keeps all of it.
   void SetLogLimit(int64_t bytes);
+  // Kills every running container whose lease has run out (ContainerSpec::lease), as
+  // a real runtime's watcher would have by now; returns their ids.
+  std::vector<std::string> CheckLeases();
+  // When false, Create refuses a container with a lease (NotSupported), as an adapter
+  // that cannot enforce one must. True by default.
+  void SetLeaseSupport(bool supported);
   // The spec a container was created from.
   Result<ContainerSpec> SpecOf(const std::string& id);
   // Every container, in creation order.
@@ -153,6 +165,7 @@ class FakeRuntime final : public ContainerRuntime {
 
  private:
   void Door(Op op);            // REQUIRES: the host's lock not held
+  bool LeaseRunOut(const ContainerLease& lease);  // false when there is none
   Status TakeInjected(Op op);  // REQUIRES: the host's lock held
   // Calls the exit handler of every runtime over the host. REQUIRES: its lock not held.
   void NotifyExit(const std::string& id, int exit_code);
@@ -161,6 +174,7 @@ class FakeRuntime final : public ContainerRuntime {
   std::shared_ptr<FakeHost> host_;
   FakeHost::State& state_;  // *host_->state_; its mutex guards the members below too
   std::map<Op, std::pair<Status, int>> injected_;
+  bool lease_support_ = true;
   std::map<Op, int> calls_;
 
   std::mutex door_mu_;  // guards held_, releases_ and waiting_

@@ -6,9 +6,13 @@
 #include <doctest/doctest.h>
 #include <signal.h>
 
+#include <atomic>
 #include <filesystem>
 #include <sstream>
+#include <thread>
 
+#include "lib/util/lease.h"
+#include "petrel/clock.h"
 #include "tests/lib/conformance.h"
 #include "tests/lib/files.h"
 #include "tests/lib/mounts.h"
@@ -46,6 +50,30 @@ struct Runtime {
     RemoveAndCheck(rt.get(), state.path(), id);
   }
   std::string Dir(const std::string& id) const { return state.Sub("containers/" + id); }
+  // A container `name` that sleeps, with a lease of `ms` on the file `lease`.
+  ContainerSpec Leased(const std::string& name, const std::string& lease, int64_t ms) const {
+    ContainerSpec s;
+    s.name = CurrentTarget().name + "-" + name;
+    s.image = image;
+    s.command = {"/bin/sh", "-c", "sleep 60"};
+    s.lease = {lease, ms};
+    return s;
+  }
+};
+
+// A lease file of the test's own, renewed as petrel does: replaced whole, through a
+// rename, with the time of CLOCK_MONOTONIC.
+struct LeaseFile {
+  TempDir dir;
+  const std::string path = dir.Sub("node.lease");
+  std::shared_ptr<Clock> clock = SystemClock();
+  // Returns the time of the renewal.
+  TimeMs Renew() {
+    const TimeMs now = clock->Monotonic();
+    WriteFile(path + ".tmp", internal::LeaseText(now));
+    fs::rename(path + ".tmp", path);
+    return now;
+  }
 };
 
 TEST_SUITE("crun-adapter") {
@@ -138,6 +166,58 @@ TEST_SUITE("crun-adapter") {
     Status started = r.rt->Start(id);
     CHECK(started.message().find("start container " + id + ": " + CurrentTarget().name + ": ") ==
           0);
+    CHECK(HasExited(r.rt.get(), id));
+    RemoveAndCheck(r.rt.get(), r.state.path(), id);
+  }
+
+  // Leases (ContainerSpec::lease): the shim, not petrel, kills a container whose lease
+  // is not renewed, so it dies also when petrel is gone; bounds allow a busy machine.
+  TEST_CASE("a container whose lease is not renewed is killed, also with petrel gone") {
+    Runtime r;
+    LeaseFile lease;
+    const std::string id = Create(r.rt.get(), r.Leased("leased", lease.path, 1000));
+    const TimeMs renewed = lease.Renew();
+    REQUIRE(r.rt->Start(id).ok());
+    // petrel dies: the runtime object goes, its state dir lock with it.
+    r.rt.reset();
+    Result<std::shared_ptr<ContainerRuntime>> again = CurrentTarget().factory(r.state.path());
+    REQUIRE(again.ok());
+    r.rt = *again;
+    CHECK(WaitExit(r.rt.get(), id) == 128 + SIGKILL);
+    const TimeMs dead_after = lease.clock->Monotonic() - renewed;
+    MESSAGE("killed " << dead_after << " ms after the last renewal (lease 1000 ms)");
+    CHECK(dead_after >= 1000);
+    CHECK(dead_after < 1000 + 1500);
+    CHECK(ReadFile(r.Dir(id) + "/runtime.log").find("lease " + lease.path + " ran out") !=
+          std::string::npos);
+    RemoveAndCheck(r.rt.get(), r.state.path(), id);
+  }
+
+  TEST_CASE("a container whose lease is renewed keeps running") {
+    Runtime r;
+    LeaseFile lease;
+    lease.Renew();
+    std::atomic<bool> renew{true};
+    std::thread renewer([&] {
+      while (renew) {
+        lease.Renew();
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    });
+    const std::string id = CreateAndStart(r.rt.get(), r.Leased("renewed", lease.path, 500));
+    CHECK(HoldsFor([&] { return !HasExited(r.rt.get(), id); }, 2.0));
+    renew = false;
+    renewer.join();
+    CHECK(WaitExit(r.rt.get(), id) == 128 + SIGKILL);
+    RemoveAndCheck(r.rt.get(), r.state.path(), id);
+  }
+
+  TEST_CASE("a container whose lease has run out does not start, and Start says why") {
+    Runtime r;
+    LeaseFile lease;  // never renewed: run out
+    const std::string id = Create(r.rt.get(), r.Leased("expired", lease.path, 500));
+    Status started = r.rt->Start(id);
+    CHECK(started.message().find("lease " + lease.path + " has run out") != std::string::npos);
     CHECK(HasExited(r.rt.get(), id));
     RemoveAndCheck(r.rt.get(), r.state.path(), id);
   }

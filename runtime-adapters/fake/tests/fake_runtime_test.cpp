@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <future>
 
+#include "lib/util/lease.h"
 #include "petrel/testing/fake_clock.h"
 #include "petrel/testing/fake_program.h"
 #include "tests/lib/files.h"
@@ -252,6 +253,64 @@ TEST_SUITE("fake-runtime") {
     CHECK(all->data == "789\nabc\nde");
     CHECK(all->start_offset == 7);
     CHECK(all->end_offset == 17);
+  }
+
+  TEST_CASE("a lease: kept while renewed, killed by CheckLeases once run out, never started") {
+    Fake f;
+    TempDir dir;
+    const std::string lease = dir.Sub("node.lease");
+    auto renew = [&] { WriteFile(lease, internal::LeaseText(f.clock->Monotonic())); };
+    renew();
+    ContainerSpec s;
+    s.name = "leased";
+    s.image = "busybox";
+    s.lease = {lease, 1000};
+    Result<std::string> id = f.rt.Create(s);
+    REQUIRE(id.ok());
+    REQUIRE(f.rt.Start(*id).ok());
+    std::vector<std::string> heard;
+    f.rt.SetExitHandler(
+        [&](const std::string& c, int code) { heard.push_back(c + " " + std::to_string(code)); });
+    f.clock->Advance(999);
+    CHECK(f.rt.CheckLeases().empty());
+    renew();
+    f.clock->Advance(999);
+    CHECK(f.rt.CheckLeases().empty());
+    f.clock->Advance(1);
+    CHECK(f.rt.CheckLeases() == std::vector<std::string>{*id});
+    CHECK(heard == std::vector<std::string>{*id + " 137"});
+    CHECK(f.rt.Inspect(*id)->exit_code == 137);
+    CHECK(f.rt.CheckLeases().empty());  // once
+
+    // A container without a lease is never killed for one.
+    const std::string free = f.Start("free", {"run"});
+    f.clock->Advance(60000);
+    CHECK(f.rt.CheckLeases().empty());
+    CHECK(f.rt.Inspect(free)->state == ContainerState::kRunning);
+
+    // Run out before Start: it does not run, and Start says why.
+    s.name = "late";
+    Result<std::string> late = f.rt.Create(s);
+    REQUIRE(late.ok());
+    Status started = f.rt.Start(*late);
+    CHECK(started.message() == "start container " + *late + ": fake: lease " + lease +
+                                   " has run out: not starting the container");
+    CHECK(f.rt.Inspect(*late)->state == ContainerState::kExited);
+  }
+
+  TEST_CASE("a runtime that cannot enforce leases refuses a container with one") {
+    Fake f;
+    f.rt.SetLeaseSupport(false);
+    ContainerSpec s;
+    s.name = "leased";
+    s.image = "busybox";
+    s.lease = {"/run/petrel/n1.lease", 1000};
+    Result<std::string> id = f.rt.Create(s);
+    CHECK(id.status().code() == Status::Code::kNotSupported);
+    CHECK(id.status().message() ==
+          "create container leased: runtime fake cannot enforce a container lease");
+    s.lease = {};
+    CHECK(f.rt.Create(s).ok());
   }
 }
 
