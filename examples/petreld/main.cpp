@@ -17,7 +17,9 @@
 // RegisterRuntimes fills.
 //
 // SIGTERM or SIGINT stops it cleanly (exit 0). Containers keep running: stopping the
-// daemon is not stopping the workloads; the next petreld adopts them.
+// daemon is not stopping the workloads; the next petreld adopts them. (In a cluster, an
+// exclusive workload's containers are the exception: their lease runs out fenceAfter
+// after petreld stops renewing it, and the runtime's shim kills them.)
 #include <arpa/inet.h>
 #include <malloc.h>
 #include <uv.h>
