@@ -96,8 +96,7 @@ class Planner {
       }
     }
     for (const DesiredWorkload& d : in_.desired) {
-      for (int i = 0; i < d.spec->replicas; i++) Replica(d, i);
-      for (int i = d.spec->replicas; i < Slots(*d.spec); i++) Standby(d, i);
+      for (int i = 0; i < Slots(*d.spec); i++) Replica(d, i);
     }
     ForgetUnwanted();
     if (!in_.terminating.empty()) Terminating();
@@ -189,8 +188,12 @@ class Planner {
     out_.actions.push_back(std::move(a));
   }
 
+  // Replica `index` of the workload, or its warm standby when index >= replicas: a
+  // container of the current template, created and never started, so that scaling up
+  // onto it is only a start (anything else in a standby's slot is stopped first).
   void Replica(const DesiredWorkload& d, int index) {
     const WorkloadSpec& spec = *d.spec;
+    const bool standby = index >= spec.replicas;
     SlotKey key(spec.name, index);
     if (Busy(key)) return;
     auto st = status_.find(key);
@@ -207,30 +210,43 @@ class Planner {
     auto slot = slots_.find(key);
     if (slot != slots_.end()) {
       for (const auto& [c, hash] : slot->second) {
-        if (hash == d.hash && Better(*c, keep)) keep = c;
+        const bool fits = !standby || c->state == ContainerState::kCreated;
+        if (hash == d.hash && fits && Better(*c, keep)) keep = c;
       }
       for (const auto& [c, hash] : slot->second) {
         if (c == keep) continue;
         bool same = hash == d.hash;
-        Stop(*c, spec.name, index, spec.termination_grace_ms,
-             same ? "duplicate container" : "spec changed");
-        if (!same) old_present = true;
+        const char* why = !same                                             ? "spec changed"
+                          : standby && c->state != ContainerState::kCreated ? "now a warm standby"
+                                                                            : "duplicate container";
+        Stop(*c, spec.name, index, spec.termination_grace_ms, why);
+        if (!same || standby) old_present = true;
       }
     }
 
-    if (keep != nullptr) {
+    if (keep != nullptr && standby) {
+      next.phase = Phase::kStandby;
+      next.container_id = keep->id;
+      next.spec_hash = d.hash;
+      next.pid = 0;
+      next.next_retry = 0;
+      next.message = kStandbyMessage;
+    } else if (keep != nullptr) {
       Existing(d, *keep, cur, &next);
     } else if (old_present) {
       next.phase = Phase::kStopping;
       next.container_id.clear();
       next.pid = 0;
-      next.message = "replacing: waiting for the old container to stop";
-    } else if (cur.spec_hash == d.hash && cur.phase == Phase::kExited &&
+      next.message = standby ? "warm standby: waiting for the old container to stop"
+                             : "replacing: waiting for the old container to stop";
+    } else if (!standby && cur.spec_hash == d.hash && cur.phase == Phase::kExited &&
                !WantsRestart(spec.restart_policy, cur.last_exit_code)) {
       // Done under its restart policy; its container may be gone, which is fine.
     } else if (cur.spec_hash == d.hash && cur.phase == Phase::kCrashLoop &&
                in_.now < cur.next_retry) {
       Wake(cur.next_retry);
+    } else if (standby) {
+      Create(d, index, "warm standby: creating, not starting", &next, /*start=*/false);
     } else {
       std::string why = "creating";
       if (cur.phase == Phase::kRunning && !cur.container_id.empty()) {
@@ -314,60 +330,6 @@ class Planner {
     out_.actions.push_back(MakeAction(Action::Type::kRemove, spec.name, next->index, &c,
                                       "restarting after " + ExitText(next->last_exit_code)));
     Create(d, next->index, "restarting after back-off", next);
-  }
-
-  // A warm standby (an index past `replicas`): a container of the current template,
-  // created and never started, so that scaling up onto it is only a start. Anything
-  // else in its slot (running, exited, an older template) is stopped and removed first.
-  void Standby(const DesiredWorkload& d, int index) {
-    const WorkloadSpec& spec = *d.spec;
-    SlotKey key(spec.name, index);
-    if (Busy(key)) return;
-    auto st = status_.find(key);
-    ReplicaStatus fresh;
-    if (st == status_.end()) {
-      fresh.workload = spec.name;
-      fresh.index = index;
-    }
-    const ReplicaStatus& cur = st != status_.end() ? *st->second : fresh;
-    ReplicaStatus next = cur;
-    const ContainerInfo* keep = nullptr;
-    bool other = false;
-    auto slot = slots_.find(key);
-    if (slot != slots_.end()) {
-      for (const auto& [c, hash] : slot->second) {
-        if (hash == d.hash && c->state == ContainerState::kCreated && Better(*c, keep)) keep = c;
-      }
-      for (const auto& [c, hash] : slot->second) {
-        if (c == keep) continue;
-        other = true;
-        const char* why = hash != d.hash                         ? "spec changed"
-                          : c->state == ContainerState::kCreated ? "duplicate container"
-                                                                 : "now a warm standby";
-        Stop(*c, spec.name, index, spec.termination_grace_ms, why);
-      }
-    }
-    if (keep != nullptr) {
-      next.phase = Phase::kStandby;
-      next.container_id = keep->id;
-      next.spec_hash = d.hash;
-      next.pid = 0;
-      next.next_retry = 0;
-      next.message = kStandbyMessage;
-    } else if (other) {
-      next.phase = Phase::kStopping;
-      next.container_id.clear();
-      next.pid = 0;
-      next.message = "warm standby: waiting for the old container to stop";
-    } else if (cur.spec_hash == d.hash && cur.phase == Phase::kCrashLoop &&
-               in_.now < cur.next_retry) {
-      Wake(cur.next_retry);
-    } else {
-      Create(d, index, "warm standby: creating, not starting", &next, /*start=*/false);
-    }
-    if (next.phase != cur.phase) next.since = in_.now;
-    bool changed = st == status_.end() ? next.phase != Phase::kPending : next != cur;
-    if (changed) out_.status_updates.push_back(std::move(next));
   }
 
   // A new container for the replica once its image is ready (phase Creating until
