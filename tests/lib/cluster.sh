@@ -28,6 +28,8 @@
 #   log_size I / log_since I OFFSET   the log's length; what was logged after OFFSET
 #   ms_now                   milliseconds since the epoch
 #   node_stats I             "rss_kib write_bytes" of its petreld (/proc)
+#   local_cluster_report LC DIR [LINES]   for examples/local-cluster tests: the nodes' log
+#                            tails and its status, on stderr
 
 CLUSTER_PORT=${CLUSTER_PORT:-7400}
 CLUSTER_PETRELD_FLAGS=${CLUSTER_PETRELD_FLAGS:-}
@@ -124,6 +126,18 @@ log_since() { tail -c +"$(($2 + 1))" "$(node_log "$1")" 2>/dev/null; }
 node_stats() {
   local p=${node_pid[$1]}
   echo "$(sed -n 's/^VmRSS:[^0-9]*\([0-9]*\) kB/\1/p' "/proc/$p/status") $(sed -n 's/^write_bytes: //p' "/proc/$p/io")"
+}
+
+# local_cluster_report LOCAL_CLUSTER DIR [LINES]: on stderr, the last LINES (20) of each
+# node's log of the examples/local-cluster cluster in DIR, and its status: for a failure.
+local_cluster_report() {
+  local f
+  for f in "$2"/node-*/petreld.log; do
+    [ -f "$f" ] || continue
+    echo "--- $(basename "$(dirname "$f")") log (last ${3:-20} lines):" >&2
+    tail -n "${3:-20}" "$f" >&2
+  done
+  "$1" status --dir "$2" >&2 || true
 }
 
 # workload_manifest FILE NAME [REPLICAS]: a workload the fake runtime runs forever.
