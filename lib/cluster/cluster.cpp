@@ -1214,13 +1214,22 @@ class ClusterImpl final : public Cluster, public PeerLink {
     }
     for (const auto& [name, w] : have) {
       if (!w->terminating() && wanted.count(name) == 0) {
-        if (fenced && w->spec.exclusive && w->spec.termination_grace_ms != 0) {
-          // Fenced: killed at once (SIGKILL), not stopped gracefully.
-          WorkloadSpec now = w->spec;
-          now.termination_grace_ms = 0;
-          Result<std::vector<ApplyResult>> r = local_->Apply(std::vector<WorkloadSpec>{now});
-          if (!r.ok())
-            Log(LogLevel::kError, "cluster: fencing " + name + ": " + r.status().message());
+        if (fenced && w->spec.exclusive) {
+          // Fenced: killed at once (SIGKILL), not stopped gracefully. Scaled to 0 with
+          // no grace period first, and deleted once no replica is left: a deleted
+          // workload's containers are stopped with the grace period they were made with.
+          if (w->spec.replicas != 0 || w->spec.standby_replicas != 0 ||
+              w->spec.termination_grace_ms != 0) {
+            WorkloadSpec now = w->spec;
+            now.replicas = 0;
+            now.standby_replicas = 0;
+            now.termination_grace_ms = 0;
+            Result<std::vector<ApplyResult>> r = local_->Apply(std::vector<WorkloadSpec>{now});
+            if (!r.ok())
+              Log(LogLevel::kError, "cluster: fencing " + name + ": " + r.status().message());
+            continue;
+          }
+          if (!w->replicas.empty()) continue;  // still stopping
         }
         Status s = local_->Delete(name);
         if (!s.ok() && !s.IsNotFound()) {

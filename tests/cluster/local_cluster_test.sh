@@ -24,7 +24,7 @@ MOVE_S=${MOVE_S:-10}
 # shellcheck source=tests/lib/petreld.sh
 . "$src/tests/lib/petreld.sh"   # wait_for
 # shellcheck source=tests/lib/cluster.sh
-. "$src/tests/lib/cluster.sh"   # workload_manifest, ms_now, pid_running
+. "$src/tests/lib/cluster.sh"   # workload_manifest, ms_now, pid_running, local_cluster_report
 
 [ "$(id -u)" -eq 0 ] || { echo "FAIL: needs root (network and PID namespaces)" >&2; exit 1; }
 for tool in ip unshare nsenter jq; do
@@ -45,14 +45,8 @@ trap 'exit 143' TERM
 step() { echo "== $*"; }
 note() { echo "  $*"; }
 fail() {
-  local k
   echo "FAIL: $*" >&2
-  for k in 1 2 3; do
-    [ -f "$dir/node-$k/petreld.log" ] || continue
-    echo "--- node-$k log (last 20 lines):" >&2
-    tail -n 20 "$dir/node-$k/petreld.log" >&2
-  done
-  "$lc" status --dir "$dir" >&2 || true
+  local_cluster_report "$lc" "$dir"
   exit 1
 }
 lcd() { "$lc" "$@" --dir "$dir"; }

@@ -49,6 +49,7 @@ tools=(
   setsid id nproc                     # examples/run
   ip ss iptables                      # tests/lib/netns.sh: tests/cluster, cluster_bench.sh
   nsenter shuf                        # examples/local-cluster, petreld_fake_test.sh
+  getconf mkfifo rmdir basename tr    # tests/cluster/runc_cluster_test.sh, local-cluster down
 )
 check_tools() {
   local missing=()

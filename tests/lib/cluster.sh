@@ -39,6 +39,8 @@
 #   cluster_dir_at_exit      at exit (netns_at_exit): $cluster_dir goes, mounts below it
 #                            (node_start's tmpfs) first; with PETREL_KEEP=1 it stays and
 #                            its path is printed, its mounts are undone
+#   local_cluster_report LC DIR [LINES]   for examples/local-cluster tests: the nodes' log
+#                            tails and its status, on stderr
 
 CLUSTER_PORT=${CLUSTER_PORT:-7400}
 CLUSTER_PETRELD_FLAGS=${CLUSTER_PETRELD_FLAGS:-}
@@ -172,6 +174,18 @@ cluster_dir_at_exit() {
   # Run first (last registered): the mounts go before the files.
   netns_at_exit 'grep -o "$cluster_dir[^ ]*" /proc/self/mountinfo 2>/dev/null | sort -r |
                    xargs -r -n1 umount -l 2>/dev/null || true'
+}
+
+# local_cluster_report LOCAL_CLUSTER DIR [LINES]: on stderr, the last LINES (20) of each
+# node's log of the examples/local-cluster cluster in DIR, and its status: for a failure.
+local_cluster_report() {
+  local f
+  for f in "$2"/node-*/petreld.log; do
+    [ -f "$f" ] || continue
+    echo "--- $(basename "$(dirname "$f")") log (last ${3:-20} lines):" >&2
+    tail -n "${3:-20}" "$f" >&2
+  done
+  "$1" status --dir "$2" >&2 || true
 }
 
 # workload_manifest FILE NAME [REPLICAS]: a workload the fake runtime runs forever.
