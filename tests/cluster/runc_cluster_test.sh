@@ -16,8 +16,8 @@
 #     `created` time; printed as times after the cut and the gap between stop and start;
 #  5. link up: the node is Ready again; replica counts exact and rclock once, as runc
 #     on every node sees it, for a while; from the heal on, rclock's processes sampled
-#     every 50 ms in the background: never on two nodes (but see
-#     RUNC_CLUSTER_KNOWN_REJOIN_BUG below; the same in 2, 3 and B when a node is back);
+#     every 50 ms in the background: never on two nodes (the same in 2, 3 and B when a
+#     node is back: it starts no exclusive workload another node runs);
 #  6. every node powered off and on again: the same workloads and members, all Ready,
 #     every replica Running, runc agrees; rclock never on two nodes meanwhile;
 #  7. down: no namespace, process or cgroup of it left.
@@ -36,8 +36,7 @@
 #
 # Needs root, runc, ip, unshare, nsenter, jq: without any of them, FAIL (exit 1).
 # Usage: runc_cluster_test.sh PETRELD PETRELCTL
-# Environment: RUNC_CLUSTER_KNOWN_REJOIN_BUG=1 prints an overlap after a node is back as
-# KNOWN BUG instead of failing (a petrel bug, described at `rejoin` below); PETREL_TEST_IMAGE (oci-archive:PATH of the busybox image; built here
+# Environment: PETREL_TEST_IMAGE (oci-archive:PATH of the busybox image; built here
 # without it); MOVE_S, FENCE_S, READY_S bounds (seconds); PETREL_KEEP=1 keeps the nodes'
 # state dirs and logs (path printed).
 set -euo pipefail
@@ -181,17 +180,9 @@ procs() {
 }
 uptime_cs() { local u; read -r u _ </proc/uptime; echo "${u/./}"; } # centiseconds
 
-# A known bug, tolerated only with RUNC_CLUSTER_KNOWN_REJOIN_BUG=1 (CTest sets it until it
-# is fixed): a node that comes back (link up, or powered on with its state dir) stops
-# being fenced as soon as it hears the majority, before its raft log has caught up, and
-# so starts again the exclusive workload the leader has meanwhile placed elsewhere; it
-# stops it (gracefully, terminationGracePeriod) once it has caught up.
-rejoin=""
-[ "${RUNC_CLUSTER_KNOWN_REJOIN_BUG:-0}" != 1 ] || rejoin=known
-
-# guard_start / guard_stop WHAT [known]: meanwhile, every 50 ms in the background, which
-# nodes run an rclock process; guard_stop fails when two ever did at once (prints it as
-# KNOWN BUG with "known"), else says how many samples it took.
+# guard_start / guard_stop WHAT: meanwhile, every 50 ms in the background, which nodes
+# run an rclock process; guard_stop fails when two ever did at once, else says how many
+# samples it took.
 guard_start() {
   : >"$work/guard.bad"
   (
@@ -214,10 +205,6 @@ guard_stop() {
   kill "$guard" 2>/dev/null || true
   wait "$guard" 2>/dev/null || true
   guard=""
-  if [ -s "$work/guard.bad" ] && [ "${2:-}" = known ]; then
-    echo "KNOWN BUG ($1): rclock ran on two nodes at once in $(wc -l <"$work/guard.bad") of $(cat "$work/guard.n") samples, from $(head -n 1 "$work/guard.bad" | cut -d: -f1) to $(tail -n 1 "$work/guard.bad" | cut -d: -f1):$(head -n 1 "$work/guard.bad" | cut -d: -f2-)"
-    return 0
-  fi
   [ ! -s "$work/guard.bad" ] || fail "rclock ran on two nodes at once ($1; times after the guard started): $(head -n 5 "$work/guard.bad" | tr '\n' ';')"
   note "$1: $(cat "$work/guard.n") samples of every node every 50 ms, rclock never on two at once"
 }
@@ -325,7 +312,7 @@ back_on() {
   guard_start
   power_on "$k" "$@"
   wait_for "$READY_S" runc_settled "$web" || fail "after node-$k came back, runc runs: $(runc_view | tr '\n' ' ')"
-  guard_stop "node-$k back" "$rejoin"
+  guard_stop "node-$k back"
 }
 power_on() { # K COUNT NODES...: local-cluster start K; every node lists COUNT Ready
   local k=$1 n=$2 t0
@@ -491,7 +478,7 @@ while [ $(($(ms_now) - t0)) -lt 3000 ] || [ "$holds" -lt 3 ]; do
   holds=$((holds + 1))
 done
 note "$holds checks over 3 s: rcweb 3 and rclock once as runc on every node and the processes say, and as petrel says"
-guard_stop "from the heal on" "$rejoin"
+guard_stop "from the heal on"
 runc_view | sed 's/^/  runc on /'
 
 # =====================================================================================
