@@ -4,6 +4,7 @@
 #include <ctime>
 #include <iterator>
 #include <limits>
+#include <set>
 #include <string_view>
 #include <utility>
 
@@ -409,7 +410,10 @@ std::string FormatTable(const std::vector<std::vector<std::string>>& rows,
 
 std::vector<std::string> WorkloadHeader(bool wide) {
   std::vector<std::string> header = {"NAME", "READY", "PHASE", "RESTARTS", "AGE"};
-  if (wide) header.push_back("IMAGE");
+  if (wide) {
+    header.push_back("IMAGE");
+    header.push_back("NODES");
+  }
   return header;
 }
 
@@ -423,7 +427,18 @@ std::vector<std::string> WorkloadRow(const WorkloadView& w, petrel::TimeMs now, 
       std::to_string(restarts),
       HumanDuration(now - w.created_at),
   };
-  if (wide) row.push_back(w.image);
+  if (wide) {
+    row.push_back(w.image);
+    // Where the replicas run, in replica order, each node once ("<none>" before any
+    // is placed); a warm standby (an index past the desired count) is not one.
+    std::string nodes;
+    std::set<std::string> seen;
+    for (const ReplicaView& r : w.replicas) {
+      if (r.index >= w.desired_replicas || r.node.empty() || !seen.insert(r.node).second) continue;
+      nodes += (nodes.empty() ? "" : ",") + r.node;
+    }
+    row.push_back(nodes.empty() ? "<none>" : nodes);
+  }
   return row;
 }
 

@@ -628,7 +628,7 @@ const std::vector<Command>& Commands() {
        "Running (a phase petrelctl does not know counts as worst of all).\n"
        "\"workload\" and \"wl\" work as well as \"workloads\".\n"
        "\n"
-       "  -o wide  adds IMAGE.\n"
+       "  -o wide  adds IMAGE and NODES (where the replicas run).\n"
        "  -o json  prints {\"items\":[WORKLOAD...]} with sorted keys, each WORKLOAD exactly\n"
        "           {name, phase, desiredReplicas, readyReplicas, replicas: [{index, phase,\n"
        "           containerId, pid, restarts, lastExitCode, message, node}]}; with a\n"

@@ -214,8 +214,8 @@ web 2/2 Running 0" ] || fail "get: rows $(cat "$tmp/cols")"
 out | tail -n +2 | grep -qE '^web         2/2    Running  0         [0-9]+s$' || fail "get: web's row is not aligned"
 out | check_aligned "get"
 run ctl get workload web -o wide
-expect_out_has '^NAME  READY  PHASE    RESTARTS  AGE +IMAGE$' "get -o wide"
-expect_out_has '^web   2/2    Running  0         [0-9]+s +oci-archive:/.*/build/images/busybox.tar$' "get -o wide"
+expect_out_has '^NAME  READY  PHASE    RESTARTS  AGE +IMAGE +NODES$' "get -o wide"
+expect_out_has '^web   2/2    Running  0         [0-9]+s +oci-archive:/.*/build/images/busybox.tar +[^ ,]+$' "get -o wide"
 out | check_aligned "get -o wide"
 
 echo "== get -o json: exactly the stable keys"

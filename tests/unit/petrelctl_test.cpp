@@ -185,8 +185,29 @@ TEST_CASE("petrelctl: workload and event rows") {
         std::vector<std::string>{"NAME", "READY", "PHASE", "RESTARTS", "AGE"});
   CHECK(WorkloadRow(*w, 1000 + 3 * kMin + 12 * kSec, false) ==
         std::vector<std::string>{"web", "1/2", "CrashLoop", "5", "3m12s"});
+  CHECK(WorkloadHeader(true) ==
+        std::vector<std::string>{"NAME", "READY", "PHASE", "RESTARTS", "AGE", "IMAGE", "NODES"});
   CHECK(WorkloadRow(*w, 1000 + 45 * kSec, true) ==
-        std::vector<std::string>{"web", "1/2", "CrashLoop", "5", "45s", "oci:/images/busybox"});
+        std::vector<std::string>{"web", "1/2", "CrashLoop", "5", "45s", "oci:/images/busybox",
+                                 "pi1,pi2"});
+
+  SUBCASE("NODES: each node once, no warm standby, <none> before any is placed") {
+    json j = ServerWorkload();
+    j["replicas"][1]["node"] = "pi1";
+    json standby = j["replicas"][1];
+    standby["index"] = 2;
+    standby["phase"] = "Standby";
+    standby["node"] = "pi3";
+    j["replicas"].push_back(standby);
+    auto s = DecodeWorkload(j);
+    REQUIRE(s.ok());
+    CHECK(WorkloadRow(*s, 1000, true).back() == "pi1");
+    j["replicas"][0]["node"] = "";
+    j["replicas"][1]["node"] = "";
+    s = DecodeWorkload(j);
+    REQUIRE(s.ok());
+    CHECK(WorkloadRow(*s, 1000, true).back() == "<none>");
+  }
 
   SUBCASE("a deleted workload is Terminating until its containers are gone") {
     json j = ServerWorkload();
