@@ -132,7 +132,10 @@ struct Engine {
 class ClusterImpl final : public Cluster, public PeerLink {
  public:
   ClusterImpl(ClusterOptions options, std::unique_ptr<Orchestrator> local)
-      : opts_(std::move(options)), local_(std::move(local)), sync_pool_(1, "petrel-csync") {
+      : opts_(std::move(options)),
+        local_(std::move(local)),
+        sync_pool_(1, "petrel-csync"),
+        lease_pool_(1, "petrel-lease") {
     dir_ = opts_.state_dir + "/cluster";
   }
 
@@ -905,16 +908,21 @@ class ClusterImpl final : public Cluster, public PeerLink {
     }
     const int64_t every = std::min(settings.heartbeat_ms, settings.fence_after_ms / 4);
     if (lease_renewed_ != 0 && now - lease_renewed_ < every) return;
-    Status s = WriteSecret(lease_.path, LeaseText(now), /*sync=*/false);
-    if (!s.ok()) {
-      if (lease_warned_ == 0 || now - lease_warned_ >= 30000) {
+    // The file is written beside the loop (a write and a rename: disk work where the
+    // lease dir is not tmpfs), one renewal at a time. It says `now`, when the loop knew
+    // the node unfenced, not when the write lands: a slow write shortens the lease,
+    // never stretches it.
+    if (lease_writing_.exchange(true)) return;
+    lease_renewed_ = now;
+    lease_pool_.Submit([this, path = lease_.path, now] {
+      Status s = WriteSecret(path, LeaseText(now), /*sync=*/false);
+      if (!s.ok() && (lease_warned_ == 0 || now - lease_warned_ >= 30000)) {
         lease_warned_ = now;
         Log(LogLevel::kError, "cluster: renewing the lease of exclusive workloads: " + s.message() +
                                   " (they are killed when it runs out)");
       }
-      return;
-    }
-    lease_renewed_ = now;
+      lease_writing_ = false;
+    });
   }
 
   // After a join: asks the leader to make this node a voter, then hands over its
@@ -1352,7 +1360,8 @@ class ClusterImpl final : public Cluster, public PeerLink {
   bool majority_heard_ = false;  // loop: unfenced in a cluster at least once since Start
   bool cut_off_said_ = false;    // loop: "cut off" logged, "reaches again" not yet
   ContainerLease lease_;         // loop thread after Open
-  TimeMs lease_renewed_ = 0, lease_warned_ = 0;  // Monotonic(); 0: never
+  TimeMs lease_renewed_ = 0;     // loop: Monotonic() of the last renewal asked; 0: never
+  TimeMs lease_warned_ = 0;      // lease_pool_: when a failed write was last logged
 
   std::string summary_;  // loop thread
   TimeMs summary_at_ = 0;
@@ -1366,6 +1375,10 @@ class ClusterImpl final : public Cluster, public PeerLink {
   std::atomic<bool> exclusive_waiting_{false};  // ExclusiveMustWait held one back
   std::set<std::string> exclusive_told_;        // sync thread: waits logged
   uint64_t synced_index_ = 0;                   // sync thread only after Open
+  // Writes the lease file (RenewLease); declared last, so destroyed first: a write in
+  // flight ends before the members it uses go.
+  std::atomic<bool> lease_writing_{false};  // a write is queued or running
+  WorkerPool lease_pool_;
 };
 
 }  // namespace internal
