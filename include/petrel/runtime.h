@@ -122,6 +122,20 @@ struct LogChunk {
   int64_t end_offset = 0;    // offset just past the data: the next since_offset
 };
 
+// A command to run in a running container (ContainerRuntime::Exec), as a health
+// probe's exec check or a user's `petrelctl exec` does.
+struct ExecOptions {
+  std::vector<std::string> command;  // argv; command[0] looked up in the container's PATH
+  int64_t timeout_ms = 10000;        // then the command is SIGKILLed: DeadlineExceeded
+  size_t output_limit = 16 * 1024;   // at most this many bytes of output are kept
+};
+
+struct ExecResult {
+  int exit_code = -1;      // 128+N for death by signal N
+  std::string output;      // stdout and stderr combined, the first output_limit bytes
+  bool truncated = false;  // the command wrote more than output_limit bytes
+};
+
 class ContainerRuntime {
  public:
   using ExitHandler = std::function<void(const std::string& container_id, int exit_code)>;
@@ -158,6 +172,21 @@ class ContainerRuntime {
   // The container's combined stdout and stderr, oldest first. NotFound when no such
   // container exists.
   virtual Result<LogChunk> Logs(const std::string& id, const LogOptions& options) = 0;
+  // Runs options.command in the running container `id` (its namespaces, root, cgroups,
+  // user, environment and working directory, as the container's own process), waits
+  // for it and returns its exit code and output. The command's processes are gone when
+  // Exec returns, also after a timeout: DeadlineExceeded ("exec in <id>: timed out
+  // after 1s"). A command that cannot run (not in the image) gives exit code 127 with
+  // the reason in the output, as a shell does. FailedPrecondition when the container
+  // is not running (created, or exited meanwhile); NotFound when no such container
+  // exists; NotSupported from an adapter that cannot exec (the default). May be called
+  // at any time, from any thread, concurrently with anything (several at once for one
+  // container, a Kill or Remove of it included).
+  virtual Result<ExecResult> Exec(const std::string& id, const ExecOptions& options) {
+    (void)id;
+    (void)options;
+    return Status::NotSupported("runtime " + Name() + " cannot exec in a container");
+  }
 
   // Installs the function called when a container's main process exits. Pass an
   // empty function to remove it. petrel treats a call as a hint to look (it lists
