@@ -111,6 +111,11 @@ Status DecodeReplica(const json& j, const std::string& path, ReplicaView* r) {
   PETREL_RETURN_IF_ERROR(Get(j, path, "restarts", &r->restarts));
   PETREL_RETURN_IF_ERROR(Get(j, path, "lastExitCode", &r->last_exit_code));
   if (j.contains("node")) PETREL_RETURN_IF_ERROR(Get(j, path, "node", &r->node));
+  if (j.contains("ready")) {
+    PETREL_RETURN_IF_ERROR(Get(j, path, "ready", &r->ready));
+  } else {
+    r->ready = r->phase == "Running";
+  }
   return Get(j, path, "message", &r->message);
 }
 
@@ -277,6 +282,7 @@ json StableJson(const std::vector<WorkloadView>& workloads) {
     for (const ReplicaView& r : w.replicas) {
       replicas.push_back({{"index", r.index},
                           {"phase", r.phase},
+                          {"ready", r.ready},
                           {"containerId", r.container_id},
                           {"pid", r.pid},
                           {"restarts", r.restarts},
@@ -489,6 +495,25 @@ std::string Or(const std::string& value, const std::string& fallback) {
   return value.empty() ? fallback : value;
 }
 
+// A probe as kubectl describes one: "http-get :8080/healthz delay=0s timeout=1s
+// period=10s #success=1 #failure=3", or "<none>".
+std::string ProbeText(const petrel::ProbeSpec& p) {
+  using petrel::FormatDurationMs;
+  std::string check;
+  switch (p.kind) {
+    case petrel::ProbeSpec::Kind::kNone: return "<none>";
+    case petrel::ProbeSpec::Kind::kExec: check = "exec " + ShellJoin(p.command); break;
+    case petrel::ProbeSpec::Kind::kTcpSocket: check = "tcp-socket :" + std::to_string(p.port); break;
+    case petrel::ProbeSpec::Kind::kHttpGet:
+      check = "http-get :" + std::to_string(p.port) + p.path;
+      break;
+  }
+  return check + " delay=" + FormatDurationMs(p.initial_delay_ms) +
+         " timeout=" + FormatDurationMs(p.timeout_ms) + " period=" + FormatDurationMs(p.period_ms) +
+         " #success=" + std::to_string(p.success_threshold) +
+         " #failure=" + std::to_string(p.failure_threshold);
+}
+
 // "2026-11-28 06:01:02 (5m ago)", or `never` for 0.
 std::string TimeAndAge(petrel::TimeMs t, petrel::TimeMs now, const std::string& never) {
   return t == 0 ? never : LocalTime(t) + " (" + HumanDuration(now - t) + " ago)";
@@ -554,14 +579,18 @@ std::string DescribeText(const WorkloadView& w, const petrel::WorkloadSpec& spec
     }
   }
   Field(&out, "Mounts", mounts);
+  Field(&out, "Liveness", ProbeText(spec.liveness_probe));
+  Field(&out, "Readiness", ProbeText(spec.readiness_probe));
+  Field(&out, "Startup", ProbeText(spec.startup_probe));
   Field(&out, "Generation", std::to_string(w.generation) + " (spec hash " + w.spec_hash + ")");
   Field(&out, "Created", TimeAndAge(w.created_at, now, "-"));
   Field(&out, "Updated", TimeAndAge(w.updated_at, now, "-"));
 
   std::vector<std::vector<std::string>> replicas = {
-      {"INDEX", "NODE", "PHASE", "CONTAINER", "PID", "RESTARTS", "LAST-EXIT", "MESSAGE"}};
+      {"INDEX", "NODE", "PHASE", "READY", "CONTAINER", "PID", "RESTARTS", "LAST-EXIT", "MESSAGE"}};
   for (const ReplicaView& rv : w.replicas) {
     replicas.push_back({std::to_string(rv.index), Or(rv.node, "-"), rv.phase,
+                        rv.ready ? "yes" : "no",
                         rv.container_id.empty() ? "-" : rv.container_id.substr(0, 12),
                         rv.pid == 0 ? "-" : std::to_string(rv.pid), std::to_string(rv.restarts),
                         rv.last_exit_code < 0 ? "-" : std::to_string(rv.last_exit_code),

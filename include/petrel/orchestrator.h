@@ -102,7 +102,7 @@ struct WorkloadState {
   // Terminating, still listed with its replicas, until its last container is gone.
   TimeMs deleted_at = 0;
   std::vector<ReplicaStatus> replicas;  // by index; only indices that exist
-  int ready_replicas = 0;               // replicas in phase Running; 0 when Terminating
+  int ready_replicas = 0;               // replicas that are ready (ReplicaStatus::ready)
 
   bool terminating() const { return deleted_at != 0; }
 };

@@ -134,6 +134,16 @@ class Port {
   // Unmounts and removes the namespace; the kernel frees it when its last process
   // is gone. OK when there is none. Leaves no mount behind.
   virtual Status DeleteNetns(const std::string& name) = 0;
+  // A socket (IPv4, `type` SOCK_STREAM or SOCK_DGRAM, non-blocking, close-on-exec) made
+  // in the network namespace of process `pid`: it stays in that namespace whoever uses
+  // it, so a connect from it reaches that process's loopback (a health probe of a
+  // container with a network of its own). The caller closes it. NotFound when there is
+  // no process `pid`. The default is NotSupported, for ports without namespaces.
+  virtual Result<int> SocketInNetnsOf(pid_t pid, int type) {
+    (void)pid;
+    (void)type;
+    return Status::NotSupported("this platform has no network namespaces");
+  }
 
   // --- supervision of child processes ---
 

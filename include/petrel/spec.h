@@ -12,6 +12,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "petrel/status.h"
@@ -46,6 +47,34 @@ struct Resources {
 
 enum class RestartPolicy { kAlways, kOnFailure, kNever };
 
+// A health check petrel makes of a running container, shaped as Kubernetes' probes: one
+// of exec (a command in the container, through ContainerRuntime::Exec, exit code 0 =
+// success), tcpSocket (a TCP connection to `port` on the container's loopback, in its
+// network namespace) or httpGet (GET `path` there; a status of 200-399 = success).
+// It first runs initial_delay_ms after the container started, then every period_ms; a
+// check not answered within timeout_ms failed. failure_threshold failures in a row turn
+// a passing probe failing, success_threshold successes in a row a failing one passing
+// (it must be 1 for liveness and startup probes).
+struct ProbeSpec {
+  enum class Kind { kNone, kExec, kTcpSocket, kHttpGet };
+  Kind kind = Kind::kNone;  // kNone: no probe; the other fields are then ignored
+  std::vector<std::string> command;  // exec: argv, command[0] looked up in the container
+  int port = 0;                      // tcpSocket, httpGet: 1..65535
+  std::string path = "/";            // httpGet: begins with '/'; may carry a ?query
+  std::string scheme = "HTTP";       // httpGet: HTTP (HTTPS is not supported yet)
+  std::vector<std::pair<std::string, std::string>> http_headers;  // httpGet: name, value
+  int64_t initial_delay_ms = 0;
+  int64_t period_ms = 10000;
+  int64_t timeout_ms = 1000;
+  int failure_threshold = 3;
+  int success_threshold = 1;
+
+  bool empty() const { return kind == Kind::kNone; }
+  bool operator==(const ProbeSpec&) const;
+  bool operator!=(const ProbeSpec& o) const { return !(*this == o); }
+};
+const char* ProbeKindName(ProbeSpec::Kind kind);  // "exec", "tcpSocket", "httpGet", "none"
+
 struct Backoff {
   int64_t initial_ms = 1000;       // the first restart waits this long
   int64_t max_ms = 5 * 60 * 1000;  // the wait doubles per failure up to this
@@ -73,6 +102,16 @@ struct WorkloadSpec {
   RestartPolicy restart_policy = RestartPolicy::kAlways;
   Backoff backoff;
   int64_t termination_grace_ms = 10000;  // SIGTERM, then SIGKILL after this long
+
+  // Health probes, run by petrel (so not in TemplateHash: a change takes effect without
+  // replacing containers). A failing liveness probe kills the container, which then
+  // restarts under restart_policy and its back-off. A readiness probe decides whether a
+  // running replica is ready (ReplicaStatus::ready, WorkloadState::ready_replicas);
+  // without one a running replica is ready. A startup probe holds the other two back
+  // until it passes once, and kills the container as liveness does when it fails.
+  ProbeSpec liveness_probe;
+  ProbeSpec readiness_probe;
+  ProbeSpec startup_probe;
 
   // Placement: where in a cluster the replicas may run. Not part of the container (not
   // in TemplateHash); a single node ignores them.
@@ -133,6 +172,11 @@ struct ReplicaStatus {
   // The node that runs this replica: filled in by Get and List (not stored, not
   // compared by ==).
   std::string node;
+  // Running, its startup probe (if any) has passed and its readiness probe (if any)
+  // passes. Known from the probes since petrel started: filled in by Get and List (not
+  // stored, not compared by ==), so after a restart of petrel a replica with a
+  // readiness or startup probe is not ready until the probe passes again.
+  bool ready = false;
 
   bool operator==(const ReplicaStatus&) const;
   bool operator!=(const ReplicaStatus& o) const { return !(*this == o); }

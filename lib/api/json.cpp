@@ -11,6 +11,7 @@ json WorkloadJson(const WorkloadState& w) {
   for (const ReplicaStatus& r : w.replicas) {
     replicas.push_back({{"index", r.index},
                         {"phase", PhaseName(r.phase)},
+                        {"ready", r.ready},
                         {"containerId", r.container_id},
                         {"pid", r.pid},
                         {"restarts", r.restarts},

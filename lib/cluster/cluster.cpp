@@ -319,8 +319,8 @@ class ClusterImpl final : public Cluster, public PeerLink {
         w.replicas.push_back(std::move(r));
       }
       w.ready_replicas = static_cast<int>(
-          std::count_if(w.replicas.begin(), w.replicas.end(),
-                        [](const ReplicaStatus& r) { return r.phase == Phase::kRunning; }));
+          std::count_if(w.replicas.begin(), w.replicas.begin() + std::min<int>(w.spec.replicas, static_cast<int>(w.replicas.size())),
+                        [](const ReplicaStatus& r) { return r.ready; }));
       if (it != by_name.end()) by_name.erase(it);
       out.push_back(std::move(w));
     }
@@ -1047,7 +1047,8 @@ class ClusterImpl final : public Cluster, public PeerLink {
                               {"restarts", r.restarts},
                               {"lastExitCode", r.last_exit_code},
                               {"message", r.message},
-                              {"since", r.since}});
+                              {"since", r.since},
+                              {"ready", r.ready}});
         }
         out[w.spec.name] = std::move(replicas);
       }
@@ -1077,6 +1078,7 @@ class ClusterImpl final : public Cluster, public PeerLink {
     r->last_exit_code = j.value("lastExitCode", -1);
     r->message = j.value("message", "");
     r->since = j.value("since", int64_t{0});
+    r->ready = j.value("ready", r->phase == Phase::kRunning);  // before probes: ready = running
     return true;
   }
 

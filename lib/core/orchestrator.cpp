@@ -5,6 +5,7 @@
 // through a Mailbox. Store commits go through a StoreWriter, never on the loop thread.
 #include "petrel/orchestrator.h"
 
+#include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -17,6 +18,8 @@
 #include <unordered_map>
 
 #include "lib/core/store_writer.h"
+#include "lib/probe/net_check.h"
+#include "lib/probe/prober.h"
 #include "lib/reconcile/executor.h"
 #include "lib/reconcile/plan.h"
 #include "lib/store/store.h"
@@ -59,7 +62,8 @@ auto Guard(const char* what, Fn&& fn) -> decltype(fn()) {
 struct LoopHandles {
   uv_async_t async;
   uv_timer_t timer;
-  int open = 2;
+  uv_timer_t probe_timer;  // the next health check is due
+  int open = 3;
 };
 
 void OnHandleClosed(uv_handle_t* h) {
@@ -345,14 +349,16 @@ class OrchestratorImpl final : public Orchestrator {
         s = last_list_status_;
         if (!s.ok() || !pulls_finished_) break;
       }
+      if (s.ok() && ProbeStep()) {  // a probe failed: the pass that kills the container
+        StartPass();
+        mailbox_->Drain();
+        s = last_list_status_;
+      }
       return s;
     });
   }
 
-  TimeMs NextWakeup() override {
-    if (last_pass_ == 0) return opts_.clock->Now();
-    return std::min(plan_wakeup_, last_pass_ + opts_.resync_interval_ms);
-  }
+  TimeMs NextWakeup() override { return std::min(PassWakeup(), probe_due_); }
 
   void Wake() {
     wake_pending_ = true;
@@ -372,6 +378,12 @@ class OrchestratorImpl final : public Orchestrator {
   };
 
   void Log(LogLevel level, const std::string& msg) { opts_.log_sink(level, msg); }
+
+  // When the next reconcile pass is due (a back-off or grace period ends, or the resync).
+  TimeMs PassWakeup() const {
+    if (last_pass_ == 0) return opts_.clock->Now();
+    return std::min(plan_wakeup_, last_pass_ + opts_.resync_interval_ms);
+  }
 
   // Picks the mode and, with it, where jobs run: inline for Step, on threads else.
   Status EnterMode(Mode mode) {
@@ -486,10 +498,19 @@ class OrchestratorImpl final : public Orchestrator {
     for (; it != replicas_.end() && it->first.first == name; ++it) {
       if (it->first.second >= d.spec.replicas) st.replicas.push_back(it->second);
     }
-    st.ready_replicas = static_cast<int>(
-        std::count_if(st.replicas.begin(), st.replicas.end(),
-                      [](const ReplicaStatus& r) { return r.phase == Phase::kRunning; }));
-    for (ReplicaStatus& r : st.replicas) r.node = opts_.node_name;
+    // Ready: running and, with a startup or readiness probe, passing it (Prober).
+    const bool gated = !d.spec.startup_probe.empty() || !d.spec.readiness_probe.empty();
+    for (ReplicaStatus& r : st.replicas) {
+      r.node = opts_.node_name;
+      if (r.phase != Phase::kRunning || r.index >= d.spec.replicas) continue;
+      if (gated) {
+        auto ready = ready_.find(ReplicaKey(name, r.index));
+        r.ready = ready != ready_.end() && ready->second == r.container_id;
+      } else {
+        r.ready = true;
+      }
+      if (r.ready) st.ready_replicas++;
+    }
     return st;
   }
 
@@ -582,6 +603,7 @@ class OrchestratorImpl final : public Orchestrator {
       return;
     }
     executor_.PruneKills(*listed);
+    PruneUnhealthy(*listed);
 
     PlanInput in;
     in.node = opts_.node_name;
@@ -590,6 +612,7 @@ class OrchestratorImpl final : public Orchestrator {
     in.kills = executor_.kills();
     in.removes = executor_.removes();
     in.images = images_;
+    in.unhealthy = unhealthy_;
     in.busy.assign(executor_.busy().begin(), executor_.busy().end());
     for (const ReplicaKey& key : settled_) {
       if (!executor_.busy().count(key)) in.busy.push_back(key);
@@ -617,6 +640,7 @@ class OrchestratorImpl final : public Orchestrator {
       jobs = JobsLocked(plan, now);
       pulls = PullsLocked(plan, now);
       ForgetUnusedImagesLocked();
+      SyncProbesLocked(now);
     }
     for (ReplicaJob& job : jobs) Dispatch(std::move(job));
     for (PullJob& job : pulls) Dispatch(std::move(job));
@@ -766,6 +790,7 @@ class OrchestratorImpl final : public Orchestrator {
         dirty_.insert(job.key);
       }
       QueueLocked(std::move(events));
+      SyncProbesLocked(now);
     }
     // A Create that failed may have failed on its image (a file replaced since): the
     // next try pulls again first, and an image error is then reported as one.
@@ -826,8 +851,9 @@ class OrchestratorImpl final : public Orchestrator {
       return;
     }
     if (listing_) return;  // OnListed schedules
-    TimeMs delay = std::max<TimeMs>(0, NextWakeup() - opts_.clock->Now());
+    TimeMs delay = std::max<TimeMs>(0, PassWakeup() - opts_.clock->Now());
     ScheduleTimer(delay);
+    ScheduleProbeTimer();
   }
 
   // Hands queued events to subscribers, without holding mu_ (callbacks may call Get).
@@ -857,6 +883,167 @@ class OrchestratorImpl final : public Orchestrator {
     }
   }
 
+  // --- health probes (lib/probe): checks beside the loop, results decided here ---
+
+  // The running replicas' containers and their probes, to the Prober; the ready set
+  // follows. REQUIRES: mu_ held.
+  void SyncProbesLocked(TimeMs now) {
+    std::vector<ProbeTarget> targets;
+    for (const auto& [key, r] : replicas_) {
+      if (r.phase != Phase::kRunning || r.container_id.empty()) continue;
+      auto d = desired_.find(key.first);
+      if (d == desired_.end() || d->second.deleted_at != 0) continue;
+      const WorkloadSpec& spec = d->second.spec;
+      if (key.second >= spec.replicas) continue;
+      if (spec.liveness_probe.empty() && spec.readiness_probe.empty() &&
+          spec.startup_probe.empty()) {
+        continue;
+      }
+      ProbeTarget t;
+      t.key = key;
+      t.container_id = r.container_id;
+      t.pid = r.pid;
+      t.running_since = r.since;
+      t.startup = spec.startup_probe;
+      t.liveness = spec.liveness_probe;
+      t.readiness = spec.readiness_probe;
+      targets.push_back(std::move(t));
+    }
+    if (prober_.Sync(targets, now)) ready_ = prober_.ReadyContainers();
+    probe_due_ = prober_.NextDue();
+  }
+
+  // Starts the checks that are due: an exec through the runtime on a worker; a
+  // tcpSocket or httpGet from a socket made (on a worker: it enters a namespace) in the
+  // container's network namespace, then on `loop`.
+  void RunDueProbes(uv_loop_t* loop) {
+    for (ProbeCheck& check : prober_.TakeDue(opts_.clock->Now())) {
+      std::shared_ptr<ContainerRuntime> runtime = opts_.runtime;
+      std::shared_ptr<Port> port = opts_.port;
+      std::shared_ptr<Mailbox> mailbox = mailbox_;
+      auto shared = std::make_shared<ProbeCheck>(std::move(check));
+      if (shared->probe.kind == ProbeSpec::Kind::kExec) {
+        workers_->Submit([this, runtime, mailbox, shared] {
+          auto result = std::make_shared<ProbeResult>(ExecCheck(runtime.get(), *shared));
+          mailbox->Post([this, shared, result] { OnProbeResult(*shared, *result); });
+        });
+        continue;
+      }
+      workers_->Submit([this, port, mailbox, shared, loop] {
+        auto fd = std::make_shared<Result<int>>(port->SocketInNetnsOf(shared->pid, SOCK_STREAM));
+        mailbox->Post([this, shared, fd, loop] {
+          if (!fd->ok()) {
+            OnProbeResult(*shared, fd->status().code() == Status::Code::kNotFound
+                                       ? ProbeResult::Gone()
+                                       : ProbeResult::Failure(fd->status().message()));
+            return;
+          }
+          if (loop == nullptr || (threaded() && handles_ == nullptr)) {
+            close(**fd);  // detached meanwhile
+            return;
+          }
+          net_checks_.Start(loop, **fd, shared->probe,
+                            [this, shared](const ProbeResult& r) { OnProbeResult(*shared, r); });
+        });
+      });
+    }
+    probe_due_ = prober_.NextDue();
+  }
+
+  // An exec check, on a worker: exit code 0 passes.
+  static ProbeResult ExecCheck(ContainerRuntime* runtime, const ProbeCheck& check) {
+    ExecOptions options;
+    options.command = check.probe.command;
+    options.timeout_ms = check.probe.timeout_ms;
+    options.output_limit = 1024;
+    Result<ExecResult> r = runtime->Exec(check.container_id, options);
+    if (!r.ok()) {
+      Status::Code code = r.status().code();
+      if (code == Status::Code::kNotFound || code == Status::Code::kFailedPrecondition) {
+        return ProbeResult::Gone();  // it exited meanwhile: the exit is the news
+      }
+      if (code == Status::Code::kDeadlineExceeded) {
+        return ProbeResult::Failure("timed out after " + FormatDurationMs(check.probe.timeout_ms));
+      }
+      return ProbeResult::Failure(r.status().message());
+    }
+    if (r->exit_code == 0) return ProbeResult::Success();
+    std::string out = r->output.substr(0, r->output.find_last_not_of("\r\n") + 1);
+    size_t last_line = out.find_last_of('\n');
+    if (last_line != std::string::npos) out = out.substr(last_line + 1);
+    if (out.size() > 200) out = out.substr(0, 200) + "...";
+    return ProbeResult::Failure("exit code " + std::to_string(r->exit_code) +
+                                (out.empty() ? "" : ": " + out));
+  }
+
+  void OnProbeResult(const ProbeCheck& check, const ProbeResult& result) {
+    ProbeNews news = prober_.Report(check, result, opts_.clock->Now());
+    if (!news.kill_reason.empty()) {
+      unhealthy_[check.container_id] = news.kill_reason;
+      probe_wants_pass_ = true;
+    }
+    if (news.ready_changed || !news.events.empty()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (news.ready_changed) ready_ = prober_.ReadyContainers();
+      QueueLocked(std::move(news.events));
+    }
+    probe_due_ = prober_.NextDue();
+    if (!threaded()) return;  // Step flushes, delivers and passes after its probes
+    Flush();
+    Deliver();
+    if (probe_wants_pass_) {
+      probe_wants_pass_ = false;
+      StartPass();
+    }
+    ScheduleProbeTimer();
+  }
+
+  // Step's probes: those due now, run to their end on a loop of their own. Returns
+  // whether one failed so that its container must be killed (a pass is due).
+  bool ProbeStep() {
+    if (prober_.size() == 0) return false;
+    uv_loop_t loop;
+    if (uv_loop_init(&loop) != 0) return false;
+    RunDueProbes(&loop);
+    mailbox_->Drain();  // exec results, and the sockets of net checks, which start now
+    uv_run(&loop, UV_RUN_DEFAULT);
+    mailbox_->Drain();
+    uv_loop_close(&loop);
+    Flush();
+    Deliver();
+    bool pass = probe_wants_pass_;
+    probe_wants_pass_ = false;
+    return pass;
+  }
+
+  void ScheduleProbeTimer() {
+    if (!threaded() || handles_ == nullptr) return;
+    if (probe_due_ == kNever) {
+      uv_timer_stop(&handles_->probe_timer);
+      return;
+    }
+    TimeMs delay = std::max<TimeMs>(0, probe_due_ - opts_.clock->Now());
+    uv_timer_start(
+        &handles_->probe_timer,
+        [](uv_timer_t* t) {
+          auto* self = static_cast<OrchestratorImpl*>(t->data);
+          self->RunDueProbes(t->loop);
+          self->ScheduleProbeTimer();
+        },
+        static_cast<uint64_t>(delay), 0);
+  }
+
+  // Kill reasons of containers that are gone are forgotten.
+  void PruneUnhealthy(const std::vector<ContainerInfo>& listed) {
+    if (unhealthy_.empty()) return;
+    std::unordered_map<std::string, std::string> still;
+    for (const ContainerInfo& c : listed) {
+      auto it = unhealthy_.find(c.id);
+      if (it != unhealthy_.end()) still.insert(*it);
+    }
+    unhealthy_.swap(still);
+  }
+
   // --- loop plumbing ---
 
   void InitHandles(uv_loop_t* loop) {
@@ -864,8 +1051,10 @@ class OrchestratorImpl final : public Orchestrator {
     uv_async_init(loop, &handles_->async,
                   [](uv_async_t* h) { static_cast<OrchestratorImpl*>(h->data)->OnAsync(); });
     uv_timer_init(loop, &handles_->timer);
+    uv_timer_init(loop, &handles_->probe_timer);
     handles_->async.data = this;
     handles_->timer.data = this;
+    handles_->probe_timer.data = this;
     {
       std::lock_guard<std::mutex> lock(async_mu_);
       async_ready_ = true;
@@ -881,10 +1070,14 @@ class OrchestratorImpl final : public Orchestrator {
       async_ready_ = false;
     }
     uv_timer_stop(&handles_->timer);
+    uv_timer_stop(&handles_->probe_timer);
+    net_checks_.CancelAll();
     handles_->async.data = handles_;
     handles_->timer.data = handles_;
+    handles_->probe_timer.data = handles_;
     uv_close(reinterpret_cast<uv_handle_t*>(&handles_->async), OnHandleClosed);
     uv_close(reinterpret_cast<uv_handle_t*>(&handles_->timer), OnHandleClosed);
+    uv_close(reinterpret_cast<uv_handle_t*>(&handles_->probe_timer), OnHandleClosed);
     handles_ = nullptr;
   }
 
@@ -935,6 +1128,9 @@ class OrchestratorImpl final : public Orchestrator {
   std::vector<Event> undelivered_;
   std::string pending_error_;  // a store failure for the log sink, "" when none
   ContainerLease exclusive_lease_;  // SetExclusiveLease
+  // The ready container of each replica with a startup or readiness probe
+  // (Prober::ReadyContainers), for Get and List.
+  std::map<ReplicaKey, std::string> ready_;
 
   std::mutex sub_mu_;
   std::map<SubscriptionId, std::shared_ptr<EventCallback>> subscribers_;
@@ -943,6 +1139,11 @@ class OrchestratorImpl final : public Orchestrator {
   // Loop thread only.
   Mode mode_ = Mode::kIdle;
   Executor executor_;
+  Prober prober_;
+  NetChecker net_checks_;
+  TimeMs probe_due_ = kNever;
+  std::unordered_map<std::string, std::string> unhealthy_;  // PlanInput::unhealthy
+  bool probe_wants_pass_ = false;  // a probe failed since the last pass
   std::unordered_map<std::string, ImageState> images_;
   bool listing_ = false;          // a List runs; its result makes the pass
   bool pass_again_ = false;       // another pass was asked for while listing

@@ -214,6 +214,9 @@ class Decoder {
           if (key == "terminationGracePeriod") {
             return Parsed(value, path, ParseDurationMs, &spec->termination_grace_ms);
           }
+          if (key == "livenessProbe") return Probe(value, path, &spec->liveness_probe);
+          if (key == "readinessProbe") return Probe(value, path, &spec->readiness_probe);
+          if (key == "startupProbe") return Probe(value, path, &spec->startup_probe);
           if (key == "nodeSelector") return StringMap(value, path, &spec->node_selector);
           if (key == "preferredNodes") return StringList(value, path, &spec->preferred_nodes);
           if (key == "exclusive") return Bool(value, path, &spec->exclusive);
@@ -308,6 +311,101 @@ class Decoder {
                       return Parsed(value, child, ParseDurationMs, &b->reset_after_ms);
                     return Unknown(key_pos, child);
                   });
+  }
+
+  // A probe: exactly one check (exec, tcpSocket, httpGet) and its timing. Durations as
+  // elsewhere ("10s"); Kubernetes' integer-seconds spellings (periodSeconds, ...) are
+  // read too, so a probe copied from a Pod spec works as it is.
+  Error Probe(const YAML::Node& v, const std::string& path, ProbeSpec* p) {
+    if (v.IsNull()) return std::nullopt;
+    using Kind = ProbeSpec::Kind;
+    auto check = [&](Kind kind, Position key_pos, const std::string& child) -> Error {
+      if (p->kind != Kind::kNone) {
+        return Fail(key_pos, child,
+                    std::string("a probe has one check: ") + ProbeKindName(p->kind) +
+                        " is already given (want one of exec, tcpSocket, httpGet)");
+      }
+      p->kind = kind;
+      return std::nullopt;
+    };
+    auto seconds = [&](const YAML::Node& value, const std::string& child,
+                       int64_t* out) -> Error {
+      int64_t s = -1;
+      if (Error e = Integer(value, child, &s)) return e;
+      if (value.IsNull()) return std::nullopt;
+      if (s < 0 || s > kMaxProbeMs / 1000) {
+        return Fail(PositionOf(value), child,
+                    "must be between 0 and " + std::to_string(kMaxProbeMs / 1000));
+      }
+      *out = s * 1000;
+      return std::nullopt;
+    };
+    Error e = Fields(
+        v, path,
+        [&](const std::string& key, const std::string& child, Position key_pos,
+            const YAML::Node& value) -> Error {
+          if (key == "exec") {
+            if (Error c = check(Kind::kExec, key_pos, child)) return c;
+            return Fields(value, child,
+                          [&](const std::string& k, const std::string& c, Position kp,
+                              const YAML::Node& val) -> Error {
+                            if (k == "command") return StringList(val, c, &p->command);
+                            return Unknown(kp, c);
+                          });
+          }
+          if (key == "tcpSocket") {
+            if (Error c = check(Kind::kTcpSocket, key_pos, child)) return c;
+            return Fields(value, child,
+                          [&](const std::string& k, const std::string& c, Position kp,
+                              const YAML::Node& val) -> Error {
+                            if (k == "port") return Integer(val, c, &p->port);
+                            return Unknown(kp, c);
+                          });
+          }
+          if (key == "httpGet") {
+            if (Error c = check(Kind::kHttpGet, key_pos, child)) return c;
+            return Fields(value, child,
+                          [&](const std::string& k, const std::string& c, Position kp,
+                              const YAML::Node& val) -> Error {
+                            if (k == "path") return String(val, c, &p->path);
+                            if (k == "port") return Integer(val, c, &p->port);
+                            if (k == "scheme") return String(val, c, &p->scheme);
+                            if (k == "httpHeaders") return Headers(val, c, &p->http_headers);
+                            return Unknown(kp, c);
+                          });
+          }
+          if (key == "initialDelay") {
+            return Parsed(value, child, ParseDurationMs, &p->initial_delay_ms);
+          }
+          if (key == "period") return Parsed(value, child, ParseDurationMs, &p->period_ms);
+          if (key == "timeout") return Parsed(value, child, ParseDurationMs, &p->timeout_ms);
+          if (key == "initialDelaySeconds") return seconds(value, child, &p->initial_delay_ms);
+          if (key == "periodSeconds") return seconds(value, child, &p->period_ms);
+          if (key == "timeoutSeconds") return seconds(value, child, &p->timeout_ms);
+          if (key == "failureThreshold") return Integer(value, child, &p->failure_threshold);
+          if (key == "successThreshold") return Integer(value, child, &p->success_threshold);
+          return Unknown(key_pos, child);
+        });
+    if (e) return e;
+    if (p->kind == Kind::kNone) {
+      return Fail(PositionOf(v), path, "needs a check: one of exec, tcpSocket, httpGet");
+    }
+    return std::nullopt;
+  }
+
+  Error Headers(const YAML::Node& v, const std::string& path,
+                std::vector<std::pair<std::string, std::string>>* out) {
+    return Elements(v, path, [&](const std::string& child, const YAML::Node& h) -> Error {
+      out->emplace_back();
+      std::pair<std::string, std::string>* header = &out->back();
+      return Fields(h, child,
+                    [&](const std::string& k, const std::string& c, Position kp,
+                        const YAML::Node& val) -> Error {
+                      if (k == "name") return String(val, c, &header->first);
+                      if (k == "value") return String(val, c, &header->second);
+                      return Unknown(kp, c);
+                    });
+    });
   }
 
   PositionMap* positions_;

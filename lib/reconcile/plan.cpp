@@ -132,6 +132,13 @@ class Planner {
     return it == in_.removes.end() ? 0 : it->second.next_retry;
   }
 
+  // Why a probe failed for container `c`, when it did (PlanInput::unhealthy).
+  const std::string* Unhealthy(const ContainerInfo& c) const {
+    if (in_.unhealthy.empty()) return nullptr;
+    auto it = in_.unhealthy.find(c.id);
+    return it == in_.unhealthy.end() ? nullptr : &it->second;
+  }
+
   bool Busy(const SlotKey& key) const { return !busy_.empty() && busy_.count(key) != 0; }
 
   void AddEvent(const std::string& workload, int replica, const char* type, std::string msg) {
@@ -278,7 +285,7 @@ class Planner {
             MakeAction(Action::Type::kStart, spec.name, next->index, &c,
                        cur.phase == Phase::kStandby ? "starting the warm standby" : "starting"));
         return;
-      case ContainerState::kRunning:
+      case ContainerState::kRunning: {
         if (cur.container_id != c.id) {
           AddEvent(spec.name, next->index, "Adopted",
                    "running container " + c.id + " (pid " + std::to_string(c.pid) + ")");
@@ -287,7 +294,14 @@ class Planner {
         next->pid = c.pid;
         next->message.clear();
         next->next_retry = 0;
+        const std::string* unhealthy = Unhealthy(c);
+        if (unhealthy != nullptr) {
+          next->message = *unhealthy;
+          Stop(c, spec.name, next->index, spec.termination_grace_ms,
+               unhealthy->substr(0, unhealthy->find(" probe failed")) + " probe failed");
+        }
         return;
+      }
       case ContainerState::kExited: break;
     }
     // An exit already recorded needs nothing new, unless the restart policy has changed
@@ -298,16 +312,25 @@ class Planner {
          (cur.phase == Phase::kExited && !WantsRestart(spec.restart_policy, cur.last_exit_code)));
     if (!recorded) {
       int code = c.exit_code;
-      bool restart = WantsRestart(spec.restart_policy, code);
+      const std::string* unhealthy = Unhealthy(c);
+      // "killed by signal 15 (exit code 143) after its liveness probe failed"
+      const std::string exit_text =
+          ExitText(code) + (unhealthy == nullptr ? ""
+                                                 : " after its " +
+                                                       unhealthy->substr(
+                                                           0, unhealthy->find(" probe failed")) +
+                                                       " probe failed");
+      // A container killed for a failed probe failed, whatever it exited with.
+      bool restart = WantsRestart(spec.restart_policy, unhealthy != nullptr && code == 0 ? 1 : code);
       TimeMs finished = c.finished_at > 0 ? c.finished_at : in_.now;
       next->pid = 0;
       next->last_exit_code = code;
       if (!restart) {
         next->phase = Phase::kExited;
         next->next_retry = 0;
-        next->message = code == 0 ? "completed" : "exited: " + ExitText(code);
+        next->message = code == 0 && unhealthy == nullptr ? "completed" : "exited: " + exit_text;
         AddEvent(spec.name, next->index, "Exited",
-                 ExitText(code) + "; restartPolicy " + RestartPolicyName(spec.restart_policy) +
+                 exit_text + "; restartPolicy " + RestartPolicyName(spec.restart_policy) +
                      ", not restarting");
       } else {
         bool stayed_up =
@@ -316,9 +339,9 @@ class Planner {
         int64_t delay = BackoffDelayMs(spec.backoff, next->failures);
         next->next_retry = finished + delay;
         next->phase = Phase::kCrashLoop;
-        next->message = "exited: " + ExitText(code) + "; back-off " + FormatDurationMs(delay);
+        next->message = "exited: " + exit_text + "; back-off " + FormatDurationMs(delay);
         AddEvent(spec.name, next->index, "BackOff",
-                 ExitText(code) + "; restarting in " + FormatDurationMs(delay) + " (failure " +
+                 exit_text + "; restarting in " + FormatDurationMs(delay) + " (failure " +
                      std::to_string(next->failures) + ")");
       }
     }

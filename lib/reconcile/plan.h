@@ -79,6 +79,10 @@ struct PlanInput {
   // `containers` was listed. No action, status change or event for them, nor for the
   // containers labelled with them.
   std::vector<std::pair<std::string, int>> busy;
+  // Running containers to kill because a liveness or startup probe failed, by id, with
+  // the reason ("liveness probe failed 3 times in a row: HTTP 500"). Their exits are
+  // then recorded with it, and the restart policy decides as for any exit.
+  std::unordered_map<std::string, std::string> unhealthy;
   TimeMs now = 0;
 };
 

@@ -22,6 +22,10 @@ inline constexpr int64_t kMaxCpuMillis = 1024 * 1000;         // 1024 cores
 inline constexpr int64_t kMaxPids = 4194304;                  // Linux PID_MAX_LIMIT
 inline constexpr int64_t kMaxBackoffMs = 24 * 3600 * 1000;    // initial, max, resetAfter
 inline constexpr int64_t kMaxGraceMs = 3600 * 1000;           // terminationGracePeriod
+inline constexpr int64_t kMaxProbeMs = 3600 * 1000;  // a probe's initialDelay, period, timeout
+inline constexpr int64_t kMinProbePeriodMs = 100;    // more often is a busy loop, not a check
+inline constexpr int64_t kMinProbeTimeoutMs = 10;
+inline constexpr int kMaxProbeThreshold = 1000;
 
 // One validation failure: `path` is the field's manifest path, `reason` says what is
 // wrong with it ("must be at most 10000").

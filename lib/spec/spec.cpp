@@ -27,15 +27,23 @@ bool Backoff::operator==(const Backoff& o) const {
          std::tie(o.initial_ms, o.max_ms, o.reset_after_ms);
 }
 
+bool ProbeSpec::operator==(const ProbeSpec& o) const {
+  return std::tie(kind, command, port, path, scheme, http_headers, initial_delay_ms, period_ms,
+                  timeout_ms, failure_threshold, success_threshold) ==
+         std::tie(o.kind, o.command, o.port, o.path, o.scheme, o.http_headers, o.initial_delay_ms,
+                  o.period_ms, o.timeout_ms, o.failure_threshold, o.success_threshold);
+}
+
 bool WorkloadSpec::operator==(const WorkloadSpec& o) const {
   return std::tie(name, labels, replicas, image, command, args, env, working_dir, user,
                   read_only_rootfs, ports, mounts, resources, restart_policy, backoff,
-                  termination_grace_ms, node_selector, preferred_nodes, exclusive, standby,
-                  standby_replicas) ==
+                  termination_grace_ms, liveness_probe, readiness_probe, startup_probe,
+                  node_selector, preferred_nodes, exclusive, standby, standby_replicas) ==
          std::tie(o.name, o.labels, o.replicas, o.image, o.command, o.args, o.env, o.working_dir,
                   o.user, o.read_only_rootfs, o.ports, o.mounts, o.resources, o.restart_policy,
-                  o.backoff, o.termination_grace_ms, o.node_selector, o.preferred_nodes,
-                  o.exclusive, o.standby, o.standby_replicas);
+                  o.backoff, o.termination_grace_ms, o.liveness_probe, o.readiness_probe,
+                  o.startup_probe, o.node_selector, o.preferred_nodes, o.exclusive, o.standby,
+                  o.standby_replicas);
 }
 
 bool ReplicaStatus::operator==(const ReplicaStatus& o) const {
@@ -73,6 +81,16 @@ std::optional<Phase> ParsePhase(const std::string& name) {
     if (name == PhaseName(p)) return p;
   }
   return std::nullopt;
+}
+
+const char* ProbeKindName(ProbeSpec::Kind kind) {
+  switch (kind) {
+    case ProbeSpec::Kind::kNone: return "none";
+    case ProbeSpec::Kind::kExec: return "exec";
+    case ProbeSpec::Kind::kTcpSocket: return "tcpSocket";
+    case ProbeSpec::Kind::kHttpGet: return "httpGet";
+  }
+  return "Unknown";
 }
 
 const char* RestartPolicyName(RestartPolicy policy) {
@@ -438,6 +456,100 @@ std::optional<FieldError> CheckPlacement(const WorkloadSpec& spec) {
   return std::nullopt;
 }
 
+// An HTTP header name: a token of RFC 9110 (letters, digits and !#$%&'*+-.^_`|~).
+bool IsHeaderName(std::string_view s) {
+  if (s.empty() || s.size() > 256) return false;
+  for (char c : s) {
+    if (!IsAlnum(c) && std::string_view("!#$%&'*+-.^_`|~").find(c) == std::string_view::npos) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// A probe's field `path` ("spec.livenessProbe"); liveness and startup probes must have a
+// success threshold of 1 (as Kubernetes asks): one success is all they wait for.
+std::optional<FieldError> CheckProbe(const ProbeSpec& p, const std::string& path,
+                                     bool single_success) {
+  using Kind = ProbeSpec::Kind;
+  if (p.kind == Kind::kNone) return std::nullopt;
+  if (p.kind == Kind::kExec) {
+    if (p.command.empty() || p.command[0].empty()) {
+      return FieldError{path + ".exec.command", "is required (the command to run)"};
+    }
+    for (size_t i = 0; i < p.command.size(); i++) {
+      if (auto e = TextProblem(p.command[i])) {
+        return FieldError{path + ".exec." + Index("command", i), *e};
+      }
+    }
+  } else {
+    const std::string where = path + (p.kind == Kind::kTcpSocket ? ".tcpSocket" : ".httpGet");
+    if (p.port < 1 || p.port > 65535) {
+      return FieldError{where + ".port", "must be between 1 and 65535"};
+    }
+  }
+  if (p.kind == Kind::kHttpGet) {
+    const std::string where = path + ".httpGet";
+    if (p.path.empty() || p.path.front() != '/' || p.path.size() > 2048) {
+      return FieldError{where + ".path", Quote(p.path) + " must begin with '/' (at most 2048)"};
+    }
+    for (char c : p.path) {
+      if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) {
+        return FieldError{where + ".path", Quote(p.path) + " must not hold spaces or control "
+                                                           "characters (escape them as %XX)"};
+      }
+    }
+    if (p.scheme != "HTTP") {
+      return FieldError{where + ".scheme", Quote(p.scheme) + " is not supported (want HTTP; "
+                                                             "HTTPS probes are not supported yet)"};
+    }
+    if (p.http_headers.size() > 32) return FieldError{where + ".httpHeaders", "at most 32"};
+    for (size_t i = 0; i < p.http_headers.size(); i++) {
+      const auto& [name, value] = p.http_headers[i];
+      const std::string h = where + "." + Index("httpHeaders", i);
+      if (!IsHeaderName(name)) {
+        return FieldError{h + ".name", Quote(name) + " is not an HTTP header name"};
+      }
+      if (auto e = TextProblem(value)) return FieldError{h + ".value", *e};
+      if (value.size() > 4096) return FieldError{h + ".value", "must be at most 4096 bytes"};
+      for (char c : value) {
+        if (c == '\r' || c == '\n') {
+          return FieldError{h + ".value", "must not hold a line break"};
+        }
+      }
+    }
+  }
+  const std::string max = FormatDurationMs(kMaxProbeMs);
+  if (auto e = CheckRange(path + ".initialDelay", p.initial_delay_ms, kMaxProbeMs, max)) return e;
+  if (p.period_ms < kMinProbePeriodMs) {
+    return FieldError{path + ".period", "must be at least " + FormatDurationMs(kMinProbePeriodMs)};
+  }
+  if (auto e = CheckRange(path + ".period", p.period_ms, kMaxProbeMs, max)) return e;
+  if (p.timeout_ms < kMinProbeTimeoutMs) {
+    return FieldError{path + ".timeout",
+                      "must be at least " + FormatDurationMs(kMinProbeTimeoutMs)};
+  }
+  if (auto e = CheckRange(path + ".timeout", p.timeout_ms, kMaxProbeMs, max)) return e;
+  if (p.failure_threshold < 1 || p.failure_threshold > kMaxProbeThreshold) {
+    return FieldError{path + ".failureThreshold",
+                      "must be between 1 and " + std::to_string(kMaxProbeThreshold)};
+  }
+  if (p.success_threshold < 1 || p.success_threshold > kMaxProbeThreshold) {
+    return FieldError{path + ".successThreshold",
+                      "must be between 1 and " + std::to_string(kMaxProbeThreshold)};
+  }
+  if (single_success && p.success_threshold != 1) {
+    return FieldError{path + ".successThreshold", "must be 1 for this probe"};
+  }
+  return std::nullopt;
+}
+
+std::optional<FieldError> CheckProbes(const WorkloadSpec& spec) {
+  if (auto e = CheckProbe(spec.liveness_probe, "spec.livenessProbe", true)) return e;
+  if (auto e = CheckProbe(spec.readiness_probe, "spec.readinessProbe", false)) return e;
+  return CheckProbe(spec.startup_probe, "spec.startupProbe", true);
+}
+
 }  // namespace
 
 std::optional<FieldError> CheckWorkload(const WorkloadSpec& spec) {
@@ -446,6 +558,7 @@ std::optional<FieldError> CheckWorkload(const WorkloadSpec& spec) {
   if (auto e = CheckPorts(spec.ports)) return e;
   if (auto e = CheckMounts(spec.mounts)) return e;
   if (auto e = CheckLimits(spec)) return e;
+  if (auto e = CheckProbes(spec)) return e;
   return CheckPlacement(spec);
 }
 

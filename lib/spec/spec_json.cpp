@@ -2,8 +2,9 @@
 //
 // The JSON has every field of petrel 0.1, always, under its manifest name with the
 // base unit appended where the manifest takes a quantity ("memoryBytes", "initialMs");
-// a field added since (placement: nodeSelector, preferredNodes, exclusive, standby,
-// standbyReplicas) is written only when it is not at its default, so the JSON of a spec that leaves
+// a field added since (probes: livenessProbe, readinessProbe, startupProbe; placement:
+// nodeSelector, preferredNodes, exclusive, standby, standbyReplicas) is written only when
+// it is not at its default, so the JSON of a spec that leaves
 // it alone keeps its bytes. Keys are sorted (nlohmann's default object is a std::map), numbers are
 // integers. Two equal specs give byte-identical JSON, which the store relies on to skip no-op
 // writes.
@@ -187,6 +188,84 @@ Status ReadList(const json& j, const std::string& path, std::vector<T>* out, F r
   return Status::OK();
 }
 
+// A probe is written whole: its check under the kind's name, then every setting.
+json ProbeJson(const ProbeSpec& p) {
+  json j = {{"initialDelayMs", p.initial_delay_ms},
+            {"periodMs", p.period_ms},
+            {"timeoutMs", p.timeout_ms},
+            {"failureThreshold", p.failure_threshold},
+            {"successThreshold", p.success_threshold}};
+  switch (p.kind) {
+    case ProbeSpec::Kind::kExec: j["exec"] = {{"command", p.command}}; break;
+    case ProbeSpec::Kind::kTcpSocket: j["tcpSocket"] = {{"port", p.port}}; break;
+    case ProbeSpec::Kind::kHttpGet: {
+      json headers = json::array();
+      for (const auto& [name, value] : p.http_headers) {
+        headers.push_back({{"name", name}, {"value", value}});
+      }
+      j["httpGet"] = {{"path", p.path},
+                      {"port", p.port},
+                      {"scheme", p.scheme},
+                      {"httpHeaders", std::move(headers)}};
+      break;
+    }
+    case ProbeSpec::Kind::kNone: break;
+  }
+  return j;
+}
+
+Status ReadHeader(const json& j, const std::string& path, std::pair<std::string, std::string>* h) {
+  PETREL_RETURN_IF_ERROR(ExpectObject(j, path, {"name", "value"}));
+  PETREL_RETURN_IF_ERROR(Read(j["name"], path + ".name", &h->first));
+  return Read(j["value"], path + ".value", &h->second);
+}
+
+Status ReadProbe(const json& j, const std::string& path, ProbeSpec* p) {
+  PETREL_RETURN_IF_ERROR(ExpectObject(
+      j, path,
+      {"initialDelayMs", "periodMs", "timeoutMs", "failureThreshold", "successThreshold"},
+      {"exec", "tcpSocket", "httpGet"}));
+  int kinds = 0;
+  if (j.contains("exec")) {
+    kinds++;
+    p->kind = ProbeSpec::Kind::kExec;
+    const json& e = j["exec"];
+    PETREL_RETURN_IF_ERROR(ExpectObject(e, path + ".exec", {"command"}));
+    PETREL_RETURN_IF_ERROR(Read(e["command"], path + ".exec.command", &p->command));
+  }
+  if (j.contains("tcpSocket")) {
+    kinds++;
+    p->kind = ProbeSpec::Kind::kTcpSocket;
+    const json& t = j["tcpSocket"];
+    PETREL_RETURN_IF_ERROR(ExpectObject(t, path + ".tcpSocket", {"port"}));
+    PETREL_RETURN_IF_ERROR(Read(t["port"], path + ".tcpSocket.port", &p->port));
+  }
+  if (j.contains("httpGet")) {
+    kinds++;
+    p->kind = ProbeSpec::Kind::kHttpGet;
+    const json& h = j["httpGet"];
+    const std::string hp = path + ".httpGet";
+    PETREL_RETURN_IF_ERROR(ExpectObject(h, hp, {"path", "port", "scheme", "httpHeaders"}));
+    PETREL_RETURN_IF_ERROR(Read(h["path"], hp + ".path", &p->path));
+    PETREL_RETURN_IF_ERROR(Read(h["port"], hp + ".port", &p->port));
+    PETREL_RETURN_IF_ERROR(Read(h["scheme"], hp + ".scheme", &p->scheme));
+    PETREL_RETURN_IF_ERROR(ReadList(h["httpHeaders"], hp + ".httpHeaders", &p->http_headers,
+                                    ReadHeader));
+  }
+  if (kinds != 1) return Bad(path, "must have exactly one of exec, tcpSocket, httpGet");
+  PETREL_RETURN_IF_ERROR(Read(j["initialDelayMs"], path + ".initialDelayMs", &p->initial_delay_ms));
+  PETREL_RETURN_IF_ERROR(Read(j["periodMs"], path + ".periodMs", &p->period_ms));
+  PETREL_RETURN_IF_ERROR(Read(j["timeoutMs"], path + ".timeoutMs", &p->timeout_ms));
+  PETREL_RETURN_IF_ERROR(
+      Read(j["failureThreshold"], path + ".failureThreshold", &p->failure_threshold));
+  return Read(j["successThreshold"], path + ".successThreshold", &p->success_threshold);
+}
+
+Status ReadOptionalProbe(const json& j, const char* key, ProbeSpec* out) {
+  auto it = j.find(key);
+  return it == j.end() ? Status::OK() : ReadProbe(*it, key, out);
+}
+
 // Reads j[key] into *out when present; an absent key leaves *out at its default.
 template <typename T>
 Status ReadOptional(const json& j, const char* key, T* out) {
@@ -200,7 +279,8 @@ Status ReadSpec(const json& j, WorkloadSpec* spec) {
                    {"name", "labels", "replicas", "image", "command", "args", "env", "workingDir",
                     "user", "readOnlyRootfs", "ports", "mounts", "resources", "restartPolicy",
                     "backoff", "terminationGraceMs"},
-                   {"nodeSelector", "preferredNodes", "exclusive", "standby", "standbyReplicas"}));
+                   {"livenessProbe", "readinessProbe", "startupProbe", "nodeSelector",
+                    "preferredNodes", "exclusive", "standby", "standbyReplicas"}));
   PETREL_RETURN_IF_ERROR(Read(j["name"], "name", &spec->name));
   PETREL_RETURN_IF_ERROR(Read(j["labels"], "labels", &spec->labels));
   PETREL_RETURN_IF_ERROR(Read(j["replicas"], "replicas", &spec->replicas));
@@ -238,6 +318,9 @@ Status ReadSpec(const json& j, WorkloadSpec* spec) {
   PETREL_RETURN_IF_ERROR(
       Read(j["terminationGraceMs"], "terminationGraceMs", &spec->termination_grace_ms));
 
+  PETREL_RETURN_IF_ERROR(ReadOptionalProbe(j, "livenessProbe", &spec->liveness_probe));
+  PETREL_RETURN_IF_ERROR(ReadOptionalProbe(j, "readinessProbe", &spec->readiness_probe));
+  PETREL_RETURN_IF_ERROR(ReadOptionalProbe(j, "startupProbe", &spec->startup_probe));
   PETREL_RETURN_IF_ERROR(ReadOptional(j, "nodeSelector", &spec->node_selector));
   PETREL_RETURN_IF_ERROR(ReadOptional(j, "preferredNodes", &spec->preferred_nodes));
   PETREL_RETURN_IF_ERROR(ReadOptional(j, "exclusive", &spec->exclusive));
@@ -256,6 +339,9 @@ std::string SpecToJson(const WorkloadSpec& spec) {
                   {"maxMs", spec.backoff.max_ms},
                   {"resetAfterMs", spec.backoff.reset_after_ms}};
   j["terminationGraceMs"] = spec.termination_grace_ms;
+  if (!spec.liveness_probe.empty()) j["livenessProbe"] = ProbeJson(spec.liveness_probe);
+  if (!spec.readiness_probe.empty()) j["readinessProbe"] = ProbeJson(spec.readiness_probe);
+  if (!spec.startup_probe.empty()) j["startupProbe"] = ProbeJson(spec.startup_probe);
   if (!spec.node_selector.empty()) j["nodeSelector"] = spec.node_selector;
   if (!spec.preferred_nodes.empty()) j["preferredNodes"] = spec.preferred_nodes;
   if (spec.exclusive) j["exclusive"] = true;

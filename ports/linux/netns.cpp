@@ -5,6 +5,9 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -89,6 +92,37 @@ Status LinuxPort::DeleteNetns(const std::string& name) {
   PETREL_RETURN_IF_ERROR(UnmountAll(path));
   if (unlink(path.c_str()) != 0 && errno != ENOENT) return ErrnoError(path, "remove", errno);
   return Status::OK();
+}
+
+// A process that shares petrel's own namespace (a container on the host's network)
+// gets its socket here; any other on a thread that enters the namespace for it.
+Result<int> LinuxPort::SocketInNetnsOf(pid_t pid, int type) {
+  const std::string path = "/proc/" + std::to_string(pid) + "/ns/net";
+  UniqueFd ns(pid > 0 ? open(path.c_str(), O_RDONLY | O_CLOEXEC) : -1);
+  if (!ns.valid()) {
+    if (pid <= 0 || errno == ENOENT || errno == ESRCH) {
+      return Status::NotFound("no process " + std::to_string(pid));
+    }
+    return ErrnoError(path, "open", errno);
+  }
+  struct stat theirs = {}, ours = {};
+  const bool same = fstat(ns.get(), &theirs) == 0 && stat("/proc/self/ns/net", &ours) == 0 &&
+                    theirs.st_dev == ours.st_dev && theirs.st_ino == ours.st_ino;
+  int fd = -1;
+  auto make = [&]() -> Status {
+    fd = socket(AF_INET, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return ErrnoError(path, "socket", errno);
+    return Status::OK();
+  };
+  if (same) {
+    PETREL_RETURN_IF_ERROR(make());
+    return fd;
+  }
+  PETREL_RETURN_IF_ERROR(OnOwnThread([&]() -> Status {
+    if (setns(ns.get(), CLONE_NEWNET) != 0) return ErrnoError(path, "enter network namespace", errno);
+    return make();
+  }));
+  return fd;
 }
 
 }  // namespace petrel::internal

@@ -200,7 +200,7 @@ TEST_SUITE("api") {
     CHECK(w["spec"] == SpecJson(Web("web", 2)));
     REQUIRE(w["replicas"].size() == 2);
     json r0 = w["replicas"][0];
-    CHECK(Keys(r0) == std::set<std::string>{"index", "phase", "containerId", "pid", "restarts",
+    CHECK(Keys(r0) == std::set<std::string>{"index", "phase", "ready", "containerId", "pid", "restarts",
                                             "lastExitCode", "message", "since", "nextRetry",
                                             "node"});
     CHECK(r0["index"] == 0);
