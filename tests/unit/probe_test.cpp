@@ -15,7 +15,14 @@
 #include "lib/probe/net_check.h"
 #include "lib/probe/prober.h"
 #include "petrel/manifest.h"
+#include "petrel/orchestrator.h"
 #include "petrel/spec.h"
+#include "petrel/testing/fake_clock.h"
+#include "petrel/testing/fake_runtime.h"
+#include "tests/lib/files.h"
+#include "tests/lib/host_net_port.h"
+#include "tests/lib/orchestrator.h"
+#include "tests/lib/wait.h"
 
 namespace petrel {
 namespace {
@@ -485,6 +492,135 @@ TEST_SUITE("probe") {
     uv_run(&loop, UV_RUN_DEFAULT);  // the close callbacks free them
     CHECK(calls == 0);
     CHECK(uv_loop_close(&loop) == 0);
+  }
+}
+
+// An Orchestrator stepped by hand over the fake runtime and clock, whose probes reach
+// servers of the test on 127.0.0.1 (HostNetPort).
+struct ProbedNode {
+  testing::TempDir dir;
+  std::shared_ptr<testing::FakeClock> clock = std::make_shared<testing::FakeClock>();
+  std::shared_ptr<testing::FakeRuntime> runtime =
+      std::make_shared<testing::FakeRuntime>(clock);
+  std::unique_ptr<Orchestrator> orch;
+  std::vector<Event> events;
+
+  ProbedNode() {
+    Options o = testing::TestOptions(dir, runtime, clock);
+    o.port = std::make_shared<testing::HostNetPort>();
+    orch = testing::OpenOrDie(o);
+    orch->Subscribe([this](const Event& e) { events.push_back(e); });
+  }
+  void Step() { REQUIRE(orch->Step().ok()); }
+  WorkloadState Get() {
+    Result<WorkloadState> w = orch->Get("web");
+    REQUIRE(w.ok());
+    return *w;
+  }
+  std::vector<std::string> Messages(const std::string& type) {
+    std::vector<std::string> out;
+    for (const Event& e : events) {
+      if (e.type == type) out.push_back(e.message);
+    }
+    return out;
+  }
+};
+
+TEST_SUITE("probe") {
+  TEST_CASE("Orchestrator: readiness follows the probe; a failing liveness probe restarts") {
+    auto server = std::make_unique<Server>("", /*accept=*/false);
+    const int port = server->port();
+    ProbedNode n;
+    WorkloadSpec w = Base();
+    w.command = {"/bin/sh", "-c", "sleep 3600"};
+    w.readiness_probe = Tcp(port);
+    w.readiness_probe.period_ms = 1000;
+    w.readiness_probe.failure_threshold = 1;
+    w.liveness_probe = Tcp(port);
+    w.liveness_probe.period_ms = 1000;
+    w.liveness_probe.failure_threshold = 2;
+    REQUIRE(n.orch->Apply(w).ok());
+    n.Step();
+    WorkloadState st = n.Get();
+    REQUIRE(st.replicas.at(0).phase == Phase::kRunning);
+    CHECK(st.replicas.at(0).ready);
+    CHECK(st.ready_replicas == 1);
+    CHECK(n.Messages("Ready") == std::vector<std::string>{"readiness probe passed"});
+    const std::string first = st.replicas.at(0).container_id;
+    // Probes are timed: the next check is a period away.
+    CHECK(n.orch->NextWakeup() == n.clock->Now() + 1000);
+
+    server.reset();  // the port closes: every check fails from now on
+    n.clock->Advance(1000);
+    n.Step();
+    st = n.Get();
+    CHECK(st.replicas.at(0).phase == Phase::kRunning);
+    CHECK_FALSE(st.replicas.at(0).ready);
+    CHECK(st.ready_replicas == 0);
+    CHECK(n.runtime->Calls(testing::FakeRuntime::Op::kKill) == 0);  // one failure of two
+
+    n.clock->Advance(1000);
+    n.Step();  // the second failure: killed (SIGTERM) in the same step
+    CHECK(n.runtime->Calls(testing::FakeRuntime::Op::kKill) == 1);
+    std::vector<std::string> unhealthy = n.Messages("Unhealthy");
+    REQUIRE(unhealthy.size() == 2);
+    CHECK(unhealthy[0] == "readiness probe failed once: connect 127.0.0.1:" +
+                              std::to_string(port) + ": connection refused; not ready");
+    CHECK(unhealthy[1] == "liveness probe failed 2 times in a row: connect 127.0.0.1:" +
+                              std::to_string(port) +
+                              ": connection refused; killing the container");
+    n.Step();
+    st = n.Get();
+    CHECK(st.replicas.at(0).phase == Phase::kCrashLoop);
+    CHECK(st.replicas.at(0).message ==
+          "exited: killed by signal 15 (exit code 143) after its liveness probe failed; "
+          "back-off 1s");
+    // Restarted after the back-off, once: the probe's kill is one failure, not two.
+    n.clock->Advance(1000);
+    n.Step();
+    st = n.Get();
+    CHECK(st.replicas.at(0).phase == Phase::kRunning);
+    CHECK(st.replicas.at(0).container_id != first);
+    CHECK(st.replicas.at(0).restarts == 1);
+  }
+
+  TEST_CASE("Orchestrator: without readiness or startup probes a running replica is ready") {
+    ProbedNode n;
+    WorkloadSpec w = Base();
+    w.command = {"/bin/sh", "-c", "sleep 3600"};
+    w.replicas = 2;
+    REQUIRE(n.orch->Apply(w).ok());
+    n.Step();
+    WorkloadState st = n.Get();
+    CHECK(st.ready_replicas == 2);
+    CHECK(st.replicas.at(0).ready);
+    CHECK(n.Messages("Ready").empty());  // no probe, no news
+  }
+
+  TEST_CASE("Orchestrator on its own loop: probes run on their timer, beside the passes") {
+    auto server = std::make_unique<Server>("HTTP/1.1 200 OK\r\n\r\n");
+    testing::TempDir dir;
+    auto clock = SystemClock();
+    auto runtime = std::make_shared<testing::FakeRuntime>(clock);
+    Options o = testing::TestOptions(dir, runtime, clock);
+    o.port = std::make_shared<testing::HostNetPort>();
+    o.resync_interval_ms = 60000;  // no pass would notice anything on its own
+    std::unique_ptr<Orchestrator> orch = testing::OpenOrDie(o);
+    REQUIRE(orch->Start().ok());
+    WorkloadSpec w = Base();
+    w.command = {"/bin/sh", "-c", "sleep 3600"};
+    w.readiness_probe = Http(server->port());
+    w.readiness_probe.period_ms = 100;
+    w.readiness_probe.failure_threshold = 2;
+    REQUIRE(orch->Apply(w).ok());
+    auto ready = [&] {
+      Result<WorkloadState> st = orch->Get("web");
+      return st.ok() && st->ready_replicas == 1;
+    };
+    CHECK(testing::WaitFor(ready, 20));
+    server.reset();
+    CHECK(testing::WaitFor([&] { return !ready(); }, 20));
+    orch.reset();  // with checks possibly in flight: they are cancelled, nothing leaks
   }
 }
 
