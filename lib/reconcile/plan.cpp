@@ -312,7 +312,9 @@ class Planner {
          (cur.phase == Phase::kExited && !WantsRestart(spec.restart_policy, cur.last_exit_code)));
     if (!recorded) {
       int code = c.exit_code;
-      const std::string* unhealthy = Unhealthy(c);
+      // Its probe's doing only if petrel signalled it: a container that exited by
+      // itself just as its probe failed exited by itself.
+      const std::string* unhealthy = in_.kills.count(c.id) != 0 ? Unhealthy(c) : nullptr;
       // "killed by signal 15 (exit code 143) after its liveness probe failed"
       const std::string exit_text =
           ExitText(code) + (unhealthy == nullptr ? ""
