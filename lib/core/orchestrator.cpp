@@ -796,6 +796,13 @@ class OrchestratorImpl final : public Orchestrator {
     // next try pulls again first, and an image error is then reported as one.
     for (size_t i = 0; i < job.results.size(); i++) {
       const Action& a = job.actions[i];
+      // A container removed or made anew is not the one a probe failed for, even
+      // where the runtime reuses its name as its id.
+      if ((a.type == Action::Type::kRemove || a.type == Action::Type::kCreate) &&
+          job.results[i].status.ok()) {
+        unhealthy_.erase(a.type == Action::Type::kRemove ? a.container_id
+                                                         : job.results[i].container_id);
+      }
       if (a.type == Action::Type::kCreate && !job.results[i].status.ok() &&
           job.results[i].container_id.empty()) {
         images_[a.container.image].ready = false;

@@ -60,7 +60,9 @@ bool Prober::Sync(const std::vector<ProbeTarget>& targets, TimeMs now) {
     if (t.startup.empty() && t.liveness.empty() && t.readiness.empty()) continue;
     const ProbeSpec* specs[] = {&t.startup, &t.liveness, &t.readiness};
     auto it = containers_.find(t.key);
-    const bool fresh = it == containers_.end() || it->second.id != t.container_id;
+    // A runtime may reuse a name as the id (crun does): a new pid is a new container.
+    const bool fresh = it == containers_.end() || it->second.id != t.container_id ||
+                       it->second.pid != t.pid;
     Container c;
     if (fresh) {
       c.id = t.container_id;

@@ -190,6 +190,12 @@ events_of exec-live | grep -q "after its liveness probe failed" || fail "exec-li
 wait_for 30 is http-live '.replicas[0].restarts >= 1' true || fail "http-live was not restarted"
 has_event http-live "liveness probe failed 2 times in a row: HTTP 404; killing the container" ||
   fail "http-live: no Unhealthy event for HTTP 404"
+# Each kill has its failed probe: the restarted container (the same id on crun and runc,
+# a new pid) is probed afresh, not killed for its predecessor's failures.
+wait_for 30 is http-live '.replicas[0].restarts >= 2' true || fail "http-live was not restarted twice"
+kills=$(events_of http-live | grep -c '^Killing .*SIGTERM' || true)
+unhealthy=$(events_of http-live | grep -c '^Unhealthy' || true)
+[ "$kills" -le "$unhealthy" ] || fail "http-live: $kills kills for $unhealthy failed probes"
 
 # A probe that outlives its timeout fails as timed out.
 wait_for 30 has_event slow-probe "liveness probe failed once: timed out after 500ms" ||

@@ -229,6 +229,18 @@ spec:
     t.running_since = now;
     p.Sync({t}, now);
     CHECK(p.TakeDue(now + 500).size() == 1);
+    // crun names its containers' ids after petrel's names: the restarted container
+    // has the same id and a new pid, and is probed as the new container it is.
+    Prober q;
+    t.liveness.failure_threshold = 1;
+    q.Sync({t}, now);
+    std::vector<ProbeCheck> due = q.TakeDue(now + 500);
+    REQUIRE(due.size() == 1);
+    CHECK_FALSE(q.Report(due[0], ProbeResult::Failure("refused"), now + 510).kill_reason.empty());
+    CHECK(q.TakeDue(now + 100000).empty());
+    t.pid = 43;
+    q.Sync({t}, now + 2000);
+    CHECK(q.TakeDue(now + 2500).size() == 1);
   }
 
   TEST_CASE("Prober: readiness needs successThreshold successes, failureThreshold failures") {
