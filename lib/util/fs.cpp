@@ -2,7 +2,9 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -273,17 +275,14 @@ Status RemoveTree(const std::string& path) {
   return RemoveTreeAt(parent_fd.get(), name, path);
 }
 
-Result<std::string> ReadSmallFile(const std::string& path, size_t max_size) {
-  UniqueFd fd(open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-  if (!fd.valid()) {
-    int err = errno;
-    if (err == ENOENT) return Status::NotFound(path + ": no such file");
-    return ErrnoError(path, "open", err);
-  }
+namespace {
+
+// The rest of ReadSmallFile and ReadSmallFileInRoot, from an open `fd`.
+Result<std::string> ReadOpened(int fd, const std::string& path, size_t max_size) {
   std::string data;
   char buf[8192];
   while (true) {
-    ssize_t n = read(fd.get(), buf, sizeof(buf));
+    ssize_t n = read(fd, buf, sizeof(buf));
     if (n < 0) {
       if (errno == EINTR) continue;
       return ErrnoError(path, "read", errno);
@@ -292,6 +291,38 @@ Result<std::string> ReadSmallFile(const std::string& path, size_t max_size) {
     data.append(buf, static_cast<size_t>(n));
     if (data.size() > max_size) return Status::Corruption(path + ": too large");
   }
+}
+
+}  // namespace
+
+Result<std::string> ReadSmallFile(const std::string& path, size_t max_size) {
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid()) {
+    int err = errno;
+    if (err == ENOENT) return Status::NotFound(path + ": no such file");
+    return ErrnoError(path, "open", err);
+  }
+  return ReadOpened(fd.get(), path, max_size);
+}
+
+Result<std::string> ReadSmallFileInRoot(const std::string& root, const std::string& path,
+                                        size_t max_size) {
+  const std::string where = root + path;
+  UniqueFd dir(open(root.c_str(), kOpenDirFlags));
+  if (!dir.valid()) return ErrnoError(root, "open", errno);
+  open_how how{};
+  how.flags = O_RDONLY | O_NONBLOCK | O_CLOEXEC;
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
+  UniqueFd fd(static_cast<int>(syscall(SYS_openat2, dir.get(), path.c_str(), &how, sizeof(how))));
+  if (!fd.valid()) {
+    int err = errno;
+    if (err == ENOENT) return Status::NotFound(where + ": no such file");
+    return ErrnoError(where, "open", err);
+  }
+  struct stat st;
+  if (fstat(fd.get(), &st) != 0) return ErrnoError(where, "stat", errno);
+  if (!S_ISREG(st.st_mode)) return Status::InvalidArgument(where + ": not a regular file");
+  return ReadOpened(fd.get(), where, max_size);
 }
 
 Status WriteFileAtomic(const std::string& path, std::string_view data) {

@@ -95,6 +95,13 @@ Status RemoveTree(const std::string& path);
 // Reads a whole file of at most `max_size` bytes, not following a final symbolic
 // link. NotFound when it is missing, Corruption when it is larger, IOError otherwise.
 Result<std::string> ReadSmallFile(const std::string& path, size_t max_size);
+// Reads `path` (absolute) of the tree at `root` as a process chrooted there would: every
+// symbolic link on the way, absolute or with "..", resolves inside `root` (openat2
+// RESOLVE_IN_ROOT), so a hostile image's /etc -> /etc cannot make petrel read the
+// host's files. Never crosses a mount, refuses what is not a regular file (a FIFO is
+// never opened blocking). Errors name root + path.
+Result<std::string> ReadSmallFileInRoot(const std::string& root, const std::string& path,
+                                        size_t max_size);
 
 // Writes all of `data` to `fd` at `offset`, or at the file position when `offset` is
 // negative, going on after short writes and EINTR. Errors: "<path>: write: <strerror>".

@@ -56,6 +56,7 @@ using internal::ErrnoError;
 using internal::ListDir;
 using internal::MakeDirs;
 using internal::ReadSmallFile;
+using internal::ReadSmallFileInRoot;
 using internal::UniqueFd;
 using internal::WriteFileAtomic;
 using nlohmann::json;
@@ -470,8 +471,9 @@ class CrunRuntime final : public ContainerRuntime {
     bo.rootfs = dir + "/rootfs";
     // The image's user and group files, only when there is a user to resolve.
     if (!spec.user.empty() || !image.config.user.empty()) {
-      Result<std::string> passwd = ReadSmallFile(image.rootfs + "/etc/passwd", kLogFile);
-      Result<std::string> group = ReadSmallFile(image.rootfs + "/etc/group", kLogFile);
+      // Inside the image's root: its /etc may be a link to the host's.
+      Result<std::string> passwd = ReadSmallFileInRoot(image.rootfs, "/etc/passwd", kLogFile);
+      Result<std::string> group = ReadSmallFileInRoot(image.rootfs, "/etc/group", kLogFile);
       if (passwd.ok()) bo.passwd = std::move(*passwd);
       if (group.ok()) bo.group = std::move(*group);
     }

@@ -54,6 +54,31 @@ TEST_SUITE("fs") {
     CHECK(RemoveTree(dir.Sub("missing/deeper")).ok());
   }
 
+  TEST_CASE("ReadSmallFileInRoot resolves every link inside the root, as a chroot would") {
+    TempDir image, host;
+    // The host's files, which a hostile image points at with absolute links.
+    fs::create_directories(host.Sub("etc"));
+    WriteFile(host.Sub("etc/passwd"), "evil:x:0:0::/:/bin/sh\n");
+    const std::string root = image.Sub("rootfs");
+    fs::create_directories(root);
+    REQUIRE(symlink(host.Sub("etc").c_str(), (root + "/etc").c_str()) == 0);
+    Result<std::string> r = ReadSmallFileInRoot(root, "/etc/passwd", 4096);
+    CHECK(r.status().code() == Status::Code::kNotFound);  // rootfs/<host>/etc: not there
+    CHECK(r.status().message() == root + "/etc/passwd: no such file");
+    // Links with ".." stop at the root too; the image's own file is what is read.
+    fs::remove(root + "/etc");
+    fs::create_directories(root + "/real");
+    WriteFile(root + "/real/passwd", "root:x:0:0::/root:/bin/sh\n");
+    REQUIRE(symlink("../../../../../../real", (root + "/etc").c_str()) == 0);
+    r = ReadSmallFileInRoot(root, "/etc/passwd", 4096);
+    REQUIRE(r.ok());
+    CHECK(*r == "root:x:0:0::/root:/bin/sh\n");
+    // A FIFO is refused, never opened blocking.
+    REQUIRE(mkfifo((root + "/real/group").c_str(), 0600) == 0);
+    r = ReadSmallFileInRoot(root, "/etc/group", 4096);
+    CHECK(r.status().message() == root + "/etc/group: not a regular file");
+  }
+
   TEST_CASE("RemoveTree on a symlink removes the link, not its target") {
     TempDir dir, outside;
     WriteFile(outside.Sub("secret"), "keep");
