@@ -129,6 +129,7 @@ TEST_CASE("petrelctl: get -o json has exactly the stable keys") {
           "node": "pi1",
           "phase": "Running",
           "pid": 42,
+          "ready": true,
           "restarts": 2
         },
         {
@@ -139,6 +140,7 @@ TEST_CASE("petrelctl: get -o json has exactly the stable keys") {
           "node": "pi2",
           "phase": "CrashLoop",
           "pid": 0,
+          "ready": false,
           "restarts": 3
         }
       ]
@@ -269,6 +271,12 @@ TEST_CASE("petrelctl: describe shows the spec, the replicas and the events") {
   spec.resources.memory_bytes = 64 << 20;
   spec.resources.cpu_millis = 500;
   spec.mounts.push_back({petrel::MountSpec::Type::kTmpfs, "", "/www", false, 1 << 20});
+  spec.liveness_probe.kind = petrel::ProbeSpec::Kind::kHttpGet;
+  spec.liveness_probe.port = 8080;
+  spec.liveness_probe.path = "/healthz";
+  spec.startup_probe.kind = petrel::ProbeSpec::Kind::kExec;
+  spec.startup_probe.command = {"test", "-f", "/tmp/up"};
+  spec.startup_probe.failure_threshold = 30;
   EventView e;
   e.time = 1795845662000;
   e.workload = "web";
@@ -293,13 +301,18 @@ TEST_CASE("petrelctl: describe shows the spec, the replicas and the events") {
         "Env:             MODE=prod\n"
         "Ports:           <none>\n"
         "Mounts:          tmpfs /www (1Mi)\n"
+        "Liveness:        http-get :8080/healthz delay=0s timeout=1s period=10s #success=1 "
+        "#failure=3\n"
+        "Readiness:       <none>\n"
+        "Startup:         exec test -f /tmp/up delay=0s timeout=1s period=10s #success=1 "
+        "#failure=30\n"
         "Generation:      3 (spec hash 0123456789abcdef)\n"
         "Created:         2026-11-28 06:01:02 (5m ago)\n"
         "Updated:         2026-11-28 06:01:02 (5m ago)\n"
         "Replica Status:\n"
-        "  INDEX  NODE  PHASE      CONTAINER  PID  RESTARTS  LAST-EXIT  MESSAGE\n"
-        "  0      pi1   Running    c0         42   2         1          started\n"
-        "  1      pi2   CrashLoop  -          -    3         137        back-off 4s\n"
+        "  INDEX  NODE  PHASE      READY  CONTAINER  PID  RESTARTS  LAST-EXIT  MESSAGE\n"
+        "  0      pi1   Running    yes    c0         42   2         1          started\n"
+        "  1      pi2   CrashLoop  no     -          -    3         137        back-off 4s\n"
         "Events:\n"
         "  TIME                 REPLICA  TYPE     MESSAGE\n"
         "  2026-11-28 06:01:02  1        BackOff  restarting in 4s\n");
