@@ -15,6 +15,8 @@
 //   <state>/runtime/                      the runtime's --root
 //   <state>/images/                       the image store
 //   <state>/exits.sock                    shims say "<id>" here when a container ends
+//   <state>/exec/<id>.<n>.{json,pid,log}  one Exec's process.json, the runtime's pid file
+//                                         and log; gone when it returns
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -31,7 +33,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -44,6 +48,7 @@
 #include "lib/util/strings.h"
 #include "petrel/clock.h"
 #include "petrel/crun.h"
+#include "petrel/spec.h"
 #include "runtime-adapters/crun/shim.h"
 
 extern char** environ;
@@ -149,6 +154,202 @@ std::string FindInPath(const std::string& name) {
 // A container id is a directory name under the state dir.
 bool ValidId(const std::string& id) { return internal::IsPlainName(id, 200); }
 
+// The limits recorded in a container's meta.json.
+Resources LimitsOf(const json& meta) {
+  Resources limits;
+  if (meta.contains("resources") && meta["resources"].is_object()) {
+    limits.memory_bytes = meta["resources"].value("memory", int64_t{0});
+    limits.cpu_millis = meta["resources"].value("cpuMillis", int64_t{0});
+    limits.pids = meta["resources"].value("pids", int64_t{0});
+  }
+  return limits;
+}
+
+// The message of the last error in a runtime's JSON log ("" when none): crun and runc
+// write one object a line, {"level": "error", "msg": "..."}.
+std::string RuntimeError(const std::string& log) {
+  std::string error;
+  size_t start = 0;
+  while (start < log.size()) {
+    size_t end = log.find('\n', start);
+    if (end == std::string::npos) end = log.size();
+    json j = json::parse(log.substr(start, end - start), nullptr, false);
+    if (j.is_object() && j.value("level", "") == "error" && j.contains("msg") &&
+        j["msg"].is_string()) {
+      error = j["msg"].get<std::string>();
+    }
+    start = end + 1;
+  }
+  return error;
+}
+
+// The parent and the process group of process `pid`, from /proc/<pid>/stat; false
+// when there is no such process (any more).
+bool ParentAndGroup(pid_t pid, pid_t* parent, pid_t* group) {
+  Result<std::string> stat = ReadSmallFile("/proc/" + std::to_string(pid) + "/stat", kLogFile);
+  if (!stat.ok()) return false;
+  // "<pid> (<comm>) <state> <ppid> <pgrp> ...": comm may hold anything, ')' too.
+  const size_t close = stat->rfind(')');
+  if (close == std::string::npos) return false;
+  char state = 0;
+  int ppid = 0, pgrp = 0;
+  if (sscanf(stat->c_str() + close + 1, " %c %d %d", &state, &ppid, &pgrp) != 3) return false;
+  *parent = ppid;
+  *group = pgrp;
+  return true;
+}
+
+// One Exec under way: the runtime's process (`<runtime> exec`, petrel's child) and, once
+// the runtime's pid file names it, the command it runs in the container (the runtime's
+// child) and the command's process group, which holds what the command starts (the
+// runtime makes it a session of its own). Ending that group leaves nothing of the
+// command behind: after a timeout, and also once the command itself has ended (runc
+// would otherwise wait for a process left behind to close its output).
+class ExecRun {
+ public:
+  ExecRun(Port* port, const internal::StartedCommand& cli, std::string pid_file)
+      : port_(port), cli_(cli.pid), output_(cli.output), pid_file_(std::move(pid_file)) {
+    Result<int> fd = port_->OpenPidfd(cli_);  // the runtime is our child: never reused
+    if (fd.ok()) cli_fd_.reset(*fd);
+    fcntl(output_.get(), F_SETFL, O_NONBLOCK);
+  }
+
+  // Keeps the command's output (stdout and stderr, as the runtime passes them on) in
+  // *result until the runtime has ended (true: *status is its wait status) or the
+  // timeout has passed (false: it runs on). Output past the limit is read and dropped,
+  // so that the command never blocks on a full pipe.
+  bool Follow(const ExecOptions& options, ExecResult* result, int* status) {
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(options.timeout_ms);
+    for (;;) {
+      if (Ended()) {
+        KillCommand();  // what it left behind
+        while (output_open_ && ReadSome(options.output_limit, result)) {
+        }
+        Reap(status);
+        return true;
+      }
+      const int64_t left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               deadline - std::chrono::steady_clock::now())
+                               .count();
+      if (left <= 0) return false;
+      if (group_ == 0) Learn();
+      // Without pidfds (Linux before 5.3) the runtime's end is looked for every 10 ms;
+      // the pid file every 5 ms until it names the command.
+      int64_t wait = cli_fd_.valid() ? left : std::min<int64_t>(left, 10);
+      if (group_ == 0) wait = std::min<int64_t>(wait, 5);
+      struct pollfd fds[3] = {{output_open_ ? output_.get() : -1, POLLIN, 0},
+                              {cli_fd_.get(), POLLIN, 0},
+                              {command_fd_.get(), POLLIN, 0}};
+      if (poll(fds, 3, static_cast<int>(std::min<int64_t>(wait, 60 * 1000))) < 0 &&
+          errno != EINTR) {
+        return false;
+      }
+      if (output_open_ && fds[0].revents != 0) ReadSome(options.output_limit, result);
+      if (command_fd_.valid() && fds[2].revents != 0) {
+        KillCommand();  // it ended: what it left behind goes too
+        command_fd_.reset();
+      }
+    }
+  }
+
+  // Ends the command after a timeout: SIGKILL to it and its group; then waits up to 2 s
+  // for the runtime to reap it and end, SIGKILLs the runtime (and its group) when it
+  // does not, and reaps it into *status.
+  void Stop(int* status) {
+    Learn();
+    if (KillCommand()) {
+      for (int i = 0; i < 200 && !Ended(); i++) {
+        struct pollfd fd = {cli_fd_.get(), POLLIN, 0};
+        poll(&fd, 1, 10);
+      }
+    }
+    if (!Ended()) {
+      Learn();  // the runtime may have started the command just now
+      KillCommand();
+      kill(-cli_, SIGKILL);
+    }
+    Reap(status);
+  }
+
+ private:
+  // True once the runtime has ended; it stays unreaped (a zombie) until Reap, so its
+  // pid, which KillCommand checks the command's parent against, is not reused.
+  bool Ended() {
+    siginfo_t info{};
+    return waitid(P_PID, cli_, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == cli_;
+  }
+
+  void Reap(int* status) {
+    while (waitpid(cli_, status, 0) < 0 && errno == EINTR) {
+    }
+  }
+
+  // Reads the pid file: the command, its group, and a pidfd to see it end. Only a
+  // process that is the runtime's child is taken: a pid reused since cannot be.
+  void Learn() {
+    Result<std::string> text = ReadSmallFile(pid_file_, kSmallFile);
+    const pid_t pid = text.ok() ? atoi(text->c_str()) : 0;
+    if (pid <= 0) return;
+    Result<int> opened = port_->OpenPidfd(pid);  // before the check, so it is that process
+    UniqueFd fd(opened.ok() ? *opened : -1);
+    pid_t parent = 0, group = 0;
+    if (!ParentAndGroup(pid, &parent, &group) || parent != cli_) return;
+    // Both runtimes make the command a session of its own; were it in the runtime's
+    // group, killing its group would kill the runtime first.
+    if (group <= 1 || group == cli_) return;
+    command_ = pid;
+    group_ = group;
+    command_fd_ = std::move(fd);
+  }
+
+  // SIGKILL to the command's group and to the command while the runtime's child;
+  // false when the command is not known.
+  bool KillCommand() {
+    if (group_ == 0) return false;
+    kill(-group_, SIGKILL);
+    pid_t parent = 0, group = 0;
+    if (ParentAndGroup(command_, &parent, &group) && parent == cli_) kill(command_, SIGKILL);
+    return true;
+  }
+
+  // One read of the output into result->output, up to `limit` bytes in all: false when
+  // there was nothing (yet), or it is closed.
+  bool ReadSome(size_t limit, ExecResult* result) {
+    char buf[16 * 1024];
+    const ssize_t n = read(output_.get(), buf, sizeof(buf));
+    if (n > 0) {
+      const size_t room = limit - std::min(limit, result->output.size());
+      result->output.append(buf, std::min(room, static_cast<size_t>(n)));
+      if (static_cast<size_t>(n) > room) result->truncated = true;
+      return true;
+    }
+    if (n == 0 || (errno != EAGAIN && errno != EINTR)) output_open_ = false;
+    return false;
+  }
+
+  Port* const port_;
+  const pid_t cli_;
+  UniqueFd cli_fd_, output_;
+  const std::string pid_file_;
+  bool output_open_ = true;
+  pid_t command_ = 0, group_ = 0;  // 0: not known (yet)
+  UniqueFd command_fd_;
+};
+
+// The files of one Exec (<state>/exec/<id>.<n>.*), removed when it goes.
+struct ExecFiles {
+  explicit ExecFiles(const std::string& base)
+      : process(base + ".json"), pid(base + ".pid"), log(base + ".log") {}
+  ~ExecFiles() {
+    for (const std::string* f : {&process, &pid, &log}) unlink(f->c_str());
+  }
+  ExecFiles(const ExecFiles&) = delete;
+  ExecFiles& operator=(const ExecFiles&) = delete;
+
+  const std::string process, pid, log;
+};
+
 class CrunRuntime final : public ContainerRuntime {
  public:
   CrunRuntime(CrunOptions options, std::string binary, bool is_runc, CgroupLayout layout,
@@ -161,6 +362,7 @@ class CrunRuntime final : public ContainerRuntime {
         images_(std::move(images)),
         containers_(opts_.state_dir + "/containers"),
         runtime_root_(opts_.state_dir + "/runtime"),
+        exec_dir_(opts_.state_dir + "/exec"),
         exits_socket_(opts_.state_dir + "/exits.sock") {}
 
   ~CrunRuntime() override {
@@ -172,7 +374,9 @@ class CrunRuntime final : public ContainerRuntime {
   }
 
   Status Init() {
-    for (const std::string& d : {containers_, runtime_root_}) {
+    // What Execs cut short by a crash left: nothing runs them any more.
+    PETREL_RETURN_IF_ERROR(internal::RemoveTree(exec_dir_));
+    for (const std::string& d : {containers_, runtime_root_, exec_dir_}) {
       PETREL_RETURN_IF_ERROR(MakeDirs(d, 0700));
     }
     // Removals and creations a crash cut short: trash, and bundles without meta.json.
@@ -427,12 +631,113 @@ class CrunRuntime final : public ContainerRuntime {
     return chunk;
   }
 
+  // `<runtime> exec --process`, with the process of the container's config.json and
+  // `options.command` as its args: crun's exec, unlike runc's, would otherwise run as
+  // root in "/". On crun on a hybrid host the runtime's process first joins the
+  // container's limit cgroups, so that the command is born in them, as BeginLaunch does
+  // for the container. Its files go to exec_dir_, not the container's directory, which
+  // a Remove may move away at any moment.
+  Result<ExecResult> Exec(const std::string& id, const ExecOptions& options) override {
+    const std::string what = "exec in " + id;
+    if (options.command.empty()) return Status::InvalidArgument(what + ": no command");
+    if (options.timeout_ms <= 0) {
+      return Status::InvalidArgument(what + ": the timeout must be above 0 ms, not " +
+                                     std::to_string(options.timeout_ms));
+    }
+    PETREL_ASSIGN_OR_RETURN(const json meta, ReadMeta(id));
+    PETREL_ASSIGN_OR_RETURN(const ContainerInfo info, Examine(id, meta));
+    if (info.state != ContainerState::kRunning) {
+      return NotRunning(id, std::string("is ") + ContainerStateName(info.state));
+    }
+    PETREL_ASSIGN_OR_RETURN(const std::string process, ExecProcess(id, options.command));
+    ExecFiles files(exec_dir_ + "/" + id + "." + std::to_string(++exec_count_));
+    PETREL_RETURN_IF_ERROR(WriteFileAtomic(files.process, process));
+
+    internal::CommandPlan plan;
+    plan.argv = RuntimeArgv({"--log", files.log, "--log-format", "json", "exec", "--process",
+                             files.process, "--pid-file", files.pid, id});
+    plan.env = {internal::kDefaultPathEnv};
+    if (HybridCrun())
+      plan.setup.join_cgroups = opts_.port->LimitCgroupsFor(id, LimitsOf(meta)).procs;
+    plan.port = opts_.port;
+    plan.nice = base_nice_;
+    internal::StartedCommand cli;
+    PETREL_RETURN_IF_ERROR(internal::StartCommand(plan, &cli).WithContext(what));
+    ExecRun run(opts_.port.get(), cli, files.pid);
+    ExecResult result;
+    int status = 0;
+    if (!run.Follow(options, &result, &status)) {
+      run.Stop(&status);
+      return Status::DeadlineExceeded(what + ": timed out after " +
+                                      FormatDurationMs(options.timeout_ms));
+    }
+    return ExecOutcome(id, status, files.log, std::move(result));
+  }
+
   void SetExitHandler(ExitHandler handler) override {
     std::lock_guard<std::mutex> lock(handler_mu_);
     handler_ = std::move(handler);
   }
 
  private:
+  // The process.json of an Exec: the container's own process (user, environment,
+  // working dir, capabilities, limits) with `command` as its args.
+  Result<std::string> ExecProcess(const std::string& id, const std::vector<std::string>& command) {
+    Result<std::string> config = ReadSmallFile(DirOf(id) + "/config.json", kLogFile);
+    if (!config.ok()) {
+      return config.status().IsNotFound() ? NotRunning(id, "was removed") : config.status();
+    }
+    json process = json::parse(*config, nullptr, false);
+    if (!process.is_object() || !process["process"].is_object()) {
+      return Status::Corruption(DirOf(id) + "/config.json: no process");
+    }
+    process = process["process"];
+    process["args"] = command;
+    process["terminal"] = false;
+    process.erase("consoleSize");
+    return process.dump();
+  }
+
+  // What an Exec whose runtime ended with wait status `status` gives, its output so far
+  // in `result`; `log` is the runtime's log file.
+  Result<ExecResult> ExecOutcome(const std::string& id, int status, const std::string& log_file,
+                                 ExecResult result) {
+    const std::string what = "exec in " + id;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+      result.exit_code = 0;
+      return result;
+    }
+    // A failure may be the container's end (it took the command with it): that is the
+    // container's state, not the command's exit code.
+    Result<ContainerInfo> now = Inspect(id);
+    if (!now.ok() || now->state != ContainerState::kRunning) {
+      return NotRunning(id, "ended while the command ran");
+    }
+    if (!WIFEXITED(status)) {
+      return Status::IOError(what + ": " + Name() + " ended by signal " +
+                             std::to_string(WTERMSIG(status)));
+    }
+    result.exit_code = WEXITSTATUS(status);
+    Result<std::string> log = ReadSmallFile(log_file, kLogFile);
+    const std::string error = log.ok() ? RuntimeError(*log) : "";
+    if (error.empty()) return result;  // the command's own exit code
+    // The runtime could not start the command. A binary not in the image is exit code
+    // 127 with the reason as the output, as a shell gives, whatever the runtime said:
+    // both exit with 255, crun saying "executable file `x` not found in $PATH: No such
+    // file or directory", runc `exec: "x": executable file not found in $PATH` or
+    // `stat /x: no such file or directory`.
+    std::string lower = error;
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (lower.find("not found") != std::string::npos ||
+        lower.find("no such file or directory") != std::string::npos) {
+      result.exit_code = 127;
+      result.output = error + "\n";
+      result.truncated = false;
+      return result;
+    }
+    return Status::IOError(what + ": " + Name() + ": " + error);
+  }
   std::string DirOf(const std::string& id) const { return containers_ + "/" + id; }
 
   void Log(LogLevel level, const std::string& msg) {
@@ -448,6 +753,11 @@ class CrunRuntime final : public ContainerRuntime {
     }
     argv.insert(argv.end(), command.begin(), command.end());
     return argv;
+  }
+
+  // Exec's answer for a container not running: "exec in x: container x is exited".
+  static Status NotRunning(const std::string& id, const std::string& how) {
+    return Status::FailedPrecondition("exec in " + id + ": container " + id + " " + how);
   }
 
   // The container's meta.json; NotFound when there is no (finished) container `id`.
@@ -531,14 +841,8 @@ class CrunRuntime final : public ContainerRuntime {
                                        dir + "/" + internal::kInitPidFile, id});
     plan.env = {internal::kDefaultPathEnv};
     if (HybridCrun()) {
-      Resources limits;
-      if (meta.contains("resources") && meta["resources"].is_object()) {
-        limits.memory_bytes = meta["resources"].value("memory", int64_t{0});
-        limits.cpu_millis = meta["resources"].value("cpuMillis", int64_t{0});
-        limits.pids = meta["resources"].value("pids", int64_t{0});
-      }
       PETREL_ASSIGN_OR_RETURN(const LimitCgroups cgroups,
-                              opts_.port->CreateLimitCgroups(id, limits));
+                              opts_.port->CreateLimitCgroups(id, LimitsOf(meta)));
       plan.runtime_setup.join_cgroups = cgroups.procs;
       plan.runtime_setup.pure_cgroup2 = true;
     }
@@ -648,7 +952,8 @@ class CrunRuntime final : public ContainerRuntime {
   const bool is_runc_;
   const CgroupLayout layout_;
   std::unique_ptr<internal::ImageStore> images_;
-  const std::string containers_, runtime_root_, exits_socket_;
+  const std::string containers_, runtime_root_, exec_dir_, exits_socket_;
+  std::atomic<uint64_t> exec_count_{0};  // names each Exec's files
   UniqueFd sock_, wake_;
   std::thread watcher_;
   std::mutex handler_mu_;

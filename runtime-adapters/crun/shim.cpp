@@ -392,7 +392,91 @@ int Supervise(const Prepared& p, int sfd, int log_r, LogWriter* log, char* buf, 
   _exit(0);
 }
 
+// The command of StartCommand, in the forked child: it writes errno and the name of the
+// step that failed to `report` (close-on-exec, so a successful exec closes it unwritten).
+[[noreturn]] void RunCommandChild(const std::vector<char*>& argv, const std::vector<char*>& envp,
+                                  const ChildSetup& setup, int nice, int out_w, int report) {
+  setsid();
+  (void)setpriority(PRIO_PROCESS, 0, nice);
+  const char* failed = "open /dev/null";
+  int err = 0;
+  int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (null >= 0) {
+    // The report pipe and the output above stdio first, so that no dup2 below
+    // overwrites one of them; then stdio, the report pipe at 3 and nothing else open.
+    failed = "dup2";
+    const int r = fcntl(report, F_DUPFD_CLOEXEC, 10);
+    const int o = fcntl(out_w, F_DUPFD_CLOEXEC, 10);
+    if (r >= 0 && o >= 0 && dup2(null, 0) == 0 && dup2(o, 1) == 1 && dup2(o, 2) == 2 &&
+        dup2(r, 3) == 3 && fcntl(3, F_SETFD, FD_CLOEXEC) == 0) {
+      report = 3;
+      CloseFrom(4);
+      ResetSignals();
+      failed = "";
+      err = setup.Apply(&failed);
+      if (err == 0) {
+        execve(argv[0], argv.data(), envp.data());
+        failed = argv[0];
+      }
+    }
+  }
+  if (err == 0) err = errno;
+  RawWriteAll(report, reinterpret_cast<const char*>(&err), sizeof(err));
+  RawWriteAll(report, failed, strlen(failed));
+  _exit(127);
+}
+
 }  // namespace
+
+Status StartCommand(const CommandPlan& plan, StartedCommand* started) {
+  std::vector<std::string> argv_s = plan.argv, env_s = plan.env;
+  std::vector<char*> argv, envp;
+  for (std::string& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  for (std::string& e : env_s) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  PETREL_ASSIGN_OR_RETURN(const std::unique_ptr<ChildSetup> setup,
+                          plan.port->PrepareChild(plan.setup));
+  int out[2], report[2];
+  if (pipe2(out, O_CLOEXEC) != 0) return ErrnoError("pipe", "", errno);
+  if (pipe2(report, O_CLOEXEC) != 0) {
+    int err = errno;
+    close(out[0]);
+    close(out[1]);
+    return ErrnoError("pipe", "", err);
+  }
+  pid_t pid = fork();
+  if (pid == 0) RunCommandChild(argv, envp, *setup, plan.nice, out[1], report[1]);
+  const int fork_err = errno;
+  close(out[1]);
+  close(report[1]);
+  if (pid < 0) {
+    close(out[0]);
+    close(report[0]);
+    return ErrnoError("fork", "", fork_err);
+  }
+  // Nothing to read (end of file at the exec) is success.
+  std::string said;
+  char buf[512];
+  for (;;) {
+    ssize_t n = read(report[0], buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    said.append(buf, static_cast<size_t>(n));
+  }
+  close(report[0]);
+  if (said.size() < sizeof(int)) {
+    started->pid = pid;
+    started->output = out[0];
+    return Status::OK();
+  }
+  close(out[0]);
+  while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+  }
+  int err = 0;
+  memcpy(&err, said.data(), sizeof(err));
+  return ErrnoError(said.substr(sizeof(err)), "", err);
+}
 
 std::string LogFileName(int64_t base) {
   char digits[24];

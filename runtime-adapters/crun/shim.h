@@ -46,7 +46,7 @@ struct ShimPlan {
   // The shim, the runtime and the container run at this nice value, whatever the
   // calling thread's (petrel's workers run at a lower priority than petrel).
   int nice = 0;
-  std::string notify_socket;        // datagram socket told "<id>" on exit
+  std::string notify_socket;  // datagram socket told "<id>" on exit
   // The container's lease (ContainerSpec::lease), none when the path is empty: the shim
   // does not start the container when it has run out, and SIGKILLs the container's init
   // (so its whole PID namespace) once it runs out, checking every kLeaseCheckMs and at
@@ -72,6 +72,27 @@ Status FinishShim(PendingShim* pending, pid_t* shim_pid);
 
 // The bytes of a log that starts at offset `base`: "log.00000000000000000123".
 std::string LogFileName(int64_t base);
+
+// A runtime command that works on a running container from outside it (`<runtime>
+// exec`), started as the container's own processes were: after `setup` (the limit
+// cgroups petrel made for it, so that everything the command starts is born in them),
+// at `nice`, in a session and process group of its own, with default signal handling,
+// stdin on /dev/null and stdout and stderr into one pipe. Unlike the shim it stays
+// petrel's child: the caller reaps it.
+struct CommandPlan {
+  std::vector<std::string> argv;
+  std::vector<std::string> env;
+  ChildPlan setup;
+  std::shared_ptr<Port> port;  // lays out `setup`
+  int nice = 0;
+};
+struct StartedCommand {
+  pid_t pid = -1;   // its session and process group have this id too
+  int output = -1;  // the read end of its stdout and stderr (close-on-exec); caller closes it
+};
+// Returns once the command runs (its binary was exec'd), or with the error of the step
+// that failed ("/sys/fs/cgroup/pids/petrel/x/cgroup.procs: No such file or directory").
+Status StartCommand(const CommandPlan& plan, StartedCommand* started);
 
 }  // namespace petrel::internal
 

@@ -24,7 +24,8 @@ const std::map<Verb, std::string>& VerbWords() {
                                                      {Verb::kTrapTerm, "trap-term"},
                                                      {Verb::kIgnoreTerm, "ignore-term"},
                                                      {Verb::kRun, "run"},
-                                                     {Verb::kExit, "exit"}};
+                                                     {Verb::kExit, "exit"},
+                                                     {Verb::kSleep, "sleep"}};
   return kWords;
 }
 
@@ -59,6 +60,7 @@ Step TrapTerm(int code, std::string text) { return {Verb::kTrapTerm, "", std::mo
 Step IgnoreTerm() { return {Verb::kIgnoreTerm, "", "", 0}; }
 Step Run() { return {Verb::kRun, "", "", 0}; }
 Step Exit(int code) { return {Verb::kExit, "", "", code}; }
+Step Sleep(int64_t ms) { return {Verb::kSleep, "", "", ms}; }
 }  // namespace steps
 
 std::string FakeStepWord(const Step& s) {
@@ -72,7 +74,8 @@ std::string FakeStepWord(const Step& s) {
     case Verb::kWrite: return verb + " " + s.path + " " + s.text;
     case Verb::kCount:
     case Verb::kAlloc:
-    case Verb::kExit: return verb + " " + n;
+    case Verb::kExit:
+    case Verb::kSleep: return verb + " " + n;
     case Verb::kTrapTerm: return verb + " " + n + (s.text.empty() ? "" : " " + s.text);
     case Verb::kCwd:
     case Verb::kUid:
@@ -134,6 +137,9 @@ Result<Step> ParseFakeStep(const std::string& word) {
       return step;
     case Verb::kExit:
       if (!ParseNumber(rest, 255, &step.number)) return bad;
+      return step;
+    case Verb::kSleep:
+      if (!ParseNumber(rest, kFakeMaxSleepMs, &step.number)) return bad;
       return step;
     case Verb::kTrapTerm: {
       const size_t sep = rest.find(' ');

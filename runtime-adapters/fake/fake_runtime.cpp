@@ -14,6 +14,7 @@
 
 #include "lib/util/fs.h"
 #include "lib/util/lease.h"
+#include "petrel/spec.h"
 #include "petrel/testing/fake_program.h"
 
 namespace petrel::testing {
@@ -158,18 +159,30 @@ internal::UniqueFd OpenOnHost(const Place& place, int flags, mode_t mode = 0) {
       openat(dir.get(), place.below.c_str() + start, flags | O_NOFOLLOW | O_CLOEXEC, mode));
 }
 
-// The program's output and what it did to its container, step by step.
+// A program's process in container `c`, step by step: what it prints and what it does
+// to its container.
 class Interpreter {
  public:
-  Interpreter(FakeHost::State* host, Container* c) : host_(host), c_(c) {}
+  // The container's own process: its output goes to the container's log, and what
+  // SIGTERM does is the container's.
+  Interpreter(FakeHost::State* host, Container* c) : host_(host), c_(c), term_(&c->term) {}
+  // A process exec'd in the container: its output goes to *out, and it runs on after
+  // `timeout_ms` of sleep steps.
+  Interpreter(FakeHost::State* host, Container* c, std::string* out, int64_t timeout_ms)
+      : host_(host), c_(c), out_(out), term_(&exec_term_), timeout_ms_(timeout_ms) {}
 
-  // Runs `steps` until one ends the process or waits for a signal. Returns the exit
-  // code, or -1 when the process runs on.
+  // Runs `steps` until one ends the process or waits for a signal (run, or a sleep
+  // past the timeout). Returns the exit code, or -1 when the process runs on.
   int Run(const Program& steps) {
     int status = 0;
     for (const Step& step : steps) {
       if (step.verb == Step::Verb::kRun) return -1;
       if (step.verb == Step::Verb::kExit) return static_cast<int>(step.number);
+      if (step.verb == Step::Verb::kSleep) {
+        slept_ms_ += step.number;
+        if (timeout_ms_ >= 0 && slept_ms_ >= timeout_ms_) return -1;
+        continue;  // as an exit status, sleep gives 0
+      }
       status = Do(step);
       if (status > 128) return status;  // killed
     }
@@ -208,17 +221,22 @@ class Interpreter {
         return limit > 0 && (step.number << 20) > limit ? 128 + SIGKILL : 0;
       }
       case Step::Verb::kTrapTerm:
-        c_->term = {Term::Action::kTrap, static_cast<int>(step.number), step.text};
+        *term_ = {Term::Action::kTrap, static_cast<int>(step.number), step.text};
         return 0;
-      case Step::Verb::kIgnoreTerm: c_->term = {Term::Action::kIgnore, 0, ""}; return 0;
+      case Step::Verb::kIgnoreTerm: *term_ = {Term::Action::kIgnore, 0, ""}; return 0;
       case Step::Verb::kRun:
-      case Step::Verb::kExit: break;  // Run handles them
+      case Step::Verb::kExit:
+      case Step::Verb::kSleep: break;  // Run handles them
     }
     return 0;
   }
 
   int Out(const std::string& text) {
-    host_->Append(c_, text);
+    if (out_ != nullptr) {
+      *out_ += text;
+    } else {
+      host_->Append(c_, text);
+    }
     return 0;
   }
 
@@ -256,28 +274,45 @@ class Interpreter {
 
   FakeHost::State* host_;
   Container* c_;
+  std::string* out_ = nullptr;  // null: the container's log
+  Term exec_term_;              // an exec'd process's: no signal ever reaches it
+  Term* term_;
+  int64_t timeout_ms_ = -1;  // -1: none
+  int64_t slept_ms_ = 0;
 };
+
+// The steps of a program's words (a command's after kFakeProgram, then its args).
+Status ParseSteps(const std::vector<std::string>& words, Program* steps) {
+  for (const std::string& w : words) {
+    PETREL_ASSIGN_OR_RETURN(Step step, ParseFakeStep(w));
+    steps->push_back(std::move(step));
+  }
+  return Status::OK();
+}
+
+// Why a binary that a fake: image lacks does not run, as a real runtime says it.
+std::string MissingBinary(const std::string& binary) {
+  return "exec " + binary + ": " + std::strerror(ENOENT);
+}
+
+bool IsFakeImage(const std::string& image) { return image.rfind(kFakeImages, 0) == 0; }
 
 // What `spec` runs: a program's steps (*is_program), else nothing to interpret. An
 // error when the command cannot start: a bad step, or a binary a fake: image lacks.
 Status ProgramOf(const ContainerSpec& spec, bool* is_program, Program* steps) {
   *is_program = !spec.command.empty() && spec.command[0] == kFakeProgram;
   if (!*is_program) {
-    if (spec.image.rfind(kFakeImages, 0) != 0) return Status::OK();
+    if (!IsFakeImage(spec.image)) return Status::OK();
     const std::string binary = !spec.command.empty() ? spec.command[0]
                                : !spec.args.empty()  ? spec.args[0]
                                                      : "";
     if (binary.empty())
       return Status::InvalidArgument("no command, and image " + spec.image + " has none");
-    return Status::IOError("exec " + binary + ": " + std::strerror(ENOENT));
+    return Status::IOError(MissingBinary(binary));
   }
   std::vector<std::string> words(spec.command.begin() + 1, spec.command.end());
   words.insert(words.end(), spec.args.begin(), spec.args.end());
-  for (const std::string& w : words) {
-    PETREL_ASSIGN_OR_RETURN(Step step, ParseFakeStep(w));
-    steps->push_back(std::move(step));
-  }
-  return Status::OK();
+  return ParseSteps(words, steps);
 }
 
 }  // namespace
@@ -505,6 +540,49 @@ Result<LogChunk> FakeRuntime::Logs(const std::string& id, const LogOptions& opti
   chunk.data = c->log.substr(static_cast<size_t>(chunk.start_offset - oldest),
                              static_cast<size_t>(chunk.end_offset - chunk.start_offset));
   return chunk;
+}
+
+Result<ExecResult> FakeRuntime::Exec(const std::string& id, const ExecOptions& options) {
+  Door(Op::kExec);
+  std::lock_guard<std::mutex> lock(state_.mu);
+  PETREL_RETURN_IF_ERROR(TakeInjected(Op::kExec));
+  const std::string what = "exec in " + id;
+  if (options.command.empty()) return Status::InvalidArgument(what + ": no command");
+  if (options.timeout_ms <= 0) {
+    return Status::InvalidArgument(what + ": the timeout must be above 0 ms, not " +
+                                   std::to_string(options.timeout_ms));
+  }
+  Container* c = state_.Find(id);
+  if (c == nullptr) return Status::NotFound("no container " + id);
+  if (c->info.state != ContainerState::kRunning) {
+    return Status::FailedPrecondition(what + ": container " + id + " is " +
+                                      ContainerStateName(c->info.state));
+  }
+  ExecResult result;
+  result.exit_code = 0;
+  if (options.command[0] == kFakeProgram) {
+    Program steps;
+    Status parsed = ParseSteps(
+        std::vector<std::string>(options.command.begin() + 1, options.command.end()), &steps);
+    if (parsed.ok()) {
+      result.exit_code = Interpreter(&state_, c, &result.output, options.timeout_ms).Run(steps);
+      if (result.exit_code < 0) {
+        return Status::DeadlineExceeded(what + ": timed out after " +
+                                        FormatDurationMs(options.timeout_ms));
+      }
+    } else {
+      result.exit_code = 127;
+      result.output = parsed.message() + "\n";
+    }
+  } else if (IsFakeImage(c->spec.image)) {
+    result.exit_code = 127;
+    result.output = MissingBinary(options.command[0]) + "\n";
+  }
+  if (result.output.size() > options.output_limit) {
+    result.output.resize(options.output_limit);
+    result.truncated = true;
+  }
+  return result;
 }
 
 void FakeRuntime::SetExitHandler(ExitHandler handler) {

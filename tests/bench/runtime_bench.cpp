@@ -1,7 +1,7 @@
 // Apply-to-running time of petrel on crun and runc, side by side with the raw runtime
 // starting the same prepared bundle in the same process, printed as a ratio.
 //
-//   runtime_bench [IMAGE_REF [TRIALS]]
+//   runtime_bench [IMAGE_REF [TRIALS [exec]]]   (exec: the Exec table alone)
 //
 // Without IMAGE_REF it takes the busybox image of tests/lib/images.h ($PETREL_TEST_IMAGE,
 // else built with examples/images/make-busybox-image).
@@ -16,6 +16,9 @@
 // mount namespace with a pure cgroup2 mount and the cgroup manager disabled.
 // Medians of TRIALS runs (default 5; three times that for N = 1). Never fails on speed; prints a
 // table.
+// Then Exec: ContainerRuntime::Exec of /bin/true in a running container through the
+// adapter, beside `<runtime> exec <id> /bin/true` by hand against the same container
+// (medians of 3 x TRIALS).
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -235,6 +238,52 @@ double TimeRaw(const std::vector<std::string>& base, const std::string& bundle, 
   return ms;
 }
 
+// Exec of /bin/true through the adapter and by hand, in one container: the median ms.
+void BenchExec(const std::string& runtime, const std::string& image, int trials, bool hybrid) {
+  char tmpl[] = "/tmp/petrel-bench.XXXXXX";
+  if (mkdtemp(tmpl) == nullptr) Die("mkdtemp");
+  const std::string dir = tmpl;
+  petrel::CrunOptions co;
+  co.runtime = runtime;
+  co.state_dir = dir + "/oci";
+  auto rt = petrel::NewCrunRuntime(co);
+  if (!rt.ok()) Die(rt.status().ToString());
+  petrel::ContainerSpec c;
+  c.name = "exec";
+  c.image = image;
+  c.command = {"/bin/sleep", "3600"};
+  if (!(*rt)->PullImage(image).ok()) Die("pull");
+  auto id = (*rt)->Create(c);
+  if (!id.ok() || !(*rt)->Start(*id).ok()) Die("exec bench: create/start");
+  std::vector<std::string> raw = {runtime, "--root", co.state_dir + "/runtime"};
+  if (runtime == "crun") {
+    raw.push_back(hybrid ? "--cgroup-manager=disabled" : "--cgroup-manager=cgroupfs");
+  }
+  raw.insert(raw.end(), {"exec", *id, "/bin/true"});
+  std::vector<double> adapter_ms, raw_ms;
+  petrel::ExecOptions o;
+  o.command = {"/bin/true"};
+  for (int t = 0; t < 3 * trials; t++) {
+    auto t0 = Clock::now();
+    auto r = (*rt)->Exec(*id, o);
+    adapter_ms.push_back(Ms(t0, Clock::now()));
+    if (!r.ok() || r->exit_code != 0) Die("exec: " + r.status().ToString());
+    t0 = Clock::now();
+    if (Run(raw, false) != 0) Die(runtime + " exec failed");
+    raw_ms.push_back(Ms(t0, Clock::now()));
+  }
+  const double am = Median(adapter_ms), rm = Median(raw_ms);
+  std::printf("%-7s %10.1f %10.1f %7.2fx\n", runtime.c_str(), am, rm, am / rm);
+  std::fflush(stdout);
+  (void)(*rt)->Kill(*id, SIGKILL);
+  for (int k = 0; k < 500 && (*rt)->Inspect(*id)->state != petrel::ContainerState::kExited; k++) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (!(*rt)->Remove(*id).ok()) Die("exec bench: remove");
+  rt->reset();
+  std::system(("rm -rf " + dir).c_str());
+}
+
 // The table's rows of one runtime.
 void Bench(const std::string& runtime, const std::string& image, int trials, bool hybrid) {
   PetrelRun p;
@@ -274,8 +323,13 @@ int main(int argc, char** argv) {
   }
   const int trials = argc > 2 ? std::atoi(argv[2]) : 5;
   const bool hybrid = petrel::DefaultPort()->DetectCgroupLayout() == petrel::CgroupLayout::kHybrid;
-  std::printf("%-7s %4s %10s %14s %10s %8s\n", "runtime", "N", "petrel ms", "one-by-one ms",
-              "raw ms", "ratio");
-  for (const std::string runtime : {"crun", "runc"}) Bench(runtime, image, trials, hybrid);
+  if (argc <= 3 || std::string(argv[3]) != "exec") {
+    std::printf("%-7s %4s %10s %14s %10s %8s\n", "runtime", "N", "petrel ms", "one-by-one ms",
+                "raw ms", "ratio");
+    for (const std::string runtime : {"crun", "runc"}) Bench(runtime, image, trials, hybrid);
+    std::printf("\n");
+  }
+  std::printf("%-7s %10s %10s %8s\n", "exec", "petrel ms", "raw ms", "ratio");
+  for (const std::string runtime : {"crun", "runc"}) BenchExec(runtime, image, trials, hybrid);
   return 0;
 }

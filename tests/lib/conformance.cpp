@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include <cstdio>
 #include <cstdlib>
 
 #include "tests/lib/doctest_main.h"
@@ -63,6 +64,13 @@ std::string ShellStep(const Step& s) {
     // Short sleeps: sh runs a trap only between commands.
     case V::kRun: return "while :; do sleep 0.1; done";
     case V::kExit: return "exit " + n;
+    case V::kSleep: {
+      char seconds[32];
+      std::snprintf(seconds, sizeof(seconds), "%lld.%03lld",
+                    static_cast<long long>(s.number / 1000),
+                    static_cast<long long>(s.number % 1000));
+      return std::string("sleep ") + seconds;
+    }
   }
   std::abort();
 }

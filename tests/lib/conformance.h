@@ -4,7 +4,10 @@
 // cover exit codes and output, signals, env/args/user/working dir/hostname, mounts and a
 // read-only root, memory limits, logs (offsets, following, the cap), adoption by a new
 // runtime object, removal leaving nothing, bad images and commands, calls that overlap,
-// and the Orchestrator on top. Every target runs every case; none is skipped.
+// Exec (exit code and output, its limit, the timeout and what is left after it, a
+// missing binary, containers not running, the container's user and environment, Execs
+// at once and beside a Kill), and the Orchestrator on top. Every target runs every
+// case; none is skipped.
 //
 // An adapter's test binary has a main of its own that describes its runtime and hands
 // over:

@@ -7,6 +7,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -606,6 +609,232 @@ TEST_SUITE("runtime") {
       CheckGone(rt.get(), state.path(), ids[i]);
     }
     CHECK(rt->List({})->empty());
+  }
+}
+
+// --- Exec ---
+
+// Exec's options that run `program` on this target (all of its command's words as one
+// argv), with `timeout_ms`.
+ExecOptions ExecOf(const Program& program, int64_t timeout_ms = 10000) {
+  ContainerCommand c = T().command(program);
+  ExecOptions o;
+  o.command = std::move(c.command);
+  o.command.insert(o.command.end(), c.args.begin(), c.args.end());
+  o.timeout_ms = timeout_ms;
+  return o;
+}
+
+// Starts a container `name` from `spec` that says "up" and runs until killed, and
+// waits until it has said it.
+std::string StartRunning(ContainerRuntime* rt, ContainerSpec spec) {
+  const std::string id = CreateAndStart(rt, spec);
+  WaitLog(rt, id, "up\n");
+  return id;
+}
+
+// Kills a running container, waits for its end, and removes it.
+void KillAndRemove(ContainerRuntime* rt, const std::string& state, const std::string& id) {
+  REQUIRE(rt->Kill(id, SIGKILL).ok());
+  CHECK(WaitExit(rt, id) == 137);
+  RemoveAndCheck(rt, state, id);
+}
+
+// 20 bytes a line, as the count step writes them.
+std::string Counted(int64_t lines) {
+  std::string out;
+  char line[32];
+  for (int64_t i = 0; i < lines; i++) {
+    std::snprintf(line, sizeof(line), "%019lld\n", static_cast<long long>(i));
+    out += line;
+  }
+  return out;
+}
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+TEST_SUITE("exec") {
+  TEST_CASE("exec: the command's exit code and output (stdout and stderr together), not logged") {
+    TempDir state;
+    auto rt = Open(state.path());
+    const std::string id = StartRunning(rt.get(), Spec("exec-out", {Print("up"), Run()}));
+    Result<ExecResult> r =
+        rt->Exec(id, ExecOf({Print("out"), PrintErr("err"), Print("more"), Exit(3)}));
+    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+    CHECK(r->exit_code == 3);
+    // Each stream in its order; how the two interleave is the runtime's (runc copies
+    // them through pipes of its own).
+    std::string out = r->output;
+    const size_t err = out.find("err\n");
+    REQUIRE_MESSAGE(err != std::string::npos, r->output);
+    CHECK_MESSAGE(out.erase(err, 4) == "out\nmore\n", r->output);
+    CHECK_FALSE(r->truncated);
+    Result<ExecResult> quiet = rt->Exec(id, ExecOf({Exit(0)}));
+    REQUIRE_MESSAGE(quiet.ok(), quiet.status().ToString());
+    CHECK(quiet->exit_code == 0);
+    CHECK(quiet->output.empty());
+    // The container's own output and state are its own.
+    CHECK(LogOf(rt.get(), id) == "up\n");
+    CHECK(rt->Inspect(id)->state == ContainerState::kRunning);
+    KillAndRemove(rt.get(), state.path(), id);
+  }
+
+  TEST_CASE("exec: output past the limit is dropped and said so, and the command runs to its end") {
+    TempDir state;
+    auto rt = Open(state.path());
+    const std::string id = StartRunning(rt.get(), Spec("exec-big", {Print("up"), Run()}));
+    // 100 KB: more than a pipe holds, so a runtime that stopped reading would hang it.
+    ExecOptions big = ExecOf({Count(5000), Print("end"), Exit(4)});
+    big.output_limit = 100;
+    Result<ExecResult> r = rt->Exec(id, big);
+    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+    CHECK(r->exit_code == 4);
+    CHECK(r->output == Counted(5000).substr(0, 100));
+    CHECK(r->truncated);
+    // Exactly the limit is not past it.
+    ExecOptions exact = ExecOf({Count(5)});
+    exact.output_limit = 100;
+    Result<ExecResult> e = rt->Exec(id, exact);
+    REQUIRE_MESSAGE(e.ok(), e.status().ToString());
+    CHECK(e->output == Counted(5));
+    CHECK_FALSE(e->truncated);
+    ExecOptions none = ExecOf({Print("x")});
+    none.output_limit = 0;
+    Result<ExecResult> n = rt->Exec(id, none);
+    REQUIRE_MESSAGE(n.ok(), n.status().ToString());
+    CHECK(n->output.empty());
+    CHECK(n->truncated);
+    KillAndRemove(rt.get(), state.path(), id);
+  }
+
+  TEST_CASE(
+      "exec: past its timeout the command is killed, nothing of it goes on, the container does") {
+    TempDir state, shared;
+    auto rt = Open(state.path());
+    ContainerSpec s = Spec("exec-slow", {Print("up"), Run()});
+    s.mounts = {{MountSpec::Type::kBind, shared.path(), "/data", false, 0}};
+    const std::string id = StartRunning(rt.get(), s);
+    const auto start = std::chrono::steady_clock::now();
+    Result<ExecResult> r = rt->Exec(
+        id, ExecOf({Write("/data/began", "x"), Sleep(2000), Write("/data/late", "x")}, 1000));
+    const double took = SecondsSince(start);
+    CHECK(r.status().code() == Status::Code::kDeadlineExceeded);
+    CHECK(r.status().message() == "exec in " + id + ": timed out after 1s");
+    CHECK_MESSAGE(took < 6, "Exec took " << took << " s");
+    CHECK(std::filesystem::exists(shared.Sub("began")));
+    // Had the command lived on, it would have written this 1 s after Exec returned.
+    CHECK(HoldsFor([&] { return !std::filesystem::exists(shared.Sub("late")); }, 2.0));
+    // A command that waits for a signal, and a timeout below a second.
+    Result<ExecResult> waits = rt->Exec(id, ExecOf({Print("x"), Run()}, 300));
+    CHECK(waits.status().code() == Status::Code::kDeadlineExceeded);
+    CHECK(waits.status().message() == "exec in " + id + ": timed out after 300ms");
+    CHECK(rt->Inspect(id)->state == ContainerState::kRunning);
+    Result<ExecResult> after = rt->Exec(id, ExecOf({Print("after")}));
+    REQUIRE_MESSAGE(after.ok(), after.status().ToString());
+    CHECK(after->output == "after\n");
+    CHECK(LogOf(rt.get(), id) == "up\n");
+    KillAndRemove(rt.get(), state.path(), id);
+  }
+
+  TEST_CASE("exec: a binary not in the image exits 127, naming it, as a shell says it") {
+    TempDir state;
+    auto rt = Open(state.path());
+    const std::string id = StartRunning(rt.get(), Spec("exec-nobin", {Print("up"), Run()}));
+    ExecOptions o;
+    o.command = {kMissingBinary, "arg"};
+    Result<ExecResult> r = rt->Exec(id, o);
+    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+    CHECK(r->exit_code == 127);
+    CHECK_MESSAGE(r->output.find(kMissingBinary) != std::string::npos, r->output);
+    CHECK(rt->Inspect(id)->state == ContainerState::kRunning);
+    KillAndRemove(rt.get(), state.path(), id);
+  }
+
+  TEST_CASE(
+      "exec: a container created or exited refuses (FailedPrecondition), an unknown one is "
+      "NotFound") {
+    TempDir state;
+    auto rt = Open(state.path());
+    const std::string created = Create(rt.get(), Spec("exec-created", {Print("up"), Run()}));
+    Result<ExecResult> r = rt->Exec(created, ExecOf({Print("x")}));
+    CHECK_MESSAGE(r.status().code() == Status::Code::kFailedPrecondition, r.status().ToString());
+    auto [exited, code] = RunToEnd(rt.get(), Spec("exec-exited", {Exit(0)}));
+    CHECK(code == 0);
+    r = rt->Exec(exited, ExecOf({Print("x")}));
+    CHECK_MESSAGE(r.status().code() == Status::Code::kFailedPrecondition, r.status().ToString());
+    r = rt->Exec(Name("exec-nothere"), ExecOf({Print("x")}));
+    CHECK_MESSAGE(r.status().IsNotFound(), r.status().ToString());
+    for (const std::string& id : {created, exited}) RemoveAndCheck(rt.get(), state.path(), id);
+  }
+
+  TEST_CASE("exec: the command runs as the container's process: user, env, working dir, host") {
+    TempDir state;
+    auto rt = Open(state.path());
+    ContainerSpec s = Spec("exec-as", {Print("up"), Run()});
+    s.env = {{"FOO", "bar baz"}};
+    s.user = "65534";
+    s.working_dir = "/tmp";
+    s.hostname = "exec-host";
+    const std::string id = StartRunning(rt.get(), s);
+    Result<ExecResult> r =
+        rt->Exec(id, ExecOf({Uid(), Cwd(), Env("FOO"), Env("UNSET"), Hostname()}));
+    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+    CHECK(r->exit_code == 0);
+    CHECK(r->output == "65534\n/tmp\nFOO=bar baz\nUNSET=\nexec-host\n");
+    KillAndRemove(rt.get(), state.path(), id);
+  }
+
+  TEST_CASE("exec: several at once in one container each get their own output and exit code") {
+    TempDir state;
+    auto rt = Open(state.path());
+    const std::string id = StartRunning(rt.get(), Spec("exec-many", {Print("up"), Run()}));
+    constexpr int kCount = 4;
+    std::vector<Result<ExecResult>> results(kCount, Status::Internal("not run"));
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kCount; i++) {
+      threads.emplace_back([&, i] {
+        const std::string me = std::to_string(i);
+        results[i] = rt->Exec(id, ExecOf({Print(me), Sleep(300), Print(me + " again"), Exit(i)}));
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    for (int i = 0; i < kCount; i++) {
+      CAPTURE(i);
+      REQUIRE_MESSAGE(results[i].ok(), results[i].status().ToString());
+      CHECK(results[i]->exit_code == i);
+      CHECK(results[i]->output == std::to_string(i) + "\n" + std::to_string(i) + " again\n");
+    }
+    KillAndRemove(rt.get(), state.path(), id);
+  }
+
+  TEST_CASE("exec: a Kill of the container during an Exec ends both, and Exec answers at once") {
+    TempDir state, shared;
+    auto rt = Open(state.path());
+    ContainerSpec s = Spec("exec-killed", {Print("up"), Run()});
+    s.mounts = {{MountSpec::Type::kBind, shared.path(), "/data", false, 0}};
+    const std::string id = StartRunning(rt.get(), s);
+    Result<ExecResult> r = Status::Internal("not run");
+    double took = 0;
+    std::thread exec([&] {
+      const auto start = std::chrono::steady_clock::now();
+      r = rt->Exec(id, ExecOf({Write("/data/began", "x"), Sleep(20000)}, 30000));
+      took = SecondsSince(start);
+    });
+    CHECK(WaitFor([&] { return std::filesystem::exists(shared.Sub("began")); }));
+    Status killed = rt->Kill(id, SIGKILL);
+    exec.join();
+    REQUIRE_MESSAGE(killed.ok(), killed.ToString());
+    // Either the command ended first (the fake's takes no time) or the container took
+    // it with it; either way Exec did not wait out the sleep.
+    CHECK_MESSAGE((r.ok() || r.status().code() == Status::Code::kFailedPrecondition),
+                  r.status().ToString());
+    CHECK_MESSAGE(took < 15, "Exec took " << took << " s");
+    CHECK(WaitExit(rt.get(), id) == 137);
+    r = rt->Exec(id, ExecOf({Print("x")}));
+    CHECK_MESSAGE(r.status().code() == Status::Code::kFailedPrecondition, r.status().ToString());
+    RemoveAndCheck(rt.get(), state.path(), id);
   }
 }
 

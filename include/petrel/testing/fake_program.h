@@ -25,6 +25,9 @@ inline constexpr char kFakeProgram[] = "petrel-fake";
 // The most lines one count step writes: 2 MB of output.
 inline constexpr int64_t kFakeMaxCount = 100'000;
 
+// The longest one sleep step waits: an hour.
+inline constexpr int64_t kFakeMaxSleepMs = 3'600'000;
+
 // One thing a container's process does. Output ends with a newline; the program's exit
 // code is that of `exit`, else the status of its last step (0, or 1 after a failed cat
 // or write), as sh gives.
@@ -49,11 +52,12 @@ struct Step {
     kIgnoreTerm,     // ignore-term: from now on SIGTERM does nothing
     kRun,            // run: waits until a signal ends the process; later steps never run
     kExit,           // exit CODE: ends the process with `number` (0 to 255)
+    kSleep,          // sleep MS: waits `number` milliseconds (at most kFakeMaxSleepMs)
   };
   Verb verb = Verb::kExit;
   std::string path;    // cat, write: the file; env: the variable's name. No spaces.
   std::string text;    // print, print-err, write, trap-term
-  int64_t number = 0;  // count, alloc, trap-term, exit
+  int64_t number = 0;  // count, alloc, trap-term, exit, sleep
 
   bool operator==(const Step& other) const {
     return verb == other.verb && path == other.path && text == other.text && number == other.number;
@@ -78,6 +82,7 @@ Step TrapTerm(int code, std::string text = "");
 Step IgnoreTerm();
 Step Run();
 Step Exit(int code);
+Step Sleep(int64_t ms);
 }  // namespace steps
 
 // The word of `step`: "print hello", "trap-term 3 bye". ParseFakeStep gives `step`

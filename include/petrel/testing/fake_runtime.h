@@ -21,7 +21,22 @@
 // that step (0, or 1 after a failed cat or write), as sh does. `cat` and `write` fail
 // as busybox does ("cat: can't open 'PATH': No such file or directory", "sh: can't
 // create PATH: Read-only file system" on stderr, status 1). `alloc` past
-// ContainerSpec::resources.memory_bytes OOM-kills the container: 137 at once.
+// ContainerSpec::resources.memory_bytes OOM-kills the container: 137 at once. `sleep`
+// takes no time either.
+//
+// Exec runs a command in a running container, as a second process of it. A command
+// that starts with "petrel-fake" runs the program of its other elements, at once, on
+// the calling thread: its steps see and change the container's files as the
+// container's do, `env`, `cwd` and `id` answer as for the container, and its output
+// (up to ExecOptions::output_limit bytes) is Exec's result, not the container's log. Time passes
+// only in `sleep` steps: a command whose sleeps reach ExecOptions::timeout_ms, or that gets to
+// `run` (which waits for a signal that never comes), ends there, before its later steps, and Exec
+// answers DeadlineExceeded ("exec in ID: timed out after 1s"). trap-term and ignore-term do nothing
+// (no signal reaches the command); `alloc` past the container's memory limit ends the command, not
+// the container, with 137; an unknown step ends it with 127, naming the step in its output. Any
+// other command names a binary: as the container's does under Images (below), one that a fake:NAME
+// image lacks exits 127 with "exec BINARY: No such file or directory" as its output, and in any
+// other image it exits 0 with no output.
 //
 // Paths map as in a container: made absolute against ContainerSpec::working_dir and
 // cleaned as the kernel does ("/data/../x" is "/x"); then under a bind mount's target
@@ -93,7 +108,7 @@ class FakeHost {
 
 class FakeRuntime final : public ContainerRuntime {
  public:
-  enum class Op { kPull, kCreate, kStart, kKill, kRemove, kList, kInspect, kLogs };
+  enum class Op { kPull, kCreate, kStart, kKill, kRemove, kList, kInspect, kLogs, kExec };
 
   // A runtime on a host of its own.
   explicit FakeRuntime(std::shared_ptr<Clock> clock);
@@ -111,6 +126,7 @@ class FakeRuntime final : public ContainerRuntime {
       const std::map<std::string, std::string>& selector) override;
   Result<ContainerInfo> Inspect(const std::string& id) override;
   Result<LogChunk> Logs(const std::string& id, const LogOptions& options) override;
+  Result<ExecResult> Exec(const std::string& id, const ExecOptions& options) override;
   void SetExitHandler(ExitHandler handler) override;
 
   // --- test controls ---
@@ -164,9 +180,9 @@ class FakeRuntime final : public ContainerRuntime {
   bool AwaitHeld(Op op, int n, int timeout_ms = 10000);
 
  private:
-  void Door(Op op);            // REQUIRES: the host's lock not held
+  void Door(Op op);                               // REQUIRES: the host's lock not held
   bool LeaseRunOut(const ContainerLease& lease);  // false when there is none
-  Status TakeInjected(Op op);  // REQUIRES: the host's lock held
+  Status TakeInjected(Op op);                     // REQUIRES: the host's lock held
   // Calls the exit handler of every runtime over the host. REQUIRES: its lock not held.
   void NotifyExit(const std::string& id, int exit_code);
 

@@ -4,10 +4,14 @@
 #include "petrel/crun.h"
 
 #include <doctest/doctest.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -76,7 +80,97 @@ struct LeaseFile {
   }
 };
 
+// The host pids of live processes (not zombies) whose command line is `argv`.
+std::vector<int> ProcessesRunning(const std::vector<std::string>& argv) {
+  std::string want;
+  for (const std::string& a : argv) want += a + '\0';
+  std::vector<int> pids;
+  std::error_code ec;
+  for (const fs::directory_entry& e : fs::directory_iterator("/proc", ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    // Read raw: a process may end meanwhile (ESRCH), and a zombie's is empty.
+    const int fd = open((e.path() / "cmdline").c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    char buf[256];
+    const ssize_t n = read(fd, buf, sizeof(buf));
+    close(fd);
+    if (n > 0 && std::string(buf, static_cast<size_t>(n)) == want) pids.push_back(std::stoi(name));
+  }
+  return pids;
+}
+
+// The cgroup of each v1 controller (and "" for v2) that process `pid` is in.
+std::map<std::string, std::string> CgroupsOfProcess(const std::string& proc_cgroup) {
+  std::istringstream lines(proc_cgroup);
+  std::map<std::string, std::string> where;
+  for (std::string line; std::getline(lines, line);) {
+    const size_t a = line.find(':'), b = line.find(':', a + 1);
+    where[line.substr(a + 1, b - a - 1)] = line.substr(b + 1);
+  }
+  return where;
+}
+
 TEST_SUITE("crun-adapter") {
+  TEST_CASE("an exec'd command is born in the container's cgroups, limits included") {
+    Runtime r;
+    Resources limits;
+    limits.memory_bytes = 32 << 20;
+    limits.pids = 32;
+    const std::string id = r.Start("exec-cgroups", "echo up; while :; do sleep 0.1; done", limits);
+    CHECK(WaitFor([&] { return r.Log(id) == "up\n"; }));
+    const int pid = r.rt->Inspect(id)->pid;
+    ExecOptions o;
+    o.command = {"cat", "/proc/self/cgroup"};
+    Result<ExecResult> exec = r.rt->Exec(id, o);
+    REQUIRE_MESSAGE(exec.ok(), exec.status().ToString());
+    REQUIRE(exec->exit_code == 0);
+    const std::string init = ReadFile("/proc/" + std::to_string(pid) + "/cgroup");
+    INFO("exec: " << exec->output << "init: " << init);
+    // Read from inside, the paths are relative to the container's cgroup namespace
+    // where it has one: compare the controllers' paths as the container sees them.
+    o.command = {"sh", "-c", "cat /proc/1/cgroup"};
+    Result<ExecResult> seen = r.rt->Exec(id, o);
+    REQUIRE_MESSAGE(seen.ok(), seen.status().ToString());
+    const auto mine = CgroupsOfProcess(exec->output), its = CgroupsOfProcess(seen->output);
+    for (const char* controller : {"memory", "pids"}) {
+      CAPTURE(controller);
+      REQUIRE(its.count(controller));
+      CHECK(mine.at(controller) == its.at(controller));
+    }
+    // And from the host, the container's limit cgroups.
+    const auto host = CgroupsOfProcess(init);
+    CHECK(host.at("memory").find(id) != std::string::npos);
+    r.Finish(id);
+  }
+
+  TEST_CASE("exec: what the command started goes with it, after a timeout and after its end") {
+    Runtime r;
+    const std::string id = r.Start("exec-leftovers", "echo up; while :; do sleep 0.1; done");
+    CHECK(WaitFor([&] { return r.Log(id) == "up\n"; }));
+    ExecOptions slow;
+    slow.command = {"sh", "-c", "sleep 1001 & sleep 1002"};
+    slow.timeout_ms = 500;
+    Result<ExecResult> timed_out = r.rt->Exec(id, slow);
+    CHECK(timed_out.status().code() == Status::Code::kDeadlineExceeded);
+    CHECK(ProcessesRunning({"sleep", "1001"}).empty());
+    CHECK(ProcessesRunning({"sleep", "1002"}).empty());
+    // A command that leaves a process behind holding its output: Exec returns when the
+    // command ends (runc would wait for the output to close), and that process is gone.
+    ExecOptions quick;
+    quick.command = {"sh", "-c", "sleep 0.2; sleep 1003 & echo started"};
+    const auto start = std::chrono::steady_clock::now();
+    Result<ExecResult> done = r.rt->Exec(id, quick);
+    const double took =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    REQUIRE_MESSAGE(done.ok(), done.status().ToString());
+    CHECK(done->exit_code == 0);
+    CHECK(done->output == "started\n");
+    CHECK_MESSAGE(took < 5, "Exec took " << took << " s");
+    CHECK(ProcessesRunning({"sleep", "1003"}).empty());
+    r.Finish(id);
+  }
+
   TEST_CASE("a container runs with no new privileges and masked /proc files") {
     Runtime r;
     // /proc/timer_list, one of Docker's masked paths that every kernel has: the

@@ -27,7 +27,8 @@ TEST_SUITE("fake-program") {
                              TrapTerm(0),
                              IgnoreTerm(),
                              Run(),
-                             Exit(255)};
+                             Exit(255),
+                             Sleep(kFakeMaxSleepMs)};
     const std::vector<std::string> words = FakeProgramWords(program);
     REQUIRE(words.size() == program.size());
     CHECK(words[0] == "print two  spaces 'q' \"dq\" $HOME");
@@ -57,7 +58,10 @@ TEST_SUITE("fake-program") {
                                           "trap-term",
                                           "trap-term x bye",
                                           "write",
-                                          "alloc 1.5"};
+                                          "alloc 1.5",
+                                          "sleep",
+                                          "sleep 0.5",
+                                          "sleep " + std::to_string(kFakeMaxSleepMs + 1)};
     for (const std::string& word : bad) {
       CAPTURE(word);
       Result<Step> parsed = ParseFakeStep(word);

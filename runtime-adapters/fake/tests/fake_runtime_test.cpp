@@ -202,6 +202,71 @@ TEST_SUITE("fake-runtime") {
     CHECK(f.Log(loud) == "bye\n");
   }
 
+  TEST_CASE("exec: a program beside the container's own, binaries as the image has them") {
+    Fake f;
+    ContainerSpec s;
+    s.name = "c";
+    s.image = "fake:test";
+    s.command = {"petrel-fake", "trap-term 3", "print up", "run"};
+    s.resources.memory_bytes = 16 << 20;
+    const std::string id = *f.rt.Create(s);
+    REQUIRE(f.rt.Start(id).ok());
+    ExecOptions o;
+    o.command = {"petrel-fake", "write /f from exec", "ignore-term", "cat /f",
+                 "sleep 999",   "alloc 64",           "print never"};
+    o.timeout_ms = 1000;
+    Result<ExecResult> r = f.rt.Exec(id, o);
+    REQUIRE(r.ok());
+    CHECK(r->exit_code == 137);  // the command is OOM-killed, not the container
+    CHECK(r->output == "from exec\n");
+    CHECK(f.Log(id) == "up\n");
+    CHECK(f.rt.Inspect(id)->state == ContainerState::kRunning);
+    o.command = {"petrel-fake", "sleep 999", "sleep 1", "print never"};
+    CHECK(f.rt.Exec(id, o).status().message() == "exec in " + id + ": timed out after 1s");
+    o.command = {"petrel-fake", "print x", "frobnicate"};
+    r = f.rt.Exec(id, o);
+    REQUIRE(r.ok());
+    CHECK(r->exit_code == 127);
+    CHECK(r->output == "step \"frobnicate\": not a step of the fake's language\n");
+    o.command = {"/bin/true"};
+    CHECK(f.rt.Exec(id, o)->exit_code == 127);
+    CHECK(f.rt.Exec(id, o)->output == "exec /bin/true: No such file or directory\n");
+    o.command = {};
+    CHECK(f.rt.Exec(id, o).status().IsInvalidArgument());
+    // The container's SIGTERM is as its own program set it, whatever exec'd ones did.
+    REQUIRE(f.rt.Kill(id, SIGTERM).ok());
+    CHECK(f.rt.Inspect(id)->exit_code == 3);
+
+    s.name = "any";
+    s.image = "oci-archive:/images/busybox.tar";
+    s.command = {"/bin/sh"};
+    const std::string any = *f.rt.Create(s);
+    REQUIRE(f.rt.Start(any).ok());
+    o.command = {"/bin/true"};
+    r = f.rt.Exec(any, o);
+    REQUIRE(r.ok());
+    CHECK(r->exit_code == 0);
+    CHECK(r->output.empty());
+  }
+
+  TEST_CASE("exec: injected failures, call counts and the door, as for other calls") {
+    Fake f;
+    const std::string id = f.Start("c", {"run"});
+    ExecOptions o;
+    o.command = {"petrel-fake", "print hi"};
+    f.rt.FailNext(FakeRuntime::Op::kExec, Status::Unavailable("injected"));
+    CHECK(f.rt.Exec(id, o).status().code() == Status::Code::kUnavailable);
+    CHECK(f.rt.Exec(id, o)->output == "hi\n");
+    CHECK(f.rt.Calls(FakeRuntime::Op::kExec) == 2);
+    std::future<Result<ExecResult>> held;
+    HeldCalls hold(&f.rt, FakeRuntime::Op::kExec);
+    held = std::async(std::launch::async, [&] { return f.rt.Exec(id, o); });
+    REQUIRE(f.rt.AwaitHeld(FakeRuntime::Op::kExec, 1));
+    hold.Release();
+    REQUIRE(held.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    CHECK(held.get()->output == "hi\n");
+  }
+
   TEST_CASE("a call held at the door goes through on Release, also when Hold follows at once") {
     Fake f;
     std::future<Status> pull;  // before the holds: they are released before it waits
