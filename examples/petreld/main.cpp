@@ -5,6 +5,7 @@
 //           [--runtime crun|runc|fake|none]
 //           [--runtime-endpoint ADDR] [--manifests FILE_OR_DIR]
 //           [--log-level debug|info|warn|error] [--node-name NAME]
+//           [--max-layer-size Q] [--request-timeout D]
 //           [--peer-listen ADDR:PORT [--advertise ADDR:PORT] [--join ADDR:PORT --token T]
 //            [--witness] [--node-label KEY=VALUE]... [--capacity-memory Q] [--capacity-cpu Q]
 //            [--lease-dir DIR]]
@@ -89,6 +90,7 @@ std::string Usage(const petrel::RuntimeRegistry& runtimes) {
          "] [--runtime-endpoint ADDR]\n"
          "               [--manifests FILE_OR_DIR] [--log-level debug|info|warn|error]\n"
          "               [--node-name NAME] [--loop-probe-ms MS]\n"
+         "               [--max-layer-size Q] [--request-timeout D]\n"
          "               [--peer-listen ADDR:PORT [--advertise ADDR:PORT]\n"
          "                [--join ADDR:PORT --token T] [--witness] [--node-label KEY=VALUE]...]\n"
          "               [--help] [--version]\n"
@@ -106,6 +108,10 @@ std::string Usage(const petrel::RuntimeRegistry& runtimes) {
          "  --node-name NAME     this node's name (default: the host name)\n"
          "  --loop-probe-ms MS   measure the loop's stalls with a timer every MS ms\n"
          "                       (1..1000; GET /v1/debug/loop reports them; default off)\n"
+         "  --max-layer-size Q   refuse an image layer that decompresses to more than Q\n"
+         "                       (512Mi, 8Gi; default 4Gi): a small blob can be a bomb\n"
+         "  --request-timeout D  a request to the socket must arrive whole, headers and\n"
+         "                       body, within D of its first byte, else 408 (default 30s)\n"
          "\n"
          "Clusters (ADDR is an IPv4 address or an [IPv6] one in brackets):\n"
          "  --peer-listen ADDR:PORT\n"
@@ -141,9 +147,10 @@ int64_t ProbeMs(const std::string& text) {
 // The settings, by their flag names without dashes; keys of the config file too.
 // --node-label, repeatable, goes to Labels instead.
 const char* const kKeys[] = {
-    "state-dir", "socket",        "runtime",         "runtime-endpoint", "manifests", "log-level",
-    "node-name", "loop-probe-ms", "peer-listen",     "advertise",        "join",      "token",
-    "witness",   "node-label",    "capacity-memory", "capacity-cpu",     "lease-dir"};
+    "state-dir",    "socket",    "runtime",        "runtime-endpoint", "manifests",
+    "log-level",    "node-name", "loop-probe-ms",  "peer-listen",      "advertise",
+    "join",         "token",     "witness",        "node-label",       "capacity-memory",
+    "capacity-cpu", "lease-dir", "max-layer-size", "request-timeout"};
 
 using Settings = std::map<std::string, std::string>;
 using Labels = std::map<std::string, std::string>;
@@ -392,6 +399,21 @@ std::optional<int> CheckClusterSettings(Settings& settings, const Labels& labels
   return std::nullopt;
 }
 
+// --max-layer-size and --request-timeout: a quantity and a duration, above 0.
+std::optional<int> CheckLimits(Settings& settings) {
+  if (settings.count("max-layer-size")) {
+    petrel::Result<int64_t> q = petrel::ParseBytes(settings["max-layer-size"]);
+    if (!q.ok()) return BadUsage("max-layer-size: " + q.status().message());
+    if (*q == 0) return BadUsage("max-layer-size: must be more than 0");
+  }
+  if (settings.count("request-timeout")) {
+    petrel::Result<int64_t> ms = petrel::ParseDurationMs(settings["request-timeout"]);
+    if (!ms.ok()) return BadUsage("request-timeout: " + ms.status().message());
+    if (*ms == 0) return BadUsage("request-timeout: must be longer than 0");
+  }
+  return std::nullopt;
+}
+
 // The settings: the flags, then the config file, then the defaults, checked. Returns
 // an exit code when petreld is to stop here.
 std::optional<int> ReadSettings(int argc, char** argv, const petrel::RuntimeRegistry& runtimes,
@@ -427,6 +449,7 @@ std::optional<int> ReadSettings(int argc, char** argv, const petrel::RuntimeRegi
   if (!probe.empty() && ProbeMs(probe) == 0) {
     return BadUsage("loop-probe-ms \"" + probe + "\" is not a number of milliseconds in 1..1000");
   }
+  if (std::optional<int> bad = CheckLimits(*settings)) return bad;
   return CheckClusterSettings(*settings, *labels);
 }
 
@@ -448,6 +471,9 @@ bool OpenOrchestrator(Settings& settings, const petrel::RuntimeRegistry& runtime
   config.endpoint = settings["runtime-endpoint"];
   config.port = d->port;
   config.log_sink = d->log;
+  if (settings.count("max-layer-size")) {
+    config.max_layer_bytes = static_cast<uint64_t>(*petrel::ParseBytes(settings["max-layer-size"]));
+  }
   auto runtime = runtimes.Create(settings["runtime"], config);
   if (!runtime.ok()) {
     std::fprintf(stderr, "petreld: %s\n", runtime.status().message().c_str());
@@ -526,6 +552,9 @@ int Serve(Settings& settings, const petrel::Options& options, Daemon* d) {
   api.log_sink = d->log;
   api.loop_probe_ms = ProbeMs(settings["loop-probe-ms"]);
   api.cluster = d->cluster;
+  if (settings.count("request-timeout")) {
+    api.request_timeout_ms = *petrel::ParseDurationMs(settings["request-timeout"]);
+  }
   d->server = std::make_unique<petrel::ApiServer>(d->orch.get(), api);
   if (petrel::Status s = d->server->Listen(&d->loop, settings["socket"]); !s.ok()) {
     std::fprintf(stderr, "petreld: %s\n", s.message().c_str());

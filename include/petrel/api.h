@@ -78,14 +78,24 @@ struct ApiOptions {
   std::string node_name;
   // In GET /v1/version: the runtime's Name().
   std::string runtime_name;
-  // Connections beyond this many get a 503 and are closed.
+  // Connections that send requests, at most this many. One more takes the slot of the
+  // oldest connection that is idle or still sending its request (which is closed);
+  // when every one is being answered, it gets a 503 and is closed.
   int max_connections = 64;
-  // A connection that sends nothing for this long is closed (streams excepted).
+  // Follow streams (events and logs with follow=1), counted apart from
+  // max_connections: one more gets a 503.
+  int max_streams = 32;
+  // A connection that sends nothing for this long between requests is closed (streams
+  // excepted).
   int64_t idle_timeout_ms = 60 * 1000;
+  // A request must arrive whole, headers and body, within this long of its first byte:
+  // else a 408 and the connection is closed. Bytes that trickle in do not extend it.
+  int64_t request_timeout_ms = 30 * 1000;
   // How often a log stream asks the runtime for new output.
   int64_t log_poll_ms = 250;
   // A stream whose client reads slower than it is written to is closed once this
-  // many bytes wait to be written.
+  // many bytes wait to be written; a connection whose answers wait so, pipelined
+  // faster than they are read, is not read from until half of them are.
   size_t max_stream_backlog_bytes = 1 << 20;
   // Where the server says what it refused or dropped (503s, slow readers). Optional.
   LogSink log_sink;

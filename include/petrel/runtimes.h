@@ -48,6 +48,9 @@ struct RuntimeConfig {
   std::shared_ptr<Clock> clock;
   std::shared_ptr<Port> port;
   LogSink log_sink;
+  // Adapters that unpack images themselves (crun, runc) refuse a layer that
+  // decompresses to more than this many bytes (petreld --max-layer-size).
+  uint64_t max_layer_bytes = uint64_t{4} << 30;
 };
 
 using RuntimeFactory =

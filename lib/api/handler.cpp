@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "lib/api/json.h"
+#include "lib/util/json.h"
 #include "petrel/api.h"
 #include "petrel/cluster.h"
 #include "petrel/manifest.h"
@@ -140,15 +141,16 @@ ApiResponse UnsupportedType(const std::string& media) {
                ": send application/json (SPEC objects) or application/yaml (a manifest)");
 }
 
-// The body as JSON; on failure *error holds the 400.
+// The body as JSON, nested at most internal::kMaxJsonDepth levels; on failure *error
+// holds the 400.
 bool ParseJsonBody(const ApiRequest& req, json* out, ApiResponse* error) {
-  try {
-    *out = json::parse(req.body);
-    return true;
-  } catch (const std::exception& e) {
-    *error = ApiHandler::Error(400, std::string("body: invalid JSON: ") + e.what());
+  Result<json> body = internal::ParseJson(req.body, "body");
+  if (!body.ok()) {
+    *error = ApiHandler::Error(400, body.status().message());
     return false;
   }
+  *out = std::move(*body);
+  return true;
 }
 
 // Whether `method` is one of `allow` ("GET, DELETE").

@@ -87,6 +87,7 @@ HttpConnection::HttpConnection() : parser_(std::make_unique<Parser>()) {
   http_parser_settings_init(&s);
   s.on_message_begin = [](http_parser* p) {
     HttpConnection* c = Parser::Of(p);
+    c->in_message_ = true;
     c->current_ = HttpRequest();
     c->url_.clear();
     c->field_.clear();
@@ -142,8 +143,14 @@ HttpConnection::HttpConnection() : parser_(std::make_unique<Parser>()) {
   s.on_message_complete = [](http_parser* p) {
     HttpConnection* c = Parser::Of(p);
     c->continue_pending_ = false;
+    c->in_message_ = false;
+    c->ready_bytes_ += c->current_.request.body.size();
     c->ready_.push_back(std::move(c->current_));
     c->current_ = HttpRequest();
+    if (c->ready_.size() >= kMaxQueuedRequests || c->ready_bytes_ >= kMaxBodyBytes) {
+      c->paused_ = true;
+      http_parser_pause(p, 1);
+    }
     return 0;
   };
 }
@@ -217,9 +224,17 @@ int HttpConnection::OnHeadersComplete() {
 
 void HttpConnection::Feed(std::string_view data) {
   if (done() || data.empty()) return;
+  if (paused_) {
+    unparsed_.append(data);
+    return;
+  }
   size_t parsed =
       http_parser_execute(&parser_->parser, &parser_->settings, data.data(), data.size());
   enum http_errno err = HTTP_PARSER_ERRNO(&parser_->parser);
+  if (err == HPE_PAUSED) {
+    unparsed_.assign(data.substr(parsed));
+    return;
+  }
   if (err != HPE_OK) {
     if (err == HPE_HEADER_OVERFLOW) {
       Fail(431, "headers larger than " + std::to_string(kMaxHeaderBytes) + " bytes");
@@ -235,6 +250,14 @@ bool HttpConnection::Next(HttpRequest* out) {
   if (ready_.empty()) return false;
   *out = std::move(ready_.front());
   ready_.pop_front();
+  ready_bytes_ -= out->request.body.size();
+  if (paused_ && ready_.size() < kMaxQueuedRequests && ready_bytes_ < kMaxBodyBytes) {
+    paused_ = false;
+    http_parser_pause(&parser_->parser, 0);
+    std::string rest = std::move(unparsed_);
+    unparsed_.clear();
+    Feed(rest);
+  }
   return true;
 }
 

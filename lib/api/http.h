@@ -18,6 +18,10 @@ namespace petrel::internal {
 inline constexpr size_t kMaxUrlBytes = 8 << 10;
 inline constexpr size_t kMaxHeaderBytes = 64 << 10;  // request target + header names and values
 inline constexpr size_t kMaxBodyBytes = 4 << 20;
+// Pipelining: complete requests not yet taken with Next(), at most this many and at
+// most about kMaxBodyBytes of bodies. Past that the connection parses nothing more
+// (full()) until some are taken: the bytes fed meanwhile wait unparsed.
+inline constexpr size_t kMaxQueuedRequests = 16;
 
 // A complete request and what the connection must do after answering it.
 struct HttpRequest {
@@ -40,6 +44,11 @@ class HttpConnection {
   void Feed(std::string_view data);
   // Moves the oldest complete request into *out; false when there is none.
   bool Next(HttpRequest* out);
+  // True while requests wait to be taken as many as it queues (see kMaxQueuedRequests):
+  // the caller stops reading until Next() has taken some.
+  bool full() const { return paused_; }
+  // True while a request is partly received: its first byte came, its last not yet.
+  bool partial() const { return in_message_; }
 
   // The connection must close after the requests already taken are answered: it
   // failed (see error()), or the client asked for an upgrade petrel does not speak.
@@ -62,6 +71,10 @@ class HttpConnection {
 
   std::unique_ptr<Parser> parser_;
   std::deque<HttpRequest> ready_;
+  size_t ready_bytes_ = 0;  // bodies in ready_
+  bool paused_ = false;     // full(): the parser stopped after a request
+  std::string unparsed_;    // bytes fed while paused
+  bool in_message_ = false;
   bool failed_ = false;
   bool upgraded_ = false;
   ApiResponse error_;

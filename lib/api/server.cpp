@@ -1,7 +1,8 @@
 // ApiServer: the control API's Unix socket on a libuv loop.
 //
 // Each connection is one heap object owning a uv_pipe_t and a uv_timer_t (the idle
-// timeout while it serves requests, the poll of a log stream). It is freed once the
+// timeout or the request's deadline while it serves requests, the poll of a log
+// stream). It is freed once the
 // last of their close callbacks has run and no job of the server's workers still
 // holds it; after Close() nothing reaches back into the server.
 //
@@ -9,6 +10,11 @@
 // the server's workers; their answers come back through a Mailbox drained on the
 // loop. While a connection waits for one, it parses no further request, so answers
 // leave in the order the requests came.
+//
+// A client cannot make the server hold more than a bounded amount for it: reading
+// stops while its parsed requests wait (http.h's kMaxQueuedRequests) or its answers
+// wait to be written (max_stream_backlog_bytes); each request has a deadline; and
+// follow streams have slots of their own, so they never crowd out requests.
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -136,6 +142,9 @@ class ApiServer::Impl {
     bool reading_paused = false;
     bool waiting = false;    // a request is being handled on a worker
     bool peer_done = false;  // the client half-closed: no more requests will come
+    bool stream_slot = false;  // counted in streams_, not in the request slots
+    uint64_t deadline = 0;     // uv_now() by which the partial request must be whole
+    uint64_t since = 0;        // uv_now() when it last took a request (or was accepted)
     int pending_writes = 0;
     internal::HttpConnection http;
     std::vector<char> buffer = std::vector<char>(kReadBufferBytes);
@@ -193,7 +202,9 @@ class ApiServer::Impl {
   void FinishAfterWrites(Conn* c);
   void CloseConn(Conn* c);
   void StartReading(Conn* c);
-  void ArmIdleTimer(Conn* c);
+  void UpdateReading(Conn* c);
+  void ArmTimer(Conn* c);
+  bool EvictOne(Conn* except);
   void StartStream(Conn* c, const internal::HttpRequest& req, ApiResponse& resp);
   void EndStream(Conn* c);
   void PumpEvents(Conn* c);
@@ -211,6 +222,7 @@ class ApiServer::Impl {
   uv_async_t* wakeup_ = nullptr;   // drains mailbox_; freed by its close callback
   LoopProbe* probe_ = nullptr;     // freed by its close callback
   std::set<Conn*> conns_;
+  size_t streams_ = 0;  // conns_ that are follow streams
   internal::Mailbox mailbox_;
   std::unique_ptr<internal::WorkerPool> pool_;
 };
@@ -321,13 +333,14 @@ void ApiServer::Impl::Accept() {
   c->pipe.data = c;
   c->timer.data = c;
   c->open_handles = 2;
+  c->since = uv_now(loop_);
   conns_.insert(c);
   if (uv_accept(reinterpret_cast<uv_stream_t*>(listener_),
                 reinterpret_cast<uv_stream_t*>(&c->pipe)) != 0) {
     CloseConn(c);
     return;
   }
-  if (conns_.size() > static_cast<size_t>(options_.max_connections)) {
+  if (conns_.size() - streams_ > static_cast<size_t>(options_.max_connections) && !EvictOne(c)) {
     Log(LogLevel::kWarn,
         "refused a connection: " + std::to_string(options_.max_connections) + " are open");
     Write(c, internal::SerializeResponse(
@@ -337,8 +350,27 @@ void ApiServer::Impl::Accept() {
     FinishAfterWrites(c);
     return;
   }
-  ArmIdleTimer(c);
+  ArmTimer(c);
   StartReading(c);
+}
+
+// Closes the connection that has held a request slot longest without being answered
+// anything: idle between requests, or still sending one (closed without an answer).
+// False when every connection is being answered.
+bool ApiServer::Impl::EvictOne(Conn* except) {
+  Conn* oldest = nullptr;
+  for (Conn* c : conns_) {  // in no order: compare their start
+    if (c == except || c->closing || c->close_after_write || c->mode != Mode::kRequests ||
+        c->waiting || c->pending_writes > 0 || c->http.full()) {
+      continue;
+    }
+    if (oldest == nullptr || c->since < oldest->since) oldest = c;
+  }
+  if (oldest == nullptr) return false;
+  Log(LogLevel::kWarn, std::string("all ") + std::to_string(options_.max_connections) +
+                           " request slots taken: closed the oldest idle or slow connection");
+  CloseConn(oldest);
+  return true;
 }
 
 void ApiServer::Impl::StartReading(Conn* c) {
@@ -354,15 +386,57 @@ void ApiServer::Impl::StartReading(Conn* c) {
       });
 }
 
-void ApiServer::Impl::ArmIdleTimer(Conn* c) {
+// Reading stops while the client is ahead of its answers: requests parsed and waiting
+// (the parser is full) or answers waiting to be written past the backlog limit; it
+// goes on once the parser has room and half of those answers are out.
+void ApiServer::Impl::UpdateReading(Conn* c) {
+  if (c->closing || c->mode != Mode::kRequests || c->close_after_write || c->peer_done) return;
+  const size_t queued = Queued(c);
+  if (!c->reading_paused && (c->http.full() || queued > options_.max_stream_backlog_bytes)) {
+    uv_read_stop(reinterpret_cast<uv_stream_t*>(&c->pipe));
+    c->reading_paused = true;
+  } else if (c->reading_paused && !c->http.full() &&
+             queued <= options_.max_stream_backlog_bytes / 2) {
+    c->reading_paused = false;
+    StartReading(c);
+  }
+}
+
+// While a request is partly received, its deadline (set by its first byte, never
+// extended); between requests, the idle timeout. Neither runs while a worker answers.
+void ApiServer::Impl::ArmTimer(Conn* c) {
   if (c->closing || c->mode != Mode::kRequests || c->waiting) return;
+  const uint64_t now = uv_now(loop_);
+  if (!c->http.partial()) {
+    c->deadline = 0;
+    uv_timer_start(
+        &c->timer,
+        [](uv_timer_t* t) {
+          auto* conn = static_cast<Conn*>(t->data);
+          if (!conn->closing) conn->server->CloseConn(conn);
+        },
+        static_cast<uint64_t>(options_.idle_timeout_ms), 0);
+    return;
+  }
+  if (c->deadline == 0) c->deadline = now + static_cast<uint64_t>(options_.request_timeout_ms);
   uv_timer_start(
       &c->timer,
       [](uv_timer_t* t) {
         auto* conn = static_cast<Conn*>(t->data);
-        if (!conn->closing) conn->server->CloseConn(conn);
+        if (conn->closing || conn->close_after_write) return;
+        Impl* server = conn->server;
+        server->Log(LogLevel::kWarn, "closed a connection whose request was not whole after " +
+                                         std::to_string(server->options_.request_timeout_ms) +
+                                         " ms");
+        server->Write(conn, internal::SerializeResponse(
+                                ApiHandler::Error(
+                                    408, "request not complete within " +
+                                             std::to_string(server->options_.request_timeout_ms) +
+                                             " ms (headers and body)"),
+                                false, false));
+        server->FinishAfterWrites(conn);
       },
-      static_cast<uint64_t>(options_.idle_timeout_ms), 0);
+      c->deadline > now ? c->deadline - now : 0, 0);
 }
 
 void ApiServer::Impl::OnRead(Conn* c, ssize_t nread) {
@@ -379,15 +453,16 @@ void ApiServer::Impl::OnRead(Conn* c, ssize_t nread) {
     return;
   }
   if (nread == 0 || c->mode != Mode::kRequests || c->close_after_write) return;
-  ArmIdleTimer(c);
   c->http.Feed(std::string_view(c->buffer.data(), static_cast<size_t>(nread)));
   Serve(c);
+  ArmTimer(c);
 }
 
 void ApiServer::Impl::Serve(Conn* c) {
   internal::HttpRequest req;
   while (!c->closing && c->mode == Mode::kRequests && !c->close_after_write && !c->waiting &&
-         c->http.Next(&req)) {
+         Queued(c) <= options_.max_stream_backlog_bytes && c->http.Next(&req)) {
+    c->since = uv_now(loop_);
     if (ApiHandler::MayBlock(req.request)) {
       // The answer comes from a worker; this connection's next request waits for it.
       c->waiting = true;
@@ -399,8 +474,8 @@ void ApiServer::Impl::Serve(Conn* c) {
             conn->waiting = false;
             Answer(conn, *shared, std::move(resp));
             if (!conn->closing && conn->mode == Mode::kRequests) {
-              ArmIdleTimer(conn);
               Serve(conn);
+              ArmTimer(conn);
               if (conn->peer_done && !conn->waiting) FinishAfterWrites(conn);
             }
           });
@@ -408,7 +483,11 @@ void ApiServer::Impl::Serve(Conn* c) {
     }
     Answer(c, req, handler_.Handle(req.request));
   }
-  if (c->closing || c->mode != Mode::kRequests || c->close_after_write || c->waiting) return;
+  if (c->closing || c->mode != Mode::kRequests || c->close_after_write) return;
+  if (c->waiting || Queued(c) > options_.max_stream_backlog_bytes) {
+    UpdateReading(c);  // the requests parsed meanwhile wait for their turn
+    return;
+  }
   if (c->http.failed()) {
     Write(c, internal::SerializeResponse(c->http.error(), false, false));
     FinishAfterWrites(c);
@@ -419,18 +498,19 @@ void ApiServer::Impl::Serve(Conn* c) {
     return;
   }
   if (c->http.TakeContinue()) Write(c, std::string(internal::kContinue));
-  // A client that pipelines faster than it reads its answers waits for them.
-  if (!c->closing && Queued(c) > options_.max_stream_backlog_bytes) {
-    uv_read_stop(reinterpret_cast<uv_stream_t*>(&c->pipe));
-    c->reading_paused = true;
-  }
+  UpdateReading(c);
 }
 
 void ApiServer::Impl::Answer(Conn* c, const internal::HttpRequest& req, ApiResponse resp) {
   if (c->closing) return;
   if (resp.stream.kind != ApiStream::Kind::kNone && resp.status == 200) {
-    StartStream(c, req, resp);
-    return;
+    if (streams_ < static_cast<size_t>(options_.max_streams)) {
+      StartStream(c, req, resp);
+      return;
+    }
+    Log(LogLevel::kWarn, "refused a follow stream: " + std::to_string(streams_) + " are open");
+    resp = ApiHandler::Error(
+        503, "too many follow streams (at most " + std::to_string(options_.max_streams) + ")");
   }
   Write(c, internal::SerializeResponse(resp, req.keep_alive, req.http10));
   if (!req.keep_alive) FinishAfterWrites(c);
@@ -487,14 +567,8 @@ void ApiServer::Impl::OnWritten(Conn* c, int status) {
   }
   switch (c->mode) {
     case Mode::kRequests:
-      ArmIdleTimer(c);
-      if (c->reading_paused && Queued(c) <= options_.max_stream_backlog_bytes / 2) {
-        c->reading_paused = false;
-        Serve(c);  // requests parsed before the pause
-        if (!c->closing && !c->reading_paused && !c->close_after_write && !c->peer_done) {
-          StartReading(c);
-        }
-      }
+      Serve(c);  // requests parsed while answers waited to be written
+      ArmTimer(c);
       break;
     case Mode::kEvents:
       if (!c->backlog_done) PumpEvents(c);
@@ -517,6 +591,7 @@ void ApiServer::Impl::CloseConn(Conn* c) {
   if (c->subscribed) orch_->Unsubscribe(c->subscription);
   c->subscribed = false;
   conns_.erase(c);
+  if (c->stream_slot) streams_--;
   uv_timer_stop(&c->timer);
   auto on_closed = [](uv_handle_t* h) {
     auto* conn = static_cast<Conn*>(h->data);
@@ -529,6 +604,8 @@ void ApiServer::Impl::CloseConn(Conn* c) {
 void ApiServer::Impl::StartStream(Conn* c, const internal::HttpRequest& req, ApiResponse& resp) {
   c->chunked = !req.http10;
   c->mode = resp.stream.kind == ApiStream::Kind::kEvents ? Mode::kEvents : Mode::kLogs;
+  c->stream_slot = true;
+  streams_++;
   uv_timer_stop(&c->timer);
   c->workload = resp.stream.workload;
   if (c->mode == Mode::kEvents) {

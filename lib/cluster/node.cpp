@@ -7,6 +7,7 @@
 
 #include "lib/cluster/schedule.h"
 #include "lib/net/pki.h"
+#include "lib/util/json.h"
 
 namespace petrel::internal {
 
@@ -25,7 +26,11 @@ bool SameSecret(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
-json Parse(const std::string& text) { return json::parse(text, nullptr, false); }
+// What a peer sent, as JSON; discarded when it is not JSON or nests too deep.
+json Parse(const std::string& text) {
+  Result<json> j = internal::ParseJson(text, "peer message");
+  return j.ok() ? std::move(*j) : json(json::value_t::discarded);
+}
 
 // raft_uv's decoder steps over each entry padded to 8 bytes but counts the payload
 // unpadded: a buffer of another length is overrun. What petrel hands raft is JSON, so

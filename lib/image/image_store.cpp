@@ -274,8 +274,9 @@ Result<Image> ImageStore::Unpack(ImageSource* source, const ImagePlan& plan) {
     for (const LayerRef& layer : plan.layers) {
       const std::string what = "layer " + (layer.digest.empty() ? layer.diff_id : layer.digest);
       LayerDigests got;
-      Status applied = source->StreamFile(
-          layer.name, [&](ByteSource* bytes) { return ApplyLayer(bytes, root.get(), &got); });
+      Status applied = source->StreamFile(layer.name, [&](ByteSource* bytes) {
+        return ApplyLayer(bytes, root.get(), options_.max_layer_bytes, &got);
+      });
       // A blob that is not what the manifest names is reported as such, however it failed.
       if (!layer.digest.empty() && !got.blob.empty() && got.blob != layer.digest) {
         return Status::InvalidArgument(what + ": digest mismatch (content is " + got.blob + ")");

@@ -61,6 +61,9 @@ struct ImageStoreOptions {
   // false: PrepareRootfs always copies, never mounts overlayfs (for kernels or file
   // systems where overlayfs misbehaves, and for tests of the copy path).
   bool allow_overlay = true;
+  // A layer that decompresses to more than this many bytes is refused (a small blob
+  // can hold a decompression bomb): the pull fails, naming the layer.
+  uint64_t max_layer_bytes = uint64_t{4} << 30;
   // Mounts and unmounts the overlays. Defaults to DefaultPort().
   std::shared_ptr<Port> port;
 };

@@ -87,12 +87,28 @@ struct Pipeline {
   Sha256 blob_hash;
   Sha256 diff_hash;
   uint64_t blob_size = 0;
+  uint64_t max_bytes = 0;  // of the uncompressed tar
+  uint64_t tar_bytes = 0;
   std::vector<char> in = std::vector<char>(kBlock);
   std::vector<char> mid = std::vector<char>(kBlock);
   Status error;  // the source's own failure, reported instead of libarchive's rewording
 
   Status Fail(struct archive* a, const std::string& what) const {
     return error.ok() ? ArchiveError(a, what) : error;
+  }
+
+  // Counts `n` more bytes of the uncompressed tar; false (with `error` set) past
+  // max_bytes: a small blob may decompress to terabytes.
+  bool CountTar(size_t n) {
+    tar_bytes += n;
+    if (tar_bytes <= max_bytes) return true;
+    error = TooLarge(max_bytes);
+    return false;
+  }
+  static Status TooLarge(uint64_t max) {
+    return Status::InvalidArgument("layer: larger than " + std::to_string(max) +
+                                   " bytes uncompressed (the limit: ImageStoreOptions::"
+                                   "max_layer_bytes, petreld --max-layer-size)");
   }
 };
 
@@ -122,6 +138,10 @@ la_ssize_t ReadTar(struct archive* a, void* opaque, const void** buf) {
     return -1;
   }
   if (n == 0) p->raw_done = true;
+  if (!p->CountTar(static_cast<size_t>(n))) {
+    PETREL_ARCHIVE(archive_set_error)(a, EFBIG, "layer too large");
+    return -1;
+  }
   p->diff_hash.Update(p->mid.data(), static_cast<size_t>(n));
   return n;
 }
@@ -339,6 +359,11 @@ class LayerWriter {
   }
 
   Status WriteFile(int dir, const Path& parts, struct archive_entry* e, const std::string& entry) {
+    // A sparse file's holes cost the tar nothing, but a copy of the rootfs every byte.
+    if (PETREL_ARCHIVE(archive_entry_size_is_set)(e) &&
+        static_cast<uint64_t>(PETREL_ARCHIVE(archive_entry_size)(e)) > pipeline_->max_bytes) {
+      return Pipeline::TooLarge(pipeline_->max_bytes).WithContext("entry " + QuoteName(entry));
+    }
     PETREL_RETURN_IF_ERROR(Remove(dir, parts, entry));
     UniqueFd fd(openat(dir, parts.back().c_str(),
                        O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
@@ -464,9 +489,10 @@ Status Apply(Pipeline* p, int root_fd, LayerDigests* digests);
 
 }  // namespace
 
-Status ApplyLayer(ByteSource* source, int root_fd, LayerDigests* digests) {
+Status ApplyLayer(ByteSource* source, int root_fd, uint64_t max_bytes, LayerDigests* digests) {
   Pipeline p;
   p.source = source;
+  p.max_bytes = max_bytes;
   *digests = LayerDigests();
   Status s = Apply(&p, root_fd, digests);
   if (s.ok() || !p.error.ok()) return s;
@@ -520,6 +546,7 @@ Status Apply(Pipeline* pipeline, int root_fd, LayerDigests* digests) {
     la_ssize_t n = PETREL_ARCHIVE(archive_read_data)(raw.get(), p.mid.data(), p.mid.size());
     if (n < 0) return p.Fail(raw.get(), "layer");
     if (n == 0) break;
+    if (!p.CountTar(static_cast<size_t>(n))) return p.error;
     p.diff_hash.Update(p.mid.data(), static_cast<size_t>(n));
   }
   if (!FinishBlob(&p, digests)) return p.error;

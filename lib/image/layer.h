@@ -39,11 +39,14 @@ struct LayerDigests {
 };
 
 // Reads the whole layer from `source` and applies it below the directory `root_fd`.
+// A layer whose uncompressed tar is larger than `max_bytes`, or that holds a file
+// larger than that, is refused (InvalidArgument "layer: larger than N bytes
+// uncompressed ...") as soon as that many bytes came out of the decompressor.
 // Refusals are InvalidArgument `entry "<name>": <why>`; file system failures are IOError
 // naming the entry. On failure the tree below `root_fd` is left part-applied (the
 // caller throws it away), and digests->blob is still set when the rest of `source`
 // could be read, so a caller can tell a corrupt blob from a hostile one.
-Status ApplyLayer(ByteSource* source, int root_fd, LayerDigests* digests);
+Status ApplyLayer(ByteSource* source, int root_fd, uint64_t max_bytes, LayerDigests* digests);
 
 // True for the extended attributes images keep (security.capability, user.*).
 bool IsKeptXattr(std::string_view name);

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lib/image/digest.h"
+#include "lib/util/json.h"
 
 namespace petrel::internal {
 
@@ -40,13 +41,6 @@ struct Descriptor {
   const json* platform = nullptr;
   std::string ref_name;
 };
-
-// Parses JSON text; InvalidArgument naming `what` when it is not JSON.
-Result<json> ParseJson(const std::string& text, const std::string& what) {
-  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return Status::InvalidArgument(what + ": not valid JSON");
-  return j;
-}
 
 Result<std::vector<std::string>> StringArray(const json& j, const char* key,
                                              const std::string& what) {

@@ -40,12 +40,17 @@ class DirSource : public ImageSource {
   Status StreamFile(const std::string& name,
                     const std::function<Status(ByteSource*)>& fn) override {
     const std::string path = path_ + "/" + name;
-    UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.valid()) {
-      if (errno == ENOENT) return Status::InvalidArgument("no " + name + " in " + path_);
-      return ErrnoError(path, "open", errno);
-    }
+    // A FIFO would block the open (and the worker) until some writer came, and opening
+    // a device may act on it (a watchdog starts ticking): neither is ever opened, and
+    // what is opened is opened non-blocking and checked again, in case it was swapped.
     struct stat st;
+    if (stat(path.c_str(), &st) != 0) {
+      if (errno == ENOENT) return Status::InvalidArgument("no " + name + " in " + path_);
+      return ErrnoError(path, "stat", errno);
+    }
+    if (!S_ISREG(st.st_mode)) return Status::InvalidArgument(path + ": not a regular file");
+    UniqueFd fd(open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+    if (!fd.valid()) return ErrnoError(path, "open", errno);
     if (fstat(fd.get(), &st) != 0) return ErrnoError(path, "stat", errno);
     if (!S_ISREG(st.st_mode)) return Status::InvalidArgument(path + ": not a regular file");
     FdByteSource source(fd.get(), path);

@@ -13,12 +13,16 @@
 #include <utility>
 
 #include "lib/spec/check.h"
+#include "lib/util/json.h"
 #include "lib/util/strings.h"
 
 namespace petrel::internal {
 namespace {
 
 constexpr const char* kApiVersion = "petrel.dev/v1";
+// As JSON from outside (lib/util/json.h): deeper than any manifest, shallow enough
+// for every walk over the nodes.
+constexpr int kMaxYamlDepth = kMaxJsonDepth;
 
 using Error = std::optional<ManifestError>;
 
@@ -465,7 +469,8 @@ Error ExpandList(const YAML::Node& list, std::vector<YAML::Node>* docs) {
   return std::nullopt;
 }
 
-// Listens to yaml-cpp's parser for where each document starts.
+// Listens to yaml-cpp's parser for where each document starts, and for the first
+// collection nested deeper than kMaxYamlDepth (where it starts).
 class DocumentStarts : public YAML::EventHandler {
  public:
   void OnDocumentStart(const YAML::Mark& mark) override { start = mark; }
@@ -474,14 +479,25 @@ class DocumentStarts : public YAML::EventHandler {
   void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
   void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
                 const std::string&) override {}
-  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                       YAML::EmitterStyle::value) override {}
-  void OnSequenceEnd() override {}
-  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                  YAML::EmitterStyle::value) override {}
-  void OnMapEnd() override {}
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    Enter(mark);
+  }
+  void OnSequenceEnd() override { depth--; }
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    Enter(mark);
+  }
+  void OnMapEnd() override { depth--; }
 
   YAML::Mark start;
+  int depth = 0;
+  std::optional<YAML::Mark> too_deep;
+
+ private:
+  void Enter(const YAML::Mark& mark) {
+    if (++depth > kMaxYamlDepth && !too_deep) too_deep = mark;
+  }
 };
 
 // yaml-cpp 0.7's LoadAll loops forever, allocating, when a document would start with
@@ -501,6 +517,10 @@ Error CheckProgress(const std::string& text) {
       bool printable = c > 0x20 && c < 0x7f;
       return Fail(PositionOf(starts.start), "",
                   printable ? "unexpected " + Quote(std::string(1, c)) : "unexpected token");
+    }
+    if (starts.too_deep) {
+      return Fail(PositionOf(*starts.too_deep), "",
+                  "nested deeper than " + std::to_string(kMaxYamlDepth) + " levels");
     }
     last = starts.start.pos;
   }
@@ -530,7 +550,8 @@ std::optional<ManifestError> ParseDocuments(std::string_view text, std::vector<Y
       }
     }
   } catch (const YAML::DeepRecursion& e) {
-    return Fail(PositionOf(e.mark), "", "nesting is too deep");
+    return Fail(PositionOf(e.mark), "",
+                "nested deeper than " + std::to_string(kMaxYamlDepth) + " levels");
   } catch (const YAML::Exception& e) {
     // Some yaml-cpp messages quote the offending character; keep the error one line.
     std::string msg = e.msg;

@@ -37,9 +37,9 @@ struct ManifestError {
 
 // Splits `text` into workload documents: every non-empty YAML document, every
 // element of a document that is a sequence, and every item of a `kind: List`.
-// Hostile input gets an error, not a crash or a hang: yaml-cpp refuses nesting
-// deeper than a few hundred levels, and input that would make yaml-cpp 0.7 loop
-// forever is refused before it is loaded.
+// Hostile input gets an error, not a crash or a hang: collections nested deeper than
+// 64 levels (kMaxJsonDepth) and input that would make yaml-cpp 0.7 loop forever are
+// refused before it is loaded.
 // REQUIRES: docs is empty. Never throws.
 std::optional<ManifestError> ParseDocuments(std::string_view text, std::vector<YAML::Node>* docs);
 

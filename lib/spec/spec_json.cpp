@@ -14,6 +14,7 @@
 #include <string>
 
 #include "lib/spec/check.h"
+#include "lib/util/json.h"
 #include "lib/util/sha256.h"
 #include "lib/util/strings.h"
 #include "petrel/spec.h"
@@ -352,7 +353,7 @@ std::string SpecToJson(const WorkloadSpec& spec) {
 
 Result<WorkloadSpec> SpecFromJson(const std::string& text) {
   try {
-    json j = json::parse(text);
+    PETREL_ASSIGN_OR_RETURN(const json j, internal::ParseJson(text, "spec JSON"));
     WorkloadSpec spec;
     PETREL_RETURN_IF_ERROR(ReadSpec(j, &spec));
     return spec;

@@ -21,6 +21,7 @@ RuntimeFactory Factory(const std::string& binary) {
     o.log_sink = config.log_sink;
     o.clock = config.clock;
     o.port = config.port;
+    o.max_layer_bytes = config.max_layer_bytes;
     return NewCrunRuntime(o);
   };
 }

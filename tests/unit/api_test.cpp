@@ -233,6 +233,19 @@ TEST_SUITE("api") {
     CHECK(r.status == 400);
     CHECK(ErrorOf(r).rfind("body: invalid JSON: ", 0) == 0);
 
+    // The nesting bomb (issue 9): it parsed, then dumping the item overflowed the stack.
+    const std::string bomb =
+        "{\"items\":[" + std::string(100000, '[') + std::string(100000, ']') + "]}";
+    r = a.Call("PUT", "/v1/workloads", {}, bomb, "application/json");
+    CHECK(r.status == 400);
+    CHECK(ErrorOf(r) == "body: JSON nested deeper than 64 levels at line 1, column 73");
+    r = a.Call("PUT", "/v1/workloads/web", {}, "[" + bomb + "]", "application/json");
+    CHECK(r.status == 400);
+    r = a.Call("PUT", "/v1/workloads", {}, "items:\n- " + std::string(100000, '['),
+               "application/yaml");
+    CHECK(r.status == 400);
+    CHECK(ErrorOf(r).find("nested deeper than 64 levels") != std::string::npos);
+
     r = a.PutJson("/v1/workloads", {{"specs", json::array()}});
     CHECK(r.status == 400);
     CHECK(ErrorOf(r).find("expected {\"items\":[SPEC...]}") != std::string::npos);
@@ -473,6 +486,32 @@ TEST_SUITE("http") {
       CHECK(!got[0].http10);
       CHECK(!c.failed());
     }
+  }
+
+  TEST_CASE("a pipelining client fills a bounded queue; the rest waits unparsed") {
+    std::string bytes;
+    for (int i = 0; i < 40; i++) bytes += "GET /r" + std::to_string(i) + " HTTP/1.1\r\n\r\n";
+    HttpConnection c;
+    c.Feed(bytes);
+    CHECK(c.full());
+    std::vector<std::string> paths;
+    HttpRequest r;
+    while (c.Next(&r)) paths.push_back(r.request.path);
+    REQUIRE(paths.size() == 40);
+    CHECK(paths[39] == "/r39");
+    CHECK(!c.full());
+    CHECK(!c.partial());
+    c.Feed("GET /x HTTP/1.1\r\n");
+    CHECK(c.partial());
+    // Bodies count too: two of 3 MiB fill it.
+    HttpConnection big;
+    const std::string put =
+        "PUT /b HTTP/1.1\r\nContent-Length: 3145728\r\n\r\n" + std::string(3 << 20, 'x');
+    big.Feed(put + put + put);
+    CHECK(big.full());
+    int n = 0;
+    while (big.Next(&r)) n++;
+    CHECK(n == 3);
   }
 
   TEST_CASE("pipelined requests come out in order") {
@@ -1227,21 +1266,119 @@ TEST_SUITE("api_server") {
     CHECK(uv_loop_close(&loop) == 0);
   }
 
-  TEST_CASE("connections beyond the limit get 503, malformed requests 400 and close") {
+  TEST_CASE("connections beyond the limit take an idle one's slot, or get 503; malformed 400") {
     Server s([](ApiOptions* o) { o->max_connections = 2; });
+    REQUIRE(s.api.orch->Apply(Web()).ok());
+    s.api.Step();
     auto c1 = s.Connect();
     auto c2 = s.Connect();
     s.RunUntil([&] { return s.server->connections() == 2; }, "two connections");
-    auto c3 = s.Connect();
-    s.RunUntil([&] { return c3->eof; }, "503 and close");
-    CHECK(c3->received.rfind("HTTP/1.1 503 Service Unavailable\r\n", 0) == 0);
-    CHECK(c3->Has("{\"error\":\"too many connections (at most 2)\"}"));
+    // Both idle: the oldest makes room (a slow or stuck client cannot lock others out).
+    auto c0 = s.Connect();
+    s.RunUntil([&] { return c1->eof; }, "the oldest idle connection closed");
+    CHECK(c1->received.empty());
+    c0->Send("GET /healthz HTTP/1.1\r\n\r\n");
+    s.RunUntil([&] { return c0->Has("{\"status\":\"ok\"}"); }, "the newcomer served");
+    {
+      // Both being answered (held at the runtime): no slot to take.
+      HeldCalls held(s.api.runtime.get(), FakeRuntime::Op::kLogs);
+      c0->Send("GET /v1/workloads/web/logs HTTP/1.1\r\n\r\n");
+      c2->Send("GET /v1/workloads/web/logs HTTP/1.1\r\n\r\n");
+      s.RunUntil([&] { return s.api.runtime->AwaitHeld(FakeRuntime::Op::kLogs, 2, 0); },
+                 "two logs requests at the runtime");
+      auto c3 = s.Connect();
+      s.RunUntil([&] { return c3->eof; }, "503 and close");
+      CHECK(c3->received.rfind("HTTP/1.1 503 Service Unavailable\r\n", 0) == 0);
+      CHECK(c3->Has("{\"error\":\"too many connections (at most 2)\"}"));
+      s.Forget(c3.get());
+    }
+    s.RunUntil([&] { return c2->Has("HTTP/1.1 200"); }, "the logs answer");
+    s.Forget(c1.get());
+    c1 = s.Connect();
+    c1->Send("GET /healthz HTTP/1.1\r\n\r\n");
+    s.RunUntil([&] { return c1->Has("{\"status\":\"ok\"}"); }, "a slot again");
+    c1->received.clear();
 
     c1->Send("BLAH\x01\r\n\r\n");
     s.RunUntil([&] { return c1->eof; }, "400 and close");
     CHECK(c1->received.rfind("HTTP/1.1 400 Bad Request\r\n", 0) == 0);
     CHECK(c1->Has("Connection: close\r\n"));
     CHECK(c1->Has("{\"error\":\"malformed request: "));
+  }
+
+  TEST_CASE("a request that trickles in is cut at its deadline, not kept alive by each byte") {
+    Server s([](ApiOptions* o) { o->request_timeout_ms = 150; });
+    auto c = s.Connect();
+    const std::string request = "GET /healthz HTTP/1.1\r\nX-Slow: " + std::string(100, 'a');
+    const auto start = std::chrono::steady_clock::now();
+    for (size_t i = 0; !c->eof && i < request.size(); i++) {  // a byte every 10 ms
+      c->Send(request.substr(i, 1));
+      const auto next = std::chrono::steady_clock::now() + std::chrono::milliseconds(10);
+      while (std::chrono::steady_clock::now() < next) {
+        uv_run(&s.loop, UV_RUN_NOWAIT);
+        c->Poll();
+      }
+    }
+    s.RunUntil([&] { return c->eof; }, "408 and close");
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::milliseconds(600));
+    CHECK(c->received.rfind("HTTP/1.1 408 Request Timeout\r\n", 0) == 0);
+    CHECK(c->Has("request not complete within 150 ms (headers and body)"));
+    // A whole request, then a pause longer than the deadline: only idle, and served.
+    auto d = s.Connect();
+    d->Send("GET /healthz HTTP/1.1\r\n\r\n");
+    s.RunUntil([&] { return d->Has("{\"status\":\"ok\"}"); }, "the first answer");
+    const auto later = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
+    while (std::chrono::steady_clock::now() < later) uv_run(&s.loop, UV_RUN_NOWAIT);
+    d->Send("GET /v1/version HTTP/1.1\r\n\r\n");
+    s.RunUntil([&] { return d->Has("\"api\":\"v1\""); }, "the second answer");
+  }
+
+  TEST_CASE("follow streams have slots of their own") {
+    Server s([](ApiOptions* o) {
+      o->max_connections = 1;
+      o->max_streams = 2;
+    });
+    std::vector<std::unique_ptr<Client>> streams;
+    for (int i = 0; i < 2; i++) {
+      streams.push_back(s.Connect());
+      streams.back()->Send("GET /v1/events?follow=1 HTTP/1.1\r\n\r\n");
+      s.RunUntil([&] { return streams.back()->Has("\r\n\r\n"); }, "a stream's head");
+    }
+    auto c = s.Connect();  // the one request slot is free
+    c->Send("GET /healthz HTTP/1.1\r\n\r\n");
+    s.RunUntil([&] { return c->Has("{\"status\":\"ok\"}"); }, "healthz beside the streams");
+    c->Send("GET /v1/events?follow=1 HTTP/1.1\r\n\r\n");
+    s.RunUntil([&] { return c->Has("too many follow streams"); }, "the third stream refused");
+    CHECK(c->Has("HTTP/1.1 503 Service Unavailable\r\n"));
+    CHECK(c->Has("{\"error\":\"too many follow streams (at most 2)\"}"));
+    for (auto& st : streams) s.Forget(st.get());
+    streams.clear();
+    s.RunUntil([&] { return s.server->connections() == 1; }, "the streams gone");
+    c->Send("GET /v1/events?follow=1 HTTP/1.1\r\n\r\n");
+    s.RunUntil([&] { return c->Has("application/x-ndjson"); }, "a stream again");
+  }
+
+  TEST_CASE("a pipelining client that never reads is not read from either") {
+    Server s([](ApiOptions* o) { o->max_stream_backlog_bytes = 64 << 10; });
+    REQUIRE(s.api.orch->Apply(Web()).ok());
+    s.api.Step();
+    auto c = s.Connect();
+    s.Forget(c.get());  // it never reads
+    std::string burst;
+    for (int i = 0; i < 1000; i++) burst += "GET /v1/workloads HTTP/1.1\r\n\r\n";
+    // Writes as much as the server takes: it stops taking once its answers pile up.
+    size_t sent = 0;
+    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (std::chrono::steady_clock::now() < end && sent < (64u << 20)) {
+      ssize_t n = write(c->fd, burst.data(), burst.size());
+      if (n > 0) sent += static_cast<size_t>(n);
+      uv_run(&s.loop, UV_RUN_NOWAIT);
+    }
+    // Socket buffers take a few hundred KB; without the bound the server read all 64 MB.
+    CHECK(sent < (8u << 20));
+    auto d = s.Connect();
+    d->Send("GET /healthz HTTP/1.1\r\n\r\n");
+    s.RunUntil([&] { return d->Has("{\"status\":\"ok\"}"); }, "healthz meanwhile");
   }
 
   TEST_CASE("an idle connection is closed") {

@@ -9,6 +9,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -19,6 +20,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "lib/image/digest.h"
@@ -562,6 +564,87 @@ TEST_SUITE("image_store") {
     }
     CHECK(Listing(dir.Sub("store")) == before);
     CHECK(store->unpack_count() == 0);
+  }
+
+  TEST_CASE("a layer that decompresses past max_layer_bytes is refused: a decompression bomb") {
+    TempDir dir;
+    // 16 MiB of zeros: some 16 KiB as gzip, less as zstd.
+    const std::string zeros(16 << 20, '\0');
+    for (const char* filter : {"gzip", "zstd"}) {
+      CAPTURE(filter);
+      std::vector<Layer> layers = {MakeLayer({File("zeros", zeros)}, filter)};
+      CHECK(layers[0].blob.size() < (64u << 10));
+      const std::string ref = WriteImage(dir.path(), "oci", layers, ConfigJson(layers));
+      ImageStoreOptions options;
+      options.dir = dir.Sub(std::string("small-") + filter);
+      options.max_layer_bytes = 1 << 20;
+      Result<std::unique_ptr<ImageStore>> store = ImageStore::Open(options);
+      REQUIRE(store.ok());
+      Result<Image> image = (*store)->Pull(ref);
+      CHECK(image.status().IsInvalidArgument());
+      CHECK_MESSAGE(image.status().message().find("larger than 1048576 bytes uncompressed") !=
+                        std::string::npos,
+                    image.status().message());
+      // The default limit (4 GiB) takes it.
+      auto roomy = OpenStore(dir.Sub(std::string("roomy-") + filter));
+      CHECK(fs::file_size(MustPull(roomy.get(), ref).rootfs + "/zeros") == zeros.size());
+    }
+    // A sparse file claims its size in the header alone.
+    TarEntry sparse = File("sparse", "x");
+    std::vector<Layer> layers = {MakeLayer({sparse})};
+    std::string& tar = layers[0].blob;
+    // The header's size field (octal, offset 124) of an entry of 1 byte, made 2 MiB: the
+    // data block is short, so libarchive refuses the truncated tar, or the size does.
+    tar.replace(124, 11, "00010000000");
+    unsigned sum = 0;
+    tar.replace(148, 8, "        ");
+    for (size_t i = 0; i < 512; i++) sum += static_cast<unsigned char>(tar[i]);
+    char field[8];
+    std::snprintf(field, sizeof(field), "%06o", sum);
+    tar.replace(148, 7, std::string(field, 6) + '\0');
+    layers[0].diff_id = Sha256Digest(tar);
+    ImageStoreOptions options;
+    options.dir = dir.Sub("sparse");
+    options.max_layer_bytes = 1 << 20;
+    Result<std::unique_ptr<ImageStore>> store = ImageStore::Open(options);
+    REQUIRE(store.ok());
+    Result<Image> image =
+        (*store)->Pull(WriteImage(dir.Sub("s"), "oci", layers, ConfigJson(layers)));
+    CHECK(image.status().IsInvalidArgument());
+  }
+
+  TEST_CASE("a FIFO or a device in an oci: directory is refused, never opened") {
+    TempDir dir;
+    std::vector<Layer> layers = {MakeLayer({File("f", "x")})};
+    const std::string ref = WriteImage(dir.path(), "oci", layers, ConfigJson(layers));
+    const std::string blob = dir.Sub("image-oci/blobs/sha256/" + layers[0].Digest().substr(7));
+    fs::remove(blob);
+    REQUIRE(mkfifo(blob.c_str(), 0600) == 0);
+    // Without the check, Pull blocks in open() until a writer comes: one comes after 5 s,
+    // which the check below catches, so a regression fails instead of hanging.
+    std::atomic<bool> done{false}, unblocked{false};
+    std::thread writer([&] {
+      for (int i = 0; i < 500 && !done; i++)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      if (done) return;
+      unblocked = true;
+      int fd = open(blob.c_str(), O_WRONLY | O_CLOEXEC);
+      if (fd >= 0) close(fd);
+    });
+    auto store = OpenStore(dir.Sub("store"));
+    Result<Image> image = store->Pull(ref);
+    done = true;
+    writer.join();
+    CHECK(!unblocked);
+    CHECK(image.status().IsInvalidArgument());
+    CHECK_MESSAGE(image.status().message().find(blob + ": not a regular file") != std::string::npos,
+                  image.status().message());
+    // A device behind a link is not opened either.
+    fs::remove(blob);
+    fs::create_symlink("/dev/zero", blob);
+    image = store->Pull(ref);
+    CHECK(image.status().IsInvalidArgument());
+    CHECK(image.status().message().find(blob + ": not a regular file") != std::string::npos);
   }
 
   TEST_CASE("a missing file is NotFound naming it, bad references are InvalidArgument") {

@@ -4,6 +4,7 @@
 #include <string>
 #include <utility>
 
+#include "lib/util/json.h"
 #include "lib/util/sha256.h"
 #include "lib/util/strings.h"
 #include "petrel/status.h"
@@ -36,6 +37,21 @@ TEST_SUITE("util") {
     streamed.Update("a", 1);
     streamed.Update(std::string_view("bc"));
     CHECK(streamed.HexDigest() == Sha256Hex("abc"));
+  }
+
+  TEST_CASE("JSON from outside is refused past 64 levels, saying where") {
+    CHECK(JsonNestingError("[[[]]]", 3).empty());
+    CHECK(JsonNestingError("[[[[]]]]", 3) == "nested deeper than 3 levels at line 1, column 4");
+    // Brackets in strings, escaped quotes included, do not count.
+    CHECK(JsonNestingError("{\"a\":\n {\"b\":[\"[[[[\\\"[[[\", [1]]}}", 3) ==
+          "nested deeper than 3 levels at line 2, column 21");
+    CHECK(JsonNestingError(std::string(64, '[')).empty());  // unbalanced: for the parser
+    Result<nlohmann::json> j = ParseJson(std::string(65, '[') + std::string(65, ']'), "body");
+    CHECK(j.status().message() == "body: JSON nested deeper than 64 levels at line 1, column 65");
+    j = ParseJson("{\"a\": [1, {\"b\": null}]}", "body");
+    REQUIRE(j.ok());
+    CHECK((*j)["a"][1].contains("b"));
+    CHECK(ParseJson("{", "x").status().message().rfind("x: invalid JSON: [json.exception", 0) == 0);
   }
 
   TEST_CASE("Quote and Escape keep any value on one short line") {

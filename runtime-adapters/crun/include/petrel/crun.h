@@ -39,6 +39,8 @@ struct CrunOptions {
   int64_t log_max_bytes = 1 << 20;
   // Copy the image for each container instead of mounting an overlay.
   bool copy_rootfs = false;
+  // An image layer that decompresses to more than this many bytes is refused.
+  uint64_t max_layer_bytes = uint64_t{4} << 30;
   // Defaults to StderrLogSink().
   LogSink log_sink;
   // Times recorded in the containers' files. Defaults to SystemClock().
