@@ -162,6 +162,16 @@ petreld_start "$dir/petreld.log" --runtime "$runtime" --state-dir "$state" --nod
   --log-level debug || fail "petreld did not answer"
 "$ctl" apply -f "$dir/probes.yaml" >/dev/null || fail "apply"
 
+# First, while its first back-off runs: an exit while probed is one failure: after the
+# first exit it waits out one back-off (3 s) with 0 restarts, and no probe kills the
+# container it already lost.
+wait_for 20 is exits .replicas[0].phase CrashLoop || fail "exits never exited"
+sleep 1
+is exits .replicas[0].restarts 0 || fail "exits restarted during its back-off"
+[ "$(events_of exits | grep -c '^BackOff')" = 1 ] || fail "exits: $(events_of exits)"
+has_event exits "Unhealthy" && fail "exits: a probe judged an exited container: $(events_of exits)"
+wait_for 10 is exits .replicas[0].restarts 1 || fail "exits not restarted after its back-off"
+
 # Readiness with a file: not ready without it, ready with it, not ready again.
 wait_for 30 is ready-file .replicas[0].phase Running || fail "ready-file not running"
 sleep 1
@@ -206,14 +216,6 @@ wait_for 30 is slow-start .readyReplicas 1 || fail "slow-start never became read
 is slow-start .replicas[0].restarts 0 || fail "slow-start was killed while starting"
 has_event slow-start "Unhealthy" && fail "slow-start: $(events_of slow-start)"
 
-# An exit while probed is one failure: after the first exit it waits out one back-off
-# (3 s) with 0 restarts, and no probe kills the container it already lost.
-wait_for 20 is exits .replicas[0].phase CrashLoop || fail "exits never exited"
-sleep 1
-is exits .replicas[0].restarts 0 || fail "exits restarted during its back-off"
-[ "$(events_of exits | grep -c '^BackOff')" = 1 ] || fail "exits: $(events_of exits)"
-has_event exits "Unhealthy" && fail "exits: a probe judged an exited container: $(events_of exits)"
-wait_for 10 is exits .replicas[0].restarts 1 || fail "exits not restarted after its back-off"
 
 "$ctl" delete -f "$dir/probes.yaml" >/dev/null || fail "delete"
 for w in exec-live http-live ready-file slow-start tcp tcp-closed slow-probe exits; do
