@@ -138,7 +138,9 @@ class Port {
   // in the network namespace of process `pid`: it stays in that namespace whoever uses
   // it, so a connect from it reaches that process's loopback (a health probe of a
   // container with a network of its own). The caller closes it. NotFound when there is
-  // no process `pid`. The default is NotSupported, for ports without namespaces.
+  // no process `pid`. Quick (a few system calls: Linux enters the namespace on the
+  // calling thread for the socket() call alone), so it may be called on a loop thread.
+  // The default is NotSupported, for ports without namespaces.
   virtual Result<int> SocketInNetnsOf(pid_t pid, int type) {
     (void)pid;
     (void)type;

@@ -921,8 +921,8 @@ class OrchestratorImpl final : public Orchestrator {
   }
 
   // Starts the checks that are due: an exec through the runtime on a worker; a
-  // tcpSocket or httpGet from a socket made (on a worker: it enters a namespace) in the
-  // container's network namespace, then on `loop`.
+  // tcpSocket or httpGet on `loop`, from a socket made in the container's network
+  // namespace.
   void RunDueProbes(uv_loop_t* loop) {
     for (ProbeCheck& check : prober_.TakeDue(opts_.clock->Now())) {
       std::shared_ptr<ContainerRuntime> runtime = opts_.runtime;
@@ -936,23 +936,18 @@ class OrchestratorImpl final : public Orchestrator {
         });
         continue;
       }
-      workers_->Submit([this, port, mailbox, shared, loop] {
-        auto fd = std::make_shared<Result<int>>(port->SocketInNetnsOf(shared->pid, SOCK_STREAM));
-        mailbox->Post([this, shared, fd, loop] {
-          if (!fd->ok()) {
-            OnProbeResult(*shared, fd->status().code() == Status::Code::kNotFound
-                                       ? ProbeResult::Gone()
-                                       : ProbeResult::Failure(fd->status().message()));
-            return;
-          }
-          if (loop == nullptr || (threaded() && handles_ == nullptr)) {
-            close(**fd);  // detached meanwhile
-            return;
-          }
-          net_checks_.Start(loop, **fd, shared->probe,
-                            [this, shared](const ProbeResult& r) { OnProbeResult(*shared, r); });
-        });
-      });
+      // The socket is made here: a few system calls (Port::SocketInNetnsOf).
+      Result<int> fd = port->SocketInNetnsOf(shared->pid, SOCK_STREAM);
+      if (!fd.ok()) {
+        // Reported from the mailbox, as every result is, never inside TakeDue's loop.
+        ProbeResult r = fd.status().code() == Status::Code::kNotFound
+                            ? ProbeResult::Gone()
+                            : ProbeResult::Failure(fd.status().message());
+        mailbox->Post([this, shared, r] { OnProbeResult(*shared, r); });
+        continue;
+      }
+      net_checks_.Start(loop, *fd, shared->probe,
+                        [this, shared](const ProbeResult& r) { OnProbeResult(*shared, r); });
     }
     probe_due_ = prober_.NextDue();
   }
@@ -996,8 +991,10 @@ class OrchestratorImpl final : public Orchestrator {
     }
     probe_due_ = prober_.NextDue();
     if (!threaded()) return;  // Step flushes, delivers and passes after its probes
-    Flush();
-    Deliver();
+    if (news.ready_changed || !news.events.empty() || !news.kill_reason.empty()) {
+      Flush();
+      Deliver();
+    }
     if (probe_wants_pass_) {
       probe_wants_pass_ = false;
       StartPass();

@@ -1,7 +1,7 @@
 // The network-namespace part of the Linux port. A named namespace is kept alive by a
 // bind mount of its nsfs file at <netns_dir>/<name>, as `ip netns` keeps them in
-// /run/netns. Namespaces are only ever entered on a thread made for it, which ends
-// afterwards, so no other thread of the process changes namespace.
+// /run/netns. RunInNetns enters a namespace on a thread made for it, which ends
+// afterwards; SocketInNetnsOf enters one for a single socket() call and returns at once.
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/mount.h>
@@ -12,6 +12,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <system_error>
 #include <thread>
 
@@ -94,8 +97,10 @@ Status LinuxPort::DeleteNetns(const std::string& name) {
   return Status::OK();
 }
 
-// A process that shares petrel's own namespace (a container on the host's network)
-// gets its socket here; any other on a thread that enters the namespace for it.
+// Made on the calling thread, which enters the namespace for the socket() call alone
+// and goes back at once: three system calls, no thread made per socket (a probe may ask
+// a hundred times a second). A process that shares petrel's namespace (a container on
+// the host's network) needs none of it.
 Result<int> LinuxPort::SocketInNetnsOf(pid_t pid, int type) {
   const std::string path = "/proc/" + std::to_string(pid) + "/ns/net";
   UniqueFd ns(pid > 0 ? open(path.c_str(), O_RDONLY | O_CLOEXEC) : -1);
@@ -105,23 +110,38 @@ Result<int> LinuxPort::SocketInNetnsOf(pid_t pid, int type) {
     }
     return ErrnoError(path, "open", errno);
   }
-  struct stat theirs = {}, ours = {};
-  const bool same = fstat(ns.get(), &theirs) == 0 && stat("/proc/self/ns/net", &ours) == 0 &&
-                    theirs.st_dev == ours.st_dev && theirs.st_ino == ours.st_ino;
-  int fd = -1;
-  auto make = [&]() -> Status {
-    fd = socket(AF_INET, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return ErrnoError(path, "socket", errno);
-    return Status::OK();
+  // The calling thread's own namespace, opened once per thread (a loop thread asks
+  // again and again); this function is the only one that moves a thread, and always back.
+  struct Home {
+    UniqueFd fd;
+    struct stat st = {};
   };
-  if (same) {
-    PETREL_RETURN_IF_ERROR(make());
-    return fd;
+  thread_local Home home;
+  if (!home.fd.valid()) {
+    home.fd.reset(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+    if (!home.fd.valid() || fstat(home.fd.get(), &home.st) != 0) {
+      int err = errno;
+      home.fd.reset();
+      return ErrnoError("/proc/thread-self/ns/net", "open", err);
+    }
   }
-  PETREL_RETURN_IF_ERROR(OnOwnThread([&]() -> Status {
-    if (setns(ns.get(), CLONE_NEWNET) != 0) return ErrnoError(path, "enter network namespace", errno);
-    return make();
-  }));
+  struct stat theirs = {};
+  if (fstat(ns.get(), &theirs) != 0) return ErrnoError(path, "stat", errno);
+  const bool same = theirs.st_dev == home.st.st_dev && theirs.st_ino == home.st.st_ino;
+  if (!same && setns(ns.get(), CLONE_NEWNET) != 0) {
+    return ErrnoError(path, "enter network namespace", errno);
+  }
+  int fd = socket(AF_INET, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  const int err = errno;
+  if (!same && setns(home.fd.get(), CLONE_NEWNET) != 0) {
+    // The thread would go on in a container's namespace: every later connect of it
+    // would reach the wrong network. Cannot happen to a process allowed the first
+    // setns; if it does, stopping is the only safe answer.
+    std::fprintf(stderr, "petrel: cannot return to its network namespace: %s\n",
+                 std::strerror(errno));
+    std::abort();
+  }
+  if (fd < 0) return ErrnoError(path, "socket", err);
   return fd;
 }
 
