@@ -3,7 +3,8 @@
 # in this script:
 #  1. petreld's CPU with 10 replicas probed 10 times a second each (100 httpGet checks
 #     per second into the containers' own network namespaces), as % of one core, against
-#     the same petreld and containers without probes. Target: under 2% of one core.
+#     the same petreld and containers without probes (target: under 2% of one core), and
+#     against the simplest blocking client making the same checks (http_get_loop.cpp).
 #  2. One exec probe: the CPU petreld and its children (the runtime's exec) spend per
 #     exec check, and its wall time, against `RUNTIME exec` run by hand in this script.
 #   tests/bench/probe_bench.sh BUILD_DIR [RUNTIME] [SECONDS]
@@ -85,6 +86,28 @@ sleep 2
 probed=$(measure)
 per100=$(awk -v a="$probed" -v b="$base" 'BEGIN { printf "%.2f", a - b }')
 
+# The baseline: the simplest client making the same checks from inside each container's
+# namespace (tests/bench/http_get_loop.cpp), 10 of them, 10 checks a second each.
+loop_bin=$build/tests/http_get_loop
+[ -x "$loop_bin" ] || die "no $loop_bin"
+"$ctl" apply -f "$dir/plain.yaml" >/dev/null  # petreld's probes off meanwhile
+outs=()
+loops=()
+for cpid in $("$ctl" get workloads probed -o json | jq -r '.items[0].replicas[].pid'); do
+  out=$(mktemp "$dir/loop.XXXXXX")
+  nsenter --net="/proc/$cpid/ns/net" "$loop_bin" 8080 /healthz 100 "$seconds" >"$out" &
+  outs+=("$out")
+  loops+=($!)
+done
+wait "${loops[@]}"  # not petreld, a job of this shell too
+base_us=0
+for out in "${outs[@]}"; do
+  grep -q 'failures=0 ' "$out" || die "baseline client: $(cat "$out")"
+  base_us=$((base_us + $(sed -n 's/.*cpu_us=\([0-9]*\).*/\1/p' "$out")))
+done
+loop_pct=$(awk -v us="$base_us" -v s="$seconds" 'BEGIN { printf "%.2f", 100 * us / 1e6 / s }')
+ratio=$(awk -v p="$per100" -v b="$loop_pct" 'BEGIN { printf "%.2f", (b > 0 ? p / b : 0) }')
+
 # Exec: 10 replicas probed once a second each = 10 execs per second.
 manifest "  readinessProbe:
     exec: {command: [test, -f, /tmp/www/healthz]}
@@ -118,6 +141,7 @@ Health probes (petreld on $runtime, 10 busybox httpd replicas, ${seconds}s each)
 |-------------------------------------------|------------|------------------------------|
 | petreld CPU, no probes                    | ${base}%      | -                            |
 | petreld CPU, 100 httpGet checks/s         | ${probed}%      | +${per100}% of a core (target < 2%) |
+| the same checks, simplest blocking client | ${loop_pct}%      | petreld / client: ${ratio}x     |
 | petreld+children CPU per exec check       | ${exec_ms} ms    | $runtime exec by hand: ${hand_cpu} ms CPU, ${hand_wall} ms wall |
 TABLE
 # A regression guard, generous (several times the target): the machines are shared.
