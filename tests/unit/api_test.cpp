@@ -488,7 +488,7 @@ TEST_SUITE("http") {
     }
   }
 
-  TEST_CASE("a pipelining client fills a bounded queue; the rest waits unparsed") {
+  TEST_CASE("a pipelining client fills a bounded queue and the rest waits unparsed") {
     std::string bytes;
     for (int i = 0; i < 40; i++) bytes += "GET /r" + std::to_string(i) + " HTTP/1.1\r\n\r\n";
     HttpConnection c;
@@ -1266,7 +1266,7 @@ TEST_SUITE("api_server") {
     CHECK(uv_loop_close(&loop) == 0);
   }
 
-  TEST_CASE("connections beyond the limit take an idle one's slot, or get 503; malformed 400") {
+  TEST_CASE("connections beyond the limit take an idle one's slot or get 503, malformed 400") {
     Server s([](ApiOptions* o) { o->max_connections = 2; });
     REQUIRE(s.api.orch->Apply(Web()).ok());
     s.api.Step();

@@ -539,7 +539,7 @@ struct ProbedNode {
 };
 
 TEST_SUITE("probe") {
-  TEST_CASE("Orchestrator: readiness follows the probe; a failing liveness probe restarts") {
+  TEST_CASE("Orchestrator: readiness follows the probe, and a failing liveness probe restarts") {
     auto server = std::make_unique<Server>("", /*accept=*/false);
     const int port = server->port();
     ProbedNode n;
