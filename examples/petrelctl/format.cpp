@@ -503,7 +503,9 @@ std::string ProbeText(const petrel::ProbeSpec& p) {
   switch (p.kind) {
     case petrel::ProbeSpec::Kind::kNone: return "<none>";
     case petrel::ProbeSpec::Kind::kExec: check = "exec " + ShellJoin(p.command); break;
-    case petrel::ProbeSpec::Kind::kTcpSocket: check = "tcp-socket :" + std::to_string(p.port); break;
+    case petrel::ProbeSpec::Kind::kTcpSocket:
+      check = "tcp-socket :" + std::to_string(p.port);
+      break;
     case petrel::ProbeSpec::Kind::kHttpGet:
       check = "http-get :" + std::to_string(p.port) + p.path;
       break;
@@ -589,12 +591,11 @@ std::string DescribeText(const WorkloadView& w, const petrel::WorkloadSpec& spec
   std::vector<std::vector<std::string>> replicas = {
       {"INDEX", "NODE", "PHASE", "READY", "CONTAINER", "PID", "RESTARTS", "LAST-EXIT", "MESSAGE"}};
   for (const ReplicaView& rv : w.replicas) {
-    replicas.push_back({std::to_string(rv.index), Or(rv.node, "-"), rv.phase,
-                        rv.ready ? "yes" : "no",
-                        rv.container_id.empty() ? "-" : rv.container_id.substr(0, 12),
-                        rv.pid == 0 ? "-" : std::to_string(rv.pid), std::to_string(rv.restarts),
-                        rv.last_exit_code < 0 ? "-" : std::to_string(rv.last_exit_code),
-                        rv.message});
+    replicas.push_back(
+        {std::to_string(rv.index), Or(rv.node, "-"), rv.phase, rv.ready ? "yes" : "no",
+         rv.container_id.empty() ? "-" : rv.container_id.substr(0, 12),
+         rv.pid == 0 ? "-" : std::to_string(rv.pid), std::to_string(rv.restarts),
+         rv.last_exit_code < 0 ? "-" : std::to_string(rv.last_exit_code), rv.message});
   }
   Section(&out, "Replica Status", replicas);
   std::vector<std::vector<std::string>> rows = {{"TIME", "REPLICA", "TYPE", "MESSAGE"}};

@@ -27,7 +27,7 @@ struct ReplicaView {
   int64_t restarts = 0;
   int64_t last_exit_code = -1;
   std::string message;
-  std::string node;  // the node it runs on; "" from a petreld that does not say
+  std::string node;    // the node it runs on; "" from a petreld that does not say
   bool ready = false;  // from a petreld before probes: running
 };
 

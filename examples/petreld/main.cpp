@@ -386,8 +386,9 @@ std::optional<int> CheckClusterSettings(Settings& settings, const Labels& labels
   for (const char* key : {"capacity-memory", "capacity-cpu"}) {
     if (!settings.count(key)) continue;
     const std::string& text = settings[key];
-    petrel::Result<int64_t> q = key == std::string("capacity-memory") ? petrel::ParseBytes(text)
-                                                                      : petrel::ParseCpuMillis(text);
+    petrel::Result<int64_t> q = key == std::string("capacity-memory")
+                                    ? petrel::ParseBytes(text)
+                                    : petrel::ParseCpuMillis(text);
     if (!q.ok()) return BadUsage(std::string(key) + ": " + q.status().message());
   }
   if (settings.count("join") && !settings.count("token")) {

@@ -57,7 +57,7 @@ enum class RestartPolicy { kAlways, kOnFailure, kNever };
 // (it must be 1 for liveness and startup probes).
 struct ProbeSpec {
   enum class Kind { kNone, kExec, kTcpSocket, kHttpGet };
-  Kind kind = Kind::kNone;  // kNone: no probe; the other fields are then ignored
+  Kind kind = Kind::kNone;           // kNone: no probe; the other fields are then ignored
   std::vector<std::string> command;  // exec: argv, command[0] looked up in the container
   int port = 0;                      // tcpSocket, httpGet: 1..65535
   std::string path = "/";            // httpGet: begins with '/'; may carry a ?query

@@ -140,8 +140,8 @@ class ApiServer::Impl {
     bool closing = false;
     bool close_after_write = false;
     bool reading_paused = false;
-    bool waiting = false;    // a request is being handled on a worker
-    bool peer_done = false;  // the client half-closed: no more requests will come
+    bool waiting = false;      // a request is being handled on a worker
+    bool peer_done = false;    // the client half-closed: no more requests will come
     bool stream_slot = false;  // counted in streams_, not in the request slots
     uint64_t deadline = 0;     // uv_now() by which the partial request must be whole
     uint64_t since = 0;        // uv_now() when it last took a request (or was accepted)

@@ -318,9 +318,10 @@ class ClusterImpl final : public Cluster, public PeerLink {
         fill(cw.standby, rank[cw.standby], "warm standby", &r);
         w.replicas.push_back(std::move(r));
       }
-      w.ready_replicas = static_cast<int>(
-          std::count_if(w.replicas.begin(), w.replicas.begin() + std::min<int>(w.spec.replicas, static_cast<int>(w.replicas.size())),
-                        [](const ReplicaStatus& r) { return r.ready; }));
+      w.ready_replicas = static_cast<int>(std::count_if(
+          w.replicas.begin(),
+          w.replicas.begin() + std::min<int>(w.spec.replicas, static_cast<int>(w.replicas.size())),
+          [](const ReplicaStatus& r) { return r.ready; }));
       if (it != by_name.end()) by_name.erase(it);
       out.push_back(std::move(w));
     }

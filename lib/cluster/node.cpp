@@ -1,5 +1,6 @@
 #include "lib/cluster/node.h"
 
+#include <algorithm>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <utility>
@@ -411,6 +412,11 @@ std::map<std::string, std::string> ClusterNode::Unplaced() {
   return unplaced_;
 }
 
+namespace {
+// How long after its start a node counts a peer it has not heard yet as up.
+constexpr int64_t kStartGraceMs = 5000;
+}  // namespace
+
 bool ClusterNode::Ready(const std::string& name) {
   if (name == self_.name) return true;
   const TimeMs now = clock_->Monotonic();
@@ -421,7 +427,10 @@ bool ClusterNode::Ready(const std::string& name) {
   if (it != peers_.end() && it->second.last_heard != 0) {
     return now - it->second.last_heard <= lost_after;
   }
-  return now - started_ <= lost_after;  // not had the time to hear it yet
+  // Not heard since this node started: it may not have had the time to. Peers
+  // restarted together come up one after another (a power cut of the whole site), and
+  // the first up must not move the others' replicas for starting later.
+  return now - started_ <= std::max<int64_t>(lost_after, kStartGraceMs);
 }
 
 bool ClusterNode::Fenced() {
@@ -466,7 +475,8 @@ bool ClusterNode::RunsElsewhere(const std::string& workload) {
   for (const std::string& name : others) {
     auto it = peers_.find(name);
     if (it == peers_.end() || it->second.last_heard == 0) {
-      if (now - started_ <= lost_after) return true;  // not had the time to hear it yet
+      // Not had the time to hear it yet (see Ready).
+      if (now - started_ <= std::max<int64_t>(lost_after, kStartGraceMs)) return true;
       continue;
     }
     if (now - it->second.last_heard <= fence_after && it->second.running.count(workload)) {

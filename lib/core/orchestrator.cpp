@@ -1130,7 +1130,7 @@ class OrchestratorImpl final : public Orchestrator {
   std::set<std::string> dirty_purges_;  // forgotten workloads not yet purged
   int64_t next_seq_ = 1;
   std::vector<Event> undelivered_;
-  std::string pending_error_;  // a store failure for the log sink, "" when none
+  std::string pending_error_;       // a store failure for the log sink, "" when none
   ContainerLease exclusive_lease_;  // SetExclusiveLease
   // The ready container of each replica with a startup or readiness probe
   // (Prober::ReadyContainers), for Get and List.
@@ -1147,7 +1147,7 @@ class OrchestratorImpl final : public Orchestrator {
   NetChecker net_checks_;
   TimeMs probe_due_ = kNever;
   std::unordered_map<std::string, std::string> unhealthy_;  // PlanInput::unhealthy
-  bool probe_wants_pass_ = false;  // a probe failed since the last pass
+  bool probe_wants_pass_ = false;                           // a probe failed since the last pass
   std::unordered_map<std::string, ImageState> images_;
   bool listing_ = false;          // a List runs; its result makes the pass
   bool pass_again_ = false;       // another pass was asked for while listing

@@ -332,8 +332,7 @@ class Decoder {
       p->kind = kind;
       return std::nullopt;
     };
-    auto seconds = [&](const YAML::Node& value, const std::string& child,
-                       int64_t* out) -> Error {
+    auto seconds = [&](const YAML::Node& value, const std::string& child, int64_t* out) -> Error {
       int64_t s = -1;
       if (Error e = Integer(value, child, &s)) return e;
       if (value.IsNull()) return std::nullopt;
@@ -344,52 +343,57 @@ class Decoder {
       *out = s * 1000;
       return std::nullopt;
     };
-    Error e = Fields(
-        v, path,
-        [&](const std::string& key, const std::string& child, Position key_pos,
-            const YAML::Node& value) -> Error {
-          if (key == "exec") {
-            if (Error c = check(Kind::kExec, key_pos, child)) return c;
-            return Fields(value, child,
-                          [&](const std::string& k, const std::string& c, Position kp,
-                              const YAML::Node& val) -> Error {
-                            if (k == "command") return StringList(val, c, &p->command);
-                            return Unknown(kp, c);
-                          });
-          }
-          if (key == "tcpSocket") {
-            if (Error c = check(Kind::kTcpSocket, key_pos, child)) return c;
-            return Fields(value, child,
-                          [&](const std::string& k, const std::string& c, Position kp,
-                              const YAML::Node& val) -> Error {
-                            if (k == "port") return Integer(val, c, &p->port);
-                            return Unknown(kp, c);
-                          });
-          }
-          if (key == "httpGet") {
-            if (Error c = check(Kind::kHttpGet, key_pos, child)) return c;
-            return Fields(value, child,
-                          [&](const std::string& k, const std::string& c, Position kp,
-                              const YAML::Node& val) -> Error {
-                            if (k == "path") return String(val, c, &p->path);
-                            if (k == "port") return Integer(val, c, &p->port);
-                            if (k == "scheme") return String(val, c, &p->scheme);
-                            if (k == "httpHeaders") return Headers(val, c, &p->http_headers);
-                            return Unknown(kp, c);
-                          });
-          }
-          if (key == "initialDelay") {
-            return Parsed(value, child, ParseDurationMs, &p->initial_delay_ms);
-          }
-          if (key == "period") return Parsed(value, child, ParseDurationMs, &p->period_ms);
-          if (key == "timeout") return Parsed(value, child, ParseDurationMs, &p->timeout_ms);
-          if (key == "initialDelaySeconds") return seconds(value, child, &p->initial_delay_ms);
-          if (key == "periodSeconds") return seconds(value, child, &p->period_ms);
-          if (key == "timeoutSeconds") return seconds(value, child, &p->timeout_ms);
-          if (key == "failureThreshold") return Integer(value, child, &p->failure_threshold);
-          if (key == "successThreshold") return Integer(value, child, &p->success_threshold);
-          return Unknown(key_pos, child);
-        });
+    Error e = Fields(v, path,
+                     [&](const std::string& key, const std::string& child, Position key_pos,
+                         const YAML::Node& value) -> Error {
+                       if (key == "exec") {
+                         if (Error c = check(Kind::kExec, key_pos, child)) return c;
+                         return Fields(value, child,
+                                       [&](const std::string& k, const std::string& c, Position kp,
+                                           const YAML::Node& val) -> Error {
+                                         if (k == "command") return StringList(val, c, &p->command);
+                                         return Unknown(kp, c);
+                                       });
+                       }
+                       if (key == "tcpSocket") {
+                         if (Error c = check(Kind::kTcpSocket, key_pos, child)) return c;
+                         return Fields(value, child,
+                                       [&](const std::string& k, const std::string& c, Position kp,
+                                           const YAML::Node& val) -> Error {
+                                         if (k == "port") return Integer(val, c, &p->port);
+                                         return Unknown(kp, c);
+                                       });
+                       }
+                       if (key == "httpGet") {
+                         if (Error c = check(Kind::kHttpGet, key_pos, child)) return c;
+                         return Fields(value, child,
+                                       [&](const std::string& k, const std::string& c, Position kp,
+                                           const YAML::Node& val) -> Error {
+                                         if (k == "path") return String(val, c, &p->path);
+                                         if (k == "port") return Integer(val, c, &p->port);
+                                         if (k == "scheme") return String(val, c, &p->scheme);
+                                         if (k == "httpHeaders")
+                                           return Headers(val, c, &p->http_headers);
+                                         return Unknown(kp, c);
+                                       });
+                       }
+                       if (key == "initialDelay") {
+                         return Parsed(value, child, ParseDurationMs, &p->initial_delay_ms);
+                       }
+                       if (key == "period")
+                         return Parsed(value, child, ParseDurationMs, &p->period_ms);
+                       if (key == "timeout")
+                         return Parsed(value, child, ParseDurationMs, &p->timeout_ms);
+                       if (key == "initialDelaySeconds")
+                         return seconds(value, child, &p->initial_delay_ms);
+                       if (key == "periodSeconds") return seconds(value, child, &p->period_ms);
+                       if (key == "timeoutSeconds") return seconds(value, child, &p->timeout_ms);
+                       if (key == "failureThreshold")
+                         return Integer(value, child, &p->failure_threshold);
+                       if (key == "successThreshold")
+                         return Integer(value, child, &p->success_threshold);
+                       return Unknown(key_pos, child);
+                     });
     if (e) return e;
     if (p->kind == Kind::kNone) {
       return Fail(PositionOf(v), path, "needs a check: one of exec, tcpSocket, httpGet");

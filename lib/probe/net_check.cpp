@@ -79,8 +79,8 @@ struct NetChecker::Check {
     Done cb = std::move(done);
     done = nullptr;
     uv_timer_stop(&timer);
-    for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&tcp),
-                           reinterpret_cast<uv_handle_t*>(&timer)}) {
+    for (uv_handle_t* h :
+         {reinterpret_cast<uv_handle_t*>(&tcp), reinterpret_cast<uv_handle_t*>(&timer)}) {
       uv_close(h, [](uv_handle_t* closed) {
         auto* self = static_cast<Check*>(closed->data);
         if (--self->open == 0) delete self;
@@ -101,14 +101,13 @@ struct NetChecker::Check {
     }
     request = Request(probe);
     uv_buf_t buf = uv_buf_init(request.data(), static_cast<unsigned>(request.size()));
-    int rc = uv_write(&write, reinterpret_cast<uv_stream_t*>(&tcp), &buf, 1,
-                      [](uv_write_t* w, int s) {
-                        auto* self = static_cast<Check*>(w->data);
-                        if (s < 0 && !self->finished) {
-                          self->Finish(ProbeResult::Failure("send to " + self->Where() + ": " +
-                                                            uv_strerror(s)));
-                        }
-                      });
+    int rc =
+        uv_write(&write, reinterpret_cast<uv_stream_t*>(&tcp), &buf, 1, [](uv_write_t* w, int s) {
+          auto* self = static_cast<Check*>(w->data);
+          if (s < 0 && !self->finished) {
+            self->Finish(ProbeResult::Failure("send to " + self->Where() + ": " + uv_strerror(s)));
+          }
+        });
     if (rc == 0) {
       rc = uv_read_start(
           reinterpret_cast<uv_stream_t*>(&tcp),
@@ -164,10 +163,9 @@ void NetChecker::Start(uv_loop_s* loop, int fd, const ProbeSpec& probe, Done don
   } else {
     sockaddr_in addr{};
     uv_ip4_addr("127.0.0.1", probe.port, &addr);
-    rc = uv_tcp_connect(&c->connect, &c->tcp, reinterpret_cast<const sockaddr*>(&addr),
-                        [](uv_connect_t* req, int status) {
-                          static_cast<Check*>(req->data)->OnConnect(status);
-                        });
+    rc = uv_tcp_connect(
+        &c->connect, &c->tcp, reinterpret_cast<const sockaddr*>(&addr),
+        [](uv_connect_t* req, int status) { static_cast<Check*>(req->data)->OnConnect(status); });
     if (rc != 0) error = "connect " + c->Where() + ": " + uv_strerror(rc);
   }
   if (!error.empty()) {

@@ -31,9 +31,7 @@ std::string Times(int n) { return n == 1 ? "once" : std::to_string(n) + " times 
 
 }  // namespace
 
-bool Prober::Container::Ready() const {
-  return !killed && startup.passing && readiness.passing;
-}
+bool Prober::Container::Ready() const { return !killed && startup.passing && readiness.passing; }
 
 // A probe starts over: liveness passing (and an absent probe, vacuously), the others
 // failing; the first check initial_delay_ms after the container was first seen running.
@@ -61,8 +59,8 @@ bool Prober::Sync(const std::vector<ProbeTarget>& targets, TimeMs now) {
     const ProbeSpec* specs[] = {&t.startup, &t.liveness, &t.readiness};
     auto it = containers_.find(t.key);
     // A runtime may reuse a name as the id (crun does): a new pid is a new container.
-    const bool fresh = it == containers_.end() || it->second.id != t.container_id ||
-                       it->second.pid != t.pid;
+    const bool fresh =
+        it == containers_.end() || it->second.id != t.container_id || it->second.pid != t.pid;
     Container c;
     if (fresh) {
       c.id = t.container_id;
@@ -145,8 +143,8 @@ ProbeNews Prober::Report(const ProbeCheck& check, const ProbeResult& result, Tim
     s->failures++;
     s->last_failure = result.message;
     if (s->failures == s->spec.failure_threshold) {
-      std::string why = std::string(name) + " probe failed " + Times(s->failures) + ": " +
-                        result.message;
+      std::string why =
+          std::string(name) + " probe failed " + Times(s->failures) + ": " + result.message;
       if (check.type == ProbeType::kReadiness) {
         s->passing = false;
         news.events.push_back(ReplicaEvent(check.key, "Unhealthy", why + "; not ready"));

@@ -317,13 +317,14 @@ class Planner {
       const std::string* unhealthy = in_.kills.count(c.id) != 0 ? Unhealthy(c) : nullptr;
       // "killed by signal 15 (exit code 143) after its liveness probe failed"
       const std::string exit_text =
-          ExitText(code) + (unhealthy == nullptr ? ""
-                                                 : " after its " +
-                                                       unhealthy->substr(
-                                                           0, unhealthy->find(" probe failed")) +
-                                                       " probe failed");
+          ExitText(code) +
+          (unhealthy == nullptr
+               ? ""
+               : " after its " + unhealthy->substr(0, unhealthy->find(" probe failed")) +
+                     " probe failed");
       // A container killed for a failed probe failed, whatever it exited with.
-      bool restart = WantsRestart(spec.restart_policy, unhealthy != nullptr && code == 0 ? 1 : code);
+      bool restart =
+          WantsRestart(spec.restart_policy, unhealthy != nullptr && code == 0 ? 1 : code);
       TimeMs finished = c.finished_at > 0 ? c.finished_at : in_.now;
       next->pid = 0;
       next->last_exit_code = code;

@@ -495,13 +495,15 @@ std::optional<FieldError> CheckProbe(const ProbeSpec& p, const std::string& path
     }
     for (char c : p.path) {
       if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) {
-        return FieldError{where + ".path", Quote(p.path) + " must not hold spaces or control "
-                                                           "characters (escape them as %XX)"};
+        return FieldError{where + ".path", Quote(p.path) +
+                                               " must not hold spaces or control "
+                                               "characters (escape them as %XX)"};
       }
     }
     if (p.scheme != "HTTP") {
-      return FieldError{where + ".scheme", Quote(p.scheme) + " is not supported (want HTTP; "
-                                                             "HTTPS probes are not supported yet)"};
+      return FieldError{where + ".scheme", Quote(p.scheme) +
+                                               " is not supported (want HTTP; "
+                                               "HTTPS probes are not supported yet)"};
     }
     if (p.http_headers.size() > 32) return FieldError{where + ".httpHeaders", "at most 32"};
     for (size_t i = 0; i < p.http_headers.size(); i++) {

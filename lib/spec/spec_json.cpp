@@ -223,8 +223,7 @@ Status ReadHeader(const json& j, const std::string& path, std::pair<std::string,
 
 Status ReadProbe(const json& j, const std::string& path, ProbeSpec* p) {
   PETREL_RETURN_IF_ERROR(ExpectObject(
-      j, path,
-      {"initialDelayMs", "periodMs", "timeoutMs", "failureThreshold", "successThreshold"},
+      j, path, {"initialDelayMs", "periodMs", "timeoutMs", "failureThreshold", "successThreshold"},
       {"exec", "tcpSocket", "httpGet"}));
   int kinds = 0;
   if (j.contains("exec")) {
@@ -250,8 +249,8 @@ Status ReadProbe(const json& j, const std::string& path, ProbeSpec* p) {
     PETREL_RETURN_IF_ERROR(Read(h["path"], hp + ".path", &p->path));
     PETREL_RETURN_IF_ERROR(Read(h["port"], hp + ".port", &p->port));
     PETREL_RETURN_IF_ERROR(Read(h["scheme"], hp + ".scheme", &p->scheme));
-    PETREL_RETURN_IF_ERROR(ReadList(h["httpHeaders"], hp + ".httpHeaders", &p->http_headers,
-                                    ReadHeader));
+    PETREL_RETURN_IF_ERROR(
+        ReadList(h["httpHeaders"], hp + ".httpHeaders", &p->http_headers, ReadHeader));
   }
   if (kinds != 1) return Bad(path, "must have exactly one of exec, tcpSocket, httpGet");
   PETREL_RETURN_IF_ERROR(Read(j["initialDelayMs"], path + ".initialDelayMs", &p->initial_delay_ms));

@@ -3,11 +3,11 @@
 // /run/netns. RunInNetns enters a namespace on a thread made for it, which ends
 // afterwards; SocketInNetnsOf enters one for a single socket() call and returns at once.
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <netinet/in.h>
 #include <unistd.h>
 
 #include <algorithm>

@@ -45,8 +45,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   const int port = std::atoi(argv[1]);
-  const std::string request = std::string("GET ") + argv[2] +
-                              " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+  const std::string request =
+      std::string("GET ") + argv[2] + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
   const long period_ms = std::atol(argv[3]);
   const long checks = std::atol(argv[4]) * 1000 / period_ms;
   long failures = 0;

@@ -229,7 +229,7 @@ jq -e '
       .phase == "Running" and
       (.replicas | length) == .desiredReplicas and
       all(.replicas[];
-          keys == ["containerId", "index", "lastExitCode", "message", "node", "phase", "pid",
+          keys == ["containerId", "index", "lastExitCode", "message", "node", "phase", "pid", "ready",
                    "restarts"] and
           .phase == "Running" and .pid > 0 and .lastExitCode == -1 and .node == "ctltest" and
           (.containerId | type) == "string" and (.message | type) == "string"))' \
@@ -260,7 +260,7 @@ for line in '^Name: +web$' '^Image: +oci-archive:/.*/build/images/busybox.tar$' 
   '^Replicas: +2 desired \| 2 ready$' '^Restart Policy: +Always \(back-off 1s' \
   '^Resources: +memory 64Mi, cpu 500m, pids 64$' '^Command: +/bin/sh -c$' '^Env: +MODE=prod$' \
   '^Mounts: +tmpfs /www \(1Mi\)$' '^Created: +[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:]{8} \(' \
-  '^Replica Status:$' '^  INDEX  NODE +PHASE    CONTAINER +PID +RESTARTS  LAST-EXIT  MESSAGE$' \
+  '^Replica Status:$' '^  INDEX  NODE +PHASE    READY  CONTAINER +PID +RESTARTS  LAST-EXIT  MESSAGE$' \
   '^  1      ctltest  Running ' '^Events:$' '^  TIME +REPLICA  TYPE +MESSAGE$' ' +-  +Applied +created'; do
   expect_out_has "$line" "describe"
 done

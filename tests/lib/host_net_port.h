@@ -22,8 +22,7 @@ class HostNetPort final : public Port {
   LimitCgroups LimitCgroupsFor(const std::string& id, const Resources& limits) override {
     return base_->LimitCgroupsFor(id, limits);
   }
-  Result<LimitCgroups> CreateLimitCgroups(const std::string& id,
-                                          const Resources& limits) override {
+  Result<LimitCgroups> CreateLimitCgroups(const std::string& id, const Resources& limits) override {
     return base_->CreateLimitCgroups(id, limits);
   }
   Status RemoveCgroups(const std::vector<std::string>& dirs) override {

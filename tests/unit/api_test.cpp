@@ -200,9 +200,9 @@ TEST_SUITE("api") {
     CHECK(w["spec"] == SpecJson(Web("web", 2)));
     REQUIRE(w["replicas"].size() == 2);
     json r0 = w["replicas"][0];
-    CHECK(Keys(r0) == std::set<std::string>{"index", "phase", "ready", "containerId", "pid", "restarts",
-                                            "lastExitCode", "message", "since", "nextRetry",
-                                            "node"});
+    CHECK(Keys(r0) == std::set<std::string>{"index", "phase", "ready", "containerId", "pid",
+                                            "restarts", "lastExitCode", "message", "since",
+                                            "nextRetry", "node"});
     CHECK(r0["index"] == 0);
     CHECK(r0["phase"] == "Running");
     CHECK(r0["containerId"] == a.ContainerOf("web", 0));

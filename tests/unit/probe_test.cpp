@@ -113,11 +113,11 @@ spec:
 
   TEST_CASE("manifest: a bad probe is one line naming file, line, column and field") {
     auto error = [](const std::string& probe) {
-      Result<std::vector<WorkloadSpec>> r =
-          ParseManifest("apiVersion: petrel.dev/v1\nkind: Workload\nmetadata: {name: web}\n"
-                        "spec:\n  image: oci-archive:/i.tar\n  livenessProbe:\n" +
-                            probe,
-                        "web.yaml");
+      Result<std::vector<WorkloadSpec>> r = ParseManifest(
+          "apiVersion: petrel.dev/v1\nkind: Workload\nmetadata: {name: web}\n"
+          "spec:\n  image: oci-archive:/i.tar\n  livenessProbe:\n" +
+              probe,
+          "web.yaml");
       REQUIRE_FALSE(r.ok());
       return r.status().message();
     };
@@ -350,8 +350,7 @@ spec:
   }
 
   TEST_CASE("JudgeStatusLine: 200-399 pass, the rest fail with the status") {
-    CHECK(internal::JudgeStatusLine("HTTP/1.1 200 OK").outcome ==
-          ProbeResult::Outcome::kSuccess);
+    CHECK(internal::JudgeStatusLine("HTTP/1.1 200 OK").outcome == ProbeResult::Outcome::kSuccess);
     CHECK(internal::JudgeStatusLine("HTTP/1.0 302 Found").outcome ==
           ProbeResult::Outcome::kSuccess);
     CHECK(internal::JudgeStatusLine("HTTP/1.1 503 Service Unavailable").message == "HTTP 503");
@@ -512,8 +511,7 @@ TEST_SUITE("probe") {
 struct ProbedNode {
   testing::TempDir dir;
   std::shared_ptr<testing::FakeClock> clock = std::make_shared<testing::FakeClock>();
-  std::shared_ptr<testing::FakeRuntime> runtime =
-      std::make_shared<testing::FakeRuntime>(clock);
+  std::shared_ptr<testing::FakeRuntime> runtime = std::make_shared<testing::FakeRuntime>(clock);
   std::unique_ptr<Orchestrator> orch;
   std::vector<Event> events;
 
@@ -576,11 +574,10 @@ TEST_SUITE("probe") {
     CHECK(n.runtime->Calls(testing::FakeRuntime::Op::kKill) == 1);
     std::vector<std::string> unhealthy = n.Messages("Unhealthy");
     REQUIRE(unhealthy.size() == 2);
-    CHECK(unhealthy[0] == "readiness probe failed once: connect 127.0.0.1:" +
-                              std::to_string(port) + ": connection refused; not ready");
+    CHECK(unhealthy[0] == "readiness probe failed once: connect 127.0.0.1:" + std::to_string(port) +
+                              ": connection refused; not ready");
     CHECK(unhealthy[1] == "liveness probe failed 2 times in a row: connect 127.0.0.1:" +
-                              std::to_string(port) +
-                              ": connection refused; killing the container");
+                              std::to_string(port) + ": connection refused; killing the container");
     n.Step();
     st = n.Get();
     CHECK(st.replicas.at(0).phase == Phase::kCrashLoop);
