@@ -134,15 +134,24 @@ class Port {
   // Unmounts and removes the namespace; the kernel frees it when its last process
   // is gone. OK when there is none. Leaves no mount behind.
   virtual Status DeleteNetns(const std::string& name) = 0;
-  // A socket (IPv4, `type` SOCK_STREAM or SOCK_DGRAM, non-blocking, close-on-exec) made
-  // in the network namespace of process `pid`: it stays in that namespace whoever uses
-  // it, so a connect from it reaches that process's loopback (a health probe of a
-  // container with a network of its own). The caller closes it. NotFound when there is
-  // no process `pid`. Quick (a few system calls: Linux enters the namespace on the
-  // calling thread for the socket() call alone), so it may be called on a loop thread.
-  // The default is NotSupported, for ports without namespaces.
-  virtual Result<int> SocketInNetnsOf(pid_t pid, int type) {
+  // A descriptor (close-on-exec) on the network namespace of process `pid`, for
+  // SocketInNetns. It keeps referring to that namespace after the process is gone (the
+  // namespace then lives on, empty, until it is closed), so a caller that keeps one per
+  // process (a health probe, ten times a second) opens it once. The caller closes it.
+  // NotFound when there is no process `pid`. The default is NotSupported, for ports
+  // without namespaces.
+  virtual Result<int> OpenNetnsOf(pid_t pid) {
     (void)pid;
+    return Status::NotSupported("this platform has no network namespaces");
+  }
+  // A socket (IPv4, `type` SOCK_STREAM or SOCK_DGRAM, non-blocking, close-on-exec) made
+  // in the network namespace `netns` (from OpenNetnsOf): it stays in that namespace
+  // whoever uses it, so a connect from it reaches that namespace's loopback (a health
+  // probe of a container with a network of its own). The caller closes it. Quick (a few
+  // system calls: Linux enters the namespace on the calling thread for the socket() call
+  // alone), so it may be called on a loop thread. The default is NotSupported.
+  virtual Result<int> SocketInNetns(int netns, int type) {
+    (void)netns;
     (void)type;
     return Status::NotSupported("this platform has no network namespaces");
   }

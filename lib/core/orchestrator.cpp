@@ -24,6 +24,7 @@
 #include "lib/reconcile/plan.h"
 #include "lib/store/store.h"
 #include "lib/util/dir_lock.h"
+#include "lib/util/fs.h"
 #include "lib/util/workers.h"
 
 namespace petrel {
@@ -918,6 +919,35 @@ class OrchestratorImpl final : public Orchestrator {
     }
     if (prober_.Sync(targets, now)) ready_ = prober_.ReadyContainers();
     probe_due_ = prober_.NextDue();
+    for (auto it = probe_netns_.begin(); it != probe_netns_.end();) {
+      bool probed = std::any_of(targets.begin(), targets.end(), [&](const ProbeTarget& t) {
+        return t.container_id == it->first && t.pid == it->second.pid;
+      });
+      it = probed ? std::next(it) : probe_netns_.erase(it);
+    }
+  }
+
+  // A socket in the network namespace of the probed container, from the namespace kept
+  // open for it: opened once per container, not once per check (a tenth of what a
+  // check cost).
+  Result<int> ProbeSocket(const ProbeCheck& check) {
+    auto it = probe_netns_.find(check.container_id);
+    if (it == probe_netns_.end() || it->second.pid != check.pid) {
+      PETREL_RETURN_IF_ERROR(OpenProbeNetns(check));
+      it = probe_netns_.find(check.container_id);
+    }
+    return opts_.port->SocketInNetns(it->second.fd.get(), SOCK_STREAM);
+  }
+
+  // (Re)opens the namespace of the probed container; NotFound when its process is gone.
+  Status OpenProbeNetns(const ProbeCheck& check) {
+    probe_netns_.erase(check.container_id);
+    Result<int> fd = opts_.port->OpenNetnsOf(check.pid);
+    if (!fd.ok()) return fd.status();
+    ProbeNetns& ns = probe_netns_[check.container_id];
+    ns.pid = check.pid;
+    ns.fd.reset(*fd);
+    return Status::OK();
   }
 
   // Starts the checks that are due: an exec through the runtime on a worker; a
@@ -926,7 +956,6 @@ class OrchestratorImpl final : public Orchestrator {
   void RunDueProbes(uv_loop_t* loop) {
     for (ProbeCheck& check : prober_.TakeDue(opts_.clock->Now())) {
       std::shared_ptr<ContainerRuntime> runtime = opts_.runtime;
-      std::shared_ptr<Port> port = opts_.port;
       std::shared_ptr<Mailbox> mailbox = mailbox_;
       auto shared = std::make_shared<ProbeCheck>(std::move(check));
       if (shared->probe.kind == ProbeSpec::Kind::kExec) {
@@ -936,8 +965,8 @@ class OrchestratorImpl final : public Orchestrator {
         });
         continue;
       }
-      // The socket is made here: a few system calls (Port::SocketInNetnsOf).
-      Result<int> fd = port->SocketInNetnsOf(shared->pid, SOCK_STREAM);
+      // The socket is made here: a few system calls (Port::SocketInNetns).
+      Result<int> fd = ProbeSocket(*shared);
       if (!fd.ok()) {
         // Reported from the mailbox, as every result is, never inside TakeDue's loop.
         ProbeResult r = fd.status().code() == Status::Code::kNotFound
@@ -946,8 +975,18 @@ class OrchestratorImpl final : public Orchestrator {
         mailbox->Post([this, shared, r] { OnProbeResult(*shared, r); });
         continue;
       }
-      net_checks_.Start(loop, *fd, shared->probe,
-                        [this, shared](const ProbeResult& r) { OnProbeResult(*shared, r); });
+      net_checks_.Start(loop, *fd, shared->probe, [this, shared](const ProbeResult& r) {
+        // The namespace kept open outlives the container: a check of one that has just
+        // exited is refused there, which is no failure of the probe. The process is
+        // looked up again, as a check without a kept namespace would.
+        if (r.outcome == ProbeResult::Outcome::kFailure) {
+          if (OpenProbeNetns(*shared).code() == Status::Code::kNotFound) {
+            OnProbeResult(*shared, ProbeResult::Gone());
+            return;
+          }
+        }
+        OnProbeResult(*shared, r);
+      });
     }
     probe_due_ = prober_.NextDue();
   }
@@ -1145,6 +1184,11 @@ class OrchestratorImpl final : public Orchestrator {
   Executor executor_;
   Prober prober_;
   NetChecker net_checks_;
+  struct ProbeNetns {
+    pid_t pid = 0;
+    UniqueFd fd;
+  };
+  std::map<std::string, ProbeNetns> probe_netns_;  // container id -> its namespace, kept open
   TimeMs probe_due_ = kNever;
   std::unordered_map<std::string, std::string> unhealthy_;  // PlanInput::unhealthy
   bool probe_wants_pass_ = false;                           // a probe failed since the last pass

@@ -43,7 +43,8 @@ class LinuxPort final : public Port {
   std::string NetnsPath(const std::string& name) override;
   Status RunInNetns(const std::string& name, const std::function<Status()>& fn) override;
   Status DeleteNetns(const std::string& name) override;
-  Result<int> SocketInNetnsOf(pid_t pid, int type) override;
+  Result<int> OpenNetnsOf(pid_t pid) override;
+  Result<int> SocketInNetns(int netns, int type) override;
 
   Status BecomeSubreaper() override;
   Result<int> OpenPidfd(pid_t pid) override;

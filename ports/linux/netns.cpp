@@ -1,7 +1,7 @@
 // The network-namespace part of the Linux port. A named namespace is kept alive by a
 // bind mount of its nsfs file at <netns_dir>/<name>, as `ip netns` keeps them in
 // /run/netns. RunInNetns enters a namespace on a thread made for it, which ends
-// afterwards; SocketInNetnsOf enters one for a single socket() call and returns at once.
+// afterwards; SocketInNetns enters one for a single socket() call and returns at once.
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sched.h>
@@ -97,19 +97,23 @@ Status LinuxPort::DeleteNetns(const std::string& name) {
   return Status::OK();
 }
 
-// Made on the calling thread, which enters the namespace for the socket() call alone
-// and goes back at once: three system calls, no thread made per socket (a probe may ask
-// a hundred times a second). A process that shares petrel's namespace (a container on
-// the host's network) needs none of it.
-Result<int> LinuxPort::SocketInNetnsOf(pid_t pid, int type) {
+Result<int> LinuxPort::OpenNetnsOf(pid_t pid) {
   const std::string path = "/proc/" + std::to_string(pid) + "/ns/net";
-  UniqueFd ns(pid > 0 ? open(path.c_str(), O_RDONLY | O_CLOEXEC) : -1);
-  if (!ns.valid()) {
+  int fd = pid > 0 ? open(path.c_str(), O_RDONLY | O_CLOEXEC) : -1;
+  if (fd < 0) {
     if (pid <= 0 || errno == ENOENT || errno == ESRCH) {
       return Status::NotFound("no process " + std::to_string(pid));
     }
     return ErrnoError(path, "open", errno);
   }
+  return fd;
+}
+
+// Made on the calling thread, which enters the namespace for the socket() call alone
+// and goes back at once: three system calls, no thread made per socket (a probe may ask
+// a hundred times a second). A namespace that is the thread's own (a container on the
+// host's network) needs none of it.
+Result<int> LinuxPort::SocketInNetns(int netns, int type) {
   // The calling thread's own namespace, opened once per thread (a loop thread asks
   // again and again); this function is the only one that moves a thread, and always back.
   struct Home {
@@ -126,10 +130,10 @@ Result<int> LinuxPort::SocketInNetnsOf(pid_t pid, int type) {
     }
   }
   struct stat theirs = {};
-  if (fstat(ns.get(), &theirs) != 0) return ErrnoError(path, "stat", errno);
+  if (fstat(netns, &theirs) != 0) return ErrnoError("network namespace", "stat", errno);
   const bool same = theirs.st_dev == home.st.st_dev && theirs.st_ino == home.st.st_ino;
-  if (!same && setns(ns.get(), CLONE_NEWNET) != 0) {
-    return ErrnoError(path, "enter network namespace", errno);
+  if (!same && setns(netns, CLONE_NEWNET) != 0) {
+    return ErrnoError("network namespace", "enter", errno);
   }
   int fd = socket(AF_INET, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   const int err = errno;
@@ -141,7 +145,7 @@ Result<int> LinuxPort::SocketInNetnsOf(pid_t pid, int type) {
                  std::strerror(errno));
     std::abort();
   }
-  if (fd < 0) return ErrnoError(path, "socket", err);
+  if (fd < 0) return ErrnoError("socket in a network namespace", "make", err);
   return fd;
 }
 

@@ -1,10 +1,12 @@
 // A Port for tests of health probes with the fake runtime, whose containers are no
-// processes: SocketInNetnsOf gives a socket in the test's own network namespace for any
-// pid > 0, so a probe of a fake container reaches a server the test runs on 127.0.0.1.
+// processes: OpenNetnsOf and SocketInNetns give a socket in the test's own network
+// namespace for any pid > 0, so a probe of a fake container reaches a server the test
+// runs on 127.0.0.1.
 // Everything else is DefaultPort()'s.
 #ifndef PETREL_TESTS_LIB_HOST_NET_PORT_H_
 #define PETREL_TESTS_LIB_HOST_NET_PORT_H_
 
+#include <fcntl.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -51,8 +53,14 @@ class HostNetPort final : public Port {
     return base_->NotifyServiceManager(state);
   }
 
-  Result<int> SocketInNetnsOf(pid_t pid, int type) override {
+  Result<int> OpenNetnsOf(pid_t pid) override {
     if (pid <= 0) return Status::NotFound("no process " + std::to_string(pid));
+    int fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return Status::Internal(std::string("open: ") + std::strerror(errno));
+    return fd;
+  }
+  Result<int> SocketInNetns(int netns, int type) override {
+    (void)netns;
     int fd = socket(AF_INET, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return Status::Internal(std::string("socket: ") + std::strerror(errno));
     return fd;

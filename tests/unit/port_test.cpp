@@ -2,7 +2,11 @@
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <net/if.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -18,6 +22,7 @@
 #include <fstream>
 #include <string>
 
+#include "lib/util/fs.h"
 #include "ports/linux/linux_port.h"
 #include "tests/lib/files.h"
 #include "tests/lib/mounts.h"
@@ -280,6 +285,87 @@ TEST_SUITE("port") {
     for (const char* bad : {"", ".hidden", "a/b", "x y"}) {
       CHECK(port->CreateNetns(bad).IsInvalidArgument());
     }
+  }
+
+  TEST_CASE("a socket made in a process's network namespace, kept open after it is gone") {
+    REQUIRE_MESSAGE(geteuid() == 0, "makes network namespaces: must run as root");
+    // A child in a network namespace of its own, listening on its loopback.
+    int ready[2];
+    REQUIRE(pipe2(ready, O_CLOEXEC) == 0);
+    pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_port = htons(4242);
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      int ifs = -1, lfd = -1;
+      struct ifreq up {};
+      std::strcpy(up.ifr_name, "lo");
+      up.ifr_flags = IFF_UP;
+      bool ok =
+          unshare(CLONE_NEWNET) == 0 && (ifs = socket(AF_INET, SOCK_DGRAM, 0)) >= 0 &&
+          ioctl(ifs, SIOCSIFFLAGS, &up) == 0 && (lfd = socket(AF_INET, SOCK_STREAM, 0)) >= 0 &&
+          bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 && listen(lfd, 4) == 0;
+      char c = ok ? 'y' : 'n';
+      if (write(ready[1], &c, 1) != 1) _exit(1);
+      pause();
+      _exit(0);
+    }
+    close(ready[1]);
+    char c = 0;
+    REQUIRE(read(ready[0], &c, 1) == 1);
+    close(ready[0]);
+    struct ChildGuard {
+      pid_t pid;
+      ~ChildGuard() {
+        if (pid > 0) {
+          kill(pid, SIGKILL);
+          waitpid(pid, nullptr, 0);
+        }
+      }
+    } guard{child};
+    REQUIRE(c == 'y');
+
+    TempDir dir;
+    std::shared_ptr<LinuxPort> port = PortAt(dir);
+    // connect_to(fd): 0, or the errno of a blocking connect to 127.0.0.1:4242.
+    auto connect_to = [](int fd) {
+      int flags = fcntl(fd, F_GETFL);
+      fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_port = htons(4242);
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      int rc = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 ? 0 : errno;
+      close(fd);
+      return rc;
+    };
+    struct stat own_before, own_after;
+    REQUIRE(stat("/proc/thread-self/ns/net", &own_before) == 0);
+    Result<int> ns = port->OpenNetnsOf(child);
+    REQUIRE_MESSAGE(ns.ok(), ns.status().ToString());
+    UniqueFd kept(*ns);
+    for (int i = 0; i < 3; i++) {  // again and again from one namespace descriptor
+      Result<int> fd = port->SocketInNetns(kept.get(), SOCK_STREAM);
+      REQUIRE_MESSAGE(fd.ok(), fd.status().ToString());
+      CHECK((fcntl(*fd, F_GETFL) & O_NONBLOCK) != 0);
+      CHECK((fcntl(*fd, F_GETFD) & FD_CLOEXEC) != 0);
+      CHECK(connect_to(*fd) == 0);
+    }
+    REQUIRE(stat("/proc/thread-self/ns/net", &own_after) == 0);
+    CHECK(own_after.st_ino == own_before.st_ino);  // the thread went back
+
+    // Gone: no namespace to open any more; the one kept still makes sockets, which
+    // nothing answers.
+    kill(child, SIGKILL);
+    REQUIRE(waitpid(child, nullptr, 0) == child);
+    guard.pid = 0;
+    CHECK(port->OpenNetnsOf(child).status().IsNotFound());
+    CHECK(port->OpenNetnsOf(0).status().IsNotFound());
+    Result<int> fd = port->SocketInNetns(kept.get(), SOCK_STREAM);
+    REQUIRE(fd.ok());
+    CHECK(connect_to(*fd) == ECONNREFUSED);
   }
 
   TEST_CASE("the service manager hears READY=1 on a path and on an abstract socket") {

@@ -9,6 +9,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -385,13 +388,21 @@ class Server {
         char buf[4096];
         ssize_t n = read(c, buf, sizeof(buf));
         if (n > 0) request_.assign(buf, static_cast<size_t>(n));
-        if (!reply_.empty() && write(c, reply_.data(), reply_.size()) < 0) {
-        }
         if (reply_.empty()) {
           held_.push_back(c);  // silent: keep it open until the end
-        } else {
-          close(c);
+          continue;
         }
+        if (send(c, reply_.data(), reply_.size(), MSG_NOSIGNAL) < 0) {
+        }
+        // How the client let go: a reset or the FIN handshake.
+        while ((n = read(c, buf, sizeof(buf))) > 0) {
+        }
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          ended_ = n == 0 ? "fin" : errno == ECONNRESET ? "reset" : std::strerror(errno);
+        }
+        ended_cv_.notify_all();
+        close(c);
       }
     });
   }
@@ -404,6 +415,13 @@ class Server {
   }
   int port() const { return port_; }
   std::string request() const { return request_; }
+  // How the last client that got a reply let go: "reset", "fin" or an error; waits
+  // up to 10 s for one to.
+  std::string Ended() {
+    std::unique_lock<std::mutex> lock(mu_);
+    ended_cv_.wait_for(lock, std::chrono::seconds(10), [&] { return !ended_.empty(); });
+    return ended_;
+  }
 
  private:
   std::string reply_;
@@ -412,6 +430,9 @@ class Server {
   std::atomic<bool> stop_{false};
   std::thread thread_;
   std::string request_;
+  std::mutex mu_;
+  std::condition_variable ended_cv_;
+  std::string ended_;  // guarded by mu_
   std::vector<int> held_;
 };
 
@@ -461,6 +482,8 @@ TEST_SUITE("probe") {
       CHECK(req.find("\r\nHost: 127.0.0.1:" + std::to_string(ok.port()) + "\r\n") !=
             std::string::npos);
       CHECK(req.find("\r\nX-Probe: petrel\r\n") != std::string::npos);
+      // Closed with a reset: no socket left in TIME_WAIT per check.
+      CHECK(ok.Ended() == "reset");
     }
     {
       Server bad("HTTP/1.1 500 Internal Server Error\r\n\r\n");
