@@ -246,10 +246,17 @@ int Detach(const Prepared& p, int sync) {
 
 // Takes the container's shim lock for the rest of our life and records our pid.
 // petrel tells a live shim from a dead one by this lock, which the kernel drops when
-// we die, so a reused pid can never fool it.
+// we die, so a reused pid can never fool it. petrel's test of the lock (ShimAlive)
+// holds it shared for a moment: that is waited out, for up to a second; a lock held
+// longer is another shim's, and we must not start a second container.
 void HoldShimLock(const Prepared& p) {
   int lock = open(p.lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
-  if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB) != 0) Die("take the shim lock");
+  if (lock < 0) Die("open the shim lock");
+  for (int tries = 0; flock(lock, LOCK_EX | LOCK_NB) != 0; tries++) {
+    if (errno != EWOULDBLOCK || tries == 1000) Die("take the shim lock");
+    struct timespec ms = {0, 1000 * 1000};
+    nanosleep(&ms, nullptr);
+  }
   char buf[32];
   size_t n = FormatDecimal(static_cast<uint64_t>(getpid()), buf);
   buf[n++] = '\n';

@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -262,6 +263,31 @@ TEST_SUITE("crun-adapter") {
           0);
     CHECK(HasExited(r.rt.get(), id));
     RemoveAndCheck(r.rt.get(), r.state.path(), id);
+  }
+
+  // petrel tests the shim's lock by taking it shared for a moment (List, Inspect): a
+  // shim starting meanwhile waits that out instead of giving up.
+  TEST_CASE("a shim that finds its lock tested for a moment starts the container all the same") {
+    Runtime r;
+    ContainerSpec s;
+    s.name = CurrentTarget().name + "-locktest";
+    s.image = r.image;
+    s.command = {"/bin/sh", "-c", "sleep 60"};
+    const std::string id = Create(r.rt.get(), s);
+    const int fd = open((r.Dir(id) + "/shim.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    REQUIRE(fd >= 0);
+    REQUIRE(flock(fd, LOCK_SH | LOCK_NB) == 0);
+    std::thread release([fd] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      close(fd);
+    });
+    Status started = r.rt->Start(id);
+    release.join();
+    REQUIRE_MESSAGE(started.ok(), started.ToString());
+    Result<ContainerInfo> info = r.rt->Inspect(id);
+    REQUIRE(info.ok());
+    CHECK(info->state == ContainerState::kRunning);
+    r.Finish(id);
   }
 
   // Leases (ContainerSpec::lease): the shim, not petrel, kills a container whose lease
