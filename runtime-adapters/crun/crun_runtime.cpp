@@ -448,6 +448,7 @@ class CrunRuntime final : public ContainerRuntime {
                                         ContainerStateName(info.state));
     }
     internal::PendingShim pending;
+    pending.timeout_ms = opts_.start_timeout_ms;
     PETREL_RETURN_IF_ERROR(BeginLaunch(id, meta, &pending).WithContext("start container " + id));
     return FinishLaunch(&pending).WithContext("start container " + id);
   }
@@ -865,6 +866,15 @@ class CrunRuntime final : public ContainerRuntime {
     pid_t shim = 0;
     Status s = internal::FinishShim(pending, &shim);
     if (s.ok()) return s;
+    if (s.code() == Status::Code::kDeadlineExceeded) {
+      // The runtime hung and was killed with its shim; a container it made goes too.
+      int status = 0;
+      std::string out;
+      if (Exists(runtime_root_ + "/" + id)) {
+        (void)RunCommand(RuntimeArgv({"delete", "--force", id}), &status, &out);
+      }
+      return s;
+    }
     // The runtime's own words: its log file, else what it printed.
     std::string why;
     Result<std::string> log = ReadSmallFile(DirOf(id) + "/" + internal::kRuntimeLogFile, kLogFile);

@@ -22,6 +22,7 @@
 #include "lib/util/fs.h"
 #include "lib/util/lease.h"
 #include "lib/util/strings.h"
+#include "petrel/spec.h"
 
 namespace petrel::internal {
 namespace {
@@ -581,6 +582,7 @@ Status BeginShim(const ShimPlan& plan, PendingShim* pending) {
   pending->id = plan.id;
   pending->runtime = plan.argv[0];
   pending->sync_fd = sync[0];
+  pending->group = middle;  // setsid() made it the leader of the shim's group
   return Status::OK();
 }
 
@@ -593,7 +595,7 @@ Status FinishShim(PendingShim* pending, pid_t* shim_pid) {
   bool timed_out = false;
   while (got < sizeof(msg)) {
     struct pollfd pfd = {sync[0], POLLIN, 0};
-    int r = poll(&pfd, 1, 120 * 1000);
+    int r = poll(&pfd, 1, static_cast<int>(pending->timeout_ms));
     if (r < 0 && errno == EINTR) continue;
     timed_out = r == 0;
     if (r <= 0) break;
@@ -605,8 +607,13 @@ Status FinishShim(PendingShim* pending, pid_t* shim_pid) {
   close(sync[0]);
   if (got >= sizeof(int32_t)) *shim_pid = msg[0];
   if (timed_out) {
-    return Status::Unavailable("container " + pending->id + ": " + pending->runtime +
-                               " did not finish starting it within 120 s");
+    // The sync pipe is still open, so the shim lives and its group with it: the shim
+    // and the runtime go before either can start a container nobody waits for. What
+    // the runtime made already is for the caller to delete.
+    kill(-pending->group, SIGKILL);
+    return Status::DeadlineExceeded("container " + pending->id + ": " + pending->runtime +
+                                    " did not finish starting it within " +
+                                    FormatDurationMs(pending->timeout_ms));
   }
   if (got < sizeof(msg)) {
     return Status::IOError("container " + pending->id + ": the monitor process ended early");

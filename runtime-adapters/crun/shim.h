@@ -62,10 +62,14 @@ inline constexpr int64_t kLeaseCheckMs = 100;
 // BeginShim starts the shim and returns at once; FinishShim waits until the
 // runtime's command (`run --detach`) has finished. On success the container runs
 // and the shim watches it; *shim_pid is set. On failure the shim has written exit
-// code 255 and ended. REQUIRES: FinishShim once for every BeginShim that returned OK.
+// code 255 and ended. A runtime that has not finished within `timeout_ms` is killed
+// with the shim (DeadlineExceeded): nothing is left to start the container later.
+// REQUIRES: FinishShim once for every BeginShim that returned OK.
 struct PendingShim {
   std::string id, runtime;
   int sync_fd = -1;
+  pid_t group = 0;  // the process group of the shim and the runtime it runs
+  int64_t timeout_ms = 120 * 1000;
 };
 Status BeginShim(const ShimPlan& plan, PendingShim* pending);
 Status FinishShim(PendingShim* pending, pid_t* shim_pid);

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -288,6 +289,46 @@ TEST_SUITE("crun-adapter") {
     REQUIRE(info.ok());
     CHECK(info->state == ContainerState::kRunning);
     r.Finish(id);
+  }
+
+  // A runtime that hangs while it starts a container is killed with its shim at the
+  // start timeout: nothing is left to start the container later, behind petrel's back.
+  TEST_CASE("a runtime that hangs starting a container is killed with its shim at the timeout") {
+    TempDir bin;
+    const std::string name = CurrentTarget().name == "runc" ? "runc" : "crun";
+    std::string real;
+    for (const char* dir : {"/usr/local/sbin/", "/usr/local/bin/", "/usr/sbin/", "/usr/bin/"}) {
+      if (real.empty() && access((dir + name).c_str(), X_OK) == 0) real = dir + name;
+    }
+    REQUIRE(!real.empty());
+    const std::string wrapper = bin.Sub(name + "-hangs");
+    WriteFile(wrapper,
+              "#!/bin/sh\n"
+              "for a; do [ \"$a\" = run ] && exec /bin/sleep 6011; done\n"
+              "exec " +
+                  real + " \"$@\"\n");
+    REQUIRE(chmod(wrapper.c_str(), 0755) == 0);
+    TempDir state;
+    CrunOptions o;
+    o.runtime = wrapper;
+    o.state_dir = state.path();
+    o.start_timeout_ms = 1000;
+    Result<std::shared_ptr<ContainerRuntime>> made = NewCrunRuntime(o);
+    REQUIRE_MESSAGE(made.ok(), made.status().ToString());
+    std::shared_ptr<ContainerRuntime> rt = *made;
+    ContainerSpec s;
+    s.name = CurrentTarget().name + "-hangs";
+    s.image = CurrentTarget().image();
+    s.command = {"/bin/sh", "-c", "sleep 60"};
+    const std::string id = Create(rt.get(), s);
+    const auto began = std::chrono::steady_clock::now();
+    Status started = rt->Start(id);
+    CHECK(started.code() == Status::Code::kDeadlineExceeded);
+    CHECK(started.message().find("did not finish starting it within 1s") != std::string::npos);
+    CHECK(std::chrono::steady_clock::now() - began < std::chrono::seconds(30));
+    // The hung runtime went with the shim: no process is left to start it later.
+    CHECK(WaitFor([] { return ProcessesRunning({"/bin/sleep", "6011"}).empty(); }, 10));
+    RemoveAndCheck(rt.get(), state.path(), id);
   }
 
   // Leases (ContainerSpec::lease): the shim, not petrel, kills a container whose lease

@@ -37,6 +37,9 @@ struct CrunOptions {
   std::string state_dir;
   // A container's output is kept in two files of at most this size each.
   int64_t log_max_bytes = 1 << 20;
+  // A runtime that has not started a container within this time is killed, and the
+  // start fails (DeadlineExceeded): nothing starts the container behind petrel's back.
+  int64_t start_timeout_ms = 120 * 1000;
   // Copy the image for each container instead of mounting an overlay.
   bool copy_rootfs = false;
   // An image layer that decompresses to more than this many bytes is refused.
