@@ -316,7 +316,10 @@ ctl events -f -o json --workload ticker >"$tmp/follow-json.out" 2>"$tmp/follow-j
 follow_pids+=($!)
 ctl logs hello -f >"$tmp/logs-follow.out" 2>"$tmp/logs-follow.err" &
 follow_pids+=($!)
-sleep 0.5
+# Subscribed once the past events are out: what the deletes below add is live.
+wait_for 10 grep -qE '  hello +-  +Applied ' "$tmp/follow.out" || fail "events -f: no past events"
+wait_for 10 grep -q '"workload":"ticker"' "$tmp/follow-json.out" ||
+  fail "events -f -o json: no past events"
 
 echo "== delete"
 run ctl delete workload ticker
@@ -337,7 +340,8 @@ expect_err "petrelctl: workload nope not found" "delete a missing workload"
 names_are() { ctl get workloads -o json >"$tmp/out" && [ "$(jq -c '[.items[].name]' "$tmp/out")" = "$1" ]; }
 wait_for 5 names_are '["hello","web"]' || fail "after delete: $(out)"
 
-sleep 1
+wait_for 10 grep -qE '  uptime-log +-  +Deleted ' "$tmp/follow.out" || fail "events -f: no live event"
+wait_for 10 grep -q '"type":"Deleted"' "$tmp/follow-json.out" || fail "events -f -o json: no live event"
 for p in "${follow_pids[@]}"; do
   kill -0 "$p" 2>/dev/null || fail "a follower (pid $p) ended early: $(cat "$tmp"/follow*.err "$tmp/logs-follow.err")"
   kill -TERM "$p"  # not INT: a script's background jobs ignore SIGINT

@@ -244,14 +244,18 @@ expect 200
 api GET '/v1/workloads/web/logs?replica=5'
 expect 404 '{"error":"workload web has no replica 5 (replicas: 2)"}'
 
-step "events with follow=1 for a second: the backlog and a live one"
-(timeout 1.5 curl -sSN --unix-socket "$sock" 'http://petrel/v1/events?follow=1&workload=web' \
+step "events with follow=1: the backlog and a live one"
+(timeout 20 curl -sSN --unix-socket "$sock" 'http://petrel/v1/events?follow=1&workload=web' \
    >"$work/events" 2>&1 || true) &
 follower=$!
-sleep 0.5
+# Subscribed once the backlog is out: the event of the PUT below is live.
+wait_for 10 grep -q '"type":"Started"' "$work/events" || fail "no backlog: $(cat "$work/events")"
+grep -q 'configured, generation 2' "$work/events" && fail "generation 2 before the PUT"
 api PUT /v1/workloads/web -H 'Content-Type: application/json' \
   --data-binary "${spec/\"replicas\":2/\"replicas\":3}"
 expect 200 '"outcome":"configured"' '"generation":2'
+wait_for 10 grep -q 'configured, generation 2' "$work/events" || true
+pkill -f 'follow=1&workload=web' || true
 wait "$follower"
 grep -q '"type":"Applied"' "$work/events" || fail "no Applied event: $(cat "$work/events")"
 grep -q '"type":"Started"' "$work/events" || fail "no Started event: $(cat "$work/events")"

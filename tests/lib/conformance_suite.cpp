@@ -924,14 +924,27 @@ TEST_SUITE("orchestrator-on-runtime") {
     onfail_ok.restart_policy = RestartPolicy::kOnFailure;
     WorkloadSpec always = Workload("always", {Exit(0)});
     REQUIRE(p.orch->Apply({never, onfail, onfail_ok, always}).ok());
-    CHECK(WaitFor(
-        [&] {
-          return p.Get("never").replicas[0].phase == Phase::kExited &&
-                 p.Get("onfail-ok").replicas[0].phase == Phase::kExited &&
-                 p.Get("onfail").replicas[0].restarts >= 2 &&
-                 p.Get("always").replicas[0].restarts >= 2;
-        },
-        30));
+    // What each replica is at, for a failure to say.
+    auto states = [&] {
+      std::string all;
+      for (const char* name : {"never", "onfail", "onfail-ok", "always"}) {
+        const ReplicaStatus& r = p.Get(name).replicas[0];
+        all += std::string(name) + ": " + PhaseName(r.phase) + " restarts " +
+               std::to_string(r.restarts) + " exit " + std::to_string(r.last_exit_code) + " " +
+               r.message + "; ";
+      }
+      return all;
+    };
+    CHECK_MESSAGE(WaitFor(
+                      [&] {
+                        return p.Get("never").replicas[0].phase == Phase::kExited &&
+                               p.Get("onfail-ok").replicas[0].phase == Phase::kExited &&
+                               p.Get("onfail").replicas[0].restarts >= 2 &&
+                               p.Get("always").replicas[0].restarts >= 2;
+                      },
+                      30),
+                  states());
+    INFO(states());
     CHECK(p.Get("never").replicas[0].last_exit_code == 3);
     CHECK(p.Get("never").replicas[0].restarts == 0);
     CHECK(p.Get("onfail-ok").replicas[0].restarts == 0);
