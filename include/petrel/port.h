@@ -90,11 +90,14 @@ class Port {
   // The cgroups that would hold container `id`'s limits: v1 cgroups
   // <root>/<controller>/petrel/<id> for those of memory, cpu and pids that `limits`
   // sets (moving a process into a v1 cgroup waits for an RCU grace period, so an
-  // unlimited controller is left alone). Makes nothing; empty when nothing is limited.
+  // unlimited controller is left alone), and always one of devices. Makes nothing.
   virtual LimitCgroups LimitCgroupsFor(const std::string& id, const Resources& limits) = 0;
   // Makes those cgroups and writes the limits into them (memory.limit_in_bytes,
-  // cpu.cfs_quota_us over a 100 ms period, pids.max). Cgroups already there are
-  // reused. NotSupported on a v2-only host, which has no v1 controllers.
+  // cpu.cfs_quota_us over a 100 ms period, pids.max) and the device list (every device
+  // denied but the few runc and crun allow by default: null, zero, full, random,
+  // urandom, tty, console, ptmx, pts; any node may be made, not opened). Cgroups
+  // already there are reused. NotSupported on a v2-only host, which has no v1
+  // controllers.
   virtual Result<LimitCgroups> CreateLimitCgroups(const std::string& id,
                                                   const Resources& limits) = 0;
   // Deletes cgroup directories whose processes are gone. OK for missing ones.

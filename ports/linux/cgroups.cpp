@@ -1,6 +1,6 @@
 // The cgroup part of the Linux port: which layout the host has, and the v1 cgroups
-// petrel makes itself where a runtime cannot enforce a container's limits (crun 1.8 on
-// a hybrid host runs with its cgroup manager disabled; see TESTBED.md).
+// petrel makes itself where a runtime cannot enforce a container's limits and device
+// list (crun 1.8 on a hybrid host runs with its cgroup manager disabled; see TESTBED.md).
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <sys/stat.h>
@@ -17,12 +17,26 @@
 namespace petrel::internal {
 namespace {
 
-constexpr const char* kControllers[] = {"memory", "cpu", "pids"};
+constexpr const char* kControllers[] = {"memory", "cpu", "pids", "devices"};
 
-bool Limited(const Resources& limits, const char* controller) {
+// The devices a container may use (read, write, mknod) once every other is denied: the
+// default set runc and crun allow (the OCI config's own rule denies all), so that a
+// container of crun on a hybrid host, whose cgroup manager is off, is held to the
+// same list. Any node may be made (mknod, "m"); opening one outside the list fails.
+constexpr const char* kAllowedDevices[] = {
+    "c *:* m",     "b *:* m",  // mknod
+    "c 1:3 rwm",   "c 1:5 rwm", "c 1:7 rwm",
+    "c 1:8 rwm",   "c 1:9 rwm",               // null zero full random urandom
+    "c 5:0 rwm",   "c 5:1 rwm", "c 5:2 rwm",  // tty console ptmx
+    "c 136:* rwm",                            // /dev/pts/*
+};
+
+// Every container gets a devices cgroup; the others only for the limits it has.
+bool Needed(const Resources& limits, const char* controller) {
   if (strcmp(controller, "memory") == 0) return limits.memory_bytes > 0;
   if (strcmp(controller, "cpu") == 0) return limits.cpu_millis > 0;
-  return limits.pids > 0;
+  if (strcmp(controller, "pids") == 0) return limits.pids > 0;
+  return true;
 }
 
 // Writes `value` to the control file `path` in one write(2), as cgroupfs wants: a
@@ -65,7 +79,7 @@ CgroupLayout LinuxPort::DetectCgroupLayout() {
 LimitCgroups LinuxPort::LimitCgroupsFor(const std::string& id, const Resources& limits) {
   LimitCgroups out;
   for (const char* c : kControllers) {
-    if (!Limited(limits, c)) continue;
+    if (!Needed(limits, c)) continue;
     out.dirs.push_back(options_.cgroup_root + "/" + c + "/petrel/" + id);
     out.procs.push_back(out.dirs.back() + "/cgroup.procs");
   }
@@ -94,6 +108,12 @@ Result<LimitCgroups> LinuxPort::CreateLimitCgroups(const std::string& id, const 
   if (limits.pids > 0) {
     PETREL_RETURN_IF_ERROR(
         WriteControl(base + "pids" + leaf + "pids.max", std::to_string(limits.pids)));
+  }
+  // Deny all, then allow the list: one rule per write, as the kernel reads them.
+  const std::string devices = base + "devices" + leaf;
+  PETREL_RETURN_IF_ERROR(WriteControl(devices + "devices.deny", "a"));
+  for (const char* rule : kAllowedDevices) {
+    PETREL_RETURN_IF_ERROR(WriteControl(devices + "devices.allow", rule));
   }
   return cgroups;
 }

@@ -658,8 +658,13 @@ class CrunRuntime final : public ContainerRuntime {
     plan.argv = RuntimeArgv({"--log", files.log, "--log-format", "json", "exec", "--process",
                              files.process, "--pid-file", files.pid, id});
     plan.env = {internal::kDefaultPathEnv};
-    if (HybridCrun())
-      plan.setup.join_cgroups = opts_.port->LimitCgroupsFor(id, LimitsOf(meta)).procs;
+    if (HybridCrun()) {
+      // Those the container is in: a container started before petrel made a devices
+      // cgroup for each has none.
+      for (const std::string& procs : opts_.port->LimitCgroupsFor(id, LimitsOf(meta)).procs) {
+        if (Exists(procs)) plan.setup.join_cgroups.push_back(procs);
+      }
+    }
     plan.port = opts_.port;
     plan.nice = base_nice_;
     internal::StartedCommand cli;
@@ -907,6 +912,15 @@ class CrunRuntime final : public ContainerRuntime {
       std::vector<std::string> cgroups;
       for (const json& c : (*meta)["cgroups"]) {
         if (c.is_string()) cgroups.push_back(c.get<std::string>());
+      }
+      // Also those a Start makes today that the record may lack (a container created
+      // by an older petrel, which made no devices cgroup).
+      if (HybridCrun()) {
+        for (std::string& d : opts_.port->LimitCgroupsFor(id, LimitsOf(*meta)).dirs) {
+          if (std::find(cgroups.begin(), cgroups.end(), d) == cgroups.end()) {
+            cgroups.push_back(std::move(d));
+          }
+        }
       }
       PETREL_RETURN_IF_ERROR(opts_.port->RemoveCgroups(cgroups));
     }

@@ -95,23 +95,27 @@ TEST_SUITE("port") {
           "cgroups for container c: " + root + " is cgroup v2, which has no v1 controllers");
   }
 
-  TEST_CASE("limit cgroups: one v1 cgroup per limited controller, with the limits written") {
+  TEST_CASE("limit cgroups: one v1 cgroup per limited controller and one of devices, written") {
     TempDir dir;
     std::shared_ptr<LinuxPort> port = PortAt(dir);
     Resources limits;
     limits.memory_bytes = 64 << 20;
     limits.cpu_millis = 250;
     const std::string cg = dir.Sub("cgroup");
-    CHECK(port->LimitCgroupsFor("c1", Resources{}).dirs.empty());
+    CHECK(port->LimitCgroupsFor("c1", Resources{}).dirs ==
+          std::vector<std::string>{cg + "/devices/petrel/c1"});
     LimitCgroups named = port->LimitCgroupsFor("c1", limits);
-    CHECK(named.dirs == std::vector<std::string>{cg + "/memory/petrel/c1", cg + "/cpu/petrel/c1"});
+    CHECK(named.dirs == std::vector<std::string>{cg + "/memory/petrel/c1", cg + "/cpu/petrel/c1",
+                                                 cg + "/devices/petrel/c1"});
     CHECK(named.procs == std::vector<std::string>{cg + "/memory/petrel/c1/cgroup.procs",
-                                                  cg + "/cpu/petrel/c1/cgroup.procs"});
+                                                  cg + "/cpu/petrel/c1/cgroup.procs",
+                                                  cg + "/devices/petrel/c1/cgroup.procs"});
 
     // A fake cgroupfs: the control files are there already, as the kernel makes them.
     for (const std::string& d : named.dirs) fs::create_directories(d);
     for (const char* f : {"/memory/petrel/c1/memory.limit_in_bytes",
-                          "/cpu/petrel/c1/cpu.cfs_period_us", "/cpu/petrel/c1/cpu.cfs_quota_us"}) {
+                          "/cpu/petrel/c1/cpu.cfs_period_us", "/cpu/petrel/c1/cpu.cfs_quota_us",
+                          "/devices/petrel/c1/devices.deny", "/devices/petrel/c1/devices.allow"}) {
       WriteFile(cg + f, "");
     }
     Result<LimitCgroups> made = port->CreateLimitCgroups("c1", limits);
@@ -120,6 +124,7 @@ TEST_SUITE("port") {
     CHECK(ReadFile(cg + "/memory/petrel/c1/memory.limit_in_bytes") == "67108864");
     CHECK(ReadFile(cg + "/cpu/petrel/c1/cpu.cfs_period_us") == "100000");
     CHECK(ReadFile(cg + "/cpu/petrel/c1/cpu.cfs_quota_us") == "25000");
+    CHECK(ReadFile(cg + "/devices/petrel/c1/devices.deny") == "a");
     CHECK_FALSE(fs::exists(cg + "/pids/petrel/c1"));
 
     // No control file: not a cgroup; the error names the file.
@@ -155,9 +160,13 @@ TEST_SUITE("port") {
       return;
     }
     REQUIRE_MESSAGE(made.ok(), made.status().ToString());
-    REQUIRE(made->dirs.size() == 2);
+    REQUIRE(made->dirs.size() == 3);
     CHECK(ReadFile(made->dirs[0] + "/memory.limit_in_bytes") == "33554432\n");
     CHECK(ReadFile(made->dirs[1] + "/pids.max") == "16\n");
+    // The kernel's own words for the device list: every device denied but these.
+    CHECK(ReadFile(made->dirs[2] + "/devices.list") ==
+          "c *:* m\nb *:* m\nc 1:3 rwm\nc 1:5 rwm\nc 1:7 rwm\nc 1:8 rwm\nc 1:9 rwm\n"
+          "c 5:0 rwm\nc 5:1 rwm\nc 5:2 rwm\nc 136:* rwm\n");
     CHECK(port->RemoveCgroups(made->dirs).ok());
     for (const std::string& d : made->dirs) CHECK_FALSE(fs::exists(d));
   }

@@ -252,6 +252,31 @@ TEST_SUITE("crun-adapter") {
     for (const std::string& d : dirs) CHECK_FALSE(fs::exists(d));
   }
 
+  // On every layout, the container's devices cgroup holds the allow-list: crun on a
+  // hybrid host, whose cgroup manager is off, in one petrel makes; runc in its own.
+  TEST_CASE("a container's devices cgroup allows the default devices, not a *:* rwm") {
+    Runtime r;
+    const std::string id = r.Start("devices", "echo up; while :; do sleep 0.1; done");
+    CHECK(WaitFor([&] { return r.Log(id) == "up\n"; }));
+    const int pid = r.rt->Inspect(id)->pid;
+    const std::string proc_cgroup = ReadFile("/proc/" + std::to_string(pid) + "/cgroup");
+    INFO(proc_cgroup);
+    std::map<std::string, std::string> where = CgroupsOfProcess(proc_cgroup);
+    if (where.count("devices") == 0) {
+      // A pure cgroup v2 host: the runtime applies the list with an eBPF program.
+      REQUIRE(where.count(""));
+    } else {
+      const std::string list =
+          ReadFile("/sys/fs/cgroup/devices" + where["devices"] + "/devices.list");
+      INFO(list);
+      CHECK(where["devices"].find(id) != std::string::npos);
+      CHECK(list.find("a *:* rwm") == std::string::npos);
+      CHECK(list.find("c 1:3 rwm") != std::string::npos);  // /dev/null
+      CHECK(list.find("b 8:") == std::string::npos);       // no disk
+    }
+    r.Finish(id);
+  }
+
   TEST_CASE("a failed start says which runtime refused it, in the runtime's words") {
     Runtime r;
     ContainerSpec s;
