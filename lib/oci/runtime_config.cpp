@@ -35,6 +35,55 @@ constexpr const char* kMaskedPaths[] = {"/proc/asound",
 constexpr const char* kReadonlyPaths[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
                                           "/proc/sysrq-trigger"};
 
+// petrel's default seccomp profile: everything is allowed but what a container has no
+// business doing, which fails with EPERM. Most of it needs a capability a container
+// lacks anyway (CAP_SYS_ADMIN, CAP_SYS_MODULE, ...); the profile is the second wall,
+// and the only one for what needs none: user namespaces (unshare, clone), the kernel
+// keyring, unprivileged bpf and perf, userfaultfd, open_by_handle_at.
+constexpr const char* kDeniedSyscalls[] = {
+    // namespaces and mounts
+    "unshare", "setns", "mount", "umount2", "pivot_root", "fsopen", "fsconfig", "fsmount", "fspick",
+    "move_mount", "open_tree", "mount_setattr",
+    // the kernel keyring, tracing and kernel memory tricks
+    "keyctl", "add_key", "request_key", "bpf", "perf_event_open", "userfaultfd", "lookup_dcookie",
+    "open_by_handle_at", "name_to_handle_at",
+    // the machine's own business
+    "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module", "reboot",
+    "swapon", "swapoff", "acct", "quotactl", "syslog", "settimeofday", "clock_settime",
+    "clock_adjtime", "adjtimex", "iopl", "ioperm", "vhangup", "uselib", "ustat", "sysfs",
+    "_sysctl"};
+
+// clone() flags that make a namespace, each refused (clone's flags are its first
+// argument on x86_64 and arm).
+constexpr uint64_t kCloneNamespaceFlags[] = {0x00020000,   // CLONE_NEWNS
+                                             0x02000000,   // CLONE_NEWCGROUP
+                                             0x04000000,   // CLONE_NEWUTS
+                                             0x08000000,   // CLONE_NEWIPC
+                                             0x10000000,   // CLONE_NEWUSER
+                                             0x20000000,   // CLONE_NEWPID
+                                             0x40000000};  // CLONE_NEWNET
+
+json DefaultSeccomp() {
+  constexpr int kEPERM = 1, kENOSYS = 38;
+  json syscalls = json::array();
+  syscalls.push_back({{"names", json(std::vector<std::string>(std::begin(kDeniedSyscalls),
+                                                              std::end(kDeniedSyscalls)))},
+                      {"action", "SCMP_ACT_ERRNO"},
+                      {"errnoRet", kEPERM}});
+  for (uint64_t flag : kCloneNamespaceFlags) {
+    syscalls.push_back(
+        {{"names", {"clone"}},
+         {"action", "SCMP_ACT_ERRNO"},
+         {"errnoRet", kEPERM},
+         {"args",
+          {{{"index", 0}, {"value", flag}, {"valueTwo", flag}, {"op", "SCMP_CMP_MASKED_EQ"}}}}});
+  }
+  // clone3 passes its flags in memory, where a filter cannot look: "not implemented"
+  // makes the C library fall back to clone, which is checked above.
+  syscalls.push_back({{"names", {"clone3"}}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", kENOSYS}});
+  return {{"defaultAction", "SCMP_ACT_ALLOW"}, {"syscalls", syscalls}};
+}
+
 std::optional<int64_t> ParseId(const std::string& s) {
   if (s.empty() || s.size() > 10) return std::nullopt;
   int64_t v = 0;
@@ -225,6 +274,7 @@ Result<json> LinuxSection(const ContainerSpec& spec, const RuntimeConfigOptions&
       {"maskedPaths", std::vector<std::string>(std::begin(kMaskedPaths), std::end(kMaskedPaths))},
       {"readonlyPaths",
        std::vector<std::string>(std::begin(kReadonlyPaths), std::end(kReadonlyPaths))},
+      {"seccomp", DefaultSeccomp()},
   };
   json resources = {{"devices", json::array({{{"allow", false}, {"access", "rwm"}}})}};
   if (!options.cgroups_path.empty()) {

@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "lib/oci/runtime_config.h"
@@ -143,6 +144,18 @@ TEST_SUITE("oci") {
     CHECK(c["linux"]["resources"]["pids"]["limit"] == 64);
     CHECK(c["process"]["rlimits"][0]["hard"] == 4096);
     CHECK(c["linux"]["namespaces"].size() == 5);  // with a network namespace of its own
+    // petrel's seccomp profile: all allowed but a list, which fails with EPERM.
+    const json& seccomp = c["linux"]["seccomp"];
+    CHECK(seccomp["defaultAction"] == "SCMP_ACT_ALLOW");
+    CHECK(seccomp["syscalls"][0]["action"] == "SCMP_ACT_ERRNO");
+    CHECK(seccomp["syscalls"][0]["errnoRet"] == 1);
+    for (const char* name : {"unshare", "setns", "mount", "keyctl", "bpf", "perf_event_open"}) {
+      CHECK(std::find(seccomp["syscalls"][0]["names"].begin(),
+                      seccomp["syscalls"][0]["names"].end(),
+                      name) != seccomp["syscalls"][0]["names"].end());
+    }
+    CHECK(seccomp["syscalls"].back() ==
+          json::parse(R"({"names":["clone3"],"action":"SCMP_ACT_ERRNO","errnoRet":38})"));
 
     // Limits petrel enforces itself (crun on a hybrid host) stay out of the config.
     c = Config(spec, image);

@@ -277,6 +277,21 @@ TEST_SUITE("crun-adapter") {
     r.Finish(id);
   }
 
+  // petrel's default seccomp profile: a user namespace needs no capability, so only the
+  // profile stops a container from making one (these hosts allow them).
+  TEST_CASE("a default container cannot make a user namespace (seccomp), and runs as usual") {
+    Runtime r;
+    const std::string id =
+        r.Start("seccomp",
+                "unshare -U true 2>&1; echo rc=$?; ls /dev/null >/dev/null && echo fine; sleep 60");
+    CHECK(WaitFor([&] { return r.Log(id).find("fine\n") != std::string::npos; }));
+    const std::string log = r.Log(id);
+    INFO(log);
+    CHECK(log.find("Operation not permitted") != std::string::npos);
+    CHECK(log.find("rc=1\n") != std::string::npos);
+    r.Finish(id);
+  }
+
   TEST_CASE("a failed start says which runtime refused it, in the runtime's words") {
     Runtime r;
     ContainerSpec s;
