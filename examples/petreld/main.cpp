@@ -6,6 +6,7 @@
 //           [--runtime-endpoint ADDR] [--manifests FILE_OR_DIR]
 //           [--log-level debug|info|warn|error] [--node-name NAME]
 //           [--max-layer-size Q] [--request-timeout D]
+//           [--socket-group NAME] [--allow-host-path DIR]...
 //           [--peer-listen ADDR:PORT [--advertise ADDR:PORT] [--join ADDR:PORT --token T]
 //            [--witness] [--node-label KEY=VALUE]... [--capacity-memory Q] [--capacity-cpu Q]
 //            [--lease-dir DIR]]
@@ -91,6 +92,7 @@ std::string Usage(const petrel::RuntimeRegistry& runtimes) {
          "               [--manifests FILE_OR_DIR] [--log-level debug|info|warn|error]\n"
          "               [--node-name NAME] [--loop-probe-ms MS]\n"
          "               [--max-layer-size Q] [--request-timeout D]\n"
+         "               [--socket-group NAME] [--allow-host-path DIR]...\n"
          "               [--peer-listen ADDR:PORT [--advertise ADDR:PORT]\n"
          "                [--join ADDR:PORT --token T] [--witness] [--node-label KEY=VALUE]...]\n"
          "               [--help] [--version]\n"
@@ -98,7 +100,13 @@ std::string Usage(const petrel::RuntimeRegistry& runtimes) {
          "  --config FILE        YAML with the same keys without dashes (state-dir: /x);\n"
          "                       flags override it\n"
          "  --state-dir DIR      petrel's database (default /var/lib/petrel)\n"
-         "  --socket PATH        the control API's socket (default /run/petrel/petrel.sock)\n"
+         "  --socket PATH        the control API's socket (default /run/petrel/petrel.sock);\n"
+         "                       whoever may use it is root on this host\n"
+         "  --socket-group NAME  the socket's group (mode 0660): its members may use it\n"
+         "                       (default: petreld's group)\n"
+         "  --allow-host-path DIR\n"
+         "                       bind mounts may only take host paths below DIR;\n"
+         "                       repeatable (default: any path)\n"
          "  --runtime NAME       the container runtime (default " +
          runtimes.entries().front().name + "):\n" + table +
          "  --runtime-endpoint ADDR\n"
@@ -147,13 +155,29 @@ int64_t ProbeMs(const std::string& text) {
 // The settings, by their flag names without dashes; keys of the config file too.
 // --node-label, repeatable, goes to Labels instead.
 const char* const kKeys[] = {
-    "state-dir",    "socket",    "runtime",        "runtime-endpoint", "manifests",
-    "log-level",    "node-name", "loop-probe-ms",  "peer-listen",      "advertise",
-    "join",         "token",     "witness",        "node-label",       "capacity-memory",
-    "capacity-cpu", "lease-dir", "max-layer-size", "request-timeout"};
+    "state-dir",      "socket",    "runtime",        "runtime-endpoint", "manifests",
+    "log-level",      "node-name", "loop-probe-ms",  "peer-listen",      "advertise",
+    "join",           "token",     "witness",        "node-label",       "capacity-memory",
+    "capacity-cpu",   "lease-dir", "max-layer-size", "request-timeout",  "socket-group",
+    "allow-host-path"};
 
 using Settings = std::map<std::string, std::string>;
 using Labels = std::map<std::string, std::string>;
+
+// Repeatable settings (--allow-host-path) hold their values one per line.
+std::vector<std::string> Repeated(const Settings& settings, const std::string& key) {
+  std::vector<std::string> values;
+  auto it = settings.find(key);
+  if (it == settings.end()) return values;
+  size_t start = 0;
+  while (start <= it->second.size()) {
+    size_t end = it->second.find('\n', start);
+    if (end == std::string::npos) end = it->second.size();
+    values.push_back(it->second.substr(start, end - start));
+    start = end + 1;
+  }
+  return values;
+}
 
 // Settings that only mean something in a cluster, so need --peer-listen.
 const char* const kClusterKeys[] = {"advertise",       "join",         "token",    "witness",
@@ -249,6 +273,18 @@ bool LoadConfig(const std::string& path, Settings* settings, Labels* labels, std
           }
         }
         labels->insert(from_file.begin(), from_file.end());  // a flag's value wins
+        continue;
+      }
+      if (key == "allow-host-path" && kv.second.IsSequence()) {
+        std::string joined;
+        for (const auto& item : kv.second) {
+          if (!item.IsScalar()) {
+            *error = where + key + ": must be a list of paths";
+            return false;
+          }
+          joined += (joined.empty() ? "" : "\n") + item.Scalar();
+        }
+        settings->emplace(key, joined);  // a flag's value wins
         continue;
       }
       if (!kv.second.IsScalar()) {
@@ -348,6 +384,8 @@ std::optional<int> ParseFlags(int argc, char** argv, const petrel::RuntimeRegist
       *config = value;
     } else if (key == "node-label") {
       if (std::string bad = AddLabel(value, labels); !bad.empty()) return BadUsage(bad);
+    } else if (key == "allow-host-path" && flags->count(key)) {
+      (*flags)[key] += "\n" + value;
     } else if (IsKey(key)) {
       (*flags)[key] = value;
     } else {
@@ -407,6 +445,11 @@ std::optional<int> CheckLimits(Settings& settings) {
     if (!q.ok()) return BadUsage("max-layer-size: " + q.status().message());
     if (*q == 0) return BadUsage("max-layer-size: must be more than 0");
   }
+  for (const std::string& dir : Repeated(settings, "allow-host-path")) {
+    if (dir.empty() || dir.front() != '/') {
+      return BadUsage("allow-host-path \"" + dir + "\" is not an absolute path");
+    }
+  }
   if (settings.count("request-timeout")) {
     petrel::Result<int64_t> ms = petrel::ParseDurationMs(settings["request-timeout"]);
     if (!ms.ok()) return BadUsage("request-timeout: " + ms.status().message());
@@ -460,7 +503,8 @@ bool OpenOrchestrator(Settings& settings, const petrel::RuntimeRegistry& runtime
                       petrel::Options* options) {
   std::vector<petrel::WorkloadSpec> specs;
   if (!settings["manifests"].empty()) {
-    auto loaded = petrel::LoadManifests(settings["manifests"]);
+    auto loaded =
+        petrel::LoadManifests(settings["manifests"], Repeated(settings, "allow-host-path"));
     if (!loaded.ok()) {
       std::fprintf(stderr, "petreld: %s\n", loaded.status().message().c_str());
       return false;
@@ -481,6 +525,7 @@ bool OpenOrchestrator(Settings& settings, const petrel::RuntimeRegistry& runtime
     return false;
   }
   options->state_dir = settings["state-dir"];
+  options->allowed_host_paths = Repeated(settings, "allow-host-path");
   options->runtime = *runtime;
   options->log_sink = d->log;
   options->port = d->port;
@@ -519,6 +564,7 @@ bool OpenCluster(Settings& settings, const Labels& labels, const petrel::Options
   c.witness = settings["witness"] == "true";
   c.labels = labels;
   c.lease_dir = settings["lease-dir"];
+  c.allowed_host_paths = options.allowed_host_paths;
   // Given: what it says (0: not limited, -1 to ClusterOptions); else detected (0).
   if (settings.count("capacity-memory")) {
     const int64_t q = petrel::ParseBytes(settings["capacity-memory"]).value();
@@ -553,6 +599,7 @@ int Serve(Settings& settings, const petrel::Options& options, Daemon* d) {
   api.log_sink = d->log;
   api.loop_probe_ms = ProbeMs(settings["loop-probe-ms"]);
   api.cluster = d->cluster;
+  api.socket_group = settings["socket-group"];
   if (settings.count("request-timeout")) {
     api.request_timeout_ms = *petrel::ParseDurationMs(settings["request-timeout"]);
   }

@@ -97,7 +97,12 @@ struct ApiOptions {
   // many bytes wait to be written; a connection whose answers wait so, pipelined
   // faster than they are read, is not read from until half of them are.
   size_t max_stream_backlog_bytes = 1 << 20;
-  // Where the server says what it refused or dropped (503s, slow readers). Optional.
+  // The group the socket (0660) belongs to; its members may drive the API, which is
+  // root on the host. Empty: the process's group. A socket directory the server
+  // creates (0750) gets this group too; one that exists keeps its own.
+  std::string socket_group;
+  // Where the server says what it refused or dropped (503s, slow readers), and, at
+  // debug level, each client's uid, gid and pid (SO_PEERCRED). Optional.
   LogSink log_sink;
   // Requests that may wait (see Threading) run on this many threads of the server's.
   int worker_threads = 2;
@@ -169,8 +174,10 @@ class ApiServer {
   ApiServer& operator=(const ApiServer&) = delete;
 
   // Creates the socket's directory (0750) if missing, replaces a stale socket file
-  // (one nobody answers on), and listens with mode 0660. Fails if another process
-  // answers on `socket_path`, or the path exists and is not a socket.
+  // (one nobody answers on), and listens with mode 0660 and ApiOptions::socket_group;
+  // the socket is made in a private directory beside it and renamed into place, so it
+  // is never reachable with another mode or group. Fails if another process answers on
+  // `socket_path`, the path exists and is not a socket, or the group does not exist.
   Status Listen(uv_loop_s* loop, const std::string& socket_path);
 
   // Stops accepting connections and removes the socket file; served connections go on.

@@ -84,6 +84,11 @@ struct ClusterOptions {
   // stops them as a cut-off node does. Must be tmpfs (RAM), never flash. Defaults to
   // /run/petrel.
   std::string lease_dir;
+  // As Options::allowed_host_paths, checked by Apply on the node that takes it, before
+  // the workload goes to the cluster. Give every node the same list (and the same to
+  // its local Orchestrator): a node whose own list refuses a workload the cluster
+  // placed on it cannot take that node's workloads.
+  std::vector<std::string> allowed_host_paths;
   // Defaults to SystemClock().
   std::shared_ptr<Clock> clock;
   // Defaults to the local Orchestrator's sink... or StderrLogSink().

@@ -32,6 +32,11 @@ Result<std::vector<WorkloadSpec>> ParseManifest(std::string_view text, std::stri
 // an error too. A local image path (oci:, oci-archive:, docker-archive:) may be
 // relative to the manifest file's directory; it is returned absolute.
 Result<std::vector<WorkloadSpec>> LoadManifests(const std::string& path);
+// As above, and every bind mount's source must lie below one of `allowed_host_paths`
+// (CheckHostPaths in spec.h; none: any), else the error points at the field:
+//   web.yaml:12:19: spec.mounts[0].source: "/etc" is not below an allowed host path (/srv)
+Result<std::vector<WorkloadSpec>> LoadManifests(const std::string& path,
+                                                const std::vector<std::string>& allowed_host_paths);
 
 }  // namespace petrel
 

@@ -76,6 +76,12 @@ struct Options {
   // own and store commits another, so a slow start never holds up the next pass.
   // Must be >= 1. (Step() uses none: it runs everything on its caller's thread.)
   int worker_threads = 8;
+  // Host directories bind mounts may take their source from (CheckHostPaths, spec.h):
+  // Apply refuses a workload whose bind mount lies elsewhere, with InvalidArgument
+  // naming the workload and field. Each an absolute path. Empty: any host path, so
+  // whoever may Apply may mount the host's / into a container, which is root on the
+  // host. In a Cluster, give every node the same list (ClusterOptions too).
+  std::vector<std::string> allowed_host_paths;
 };
 
 // The node name petrel uses when Options::node_name is empty: the host name with

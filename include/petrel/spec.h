@@ -198,6 +198,15 @@ struct Event {
 // ("spec.resources.memory: must not be negative"); FieldError gives it apart.
 Status ValidateWorkload(const WorkloadSpec& spec);
 
+// Checks that every bind mount of `spec` takes its source from one of `allowed` (host
+// directories; a source must be one of them or lie below one). Empty `allowed`: any
+// path. Symbolic links are resolved as they are now, in the source's existing part and
+// in `allowed`, so a link below an allowed directory does not lead out of it; a link
+// made there later does (whoever may write below an allowed directory chooses what is
+// mounted). InvalidArgument naming the field:
+// "spec.mounts[0].source: \"/etc\" is not below an allowed host path (/srv/data)".
+Status CheckHostPaths(const WorkloadSpec& spec, const std::vector<std::string>& allowed);
+
 // A label as workloads and nodes carry them: `key` a Kubernetes qualified name
 // ([prefix/]name), `value` empty or at most 63 of [A-Za-z0-9-_.], alphanumeric at both
 // ends. InvalidArgument quoting what is wrong ("\"-x\" is not a label value (...)").

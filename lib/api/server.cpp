@@ -15,6 +15,7 @@
 // stops while its parsed requests wait (http.h's kMaxQueuedRequests) or its answers
 // wait to be written (max_stream_backlog_bytes); each request has a deadline; and
 // follow streams have slots of their own, so they never crowd out requests.
+#include <grp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -74,6 +75,17 @@ Status ClearStaleSocket(const std::string& path) {
     return internal::ErrnoError("remove stale socket " + path, "", errno);
   }
   return Status::OK();
+}
+
+// The id of group `name`, or NotFound.
+Result<gid_t> GroupId(const std::string& name) {
+  std::vector<char> buf(16384);
+  group grp;
+  group* found = nullptr;
+  int rc = getgrnam_r(name.c_str(), &grp, buf.data(), buf.size(), &found);
+  if (rc != 0) return internal::ErrnoError("socket group " + name, "getgrnam", rc);
+  if (found == nullptr) return Status::NotFound("socket group " + name + ": no such group");
+  return found->gr_gid;
 }
 
 void FreeListener(uv_handle_t* h) { delete reinterpret_cast<uv_pipe_t*>(h); }
@@ -193,6 +205,7 @@ class ApiServer::Impl {
   void Release(Conn* c);
 
   void Accept();
+  void LogPeer(Conn* c);
   void OnRead(Conn* c, ssize_t nread);
   void Serve(Conn* c);
   void Answer(Conn* c, const internal::HttpRequest& req, ApiResponse resp);
@@ -219,6 +232,7 @@ class ApiServer::Impl {
   ApiHandler handler_;
   uv_loop_t* loop_ = nullptr;
   uv_pipe_t* listener_ = nullptr;  // freed by its close callback
+  std::string path_;               // where listener_ listens
   uv_async_t* wakeup_ = nullptr;   // drains mailbox_; freed by its close callback
   LoopProbe* probe_ = nullptr;     // freed by its close callback
   std::set<Conn*> conns_;
@@ -252,28 +266,59 @@ Status ApiServer::Impl::Listen(uv_loop_t* loop, const std::string& path) {
     return Status::InvalidArgument("socket path " + path + " is longer than " +
                                    std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) + " bytes");
   }
-  size_t slash = path.find_last_of('/');
-  if (slash != std::string::npos && slash > 0) {
-    PETREL_RETURN_IF_ERROR(
-        internal::MakeDirs(path.substr(0, slash), 0750).WithContext("socket " + path));
+  gid_t gid = static_cast<gid_t>(-1);
+  if (!options_.socket_group.empty()) {
+    PETREL_ASSIGN_OR_RETURN(gid, GroupId(options_.socket_group));
+  }
+  const std::string dir = internal::Dirname(path);
+  struct stat st;
+  const bool new_dir = stat(dir.c_str(), &st) != 0;
+  PETREL_RETURN_IF_ERROR(internal::MakeDirs(dir, 0750).WithContext("socket " + path));
+  // The group reaches the socket through the directory petrel made; one that was
+  // there already keeps its owner and mode.
+  if (new_dir && gid != static_cast<gid_t>(-1) && chown(dir.c_str(), -1, gid) != 0) {
+    return internal::ErrnoError("socket directory " + dir, "chown", errno);
   }
   PETREL_RETURN_IF_ERROR(ClearStaleSocket(path));
 
+  // Bound in a private directory (0700) and renamed into place once its mode and
+  // group are set, so that it never exists at `path` open to more than it should be.
+  std::string private_dir = dir + "/.petrel-XXXXXX";
+  if (private_dir.size() + 2 >= sizeof(sockaddr_un{}.sun_path)) {
+    return Status::InvalidArgument("socket path " + path +
+                                   ": its directory's path is longer than " +
+                                   std::to_string(sizeof(sockaddr_un{}.sun_path) - 18) + " bytes");
+  }
+  if (mkdtemp(private_dir.data()) == nullptr) {
+    return internal::ErrnoError("socket directory " + dir, "mkdtemp", errno);
+  }
+  const std::string tmp = private_dir + "/s";
   auto* listener = new uv_pipe_t;
   int rc = uv_pipe_init(loop, listener, 0);
   if (rc != 0) {
     delete listener;
+    rmdir(private_dir.c_str());
     return Status::Internal(std::string("uv_pipe_init: ") + uv_strerror(rc));
   }
   listener->data = this;
+  bool placed = false;
   auto fail = [&](const std::string& what, int code) {
     uv_close(reinterpret_cast<uv_handle_t*>(listener), FreeListener);
+    unlink((placed ? path : tmp).c_str());
+    rmdir(private_dir.c_str());
     return Status::IOError(what + " " + path + ": " + uv_strerror(code));
   };
-  if ((rc = uv_pipe_bind(listener, path.c_str())) != 0) return fail("bind", rc);
-  // The socket's directory is 0750 and the socket 0660: the owner's group may talk to
-  // petrel, nobody else.
-  if (chmod(path.c_str(), 0660) != 0) return fail("chmod", uv_translate_sys_error(errno));
+  if ((rc = uv_pipe_bind(listener, tmp.c_str())) != 0) return fail("bind", rc);
+  // 0660 in a 0750 directory: the owner and the socket's group may talk to petrel,
+  // nobody else.
+  if (chmod(tmp.c_str(), 0660) != 0) return fail("chmod", uv_translate_sys_error(errno));
+  if (gid != static_cast<gid_t>(-1) && chown(tmp.c_str(), -1, gid) != 0) {
+    return fail("chown", uv_translate_sys_error(errno));
+  }
+  if (rename(tmp.c_str(), path.c_str()) != 0) return fail("rename", uv_translate_sys_error(errno));
+  placed = true;
+  rmdir(private_dir.c_str());
+  path_ = path;
   rc = uv_listen(reinterpret_cast<uv_stream_t*>(listener), 128, [](uv_stream_t* s, int status) {
     if (status == 0) static_cast<Impl*>(s->data)->Accept();
   });
@@ -303,9 +348,10 @@ Status ApiServer::Impl::Listen(uv_loop_t* loop, const std::string& path) {
 
 void ApiServer::Impl::StopAccepting() {
   if (listener_ == nullptr) return;
-  // libuv unlinks the socket file when it closes a bound pipe.
+  // libuv unlinks the path it bound (gone since the rename); the socket's is ours.
   uv_close(reinterpret_cast<uv_handle_t*>(listener_), FreeListener);
   listener_ = nullptr;
+  unlink(path_.c_str());
 }
 
 void ApiServer::Impl::Close() {
@@ -325,6 +371,23 @@ void ApiServer::Impl::Close() {
   }
 }
 
+// Who connected, as the kernel says (SO_PEERCRED): once per connection, at debug
+// level, since a busy client opens one per request.
+void ApiServer::Impl::LogPeer(Conn* c) {
+  if (!options_.log_sink) return;
+  uv_os_fd_t fd;
+  ucred cred{};
+  socklen_t len = sizeof(cred);
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(&c->pipe), &fd) != 0 ||
+      getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+    Log(LogLevel::kWarn,
+        std::string("connection from an unknown peer: SO_PEERCRED: ") + std::strerror(errno));
+    return;
+  }
+  Log(LogLevel::kDebug, "connection from uid " + std::to_string(cred.uid) + " gid " +
+                            std::to_string(cred.gid) + " pid " + std::to_string(cred.pid));
+}
+
 void ApiServer::Impl::Accept() {
   auto* c = new Conn;
   c->server = this;
@@ -340,6 +403,7 @@ void ApiServer::Impl::Accept() {
     CloseConn(c);
     return;
   }
+  LogPeer(c);
   if (conns_.size() - streams_ > static_cast<size_t>(options_.max_connections) && !EvictOne(c)) {
     Log(LogLevel::kWarn,
         "refused a connection: " + std::to_string(options_.max_connections) + " are open");

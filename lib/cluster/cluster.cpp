@@ -204,6 +204,8 @@ class ClusterImpl final : public Cluster, public PeerLink {
   Result<std::vector<ApplyResult>> Apply(const std::vector<WorkloadSpec>& specs) override {
     for (const WorkloadSpec& spec : specs) {
       PETREL_RETURN_IF_ERROR(ValidateWorkload(spec).WithContext("workload " + spec.name));
+      PETREL_RETURN_IF_ERROR(
+          CheckHostPaths(spec, opts_.allowed_host_paths).WithContext("workload " + spec.name));
     }
     // Not in a cluster yet: a single node, as without --peer-listen (Init takes its
     // workloads along).

@@ -132,6 +132,12 @@ class OrchestratorImpl final : public Orchestrator {
     if (!opts_.log_sink) opts_.log_sink = StderrLogSink();
     if (opts_.node_name.empty()) opts_.node_name = petrel::DefaultNodeName();
     PETREL_RETURN_IF_ERROR(ValidateNodeName(opts_.node_name).WithContext("options: node_name"));
+    for (const std::string& dir : opts_.allowed_host_paths) {
+      if (dir.empty() || dir.front() != '/') {
+        return Status::InvalidArgument("options: allowed_host_paths: \"" + dir +
+                                       "\" is not an absolute path");
+      }
+    }
 
     PETREL_RETURN_IF_ERROR(PrepareStateDir(opts_.state_dir));
     PETREL_RETURN_IF_ERROR(DirLock::Acquire(opts_.state_dir, &lock_));
@@ -413,6 +419,7 @@ class OrchestratorImpl final : public Orchestrator {
     TimeMs now = opts_.clock->Now();
     for (const WorkloadSpec& spec : specs) {
       Status s = ValidateWorkload(spec);
+      if (s.ok()) s = CheckHostPaths(spec, opts_.allowed_host_paths);
       if (!s.ok()) {
         return s.WithContext("workload " + (spec.name.empty() ? "(unnamed)" : spec.name));
       }

@@ -8,6 +8,7 @@
 #include <exception>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <utility>
 
 #include "lib/manifest/decode.h"
@@ -57,9 +58,11 @@ void ResolveImagePath(const std::string& base_dir, WorkloadSpec* spec) {
 }
 
 // Parses, decodes and checks every workload of one file, all or nothing. With a
-// base_dir, relative local image paths are taken from there.
+// base_dir, relative local image paths are taken from there; bind mounts' sources are
+// checked against `allowed_host_paths` (none: any).
 Status ParseFile(std::string_view text, std::string_view file, std::vector<Located>* out,
-                 const std::string& base_dir = "") {
+                 const std::string& base_dir = "",
+                 const std::vector<std::string>& allowed_host_paths = {}) {
   if (text.size() > kMaxManifestBytes) {
     return ErrorAt(file, {Position{}, "", "larger than 4 MiB"});
   }
@@ -72,9 +75,9 @@ Status ParseFile(std::string_view text, std::string_view file, std::vector<Locat
     internal::PositionMap positions;
     if (auto e = internal::DecodeWorkload(doc, &w.spec, &positions)) return ErrorAt(file, *e);
     if (!base_dir.empty()) ResolveImagePath(base_dir, &w.spec);
-    if (auto f = internal::CheckWorkload(w.spec)) {
-      return ErrorAt(file, {internal::Locate(positions, f->path), f->path, f->reason});
-    }
+    std::optional<internal::FieldError> f = internal::CheckWorkload(w.spec);
+    if (!f) f = internal::CheckHostPaths(w.spec, allowed_host_paths);
+    if (f) return ErrorAt(file, {internal::Locate(positions, f->path), f->path, f->reason});
     w.name_pos = internal::Locate(positions, "metadata.name");
     auto [it, inserted] = first_at.emplace(w.spec.name, w.name_pos);
     if (!inserted) {
@@ -132,7 +135,8 @@ Status ListFiles(const std::string& path, std::vector<std::string>* files) {
   return Status::OK();
 }
 
-Result<std::vector<WorkloadSpec>> LoadAll(const std::string& path) {
+Result<std::vector<WorkloadSpec>> LoadAll(const std::string& path,
+                                          const std::vector<std::string>& allowed_host_paths) {
   std::vector<std::string> files;
   PETREL_RETURN_IF_ERROR(ListFiles(path, &files));
   std::vector<WorkloadSpec> specs;
@@ -142,7 +146,8 @@ Result<std::vector<WorkloadSpec>> LoadAll(const std::string& path) {
     PETREL_RETURN_IF_ERROR(ReadFile(file, &text));
     std::vector<Located> workloads;
     std::string dir = std::filesystem::path(file).parent_path().string();
-    PETREL_RETURN_IF_ERROR(ParseFile(text, file, &workloads, dir.empty() ? "." : dir));
+    PETREL_RETURN_IF_ERROR(
+        ParseFile(text, file, &workloads, dir.empty() ? "." : dir, allowed_host_paths));
     for (Located& w : workloads) {
       auto [it, inserted] = defined_at.emplace(w.spec.name, Where(file, w.name_pos));
       if (!inserted) {
@@ -172,8 +177,13 @@ Result<std::vector<WorkloadSpec>> ParseManifest(std::string_view text, std::stri
 }
 
 Result<std::vector<WorkloadSpec>> LoadManifests(const std::string& path) {
+  return LoadManifests(path, {});
+}
+
+Result<std::vector<WorkloadSpec>> LoadManifests(
+    const std::string& path, const std::vector<std::string>& allowed_host_paths) {
   try {
-    return LoadAll(path);
+    return LoadAll(path, allowed_host_paths);
   } catch (const std::exception& e) {
     return Status::Internal(path + ": " + e.what());
   }

@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "petrel/spec.h"
 
@@ -36,6 +37,11 @@ struct FieldError {
 
 // Returns the first failure in field order, or nothing when `spec` is valid.
 std::optional<FieldError> CheckWorkload(const WorkloadSpec& spec);
+
+// CheckHostPaths (spec.h) naming the field, for the manifest layer. It reads the file
+// system (to resolve symbolic links): not pure like CheckWorkload.
+std::optional<FieldError> CheckHostPaths(const WorkloadSpec& spec,
+                                         const std::vector<std::string>& allowed);
 
 // `parent` + "." + `key`, the key escaped and cut like Quote (lib/util/strings.h)
 // does, so that a field path stays one short printable line whatever keys a manifest

@@ -1,6 +1,9 @@
 // Comparison, names and validation of the spec value types.
 #include "petrel/spec.h"
 
+#include <climits>
+#include <cstdlib>
+#include <filesystem>
 #include <tuple>
 
 #include "lib/spec/check.h"
@@ -564,7 +567,72 @@ std::optional<FieldError> CheckWorkload(const WorkloadSpec& spec) {
   return CheckPlacement(spec);
 }
 
+namespace {
+
+// `path` without "." components, repeated or trailing slashes (".." is refused by
+// CheckMounts before this is reached).
+std::string Lexical(const std::filesystem::path& path) {
+  std::string out = path.lexically_normal().string();
+  while (out.size() > 1 && out.back() == '/') out.pop_back();
+  return out;
+}
+
+// `path` with the symbolic links of its longest existing part resolved (realpath), the
+// rest appended as it is.
+std::string Resolved(const std::string& path) {
+  std::filesystem::path p = std::filesystem::path(path).lexically_normal();
+  std::filesystem::path rest;
+  while (!p.empty() && p != p.root_path()) {
+    char buf[PATH_MAX];
+    if (realpath(p.c_str(), buf) != nullptr) {
+      p = buf;
+      break;
+    }
+    rest = p.filename() / rest;
+    p = p.parent_path();
+  }
+  return Lexical(p / rest);
+}
+
+bool IsBelow(const std::string& path, const std::string& dir) {
+  if (dir == "/") return true;
+  return path == dir || (path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 &&
+                         path[dir.size()] == '/');
+}
+
+}  // namespace
+
+std::optional<FieldError> CheckHostPaths(const WorkloadSpec& spec,
+                                         const std::vector<std::string>& allowed) {
+  if (allowed.empty()) return std::nullopt;
+  std::vector<std::string> dirs;
+  std::string listed;
+  for (const std::string& a : allowed) {
+    dirs.push_back(Resolved(a));
+    listed += (listed.empty() ? "" : ", ") + a;
+  }
+  for (size_t i = 0; i < spec.mounts.size(); i++) {
+    const MountSpec& m = spec.mounts[i];
+    if (m.type != MountSpec::Type::kBind) continue;
+    const std::string resolved = Resolved(m.source);
+    bool ok = false;
+    for (size_t d = 0; d < dirs.size() && !ok; d++) ok = IsBelow(resolved, dirs[d]);
+    if (!ok) {
+      std::string why = Quote(m.source) + " is not below an allowed host path (" + listed + ")";
+      if (resolved != Lexical(m.source)) why += "; it resolves to " + Quote(resolved);
+      return FieldError{"spec." + Index("mounts", i) + ".source", why};
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace internal
+
+Status CheckHostPaths(const WorkloadSpec& spec, const std::vector<std::string>& allowed) {
+  std::optional<internal::FieldError> e = internal::CheckHostPaths(spec, allowed);
+  if (!e) return Status::OK();
+  return Status::InvalidArgument(e->path + ": " + e->reason);
+}
 
 Status ValidateLabel(const std::string& key, const std::string& value) {
   using internal::Quote;

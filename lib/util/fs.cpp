@@ -330,8 +330,24 @@ Status WriteFileAtomic(const std::string& path, std::string_view data) {
   UniqueFd fd(open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0640));
   if (!fd.valid()) return ErrnoError(tmp, "create", errno);
   PETREL_RETURN_IF_ERROR(WriteAll(fd.get(), data, tmp));
+  // The data before the rename that publishes it: else a power cut may leave the new
+  // name on an empty or partly written file.
+  if (fsync(fd.get()) != 0) return ErrnoError(tmp, "fsync", errno);
   fd.reset();
   if (rename(tmp.c_str(), path.c_str()) != 0) return ErrnoError(path, "rename", errno);
+  return SyncDir(Dirname(path));
+}
+
+std::string Dirname(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+Status SyncDir(const std::string& dir) {
+  UniqueFd fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.valid()) return ErrnoError(dir, "open", errno);
+  if (fsync(fd.get()) != 0) return ErrnoError(dir, "fsync", errno);
   return Status::OK();
 }
 

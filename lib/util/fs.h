@@ -108,8 +108,16 @@ Result<std::string> ReadSmallFileInRoot(const std::string& root, const std::stri
 Status WriteAll(int fd, std::string_view data, std::string_view path, off_t offset = -1);
 
 // Replaces `path` with `data` (mode 0640) through "<path>.tmp" and a rename, so a
-// reader or a crash sees the old file or the new one, never half of one. No fsync.
+// reader, a crash or a power cut sees the old file or the new one, never half of one:
+// the file is fsynced before the rename and its directory after, so when it returns OK
+// the new file is on disk.
 Status WriteFileAtomic(const std::string& path, std::string_view data);
+
+// The directory part of `path`: "." without a slash, "/" for "/x".
+std::string Dirname(const std::string& path);
+
+// fsync of a directory: what was created, renamed or removed in it is on disk.
+Status SyncDir(const std::string& dir);
 
 // RemoveTree for the entry `name` (one path component) of the directory `dir_fd`;
 // messages name `display_path`.

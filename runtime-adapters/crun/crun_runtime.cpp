@@ -68,6 +68,8 @@ using nlohmann::json;
 
 constexpr char kMetaFile[] = "meta.json";
 constexpr char kTrashPrefix[] = ".removing-";
+// A container whose files were found damaged, kept for a look (the last one per name).
+constexpr char kDamagedPrefix[] = ".damaged-";
 // Bounds for files read whole: pid and exit files; meta, logs of the runtime, passwd.
 constexpr size_t kSmallFile = 256;
 constexpr size_t kLogFile = 1 << 20;
@@ -488,7 +490,17 @@ class CrunRuntime final : public ContainerRuntime {
       Result<ContainerInfo> info = Inspect(id);
       if (!info.ok()) {
         if (info.status().IsNotFound()) continue;  // half-made or being removed
-        return info.status();
+        if (info.status().code() != Status::Code::kCorruption) return info.status();
+        // One damaged container must not hide the others: it goes, and the next pass
+        // makes it anew under its name.
+        const std::string aside = containers_ + "/" + kDamagedPrefix + id;
+        Log(LogLevel::kError, "container " + id + ": " + info.status().message() +
+                                  ": stopping it and keeping its files in " + aside +
+                                  "; it is made anew");
+        if (Status s = Destroy(id, aside); !s.ok()) {
+          Log(LogLevel::kError, "container " + id + ": setting it aside: " + s.message());
+        }
+        continue;
       }
       bool match = std::all_of(selector.begin(), selector.end(), [&](const auto& kv) {
         auto it = info->labels.find(kv.first);
@@ -561,12 +573,16 @@ class CrunRuntime final : public ContainerRuntime {
   }
 
   // Fills in the exit from the container's exit file: false when there is none (yet).
+  // A damaged one ("<code> <finished ms>\n" cut short, empty, garbage) says exited with
+  // an unknown code (-1), never a number read from what is left of it.
   static bool ReadExit(const std::string& dir, ContainerInfo* info) {
     Result<std::string> exit = ReadSmallFile(dir + "/" + internal::kExitFile, kSmallFile);
     if (!exit.ok()) return false;
     info->state = ContainerState::kExited;
     long long code = -1, at = 0;
-    if (sscanf(exit->c_str(), "%lld %lld", &code, &at) == 2) {
+    int end = 0;
+    if (sscanf(exit->c_str(), "%lld %lld%n", &code, &at, &end) == 2 &&
+        static_cast<size_t>(end) + 1 == exit->size() && exit->back() == '\n') {
       info->exit_code = static_cast<int>(code);
       info->finished_at = at;
     }
@@ -652,7 +668,13 @@ class CrunRuntime final : public ContainerRuntime {
     }
     PETREL_ASSIGN_OR_RETURN(const std::string process, ExecProcess(id, options.command));
     ExecFiles files(exec_dir_ + "/" + id + "." + std::to_string(++exec_count_));
-    PETREL_RETURN_IF_ERROR(WriteFileAtomic(files.process, process));
+    {
+      // A new name each time, read once and removed: no rename and no fsync, which a
+      // probe every few seconds would pay for in flash wear.
+      UniqueFd fd(open(files.process.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+      if (!fd.valid()) return ErrnoError(files.process, "create", errno);
+      PETREL_RETURN_IF_ERROR(internal::WriteAll(fd.get(), process, files.process));
+    }
 
     internal::CommandPlan plan;
     plan.argv = RuntimeArgv({"--log", files.log, "--log-format", "json", "exec", "--process",
@@ -766,15 +788,24 @@ class CrunRuntime final : public ContainerRuntime {
     return Status::FailedPrecondition("exec in " + id + ": container " + id + " " + how);
   }
 
-  // The container's meta.json; NotFound when there is no (finished) container `id`.
+  // The container's meta.json; NotFound when there is no (finished) container `id`,
+  // Corruption when it is damaged (too large, or no JSON object with its name and labels).
   Result<json> ReadMeta(const std::string& id) {
     if (!ValidId(id)) return Status::NotFound("no container " + id);
-    Result<std::string> text = ReadSmallFile(DirOf(id) + "/" + kMetaFile, kLogFile);
+    const std::string path = DirOf(id) + "/" + kMetaFile;
+    Result<std::string> text = ReadSmallFile(path, kLogFile);
     if (!text.ok()) {
       return text.status().IsNotFound() ? Status::NotFound("no container " + id) : text.status();
     }
     json meta = json::parse(*text, nullptr, false);
-    if (!meta.is_object()) return Status::Corruption(DirOf(id) + "/" + kMetaFile + ": not JSON");
+    if (!meta.is_object()) {
+      return Status::Corruption(path +
+                                ": damaged: " + (text->empty() ? "empty" : "not a JSON object"));
+    }
+    if (!meta.contains("name") || !meta["name"].is_string() || !meta.contains("labels") ||
+        !meta["labels"].is_object()) {
+      return Status::Corruption(path + ": damaged: no name or labels");
+    }
     return meta;
   }
 
@@ -892,8 +923,9 @@ class CrunRuntime final : public ContainerRuntime {
   }
 
   // Deletes everything of a container: the runtime's record, its root filesystem,
-  // cgroups and directory. Tolerates any of them being gone already.
-  Status Destroy(const std::string& id) {
+  // cgroups and directory. Tolerates any of them being gone already. With `keep_as`,
+  // the directory's other files are moved there instead (replacing what was there).
+  Status Destroy(const std::string& id, const std::string& keep_as = "") {
     const std::string dir = DirOf(id);
     int status = 0;
     std::string out;
@@ -923,9 +955,21 @@ class CrunRuntime final : public ContainerRuntime {
         }
       }
       PETREL_RETURN_IF_ERROR(opts_.port->RemoveCgroups(cgroups));
+    } else if (!meta.ok() && HybridCrun()) {
+      // No record of them: every cgroup petrel may have made for this container.
+      Resources any;
+      any.memory_bytes = any.cpu_millis = any.pids = 1;
+      PETREL_RETURN_IF_ERROR(opts_.port->RemoveCgroups(opts_.port->LimitCgroupsFor(id, any).dirs));
     }
     // Gone in one step for List; the files go after (or at the next start, if petrel
     // dies in between).
+    if (!keep_as.empty()) {
+      PETREL_RETURN_IF_ERROR(internal::RemoveTree(keep_as));
+      if (rename(dir.c_str(), keep_as.c_str()) != 0 && errno != ENOENT) {
+        return ErrnoError(dir, "rename", errno);
+      }
+      return Status::OK();
+    }
     const std::string trash = containers_ + "/" + kTrashPrefix + id;
     PETREL_RETURN_IF_ERROR(internal::RemoveTree(trash));
     if (rename(dir.c_str(), trash.c_str()) != 0 && errno != ENOENT) {
@@ -955,9 +999,9 @@ class CrunRuntime final : public ContainerRuntime {
       if (n <= 0) continue;
       std::string id(buf, static_cast<size_t>(n));
       if (!ValidId(id)) continue;
-      int code = -1;
-      Result<std::string> exit = ReadSmallFile(DirOf(id) + "/" + internal::kExitFile, kSmallFile);
-      if (exit.ok()) code = atoi(exit->c_str());
+      // -1 (unknown) when the exit file is missing or damaged, never a guess.
+      ContainerInfo exited;
+      const int code = ReadExit(DirOf(id), &exited) ? exited.exit_code : -1;
       ExitHandler handler;
       {
         std::lock_guard<std::mutex> lock(handler_mu_);

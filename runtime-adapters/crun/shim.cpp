@@ -82,6 +82,7 @@ void ResetSignals() {
 struct Prepared {
   std::vector<std::string> argv_s, env_s;
   std::vector<char*> argv, envp;
+  std::string dir;  // the container's
   std::string init_pid, exit_file, exit_tmp, lock_file, shim_pid, shim_pid_tmp, runtime_log;
   std::string log_path_a, log_path_b;  // "<dir>/log.<20 digits>", digits filled in later
   size_t log_digits_at = 0;            // where the digits start in log_path_*
@@ -176,8 +177,15 @@ void WriteExit(const Prepared& p, int code) {
   int fd = open(p.exit_tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
   if (fd < 0) return;
   RawWriteAll(fd, buf, n);
+  // On disk before the rename and the rename after it, as WriteFileAtomic does: after a
+  // power cut the exit file is whole or missing, never empty.
+  fsync(fd);
   close(fd);
   rename(p.exit_tmp.c_str(), p.exit_file.c_str());
+  fd = open(p.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  fsync(fd);
+  close(fd);
 }
 
 void Notify(const Prepared& p) {
@@ -526,6 +534,7 @@ Status BeginShim(const ShimPlan& plan, PendingShim* pending) {
   for (std::string& s : p.env_s) p.envp.push_back(s.data());
   p.envp.push_back(nullptr);
   const std::string d = plan.dir + "/";
+  p.dir = plan.dir;
   p.init_pid = d + kInitPidFile;
   p.exit_file = d + kExitFile;
   p.exit_tmp = d + kExitFile + ".tmp";

@@ -50,6 +50,7 @@ tools=(
   ip ss iptables                      # tests/lib/netns.sh: tests/cluster, cluster_bench.sh
   nsenter shuf                        # examples/local-cluster, petreld_fake_test.sh
   getconf mkfifo rmdir basename tr    # tests/cluster/runc_cluster_test.sh, local-cluster down
+  strace setpriv getent               # petreld_access_test.sh, fsync_test.sh
 )
 check_tools() {
   local missing=()

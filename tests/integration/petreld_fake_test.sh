@@ -19,6 +19,8 @@ pid=""
 listener=""
 # shellcheck source=tests/lib/petreld.sh
 . "$src/tests/lib/petreld.sh"
+# shellcheck source=tests/lib/api.sh
+. "$src/tests/lib/api.sh"
 
 cleanup() {
   [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
@@ -28,35 +30,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fail() {
-  echo "FAIL: $*" >&2
-  if [ -f "$work/petreld.log" ]; then
-    echo "--- petreld's log:" >&2
-    cat "$work/petreld.log" >&2
-  fi
-  exit 1
-}
-step() { echo "== $*"; }
-
 for tool in curl socat; do
   command -v "$tool" >/dev/null || fail "$tool is not installed (ports/debian/install-deps)"
 done
-
-# api METHOD PATH [curl args...]: the body in $work/body, the status in $code.
-api() {
-  local method=$1 path=$2
-  shift 2
-  code=$(curl -sS --unix-socket "$sock" -X "$method" -o "$work/body" -w '%{http_code}' \
-           "$@" "http://petrel$path") || fail "curl $method $path failed"
-}
-expect() {  # expect CODE SUBSTRING...: checks the last answer
-  local want=$1
-  shift
-  [ "$code" = "$want" ] || fail "expected HTTP $want, got $code: $(cat "$work/body")"
-  for s in "$@"; do
-    grep -qF -- "$s" "$work/body" || fail "answer lacks $s: $(cat "$work/body")"
-  done
-}
 
 start() {  # start [flags...]: petreld in the background, once it answers
   PETREL_SOCKET=$sock petreld_start "$work/petreld.log" --runtime fake --state-dir "$state" \

@@ -52,6 +52,15 @@ inline void WriteFile(const std::string& path, const std::string& data) {
   REQUIRE_MESSAGE(out.good(), "cannot write " << path);
 }
 
+// What a power cut or a bad flash cell may leave of a file that held `good`: its first
+// half ("truncated"), nothing ("empty"), or bytes that were never JSON ("garbage").
+inline const char* const kDamages[] = {"truncated", "empty", "garbage"};
+inline std::string Damaged(const std::string& kind, const std::string& good) {
+  if (kind == "truncated") return good.substr(0, good.size() / 2);
+  if (kind == "empty") return "";
+  return std::string("\0\xff{\"name\": [garbage", 20);
+}
+
 }  // namespace petrel::testing
 
 #endif  // PETREL_TESTS_LIB_FILES_H_

@@ -32,6 +32,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using petrel::testing::Damaged;
+using petrel::testing::kDamages;
 using petrel::testing::Mounted;
 using petrel::testing::MountGuard;
 using petrel::testing::ReadFile;
@@ -713,6 +715,38 @@ TEST_SUITE("image_store") {
       REQUIRE(std::system(("rm -rf " + first.rootfs).c_str()) == 0);
       CheckBaseRootfs(MustPull(store.get(), ref).rootfs);
       CHECK(store->unpack_count() == 1);
+    }
+  }
+
+  // Issue 9: a damaged file of the store costs the image it belongs to an unpack; the
+  // other images and the store itself go on.
+  TEST_CASE("a damaged refs.json or image config.json costs only that image an unpack") {
+    for (const std::string kind : kDamages) {
+      CAPTURE(kind);
+      TempDir dir;
+      std::vector<Layer> a = {MakeLayer({File("a", "a")})};
+      std::vector<Layer> b = {MakeLayer({File("b", "b")})};
+      const std::string ref_a = WriteImage(dir.path(), "oci", a, ConfigJson(a));
+      const std::string ref_b = WriteImage(dir.path(), "oci-archive", b, ConfigJson(b));
+      Image image_a, image_b;
+      {
+        auto store = OpenStore(dir.Sub("store"));
+        image_a = MustPull(store.get(), ref_a);
+        image_b = MustPull(store.get(), ref_b);
+      }
+      const std::string refs = dir.Sub("store/refs.json");
+      WriteFile(refs, Damaged(kind, ReadFile(refs)));
+      const std::string config_a = fs::path(image_a.rootfs).parent_path().string() + "/config.json";
+      WriteFile(config_a, Damaged(kind, ReadFile(config_a)));
+      auto store = OpenStore(dir.Sub("store"));
+      // Without refs.json, b is read again and found unpacked by its config's digest.
+      CHECK(MustPull(store.get(), ref_b).id == image_b.id);
+      CHECK(store->unpack_count() == 0);
+      Image again = MustPull(store.get(), ref_a);
+      CHECK(again.id == image_a.id);
+      CHECK(store->unpack_count() == 1);
+      CHECK(ReadFile(again.rootfs + "/a") == "a");
+      CHECK(MustPull(store.get(), ref_a).config.cmd == image_a.config.cmd);
     }
   }
 

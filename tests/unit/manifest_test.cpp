@@ -399,6 +399,20 @@ spec:
           "([A-Za-z_][A-Za-z0-9_]*)");
   }
 
+  TEST_CASE("LoadManifests with allowed host paths: a bind mount elsewhere at its position") {
+    testing::TempDir dir;
+    WriteFile(dir.Sub("w.yaml"), With("  mounts:\n"
+                                      "    - {type: bind, source: /srv/data/x, target: /a}\n"
+                                      "    - {type: bind, source: /etc, target: /b}\n"));
+    CHECK(LoadManifests(dir.Sub("w.yaml")).ok());
+    CHECK(LoadManifests(dir.Sub("w.yaml"), {"/srv/data", "/etc"}).ok());
+    Result<std::vector<WorkloadSpec>> r = LoadManifests(dir.Sub("w.yaml"), {"/srv/data"});
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().message() == dir.Sub("w.yaml") +
+                                      ":9:28: spec.mounts[1].source: \"/etc\" is not below an "
+                                      "allowed host path (/srv/data)");
+  }
+
   TEST_CASE("LoadManifests reads a file or a directory, all or nothing") {
     testing::TempDir dir;
     WriteFile(dir.Sub("b.yaml"), With(""));

@@ -132,6 +132,32 @@ TEST_SUITE("orchestrator") {
     CHECK(n.orch->List()->empty());
   }
 
+  TEST_CASE("Options::allowed_host_paths: Apply refuses a bind mount elsewhere, naming it") {
+    Node n;
+    n.orch.reset();
+    Options o = testing::TestOptions(n.dir, n.runtime, n.clock);
+    o.allowed_host_paths = {"/srv/data"};
+    n.orch = testing::OpenOrDie(o);
+    WorkloadSpec web = Web();
+    web.mounts.push_back(MountSpec{MountSpec::Type::kBind, "/srv/data/web", "/data", false, 0});
+    WorkloadSpec bad = Web();
+    bad.name = "bad";
+    bad.mounts.push_back(MountSpec{MountSpec::Type::kBind, "/", "/host", false, 0});
+    Result<std::vector<ApplyResult>> r = n.orch->Apply({web, bad});
+    REQUIRE(!r.ok());
+    CHECK(r.status().IsInvalidArgument());
+    CHECK(r.status().message() ==
+          "workload bad: spec.mounts[0].source: \"/\" is not below an "
+          "allowed host path (/srv/data)");
+    CHECK(n.orch->List()->empty());
+    CHECK(n.orch->Apply(web).ok());
+    o.allowed_host_paths = {"srv"};
+    n.orch.reset();
+    std::unique_ptr<Orchestrator> refused;
+    CHECK(Orchestrator::Open(o, &refused).message() ==
+          "options: allowed_host_paths: \"srv\" is not an absolute path");
+  }
+
   TEST_CASE("a crash loop backs off 1s, 2s, 4s, 4s and shows the next retry") {
     Node n;
     REQUIRE(n.orch->Apply(Web()).ok());

@@ -4,11 +4,14 @@
 #include <doctest/doctest.h>
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "lib/spec/check.h"
+#include "tests/lib/files.h"
 
 namespace petrel {
 namespace {
@@ -812,6 +815,50 @@ TEST_SUITE("spec") {
       covered[i](s);
       CHECK(TemplateHash(s) != h);
     }
+  }
+
+  // Issue 9: --allow-host-path / Options::allowed_host_paths.
+  TEST_CASE("CheckHostPaths: a bind mount's source below an allowed directory, links resolved") {
+    testing::TempDir dir;
+    const std::string data = dir.Sub("data");
+    std::filesystem::create_directories(data + "/sub");
+    std::filesystem::create_symlink("/etc", data + "/escape");
+    std::filesystem::create_symlink(data, dir.Sub("link-to-data"));
+    auto check = [&](const std::string& source, const std::vector<std::string>& allowed) {
+      WorkloadSpec s = ValidSpec();
+      MountSpec tmpfs;
+      tmpfs.type = MountSpec::Type::kTmpfs;
+      tmpfs.target = "/tmp";
+      s.mounts.push_back(tmpfs);  // no host path: never refused
+      MountSpec bind;
+      bind.source = source;
+      bind.target = "/data";
+      s.mounts.push_back(bind);
+      Status st = CheckHostPaths(s, allowed);
+      return st.ok() ? std::string() : st.message();
+    };
+    const std::vector<std::string> allowed = {data, "/opt/app/"};
+    for (const std::string& ok :
+         std::vector<std::string>{data, data + "/sub", data + "/not/yet/made", data + "/",
+                                  "/opt/app", "/opt/app/x", dir.Sub("link-to-data/sub")}) {
+      CAPTURE(ok);
+      CHECK(check(ok, allowed) == "");
+    }
+    CHECK(check("/etc", {}) == "");  // none given: any path
+    CHECK(check("/etc", {"/"}) == "");
+    CHECK(check("/etc", allowed) ==
+          "spec.mounts[1].source: \"/etc\" is not below an allowed "
+          "host path (" +
+              data + ", /opt/app/)");
+    CHECK(check(data + "x", allowed).find("is not below an allowed host path") !=
+          std::string::npos);
+    CHECK(check("/opt/application", allowed) != "");
+    CHECK(check("/", allowed) != "");
+    CHECK(check(data + "/escape/passwd", allowed) ==
+          "spec.mounts[1].source: \"" + data + "/escape/passwd\" is not below an allowed host " +
+              "path (" + data + ", /opt/app/); it resolves to \"/etc/passwd\"");
+    // An allowed directory given through a link: what it leads to is allowed.
+    CHECK(check(data + "/sub", {dir.Sub("link-to-data")}) == "");
   }
 
 }  // TEST_SUITE

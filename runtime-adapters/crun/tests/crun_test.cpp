@@ -413,6 +413,75 @@ TEST_SUITE("crun-adapter") {
     RemoveAndCheck(r.rt.get(), r.state.path(), id);
   }
 
+  // Issue 9: one container's damaged files never stop the node. Each place the adapter
+  // keeps a container's state: meta.json, the exit file, the bundle's config.json.
+  TEST_CASE("a container whose meta.json is damaged is stopped and set aside, List goes on") {
+    for (const std::string kind : kDamages) {
+      CAPTURE(kind);
+      Runtime r;
+      const std::string script = "echo up; while :; do sleep 0.1; done";
+      const std::string hurt = r.Start("meta-" + kind, script);
+      const std::string well = r.Start("well-" + kind, script);
+      REQUIRE(WaitFor([&] { return r.Log(hurt) == "up\n" && r.Log(well) == "up\n"; }));
+      const int pid = r.rt->Inspect(hurt)->pid;
+      const std::string meta = r.Dir(hurt) + "/meta.json";
+      WriteFile(meta, Damaged(kind, ReadFile(meta)));
+      Result<std::vector<ContainerInfo>> listed = r.rt->List({});
+      REQUIRE_MESSAGE(listed.ok(), listed.status().ToString());
+      REQUIRE(listed->size() == 1);
+      CHECK(listed->front().id == well);
+      CHECK(listed->front().state == ContainerState::kRunning);
+      // Stopped, its files kept aside, and its name free for the container made anew.
+      CHECK(WaitFor([&] { return kill(pid, 0) != 0; }));
+      CheckGone(r.rt.get(), r.state.path(), hurt);
+      CHECK(fs::exists(r.state.Sub("containers/.damaged-" + hurt + "/meta.json")));
+      const std::string again = r.Start("meta-" + kind, "echo again; while :; do sleep 0.1; done");
+      CHECK(again == hurt);
+      CHECK(WaitFor([&] { return r.Log(again) == "again\n"; }));
+      r.Finish(again);
+      r.Finish(well);
+    }
+  }
+
+  TEST_CASE("a damaged exit file reads as an unknown exit code, List goes on") {
+    for (const std::string kind : kDamages) {
+      CAPTURE(kind);
+      Runtime r;
+      const std::string id = r.Start("exit-" + kind, "exit 3");
+      REQUIRE(WaitExit(r.rt.get(), id) == 3);
+      const std::string exit = r.Dir(id) + "/exit";
+      WriteFile(exit, Damaged(kind, ReadFile(exit)));
+      Result<std::vector<ContainerInfo>> listed = r.rt->List({});
+      REQUIRE_MESSAGE(listed.ok(), listed.status().ToString());
+      REQUIRE(listed->size() == 1);
+      CHECK(listed->front().state == ContainerState::kExited);
+      CHECK(listed->front().exit_code == -1);  // not 3, not a number read from garbage
+      RemoveAndCheck(r.rt.get(), r.state.path(), id);
+    }
+  }
+
+  TEST_CASE("a damaged bundle config.json fails that start in the runtime's words, List goes on") {
+    for (const std::string kind : kDamages) {
+      CAPTURE(kind);
+      Runtime r;
+      ContainerSpec s;
+      s.name = CurrentTarget().name + "-config-" + kind;
+      s.image = r.image;
+      s.command = {"/bin/sh", "-c", "sleep 60"};
+      const std::string id = Create(r.rt.get(), s);
+      const std::string config = r.Dir(id) + "/config.json";
+      WriteFile(config, Damaged(kind, ReadFile(config)));
+      Status started = r.rt->Start(id);
+      CHECK(started.message().find("start container " + id + ": " + CurrentTarget().name + ": ") ==
+            0);
+      Result<std::vector<ContainerInfo>> listed = r.rt->List({});
+      REQUIRE_MESSAGE(listed.ok(), listed.status().ToString());
+      REQUIRE(listed->size() == 1);
+      CHECK(HasExited(r.rt.get(), id));
+      RemoveAndCheck(r.rt.get(), r.state.path(), id);
+    }
+  }
+
   TEST_CASE("a container whose lease has run out does not start, and Start says why") {
     Runtime r;
     LeaseFile lease;  // never renewed: run out
