@@ -13,15 +13,21 @@ command -v strace >/dev/null || {
   echo "FAIL: strace is not installed (ports/debian/install-deps)" >&2
   exit 1
 }
-log=$(mktemp /tmp/fsync-test.XXXXXX)
-trap 'rm -f "$log"' EXIT
+traces=$(mktemp -d /tmp/fsync-test.XXXXXX)
+log=$traces/all
+trap 'rm -rf "$traces"' EXIT
 
-# LeakSanitizer (the dev preset's ASan) cannot run under ptrace.
-ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 strace -f -qq -o "$log" -e trace=open,openat,fsync,fdatasync,rename,renameat,renameat2 "$@" \
+# LeakSanitizer (the dev preset's ASan) cannot run under ptrace. One file per process
+# (-ff): in one shared file, a call that another process interrupts is split into
+# "<unfinished ...>" and "<... resumed>" lines, which the check below cannot read.
+ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 strace -ff -qq -o "$traces/t" -e trace=open,openat,fsync,fdatasync,rename,renameat,renameat2 "$@" \
   >/dev/null 2>&1 || {
   echo "FAIL: $* failed under strace" >&2
   exit 1
 }
+for f in "$traces"/t.*; do
+  sed "s/^/${f##*.} /" "$f"
+done >"$log"
 
 # Per process: 1 the .tmp opened, 2 its descriptor fsynced, 3 renamed into place, 4 its
 # directory fsynced after that.

@@ -141,13 +141,14 @@ spec:
 YAML
 "$ctl" apply -f "$dir/late.yaml" >/dev/null || fail "apply late"
 late_msg() { "$ctl" get workloads late -o json | jq -r '.items[0].replicas[0] | .phase + " " + .message'; }
-wait_for 30 bash -c "'$ctl' get workloads late -o json |
-  jq -e '.items[0].replicas[0].message | test(\"no such file or directory; retry in\")' >/dev/null" ||
-  fail "timed out waiting for late waiting for its image"
-case "$(late_msg)" in
-  "Pulling image oci-archive:$dir/late.tar: no such file or directory; retry in "*) ;;
-  *) fail "late: $(late_msg)" ;;
-esac
+# Read once per look: between two retries (every 400 ms) the message changes.
+late_waits() {
+  case "$(late_msg)" in
+    "Pulling image oci-archive:$dir/late.tar: no such file or directory; retry in "*) ;;
+    *) return 1 ;;
+  esac
+}
+wait_for 30 late_waits || fail "timed out waiting for late waiting for its image: $(late_msg)"
 "$ctl" events | grep -qE ' late +- +Failed +image oci-archive:' || fail "no image Failed event"
 "$ctl" events | grep -q ' late .* BackOff ' && fail "an image error became a crash loop"
 [ -z "$(ls "$state/oci/containers" | grep late || true)" ] || fail "a container was made for late"
