@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "lib/image/digest.h"
+#include "lib/image/registry.h"
 #include "tests/lib/files.h"
 #include "tests/lib/mounts.h"
 
@@ -688,6 +689,18 @@ TEST_SUITE("image_store") {
     REQUIRE_FALSE(none.ok());
     CHECK(none.status().IsInvalidArgument());
     CHECK(none.status().message().find(": no manifest for linux/" + host) != std::string::npos);
+  }
+
+  TEST_CASE("registries reached over plain HTTP: loopback hosts only") {
+    for (const char* host : {"localhost", "127.0.0.1", "127.1.2.3"}) {
+      CAPTURE(host);
+      CHECK(IsLoopbackHost(host));
+    }
+    for (const char* host : {"", "127.0.0.1.example.com", "127.evil", "10.0.0.1", "localhost.",
+                             "ghcr.io", "128.0.0.1", "127.0.0"}) {
+      CAPTURE(host);
+      CHECK_FALSE(IsLoopbackHost(host));
+    }
   }
 
   TEST_CASE("a missing file is NotFound naming it, bad references are InvalidArgument") {
