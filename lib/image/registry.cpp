@@ -5,9 +5,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
@@ -36,12 +38,14 @@ constexpr long kConnectTimeoutSeconds = 30;
 constexpr long kLowSpeedBytes = 1024;  // slower than this for kLowSpeedSeconds: give up
 constexpr long kLowSpeedSeconds = 60;
 constexpr long kBufferSize = 128 * 1024;
+constexpr size_t kMaxTokenResponse = 64 * 1024;
 
 // One GET's outcome. `sink` got the body of a 2xx answer; `error_body` holds the start
 // of any other.
 struct Response {
   long code = 0;
   std::string content_type;
+  std::string www_authenticate;
   std::string error_body;
 };
 
@@ -66,23 +70,76 @@ size_t OnBody(char* data, size_t size, size_t n, void* user) {
   return t->sink_status.ok() ? len : 0;
 }
 
+// The value of header `name` (lowercase, with the colon) when `line` is that header.
+bool HeaderValue(std::string_view line, std::string_view name, std::string* value) {
+  if (line.size() <= name.size()) return false;
+  std::string lower(line.substr(0, name.size()));
+  std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+  if (lower != name) return false;
+  std::string_view v = line.substr(name.size());
+  size_t b = v.find_first_not_of(" \t");
+  size_t e = v.find_last_not_of(" \t\r\n");
+  *value = b == std::string_view::npos ? "" : std::string(v.substr(b, e - b + 1));
+  return true;
+}
+
 size_t OnHeader(char* data, size_t size, size_t n, void* user) {
   auto* t = static_cast<Transfer*>(user);
   std::string_view line(data, size * n);
-  if (line.substr(0, 5) == "HTTP/") t->response->content_type.clear();  // a new answer
-  constexpr std::string_view kType = "content-type:";
-  if (line.size() > kType.size()) {
-    std::string name(line.substr(0, kType.size()));
-    std::transform(name.begin(), name.end(), name.begin(), ::tolower);
-    if (name == kType) {
-      std::string_view v = line.substr(kType.size());
-      size_t b = v.find_first_not_of(" \t");
-      size_t e = v.find_first_of(";\r\n", b == std::string_view::npos ? 0 : b);
-      t->response->content_type =
-          b == std::string_view::npos ? "" : std::string(v.substr(b, e - b));
-    }
+  if (line.substr(0, 5) == "HTTP/") {  // a new answer (after a redirect)
+    t->response->content_type.clear();
+    t->response->www_authenticate.clear();
+  }
+  std::string value;
+  if (HeaderValue(line, "content-type:", &value)) {
+    t->response->content_type = value.substr(0, value.find(';'));
+  } else if (HeaderValue(line, "www-authenticate:", &value)) {
+    t->response->www_authenticate = value.substr(0, kMaxErrorBody);
   }
   return size * n;
+}
+
+// The parameters of a "Bearer realm=\"..\",service=\"..\",scope=\"..\"" challenge.
+std::map<std::string, std::string> ChallengeParams(std::string_view challenge) {
+  std::map<std::string, std::string> out;
+  size_t i = challenge.find(' ');
+  while (i != std::string_view::npos && i < challenge.size()) {
+    size_t eq = challenge.find('=', i);
+    if (eq == std::string_view::npos) break;
+    std::string key(challenge.substr(i, eq - i));
+    key.erase(0, key.find_first_not_of(" ,"));
+    std::transform(key.begin(), key.end(), key.begin(), ::tolower);
+    std::string value;
+    size_t j = eq + 1;
+    if (j < challenge.size() && challenge[j] == '"') {
+      size_t close = challenge.find('"', j + 1);
+      if (close == std::string_view::npos) break;
+      value = std::string(challenge.substr(j + 1, close - j - 1));
+      i = close + 1;
+    } else {
+      size_t comma = challenge.find(',', j);
+      value = std::string(challenge.substr(j, comma - j));
+      i = comma;
+    }
+    out[key] = value;
+  }
+  return out;
+}
+
+// `s` percent-encoded for a URL query (RFC 3986 unreserved characters kept).
+std::string QueryEscape(const std::string& s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
 }
 
 struct CurlFree {
@@ -308,14 +365,91 @@ class Source : public ImageSource {
     return s;
   }
 
+  // GET base_ + `path`; after a 401 with a Bearer challenge, fetches a token from the
+  // challenge's realm (anonymously) and asks once more with it.
   Status Get(const std::string& path, const std::string& what, bool manifest,
              const std::function<Status(const char*, size_t)>& sink, Response* r) {
-    std::unique_ptr<CURL, CurlFree> curl(PETREL_CURL(curl_easy_init)());
     const std::string prefix = what.empty() ? "" : what + ": ";
-    if (!curl) return Status::IOError(prefix + "curl_easy_init failed");
-    std::unique_ptr<curl_slist, SlistFree> headers;
-    if (manifest) headers.reset(PETREL_CURL(curl_slist_append)(nullptr, kManifestAccept));
     const std::string url = base_ + path;
+    PETREL_RETURN_IF_ERROR(Perform(url, manifest, sink, r, prefix));
+    if (r->code == 401 && token_.empty() && r->www_authenticate.compare(0, 7, "Bearer ") == 0) {
+      PETREL_RETURN_IF_ERROR(FetchToken(r->www_authenticate, prefix));
+      *r = Response();
+      PETREL_RETURN_IF_ERROR(Perform(url, manifest, sink, r, prefix));
+    }
+    if (r->code >= 200 && r->code <= 299) return Status::OK();
+    return HttpError(*r, prefix + std::to_string(r->code) + " from " + url);
+  }
+
+  // The Status for the failed answer `r`; `msg` says what was asked and where.
+  static Status HttpError(const Response& r, const std::string& msg) {
+    std::string reason = RegistryMessage(r.error_body);
+    std::string full = msg + (reason.empty() ? "" : " (" + reason + ")");
+    if (r.code == 404) return Status::NotFound(full);
+    if (r.code == 401 || r.code == 403) {
+      return Status::PermissionDenied(full + "; credentials are not supported yet");
+    }
+    if (r.code >= 500 || r.code == 429) return Status::Unavailable(full);
+    return Status::InvalidArgument(full);
+  }
+
+  // Asks the realm of Bearer `challenge` for an anonymous pull token into token_.
+  Status FetchToken(const std::string& challenge, const std::string& prefix) {
+    std::map<std::string, std::string> params = ChallengeParams(challenge);
+    const std::string realm = params["realm"];
+    if (realm.empty())
+      return Status::PermissionDenied(prefix + "401 with a Bearer challenge without a realm");
+    std::string scope = params["scope"];
+    if (scope.empty()) scope = "repository:" + ref_.repository + ":pull";
+    std::string url =
+        realm + (realm.find('?') == std::string::npos ? "?" : "&") + "scope=" + QueryEscape(scope);
+    if (!params["service"].empty()) url += "&service=" + QueryEscape(params["service"]);
+    std::string body;
+    Response r;
+    PETREL_RETURN_IF_ERROR(Perform(
+        url, false,
+        [&](const char* data, size_t n) {
+          if (body.size() + n > kMaxTokenResponse) {
+            return Status::InvalidArgument(prefix + "token from " + realm + ": larger than " +
+                                           std::to_string(kMaxTokenResponse) + " bytes");
+          }
+          body.append(data, n);
+          return Status::OK();
+        },
+        &r, prefix + "token: "));
+    if (r.code < 200 || r.code > 299) {
+      return HttpError(r, prefix + "token: " + std::to_string(r.code) + " from " + realm);
+    }
+    Result<json> j = ParseJson(body, "token");
+    std::string token;
+    if (j.ok() && j->is_object()) {
+      for (const char* key : {"token", "access_token"}) {
+        if (token.empty() && j->contains(key) && (*j)[key].is_string()) {
+          token = (*j)[key].get<std::string>();
+        }
+      }
+    }
+    bool printable = !token.empty();
+    for (char c : token) printable = printable && c > ' ' && c < 127;
+    if (!printable) {
+      return Status::PermissionDenied(prefix + "token from " + realm + ": no token in the answer");
+    }
+    token_ = token;
+    return Status::OK();
+  }
+
+  // One GET of `url` (with the Accept header of manifests when `manifest`, and token_
+  // when there is one). OK with r->code set whenever an answer came.
+  Status Perform(const std::string& url, bool manifest,
+                 const std::function<Status(const char*, size_t)>& sink, Response* r,
+                 const std::string& prefix) {
+    std::unique_ptr<CURL, CurlFree> curl(PETREL_CURL(curl_easy_init)());
+    if (!curl) return Status::IOError(prefix + "curl_easy_init failed");
+    curl_slist* list = nullptr;
+    if (manifest) list = PETREL_CURL(curl_slist_append)(list, kManifestAccept);
+    const std::string auth = "Authorization: Bearer " + token_;
+    if (!token_.empty()) list = PETREL_CURL(curl_slist_append)(list, auth.c_str());
+    std::unique_ptr<curl_slist, SlistFree> headers(list);
     char error[CURL_ERROR_SIZE] = {0};
     Transfer t;
     t.curl = curl.get();
@@ -347,16 +481,7 @@ class Source : public ImageSource {
       return Status::Unavailable(prefix + url + ": " + msg);
     }
     PETREL_CURL(curl_easy_getinfo)(c, CURLINFO_RESPONSE_CODE, &r->code);
-    if (r->code >= 200 && r->code <= 299) return Status::OK();
-    std::string reason = RegistryMessage(r->error_body);
-    std::string msg = prefix + std::to_string(r->code) + " from " + url +
-                      (reason.empty() ? "" : " (" + reason + ")");
-    if (r->code == 404) return Status::NotFound(msg);
-    if (r->code == 401 || r->code == 403) {
-      return Status::PermissionDenied(msg + "; only anonymous pulls are supported yet");
-    }
-    if (r->code >= 500 || r->code == 429) return Status::Unavailable(msg);
-    return Status::InvalidArgument(msg);
+    return Status::OK();
   }
 
   const ImageReference ref_;
@@ -365,6 +490,7 @@ class Source : public ImageSource {
   std::string protocols_;  // libcurl's allowed protocols, also for redirects
   std::string blob_dir_;
   std::set<std::string> manifests_;  // digests to fetch from /manifests/
+  std::string token_;                // a Bearer token the registry's realm gave, or ""
 };
 
 }  // namespace

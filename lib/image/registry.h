@@ -13,7 +13,9 @@
 // again, whichever image needs it.
 //
 // Transport: HTTPS with the system CA store; plain HTTP only for loopback registries
-// (localhost, 127.0.0.0/8) and those listed as insecure. Anonymous access only. Every
+// (localhost, 127.0.0.0/8) and those listed as insecure. Anonymous access: after a 401
+// with a Bearer challenge, a token is asked of the challenge's realm without
+// credentials (what Docker Hub and GHCR want for public images). Every
 // connection has a connect deadline and a low-speed limit; a manifest may be at most
 // kMaxManifestSize bytes and a blob at most max_blob_bytes.
 //

@@ -50,7 +50,7 @@ tools=(
   ip ss iptables                      # tests/lib/netns.sh: tests/cluster, cluster_bench.sh
   nsenter shuf                        # examples/local-cluster, petreld_fake_test.sh
   getconf mkfifo rmdir basename tr    # tests/cluster/runc_cluster_test.sh, local-cluster down
-  docker-registry skopeo dd           # tests/integration/registry_pull_test.sh
+  docker-registry skopeo dd openssl tee  # tests/integration/registry_pull_test.sh
 )
 check_tools() {
   local missing=()

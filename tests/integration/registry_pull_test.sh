@@ -8,7 +8,9 @@
 #  - a layer whose bytes in the registry were tampered with fails the pull with a
 #    digest error naming the blob, and nothing of it is kept in the store;
 #  - kill -9 of petreld in the middle of a pull leaves no image that is used; the next
-#    petreld removes the partial download and completes the pull.
+#    petreld removes the partial download and completes the pull;
+#  - a registry behind token auth (auth: token, a token server of the test's own) is
+#    pulled from with an anonymous Bearer token.
 # Also compares the time of a 128 MiB blob's pull with curl fetching the same blob.
 #   registry_pull_test.sh PETRELD PETRELCTL
 set -euo pipefail
@@ -249,8 +251,19 @@ echo "figure: 128 MiB layer from the loopback registry: petreld $(( (t1 - t0) / 
 wait_for 60 running speed || fail "speed not Running: $(message_of speed)"
 echo "figure: petreld's own word: $(grep -o 'speed Pulled: .*' "$dir/petreld.log" | tail -1) (download and unpack)"
 
-for w in bb again multi big speed; do "$ctl" delete workload "$w" >/dev/null || true; done
-for w in bb again multi big speed; do wait_for 60 petreld_gone "$w" || fail "$w not gone"; done
+# --- A registry that wants Bearer tokens: the anonymous token flow (401, the realm of
+# its WWW-Authenticate challenge, the request again with the token).
+registry_stop
+registry_start_token "$dir/token-registry"
+registry_push "oci-archive:$dir/busybox.tar" private:1
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://$registry/v2/private/manifests/1")" = 401 ] ||
+  fail "the token registry answers without a token"
+apply private "$registry/private:1"
+wait_for 60 running private || fail "private not Running: $(phase_of private) $(message_of private)"
+echo "ok: $registry/private:1 pulled with a Bearer token from the registry's realm"
+
+for w in bb again multi big speed private; do "$ctl" delete workload "$w" >/dev/null || true; done
+for w in bb again multi big speed private; do wait_for 60 petreld_gone "$w" || fail "$w not gone"; done
 petreld_stop
 registry_stop
 echo "PASS"

@@ -20,13 +20,15 @@ log: {level: warn, accesslog: {disabled: true}}
 storage:
   filesystem: {rootdirectory: $rdir/data}
 http: {addr: "127.0.0.1:$port"}
+${registry_auth:-}
 YAML
   docker-registry serve "$rdir/config.yml" >>"$rdir/registry.log" 2>&1 &
   registry_pid=$!
   registry=127.0.0.1:$port
   local _
   for _ in $(seq 100); do
-    curl -sf "http://$registry/v2/" >/dev/null && return 0
+    # 200, or 401 from a registry that wants tokens: it answers.
+    case "$(curl -s -o /dev/null -w '%{http_code}' "http://$registry/v2/")" in 200|401) return 0 ;; esac
     kill -0 "$registry_pid" 2>/dev/null || break
     sleep 0.1
   done
@@ -35,6 +37,8 @@ YAML
 
 # registry_stop: stops the registry registry_start started (never fails).
 registry_stop() {
+  [ -n "${token_pid:-}" ] && kill "$token_pid" 2>/dev/null
+  token_pid=""
   [ -n "${registry_pid:-}" ] || return 0
   kill "$registry_pid" 2>/dev/null || true
   wait "$registry_pid" 2>/dev/null || true
@@ -60,4 +64,40 @@ registry_blob_file() {
 registry_manifest() {
   curl -sf -H 'Accept: application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json' \
     "http://$registry/v2/${1%%:*}/manifests/${1#*:}"
+}
+
+# registry_start_token DIR: like registry_start, but the registry wants Bearer tokens
+# (auth: token) from a small token server of the test's own on another free port: socat
+# answering every request with one RS256 JWT, signed by a key made here, that lets
+# anyone pull and push the repository "private" for an hour. Sets $registry_pid, $registry and
+# $token_pid. REQUIRES: registry_start's variables are free (one registry at a time per
+# shell), openssl and socat.
+registry_start_token() {
+  local rdir=$1 tport now header claims signing sig token
+  mkdir -p "$rdir"
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$rdir/key.pem" -out "$rdir/cert.pem" \
+    -days 2 -subj /CN=petrel-test-token >/dev/null 2>&1 || fail "openssl could not make a key"
+  b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+  now=$(date +%s)
+  header=$(printf '{"alg":"RS256","typ":"JWT","x5c":["%s"]}' \
+    "$(openssl x509 -in "$rdir/cert.pem" -outform DER | openssl base64 -A)" | b64url)
+  claims=$(printf '{"iss":"petrel-test","sub":"","aud":"petrel-registry","exp":%s,"nbf":%s,"iat":%s,"jti":"%s","access":[{"type":"repository","name":"private","actions":["pull","push"]}]}' \
+    $((now + 3600)) $((now - 60)) $((now - 60)) "$$" | b64url)
+  signing="$header.$claims"
+  sig=$(printf '%s' "$signing" | openssl dgst -sha256 -sign "$rdir/key.pem" | b64url)
+  token="$signing.$sig"
+  printf 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %s\r\nConnection: close\r\n\r\n%s' \
+    $((${#token} + 12)) "{\"token\":\"$token\"}" >"$rdir/token.http"
+  # Reads the request up to its blank line, then answers.
+  printf '#!/bin/sh\nwhile IFS= read -r line; do [ "$line" = "$(printf "\\r")" ] && break; [ -z "$line" ] && break; done\ncat %s\n' \
+    "$rdir/token.http" >"$rdir/token-server.sh"
+  for tport in $(seq $((40000 + $$ % 20000)) $((40099 + $$ % 20000))); do
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$tport") 2>/dev/null; then break; fi
+  done
+  socat "TCP-LISTEN:$tport,bind=127.0.0.1,reuseaddr,fork" EXEC:"sh $rdir/token-server.sh" \
+    2>>"$rdir/token.log" &
+  token_pid=$!
+  registry_auth="auth: {token: {realm: \"http://127.0.0.1:$tport/token\", service: petrel-registry, issuer: petrel-test, rootcertbundle: $rdir/cert.pem}}"
+  registry_start "$rdir"
+  registry_auth=""
 }
