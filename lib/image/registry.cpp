@@ -54,6 +54,8 @@ struct Transfer {
   const std::function<Status(const char*, size_t)>* sink = nullptr;
   Status sink_status;
   Response* response = nullptr;
+  uint64_t range_from = 0;                         // a Range was asked from this byte
+  const std::function<void()>* restart = nullptr;  // drops what the sink kept
 };
 
 size_t OnBody(char* data, size_t size, size_t n, void* user) {
@@ -65,6 +67,10 @@ size_t OnBody(char* data, size_t size, size_t n, void* user) {
     std::string& body = t->response->error_body;
     body.append(data, std::min(len, kMaxErrorBody - std::min(kMaxErrorBody, body.size())));
     return len;
+  }
+  if (t->range_from > 0 && code == 200) {  // the whole body after all: start again
+    (*t->restart)();
+    t->range_from = 0;
   }
   t->sink_status = (*t->sink)(data, len);
   return t->sink_status.ok() ? len : 0;
@@ -300,12 +306,12 @@ class Source : public ImageSource {
           return WriteAll(tmp.fd.get(), std::string_view(data, n), tmp.path);
         },
         [&] {
-          // A retry starts the blob again; should this fail, the digest check will.
+          // Starts the blob again; should this fail, the digest check will.
           hash = std::make_unique<Sha256>();
           size = 0;
           if (ftruncate(tmp.fd.get(), 0) == 0) lseek(tmp.fd.get(), 0, SEEK_SET);
         },
-        &r);
+        &r, [&] { return size; });
     if (s.ok()) {
       const std::string got = FinishDigest(hash.get());
       if (got != digest) {
@@ -348,34 +354,40 @@ class Source : public ImageSource {
   }
 
   // GET base_ + `path`, retried with back-off (1 s, 2 s, ...) after a failed connection
-  // or a 5xx; `restart` runs before each retry.
+  // or a 5xx. With `kept` (the bytes the sink kept so far), a retry asks only for the
+  // rest (HTTP Range); else, or when the server sends the whole body again, `restart`
+  // drops what the sink kept first.
   Status GetWithRetries(const std::string& path, const std::string& what, bool manifest,
                         const std::function<Status(const char*, size_t)>& sink,
-                        const std::function<void()>& restart, Response* r) {
+                        const std::function<void()>& restart, Response* r,
+                        const std::function<uint64_t()>& kept = nullptr) {
     Status s;
     for (int attempt = 0; attempt < std::max(1, options_.attempts); attempt++) {
+      uint64_t from = 0;
       if (attempt > 0) {
-        restart();
+        from = kept ? kept() : 0;
+        if (from == 0) restart();
         std::this_thread::sleep_for(std::chrono::seconds(1 << (attempt - 1)));
       }
       *r = Response();
-      s = Get(path, what, manifest, sink, r);
+      s = Get(path, what, manifest, sink, r, from, &restart);
       if (s.code() != Status::Code::kUnavailable) break;
     }
     return s;
   }
 
-  // GET base_ + `path`; after a 401 with a Bearer challenge, fetches a token from the
-  // challenge's realm (anonymously) and asks once more with it.
+  // GET base_ + `path` (from byte `from` on); after a 401 with a Bearer challenge,
+  // fetches a token from the challenge's realm (anonymously) and asks once more with it.
   Status Get(const std::string& path, const std::string& what, bool manifest,
-             const std::function<Status(const char*, size_t)>& sink, Response* r) {
+             const std::function<Status(const char*, size_t)>& sink, Response* r, uint64_t from = 0,
+             const std::function<void()>* restart = nullptr) {
     const std::string prefix = what.empty() ? "" : what + ": ";
     const std::string url = base_ + path;
-    PETREL_RETURN_IF_ERROR(Perform(url, manifest, sink, r, prefix));
+    PETREL_RETURN_IF_ERROR(Perform(url, manifest, sink, r, prefix, from, restart));
     if (r->code == 401 && token_.empty() && r->www_authenticate.compare(0, 7, "Bearer ") == 0) {
       PETREL_RETURN_IF_ERROR(FetchToken(r->www_authenticate, prefix));
       *r = Response();
-      PETREL_RETURN_IF_ERROR(Perform(url, manifest, sink, r, prefix));
+      PETREL_RETURN_IF_ERROR(Perform(url, manifest, sink, r, prefix, from, restart));
     }
     if (r->code >= 200 && r->code <= 299) return Status::OK();
     return HttpError(*r, prefix + std::to_string(r->code) + " from " + url);
@@ -442,19 +454,24 @@ class Source : public ImageSource {
   // when there is one). OK with r->code set whenever an answer came.
   Status Perform(const std::string& url, bool manifest,
                  const std::function<Status(const char*, size_t)>& sink, Response* r,
-                 const std::string& prefix) {
+                 const std::string& prefix, uint64_t from = 0,
+                 const std::function<void()>* restart = nullptr) {
     std::unique_ptr<CURL, CurlFree> curl(PETREL_CURL(curl_easy_init)());
     if (!curl) return Status::IOError(prefix + "curl_easy_init failed");
     curl_slist* list = nullptr;
     if (manifest) list = PETREL_CURL(curl_slist_append)(list, kManifestAccept);
     const std::string auth = "Authorization: Bearer " + token_;
     if (!token_.empty()) list = PETREL_CURL(curl_slist_append)(list, auth.c_str());
+    const std::string range = "Range: bytes=" + std::to_string(from) + "-";
+    if (from > 0) list = PETREL_CURL(curl_slist_append)(list, range.c_str());
     std::unique_ptr<curl_slist, SlistFree> headers(list);
     char error[CURL_ERROR_SIZE] = {0};
     Transfer t;
     t.curl = curl.get();
     t.sink = &sink;
     t.response = r;
+    t.range_from = from;
+    t.restart = restart;
     CURL* c = curl.get();
     auto set = PETREL_CURL(curl_easy_setopt);
     set(c, CURLOPT_URL, url.c_str());

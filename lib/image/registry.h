@@ -15,9 +15,10 @@
 // Transport: HTTPS with the system CA store; plain HTTP only for loopback registries
 // (localhost, 127.0.0.0/8) and those listed as insecure. Anonymous access: after a 401
 // with a Bearer challenge, a token is asked of the challenge's realm without
-// credentials (what Docker Hub and GHCR want for public images). Every
-// connection has a connect deadline and a low-speed limit; a manifest may be at most
-// kMaxManifestSize bytes and a blob at most max_blob_bytes.
+// credentials (what Docker Hub and GHCR want for public images). Every connection has
+// a connect deadline and a low-speed limit; a manifest may be at most kMaxManifestSize
+// bytes and a blob at most max_blob_bytes. A blob whose download broke off is asked for
+// again from where it stopped (HTTP Range) on the next attempt.
 //
 // Thread-safety: a source belongs to one owner; sources of the same store may fetch at
 // the same time (each download has its own temp file, the rename is atomic).

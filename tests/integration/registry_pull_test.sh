@@ -9,6 +9,7 @@
 #    digest error naming the blob, and nothing of it is kept in the store;
 #  - kill -9 of petreld in the middle of a pull leaves no image that is used; the next
 #    petreld removes the partial download and completes the pull;
+#  - a blob whose connection a proxy cuts is completed with HTTP Range requests;
 #  - a registry behind token auth (auth: token, a token server of the test's own) is
 #    pulled from with an anonymous Bearer token.
 # Also compares the time of a 128 MiB blob's pull with curl fetching the same blob.
@@ -24,6 +25,7 @@ images=$state/oci/images
 export PETREL_SOCKET=$dir/petrel.sock
 pid=""
 registry_pid=""
+proxy_pid=""
 
 fail() {
   echo "FAIL: $*" >&2
@@ -38,6 +40,7 @@ cleanup() {
   done
   grep -o "$dir[^ ]*" /proc/self/mountinfo 2>/dev/null | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
   [ -n "$registry_pid" ] && kill -CONT "$registry_pid" 2>/dev/null
+  [ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null || true
   registry_stop
   rm -rf "$dir"
 }
@@ -251,6 +254,34 @@ echo "figure: 128 MiB layer from the loopback registry: petreld $(( (t1 - t0) / 
 wait_for 60 running speed || fail "speed not Running: $(message_of speed)"
 echo "figure: petreld's own word: $(grep -o 'speed Pulled: .*' "$dir/petreld.log" | tail -1) (download and unpack)"
 
+# --- A dropped download resumes with HTTP Range: through a loopback proxy that cuts
+# every connection after 5 MiB, a 7 MiB blob only arrives when each retry asks for the
+# rest; starting it again would fail the same way every time.
+"$mk" --pad-mib 6 "$dir/resume.tar" >/dev/null
+registry_push "oci-archive:$dir/resume.tar" resume:1 --dest-compress=false
+resume_layer=$(registry_manifest resume:1 | jq -r '.layers[0].digest')
+[ "$(registry_manifest resume:1 | jq '.layers[0].size')" -gt $((6 * 1048576)) ] ||
+  fail "the resume image's layer is too small to be cut"
+for pport in $(seq $((50000 + $$ % 10000)) $((50099 + $$ % 10000))); do
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$pport") 2>/dev/null; then break; fi
+done
+# A script: socat would take the colons of an inline command for its own. dd, not head
+# -c, whose stdio buffer would hold back a small answer.
+printf '#!/bin/sh\nsocat - "TCP:%s" | dd bs=64k count=%s iflag=count_bytes status=none\n' \
+  "$registry" $((5 * 1048576)) >"$dir/cut.sh"
+socat "TCP-LISTEN:$pport,bind=127.0.0.1,reuseaddr,fork" EXEC:"sh $dir/cut.sh" 2>/dev/null &
+proxy_pid=$!
+got=$(curl -s -o /dev/null -w '%{size_download}' "http://127.0.0.1:$pport/v2/resume/blobs/$resume_layer" || true)
+[ "$got" -gt 1048576 ] && [ "$got" -lt $((6 * 1048576)) ] ||
+  fail "the proxy did not pass the start of the blob and cut it (curl got $got bytes)"
+apply resume "127.0.0.1:$pport/resume:1"
+wait_for 60 running resume || fail "resume not Running: $(phase_of resume) $(message_of resume)"
+[ -f "$images/blobs/sha256/${resume_layer#sha256:}" ] || fail "the resumed blob is not in the store"
+grep -q ' resume Failed' "$dir/petreld.log" && fail "the pull through the cutting proxy failed once"
+kill "$proxy_pid" 2>/dev/null || true
+proxy_pid=""
+echo "ok: a blob cut at 5 MiB was completed with Range requests"
+
 # --- A registry that wants Bearer tokens: the anonymous token flow (401, the realm of
 # its WWW-Authenticate challenge, the request again with the token).
 registry_stop
@@ -262,8 +293,8 @@ apply private "$registry/private:1"
 wait_for 60 running private || fail "private not Running: $(phase_of private) $(message_of private)"
 echo "ok: $registry/private:1 pulled with a Bearer token from the registry's realm"
 
-for w in bb again multi big speed private; do "$ctl" delete workload "$w" >/dev/null || true; done
-for w in bb again multi big speed private; do wait_for 60 petreld_gone "$w" || fail "$w not gone"; done
+for w in bb again multi big speed resume private; do "$ctl" delete workload "$w" >/dev/null || true; done
+for w in bb again multi big speed resume private; do wait_for 60 petreld_gone "$w" || fail "$w not gone"; done
 petreld_stop
 registry_stop
 echo "PASS"
