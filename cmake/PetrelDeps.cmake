@@ -6,6 +6,8 @@ find_package(yaml-cpp REQUIRED)
 find_package(nlohmann_json 3.10 REQUIRED)
 if(PETREL_WITH_CRUN)  # the image store unpacks layers with it
   find_package(LibArchive 3.4 REQUIRED)  # CMake's own module: LibArchive::LibArchive
+  # and pulls from registries with it (7.85: CURLOPT_PROTOCOLS_STR)
+  find_package(CURL 7.85 REQUIRED)  # CMake's own module: CURL::libcurl
 endif()
 find_package(Threads REQUIRED)
 

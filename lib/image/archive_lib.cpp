@@ -1,16 +1,12 @@
 #include "lib/image/archive_lib.h"
 
-#include <dlfcn.h>
-
-#include <cstdlib>
-#include <cstring>
-#include <mutex>
+#include "lib/image/dyn_lib.h"
 
 namespace petrel::internal {
 namespace {
 
 // Every libarchive function petrel calls. A new call site needs its name here.
-constexpr const char* kFunctions[] = {
+[[maybe_unused]] constexpr const char* kFunctions[] = {
     "archive_errno",
     "archive_error_string",
     "archive_set_error",
@@ -45,53 +41,28 @@ constexpr const char* kFunctions[] = {
     "archive_entry_xattr_reset",
     "archive_entry_xattr_next",
 };
-constexpr int kCount = sizeof(kFunctions) / sizeof(kFunctions[0]);
-constexpr char kSoname[] = "libarchive.so.13";
+[[maybe_unused]] constexpr int kCount = sizeof(kFunctions) / sizeof(kFunctions[0]);
 
 #ifdef PETREL_DLOPEN_LIBARCHIVE
-std::mutex mu;
-int users = 0;
-void* handle = nullptr;
+DynLib& Lib() {
+  static DynLib lib("libarchive.so.13", "libarchive13", kFunctions, kCount, nullptr, nullptr);
+  return lib;
+}
 #endif
-void* table[kCount];
 
 }  // namespace
 
 #ifdef PETREL_DLOPEN_LIBARCHIVE
 
-ArchiveUse::ArchiveUse() {
-  std::lock_guard<std::mutex> lock(mu);
-  if (users == 0) {
-    handle = dlopen(kSoname, RTLD_NOW | RTLD_LOCAL);
-    if (handle == nullptr) {
-      const char* err = dlerror();
-      status_ =
-          Status::IOError(std::string("cannot load ") + kSoname +
-                          " (package libarchive13): " + (err != nullptr ? err : "unknown error"));
-      return;
-    }
-    for (int i = 0; i < kCount; i++) {
-      table[i] = dlsym(handle, kFunctions[i]);
-      if (table[i] == nullptr) {
-        status_ = Status::IOError(std::string(kSoname) + " has no " + kFunctions[i]);
-        dlclose(handle);
-        handle = nullptr;
-        return;
-      }
-    }
-  }
-  users++;
-}
+ArchiveUse::ArchiveUse() : status_(Lib().Acquire()) {}
 
 ArchiveUse::~ArchiveUse() {
-  if (!status_.ok()) return;
-  std::lock_guard<std::mutex> lock(mu);
-  if (--users == 0) {
-    dlclose(handle);
-    handle = nullptr;
-    std::memset(table, 0, sizeof(table));
-  }
+  if (status_.ok()) Lib().Release();
 }
+
+int ArchiveIndex(const char* name) { return Lib().Index(name); }
+
+void* ArchiveSymbolAt(int index) { return Lib().At(index); }
 
 #else
 
@@ -99,18 +70,5 @@ ArchiveUse::ArchiveUse() = default;
 ArchiveUse::~ArchiveUse() = default;
 
 #endif
-
-int ArchiveIndex(const char* name) {
-  for (int i = 0; i < kCount; i++) {
-    if (std::strcmp(kFunctions[i], name) == 0) return i;
-  }
-  std::abort();  // a call site whose function is missing from kFunctions
-}
-
-void* ArchiveSymbolAt(int index) {
-  void* p = table[index];
-  if (p == nullptr) std::abort();  // called without an ArchiveUse
-  return p;
-}
 
 }  // namespace petrel::internal

@@ -11,11 +11,14 @@
 #include <utility>
 
 #include "lib/image/archive_lib.h"
+#include "lib/image/curl_lib.h"
 #include "lib/image/digest.h"
 #include "lib/image/layer.h"
 #include "lib/image/layout.h"
+#include "lib/image/registry.h"
 #include "lib/image/rootfs.h"
 #include "lib/image/source.h"
+#include "lib/spec/image_ref.h"
 #include "lib/util/fs.h"
 
 namespace petrel::internal {
@@ -30,7 +33,7 @@ constexpr std::string_view kTmpPrefix = "tmp-";
 enum class RefKind { kOciDir, kOciArchive, kDockerArchive };
 
 struct ParsedRef {
-  RefKind kind;
+  RefKind kind = RefKind::kOciDir;
   std::string path;
   std::string tag;
 };
@@ -86,6 +89,31 @@ Status CheckMissingOrEmpty(const std::string& path) {
   PETREL_ASSIGN_OR_RETURN(std::vector<DirEntry> entries, ListDir(path));
   if (!entries.empty()) return Status::FailedPrecondition(path + ": not empty");
   return Status::OK();
+}
+
+// The stat of the file whose identity stands for the image `ref`: the archive, or the
+// layout's index.
+Result<struct stat> StatImageFile(const std::string& ref, const ParsedRef& parsed) {
+  struct stat st;
+  if (stat(parsed.path.c_str(), &st) != 0) {
+    if (errno == ENOENT || errno == ENOTDIR) {
+      return Status::NotFound(ref + ": no such file or directory");
+    }
+    return ErrnoError(parsed.path, "stat", errno).WithContext(ref);
+  }
+  if (parsed.kind == RefKind::kOciDir) {
+    if (!S_ISDIR(st.st_mode)) return Status::InvalidArgument(ref + ": not a directory");
+    const std::string index = parsed.path + "/index.json";
+    if (stat(index.c_str(), &st) != 0) {
+      if (errno == ENOENT) {
+        return Status::InvalidArgument(ref + ": not an OCI image layout (no index.json)");
+      }
+      return ErrnoError(index, "stat", errno).WithContext(ref);
+    }
+  } else if (!S_ISREG(st.st_mode)) {
+    return Status::InvalidArgument(ref + ": not a regular file");
+  }
+  return st;
 }
 
 }  // namespace
@@ -173,34 +201,24 @@ Status ImageStore::SaveRefs() const {
 }
 
 Result<Image> ImageStore::Pull(const std::string& ref) {
-  Result<ParsedRef> parsed = ParseRef(ref);
-  if (!parsed.ok()) return parsed.status().WithContext(ref);
-
-  // The file whose identity stands for the image's: the archive, or the layout's index.
-  struct stat st;
-  if (stat(parsed->path.c_str(), &st) != 0) {
-    if (errno == ENOENT || errno == ENOTDIR) {
-      return Status::NotFound(ref + ": no such file or directory");
-    }
-    return ErrnoError(parsed->path, "stat", errno).WithContext(ref);
-  }
-  if (parsed->kind == RefKind::kOciDir) {
-    if (!S_ISDIR(st.st_mode)) return Status::InvalidArgument(ref + ": not a directory");
-    const std::string index = parsed->path + "/index.json";
-    if (stat(index.c_str(), &st) != 0) {
-      if (errno == ENOENT) {
-        return Status::InvalidArgument(ref + ": not an OCI image layout (no index.json)");
-      }
-      return ErrnoError(index, "stat", errno).WithContext(ref);
-    }
-  } else if (!S_ISREG(st.st_mode)) {
-    return Status::InvalidArgument(ref + ": not a regular file");
-  }
+  // A registry image has no file whose identity stands for it: once pulled, the image
+  // a reference gave is used until it is garbage-collected (IfNotPresent).
   CachedRef file;
-  file.dev = st.st_dev;
-  file.ino = st.st_ino;
-  file.size = static_cast<uint64_t>(st.st_size);
-  file.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  const bool registry = !HasPathTransport(ref);
+  Result<ImageReference> remote = ImageReference();
+  Result<ParsedRef> parsed = ParsedRef();
+  if (registry) {
+    remote = ParseImageReference(ref);
+    if (!remote.ok()) return remote.status().WithContext(ref);
+  } else {
+    parsed = ParseRef(ref);
+    if (!parsed.ok()) return parsed.status().WithContext(ref);
+    PETREL_ASSIGN_OR_RETURN(const struct stat st, StatImageFile(ref, *parsed));
+    file.dev = st.st_dev;
+    file.ino = st.st_ino;
+    file.size = static_cast<uint64_t>(st.st_size);
+    file.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  }
 
   {
     // One import per reference at a time: a second Pull waits, then finds it cached.
@@ -215,9 +233,20 @@ Result<Image> ImageStore::Pull(const std::string& ref) {
     // are freed.
     ArchiveUse archive;
     if (!archive.status().ok()) return archive.status().WithContext(ref);
-    std::unique_ptr<ImageSource> source = parsed->kind == RefKind::kOciDir
-                                              ? ImageSource::Dir(parsed->path)
-                                              : ImageSource::Tar(parsed->path);
+    std::unique_ptr<CurlUse> curl;  // before the source, which uses it
+    std::unique_ptr<ImageSource> source;
+    if (registry) {
+      curl = std::make_unique<CurlUse>();
+      if (!curl->status().ok()) return curl->status().WithContext(ref);
+      RegistryOptions options;
+      options.store_dir = options_.dir;
+      options.max_blob_bytes = options_.max_layer_bytes;
+      options.insecure_registries = options_.insecure_registries;
+      source = RegistrySource(*remote, options);
+    } else {
+      source = parsed->kind == RefKind::kOciDir ? ImageSource::Dir(parsed->path)
+                                                : ImageSource::Tar(parsed->path);
+    }
     Result<ImagePlan> plan = parsed->kind == RefKind::kDockerArchive
                                  ? ReadDockerArchive(source.get())
                                  : ReadOciLayout(source.get(), parsed->tag);

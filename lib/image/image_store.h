@@ -1,14 +1,16 @@
 // ImageStore: the OCI images of the daemonless runtimes (crun, runc), unpacked once into
 // a directory, and the root filesystems of containers made from them.
 //
-// An image is named by a reference to a file on this machine (petrel never pulls over
-// the network):
+// An image is named by a reference to a file on this machine:
 //   oci:DIR[:TAG]              an OCI image layout directory
 //   oci-archive:FILE[:TAG]     a tar of an OCI image layout
 //   docker-archive:FILE        `docker save` output (its first image)
 // TAG picks the manifest whose "org.opencontainers.image.ref.name" annotation is TAG;
-// without it the first manifest of index.json is used. An image index (multi-platform)
-// is resolved to the manifest for this machine's architecture.
+// without it the first manifest of index.json is used. Or by a registry reference as
+// Docker writes it ("busybox", "ghcr.io/org/app:1.2", "127.0.0.1:5000/app@sha256:..",
+// lib/spec/image_ref.h), pulled over the OCI distribution API (lib/image/registry.h).
+// An image index or manifest list (multi-platform) is resolved to the manifest for this
+// machine's os, architecture and variant.
 //
 // Every blob is checked against its digest (manifest, config, compressed layer) and
 // every layer's uncompressed tar against the config's rootfs.diff_ids, for all three
@@ -21,7 +23,9 @@
 //   <hex>/config.json  its config blob, as stored in the image
 //   refs.json          which file (path, size, mtime, inode) gave which image, so a
 //                      second Pull of an unchanged file is one stat(), also after a restart
-//   tmp-*              being unpacked (or left by a crash)
+//   blobs/sha256/<hex> blobs pulled from registries, each complete and checked against
+//                      its digest; shared between images, never fetched twice
+//   tmp-*              being unpacked or downloaded (or left by a crash)
 //
 // Thread-safety: every method may be called from any thread, at the same time. Pulls
 // of different references unpack side by side; a Pull of a reference another thread
@@ -64,6 +68,8 @@ struct ImageStoreOptions {
   // A layer that decompresses to more than this many bytes is refused (a small blob
   // can hold a decompression bomb): the pull fails, naming the layer.
   uint64_t max_layer_bytes = uint64_t{4} << 30;
+  // host[:port] of registries pulled from over plain HTTP; loopback ones always are.
+  std::vector<std::string> insecure_registries;
   // Mounts and unmounts the overlays. Defaults to DefaultPort().
   std::shared_ptr<Port> port;
 };
@@ -82,13 +88,16 @@ class ImageStore {
 
   // Makes the image `ref` available unpacked. A second Pull of the same unchanged file
   // (same path, size, mtime and inode) reads neither the file nor the layers; an image
-  // whose config digest is already unpacked is not unpacked again either.
+  // whose config digest is already unpacked is not unpacked again either. A registry
+  // reference once pulled is not asked for again (Kubernetes' IfNotPresent).
   // Errors, each naming `ref` first:
   //   NotFound         the file or directory does not exist, or no manifest has TAG
   //   InvalidArgument  a bad reference or image: what and where, one line, e.g.
   //     "oci-archive:/x/evil.tar: layer sha256:ab..: entry \"../../etc/passwd\": path escapes the
   //     image root"
-  //   NotSupported     a digest algorithm other than sha256
+  //   NotSupported     a digest algorithm other than sha256, a Docker schema 1 manifest
+  //   PermissionDenied the registry wants credentials (only anonymous pulls so far)
+  //   Unavailable      the registry could not be reached, or answered 5xx, 3 times
   //   IOError          the machine failed: path and strerror
   Result<Image> Pull(const std::string& ref);
 

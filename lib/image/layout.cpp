@@ -120,20 +120,53 @@ Result<std::string> ReadBlob(ImageSource* source, const Descriptor& d, const std
   return data;
 }
 
-// Picks the manifest for this machine from an image index's descriptors.
+// The CPU variant of this machine as image platforms spell it ("v7" for arm/v7), or "".
+constexpr const char* HostVariant() {
+#if defined(__arm__) && defined(__ARM_ARCH) && __ARM_ARCH >= 7
+  return "v7";
+#elif defined(__arm__) && defined(__ARM_ARCH) && __ARM_ARCH == 6
+  return "v6";
+#elif defined(__arm__) && defined(__ARM_ARCH) && __ARM_ARCH == 5
+  return "v5";
+#elif defined(__aarch64__)
+  return "v8";
+#else
+  return "";
+#endif
+}
+
+// Picks the manifest for this machine from an image index's descriptors: linux, this
+// architecture, and the same variant; else (arm) the highest variant below this one,
+// which this CPU runs too; else one without a variant. An index of one manifest without
+// a platform gives that one.
 Result<Descriptor> PickPlatform(const std::vector<Descriptor>& manifests, const std::string& what) {
   const std::string arch = HostArchitecture();
+  const std::string variant = HostVariant();
+  const Descriptor* best = nullptr;
+  std::string best_variant;
   for (const Descriptor& d : manifests) {
     if (d.platform == nullptr) continue;
     auto os = d.platform->find("os");
     auto architecture = d.platform->find("architecture");
-    if (os != d.platform->end() && *os == "linux" && architecture != d.platform->end() &&
-        *architecture == arch) {
-      return d;
+    if (os == d.platform->end() || *os != "linux" || architecture == d.platform->end() ||
+        *architecture != arch) {
+      continue;
+    }
+    auto v = d.platform->find("variant");
+    std::string dv = v != d.platform->end() && v->is_string() ? v->get<std::string>() : "";
+    if (dv == variant) return d;
+    // "v6" < "v7": variants of one architecture compare as their text does.
+    bool runs_here =
+        dv.empty() || (!variant.empty() && dv.size() == variant.size() && dv < variant);
+    if (runs_here && (best == nullptr || dv > best_variant)) {
+      best = &d;
+      best_variant = dv;
     }
   }
-  if (manifests.size() == 1) return manifests[0];
-  return Status::InvalidArgument(what + ": no manifest for linux/" + arch);
+  if (best != nullptr) return *best;
+  if (manifests.size() == 1 && manifests[0].platform == nullptr) return manifests[0];
+  return Status::InvalidArgument(what + ": no manifest for linux/" + arch +
+                                 (variant.empty() ? "" : "/" + std::string(variant)));
 }
 
 Result<std::vector<Descriptor>> ParseManifests(const json& index, const std::string& what) {

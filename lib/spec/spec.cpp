@@ -7,6 +7,7 @@
 #include <tuple>
 
 #include "lib/spec/check.h"
+#include "lib/spec/image_ref.h"
 #include "lib/util/strings.h"
 
 namespace petrel {
@@ -247,20 +248,14 @@ std::optional<std::string> ImageProblem(std::string_view image) {
       return PathProblem(image.substr(transport.size()));
     }
   }
-  // A registry reference: [host[:port]/]path[:tag][@digest], kept to its alphabet.
-  bool ok = !image.empty() && image.size() <= 1024 && image.front() != '/' &&
-            image.front() != ':' && image.back() != '/' &&
-            image.find("//") == std::string_view::npos;
-  for (char c : image) {
-    if (!IsAlnum(c) && c != '.' && c != '_' && c != '-' && c != '/' && c != ':' && c != '@' &&
-        c != '+') {
-      ok = false;
-    }
-  }
-  if (ok) return std::nullopt;
+  // Anything else is a registry reference, checked by the parser the puller uses.
+  if (auto p = TextProblem(image)) return p;
+  Result<ImageReference> ref = ParseImageReference(image);
+  if (ref.ok()) return std::nullopt;
   return Quote(image) +
-         " is not an image (want oci:DIR, oci-archive:FILE, docker-archive:FILE or a "
-         "registry reference)";
+         " is not an image (want oci:DIR, oci-archive:FILE, docker-archive:FILE "
+         "or a registry reference): " +
+         ref.status().message();
 }
 
 // "uid" or "uid:gid", decimal, each below 2^32-1 (which means "no id").

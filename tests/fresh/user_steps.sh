@@ -51,6 +51,7 @@ tools=(
   nsenter shuf                        # examples/local-cluster, petreld_fake_test.sh
   getconf mkfifo rmdir basename tr    # tests/cluster/runc_cluster_test.sh, local-cluster down
   strace setpriv getent               # petreld_access_test.sh, fsync_test.sh
+  docker-registry skopeo dd openssl tee  # tests/integration/registry_pull_test.sh
 )
 check_tools() {
   local missing=()

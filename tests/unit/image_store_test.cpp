@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "lib/image/digest.h"
+#include "lib/image/registry.h"
 #include "tests/lib/files.h"
 #include "tests/lib/mounts.h"
 
@@ -649,6 +650,61 @@ TEST_SUITE("image_store") {
     CHECK(image.status().message().find(blob + ": not a regular file") != std::string::npos);
   }
 
+  TEST_CASE("an image index: the variant of this machine, and no image for another one") {
+#if defined(__x86_64__)
+    const std::string host = "amd64";
+#else
+    const std::string host = "arm64";
+#endif
+    // Each platform's image holds /arch naming it; the index lists `platforms` in order.
+    auto layout = [&](const std::string& path, const std::vector<json>& platforms) {
+      Files files;
+      std::vector<json> descs;
+      for (const json& platform : platforms) {
+        std::vector<Layer> layers = {MakeLayer({File("arch", platform.dump())})};
+        Files f = OciLayout(layers, ConfigJson(layers));
+        f.erase("index.json");
+        files.insert(f.begin(), f.end());
+        json d = Descriptor("application/vnd.oci.image.manifest.v1+json",
+                            ManifestJson(layers, ConfigJson(layers)));
+        d["platform"] = platform;
+        descs.push_back(d);
+      }
+      const std::string image_index = json{{"schemaVersion", 2}, {"manifests", descs}}.dump();
+      AddBlob(&files, image_index);
+      files["index.json"] =
+          json{{"schemaVersion", 2},
+               {"manifests", {Descriptor("application/vnd.oci.image.index.v1+json", image_index)}}}
+              .dump();
+      WriteDir(files, path);
+    };
+    TempDir dir;
+    auto store = OpenStore(dir.Sub("store"));
+    const json plain = {{"os", "linux"}, {"architecture", host}};
+    const json other_variant = {{"os", "linux"}, {"architecture", host}, {"variant", "v9"}};
+    const json arm_v7 = {{"os", "linux"}, {"architecture", "arm"}, {"variant", "v7"}};
+    const json windows = {{"os", "windows"}, {"architecture", host}};
+    layout(dir.Sub("a"), {arm_v7, other_variant, windows, plain});
+    CHECK(ReadFile(MustPull(store.get(), "oci:" + dir.Sub("a")).rootfs + "/arch") == plain.dump());
+    layout(dir.Sub("b"), {arm_v7, windows});
+    Result<Image> none = store->Pull("oci:" + dir.Sub("b"));
+    REQUIRE_FALSE(none.ok());
+    CHECK(none.status().IsInvalidArgument());
+    CHECK(none.status().message().find(": no manifest for linux/" + host) != std::string::npos);
+  }
+
+  TEST_CASE("registries reached over plain HTTP: loopback hosts only") {
+    for (const char* host : {"localhost", "127.0.0.1", "127.1.2.3"}) {
+      CAPTURE(host);
+      CHECK(IsLoopbackHost(host));
+    }
+    for (const char* host : {"", "127.0.0.1.example.com", "127.evil", "10.0.0.1", "localhost.",
+                             "ghcr.io", "128.0.0.1", "127.0.0"}) {
+      CAPTURE(host);
+      CHECK_FALSE(IsLoopbackHost(host));
+    }
+  }
+
   TEST_CASE("a missing file is NotFound naming it, bad references are InvalidArgument") {
     TempDir dir;
     auto store = OpenStore(dir.Sub("store"));
@@ -664,6 +720,9 @@ TEST_SUITE("image_store") {
           "oci:" + dir.Sub("empty") + ": not an OCI image layout (no index.json)");
     CHECK(store->Pull("oci-archive:" + dir.Sub("empty")).status().IsInvalidArgument());
     CHECK(store->Pull("docker://busybox").status().IsInvalidArgument());
+    // A registry reference is checked before anything is fetched.
+    CHECK(store->Pull("127.0.0.1:5000/App:1").status().message() ==
+          "127.0.0.1:5000/App:1: repository \"App\" must be lowercase");
     CHECK(store->Pull("oci:").status().IsInvalidArgument());
     WriteFile(dir.Sub("junk.tar"), "this is not a tar file at all");
     Result<Image> junk = store->Pull("oci-archive:" + dir.Sub("junk.tar"));

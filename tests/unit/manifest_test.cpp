@@ -480,6 +480,22 @@ spec:
         "in.yaml");
     REQUIRE_FALSE(t.ok());
     CHECK(t.status().message() == "in.yaml:4:15: spec.image: \"layout\" must be an absolute path");
+    // A registry reference is checked by the puller's own parser, at the image's position.
+    Result<std::vector<WorkloadSpec>> reg = ParseManifest(
+        "apiVersion: petrel.dev/v1\nkind: Workload\nmetadata: {name: a}\n"
+        "spec: {image: \"127.0.0.1:5000/App:1\"}\n",
+        "in.yaml");
+    REQUIRE_FALSE(reg.ok());
+    CHECK(reg.status().message() ==
+          "in.yaml:4:15: spec.image: \"127.0.0.1:5000/App:1\" is not an image (want oci:DIR, "
+          "oci-archive:FILE, docker-archive:FILE or a registry reference): repository \"App\" "
+          "must be lowercase");
+    Result<std::vector<WorkloadSpec>> good = ParseManifest(
+        "apiVersion: petrel.dev/v1\nkind: Workload\nmetadata: {name: a}\n"
+        "spec: {image: \"127.0.0.1:5000/app:1\"}\n",
+        "in.yaml");
+    REQUIRE_MESSAGE(good.ok(), good.status().message());
+    CHECK((*good)[0].image == "127.0.0.1:5000/app:1");
   }
 
   TEST_CASE("the example manifests are valid") {

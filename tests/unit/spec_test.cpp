@@ -296,9 +296,11 @@ TEST_SUITE("spec") {
     CHECK(CheckAfter([](WorkloadSpec& s) { s.labels["app.kubernetes.io/name"] = "My_App.v1"; }) ==
           "");
     CHECK(CheckAfter([](WorkloadSpec& s) { s.labels["empty"] = ""; }) == "");
-    for (const char* image : {"busybox", "busybox:1.36", "docker.io/library/busybox:1.36",
-                              "localhost:5000/team/app@sha256:0123abcd", "oci:/var/oci/busybox",
-                              "oci:/var/oci/busybox:latest", "docker-archive:/tmp/x.tar"}) {
+    for (const char* image :
+         {"busybox", "busybox:1.36", "docker.io/library/busybox:1.36",
+          "localhost:5000/team/"
+          "app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+          "oci:/var/oci/busybox", "oci:/var/oci/busybox:latest", "docker-archive:/tmp/x.tar"}) {
       CAPTURE(image);
       CHECK(CheckAfter([&](WorkloadSpec& s) { s.image = image; }) == "");
     }
@@ -411,7 +413,14 @@ TEST_SUITE("spec") {
          "spec.image: \"/a/../b.tar\" must not contain \"..\""},
         {[](WorkloadSpec& s) { s.image = "busy box"; },
          "spec.image: \"busy box\" is not an image (want oci:DIR, oci-archive:FILE, "
-         "docker-archive:FILE or a registry reference)"},
+         "docker-archive:FILE or a registry reference): repository \"busy box\" has a bad "
+         "component*"},
+        {[](WorkloadSpec& s) { s.image = "ghcr.io/Org/app:1.2"; },
+         "spec.image: \"ghcr.io/Org/app:1.2\" is not an image (want oci:DIR, oci-archive:FILE, "
+         "docker-archive:FILE or a registry reference): repository \"Org/app\" must be "
+         "lowercase"},
+        {[](WorkloadSpec& s) { s.image = "localhost:5000/app@sha256:0123abcd"; },
+         "spec.image: \"localhost:5000/app@sha256:0123abcd\" is not an image*"},
         {[](WorkloadSpec& s) { s.image = "docker://busybox"; },
          "spec.image: \"docker://busybox\"*"},
         {[](WorkloadSpec& s) { s.image = "/opt/x.tar"; }, "spec.image: \"/opt/x.tar\" is not*"},

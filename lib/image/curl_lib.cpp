@@ -1,0 +1,60 @@
+#include "lib/image/curl_lib.h"
+
+#include <mutex>
+
+#include "lib/image/dyn_lib.h"
+
+namespace petrel::internal {
+namespace {
+
+// Every libcurl function petrel calls. A new call site needs its name here.
+[[maybe_unused]] constexpr const char* kFunctions[] = {
+    "curl_global_init",  "curl_global_cleanup", "curl_easy_init",    "curl_easy_cleanup",
+    "curl_easy_setopt",  "curl_easy_perform",   "curl_easy_getinfo", "curl_easy_strerror",
+    "curl_slist_append", "curl_slist_free_all",
+};
+[[maybe_unused]] constexpr int kCount = sizeof(kFunctions) / sizeof(kFunctions[0]);
+
+Status GlobalInit() {
+  CURLcode rc = PETREL_CURL(curl_global_init)(CURL_GLOBAL_DEFAULT);
+  if (rc != CURLE_OK) {
+    return Status::IOError(std::string("curl_global_init: ") + PETREL_CURL(curl_easy_strerror)(rc));
+  }
+  return Status::OK();
+}
+
+#ifdef PETREL_DLOPEN_LIBCURL
+void GlobalCleanup() { PETREL_CURL(curl_global_cleanup)(); }
+
+DynLib& Lib() {
+  static DynLib lib("libcurl.so.4", "libcurl4", kFunctions, kCount, GlobalInit, GlobalCleanup);
+  return lib;
+}
+#endif
+
+}  // namespace
+
+#ifdef PETREL_DLOPEN_LIBCURL
+
+CurlUse::CurlUse() : status_(Lib().Acquire()) {}
+
+CurlUse::~CurlUse() {
+  if (status_.ok()) Lib().Release();
+}
+
+int CurlIndex(const char* name) { return Lib().Index(name); }
+
+void* CurlSymbolAt(int index) { return Lib().At(index); }
+
+#else
+
+// Linked: initialized once, never cleaned up (other code in the process may use it).
+CurlUse::CurlUse() {
+  static const Status init = GlobalInit();
+  status_ = init;
+}
+CurlUse::~CurlUse() = default;
+
+#endif
+
+}  // namespace petrel::internal

@@ -1,0 +1,534 @@
+#include "lib/image/registry.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+#include <utility>
+
+#include "lib/image/curl_lib.h"
+#include "lib/image/digest.h"
+#include "lib/util/fs.h"
+#include "lib/util/json.h"
+#include "lib/util/sha256.h"
+
+namespace petrel::internal {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kManifestAccept =
+    "Accept: application/vnd.oci.image.index.v1+json, "
+    "application/vnd.docker.distribution.manifest.list.v2+json, "
+    "application/vnd.oci.image.manifest.v1+json, "
+    "application/vnd.docker.distribution.manifest.v2+json";
+constexpr std::string_view kBlobPrefix = "blobs/sha256/";
+constexpr size_t kMaxErrorBody = 4096;
+constexpr long kConnectTimeoutSeconds = 30;
+constexpr long kLowSpeedBytes = 1024;  // slower than this for kLowSpeedSeconds: give up
+constexpr long kLowSpeedSeconds = 60;
+constexpr long kBufferSize = 128 * 1024;
+constexpr size_t kMaxTokenResponse = 64 * 1024;
+
+// One GET's outcome. `sink` got the body of a 2xx answer; `error_body` holds the start
+// of any other.
+struct Response {
+  long code = 0;
+  std::string content_type;
+  std::string www_authenticate;
+  std::string error_body;
+};
+
+struct Transfer {
+  CURL* curl = nullptr;
+  const std::function<Status(const char*, size_t)>* sink = nullptr;
+  Status sink_status;
+  Response* response = nullptr;
+  uint64_t range_from = 0;                         // a Range was asked from this byte
+  const std::function<void()>* restart = nullptr;  // drops what the sink kept
+};
+
+size_t OnBody(char* data, size_t size, size_t n, void* user) {
+  auto* t = static_cast<Transfer*>(user);
+  size_t len = size * n;
+  long code = 0;
+  PETREL_CURL(curl_easy_getinfo)(t->curl, CURLINFO_RESPONSE_CODE, &code);
+  if (code < 200 || code > 299) {
+    std::string& body = t->response->error_body;
+    body.append(data, std::min(len, kMaxErrorBody - std::min(kMaxErrorBody, body.size())));
+    return len;
+  }
+  if (t->range_from > 0 && code == 200) {  // the whole body after all: start again
+    (*t->restart)();
+    t->range_from = 0;
+  }
+  t->sink_status = (*t->sink)(data, len);
+  return t->sink_status.ok() ? len : 0;
+}
+
+// The value of header `name` (lowercase, with the colon) when `line` is that header.
+bool HeaderValue(std::string_view line, std::string_view name, std::string* value) {
+  if (line.size() <= name.size()) return false;
+  std::string lower(line.substr(0, name.size()));
+  std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+  if (lower != name) return false;
+  std::string_view v = line.substr(name.size());
+  size_t b = v.find_first_not_of(" \t");
+  size_t e = v.find_last_not_of(" \t\r\n");
+  *value = b == std::string_view::npos ? "" : std::string(v.substr(b, e - b + 1));
+  return true;
+}
+
+size_t OnHeader(char* data, size_t size, size_t n, void* user) {
+  auto* t = static_cast<Transfer*>(user);
+  std::string_view line(data, size * n);
+  if (line.substr(0, 5) == "HTTP/") {  // a new answer (after a redirect)
+    t->response->content_type.clear();
+    t->response->www_authenticate.clear();
+  }
+  std::string value;
+  if (HeaderValue(line, "content-type:", &value)) {
+    t->response->content_type = value.substr(0, value.find(';'));
+  } else if (HeaderValue(line, "www-authenticate:", &value)) {
+    t->response->www_authenticate = value.substr(0, kMaxErrorBody);
+  }
+  return size * n;
+}
+
+// The parameters of a "Bearer realm=\"..\",service=\"..\",scope=\"..\"" challenge.
+std::map<std::string, std::string> ChallengeParams(std::string_view challenge) {
+  std::map<std::string, std::string> out;
+  size_t i = challenge.find(' ');
+  while (i != std::string_view::npos && i < challenge.size()) {
+    size_t eq = challenge.find('=', i);
+    if (eq == std::string_view::npos) break;
+    std::string key(challenge.substr(i, eq - i));
+    key.erase(0, key.find_first_not_of(" ,"));
+    std::transform(key.begin(), key.end(), key.begin(), ::tolower);
+    std::string value;
+    size_t j = eq + 1;
+    if (j < challenge.size() && challenge[j] == '"') {
+      size_t close = challenge.find('"', j + 1);
+      if (close == std::string_view::npos) break;
+      value = std::string(challenge.substr(j + 1, close - j - 1));
+      i = close + 1;
+    } else {
+      size_t comma = challenge.find(',', j);
+      value = std::string(challenge.substr(j, comma - j));
+      i = comma;
+    }
+    out[key] = value;
+  }
+  return out;
+}
+
+// `s` percent-encoded for a URL query (RFC 3986 unreserved characters kept).
+std::string QueryEscape(const std::string& s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+struct CurlFree {
+  void operator()(CURL* c) const { PETREL_CURL(curl_easy_cleanup)(c); }
+};
+struct SlistFree {
+  void operator()(curl_slist* l) const { PETREL_CURL(curl_slist_free_all)(l); }
+};
+
+// The registry's own words for a failed request: "CODE: message" of its first error.
+std::string RegistryMessage(const std::string& body) {
+  Result<json> j = ParseJson(body, "error");
+  if (!j.ok() || !j->is_object()) return "";
+  auto errors = j->find("errors");
+  if (errors == j->end() || !errors->is_array() || errors->empty()) return "";
+  const json& e = (*errors)[0];
+  if (!e.is_object()) return "";
+  std::string out;
+  if (e.contains("code") && e["code"].is_string()) out = e["code"].get<std::string>();
+  if (e.contains("message") && e["message"].is_string()) {
+    out += (out.empty() ? "" : ": ") + e["message"].get<std::string>();
+  }
+  return out.substr(0, 200);
+}
+
+class Source : public ImageSource {
+ public:
+  Source(const ImageReference& ref, const RegistryOptions& options) : ref_(ref), options_(options) {
+    const std::string registry = ref_.Registry();
+    bool insecure =
+        IsLoopbackHost(ref_.Host()) ||
+        std::find(options_.insecure_registries.begin(), options_.insecure_registries.end(),
+                  ref_.domain) != options_.insecure_registries.end();
+    base_ = (insecure ? "http://" : "https://") + registry + "/v2/" + ref_.repository + "/";
+    protocols_ = insecure ? "http,https" : "https";
+    blob_dir_ = options_.store_dir + "/blobs/sha256";
+  }
+
+  Status StreamFile(const std::string& name,
+                    const std::function<Status(ByteSource*)>& fn) override {
+    if (name == "index.json") {
+      PETREL_ASSIGN_OR_RETURN(const std::string index, Index());
+      StringSource source(index);
+      return fn(&source);
+    }
+    const std::string digest = "sha256:" + name.substr(std::min(name.size(), kBlobPrefix.size()));
+    if (name.compare(0, kBlobPrefix.size(), kBlobPrefix) != 0 || !IsSha256Digest(digest)) {
+      return Status::InvalidArgument("no " + name + " in a registry image");
+    }
+    PETREL_RETURN_IF_ERROR(Fetch(digest));
+    return ImageSource::Dir(options_.store_dir + "/blobs")
+        ->StreamFile("sha256/" + digest.substr(7), fn);
+  }
+
+ private:
+  class StringSource : public ByteSource {
+   public:
+    explicit StringSource(const std::string& data) : data_(data) {}
+    Result<size_t> Read(void* buf, size_t size) override {
+      size_t n = std::min(size, data_.size() - pos_);
+      std::copy_n(data_.data() + pos_, n, static_cast<char*>(buf));
+      pos_ += n;
+      return n;
+    }
+
+   private:
+    const std::string& data_;
+    size_t pos_ = 0;
+  };
+
+  // An index naming the manifest ref_ points at, fetched now (a tag may have moved).
+  Result<std::string> Index() {
+    std::string body, content_type;
+    PETREL_RETURN_IF_ERROR(GetManifest(ref_.ManifestRef(), &body, &content_type));
+    const std::string digest = Sha256Digest(body);
+    if (!ref_.digest.empty() && digest != ref_.digest) {
+      return Status::InvalidArgument("manifest " + ref_.digest +
+                                     ": digest mismatch (the registry sent " + digest + ")");
+    }
+    PETREL_RETURN_IF_ERROR(KeepManifest(digest, body, content_type));
+    json index = {{"schemaVersion", 2},
+                  {"manifests", json::array({{{"digest", digest}, {"size", body.size()}}})}};
+    if (!content_type.empty()) index["manifests"][0]["mediaType"] = content_type;
+    return index.dump();
+  }
+
+  // GET manifests/`reference` (a tag or digest), at most kMaxManifestSize bytes.
+  Status GetManifest(const std::string& reference, std::string* body, std::string* content_type) {
+    const std::string what = "manifest " + reference;
+    Response r;
+    PETREL_RETURN_IF_ERROR(GetWithRetries(
+        "manifests/" + reference, what, true,
+        [&](const char* data, size_t n) {
+          if (body->size() + n > kMaxManifestSize) {
+            return Status::InvalidArgument(what + ": larger than " +
+                                           std::to_string(kMaxManifestSize) + " bytes");
+          }
+          body->append(data, n);
+          return Status::OK();
+        },
+        [&] { body->clear(); }, &r));
+    *content_type = r.content_type;
+    return Status::OK();
+  }
+
+  // Stores manifest `body` in the blob cache and remembers the manifests it names.
+  Status KeepManifest(const std::string& digest, const std::string& body,
+                      const std::string& content_type) {
+    if (content_type == "application/vnd.docker.distribution.manifest.v1+json" ||
+        content_type == "application/vnd.docker.distribution.manifest.v1+prettyjws") {
+      return Status::NotSupported("manifest " + digest +
+                                  ": Docker schema 1 manifests are not supported");
+    }
+    Result<json> j = ParseJson(body, "manifest " + digest);
+    if (j.ok() && j->is_object()) {
+      auto list = j->find("manifests");
+      if (list != j->end() && list->is_array()) {
+        for (const json& d : *list) {
+          if (d.is_object() && d.contains("digest") && d["digest"].is_string()) {
+            manifests_.insert(d["digest"].get<std::string>());
+          }
+        }
+      }
+    }
+    if (Exists(digest)) return Status::OK();
+    PETREL_ASSIGN_OR_RETURN(TempFile tmp, MakeTemp());
+    Status s = WriteAll(tmp.fd.get(), body, tmp.path);
+    return Commit(&tmp, digest, s);
+  }
+
+  // Makes blob `digest` present in the cache.
+  Status Fetch(const std::string& digest) {
+    if (Exists(digest)) return Status::OK();
+    if (manifests_.count(digest) != 0) {
+      std::string body, content_type;
+      PETREL_RETURN_IF_ERROR(GetManifest(digest, &body, &content_type));
+      const std::string got = Sha256Digest(body);
+      if (got != digest) {
+        return Status::InvalidArgument(
+            "manifest " + digest + ": digest mismatch (the registry sent " + got + "; discarded)");
+      }
+      return KeepManifest(digest, body, content_type);
+    }
+    PETREL_ASSIGN_OR_RETURN(TempFile tmp, MakeTemp());
+    auto hash = std::make_unique<Sha256>();
+    uint64_t size = 0;
+    Response r;
+    // No `what`: the callers name the blob ("layer sha256:..", "config sha256:..").
+    Status s = GetWithRetries(
+        "blobs/" + digest, "", false,
+        [&](const char* data, size_t n) {
+          size += n;
+          if (size > options_.max_blob_bytes) {
+            return Status::InvalidArgument("larger than " +
+                                           std::to_string(options_.max_blob_bytes) + " bytes");
+          }
+          hash->Update(data, n);
+          return WriteAll(tmp.fd.get(), std::string_view(data, n), tmp.path);
+        },
+        [&] {
+          // Starts the blob again; should this fail, the digest check will.
+          hash = std::make_unique<Sha256>();
+          size = 0;
+          if (ftruncate(tmp.fd.get(), 0) == 0) lseek(tmp.fd.get(), 0, SEEK_SET);
+        },
+        &r, [&] { return size; });
+    if (s.ok()) {
+      const std::string got = FinishDigest(hash.get());
+      if (got != digest) {
+        s = Status::InvalidArgument("digest mismatch: the registry sent " + got + " (discarded)");
+      }
+    }
+    return Commit(&tmp, digest, s);
+  }
+
+  struct TempFile {
+    std::string path;
+    UniqueFd fd;
+  };
+
+  Result<TempFile> MakeTemp() {
+    PETREL_RETURN_IF_ERROR(MakeDirs(blob_dir_, 0700));
+    TempFile t;
+    t.path = options_.store_dir + "/tmp-blob-XXXXXX";
+    t.fd = UniqueFd(mkostemp(t.path.data(), O_CLOEXEC));
+    if (!t.fd.valid()) return ErrnoError(options_.store_dir, "mkstemp", errno);
+    return t;
+  }
+
+  // Renames the temp file to blob `digest` when `s` is OK (after fsync, so a power cut
+  // never leaves a cached blob with other content); removes it otherwise.
+  Status Commit(TempFile* tmp, const std::string& digest, Status s) {
+    if (s.ok() && fsync(tmp->fd.get()) != 0) s = ErrnoError(tmp->path, "fsync", errno);
+    tmp->fd.reset();
+    const std::string path = blob_dir_ + "/" + digest.substr(7);
+    if (s.ok() && rename(tmp->path.c_str(), path.c_str()) != 0) {
+      s = ErrnoError(path, "rename", errno);
+    }
+    if (!s.ok()) unlink(tmp->path.c_str());
+    return s;
+  }
+
+  bool Exists(const std::string& digest) const {
+    struct stat st;
+    return stat((blob_dir_ + "/" + digest.substr(7)).c_str(), &st) == 0 && S_ISREG(st.st_mode);
+  }
+
+  // GET base_ + `path`, retried with back-off (1 s, 2 s, ...) after a failed connection
+  // or a 5xx. With `kept` (the bytes the sink kept so far), a retry asks only for the
+  // rest (HTTP Range); else, or when the server sends the whole body again, `restart`
+  // drops what the sink kept first.
+  Status GetWithRetries(const std::string& path, const std::string& what, bool manifest,
+                        const std::function<Status(const char*, size_t)>& sink,
+                        const std::function<void()>& restart, Response* r,
+                        const std::function<uint64_t()>& kept = nullptr) {
+    Status s;
+    for (int attempt = 0; attempt < std::max(1, options_.attempts); attempt++) {
+      uint64_t from = 0;
+      if (attempt > 0) {
+        from = kept ? kept() : 0;
+        if (from == 0) restart();
+        std::this_thread::sleep_for(std::chrono::seconds(1 << (attempt - 1)));
+      }
+      *r = Response();
+      s = Get(path, what, manifest, sink, r, from, &restart);
+      if (s.code() != Status::Code::kUnavailable) break;
+    }
+    return s;
+  }
+
+  // GET base_ + `path` (from byte `from` on); after a 401 with a Bearer challenge,
+  // fetches a token from the challenge's realm (anonymously) and asks once more with it.
+  Status Get(const std::string& path, const std::string& what, bool manifest,
+             const std::function<Status(const char*, size_t)>& sink, Response* r, uint64_t from = 0,
+             const std::function<void()>* restart = nullptr) {
+    const std::string prefix = what.empty() ? "" : what + ": ";
+    const std::string url = base_ + path;
+    PETREL_RETURN_IF_ERROR(Perform(url, manifest, sink, r, prefix, from, restart));
+    if (r->code == 401 && token_.empty() && r->www_authenticate.compare(0, 7, "Bearer ") == 0) {
+      PETREL_RETURN_IF_ERROR(FetchToken(r->www_authenticate, prefix));
+      *r = Response();
+      PETREL_RETURN_IF_ERROR(Perform(url, manifest, sink, r, prefix, from, restart));
+    }
+    if (r->code >= 200 && r->code <= 299) return Status::OK();
+    return HttpError(*r, prefix + std::to_string(r->code) + " from " + url);
+  }
+
+  // The Status for the failed answer `r`; `msg` says what was asked and where.
+  static Status HttpError(const Response& r, const std::string& msg) {
+    std::string reason = RegistryMessage(r.error_body);
+    std::string full = msg + (reason.empty() ? "" : " (" + reason + ")");
+    if (r.code == 404) return Status::NotFound(full);
+    if (r.code == 401 || r.code == 403) {
+      return Status::PermissionDenied(full + "; credentials are not supported yet");
+    }
+    if (r.code >= 500 || r.code == 429) return Status::Unavailable(full);
+    return Status::InvalidArgument(full);
+  }
+
+  // Asks the realm of Bearer `challenge` for an anonymous pull token into token_.
+  Status FetchToken(const std::string& challenge, const std::string& prefix) {
+    std::map<std::string, std::string> params = ChallengeParams(challenge);
+    const std::string realm = params["realm"];
+    if (realm.empty())
+      return Status::PermissionDenied(prefix + "401 with a Bearer challenge without a realm");
+    std::string scope = params["scope"];
+    if (scope.empty()) scope = "repository:" + ref_.repository + ":pull";
+    std::string url =
+        realm + (realm.find('?') == std::string::npos ? "?" : "&") + "scope=" + QueryEscape(scope);
+    if (!params["service"].empty()) url += "&service=" + QueryEscape(params["service"]);
+    std::string body;
+    Response r;
+    PETREL_RETURN_IF_ERROR(Perform(
+        url, false,
+        [&](const char* data, size_t n) {
+          if (body.size() + n > kMaxTokenResponse) {
+            return Status::InvalidArgument(prefix + "token from " + realm + ": larger than " +
+                                           std::to_string(kMaxTokenResponse) + " bytes");
+          }
+          body.append(data, n);
+          return Status::OK();
+        },
+        &r, prefix + "token: "));
+    if (r.code < 200 || r.code > 299) {
+      return HttpError(r, prefix + "token: " + std::to_string(r.code) + " from " + realm);
+    }
+    Result<json> j = ParseJson(body, "token");
+    std::string token;
+    if (j.ok() && j->is_object()) {
+      for (const char* key : {"token", "access_token"}) {
+        if (token.empty() && j->contains(key) && (*j)[key].is_string()) {
+          token = (*j)[key].get<std::string>();
+        }
+      }
+    }
+    bool printable = !token.empty();
+    for (char c : token) printable = printable && c > ' ' && c < 127;
+    if (!printable) {
+      return Status::PermissionDenied(prefix + "token from " + realm + ": no token in the answer");
+    }
+    token_ = token;
+    return Status::OK();
+  }
+
+  // One GET of `url` (with the Accept header of manifests when `manifest`, and token_
+  // when there is one). OK with r->code set whenever an answer came.
+  Status Perform(const std::string& url, bool manifest,
+                 const std::function<Status(const char*, size_t)>& sink, Response* r,
+                 const std::string& prefix, uint64_t from = 0,
+                 const std::function<void()>* restart = nullptr) {
+    std::unique_ptr<CURL, CurlFree> curl(PETREL_CURL(curl_easy_init)());
+    if (!curl) return Status::IOError(prefix + "curl_easy_init failed");
+    curl_slist* list = nullptr;
+    if (manifest) list = PETREL_CURL(curl_slist_append)(list, kManifestAccept);
+    const std::string auth = "Authorization: Bearer " + token_;
+    if (!token_.empty()) list = PETREL_CURL(curl_slist_append)(list, auth.c_str());
+    const std::string range = "Range: bytes=" + std::to_string(from) + "-";
+    if (from > 0) list = PETREL_CURL(curl_slist_append)(list, range.c_str());
+    std::unique_ptr<curl_slist, SlistFree> headers(list);
+    char error[CURL_ERROR_SIZE] = {0};
+    Transfer t;
+    t.curl = curl.get();
+    t.sink = &sink;
+    t.response = r;
+    t.range_from = from;
+    t.restart = restart;
+    CURL* c = curl.get();
+    auto set = PETREL_CURL(curl_easy_setopt);
+    set(c, CURLOPT_URL, url.c_str());
+    set(c, CURLOPT_HTTPHEADER, headers.get());
+    set(c, CURLOPT_PROTOCOLS_STR, protocols_.c_str());
+    set(c, CURLOPT_REDIR_PROTOCOLS_STR, protocols_.c_str());
+    set(c, CURLOPT_FOLLOWLOCATION, 1L);  // blobs are often served from elsewhere
+    set(c, CURLOPT_MAXREDIRS, 5L);
+    set(c, CURLOPT_NOSIGNAL, 1L);
+    set(c, CURLOPT_CONNECTTIMEOUT, kConnectTimeoutSeconds);
+    set(c, CURLOPT_LOW_SPEED_LIMIT, kLowSpeedBytes);
+    set(c, CURLOPT_LOW_SPEED_TIME, kLowSpeedSeconds);
+    set(c, CURLOPT_USERAGENT, "petrel");
+    set(c, CURLOPT_BUFFERSIZE, kBufferSize);  // fewer, larger writes of a blob
+    set(c, CURLOPT_ERRORBUFFER, error);
+    set(c, CURLOPT_WRITEFUNCTION, OnBody);
+    set(c, CURLOPT_WRITEDATA, &t);
+    set(c, CURLOPT_HEADERFUNCTION, OnHeader);
+    set(c, CURLOPT_HEADERDATA, &t);
+    CURLcode rc = PETREL_CURL(curl_easy_perform)(c);
+    if (!t.sink_status.ok()) return t.sink_status;
+    if (rc != CURLE_OK) {
+      std::string msg = error[0] != '\0' ? error : PETREL_CURL(curl_easy_strerror)(rc);
+      return Status::Unavailable(prefix + url + ": " + msg);
+    }
+    PETREL_CURL(curl_easy_getinfo)(c, CURLINFO_RESPONSE_CODE, &r->code);
+    return Status::OK();
+  }
+
+  const ImageReference ref_;
+  const RegistryOptions options_;
+  std::string base_;       // "http(s)://host[:port]/v2/<repository>/"
+  std::string protocols_;  // libcurl's allowed protocols, also for redirects
+  std::string blob_dir_;
+  std::set<std::string> manifests_;  // digests to fetch from /manifests/
+  std::string token_;                // a Bearer token the registry's realm gave, or ""
+};
+
+}  // namespace
+
+bool IsLoopbackHost(const std::string& host) {
+  if (host == "localhost") return true;
+  if (host.compare(0, 4, "127.") != 0) return false;
+  int dots = 0;
+  for (char c : host) {
+    if (c == '.') {
+      dots++;
+    } else if (c < '0' || c > '9') {
+      return false;
+    }
+  }
+  return dots == 3;
+}
+
+std::unique_ptr<ImageSource> RegistrySource(const ImageReference& ref,
+                                            const RegistryOptions& options) {
+  return std::make_unique<Source>(ref, options);
+}
+
+}  // namespace petrel::internal

@@ -1,0 +1,58 @@
+// Images on an OCI distribution (v2) registry, read as if they were an OCI image layout,
+// so that the layout reader (layout.h) and the unpacker check and apply them exactly as
+// they do local files.
+//
+// The source's "index.json" names the manifest the reference points at (fetched from
+// the registry by tag, or by digest); every "blobs/sha256/<hex>" it is asked for is
+// served from the store's blob cache, <store>/blobs/sha256/<hex>, and fetched into it
+// first when missing: manifests (the one named and those an index or manifest list
+// names) from /v2/<repo>/manifests/, all else from /v2/<repo>/blobs/. A blob is
+// downloaded into <store>/tmp-blob-* (which ImageStore::Open removes), hashed as it
+// arrives, and renamed into the cache only when its digest is the one asked for; a
+// mismatch deletes it and fails naming the blob. A blob in the cache is never fetched
+// again, whichever image needs it.
+//
+// Transport: HTTPS with the system CA store; plain HTTP only for loopback registries
+// (localhost, 127.0.0.0/8) and those listed as insecure. Anonymous access: after a 401
+// with a Bearer challenge, a token is asked of the challenge's realm without
+// credentials (what Docker Hub and GHCR want for public images). Every connection has
+// a connect deadline and a low-speed limit; a manifest may be at most kMaxManifestSize
+// bytes and a blob at most max_blob_bytes. A blob whose download broke off is asked for
+// again from where it stopped (HTTP Range) on the next attempt.
+//
+// Thread-safety: a source belongs to one owner; sources of the same store may fetch at
+// the same time (each download has its own temp file, the rename is atomic).
+#ifndef PETREL_LIB_IMAGE_REGISTRY_H_
+#define PETREL_LIB_IMAGE_REGISTRY_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lib/image/source.h"
+#include "lib/spec/image_ref.h"
+
+namespace petrel::internal {
+
+constexpr size_t kMaxManifestSize = 4 << 20;
+
+struct RegistryOptions {
+  std::string store_dir;  // the image store's directory
+  uint64_t max_blob_bytes = uint64_t{4} << 30;
+  // host[:port] of registries reached over plain HTTP (besides loopback ones).
+  std::vector<std::string> insecure_registries;
+  int attempts = 3;  // per request, for connection failures and 5xx answers
+};
+
+// The registry image `ref`. REQUIRES: a CurlUse alive as long as the source.
+std::unique_ptr<ImageSource> RegistrySource(const ImageReference& ref,
+                                            const RegistryOptions& options);
+
+// True for hosts that are this machine: "localhost" and 127.0.0.0/8.
+bool IsLoopbackHost(const std::string& host);
+
+}  // namespace petrel::internal
+
+#endif  // PETREL_LIB_IMAGE_REGISTRY_H_

@@ -1,0 +1,302 @@
+#!/usr/bin/env bash
+# Images from a real registry (issue 12), on crun: Debian's docker-registry on
+# 127.0.0.1 with its own storage, images pushed into it with skopeo, and petreld
+# running workloads whose image is a registry reference.
+#  - a pull over plain HTTP (loopback) gives a running container; a layer already in the
+#    store is not fetched again by a second image that shares it;
+#  - from a multi-arch OCI index (arm64, arm/v7, then amd64) this machine's is picked;
+#  - a layer whose bytes in the registry were tampered with fails the pull with a
+#    digest error naming the blob, and nothing of it is kept in the store;
+#  - kill -9 of petreld in the middle of a pull leaves no image that is used; the next
+#    petreld removes the partial download and completes the pull;
+#  - a blob whose connection a proxy cuts is completed with HTTP Range requests;
+#  - a registry behind token auth (auth: token, a token server of the test's own) is
+#    pulled from with an anonymous Bearer token.
+# Also compares the time of a 128 MiB blob's pull with curl fetching the same blob.
+#   registry_pull_test.sh PETRELD PETRELCTL
+set -euo pipefail
+petreld=${1:?usage: registry_pull_test.sh PETRELD PETRELCTL}
+ctl=${2:?}
+src=$(cd "$(dirname "$0")/../.." && pwd)
+dir=$(mktemp -d /tmp/petrel-registry-test.XXXXXX)
+chmod 0755 "$dir"
+state=$dir/state
+images=$state/oci/images
+export PETREL_SOCKET=$dir/petrel.sock
+pid=""
+registry_pid=""
+proxy_pid=""
+
+fail() {
+  echo "FAIL: $*" >&2
+  echo "--- petreld log (last 40 lines)" >&2
+  tail -n 40 "$dir"/petreld.log >&2 || true
+  exit 1
+}
+cleanup() {
+  [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
+  for id in $(ls "$state/oci/runtime" 2>/dev/null); do
+    crun --root "$state/oci/runtime" delete --force "$id" >/dev/null 2>&1 || true
+  done
+  grep -o "$dir[^ ]*" /proc/self/mountinfo 2>/dev/null | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  [ -n "$registry_pid" ] && kill -CONT "$registry_pid" 2>/dev/null
+  [ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null || true
+  registry_stop
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+# shellcheck source=tests/lib/petreld.sh
+. "$src/tests/lib/petreld.sh"
+# shellcheck source=tests/lib/registry.sh
+. "$src/tests/lib/registry.sh"
+
+start_petreld() {
+  petreld_start "$dir/petreld.log" --runtime crun --state-dir "$state" --node-name reg \
+    --log-level debug || fail "petreld did not answer"
+}
+phase_of() { "$ctl" get workloads "$1" -o json 2>/dev/null | jq -r '.items[0].replicas[0].phase'; }
+message_of() { "$ctl" get workloads "$1" -o json 2>/dev/null | jq -r '.items[0].replicas[0].message'; }
+running() { [ "$(phase_of "$1")" = Running ]; }
+# apply NAME IMAGE: a workload NAME that runs IMAGE and says "up".
+apply() {
+  cat >"$dir/$1.yaml" <<YAML
+apiVersion: petrel.dev/v1
+kind: Workload
+metadata: {name: $1}
+spec:
+  image: $2
+  command: ["/bin/sh", "-c", "echo up; trap 'exit 0' TERM; while true; do sleep 1; done"]
+  backoff: {initial: 200ms, max: 1s}
+  terminationGracePeriod: 2s
+YAML
+  "$ctl" apply -f "$dir/$1.yaml" >/dev/null || fail "apply $1"
+}
+config_of() { registry_manifest "$1" | jq -r '.config.digest'; }
+tmp_files() { ls "$images" 2>/dev/null | grep -c '^tmp-' || true; }
+
+registry_start "$dir/registry"
+echo "registry on $registry"
+
+# --- Test images.
+mk=$src/examples/images/make-busybox-image
+if [ -n "${PETREL_TEST_IMAGE:-}" ]; then
+  cp "${PETREL_TEST_IMAGE#oci-archive:}" "$dir/busybox.tar"
+else
+  "$mk" "$dir/busybox.tar" >/dev/null
+fi
+registry_push "oci-archive:$dir/busybox.tar" busybox:1
+# The same image under a second name: its layer is in the store once the first is pulled.
+registry_push "oci-archive:$dir/busybox.tar" again:1
+
+# A multi-arch index: arm64 and arm/v7 images (a layer with one file, which this
+# machine must never pick) listed before the amd64 busybox.
+layout=$dir/multi
+"$mk" --format oci-dir "$layout" >/dev/null
+blob() {  # blob FILE: moves FILE into the layout, prints its digest
+  local h
+  h=$(sha256sum "$1" | cut -d' ' -f1)
+  mv "$1" "$layout/blobs/sha256/$h"
+  echo "sha256:$h"
+}
+amd=$(jq -c '.manifests[0] | del(.annotations)' "$layout/index.json")
+others=""
+arm_configs=""
+for arch in arm64 arm/v7; do
+  mkdir -p "$dir/fake" && echo "$arch" >"$dir/fake/arch"
+  tar -C "$dir/fake" -cf "$dir/layer.tar" arch
+  diff_id=$(sha256sum "$dir/layer.tar" | cut -d' ' -f1)
+  lsize=$(stat -c %s "$dir/layer.tar")
+  layer=$(blob "$dir/layer.tar")
+  a=${arch%/*}
+  v=""
+  [ "$a" != "$arch" ] && v=${arch#*/}
+  printf '{"architecture":"%s","os":"linux","config":{"Cmd":["/arch"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
+    "$a" "$diff_id" >"$dir/config.json"
+  csize=$(stat -c %s "$dir/config.json")
+  config=$(blob "$dir/config.json")
+  arm_configs+=" $config"
+  printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"%s","size":%s}]}' \
+    "$config" "$csize" "$layer" "$lsize" >"$dir/manifest.json"
+  msize=$(stat -c %s "$dir/manifest.json")
+  manifest=$(blob "$dir/manifest.json")
+  platform=$(jq -cn --arg a "$a" --arg v "$v" '{os: "linux", architecture: $a} + (if $v == "" then {} else {variant: $v} end)')
+  others+="{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"$manifest\",\"size\":$msize,\"platform\":$platform},"
+done
+amd=$(jq -c '. + {platform: {os: "linux", architecture: "amd64"}}' <<<"$amd")
+printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[%s%s]}' \
+  "$others" "$amd" >"$dir/image-index.json"
+isize=$(stat -c %s "$dir/image-index.json")
+image_index=$(blob "$dir/image-index.json")
+printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"1"}}]}' \
+  "$image_index" "$isize" >"$layout/index.json"
+registry_push "oci:$layout:1" multi:1 --all
+[ "$(registry_manifest multi:1 | jq '.manifests | length')" = 3 ] ||
+  fail "the registry does not hold a 3-platform index: $(registry_manifest multi:1)"
+
+# An image whose layer will be tampered with in the registry's storage.
+"$mk" --pad-mib 1 "$dir/corrupt.tar" >/dev/null
+registry_push "oci-archive:$dir/corrupt.tar" corrupt:1
+corrupt_layer=$(registry_manifest corrupt:1 | jq -r '.layers[0].digest')
+f=$(registry_blob_file "$corrupt_layer")
+[ -f "$f" ] || fail "no registry blob file $f"
+size=$(stat -c %s "$f")
+printf 'X' | dd of="$f" bs=1 seek=$((size / 2)) conv=notrunc status=none
+
+# A big image, to kill petreld in the middle of its pull.
+"$mk" --pad-mib 256 "$dir/big.tar" >/dev/null
+registry_push "oci-archive:$dir/big.tar" big:1 --dest-compress=false
+big_layer=$(registry_manifest big:1 | jq -r '.layers[0].digest')
+big_config=$(config_of big:1 | cut -d: -f2)  # now: the registry is frozen later
+
+# --- A pull and a container running from it.
+start_petreld
+# libcurl (and OpenSSL) is loaded only while a pull runs.
+mapped() { grep -E "/lib(curl|ssl)\.so" "/proc/$pid/maps" | awk '{print $6}' | sort -u | xargs -r -n1 basename | tr '\n' ' '; }
+[ -z "$(mapped)" ] || fail "petreld has $(mapped)mapped before any pull"
+rss_before=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
+apply bb "$registry/busybox:1"
+wait_for 60 running bb || fail "bb not Running: $(phase_of bb) $(message_of bb)"
+"$ctl" logs bb | grep -qx up || fail "bb's container did not say up"
+bb_config=$(config_of busybox:1)
+[ -d "$images/${bb_config#sha256:}/rootfs" ] || fail "busybox:1 ($bb_config) is not unpacked in $images: $(ls "$images")"
+layer=$(registry_manifest busybox:1 | jq -r '.layers[0].digest')
+[ -f "$images/blobs/sha256/${layer#sha256:}" ] || fail "layer $layer is not in the store's blobs"
+echo "ok: $registry/busybox:1 pulled and running"
+if grep -q '/libcurl\.so' "/proc/$pid/maps"; then fail "libcurl is still mapped after the pull"; fi
+echo "ok: libcurl unloaded after the pull (still mapped: $(mapped))"
+echo "figure: petreld VmRSS ${rss_before} kB before any pull, $(awk '/^VmRSS/ {print $2}' "/proc/$pid/status") kB after one"
+
+# The same layer under another name: not fetched again (its cached file is unchanged).
+before=$(stat -c %Y.%i "$images/blobs/sha256/${layer#sha256:}")
+apply again "$registry/again:1"
+wait_for 60 running again || fail "again not Running: $(message_of again)"
+[ "$(stat -c %Y.%i "$images/blobs/sha256/${layer#sha256:}")" = "$before" ] ||
+  fail "the shared layer was fetched again"
+echo "ok: a second image with the same layer did not fetch it again"
+
+# --- Multi-arch: this machine's image is picked.
+[ "$(uname -m)" = x86_64 ] || fail "the multi-arch case expects an amd64 machine"
+apply multi "$registry/multi:1"
+wait_for 60 running multi || fail "multi not Running: $(phase_of multi) $(message_of multi)"
+amd_config=$(jq -r '.config.digest' "$layout/blobs/sha256/$(jq -r '.digest' <<<"$amd" | cut -d: -f2)")
+[ -d "$images/${amd_config#sha256:}/rootfs" ] || fail "the amd64 image $amd_config was not unpacked"
+for c in $arm_configs; do
+  [ ! -e "$images/${c#sha256:}" ] || fail "an arm image ($c) was unpacked"
+done
+# The amd64 image is busybox:1's (the same config): nothing else was unpacked.
+[ "$(ls "$images" | grep -cE '^[0-9a-f]{64}$')" = 1 ] ||
+  fail "more images unpacked than the amd64 one: $(ls "$images")"
+echo "ok: amd64 picked from the arm64, arm/v7, amd64 index"
+
+# --- A tampered layer: a digest error naming the blob, nothing committed.
+apply corrupt "$registry/corrupt:1"
+wait_for 60 bash -c "'$ctl' get workloads corrupt -o json | jq -e '.items[0].replicas[0].message | test(\"digest mismatch\")' >/dev/null" ||
+  fail "no digest error for corrupt: $(message_of corrupt)"
+# The replica's message changes as it retries; the Failed event keeps the error.
+msg=$("$ctl" events | grep -m1 -E ' corrupt .*digest mismatch' || true)
+[[ $msg == *"$corrupt_layer"* ]] || fail "the digest error does not name blob $corrupt_layer: $msg"
+echo "ok: $msg"
+[ ! -e "$images/blobs/sha256/${corrupt_layer#sha256:}" ] || fail "the tampered blob was kept"
+[ ! -e "$images/$(config_of corrupt:1 | cut -d: -f2)" ] || fail "the corrupt image was committed"
+"$ctl" events | grep -qE ' corrupt .* BackOff ' && fail "an image error became a crash loop"
+"$ctl" delete workload corrupt >/dev/null || fail "delete corrupt"
+
+# --- kill -9 in the middle of a pull.
+apply big "$registry/big:1"
+# Busy-polls (no sleep: the download takes well under a second) for the partial blob
+# past 1 MiB, then freezes the registry so that the pull stalls where it is.
+partial_seen() {
+  local end=$((SECONDS + 60)) f
+  while [ $SECONDS -lt $end ]; do
+    for f in "$images"/tmp-blob-*; do
+      [ -f "$f" ] && [ "$(stat -c %s "$f" 2>/dev/null || echo 0)" -gt 1048576 ] && return 0
+    done
+  done
+  return 1
+}
+partial_seen || fail "no partial download of big's layer seen: $(ls -la "$images")"
+kill -STOP "$registry_pid"
+kill -9 "$pid"
+wait "$pid" 2>/dev/null || true
+pid=""
+[ ! -e "$images/blobs/sha256/${big_layer#sha256:}" ] || fail "the pull finished before the kill (too fast to test)"
+[ ! -e "$images/$big_config" ] || fail "a half-pulled image was committed"
+[ "$(tmp_files)" -gt 0 ] || fail "no partial file left to prove the cleanup"
+kill -CONT "$registry_pid"
+start_petreld
+wait_for 120 running big || fail "big not Running after the restart: $(message_of big)"
+[ -d "$images/$big_config/rootfs" ] || fail "big is not unpacked after the restart"
+[ "$(tmp_files)" = 0 ] || fail "partial files left: $(ls "$images")"
+echo "ok: kill -9 mid-pull left no used image; the next petreld completed it"
+
+# --- A figure (printed, never failing): petreld's download of a 128 MiB layer, from
+# the apply to the blob in the store, beside curl fetching the same blob.
+"$mk" --pad-mib 128 "$dir/speed.tar" >/dev/null
+registry_push "oci-archive:$dir/speed.tar" speed:1 --dest-compress=false
+speed_layer=$(registry_manifest speed:1 | jq -r '.layers[0].digest')
+t0=$(date +%s%N)
+apply speed "$registry/speed:1"
+end=$((SECONDS + 60))
+while [ ! -e "$images/blobs/sha256/${speed_layer#sha256:}" ] && [ $SECONDS -lt $end ]; do :; done
+t1=$(date +%s%N)
+curl -sf -o "$dir/speed.blob" "http://$registry/v2/speed/blobs/$speed_layer" || fail "curl of $speed_layer"
+t2=$(date +%s%N)
+rm -f "$dir/speed.blob"
+# petreld hashes what it stores: curl piped into sha256sum does the same work.
+curl -sf "http://$registry/v2/speed/blobs/$speed_layer" | tee "$dir/speed.blob" | sha256sum >/dev/null
+sync "$dir/speed.blob"
+t3=$(date +%s%N)
+rm -f "$dir/speed.blob"
+echo "figure: 128 MiB layer from the loopback registry: petreld $(( (t1 - t0) / 1000000 )) ms" \
+  "(apply to blob stored: hashed, fsynced), curl to a file $(( (t2 - t1) / 1000000 )) ms," \
+  "curl | tee file | sha256sum, then sync $(( (t3 - t2) / 1000000 )) ms"
+wait_for 60 running speed || fail "speed not Running: $(message_of speed)"
+echo "figure: petreld's own word: $(grep -o 'speed Pulled: .*' "$dir/petreld.log" | tail -1) (download and unpack)"
+
+# --- A dropped download resumes with HTTP Range: through a loopback proxy that cuts
+# every connection after at most 5 MiB, a 7 MiB blob only arrives when each retry asks
+# for the rest; starting it again would fail the same way every time.
+"$mk" --pad-mib 6 "$dir/resume.tar" >/dev/null
+registry_push "oci-archive:$dir/resume.tar" resume:1 --dest-compress=false
+resume_layer=$(registry_manifest resume:1 | jq -r '.layers[0].digest')
+[ "$(registry_manifest resume:1 | jq '.layers[0].size')" -gt $((6 * 1048576)) ] ||
+  fail "the resume image's layer is too small to be cut"
+for pport in $(seq $((50000 + $$ % 10000)) $((50099 + $$ % 10000))); do
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$pport") 2>/dev/null; then break; fi
+done
+# A script: socat would take the colons of an inline command for its own. dd, not head
+# -c, whose stdio buffer would hold back a small answer.
+printf '#!/bin/sh\nsocat - "TCP:%s" | dd bs=64k count=%s iflag=count_bytes status=none\n' \
+  "$registry" $((5 * 1048576)) >"$dir/cut.sh"
+socat "TCP-LISTEN:$pport,bind=127.0.0.1,reuseaddr,fork" EXEC:"sh $dir/cut.sh" 2>/dev/null &
+proxy_pid=$!
+got=$(curl -s -o /dev/null -w '%{size_download}' "http://127.0.0.1:$pport/v2/resume/blobs/$resume_layer" || true)
+[ "$got" -gt 1048576 ] && [ "$got" -lt $((6 * 1048576)) ] ||
+  fail "the proxy did not pass the start of the blob and cut it (curl got $got bytes)"
+apply resume "127.0.0.1:$pport/resume:1"
+wait_for 60 running resume || fail "resume not Running: $(phase_of resume) $(message_of resume)"
+[ -f "$images/blobs/sha256/${resume_layer#sha256:}" ] || fail "the resumed blob is not in the store"
+# (A Pull may still fail when its 3 attempts get too little each: socat can cut before
+# 5 MiB when dd exits. The next Pull starts from zero, so only resuming within one Pull
+# ever completes the blob.)
+kill "$proxy_pid" 2>/dev/null || true
+proxy_pid=""
+echo "ok: a blob cut at 5 MiB was completed with Range requests"
+
+# --- A registry that wants Bearer tokens: the anonymous token flow (401, the realm of
+# its WWW-Authenticate challenge, the request again with the token).
+registry_stop
+registry_start_token "$dir/token-registry"
+registry_push "oci-archive:$dir/busybox.tar" private:1
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://$registry/v2/private/manifests/1")" = 401 ] ||
+  fail "the token registry answers without a token"
+apply private "$registry/private:1"
+wait_for 60 running private || fail "private not Running: $(phase_of private) $(message_of private)"
+echo "ok: $registry/private:1 pulled with a Bearer token from the registry's realm"
+
+for w in bb again multi big speed resume private; do "$ctl" delete workload "$w" >/dev/null || true; done
+for w in bb again multi big speed resume private; do wait_for 60 petreld_gone "$w" || fail "$w not gone"; done
+petreld_stop
+registry_stop
+echo "PASS"
