@@ -279,11 +279,11 @@ TEST_SUITE("crun-adapter") {
 
   // petrel's default seccomp profile: a user namespace needs no capability, so only the
   // profile stops a container from making one (these hosts allow them).
-  TEST_CASE("a default container cannot make a user namespace (seccomp), and runs as usual") {
+  TEST_CASE("a default container cannot make a user namespace (seccomp), and reads the clock") {
     Runtime r;
-    const std::string id =
-        r.Start("seccomp",
-                "unshare -U true 2>&1; echo rc=$?; ls /dev/null >/dev/null && echo fine; sleep 60");
+    const std::string id = r.Start("seccomp",
+                                   "unshare -U true 2>&1; echo rc=$?; adjtimex >/dev/null && "
+                                   "ls /dev/null >/dev/null && echo fine; sleep 60");
     CHECK(WaitFor([&] { return r.Log(id).find("fine\n") != std::string::npos; }));
     const std::string log = r.Log(id);
     INFO(log);
