@@ -392,12 +392,17 @@ class Planner {
     if (waiting.empty() || waiting.back() != d.spec->name) waiting.push_back(d.spec->name);
   }
 
-  // Deleted workloads: gone once no container is left. A container removed in this
-  // pass asks for another pass at once, which then finds it gone.
+  // Deleted workloads: gone once no container is left and no job of theirs is in
+  // flight (a Create under way makes a container the list does not show yet, which the
+  // workload, forgotten, would no longer account for). A container removed in this pass
+  // asks for another pass at once, which then finds it gone.
   void Terminating() {
     std::unordered_set<std::string_view> left;  // terminating, with a container
     for (const std::string& name : in_.terminating) left.insert(name);
     std::unordered_set<std::string_view> with_containers;
+    for (const SlotKey& key : busy_) {
+      if (left.count(key.first)) with_containers.insert(key.first);
+    }
     for (const auto& [key, containers] : slots_) {
       if (containers.empty() || !left.count(key.first)) continue;
       with_containers.insert(key.first);

@@ -65,8 +65,11 @@ std::pair<std::string, int> RunToEnd(ContainerRuntime* rt, const ContainerSpec& 
 
 // Waits until the container's output is `text`: a program got that far.
 void WaitLog(ContainerRuntime* rt, const std::string& id, const std::string& text) {
-  CHECK_MESSAGE(WaitFor([&] { return LogOf(rt, id) == text; }),
-                "log of " << id << ": \"" << LogOf(rt, id) << "\", not \"" << text << "\"");
+  const bool got = WaitFor([&] { return LogOf(rt, id) == text; });
+  // Read here, not in the message: doctest makes a message while it holds its reporter's
+  // lock, which the REQUIRE in LogOf would wait for for ever.
+  const std::string log = LogOf(rt, id);
+  CHECK_MESSAGE(got, "log of " << id << ": \"" << log << "\", not \"" << text << "\"");
 }
 
 size_t Occurrences(const std::string& text, const std::string& what) {
@@ -880,7 +883,15 @@ struct Petrel {
     Result<std::vector<WorkloadState>> all = orch->List();
     REQUIRE(all.ok());
     for (const WorkloadState& w : *all) REQUIRE(orch->Delete(w.spec.name).ok());
-    CHECK(WaitFor(note, 30));
+    // Until the workloads are forgotten too: a Create still in flight makes a container
+    // after the runtime's list was empty, and the workload goes only once it is removed.
+    CHECK(WaitFor(
+        [&] {
+          const bool none = note();
+          Result<std::vector<WorkloadState>> left = orch->List();
+          return none && left.ok() && left->empty();
+        },
+        30));
     CHECK_FALSE(seen.empty());
     for (const std::string& id : seen) CheckGone(rt.get(), runtime_dir, id);
   }
@@ -928,23 +939,27 @@ TEST_SUITE("orchestrator-on-runtime") {
     auto states = [&] {
       std::string all;
       for (const char* name : {"never", "onfail", "onfail-ok", "always"}) {
-        const ReplicaStatus& r = p.Get(name).replicas[0];
+        const WorkloadState w = p.Get(name);
+        const ReplicaStatus& r = w.replicas[0];
         all += std::string(name) + ": " + PhaseName(r.phase) + " restarts " +
                std::to_string(r.restarts) + " exit " + std::to_string(r.last_exit_code) + " " +
                r.message + "; ";
       }
       return all;
     };
-    CHECK_MESSAGE(WaitFor(
-                      [&] {
-                        return p.Get("never").replicas[0].phase == Phase::kExited &&
-                               p.Get("onfail-ok").replicas[0].phase == Phase::kExited &&
-                               p.Get("onfail").replicas[0].restarts >= 2 &&
-                               p.Get("always").replicas[0].restarts >= 2;
-                      },
-                      30),
-                  states());
-    INFO(states());
+    // Made into strings here: doctest evaluates a message while it holds its reporter's
+    // lock, and the REQUIRE inside Get would then wait for that lock for ever.
+    const bool settled = WaitFor(
+        [&] {
+          return p.Get("never").replicas[0].phase == Phase::kExited &&
+                 p.Get("onfail-ok").replicas[0].phase == Phase::kExited &&
+                 p.Get("onfail").replicas[0].restarts >= 2 &&
+                 p.Get("always").replicas[0].restarts >= 2;
+        },
+        30);
+    const std::string settled_states = states();
+    CHECK_MESSAGE(settled, settled_states);
+    INFO(settled_states);
     CHECK(p.Get("never").replicas[0].last_exit_code == 3);
     CHECK(p.Get("never").replicas[0].restarts == 0);
     CHECK(p.Get("onfail-ok").replicas[0].restarts == 0);

@@ -73,7 +73,7 @@ class Watchdog {
         "grep -E 'PID|petrel|crun|runc|conmon|containerd|docker|" + pid + "' | grep -v grep 1>&2";
     (void)std::system(ps.c_str());
     const std::string gdb = "command -v gdb >/dev/null && gdb -p " + pid +
-                            " -batch -nx -ex 'thread apply all bt 12' 2>/dev/null 1>&2";
+                            " -batch -nx -ex 'thread apply all bt 12' >&2 2>/dev/null";
     (void)std::system(gdb.c_str());
     std::fflush(stderr);
   }

@@ -610,6 +610,17 @@ TEST_SUITE("plan") {
     CHECK(out.status_deletes == std::vector<std::pair<std::string, int>>{{"gone", 0}});
   }
 
+  TEST_CASE("a Terminating workload with a job in flight is not gone before the job ends") {
+    Fixture f;
+    f.in.terminating = {"gone"};
+    f.in.busy = {{"gone", 0}};  // a Create under way: its container is not listed yet
+    PlanOutput out = f.Run();
+    CHECK(out.gone.empty());
+    f.in.busy.clear();
+    out = f.Run();
+    CHECK(out.gone == std::vector<std::string>{"gone"});
+  }
+
   TEST_CASE("a duplicate of the same template is removed, the running one kept") {
     Fixture f;
     f.Want(Spec("web", 1));
