@@ -12,8 +12,10 @@
 //
 // Rules, as Kubernetes' kubelet has them:
 //  - A container's probes start when it is first seen running; each first checks
-//    initial_delay_ms after that, then every period_ms after the start of its last
-//    check. Only one check of a probe is in flight at a time.
+//    initial_delay_ms after that, then at each multiple of period_ms (on the clock,
+//    never more than a period after the start of its last check), so that the probes
+//    of one period fall due together and are made in one wake-up of the loop. Only
+//    one check of a probe is in flight at a time.
 //  - The startup probe, while it has not passed, holds the other two back. It passes
 //    on its first success; failure_threshold failures in a row kill the container.
 //  - Liveness starts passing; failure_threshold failures in a row kill the container.

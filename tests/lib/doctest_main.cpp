@@ -3,7 +3,6 @@
 #include "tests/lib/doctest_main.h"
 
 #include <doctest/doctest.h>
-
 #include <unistd.h>
 
 #include <chrono>
@@ -64,13 +63,14 @@ class Watchdog {
     }
   }
   void Report() {
-    std::fprintf(stderr, "\nHANG: test case \"%s\" has run %lld s; what runs now:\n",
-                 name_.c_str(), static_cast<long long>(limit_.count()));
+    std::fprintf(stderr, "\nHANG: test case \"%s\" has run %lld s; what runs now:\n", name_.c_str(),
+                 static_cast<long long>(limit_.count()));
     std::fflush(stderr);
     const std::string pid = std::to_string(getpid());
     const std::string ps =
         "ps -eo pid,ppid,pgid,stat,etimes,wchan:24,args | "
-        "grep -E 'PID|petrel|crun|runc|conmon|containerd|docker|" + pid + "' | grep -v grep 1>&2";
+        "grep -E 'PID|petrel|crun|runc|conmon|containerd|docker|" +
+        pid + "' | grep -v grep 1>&2";
     (void)std::system(ps.c_str());
     const std::string gdb = "command -v gdb >/dev/null && gdb -p " + pid +
                             " -batch -nx -ex 'thread apply all bt 12' >&2 2>/dev/null";

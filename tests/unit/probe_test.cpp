@@ -246,6 +246,32 @@ spec:
     CHECK(q.TakeDue(now + 2500).size() == 1);
   }
 
+  TEST_CASE("Prober: probes of one period fall due together after their first check") {
+    Prober p;
+    std::vector<ProbeTarget> targets;
+    for (int i = 0; i < 3; i++) {
+      ProbeTarget t;
+      t.key = {"web", i};
+      t.container_id = "c" + std::to_string(i);
+      t.pid = 100 + i;
+      t.running_since = 1000 + 37 * i;  // started apart
+      t.readiness = Tcp(80);
+      t.readiness.period_ms = 100;
+      targets.push_back(t);
+    }
+    p.Sync(targets, 1000);
+    for (TimeMs now : {1000, 1037, 1074}) {
+      std::vector<ProbeCheck> due = p.TakeDue(now);
+      REQUIRE(due.size() == 1);
+      p.Report(due[0], ProbeResult::Success(), now + 1);
+    }
+    // Each is next due at the next multiple of the period: all three at 1100, not at
+    // 1100, 1137 and 1174; and no later than a period after its last check.
+    CHECK(p.NextDue() == 1100);
+    CHECK(p.TakeDue(1099).empty());
+    CHECK(p.TakeDue(1100).size() == 3);
+  }
+
   TEST_CASE("Prober: readiness needs successThreshold successes, failureThreshold failures") {
     Prober p;
     ProbeTarget t;
