@@ -95,9 +95,9 @@ class Port {
   // Makes those cgroups and writes the limits into them (memory.limit_in_bytes,
   // cpu.cfs_quota_us over a 100 ms period, pids.max) and the device list (every device
   // denied but the few runc and crun allow by default: null, zero, full, random,
-  // urandom, tty, console, ptmx, pts; any node may be made, not opened). Cgroups
-  // already there are reused. NotSupported on a v2-only host, which has no v1
-  // controllers.
+  // urandom, tty, console, ptmx, pts; any node may be made, not opened; every device
+  // when limits.all_devices). Cgroups already there are reused. NotSupported on a
+  // v2-only host, which has no v1 controllers.
   virtual Result<LimitCgroups> CreateLimitCgroups(const std::string& id,
                                                   const Resources& limits) = 0;
   // Deletes cgroup directories whose processes are gone. OK for missing ones.

@@ -89,6 +89,7 @@ struct ContainerSpec {
   std::vector<PortSpec> ports;
   std::vector<MountSpec> mounts;
   Resources resources;
+  SecurityContext security_context;
   ContainerLease lease;  // none unless set; see ContainerLease
 };
 

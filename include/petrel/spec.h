@@ -42,8 +42,33 @@ struct Resources {
   int64_t memory_bytes = 0;  // 0 = unlimited
   int64_t cpu_millis = 0;    // 0 = unlimited
   int64_t pids = 0;          // 0 = unlimited
+  // Every device may be opened, not only the default few (a privileged container's; set
+  // when lowering from SecurityContext::privileged, never in a WorkloadSpec's own).
+  bool all_devices = false;
   bool operator==(const Resources&) const;
 };
+
+// What a workload's containers may ask of the kernel, shaped as Kubernetes'
+// securityContext. At its defaults a container gets petrel's capability set (Docker's)
+// and petrel's seccomp profile.
+struct SecurityContext {
+  enum class Seccomp { kRuntimeDefault, kUnconfined };
+  // Root on the host: every capability petrel has to give, no seccomp filter, every
+  // device allowed (any node it makes with mknod can be opened), /proc and /sys neither
+  // masked nor read-only. The other fields are then ignored.
+  bool privileged = false;
+  // Capability names as Kubernetes writes them ("NET_ADMIN"), "CAP_" in front or not, or
+  // "ALL". drop takes them from petrel's set, then add puts them in. A container that
+  // publishes a hostPort shares the host's network and so loses CAP_NET_RAW (raw
+  // sockets there see and forge the host's traffic) unless add names it.
+  std::vector<std::string> capabilities_add;
+  std::vector<std::string> capabilities_drop;
+  Seccomp seccomp = Seccomp::kRuntimeDefault;
+
+  bool empty() const { return *this == SecurityContext{}; }
+  bool operator==(const SecurityContext&) const;
+};
+const char* SeccompName(SecurityContext::Seccomp seccomp);  // "RuntimeDefault", "Unconfined"
 
 enum class RestartPolicy { kAlways, kOnFailure, kNever };
 
@@ -102,6 +127,7 @@ struct WorkloadSpec {
   RestartPolicy restart_policy = RestartPolicy::kAlways;
   Backoff backoff;
   int64_t termination_grace_ms = 10000;  // SIGTERM, then SIGKILL after this long
+  SecurityContext security_context;
 
   // Health probes, run by petrel (so not in TemplateHash: a change takes effect without
   // replacing containers). A failing liveness probe kills the container, which then
@@ -217,17 +243,18 @@ Status ValidateLabel(const std::string& key, const std::string& value);
 // container names). InvalidArgument quoting it otherwise.
 Status ValidateNodeName(const std::string& name);
 
-// A hash of what goes into the container (image, command, env, mounts, labels, ...),
-// not of the name, replicas, restart policy, backoff, grace period or placement: a
-// change here replaces the replicas' containers. 16 lowercase hex digits (64 bits of SHA-256).
+// A hash of what goes into the container (image, command, env, mounts, labels,
+// securityContext, ...), not of the name, replicas, restart policy, backoff, grace
+// period or placement: a change here replaces the replicas' containers. 16 lowercase hex digits (64
+// bits of SHA-256).
 std::string TemplateHash(const WorkloadSpec& spec);
 
 // Canonical JSON (sorted keys, numbers in base units) and back. SpecFromJson
 // accepts what SpecToJson writes: every field of petrel 0.1 always, the placement
-// fields (nodeSelector, preferredNodes, exclusive, standby, standbyReplicas) only when not at their
-// default, so a spec that leaves them alone writes the same bytes as before they
-// existed. SpecFromJson takes an absent placement field as its default (and one
-// written at its default as that default).
+// fields (nodeSelector, preferredNodes, exclusive, standby, standbyReplicas) and
+// securityContext only when not at their default, so a spec that leaves them alone
+// writes the same bytes as before they existed. SpecFromJson takes an absent one of
+// them as its default (and one written at its default as that default).
 std::string SpecToJson(const WorkloadSpec& spec);
 Result<WorkloadSpec> SpecFromJson(const std::string& json);
 

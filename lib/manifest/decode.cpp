@@ -218,6 +218,7 @@ class Decoder {
           if (key == "terminationGracePeriod") {
             return Parsed(value, path, ParseDurationMs, &spec->termination_grace_ms);
           }
+          if (key == "securityContext") return Security(value, path, &spec->security_context);
           if (key == "livenessProbe") return Probe(value, path, &spec->liveness_probe);
           if (key == "readinessProbe") return Probe(value, path, &spec->readiness_probe);
           if (key == "startupProbe") return Probe(value, path, &spec->startup_probe);
@@ -313,6 +314,51 @@ class Decoder {
                     if (key == "max") return Parsed(value, child, ParseDurationMs, &b->max_ms);
                     if (key == "resetAfter")
                       return Parsed(value, child, ParseDurationMs, &b->reset_after_ms);
+                    return Unknown(key_pos, child);
+                  });
+  }
+
+  // Capability names are checked by CheckWorkload, which knows the list.
+  Error Security(const YAML::Node& v, const std::string& path, SecurityContext* sc) {
+    if (v.IsNull()) return std::nullopt;
+    return Fields(v, path,
+                  [&](const std::string& key, const std::string& child, Position key_pos,
+                      const YAML::Node& value) -> Error {
+                    if (key == "privileged") return Bool(value, child, &sc->privileged);
+                    if (key == "capabilities") {
+                      if (value.IsNull()) return std::nullopt;
+                      return Fields(value, child,
+                                    [&](const std::string& k, const std::string& c, Position kp,
+                                        const YAML::Node& val) -> Error {
+                                      if (k == "add")
+                                        return StringList(val, c, &sc->capabilities_add);
+                                      if (k == "drop")
+                                        return StringList(val, c, &sc->capabilities_drop);
+                                      return Unknown(kp, c);
+                                    });
+                    }
+                    if (key == "seccompProfile") {
+                      if (value.IsNull()) return std::nullopt;
+                      return Fields(value, child,
+                                    [&](const std::string& k, const std::string& c, Position kp,
+                                        const YAML::Node& val) -> Error {
+                                      if (k != "type") return Unknown(kp, c);
+                                      std::string type;
+                                      if (Error e = String(val, c, &type)) return e;
+                                      if (val.IsNull()) return std::nullopt;
+                                      std::optional<SecurityContext::Seccomp> parsed =
+                                          ParseSeccomp(type);
+                                      if (!parsed) {
+                                        return Fail(PositionOf(val), c,
+                                                    Quote(type) +
+                                                        " is not a seccomp profile type (want "
+                                                        "RuntimeDefault or Unconfined; Localhost "
+                                                        "profiles are not supported)");
+                                      }
+                                      sc->seccomp = *parsed;
+                                      return std::nullopt;
+                                    });
+                    }
                     return Unknown(key_pos, child);
                   });
   }

@@ -1,11 +1,14 @@
 #include "lib/oci/runtime_config.h"
 
+#include <algorithm>
 #include <cstdint>
+#include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 
+#include "lib/spec/check.h"
 #include "lib/util/cpu_quota.h"
 
 namespace petrel::internal {
@@ -155,6 +158,58 @@ Status ResolveUser(const std::string& user, const RuntimeConfigOptions& o, int64
   return Status::OK();
 }
 
+bool PublishesHostPort(const ContainerSpec& spec) {
+  for (const PortSpec& p : spec.ports) {
+    if (p.host_port != 0) return true;
+  }
+  return false;
+}
+
+// Whether `list` (capability names as the spec writes them) names `cap` ("CAP_NET_RAW"),
+// itself or through ALL.
+bool Names(const std::vector<std::string>& list, const std::string& cap) {
+  for (const std::string& name : list) {
+    if (name == "ALL" || CapabilityName(name) == cap) return true;
+  }
+  return false;
+}
+
+// The capabilities a container runs with: petrel's set less what the spec drops, plus
+// what it adds; every one the host can give (`host`) for a privileged container. One
+// that publishes a host port shares the host's network (LinuxSection), where
+// CAP_NET_RAW would let it sniff and forge the host's traffic: it loses that unless it
+// asks.
+std::vector<std::string> Capabilities(const ContainerSpec& spec, uint64_t host) {
+  const SecurityContext& sc = spec.security_context;
+  std::vector<std::string> every;
+  for (size_t i = 0; i < std::size(kCapabilities); i++) {
+    if ((host >> i) & 1) every.push_back(kCapabilities[i]);
+  }
+  if (sc.privileged) return every;
+  std::vector<std::string> caps;
+  for (const char* cap : kDefaultCaps) {
+    if (Names(sc.capabilities_drop, cap)) continue;
+    if (std::string(cap) == "CAP_NET_RAW" && PublishesHostPort(spec) &&
+        !Names(sc.capabilities_add, cap)) {
+      continue;
+    }
+    caps.push_back(cap);
+  }
+  for (const std::string& cap : every) {
+    if (Names(sc.capabilities_add, cap) && std::find(caps.begin(), caps.end(), cap) == caps.end()) {
+      caps.push_back(cap);
+    }
+  }
+  // A name the host cannot give goes to the runtime all the same, which then refuses it.
+  for (const std::string& name : sc.capabilities_add) {
+    const std::string cap = CapabilityName(name);
+    if (name != "ALL" && std::find(caps.begin(), caps.end(), cap) == caps.end()) {
+      caps.push_back(cap);
+    }
+  }
+  return caps;
+}
+
 json Mount(const std::string& dest, const std::string& type, const std::string& source,
            std::vector<std::string> options) {
   return json{{"destination", dest}, {"type", type}, {"source", source}, {"options", options}};
@@ -203,7 +258,7 @@ Result<json> Process(const ContainerSpec& spec, const ImageConfig& image,
   std::string cwd = !spec.working_dir.empty()    ? spec.working_dir
                     : !image.working_dir.empty() ? image.working_dir
                                                  : "/";
-  std::vector<std::string> caps(std::begin(kDefaultCaps), std::end(kDefaultCaps));
+  const std::vector<std::string> caps = Capabilities(spec, options.host_capabilities);
   json process = {
       {"terminal", false},
       {"user", {{"uid", uid}, {"gid", gid}}},
@@ -232,7 +287,9 @@ json Mounts(const ContainerSpec& spec) {
   mounts.push_back(
       Mount("/dev/shm", "tmpfs", "shm", {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}));
   mounts.push_back(Mount("/dev/mqueue", "mqueue", "mqueue", {"nosuid", "noexec", "nodev"}));
-  mounts.push_back(Mount("/sys", "sysfs", "sysfs", {"nosuid", "noexec", "nodev", "ro"}));
+  mounts.push_back(
+      Mount("/sys", "sysfs", "sysfs",
+            {"nosuid", "noexec", "nodev", spec.security_context.privileged ? "rw" : "ro"}));
   mounts.push_back(
       Mount("/sys/fs/cgroup", "cgroup", "cgroup", {"nosuid", "noexec", "nodev", "relatime", "ro"}));
   for (const MountSpec& m : spec.mounts) {
@@ -269,14 +326,19 @@ Result<json> LinuxSection(const ContainerSpec& spec, const RuntimeConfigOptions&
       json::array({{{"type", "pid"}}, {{"type", "ipc"}}, {{"type", "uts"}}, {{"type", "mount"}}});
   if (!host_network) namespaces.push_back({{"type", "network"}});
 
-  json linux_section = {
-      {"namespaces", namespaces},
-      {"maskedPaths", std::vector<std::string>(std::begin(kMaskedPaths), std::end(kMaskedPaths))},
-      {"readonlyPaths",
-       std::vector<std::string>(std::begin(kReadonlyPaths), std::end(kReadonlyPaths))},
-      {"seccomp", DefaultSeccomp()},
-  };
-  json resources = {{"devices", json::array({{{"allow", false}, {"access", "rwm"}}})}};
+  const SecurityContext& sc = spec.security_context;
+  json linux_section = {{"namespaces", namespaces}};
+  if (!sc.privileged) {
+    linux_section["maskedPaths"] =
+        std::vector<std::string>(std::begin(kMaskedPaths), std::end(kMaskedPaths));
+    linux_section["readonlyPaths"] =
+        std::vector<std::string>(std::begin(kReadonlyPaths), std::end(kReadonlyPaths));
+  }
+  if (!sc.privileged && sc.seccomp == SecurityContext::Seccomp::kRuntimeDefault) {
+    linux_section["seccomp"] = DefaultSeccomp();
+  }
+  // Every device denied (the runtime then allows its default few), or all allowed.
+  json resources = {{"devices", json::array({{{"allow", sc.privileged}, {"access", "rwm"}}})}};
   if (!options.cgroups_path.empty()) {
     linux_section["cgroupsPath"] = options.cgroups_path;
     const Resources& r = spec.resources;

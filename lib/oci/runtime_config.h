@@ -34,6 +34,10 @@ struct RuntimeConfigOptions {
   // RLIMIT_NOFILE for the container (soft = hard); 0 leaves it to the runtime. The
   // adapter gives the host's hard limit: a container cannot be given more.
   uint64_t nofile = 0;
+  // The capabilities the runtime can pass on, bit n for capability n: the bounding set
+  // of petrel's process (a runtime started in a container may lack some, and a kernel
+  // those added after it). A privileged container, or one that adds ALL, gets these.
+  uint64_t host_capabilities = ~uint64_t{0};
 };
 
 // The config.json text. InvalidArgument when the user cannot be resolved, a port is

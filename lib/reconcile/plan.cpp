@@ -494,6 +494,8 @@ ContainerSpec LowerToContainer(const std::string& node, const WorkloadSpec& spec
   c.ports = spec.ports;
   c.mounts = spec.mounts;
   c.resources = spec.resources;
+  c.resources.all_devices = spec.security_context.privileged;
+  c.security_context = spec.security_context;
   return c;
 }
 

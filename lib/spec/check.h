@@ -51,6 +51,28 @@ std::string KeyPath(std::string_view parent, std::string_view key);
 // The RestartPolicy named `name` ("Always", "OnFailure", "Never"), if any.
 std::optional<RestartPolicy> ParseRestartPolicy(std::string_view name);
 
+// Every capability Linux has (up to CAP_CHECKPOINT_RESTORE, 40), by number.
+// clang-format off
+inline constexpr const char* kCapabilities[] = {
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
+    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE"};
+// clang-format on
+
+// A capability as config.json names it: "CAP_" put in front where missing ("ALL" stays).
+std::string CapabilityName(std::string_view name);
+// Whether `name` ("NET_ADMIN" or "CAP_NET_ADMIN"; not "ALL") is in kCapabilities.
+bool IsCapability(std::string_view name);
+
+// The seccomp profile type named `name` ("RuntimeDefault", "Unconfined"), if any.
+std::optional<SecurityContext::Seccomp> ParseSeccomp(std::string_view name);
+
 // WorkloadSpec::standby's one mode besides "" (none).
 inline constexpr std::string_view kStandbyWarm = "warm";
 

@@ -23,7 +23,13 @@ bool MountSpec::operator==(const MountSpec& o) const {
 }
 
 bool Resources::operator==(const Resources& o) const {
-  return std::tie(memory_bytes, cpu_millis, pids) == std::tie(o.memory_bytes, o.cpu_millis, o.pids);
+  return std::tie(memory_bytes, cpu_millis, pids, all_devices) ==
+         std::tie(o.memory_bytes, o.cpu_millis, o.pids, o.all_devices);
+}
+
+bool SecurityContext::operator==(const SecurityContext& o) const {
+  return std::tie(privileged, capabilities_add, capabilities_drop, seccomp) ==
+         std::tie(o.privileged, o.capabilities_add, o.capabilities_drop, o.seccomp);
 }
 
 bool Backoff::operator==(const Backoff& o) const {
@@ -41,13 +47,14 @@ bool ProbeSpec::operator==(const ProbeSpec& o) const {
 bool WorkloadSpec::operator==(const WorkloadSpec& o) const {
   return std::tie(name, labels, replicas, image, command, args, env, working_dir, user,
                   read_only_rootfs, ports, mounts, resources, restart_policy, backoff,
-                  termination_grace_ms, liveness_probe, readiness_probe, startup_probe,
-                  node_selector, preferred_nodes, exclusive, standby, standby_replicas) ==
+                  termination_grace_ms, security_context, liveness_probe, readiness_probe,
+                  startup_probe, node_selector, preferred_nodes, exclusive, standby,
+                  standby_replicas) ==
          std::tie(o.name, o.labels, o.replicas, o.image, o.command, o.args, o.env, o.working_dir,
                   o.user, o.read_only_rootfs, o.ports, o.mounts, o.resources, o.restart_policy,
-                  o.backoff, o.termination_grace_ms, o.liveness_probe, o.readiness_probe,
-                  o.startup_probe, o.node_selector, o.preferred_nodes, o.exclusive, o.standby,
-                  o.standby_replicas);
+                  o.backoff, o.termination_grace_ms, o.security_context, o.liveness_probe,
+                  o.readiness_probe, o.startup_probe, o.node_selector, o.preferred_nodes,
+                  o.exclusive, o.standby, o.standby_replicas);
 }
 
 bool ReplicaStatus::operator==(const ReplicaStatus& o) const {
@@ -97,6 +104,14 @@ const char* ProbeKindName(ProbeSpec::Kind kind) {
   return "Unknown";
 }
 
+const char* SeccompName(SecurityContext::Seccomp seccomp) {
+  switch (seccomp) {
+    case SecurityContext::Seccomp::kRuntimeDefault: return "RuntimeDefault";
+    case SecurityContext::Seccomp::kUnconfined: return "Unconfined";
+  }
+  return "Unknown";
+}
+
 const char* RestartPolicyName(RestartPolicy policy) {
   switch (policy) {
     case RestartPolicy::kAlways: return "Always";
@@ -107,6 +122,28 @@ const char* RestartPolicyName(RestartPolicy policy) {
 }
 
 namespace internal {
+
+std::optional<SecurityContext::Seccomp> ParseSeccomp(std::string_view name) {
+  for (auto s :
+       {SecurityContext::Seccomp::kRuntimeDefault, SecurityContext::Seccomp::kUnconfined}) {
+    if (name == SeccompName(s)) return s;
+  }
+  return std::nullopt;
+}
+
+std::string CapabilityName(std::string_view name) {
+  std::string out(name);
+  if (out != "ALL" && out.compare(0, 4, "CAP_") != 0) out.insert(0, "CAP_");
+  return out;
+}
+
+bool IsCapability(std::string_view name) {
+  const std::string full = CapabilityName(name);
+  for (const char* known : kCapabilities) {
+    if (full == known) return true;
+  }
+  return false;
+}
 
 std::optional<RestartPolicy> ParseRestartPolicy(std::string_view name) {
   for (RestartPolicy p : kPolicies) {
@@ -544,6 +581,34 @@ std::optional<FieldError> CheckProbe(const ProbeSpec& p, const std::string& path
   return std::nullopt;
 }
 
+// Capability names must be known (a typo would otherwise reach the runtime, or be
+// ignored by it), and none may be both added and dropped: which would win is not obvious.
+std::optional<FieldError> CheckSecurity(const SecurityContext& sc) {
+  const std::string path = "spec.securityContext.capabilities";
+  auto check = [&](const std::vector<std::string>& names, const char* list) {
+    for (size_t i = 0; i < names.size(); i++) {
+      if (names[i] != "ALL" && !IsCapability(names[i])) {
+        return std::optional<FieldError>(FieldError{
+            path + "." + Index(list, i),
+            Quote(names[i]) + " is not a capability (want one such as NET_ADMIN, or ALL)"});
+      }
+    }
+    return std::optional<FieldError>();
+  };
+  if (auto e = check(sc.capabilities_add, "add")) return e;
+  if (auto e = check(sc.capabilities_drop, "drop")) return e;
+  for (size_t i = 0; i < sc.capabilities_drop.size(); i++) {
+    for (size_t j = 0; j < sc.capabilities_add.size(); j++) {
+      if (CapabilityName(sc.capabilities_drop[i]) == CapabilityName(sc.capabilities_add[j])) {
+        return FieldError{
+            path + "." + Index("drop", i),
+            Quote(sc.capabilities_drop[i]) + " is also in " + path + "." + Index("add", j)};
+      }
+    }
+  }
+  return std::nullopt;
+}
+
 std::optional<FieldError> CheckProbes(const WorkloadSpec& spec) {
   if (auto e = CheckProbe(spec.liveness_probe, "spec.livenessProbe", true)) return e;
   if (auto e = CheckProbe(spec.readiness_probe, "spec.readinessProbe", false)) return e;
@@ -558,6 +623,7 @@ std::optional<FieldError> CheckWorkload(const WorkloadSpec& spec) {
   if (auto e = CheckPorts(spec.ports)) return e;
   if (auto e = CheckMounts(spec.mounts)) return e;
   if (auto e = CheckLimits(spec)) return e;
+  if (auto e = CheckSecurity(spec.security_context)) return e;
   if (auto e = CheckProbes(spec)) return e;
   return CheckPlacement(spec);
 }

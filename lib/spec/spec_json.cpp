@@ -3,7 +3,8 @@
 // The JSON has every field of petrel 0.1, always, under its manifest name with the
 // base unit appended where the manifest takes a quantity ("memoryBytes", "initialMs");
 // a field added since (probes: livenessProbe, readinessProbe, startupProbe; placement:
-// nodeSelector, preferredNodes, exclusive, standby, standbyReplicas) is written only when
+// nodeSelector, preferredNodes, exclusive, standby, standbyReplicas; securityContext) is
+// written only when
 // it is not at its default, so the JSON of a spec that leaves
 // it alone keeps its bytes. Keys are sorted (nlohmann's default object is a std::map), numbers are
 // integers. Two equal specs give byte-identical JSON, which the store relies on to skip no-op
@@ -52,7 +53,7 @@ json TemplateJson(const WorkloadSpec& spec) {
                       {"readOnly", m.read_only},
                       {"sizeBytes", m.size_bytes}});
   }
-  return {
+  json j = {
       {"image", spec.image},
       {"command", spec.command},
       {"args", spec.args},
@@ -68,6 +69,15 @@ json TemplateJson(const WorkloadSpec& spec) {
         {"pids", spec.resources.pids}}},
       {"labels", spec.labels},
   };
+  // Written whole when any part differs from its default.
+  const SecurityContext& sc = spec.security_context;
+  if (!sc.empty()) {
+    j["securityContext"] = {
+        {"privileged", sc.privileged},
+        {"capabilities", {{"add", sc.capabilities_add}, {"drop", sc.capabilities_drop}}},
+        {"seccompProfile", {{"type", SeccompName(sc.seccomp)}}}};
+  }
+  return j;
 }
 
 // Never throws: a string that is not UTF-8 (which ValidateWorkload rejects) is written
@@ -266,6 +276,27 @@ Status ReadOptionalProbe(const json& j, const char* key, ProbeSpec* out) {
   return it == j.end() ? Status::OK() : ReadProbe(*it, key, out);
 }
 
+Status ReadSecurity(const json& j, const std::string& path, SecurityContext* sc) {
+  PETREL_RETURN_IF_ERROR(ExpectObject(j, path, {"privileged", "capabilities", "seccompProfile"}));
+  PETREL_RETURN_IF_ERROR(Read(j["privileged"], path + ".privileged", &sc->privileged));
+  const json& c = j["capabilities"];
+  const std::string cp = path + ".capabilities";
+  PETREL_RETURN_IF_ERROR(ExpectObject(c, cp, {"add", "drop"}));
+  PETREL_RETURN_IF_ERROR(Read(c["add"], cp + ".add", &sc->capabilities_add));
+  PETREL_RETURN_IF_ERROR(Read(c["drop"], cp + ".drop", &sc->capabilities_drop));
+  const json& p = j["seccompProfile"];
+  const std::string pp = path + ".seccompProfile";
+  PETREL_RETURN_IF_ERROR(ExpectObject(p, pp, {"type"}));
+  std::string type;
+  PETREL_RETURN_IF_ERROR(Read(p["type"], pp + ".type", &type));
+  std::optional<SecurityContext::Seccomp> parsed = internal::ParseSeccomp(type);
+  if (!parsed) {
+    return Bad(pp + ".type", internal::Quote(type) + " is not RuntimeDefault or Unconfined");
+  }
+  sc->seccomp = *parsed;
+  return Status::OK();
+}
+
 // Reads j[key] into *out when present; an absent key leaves *out at its default.
 template <typename T>
 Status ReadOptional(const json& j, const char* key, T* out) {
@@ -274,13 +305,13 @@ Status ReadOptional(const json& j, const char* key, T* out) {
 }
 
 Status ReadSpec(const json& j, WorkloadSpec* spec) {
-  PETREL_RETURN_IF_ERROR(
-      ExpectObject(j, "",
-                   {"name", "labels", "replicas", "image", "command", "args", "env", "workingDir",
-                    "user", "readOnlyRootfs", "ports", "mounts", "resources", "restartPolicy",
-                    "backoff", "terminationGraceMs"},
-                   {"livenessProbe", "readinessProbe", "startupProbe", "nodeSelector",
-                    "preferredNodes", "exclusive", "standby", "standbyReplicas"}));
+  PETREL_RETURN_IF_ERROR(ExpectObject(
+      j, "",
+      {"name", "labels", "replicas", "image", "command", "args", "env", "workingDir", "user",
+       "readOnlyRootfs", "ports", "mounts", "resources", "restartPolicy", "backoff",
+       "terminationGraceMs"},
+      {"livenessProbe", "readinessProbe", "startupProbe", "nodeSelector", "preferredNodes",
+       "exclusive", "standby", "standbyReplicas", "securityContext"}));
   PETREL_RETURN_IF_ERROR(Read(j["name"], "name", &spec->name));
   PETREL_RETURN_IF_ERROR(Read(j["labels"], "labels", &spec->labels));
   PETREL_RETURN_IF_ERROR(Read(j["replicas"], "replicas", &spec->replicas));
@@ -318,6 +349,9 @@ Status ReadSpec(const json& j, WorkloadSpec* spec) {
   PETREL_RETURN_IF_ERROR(
       Read(j["terminationGraceMs"], "terminationGraceMs", &spec->termination_grace_ms));
 
+  if (auto it = j.find("securityContext"); it != j.end()) {
+    PETREL_RETURN_IF_ERROR(ReadSecurity(*it, "securityContext", &spec->security_context));
+  }
   PETREL_RETURN_IF_ERROR(ReadOptionalProbe(j, "livenessProbe", &spec->liveness_probe));
   PETREL_RETURN_IF_ERROR(ReadOptionalProbe(j, "readinessProbe", &spec->readiness_probe));
   PETREL_RETURN_IF_ERROR(ReadOptionalProbe(j, "startupProbe", &spec->startup_probe));

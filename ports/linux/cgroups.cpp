@@ -109,8 +109,13 @@ Result<LimitCgroups> LinuxPort::CreateLimitCgroups(const std::string& id, const 
     PETREL_RETURN_IF_ERROR(
         WriteControl(base + "pids" + leaf + "pids.max", std::to_string(limits.pids)));
   }
-  // Deny all, then allow the list: one rule per write, as the kernel reads them.
+  // Deny all, then allow the list: one rule per write, as the kernel reads them. A
+  // reused cgroup may hold a privileged container's "allow all" from before.
   const std::string devices = base + "devices" + leaf;
+  if (limits.all_devices) {
+    PETREL_RETURN_IF_ERROR(WriteControl(devices + "devices.allow", "a"));
+    return cgroups;
+  }
   PETREL_RETURN_IF_ERROR(WriteControl(devices + "devices.deny", "a"));
   for (const char* rule : kAllowedDevices) {
     PETREL_RETURN_IF_ERROR(WriteControl(devices + "devices.allow", rule));

@@ -23,6 +23,7 @@
 #include <spawn.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -163,6 +164,7 @@ Resources LimitsOf(const json& meta) {
     limits.memory_bytes = meta["resources"].value("memory", int64_t{0});
     limits.cpu_millis = meta["resources"].value("cpuMillis", int64_t{0});
     limits.pids = meta["resources"].value("pids", int64_t{0});
+    limits.all_devices = meta["resources"].value("allDevices", false);
   }
   return limits;
 }
@@ -829,6 +831,10 @@ class CrunRuntime final : public ContainerRuntime {
     if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_max != RLIM_INFINITY) {
       bo.nofile = std::min<uint64_t>(nofile.rlim_max, 1 << 20);
     }
+    bo.host_capabilities = 0;
+    for (int cap = 0; cap < 64; cap++) {
+      if (prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1) bo.host_capabilities |= uint64_t{1} << cap;
+    }
     PETREL_ASSIGN_OR_RETURN(const std::string config,
                             internal::MakeRuntimeConfig(spec, image.config, bo));
     // An overlay is mounted by the shim, in the runtime's own mount namespace.
@@ -851,7 +857,11 @@ class CrunRuntime final : public ContainerRuntime {
         {"imageId", image.id},
         {"createdAt", opts_.clock->Now()},
         {"rootfs", kind == internal::ImageStore::RootfsKind::kOverlay ? "overlay" : "copy"},
-        {"resources", {{"memory", r.memory_bytes}, {"cpuMillis", r.cpu_millis}, {"pids", r.pids}}},
+        {"resources",
+         {{"memory", r.memory_bytes},
+          {"cpuMillis", r.cpu_millis},
+          {"pids", r.pids},
+          {"allDevices", r.all_devices}}},
         {"cgroups", cgroups},
         {"overlay", overlay}};
     if (!spec.lease.empty()) {

@@ -374,6 +374,76 @@ spec:
     CHECK(Parse(bad) == "m.yaml:4:38: spec.preferredNodes[1]: duplicates spec.preferredNodes[0]");
   }
 
+  // Issue 9: securityContext, as Kubernetes writes it in a Pod's container.
+  TEST_CASE("securityContext decodes, and a bad capability or profile is named at its position") {
+    WorkloadSpec want;
+    want.name = "web";
+    want.image = "oci-archive:/opt/images/busybox.tar";
+    want.security_context.capabilities_add = {"NET_ADMIN", "CAP_SYS_TIME"};
+    want.security_context.capabilities_drop = {"ALL"};
+    want.security_context.seccomp = SecurityContext::Seccomp::kUnconfined;
+    Result<std::vector<WorkloadSpec>> r =
+        ParseManifest(With("  securityContext:\n"
+                           "    privileged: false\n"
+                           "    capabilities:\n"
+                           "      add: [NET_ADMIN, CAP_SYS_TIME]\n"
+                           "      drop: [ALL]\n"
+                           "    seccompProfile: {type: Unconfined}\n"),
+                      "m.yaml");
+    REQUIRE_MESSAGE(r.ok(), r.status().message());
+    CHECK((*r)[0] == want);
+
+    WorkloadSpec privileged = want;
+    privileged.security_context = SecurityContext{};
+    privileged.security_context.privileged = true;
+    r = ParseManifest(With("  securityContext: {privileged: true, seccompProfile: {type: "
+                           "RuntimeDefault}}\n"),
+                      "m.yaml");
+    REQUIRE_MESSAGE(r.ok(), r.status().message());
+    CHECK((*r)[0] == privileged);
+    r = ParseManifest(With("  securityContext: {capabilities: {add: []}, seccompProfile:}\n"),
+                      "m.yaml");
+    REQUIRE_MESSAGE(r.ok(), r.status().message());
+    CHECK((*r)[0].security_context.empty());
+
+    struct {
+      std::string text;
+      const char* want;
+    } cases[] = {
+        {With("  securityContext:\n    capabilities:\n      add: [NET_ADMIN, NET_FOO]\n"),
+         "m.yaml:9:24: spec.securityContext.capabilities.add[1]: \"NET_FOO\" is not a "
+         "capability (want one such as NET_ADMIN, or ALL)"},
+        {With("  securityContext:\n    capabilities:\n      drop:\n      - net_raw\n"),
+         "m.yaml:10:9: spec.securityContext.capabilities.drop[0]: \"net_raw\" is not a "
+         "capability (want one such as NET_ADMIN, or ALL)"},
+        {With("  securityContext:\n    capabilities: {add: [NET_RAW], drop: [CAP_NET_RAW]}\n"),
+         "m.yaml:8:43: spec.securityContext.capabilities.drop[0]: \"CAP_NET_RAW\" is also in "
+         "spec.securityContext.capabilities.add[0]"},
+        {With("  securityContext:\n    capabilities: {keep: [NET_RAW]}\n"),
+         "m.yaml:8:20: spec.securityContext.capabilities.keep: unknown field"},
+        {With("  securityContext:\n    capabilities:\n      add: NET_ADMIN\n"),
+         "m.yaml:9:12: spec.securityContext.capabilities.add: must be a list, not "
+         "\"NET_ADMIN\""},
+        {With("  securityContext:\n    seccompProfile:\n      type: Localhost\n"),
+         "m.yaml:9:13: spec.securityContext.seccompProfile.type: \"Localhost\" is not a "
+         "seccomp profile type (want RuntimeDefault or Unconfined; Localhost profiles are not "
+         "supported)"},
+        {With("  securityContext:\n    seccompProfile: {localhostProfile: x.json}\n"),
+         "m.yaml:8:22: spec.securityContext.seccompProfile.localhostProfile: unknown field"},
+        {With("  securityContext: {privileged: yes}\n"),
+         "m.yaml:7:33: spec.securityContext.privileged: \"yes\" is not a boolean (true or "
+         "false)"},
+        {With("  securityContext: {runAsUser: 0}\n"),
+         "m.yaml:7:21: spec.securityContext.runAsUser: unknown field"},
+        {With("  securityContext: [privileged]\n"),
+         "m.yaml:7:20: spec.securityContext: must be a mapping, not a list"},
+    };
+    for (const auto& c : cases) {
+      CAPTURE(c.text);
+      CHECK(Parse(c.text) == c.want);
+    }
+  }
+
   TEST_CASE("hostile input gets an error, not a crash") {
     std::string deep = With("  command: ") + std::string(100000, '[') + "\n";
     std::string got = Parse(deep);

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 #include "lib/oci/runtime_config.h"
 
@@ -109,6 +111,93 @@ TEST_SUITE("oci") {
       if (m["destination"] == "/sys") sys_ro = m["options"].back() == "ro";
     }
     CHECK(sys_ro);
+  }
+
+  // Issue 9: securityContext. The three capability sets config.json has are the same.
+  TEST_CASE("securityContext: capabilities added and dropped, seccomp Unconfined, privileged") {
+    ImageConfig image;
+    image.cmd = {"/bin/true"};
+    ContainerSpec spec;
+    spec.name = "sc";
+    auto caps = [&](RuntimeConfigOptions o = {}) {
+      json c = Config(spec, image, o)["process"]["capabilities"];
+      CHECK(c["effective"] == c["bounding"]);
+      CHECK(c["permitted"] == c["bounding"]);
+      return c["bounding"].get<std::vector<std::string>>();
+    };
+    auto has = [](const std::vector<std::string>& list, const char* cap) {
+      return std::find(list.begin(), list.end(), cap) != list.end();
+    };
+    SecurityContext& sc = spec.security_context;
+    sc.capabilities_add = {"NET_ADMIN", "CAP_SYS_TIME"};
+    sc.capabilities_drop = {"NET_RAW", "CAP_MKNOD"};
+    std::vector<std::string> got = caps();
+    CHECK(got.size() == 14);
+    CHECK(has(got, "CAP_NET_ADMIN"));
+    CHECK(has(got, "CAP_SYS_TIME"));
+    CHECK_FALSE(has(got, "CAP_NET_RAW"));
+    CHECK_FALSE(has(got, "CAP_MKNOD"));
+    CHECK(has(got, "CAP_CHOWN"));
+
+    sc.capabilities_drop = {"ALL"};
+    sc.capabilities_add = {"NET_BIND_SERVICE"};
+    CHECK(caps() == std::vector<std::string>{"CAP_NET_BIND_SERVICE"});
+    sc.capabilities_add = {};
+    CHECK(caps().empty());
+    sc.capabilities_drop = {};
+    sc.capabilities_add = {"ALL"};
+    CHECK(caps().size() == 41);
+    RuntimeConfigOptions old_kernel;  // up to CAP_AUDIT_READ (37): Linux 3.16 to 5.8
+    old_kernel.host_capabilities = (uint64_t{1} << 38) - 1;
+    CHECK(caps(old_kernel).size() == 38);
+    RuntimeConfigOptions limited;  // a runtime without CAP_SYS_RESOURCE (24) to give
+    limited.host_capabilities = ~(uint64_t{1} << 24);
+    CHECK(caps(limited).size() == 40);
+    CHECK_FALSE(has(caps(limited), "CAP_SYS_RESOURCE"));
+    sc.capabilities_add = {};
+
+    // Publishing a host port shares the host's network: NET_RAW goes unless asked for.
+    PortSpec port;
+    port.container_port = port.host_port = 8080;
+    spec.ports = {port};
+    got = caps();
+    CHECK(got.size() == 13);
+    CHECK_FALSE(has(got, "CAP_NET_RAW"));
+    sc.capabilities_add = {"NET_RAW"};
+    CHECK(has(caps(), "CAP_NET_RAW"));
+    sc.capabilities_add = {"ALL"};
+    CHECK(has(caps(), "CAP_NET_RAW"));
+    sc.capabilities_add = {};
+    spec.ports[0].host_port = 0;
+    CHECK(has(caps(), "CAP_NET_RAW"));
+    spec.ports[0].host_port = 8080;
+
+    // Unconfined: no seccomp filter, all else as by default.
+    CHECK(Config(spec, image)["linux"].contains("seccomp"));
+    sc.seccomp = SecurityContext::Seccomp::kUnconfined;
+    json c = Config(spec, image);
+    CHECK_FALSE(c["linux"].contains("seccomp"));
+    CHECK(c["linux"]["maskedPaths"].size() == 11);
+    CHECK(c["linux"]["resources"]["devices"] == json::parse(R"([{"allow":false,"access":"rwm"}])"));
+    sc.seccomp = SecurityContext::Seccomp::kRuntimeDefault;
+
+    // Privileged: every capability the kernel has (NET_RAW too, drop ignored), no seccomp,
+    // every device, /proc and /sys as they are.
+    sc.privileged = true;
+    sc.capabilities_drop = {"ALL"};
+    CHECK(caps().size() == 41);
+    CHECK(caps(old_kernel).size() == 38);
+    CHECK(caps(limited).size() == 40);
+    CHECK(has(caps(), "CAP_NET_RAW"));
+    CHECK(has(caps(), "CAP_SYS_ADMIN"));
+    c = Config(spec, image);
+    CHECK_FALSE(c["linux"].contains("seccomp"));
+    CHECK_FALSE(c["linux"].contains("maskedPaths"));
+    CHECK_FALSE(c["linux"].contains("readonlyPaths"));
+    CHECK(c["linux"]["resources"]["devices"] == json::parse(R"([{"allow":true,"access":"rwm"}])"));
+    for (const json& m : c["mounts"]) {
+      if (m["destination"] == "/sys") CHECK(m["options"].back() == "rw");
+    }
   }
 
   TEST_CASE("mounts, limits, rlimits and networks") {

@@ -273,6 +273,10 @@ TEST_SUITE("spec") {
         [](WorkloadSpec& s) { s.exclusive = true; },
         [](WorkloadSpec& s) { s.standby = "warm"; },
         [](WorkloadSpec& s) { s.standby_replicas = 2; },
+        [](WorkloadSpec& s) { s.security_context.privileged = true; },
+        [](WorkloadSpec& s) { s.security_context.capabilities_add = {"NET_ADMIN"}; },
+        [](WorkloadSpec& s) { s.security_context.capabilities_drop = {"ALL"}; },
+        [](WorkloadSpec& s) { s.security_context.seccomp = SecurityContext::Seccomp::kUnconfined; },
     };
     for (size_t i = 0; i < std::size(changes); i++) {
       CAPTURE(i);
@@ -681,6 +685,88 @@ TEST_SUITE("spec") {
     CHECK(SpecToJson(*back) == min);
   }
 
+  // Issue 9: securityContext, like the placement fields, is in the JSON and the hash
+  // only when set, so a container made by an older petrel is not replaced on upgrade.
+  TEST_CASE("securityContext at its default leaves the JSON and TemplateHash as they were") {
+    WorkloadSpec full = FullSpec();
+    full.security_context = SecurityContext{};
+    CHECK(SpecToJson(full).find("securityContext") == std::string::npos);
+    CHECK(TemplateHash(full) == "46408325aa968805");
+    CHECK(TemplateHash(ValidSpec()) == "ea70ca5139747a21");
+
+    WorkloadSpec secured = ValidSpec();
+    secured.security_context.capabilities_add = {"NET_ADMIN"};
+    secured.security_context.capabilities_drop = {"ALL"};
+    const std::string json = SpecToJson(secured);
+    CHECK(json.find("\"securityContext\":{\"capabilities\":{\"add\":[\"NET_ADMIN\"],"
+                    "\"drop\":[\"ALL\"]},\"privileged\":false,"
+                    "\"seccompProfile\":{\"type\":\"RuntimeDefault\"}}") != std::string::npos);
+    CHECK(TemplateHash(secured) != TemplateHash(ValidSpec()));
+    for (auto change : std::initializer_list<std::function<void(SecurityContext&)>>{
+             [](SecurityContext&) {}, [](SecurityContext& c) { c.privileged = true; },
+             [](SecurityContext& c) { c.seccomp = SecurityContext::Seccomp::kUnconfined; }}) {
+      WorkloadSpec s = secured;
+      change(s.security_context);
+      Result<WorkloadSpec> back = SpecFromJson(SpecToJson(s));
+      REQUIRE_MESSAGE(back.ok(), back.status().message());
+      CHECK(*back == s);
+    }
+
+    struct {
+      std::string from, to, want;
+    } bad[] = {
+        {"\"privileged\":false", "\"privileged\":0",
+         "spec JSON: securityContext.privileged: must be a boolean"},
+        {"\"RuntimeDefault\"", "\"Localhost\"",
+         "spec JSON: securityContext.seccompProfile.type: \"Localhost\" is not RuntimeDefault "
+         "or Unconfined"},
+        {"\"drop\":[\"ALL\"]", "\"drop\":[\"ALL\"],\"keep\":[]",
+         "spec JSON: securityContext.capabilities.keep: unknown field"},
+        {"\"add\":[\"NET_ADMIN\"]", "\"add\":\"NET_ADMIN\"",
+         "spec JSON: securityContext.capabilities.add: must be an array"},
+    };
+    for (const auto& c : bad) {
+      std::string text = json;
+      const size_t at = text.find(c.from);
+      REQUIRE(at != std::string::npos);
+      text.replace(at, c.from.size(), c.to);
+      CAPTURE(text);
+      Result<WorkloadSpec> r = SpecFromJson(text);
+      REQUIRE_FALSE(r.ok());
+      CHECK(r.status().message() == c.want);
+    }
+  }
+
+  TEST_CASE(
+      "CheckWorkload: securityContext capabilities are known names, not both added and dropped") {
+    CHECK(CheckAfter([](WorkloadSpec& s) {
+            s.security_context.capabilities_add = {"NET_ADMIN", "CAP_SYS_TIME", "ALL"};
+            s.security_context.capabilities_drop = {"ALL", "net_raw"};
+          }) ==
+          "spec.securityContext.capabilities.drop[1]: \"net_raw\" is not a capability (want one "
+          "such as NET_ADMIN, or ALL)");
+    CHECK(CheckAfter([](WorkloadSpec& s) {
+            s.security_context.capabilities_add = {"NET_ADMIN", "CAP_SYS_TIME", "BPF"};
+            s.security_context.capabilities_drop = {"ALL", "NET_RAW", "CAP_CHECKPOINT_RESTORE"};
+            s.security_context.seccomp = SecurityContext::Seccomp::kUnconfined;
+          }) == "");
+    CHECK(CheckAfter([](WorkloadSpec& s) {
+            s.security_context.capabilities_add = {"NET_ADMIN", "CAP_NET_FOO"};
+          }) ==
+          "spec.securityContext.capabilities.add[1]: \"CAP_NET_FOO\" is not a capability (want "
+          "one such as NET_ADMIN, or ALL)");
+    CHECK(CheckAfter([](WorkloadSpec& s) { s.security_context.capabilities_add = {""}; }) ==
+          "spec.securityContext.capabilities.add[0]: \"\" is not a capability (want one such as "
+          "NET_ADMIN, or ALL)");
+    CHECK(CheckAfter([](WorkloadSpec& s) {
+            s.security_context.capabilities_add = {"SYS_TIME", "NET_RAW"};
+            s.security_context.capabilities_drop = {"CAP_NET_RAW"};
+          }) ==
+          "spec.securityContext.capabilities.drop[0]: \"CAP_NET_RAW\" is also in "
+          "spec.securityContext.capabilities.add[1]");
+    CHECK(std::size(internal::kCapabilities) == 41);  // CAP_LAST_CAP of Linux 5.9 to 6.x
+  }
+
   TEST_CASE("SpecToJson is canonical and SpecFromJson reads it back") {
     WorkloadSpec min = ValidSpec();
     CHECK(SpecToJson(min) ==
@@ -817,6 +903,10 @@ TEST_SUITE("spec") {
         [](WorkloadSpec& s) { s.mounts[0].size_bytes = 1; },
         [](WorkloadSpec& s) { s.resources.memory_bytes = 1; },
         [](WorkloadSpec& s) { s.resources.cpu_millis = 1; },
+        [](WorkloadSpec& s) { s.security_context.privileged = true; },
+        [](WorkloadSpec& s) { s.security_context.capabilities_add = {"NET_ADMIN"}; },
+        [](WorkloadSpec& s) { s.security_context.capabilities_drop = {"NET_RAW"}; },
+        [](WorkloadSpec& s) { s.security_context.seccomp = SecurityContext::Seccomp::kUnconfined; },
     };
     for (size_t i = 0; i < std::size(covered); i++) {
       CAPTURE(i);

@@ -40,12 +40,15 @@ struct Runtime {
     rt = *made;
   }
   // Creates and starts `script` under sh as container `name`.
-  std::string Start(const std::string& name, const std::string& script, Resources limits = {}) {
+  std::string Start(const std::string& name, const std::string& script, Resources limits = {},
+                    SecurityContext security = {}) {
     ContainerSpec s;
     s.name = CurrentTarget().name + "-" + name;
     s.image = image;
     s.command = {"/bin/sh", "-c", script};
     s.resources = limits;
+    s.resources.all_devices = security.privileged;  // as LowerToContainer sets it
+    s.security_context = security;
     return CreateAndStart(rt.get(), s);
   }
   std::string Log(const std::string& id) { return LogOf(rt.get(), id); }
@@ -111,6 +114,19 @@ std::map<std::string, std::string> CgroupsOfProcess(const std::string& proc_cgro
     where[line.substr(a + 1, b - a - 1)] = line.substr(b + 1);
   }
   return where;
+}
+
+// Prints the container's capability sets (CapEff, CapBnd, ... of /proc/self/status),
+// then whether chown (which needs CAP_CHOWN) failed, then "done".
+constexpr const char* kShowCaps =
+    "grep ^Cap /proc/self/status; touch /tmp/f; chown 1 /tmp/f 2>/dev/null; echo chown=$?; "
+    "echo done; sleep 60";
+
+// The capability set `name` ("CapEff") of a /proc/<pid>/status text.
+uint64_t CapSet(const std::string& status, const std::string& name) {
+  const size_t at = status.find(name + ":");
+  REQUIRE(at != std::string::npos);
+  return std::stoull(status.substr(at + name.size() + 1), nullptr, 16);
 }
 
 TEST_SUITE("crun-adapter") {
@@ -289,6 +305,67 @@ TEST_SUITE("crun-adapter") {
     INFO(log);
     CHECK(log.find("Operation not permitted") != std::string::npos);
     CHECK(log.find("rc=1\n") != std::string::npos);
+    r.Finish(id);
+  }
+
+  // Issue 9: securityContext, read back from the kernel inside the container.
+  TEST_CASE("securityContext: a dropped capability is gone, an added one is there") {
+    Runtime r;
+    SecurityContext sc;
+    sc.capabilities_drop = {"NET_RAW", "CAP_CHOWN"};
+    sc.capabilities_add = {"NET_ADMIN"};
+    const std::string id = r.Start("caps", kShowCaps, {}, sc);
+    CHECK(WaitFor([&] { return r.Log(id).find("done\n") != std::string::npos; }));
+    const std::string log = r.Log(id);
+    INFO(log);
+    for (const char* set : {"CapEff", "CapBnd"}) {
+      CAPTURE(set);
+      const uint64_t caps = CapSet(log, set);
+      CHECK((caps & (1u << 13)) == 0);  // CAP_NET_RAW
+      CHECK((caps & (1u << 0)) == 0);   // CAP_CHOWN
+      CHECK((caps & (1u << 12)) != 0);  // CAP_NET_ADMIN
+      CHECK((caps & (1u << 5)) != 0);   // CAP_KILL, of the default set
+    }
+    // And the kernel holds to it: chown needs CAP_CHOWN.
+    CHECK(log.find("chown=1\n") != std::string::npos);
+    r.Finish(id);
+  }
+
+  TEST_CASE("securityContext: seccompProfile Unconfined lets a container make a user namespace") {
+    Runtime r;
+    SecurityContext sc;
+    sc.seccomp = SecurityContext::Seccomp::kUnconfined;
+    const std::string id =
+        r.Start("unconfined", "unshare -U true 2>&1; echo rc=$?; sleep 60", {}, sc);
+    CHECK(WaitFor([&] { return r.Log(id).find("rc=") != std::string::npos; }));
+    const std::string log = r.Log(id);
+    INFO(log);
+    CHECK(log.find("rc=0\n") != std::string::npos);
+    r.Finish(id);
+  }
+
+  TEST_CASE("securityContext: a privileged container has every capability and every device") {
+    Runtime r;
+    SecurityContext sc;
+    sc.privileged = true;
+    const std::string id = r.Start("privileged", kShowCaps, {}, sc);
+    CHECK(WaitFor([&] { return r.Log(id).find("done\n") != std::string::npos; }));
+    const std::string log = r.Log(id);
+    INFO(log);
+    // Every one the host can give: this process's bounding set, as the adapter's.
+    const uint64_t all = CapSet(ReadFile("/proc/self/status"), "CapBnd");
+    CHECK(CapSet(log, "CapEff") == all);
+    CHECK(CapSet(log, "CapBnd") == all);
+    CHECK(log.find("chown=0\n") != std::string::npos);
+    const int pid = r.rt->Inspect(id)->pid;
+    std::map<std::string, std::string> where =
+        CgroupsOfProcess(ReadFile("/proc/" + std::to_string(pid) + "/cgroup"));
+    if (where.count("devices")) {
+      const std::string list =
+          ReadFile("/sys/fs/cgroup/devices" + where["devices"] + "/devices.list");
+      INFO(list);
+      CHECK(list.find("a *:* rwm") != std::string::npos);
+    }
     r.Finish(id);
   }
 
