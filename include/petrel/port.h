@@ -126,7 +126,8 @@ class Port {
   // afterwards is born there. Done only when that cgroup was delegated to it (systemd
   // marks it with the extended attribute trusted.delegate, or user.delegate); else,
   // and on v1, hybrid, or with `parent` outside its cgroup, nothing is done and
-  // `skipped` says why. An error only when the move itself fails. The default skips:
+  // `skipped` says why. An error when the move fails, or when `parent` is in
+  // the leaf. REQUIRES: `leaf_name` is one plain name. The default skips:
   // for ports without cgroup v2.
   virtual Result<LeafCgroupMove> EnterLeafCgroup(const std::string& parent,
                                                  const std::string& leaf_name) {

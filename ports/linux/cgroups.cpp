@@ -162,6 +162,11 @@ Result<LeafCgroupMove> LinuxPort::EnterLeafCgroup(const std::string& parent,
   if (wanted != own && wanted.rfind(own + "/", 0) != 0) {
     return LeafCgroupMove{"", "cgroup parent " + wanted + " is not in its own cgroup " + own};
   }
+  const std::string leaf_cgroup = own + "/" + leaf_name;
+  if (wanted == leaf_cgroup || wanted.rfind(leaf_cgroup + "/", 0) == 0) {
+    return Status::InvalidArgument("cgroup parent " + wanted + " is in " + leaf_cgroup +
+                                   ", the leaf meant for the daemon alone");
+  }
   const std::string dir = options_.cgroup_root + own;
   if (!Delegated(dir)) {
     return LeafCgroupMove{
@@ -170,7 +175,7 @@ Result<LeafCgroupMove> LinuxPort::EnterLeafCgroup(const std::string& parent,
   const std::string leaf = dir + "/" + leaf_name;
   if (mkdir(leaf.c_str(), 0755) != 0 && errno != EEXIST) return ErrnoError(leaf, "mkdir", errno);
   PETREL_RETURN_IF_ERROR(WriteControl(leaf + "/cgroup.procs", std::to_string(getpid())));
-  return LeafCgroupMove{own + "/" + leaf_name, ""};
+  return LeafCgroupMove{leaf_cgroup, ""};
 }
 
 Status LinuxPort::RemoveCgroups(const std::vector<std::string>& dirs) {

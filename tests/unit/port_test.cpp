@@ -234,6 +234,12 @@ TEST_SUITE("port") {
     CHECK(ReadFile(unit + "/petreld/cgroup.procs") == std::to_string(getpid()));
     // The unit's own cgroup as the parent needs the move too.
     CHECK(move("system.slice/petreld.service").leaf == "/system.slice/petreld.service/petreld");
+    // The leaf is the daemon's alone: containers there would break the same rule.
+    Result<LeafCgroupMove> in_leaf =
+        port.EnterLeafCgroup("system.slice/petreld.service/petreld/c", "petreld");
+    CHECK(in_leaf.status().message() ==
+          "cgroup parent /system.slice/petreld.service/petreld/c is in "
+          "/system.slice/petreld.service/petreld, the leaf meant for the daemon alone");
     // A look-alike sibling is not inside.
     CHECK(move("system.slice/petreld.service2").leaf.empty());
 
