@@ -5,7 +5,7 @@
 //           [--runtime crun|runc|fake|none]
 //           [--runtime-endpoint ADDR] [--manifests FILE_OR_DIR]
 //           [--log-level debug|info|warn|error] [--node-name NAME]
-//           [--max-layer-size Q] [--request-timeout D]
+//           [--max-layer-size Q] [--request-timeout D] [--cgroup-parent NAME]
 //           [--socket-group NAME] [--allow-host-path DIR]...
 //           [--peer-listen ADDR:PORT [--advertise ADDR:PORT] [--join ADDR:PORT --token T]
 //            [--witness] [--node-label KEY=VALUE]... [--capacity-memory Q] [--capacity-cpu Q]
@@ -91,7 +91,7 @@ std::string Usage(const petrel::RuntimeRegistry& runtimes) {
          "] [--runtime-endpoint ADDR]\n"
          "               [--manifests FILE_OR_DIR] [--log-level debug|info|warn|error]\n"
          "               [--node-name NAME] [--loop-probe-ms MS]\n"
-         "               [--max-layer-size Q] [--request-timeout D]\n"
+         "               [--max-layer-size Q] [--request-timeout D] [--cgroup-parent NAME]\n"
          "               [--socket-group NAME] [--allow-host-path DIR]...\n"
          "               [--peer-listen ADDR:PORT [--advertise ADDR:PORT]\n"
          "                [--join ADDR:PORT --token T] [--witness] [--node-label KEY=VALUE]...]\n"
@@ -120,6 +120,8 @@ std::string Usage(const petrel::RuntimeRegistry& runtimes) {
          "                       (512Mi, 8Gi; default 4Gi): a small blob can be a bomb\n"
          "  --request-timeout D  a request to the socket must arrive whole, headers and\n"
          "                       body, within D of its first byte, else 408 (default 30s)\n"
+         "  --cgroup-parent NAME the cgroup, relative to the cgroup root, below which crun\n"
+         "                       and runc put each container's (default petrel)\n"
          "\n"
          "Clusters (ADDR is an IPv4 address or an [IPv6] one in brackets):\n"
          "  --peer-listen ADDR:PORT\n"
@@ -154,12 +156,14 @@ int64_t ProbeMs(const std::string& text) {
 
 // The settings, by their flag names without dashes; keys of the config file too.
 // --node-label, repeatable, goes to Labels instead.
-const char* const kKeys[] = {
-    "state-dir",      "socket",    "runtime",        "runtime-endpoint", "manifests",
-    "log-level",      "node-name", "loop-probe-ms",  "peer-listen",      "advertise",
-    "join",           "token",     "witness",        "node-label",       "capacity-memory",
-    "capacity-cpu",   "lease-dir", "max-layer-size", "request-timeout",  "socket-group",
-    "allow-host-path"};
+const char* const kKeys[] = {"state-dir",        "socket",        "runtime",
+                             "runtime-endpoint", "manifests",     "log-level",
+                             "node-name",        "loop-probe-ms", "peer-listen",
+                             "advertise",        "join",          "token",
+                             "witness",          "node-label",    "capacity-memory",
+                             "capacity-cpu",     "lease-dir",     "max-layer-size",
+                             "request-timeout",  "socket-group",  "allow-host-path",
+                             "cgroup-parent"};
 
 using Settings = std::map<std::string, std::string>;
 using Labels = std::map<std::string, std::string>;
@@ -450,6 +454,9 @@ std::optional<int> CheckLimits(Settings& settings) {
       return BadUsage("allow-host-path \"" + dir + "\" is not an absolute path");
     }
   }
+  if (petrel::Status s = petrel::CheckCgroupParent(settings["cgroup-parent"]); !s.ok()) {
+    return BadUsage(s.message());
+  }
   if (settings.count("request-timeout")) {
     petrel::Result<int64_t> ms = petrel::ParseDurationMs(settings["request-timeout"]);
     if (!ms.ok()) return BadUsage("request-timeout: " + ms.status().message());
@@ -477,6 +484,7 @@ std::optional<int> ReadSettings(int argc, char** argv, const petrel::RuntimeRegi
   settings->emplace("socket", "/run/petrel/petrel.sock");
   settings->emplace("runtime", runtimes.entries().front().name);
   settings->emplace("log-level", "info");
+  settings->emplace("cgroup-parent", "petrel");
   const std::string& log_level = (*settings)["log-level"];
   if (!ParseLogLevel(log_level, level)) {
     return BadUsage("log-level \"" + log_level + "\" is not debug, info, warn or error");
@@ -519,6 +527,7 @@ bool OpenOrchestrator(Settings& settings, const petrel::RuntimeRegistry& runtime
   if (settings.count("max-layer-size")) {
     config.max_layer_bytes = static_cast<uint64_t>(*petrel::ParseBytes(settings["max-layer-size"]));
   }
+  config.cgroup_parent = settings["cgroup-parent"];
   auto runtime = runtimes.Create(settings["runtime"], config);
   if (!runtime.ok()) {
     std::fprintf(stderr, "petreld: %s\n", runtime.status().message().c_str());
@@ -547,6 +556,24 @@ bool OpenOrchestrator(Settings& settings, const petrel::RuntimeRegistry& runtime
                                         settings["manifests"]);
   }
   return true;
+}
+
+// On cgroup v2, with the containers' cgroup parent in petreld's own cgroup (a systemd
+// unit's, delegated): petreld moves into a leaf of it, <its cgroup>/petreld, before it
+// starts anything, so that the unit's cgroup may give controllers to its children. A
+// failed move is only a warning: the runtime then says what it could not do.
+void EnterLeafCgroup(Settings& settings, Daemon* d) {
+  petrel::Result<petrel::LeafCgroupMove> moved =
+      d->port->EnterLeafCgroup(settings["cgroup-parent"], "petreld");
+  if (!moved.ok()) {
+    d->log(petrel::LogLevel::kWarn,
+           "petreld: move into a leaf cgroup: " + moved.status().message());
+  } else if (!moved->leaf.empty()) {
+    d->log(petrel::LogLevel::kInfo, "petreld: moved into cgroup " + moved->leaf +
+                                        " so that its own cgroup may hold the containers'");
+  } else {
+    d->log(petrel::LogLevel::kDebug, "petreld: stays in its cgroup: " + moved->skipped);
+  }
 }
 
 // With --peer-listen, wraps the local Orchestrator in d->orch into a Cluster, which
@@ -657,6 +684,7 @@ int main(int argc, char** argv) {
   Daemon d;
   d.log = petrel::StderrLogSink(level);
   petrel::Options options;
+  EnterLeafCgroup(settings, &d);
   if (!OpenOrchestrator(settings, runtimes, &d, &options)) return 1;
   if (!OpenCluster(settings, labels, options, &d)) return 1;
   return Serve(settings, options, &d);

@@ -36,6 +36,21 @@ enum class CgroupLayout {
 };
 const char* CgroupLayoutName(CgroupLayout layout);
 
+// Checks a cgroup parent: the cgroup, relative to the root of each hierarchy as
+// Docker's --cgroup-parent is, below which containers get theirs ("petrel",
+// "system.slice/petreld.service/containers"). One or more '/'-separated names of
+// [A-Za-z0-9_.@-], none "." or "..", no name longer than 255: InvalidArgument
+// otherwise, in one line: `cgroup parent "/petrel": must be relative to the cgroup
+// root (e.g. petrel)`.
+Status CheckCgroupParent(std::string_view parent);
+
+// What Port::EnterLeafCgroup did: moved the calling process into the cgroup `leaf`
+// (a path below the cgroup root), or left it where it was for the reason in `skipped`.
+struct LeafCgroupMove {
+  std::string leaf;
+  std::string skipped;
+};
+
 // The cgroups that hold one container's limits where its runtime cannot set them
 // (crun on a hybrid host): made with Port::CreateLimitCgroups, joined by a process
 // that writes its pid to each of `procs` (ChildPlan::join_cgroups), and removed with
@@ -88,20 +103,38 @@ class Port {
   // The host's layout. It does not change while the machine runs.
   virtual CgroupLayout DetectCgroupLayout() = 0;
   // The cgroups that would hold container `id`'s limits: v1 cgroups
-  // <root>/<controller>/petrel/<id> for those of memory, cpu and pids that `limits`
+  // <root>/<controller>/<parent>/<id> for those of memory, cpu and pids that `limits`
   // sets (moving a process into a v1 cgroup waits for an RCU grace period, so an
   // unlimited controller is left alone), and always one of devices. Makes nothing.
-  virtual LimitCgroups LimitCgroupsFor(const std::string& id, const Resources& limits) = 0;
+  // REQUIRES: CheckCgroupParent(parent) is OK.
+  virtual LimitCgroups LimitCgroupsFor(const std::string& parent, const std::string& id,
+                                       const Resources& limits) = 0;
   // Makes those cgroups and writes the limits into them (memory.limit_in_bytes,
   // cpu.cfs_quota_us over a 100 ms period, pids.max) and the device list (every device
   // denied but the few runc and crun allow by default: null, zero, full, random,
   // urandom, tty, console, ptmx, pts; any node may be made, not opened; every device
   // when limits.all_devices). Cgroups already there are reused. NotSupported on a
   // v2-only host, which has no v1 controllers.
-  virtual Result<LimitCgroups> CreateLimitCgroups(const std::string& id,
+  virtual Result<LimitCgroups> CreateLimitCgroups(const std::string& parent, const std::string& id,
                                                   const Resources& limits) = 0;
   // Deletes cgroup directories whose processes are gone. OK for missing ones.
   virtual Status RemoveCgroups(const std::vector<std::string>& dirs) = 0;
+  // On a cgroup v2 host a cgroup that holds processes cannot give controllers to its
+  // children (the no-internal-process rule), so a daemon whose containers' cgroup
+  // `parent` is its own cgroup or below it (a systemd unit's, with Delegate=yes)
+  // moves itself into a leaf child `leaf_name` of its own cgroup; what it starts
+  // afterwards is born there. Done only when that cgroup was delegated to it (systemd
+  // marks it with the extended attribute trusted.delegate, or user.delegate); else,
+  // and on v1, hybrid, or with `parent` outside its cgroup, nothing is done and
+  // `skipped` says why. An error when the move fails, or when `parent` is in
+  // the leaf. REQUIRES: `leaf_name` is one plain name. The default skips:
+  // for ports without cgroup v2.
+  virtual Result<LeafCgroupMove> EnterLeafCgroup(const std::string& parent,
+                                                 const std::string& leaf_name) {
+    (void)parent;
+    (void)leaf_name;
+    return LeafCgroupMove{"", "this platform has no cgroup v2"};
+  }
 
   // --- mounts ---
 

@@ -51,6 +51,10 @@ struct RuntimeConfig {
   // Adapters that unpack images themselves (crun, runc) refuse a layer that
   // decompresses to more than this many bytes (petreld --max-layer-size).
   uint64_t max_layer_bytes = uint64_t{4} << 30;
+  // The cgroup, relative to the cgroup root, below which containers get theirs
+  // (petreld --cgroup-parent; CheckCgroupParent in petrel/port.h). crun and runc use
+  // it; daemons with cgroup parents of their own (docker, containerd) keep those.
+  std::string cgroup_parent = "petrel";
 };
 
 using RuntimeFactory =

@@ -5,10 +5,12 @@
 #include <linux/magic.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <sstream>
 
 #include "lib/util/cpu_quota.h"
 #include "lib/util/fs.h"
@@ -58,12 +60,27 @@ bool IsFs(const std::string& path, long magic) {
   return statfs(path.c_str(), &fs) == 0 && static_cast<long>(fs.f_type) == magic;
 }
 
+// Whether systemd delegated the cgroup `dir` (Delegate=yes): it sets trusted.delegate
+// (systemd 251 on) and user.delegate (252 on) to "1" there.
+bool Delegated(const std::string& dir) {
+  for (const char* name : {"trusted.delegate", "user.delegate"}) {
+    char value[8];
+    const ssize_t n = getxattr(dir.c_str(), name, value, sizeof(value));
+    if (n == 1 && value[0] == '1') return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 // cgroup2 at the root = v2; cgroup2 at <root>/unified (beside the v1 controllers) =
 // hybrid; else v1.
 CgroupLayout LinuxPort::DetectCgroupLayout() {
   std::call_once(layout_once_, [this] {
+    if (options_.cgroup_layout) {
+      layout_ = *options_.cgroup_layout;
+      return;
+    }
     const std::string& root = options_.cgroup_root;
     if (IsFs(root, CGROUP2_SUPER_MAGIC)) {
       layout_ = CgroupLayout::kV2;
@@ -76,25 +93,28 @@ CgroupLayout LinuxPort::DetectCgroupLayout() {
   return layout_;
 }
 
-LimitCgroups LinuxPort::LimitCgroupsFor(const std::string& id, const Resources& limits) {
+LimitCgroups LinuxPort::LimitCgroupsFor(const std::string& parent, const std::string& id,
+                                        const Resources& limits) {
   LimitCgroups out;
   for (const char* c : kControllers) {
     if (!Needed(limits, c)) continue;
-    out.dirs.push_back(options_.cgroup_root + "/" + c + "/petrel/" + id);
+    out.dirs.push_back(options_.cgroup_root + "/" + c + "/" + parent + "/" + id);
     out.procs.push_back(out.dirs.back() + "/cgroup.procs");
   }
   return out;
 }
 
-Result<LimitCgroups> LinuxPort::CreateLimitCgroups(const std::string& id, const Resources& limits) {
+Result<LimitCgroups> LinuxPort::CreateLimitCgroups(const std::string& parent, const std::string& id,
+                                                   const Resources& limits) {
   if (DetectCgroupLayout() == CgroupLayout::kV2) {
     return Status::NotSupported("cgroups for container " + id + ": " + options_.cgroup_root +
                                 " is cgroup v2, which has no v1 controllers");
   }
-  LimitCgroups cgroups = LimitCgroupsFor(id, limits);
+  PETREL_RETURN_IF_ERROR(CheckCgroupParent(parent).WithContext("cgroups for container " + id));
+  LimitCgroups cgroups = LimitCgroupsFor(parent, id, limits);
   for (const std::string& dir : cgroups.dirs) PETREL_RETURN_IF_ERROR(MakeDirs(dir, 0755));
   const std::string base = options_.cgroup_root + "/";
-  const std::string leaf = "/petrel/" + id + "/";
+  const std::string leaf = "/" + parent + "/" + id + "/";
   if (limits.memory_bytes > 0) {
     PETREL_RETURN_IF_ERROR(WriteControl(base + "memory" + leaf + "memory.limit_in_bytes",
                                         std::to_string(limits.memory_bytes)));
@@ -121,6 +141,46 @@ Result<LimitCgroups> LinuxPort::CreateLimitCgroups(const std::string& id, const 
     PETREL_RETURN_IF_ERROR(WriteControl(devices + "devices.allow", rule));
   }
   return cgroups;
+}
+
+Result<LeafCgroupMove> LinuxPort::EnterLeafCgroup(const std::string& parent,
+                                                  const std::string& leaf_name) {
+  PETREL_RETURN_IF_ERROR(CheckCgroupParent(parent));
+  const CgroupLayout layout = DetectCgroupLayout();
+  if (layout != CgroupLayout::kV2) {
+    return LeafCgroupMove{
+        "", std::string("cgroup ") + CgroupLayoutName(layout) + " has no no-internal-process rule"};
+  }
+  // The v2 line of /proc/self/cgroup: "0::/system.slice/petreld.service".
+  PETREL_ASSIGN_OR_RETURN(const std::string lines,
+                          ReadSmallFile(options_.proc_self_cgroup, 64 * 1024));
+  std::istringstream in(lines);
+  std::string own;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("0::", 0) == 0) own = line.substr(3);
+  }
+  if (own.empty() || own[0] != '/') {
+    return Status::Corruption(options_.proc_self_cgroup + ": no cgroup v2 line (0::/...)");
+  }
+  if (own == "/") return LeafCgroupMove{"", "it runs in the root cgroup, which the rule exempts"};
+  const std::string wanted = "/" + parent;
+  if (wanted != own && wanted.rfind(own + "/", 0) != 0) {
+    return LeafCgroupMove{"", "cgroup parent " + wanted + " is not in its own cgroup " + own};
+  }
+  const std::string leaf_cgroup = own + "/" + leaf_name;
+  if (wanted == leaf_cgroup || wanted.rfind(leaf_cgroup + "/", 0) == 0) {
+    return Status::InvalidArgument("cgroup parent " + wanted + " is in " + leaf_cgroup +
+                                   ", the leaf meant for the daemon alone");
+  }
+  const std::string dir = options_.cgroup_root + own;
+  if (!Delegated(dir)) {
+    return LeafCgroupMove{
+        "", "its cgroup " + own + " was not delegated to it (no trusted.delegate: Delegate=yes)"};
+  }
+  const std::string leaf = dir + "/" + leaf_name;
+  if (mkdir(leaf.c_str(), 0755) != 0 && errno != EEXIST) return ErrnoError(leaf, "mkdir", errno);
+  PETREL_RETURN_IF_ERROR(WriteControl(leaf + "/cgroup.procs", std::to_string(getpid())));
+  return LeafCgroupMove{leaf_cgroup, ""};
 }
 
 Status LinuxPort::RemoveCgroups(const std::vector<std::string>& dirs) {

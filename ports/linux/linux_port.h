@@ -18,6 +18,10 @@ namespace petrel::internal {
 struct LinuxPortOptions {
   // Where the cgroup file systems are mounted.
   std::string cgroup_root = "/sys/fs/cgroup";
+  // Unset: detected from what is mounted at cgroup_root. For tests on a fake tree.
+  std::optional<CgroupLayout> cgroup_layout;
+  // Where the calling process reads its own cgroups. For tests.
+  std::string proc_self_cgroup = "/proc/self/cgroup";
   // Where named network namespaces are kept as bind mounts; created 0755 when missing.
   std::string netns_dir = "/run/petrel/netns";
   // The service manager's datagram socket: a path, or "@name" for an abstract one;
@@ -30,9 +34,13 @@ class LinuxPort final : public Port {
   explicit LinuxPort(LinuxPortOptions options);
 
   CgroupLayout DetectCgroupLayout() override;
-  LimitCgroups LimitCgroupsFor(const std::string& id, const Resources& limits) override;
-  Result<LimitCgroups> CreateLimitCgroups(const std::string& id, const Resources& limits) override;
+  LimitCgroups LimitCgroupsFor(const std::string& parent, const std::string& id,
+                               const Resources& limits) override;
+  Result<LimitCgroups> CreateLimitCgroups(const std::string& parent, const std::string& id,
+                                          const Resources& limits) override;
   Status RemoveCgroups(const std::vector<std::string>& dirs) override;
+  Result<LeafCgroupMove> EnterLeafCgroup(const std::string& parent,
+                                         const std::string& leaf_name) override;
 
   std::string OverlayMountData(const std::string& lower, const std::string& upper,
                                const std::string& work) override;

@@ -2,7 +2,8 @@
 //
 // State lives in files, so a restarted petrel adopts what an earlier one started:
 //   <state>/containers/<id>/config.json   the bundle's config; rootfs/ beside it
-//   <state>/containers/<id>/meta.json     name, labels, image, cgroups, created_at, lease;
+//   <state>/containers/<id>/meta.json     name, labels, image, cgroup parent and cgroups,
+//                                         created_at, lease;
 //                                         written last: a dir without it is half-made
 //   <state>/containers/<id>/{init.pid, shim.pid, shim.lock, exit, log.*}  (shim.h)
 //
@@ -167,6 +168,16 @@ Resources LimitsOf(const json& meta) {
     limits.all_devices = meta["resources"].value("allDevices", false);
   }
   return limits;
+}
+
+// The cgroup parent a container was made under: the one its meta.json records, else
+// "petrel", the only one before it was recorded.
+std::string CgroupParentOf(const json& meta) {
+  if (meta.contains("cgroupParent") && meta["cgroupParent"].is_string()) {
+    std::string parent = meta["cgroupParent"].get<std::string>();
+    if (CheckCgroupParent(parent).ok()) return parent;
+  }
+  return "petrel";
 }
 
 // The message of the last error in a runtime's JSON log ("" when none): crun and runc
@@ -685,7 +696,8 @@ class CrunRuntime final : public ContainerRuntime {
     if (HybridCrun()) {
       // Those the container is in: a container started before petrel made a devices
       // cgroup for each has none.
-      for (const std::string& procs : opts_.port->LimitCgroupsFor(id, LimitsOf(meta)).procs) {
+      for (const std::string& procs :
+           opts_.port->LimitCgroupsFor(CgroupParentOf(meta), id, LimitsOf(meta)).procs) {
         if (Exists(procs)) plan.setup.join_cgroups.push_back(procs);
       }
     }
@@ -826,7 +838,7 @@ class CrunRuntime final : public ContainerRuntime {
       if (passwd.ok()) bo.passwd = std::move(*passwd);
       if (group.ok()) bo.group = std::move(*group);
     }
-    if (!HybridCrun()) bo.cgroups_path = "/petrel/" + id;
+    if (!HybridCrun()) bo.cgroups_path = "/" + opts_.cgroup_parent + "/" + id;
     struct rlimit nofile;
     if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_max != RLIM_INFINITY) {
       bo.nofile = std::min<uint64_t>(nofile.rlim_max, 1 << 20);
@@ -846,9 +858,12 @@ class CrunRuntime final : public ContainerRuntime {
     json labels = json::object();
     for (const auto& [k, v] : spec.labels) labels[k] = v;
     // The v1 cgroups petrel makes itself (crun on a hybrid host) at Start, recorded
-    // here so that Destroy removes exactly those.
+    // here with their parent so that Destroy removes exactly those, also after the
+    // parent changed.
     std::vector<std::string> cgroups;
-    if (HybridCrun()) cgroups = opts_.port->LimitCgroupsFor(id, spec.resources).dirs;
+    if (HybridCrun()) {
+      cgroups = opts_.port->LimitCgroupsFor(opts_.cgroup_parent, id, spec.resources).dirs;
+    }
     const Resources& r = spec.resources;
     json meta = {
         {"name", id},
@@ -862,6 +877,7 @@ class CrunRuntime final : public ContainerRuntime {
           {"cpuMillis", r.cpu_millis},
           {"pids", r.pids},
           {"allDevices", r.all_devices}}},
+        {"cgroupParent", opts_.cgroup_parent},
         {"cgroups", cgroups},
         {"overlay", overlay}};
     if (!spec.lease.empty()) {
@@ -888,8 +904,9 @@ class CrunRuntime final : public ContainerRuntime {
                                        dir + "/" + internal::kInitPidFile, id});
     plan.env = {internal::kDefaultPathEnv};
     if (HybridCrun()) {
-      PETREL_ASSIGN_OR_RETURN(const LimitCgroups cgroups,
-                              opts_.port->CreateLimitCgroups(id, LimitsOf(meta)));
+      PETREL_ASSIGN_OR_RETURN(
+          const LimitCgroups cgroups,
+          opts_.port->CreateLimitCgroups(CgroupParentOf(meta), id, LimitsOf(meta)));
       plan.runtime_setup.join_cgroups = cgroups.procs;
       plan.runtime_setup.pure_cgroup2 = true;
     }
@@ -958,7 +975,8 @@ class CrunRuntime final : public ContainerRuntime {
       // Also those a Start makes today that the record may lack (a container created
       // by an older petrel, which made no devices cgroup).
       if (HybridCrun()) {
-        for (std::string& d : opts_.port->LimitCgroupsFor(id, LimitsOf(*meta)).dirs) {
+        for (std::string& d :
+             opts_.port->LimitCgroupsFor(CgroupParentOf(*meta), id, LimitsOf(*meta)).dirs) {
           if (std::find(cgroups.begin(), cgroups.end(), d) == cgroups.end()) {
             cgroups.push_back(std::move(d));
           }
@@ -969,7 +987,8 @@ class CrunRuntime final : public ContainerRuntime {
       // No record of them: every cgroup petrel may have made for this container.
       Resources any;
       any.memory_bytes = any.cpu_millis = any.pids = 1;
-      PETREL_RETURN_IF_ERROR(opts_.port->RemoveCgroups(opts_.port->LimitCgroupsFor(id, any).dirs));
+      PETREL_RETURN_IF_ERROR(opts_.port->RemoveCgroups(
+          opts_.port->LimitCgroupsFor(opts_.cgroup_parent, id, any).dirs));
     }
     // Gone in one step for List; the files go after (or at the next start, if petrel
     // dies in between).
@@ -1046,6 +1065,7 @@ Result<std::shared_ptr<ContainerRuntime>> NewCrunRuntime(const CrunOptions& opti
   if (!o.log_sink) o.log_sink = StderrLogSink();
   if (!o.clock) o.clock = SystemClock();
   if (!o.port) o.port = DefaultPort();
+  PETREL_RETURN_IF_ERROR(CheckCgroupParent(o.cgroup_parent).WithContext("runtime " + o.runtime));
   if (geteuid() != 0) {
     return Status::FailedPrecondition("runtime " + o.runtime +
                                       ": needs root (rootless containers are not supported yet)");

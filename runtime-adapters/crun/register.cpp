@@ -22,6 +22,7 @@ RuntimeFactory Factory(const std::string& binary) {
     o.clock = config.clock;
     o.port = config.port;
     o.max_layer_bytes = config.max_layer_bytes;
+    o.cgroup_parent = config.cgroup_parent;
     return NewCrunRuntime(o);
   };
 }

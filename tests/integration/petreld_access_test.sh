@@ -157,6 +157,14 @@ out=$("$petreld" --allow-host-path data 2>&1)
 [ $? = 2 ] || fail "a relative --allow-host-path should exit 2: $out"
 [ "$out" = 'petreld: allow-host-path "data" is not an absolute path (see petreld --help)' ] ||
   fail "relative --allow-host-path: $out"
+out=$("$petreld" --cgroup-parent /petrel 2>&1)
+[ $? = 2 ] || fail "an absolute --cgroup-parent should exit 2: $out"
+[ "$out" = 'petreld: cgroup parent "/petrel": must be relative to the cgroup root (e.g. petrel) (see petreld --help)' ] ||
+  fail "absolute --cgroup-parent: $out"
+out=$("$petreld" --cgroup-parent petrel/../.. 2>&1)
+[ $? = 2 ] || fail "--cgroup-parent with .. should exit 2: $out"
+[ "$out" = 'petreld: cgroup parent "petrel/../..": ".." is not a name (see petreld --help)' ] ||
+  fail "--cgroup-parent with ..: $out"
 
 step "a socket group that does not exist: one line, exit 1"
 out=$("$petreld" --socket "$sock" --runtime fake --state-dir "$state" --node-name access \

@@ -8,7 +8,9 @@
 # image that is not there is reported as such (phase Pulling, the image's error, its
 # own back-off), with no container made, until it appears. A warm standby
 # (standbyReplicas) is a created container the runtime never started, kept across a
-# kill -9 of petreld, and scaling onto it only starts it.
+# kill -9 of petreld, and scaling onto it only starts it. Containers sit below
+# --cgroup-parent; one made under an earlier petreld's parent stays there and is
+# removed from there.
 #   petreld_runtime_test.sh PETRELD PETRELCTL RUNTIME
 set -euo pipefail
 petreld=${1:?usage: petreld_runtime_test.sh PETRELD PETRELCTL RUNTIME}
@@ -20,6 +22,9 @@ state=$dir/var/lib/petrel
 export PETREL_SOCKET=$dir/petrel.sock
 node=rt-$runtime
 pid=""
+# Below it, the parent of petreld's first run, then of the others.
+cgtop=petrel-it-$runtime
+cgparent=$cgtop/first
 
 fail() {
   echo "FAIL ($runtime): $*" >&2
@@ -34,6 +39,7 @@ cleanup() {
     "$runtime" --root "$state/oci/runtime" delete --force "$id" >/dev/null 2>&1 || true
   done
   grep -o "$dir[^ ]*" /proc/self/mountinfo 2>/dev/null | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  find /sys/fs/cgroup -depth -type d -path "*/$cgtop*" -exec rmdir {} \; 2>/dev/null || true
   rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -42,7 +48,7 @@ trap cleanup EXIT
 . "$src/tests/lib/petreld.sh"
 start_petreld() {
   petreld_start "$dir/petreld.log" --runtime "$runtime" --state-dir "$state" --node-name "$node" \
-    --log-level debug || fail "petreld did not answer"
+    --cgroup-parent "$cgparent" --log-level debug || fail "petreld did not answer"
 }
 json() { "$ctl" get workloads "${2:-keeper}" -o json; }
 ready_is() { [ "$(json | jq '.items[0].readyReplicas')" = "$1" ]; }
@@ -84,6 +90,11 @@ wait_for 30 ready_is 2 ||
 read -r p0 p1 <<<"$(pids)"
 [ "$p0" -gt 0 ] && [ "$p1" -gt 0 ] || fail "no pids: $(json)"
 "$ctl" logs keeper --replica 1 | grep -qx up || fail "logs of replica 1"
+# in_cgroup PID PARENT: the process is in a cgroup of a keeper container below PARENT
+# (every hierarchy of runc's; of crun's, the v2 one or, on a hybrid host, petrel's v1
+# memory and devices cgroups).
+in_cgroup() { grep -q ":/$2/petrel_${node}_keeper_[0-9]*\$" "/proc/$1/cgroup"; }
+in_cgroup "$p0" "$cgparent" || fail "replica 0 is not below --cgroup-parent $cgparent: $(cat "/proc/$p0/cgroup")"
 
 # kill -9 petreld: the containers live on.
 kill -9 "$pid"
@@ -94,6 +105,7 @@ kill -0 "$p0" && kill -0 "$p1" || fail "containers died with petreld"
 kill -9 "$p1"
 sleep 0.5
 
+cgparent=$cgtop/later
 start_petreld
 wait_for 30 bash -c "[ \"\$('$ctl' get workloads keeper -o json |
   jq '.items[0].replicas[1] | .restarts == 1 and .phase == \"Running\" and .lastExitCode == 137')\" = true ]" ||
@@ -103,6 +115,8 @@ wait_for 30 ready_is 2 ||
 read -r q0 q1 <<<"$(pids)"
 [ "$q0" = "$p0" ] || fail "replica 0 was not adopted: pid $p0 became $q0"
 [ "$q1" != "$p1" ] || fail "replica 1 kept its dead pid"
+in_cgroup "$q0" "$cgtop/first" || fail "adopted replica 0 moved: $(cat "/proc/$q0/cgroup")"
+in_cgroup "$q1" "$cgparent" || fail "replica 1 is not below $cgparent: $(cat "/proc/$q1/cgroup")"
 [ "$(json | jq '.items[0].replicas[0].restarts')" = 0 ] || fail "replica 0 was restarted"
 # No duplicates: two containers in petrel's state and in the runtime's.
 n=$(ls "$state/oci/containers" | grep -c keeper || true)
@@ -212,7 +226,8 @@ wait_for 30 bash -c "[ -z \"\$(ls '$state/oci/containers')\" ]" ||
 grep -q "$state/oci/containers" /proc/self/mountinfo && fail "stray mounts: $(grep "$dir" /proc/self/mountinfo)"
 # No cgroup of this node's containers in any hierarchy: runc makes /petrel/<id> in
 # every one mounted (v1 controllers, named ones, the unified one), crun in v2's.
-for cg in /sys/fs/cgroup/petrel/petrel_"${node}"_* /sys/fs/cgroup/*/petrel/petrel_"${node}"_*; do
+for cg in /sys/fs/cgroup/petrel/petrel_"${node}"_* /sys/fs/cgroup/*/petrel/petrel_"${node}"_* \
+  /sys/fs/cgroup/"$cgtop"/*/petrel_* /sys/fs/cgroup/*/"$cgtop"/*/petrel_*; do
   [ -e "$cg" ] && fail "stray cgroup $cg"
 done
 n=$("$runtime" --root "$state/oci/runtime" list -q 2>/dev/null | grep -c . || true)

@@ -21,14 +21,20 @@ namespace petrel::testing {
 class HostNetPort final : public Port {
  public:
   CgroupLayout DetectCgroupLayout() override { return base_->DetectCgroupLayout(); }
-  LimitCgroups LimitCgroupsFor(const std::string& id, const Resources& limits) override {
-    return base_->LimitCgroupsFor(id, limits);
+  LimitCgroups LimitCgroupsFor(const std::string& parent, const std::string& id,
+                               const Resources& limits) override {
+    return base_->LimitCgroupsFor(parent, id, limits);
   }
-  Result<LimitCgroups> CreateLimitCgroups(const std::string& id, const Resources& limits) override {
-    return base_->CreateLimitCgroups(id, limits);
+  Result<LimitCgroups> CreateLimitCgroups(const std::string& parent, const std::string& id,
+                                          const Resources& limits) override {
+    return base_->CreateLimitCgroups(parent, id, limits);
   }
   Status RemoveCgroups(const std::vector<std::string>& dirs) override {
     return base_->RemoveCgroups(dirs);
+  }
+  Result<LeafCgroupMove> EnterLeafCgroup(const std::string& parent,
+                                         const std::string& leaf_name) override {
+    return base_->EnterLeafCgroup(parent, leaf_name);
   }
   std::string OverlayMountData(const std::string& lower, const std::string& upper,
                                const std::string& work) override {

@@ -14,6 +14,7 @@
 #include <sys/un.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cstddef>
@@ -21,6 +22,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <utility>
 
 #include "lib/util/fs.h"
 #include "ports/linux/linux_port.h"
@@ -89,7 +91,7 @@ TEST_SUITE("port") {
     CHECK(port->DetectCgroupLayout() == CgroupLayout::kV2);
     Resources limits;
     limits.memory_bytes = 1 << 20;
-    Result<LimitCgroups> refused = port->CreateLimitCgroups("c", limits);
+    Result<LimitCgroups> refused = port->CreateLimitCgroups("petrel", "c", limits);
     CHECK(refused.status().code() == Status::Code::kNotSupported);
     CHECK(refused.status().message() ==
           "cgroups for container c: " + root + " is cgroup v2, which has no v1 controllers");
@@ -102,9 +104,9 @@ TEST_SUITE("port") {
     limits.memory_bytes = 64 << 20;
     limits.cpu_millis = 250;
     const std::string cg = dir.Sub("cgroup");
-    CHECK(port->LimitCgroupsFor("c1", Resources{}).dirs ==
+    CHECK(port->LimitCgroupsFor("petrel", "c1", Resources{}).dirs ==
           std::vector<std::string>{cg + "/devices/petrel/c1"});
-    LimitCgroups named = port->LimitCgroupsFor("c1", limits);
+    LimitCgroups named = port->LimitCgroupsFor("petrel", "c1", limits);
     CHECK(named.dirs == std::vector<std::string>{cg + "/memory/petrel/c1", cg + "/cpu/petrel/c1",
                                                  cg + "/devices/petrel/c1"});
     CHECK(named.procs == std::vector<std::string>{cg + "/memory/petrel/c1/cgroup.procs",
@@ -118,7 +120,7 @@ TEST_SUITE("port") {
                           "/devices/petrel/c1/devices.deny", "/devices/petrel/c1/devices.allow"}) {
       WriteFile(cg + f, "");
     }
-    Result<LimitCgroups> made = port->CreateLimitCgroups("c1", limits);
+    Result<LimitCgroups> made = port->CreateLimitCgroups("petrel", "c1", limits);
     REQUIRE_MESSAGE(made.ok(), made.status().ToString());
     CHECK(made->dirs == named.dirs);
     CHECK(ReadFile(cg + "/memory/petrel/c1/memory.limit_in_bytes") == "67108864");
@@ -129,17 +131,126 @@ TEST_SUITE("port") {
 
     // No control file: not a cgroup; the error names the file.
     limits.pids = 5;
-    Status no_pids = port->CreateLimitCgroups("c1", limits).status();
+    Status no_pids = port->CreateLimitCgroups("petrel", "c1", limits).status();
     CHECK(no_pids.IsNotFound());
     CHECK(no_pids.message().rfind(cg + "/pids/petrel/c1/pids.max", 0) == 0);
 
     for (const std::string& d : named.dirs) {
       for (const auto& e : fs::directory_iterator(d)) fs::remove(e.path());
     }
-    Status removed = port->RemoveCgroups(port->LimitCgroupsFor("c1", limits).dirs);
+    Status removed = port->RemoveCgroups(port->LimitCgroupsFor("petrel", "c1", limits).dirs);
     CHECK_MESSAGE(removed.ok(), removed.ToString());
     CHECK_FALSE(fs::exists(cg + "/memory/petrel/c1"));
     CHECK(port->RemoveCgroups(named.dirs).ok());  // gone already
+  }
+
+  TEST_CASE("limit cgroups sit below the cgroup parent given, which must be a relative path") {
+    TempDir dir;
+    std::shared_ptr<LinuxPort> port = PortAt(dir);
+    const std::string cg = dir.Sub("cgroup");
+    CHECK(port->LimitCgroupsFor("system.slice/box", "c1", Resources{}).procs ==
+          std::vector<std::string>{cg + "/devices/system.slice/box/c1/cgroup.procs"});
+    fs::create_directories(cg + "/devices/system.slice/box/c1");
+    for (const char* f : {"devices.deny", "devices.allow"}) {
+      WriteFile(cg + "/devices/system.slice/box/c1/" + f, "");
+    }
+    Result<LimitCgroups> made = port->CreateLimitCgroups("system.slice/box", "c1", Resources{});
+    REQUIRE_MESSAGE(made.ok(), made.status().ToString());
+    CHECK(ReadFile(cg + "/devices/system.slice/box/c1/devices.deny") == "a");
+    Status escapes = port->CreateLimitCgroups("../box", "c1", Resources{}).status();
+    CHECK(escapes.code() == Status::Code::kInvalidArgument);
+    CHECK(escapes.message() ==
+          "cgroups for container c1: cgroup parent \"../box\": \"..\" is not a name");
+    CHECK_FALSE(fs::exists(cg + "/box"));
+  }
+
+  TEST_CASE("a cgroup parent is a relative path of plain names") {
+    for (const char* good : {"petrel", "petrel-test-xyz", "system.slice/petreld.service/containers",
+                             "user@1000.service/app_1"}) {
+      CHECK_MESSAGE(CheckCgroupParent(good).ok(), good);
+    }
+    const std::pair<const char*, const char*> bad[] = {
+        {"", "cgroup parent \"\": must not be empty"},
+        {"/petrel", "cgroup parent \"/petrel\": must be relative to the cgroup root (e.g. petrel)"},
+        {"petrel/", "cgroup parent \"petrel/\": has an empty name between '/'s"},
+        {"a//b", "cgroup parent \"a//b\": has an empty name between '/'s"},
+        {"..", "cgroup parent \"..\": \"..\" is not a name"},
+        {"a/../../etc", "cgroup parent \"a/../../etc\": \"..\" is not a name"},
+        {"a/./b", "cgroup parent \"a/./b\": \".\" is not a name"},
+        {"pet rel",
+         "cgroup parent \"pet rel\": ' ' is not allowed (names are of A-Z a-z 0-9 _ . @ -)"},
+        {"a\nb",
+         "cgroup parent \"a\\nb\": '\\n' is not allowed (names are of A-Z a-z 0-9 _ . @ -)"},
+        {"a:b", "cgroup parent \"a:b\": ':' is not allowed (names are of A-Z a-z 0-9 _ . @ -)"},
+    };
+    for (const auto& [parent, why] : bad) {
+      Status s = CheckCgroupParent(parent);
+      CHECK(s.code() == Status::Code::kInvalidArgument);
+      CHECK(s.message() == why);
+    }
+    CHECK(CheckCgroupParent(std::string(256, 'a')).message() ==
+          "cgroup parent \"" + std::string(64, 'a') + "...\": a name is over 255 bytes");
+  }
+
+  // A fake v2 tree: systemd's unit cgroup with its delegate mark, and the process's own
+  // /proc/self/cgroup.
+  TEST_CASE("on cgroup v2 a daemon moves into a leaf of its own cgroup when it was delegated") {
+    REQUIRE_MESSAGE(geteuid() == 0, "sets trusted.* extended attributes: must run as root");
+    TempDir dir;
+    const std::string unit = dir.Sub("cgroup/system.slice/petreld.service");
+    fs::create_directories(unit);
+    WriteFile(dir.Sub("self-cgroup"), "0::/system.slice/petreld.service\n");
+    LinuxPortOptions o;
+    o.cgroup_root = dir.Sub("cgroup");
+    o.cgroup_layout = CgroupLayout::kV2;
+    o.proc_self_cgroup = dir.Sub("self-cgroup");
+    o.notify_socket = "";
+    LinuxPort port(o);
+    auto move = [&](const std::string& parent) {
+      Result<LeafCgroupMove> m = port.EnterLeafCgroup(parent, "petreld");
+      REQUIRE_MESSAGE(m.ok(), m.status().ToString());
+      return *m;
+    };
+
+    // The parent is outside its cgroup: nothing to do.
+    LeafCgroupMove outside = move("petrel");
+    CHECK(outside.leaf.empty());
+    CHECK(outside.skipped ==
+          "cgroup parent /petrel is not in its own cgroup /system.slice/petreld.service");
+    // Inside, but the unit was not delegated: systemd owns the cgroup, leave it alone.
+    LeafCgroupMove undelegated = move("system.slice/petreld.service/containers");
+    CHECK(undelegated.leaf.empty());
+    CHECK(undelegated.skipped ==
+          "its cgroup /system.slice/petreld.service was not delegated to it (no "
+          "trusted.delegate: Delegate=yes)");
+    CHECK_FALSE(fs::exists(unit + "/petreld"));
+
+    REQUIRE(setxattr(unit.c_str(), "trusted.delegate", "1", 1, 0) == 0);
+    fs::create_directories(unit + "/petreld");  // with its cgroup.procs, as the kernel makes it
+    WriteFile(unit + "/petreld/cgroup.procs", "");
+    LeafCgroupMove moved = move("system.slice/petreld.service/containers");
+    CHECK(moved.skipped == "");
+    CHECK(moved.leaf == "/system.slice/petreld.service/petreld");
+    CHECK(ReadFile(unit + "/petreld/cgroup.procs") == std::to_string(getpid()));
+    // The unit's own cgroup as the parent needs the move too.
+    CHECK(move("system.slice/petreld.service").leaf == "/system.slice/petreld.service/petreld");
+    // The leaf is the daemon's alone: containers there would break the same rule.
+    Result<LeafCgroupMove> in_leaf =
+        port.EnterLeafCgroup("system.slice/petreld.service/petreld/c", "petreld");
+    CHECK(in_leaf.status().message() ==
+          "cgroup parent /system.slice/petreld.service/petreld/c is in "
+          "/system.slice/petreld.service/petreld, the leaf meant for the daemon alone");
+    // A look-alike sibling is not inside.
+    CHECK(move("system.slice/petreld.service2").leaf.empty());
+
+    // Not on v1 or hybrid, which have no such rule for v1 controllers.
+    o.cgroup_layout = CgroupLayout::kHybrid;
+    LinuxPort hybrid(o);
+    Result<LeafCgroupMove> none =
+        hybrid.EnterLeafCgroup("system.slice/petreld.service/c", "petreld");
+    REQUIRE(none.ok());
+    CHECK(none->leaf.empty());
+    CHECK(none->skipped == "cgroup hybrid has no no-internal-process rule");
   }
 
   TEST_CASE(
@@ -151,7 +262,7 @@ TEST_SUITE("port") {
     limits.memory_bytes = 32 << 20;
     limits.pids = 16;
     const std::string id = "petrel-unit-" + std::to_string(getpid());
-    Result<LimitCgroups> made = port->CreateLimitCgroups(id, limits);
+    Result<LimitCgroups> made = port->CreateLimitCgroups("petrel", id, limits);
     if (port->DetectCgroupLayout() == CgroupLayout::kV2) {  // Debian 12's default
       CHECK(made.status().code() == Status::Code::kNotSupported);
       CHECK_MESSAGE(made.status().message().find("is cgroup v2, which has no v1 controllers") !=

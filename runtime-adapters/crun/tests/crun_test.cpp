@@ -12,10 +12,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include "lib/util/lease.h"
 #include "petrel/clock.h"
@@ -291,6 +293,79 @@ TEST_SUITE("crun-adapter") {
       CHECK(list.find("b 8:") == std::string::npos);       // no disk
     }
     r.Finish(id);
+  }
+
+  // CrunOptions::cgroup_parent, as petreld --cgroup-parent sets it: the runtime's
+  // cgroups (v1, v2) or those petrel makes (crun on a hybrid host) sit below it. A
+  // container keeps the parent it was made under when a later petrel has another: its
+  // exec'd commands join its cgroups, and removing it leaves nothing below the old one.
+  TEST_CASE("a container's cgroups sit below the cgroup parent given, and go with it") {
+    const std::string parent = "petrel-test-xyz";
+    TempDir state;
+    auto open_runtime = [&](const std::string& cgroup_parent) {
+      CrunOptions o;
+      o.runtime = CurrentTarget().name;
+      o.state_dir = state.path();
+      o.cgroup_parent = cgroup_parent;
+      Result<std::shared_ptr<ContainerRuntime>> made = NewCrunRuntime(o);
+      REQUIRE_MESSAGE(made.ok(), made.status().ToString());
+      return *made;
+    };
+    std::shared_ptr<ContainerRuntime> rt = open_runtime(parent);
+    ContainerSpec s;
+    s.name = CurrentTarget().name + "-cgparent";
+    s.image = CurrentTarget().image();
+    s.command = {"/bin/sh", "-c", "echo up; while :; do sleep 0.1; done"};
+    s.resources.memory_bytes = 32 << 20;
+    const std::string id = CreateAndStart(rt.get(), s);
+    CHECK(WaitFor([&] { return LogOf(rt.get(), id) == "up\n"; }));
+    const int pid = rt->Inspect(id)->pid;
+    const std::string proc_cgroup = ReadFile("/proc/" + std::to_string(pid) + "/cgroup");
+    INFO(proc_cgroup);
+    const std::map<std::string, std::string> where = CgroupsOfProcess(proc_cgroup);
+    // The limit's and the device list's v1 cgroups, or the one of a pure v2 host.
+    const std::vector<std::string> controllers = where.count("devices")
+                                                     ? std::vector<std::string>{"memory", "devices"}
+                                                     : std::vector<std::string>{""};
+    for (const std::string& c : controllers) {
+      CAPTURE(c);
+      REQUIRE(where.count(c));
+      CHECK(where.at(c) == "/" + parent + "/" + id);
+    }
+
+    // A later petrel with another parent: the container stays where it was made.
+    rt.reset();
+    rt = open_runtime("petrel-test-xyz-later");
+    ExecOptions o;
+    o.command = {"sh", "-c", "cat /proc/self/cgroup; echo --; cat /proc/1/cgroup"};
+    Result<ExecResult> exec = rt->Exec(id, o);
+    REQUIRE_MESSAGE(exec.ok(), exec.status().ToString());
+    const size_t split = exec->output.find("--\n");
+    REQUIRE(split != std::string::npos);
+    INFO("exec: " << exec->output);
+    const auto mine = CgroupsOfProcess(exec->output.substr(0, split)),
+               its = CgroupsOfProcess(exec->output.substr(split + 3));
+    for (const std::string& c : controllers) {
+      CAPTURE(c);
+      REQUIRE(its.count(c));
+      CHECK(mine.at(c) == its.at(c));
+    }
+    REQUIRE(rt->Kill(id, SIGKILL).ok());
+    WaitExit(rt.get(), id);
+    RemoveAndCheck(rt.get(), state.path(), id);
+
+    // Nothing is left below the parent in any hierarchy, which then goes too.
+    std::vector<std::string> parents = {"/sys/fs/cgroup/" + parent};
+    for (const fs::directory_entry& h : fs::directory_iterator("/sys/fs/cgroup")) {
+      if (!h.is_symlink() && h.is_directory()) parents.push_back(h.path().string() + "/" + parent);
+    }
+    for (const std::string& p : parents) {
+      if (!fs::exists(p)) continue;
+      for (const fs::directory_entry& e : fs::directory_iterator(p)) {
+        CHECK_MESSAGE(!e.is_directory(), "left: " << e.path().string());
+      }
+      CHECK_MESSAGE(rmdir(p.c_str()) == 0, p << ": " << strerror(errno));
+    }
   }
 
   // petrel's default seccomp profile: a user namespace needs no capability, so only the

@@ -50,6 +50,12 @@ struct CrunOptions {
   std::shared_ptr<Clock> clock;
   // The host's cgroups and mounts. Defaults to DefaultPort().
   std::shared_ptr<Port> port;
+  // The cgroup, relative to the cgroup root (as Docker's --cgroup-parent), below which
+  // each container gets its own, <cgroup_parent>/<id>, in every hierarchy the runtime
+  // or petrel uses: "petrel" -> /sys/fs/cgroup/petrel/<id> on v2. A valid parent
+  // (CheckCgroupParent in petrel/port.h). Each container records the one it was made
+  // under, so one made under an earlier parent is removed from there.
+  std::string cgroup_parent = "petrel";
 };
 
 // Checks the runtime binary and the state dir, and starts listening for container
