@@ -137,6 +137,49 @@ struct ExecResult {
   bool truncated = false;  // the command wrote more than output_limit bytes
 };
 
+// How PullImage treats an image it already has: a workload's imagePullPolicy, with
+// Kubernetes' meaning.
+enum class PullPolicy {
+  kIfNotPresent,  // an image once had is used as it is (a local file changed since is
+                  // imported again)
+  kAlways,        // a registry reference is resolved again, and pulled when its tag moved
+  kNever,         // only an image already had; else FailedPrecondition
+                  // ("<image>: not present, and imagePullPolicy is Never")
+};
+const char* PullPolicyName(PullPolicy policy);  // "IfNotPresent", "Always", "Never"
+
+// Where a pull stands. Bytes count the blobs this pull needs (those already in the
+// store are done at once); the totals may grow while manifests are read.
+struct PullProgress {
+  std::string phase;  // "resolving", "downloading", "unpacking"
+  int64_t bytes_done = 0;
+  int64_t bytes_total = 0;  // 0: not known yet
+  int layers_done = 0;
+  int layers_total = 0;
+};
+
+struct PullOptions {
+  PullPolicy policy = PullPolicy::kIfNotPresent;
+  // Called on the pulling thread as the pull goes on: at each change of phase and at
+  // most a few times a second in between. Must be quick, and must not call back into
+  // the runtime. May be empty.
+  std::function<void(const PullProgress&)> progress;
+};
+
+// An image in a runtime's store.
+struct ImageInfo {
+  std::string id;                 // "sha256:<hex>", the digest of its config
+  std::vector<std::string> refs;  // the references that gave it (pulls, imports)
+  int64_t size_bytes = 0;         // what it takes on disk
+  TimeMs created_at = 0;          // when it came into the store
+  bool in_use = false;            // a container (in any state) was made from it
+};
+
+struct PruneResult {
+  std::vector<std::string> removed;  // ids of the images removed
+  int64_t bytes_freed = 0;
+};
+
 class ContainerRuntime {
  public:
   using ExitHandler = std::function<void(const std::string& container_id, int exit_code)>;
@@ -150,7 +193,9 @@ class ContainerRuntime {
   // does nothing where Create needs nothing. May take minutes. Errors name the image
   // first ("oci-archive:/x.tar: no such file or directory"); petrel reports them as
   // the image's, with their own back-off, never as a crash loop of creates.
-  virtual Status PullImage(const std::string& image) = 0;
+  // options.policy says what to do with an image already had; options.progress hears
+  // how the pull goes.
+  virtual Status PullImage(const std::string& image, const PullOptions& options) = 0;
   // Creates a container (not started) and returns its id. AlreadyExists when a
   // container of that name exists. A Create may still fail on its image (a file
   // replaced since PullImage); petrel then runs PullImage again before the next try.
@@ -187,6 +232,23 @@ class ContainerRuntime {
     (void)id;
     (void)options;
     return Status::NotSupported("runtime " + Name() + " cannot exec in a container");
+  }
+
+  // The images in the runtime's own store, oldest first. NotSupported from an adapter
+  // whose images another daemon keeps (the default).
+  virtual Result<std::vector<ImageInfo>> ListImages() {
+    return Status::NotSupported("runtime " + Name() + " does not list images");
+  }
+  // Removes the image that `ref` (a reference it came by, or its id) names, with all
+  // its references. NotFound when no image has that name; FailedPrecondition when a
+  // container uses it ("<ref>: in use by container <name>").
+  virtual Status RemoveImage(const std::string& ref) {
+    (void)ref;
+    return Status::NotSupported("runtime " + Name() + " does not remove images");
+  }
+  // Removes every image no container uses, and what only they needed (blobs, layers).
+  virtual Result<PruneResult> PruneImages() {
+    return Status::NotSupported("runtime " + Name() + " does not prune images");
   }
 
   // Installs the function called when a container's main process exits. Pass an

@@ -122,7 +122,7 @@ void RunReplicaJob(ContainerRuntime* runtime, ReplicaJob* job) {
 }
 
 void RunPullJob(ContainerRuntime* runtime, PullJob* job) {
-  job->status = runtime->PullImage(job->request.image);
+  job->status = runtime->PullImage(job->request.image, PullOptions());
 }
 
 TimeMs Executor::Record(const ReplicaJob& job, TimeMs now, ReplicaStatus* st,

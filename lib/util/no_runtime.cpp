@@ -10,7 +10,7 @@ class NoContainerRuntime : public ContainerRuntime {
  public:
   std::string Name() const override { return "none"; }
 
-  Status PullImage(const std::string& image) override {
+  Status PullImage(const std::string& image, const PullOptions& /*options*/) override {
     return Status::FailedPrecondition(image + ": " + kRunsNothing);
   }
   Result<std::string> Create(const ContainerSpec& spec) override {

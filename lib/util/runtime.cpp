@@ -11,4 +11,13 @@ const char* ContainerStateName(ContainerState state) {
   return "unknown";
 }
 
+const char* PullPolicyName(PullPolicy policy) {
+  switch (policy) {
+    case PullPolicy::kIfNotPresent: return "IfNotPresent";
+    case PullPolicy::kAlways: return "Always";
+    case PullPolicy::kNever: return "Never";
+  }
+  return "unknown";
+}
+
 }  // namespace petrel

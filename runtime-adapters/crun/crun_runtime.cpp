@@ -430,7 +430,9 @@ class CrunRuntime final : public ContainerRuntime {
 
   // Imports the image into the store; the Create that follows finds it there with one
   // stat() of the file.
-  Status PullImage(const std::string& image) override { return images_->Pull(image).status(); }
+  Status PullImage(const std::string& image, const PullOptions& /*options*/) override {
+    return images_->Pull(image).status();
+  }
 
   Result<std::string> Create(const ContainerSpec& spec) override {
     const std::string& id = spec.name;

@@ -14,13 +14,15 @@
 
 #include "lib/util/fs.h"
 #include "lib/util/lease.h"
+#include "lib/util/sha256.h"
 #include "petrel/spec.h"
 #include "petrel/testing/fake_program.h"
 
 namespace petrel::testing {
 namespace {
 
-constexpr char kFakeImages[] = "fake:";  // images that hold the interpreter alone
+constexpr char kFakeImages[] = "fake:";       // images that hold the interpreter alone
+constexpr int64_t kFakeImageBytes = 1 << 20;  // what every fake image takes "on disk"
 
 // What SIGTERM does to a container's process.
 struct Term {
@@ -51,6 +53,12 @@ struct FakeHost::State {
   int next_pid = 1000;
   std::set<std::string> missing_images;
   std::vector<std::string> pulled;
+  // The images pulled, by reference; an image's id is the SHA-256 of its reference.
+  struct Image {
+    std::string id;
+    TimeMs created_at = 0;
+  };
+  std::map<std::string, Image> images;
   // Every runtime object over the host, with its exit handler (null when none).
   std::map<const FakeRuntime*, std::shared_ptr<ContainerRuntime::ExitHandler>> handlers;
 
@@ -363,13 +371,95 @@ bool FakeRuntime::AwaitHeld(Op op, int n, int timeout_ms) {
                            [&] { return waiting_[op] >= n; });
 }
 
-Status FakeRuntime::PullImage(const std::string& image) {
+Status FakeRuntime::PullImage(const std::string& image, const PullOptions& options) {
   Door(Op::kPull);
-  std::lock_guard<std::mutex> lock(state_.mu);
-  PETREL_RETURN_IF_ERROR(TakeInjected(Op::kPull));
-  if (state_.missing_images.count(image)) return Status::NotFound(image + ": no such image");
-  state_.pulled.push_back(image);
+  {
+    std::lock_guard<std::mutex> lock(state_.mu);
+    PETREL_RETURN_IF_ERROR(TakeInjected(Op::kPull));
+    const bool have = state_.images.count(image) > 0;
+    if (options.policy == PullPolicy::kNever && !have) {
+      return Status::FailedPrecondition(image + ": not present, and imagePullPolicy is Never");
+    }
+    if (state_.missing_images.count(image)) return Status::NotFound(image + ": no such image");
+    state_.pulled.push_back(image);
+    if (have && options.policy != PullPolicy::kAlways) return Status::OK();
+    state_.images[image] = {"sha256:" + internal::Sha256Hex(image), clock_->Now()};
+  }
+  if (options.progress) {  // outside the lock: the listener may take its own
+    PullProgress progress;
+    progress.phase = "downloading";
+    progress.bytes_done = progress.bytes_total = kFakeImageBytes;
+    progress.layers_done = progress.layers_total = 1;
+    options.progress(progress);
+  }
   return Status::OK();
+}
+
+Result<std::vector<ImageInfo>> FakeRuntime::ListImages() {
+  std::lock_guard<std::mutex> lock(state_.mu);
+  std::map<std::string, ImageInfo> by_id;
+  for (const auto& [ref, image] : state_.images) {
+    ImageInfo& info = by_id[image.id];
+    info.id = image.id;
+    info.refs.push_back(ref);
+    info.size_bytes = kFakeImageBytes;
+    info.created_at =
+        info.created_at ? std::min(info.created_at, image.created_at) : image.created_at;
+    info.in_use = info.in_use || !ImageUserLocked(ref).empty();
+  }
+  std::vector<ImageInfo> out;
+  for (auto& [id, info] : by_id) out.push_back(std::move(info));
+  std::stable_sort(out.begin(), out.end(), [](const ImageInfo& a, const ImageInfo& b) {
+    return a.created_at < b.created_at;
+  });
+  return out;
+}
+
+Status FakeRuntime::RemoveImage(const std::string& ref) {
+  std::lock_guard<std::mutex> lock(state_.mu);
+  std::string id;
+  for (const auto& [r, image] : state_.images) {
+    if (r == ref || image.id == ref) id = image.id;
+  }
+  if (id.empty()) return Status::NotFound(ref + ": no such image");
+  for (const auto& [r, image] : state_.images) {
+    if (image.id != id) continue;
+    const std::string user = ImageUserLocked(r);
+    if (!user.empty()) return Status::FailedPrecondition(ref + ": in use by container " + user);
+  }
+  for (auto it = state_.images.begin(); it != state_.images.end();) {
+    it = it->second.id == id ? state_.images.erase(it) : std::next(it);
+  }
+  return Status::OK();
+}
+
+Result<PruneResult> FakeRuntime::PruneImages() {
+  std::lock_guard<std::mutex> lock(state_.mu);
+  std::set<std::string> used;
+  for (const auto& [ref, image] : state_.images) {
+    if (!ImageUserLocked(ref).empty()) used.insert(image.id);
+  }
+  PruneResult result;
+  for (auto it = state_.images.begin(); it != state_.images.end();) {
+    if (used.count(it->second.id)) {
+      ++it;
+      continue;
+    }
+    if (std::find(result.removed.begin(), result.removed.end(), it->second.id) ==
+        result.removed.end()) {
+      result.removed.push_back(it->second.id);
+      result.bytes_freed += kFakeImageBytes;
+    }
+    it = state_.images.erase(it);
+  }
+  return result;
+}
+
+std::string FakeRuntime::ImageUserLocked(const std::string& ref) {
+  for (const Container& c : state_.containers) {
+    if (c.spec.image == ref) return c.info.name;
+  }
+  return "";
 }
 
 void FakeRuntime::SetImageMissing(const std::string& image, bool missing) {

@@ -252,7 +252,7 @@ void BenchExec(const std::string& runtime, const std::string& image, int trials,
   c.name = "exec";
   c.image = image;
   c.command = {"/bin/sleep", "3600"};
-  if (!(*rt)->PullImage(image).ok()) Die("pull");
+  if (!(*rt)->PullImage(image, petrel::PullOptions()).ok()) Die("pull");
   auto id = (*rt)->Create(c);
   if (!id.ok() || !(*rt)->Start(*id).ok()) Die("exec bench: create/start");
   std::vector<std::string> raw = {runtime, "--root", co.state_dir + "/runtime"};

@@ -41,7 +41,7 @@ std::string Name(const std::string& name) { return T().name + "-" + name; }
 std::shared_ptr<ContainerRuntime> Open(const std::string& state) {
   Result<std::shared_ptr<ContainerRuntime>> rt = T().factory(state);
   REQUIRE_MESSAGE(rt.ok(), rt.status().ToString());
-  Status pulled = (*rt)->PullImage(Image());
+  Status pulled = (*rt)->PullImage(Image(), petrel::PullOptions());
   REQUIRE_MESSAGE(pulled.ok(), pulled.ToString());
   return *rt;
 }
@@ -508,7 +508,7 @@ TEST_SUITE("runtime") {
     TempDir state;
     auto rt = Open(state.path());
     const std::string missing = T().missing_image;
-    Status pull = rt->PullImage(missing);
+    Status pull = rt->PullImage(missing, petrel::PullOptions());
     REQUIRE_FALSE(pull.ok());
     CHECK_MESSAGE(pull.message().find(missing) != std::string::npos, pull.ToString());
     ContainerSpec s = Spec("noimage", {Print("x")});
@@ -519,8 +519,8 @@ TEST_SUITE("runtime") {
     CHECK(rt->List({{"name", s.name}})->empty());
     CheckGone(rt.get(), state.path(), s.name);
 
-    REQUIRE(rt->PullImage(Image()).ok());  // Open pulled it once already
-    REQUIRE(rt->PullImage(Image()).ok());
+    REQUIRE(rt->PullImage(Image(), petrel::PullOptions()).ok());  // Open pulled it once already
+    REQUIRE(rt->PullImage(Image(), petrel::PullOptions()).ok());
     auto [id, code] = RunToEnd(rt.get(), Spec("image-again", {Print("x")}));
     CHECK(code == 0);
     RemoveAndCheck(rt.get(), state.path(), id);
@@ -558,7 +558,7 @@ TEST_SUITE("runtime") {
     std::vector<Status> results(kCount);
     Status pulled;
     std::vector<std::thread> threads;
-    threads.emplace_back([&] { pulled = rt->PullImage(Image()); });
+    threads.emplace_back([&] { pulled = rt->PullImage(Image(), petrel::PullOptions()); });
     for (int i = 0; i < kCount; i++) {
       threads.emplace_back([&, i] {
         Result<std::string> id =

@@ -89,7 +89,7 @@ TEST_SUITE("runtimes") {
     CHECK(r.List({{kLabelWorkload, "web"}})->empty());
 
     const std::string why = "runtime none runs no containers (a witness)";
-    Status s = r.PullImage("oci-archive:/images/busybox.tar");
+    Status s = r.PullImage("oci-archive:/images/busybox.tar", petrel::PullOptions());
     CHECK(s.code() == Status::Code::kFailedPrecondition);
     CHECK(s.message() == "oci-archive:/images/busybox.tar: " + why);
     ContainerSpec spec;

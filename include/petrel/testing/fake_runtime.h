@@ -117,7 +117,7 @@ class FakeRuntime final : public ContainerRuntime {
   ~FakeRuntime() override;
 
   std::string Name() const override { return "fake"; }
-  Status PullImage(const std::string& image) override;
+  Status PullImage(const std::string& image, const PullOptions& options) override;
   Result<std::string> Create(const ContainerSpec& spec) override;
   Status Start(const std::string& id) override;
   Status Kill(const std::string& id, int signal) override;
@@ -127,6 +127,12 @@ class FakeRuntime final : public ContainerRuntime {
   Result<ContainerInfo> Inspect(const std::string& id) override;
   Result<LogChunk> Logs(const std::string& id, const LogOptions& options) override;
   Result<ExecResult> Exec(const std::string& id, const ExecOptions& options) override;
+  // Images: each pulled reference is an image of its own, of 1 MiB, whose id is the
+  // SHA-256 of the reference. A container uses the image its spec names. A pull
+  // reports its progress once, whole.
+  Result<std::vector<ImageInfo>> ListImages() override;
+  Status RemoveImage(const std::string& ref) override;
+  Result<PruneResult> PruneImages() override;
   void SetExitHandler(ExitHandler handler) override;
 
   // --- test controls ---
@@ -183,6 +189,8 @@ class FakeRuntime final : public ContainerRuntime {
   void Door(Op op);                               // REQUIRES: the host's lock not held
   bool LeaseRunOut(const ContainerLease& lease);  // false when there is none
   Status TakeInjected(Op op);                     // REQUIRES: the host's lock held
+  // The name of a container made from image `ref`, or "". REQUIRES: the lock held.
+  std::string ImageUserLocked(const std::string& ref);
   // Calls the exit handler of every runtime over the host. REQUIRES: its lock not held.
   void NotifyExit(const std::string& id, int exit_code);
 

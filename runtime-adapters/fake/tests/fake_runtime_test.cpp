@@ -81,6 +81,50 @@ TEST_SUITE("fake-runtime") {
     CHECK(f.rt.Inspect(played)->exit_code == 4);
   }
 
+  TEST_CASE("images: pull policies, progress, list, remove refused while in use, prune") {
+    Fake f;
+    PullOptions never;
+    never.policy = PullPolicy::kNever;
+    CHECK(f.rt.PullImage("fake:a", never).message() ==
+          "fake:a: not present, and imagePullPolicy is Never");
+    std::vector<PullProgress> heard;
+    PullOptions options;
+    options.progress = [&](const PullProgress& p) { heard.push_back(p); };
+    REQUIRE(f.rt.PullImage("fake:a", options).ok());
+    REQUIRE(heard.size() == 1);
+    CHECK(heard[0].bytes_done == heard[0].bytes_total);
+    CHECK(heard[0].layers_total == 1);
+    heard.clear();
+    REQUIRE(f.rt.PullImage("fake:a", options).ok());  // IfNotPresent: had already
+    CHECK(heard.empty());
+    REQUIRE(f.rt.PullImage("fake:a", never).ok());
+    options.policy = PullPolicy::kAlways;
+    REQUIRE(f.rt.PullImage("fake:a", options).ok());
+    CHECK(heard.size() == 1);
+    REQUIRE(f.rt.PullImage("fake:b", PullOptions()).ok());
+
+    const std::string used = f.Start("user", {"sleep", "1d"}, "fake:a");
+    Result<std::vector<ImageInfo>> images = f.rt.ListImages();
+    REQUIRE(images.ok());
+    REQUIRE(images->size() == 2);
+    std::map<std::string, ImageInfo> by_ref;
+    for (const ImageInfo& i : *images) by_ref[i.refs.at(0)] = i;
+    CHECK(by_ref["fake:a"].in_use);
+    CHECK(!by_ref["fake:b"].in_use);
+    CHECK(by_ref["fake:a"].id.size() == 71);
+    CHECK(f.rt.RemoveImage("fake:a").message() == "fake:a: in use by container user");
+    CHECK(f.rt.RemoveImage("fake:nope").code() == Status::Code::kNotFound);
+
+    Result<PruneResult> pruned = f.rt.PruneImages();
+    REQUIRE(pruned.ok());
+    CHECK(pruned->removed == std::vector<std::string>{by_ref["fake:b"].id});
+    CHECK(pruned->bytes_freed > 0);
+    REQUIRE(f.rt.Kill(used, SIGKILL).ok());
+    REQUIRE(f.rt.Remove(used).ok());
+    CHECK(f.rt.RemoveImage(by_ref["fake:a"].id).ok());  // by id
+    CHECK(f.rt.ListImages()->empty());
+  }
+
   TEST_CASE("programs: the status of the last step, relative paths, and SIGTERM as set") {
     Fake f;
     const std::string failed = f.Start("failed", {"cat /nope"});
@@ -271,7 +315,8 @@ TEST_SUITE("fake-runtime") {
     Fake f;
     std::future<Status> pull;  // before the holds: they are released before it waits
     HeldCalls held(&f.rt, FakeRuntime::Op::kPull);
-    pull = std::async(std::launch::async, [&] { return f.rt.PullImage("fake:x"); });
+    pull = std::async(std::launch::async,
+                      [&] { return f.rt.PullImage("fake:x", petrel::PullOptions()); });
     REQUIRE(f.rt.AwaitHeld(FakeRuntime::Op::kPull, 1));
     held.Release();
     HeldCalls again(&f.rt, FakeRuntime::Op::kPull);  // before the call woke, most likely
