@@ -103,7 +103,7 @@ TEST_SUITE("fake-runtime") {
     CHECK(heard.size() == 1);
     REQUIRE(f.rt.PullImage("fake:b", PullOptions()).ok());
 
-    const std::string used = f.Start("user", {"sleep", "1d"}, "fake:a");
+    const std::string used = f.Start("user", {"run"}, "fake:a");
     Result<std::vector<ImageInfo>> images = f.rt.ListImages();
     REQUIRE(images.ok());
     REQUIRE(images->size() == 2);
