@@ -29,8 +29,7 @@ proxy_pid=""
 
 fail() {
   echo "FAIL: $*" >&2
-  echo "--- petreld log (last 40 lines)" >&2
-  tail -n 40 "$dir"/petreld.log >&2 || true
+  petreld_report "$dir"/petreld.log
   exit 1
 }
 cleanup() {

@@ -52,3 +52,18 @@ petreld_stop() {
 
 # petreld_gone WORKLOAD: petreld no longer knows WORKLOAD (or does not answer).
 petreld_gone() { ! "$ctl" get workloads "$1" >/dev/null 2>&1; }
+
+# petreld_report LOG: what a failing test prints: every workload petreld still knows,
+# described (phase, message, last events), and the end of LOG without the per-connection
+# debug lines. Never fails.
+petreld_report() {
+  local log=$1 w
+  if petreld_answers; then
+    for w in $("$ctl" get workloads -o json 2>/dev/null | jq -r '.items[].name' 2>/dev/null); do
+      echo "--- petrelctl describe workload $w" >&2
+      "$ctl" describe workload "$w" >&2 2>&1 || true
+    done
+  fi
+  echo "--- petreld log (last 40 lines but connections)" >&2
+  grep -v 'api: connection from' "$log" 2>/dev/null | tail -n 40 >&2 || true
+}
