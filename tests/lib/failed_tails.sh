@@ -20,5 +20,11 @@ while IFS= read -r entry; do
     on && /^"?.*"? end time:|^Test (Passed|Failed)\.|^<end of output>/ { on = 0 }
     on { buf[n++ % 4096] = $0 }
     END { start = n > keep ? n - keep : 0; for (i = start; i < n; i++) print buf[i % 4096] }
-  ' keep="$lines" "$log"
+  ' keep="$lines" "$log" >"$build/Testing/Temporary/tail.txt"
+  if [ -s "$build/Testing/Temporary/tail.txt" ]; then
+    cat "$build/Testing/Temporary/tail.txt"
+  else  # say why, so that a layout this script does not know is seen
+    echo "(no output of $name found in $log; its lines there:)"
+    grep -n -F -- "$name" "$log" | head -n 5
+  fi
 done < "$failed"
