@@ -119,6 +119,15 @@ class Port {
                                                   const Resources& limits) = 0;
   // Deletes cgroup directories whose processes are gone. OK for missing ones.
   virtual Status RemoveCgroups(const std::vector<std::string>& dirs) = 0;
+  // The file that counts the OOM kills in the memory cgroup <parent>/<id> (a line
+  // "oom_kill N"): memory.events on cgroup v2, memory.oom_control of the v1 memory
+  // controller on v1 and hybrid hosts. A path only; the cgroup may not exist. ""
+  // where the platform has no such count (the default).
+  virtual std::string OomKillsFile(const std::string& parent, const std::string& id) {
+    (void)parent;
+    (void)id;
+    return "";
+  }
   // On a cgroup v2 host a cgroup that holds processes cannot give controllers to its
   // children (the no-internal-process rule), so a daemon whose containers' cgroup
   // `parent` is its own cgroup or below it (a systemd unit's, with Delegate=yes)

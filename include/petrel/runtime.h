@@ -103,6 +103,9 @@ struct ContainerInfo {
   ContainerState state = ContainerState::kCreated;
   int pid = 0;         // when running
   int exit_code = -1;  // when exited; 128+N for death by signal N
+  // When exited, why, where the runtime knows more than the code: "OOMKilled" when the
+  // kernel killed it for going past its memory limit (Kubernetes' word).
+  std::string exit_reason;
   TimeMs created_at = 0;
   TimeMs started_at = 0;   // 0 = never started
   TimeMs finished_at = 0;  // 0 = not exited

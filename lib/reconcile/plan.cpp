@@ -66,12 +66,16 @@ bool WantsRestart(RestartPolicy policy, int exit_code) {
          (policy == RestartPolicy::kOnFailure && exit_code != 0);
 }
 
-std::string ExitText(int code) {
+// "exit code 3", "killed by signal 15 (exit code 143)", and with the runtime's reason
+// (ContainerInfo::exit_reason) before it: "OOMKilled: over its memory limit, killed by
+// signal 9 (exit code 137)".
+std::string ExitText(int code, const std::string& reason = "") {
+  std::string text = "exit code " + std::to_string(code);
   if (code > 128 && code < 128 + 65) {
-    return "killed by signal " + std::to_string(code - 128) + " (exit code " +
-           std::to_string(code) + ")";
+    text = "killed by signal " + std::to_string(code - 128) + " (" + text + ")";
   }
-  return "exit code " + std::to_string(code);
+  if (reason == "OOMKilled") return reason + ": over its memory limit, " + text;
+  return reason.empty() ? text : reason + ": " + text;
 }
 
 class Planner {
@@ -317,7 +321,7 @@ class Planner {
       const std::string* unhealthy = in_.kills.count(c.id) != 0 ? Unhealthy(c) : nullptr;
       // "killed by signal 15 (exit code 143) after its liveness probe failed"
       const std::string exit_text =
-          ExitText(code) +
+          ExitText(code, c.exit_reason) +
           (unhealthy == nullptr
                ? ""
                : " after its " + unhealthy->substr(0, unhealthy->find(" probe failed")) +

@@ -104,6 +104,13 @@ LimitCgroups LinuxPort::LimitCgroupsFor(const std::string& parent, const std::st
   return out;
 }
 
+std::string LinuxPort::OomKillsFile(const std::string& parent, const std::string& id) {
+  if (DetectCgroupLayout() == CgroupLayout::kV2) {
+    return options_.cgroup_root + "/" + parent + "/" + id + "/memory.events";
+  }
+  return options_.cgroup_root + "/memory/" + parent + "/" + id + "/memory.oom_control";
+}
+
 Result<LimitCgroups> LinuxPort::CreateLimitCgroups(const std::string& parent, const std::string& id,
                                                    const Resources& limits) {
   if (DetectCgroupLayout() == CgroupLayout::kV2) {

@@ -34,6 +34,7 @@ class LinuxPort final : public Port {
   explicit LinuxPort(LinuxPortOptions options);
 
   CgroupLayout DetectCgroupLayout() override;
+  std::string OomKillsFile(const std::string& parent, const std::string& id) override;
   LimitCgroups LimitCgroupsFor(const std::string& parent, const std::string& id,
                                const Resources& limits) override;
   Result<LimitCgroups> CreateLimitCgroups(const std::string& parent, const std::string& id,

@@ -588,18 +588,23 @@ class CrunRuntime final : public ContainerRuntime {
   }
 
   // Fills in the exit from the container's exit file: false when there is none (yet).
-  // A damaged one ("<code> <finished ms>\n" cut short, empty, garbage) says exited with
-  // an unknown code (-1), never a number read from what is left of it.
+  // A damaged one ("<code> <finished ms>[ OOMKilled]\n" cut short, empty, garbage) says
+  // exited with an unknown code (-1), never a number read from what is left of it.
   static bool ReadExit(const std::string& dir, ContainerInfo* info) {
     Result<std::string> exit = ReadSmallFile(dir + "/" + internal::kExitFile, kSmallFile);
     if (!exit.ok()) return false;
     info->state = ContainerState::kExited;
     long long code = -1, at = 0;
     int end = 0;
-    if (sscanf(exit->c_str(), "%lld %lld%n", &code, &at, &end) == 2 &&
-        static_cast<size_t>(end) + 1 == exit->size() && exit->back() == '\n') {
+    if (exit->empty() || exit->back() != '\n' ||
+        sscanf(exit->c_str(), "%lld %lld%n", &code, &at, &end) != 2) {
+      return true;
+    }
+    const std::string_view rest = std::string_view(*exit).substr(end);
+    if (rest == "\n" || rest == " OOMKilled\n") {
       info->exit_code = static_cast<int>(code);
       info->finished_at = at;
+      if (rest != "\n") info->exit_reason = "OOMKilled";
     }
     return true;
   }
@@ -923,6 +928,7 @@ class CrunRuntime final : public ContainerRuntime {
       plan.lease_path = meta["lease"].value("path", "");
       plan.lease_ms = meta["lease"].value("durationMs", int64_t{0});
     }
+    plan.oom_file = opts_.port->OomKillsFile(CgroupParentOf(meta), id);
     return internal::BeginShim(plan, pending);
   }
 

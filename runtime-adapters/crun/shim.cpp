@@ -94,6 +94,7 @@ struct Prepared {
   std::string id;
   std::string lease_path;  // empty: no lease
   int64_t lease_ms = 0;
+  std::string oom_file;  // empty: none
 };
 
 // The lease, as of now: when it was renewed (-1: unknown) and whether it has run out.
@@ -163,9 +164,35 @@ int ReadInitPid(const char* path) {
   return pid > 0 ? pid : -1;
 }
 
+// Whether the kernel OOM-killed a process of the container's memory cgroup: its
+// "oom_kill N" line (memory.events, memory.oom_control) has N > 0.
+bool OomKilled(const Prepared& p) {
+  if (p.oom_file.empty()) return false;
+  int fd = open(p.oom_file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[512];
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  static constexpr char kKey[] = "oom_kill ";
+  for (const char* line = buf; line != nullptr && *line != '\0';) {
+    if (strncmp(line, kKey, sizeof(kKey) - 1) == 0) {
+      const char c = line[sizeof(kKey) - 1];
+      return c >= '1' && c <= '9';  // no leading zeros: "0" is none
+    }
+    line = strchr(line, '\n');
+    if (line != nullptr) line++;
+  }
+  return false;
+}
+
+// "<code> <finished ms>[ OOMKilled]\n": the reason when the code is a SIGKILL's and the
+// container's memory cgroup counted an OOM kill.
 void WriteExit(const Prepared& p, int code) {
   char buf[64];
   size_t n = 0;
+  const bool oom = code == 128 + SIGKILL && OomKilled(p);
   if (code < 0) {
     buf[n++] = '-';
     code = -code;
@@ -173,6 +200,11 @@ void WriteExit(const Prepared& p, int code) {
   n += FormatDecimal(static_cast<uint64_t>(code), buf + n);
   buf[n++] = ' ';
   n += FormatDecimal(static_cast<uint64_t>(NowMs(CLOCK_REALTIME)), buf + n);
+  if (oom) {
+    static constexpr char kOom[] = " OOMKilled";
+    memcpy(buf + n, kOom, sizeof(kOom) - 1);
+    n += sizeof(kOom) - 1;
+  }
   buf[n++] = '\n';
   int fd = open(p.exit_tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
   if (fd < 0) return;
@@ -555,6 +587,7 @@ Status BeginShim(const ShimPlan& plan, PendingShim* pending) {
   p.nice = plan.nice;
   p.lease_path = plan.lease_path;
   p.lease_ms = plan.lease_ms;
+  p.oom_file = plan.oom_file;
   if (!plan.notify_socket.empty()) {
     if (plan.notify_socket.size() >= sizeof(p.notify.sun_path)) {
       return Status::InvalidArgument("notify socket path too long: " + plan.notify_socket);

@@ -26,7 +26,8 @@ namespace petrel::internal {
 
 // Files in a container's directory.
 inline constexpr char kInitPidFile[] = "init.pid";  // written by the runtime
-inline constexpr char kExitFile[] = "exit";         // "<code> <finished ms>\n"
+// "<code> <finished ms>\n", or "<code> <finished ms> OOMKilled\n"
+inline constexpr char kExitFile[] = "exit";
 inline constexpr char kShimPidFile[] = "shim.pid";  // "<pid> <start time>\n"
 inline constexpr char kRuntimeLogFile[] = "runtime.log";
 inline constexpr char kLogPrefix[] = "log.";  // log.<20-digit base offset>
@@ -53,6 +54,9 @@ struct ShimPlan {
   // the moment it would run out. It says so once, on runtime.log.
   std::string lease_path;
   int64_t lease_ms = 0;
+  // Port::OomKillsFile of the container's memory cgroup, "" for none: an exit by
+  // SIGKILL is recorded as OOMKilled when it counts an OOM kill.
+  std::string oom_file;
 };
 
 // How often a shim reads its container's lease file (one open and read on tmpfs).

@@ -32,6 +32,9 @@ class HostNetPort final : public Port {
   Status RemoveCgroups(const std::vector<std::string>& dirs) override {
     return base_->RemoveCgroups(dirs);
   }
+  std::string OomKillsFile(const std::string& parent, const std::string& id) override {
+    return base_->OomKillsFile(parent, id);
+  }
   Result<LeafCgroupMove> EnterLeafCgroup(const std::string& parent,
                                          const std::string& leaf_name) override {
     return base_->EnterLeafCgroup(parent, leaf_name);

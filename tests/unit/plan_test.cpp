@@ -373,6 +373,24 @@ TEST_SUITE("plan") {
     CHECK(out.status_updates[0].phase == Phase::kCrashLoop);
   }
 
+  TEST_CASE("an OOM kill is told as OOMKilled in the replica's message and its event") {
+    Fixture f;
+    f.Want(Spec("hog", 1));
+    ContainerInfo c = Container("c1", "hog", 0, f.Hash(0), ContainerState::kExited);
+    c.exit_code = 137;
+    c.exit_reason = "OOMKilled";
+    c.finished_at = kT0;
+    f.in.containers = {c};
+    f.in.replicas = {Running("hog", 0, "c1", f.Hash(0))};
+    PlanOutput out = f.Run();
+    REQUIRE(out.status_updates.size() == 1);
+    CHECK(out.status_updates[0].message ==
+          "exited: OOMKilled: over its memory limit, killed by signal 9 (exit code 137); "
+          "back-off 1s");
+    REQUIRE(out.events.size() == 1);
+    CHECK(out.events[0].message.rfind("OOMKilled: over its memory limit", 0) == 0);
+  }
+
   TEST_CASE("scaling down stops the extra replica: SIGTERM, SIGKILL after grace, remove") {
     Fixture f;
     WorkloadSpec s = Spec("web", 1);

@@ -270,6 +270,34 @@ TEST_SUITE("crun-adapter") {
     for (const std::string& d : dirs) CHECK_FALSE(fs::exists(d));
   }
 
+  // The shim reads the memory cgroup's OOM kill count (memory.oom_control on v1 and
+  // hybrid, memory.events on v2) when the container dies by SIGKILL.
+  TEST_CASE("an OOM kill gives exit code 137 with the reason OOMKilled, a plain SIGKILL none") {
+    Runtime r;
+    Resources limits;
+    limits.memory_bytes = 16 << 20;
+    // dd's 64 MiB buffer is touched as it reads: past the 16 MiB limit.
+    const std::string hog =
+        r.Start("oom", "exec dd if=/dev/zero of=/dev/null bs=64M count=1", limits);
+    WaitExit(r.rt.get(), hog);
+    Result<ContainerInfo> info = r.rt->Inspect(hog);
+    REQUIRE(info.ok());
+    INFO(r.Log(hog));
+    CHECK(info->exit_code == 137);
+    CHECK(info->exit_reason == "OOMKilled");
+    RemoveAndCheck(r.rt.get(), r.state.path(), hog);
+
+    const std::string killed = r.Start("killed", "echo up; exec sleep 60", limits);
+    CHECK(WaitFor([&] { return r.Log(killed) == "up\n"; }));
+    REQUIRE(r.rt->Kill(killed, SIGKILL).ok());
+    WaitExit(r.rt.get(), killed);
+    info = r.rt->Inspect(killed);
+    REQUIRE(info.ok());
+    CHECK(info->exit_code == 137);
+    CHECK(info->exit_reason.empty());
+    RemoveAndCheck(r.rt.get(), r.state.path(), killed);
+  }
+
   // On every layout, the container's devices cgroup holds the allow-list: crun on a
   // hybrid host, whose cgroup manager is off, in one petrel makes; runc in its own.
   TEST_CASE("a container's devices cgroup allows the default devices, not a *:* rwm") {
