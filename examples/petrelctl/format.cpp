@@ -497,6 +497,24 @@ std::string Or(const std::string& value, const std::string& fallback) {
 
 // A probe as kubectl describes one: "http-get :8080/healthz delay=0s timeout=1s
 // period=10s #success=1 #failure=3", or "<none>".
+// "<default>", "privileged (root on the host)", or what differs from the default:
+// "capabilities -ALL +NET_BIND_SERVICE, seccomp Unconfined".
+std::string SecurityText(const petrel::SecurityContext& sc) {
+  if (sc.privileged) return "privileged (root on the host)";
+  std::vector<std::string> parts;
+  std::string caps;
+  for (const std::string& c : sc.capabilities_drop) caps += (caps.empty() ? "-" : " -") + c;
+  for (const std::string& c : sc.capabilities_add) caps += (caps.empty() ? "+" : " +") + c;
+  if (!caps.empty()) parts.push_back("capabilities " + caps);
+  if (sc.seccomp != petrel::SecurityContext::Seccomp::kRuntimeDefault) {
+    parts.push_back(std::string("seccomp ") + petrel::SeccompName(sc.seccomp));
+  }
+  if (parts.empty()) return "<default>";
+  std::string out = parts[0];
+  for (size_t i = 1; i < parts.size(); i++) out += ", " + parts[i];
+  return out;
+}
+
 std::string ProbeText(const petrel::ProbeSpec& p) {
   using petrel::FormatDurationMs;
   std::string check;
@@ -561,6 +579,7 @@ std::string DescribeText(const WorkloadView& w, const petrel::WorkloadSpec& spec
   Field(&out, "Working Dir", Or(spec.working_dir, "<the image's>"));
   Field(&out, "User", Or(spec.user, "<the image's>"));
   Field(&out, "Read-only Root", spec.read_only_rootfs ? "true" : "false");
+  Field(&out, "Security", SecurityText(spec.security_context));
   std::vector<std::string> env;
   for (const auto& [key, value] : spec.env) env.push_back(key + "=" + value);
   Field(&out, "Env", env);

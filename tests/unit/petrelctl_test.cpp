@@ -277,6 +277,9 @@ TEST_CASE("petrelctl: describe shows the spec, the replicas and the events") {
   spec.startup_probe.kind = petrel::ProbeSpec::Kind::kExec;
   spec.startup_probe.command = {"test", "-f", "/tmp/up"};
   spec.startup_probe.failure_threshold = 30;
+  spec.security_context.capabilities_drop = {"ALL"};
+  spec.security_context.capabilities_add = {"NET_BIND_SERVICE"};
+  spec.security_context.seccomp = petrel::SecurityContext::Seccomp::kUnconfined;
   EventView e;
   e.time = 1795845662000;
   e.workload = "web";
@@ -298,6 +301,7 @@ TEST_CASE("petrelctl: describe shows the spec, the replicas and the events") {
         "Working Dir:     <the image's>\n"
         "User:            <the image's>\n"
         "Read-only Root:  false\n"
+        "Security:        capabilities -ALL +NET_BIND_SERVICE, seccomp Unconfined\n"
         "Env:             MODE=prod\n"
         "Ports:           <none>\n"
         "Mounts:          tmpfs /www (1Mi)\n"
@@ -317,6 +321,11 @@ TEST_CASE("petrelctl: describe shows the spec, the replicas and the events") {
         "  TIME                 REPLICA  TYPE     MESSAGE\n"
         "  2026-11-28 06:01:02  1        BackOff  restarting in 4s\n");
   CHECK(DescribeText(*w, spec, {}, 0).find("\nEvents:          <none>\n") != std::string::npos);
+  spec.security_context.privileged = true;
+  CHECK(DescribeText(*w, spec, {}, 0).find("\nSecurity:        privileged (root on the host)\n") !=
+        std::string::npos);
+  spec.security_context = {};
+  CHECK(DescribeText(*w, spec, {}, 0).find("\nSecurity:        <default>\n") != std::string::npos);
 }
 
 // Two members as petreld answers GET /v1/cluster, with a key petrelctl does not know.
