@@ -29,15 +29,23 @@ namespace {
 
 // --- async-signal-safe helpers (no allocation, no locks, no errno-clobbering libc) ---
 
-void RawWriteAll(int fd, const char* p, size_t n) {
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
+// Writes what it can of p[0..n): the bytes written, fewer than n after an error (errno
+// says which).
+size_t RawWrite(int fd, const char* p, size_t n) {
+  size_t done = 0;
+  while (done < n) {
+    ssize_t w = write(fd, p + done, n - done);
     if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return;
-    p += w;
-    n -= static_cast<size_t>(w);
+    if (w <= 0) {
+      if (w == 0) errno = EIO;
+      break;
+    }
+    done += static_cast<size_t>(w);
   }
+  return done;
 }
+
+void RawWriteAll(int fd, const char* p, size_t n) { RawWrite(fd, p, n); }
 
 void WriteStr(int fd, const char* s) { RawWriteAll(fd, s, strlen(s)); }
 
@@ -115,29 +123,81 @@ void SayLease(const Prepared& p, const char* what) {
 }
 
 // The log files: append to the current one; past the cap, start the next one (named
-// by its base offset) and drop the one before the previous.
+// by its base offset) and drop the one before the previous. Output that cannot be
+// written (a full disk) is counted, and once writes work again the log says so first:
+// "petrel-shim: 1234 bytes of output lost: no space left on device".
 struct LogWriter {
   const Prepared* p;
   char* cur_path;   // points into one of p's two path buffers
   char* prev_path;  // the other
   int fd = -1;
   int64_t base = 0, size = 0, prev_base = -1;
+  uint64_t lost = 0;  // bytes not written since the last report
+  int lost_errno = 0;
+  bool mid_line = false;  // the last byte written was not a newline
 
   void Open() {
     FormatDecimal(static_cast<uint64_t>(base), cur_path + p->log_digits_at, 20);
     fd = open(cur_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
   }
+  void Lose(size_t n) {
+    lost += n;
+    lost_errno = errno;
+  }
   // Never lets a file grow past the cap: a big read is split across files.
   void Write(const char* data, size_t n) {
+    if (fd < 0) Open();  // a full disk refused the file last time
+    if (fd < 0) return Lose(n);
+    if (lost > 0 && !ReportLost()) return Lose(n);
+    Append(data, n);
+  }
+  void Append(const char* data, size_t n) {
     while (n > 0 && fd >= 0) {
       size_t room = static_cast<size_t>(p->log_max_bytes - size);
       size_t part = n < room ? n : room;
-      RawWriteAll(fd, data, part);
-      size += static_cast<int64_t>(part);
+      const size_t written = RawWrite(fd, data, part);
+      size += static_cast<int64_t>(written);
+      if (written > 0) mid_line = data[written - 1] != '\n';
+      if (written < part) return Lose(n - written);
       data += part;
       n -= part;
       if (size >= p->log_max_bytes) Rotate();
     }
+    if (n > 0) Lose(n);
+  }
+  // Writes the line about the bytes lost, whole or not at all: true when written.
+  bool ReportLost() {
+    char line[128];
+    size_t k = 0;
+    if (mid_line) line[k++] = '\n';  // the line the disk cut short ends here
+    static constexpr char kHead[] = "petrel-shim: ";
+    static constexpr char kMid[] = " bytes of output lost: ";
+    memcpy(line + k, kHead, sizeof(kHead) - 1);
+    k += sizeof(kHead) - 1;
+    k += FormatDecimal(lost, line + k);
+    memcpy(line + k, kMid, sizeof(kMid) - 1);
+    k += sizeof(kMid) - 1;
+    const char* why = lost_errno == ENOSPC   ? "no space left on device"
+                      : lost_errno == EDQUOT ? "disk quota exceeded"
+                                             : "write error";
+    const size_t why_len = strlen(why);
+    memcpy(line + k, why, why_len);
+    k += why_len;
+    line[k++] = '\n';
+    // Probe with the line itself: a partial line is cut back off the file.
+    const off_t end = lseek(fd, 0, SEEK_END);
+    const size_t written = RawWrite(fd, line, k);
+    if (written < k) {
+      const int err = errno;
+      if (written > 0 && end >= 0) (void)!ftruncate(fd, end);
+      errno = err;
+      return false;
+    }
+    size += static_cast<int64_t>(k);
+    lost = 0;
+    mid_line = false;
+    if (size >= p->log_max_bytes) Rotate();
+    return fd >= 0;
   }
   void Rotate() {
     close(fd);

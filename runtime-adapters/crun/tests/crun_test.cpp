@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -296,6 +297,105 @@ TEST_SUITE("crun-adapter") {
     CHECK(info->exit_code == 137);
     CHECK(info->exit_reason.empty());
     RemoveAndCheck(r.rt.get(), r.state.path(), killed);
+  }
+
+  // Issue 9 §4: a full disk loses output, but never silently. The state dir is a small
+  // tmpfs that a file fills while the container prints numbered lines.
+  TEST_CASE("output lost to a full disk is counted and told in the log once space is back") {
+    TempDir dir;
+    const std::string state = dir.Sub("state");
+    fs::create_directory(state);
+    REQUIRE(mount("petrel-full", state.c_str(), "tmpfs", 0, "size=32m,mode=0700") == 0);
+    MountGuard guard{state};
+    Result<std::shared_ptr<ContainerRuntime>> made = CurrentTarget().factory(state);
+    REQUIRE_MESSAGE(made.ok(), made.status().ToString());
+    ContainerRuntime* rt = made->get();
+    ContainerSpec s;
+    s.name = CurrentTarget().name + "-chatty";
+    s.image = CurrentTarget().image();
+    // Lines of 90 bytes, 20 at a time, about 30 KiB/s: the log's last page of room fills
+    // within a moment, and its first MiB lasts half a minute.
+    const std::string pad(80, 'x');
+    s.command = {"/bin/sh", "-c",
+                 "i=0; while :; do for j in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; "
+                 "do i=$((i+1)); echo \"line $i " +
+                     pad + "\"; done; sleep 0.05; done"};
+    const std::string id = CreateAndStart(rt, s);
+    CHECK(WaitFor([&] { return LogOf(rt, id).find("line 5 ") != std::string::npos; }));
+
+    // Fill the file system, and keep it full until the log has stopped growing for
+    // 300 ms (its last page of room used up) while the container goes on printing.
+    const std::string filler = state + "/filler";
+    const int fd = open(filler.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    REQUIRE(fd >= 0);
+    std::vector<char> chunk(1 << 16, 'x');
+    auto fill = [&] {
+      for (size_t n = chunk.size(); n > 0; n /= 2) {
+        while (write(fd, chunk.data(), n) > 0) {
+        }
+      }
+    };
+    int64_t last_end = -1;
+    auto since = std::chrono::steady_clock::now();
+    CHECK(WaitFor(
+        [&] {
+          fill();
+          const int64_t end = rt->Logs(id, {})->end_offset;
+          const auto now = std::chrono::steady_clock::now();
+          if (end != last_end) {
+            last_end = end;
+            since = now;
+          }
+          return now - since >= std::chrono::milliseconds(300);
+        },
+        30));
+    close(fd);
+    REQUIRE(unlink(filler.c_str()) == 0);
+
+    const std::string kLost = " bytes of output lost: no space left on device\n";
+    std::string log;
+    CHECK(WaitFor([&] {
+      log = LogOf(rt, id);  // from the start: 1 MiB lasts the container 30 s
+      const size_t at = log.find(kLost);
+      return at != std::string::npos && log.find("line", at) != std::string::npos;
+    }));
+    const size_t shown = log.find("petrel-shim: ");
+    std::string around;
+    for (char c : log.substr(shown == std::string::npos || shown < 100 ? 0 : shown - 100, 300)) {
+      around += c == '\n' ? std::string("\\n") : c == '\0' ? std::string("\\0") : std::string(1, c);
+    }
+    INFO(around);
+    // "line L\n" T "\n" "petrel-shim: K bytes ...\n" "line B\n", where T is either the
+    // whole line L+1 or what the disk let through of it (then the shim ended it with the
+    // "\n"). K counts exactly the bytes missing between them.
+    const size_t marker = log.find("petrel-shim: ");
+    REQUIRE(marker != std::string::npos);
+    REQUIRE(marker >= 2);
+    REQUIRE(log[marker - 1] == '\n');
+    const size_t t_start = log.rfind('\n', marker - 2) + 1;
+    REQUIRE(t_start >= 2);
+    const std::string t = log.substr(t_start, marker - 1 - t_start);
+    const size_t l_start = log.rfind('\n', t_start - 2) + 1;
+    const int l = std::stoi(log.substr(l_start + 5));
+    const uint64_t k = std::stoull(log.substr(marker + 13));
+    const int b = std::stoi(log.substr(log.find('\n', marker) + 1 + 5));
+    auto bytes = [&](int from, int to) {  // of lines from..to-1
+      uint64_t n = 0;
+      for (int i = from; i < to; i++) n += ("line " + std::to_string(i) + " " + pad + "\n").size();
+      return n;
+    };
+    const std::string next = "line " + std::to_string(l + 1) + " " + pad;
+    const bool whole = t == next && k == bytes(l + 2, b);
+    const bool cut = next.rfind(t, 0) == 0 && k == bytes(l + 1, b) - t.size();
+    CHECK(b > l + 1);
+    CHECK((whole || cut));
+
+    Result<ContainerInfo> seen = rt->Inspect(id);
+    REQUIRE(seen.ok());
+    CHECK(seen->state == ContainerState::kRunning);
+    REQUIRE(rt->Kill(id, SIGKILL).ok());
+    WaitExit(rt, id);
+    RemoveAndCheck(rt, state, id);
   }
 
   // On every layout, the container's devices cgroup holds the allow-list: crun on a
