@@ -44,8 +44,10 @@
 #include <string>
 #include <vector>
 
+#include "lib/image/registry_auth.h"
 #include "lib/oci/image_config.h"
 #include "petrel/port.h"
+#include "petrel/runtimes.h"
 #include "petrel/status.h"
 
 namespace petrel::internal {
@@ -68,8 +70,9 @@ struct ImageStoreOptions {
   // A layer that decompresses to more than this many bytes is refused (a small blob
   // can hold a decompression bomb): the pull fails, naming the layer.
   uint64_t max_layer_bytes = uint64_t{4} << 30;
-  // host[:port] of registries pulled from over plain HTTP; loopback ones always are.
-  std::vector<std::string> insecure_registries;
+  // Credentials (a Docker config.json, read by Open: a bad file or entry fails it),
+  // registries reached over plain HTTP, and CAs trusted besides the system store.
+  RegistryAccess registry;
   // Mounts and unmounts the overlays. Defaults to DefaultPort().
   std::shared_ptr<Port> port;
 };
@@ -155,6 +158,7 @@ class ImageStore {
   std::string ImageDir(const std::string& id) const;
 
   const ImageStoreOptions options_;
+  RegistryCredentials credentials_;  // from options_.registry.auth_file, set by Open
   std::atomic<int64_t> unpack_count_{0};
 
   std::mutex mu_;  // guards everything below
