@@ -366,8 +366,8 @@ class Source : public ImageSource {
       }
     }
     if (r->code >= 200 && r->code <= 299) return Status::OK();
-    const std::string msg = prefix + std::to_string(r->code) + " from " + url;
-    return r->code == 401 ? Unauthorized(*r, prefix, msg) : HttpError(*r, msg);
+    const std::string answer = std::to_string(r->code) + " from " + url;
+    return r->code == 401 ? Unauthorized(*r, prefix, answer) : HttpError(*r, prefix + answer);
   }
 
   // The Status for the failed answer `r`; `msg` says what was asked and where.
@@ -381,10 +381,11 @@ class Source : public ImageSource {
   }
 
   // The Status for a 401 `r` that authentication did not get past: the credential was
-  // refused, or there is none for the registry (and where it would go).
-  Status Unauthorized(const Response& r, const std::string& prefix, const std::string& msg) const {
+  // refused, or there is none for the registry (and where it would go). `what`:
+  // "401 from <url>".
+  Status Unauthorized(const Response& r, const std::string& prefix, const std::string& what) const {
     const std::string reason = RegistryMessage(r.error_body);
-    const std::string answer = msg + (reason.empty() ? "" : " (" + reason + ")");
+    const std::string answer = what + (reason.empty() ? "" : " (" + reason + ")");
     const std::string& registry = ref_.domain;
     if (options_.credential) {
       return Status::PermissionDenied(prefix + "registry " + registry +
@@ -395,8 +396,9 @@ class Source : public ImageSource {
         options_.auth_file.empty()
             ? "none are configured: give them in a Docker config.json, petreld --registry-auth FILE"
             : options_.auth_file + " has none for it";
-    return Status::PermissionDenied(answer + ": registry " + registry + " wants credentials and " +
-                                    where + " (auths[\"" + registry + "\"])");
+    return Status::PermissionDenied(prefix + answer + ": registry " + registry +
+                                    " wants credentials and " + where + " (auths[\"" + registry +
+                                    "\"])");
   }
 
   // OK when the credential may be sent to `url`: over HTTPS, or to a loopback host.
@@ -428,9 +430,9 @@ class Source : public ImageSource {
           return Status::OK();
         },
         &r, prefix + "token: ", 0, nullptr, Auth::kRealm));
-    const std::string msg = prefix + "token: " + std::to_string(r.code) + " from " + realm;
-    if (r.code == 401) return Unauthorized(r, prefix, msg);
-    if (r.code < 200 || r.code > 299) return HttpError(r, msg);
+    const std::string answer = "token: " + std::to_string(r.code) + " from " + realm;
+    if (r.code == 401) return Unauthorized(r, prefix, answer);
+    if (r.code < 200 || r.code > 299) return HttpError(r, prefix + answer);
     Result<json> j = ParseJson(body, "token");
     std::string token;
     if (j.ok() && j->is_object()) {
