@@ -81,7 +81,8 @@ class ImageStore {
  public:
   // Opens (creating it 0700 if missing) the store in `options.dir` and removes the
   // temporary directories a crash left there. A missing or unreadable refs.json only
-  // means the next Pulls unpack again.
+  // means the next Pulls unpack again. A bad options.registry.auth_file or ca_file fails
+  // it, naming the file (and the entry: "/x/auth.json: auths[\"ghcr.io\"]: ...").
   static Result<std::unique_ptr<ImageStore>> Open(const ImageStoreOptions& options);
   static Result<std::unique_ptr<ImageStore>> Open(const std::string& dir);
 
@@ -99,7 +100,10 @@ class ImageStore {
   //     "oci-archive:/x/evil.tar: layer sha256:ab..: entry \"../../etc/passwd\": path escapes the
   //     image root"
   //   NotSupported     a digest algorithm other than sha256, a Docker schema 1 manifest
-  //   PermissionDenied the registry wants credentials (only anonymous pulls so far)
+  //   PermissionDenied the registry wants credentials and has none ("registry R wants
+  //                    credentials and none are configured ..."), refused them
+  //                    ("registry R refused the credentials of U (401 from URL)"), or
+  //                    they would go over plain HTTP to a host that is not loopback
   //   Unavailable      the registry could not be reached, or answered 5xx, 3 times
   //   IOError          the machine failed: path and strerror
   Result<Image> Pull(const std::string& ref);
