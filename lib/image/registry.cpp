@@ -367,6 +367,15 @@ class Source : public ImageSource {
     }
     if (r->code >= 200 && r->code <= 299) return Status::OK();
     const std::string answer = std::to_string(r->code) + " from " + url;
+    if (r->code == 401 && token_from_credential_) {
+      // The realm took the credential, yet its token does not open the repository.
+      const std::string reason = RegistryMessage(r->error_body);
+      return Status::PermissionDenied(prefix + "registry " + ref_.domain + " gives " +
+                                      Escape(options_.credential->user) + " no access to " +
+                                      ref_.repository +
+                                      ": it does not exist, or may not be pulled by them (" +
+                                      answer + (reason.empty() ? "" : " (" + reason + ")") + ")");
+    }
     return r->code == 401 ? Unauthorized(*r, prefix, answer) : HttpError(*r, prefix + answer);
   }
 
@@ -448,6 +457,7 @@ class Source : public ImageSource {
       return Status::PermissionDenied(prefix + "token from " + realm + ": no token in the answer");
     }
     token_ = token;
+    token_from_credential_ = options_.credential.has_value();
     return Status::OK();
   }
 
@@ -524,9 +534,10 @@ class Source : public ImageSource {
   std::string base_;       // "http(s)://host[:port]/v2/<repository>/"
   std::string protocols_;  // libcurl's allowed protocols, also for redirects
   std::string blob_dir_;
-  std::set<std::string> manifests_;  // digests to fetch from /manifests/
-  std::string token_;                // a Bearer token the registry's realm gave, or ""
-  bool basic_ = false;               // a Basic challenge came: send the credential
+  std::set<std::string> manifests_;     // digests to fetch from /manifests/
+  std::string token_;                   // a Bearer token the registry's realm gave, or ""
+  bool basic_ = false;                  // a Basic challenge came: send the credential
+  bool token_from_credential_ = false;  // token_ was given for the credential
 };
 
 }  // namespace
