@@ -6,6 +6,7 @@
 //           [--runtime-endpoint ADDR] [--manifests FILE_OR_DIR]
 //           [--log-level debug|info|warn|error] [--node-name NAME]
 //           [--max-layer-size Q] [--request-timeout D] [--cgroup-parent NAME]
+//           [--registry-auth FILE] [--registry-ca FILE] [--insecure-registry HOST[:PORT]]...
 //           [--socket-group NAME] [--allow-host-path DIR]...
 //           [--peer-listen ADDR:PORT [--advertise ADDR:PORT] [--join ADDR:PORT --token T]
 //            [--witness] [--node-label KEY=VALUE]... [--capacity-memory Q] [--capacity-cpu Q]
@@ -24,6 +25,7 @@
 // after petreld stops renewing it, and the runtime's shim kills them.)
 #include <arpa/inet.h>
 #include <malloc.h>
+#include <unistd.h>
 #include <uv.h>
 #include <yaml-cpp/yaml.h>
 
@@ -92,6 +94,8 @@ std::string Usage(const petrel::RuntimeRegistry& runtimes) {
          "               [--manifests FILE_OR_DIR] [--log-level debug|info|warn|error]\n"
          "               [--node-name NAME] [--loop-probe-ms MS]\n"
          "               [--max-layer-size Q] [--request-timeout D] [--cgroup-parent NAME]\n"
+         "               [--registry-auth FILE] [--registry-ca FILE]\n"
+         "               [--insecure-registry HOST[:PORT]]...\n"
          "               [--socket-group NAME] [--allow-host-path DIR]...\n"
          "               [--peer-listen ADDR:PORT [--advertise ADDR:PORT]\n"
          "                [--join ADDR:PORT --token T] [--witness] [--node-label KEY=VALUE]...]\n"
@@ -122,6 +126,13 @@ std::string Usage(const petrel::RuntimeRegistry& runtimes) {
          "                       body, within D of its first byte, else 408 (default 30s)\n"
          "  --cgroup-parent NAME the cgroup, relative to the cgroup root, below which crun\n"
          "                       and runc put each container's (default petrel)\n"
+         "  --registry-auth FILE a Docker config.json whose \"auths\" hold registries'\n"
+         "                       credentials, read at start (crun, runc)\n"
+         "  --registry-ca FILE   a PEM bundle of CAs trusted for registries' HTTPS\n"
+         "                       certificates, besides the system store\n"
+         "  --insecure-registry HOST[:PORT]\n"
+         "                       pull from this registry over plain HTTP (loopback ones\n"
+         "                       always may); repeatable\n"
          "\n"
          "Clusters (ADDR is an IPv4 address or an [IPv6] one in brackets):\n"
          "  --peer-listen ADDR:PORT\n"
@@ -163,12 +174,17 @@ const char* const kKeys[] = {"state-dir",        "socket",        "runtime",
                              "witness",          "node-label",    "capacity-memory",
                              "capacity-cpu",     "lease-dir",     "max-layer-size",
                              "request-timeout",  "socket-group",  "allow-host-path",
-                             "cgroup-parent"};
+                             "cgroup-parent",    "registry-auth", "registry-ca",
+                             "insecure-registry"};
 
 using Settings = std::map<std::string, std::string>;
 using Labels = std::map<std::string, std::string>;
 
-// Repeatable settings (--allow-host-path) hold their values one per line.
+// Repeatable settings hold their values one per line.
+bool IsRepeatable(const std::string& key) {
+  return key == "allow-host-path" || key == "insecure-registry";
+}
+
 std::vector<std::string> Repeated(const Settings& settings, const std::string& key) {
   std::vector<std::string> values;
   auto it = settings.find(key);
@@ -279,11 +295,11 @@ bool LoadConfig(const std::string& path, Settings* settings, Labels* labels, std
         labels->insert(from_file.begin(), from_file.end());  // a flag's value wins
         continue;
       }
-      if (key == "allow-host-path" && kv.second.IsSequence()) {
+      if (IsRepeatable(key) && kv.second.IsSequence()) {
         std::string joined;
         for (const auto& item : kv.second) {
           if (!item.IsScalar()) {
-            *error = where + key + ": must be a list of paths";
+            *error = where + key + ": must be a list of single values";
             return false;
           }
           joined += (joined.empty() ? "" : "\n") + item.Scalar();
@@ -365,7 +381,15 @@ std::optional<int> ParseFlags(int argc, char** argv, const petrel::RuntimeRegist
   for (int i = 1; i < argc; i++) {
     std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") {
-      std::fputs(Usage(runtimes).c_str(), stdout);
+      // In one write(), not stdio's 4 KiB pieces: a reader that stops at its first
+      // match (grep -q) must not make petreld die of SIGPIPE on the next piece.
+      const std::string usage = Usage(runtimes);
+      for (size_t done = 0; done < usage.size();) {
+        ssize_t n = write(STDOUT_FILENO, usage.data() + done, usage.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return 1;
+        done += static_cast<size_t>(n);
+      }
       return 0;
     }
     if (arg == "--version") {
@@ -388,7 +412,7 @@ std::optional<int> ParseFlags(int argc, char** argv, const petrel::RuntimeRegist
       *config = value;
     } else if (key == "node-label") {
       if (std::string bad = AddLabel(value, labels); !bad.empty()) return BadUsage(bad);
-    } else if (key == "allow-host-path" && flags->count(key)) {
+    } else if (IsRepeatable(key) && flags->count(key)) {
       (*flags)[key] += "\n" + value;
     } else if (IsKey(key)) {
       (*flags)[key] = value;
@@ -452,6 +476,15 @@ std::optional<int> CheckLimits(Settings& settings) {
   for (const std::string& dir : Repeated(settings, "allow-host-path")) {
     if (dir.empty() || dir.front() != '/') {
       return BadUsage("allow-host-path \"" + dir + "\" is not an absolute path");
+    }
+  }
+  for (const std::string& registry : Repeated(settings, "insecure-registry")) {
+    if (registry.empty() ||
+        registry.find_first_not_of("abcdefghijklmnopqrstuvwxyz"
+                                   "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:[]") !=
+            std::string::npos) {
+      return BadUsage("insecure-registry \"" + registry +
+                      "\" is not HOST[:PORT] as images name it (e.g. 192.168.1.5:5000)");
     }
   }
   if (petrel::Status s = petrel::CheckCgroupParent(settings["cgroup-parent"]); !s.ok()) {
@@ -528,6 +561,9 @@ bool OpenOrchestrator(Settings& settings, const petrel::RuntimeRegistry& runtime
     config.max_layer_bytes = static_cast<uint64_t>(*petrel::ParseBytes(settings["max-layer-size"]));
   }
   config.cgroup_parent = settings["cgroup-parent"];
+  config.registry.auth_file = settings["registry-auth"];
+  config.registry.ca_file = settings["registry-ca"];
+  config.registry.insecure = Repeated(settings, "insecure-registry");
   auto runtime = runtimes.Create(settings["runtime"], config);
   if (!runtime.ok()) {
     std::fprintf(stderr, "petreld: %s\n", runtime.status().message().c_str());

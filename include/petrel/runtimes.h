@@ -35,6 +35,20 @@
 
 namespace petrel {
 
+// How runtimes that pull images themselves (crun, runc) reach registries (petreld's
+// --registry-auth, --insecure-registry, --registry-ca).
+struct RegistryAccess {
+  // A Docker config.json ({"auths": {"HOST[:PORT]": {"auth": base64("user:pass")}}}),
+  // read when the runtime is made: a bad file or entry fails it. Its credentials go to
+  // their registry (HTTP basic auth) or to the realm of its Bearer challenge; never
+  // over plain HTTP to another machine, never to another host after a redirect.
+  std::string auth_file;
+  // host[:port] of registries reached over plain HTTP; loopback ones always are.
+  std::vector<std::string> insecure;
+  // A PEM bundle of CAs trusted for registries' certificates besides the system store.
+  std::string ca_file;
+};
+
 // What every runtime's factory is given. A field an adapter has no use for is ignored,
 // except `endpoint`: an adapter without a daemon refuses a non-empty one.
 struct RuntimeConfig {
@@ -55,6 +69,7 @@ struct RuntimeConfig {
   // (petreld --cgroup-parent; CheckCgroupParent in petrel/port.h). crun and runc use
   // it; daemons with cgroup parents of their own (docker, containerd) keep those.
   std::string cgroup_parent = "petrel";
+  RegistryAccess registry;
 };
 
 using RuntimeFactory =

@@ -131,6 +131,12 @@ Result<std::unique_ptr<ImageStore>> ImageStore::Open(const ImageStoreOptions& op
   ImageStoreOptions with_port = options;
   if (!with_port.port) with_port.port = DefaultPort();
   std::unique_ptr<ImageStore> store(new ImageStore(with_port));
+  if (!options.registry.auth_file.empty()) {
+    PETREL_ASSIGN_OR_RETURN(store->credentials_, ReadRegistryAuth(options.registry.auth_file));
+  }
+  if (!options.registry.ca_file.empty()) {
+    PETREL_RETURN_IF_ERROR(CheckPemBundle(options.registry.ca_file));
+  }
   // What a crash in the middle of an unpack left behind.
   PETREL_ASSIGN_OR_RETURN(std::vector<DirEntry> entries, ListDir(options.dir));
   for (const DirEntry& e : entries) {
@@ -241,7 +247,11 @@ Result<Image> ImageStore::Pull(const std::string& ref) {
       RegistryOptions options;
       options.store_dir = options_.dir;
       options.max_blob_bytes = options_.max_layer_bytes;
-      options.insecure_registries = options_.insecure_registries;
+      options.insecure_registries = options_.registry.insecure;
+      options.ca_file = options_.registry.ca_file;
+      options.auth_file = options_.registry.auth_file;
+      auto credential = credentials_.find(RegistryAuthKey(remote->domain));
+      if (credential != credentials_.end()) options.credential = credential->second;
       source = RegistrySource(*remote, options);
     } else {
       source = parsed->kind == RefKind::kOciDir ? ImageSource::Dir(parsed->path)

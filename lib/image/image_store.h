@@ -44,8 +44,10 @@
 #include <string>
 #include <vector>
 
+#include "lib/image/registry_auth.h"
 #include "lib/oci/image_config.h"
 #include "petrel/port.h"
+#include "petrel/runtimes.h"
 #include "petrel/status.h"
 
 namespace petrel::internal {
@@ -68,8 +70,9 @@ struct ImageStoreOptions {
   // A layer that decompresses to more than this many bytes is refused (a small blob
   // can hold a decompression bomb): the pull fails, naming the layer.
   uint64_t max_layer_bytes = uint64_t{4} << 30;
-  // host[:port] of registries pulled from over plain HTTP; loopback ones always are.
-  std::vector<std::string> insecure_registries;
+  // Credentials (a Docker config.json, read by Open: a bad file or entry fails it),
+  // registries reached over plain HTTP, and CAs trusted besides the system store.
+  RegistryAccess registry;
   // Mounts and unmounts the overlays. Defaults to DefaultPort().
   std::shared_ptr<Port> port;
 };
@@ -78,7 +81,8 @@ class ImageStore {
  public:
   // Opens (creating it 0700 if missing) the store in `options.dir` and removes the
   // temporary directories a crash left there. A missing or unreadable refs.json only
-  // means the next Pulls unpack again.
+  // means the next Pulls unpack again. A bad options.registry.auth_file or ca_file fails
+  // it, naming the file (and the entry: "/x/auth.json: auths[\"ghcr.io\"]: ...").
   static Result<std::unique_ptr<ImageStore>> Open(const ImageStoreOptions& options);
   static Result<std::unique_ptr<ImageStore>> Open(const std::string& dir);
 
@@ -96,7 +100,10 @@ class ImageStore {
   //     "oci-archive:/x/evil.tar: layer sha256:ab..: entry \"../../etc/passwd\": path escapes the
   //     image root"
   //   NotSupported     a digest algorithm other than sha256, a Docker schema 1 manifest
-  //   PermissionDenied the registry wants credentials (only anonymous pulls so far)
+  //   PermissionDenied the registry wants credentials and has none ("registry R wants
+  //                    credentials and none are configured ..."), refused them
+  //                    ("registry R refused the credentials of U (401 from URL)"), or
+  //                    they would go over plain HTTP to a host that is not loopback
   //   Unavailable      the registry could not be reached, or answered 5xx, 3 times
   //   IOError          the machine failed: path and strerror
   Result<Image> Pull(const std::string& ref);
@@ -155,6 +162,7 @@ class ImageStore {
   std::string ImageDir(const std::string& id) const;
 
   const ImageStoreOptions options_;
+  RegistryCredentials credentials_;  // from options_.registry.auth_file, set by Open
   std::atomic<int64_t> unpack_count_{0};
 
   std::mutex mu_;  // guards everything below

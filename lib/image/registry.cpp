@@ -20,6 +20,7 @@
 #include "lib/util/fs.h"
 #include "lib/util/json.h"
 #include "lib/util/sha256.h"
+#include "lib/util/strings.h"
 
 namespace petrel::internal {
 
@@ -103,49 +104,6 @@ size_t OnHeader(char* data, size_t size, size_t n, void* user) {
     t->response->www_authenticate = value.substr(0, kMaxErrorBody);
   }
   return size * n;
-}
-
-// The parameters of a "Bearer realm=\"..\",service=\"..\",scope=\"..\"" challenge.
-std::map<std::string, std::string> ChallengeParams(std::string_view challenge) {
-  std::map<std::string, std::string> out;
-  size_t i = challenge.find(' ');
-  while (i != std::string_view::npos && i < challenge.size()) {
-    size_t eq = challenge.find('=', i);
-    if (eq == std::string_view::npos) break;
-    std::string key(challenge.substr(i, eq - i));
-    key.erase(0, key.find_first_not_of(" ,"));
-    std::transform(key.begin(), key.end(), key.begin(), ::tolower);
-    std::string value;
-    size_t j = eq + 1;
-    if (j < challenge.size() && challenge[j] == '"') {
-      size_t close = challenge.find('"', j + 1);
-      if (close == std::string_view::npos) break;
-      value = std::string(challenge.substr(j + 1, close - j - 1));
-      i = close + 1;
-    } else {
-      size_t comma = challenge.find(',', j);
-      value = std::string(challenge.substr(j, comma - j));
-      i = comma;
-    }
-    out[key] = value;
-  }
-  return out;
-}
-
-// `s` percent-encoded for a URL query (RFC 3986 unreserved characters kept).
-std::string QueryEscape(const std::string& s) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
 }
 
 struct CurlFree {
@@ -376,21 +334,49 @@ class Source : public ImageSource {
     return s;
   }
 
-  // GET base_ + `path` (from byte `from` on); after a 401 with a Bearer challenge,
-  // fetches a token from the challenge's realm (anonymously) and asks once more with it.
+  // What a request carries: nothing; the registry's own (the Bearer token, or the
+  // credential once a Basic challenge asked for it); the credential, to a token realm.
+  enum class Auth { kNone, kRegistry, kRealm };
+
+  // GET base_ + `path` (from byte `from` on). After a 401 with a Bearer challenge,
+  // fetches a token from the challenge's realm (with the credential when there is one)
+  // and asks once more with it; after one with a Basic challenge, asks once more with
+  // the credential.
   Status Get(const std::string& path, const std::string& what, bool manifest,
              const std::function<Status(const char*, size_t)>& sink, Response* r, uint64_t from = 0,
              const std::function<void()>* restart = nullptr) {
     const std::string prefix = what.empty() ? "" : what + ": ";
     const std::string url = base_ + path;
-    PETREL_RETURN_IF_ERROR(Perform(url, manifest, sink, r, prefix, from, restart));
-    if (r->code == 401 && token_.empty() && r->www_authenticate.compare(0, 7, "Bearer ") == 0) {
-      PETREL_RETURN_IF_ERROR(FetchToken(r->www_authenticate, prefix));
-      *r = Response();
-      PETREL_RETURN_IF_ERROR(Perform(url, manifest, sink, r, prefix, from, restart));
+    PETREL_RETURN_IF_ERROR(Perform(url, manifest, sink, r, prefix, from, restart, Auth::kRegistry));
+    if (r->code == 401) {
+      const AuthChallenge challenge = ParseAuthChallenge(r->www_authenticate);
+      bool again = false;
+      if (challenge.scheme == "bearer") {  // also when the token had run out
+        PETREL_RETURN_IF_ERROR(FetchToken(challenge, prefix));
+        again = true;
+      } else if (challenge.scheme == "basic" && options_.credential && !basic_) {
+        PETREL_RETURN_IF_ERROR(MaySendCredential(url, prefix));
+        basic_ = true;
+        again = true;
+      }
+      if (again) {
+        *r = Response();
+        PETREL_RETURN_IF_ERROR(
+            Perform(url, manifest, sink, r, prefix, from, restart, Auth::kRegistry));
+      }
     }
     if (r->code >= 200 && r->code <= 299) return Status::OK();
-    return HttpError(*r, prefix + std::to_string(r->code) + " from " + url);
+    const std::string answer = std::to_string(r->code) + " from " + url;
+    if (r->code == 401 && token_from_credential_) {
+      // The realm took the credential, yet its token does not open the repository.
+      const std::string reason = RegistryMessage(r->error_body);
+      return Status::PermissionDenied(prefix + "registry " + ref_.domain + " gives " +
+                                      Escape(options_.credential->user) + " no access to " +
+                                      ref_.repository +
+                                      ": it does not exist, or may not be pulled by them (" +
+                                      answer + (reason.empty() ? "" : " (" + reason + ")") + ")");
+    }
+    return r->code == 401 ? Unauthorized(*r, prefix, answer) : HttpError(*r, prefix + answer);
   }
 
   // The Status for the failed answer `r`; `msg` says what was asked and where.
@@ -398,28 +384,52 @@ class Source : public ImageSource {
     std::string reason = RegistryMessage(r.error_body);
     std::string full = msg + (reason.empty() ? "" : " (" + reason + ")");
     if (r.code == 404) return Status::NotFound(full);
-    if (r.code == 401 || r.code == 403) {
-      return Status::PermissionDenied(full + "; credentials are not supported yet");
-    }
+    if (r.code == 401 || r.code == 403) return Status::PermissionDenied(full);
     if (r.code >= 500 || r.code == 429) return Status::Unavailable(full);
     return Status::InvalidArgument(full);
   }
 
-  // Asks the realm of Bearer `challenge` for an anonymous pull token into token_.
-  Status FetchToken(const std::string& challenge, const std::string& prefix) {
-    std::map<std::string, std::string> params = ChallengeParams(challenge);
-    const std::string realm = params["realm"];
-    if (realm.empty())
-      return Status::PermissionDenied(prefix + "401 with a Bearer challenge without a realm");
-    std::string scope = params["scope"];
-    if (scope.empty()) scope = "repository:" + ref_.repository + ":pull";
-    std::string url =
-        realm + (realm.find('?') == std::string::npos ? "?" : "&") + "scope=" + QueryEscape(scope);
-    if (!params["service"].empty()) url += "&service=" + QueryEscape(params["service"]);
+  // The Status for a 401 `r` that authentication did not get past: the credential was
+  // refused, or there is none for the registry (and where it would go). `what`:
+  // "401 from <url>".
+  Status Unauthorized(const Response& r, const std::string& prefix, const std::string& what) const {
+    const std::string reason = RegistryMessage(r.error_body);
+    const std::string answer = what + (reason.empty() ? "" : " (" + reason + ")");
+    const std::string& registry = ref_.domain;
+    if (options_.credential) {
+      return Status::PermissionDenied(prefix + "registry " + registry +
+                                      " refused the credentials of " +
+                                      Escape(options_.credential->user) + " (" + answer + ")");
+    }
+    const std::string where =
+        options_.auth_file.empty()
+            ? "none are configured: give them in a Docker config.json, petreld --registry-auth FILE"
+            : options_.auth_file + " has none for it";
+    return Status::PermissionDenied(prefix + answer + ": registry " + registry +
+                                    " wants credentials and " + where + " (auths[\"" + registry +
+                                    "\"])");
+  }
+
+  // OK when the credential may be sent to `url`: over HTTPS, or to a loopback host.
+  Status MaySendCredential(const std::string& url, const std::string& prefix) const {
+    const std::string host = UrlHost(url);
+    if (url.compare(0, 8, "https://") == 0 || IsLoopbackHost(host)) return Status::OK();
+    return Status::PermissionDenied(prefix + "the credentials for registry " + ref_.domain +
+                                    " are not sent over plain HTTP to " + host +
+                                    " (only over HTTPS, or to a loopback address)");
+  }
+
+  // Asks the realm of Bearer `challenge` for a pull token into token_: with the
+  // credential as basic auth when there is one, else anonymously.
+  Status FetchToken(const AuthChallenge& challenge, const std::string& prefix) {
+    Result<std::string> url = TokenUrl(challenge, ref_.repository);
+    if (!url.ok()) return Status::PermissionDenied(prefix + "401 with " + url.status().message());
+    const std::string realm = challenge.params.at("realm");
+    if (options_.credential) PETREL_RETURN_IF_ERROR(MaySendCredential(*url, prefix));
     std::string body;
     Response r;
     PETREL_RETURN_IF_ERROR(Perform(
-        url, false,
+        *url, false,
         [&](const char* data, size_t n) {
           if (body.size() + n > kMaxTokenResponse) {
             return Status::InvalidArgument(prefix + "token from " + realm + ": larger than " +
@@ -428,10 +438,10 @@ class Source : public ImageSource {
           body.append(data, n);
           return Status::OK();
         },
-        &r, prefix + "token: "));
-    if (r.code < 200 || r.code > 299) {
-      return HttpError(r, prefix + "token: " + std::to_string(r.code) + " from " + realm);
-    }
+        &r, prefix + "token: ", 0, nullptr, Auth::kRealm));
+    const std::string answer = "token: " + std::to_string(r.code) + " from " + realm;
+    if (r.code == 401) return Unauthorized(r, prefix, answer);
+    if (r.code < 200 || r.code > 299) return HttpError(r, prefix + answer);
     Result<json> j = ParseJson(body, "token");
     std::string token;
     if (j.ok() && j->is_object()) {
@@ -447,21 +457,30 @@ class Source : public ImageSource {
       return Status::PermissionDenied(prefix + "token from " + realm + ": no token in the answer");
     }
     token_ = token;
+    token_from_credential_ = options_.credential.has_value();
     return Status::OK();
   }
 
-  // One GET of `url` (with the Accept header of manifests when `manifest`, and token_
-  // when there is one). OK with r->code set whenever an answer came.
+  // One GET of `url` (with the Accept header of manifests when `manifest`, and what
+  // `auth` says). OK with r->code set whenever an answer came.
   Status Perform(const std::string& url, bool manifest,
                  const std::function<Status(const char*, size_t)>& sink, Response* r,
-                 const std::string& prefix, uint64_t from = 0,
-                 const std::function<void()>* restart = nullptr) {
+                 const std::string& prefix, uint64_t from, const std::function<void()>* restart,
+                 Auth auth) {
     std::unique_ptr<CURL, CurlFree> curl(PETREL_CURL(curl_easy_init)());
     if (!curl) return Status::IOError(prefix + "curl_easy_init failed");
+    const RegistryCredential* basic = nullptr;
+    std::string bearer;
+    if (auth == Auth::kRegistry && basic_) {
+      basic = &*options_.credential;
+    } else if (auth == Auth::kRegistry && !token_.empty()) {
+      bearer = "Authorization: Bearer " + token_;
+    } else if (auth == Auth::kRealm && options_.credential) {
+      basic = &*options_.credential;
+    }
     curl_slist* list = nullptr;
     if (manifest) list = PETREL_CURL(curl_slist_append)(list, kManifestAccept);
-    const std::string auth = "Authorization: Bearer " + token_;
-    if (!token_.empty()) list = PETREL_CURL(curl_slist_append)(list, auth.c_str());
+    if (!bearer.empty()) list = PETREL_CURL(curl_slist_append)(list, bearer.c_str());
     const std::string range = "Range: bytes=" + std::to_string(from) + "-";
     if (from > 0) list = PETREL_CURL(curl_slist_append)(list, range.c_str());
     std::unique_ptr<curl_slist, SlistFree> headers(list);
@@ -480,6 +499,15 @@ class Source : public ImageSource {
     set(c, CURLOPT_REDIR_PROTOCOLS_STR, protocols_.c_str());
     set(c, CURLOPT_FOLLOWLOCATION, 1L);  // blobs are often served from elsewhere
     set(c, CURLOPT_MAXREDIRS, 5L);
+    // libcurl's default, said: neither basic auth nor an "Authorization:" header goes
+    // to another host (or port, or scheme) than the URL's after a redirect.
+    set(c, CURLOPT_UNRESTRICTED_AUTH, 0L);
+    if (basic != nullptr) {
+      set(c, CURLOPT_HTTPAUTH, static_cast<long>(CURLAUTH_BASIC));
+      set(c, CURLOPT_USERNAME, basic->user.c_str());
+      set(c, CURLOPT_PASSWORD, basic->password.c_str());
+    }
+    if (!options_.ca_file.empty()) set(c, CURLOPT_CAINFO, options_.ca_file.c_str());
     set(c, CURLOPT_NOSIGNAL, 1L);
     set(c, CURLOPT_CONNECTTIMEOUT, kConnectTimeoutSeconds);
     set(c, CURLOPT_LOW_SPEED_LIMIT, kLowSpeedBytes);
@@ -506,8 +534,10 @@ class Source : public ImageSource {
   std::string base_;       // "http(s)://host[:port]/v2/<repository>/"
   std::string protocols_;  // libcurl's allowed protocols, also for redirects
   std::string blob_dir_;
-  std::set<std::string> manifests_;  // digests to fetch from /manifests/
-  std::string token_;                // a Bearer token the registry's realm gave, or ""
+  std::set<std::string> manifests_;     // digests to fetch from /manifests/
+  std::string token_;                   // a Bearer token the registry's realm gave, or ""
+  bool basic_ = false;                  // a Basic challenge came: send the credential
+  bool token_from_credential_ = false;  // token_ was given for the credential
 };
 
 }  // namespace

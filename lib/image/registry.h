@@ -12,10 +12,15 @@
 // mismatch deletes it and fails naming the blob. A blob in the cache is never fetched
 // again, whichever image needs it.
 //
-// Transport: HTTPS with the system CA store; plain HTTP only for loopback registries
-// (localhost, 127.0.0.0/8) and those listed as insecure. Anonymous access: after a 401
-// with a Bearer challenge, a token is asked of the challenge's realm without
-// credentials (what Docker Hub and GHCR want for public images). Every connection has
+// Transport: HTTPS with the system CA store (and options.ca_file); plain HTTP only for
+// loopback registries (localhost, 127.0.0.0/8) and those listed as insecure.
+// Authentication, after a 401: a Bearer challenge has a token asked of its realm, with
+// the registry's credential as HTTP basic auth when there is one, else anonymously
+// (what Docker Hub and GHCR want for public images); a Basic challenge has the request
+// sent again with the credential. A credential is never sent over plain HTTP to a
+// host that is not loopback, nor (libcurl's rule) to another host after a redirect. A
+// 401 without a credential, or with a refused one, is PermissionDenied saying which.
+// Every connection has
 // a connect deadline and a low-speed limit; a manifest may be at most kMaxManifestSize
 // bytes and a blob at most max_blob_bytes. A blob whose download broke off is asked for
 // again from where it stopped (HTTP Range) on the next attempt.
@@ -28,9 +33,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "lib/image/registry_auth.h"
 #include "lib/image/source.h"
 #include "lib/spec/image_ref.h"
 
@@ -44,6 +51,9 @@ struct RegistryOptions {
   // host[:port] of registries reached over plain HTTP (besides loopback ones).
   std::vector<std::string> insecure_registries;
   int attempts = 3;  // per request, for connection failures and 5xx answers
+  std::optional<RegistryCredential> credential;  // for this registry, if any
+  std::string auth_file;  // where credentials are configured, for messages ("" none)
+  std::string ca_file;    // a PEM bundle trusted besides the system store, or ""
 };
 
 // The registry image `ref`. REQUIRES: a CurlUse alive as long as the source.

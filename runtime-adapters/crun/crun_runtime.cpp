@@ -1094,6 +1094,7 @@ Result<std::shared_ptr<ContainerRuntime>> NewCrunRuntime(const CrunOptions& opti
   io.dir = o.state_dir + "/images";
   io.allow_overlay = !o.copy_rootfs;
   io.max_layer_bytes = o.max_layer_bytes;
+  io.registry = o.registry;
   io.port = o.port;
   PETREL_ASSIGN_OR_RETURN(std::unique_ptr<internal::ImageStore> images,
                           internal::ImageStore::Open(io));

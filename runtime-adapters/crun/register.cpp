@@ -23,6 +23,7 @@ RuntimeFactory Factory(const std::string& binary) {
     o.port = config.port;
     o.max_layer_bytes = config.max_layer_bytes;
     o.cgroup_parent = config.cgroup_parent;
+    o.registry = config.registry;
     return NewCrunRuntime(o);
   };
 }

@@ -52,6 +52,7 @@ tools=(
   getconf mkfifo rmdir basename tr    # tests/cluster/runc_cluster_test.sh, local-cluster down
   strace setpriv getent               # petreld_access_test.sh, fsync_test.sh
   docker-registry skopeo dd openssl tee  # tests/integration/registry_pull_test.sh
+  htpasswd base64                     # tests/integration/registry_auth_test.sh
 )
 check_tools() {
   local missing=()

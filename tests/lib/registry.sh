@@ -4,31 +4,37 @@
 
 # registry_start DIR: starts docker-registry with its storage in DIR/data, config in
 # DIR/config.yml and log in DIR/registry.log; sets $registry_pid and $registry
-# (127.0.0.1:PORT). Fails unless /v2/ answers within 10 s.
+# (127.0.0.1:PORT). Fails unless /v2/ answers within 10 s. Optional variables:
+# $registry_addr, the address to listen on (default 127.0.0.1); $registry_tls, "CERT
+# KEY" to serve HTTPS; $registry_auth, an auth: line of the registry's config.
 registry_start() {
-  local rdir=$1 port
+  local rdir=$1 port addr=${registry_addr:-127.0.0.1} scheme=http tls=""
   command -v docker-registry >/dev/null || fail "no docker-registry (apt-get install docker-registry)"
   command -v skopeo >/dev/null || fail "no skopeo (apt-get install skopeo)"
   registry_dir=$rdir
   mkdir -p "$rdir/data"
   for port in $(seq $((30000 + $$ % 20000)) $((30099 + $$ % 20000))); do
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+    if ! (exec 3<>"/dev/tcp/$addr/$port") 2>/dev/null; then break; fi
   done
+  if [ -n "${registry_tls:-}" ]; then
+    scheme=https
+    tls=", tls: {certificate: ${registry_tls% *}, key: ${registry_tls#* }}"
+  fi
   cat >"$rdir/config.yml" <<YAML
 version: 0.1
 log: {level: warn, accesslog: {disabled: true}}
 storage:
   filesystem: {rootdirectory: $rdir/data}
-http: {addr: "127.0.0.1:$port"}
+http: {addr: "$addr:$port"$tls}
 ${registry_auth:-}
 YAML
   docker-registry serve "$rdir/config.yml" >>"$rdir/registry.log" 2>&1 &
   registry_pid=$!
-  registry=127.0.0.1:$port
+  registry=$addr:$port
   local _
   for _ in $(seq 100); do
     # 200, or 401 from a registry that wants tokens: it answers.
-    case "$(curl -s -o /dev/null -w '%{http_code}' "http://$registry/v2/")" in 200|401) return 0 ;; esac
+    case "$(curl -sk -o /dev/null -w '%{http_code}' "$scheme://$registry/v2/")" in 200|401) return 0 ;; esac
     kill -0 "$registry_pid" 2>/dev/null || break
     sleep 0.1
   done
@@ -70,10 +76,11 @@ registry_manifest() {
 # (auth: token) from a small token server of the test's own on another free port: socat
 # answering every request with one RS256 JWT, signed by a key made here, that lets
 # anyone pull and push the repository "private" for an hour. Sets $registry_pid, $registry and
-# $token_pid. REQUIRES: registry_start's variables are free (one registry at a time per
-# shell), openssl and socat.
+# $token_pid. With $token_creds (USER:PASSWORD) set, the token server answers 401 with a
+# Basic challenge unless the request has them as HTTP basic auth. REQUIRES:
+# registry_start's variables are free (one registry at a time per shell), openssl and socat.
 registry_start_token() {
-  local rdir=$1 tport now header claims signing sig token
+  local rdir=$1 tport now header claims signing sig token want=""
   mkdir -p "$rdir"
   openssl req -x509 -newkey rsa:2048 -nodes -keyout "$rdir/key.pem" -out "$rdir/cert.pem" \
     -days 2 -subj /CN=petrel-test-token >/dev/null 2>&1 || fail "openssl could not make a key"
@@ -88,9 +95,21 @@ registry_start_token() {
   token="$signing.$sig"
   printf 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %s\r\nConnection: close\r\n\r\n%s' \
     $((${#token} + 12)) "{\"token\":\"$token\"}" >"$rdir/token.http"
+  printf 'HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm="petrel-test-token"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n' \
+    >"$rdir/token-401.http"
+  [ -n "${token_creds:-}" ] && want="Authorization: Basic $(printf '%s' "$token_creds" | openssl base64 -A)"
   # Reads the request up to its blank line, then answers.
-  printf '#!/bin/sh\nwhile IFS= read -r line; do [ "$line" = "$(printf "\\r")" ] && break; [ -z "$line" ] && break; done\ncat %s\n' \
-    "$rdir/token.http" >"$rdir/token-server.sh"
+  cat >"$rdir/token-server.sh" <<SH
+#!/bin/sh
+ok=${want:+no}
+cr=\$(printf '\\r')
+while IFS= read -r line; do
+  line=\${line%\$cr}
+  [ -z "\$line" ] && break
+  [ "\$line" = "$want" ] && ok=yes
+done
+if [ "\$ok" = no ]; then cat $rdir/token-401.http; else cat $rdir/token.http; fi
+SH
   for tport in $(seq $((40000 + $$ % 20000)) $((40099 + $$ % 20000))); do
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$tport") 2>/dev/null; then break; fi
   done

@@ -56,6 +56,8 @@ struct CrunOptions {
   // (CheckCgroupParent in petrel/port.h). Each container records the one it was made
   // under, so one made under an earlier parent is removed from there.
   std::string cgroup_parent = "petrel";
+  // Credentials, insecure registries and CAs for registry images (petrel/runtimes.h).
+  RegistryAccess registry;
 };
 
 // Checks the runtime binary and the state dir, and starts listening for container

@@ -1,0 +1,83 @@
+// Credentials for registries, read from a Docker config.json, and the HTTP
+// authentication challenges (WWW-Authenticate) registries answer a 401 with.
+//
+// A config.json as `docker login` writes it:
+//   {"auths": {"registry.local:5000": {"auth": "<base64 of user:password>"},
+//              "https://index.docker.io/v1/": {"username": "u", "password": "p"}}}
+// A key may carry a scheme and a path ("https://ghcr.io/v2/"); Docker Hub's keys
+// ("https://index.docker.io/v1/", "index.docker.io", "registry-1.docker.io",
+// "docker.io") all mean docker.io. Other top-level fields are ignored; credential
+// helpers (credsStore, credHelpers) and identity tokens are not supported, so an
+// entry without a user and password is an error.
+//
+// Nothing here puts a password into a message: errors name the file and the entry's
+// key, at most the user name.
+//
+// Thread-safety: pure functions.
+#ifndef PETREL_LIB_IMAGE_REGISTRY_AUTH_H_
+#define PETREL_LIB_IMAGE_REGISTRY_AUTH_H_
+
+#include <cstddef>
+#include <map>
+#include <string>
+#include <string_view>
+
+#include "petrel/status.h"
+
+namespace petrel::internal {
+
+// A larger file is refused (a config.json holds a few entries).
+constexpr size_t kMaxRegistryAuthFile = 1 << 20;
+
+struct RegistryCredential {
+  std::string user;  // never empty
+  std::string password;
+};
+
+// Keyed by the registry as a reference names it: ImageReference::domain, host[:port]
+// in lowercase ("docker.io", "registry.local:5000").
+using RegistryCredentials = std::map<std::string, RegistryCredential>;
+
+// The registry a config.json key names, as ImageReference::domain spells it:
+// "https://index.docker.io/v1/" -> "docker.io", "http://Reg.local:5000/x" ->
+// "reg.local:5000". "" when there is no host.
+std::string RegistryAuthKey(std::string_view key);
+
+// Parses the text of Docker config.json `path` (named in errors). InvalidArgument,
+// one line naming the file and the entry: `/etc/petrel/auth.json: auths["ghcr.io"]:
+// "auth" is not base64 of USER:PASSWORD`, `/etc/petrel/auth.json: invalid JSON at
+// byte 17`. Two keys naming the same registry with different credentials are an error.
+Result<RegistryCredentials> ParseRegistryAuth(std::string_view text, const std::string& path);
+
+// Reads and parses `path` (at most kMaxRegistryAuthFile bytes, a symbolic link is
+// followed). Errors name the file.
+Result<RegistryCredentials> ReadRegistryAuth(const std::string& path);
+
+// A CA bundle (kMaxCaBundle bytes at most) is refused.
+constexpr size_t kMaxCaBundle = 4 << 20;
+
+// OK when `path` is a readable file of at most kMaxCaBundle bytes holding a PEM
+// certificate; else InvalidArgument or the read error, naming the file.
+Status CheckPemBundle(const std::string& path);
+
+// One challenge of a WWW-Authenticate header: `Bearer realm="https://auth.io/token",
+// service="registry",scope="repository:app:pull"` or `Basic realm="Registry"`.
+struct AuthChallenge {
+  std::string scheme;                         // lowercase: "bearer", "basic"; "" if none
+  std::map<std::string, std::string> params;  // keys lowercase, values unquoted
+};
+
+// The first challenge of header value `value` (a registry sends one).
+AuthChallenge ParseAuthChallenge(std::string_view value);
+
+// The URL a Bearer challenge's token is asked at: its realm with scope (the
+// challenge's, else "repository:<repository>:pull") and service as query parameters.
+// InvalidArgument when the realm is not an http(s) URL.
+Result<std::string> TokenUrl(const AuthChallenge& challenge, const std::string& repository);
+
+// The host of http(s) URL `url`, lowercase, without port or brackets; "" when not one.
+std::string UrlHost(std::string_view url);
+
+}  // namespace petrel::internal
+
+#endif  // PETREL_LIB_IMAGE_REGISTRY_AUTH_H_
