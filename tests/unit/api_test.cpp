@@ -1025,7 +1025,7 @@ TEST_SUITE("api_cluster") {
         {Status::NotFound("x"), 404},         {Status::FailedPrecondition("x"), 409},
         {Status::AlreadyExists("x"), 409},    {Status::Unavailable("no leader"), 503},
         {Status::DeadlineExceeded("x"), 504}, {Status::IOError("x"), 500},
-        {Status::NotSupported("x"), 500},     {Status::Internal("x"), 500},
+        {Status::NotSupported("x"), 501},     {Status::Internal("x"), 500},
     };
     for (const auto& c : cases) {
       const Status& status = c.first;
