@@ -186,7 +186,7 @@ class ProgressReporter {
   void LayerDone(const std::string& digest) {
     Bytes(digest, static_cast<uint64_t>(std::max<int64_t>(sizes_[digest], 0)));
     p_.layers_done++;
-    Send(false);
+    Send(p_.layers_done == p_.layers_total);  // the last one is always heard
   }
 
  private:
