@@ -6,6 +6,7 @@
 //           [--runtime-endpoint ADDR] [--manifests FILE_OR_DIR]
 //           [--log-level debug|info|warn|error] [--node-name NAME]
 //           [--max-layer-size Q] [--request-timeout D] [--cgroup-parent NAME]
+//           [--image-store-max Q] [--image-preload DIR]
 //           [--socket-group NAME] [--allow-host-path DIR]...
 //           [--peer-listen ADDR:PORT [--advertise ADDR:PORT] [--join ADDR:PORT --token T]
 //            [--witness] [--node-label KEY=VALUE]... [--capacity-memory Q] [--capacity-cpu Q]
@@ -92,6 +93,7 @@ std::string Usage(const petrel::RuntimeRegistry& runtimes) {
          "               [--manifests FILE_OR_DIR] [--log-level debug|info|warn|error]\n"
          "               [--node-name NAME] [--loop-probe-ms MS]\n"
          "               [--max-layer-size Q] [--request-timeout D] [--cgroup-parent NAME]\n"
+         "               [--image-store-max Q] [--image-preload DIR]\n"
          "               [--socket-group NAME] [--allow-host-path DIR]...\n"
          "               [--peer-listen ADDR:PORT [--advertise ADDR:PORT]\n"
          "                [--join ADDR:PORT --token T] [--witness] [--node-label KEY=VALUE]...]\n"
@@ -118,6 +120,11 @@ std::string Usage(const petrel::RuntimeRegistry& runtimes) {
          "                       (1..1000; GET /v1/debug/loop reports them; default off)\n"
          "  --max-layer-size Q   refuse an image layer that decompresses to more than Q\n"
          "                       (512Mi, 8Gi; default 4Gi): a small blob can be a bomb\n"
+         "  --image-store-max Q  crun, runc: after a pull, remove the least recently used\n"
+         "                       images no container uses while the store takes more\n"
+         "                       than Q (2Gi; default: no limit)\n"
+         "  --image-preload DIR  crun, runc: import the archives in DIR (oci-archive or\n"
+         "                       docker-archive) at start, found by the names they carry\n"
          "  --request-timeout D  a request to the socket must arrive whole, headers and\n"
          "                       body, within D of its first byte, else 408 (default 30s)\n"
          "  --cgroup-parent NAME the cgroup, relative to the cgroup root, below which crun\n"
@@ -156,14 +163,30 @@ int64_t ProbeMs(const std::string& text) {
 
 // The settings, by their flag names without dashes; keys of the config file too.
 // --node-label, repeatable, goes to Labels instead.
-const char* const kKeys[] = {"state-dir",        "socket",        "runtime",
-                             "runtime-endpoint", "manifests",     "log-level",
-                             "node-name",        "loop-probe-ms", "peer-listen",
-                             "advertise",        "join",          "token",
-                             "witness",          "node-label",    "capacity-memory",
-                             "capacity-cpu",     "lease-dir",     "max-layer-size",
-                             "request-timeout",  "socket-group",  "allow-host-path",
-                             "cgroup-parent"};
+const char* const kKeys[] = {"state-dir",
+                             "socket",
+                             "runtime",
+                             "runtime-endpoint",
+                             "manifests",
+                             "log-level",
+                             "node-name",
+                             "loop-probe-ms",
+                             "peer-listen",
+                             "advertise",
+                             "join",
+                             "token",
+                             "witness",
+                             "node-label",
+                             "capacity-memory",
+                             "capacity-cpu",
+                             "lease-dir",
+                             "max-layer-size",
+                             "request-timeout",
+                             "socket-group",
+                             "allow-host-path",
+                             "cgroup-parent",
+                             "image-store-max",
+                             "image-preload"};
 
 using Settings = std::map<std::string, std::string>;
 using Labels = std::map<std::string, std::string>;
@@ -449,6 +472,14 @@ std::optional<int> CheckLimits(Settings& settings) {
     if (!q.ok()) return BadUsage("max-layer-size: " + q.status().message());
     if (*q == 0) return BadUsage("max-layer-size: must be more than 0");
   }
+  if (settings.count("image-store-max")) {
+    petrel::Result<int64_t> q = petrel::ParseBytes(settings["image-store-max"]);
+    if (!q.ok()) return BadUsage("image-store-max: " + q.status().message());
+    if (*q == 0) return BadUsage("image-store-max: must be more than 0");
+  }
+  if (settings.count("image-preload") && settings["image-preload"].empty()) {
+    return BadUsage("image-preload: needs a directory");
+  }
   for (const std::string& dir : Repeated(settings, "allow-host-path")) {
     if (dir.empty() || dir.front() != '/') {
       return BadUsage("allow-host-path \"" + dir + "\" is not an absolute path");
@@ -527,6 +558,10 @@ bool OpenOrchestrator(Settings& settings, const petrel::RuntimeRegistry& runtime
   if (settings.count("max-layer-size")) {
     config.max_layer_bytes = static_cast<uint64_t>(*petrel::ParseBytes(settings["max-layer-size"]));
   }
+  if (settings.count("image-store-max")) {
+    config.image_store_max_bytes = *petrel::ParseBytes(settings["image-store-max"]);
+  }
+  config.image_preload_dir = settings["image-preload"];
   config.cgroup_parent = settings["cgroup-parent"];
   auto runtime = runtimes.Create(settings["runtime"], config);
   if (!runtime.ok()) {

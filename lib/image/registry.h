@@ -27,6 +27,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -44,6 +45,9 @@ struct RegistryOptions {
   // host[:port] of registries reached over plain HTTP (besides loopback ones).
   std::vector<std::string> insecure_registries;
   int attempts = 3;  // per request, for connection failures and 5xx answers
+  // Hears the download of a (non-manifest) blob: the bytes of `digest` had so far, 0
+  // again when it starts over. Called on the fetching thread. May be empty.
+  std::function<void(const std::string& digest, uint64_t bytes)> on_bytes;
 };
 
 // The registry image `ref`. REQUIRES: a CurlUse alive as long as the source.
