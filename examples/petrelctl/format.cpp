@@ -1,6 +1,7 @@
 #include "format.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <ctime>
 #include <iterator>
 #include <limits>
@@ -634,6 +635,110 @@ std::vector<std::string> NodeRow(const NodeView& n, petrel::TimeMs now) {
   return {n.name,    n.role,
           n.status,  n.leader ? "yes" : "no",
           n.address, n.joined_at == 0 ? "-" : HumanDuration(now - n.joined_at)};
+}
+
+namespace {
+
+Status DecodeImageAt(const json& j, const std::string& path, ImageView* i) {
+  PETREL_RETURN_IF_ERROR(ExpectObject(j, path));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "id", &i->id));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "sizeBytes", &i->size_bytes));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "createdAt", &i->created_at));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "inUse", &i->in_use));
+  auto refs = j.find("refs");
+  const std::string where = Path(path, "refs");
+  if (refs == j.end() || !refs->is_array()) return Bad(where, "must be an array");
+  for (const json& r : *refs) {
+    if (!r.is_string()) return Bad(where, "must hold strings");
+    i->refs.push_back(r.get<std::string>());
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+petrel::Result<std::vector<ImageView>> DecodeImageList(const json& j) {
+  return DecodeItems<ImageView>(j, DecodeImageAt);
+}
+
+std::vector<std::string> ImageHeader() {
+  return {"IMAGE ID", "REFERENCES", "SIZE", "AGE", "IN USE"};
+}
+
+std::vector<std::string> ImageRow(const ImageView& i, petrel::TimeMs now) {
+  std::string id = i.id.compare(0, 7, "sha256:") == 0 ? i.id.substr(7) : i.id;
+  std::string refs;
+  for (const std::string& r : i.refs) refs += (refs.empty() ? "" : ",") + r;
+  return {id.substr(0, 12), refs.empty() ? "<none>" : refs, HumanBytes(i.size_bytes),
+          i.created_at == 0 ? "-" : HumanDuration(now - i.created_at), i.in_use ? "yes" : "no"};
+}
+
+std::string HumanBytes(int64_t bytes) {
+  static const char* kUnits[] = {"KiB", "MiB", "GiB", "TiB"};
+  if (bytes < 1024) return std::to_string(bytes) + "B";
+  double v = static_cast<double>(bytes);
+  int unit = -1;
+  while (v >= 1024 && unit < 3) {
+    v /= 1024;
+    unit++;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f%s", v, kUnits[unit]);
+  return buf;
+}
+
+petrel::Result<bool> DecodePullLine(const json& j, petrel::PullProgress* progress,
+                                    petrel::Status* result) {
+  PETREL_RETURN_IF_ERROR(ExpectObject(j, ""));
+  if (auto p = j.find("progress"); p != j.end()) {
+    PETREL_RETURN_IF_ERROR(ExpectObject(*p, "progress"));
+    PETREL_RETURN_IF_ERROR(Get(*p, "progress", "phase", &progress->phase));
+    PETREL_RETURN_IF_ERROR(Get(*p, "progress", "bytesDone", &progress->bytes_done));
+    PETREL_RETURN_IF_ERROR(Get(*p, "progress", "bytesTotal", &progress->bytes_total));
+    int64_t done = 0, total = 0;
+    PETREL_RETURN_IF_ERROR(Get(*p, "progress", "layersDone", &done));
+    PETREL_RETURN_IF_ERROR(Get(*p, "progress", "layersTotal", &total));
+    progress->layers_done = static_cast<int>(done);
+    progress->layers_total = static_cast<int>(total);
+    return true;
+  }
+  if (j.contains("pulled")) {
+    *result = Status::OK();
+    return false;
+  }
+  std::string error;
+  int64_t status = 0;
+  PETREL_RETURN_IF_ERROR(Get(j, "", "error", &error));
+  PETREL_RETURN_IF_ERROR(Get(j, "", "status", &status));
+  switch (status) {
+    case 404: *result = Status::NotFound(error); break;
+    case 409: *result = Status::FailedPrecondition(error); break;
+    case 501: *result = Status::NotSupported(error); break;
+    default: *result = Status::Unavailable(error); break;
+  }
+  return false;
+}
+
+std::string PullProgressText(const petrel::PullProgress& p, double bytes_per_s, int bar_width) {
+  std::string out;
+  if (bar_width > 0) {
+    int filled = p.bytes_total > 0
+                     ? static_cast<int>(static_cast<double>(bar_width) *
+                                        static_cast<double>(std::min(p.bytes_done, p.bytes_total)) /
+                                        static_cast<double>(p.bytes_total))
+                     : 0;
+    out = "[" + std::string(static_cast<size_t>(filled), '#') +
+          std::string(static_cast<size_t>(bar_width - filled), '.') + "] ";
+  }
+  out += petrel::FormatPullProgress(p);
+  if (bytes_per_s > 0) {
+    out += ", " + HumanBytes(static_cast<int64_t>(bytes_per_s)) + "/s";
+    if (p.bytes_total > p.bytes_done) {
+      double eta_s = static_cast<double>(p.bytes_total - p.bytes_done) / bytes_per_s;
+      out += ", ETA " + HumanDuration(static_cast<int64_t>(eta_s * 1000) + 999);
+    }
+  }
+  return out;
 }
 
 namespace {

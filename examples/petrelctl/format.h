@@ -181,6 +181,30 @@ std::vector<std::string> EventRow(const EventView& e);
 std::vector<std::string> NodeHeader();
 std::vector<std::string> NodeRow(const NodeView& n, petrel::TimeMs now);
 
+// An image in petreld's runtime (GET /v1/images).
+struct ImageView {
+  std::string id;  // "sha256:<hex>"
+  std::vector<std::string> refs;
+  int64_t size_bytes = 0;
+  petrel::TimeMs created_at = 0;
+  bool in_use = false;
+};
+petrel::Result<std::vector<ImageView>> DecodeImageList(const json& j);  // {"items":[...]}
+// `get images`: IMAGE ID (12 hex digits, as docker shows it), REFERENCES, SIZE, AGE, IN USE.
+std::vector<std::string> ImageHeader();
+std::vector<std::string> ImageRow(const ImageView& i, petrel::TimeMs now);
+// 1288490 -> "1.2MiB"; under 1 KiB in bytes ("512B").
+std::string HumanBytes(int64_t bytes);
+
+// One line of POST /v1/images/pull's stream: {"progress":{...}} (progress set, true) or
+// the result {"image", "pulled":true} / {"image", "error", "status"} (*result set).
+petrel::Result<bool> DecodePullLine(const json& j, petrel::PullProgress* progress,
+                                    petrel::Status* result);
+// How a pull goes, for a person: "downloading 12.3 of 45.6 MiB, 2/5 layers" and, when
+// known, ", 3.1MiB/s, ETA 11s". With bar_width > 0 a bar of that many cells first
+// ("[######......] ").
+std::string PullProgressText(const petrel::PullProgress& p, double bytes_per_s, int bar_width);
+
 // "heartbeat 200ms, node lost after 1s500ms, fence after 1s": `cluster status`'s
 // Settings, and what `cluster set` prints.
 std::string SettingsText(const SettingsView& s);

@@ -141,9 +141,14 @@ petrel::Result<std::string> Client::Call(const std::string& method, const std::s
 }
 
 petrel::Status Client::Stream(const std::string& target, const Sink& sink) {
+  return Stream("GET", target, "", sink);
+}
+
+petrel::Status Client::Stream(const std::string& method, const std::string& target,
+                              const std::string& body, const Sink& sink) {
   Transfer t;
   t.sink = &sink;
-  return Perform("GET", target, "", &t);
+  return Perform(method, target, body, &t);
 }
 
 std::string UrlEscape(std::string_view text) {

@@ -49,6 +49,9 @@ class Client {
   // the server ends the answer (OK) or `sink` fails (its Status is returned).
   using Sink = std::function<petrel::Status(std::string_view)>;
   petrel::Status Stream(const std::string& target, const Sink& sink);
+  // The same for a `method` request with a JSON `body` (POST /v1/images/pull).
+  petrel::Status Stream(const std::string& method, const std::string& target,
+                        const std::string& body, const Sink& sink);
 
  private:
   struct Transfer;

@@ -6,6 +6,9 @@
 // parsed and checked here, with the library, before anything is sent, so an error
 // names file, line and field and nothing is applied. Exit status: 0 done, 1 failed
 // (one line on stderr), 2 the command line is wrong.
+#include <unistd.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
@@ -13,7 +16,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <filesystem>
 #include <map>
+#include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -95,7 +101,9 @@ bool IsNodeType(const std::string& type) {
   return type == "node" || type == "nodes" || type == "no";
 }
 
-constexpr const char kTypes[] = "(petrelctl has workloads and nodes)";
+bool IsImageType(const std::string& type) { return type == "image" || type == "images"; }
+
+constexpr const char kTypes[] = "(petrelctl has workloads, nodes and images)";
 
 // GETs `target` and decodes the JSON answer with `decode`.
 template <typename Decode>
@@ -225,9 +233,39 @@ int GetNodes(Client& client, const ParsedArgs& args, const Command& self) {
   return 0;
 }
 
+// `get images`: the table, or -o json petreld's {"items":[IMAGE...]} as it is.
+int GetImages(Client& client, const ParsedArgs& args, const Command& self) {
+  if (args.positional.size() > 1) {
+    return UsageError(&self, "unexpected argument \"" + args.positional[1] + "\"");
+  }
+  std::string output = args.Last("output");
+  if (output != "" && output != "json") {
+    return UsageError(&self, "unknown output format \"" + output + "\" for images (json)");
+  }
+  auto list = Fetch(client, "/v1/images", Checked(DecodeImageList));
+  if (!list.ok()) return Fail(list.status());
+  if (output == "json") {
+    Print(PrettyJson(*list) + "\n");
+    return 0;
+  }
+  std::vector<ImageView> images = DecodeImageList(*list).value();
+  if (images.empty()) {
+    std::fprintf(stderr, "No images found.\n");
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows = {ImageHeader()};
+  petrel::TimeMs now = NowMs();
+  for (const ImageView& i : images) rows.push_back(ImageRow(i, now));
+  Print(FormatTable(rows));
+  return 0;
+}
+
 int RunGet(Client& client, const ParsedArgs& args, const Command& self) {
   const auto& pos = args.positional;
-  if (pos.empty()) return UsageError(&self, "missing the resource type (workloads or nodes)");
+  if (pos.empty()) {
+    return UsageError(&self, "missing the resource type (workloads, nodes or images)");
+  }
+  if (IsImageType(pos[0])) return GetImages(client, args, self);
   if (!IsWorkloadType(pos[0]) && !IsNodeType(pos[0])) {
     return UsageError(&self, "unknown resource type \"" + pos[0] + "\" " + kTypes);
   }
@@ -319,6 +357,20 @@ int RunDelete(Client& client, const ParsedArgs& args, const Command& self) {
     if (pos.empty()) return UsageError(&self, "missing workload NAME or -f FILE|DIR");
     if (IsNodeType(pos[0])) {
       return UsageError(&self, "nodes are removed with 'petrelctl cluster remove NODE'");
+    }
+    if (IsImageType(pos[0])) {
+      if (pos.size() < 2) return UsageError(&self, "missing the image's REF");
+      int rc = 0;
+      for (size_t i = 1; i < pos.size(); i++) {
+        auto answer = client.Call("DELETE", "/v1/images/" + UrlEscape(pos[i]));
+        if (!answer.ok()) {
+          rc = Fail(answer.status());
+          continue;
+        }
+        Print("image.petrel/" + pos[i] + " deleted\n");
+        std::fflush(stdout);
+      }
+      return rc;
     }
     if (!IsWorkloadType(pos[0])) {
       return UsageError(&self, "unknown resource type \"" + pos[0] + "\" " + kTypes);
@@ -424,6 +476,168 @@ int RunEvents(Client& client, const ParsedArgs& args, const Command& self) {
   };
   Status s = client.Stream("/v1/events?follow=1&after=" + std::to_string(after) + filter, sink);
   return s.ok() ? 0 : Fail(s);
+}
+
+// --- images ---
+
+// Shows a pull's progress on stderr: a bar redrawn in place on a terminal, else a plain
+// line at each change of phase and at most one a second in between.
+class PullDisplay {
+ public:
+  PullDisplay() : tty_(isatty(STDERR_FILENO) == 1) {}
+  ~PullDisplay() { Finish(); }
+
+  void Show(const petrel::PullProgress& p) {
+    const auto now = std::chrono::steady_clock::now();
+    if (!started_ || p.bytes_done < first_bytes_) {
+      started_ = true;
+      first_ = now;
+      first_bytes_ = p.bytes_done;
+    }
+    double secs = std::chrono::duration<double>(now - first_).count();
+    double rate = secs >= 0.5 ? static_cast<double>(p.bytes_done - first_bytes_) / secs : 0;
+    if (tty_) {
+      std::string line = PullProgressText(p, rate, 24);
+      std::fprintf(stderr, "\r%-*s", static_cast<int>(std::max(line.size(), drawn_)), line.c_str());
+      drawn_ = line.size();
+      std::fflush(stderr);
+      return;
+    }
+    if (p.phase == phase_ && now - last_line_ < std::chrono::seconds(1)) return;
+    phase_ = p.phase;
+    last_line_ = now;
+    std::fprintf(stderr, "%s\n", PullProgressText(p, rate, 0).c_str());
+  }
+
+  // Ends the bar's line.
+  void Finish() {
+    if (tty_ && drawn_ > 0) std::fputc('\n', stderr);
+    drawn_ = 0;
+  }
+
+ private:
+  bool tty_;
+  bool started_ = false;
+  std::chrono::steady_clock::time_point first_, last_line_;
+  int64_t first_bytes_ = 0;
+  std::string phase_;
+  size_t drawn_ = 0;
+};
+
+// POST /v1/images/pull for `ref`, showing the progress it streams; the result line
+// gives the Status.
+Status PullWithProgress(Client& client, const std::string& ref, const std::string& policy) {
+  json body = {{"image", ref}};
+  if (!policy.empty()) body["policy"] = policy;
+  PullDisplay display;
+  std::string pending;
+  std::optional<Status> result;
+  auto sink = [&](std::string_view data) -> Status {
+    pending.append(data);
+    size_t start = 0;
+    for (size_t nl; (nl = pending.find('\n', start)) != std::string::npos; start = nl + 1) {
+      std::string line = pending.substr(start, nl - start);
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      petrel::PullProgress progress;
+      Status status;
+      auto j = ParseJson(line);
+      auto is_progress = j.ok() ? DecodePullLine(*j, &progress, &status) : j.status();
+      if (!is_progress.ok()) {
+        return is_progress.status().WithContext("unexpected pull line from petreld");
+      }
+      if (*is_progress) {
+        display.Show(progress);
+      } else {
+        result = status;
+      }
+    }
+    pending.erase(0, start);
+    if (pending.size() > (1 << 20)) {
+      return Status::InvalidArgument("unexpected answer from petreld: a pull line over 1 MiB");
+    }
+    return Status::OK();
+  };
+  Status s = client.Stream("POST", "/v1/images/pull", body.dump(), sink);
+  display.Finish();
+  if (!s.ok()) return s;
+  if (!result) return Status::Unavailable("petreld ended the pull of " + ref + " without a result");
+  return *result;
+}
+
+int RunPull(Client& client, const ParsedArgs& args, const Command& self) {
+  const auto& pos = args.positional;
+  if (pos.empty() || !IsImageType(pos[0])) return UsageError(&self, "usage: pull image REF");
+  if (pos.size() < 2) return UsageError(&self, "missing the image's REF");
+  if (pos.size() > 2) return UsageError(&self, "unexpected argument \"" + pos[2] + "\"");
+  std::string policy = args.Last("policy");
+  if (!policy.empty() && !petrel::ParsePullPolicy(policy)) {
+    return UsageError(&self, "--policy: \"" + policy + "\" is not IfNotPresent, Always or Never");
+  }
+  if (Status s = PullWithProgress(client, pos[1], policy.empty() ? "Always" : policy); !s.ok()) {
+    return Fail(s);
+  }
+  Print("image.petrel/" + pos[1] + " pulled\n");
+  return 0;
+}
+
+// Which transport an image archive needs: an OCI layout has index.json at its top, a
+// `docker save` archive manifest.json. Reads the tar's headers only.
+petrel::Result<std::string> ArchiveTransport(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return Status::NotFound(path + ": " + std::strerror(errno));
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> closer(f, std::fclose);
+  char header[512];
+  for (int entries = 0; entries < 100000; entries++) {
+    if (std::fread(header, 1, sizeof header, f) != sizeof header) break;
+    if (entries == 0 && static_cast<unsigned char>(header[0]) == 0x1f &&
+        static_cast<unsigned char>(header[1]) == 0x8b) {
+      return Status::InvalidArgument(path + ": a compressed archive; give the plain .tar");
+    }
+    if (header[0] == '\0') break;  // the end
+    std::string name(header, strnlen(header, 100));
+    if (name.compare(0, 2, "./") == 0) name.erase(0, 2);
+    if (name == "index.json") return std::string("oci-archive:");
+    if (name == "manifest.json") return std::string("docker-archive:");
+    std::string size_field(header + 124, strnlen(header + 124, 12));
+    char* end = nullptr;
+    unsigned long long size = std::strtoull(size_field.c_str(), &end, 8);
+    if (std::fseek(f, static_cast<long>((size + 511) / 512 * 512), SEEK_CUR) != 0) break;
+  }
+  return Status::InvalidArgument(path +
+                                 ": not an image archive (a tar with index.json or manifest.json)");
+}
+
+int RunImport(Client& client, const ParsedArgs& args, const Command& self) {
+  const auto& pos = args.positional;
+  if (pos.empty() || !IsImageType(pos[0])) return UsageError(&self, "usage: import image FILE");
+  if (pos.size() < 2) return UsageError(&self, "missing the archive FILE");
+  if (pos.size() > 2) return UsageError(&self, "unexpected argument \"" + pos[2] + "\"");
+  std::error_code ec;
+  std::string path = std::filesystem::absolute(pos[1], ec).lexically_normal().string();
+  if (ec) return Fail(Status::InvalidArgument(pos[1] + ": " + ec.message()));
+  auto transport = ArchiveTransport(path);
+  if (!transport.ok()) return Fail(transport.status());
+  const std::string ref = *transport + path;
+  if (Status s = PullWithProgress(client, ref, "Always"); !s.ok()) return Fail(s);
+  Print("image.petrel/" + ref + " imported\n");
+  return 0;
+}
+
+int RunPrune(Client& client, const ParsedArgs& args, const Command& self) {
+  const auto& pos = args.positional;
+  if (pos.size() != 1 || !IsImageType(pos[0])) return UsageError(&self, "usage: prune images");
+  auto answer = client.Call("POST", "/v1/images/prune");
+  if (!answer.ok()) return Fail(answer.status());
+  auto j = ParseJson(*answer);
+  if (!j.ok() || !j->is_object() || !j->contains("removed") || !(*j)["removed"].is_array() ||
+      !j->contains("bytesFreed") || !(*j)["bytesFreed"].is_number_integer()) {
+    return Fail(Status::InvalidArgument("unexpected answer from petreld to POST /v1/images/prune"));
+  }
+  for (const json& id : (*j)["removed"]) {
+    if (id.is_string()) Print("deleted " + id.get<std::string>() + "\n");
+  }
+  Print("freed " + HumanBytes((*j)["bytesFreed"].get<int64_t>()) + "\n");
+  return 0;
 }
 
 // --- cluster ---
@@ -620,8 +834,8 @@ const std::vector<Command>& Commands() {
        {{"filename", 'f', "FILE|DIR", "manifest file or directory; repeatable"}},
        RunApply},
       {"get",
-       "get workloads [NAME] [-o json|wide] | get nodes [NAME] [-o json]",
-       "List workloads and the state of their replicas, or the cluster's nodes",
+       "get workloads [NAME] [-o json|wide] | get nodes [NAME] [-o json] | get images [-o json]",
+       "List workloads and the state of their replicas, the cluster's nodes, or images",
        "Prints NAME, READY (ready/desired replicas), PHASE, RESTARTS (summed over the\n"
        "replicas) and AGE (since first applied). PHASE is the phase all replicas share,\n"
        "else the worst one, in this order: CrashLoop, Exited, Stopping, Pending, Creating,\n"
@@ -638,12 +852,44 @@ const std::vector<Command>& Commands() {
        "Nodes (of a cluster): NAME, ROLE (voter or witness), STATUS (Ready, Lost or\n"
        "Draining), LEADER (yes or no), ADDRESS (where peers reach it) and AGE (since it\n"
        "joined). -o json prints petreld's {\"items\":[NODE...]} as it is. \"node\" and \"no\"\n"
-       "work as well as \"nodes\".\n",
+       "work as well as \"nodes\".\n"
+       "\n"
+       "Images (of petreld's runtime): IMAGE ID (its first 12 hex digits), REFERENCES, SIZE,\n"
+       "AGE (since it came into the store) and IN USE (a container was made from it).\n"
+       "-o json prints petreld's {\"items\":[IMAGE...]} as it is.\n",
        "  petrelctl get workloads\n"
        "  petrelctl get wl web -o json\n"
        "  petrelctl get nodes\n",
        {{"output", 'o', "FORMAT", "json or wide"}},
        RunGet},
+      {"pull",
+       "pull image REF [--policy Always|IfNotPresent|Never]",
+       "Pull an image into petreld's runtime",
+       "Pulls REF (a registry reference such as 127.0.0.1:5000/app:1, or an archive\n"
+       "with its transport: oci-archive:/abs/file.tar) as a workload's would be, by\n"
+       "default resolving the tag again (Always). Shows progress on stderr: a bar with\n"
+       "bytes, layers, rate and ETA on a terminal, else a line at each phase and at most\n"
+       "one a second. Prints \"image.petrel/REF pulled\" when done.\n",
+       "  petrelctl pull image 127.0.0.1:5000/busybox:1.36\n",
+       {{"policy", 0, "POLICY", "Always (default), IfNotPresent or Never"}},
+       RunPull},
+      {"import",
+       "import image FILE",
+       "Import an image archive (OCI or docker save) into petreld's runtime",
+       "Looks into the tar: index.json at its top makes it an OCI archive\n"
+       "(oci-archive:), manifest.json a `docker save` one (docker-archive:). The path is\n"
+       "made absolute (petreld reads the file itself), then pulled as `pull image` does.\n",
+       "  petrelctl import image busybox.tar\n",
+       {},
+       RunImport},
+      {"prune",
+       "prune images",
+       "Remove every image no container uses",
+       "Removes the images of petreld's runtime that no container uses, and the layers\n"
+       "only they needed; prints each image id removed and how much was freed.\n",
+       "  petrelctl prune images\n",
+       {},
+       RunPrune},
       {"describe",
        "describe workload NAME | describe node NAME",
        "Show one workload or node in detail",
@@ -657,12 +903,14 @@ const std::vector<Command>& Commands() {
        {},
        RunDescribe},
       {"delete",
-       "delete workload NAME... | delete -f FILE|DIR",
-       "Delete workloads, by name or by the manifests that declare them",
+       "delete workload NAME... | delete -f FILE|DIR | delete image REF...",
+       "Delete workloads, by name or by the manifests that declare them, or images",
        "Deletes each workload; petreld then stops and removes its containers. With -f,\n"
        "every workload the manifests name. A name that does not exist is reported and\n"
-       "the others are still deleted (exit status 1).\n",
+       "the others are still deleted (exit status 1). An image (by a reference it came\n"
+       "by, or its id) is refused while a container uses it.\n",
        "  petrelctl delete workload web\n"
+       "  petrelctl delete image 127.0.0.1:5000/busybox:1.36\n"
        "  petrelctl delete -f examples/manifests\n",
        {{"filename", 'f', "FILE|DIR", "delete the workloads named in these manifests; repeatable"}},
        RunDelete},

@@ -7,6 +7,7 @@
 //           [--log-level debug|info|warn|error] [--node-name NAME]
 //           [--max-layer-size Q] [--request-timeout D] [--cgroup-parent NAME]
 //           [--registry-auth FILE] [--registry-ca FILE] [--insecure-registry HOST[:PORT]]...
+//           [--image-store-max Q] [--image-preload DIR]
 //           [--socket-group NAME] [--allow-host-path DIR]...
 //           [--peer-listen ADDR:PORT [--advertise ADDR:PORT] [--join ADDR:PORT --token T]
 //            [--witness] [--node-label KEY=VALUE]... [--capacity-memory Q] [--capacity-cpu Q]
@@ -96,6 +97,7 @@ std::string Usage(const petrel::RuntimeRegistry& runtimes) {
          "               [--max-layer-size Q] [--request-timeout D] [--cgroup-parent NAME]\n"
          "               [--registry-auth FILE] [--registry-ca FILE]\n"
          "               [--insecure-registry HOST[:PORT]]...\n"
+         "               [--image-store-max Q] [--image-preload DIR]\n"
          "               [--socket-group NAME] [--allow-host-path DIR]...\n"
          "               [--peer-listen ADDR:PORT [--advertise ADDR:PORT]\n"
          "                [--join ADDR:PORT --token T] [--witness] [--node-label KEY=VALUE]...]\n"
@@ -122,6 +124,11 @@ std::string Usage(const petrel::RuntimeRegistry& runtimes) {
          "                       (1..1000; GET /v1/debug/loop reports them; default off)\n"
          "  --max-layer-size Q   refuse an image layer that decompresses to more than Q\n"
          "                       (512Mi, 8Gi; default 4Gi): a small blob can be a bomb\n"
+         "  --image-store-max Q  crun, runc: after a pull, remove the least recently used\n"
+         "                       images no container uses while the store takes more\n"
+         "                       than Q (2Gi; default: no limit)\n"
+         "  --image-preload DIR  crun, runc: import the archives in DIR (oci-archive or\n"
+         "                       docker-archive) at start, found by the names they carry\n"
          "  --request-timeout D  a request to the socket must arrive whole, headers and\n"
          "                       body, within D of its first byte, else 408 (default 30s)\n"
          "  --cgroup-parent NAME the cgroup, relative to the cgroup root, below which crun\n"
@@ -167,15 +174,33 @@ int64_t ProbeMs(const std::string& text) {
 
 // The settings, by their flag names without dashes; keys of the config file too.
 // --node-label, repeatable, goes to Labels instead.
-const char* const kKeys[] = {"state-dir",        "socket",        "runtime",
-                             "runtime-endpoint", "manifests",     "log-level",
-                             "node-name",        "loop-probe-ms", "peer-listen",
-                             "advertise",        "join",          "token",
-                             "witness",          "node-label",    "capacity-memory",
-                             "capacity-cpu",     "lease-dir",     "max-layer-size",
-                             "request-timeout",  "socket-group",  "allow-host-path",
-                             "cgroup-parent",    "registry-auth", "registry-ca",
-                             "insecure-registry"};
+const char* const kKeys[] = {"state-dir",
+                             "socket",
+                             "runtime",
+                             "runtime-endpoint",
+                             "manifests",
+                             "log-level",
+                             "node-name",
+                             "loop-probe-ms",
+                             "peer-listen",
+                             "advertise",
+                             "join",
+                             "token",
+                             "witness",
+                             "node-label",
+                             "capacity-memory",
+                             "capacity-cpu",
+                             "lease-dir",
+                             "max-layer-size",
+                             "request-timeout",
+                             "socket-group",
+                             "allow-host-path",
+                             "cgroup-parent",
+                             "registry-auth",
+                             "registry-ca",
+                             "insecure-registry",
+                             "image-store-max",
+                             "image-preload"};
 
 using Settings = std::map<std::string, std::string>;
 using Labels = std::map<std::string, std::string>;
@@ -473,6 +498,14 @@ std::optional<int> CheckLimits(Settings& settings) {
     if (!q.ok()) return BadUsage("max-layer-size: " + q.status().message());
     if (*q == 0) return BadUsage("max-layer-size: must be more than 0");
   }
+  if (settings.count("image-store-max")) {
+    petrel::Result<int64_t> q = petrel::ParseBytes(settings["image-store-max"]);
+    if (!q.ok()) return BadUsage("image-store-max: " + q.status().message());
+    if (*q == 0) return BadUsage("image-store-max: must be more than 0");
+  }
+  if (settings.count("image-preload") && settings["image-preload"].empty()) {
+    return BadUsage("image-preload: needs a directory");
+  }
   for (const std::string& dir : Repeated(settings, "allow-host-path")) {
     if (dir.empty() || dir.front() != '/') {
       return BadUsage("allow-host-path \"" + dir + "\" is not an absolute path");
@@ -560,6 +593,10 @@ bool OpenOrchestrator(Settings& settings, const petrel::RuntimeRegistry& runtime
   if (settings.count("max-layer-size")) {
     config.max_layer_bytes = static_cast<uint64_t>(*petrel::ParseBytes(settings["max-layer-size"]));
   }
+  if (settings.count("image-store-max")) {
+    config.image_store_max_bytes = *petrel::ParseBytes(settings["image-store-max"]);
+  }
+  config.image_preload_dir = settings["image-preload"];
   config.cgroup_parent = settings["cgroup-parent"];
   config.registry.auth_file = settings["registry-auth"];
   config.registry.ca_file = settings["registry-ca"];

@@ -54,13 +54,15 @@ struct ApiRequest {
 
 // What a stream (a request with follow=1) goes on with after the first part.
 struct ApiStream {
-  enum class Kind { kNone, kEvents, kLogs };
+  enum class Kind { kNone, kEvents, kLogs, kPull };
   Kind kind = Kind::kNone;
   std::string workload;      // kEvents: only this workload's events when not empty
   int64_t after_seq = 0;     // kEvents: events after this one
   int replica = 0;           // kLogs
   std::string container_id;  // kLogs: "" until the replica has a container
   int64_t log_offset = 0;    // kLogs: where the first part ended in that container's log
+  std::string image;         // kPull: the reference to pull
+  PullPolicy pull_policy = PullPolicy::kIfNotPresent;  // kPull
 };
 
 struct ApiResponse {
@@ -146,6 +148,8 @@ class ApiHandler {
   ApiResponse DeleteWorkload(const std::string& name);
   ApiResponse Logs(const ApiRequest& request, const std::string& name);
   ApiResponse Events(const ApiRequest& request);
+  ApiResponse RouteImages(const ApiRequest& request);
+  ApiResponse PullImage(const ApiRequest& request);
   ApiResponse RouteCluster(const ApiRequest& request);
   ApiResponse InitCluster(const ApiRequest& request);
   ApiResponse SetClusterSettings(const ApiRequest& request);

@@ -162,6 +162,23 @@ class Orchestrator {
                                   const LogOptions& options,
                                   const std::string& container_id = "") = 0;
 
+  // --- this node's images (any thread; each calls the runtime on the caller's thread) ---
+  // As ContainerRuntime's: a pull may take minutes, and options.progress hears it on
+  // the caller's thread. The defaults say NotSupported.
+  virtual Status PullImage(const std::string& image, const PullOptions& options) {
+    (void)options;
+    return Status::NotSupported("cannot pull " + image + " here");
+  }
+  virtual Result<std::vector<ImageInfo>> ListImages() {
+    return Status::NotSupported("cannot list images here");
+  }
+  virtual Status RemoveImage(const std::string& ref) {
+    return Status::NotSupported("cannot remove image " + ref + " here");
+  }
+  virtual Result<PruneResult> PruneImages() {
+    return Status::NotSupported("cannot prune images here");
+  }
+
   // Calls `callback` on the loop thread for every new event, until Unsubscribe.
   // The callback must not block and must not call Step, Detach or Close.
   virtual SubscriptionId Subscribe(EventCallback callback) = 0;

@@ -140,27 +140,6 @@ struct ExecResult {
   bool truncated = false;  // the command wrote more than output_limit bytes
 };
 
-// How PullImage treats an image it already has: a workload's imagePullPolicy, with
-// Kubernetes' meaning.
-enum class PullPolicy {
-  kIfNotPresent,  // an image once had is used as it is (a local file changed since is
-                  // imported again)
-  kAlways,        // a registry reference is resolved again, and pulled when its tag moved
-  kNever,         // only an image already had; else FailedPrecondition
-                  // ("<image>: not present, and imagePullPolicy is Never")
-};
-const char* PullPolicyName(PullPolicy policy);  // "IfNotPresent", "Always", "Never"
-
-// Where a pull stands. Bytes count the blobs this pull needs (those already in the
-// store are done at once); the totals may grow while manifests are read.
-struct PullProgress {
-  std::string phase;  // "resolving", "downloading", "unpacking"
-  int64_t bytes_done = 0;
-  int64_t bytes_total = 0;  // 0: not known yet
-  int layers_done = 0;
-  int layers_total = 0;
-};
-
 struct PullOptions {
   PullPolicy policy = PullPolicy::kIfNotPresent;
   // Called on the pulling thread as the pull goes on: at each change of phase and at

@@ -65,6 +65,12 @@ struct RuntimeConfig {
   // Adapters that unpack images themselves (crun, runc) refuse a layer that
   // decompresses to more than this many bytes (petreld --max-layer-size).
   uint64_t max_layer_bytes = uint64_t{4} << 30;
+  // Adapters with an image store of their own (crun, runc): above 0, the least recently
+  // used images no container uses are removed after a pull while the store takes more
+  // (petreld --image-store-max); archives in this directory are imported at start and
+  // found by the names they carry (petreld --image-preload).
+  int64_t image_store_max_bytes = 0;
+  std::string image_preload_dir;
   // The cgroup, relative to the cgroup root, below which containers get theirs
   // (petreld --cgroup-parent; CheckCgroupParent in petrel/port.h). crun and runc use
   // it; daemons with cgroup parents of their own (docker, containerd) keep those.

@@ -12,6 +12,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -72,6 +73,31 @@ const char* SeccompName(SecurityContext::Seccomp seccomp);  // "RuntimeDefault",
 
 enum class RestartPolicy { kAlways, kOnFailure, kNever };
 
+// How an image already had is treated before a container is made from it (a workload's
+// imagePullPolicy, with Kubernetes' meaning; ContainerRuntime::PullImage takes it).
+enum class PullPolicy {
+  kIfNotPresent,  // an image once had is used as it is (a local file changed since is
+                  // imported again)
+  kAlways,        // a registry reference is resolved again before each container create,
+                  // and pulled when its tag moved; running containers stay as they are
+  kNever,         // only an image already had; else FailedPrecondition
+                  // ("<image>: not present, and imagePullPolicy is Never")
+};
+const char* PullPolicyName(PullPolicy policy);  // "IfNotPresent", "Always", "Never"
+std::optional<PullPolicy> ParsePullPolicy(std::string_view name);
+
+// Where a pull stands. Bytes count the blobs this pull needs (those already in the
+// store are done at once); the totals may grow while manifests are read.
+struct PullProgress {
+  std::string phase;  // "resolving", "downloading", "unpacking"
+  int64_t bytes_done = 0;
+  int64_t bytes_total = 0;  // 0: not known yet
+  int layers_done = 0;
+  int layers_total = 0;
+};
+// "downloading 12.3 of 45.6 MiB, 2/5 layers"; "resolving" before sizes are known.
+std::string FormatPullProgress(const PullProgress& progress);
+
 // A health check petrel makes of a running container, shaped as Kubernetes' probes: one
 // of exec (a command in the container, through ContainerRuntime::Exec, exit code 0 =
 // success), tcpSocket (a TCP connection to `port` on the container's loopback, in its
@@ -125,6 +151,8 @@ struct WorkloadSpec {
   std::vector<MountSpec> mounts;
   Resources resources;
   RestartPolicy restart_policy = RestartPolicy::kAlways;
+  // Not in TemplateHash: a change replaces no container; the next create follows it.
+  PullPolicy image_pull_policy = PullPolicy::kIfNotPresent;
   Backoff backoff;
   int64_t termination_grace_ms = 10000;  // SIGTERM, then SIGKILL after this long
   SecurityContext security_context;
@@ -203,6 +231,9 @@ struct ReplicaStatus {
   // stored, not compared by ==), so after a restart of petrel a replica with a
   // readiness or startup probe is not ready until the probe passes again.
   bool ready = false;
+  // Phase Pulling: how the pull of its image goes, while one runs. Filled in by Get and
+  // List (memory only: not stored, not compared by ==); the message then tells it too.
+  std::optional<PullProgress> pull;
 
   bool operator==(const ReplicaStatus&) const;
   bool operator!=(const ReplicaStatus& o) const { return !(*this == o); }
@@ -251,10 +282,10 @@ std::string TemplateHash(const WorkloadSpec& spec);
 
 // Canonical JSON (sorted keys, numbers in base units) and back. SpecFromJson
 // accepts what SpecToJson writes: every field of petrel 0.1 always, the placement
-// fields (nodeSelector, preferredNodes, exclusive, standby, standbyReplicas) and
-// securityContext only when not at their default, so a spec that leaves them alone
-// writes the same bytes as before they existed. SpecFromJson takes an absent one of
-// them as its default (and one written at its default as that default).
+// fields (nodeSelector, preferredNodes, exclusive, standby, standbyReplicas),
+// imagePullPolicy and securityContext only when not at their default, so a spec that
+// leaves them alone writes the same bytes as before they existed. SpecFromJson takes an absent one
+// of them as its default (and one written at its default as that default).
 std::string SpecToJson(const WorkloadSpec& spec);
 Result<WorkloadSpec> SpecFromJson(const std::string& json);
 

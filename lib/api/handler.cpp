@@ -51,19 +51,26 @@ ApiResponse MethodNotAllowed(const ApiRequest& req, const char* allow) {
   return r;
 }
 
+}  // namespace
+
 // The HTTP status of a failed call (API.md's table).
-int HttpStatus(const Status& s) {
+int internal::HttpStatusOf(const Status& s) {
   switch (s.code()) {
     case Status::Code::kInvalidArgument: return 400;
     case Status::Code::kPermissionDenied: return 403;
     case Status::Code::kNotFound: return 404;
     case Status::Code::kFailedPrecondition:
     case Status::Code::kAlreadyExists: return 409;
+    case Status::Code::kNotSupported: return 501;
     case Status::Code::kUnavailable: return 503;
     case Status::Code::kDeadlineExceeded: return 504;
     default: return 500;
   }
 }
+
+namespace {
+
+int HttpStatus(const Status& s) { return internal::HttpStatusOf(s); }
 
 ApiResponse FromStatus(const Status& s) { return ApiHandler::Error(HttpStatus(s), s.message()); }
 
@@ -164,6 +171,9 @@ bool Allowed(const std::string& method, const std::string& allow) {
 }
 
 constexpr const char kNodesPrefix[] = "/v1/nodes/";
+constexpr const char kImagesPrefix[] = "/v1/images/";
+// An image reference as a client may send it: bounded, printable, no spaces.
+constexpr size_t kMaxImageRef = 4096;
 
 // The body of POST /v1/cluster/init and PUT /v1/cluster/settings:
 // {"heartbeat","nodeLostAfter","fenceAfter"}, each optional and a duration as manifests
@@ -304,6 +314,7 @@ ApiResponse ApiHandler::Route(const ApiRequest& req) {
       path.rfind(kNodesPrefix, 0) == 0) {
     return RouteCluster(req);
   }
+  if (path == "/v1/images" || path.rfind(kImagesPrefix, 0) == 0) return RouteImages(req);
   const std::string prefix = "/v1/workloads/";
   if (path.compare(0, prefix.size(), prefix) == 0) {
     std::string rest = path.substr(prefix.size());
@@ -324,6 +335,75 @@ ApiResponse ApiHandler::Route(const ApiRequest& req) {
     }
   }
   return Error(404, "no such path: " + path);
+}
+
+// GET /v1/images, POST /v1/images/pull (a stream), DELETE /v1/images/REF,
+// POST /v1/images/prune: this node's runtime's images.
+ApiResponse ApiHandler::RouteImages(const ApiRequest& req) {
+  const std::string& path = req.path;
+  const std::string& m = req.method;
+  if (Status s = CheckQuery(req, {}); !s.ok()) return FromStatus(s);
+  if (path == "/v1/images") {
+    if (m != "GET") return MethodNotAllowed(req, "GET");
+    Result<std::vector<ImageInfo>> images = orch_->ListImages();
+    if (!images.ok()) return FromStatus(images.status());
+    json items = json::array();
+    for (const ImageInfo& i : *images) items.push_back(internal::ImageJson(i));
+    return Json(200, json{{"items", std::move(items)}});
+  }
+  const std::string rest = path.substr(sizeof(kImagesPrefix) - 1);
+  if (m == "POST" && rest == "pull") return PullImage(req);
+  if (m == "POST" && rest == "prune") {
+    Result<PruneResult> pruned = orch_->PruneImages();
+    if (!pruned.ok()) return FromStatus(pruned.status());
+    return Json(200, json{{"removed", pruned->removed}, {"bytesFreed", pruned->bytes_freed}});
+  }
+  if (m == "DELETE" && !rest.empty() && rest.size() <= kMaxImageRef) {
+    Status s = orch_->RemoveImage(rest);
+    if (!s.ok()) return FromStatus(s);
+    return Json(200, json{{"image", rest}, {"deleted", true}});
+  }
+  if (rest == "pull" || rest == "prune") return MethodNotAllowed(req, "POST");
+  return MethodNotAllowed(req, "DELETE");
+}
+
+// Checks the body {"image": REF, "policy": "IfNotPresent" | "Always" | "Never"} and
+// starts the stream that runs the pull (ApiServer): NDJSON progress lines, then the
+// result line.
+ApiResponse ApiHandler::PullImage(const ApiRequest& req) {
+  std::string media;
+  if (TypeOf(req, &media) != BodyType::kJson && !media.empty()) {
+    return Error(415, "Content-Type " + media + ": send application/json");
+  }
+  json body;
+  ApiResponse error;
+  if (!ParseJsonBody(req, &body, &error)) return error;
+  const char* want = "body: expected {\"image\": REF, \"policy\": IfNotPresent|Always|Never}";
+  if (!body.is_object()) return Error(400, want);
+  ApiResponse resp;
+  for (const auto& [key, value] : body.items()) {
+    if (key != "image" && key != "policy") {
+      return Error(400, "body: unknown key \"" + key + "\" (known: image, policy)");
+    }
+    if (!value.is_string()) return Error(400, key + ": must be a string");
+  }
+  auto image = body.find("image");
+  if (image == body.end() || image->get<std::string>().empty()) return Error(400, want);
+  resp.stream.image = image->get<std::string>();
+  if (resp.stream.image.size() > kMaxImageRef) {
+    return Error(400, "image: longer than " + std::to_string(kMaxImageRef) + " bytes");
+  }
+  if (auto policy = body.find("policy"); policy != body.end()) {
+    std::optional<PullPolicy> parsed = ParsePullPolicy(policy->get<std::string>());
+    if (!parsed) {
+      return Error(400, "policy: \"" + policy->get<std::string>() +
+                            "\" is not IfNotPresent, Always or Never");
+    }
+    resp.stream.pull_policy = *parsed;
+  }
+  resp.content_type = "application/x-ndjson";
+  resp.stream.kind = ApiStream::Kind::kPull;
+  return resp;
 }
 
 ApiResponse ApiHandler::RouteCluster(const ApiRequest& req) {

@@ -9,17 +9,19 @@ using nlohmann::json;
 json WorkloadJson(const WorkloadState& w) {
   json replicas = json::array();
   for (const ReplicaStatus& r : w.replicas) {
-    replicas.push_back({{"index", r.index},
-                        {"phase", PhaseName(r.phase)},
-                        {"ready", r.ready},
-                        {"containerId", r.container_id},
-                        {"pid", r.pid},
-                        {"restarts", r.restarts},
-                        {"lastExitCode", r.last_exit_code},
-                        {"message", r.message},
-                        {"since", r.since},
-                        {"nextRetry", r.next_retry},
-                        {"node", r.node}});
+    json& replica = replicas.emplace_back();
+    replica = json{{"index", r.index},
+                   {"phase", PhaseName(r.phase)},
+                   {"ready", r.ready},
+                   {"containerId", r.container_id},
+                   {"pid", r.pid},
+                   {"restarts", r.restarts},
+                   {"lastExitCode", r.last_exit_code},
+                   {"message", r.message},
+                   {"since", r.since},
+                   {"nextRetry", r.next_retry},
+                   {"node", r.node}};
+    if (r.pull) replica["pull"] = PullProgressJson(*r.pull);
   }
   // SpecToJson writes valid JSON (bad UTF-8 replaced), so this parse cannot fail.
   json spec = json::parse(SpecToJson(w.spec), nullptr, /*allow_exceptions=*/false);
@@ -34,6 +36,22 @@ json WorkloadJson(const WorkloadState& w) {
           {"readyReplicas", w.ready_replicas},
           {"spec", spec.is_discarded() ? json::object() : std::move(spec)},
           {"replicas", std::move(replicas)}};
+}
+
+json PullProgressJson(const PullProgress& p) {
+  return {{"phase", p.phase},
+          {"bytesDone", p.bytes_done},
+          {"bytesTotal", p.bytes_total},
+          {"layersDone", p.layers_done},
+          {"layersTotal", p.layers_total}};
+}
+
+json ImageJson(const ImageInfo& i) {
+  return {{"id", i.id},
+          {"refs", i.refs},
+          {"sizeBytes", i.size_bytes},
+          {"createdAt", i.created_at},
+          {"inUse", i.in_use}};
 }
 
 json EventJson(const Event& e) {

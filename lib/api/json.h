@@ -14,6 +14,12 @@ namespace petrel::internal {
 
 nlohmann::json WorkloadJson(const WorkloadState& w);
 nlohmann::json EventJson(const Event& e);
+// The HTTP status of a failed call (API.md's table): 400, 403, 404, 409, 501, 503, ...
+int HttpStatusOf(const Status& s);
+// {"phase","bytesDone","bytesTotal","layersDone","layersTotal"}
+nlohmann::json PullProgressJson(const PullProgress& p);
+// {"id","refs","sizeBytes","createdAt","inUse"}
+nlohmann::json ImageJson(const ImageInfo& i);
 nlohmann::json ApplyResultJson(const ApplyResult& r);
 // NODE and GET /v1/cluster's answer; durations as FormatDurationMs writes them.
 nlohmann::json NodeJson(const NodeInfo& n);

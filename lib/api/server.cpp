@@ -27,6 +27,7 @@
 #include <chrono>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <utility>
@@ -141,7 +142,15 @@ class ApiServer::Impl {
   size_t connections() const { return conns_.size(); }
 
  private:
-  enum class Mode { kRequests, kEvents, kLogs };
+  enum class Mode { kRequests, kEvents, kLogs, kPull };
+
+  // Where a pull stream's pull stands: written by the pull's listener on a worker,
+  // read by the connection's timer on the loop.
+  struct PullWatch {
+    std::mutex mu;
+    PullProgress latest;
+    bool changed = false;
+  };
 
   struct Conn {
     Impl* server = nullptr;
@@ -173,6 +182,7 @@ class ApiServer::Impl {
     int replica = 0;
     std::string container_id;
     int64_t log_offset = 0;
+    std::shared_ptr<PullWatch> pull;
   };
 
   struct WriteReq {
@@ -223,6 +233,8 @@ class ApiServer::Impl {
   void PumpEvents(Conn* c);
   void OnEvent(Conn* c, const Event& e);
   void PollLogs(Conn* c);
+  void StartPull(Conn* c, const ApiStream& stream);
+  void WritePullProgress(Conn* c);
   LogPoll ReadLogs(const std::string& workload, int replica, const std::string& container,
                    int64_t offset);
   Result<std::string> LoopStats(bool reset);
@@ -637,7 +649,8 @@ void ApiServer::Impl::OnWritten(Conn* c, int status) {
     case Mode::kEvents:
       if (!c->backlog_done) PumpEvents(c);
       break;
-    case Mode::kLogs: break;
+    case Mode::kLogs:
+    case Mode::kPull: break;
   }
 }
 
@@ -667,7 +680,9 @@ void ApiServer::Impl::CloseConn(Conn* c) {
 
 void ApiServer::Impl::StartStream(Conn* c, const internal::HttpRequest& req, ApiResponse& resp) {
   c->chunked = !req.http10;
-  c->mode = resp.stream.kind == ApiStream::Kind::kEvents ? Mode::kEvents : Mode::kLogs;
+  c->mode = resp.stream.kind == ApiStream::Kind::kEvents ? Mode::kEvents
+            : resp.stream.kind == ApiStream::Kind::kPull ? Mode::kPull
+                                                         : Mode::kLogs;
   c->stream_slot = true;
   streams_++;
   uv_timer_stop(&c->timer);
@@ -682,6 +697,9 @@ void ApiServer::Impl::StartStream(Conn* c, const internal::HttpRequest& req, Api
     c->subscription = orch_->Subscribe([this, c](const Event& e) { OnEvent(c, e); });
     c->subscribed = true;
     PumpEvents(c);
+  } else if (c->mode == Mode::kPull) {
+    Write(c, internal::SerializeStreamHead(resp, c->chunked));
+    StartPull(c, resp.stream);
   } else {
     Write(c, internal::SerializeStreamHead(resp, c->chunked));
     WriteBody(c, resp.body);
@@ -780,6 +798,55 @@ void ApiServer::Impl::PollLogs(Conn* c) {
         conn->log_offset = poll.offset;
         WriteBody(conn, poll.data);
       });
+}
+
+// Runs the pull on a worker; its progress goes out as one line per log_poll_ms at
+// most (the listener only notes the latest), then the result line ends the stream.
+void ApiServer::Impl::StartPull(Conn* c, const ApiStream& stream) {
+  c->pull = std::make_shared<PullWatch>();
+  PullOptions options;
+  options.policy = stream.pull_policy;
+  options.progress = [watch = c->pull](const PullProgress& p) {
+    std::lock_guard<std::mutex> lock(watch->mu);
+    watch->latest = p;
+    watch->changed = true;
+  };
+  const std::string image = stream.image;
+  RunBeside<Status>(
+      c, [this, image, options] { return orch_->PullImage(image, options); },
+      [this, image](Conn* conn, Status status) {
+        uv_timer_stop(&conn->timer);
+        WritePullProgress(conn);
+        nlohmann::json result = {{"image", image}};
+        if (status.ok()) {
+          result["pulled"] = true;
+        } else {
+          result["error"] = status.message();
+          result["status"] = internal::HttpStatusOf(status);
+        }
+        WriteBody(conn, internal::DumpLine(result));
+        EndStream(conn);
+      });
+  uv_timer_start(
+      &c->timer,
+      [](uv_timer_t* t) {
+        auto* conn = static_cast<Conn*>(t->data);
+        if (!conn->closing) conn->server->WritePullProgress(conn);
+      },
+      static_cast<uint64_t>(options_.log_poll_ms), static_cast<uint64_t>(options_.log_poll_ms));
+}
+
+void ApiServer::Impl::WritePullProgress(Conn* c) {
+  PullProgress p;
+  {
+    std::lock_guard<std::mutex> lock(c->pull->mu);
+    if (!c->pull->changed) return;
+    c->pull->changed = false;
+    p = c->pull->latest;
+  }
+  // A reader that falls behind misses lines, never the result.
+  if (Queued(c) > options_.max_stream_backlog_bytes / 4) return;
+  WriteBody(c, internal::DumpLine(nlohmann::json{{"progress", internal::PullProgressJson(p)}}));
 }
 
 ApiServer::Impl::LogPoll ApiServer::Impl::ReadLogs(const std::string& workload, int replica,

@@ -340,6 +340,13 @@ class ClusterImpl final : public Cluster, public PeerLink {
   Result<std::vector<Event>> Events(int64_t after_seq, size_t limit) override {
     return local_->Events(after_seq, limit);
   }
+  // Images are this node's own: the local runtime's store.
+  Status PullImage(const std::string& image, const PullOptions& options) override {
+    return local_->PullImage(image, options);
+  }
+  Result<std::vector<ImageInfo>> ListImages() override { return local_->ListImages(); }
+  Status RemoveImage(const std::string& ref) override { return local_->RemoveImage(ref); }
+  Result<PruneResult> PruneImages() override { return local_->PruneImages(); }
   Result<ReplicaLog> Logs(const std::string& workload, int replica, const LogOptions& options,
                           const std::string& container_id) override {
     std::shared_ptr<ClusterNode> node = Node();

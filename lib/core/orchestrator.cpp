@@ -262,6 +262,19 @@ class OrchestratorImpl final : public Orchestrator {
     });
   }
 
+  Status PullImage(const std::string& image, const PullOptions& options) override {
+    return Guard("pull", [&] { return opts_.runtime->PullImage(image, options); });
+  }
+  Result<std::vector<ImageInfo>> ListImages() override {
+    return Guard("list images", [&] { return opts_.runtime->ListImages(); });
+  }
+  Status RemoveImage(const std::string& ref) override {
+    return Guard("remove image", [&] { return opts_.runtime->RemoveImage(ref); });
+  }
+  Result<PruneResult> PruneImages() override {
+    return Guard("prune images", [&] { return opts_.runtime->PruneImages(); });
+  }
+
   Result<ReplicaLog> Logs(const std::string& workload, int replica, const LogOptions& options,
                           const std::string& container_id) override {
     return Guard("logs", [&]() -> Result<ReplicaLog> {
@@ -508,8 +521,13 @@ class OrchestratorImpl final : public Orchestrator {
     }
     // Ready: running and, with a startup or readiness probe, passing it (Prober).
     const bool gated = !d.spec.startup_probe.empty() || !d.spec.readiness_probe.empty();
+    std::optional<PullProgress> pull = PullProgressOf(d.spec.image);
     for (ReplicaStatus& r : st.replicas) {
       r.node = opts_.node_name;
+      if (r.phase == Phase::kPulling && pull) {
+        r.pull = pull;
+        r.message = "pulling " + d.spec.image + ": " + FormatPullProgress(*pull);
+      }
       if (r.phase != Phase::kRunning || r.index >= d.spec.replicas) continue;
       if (gated) {
         auto ready = ready_.find(ReplicaKey(name, r.index));
@@ -520,6 +538,14 @@ class OrchestratorImpl final : public Orchestrator {
       if (r.ready) st.ready_replicas++;
     }
     return st;
+  }
+
+  // How the pull of `image` goes, while one runs.
+  std::optional<PullProgress> PullProgressOf(const std::string& image) const {
+    std::lock_guard<std::mutex> lock(progress_mu_);
+    auto it = progress_.find(image);
+    if (it == progress_.end()) return std::nullopt;
+    return it->second;
   }
 
   // --- observed state on its way to the database ---
@@ -751,6 +777,11 @@ class OrchestratorImpl final : public Orchestrator {
   void Dispatch(PullJob job) {
     ImageState& image = images_[job.request.image];
     image.pulling = true;
+    // Called on the worker, a few times a second at most: one short lock, no wake-up.
+    job.progress = [this, ref = job.request.image](const PullProgress& p) {
+      std::lock_guard<std::mutex> lock(progress_mu_);
+      progress_[ref] = p;
+    };
     std::vector<Event> events;
     for (const std::string& w : job.request.workloads) {
       events.push_back(WorkloadEvent(w, "Pulling", "image " + job.request.image));
@@ -829,10 +860,15 @@ class OrchestratorImpl final : public Orchestrator {
     ImageState& image = images_[ref];
     image.pulling = false;
     pulls_finished_ = true;
+    {
+      std::lock_guard<std::mutex> lock(progress_mu_);
+      progress_.erase(ref);
+    }
     std::vector<Event> events;
     if (job.status.ok()) {
       image = ImageState();
       image.ready = true;
+      image.pulled_at = job.planned_at;
       for (const std::string& w : job.request.workloads) {
         events.push_back(WorkloadEvent(
             w, "Pulled", "image " + ref + " in " + FormatDurationMs(now - job.planned_at)));
@@ -1200,6 +1236,10 @@ class OrchestratorImpl final : public Orchestrator {
   std::unordered_map<std::string, std::string> unhealthy_;  // PlanInput::unhealthy
   bool probe_wants_pass_ = false;                           // a probe failed since the last pass
   std::unordered_map<std::string, ImageState> images_;
+  // The latest progress of each pull in flight, by image: written by the pulls' workers,
+  // read by Get and List; memory only, never stored.
+  mutable std::mutex progress_mu_;
+  std::unordered_map<std::string, PullProgress> progress_;
   bool listing_ = false;          // a List runs; its result makes the pass
   bool pass_again_ = false;       // another pass was asked for while listing
   std::set<ReplicaKey> settled_;  // replicas whose job ended since the current List began

@@ -4,8 +4,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string_view>
 #include <utility>
@@ -116,6 +119,107 @@ Result<struct stat> StatImageFile(const std::string& ref, const ParsedRef& parse
   return st;
 }
 
+// The blocks `path` and everything below it take, a hard-linked file counted once;
+// symbolic links are not followed.
+int64_t DiskUsage(const std::string& path) {
+  std::set<std::pair<dev_t, ino_t>> seen;
+  int64_t total = 0;
+  auto add = [&](const std::string& p) {
+    struct stat st;
+    if (lstat(p.c_str(), &st) != 0) return;
+    if (st.st_nlink > 1 && !S_ISDIR(st.st_mode) && !seen.insert({st.st_dev, st.st_ino}).second) {
+      return;
+    }
+    total += static_cast<int64_t>(st.st_blocks) * 512;
+  };
+  add(path);
+  std::error_code ec;
+  namespace fs = std::filesystem;
+  for (fs::recursive_directory_iterator it(path, fs::directory_options::skip_permission_denied, ec),
+       end;
+       !ec && it != end; it.increment(ec)) {
+    add(it->path().string());
+  }
+  return total;
+}
+
+// Size of the regular file `path`; 0 when there is none.
+int64_t FileBytes(const std::string& path) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return 0;
+  return static_cast<int64_t>(st.st_blocks) * 512;
+}
+
+int64_t MtimeMs(const struct stat& st) {
+  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000;
+}
+
+// Tells a pull's listener how it goes: at each phase and at most every 250 ms between.
+class ProgressReporter {
+ public:
+  explicit ProgressReporter(const std::function<void(const PullProgress&)>& fn) : fn_(fn) {}
+
+  void Phase(const char* phase) {
+    p_.phase = phase;
+    Send(true);
+  }
+  // The layers of this pull: `sizes` by digest; those in `have` are done already.
+  void Layers(const std::map<std::string, int64_t>& sizes, const std::set<std::string>& have) {
+    sizes_ = sizes;
+    p_.layers_total = static_cast<int>(sizes.size());
+    for (const auto& [digest, size] : sizes) {
+      p_.bytes_total += std::max<int64_t>(size, 0);
+      if (have.count(digest) != 0) {
+        p_.bytes_done += std::max<int64_t>(size, 0);
+        p_.layers_done++;
+        got_[digest] = std::max<int64_t>(size, 0);
+      }
+    }
+  }
+  void Bytes(const std::string& digest, uint64_t bytes) {
+    if (sizes_.count(digest) == 0) return;  // a config, not a layer
+    int64_t& got = got_[digest];
+    p_.bytes_done += static_cast<int64_t>(bytes) - got;
+    got = static_cast<int64_t>(bytes);
+    Send(false);
+  }
+  void LayerDone(const std::string& digest) {
+    Bytes(digest, static_cast<uint64_t>(std::max<int64_t>(sizes_[digest], 0)));
+    p_.layers_done++;
+    Send(p_.layers_done == p_.layers_total);  // the last one is always heard
+  }
+
+ private:
+  void Send(bool now) {
+    if (!fn_) return;
+    const auto t = std::chrono::steady_clock::now();
+    if (!now && t - last_ < std::chrono::milliseconds(250)) return;
+    last_ = t;
+    fn_(p_);
+  }
+
+  const std::function<void(const PullProgress&)>& fn_;
+  PullProgress p_;
+  std::map<std::string, int64_t> sizes_, got_;
+  std::chrono::steady_clock::time_point last_{};
+};
+
+// Notes the files a pull reads from its source: which blobs it needed.
+class RecordingSource : public ImageSource {
+ public:
+  RecordingSource(ImageSource* inner, std::set<std::string>* names)
+      : inner_(inner), names_(names) {}
+  Status StreamFile(const std::string& name,
+                    const std::function<Status(ByteSource*)>& fn) override {
+    names_->insert(name);
+    return inner_->StreamFile(name, fn);
+  }
+
+ private:
+  ImageSource* inner_;
+  std::set<std::string>* names_;
+};
+
 }  // namespace
 
 Result<std::unique_ptr<ImageStore>> ImageStore::Open(const std::string& dir) {
@@ -158,6 +262,13 @@ Result<std::unique_ptr<ImageStore>> ImageStore::Open(const ImageStoreOptions& op
           c.size = r.at("size").get<uint64_t>();
           c.mtime_ns = r.at("mtime_ns").get<int64_t>();
           c.id = r.at("id").get<std::string>();
+          if (r.contains("blobs") && r["blobs"].is_array()) {
+            for (const json& b : r["blobs"]) {
+              if (b.is_string() && IsSha256Digest(b.get<std::string>())) {
+                c.blobs.push_back(b.get<std::string>());
+              }
+            }
+          }
           if (IsSha256Digest(c.id)) store->refs_[r.at("ref").get<std::string>()] = c;
         }
       }
@@ -198,7 +309,8 @@ Status ImageStore::SaveRefs() const {
                         {"ino", c.ino},
                         {"size", c.size},
                         {"mtime_ns", c.mtime_ns},
-                        {"id", c.id}});
+                        {"id", c.id},
+                        {"blobs", c.blobs}});
   }
   // A reference that is not UTF-8 is stored mangled: it only misses the cache.
   const std::string text =
@@ -206,65 +318,118 @@ Status ImageStore::SaveRefs() const {
   return WriteFileAtomic(options_.dir + "/" + kRefsFile, text);
 }
 
-Result<Image> ImageStore::Pull(const std::string& ref) {
+Result<Image> ImageStore::Pull(const std::string& given, const PullOptions& options) {
   // A registry image has no file whose identity stands for it: once pulled, the image
-  // a reference gave is used until it is garbage-collected (IfNotPresent).
+  // a reference gave is used until it is removed (IfNotPresent), or until its tag is
+  // asked again (Always).
   CachedRef file;
-  const bool registry = !HasPathTransport(ref);
+  std::string ref = given;  // the key in refs_: a registry reference in canonical form
+  const bool registry = !HasPathTransport(given);
   Result<ImageReference> remote = ImageReference();
   Result<ParsedRef> parsed = ParsedRef();
   if (registry) {
-    remote = ParseImageReference(ref);
-    if (!remote.ok()) return remote.status().WithContext(ref);
+    remote = ParseImageReference(given);
+    if (!remote.ok()) return remote.status().WithContext(given);
+    ref = remote->Canonical();
   } else {
-    parsed = ParseRef(ref);
-    if (!parsed.ok()) return parsed.status().WithContext(ref);
-    PETREL_ASSIGN_OR_RETURN(const struct stat st, StatImageFile(ref, *parsed));
+    parsed = ParseRef(given);
+    if (!parsed.ok()) return parsed.status().WithContext(given);
+  }
+  ProgressReporter progress(options.progress);
+  if (options.policy == PullPolicy::kNever) {
+    std::unique_lock<std::mutex> lock(mu_);
+    pulled_cv_.wait(lock, [&] { return pulling_.count(ref) == 0; });
+    auto it = refs_.find(ref);
+    Result<Image> had =
+        it == refs_.end() ? Result<Image>(Status::NotFound(ref)) : LoadedLocked(it->second.id);
+    if (!had.ok()) {
+      return Status::FailedPrecondition(given + ": not present, and imagePullPolicy is Never");
+    }
+    Touch(had->id);
+    return had;
+  }
+  if (!registry) {
+    PETREL_ASSIGN_OR_RETURN(const struct stat st, StatImageFile(given, *parsed));
     file.dev = st.st_dev;
     file.ino = st.st_ino;
     file.size = static_cast<uint64_t>(st.st_size);
     file.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
   }
+  // Always: a tag is resolved again; a digest never moves.
+  const bool recheck = registry && options.policy == PullPolicy::kAlways && remote->digest.empty();
 
   {
     // One import per reference at a time: a second Pull waits, then finds it cached.
     std::unique_lock<std::mutex> lock(mu_);
     pulled_cv_.wait(lock, [&] { return pulling_.count(ref) == 0; });
-    Result<Image> cached = CachedLocked(ref, file);
-    if (cached.ok()) return cached;
+    if (!recheck) {
+      Result<Image> cached = CachedLocked(ref, file);
+      if (cached.ok()) {
+        Touch(cached->id);
+        return cached;
+      }
+    }
     pulling_.insert(ref);
   }
+  progress.Phase("resolving");
+  std::set<std::string> read;  // the files the pull read from its source
+  std::vector<std::string> layer_blobs;
   Result<Image> image = [&]() -> Result<Image> {
     // Declared before the source: libarchive stays loaded until the source's readers
     // are freed.
     ArchiveUse archive;
-    if (!archive.status().ok()) return archive.status().WithContext(ref);
+    if (!archive.status().ok()) return archive.status().WithContext(given);
     std::unique_ptr<CurlUse> curl;  // before the source, which uses it
     std::unique_ptr<ImageSource> source;
     if (registry) {
       curl = std::make_unique<CurlUse>();
-      if (!curl->status().ok()) return curl->status().WithContext(ref);
-      RegistryOptions options;
-      options.store_dir = options_.dir;
-      options.max_blob_bytes = options_.max_layer_bytes;
-      options.insecure_registries = options_.registry.insecure;
-      options.ca_file = options_.registry.ca_file;
-      options.auth_file = options_.registry.auth_file;
+      if (!curl->status().ok()) return curl->status().WithContext(given);
+      RegistryOptions ro;
+      ro.store_dir = options_.dir;
+      ro.max_blob_bytes = options_.max_layer_bytes;
+      ro.insecure_registries = options_.registry.insecure;
+      ro.ca_file = options_.registry.ca_file;
+      ro.auth_file = options_.registry.auth_file;
       auto credential = credentials_.find(RegistryAuthKey(remote->domain));
-      if (credential != credentials_.end()) options.credential = credential->second;
-      source = RegistrySource(*remote, options);
+      if (credential != credentials_.end()) ro.credential = credential->second;
+      ro.on_bytes = [&](const std::string& digest, uint64_t bytes) {
+        progress.Bytes(digest, bytes);
+      };
+      source = RegistrySource(*remote, ro);
     } else {
       source = parsed->kind == RefKind::kOciDir ? ImageSource::Dir(parsed->path)
                                                 : ImageSource::Tar(parsed->path);
     }
+    RecordingSource recording(source.get(), &read);
     Result<ImagePlan> plan = parsed->kind == RefKind::kDockerArchive
-                                 ? ReadDockerArchive(source.get())
-                                 : ReadOciLayout(source.get(), parsed->tag);
-    if (!plan.ok()) return plan.status().WithContext(ref);
+                                 ? ReadDockerArchive(&recording)
+                                 : ReadOciLayout(&recording, parsed->tag);
+    if (!plan.ok()) return plan.status().WithContext(given);
     Result<Image> loaded = Load(plan->id);
+    if (registry) {
+      // Every layer is downloaded before the first is applied: "downloading" and
+      // "unpacking" are two phases, and a broken link fails before any unpacking.
+      std::map<std::string, int64_t> sizes;
+      std::set<std::string> have;
+      for (const LayerRef& layer : plan->layers) {
+        sizes[layer.digest] = layer.size;
+        layer_blobs.push_back(layer.digest);
+        if (loaded.ok() || FileBytes(BlobPath(layer.digest)) > 0) have.insert(layer.digest);
+      }
+      progress.Layers(sizes, have);
+      progress.Phase("downloading");
+      for (const LayerRef& layer : plan->layers) {
+        if (have.count(layer.digest) != 0) continue;
+        Status fetched = recording.StreamFile(layer.name, [](ByteSource*) { return Status::OK(); });
+        if (!fetched.ok()) return fetched.WithContext("layer " + layer.digest).WithContext(given);
+        have.insert(layer.digest);
+        progress.LayerDone(layer.digest);
+      }
+    }
     if (loaded.ok()) return loaded;
-    Result<Image> unpacked = Unpack(source.get(), *plan);
-    if (!unpacked.ok()) return unpacked.status().WithContext(ref);
+    progress.Phase("unpacking");
+    Result<Image> unpacked = Unpack(&recording, *plan);
+    if (!unpacked.ok()) return unpacked.status().WithContext(given);
     return unpacked;
   }();
   std::lock_guard<std::mutex> lock(mu_);
@@ -272,8 +437,21 @@ Result<Image> ImageStore::Pull(const std::string& ref) {
   pulled_cv_.notify_all();
   if (!image.ok()) return image;
   file.id = image->id;
+  if (registry) {
+    // The blobs this reference needs: what the pull read, and its layers, when kept.
+    std::set<std::string> blobs;
+    for (const std::string& name : read) {
+      constexpr std::string_view kBlob = "blobs/sha256/";
+      if (StartsWith(name, kBlob)) blobs.insert("sha256:" + name.substr(kBlob.size()));
+    }
+    blobs.insert(layer_blobs.begin(), layer_blobs.end());
+    for (const std::string& b : blobs) {
+      if (IsSha256Digest(b) && FileBytes(BlobPath(b)) > 0) file.blobs.push_back(b);
+    }
+  }
   refs_[ref] = file;
   loaded_[image->id] = *image;
+  Touch(image->id);
   // The cache file only saves work after a restart; failing to write it fails nothing.
   (void)SaveRefs();
   return image;
@@ -285,21 +463,217 @@ Result<Image> ImageStore::CachedLocked(const std::string& ref, const CachedRef& 
       it->second.size != file.size || it->second.mtime_ns != file.mtime_ns) {
     return Status::NotFound(ref + ": not cached");
   }
+  Result<Image> image = LoadedLocked(it->second.id);
+  if (image.ok()) return image;
+  return Status::NotFound(ref + ": unpacked image is gone or damaged");  // read it again
+}
+
+Result<Image> ImageStore::LoadedLocked(const std::string& id) {
   // Loaded before in this process: its config is in memory; only check the unpacked
   // tree is still there.
-  auto memo = loaded_.find(it->second.id);
+  auto memo = loaded_.find(id);
   struct stat rootfs;
   if (memo != loaded_.end() && stat(memo->second.rootfs.c_str(), &rootfs) == 0 &&
       S_ISDIR(rootfs.st_mode)) {
     return memo->second;
   }
-  Result<Image> image = Load(it->second.id);
+  Result<Image> image = Load(id);
   if (image.ok()) {
     loaded_[image->id] = *image;
     return image;
   }
-  loaded_.erase(it->second.id);
-  return Status::NotFound(ref + ": unpacked image is gone or damaged");  // read it again
+  loaded_.erase(id);
+  return image.status();
+}
+
+std::string ImageStore::BlobPath(const std::string& digest) const {
+  return options_.dir + "/blobs/sha256/" + digest.substr(7);  // REQUIRES: IsSha256Digest
+}
+
+void ImageStore::Touch(const std::string& id) const {
+  // Best effort: a failure only makes the image look less recently used.
+  (void)utimensat(AT_FDCWD, ImageDir(id).c_str(), nullptr, 0);
+}
+
+int64_t ImageStore::ImageBytes(const std::string& id) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = image_bytes_.find(id);
+    if (it != image_bytes_.end()) return it->second;
+  }
+  const int64_t bytes = DiskUsage(ImageDir(id));  // outside the lock: a walk of a tree
+  std::lock_guard<std::mutex> lock(mu_);
+  image_bytes_[id] = bytes;
+  return bytes;
+}
+
+Result<std::vector<StoredImage>> ImageStore::List() {
+  PETREL_ASSIGN_OR_RETURN(std::vector<DirEntry> entries, ListDir(options_.dir));
+  std::vector<StoredImage> out;
+  for (const DirEntry& e : entries) {
+    if (!IsImageDirName(e.name)) continue;
+    const std::string dir = options_.dir + "/" + e.name;
+    struct stat config, used;
+    if (stat((dir + "/config.json").c_str(), &config) != 0 || stat(dir.c_str(), &used) != 0) {
+      continue;  // being removed
+    }
+    StoredImage image;
+    image.id = "sha256:" + e.name;
+    image.created_ms = MtimeMs(config);
+    image.used_ms = MtimeMs(used);
+    out.push_back(std::move(image));
+  }
+  for (StoredImage& image : out) {
+    image.size_bytes = ImageBytes(image.id);
+    std::set<std::string> blobs;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const auto& [ref, c] : refs_) {
+        if (c.id != image.id) continue;
+        image.refs.push_back(ref);
+        blobs.insert(c.blobs.begin(), c.blobs.end());
+      }
+    }
+    for (const std::string& b : blobs) image.size_bytes += FileBytes(BlobPath(b));
+  }
+  std::stable_sort(out.begin(), out.end(), [](const StoredImage& a, const StoredImage& b) {
+    return a.created_ms < b.created_ms;
+  });
+  return out;
+}
+
+Result<std::string> ImageStore::Resolve(const std::string& name) {
+  std::string key = name;
+  if (!HasPathTransport(name)) {
+    if (Result<ImageReference> r = ParseImageReference(name); r.ok()) key = r->Canonical();
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = refs_.find(key);
+    if (it != refs_.end() && Load(it->second.id).ok()) return it->second.id;
+  }
+  if (IsSha256Digest(name) && Load(name).ok()) return name;
+  return Status::NotFound(name + ": no such image");
+}
+
+Result<int64_t> ImageStore::Remove(const std::string& id) {
+  if (!IsSha256Digest(id)) return Status::InvalidArgument(id + ": not an image id");
+  std::string doomed = options_.dir + "/" + std::string(kTmpPrefix) + "rm-XXXXXX";
+  int64_t freed = 0;
+  std::set<std::string> blobs;  // the blobs only the removed references needed
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [ref, c] : refs_) {
+      if (c.id == id && pulling_.count(ref) != 0) {
+        return Status::FailedPrecondition(id + ": being pulled as " + ref);
+      }
+    }
+    for (auto it = refs_.begin(); it != refs_.end();) {
+      if (it->second.id == id) {
+        blobs.insert(it->second.blobs.begin(), it->second.blobs.end());
+        it = refs_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (const auto& [ref, c] : refs_) {
+      for (const std::string& b : c.blobs) blobs.erase(b);
+    }
+    // A pull that runs may be about to read a blob no reference names yet.
+    if (!pulling_.empty()) blobs.clear();
+    PETREL_RETURN_IF_ERROR(SaveRefs());
+    loaded_.erase(id);
+    auto bytes = image_bytes_.find(id);
+    if (bytes != image_bytes_.end()) {
+      freed += bytes->second;
+      image_bytes_.erase(bytes);
+    } else {
+      freed += DiskUsage(ImageDir(id));
+    }
+    // Out of the way at once (a tmp- name, which Open removes after a crash), removed
+    // below without the lock.
+    if (mkdtemp(doomed.data()) == nullptr) return ErrnoError(options_.dir, "mkdtemp", errno);
+    if (rename(ImageDir(id).c_str(), (doomed + "/image").c_str()) != 0 && errno != ENOENT) {
+      return ErrnoError(ImageDir(id), "rename", errno);
+    }
+    for (const std::string& b : blobs) {
+      const int64_t bytes_of = FileBytes(BlobPath(b));
+      if (unlink(BlobPath(b).c_str()) == 0) freed += bytes_of;
+    }
+  }
+  PETREL_RETURN_IF_ERROR(RemoveTree(doomed));
+  return freed;
+}
+
+Result<int64_t> ImageStore::RemoveUnusedBlobs() {
+  const std::string dir = options_.dir + "/blobs/sha256";
+  Result<std::vector<DirEntry>> entries = ListDir(dir);
+  if (!entries.ok()) return entries.status().IsNotFound() ? Result<int64_t>(0) : entries.status();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!pulling_.empty()) return 0;
+  std::set<std::string> needed;
+  for (const auto& [ref, c] : refs_) needed.insert(c.blobs.begin(), c.blobs.end());
+  int64_t freed = 0;
+  for (const DirEntry& e : *entries) {
+    const std::string digest = "sha256:" + e.name;
+    if (!IsSha256Digest(digest) || needed.count(digest) != 0) continue;
+    const int64_t bytes = FileBytes(BlobPath(digest));
+    if (unlink(BlobPath(digest).c_str()) == 0) freed += bytes;
+  }
+  return freed;
+}
+
+Result<int64_t> ImageStore::Size() {
+  PETREL_ASSIGN_OR_RETURN(std::vector<DirEntry> entries, ListDir(options_.dir));
+  int64_t total = 0;
+  for (const DirEntry& e : entries) {
+    if (IsImageDirName(e.name)) total += ImageBytes("sha256:" + e.name);
+  }
+  Result<std::vector<DirEntry>> blobs = ListDir(options_.dir + "/blobs/sha256");
+  if (blobs.ok()) {
+    for (const DirEntry& e : *blobs) total += FileBytes(options_.dir + "/blobs/sha256/" + e.name);
+  }
+  return total;
+}
+
+Result<std::vector<StoredImage>> ImageStore::ShrinkTo(int64_t max_bytes,
+                                                      const std::set<std::string>& keep,
+                                                      int64_t* left) {
+  std::vector<StoredImage> removed;
+  PETREL_ASSIGN_OR_RETURN(int64_t size, Size());
+  if (size > max_bytes) {
+    PETREL_ASSIGN_OR_RETURN(const int64_t blobs, RemoveUnusedBlobs());
+    size -= blobs;
+  }
+  if (size > max_bytes) {
+    PETREL_ASSIGN_OR_RETURN(std::vector<StoredImage> images, List());
+    std::stable_sort(images.begin(), images.end(), [](const StoredImage& a, const StoredImage& b) {
+      return a.used_ms < b.used_ms;
+    });
+    for (StoredImage& image : images) {
+      if (size <= max_bytes) break;
+      if (keep.count(image.id) != 0) continue;
+      PETREL_ASSIGN_OR_RETURN(image.size_bytes, Remove(image.id));
+      size -= image.size_bytes;
+      removed.push_back(std::move(image));
+    }
+  }
+  if (left != nullptr) *left = size;
+  return removed;
+}
+
+Status ImageStore::Tag(const std::string& name, const std::string& id) {
+  Result<ImageReference> r = ParseImageReference(name);
+  if (!r.ok() || HasPathTransport(name)) {
+    return Status::InvalidArgument(name + ": not a registry reference" +
+                                   (r.ok() ? "" : " (" + r.status().message() + ")"));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  PETREL_RETURN_IF_ERROR(LoadedLocked(id).status());
+  CachedRef c;
+  c.id = id;
+  refs_[r->Canonical()] = c;
+  return SaveRefs();
 }
 
 Result<Image> ImageStore::Unpack(ImageSource* source, const ImagePlan& plan) {
@@ -423,32 +797,57 @@ Status ImageStore::ReleaseRootfs(const std::string& target, const std::string& s
   return s.ok() ? scratch : s;
 }
 
-Status ImageStore::GarbageCollect(const std::set<std::string>& keep) {
-  PETREL_ASSIGN_OR_RETURN(std::vector<DirEntry> entries, ListDir(options_.dir));
-  Status first;
-  for (const DirEntry& e : entries) {
-    if (!IsImageDirName(e.name) || keep.count("sha256:" + e.name) != 0) continue;
-    Status s = RemoveTree(options_.dir + "/" + e.name);
-    if (!s.ok() && first.ok()) first = s;
-  }
-  std::lock_guard<std::mutex> lock(mu_);
-  for (auto it = loaded_.begin(); it != loaded_.end();) {
-    it = keep.count(it->first) == 0 ? loaded_.erase(it) : std::next(it);
-  }
-  bool changed = false;
-  for (auto it = refs_.begin(); it != refs_.end();) {
-    if (keep.count(it->second.id) == 0) {
-      it = refs_.erase(it);
-      changed = true;
+Result<Image> ImageStore::ImportArchive(const std::string& path, std::vector<std::string>* names) {
+  std::string ref;
+  std::vector<std::string> carried;
+  {
+    ArchiveUse archive;
+    if (!archive.status().ok()) return archive.status().WithContext(path);
+    std::unique_ptr<ImageSource> source = ImageSource::Tar(path);
+    Result<std::string> index = source->ReadFile("index.json", kMaxJsonSize);
+    Result<std::string> docker = index.ok() ? Result<std::string>(std::string())
+                                            : source->ReadFile("manifest.json", kMaxJsonSize);
+    if (!index.ok() && !docker.ok()) {
+      if (index.status().code() == Status::Code::kIOError) return index.status().WithContext(path);
+      return Status::InvalidArgument(path +
+                                     ": neither an OCI archive (no index.json) nor `docker save` "
+                                     "output (no manifest.json)");
+    }
+    json j = json::parse(index.ok() ? *index : *docker, nullptr, /*allow_exceptions=*/false);
+    auto text = [](const json& o, const char* key, std::vector<std::string>* out) {
+      if (o.is_object() && o.contains(key) && o[key].is_string()) {
+        out->push_back(o[key].get<std::string>());
+      }
+    };
+    if (index.ok()) {
+      ref = "oci-archive:" + path;
+      if (j.is_object() && j.contains("manifests") && j["manifests"].is_array() &&
+          !j["manifests"].empty() && j["manifests"][0].is_object() &&
+          j["manifests"][0].contains("annotations")) {
+        const json& a = j["manifests"][0]["annotations"];
+        text(a, "io.containerd.image.name", &carried);
+        std::vector<std::string> ref_name;
+        text(a, "org.opencontainers.image.ref.name", &ref_name);
+        for (const std::string& n : ref_name) {
+          if (n.find_first_of(":/@") != std::string::npos) carried.push_back(n);  // not a bare tag
+        }
+      }
     } else {
-      ++it;
+      ref = "docker-archive:" + path;
+      if (j.is_array() && !j.empty() && j[0].is_object() && j[0].contains("RepoTags") &&
+          j[0]["RepoTags"].is_array()) {
+        for (const json& t : j[0]["RepoTags"]) {
+          if (t.is_string()) carried.push_back(t.get<std::string>());
+        }
+      }
     }
   }
-  if (changed) {
-    Status s = SaveRefs();
-    if (!s.ok() && first.ok()) first = s;
+  PETREL_ASSIGN_OR_RETURN(Image image, Pull(ref));
+  for (const std::string& name : carried) {
+    PETREL_RETURN_IF_ERROR(Tag(name, image.id).WithContext(path));
+    if (names != nullptr) names->push_back(ParseImageReference(name)->Canonical());
   }
-  return first;
+  return image;
 }
 
 }  // namespace petrel::internal

@@ -22,7 +22,11 @@
 //   <hex>/rootfs       the flattened root filesystem of image sha256:<hex>
 //   <hex>/config.json  its config blob, as stored in the image
 //   refs.json          which file (path, size, mtime, inode) gave which image, so a
-//                      second Pull of an unchanged file is one stat(), also after a restart
+//                      second Pull of an unchanged file is one stat(), also after a restart;
+//                      for a registry reference (kept in its canonical form, so "busybox"
+//                      and "docker.io/library/busybox:latest" are one), the blobs it needs
+//   <hex>/             its mtime is when a Pull last gave the image (least recently used
+//                      images go first when the store is over its size limit)
 //   blobs/sha256/<hex> blobs pulled from registries, each complete and checked against
 //                      its digest; shared between images, never fetched twice
 //   tmp-*              being unpacked or downloaded (or left by a crash)
@@ -47,6 +51,7 @@
 #include "lib/image/registry_auth.h"
 #include "lib/oci/image_config.h"
 #include "petrel/port.h"
+#include "petrel/runtime.h"
 #include "petrel/runtimes.h"
 #include "petrel/status.h"
 
@@ -60,6 +65,15 @@ struct Image {
   std::string rootfs;  // absolute path of the unpacked, flattened root filesystem;
                        // read-only by convention: containers get their own (PrepareRootfs)
   ImageConfig config;
+};
+
+// An image in the store, as List sees it.
+struct StoredImage {
+  std::string id;                 // "sha256:<hex>"
+  std::vector<std::string> refs;  // the references that name it (canonical for registries)
+  int64_t size_bytes = 0;         // its unpacked root and the blobs its references need
+  int64_t created_ms = 0;         // when it was unpacked (Unix time, ms)
+  int64_t used_ms = 0;            // when a Pull last gave it (Unix time, ms)
 };
 
 struct ImageStoreOptions {
@@ -106,7 +120,48 @@ class ImageStore {
   //                    they would go over plain HTTP to a host that is not loopback
   //   Unavailable      the registry could not be reached, or answered 5xx, 3 times
   //   IOError          the machine failed: path and strerror
-  Result<Image> Pull(const std::string& ref);
+  // `options.policy` (PullPolicy, petrel/runtime.h): IfNotPresent as above; Never gives
+  // only an image the store has for `ref`, else FailedPrecondition "<ref>: not present,
+  // and imagePullPolicy is Never"; Always resolves a registry reference by tag again
+  // (its manifest fetched anew) and pulls what changed (a reference by digest and a
+  // local file are as IfNotPresent). `options.progress` hears the phases "resolving",
+  // "downloading" (registry layers; those already in the store count as done) and
+  // "unpacking", and the bytes in between at most 4 times a second, on this thread and
+  // without the store's lock held.
+  Result<Image> Pull(const std::string& ref, const PullOptions& options = PullOptions());
+
+  // The images unpacked in the store, oldest first.
+  Result<std::vector<StoredImage>> List();
+  // The id of the image that `name` names: a reference it came by (a registry one in any
+  // spelling) or its id. NotFound "<name>: no such image".
+  Result<std::string> Resolve(const std::string& name);
+  // Removes image `id`, forgets every reference to it, and removes the blobs that only
+  // those references needed: the bytes freed. FailedPrecondition while a reference to
+  // it is being pulled. REQUIRES: no container uses the image (the caller checks).
+  Result<int64_t> Remove(const std::string& id);
+  // Removes the blobs no reference needs (left by failed pulls): the bytes freed. Does
+  // nothing while a pull runs (its blobs are not named by a reference yet).
+  Result<int64_t> RemoveUnusedBlobs();
+  // What the store takes on disk: unpacked images and blobs.
+  Result<int64_t> Size();
+  // While the store takes more than `max_bytes`: removes the blobs no reference needs,
+  // then the least recently used images not in `keep`, one by one. Returns the images
+  // removed (size_bytes: what each removal freed) and, in *left, what the store takes
+  // after. REQUIRES: `keep` holds every image a container uses.
+  Result<std::vector<StoredImage>> ShrinkTo(int64_t max_bytes, const std::set<std::string>& keep,
+                                            int64_t* left);
+  // Names image `id` also by registry reference `name` (an image imported from an
+  // archive that carries that name), so that Pull(name) finds it without a registry.
+  // InvalidArgument for a bad reference; NotFound when `id` is not unpacked.
+  Status Tag(const std::string& name, const std::string& id);
+
+  // Imports the archive `path`, an OCI archive or `docker save` output told apart by
+  // its content (index.json or manifest.json), and Tags its (first) image with the names
+  // it carries: docker-archive's RepoTags; an OCI index's annotations
+  // io.containerd.image.name and org.opencontainers.image.ref.name (a bare tag such as
+  // "latest" names nothing). `names` gets the names given, in canonical form.
+  // Errors name `path`; a name that is not a reference is an error too.
+  Result<Image> ImportArchive(const std::string& path, std::vector<std::string>* names);
 
   // How a container's root filesystem was made.
   enum class RootfsKind { kOverlay, kCopy };
@@ -136,10 +191,6 @@ class ImageStore {
   // REQUIRES: the container using `target` is gone.
   Status ReleaseRootfs(const std::string& target, const std::string& scratch_dir);
 
-  // Removes the unpacked images whose id is not in `keep`, and forgets the references
-  // that named them. REQUIRES: no rootfs made from a removed image is still in use.
-  Status GarbageCollect(const std::set<std::string>& keep);
-
   // How many images this object has unpacked (for tests and metrics; cached Pulls and
   // already-unpacked images do not count).
   int64_t unpack_count() const { return unpack_count_.load(); }
@@ -149,15 +200,23 @@ class ImageStore {
     uint64_t dev = 0, ino = 0, size = 0;
     int64_t mtime_ns = 0;
     std::string id;
+    std::vector<std::string> blobs;  // in blobs/, for registry references
   };
 
   explicit ImageStore(const ImageStoreOptions& options) : options_(options) {}
   // The image `ref` when its file is still `file` and it is unpacked; else NotFound.
   // REQUIRES: mu_ held.
   Result<Image> CachedLocked(const std::string& ref, const CachedRef& file);
+  // Unpacked image `id`, from memory when it was loaded before. REQUIRES: mu_ held.
+  Result<Image> LoadedLocked(const std::string& id);
+  std::string BlobPath(const std::string& digest) const;
   // Applies the layers of `plan` into a new image directory.
   Result<Image> Unpack(ImageSource* source, const ImagePlan& plan);
   Result<Image> Load(const std::string& id) const;
+  // What unpacked image `id` takes (cached: an unpacked image never changes).
+  int64_t ImageBytes(const std::string& id);
+  // Marks image `id` as used now (its directory's mtime).
+  void Touch(const std::string& id) const;
   Status SaveRefs() const;
   std::string ImageDir(const std::string& id) const;
 
@@ -167,9 +226,10 @@ class ImageStore {
 
   std::mutex mu_;  // guards everything below
   std::condition_variable pulled_cv_;
-  std::set<std::string> pulling_;          // references a Pull is importing now
-  std::map<std::string, CachedRef> refs_;  // by reference as given to Pull
-  std::map<std::string, Image> loaded_;    // images Load()ed in this process, by id
+  std::set<std::string> pulling_;               // references a Pull is importing now
+  std::map<std::string, CachedRef> refs_;       // by reference as given to Pull
+  std::map<std::string, Image> loaded_;         // images Load()ed in this process, by id
+  std::map<std::string, int64_t> image_bytes_;  // ImageBytes, by id
   int overlay_works_ = -1;  // deferred overlays: -1 not tried yet, 0 refused, 1 mounts
 };
 

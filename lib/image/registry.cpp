@@ -261,12 +261,14 @@ class Source : public ImageSource {
                                            std::to_string(options_.max_blob_bytes) + " bytes");
           }
           hash->Update(data, n);
+          if (options_.on_bytes) options_.on_bytes(digest, size);
           return WriteAll(tmp.fd.get(), std::string_view(data, n), tmp.path);
         },
         [&] {
           // Starts the blob again; should this fail, the digest check will.
           hash = std::make_unique<Sha256>();
           size = 0;
+          if (options_.on_bytes) options_.on_bytes(digest, 0);
           if (ftruncate(tmp.fd.get(), 0) == 0) lseek(tmp.fd.get(), 0, SEEK_SET);
         },
         &r, [&] { return size; });

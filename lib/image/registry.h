@@ -32,6 +32,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -54,6 +55,9 @@ struct RegistryOptions {
   std::optional<RegistryCredential> credential;  // for this registry, if any
   std::string auth_file;  // where credentials are configured, for messages ("" none)
   std::string ca_file;    // a PEM bundle trusted besides the system store, or ""
+  // Hears the download of a (non-manifest) blob: the bytes of `digest` had so far, 0
+  // again when it starts over. Called on the fetching thread. May be empty.
+  std::function<void(const std::string& digest, uint64_t bytes)> on_bytes;
 };
 
 // The registry image `ref`. REQUIRES: a CurlUse alive as long as the source.

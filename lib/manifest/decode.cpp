@@ -214,6 +214,7 @@ class Decoder {
           }
           if (key == "resources") return Resources(value, path, &spec->resources);
           if (key == "restartPolicy") return Policy(value, path, &spec->restart_policy);
+          if (key == "imagePullPolicy") return PullPolicyOf(value, path, &spec->image_pull_policy);
           if (key == "backoff") return BackoffOf(value, path, &spec->backoff);
           if (key == "terminationGracePeriod") {
             return Parsed(value, path, ParseDurationMs, &spec->termination_grace_ms);
@@ -299,6 +300,19 @@ class Decoder {
     if (!policy) {
       return Fail(PositionOf(v), path,
                   Quote(s) + " is not a restart policy (want Always, OnFailure or Never)");
+    }
+    *out = *policy;
+    return std::nullopt;
+  }
+
+  Error PullPolicyOf(const YAML::Node& v, const std::string& path, PullPolicy* out) {
+    std::string s;
+    if (Error e = String(v, path, &s)) return e;
+    if (v.IsNull()) return std::nullopt;
+    std::optional<PullPolicy> policy = ParsePullPolicy(s);
+    if (!policy) {
+      return Fail(PositionOf(v), path,
+                  Quote(s) + " is not an image pull policy (want IfNotPresent, Always or Never)");
     }
     *out = *policy;
     return std::nullopt;

@@ -122,7 +122,8 @@ void RunReplicaJob(ContainerRuntime* runtime, ReplicaJob* job) {
 }
 
 void RunPullJob(ContainerRuntime* runtime, PullJob* job) {
-  job->status = runtime->PullImage(job->request.image, PullOptions());
+  job->status =
+      runtime->PullImage(job->request.image, PullOptions{job->request.policy, job->progress});
 }
 
 TimeMs Executor::Record(const ReplicaJob& job, TimeMs now, ReplicaStatus* st,

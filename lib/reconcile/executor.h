@@ -15,6 +15,7 @@
 #ifndef PETREL_LIB_RECONCILE_EXECUTOR_H_
 #define PETREL_LIB_RECONCILE_EXECUTOR_H_
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -68,6 +69,8 @@ struct PullJob {
   PullRequest request;
   Backoff backoff;  // the first waiting workload's: how long a failure waits
   TimeMs planned_at = 0;
+  // Hears how the pull goes, on the worker (PullOptions::progress). May be empty.
+  std::function<void(const PullProgress&)> progress;
   Status status;  // filled by RunPullJob
 };
 

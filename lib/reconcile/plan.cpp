@@ -61,6 +61,16 @@ bool Better(const ContainerInfo& a, const ContainerInfo* b) {
   return a.id > b->id;
 }
 
+// Which policy a pull shared by workloads of different policies follows: the highest.
+int Strength(PullPolicy policy) {
+  switch (policy) {
+    case PullPolicy::kNever: return 0;
+    case PullPolicy::kIfNotPresent: return 1;
+    case PullPolicy::kAlways: return 2;
+  }
+  return 1;
+}
+
 bool WantsRestart(RestartPolicy policy, int exit_code) {
   return policy == RestartPolicy::kAlways ||
          (policy == RestartPolicy::kOnFailure && exit_code != 0);
@@ -369,10 +379,17 @@ class Planner {
   void Create(const DesiredWorkload& d, int index, std::string why, ReplicaStatus* next,
               bool start = true) {
     const std::string& image = d.spec->image;
+    const PullPolicy policy = d.spec->image_pull_policy;
     auto img = in_.images.find(image);
     next->pid = 0;
     next->next_retry = 0;
-    if (img != in_.images.end() && img->second.ready) {
+    bool ready = img != in_.images.end() && img->second.ready;
+    if (ready && policy == PullPolicy::kAlways) {
+      // Resolved again for this container: by a pull begun since the replica waits.
+      TimeMs waiting_since = next->phase == Phase::kPulling ? next->since : in_.now;
+      ready = img->second.pulled_at >= waiting_since;
+    }
+    if (ready) {
       next->phase = Phase::kCreating;
       next->message = why;
       Action a = MakeAction(Action::Type::kCreate, d.spec->name, index, nullptr, std::move(why));
@@ -391,8 +408,10 @@ class Planner {
     next->message = "waiting for image " + image;
     if (img != in_.images.end() && img->second.pulling) return;
     auto [it, added] = pull_index_.emplace(image, out_.pulls.size());
-    if (added) out_.pulls.push_back(PullRequest{image, {}});
-    std::vector<std::string>& waiting = out_.pulls[it->second].workloads;
+    if (added) out_.pulls.push_back(PullRequest{image, {}, policy});
+    PullRequest& request = out_.pulls[it->second];
+    if (Strength(policy) > Strength(request.policy)) request.policy = policy;
+    std::vector<std::string>& waiting = request.workloads;
     if (waiting.empty() || waiting.back() != d.spec->name) waiting.push_back(d.spec->name);
   }
 

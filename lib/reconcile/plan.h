@@ -53,15 +53,18 @@ int64_t RemoveRetryDelayMs(int failures);
 struct ImageState {
   bool ready = false;     // PullImage succeeded: creates may go
   bool pulling = false;   // a PullImage is running
+  TimeMs pulled_at = 0;   // when the last successful PullImage began (imagePullPolicy Always)
   int failures = 0;       // consecutive failed pulls
   TimeMs next_retry = 0;  // after a failure: no pull before this
   std::string message;    // after a failure: what failed and when the next try is
 };
 
 // An image to make ready, and the workloads waiting for it, in plan order.
+// Its policy is the strongest of theirs (Always, then IfNotPresent, then Never).
 struct PullRequest {
   std::string image;
   std::vector<std::string> workloads;
+  PullPolicy policy = PullPolicy::kIfNotPresent;
 };
 
 struct PlanInput {

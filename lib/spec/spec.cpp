@@ -2,6 +2,7 @@
 #include "petrel/spec.h"
 
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <tuple>
@@ -46,15 +47,15 @@ bool ProbeSpec::operator==(const ProbeSpec& o) const {
 
 bool WorkloadSpec::operator==(const WorkloadSpec& o) const {
   return std::tie(name, labels, replicas, image, command, args, env, working_dir, user,
-                  read_only_rootfs, ports, mounts, resources, restart_policy, backoff,
-                  termination_grace_ms, security_context, liveness_probe, readiness_probe,
+                  read_only_rootfs, ports, mounts, resources, restart_policy, image_pull_policy,
+                  backoff, termination_grace_ms, security_context, liveness_probe, readiness_probe,
                   startup_probe, node_selector, preferred_nodes, exclusive, standby,
                   standby_replicas) ==
          std::tie(o.name, o.labels, o.replicas, o.image, o.command, o.args, o.env, o.working_dir,
                   o.user, o.read_only_rootfs, o.ports, o.mounts, o.resources, o.restart_policy,
-                  o.backoff, o.termination_grace_ms, o.security_context, o.liveness_probe,
-                  o.readiness_probe, o.startup_probe, o.node_selector, o.preferred_nodes,
-                  o.exclusive, o.standby, o.standby_replicas);
+                  o.image_pull_policy, o.backoff, o.termination_grace_ms, o.security_context,
+                  o.liveness_probe, o.readiness_probe, o.startup_probe, o.node_selector,
+                  o.preferred_nodes, o.exclusive, o.standby, o.standby_replicas);
 }
 
 bool ReplicaStatus::operator==(const ReplicaStatus& o) const {
@@ -119,6 +120,26 @@ const char* RestartPolicyName(RestartPolicy policy) {
     case RestartPolicy::kNever: return "Never";
   }
   return "Unknown";
+}
+
+std::optional<PullPolicy> ParsePullPolicy(std::string_view name) {
+  for (PullPolicy p : {PullPolicy::kIfNotPresent, PullPolicy::kAlways, PullPolicy::kNever}) {
+    if (name == PullPolicyName(p)) return p;
+  }
+  return std::nullopt;
+}
+
+std::string FormatPullProgress(const PullProgress& p) {
+  std::string out = p.phase.empty() ? "pulling" : p.phase;
+  if (p.bytes_total <= 0 && p.layers_total <= 0) return out;
+  char mib[64];
+  std::snprintf(mib, sizeof mib, " %.1f of %.1f MiB", p.bytes_done / 1048576.0,
+                p.bytes_total / 1048576.0);
+  out += mib;
+  if (p.layers_total > 0) {
+    out += ", " + std::to_string(p.layers_done) + "/" + std::to_string(p.layers_total) + " layers";
+  }
+  return out;
 }
 
 namespace internal {

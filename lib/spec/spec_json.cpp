@@ -3,7 +3,8 @@
 // The JSON has every field of petrel 0.1, always, under its manifest name with the
 // base unit appended where the manifest takes a quantity ("memoryBytes", "initialMs");
 // a field added since (probes: livenessProbe, readinessProbe, startupProbe; placement:
-// nodeSelector, preferredNodes, exclusive, standby, standbyReplicas; securityContext) is
+// nodeSelector, preferredNodes, exclusive, standby, standbyReplicas; securityContext;
+// imagePullPolicy) is
 // written only when
 // it is not at its default, so the JSON of a spec that leaves
 // it alone keeps its bytes. Keys are sorted (nlohmann's default object is a std::map), numbers are
@@ -311,7 +312,7 @@ Status ReadSpec(const json& j, WorkloadSpec* spec) {
        "readOnlyRootfs", "ports", "mounts", "resources", "restartPolicy", "backoff",
        "terminationGraceMs"},
       {"livenessProbe", "readinessProbe", "startupProbe", "nodeSelector", "preferredNodes",
-       "exclusive", "standby", "standbyReplicas", "securityContext"}));
+       "exclusive", "standby", "standbyReplicas", "securityContext", "imagePullPolicy"}));
   PETREL_RETURN_IF_ERROR(Read(j["name"], "name", &spec->name));
   PETREL_RETURN_IF_ERROR(Read(j["labels"], "labels", &spec->labels));
   PETREL_RETURN_IF_ERROR(Read(j["replicas"], "replicas", &spec->replicas));
@@ -339,6 +340,16 @@ Status ReadSpec(const json& j, WorkloadSpec* spec) {
     return Bad("restartPolicy", internal::Quote(policy) + " is not Always, OnFailure or Never");
   }
   spec->restart_policy = *parsed;
+  if (auto it = j.find("imagePullPolicy"); it != j.end()) {
+    std::string pull;
+    PETREL_RETURN_IF_ERROR(Read(*it, "imagePullPolicy", &pull));
+    std::optional<PullPolicy> pull_policy = ParsePullPolicy(pull);
+    if (!pull_policy) {
+      return Bad("imagePullPolicy",
+                 internal::Quote(pull) + " is not IfNotPresent, Always or Never");
+    }
+    spec->image_pull_policy = *pull_policy;
+  }
 
   const json& b = j["backoff"];
   PETREL_RETURN_IF_ERROR(ExpectObject(b, "backoff", {"initialMs", "maxMs", "resetAfterMs"}));
@@ -369,6 +380,9 @@ std::string SpecToJson(const WorkloadSpec& spec) {
   j["name"] = spec.name;
   j["replicas"] = spec.replicas;
   j["restartPolicy"] = RestartPolicyName(spec.restart_policy);
+  if (spec.image_pull_policy != PullPolicy::kIfNotPresent) {
+    j["imagePullPolicy"] = PullPolicyName(spec.image_pull_policy);
+  }
   j["backoff"] = {{"initialMs", spec.backoff.initial_ms},
                   {"maxMs", spec.backoff.max_ms},
                   {"resetAfterMs", spec.backoff.reset_after_ms}};

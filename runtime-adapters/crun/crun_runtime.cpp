@@ -2,7 +2,8 @@
 //
 // State lives in files, so a restarted petrel adopts what an earlier one started:
 //   <state>/containers/<id>/config.json   the bundle's config; rootfs/ beside it
-//   <state>/containers/<id>/meta.json     name, labels, image, cgroup parent and cgroups,
+//   <state>/containers/<id>/meta.json     name, labels, image (and its id: what keeps the
+//                                         image from removal), cgroup parent and cgroups,
 //                                         created_at, lease;
 //                                         written last: a dir without it is half-made
 //   <state>/containers/<id>/{init.pid, shim.pid, shim.lock, exit, log.*}  (shim.h)
@@ -38,13 +39,17 @@
 #include <cctype>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "lib/image/image_store.h"
 #include "lib/oci/runtime_config.h"
+#include "lib/spec/image_ref.h"
 #include "lib/util/dir_lock.h"
 #include "lib/util/fs.h"
 #include "lib/util/strings.h"
@@ -381,6 +386,11 @@ class CrunRuntime final : public ContainerRuntime {
         exits_socket_(opts_.state_dir + "/exits.sock") {}
 
   ~CrunRuntime() override {
+    {
+      std::lock_guard<std::mutex> lock(preload_mu_);
+      stopping_ = true;
+    }
+    if (preloader_.joinable()) preloader_.join();
     if (wake_.valid()) {
       uint64_t one = 1;
       (void)!write(wake_.get(), &one, sizeof(one));
@@ -423,15 +433,72 @@ class CrunRuntime final : public ContainerRuntime {
     wake_.reset(eventfd(0, EFD_CLOEXEC));
     if (!wake_.valid()) return ErrnoError("eventfd", "", errno);
     watcher_ = std::thread([this] { WatchExits(); });
+    if (!opts_.image_preload_dir.empty()) {
+      preloading_ = true;
+      preloader_ = std::thread([this] { Preload(); });
+    }
     return Status::OK();
   }
 
   std::string Name() const override { return is_runc_ ? "runc" : "crun"; }
 
   // Imports the image into the store; the Create that follows finds it there with one
-  // stat() of the file.
-  Status PullImage(const std::string& image, const PullOptions& /*options*/) override {
-    return images_->Pull(image).status();
+  // stat() of the file. A registry image waits for the preload, which may bring it.
+  Status PullImage(const std::string& image, const PullOptions& options) override {
+    if (!internal::HasPathTransport(image)) {
+      std::unique_lock<std::mutex> lock(preload_mu_);
+      preload_cv_.wait(lock, [&] { return !preloading_; });
+    }
+    PETREL_ASSIGN_OR_RETURN(const internal::Image pulled, images_->Pull(image, options));
+    KeepStoreUnderLimit(pulled.id);
+    return Status::OK();
+  }
+
+  Result<std::vector<ImageInfo>> ListImages() override {
+    std::lock_guard<std::mutex> lock(image_mu_);
+    PETREL_ASSIGN_OR_RETURN(const auto users, ImageUsersLocked());
+    PETREL_ASSIGN_OR_RETURN(const std::vector<internal::StoredImage> stored, images_->List());
+    std::vector<ImageInfo> out;
+    for (const internal::StoredImage& s : stored) {
+      ImageInfo info;
+      info.id = s.id;
+      info.refs = s.refs;
+      info.size_bytes = s.size_bytes;
+      info.created_at = s.created_ms;
+      info.in_use = users.count(s.id) != 0;
+      out.push_back(std::move(info));
+    }
+    return out;
+  }
+
+  Status RemoveImage(const std::string& ref) override {
+    std::lock_guard<std::mutex> lock(image_mu_);
+    PETREL_ASSIGN_OR_RETURN(const std::string id, images_->Resolve(ref));
+    PETREL_ASSIGN_OR_RETURN(const auto users, ImageUsersLocked());
+    auto user = users.find(id);
+    if (user != users.end()) {
+      return Status::FailedPrecondition(ref + ": in use by container " + user->second);
+    }
+    PETREL_ASSIGN_OR_RETURN(const int64_t freed, images_->Remove(id));
+    Log(LogLevel::kInfo,
+        "image " + ref + " (" + id + ") removed, " + std::to_string(freed) + " bytes freed");
+    return Status::OK();
+  }
+
+  Result<PruneResult> PruneImages() override {
+    std::lock_guard<std::mutex> lock(image_mu_);
+    PETREL_ASSIGN_OR_RETURN(const auto users, ImageUsersLocked());
+    PETREL_ASSIGN_OR_RETURN(const std::vector<internal::StoredImage> stored, images_->List());
+    PruneResult result;
+    for (const internal::StoredImage& s : stored) {
+      if (users.count(s.id) != 0) continue;
+      PETREL_ASSIGN_OR_RETURN(const int64_t freed, images_->Remove(s.id));
+      result.removed.push_back(s.id);
+      result.bytes_freed += freed;
+    }
+    PETREL_ASSIGN_OR_RETURN(const int64_t blobs, images_->RemoveUnusedBlobs());
+    result.bytes_freed += blobs;
+    return result;
   }
 
   Result<std::string> Create(const ContainerSpec& spec) override {
@@ -448,6 +515,10 @@ class CrunRuntime final : public ContainerRuntime {
       return ErrnoError(dir, "create", errno);
     }
     Status s = Prepare(spec, dir);
+    {
+      std::lock_guard<std::mutex> lock(image_mu_);
+      creating_.erase(id);  // meta.json names the image now, or there is no container
+    }
     if (!s.ok()) {
       Status cleanup = Destroy(id);
       if (!cleanup.ok())
@@ -830,11 +901,123 @@ class CrunRuntime final : public ContainerRuntime {
     return meta;
   }
 
+  // The image of `spec`, pulled and marked as in use by the container being created
+  // (creating_) until its meta.json names it: a removal in between waits or fails.
+  Result<internal::Image> HoldImage(const ContainerSpec& spec) {
+    for (int attempt = 0;; attempt++) {
+      PETREL_ASSIGN_OR_RETURN(const internal::Image image, images_->Pull(spec.image));
+      std::lock_guard<std::mutex> lock(image_mu_);
+      struct stat st;
+      if (stat(image.rootfs.c_str(), &st) == 0 || attempt > 0) {
+        creating_[spec.name] = image.id;
+        return image;
+      }
+      // Removed between the pull and the lock: pull it again.
+    }
+  }
+
+  // The images containers of this runtime were made from, by id: the name of one
+  // container using each. A record without the image's id (none is written so) counts
+  // by the reference it names. REQUIRES: image_mu_ held.
+  Result<std::map<std::string, std::string>> ImageUsersLocked() {
+    std::map<std::string, std::string> users;
+    for (const auto& [name, id] : creating_) users.emplace(id, name);
+    PETREL_ASSIGN_OR_RETURN(const std::vector<DirEntry> entries, ListDir(containers_));
+    for (const DirEntry& e : entries) {
+      if (!ValidId(e.name)) continue;
+      Result<json> meta = ReadMeta(e.name);
+      if (!meta.ok()) {
+        // Damaged: its image cannot be told, and it cannot start again either.
+        if (!meta.status().IsNotFound()) {
+          Log(LogLevel::kWarn, "images in use: " + meta.status().message());
+        }
+        continue;
+      }
+      const std::string name = meta->value("name", e.name);
+      if (meta->contains("imageId") && (*meta)["imageId"].is_string()) {
+        users.emplace((*meta)["imageId"].get<std::string>(), name);
+      } else if (meta->contains("image") && (*meta)["image"].is_string()) {
+        Result<std::string> id = images_->Resolve((*meta)["image"].get<std::string>());
+        if (id.ok()) users.emplace(*id, name);
+      }
+    }
+    return users;
+  }
+
+  // After a pull: while the store takes more than opts_.image_store_max_bytes, removes
+  // the least recently used image no container uses (never `keep`, just pulled), and
+  // then blobs no image needs. Each removal is logged.
+  void KeepStoreUnderLimit(const std::string& keep) {
+    const int64_t max = opts_.image_store_max_bytes;
+    if (max <= 0) return;
+    std::lock_guard<std::mutex> lock(image_mu_);
+    Result<std::map<std::string, std::string>> users = ImageUsersLocked();
+    if (!users.ok()) {
+      Log(LogLevel::kWarn, "image store limit: " + users.status().message());
+      return;
+    }
+    std::set<std::string> kept = {keep};
+    for (const auto& [id, name] : *users) kept.insert(id);
+    int64_t left = 0;
+    Result<std::vector<internal::StoredImage>> removed = images_->ShrinkTo(max, kept, &left);
+    if (!removed.ok()) {
+      Log(LogLevel::kWarn, "image store limit: " + removed.status().message());
+      return;
+    }
+    for (const internal::StoredImage& s : *removed) {
+      std::string refs;
+      for (const std::string& r : s.refs) refs += (refs.empty() ? "" : ", ") + r;
+      Log(LogLevel::kInfo, "image store above its limit of " + std::to_string(max) +
+                               " bytes: removed the least recently used image " + s.id +
+                               (refs.empty() ? "" : " (" + refs + ")") + ", " +
+                               std::to_string(s.size_bytes) + " bytes freed");
+    }
+    if (left > max) {
+      Log(LogLevel::kWarn, "image store still above its limit (" + std::to_string(left) + " > " +
+                               std::to_string(max) + " bytes): the rest is in use");
+    }
+  }
+
+  // Imports the archives of opts_.image_preload_dir, in name order, each logged; a
+  // registry PullImage waits until it is done.
+  void Preload() {
+    const std::string& dir = opts_.image_preload_dir;
+    Result<std::vector<DirEntry>> entries = ListDir(dir);
+    if (!entries.ok()) Log(LogLevel::kError, "image preload: " + entries.status().message());
+    std::vector<std::string> files;
+    for (const DirEntry& e : entries.ok() ? *entries : std::vector<DirEntry>()) {
+      struct stat st;
+      if (stat((dir + "/" + e.name).c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+        files.push_back(e.name);
+      }
+    }
+    std::sort(files.begin(), files.end());
+    for (const std::string& f : files) {
+      {
+        std::lock_guard<std::mutex> lock(preload_mu_);
+        if (stopping_) break;
+      }
+      std::vector<std::string> names;
+      Result<internal::Image> image = images_->ImportArchive(dir + "/" + f, &names);
+      if (!image.ok()) {
+        Log(LogLevel::kError, "image preload: " + image.status().message());
+        continue;
+      }
+      std::string named;
+      for (const std::string& n : names) named += " " + n;
+      Log(LogLevel::kInfo, "image preload: " + dir + "/" + f + ": " + image->id +
+                               (named.empty() ? " (it carries no name)" : named));
+    }
+    std::lock_guard<std::mutex> lock(preload_mu_);
+    preloading_ = false;
+    preload_cv_.notify_all();
+  }
+
   // The image, the root filesystem, the bundle, then meta.json last; Create
   // undoes all of it with Destroy when a step fails.
   Status Prepare(const ContainerSpec& spec, const std::string& dir) {
     const std::string& id = spec.name;
-    PETREL_ASSIGN_OR_RETURN(const internal::Image image, images_->Pull(spec.image));
+    PETREL_ASSIGN_OR_RETURN(const internal::Image image, HoldImage(spec));
     internal::RuntimeConfigOptions bo;
     bo.rootfs = dir + "/rootfs";
     // The image's user and group files, only when there is a user to resolve.
@@ -1057,6 +1240,14 @@ class CrunRuntime final : public ContainerRuntime {
   const bool is_runc_;
   const CgroupLayout layout_;
   std::unique_ptr<internal::ImageStore> images_;
+  // Held while deciding which images are in use and removing images: image removal
+  // never overlaps the start of a create (creating_).
+  std::mutex image_mu_;
+  std::map<std::string, std::string> creating_;  // image id by the container being created
+  std::mutex preload_mu_;
+  std::condition_variable preload_cv_;
+  bool preloading_ = false, stopping_ = false;
+  std::thread preloader_;
   const std::string containers_, runtime_root_, exec_dir_, exits_socket_;
   std::atomic<uint64_t> exec_count_{0};  // names each Exec's files
   UniqueFd sock_, wake_;

@@ -22,6 +22,8 @@ RuntimeFactory Factory(const std::string& binary) {
     o.clock = config.clock;
     o.port = config.port;
     o.max_layer_bytes = config.max_layer_bytes;
+    o.image_store_max_bytes = config.image_store_max_bytes;
+    o.image_preload_dir = config.image_preload_dir;
     o.cgroup_parent = config.cgroup_parent;
     o.registry = config.registry;
     return NewCrunRuntime(o);

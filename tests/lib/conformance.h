@@ -6,7 +6,8 @@
 // runtime object, removal leaving nothing, bad images and commands, calls that overlap,
 // Exec (exit code and output, its limit, the timeout and what is left after it, a
 // missing binary, containers not running, the container's user and environment, Execs
-// at once and beside a Kill), and the Orchestrator on top. Every target runs every
+// at once and beside a Kill), images (pull policies, list, removal refused while in
+// use, prune), and the Orchestrator on top. Every target runs every
 // case; none is skipped.
 //
 // An adapter's test binary has a main of its own that describes its runtime and hands

@@ -526,6 +526,62 @@ TEST_SUITE("runtime") {
     RemoveAndCheck(rt.get(), state.path(), id);
   }
 
+  TEST_CASE("images: Never, IfNotPresent, list, remove refused while in use, prune") {
+    TempDir state;
+    Result<std::shared_ptr<ContainerRuntime>> made = T().factory(state.path());
+    REQUIRE_MESSAGE(made.ok(), made.status().ToString());
+    ContainerRuntime* rt = made->get();
+    PullOptions never;
+    never.policy = PullPolicy::kNever;
+    CHECK(rt->PullImage(Image(), never).message() ==
+          Image() + ": not present, and imagePullPolicy is Never");
+    CHECK(rt->ListImages()->empty());
+    std::vector<PullProgress> heard;
+    PullOptions options;
+    options.progress = [&](const PullProgress& p) { heard.push_back(p); };
+    REQUIRE(rt->PullImage(Image(), options).ok());
+    CHECK(!heard.empty());
+    heard.clear();
+    REQUIRE(rt->PullImage(Image(), options).ok());  // IfNotPresent: had already
+    CHECK(heard.empty());
+    REQUIRE(rt->PullImage(Image(), never).ok());
+
+    Result<std::vector<ImageInfo>> images = rt->ListImages();
+    REQUIRE_MESSAGE(images.ok(), images.status().ToString());
+    REQUIRE(images->size() == 1);
+    const ImageInfo image = images->at(0);
+    CHECK(image.id.size() == 71);
+    CHECK(image.refs == std::vector<std::string>{Image()});
+    CHECK(image.size_bytes > 0);
+    CHECK(!image.in_use);
+
+    const std::string user = Create(rt, Spec("image-user", {Print("x")}));
+    CHECK(rt->ListImages()->at(0).in_use);
+    const std::string in_use = ": in use by container " + Name("image-user");
+    CHECK(rt->RemoveImage(Image()).message() == Image() + in_use);
+    CHECK(rt->RemoveImage(image.id).message() == image.id + in_use);
+    CHECK(rt->RemoveImage(T().missing_image).code() == Status::Code::kNotFound);
+    Result<PruneResult> pruned = rt->PruneImages();
+    REQUIRE_MESSAGE(pruned.ok(), pruned.status().ToString());
+    CHECK(pruned->removed.empty());
+    RemoveAndCheck(rt, state.path(), user);
+
+    pruned = rt->PruneImages();
+    REQUIRE_MESSAGE(pruned.ok(), pruned.status().ToString());
+    CHECK(pruned->removed == std::vector<std::string>{image.id});
+    CHECK(pruned->bytes_freed > 0);
+    CHECK(rt->ListImages()->empty());
+    CHECK(rt->PullImage(Image(), never).code() == Status::Code::kFailedPrecondition);
+    REQUIRE(rt->PullImage(Image(), PullOptions()).ok());
+    CHECK(rt->RemoveImage(Image()).ok());  // by reference
+    CHECK(rt->ListImages()->empty());
+    // A container made after all that runs from the image pulled again.
+    REQUIRE(rt->PullImage(Image(), PullOptions()).ok());
+    auto [id, code] = RunToEnd(rt, Spec("image-back", {Print("x")}));
+    CHECK(code == 0);
+    RemoveAndCheck(rt, state.path(), id);
+  }
+
   TEST_CASE("a bad command fails Start naming the binary, and the container can be removed") {
     TempDir state;
     auto rt = Open(state.path());

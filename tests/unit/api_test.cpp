@@ -467,6 +467,66 @@ const char kPut[] =
     "\r\n"
     "hello";
 
+TEST_SUITE("api") {
+  TEST_CASE("images: list, pull starts a stream, delete 404 and 409, prune") {
+    Api a;
+    ApiResponse r = a.Call("GET", "/v1/images");
+    CHECK(r.status == 200);
+    CHECK(Body(r) == json{{"items", json::array()}});
+    REQUIRE(a.runtime->PullImage("reg.test/a:1", PullOptions()).ok());
+    r = a.Call("GET", "/v1/images");
+    REQUIRE(Body(r)["items"].size() == 1);
+    const json image = Body(r)["items"][0];
+    CHECK(image["refs"] == json{"reg.test/a:1"});
+    CHECK(image["sizeBytes"].get<int64_t>() > 0);
+    CHECK(image["inUse"] == false);
+    CHECK(image["id"].get<std::string>().rfind("sha256:", 0) == 0);
+
+    r = a.Call("POST", "/v1/images/pull", {}, R"({"image":"reg.test/b:1","policy":"Never"})",
+               "application/json");
+    CHECK(r.status == 200);
+    CHECK(r.content_type == "application/x-ndjson");
+    CHECK(r.stream.kind == ApiStream::Kind::kPull);
+    CHECK(r.stream.image == "reg.test/b:1");
+    CHECK(r.stream.pull_policy == PullPolicy::kNever);
+    const std::pair<std::string, std::string> bad[] = {
+        {R"({"image":"x","policy":"always"})",
+         "policy: \"always\" is not IfNotPresent, Always or Never"},
+        {R"({"image":"x","tag":"1"})", "body: unknown key \"tag\" (known: image, policy)"},
+        {R"({"image":1})", "image: must be a string"},
+        {R"({"policy":"Never"})",
+         "body: expected {\"image\": REF, \"policy\": IfNotPresent|Always|Never}"},
+        {"[]", "body: expected {\"image\": REF, \"policy\": IfNotPresent|Always|Never}"},
+    };
+    for (const auto& [body, error] : bad) {
+      r = a.Call("POST", "/v1/images/pull", {}, body, "application/json");
+      CHECK(r.status == 400);
+      CHECK(ErrorOf(r) == error);
+    }
+    CHECK(a.Call("GET", "/v1/images/pull").status == 405);
+    CHECK(a.Call("PUT", "/v1/images").status == 405);
+
+    r = a.Call("DELETE", "/v1/images/reg.test/nope:1");
+    CHECK(r.status == 404);
+    WorkloadSpec user;
+    user.name = "user";
+    user.image = "reg.test/a:1";
+    user.command = {"/bin/sh", "-c", "sleep 3600"};
+    REQUIRE(a.orch->Apply(user).ok());
+    a.Step();
+    r = a.Call("DELETE", "/v1/images/reg.test/a:1");
+    CHECK(r.status == 409);
+    CHECK(ErrorOf(r) == "reg.test/a:1: in use by container petrel_n1_user_0");
+    REQUIRE(a.runtime->PullImage("reg.test/c:1", PullOptions()).ok());
+    r = a.Call("POST", "/v1/images/prune");
+    CHECK(r.status == 200);
+    CHECK(Body(r)["removed"].size() == 1);
+    CHECK(Body(r)["bytesFreed"].get<int64_t>() > 0);
+    r = a.Call("DELETE", "/v1/images/reg.test/a:1");
+    CHECK(r.status == 409);
+  }
+}
+
 TEST_SUITE("http") {
   TEST_CASE("a request split into single bytes parses like a whole one") {
     for (size_t piece : {size_t{1}, size_t{7}, sizeof(kPut)}) {
@@ -775,6 +835,15 @@ const char* const kClusterPaths[][2] = {
 };
 
 TEST_SUITE("api_cluster") {
+  TEST_CASE("images of an Orchestrator that has none are 501 with its message") {
+    ClusterApi a;  // FakeCluster keeps Orchestrator's defaults for images
+    ApiResponse r = a.Call("GET", "/v1/images");
+    CHECK(r.status == 501);
+    CHECK(ErrorOf(r) == "cannot list images here");
+    CHECK(a.Call("POST", "/v1/images/prune").status == 501);
+    CHECK(a.Call("DELETE", "/v1/images/x").status == 501);
+  }
+
   TEST_CASE("without a cluster every cluster path is a 404 that says how to get one") {
     Api a;
     for (const auto& entry : kClusterPaths) {
@@ -1025,7 +1094,7 @@ TEST_SUITE("api_cluster") {
         {Status::NotFound("x"), 404},         {Status::FailedPrecondition("x"), 409},
         {Status::AlreadyExists("x"), 409},    {Status::Unavailable("no leader"), 503},
         {Status::DeadlineExceeded("x"), 504}, {Status::IOError("x"), 500},
-        {Status::NotSupported("x"), 500},     {Status::Internal("x"), 500},
+        {Status::NotSupported("x"), 501},     {Status::Internal("x"), 500},
     };
     for (const auto& c : cases) {
       const Status& status = c.first;

@@ -819,27 +819,148 @@ TEST_SUITE("image_store") {
     CHECK(Listing(dir.Sub("store")) == std::set<std::string>{"refs.json"});
   }
 
-  TEST_CASE("GarbageCollect removes only the images not kept") {
+  TEST_CASE("List, Resolve and Remove: an image goes with its references, others stay") {
     TempDir dir;
     std::vector<Layer> a = {MakeLayer({File("which", "a")})};
-    std::vector<Layer> b = {MakeLayer({File("which", "b")})};
+    std::vector<Layer> b = {
+        MakeLayer({File("which", "b"), File("big", std::string(1 << 16, 'b'))})};
     fs::create_directories(dir.Sub("a"));
     fs::create_directories(dir.Sub("b"));
     const std::string ref_a = WriteImage(dir.Sub("a"), "oci-archive", a, ConfigJson(a));
     const std::string ref_b = WriteImage(dir.Sub("b"), "oci", b, ConfigJson(b));
     auto store = OpenStore(dir.Sub("store"));
-    Image image_a = MustPull(store.get(), ref_a);
+    std::vector<std::string> phases;
+    PullOptions options;
+    options.progress = [&](const PullProgress& p) { phases.push_back(p.phase); };
+    Image image_a = store->Pull(ref_a, options).value();
+    CHECK(phases == std::vector<std::string>{"resolving", "unpacking"});
     Image image_b = MustPull(store.get(), ref_b);
-    REQUIRE(store->GarbageCollect({image_a.id}).ok());
+    Result<std::vector<StoredImage>> listed = store->List();
+    REQUIRE(listed.ok());
+    REQUIRE(listed->size() == 2);
+    std::map<std::string, StoredImage> by_id;
+    for (const StoredImage& i : *listed) by_id[i.id] = i;
+    CHECK(by_id[image_a.id].refs == std::vector<std::string>{ref_a});
+    CHECK(by_id[image_b.id].size_bytes > by_id[image_a.id].size_bytes);
+    CHECK(by_id[image_b.id].size_bytes >= (1 << 16));
+    CHECK(by_id[image_a.id].created_ms > 0);
+    CHECK(by_id[image_a.id].used_ms >= by_id[image_a.id].created_ms);
+    CHECK(store->Size().value() >= by_id[image_a.id].size_bytes + by_id[image_b.id].size_bytes);
+
+    CHECK(store->Resolve(ref_a).value() == image_a.id);
+    CHECK(store->Resolve(image_b.id).value() == image_b.id);
+    CHECK(store->Resolve("oci:/nope").status().message() == "oci:/nope: no such image");
+
+    Result<int64_t> freed = store->Remove(image_b.id);
+    REQUIRE(freed.ok());
+    CHECK(*freed >= (1 << 16));
     CHECK(Exists(image_a.rootfs));
     CHECK(!Exists(image_b.rootfs));
     CHECK(Listing(dir.Sub("store")) == std::set<std::string>{"refs.json", image_a.id.substr(7)});
-    MustPull(store.get(), ref_a);
-    CHECK(store->unpack_count() == 2);
+    CHECK(store->Resolve(ref_b).status().IsNotFound());
+    // Never: only what the store has, also when the file has changed or gone.
+    PullOptions never;
+    never.policy = PullPolicy::kNever;
+    CHECK(store->Pull(ref_b, never).status().message() ==
+          ref_b + ": not present, and imagePullPolicy is Never");
+    fs::remove_all(dir.Sub("a"));
+    CHECK(store->Pull(ref_a, never).value().id == image_a.id);
     CHECK(ReadFile(MustPull(store.get(), ref_b).rootfs + "/which") == "b");
     CHECK(store->unpack_count() == 3);
-    REQUIRE(store->GarbageCollect({}).ok());
-    CHECK(Listing(dir.Sub("store")) == std::set<std::string>{"refs.json"});
+    // Forgotten after a restart too.
+    REQUIRE(store->Remove(image_a.id).ok());
+    store = OpenStore(dir.Sub("store"));
+    CHECK(store->Pull(ref_a, never).status().code() == Status::Code::kFailedPrecondition);
+    CHECK(store->List()->size() == 1);
+  }
+
+  TEST_CASE("ShrinkTo removes the least recently used images first, never those kept") {
+    TempDir dir;
+    std::map<std::string, std::string> refs;
+    for (const std::string name : {"a", "b", "c"}) {
+      std::vector<Layer> l = {
+          MakeLayer({File("which", name), File("pad", std::string(1 << 15, 'p'))})};
+      fs::create_directories(dir.Sub(name));
+      refs[name] = WriteImage(dir.Sub(name), "oci-archive", l, ConfigJson(l));
+    }
+    auto store = OpenStore(dir.Sub("store"));
+    std::map<std::string, std::string> ids;
+    for (const std::string name : {"a", "b", "c"}) {
+      ids[name] = MustPull(store.get(), refs[name]).id;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // distinct mtimes
+    }
+    MustPull(store.get(), refs["b"]);  // b is now the most recently used
+    const int64_t size = store->Size().value();
+    int64_t left = 0;
+    CHECK(store->ShrinkTo(size, {}, &left).value().empty());
+    CHECK(left == size);
+    // Above the limit by a byte: the least recently used one goes, a.
+    std::vector<StoredImage> removed = store->ShrinkTo(size - 1, {}, &left).value();
+    REQUIRE(removed.size() == 1);
+    CHECK(removed[0].id == ids["a"]);
+    CHECK(removed[0].refs == std::vector<std::string>{refs["a"]});
+    CHECK(left == size - removed[0].size_bytes);
+    CHECK(store->Size().value() == left);
+    // Nothing allowed: all but the kept one go, c before b.
+    removed = store->ShrinkTo(0, {ids["b"]}, &left).value();
+    REQUIRE(removed.size() == 1);
+    CHECK(removed[0].id == ids["c"]);
+    CHECK(left > 0);
+    REQUIRE(store->List()->size() == 1);
+    CHECK(store->List()->at(0).id == ids["b"]);
+  }
+
+  TEST_CASE("Tag names an unpacked image by a registry reference that Pull then finds") {
+    TempDir dir;
+    std::vector<Layer> a = {MakeLayer({File("which", "a")})};
+    const std::string ref = WriteImage(dir.path(), "docker-archive", a, ConfigJson(a));
+    {
+      auto store = OpenStore(dir.Sub("store"));
+      Image image = MustPull(store.get(), ref);
+      CHECK(store->Tag("Busybox", image.id).IsInvalidArgument());
+      CHECK(store->Tag("busybox:1.36", "sha256:" + std::string(64, 'a')).IsNotFound());
+      REQUIRE(store->Tag("busybox:1.36", image.id).ok());
+      CHECK(store->Resolve("docker.io/library/busybox:1.36").value() == image.id);
+    }
+    auto store = OpenStore(dir.Sub("store"));  // from refs.json
+    // Found without a registry: a pull from docker.io would fail here.
+    CHECK(ReadFile(MustPull(store.get(), "busybox:1.36").rootfs + "/which") == "a");
+    CHECK(store->unpack_count() == 0);
+    Result<std::vector<StoredImage>> listed = store->List();
+    REQUIRE(listed->size() == 1);
+    CHECK(listed->at(0).refs.size() == 2);
+  }
+
+  TEST_CASE("ImportArchive tells the formats apart by content and names what they carry") {
+    TempDir dir;
+    std::vector<Layer> a = {MakeLayer({File("which", "a")})};
+    std::vector<Layer> b = {MakeLayer({File("which", "b")})};
+    WriteTar(DockerLayout(a, ConfigJson(a)), dir.Sub("docker.bin"));  // RepoTags test:latest
+    WriteTar(OciLayout(b, ConfigJson(b), "ghcr.io/org/b:2"), dir.Sub("oci.bin"));
+    WriteTar(OciLayout(b, ConfigJson(b), "latest"), dir.Sub("bare-tag.bin"));
+    WriteTar(OciLayout(b, ConfigJson(b), "Org/App:1"), dir.Sub("bad-name.bin"));
+    WriteFile(dir.Sub("junk.bin"), MakeTar({File("x", "y")}));
+    auto store = OpenStore(dir.Sub("store"));
+    std::vector<std::string> names;
+    Image image_a = store->ImportArchive(dir.Sub("docker.bin"), &names).value();
+    CHECK(names == std::vector<std::string>{"docker.io/library/test:latest"});
+    names.clear();
+    Image image_b = store->ImportArchive(dir.Sub("oci.bin"), &names).value();
+    CHECK(names == std::vector<std::string>{"ghcr.io/org/b:2"});
+    names.clear();
+    CHECK(store->ImportArchive(dir.Sub("bare-tag.bin"), &names).ok());
+    CHECK(names.empty());
+    Status bad = store->ImportArchive(dir.Sub("bad-name.bin"), &names).status();
+    CHECK(bad.IsInvalidArgument());
+    CHECK(bad.message().find(dir.Sub("bad-name.bin")) != std::string::npos);
+    CHECK(store->ImportArchive(dir.Sub("junk.bin"), &names).status().message() ==
+          dir.Sub("junk.bin") +
+              ": neither an OCI archive (no index.json) nor `docker save` output (no "
+              "manifest.json)");
+    CHECK(ReadFile(MustPull(store.get(), "test").rootfs + "/which") == "a");
+    CHECK(MustPull(store.get(), "ghcr.io/org/b:2").id == image_b.id);
+    CHECK(store->unpack_count() == 2);
+    CHECK(image_a.id != image_b.id);
   }
 
   TEST_CASE("PrepareRootfs: containers write to their own root filesystems") {

@@ -57,6 +57,7 @@ spec:
   mounts: [{type: tmpfs, target: /tmp, size: 16Mi}, {type: bind, source: /host, target: /c, readOnly: true}]
   resources: {memory: 64Mi, cpu: 500m, pids: 64}
   restartPolicy: OnFailure
+  imagePullPolicy: Always
   backoff: {initial: 1s, max: 5m, resetAfter: 10m}
   workingDir: /srv
   user: 1000:1000
@@ -71,6 +72,7 @@ spec:
     CHECK(s.labels == std::map<std::string, std::string>{{"app", "web"}});
     CHECK(s.replicas == 2);
     CHECK(s.image == "oci-archive:/opt/images/busybox.tar");
+    CHECK(s.image_pull_policy == PullPolicy::kAlways);
     CHECK(s.command == std::vector<std::string>{"/bin/sh", "-c"});
     CHECK(s.args == std::vector<std::string>{"echo hi; sleep 3600"});
     CHECK(s.env ==
@@ -136,6 +138,9 @@ spec:
         {With("  restartPolicy: Sometimes\n"),
          "m.yaml:7:18: spec.restartPolicy: \"Sometimes\" is not a restart policy (want Always, "
          "OnFailure or Never)"},
+        {With("  imagePullPolicy: Sometimes\n"),
+         "m.yaml:7:20: spec.imagePullPolicy: \"Sometimes\" is not an image pull policy (want "
+         "IfNotPresent, Always or Never)"},
         {With("  mounts: [{type: volume, target: /x}]\n"),
          "m.yaml:7:19: spec.mounts[0].type: \"volume\" is not a mount type (want bind or tmpfs)"},
         // Quantities and durations.

@@ -778,6 +778,153 @@ TEST_SUITE("orchestrator") {
   }
 }
 
+// A FakeRuntime whose pulls report progress half way and then call `during` (the
+// replica is then Pulling, its pull in flight) before the fake's own pull.
+class HalfwayRuntime final : public ContainerRuntime {
+ public:
+  explicit HalfwayRuntime(std::shared_ptr<FakeRuntime> fake) : fake_(std::move(fake)) {}
+  std::function<void()> during;
+
+  std::string Name() const override { return fake_->Name(); }
+  Status PullImage(const std::string& image, const PullOptions& options) override {
+    if (options.progress) {
+      PullProgress p;
+      p.phase = "downloading";
+      p.bytes_done = 12 * 1048576 + 314573;
+      p.bytes_total = 45 * 1048576 + 629146;
+      p.layers_done = 2;
+      p.layers_total = 5;
+      options.progress(p);
+    }
+    if (during) during();
+    return fake_->PullImage(image, options);
+  }
+  Result<std::string> Create(const ContainerSpec& spec) override { return fake_->Create(spec); }
+  Status Start(const std::string& id) override { return fake_->Start(id); }
+  Status Kill(const std::string& id, int signal) override { return fake_->Kill(id, signal); }
+  Status Remove(const std::string& id) override { return fake_->Remove(id); }
+  Result<std::vector<ContainerInfo>> List(
+      const std::map<std::string, std::string>& labels) override {
+    return fake_->List(labels);
+  }
+  Result<ContainerInfo> Inspect(const std::string& id) override { return fake_->Inspect(id); }
+  Result<LogChunk> Logs(const std::string& id, const LogOptions& options) override {
+    return fake_->Logs(id, options);
+  }
+  void SetExitHandler(ExitHandler handler) override { fake_->SetExitHandler(std::move(handler)); }
+
+ private:
+  std::shared_ptr<FakeRuntime> fake_;
+};
+
+TEST_SUITE("orchestrator") {
+  TEST_CASE("imagePullPolicy IfNotPresent, the default, pulls once: a restart uses the image had") {
+    Node n;
+    REQUIRE(n.orch->Apply(Web()).ok());
+    n.Step();
+    REQUIRE(n.Running().size() == 1);
+    REQUIRE(n.runtime->Exit(n.Running().front().id, 1).ok());
+    n.Step();
+    n.clock->Advance(1000);
+    n.Step();
+    CHECK(n.Running().size() == 1);
+    CHECK(n.Replica("web", 0).restarts == 1);
+    CHECK(n.runtime->Calls(FakeRuntime::Op::kPull) == 1);
+  }
+
+  TEST_CASE("imagePullPolicy Always pulls before each container create, a restart included") {
+    Node n;
+    WorkloadSpec web = Web(2);
+    web.image_pull_policy = PullPolicy::kAlways;
+    REQUIRE(n.orch->Apply(web).ok());
+    n.Step();
+    REQUIRE(n.Running().size() == 2);
+    CHECK(n.runtime->Calls(FakeRuntime::Op::kPull) == 1);  // one pull for both creates
+    // Running containers stay as they are, however long they run.
+    for (int i = 0; i < 3; i++) {
+      n.clock->Advance(60000);
+      n.Step();
+    }
+    CHECK(n.runtime->Calls(FakeRuntime::Op::kPull) == 1);
+    CHECK(n.runtime->Calls(FakeRuntime::Op::kCreate) == 2);
+
+    // A crash: the replica's next container waits for a pull of its own.
+    REQUIRE(n.runtime->Exit(n.Running().front().id, 1).ok());
+    n.Step();  // BackOff
+    n.clock->Advance(1000);
+    n.Step();
+    CHECK(n.runtime->Calls(FakeRuntime::Op::kPull) == 2);
+    CHECK(n.runtime->Calls(FakeRuntime::Op::kCreate) == 3);
+    CHECK(n.Running().size() == 2);
+    std::vector<std::string> pulled = n.runtime->Pulled();
+    CHECK(pulled == std::vector<std::string>{web.image, web.image});
+
+    // Changing the policy is no change of the template: no container is replaced.
+    web.image_pull_policy = PullPolicy::kIfNotPresent;
+    REQUIRE(n.orch->Apply(web).ok());
+    n.Step();
+    CHECK(n.runtime->Calls(FakeRuntime::Op::kCreate) == 3);
+    CHECK(n.Running().size() == 2);
+  }
+
+  TEST_CASE("imagePullPolicy Never: a missing image is the image's error, with its back-off") {
+    Node n;
+    WorkloadSpec web = Web();
+    web.image_pull_policy = PullPolicy::kNever;
+    REQUIRE(n.orch->Apply(web).ok());
+    n.Step();
+    ReplicaStatus r = n.Replica("web", 0);
+    CHECK(r.phase == Phase::kPulling);
+    CHECK(r.message ==
+          "image " + web.image + ": not present, and imagePullPolicy is Never; retry in 1s");
+    CHECK(n.runtime->Calls(FakeRuntime::Op::kCreate) == 0);
+    CHECK(n.runtime->Pulled().empty());
+    n.clock->Advance(1000);
+    n.Step();
+    CHECK(n.Replica("web", 0).message.find("retry in 2s") != std::string::npos);
+
+    // Once someone puts the image there, the replica runs without pulling it.
+    REQUIRE(n.runtime->PullImage(web.image, PullOptions()).ok());
+    n.clock->Advance(2000);
+    n.Step();
+    CHECK(n.Running().size() == 1);
+    CHECK(n.Replica("web", 0).phase == Phase::kRunning);
+  }
+
+  TEST_CASE("a replica in Pulling shows its pull's progress, kept in memory only") {
+    TempDir dir;
+    auto clock = std::make_shared<testing::FakeClock>();
+    auto fake = std::make_shared<FakeRuntime>(clock);
+    auto runtime = std::make_shared<HalfwayRuntime>(fake);
+    std::unique_ptr<Orchestrator> orch = OpenOrDie(TestOptions(dir, runtime, clock));
+    const std::string image = Web().image;
+    std::optional<ReplicaStatus> seen;
+    runtime->during = [&] {
+      Result<WorkloadState> w = orch->Get("web");
+      if (w.ok() && !w->replicas.empty()) seen = w->replicas[0];
+    };
+    REQUIRE(orch->Apply(Web()).ok());
+    REQUIRE(orch->Step().ok());
+    REQUIRE(seen.has_value());
+    CHECK(seen->phase == Phase::kPulling);
+    CHECK(seen->message == "pulling " + image + ": downloading 12.3 of 45.6 MiB, 2/5 layers");
+    REQUIRE(seen->pull.has_value());
+    CHECK(seen->pull->bytes_total == 45 * 1048576 + 629146);
+    CHECK(seen->pull->layers_done == 2);
+    // Once pulled, the progress is gone; the stored status never had it.
+    Result<WorkloadState> w = orch->Get("web");
+    REQUIRE(w.ok());
+    CHECK(w->replicas[0].phase == Phase::kRunning);
+    CHECK(!w->replicas[0].pull.has_value());
+    orch.reset();
+    orch = OpenOrDie(TestOptions(dir, runtime, clock));
+    runtime->during = nullptr;
+    w = orch->Get("web");
+    REQUIRE(w.ok());
+    CHECK(w->replicas[0].message.find("pulling") == std::string::npos);
+  }
+}
+
 // --- Start() mode: runtime calls on worker threads, the loop free meanwhile ---
 
 // Counts the events of each type, for tests whose loop runs on another thread.

@@ -493,5 +493,45 @@ TEST_CASE("petrelctl: flags as kubectl reads them") {
   CHECK(ParseFlags({"--follow=yes"}, defs).status().message() == "flag --follow takes no value");
 }
 
+TEST_CASE("petrelctl: get images rows, sizes and pull lines") {
+  CHECK(HumanBytes(512) == "512B");
+  CHECK(HumanBytes(1048576) == "1.0MiB");
+  CHECK(HumanBytes(1288490) == "1.2MiB");
+  CHECK(HumanBytes(int64_t{3} << 30) == "3.0GiB");
+
+  auto images = DecodeImageList(ParseJson(R"({"items":[{"id":"sha256:3f57d9401f8d42f9",
+      "refs":["a:1","b:2"],"sizeBytes":4500000,"createdAt":1000,"inUse":true}]})")
+                                    .value());
+  REQUIRE(images.ok());
+  REQUIRE(images->size() == 1);
+  CHECK(ImageRow((*images)[0], 13000) ==
+        std::vector<std::string>{"3f57d9401f8d", "a:1,b:2", "4.3MiB", "12s", "yes"});
+  CHECK(DecodeImageList(ParseJson(R"({"items":[{"id":"x","refs":"a"}]})").value())
+            .status()
+            .message() == "items[0].sizeBytes: is missing");
+
+  petrel::PullProgress p;
+  petrel::Status result;
+  auto line = DecodePullLine(ParseJson(R"({"progress":{"phase":"downloading","bytesDone":1048576,
+      "bytesTotal":4194304,"layersDone":1,"layersTotal":2}})")
+                                 .value(),
+                             &p, &result);
+  REQUIRE(line.ok());
+  CHECK(*line);
+  CHECK(PullProgressText(p, 0, 0) == "downloading 1.0 of 4.0 MiB, 1/2 layers");
+  CHECK(PullProgressText(p, 1048576, 8) ==
+        "[##......] downloading 1.0 of 4.0 MiB, 1/2 layers, 1.0MiB/s, ETA 3s");
+  line = DecodePullLine(ParseJson(R"({"image":"a","pulled":true})").value(), &p, &result);
+  REQUIRE(line.ok());
+  CHECK(!*line);
+  CHECK(result.ok());
+  line = DecodePullLine(ParseJson(R"({"image":"a","error":"a: no","status":409})").value(), &p,
+                        &result);
+  REQUIRE(line.ok());
+  CHECK(result.code() == petrel::Status::Code::kFailedPrecondition);
+  CHECK(result.message() == "a: no");
+  CHECK(!DecodePullLine(ParseJson(R"({"image":"a"})").value(), &p, &result).ok());
+}
+
 }  // namespace
 }  // namespace petrelctl

@@ -266,6 +266,7 @@ TEST_SUITE("spec") {
         [](WorkloadSpec& s) { s.mounts[1].type = MountSpec::Type::kTmpfs; },
         [](WorkloadSpec& s) { s.resources.pids = 1; },
         [](WorkloadSpec& s) { s.restart_policy = RestartPolicy::kNever; },
+        [](WorkloadSpec& s) { s.image_pull_policy = PullPolicy::kAlways; },
         [](WorkloadSpec& s) { s.backoff.reset_after_ms = 1; },
         [](WorkloadSpec& s) { s.termination_grace_ms = 1; },
         [](WorkloadSpec& s) { s.node_selector["zone"] = "north"; },
@@ -687,6 +688,40 @@ TEST_SUITE("spec") {
 
   // Issue 9: securityContext, like the placement fields, is in the JSON and the hash
   // only when set, so a container made by an older petrel is not replaced on upgrade.
+  TEST_CASE("imagePullPolicy: left out at its default, kept in the JSON, not in TemplateHash") {
+    WorkloadSpec full = FullSpec();
+    CHECK(SpecToJson(full).find("imagePullPolicy") == std::string::npos);
+    for (PullPolicy p : {PullPolicy::kAlways, PullPolicy::kNever}) {
+      WorkloadSpec s = full;
+      s.image_pull_policy = p;
+      const std::string json = SpecToJson(s);
+      CHECK(json.find(std::string("\"imagePullPolicy\":\"") + PullPolicyName(p) + "\"") !=
+            std::string::npos);
+      CHECK(TemplateHash(s) == TemplateHash(full));  // changing it replaces no container
+      Result<WorkloadSpec> back = SpecFromJson(json);
+      REQUIRE_MESSAGE(back.ok(), back.status().message());
+      CHECK(*back == s);
+    }
+    std::string bad = SpecToJson(full);
+    bad.insert(1, "\"imagePullPolicy\":\"Sometimes\",");
+    CHECK(SpecFromJson(bad).status().message() ==
+          "spec JSON: imagePullPolicy: \"Sometimes\" is not IfNotPresent, Always or Never");
+    CHECK(ParsePullPolicy("IfNotPresent") == PullPolicy::kIfNotPresent);
+    CHECK(!ParsePullPolicy("always"));
+  }
+
+  TEST_CASE("FormatPullProgress: sizes in MiB and layers once known") {
+    PullProgress p;
+    p.phase = "resolving";
+    CHECK(FormatPullProgress(p) == "resolving");
+    p.phase = "downloading";
+    p.bytes_done = 12 * 1048576 + 314573;
+    p.bytes_total = 45 * 1048576 + 629146;
+    p.layers_done = 2;
+    p.layers_total = 5;
+    CHECK(FormatPullProgress(p) == "downloading 12.3 of 45.6 MiB, 2/5 layers");
+  }
+
   TEST_CASE("securityContext at its default leaves the JSON and TemplateHash as they were") {
     WorkloadSpec full = FullSpec();
     full.security_context = SecurityContext{};

@@ -44,6 +44,14 @@ struct CrunOptions {
   bool copy_rootfs = false;
   // An image layer that decompresses to more than this many bytes is refused.
   uint64_t max_layer_bytes = uint64_t{4} << 30;
+  // Above 0: after a pull, while the image store (unpacked images and blobs) takes more
+  // than this, the least recently used images no container uses are removed (logged).
+  int64_t image_store_max_bytes = 0;
+  // Not empty: the archives in this directory (oci-archive or docker-archive) are
+  // imported in the background when the runtime starts and named by the names they
+  // carry, so a registry image of that name is not pulled (a registry PullImage waits
+  // for the preload).
+  std::string image_preload_dir;
   // Defaults to StderrLogSink().
   LogSink log_sink;
   // Times recorded in the containers' files. Defaults to SystemClock().
