@@ -620,6 +620,12 @@ Result<int64_t> ImageStore::RemoveUnusedBlobs() {
     const int64_t bytes = FileBytes(BlobPath(digest));
     if (unlink(BlobPath(digest).c_str()) == 0) freed += bytes;
   }
+  const std::string partial = options_.dir + "/partial/sha256";
+  Result<std::vector<DirEntry>> partials = ListDir(partial);
+  for (const DirEntry& e : partials.ok() ? *partials : std::vector<DirEntry>()) {
+    const int64_t bytes = FileBytes(partial + "/" + e.name);
+    if (unlink((partial + "/" + e.name).c_str()) == 0) freed += bytes;
+  }
   return freed;
 }
 

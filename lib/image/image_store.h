@@ -29,6 +29,8 @@
 //                      images go first when the store is over its size limit)
 //   blobs/sha256/<hex> blobs pulled from registries, each complete and checked against
 //                      its digest; shared between images, never fetched twice
+//   partial/sha256/<hex> a blob being downloaded, or left so by a broken link or a
+//                      crash: the next pull goes on from its end (registry.h)
 //   tmp-*              being unpacked or downloaded (or left by a crash)
 //
 // Thread-safety: every method may be called from any thread, at the same time. Pulls
@@ -139,8 +141,9 @@ class ImageStore {
   // those references needed: the bytes freed. FailedPrecondition while a reference to
   // it is being pulled. REQUIRES: no container uses the image (the caller checks).
   Result<int64_t> Remove(const std::string& id);
-  // Removes the blobs no reference needs (left by failed pulls): the bytes freed. Does
-  // nothing while a pull runs (its blobs are not named by a reference yet).
+  // Removes the blobs no reference needs (left by failed pulls), and partial downloads:
+  // the bytes freed. Does nothing while a pull runs (its blobs are not named by a
+  // reference yet).
   Result<int64_t> RemoveUnusedBlobs();
   // What the store takes on disk: unpacked images and blobs.
   Result<int64_t> Size();

@@ -1,6 +1,7 @@
 #include "lib/image/registry.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -234,6 +235,11 @@ class Source : public ImageSource {
     return Commit(&tmp, digest, s);
   }
 
+  struct TempFile {
+    std::string path;
+    UniqueFd fd;
+  };
+
   // Makes blob `digest` present in the cache.
   Status Fetch(const std::string& digest) {
     if (Exists(digest)) return Status::OK();
@@ -247,9 +253,14 @@ class Source : public ImageSource {
       }
       return KeepManifest(digest, body, content_type);
     }
-    PETREL_ASSIGN_OR_RETURN(TempFile tmp, MakeTemp());
+    PETREL_ASSIGN_OR_RETURN(TempFile tmp, OpenPartial(digest));
+    if (Exists(digest)) return Status::OK();  // another pull finished it meanwhile
     auto hash = std::make_unique<Sha256>();
     uint64_t size = 0;
+    // What an earlier pull (or process) kept of this blob is hashed again and the rest
+    // asked for; should it be damaged, the download starts over once.
+    PETREL_RETURN_IF_ERROR(HashKept(&tmp, hash.get(), &size));
+    const bool resumed = size > 0;
     Response r;
     // No `what`: the callers name the blob ("layer sha256:..", "config sha256:..").
     Status s = GetWithRetries(
@@ -278,13 +289,49 @@ class Source : public ImageSource {
         s = Status::InvalidArgument("digest mismatch: the registry sent " + got + " (discarded)");
       }
     }
+    if (!s.ok() && resumed && s.code() != Status::Code::kUnavailable) {
+      tmp.fd.reset();  // the kept part was bad (or whole: 416): once more from the start
+      unlink(tmp.path.c_str());
+      return Fetch(digest);
+    }
     return Commit(&tmp, digest, s);
   }
 
-  struct TempFile {
-    std::string path;
-    UniqueFd fd;
-  };
+  // The partial download of blob `digest`, <store>/partial/sha256/<hex>, opened for
+  // appending and locked (flock) against another pull of the same blob, which waits.
+  Result<TempFile> OpenPartial(const std::string& digest) {
+    const std::string dir = options_.store_dir + "/partial/sha256";
+    PETREL_RETURN_IF_ERROR(MakeDirs(blob_dir_, 0700));
+    PETREL_RETURN_IF_ERROR(MakeDirs(dir, 0700));
+    for (;;) {
+      TempFile t;
+      t.path = dir + "/" + digest.substr(7);
+      t.fd = UniqueFd(open(t.path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+      if (!t.fd.valid()) return ErrnoError(t.path, "open", errno);
+      if (flock(t.fd.get(), LOCK_EX) != 0) return ErrnoError(t.path, "flock", errno);
+      // The holder before may have renamed or removed it: lock the file the path names.
+      struct stat held, named;
+      if (fstat(t.fd.get(), &held) == 0 && stat(t.path.c_str(), &named) == 0 &&
+          held.st_ino == named.st_ino && held.st_dev == named.st_dev) {
+        return t;
+      }
+      if (Exists(digest)) return t;  // renamed into the cache: the caller sees it there
+    }
+  }
+
+  // Hashes what `tmp` holds into `hash` and *size, leaving the file position at its end.
+  Status HashKept(TempFile* tmp, Sha256* hash, uint64_t* size) {
+    std::string buf(kBufferSize, '\0');
+    for (;;) {
+      ssize_t n = read(tmp->fd.get(), buf.data(), buf.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return ErrnoError(tmp->path, "read", errno);
+      if (n == 0) break;
+      hash->Update(buf.data(), static_cast<size_t>(n));
+      *size += static_cast<uint64_t>(n);
+    }
+    return Status::OK();
+  }
 
   Result<TempFile> MakeTemp() {
     PETREL_RETURN_IF_ERROR(MakeDirs(blob_dir_, 0700));
@@ -296,15 +343,16 @@ class Source : public ImageSource {
   }
 
   // Renames the temp file to blob `digest` when `s` is OK (after fsync, so a power cut
-  // never leaves a cached blob with other content); removes it otherwise.
+  // never leaves a cached blob with other content); removes it otherwise, except a
+  // partial download the link broke (Unavailable), which the next pull goes on with.
   Status Commit(TempFile* tmp, const std::string& digest, Status s) {
     if (s.ok() && fsync(tmp->fd.get()) != 0) s = ErrnoError(tmp->path, "fsync", errno);
-    tmp->fd.reset();
     const std::string path = blob_dir_ + "/" + digest.substr(7);
     if (s.ok() && rename(tmp->path.c_str(), path.c_str()) != 0) {
       s = ErrnoError(path, "rename", errno);
     }
-    if (!s.ok()) unlink(tmp->path.c_str());
+    if (!s.ok() && s.code() != Status::Code::kUnavailable) unlink(tmp->path.c_str());
+    tmp->fd.reset();  // after the rename or unlink: the lock covers them
     return s;
   }
 
@@ -323,9 +371,9 @@ class Source : public ImageSource {
                         const std::function<uint64_t()>& kept = nullptr) {
     Status s;
     for (int attempt = 0; attempt < std::max(1, options_.attempts); attempt++) {
-      uint64_t from = 0;
+      // What the sink kept, also from an earlier pull, is asked for no more.
+      const uint64_t from = kept ? kept() : 0;
       if (attempt > 0) {
-        from = kept ? kept() : 0;
         if (from == 0) restart();
         std::this_thread::sleep_for(std::chrono::seconds(1 << (attempt - 1)));
       }

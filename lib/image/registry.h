@@ -7,10 +7,10 @@
 // served from the store's blob cache, <store>/blobs/sha256/<hex>, and fetched into it
 // first when missing: manifests (the one named and those an index or manifest list
 // names) from /v2/<repo>/manifests/, all else from /v2/<repo>/blobs/. A blob is
-// downloaded into <store>/tmp-blob-* (which ImageStore::Open removes), hashed as it
-// arrives, and renamed into the cache only when its digest is the one asked for; a
-// mismatch deletes it and fails naming the blob. A blob in the cache is never fetched
-// again, whichever image needs it.
+// downloaded into <store>/partial/sha256/<hex> (a manifest into <store>/tmp-blob-*,
+// which ImageStore::Open removes), hashed as it arrives, and renamed into the cache
+// only when its digest is the one asked for; a mismatch deletes it and fails naming
+// the blob. A blob in the cache is never fetched again, whichever image needs it.
 //
 // Transport: HTTPS with the system CA store (and options.ca_file); plain HTTP only for
 // loopback registries (localhost, 127.0.0.0/8) and those listed as insecure.
@@ -23,10 +23,14 @@
 // Every connection has
 // a connect deadline and a low-speed limit; a manifest may be at most kMaxManifestSize
 // bytes and a blob at most max_blob_bytes. A blob whose download broke off is asked for
-// again from where it stopped (HTTP Range) on the next attempt.
+// again from where it stopped (HTTP Range) on the next attempt, and by the next pull
+// (also after a kill -9 or a power cut): the partial file stays until the blob is whole,
+// its bytes are hashed again, and the whole is still checked against the digest (a
+// damaged partial file costs one download from the start).
 //
 // Thread-safety: a source belongs to one owner; sources of the same store may fetch at
-// the same time (each download has its own temp file, the rename is atomic).
+// the same time (a blob's partial file is locked: a second download of it waits, then
+// finds it in the cache; the rename is atomic).
 #ifndef PETREL_LIB_IMAGE_REGISTRY_H_
 #define PETREL_LIB_IMAGE_REGISTRY_H_
 

@@ -8,7 +8,7 @@
 #  - a layer whose bytes in the registry were tampered with fails the pull with a
 #    digest error naming the blob, and nothing of it is kept in the store;
 #  - kill -9 of petreld in the middle of a pull leaves no image that is used; the next
-#    petreld removes the partial download and completes the pull;
+#    petreld completes the pull from the partial download it left;
 #  - a blob whose connection a proxy cuts is completed with HTTP Range requests;
 #  - a registry behind token auth (auth: token, a token server of the test's own) is
 #    pulled from with an anonymous Bearer token.
@@ -208,7 +208,7 @@ apply big "$registry/big:1"
 partial_seen() {
   local end=$((SECONDS + 60)) f
   while [ $SECONDS -lt $end ]; do
-    for f in "$images"/tmp-blob-*; do
+    for f in "$images"/partial/sha256/*; do
       [ -f "$f" ] && [ "$(stat -c %s "$f" 2>/dev/null || echo 0)" -gt 1048576 ] && return 0
     done
   done
@@ -221,12 +221,14 @@ wait "$pid" 2>/dev/null || true
 pid=""
 [ ! -e "$images/blobs/sha256/${big_layer#sha256:}" ] || fail "the pull finished before the kill (too fast to test)"
 [ ! -e "$images/$big_config" ] || fail "a half-pulled image was committed"
-[ "$(tmp_files)" -gt 0 ] || fail "no partial file left to prove the cleanup"
+partial=$images/partial/sha256/${big_layer#sha256:}
+[ -s "$partial" ] || fail "no partial download of $big_layer left: $(ls -la "$images/partial/sha256")"
 kill -CONT "$registry_pid"
 start_petreld
 wait_for 120 running big || fail "big not Running after the restart: $(message_of big)"
 [ -d "$images/$big_config/rootfs" ] || fail "big is not unpacked after the restart"
-[ "$(tmp_files)" = 0 ] || fail "partial files left: $(ls "$images")"
+[ "$(tmp_files)" = 0 ] || fail "temporary files left: $(ls "$images")"
+[ ! -e "$partial" ] || fail "the partial download is still there after the pull completed"
 echo "ok: kill -9 mid-pull left no used image; the next petreld completed it"
 
 # --- A figure (printed, never failing): petreld's download of a 128 MiB layer, from

@@ -2,8 +2,10 @@
 // tests/integration/registry_images_test.sh, which starts Debian's docker-registry on
 // 127.0.0.1 and builds three different busybox images: $PETREL_TEST_REGISTRY is the
 // registry (127.0.0.1:PORT), $PETREL_TEST_IMAGES a directory with a.tar, b.tar and c.tar
-// (OCI archives). Cases push into the registry with skopeo. Missing either variable, a
-// tool or root is a failure, never a skip.
+// (OCI archives), and $PETREL_TEST_CUT_REGISTRY the same registry behind a proxy that
+// cuts every connection after 1 MiB, with resume:1 pushed (a layer of about 7 MiB,
+// uncompressed). Cases push into the registry with skopeo. A missing variable, tool or
+// root is a failure, never a skip.
 #include <doctest/doctest.h>
 #include <sys/stat.h>
 
@@ -131,6 +133,33 @@ struct Heard {
 };
 
 TEST_SUITE("registry-images") {
+  TEST_CASE("a partial blob is kept by digest and the next pull goes on from its end") {
+    Runtime r;
+    const std::string ref = Env("PETREL_TEST_CUT_REGISTRY") + "/resume:1";
+    // Each pull gets at most 3 MiB (three connections cut at 1 MiB): only pulls that go on
+    // from what the ones before kept ever complete the layer.
+    std::vector<int64_t> kept;
+    Status pulled;
+    for (int i = 0; i < 12 && !(pulled = r.rt->PullImage(ref, PullOptions())).ok(); i++) {
+      CHECK_MESSAGE(pulled.code() == Status::Code::kUnavailable, pulled.ToString());
+      int64_t bytes = 0;
+      std::error_code ec;
+      for (const auto& e :
+           std::filesystem::directory_iterator(r.state.path() + "/images/partial/sha256", ec)) {
+        bytes += static_cast<int64_t>(e.file_size(ec));
+      }
+      kept.push_back(bytes);
+    }
+    REQUIRE_MESSAGE(pulled.ok(), pulled.ToString());
+    CAPTURE(kept.size());
+    REQUIRE(kept.size() >= 2);  // it did take more than one pull
+    for (size_t i = 1; i < kept.size(); i++) CHECK(kept[i] > kept[i - 1]);  // each went on
+    std::error_code ec;
+    CHECK(std::filesystem::is_empty(r.state.path() + "/images/partial/sha256", ec));
+    const std::string id = r.CreateFrom("resumed", ref);  // the image is whole
+    REQUIRE(r.rt->Remove(id).ok());
+  }
+
   TEST_CASE("Always pulls a moved tag again; IfNotPresent and a digest keep theirs; progress") {
     Runtime r;
     Push("a", "app:1");
