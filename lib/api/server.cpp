@@ -127,11 +127,13 @@ class ApiServer::Impl {
         options_(options),
         handler_(orch, options),
         pool_(std::make_unique<internal::WorkerPool>(
-            static_cast<size_t>(std::max(1, options.worker_threads)), "petrel-api")) {}
+            static_cast<size_t>(std::max(1, options.worker_threads)), "petrel-api")),
+        pulls_(std::make_unique<internal::WorkerPool>(kPullThreads, "petrel-api-pull")) {}
 
   ~Impl() {
     Close();
     // Jobs still running finish; what they report releases their connections.
+    pulls_.reset();
     pool_.reset();
     mailbox_.Drain();
   }
@@ -211,7 +213,9 @@ class ApiServer::Impl {
   // Runs `work` on a worker, then `done` on the loop; the connection stays allocated
   // until then, even if it closes meanwhile (`done` then does not run).
   template <typename T>
-  void RunBeside(Conn* c, std::function<T()> work, std::function<void(Conn*, T)> done);
+  // On `pool` (the request workers when null).
+  void RunBeside(Conn* c, std::function<T()> work, std::function<void(Conn*, T)> done,
+                 internal::WorkerPool* pool = nullptr);
   void Release(Conn* c);
 
   void Accept();
@@ -251,20 +255,25 @@ class ApiServer::Impl {
   size_t streams_ = 0;  // conns_ that are follow streams
   internal::Mailbox mailbox_;
   std::unique_ptr<internal::WorkerPool> pool_;
+  // Pulls take minutes: they run on threads of their own (more wait in turn), so that
+  // they never hold the request workers.
+  static constexpr size_t kPullThreads = 2;
+  std::unique_ptr<internal::WorkerPool> pulls_;
 };
 
 template <typename T>
 void ApiServer::Impl::RunBeside(Conn* c, std::function<T()> work,
-                                std::function<void(Conn*, T)> done) {
+                                std::function<void(Conn*, T)> done, internal::WorkerPool* pool) {
   c->jobs++;
   internal::Mailbox* mailbox = &mailbox_;
-  pool_->Submit([this, c, mailbox, work = std::move(work), done = std::move(done)] {
-    auto result = std::make_shared<T>(work());
-    mailbox->Post([this, c, done, result] {
-      if (!c->closing) done(c, std::move(*result));
-      Release(c);
-    });
-  });
+  (pool != nullptr ? pool : pool_.get())
+      ->Submit([this, c, mailbox, work = std::move(work), done = std::move(done)] {
+        auto result = std::make_shared<T>(work());
+        mailbox->Post([this, c, done, result] {
+          if (!c->closing) done(c, std::move(*result));
+          Release(c);
+        });
+      });
 }
 
 void ApiServer::Impl::Release(Conn* c) {
@@ -800,7 +809,7 @@ void ApiServer::Impl::PollLogs(Conn* c) {
       });
 }
 
-// Runs the pull on a worker; its progress goes out as one line per log_poll_ms at
+// Runs the pull on a pull thread; its progress goes out as one line per log_poll_ms at
 // most (the listener only notes the latest), then the result line ends the stream.
 void ApiServer::Impl::StartPull(Conn* c, const ApiStream& stream) {
   c->pull = std::make_shared<PullWatch>();
@@ -826,7 +835,8 @@ void ApiServer::Impl::StartPull(Conn* c, const ApiStream& stream) {
         }
         WriteBody(conn, internal::DumpLine(result));
         EndStream(conn);
-      });
+      },
+      pulls_.get());
   uv_timer_start(
       &c->timer,
       [](uv_timer_t* t) {

@@ -1248,6 +1248,32 @@ TEST_SUITE("api_server") {
     CHECK(c->Has("\"probeMs\":1"));
   }
 
+  TEST_CASE("pulls that take long hold no request worker: other requests are answered") {
+    Server s([](ApiOptions* o) { o->worker_threads = 1; });
+    REQUIRE(s.api.orch->Apply(Web()).ok());
+    s.api.Step();
+    HeldCalls held(s.api.runtime.get(), FakeRuntime::Op::kPull);  // released before s goes
+    std::vector<std::unique_ptr<Client>> pulls;
+    for (int i = 0; i < 3; i++) {  // more pulls than pull threads, and than workers
+      pulls.push_back(s.Connect());
+      const std::string body = "{\"image\":\"reg.test/p" + std::to_string(i) + ":1\"}";
+      pulls.back()->Send(
+          "POST /v1/images/pull HTTP/1.1\r\nContent-Type: application/json\r\n"
+          "Content-Length: " +
+          std::to_string(body.size()) + "\r\n\r\n" + body);
+    }
+    s.RunUntil([&] { return s.api.runtime->AwaitHeld(FakeRuntime::Op::kPull, 2, 0); },
+               "two pulls at the runtime");
+    // A request that needs the (one) request worker is answered meanwhile.
+    auto c = s.Connect();
+    c->Send("GET /v1/workloads/web HTTP/1.1\r\n\r\n");
+    s.RunUntil([&] { return c->Has("\"readyReplicas\":1"); }, "the workload, while pulls wait");
+    held.Release();
+    for (auto& p : pulls) {
+      s.RunUntil([&] { return p->Has("\"pulled\":true"); }, "each pull's result");
+    }
+  }
+
   TEST_CASE("a client that half-closes after a request that waits still gets the answer") {
     Server s;
     auto c = s.Connect();
