@@ -160,7 +160,7 @@ TEST_SUITE("registry-images") {
     REQUIRE(r.rt->Remove(id).ok());
   }
 
-  TEST_CASE("Always pulls a moved tag again; IfNotPresent and a digest keep theirs; progress") {
+  TEST_CASE("Always pulls a moved tag again, IfNotPresent and a digest keep theirs, and progress") {
     Runtime r;
     Push("a", "app:1");
     const std::string ref = Registry() + "/app:1";
