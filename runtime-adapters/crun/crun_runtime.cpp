@@ -203,20 +203,31 @@ std::string RuntimeError(const std::string& log) {
   return error;
 }
 
-// The parent and the process group of process `pid`, from /proc/<pid>/stat; false
-// when there is no such process (any more).
-bool ParentAndGroup(pid_t pid, pid_t* parent, pid_t* group) {
+// The state letter, parent and process group of process `pid`, from /proc/<pid>/stat;
+// false when there is no such process (any more).
+bool ProcStat(pid_t pid, char* state, pid_t* parent, pid_t* group) {
   Result<std::string> stat = ReadSmallFile("/proc/" + std::to_string(pid) + "/stat", kLogFile);
   if (!stat.ok()) return false;
   // "<pid> (<comm>) <state> <ppid> <pgrp> ...": comm may hold anything, ')' too.
   const size_t close = stat->rfind(')');
   if (close == std::string::npos) return false;
-  char state = 0;
   int ppid = 0, pgrp = 0;
-  if (sscanf(stat->c_str() + close + 1, " %c %d %d", &state, &ppid, &pgrp) != 3) return false;
+  if (sscanf(stat->c_str() + close + 1, " %c %d %d", state, &ppid, &pgrp) != 3) return false;
   *parent = ppid;
   *group = pgrp;
   return true;
+}
+
+bool ParentAndGroup(pid_t pid, pid_t* parent, pid_t* group) {
+  char state = 0;
+  return ProcStat(pid, &state, parent, group);
+}
+
+// Whether process `pid` has ended: gone, or a zombie its parent has not reaped yet.
+bool ProcessEnded(pid_t pid) {
+  char state = 0;
+  pid_t parent = 0, group = 0;
+  return !ProcStat(pid, &state, &parent, &group) || state == 'Z' || state == 'X';
 }
 
 // One Exec under way: the runtime's process (`<runtime> exec`, petrel's child) and, once
@@ -829,8 +840,11 @@ class CrunRuntime final : public ContainerRuntime {
     }
     // A failure may be the container's end (it took the command with it): that is the
     // container's state, not the command's exit code.
+    // Its process may have ended a moment before its shim notices (a zombie, or reaped
+    // and the exit file not yet written): the runtime then fails to join it.
     Result<ContainerInfo> now = Inspect(id);
-    if (!now.ok() || now->state != ContainerState::kRunning) {
+    if (!now.ok() || now->state != ContainerState::kRunning ||
+        (now->pid > 0 && ProcessEnded(now->pid))) {
       return NotRunning(id, "ended while the command ran");
     }
     if (!WIFEXITED(status)) {

@@ -62,6 +62,16 @@ void WriteStr(int fd, const char* s) { RawWriteAll(fd, s, strlen(s)); }
   _exit(127);
 }
 
+// fork() as the system call alone. glibc's fork() holds malloc's and stdio's locks for
+// as long as the kernel copies petreld's page tables: petreld's loop, allocating
+// meanwhile, waited on them for up to 300 ms while workers started shims (a worker
+// descheduled in the middle of its fork on a busy machine). The children need none of
+// glibc's care after the fork: they make raw system calls only, as after any fork of a
+// threaded process.
+pid_t RawFork() {
+  return static_cast<pid_t>(syscall(SYS_clone, SIGCHLD, nullptr, nullptr, nullptr, nullptr));
+}
+
 void CloseFrom(int first) {
   if (syscall(SYS_close_range, first, ~0U, 0) == 0) return;
   for (int fd = first; fd < 4096; fd++) close(fd);
@@ -476,7 +486,7 @@ int Supervise(const Prepared& p, int sfd, int log_r, LogWriter* log, char* buf, 
     RawWriteAll(sync, reinterpret_cast<const char*>(&msg[1]), sizeof(int32_t));
     _exit(1);
   }
-  pid_t runtime = fork();
+  pid_t runtime = RawFork();
   if (runtime < 0) Die("fork");
   if (runtime == 0) ExecRuntime(p, log_w);
   close(log_w);
@@ -660,7 +670,7 @@ Status BeginShim(const ShimPlan& plan, PendingShim* pending) {
 
   int sync[2];
   if (pipe2(sync, O_CLOEXEC) != 0) return ErrnoError("pipe", "", errno);
-  pid_t middle = fork();
+  pid_t middle = RawFork();
   if (middle < 0) {
     int err = errno;
     close(sync[0]);
@@ -673,7 +683,7 @@ Status BeginShim(const ShimPlan& plan, PendingShim* pending) {
     close(sync[0]);
     setsid();
     (void)setpriority(PRIO_PROCESS, 0, p.nice);
-    pid_t shim = fork();
+    pid_t shim = RawFork();
     if (shim != 0) _exit(shim < 0 ? 1 : 0);
     RunShim(p, sync[1]);
   }

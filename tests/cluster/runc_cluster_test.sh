@@ -471,6 +471,9 @@ note "node-$C Ready everywhere $(secs $(($(ms_now) - t0))) s after the heal; run
 wait_for "$READY_S" runc_settled 3 || fail "after the heal runc runs: $(runc_view | tr '\n' ' ')"
 note "counts exact $(secs $(($(ms_now) - t0))) s after the heal"
 exact() { runc_settled 3 && settled 1 3 && settled "$C" 3; }
+# runc settles first; node-$C's own account (its replicas gone, the others Running as it
+# hears of them) may follow a moment later: waited for, then it must hold.
+wait_for "$READY_S" exact || fail "after the heal: runc $(runc_view | tr '\n' ' '); node-1 says $(placement 1); node-$C says $(placement "$C")"
 holds=0
 t0=$(ms_now)
 while [ $(($(ms_now) - t0)) -lt 3000 ] || [ "$holds" -lt 3 ]; do

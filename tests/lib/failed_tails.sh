@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prints the last lines of the output of each test that failed in the last CTest run
-# of a build, so that they are at the end of a long log.
+# of a build, so that they are at the end of a long log, and its first FAIL lines.
 # Usage: tests/lib/failed_tails.sh BUILD_DIR [LINES]
 set -uo pipefail
 build=$1
@@ -19,7 +19,13 @@ while IFS= read -r entry; do
     index($0, "Testing: " name) && $0 ~ /^[0-9]+\/[0-9]+ Testing: / { on = 1; n = 0; next }
     on && /^"?.*"? end time:|^Test (Passed|Failed)\.|^<end of output>/ { on = 0 }
     on { buf[n++ % 4096] = $0 }
-    END { start = n > keep ? n - keep : 0; for (i = start; i < n; i++) print buf[i % 4096] }
+    on && /^FAIL/ && nfail < 3 { fails[nfail++] = $0 }
+    END {
+      start = n > keep ? n - keep : 0
+      for (i = start; i < n; i++) print buf[i % 4096]
+      # A report after the failure may push its reason out of the tail: said again.
+      for (i = 0; i < nfail; i++) print "(its failure) " fails[i]
+    }
   ' keep="$lines" "$log" >"$build/Testing/Temporary/tail.txt"
   if [ -s "$build/Testing/Temporary/tail.txt" ]; then
     cat "$build/Testing/Temporary/tail.txt"
