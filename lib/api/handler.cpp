@@ -172,7 +172,8 @@ bool Allowed(const std::string& method, const std::string& allow) {
 
 constexpr const char kNodesPrefix[] = "/v1/nodes/";
 constexpr const char kImagesPrefix[] = "/v1/images/";
-// An image reference as a client may send it: bounded, printable, no spaces.
+// The longest image reference a client may send. Only its length is checked here; its
+// form (printable, no spaces) where it is parsed (lib/spec/image_ref.h).
 constexpr size_t kMaxImageRef = 4096;
 
 // The body of POST /v1/cluster/init and PUT /v1/cluster/settings:
