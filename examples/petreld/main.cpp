@@ -7,7 +7,7 @@
 //           [--log-level debug|info|warn|error] [--node-name NAME]
 //           [--max-layer-size Q] [--request-timeout D] [--cgroup-parent NAME]
 //           [--registry-auth FILE] [--registry-ca FILE] [--insecure-registry HOST[:PORT]]...
-//           [--image-store-max Q] [--image-preload DIR]
+//           [--image-store-max Q] [--image-preload DIR] [--max-concurrent-downloads N]
 //           [--socket-group NAME] [--allow-host-path DIR]...
 //           [--peer-listen ADDR:PORT [--advertise ADDR:PORT] [--join ADDR:PORT --token T]
 //            [--witness] [--node-label KEY=VALUE]... [--capacity-memory Q] [--capacity-cpu Q]
@@ -98,6 +98,7 @@ std::string Usage(const petrel::RuntimeRegistry& runtimes) {
          "               [--registry-auth FILE] [--registry-ca FILE]\n"
          "               [--insecure-registry HOST[:PORT]]...\n"
          "               [--image-store-max Q] [--image-preload DIR]\n"
+         "               [--max-concurrent-downloads N]\n"
          "               [--socket-group NAME] [--allow-host-path DIR]...\n"
          "               [--peer-listen ADDR:PORT [--advertise ADDR:PORT]\n"
          "                [--join ADDR:PORT --token T] [--witness] [--node-label KEY=VALUE]...]\n"
@@ -140,6 +141,9 @@ std::string Usage(const petrel::RuntimeRegistry& runtimes) {
          "  --insecure-registry HOST[:PORT]\n"
          "                       pull from this registry over plain HTTP (loopback ones\n"
          "                       always may); repeatable\n"
+         "  --max-concurrent-downloads N\n"
+         "                       image blobs downloaded at once across every pull, 1..16\n"
+         "                       (default 3): fewer share a slow uplink better (crun, runc)\n"
          "\n"
          "Clusters (ADDR is an IPv4 address or an [IPv6] one in brackets):\n"
          "  --peer-listen ADDR:PORT\n"
@@ -164,13 +168,16 @@ std::string Usage(const petrel::RuntimeRegistry& runtimes) {
          "                       it runs out, also if petreld dies (default /run/petrel)\n";
 }
 
-// --loop-probe-ms: 1..1000, else 0 (off, or not a valid value).
-int64_t ProbeMs(const std::string& text) {
-  int64_t ms = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), ms);
-  if (ec != std::errc() || end != text.data() + text.size() || ms < 1 || ms > 1000) return 0;
-  return ms;
+// A whole number in lo..hi (lo > 0), else 0 (not given, or not a valid value).
+int64_t NumberIn(const std::string& text, int64_t lo, int64_t hi) {
+  int64_t n = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (ec != std::errc() || end != text.data() + text.size() || n < lo || n > hi) return 0;
+  return n;
 }
+
+// --loop-probe-ms: 1..1000, else 0 (off, or not a valid value).
+int64_t ProbeMs(const std::string& text) { return NumberIn(text, 1, 1000); }
 
 // The settings, by their flag names without dashes; keys of the config file too.
 // --node-label, repeatable, goes to Labels instead.
@@ -200,7 +207,8 @@ const char* const kKeys[] = {"state-dir",
                              "registry-ca",
                              "insecure-registry",
                              "image-store-max",
-                             "image-preload"};
+                             "image-preload",
+                             "max-concurrent-downloads"};
 
 using Settings = std::map<std::string, std::string>;
 using Labels = std::map<std::string, std::string>;
@@ -503,6 +511,13 @@ std::optional<int> CheckLimits(Settings& settings) {
     if (!q.ok()) return BadUsage("image-store-max: " + q.status().message());
     if (*q == 0) return BadUsage("image-store-max: must be more than 0");
   }
+  if (settings.count("max-concurrent-downloads") &&
+      NumberIn(settings["max-concurrent-downloads"], 1,
+               petrel::RegistryAccess::kMaxDownloadsLimit) == 0) {
+    return BadUsage("max-concurrent-downloads \"" + settings["max-concurrent-downloads"] +
+                    "\" is not a number in 1.." +
+                    std::to_string(petrel::RegistryAccess::kMaxDownloadsLimit));
+  }
   if (settings.count("image-preload") && settings["image-preload"].empty()) {
     return BadUsage("image-preload: needs a directory");
   }
@@ -601,6 +616,10 @@ bool OpenOrchestrator(Settings& settings, const petrel::RuntimeRegistry& runtime
   config.registry.auth_file = settings["registry-auth"];
   config.registry.ca_file = settings["registry-ca"];
   config.registry.insecure = Repeated(settings, "insecure-registry");
+  if (settings.count("max-concurrent-downloads")) {
+    config.registry.max_downloads = static_cast<int>(NumberIn(
+        settings["max-concurrent-downloads"], 1, petrel::RegistryAccess::kMaxDownloadsLimit));
+  }
   auto runtime = runtimes.Create(settings["runtime"], config);
   if (!runtime.ok()) {
     std::fprintf(stderr, "petreld: %s\n", runtime.status().message().c_str());

@@ -47,6 +47,11 @@ struct RegistryAccess {
   std::vector<std::string> insecure;
   // A PEM bundle of CAs trusted for registries' certificates besides the system store.
   std::string ca_file;
+  // Blobs downloaded at once, across every pull (1..kMaxDownloadsLimit): on a slow
+  // uplink, a few downloads finish sooner than many sharing it, and leave room for the
+  // rest of the device's traffic. Docker's --max-concurrent-downloads, default 3.
+  int max_downloads = 3;
+  static constexpr int kMaxDownloadsLimit = 16;
 };
 
 // What every runtime's factory is given. A field an adapter has no use for is ignored,

@@ -230,6 +230,12 @@ Result<std::unique_ptr<ImageStore>> ImageStore::Open(const std::string& dir) {
 
 Result<std::unique_ptr<ImageStore>> ImageStore::Open(const ImageStoreOptions& options) {
   if (options.dir.empty()) return Status::InvalidArgument("image store: no directory");
+  if (options.registry.max_downloads < 1 ||
+      options.registry.max_downloads > RegistryAccess::kMaxDownloadsLimit) {
+    return Status::InvalidArgument("image store: downloads at once must be 1.." +
+                                   std::to_string(RegistryAccess::kMaxDownloadsLimit) + ", not " +
+                                   std::to_string(options.registry.max_downloads));
+  }
   PETREL_RETURN_IF_ERROR(MakeDirs(options.dir, 0700));
 
   ImageStoreOptions with_port = options;
@@ -390,6 +396,7 @@ Result<Image> ImageStore::Pull(const std::string& given, const PullOptions& opti
       ro.insecure_registries = options_.registry.insecure;
       ro.ca_file = options_.registry.ca_file;
       ro.auth_file = options_.registry.auth_file;
+      ro.download_slots = &download_slots_;
       auto credential = credentials_.find(RegistryAuthKey(remote->domain));
       if (credential != credentials_.end()) ro.credential = credential->second;
       ro.on_bytes = [&](const std::string& digest, uint64_t bytes) {

@@ -52,6 +52,7 @@
 
 #include "lib/image/registry_auth.h"
 #include "lib/oci/image_config.h"
+#include "lib/util/workers.h"
 #include "petrel/port.h"
 #include "petrel/runtime.h"
 #include "petrel/runtimes.h"
@@ -206,7 +207,8 @@ class ImageStore {
     std::vector<std::string> blobs;  // in blobs/, for registry references
   };
 
-  explicit ImageStore(const ImageStoreOptions& options) : options_(options) {}
+  explicit ImageStore(const ImageStoreOptions& options)
+      : options_(options), download_slots_(options.registry.max_downloads) {}
   // The image `ref` when its file is still `file` and it is unpacked; else NotFound.
   // REQUIRES: mu_ held.
   Result<Image> CachedLocked(const std::string& ref, const CachedRef& file);
@@ -225,6 +227,7 @@ class ImageStore {
 
   const ImageStoreOptions options_;
   RegistryCredentials credentials_;  // from options_.registry.auth_file, set by Open
+  Semaphore download_slots_;         // options_.registry.max_downloads, for every pull
   std::atomic<int64_t> unpack_count_{0};
 
   std::mutex mu_;  // guards everything below

@@ -22,6 +22,7 @@
 #include "lib/util/json.h"
 #include "lib/util/sha256.h"
 #include "lib/util/strings.h"
+#include "lib/util/workers.h"
 
 namespace petrel::internal {
 
@@ -262,6 +263,10 @@ class Source : public ImageSource {
     PETREL_RETURN_IF_ERROR(HashKept(&tmp, hash.get(), &size));
     const bool resumed = size > 0;
     Response r;
+    // A place among the downloads at once, for this download only (not while waiting
+    // for the partial file's lock above, not for the start over below).
+    std::optional<Semaphore::Hold> slot;
+    slot.emplace(options_.download_slots);
     // No `what`: the callers name the blob ("layer sha256:..", "config sha256:..").
     Status s = GetWithRetries(
         "blobs/" + digest, "", false,
@@ -283,6 +288,7 @@ class Source : public ImageSource {
           if (ftruncate(tmp.fd.get(), 0) == 0) lseek(tmp.fd.get(), 0, SEEK_SET);
         },
         &r, [&] { return size; });
+    slot.reset();
     if (s.ok()) {
       const std::string got = FinishDigest(hash.get());
       if (got != digest) {

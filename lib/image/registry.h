@@ -47,6 +47,10 @@
 #include "lib/spec/image_ref.h"
 
 namespace petrel::internal {
+class Semaphore;  // lib/util/workers.h
+}  // namespace petrel::internal
+
+namespace petrel::internal {
 
 constexpr size_t kMaxManifestSize = 4 << 20;
 
@@ -62,6 +66,9 @@ struct RegistryOptions {
   // Hears the download of a (non-manifest) blob: the bytes of `digest` had so far, 0
   // again when it starts over. Called on the fetching thread. May be empty.
   std::function<void(const std::string& digest, uint64_t bytes)> on_bytes;
+  // Held while a (non-manifest) blob downloads, retries included: the limit on
+  // downloads at once that the sources of every pull share. Null: no limit.
+  Semaphore* download_slots = nullptr;
 };
 
 // The registry image `ref`. REQUIRES: a CurlUse alive as long as the source.

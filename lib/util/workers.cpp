@@ -110,4 +110,18 @@ void WorkerPool::Work() {
   }
 }
 
+void Semaphore::Acquire() {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [this] { return free_ > 0; });
+  --free_;
+}
+
+void Semaphore::Release() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++free_;
+  }
+  cv_.notify_one();
+}
+
 }  // namespace petrel::internal

@@ -90,6 +90,40 @@ class WorkerPool {
   std::vector<std::thread> threads_;
 };
 
+// At most `count` holders at once; the others wait (in no set order) until one lets go.
+// For bulk work that threads of several pools share, e.g. blob downloads on a slow
+// uplink. Thread-safe.
+class Semaphore {
+ public:
+  explicit Semaphore(int count) : free_(count) {}
+  Semaphore(const Semaphore&) = delete;
+  Semaphore& operator=(const Semaphore&) = delete;
+
+  // Holds one place from construction to destruction. A null semaphore: no limit.
+  class Hold {
+   public:
+    explicit Hold(Semaphore* s) : s_(s) {
+      if (s_ != nullptr) s_->Acquire();
+    }
+    ~Hold() {
+      if (s_ != nullptr) s_->Release();
+    }
+    Hold(const Hold&) = delete;
+    Hold& operator=(const Hold&) = delete;
+
+   private:
+    Semaphore* s_;
+  };
+
+  void Acquire();
+  void Release();
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int free_;
+};
+
 }  // namespace petrel::internal
 
 #endif  // PETREL_LIB_UTIL_WORKERS_H_

@@ -353,6 +353,23 @@ TEST_SUITE("image_store") {
     }
   }
 
+  TEST_CASE("downloads at once outside 1..16 are refused when the store opens") {
+    TempDir dir;
+    for (int bad : {0, -1, RegistryAccess::kMaxDownloadsLimit + 1}) {
+      ImageStoreOptions options;
+      options.dir = dir.path() + "/store";
+      options.registry.max_downloads = bad;
+      Result<std::unique_ptr<ImageStore>> store = ImageStore::Open(options);
+      REQUIRE_FALSE(store.ok());
+      CHECK(store.status().message() ==
+            "image store: downloads at once must be 1..16, not " + std::to_string(bad));
+    }
+    ImageStoreOptions options;
+    options.dir = dir.path() + "/store";
+    options.registry.max_downloads = RegistryAccess::kMaxDownloadsLimit;
+    CHECK(ImageStore::Open(options).ok());
+  }
+
   TEST_CASE("a config without config, Entrypoint or Cmd gives empty fields") {
     TempDir dir;
     std::vector<Layer> layers = {MakeLayer({File("f", "x")})};

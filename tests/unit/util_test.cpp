@@ -1,12 +1,18 @@
 // Tests of lib/util's text, number and hashing helpers, and PETREL_ASSIGN_OR_RETURN.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <string>
+#include <thread>
 #include <utility>
+#include <vector>
 
 #include "lib/util/json.h"
 #include "lib/util/sha256.h"
 #include "lib/util/strings.h"
+#include "lib/util/workers.h"
 #include "petrel/status.h"
 
 namespace petrel::internal {
@@ -90,3 +96,27 @@ TEST_SUITE("util") {
 
 }  // namespace
 }  // namespace petrel::internal
+
+TEST_CASE("Semaphore: never more holders than places, and every waiter gets one") {
+  petrel::internal::Semaphore slots(2);
+  std::atomic<int> now{0}, most{0}, done{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; i++) {
+    threads.emplace_back([&] {
+      petrel::internal::Semaphore::Hold hold(&slots);
+      int n = ++now;
+      int seen = most.load();
+      while (n > seen && !most.compare_exchange_weak(seen, n)) {
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      --now;
+      ++done;
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  CHECK(done.load() == 8);
+  CHECK(most.load() <= 2);
+  CHECK(most.load() >= 1);
+  // A null semaphore is no limit: Hold does nothing.
+  petrel::internal::Semaphore::Hold none(nullptr);
+}
