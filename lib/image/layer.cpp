@@ -12,6 +12,7 @@
 
 #include "lib/image/archive_lib.h"
 #include "lib/image/digest.h"
+#include "lib/image/libcrypto_sha256.h"
 #include "lib/util/fs.h"
 #include "lib/util/strings.h"
 
@@ -84,8 +85,9 @@ struct Pipeline {
   ByteSource* source = nullptr;
   struct archive* raw = nullptr;  // decompresses; its one entry is the uncompressed tar
   bool raw_done = false;
-  Sha256 blob_hash;
-  Sha256 diff_hash;
+  // libcrypto's when a registry pull has it loaded: two hashes of every layer.
+  Sha256 blob_hash{LoadedLibcryptoSha256()};
+  Sha256 diff_hash{LoadedLibcryptoSha256()};
   uint64_t blob_size = 0;
   uint64_t max_bytes = 0;  // of the uncompressed tar
   uint64_t tar_bytes = 0;

@@ -18,6 +18,7 @@
 
 #include "lib/image/curl_lib.h"
 #include "lib/image/digest.h"
+#include "lib/image/libcrypto_sha256.h"
 #include "lib/util/fs.h"
 #include "lib/util/json.h"
 #include "lib/util/sha256.h"
@@ -256,7 +257,7 @@ class Source : public ImageSource {
     }
     PETREL_ASSIGN_OR_RETURN(TempFile tmp, OpenPartial(digest));
     if (Exists(digest)) return Status::OK();  // another pull finished it meanwhile
-    auto hash = std::make_unique<Sha256>();
+    auto hash = std::make_unique<Sha256>(LoadedLibcryptoSha256());
     uint64_t size = 0;
     // What an earlier pull (or process) kept of this blob is hashed again and the rest
     // asked for; should it be damaged, the download starts over once.
@@ -282,7 +283,7 @@ class Source : public ImageSource {
         },
         [&] {
           // Starts the blob again; should this fail, the digest check will.
-          hash = std::make_unique<Sha256>();
+          hash = std::make_unique<Sha256>(LoadedLibcryptoSha256());
           size = 0;
           if (options_.on_bytes) options_.on_bytes(digest, 0);
           if (ftruncate(tmp.fd.get(), 0) == 0) lseek(tmp.fd.get(), 0, SEEK_SET);

@@ -12,10 +12,21 @@
 
 namespace petrel::internal {
 
-// A streaming SHA-256 (an mbedTLS context, owned).
+// Another implementation of SHA-256 a Sha256 may run on, as functions of a library that
+// stays loaded while any Sha256 uses them (OpenSSL's: lib/image/libcrypto_sha256.h).
+struct Sha256Engine {
+  void* (*start)();  // a new context, started; null when it cannot be made
+  void (*update)(void* ctx, const void* data, size_t size);
+  void (*finish)(void* ctx, unsigned char sum[32]);
+  void (*free)(void* ctx);
+};
+
+// A streaming SHA-256: an mbedTLS context, owned, or one of `engine`'s.
 class Sha256 {
  public:
   Sha256();
+  // `engine` null, or unable to start a context: mbedTLS.
+  explicit Sha256(const Sha256Engine* engine);
   ~Sha256();
   Sha256(const Sha256&) = delete;
   Sha256& operator=(const Sha256&) = delete;

@@ -2,6 +2,7 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <dlfcn.h>
 #include <doctest/doctest.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -24,6 +25,7 @@
 #include <vector>
 
 #include "lib/image/digest.h"
+#include "lib/image/libcrypto_sha256.h"
 #include "lib/image/registry.h"
 #include "tests/lib/files.h"
 #include "tests/lib/mounts.h"
@@ -351,6 +353,36 @@ TEST_SUITE("image_store") {
       CHECK((Lstat(dir.Sub("store")).st_mode & 07777) == 0700);
       CHECK(store->unpack_count() == 1);
     }
+  }
+
+  TEST_CASE("libcrypto's SHA-256, once libcrypto is loaded, gives mbedTLS's digests") {
+    // What a registry pull's libcurl does: libcrypto comes into the process.
+    void* crypto = dlopen("libcrypto.so.3", RTLD_NOW | RTLD_LOCAL);
+    REQUIRE_MESSAGE(crypto != nullptr, dlerror());
+    const Sha256Engine* engine = LoadedLibcryptoSha256();
+    REQUIRE(engine != nullptr);
+    CHECK(LoadedLibcryptoSha256() == engine);
+    std::string data(3 * 65536 + 17, '\0');
+    for (size_t i = 0; i < data.size(); i++) data[i] = static_cast<char>(i * 131 + (i >> 9));
+    for (size_t split :
+         {size_t{0}, size_t{1}, size_t{63}, size_t{64}, size_t{65536}, data.size()}) {
+      Sha256 fast(engine), slow;
+      fast.Update(data.substr(0, split));
+      fast.Update(data.substr(split));
+      slow.Update(data.substr(0, split));
+      slow.Update(data.substr(split));
+      CHECK(fast.HexDigest() == slow.HexDigest());
+    }
+    const std::string kAbc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    Sha256 abc(engine);
+    abc.Update("abc");
+    CHECK(abc.HexDigest() == kAbc);
+    Sha256 none(engine);  // destroyed without a digest: its context is freed all the same
+    none.Update(data);
+    dlclose(crypto);  // LoadedLibcryptoSha256 keeps its own handle
+    Sha256 after(engine);
+    after.Update("abc");
+    CHECK(after.HexDigest() == kAbc);
   }
 
   TEST_CASE("downloads at once outside 1..16 are refused when the store opens") {
