@@ -103,6 +103,20 @@ petrel::Result<T> DecodeOne(const json& j, F decode_at) {
   return out;
 }
 
+// A pull's progress: {"phase","bytesDone","bytesTotal","layersDone","layersTotal"}.
+Status DecodePullProgress(const json& j, const std::string& path, petrel::PullProgress* p) {
+  PETREL_RETURN_IF_ERROR(ExpectObject(j, path));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "phase", &p->phase));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "bytesDone", &p->bytes_done));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "bytesTotal", &p->bytes_total));
+  int64_t done = 0, total = 0;
+  PETREL_RETURN_IF_ERROR(Get(j, path, "layersDone", &done));
+  PETREL_RETURN_IF_ERROR(Get(j, path, "layersTotal", &total));
+  p->layers_done = static_cast<int>(done);
+  p->layers_total = static_cast<int>(total);
+  return Status::OK();
+}
+
 Status DecodeReplica(const json& j, const std::string& path, ReplicaView* r) {
   PETREL_RETURN_IF_ERROR(ExpectObject(j, path));
   PETREL_RETURN_IF_ERROR(Get(j, path, "index", &r->index));
@@ -116,6 +130,9 @@ Status DecodeReplica(const json& j, const std::string& path, ReplicaView* r) {
     PETREL_RETURN_IF_ERROR(Get(j, path, "ready", &r->ready));
   } else {
     r->ready = r->phase == "Running";
+  }
+  if (auto pull = j.find("pull"); pull != j.end()) {
+    PETREL_RETURN_IF_ERROR(DecodePullProgress(*pull, Path(path, "pull"), &r->pull.emplace()));
   }
   return Get(j, path, "message", &r->message);
 }
@@ -691,15 +708,7 @@ petrel::Result<bool> DecodePullLine(const json& j, petrel::PullProgress* progres
                                     petrel::Status* result) {
   PETREL_RETURN_IF_ERROR(ExpectObject(j, ""));
   if (auto p = j.find("progress"); p != j.end()) {
-    PETREL_RETURN_IF_ERROR(ExpectObject(*p, "progress"));
-    PETREL_RETURN_IF_ERROR(Get(*p, "progress", "phase", &progress->phase));
-    PETREL_RETURN_IF_ERROR(Get(*p, "progress", "bytesDone", &progress->bytes_done));
-    PETREL_RETURN_IF_ERROR(Get(*p, "progress", "bytesTotal", &progress->bytes_total));
-    int64_t done = 0, total = 0;
-    PETREL_RETURN_IF_ERROR(Get(*p, "progress", "layersDone", &done));
-    PETREL_RETURN_IF_ERROR(Get(*p, "progress", "layersTotal", &total));
-    progress->layers_done = static_cast<int>(done);
-    progress->layers_total = static_cast<int>(total);
+    PETREL_RETURN_IF_ERROR(DecodePullProgress(*p, "progress", progress));
     return true;
   }
   if (j.contains("pulled")) {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,7 @@ struct ReplicaView {
   std::string message;
   std::string node;    // the node it runs on; "" from a petreld that does not say
   bool ready = false;  // from a petreld before probes: running
+  std::optional<petrel::PullProgress> pull;  // while Pulling, from a petreld that says
 };
 
 struct WorkloadView {

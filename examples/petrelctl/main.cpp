@@ -17,12 +17,14 @@
 #include <cstring>
 #include <exception>
 #include <filesystem>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -162,9 +164,15 @@ Status ListEvents(Client& client, const std::string& workload, size_t keep_last,
 
 // --- apply ---
 
+void FollowPulls(Client& client, const std::set<std::string>& names, bool lines);
+
 int RunApply(Client& client, const ParsedArgs& args, const Command& self) {
   std::vector<std::string> files = args.All("filename");
   if (files.empty()) return UsageError(&self, "missing -f FILE|DIR");
+  const std::string progress = args.Last("progress", "auto");
+  if (progress != "auto" && progress != "plain" && progress != "none") {
+    return UsageError(&self, "--progress: \"" + progress + "\" is not auto, plain or none");
+  }
   if (!args.positional.empty()) {
     return UsageError(&self, "unexpected argument \"" + args.positional[0] + "\"");
   }
@@ -194,8 +202,15 @@ int RunApply(Client& client, const ParsedArgs& args, const Command& self) {
     return Fail(
         results.status().WithContext("unexpected answer from petreld to PUT /v1/workloads"));
   }
+  std::set<std::string> changed;
   for (const ApplyResultView& r : *results) {
     Print("workload.petrel/" + r.name + " " + r.outcome + "\n");
+    if (r.outcome != "unchanged") changed.insert(r.name);
+  }
+  const bool tty = isatty(STDERR_FILENO) == 1;
+  if (!changed.empty() && (progress == "plain" || (progress == "auto" && tty))) {
+    std::fflush(stdout);  // the result lines first, also through a pipe
+    FollowPulls(client, changed, progress == "plain");
   }
   return 0;
 }
@@ -484,10 +499,12 @@ int RunEvents(Client& client, const ParsedArgs& args, const Command& self) {
 // line at each change of phase and at most one a second in between.
 class PullDisplay {
  public:
-  PullDisplay() : tty_(isatty(STDERR_FILENO) == 1) {}
+  // `lines`: plain lines even on a terminal.
+  explicit PullDisplay(bool lines = false) : tty_(!lines && isatty(STDERR_FILENO) == 1) {}
   ~PullDisplay() { Finish(); }
 
-  void Show(const petrel::PullProgress& p) {
+  // `label`, when given, starts the text ("busybox:1.36: downloading ...").
+  void Show(const petrel::PullProgress& p, const std::string& label = "") {
     const auto now = std::chrono::steady_clock::now();
     if (!started_ || p.bytes_done < first_bytes_) {
       started_ = true;
@@ -496,8 +513,9 @@ class PullDisplay {
     }
     double secs = std::chrono::duration<double>(now - first_).count();
     double rate = secs >= 0.5 ? static_cast<double>(p.bytes_done - first_bytes_) / secs : 0;
+    const std::string prefix = label.empty() ? "" : label + ": ";
     if (tty_) {
-      std::string line = PullProgressText(p, rate, 24);
+      std::string line = prefix + PullProgressText(p, rate, 24);
       std::fprintf(stderr, "\r%-*s", static_cast<int>(std::max(line.size(), drawn_)), line.c_str());
       drawn_ = line.size();
       std::fflush(stderr);
@@ -506,7 +524,7 @@ class PullDisplay {
     if (p.phase == phase_ && now - last_line_ < std::chrono::seconds(1)) return;
     phase_ = p.phase;
     last_line_ = now;
-    std::fprintf(stderr, "%s\n", PullProgressText(p, rate, 0).c_str());
+    std::fprintf(stderr, "%s%s\n", prefix.c_str(), PullProgressText(p, rate, 0).c_str());
   }
 
   // Ends the bar's line.
@@ -523,6 +541,53 @@ class PullDisplay {
   std::string phase_;
   size_t drawn_ = 0;
 };
+
+// After an apply: while replicas of the workloads `names` wait for their images, shows
+// the pulls' progress on stderr as `pull image` does (a bar on a terminal; with `lines`,
+// or elsewhere, plain lines), the bytes and layers of every image being pulled summed.
+// Returns once none is Pulling and none has been Pending for 2 s: each image arrived,
+// or its pull failed (get and describe say why), or the replicas wait for something
+// else. Polls GET /v1/workloads every 250 ms; a failed poll ends it quietly (the apply
+// itself is done).
+void FollowPulls(Client& client, const std::set<std::string>& names, bool lines) {
+  PullDisplay display(lines);
+  auto last_pull = std::chrono::steady_clock::now();
+  for (;;) {
+    auto list = Fetch(client, "/v1/workloads", Checked(DecodeWorkloadList));
+    if (!list.ok()) return;
+    std::map<std::string, petrel::PullProgress> images;  // by image
+    bool pending = false;
+    const std::vector<WorkloadView> workloads = DecodeWorkloadList(*list).value();
+    for (const WorkloadView& w : workloads) {
+      if (names.count(w.name) == 0) continue;
+      for (const ReplicaView& r : w.replicas) {
+        if (r.phase == "Pending") pending = true;
+        if (r.phase != "Pulling") continue;
+        petrel::PullProgress p;
+        p.phase = "resolving";
+        images.emplace(w.image, r.pull ? *r.pull : p);
+      }
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (!images.empty()) {
+      last_pull = now;
+      petrel::PullProgress sum = images.begin()->second;
+      for (auto it = std::next(images.begin()); it != images.end(); ++it) {
+        const petrel::PullProgress& p = it->second;
+        if (p.phase == "downloading") sum.phase = p.phase;
+        sum.bytes_done += p.bytes_done;
+        sum.bytes_total += p.bytes_total;
+        sum.layers_done += p.layers_done;
+        sum.layers_total += p.layers_total;
+      }
+      display.Show(sum, images.size() == 1 ? images.begin()->first
+                                           : std::to_string(images.size()) + " images");
+    } else if (!pending || now - last_pull > std::chrono::seconds(2)) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+}
 
 // POST /v1/images/pull for `ref`, showing the progress it streams; the result line
 // gives the Status.
@@ -823,15 +888,21 @@ int RunHelp(Client& client, const ParsedArgs& args, const Command& self);
 const std::vector<Command>& Commands() {
   static const std::vector<Command> commands = {
       {"apply",
-       "apply -f FILE|DIR [-f FILE|DIR]...",
+       "apply -f FILE|DIR [-f FILE|DIR]... [--progress auto|plain|none]",
        "Create or update workloads from manifest files",
        "Reads every manifest (a file, or a directory's *.yaml, *.yml and *.json) and checks\n"
        "it with petrel's parser first: an error names file, line, column and field, and\n"
        "nothing is sent. Then applies all workloads at once (all or nothing) and prints\n"
-       "what happened to each: created, configured (its spec changed) or unchanged.\n",
+       "what happened to each: created, configured (its spec changed) or unchanged.\n"
+       "On a terminal it then shows, on stderr, a progress bar while the images of the\n"
+       "created and configured workloads arrive (bytes, rate, layers, ETA), and returns\n"
+       "once none is pulling; --progress plain prints lines instead (and waits the same,\n"
+       "also in a script), --progress none returns at once. Elsewhere (auto) it returns\n"
+       "at once, as before: scripts that apply and go on are not held up.\n",
        "  petrelctl apply -f web.yaml\n"
        "  petrelctl apply -f /etc/petrel/manifests -f extra.json\n",
-       {{"filename", 'f', "FILE|DIR", "manifest file or directory; repeatable"}},
+       {{"filename", 'f', "FILE|DIR", "manifest file or directory; repeatable"},
+        {"progress", 0, "MODE", "images' progress: auto (default), plain or none"}},
        RunApply},
       {"get",
        "get workloads [NAME] [-o json|wide] | get nodes [NAME] [-o json] | get images [-o json]",

@@ -8,7 +8,9 @@
 #  - a value outside 1..16 is refused at start with one line;
 #  - --max-concurrent-downloads 1: never two at once; every image is pulled;
 #  - the default (3), a new store: two or more at once (the API pulls two images at a
-#    time), which shows that the proxy sees an overlap when there is one.
+#    time), which shows that the proxy sees an overlap when there is one;
+#  - petrelctl apply --progress plain shows the image's pull on stderr and returns once
+#    the replica is past Pulling; --progress none returns at once, mid-pull.
 #   registry_downloads_test.sh PETRELD PETRELCTL
 set -euo pipefail
 petreld=${1:?usage: registry_downloads_test.sh PETRELD PETRELCTL}
@@ -125,4 +127,44 @@ free=$(most_at_once "$dir/flow2.log")
 t2=$(date +%s%N)
 [ "$free" -ge 2 ] || fail "with the default limit (3) the proxy saw only $free layer at once: it cannot tell"
 echo "ok: the default limit: $free layers at once, 3 images in $(((t2 - t1) / 1000000)) ms"
+
+# apply and the images it brings: with --progress plain, the image's progress on stderr
+# while it arrives (the same slow proxy), the stdout line as ever, and it returns once
+# the replica is past Pulling; with --progress none it returns at once, mid-pull.
+petreld_start "$log" --runtime crun --state-dir "$dir/state3" --node-name downloads ||
+  fail "petreld did not answer"
+workload() { # NAME IMAGE
+  cat >"$dir/$1.yaml" <<YAML
+apiVersion: petrel.dev/v1
+kind: Workload
+metadata: {name: $1}
+spec:
+  image: $2
+  command: ["/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+  terminationGracePeriod: 2s
+YAML
+}
+phase_of() { "$ctl" get workloads "$1" -o json | jq -r '.items[0].replicas[0].phase'; }
+workload shown "$proxy/img1:1"
+"$ctl" apply -f "$dir/shown.yaml" --progress plain >"$dir/apply.out" 2>"$dir/apply.err" ||
+  fail "apply --progress plain: $(cat "$dir/apply.err")"
+phase=$(phase_of shown)
+[ "$(cat "$dir/apply.out")" = "workload.petrel/shown created" ] ||
+  fail "apply's stdout: $(cat "$dir/apply.out")"
+grep -q "^$proxy/img1:1: downloading [0-9.]* of [0-9.]* MiB, 0/1 layers" "$dir/apply.err" ||
+  fail "apply --progress plain showed no download of $proxy/img1:1: $(cat "$dir/apply.err")"
+case "$phase" in Creating | Running) ;; *) fail "apply returned with its replica $phase" ;; esac
+echo "ok: apply --progress plain showed $(wc -l <"$dir/apply.err") lines, returned with its replica $phase:"
+sed 's/^/    /' "$dir/apply.err"
+workload quiet "$proxy/img2:1"
+"$ctl" apply -f "$dir/quiet.yaml" --progress none >"$dir/apply.out" 2>"$dir/apply.err" ||
+  fail "apply --progress none: $(cat "$dir/apply.err")"
+phase=$(phase_of quiet)
+[ ! -s "$dir/apply.err" ] || fail "apply --progress none wrote to stderr: $(cat "$dir/apply.err")"
+case "$phase" in Pending | Pulling) ;; *) fail "apply --progress none returned with its replica $phase, not mid-pull" ;; esac
+running() { [ "$(phase_of "$1")" = Running ]; }
+wait_for 60 running quiet || fail "quiet not Running: $(phase_of quiet)"
+echo "ok: apply --progress none returned at once (its replica $phase)"
+"$ctl" delete workload shown >/dev/null
+petreld_stop quiet
 echo PASS
