@@ -397,8 +397,10 @@ Result<Image> ImageStore::Pull(const std::string& given, const PullOptions& opti
       ro.ca_file = options_.registry.ca_file;
       ro.auth_file = options_.registry.auth_file;
       ro.download_slots = &download_slots_;
-      auto credential = credentials_.find(RegistryAuthKey(remote->domain));
-      if (credential != credentials_.end()) ro.credential = credential->second;
+      Result<std::optional<RegistryCredential>> credential =
+          CredentialFor(credentials_, RegistryAuthKey(remote->domain));
+      if (!credential.ok()) return credential.status().WithContext(given);
+      ro.credential = *credential;
       ro.on_bytes = [&](const std::string& digest, uint64_t bytes) {
         progress.Bytes(digest, bytes);
       };

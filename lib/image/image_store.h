@@ -226,8 +226,8 @@ class ImageStore {
   std::string ImageDir(const std::string& id) const;
 
   const ImageStoreOptions options_;
-  RegistryCredentials credentials_;  // from options_.registry.auth_file, set by Open
-  Semaphore download_slots_;         // options_.registry.max_downloads, for every pull
+  RegistryAuth credentials_;  // from options_.registry.auth_file, set by Open
+  Semaphore download_slots_;  // options_.registry.max_downloads, for every pull
   std::atomic<int64_t> unpack_count_{0};
 
   std::mutex mu_;  // guards everything below

@@ -2,6 +2,7 @@
 
 #include <mbedtls/base64.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 
 #include <algorithm>
 #include <cctype>
@@ -11,6 +12,7 @@
 
 #include "lib/util/fs.h"
 #include "lib/util/json.h"
+#include "lib/util/process.h"
 #include "lib/util/strings.h"
 
 namespace petrel::internal {
@@ -78,8 +80,16 @@ std::string EntryCredential(const json& e, RegistryCredential* out) {
     out->password = password->get<std::string>();
     return "";
   }
-  return "no \"auth\" nor \"username\" and \"password\" (credential helpers and identity tokens "
-         "are not supported)";
+  if (e.contains("identitytoken")) return "identity tokens are not supported";
+  return "";  // no credentials: fine only for a registry a helper serves
+}
+
+// A credential helper's NAME: docker-credential-NAME on $PATH.
+bool IsHelperName(const std::string& name) {
+  return !name.empty() && name.size() <= 64 &&
+         std::all_of(name.begin(), name.end(), [](unsigned char c) {
+           return std::isalnum(c) || c == '.' || c == '-' || c == '_';
+         });
 }
 
 }  // namespace
@@ -91,7 +101,7 @@ std::string RegistryAuthKey(std::string_view key) {
   return host;
 }
 
-Result<RegistryCredentials> ParseRegistryAuth(std::string_view text, const std::string& path) {
+Result<RegistryAuth> ParseRegistryAuth(std::string_view text, const std::string& path) {
   if (std::string deep = JsonNestingError(text); !deep.empty()) {
     return Status::InvalidArgument(path + ": JSON " + deep);
   }
@@ -103,10 +113,38 @@ Result<RegistryCredentials> ParseRegistryAuth(std::string_view text, const std::
     return Status::InvalidArgument(path + ": invalid JSON at byte " + std::to_string(e.byte));
   }
   if (!j.is_object()) return Status::InvalidArgument(path + ": not a JSON object");
-  RegistryCredentials out;
+  RegistryAuth auth;
+  auth.path = path;
+  if (auto store = j.find("credsStore"); store != j.end()) {
+    if (!store->is_string() || !IsHelperName(store->get<std::string>())) {
+      return Status::InvalidArgument(path +
+                                     ": \"credsStore\" must be a helper's name (letters, digits, "
+                                     "'.', '-', '_'), as in docker-credential-NAME");
+    }
+    auth.store = store->get<std::string>();
+  }
+  if (auto helpers = j.find("credHelpers"); helpers != j.end()) {
+    if (!helpers->is_object()) {
+      return Status::InvalidArgument(path + ": \"credHelpers\" must be an object");
+    }
+    for (const auto& [key, name] : helpers->items()) {
+      const std::string where = path + ": credHelpers[" + Quote(key) + "]: ";
+      const std::string registry = RegistryAuthKey(key);
+      if (!IsHostPort(registry)) {
+        return Status::InvalidArgument(where + "not a registry (HOST[:PORT], e.g. ghcr.io)");
+      }
+      if (!name.is_string() || !IsHelperName(name.get<std::string>())) {
+        return Status::InvalidArgument(where +
+                                       "must be a helper's name (letters, digits, '.', '-', "
+                                       "'_'), as in docker-credential-NAME");
+      }
+      auth.helpers[registry] = name.get<std::string>();
+    }
+  }
+  RegistryCredentials& out = auth.auths;
   std::map<std::string, std::string> key_of;  // registry -> the entry that named it
   auto auths = j.find("auths");
-  if (auths == j.end()) return out;
+  if (auths == j.end()) return auth;
   if (!auths->is_object()) return Status::InvalidArgument(path + ": \"auths\" must be an object");
   for (const auto& [key, entry] : auths->items()) {
     const std::string where = path + ": auths[" + Quote(key) + "]: ";
@@ -118,6 +156,15 @@ Result<RegistryCredentials> ParseRegistryAuth(std::string_view text, const std::
     if (std::string bad = EntryCredential(entry, &c); !bad.empty()) {
       return Status::InvalidArgument(where + bad);
     }
+    if (c.user.empty()) {
+      if (auth.store.empty() && auth.helpers.count(registry) == 0) {
+        return Status::InvalidArgument(
+            where +
+            "no \"auth\" nor \"username\" and \"password\", and no credential helper for it "
+            "(credsStore, credHelpers)");
+      }
+      continue;  // a mark `docker login` leaves: the helper has the credentials
+    }
     auto [it, added] = out.emplace(registry, c);
     if (!added && (it->second.user != c.user || it->second.password != c.password)) {
       return Status::InvalidArgument(where + "registry " + registry + " again (auths[" +
@@ -125,15 +172,64 @@ Result<RegistryCredentials> ParseRegistryAuth(std::string_view text, const std::
     }
     key_of.emplace(registry, key);
   }
-  return out;
+  return auth;
 }
 
-Result<RegistryCredentials> ReadRegistryAuth(const std::string& path) {
+Result<RegistryAuth> ReadRegistryAuth(const std::string& path) {
   std::unique_ptr<char, decltype(&free)> real(realpath(path.c_str(), nullptr), &free);
   if (!real) return ErrnoError(path, "realpath", errno);
   Result<std::string> text = ReadSmallFile(real.get(), kMaxRegistryAuthFile);
   if (!text.ok()) return text.status();
   return ParseRegistryAuth(*text, path);
+}
+
+Result<std::optional<RegistryCredential>> CredentialFor(const RegistryAuth& auth,
+                                                        const std::string& registry) {
+  std::string helper;
+  if (auto h = auth.helpers.find(registry); h != auth.helpers.end()) {
+    helper = h->second;
+  } else if (auto a = auth.auths.find(registry); a != auth.auths.end()) {
+    return std::optional<RegistryCredential>(a->second);
+  } else {
+    helper = auth.store;
+  }
+  if (helper.empty()) return std::optional<RegistryCredential>();
+  const std::string program = "docker-credential-" + helper;
+  const std::string what = "credential helper " + program + " (" + auth.path + ") for " + registry;
+  ProcessOptions options;
+  options.input = registry == "docker.io" ? "https://index.docker.io/v1/" : registry;
+  options.timeout_ms = kCredentialHelperTimeoutMs;
+  options.search_path = true;
+  options.merge_stderr = false;
+  ProcessResult result;
+  if (Status s = RunProcess({program, "get"}, options, &result); !s.ok()) {
+    return Status::PermissionDenied(what + ": " + s.message());
+  }
+  // Docker's helpers say so on stdout, with exit status 1.
+  if (Lower(result.out + result.err).find("credentials not found") != std::string::npos) {
+    return std::optional<RegistryCredential>();
+  }
+  if (!WIFEXITED(result.status) || WEXITSTATUS(result.status) != 0) {
+    std::string said = result.err.empty() ? result.out : result.err;
+    said = said.substr(0, said.find('\n'));
+    if (said.size() > 200) said = said.substr(0, 200) + "...";
+    return Status::PermissionDenied(what + ": failed" + (said.empty() ? "" : ": " + said));
+  }
+  json j = json::parse(result.out, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("Username") || !j["Username"].is_string() ||
+      !j.contains("Secret") || !j["Secret"].is_string()) {
+    return Status::PermissionDenied(what + ": its answer is not {\"Username\",\"Secret\"} as JSON");
+  }
+  RegistryCredential c;
+  c.user = j["Username"].get<std::string>();
+  c.password = j["Secret"].get<std::string>();
+  if (c.user == "<token>") {
+    return Status::PermissionDenied(what +
+                                    ": it gives an identity token, which petrel does not "
+                                    "support");
+  }
+  if (c.user.empty()) return Status::PermissionDenied(what + ": it gives an empty Username");
+  return std::optional<RegistryCredential>(c);
 }
 
 Status CheckPemBundle(const std::string& path) {

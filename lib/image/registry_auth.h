@@ -6,9 +6,10 @@
 //              "https://index.docker.io/v1/": {"username": "u", "password": "p"}}}
 // A key may carry a scheme and a path ("https://ghcr.io/v2/"); Docker Hub's keys
 // ("https://index.docker.io/v1/", "index.docker.io", "registry-1.docker.io",
-// "docker.io") all mean docker.io. Other top-level fields are ignored; credential
-// helpers (credsStore, credHelpers) and identity tokens are not supported, so an
-// entry without a user and password is an error.
+// "docker.io") all mean docker.io. Credential helpers as Docker runs them: "credHelpers"
+// ({"ghcr.io": "NAME"}) names the helper of a registry, "credsStore" ("NAME") the one of
+// every other; `docker login` with a store leaves `{}` entries in "auths", which are
+// then fine. Identity tokens are not supported. Other top-level fields are ignored.
 //
 // Nothing here puts a password into a message: errors name the file and the entry's
 // key, at most the user name.
@@ -18,7 +19,9 @@
 #define PETREL_LIB_IMAGE_REGISTRY_AUTH_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -38,6 +41,17 @@ struct RegistryCredential {
 // in lowercase ("docker.io", "registry.local:5000").
 using RegistryCredentials = std::map<std::string, RegistryCredential>;
 
+// What a config.json says of registries' credentials.
+struct RegistryAuth {
+  RegistryCredentials auths;                   // inline credentials, by registry
+  std::map<std::string, std::string> helpers;  // "credHelpers": registry -> helper NAME
+  std::string store;                           // "credsStore": helper NAME for others, or ""
+  std::string path;                            // the file, for messages
+};
+
+// How long a credential helper may take.
+constexpr int64_t kCredentialHelperTimeoutMs = 10000;
+
 // The registry a config.json key names, as ImageReference::domain spells it:
 // "https://index.docker.io/v1/" -> "docker.io", "http://Reg.local:5000/x" ->
 // "reg.local:5000". "" when there is no host.
@@ -46,12 +60,26 @@ std::string RegistryAuthKey(std::string_view key);
 // Parses the text of Docker config.json `path` (named in errors). InvalidArgument,
 // one line naming the file and the entry: `/etc/petrel/auth.json: auths["ghcr.io"]:
 // "auth" is not base64 of USER:PASSWORD`, `/etc/petrel/auth.json: invalid JSON at
-// byte 17`. Two keys naming the same registry with different credentials are an error.
-Result<RegistryCredentials> ParseRegistryAuth(std::string_view text, const std::string& path);
+// byte 17`. Two keys naming the same registry with different credentials are an error,
+// and so is an entry without credentials for a registry no helper serves. A helper
+// NAME is letters, digits, '.', '-' and '_'.
+Result<RegistryAuth> ParseRegistryAuth(std::string_view text, const std::string& path);
 
 // Reads and parses `path` (at most kMaxRegistryAuthFile bytes, a symbolic link is
 // followed). Errors name the file.
-Result<RegistryCredentials> ReadRegistryAuth(const std::string& path);
+Result<RegistryAuth> ReadRegistryAuth(const std::string& path);
+
+// The credential for `registry` (as RegistryAuthKey spells it): from its credHelpers
+// helper, else inline from auths, else from the credsStore helper; nullopt: none
+// (anonymous). A helper is `docker-credential-NAME get`, found on $PATH, given the
+// registry's server on stdin ("https://index.docker.io/v1/" for docker.io, else
+// host[:port], as Docker stores them) and answering {"ServerURL","Username","Secret"}
+// within kCredentialHelperTimeoutMs; "credentials not found" (any exit status) is none.
+// Errors (PermissionDenied: a helper missing, failing, too slow, answering garbage or an
+// identity token) name the helper and the file, never the secret. Runs a process:
+// not for the loop thread.
+Result<std::optional<RegistryCredential>> CredentialFor(const RegistryAuth& auth,
+                                                        const std::string& registry);
 
 // A CA bundle (kMaxCaBundle bytes at most) is refused.
 constexpr size_t kMaxCaBundle = 4 << 20;

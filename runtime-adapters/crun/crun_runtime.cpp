@@ -22,7 +22,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
@@ -52,13 +51,12 @@
 #include "lib/spec/image_ref.h"
 #include "lib/util/dir_lock.h"
 #include "lib/util/fs.h"
+#include "lib/util/process.h"
 #include "lib/util/strings.h"
 #include "petrel/clock.h"
 #include "petrel/crun.h"
 #include "petrel/spec.h"
 #include "runtime-adapters/crun/shim.h"
-
-extern char** environ;
 
 namespace petrel {
 namespace {
@@ -88,47 +86,16 @@ bool Exists(const std::string& path) {
 
 // Runs a short command, waits, and gives its exit status and combined output.
 Status RunCommand(const std::vector<std::string>& argv, int* status, std::string* output) {
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) return ErrnoError("pipe", "", errno);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
-  posix_spawn_file_actions_adddup2(&fa, fds[1], 2);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  std::vector<char*> args;
-  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = 0;
-  int err = posix_spawn(&pid, args[0], &fa, &attr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  close(fds[1]);
-  if (err != 0) {
-    close(fds[0]);
+  internal::ProcessOptions options;
+  options.merge_stderr = true;
+  internal::ProcessResult result;
+  Status s = internal::RunProcess(argv, options, &result);
+  if (!s.ok()) {
     // A runtime binary gone (mid-upgrade) must not read as a container gone.
-    Status s = ErrnoError(argv[0], "run", err);
     return s.IsNotFound() ? Status::Unavailable(s.message()) : s;
   }
-  output->clear();
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fds[0], buf, sizeof(buf))) != 0) {
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) break;
-    if (output->size() < (64 << 10)) output->append(buf, n);
-  }
-  close(fds[0]);
-  while (waitpid(pid, status, 0) < 0) {
-    if (errno != EINTR) return ErrnoError(argv[0], "wait", errno);
-  }
+  *status = result.status;
+  *output = std::move(result.out);
   return Status::OK();
 }
 

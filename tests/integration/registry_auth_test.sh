@@ -3,7 +3,9 @@
 # docker-registry:
 #  - over HTTPS with a test CA made here (petreld --registry-ca) and auth: htpasswd
 #    (bcrypt, apache2-utils' htpasswd), pulled with credentials from a Docker
-#    config.json (--registry-auth); without the CA a TLS error names the host; a wrong
+#    config.json (--registry-auth), inline or from a credential helper (credsStore), a
+#    helper not installed failing the pull with its name; without the CA a TLS error
+#    names the host; a wrong
 #    password and no credentials give their clear errors and nothing runs; no password
 #    is ever in petreld's log or a replica's message;
 #  - a bad config.json or CA bundle: petreld refuses to start with one line naming it;
@@ -193,6 +195,38 @@ restart_petreld --registry-ca "$dir/ca.pem" --registry-auth "$dir/good.json"
 wait_for 60 running priv || fail "priv not Running: $(phase_of priv) $(message_of priv)"
 echo "ok: https://$registry/private:1 pulled with basic auth, the CA from --registry-ca"
 remove priv
+
+# A credential helper, as `docker login` with a store leaves config.json: an empty entry
+# and "credsStore"; docker-credential-petreltest, on petreld's PATH, answers for this
+# registry only (the server it is given on stdin). Then a credHelpers helper that is
+# not installed: the pull fails naming it and the file.
+mkdir -p "$dir/helpers"
+cat >"$dir/helpers/docker-credential-petreltest" <<HELPER
+#!/bin/sh
+read -r server
+if [ "\$1" = get ] && [ "\$server" = "$registry" ]; then
+  echo '{"ServerURL":"$registry","Username":"alice","Secret":"s3cret"}'
+else
+  echo "credentials not found in native keychain"
+  exit 1
+fi
+HELPER
+chmod 755 "$dir/helpers/docker-credential-petreltest"
+echo "{\"auths\": {\"$registry\": {}}, \"credsStore\": \"petreltest\"}" >"$dir/store.json"
+echo "{\"credHelpers\": {\"$registry\": \"missing\"}}" >"$dir/nohelper.json"
+saved_path=$PATH
+export PATH="$dir/helpers:$PATH"
+restart_petreld --registry-ca "$dir/ca.pem" --registry-auth "$dir/store.json"
+apply viahelper "$registry/private:1"
+wait_for 60 running viahelper || fail "viahelper not Running: $(phase_of viahelper) $(message_of viahelper)"
+echo "ok: https://$registry/private:1 pulled with credentials from a credsStore helper"
+remove viahelper
+"$ctl" delete image "$registry/private:1" >/dev/null || fail "delete image $registry/private:1"
+restart_petreld --registry-ca "$dir/ca.pem" --registry-auth "$dir/nohelper.json"
+apply nohelp "$registry/private:1"
+expect_error nohelp "credential helper docker-credential-missing ($dir/nohelper.json) for $registry"
+remove nohelp
+export PATH=$saved_path
 registry_stop
 
 # --- A token server that wants credentials.

@@ -4,9 +4,11 @@
 #include "lib/image/registry_auth.h"
 
 #include <doctest/doctest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 namespace petrel::internal {
@@ -16,7 +18,7 @@ const std::string kPath = "/etc/petrel/auth.json";
 
 // The message of a ParseRegistryAuth that must fail.
 std::string ParseError(const std::string& text) {
-  Result<RegistryCredentials> r = ParseRegistryAuth(text, kPath);
+  Result<RegistryAuth> r = ParseRegistryAuth(text, kPath);
   REQUIRE_FALSE(r.ok());
   CHECK(r.status().code() == Status::Code::kInvalidArgument);
   return r.status().message();
@@ -35,7 +37,7 @@ TEST_CASE("registry_auth: config.json keys name registries as references do") {
 
 TEST_CASE("registry_auth: auth in base64, username and password, and Docker Hub's keys") {
   // "alice:pa:ss" and "bob:" in base64: the password is all after the first colon.
-  Result<RegistryCredentials> r = ParseRegistryAuth(R"({
+  Result<RegistryAuth> r = ParseRegistryAuth(R"({
     "auths": {
       "127.0.0.1:5000": {"auth": "YWxpY2U6cGE6c3M="},
       "https://index.docker.io/v1/": {"username": "hub", "password": "secret"},
@@ -43,32 +45,32 @@ TEST_CASE("registry_auth: auth in base64, username and password, and Docker Hub'
     },
     "credsStore": "ignored", "HttpHeaders": {"X": "y"}
   })",
-                                                    kPath);
+                                             kPath);
   REQUIRE_MESSAGE(r.ok(), r.status().message());
-  REQUIRE(r->size() == 3);
-  CHECK(r->at("127.0.0.1:5000").user == "alice");
-  CHECK(r->at("127.0.0.1:5000").password == "pa:ss");
-  CHECK(r->at("docker.io").user == "hub");
-  CHECK(r->at("docker.io").password == "secret");
-  CHECK(r->at("ghcr.io").user == "bob");
-  CHECK(r->at("ghcr.io").password == "");
+  REQUIRE(r->auths.size() == 3);
+  CHECK(r->auths.at("127.0.0.1:5000").user == "alice");
+  CHECK(r->auths.at("127.0.0.1:5000").password == "pa:ss");
+  CHECK(r->auths.at("docker.io").user == "hub");
+  CHECK(r->auths.at("docker.io").password == "secret");
+  CHECK(r->auths.at("ghcr.io").user == "bob");
+  CHECK(r->auths.at("ghcr.io").password == "");
 }
 
 TEST_CASE("registry_auth: no auths, or an empty one, is no credentials") {
   for (const char* text : {"{}", R"({"auths": {}})", R"({"credHelpers": {"x": "y"}})"}) {
     CAPTURE(text);
-    Result<RegistryCredentials> r = ParseRegistryAuth(text, kPath);
+    Result<RegistryAuth> r = ParseRegistryAuth(text, kPath);
     REQUIRE_MESSAGE(r.ok(), r.status().message());
-    CHECK(r->empty());
+    CHECK(r->auths.empty());
   }
 }
 
 TEST_CASE("registry_auth: the same registry twice with the same credentials is fine") {
-  Result<RegistryCredentials> r = ParseRegistryAuth(
+  Result<RegistryAuth> r = ParseRegistryAuth(
       R"({"auths": {"docker.io": {"auth": "YTpi"}, "https://index.docker.io/v1/": {"auth": "YTpi"}}})",
       kPath);
   REQUIRE_MESSAGE(r.ok(), r.status().message());
-  CHECK(r->size() == 1);
+  CHECK(r->auths.size() == 1);
 }
 
 TEST_CASE("registry_auth: a bad file or entry names the file and the entry, never the password") {
@@ -93,8 +95,18 @@ TEST_CASE("registry_auth: a bad file or entry names the file and the entry, neve
         kPath + ": auths[\"ghcr.io\"]: must be an object");
   CHECK(ParseError(R"({"auths": {"ghcr.io": {}}})") ==
         kPath +
-            ": auths[\"ghcr.io\"]: no \"auth\" nor \"username\" and \"password\" (credential "
-            "helpers and identity tokens are not supported)");
+            ": auths[\"ghcr.io\"]: no \"auth\" nor \"username\" and \"password\", and no "
+            "credential helper for it (credsStore, credHelpers)");
+  CHECK(ParseError(R"({"auths": {"ghcr.io": {}}, "credHelpers": {"quay.io": "x"}})")
+            .find("no credential helper for it") != std::string::npos);
+  CHECK(ParseError(R"({"credsStore": "../evil"})") ==
+        kPath +
+            ": \"credsStore\" must be a helper's name (letters, digits, '.', '-', '_'), as in "
+            "docker-credential-NAME");
+  CHECK(
+      ParseError(R"({"credHelpers": {"ghcr.io": 5}})").find("credHelpers[\"ghcr.io\"]: must be") !=
+      std::string::npos);
+  CHECK(ParseError(R"({"credHelpers": []})") == kPath + ": \"credHelpers\" must be an object");
   CHECK(ParseError(R"({"auths": {"ghcr.io": {"identitytoken": "t"}}})").find("identity tokens") !=
         std::string::npos);
   CHECK(ParseError(R"({"auths": {"https://": {"auth": "YTpi"}}})") ==
@@ -110,6 +122,77 @@ TEST_CASE("registry_auth: a bad file or entry names the file and the entry, neve
         std::string::npos);
 }
 
+// Writes an executable docker-credential-NAME script into `dir`.
+void WriteHelper(const std::string& dir, const std::string& name, const std::string& body) {
+  const std::string path = dir + "/docker-credential-" + name;
+  FILE* f = fopen(path.c_str(), "w");
+  REQUIRE(f != nullptr);
+  fputs(("#!/bin/sh\n" + body + "\n").c_str(), f);
+  fclose(f);
+  REQUIRE(chmod(path.c_str(), 0755) == 0);
+}
+
+TEST_CASE("registry_auth: credential helpers, by registry and as the store, as Docker runs them") {
+  char dir[] = "/tmp/petrel-helper-test-XXXXXX";
+  REQUIRE(mkdtemp(dir) != nullptr);
+  // Each answers with the server it was given on stdin, and says which helper it is.
+  WriteHelper(
+      dir, "per",
+      R"([ "$1" = get ] || exit 9; read -r s; echo "{\"ServerURL\":\"$s\",\"Username\":\"per-$s\",\"Secret\":\"p\"}")");
+  WriteHelper(
+      dir, "store",
+      R"(read -r s; case "$s" in none.io) echo "credentials not found in native keychain"; exit 1;; esac; echo "{\"Username\":\"store-$s\",\"Secret\":\"s\"}")");
+  WriteHelper(dir, "broken", "echo 'boom: the keyring is locked' >&2; exit 3");
+  WriteHelper(dir, "garbage", "echo not json");
+  WriteHelper(dir, "token", R"(echo '{"Username":"<token>","Secret":"t"}')");
+  const char* old_path = getenv("PATH");
+  const std::string saved = old_path != nullptr ? old_path : "";
+  setenv("PATH", (std::string(dir) + ":" + saved).c_str(), 1);
+
+  Result<RegistryAuth> auth = ParseRegistryAuth(R"({
+    "auths": {"ghcr.io": {}, "inline.io": {"auth": "YTpi"}, "docker.io": {}},
+    "credsStore": "store",
+    "credHelpers": {"ghcr.io": "per", "bad.io": "broken", "junk.io": "garbage",
+                    "tok.io": "token", "gone.io": "nonexistent"}
+  })",
+                                                kPath);
+  REQUIRE_MESSAGE(auth.ok(), auth.status().message());
+  auto user_of = [&](const std::string& registry) {
+    Result<std::optional<RegistryCredential>> c = CredentialFor(*auth, registry);
+    REQUIRE_MESSAGE(c.ok(), c.status().message());
+    return c->has_value() ? (*c)->user + ":" + (*c)->password : std::string("none");
+  };
+  CHECK(user_of("ghcr.io") == "per-ghcr.io:p");                          // credHelpers first
+  CHECK(user_of("inline.io") == "a:b");                                  // then auths
+  CHECK(user_of("quay.io") == "store-quay.io:s");                        // then credsStore
+  CHECK(user_of("docker.io") == "store-https://index.docker.io/v1/:s");  // Docker Hub's key
+  CHECK(user_of("none.io") == "none");                                   // not found: anonymous
+  auto error_of = [&](const std::string& registry) {
+    Result<std::optional<RegistryCredential>> c = CredentialFor(*auth, registry);
+    REQUIRE_FALSE(c.ok());
+    CHECK(c.status().code() == Status::Code::kPermissionDenied);
+    return c.status().message();
+  };
+  CHECK(error_of("bad.io") == "credential helper docker-credential-broken (" + kPath +
+                                  ") for bad.io: failed: boom: the keyring is locked");
+  CHECK(error_of("junk.io").find("its answer is not {\"Username\",\"Secret\"}") !=
+        std::string::npos);
+  CHECK(error_of("tok.io").find("identity token") != std::string::npos);
+  CHECK(error_of("gone.io").find("docker-credential-nonexistent") != std::string::npos);
+  // Without helpers, nothing runs: no credential.
+  Result<RegistryAuth> plain = ParseRegistryAuth(R"({"auths": {}})", kPath);
+  REQUIRE(plain.ok());
+  Result<std::optional<RegistryCredential>> none = CredentialFor(*plain, "ghcr.io");
+  REQUIRE(none.ok());
+  CHECK_FALSE(none->has_value());
+
+  setenv("PATH", saved.c_str(), 1);
+  for (const char* name : {"per", "store", "broken", "garbage", "token"}) {
+    unlink((std::string(dir) + "/docker-credential-" + name).c_str());
+  }
+  rmdir(dir);
+}
+
 TEST_CASE("registry_auth: files are bounded, followed through links, and named in errors") {
   char dir[] = "/tmp/petrel-auth-test-XXXXXX";
   REQUIRE(mkdtemp(dir) != nullptr);
@@ -120,16 +203,16 @@ TEST_CASE("registry_auth: files are bounded, followed through links, and named i
   fputs(R"({"auths": {"ghcr.io": {"auth": "YTpi"}}})", f);
   fclose(f);
   REQUIRE(symlink(file.c_str(), link.c_str()) == 0);
-  Result<RegistryCredentials> r = ReadRegistryAuth(link);
+  Result<RegistryAuth> r = ReadRegistryAuth(link);
   REQUIRE_MESSAGE(r.ok(), r.status().message());
-  CHECK(r->at("ghcr.io").user == "a");
+  CHECK(r->auths.at("ghcr.io").user == "a");
 
-  Result<RegistryCredentials> missing = ReadRegistryAuth(std::string(dir) + "/none.json");
+  Result<RegistryAuth> missing = ReadRegistryAuth(std::string(dir) + "/none.json");
   REQUIRE_FALSE(missing.ok());
   CHECK(missing.status().message().find("/none.json") != std::string::npos);
 
   REQUIRE(truncate(file.c_str(), kMaxRegistryAuthFile + 1) == 0);
-  Result<RegistryCredentials> big = ReadRegistryAuth(file);
+  Result<RegistryAuth> big = ReadRegistryAuth(file);
   REQUIRE_FALSE(big.ok());
   CHECK(big.status().message().find(file) != std::string::npos);
 

@@ -1,5 +1,6 @@
 // Tests of lib/util's text, number and hashing helpers, and PETREL_ASSIGN_OR_RETURN.
 #include <doctest/doctest.h>
+#include <sys/wait.h>
 
 #include <algorithm>
 #include <atomic>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "lib/util/json.h"
+#include "lib/util/process.h"
 #include "lib/util/sha256.h"
 #include "lib/util/strings.h"
 #include "lib/util/workers.h"
@@ -119,4 +121,40 @@ TEST_CASE("Semaphore: never more holders than places, and every waiter gets one"
   CHECK(most.load() >= 1);
   // A null semaphore is no limit: Hold does nothing.
   petrel::internal::Semaphore::Hold none(nullptr);
+}
+
+TEST_CASE("RunProcess: input in, stdout and stderr apart or merged, exit status, a deadline") {
+  using petrel::internal::ProcessOptions;
+  using petrel::internal::ProcessResult;
+  using petrel::internal::RunProcess;
+  ProcessOptions o;
+  o.input = "hello\n";
+  ProcessResult r;
+  REQUIRE(RunProcess({"/bin/sh", "-c", "cat; echo oops >&2; exit 4"}, o, &r).ok());
+  CHECK(r.out == "hello\n");
+  CHECK(r.err == "oops\n");
+  CHECK((WIFEXITED(r.status) && WEXITSTATUS(r.status) == 4));
+  o.merge_stderr = true;
+  REQUIRE(RunProcess({"/bin/sh", "-c", "cat; echo oops >&2"}, o, &r).ok());
+  CHECK(r.out == "hello\noops\n");
+  CHECK(r.err.empty());
+  ProcessOptions bounded;
+  bounded.max_output = 10;
+  REQUIRE(RunProcess({"/bin/sh", "-c", "head -c 100000 /dev/zero"}, bounded, &r).ok());
+  CHECK(r.out.size() == 10);
+  ProcessOptions slow;
+  slow.timeout_ms = 200;
+  const auto start = std::chrono::steady_clock::now();
+  petrel::Status s = RunProcess({"/bin/sleep", "30"}, slow, &r);
+  CHECK(s.code() == petrel::Status::Code::kDeadlineExceeded);
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(10));
+  // A program that closes its output and goes on is stopped at the deadline too.
+  s = RunProcess({"/bin/sh", "-c", "exec >/dev/null 2>&1; sleep 30"}, slow, &r);
+  CHECK(s.code() == petrel::Status::Code::kDeadlineExceeded);
+  CHECK(RunProcess({"/nonexistent/program"}, ProcessOptions(), &r).code() ==
+        petrel::Status::Code::kNotFound);
+  ProcessOptions path;
+  path.search_path = true;
+  REQUIRE(RunProcess({"true"}, path, &r).ok());
+  CHECK((WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0));
 }
