@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,9 +37,15 @@ void CloseAll(int* fds, int n) {
 Status RunProcess(const std::vector<std::string>& argv, const ProcessOptions& options,
                   ProcessResult* result) {
   if (argv.empty()) return Status::InvalidArgument("RunProcess: no program");
-  // [0,1] stdin, [2,3] stdout, [4,5] stderr: read ends at 0 (the child's), 2, 4.
+  // [0,1] stdin, [2,3] stdout, [4,5] stderr: read ends at 0 (the child's), 2, 4. stdin
+  // is a socket pair, not a pipe: its writes can say MSG_NOSIGNAL, so a program that
+  // ends without reading its input is EPIPE here, never a SIGPIPE that kills a process
+  // which does not ignore it (an embedder's).
   int p[6] = {-1, -1, -1, -1, -1, -1};
-  for (int i = 0; i < 3; i++) {
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) != 0) {
+    return ErrnoError("socketpair", "", errno);
+  }
+  for (int i = 1; i < 3; i++) {
     if (pipe2(p + 2 * i, O_CLOEXEC) != 0) {
       int err = errno;
       CloseAll(p, 6);
@@ -86,8 +93,6 @@ Status RunProcess(const std::vector<std::string>& argv, const ProcessOptions& op
   if (options.input.empty()) {
     close(p[1]);
     p[1] = -1;
-  } else {
-    fcntl(p[1], F_SETFL, O_NONBLOCK);
   }
   const int64_t deadline = options.timeout_ms > 0 ? MonotonicMs() + options.timeout_ms : 0;
   bool timed_out = false;
@@ -115,7 +120,8 @@ Status RunProcess(const std::vector<std::string>& argv, const ProcessOptions& op
       if (fds[i].revents == 0) continue;
       int* fd = which[i];
       if (fd == &p[1]) {
-        ssize_t w = write(p[1], options.input.data() + written, options.input.size() - written);
+        ssize_t w = send(p[1], options.input.data() + written, options.input.size() - written,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w > 0) written += static_cast<size_t>(w);
         if ((w < 0 && errno != EAGAIN && errno != EINTR) || written == options.input.size()) {
           close(p[1]);  // all given, or the program stopped reading

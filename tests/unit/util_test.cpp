@@ -151,6 +151,14 @@ TEST_CASE("RunProcess: input in, stdout and stderr apart or merged, exit status,
   // A program that closes its output and goes on is stopped at the deadline too.
   s = RunProcess({"/bin/sh", "-c", "exec >/dev/null 2>&1; sleep 30"}, slow, &r);
   CHECK(s.code() == petrel::Status::Code::kDeadlineExceeded);
+  // A program that ends without reading its input: no SIGPIPE here (this process does not
+  // ignore it), whatever the timing; many times, so that some writes come after the end.
+  ProcessOptions unread;
+  unread.input = std::string(256 << 10, 'x');
+  for (int i = 0; i < 20; i++) {
+    REQUIRE(RunProcess({"/bin/true"}, unread, &r).ok());
+    CHECK((WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0));
+  }
   CHECK(RunProcess({"/nonexistent/program"}, ProcessOptions(), &r).code() ==
         petrel::Status::Code::kNotFound);
   ProcessOptions path;
