@@ -6,24 +6,20 @@
 #include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 
 #include "lib/util/fs.h"
+#include "petrel/clock.h"
 
 extern char** environ;
 
 namespace petrel::internal {
 namespace {
 
-int64_t MonotonicMs() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
+int64_t MonotonicMs() { return SystemClock()->Monotonic(); }
 
 void CloseAll(int* fds, int n) {
   for (int i = 0; i < n; i++) {
@@ -74,7 +70,7 @@ Status RunProcess(const std::vector<std::string>& argv, const ProcessOptions& op
                       : posix_spawn(&pid, args[0], &fa, &attr, args.data(), environ);
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
-  // The child's ends, and stderr's read end when it shares stdout's pipe.
+  // The child's ends; stderr's read end too, below, when stderr shares stdout's pipe.
   close(p[0]);
   close(p[3]);
   close(p[5]);
