@@ -9,8 +9,10 @@
 #include <cctype>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
@@ -43,6 +45,7 @@ constexpr long kLowSpeedBytes = 1024;  // slower than this for kLowSpeedSeconds:
 constexpr long kLowSpeedSeconds = 60;
 constexpr long kBufferSize = 128 * 1024;
 constexpr size_t kMaxTokenResponse = 64 * 1024;
+constexpr uint64_t kWriteBackBytes = 8 << 20;  // a blob's write-back starts every 8 MiB
 
 // One GET's outcome. `sink` got the body of a 2xx answer; `error_body` holds the start
 // of any other.
@@ -131,6 +134,96 @@ std::string RegistryMessage(const std::string& body) {
   }
   return out.substr(0, 200);
 }
+
+// Hashes a blob file while its download appends to it. The download says how far the
+// file is written (Advance); a thread of this object's own reads what is new back from
+// the page cache and hashes it. Receiving and hashing then overlap (on a fast link they
+// take about as long as each other), and the part an earlier pull kept is hashed while
+// the rest arrives.
+class TrailingHash {
+ public:
+  // Hashes `fd` (named `path` in errors) from its start; `written` bytes are there now.
+  TrailingHash(int fd, std::string path, uint64_t written)
+      : fd_(fd),
+        path_(std::move(path)),
+        written_(written),
+        hash_(std::make_unique<Sha256>(LoadedLibcryptoSha256())),
+        thread_([this] { Run(); }) {}
+  ~TrailingHash() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      finishing_ = true;
+      written_ = hashed_;  // nothing more to hash
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  TrailingHash(const TrailingHash&) = delete;
+  TrailingHash& operator=(const TrailingHash&) = delete;
+
+  // The file holds `written` bytes now.
+  void Advance(uint64_t written) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      written_ = written;
+    }
+    cv_.notify_one();
+  }
+
+  // Waits until every written byte is hashed: "sha256:<hex>", or the error reading them.
+  // REQUIRES: called once, after the last Advance.
+  Result<std::string> Finish() {
+    std::unique_lock<std::mutex> l(mu_);
+    finishing_ = true;
+    cv_.notify_all();
+    cv_.wait(l, [this] { return ended_; });
+    if (!error_.ok()) return error_;
+    return FinishDigest(hash_.get());
+  }
+
+ private:
+  void Run() {
+    std::string buf(kBufferSize, '\0');
+    std::unique_lock<std::mutex> l(mu_);
+    for (;;) {
+      cv_.wait(l, [this] { return hashed_ < written_ || finishing_; });
+      if (hashed_ >= written_ || !error_.ok()) break;  // finishing, all hashed
+      const uint64_t to = written_;
+      l.unlock();
+      Status s;
+      uint64_t at = hashed_;  // only this thread moves hashed_
+      while (s.ok() && at < to) {
+        const ssize_t n =
+            pread(fd_, buf.data(), std::min<uint64_t>(buf.size(), to - at), static_cast<off_t>(at));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+          s = n < 0 ? ErrnoError(path_, "read", errno)
+                    : Status::Internal(path_ + ": shorter than what was written to it");
+          break;
+        }
+        hash_->Update(buf.data(), static_cast<size_t>(n));
+        at += static_cast<uint64_t>(n);
+      }
+      l.lock();
+      hashed_ = at;
+      error_ = s;
+    }
+    ended_ = true;
+    cv_.notify_all();
+  }
+
+  const int fd_;
+  const std::string path_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  uint64_t written_;              // guarded by mu_
+  uint64_t hashed_ = 0;           // guarded by mu_
+  bool finishing_ = false;        // guarded by mu_
+  bool ended_ = false;            // guarded by mu_
+  Status error_;                  // guarded by mu_
+  std::unique_ptr<Sha256> hash_;  // this object's thread's until it ends
+  std::thread thread_;            // last: starts once the members above are made
+};
 
 class Source : public ImageSource {
  public:
@@ -257,12 +350,14 @@ class Source : public ImageSource {
     }
     PETREL_ASSIGN_OR_RETURN(TempFile tmp, OpenPartial(digest));
     if (Exists(digest)) return Status::OK();  // another pull finished it meanwhile
-    auto hash = std::make_unique<Sha256>(LoadedLibcryptoSha256());
-    uint64_t size = 0;
     // What an earlier pull (or process) kept of this blob is hashed again and the rest
     // asked for; should it be damaged, the download starts over once.
-    PETREL_RETURN_IF_ERROR(HashKept(&tmp, hash.get(), &size));
+    const off_t kept = lseek(tmp.fd.get(), 0, SEEK_END);
+    if (kept < 0) return ErrnoError(tmp.path, "seek", errno);
+    uint64_t size = static_cast<uint64_t>(kept);
+    uint64_t flushed = 0;  // the bytes whose write-back was started
     const bool resumed = size > 0;
+    auto hash = std::make_unique<TrailingHash>(tmp.fd.get(), tmp.path, size);
     Response r;
     // A place among the downloads at once, for this download only (not while waiting
     // for the partial file's lock above, not for the start over below).
@@ -272,30 +367,43 @@ class Source : public ImageSource {
     Status s = GetWithRetries(
         "blobs/" + digest, "", false,
         [&](const char* data, size_t n) {
-          size += n;
-          if (size > options_.max_blob_bytes) {
+          if (size + n > options_.max_blob_bytes) {
             return Status::InvalidArgument("larger than " +
                                            std::to_string(options_.max_blob_bytes) + " bytes");
           }
-          hash->Update(data, n);
+          PETREL_RETURN_IF_ERROR(WriteAll(tmp.fd.get(), std::string_view(data, n), tmp.path));
+          size += n;
+          hash->Advance(size);
+          // The disk writes as the bytes arrive, so the fsync before the commit finds
+          // little left to do and the page cache holds at most a few MiB of the blob.
+          if (size - flushed >= kWriteBackBytes) {
+            sync_file_range(tmp.fd.get(), static_cast<off_t>(flushed),
+                            static_cast<off_t>(size - flushed), SYNC_FILE_RANGE_WRITE);
+            flushed = size;
+          }
           if (options_.on_bytes) options_.on_bytes(digest, size);
-          return WriteAll(tmp.fd.get(), std::string_view(data, n), tmp.path);
+          return Status::OK();
         },
         [&] {
           // Starts the blob again; should this fail, the digest check will.
-          hash = std::make_unique<Sha256>(LoadedLibcryptoSha256());
+          hash.reset();
           size = 0;
+          flushed = 0;
           if (options_.on_bytes) options_.on_bytes(digest, 0);
           if (ftruncate(tmp.fd.get(), 0) == 0) lseek(tmp.fd.get(), 0, SEEK_SET);
+          hash = std::make_unique<TrailingHash>(tmp.fd.get(), tmp.path, 0);
         },
         &r, [&] { return size; });
     slot.reset();
     if (s.ok()) {
-      const std::string got = FinishDigest(hash.get());
-      if (got != digest) {
-        s = Status::InvalidArgument("digest mismatch: the registry sent " + got + " (discarded)");
+      Result<std::string> got = hash->Finish();
+      if (!got.ok()) {
+        s = got.status();
+      } else if (*got != digest) {
+        s = Status::InvalidArgument("digest mismatch: the registry sent " + *got + " (discarded)");
       }
     }
+    hash.reset();
     if (!s.ok() && resumed && s.code() != Status::Code::kUnavailable) {
       tmp.fd.reset();  // the kept part was bad (or whole: 416): once more from the start
       unlink(tmp.path.c_str());
@@ -324,20 +432,6 @@ class Source : public ImageSource {
       }
       if (Exists(digest)) return t;  // renamed into the cache: the caller sees it there
     }
-  }
-
-  // Hashes what `tmp` holds into `hash` and *size, leaving the file position at its end.
-  Status HashKept(TempFile* tmp, Sha256* hash, uint64_t* size) {
-    std::string buf(kBufferSize, '\0');
-    for (;;) {
-      ssize_t n = read(tmp->fd.get(), buf.data(), buf.size());
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return ErrnoError(tmp->path, "read", errno);
-      if (n == 0) break;
-      hash->Update(buf.data(), static_cast<size_t>(n));
-      *size += static_cast<uint64_t>(n);
-    }
-    return Status::OK();
   }
 
   Result<TempFile> MakeTemp() {
@@ -412,6 +506,12 @@ class Source : public ImageSource {
         PETREL_RETURN_IF_ERROR(FetchToken(challenge, prefix));
         again = true;
       } else if (challenge.scheme == "basic" && options_.credential && !basic_) {
+        if (options_.credential->user.empty()) {
+          return Status::PermissionDenied(
+              prefix + "registry " + ref_.domain + " asks for a user and password (Basic), and " +
+              "its credential" + CredentialSource() +
+              " is an identity token, which serves only Bearer token auth");
+        }
         PETREL_RETURN_IF_ERROR(MaySendCredential(url, prefix));
         basic_ = true;
         again = true;
@@ -428,8 +528,7 @@ class Source : public ImageSource {
       // The realm took the credential, yet its token does not open the repository.
       const std::string reason = RegistryMessage(r->error_body);
       return Status::PermissionDenied(prefix + "registry " + ref_.domain + " gives " +
-                                      Escape(options_.credential->user) + " no access to " +
-                                      ref_.repository +
+                                      CredentialName() + " no access to " + ref_.repository +
                                       ": it does not exist, or may not be pulled by them (" +
                                       answer + (reason.empty() ? "" : " (" + reason + ")") + ")");
     }
@@ -455,8 +554,8 @@ class Source : public ImageSource {
     const std::string& registry = ref_.domain;
     if (options_.credential) {
       return Status::PermissionDenied(prefix + "registry " + registry +
-                                      " refused the credentials of " +
-                                      Escape(options_.credential->user) + " (" + answer + ")");
+                                      " refused the credentials of " + CredentialName() + " (" +
+                                      answer + ")");
     }
     const std::string where =
         options_.auth_file.empty()
@@ -465,6 +564,17 @@ class Source : public ImageSource {
     return Status::PermissionDenied(prefix + answer + ": registry " + registry +
                                     " wants credentials and " + where + " (auths[\"" + registry +
                                     "\"])");
+  }
+
+  // Who the credential is, for messages: the user, or "the identity token".
+  std::string CredentialName() const {
+    return options_.credential->user.empty() ? "the identity token"
+                                             : Escape(options_.credential->user);
+  }
+
+  // " (from FILE)" when the credentials came from a file.
+  std::string CredentialSource() const {
+    return options_.auth_file.empty() ? "" : " (from " + options_.auth_file + ")";
   }
 
   // OK when the credential may be sent to `url`: over HTTPS, or to a loopback host.
@@ -483,10 +593,14 @@ class Source : public ImageSource {
     if (!url.ok()) return Status::PermissionDenied(prefix + "401 with " + url.status().message());
     const std::string realm = challenge.params.at("realm");
     if (options_.credential) PETREL_RETURN_IF_ERROR(MaySendCredential(*url, prefix));
+    // An identity token is posted to the realm itself (OAuth2), the rest asks with a GET.
+    const bool oauth = options_.credential && !options_.credential->identity_token.empty();
+    const std::string form =
+        oauth ? TokenForm(challenge, ref_.repository, options_.credential->identity_token) : "";
     std::string body;
     Response r;
     PETREL_RETURN_IF_ERROR(Perform(
-        *url, false,
+        oauth ? realm : *url, false,
         [&](const char* data, size_t n) {
           if (body.size() + n > kMaxTokenResponse) {
             return Status::InvalidArgument(prefix + "token from " + realm + ": larger than " +
@@ -495,8 +609,13 @@ class Source : public ImageSource {
           body.append(data, n);
           return Status::OK();
         },
-        &r, prefix + "token: ", 0, nullptr, Auth::kRealm));
+        &r, prefix + "token: ", 0, nullptr, Auth::kRealm, form));
     const std::string answer = "token: " + std::to_string(r.code) + " from " + realm;
+    if (oauth && (r.code == 400 || r.code == 401)) {  // OAuth2 says invalid_grant with a 400
+      return Status::PermissionDenied(prefix + "registry " + ref_.domain +
+                                      " refused the identity token" + CredentialSource() + " (" +
+                                      answer + ")");
+    }
     if (r.code == 401) return Unauthorized(r, prefix, answer);
     if (r.code < 200 || r.code > 299) return HttpError(r, prefix + answer);
     Result<json> j = ParseJson(body, "token");
@@ -523,7 +642,7 @@ class Source : public ImageSource {
   Status Perform(const std::string& url, bool manifest,
                  const std::function<Status(const char*, size_t)>& sink, Response* r,
                  const std::string& prefix, uint64_t from, const std::function<void()>* restart,
-                 Auth auth) {
+                 Auth auth, const std::string& form = std::string()) {
     std::unique_ptr<CURL, CurlFree> curl(PETREL_CURL(curl_easy_init)());
     if (!curl) return Status::IOError(prefix + "curl_easy_init failed");
     const RegistryCredential* basic = nullptr;
@@ -532,7 +651,8 @@ class Source : public ImageSource {
       basic = &*options_.credential;
     } else if (auth == Auth::kRegistry && !token_.empty()) {
       bearer = "Authorization: Bearer " + token_;
-    } else if (auth == Auth::kRealm && options_.credential) {
+    } else if (auth == Auth::kRealm && options_.credential &&
+               options_.credential->identity_token.empty()) {
       basic = &*options_.credential;
     }
     curl_slist* list = nullptr;
@@ -563,6 +683,10 @@ class Source : public ImageSource {
       set(c, CURLOPT_HTTPAUTH, static_cast<long>(CURLAUTH_BASIC));
       set(c, CURLOPT_USERNAME, basic->user.c_str());
       set(c, CURLOPT_PASSWORD, basic->password.c_str());
+    }
+    if (!form.empty()) {  // a POST of the form (libcurl's default type, urlencoded)
+      set(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(form.size()));
+      set(c, CURLOPT_POSTFIELDS, form.c_str());
     }
     if (!options_.ca_file.empty()) set(c, CURLOPT_CAINFO, options_.ca_file.c_str());
     set(c, CURLOPT_NOSIGNAL, 1L);
