@@ -45,6 +45,12 @@ bool IsHostPort(std::string_view s) {
   });
 }
 
+// Printable ASCII, without spaces, and not empty: what may go into a form or header.
+bool IsPrintable(const std::string& s) {
+  return !s.empty() &&
+         std::all_of(s.begin(), s.end(), [](unsigned char c) { return c > ' ' && c < 127; });
+}
+
 // The credential of one "auths" entry `e`; an error message (without secrets) when
 // it has none.
 std::string EntryCredential(const json& e, RegistryCredential* out) {
@@ -67,20 +73,23 @@ std::string EntryCredential(const json& e, RegistryCredential* out) {
     }
     out->user = decoded.substr(0, colon);
     out->password = decoded.substr(colon + 1);
-    return "";
   }
   auto user = e.find("username");
   auto password = e.find("password");
-  if (user != e.end() || password != e.end()) {
+  if (out->user.empty() && (user != e.end() || password != e.end())) {
     if (user == e.end() || !user->is_string() || user->get_ref<const std::string&>().empty()) {
       return "\"username\" must be a non-empty string";
     }
     if (password == e.end() || !password->is_string()) return "\"password\" must be a string";
     out->user = user->get<std::string>();
     out->password = password->get<std::string>();
-    return "";
   }
-  if (e.contains("identitytoken")) return "identity tokens are not supported";
+  if (auto token = e.find("identitytoken"); token != e.end()) {
+    if (!token->is_string() || !IsPrintable(token->get_ref<const std::string&>())) {
+      return "\"identitytoken\" must be a string of printable characters";
+    }
+    out->identity_token = token->get<std::string>();
+  }
   return "";  // no credentials: fine only for a registry a helper serves
 }
 
@@ -156,7 +165,7 @@ Result<RegistryAuth> ParseRegistryAuth(std::string_view text, const std::string&
     if (std::string bad = EntryCredential(entry, &c); !bad.empty()) {
       return Status::InvalidArgument(where + bad);
     }
-    if (c.user.empty()) {
+    if (c.user.empty() && c.identity_token.empty()) {
       if (auth.store.empty() && auth.helpers.count(registry) == 0) {
         return Status::InvalidArgument(
             where +
@@ -166,7 +175,8 @@ Result<RegistryAuth> ParseRegistryAuth(std::string_view text, const std::string&
       continue;  // a mark `docker login` leaves: the helper has the credentials
     }
     auto [it, added] = out.emplace(registry, c);
-    if (!added && (it->second.user != c.user || it->second.password != c.password)) {
+    if (!added && (it->second.user != c.user || it->second.password != c.password ||
+                   it->second.identity_token != c.identity_token)) {
       return Status::InvalidArgument(where + "registry " + registry + " again (auths[" +
                                      Quote(key_of[registry]) + "]), with other credentials");
     }
@@ -223,10 +233,15 @@ Result<std::optional<RegistryCredential>> CredentialFor(const RegistryAuth& auth
   RegistryCredential c;
   c.user = j["Username"].get<std::string>();
   c.password = j["Secret"].get<std::string>();
-  if (c.user == "<token>") {
-    return Status::PermissionDenied(what +
-                                    ": it gives an identity token, which petrel does not "
-                                    "support");
+  if (c.user == "<token>") {  // Docker's mark: Secret is an identity token
+    if (!IsPrintable(c.password)) {
+      return Status::PermissionDenied(what + ": it gives an identity token that is empty or " +
+                                      "not printable");
+    }
+    c.identity_token = c.password;
+    c.user.clear();
+    c.password.clear();
+    return std::optional<RegistryCredential>(c);
   }
   if (c.user.empty()) return Status::PermissionDenied(what + ": it gives an empty Username");
   return std::optional<RegistryCredential>(c);
@@ -275,36 +290,55 @@ AuthChallenge ParseAuthChallenge(std::string_view value) {
   return out;
 }
 
+namespace {
+
+// `s` with all but RFC 3986's unreserved characters %-escaped.
+std::string UrlEscape(const std::string& s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+// "scope=..&service=..": the challenge's scope, else "repository:<repository>:pull",
+// and its service when it has one.
+std::string TokenScope(const AuthChallenge& challenge, const std::string& repository) {
+  auto scope = challenge.params.find("scope");
+  auto service = challenge.params.find("service");
+  std::string out = "scope=" + UrlEscape(scope != challenge.params.end() && !scope->second.empty()
+                                             ? scope->second
+                                             : "repository:" + repository + ":pull");
+  if (service != challenge.params.end() && !service->second.empty()) {
+    out += "&service=" + UrlEscape(service->second);
+  }
+  return out;
+}
+
+}  // namespace
+
 Result<std::string> TokenUrl(const AuthChallenge& challenge, const std::string& repository) {
-  auto param = [&](const char* key) {
-    auto it = challenge.params.find(key);
-    return it == challenge.params.end() ? std::string() : it->second;
-  };
-  const std::string realm = param("realm");
+  auto realm_it = challenge.params.find("realm");
+  const std::string realm = realm_it == challenge.params.end() ? "" : realm_it->second;
   if (UrlHost(realm).empty()) {
     return Status::InvalidArgument("a Bearer challenge whose realm " + Quote(realm) +
                                    " is not an http(s) URL");
   }
-  auto escape = [](const std::string& s) {  // RFC 3986 unreserved characters kept
-    static constexpr char kHex[] = "0123456789ABCDEF";
-    std::string out;
-    for (unsigned char c : s) {
-      if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-        out += static_cast<char>(c);
-      } else {
-        out += '%';
-        out += kHex[c >> 4];
-        out += kHex[c & 15];
-      }
-    }
-    return out;
-  };
-  std::string scope = param("scope");
-  if (scope.empty()) scope = "repository:" + repository + ":pull";
-  std::string url =
-      realm + (realm.find('?') == std::string::npos ? "?" : "&") + "scope=" + escape(scope);
-  if (!param("service").empty()) url += "&service=" + escape(param("service"));
-  return url;
+  return realm + (realm.find('?') == std::string::npos ? "?" : "&") +
+         TokenScope(challenge, repository);
+}
+
+std::string TokenForm(const AuthChallenge& challenge, const std::string& repository,
+                      const std::string& identity_token) {
+  return "grant_type=refresh_token&client_id=petrel&refresh_token=" + UrlEscape(identity_token) +
+         "&" + TokenScope(challenge, repository);
 }
 
 std::string UrlHost(std::string_view url) {

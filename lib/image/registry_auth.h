@@ -9,7 +9,10 @@
 // "docker.io") all mean docker.io. Credential helpers as Docker runs them: "credHelpers"
 // ({"ghcr.io": "NAME"}) names the helper of a registry, "credsStore" ("NAME") the one of
 // every other; `docker login` with a store leaves `{}` entries in "auths", which are
-// then fine. Identity tokens are not supported. Other top-level fields are ignored.
+// then fine. An entry's "identitytoken" (and a helper's answer with the Username
+// "<token>") is an OAuth2 refresh token: a Bearer challenge's realm is asked for a token
+// with it (a POST, grant_type=refresh_token, as Docker does), never with a password.
+// Other top-level fields are ignored.
 //
 // Nothing here puts a password into a message: errors name the file and the entry's
 // key, at most the user name.
@@ -33,8 +36,9 @@ namespace petrel::internal {
 constexpr size_t kMaxRegistryAuthFile = 1 << 20;
 
 struct RegistryCredential {
-  std::string user;  // never empty
-  std::string password;
+  std::string user;      // never empty, unless identity_token is set
+  std::string password;  // unused when identity_token is set
+  std::string identity_token;
 };
 
 // Keyed by the registry as a reference names it: ImageReference::domain, host[:port]
@@ -102,6 +106,12 @@ AuthChallenge ParseAuthChallenge(std::string_view value);
 // challenge's, else "repository:<repository>:pull") and service as query parameters.
 // InvalidArgument when the realm is not an http(s) URL.
 Result<std::string> TokenUrl(const AuthChallenge& challenge, const std::string& repository);
+
+// The form an identity token is posted with to a Bearer challenge's realm (OAuth2's
+// refresh grant, as Docker sends it): grant_type, refresh_token, client_id, scope and
+// service, each escaped.
+std::string TokenForm(const AuthChallenge& challenge, const std::string& repository,
+                      const std::string& identity_token);
 
 // The host of http(s) URL `url`, lowercase, without port or brackets; "" when not one.
 std::string UrlHost(std::string_view url);

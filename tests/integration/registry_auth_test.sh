@@ -10,7 +10,9 @@
 #    is ever in petreld's log or a replica's message;
 #  - a bad config.json or CA bundle: petreld refuses to start with one line naming it;
 #  - a token server that wants credentials (basic auth to the realm of the registry's
-#    Bearer challenge): a wrong password is refused, the right one pulls;
+#    Bearer challenge): a wrong password is refused, the right one pulls; an identity
+#    token (config.json's "identitytoken", a helper's "<token>") is posted to the realm
+#    as OAuth2's refresh grant and pulls, a wrong one is refused with its own message;
 #  - a registry on this machine's non-loopback address over plain HTTP: refused without
 #    --insecure-registry, pulled with it; credentials are not sent to it over HTTP;
 #  - credentials do not follow a redirect to another host (a front of the test's own
@@ -113,7 +115,8 @@ remove() {
   wait_for 60 petreld_gone "$1" || fail "$1 not gone"
 }
 no_secret_anywhere() {
-  ! grep -rqF -e s3cret -e wr0ng -e t0ken "$dir/petreld.log" || fail "a password in petreld's log"
+  ! grep -rqF -e s3cret -e wr0ng -e t0ken -e r3fresh "$dir/petreld.log" ||
+    fail "a password or token in petreld's log"
 }
 
 # A non-loopback address of this machine: petrel reaches loopback registries over plain
@@ -229,8 +232,8 @@ remove nohelp
 export PATH=$saved_path
 registry_stop
 
-# --- A token server that wants credentials.
-token_creds=bob:t0ken registry_start_token "$dir/token-registry"
+# --- A token server that wants credentials, or an identity token.
+token_creds=bob:t0ken token_refresh=r3fresh registry_start_token "$dir/token-registry"
 echo "token registry on $registry"
 registry_push "oci-archive:$dir/busybox.tar" private:1 --dest-creds bob:t0ken
 auth_file "$dir/tok-wrong.json" "$registry" bob:wr0ng
@@ -249,6 +252,39 @@ remove tok
 apply other "$registry/other:1"
 expect_error other "registry $registry gives bob no access to other: it does not exist, or may not be pulled by them (401 from http://$registry/v2/other/manifests/1"
 remove other
+# Identity tokens, as `docker login` to an OAuth registry leaves them: "auth" of "bob:"
+# and "identitytoken"; then the same from a helper that answers Username "<token>".
+# Each pull is of a tag not pulled yet, so its manifest needs a token.
+registry_push "oci-archive:$dir/busybox.tar" private:2 --dest-creds bob:t0ken
+registry_push "oci-archive:$dir/busybox.tar" private:3 --dest-creds bob:t0ken
+idtoken_file() {
+  echo "{\"auths\": {\"$registry\": {\"auth\": \"$(printf 'bob:' | base64 -w0)\", \"identitytoken\": \"$2\"}}}" >"$1"
+}
+idtoken_file "$dir/idtok-wrong.json" wr0ng-refresh
+idtoken_file "$dir/idtok-good.json" r3fresh
+restart_petreld --registry-auth "$dir/idtok-wrong.json"
+apply idtok "$registry/private:2"
+expect_error idtok "registry $registry refused the identity token (from $dir/idtok-wrong.json) (token: 400 from http://127.0.0.1:"
+restart_petreld --registry-auth "$dir/idtok-good.json"
+wait_for 60 running idtok || fail "idtok not Running: $(phase_of idtok) $(message_of idtok)"
+grep -q "^POST grant_type=refresh_token&client_id=petrel&refresh_token=r3fresh&scope=repository%3Aprivate%3Apull&service=petrel-registry$" \
+  "$dir/token-registry/token-requests" || fail "no refresh grant posted: $(cat "$dir/token-registry/token-requests")"
+echo "ok: $registry/private:2 pulled with a token its realm gave for an identity token"
+remove idtok
+cat >"$dir/helpers/docker-credential-idtoken" <<'HELPER'
+#!/bin/sh
+read -r server
+echo '{"Username":"<token>","Secret":"r3fresh"}'
+HELPER
+chmod 755 "$dir/helpers/docker-credential-idtoken"
+echo "{\"credsStore\": \"idtoken\"}" >"$dir/idtok-helper.json"
+export PATH="$dir/helpers:$PATH"
+restart_petreld --registry-auth "$dir/idtok-helper.json"
+export PATH=$saved_path
+apply idhelper "$registry/private:3"
+wait_for 60 running idhelper || fail "idhelper not Running: $(phase_of idhelper) $(message_of idhelper)"
+echo "ok: $registry/private:3 pulled with an identity token from a credential helper"
+remove idhelper
 registry_stop
 
 # --- A registry on this machine's non-loopback address, plain HTTP.

@@ -77,7 +77,10 @@ registry_manifest() {
 # answering every request with one RS256 JWT, signed by a key made here, that lets
 # anyone pull and push the repository "private" for an hour. Sets $registry_pid, $registry and
 # $token_pid. With $token_creds (USER:PASSWORD) set, the token server answers 401 with a
-# Basic challenge unless the request has them as HTTP basic auth. REQUIRES:
+# Basic challenge unless the request has them as HTTP basic auth. With $token_refresh
+# set, it also gives the token for a POST of OAuth2's refresh grant with that refresh
+# (identity) token, as Docker sends it, and answers any other POST 400 invalid_grant;
+# every request is logged to DIR/token-requests ("METHOD BODY"). REQUIRES:
 # registry_start's variables are free (one registry at a time per shell), openssl and socat.
 registry_start_token() {
   local rdir=$1 tport now header claims signing sig token want=""
@@ -97,18 +100,37 @@ registry_start_token() {
     $((${#token} + 12)) "{\"token\":\"$token\"}" >"$rdir/token.http"
   printf 'HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm="petrel-test-token"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n' \
     >"$rdir/token-401.http"
+  printf 'HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: 25\r\nConnection: close\r\n\r\n{"error":"invalid_grant"}' \
+    >"$rdir/token-400.http"
   [ -n "${token_creds:-}" ] && want="Authorization: Basic $(printf '%s' "$token_creds" | openssl base64 -A)"
-  # Reads the request up to its blank line, then answers.
+  # Reads the request up to its blank line (and a POST's body), then answers.
   cat >"$rdir/token-server.sh" <<SH
 #!/bin/sh
 ok=${want:+no}
 cr=\$(printf '\\r')
+read -r method _
+len=0
 while IFS= read -r line; do
   line=\${line%\$cr}
   [ -z "\$line" ] && break
   [ "\$line" = "$want" ] && ok=yes
+  case "\$line" in [Cc]ontent-[Ll]ength:*) len=\${line#*: } ;; esac
 done
-if [ "\$ok" = no ]; then cat $rdir/token-401.http; else cat $rdir/token.http; fi
+body=""
+[ "\$method" = POST ] && body=\$(head -c "\$len")
+echo "\$method \$body" >>$rdir/token-requests
+if [ "\$method" = POST ]; then
+  ok=bad
+  case "&\$body&" in
+    *"&grant_type=refresh_token&"*)
+      case "&\$body&" in *"&refresh_token=${token_refresh:-}&"*) [ -n "${token_refresh:-}" ] && ok=yes ;; esac ;;
+  esac
+fi
+case "\$ok" in
+  no) cat $rdir/token-401.http ;;
+  bad) cat $rdir/token-400.http ;;
+  *) cat $rdir/token.http ;;
+esac
 SH
   for tport in $(seq $((40000 + $$ % 20000)) $((40099 + $$ % 20000))); do
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$tport") 2>/dev/null; then break; fi

@@ -107,7 +107,9 @@ TEST_CASE("registry_auth: a bad file or entry names the file and the entry, neve
       ParseError(R"({"credHelpers": {"ghcr.io": 5}})").find("credHelpers[\"ghcr.io\"]: must be") !=
       std::string::npos);
   CHECK(ParseError(R"({"credHelpers": []})") == kPath + ": \"credHelpers\" must be an object");
-  CHECK(ParseError(R"({"auths": {"ghcr.io": {"identitytoken": "t"}}})").find("identity tokens") !=
+  CHECK(ParseError(R"({"auths": {"ghcr.io": {"identitytoken": 5}}})") ==
+        kPath + ": auths[\"ghcr.io\"]: \"identitytoken\" must be a string of printable characters");
+  CHECK(ParseError(R"({"auths": {"ghcr.io": {"identitytoken": "a b"}}})").find("printable") !=
         std::string::npos);
   CHECK(ParseError(R"({"auths": {"https://": {"auth": "YTpi"}}})") ==
         kPath + ": auths[\"https://\"]: not a registry (HOST[:PORT], e.g. ghcr.io)");
@@ -177,7 +179,13 @@ TEST_CASE("registry_auth: credential helpers, by registry and as the store, as D
                                   ") for bad.io: failed: boom: the keyring is locked");
   CHECK(error_of("junk.io").find("its answer is not {\"Username\",\"Secret\"}") !=
         std::string::npos);
-  CHECK(error_of("tok.io").find("identity token") != std::string::npos);
+  // "<token>": the Secret is an identity token, and there is no user.
+  Result<std::optional<RegistryCredential>> token = CredentialFor(*auth, "tok.io");
+  REQUIRE_MESSAGE(token.ok(), token.status().message());
+  REQUIRE(token->has_value());
+  CHECK((*token)->identity_token == "t");
+  CHECK((*token)->user.empty());
+  CHECK((*token)->password.empty());
   CHECK(error_of("gone.io").find("docker-credential-nonexistent") != std::string::npos);
   // Without helpers, nothing runs: no credential.
   Result<RegistryAuth> plain = ParseRegistryAuth(R"({"auths": {}})", kPath);
@@ -260,6 +268,30 @@ TEST_CASE("registry_auth: challenges of Bearer and Basic") {
   CHECK(ParseAuthChallenge("").scheme.empty());
   CHECK(ParseAuthChallenge("Basic").scheme == "basic");
   CHECK(ParseAuthChallenge(R"(Bearer realm="unterminated)").params.empty());
+}
+
+TEST_CASE("registry_auth: an identity token, alone or beside the user docker login writes") {
+  // Docker writes "auth" as base64 of "USER:" beside the token; the token is what counts.
+  Result<RegistryAuth> auth = ParseRegistryAuth(R"({"auths": {
+    "ghcr.io": {"auth": "dXNlcjo=", "identitytoken": "refresh-1"},
+    "quay.io": {"identitytoken": "refresh-2"}}})",
+                                                kPath);
+  REQUIRE_MESSAGE(auth.ok(), auth.status().message());
+  CHECK(auth->auths.at("ghcr.io").user == "user");
+  CHECK(auth->auths.at("ghcr.io").identity_token == "refresh-1");
+  CHECK(auth->auths.at("quay.io").user.empty());
+  CHECK(auth->auths.at("quay.io").identity_token == "refresh-2");
+  // The same registry twice with another token is two credentials, as for passwords.
+  CHECK(ParseError(R"({"auths": {"docker.io": {"identitytoken": "a"},
+                                 "index.docker.io": {"identitytoken": "b"}}})")
+            .find("with other credentials") != std::string::npos);
+
+  // The form posted to the realm: OAuth2's refresh grant, escaped, with scope and service.
+  AuthChallenge c =
+      ParseAuthChallenge(R"(Bearer realm="https://auth.io/token",service="reg istry")");
+  CHECK(TokenForm(c, "org/app", "r+t/=") ==
+        "grant_type=refresh_token&client_id=petrel&refresh_token=r%2Bt%2F%3D"
+        "&scope=repository%3Aorg%2Fapp%3Apull&service=reg%20istry");
 }
 
 TEST_CASE("registry_auth: the token URL carries scope and service") {
