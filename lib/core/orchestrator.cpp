@@ -1094,6 +1094,8 @@ class OrchestratorImpl final : public Orchestrator {
     mailbox_->Drain();  // exec results, and the sockets of net checks, which start now
     uv_run(&loop, UV_RUN_DEFAULT);
     mailbox_->Drain();
+    net_checks_.CancelAll();  // none in flight: closes the watcher of their sockets
+    uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     Flush();
     Deliver();

@@ -2,7 +2,7 @@
 // check.
 //
 // A check gets a socket that the caller made in the container's network namespace
-// (Port::SocketInNetnsOf) and connects it to 127.0.0.1:port there: a container with a
+// (Port::SocketInNetns) and connects it to 127.0.0.1:port there: a container with a
 // network of its own is reached on its loopback, one on the host's network on the
 // host's. tcpSocket succeeds once connected. httpGet sends one GET (Host
 // 127.0.0.1:port, Connection: close, the probe's headers) and reads no more than the
@@ -15,12 +15,14 @@
 #define PETREL_LIB_PROBE_NET_CHECK_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
-#include <set>
+#include <map>
 #include <string>
 
 #include "lib/probe/prober.h"
 #include "petrel/spec.h"
+#include "petrel/status.h"
 
 struct uv_loop_s;
 
@@ -31,16 +33,16 @@ class NetChecker {
   using Done = std::function<void(const ProbeResult&)>;
 
   NetChecker() = default;
-  ~NetChecker() { CancelAll(); }
+  ~NetChecker();
   NetChecker(const NetChecker&) = delete;
   NetChecker& operator=(const NetChecker&) = delete;
 
   // Starts a check of `probe` (kTcpSocket or kHttpGet) from `fd`, a non-blocking TCP
   // socket that the check owns from now on. `done` runs once, on the loop's thread,
-  // after Start has returned.
+  // after Start has returned. Every Start until CancelAll is given the same loop.
   void Start(uv_loop_s* loop, int fd, const ProbeSpec& probe, Done done);
-  // Ends every check in flight without calling its `done`; their handles close on the
-  // loop, which must run once more to free them.
+  // Ends every check in flight without calling its `done`; their handles, and the one
+  // that watched their sockets, close on the loop, which must run once more to free them.
   void CancelAll();
   size_t in_flight() const { return checks_.size(); }
 
@@ -48,7 +50,18 @@ class NetChecker {
 
  private:
   friend struct Check;
-  std::set<Check*> checks_;
+  struct Epoll;
+
+  // Watches the checks' sockets on `loop`: one epoll set, itself one handle of the loop,
+  // so that a check costs no system calls of libuv's own (a handle per socket cost four
+  // more: its epoll_ctl calls, the ioctl and the getsockopt).
+  Status Watch(uv_loop_s* loop);
+  void OnReady();
+  void Forget(uint64_t id);
+
+  std::map<uint64_t, Check*> checks_;  // by id, the sockets' epoll data
+  uint64_t last_id_ = 0;
+  Epoll* epoll_ = nullptr;  // made by the first Start, closed by CancelAll
 };
 
 // The outcome of the status line of an HTTP response ("HTTP/1.1 200 OK"), as an

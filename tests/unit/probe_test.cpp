@@ -475,10 +475,12 @@ ProbeResult Check(const ProbeSpec& probe) {
     result = r;
     calls++;
   });
-  CHECK(calls == 0);  // never inside Start
-  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(calls == 0);              // never inside Start
+  uv_run(&loop, UV_RUN_DEFAULT);  // ends: the socket's watcher does not keep it running
   CHECK(calls == 1);
   CHECK(checker.in_flight() == 0);
+  checker.CancelAll();  // closes the watcher
+  uv_run(&loop, UV_RUN_DEFAULT);
   CHECK(uv_loop_close(&loop) == 0);  // every handle closed
   return result;
 }
