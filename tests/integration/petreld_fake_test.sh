@@ -208,7 +208,8 @@ api PUT /v1/workloads -H 'Content-Type: application/yaml' --data-binary @"$work/
 expect 200 '{"items":[{"generation":1,"name":"db","outcome":"created"}]}'
 api PUT /v1/workloads -H 'Content-Type: application/yaml' --data-binary @"$work/db.yaml"
 expect 200 '"outcome":"unchanged"'
-sleep 0.3
+wait_for 10 bash -c "curl -s --unix-socket '$sock' http://petrel/v1/workloads/web |
+  grep -q '\"readyReplicas\":2'" || fail "web: 2 replicas not ready"
 api GET /v1/workloads/web
 expect 200 '"name":"web"' '"generation":1' '"specHash":"' '"createdAt":' '"updatedAt":' \
   '"desiredReplicas":2' '"readyReplicas":2' '"spec":{"args":[]' '"replicas":[{"containerId":"' \
@@ -293,7 +294,7 @@ step "restart on the same state (abstract NOTIFY_SOCKET): the workloads are stil
 name="petreld-test-$$"
 socat -u ABSTRACT-RECV:"$name" OPEN:"$work/notified2",creat,append &
 listener=$!
-sleep 0.2
+wait_for 3 grep -q "@$name\$" /proc/net/unix || fail "socat made no @$name"
 NOTIFY_SOCKET="@$name" start
 wait_for 3 grep -qs READY=1 "$work/notified2" || fail "no READY=1 on the abstract NOTIFY_SOCKET"
 api GET /v1/workloads/web

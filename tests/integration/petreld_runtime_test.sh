@@ -103,7 +103,7 @@ pid=""
 kill -0 "$p0" && kill -0 "$p1" || fail "containers died with petreld"
 # One container dies while nobody watches.
 kill -9 "$p1"
-sleep 0.5
+wait_for 10 bash -c "! kill -0 $p1 2>/dev/null" || fail "container $p1 outlived kill -9"
 
 cgparent=$cgtop/later
 start_petreld
