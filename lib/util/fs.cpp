@@ -53,7 +53,9 @@ Status MakeDirs(const std::string& path, mode_t mode) {
     return Status::FailedPrecondition(dir + ": not a directory");
   }
   if (chmod(dir.c_str(), mode) != 0) return ErrnoError(dir, "chmod", errno);  // despite umask
-  return Status::OK();
+  // Its name is on disk before anything made in it is: a power cut cannot take the
+  // directory (a state dir, a store) with the files later fsynced into it.
+  return SyncDir(Dirname(dir));
 }
 
 Result<std::vector<DirEntry>> ListDirAt(int dir_fd, std::string_view path) {
@@ -347,7 +349,8 @@ std::string Dirname(const std::string& path) {
 Status SyncDir(const std::string& dir) {
   UniqueFd fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!fd.valid()) return ErrnoError(dir, "open", errno);
-  if (fsync(fd.get()) != 0) return ErrnoError(dir, "fsync", errno);
+  // EINVAL: a file system with nothing to sync (cgroupfs, a tmpfs on some kernels).
+  if (fsync(fd.get()) != 0 && errno != EINVAL) return ErrnoError(dir, "fsync", errno);
   return Status::OK();
 }
 

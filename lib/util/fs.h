@@ -61,7 +61,8 @@ inline constexpr int kOpenDirFlags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLO
 Status ErrnoError(std::string_view path, std::string_view what, int err);
 
 // Creates the directory `path` and its missing parents, like `mkdir -p`; each
-// directory it creates gets exactly `mode` (not narrowed by the umask). Directories
+// directory it creates gets exactly `mode` (not narrowed by the umask) and is synced
+// into its parent (fsync of the parent), so it outlives a power cut. Directories
 // already there are left as they are; links on the way are followed. OK when `path`
 // is a directory already; FailedPrecondition "<dir>: not a directory" when it or a
 // parent is something else; "<dir>: mkdir: <strerror>" when one cannot be made.
@@ -116,7 +117,8 @@ Status WriteFileAtomic(const std::string& path, std::string_view data);
 // The directory part of `path`: "." without a slash, "/" for "/x".
 std::string Dirname(const std::string& path);
 
-// fsync of a directory: what was created, renamed or removed in it is on disk.
+// fsync of a directory: what was created, renamed or removed in it is on disk. OK on a
+// file system that syncs nothing (EINVAL: cgroupfs).
 Status SyncDir(const std::string& dir);
 
 // RemoveTree for the entry `name` (one path component) of the directory `dir_fd`;

@@ -53,6 +53,7 @@ tools=(
   strace setpriv getent               # petreld_access_test.sh, fsync_test.sh
   docker-registry skopeo dd openssl tee  # tests/integration/registry_pull_test.sh
   htpasswd base64                     # tests/integration/registry_auth_test.sh
+  mountpoint sync                     # tests/integration/power_cut_test.sh (with dropfs)
 )
 check_tools() {
   local missing=()
