@@ -720,6 +720,10 @@ Result<Image> ImageStore::Unpack(ImageSource* source, const ImagePlan& plan) {
       }
     }
     PETREL_RETURN_IF_ERROR(WriteFileAtomic(tmp + "/config.json", plan.config_json));
+    // The tree is on disk before its name is: after a power cut an image that is there
+    // is whole, never one whose files are empty or missing (a container of it would
+    // fail for ever). One syncfs for the whole tree, not an fsync per file.
+    if (syncfs(root.get()) != 0) return ErrnoError(tmp, "syncfs", errno);
     const std::string dir = ImageDir(plan.id);
     if (rename(tmp.c_str(), dir.c_str()) != 0) {
       if (errno != EEXIST && errno != ENOTEMPTY) return ErrnoError(dir, "rename", errno);
@@ -729,7 +733,7 @@ Result<Image> ImageStore::Unpack(ImageSource* source, const ImagePlan& plan) {
       PETREL_RETURN_IF_ERROR(RemoveTree(dir));
       if (rename(tmp.c_str(), dir.c_str()) != 0) return ErrnoError(dir, "rename", errno);
     }
-    return Status::OK();
+    return SyncDir(Dirname(dir));
   }();
   if (!s.ok()) {
     (void)RemoveTree(tmp);  // best effort; Open() removes what is left
