@@ -179,7 +179,7 @@ class ClusterImpl final : public Cluster, public PeerLink {
     if (opts_.capacity_memory_bytes < 0) opts_.capacity_memory_bytes = 0;
     if (opts_.capacity_cpu_millis < 0) opts_.capacity_cpu_millis = 0;
     if (!opts_.log_sink) opts_.log_sink = StderrLogSink();
-    PETREL_RETURN_IF_ERROR(MakeDirs(dir_ + "/raft", 0700));
+    PETREL_RETURN_IF_ERROR(MakeDurableDirs(dir_ + "/raft", 0700));
     PETREL_RETURN_IF_ERROR(OpenLease());
     Result<std::string> text = ReadSmallFile(dir_ + "/identity.json", kMaxFile);
     if (text.ok()) {
@@ -433,7 +433,7 @@ class ClusterImpl final : public Cluster, public PeerLink {
     // A crash before identity.json is written leaves at most raft files of a cluster
     // that never was: start them afresh.
     PETREL_RETURN_IF_ERROR(RemoveTree(dir_ + "/raft"));
-    PETREL_RETURN_IF_ERROR(MakeDirs(dir_ + "/raft", 0700));
+    PETREL_RETURN_IF_ERROR(MakeDurableDirs(dir_ + "/raft", 0700));
     PETREL_ASSIGN_OR_RETURN(std::vector<WorkloadState> local, local_->List());
 
     PETREL_RETURN_IF_ERROR(OnLoop<bool>([&, id](std::function<void(Result<bool>)> done) {
@@ -689,7 +689,7 @@ class ClusterImpl final : public Cluster, public PeerLink {
       if (f.is_string()) seed_revoked_.insert(f.get<std::string>());
     }
     PETREL_RETURN_IF_ERROR(RemoveTree(dir_ + "/raft"));
-    PETREL_RETURN_IF_ERROR(MakeDirs(dir_ + "/raft", 0700));
+    PETREL_RETURN_IF_ERROR(MakeDurableDirs(dir_ + "/raft", 0700));
     PETREL_RETURN_IF_ERROR(SaveIdentity(id));
     identity_ = id;
     witness_ = id.self.role == "witness";

@@ -236,7 +236,7 @@ Result<std::unique_ptr<ImageStore>> ImageStore::Open(const ImageStoreOptions& op
                                    std::to_string(RegistryAccess::kMaxDownloadsLimit) + ", not " +
                                    std::to_string(options.registry.max_downloads));
   }
-  PETREL_RETURN_IF_ERROR(MakeDirs(options.dir, 0700));
+  PETREL_RETURN_IF_ERROR(MakeDurableDirs(options.dir, 0700));
 
   ImageStoreOptions with_port = options;
   if (!with_port.port) with_port.port = DefaultPort();

@@ -416,8 +416,8 @@ class Source : public ImageSource {
   // appending and locked (flock) against another pull of the same blob, which waits.
   Result<TempFile> OpenPartial(const std::string& digest) {
     const std::string dir = options_.store_dir + "/partial/sha256";
-    PETREL_RETURN_IF_ERROR(MakeDirs(blob_dir_, 0700));
-    PETREL_RETURN_IF_ERROR(MakeDirs(dir, 0700));
+    PETREL_RETURN_IF_ERROR(MakeDurableDirs(blob_dir_, 0700));
+    PETREL_RETURN_IF_ERROR(MakeDurableDirs(dir, 0700));
     for (;;) {
       TempFile t;
       t.path = dir + "/" + digest.substr(7);
@@ -435,7 +435,7 @@ class Source : public ImageSource {
   }
 
   Result<TempFile> MakeTemp() {
-    PETREL_RETURN_IF_ERROR(MakeDirs(blob_dir_, 0700));
+    PETREL_RETURN_IF_ERROR(MakeDurableDirs(blob_dir_, 0700));
     TempFile t;
     t.path = options_.store_dir + "/tmp-blob-XXXXXX";
     t.fd = UniqueFd(mkostemp(t.path.data(), O_CLOEXEC));

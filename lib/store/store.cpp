@@ -440,7 +440,7 @@ Status PrepareStateDir(const std::string& dir) {
   struct stat st;
   if (stat(dir.c_str(), &st) != 0) {
     if (errno != ENOENT) return ErrnoError(context, "not accessible", errno);
-    PETREL_RETURN_IF_ERROR(MakeDirs(dir, 0700).WithContext(context));
+    PETREL_RETURN_IF_ERROR(MakeDurableDirs(dir, 0700).WithContext(context));
     if (stat(dir.c_str(), &st) != 0) return ErrnoError(context, "not accessible", errno);
   }
   if (!S_ISDIR(st.st_mode)) return Status::IOError(context + ": not a directory");

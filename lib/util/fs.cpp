@@ -31,7 +31,9 @@ Status ErrnoError(std::string_view path, std::string_view what, int err) {
   return err == ENOENT ? Status::NotFound(msg) : Status::IOError(msg);
 }
 
-Status MakeDirs(const std::string& path, mode_t mode) {
+namespace {
+
+Status MakeDirsSynced(const std::string& path, mode_t mode, bool sync) {
   std::string dir = path;
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
   struct stat st;
@@ -43,7 +45,7 @@ Status MakeDirs(const std::string& path, mode_t mode) {
   if (errno != ENOENT && errno != ENOTDIR) return ErrnoError(dir, "stat", errno);
   const size_t slash = dir.find_last_of('/');
   if (slash != std::string::npos && slash > 0) {
-    PETREL_RETURN_IF_ERROR(MakeDirs(dir.substr(0, slash), mode));
+    PETREL_RETURN_IF_ERROR(MakeDirsSynced(dir.substr(0, slash), mode, sync));
   }
   if (mkdir(dir.c_str(), mode) != 0) {
     const int err = errno;
@@ -55,7 +57,15 @@ Status MakeDirs(const std::string& path, mode_t mode) {
   if (chmod(dir.c_str(), mode) != 0) return ErrnoError(dir, "chmod", errno);  // despite umask
   // Its name is on disk before anything made in it is: a power cut cannot take the
   // directory (a state dir, a store) with the files later fsynced into it.
-  return SyncDir(Dirname(dir));
+  return sync ? SyncDir(Dirname(dir)) : Status::OK();
+}
+
+}  // namespace
+
+Status MakeDirs(const std::string& path, mode_t mode) { return MakeDirsSynced(path, mode, false); }
+
+Status MakeDurableDirs(const std::string& path, mode_t mode) {
+  return MakeDirsSynced(path, mode, true);
 }
 
 Result<std::vector<DirEntry>> ListDirAt(int dir_fd, std::string_view path) {

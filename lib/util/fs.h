@@ -61,12 +61,18 @@ inline constexpr int kOpenDirFlags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLO
 Status ErrnoError(std::string_view path, std::string_view what, int err);
 
 // Creates the directory `path` and its missing parents, like `mkdir -p`; each
-// directory it creates gets exactly `mode` (not narrowed by the umask) and is synced
-// into its parent (fsync of the parent), so it outlives a power cut. Directories
+// directory it creates gets exactly `mode` (not narrowed by the umask). Directories
 // already there are left as they are; links on the way are followed. OK when `path`
 // is a directory already; FailedPrecondition "<dir>: not a directory" when it or a
 // parent is something else; "<dir>: mkdir: <strerror>" when one cannot be made.
+// For what is made anew after a power cut anyway (a container's root filesystem, a
+// cgroup, a socket's directory under /run).
 Status MakeDirs(const std::string& path, mode_t mode);
+
+// MakeDirs, and each directory it creates is synced into its parent (an fsync of the
+// parent) before the next, so that it outlives a power cut: for the directories that
+// hold what must (a state dir, the image store, the raft log).
+Status MakeDurableDirs(const std::string& path, mode_t mode);
 
 // One entry of a directory.
 struct DirEntry {
@@ -118,7 +124,7 @@ Status WriteFileAtomic(const std::string& path, std::string_view data);
 std::string Dirname(const std::string& path);
 
 // fsync of a directory: what was created, renamed or removed in it is on disk. OK on a
-// file system that syncs nothing (EINVAL: cgroupfs).
+// file system that cannot sync a directory (EINVAL), which then keeps no promise.
 Status SyncDir(const std::string& dir);
 
 // RemoveTree for the entry `name` (one path component) of the directory `dir_fd`;

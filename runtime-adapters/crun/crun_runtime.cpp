@@ -64,7 +64,7 @@ namespace {
 using internal::DirEntry;
 using internal::ErrnoError;
 using internal::ListDir;
-using internal::MakeDirs;
+using internal::MakeDurableDirs;
 using internal::ReadSmallFile;
 using internal::ReadSmallFileInRoot;
 using internal::UniqueFd;
@@ -380,7 +380,7 @@ class CrunRuntime final : public ContainerRuntime {
     // What Execs cut short by a crash left: nothing runs them any more.
     PETREL_RETURN_IF_ERROR(internal::RemoveTree(exec_dir_));
     for (const std::string& d : {containers_, runtime_root_, exec_dir_}) {
-      PETREL_RETURN_IF_ERROR(MakeDirs(d, 0700));
+      PETREL_RETURN_IF_ERROR(MakeDurableDirs(d, 0700));
     }
     // Removals and creations a crash cut short: trash, and bundles without meta.json.
     PETREL_ASSIGN_OR_RETURN(const std::vector<DirEntry> entries, ListDir(containers_));
@@ -1258,7 +1258,7 @@ Result<std::shared_ptr<ContainerRuntime>> NewCrunRuntime(const CrunOptions& opti
   }
   const std::string base = binary.substr(binary.find_last_of('/') + 1);
   const bool is_runc = base.find("runc") != std::string::npos;
-  PETREL_RETURN_IF_ERROR(MakeDirs(o.state_dir, 0700));
+  PETREL_RETURN_IF_ERROR(MakeDurableDirs(o.state_dir, 0700));
   // One runtime object per state dir: a second would steal the exit socket.
   std::unique_ptr<internal::DirLock> lock;
   PETREL_RETURN_IF_ERROR(internal::DirLock::Acquire(o.state_dir, &lock));

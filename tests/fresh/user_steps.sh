@@ -50,7 +50,7 @@ tools=(
   ip ss iptables                      # tests/lib/netns.sh: tests/cluster, cluster_bench.sh
   nsenter shuf                        # examples/local-cluster, petreld_fake_test.sh
   getconf mkfifo rmdir basename tr    # tests/cluster/runc_cluster_test.sh, local-cluster down
-  strace setpriv getent               # petreld_access_test.sh, fsync_test.sh
+  strace setpriv getent               # petreld_access_test.sh, sync_test.sh
   docker-registry skopeo dd openssl tee  # tests/integration/registry_pull_test.sh
   htpasswd base64                     # tests/integration/registry_auth_test.sh
   mountpoint sync                     # tests/integration/power_cut_test.sh (with dropfs)

@@ -170,6 +170,12 @@ TEST_SUITE("fs") {
     s = MakeDirs(dir.Sub("dangling"), 0755);
     CHECK(s.code() == Status::Code::kFailedPrecondition);
     CHECK(s.message() == dir.Sub("dangling") + ": not a directory");
+
+    // MakeDurableDirs makes the same (and syncs each into its parent: sync_test.sh).
+    REQUIRE(MakeDurableDirs(dir.Sub("d/e"), 0711).ok());
+    REQUIRE(stat(dir.Sub("d/e").c_str(), &st) == 0);
+    CHECK((st.st_mode & 07777) == 0711);
+    CHECK(MakeDurableDirs(dir.Sub("file/sub"), 0755).code() == Status::Code::kFailedPrecondition);
   }
 
   TEST_CASE("ListDir names every entry once and tells directories, not links to them") {
