@@ -66,9 +66,6 @@ class Client {
   std::unique_ptr<CURL, CurlDeleter> curl_;
 };
 
-// Percent-encodes `text` for a path segment or a query value.
-std::string UrlEscape(std::string_view text);
-
 }  // namespace petrelctl
 
 #endif  // PETREL_EXAMPLES_PETRELCTL_HTTP_CLIENT_H_

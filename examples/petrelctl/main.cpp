@@ -31,6 +31,7 @@
 #include "flags.h"
 #include "format.h"
 #include "http_client.h"
+#include "lib/util/strings.h"
 #include "petrel/manifest.h"
 #include "petrel/spec.h"
 
@@ -38,6 +39,7 @@ namespace petrelctl {
 namespace {
 
 using petrel::Status;
+using petrel::internal::UrlEscape;
 
 constexpr int kExitError = 1;
 constexpr int kExitUsage = 2;

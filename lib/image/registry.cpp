@@ -627,9 +627,7 @@ class Source : public ImageSource {
         }
       }
     }
-    bool printable = !token.empty();
-    for (char c : token) printable = printable && c > ' ' && c < 127;
-    if (!printable) {
+    if (!IsPrintableToken(token)) {
       return Status::PermissionDenied(prefix + "token from " + realm + ": no token in the answer");
     }
     token_ = token;

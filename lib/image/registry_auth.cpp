@@ -45,12 +45,6 @@ bool IsHostPort(std::string_view s) {
   });
 }
 
-// Printable ASCII, without spaces, and not empty: what may go into a form or header.
-bool IsPrintable(const std::string& s) {
-  return !s.empty() &&
-         std::all_of(s.begin(), s.end(), [](unsigned char c) { return c > ' ' && c < 127; });
-}
-
 // The credential of one "auths" entry `e`; an error message (without secrets) when
 // it has none.
 std::string EntryCredential(const json& e, RegistryCredential* out) {
@@ -85,7 +79,7 @@ std::string EntryCredential(const json& e, RegistryCredential* out) {
     out->password = password->get<std::string>();
   }
   if (auto token = e.find("identitytoken"); token != e.end()) {
-    if (!token->is_string() || !IsPrintable(token->get_ref<const std::string&>())) {
+    if (!token->is_string() || !IsPrintableToken(token->get_ref<const std::string&>())) {
       return "\"identitytoken\" must be a string of printable characters";
     }
     out->identity_token = token->get<std::string>();
@@ -234,7 +228,7 @@ Result<std::optional<RegistryCredential>> CredentialFor(const RegistryAuth& auth
   c.user = j["Username"].get<std::string>();
   c.password = j["Secret"].get<std::string>();
   if (c.user == "<token>") {  // Docker's mark: Secret is an identity token
-    if (!IsPrintable(c.password)) {
+    if (!IsPrintableToken(c.password)) {
       return Status::PermissionDenied(what + ": it gives an identity token that is empty or " +
                                       "not printable");
     }
@@ -291,22 +285,6 @@ AuthChallenge ParseAuthChallenge(std::string_view value) {
 }
 
 namespace {
-
-// `s` with all but RFC 3986's unreserved characters %-escaped.
-std::string UrlEscape(const std::string& s) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
 
 // "scope=..&service=..": the challenge's scope, else "repository:<repository>:pull",
 // and its service when it has one.

@@ -58,4 +58,30 @@ bool IsPlainName(std::string_view name, size_t max_bytes) {
   return true;
 }
 
+bool IsPrintableToken(std::string_view s) {
+  if (s.empty()) return false;
+  for (const char c : s) {
+    if (c <= ' ' || c >= 127) return false;  // char may be signed: 128..255 are below ' '
+  }
+  return true;
+}
+
+std::string UrlEscape(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (const char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    const bool unreserved = (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') ||
+                            (u >= '0' && u <= '9') || c == '-' || c == '.' || c == '_' || c == '~';
+    if (unreserved) {
+      out += c;
+    } else {
+      out += '%';
+      out += kHex[u >> 4];
+      out += kHex[u & 15];
+    }
+  }
+  return out;
+}
+
 }  // namespace petrel::internal

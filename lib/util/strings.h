@@ -34,6 +34,14 @@ size_t FormatDecimal(uint64_t v, char* out, size_t width = 0);
 // of A-Z a-z 0-9 '_' '-' '.', not starting with '.' (so never "." or "..").
 bool IsPlainName(std::string_view name, size_t max_bytes);
 
+// True for 1 or more bytes of printable ASCII without spaces: what may go as it is into
+// an HTTP header or a form (a token, a password).
+bool IsPrintableToken(std::string_view s);
+
+// `text` with all but RFC 3986's unreserved characters (A-Z a-z 0-9 - . _ ~)
+// %-escaped: for a URL's path segment, a query value or a form field.
+std::string UrlEscape(std::string_view text);
+
 }  // namespace petrel::internal
 
 #endif  // PETREL_LIB_UTIL_STRINGS_H_

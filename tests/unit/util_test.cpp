@@ -84,6 +84,19 @@ TEST_SUITE("util") {
     CHECK(std::string(buf) == "12345");
   }
 
+  TEST_CASE("UrlEscape keeps RFC 3986's unreserved characters; IsPrintableToken") {
+    CHECK(UrlEscape("aZ09-._~") == "aZ09-._~");
+    CHECK(UrlEscape("a b/c?d=e&f+%") == "a%20b%2Fc%3Fd%3De%26f%2B%25");
+    CHECK(UrlEscape(std::string("\0\xff\n", 3)) == "%00%FF%0A");
+    CHECK(UrlEscape("") == "");
+    CHECK(IsPrintableToken("eyJh.b-c_d~e/f+g="));
+    for (const std::string& bad : {std::string(), std::string("a b"), std::string("a\nb"),
+                                   std::string("\x7f"), std::string("caf\xc3\xa9")}) {
+      CAPTURE(bad);
+      CHECK_FALSE(IsPrintableToken(bad));
+    }
+  }
+
   TEST_CASE("PETREL_ASSIGN_OR_RETURN assigns the value or returns the status") {
     CHECK(*Quarter(12) == 3);
     CHECK(Quarter(6).status().message() == "3 is odd");
