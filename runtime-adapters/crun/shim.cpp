@@ -590,29 +590,33 @@ Status StartCommand(const CommandPlan& plan, StartedCommand* started) {
     const ChildSetup* setup;
     int nice, out_w, report_w;
   } args{&argv, &envp, setup.get(), plan.nice, out[1], report[1]};
-  constexpr size_t kStackSize = 256 * 1024;
-  void* stack = mmap(nullptr, kStackSize, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   pid_t pid = -1;
+  int fork_err = 0;
 #if PETREL_TSAN
   // ThreadSanitizer cannot follow a child that shares the parent's memory (its clone
   // interceptor stops on CLONE_VM): its builds fork.
-  pid = stack == MAP_FAILED ? -1 : fork();
+  pid = fork();
   if (pid == 0) {
     RunCommandChild(*args.argv, *args.envp, *args.setup, args.nice, args.out_w, args.report_w);
   }
+  if (pid < 0) fork_err = errno;
 #else
-  if (stack != MAP_FAILED) {
+  constexpr size_t kStackSize = 256 * 1024;
+  void* stack = mmap(nullptr, kStackSize, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED) {
+    fork_err = errno;
+  } else {
     pid = clone(
         [](void* a) -> int {
           const auto* c = static_cast<const ChildArgs*>(a);
           RunCommandChild(*c->argv, *c->envp, *c->setup, c->nice, c->out_w, c->report_w);
         },
         static_cast<char*>(stack) + kStackSize, CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
+    if (pid < 0) fork_err = errno;
+    munmap(stack, kStackSize);  // CLONE_VFORK: the child has exec'd or ended
   }
 #endif
-  const int fork_err = stack == MAP_FAILED ? errno : pid < 0 ? errno : 0;
-  if (stack != MAP_FAILED) munmap(stack, kStackSize);
   close(out[1]);
   close(report[1]);
   if (pid < 0) {
