@@ -104,6 +104,11 @@ converged() {
     fi
   done
 }
+# burst_begun: petreld has acknowledged one of round 2's burst of applies at least.
+burst_begun() {
+  "$ctl" get workloads -o json 2>/dev/null |
+    jq -e 'any(.items[]; .name | startswith("r2-burst"))' >/dev/null
+}
 # after_cut ROUND: petreld on what the cut left converges to every acknowledged change.
 after_cut() {
   petreld_start "$dir/petreld.log" --runtime fake --state-dir "$dir/backing/state" \
@@ -129,7 +134,8 @@ for round in 1 2 3; do
       workload "r2-burst$i" 1
       "$ctl" apply -f "$dir/r2-burst$i.yaml" >/dev/null 2>&1 &
     done
-    sleep 0.05
+    # The cut comes once the first of them is acknowledged, while the others run.
+    wait_for 10 burst_begun || fail "round 2: no apply of the burst was acknowledged"
   fi
   kill -9 "$pid"
   wait "$pid" 2>/dev/null || true
