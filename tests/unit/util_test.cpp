@@ -84,7 +84,7 @@ TEST_SUITE("util") {
     CHECK(std::string(buf) == "12345");
   }
 
-  TEST_CASE("UrlEscape keeps RFC 3986's unreserved characters; IsPrintableToken") {
+  TEST_CASE("UrlEscape keeps RFC 3986's unreserved characters and IsPrintableToken wants ASCII") {
     CHECK(UrlEscape("aZ09-._~") == "aZ09-._~");
     CHECK(UrlEscape("a b/c?d=e&f+%") == "a%20b%2Fc%3Fd%3De%26f%2B%25");
     CHECK(UrlEscape(std::string("\0\xff\n", 3)) == "%00%FF%0A");
