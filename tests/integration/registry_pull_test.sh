@@ -272,6 +272,9 @@ printf '#!/bin/sh\nsocat - "TCP:%s" | dd bs=64k count=%s iflag=count_bytes statu
   "$registry" $((5 * 1048576)) >"$dir/cut.sh"
 socat "TCP-LISTEN:$pport,bind=127.0.0.1,reuseaddr,fork" EXEC:"sh $dir/cut.sh" 2>/dev/null &
 proxy_pid=$!
+# socat listens a moment after it forks: a curl sent sooner is refused and gets 0 bytes.
+proxy_listening() { (exec 3<>"/dev/tcp/127.0.0.1/$pport") 2>/dev/null; }
+wait_for 10 proxy_listening || fail "the proxy is not listening on 127.0.0.1:$pport"
 got=$(curl -s -o /dev/null -w '%{size_download}' "http://127.0.0.1:$pport/v2/resume/blobs/$resume_layer" || true)
 [ "$got" -gt 1048576 ] && [ "$got" -lt $((6 * 1048576)) ] ||
   fail "the proxy did not pass the start of the blob and cut it (curl got $got bytes)"
