@@ -201,6 +201,39 @@ class Port {
     return Status::NotSupported("this platform has no network namespaces");
   }
 
+  // --- container networks ---
+  // petrel's bridge network (NetworkMode::kBridge): each container in a network
+  // namespace of its own with an address on one bridge of the host, the host's ports
+  // published to it through NAT. Linux: CNI's standard plugins (bridge with host-local
+  // addresses, portmap, loopback) and three iptables rules of the host that all its
+  // containers share, each call a few processes, tens of milliseconds: never on a loop
+  // thread.
+
+  // Puts the network namespace at `netns` (a path: NetnsPath) on the bridge as
+  // attachment `id` (1-64 of [A-Za-z0-9_.-], not starting with '.'), publishes the
+  // ports of `ports` that have a hostPort, and returns the namespace's address
+  // ("10.47.0.5"). The port keeps what DetachNetwork needs under `id` (Linux: in /run,
+  // which a reboot empties together with the network it describes). A failure leaves
+  // nothing attached and says what failed ("bridge network: CNI plugin \"portmap\"
+  // not found in /usr/lib/cni (Debian package containernetworking-plugins)"). An
+  // attachment `id` already there is taken as left behind by a container whose own
+  // records went without it (the caller owns `id`): it is undone first, as far as its
+  // plugins can, and forgotten. The default is NotSupported.
+  virtual Result<std::string> AttachNetwork(const std::string& id, const std::string& netns,
+                                            const std::vector<PortSpec>& ports) {
+    (void)id;
+    (void)netns;
+    (void)ports;
+    return Status::NotSupported("this platform has no bridge network");
+  }
+  // Undoes AttachNetwork of `id`: its address, interface and port mappings go (the
+  // bridge's shared host rules stay). OK when `id` is not attached. Call it before the namespace is deleted:
+  // what is in it says which rules are the container's. The default is OK.
+  virtual Status DetachNetwork(const std::string& id) {
+    (void)id;
+    return Status::OK();
+  }
+
   // --- supervision of child processes ---
 
   // Makes the calling process a child subreaper (see ChildPlan::subreaper).

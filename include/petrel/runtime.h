@@ -86,6 +86,11 @@ struct ContainerSpec {
   std::string user;
   std::string hostname;
   bool read_only_rootfs = false;
+  // kNone here (a WorkloadSpec's default is kBridge): a container made through this
+  // interface alone gets the simplest network unless it asks for another. With kBridge
+  // the adapter puts the container on petrel's bridge (Port::AttachNetwork) and
+  // publishes `ports` there; with kHost a port is published as itself.
+  NetworkMode network = NetworkMode::kNone;
   std::vector<PortSpec> ports;
   std::vector<MountSpec> mounts;
   Resources resources;
@@ -106,6 +111,9 @@ struct ContainerInfo {
   // When exited, why, where the runtime knows more than the code: "OOMKilled" when the
   // kernel killed it for going past its memory limit (Kubernetes' word).
   std::string exit_reason;
+  // The container's own IPv4 address on petrel's bridge (NetworkMode::kBridge), ""
+  // on other networks.
+  std::string address;
   TimeMs created_at = 0;
   TimeMs started_at = 0;   // 0 = never started
   TimeMs finished_at = 0;  // 0 = not exited

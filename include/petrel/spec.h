@@ -26,8 +26,24 @@ struct PortSpec {
   int container_port = 0;        // 1..65535
   int host_port = 0;             // 0 = not published
   std::string protocol = "tcp";  // "tcp" or "udp"
+  // The host address the port is published on: an IPv4 address of the host; "" = all of
+  // them (127.0.0.1 included; ::1 not: CNI's portmap maps IPv4 only here).
+  std::string host_ip;
   bool operator==(const PortSpec&) const;
 };
+
+// Where a workload's containers are on the network.
+enum class NetworkMode {
+  // A network namespace of its own on petrel's bridge: an address of its own, the
+  // other containers of the node reachable, ports published on the host through NAT
+  // (any hostPort). Needs CNI's plugins (Debian: containernetworking-plugins) and
+  // iptables; without them the replica fails, naming what is missing.
+  kBridge,
+  kHost,  // the host's network namespace: its interfaces and ports, hostPort == port
+  kNone,  // a network namespace of its own with loopback only; no port published
+};
+const char* NetworkModeName(NetworkMode mode);  // "bridge", "host", "none"
+std::optional<NetworkMode> ParseNetworkMode(std::string_view name);
 
 struct MountSpec {
   enum class Type { kBind, kTmpfs };
@@ -59,9 +75,9 @@ struct SecurityContext {
   // masked nor read-only. The other fields are then ignored.
   bool privileged = false;
   // Capability names as Kubernetes writes them ("NET_ADMIN"), "CAP_" in front or not, or
-  // "ALL". drop takes them from petrel's set, then add puts them in. A container that
-  // publishes a hostPort shares the host's network and so loses CAP_NET_RAW (raw
-  // sockets there see and forge the host's traffic) unless add names it.
+  // "ALL". drop takes them from petrel's set, then add puts them in. A container on the
+  // host's network (NetworkMode::kHost) loses CAP_NET_RAW (raw sockets there see and
+  // forge the host's traffic) unless add names it.
   std::vector<std::string> capabilities_add;
   std::vector<std::string> capabilities_drop;
   Seccomp seccomp = Seccomp::kRuntimeDefault;
@@ -147,6 +163,7 @@ struct WorkloadSpec {
   std::string working_dir;  // "" = the image's
   std::string user;         // "" = the image's; "uid" or "uid:gid"
   bool read_only_rootfs = false;
+  NetworkMode network = NetworkMode::kBridge;
   std::vector<PortSpec> ports;
   std::vector<MountSpec> mounts;
   Resources resources;

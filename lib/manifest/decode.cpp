@@ -200,6 +200,7 @@ class Decoder {
           if (key == "workingDir") return String(value, path, &spec->working_dir);
           if (key == "user") return String(value, path, &spec->user);
           if (key == "readOnlyRootfs") return Bool(value, path, &spec->read_only_rootfs);
+          if (key == "network") return NetworkOf(value, path, &spec->network);
           if (key == "ports") {
             return Elements(value, path, [&](const std::string& child, const YAML::Node& p) {
               spec->ports.emplace_back();
@@ -243,6 +244,7 @@ class Decoder {
                       const YAML::Node& value) -> Error {
                     if (key == "containerPort") return Integer(value, child, &port->container_port);
                     if (key == "hostPort") return Integer(value, child, &port->host_port);
+                    if (key == "hostIP") return String(value, child, &port->host_ip);
                     if (key == "protocol") {
                       // Kubernetes writes "TCP"; petrel's spec holds "tcp".
                       Error e = String(value, child, &port->protocol);
@@ -302,6 +304,18 @@ class Decoder {
                   Quote(s) + " is not a restart policy (want Always, OnFailure or Never)");
     }
     *out = *policy;
+    return std::nullopt;
+  }
+
+  Error NetworkOf(const YAML::Node& v, const std::string& path, NetworkMode* out) {
+    std::string s;
+    if (Error e = String(v, path, &s)) return e;
+    if (v.IsNull()) return std::nullopt;
+    std::optional<NetworkMode> mode = ParseNetworkMode(s);
+    if (!mode) {
+      return Fail(PositionOf(v), path, Quote(s) + " is not a network (want bridge, host or none)");
+    }
+    *out = *mode;
     return std::nullopt;
   }
 

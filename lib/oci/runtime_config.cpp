@@ -158,13 +158,6 @@ Status ResolveUser(const std::string& user, const RuntimeConfigOptions& o, int64
   return Status::OK();
 }
 
-bool PublishesHostPort(const ContainerSpec& spec) {
-  for (const PortSpec& p : spec.ports) {
-    if (p.host_port != 0) return true;
-  }
-  return false;
-}
-
 // Whether `list` (capability names as the spec writes them) names `cap` ("CAP_NET_RAW"),
 // itself or through ALL.
 bool Names(const std::vector<std::string>& list, const std::string& cap) {
@@ -189,7 +182,7 @@ std::vector<std::string> Capabilities(const ContainerSpec& spec, uint64_t host) 
   std::vector<std::string> caps;
   for (const char* cap : kDefaultCaps) {
     if (Names(sc.capabilities_drop, cap)) continue;
-    if (std::string(cap) == "CAP_NET_RAW" && PublishesHostPort(spec) &&
+    if (std::string(cap) == "CAP_NET_RAW" && spec.network == NetworkMode::kHost &&
         !Names(sc.capabilities_add, cap)) {
       continue;
     }
@@ -308,23 +301,36 @@ json Mounts(const ContainerSpec& spec) {
 
 // config.json's "linux": namespaces, masked paths, cgroup and limits.
 Result<json> LinuxSection(const ContainerSpec& spec, const RuntimeConfigOptions& options) {
-  // Network: a private namespace with only loopback, unless the container publishes
-  // a port (hostPort); then, until petrel has CNI networking, it shares the host's
-  // network, which can publish a port only as itself.
-  bool host_network = false;
-  for (const PortSpec& p : spec.ports) {
-    if (p.host_port == 0) continue;
-    if (p.host_port != p.container_port) {
-      return Status::InvalidArgument("port " + std::to_string(p.container_port) + " published as " +
-                                     std::to_string(p.host_port) +
-                                     ": this runtime shares the host's network to publish ports, "
-                                     "so hostPort must equal containerPort");
-    }
-    host_network = true;
-  }
+  // Network: the host's (host), a namespace the runtime makes with loopback only (none),
+  // or the one the adapter made and put on the bridge (bridge).
   json namespaces =
       json::array({{{"type", "pid"}}, {{"type", "ipc"}}, {{"type", "uts"}}, {{"type", "mount"}}});
-  if (!host_network) namespaces.push_back({{"type", "network"}});
+  switch (spec.network) {
+    case NetworkMode::kHost:
+      for (const PortSpec& p : spec.ports) {
+        if (p.host_port != 0 && (p.host_port != p.container_port || !p.host_ip.empty())) {
+          return Status::InvalidArgument("port " + std::to_string(p.container_port) +
+                                         " published as " + std::to_string(p.host_port) +
+                                         ": the host's network publishes a port as itself");
+        }
+      }
+      break;
+    case NetworkMode::kNone:
+      for (const PortSpec& p : spec.ports) {
+        if (p.host_port != 0) {
+          return Status::InvalidArgument("port " + std::to_string(p.container_port) +
+                                         ": a container without a network publishes no port");
+        }
+      }
+      namespaces.push_back({{"type", "network"}});
+      break;
+    case NetworkMode::kBridge:
+      if (options.netns_path.empty()) {
+        return Status::InvalidArgument("a container on the bridge needs its network namespace");
+      }
+      namespaces.push_back({{"type", "network"}, {"path", options.netns_path}});
+      break;
+  }
 
   const SecurityContext& sc = spec.security_context;
   json linux_section = {{"namespaces", namespaces}};

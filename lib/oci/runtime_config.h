@@ -38,6 +38,9 @@ struct RuntimeConfigOptions {
   // of petrel's process (a runtime started in a container may lack some, and a kernel
   // those added after it). A privileged container, or one that adds ALL, gets these.
   uint64_t host_capabilities = ~uint64_t{0};
+  // The network namespace (a path) of a container on the bridge, made and attached by
+  // the adapter (Port::CreateNetns, Port::AttachNetwork). Unused for other networks.
+  std::string netns_path;
 };
 
 // The config.json text. InvalidArgument when the user cannot be resolved, a port is

@@ -514,6 +514,7 @@ ContainerSpec LowerToContainer(const std::string& node, const WorkloadSpec& spec
   c.user = spec.user;
   c.hostname = spec.name + "-" + std::to_string(index);
   c.read_only_rootfs = spec.read_only_rootfs;
+  c.network = spec.network;
   c.ports = spec.ports;
   c.mounts = spec.mounts;
   c.resources = spec.resources;

@@ -14,8 +14,8 @@
 namespace petrel {
 
 bool PortSpec::operator==(const PortSpec& o) const {
-  return std::tie(container_port, host_port, protocol) ==
-         std::tie(o.container_port, o.host_port, o.protocol);
+  return std::tie(container_port, host_port, protocol, host_ip) ==
+         std::tie(o.container_port, o.host_port, o.protocol, o.host_ip);
 }
 
 bool MountSpec::operator==(const MountSpec& o) const {
@@ -47,15 +47,15 @@ bool ProbeSpec::operator==(const ProbeSpec& o) const {
 
 bool WorkloadSpec::operator==(const WorkloadSpec& o) const {
   return std::tie(name, labels, replicas, image, command, args, env, working_dir, user,
-                  read_only_rootfs, ports, mounts, resources, restart_policy, image_pull_policy,
-                  backoff, termination_grace_ms, security_context, liveness_probe, readiness_probe,
-                  startup_probe, node_selector, preferred_nodes, exclusive, standby,
-                  standby_replicas) ==
+                  read_only_rootfs, network, ports, mounts, resources, restart_policy,
+                  image_pull_policy, backoff, termination_grace_ms, security_context,
+                  liveness_probe, readiness_probe, startup_probe, node_selector, preferred_nodes,
+                  exclusive, standby, standby_replicas) ==
          std::tie(o.name, o.labels, o.replicas, o.image, o.command, o.args, o.env, o.working_dir,
-                  o.user, o.read_only_rootfs, o.ports, o.mounts, o.resources, o.restart_policy,
-                  o.image_pull_policy, o.backoff, o.termination_grace_ms, o.security_context,
-                  o.liveness_probe, o.readiness_probe, o.startup_probe, o.node_selector,
-                  o.preferred_nodes, o.exclusive, o.standby, o.standby_replicas);
+                  o.user, o.read_only_rootfs, o.network, o.ports, o.mounts, o.resources,
+                  o.restart_policy, o.image_pull_policy, o.backoff, o.termination_grace_ms,
+                  o.security_context, o.liveness_probe, o.readiness_probe, o.startup_probe,
+                  o.node_selector, o.preferred_nodes, o.exclusive, o.standby, o.standby_replicas);
 }
 
 bool ReplicaStatus::operator==(const ReplicaStatus& o) const {
@@ -120,6 +120,22 @@ const char* RestartPolicyName(RestartPolicy policy) {
     case RestartPolicy::kNever: return "Never";
   }
   return "Unknown";
+}
+
+const char* NetworkModeName(NetworkMode mode) {
+  switch (mode) {
+    case NetworkMode::kBridge: return "bridge";
+    case NetworkMode::kHost: return "host";
+    case NetworkMode::kNone: return "none";
+  }
+  return "unknown";
+}
+
+std::optional<NetworkMode> ParseNetworkMode(std::string_view name) {
+  for (NetworkMode m : {NetworkMode::kBridge, NetworkMode::kHost, NetworkMode::kNone}) {
+    if (name == NetworkModeName(m)) return m;
+  }
+  return std::nullopt;
 }
 
 std::optional<PullPolicy> ParsePullPolicy(std::string_view name) {
@@ -400,7 +416,25 @@ std::optional<FieldError> CheckProcess(const WorkloadSpec& spec) {
   return std::nullopt;
 }
 
-std::optional<FieldError> CheckPorts(const std::vector<PortSpec>& ports) {
+// True for an IPv4 address in dotted decimal, four parts of 0-255 without leading zeros.
+bool IsIpv4(const std::string& s) {
+  int parts = 0;
+  size_t i = 0;
+  while (i <= s.size() && parts < 4) {
+    size_t j = i;
+    while (j < s.size() && s[j] >= '0' && s[j] <= '9') j++;
+    if (j == i || j - i > 3 || (j - i > 1 && s[i] == '0') || std::stoi(s.substr(i, j - i)) > 255) {
+      return false;
+    }
+    parts++;
+    if (j == s.size()) return parts == 4;
+    if (s[j] != '.') return false;
+    i = j + 1;
+  }
+  return false;
+}
+
+std::optional<FieldError> CheckPorts(const std::vector<PortSpec>& ports, NetworkMode network) {
   for (size_t i = 0; i < ports.size(); i++) {
     const PortSpec& p = ports[i];
     std::string path = "spec." + Index("ports", i);
@@ -412,6 +446,22 @@ std::optional<FieldError> CheckPorts(const std::vector<PortSpec>& ports) {
     }
     if (p.protocol != "tcp" && p.protocol != "udp") {
       return FieldError{path + ".protocol", Quote(p.protocol) + " is not tcp or udp"};
+    }
+    if (!p.host_ip.empty() && !IsIpv4(p.host_ip)) {
+      return FieldError{path + ".hostIP",
+                        Quote(p.host_ip) + " is not an IPv4 address (IPv6 is not published)"};
+    }
+    if (!p.host_ip.empty() && p.host_port == 0) {
+      return FieldError{path + ".hostIP", "needs a hostPort"};
+    }
+    if (p.host_port != 0 && network == NetworkMode::kNone) {
+      return FieldError{path + ".hostPort", "network none publishes no port"};
+    }
+    if (p.host_port != 0 && network == NetworkMode::kHost &&
+        (p.host_port != p.container_port || !p.host_ip.empty())) {
+      return FieldError{path + ".hostPort",
+                        "network host publishes a port as itself: hostPort must equal "
+                        "containerPort, without hostIP"};
     }
     for (size_t j = 0; j < i; j++) {
       const PortSpec& q = ports[j];
@@ -641,7 +691,7 @@ std::optional<FieldError> CheckProbes(const WorkloadSpec& spec) {
 std::optional<FieldError> CheckWorkload(const WorkloadSpec& spec) {
   if (auto e = CheckMetadata(spec)) return e;
   if (auto e = CheckProcess(spec)) return e;
-  if (auto e = CheckPorts(spec.ports)) return e;
+  if (auto e = CheckPorts(spec.ports, spec.network)) return e;
   if (auto e = CheckMounts(spec.mounts)) return e;
   if (auto e = CheckLimits(spec)) return e;
   if (auto e = CheckSecurity(spec.security_context)) return e;

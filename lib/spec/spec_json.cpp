@@ -43,8 +43,10 @@ const char* MountTypeName(MountSpec::Type type) {
 json TemplateJson(const WorkloadSpec& spec) {
   json ports = json::array();
   for (const PortSpec& p : spec.ports) {
-    ports.push_back(
-        {{"containerPort", p.container_port}, {"hostPort", p.host_port}, {"protocol", p.protocol}});
+    json port = {
+        {"containerPort", p.container_port}, {"hostPort", p.host_port}, {"protocol", p.protocol}};
+    if (!p.host_ip.empty()) port["hostIP"] = p.host_ip;
+    ports.push_back(std::move(port));
   }
   json mounts = json::array();
   for (const MountSpec& m : spec.mounts) {
@@ -70,6 +72,7 @@ json TemplateJson(const WorkloadSpec& spec) {
         {"pids", spec.resources.pids}}},
       {"labels", spec.labels},
   };
+  if (spec.network != NetworkMode::kBridge) j["network"] = NetworkModeName(spec.network);
   // Written whole when any part differs from its default.
   const SecurityContext& sc = spec.security_context;
   if (!sc.empty()) {
@@ -166,9 +169,13 @@ Status Read(const json& j, const std::string& path, std::map<std::string, std::s
 }
 
 Status ReadPort(const json& j, const std::string& path, PortSpec* p) {
-  PETREL_RETURN_IF_ERROR(ExpectObject(j, path, {"containerPort", "hostPort", "protocol"}));
+  PETREL_RETURN_IF_ERROR(
+      ExpectObject(j, path, {"containerPort", "hostPort", "protocol"}, {"hostIP"}));
   PETREL_RETURN_IF_ERROR(Read(j["containerPort"], path + ".containerPort", &p->container_port));
   PETREL_RETURN_IF_ERROR(Read(j["hostPort"], path + ".hostPort", &p->host_port));
+  if (auto it = j.find("hostIP"); it != j.end()) {
+    PETREL_RETURN_IF_ERROR(Read(*it, path + ".hostIP", &p->host_ip));
+  }
   return Read(j["protocol"], path + ".protocol", &p->protocol);
 }
 
@@ -306,13 +313,14 @@ Status ReadOptional(const json& j, const char* key, T* out) {
 }
 
 Status ReadSpec(const json& j, WorkloadSpec* spec) {
-  PETREL_RETURN_IF_ERROR(ExpectObject(
-      j, "",
-      {"name", "labels", "replicas", "image", "command", "args", "env", "workingDir", "user",
-       "readOnlyRootfs", "ports", "mounts", "resources", "restartPolicy", "backoff",
-       "terminationGraceMs"},
-      {"livenessProbe", "readinessProbe", "startupProbe", "nodeSelector", "preferredNodes",
-       "exclusive", "standby", "standbyReplicas", "securityContext", "imagePullPolicy"}));
+  PETREL_RETURN_IF_ERROR(
+      ExpectObject(j, "",
+                   {"name", "labels", "replicas", "image", "command", "args", "env", "workingDir",
+                    "user", "readOnlyRootfs", "ports", "mounts", "resources", "restartPolicy",
+                    "backoff", "terminationGraceMs"},
+                   {"livenessProbe", "readinessProbe", "startupProbe", "nodeSelector",
+                    "preferredNodes", "exclusive", "standby", "standbyReplicas", "securityContext",
+                    "imagePullPolicy", "network"}));
   PETREL_RETURN_IF_ERROR(Read(j["name"], "name", &spec->name));
   PETREL_RETURN_IF_ERROR(Read(j["labels"], "labels", &spec->labels));
   PETREL_RETURN_IF_ERROR(Read(j["replicas"], "replicas", &spec->replicas));
@@ -349,6 +357,14 @@ Status ReadSpec(const json& j, WorkloadSpec* spec) {
                  internal::Quote(pull) + " is not IfNotPresent, Always or Never");
     }
     spec->image_pull_policy = *pull_policy;
+  }
+
+  if (auto it = j.find("network"); it != j.end()) {
+    std::string network;
+    PETREL_RETURN_IF_ERROR(Read(*it, "network", &network));
+    std::optional<NetworkMode> mode = ParseNetworkMode(network);
+    if (!mode) return Bad("network", internal::Quote(network) + " is not bridge, host or none");
+    spec->network = *mode;
   }
 
   const json& b = j["backoff"];

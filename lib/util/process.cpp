@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <string_view>
 
 #include "lib/util/fs.h"
 #include "petrel/clock.h"
@@ -64,10 +65,22 @@ Status RunProcess(const std::vector<std::string>& argv, const ProcessOptions& op
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
+  // The caller's environment less the names options.env sets, then options.env.
+  std::vector<char*> env;
+  for (char** e = environ; *e != nullptr; e++) {
+    const std::string_view entry(*e);
+    const bool replaced = std::any_of(options.env.begin(), options.env.end(), [&](const auto& o) {
+      const size_t eq = o.find('=');
+      return entry.substr(0, eq + 1) == std::string_view(o).substr(0, eq + 1);
+    });
+    if (!replaced) env.push_back(*e);
+  }
+  for (const std::string& e : options.env) env.push_back(const_cast<char*>(e.c_str()));
+  env.push_back(nullptr);
   pid_t pid = 0;
   const int err = options.search_path
-                      ? posix_spawnp(&pid, args[0], &fa, &attr, args.data(), environ)
-                      : posix_spawn(&pid, args[0], &fa, &attr, args.data(), environ);
+                      ? posix_spawnp(&pid, args[0], &fa, &attr, args.data(), env.data())
+                      : posix_spawn(&pid, args[0], &fa, &attr, args.data(), env.data());
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
   // The child's ends; stderr's read end too, below, when stderr shares stdout's pipe.

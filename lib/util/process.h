@@ -21,6 +21,8 @@ struct ProcessOptions {
   size_t max_output = 64 << 10;  // of stdout and of stderr each; the rest is read and dropped
   bool merge_stderr = false;     // stderr into `out` too, in the order written
   bool search_path = false;      // argv[0] without a '/' is looked up in $PATH
+  // "NAME=value" entries put into the program's environment, over the caller's.
+  std::vector<std::string> env;
 };
 
 struct ProcessResult {

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "petrel/port.h"
 
@@ -24,6 +25,13 @@ struct LinuxPortOptions {
   std::string proc_self_cgroup = "/proc/self/cgroup";
   // Where named network namespaces are kept as bind mounts; created 0755 when missing.
   std::string netns_dir = "/run/petrel/netns";
+  // petrel's bridge network (AttachNetwork): where CNI's plugins are looked for, the
+  // bridge's name and subnet, and where attachments and address leases are kept (under
+  // /run: a reboot forgets them with the network they describe, so none leaks).
+  std::vector<std::string> cni_plugin_dirs = {"/usr/lib/cni", "/opt/cni/bin"};
+  std::string bridge_name = "petrel0";
+  std::string bridge_subnet = "10.47.0.0/16";
+  std::string cni_state_dir = "/run/petrel/cni";
   // The service manager's datagram socket: a path, or "@name" for an abstract one;
   // "" for none. Unset: $NOTIFY_SOCKET as the port is made.
   std::optional<std::string> notify_socket;
@@ -54,6 +62,10 @@ class LinuxPort final : public Port {
   Status DeleteNetns(const std::string& name) override;
   Result<int> OpenNetnsOf(pid_t pid) override;
   Result<int> SocketInNetns(int netns, int type) override;
+
+  Result<std::string> AttachNetwork(const std::string& id, const std::string& netns,
+                                    const std::vector<PortSpec>& ports) override;
+  Status DetachNetwork(const std::string& id) override;
 
   Status BecomeSubreaper() override;
   Result<int> OpenPidfd(pid_t pid) override;

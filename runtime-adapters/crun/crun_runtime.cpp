@@ -52,6 +52,7 @@
 #include "lib/util/dir_lock.h"
 #include "lib/util/fs.h"
 #include "lib/util/process.h"
+#include "lib/util/sha256.h"
 #include "lib/util/strings.h"
 #include "petrel/clock.h"
 #include "petrel/crun.h"
@@ -587,6 +588,7 @@ class CrunRuntime final : public ContainerRuntime {
     info.id = id;
     info.name = meta.value("name", id);
     info.created_at = meta.value("createdAt", int64_t{0});
+    info.address = meta.value("address", "");
     if (meta.contains("labels") && meta["labels"].is_object()) {
       for (const auto& [k, v] : meta["labels"].items()) {
         if (v.is_string()) info.labels[k] = v.get<std::string>();
@@ -1018,6 +1020,18 @@ class CrunRuntime final : public ContainerRuntime {
     for (int cap = 0; cap < 64; cap++) {
       if (prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1) bo.host_capabilities |= uint64_t{1} << cap;
     }
+    // On the bridge: a network namespace of petrel's, attached before the runtime
+    // starts anything in it. Destroy detaches and deletes it.
+    std::string address;
+    if (spec.network == NetworkMode::kBridge) {
+      const std::string net = NetId(id);
+      // A namespace of this name is a leftover of a container whose state dir went
+      // without it (mkdir above made the container's dir: the name is ours).
+      PETREL_RETURN_IF_ERROR(opts_.port->DeleteNetns(net));
+      PETREL_RETURN_IF_ERROR(opts_.port->CreateNetns(net));
+      bo.netns_path = opts_.port->NetnsPath(net);
+      PETREL_ASSIGN_OR_RETURN(address, opts_.port->AttachNetwork(net, bo.netns_path, spec.ports));
+    }
     PETREL_ASSIGN_OR_RETURN(const std::string config,
                             internal::MakeRuntimeConfig(spec, image.config, bo));
     // An overlay is mounted by the shim, in the runtime's own mount namespace.
@@ -1050,7 +1064,9 @@ class CrunRuntime final : public ContainerRuntime {
           {"allDevices", r.all_devices}}},
         {"cgroupParent", opts_.cgroup_parent},
         {"cgroups", cgroups},
-        {"overlay", overlay}};
+        {"overlay", overlay},
+        {"network", NetworkModeName(spec.network)}};
+    if (!address.empty()) meta["address"] = address;
     if (!spec.lease.empty()) {
       meta["lease"] = {{"path", spec.lease.path}, {"durationMs", spec.lease.duration_ms}};
     }
@@ -1139,6 +1155,11 @@ class CrunRuntime final : public ContainerRuntime {
       usleep(10 * 1000);
     }
     PETREL_RETURN_IF_ERROR(images_->ReleaseRootfs(dir + "/rootfs", dir + "/scratch"));
+    // Its network, if it was on the bridge (both are no-ops when not; a reboot took
+    // them already): detached while the namespace still says what was the container's.
+    const std::string net = NetId(id);
+    PETREL_RETURN_IF_ERROR(opts_.port->DetachNetwork(net));
+    PETREL_RETURN_IF_ERROR(opts_.port->DeleteNetns(net));
     if (Result<json> meta = ReadMeta(id); meta.ok() && (*meta)["cgroups"].is_array()) {
       std::vector<std::string> cgroups;
       for (const json& c : (*meta)["cgroups"]) {
@@ -1177,6 +1198,13 @@ class CrunRuntime final : public ContainerRuntime {
       return ErrnoError(dir, "rename", errno);
     }
     return internal::RemoveTree(trash);
+  }
+
+  // The name of container `id`'s network namespace and bridge attachment: unique to this
+  // state dir (two adapters on one host may hold containers of one name), short enough
+  // for a namespace's name.
+  std::string NetId(const std::string& id) const {
+    return "petrel-" + internal::Sha256Hex(containers_ + "/" + id).substr(0, 16);
   }
 
   // True while the container's shim holds its lock.

@@ -47,7 +47,7 @@ tools=(
   awk sed grep head tail sort wc seq date sleep xargs umount mktemp dirname  # the scripts
   tar gzip sha256sum find cut ln touch  # make-busybox-image
   setsid id nproc                     # examples/run
-  ip ss iptables                      # tests/lib/netns.sh: tests/cluster, cluster_bench.sh
+  ip ss iptables iptables-save        # tests/lib/netns.sh, network_test.sh, the bridge
   nsenter shuf                        # examples/local-cluster, petreld_fake_test.sh
   getconf mkfifo rmdir basename tr    # tests/cluster/runc_cluster_test.sh, local-cluster down
   strace setpriv getent               # petreld_access_test.sh, sync_test.sh
@@ -55,9 +55,12 @@ tools=(
   htpasswd base64                     # tests/integration/registry_auth_test.sh
   mountpoint sync                     # tests/integration/power_cut_test.sh (with dropfs)
 )
+# CNI's plugins, which petrel runs for the bridge network (ports/linux/cni.cpp).
+plugins=(loopback bridge host-local portmap)
 check_tools() {
   local missing=()
   for tool in "${tools[@]}"; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+  for plugin in "${plugins[@]}"; do [ -x "/usr/lib/cni/$plugin" ] || missing+=("/usr/lib/cni/$plugin"); done
   [ ${#missing[@]} -eq 0 ] && return 0
   echo "not installed after ports/debian/install-deps: ${missing[*]}"
   return 1

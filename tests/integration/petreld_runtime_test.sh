@@ -35,10 +35,7 @@ fail() {
 cleanup() {
   [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
   # Whatever a failed run left: containers, mounts, cgroups.
-  for id in $(ls "$state/oci/runtime" 2>/dev/null); do
-    "$runtime" --root "$state/oci/runtime" delete --force "$id" >/dev/null 2>&1 || true
-  done
-  grep -o "$dir[^ ]*" /proc/self/mountinfo 2>/dev/null | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  runtime_cleanup "$runtime" "$state" "$dir"
   find /sys/fs/cgroup -depth -type d -path "*/$cgtop*" -exec rmdir {} \; 2>/dev/null || true
   rm -rf "$dir"
 }
@@ -54,13 +51,7 @@ json() { "$ctl" get workloads "${2:-keeper}" -o json; }
 ready_is() { [ "$(json | jq '.items[0].readyReplicas')" = "$1" ]; }
 pids() { json | jq -r '[.items[0].replicas[].pid] | join(" ")'; }
 
-# The busybox image CTest's fixture built ($PETREL_TEST_IMAGE, oci-archive:PATH), or one
-# built here.
-if [ -n "${PETREL_TEST_IMAGE:-}" ]; then
-  cp "${PETREL_TEST_IMAGE#oci-archive:}" "$dir/busybox.tar"
-else
-  "$src/examples/images/make-busybox-image" "$dir/busybox.tar" >/dev/null
-fi
+busybox_image "$dir/busybox.tar"
 cat >"$dir/keeper.yaml" <<YAML
 apiVersion: petrel.dev/v1
 kind: Workload

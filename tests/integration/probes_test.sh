@@ -27,21 +27,14 @@ fail() {
 }
 cleanup() {
   [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
-  for id in $(ls "$state/oci/runtime" 2>/dev/null); do
-    "$runtime" --root "$state/oci/runtime" delete --force "$id" >/dev/null 2>&1 || true
-  done
-  grep -o "$dir[^ ]*" /proc/self/mountinfo 2>/dev/null | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  runtime_cleanup "$runtime" "$state" "$dir"
   rm -rf "$dir"
 }
 trap cleanup EXIT
 
 # shellcheck source=tests/lib/petreld.sh
 . "$src/tests/lib/petreld.sh"
-if [ -n "${PETREL_TEST_IMAGE:-}" ]; then
-  cp "${PETREL_TEST_IMAGE#oci-archive:}" "$dir/busybox.tar"
-else
-  "$src/examples/images/make-busybox-image" "$dir/busybox.tar" >/dev/null
-fi
+busybox_image "$dir/busybox.tar"
 mkdir "$dir/flag"
 
 # field WORKLOAD JQ: a field of the workload's JSON.

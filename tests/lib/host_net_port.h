@@ -53,6 +53,11 @@ class HostNetPort final : public Port {
     return base_->RunInNetns(name, fn);
   }
   Status DeleteNetns(const std::string& name) override { return base_->DeleteNetns(name); }
+  Result<std::string> AttachNetwork(const std::string& id, const std::string& netns,
+                                    const std::vector<PortSpec>& ports) override {
+    return base_->AttachNetwork(id, netns, ports);
+  }
+  Status DetachNetwork(const std::string& id) override { return base_->DetachNetwork(id); }
   Status BecomeSubreaper() override { return base_->BecomeSubreaper(); }
   Result<int> OpenPidfd(pid_t pid) override { return base_->OpenPidfd(pid); }
   Result<std::unique_ptr<ChildSetup>> PrepareChild(const ChildPlan& plan) override {

@@ -67,3 +67,25 @@ petreld_report() {
   echo "--- petreld log (last 40 lines but connections)" >&2
   grep -v 'api: connection from' "$log" 2>/dev/null | tail -n 40 >&2 || true
 }
+
+# busybox_image FILE: the busybox image CTest's fixture built ($PETREL_TEST_IMAGE,
+# oci-archive:PATH) copied to FILE, or one built there (examples/images).
+busybox_image() {
+  if [ -n "${PETREL_TEST_IMAGE:-}" ]; then
+    cp "${PETREL_TEST_IMAGE#oci-archive:}" "$1"
+  else
+    "$(dirname "${BASH_SOURCE[0]}")/../../examples/images/make-busybox-image" "$1" >/dev/null
+  fi
+}
+
+# runtime_cleanup RUNTIME STATE DIR: what a failed run on a real runtime left, for
+# cleanup traps: the runtime's containers of petreld's state dir STATE, then every mount
+# below DIR (deepest first). Never fails.
+runtime_cleanup() {
+  local rec
+  for rec in "$2"/oci/runtime/*; do
+    [ -e "$rec" ] || continue
+    "$1" --root "$2/oci/runtime" delete --force "${rec##*/}" >/dev/null 2>&1 || true
+  done
+  grep -o "${3}[^ ]*" /proc/self/mountinfo 2>/dev/null | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+}

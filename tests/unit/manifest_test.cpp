@@ -53,7 +53,8 @@ spec:
   command: ["/bin/sh", "-c"]
   args: ["echo hi; sleep 3600"]
   env: {MODE: prod, PORT: 8080, EMPTY: ~}
-  ports: [{containerPort: 80, hostPort: 8080}, {containerPort: 53, protocol: UDP}]
+  network: host
+  ports: [{containerPort: 80, hostPort: 80}, {containerPort: 53, protocol: UDP}]
   mounts: [{type: tmpfs, target: /tmp, size: 16Mi}, {type: bind, source: /host, target: /c, readOnly: true}]
   resources: {memory: 64Mi, cpu: 500m, pids: 64}
   restartPolicy: OnFailure
@@ -78,8 +79,9 @@ spec:
     CHECK(s.env ==
           std::map<std::string, std::string>{{"MODE", "prod"}, {"PORT", "8080"}, {"EMPTY", ""}});
     REQUIRE(s.ports.size() == 2);
-    CHECK(s.ports[0] == PortSpec{80, 8080, "tcp"});
-    CHECK(s.ports[1] == PortSpec{53, 0, "udp"});
+    CHECK(s.network == NetworkMode::kHost);
+    CHECK(s.ports[0] == PortSpec{80, 80, "tcp", ""});
+    CHECK(s.ports[1] == PortSpec{53, 0, "udp", ""});
     REQUIRE(s.mounts.size() == 2);
     CHECK(s.mounts[0] == MountSpec{MountSpec::Type::kTmpfs, "", "/tmp", false, 16 << 20});
     CHECK(s.mounts[1] == MountSpec{MountSpec::Type::kBind, "/host", "/c", true, 0});
@@ -138,6 +140,13 @@ spec:
         {With("  restartPolicy: Sometimes\n"),
          "m.yaml:7:18: spec.restartPolicy: \"Sometimes\" is not a restart policy (want Always, "
          "OnFailure or Never)"},
+        {With("  network: overlay\n"),
+         "m.yaml:7:12: spec.network: \"overlay\" is not a network (want bridge, host or none)"},
+        {With("  ports: [{containerPort: 80, hostPort: 8080, hostIP: [1]}]\n"),
+         "m.yaml:7:55: spec.ports[0].hostIP: must be a string, not a list"},
+        {With("  ports: [{containerPort: 80, hostPort: 8080, hostIP: \"::1\"}]\n"),
+         "m.yaml:7:55: spec.ports[0].hostIP: \"::1\" is not an IPv4 address (IPv6 is not "
+         "published)"},
         {With("  imagePullPolicy: Sometimes\n"),
          "m.yaml:7:20: spec.imagePullPolicy: \"Sometimes\" is not an image pull policy (want "
          "IfNotPresent, Always or Never)"},

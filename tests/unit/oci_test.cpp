@@ -156,10 +156,8 @@ TEST_SUITE("oci") {
     CHECK_FALSE(has(caps(limited), "CAP_SYS_RESOURCE"));
     sc.capabilities_add = {};
 
-    // Publishing a host port shares the host's network: NET_RAW goes unless asked for.
-    PortSpec port;
-    port.container_port = port.host_port = 8080;
-    spec.ports = {port};
+    // On the host's network NET_RAW goes unless asked for.
+    spec.network = NetworkMode::kHost;
     got = caps();
     CHECK(got.size() == 13);
     CHECK_FALSE(has(got, "CAP_NET_RAW"));
@@ -168,9 +166,9 @@ TEST_SUITE("oci") {
     sc.capabilities_add = {"ALL"};
     CHECK(has(caps(), "CAP_NET_RAW"));
     sc.capabilities_add = {};
-    spec.ports[0].host_port = 0;
+    spec.network = NetworkMode::kNone;
     CHECK(has(caps(), "CAP_NET_RAW"));
-    spec.ports[0].host_port = 8080;
+    spec.network = NetworkMode::kHost;
 
     // Unconfined: no seccomp filter, all else as by default.
     CHECK(Config(spec, image)["linux"].contains("seccomp"));
@@ -251,16 +249,36 @@ TEST_SUITE("oci") {
     CHECK_FALSE(c["linux"].contains("cgroupsPath"));
     CHECK_FALSE(c["linux"]["resources"].contains("memory"));
 
+    // Networks: none (a namespace the runtime makes), host (none: the host's), bridge
+    // (the namespace the adapter made, by its path).
     PortSpec port;
     port.container_port = 80;
     spec.ports = {port};
-    CHECK(Config(spec, image)["linux"]["namespaces"].size() == 5);  // not published
-    spec.ports[0].host_port = 80;
-    CHECK(Config(spec, image)["linux"]["namespaces"].size() == 4);  // the host's network
+    auto network = [&](RuntimeConfigOptions opts = {}) {
+      json n;
+      const json config = Config(spec, image, opts);
+      for (const json& ns : config["linux"]["namespaces"]) {
+        if (ns["type"] == "network") n = ns;
+      }
+      return n;
+    };
+    CHECK(network() == json({{"type", "network"}}));  // kNone, ContainerSpec's default
     spec.ports[0].host_port = 8080;
     Result<std::string> r = MakeRuntimeConfig(spec, image, RuntimeConfigOptions{});
-    REQUIRE_FALSE(r.ok());
-    CHECK(r.status().message().find("hostPort must equal containerPort") != std::string::npos);
+    CHECK(r.status().message() == "port 80: a container without a network publishes no port");
+    spec.network = NetworkMode::kHost;
+    r = MakeRuntimeConfig(spec, image, RuntimeConfigOptions{});
+    CHECK(r.status().message() ==
+          "port 80 published as 8080: the host's network publishes a port as itself");
+    spec.ports[0].host_port = 80;
+    CHECK(network().is_null());
+    spec.network = NetworkMode::kBridge;
+    spec.ports[0].host_port = 8080;
+    r = MakeRuntimeConfig(spec, image, RuntimeConfigOptions{});
+    CHECK(r.status().message() == "a container on the bridge needs its network namespace");
+    RuntimeConfigOptions bridged;
+    bridged.netns_path = "/run/petrel/netns/m";
+    CHECK(network(bridged) == json({{"type", "network"}, {"path", "/run/petrel/netns/m"}}));
   }
 }
 

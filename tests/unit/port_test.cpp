@@ -1,3 +1,4 @@
+#include <arpa/inet.h>
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <linux/magic.h>
@@ -25,6 +26,7 @@
 #include <utility>
 
 #include "lib/util/fs.h"
+#include "lib/util/process.h"
 #include "ports/linux/linux_port.h"
 #include "tests/lib/files.h"
 #include "tests/lib/mounts.h"
@@ -46,6 +48,47 @@ std::shared_ptr<LinuxPort> PortAt(const TempDir& dir) {
   o.notify_socket = "";
   fs::create_directories(o.cgroup_root);
   return std::make_shared<LinuxPort>(o);
+}
+
+// A listening TCP socket on 0.0.0.0:`port` in the network namespace `netns`.
+Result<int> ListenIn(Port* port, int netns, int tcp_port) {
+  PETREL_ASSIGN_OR_RETURN(int fd, port->SocketInNetns(netns, SOCK_STREAM));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(tcp_port));
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(fd, 4) != 0) {
+    const int err = errno;
+    close(fd);
+    return ErrnoError("listen", "", err);
+  }
+  return fd;
+}
+
+// Connects the socket `fd` (closed after) to ip:port within 5 s, and takes the
+// connection on `listening` within 5 s more.
+Status ConnectAndAccept(int fd, const std::string& ip, int tcp_port, int listening) {
+  UniqueFd client(fd);
+  if (!client.valid()) return ErrnoError("socket", "", errno);
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(tcp_port));
+  if (inet_pton(AF_INET, ip.c_str(), &addr.sin_addr) != 1) return Status::InvalidArgument(ip);
+  const std::string where = ip + ":" + std::to_string(tcp_port);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 && errno != EINPROGRESS) {
+    return ErrnoError(where, "connect", errno);
+  }
+  struct pollfd out = {fd, POLLOUT, 0};
+  if (poll(&out, 1, 5000) != 1) return Status::DeadlineExceeded(where + ": no connection in 5 s");
+  int err = 0;
+  socklen_t len = sizeof err;
+  getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+  if (err != 0) return ErrnoError(where, "connect", err);
+  struct pollfd in = {listening, POLLIN, 0};
+  if (poll(&in, 1, 5000) != 1) return Status::DeadlineExceeded(where + ": nothing to accept");
+  UniqueFd accepted(accept4(listening, nullptr, nullptr, SOCK_CLOEXEC));
+  if (!accepted.valid()) return ErrnoError(where, "accept", errno);
+  return Status::OK();
 }
 
 // A datagram socket bound at `name` (a path, or "@name" for an abstract one).
@@ -486,6 +529,132 @@ TEST_SUITE("port") {
     Result<int> fd = port->SocketInNetns(kept.get(), SOCK_STREAM);
     REQUIRE(fd.ok());
     CHECK(connect_to(*fd) == ECONNREFUSED);
+  }
+
+  TEST_CASE("the bridge network: addresses, containers reach each other, ports published") {
+    REQUIRE_MESSAGE(geteuid() == 0, "makes network namespaces, bridges, iptables rules: root");
+    TempDir dir;
+    LinuxPortOptions o;
+    o.netns_dir = dir.Sub("netns");
+    o.cni_state_dir = dir.Sub("cni");
+    o.bridge_name = "ptest0";
+    o.bridge_subnet = "10.248.7.0/24";
+    o.notify_socket = "";
+    auto port = std::make_shared<LinuxPort>(o);
+    // The test's own host: a network namespace whose bridge, veths and iptables rules
+    // (FORWARD's policy DROP, as Docker leaves it) are the test's alone. The plugins
+    // run in it: a process starts in the namespace of the thread that starts it.
+    REQUIRE(port->CreateNetns("host").ok());
+    MountGuard host_guard{port->NetnsPath("host")};
+    struct Seen {
+      Result<std::string> a = Status::Internal("not run"), b = Status::Internal("not run");
+      Status again, bridged, published, detached;
+      std::string veths, rules, leases;
+      int host_rules = 0;
+    } seen;
+    Status ran = port->RunInNetns("host", [&]() -> Status {
+      ProcessOptions po;
+      ProcessResult r;
+      for (const std::vector<std::string>& argv :
+           {std::vector<std::string>{"ip", "link", "set", "lo", "up"},
+            std::vector<std::string>{"iptables", "-P", "FORWARD", "DROP"}}) {
+        po.search_path = true;
+        PETREL_RETURN_IF_ERROR(RunProcess(argv, po, &r));
+        if (r.status != 0) return Status::Internal(argv[0] + " failed: " + r.err);
+      }
+      PETREL_RETURN_IF_ERROR(port->CreateNetns("a"));
+      PETREL_RETURN_IF_ERROR(port->CreateNetns("b"));
+      PortSpec web;
+      web.container_port = 8080;
+      web.host_port = 18081;
+      seen.a = port->AttachNetwork("pa", port->NetnsPath("a"), {web});
+      seen.b = port->AttachNetwork("pb", port->NetnsPath("b"), {});
+      if (seen.a.ok() && seen.b.ok()) {
+        UniqueFd ns_a(open(port->NetnsPath("a").c_str(), O_RDONLY | O_CLOEXEC));
+        UniqueFd ns_b(open(port->NetnsPath("b").c_str(), O_RDONLY | O_CLOEXEC));
+        Result<int> server = ListenIn(port.get(), ns_a.get(), 8080);
+        PETREL_RETURN_IF_ERROR(server.status());
+        UniqueFd listening(*server);
+        // From b to a's address over the bridge, through FORWARD (the bridge's host
+        // rules let it through the DROP policy); from the host to 127.0.0.1:18081.
+        Result<int> from_b = port->SocketInNetns(ns_b.get(), SOCK_STREAM);
+        PETREL_RETURN_IF_ERROR(from_b.status());
+        seen.bridged = ConnectAndAccept(*from_b, *seen.a, 8080, listening.get());
+        seen.published = ConnectAndAccept(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0),
+                                          "127.0.0.1", 18081, listening.get());
+      }
+      // Attached again under its id, as after a state dir wiped without its containers:
+      // the leftover is undone (its lease returned) and the new one works.
+      seen.again = port->AttachNetwork("pa", port->NetnsPath("a"), {}).status();
+      seen.detached = port->DetachNetwork("pa");
+      if (seen.detached.ok()) seen.detached = port->DetachNetwork("pb");
+      if (seen.detached.ok()) seen.detached = port->DetachNetwork("pb");  // again: nothing
+      PETREL_RETURN_IF_ERROR(port->DeleteNetns("a"));
+      PETREL_RETURN_IF_ERROR(port->DeleteNetns("b"));
+      // What is left: veths, the containers' iptables rules, address leases.
+      po.search_path = true;
+      PETREL_RETURN_IF_ERROR(RunProcess({"ip", "-o", "link", "show", "type", "veth"}, po, &r));
+      seen.veths = r.out;
+      PETREL_RETURN_IF_ERROR(RunProcess({"iptables-save"}, po, &r));
+      for (size_t start = 0; start < r.out.size();) {
+        size_t end = r.out.find('\n', start);
+        if (end == std::string::npos) end = r.out.size();
+        const std::string line = r.out.substr(start, end - start);
+        if (line.find("id: \"pa\"") != std::string::npos ||
+            line.find("id: \"pb\"") != std::string::npos) {
+          seen.rules += line + "\n";
+        }
+        // The bridge's shared rules: once each after three attachments, and staying.
+        if (line.find("petrel bridge ptest0") != std::string::npos) seen.host_rules++;
+        start = end + 1;
+      }
+      std::error_code ec;
+      for (const auto& e : fs::recursive_directory_iterator(o.cni_state_dir, ec)) {
+        const std::string name = e.path().filename().string();
+        const bool lease = name.rfind("10.", 0) == 0;
+        const bool record = name.size() > 5 && name.substr(name.size() - 5) == ".json";
+        if (lease || record) {
+          seen.leases += name + " ";
+        }
+      }
+      return Status::OK();
+    });
+    REQUIRE_MESSAGE(ran.ok(), ran.ToString());
+    REQUIRE_MESSAGE(seen.a.ok(), seen.a.status().ToString());
+    REQUIRE_MESSAGE(seen.b.ok(), seen.b.status().ToString());
+    CHECK(seen.a->rfind("10.248.7.", 0) == 0);
+    CHECK(seen.b->rfind("10.248.7.", 0) == 0);
+    CHECK(*seen.a != *seen.b);
+    CHECK_MESSAGE(seen.again.ok(), seen.again.ToString());
+    CHECK_MESSAGE(seen.bridged.ok(), seen.bridged.ToString());
+    CHECK_MESSAGE(seen.published.ok(), seen.published.ToString());
+    CHECK_MESSAGE(seen.detached.ok(), seen.detached.ToString());
+    CHECK(seen.veths == "");
+    CHECK(seen.rules == "");
+    CHECK(seen.host_rules == 3);
+    CHECK(seen.leases == "");
+    REQUIRE(port->DeleteNetns("host").ok());
+  }
+
+  TEST_CASE("the bridge network names a missing plugin and attaches nothing") {
+    TempDir dir;
+    LinuxPortOptions o;
+    o.netns_dir = dir.Sub("netns");
+    o.cni_state_dir = dir.Sub("cni");
+    o.cni_plugin_dirs = {dir.Sub("plugins")};
+    o.notify_socket = "";
+    fs::create_directories(dir.Sub("plugins"));
+    WriteFile(dir.Sub("plugins/loopback"), "#!/bin/sh\nexit 0\n");
+    fs::permissions(dir.Sub("plugins/loopback"), fs::perms::owner_all);
+    LinuxPort port(o);
+    Result<std::string> r = port.AttachNetwork("c1", dir.Sub("netns/none"), {});
+    CHECK(r.status().code() == Status::Code::kFailedPrecondition);
+    CHECK(r.status().message() == "bridge network: CNI plugin \"bridge\" not found in " +
+                                      dir.Sub("plugins") +
+                                      " (Debian package containernetworking-plugins)");
+    CHECK_FALSE(fs::exists(dir.Sub("cni/c1.json")));
+    CHECK(port.DetachNetwork("c1").ok());  // nothing attached: nothing to do
+    CHECK(port.AttachNetwork("../x", dir.Sub("netns/none"), {}).status().IsInvalidArgument());
   }
 
   TEST_CASE("the service manager hears READY=1 on a path and on an abstract socket") {

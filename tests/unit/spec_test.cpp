@@ -48,7 +48,7 @@ WorkloadSpec FullSpec() {
   s.working_dir = "/srv";
   s.user = "1000:1000";
   s.read_only_rootfs = true;
-  s.ports = {{80, 8080, "tcp"}, {53, 0, "udp"}};
+  s.ports = {{80, 8080, "tcp", ""}, {53, 0, "udp", ""}};
   MountSpec tmp;
   tmp.type = MountSpec::Type::kTmpfs;
   tmp.target = "/tmp";
@@ -311,7 +311,9 @@ TEST_SUITE("spec") {
     }
     CHECK(CheckAfter([](WorkloadSpec& s) { s.user = "0"; }) == "");
     CHECK(CheckAfter([](WorkloadSpec& s) { s.user = "4294967294:0"; }) == "");
-    CHECK(CheckAfter([](WorkloadSpec& s) { s.ports = {{53, 53, "tcp"}, {53, 53, "udp"}}; }) == "");
+    CHECK(CheckAfter([](WorkloadSpec& s) {
+            s.ports = {{53, 53, "tcp", ""}, {53, 53, "udp", ""}};
+          }) == "");
     CHECK(CheckAfter(
               [](WorkloadSpec& s) { s.resources.memory_bytes = internal::kMaxMemoryBytes; }) == "");
     CHECK(CheckAfter([](WorkloadSpec& s) { s.backoff = {1000, 1000, 0}; }) == "");
@@ -459,31 +461,62 @@ TEST_SUITE("spec") {
         {[](WorkloadSpec& s) { s.user = "4294967295"; }, "spec.user: \"4294967295\" is not*"},
         {[](WorkloadSpec& s) { s.user = "-1"; }, "spec.user: \"-1\" is not*"},
         {[](WorkloadSpec& s) {
-           s.ports = {{0, 0, "tcp"}};
+           s.ports = {{0, 0, "tcp", ""}};
          },
          "spec.ports[0].containerPort: must be between 1 and 65535"},
         {[](WorkloadSpec& s) {
-           s.ports = {{80, 0, "tcp"}, {65536, 0, "tcp"}};
+           s.ports = {{80, 0, "tcp", ""}, {65536, 0, "tcp", ""}};
          },
          "spec.ports[1].containerPort: must be between 1 and 65535"},
         {[](WorkloadSpec& s) {
-           s.ports = {{80, -1, "tcp"}};
+           s.ports = {{80, -1, "tcp", ""}};
          },
          "spec.ports[0].hostPort: must be between 0 and 65535"},
         {[](WorkloadSpec& s) {
-           s.ports = {{80, 65536, "tcp"}};
+           s.ports = {{80, 65536, "tcp", ""}};
          },
          "spec.ports[0].hostPort: must be between 0 and 65535"},
         {[](WorkloadSpec& s) {
-           s.ports = {{80, 0, "sctp"}};
+           s.ports = {{80, 0, "sctp", ""}};
          },
          "spec.ports[0].protocol: \"sctp\" is not tcp or udp"},
         {[](WorkloadSpec& s) {
-           s.ports = {{80, 0, "tcp"}, {81, 0, "tcp"}, {80, 8080, "tcp"}};
+           s.ports = {{80, 8080, "tcp", "::1"}};
+         },
+         "spec.ports[0].hostIP: \"::1\" is not an IPv4 address (IPv6 is not published)"},
+        {[](WorkloadSpec& s) {
+           s.ports = {{80, 8080, "tcp", "127.0.0.1"}, {81, 8081, "tcp", "256.0.0.1"}};
+         },
+         "spec.ports[1].hostIP: \"256.0.0.1\" is not an IPv4 address (IPv6 is not published)"},
+        {[](WorkloadSpec& s) {
+           s.ports = {{80, 8080, "tcp", "10.0.0"}};
+         },
+         "spec.ports[0].hostIP: \"10.0.0\" is not an IPv4 address (IPv6 is not published)"},
+        {[](WorkloadSpec& s) {
+           s.ports = {{80, 8080, "tcp", "10.0.0.01"}};
+         },
+         "spec.ports[0].hostIP: \"10.0.0.01\" is not an IPv4 address (IPv6 is not published)"},
+        {[](WorkloadSpec& s) {
+           s.ports = {{80, 0, "tcp", "127.0.0.1"}};
+         },
+         "spec.ports[0].hostIP: needs a hostPort"},
+        {[](WorkloadSpec& s) {
+           s.network = NetworkMode::kNone;
+           s.ports = {{80, 0, "tcp", ""}, {81, 8081, "tcp", ""}};
+         },
+         "spec.ports[1].hostPort: network none publishes no port"},
+        {[](WorkloadSpec& s) {
+           s.network = NetworkMode::kHost;
+           s.ports = {{80, 80, "tcp", ""}, {81, 8081, "tcp", ""}};
+         },
+         "spec.ports[1].hostPort: network host publishes a port as itself: hostPort must equal "
+         "containerPort, without hostIP"},
+        {[](WorkloadSpec& s) {
+           s.ports = {{80, 0, "tcp", ""}, {81, 0, "tcp", ""}, {80, 8080, "tcp", ""}};
          },
          "spec.ports[2].containerPort: duplicates spec.ports[0]"},
         {[](WorkloadSpec& s) {
-           s.ports = {{80, 8080, "tcp"}, {81, 8080, "tcp"}};
+           s.ports = {{80, 8080, "tcp", ""}, {81, 8080, "tcp", ""}};
          },
          "spec.ports[1].hostPort: duplicates spec.ports[0]"},
         {[](WorkloadSpec& s) {
@@ -708,6 +741,40 @@ TEST_SUITE("spec") {
           "spec JSON: imagePullPolicy: \"Sometimes\" is not IfNotPresent, Always or Never");
     CHECK(ParsePullPolicy("IfNotPresent") == PullPolicy::kIfNotPresent);
     CHECK(!ParsePullPolicy("always"));
+  }
+
+  TEST_CASE("network and hostIP: left out at their defaults, in the JSON and TemplateHash") {
+    WorkloadSpec full = FullSpec();
+    CHECK(full.network == NetworkMode::kBridge);
+    CHECK(SpecToJson(full).find("network") == std::string::npos);
+    CHECK(SpecToJson(full).find("hostIP") == std::string::npos);
+    CHECK(TemplateHash(full) == "46408325aa968805");  // as before the fields existed
+    for (NetworkMode m : {NetworkMode::kHost, NetworkMode::kNone}) {
+      WorkloadSpec s = ValidSpec();
+      s.network = m;
+      const std::string json = SpecToJson(s);
+      CHECK(json.find(std::string("\"network\":\"") + NetworkModeName(m) + "\"") !=
+            std::string::npos);
+      CHECK(TemplateHash(s) != TemplateHash(ValidSpec()));  // a new container
+      Result<WorkloadSpec> back = SpecFromJson(json);
+      REQUIRE_MESSAGE(back.ok(), back.status().message());
+      CHECK(*back == s);
+    }
+    WorkloadSpec published = ValidSpec();
+    published.ports = {{80, 8080, "tcp", "127.0.0.1"}};
+    CHECK(SpecToJson(published).find("\"hostIP\":\"127.0.0.1\"") != std::string::npos);
+    WorkloadSpec everywhere = published;
+    everywhere.ports[0].host_ip = "";
+    CHECK(TemplateHash(published) != TemplateHash(everywhere));
+    Result<WorkloadSpec> back = SpecFromJson(SpecToJson(published));
+    REQUIRE_MESSAGE(back.ok(), back.status().message());
+    CHECK(*back == published);
+    std::string bad = SpecToJson(full);
+    bad.insert(1, "\"network\":\"overlay\",");
+    CHECK(SpecFromJson(bad).status().message() ==
+          "spec JSON: network: \"overlay\" is not bridge, host or none");
+    CHECK(ParseNetworkMode("none") == NetworkMode::kNone);
+    CHECK(!ParseNetworkMode("Bridge"));
   }
 
   TEST_CASE("FormatPullProgress: sizes in MiB and layers once known") {

@@ -12,6 +12,8 @@
 #include <system_error>
 #include <vector>
 
+#include "lib/util/process.h"
+#include "lib/util/sha256.h"
 #include "petrel/crun.h"
 #include "tests/lib/conformance.h"
 #include "tests/lib/files.h"
@@ -56,17 +58,32 @@ std::vector<std::string> CgroupsOf(const std::string& id) {
 }
 
 // What a removed container can leave: its directory, the runtime's record, mounts below
-// its directory, and its cgroups in any layout.
+// its directory, its cgroups in any layout, and its network namespace and bridge
+// attachment (named as the adapter names them).
 std::vector<std::string> Leftovers(petrel::ContainerRuntime*, const std::string& state,
                                    const std::string& id) {
   std::vector<std::string> left;
   std::vector<std::string> paths = {state + "/containers/" + id, state + "/runtime/" + id};
   for (const std::string& cgroup : CgroupsOf(id)) paths.push_back(cgroup);
+  const std::string net =
+      "petrel-" + petrel::internal::Sha256Hex(state + "/containers/" + id).substr(0, 16);
+  paths.push_back("/run/petrel/netns/" + net);
+  paths.push_back("/run/petrel/cni/" + net + ".json");
   for (const std::string& path : paths) {
     if (fs::exists(path)) left.push_back(path);
   }
   if (ReadFile("/proc/self/mountinfo").find(state + "/containers/" + id) != std::string::npos) {
     left.push_back("a mount below " + state + "/containers/" + id);
+  }
+  // CNI's plugins name the attachment in their rules' comments.
+  petrel::internal::ProcessOptions po;
+  po.search_path = true;
+  petrel::internal::ProcessResult saved;
+  const petrel::Status s = petrel::internal::RunProcess({"iptables-save"}, po, &saved);
+  if (!s.ok() || saved.status != 0) {
+    left.push_back("iptables-save failed: " + s.ToString() + saved.err);
+  } else if (saved.out.find(net) != std::string::npos) {
+    left.push_back("iptables rules of " + net);
   }
   return left;
 }

@@ -3,14 +3,19 @@
 // OCI runtime command line on this host, beyond the ContainerRuntime contract.
 #include "petrel/crun.h"
 
+#include <arpa/inet.h>
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -20,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "lib/util/fs.h"
 #include "lib/util/lease.h"
 #include "petrel/clock.h"
 #include "tests/lib/conformance.h"
@@ -87,6 +93,26 @@ struct LeaseFile {
     return now;
   }
 };
+
+// The body of http://ip:port/path (HTTP/1.0), "" when there is no answer in 2 s.
+std::string HttpGet(const std::string& ip, int port, const std::string& path) {
+  internal::UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  struct timeval two_s = {2, 0};
+  setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &two_s, sizeof two_s);
+  setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &two_s, sizeof two_s);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, ip.c_str(), &addr.sin_addr);
+  if (connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return "";
+  const std::string request = "GET " + path + " HTTP/1.0\r\n\r\n";
+  if (send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL) < 0) return "";
+  std::string answer;
+  char buf[4096];
+  for (ssize_t n; (n = recv(fd.get(), buf, sizeof buf, 0)) > 0;) answer.append(buf, n);
+  const size_t body = answer.find("\r\n\r\n");
+  return body == std::string::npos ? "" : answer.substr(body + 4);
+}
 
 // The host pids of live processes (not zombies) whose command line is `argv`.
 std::vector<int> ProcessesRunning(const std::vector<std::string>& argv) {
@@ -192,6 +218,76 @@ TEST_SUITE("crun-adapter") {
     CHECK_MESSAGE(took < 5, "Exec took " << took << " s");
     CHECK(WaitFor([] { return ProcessesRunning({"sleep", "1003"}).empty(); }, 5));
     r.Finish(id);
+  }
+
+  TEST_CASE("networks: bridge (by address, published ports), none and host") {
+    Runtime r;
+    // Ports of the host apart for crun and runc, whose runs may overlap.
+    const int host_port = CurrentTarget().name == "crun" ? 18090 : 18091;
+    ContainerSpec web;
+    web.name = CurrentTarget().name + "-net-web";
+    web.image = r.image;
+    web.command = {"/bin/sh", "-c", "mkdir /w && echo hello > /w/i && exec httpd -f -p 8080 -h /w"};
+    web.network = NetworkMode::kBridge;
+    PortSpec published;
+    published.container_port = 8080;
+    published.host_port = host_port;
+    web.ports = {published};
+    const std::string server = CreateAndStart(r.rt.get(), web);
+    Result<ContainerInfo> info = r.rt->Inspect(server);
+    REQUIRE_MESSAGE(info.ok(), info.status().ToString());
+    const std::string address = info->address;
+    CHECK_MESSAGE(address.rfind("10.47.", 0) == 0, address);
+
+    // Another container reaches it by its address over the bridge.
+    ContainerSpec client = web;
+    client.name = CurrentTarget().name + "-net-client";
+    client.ports = {};
+    client.command = {"/bin/sh", "-c",
+                      "for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O - http://" + address +
+                          ":8080/i && exit 0; sleep 0.5; done; exit 1"};
+    const std::string fetcher = CreateAndStart(r.rt.get(), client);
+    CHECK(WaitExit(r.rt.get(), fetcher) == 0);
+    CHECK(r.Log(fetcher) == "hello\n");
+    RemoveAndCheck(r.rt.get(), r.state.path(), fetcher);
+
+    // The host reaches it on the published port, another number, on 127.0.0.1 too.
+    std::string got;
+    CHECK(WaitFor(
+        [&] {
+          got = HttpGet("127.0.0.1", host_port, "/i");
+          return got == "hello\n";
+        },
+        10));
+    CHECK(got == "hello\n");
+
+    // none: loopback only; host: the host's interfaces.
+    const std::string none = r.Start("net-none", "ls /sys/class/net");
+    CHECK(WaitExit(r.rt.get(), none) == 0);
+    CHECK(r.Log(none) == "lo\n");
+    RemoveAndCheck(r.rt.get(), r.state.path(), none);
+    ContainerSpec host = client;
+    host.name = CurrentTarget().name + "-net-host";
+    host.network = NetworkMode::kHost;
+    host.command = {"/bin/sh", "-c", "ls /sys/class/net"};
+    const std::string on_host = CreateAndStart(r.rt.get(), host);
+    CHECK(WaitExit(r.rt.get(), on_host) == 0);
+    std::string interfaces;
+    for (const auto& e : fs::directory_iterator("/sys/class/net")) {
+      interfaces += e.path().filename().string() + "\n";
+    }
+    std::vector<std::string> want, seen;
+    std::istringstream a(interfaces), b(r.Log(on_host));
+    for (std::string l; std::getline(a, l);) want.push_back(l);
+    for (std::string l; std::getline(b, l);) seen.push_back(l);
+    std::sort(want.begin(), want.end());
+    std::sort(seen.begin(), seen.end());
+    CHECK(seen == want);
+    RemoveAndCheck(r.rt.get(), r.state.path(), on_host);
+
+    // Removed: its namespace, attachment and iptables rules go (Finish checks them).
+    r.Finish(server);
+    CHECK(HttpGet("127.0.0.1", host_port, "/i").empty());
   }
 
   TEST_CASE("a container runs with no new privileges and masked /proc files") {

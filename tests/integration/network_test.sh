@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Container networks through petreld on a real runtime (crun or runc), issue 14: a
+# workload on the bridge (the default) publishes its port 8080 as another number on the
+# host, which answers on 127.0.0.1; one with `network: none` has loopback only and no
+# attachment. kill -9 of petreld leaves the network of the running container as it is
+# (it still answers); after petreld is back, deleting both leaves no network namespace,
+# attachment record, address lease or iptables rule of theirs behind, and the port
+# answers no more.
+#   network_test.sh PETRELD PETRELCTL RUNTIME
+set -euo pipefail
+petreld=${1:?usage: network_test.sh PETRELD PETRELCTL RUNTIME}
+ctl=${2:?}
+runtime=${3:?}
+src=$(cd "$(dirname "$0")/../.." && pwd)
+dir=$(mktemp -d /tmp/petrel-net-test.XXXXXX)
+state=$dir/state
+export PETREL_SOCKET=$dir/petrel.sock
+node=net-$runtime
+pid=""
+# A host port of its own per runtime: the two runs may overlap.
+case "$runtime" in
+  crun) port=18093 ;;
+  *) port=18094 ;;
+esac
+
+fail() {
+  echo "FAIL ($runtime): $*" >&2
+  echo "--- petreld log" >&2
+  cat "$dir"/petreld*.log >&2 || true
+  exit 1
+}
+cleanup() {
+  [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
+  runtime_cleanup "$runtime" "$state" "$dir"
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+# shellcheck source=tests/lib/petreld.sh
+. "$src/tests/lib/petreld.sh"
+for tool in curl jq iptables-save; do
+  command -v "$tool" >/dev/null || fail "$tool is not installed (ports/debian/install-deps)"
+done
+busybox_image "$dir/busybox.tar"
+cat >"$dir/net.yaml" <<YAML
+apiVersion: petrel.dev/v1
+kind: Workload
+metadata: {name: web}
+spec:
+  image: oci-archive:busybox.tar
+  command: ["/bin/sh", "-c", "mkdir /w && echo hello > /w/i && exec httpd -f -p 8080 -h /w"]
+  ports: [{containerPort: 8080, hostPort: $port}]
+  terminationGracePeriod: 1s
+---
+apiVersion: petrel.dev/v1
+kind: Workload
+metadata: {name: alone}
+spec:
+  image: oci-archive:busybox.tar
+  network: none
+  command: ["/bin/sh", "-c", "ls /sys/class/net; exec sleep 1d"]
+  terminationGracePeriod: 1s
+YAML
+
+start_petreld() {
+  petreld_start "$dir/petreld.log" --runtime "$runtime" --state-dir "$state" --node-name "$node" ||
+    fail "petreld did not answer"
+}
+ready() { [ "$("$ctl" get workloads "$1" -o json | jq '.items[0].readyReplicas')" = 1 ]; }
+answers() { [ "$(curl -s --max-time 2 "http://127.0.0.1:$port/i")" = hello ]; }
+# The network id the adapter gives container ID of this state dir.
+net_of() { printf '%s' "$state/oci/containers/$1" | sha256sum | cut -c1-16 | sed 's/^/petrel-/'; }
+
+start_petreld
+"$ctl" apply -f "$dir/net.yaml" >/dev/null || fail "apply"
+wait_for 30 ready web || fail "web is not ready"
+wait_for 30 ready alone || fail "alone is not ready"
+web_id=petrel_${node}_web_0
+alone_id=petrel_${node}_alone_0
+web_net=$(net_of "$web_id")
+alone_net=$(net_of "$alone_id")
+wait_for 10 answers || fail "127.0.0.1:$port does not answer hello"
+[ -e "/run/petrel/cni/$web_net.json" ] || fail "no attachment of web ($web_net)"
+[ -e "/run/petrel/netns/$web_net" ] || fail "no network namespace of web ($web_net)"
+[ ! -e "/run/petrel/cni/$alone_net.json" ] || fail "network none, yet attached"
+[ "$("$ctl" logs alone --replica 0)" = lo ] || fail "network none has more than lo: $("$ctl" logs alone --replica 0)"
+echo "ok: published port $port answers from the host; network none has loopback only"
+
+kill -9 "$pid"
+wait "$pid" 2>/dev/null || true
+pid=""
+answers || fail "the container's network went with petreld"
+start_petreld
+wait_for 30 ready web || fail "web not adopted"
+echo "ok: petreld killed and back, the published port still answers"
+
+"$ctl" delete workload web >/dev/null || fail "delete web"
+"$ctl" delete workload alone >/dev/null || fail "delete alone"
+gone() { [ "$("$ctl" get workloads -o json | jq '.items | length')" = 0 ]; }
+wait_for 60 gone || fail "workloads not gone: $("$ctl" get workloads)"
+for net in "$web_net" "$alone_net"; do
+  [ ! -e "/run/petrel/cni/$net.json" ] || fail "attachment $net left"
+  [ ! -e "/run/petrel/netns/$net" ] || fail "network namespace $net left"
+  ! iptables-save | grep -q "$net" || fail "iptables rules of $net left: $(iptables-save | grep "$net")"
+  ! grep -rqs "$net" /run/petrel/cni/ipam || fail "an address lease of $net left"
+done
+! answers || fail "127.0.0.1:$port still answers"
+petreld_stop ""
+echo "PASS"
