@@ -96,6 +96,10 @@ struct ContainerSpec {
   Resources resources;
   SecurityContext security_context;
   ContainerLease lease;  // none unless set; see ContainerLease
+  // Non-empty: the container's /etc/hosts, whole (petrel's names of the bridge
+  // network), which SetHosts may replace while it lives; unless a mount of `mounts`
+  // is on /etc/hosts. Empty: the image's own. Not part of the spec hash.
+  std::string hosts;
 };
 
 enum class ContainerState { kCreated, kRunning, kExited };
@@ -222,6 +226,18 @@ class ContainerRuntime {
     (void)id;
     (void)options;
     return Status::NotSupported("runtime " + Name() + " cannot exec in a container");
+  }
+
+  // Replaces the /etc/hosts of a container created with ContainerSpec::hosts by `hosts`,
+  // in place: the running container reads the new names at its next lookup (a reader
+  // at that very moment may see a mix of both). May be called at any time, from any
+  // thread, concurrently with anything but another SetHosts of the same container.
+  // NotFound when no such container exists; FailedPrecondition when it was created
+  // without hosts; NotSupported from an adapter that cannot (the default).
+  virtual Status SetHosts(const std::string& id, const std::string& hosts) {
+    (void)id;
+    (void)hosts;
+    return Status::NotSupported("runtime " + Name() + " cannot rewrite a container's hosts");
   }
 
   // The images in the runtime's own store, oldest first. NotSupported from an adapter

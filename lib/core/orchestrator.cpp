@@ -13,6 +13,7 @@
 #include <atomic>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 #include <unordered_map>
@@ -638,6 +639,10 @@ class OrchestratorImpl final : public Orchestrator {
     }
     executor_.PruneKills(*listed);
     PruneUnhealthy(*listed);
+    std::map<std::string, std::string> addresses;
+    for (const ContainerInfo& c : *listed) {
+      if (!c.address.empty()) addresses[c.id] = c.address;
+    }
 
     PlanInput in;
     in.node = opts_.node_name;
@@ -656,8 +661,10 @@ class OrchestratorImpl final : public Orchestrator {
 
     std::vector<ReplicaJob> jobs;
     std::vector<PullJob> pulls;
+    HostsJob hosts;
     {
       std::lock_guard<std::mutex> lock(mu_);
+      addresses_ = std::move(addresses);
       in.desired.reserve(desired_.size());
       for (const auto& [name, d] : desired_) {
         if (d.deleted_at != 0) {
@@ -675,7 +682,9 @@ class OrchestratorImpl final : public Orchestrator {
       pulls = PullsLocked(plan, now);
       ForgetUnusedImagesLocked();
       SyncProbesLocked(now);
+      hosts = SyncHostsLocked();
     }
+    SubmitHosts(std::move(hosts));
     for (ReplicaJob& job : jobs) Dispatch(std::move(job));
     for (PullJob& job : pulls) Dispatch(std::move(job));
     Flush();
@@ -733,13 +742,163 @@ class OrchestratorImpl final : public Orchestrator {
       }
     }
     std::vector<ReplicaJob> jobs = SplitIntoJobs(plan, templates);
+    std::optional<std::string> table;  // the names, made once for all creates
     for (ReplicaJob& job : jobs) {
       job.planned_at = now;
       if (job.tmpl && job.tmpl->spec.exclusive) LeaseCreates(&job);
+      for (Action& a : job.actions) {
+        if (a.type != Action::Type::kCreate || a.container.network != NetworkMode::kBridge)
+          continue;
+        if (!table) table = HostsTableLocked(nullptr);
+        a.container.hosts = HostsFile(opts_.node_name, *table, a.container.hostname, "");
+      }
     }
     return jobs;
   }
 
+  // --- names on the bridge: each container's /etc/hosts ---
+  //
+  // Every bridge container of this node gets an /etc/hosts of petrel's that names the
+  // ready replicas of the node's bridge workloads: "<workload>-<index>" and
+  // "<workload>" for each, so the workload's name gives the first ready replica's
+  // address, or all of them where the C library returns every line of a name (glibc
+  // with "multi on"). A replica that stops being ready leaves every file at the next
+  // rewrite, which follows the change on a worker. The alternative, a DNS responder on
+  // the bridge, would be a server in petreld to keep up, bound to each node's bridge
+  // address and reached through its firewall rules, for what a file a few hundred bytes
+  // long does with no process and no port.
+  //
+  // A pass compares, per container, the generation of the names and its own line with
+  // what it was given last: the files are made, and written, only when they changed.
+
+  // The names: one line per ready replica of a bridge workload whose address is known,
+  // in the order of workloads and indexes; the containers named go to `named`.
+  // REQUIRES: mu_ held.
+  std::string HostsTableLocked(std::set<std::string>* named) const {
+    std::string table;
+    for (const auto& [key, r] : replicas_) {
+      if (r.phase != Phase::kRunning || r.container_id.empty()) continue;
+      auto d = desired_.find(key.first);
+      if (d == desired_.end() || d->second.deleted_at != 0) continue;
+      const WorkloadSpec& spec = d->second.spec;
+      if (spec.network != NetworkMode::kBridge || key.second >= spec.replicas) continue;
+      if (!spec.startup_probe.empty() || !spec.readiness_probe.empty()) {
+        auto ready = ready_.find(key);
+        if (ready == ready_.end() || ready->second != r.container_id) continue;
+      }
+      auto address = addresses_.find(r.container_id);
+      if (address == addresses_.end()) continue;
+      table += address->second + "\t" + key.first + "-" + std::to_string(key.second) + " " +
+               key.first + "\n";
+      if (named) named->insert(r.container_id);
+    }
+    return table;
+  }
+
+  // The whole /etc/hosts of the container called `hostname`: loopback, its own
+  // `address` when it is not among the names (not ready yet; "" while unknown), then
+  // the names.
+  static std::string HostsFile(const std::string& node, const std::string& table,
+                               const std::string& hostname, const std::string& address) {
+    std::string f = "# petrel: names on the bridge network of node " + node +
+                    ", rewritten as replicas become ready or stop being ready\n"
+                    "127.0.0.1\tlocalhost\n"
+                    "::1\tlocalhost ip6-localhost ip6-loopback\n";
+    if (!address.empty()) f += address + "\t" + hostname + "\n";
+    return f + table;
+  }
+
+  // What a SetHosts job writes: the names, and per container its id, name and own
+  // address (see HostsFile).
+  struct HostsWrite {
+    std::string id, hostname, own_address;
+  };
+  struct HostsJobData {
+    std::string table;
+    uint64_t generation = 0;
+    std::vector<HostsWrite> writes;
+  };
+  using HostsJob = std::shared_ptr<HostsJobData>;
+
+  // The running bridge containers whose hosts are not what they should be, for
+  // SubmitHosts; null when there are none, or while a job runs (a job for the names
+  // that changed meanwhile follows it). REQUIRES: mu_ held.
+  HostsJob SyncHostsLocked() {
+    if (hosts_busy_) {
+      hosts_again_ = true;
+      return nullptr;
+    }
+    std::set<std::string> named;
+    std::string table = HostsTableLocked(&named);
+    if (table != hosts_table_) {
+      hosts_table_ = std::move(table);
+      hosts_generation_++;
+    }
+    auto job = std::make_shared<HostsJobData>();
+    std::map<std::string, HostsGiven> kept;
+    for (const auto& [key, r] : replicas_) {
+      if (r.phase != Phase::kRunning || r.container_id.empty()) continue;
+      auto d = desired_.find(key.first);
+      if (d == desired_.end() || d->second.spec.network != NetworkMode::kBridge) continue;
+      auto address = addresses_.find(r.container_id);
+      const std::string own = address == addresses_.end() || named.count(r.container_id)
+                                  ? std::string()
+                                  : address->second;
+      auto had = hosts_given_.find(r.container_id);
+      if (had != hosts_given_.end() && had->second.generation == hosts_generation_ &&
+          had->second.own_address == own) {
+        kept.insert(*had);
+      } else {
+        job->writes.push_back({r.container_id, key.first + "-" + std::to_string(key.second), own});
+      }
+    }
+    hosts_given_ = std::move(kept);  // containers gone are forgotten
+    if (job->writes.empty()) return nullptr;
+    job->table = hosts_table_;
+    job->generation = hosts_generation_;
+    hosts_busy_ = true;
+    return job;
+  }
+
+  // Runs SetHosts for each of `job`'s writes on a worker. REQUIRES: mu_ not held (a
+  // worker pool without threads runs the job here).
+  void SubmitHosts(HostsJob job) {
+    if (!job) return;
+    std::shared_ptr<ContainerRuntime> runtime = opts_.runtime;
+    std::shared_ptr<Mailbox> mailbox = mailbox_;
+    workers_->Submit([this, runtime, mailbox, job, node = opts_.node_name] {
+      auto results = std::make_shared<std::vector<Status>>();
+      for (const HostsWrite& w : job->writes) {
+        results->push_back(
+            runtime->SetHosts(w.id, HostsFile(node, job->table, w.hostname, w.own_address)));
+      }
+      mailbox->Post([this, job, results] { OnHostsSet(*job, *results); });
+    });
+  }
+
+  void OnHostsSet(const HostsJobData& job, const std::vector<Status>& results) {
+    HostsJob next;
+    std::unique_lock<std::mutex> lock(mu_);
+    hosts_busy_ = false;
+    for (size_t i = 0; i < job.writes.size(); i++) {
+      const Status& s = results[i];
+      const Status::Code c = s.code();
+      // Made before names (no hosts of petrel's), gone, or a runtime without: not
+      // tried again until the names change. Anything else: at the next pass.
+      if (s.ok() || c == Status::Code::kFailedPrecondition || c == Status::Code::kNotFound ||
+          c == Status::Code::kNotSupported) {
+        hosts_given_[job.writes[i].id] = {job.generation, job.writes[i].own_address};
+      } else {
+        Log(LogLevel::kWarn, s.WithContext("names of container " + job.writes[i].id).message());
+      }
+    }
+    if (hosts_again_) {
+      hosts_again_ = false;
+      next = SyncHostsLocked();
+    }
+    lock.unlock();
+    SubmitHosts(std::move(next));
+  }
   // The exclusive lease on the containers `job` creates; not on the template (its hash):
   // it belongs to this node's cluster, not to the workload. REQUIRES: mu_ held.
   void LeaseCreates(ReplicaJob* job) const {
@@ -1067,9 +1226,16 @@ class OrchestratorImpl final : public Orchestrator {
       probe_wants_pass_ = true;
     }
     if (news.ready_changed || !news.events.empty()) {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (news.ready_changed) ready_ = prober_.ReadyContainers();
-      QueueLocked(std::move(news.events));
+      HostsJob hosts;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (news.ready_changed) {
+          ready_ = prober_.ReadyContainers();
+          hosts = SyncHostsLocked();
+        }
+        QueueLocked(std::move(news.events));
+      }
+      SubmitHosts(std::move(hosts));
     }
     probe_due_ = prober_.NextDue();
     if (!threaded()) return;  // Step flushes, delivers and passes after its probes
@@ -1219,6 +1385,19 @@ class OrchestratorImpl final : public Orchestrator {
   // The ready container of each replica with a startup or readiness probe
   // (Prober::ReadyContainers), for Get and List.
   std::map<ReplicaKey, std::string> ready_;
+  // Names (SyncHostsLocked): each bridge container's address as last listed, by
+  // container id; the names and their generation; what each container was last given;
+  // whether a SetHosts job runs, and whether the names changed meanwhile.
+  std::map<std::string, std::string> addresses_;
+  std::string hosts_table_;
+  uint64_t hosts_generation_ = 0;
+  struct HostsGiven {
+    uint64_t generation = 0;
+    std::string own_address;
+  };
+  std::map<std::string, HostsGiven> hosts_given_;
+  bool hosts_busy_ = false;
+  bool hosts_again_ = false;
 
   std::mutex sub_mu_;
   std::map<SubscriptionId, std::shared_ptr<EventCallback>> subscribers_;

@@ -268,8 +268,9 @@ Result<json> Process(const ContainerSpec& spec, const ImageConfig& image,
   return process;
 }
 
-// config.json's "mounts": Docker's /proc, /dev and /sys, then the spec's.
-json Mounts(const ContainerSpec& spec) {
+// config.json's "mounts": Docker's /proc, /dev and /sys, the hosts file, then the
+// spec's.
+json Mounts(const ContainerSpec& spec, const RuntimeConfigOptions& options) {
   json mounts = json::array();
   mounts.push_back(Mount("/proc", "proc", "proc", {"nosuid", "noexec", "nodev"}));
   mounts.push_back(
@@ -285,6 +286,11 @@ json Mounts(const ContainerSpec& spec) {
             {"nosuid", "noexec", "nodev", spec.security_context.privileged ? "rw" : "ro"}));
   mounts.push_back(
       Mount("/sys/fs/cgroup", "cgroup", "cgroup", {"nosuid", "noexec", "nodev", "relatime", "ro"}));
+  const bool own_hosts = std::any_of(spec.mounts.begin(), spec.mounts.end(),
+                                     [](const MountSpec& m) { return m.target == "/etc/hosts"; });
+  if (!options.hosts_file.empty() && !own_hosts) {
+    mounts.push_back(Mount("/etc/hosts", "bind", options.hosts_file, {"rbind", "rprivate", "ro"}));
+  }
   for (const MountSpec& m : spec.mounts) {
     if (m.type == MountSpec::Type::kTmpfs) {
       std::vector<std::string> o = {"nosuid", "nodev", "mode=1777"};
@@ -371,7 +377,7 @@ Result<std::string> MakeRuntimeConfig(const ContainerSpec& spec, const ImageConf
       {"process", std::move(process)},
       {"root", {{"path", options.rootfs}, {"readonly", spec.read_only_rootfs}}},
       {"hostname", spec.hostname.empty() ? spec.name : spec.hostname},
-      {"mounts", Mounts(spec)},
+      {"mounts", Mounts(spec, options)},
       {"linux", std::move(linux_section)},
       {"annotations", labels},
   };

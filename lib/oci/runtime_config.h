@@ -41,6 +41,9 @@ struct RuntimeConfigOptions {
   // The network namespace (a path) of a container on the bridge, made and attached by
   // the adapter (Port::CreateNetns, Port::AttachNetwork). Unused for other networks.
   std::string netns_path;
+  // A file the adapter wrote from ContainerSpec::hosts, bind-mounted read-only on
+  // /etc/hosts, unless a mount of the spec's is there. "" for none.
+  std::string hosts_file;
 };
 
 // The config.json text. InvalidArgument when the user cannot be resolved, a port is

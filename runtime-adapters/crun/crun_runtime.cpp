@@ -719,6 +719,30 @@ class CrunRuntime final : public ContainerRuntime {
     return chunk;
   }
 
+  // The hosts file in the container's directory, written over where it is: the bind
+  // mount on the container's /etc/hosts is of this very file. Not synced: petrel writes
+  // the hosts of every container again after it starts.
+  Status SetHosts(const std::string& id, const std::string& hosts) override {
+    PETREL_ASSIGN_OR_RETURN(const json meta, ReadMeta(id));
+    if (!meta.value("hosts", false)) {
+      return Status::FailedPrecondition("set hosts of " + id + ": it was created without hosts");
+    }
+    return WriteHosts(DirOf(id) + "/hosts", hosts, /*create=*/false);
+  }
+
+  static Status WriteHosts(const std::string& path, const std::string& hosts, bool create) {
+    const int flags = O_WRONLY | O_NOFOLLOW | O_CLOEXEC | (create ? O_CREAT | O_TRUNC : 0);
+    UniqueFd fd(open(path.c_str(), flags, 0644));
+    if (!fd.valid()) return ErrnoError(path, "open", errno);
+    // Readable by the container's user, whoever it is.
+    if (create && fchmod(fd.get(), 0644) != 0) return ErrnoError(path, "chmod", errno);
+    PETREL_RETURN_IF_ERROR(internal::WriteAll(fd.get(), hosts, path, 0));
+    if (ftruncate(fd.get(), static_cast<off_t>(hosts.size())) != 0) {
+      return ErrnoError(path, "truncate", errno);
+    }
+    return Status::OK();
+  }
+
   // `<runtime> exec --process`, with the process of the container's config.json and
   // `options.command` as its args: crun's exec, unlike runc's, would otherwise run as
   // root in "/". On crun on a hybrid host the runtime's process first joins the
@@ -1032,6 +1056,10 @@ class CrunRuntime final : public ContainerRuntime {
       bo.netns_path = opts_.port->NetnsPath(net);
       PETREL_ASSIGN_OR_RETURN(address, opts_.port->AttachNetwork(net, bo.netns_path, spec.ports));
     }
+    if (!spec.hosts.empty()) {
+      bo.hosts_file = dir + "/hosts";
+      PETREL_RETURN_IF_ERROR(WriteHosts(bo.hosts_file, spec.hosts, /*create=*/true));
+    }
     PETREL_ASSIGN_OR_RETURN(const std::string config,
                             internal::MakeRuntimeConfig(spec, image.config, bo));
     // An overlay is mounted by the shim, in the runtime's own mount namespace.
@@ -1067,6 +1095,7 @@ class CrunRuntime final : public ContainerRuntime {
         {"overlay", overlay},
         {"network", NetworkModeName(spec.network)}};
     if (!address.empty()) meta["address"] = address;
+    if (!spec.hosts.empty()) meta["hosts"] = true;
     if (!spec.lease.empty()) {
       meta["lease"] = {{"path", spec.lease.path}, {"durationMs", spec.lease.duration_ms}};
     }

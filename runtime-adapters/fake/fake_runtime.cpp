@@ -520,6 +520,11 @@ Result<std::string> FakeRuntime::Create(const ContainerSpec& spec) {
   c.info.labels = spec.labels;
   c.info.state = ContainerState::kCreated;
   c.info.created_at = clock_->Now();
+  // On the bridge: an address of its own, 10.88.0.2 up, never given twice.
+  if (spec.network == NetworkMode::kBridge) {
+    const int n = state_.next_id - 1;
+    c.info.address = "10.88." + std::to_string(n / 250) + "." + std::to_string(n % 250 + 2);
+  }
   c.spec = spec;
   state_.containers.push_back(std::move(c));
   return std::string(id);
@@ -630,6 +635,19 @@ Result<LogChunk> FakeRuntime::Logs(const std::string& id, const LogOptions& opti
   chunk.data = c->log.substr(static_cast<size_t>(chunk.start_offset - oldest),
                              static_cast<size_t>(chunk.end_offset - chunk.start_offset));
   return chunk;
+}
+
+Status FakeRuntime::SetHosts(const std::string& id, const std::string& hosts) {
+  Door(Op::kSetHosts);
+  std::lock_guard<std::mutex> lock(state_.mu);
+  PETREL_RETURN_IF_ERROR(TakeInjected(Op::kSetHosts));
+  Container* c = state_.Find(id);
+  if (c == nullptr) return Status::NotFound("no container " + id);
+  if (c->spec.hosts.empty()) {
+    return Status::FailedPrecondition("set hosts of " + id + ": it was created without hosts");
+  }
+  c->spec.hosts = hosts;
+  return Status::OK();
 }
 
 Result<ExecResult> FakeRuntime::Exec(const std::string& id, const ExecOptions& options) {

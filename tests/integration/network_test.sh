@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Container networks through petreld on a real runtime (crun or runc), issue 14: a
 # workload on the bridge (the default) publishes its port 8080 as another number on the
-# host, which answers on 127.0.0.1; one with `network: none` has loopback only and no
-# attachment. kill -9 of petreld leaves the network of the running container as it is
+# host, which answers on 127.0.0.1; a client workload reaches it by name while it is
+# ready, and finds no such name while its readiness probe fails; one with `network:
+# none` has loopback only and no attachment. kill -9 of petreld leaves the network of the running container as it is
 # (it still answers); after petreld is back, deleting both leaves no network namespace,
 # attachment record, address lease or iptables rule of theirs behind, and the port
 # answers no more.
@@ -42,6 +43,8 @@ for tool in curl jq iptables-save; do
   command -v "$tool" >/dev/null || fail "$tool is not installed (ports/debian/install-deps)"
 done
 busybox_image "$dir/busybox.tar"
+mkdir "$dir/flag"
+touch "$dir/flag/ready"
 cat >"$dir/net.yaml" <<YAML
 apiVersion: petrel.dev/v1
 kind: Workload
@@ -50,6 +53,19 @@ spec:
   image: oci-archive:busybox.tar
   command: ["/bin/sh", "-c", "mkdir /w && echo hello > /w/i && exec httpd -f -p 8080 -h /w"]
   ports: [{containerPort: 8080, hostPort: $port}]
+  terminationGracePeriod: 1s
+  mounts: [{source: $dir/flag, target: /flag, readOnly: true}]
+  readinessProbe:
+    exec: {command: [test, -f, /flag/ready]}
+    period: 200ms
+    failureThreshold: 1
+---
+apiVersion: petrel.dev/v1
+kind: Workload
+metadata: {name: client}
+spec:
+  image: oci-archive:busybox.tar
+  command: ["/bin/sh", "-c", "while :; do wget -q -O - http://web:8080/i 2>/dev/null || echo no-web; sleep 0.2; done"]
   terminationGracePeriod: 1s
 ---
 apiVersion: petrel.dev/v1
@@ -86,6 +102,15 @@ wait_for 10 answers || fail "127.0.0.1:$port does not answer hello"
 [ "$("$ctl" logs alone --replica 0)" = lo ] || fail "network none has more than lo: $("$ctl" logs alone --replica 0)"
 echo "ok: published port $port answers from the host; network none has loopback only"
 
+# Names: the client's last fetch of http://web:8080/i, through its /etc/hosts.
+client_got() { [ "$("$ctl" logs client --replica 0 | tail -n 1)" = "$1" ]; }
+wait_for 30 client_got hello || fail "client does not reach web by name: $("$ctl" logs client --replica 0 | tail -n 3)"
+rm "$dir/flag/ready"
+wait_for 30 client_got no-web || fail "web not ready, yet the client still reaches it by name"
+touch "$dir/flag/ready"
+wait_for 30 client_got hello || fail "web ready again, yet the client does not reach it by name"
+echo "ok: a client reaches web by name while it is ready, and not while it is not"
+
 kill -9 "$pid"
 wait "$pid" 2>/dev/null || true
 pid=""
@@ -96,6 +121,7 @@ echo "ok: petreld killed and back, the published port still answers"
 
 "$ctl" delete workload web >/dev/null || fail "delete web"
 "$ctl" delete workload alone >/dev/null || fail "delete alone"
+"$ctl" delete workload client >/dev/null || fail "delete client"
 gone() { [ "$("$ctl" get workloads -o json | jq '.items | length')" = 0 ]; }
 wait_for 60 gone || fail "workloads not gone: $("$ctl" get workloads)"
 for net in "$web_net" "$alone_net"; do

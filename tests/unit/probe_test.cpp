@@ -657,6 +657,74 @@ TEST_SUITE("probe") {
     CHECK(n.Messages("Ready").empty());  // no probe, no news
   }
 
+  TEST_CASE("Orchestrator: bridge containers' hosts name the ready replicas, and only those") {
+    auto server = std::make_unique<Server>("", /*accept=*/false);
+    ProbedNode n;
+    WorkloadSpec web = Base();  // network: bridge, the default
+    web.command = {"/bin/sh", "-c", "sleep 3600"};
+    web.replicas = 2;
+    web.readiness_probe = Tcp(server->port());
+    web.readiness_probe.period_ms = 1000;
+    web.readiness_probe.failure_threshold = 1;
+    WorkloadSpec db = Base();
+    db.name = "db";
+    db.command = web.command;
+    WorkloadSpec solo = Base();
+    solo.name = "solo";
+    solo.command = web.command;
+    solo.network = NetworkMode::kNone;
+    REQUIRE(n.orch->Apply(web).ok());
+    REQUIRE(n.orch->Apply(db).ok());
+    REQUIRE(n.orch->Apply(solo).ok());
+    n.Step();
+    n.Step();  // the pass after the starts lists the addresses
+    // The hosts each container has now, by container name; its address.
+    auto hosts = [&](const std::string& name) {
+      for (const ContainerInfo& c : n.runtime->Containers()) {
+        if (c.name == "petrel_n1_" + name && c.state == ContainerState::kRunning) {
+          Result<ContainerSpec> spec = n.runtime->SpecOf(c.id);
+          REQUIRE(spec.ok());
+          return std::make_pair(spec->hosts, c.address);
+        }
+      }
+      FAIL("no running container " << name);
+      return std::make_pair(std::string(), std::string());
+    };
+    const auto [web0, web0_address] = hosts("web_0");
+    const auto [web1, web1_address] = hosts("web_1");
+    const auto [db0, db0_address] = hosts("db_0");
+    REQUIRE(!web0_address.empty());
+    REQUIRE(!db0_address.empty());
+    const std::string names = db0_address + "\tdb-0 db\n" + web0_address + "\tweb-0 web\n" +
+                              web1_address + "\tweb-1 web\n";
+    CHECK(db0.find("127.0.0.1\tlocalhost\n") != std::string::npos);
+    CHECK(db0.substr(db0.size() - names.size()) == names);
+    CHECK(web0 == db0);  // all ready: each finds itself among the names
+    CHECK(web1 == db0);
+    CHECK(hosts("solo_0").first.empty());  // not on the bridge: the image's own
+
+    server.reset();  // web's readiness fails from now on
+    n.clock->Advance(1000);
+    n.Step();
+    n.Step();
+    CHECK_FALSE(n.Get().replicas.at(0).ready);
+    const std::string db_now = hosts("db_0").first;
+    CHECK(db_now.find("web") == std::string::npos);
+    CHECK(db_now.substr(db_now.size() - (db0_address.size() + 9)) == db0_address + "\tdb-0 db\n");
+    // A replica not ready still knows its own name; the ready ones' names, not its own.
+    const std::string web0_now = hosts("web_0").first;
+    CHECK(web0_now.find(web0_address + "\tweb-0\n") != std::string::npos);
+    CHECK(web0_now.find("web-1") == std::string::npos);
+    CHECK(web0_now.find(db0_address + "\tdb-0 db\n") != std::string::npos);
+
+    REQUIRE(n.orch->Delete("db").ok());
+    for (int i = 0; i < 5; i++) {
+      n.clock->Advance(1000);
+      n.Step();
+    }
+    CHECK(hosts("web_0").first.find("db") == std::string::npos);
+  }
+
   TEST_CASE("Orchestrator on its own loop: probes run on their timer, beside the passes") {
     auto server = std::make_unique<Server>("HTTP/1.1 200 OK\r\n\r\n");
     testing::TempDir dir;

@@ -108,7 +108,18 @@ class FakeHost {
 
 class FakeRuntime final : public ContainerRuntime {
  public:
-  enum class Op { kPull, kCreate, kStart, kKill, kRemove, kList, kInspect, kLogs, kExec };
+  enum class Op {
+    kPull,
+    kCreate,
+    kStart,
+    kKill,
+    kRemove,
+    kList,
+    kInspect,
+    kLogs,
+    kExec,
+    kSetHosts
+  };
 
   // A runtime on a host of its own.
   explicit FakeRuntime(std::shared_ptr<Clock> clock);
@@ -127,6 +138,8 @@ class FakeRuntime final : public ContainerRuntime {
   Result<ContainerInfo> Inspect(const std::string& id) override;
   Result<LogChunk> Logs(const std::string& id, const LogOptions& options) override;
   Result<ExecResult> Exec(const std::string& id, const ExecOptions& options) override;
+  // Replaces the hosts of the container's spec (SpecOf shows them).
+  Status SetHosts(const std::string& id, const std::string& hosts) override;
   // Images: each pulled reference is an image of its own, of 1 MiB, whose id is the
   // SHA-256 of the reference. A container uses the image its spec names. A pull
   // reports its progress once, whole.
@@ -161,7 +174,7 @@ class FakeRuntime final : public ContainerRuntime {
   // When false, Create refuses a container with a lease (NotSupported), as an adapter
   // that cannot enforce one must. True by default.
   void SetLeaseSupport(bool supported);
-  // The spec a container was created from.
+  // The spec a container was created from, with the hosts SetHosts gave it last.
   Result<ContainerSpec> SpecOf(const std::string& id);
   // Every container, in creation order.
   std::vector<ContainerInfo> Containers();

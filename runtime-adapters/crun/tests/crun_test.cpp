@@ -250,6 +250,16 @@ TEST_SUITE("crun-adapter") {
     CHECK(WaitExit(r.rt.get(), fetcher) == 0);
     CHECK(r.Log(fetcher) == "hello\n");
     RemoveAndCheck(r.rt.get(), r.state.path(), fetcher);
+    // And by a name its hosts give (ContainerSpec::hosts, as petrel's names are).
+    client.name += "-by-name";
+    client.hosts = "127.0.0.1\tlocalhost\n" + address + "\tweb-0 web\n";
+    client.command = {"/bin/sh", "-c",
+                      "for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O - http://web:8080/i && "
+                      "exit 0; sleep 0.5; done; exit 1"};
+    const std::string by_name = CreateAndStart(r.rt.get(), client);
+    CHECK(WaitExit(r.rt.get(), by_name) == 0);
+    CHECK(r.Log(by_name) == "hello\n");
+    RemoveAndCheck(r.rt.get(), r.state.path(), by_name);
 
     // The host reaches it on the published port, another number, on 127.0.0.1 too.
     std::string got;
@@ -288,6 +298,43 @@ TEST_SUITE("crun-adapter") {
     // Removed: its namespace, attachment and iptables rules go (Finish checks them).
     r.Finish(server);
     CHECK(HttpGet("127.0.0.1", host_port, "/i").empty());
+  }
+
+  TEST_CASE("hosts: the spec's on /etc/hosts, read-only, replaced while the container runs") {
+    Runtime r;
+    ContainerSpec s;
+    s.name = CurrentTarget().name + "-hosts";
+    s.image = r.image;
+    s.command = {"/bin/sh", "-c", "while :; do sleep 0.1; done"};
+    s.hosts = "127.0.0.1\tlocalhost\n10.47.9.9\tpeer-0 peer\n";
+    const std::string id = CreateAndStart(r.rt.get(), s);
+    ExecOptions cat;
+    cat.command = {"cat", "/etc/hosts"};
+    cat.timeout_ms = 10000;
+    Result<ExecResult> seen = r.rt->Exec(id, cat);
+    REQUIRE_MESSAGE(seen.ok(), seen.status().ToString());
+    CHECK(seen->output == s.hosts);
+    ExecOptions write = cat;
+    write.command = {"sh", "-c", "echo 1.2.3.4 evil >> /etc/hosts"};
+    Result<ExecResult> wrote = r.rt->Exec(id, write);
+    REQUIRE_MESSAGE(wrote.ok(), wrote.status().ToString());
+    CHECK(wrote->exit_code != 0);  // root, but the mount is read-only
+    ExecOptions mode = cat;
+    mode.command = {"stat", "-c", "%a", "/etc/hosts"};
+    Result<ExecResult> mode_seen = r.rt->Exec(id, mode);
+    REQUIRE_MESSAGE(mode_seen.ok(), mode_seen.status().ToString());
+    CHECK(mode_seen->output == "644\n");  // any user of the container reads it
+    // Shorter than before: nothing of the old one is left at its end.
+    const std::string shorter = "127.0.0.1\tlocalhost\n";
+    REQUIRE(r.rt->SetHosts(id, shorter).ok());
+    seen = r.rt->Exec(id, cat);
+    REQUIRE_MESSAGE(seen.ok(), seen.status().ToString());
+    CHECK(seen->output == shorter);
+    CHECK(r.rt->SetHosts("no-such-container", shorter).code() == Status::Code::kNotFound);
+    const std::string plain = r.Start("hosts-none", "while :; do sleep 0.1; done");
+    CHECK(r.rt->SetHosts(plain, shorter).code() == Status::Code::kFailedPrecondition);
+    r.Finish(plain);
+    r.Finish(id);
   }
 
   TEST_CASE("a container runs with no new privileges and masked /proc files") {
