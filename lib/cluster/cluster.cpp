@@ -852,8 +852,12 @@ class ClusterImpl final : public Cluster, public PeerLink {
     engine_->node->Tick();
     const TimeMs now = opts_.clock->Monotonic();
     if (promote_pending_ && !promote_in_flight_ && now >= next_promote_) Promote();
-    const bool fenced = engine_->node->Fenced();
+    const bool fenced = FencedNow(engine_->node.get());
     RenewLease(engine_->node.get(), fenced, now);
+    if (!fenced && !catch_up_in_flight_ && catch_up_wanted_.exchange(false) &&
+        caught_up_epoch_ != fence_epoch_) {
+      CatchUp();
+    }
     if (exclusive_waiting_.exchange(false)) RequestSync();
     if (fenced != fenced_) {
       fenced_ = fenced;
@@ -874,6 +878,37 @@ class ClusterImpl final : public Cluster, public PeerLink {
       }
       RequestSync();
     }
+  }
+
+  // --- catching up after a fence ---
+  //
+  // A node cut off from the majority misses what the leader decided meanwhile: when it
+  // hears the majority again, its replica may still place on it an exclusive workload
+  // that the leader has moved, and that another node already runs (one it may not have
+  // heard yet, so RunsElsewhere cannot tell). So after each fence, and after its start,
+  // a node starts no exclusive workload new to it until it has applied a barrier entry
+  // of its own: everything committed before, such a move included, is then in its
+  // replica. One entry per fence, written only when an exclusive workload waits on it.
+
+  // Node()->Fenced(), and a fence counted: fence_epoch_ moves on while fenced, so a
+  // barrier is caught up only if no fence came since it was asked.
+  bool FencedNow(ClusterNode* node) {
+    const bool fenced = node->Fenced();
+    if (fenced) fence_epoch_++;
+    return fenced;
+  }
+
+  // Loop thread.
+  void CatchUp() {
+    catch_up_in_flight_ = true;
+    const uint64_t epoch = fence_epoch_;
+    engine_->node->Write(BarrierEntry(), opts_.write_timeout_ms,
+                         [this, epoch](Status s, std::string r) {
+                           catch_up_in_flight_ = false;
+                           if (s.ok()) s = ResultStatus(r);
+                           if (s.ok() && epoch == fence_epoch_) caught_up_epoch_ = epoch;
+                           RequestSync();  // a failure is tried again from the sync
+                         });
   }
 
   // --- the exclusive lease ---
@@ -1187,7 +1222,7 @@ class ClusterImpl final : public Cluster, public PeerLink {
     // warm standby this node is (so that taking a replica over is only a start).
     // A node cut off from the majority runs no exclusive workload: the leader may have
     // placed it elsewhere.
-    const bool fenced = node->Fenced();
+    const bool fenced = FencedNow(node.get());
     std::map<std::string, std::string> wanted = node->WithState([&](const ClusterState& s) {
       applied = s.applied_index();
       std::map<std::string, std::string> out;
@@ -1270,20 +1305,28 @@ class ClusterImpl final : public Cluster, public PeerLink {
     }
   }
 
-  // An exclusive workload new to this node waits while another may run it
-  // (ClusterNode::RunsElsewhere); the sync is tried again every tick until it may
-  // start. One already here stays: stopping it is fencing's and the leader's business.
-  // A warm standby (no replica here) starts nothing and never waits.
+  // An exclusive workload new to this node waits until the node has caught up since
+  // its last fence (CatchUp), and while another may run it (ClusterNode::RunsElsewhere);
+  // the sync is tried again every tick until it may start. One already here stays:
+  // stopping it is fencing's and the leader's business. A warm standby (no replica
+  // here) starts nothing and never waits.
   // Sync thread only.
   bool ExclusiveMustWait(ClusterNode* node, const WorkloadSpec& spec, bool here) {
-    if (!spec.exclusive || here || spec.replicas == 0 || !node->RunsElsewhere(spec.name)) {
+    if (!spec.exclusive || here || spec.replicas == 0) {
       exclusive_told_.erase(spec.name);
       return false;
     }
+    const bool behind = caught_up_epoch_ != fence_epoch_;
+    if (!behind && !node->RunsElsewhere(spec.name)) {
+      exclusive_told_.erase(spec.name);
+      return false;
+    }
+    if (behind) catch_up_wanted_ = true;
     exclusive_waiting_ = true;
     if (exclusive_told_.insert(spec.name).second) {
       Log(LogLevel::kInfo,
-          "cluster: exclusive workload " + spec.name + " waits until no other node runs it");
+          "cluster: exclusive workload " + spec.name + " waits until " +
+              (behind ? "this node has caught up with the cluster" : "no other node runs it"));
     }
     return true;
   }
@@ -1385,8 +1428,13 @@ class ClusterImpl final : public Cluster, public PeerLink {
   std::atomic<bool> sync_queued_{false};
   std::atomic<bool> sync_enabled_{false}, import_pending_{false};
   std::atomic<bool> exclusive_waiting_{false};  // ExclusiveMustWait held one back
-  std::set<std::string> exclusive_told_;        // sync thread: waits logged
-  uint64_t synced_index_ = 0;                   // sync thread only after Open
+  // Catching up (CatchUp): fences counted, the count the last barrier caught up with
+  // (behind while they differ; from the start too), one barrier at a time.
+  std::atomic<uint64_t> fence_epoch_{1}, caught_up_epoch_{0};
+  std::atomic<bool> catch_up_wanted_{false};  // set by the sync thread, taken by the loop
+  bool catch_up_in_flight_ = false;           // loop thread
+  std::set<std::string> exclusive_told_;      // sync thread: waits logged
+  uint64_t synced_index_ = 0;                 // sync thread only after Open
   // Writes the lease file (RenewLease); declared last, so destroyed first: a write in
   // flight ends before the members it uses go.
   std::atomic<bool> lease_writing_{false};  // a write is queued or running

@@ -360,6 +360,11 @@ std::string DrainEntry(const std::string& name, bool draining) {
   return json{{"type", "drain"}, {"name", name}, {"draining", draining}}.dump();
 }
 
+std::string BarrierEntry() {
+  // An empty put: every petrel applies it as nothing, older ones too.
+  return json{{"type", "put"}, {"node", ""}, {"at", 0}, {"specs", json::array()}}.dump();
+}
+
 Status ResultStatus(std::string_view result) {
   json j = json::parse(result, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) return Status::Corruption("cluster: unreadable entry result");

@@ -127,6 +127,9 @@ std::string AssignEntry(const std::map<std::string, std::vector<std::string>>& p
                         const std::map<std::string, std::string>& standbys = {});
 // Marks a member Draining (or not). Result: {} or NotFound.
 std::string DrainEntry(const std::string& name, bool draining);
+// Changes nothing: a node that has applied its own barrier has applied everything
+// committed before it (ClusterImpl::CatchUp). Result: {"items":[]}.
+std::string BarrierEntry();
 
 // An entry's result as a Status: OK, or the error it carries.
 Status ResultStatus(std::string_view result);

@@ -18,7 +18,9 @@
 #     state dir, is refused by the others and told so;
 #  7. a node whose certificate comes from another cluster's CA is refused (below);
 #  8. an exclusive workload: its node's link cut, that node stops it (fenced) before
-#     another starts it, never two at once (all 3 nodes asked in turn throughout).
+#     another starts it, never two at once (all 3 nodes asked in turn throughout);
+#  9. its node cut off again while the leader takes it over, then back hearing the
+#     third node but not the leader: it does not start it from its stale replica.
 # Each step prints what it measured. Node 4 is the outsider of steps 5 to 7.
 #
 # A certificate from another CA (step 7): node 4 runs `cluster init` on a fresh state
@@ -443,6 +445,56 @@ count=0
 for i in 1 2 3; do runs_itself "$i" && count=$((count + 1)); done
 [ "$count" = 1 ] || fail "after the heal the exclusive workload runs on $count nodes"
 note "healed: n$cut Ready again, lock runs once (on n$(owner))"
+
+# ---------------------------------------------------------------------------------
+step "9. back from a cut, a node that hears the majority but not the leader that took its exclusive workload does not start it again"
+# lock runs on O, not the leader L; the third node F is drained, so that when O is cut
+# off, L places lock on itself. O then comes back hearing F but not L: unfenced, with a
+# replica from before the move (it still places lock on O) and no way to catch up (L
+# unreachable, F follows L). It must not start lock while L runs it.
+lead=$(node_index "$(node_leader 1)")
+[ -n "$lead" ] || fail "no leader to start step 9 from"
+if [ "$(owner)" = "$lead" ]; then
+  node_ctl 1 drain "n$lead" >/dev/null || fail "drain the leader n$lead"
+  off_leader() { local o; o=$(owner) && [ "$o" != "$lead" ]; }
+  wait_for "$FORM_S" off_leader || fail "lock did not leave the drained leader n$lead"
+  node_ctl 1 uncordon "n$lead" >/dev/null || fail "uncordon n$lead"
+fi
+o=$(owner) || fail "lock does not run before step 9"
+f=$((6 - o - lead))
+node_ctl 1 drain "n$f" >/dev/null || fail "drain n$f"
+at_most_one() {
+  local i count=0
+  for i in 1 2 3; do runs_itself "$i" && count=$((count + 1)); done
+  [ "$count" -le 1 ] || { echo "lock runs on $count nodes at once" >&2; return 1; }
+}
+leader_runs() { at_most_one && runs_itself "$lead"; }
+off=$(log_size "$o")
+t0=$(ms_now)
+netns_cut "$o"
+wait_for "$FORM_S" leader_runs || fail "lock does not run on the leader n$lead after n$o was cut off: n$o $(runs_itself "$o" && echo runs || echo stopped)"
+note "n$o (runs lock) cut off; the leader n$lead runs it $(($(ms_now) - t0)) ms later (n$f drained)"
+for chain in "INPUT -s" "OUTPUT -d"; do
+  # shellcheck disable=SC2086 # the chain and its match, two words
+  netns_exec "$o" iptables -I $chain "$(netns_ip "$lead")" -j DROP || fail "iptables in n$o's namespace"
+done
+t0=$(ms_now)
+netns_heal "$o"
+back() { log_since "$o" "$off" | grep -q "n$o reaches the majority again"; }
+wait_for "$FORM_S" back || fail "n$o, healed but for its link to n$lead, did not reach the majority again"
+note "n$o hears n$f again (not n$lead): it reaches the majority $(($(ms_now) - t0)) ms after the heal"
+holds_for 5 leader_runs || fail "n$o, back without the leader, started lock ($(($(ms_now) - t0)) ms after the heal)"
+log_since "$o" "$off" | grep -q "lock waits until this node has caught up" ||
+  fail "n$o did not say that lock waits until it has caught up"
+note "for 5 s after, lock ran on n$lead only; n$o waits until it has caught up"
+for chain in "INPUT -s" "OUTPUT -d"; do
+  # shellcheck disable=SC2086
+  netns_exec "$o" iptables -D $chain "$(netns_ip "$lead")" -j DROP || fail "iptables in n$o's namespace"
+done
+node_ctl 1 uncordon "n$f" >/dev/null || fail "uncordon n$f"
+wait_for "$FORM_S" all_see_ready 3 1 2 3 || fail "not 3 Ready members after n$o's link to n$lead is back"
+holds_for 2 leader_runs || fail "once n$o caught up, lock does not run on n$lead alone"
+note "link to n$lead back: 3 Ready members, lock still on n$lead alone"
 
 for i in 1 2 3; do node_signal "$i" TERM; done
 echo "PASS"

@@ -51,6 +51,13 @@ TEST_CASE("cluster state: puts are all or nothing and count generations") {
   CHECK(s.applied_index() == 3);
   CHECK(ResultStatus(s.Apply(4, DeleteEntry("a"))).ok());
   CHECK(ResultStatus(s.Apply(5, DeleteEntry("a"))).IsNotFound());
+  // A barrier changes nothing but the applied index.
+  const std::string before = s.workloads().at("b").spec_json;
+  CHECK(ResultStatus(s.Apply(6, BarrierEntry())).ok());
+  CHECK(s.applied_index() == 6);
+  CHECK(s.workloads().size() == 1);
+  CHECK(s.workloads().at("b").generation == 2);
+  CHECK(s.workloads().at("b").spec_json == before);
 }
 
 TEST_CASE("cluster state: members - revocation - token and settings") {
