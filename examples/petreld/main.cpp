@@ -6,6 +6,7 @@
 //           [--runtime-endpoint ADDR] [--manifests FILE_OR_DIR]
 //           [--log-level debug|info|warn|error] [--node-name NAME]
 //           [--max-layer-size Q] [--request-timeout D] [--cgroup-parent NAME]
+//           [--bridge-name NAME] [--bridge-subnet CIDR]
 //           [--registry-auth FILE] [--registry-ca FILE] [--insecure-registry HOST[:PORT]]...
 //           [--image-store-max Q] [--image-preload DIR] [--max-concurrent-downloads N]
 //           [--socket-group NAME] [--allow-host-path DIR]...
@@ -95,6 +96,7 @@ std::string Usage(const petrel::RuntimeRegistry& runtimes) {
          "               [--manifests FILE_OR_DIR] [--log-level debug|info|warn|error]\n"
          "               [--node-name NAME] [--loop-probe-ms MS]\n"
          "               [--max-layer-size Q] [--request-timeout D] [--cgroup-parent NAME]\n"
+         "               [--bridge-name NAME] [--bridge-subnet CIDR]\n"
          "               [--registry-auth FILE] [--registry-ca FILE]\n"
          "               [--insecure-registry HOST[:PORT]]...\n"
          "               [--image-store-max Q] [--image-preload DIR]\n"
@@ -134,6 +136,9 @@ std::string Usage(const petrel::RuntimeRegistry& runtimes) {
          "                       body, within D of its first byte, else 408 (default 30s)\n"
          "  --cgroup-parent NAME the cgroup, relative to the cgroup root, below which crun\n"
          "                       and runc put each container's (default petrel)\n"
+         "  --bridge-name NAME   the bridge of network: bridge containers (default petrel0)\n"
+         "  --bridge-subnet CIDR the IPv4 network their addresses come from, the bridge's\n"
+         "                       the first (default 10.47.0.0/16)\n"
          "  --registry-auth FILE a Docker config.json whose \"auths\" hold registries'\n"
          "                       credentials, or whose credsStore and credHelpers name\n"
          "                       docker-credential-NAME helpers; read at start (crun, runc)\n"
@@ -182,34 +187,16 @@ int64_t ProbeMs(const std::string& text) { return NumberIn(text, 1, 1000); }
 
 // The settings, by their flag names without dashes; keys of the config file too.
 // --node-label, repeatable, goes to Labels instead.
-const char* const kKeys[] = {"state-dir",
-                             "socket",
-                             "runtime",
-                             "runtime-endpoint",
-                             "manifests",
-                             "log-level",
-                             "node-name",
-                             "loop-probe-ms",
-                             "peer-listen",
-                             "advertise",
-                             "join",
-                             "token",
-                             "witness",
-                             "node-label",
-                             "capacity-memory",
-                             "capacity-cpu",
-                             "lease-dir",
-                             "max-layer-size",
-                             "request-timeout",
-                             "socket-group",
-                             "allow-host-path",
-                             "cgroup-parent",
-                             "registry-auth",
-                             "registry-ca",
-                             "insecure-registry",
-                             "image-store-max",
-                             "image-preload",
-                             "max-concurrent-downloads"};
+const char* const kKeys[] = {"state-dir",        "socket",        "runtime",
+                             "runtime-endpoint", "manifests",     "log-level",
+                             "node-name",        "loop-probe-ms", "peer-listen",
+                             "advertise",        "join",          "token",
+                             "witness",          "node-label",    "capacity-memory",
+                             "capacity-cpu",     "lease-dir",     "max-layer-size",
+                             "request-timeout",  "socket-group",  "allow-host-path",
+                             "cgroup-parent",    "bridge-name",   "bridge-subnet",
+                             "registry-auth",    "registry-ca",   "insecure-registry",
+                             "image-store-max",  "image-preload", "max-concurrent-downloads"};
 
 using Settings = std::map<std::string, std::string>;
 using Labels = std::map<std::string, std::string>;
@@ -282,6 +269,14 @@ bool IsKey(const std::string& key) {
     if (key == k) return true;
   }
   return false;
+}
+
+// The bridge network the settings ask for: the defaults where they say nothing.
+petrel::BridgeNetwork BridgeOf(const Settings& settings) {
+  petrel::BridgeNetwork bridge;
+  if (auto it = settings.find("bridge-name"); it != settings.end()) bridge.name = it->second;
+  if (auto it = settings.find("bridge-subnet"); it != settings.end()) bridge.subnet = it->second;
+  return bridge;
 }
 
 int BadUsage(const std::string& message) {
@@ -539,6 +534,9 @@ std::optional<int> CheckLimits(Settings& settings) {
   if (petrel::Status s = petrel::CheckCgroupParent(settings["cgroup-parent"]); !s.ok()) {
     return BadUsage(s.message());
   }
+  if (petrel::Status s = petrel::CheckBridgeNetwork(BridgeOf(settings)); !s.ok()) {
+    return BadUsage(s.message());
+  }
   if (settings.count("request-timeout")) {
     petrel::Result<int64_t> ms = petrel::ParseDurationMs(settings["request-timeout"]);
     if (!ms.ok()) return BadUsage("request-timeout: " + ms.status().message());
@@ -776,6 +774,12 @@ int main(int argc, char** argv) {
 
   Daemon d;
   d.log = petrel::StderrLogSink(level);
+  // The shared port unless the bridge is not the default one (checked with the settings).
+  if (const petrel::BridgeNetwork bridge = BridgeOf(settings);
+      bridge.name != petrel::BridgeNetwork().name ||
+      bridge.subnet != petrel::BridgeNetwork().subnet) {
+    d.port = *petrel::MakePort(bridge);
+  }
   petrel::Options options;
   EnterLeafCgroup(settings, &d);
   if (!OpenOrchestrator(settings, runtimes, &d, &options)) return 1;

@@ -227,8 +227,8 @@ class Port {
     return Status::NotSupported("this platform has no bridge network");
   }
   // Undoes AttachNetwork of `id`: its address, interface and port mappings go (the
-  // bridge's shared host rules stay). OK when `id` is not attached. Call it before the namespace is deleted:
-  // what is in it says which rules are the container's. The default is OK.
+  // bridge's shared host rules stay). OK when `id` is not attached. Call it before the namespace is
+  // deleted: what is in it says which rules are the container's. The default is OK.
   virtual Status DetachNetwork(const std::string& id) {
     (void)id;
     return Status::OK();
@@ -258,6 +258,25 @@ class Port {
 
 // This platform's port (ports/linux), one object shared by every caller.
 std::shared_ptr<Port> DefaultPort();
+
+// petrel's bridge network on a host (NetworkMode::kBridge): the bridge's name and the
+// IPv4 subnet its containers get their addresses from (the bridge takes the first).
+struct BridgeNetwork {
+  std::string name = "petrel0";
+  std::string subnet = "10.47.0.0/16";
+};
+
+// InvalidArgument, in one line, unless `bridge.name` is an interface name (1-15 of
+// A-Z a-z 0-9 _ . -, not starting with '.' or '-') and `bridge.subnet` an IPv4 network
+// in CIDR form with a prefix of 8 to 28 and no host bits set: `bridge subnet
+// "10.47.0.1/16": host bits are set (the network is 10.47.0.0/16)`.
+Status CheckBridgeNetwork(const BridgeNetwork& bridge);
+
+// A port of this platform like DefaultPort(), but whose bridge network is `bridge`
+// (InvalidArgument from CheckBridgeNetwork). For a daemon whose user chooses them
+// (petreld --bridge-name, --bridge-subnet): give it to every part, RuntimeConfig::port
+// and Options::port, so that all of them see one bridge.
+Result<std::shared_ptr<Port>> MakePort(const BridgeNetwork& bridge);
 
 }  // namespace petrel
 

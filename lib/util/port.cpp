@@ -1,5 +1,8 @@
 #include "petrel/port.h"
 
+#include <arpa/inet.h>
+
+#include <cstdint>
 #include <string>
 
 #include "lib/util/strings.h"
@@ -40,6 +43,50 @@ Status CheckCgroupParent(std::string_view parent) {
       }
     }
     start = end + 1;
+  }
+  return Status::OK();
+}
+
+Status CheckBridgeNetwork(const BridgeNetwork& bridge) {
+  const std::string name = "bridge name " + internal::Quote(bridge.name) + ": ";
+  if (bridge.name.empty() || bridge.name.size() > 15) {
+    return Status::InvalidArgument(name + "must be 1 to 15 characters (an interface name)");
+  }
+  if (bridge.name.front() == '.' || bridge.name.front() == '-') {
+    return Status::InvalidArgument(name + "must not start with '.' or '-'");
+  }
+  for (char c : bridge.name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '.' || c == '-';
+    if (!ok) {
+      return Status::InvalidArgument(name + "'" + internal::Escape(std::string_view(&c, 1)) +
+                                     "' is not allowed (names are of A-Z a-z 0-9 _ . -)");
+    }
+  }
+  const std::string subnet = "bridge subnet " + internal::Quote(bridge.subnet) + ": ";
+  const size_t slash = bridge.subnet.find('/');
+  const std::string address = bridge.subnet.substr(0, slash);
+  in_addr a;
+  if (slash == std::string::npos || inet_pton(AF_INET, address.c_str(), &a) != 1) {
+    return Status::InvalidArgument(subnet +
+                                   "want an IPv4 network as ADDRESS/PREFIX (10.47.0.0/16)");
+  }
+  const std::string digits = bridge.subnet.substr(slash + 1);
+  if (digits.empty() || digits.size() > 2 ||
+      digits.find_first_not_of("0123456789") != std::string::npos || std::stoi(digits) < 8 ||
+      std::stoi(digits) > 28) {
+    return Status::InvalidArgument(subnet + "the prefix must be 8 to 28");
+  }
+  const int prefix = std::stoi(digits);
+  const uint32_t host = ntohl(a.s_addr);
+  const uint32_t mask = ~uint32_t{0} << (32 - prefix);
+  if ((host & ~mask) != 0) {
+    in_addr net;
+    net.s_addr = htonl(host & mask);
+    char text[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &net, text, sizeof(text));
+    return Status::InvalidArgument(subnet + "host bits are set (the network is " + text + "/" +
+                                   digits + ")");
   }
   return Status::OK();
 }

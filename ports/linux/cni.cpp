@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,12 @@ constexpr char kNetwork[] = "petrel";
 constexpr char kLoopbackNetwork[] = "petrel-lo";
 constexpr int64_t kPluginTimeoutMs = 60 * 1000;  // iptables waits for its lock
 constexpr size_t kRecordMaxBytes = 256 * 1024;
+
+// What a failed program said, for the end of a one-line message.
+std::string OneLine(std::string said) {
+  while (!said.empty() && (said.back() == '\n' || said.back() == ' ')) said.pop_back();
+  return Escape(said, 400);
+}
 
 // One run of one plugin: the command (ADD, DEL), the namespace and interface.
 struct PluginCall {
@@ -115,10 +122,9 @@ class Cni {
       argv[verb] = rule.add;
       PETREL_RETURN_IF_ERROR(RunProcess(argv, po, &r).WithContext("bridge network: iptables"));
       if (!WIFEXITED(r.status) || WEXITSTATUS(r.status) != 0) {
-        std::string msg = r.err.empty() ? r.out : r.err;
-        while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
         return Status::Unavailable("bridge network: iptables " + rule.where[1] + " " +
-                                   rule.spec[0] + " rule for " + br + ": " + Escape(msg, 400));
+                                   rule.spec[0] + " rule for " + br + ": " +
+                                   OneLine(r.err.empty() ? r.out : r.err));
       }
     }
     return Status::OK();
@@ -186,8 +192,7 @@ class Cni {
       } else {
         msg = r.err.empty() ? r.out : r.err;
       }
-      while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-      return Status::Unavailable(what + ": " + Escape(msg, 400));
+      return Status::Unavailable(what + ": " + OneLine(std::move(msg)));
     }
     if (r.out.find_first_not_of(" \n\t\r") == std::string::npos) return json();
     Result<json> result = ParseJson(r.out, what + " result");
@@ -278,7 +283,11 @@ Result<std::string> LinuxPort::AttachNetwork(const std::string& id, const std::s
     if (stale.ok() && stale->is_object()) (void)Teardown(cni, id, *stale);
     if (unlink(path.c_str()) != 0 && errno != ENOENT) return ErrnoError(path, "unlink", errno);
   }
-  PETREL_RETURN_IF_ERROR(cni.EnsureHostRules());
+  {
+    // Two attachments at once would both miss a rule and both add it.
+    std::lock_guard<std::mutex> lock(host_rules_mu_);
+    PETREL_RETURN_IF_ERROR(cni.EnsureHostRules());
+  }
   json record = {{"netns", netns}, {"chain", cni.Chain(ports)}};
   PETREL_RETURN_IF_ERROR(WriteFileAtomic(path, record.dump()));
 

@@ -24,6 +24,14 @@ std::shared_ptr<Port> DefaultPort() {
   return port;
 }
 
+Result<std::shared_ptr<Port>> MakePort(const BridgeNetwork& bridge) {
+  PETREL_RETURN_IF_ERROR(CheckBridgeNetwork(bridge));
+  internal::LinuxPortOptions o;
+  o.bridge_name = bridge.name;
+  o.bridge_subnet = bridge.subnet;
+  return std::shared_ptr<Port>(std::make_shared<internal::LinuxPort>(std::move(o)));
+}
+
 namespace internal {
 namespace {
 

@@ -29,8 +29,8 @@ struct LinuxPortOptions {
   // bridge's name and subnet, and where attachments and address leases are kept (under
   // /run: a reboot forgets them with the network they describe, so none leaks).
   std::vector<std::string> cni_plugin_dirs = {"/usr/lib/cni", "/opt/cni/bin"};
-  std::string bridge_name = "petrel0";
-  std::string bridge_subnet = "10.47.0.0/16";
+  std::string bridge_name = BridgeNetwork().name;
+  std::string bridge_subnet = BridgeNetwork().subnet;
   std::string cni_state_dir = "/run/petrel/cni";
   // The service manager's datagram socket: a path, or "@name" for an abstract one;
   // "" for none. Unset: $NOTIFY_SOCKET as the port is made.
@@ -77,6 +77,7 @@ class LinuxPort final : public Port {
   const LinuxPortOptions options_;
   std::once_flag layout_once_;
   CgroupLayout layout_ = CgroupLayout::kV1;
+  std::mutex host_rules_mu_;  // AttachNetwork: one check-and-add of the bridge's rules at a time
 };
 
 }  // namespace petrel::internal

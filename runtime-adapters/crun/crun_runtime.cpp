@@ -731,7 +731,8 @@ class CrunRuntime final : public ContainerRuntime {
   }
 
   static Status WriteHosts(const std::string& path, const std::string& hosts, bool create) {
-    const int flags = O_WRONLY | O_NOFOLLOW | O_CLOEXEC | (create ? O_CREAT | O_TRUNC : 0);
+    // Rewritten in place (the bind mount holds the inode), then cut to its new length.
+    const int flags = O_WRONLY | O_NOFOLLOW | O_CLOEXEC | (create ? O_CREAT : 0);
     UniqueFd fd(open(path.c_str(), flags, 0644));
     if (!fd.valid()) return ErrnoError(path, "open", errno);
     // Readable by the container's user, whoever it is.

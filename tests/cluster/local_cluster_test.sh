@@ -62,10 +62,11 @@ sees_ready() { # K COUNT
 placement() { node_ctl "$1" get workloads w1 -o json | jq -c '[.items[0].replicas[] | "\(.node):\(.phase)"]'; }
 
 netns_names() { ip netns list 2>/dev/null | awk '{print $1}' | sort; }
-# The host's links, addresses and routes, less petrel's bridge network (petrel0 and the
-# veths CNI's bridge plugin names veth + 8 hex digits), which containers of other tests
-# running meanwhile come and go on. local-cluster's own links are named otherwise.
-not_bridge() { grep -Ev '(^|[ @])(petrel0|veth[0-9a-f]{8})([ @:]|$)'; }
+# The host's links, addresses and routes, less petrel's bridge networks (petrel0, the
+# petrel1 of network_test's runc run, and the veths CNI's bridge plugin names veth + 8
+# hex digits), which containers of other tests running meanwhile come and go on.
+# local-cluster's own links are named otherwise.
+not_bridge() { grep -Ev '(^|[ @])(petrel[0-9]|veth[0-9a-f]{8})([ @:]|$)'; }
 host_links() { ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | not_bridge | sort; }
 host_net() {
   ip -o addr show | awk '{print $2, $3, $4}' | not_bridge | sort

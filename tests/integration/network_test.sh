@@ -18,10 +18,11 @@ state=$dir/state
 export PETREL_SOCKET=$dir/petrel.sock
 node=net-$runtime
 pid=""
-# A host port of its own per runtime: the two runs may overlap.
+# A host port of its own per runtime: the two runs may overlap. runc's run puts its
+# containers on a bridge and subnet of its own (petreld --bridge-name, --bridge-subnet).
 case "$runtime" in
-  crun) port=18093 ;;
-  *) port=18094 ;;
+  crun) port=18093 bridge=petrel0 subnet=10.47. bridge_flags=() ;;
+  *) port=18094 bridge=petrel1 subnet=10.46.1. bridge_flags=(--bridge-name petrel1 --bridge-subnet 10.46.1.0/24) ;;
 esac
 
 fail() {
@@ -34,6 +35,17 @@ cleanup() {
   [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
   runtime_cleanup "$runtime" "$state" "$dir"
   rm -rf "$dir"
+  # The bridge of runc's run is the test's own: it goes, with its host rules.
+  if [ "$bridge" != petrel0 ]; then
+    ip link del "$bridge" 2>/dev/null || true
+    local table rule
+    for table in filter nat; do
+      iptables -w -t "$table" -S | grep -F -- "--comment \"petrel bridge $bridge\"" |
+        sed 's/^-A //' | while read -r rule; do
+          eval "iptables -w -t $table -D $rule" 2>/dev/null || true
+        done
+    done
+  fi
 }
 trap cleanup EXIT
 
@@ -79,8 +91,8 @@ spec:
 YAML
 
 start_petreld() {
-  petreld_start "$dir/petreld.log" --runtime "$runtime" --state-dir "$state" --node-name "$node" ||
-    fail "petreld did not answer"
+  petreld_start "$dir/petreld.log" --runtime "$runtime" --state-dir "$state" --node-name "$node" \
+    "${bridge_flags[@]}" || fail "petreld did not answer"
 }
 ready() { [ "$("$ctl" get workloads "$1" -o json | jq '.items[0].readyReplicas')" = 1 ]; }
 answers() { [ "$(curl -s --max-time 2 "http://127.0.0.1:$port/i")" = hello ]; }
@@ -99,6 +111,12 @@ wait_for 10 answers || fail "127.0.0.1:$port does not answer hello"
 [ -e "/run/petrel/cni/$web_net.json" ] || fail "no attachment of web ($web_net)"
 [ -e "/run/petrel/netns/$web_net" ] || fail "no network namespace of web ($web_net)"
 [ ! -e "/run/petrel/cni/$alone_net.json" ] || fail "network none, yet attached"
+web_address=$(jq -r '.result.ips[0].address' "/run/petrel/cni/$web_net.json")
+case "$web_address" in
+  "$subnet"*) ;;
+  *) fail "web's address $web_address is not in the subnet $subnet* petreld was given" ;;
+esac
+ip link show "$bridge" >/dev/null 2>&1 || fail "no bridge $bridge"
 [ "$("$ctl" logs alone --replica 0)" = lo ] || fail "network none has more than lo: $("$ctl" logs alone --replica 0)"
 echo "ok: published port $port answers from the host; network none has loopback only"
 

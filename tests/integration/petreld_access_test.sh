@@ -165,6 +165,10 @@ out=$("$petreld" --cgroup-parent petrel/../.. 2>&1)
 [ $? = 2 ] || fail "--cgroup-parent with .. should exit 2: $out"
 [ "$out" = 'petreld: cgroup parent "petrel/../..": ".." is not a name (see petreld --help)' ] ||
   fail "--cgroup-parent with ..: $out"
+out=$("$petreld" --bridge-subnet 10.47.0.1/16 2>&1)
+[ $? = 2 ] || fail "--bridge-subnet with host bits should exit 2: $out"
+[ "$out" = 'petreld: bridge subnet "10.47.0.1/16": host bits are set (the network is 10.47.0.0/16) (see petreld --help)' ] ||
+  fail "--bridge-subnet with host bits: $out"
 
 step "a socket group that does not exist: one line, exit 1"
 out=$("$petreld" --socket "$sock" --runtime fake --state-dir "$state" --node-name access \

@@ -23,6 +23,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include "lib/util/fs.h"
@@ -233,6 +234,41 @@ TEST_SUITE("port") {
     }
     CHECK(CheckCgroupParent(std::string(256, 'a')).message() ==
           "cgroup parent \"" + std::string(64, 'a') + "...\": a name is over 255 bytes");
+  }
+
+  TEST_CASE("a bridge network is an interface name and an IPv4 network without host bits") {
+    for (const BridgeNetwork& good :
+         std::vector<BridgeNetwork>{{"petrel0", "10.47.0.0/16"},
+                                    {"br-edge.1", "192.168.77.0/24"},
+                                    {"p", "10.0.0.0/8"},
+                                    {"fifteen-chars-x", "172.16.5.16/28"}}) {
+      Status s = CheckBridgeNetwork(good);
+      CHECK_MESSAGE(s.ok(), good.name << " " << good.subnet << ": " << s.ToString());
+    }
+    const std::pair<BridgeNetwork, const char*> bad[] = {
+        {{"", "10.47.0.0/16"}, "bridge name \"\": must be 1 to 15 characters (an interface name)"},
+        {{"sixteen-chars-xy", "10.47.0.0/16"},
+         "bridge name \"sixteen-chars-xy\": must be 1 to 15 characters (an interface name)"},
+        {{"-br", "10.47.0.0/16"}, "bridge name \"-br\": must not start with '.' or '-'"},
+        {{"br/0", "10.47.0.0/16"},
+         "bridge name \"br/0\": '/' is not allowed (names are of A-Z a-z 0-9 _ . -)"},
+        {{"petrel0", "10.47.0.0"},
+         "bridge subnet \"10.47.0.0\": want an IPv4 network as ADDRESS/PREFIX (10.47.0.0/16)"},
+        {{"petrel0", "fd00::/64"},
+         "bridge subnet \"fd00::/64\": want an IPv4 network as ADDRESS/PREFIX (10.47.0.0/16)"},
+        {{"petrel0", "10.47.0.0/30"}, "bridge subnet \"10.47.0.0/30\": the prefix must be 8 to 28"},
+        {{"petrel0", "10.0.0.0/7"}, "bridge subnet \"10.0.0.0/7\": the prefix must be 8 to 28"},
+        {{"petrel0", "10.47.0.0/+16"},
+         "bridge subnet \"10.47.0.0/+16\": the prefix must be 8 to 28"},
+        {{"petrel0", "10.47.0.1/16"},
+         "bridge subnet \"10.47.0.1/16\": host bits are set (the network is 10.47.0.0/16)"},
+    };
+    for (const auto& [bridge, why] : bad) {
+      Status s = CheckBridgeNetwork(bridge);
+      CHECK(s.code() == Status::Code::kInvalidArgument);
+      CHECK(s.message() == why);
+      CHECK(MakePort(bridge).status().message() == why);
+    }
   }
 
   // A fake v2 tree: systemd's unit cgroup with its delegate mark, and the process's own
@@ -567,8 +603,11 @@ TEST_SUITE("port") {
       PortSpec web;
       web.container_port = 8080;
       web.host_port = 18081;
+      // At once: the bridge's shared rules are added once all the same. The thread
+      // starts in this one's namespace, so its plugins run in the test's host too.
+      std::thread other([&] { seen.b = port->AttachNetwork("pb", port->NetnsPath("b"), {}); });
       seen.a = port->AttachNetwork("pa", port->NetnsPath("a"), {web});
-      seen.b = port->AttachNetwork("pb", port->NetnsPath("b"), {});
+      other.join();
       if (seen.a.ok() && seen.b.ok()) {
         UniqueFd ns_a(open(port->NetnsPath("a").c_str(), O_RDONLY | O_CLOEXEC));
         UniqueFd ns_b(open(port->NetnsPath("b").c_str(), O_RDONLY | O_CLOEXEC));
