@@ -52,6 +52,7 @@ void Mailbox::Close() {
 
 WorkerPool::WorkerPool(size_t threads, std::string name, int nice)
     : name_(std::move(name)), nice_(nice) {
+  sem_init(&work_sem_, /*pshared=*/0, 0);
   threads_.reserve(threads);
   for (size_t i = 0; i < threads; i++) threads_.emplace_back([this] { Work(); });
 }
@@ -63,8 +64,9 @@ WorkerPool::~WorkerPool() {
     stopping_ = true;
     dropped.swap(queue_);
   }
-  work_cv_.notify_all();
+  for (size_t i = 0; i < threads_.size(); i++) sem_post(&work_sem_);
   for (std::thread& t : threads_) t.join();
+  sem_destroy(&work_sem_);
 }
 
 void WorkerPool::Submit(std::function<void()> job) {
@@ -77,7 +79,7 @@ void WorkerPool::Submit(std::function<void()> job) {
     if (stopping_) return;
     queue_.push_back(std::move(job));
   }
-  work_cv_.notify_one();
+  sem_post(&work_sem_);
 }
 
 void WorkerPool::WaitIdle() {
@@ -94,10 +96,12 @@ void WorkerPool::Work() {
     const int current = getpriority(PRIO_PROCESS, tid);
     if (errno == 0) (void)setpriority(PRIO_PROCESS, tid, current + nice_);
   }
-  std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
-    work_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+    while (sem_wait(&work_sem_) != 0 && errno == EINTR) {
+    }
+    std::unique_lock<std::mutex> lock(mu_);
     if (stopping_) return;
+    if (queue_.empty()) continue;  // not expected: one post per job
     std::function<void()> job = std::move(queue_.front());
     queue_.pop_front();
     ++running_;

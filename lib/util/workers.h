@@ -18,6 +18,8 @@
 #ifndef PETREL_LIB_UTIL_WORKERS_H_
 #define PETREL_LIB_UTIL_WORKERS_H_
 
+#include <semaphore.h>
+
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -80,7 +82,12 @@ class WorkerPool {
   void Work();
 
   std::mutex mu_;
-  std::condition_variable work_cv_;
+  // One post per job submitted (and one per thread to stop). A semaphore, not a
+  // condition variable: glibc's pthread_cond_signal can wait for a woken waiter that
+  // has not run yet, and Submit runs on the loop thread, which must never wait on a
+  // worker (on a busy machine that worker may wait tens of ms for a CPU). sem_post
+  // never waits.
+  sem_t work_sem_;
   std::condition_variable idle_cv_;
   std::deque<std::function<void()>> queue_;
   size_t running_ = 0;
