@@ -15,6 +15,7 @@
 // stops while its parsed requests wait (http.h's kMaxQueuedRequests) or its answers
 // wait to be written (max_stream_backlog_bytes); each request has a deadline; and
 // follow streams have slots of their own, so they never crowd out requests.
+#include <fcntl.h>
 #include <grp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -25,6 +26,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -97,24 +99,69 @@ void FreeListener(uv_handle_t* h) { delete reinterpret_cast<uv_pipe_t*>(h); }
 // as anything else sharing the loop (peers' heartbeats, probes) would feel them. It
 // reads uv_hrtime, not petrel's Clock: it measures the real loop, which no fake clock
 // drives.
+//
+// A late tick is split by the kernel's account of the loop thread
+// (/proc/thread-self/schedstat: CPU time, time runnable but waiting for a CPU): the wait
+// is the machine's (other processes had the CPUs), the rest is the loop's own (work in
+// its callbacks, or a call that blocked). Where schedstat cannot be read, all of it
+// counts as the loop's own.
 struct LoopProbe {
   uv_timer_t timer;
   int64_t period_ms = 0;
   uint64_t due_ns = 0;  // when the timer should run next (uv_hrtime)
   uint64_t samples = 0;
   uint64_t max_late_ns = 0;
+  uint64_t max_late_wait_ns = 0;  // runnable, not running, in the interval of max_late_ns
+  uint64_t max_late_cpu_ns = 0;   // running, in that interval
+  uint64_t max_own_late_ns = 0;   // the most a tick was late beyond its run-queue wait
   uint64_t late_over_20ms = 0;
   uint64_t since_ns = 0;
+  internal::UniqueFd schedstat;  // the loop thread's; opened by the first tick
+  bool schedstat_tried = false;
+  uint64_t last_cpu_ns = 0, last_wait_ns = 0;
 
   void Reset() {
-    samples = max_late_ns = late_over_20ms = 0;
+    samples = max_late_ns = max_late_wait_ns = max_late_cpu_ns = max_own_late_ns = 0;
+    late_over_20ms = 0;
     since_ns = uv_hrtime();
+  }
+  // The loop thread's CPU and run-queue wait so far, in ns; false when unknown.
+  bool ReadSchedstat(uint64_t* cpu, uint64_t* wait) {
+    if (!schedstat_tried) {
+      schedstat_tried = true;
+      schedstat.reset(open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC));
+    }
+    if (!schedstat.valid()) return false;
+    char buf[96];
+    const ssize_t n = pread(schedstat.get(), buf, sizeof(buf) - 1, 0);
+    if (n <= 0) return false;
+    buf[n] = '\0';
+    unsigned long long c = 0, w = 0;
+    if (std::sscanf(buf, "%llu %llu", &c, &w) != 2) return false;
+    *cpu = c;
+    *wait = w;
+    return true;
   }
   void Tick() {
     const uint64_t now = uv_hrtime();
     const uint64_t late = now > due_ns ? now - due_ns : 0;
+    uint64_t cpu = 0, wait = 0, d_cpu = 0, d_wait = 0;
+    if (ReadSchedstat(&cpu, &wait)) {
+      // The first reading has no interval before it.
+      if (last_cpu_ns != 0 || last_wait_ns != 0) {
+        d_cpu = cpu - last_cpu_ns;
+        d_wait = wait - last_wait_ns;
+      }
+      last_cpu_ns = cpu;
+      last_wait_ns = wait;
+    }
     samples++;
-    max_late_ns = std::max(max_late_ns, late);
+    if (late >= max_late_ns) {
+      max_late_ns = late;
+      max_late_wait_ns = d_wait;
+      max_late_cpu_ns = d_cpu;
+    }
+    max_own_late_ns = std::max(max_own_late_ns, late > d_wait ? late - d_wait : 0);
     if (late > 20'000'000) late_over_20ms++;
     due_ns = now + static_cast<uint64_t>(period_ms) * 1'000'000;
   }
@@ -608,6 +655,9 @@ Result<std::string> ApiServer::Impl::LoopStats(bool reset) {
       internal::DumpLine(nlohmann::json{{"probeMs", probe_->period_ms},
                                         {"samples", probe_->samples},
                                         {"maxLateUs", probe_->max_late_ns / 1000},
+                                        {"maxLateRunqueueUs", probe_->max_late_wait_ns / 1000},
+                                        {"maxLateCpuUs", probe_->max_late_cpu_ns / 1000},
+                                        {"maxOwnLateUs", probe_->max_own_late_ns / 1000},
                                         {"lateOver20ms", probe_->late_over_20ms},
                                         {"sinceMs", (uv_hrtime() - probe_->since_ns) / 1'000'000}});
   if (reset) probe_->Reset();

@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "lib/api/http.h"
@@ -1246,6 +1247,46 @@ TEST_SUITE("api_server") {
     c->Send("GET /v1/debug/loop HTTP/1.1\r\n\r\n");
     s.RunUntil([&] { return c->Has("\"maxLateUs\""); }, "loop stats");
     CHECK(c->Has("\"probeMs\":1"));
+  }
+
+  TEST_CASE("the loop probe tells a loop held up by its own thread, blocked or busy") {
+    Server s([](ApiOptions* o) { o->loop_probe_ms = 1; });
+    // The stats after holding the loop up for 40 ms with `hold`, on the thread that runs
+    // it, between two turns of it: the probe's 1 ms timer is then about 40 ms late.
+    auto held = [&](const std::function<void()>& hold) {
+      auto reset = s.Connect();
+      reset->Send("GET /v1/debug/loop?reset=true HTTP/1.1\r\n\r\n");
+      s.RunUntil([&] { return reset->Has("\"maxLateUs\""); }, "the reset");
+      s.Forget(reset.get());
+      const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(20);
+      s.RunUntil([&] { return std::chrono::steady_clock::now() > until; }, "a few ticks");
+      hold();
+      auto c = s.Connect();
+      c->Send("GET /v1/debug/loop HTTP/1.1\r\nConnection: close\r\n\r\n");
+      s.RunUntil([&] { return c->Has("\"maxOwnLateUs\""); }, "loop stats");
+      const size_t body = c->received.find('{');
+      json j =
+          json::parse(c->received.substr(body == std::string::npos ? 0 : body), nullptr, false);
+      s.Forget(c.get());
+      REQUIRE(j.is_object());
+      return j;
+    };
+    // Blocked (sleeping): late, its own doing, with next to no CPU.
+    json blocked = held([] { std::this_thread::sleep_for(std::chrono::milliseconds(40)); });
+    INFO(blocked.dump());
+    CHECK(blocked["maxLateUs"].get<int64_t>() >= 35000);
+    CHECK(blocked["maxOwnLateUs"].get<int64_t>() + blocked["maxLateRunqueueUs"].get<int64_t>() >=
+          35000);
+    CHECK(blocked["maxLateCpuUs"].get<int64_t>() < 10000);
+    // Busy: late too, and the kernel counts the CPU it used.
+    json busy = held([] {
+      const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(40);
+      volatile uint64_t n = 0;
+      while (std::chrono::steady_clock::now() < until) n = n + 1;
+    });
+    INFO(busy.dump());
+    CHECK(busy["maxLateUs"].get<int64_t>() >= 35000);
+    CHECK(busy["maxLateCpuUs"].get<int64_t>() >= 15000);
   }
 
   TEST_CASE("pulls that take long hold no request worker: other requests are answered") {
