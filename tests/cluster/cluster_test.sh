@@ -337,7 +337,8 @@ bdir=$cluster_dir/b
 mkdir -p "$bdir"
 t0=$(ms_now)
 PETREL_SOCKET=$bdir/petrel.sock petreld_netns=$(netns_name 3) petreld_start "$bdir/petreld.log" \
-  --runtime fake --state-dir "$bdir/state" --node-name n3 --peer-listen "$(node_addr 3)" ||
+  --runtime fake --state-dir "$bdir/state" --node-name n3 --peer-listen "$(node_addr 3)" \
+  --lease-dir "$cluster_dir/run/petrel" ||
   fail "cluster B's node did not start"
 bpid=$pid
 "$ctl" --socket "$bdir/petrel.sock" cluster init >/dev/null || fail "cluster init of cluster B"
@@ -368,7 +369,8 @@ note "7b. impostor: n3's state dir with B's $(echo "$b_pems" | wc -w) PEM file(s
 for i in 1 2; do offsets[$i]=$(log_size "$i"); done
 t0=$(ms_now)
 PETREL_SOCKET=$imp/petrel.sock petreld_netns=$(netns_name 3) petreld_start "$imp/petreld.log" \
-  --runtime fake --state-dir "$imp/state" --node-name n3 --peer-listen "$(node_addr 3)" || true
+  --runtime fake --state-dir "$imp/state" --node-name n3 --peer-listen "$(node_addr 3)" \
+  --lease-dir "$cluster_dir/run/petrel" || true
 ipid=$pid
 if pid_running "$ipid"; then
   wait_for "$REFUSE_S" a_refuses || fail "neither n1 nor n2 logged a refusal of the impostor n3 within ${REFUSE_S}s"

@@ -318,7 +318,7 @@ for peer_port in $(shuf -i 20000-60000 -n 20); do
   ss -Hltn "sport = :$peer_port" | grep -q . || break
 done
 start --runtime none --witness --peer-listen "127.0.0.1:$peer_port" --state-dir "$work/witness" \
-  --capacity-memory 1Gi --capacity-cpu 0
+  --capacity-memory 1Gi --capacity-cpu 0 --lease-dir "$work/leases"
 api GET /healthz
 expect 200 '{"status":"ok"}'
 api GET /v1/version
