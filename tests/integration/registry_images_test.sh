@@ -38,25 +38,18 @@ for name in a b c; do
     fail "make-busybox-image $name"
 done
 # resume:1 (a 6 MiB pad, uncompressed) behind a proxy that cuts every connection after
-# 1 MiB (dd, not head -c, whose stdio buffer would hold back a small answer; a script:
-# socat would take the colons of an inline command for its own).
+# 1 MiB.
 "$src/examples/images/make-busybox-image" --pad-mib 6 "$dir/resume.tar" >/dev/null
 registry_push "oci-archive:$dir/resume.tar" resume:1 --dest-compress=false
-for pport in $(seq $((50000 + $$ % 10000)) $((50099 + $$ % 10000))); do
-  if ! (exec 3<>"/dev/tcp/127.0.0.1/$pport") 2>/dev/null; then break; fi
-done
-printf '#!/bin/sh\nsocat - "TCP:%s" | dd bs=64k count=%s iflag=count_bytes status=none\n' \
-  "$registry" 1048576 >"$dir/cut.sh"
-socat "TCP-LISTEN:$pport,bind=127.0.0.1,reuseaddr,fork" EXEC:"sh $dir/cut.sh" 2>/dev/null &
-proxy_pid=$!
+registry_cutting_proxy 1048576 "$dir"
 layer=$(registry_manifest resume:1 | jq -r '.layers[0].digest')
 for _ in $(seq 50); do
-  got=$(curl -s -o /dev/null -w '%{size_download}' "http://127.0.0.1:$pport/v2/resume/blobs/$layer" || true)
+  got=$(curl -s -o /dev/null -w '%{size_download}' "http://$proxy/v2/resume/blobs/$layer" || true)
   [ "${got:-0}" -gt 0 ] && break
   sleep 0.1
 done
 [ "$got" -gt 0 ] && [ "$got" -le 1048576 ] ||
   fail "the proxy did not pass the start of the blob and cut it (curl got $got bytes)"
-PETREL_TEST_REGISTRY=$registry PETREL_TEST_IMAGES=$dir PETREL_TEST_CUT_REGISTRY=127.0.0.1:$pport \
+PETREL_TEST_REGISTRY=$registry PETREL_TEST_IMAGES=$dir PETREL_TEST_CUT_REGISTRY=$proxy \
   "$binary" ||
   fail "petrel_crun_registry_test failed (registry log: $(tail -5 "$dir/registry/registry.log"))"

@@ -263,27 +263,13 @@ registry_push "oci-archive:$dir/resume.tar" resume:1 --dest-compress=false
 resume_layer=$(registry_manifest resume:1 | jq -r '.layers[0].digest')
 [ "$(registry_manifest resume:1 | jq '.layers[0].size')" -gt $((6 * 1048576)) ] ||
   fail "the resume image's layer is too small to be cut"
-for pport in $(seq $((50000 + $$ % 10000)) $((50099 + $$ % 10000))); do
-  if ! (exec 3<>"/dev/tcp/127.0.0.1/$pport") 2>/dev/null; then break; fi
-done
-# A script: socat would take the colons of an inline command for its own. dd, not head
-# -c, whose stdio buffer would hold back a small answer.
-printf '#!/bin/sh\nsocat - "TCP:%s" | dd bs=64k count=%s iflag=count_bytes status=none\n' \
-  "$registry" $((5 * 1048576)) >"$dir/cut.sh"
-socat "TCP-LISTEN:$pport,bind=127.0.0.1,reuseaddr,fork" EXEC:"sh $dir/cut.sh" 2>/dev/null &
-proxy_pid=$!
-# socat listens a moment after it forks: a curl sent sooner is refused and gets 0 bytes.
-proxy_listening() { (exec 3<>"/dev/tcp/127.0.0.1/$pport") 2>/dev/null; }
-wait_for 10 proxy_listening || fail "the proxy is not listening on 127.0.0.1:$pport"
-got=$(curl -s -o /dev/null -w '%{size_download}' "http://127.0.0.1:$pport/v2/resume/blobs/$resume_layer" || true)
+registry_cutting_proxy $((5 * 1048576)) "$dir"
+got=$(curl -s -o /dev/null -w '%{size_download}' "http://$proxy/v2/resume/blobs/$resume_layer" || true)
 [ "$got" -gt 1048576 ] && [ "$got" -lt $((6 * 1048576)) ] ||
   fail "the proxy did not pass the start of the blob and cut it (curl got $got bytes)"
-apply resume "127.0.0.1:$pport/resume:1"
+apply resume "$proxy/resume:1"
 wait_for 60 running resume || fail "resume not Running: $(phase_of resume) $(message_of resume)"
 [ -f "$images/blobs/sha256/${resume_layer#sha256:}" ] || fail "the resumed blob is not in the store"
-# (A Pull may still fail when its 3 attempts get too little each: socat can cut before
-# 5 MiB when dd exits. The next Pull starts from zero, so only resuming within one Pull
-# ever completes the blob.)
 kill "$proxy_pid" 2>/dev/null || true
 proxy_pid=""
 echo "ok: a blob cut at 5 MiB was completed with Range requests"

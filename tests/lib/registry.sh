@@ -142,3 +142,27 @@ SH
   registry_start "$rdir"
   registry_auth=""
 }
+
+# registry_cutting_proxy BYTES DIR: a proxy on a free loopback port that passes each
+# connection to the registry and cuts it after exactly BYTES of the registry's answer
+# (its script is DIR/cut.sh). Sets $proxy_pid and $proxy (127.0.0.1:PORT); fails unless
+# it listens within 10 s. head -c, not dd: dd's count counts reads, and reads from a pipe
+# come short (a 5 MiB cut passed 1 MiB). stdbuf -o0, so that a small answer (a manifest)
+# is passed on at once, not held in head's stdio buffer. A script: socat would take the
+# colons of an inline command for its own.
+registry_cutting_proxy() {
+  local bytes=$1 pdir=$2 pport _
+  for pport in $(seq $((50000 + $$ % 10000)) $((50099 + $$ % 10000))); do
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$pport") 2>/dev/null; then break; fi
+  done
+  printf '#!/bin/sh\nsocat - "TCP:%s" | stdbuf -o0 head -c %s\n' "$registry" "$bytes" >"$pdir/cut.sh"
+  socat "TCP-LISTEN:$pport,bind=127.0.0.1,reuseaddr,fork" EXEC:"sh $pdir/cut.sh" 2>/dev/null &
+  proxy_pid=$!
+  proxy=127.0.0.1:$pport
+  # socat listens a moment after it forks: a request sent sooner is refused.
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$pport") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  fail "the cutting proxy is not listening on $proxy"
+}
