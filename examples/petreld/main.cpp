@@ -775,9 +775,7 @@ int main(int argc, char** argv) {
   Daemon d;
   d.log = petrel::StderrLogSink(level);
   // The shared port unless the bridge is not the default one (checked with the settings).
-  if (const petrel::BridgeNetwork bridge = BridgeOf(settings);
-      bridge.name != petrel::BridgeNetwork().name ||
-      bridge.subnet != petrel::BridgeNetwork().subnet) {
+  if (const petrel::BridgeNetwork bridge = BridgeOf(settings); bridge != petrel::BridgeNetwork()) {
     d.port = *petrel::MakePort(bridge);
   }
   petrel::Options options;

@@ -264,6 +264,11 @@ std::shared_ptr<Port> DefaultPort();
 struct BridgeNetwork {
   std::string name = "petrel0";
   std::string subnet = "10.47.0.0/16";
+
+  friend bool operator==(const BridgeNetwork& a, const BridgeNetwork& b) {
+    return a.name == b.name && a.subnet == b.subnet;
+  }
+  friend bool operator!=(const BridgeNetwork& a, const BridgeNetwork& b) { return !(a == b); }
 };
 
 // InvalidArgument, in one line, unless `bridge.name` is an interface name (1-15 of

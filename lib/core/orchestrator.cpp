@@ -776,23 +776,32 @@ class OrchestratorImpl final : public Orchestrator {
   // REQUIRES: mu_ held.
   std::string HostsTableLocked(std::set<std::string>* named) const {
     std::string table;
+    ForEachBridgeContainerLocked(
+        [&](const ReplicaKey& key, const ReplicaStatus& r, const Desired& d) {
+          if (d.deleted_at != 0 || key.second >= d.spec.replicas) return;
+          if (!d.spec.startup_probe.empty() || !d.spec.readiness_probe.empty()) {
+            auto ready = ready_.find(key);
+            if (ready == ready_.end() || ready->second != r.container_id) return;
+          }
+          auto address = addresses_.find(r.container_id);
+          if (address == addresses_.end()) return;
+          table += address->second + "\t" + key.first + "-" + std::to_string(key.second) + " " +
+                   key.first + "\n";
+          if (named) named->insert(r.container_id);
+        });
+    return table;
+  }
+
+  // Calls f(key, replica, desired) for each running container of a bridge workload, in
+  // the order of workloads and indexes. REQUIRES: mu_ held.
+  template <typename F>
+  void ForEachBridgeContainerLocked(F f) const {
     for (const auto& [key, r] : replicas_) {
       if (r.phase != Phase::kRunning || r.container_id.empty()) continue;
       auto d = desired_.find(key.first);
-      if (d == desired_.end() || d->second.deleted_at != 0) continue;
-      const WorkloadSpec& spec = d->second.spec;
-      if (spec.network != NetworkMode::kBridge || key.second >= spec.replicas) continue;
-      if (!spec.startup_probe.empty() || !spec.readiness_probe.empty()) {
-        auto ready = ready_.find(key);
-        if (ready == ready_.end() || ready->second != r.container_id) continue;
-      }
-      auto address = addresses_.find(r.container_id);
-      if (address == addresses_.end()) continue;
-      table += address->second + "\t" + key.first + "-" + std::to_string(key.second) + " " +
-               key.first + "\n";
-      if (named) named->insert(r.container_id);
+      if (d == desired_.end() || d->second.spec.network != NetworkMode::kBridge) continue;
+      f(key, r, d->second);
     }
-    return table;
   }
 
   // The whole /etc/hosts of the container called `hostname`: loopback, its own
@@ -836,10 +845,8 @@ class OrchestratorImpl final : public Orchestrator {
     }
     auto job = std::make_shared<HostsJobData>();
     std::map<std::string, HostsGiven> kept;
-    for (const auto& [key, r] : replicas_) {
-      if (r.phase != Phase::kRunning || r.container_id.empty()) continue;
-      auto d = desired_.find(key.first);
-      if (d == desired_.end() || d->second.spec.network != NetworkMode::kBridge) continue;
+    ForEachBridgeContainerLocked([&](const ReplicaKey& key, const ReplicaStatus& r,
+                                     const Desired&) {
       auto address = addresses_.find(r.container_id);
       const std::string own = address == addresses_.end() || named.count(r.container_id)
                                   ? std::string()
@@ -851,7 +858,7 @@ class OrchestratorImpl final : public Orchestrator {
       } else {
         job->writes.push_back({r.container_id, key.first + "-" + std::to_string(key.second), own});
       }
-    }
+    });
     hosts_given_ = std::move(kept);  // containers gone are forgotten
     if (job->writes.empty()) return nullptr;
     job->table = hosts_table_;

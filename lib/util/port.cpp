@@ -55,13 +55,9 @@ Status CheckBridgeNetwork(const BridgeNetwork& bridge) {
   if (bridge.name.front() == '.' || bridge.name.front() == '-') {
     return Status::InvalidArgument(name + "must not start with '.' or '-'");
   }
-  for (char c : bridge.name) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '_' || c == '.' || c == '-';
-    if (!ok) {
-      return Status::InvalidArgument(name + "'" + internal::Escape(std::string_view(&c, 1)) +
-                                     "' is not allowed (names are of A-Z a-z 0-9 _ . -)");
-    }
+  if (const size_t bad = internal::FirstNotPlain(bridge.name); bad != std::string::npos) {
+    return Status::InvalidArgument(name + "'" + internal::Escape(bridge.name.substr(bad, 1)) +
+                                   "' is not allowed (names are of A-Z a-z 0-9 _ . -)");
   }
   const std::string subnet = "bridge subnet " + internal::Quote(bridge.subnet) + ": ";
   const size_t slash = bridge.subnet.find('/');

@@ -48,14 +48,19 @@ size_t FormatDecimal(uint64_t v, char* out, size_t width) {
   return pad + n;
 }
 
-bool IsPlainName(std::string_view name, size_t max_bytes) {
-  if (name.empty() || name.size() > max_bytes || name[0] == '.') return false;
-  for (char c : name) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-' || c == '.';
-    if (!ok) return false;
+size_t FirstNotPlain(std::string_view name) {
+  for (size_t i = 0; i < name.size(); i++) {
+    const char c = name[i];
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '-' || c == '.';
+    if (!ok) return i;
   }
-  return true;
+  return std::string_view::npos;
+}
+
+bool IsPlainName(std::string_view name, size_t max_bytes) {
+  return !name.empty() && name.size() <= max_bytes && name[0] != '.' &&
+         FirstNotPlain(name) == std::string_view::npos;
 }
 
 bool IsPrintableToken(std::string_view s) {

@@ -34,6 +34,9 @@ size_t FormatDecimal(uint64_t v, char* out, size_t width = 0);
 // of A-Z a-z 0-9 '_' '-' '.', not starting with '.' (so never "." or "..").
 bool IsPlainName(std::string_view name, size_t max_bytes);
 
+// The index of the first byte of `name` that is none of A-Z a-z 0-9 '_' '-' '.', or npos.
+size_t FirstNotPlain(std::string_view name);
+
 // True for 1 or more bytes of printable ASCII without spaces: what may go as it is into
 // an HTTP header or a form (a token, a password).
 bool IsPrintableToken(std::string_view s);

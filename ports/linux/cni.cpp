@@ -40,6 +40,8 @@ constexpr char kNetwork[] = "petrel";
 constexpr char kLoopbackNetwork[] = "petrel-lo";
 constexpr int64_t kPluginTimeoutMs = 60 * 1000;  // iptables waits for its lock
 constexpr size_t kRecordMaxBytes = 256 * 1024;
+// How long the bridge's host rules, once checked, count as there (EnsureHostRules).
+constexpr TimeMs kHostRulesRecheckMs = 1000;
 
 // What a failed program said, for the end of a one-line message.
 std::string OneLine(std::string said) {
@@ -85,7 +87,7 @@ class Cni {
   // bridge's traffic out, answers to it and connections to its published ports (which
   // portmap's DNAT made) through FORWARD, ahead of rules that may drop them; the
   // containers' traffic leaving the bridge masqueraded. A rule flushed meanwhile comes
-  // back with the next attachment.
+  // back with the next attachment that checks (AttachNetwork: at most once a second).
   Status EnsureHostRules() const {
     PETREL_ASSIGN_OR_RETURN(const std::string iptables, FindIptables());
     const std::string& br = o_.bridge_name;
@@ -284,9 +286,15 @@ Result<std::string> LinuxPort::AttachNetwork(const std::string& id, const std::s
     if (unlink(path.c_str()) != 0 && errno != ENOENT) return ErrnoError(path, "unlink", errno);
   }
   {
-    // Two attachments at once would both miss a rule and both add it.
+    // Two attachments at once would both miss a rule and both add it. Checked at most
+    // once a second: three iptables runs cost ~20 ms, a quarter of an attachment, and a
+    // start of 20 containers needs them once.
     std::lock_guard<std::mutex> lock(host_rules_mu_);
-    PETREL_RETURN_IF_ERROR(cni.EnsureHostRules());
+    const TimeMs now = SystemClock()->Monotonic();
+    if (!host_rules_checked_ || now - *host_rules_checked_ >= kHostRulesRecheckMs) {
+      PETREL_RETURN_IF_ERROR(cni.EnsureHostRules());
+      host_rules_checked_ = now;
+    }
   }
   json record = {{"netns", netns}, {"chain", cni.Chain(ports)}};
   PETREL_RETURN_IF_ERROR(WriteFileAtomic(path, record.dump()));

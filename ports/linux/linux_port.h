@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "petrel/clock.h"
 #include "petrel/port.h"
 
 namespace petrel::internal {
@@ -78,6 +79,7 @@ class LinuxPort final : public Port {
   std::once_flag layout_once_;
   CgroupLayout layout_ = CgroupLayout::kV1;
   std::mutex host_rules_mu_;  // AttachNetwork: one check-and-add of the bridge's rules at a time
+  std::optional<TimeMs> host_rules_checked_;  // GUARDED_BY(host_rules_mu_): when, Monotonic
 };
 
 }  // namespace petrel::internal
