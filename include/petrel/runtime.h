@@ -158,6 +158,11 @@ struct PullOptions {
   // most a few times a second in between. Must be quick, and must not call back into
   // the runtime. May be empty.
   std::function<void(const PullProgress&)> progress;
+  // Asked on the pulling thread, at least once a second while the pull waits on the
+  // network: once it answers true, the pull stops within about a second and fails
+  // Unavailable, its message ending in "pull cancelled". What it completed stays for
+  // the next pull: whole blobs, and a partial one resumes. May be empty.
+  std::function<bool()> cancelled;
 };
 
 // An image in a runtime's store.

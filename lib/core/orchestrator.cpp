@@ -91,6 +91,7 @@ class OrchestratorImpl final : public Orchestrator {
       : opts_(options), waker_(std::make_shared<Waker>()), mailbox_(std::make_shared<Mailbox>()) {}
 
   ~OrchestratorImpl() override {
+    *pulls_cancelled_ = true;  // the workers' pulls end within a second, not at their end
     if (opts_.runtime) opts_.runtime->SetExitHandler(nullptr);
     {
       std::lock_guard<std::mutex> lock(waker_->mu);
@@ -264,7 +265,11 @@ class OrchestratorImpl final : public Orchestrator {
   }
 
   Status PullImage(const std::string& image, const PullOptions& options) override {
-    return Guard("pull", [&] { return opts_.runtime->PullImage(image, options); });
+    PullOptions o = options;
+    o.cancelled = [given = options.cancelled, mine = PullsCancelled()] {
+      return mine() || (given && given());
+    };
+    return Guard("pull", [&] { return opts_.runtime->PullImage(image, o); });
   }
   Result<std::vector<ImageInfo>> ListImages() override {
     return Guard("list images", [&] { return opts_.runtime->ListImages(); });
@@ -349,6 +354,7 @@ class OrchestratorImpl final : public Orchestrator {
   }
 
   void Detach() override {
+    *pulls_cancelled_ = true;
     if (mode_ == Mode::kAttached && handles_ != nullptr) CloseHandles();
   }
 
@@ -948,6 +954,7 @@ class OrchestratorImpl final : public Orchestrator {
       std::lock_guard<std::mutex> lock(progress_mu_);
       progress_[ref] = p;
     };
+    job.cancelled = PullsCancelled();
     std::vector<Event> events;
     for (const std::string& w : job.request.workloads) {
       events.push_back(WorkloadEvent(w, "Pulling", "image " + job.request.image));
@@ -957,6 +964,11 @@ class OrchestratorImpl final : public Orchestrator {
       QueueLocked(std::move(events));
     }
     OnWorker(std::move(job), RunPullJob, &OrchestratorImpl::OnPullDone);
+  }
+
+  // PullOptions::cancelled for the pulls of this Orchestrator: true once it stops.
+  std::function<bool()> PullsCancelled() const {
+    return [flag = pulls_cancelled_] { return flag->load(); };
   }
 
   // Runs `run(runtime, &job)` on a worker, then `done(job)` here on the loop thread.
@@ -1376,6 +1388,9 @@ class OrchestratorImpl final : public Orchestrator {
   // Jobs report here; the loop thread drains it. Shared with the jobs, which may
   // outlive a pass (never the Orchestrator: its destructor waits for them).
   std::shared_ptr<Mailbox> mailbox_;
+  // Set by Detach and the destructor: pulls in flight stop (PullOptions::cancelled)
+  // rather than hold the shutdown for as long as a download takes.
+  std::shared_ptr<std::atomic<bool>> pulls_cancelled_ = std::make_shared<std::atomic<bool>>(false);
   std::unique_ptr<WorkerPool> workers_;     // replica jobs and image pulls
   std::unique_ptr<WorkerPool> lister_;      // List, one at a time
   std::unique_ptr<WorkerPool> store_pool_;  // StoreWriter::Flush, one at a time

@@ -397,6 +397,7 @@ Result<Image> ImageStore::Pull(const std::string& given, const PullOptions& opti
       ro.ca_file = options_.registry.ca_file;
       ro.auth_file = options_.registry.auth_file;
       ro.download_slots = &download_slots_;
+      ro.cancelled = options.cancelled;
       Result<std::optional<RegistryCredential>> credential =
           CredentialFor(credentials_, RegistryAuthKey(remote->domain));
       if (!credential.ok()) return credential.status().WithContext(given);

@@ -83,6 +83,12 @@ size_t OnBody(char* data, size_t size, size_t n, void* user) {
   return t->sink_status.ok() ? len : 0;
 }
 
+// libcurl's progress callback, called about once a second even while nothing arrives:
+// non-zero aborts the transfer (CURLE_ABORTED_BY_CALLBACK).
+int OnProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  return (*static_cast<const std::function<bool()>*>(user))() ? 1 : 0;
+}
+
 // The value of header `name` (lowercase, with the colon) when `line` is that header.
 bool HeaderValue(std::string_view line, std::string_view name, std::string* value) {
   if (line.size() <= name.size()) return false;
@@ -476,8 +482,12 @@ class Source : public ImageSource {
       const uint64_t from = kept ? kept() : 0;
       if (attempt > 0) {
         if (from == 0) restart();
-        std::this_thread::sleep_for(std::chrono::seconds(1 << (attempt - 1)));
+        // The back-off in steps, so that a cancelled pull does not wait it out.
+        for (int step = 0; step < 10 * (1 << (attempt - 1)) && !Cancelled(); step++) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
       }
+      if (Cancelled()) return Status::Unavailable(base_ + path + ": pull cancelled");
       *r = Response();
       s = Get(path, what, manifest, sink, r, from, &restart);
       if (s.code() != Status::Code::kUnavailable) break;
@@ -698,8 +708,16 @@ class Source : public ImageSource {
     set(c, CURLOPT_WRITEDATA, &t);
     set(c, CURLOPT_HEADERFUNCTION, OnHeader);
     set(c, CURLOPT_HEADERDATA, &t);
+    if (options_.cancelled) {
+      set(c, CURLOPT_XFERINFOFUNCTION, OnProgress);
+      set(c, CURLOPT_XFERINFODATA, &options_.cancelled);
+      set(c, CURLOPT_NOPROGRESS, 0L);
+    }
     CURLcode rc = PETREL_CURL(curl_easy_perform)(c);
     if (!t.sink_status.ok()) return t.sink_status;
+    if (rc == CURLE_ABORTED_BY_CALLBACK && Cancelled()) {
+      return Status::Unavailable(prefix + url + ": pull cancelled");
+    }
     if (rc != CURLE_OK) {
       std::string msg = error[0] != '\0' ? error : PETREL_CURL(curl_easy_strerror)(rc);
       return Status::Unavailable(prefix + url + ": " + msg);
@@ -707,6 +725,8 @@ class Source : public ImageSource {
     PETREL_CURL(curl_easy_getinfo)(c, CURLINFO_RESPONSE_CODE, &r->code);
     return Status::OK();
   }
+
+  bool Cancelled() const { return options_.cancelled && options_.cancelled(); }
 
   const ImageReference ref_;
   const RegistryOptions options_;

@@ -69,6 +69,9 @@ struct RegistryOptions {
   // Held while a (non-manifest) blob downloads, retries included: the limit on
   // downloads at once that the sources of every pull share. Null: no limit.
   Semaphore* download_slots = nullptr;
+  // PullOptions::cancelled: a request in flight is aborted, and no retry follows, once
+  // it answers true. May be empty.
+  std::function<bool()> cancelled;
 };
 
 // The registry image `ref`. REQUIRES: a CurlUse alive as long as the source.

@@ -122,8 +122,8 @@ void RunReplicaJob(ContainerRuntime* runtime, ReplicaJob* job) {
 }
 
 void RunPullJob(ContainerRuntime* runtime, PullJob* job) {
-  job->status =
-      runtime->PullImage(job->request.image, PullOptions{job->request.policy, job->progress});
+  job->status = runtime->PullImage(job->request.image,
+                                   PullOptions{job->request.policy, job->progress, job->cancelled});
 }
 
 TimeMs Executor::Record(const ReplicaJob& job, TimeMs now, ReplicaStatus* st,

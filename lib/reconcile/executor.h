@@ -71,7 +71,8 @@ struct PullJob {
   TimeMs planned_at = 0;
   // Hears how the pull goes, on the worker (PullOptions::progress). May be empty.
   std::function<void(const PullProgress&)> progress;
-  Status status;  // filled by RunPullJob
+  std::function<bool()> cancelled;  // PullOptions::cancelled. May be empty.
+  Status status;                    // filled by RunPullJob
 };
 
 // The plan's actions as jobs, one per replica, each in plan order. Actions of a

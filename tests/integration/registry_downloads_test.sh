@@ -10,7 +10,8 @@
 #  - the default (3), a new store: two or more at once (the API pulls two images at a
 #    time), which shows that the proxy sees an overlap when there is one;
 #  - petrelctl apply --progress plain shows the image's pull on stderr and returns once
-#    the replica is past Pulling; --progress none returns at once, mid-pull.
+#    the replica is past Pulling; --progress none returns at once, mid-pull;
+#  - SIGTERM stops petreld mid-pull within seconds (a workload's pull and an API one).
 #   registry_downloads_test.sh PETRELD PETRELCTL
 set -euo pipefail
 petreld=${1:?usage: registry_downloads_test.sh PETRELD PETRELCTL}
@@ -167,4 +168,36 @@ wait_for 60 running quiet || fail "quiet not Running: $(phase_of quiet)"
 echo "ok: apply --progress none returned at once (its replica $phase)"
 "$ctl" delete workload shown >/dev/null
 petreld_stop quiet
+
+# SIGTERM mid-pull: petreld stops within seconds, not when its downloads end (through
+# the slow proxy, ~20 s each), both a workload's pull and petrelctl pull image's; the
+# next petreld completes the image from what the first one kept.
+for n in 4 5; do
+  "$src/examples/images/make-busybox-image" --pad-mib 12 "$dir/img$n.tar" >/dev/null
+  registry_push "oci-archive:$dir/img$n.tar" "img$n:1" --dest-compress=false
+done
+petreld_start "$log" --runtime crun --state-dir "$dir/state4" --node-name downloads ||
+  fail "petreld did not answer"
+workload big "$proxy/img4:1"
+"$ctl" apply -f "$dir/big.yaml" --progress none >/dev/null || fail "apply big"
+"$ctl" pull image "$proxy/img5:1" >"$dir/pull5.out" 2>&1 &
+pull5=$!
+downloading() { # a byte of both layers came
+  [ "$(find "$dir/state4" -path '*partial*' -type f -size +0 2>/dev/null | wc -l)" -ge 2 ]
+}
+wait_for 30 downloading || fail "the two pulls did not start: $(find "$dir/state4" -type f | head)"
+t0=$(date +%s%N)
+kill "$pid"
+wait "$pid" || true
+pid=""
+t1=$(date +%s%N)
+stop_ms=$(((t1 - t0) / 1000000))
+wait "$pull5" && fail "petrelctl pull image succeeded though petreld stopped mid-pull"
+[ "$stop_ms" -lt 5000 ] || fail "petreld took $stop_ms ms to stop mid-pull (pulls of ~20 s)"
+echo "ok: SIGTERM mid-pull: petreld stopped in $stop_ms ms; petrelctl pull said: $(tail -1 "$dir/pull5.out")"
+petreld_start "$log" --runtime crun --state-dir "$dir/state4" --node-name downloads ||
+  fail "petreld did not answer after its stop mid-pull"
+wait_for 120 running big || fail "big not Running after petreld came back: $(phase_of big)"
+echo "ok: the next petreld completed the image and runs big"
+petreld_stop big
 echo PASS

@@ -6,9 +6,14 @@
 // cuts every connection after 1 MiB, with resume:1 pushed (a layer of about 7 MiB,
 // uncompressed). Cases push into the registry with skopeo. A missing variable, tool or
 // root is a failure, never a skip.
+#include <arpa/inet.h>
 #include <doctest/doctest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
@@ -158,6 +163,35 @@ TEST_SUITE("registry-images") {
     CHECK(std::filesystem::is_empty(r.state.path() + "/images/partial/sha256", ec));
     const std::string id = r.CreateFrom("resumed", ref);  // the image is whole
     REQUIRE(r.rt->Remove(id).ok());
+  }
+
+  TEST_CASE("a cancelled pull stops within seconds though the registry never answers") {
+    // A "registry" that takes connections and never says a word: without the cancel,
+    // each of the 3 attempts would wait out libcurl's low-speed limit (60 s).
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
+    REQUIRE(listen(fd, 8) == 0);
+    REQUIRE(getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+    const std::string ref = "127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/mute:1";
+    Runtime r;
+    const auto t0 = std::chrono::steady_clock::now();
+    PullOptions o;
+    o.cancelled = [t0] {
+      return std::chrono::steady_clock::now() - t0 > std::chrono::milliseconds(300);
+    };
+    const Status pulled = r.rt->PullImage(ref, o);
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
+    close(fd);
+    CHECK(pulled.code() == Status::Code::kUnavailable);
+    CHECK_MESSAGE(pulled.message().find("pull cancelled") != std::string::npos, pulled.ToString());
+    CHECK_MESSAGE(ms < 10000, "the cancelled pull took " << ms << " ms");
   }
 
   TEST_CASE("Always pulls a moved tag again, IfNotPresent and a digest keep theirs, and progress") {
