@@ -11,6 +11,42 @@ if(PETREL_WITH_CRUN)  # the image store unpacks layers with it
 endif()
 find_package(Threads REQUIRED)
 
+# The containerd adapter (runtime-adapters/containerd): its messages are C from
+# protobuf-c (libprotobuf-c-dev, and protoc-c of protobuf-c-compiler at build time), its
+# HTTP/2 is libcurl through the image store's loader (so it needs PETREL_WITH_CRUN). On
+# by default where all that is found; CMake says why when it is off.
+pkg_check_modules(PROTOBUF_C QUIET IMPORTED_TARGET libprotobuf-c)
+find_program(PROTOC_C_EXECUTABLE protoc-c)
+set(_containerd_missing "")
+if(NOT PROTOBUF_C_FOUND)
+  list(APPEND _containerd_missing "pkg-config finds no libprotobuf-c (libprotobuf-c-dev)")
+endif()
+if(NOT PROTOC_C_EXECUTABLE)
+  list(APPEND _containerd_missing "no protoc-c on PATH (protobuf-c-compiler)")
+endif()
+if(NOT PETREL_WITH_CRUN)
+  list(APPEND _containerd_missing "PETREL_WITH_CRUN is off (its libcurl loader)")
+endif()
+if(_containerd_missing)
+  set(_containerd_default OFF)
+else()
+  set(_containerd_default ON)
+endif()
+option(PETREL_WITH_CONTAINERD "Build the containerd adapter (gRPC over its socket)"
+       ${_containerd_default})
+string(REPLACE ";" "; " _containerd_missing "${_containerd_missing}")
+if(PETREL_WITH_CONTAINERD AND _containerd_missing)
+  message(FATAL_ERROR "petrel: PETREL_WITH_CONTAINERD=ON, but ${_containerd_missing}")
+elseif(NOT PETREL_WITH_CONTAINERD AND _containerd_missing)
+  message(STATUS "petrel: containerd adapter OFF: ${_containerd_missing}; with them, "
+                 "configure with -DPETREL_WITH_CONTAINERD=ON")
+elseif(NOT PETREL_WITH_CONTAINERD)
+  message(STATUS "petrel: containerd adapter OFF: PETREL_WITH_CONTAINERD=OFF")
+else()
+  message(STATUS "petrel: containerd adapter ON (protobuf-c ${PROTOBUF_C_VERSION}, "
+                 "${PROTOC_C_EXECUTABLE})")
+endif()
+
 # mbedTLS ships no CMake or pkg-config file in Debian 12.
 find_path(MBEDTLS_INCLUDE_DIR mbedtls/sha256.h REQUIRED)
 find_library(MBEDCRYPTO_LIBRARY mbedcrypto REQUIRED)

@@ -99,10 +99,6 @@ std::string Chunk(std::string_view data);
 inline constexpr std::string_view kLastChunk = "0\r\n\r\n";
 inline constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 
-// %XX-decodes `in`; with plus_is_space, '+' becomes ' ' (query strings). False on a
-// malformed escape.
-bool PercentDecode(std::string_view in, bool plus_is_space, std::string* out);
-
 }  // namespace petrel::internal
 
 #endif  // PETREL_LIB_API_HTTP_H_

@@ -1,5 +1,7 @@
 #include "lib/image/curl_lib.h"
 
+#include <algorithm>
+#include <cctype>
 #include <mutex>
 
 #include "lib/image/dyn_lib.h"
@@ -56,5 +58,21 @@ CurlUse::CurlUse() {
 CurlUse::~CurlUse() = default;
 
 #endif
+
+void CurlFree::operator()(CURL* c) const { PETREL_CURL(curl_easy_cleanup)(c); }
+
+void SlistFree::operator()(curl_slist* l) const { PETREL_CURL(curl_slist_free_all)(l); }
+
+bool HeaderValue(std::string_view line, std::string_view name, std::string* value) {
+  if (line.size() <= name.size()) return false;
+  std::string lower(line.substr(0, name.size()));
+  std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+  if (lower != name) return false;
+  std::string_view v = line.substr(name.size());
+  size_t b = v.find_first_not_of(" \t");
+  size_t e = v.find_last_not_of(" \t\r\n");
+  *value = b == std::string_view::npos ? "" : std::string(v.substr(b, e - b + 1));
+  return true;
+}
 
 }  // namespace petrel::internal

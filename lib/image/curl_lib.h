@@ -12,6 +12,9 @@
 
 #include <curl/curl.h>
 
+#include <string>
+#include <string_view>
+
 #include "petrel/status.h"
 
 namespace petrel::internal {
@@ -35,6 +38,19 @@ class CurlUse {
 // The index of a libcurl function in the loaded table; the address at an index.
 int CurlIndex(const char* name);
 void* CurlSymbolAt(int index);
+
+// Deleters, for std::unique_ptr, of an easy handle and of a header list.
+struct CurlFree {
+  void operator()(CURL* c) const;
+};
+struct SlistFree {
+  void operator()(curl_slist* l) const;
+};
+
+// The value of header `name` (lowercase, with the colon) when `line`, one line as
+// libcurl hands it to a CURLOPT_HEADERFUNCTION, is that header; without the blanks
+// around it and the line's end.
+bool HeaderValue(std::string_view line, std::string_view name, std::string* value);
 
 }  // namespace petrel::internal
 

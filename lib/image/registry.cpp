@@ -89,19 +89,6 @@ int OnProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
   return (*static_cast<const std::function<bool()>*>(user))() ? 1 : 0;
 }
 
-// The value of header `name` (lowercase, with the colon) when `line` is that header.
-bool HeaderValue(std::string_view line, std::string_view name, std::string* value) {
-  if (line.size() <= name.size()) return false;
-  std::string lower(line.substr(0, name.size()));
-  std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
-  if (lower != name) return false;
-  std::string_view v = line.substr(name.size());
-  size_t b = v.find_first_not_of(" \t");
-  size_t e = v.find_last_not_of(" \t\r\n");
-  *value = b == std::string_view::npos ? "" : std::string(v.substr(b, e - b + 1));
-  return true;
-}
-
 size_t OnHeader(char* data, size_t size, size_t n, void* user) {
   auto* t = static_cast<Transfer*>(user);
   std::string_view line(data, size * n);
@@ -117,13 +104,6 @@ size_t OnHeader(char* data, size_t size, size_t n, void* user) {
   }
   return size * n;
 }
-
-struct CurlFree {
-  void operator()(CURL* c) const { PETREL_CURL(curl_easy_cleanup)(c); }
-};
-struct SlistFree {
-  void operator()(curl_slist* l) const { PETREL_CURL(curl_slist_free_all)(l); }
-};
 
 // The registry's own words for a failed request: "CODE: message" of its first error.
 std::string RegistryMessage(const std::string& body) {

@@ -45,6 +45,10 @@ bool IsPrintableToken(std::string_view s);
 // %-escaped: for a URL's path segment, a query value or a form field.
 std::string UrlEscape(std::string_view text);
 
+// %XX-decodes `in`; with plus_is_space, '+' becomes ' ' (query strings). False on a
+// malformed escape.
+bool PercentDecode(std::string_view in, bool plus_is_space, std::string* out);
+
 }  // namespace petrel::internal
 
 #endif  // PETREL_LIB_UTIL_STRINGS_H_

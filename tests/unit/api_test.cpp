@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "lib/api/http.h"
+#include "lib/util/strings.h"
 #include "petrel/cluster.h"
 #include "petrel/manifest.h"
 #include "petrel/testing/fake_clock.h"

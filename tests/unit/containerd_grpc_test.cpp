@@ -1,0 +1,113 @@
+// Tests of the containerd adapter's gRPC framing and status mapping
+// (runtime-adapters/containerd/grpc.h); the calls themselves are tested against a real
+// containerd by tests/integration/containerd_grpc_test.sh.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "petrel/status.h"
+#include "runtime-adapters/containerd/grpc.h"
+
+namespace petrel::internal {
+namespace {
+
+using namespace std::string_literals;
+
+TEST_SUITE("containerd") {
+  TEST_CASE("containerd GrpcFrame: a zero flag, the length big-endian, then the message") {
+    CHECK(GrpcFrame("") == "\0\0\0\0\0"s);
+    CHECK(GrpcFrame("abc") == "\0\0\0\0\3abc"s);
+    const std::string big(0x010203, 'x');
+    const std::string framed = GrpcFrame(big);
+    CHECK(framed.substr(0, 5) == "\0\0\x01\x02\x03"s);
+    CHECK(framed.size() == 5 + big.size());
+  }
+
+  TEST_CASE("containerd GrpcUnframe: one frame, several frames, an empty message, no frames") {
+    std::vector<std::string> messages;
+    REQUIRE(GrpcUnframe(GrpcFrame("hello"), 100, &messages).ok());
+    CHECK(messages == std::vector<std::string>{"hello"});
+
+    messages.clear();
+    const std::string body = GrpcFrame("a") + GrpcFrame("") + GrpcFrame("\0\xff"s);
+    REQUIRE(GrpcUnframe(body, 100, &messages).ok());
+    CHECK(messages == std::vector<std::string>{"a", "", "\0\xff"s});
+
+    messages.clear();
+    REQUIRE(GrpcUnframe("", 100, &messages).ok());
+    CHECK(messages.empty());
+  }
+
+  TEST_CASE(
+      "containerd GrpcUnframe: a frame cut short, in its head or its message, is Corruption") {
+    std::vector<std::string> messages;
+    const std::string two = GrpcFrame("first") + GrpcFrame("0123456789");
+    Status s = GrpcUnframe(two.substr(0, two.size() - 7), 100, &messages);
+    CHECK(s.code() == Status::Code::kCorruption);
+    CHECK(s.message() == "frame 2 ends after 3 of 10 bytes");
+
+    s = GrpcUnframe(GrpcFrame("x").substr(0, 3), 100, &messages);
+    CHECK(s.code() == Status::Code::kCorruption);
+    CHECK(s.message() == "frame 1 ends in its 5-byte head, after 3 bytes");
+  }
+
+  TEST_CASE("containerd GrpcUnframe: a length at or over the limit is refused before it is read") {
+    std::vector<std::string> messages;
+    // 4 GiB - 1 announced, 3 bytes there: the limit speaks first.
+    Status s = GrpcUnframe(
+        "\0\xff\xff\xff\xff"
+        "abc"s,
+        kGrpcMaxResponseBytes, &messages);
+    CHECK(s.code() == Status::Code::kCorruption);
+    CHECK(s.message() == "frame 1 holds 4294967295 bytes, over the limit of 16777216");
+    s = GrpcUnframe(GrpcFrame("0123456789"), 10, &messages);
+    CHECK(s.code() == Status::Code::kCorruption);
+    CHECK(GrpcUnframe(GrpcFrame("012345678"), 10, &messages).ok());
+  }
+
+  TEST_CASE("containerd GrpcUnframe: a compressed frame is NotSupported") {
+    std::vector<std::string> messages;
+    Status s = GrpcUnframe("\1\0\0\0\1x"s, 100, &messages);
+    CHECK(s.code() == Status::Code::kNotSupported);
+    CHECK(s.message() == "frame 1 is compressed");
+  }
+
+  TEST_CASE("containerd GrpcMessageDecode: percent-decoding, malformed escapes kept as they came") {
+    CHECK(GrpcMessageDecode("unknown service foo") == "unknown service foo");
+    CHECK(GrpcMessageDecode("a%20b%25c%0A") == "a b%c\n");
+    CHECK(GrpcMessageDecode("caf%C3%A9") == "caf\xc3\xa9");
+    CHECK(GrpcMessageDecode("a+b") == "a+b");  // not a form: '+' stays
+    CHECK(GrpcMessageDecode("100%") == "100%");
+    CHECK(GrpcMessageDecode("%zz") == "%zz");
+  }
+
+  TEST_CASE("containerd GrpcCodeName: gRPC's names, CODE_n past them") {
+    const std::pair<int, const char*> names[] = {
+        {0, "OK"},           {5, "NOT_FOUND"},        {12, "UNIMPLEMENTED"},
+        {14, "UNAVAILABLE"}, {16, "UNAUTHENTICATED"}, {17, "CODE_17"},
+        {-1, "CODE_-1"}};
+    for (const auto& [code, name] : names) CHECK(GrpcCodeName(code) == name);
+  }
+
+  TEST_CASE("containerd GrpcStatus: one line naming the method, the code's name and the message") {
+    CHECK(GrpcStatus("v.Version/Version", 0, "ignored").ok());
+    Status s = GrpcStatus("v.Version/Nope", 12, "unknown method Nope");
+    CHECK(s.code() == Status::Code::kNotSupported);
+    CHECK(s.message() == "v.Version/Nope: UNIMPLEMENTED: unknown method Nope");
+    s = GrpcStatus("n.Namespaces/Get", 5, "namespace x: not found\nsecond line");
+    CHECK(s.code() == Status::Code::kNotFound);
+    CHECK(s.message() == "n.Namespaces/Get: NOT_FOUND: namespace x: not found\\nsecond line");
+    CHECK(GrpcStatus("m", 14, "").message() == "m: UNAVAILABLE");
+    CHECK(GrpcStatus("m", 14, "").code() == Status::Code::kUnavailable);
+    CHECK(GrpcStatus("m", 6, "x").code() == Status::Code::kAlreadyExists);
+    CHECK(GrpcStatus("m", 9, "x").code() == Status::Code::kFailedPrecondition);
+    CHECK(GrpcStatus("m", 4, "x").code() == Status::Code::kDeadlineExceeded);
+    CHECK(GrpcStatus("m", 13, "x").code() == Status::Code::kInternal);
+    CHECK(GrpcStatus("m", 99, "x").message() == "m: CODE_99: x");
+  }
+}
+
+}  // namespace
+}  // namespace petrel::internal
