@@ -54,6 +54,8 @@ tools=(
   docker-registry skopeo dd openssl tee  # tests/integration/registry_pull_test.sh
   htpasswd base64                     # tests/integration/registry_auth_test.sh
   mountpoint sync                     # tests/integration/power_cut_test.sh (with dropfs)
+  stdbuf                              # tests/lib/registry.sh's cutting proxy
+  containerd ctr protoc-c             # runtime-adapters/containerd, containerd_grpc_test.sh
 )
 # CNI's plugins, which petrel runs for the bridge network (ports/linux/cni.cpp).
 plugins=(loopback bridge host-local portmap)
