@@ -27,6 +27,9 @@ bool SameSecret(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
+// At most this many members' ages are read from a heartbeat's answer.
+constexpr size_t kMaxHeard = 256;
+
 // What a peer sent, as JSON; discarded when it is not JSON or nests too deep.
 json Parse(const std::string& text) {
   Result<json> j = internal::ParseJson(text, "peer message");
@@ -54,6 +57,20 @@ std::set<std::string> Running(const std::string& summary) {
     }
   }
   return names;
+}
+
+// The "heard" of a heartbeat's answer: member name -> ms since the peer heard it. What
+// is not a name with an age of 0 or more is left out (an older petrel sends none).
+std::map<std::string, int64_t> HeardOf(const json& answer) {
+  std::map<std::string, int64_t> heard;
+  if (!answer.is_object() || !answer.contains("heard") || !answer["heard"].is_object()) {
+    return heard;
+  }
+  for (const auto& [name, age] : answer["heard"].items()) {
+    if (heard.size() >= kMaxHeard) break;
+    if (age.is_number_integer() && age.get<int64_t>() >= 0) heard[name] = age.get<int64_t>();
+  }
+  return heard;
 }
 
 }  // namespace
@@ -387,7 +404,9 @@ void ClusterNode::Heartbeat(TimeMs now) {
                   if (!s.ok()) return;
                   json j = Parse(reply);
                   std::lock_guard<std::mutex> lock(peers_mu_);
-                  peers_[name].last_heard = clock_->Monotonic();
+                  Peer& p = peers_[name];
+                  p.last_heard = clock_->Monotonic();
+                  p.heard = HeardOf(j);
                   if (j.is_object() && j.contains("summary") && j["summary"].is_string()) {
                     KeepSummaryLocked(name, j["summary"].get<std::string>());
                   }
@@ -420,13 +439,24 @@ constexpr int64_t kStartGraceMs = 5000;
 bool ClusterNode::Ready(const std::string& name) {
   if (name == self_.name) return true;
   const TimeMs now = clock_->Monotonic();
-  const int64_t lost_after =
-      WithState([](const ClusterState& s) { return s.settings().node_lost_after_ms; });
+  int64_t lost_after = 0, fence_after = 0;
+  WithState([&](const ClusterState& s) {
+    lost_after = s.settings().node_lost_after_ms;
+    fence_after = s.settings().fence_after_ms;
+    return 0;
+  });
   std::lock_guard<std::mutex> lock(peers_mu_);
   auto it = peers_.find(name);
-  if (it != peers_.end() && it->second.last_heard != 0) {
-    return now - it->second.last_heard <= lost_after;
+  if (it != peers_.end() && it->second.last_heard != 0 &&
+      now - it->second.last_heard <= lost_after) {
+    return true;
   }
+  for (const auto& [other, p] : peers_) {
+    if (other == name || p.last_heard == 0 || now - p.last_heard > fence_after) continue;
+    auto h = p.heard.find(name);
+    if (h != p.heard.end() && h->second + (now - p.last_heard) <= lost_after) return true;
+  }
+  if (it != peers_.end() && it->second.last_heard != 0) return false;
   // Not heard since this node started: it may not have had the time to. Peers
   // restarted together come up one after another (a power cut of the whole site), and
   // the first up must not move the others' replicas for starting later.
@@ -606,7 +636,17 @@ void ClusterNode::HandleRequest(const std::string& from, std::string request, Re
       std::lock_guard<std::mutex> lock(peers_mu_);
       KeepSummaryLocked(j["from"].get<std::string>(), j["summary"].get<std::string>());
     }
-    return reply(json{{"name", self_.name}, {"summary", summary_ ? summary_() : "{}"}}.dump());
+    json answer = {{"name", self_.name}, {"summary", summary_ ? summary_() : "{}"}};
+    json heard = json::object();
+    const TimeMs now = clock_->Monotonic();
+    {
+      std::lock_guard<std::mutex> lock(peers_mu_);
+      for (const auto& [name, p] : peers_) {
+        if (p.last_heard != 0) heard[name] = now - p.last_heard;
+      }
+    }
+    answer["heard"] = std::move(heard);
+    return reply(answer.dump());
   }
   if (!IsLeader()) {
     raft_id id = 0;

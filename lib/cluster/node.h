@@ -97,12 +97,19 @@ class ClusterNode {
     TimeMs last_heard = 0;          // Monotonic(): when it last answered a heartbeat; 0 = never
     std::string summary;            // what it last said of its replicas
     std::set<std::string> running;  // the workloads that summary names, read once
+    // What its last answer said of the others: for each member it had heard, how long
+    // before that answer (ms).
+    std::map<std::string, int64_t> heard;
   };
   // Every other member this node heard of (thread-safe copy).
   std::map<std::string, Peer> Peers();
-  // Whether member `name` counts as up: this node, one that answered a heartbeat within
-  // nodeLostAfter, or any member while this node itself started less than
-  // nodeLostAfter ago (it has not had the time to hear them).
+  // Whether member `name` counts as up: this node; one that answered a heartbeat within
+  // nodeLostAfter; one that a peer heard within fenceAfter says it heard within
+  // nodeLostAfter (the two answers' ages added up); or any member while this node
+  // itself started less than nodeLostAfter ago (it has not had the time to hear them).
+  // The third is for a node cut off from this one only (a partial partition): it hears
+  // the majority, so it is not fenced and keeps its exclusive workloads, and a leader
+  // that moved them on its own word alone would run them twice.
   bool Ready(const std::string& name);
   // Whether this node is cut off: fewer than a majority of the members (itself
   // included) answered its heartbeats within fenceAfter, or none have yet since it

@@ -20,7 +20,9 @@
 #  8. an exclusive workload: its node's link cut, that node stops it (fenced) before
 #     another starts it, never two at once (all 3 nodes asked in turn throughout);
 #  9. its node cut off again while the leader takes it over, then back hearing the
-#     third node but not the leader: it does not start it from its stale replica.
+#     third node but not the leader: it does not start it from its stale replica;
+# 10. its node cut off from the leader only (a partial partition): it keeps it, and the
+#     leader does not start it too.
 # Each step prints what it measured. Node 4 is the outsider of steps 5 to 7.
 #
 # A certificate from another CA (step 7): node 4 runs `cluster init` on a fresh state
@@ -497,6 +499,41 @@ node_ctl 1 uncordon "n$f" >/dev/null || fail "uncordon n$f"
 wait_for "$FORM_S" all_see_ready 3 1 2 3 || fail "not 3 Ready members after n$o's link to n$lead is back"
 holds_for 2 leader_runs || fail "once n$o caught up, lock does not run on n$lead alone"
 note "link to n$lead back: 3 Ready members, lock still on n$lead alone"
+
+# ---------------------------------------------------------------------------------
+step "10. a node cut off from the leader only keeps its exclusive workload, and the leader does not start it too"
+# A partial partition: lock runs on O; the link between O and the leader L drops, O
+# still hears the third node F (drained, so the leader would place lock on itself). O
+# is not fenced (it hears the majority) and keeps lock; L must not count O as lost on
+# its own word, since F's heartbeat answers say it hears O.
+lead=$(node_index "$(node_leader 1)")
+[ -n "$lead" ] || fail "no leader to start step 10 from"
+if [ "$(owner)" = "$lead" ]; then
+  node_ctl 1 drain "n$lead" >/dev/null || fail "drain the leader n$lead"
+  off_leader() { local o; o=$(owner) && [ "$o" != "$lead" ]; }
+  wait_for "$FORM_S" off_leader || fail "lock did not leave the drained leader n$lead"
+  node_ctl 1 uncordon "n$lead" >/dev/null || fail "uncordon n$lead"
+fi
+o=$(owner) || fail "lock does not run before step 10"
+f=$((6 - o - lead))
+node_ctl 1 drain "n$f" >/dev/null || fail "drain n$f"
+owner_runs() { at_most_one && runs_itself "$o"; }
+for chain in "INPUT -s" "OUTPUT -d"; do
+  # shellcheck disable=SC2086 # the chain and its match, two words
+  netns_exec "$o" iptables -I $chain "$(netns_ip "$lead")" -j DROP || fail "iptables in n$o's namespace"
+done
+t0=$(ms_now)
+holds_for 6 owner_runs ||
+  fail "cut from the leader n$lead only, n$o lost lock or another node started it too ($(($(ms_now) - t0)) ms after the cut)"
+note "n$o cut off from the leader n$lead only: for 6 s (4 times nodeLostAfter) lock ran on n$o alone"
+for chain in "INPUT -s" "OUTPUT -d"; do
+  # shellcheck disable=SC2086
+  netns_exec "$o" iptables -D $chain "$(netns_ip "$lead")" -j DROP || fail "iptables in n$o's namespace"
+done
+node_ctl 1 uncordon "n$f" >/dev/null || fail "uncordon n$f"
+wait_for "$FORM_S" all_see_ready 3 1 2 3 || fail "not 3 Ready members after n$o's link to n$lead is back"
+holds_for 2 at_most_one || fail "lock runs twice after the link came back"
+note "link back: 3 Ready members, lock once"
 
 for i in 1 2 3; do node_signal "$i" TERM; done
 echo "PASS"

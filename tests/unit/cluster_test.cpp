@@ -459,6 +459,51 @@ TEST_CASE("cluster fixture: another node's exclusive workload is seen running un
   CHECK_FALSE(f.RunsElsewhere(other, "lock"));  // silent past fenceAfter: fenced or killed
 }
 
+// A partial partition: the owner of an exclusive workload loses its link to the leader
+// only. It still hears the third node, so it is not fenced and keeps the workload; the
+// leader, which cannot hear it, must not move it to itself on its own word (the third
+// node, drained, is no candidate). The third node's heartbeat answers say it hears the
+// owner: the leader counts the owner as up.
+TEST_CASE("cluster fixture: an owner cut off from the leader only keeps its exclusive workload") {
+  ClusterFixture f(3);
+  const int leader = ApplyLock(&f, 0);
+  int owner = -1;
+  for (int i = 0; i < 3; i++) {
+    if (f.Runs(i, "lock")) owner = i;
+  }
+  REQUIRE(owner >= 0);
+  if (owner == leader) {  // away from the leader first
+    REQUIRE(f.Drain(leader, leader, true).ok());
+    for (int t = 0; t < 60 && f.Runs(leader, "lock"); t++) f.Run(50);
+    REQUIRE(f.Drain(leader, leader, false).ok());
+    f.Run(500);
+    owner = -1;
+    for (int i = 0; i < 3; i++) {
+      if (f.Runs(i, "lock")) owner = i;
+    }
+  }
+  REQUIRE(owner >= 0);
+  REQUIRE(owner != leader);
+  const int third = 3 - owner - leader;
+  REQUIRE(f.Drain(leader, third, true).ok());
+  f.Run(500);
+  REQUIRE(f.Runs(owner, "lock"));
+  f.Cut(owner, leader);
+  for (int t = 0; t < 100; t++) {  // 5 s: over 3 times nodeLostAfter
+    f.Run(50);
+    REQUIRE_MESSAGE(RunningOn(f, "lock") <= 1, "lock runs twice " << f.now() << " ms in");
+  }
+  CHECK_FALSE(f.Fenced(owner));
+  CHECK(f.Runs(owner, "lock"));
+  CHECK(f.Ready(leader, Name(owner)));  // on the third node's word
+  f.Heal(owner, leader);
+  for (int t = 0; t < 40; t++) {
+    f.Run(50);
+    REQUIRE(RunningOn(f, "lock") <= 1);
+  }
+  CHECK(RunningOn(f, "lock") == 1);
+}
+
 TEST_CASE("cluster fixture: draining moves an exclusive workload without overlap") {
   ClusterFixture f(3);
   const int leader = ApplyLock(&f, 0);
