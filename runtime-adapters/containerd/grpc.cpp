@@ -1,6 +1,7 @@
 #include "runtime-adapters/containerd/grpc.h"
 
 #include <cstdint>
+#include <functional>
 #include <utility>
 
 #include "lib/image/curl_lib.h"
@@ -61,11 +62,20 @@ Status FromGrpcCode(int code, const std::string& msg) {
   }
 }
 
-// What one call collects from libcurl's callbacks.
+// What one call or stream collects from libcurl's callbacks.
 struct Answer {
+  // A call's: the whole body.
   size_t max_bytes = 0;
   std::string body;
   bool too_large = false;
+  // A stream's: its messages as they come.
+  GrpcFrameReader reader{0};
+  const std::function<Status(std::string)>* on_message = nullptr;
+  const std::function<bool()>* stop = nullptr;
+  Status failed;  // from the reader or on_message
+  bool stopped = false;
+  bool delivered = false;  // a message went to on_message
+  // Both's.
   bool has_status = false;
   std::string grpc_status;
   std::string grpc_message;
@@ -82,6 +92,34 @@ size_t OnBody(char* data, size_t size, size_t n, void* user) {
   return len;
 }
 
+// Whether a stream's caller wants it cut: asks `stop` until it says so, then holds.
+bool Stopped(Answer* a) {
+  if (!a->stopped && a->stop != nullptr && *a->stop && (*a->stop)()) a->stopped = true;
+  return a->stopped;
+}
+
+// Hands a stream's messages on as their frames complete; 0 (CURLE_WRITE_ERROR) cuts it.
+size_t OnStreamBody(char* data, size_t size, size_t n, void* user) {
+  auto* a = static_cast<Answer*>(user);
+  const size_t len = size * n;
+  if (Stopped(a)) return 0;
+  std::vector<std::string> messages;
+  Status fed = a->reader.Feed(std::string_view(data, len), &messages);
+  for (std::string& m : messages) {
+    a->delivered = true;
+    a->failed = (*a->on_message)(std::move(m));
+    if (!a->failed.ok()) return 0;
+  }
+  a->failed = std::move(fed);
+  return a->failed.ok() ? len : 0;
+}
+
+// libcurl's progress callback, about once a second while a stream is idle: nonzero
+// cuts the transfer (CURLE_ABORTED_BY_CALLBACK).
+int OnProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  return Stopped(static_cast<Answer*>(user)) ? 1 : 0;
+}
+
 // Headers and, after the body, the trailers: libcurl hands both to this callback.
 size_t OnHeader(char* data, size_t size, size_t n, void* user) {
   auto* a = static_cast<Answer*>(user);
@@ -94,6 +132,12 @@ size_t OnHeader(char* data, size_t size, size_t n, void* user) {
     a->grpc_message = value;
   }
   return size * n;
+}
+
+// The message length in a frame's head.
+uint32_t FrameLength(const unsigned char* head) {
+  return (uint32_t{head[1]} << 24) | (uint32_t{head[2]} << 16) | (uint32_t{head[3]} << 8) |
+         uint32_t{head[4]};
 }
 
 // The status code of a grpc-status value, -1 unless it is a plain decimal number.
@@ -122,31 +166,45 @@ std::string GrpcFrame(std::string_view message) {
   return out;
 }
 
-Status GrpcUnframe(std::string_view body, size_t max_message, std::vector<std::string>* messages) {
+Status GrpcFrameReader::Feed(std::string_view data, std::vector<std::string>* messages) {
+  partial_.append(data);
   size_t at = 0;
-  for (int frame = 1; at < body.size(); frame++) {
-    const std::string name = "frame " + std::to_string(frame);
-    if (body.size() - at < kGrpcFrameHeadBytes) {
-      return Status::Corruption(name + " ends in its 5-byte head, after " +
-                                std::to_string(body.size() - at) + " bytes");
+  for (; partial_.size() - at >= kGrpcFrameHeadBytes; frame_++) {
+    const auto* head = reinterpret_cast<const unsigned char*>(partial_.data() + at);
+    const uint32_t len = FrameLength(head);
+    if (head[0] != 0)
+      return Status::NotSupported("frame " + std::to_string(frame_) + " is compressed");
+    if (len >= max_message_) {
+      return Status::Corruption("frame " + std::to_string(frame_) + " holds " +
+                                std::to_string(len) + " bytes, over the limit of " +
+                                std::to_string(max_message_));
     }
-    const auto* head = reinterpret_cast<const unsigned char*>(body.data() + at);
-    const uint32_t len = (uint32_t{head[1]} << 24) | (uint32_t{head[2]} << 16) |
-                         (uint32_t{head[3]} << 8) | uint32_t{head[4]};
-    if (head[0] != 0) return Status::NotSupported(name + " is compressed");
-    if (len >= max_message) {
-      return Status::Corruption(name + " holds " + std::to_string(len) +
-                                " bytes, over the limit of " + std::to_string(max_message));
-    }
-    at += kGrpcFrameHeadBytes;
-    if (body.size() - at < len) {
-      return Status::Corruption(name + " ends after " + std::to_string(body.size() - at) + " of " +
-                                std::to_string(len) + " bytes");
-    }
-    messages->emplace_back(body.substr(at, len));
-    at += len;
+    if (partial_.size() - at - kGrpcFrameHeadBytes < len) break;
+    messages->emplace_back(partial_, at + kGrpcFrameHeadBytes, len);
+    at += kGrpcFrameHeadBytes + len;
   }
+  partial_.erase(0, at);
   return Status::OK();
+}
+
+Status GrpcFrameReader::Finish() const {
+  if (partial_.empty()) return Status::OK();
+  const std::string name = "frame " + std::to_string(frame_);
+  if (partial_.size() < kGrpcFrameHeadBytes) {
+    return Status::Corruption(name + " ends in its 5-byte head, after " +
+                              std::to_string(partial_.size()) + " bytes");
+  }
+  const auto* head = reinterpret_cast<const unsigned char*>(partial_.data());
+  const uint32_t len = FrameLength(head);
+  return Status::Corruption(name + " ends after " +
+                            std::to_string(partial_.size() - kGrpcFrameHeadBytes) + " of " +
+                            std::to_string(len) + " bytes");
+}
+
+Status GrpcUnframe(std::string_view body, size_t max_message, std::vector<std::string>* messages) {
+  GrpcFrameReader reader(max_message);
+  PETREL_RETURN_IF_ERROR(reader.Feed(body, messages));
+  return reader.Finish();
 }
 
 std::string GrpcCodeName(int code) {
@@ -172,7 +230,74 @@ struct GrpcChannel::Impl {
   CurlUse use;  // before the handles, which must go first
   std::unique_ptr<CURL, CurlFree> curl;
   std::unique_ptr<curl_slist, SlistFree> headers;
+
+  CURLcode Perform(const std::string& name, const std::string& body, Answer* a, std::string* error);
+  Status Outcome(const std::string& name, CURLcode rc, const std::string& error, const Answer& a);
 };
+
+// Sends `body` to `name` and collects the answer into `a`, which comes set up for the
+// call or stream and is set up so again for each attempt; `error` gets libcurl's words.
+CURLcode GrpcChannel::Impl::Perform(const std::string& name, const std::string& body, Answer* a,
+                                    std::string* error) {
+  const std::string url = "http://containerd/" + name;
+  CURL* c = curl.get();
+  auto set = PETREL_CURL(curl_easy_setopt);
+  set(c, CURLOPT_URL, url.c_str());
+  set(c, CURLOPT_POSTFIELDS, body.data());
+  set(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  const Answer fresh = *a;
+  char buffer[CURL_ERROR_SIZE];
+  CURLcode rc = CURLE_OK;
+  for (int attempt = 1;; attempt++) {
+    *a = fresh;
+    buffer[0] = '\0';
+    set(c, CURLOPT_WRITEDATA, a);
+    set(c, CURLOPT_HEADERDATA, a);
+    set(c, CURLOPT_XFERINFODATA, a);
+    set(c, CURLOPT_ERRORBUFFER, buffer);
+    rc = PETREL_CURL(curl_easy_perform)(c);
+    set(c, CURLOPT_ERRORBUFFER, static_cast<char*>(nullptr));  // `buffer` ends with the loop
+    // containerd answers a call it refuses before reading it (an unknown method or
+    // service) at once and closes the stream; when that answer comes before libcurl
+    // 7.88 has sent the request's body, libcurl fails the call (CURLE_HTTP2_STREAM,
+    // "stream 1 closed") and drops the answer. A request that never wholly left cannot
+    // have been served, so it is sent again. Of 5000 calls of an unknown method here,
+    // 220 needed a second attempt and the unluckiest 14: the race's outcome persists.
+    curl_off_t sent = 0;
+    PETREL_CURL(curl_easy_getinfo)(c, CURLINFO_SIZE_UPLOAD_T, &sent);
+    const bool unsent = rc == CURLE_HTTP2_STREAM && !a->has_status && !a->delivered &&
+                        static_cast<size_t>(sent) < body.size();
+    if (!unsent || attempt == kMaxAttempts) break;
+  }
+  *error = buffer[0] != '\0' ? buffer : PETREL_CURL(curl_easy_strerror)(rc);
+  return rc;
+}
+
+// The Status of a call or stream that libcurl ended with `rc`: the grpc-status, or why
+// there is none. Its messages are the caller's to check.
+Status GrpcChannel::Impl::Outcome(const std::string& name, CURLcode rc, const std::string& error,
+                                  const Answer& a) {
+  // grpc-status comes last (in the trailers, or in the headers of an answer that is
+  // only headers), so once it has come the answer is whole, whatever libcurl says of
+  // the stream's end.
+  if (rc == CURLE_OPERATION_TIMEDOUT && !a.has_status) {
+    return Status::DeadlineExceeded(name + ": no answer within " +
+                                    std::to_string(options.timeout.count()) + " ms");
+  }
+  if (rc != CURLE_OK && !a.has_status) {
+    return Status::Unavailable(name + ": containerd at unix:" + options.socket_path + ": " + error);
+  }
+  long http = 0;
+  PETREL_CURL(curl_easy_getinfo)(curl.get(), CURLINFO_RESPONSE_CODE, &http);
+  if (!a.has_status) {
+    return Status::Internal(name + ": " +
+                            (http != 200 ? "HTTP " + std::to_string(http)
+                                         : std::string("no grpc-status in the answer")));
+  }
+  const int code = ParseCode(a.grpc_status);
+  if (code < 0) return Status::Internal(name + ": grpc-status " + Quote(a.grpc_status));
+  return GrpcStatus(name, code, GrpcMessageDecode(a.grpc_message));
+}
 
 GrpcChannel::GrpcChannel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
@@ -207,71 +332,38 @@ Result<std::unique_ptr<GrpcChannel>> GrpcChannel::Open(Options options) {
   set(c, CURLOPT_FRESH_CONNECT, 1L);
   set(c, CURLOPT_FORBID_REUSE, 1L);
   set(c, CURLOPT_NOSIGNAL, 1L);
-  set(c, CURLOPT_TIMEOUT_MS, static_cast<long>(impl->options.timeout.count()));
   set(c, CURLOPT_USERAGENT, "petrel");
-  set(c, CURLOPT_WRITEFUNCTION, OnBody);
   set(c, CURLOPT_HEADERFUNCTION, OnHeader);
+  set(c, CURLOPT_XFERINFOFUNCTION, OnProgress);
   return std::unique_ptr<GrpcChannel>(new GrpcChannel(std::move(impl)));
 }
 
+namespace {
+
+// `method` without its leading '/', if any.
+std::string MethodName(std::string_view method) {
+  return std::string(method.substr(method.rfind('/', 0) == 0 ? 1 : 0));
+}
+
+}  // namespace
+
 Status GrpcChannel::Call(std::string_view method, std::string_view request, std::string* response) {
   const Options& o = impl_->options;
-  const std::string name(method.substr(method.rfind('/', 0) == 0 ? 1 : 0));
-  const std::string url = "http://containerd/" + name;
-  const std::string body = GrpcFrame(request);
+  const std::string name = MethodName(method);
   CURL* c = impl_->curl.get();
   auto set = PETREL_CURL(curl_easy_setopt);
-  set(c, CURLOPT_URL, url.c_str());
-  set(c, CURLOPT_POSTFIELDS, body.data());
-  set(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  set(c, CURLOPT_TIMEOUT_MS, static_cast<long>(o.timeout.count()));
+  set(c, CURLOPT_CONNECTTIMEOUT_MS, 0L);
+  set(c, CURLOPT_WRITEFUNCTION, OnBody);
+  set(c, CURLOPT_NOPROGRESS, 1L);
   Answer a;
-  char error[CURL_ERROR_SIZE];
-  CURLcode rc = CURLE_OK;
-  for (int attempt = 1;; attempt++) {
-    a = Answer();
-    a.max_bytes = o.max_response;
-    error[0] = '\0';
-    set(c, CURLOPT_WRITEDATA, &a);
-    set(c, CURLOPT_HEADERDATA, &a);
-    set(c, CURLOPT_ERRORBUFFER, error);
-    rc = PETREL_CURL(curl_easy_perform)(c);
-    set(c, CURLOPT_ERRORBUFFER, static_cast<char*>(nullptr));  // `error` ends with the loop
-    // containerd answers a call it refuses before reading it (an unknown method or
-    // service) at once and closes the stream; when that answer comes before libcurl
-    // 7.88 has sent the request's body, libcurl fails the call (CURLE_HTTP2_STREAM,
-    // "stream 1 closed") and drops the answer. A request that never wholly left cannot
-    // have been served, so it is sent again. Of 5000 calls of an unknown method here,
-    // 220 needed a second attempt and the unluckiest 14: the race's outcome persists.
-    curl_off_t sent = 0;
-    PETREL_CURL(curl_easy_getinfo)(c, CURLINFO_SIZE_UPLOAD_T, &sent);
-    const bool unsent =
-        rc == CURLE_HTTP2_STREAM && !a.has_status && static_cast<size_t>(sent) < body.size();
-    if (!unsent || attempt == kMaxAttempts) break;
-  }
+  a.max_bytes = o.max_response;
+  std::string error;
+  const CURLcode rc = impl_->Perform(name, GrpcFrame(request), &a, &error);
   if (a.too_large) {
     return Status::IOError(name + ": answer over " + std::to_string(o.max_response) + " bytes");
   }
-  // grpc-status comes last (in the trailers, or in the headers of an answer that is
-  // only headers), so once it has come the answer is whole, whatever libcurl says of
-  // the stream's end.
-  if (rc == CURLE_OPERATION_TIMEDOUT && !a.has_status) {
-    return Status::DeadlineExceeded(name + ": no answer within " +
-                                    std::to_string(o.timeout.count()) + " ms");
-  }
-  if (rc != CURLE_OK && !a.has_status) {
-    const std::string why = error[0] != '\0' ? error : PETREL_CURL(curl_easy_strerror)(rc);
-    return Status::Unavailable(name + ": containerd at unix:" + o.socket_path + ": " + why);
-  }
-  long http = 0;
-  PETREL_CURL(curl_easy_getinfo)(c, CURLINFO_RESPONSE_CODE, &http);
-  if (!a.has_status) {
-    return Status::Internal(name + ": " +
-                            (http != 200 ? "HTTP " + std::to_string(http)
-                                         : std::string("no grpc-status in the answer")));
-  }
-  const int code = ParseCode(a.grpc_status);
-  if (code < 0) return Status::Internal(name + ": grpc-status " + Quote(a.grpc_status));
-  PETREL_RETURN_IF_ERROR(GrpcStatus(name, code, GrpcMessageDecode(a.grpc_message)));
+  PETREL_RETURN_IF_ERROR(impl_->Outcome(name, rc, error, a));
   std::vector<std::string> messages;
   PETREL_RETURN_IF_ERROR(GrpcUnframe(a.body, o.max_response, &messages).WithContext(name));
   if (messages.size() != 1) {
@@ -280,6 +372,31 @@ Status GrpcChannel::Call(std::string_view method, std::string_view request, std:
   }
   *response = std::move(messages[0]);
   return Status::OK();
+}
+
+Result<GrpcStreamEnd> GrpcChannel::Stream(
+    std::string_view method, std::string_view request,
+    const std::function<Status(std::string message)>& on_message,
+    const std::function<bool()>& stop) {
+  const Options& o = impl_->options;
+  const std::string name = MethodName(method);
+  CURL* c = impl_->curl.get();
+  auto set = PETREL_CURL(curl_easy_setopt);
+  set(c, CURLOPT_TIMEOUT_MS, 0L);
+  set(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(o.timeout.count()));
+  set(c, CURLOPT_WRITEFUNCTION, OnStreamBody);
+  set(c, CURLOPT_NOPROGRESS, 0L);
+  Answer a;
+  a.reader = GrpcFrameReader(o.max_response);
+  a.on_message = &on_message;
+  a.stop = &stop;
+  std::string error;
+  const CURLcode rc = impl_->Perform(name, GrpcFrame(request), &a, &error);
+  if (a.stopped) return GrpcStreamEnd::kStopped;
+  if (!a.failed.ok()) return a.failed.WithContext(name);
+  PETREL_RETURN_IF_ERROR(impl_->Outcome(name, rc, error, a));
+  PETREL_RETURN_IF_ERROR(a.reader.Finish().WithContext(name));
+  return GrpcStreamEnd::kEnded;
 }
 
 }  // namespace petrel::internal

@@ -1,5 +1,5 @@
-// Unary gRPC calls to containerd over HTTP/2 cleartext on its Unix socket, with libcurl
-// (loaded through lib/image/curl_lib.h), without a gRPC library: containerd's API is
+// Unary and server-streaming gRPC calls to containerd over HTTP/2 cleartext on its Unix socket,
+// with libcurl (loaded through lib/image/curl_lib.h), without a gRPC library: containerd's API is
 // protobuf messages in gRPC's length-prefixed frames, and its outcome is the
 // `grpc-status` and `grpc-message` of the trailers (or of the headers, when the answer
 // is trailers only).
@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -34,6 +35,27 @@ std::string GrpcFrame(std::string_view message);
 // none, so none should come).
 Status GrpcUnframe(std::string_view body, size_t max_message, std::vector<std::string>* messages);
 
+// The messages of a body that comes in pieces (a server stream's), each as soon as its
+// frame is whole, however the pieces cut or pack the frames. Holds at most one frame.
+class GrpcFrameReader {
+ public:
+  explicit GrpcFrameReader(size_t max_message) : max_message_(max_message) {}
+
+  // Appends to `messages` those whose frames `data` completes. Errors as GrpcUnframe's,
+  // as soon as a frame's head shows them (its message is never buffered); messages of
+  // frames before it have been appended. After an error the reader must not be fed.
+  Status Feed(std::string_view data, std::vector<std::string>* messages);
+
+  // OK when all bytes fed were whole frames; else GrpcUnframe's Corruption for the frame
+  // cut short.
+  Status Finish() const;
+
+ private:
+  size_t max_message_;
+  std::string partial_;  // the start of the frame being read
+  int frame_ = 1;        // its number, from 1, for messages
+};
+
 // The name of a gRPC status code ("UNIMPLEMENTED"), "CODE_<n>" for one out of range.
 std::string GrpcCodeName(int code);
 
@@ -47,6 +69,12 @@ std::string GrpcMessageDecode(std::string_view encoded);
 // (UNIMPLEMENTED: NotSupported, NOT_FOUND: NotFound, UNAVAILABLE: Unavailable, ...).
 Status GrpcStatus(std::string_view method, int code, std::string_view message);
 
+// How a server stream ended without error (GrpcChannel::Stream).
+enum class GrpcStreamEnd {
+  kStopped,  // `stop` said so: the caller's doing, nothing to report
+  kEnded,    // the server ended it with grpc-status OK
+};
+
 // Calls to a gRPC server on a Unix socket through one libcurl easy handle, a connection
 // per call (grpc.cpp says why).
 //
@@ -57,7 +85,8 @@ class GrpcChannel {
   struct Options {
     std::string socket_path;  // containerd's: /run/containerd/containerd.sock
     std::string ns;           // containerd-namespace, "" for none (non-namespaced calls)
-    std::chrono::milliseconds timeout{10000};  // per call, connection included
+    // Per call, connection included; for a stream, the connection's only.
+    std::chrono::milliseconds timeout{10000};
     size_t max_response = kGrpcMaxResponseBytes;
   };
 
@@ -77,6 +106,19 @@ class GrpcChannel {
   // and closed the stream is sent again, up to 32 times (grpc.cpp says why); any other
   // request is sent once.
   Status Call(std::string_view method, std::string_view request, std::string* response);
+
+  // Calls the server-streaming `method` with the serialized `request` and hands each
+  // serialized message of the answer to `on_message` as soon as its frame is whole, on
+  // the calling thread; a non-OK Status from it ends the stream with that Status. A stream
+  // has no overall deadline, only the connection's (`timeout`). `stop` is polled about once
+  // a second while the stream is idle, and before each piece of the answer; once it says
+  // true the stream is cut and kStopped returned, within about a second (`stop` may read
+  // what another thread sets: an atomic). kEnded when the server ends it with OK. Errors
+  // as Call's, but no deadline after the connection; Corruption or NotSupported (named
+  // by GrpcFrameReader) for a frame of max_response bytes or more, cut short or compressed.
+  Result<GrpcStreamEnd> Stream(std::string_view method, std::string_view request,
+                               const std::function<Status(std::string message)>& on_message,
+                               const std::function<bool()>& stop);
 
  private:
   struct Impl;

@@ -6,6 +6,8 @@
 #ifndef PETREL_RUNTIME_ADAPTERS_CONTAINERD_SERVICES_H_
 #define PETREL_RUNTIME_ADAPTERS_CONTAINERD_SERVICES_H_
 
+#include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -25,6 +27,30 @@ Result<ContainerdVersion> ContainerdGetVersion(GrpcChannel* channel);
 // containerd.services.namespaces.v1.Namespaces/List: the names of the namespaces,
 // as containerd orders them.
 Result<std::vector<std::string>> ContainerdListNamespaces(GrpcChannel* channel);
+
+// containerd.services.namespaces.v1.Namespaces/Create of namespace `name`, without
+// labels. AlreadyExists when there is one. containerd publishes the event
+// "/namespaces/create" in the channel's namespace, which must not be "".
+Status ContainerdCreateNamespace(GrpcChannel* channel, const std::string& name);
+
+// One event of containerd's, as its Events service sends it.
+struct ContainerdEnvelope {
+  std::chrono::system_clock::time_point timestamp;  // when containerd published it
+  std::string ns;                                   // the namespace it happened in: "petrel"
+  std::string topic;                                // "/tasks/exit"
+  std::string type_url;  // the event's type: "containerd.events.TaskExit"
+  std::string value;     // the event, serialized
+};
+
+// containerd.services.events.v1.Events/Subscribe: every event that matches any of
+// `filters` (containerd's syntax: `topic~="/tasks/"`, `namespace==petrel`; none: all),
+// in every namespace, each handed to `on_envelope` as it comes, until `stop` says so
+// (kStopped) or containerd ends the stream. As GrpcChannel::Stream, which it is; also
+// Corruption for a message that is no Envelope.
+Result<GrpcStreamEnd> ContainerdSubscribe(
+    GrpcChannel* channel, const std::vector<std::string>& filters,
+    const std::function<Status(ContainerdEnvelope envelope)>& on_envelope,
+    const std::function<bool()>& stop);
 
 }  // namespace petrel::internal
 

@@ -74,6 +74,59 @@ TEST_SUITE("containerd") {
     CHECK(s.message() == "frame 1 is compressed");
   }
 
+  TEST_CASE("containerd GrpcFrameReader: a frame split over many pieces comes out once whole") {
+    const std::string message = "an envelope of 23 bytes";
+    const std::string framed = GrpcFrame(message);
+    GrpcFrameReader reader(100);
+    std::vector<std::string> messages;
+    for (size_t i = 0; i + 1 < framed.size(); i++) {
+      REQUIRE(reader.Feed(framed.substr(i, 1), &messages).ok());
+      CHECK(messages.empty());
+      CHECK(reader.Finish().code() == Status::Code::kCorruption);
+    }
+    REQUIRE(reader.Feed(framed.substr(framed.size() - 1), &messages).ok());
+    CHECK(messages == std::vector<std::string>{message});
+    CHECK(reader.Finish().ok());
+    // An empty piece changes nothing.
+    REQUIRE(reader.Feed("", &messages).ok());
+    CHECK(messages.size() == 1);
+  }
+
+  TEST_CASE("containerd GrpcFrameReader: many frames in one piece, and one cut across pieces") {
+    const std::string body =
+        GrpcFrame("one") + GrpcFrame("") + GrpcFrame("three") + GrpcFrame("fourth, cut");
+    GrpcFrameReader reader(100);
+    std::vector<std::string> messages;
+    REQUIRE(reader.Feed(body.substr(0, body.size() - 4), &messages).ok());
+    CHECK(messages == std::vector<std::string>{"one", "", "three"});
+    Status s = reader.Finish();
+    CHECK(s.message() == "frame 4 ends after 7 of 11 bytes");
+    REQUIRE(
+        reader.Feed(body.substr(body.size() - 4) + GrpcFrame("5").substr(0, 2), &messages).ok());
+    CHECK(messages == std::vector<std::string>{"one", "", "three", "fourth, cut"});
+    CHECK(reader.Finish().message() == "frame 5 ends in its 5-byte head, after 2 bytes");
+    REQUIRE(reader.Feed(GrpcFrame("5").substr(2), &messages).ok());
+    CHECK(messages.back() == "5");
+    CHECK(reader.Finish().ok());
+  }
+
+  TEST_CASE("containerd GrpcFrameReader: a frame over the bound fails at its head, unbuffered") {
+    GrpcFrameReader reader(10);
+    std::vector<std::string> messages;
+    // The frame before it is still handed out; the long one fails once its head is whole.
+    REQUIRE(reader.Feed(GrpcFrame("ok") + GrpcFrame("0123456789").substr(0, 3), &messages).ok());
+    CHECK(messages == std::vector<std::string>{"ok"});
+    Status s = reader.Feed(GrpcFrame("0123456789").substr(3, 2), &messages);
+    CHECK(s.code() == Status::Code::kCorruption);
+    CHECK(s.message() == "frame 2 holds 10 bytes, over the limit of 10");
+    CHECK(messages.size() == 1);
+
+    GrpcFrameReader compressed(10);
+    s = compressed.Feed("\1\0\0\0\1x"s, &messages);
+    CHECK(s.code() == Status::Code::kNotSupported);
+    CHECK(s.message() == "frame 1 is compressed");
+  }
+
   TEST_CASE("containerd GrpcMessageDecode: percent-decoding, malformed escapes kept as they came") {
     CHECK(GrpcMessageDecode("unknown service foo") == "unknown service foo");
     CHECK(GrpcMessageDecode("a%20b%25c%0A") == "a b%c\n");

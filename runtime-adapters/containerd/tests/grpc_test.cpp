@@ -1,4 +1,4 @@
-// The gRPC transport against a real containerd (issue 16), run by
+// The gRPC transport, calls and streams, against a real containerd (issue 16), run by
 // tests/integration/containerd_grpc_test.sh, which starts Debian's containerd with a
 // root, state and socket of its own: $PETREL_TEST_CONTAINERD_SOCKET is that socket, and
 // the script has created the namespace petrel-test (label petrel=test) with ctr. A
@@ -8,9 +8,14 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -74,6 +79,89 @@ TEST_SUITE("containerd") {
     CHECK(v.status().code() == Status::Code::kIOError);
     CHECK(v.status().message() ==
           "containerd.services.version.v1.Version/Version: answer over 8 bytes");
+  }
+
+  TEST_CASE("Events/Subscribe: a namespace's creation arrives; stop ends the stream at once") {
+    using Clock = std::chrono::steady_clock;
+    std::unique_ptr<GrpcChannel> events = Channel();
+    std::mutex mu;
+    std::condition_variable changed;
+    std::vector<ContainerdEnvelope> seen;
+    std::atomic<bool> stop{false};
+    Result<GrpcStreamEnd> end = Status::Internal("the stream has not ended");
+    std::thread subscriber([&] {
+      end = ContainerdSubscribe(
+          events.get(), {R"(topic~="/namespaces/")"},
+          [&](ContainerdEnvelope e) {
+            std::lock_guard<std::mutex> lock(mu);
+            seen.push_back(std::move(e));
+            changed.notify_all();
+            return Status::OK();
+          },
+          [&] { return stop.load(); });
+    });
+    // A failed REQUIRE leaves the test through here too.
+    struct Join {
+      std::atomic<bool>* stop;
+      std::thread* thread;
+      ~Join() {
+        *stop = true;
+        if (thread->joinable()) thread->join();
+      }
+    } join{&stop, &subscriber};
+
+    // The subscription may not be in place when the first namespace is made: one more
+    // a second until an event names one, for up to 10 s.
+    GrpcChannel::Options o;
+    o.ns = "petrel-test";
+    std::unique_ptr<GrpcChannel> calls = Channel(o);
+    const auto give_up = Clock::now() + std::chrono::seconds(10);
+    std::vector<std::string> made;
+    bool arrived = false;
+    while (!arrived && Clock::now() < give_up) {
+      made.push_back("petrel-events-" + std::to_string(made.size()));
+      Status s = ContainerdCreateNamespace(calls.get(), made.back());
+      REQUIRE_MESSAGE(s.ok(), s.ToString());
+      std::unique_lock<std::mutex> lock(mu);
+      arrived = changed.wait_for(lock, std::chrono::seconds(1), [&] { return !seen.empty(); });
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      REQUIRE_MESSAGE(!seen.empty(), "no event within 10 s of ", made.size(), " namespaces");
+      const ContainerdEnvelope& e = seen.front();
+      MESSAGE("after ", made.size(), " namespace(s): ", e.topic, " in ", e.ns, ", ", e.type_url,
+              ", ", e.value.size(), " bytes");
+      CHECK(e.topic == "/namespaces/create");
+      CHECK(e.ns == "petrel-test");
+      CHECK(e.type_url == "containerd.events.NamespaceCreate");
+      // NamespaceCreate's name: field 1, a string of fewer than 128 bytes.
+      REQUIRE(e.value.size() > 2);
+      CHECK(e.value[0] == '\x0a');
+      CHECK(std::count(made.begin(), made.end(), e.value.substr(2)) == 1);
+      const auto age = std::chrono::system_clock::now() - e.timestamp;
+      CHECK(age < std::chrono::minutes(1));
+      CHECK(age > -std::chrono::minutes(1));
+    }
+    // Idle now: stop is only seen by libcurl's progress callback.
+    const auto asked = Clock::now();
+    stop = true;
+    subscriber.join();
+    const auto took = Clock::now() - asked;
+    MESSAGE("stopped after ", std::chrono::duration_cast<std::chrono::milliseconds>(took).count(),
+            " ms");
+    CHECK(took < std::chrono::seconds(3));
+    REQUIRE_MESSAGE(end.ok(), end.status().ToString());
+    CHECK(*end == GrpcStreamEnd::kStopped);
+    // The channel serves calls after a stopped stream.
+    CHECK(ContainerdGetVersion(events.get()).ok());
+  }
+
+  TEST_CASE("a stream of a method containerd does not have: NotSupported, UNIMPLEMENTED") {
+    std::unique_ptr<GrpcChannel> channel = Channel();
+    Result<GrpcStreamEnd> end = channel->Stream(
+        "containerd.services.events.v1.Events/Nope", "", [](std::string) { return Status::OK(); },
+        [] { return false; });
+    CHECK(end.status().code() == Status::Code::kNotSupported);
   }
 
   TEST_CASE("no containerd on the socket: Unavailable, naming method and socket") {
