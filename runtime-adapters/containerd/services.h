@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,43 @@ Result<GrpcStreamEnd> ContainerdSubscribe(
     GrpcChannel* channel, const std::vector<std::string>& filters,
     const std::function<Status(ContainerdEnvelope envelope)>& on_envelope,
     const std::function<bool()>& stop);
+
+// The type containerd gives an OCI runtime spec in a container: its value is the JSON.
+inline constexpr const char* kContainerdSpecType =
+    "types.containerd.io/opencontainers/runtime-spec/1/Spec";
+
+// A container as containerd keeps it: metadata, no process (that is a task).
+struct ContainerdContainer {
+  std::string id;
+  std::map<std::string, std::string> labels;
+  std::string image;    // the image's name, "" for none
+  std::string runtime;  // the shim: "io.containerd.runc.v2"
+  std::string spec;     // the OCI runtime spec (config.json), as kContainerdSpecType
+  std::string spec_type = kContainerdSpecType;
+  std::string snapshotter;   // "" for none
+  std::string snapshot_key;  // the root filesystem's snapshot, "" for none
+  // Set by containerd; ignored by Create.
+  std::chrono::system_clock::time_point created_at;
+  std::chrono::system_clock::time_point updated_at;
+};
+
+// containerd.services.containers.v1.Containers/Create, in the channel's namespace:
+// the container as containerd stored it. AlreadyExists for an id in use;
+// InvalidArgument (containerd's words) for a bad id or label, no runtime or no spec.
+Result<ContainerdContainer> ContainerdCreateContainer(GrpcChannel* channel,
+                                                      const ContainerdContainer& container);
+
+// Containers/Get of container `id`: NotFound when there is none.
+Result<ContainerdContainer> ContainerdGetContainer(GrpcChannel* channel, const std::string& id);
+
+// Containers/List: the containers that match any of `filters` (containerd's syntax:
+// `labels."petrel.node"==a`; none: all), as containerd orders them.
+Result<std::vector<ContainerdContainer>> ContainerdListContainers(
+    GrpcChannel* channel, const std::vector<std::string>& filters);
+
+// Containers/Delete of container `id`: NotFound when there is none;
+// FailedPrecondition while it has a task.
+Status ContainerdDeleteContainer(GrpcChannel* channel, const std::string& id);
 
 }  // namespace petrel::internal
 

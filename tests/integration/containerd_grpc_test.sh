@@ -4,8 +4,9 @@
 # /run/containerd, /var/lib/containerd or /opt/containerd, so a system containerd is
 # left alone), a namespace made with its ctr, and the cases of
 # petrel_containerd_grpc_test (runtime-adapters/containerd/tests/grpc_test.cpp): Version,
-# Namespaces/List and Create, Events/Subscribe as a stream stopped from another thread, a
-# method containerd does not have, the answer size bound. containerd
+# Namespaces/List and Create, Events/Subscribe as a stream stopped from another thread,
+# Containers (metadata: create, list by label, get, delete), a method containerd does not
+# have, the answer size bound. containerd
 # is stopped and the dir removed at the end, also on failure. A missing containerd or
 # ctr is a failure, never a skip.
 #   containerd_grpc_test.sh TEST_BINARY

@@ -156,6 +156,65 @@ TEST_SUITE("containerd") {
     CHECK(ContainerdGetVersion(events.get()).ok());
   }
 
+  TEST_CASE("Containers: create two, list by label, get, delete, get again is NotFound") {
+    GrpcChannel::Options o;
+    o.ns = "petrel-test";
+    std::unique_ptr<GrpcChannel> channel = Channel(o);
+    ContainerdContainer c;
+    c.image = "docker.io/library/busybox:latest";
+    c.runtime = "io.containerd.runc.v2";
+    c.spec = R"({"ociVersion":"1.0.2","process":{"args":["/bin/true"],"cwd":"/"},)"
+             R"("root":{"path":"rootfs"}})";
+    c.id = "petrel-a";
+    c.labels = {{"petrel.node", "a"}, {"petrel.workload", "web"}};
+    Result<ContainerdContainer> a = ContainerdCreateContainer(channel.get(), c);
+    REQUIRE_MESSAGE(a.ok(), a.status().ToString());
+    CHECK(a->id == "petrel-a");
+    CHECK(a->labels == c.labels);
+    c.id = "petrel-b";
+    c.labels = {{"petrel.node", "b"}};
+    REQUIRE(ContainerdCreateContainer(channel.get(), c).ok());
+    Result<ContainerdContainer> again = ContainerdCreateContainer(channel.get(), c);
+    CHECK(again.status().code() == Status::Code::kAlreadyExists);
+
+    Result<std::vector<ContainerdContainer>> listed =
+        ContainerdListContainers(channel.get(), {R"(labels."petrel.node"==a)"});
+    REQUIRE_MESSAGE(listed.ok(), listed.status().ToString());
+    REQUIRE(listed->size() == 1);
+    CHECK(listed->front().id == "petrel-a");
+    listed = ContainerdListContainers(channel.get(), {});
+    REQUIRE(listed.ok());
+    CHECK(listed->size() == 2);
+
+    Result<ContainerdContainer> b = ContainerdGetContainer(channel.get(), "petrel-b");
+    REQUIRE_MESSAGE(b.ok(), b.status().ToString());
+    CHECK(b->labels == c.labels);
+    CHECK(b->image == c.image);
+    CHECK(b->runtime == "io.containerd.runc.v2");
+    CHECK(b->spec == c.spec);
+    CHECK(b->spec_type == kContainerdSpecType);
+    const auto age = std::chrono::system_clock::now() - b->created_at;
+    CHECK(age < std::chrono::minutes(1));
+    CHECK(age > -std::chrono::minutes(1));
+    CHECK(b->updated_at >= b->created_at);
+
+    for (const char* id : {"petrel-a", "petrel-b"}) {
+      Status s = ContainerdDeleteContainer(channel.get(), id);
+      CHECK_MESSAGE(s.ok(), s.ToString());
+    }
+    b = ContainerdGetContainer(channel.get(), "petrel-b");
+    CHECK(b.status().code() == Status::Code::kNotFound);
+    MESSAGE(b.status().ToString());
+    CHECK(b.status().message().rfind(
+              "containerd.services.containers.v1.Containers/Get: NOT_FOUND: ", 0) == 0);
+    CHECK(ContainerdDeleteContainer(channel.get(), "petrel-b").code() == Status::Code::kNotFound);
+    // No runtime: containerd's InvalidArgument, in its words.
+    c.runtime = "";
+    Status s = ContainerdCreateContainer(channel.get(), c).status();
+    CHECK(s.code() == Status::Code::kInvalidArgument);
+    MESSAGE(s.ToString());
+  }
+
   TEST_CASE("a stream of a method containerd does not have: NotSupported, UNIMPLEMENTED") {
     std::unique_ptr<GrpcChannel> channel = Channel();
     Result<GrpcStreamEnd> end = channel->Stream(
