@@ -450,38 +450,50 @@ for i in 1 2 3; do runs_itself "$i" && count=$((count + 1)); done
 [ "$count" = 1 ] || fail "after the heal the exclusive workload runs on $count nodes"
 note "healed: n$cut Ready again, lock runs once (on n$(owner))"
 
+# lock_off_leader STEP: sets $lead (the leader), $o (lock's node, another one) and $f
+# (the third, then drained, so that only the leader could take lock over).
+lock_off_leader() {
+  lead=$(node_index "$(node_leader 1)")
+  [ -n "$lead" ] || fail "no leader to start step $1 from"
+  if [ "$(owner)" = "$lead" ]; then
+    node_ctl 1 drain "n$lead" >/dev/null || fail "drain the leader n$lead"
+    off_leader() { local o; o=$(owner) && [ "$o" != "$lead" ]; }
+    wait_for "$FORM_S" off_leader || fail "lock did not leave the drained leader n$lead"
+    node_ctl 1 uncordon "n$lead" >/dev/null || fail "uncordon n$lead"
+  fi
+  o=$(owner) || fail "lock does not run before step $1"
+  f=$((6 - o - lead))
+  node_ctl 1 drain "n$f" >/dev/null || fail "drain n$f"
+}
+# leader_link -I|-D: drops (or passes again) all traffic between n$o and n$lead, in
+# n$o's namespace.
+leader_link() {
+  local chain
+  for chain in "INPUT -s" "OUTPUT -d"; do
+    # shellcheck disable=SC2086 # the chain and its match, two words
+    netns_exec "$o" iptables "$1" $chain "$(netns_ip "$lead")" -j DROP || fail "iptables in n$o's namespace"
+  done
+}
+at_most_one() {
+  local i count=0
+  for i in 1 2 3; do runs_itself "$i" && count=$((count + 1)); done
+  [ "$count" -le 1 ] || { echo "lock runs on $count nodes at once" >&2; return 1; }
+}
+
 # ---------------------------------------------------------------------------------
 step "9. back from a cut, a node that hears the majority but not the leader that took its exclusive workload does not start it again"
 # lock runs on O, not the leader L; the third node F is drained, so that when O is cut
 # off, L places lock on itself. O then comes back hearing F but not L: unfenced, with a
 # replica from before the move (it still places lock on O) and no way to catch up (L
 # unreachable, F follows L). It must not start lock while L runs it.
-lead=$(node_index "$(node_leader 1)")
-[ -n "$lead" ] || fail "no leader to start step 9 from"
-if [ "$(owner)" = "$lead" ]; then
-  node_ctl 1 drain "n$lead" >/dev/null || fail "drain the leader n$lead"
-  off_leader() { local o; o=$(owner) && [ "$o" != "$lead" ]; }
-  wait_for "$FORM_S" off_leader || fail "lock did not leave the drained leader n$lead"
-  node_ctl 1 uncordon "n$lead" >/dev/null || fail "uncordon n$lead"
-fi
-o=$(owner) || fail "lock does not run before step 9"
-f=$((6 - o - lead))
-node_ctl 1 drain "n$f" >/dev/null || fail "drain n$f"
-at_most_one() {
-  local i count=0
-  for i in 1 2 3; do runs_itself "$i" && count=$((count + 1)); done
-  [ "$count" -le 1 ] || { echo "lock runs on $count nodes at once" >&2; return 1; }
-}
+lock_off_leader 9
 leader_runs() { at_most_one && runs_itself "$lead"; }
 off=$(log_size "$o")
 t0=$(ms_now)
 netns_cut "$o"
 wait_for "$FORM_S" leader_runs || fail "lock does not run on the leader n$lead after n$o was cut off: n$o $(runs_itself "$o" && echo runs || echo stopped)"
 note "n$o (runs lock) cut off; the leader n$lead runs it $(($(ms_now) - t0)) ms later (n$f drained)"
-for chain in "INPUT -s" "OUTPUT -d"; do
-  # shellcheck disable=SC2086 # the chain and its match, two words
-  netns_exec "$o" iptables -I $chain "$(netns_ip "$lead")" -j DROP || fail "iptables in n$o's namespace"
-done
+leader_link -I
 t0=$(ms_now)
 netns_heal "$o"
 back() { log_since "$o" "$off" | grep -q "n$o reaches the majority again"; }
@@ -491,10 +503,7 @@ holds_for 5 leader_runs || fail "n$o, back without the leader, started lock ($((
 log_since "$o" "$off" | grep -q "lock waits until this node has caught up" ||
   fail "n$o did not say that lock waits until it has caught up"
 note "for 5 s after, lock ran on n$lead only; n$o waits until it has caught up"
-for chain in "INPUT -s" "OUTPUT -d"; do
-  # shellcheck disable=SC2086
-  netns_exec "$o" iptables -D $chain "$(netns_ip "$lead")" -j DROP || fail "iptables in n$o's namespace"
-done
+leader_link -D
 node_ctl 1 uncordon "n$f" >/dev/null || fail "uncordon n$f"
 wait_for "$FORM_S" all_see_ready 3 1 2 3 || fail "not 3 Ready members after n$o's link to n$lead is back"
 holds_for 2 leader_runs || fail "once n$o caught up, lock does not run on n$lead alone"
@@ -506,30 +515,14 @@ step "10. a node cut off from the leader only keeps its exclusive workload, and 
 # still hears the third node F (drained, so the leader would place lock on itself). O
 # is not fenced (it hears the majority) and keeps lock; L must not count O as lost on
 # its own word, since F's heartbeat answers say it hears O.
-lead=$(node_index "$(node_leader 1)")
-[ -n "$lead" ] || fail "no leader to start step 10 from"
-if [ "$(owner)" = "$lead" ]; then
-  node_ctl 1 drain "n$lead" >/dev/null || fail "drain the leader n$lead"
-  off_leader() { local o; o=$(owner) && [ "$o" != "$lead" ]; }
-  wait_for "$FORM_S" off_leader || fail "lock did not leave the drained leader n$lead"
-  node_ctl 1 uncordon "n$lead" >/dev/null || fail "uncordon n$lead"
-fi
-o=$(owner) || fail "lock does not run before step 10"
-f=$((6 - o - lead))
-node_ctl 1 drain "n$f" >/dev/null || fail "drain n$f"
+lock_off_leader 10
 owner_runs() { at_most_one && runs_itself "$o"; }
-for chain in "INPUT -s" "OUTPUT -d"; do
-  # shellcheck disable=SC2086 # the chain and its match, two words
-  netns_exec "$o" iptables -I $chain "$(netns_ip "$lead")" -j DROP || fail "iptables in n$o's namespace"
-done
+leader_link -I
 t0=$(ms_now)
 holds_for 6 owner_runs ||
   fail "cut from the leader n$lead only, n$o lost lock or another node started it too ($(($(ms_now) - t0)) ms after the cut)"
 note "n$o cut off from the leader n$lead only: for 6 s (4 times nodeLostAfter) lock ran on n$o alone"
-for chain in "INPUT -s" "OUTPUT -d"; do
-  # shellcheck disable=SC2086
-  netns_exec "$o" iptables -D $chain "$(netns_ip "$lead")" -j DROP || fail "iptables in n$o's namespace"
-done
+leader_link -D
 node_ctl 1 uncordon "n$f" >/dev/null || fail "uncordon n$f"
 wait_for "$FORM_S" all_see_ready 3 1 2 3 || fail "not 3 Ready members after n$o's link to n$lead is back"
 holds_for 2 at_most_one || fail "lock runs twice after the link came back"
