@@ -474,6 +474,12 @@ leader_link() {
     netns_exec "$o" iptables "$1" $chain "$(netns_ip "$lead")" -j DROP || fail "iptables in n$o's namespace"
   done
 }
+# link_back: the link between n$o and n$lead again, n$f uncordoned, 3 Ready members.
+link_back() {
+  leader_link -D
+  node_ctl 1 uncordon "n$f" >/dev/null || fail "uncordon n$f"
+  wait_for "$FORM_S" all_see_ready 3 1 2 3 || fail "not 3 Ready members after n$o's link to n$lead is back"
+}
 at_most_one() {
   local i count=0
   for i in 1 2 3; do runs_itself "$i" && count=$((count + 1)); done
@@ -503,9 +509,7 @@ holds_for 5 leader_runs || fail "n$o, back without the leader, started lock ($((
 log_since "$o" "$off" | grep -q "lock waits until this node has caught up" ||
   fail "n$o did not say that lock waits until it has caught up"
 note "for 5 s after, lock ran on n$lead only; n$o waits until it has caught up"
-leader_link -D
-node_ctl 1 uncordon "n$f" >/dev/null || fail "uncordon n$f"
-wait_for "$FORM_S" all_see_ready 3 1 2 3 || fail "not 3 Ready members after n$o's link to n$lead is back"
+link_back
 holds_for 2 leader_runs || fail "once n$o caught up, lock does not run on n$lead alone"
 note "link to n$lead back: 3 Ready members, lock still on n$lead alone"
 
@@ -522,9 +526,7 @@ t0=$(ms_now)
 holds_for 6 owner_runs ||
   fail "cut from the leader n$lead only, n$o lost lock or another node started it too ($(($(ms_now) - t0)) ms after the cut)"
 note "n$o cut off from the leader n$lead only: for 6 s (4 times nodeLostAfter) lock ran on n$o alone"
-leader_link -D
-node_ctl 1 uncordon "n$f" >/dev/null || fail "uncordon n$f"
-wait_for "$FORM_S" all_see_ready 3 1 2 3 || fail "not 3 Ready members after n$o's link to n$lead is back"
+link_back
 holds_for 2 at_most_one || fail "lock runs twice after the link came back"
 note "link back: 3 Ready members, lock once"
 
