@@ -81,7 +81,7 @@ TEST_SUITE("containerd") {
           "containerd.services.version.v1.Version/Version: answer over 8 bytes");
   }
 
-  TEST_CASE("Events/Subscribe: a namespace's creation arrives; stop ends the stream at once") {
+  TEST_CASE("Events/Subscribe: a namespace's creation arrives, and stop ends the stream at once") {
     using Clock = std::chrono::steady_clock;
     std::unique_ptr<GrpcChannel> events = Channel();
     std::mutex mu;
