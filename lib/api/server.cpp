@@ -296,7 +296,7 @@ class ApiServer::Impl {
   uv_loop_t* loop_ = nullptr;
   uv_pipe_t* listener_ = nullptr;  // freed by its close callback
   std::string path_;               // where listener_ listens
-  uv_async_t* wakeup_ = nullptr;   // drains mailbox_; freed by its close callback
+  uv_poll_t* wakeup_ = nullptr;    // polls mailbox_.fd(); freed by its close callback
   LoopProbe* probe_ = nullptr;     // freed by its close callback
   std::set<Conn*> conns_;
   size_t streams_ = 0;  // conns_ that are follow streams
@@ -330,6 +330,7 @@ void ApiServer::Impl::Release(Conn* c) {
 Status ApiServer::Impl::Listen(uv_loop_t* loop, const std::string& path) {
   if (listener_ != nullptr) return Status::FailedPrecondition("api: already listening");
   if (path.empty()) return Status::InvalidArgument("api: socket path is empty");
+  PETREL_RETURN_IF_ERROR(mailbox_.CheckFd().WithContext("api"));
   if (path.size() >= sizeof(sockaddr_un{}.sun_path)) {
     return Status::InvalidArgument("socket path " + path + " is longer than " +
                                    std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) + " bytes");
@@ -393,11 +394,17 @@ Status ApiServer::Impl::Listen(uv_loop_t* loop, const std::string& path) {
   if (rc != 0) return fail("listen on", rc);
   loop_ = loop;
   listener_ = listener;
-  wakeup_ = new uv_async_t;
-  uv_async_init(loop, wakeup_,
-                [](uv_async_t* h) { static_cast<Impl*>(h->data)->mailbox_.Drain(); });
+  // The Mailbox's eventfd, not a uv_async_t: workers.h says why.
+  wakeup_ = new uv_poll_t;
+  if ((rc = uv_poll_init(loop, wakeup_, mailbox_.fd())) != 0) {
+    delete wakeup_;
+    wakeup_ = nullptr;
+    StopAccepting();
+    return Status::IOError(std::string("api: uv_poll_init: ") + uv_strerror(rc));
+  }
   wakeup_->data = this;
-  mailbox_.SetWakeup([async = wakeup_] { uv_async_send(async); });
+  uv_poll_start(wakeup_, UV_READABLE,
+                [](uv_poll_t* h, int, int) { static_cast<Impl*>(h->data)->mailbox_.Drain(); });
   if (options_.loop_probe_ms > 0) {
     probe_ = new LoopProbe;
     probe_->period_ms = options_.loop_probe_ms;
@@ -427,9 +434,9 @@ void ApiServer::Impl::Close() {
   std::vector<Conn*> open(conns_.begin(), conns_.end());
   for (Conn* c : open) CloseConn(c);
   if (wakeup_ != nullptr) {
-    mailbox_.SetWakeup(nullptr);  // no uv_async_send on a closing handle
+    // Stops polling at once; the descriptor stays the Mailbox's.
     uv_close(reinterpret_cast<uv_handle_t*>(wakeup_),
-             [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
     wakeup_ = nullptr;
   }
   if (probe_ != nullptr) {

@@ -115,7 +115,7 @@ struct Identity {
 // while they close.
 struct Engine {
   uv_loop_t* loop = nullptr;
-  uv_async_t async;
+  uv_poll_t mail;  // the Mailbox's eventfd (workers.h says why not uv_async_t)
   uv_timer_t tick;
   raft_io io{};
   struct raft raft {};
@@ -703,17 +703,22 @@ class ClusterImpl final : public Cluster, public PeerLink {
   // --- the loop ---
 
   Status StartOnLoop(uv_loop_t* loop) {
+    PETREL_RETURN_IF_ERROR(mailbox_.CheckFd().WithContext("cluster"));
     engine_ = std::make_unique<Engine>();
     engine_->loop = loop;
     Engine* e = engine_.get();
     e->owner = this;
     // The handles' data is the Engine, which outlives them; `owner` is cleared when
     // closing begins, so a wakeup already queued then does nothing.
-    uv_async_init(loop, &e->async, [](uv_async_t* h) {
+    if (int rc = uv_poll_init(loop, &e->mail, mailbox_.fd()); rc != 0) {
+      engine_.reset();
+      return Status::IOError(std::string("cluster: uv_poll_init: ") + uv_strerror(rc));
+    }
+    e->mail.data = e;
+    uv_poll_start(&e->mail, UV_READABLE, [](uv_poll_t* h, int, int) {
       auto* engine = static_cast<Engine*>(h->data);
       if (engine->owner != nullptr) engine->owner->mailbox_.Drain();
     });
-    e->async.data = e;
     uv_timer_init(loop, &e->tick);
     e->tick.data = e;
     e->open_handles = 2;
@@ -728,7 +733,6 @@ class ClusterImpl final : public Cluster, public PeerLink {
       std::lock_guard<std::mutex> lock(loop_mu_);
       running_ = true;
     }
-    mailbox_.SetWakeup([e] { uv_async_send(&e->async); });
     if (member_) {
       Status s = StartMember(/*bootstrap=*/false);
       if (!s.ok()) return s;
@@ -1340,7 +1344,6 @@ class ClusterImpl final : public Cluster, public PeerLink {
       std::lock_guard<std::mutex> lock(loop_mu_);
       running_ = false;
     }
-    mailbox_.SetWakeup(nullptr);
     Engine* e = engine_.release();
     {
       std::lock_guard<std::mutex> lock(node_mu_);
@@ -1354,7 +1357,7 @@ class ClusterImpl final : public Cluster, public PeerLink {
         auto* engine = static_cast<Engine*>(h->data);
         if (--engine->open_handles == 0) delete engine;
       };
-      uv_close(reinterpret_cast<uv_handle_t*>(&e->async), closed);
+      uv_close(reinterpret_cast<uv_handle_t*>(&e->mail), closed);
       uv_close(reinterpret_cast<uv_handle_t*>(&e->tick), closed);
     };
     e->owner = nullptr;

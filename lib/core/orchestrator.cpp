@@ -62,7 +62,7 @@ auto Guard(const char* what, Fn&& fn) -> decltype(fn()) {
 // The libuv handles petrel adds to a loop. Heap-allocated and freed by their own
 // close callbacks, so closing never touches the Orchestrator after it is gone.
 struct LoopHandles {
-  uv_async_t async;
+  uv_poll_t mail;  // the Mailbox's eventfd
   uv_timer_t timer;
   uv_timer_t probe_timer;  // the next health check is due
   int open = 3;
@@ -99,7 +99,7 @@ class OrchestratorImpl final : public Orchestrator {
     }
     if (mode_ == Mode::kOwnThread) {
       stopping_ = true;
-      SendAsync();
+      mailbox_->Wake();
       thread_.join();
       uv_run(&own_loop_, UV_RUN_DEFAULT);  // runs the close callbacks
       uv_loop_close(&own_loop_);
@@ -340,7 +340,11 @@ class OrchestratorImpl final : public Orchestrator {
         mode_ = Mode::kIdle;
         return Status::Internal(std::string("uv_loop_init: ") + uv_strerror(rc));
       }
-      InitHandles(&own_loop_);
+      if (Status s = InitHandles(&own_loop_); !s.ok()) {
+        uv_loop_close(&own_loop_);
+        mode_ = Mode::kIdle;
+        return s;
+      }
       thread_ = std::thread([this] { uv_run(&own_loop_, UV_RUN_DEFAULT); });
       return Status::OK();
     });
@@ -349,7 +353,10 @@ class OrchestratorImpl final : public Orchestrator {
   Status Attach(uv_loop_s* loop) override {
     if (loop == nullptr) return Status::InvalidArgument("attach: loop is null");
     PETREL_RETURN_IF_ERROR(EnterMode(Mode::kAttached));
-    InitHandles(loop);
+    if (Status s = InitHandles(loop); !s.ok()) {
+      mode_ = Mode::kIdle;
+      return s;
+    }
     return Status::OK();
   }
 
@@ -389,7 +396,7 @@ class OrchestratorImpl final : public Orchestrator {
 
   void Wake() {
     wake_pending_ = true;
-    SendAsync();
+    mailbox_->Wake();
   }
 
  private:
@@ -1319,44 +1326,41 @@ class OrchestratorImpl final : public Orchestrator {
 
   // --- loop plumbing ---
 
-  void InitHandles(uv_loop_t* loop) {
+  // The Mailbox's eventfd wakes the loop for letters and for Wake() (workers.h says
+  // why not uv_async_t).
+  Status InitHandles(uv_loop_t* loop) {
+    PETREL_RETURN_IF_ERROR(mailbox_->CheckFd().WithContext("orchestrator"));
     handles_ = new LoopHandles();
-    uv_async_init(loop, &handles_->async,
-                  [](uv_async_t* h) { static_cast<OrchestratorImpl*>(h->data)->OnAsync(); });
+    int rc = uv_poll_init(loop, &handles_->mail, mailbox_->fd());
+    if (rc != 0) {
+      delete handles_;
+      handles_ = nullptr;
+      return Status::Internal(std::string("orchestrator: uv_poll_init: ") + uv_strerror(rc));
+    }
     uv_timer_init(loop, &handles_->timer);
     uv_timer_init(loop, &handles_->probe_timer);
-    handles_->async.data = this;
+    handles_->mail.data = this;
     handles_->timer.data = this;
     handles_->probe_timer.data = this;
-    {
-      std::lock_guard<std::mutex> lock(async_mu_);
-      async_ready_ = true;
-    }
-    mailbox_->SetWakeup([this] { SendAsync(); });
+    uv_poll_start(&handles_->mail, UV_READABLE, [](uv_poll_t* h, int, int) {
+      static_cast<OrchestratorImpl*>(h->data)->OnAsync();
+    });
     ScheduleTimer(0);
+    return Status::OK();
   }
 
   void CloseHandles() {
-    mailbox_->SetWakeup(nullptr);
-    {
-      std::lock_guard<std::mutex> lock(async_mu_);
-      async_ready_ = false;
-    }
     uv_timer_stop(&handles_->timer);
     uv_timer_stop(&handles_->probe_timer);
     net_checks_.CancelAll();
-    handles_->async.data = handles_;
+    handles_->mail.data = handles_;
     handles_->timer.data = handles_;
     handles_->probe_timer.data = handles_;
-    uv_close(reinterpret_cast<uv_handle_t*>(&handles_->async), OnHandleClosed);
+    // A poll handle stops watching its descriptor here, not in a later callback.
+    uv_close(reinterpret_cast<uv_handle_t*>(&handles_->mail), OnHandleClosed);
     uv_close(reinterpret_cast<uv_handle_t*>(&handles_->timer), OnHandleClosed);
     uv_close(reinterpret_cast<uv_handle_t*>(&handles_->probe_timer), OnHandleClosed);
     handles_ = nullptr;
-  }
-
-  void SendAsync() {
-    std::lock_guard<std::mutex> lock(async_mu_);
-    if (async_ready_) uv_async_send(&handles_->async);
   }
 
   void OnAsync() {
@@ -1455,8 +1459,6 @@ class OrchestratorImpl final : public Orchestrator {
   LoopHandles* handles_ = nullptr;
   std::atomic<bool> wake_pending_{false};
   std::atomic<bool> stopping_{false};
-  std::mutex async_mu_;  // guards async_ready_ against uv_async_send after close
-  bool async_ready_ = false;
 };
 
 }  // namespace

@@ -1,31 +1,58 @@
 #include "lib/util/workers.h"
 
 #include <pthread.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <string>
 #include <utility>
 
 namespace petrel::internal {
 
-void Mailbox::SetWakeup(std::function<void()> wakeup) {
-  std::lock_guard<std::mutex> lock(mu_);
-  wakeup_ = std::move(wakeup);
+Mailbox::Mailbox() {
+  fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd_ < 0) fd_errno_ = errno;
 }
 
-// The wakeup runs under the lock, so once SetWakeup(nullptr) or Close() returns no
-// wakeup is running or will run: the owner may then free what it touches (a libuv
-// handle). It must be quick and must not Post.
+Mailbox::~Mailbox() {
+  if (fd_ >= 0) close(fd_);
+}
+
+Status Mailbox::CheckFd() const {
+  if (fd_ >= 0) return Status::OK();
+  return Status::IOError(std::string("eventfd: ") + strerror(fd_errno_));
+}
+
+// The eventfd is written after the lock is let go: a worker descheduled in its write
+// then holds no lock the loop's Drain needs.
 void Mailbox::Post(Letter letter) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (closed_) return;
-  letters_.push_back(std::move(letter));
-  if (wakeup_) wakeup_();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) return;
+    letters_.push_back(std::move(letter));
+  }
+  Wake();
+}
+
+void Mailbox::Wake() {
+  if (fd_ < 0) return;
+  const uint64_t one = 1;
+  // EAGAIN only when the counter is full, and then the descriptor is readable anyway.
+  while (write(fd_, &one, sizeof(one)) < 0 && errno == EINTR) {
+  }
 }
 
 size_t Mailbox::Drain() {
+  if (fd_ >= 0) {
+    uint64_t count;
+    while (read(fd_, &count, sizeof(count)) < 0 && errno == EINTR) {
+    }
+  }
   size_t ran = 0;
   for (;;) {
     Letter letter;
@@ -46,7 +73,6 @@ void Mailbox::Close() {
     std::lock_guard<std::mutex> lock(mu_);
     closed_ = true;
     dropped.swap(letters_);
-    wakeup_ = nullptr;
   }
 }
 

@@ -5,9 +5,15 @@
 // one, and a runtime call that waits two minutes there would starve them.
 //
 // A job runs on a worker; what it found goes back to the loop thread through a
-// Mailbox: the job posts a closure, the Mailbox wakes the loop (uv_async_send, or
-// whatever the owner installs), and the loop thread runs the closures in the order
-// they were posted (Drain).
+// Mailbox: the job posts a closure, which makes the Mailbox's eventfd readable; the
+// loop polls that descriptor (uv_poll_t) and runs the closures in the order they were
+// posted (Drain).
+//
+// Not uv_async_send: libuv 1.44's loop, woken, spins (sched_yield) until every thread
+// in the middle of a uv_async_send on it has finished that call. A worker runs at a
+// lower priority; descheduled there on a busy machine it held petreld's loop for
+// 8-12 ms at a time (perf sched, tests/bench/loop_stall_bench.sh). A write to an
+// eventfd is one system call, and the loop never waits for the writer.
 //
 // A WorkerPool of zero threads runs each job on the caller's thread before Submit
 // returns. Tests and Orchestrator::Step use it: the same code, deterministic, no
@@ -29,33 +35,43 @@
 #include <thread>
 #include <vector>
 
+#include "petrel/status.h"
+
 namespace petrel::internal {
 
 class Mailbox {
  public:
   using Letter = std::function<void()>;
 
-  Mailbox() = default;
+  // Makes the eventfd; fd() is -1 when the system gave none (too many open files).
+  Mailbox();
+  ~Mailbox();
   Mailbox(const Mailbox&) = delete;
   Mailbox& operator=(const Mailbox&) = delete;
 
-  // Called on the posting thread after each Post, under the Mailbox's lock (so it
-  // never runs after SetWakeup(nullptr) or Close() has returned): how the owner
-  // learns there is something to drain, e.g. uv_async_send. Quick, and never Posts.
-  // May be empty.
-  void SetWakeup(std::function<void()> wakeup);
-  // Queues `letter` for the owner's thread. After Close, letters are dropped.
+  // Readable while letters or a Wake wait: what the owner's loop polls, then calls
+  // Drain. Nonblocking, close-on-exec; the Mailbox closes it. -1 when the system gave
+  // none: the owner must then fail to start (CheckFd says so).
+  int fd() const { return fd_; }
+  // OK, or the error that left the Mailbox without its eventfd.
+  Status CheckFd() const;
+  // Queues `letter` for the owner's thread and makes fd() readable. After Close,
+  // letters are dropped.
   void Post(Letter letter);
-  // Runs every letter posted so far (and those they post), oldest first. Returns how
-  // many ran. Owner's thread only.
+  // Makes fd() readable without a letter: the owner has something else to look at.
+  // Any thread; never blocks.
+  void Wake();
+  // Makes fd() unreadable again, then runs every letter posted so far (and those they
+  // post), oldest first. Returns how many ran. Owner's thread only.
   size_t Drain();
   // Drops what is queued and every later letter: the owner is going away.
   void Close();
 
  private:
+  int fd_ = -1;
+  int fd_errno_ = 0;  // eventfd's errno when fd_ is -1
   std::mutex mu_;
   std::deque<Letter> letters_;
-  std::function<void()> wakeup_;
   bool closed_ = false;
 };
 

@@ -18,6 +18,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 #include "lib/util/fs.h"
 #include "lib/util/lease.h"
@@ -84,6 +85,23 @@ pid_t RawFork() {
 #else
   return static_cast<pid_t>(syscall(SYS_clone, SIGCHLD, nullptr, nullptr, nullptr, nullptr));
 #endif
+}
+
+// Raises the calling thread to the main thread's priority when it runs below it (a
+// WorkerPool's niced thread) and petrel may (CAP_SYS_NICE): the nice value to restore
+// afterwards, none when nothing changed. For fork(): the kernel holds the parent's
+// mmap lock while it copies the page tables, and every page fault of petreld's loop
+// thread waits for it. A niced worker descheduled in the middle of that copy on a busy
+// machine held the loop for 24 ms (perf sched, tests/bench/loop_stall_bench.sh).
+std::optional<int> RaiseToMainThreadPriority() {
+  const id_t tid = static_cast<id_t>(syscall(SYS_gettid));
+  errno = 0;
+  const int mine = getpriority(PRIO_PROCESS, tid);
+  if (errno != 0) return std::nullopt;
+  const int main = getpriority(PRIO_PROCESS, static_cast<id_t>(getpid()));
+  if (errno != 0 || main >= mine) return std::nullopt;
+  if (setpriority(PRIO_PROCESS, tid, main) != 0) return std::nullopt;
+  return mine;
 }
 
 void CloseFrom(int first) {
@@ -697,7 +715,11 @@ Status BeginShim(const ShimPlan& plan, PendingShim* pending) {
 
   int sync[2];
   if (pipe2(sync, O_CLOEXEC) != 0) return ErrnoError("pipe", "", errno);
+  const std::optional<int> nice_before = RaiseToMainThreadPriority();
   pid_t middle = RawFork();
+  if (middle != 0 && nice_before) {
+    (void)setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), *nice_before);
+  }
   if (middle < 0) {
     int err = errno;
     close(sync[0]);
