@@ -88,7 +88,7 @@ bool IsContainerdLoggerCall(int argc, char** argv) {
 }
 
 int RunContainerdLogger(int argc, char** argv) {
-  using namespace internal;  // NOLINT(google-build-using-namespace): one entry point
+  using namespace internal;  // NOLINT: the entry point of internal's logger
   Result<LoggerArgs> args = ParseLoggerArgs(argc, argv);
   if (!args.ok()) return Fail(args.status().message(), 2);
   struct stat st;

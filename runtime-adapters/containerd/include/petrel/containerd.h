@@ -30,7 +30,8 @@ bool IsContainerdLoggerCall(int argc, char** argv);
 // rotated at the cap (two kept, continuing files already there), closes fd 5 once the
 // files are open, and returns 0 when both reach end of file, or after draining them
 // on SIGTERM (the shim's way to stop it). Uses one fixed buffer: no allocation per read.
-// Returns 2 after a one-line error on stderr for bad arguments or missing fds.
+// Returns 2 after a one-line error on stderr for bad arguments or missing fds; 1 after
+// one for a failure of its own (the directory cannot be listed, poll fails).
 // REQUIRES: called from main(), single-threaded; it owns the process until it returns.
 int RunContainerdLogger(int argc, char** argv);
 
