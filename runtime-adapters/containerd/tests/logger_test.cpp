@@ -8,6 +8,7 @@
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -112,6 +113,31 @@ TEST_CASE("log files: a resumed writer continues the newest file and its offsets
   CHECK(LogNames(tmp.path()) ==
         std::vector<std::string>{"log.00000000000000000030", "log.00000000000000000033"});
   CHECK(ReadAll(tmp.path()) == "uvwx");
+}
+
+TEST_CASE("log files: output a write refuses is counted and told once writes work again") {
+  TempDir tmp;
+  LogPaths paths = MakeLogPaths(tmp.path());
+  LogWriter w{paths.a.data(), paths.b.data(), paths.digits_at, 1000};
+  w.lost_prefix = "petrel-logger: ";
+  w.Open();
+  w.Write("hello\n", 6);
+  // A file size limit stands in for a full disk: writes past it fail (EFBIG).
+  struct rlimit was;
+  REQUIRE(getrlimit(RLIMIT_FSIZE, &was) == 0);
+  void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
+  struct rlimit small = was;
+  small.rlim_cur = 8;
+  REQUIRE(setrlimit(RLIMIT_FSIZE, &small) == 0);
+  w.Write("abcdef\n", 7);  // "ab" fits
+  w.Write("gone\n", 5);
+  REQUIRE(setrlimit(RLIMIT_FSIZE, &was) == 0);
+  signal(SIGXFSZ, old_handler);
+  w.Write("next\n", 5);
+  w.Close();
+  // The cut line is ended, then the count of what is missing, then the output goes on.
+  CHECK(ReadAll(tmp.path()) ==
+        "hello\nab\npetrel-logger: 10 bytes of output lost: write error\nnext\n");
 }
 
 TEST_CASE("ContainerdLogUri escapes the path and the values as Go's net/url decodes them") {
