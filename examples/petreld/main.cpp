@@ -21,6 +21,11 @@
 // "none" for a witness (--witness --runtime none), from a petrel::RuntimeRegistry that
 // RegisterRuntimes fills.
 //
+// Built with the containerd adapter (PETREL_WITH_CONTAINERD), it is also the logger
+// containerd's shim runs for each container's output (binary:///usr/sbin/petreld?
+// petrel-log-dir=...&petrel-log-max=..., petrel/containerd.h): nothing of the daemon
+// starts then.
+//
 // SIGTERM or SIGINT stops it cleanly (exit 0). Containers keep running: stopping the
 // daemon is not stopping the workloads; the next petreld adopts them. (In a cluster, an
 // exclusive workload's containers are the exception: their lease runs out fenceAfter
@@ -53,6 +58,9 @@
 #include "petrel/orchestrator.h"
 #include "petrel/port.h"
 #include "petrel/runtimes.h"
+#ifdef PETREL_WITH_CONTAINERD
+#include "petrel/containerd.h"
+#endif
 #ifdef PETREL_WITH_CRUN
 #include "petrel/crun.h"
 #endif
@@ -753,6 +761,9 @@ int Serve(Settings& settings, const petrel::Options& options, Daemon* d) {
 }  // namespace
 
 int main(int argc, char** argv) {
+#ifdef PETREL_WITH_CONTAINERD
+  if (petrel::IsContainerdLoggerCall(argc, argv)) return petrel::RunContainerdLogger(argc, argv);
+#endif
   // One malloc arena for all of petreld's threads (workers, lister, store, API): each
   // thread's own arena would cost resident memory for what is a trickle of small
   // allocations, and every shim forked from petreld would carry those pages too.

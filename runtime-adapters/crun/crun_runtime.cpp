@@ -51,6 +51,7 @@
 #include "lib/spec/image_ref.h"
 #include "lib/util/dir_lock.h"
 #include "lib/util/fs.h"
+#include "lib/util/log_files.h"
 #include "lib/util/process.h"
 #include "lib/util/sha256.h"
 #include "lib/util/strings.h"
@@ -66,6 +67,7 @@ using internal::DirEntry;
 using internal::ErrnoError;
 using internal::ListDir;
 using internal::MakeDurableDirs;
+using internal::ReadLogFiles;
 using internal::ReadSmallFile;
 using internal::ReadSmallFileInRoot;
 using internal::UniqueFd;
@@ -667,54 +669,12 @@ class CrunRuntime final : public ContainerRuntime {
     const std::string dir = DirOf(id);
     const std::string meta_file = dir + "/" + kMetaFile;
     if (!Exists(meta_file)) return Status::NotFound("no container " + id);
-    // The kept files, oldest first; each is named by the offset of its first byte.
-    std::vector<std::pair<int64_t, int64_t>> files;  // base, size
-    Result<std::vector<DirEntry>> entries = ListDir(dir);
-    if (!entries.ok()) {
-      return entries.status().IsNotFound() ? Status::NotFound("no container " + id)
-                                           : entries.status();
-    }
-    for (const DirEntry& e : *entries) {
-      const std::string& name = e.name;
-      if (name.rfind(internal::kLogPrefix, 0) != 0 ||
-          name.size() != strlen(internal::kLogPrefix) + 20)
-        continue;
-      struct stat st;
-      if (stat((dir + "/" + name).c_str(), &st) != 0) continue;
-      files.emplace_back(atoll(name.c_str() + strlen(internal::kLogPrefix)), st.st_size);
-    }
-    std::sort(files.begin(), files.end());
     // A Remove may move the directory away meanwhile (Logs may overlap with it): files
     // missing for that reason make the answer the Remove's.
-    LogChunk chunk;
-    if (files.empty()) {
-      if (!Exists(meta_file)) return Status::NotFound("no container " + id);
-      return chunk;
+    Result<LogChunk> chunk = ReadLogFiles(dir, options);
+    if (!chunk.ok()) {
+      return chunk.status().IsNotFound() ? Status::NotFound("no container " + id) : chunk.status();
     }
-    const int64_t oldest = files.front().first;
-    const int64_t end = files.back().first + files.back().second;
-    const int64_t limit = static_cast<int64_t>(options.limit_bytes);
-    int64_t start = options.since_offset < 0 ? std::max(oldest, end - limit)
-                                             : std::clamp(options.since_offset, oldest, end);
-    chunk.start_offset = start;
-    int64_t want = std::min(limit, end - start);
-    for (const auto& [base, size] : files) {
-      if (want <= 0) break;
-      if (start >= base + size) continue;
-      UniqueFd fd(open((dir + "/" + internal::LogFileName(base)).c_str(), O_RDONLY | O_CLOEXEC));
-      if (!fd.valid()) {
-        if (!chunk.data.empty()) break;  // what was read stays one run of bytes
-        continue;                        // rotated away just now: from the next file on
-      }
-      if (chunk.data.empty()) chunk.start_offset = start = std::max(start, base);
-      std::string buf(static_cast<size_t>(std::min(want, base + size - start)), '\0');
-      ssize_t n = pread(fd.get(), buf.data(), buf.size(), start - base);
-      if (n <= 0) break;
-      chunk.data.append(buf.data(), static_cast<size_t>(n));
-      start += n;
-      want -= n;
-    }
-    chunk.end_offset = chunk.start_offset + static_cast<int64_t>(chunk.data.size());
     if (!Exists(meta_file)) return Status::NotFound("no container " + id);
     return chunk;
   }

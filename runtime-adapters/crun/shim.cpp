@@ -22,6 +22,7 @@
 
 #include "lib/util/fs.h"
 #include "lib/util/lease.h"
+#include "lib/util/log_files.h"
 #include "lib/util/strings.h"
 #include "petrel/spec.h"
 
@@ -39,22 +40,6 @@ namespace petrel::internal {
 namespace {
 
 // --- async-signal-safe helpers (no allocation, no locks, no errno-clobbering libc) ---
-
-// Writes what it can of p[0..n): the bytes written, fewer than n after an error (errno
-// says which).
-size_t RawWrite(int fd, const char* p, size_t n) {
-  size_t done = 0;
-  while (done < n) {
-    ssize_t w = write(fd, p + done, n - done);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      if (w == 0) errno = EIO;
-      break;
-    }
-    done += static_cast<size_t>(w);
-  }
-  return done;
-}
 
 void RawWriteAll(int fd, const char* p, size_t n) { RawWrite(fd, p, n); }
 
@@ -134,8 +119,7 @@ struct Prepared {
   std::vector<char*> argv, envp;
   std::string dir;  // the container's
   std::string init_pid, exit_file, exit_tmp, lock_file, shim_pid, shim_pid_tmp, runtime_log;
-  std::string log_path_a, log_path_b;  // "<dir>/log.<20 digits>", digits filled in later
-  size_t log_digits_at = 0;            // where the digits start in log_path_*
+  LogPaths log_paths;  // digits filled in after fork, by the LogWriter
   std::unique_ptr<ChildSetup> shim_setup, runtime_setup;  // ChildSetup::Apply after fork
   int64_t log_max_bytes = 0;
   int nice = 0;
@@ -163,96 +147,6 @@ void SayLease(const Prepared& p, const char* what) {
   WriteStr(2, what);
   WriteStr(2, "\n");
 }
-
-// The log files: append to the current one; past the cap, start the next one (named
-// by its base offset) and drop the one before the previous. Output that cannot be
-// written (a full disk) is counted, and once writes work again the log says so first:
-// "petrel-shim: 1234 bytes of output lost: no space left on device".
-struct LogWriter {
-  const Prepared* p;
-  char* cur_path;   // points into one of p's two path buffers
-  char* prev_path;  // the other
-  int fd = -1;
-  int64_t base = 0, size = 0, prev_base = -1;
-  uint64_t lost = 0;  // bytes not written since the last report
-  int lost_errno = 0;
-  bool mid_line = false;  // the last byte written was not a newline
-
-  void Open() {
-    FormatDecimal(static_cast<uint64_t>(base), cur_path + p->log_digits_at, 20);
-    fd = open(cur_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-  }
-  void Lose(size_t n) {
-    lost += n;
-    lost_errno = errno;
-  }
-  // Never lets a file grow past the cap: a big read is split across files.
-  void Write(const char* data, size_t n) {
-    if (fd < 0) Open();  // a full disk refused the file last time
-    if (fd < 0) return Lose(n);
-    if (lost > 0 && !ReportLost()) return Lose(n);
-    Append(data, n);
-  }
-  void Append(const char* data, size_t n) {
-    while (n > 0 && fd >= 0) {
-      size_t room = static_cast<size_t>(p->log_max_bytes - size);
-      size_t part = n < room ? n : room;
-      const size_t written = RawWrite(fd, data, part);
-      size += static_cast<int64_t>(written);
-      if (written > 0) mid_line = data[written - 1] != '\n';
-      if (written < part) return Lose(n - written);
-      data += part;
-      n -= part;
-      if (size >= p->log_max_bytes) Rotate();
-    }
-    if (n > 0) Lose(n);
-  }
-  // Writes the line about the bytes lost, whole or not at all: true when written.
-  bool ReportLost() {
-    char line[128];
-    size_t k = 0;
-    if (mid_line) line[k++] = '\n';  // the line the disk cut short ends here
-    static constexpr char kHead[] = "petrel-shim: ";
-    static constexpr char kMid[] = " bytes of output lost: ";
-    memcpy(line + k, kHead, sizeof(kHead) - 1);
-    k += sizeof(kHead) - 1;
-    k += FormatDecimal(lost, line + k);
-    memcpy(line + k, kMid, sizeof(kMid) - 1);
-    k += sizeof(kMid) - 1;
-    const char* why = lost_errno == ENOSPC   ? "no space left on device"
-                      : lost_errno == EDQUOT ? "disk quota exceeded"
-                                             : "write error";
-    const size_t why_len = strlen(why);
-    memcpy(line + k, why, why_len);
-    k += why_len;
-    line[k++] = '\n';
-    // Probe with the line itself: a partial line is cut back off the file.
-    const off_t end = lseek(fd, 0, SEEK_END);
-    const size_t written = RawWrite(fd, line, k);
-    if (written < k) {
-      const int err = errno;
-      if (written > 0 && end >= 0) (void)!ftruncate(fd, end);
-      errno = err;
-      return false;
-    }
-    size += static_cast<int64_t>(k);
-    lost = 0;
-    mid_line = false;
-    if (size >= p->log_max_bytes) Rotate();
-    return fd >= 0;
-  }
-  void Rotate() {
-    close(fd);
-    if (prev_base >= 0) unlink(prev_path);  // prev_path still names the older file
-    char* t = prev_path;
-    prev_path = cur_path;
-    cur_path = t;
-    prev_base = base;
-    base += size;
-    size = 0;
-    Open();
-  }
-};
 
 int ReadInitPid(const char* path) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -506,7 +400,7 @@ int Supervise(const Prepared& p, int sfd, int log_r, LogWriter* log, char* buf, 
   if (sfd < 0) Die("signalfd");
   if (pipe2(pipefd, O_CLOEXEC) != 0) Die("pipe");
   int log_r = pipefd[0], log_w = pipefd[1];
-  LogWriter log{&p, p.log_path_a.data(), p.log_path_b.data()};
+  LogWriter log{p.log_paths.a.data(), p.log_paths.b.data(), p.log_paths.digits_at, p.log_max_bytes};
   log.Open();
 
   // A lease run out already: the container must not start at all. Told as a runtime
@@ -665,12 +559,6 @@ Status StartCommand(const CommandPlan& plan, StartedCommand* started) {
   return ErrnoError(said.substr(sizeof(err)), "", err);
 }
 
-std::string LogFileName(int64_t base) {
-  char digits[24];
-  FormatDecimal(static_cast<uint64_t>(base), digits, 20);
-  return std::string(kLogPrefix) + digits;
-}
-
 Status BeginShim(const ShimPlan& plan, PendingShim* pending) {
   Prepared p;
   p.id = plan.id;
@@ -689,9 +577,7 @@ Status BeginShim(const ShimPlan& plan, PendingShim* pending) {
   p.runtime_log = d + kRuntimeLogFile;
   p.shim_pid = d + kShimPidFile;
   p.shim_pid_tmp = d + kShimPidFile + ".tmp";
-  p.log_path_a = d + LogFileName(0);
-  p.log_path_b = p.log_path_a;
-  p.log_digits_at = d.size() + strlen(kLogPrefix);
+  p.log_paths = MakeLogPaths(plan.dir);
   ChildPlan shim_setup;
   shim_setup.subreaper = true;
   ChildPlan runtime_setup = plan.runtime_setup;

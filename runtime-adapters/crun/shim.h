@@ -30,7 +30,7 @@ inline constexpr char kInitPidFile[] = "init.pid";  // written by the runtime
 inline constexpr char kExitFile[] = "exit";
 inline constexpr char kShimPidFile[] = "shim.pid";  // "<pid> <start time>\n"
 inline constexpr char kRuntimeLogFile[] = "runtime.log";
-inline constexpr char kLogPrefix[] = "log.";  // log.<20-digit base offset>
+// and the container's output: log.<20-digit base offset> (lib/util/log_files.h)
 
 struct ShimPlan {
   std::string id;
@@ -77,9 +77,6 @@ struct PendingShim {
 };
 Status BeginShim(const ShimPlan& plan, PendingShim* pending);
 Status FinishShim(PendingShim* pending, pid_t* shim_pid);
-
-// The bytes of a log that starts at offset `base`: "log.00000000000000000123".
-std::string LogFileName(int64_t base);
 
 // A runtime command that works on a running container from outside it (`<runtime>
 // exec`), started as the container's own processes were: after `setup` (the limit

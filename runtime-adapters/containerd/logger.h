@@ -1,0 +1,56 @@
+// The logger process of containerd's `binary://` log URIs (petrel/containerd.h), seen
+// from the adapter that starts containers with it, and from its tests.
+//
+// What containerd 1.6 does with such a URI, read in its source (tags v1.6.20, Debian
+// 12's, and v1.6.39: the same but for how errors are joined):
+//  - cmd/containerd-shim-runc-v2 → pkg/process/io.go createIO: a stdout URI of scheme
+//    "binary" makes NewBinaryIO start the logger from the shim (not from containerd).
+//  - pkg/process/io_util.go NewBinaryCmd: the program is the URI's path (url.Parse
+//    decoded); the arguments are, for each key of URL.Query() (a Go map: ANY order),
+//    the key and then its first value ("" for "key=" or a bare "key"). The environment
+//    is exactly CONTAINER_ID=<id> and CONTAINER_NAMESPACE=<namespace>, nothing else (no
+//    PATH); stdin, stdout and stderr are /dev/null.
+//  - pkg/process/io.go NewBinaryIO: ExtraFiles are fd 3 = the read end of the
+//    container's stdout pipe, fd 4 = of its stderr pipe (two pipes), fd 5 = the write
+//    end of a pipe the shim then reads one byte from: a byte or EOF (the logger closing
+//    it, or exiting) means ready, and only then does the container start.
+//  - binaryIO.Close (task delete): closes the shim's ends of both pipes, then SIGTERM,
+//    then waits up to 12 s (binaryIOProcTermTimeout) before SIGKILL.
+//  - runtime/v2/logging/logging_unix.go (Go loggers' helper) confirms fds 3, 4, 5 and
+//    the two variables, and treats SIGTERM as "cancel".
+// Go's query parser (net/url) decodes %XX and '+' as a space, and drops a pair holding
+// ';': ContainerdLogUri %-escapes all but RFC 3986's unreserved characters (and the
+// path's '/').
+#ifndef PETREL_RUNTIME_ADAPTERS_CONTAINERD_LOGGER_H_
+#define PETREL_RUNTIME_ADAPTERS_CONTAINERD_LOGGER_H_
+
+#include <cstdint>
+#include <string>
+
+#include "petrel/status.h"
+
+namespace petrel::internal {
+
+// The URI's keys, and so the logger's argument names. Every key starts with
+// "petrel-log-": IsContainerdLoggerCall knows a call by its first argument, which may
+// be any of them.
+inline constexpr char kLoggerKeyPrefix[] = "petrel-log-";
+inline constexpr char kLoggerDirKey[] = "petrel-log-dir";
+inline constexpr char kLoggerMaxKey[] = "petrel-log-max";
+
+struct LoggerArgs {
+  std::string dir;        // absolute
+  int64_t max_bytes = 0;  // per file, > 0
+};
+
+// "binary://<binary>?petrel-log-dir=<dir>&petrel-log-max=<max_bytes>", percent-encoded.
+// REQUIRES: `binary` and `dir` absolute, max_bytes > 0.
+std::string ContainerdLogUri(const std::string& binary, const std::string& dir, int64_t max_bytes);
+
+// The logger's arguments (argv[1..argc) as key-value pairs, in any order).
+// InvalidArgument naming what is wrong: "petrel-log-max: not a positive number: 12x".
+Result<LoggerArgs> ParseLoggerArgs(int argc, char** argv);
+
+}  // namespace petrel::internal
+
+#endif  // PETREL_RUNTIME_ADAPTERS_CONTAINERD_LOGGER_H_
