@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "containerd/events/task.pb-c.h"
+#include "containerd/runc/v1/options.pb-c.h"
 #include "containerd/services/containers/v1/containers.pb-c.h"
 #include "containerd/services/events/v1/events.pb-c.h"
 #include "containerd/services/namespaces/v1/namespace.pb-c.h"
@@ -97,12 +98,24 @@ std::string ValueOf(const Google__Protobuf__Any* any) {
 // Points protobuf-c at `s`, which it only reads while packing.
 char* Chars(const std::string& s) { return const_cast<char*>(s.c_str()); }
 
+// An Any of `type` holding `value`, valid while both live.
+Google__Protobuf__Any AnyOf(const std::string& type, const std::string& value) {
+  Google__Protobuf__Any any = GOOGLE__PROTOBUF__ANY__INIT;
+  any.type_url = Chars(type);
+  any.value.data = reinterpret_cast<uint8_t*>(const_cast<char*>(value.data()));
+  any.value.len = value.size();
+  return any;
+}
+
 // `strings` as protobuf-c's repeated string field, valid while both live.
 std::vector<char*> CharsOf(const std::vector<std::string>& strings) {
   std::vector<char*> list;
   for (const std::string& s : strings) list.push_back(Chars(s));
   return list;
 }
+
+// The type of the runc shim's options in an Any.
+constexpr const char* kRuncOptionsType = "containerd.runc.v1.Options";
 
 using ContainerMessage = Containerd__Services__Containers__V1__Container;
 using LabelEntry = Containerd__Services__Containers__V1__Container__LabelsEntry;
@@ -112,7 +125,15 @@ ContainerdContainer FromMessage(const ContainerMessage& m) {
   c.id = m.id;
   for (size_t i = 0; i < m.n_labels; i++) c.labels[m.labels[i]->key] = m.labels[i]->value;
   c.image = m.image;
-  if (m.runtime != nullptr) c.runtime = m.runtime->name;
+  if (m.runtime != nullptr) {
+    c.runtime = m.runtime->name;
+    const Google__Protobuf__Any* options = m.runtime->options;
+    if (options != nullptr && options->type_url == std::string_view(kRuncOptionsType)) {
+      Message o(protobuf_c_message_unpack(&containerd__runc__v1__options__descriptor, nullptr,
+                                          options->value.len, options->value.data));
+      if (o) c.runc_root = reinterpret_cast<const Containerd__Runc__V1__Options*>(o.get())->root;
+    }
+  }
   c.spec = ValueOf(m.spec);
   c.spec_type = m.spec != nullptr ? m.spec->type_url : "";
   c.snapshotter = m.snapshotter;
@@ -230,10 +251,13 @@ Result<ContainerdContainer> ContainerdCreateContainer(GrpcChannel* channel,
   Containerd__Services__Containers__V1__Container__Runtime runtime =
       CONTAINERD__SERVICES__CONTAINERS__V1__CONTAINER__RUNTIME__INIT;
   runtime.name = Chars(container.runtime);
-  Google__Protobuf__Any spec = GOOGLE__PROTOBUF__ANY__INIT;
-  spec.type_url = Chars(container.spec_type);
-  spec.value.data = reinterpret_cast<uint8_t*>(const_cast<char*>(container.spec.data()));
-  spec.value.len = container.spec.size();
+  Containerd__Runc__V1__Options runc = CONTAINERD__RUNC__V1__OPTIONS__INIT;
+  runc.root = Chars(container.runc_root);
+  const std::string runc_type = kRuncOptionsType;
+  const std::string runc_bytes = Pack(&runc.base);
+  Google__Protobuf__Any runtime_options = AnyOf(runc_type, runc_bytes);
+  if (!container.runc_root.empty()) runtime.options = &runtime_options;
+  Google__Protobuf__Any spec = AnyOf(container.spec_type, container.spec);
   ContainerMessage m = CONTAINERD__SERVICES__CONTAINERS__V1__CONTAINER__INIT;
   m.id = Chars(container.id);
   m.n_labels = labels.size();

@@ -64,7 +64,11 @@ struct ContainerdContainer {
   std::map<std::string, std::string> labels;
   std::string image;    // the image's name, "" for none
   std::string runtime;  // the shim: "io.containerd.runc.v2"
-  std::string spec;     // the OCI runtime spec (config.json), as kContainerdSpecType
+  // For that shim: runc's state directory (its --root), sent as the runtime's options
+  // (containerd.runc.v1.Options); "" for none, then the shim's /run/containerd/runc,
+  // whatever containerd's own state directory.
+  std::string runc_root;
+  std::string spec;  // the OCI runtime spec (config.json), as kContainerdSpecType
   std::string spec_type = kContainerdSpecType;
   std::string snapshotter;   // "" for none
   std::string snapshot_key;  // the root filesystem's snapshot, "" for none

@@ -10,8 +10,8 @@
 # events), a method containerd does not have, the answer size bound. containerd is
 # stopped and the dir removed at the end, also on failure. A missing containerd, ctr or
 # busybox is a failure, never a skip. (containerd 1.6's shims keep their sockets in
-# /run/containerd/s and runc's state in /run/containerd/runc/petrel-test whatever
-# containerd's state dir: that much of /run/containerd the tasks use.)
+# /run/containerd/s whatever containerd's state dir: that much of /run/containerd the
+# tasks use; runc's state goes where each container's runtime options say.)
 #   containerd_grpc_test.sh TEST_BINARY
 set -euo pipefail
 binary=${1:?usage: containerd_grpc_test.sh TEST_BINARY}

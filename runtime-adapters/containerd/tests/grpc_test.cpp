@@ -58,9 +58,11 @@ void MakeBusyboxRootfs(const std::string& rootfs) {
 
 // Container `id` in containerd, for a task that runs `script` with busybox sh, its OCI
 // spec petrel's own (lib/oci) with root.path `root` (an absolute rootfs, or "rootfs" for
-// one the task's mounts make) and its cgroups under /petrel-test.
+// one the task's mounts make) and its cgroups under /petrel-test, runc's state in
+// `runc_root` (not the shim's default /run/containerd/runc, shared by every containerd
+// of the machine).
 void CreateShellContainer(GrpcChannel* channel, const std::string& id, const std::string& root,
-                          const std::string& script) {
+                          const std::string& runc_root, const std::string& script) {
   ContainerSpec spec;
   spec.name = id;
   spec.command = {"/bin/sh", "-c", script};
@@ -72,6 +74,7 @@ void CreateShellContainer(GrpcChannel* channel, const std::string& id, const std
   ContainerdContainer c;
   c.id = id;
   c.runtime = "io.containerd.runc.v2";
+  c.runc_root = runc_root;
   c.spec = *config;
   Result<ContainerdContainer> made = ContainerdCreateContainer(channel, c);
   REQUIRE_MESSAGE(made.ok(), made.status().ToString());
@@ -267,6 +270,7 @@ TEST_SUITE("containerd") {
     ContainerdContainer c;
     c.image = "docker.io/library/busybox:latest";
     c.runtime = "io.containerd.runc.v2";
+    c.runc_root = "/run/petrel-test/runc";
     c.spec = R"({"ociVersion":"1.0.2","process":{"args":["/bin/true"],"cwd":"/"},)"
              R"("root":{"path":"rootfs"}})";
     c.id = "petrel-a";
@@ -295,6 +299,7 @@ TEST_SUITE("containerd") {
     CHECK(b->labels == c.labels);
     CHECK(b->image == c.image);
     CHECK(b->runtime == "io.containerd.runc.v2");
+    CHECK(b->runc_root == "/run/petrel-test/runc");
     CHECK(b->spec == c.spec);
     CHECK(b->spec_type == kContainerdSpecType);
     const auto age = std::chrono::system_clock::now() - b->created_at;
@@ -326,7 +331,7 @@ TEST_SUITE("containerd") {
     EventLog events({R"(topic=="/tasks/exit",namespace==petrel-test)"});
     Result<int> primed = events.Prime();
     REQUIRE_MESSAGE(primed.ok(), primed.status().ToString());
-    CreateShellContainer(channel, "petrel-task", dir.Sub("rootfs"),
+    CreateShellContainer(channel, "petrel-task", dir.Sub("rootfs"), dir.Sub("runc"),
                          "echo hello, $0; echo oops >&2; exec sleep 1000");
     RemoveContainer remove{channel, "petrel-task"};
 
@@ -349,6 +354,8 @@ TEST_SUITE("containerd") {
     REQUIRE_MESSAGE(p.ok(), p.status().ToString());
     CHECK(p->status == ContainerdTaskStatus::kRunning);
     CHECK(p->id == "petrel-task");
+    // runc's state where the container's runtime options said, per namespace.
+    CHECK(std::filesystem::exists(dir.Sub("runc/petrel-test/petrel-task/state.json")));
     // Both streams in the one file, in either order: the shim copies each from a pipe of
     // its own.
     CHECK(testing::WaitFor(
@@ -426,7 +433,8 @@ TEST_SUITE("containerd") {
     TaskBed bed;
     testing::TempDir& dir = bed.dir;
     GrpcChannel* channel = bed.channel.get();
-    CreateShellContainer(channel, "petrel-exit3", dir.Sub("rootfs"), "sleep 0.3; exit 3");
+    CreateShellContainer(channel, "petrel-exit3", dir.Sub("rootfs"), dir.Sub("runc"),
+                         "sleep 0.3; exit 3");
     RemoveContainer remove{channel, "petrel-exit3"};
     Result<uint32_t> pid = ContainerdCreateTask(channel, "petrel-exit3", {}, {});
     REQUIRE_MESSAGE(pid.ok(), pid.status().ToString());
@@ -459,7 +467,7 @@ TEST_SUITE("containerd") {
     testing::TempDir& dir = bed.dir;
     GrpcChannel* channel = bed.channel.get();
     // root.path relative: the bundle's rootfs, on which containerd mounts the task's.
-    CreateShellContainer(channel, "petrel-bind", "rootfs",
+    CreateShellContainer(channel, "petrel-bind", "rootfs", dir.Sub("runc"),
                          "trap 'exit 5' TERM; touch /new 2>/dev/null || echo read-only; "
                          "while :; do sleep 0.1; done");
     RemoveContainer remove{channel, "petrel-bind"};
