@@ -7,10 +7,15 @@
 #include <string_view>
 #include <utility>
 
+#include "containerd/events/task.pb-c.h"
+#include "containerd/runc/v1/options.pb-c.h"
 #include "containerd/services/containers/v1/containers.pb-c.h"
 #include "containerd/services/events/v1/events.pb-c.h"
 #include "containerd/services/namespaces/v1/namespace.pb-c.h"
+#include "containerd/services/tasks/v1/tasks.pb-c.h"
 #include "containerd/services/version/v1/version.pb-c.h"
+#include "containerd/types/mount.pb-c.h"
+#include "containerd/types/task/task.pb-c.h"
 #include "google/protobuf/any.pb-c.h"
 #include "google/protobuf/empty.pb-c.h"
 #include "google/protobuf/timestamp.pb-c.h"
@@ -29,13 +34,13 @@ std::string Pack(const ProtobufCMessage* m) {
   return bytes;
 }
 
-// `bytes`, which came from `method`, parsed as a `type`.
+// `bytes`, which came from `method`, parsed as a `type`; `what` they are, for the error.
 Result<Message> Unpack(std::string_view method, const std::string& bytes,
-                       const ProtobufCMessageDescriptor& type) {
+                       const ProtobufCMessageDescriptor& type, const char* what = "the answer") {
   Message m(protobuf_c_message_unpack(&type, nullptr, bytes.size(),
                                       reinterpret_cast<const uint8_t*>(bytes.data())));
   if (!m) {
-    return Status::Corruption(std::string(method) + ": the answer is no " + type.name + " (" +
+    return Status::Corruption(std::string(method) + ": " + what + " is no " + type.name + " (" +
                               std::to_string(bytes.size()) + " bytes)");
   }
   return Result<Message>(std::move(m));
@@ -69,10 +74,15 @@ Result<Reply<Response>> InvokeAs(GrpcChannel* channel, std::string_view method,
   return Reply<Response>(std::move(m));
 }
 
-// `t` as a time point; the epoch for none.
+// `t` as a time point; the epoch for none, and for a time before it or past what a
+// time point holds: containerd's "none" is Go's zero time, year 1, which nanoseconds
+// since 1970 cannot hold (an exited_at before the process has exited).
 std::chrono::system_clock::time_point TimeOf(const Google__Protobuf__Timestamp* t) {
+  using Duration = std::chrono::system_clock::duration;
+  constexpr int64_t kMaxSeconds =
+      std::chrono::duration_cast<std::chrono::seconds>(Duration::max()).count() - 1;
   std::chrono::system_clock::time_point at;
-  if (t != nullptr) {
+  if (t != nullptr && t->seconds >= 0 && t->seconds <= kMaxSeconds) {
     at += std::chrono::duration_cast<std::chrono::system_clock::duration>(
         std::chrono::seconds(t->seconds) + std::chrono::nanoseconds(t->nanos));
   }
@@ -88,12 +98,24 @@ std::string ValueOf(const Google__Protobuf__Any* any) {
 // Points protobuf-c at `s`, which it only reads while packing.
 char* Chars(const std::string& s) { return const_cast<char*>(s.c_str()); }
 
+// An Any of `type` holding `value`, valid while both live.
+Google__Protobuf__Any AnyOf(const std::string& type, const std::string& value) {
+  Google__Protobuf__Any any = GOOGLE__PROTOBUF__ANY__INIT;
+  any.type_url = Chars(type);
+  any.value.data = reinterpret_cast<uint8_t*>(const_cast<char*>(value.data()));
+  any.value.len = value.size();
+  return any;
+}
+
 // `strings` as protobuf-c's repeated string field, valid while both live.
 std::vector<char*> CharsOf(const std::vector<std::string>& strings) {
   std::vector<char*> list;
   for (const std::string& s : strings) list.push_back(Chars(s));
   return list;
 }
+
+// The type of the runc shim's options in an Any.
+constexpr const char* kRuncOptionsType = "containerd.runc.v1.Options";
 
 using ContainerMessage = Containerd__Services__Containers__V1__Container;
 using LabelEntry = Containerd__Services__Containers__V1__Container__LabelsEntry;
@@ -103,7 +125,15 @@ ContainerdContainer FromMessage(const ContainerMessage& m) {
   c.id = m.id;
   for (size_t i = 0; i < m.n_labels; i++) c.labels[m.labels[i]->key] = m.labels[i]->value;
   c.image = m.image;
-  if (m.runtime != nullptr) c.runtime = m.runtime->name;
+  if (m.runtime != nullptr) {
+    c.runtime = m.runtime->name;
+    const Google__Protobuf__Any* options = m.runtime->options;
+    if (options != nullptr && options->type_url == std::string_view(kRuncOptionsType)) {
+      Message o(protobuf_c_message_unpack(&containerd__runc__v1__options__descriptor, nullptr,
+                                          options->value.len, options->value.data));
+      if (o) c.runc_root = reinterpret_cast<const Containerd__Runc__V1__Options*>(o.get())->root;
+    }
+  }
   c.spec = ValueOf(m.spec);
   c.spec_type = m.spec != nullptr ? m.spec->type_url : "";
   c.snapshotter = m.snapshotter;
@@ -123,6 +153,26 @@ Result<ContainerdContainer> InvokeForContainer(GrpcChannel* channel, const char*
   if (r->container == nullptr) return Status::Corruption(std::string(method) + ": no container");
   return FromMessage(*r->container);
 }
+
+using ProcessMessage = Containerd__V1__Types__Process;
+using MountMessage = Containerd__Types__Mount;
+
+ContainerdProcess FromMessage(const ProcessMessage& m) {
+  ContainerdProcess p;
+  p.id = m.id;
+  p.pid = m.pid;
+  if (m.status >= CONTAINERD__V1__TYPES__STATUS__UNKNOWN &&
+      m.status <= CONTAINERD__V1__TYPES__STATUS__PAUSING) {
+    p.status = static_cast<ContainerdTaskStatus>(m.status);
+  }
+  p.io = {m.stdin, m.stdout, m.stderr, m.terminal != 0};
+  p.exit_status = m.exit_status;
+  p.exited_at = TimeOf(m.exited_at);
+  return p;
+}
+
+static_assert(static_cast<int>(ContainerdTaskStatus::kPausing) ==
+              CONTAINERD__V1__TYPES__STATUS__PAUSING);
 
 }  // namespace
 
@@ -201,10 +251,13 @@ Result<ContainerdContainer> ContainerdCreateContainer(GrpcChannel* channel,
   Containerd__Services__Containers__V1__Container__Runtime runtime =
       CONTAINERD__SERVICES__CONTAINERS__V1__CONTAINER__RUNTIME__INIT;
   runtime.name = Chars(container.runtime);
-  Google__Protobuf__Any spec = GOOGLE__PROTOBUF__ANY__INIT;
-  spec.type_url = Chars(container.spec_type);
-  spec.value.data = reinterpret_cast<uint8_t*>(const_cast<char*>(container.spec.data()));
-  spec.value.len = container.spec.size();
+  Containerd__Runc__V1__Options runc = CONTAINERD__RUNC__V1__OPTIONS__INIT;
+  runc.root = Chars(container.runc_root);
+  const std::string runc_type = kRuncOptionsType;
+  const std::string runc_bytes = Pack(&runc.base);
+  Google__Protobuf__Any runtime_options = AnyOf(runc_type, runc_bytes);
+  if (!container.runc_root.empty()) runtime.options = &runtime_options;
+  Google__Protobuf__Any spec = AnyOf(container.spec_type, container.spec);
   ContainerMessage m = CONTAINERD__SERVICES__CONTAINERS__V1__CONTAINER__INIT;
   m.id = Chars(container.id);
   m.n_labels = labels.size();
@@ -256,6 +309,145 @@ Status ContainerdDeleteContainer(GrpcChannel* channel, const std::string& id) {
   return Invoke(channel, "containerd.services.containers.v1.Containers/Delete", &request.base,
                 google__protobuf__empty__descriptor)
       .status();
+}
+
+Result<uint32_t> ContainerdCreateTask(GrpcChannel* channel, const std::string& container_id,
+                                      const std::vector<ContainerdMount>& rootfs,
+                                      const ContainerdTaskIO& io) {
+  std::vector<std::vector<char*>> options;
+  std::vector<MountMessage> mounts;
+  for (const ContainerdMount& mount : rootfs) {
+    options.push_back(CharsOf(mount.options));
+    MountMessage m = CONTAINERD__TYPES__MOUNT__INIT;
+    m.type = Chars(mount.type);
+    m.source = Chars(mount.source);
+    m.target = Chars(mount.target);
+    m.n_options = options.back().size();
+    m.options = options.back().data();
+    mounts.push_back(m);
+  }
+  std::vector<MountMessage*> list;
+  for (MountMessage& m : mounts) list.push_back(&m);
+  Containerd__Services__Tasks__V1__CreateTaskRequest request =
+      CONTAINERD__SERVICES__TASKS__V1__CREATE_TASK_REQUEST__INIT;
+  request.container_id = Chars(container_id);
+  request.n_rootfs = list.size();
+  request.rootfs = list.data();
+  request.stdin = Chars(io.stdin_uri);
+  request.stdout = Chars(io.stdout_uri);
+  request.stderr = Chars(io.stderr_uri);
+  request.terminal = io.terminal;
+  using Response = Containerd__Services__Tasks__V1__CreateTaskResponse;
+  PETREL_ASSIGN_OR_RETURN(
+      Reply<Response> r,
+      InvokeAs<Response>(channel, "containerd.services.tasks.v1.Tasks/Create", &request.base,
+                         containerd__services__tasks__v1__create_task_response__descriptor));
+  return r->pid;
+}
+
+Result<uint32_t> ContainerdStartTask(GrpcChannel* channel, const std::string& container_id,
+                                     const std::string& exec_id) {
+  Containerd__Services__Tasks__V1__StartRequest request =
+      CONTAINERD__SERVICES__TASKS__V1__START_REQUEST__INIT;
+  request.container_id = Chars(container_id);
+  request.exec_id = Chars(exec_id);
+  using Response = Containerd__Services__Tasks__V1__StartResponse;
+  PETREL_ASSIGN_OR_RETURN(
+      Reply<Response> r,
+      InvokeAs<Response>(channel, "containerd.services.tasks.v1.Tasks/Start", &request.base,
+                         containerd__services__tasks__v1__start_response__descriptor));
+  return r->pid;
+}
+
+Status ContainerdKillTask(GrpcChannel* channel, const std::string& container_id, int signal,
+                          bool all) {
+  Containerd__Services__Tasks__V1__KillRequest request =
+      CONTAINERD__SERVICES__TASKS__V1__KILL_REQUEST__INIT;
+  request.container_id = Chars(container_id);
+  request.signal = static_cast<uint32_t>(signal);
+  request.all = all;
+  return Invoke(channel, "containerd.services.tasks.v1.Tasks/Kill", &request.base,
+                google__protobuf__empty__descriptor)
+      .status();
+}
+
+Result<ContainerdExit> ContainerdDeleteTask(GrpcChannel* channel, const std::string& container_id) {
+  Containerd__Services__Tasks__V1__DeleteTaskRequest request =
+      CONTAINERD__SERVICES__TASKS__V1__DELETE_TASK_REQUEST__INIT;
+  request.container_id = Chars(container_id);
+  using Response = Containerd__Services__Tasks__V1__DeleteResponse;
+  PETREL_ASSIGN_OR_RETURN(
+      Reply<Response> r,
+      InvokeAs<Response>(channel, "containerd.services.tasks.v1.Tasks/Delete", &request.base,
+                         containerd__services__tasks__v1__delete_response__descriptor));
+  return ContainerdExit{container_id, r->id, r->pid, r->exit_status, TimeOf(r->exited_at)};
+}
+
+Result<ContainerdExit> ContainerdWaitTask(GrpcChannel* channel, const std::string& container_id) {
+  Containerd__Services__Tasks__V1__WaitRequest request =
+      CONTAINERD__SERVICES__TASKS__V1__WAIT_REQUEST__INIT;
+  request.container_id = Chars(container_id);
+  using Response = Containerd__Services__Tasks__V1__WaitResponse;
+  PETREL_ASSIGN_OR_RETURN(
+      Reply<Response> r,
+      InvokeAs<Response>(channel, "containerd.services.tasks.v1.Tasks/Wait", &request.base,
+                         containerd__services__tasks__v1__wait_response__descriptor));
+  ContainerdExit exit;
+  exit.exit_status = r->exit_status;
+  exit.exited_at = TimeOf(r->exited_at);
+  return exit;
+}
+
+const char* ContainerdTaskStatusName(ContainerdTaskStatus status) {
+  switch (status) {
+    case ContainerdTaskStatus::kUnknown: return "UNKNOWN";
+    case ContainerdTaskStatus::kCreated: return "CREATED";
+    case ContainerdTaskStatus::kRunning: return "RUNNING";
+    case ContainerdTaskStatus::kStopped: return "STOPPED";
+    case ContainerdTaskStatus::kPaused: return "PAUSED";
+    case ContainerdTaskStatus::kPausing: return "PAUSING";
+  }
+  return "UNKNOWN";
+}
+
+Result<ContainerdProcess> ContainerdGetTask(GrpcChannel* channel, const std::string& container_id) {
+  constexpr const char* kMethod = "containerd.services.tasks.v1.Tasks/Get";
+  Containerd__Services__Tasks__V1__GetRequest request =
+      CONTAINERD__SERVICES__TASKS__V1__GET_REQUEST__INIT;
+  request.container_id = Chars(container_id);
+  using Response = Containerd__Services__Tasks__V1__GetResponse;
+  PETREL_ASSIGN_OR_RETURN(
+      Reply<Response> r,
+      InvokeAs<Response>(channel, kMethod, &request.base,
+                         containerd__services__tasks__v1__get_response__descriptor));
+  if (r->process == nullptr) return Status::Corruption(std::string(kMethod) + ": no process");
+  return FromMessage(*r->process);
+}
+
+Result<std::vector<ContainerdProcess>> ContainerdListTasks(GrpcChannel* channel) {
+  Containerd__Services__Tasks__V1__ListTasksRequest request =
+      CONTAINERD__SERVICES__TASKS__V1__LIST_TASKS_REQUEST__INIT;
+  using Response = Containerd__Services__Tasks__V1__ListTasksResponse;
+  PETREL_ASSIGN_OR_RETURN(
+      Reply<Response> r,
+      InvokeAs<Response>(channel, "containerd.services.tasks.v1.Tasks/List", &request.base,
+                         containerd__services__tasks__v1__list_tasks_response__descriptor));
+  std::vector<ContainerdProcess> tasks;
+  for (size_t i = 0; i < r->n_tasks; i++) tasks.push_back(FromMessage(*r->tasks[i]));
+  return tasks;
+}
+
+Result<ContainerdExit> ContainerdDecodeTaskExit(const ContainerdEnvelope& envelope) {
+  constexpr const char* kWhat = "containerd's event";
+  if (envelope.type_url != kContainerdTaskExitType) {
+    return Status::InvalidArgument(std::string(kWhat) + " " + envelope.topic + " is a " +
+                                   envelope.type_url + ", not a " + kContainerdTaskExitType);
+  }
+  PETREL_ASSIGN_OR_RETURN(
+      Message m,
+      Unpack(kWhat, envelope.value, containerd__events__task_exit__descriptor, "its value"));
+  const auto* e = reinterpret_cast<const Containerd__Events__TaskExit*>(m.get());
+  return ContainerdExit{e->container_id, e->id, e->pid, e->exit_status, TimeOf(e->exited_at)};
 }
 
 }  // namespace petrel::internal

@@ -7,6 +7,7 @@
 #define PETREL_RUNTIME_ADAPTERS_CONTAINERD_SERVICES_H_
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <string>
@@ -63,7 +64,11 @@ struct ContainerdContainer {
   std::map<std::string, std::string> labels;
   std::string image;    // the image's name, "" for none
   std::string runtime;  // the shim: "io.containerd.runc.v2"
-  std::string spec;     // the OCI runtime spec (config.json), as kContainerdSpecType
+  // For that shim: runc's state directory (its --root), sent as the runtime's options
+  // (containerd.runc.v1.Options); "" for none, then the shim's /run/containerd/runc,
+  // whatever containerd's own state directory.
+  std::string runc_root;
+  std::string spec;  // the OCI runtime spec (config.json), as kContainerdSpecType
   std::string spec_type = kContainerdSpecType;
   std::string snapshotter;   // "" for none
   std::string snapshot_key;  // the root filesystem's snapshot, "" for none
@@ -89,6 +94,99 @@ Result<std::vector<ContainerdContainer>> ContainerdListContainers(
 // Containers/Delete of container `id`: NotFound when there is none;
 // FailedPrecondition while it has a task.
 Status ContainerdDeleteContainer(GrpcChannel* channel, const std::string& id);
+
+// A mount containerd makes for a task: its root filesystem on the bundle's rootfs.
+struct ContainerdMount {
+  std::string type;                  // "bind", "overlay"
+  std::string source;                // "/var/lib/petrel/rootfs/web"
+  std::string target;                // unused for a task's root filesystem
+  std::vector<std::string> options;  // "rbind", "ro"
+};
+
+// Where a task's standard streams go, as URIs the shim opens: "file:///path",
+// "binary:///path?k=v" (a program the shim starts with the streams as its fds 3 and 4),
+// a FIFO's path; "" for /dev/null. containerd 1.6's runc shim writes both stdout and
+// stderr to stdout's file:// (it ignores stderr's URI), and dies of a nil pointer
+// (Create: UNKNOWN "ttrpc: closed") when a file:// stdout comes with stderr "": give
+// stderr the same URI.
+struct ContainerdTaskIO {
+  std::string stdin_uri;
+  std::string stdout_uri;
+  std::string stderr_uri;
+  bool terminal = false;
+};
+
+// containerd.services.tasks.v1.Tasks/Create: the task (the init process) of container
+// `container_id`, created but not started, with `rootfs` mounted on its bundle's rootfs
+// (none when the container's spec has an absolute root.path): its pid. NotFound for no
+// such container; AlreadyExists when it has a task; Internal (UNKNOWN) with the shim's
+// or runc's words otherwise ("failed to create shim task: OCI runtime create failed: ...").
+Result<uint32_t> ContainerdCreateTask(GrpcChannel* channel, const std::string& container_id,
+                                      const std::vector<ContainerdMount>& rootfs,
+                                      const ContainerdTaskIO& io);
+
+// Tasks/Start of the task's init process (`exec_id` "") or of an exec'd one: its pid.
+// NotFound for no task.
+Result<uint32_t> ContainerdStartTask(GrpcChannel* channel, const std::string& container_id,
+                                     const std::string& exec_id = "");
+
+// Tasks/Kill: sends `signal` to the task's init process, or with `all` to every process
+// in the container. NotFound for no task or a process gone.
+Status ContainerdKillTask(GrpcChannel* channel, const std::string& container_id, int signal,
+                          bool all = false);
+
+// How a task's process ended. An exit status is the process's code, or 128+N for death
+// by signal N (as the shim reports it).
+struct ContainerdExit {
+  std::string container_id;
+  std::string id;    // the process: the container's id for the init process; "" where
+                     // the answer does not say (Delete's and Wait's, in containerd 1.6)
+  uint32_t pid = 0;  // 0 where the answer does not say (Wait's)
+  uint32_t exit_status = 0;
+  std::chrono::system_clock::time_point exited_at;
+};
+
+// Tasks/Delete of the task (its process must have exited): how it ended. NotFound for no
+// task; Internal (containerd 1.6 answers UNKNOWN) "... cannot delete a running process"
+// while it runs.
+Result<ContainerdExit> ContainerdDeleteTask(GrpcChannel* channel, const std::string& container_id);
+
+// Tasks/Wait for the task's init process to exit: its exit status and time. Blocks until then, or
+// until the channel's timeout has passed (DeadlineExceeded): a long wait wants a channel of its own
+// with a long timeout. Answers at once for a process that has exited. NotFound for no task.
+Result<ContainerdExit> ContainerdWaitTask(GrpcChannel* channel, const std::string& container_id);
+
+// A task's state, containerd.v1.types.Status.
+enum class ContainerdTaskStatus { kUnknown, kCreated, kRunning, kStopped, kPaused, kPausing };
+
+// containerd's name of `status`: "RUNNING"; "UNKNOWN" for kUnknown.
+const char* ContainerdTaskStatusName(ContainerdTaskStatus status);
+
+// A task's process as containerd reports it.
+struct ContainerdProcess {
+  // The task's: the container's id for its init process. (containerd 1.6 leaves the
+  // answer's container_id empty, so it is not read.)
+  std::string id;
+  uint32_t pid = 0;
+  ContainerdTaskStatus status = ContainerdTaskStatus::kUnknown;  // kUnknown also for a new value
+  ContainerdTaskIO io;
+  uint32_t exit_status = 0;                         // when kStopped
+  std::chrono::system_clock::time_point exited_at;  // when kStopped
+};
+
+// Tasks/Get of the task's init process. NotFound for no task.
+Result<ContainerdProcess> ContainerdGetTask(GrpcChannel* channel, const std::string& container_id);
+
+// Tasks/List: the init processes of every task in the channel's namespace. containerd
+// 1.6 ignores the request's filter, so none is taken.
+Result<std::vector<ContainerdProcess>> ContainerdListTasks(GrpcChannel* channel);
+
+// The type_url of the event a task's process exit publishes (topic "/tasks/exit").
+inline constexpr const char* kContainerdTaskExitType = "containerd.events.TaskExit";
+
+// The TaskExit event `envelope` carries (all of ContainerdExit's fields set).
+// InvalidArgument for another type of event; Corruption for a value that is no TaskExit.
+Result<ContainerdExit> ContainerdDecodeTaskExit(const ContainerdEnvelope& envelope);
 
 }  // namespace petrel::internal
 

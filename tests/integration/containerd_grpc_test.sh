@@ -5,10 +5,13 @@
 # left alone), a namespace made with its ctr, and the cases of
 # petrel_containerd_grpc_test (runtime-adapters/containerd/tests/grpc_test.cpp): Version,
 # Namespaces/List and Create, Events/Subscribe as a stream stopped from another thread,
-# Containers (metadata: create, list by label, get, delete), a method containerd does not
-# have, the answer size bound. containerd
-# is stopped and the dir removed at the end, also on failure. A missing containerd or
-# ctr is a failure, never a skip.
+# Containers (metadata: create, list by label, get, delete), Tasks (busybox processes of
+# Debian's busybox-static under runc: create, start, kill, wait, delete, their exit
+# events), a method containerd does not have, the answer size bound. containerd is
+# stopped and the dir removed at the end, also on failure. A missing containerd, ctr or
+# busybox is a failure, never a skip. (containerd 1.6's shims keep their sockets in
+# /run/containerd/s whatever containerd's state dir: that much of /run/containerd the
+# tasks use; runc's state goes where each container's runtime options say.)
 #   containerd_grpc_test.sh TEST_BINARY
 set -euo pipefail
 binary=${1:?usage: containerd_grpc_test.sh TEST_BINARY}

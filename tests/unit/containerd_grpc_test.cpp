@@ -1,14 +1,17 @@
 // Tests of the containerd adapter's gRPC framing and status mapping
-// (runtime-adapters/containerd/grpc.h); the calls themselves are tested against a real
-// containerd by tests/integration/containerd_grpc_test.sh.
+// (runtime-adapters/containerd/grpc.h) and of its event decoding (services.h); the calls
+// themselves are tested against a real containerd by
+// tests/integration/containerd_grpc_test.sh.
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "petrel/status.h"
 #include "runtime-adapters/containerd/grpc.h"
+#include "runtime-adapters/containerd/services.h"
 
 namespace petrel::internal {
 namespace {
@@ -159,6 +162,77 @@ TEST_SUITE("containerd") {
     CHECK(GrpcStatus("m", 4, "x").code() == Status::Code::kDeadlineExceeded);
     CHECK(GrpcStatus("m", 13, "x").code() == Status::Code::kInternal);
     CHECK(GrpcStatus("m", 99, "x").message() == "m: CODE_99: x");
+  }
+
+  // TaskExit's value as containerd 1.6 sends it: container_id, id, pid 42, exit_status
+  // 137 and `exited_at`, a Timestamp's bytes.
+  std::string TaskExitValue(const std::string& exited_at) {
+    return "\x0a\x02"
+           "c1"
+           "\x12\x02"
+           "c1"
+           "\x18\x2a"
+           "\x20\x89\x01"
+           "\x2a"s +
+           static_cast<char>(exited_at.size()) + exited_at;
+  }
+
+  TEST_CASE("containerd DecodeTaskExit: every field of a TaskExit event") {
+    ContainerdEnvelope e;
+    e.topic = "/tasks/exit";
+    e.type_url = kContainerdTaskExitType;
+    e.value = TaskExitValue("\x08\x80\xe2\xcf\xaa\x06\x10\x05"s);  // 1700000000 s, 5 ns
+    Result<ContainerdExit> exit = ContainerdDecodeTaskExit(e);
+    REQUIRE_MESSAGE(exit.ok(), exit.status().ToString());
+    CHECK(exit->container_id == "c1");
+    CHECK(exit->id == "c1");
+    CHECK(exit->pid == 42);
+    CHECK(exit->exit_status == 137);
+    CHECK(exit->exited_at.time_since_epoch() ==
+          std::chrono::seconds(1700000000) + std::chrono::nanoseconds(5));
+  }
+
+  TEST_CASE("containerd DecodeTaskExit: Go's zero time, containerd's none, is the epoch") {
+    ContainerdEnvelope e;
+    e.type_url = kContainerdTaskExitType;
+    // seconds -62135596800: 0001-01-01, which nanoseconds since 1970 cannot hold.
+    e.value = TaskExitValue("\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01"s);
+    Result<ContainerdExit> exit = ContainerdDecodeTaskExit(e);
+    REQUIRE_MESSAGE(exit.ok(), exit.status().ToString());
+    CHECK(exit->exited_at.time_since_epoch().count() == 0);
+    e.value = "";  // every field absent: proto3's zero values
+    exit = ContainerdDecodeTaskExit(e);
+    REQUIRE_MESSAGE(exit.ok(), exit.status().ToString());
+    CHECK(exit->container_id.empty());
+    CHECK(exit->exit_status == 0);
+  }
+
+  TEST_CASE("containerd DecodeTaskExit: another event is InvalidArgument, garbage Corruption") {
+    ContainerdEnvelope e;
+    e.topic = "/tasks/start";
+    e.type_url = "containerd.events.TaskStart";
+    e.value =
+        "\x0a\x02"
+        "c1"s;
+    Status s = ContainerdDecodeTaskExit(e).status();
+    CHECK(s.code() == Status::Code::kInvalidArgument);
+    CHECK(s.message() ==
+          "containerd's event /tasks/start is a containerd.events.TaskStart, not a "
+          "containerd.events.TaskExit");
+    e.type_url = kContainerdTaskExitType;
+    e.value =
+        "\x0a\x09"
+        "c1"s;  // a string cut short
+    s = ContainerdDecodeTaskExit(e).status();
+    CHECK(s.code() == Status::Code::kCorruption);
+    CHECK(s.message() ==
+          "containerd's event: its value is no containerd.events.TaskExit (4 bytes)");
+  }
+
+  TEST_CASE("containerd TaskStatusName: containerd's names") {
+    CHECK(ContainerdTaskStatusName(ContainerdTaskStatus::kUnknown) == "UNKNOWN"s);
+    CHECK(ContainerdTaskStatusName(ContainerdTaskStatus::kRunning) == "RUNNING"s);
+    CHECK(ContainerdTaskStatusName(ContainerdTaskStatus::kPausing) == "PAUSING"s);
   }
 }
 

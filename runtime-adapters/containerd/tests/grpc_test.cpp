@@ -11,7 +11,10 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <csignal>
 #include <cstdlib>
+#include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -19,9 +22,13 @@
 #include <utility>
 #include <vector>
 
+#include "lib/oci/runtime_config.h"
+#include "petrel/runtime.h"
 #include "petrel/status.h"
 #include "runtime-adapters/containerd/services.h"
 #include "tests/lib/doctest_main.h"
+#include "tests/lib/files.h"
+#include "tests/lib/wait.h"
 
 namespace petrel::internal {
 namespace {
@@ -35,6 +42,149 @@ std::unique_ptr<GrpcChannel> Channel(GrpcChannel::Options o = {}) {
   REQUIRE_MESSAGE(channel.ok(), channel.status().ToString());
   return std::move(*channel);
 }
+
+// A root filesystem of Debian's busybox-static (/bin/busybox) alone, with the
+// directories runc mounts on, so that it serves read-only too.
+void MakeBusyboxRootfs(const std::string& rootfs) {
+  namespace fs = std::filesystem;
+  for (const char* d : {"bin", "proc", "dev", "sys", "tmp", "etc"}) {
+    fs::create_directories(rootfs + "/" + d);
+  }
+  std::error_code ec;
+  fs::copy_file("/bin/busybox", rootfs + "/bin/busybox", ec);
+  REQUIRE_MESSAGE(!ec, "cannot copy /bin/busybox (apt-get install busybox-static): ", ec.message());
+  fs::create_symlink("busybox", rootfs + "/bin/sh");
+}
+
+// Container `id` in containerd, for a task that runs `script` with busybox sh, its OCI
+// spec petrel's own (lib/oci) with root.path `root` (an absolute rootfs, or "rootfs" for
+// one the task's mounts make) and its cgroups under /petrel-test, runc's state in
+// `runc_root` (not the shim's default /run/containerd/runc, shared by every containerd
+// of the machine).
+void CreateShellContainer(GrpcChannel* channel, const std::string& id, const std::string& root,
+                          const std::string& runc_root, const std::string& script) {
+  ContainerSpec spec;
+  spec.name = id;
+  spec.command = {"/bin/sh", "-c", script};
+  RuntimeConfigOptions options;
+  options.rootfs = root;
+  options.cgroups_path = "/petrel-test/" + id;
+  Result<std::string> config = MakeRuntimeConfig(spec, ImageConfig{}, options);
+  REQUIRE_MESSAGE(config.ok(), config.status().ToString());
+  ContainerdContainer c;
+  c.id = id;
+  c.runtime = "io.containerd.runc.v2";
+  c.runc_root = runc_root;
+  c.spec = *config;
+  Result<ContainerdContainer> made = ContainerdCreateContainer(channel, c);
+  REQUIRE_MESSAGE(made.ok(), made.status().ToString());
+}
+
+// A busybox root filesystem in a directory of its own (dir.Sub("rootfs")) and a
+// channel in namespace petrel-test, for a case that runs tasks.
+struct TaskBed {
+  testing::TempDir dir;
+  std::unique_ptr<GrpcChannel> channel;
+  TaskBed() {
+    MakeBusyboxRootfs(dir.Sub("rootfs"));
+    GrpcChannel::Options o;
+    o.ns = "petrel-test";
+    channel = Channel(o);
+  }
+};
+
+// Removes container `id` and its task, whatever state they are in (errors ignored), so
+// a failed case leaves no process or mount behind.
+struct RemoveContainer {
+  GrpcChannel* channel;
+  std::string id;
+  ~RemoveContainer() {
+    (void)ContainerdKillTask(channel, id, SIGKILL, true);
+    (void)testing::WaitFor(
+        [&] {
+          return ContainerdDeleteTask(channel, id).status().code() == Status::Code::kNotFound;
+        },
+        10);
+    (void)ContainerdDeleteContainer(channel, id);
+  }
+};
+
+// The events of a subscription to `filters` and to namespaces made (for Prime), as they
+// come, from a thread of its own, stopped and joined on destruction.
+class EventLog {
+ public:
+  explicit EventLog(std::vector<std::string> filters) : channel_(Channel()) {
+    filters.emplace_back(R"(topic=="/namespaces/create")");
+    thread_ = std::thread([this, filters] {
+      end_ = ContainerdSubscribe(
+          channel_.get(), filters,
+          [&](ContainerdEnvelope e) {
+            std::lock_guard<std::mutex> lock(mu_);
+            seen_.push_back(std::move(e));
+            changed_.notify_all();
+            return Status::OK();
+          },
+          [&] { return stop_.load(); });
+    });
+  }
+  ~EventLog() { (void)Stop(); }
+  EventLog(const EventLog&) = delete;
+  EventLog& operator=(const EventLog&) = delete;
+
+  // Returns once the subscription is in place: it may not be when the first namespace
+  // is made, so one more (petrel-prime-<n>) a second until an event names one, for up to
+  // 10 s. How many it made, or the error.
+  Result<int> Prime() {
+    GrpcChannel::Options o;
+    o.ns = "petrel-test";
+    std::unique_ptr<GrpcChannel> calls = Channel(o);
+    auto any = [](const ContainerdEnvelope&) { return true; };
+    static int named = 0;  // names stay unique across the process's logs
+    int made = 0;
+    do {
+      PETREL_RETURN_IF_ERROR(
+          ContainerdCreateNamespace(calls.get(), "petrel-prime-" + std::to_string(named++)));
+      made++;
+    } while (!Arrived(any, 1) && made < 10);
+    if (!Arrived(any, 0)) {
+      return Status::Unavailable("no event within 10 s of " + std::to_string(made) + " namespaces");
+    }
+    return made;
+  }
+
+  // The channel of the subscription, for a call once it is stopped.
+  GrpcChannel* channel() { return channel_.get(); }
+
+  // The first event so far or within `seconds` for which `match` holds, if any.
+  bool Arrived(const std::function<bool(const ContainerdEnvelope&)>& match, int seconds,
+               ContainerdEnvelope* found = nullptr) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return changed_.wait_for(lock, std::chrono::seconds(seconds), [&] {
+      for (const ContainerdEnvelope& e : seen_) {
+        if (!match(e)) continue;
+        if (found != nullptr) *found = e;
+        return true;
+      }
+      return false;
+    });
+  }
+
+  // How the stream ended; only once stopped.
+  Result<GrpcStreamEnd> Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+    return end_;
+  }
+
+ private:
+  std::unique_ptr<GrpcChannel> channel_;
+  std::mutex mu_;
+  std::condition_variable changed_;
+  std::vector<ContainerdEnvelope> seen_;
+  std::atomic<bool> stop_{false};
+  Result<GrpcStreamEnd> end_ = Status::Internal("the stream has not ended");
+  std::thread thread_;
+};
 
 TEST_SUITE("containerd") {
   TEST_CASE("Version: containerd 1.x, twice on one channel") {
@@ -83,69 +233,26 @@ TEST_SUITE("containerd") {
 
   TEST_CASE("Events/Subscribe: a namespace's creation arrives, and stop ends the stream at once") {
     using Clock = std::chrono::steady_clock;
-    std::unique_ptr<GrpcChannel> events = Channel();
-    std::mutex mu;
-    std::condition_variable changed;
-    std::vector<ContainerdEnvelope> seen;
-    std::atomic<bool> stop{false};
-    Result<GrpcStreamEnd> end = Status::Internal("the stream has not ended");
-    std::thread subscriber([&] {
-      end = ContainerdSubscribe(
-          events.get(), {R"(topic~="/namespaces/")"},
-          [&](ContainerdEnvelope e) {
-            std::lock_guard<std::mutex> lock(mu);
-            seen.push_back(std::move(e));
-            changed.notify_all();
-            return Status::OK();
-          },
-          [&] { return stop.load(); });
-    });
-    // A failed REQUIRE leaves the test through here too.
-    struct Join {
-      std::atomic<bool>* stop;
-      std::thread* thread;
-      ~Join() {
-        *stop = true;
-        if (thread->joinable()) thread->join();
-      }
-    } join{&stop, &subscriber};
-
-    // The subscription may not be in place when the first namespace is made: one more
-    // a second until an event names one, for up to 10 s.
-    GrpcChannel::Options o;
-    o.ns = "petrel-test";
-    std::unique_ptr<GrpcChannel> calls = Channel(o);
-    const auto give_up = Clock::now() + std::chrono::seconds(10);
-    std::vector<std::string> made;
-    bool arrived = false;
-    while (!arrived && Clock::now() < give_up) {
-      made.push_back("petrel-events-" + std::to_string(made.size()));
-      Status s = ContainerdCreateNamespace(calls.get(), made.back());
-      REQUIRE_MESSAGE(s.ok(), s.ToString());
-      std::unique_lock<std::mutex> lock(mu);
-      arrived = changed.wait_for(lock, std::chrono::seconds(1), [&] { return !seen.empty(); });
-    }
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      REQUIRE_MESSAGE(!seen.empty(), "no event within 10 s of ", made.size(), " namespaces");
-      const ContainerdEnvelope& e = seen.front();
-      MESSAGE("after ", made.size(), " namespace(s): ", e.topic, " in ", e.ns, ", ", e.type_url,
-              ", ", e.value.size(), " bytes");
-      CHECK(e.topic == "/namespaces/create");
-      CHECK(e.ns == "petrel-test");
-      CHECK(e.type_url == "containerd.events.NamespaceCreate");
-      // NamespaceCreate's name: field 1, a string of fewer than 128 bytes.
-      REQUIRE(e.value.size() > 2);
-      CHECK(e.value[0] == '\x0a');
-      CHECK(std::count(made.begin(), made.end(), e.value.substr(2)) == 1);
-      const auto age = std::chrono::system_clock::now() - e.timestamp;
-      CHECK(age < std::chrono::minutes(1));
-      CHECK(age > -std::chrono::minutes(1));
-    }
+    EventLog events({});
+    Result<int> made = events.Prime();
+    REQUIRE_MESSAGE(made.ok(), made.status().ToString());
+    ContainerdEnvelope e;
+    REQUIRE(events.Arrived([](const ContainerdEnvelope&) { return true; }, 0, &e));
+    MESSAGE("after ", *made, " namespace(s): ", e.topic, " in ", e.ns, ", ", e.type_url, ", ",
+            e.value.size(), " bytes");
+    CHECK(e.topic == "/namespaces/create");
+    CHECK(e.ns == "petrel-test");
+    CHECK(e.type_url == "containerd.events.NamespaceCreate");
+    // NamespaceCreate's name: field 1, a string of fewer than 128 bytes.
+    REQUIRE(e.value.size() > 2);
+    CHECK(e.value[0] == '\x0a');
+    CHECK(e.value.substr(2).rfind("petrel-prime-", 0) == 0);
+    const auto age = std::chrono::system_clock::now() - e.timestamp;
+    CHECK(age < std::chrono::minutes(1));
+    CHECK(age > -std::chrono::minutes(1));
     // Idle now: stop is only seen by libcurl's progress callback.
     const auto asked = Clock::now();
-    stop = true;
-    subscriber.join();
+    Result<GrpcStreamEnd> end = events.Stop();
     const auto took = Clock::now() - asked;
     MESSAGE("stopped after ", std::chrono::duration_cast<std::chrono::milliseconds>(took).count(),
             " ms");
@@ -153,7 +260,7 @@ TEST_SUITE("containerd") {
     REQUIRE_MESSAGE(end.ok(), end.status().ToString());
     CHECK(*end == GrpcStreamEnd::kStopped);
     // The channel serves calls after a stopped stream.
-    CHECK(ContainerdGetVersion(events.get()).ok());
+    CHECK(ContainerdGetVersion(events.channel()).ok());
   }
 
   TEST_CASE("Containers: create two, list by label, get, delete, get again is NotFound") {
@@ -163,6 +270,7 @@ TEST_SUITE("containerd") {
     ContainerdContainer c;
     c.image = "docker.io/library/busybox:latest";
     c.runtime = "io.containerd.runc.v2";
+    c.runc_root = "/run/petrel-test/runc";
     c.spec = R"({"ociVersion":"1.0.2","process":{"args":["/bin/true"],"cwd":"/"},)"
              R"("root":{"path":"rootfs"}})";
     c.id = "petrel-a";
@@ -191,6 +299,7 @@ TEST_SUITE("containerd") {
     CHECK(b->labels == c.labels);
     CHECK(b->image == c.image);
     CHECK(b->runtime == "io.containerd.runc.v2");
+    CHECK(b->runc_root == "/run/petrel-test/runc");
     CHECK(b->spec == c.spec);
     CHECK(b->spec_type == kContainerdSpecType);
     const auto age = std::chrono::system_clock::now() - b->created_at;
@@ -213,6 +322,170 @@ TEST_SUITE("containerd") {
     Status s = ContainerdCreateContainer(channel.get(), c).status();
     CHECK(s.code() == Status::Code::kInvalidArgument);
     MESSAGE(s.ToString());
+  }
+
+  TEST_CASE("Tasks: create, start, RUNNING, Wait times out, SIGKILL, exit 137 everywhere, delete") {
+    TaskBed bed;
+    testing::TempDir& dir = bed.dir;
+    GrpcChannel* channel = bed.channel.get();
+    EventLog events({R"(topic=="/tasks/exit",namespace==petrel-test)"});
+    Result<int> primed = events.Prime();
+    REQUIRE_MESSAGE(primed.ok(), primed.status().ToString());
+    CreateShellContainer(channel, "petrel-task", dir.Sub("rootfs"), dir.Sub("runc"),
+                         "echo hello, $0; echo oops >&2; exec sleep 1000");
+    RemoveContainer remove{channel, "petrel-task"};
+
+    ContainerdTaskIO io;
+    io.stdout_uri = "file://" + dir.Sub("out");
+    io.stderr_uri = io.stdout_uri;  // services.h: the 1.6 shim dies without one
+    Result<uint32_t> pid = ContainerdCreateTask(channel, "petrel-task", {}, io);
+    REQUIRE_MESSAGE(pid.ok(), pid.status().ToString());
+    CHECK(*pid > 0);
+    Result<ContainerdProcess> p = ContainerdGetTask(channel, "petrel-task");
+    REQUIRE_MESSAGE(p.ok(), p.status().ToString());
+    CHECK(ContainerdTaskStatusName(p->status) == std::string("CREATED"));
+    CHECK(p->pid == *pid);
+    CHECK(p->io.stdout_uri == io.stdout_uri);
+
+    Result<uint32_t> started = ContainerdStartTask(channel, "petrel-task");
+    REQUIRE_MESSAGE(started.ok(), started.status().ToString());
+    CHECK(*started == *pid);
+    p = ContainerdGetTask(channel, "petrel-task");
+    REQUIRE_MESSAGE(p.ok(), p.status().ToString());
+    CHECK(p->status == ContainerdTaskStatus::kRunning);
+    CHECK(p->id == "petrel-task");
+    // runc's state where the container's runtime options said, per namespace.
+    CHECK(std::filesystem::exists(dir.Sub("runc/petrel-test/petrel-task/state.json")));
+    // Both streams in the one file, in either order: the shim copies each from a pipe of
+    // its own.
+    CHECK(testing::WaitFor(
+        [&] {
+          const std::string out = testing::ReadFile(dir.Sub("out"));
+          return out == "hello, /bin/sh\noops\n" || out == "oops\nhello, /bin/sh\n";
+        },
+        10));
+    Result<std::vector<ContainerdProcess>> tasks = ContainerdListTasks(channel);
+    REQUIRE_MESSAGE(tasks.ok(), tasks.status().ToString());
+    REQUIRE(tasks->size() == 1);
+    CHECK(tasks->front().id == "petrel-task");
+    CHECK(tasks->front().status == ContainerdTaskStatus::kRunning);
+
+    // While it runs, a second Create and a Delete are refused.
+    Status again = ContainerdCreateTask(channel, "petrel-task", {}, io).status();
+    MESSAGE(again.ToString());
+    CHECK(again.code() == Status::Code::kAlreadyExists);
+    Status busy = ContainerdDeleteTask(channel, "petrel-task").status();
+    MESSAGE(busy.ToString());
+    CHECK(busy.code() == Status::Code::kInternal);  // containerd 1.6 says UNKNOWN
+    CHECK(busy.message().find("cannot delete a running process") != std::string::npos);
+
+    // Wait blocks while the process runs: the channel's timeout ends it.
+    GrpcChannel::Options o;
+    o.ns = "petrel-test";
+    o.timeout = std::chrono::milliseconds(500);
+    std::unique_ptr<GrpcChannel> impatient = Channel(o);
+    Result<ContainerdExit> exit = ContainerdWaitTask(impatient.get(), "petrel-task");
+    CHECK(exit.status().code() == Status::Code::kDeadlineExceeded);
+
+    // sleep as the pid namespace's init ignores SIGTERM; SIGKILL it is.
+    Status s = ContainerdKillTask(channel, "petrel-task", SIGKILL);
+    REQUIRE_MESSAGE(s.ok(), s.ToString());
+    exit = ContainerdWaitTask(channel, "petrel-task");
+    REQUIRE_MESSAGE(exit.ok(), exit.status().ToString());
+    CHECK(exit->exit_status == 137);
+    const auto age = std::chrono::system_clock::now() - exit->exited_at;
+    CHECK(age < std::chrono::minutes(1));
+    CHECK(age > -std::chrono::minutes(1));
+    p = ContainerdGetTask(channel, "petrel-task");
+    REQUIRE_MESSAGE(p.ok(), p.status().ToString());
+    CHECK(p->status == ContainerdTaskStatus::kStopped);
+    CHECK(p->exit_status == 137);
+    CHECK(p->exited_at == exit->exited_at);
+
+    ContainerdEnvelope e;
+    REQUIRE_MESSAGE(
+        events.Arrived([](const ContainerdEnvelope& x) { return x.topic == "/tasks/exit"; }, 10,
+                       &e),
+        "no /tasks/exit within 10 s");
+    Result<ContainerdExit> event = ContainerdDecodeTaskExit(e);
+    REQUIRE_MESSAGE(event.ok(), event.status().ToString());
+    CHECK(e.ns == "petrel-test");
+    CHECK(event->container_id == "petrel-task");
+    CHECK(event->id == "petrel-task");
+    CHECK(event->pid == *pid);
+    CHECK(event->exit_status == 137);
+    CHECK(event->exited_at == exit->exited_at);
+
+    Result<ContainerdExit> deleted = ContainerdDeleteTask(channel, "petrel-task");
+    REQUIRE_MESSAGE(deleted.ok(), deleted.status().ToString());
+    CHECK(deleted->pid == *pid);
+    CHECK(deleted->exit_status == 137);
+    CHECK(ContainerdGetTask(channel, "petrel-task").status().code() == Status::Code::kNotFound);
+    CHECK(ContainerdDeleteTask(channel, "petrel-task").status().code() == Status::Code::kNotFound);
+    s = ContainerdDeleteContainer(channel, "petrel-task");
+    CHECK_MESSAGE(s.ok(), s.ToString());
+    Result<GrpcStreamEnd> end = events.Stop();
+    REQUIRE_MESSAGE(end.ok(), end.status().ToString());
+    CHECK(*end == GrpcStreamEnd::kStopped);
+  }
+
+  TEST_CASE("Tasks: a process that exits by itself with 3, waited for while it runs") {
+    TaskBed bed;
+    testing::TempDir& dir = bed.dir;
+    GrpcChannel* channel = bed.channel.get();
+    CreateShellContainer(channel, "petrel-exit3", dir.Sub("rootfs"), dir.Sub("runc"),
+                         "sleep 0.3; exit 3");
+    RemoveContainer remove{channel, "petrel-exit3"};
+    Result<uint32_t> pid = ContainerdCreateTask(channel, "petrel-exit3", {}, {});
+    REQUIRE_MESSAGE(pid.ok(), pid.status().ToString());
+    REQUIRE(ContainerdStartTask(channel, "petrel-exit3").ok());
+    Result<ContainerdExit> exit = ContainerdWaitTask(channel, "petrel-exit3");
+    REQUIRE_MESSAGE(exit.ok(), exit.status().ToString());
+    CHECK(exit->exit_status == 3);
+    // Deleting a task that is still RUNNING is refused; this one is STOPPED.
+    Result<ContainerdExit> deleted = ContainerdDeleteTask(channel, "petrel-exit3");
+    REQUIRE_MESSAGE(deleted.ok(), deleted.status().ToString());
+    CHECK(deleted->exit_status == 3);
+    CHECK(deleted->exited_at == exit->exited_at);
+  }
+
+  TEST_CASE("Tasks: Create for a container that does not exist is NotFound") {
+    GrpcChannel::Options o;
+    o.ns = "petrel-test";
+    std::unique_ptr<GrpcChannel> channel = Channel(o);
+    Result<uint32_t> pid = ContainerdCreateTask(channel.get(), "petrel-nothing", {}, {});
+    CHECK(pid.status().code() == Status::Code::kNotFound);
+    MESSAGE(pid.status().ToString());
+    CHECK(ContainerdKillTask(channel.get(), "petrel-nothing", SIGKILL).code() ==
+          Status::Code::kNotFound);
+    CHECK(ContainerdWaitTask(channel.get(), "petrel-nothing").status().code() ==
+          Status::Code::kNotFound);
+  }
+
+  TEST_CASE("Tasks: a rootfs bind-mounted read-only by the task's mounts, SIGTERM trapped") {
+    TaskBed bed;
+    testing::TempDir& dir = bed.dir;
+    GrpcChannel* channel = bed.channel.get();
+    // root.path relative: the bundle's rootfs, on which containerd mounts the task's.
+    CreateShellContainer(channel, "petrel-bind", "rootfs", dir.Sub("runc"),
+                         "trap 'exit 5' TERM; touch /new 2>/dev/null || echo read-only; "
+                         "while :; do sleep 0.1; done");
+    RemoveContainer remove{channel, "petrel-bind"};
+    ContainerdTaskIO io;
+    io.stdout_uri = "file://" + dir.Sub("out");
+    io.stderr_uri = io.stdout_uri;  // services.h: the 1.6 shim dies without one
+    Result<uint32_t> pid = ContainerdCreateTask(
+        channel, "petrel-bind", {{"bind", dir.Sub("rootfs"), "", {"rbind", "ro"}}}, io);
+    REQUIRE_MESSAGE(pid.ok(), pid.status().ToString());
+    REQUIRE(ContainerdStartTask(channel, "petrel-bind").ok());
+    CHECK(testing::WaitFor([&] { return testing::ReadFile(dir.Sub("out")) == "read-only\n"; }, 10));
+    CHECK(!std::filesystem::exists(dir.Sub("rootfs/new")));
+    Status s = ContainerdKillTask(channel, "petrel-bind", SIGTERM);
+    REQUIRE_MESSAGE(s.ok(), s.ToString());
+    Result<ContainerdExit> exit = ContainerdWaitTask(channel, "petrel-bind");
+    REQUIRE_MESSAGE(exit.ok(), exit.status().ToString());
+    CHECK(exit->exit_status == 5);
+    REQUIRE(ContainerdDeleteTask(channel, "petrel-bind").ok());
   }
 
   TEST_CASE("a stream of a method containerd does not have: NotSupported, UNIMPLEMENTED") {
