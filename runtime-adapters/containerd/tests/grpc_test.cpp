@@ -25,6 +25,7 @@
 #include "lib/oci/runtime_config.h"
 #include "petrel/runtime.h"
 #include "petrel/status.h"
+#include "runtime-adapters/containerd/exits.h"
 #include "runtime-adapters/containerd/services.h"
 #include "tests/lib/doctest_main.h"
 #include "tests/lib/files.h"
@@ -486,6 +487,94 @@ TEST_SUITE("containerd") {
     REQUIRE_MESSAGE(exit.ok(), exit.status().ToString());
     CHECK(exit->exit_status == 5);
     REQUIRE(ContainerdDeleteTask(channel, "petrel-bind").ok());
+  }
+
+  // The last case that needs containerd up: it restarts containerd.
+  TEST_CASE("the exit watcher hears exits, and again after containerd restarts under it") {
+    TaskBed bed;
+    testing::TempDir& dir = bed.dir;
+    GrpcChannel* channel = bed.channel.get();
+    CreateShellContainer(channel, "petrel-watched", dir.Sub("rootfs"), dir.Sub("runc"),
+                         "sleep 3600");
+    RemoveContainer remove_watched{channel, "petrel-watched"};
+    CreateShellContainer(channel, "petrel-primer", dir.Sub("rootfs"), dir.Sub("runc"), "exit 7");
+    RemoveContainer remove_primer{channel, "petrel-primer"};
+    REQUIRE(ContainerdCreateTask(channel, "petrel-watched", {}, {}).ok());
+    REQUIRE(ContainerdStartTask(channel, "petrel-watched").ok());
+
+    std::mutex mu;
+    std::condition_variable changed;
+    std::vector<ContainerdExit> exits;
+    std::vector<Status> reports;
+    ContainerdExitWatcher::Options o;
+    o.socket_path = std::getenv("PETREL_TEST_CONTAINERD_SOCKET");
+    o.ns = "petrel-test";
+    o.on_exit = [&](const ContainerdExit& e) {
+      std::lock_guard<std::mutex> lock(mu);
+      exits.push_back(e);
+      changed.notify_all();
+    };
+    o.on_report = [&](const Status& s) {
+      std::lock_guard<std::mutex> lock(mu);
+      reports.push_back(s);
+      changed.notify_all();
+    };
+    Result<std::unique_ptr<ContainerdExitWatcher>> watcher = ContainerdExitWatcher::Start(o);
+    REQUIRE_MESSAGE(watcher.ok(), watcher.status().ToString());
+    auto heard = [&](const std::string& id, uint32_t status, int seconds) {
+      std::unique_lock<std::mutex> lock(mu);
+      return changed.wait_for(lock, std::chrono::seconds(seconds), [&] {
+        return std::any_of(exits.begin(), exits.end(), [&](const ContainerdExit& e) {
+          return e.container_id == id && e.exit_status == status;
+        });
+      });
+    };
+    // A subscription may not be in place when the watcher's call has gone out: runs
+    // the primer (exit 7) until the watcher hears it, for up to 10 s.
+    auto prime = [&] {
+      for (int i = 0; i < 10; i++) {
+        (void)ContainerdDeleteTask(channel, "petrel-primer");
+        Result<uint32_t> pid = ContainerdCreateTask(channel, "petrel-primer", {}, {});
+        if (!pid.ok() || !ContainerdStartTask(channel, "petrel-primer").ok()) {
+          MESSAGE("primer: ", pid.status().ToString());  // containerd not back yet
+          std::this_thread::sleep_for(std::chrono::seconds(1));
+          continue;
+        }
+        if (heard("petrel-primer", 7, 1)) return true;
+      }
+      return false;
+    };
+    REQUIRE_MESSAGE(prime(), "the watcher heard no exit of the primer within 10 s");
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      exits.clear();
+      CHECK(reports.empty());
+    }
+
+    // containerd restarts: the shims and their containers live on; the watcher says the
+    // stream broke, subscribes again, and says so once it stands.
+    const char* restart = std::getenv("PETREL_TEST_CONTAINERD_RESTART");
+    REQUIRE_MESSAGE((restart != nullptr && *restart != '\0'),
+                    "PETREL_TEST_CONTAINERD_RESTART is not set (run containerd_grpc_test.sh)");
+    REQUIRE(std::system(restart) == 0);
+    REQUIRE_MESSAGE(prime(), "the watcher heard no exit of the primer within 10 s of the restart");
+    Result<ContainerdProcess> watched = ContainerdGetTask(channel, "petrel-watched");
+    REQUIRE_MESSAGE(watched.ok(), watched.status().ToString());
+    CHECK(watched->status == ContainerdTaskStatus::kRunning);
+    REQUIRE(ContainerdKillTask(channel, "petrel-watched", SIGKILL).ok());
+    CHECK_MESSAGE(heard("petrel-watched", 137, 10), "no exit 137 of petrel-watched");
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      changed.wait_for(lock, std::chrono::seconds(3), [&] { return reports.size() >= 2; });
+      REQUIRE(reports.size() >= 2);
+      CHECK_FALSE(reports[0].ok());
+      MESSAGE("outage: ", reports[0].ToString());
+      CHECK(reports[1].ok());
+    }
+    CHECK((*watcher)->subscriptions() >= 2);
+    const auto before = std::chrono::steady_clock::now();
+    watcher->reset();
+    CHECK(std::chrono::steady_clock::now() - before < std::chrono::seconds(3));
   }
 
   TEST_CASE("a stream of a method containerd does not have: NotSupported, UNIMPLEMENTED") {
