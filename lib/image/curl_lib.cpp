@@ -68,7 +68,7 @@ bool HeaderValue(std::string_view line, std::string_view name, std::string* valu
     if (std::tolower(static_cast<unsigned char>(line[i])) != name[i]) return false;
   }
   std::string_view v = line.substr(name.size());
-  size_t b = v.find_first_not_of(" \t");
+  size_t b = v.find_first_not_of(" \t\r\n");
   size_t e = v.find_last_not_of(" \t\r\n");
   *value = b == std::string_view::npos ? "" : std::string(v.substr(b, e - b + 1));
   return true;

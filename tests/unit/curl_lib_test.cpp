@@ -19,6 +19,14 @@ TEST_CASE("curl_lib HeaderValue: the name in any case, the value without blanks 
   CHECK(value == "0");
 }
 
+TEST_CASE("curl_lib HeaderValue: a value of blanks alone is empty, not the line's end") {
+  std::string value = "kept";
+  CHECK(HeaderValue("grpc-message:  \r\n", "grpc-message:", &value));
+  CHECK(value.empty());
+  CHECK(HeaderValue("grpc-message:\r\n", "grpc-message:", &value));
+  CHECK(value.empty());
+}
+
 TEST_CASE("curl_lib HeaderValue: another header, a longer name or a bare name is not it") {
   std::string value = "kept";
   CHECK_FALSE(HeaderValue("content-length: 3\r\n", "content-type:", &value));
