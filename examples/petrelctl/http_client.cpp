@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <new>
 #include <nlohmann/json.hpp>
 #include <utility>
 
@@ -45,6 +46,16 @@ struct Client::Transfer {
   petrel::Status sink_error;
   bool too_large = false;
 };
+
+std::string UrlEscape(std::string_view text) {
+  if (text.empty()) return "";  // a length of 0 would have libcurl call strlen()
+  // The handle is unused since libcurl 7.82.
+  char* escaped = curl_easy_escape(nullptr, text.data(), static_cast<int>(text.size()));
+  if (escaped == nullptr) throw std::bad_alloc();
+  std::string out(escaped);
+  curl_free(escaped);
+  return out;
+}
 
 CurlGlobal::CurlGlobal() { curl_global_init(CURL_GLOBAL_DEFAULT); }
 CurlGlobal::~CurlGlobal() { curl_global_cleanup(); }

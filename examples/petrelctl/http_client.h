@@ -21,6 +21,10 @@
 
 namespace petrelctl {
 
+// `text` with all but RFC 3986's unreserved characters (A-Z a-z 0-9 - . _ ~)
+// %-escaped, by libcurl: for a name put into a request's path or query.
+std::string UrlEscape(std::string_view text);
+
 // curl_global_init for the life of the object; REQUIRES: made once, in main, before
 // any other thread exists.
 class CurlGlobal {

@@ -31,7 +31,6 @@
 #include "flags.h"
 #include "format.h"
 #include "http_client.h"
-#include "lib/util/strings.h"
 #include "petrel/manifest.h"
 #include "petrel/spec.h"
 
@@ -39,7 +38,6 @@ namespace petrelctl {
 namespace {
 
 using petrel::Status;
-using petrel::internal::UrlEscape;
 
 constexpr int kExitError = 1;
 constexpr int kExitUsage = 2;

@@ -1248,7 +1248,7 @@ class OrchestratorImpl final : public Orchestrator {
   void OnProbeResult(const ProbeCheck& check, const ProbeResult& result) {
     ProbeNews news = prober_.Report(check, result, opts_.clock->Now());
     if (!news.kill_reason.empty()) {
-      unhealthy_[check.container_id] = news.kill_reason;
+      unhealthy_[check.container_id] = {ProbeTypeName(check.type), news.kill_reason};
       probe_wants_pass_ = true;
     }
     if (news.ready_changed || !news.events.empty()) {
@@ -1316,7 +1316,7 @@ class OrchestratorImpl final : public Orchestrator {
   // Kill reasons of containers that are gone are forgotten.
   void PruneUnhealthy(const std::vector<ContainerInfo>& listed) {
     if (unhealthy_.empty()) return;
-    std::unordered_map<std::string, std::string> still;
+    std::unordered_map<std::string, Unhealthy> still;
     for (const ContainerInfo& c : listed) {
       auto it = unhealthy_.find(c.id);
       if (it != unhealthy_.end()) still.insert(*it);
@@ -1440,8 +1440,8 @@ class OrchestratorImpl final : public Orchestrator {
   };
   std::map<std::string, ProbeNetns> probe_netns_;  // container id -> its namespace, kept open
   TimeMs probe_due_ = kNever;
-  std::unordered_map<std::string, std::string> unhealthy_;  // PlanInput::unhealthy
-  bool probe_wants_pass_ = false;                           // a probe failed since the last pass
+  std::unordered_map<std::string, Unhealthy> unhealthy_;  // PlanInput::unhealthy
+  bool probe_wants_pass_ = false;                         // a probe failed since the last pass
   std::unordered_map<std::string, ImageState> images_;
   // The latest progress of each pull in flight, by image: written by the pulls' workers,
   // read by Get and List; memory only, never stored.

@@ -1,6 +1,5 @@
 #include "lib/image/curl_lib.h"
 
-#include <algorithm>
 #include <cctype>
 #include <mutex>
 
@@ -65,11 +64,11 @@ void SlistFree::operator()(curl_slist* l) const { PETREL_CURL(curl_slist_free_al
 
 bool HeaderValue(std::string_view line, std::string_view name, std::string* value) {
   if (line.size() <= name.size()) return false;
-  std::string lower(line.substr(0, name.size()));
-  std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
-  if (lower != name) return false;
+  for (size_t i = 0; i < name.size(); i++) {
+    if (std::tolower(static_cast<unsigned char>(line[i])) != name[i]) return false;
+  }
   std::string_view v = line.substr(name.size());
-  size_t b = v.find_first_not_of(" \t");
+  size_t b = v.find_first_not_of(" \t\r\n");
   size_t e = v.find_last_not_of(" \t\r\n");
   *value = b == std::string_view::npos ? "" : std::string(v.substr(b, e - b + 1));
   return true;

@@ -147,7 +147,7 @@ class Planner {
   }
 
   // Why a probe failed for container `c`, when it did (PlanInput::unhealthy).
-  const std::string* Unhealthy(const ContainerInfo& c) const {
+  const Unhealthy* UnhealthyOf(const ContainerInfo& c) const {
     if (in_.unhealthy.empty()) return nullptr;
     auto it = in_.unhealthy.find(c.id);
     return it == in_.unhealthy.end() ? nullptr : &it->second;
@@ -308,11 +308,11 @@ class Planner {
         next->pid = c.pid;
         next->message.clear();
         next->next_retry = 0;
-        const std::string* unhealthy = Unhealthy(c);
+        const Unhealthy* unhealthy = UnhealthyOf(c);
         if (unhealthy != nullptr) {
-          next->message = *unhealthy;
+          next->message = unhealthy->reason;
           Stop(c, spec.name, next->index, spec.termination_grace_ms,
-               unhealthy->substr(0, unhealthy->find(" probe failed")) + " probe failed");
+               unhealthy->probe + " probe failed");
         }
         return;
       }
@@ -328,14 +328,11 @@ class Planner {
       int code = c.exit_code;
       // Its probe's doing only if petrel signalled it: a container that exited by
       // itself just as its probe failed exited by itself.
-      const std::string* unhealthy = in_.kills.count(c.id) != 0 ? Unhealthy(c) : nullptr;
+      const Unhealthy* unhealthy = in_.kills.count(c.id) != 0 ? UnhealthyOf(c) : nullptr;
       // "killed by signal 15 (exit code 143) after its liveness probe failed"
       const std::string exit_text =
           ExitText(code, c.exit_reason) +
-          (unhealthy == nullptr
-               ? ""
-               : " after its " + unhealthy->substr(0, unhealthy->find(" probe failed")) +
-                     " probe failed");
+          (unhealthy == nullptr ? "" : " after its " + unhealthy->probe + " probe failed");
       // A container killed for a failed probe failed, whatever it exited with.
       bool restart =
           WantsRestart(spec.restart_policy, unhealthy != nullptr && code == 0 ? 1 : code);

@@ -67,6 +67,12 @@ struct PullRequest {
   PullPolicy policy = PullPolicy::kIfNotPresent;
 };
 
+// Why a running container must be killed: its liveness or startup probe failed.
+struct Unhealthy {
+  std::string probe;   // which: "liveness" or "startup"
+  std::string reason;  // "liveness probe failed 3 times in a row: HTTP 500"
+};
+
 struct PlanInput {
   std::string node;
   std::vector<DesiredWorkload> desired;
@@ -82,10 +88,10 @@ struct PlanInput {
   // `containers` was listed. No action, status change or event for them, nor for the
   // containers labelled with them.
   std::vector<std::pair<std::string, int>> busy;
-  // Running containers to kill because a liveness or startup probe failed, by id, with
-  // the reason ("liveness probe failed 3 times in a row: HTTP 500"). Their exits are
-  // then recorded with it, and the restart policy decides as for any exit.
-  std::unordered_map<std::string, std::string> unhealthy;
+  // Running containers to kill because a liveness or startup probe failed, by id. Their
+  // exits are then recorded with the reason, and the restart policy decides as for any
+  // exit.
+  std::unordered_map<std::string, Unhealthy> unhealthy;
   TimeMs now = 0;
 };
 

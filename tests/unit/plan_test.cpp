@@ -391,6 +391,32 @@ TEST_SUITE("plan") {
     CHECK(out.events[0].message.rfind("OOMKilled: over its memory limit", 0) == 0);
   }
 
+  TEST_CASE("a failed startup probe stops the container, and its exit says which probe") {
+    Fixture f;
+    f.Want(Spec("web", 1));
+    f.in.containers = {Container("c1", "web", 0, f.Hash(0), ContainerState::kRunning)};
+    f.in.replicas = {Running("web", 0, "c1", f.Hash(0))};
+    f.in.unhealthy["c1"] = {"startup", "startup probe failed 3 times in a row: HTTP 500"};
+    PlanOutput out = f.Run();
+    REQUIRE(out.actions.size() == 1);
+    CHECK(out.actions[0].type == Action::Type::kKill);
+    CHECK(out.actions[0].signal == SIGTERM);
+    CHECK(out.actions[0].reason.rfind("startup probe failed: SIGTERM", 0) == 0);
+    REQUIRE(out.status_updates.size() == 1);
+    CHECK(out.status_updates[0].message == "startup probe failed 3 times in a row: HTTP 500");
+
+    f.in.replicas = {out.status_updates[0]};
+    f.in.kills["c1"] = KillState{kT0, false};
+    f.in.containers[0].state = ContainerState::kExited;
+    f.in.containers[0].exit_code = 143;
+    f.in.containers[0].finished_at = kT0;
+    out = f.Run();
+    REQUIRE(out.status_updates.size() == 1);
+    CHECK(out.status_updates[0].message ==
+          "exited: killed by signal 15 (exit code 143) after its startup probe failed; "
+          "back-off 1s");
+  }
+
   TEST_CASE("scaling down stops the extra replica: SIGTERM, SIGKILL after grace, remove") {
     Fixture f;
     WorkloadSpec s = Spec("web", 1);
