@@ -22,6 +22,7 @@
 #include "runtime-adapters/containerd/containerd_driver.h"
 #include "runtime-adapters/containerd/grpc.h"
 #include "runtime-adapters/containerd/services.h"
+#include "runtime-adapters/containerd/tests/busybox.h"
 #include "tests/lib/doctest_main.h"
 #include "tests/lib/files.h"
 #include "tests/lib/wait.h"
@@ -97,20 +98,24 @@ struct DriverBed {
   }
 
   // Bundle `id`: a busybox rootfs of its own and a config.json of lib/oci's that runs
-  // `command`, its cgroups under /petrel-test.
-  Bundle MakeBundle(const std::string& id, std::vector<std::string> command) {
+  // `command`, its cgroups under /petrel-test. With `overlay`, rootfs/ is empty and the
+  // bundle's overlay (as ImageStore's mount data) has busybox in lower/ and its upper
+  // and work directories in scratch/.
+  Bundle MakeBundle(const std::string& id, std::vector<std::string> command, bool overlay = false) {
     Bundle b;
     b.id = id;
     b.dir = dir.Sub("containers/" + id);
     const std::string rootfs = b.dir + "/rootfs";
-    for (const char* d : {"bin", "proc", "dev", "sys", "tmp", "etc"}) {
-      fs::create_directories(rootfs + "/" + d);
+    if (overlay) {
+      fs::create_directories(rootfs);
+      fs::create_directories(b.dir + "/scratch/upper");
+      fs::create_directories(b.dir + "/scratch/work");
+      testing::MakeBusyboxRootfs(b.dir + "/lower");
+      b.overlay = "lowerdir=" + b.dir + "/lower,upperdir=" + b.dir +
+                  "/scratch/upper,workdir=" + b.dir + "/scratch/work";
+    } else {
+      testing::MakeBusyboxRootfs(rootfs);
     }
-    std::error_code ec;
-    fs::copy_file("/bin/busybox", rootfs + "/bin/busybox", ec);
-    REQUIRE_MESSAGE(!ec,
-                    "cannot copy /bin/busybox (apt-get install busybox-static): ", ec.message());
-    fs::create_symlink("busybox", rootfs + "/bin/sh");
     ContainerSpec spec;
     spec.name = id;
     spec.command = std::move(command);
@@ -289,6 +294,33 @@ TEST_SUITE("containerd") {
     // A Run again finds nothing in its way (and fails the same).
     CHECK_FALSE(driver->Run(b).ok());
     CHECK(bed.Gone("bad"));
+  }
+
+  TEST_CASE("ContainerdDriver: an overlay rootfs mounted by the task, writes in the upper dir") {
+    DriverBed bed;
+    Exits exits;
+    std::unique_ptr<ProcessDriver> driver = bed.NewDriver();
+    REQUIRE(driver->Open(exits.Fn()).ok());
+    Bundle b =
+        bed.MakeBundle("layered", {"/bin/sh", "-c", "echo written >/made && cat /made"}, true);
+    DeleteAtEnd at_end{driver.get(), "layered"};
+    Status s = driver->Run(b);
+    REQUIRE_MESSAGE(s.ok(), s.ToString());
+    CHECK(testing::WaitFor(
+        [&] {
+          Result<ProcessState> st = driver->State("layered");
+          return st.ok() && st->state == ContainerState::kExited;
+        },
+        10));
+    Result<ProcessState> st = driver->State("layered");
+    REQUIRE_MESSAGE(st.ok(), st.status().ToString());
+    CHECK(st->exit_code == 0);
+    CHECK(bed.Logs("layered") == "written\n");
+    CHECK(testing::ReadFile(b.dir + "/scratch/upper/made") == "written\n");
+    CHECK_FALSE(fs::exists(b.dir + "/lower/made"));
+    CHECK_FALSE(fs::exists(b.dir + "/rootfs/made"));  // mounted in containerd's bundle
+    REQUIRE(driver->Delete("layered").ok());
+    CHECK(bed.Gone("layered"));
   }
 
   TEST_CASE("ContainerdDriver: a new driver adopts a running container and hears its exit") {
