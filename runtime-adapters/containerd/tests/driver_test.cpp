@@ -296,6 +296,36 @@ TEST_SUITE("containerd") {
     CHECK(bed.Gone("bad"));
   }
 
+  TEST_CASE("ContainerdDriver: Run replaces a container a crash left without a task") {
+    DriverBed bed;
+    Exits exits;
+    std::unique_ptr<ProcessDriver> driver = bed.NewDriver();
+    REQUIRE(driver->Open(exits.Fn()).ok());
+    Bundle b = bed.ShellBundle("leftover", "echo fresh");
+    DeleteAtEnd at_end{driver.get(), "leftover"};
+    // What a crash between Containers/Create and Tasks/Create leaves: a container whose
+    // spec may be stale.
+    ContainerdContainer c;
+    c.id = "leftover";
+    c.runtime = "io.containerd.runc.v2";
+    c.spec = R"({"ociVersion":"1.0.2","process":{"args":["/stale"],"cwd":"/"},)"
+             R"("root":{"path":"rootfs"}})";
+    REQUIRE(ContainerdCreateContainer(bed.channel.get(), c).ok());
+    Result<ProcessState> st = driver->State("leftover");
+    REQUIRE_MESSAGE(st.ok(), st.status().ToString());
+    CHECK(st->state == ContainerState::kCreated);
+    Status s = driver->Run(b);
+    REQUIRE_MESSAGE(s.ok(), s.ToString());
+    CHECK(testing::WaitFor([&] { return bed.Logs("leftover") == "fresh\n"; }, 10));
+    // A second Run while its task is there is refused, and leaves it alone.
+    s = driver->Run(b);
+    CHECK(s.code() == Status::Code::kFailedPrecondition);
+    MESSAGE(s.ToString());
+    CHECK(ContainerdGetTask(bed.channel.get(), "leftover").ok());
+    REQUIRE(driver->Delete("leftover").ok());
+    CHECK(bed.Gone("leftover"));
+  }
+
   TEST_CASE("ContainerdDriver: an overlay rootfs mounted by the task, writes in the upper dir") {
     DriverBed bed;
     Exits exits;
