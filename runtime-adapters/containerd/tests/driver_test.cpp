@@ -69,10 +69,13 @@ class Exits {
   std::vector<std::pair<std::string, int>> seen_;
 };
 
-// A containers dir of bundles, and drivers on it in namespace petrel-driver-test.
+// A containers dir of bundles, and drivers on it in namespace petrel-driver-test: one
+// opened, whose exits go to `exits`.
 struct DriverBed {
   testing::TempDir dir;
   std::unique_ptr<GrpcChannel> channel;  // in the driver's namespace, for checks
+  Exits exits;
+  std::unique_ptr<ProcessDriver> driver;
 
   DriverBed() {
     fs::create_directories(dir.Sub("containers"));
@@ -82,6 +85,9 @@ struct DriverBed {
     Result<std::unique_ptr<GrpcChannel>> c = GrpcChannel::Open(o);
     REQUIRE_MESSAGE(c.ok(), c.status().ToString());
     channel = std::move(*c);
+    driver = NewDriver();
+    Status s = driver->Open(exits.Fn());
+    REQUIRE_MESSAGE(s.ok(), s.ToString());
   }
 
   std::unique_ptr<ProcessDriver> NewDriver() {
@@ -144,18 +150,18 @@ struct DriverBed {
            ContainerdGetContainer(channel.get(), id).status().IsNotFound();
   }
 
-  // Returns once `driver`'s exit watcher hears exits: its subscription may not stand
-  // yet when Open returns. Runs a container that exits with 0 until the exit is heard,
-  // for up to 10 s.
-  bool Prime(ProcessDriver* driver, Exits* exits) {
+  // Returns once the exit watcher of `target`, whose exits go to `heard_by`, hears
+  // exits: its subscription may not stand yet when Open returns. Runs a container that
+  // exits with 0 until the exit is heard, for up to 10 s.
+  bool Prime(ProcessDriver* target, Exits* heard_by) {
     static int n = 0;
     for (int i = 0; i < 10; i++) {
       const std::string id = "primer-" + std::to_string(n++);
       Bundle b = ShellBundle(id, "exit 0");
-      Status s = driver->Run(b);
+      Status s = target->Run(b);
       REQUIRE_MESSAGE(s.ok(), s.ToString());
-      const bool heard = exits->Heard(id, 0, 1);
-      REQUIRE(driver->Delete(id).ok());
+      const bool heard = heard_by->Heard(id, 0, 1);
+      REQUIRE(target->Delete(id).ok());
       if (heard) return true;
     }
     return false;
@@ -183,18 +189,16 @@ TEST_SUITE("containerd") {
 
   TEST_CASE("ContainerdDriver: run, output in the log files, SIGTERM, exit heard, delete") {
     DriverBed bed;
-    Exits exits;
-    std::unique_ptr<ProcessDriver> driver = bed.NewDriver();
+    ProcessDriver* driver = bed.driver.get();
+    Exits& exits = bed.exits;
     CHECK(driver->Name() == "containerd");
     CHECK_FALSE(driver->PetrelMakesCgroups());
-    Status s = driver->Open(exits.Fn());
-    REQUIRE_MESSAGE(s.ok(), s.ToString());
-    REQUIRE_MESSAGE(bed.Prime(driver.get(), &exits), "no exit heard within 10 s");
+    REQUIRE_MESSAGE(bed.Prime(driver, &exits), "no exit heard within 10 s");
 
     Bundle b = bed.ShellBundle("term",
                                "trap 'echo bye, $0; exit 5' TERM; echo hello; echo oops >&2; "
                                "while :; do sleep 0.1; done");
-    DeleteAtEnd at_end{driver.get(), "term"};
+    DeleteAtEnd at_end{driver, "term"};
     Result<ProcessState> st = driver->State("term");
     REQUIRE_MESSAGE(st.ok(), st.status().ToString());
     CHECK(st->state == ContainerState::kCreated);
@@ -203,7 +207,7 @@ TEST_SUITE("containerd") {
     const TimeMs before = std::chrono::duration_cast<std::chrono::milliseconds>(
                               std::chrono::system_clock::now().time_since_epoch())
                               .count();
-    s = driver->Run(b);
+    Status s = driver->Run(b);
     REQUIRE_MESSAGE(s.ok(), s.ToString());
     st = driver->State("term");
     REQUIRE_MESSAGE(st.ok(), st.status().ToString());
@@ -254,15 +258,13 @@ TEST_SUITE("containerd") {
 
   TEST_CASE("ContainerdDriver: a process that exits 3 by itself") {
     DriverBed bed;
-    Exits exits;
-    std::unique_ptr<ProcessDriver> driver = bed.NewDriver();
-    REQUIRE(driver->Open(exits.Fn()).ok());
-    REQUIRE_MESSAGE(bed.Prime(driver.get(), &exits), "no exit heard within 10 s");
+    ProcessDriver* driver = bed.driver.get();
+    REQUIRE_MESSAGE(bed.Prime(driver, &bed.exits), "no exit heard within 10 s");
     Bundle b = bed.ShellBundle("three", "echo going; sleep 0.3; exit 3");
-    DeleteAtEnd at_end{driver.get(), "three"};
+    DeleteAtEnd at_end{driver, "three"};
     Status s = driver->Run(b);
     REQUIRE_MESSAGE(s.ok(), s.ToString());
-    CHECK_MESSAGE(exits.Heard("three", 3, 10), "no exit 3 heard");
+    CHECK_MESSAGE(bed.exits.Heard("three", 3, 10), "no exit 3 heard");
     Result<ProcessState> st = driver->State("three");
     REQUIRE_MESSAGE(st.ok(), st.status().ToString());
     CHECK(st->state == ContainerState::kExited);
@@ -277,11 +279,9 @@ TEST_SUITE("containerd") {
 
   TEST_CASE("ContainerdDriver: a command not in the image fails Run and leaves nothing") {
     DriverBed bed;
-    Exits exits;
-    std::unique_ptr<ProcessDriver> driver = bed.NewDriver();
-    REQUIRE(driver->Open(exits.Fn()).ok());
+    ProcessDriver* driver = bed.driver.get();
     Bundle b = bed.MakeBundle("bad", {"/no/such/command"});
-    DeleteAtEnd at_end{driver.get(), "bad"};
+    DeleteAtEnd at_end{driver, "bad"};
     Status s = driver->Run(b);
     REQUIRE_FALSE(s.ok());
     MESSAGE(s.ToString());
@@ -298,11 +298,9 @@ TEST_SUITE("containerd") {
 
   TEST_CASE("ContainerdDriver: Run replaces a container a crash left without a task") {
     DriverBed bed;
-    Exits exits;
-    std::unique_ptr<ProcessDriver> driver = bed.NewDriver();
-    REQUIRE(driver->Open(exits.Fn()).ok());
+    ProcessDriver* driver = bed.driver.get();
     Bundle b = bed.ShellBundle("leftover", "echo fresh");
-    DeleteAtEnd at_end{driver.get(), "leftover"};
+    DeleteAtEnd at_end{driver, "leftover"};
     // What a crash between Containers/Create and Tasks/Create leaves: a container whose
     // spec may be stale.
     ContainerdContainer c;
@@ -328,12 +326,10 @@ TEST_SUITE("containerd") {
 
   TEST_CASE("ContainerdDriver: an overlay rootfs mounted by the task, writes in the upper dir") {
     DriverBed bed;
-    Exits exits;
-    std::unique_ptr<ProcessDriver> driver = bed.NewDriver();
-    REQUIRE(driver->Open(exits.Fn()).ok());
+    ProcessDriver* driver = bed.driver.get();
     Bundle b =
         bed.MakeBundle("layered", {"/bin/sh", "-c", "echo written >/made && cat /made"}, true);
-    DeleteAtEnd at_end{driver.get(), "layered"};
+    DeleteAtEnd at_end{driver, "layered"};
     Status s = driver->Run(b);
     REQUIRE_MESSAGE(s.ok(), s.ToString());
     CHECK(testing::WaitFor(
@@ -355,10 +351,9 @@ TEST_SUITE("containerd") {
 
   TEST_CASE("ContainerdDriver: a new driver adopts a running container and hears its exit") {
     DriverBed bed;
-    Exits first_exits;
-    std::unique_ptr<ProcessDriver> first = bed.NewDriver();
+    std::unique_ptr<ProcessDriver>& first = bed.driver;
+    Exits exits;                            // the second driver's
     std::unique_ptr<ProcessDriver> second;  // outlives at_end, which may use it
-    REQUIRE(first->Open(first_exits.Fn()).ok());
     Bundle b = bed.ShellBundle("adopted", "while :; do sleep 0.1; done");
     DeleteAtEnd at_end{first.get(), "adopted"};
     Status s = first->Run(b);
@@ -368,7 +363,6 @@ TEST_SUITE("containerd") {
     REQUIRE(before->state == ContainerState::kRunning);
 
     // petrel restarts: a driver of its own, the container runs on.
-    Exits exits;
     second = bed.NewDriver();
     REQUIRE(second->Open(exits.Fn()).ok());
     first.reset();
