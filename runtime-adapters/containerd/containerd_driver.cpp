@@ -27,6 +27,20 @@ constexpr char kStartedFile[] = "started";
 constexpr size_t kSmallFile = 256;
 constexpr size_t kConfigFile = 4 << 20;  // a config.json is a few KiB
 
+// Why a task could not be made or started, from containerd's answer: containerd 1.6
+// passes runc's error on as runc's JSON log has it, its quotes escaped
+// (`exec: \"x\": stat x: no such file or directory`); they are unescaped. The shim's or
+// runc's refusal (containerd's UNKNOWN, an Internal) is an IOError, as the shim driver's.
+Status StartError(const Status& s) {
+  if (s.code() != Status::Code::kInternal) return s;
+  std::string message(s.message());
+  for (size_t at = message.find("\\\""); at != std::string::npos;
+       at = message.find("\\\"", at + 1)) {
+    message.erase(at, 1);
+  }
+  return Status::IOError(message);
+}
+
 TimeMs ToMs(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
@@ -123,7 +137,7 @@ class ContainerdDriver final : public ProcessDriver {
     // Nothing of a failed Run stays in containerd.
     (void)Remove(channel.get(), id);
     unlink(started.c_str());
-    return s;
+    return StartError(s);
   }
 
   Status Signal(const std::string& id, int signal) override {

@@ -285,7 +285,8 @@ TEST_SUITE("containerd") {
     Status s = driver->Run(b);
     REQUIRE_FALSE(s.ok());
     MESSAGE(s.ToString());
-    CHECK(s.message().find("/no/such/command") != std::string::npos);
+    CHECK(s.code() == Status::Code::kIOError);
+    CHECK(s.message().find(R"(exec: "/no/such/command")") != std::string::npos);
     CHECK(bed.Gone("bad"));
     Result<ProcessState> st = driver->State("bad");
     REQUIRE_MESSAGE(st.ok(), st.status().ToString());
