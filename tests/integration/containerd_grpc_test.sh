@@ -8,8 +8,9 @@
 # Containers (metadata: create, list by label, get, delete), Tasks (busybox processes of
 # Debian's busybox-static under runc: create, start, kill, wait, delete, their exit
 # events), the exit watcher across a restart of containerd, a method containerd does
-# not have, the answer size bound. containerd (tests/lib/containerd.sh) is stopped and
-# the dir removed at the end, also on failure. A missing containerd, ctr or
+# not have, the answer size bound; or, given petrel_containerd_driver_test
+# (tests/driver_test.cpp), ContainerdDriver running bundles as tasks. containerd
+# (tests/lib/containerd.sh) is stopped and the dir removed at the end, also on failure. A missing containerd, ctr or
 # busybox is a failure, never a skip. (containerd 1.6's shims keep their sockets in
 # /run/containerd/s whatever containerd's state dir: that much of /run/containerd the
 # tasks use; runc's state goes where each container's runtime options say.)
@@ -38,6 +39,6 @@ ctr --address "$socket" namespaces create petrel-test petrel=test ||
   fail "ctr namespaces create petrel-test"
 PETREL_TEST_CONTAINERD_SOCKET=$socket \
   PETREL_TEST_CONTAINERD_RESTART="bash $src/tests/lib/containerd.sh restart $dir" "$binary" ||
-  fail "petrel_containerd_grpc_test failed (containerd log: $(tail -5 "$dir/containerd.log"))"
+  fail "$(basename "$binary") failed (containerd log: $(tail -5 "$dir/containerd.log"))"
 containerd_stop "$dir" || fail "containerd did not stop cleanly: $(tail -5 "$dir/containerd.log")"
 echo "PASS"

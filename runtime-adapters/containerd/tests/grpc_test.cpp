@@ -27,6 +27,7 @@
 #include "petrel/status.h"
 #include "runtime-adapters/containerd/exits.h"
 #include "runtime-adapters/containerd/services.h"
+#include "runtime-adapters/containerd/tests/busybox.h"
 #include "tests/lib/doctest_main.h"
 #include "tests/lib/files.h"
 #include "tests/lib/wait.h"
@@ -42,19 +43,6 @@ std::unique_ptr<GrpcChannel> Channel(GrpcChannel::Options o = {}) {
   Result<std::unique_ptr<GrpcChannel>> channel = GrpcChannel::Open(o);
   REQUIRE_MESSAGE(channel.ok(), channel.status().ToString());
   return std::move(*channel);
-}
-
-// A root filesystem of Debian's busybox-static (/bin/busybox) alone, with the
-// directories runc mounts on, so that it serves read-only too.
-void MakeBusyboxRootfs(const std::string& rootfs) {
-  namespace fs = std::filesystem;
-  for (const char* d : {"bin", "proc", "dev", "sys", "tmp", "etc"}) {
-    fs::create_directories(rootfs + "/" + d);
-  }
-  std::error_code ec;
-  fs::copy_file("/bin/busybox", rootfs + "/bin/busybox", ec);
-  REQUIRE_MESSAGE(!ec, "cannot copy /bin/busybox (apt-get install busybox-static): ", ec.message());
-  fs::create_symlink("busybox", rootfs + "/bin/sh");
 }
 
 // Container `id` in containerd, for a task that runs `script` with busybox sh, its OCI
@@ -87,7 +75,7 @@ struct TaskBed {
   testing::TempDir dir;
   std::unique_ptr<GrpcChannel> channel;
   TaskBed() {
-    MakeBusyboxRootfs(dir.Sub("rootfs"));
+    testing::MakeBusyboxRootfs(dir.Sub("rootfs"));
     GrpcChannel::Options o;
     o.ns = "petrel-test";
     channel = Channel(o);

@@ -1,0 +1,64 @@
+// ContainerdDriver: the ProcessDriver (runtime-adapters/crun/process_driver.h) that runs
+// a bundle's process as a containerd task (issue 16), through containerd's gRPC API
+// (services.h) under its runc shim, instead of petrel's own shim.
+//
+// One containerd container and task per bundle, both named by the bundle's id, in a
+// namespace of petrel's own. The container's spec is the bundle's config.json; the
+// task's output goes through the `binary://` logger (logger.h) to the bundle's log.*
+// files; runc makes the cgroups from config.json's cgroupsPath. Its one file of its own:
+//   <containers>/<id>/started   written just before the task starts: its mtime is
+//                               ProcessState::started_at
+// Exits are heard through a ContainerdExitWatcher (exits.h); one that happens while
+// containerd cannot be reached is not heard, but State reads it from containerd.
+//
+// Not yet: Exec (NotSupported), OOM kill reasons, a start timeout of its own (each call
+// has the channel's).
+//
+// Thread-safety: as ProcessDriver's; each call opens a channel of its own.
+#ifndef PETREL_RUNTIME_ADAPTERS_CONTAINERD_CONTAINERD_DRIVER_H_
+#define PETREL_RUNTIME_ADAPTERS_CONTAINERD_CONTAINERD_DRIVER_H_
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime-adapters/containerd/services.h"
+#include "runtime-adapters/crun/process_driver.h"
+
+namespace petrel::internal {
+
+// The label every container the driver makes carries ("true"), so that petrel's can be
+// told from others in a shared namespace.
+inline constexpr char kContainerdPetrelLabel[] = "petrel.container";
+
+struct ContainerdDriverOptions {
+  std::string socket_path;    // containerd's gRPC socket
+  std::string ns = "petrel";  // made by Open when missing
+  // runc's state directory (its --root) as the runtime's options give it to the shim;
+  // "" for the shim's default /run/containerd/runc, shared by every containerd.
+  std::string runc_root;
+  std::string runtime = "io.containerd.runc.v2";  // the shim
+  std::string logger;  // absolute path of the `binary://` logger (petreld)
+  int64_t log_max_bytes = 1 << 20;
+  std::string containers_dir;  // <containers dir>/<id>: each container's own files
+  // Whether container `id` is still there (ShimDriverOptions::present): State answers
+  // NotFound for a container containerd does not know and this says is gone.
+  std::function<bool(const std::string& id)> present;
+  std::chrono::milliseconds call_timeout{30000};  // per gRPC call
+};
+
+// REQUIRES: socket_path, logger and containers_dir set, log_max_bytes > 0, present set.
+std::unique_ptr<ProcessDriver> NewContainerdDriver(ContainerdDriverOptions options);
+
+// The mounts of a task's root filesystem for `overlay`, ImageStore's mount data
+// ("lowerdir=/a,upperdir=/b,workdir=/c", with ',' ':' and '\' in paths escaped by '\'):
+// one overlay mount whose options are the data split at unescaped commas (escapes kept,
+// as overlayfs reads them); none for "".
+std::vector<ContainerdMount> ContainerdOverlayMounts(const std::string& overlay);
+
+}  // namespace petrel::internal
+
+#endif  // PETREL_RUNTIME_ADAPTERS_CONTAINERD_CONTAINERD_DRIVER_H_

@@ -1,0 +1,392 @@
+// ContainerdDriver (containerd_driver.h) against a real containerd, run by
+// tests/integration/containerd_grpc_test.sh, which starts one and names its socket in
+// $PETREL_TEST_CONTAINERD_SOCKET (a missing variable is a failure, never a skip). The
+// bundles are made here as the crun adapter makes them: a busybox rootfs (Debian's
+// busybox-static) and a config.json of lib/oci's; their output goes through
+// petrel_containerd_logger (PETREL_CONTAINERD_LOGGER), as petreld's logger mode writes it.
+#include <doctest/doctest.h>
+#include <signal.h>
+
+#include <condition_variable>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "lib/oci/runtime_config.h"
+#include "lib/util/fs.h"
+#include "lib/util/log_files.h"
+#include "runtime-adapters/containerd/containerd_driver.h"
+#include "runtime-adapters/containerd/grpc.h"
+#include "runtime-adapters/containerd/services.h"
+#include "runtime-adapters/containerd/tests/busybox.h"
+#include "tests/lib/doctest_main.h"
+#include "tests/lib/files.h"
+#include "tests/lib/wait.h"
+
+namespace petrel::internal {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kNamespace[] = "petrel-driver-test";
+
+std::string Socket() {
+  const char* socket = std::getenv("PETREL_TEST_CONTAINERD_SOCKET");
+  REQUIRE_MESSAGE((socket != nullptr && *socket != '\0'),
+                  "PETREL_TEST_CONTAINERD_SOCKET is not set (run containerd_grpc_test.sh)");
+  return socket;
+}
+
+// The exits a driver reported, to wait for.
+class Exits {
+ public:
+  ProcessDriver::ExitFn Fn() {
+    return [this](const std::string& id, int code) {
+      std::lock_guard<std::mutex> lock(mu_);
+      seen_.emplace_back(id, code);
+      changed_.notify_all();
+    };
+  }
+
+  // Whether container `id` was reported to have ended with `code`, now or within `seconds`.
+  bool Heard(const std::string& id, int code, int seconds) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return changed_.wait_for(lock, std::chrono::seconds(seconds), [&] {
+      for (const auto& [i, c] : seen_) {
+        if (i == id && c == code) return true;
+      }
+      return false;
+    });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable changed_;
+  std::vector<std::pair<std::string, int>> seen_;
+};
+
+// A containers dir of bundles, and drivers on it in namespace petrel-driver-test: one
+// opened, whose exits go to `exits`.
+struct DriverBed {
+  testing::TempDir dir;
+  std::unique_ptr<GrpcChannel> channel;  // in the driver's namespace, for checks
+  Exits exits;
+  std::unique_ptr<ProcessDriver> driver;
+
+  DriverBed() {
+    fs::create_directories(dir.Sub("containers"));
+    GrpcChannel::Options o;
+    o.socket_path = Socket();
+    o.ns = kNamespace;
+    Result<std::unique_ptr<GrpcChannel>> c = GrpcChannel::Open(o);
+    REQUIRE_MESSAGE(c.ok(), c.status().ToString());
+    channel = std::move(*c);
+    driver = NewDriver();
+    Status s = driver->Open(exits.Fn());
+    REQUIRE_MESSAGE(s.ok(), s.ToString());
+  }
+
+  std::unique_ptr<ProcessDriver> NewDriver() {
+    ContainerdDriverOptions o;
+    o.socket_path = Socket();
+    o.ns = kNamespace;
+    o.runc_root = dir.Sub("runc");
+    o.logger = PETREL_CONTAINERD_LOGGER;
+    o.log_max_bytes = 64 << 10;
+    o.containers_dir = dir.Sub("containers");
+    const std::string containers = o.containers_dir;
+    o.present = [containers](const std::string& id) { return fs::exists(containers + "/" + id); };
+    return NewContainerdDriver(std::move(o));
+  }
+
+  // Bundle `id`: a busybox rootfs of its own and a config.json of lib/oci's that runs
+  // `command`, its cgroups under /petrel-test. With `overlay`, rootfs/ is empty and the
+  // bundle's overlay (as ImageStore's mount data) has busybox in lower/ and its upper
+  // and work directories in scratch/.
+  Bundle MakeBundle(const std::string& id, std::vector<std::string> command, bool overlay = false) {
+    Bundle b;
+    b.id = id;
+    b.dir = dir.Sub("containers/" + id);
+    const std::string rootfs = b.dir + "/rootfs";
+    if (overlay) {
+      fs::create_directories(rootfs);
+      fs::create_directories(b.dir + "/scratch/upper");
+      fs::create_directories(b.dir + "/scratch/work");
+      testing::MakeBusyboxRootfs(b.dir + "/lower");
+      b.overlay = "lowerdir=" + b.dir + "/lower,upperdir=" + b.dir +
+                  "/scratch/upper,workdir=" + b.dir + "/scratch/work";
+    } else {
+      testing::MakeBusyboxRootfs(rootfs);
+    }
+    ContainerSpec spec;
+    spec.name = id;
+    spec.command = std::move(command);
+    RuntimeConfigOptions options;
+    options.rootfs = rootfs;
+    options.cgroups_path = "/petrel-test/" + id;
+    Result<std::string> config = MakeRuntimeConfig(spec, ImageConfig{}, options);
+    REQUIRE_MESSAGE(config.ok(), config.status().ToString());
+    REQUIRE(WriteFileAtomic(b.dir + "/config.json", *config).ok());
+    return b;
+  }
+
+  Bundle ShellBundle(const std::string& id, const std::string& script) {
+    return MakeBundle(id, {"/bin/sh", "-c", script});
+  }
+
+  // What the bundle's log files hold.
+  std::string Logs(const std::string& id) {
+    Result<LogChunk> chunk = ReadLogFiles(dir.Sub("containers/" + id), LogOptions{});
+    return chunk.ok() ? chunk->data : "";
+  }
+
+  // Whether containerd has neither a container nor a task named `id`.
+  bool Gone(const std::string& id) {
+    return ContainerdGetTask(channel.get(), id).status().IsNotFound() &&
+           ContainerdGetContainer(channel.get(), id).status().IsNotFound();
+  }
+
+  // Returns once the exit watcher of `target`, whose exits go to `heard_by`, hears
+  // exits: its subscription may not stand yet when Open returns. Runs a container that
+  // exits with 0 until the exit is heard, for up to 10 s.
+  bool Prime(ProcessDriver* target, Exits* heard_by) {
+    static int n = 0;
+    for (int i = 0; i < 10; i++) {
+      const std::string id = "primer-" + std::to_string(n++);
+      Bundle b = ShellBundle(id, "exit 0");
+      Status s = target->Run(b);
+      REQUIRE_MESSAGE(s.ok(), s.ToString());
+      const bool heard = heard_by->Heard(id, 0, 1);
+      REQUIRE(target->Delete(id).ok());
+      if (heard) return true;
+    }
+    return false;
+  }
+};
+
+// Takes container `id` away from containerd whatever happens to a case.
+struct DeleteAtEnd {
+  ProcessDriver* driver;
+  std::string id;
+  ~DeleteAtEnd() { (void)driver->Delete(id); }
+};
+
+TEST_SUITE("containerd") {
+  TEST_CASE("ContainerdOverlayMounts: split at unescaped commas, escapes kept") {
+    CHECK(ContainerdOverlayMounts("").empty());
+    std::vector<ContainerdMount> m =
+        ContainerdOverlayMounts(R"(lowerdir=/a\,b\:c,upperdir=/u,workdir=/w\\)");
+    REQUIRE(m.size() == 1);
+    CHECK(m[0].type == "overlay");
+    CHECK(m[0].source == "overlay");
+    CHECK(m[0].options ==
+          std::vector<std::string>{R"(lowerdir=/a\,b\:c)", "upperdir=/u", R"(workdir=/w\\)"});
+  }
+
+  TEST_CASE("ContainerdDriver: run, output in the log files, SIGTERM, exit heard, delete") {
+    DriverBed bed;
+    ProcessDriver* driver = bed.driver.get();
+    Exits& exits = bed.exits;
+    CHECK(driver->Name() == "containerd");
+    CHECK_FALSE(driver->PetrelMakesCgroups());
+    REQUIRE_MESSAGE(bed.Prime(driver, &exits), "no exit heard within 10 s");
+
+    Bundle b = bed.ShellBundle("term",
+                               "trap 'echo bye, $0; exit 5' TERM; echo hello; echo oops >&2; "
+                               "while :; do sleep 0.1; done");
+    DeleteAtEnd at_end{driver, "term"};
+    Result<ProcessState> st = driver->State("term");
+    REQUIRE_MESSAGE(st.ok(), st.status().ToString());
+    CHECK(st->state == ContainerState::kCreated);
+    CHECK(st->started_at == 0);
+
+    const TimeMs before = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+    Status s = driver->Run(b);
+    REQUIRE_MESSAGE(s.ok(), s.ToString());
+    st = driver->State("term");
+    REQUIRE_MESSAGE(st.ok(), st.status().ToString());
+    CHECK(st->state == ContainerState::kRunning);
+    CHECK(st->pid > 0);
+    CHECK(st->started_at >= before);
+    CHECK(st->finished_at == 0);
+    CHECK(testing::WaitFor(
+        [&] {
+          const std::string out = bed.Logs("term");
+          return out == "hello\noops\n" || out == "oops\nhello\n";
+        },
+        10));
+    MESSAGE("logs: ", bed.Logs("term"));
+    Result<ContainerdContainer> c = ContainerdGetContainer(bed.channel.get(), "term");
+    REQUIRE_MESSAGE(c.ok(), c.status().ToString());
+    CHECK(c->labels.at(kContainerdPetrelLabel) == "true");
+    CHECK(c->runtime == "io.containerd.runc.v2");
+
+    s = driver->Signal("term", SIGTERM);
+    REQUIRE_MESSAGE(s.ok(), s.ToString());
+    CHECK_MESSAGE(exits.Heard("term", 5, 10), "no exit 5 of term heard");
+    st = driver->State("term");
+    REQUIRE_MESSAGE(st.ok(), st.status().ToString());
+    CHECK(st->state == ContainerState::kExited);
+    CHECK(st->exit_code == 5);
+    CHECK(st->finished_at >= st->started_at);
+    CHECK(st->pid == 0);
+    CHECK(testing::WaitFor(
+        [&] { return bed.Logs("term").find("bye, /bin/sh\n") != std::string::npos; }, 10));
+    // Its process has ended: a signal is no error.
+    s = driver->Signal("term", SIGTERM);
+    CHECK_MESSAGE(s.ok(), s.ToString());
+
+    s = driver->Delete("term");
+    REQUIRE_MESSAGE(s.ok(), s.ToString());
+    CHECK(bed.Gone("term"));
+    s = driver->Delete("term");
+    CHECK_MESSAGE(s.ok(), s.ToString());
+    // Still there for petrel, never run for containerd: created.
+    st = driver->State("term");
+    REQUIRE_MESSAGE(st.ok(), st.status().ToString());
+    CHECK(st->state == ContainerState::kCreated);
+    // Gone for petrel too: NotFound.
+    REQUIRE(RemoveTree(b.dir).ok());
+    CHECK(driver->State("term").status().IsNotFound());
+  }
+
+  TEST_CASE("ContainerdDriver: a process that exits 3 by itself") {
+    DriverBed bed;
+    ProcessDriver* driver = bed.driver.get();
+    REQUIRE_MESSAGE(bed.Prime(driver, &bed.exits), "no exit heard within 10 s");
+    Bundle b = bed.ShellBundle("three", "echo going; sleep 0.3; exit 3");
+    DeleteAtEnd at_end{driver, "three"};
+    Status s = driver->Run(b);
+    REQUIRE_MESSAGE(s.ok(), s.ToString());
+    CHECK_MESSAGE(bed.exits.Heard("three", 3, 10), "no exit 3 heard");
+    Result<ProcessState> st = driver->State("three");
+    REQUIRE_MESSAGE(st.ok(), st.status().ToString());
+    CHECK(st->state == ContainerState::kExited);
+    CHECK(st->exit_code == 3);
+    CHECK(st->finished_at > 0);
+    CHECK(bed.Logs("three") == "going\n");
+    // Exec is not there yet.
+    CHECK(driver->Exec(b, "{}", ExecOptions{}).status().code() == Status::Code::kNotSupported);
+    REQUIRE(driver->Delete("three").ok());
+    CHECK(bed.Gone("three"));
+  }
+
+  TEST_CASE("ContainerdDriver: a command not in the image fails Run and leaves nothing") {
+    DriverBed bed;
+    ProcessDriver* driver = bed.driver.get();
+    Bundle b = bed.MakeBundle("bad", {"/no/such/command"});
+    DeleteAtEnd at_end{driver, "bad"};
+    Status s = driver->Run(b);
+    REQUIRE_FALSE(s.ok());
+    MESSAGE(s.ToString());
+    CHECK(s.code() == Status::Code::kIOError);
+    CHECK(s.message().find(R"(exec: "/no/such/command")") != std::string::npos);
+    CHECK(bed.Gone("bad"));
+    Result<ProcessState> st = driver->State("bad");
+    REQUIRE_MESSAGE(st.ok(), st.status().ToString());
+    CHECK(st->state == ContainerState::kCreated);
+    CHECK(st->started_at == 0);
+    // A Run again finds nothing in its way (and fails the same).
+    CHECK_FALSE(driver->Run(b).ok());
+    CHECK(bed.Gone("bad"));
+  }
+
+  TEST_CASE("ContainerdDriver: Run replaces a container a crash left without a task") {
+    DriverBed bed;
+    ProcessDriver* driver = bed.driver.get();
+    Bundle b = bed.ShellBundle("leftover", "echo fresh");
+    DeleteAtEnd at_end{driver, "leftover"};
+    // What a crash between Containers/Create and Tasks/Create leaves: a container whose
+    // spec may be stale.
+    ContainerdContainer c;
+    c.id = "leftover";
+    c.runtime = "io.containerd.runc.v2";
+    c.spec = R"({"ociVersion":"1.0.2","process":{"args":["/stale"],"cwd":"/"},)"
+             R"("root":{"path":"rootfs"}})";
+    REQUIRE(ContainerdCreateContainer(bed.channel.get(), c).ok());
+    Result<ProcessState> st = driver->State("leftover");
+    REQUIRE_MESSAGE(st.ok(), st.status().ToString());
+    CHECK(st->state == ContainerState::kCreated);
+    Status s = driver->Run(b);
+    REQUIRE_MESSAGE(s.ok(), s.ToString());
+    CHECK(testing::WaitFor([&] { return bed.Logs("leftover") == "fresh\n"; }, 10));
+    // A second Run while its task is there is refused, and leaves it alone.
+    s = driver->Run(b);
+    CHECK(s.code() == Status::Code::kFailedPrecondition);
+    MESSAGE(s.ToString());
+    CHECK(ContainerdGetTask(bed.channel.get(), "leftover").ok());
+    REQUIRE(driver->Delete("leftover").ok());
+    CHECK(bed.Gone("leftover"));
+  }
+
+  TEST_CASE("ContainerdDriver: an overlay rootfs mounted by the task, writes in the upper dir") {
+    DriverBed bed;
+    ProcessDriver* driver = bed.driver.get();
+    Bundle b =
+        bed.MakeBundle("layered", {"/bin/sh", "-c", "echo written >/made && cat /made"}, true);
+    DeleteAtEnd at_end{driver, "layered"};
+    Status s = driver->Run(b);
+    REQUIRE_MESSAGE(s.ok(), s.ToString());
+    CHECK(testing::WaitFor(
+        [&] {
+          Result<ProcessState> st = driver->State("layered");
+          return st.ok() && st->state == ContainerState::kExited;
+        },
+        10));
+    Result<ProcessState> st = driver->State("layered");
+    REQUIRE_MESSAGE(st.ok(), st.status().ToString());
+    CHECK(st->exit_code == 0);
+    CHECK(bed.Logs("layered") == "written\n");
+    CHECK(testing::ReadFile(b.dir + "/scratch/upper/made") == "written\n");
+    CHECK_FALSE(fs::exists(b.dir + "/lower/made"));
+    CHECK_FALSE(fs::exists(b.dir + "/rootfs/made"));  // mounted in containerd's bundle
+    REQUIRE(driver->Delete("layered").ok());
+    CHECK(bed.Gone("layered"));
+  }
+
+  TEST_CASE("ContainerdDriver: a new driver adopts a running container and hears its exit") {
+    DriverBed bed;
+    std::unique_ptr<ProcessDriver>& first = bed.driver;
+    Exits exits;                            // the second driver's
+    std::unique_ptr<ProcessDriver> second;  // outlives at_end, which may use it
+    Bundle b = bed.ShellBundle("adopted", "while :; do sleep 0.1; done");
+    DeleteAtEnd at_end{first.get(), "adopted"};
+    Status s = first->Run(b);
+    REQUIRE_MESSAGE(s.ok(), s.ToString());
+    Result<ProcessState> before = first->State("adopted");
+    REQUIRE_MESSAGE(before.ok(), before.status().ToString());
+    REQUIRE(before->state == ContainerState::kRunning);
+
+    // petrel restarts: a driver of its own, the container runs on.
+    second = bed.NewDriver();
+    REQUIRE(second->Open(exits.Fn()).ok());
+    first.reset();
+    at_end.driver = second.get();
+    REQUIRE_MESSAGE(bed.Prime(second.get(), &exits), "no exit heard within 10 s");
+    Result<ProcessState> after = second->State("adopted");
+    REQUIRE_MESSAGE(after.ok(), after.status().ToString());
+    CHECK(after->state == ContainerState::kRunning);
+    CHECK(after->pid == before->pid);
+    CHECK(after->started_at == before->started_at);
+    s = second->Signal("adopted", SIGKILL);
+    REQUIRE_MESSAGE(s.ok(), s.ToString());
+    CHECK_MESSAGE(exits.Heard("adopted", 137, 10), "no exit 137 of adopted heard");
+    after = second->State("adopted");
+    REQUIRE_MESSAGE(after.ok(), after.status().ToString());
+    CHECK(after->state == ContainerState::kExited);
+    CHECK(after->exit_code == 137);
+    REQUIRE(second->Delete("adopted").ok());
+    CHECK(bed.Gone("adopted"));
+  }
+}
+
+}  // namespace
+}  // namespace petrel::internal
+
+int main(int argc, char** argv) { return petrel::testing::RunDoctest(argc, argv); }
