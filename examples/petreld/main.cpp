@@ -2,7 +2,7 @@
 // control API (API.md) on a Unix socket; see README.md for the flags.
 //
 //   petreld [--config FILE] [--state-dir DIR] [--socket PATH]
-//           [--runtime crun|runc|fake|none]
+//           [--runtime crun|runc|containerd|fake|none]
 //           [--runtime-endpoint ADDR] [--manifests FILE_OR_DIR]
 //           [--log-level debug|info|warn|error] [--node-name NAME]
 //           [--max-layer-size Q] [--request-timeout D] [--cgroup-parent NAME]
@@ -17,9 +17,9 @@
 // With --peer-listen it is cluster-capable: the local Orchestrator is wrapped in a
 // petrel::Cluster, which then serves the API and runs on the loop in its place.
 //
-// It offers the runtimes it was built with (PETREL_WITH_CRUN, PETREL_WITH_FAKE), and
-// "none" for a witness (--witness --runtime none), from a petrel::RuntimeRegistry that
-// RegisterRuntimes fills.
+// It offers the runtimes it was built with (PETREL_WITH_CRUN, PETREL_WITH_CONTAINERD,
+// PETREL_WITH_FAKE), and "none" for a witness (--witness --runtime none), from a
+// petrel::RuntimeRegistry that RegisterRuntimes fills.
 //
 // Built with the containerd adapter (PETREL_WITH_CONTAINERD), it is also the logger
 // containerd's shim runs for each container's output (binary:///usr/sbin/petreld?
@@ -79,6 +79,9 @@ namespace {
 petrel::Status RegisterRuntimes(petrel::RuntimeRegistry* runtimes) {
 #ifdef PETREL_WITH_CRUN
   PETREL_RETURN_IF_ERROR(petrel::RegisterCrunRuntimes(runtimes));
+#endif
+#ifdef PETREL_WITH_CONTAINERD
+  PETREL_RETURN_IF_ERROR(petrel::RegisterContainerdRuntime(runtimes));
 #endif
 #ifdef PETREL_WITH_FAKE
   PETREL_RETURN_IF_ERROR(petrel::testing::RegisterFakeRuntime(runtimes));

@@ -66,8 +66,10 @@ class ContainerdDriver final : public ProcessDriver {
     wo.socket_path = opts_.socket_path;
     wo.ns = opts_.ns;
     wo.on_exit = [this](const ContainerdExit& exit) {
-      // The init process's exit is the container's; an exec'd process's is not.
-      if (exit.id != exit.container_id) return;
+      // The init process's exit is the container's; an exec'd process's is not. Tasks
+      // of the namespace that are not this runtime's (another petrel's, or made by
+      // hand) are none of its business.
+      if (exit.id != exit.container_id || !opts_.present(exit.container_id)) return;
       on_exit_(exit.container_id, static_cast<int>(exit.exit_status));
     };
     PETREL_ASSIGN_OR_RETURN(watcher_, ContainerdExitWatcher::Start(std::move(wo)));
@@ -107,6 +109,12 @@ class ContainerdDriver final : public ProcessDriver {
 
   Status Run(const Bundle& bundle) override {
     const std::string& id = bundle.id;
+    if (!bundle.lease.empty()) {
+      // The crun shim enforces a lease; containerd's shim knows of none.
+      return Status::NotSupported("start container " + id +
+                                  ": leases (exclusive workloads in a cluster) need the crun or "
+                                  "runc runtime, not containerd yet");
+    }
     PETREL_ASSIGN_OR_RETURN(std::unique_ptr<GrpcChannel> channel, Channel());
     ContainerdContainer c;
     c.id = id;

@@ -11,10 +11,11 @@
 //
 // Create prepares the bundle only; Start hands it to the ProcessDriver
 // (process_driver.h), which runs and watches the container's process and keeps files
-// of its own: today crun or runc under petrel's shim (shim_driver.cpp), one runtime
-// process per container start, as a hand-written script would use. Leases
-// (ContainerSpec::lease) are enforced by the shim, which outlives petrel: it reads the
-// lease file every 100 ms and SIGKILLs the container once it has run out.
+// of its own: crun or runc under petrel's shim (shim_driver.cpp), one runtime process
+// per container start, as a hand-written script would use; or containerd's tasks
+// (runtime-adapters/containerd/containerd_driver.h). Leases (ContainerSpec::lease) are
+// enforced by the shim, which outlives petrel: it reads the lease file every 100 ms and
+// SIGKILLs the container once it has run out.
 #include <fcntl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -112,7 +113,7 @@ std::string CgroupParentOf(const json& meta) {
 
 class CrunRuntime final : public ContainerRuntime {
  public:
-  CrunRuntime(CrunOptions options, std::unique_ptr<internal::ProcessDriver> driver,
+  CrunRuntime(BundleRuntimeOptions options, std::unique_ptr<internal::ProcessDriver> driver,
               std::unique_ptr<internal::ImageStore> images, std::unique_ptr<internal::DirLock> lock)
       : lock_(std::move(lock)),
         opts_(std::move(options)),
@@ -121,7 +122,7 @@ class CrunRuntime final : public ContainerRuntime {
         containers_(ContainersDir(opts_)) {}
 
   // Where the containers' directories are: <state dir>/containers.
-  static std::string ContainersDir(const CrunOptions& options) {
+  static std::string ContainersDir(const BundleRuntimeOptions& options) {
     return options.state_dir + "/containers";
   }
 
@@ -428,7 +429,7 @@ class CrunRuntime final : public ContainerRuntime {
   std::string DirOf(const std::string& id) const { return containers_ + "/" + id; }
 
   void Log(LogLevel level, const std::string& msg) {
-    if (opts_.log_sink) opts_.log_sink(level, "crun adapter: " + msg);
+    if (opts_.log_sink) opts_.log_sink(level, driver_->Name() + " adapter: " + msg);
   }
 
   // What the driver needs of container `id` to run it, from its meta.json.
@@ -721,7 +722,7 @@ class CrunRuntime final : public ContainerRuntime {
   }
 
   std::unique_ptr<internal::DirLock> lock_;
-  const CrunOptions opts_;
+  const BundleRuntimeOptions opts_;
   // Runs and watches the containers' processes; reset first when the runtime goes.
   std::unique_ptr<internal::ProcessDriver> driver_;
   std::unique_ptr<internal::ImageStore> images_;
@@ -740,53 +741,72 @@ class CrunRuntime final : public ContainerRuntime {
 
 }  // namespace
 
-Result<std::shared_ptr<ContainerRuntime>> NewCrunRuntime(const CrunOptions& options) {
-  CrunOptions o = options;
-  if (o.state_dir.empty()) return Status::InvalidArgument("crun runtime: state_dir is required");
+namespace internal {
+
+Result<std::shared_ptr<ContainerRuntime>> NewBundleRuntime(const BundleRuntimeOptions& options,
+                                                           const std::string& name,
+                                                           const DriverFactory& make_driver) {
+  BundleRuntimeOptions o = options;
+  if (o.state_dir.empty()) return Status::InvalidArgument(name + " runtime: state_dir is required");
   if (!o.log_sink) o.log_sink = StderrLogSink();
   if (!o.clock) o.clock = SystemClock();
   if (!o.port) o.port = DefaultPort();
-  PETREL_RETURN_IF_ERROR(CheckCgroupParent(o.cgroup_parent).WithContext("runtime " + o.runtime));
+  PETREL_RETURN_IF_ERROR(CheckCgroupParent(o.cgroup_parent).WithContext("runtime " + name));
   if (geteuid() != 0) {
-    return Status::FailedPrecondition("runtime " + o.runtime +
+    return Status::FailedPrecondition("runtime " + name +
                                       ": needs root (rootless containers are not supported yet)");
   }
-  std::string binary = FindInPath(o.runtime);
-  if (binary.empty() || access(binary.c_str(), X_OK) != 0) {
-    return Status::NotFound("runtime " + o.runtime + ": not found" +
-                            (o.runtime.find('/') == std::string::npos ? " in $PATH" : "") +
-                            " (install the crun or runc package, or give a path)");
-  }
-  const std::string base = binary.substr(binary.find_last_of('/') + 1);
-  const bool is_runc = base.find("runc") != std::string::npos;
   PETREL_RETURN_IF_ERROR(MakeDurableDirs(o.state_dir, 0700));
-  // One runtime object per state dir: a second would steal the exit socket.
-  std::unique_ptr<internal::DirLock> lock;
-  PETREL_RETURN_IF_ERROR(internal::DirLock::Acquire(o.state_dir, &lock));
-  internal::ImageStoreOptions io;
+  // One runtime object per state dir: a second would steal the driver's exits.
+  std::unique_ptr<DirLock> lock;
+  PETREL_RETURN_IF_ERROR(DirLock::Acquire(o.state_dir, &lock));
+  ImageStoreOptions io;
   io.dir = o.state_dir + "/images";
   io.allow_overlay = !o.copy_rootfs;
   io.max_layer_bytes = o.max_layer_bytes;
   io.registry = o.registry;
   io.port = o.port;
-  PETREL_ASSIGN_OR_RETURN(std::unique_ptr<internal::ImageStore> images,
-                          internal::ImageStore::Open(io));
-  internal::ShimDriverOptions so;
-  so.binary = binary;
-  so.is_runc = is_runc;
-  so.layout = o.port->DetectCgroupLayout();
-  so.state_dir = o.state_dir;
-  so.containers_dir = CrunRuntime::ContainersDir(o);
-  so.port = o.port;
-  so.log_max_bytes = o.log_max_bytes;
-  so.start_timeout_ms = o.start_timeout_ms;
-  so.present = [containers = so.containers_dir](const std::string& id) {
-    return Exists(containers + "/" + id + "/" + kMetaFile);
-  };
-  auto rt = std::make_shared<CrunRuntime>(o, internal::NewShimDriver(std::move(so)),
-                                          std::move(images), std::move(lock));
+  PETREL_ASSIGN_OR_RETURN(std::unique_ptr<ImageStore> images, ImageStore::Open(io));
+  const std::string containers = CrunRuntime::ContainersDir(o);
+  PETREL_ASSIGN_OR_RETURN(std::unique_ptr<ProcessDriver> driver,
+                          make_driver(o, containers, [containers](const std::string& id) {
+                            return Exists(containers + "/" + id + "/" + kMetaFile);
+                          }));
+  auto rt = std::make_shared<CrunRuntime>(o, std::move(driver), std::move(images), std::move(lock));
   PETREL_RETURN_IF_ERROR(rt->Init());
   return std::shared_ptr<ContainerRuntime>(std::move(rt));
+}
+
+}  // namespace internal
+
+Result<std::shared_ptr<ContainerRuntime>> NewCrunRuntime(const CrunOptions& options) {
+  if (options.state_dir.empty()) {
+    return Status::InvalidArgument("crun runtime: state_dir is required");
+  }
+  std::string binary = FindInPath(options.runtime);
+  if (binary.empty() || access(binary.c_str(), X_OK) != 0) {
+    return Status::NotFound("runtime " + options.runtime + ": not found" +
+                            (options.runtime.find('/') == std::string::npos ? " in $PATH" : "") +
+                            " (install the crun or runc package, or give a path)");
+  }
+  const std::string base = binary.substr(binary.find_last_of('/') + 1);
+  return internal::NewBundleRuntime(
+      options, options.runtime,
+      [&](const BundleRuntimeOptions& o, const std::string& containers,
+          std::function<bool(const std::string&)> present)
+          -> Result<std::unique_ptr<internal::ProcessDriver>> {
+        internal::ShimDriverOptions so;
+        so.binary = binary;
+        so.is_runc = base.find("runc") != std::string::npos;
+        so.layout = o.port->DetectCgroupLayout();
+        so.state_dir = o.state_dir;
+        so.containers_dir = containers;
+        so.port = o.port;
+        so.log_max_bytes = o.log_max_bytes;
+        so.start_timeout_ms = options.start_timeout_ms;
+        so.present = std::move(present);
+        return internal::NewShimDriver(std::move(so));
+      });
 }
 
 }  // namespace petrel

@@ -1,8 +1,9 @@
 // ProcessDriver: the part of the bundle-based adapter (crun_runtime.cpp) that runs and
 // watches a container's process, apart from everything else a container is (its image,
-// root filesystem, config.json, network, hosts file, meta.json, logs, removal). One
-// implementation today: the OCI runtime CLI (crun or runc) under petrel's own shim
-// (shim.h), NewShimDriver. The seam is where containerd's tasks (issue 16) go instead.
+// root filesystem, config.json, network, hosts file, meta.json, logs, removal). Two
+// implementations: the OCI runtime CLI (crun or runc) under petrel's own shim (shim.h),
+// NewShimDriver; and containerd's tasks (runtime-adapters/containerd/containerd_driver.h).
+// NewBundleRuntime makes the runtime around either.
 //
 // A container lives in <containers dir>/<id>/: config.json and rootfs/ (the bundle),
 // made before the driver sees it, and its output in log.* (lib/util/log_files.h), which
@@ -19,6 +20,7 @@
 #include <memory>
 #include <string>
 
+#include "petrel/crun.h"
 #include "petrel/port.h"
 #include "petrel/runtime.h"
 #include "petrel/spec.h"
@@ -113,6 +115,23 @@ struct ShimDriverOptions {
 
 // crun or runc under petrel's shim (shim.h), one shim per container start.
 std::unique_ptr<ProcessDriver> NewShimDriver(ShimDriverOptions options);
+
+// Makes the driver of a bundle runtime: `options` with its defaults filled in,
+// `containers_dir` where the containers' directories are, `present` whether container
+// `id` is still there (ShimDriverOptions::present).
+using DriverFactory = std::function<Result<std::unique_ptr<ProcessDriver>>(
+    const BundleRuntimeOptions& options, const std::string& containers_dir,
+    std::function<bool(const std::string& id)> present)>;
+
+// The bundle-based runtime (crun_runtime.cpp) over the driver `make_driver` makes: what
+// NewCrunRuntime is with the shim driver, and the containerd adapter with its own.
+// `name` is the runtime's in messages ("crun", "containerd"); `options.runtime`, the
+// binary, is the driver's business. Fills in the defaults, checks root and the cgroup
+// parent, takes the state dir's lock, opens the image store, then the driver, and
+// adopts the containers already there.
+Result<std::shared_ptr<ContainerRuntime>> NewBundleRuntime(const BundleRuntimeOptions& options,
+                                                           const std::string& name,
+                                                           const DriverFactory& make_driver);
 
 }  // namespace petrel::internal
 

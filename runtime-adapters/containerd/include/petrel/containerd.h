@@ -1,7 +1,21 @@
-// The containerd adapter's public entry points (issue 16). So far: the logger process
-// containerd's runc shim runs for each container petrel creates, so that the
-// container's output lands in the same size-capped, rotated files as with the crun
-// adapter, and outlives petrel.
+// The containerd adapter (issue 16): containers run as containerd tasks, driven through
+// containerd's gRPC API on its socket (no Go client, no ctr), with images from petrel's
+// own store (as crun's: local archives and registries, unpacked by petrel and handed to
+// containerd as each task's overlay root filesystem).
+//
+//   petrel::ContainerdOptions o;
+//   o.state_dir = "/var/lib/petrel/containerd";
+//   auto runtime = petrel::NewContainerdRuntime(o);  // /run/containerd/containerd.sock
+//   options.runtime = runtime.value();                // for Orchestrator::Open
+//
+// Each container is a containerd container and task of the same name, in a containerd
+// namespace of petrel's own ("petrel"), under containerd's runc shim: containers keep
+// running while petrel is down and are adopted by the next one. A container's output
+// goes to a logger process the shim starts, petrel's own binary in a logger mode, which
+// writes the same size-capped, rotated files as the crun adapter's shim; it outlives
+// petrel too.
+//
+// REQUIRES: root; containerd 1.6 or later with its runc shim (io.containerd.runc.v2).
 //
 // An embedder's main() hands over to the logger when containerd started it as one:
 //
@@ -16,7 +30,46 @@
 #ifndef PETREL_CONTAINERD_H_
 #define PETREL_CONTAINERD_H_
 
+#include <memory>
+#include <string>
+
+#include "petrel/crun.h"
+#include "petrel/runtime.h"
+#include "petrel/runtimes.h"
+#include "petrel/status.h"
+
 namespace petrel {
+
+// The image store, bundles and logs as the crun adapter's (BundleRuntimeOptions in
+// petrel/crun.h), and how to reach containerd.
+struct ContainerdOptions : BundleRuntimeOptions {
+  // containerd's gRPC socket: an absolute path or unix:///PATH; "" for
+  // /run/containerd/containerd.sock.
+  std::string endpoint;
+  // The containerd namespace of petrel's containers, made when missing. Petrels that
+  // share one containerd need one each.
+  std::string ns = "petrel";
+  // The logger program containerd's shim runs for each container (an absolute path);
+  // "" for this process's own binary, whose main() must then hand over as shown above.
+  std::string logger;
+  // runc's state directory as the shim is told it; "" for the shim's default,
+  // /run/containerd/runc.
+  std::string runc_root;
+};
+
+// Checks root, the options and that containerd answers at the endpoint, makes the
+// namespace, and starts listening for exits. Containers already in the state dir (from
+// an earlier petrel) are adopted. Unavailable, naming the socket, when containerd does
+// not answer.
+Result<std::shared_ptr<ContainerRuntime>> NewContainerdRuntime(const ContainerdOptions& options);
+
+// Adds "containerd" to `registry` (petrel/runtimes.h): its files in
+// <RuntimeConfig::state_dir>/containerd, containerd at RuntimeConfig::endpoint.
+Status RegisterContainerdRuntime(RuntimeRegistry* registry);
+
+// The socket path of a containerd endpoint: PATH for "unix:///PATH" or "/PATH", the
+// default socket for ""; InvalidArgument, quoting it, for anything else.
+Result<std::string> ContainerdSocketPath(const std::string& endpoint);
 
 // True when argv is a logger call from containerd's shim: its first argument is one of
 // the logger's keys ("petrel-log-dir", "petrel-log-max"). Cheap; touches nothing.

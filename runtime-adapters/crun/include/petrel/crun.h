@@ -29,17 +29,14 @@
 
 namespace petrel {
 
-struct CrunOptions {
-  // "crun", "runc", or a path to either. A bare name is looked up in $PATH.
-  std::string runtime = "crun";
+// What every runtime built on petrel's own image store and bundles takes: crun and runc
+// (CrunOptions), containerd (ContainerdOptions in petrel/containerd.h).
+struct BundleRuntimeOptions {
   // Images, container bundles, root filesystems and logs live here; created 0700.
   // Required. Give each petrel its own (e.g. <orchestrator state dir>/oci).
   std::string state_dir;
   // A container's output is kept in two files of at most this size each.
   int64_t log_max_bytes = 1 << 20;
-  // A runtime that has not started a container within this time is killed, and the
-  // start fails (DeadlineExceeded): nothing starts the container behind petrel's back.
-  int64_t start_timeout_ms = 120 * 1000;
   // Copy the image for each container instead of mounting an overlay.
   bool copy_rootfs = false;
   // An image layer that decompresses to more than this many bytes is refused.
@@ -66,6 +63,14 @@ struct CrunOptions {
   std::string cgroup_parent = "petrel";
   // Credentials, insecure registries and CAs for registry images (petrel/runtimes.h).
   RegistryAccess registry;
+};
+
+struct CrunOptions : BundleRuntimeOptions {
+  // "crun", "runc", or a path to either. A bare name is looked up in $PATH.
+  std::string runtime = "crun";
+  // A runtime that has not started a container within this time is killed, and the
+  // start fails (DeadlineExceeded): nothing starts the container behind petrel's back.
+  int64_t start_timeout_ms = 120 * 1000;
 };
 
 // Checks the runtime binary and the state dir, and starts listening for container
