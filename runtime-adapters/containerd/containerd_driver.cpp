@@ -24,6 +24,7 @@ namespace {
 using nlohmann::json;
 
 constexpr char kStartedFile[] = "started";
+constexpr char kExitedFile[] = "exited";
 constexpr size_t kSmallFile = 256;
 constexpr size_t kConfigFile = 4 << 20;  // a config.json is a few KiB
 
@@ -83,10 +84,27 @@ class ContainerdDriver final : public ProcessDriver {
     if (!task.ok()) {
       if (!task.status().IsNotFound()) return task.status();
       // No task: never run (or its Run failed and took what it made), unless the
-      // container itself is gone.
-      Result<ContainerdContainer> c = ContainerdGetContainer(channel.get(), id);
-      if (!c.ok() && !c.status().IsNotFound()) return c.status();
+      // container itself is gone, or its task was started once (the `started` file)
+      // and is gone now: deleted by a Delete under way, or lost by containerd (its
+      // state is on tmpfs: a reboot), so it has exited, with a code nobody knows.
       if (!opts_.present(id)) return Status::NotFound("no container " + id);
+      Result<std::string> started = ReadSmallFile(DirOf(id) + "/" + kStartedFile, kSmallFile);
+      if (!started.ok()) {
+        return started.status().IsNotFound() ? Result<ProcessState>(info) : started.status();
+      }
+      info.state = ContainerState::kExited;
+      info.started_at = std::atoll(started->c_str());
+      // How it ended, when a Delete recorded it: "<code> <finished ms>".
+      Result<std::string> exited = ReadSmallFile(DirOf(id) + "/" + kExitedFile, kSmallFile);
+      if (exited.ok()) {
+        char* end = nullptr;
+        info.exit_code = static_cast<int>(std::strtol(exited->c_str(), &end, 10));
+        info.finished_at = std::atoll(end);
+      } else if (exited.status().IsNotFound()) {
+        info.exit_reason = "its task is gone from containerd";
+      } else {
+        return exited.status();
+      }
       return info;
     }
     switch (task->status) {
@@ -145,6 +163,7 @@ class ContainerdDriver final : public ProcessDriver {
     // Nothing of a failed Run stays in containerd.
     (void)Remove(channel.get(), id);
     unlink(started.c_str());
+    unlink((bundle.dir + "/" + kExitedFile).c_str());
     return StartError(s);
   }
 
@@ -164,9 +183,9 @@ class ContainerdDriver final : public ProcessDriver {
 
   Status Delete(const std::string& id) override {
     PETREL_ASSIGN_OR_RETURN(std::unique_ptr<GrpcChannel> channel, Channel());
-    PETREL_RETURN_IF_ERROR(Remove(channel.get(), id));
-    unlink((DirOf(id) + "/" + kStartedFile).c_str());
-    return Status::OK();
+    // The `started` file stays, for State to say "exited" until the container's
+    // directory goes (ProcessDriver's caller removes it next).
+    return Remove(channel.get(), id);
   }
 
  private:
@@ -198,6 +217,9 @@ class ContainerdDriver final : public ProcessDriver {
   Status Remove(GrpcChannel* channel, const std::string& id) {
     Result<ContainerdProcess> task = ContainerdGetTask(channel, id);
     if (task.ok()) {
+      ContainerdExit exit;
+      exit.exit_status = task->exit_status;
+      exit.exited_at = task->exited_at;
       if (task->status != ContainerdTaskStatus::kStopped) {
         Status k = ContainerdKillTask(channel, id, SIGKILL, true);
         if (!k.ok() && !k.IsNotFound()) return k.WithContext("delete container " + id);
@@ -205,6 +227,13 @@ class ContainerdDriver final : public ProcessDriver {
         if (!waited.ok() && !waited.status().IsNotFound()) {
           return waited.status().WithContext("delete container " + id);
         }
+        if (waited.ok()) exit = *waited;
+      }
+      // What State answers once the task is gone, until the directory goes.
+      if (task->status != ContainerdTaskStatus::kCreated) {
+        PETREL_RETURN_IF_ERROR(WriteFileAtomic(DirOf(id) + "/" + kExitedFile,
+                                               std::to_string(exit.exit_status) + " " +
+                                                   std::to_string(ToMs(exit.exited_at)) + "\n"));
       }
       Status d = ContainerdDeleteTask(channel, id).status();
       if (!d.ok() && !d.IsNotFound()) return d.WithContext("delete container " + id);

@@ -5,9 +5,15 @@
 // One containerd container and task per bundle, both named by the bundle's id, in a
 // namespace of petrel's own. The container's spec is the bundle's config.json; the
 // task's output goes through the `binary://` logger (logger.h) to the bundle's log.*
-// files; runc makes the cgroups from config.json's cgroupsPath. Its one file of its own:
-//   <containers>/<id>/started   written just before the task starts: its mtime is
-//                               ProcessState::started_at
+// files; runc makes the cgroups from config.json's cgroupsPath. Its own files:
+//   <containers>/<id>/started   written just before the task starts: the time in it
+//                               is ProcessState::started_at; with no task in
+//                               containerd, it says the task ran and is gone (a
+//                               Delete under way, or containerd's state lost to a
+//                               reboot): the container has exited, code unknown
+//   <containers>/<id>/exited    written by Delete before it deletes a task that ran:
+//                               "<exit code> <finished ms>", for State until the
+//                               directory goes
 // Exits are heard through a ContainerdExitWatcher (exits.h); one that happens while
 // containerd cannot be reached is not heard, but State reads it from containerd.
 //

@@ -6,8 +6,11 @@
 # process (a test that restarts it) can stop it too.
 #
 # Sourced: containerd_start DIR, containerd_stop DIR, containerd_socket DIR.
-# Run: containerd.sh restart DIR (stops it, starts it again on the same dirs: what a
-# test does to containerd under petrel).
+# Run: containerd.sh start DIR (a fresh DIR: one left by an earlier run is stopped and
+# emptied first; CTest's fixture containerd_daemon, shared by the suites that need a
+# containerd), containerd.sh stop DIR (and the tasks left in it killed), containerd.sh
+# restart DIR (stops it, starts it again on the same dirs: what a test does to
+# containerd under petrel).
 #
 # containerd 1.6's shims keep their sockets in /run/containerd/s whatever containerd's
 # state dir: that much of /run/containerd tasks use.
@@ -68,16 +71,45 @@ containerd_stop() {
   return 1
 }
 
+# containerd_kill_shims DIR: kills the shims of the containerd on DIR's socket (and so
+# their tasks) and unmounts what its tasks left mounted below DIR: what a stopped
+# containerd leaves running.
+containerd_kill_shims() {
+  local dir=$1 pid mnt
+  for pid in $(pgrep -f "containerd-shim-runc-v2 .*-address $(containerd_socket "$dir")( |$)"); do
+    kill -9 "$pid" 2>/dev/null || true
+  done
+  # Innermost first.
+  for mnt in $(awk -v d="$dir/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r); do
+    umount -l "$mnt" 2>/dev/null || true
+  done
+}
+
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   set -euo pipefail
   case "${1:-}" in
+    start)
+      dir=${2:?usage: containerd.sh start DIR}
+      containerd_stop "$dir" || true
+      containerd_kill_shims "$dir"
+      rm -rf "$dir"
+      mkdir -p "$dir"
+      containerd_start "$dir"
+      ;;
+    stop)
+      dir=${2:?usage: containerd.sh stop DIR}
+      status=0
+      containerd_stop "$dir" || status=1
+      containerd_kill_shims "$dir"
+      exit $status
+      ;;
     restart)
       dir=${2:?usage: containerd.sh restart DIR}
       containerd_stop "$dir"
       containerd_start "$dir"
       ;;
     *)
-      echo "usage: containerd.sh restart DIR" >&2
+      echo "usage: containerd.sh start|stop|restart DIR" >&2
       exit 2
       ;;
   esac
