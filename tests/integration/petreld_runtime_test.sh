@@ -11,7 +11,10 @@
 # kill -9 of petreld, and scaling onto it only starts it. Containers sit below
 # --cgroup-parent; one made under an earlier petreld's parent stays there and is
 # removed from there.
-#   petreld_runtime_test.sh PETRELD PETRELCTL RUNTIME
+# On containerd, petreld drives the containerd whose socket
+# $PETREL_TEST_CONTAINERD_SOCKET names (CTest's shared one), in its namespace "petrel",
+# and containerd's own records are read with ctr.
+#   petreld_runtime_test.sh PETRELD PETRELCTL RUNTIME   (crun, runc or containerd)
 set -euo pipefail
 petreld=${1:?usage: petreld_runtime_test.sh PETRELD PETRELCTL RUNTIME}
 ctl=${2:?}
@@ -25,6 +28,31 @@ pid=""
 # Below it, the parent of petreld's first run, then of the others.
 cgtop=petrel-it-$runtime
 cgparent=$cgtop/first
+# The adapter's folder in the state dir, and how to reach the runtime's own records.
+sub=oci
+endpoint=()
+if [ "$runtime" = containerd ]; then
+  sub=containerd
+  socket=${PETREL_TEST_CONTAINERD_SOCKET:?a containerd socket (the CTest fixture containerd_daemon)}
+  endpoint=(--runtime-endpoint "unix://$socket")
+fi
+ctrs=$state/$sub/containers
+# rt_list: the names of the containers the runtime has of this node.
+rt_list() {
+  if [ "$runtime" = containerd ]; then
+    ctr --address "$socket" -n petrel containers ls -q
+  else
+    "$runtime" --root "$state/oci/runtime" list -q 2>/dev/null
+  fi | grep "petrel_${node}_" || true
+}
+# rt_status ID: what the runtime says of the container's process ("running"), "" for none.
+rt_status() {
+  if [ "$runtime" = containerd ]; then
+    ctr --address "$socket" -n petrel tasks ls 2>/dev/null | awk -v id="$1" '$1 == id {print tolower($3)}'
+  else
+    "$runtime" --root "$state/oci/runtime" state "$1" 2>/dev/null | jq -r .status
+  fi
+}
 
 fail() {
   echo "FAIL ($runtime): $*" >&2
@@ -35,6 +63,13 @@ fail() {
 cleanup() {
   [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
   # Whatever a failed run left: containers, mounts, cgroups.
+  if [ "$runtime" = containerd ]; then
+    for c in $(rt_list); do
+      ctr --address "$socket" -n petrel tasks kill -s SIGKILL "$c" >/dev/null 2>&1 || true
+      ctr --address "$socket" -n petrel tasks rm -f "$c" >/dev/null 2>&1 || true
+      ctr --address "$socket" -n petrel containers rm "$c" >/dev/null 2>&1 || true
+    done
+  fi
   runtime_cleanup "$runtime" "$state" "$dir"
   find /sys/fs/cgroup -depth -type d -path "*/$cgtop*" -exec rmdir {} \; 2>/dev/null || true
   rm -rf "$dir"
@@ -44,7 +79,7 @@ trap cleanup EXIT
 # shellcheck source=tests/lib/petreld.sh
 . "$src/tests/lib/petreld.sh"
 start_petreld() {
-  petreld_start "$dir/petreld.log" --runtime "$runtime" --state-dir "$state" --node-name "$node" \
+  petreld_start "$dir/petreld.log" --runtime "$runtime" --state-dir "$state" --node-name "$node" "${endpoint[@]}" \
     --cgroup-parent "$cgparent" --log-level debug || fail "petreld did not answer"
 }
 json() { "$ctl" get workloads "${2:-keeper}" -o json; }
@@ -110,9 +145,9 @@ in_cgroup "$q0" "$cgtop/first" || fail "adopted replica 0 moved: $(cat "/proc/$q
 in_cgroup "$q1" "$cgparent" || fail "replica 1 is not below $cgparent: $(cat "/proc/$q1/cgroup")"
 [ "$(json | jq '.items[0].replicas[0].restarts')" = 0 ] || fail "replica 0 was restarted"
 # No duplicates: two containers in petrel's state and in the runtime's.
-n=$(ls "$state/oci/containers" | grep -c keeper || true)
-[ "$n" = 2 ] || fail "$n container directories: $(ls "$state/oci/containers")"
-n=$("$runtime" --root "$state/oci/runtime" list -q 2>/dev/null | grep -c keeper || true)
+n=$(ls "$ctrs" | grep -c keeper || true)
+[ "$n" = 2 ] || fail "$n container directories: $(ls "$ctrs")"
+n=$(rt_list | grep -c keeper || true)
 [ "$n" = 2 ] || fail "$runtime lists $n containers"
 
 # A deleted workload is Terminating while its container takes its grace period,
@@ -132,7 +167,7 @@ wait_for 30 petreld_gone stubborn ||
   fail "timed out waiting for stubborn gone"
 "$ctl" events | grep -qE ' stubborn +- +Deleted +its last container is gone' ||
   fail "no Deleted event: $("$ctl" events | grep stubborn)"
-[ ! -e "$state/oci/containers/petrel_${node}_stubborn_0" ] || fail "stubborn's container is left"
+[ ! -e "$ctrs/petrel_${node}_stubborn_0" ] || fail "stubborn's container is left"
 
 # A missing image: Pulling with the image's error, no container, until it is there.
 cat >"$dir/late.yaml" <<YAML
@@ -156,7 +191,7 @@ late_waits() {
 wait_for 30 late_waits || fail "timed out waiting for late waiting for its image: $(late_msg)"
 "$ctl" events | grep -qE ' late +- +Failed +image oci-archive:' || fail "no image Failed event"
 "$ctl" events | grep -q ' late .* BackOff ' && fail "an image error became a crash loop"
-[ -z "$(ls "$state/oci/containers" | grep late || true)" ] || fail "a container was made for late"
+[ -z "$(ls "$ctrs" | grep late || true)" ] || fail "a container was made for late"
 cp "$dir/busybox.tar" "$dir/late.tar"
 wait_for 30 bash -c "[ \"\$('$ctl' get workloads late -o json |
   jq -r '.items[0].replicas[0].phase')\" = Running ]" ||
@@ -185,9 +220,8 @@ wait_for 30 bash -c "[ \"\$('$ctl' get workloads spare -o json |
 held=$(spare containerId)
 # Created, for this adapter: the bundle made (rootfs mounted, config written), no
 # process yet (the runtime is called at Start, with `run`).
-rt_status() { "$runtime" --root "$state/oci/runtime" state "$1" 2>/dev/null | jq -r .status; }
 held_ok() {
-  [ -f "$state/oci/containers/$held/config.json" ] && [ -z "$(rt_status "$held")" ]
+  [ -f "$ctrs/$held/config.json" ] && [ -z "$(rt_status "$held")" ]
 }
 held_ok || fail "spare's container $held: no bundle, or $runtime runs it ('$(rt_status "$held")')"
 [ "$(json - spare | jq '.items[0].readyReplicas')" = 0 ] || fail "a standby counted as ready"
@@ -212,16 +246,16 @@ wait_for 30 petreld_gone spare || fail "timed out waiting for spare gone"
 
 # Delete: everything goes.
 "$ctl" delete workload keeper >/dev/null || fail "delete"
-wait_for 30 bash -c "[ -z \"\$(ls '$state/oci/containers')\" ]" ||
+wait_for 30 bash -c "[ -z \"\$(ls '$ctrs')\" ]" ||
   fail "timed out waiting for containers removed"
-grep -q "$state/oci/containers" /proc/self/mountinfo && fail "stray mounts: $(grep "$dir" /proc/self/mountinfo)"
+grep -q "$ctrs" /proc/self/mountinfo && fail "stray mounts: $(grep "$dir" /proc/self/mountinfo)"
 # No cgroup of this node's containers in any hierarchy: runc makes /petrel/<id> in
 # every one mounted (v1 controllers, named ones, the unified one), crun in v2's.
 for cg in /sys/fs/cgroup/petrel/petrel_"${node}"_* /sys/fs/cgroup/*/petrel/petrel_"${node}"_* \
   /sys/fs/cgroup/"$cgtop"/*/petrel_* /sys/fs/cgroup/*/"$cgtop"/*/petrel_*; do
   [ -e "$cg" ] && fail "stray cgroup $cg"
 done
-n=$("$runtime" --root "$state/oci/runtime" list -q 2>/dev/null | grep -c . || true)
+n=$(rt_list | grep -c . || true)
 [ "$n" = 0 ] || fail "$runtime still lists $n containers"
 
 kill -TERM "$pid"
