@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Container networks through petreld on a real runtime (crun or runc), issue 14: a
+# Container networks through petreld on a real runtime (crun, runc or containerd,
+# the one $PETREL_TEST_CONTAINERD_SOCKET names), issue 14: a
 # workload on the bridge (the default) publishes its port 8080 as another number on the
 # host, which answers on 127.0.0.1; a client workload reaches it by name while it is
 # ready, and finds no such name while its readiness probe fails; one with `network:
@@ -20,9 +21,16 @@ node=net-$runtime
 pid=""
 # A host port of its own per runtime: the two runs may overlap. runc's run puts its
 # containers on a bridge and subnet of its own (petreld --bridge-name, --bridge-subnet).
+# containerd's likewise.
+sub=oci
 case "$runtime" in
   crun) port=18093 bridge=petrel0 subnet=10.47. bridge_flags=() ;;
-  *) port=18094 bridge=petrel1 subnet=10.46.1. bridge_flags=(--bridge-name petrel1 --bridge-subnet 10.46.1.0/24) ;;
+  runc) port=18094 bridge=petrel1 subnet=10.46.1. bridge_flags=(--bridge-name petrel1 --bridge-subnet 10.46.1.0/24) ;;
+  containerd)
+    port=18095 bridge=petrel2 subnet=10.46.2. sub=containerd
+    bridge_flags=(--bridge-name petrel2 --bridge-subnet 10.46.2.0/24)
+    ;;
+  *) echo "network_test.sh: unknown runtime $runtime" >&2; exit 2 ;;
 esac
 
 fail() {
@@ -51,6 +59,7 @@ trap cleanup EXIT
 
 # shellcheck source=tests/lib/petreld.sh
 . "$src/tests/lib/petreld.sh"
+runtime_flags "$runtime" || fail "no runtime $runtime"
 for tool in curl jq iptables-save; do
   command -v "$tool" >/dev/null || fail "$tool is not installed (ports/debian/install-deps)"
 done
@@ -91,13 +100,13 @@ spec:
 YAML
 
 start_petreld() {
-  petreld_start "$dir/petreld.log" --runtime "$runtime" --state-dir "$state" --node-name "$node" \
+  petreld_start "$dir/petreld.log" "${runtime_flags[@]}" --state-dir "$state" --node-name "$node" \
     "${bridge_flags[@]}" || fail "petreld did not answer"
 }
 ready() { [ "$("$ctl" get workloads "$1" -o json | jq '.items[0].readyReplicas')" = 1 ]; }
 answers() { [ "$(curl -s --max-time 2 "http://127.0.0.1:$port/i")" = hello ]; }
 # The network id the adapter gives container ID of this state dir.
-net_of() { printf '%s' "$state/oci/containers/$1" | sha256sum | cut -c1-16 | sed 's/^/petrel-/'; }
+net_of() { printf '%s' "$state/$sub/containers/$1" | sha256sum | cut -c1-16 | sed 's/^/petrel-/'; }
 
 start_petreld
 "$ctl" apply -f "$dir/net.yaml" >/dev/null || fail "apply"

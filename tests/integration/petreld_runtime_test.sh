@@ -30,12 +30,7 @@ cgtop=petrel-it-$runtime
 cgparent=$cgtop/first
 # The adapter's folder in the state dir, and how to reach the runtime's own records.
 sub=oci
-endpoint=()
-if [ "$runtime" = containerd ]; then
-  sub=containerd
-  socket=${PETREL_TEST_CONTAINERD_SOCKET:?a containerd socket (the CTest fixture containerd_daemon)}
-  endpoint=(--runtime-endpoint "unix://$socket")
-fi
+[ "$runtime" = containerd ] && sub=containerd socket=${PETREL_TEST_CONTAINERD_SOCKET:-}
 ctrs=$state/$sub/containers
 # rt_list: the names of the containers the runtime has of this node.
 rt_list() {
@@ -63,13 +58,6 @@ fail() {
 cleanup() {
   [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
   # Whatever a failed run left: containers, mounts, cgroups.
-  if [ "$runtime" = containerd ]; then
-    for c in $(rt_list); do
-      ctr --address "$socket" -n petrel tasks kill -s SIGKILL "$c" >/dev/null 2>&1 || true
-      ctr --address "$socket" -n petrel tasks rm -f "$c" >/dev/null 2>&1 || true
-      ctr --address "$socket" -n petrel containers rm "$c" >/dev/null 2>&1 || true
-    done
-  fi
   runtime_cleanup "$runtime" "$state" "$dir"
   find /sys/fs/cgroup -depth -type d -path "*/$cgtop*" -exec rmdir {} \; 2>/dev/null || true
   rm -rf "$dir"
@@ -78,8 +66,9 @@ trap cleanup EXIT
 
 # shellcheck source=tests/lib/petreld.sh
 . "$src/tests/lib/petreld.sh"
+runtime_flags "$runtime" || fail "no runtime $runtime"
 start_petreld() {
-  petreld_start "$dir/petreld.log" --runtime "$runtime" --state-dir "$state" --node-name "$node" "${endpoint[@]}" \
+  petreld_start "$dir/petreld.log" "${runtime_flags[@]}" --state-dir "$state" --node-name "$node" \
     --cgroup-parent "$cgparent" --log-level debug || fail "petreld did not answer"
 }
 json() { "$ctl" get workloads "${2:-keeper}" -o json; }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Health probes on a real runtime (crun or runc), through petreld: an exec liveness
+# Health probes on a real runtime (crun, runc or containerd), through petreld: an exec liveness
 # probe that starts failing restarts its container; so does an HTTP endpoint (busybox
 # httpd in the container's own network namespace) that starts answering 404; readiness
 # flips with a file the test creates and removes; a slow start held by a startup probe
@@ -34,6 +34,7 @@ trap cleanup EXIT
 
 # shellcheck source=tests/lib/petreld.sh
 . "$src/tests/lib/petreld.sh"
+runtime_flags "$runtime" || fail "no runtime $runtime"
 busybox_image "$dir/busybox.tar"
 mkdir "$dir/flag"
 
@@ -151,7 +152,7 @@ spec:
     failureThreshold: 1
 YAML
 
-petreld_start "$dir/petreld.log" --runtime "$runtime" --state-dir "$state" --node-name "probes-$runtime" \
+petreld_start "$dir/petreld.log" "${runtime_flags[@]}" --state-dir "$state" --node-name "probes-$runtime" \
   --log-level debug || fail "petreld did not answer"
 "$ctl" apply -f "$dir/probes.yaml" >/dev/null || fail "apply"
 

@@ -78,14 +78,39 @@ busybox_image() {
   fi
 }
 
+# runtime_flags RUNTIME: sets the array runtime_flags to petreld's flags for RUNTIME:
+# --runtime RUNTIME, and for containerd the endpoint of the one
+# $PETREL_TEST_CONTAINERD_SOCKET names (CTest's fixture containerd_daemon); fails when
+# none does.
+runtime_flags() {
+  runtime_flags=(--runtime "$1")
+  if [ "$1" = containerd ]; then
+    [ -n "${PETREL_TEST_CONTAINERD_SOCKET:-}" ] || {
+      echo "runtime containerd: PETREL_TEST_CONTAINERD_SOCKET is not set" >&2
+      return 1
+    }
+    runtime_flags+=(--runtime-endpoint "unix://$PETREL_TEST_CONTAINERD_SOCKET")
+  fi
+}
+
 # runtime_cleanup RUNTIME STATE DIR: what a failed run on a real runtime left, for
-# cleanup traps: the runtime's containers of petreld's state dir STATE, then every mount
+# cleanup traps: the runtime's containers of petreld's state dir STATE (crun's, runc's
+# or containerd's), then every mount
 # below DIR (deepest first). Never fails.
 runtime_cleanup() {
-  local rec
+  local rec c
   for rec in "$2"/oci/runtime/*; do
     [ -e "$rec" ] || continue
     "$1" --root "$2/oci/runtime" delete --force "${rec##*/}" >/dev/null 2>&1 || true
+  done
+  # containerd's (on $PETREL_TEST_CONTAINERD_SOCKET, namespace petrel): those of the
+  # state dir's containers.
+  for rec in "$2"/containerd/containers/*; do
+    [ -e "$rec" ] && [ -n "${PETREL_TEST_CONTAINERD_SOCKET:-}" ] || continue
+    c=${rec##*/}
+    ctr --address "$PETREL_TEST_CONTAINERD_SOCKET" -n petrel tasks kill -s SIGKILL "$c" >/dev/null 2>&1 || true
+    ctr --address "$PETREL_TEST_CONTAINERD_SOCKET" -n petrel tasks rm -f "$c" >/dev/null 2>&1 || true
+    ctr --address "$PETREL_TEST_CONTAINERD_SOCKET" -n petrel containers rm "$c" >/dev/null 2>&1 || true
   done
   grep -o "${3}[^ ]*" /proc/self/mountinfo 2>/dev/null | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
 }
