@@ -73,6 +73,20 @@ class ContainerdDriver final : public ProcessDriver {
       if (exit.id != exit.container_id || !opts_.present(exit.container_id)) return;
       on_exit_(exit.container_id, static_cast<int>(exit.exit_status));
     };
+    if (opts_.log_sink) {
+      wo.on_report = [sink = opts_.log_sink](const Status& what) {
+        if (what.ok()) {
+          sink(LogLevel::kInfo, "containerd adapter: hearing containerd's exits again");
+        } else if (what.code() == Status::Code::kCorruption) {
+          sink(LogLevel::kWarn, "containerd adapter: an event skipped: " + what.ToString());
+        } else {
+          sink(LogLevel::kWarn,
+               "containerd adapter: not hearing containerd's exits (they are read from its "
+               "tasks until it is back): " +
+                   what.ToString());
+        }
+      };
+    }
     PETREL_ASSIGN_OR_RETURN(watcher_, ContainerdExitWatcher::Start(std::move(wo)));
     return Status::OK();
   }
@@ -231,9 +245,9 @@ class ContainerdDriver final : public ProcessDriver {
       }
       // What State answers once the task is gone, until the directory goes.
       if (task->status != ContainerdTaskStatus::kCreated) {
-        PETREL_RETURN_IF_ERROR(WriteFileAtomic(DirOf(id) + "/" + kExitedFile,
-                                               std::to_string(exit.exit_status) + " " +
-                                                   std::to_string(ToMs(exit.exited_at)) + "\n"));
+        PETREL_RETURN_IF_ERROR(WriteFileAtomic(
+            DirOf(id) + "/" + kExitedFile,
+            std::to_string(exit.exit_status) + " " + std::to_string(ToMs(exit.exited_at)) + "\n"));
       }
       Status d = ContainerdDeleteTask(channel, id).status();
       if (!d.ok() && !d.IsNotFound()) return d.WithContext("delete container " + id);

@@ -31,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "petrel/log.h"
 #include "runtime-adapters/containerd/services.h"
 #include "runtime-adapters/crun/process_driver.h"
 
@@ -54,6 +55,8 @@ struct ContainerdDriverOptions {
   // NotFound for a container containerd does not know and this says is gone.
   std::function<bool(const std::string& id)> present;
   std::chrono::milliseconds call_timeout{30000};  // per gRPC call
+  // Where the exit watcher's reports go (containerd gone, back again); may be empty.
+  LogSink log_sink;
 };
 
 // REQUIRES: socket_path, logger and containers_dir set, log_max_bytes > 0, present set.

@@ -78,6 +78,7 @@ Result<std::shared_ptr<ContainerRuntime>> NewContainerdRuntime(const ContainerdO
         d.log_max_bytes = o.log_max_bytes;
         d.containers_dir = containers;
         d.present = std::move(present);
+        d.log_sink = o.log_sink;
         return internal::NewContainerdDriver(std::move(d));
       });
 }

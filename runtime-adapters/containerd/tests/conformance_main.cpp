@@ -2,9 +2,9 @@
 // (petrel/containerd.h), against the real containerd whose socket
 // --containerd-socket=PATH (else $PETREL_TEST_CONTAINERD_SOCKET) names: CTest's fixture
 // containerd_daemon starts one for every suite that needs it (tests/lib/containerd.sh).
-// No socket, or no daemon on it, is a failure, never a skip. Each case's runtime gets a containerd namespace
-// of its own (from its state dir), so that cases running at once never see each
-// other's tasks. This binary is also its containers' logger, as petreld is.
+// No socket, or no daemon on it, is a failure, never a skip. Each case's runtime gets a containerd
+// namespace of its own (from its state dir), so that cases running at once never see each other's
+// tasks. This binary is also its containers' logger, as petreld is.
 #include <doctest/doctest.h>
 
 #include <cstdlib>
@@ -66,8 +66,7 @@ std::vector<std::string> Leftovers(petrel::ContainerRuntime*, const std::string&
                                    const std::string& id) {
   std::vector<std::string> left;
   const std::string ns = NamespaceOf(state);
-  std::vector<std::string> paths = {state + "/containers/" + id,
-                                    "/sys/fs/cgroup/petrel/" + id};
+  std::vector<std::string> paths = {state + "/containers/" + id, "/sys/fs/cgroup/petrel/" + id};
   std::error_code ec;
   for (const fs::directory_entry& h : fs::directory_iterator("/sys/fs/cgroup", ec)) {
     if (h.is_symlink(ec) || !h.is_directory(ec)) continue;
