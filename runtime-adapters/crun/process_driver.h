@@ -94,8 +94,11 @@ class ProcessDriver {
   virtual Status Delete(const std::string& id) = 0;
 };
 
-// Exec's answer for a container not running: "exec in x: container x is exited".
-Status ExecNotRunning(const std::string& id, const std::string& how);
+// Exec's answer for a container not running: "exec in x: container x is exited". Inline:
+// drivers outside this module (containerd's) give it too.
+inline Status ExecNotRunning(const std::string& id, const std::string& how) {
+  return Status::FailedPrecondition("exec in " + id + ": container " + id + " " + how);
+}
 
 struct ShimDriverOptions {
   std::string binary;  // the runtime's path

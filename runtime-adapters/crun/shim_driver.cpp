@@ -633,10 +633,6 @@ class ShimDriver final : public ProcessDriver {
 
 }  // namespace
 
-Status ExecNotRunning(const std::string& id, const std::string& how) {
-  return Status::FailedPrecondition("exec in " + id + ": container " + id + " " + how);
-}
-
 std::unique_ptr<ProcessDriver> NewShimDriver(ShimDriverOptions options) {
   return std::make_unique<ShimDriver>(std::move(options));
 }
