@@ -3,16 +3,23 @@
 // "running" while its task runs, "exited" once the task stopped.
 #include "runtime-adapters/containerd/containerd_driver.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <utility>
 
 #include "lib/util/fs.h"
+#include "petrel/spec.h"
 #include "runtime-adapters/containerd/exits.h"
 #include "runtime-adapters/containerd/grpc.h"
 #include "runtime-adapters/containerd/logger.h"
@@ -44,6 +51,94 @@ Status StartError(const Status& s) {
 TimeMs ToMs(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
+
+std::string ExecPrefix() {
+  char prefix[32];
+  std::snprintf(prefix, sizeof(prefix), "exec-%llx-",
+                static_cast<unsigned long long>(ToMs(std::chrono::system_clock::now())));
+  return prefix;
+}
+
+// Puts the first `limit` bytes of file `path` into result->output, and whether it holds
+// more into result->truncated.
+Status ReadHead(const std::string& path, size_t limit, ExecResult* result) {
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd.valid()) return ErrnoError(path, "open", errno);
+  struct stat st;
+  if (fstat(fd.get(), &st) != 0) return ErrnoError(path, "stat", errno);
+  result->output.resize(std::min(limit, static_cast<size_t>(st.st_size)));
+  size_t got = 0;
+  while (got < result->output.size()) {
+    const ssize_t n = pread(fd.get(), result->output.data() + got, result->output.size() - got,
+                            static_cast<off_t>(got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoError(path, "read", errno);
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  result->output.resize(got);
+  result->truncated = static_cast<size_t>(st.st_size) > limit;
+  return Status::OK();
+}
+
+// One Exec's process in the container's task, from Tasks/Exec on: Follow once started,
+// End with the Exec's answer, which takes the process out of the task (unless Delete
+// did) and its output file away, whatever happened.
+//
+// runc makes the command a session of its own, its pid its group's: what the command
+// starts stays in that group unless it leaves it, and ends with it once the command has
+// ended or timed out, as under the shim driver. (petrel shares containerd's pid namespace
+// as it shares its files; a group is only signalled while its number is one runc gave.)
+class ExecProcess {
+ public:
+  ExecProcess(GrpcChannel* channel, std::string id, std::string exec_id, std::string output)
+      : channel_(channel),
+        id_(std::move(id)),
+        exec_id_(std::move(exec_id)),
+        output_(std::move(output)) {}
+  ExecProcess(const ExecProcess&) = delete;
+  ExecProcess& operator=(const ExecProcess&) = delete;
+
+  // The command started as process `pid`: its group, when it leads one still.
+  void Follow(pid_t pid) {
+    if (pid > 0 && getpgid(pid) == pid) group_ = pid;
+  }
+
+  // SIGKILL to the command and its group, then waits for containerd to see it end.
+  Status Kill() {
+    KillLeftovers();
+    Status s = ContainerdKillTask(channel_, id_, SIGKILL, false, exec_id_);
+    if (!s.ok() && !s.IsNotFound()) return s;
+    return ContainerdWaitTask(channel_, id_, exec_id_).status();
+  }
+
+  // SIGKILL to what is left of the command's group.
+  void KillLeftovers() {
+    if (group_ > 0) kill(-group_, SIGKILL);
+  }
+
+  // Takes the process out of the task once it has ended; its output file stays to read.
+  Status Delete() {
+    Status s = ContainerdDeleteProcess(channel_, id_, exec_id_).status();
+    deleted_ = s.ok() || s.IsNotFound();
+    return s;
+  }
+
+  // `answer`, once the process is gone from the task (killed first should it still
+  // run) and its output file removed.
+  template <typename T>
+  T End(T answer) {
+    if (!deleted_ && !Delete().ok() && Kill().ok()) (void)Delete();
+    unlink(output_.c_str());
+    return answer;
+  }
+
+ private:
+  GrpcChannel* const channel_;
+  const std::string id_, exec_id_, output_;
+  pid_t group_ = 0;  // 0: none known
+  bool deleted_ = false;
+};
 
 class ContainerdDriver final : public ProcessDriver {
  public:
@@ -150,8 +245,59 @@ class ContainerdDriver final : public ProcessDriver {
     return s.WithContext("signal container " + id);
   }
 
-  Result<ExecResult> Exec(const Bundle& bundle, const std::string&, const ExecOptions&) override {
-    return Status::NotSupported("exec in " + bundle.id + ": exec on containerd: not yet");
+  // A process of the container's task, exec_id "exec-<driver>-<n>", its output in the
+  // bundle's <exec_id>.out: containerd_driver.h says how it goes.
+  Result<ExecResult> Exec(const Bundle& bundle, const std::string& process,
+                          const ExecOptions& options) override {
+    const std::string& id = bundle.id;
+    const std::string what = "exec in " + id;
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(options.timeout_ms);
+    const std::string exec_id = exec_prefix_ + std::to_string(++exec_count_);
+    const std::string output = bundle.dir + "/" + exec_id + ".out";
+    PETREL_ASSIGN_OR_RETURN(std::unique_ptr<GrpcChannel> channel, Channel());
+    ContainerdTaskIO io;
+    io.stdout_uri = "file://" + output;
+    io.stderr_uri = io.stdout_uri;  // one file, one descriptor: services.h
+    Status s = ContainerdExecProcess(channel.get(), id, exec_id, process, io);
+    if (!s.ok()) {
+      unlink(output.c_str());  // the shim may have made it before it refused
+      return ExecRefused(channel.get(), id, s);
+    }
+    ExecProcess exec{channel.get(), id, exec_id, output};
+    Result<uint32_t> pid = ContainerdStartTask(channel.get(), id, exec_id);
+    if (!pid.ok()) return exec.End(ExecRefused(channel.get(), id, pid.status(), &options));
+    exec.Follow(static_cast<pid_t>(*pid));
+
+    // The wait has a channel of its own, whose timeout is what is left of the Exec's.
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    Result<std::unique_ptr<GrpcChannel>> waiter = Channel(std::max(left.count(), int64_t{1}));
+    if (!waiter.ok()) return exec.End(waiter.status());
+    Result<ContainerdExit> exit = ContainerdWaitTask(waiter->get(), id, exec_id);
+    if (exit.status().code() == Status::Code::kDeadlineExceeded) {
+      Status ended = exec.Kill();
+      if (!ended.ok()) return exec.End(ended.WithContext(what));
+      return exec.End(Status::DeadlineExceeded(what + ": timed out after " +
+                                               FormatDurationMs(options.timeout_ms)));
+    }
+    if (!exit.ok()) return exec.End(exit.status().WithContext(what));
+    exec.KillLeftovers();
+    Status deleted = exec.Delete();
+    if (!deleted.ok()) return exec.End(deleted.WithContext(what));
+    if (exit->exit_status != 0) {
+      // A failure may be the container's end (it took the command with it): that is the
+      // container's state, not the command's exit code.
+      Result<ContainerdProcess> task = ContainerdGetTask(channel.get(), id);
+      if (!task.ok() || task->status != ContainerdTaskStatus::kRunning) {
+        return exec.End(ExecNotRunning(id, "ended while the command ran"));
+      }
+    }
+    ExecResult result;
+    result.exit_code = static_cast<int>(exit->exit_status);
+    Status read = ReadHead(output, options.output_limit, &result);
+    if (!read.ok()) return exec.End(read.WithContext(what));
+    return exec.End(std::move(result));
   }
 
   Status Delete(const std::string& id) override {
@@ -164,12 +310,52 @@ class ContainerdDriver final : public ProcessDriver {
  private:
   std::string DirOf(const std::string& id) const { return opts_.containers_dir + "/" + id; }
 
-  Result<std::unique_ptr<GrpcChannel>> Channel() const {
+  // A channel whose calls time out after `timeout_ms`, or the options' call_timeout.
+  Result<std::unique_ptr<GrpcChannel>> Channel(int64_t timeout_ms = 0) const {
     GrpcChannel::Options o;
     o.socket_path = opts_.socket_path;
     o.ns = opts_.ns;
-    o.timeout = opts_.call_timeout;
+    o.timeout = timeout_ms > 0 ? std::chrono::milliseconds(timeout_ms) : opts_.call_timeout;
     return GrpcChannel::Open(o);
+  }
+
+  // Why an Exec could not add or start its process (`s`): the container not running (it
+  // has no task, or its task is not running), a command not in the image (exit code 127,
+  // with runc's words as the output, as a shell gives: options given), or the shim's or
+  // runc's refusal, an IOError.
+  Result<ExecResult> ExecRefused(GrpcChannel* channel, const std::string& id, const Status& s,
+                                 const ExecOptions* options = nullptr) {
+    Result<ContainerdProcess> task = ContainerdGetTask(channel, id);
+    if (task.status().IsNotFound()) {
+      return ExecNotRunning(id, opts_.present(id) ? "is created" : "was removed");
+    }
+    if (task.ok() && task->status != ContainerdTaskStatus::kRunning) {
+      return ExecNotRunning(
+          id, std::string("is ") +
+                  (task->status == ContainerdTaskStatus::kCreated ? "created" : "exited"));
+    }
+    const Status why = StartError(s).WithContext("exec in " + id);
+    if (options == nullptr || options->command.empty()) return why;
+    // runc 1.1 says `exec: "x": executable file not found in $PATH` or
+    // `exec: "/x": stat /x: no such file or directory`, as the shim driver hears it.
+    const std::string message(why.message());
+    const std::string& binary = options->command[0];
+    const size_t at = message.find("exec: \"" + binary + "\"");
+    if (at == std::string::npos ||
+        (message.find("not found", at) == std::string::npos &&
+         message.find("no such file or directory", at) == std::string::npos)) {
+      return why;
+    }
+    std::string said = message.substr(at);
+    const std::string tail = ": unknown";  // containerd's name of the error's kind
+    if (said.size() > tail.size() &&
+        said.compare(said.size() - tail.size(), tail.size(), tail) == 0) {
+      said.resize(said.size() - tail.size());
+    }
+    ExecResult result;
+    result.exit_code = 127;
+    result.output = said + "\n";
+    return result;
   }
 
   // The container's spec: the bundle's config.json, whose root.path names its rootfs
@@ -221,6 +407,10 @@ class ContainerdDriver final : public ProcessDriver {
   }
 
   const ContainerdDriverOptions opts_;
+  // Names each Exec's process: "exec-<ms the driver was made, hex>-", then a count, so
+  // that a process a crashed petrel left in a task is never in the way.
+  const std::string exec_prefix_ = ExecPrefix();
+  std::atomic<uint64_t> exec_count_{0};
   ExitFn on_exit_;
   std::unique_ptr<ContainerdExitWatcher> watcher_;
 };
