@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -50,6 +51,17 @@ Status StartError(const Status& s) {
 
 TimeMs ToMs(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+// A task's state as petrel names a container's: "created", "exited", else containerd's
+// name in lower case ("paused").
+std::string StateName(ContainerdTaskStatus status) {
+  if (status == ContainerdTaskStatus::kCreated) return ContainerStateName(ContainerState::kCreated);
+  if (status == ContainerdTaskStatus::kStopped) return ContainerStateName(ContainerState::kExited);
+  std::string name = ContainerdTaskStatusName(status);
+  std::transform(name.begin(), name.end(), name.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return name;
 }
 
 std::string ExecPrefix() {
@@ -296,6 +308,7 @@ class ContainerdDriver final : public ProcessDriver {
     ExecResult result;
     result.exit_code = static_cast<int>(exit->exit_status);
     Status read = ReadHead(output, options.output_limit, &result);
+    if (!read.ok() && !opts_.present(id)) return exec.End(ExecNotRunning(id, "was removed"));
     if (!read.ok()) return exec.End(read.WithContext(what));
     return exec.End(std::move(result));
   }
@@ -330,9 +343,7 @@ class ContainerdDriver final : public ProcessDriver {
       return ExecNotRunning(id, opts_.present(id) ? "is created" : "was removed");
     }
     if (task.ok() && task->status != ContainerdTaskStatus::kRunning) {
-      return ExecNotRunning(
-          id, std::string("is ") +
-                  (task->status == ContainerdTaskStatus::kCreated ? "created" : "exited"));
+      return ExecNotRunning(id, "is " + StateName(task->status));
     }
     const Status why = StartError(s).WithContext("exec in " + id);
     if (options == nullptr || options->command.empty()) return why;
