@@ -4,7 +4,9 @@
 #include "runtime-adapters/containerd/containerd_driver.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,6 +19,8 @@
 #include <cstdlib>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <string_view>
+#include <thread>
 #include <utility>
 
 #include "lib/util/fs.h"
@@ -71,31 +75,94 @@ std::string ExecPrefix() {
   return prefix;
 }
 
-// Puts the first `limit` bytes of file `path` into result->output, and whether it holds
-// more into result->truncated.
-Status ReadHead(const std::string& path, size_t limit, ExecResult* result) {
-  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-  if (!fd.valid()) return ErrnoError(path, "open", errno);
-  struct stat st;
-  if (fstat(fd.get(), &st) != 0) return ErrnoError(path, "stat", errno);
-  result->output.resize(std::min(limit, static_cast<size_t>(st.st_size)));
-  size_t got = 0;
-  while (got < result->output.size()) {
-    const ssize_t n = pread(fd.get(), result->output.data() + got, result->output.size() - got,
-                            static_cast<off_t>(got));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoError(path, "read", errno);
-    if (n == 0) break;
-    got += static_cast<size_t>(n);
+// An Exec's stdout and stderr, each a FIFO of the bundle's (<exec id>.stdout, .stderr)
+// that the shim writes to, read on a thread of this object's from Start, and to the end
+// by Finish once the shim has written all (DeleteProcess has answered). Output past the
+// limit is read and dropped, so that the command never blocks on a full pipe and nothing
+// piles up on disk. (One file for both streams would lose output: containerd's shim, 1.6
+// up to today, closes a file named by both stdout and stderr as soon as stdout's copy
+// ends, while stderr's may have more to write.)
+class ExecOutput {
+ public:
+  ExecOutput(const std::string& base, size_t limit)
+      : paths_{base + ".stdout", base + ".stderr"}, limit_(limit) {}
+  ~ExecOutput() {
+    Stop();
+    for (const std::string& path : paths_) unlink(path.c_str());
   }
-  result->output.resize(got);
-  result->truncated = static_cast<size_t>(st.st_size) > limit;
-  return Status::OK();
-}
+  ExecOutput(const ExecOutput&) = delete;
+  ExecOutput& operator=(const ExecOutput&) = delete;
+
+  // Makes both FIFOs and opens them, for reading and writing: the shim's opening never
+  // waits for a reader, and a read never sees an end, only what is there (the shim's
+  // end says nothing of the command's: DeleteProcess does).
+  Status Make() {
+    for (int i = 0; i < 2; i++) {
+      if (mkfifo(paths_[i].c_str(), 0600) != 0) return ErrnoError(paths_[i], "mkfifo", errno);
+      fds_[i].reset(open(paths_[i].c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC));
+      if (!fds_[i].valid()) return ErrnoError(paths_[i], "open", errno);
+    }
+    wake_.reset(eventfd(0, EFD_CLOEXEC));
+    if (!wake_.valid()) return ErrnoError("eventfd", "", errno);
+    return Status::OK();
+  }
+
+  // The FIFOs' paths, as the shim takes them (a path without a scheme: a FIFO).
+  const std::string& stdout_path() const { return paths_[0]; }
+  const std::string& stderr_path() const { return paths_[1]; }
+
+  void Start() {
+    thread_ = std::thread([this] {
+      struct pollfd fds[3] = {
+          {fds_[0].get(), POLLIN, 0}, {fds_[1].get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+      for (;;) {
+        if (poll(fds, 3, -1) < 0 && errno != EINTR) return;
+        if (fds[2].revents != 0) return;
+        for (int i = 0; i < 2; i++) {
+          if (fds[i].revents != 0) ReadSome(fds[i].fd);
+        }
+      }
+    });
+  }
+
+  // Stops reading, reads what the FIFOs hold, and gives all that was read.
+  ExecResult Finish() {
+    Stop();
+    for (const UniqueFd& fd : fds_) {
+      while (ReadSome(fd.get())) {
+      }
+    }
+    return std::move(result_);
+  }
+
+ private:
+  // One read of `fd` into result_, up to limit_ bytes in all: false when there was
+  // nothing.
+  bool ReadSome(int fd) {
+    char buf[16 * 1024];
+    const ssize_t n = read(fd, buf, sizeof(buf));
+    if (n <= 0) return false;
+    KeepExecOutput(std::string_view(buf, static_cast<size_t>(n)), limit_, &result_);
+    return true;
+  }
+
+  void Stop() {
+    if (!thread_.joinable()) return;
+    uint64_t one = 1;
+    (void)!write(wake_.get(), &one, sizeof(one));
+    thread_.join();
+  }
+
+  const std::string paths_[2];
+  const size_t limit_;
+  UniqueFd fds_[2], wake_;
+  std::thread thread_;
+  ExecResult result_;  // the reading thread's while it runs
+};
 
 // One Exec's process in the container's task, from Tasks/Exec on: Follow once started,
 // End with the Exec's answer, which takes the process out of the task (unless Delete
-// did) and its output file away, whatever happened.
+// did), whatever happened.
 //
 // runc makes the command a session of its own, its pid its group's: what the command
 // starts stays in that group unless it leaves it, and ends with it once the command has
@@ -103,11 +170,8 @@ Status ReadHead(const std::string& path, size_t limit, ExecResult* result) {
 // as it shares its files; a group is only signalled while its number is one runc gave.)
 class ExecProcess {
  public:
-  ExecProcess(GrpcChannel* channel, std::string id, std::string exec_id, std::string output)
-      : channel_(channel),
-        id_(std::move(id)),
-        exec_id_(std::move(exec_id)),
-        output_(std::move(output)) {}
+  ExecProcess(GrpcChannel* channel, std::string id, std::string exec_id)
+      : channel_(channel), id_(std::move(id)), exec_id_(std::move(exec_id)) {}
   ExecProcess(const ExecProcess&) = delete;
   ExecProcess& operator=(const ExecProcess&) = delete;
 
@@ -129,7 +193,7 @@ class ExecProcess {
     if (group_ > 0) kill(-group_, SIGKILL);
   }
 
-  // Takes the process out of the task once it has ended; its output file stays to read.
+  // Takes the process out of the task once it has ended.
   Status Delete() {
     Status s = ContainerdDeleteProcess(channel_, id_, exec_id_).status();
     deleted_ = s.ok() || s.IsNotFound();
@@ -137,17 +201,16 @@ class ExecProcess {
   }
 
   // `answer`, once the process is gone from the task (killed first should it still
-  // run) and its output file removed.
+  // run).
   template <typename T>
   T End(T answer) {
     if (!deleted_ && !Delete().ok() && Kill().ok()) (void)Delete();
-    unlink(output_.c_str());
     return answer;
   }
 
  private:
   GrpcChannel* const channel_;
-  const std::string id_, exec_id_, output_;
+  const std::string id_, exec_id_;
   pid_t group_ = 0;  // 0: none known
   bool deleted_ = false;
 };
@@ -266,20 +329,19 @@ class ContainerdDriver final : public ProcessDriver {
     const auto deadline =
         std::chrono::steady_clock::now() + std::chrono::milliseconds(options.timeout_ms);
     const std::string exec_id = exec_prefix_ + std::to_string(++exec_count_);
-    const std::string output = bundle.dir + "/" + exec_id + ".out";
+    ExecOutput output(bundle.dir + "/" + exec_id, options.output_limit);
+    PETREL_RETURN_IF_ERROR(output.Make().WithContext(what));
     PETREL_ASSIGN_OR_RETURN(std::unique_ptr<GrpcChannel> channel, Channel());
     ContainerdTaskIO io;
-    io.stdout_uri = "file://" + output;
-    io.stderr_uri = io.stdout_uri;  // one file, one descriptor: services.h
+    io.stdout_uri = output.stdout_path();
+    io.stderr_uri = output.stderr_path();
     Status s = ContainerdExecProcess(channel.get(), id, exec_id, process, io);
-    if (!s.ok()) {
-      unlink(output.c_str());  // the shim may have made it before it refused
-      return ExecRefused(channel.get(), id, s);
-    }
-    ExecProcess exec{channel.get(), id, exec_id, output};
+    if (!s.ok()) return ExecRefused(channel.get(), id, s);
+    ExecProcess exec{channel.get(), id, exec_id};
     Result<uint32_t> pid = ContainerdStartTask(channel.get(), id, exec_id);
     if (!pid.ok()) return exec.End(ExecRefused(channel.get(), id, pid.status(), &options));
     exec.Follow(static_cast<pid_t>(*pid));
+    output.Start();
 
     // The wait has a channel of its own, whose timeout is what is left of the Exec's.
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -295,6 +357,8 @@ class ContainerdDriver final : public ProcessDriver {
     }
     if (!exit.ok()) return exec.End(exit.status().WithContext(what));
     exec.KillLeftovers();
+    // The shim has written all to the FIFOs once DeleteProcess answers (or given up
+    // after 2 s, on what the command left behind that keeps its output open).
     Status deleted = exec.Delete();
     if (!deleted.ok()) return exec.End(deleted.WithContext(what));
     if (exit->exit_status != 0) {
@@ -305,12 +369,9 @@ class ContainerdDriver final : public ProcessDriver {
         return exec.End(ExecNotRunning(id, "ended while the command ran"));
       }
     }
-    ExecResult result;
+    ExecResult result = output.Finish();
     result.exit_code = static_cast<int>(exit->exit_status);
-    Status read = ReadHead(output, options.output_limit, &result);
-    if (!read.ok() && !opts_.present(id)) return exec.End(ExecNotRunning(id, "was removed"));
-    if (!read.ok()) return exec.End(read.WithContext(what));
-    return exec.End(std::move(result));
+    return result;
   }
 
   Status Delete(const std::string& id) override {

@@ -8,22 +8,23 @@
 // files; runc makes the cgroups from config.json's cgroupsPath. Its files of its own:
 //   <containers>/<id>/started            written just before the task starts: its
 //                                        ProcessState::started_at
-//   <containers>/<id>/<exec id>.out      an Exec's output while it runs
+//   <containers>/<id>/<exec id>.{stdout,stderr}   FIFOs of an Exec's output while it runs
 // Exits are heard through a ContainerdExitWatcher (exits.h); one that happens while
 // containerd cannot be reached is not heard, but State reads it from containerd.
 //
 // An Exec is a process of the task (Tasks/Exec, then Start, Wait, DeleteProcess), named
 // "exec-<hex ms the driver was made>-<n>", the given OCI process as its spec. The runc
-// shim writes its stdout and stderr through one descriptor (O_APPEND) to its .out file,
-// which is read up to the output limit once the process is deleted (the shim has copied
-// all by then, or given up after 2 s) and removed. Its Wait has the Exec's timeout; past
-// it the command is SIGKILLed (DeadlineExceeded). runc makes the command a process group
-// of its own: that group is SIGKILLed when the command ends or times out, so nothing it
-// started runs on (it must have kept to the group). A command runc cannot find exits
-// 127 with runc's words as its output (`exec: "x": executable file not found in $PATH`);
-// a container not running, or ending while the command runs (a Kill: its Wait answers
-// at once), is ExecNotRunning. The whole output goes to disk before it is cut to the
-// limit: a command that writes without end fills the bundle's file system.
+// shim copies its stdout and stderr each into a FIFO of the bundle's, read as it comes
+// (past the output limit, dropped) and to the end once DeleteProcess has answered: the
+// shim has written all then, or given up after 2 s. (Not one file:// for both: the shim
+// would lose stderr's last output.) Its Wait has the Exec's timeout; past it the command
+// is SIGKILLed (DeadlineExceeded). runc makes the command a process group of its own:
+// that group is SIGKILLed when the command ends or times out, so nothing it started runs
+// on (it must have kept to the group). A command runc cannot find exits 127 with runc's
+// words as its output (`exec: "x": executable file not found in $PATH`); a container not
+// running, or ending while the command runs (a Kill: its Wait answers at once), is
+// ExecNotRunning. An Exec cut short by petrel's end leaves its process in the task, and
+// the command blocks once the FIFO it writes to is full, until the container ends.
 //
 // Not yet: OOM kill reasons, a start timeout of its own (each call has the channel's).
 //

@@ -106,11 +106,12 @@ struct ContainerdMount {
 // Where a task's standard streams go, as URIs the shim opens: "file:///path",
 // "binary:///path?k=v" (a program the shim starts with the streams as its fds 3 and 4),
 // a FIFO's path; "" for /dev/null. containerd 1.6's runc shim writes both stdout and
-// stderr to stdout's file:// (it ignores stderr's URI) through one descriptor opened
-// O_APPEND, so each write of either lands whole (pkg/process/io.go), and dies of a nil
-// pointer (Create: UNKNOWN "ttrpc: closed") when a file:// stdout comes with stderr "":
-// give stderr the same URI. Separate FIFOs named by the same path would be opened twice,
-// and writes above PIPE_BUF of the two streams could interleave.
+// stderr to stdout's file:// (it ignores stderr's URI) through one descriptor, and dies
+// of a nil pointer (Create: UNKNOWN "ttrpc: closed") when a file:// stdout comes with
+// stderr "": give stderr the same URI. It closes that descriptor once stdout's copy
+// ends, though stderr's may not have (pkg/process/io.go, copyPipes: stdout's copier
+// has the file itself, not the counting wrapper): what stderr says last may be lost.
+// Two FIFOs, one a stream, lose nothing.
 struct ContainerdTaskIO {
   std::string stdin_uri;
   std::string stdout_uri;

@@ -160,12 +160,12 @@ struct DriverBed {
     return driver->Exec(b, Process(b, o.command), o);
   }
 
-  // The files in bundle `b`'s directory whose names end in ".out" (an Exec's output).
+  // The files in bundle `b`'s directory whose names start with "exec-" (an Exec's).
   static std::vector<std::string> ExecFiles(const Bundle& b) {
     std::vector<std::string> found;
     for (const auto& e : fs::directory_iterator(b.dir)) {
       const std::string name = e.path().filename().string();
-      if (name.size() > 4 && name.compare(name.size() - 4, 4, ".out") == 0) found.push_back(name);
+      if (name.rfind("exec-", 0) == 0) found.push_back(name);
     }
     return found;
   }
@@ -365,6 +365,18 @@ TEST_SUITE("containerd") {
     REQUIRE_MESSAGE(r.ok(), r.status().ToString());
     CHECK(r->output.empty());
     CHECK(r->truncated);
+    // Output far past the limit is read and dropped as it comes: the command runs on to
+    // its end.
+    r = bed.Exec(b, "head -c 4000000 /dev/zero | tr '\\0' x; echo late >&2; exit 5", 10000, 100);
+    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+    CHECK(r->exit_code == 5);
+    CHECK(r->output == std::string(100, 'x'));
+    CHECK(r->truncated);
+    // What stderr says after stdout has ended is not lost (as it would be with one
+    // file:// for both: services.h).
+    r = bed.Exec(b, "echo out; exec 1>&-; sleep 0.2; echo err >&2");
+    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+    CHECK(r->output == "out\nerr\n");
     // Several at once, each with its own output and exit code.
     constexpr int kCount = 4;
     std::vector<Result<ExecResult>> results(kCount, Status::Internal("not run"));
