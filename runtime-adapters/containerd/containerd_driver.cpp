@@ -68,6 +68,25 @@ std::string StateName(ContainerdTaskStatus status) {
   return name;
 }
 
+// Whether process `pid` has ended or is ending: gone, a zombie, or exiting (PF_EXITING in
+// the flags of /proc/<pid>/stat). A pid namespace's init process is exiting while the
+// kernel kills and reaps the rest of the namespace, as it does after a Kill.
+bool ProcessEnding(pid_t pid) {
+  constexpr unsigned long kExiting = 0x4;  // PF_EXITING
+  Result<std::string> stat = ReadSmallFile("/proc/" + std::to_string(pid) + "/stat", 4096);
+  if (!stat.ok()) return true;
+  // "<pid> (<comm>) <state> <ppid> <pgrp> <session> <tty> <tpgid> <flags> ...": comm
+  // may hold anything, ')' too.
+  const size_t close = stat->rfind(')');
+  char state = 0;
+  unsigned long flags = 0;
+  if (close == std::string::npos ||
+      sscanf(stat->c_str() + close + 1, " %c %*d %*d %*d %*d %*d %lu", &state, &flags) != 2) {
+    return false;
+  }
+  return state == 'Z' || state == 'X' || (flags & kExiting) != 0;
+}
+
 std::string ExecPrefix() {
   char prefix[32];
   std::snprintf(prefix, sizeof(prefix), "exec-%llx-",
@@ -363,9 +382,11 @@ class ContainerdDriver final : public ProcessDriver {
     if (!deleted.ok()) return exec.End(deleted.WithContext(what));
     if (exit->exit_status != 0) {
       // A failure may be the container's end (it took the command with it): that is the
-      // container's state, not the command's exit code.
+      // container's state, not the command's exit code. The shim may hear the command's
+      // exit before its init process's: an init process ending says so too.
       Result<ContainerdProcess> task = ContainerdGetTask(channel.get(), id);
-      if (!task.ok() || task->status != ContainerdTaskStatus::kRunning) {
+      if (!task.ok() || task->status != ContainerdTaskStatus::kRunning ||
+          (task->pid > 0 && ProcessEnding(static_cast<pid_t>(task->pid)))) {
         return exec.End(ExecNotRunning(id, "ended while the command ran"));
       }
     }
