@@ -130,6 +130,7 @@ class ExecOutput {
   const std::string& stdout_path() const { return paths_[0]; }
   const std::string& stderr_path() const { return paths_[1]; }
 
+  // Reads the output as it comes, on a thread of this object's, until Finish.
   void Start() {
     thread_ = std::thread([this] {
       struct pollfd fds[3] = {
