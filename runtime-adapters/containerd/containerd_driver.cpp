@@ -3,16 +3,28 @@
 // "running" while its task runs, "exited" once the task stopped.
 #include "runtime-adapters/containerd/containerd_driver.h"
 
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <string_view>
+#include <thread>
 #include <utility>
 
 #include "lib/util/fs.h"
+#include "petrel/spec.h"
 #include "runtime-adapters/containerd/exits.h"
 #include "runtime-adapters/containerd/grpc.h"
 #include "runtime-adapters/containerd/logger.h"
@@ -45,6 +57,184 @@ Status StartError(const Status& s) {
 TimeMs ToMs(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
+
+// A task's state as petrel names a container's: "created", "exited", else containerd's
+// name in lower case ("paused").
+std::string StateName(ContainerdTaskStatus status) {
+  if (status == ContainerdTaskStatus::kCreated) return ContainerStateName(ContainerState::kCreated);
+  if (status == ContainerdTaskStatus::kStopped) return ContainerStateName(ContainerState::kExited);
+  std::string name = ContainerdTaskStatusName(status);
+  std::transform(name.begin(), name.end(), name.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return name;
+}
+
+// Whether process `pid` has ended or is ending: gone, a zombie, or exiting (PF_EXITING in
+// the flags of /proc/<pid>/stat). A pid namespace's init process is exiting while the
+// kernel kills and reaps the rest of the namespace, as it does after a Kill.
+bool ProcessEnding(pid_t pid) {
+  constexpr unsigned long kExiting = 0x4;  // PF_EXITING
+  Result<std::string> stat = ReadSmallFile("/proc/" + std::to_string(pid) + "/stat", 4096);
+  if (!stat.ok()) return true;
+  // "<pid> (<comm>) <state> <ppid> <pgrp> <session> <tty> <tpgid> <flags> ...": comm
+  // may hold anything, ')' too.
+  const size_t close = stat->rfind(')');
+  char state = 0;
+  unsigned long flags = 0;
+  if (close == std::string::npos ||
+      sscanf(stat->c_str() + close + 1, " %c %*d %*d %*d %*d %*d %lu", &state, &flags) != 2) {
+    return false;
+  }
+  return state == 'Z' || state == 'X' || (flags & kExiting) != 0;
+}
+
+std::string ExecPrefix() {
+  char prefix[32];
+  std::snprintf(prefix, sizeof(prefix), "exec-%llx-",
+                static_cast<unsigned long long>(ToMs(std::chrono::system_clock::now())));
+  return prefix;
+}
+
+// An Exec's stdout and stderr, each a FIFO of the bundle's (<exec id>.stdout, .stderr)
+// that the shim writes to, read on a thread of this object's from Start, and to the end
+// by Finish once the shim has written all (DeleteProcess has answered). Output past the
+// limit is read and dropped, so that the command never blocks on a full pipe and nothing
+// piles up on disk. (One file for both streams would lose output: containerd's shim, 1.6
+// up to today, closes a file named by both stdout and stderr as soon as stdout's copy
+// ends, while stderr's may have more to write.)
+class ExecOutput {
+ public:
+  ExecOutput(const std::string& base, size_t limit)
+      : paths_{base + ".stdout", base + ".stderr"}, limit_(limit) {}
+  ~ExecOutput() {
+    Stop();
+    for (const std::string& path : paths_) unlink(path.c_str());
+  }
+  ExecOutput(const ExecOutput&) = delete;
+  ExecOutput& operator=(const ExecOutput&) = delete;
+
+  // Makes both FIFOs and opens them, for reading and writing: the shim's opening never
+  // waits for a reader, and a read never sees an end, only what is there (the shim's
+  // end says nothing of the command's: DeleteProcess does).
+  Status Make() {
+    for (int i = 0; i < 2; i++) {
+      if (mkfifo(paths_[i].c_str(), 0600) != 0) return ErrnoError(paths_[i], "mkfifo", errno);
+      fds_[i].reset(open(paths_[i].c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC));
+      if (!fds_[i].valid()) return ErrnoError(paths_[i], "open", errno);
+    }
+    wake_.reset(eventfd(0, EFD_CLOEXEC));
+    if (!wake_.valid()) return ErrnoError("eventfd", "", errno);
+    return Status::OK();
+  }
+
+  // The FIFOs' paths, as the shim takes them (a path without a scheme: a FIFO).
+  const std::string& stdout_path() const { return paths_[0]; }
+  const std::string& stderr_path() const { return paths_[1]; }
+
+  // Reads the output as it comes, on a thread of this object's, until Finish.
+  void Start() {
+    thread_ = std::thread([this] {
+      struct pollfd fds[3] = {
+          {fds_[0].get(), POLLIN, 0}, {fds_[1].get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+      for (;;) {
+        if (poll(fds, 3, -1) < 0 && errno != EINTR) return;
+        if (fds[2].revents != 0) return;
+        for (int i = 0; i < 2; i++) {
+          if (fds[i].revents != 0) ReadSome(fds[i].fd);
+        }
+      }
+    });
+  }
+
+  // Stops reading, reads what the FIFOs hold, and gives all that was read.
+  ExecResult Finish() {
+    Stop();
+    for (const UniqueFd& fd : fds_) {
+      while (ReadSome(fd.get())) {
+      }
+    }
+    return std::move(result_);
+  }
+
+ private:
+  // One read of `fd` into result_, up to limit_ bytes in all: false when there was
+  // nothing.
+  bool ReadSome(int fd) {
+    char buf[16 * 1024];
+    const ssize_t n = read(fd, buf, sizeof(buf));
+    if (n <= 0) return false;
+    KeepExecOutput(std::string_view(buf, static_cast<size_t>(n)), limit_, &result_);
+    return true;
+  }
+
+  void Stop() {
+    if (!thread_.joinable()) return;
+    uint64_t one = 1;
+    (void)!write(wake_.get(), &one, sizeof(one));
+    thread_.join();
+  }
+
+  const std::string paths_[2];
+  const size_t limit_;
+  UniqueFd fds_[2], wake_;
+  std::thread thread_;
+  ExecResult result_;  // the reading thread's while it runs
+};
+
+// One Exec's process in the container's task, from Tasks/Exec on: Follow once started,
+// End with the Exec's answer, which takes the process out of the task (unless Delete
+// did), whatever happened.
+//
+// runc makes the command a session of its own, its pid its group's: what the command
+// starts stays in that group unless it leaves it, and ends with it once the command has
+// ended or timed out, as under the shim driver. (petrel shares containerd's pid namespace
+// as it shares its files; a group is only signalled while its number is one runc gave.)
+class ExecProcess {
+ public:
+  ExecProcess(GrpcChannel* channel, std::string id, std::string exec_id)
+      : channel_(channel), id_(std::move(id)), exec_id_(std::move(exec_id)) {}
+  ExecProcess(const ExecProcess&) = delete;
+  ExecProcess& operator=(const ExecProcess&) = delete;
+
+  // The command started as process `pid`: its group, when it leads one still.
+  void Follow(pid_t pid) {
+    if (pid > 0 && getpgid(pid) == pid) group_ = pid;
+  }
+
+  // SIGKILL to the command and its group, then waits for containerd to see it end.
+  Status Kill() {
+    KillLeftovers();
+    Status s = ContainerdKillTask(channel_, id_, SIGKILL, false, exec_id_);
+    if (!s.ok() && !s.IsNotFound()) return s;
+    return ContainerdWaitTask(channel_, id_, exec_id_).status();
+  }
+
+  // SIGKILL to what is left of the command's group.
+  void KillLeftovers() {
+    if (group_ > 0) kill(-group_, SIGKILL);
+  }
+
+  // Takes the process out of the task once it has ended.
+  Status Delete() {
+    Status s = ContainerdDeleteProcess(channel_, id_, exec_id_).status();
+    deleted_ = s.ok() || s.IsNotFound();
+    return s;
+  }
+
+  // `answer`, once the process is gone from the task (killed first should it still
+  // run).
+  template <typename T>
+  T End(T answer) {
+    if (!deleted_ && !Delete().ok() && Kill().ok()) (void)Delete();
+    return answer;
+  }
+
+ private:
+  GrpcChannel* const channel_;
+  const std::string id_, exec_id_;
+  pid_t group_ = 0;  // 0: none known
+  bool deleted_ = false;
+};
 
 class ContainerdDriver final : public ProcessDriver {
  public:
@@ -191,8 +381,60 @@ class ContainerdDriver final : public ProcessDriver {
     return s.WithContext("signal container " + id);
   }
 
-  Result<ExecResult> Exec(const Bundle& bundle, const std::string&, const ExecOptions&) override {
-    return Status::NotSupported("exec in " + bundle.id + ": exec on containerd: not yet");
+  // A process of the container's task, exec_id "exec-<driver>-<n>", its output in the
+  // bundle's <exec_id>.out: containerd_driver.h says how it goes.
+  Result<ExecResult> Exec(const Bundle& bundle, const std::string& process,
+                          const ExecOptions& options) override {
+    const std::string& id = bundle.id;
+    const std::string what = "exec in " + id;
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(options.timeout_ms);
+    const std::string exec_id = exec_prefix_ + std::to_string(++exec_count_);
+    ExecOutput output(bundle.dir + "/" + exec_id, options.output_limit);
+    PETREL_RETURN_IF_ERROR(output.Make().WithContext(what));
+    PETREL_ASSIGN_OR_RETURN(std::unique_ptr<GrpcChannel> channel, Channel());
+    ContainerdTaskIO io;
+    io.stdout_uri = output.stdout_path();
+    io.stderr_uri = output.stderr_path();
+    Status s = ContainerdExecProcess(channel.get(), id, exec_id, process, io);
+    if (!s.ok()) return ExecRefused(channel.get(), id, s);
+    ExecProcess exec{channel.get(), id, exec_id};
+    Result<uint32_t> pid = ContainerdStartTask(channel.get(), id, exec_id);
+    if (!pid.ok()) return exec.End(ExecRefused(channel.get(), id, pid.status(), &options));
+    exec.Follow(static_cast<pid_t>(*pid));
+    output.Start();
+
+    // The wait has a channel of its own, whose timeout is what is left of the Exec's.
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    Result<std::unique_ptr<GrpcChannel>> waiter = Channel(std::max(left.count(), int64_t{1}));
+    if (!waiter.ok()) return exec.End(waiter.status());
+    Result<ContainerdExit> exit = ContainerdWaitTask(waiter->get(), id, exec_id);
+    if (exit.status().code() == Status::Code::kDeadlineExceeded) {
+      Status ended = exec.Kill();
+      if (!ended.ok()) return exec.End(ended.WithContext(what));
+      return exec.End(Status::DeadlineExceeded(what + ": timed out after " +
+                                               FormatDurationMs(options.timeout_ms)));
+    }
+    if (!exit.ok()) return exec.End(exit.status().WithContext(what));
+    exec.KillLeftovers();
+    // The shim has written all to the FIFOs once DeleteProcess answers (or given up
+    // after 2 s, on what the command left behind that keeps its output open).
+    Status deleted = exec.Delete();
+    if (!deleted.ok()) return exec.End(deleted.WithContext(what));
+    if (exit->exit_status != 0) {
+      // A failure may be the container's end (it took the command with it): that is the
+      // container's state, not the command's exit code. The shim may hear the command's
+      // exit before its init process's: an init process ending says so too.
+      Result<ContainerdProcess> task = ContainerdGetTask(channel.get(), id);
+      if (!task.ok() || task->status != ContainerdTaskStatus::kRunning ||
+          (task->pid > 0 && ProcessEnding(static_cast<pid_t>(task->pid)))) {
+        return exec.End(ExecNotRunning(id, "ended while the command ran"));
+      }
+    }
+    ExecResult result = output.Finish();
+    result.exit_code = static_cast<int>(exit->exit_status);
+    return result;
   }
 
   Status Delete(const std::string& id) override {
@@ -205,12 +447,50 @@ class ContainerdDriver final : public ProcessDriver {
  private:
   std::string DirOf(const std::string& id) const { return opts_.containers_dir + "/" + id; }
 
-  Result<std::unique_ptr<GrpcChannel>> Channel() const {
+  // A channel whose calls time out after `timeout_ms`, or the options' call_timeout.
+  Result<std::unique_ptr<GrpcChannel>> Channel(int64_t timeout_ms = 0) const {
     GrpcChannel::Options o;
     o.socket_path = opts_.socket_path;
     o.ns = opts_.ns;
-    o.timeout = opts_.call_timeout;
+    o.timeout = timeout_ms > 0 ? std::chrono::milliseconds(timeout_ms) : opts_.call_timeout;
     return GrpcChannel::Open(o);
+  }
+
+  // Why an Exec could not add or start its process (`s`): the container not running (it
+  // has no task, or its task is not running), a command not in the image (exit code 127,
+  // with runc's words as the output, as a shell gives: options given), or the shim's or
+  // runc's refusal, an IOError.
+  Result<ExecResult> ExecRefused(GrpcChannel* channel, const std::string& id, const Status& s,
+                                 const ExecOptions* options = nullptr) {
+    Result<ContainerdProcess> task = ContainerdGetTask(channel, id);
+    if (task.status().IsNotFound()) {
+      return ExecNotRunning(id, opts_.present(id) ? "is created" : "was removed");
+    }
+    if (task.ok() && task->status != ContainerdTaskStatus::kRunning) {
+      return ExecNotRunning(id, "is " + StateName(task->status));
+    }
+    const Status why = StartError(s).WithContext("exec in " + id);
+    if (options == nullptr || options->command.empty()) return why;
+    // runc 1.1 says `exec: "x": executable file not found in $PATH` or
+    // `exec: "/x": stat /x: no such file or directory`, as the shim driver hears it.
+    const std::string message(why.message());
+    const std::string& binary = options->command[0];
+    const size_t at = message.find("exec: \"" + binary + "\"");
+    if (at == std::string::npos ||
+        (message.find("not found", at) == std::string::npos &&
+         message.find("no such file or directory", at) == std::string::npos)) {
+      return why;
+    }
+    std::string said = message.substr(at);
+    const std::string tail = ": unknown";  // containerd's name of the error's kind
+    if (said.size() > tail.size() &&
+        said.compare(said.size() - tail.size(), tail.size(), tail) == 0) {
+      said.resize(said.size() - tail.size());
+    }
+    ExecResult result;
+    result.exit_code = 127;
+    result.output = said + "\n";
+    return result;
   }
 
   // The container's spec: the bundle's config.json, whose root.path names its rootfs
@@ -272,6 +552,10 @@ class ContainerdDriver final : public ProcessDriver {
   }
 
   const ContainerdDriverOptions opts_;
+  // Names each Exec's process: "exec-<ms the driver was made, hex>-", then a count, so
+  // that a process a crashed petrel left in a task is never in the way.
+  const std::string exec_prefix_ = ExecPrefix();
+  std::atomic<uint64_t> exec_count_{0};
   ExitFn on_exit_;
   std::unique_ptr<ContainerdExitWatcher> watcher_;
 };

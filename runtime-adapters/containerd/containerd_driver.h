@@ -14,11 +14,26 @@
 //   <containers>/<id>/exited    written by Delete before it deletes a task that ran:
 //                               "<exit code> <finished ms>", for State until the
 //                               directory goes
+//   <containers>/<id>/<exec id>.{stdout,stderr}   FIFOs of an Exec's output while it
+//                               runs
 // Exits are heard through a ContainerdExitWatcher (exits.h); one that happens while
 // containerd cannot be reached is not heard, but State reads it from containerd.
 //
-// Not yet: Exec (NotSupported), OOM kill reasons, a start timeout of its own (each call
-// has the channel's).
+// An Exec is a process of the task (Tasks/Exec, then Start, Wait, DeleteProcess), named
+// "exec-<hex ms the driver was made>-<n>", the given OCI process as its spec. The runc
+// shim copies its stdout and stderr each into a FIFO of the bundle's, read as it comes
+// (past the output limit, dropped) and to the end once DeleteProcess has answered: the
+// shim has written all then, or given up after 2 s. (Not one file:// for both: the shim
+// would lose stderr's last output.) Its Wait has the Exec's timeout; past it the command
+// is SIGKILLed (DeadlineExceeded). runc makes the command a process group of its own:
+// that group is SIGKILLed when the command ends or times out, so nothing it started runs
+// on (it must have kept to the group). A command runc cannot find exits 127 with runc's
+// words as its output (`exec: "x": executable file not found in $PATH`); a container not
+// running, or ending while the command runs (a Kill: its Wait answers at once), is
+// ExecNotRunning. An Exec cut short by petrel's end leaves its process in the task, and
+// the command blocks once the FIFO it writes to is full, until the container ends.
+//
+// Not yet: OOM kill reasons, a start timeout of its own (each call has the channel's).
 //
 // Thread-safety: as ProcessDriver's; each call opens a channel of its own.
 #ifndef PETREL_RUNTIME_ADAPTERS_CONTAINERD_CONTAINERD_DRIVER_H_

@@ -171,6 +171,19 @@ ContainerdProcess FromMessage(const ProcessMessage& m) {
   return p;
 }
 
+// Calls `method` of the Tasks service (Delete, DeleteProcess) with `request` for a process of
+// container `container_id`, and reads how the process ended from its DeleteResponse.
+Result<ContainerdExit> InvokeForExit(GrpcChannel* channel, const char* method,
+                                     const std::string& container_id,
+                                     const ProtobufCMessage* request) {
+  using Response = Containerd__Services__Tasks__V1__DeleteResponse;
+  PETREL_ASSIGN_OR_RETURN(
+      Reply<Response> r,
+      InvokeAs<Response>(channel, method, request,
+                         containerd__services__tasks__v1__delete_response__descriptor));
+  return ContainerdExit{container_id, r->id, r->pid, r->exit_status, TimeOf(r->exited_at)};
+}
+
 static_assert(static_cast<int>(ContainerdTaskStatus::kPausing) ==
               CONTAINERD__V1__TYPES__STATUS__PAUSING);
 
@@ -360,10 +373,11 @@ Result<uint32_t> ContainerdStartTask(GrpcChannel* channel, const std::string& co
 }
 
 Status ContainerdKillTask(GrpcChannel* channel, const std::string& container_id, int signal,
-                          bool all) {
+                          bool all, const std::string& exec_id) {
   Containerd__Services__Tasks__V1__KillRequest request =
       CONTAINERD__SERVICES__TASKS__V1__KILL_REQUEST__INIT;
   request.container_id = Chars(container_id);
+  request.exec_id = Chars(exec_id);
   request.signal = static_cast<uint32_t>(signal);
   request.all = all;
   return Invoke(channel, "containerd.services.tasks.v1.Tasks/Kill", &request.base,
@@ -375,18 +389,46 @@ Result<ContainerdExit> ContainerdDeleteTask(GrpcChannel* channel, const std::str
   Containerd__Services__Tasks__V1__DeleteTaskRequest request =
       CONTAINERD__SERVICES__TASKS__V1__DELETE_TASK_REQUEST__INIT;
   request.container_id = Chars(container_id);
-  using Response = Containerd__Services__Tasks__V1__DeleteResponse;
-  PETREL_ASSIGN_OR_RETURN(
-      Reply<Response> r,
-      InvokeAs<Response>(channel, "containerd.services.tasks.v1.Tasks/Delete", &request.base,
-                         containerd__services__tasks__v1__delete_response__descriptor));
-  return ContainerdExit{container_id, r->id, r->pid, r->exit_status, TimeOf(r->exited_at)};
+  return InvokeForExit(channel, "containerd.services.tasks.v1.Tasks/Delete", container_id,
+                       &request.base);
 }
 
-Result<ContainerdExit> ContainerdWaitTask(GrpcChannel* channel, const std::string& container_id) {
+Result<ContainerdExit> ContainerdDeleteProcess(GrpcChannel* channel,
+                                               const std::string& container_id,
+                                               const std::string& exec_id) {
+  Containerd__Services__Tasks__V1__DeleteProcessRequest request =
+      CONTAINERD__SERVICES__TASKS__V1__DELETE_PROCESS_REQUEST__INIT;
+  request.container_id = Chars(container_id);
+  request.exec_id = Chars(exec_id);
+  return InvokeForExit(channel, "containerd.services.tasks.v1.Tasks/DeleteProcess", container_id,
+                       &request.base);
+}
+
+Status ContainerdExecProcess(GrpcChannel* channel, const std::string& container_id,
+                             const std::string& exec_id, const std::string& process,
+                             const ContainerdTaskIO& io) {
+  const std::string type = kContainerdProcessType;
+  Google__Protobuf__Any spec = AnyOf(type, process);
+  Containerd__Services__Tasks__V1__ExecProcessRequest request =
+      CONTAINERD__SERVICES__TASKS__V1__EXEC_PROCESS_REQUEST__INIT;
+  request.container_id = Chars(container_id);
+  request.stdin = Chars(io.stdin_uri);
+  request.stdout = Chars(io.stdout_uri);
+  request.stderr = Chars(io.stderr_uri);
+  request.terminal = io.terminal;
+  request.spec = &spec;
+  request.exec_id = Chars(exec_id);
+  return Invoke(channel, "containerd.services.tasks.v1.Tasks/Exec", &request.base,
+                google__protobuf__empty__descriptor)
+      .status();
+}
+
+Result<ContainerdExit> ContainerdWaitTask(GrpcChannel* channel, const std::string& container_id,
+                                          const std::string& exec_id) {
   Containerd__Services__Tasks__V1__WaitRequest request =
       CONTAINERD__SERVICES__TASKS__V1__WAIT_REQUEST__INIT;
   request.container_id = Chars(container_id);
+  request.exec_id = Chars(exec_id);
   using Response = Containerd__Services__Tasks__V1__WaitResponse;
   PETREL_ASSIGN_OR_RETURN(
       Reply<Response> r,

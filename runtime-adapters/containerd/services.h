@@ -106,9 +106,12 @@ struct ContainerdMount {
 // Where a task's standard streams go, as URIs the shim opens: "file:///path",
 // "binary:///path?k=v" (a program the shim starts with the streams as its fds 3 and 4),
 // a FIFO's path; "" for /dev/null. containerd 1.6's runc shim writes both stdout and
-// stderr to stdout's file:// (it ignores stderr's URI), and dies of a nil pointer
-// (Create: UNKNOWN "ttrpc: closed") when a file:// stdout comes with stderr "": give
-// stderr the same URI.
+// stderr to stdout's file:// (it ignores stderr's URI) through one descriptor, and dies
+// of a nil pointer (Create: UNKNOWN "ttrpc: closed") when a file:// stdout comes with
+// stderr "": give stderr the same URI. It closes that descriptor once stdout's copy
+// ends, though stderr's may not have (pkg/process/io.go, copyPipes: stdout's copier
+// has the file itself, not the counting wrapper): what stderr says last may be lost.
+// Two FIFOs, one a stream, lose nothing.
 struct ContainerdTaskIO {
   std::string stdin_uri;
   std::string stdout_uri;
@@ -126,14 +129,18 @@ Result<uint32_t> ContainerdCreateTask(GrpcChannel* channel, const std::string& c
                                       const ContainerdTaskIO& io);
 
 // Tasks/Start of the task's init process (`exec_id` "") or of an exec'd one: its pid.
-// NotFound for no task.
+// NotFound for no task. For an exec'd process whose command runc cannot start, Internal
+// (UNKNOWN) with runc's words, quotes escaped ("OCI runtime exec failed: exec failed:
+// unable to start container process: exec: \"x\": executable file not found in $PATH:
+// unknown"); the process stays, created, until ContainerdDeleteProcess.
 Result<uint32_t> ContainerdStartTask(GrpcChannel* channel, const std::string& container_id,
                                      const std::string& exec_id = "");
 
 // Tasks/Kill: sends `signal` to the task's init process, or with `all` to every process
-// in the container. NotFound for no task or a process gone.
+// in the container, or to the exec'd process `exec_id` (`all` then means nothing).
+// NotFound for no task or a process gone (containerd 1.6: "process already finished").
 Status ContainerdKillTask(GrpcChannel* channel, const std::string& container_id, int signal,
-                          bool all = false);
+                          bool all = false, const std::string& exec_id = "");
 
 // How a task's process ended. An exit status is the process's code, or 128+N for death
 // by signal N (as the shim reports it).
@@ -151,10 +158,33 @@ struct ContainerdExit {
 // while it runs.
 Result<ContainerdExit> ContainerdDeleteTask(GrpcChannel* channel, const std::string& container_id);
 
-// Tasks/Wait for the task's init process to exit: its exit status and time. Blocks until then, or
-// until the channel's timeout has passed (DeadlineExceeded): a long wait wants a channel of its own
-// with a long timeout. Answers at once for a process that has exited. NotFound for no task.
-Result<ContainerdExit> ContainerdWaitTask(GrpcChannel* channel, const std::string& container_id);
+// Tasks/Wait for the task's init process (`exec_id` "") or an exec'd one to exit: its exit status
+// and time. Blocks until then, or until the channel's timeout has passed (DeadlineExceeded): a long
+// wait wants a channel of its own with a long timeout. Answers at once for a process that has
+// exited. NotFound for no task or no such exec'd process.
+Result<ContainerdExit> ContainerdWaitTask(GrpcChannel* channel, const std::string& container_id,
+                                          const std::string& exec_id = "");
+
+// The type of an OCI runtime-spec process in an Any (containerd's typeurl registration of
+// specs.Process): its value is the JSON.
+inline constexpr const char* kContainerdProcessType =
+    "types.containerd.io/opencontainers/runtime-spec/1/Process";
+
+// Tasks/Exec: adds process `exec_id` to the task of container `container_id`, created
+// (ContainerdStartTask starts it), running `process` (an OCI runtime-spec "process" object,
+// JSON) with its streams on `io` as a task's. containerd checks `exec_id` as it checks ids
+// (InvalidArgument); AlreadyExists for one the task has; NotFound for no task; Internal
+// (UNKNOWN) "cannot exec in a stopped state" once the init process has exited.
+Status ContainerdExecProcess(GrpcChannel* channel, const std::string& container_id,
+                             const std::string& exec_id, const std::string& process,
+                             const ContainerdTaskIO& io);
+
+// Tasks/DeleteProcess of the exec'd process `exec_id`, exited or never started: how it
+// ended. The runc shim first waits up to 2 s for its output to be copied. NotFound for
+// no such process; an error while it runs.
+Result<ContainerdExit> ContainerdDeleteProcess(GrpcChannel* channel,
+                                               const std::string& container_id,
+                                               const std::string& exec_id);
 
 // A task's state, containerd.v1.types.Status.
 enum class ContainerdTaskStatus { kUnknown, kCreated, kRunning, kStopped, kPaused, kPausing };

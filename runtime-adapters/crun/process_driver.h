@@ -15,10 +15,12 @@
 #ifndef PETREL_RUNTIME_ADAPTERS_CRUN_PROCESS_DRIVER_H_
 #define PETREL_RUNTIME_ADAPTERS_CRUN_PROCESS_DRIVER_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "petrel/crun.h"
 #include "petrel/port.h"
@@ -96,8 +98,19 @@ class ProcessDriver {
   virtual Status Delete(const std::string& id) = 0;
 };
 
-// Exec's answer for a container not running: "exec in x: container x is exited".
-Status ExecNotRunning(const std::string& id, const std::string& how);
+// Exec's answer for a container not running: "exec in x: container x is exited". Inline:
+// drivers outside this module (containerd's) give it too.
+inline Status ExecNotRunning(const std::string& id, const std::string& how) {
+  return Status::FailedPrecondition("exec in " + id + ": container " + id + " " + how);
+}
+
+// Keeps `data`, a piece of an Exec's output, in result->output up to `limit` bytes in
+// all; what is past it is dropped, and result->truncated says so.
+inline void KeepExecOutput(std::string_view data, size_t limit, ExecResult* result) {
+  const size_t room = limit - std::min(limit, result->output.size());
+  result->output.append(data.substr(0, room));
+  if (data.size() > room) result->truncated = true;
+}
 
 struct ShimDriverOptions {
   std::string binary;  // the runtime's path

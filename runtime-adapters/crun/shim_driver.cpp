@@ -243,9 +243,7 @@ class ExecRun {
     char buf[16 * 1024];
     const ssize_t n = read(output_.get(), buf, sizeof(buf));
     if (n > 0) {
-      const size_t room = limit - std::min(limit, result->output.size());
-      result->output.append(buf, std::min(room, static_cast<size_t>(n)));
-      if (static_cast<size_t>(n) > room) result->truncated = true;
+      KeepExecOutput(std::string_view(buf, static_cast<size_t>(n)), limit, result);
       return true;
     }
     if (n == 0 || (errno != EAGAIN && errno != EINTR)) output_open_ = false;
@@ -632,10 +630,6 @@ class ShimDriver final : public ProcessDriver {
 };
 
 }  // namespace
-
-Status ExecNotRunning(const std::string& id, const std::string& how) {
-  return Status::FailedPrecondition("exec in " + id + ": container " + id + " " + how);
-}
 
 std::unique_ptr<ProcessDriver> NewShimDriver(ShimDriverOptions options) {
   return std::make_unique<ShimDriver>(std::move(options));

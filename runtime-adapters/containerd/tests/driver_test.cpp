@@ -12,7 +12,9 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -136,6 +138,54 @@ struct DriverBed {
 
   Bundle ShellBundle(const std::string& id, const std::string& script) {
     return MakeBundle(id, {"/bin/sh", "-c", script});
+  }
+
+  // What an Exec of `command` in bundle `b` is given, as the crun adapter makes it: the
+  // process of its config.json with the command as its args.
+  static std::string Process(const Bundle& b, std::vector<std::string> command) {
+    nlohmann::json config = nlohmann::json::parse(testing::ReadFile(b.dir + "/config.json"));
+    nlohmann::json process = config["process"];
+    process["args"] = std::move(command);
+    process["terminal"] = false;
+    return process.dump();
+  }
+
+  // An Exec of `/bin/sh -c script` in bundle `b`.
+  Result<ExecResult> Exec(const Bundle& b, const std::string& script, int64_t timeout_ms = 10000,
+                          size_t output_limit = 16 * 1024) {
+    ExecOptions o;
+    o.command = {"/bin/sh", "-c", script};
+    o.timeout_ms = timeout_ms;
+    o.output_limit = output_limit;
+    return driver->Exec(b, Process(b, o.command), o);
+  }
+
+  // The files in bundle `b`'s directory whose names start with "exec-" (an Exec's).
+  static std::vector<std::string> ExecFiles(const Bundle& b) {
+    std::vector<std::string> found;
+    for (const auto& e : fs::directory_iterator(b.dir)) {
+      const std::string name = e.path().filename().string();
+      if (name.rfind("exec-", 0) == 0) found.push_back(name);
+    }
+    return found;
+  }
+
+  // Runs bundle `id`, a shell that says "up" and sleeps until killed, and waits until
+  // it has said so.
+  Bundle StartSleeper(const std::string& id) {
+    Bundle b = ShellBundle(id, "echo up; while :; do sleep 0.1; done");
+    Status s = driver->Run(b);
+    REQUIRE_MESSAGE(s.ok(), s.ToString());
+    REQUIRE(testing::WaitFor([&] { return Logs(id) == "up\n"; }, 10));
+    return b;
+  }
+
+  // Deletes container `id` through the driver, and checks that containerd has nothing
+  // of it left.
+  void DeleteAndCheck(const std::string& id) {
+    Status s = driver->Delete(id);
+    REQUIRE_MESSAGE(s.ok(), s.ToString());
+    CHECK(Gone(id));
   }
 
   // What the bundle's log files hold.
@@ -271,10 +321,181 @@ TEST_SUITE("containerd") {
     CHECK(st->exit_code == 3);
     CHECK(st->finished_at > 0);
     CHECK(bed.Logs("three") == "going\n");
-    // Exec is not there yet.
-    CHECK(driver->Exec(b, "{}", ExecOptions{}).status().code() == Status::Code::kNotSupported);
-    REQUIRE(driver->Delete("three").ok());
-    CHECK(bed.Gone("three"));
+    // An Exec in the exited container is refused, and leaves nothing.
+    Result<ExecResult> r = bed.Exec(b, "echo x");
+    CHECK_MESSAGE(r.status().code() == Status::Code::kFailedPrecondition, r.status().ToString());
+    CHECK(r.status().message() == "exec in three: container three is exited");
+    CHECK(DriverBed::ExecFiles(b).empty());
+    bed.DeleteAndCheck("three");
+  }
+
+  TEST_CASE("ContainerdDriver: Exec gives the exit code and both streams, cut at the limit") {
+    DriverBed bed;
+    ProcessDriver* driver = bed.driver.get();
+    DeleteAtEnd at_end{driver, "execs"};
+    Bundle b = bed.StartSleeper("execs");
+    Result<ExecResult> r = bed.Exec(b, "echo out; echo err >&2; echo more; exit 3");
+    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+    CHECK(r->exit_code == 3);
+    // Each stream in its order; how the two interleave is the shim's.
+    std::string out = r->output;
+    const size_t err = out.find("err\n");
+    REQUIRE_MESSAGE(err != std::string::npos, r->output);
+    CHECK_MESSAGE(out.erase(err, 4) == "out\nmore\n", r->output);
+    CHECK_FALSE(r->truncated);
+    // The command runs as the container's process does, in its file system.
+    r = bed.Exec(b, "echo $PATH; cat /proc/1/cmdline | tr '\\0' ' '");
+    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+    CHECK(r->exit_code == 0);
+    CHECK(r->output.find("/bin") != std::string::npos);
+    CHECK_MESSAGE(r->output.find("/bin/sh -c echo up;") != std::string::npos, r->output);
+    // 100 KB, cut at 100 bytes; exactly the limit is not past it; nothing at 0.
+    r = bed.Exec(b, "i=0; while [ $i -lt 5000 ]; do printf '%019d\\n' $i; i=$((i+1)); done; exit 4",
+                 10000, 100);
+    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+    CHECK(r->exit_code == 4);
+    CHECK(r->output.size() == 100);
+    CHECK(r->output.substr(0, 40) == "0000000000000000000\n0000000000000000001\n");
+    CHECK(r->truncated);
+    r = bed.Exec(b, "printf 0123456789", 10000, 10);
+    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+    CHECK(r->output == "0123456789");
+    CHECK_FALSE(r->truncated);
+    r = bed.Exec(b, "echo x", 10000, 0);
+    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+    CHECK(r->output.empty());
+    CHECK(r->truncated);
+    // Output far past the limit is read and dropped as it comes: the command runs on to
+    // its end.
+    r = bed.Exec(b, "head -c 4000000 /dev/zero | tr '\\0' x; echo late >&2; exit 5", 10000, 100);
+    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+    CHECK(r->exit_code == 5);
+    CHECK(r->output == std::string(100, 'x'));
+    CHECK(r->truncated);
+    // What stderr says after stdout has ended is not lost (as it would be with one
+    // file:// for both: services.h).
+    r = bed.Exec(b, "echo out; exec 1>&-; sleep 0.2; echo err >&2");
+    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+    CHECK(r->output == "out\nerr\n");
+    // Several at once, each with its own output and exit code.
+    constexpr int kCount = 4;
+    std::vector<Result<ExecResult>> results(kCount, Status::Internal("not run"));
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kCount; i++) {
+      threads.emplace_back([&, i] {
+        const std::string me = std::to_string(i);
+        results[i] = bed.Exec(b, "echo " + me + "; sleep 0.3; echo " + me + " again; exit " + me);
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    for (int i = 0; i < kCount; i++) {
+      CAPTURE(i);
+      REQUIRE_MESSAGE(results[i].ok(), results[i].status().ToString());
+      CHECK(results[i]->exit_code == i);
+      CHECK(results[i]->output == std::to_string(i) + "\n" + std::to_string(i) + " again\n");
+    }
+    // Nothing of them is left: no output file, no process in the task; the container's
+    // own output and state are its own.
+    CHECK(DriverBed::ExecFiles(b).empty());
+    CHECK(bed.Logs("execs") == "up\n");
+    Result<ProcessState> st = driver->State("execs");
+    REQUIRE_MESSAGE(st.ok(), st.status().ToString());
+    CHECK(st->state == ContainerState::kRunning);
+    bed.DeleteAndCheck("execs");
+  }
+
+  TEST_CASE("ContainerdDriver: Exec past its timeout is killed with what it started") {
+    DriverBed bed;
+    ProcessDriver* driver = bed.driver.get();
+    DeleteAtEnd at_end{driver, "slow"};
+    Bundle b = bed.StartSleeper("slow");
+    const std::string tmp = b.dir + "/rootfs/tmp/";
+    const auto start = std::chrono::steady_clock::now();
+    // A child in the background, in the command's group, would write after the timeout.
+    Result<ExecResult> r = bed.Exec(
+        b, "echo x >/tmp/began; (sleep 1.5; echo x >/tmp/late) & sleep 2; echo x >/tmp/own", 1000);
+    const double took =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    CHECK(r.status().code() == Status::Code::kDeadlineExceeded);
+    CHECK(r.status().message() == "exec in slow: timed out after 1s");
+    CHECK_MESSAGE(took < 6, "Exec took " << took << " s");
+    CHECK(fs::exists(tmp + "began"));
+    CHECK(testing::HoldsFor([&] { return !fs::exists(tmp + "late") && !fs::exists(tmp + "own"); },
+                            2.0));
+    CHECK(DriverBed::ExecFiles(b).empty());
+    // Below a second; and the container runs on, and Execs go on working.
+    r = bed.Exec(b, "echo x; while :; do sleep 1; done", 300);
+    CHECK(r.status().message() == "exec in slow: timed out after 300ms");
+    Result<ProcessState> st = driver->State("slow");
+    REQUIRE_MESSAGE(st.ok(), st.status().ToString());
+    CHECK(st->state == ContainerState::kRunning);
+    r = bed.Exec(b, "echo after");
+    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+    CHECK(r->output == "after\n");
+    CHECK(bed.Logs("slow") == "up\n");
+    CHECK(DriverBed::ExecFiles(b).empty());
+    bed.DeleteAndCheck("slow");
+  }
+
+  TEST_CASE("ContainerdDriver: Exec of a binary not in the image exits 127, naming it") {
+    DriverBed bed;
+    ProcessDriver* driver = bed.driver.get();
+    DeleteAtEnd at_end{driver, "nobin"};
+    Bundle b = bed.StartSleeper("nobin");
+    for (const std::string binary : {"/no/such/binary", "nosuchbinary"}) {
+      CAPTURE(binary);
+      ExecOptions o;
+      o.command = {binary, "arg"};
+      Result<ExecResult> r = driver->Exec(b, DriverBed::Process(b, o.command), o);
+      REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+      MESSAGE(r->output);
+      CHECK(r->exit_code == 127);
+      CHECK(r->output.find("exec: \"" + binary + "\": ") == 0);
+      CHECK(r->output.back() == '\n');
+    }
+    Result<ProcessState> st = driver->State("nobin");
+    REQUIRE_MESSAGE(st.ok(), st.status().ToString());
+    CHECK(st->state == ContainerState::kRunning);
+    CHECK(DriverBed::ExecFiles(b).empty());
+    // A container never run refuses too.
+    Bundle created = bed.ShellBundle("unrun", "exit 0");
+    Result<ExecResult> r = bed.Exec(created, "echo x");
+    CHECK(r.status().message() == "exec in unrun: container unrun is created");
+    bed.DeleteAndCheck("nobin");
+  }
+
+  TEST_CASE("ContainerdDriver: a Kill of the container during an Exec ends it at once") {
+    DriverBed bed;
+    ProcessDriver* driver = bed.driver.get();
+    DeleteAtEnd at_end{driver, "killed"};
+    Bundle b = bed.StartSleeper("killed");
+    Result<ExecResult> r = Status::Internal("not run");
+    double took = 0;
+    std::thread exec([&] {
+      const auto start = std::chrono::steady_clock::now();
+      r = bed.Exec(b, "echo x >/tmp/began; sleep 20", 30000);
+      took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    });
+    CHECK(testing::WaitFor([&] { return fs::exists(b.dir + "/rootfs/tmp/began"); }, 10));
+    Status killed = driver->Signal("killed", SIGKILL);
+    exec.join();
+    REQUIRE_MESSAGE(killed.ok(), killed.ToString());
+    CHECK_MESSAGE(r.status().code() == Status::Code::kFailedPrecondition, r.status().ToString());
+    CHECK(r.status().message() == "exec in killed: container killed ended while the command ran");
+    CHECK_MESSAGE(took < 10, "Exec took " << took << " s");
+    CHECK(DriverBed::ExecFiles(b).empty());
+    // The shim may hear the command's end before its init process's: the container's
+    // state follows.
+    Result<ProcessState> st = Status::Internal("not asked");
+    CHECK(testing::WaitFor(
+        [&] {
+          st = driver->State("killed");
+          return st.ok() && st->state == ContainerState::kExited;
+        },
+        10));
+    REQUIRE_MESSAGE(st.ok(), st.status().ToString());
+    CHECK(st->exit_code == 137);
+    bed.DeleteAndCheck("killed");
   }
 
   TEST_CASE("ContainerdDriver: a command not in the image fails Run and leaves nothing") {
