@@ -190,9 +190,12 @@ TimeMs Executor::Record(const ReplicaJob& job, TimeMs now, ReplicaStatus* st,
               "container " + r.container_id + " (pid " + std::to_string(r.pid) + "): " + a.reason));
           break;
         }
-        std::string what = a.type == Action::Type::kCreate && r.container_id.empty()
-                               ? "create container " + a.container.name + ": " + r.status.message()
-                               : "start container " + r.container_id + ": " + r.status.message();
+        // Said once: runtimes' own errors often name the step and container already.
+        const std::string step = a.type == Action::Type::kCreate && r.container_id.empty()
+                                     ? "create container " + a.container.name + ": "
+                                     : "start container " + r.container_id + ": ";
+        std::string what(r.status.message());
+        if (what.rfind(step, 0) != 0) what = step + what;
         if (!r.cleanup.empty()) what += " (and remove: " + r.cleanup + ")";
         *st = AfterFailure(*st, t.spec, t.hash, what, now);
         retry = std::min(retry, st->next_retry);

@@ -1,7 +1,12 @@
 // Apply-to-running time of petrel on crun and runc, side by side with the raw runtime
-// starting the same prepared bundle in the same process, printed as a ratio.
+// starting the same prepared bundle in the same process, printed as a ratio; and, in
+// its own run (mode containerd), on containerd beside `ctr run -d` of the same image,
+// with the containerd whose socket $PETREL_BENCH_CONTAINERD_SOCKET names (tests/run
+// starts one).
 //
-//   runtime_bench [IMAGE_REF [TRIALS [exec]]]   (exec: the Exec table alone)
+//   runtime_bench [IMAGE_REF [TRIALS [exec|containerd]]]
+//     exec: the Exec table alone; containerd: the containerd table alone (IMAGE_REF ""
+//     for the default image)
 //
 // Without IMAGE_REF it takes the busybox image of tests/lib/images.h ($PETREL_TEST_IMAGE,
 // else built with examples/images/make-busybox-image).
@@ -18,6 +23,9 @@
 // loopback only (network none, what `run` of the bundle gives); "bridge ms" is petrel's
 // apply again with the workload on petrel's bridge (CNI's plugins: a veth, an address,
 // iptables rules per container), and "/petrel" its ratio to network none.
+// On containerd, raw is `ctr run -d IMAGE` of N containers one after another (ctr
+// returns once the task runs), the image imported into containerd beforehand, in a
+// namespace of the bench's own; petrel's containers go in another, new each run.
 // Medians of TRIALS runs (default 5; three times that for N = 1). Never fails on speed; prints a
 // table.
 // Then Exec: ContainerRuntime::Exec of /bin/true in a running container through the
@@ -44,6 +52,9 @@
 #include <thread>
 #include <vector>
 
+#ifdef PETREL_WITH_CONTAINERD
+#include "petrel/containerd.h"
+#endif
 #include "petrel/crun.h"
 #include "petrel/orchestrator.h"
 #include "petrel/port.h"
@@ -69,12 +80,14 @@ void Die(const std::string& what) {
 }
 
 // Runs argv to its end; for hybrid crun inside the private cgroup2 mount namespace.
-int Run(const std::vector<std::string>& argv, bool private_cgroup2) {
+// `quiet`: its stderr goes too (ctr's warnings when it deletes what it killed).
+int Run(const std::vector<std::string>& argv, bool private_cgroup2, bool quiet = false) {
   pid_t pid = fork();
   if (pid == 0) {
     int null = open("/dev/null", O_RDWR);
     dup2(null, 0);
     dup2(null, 1);
+    if (quiet) dup2(null, 2);
     if (private_cgroup2) {
       if (unshare(CLONE_NEWNS) != 0 ||
           mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
@@ -135,17 +148,42 @@ petrel::WorkloadSpec Workload(const std::string& image, int replicas,
   return w;
 }
 
+// The containerd socket of the containerd rows ("" for none).
+std::string ContainerdSocket() {
+  const char* socket = std::getenv("PETREL_BENCH_CONTAINERD_SOCKET");
+  return socket != nullptr ? socket : "";
+}
+
+// The runtime `runtime` ("crun", "runc" or "containerd") keeping its files in `dir`.
+std::shared_ptr<petrel::ContainerRuntime> OpenRuntime(const std::string& runtime,
+                                                      const std::string& dir) {
+  petrel::Result<std::shared_ptr<petrel::ContainerRuntime>> rt =
+      petrel::Status::NotSupported("runtime " + runtime + ": not built");
+  if (runtime == "containerd") {
+#ifdef PETREL_WITH_CONTAINERD
+    petrel::ContainerdOptions o;
+    o.endpoint = ContainerdSocket();
+    o.ns = "petrel-bench-" + std::to_string(getpid());  // nothing an earlier run left
+    o.state_dir = dir + "/containerd";
+    rt = petrel::NewContainerdRuntime(o);
+#endif
+  } else {
+    petrel::CrunOptions co;
+    co.runtime = runtime;
+    co.state_dir = dir + "/oci";
+    rt = petrel::NewCrunRuntime(co);
+  }
+  if (!rt.ok()) Die(rt.status().ToString());
+  return *rt;
+}
+
 // petrel over `runtime` in a fresh directory, counting the containers it starts.
 void OpenPetrel(const std::string& runtime, PetrelRun* p) {
   char tmpl[] = "/tmp/petrel-bench.XXXXXX";
   if (mkdtemp(tmpl) == nullptr) Die("mkdtemp");
   p->dir = tmpl;
-  petrel::CrunOptions co;
-  co.runtime = runtime;
-  co.state_dir = p->dir + "/oci";
-  auto rt = petrel::NewCrunRuntime(co);
-  if (!rt.ok()) Die(rt.status().ToString());
-  p->rt = *rt;
+  auto rt = OpenRuntime(runtime, p->dir);
+  p->rt = rt;
   petrel::Options o;
   o.state_dir = p->dir;
   o.runtime = p->rt;
@@ -245,6 +283,64 @@ double TimeRaw(const std::vector<std::string>& base, const std::string& bundle, 
   return ms;
 }
 
+// `ctr run -d IMAGE` of `n` containers on containerd at `socket`, one after another,
+// in namespace petrel-bench-raw, where `image` was imported as petrel.local/busybox.
+double TimeCtr(const std::string& socket, int n) {
+  const std::vector<std::string> base = {"ctr", "--address", socket, "-n", "petrel-bench-raw"};
+  auto t0 = Clock::now();
+  for (int i = 0; i < n; i++) {
+    std::vector<std::string> a = base;
+    for (const char* s : {"run", "-d", "petrel.local/busybox:latest"}) a.push_back(s);
+    for (std::string s :
+         {"raw" + std::to_string(i), std::string("/bin/sleep"), std::string("3600")}) {
+      a.push_back(s);
+    }
+    if (Run(a, false) != 0) Die("ctr run failed");
+  }
+  const double ms = Ms(t0, Clock::now());
+  for (int i = 0; i < n; i++) {
+    const std::string id = "raw" + std::to_string(i);
+    std::vector<std::string> a = base;
+    a.insert(a.end(), {"tasks", "delete", "--force", id});
+    Run(a, false, true);
+    a = base;
+    a.insert(a.end(), {"containers", "delete", id});
+    Run(a, false, true);
+  }
+  return ms;
+}
+
+// The containerd rows: petrel on containerd beside `ctr run -d` of the same image.
+void BenchContainerd(const std::string& image, int trials) {
+  const std::string socket = ContainerdSocket();
+  const std::string archive = image.substr(image.find(':') + 1);
+  if (Run({"ctr", "--address", socket, "-n", "petrel-bench-raw", "images", "import", "--base-name",
+           "petrel.local/busybox", archive},
+          false) != 0) {
+    Die("ctr images import " + archive);
+  }
+  PetrelRun p;
+  OpenPetrel("containerd", &p);
+  for (int n : {1, 20}) {
+    std::vector<double> petrel_ms, adapter_ms, raw_ms, bridge_ms;
+    const int runs = n == 1 ? 3 * trials : trials;
+    for (int t = 0; t < runs; t++) {
+      petrel_ms.push_back(TimePetrel(&p, image, n));
+      adapter_ms.push_back(TimeAdapter(&p, image, n));
+      raw_ms.push_back(TimeCtr(socket, n));
+      bridge_ms.push_back(TimePetrel(&p, image, n, petrel::NetworkMode::kBridge));
+    }
+    double pm = Median(petrel_ms), am = Median(adapter_ms), rm = Median(raw_ms),
+           bm = Median(bridge_ms);
+    std::printf("%-10s %4d %10.1f %12.1f %10.1f %7.2fx %10.1f %7.2fx\n", "containerd", n, pm, am,
+                rm, pm / rm, bm, bm / pm);
+    std::fflush(stdout);
+  }
+  p.orch.reset();
+  p.rt.reset();
+  std::system(("rm -rf " + p.dir).c_str());
+}
+
 // Exec of /bin/true through the adapter and by hand, in one container: the median ms.
 void BenchExec(const std::string& runtime, const std::string& image, int trials, bool hybrid) {
   char tmpl[] = "/tmp/petrel-bench.XXXXXX";
@@ -325,6 +421,10 @@ void Bench(const std::string& runtime, const std::string& image, int trials, boo
 }  // namespace
 
 int main(int argc, char** argv) {
+#ifdef PETREL_WITH_CONTAINERD
+  // containerd's shim runs this binary as its containers' logger.
+  if (petrel::IsContainerdLoggerCall(argc, argv)) return petrel::RunContainerdLogger(argc, argv);
+#endif
   std::string image = argc > 1 ? argv[1] : "";
   if (image.empty()) {
     petrel::Result<std::string> busybox = petrel::testing::BusyboxImage();
@@ -333,7 +433,15 @@ int main(int argc, char** argv) {
   }
   const int trials = argc > 2 ? std::atoi(argv[2]) : 5;
   const bool hybrid = petrel::DefaultPort()->DetectCgroupLayout() == petrel::CgroupLayout::kHybrid;
-  if (argc <= 3 || std::string(argv[3]) != "exec") {
+  const std::string mode = argc > 3 ? argv[3] : "";
+  if (mode == "containerd") {
+    if (ContainerdSocket().empty()) Die("containerd: set PETREL_BENCH_CONTAINERD_SOCKET");
+    std::printf("%-10s %4s %10s %14s %10s %8s %10s %8s\n", "runtime", "N", "petrel ms",
+                "one-by-one ms", "ctr run -d", "ratio", "bridge ms", "/petrel");
+    BenchContainerd(image, trials);
+    return 0;
+  }
+  if (mode != "exec") {
     std::printf("%-7s %4s %10s %14s %10s %8s %10s %8s\n", "runtime", "N", "petrel ms",
                 "one-by-one ms", "raw ms", "ratio", "bridge ms", "/petrel");
     for (const std::string runtime : {"crun", "runc"}) Bench(runtime, image, trials, hybrid);
