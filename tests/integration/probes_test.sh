@@ -93,13 +93,17 @@ spec:
   image: oci-archive:busybox.tar
   command: ["/bin/sh", "-c", "sleep 3; touch /tmp/started; exec sleep 3600"]
   terminationGracePeriod: 1s
+  # Timeouts generous: these fail for the file only, never for an exec slowed by a
+  # busy machine (one through containerd takes about twice crun's).
   startupProbe:
     exec: {command: [test, -f, /tmp/started]}
     period: 300ms
+    timeout: 3s
     failureThreshold: 40
   livenessProbe:
     exec: {command: [test, -f, /tmp/started]}
     period: 300ms
+    timeout: 3s
     failureThreshold: 1
 ---
 apiVersion: petrel.dev/v1

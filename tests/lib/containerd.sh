@@ -71,12 +71,14 @@ containerd_stop() {
   return 1
 }
 
-# containerd_kill_shims DIR: kills the shims of the containerd on DIR's socket (and so
-# their tasks) and unmounts what its tasks left mounted below DIR: what a stopped
-# containerd leaves running.
+# containerd_kill_shims DIR: kills the shims of the containerd on DIR's socket and
+# their tasks (each task's init is a child of its shim; the rest of the task dies with
+# it, in its pid namespace), and unmounts what its tasks left mounted below DIR: what a
+# stopped containerd leaves running.
 containerd_kill_shims() {
   local dir=$1 pid mnt
   for pid in $(pgrep -f "containerd-shim-runc-v2 .*-address $(containerd_socket "$dir")( |$)"); do
+    pkill -9 -P "$pid" 2>/dev/null || true
     kill -9 "$pid" 2>/dev/null || true
   done
   # Innermost first.

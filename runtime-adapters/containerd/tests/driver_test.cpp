@@ -297,10 +297,13 @@ TEST_SUITE("containerd") {
     CHECK(bed.Gone("term"));
     s = driver->Delete("term");
     CHECK_MESSAGE(s.ok(), s.ToString());
-    // Still there for petrel, never run for containerd: created.
+    // Gone from containerd, still there for petrel (a removal under way): exited as
+    // its task ended, which Delete recorded.
     st = driver->State("term");
     REQUIRE_MESSAGE(st.ok(), st.status().ToString());
-    CHECK(st->state == ContainerState::kCreated);
+    CHECK(st->state == ContainerState::kExited);
+    CHECK(st->exit_code == 5);
+    CHECK(st->finished_at >= st->started_at);
     // Gone for petrel too: NotFound.
     REQUIRE(RemoveTree(b.dir).ok());
     CHECK(driver->State("term").status().IsNotFound());
