@@ -131,6 +131,8 @@ std::string Usage(const petrel::RuntimeRegistry& runtimes) {
          runtimes.entries().front().name + "):\n" + table +
          "  --runtime-endpoint ADDR\n"
          "                       the runtime daemon's address, for runtimes that have one\n"
+         "                       (containerd: unix:///PATH, default\n"
+         "                       /run/containerd/containerd.sock)\n"
          "  --manifests PATH     a manifest file or directory applied at start\n"
          "  --log-level LEVEL    debug, info, warn or error (default info)\n"
          "  --node-name NAME     this node's name (default: the host name)\n"

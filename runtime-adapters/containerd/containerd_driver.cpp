@@ -24,6 +24,7 @@
 #include <utility>
 
 #include "lib/util/fs.h"
+#include "lib/util/log_files.h"
 #include "petrel/spec.h"
 #include "runtime-adapters/containerd/exits.h"
 #include "runtime-adapters/containerd/grpc.h"
@@ -37,6 +38,11 @@ using nlohmann::json;
 
 constexpr char kStartedFile[] = "started";
 constexpr char kExitedFile[] = "exited";
+// An exit is told once the container's log files stood still this long (at most the
+// second: WaitForQuietLogs), polled at the third.
+constexpr int kLogQuietMs = 100;
+constexpr int kLogSettleMaxMs = 1000;
+constexpr int kLogPollMs = 10;
 constexpr size_t kSmallFile = 256;
 constexpr size_t kConfigFile = 4 << 20;  // a config.json is a few KiB
 
@@ -261,6 +267,7 @@ class ContainerdDriver final : public ProcessDriver {
       // of the namespace that are not this runtime's (another petrel's, or made by
       // hand) are none of its business.
       if (exit.id != exit.container_id || !opts_.present(exit.container_id)) return;
+      WaitForQuietLogs(exit.container_id);
       on_exit_(exit.container_id, static_cast<int>(exit.exit_status));
     };
     if (opts_.log_sink) {
@@ -315,6 +322,10 @@ class ContainerdDriver final : public ProcessDriver {
       case ContainerdTaskStatus::kCreated:
         return info;  // a Run under way, or one cut short by a crash
       case ContainerdTaskStatus::kStopped:
+        // Exited once its output is whole: the logger may still be writing its end.
+        if (ToMs(std::chrono::system_clock::now()) - ToMs(task->exited_at) < kLogSettleMaxMs) {
+          WaitForQuietLogs(id);
+        }
         info.state = ContainerState::kExited;
         info.exit_code = static_cast<int>(task->exit_status);
         info.finished_at = ToMs(task->exited_at);
@@ -446,6 +457,25 @@ class ContainerdDriver final : public ProcessDriver {
 
  private:
   std::string DirOf(const std::string& id) const { return opts_.containers_dir + "/" + id; }
+
+  // Waits until the log files of container `id` have not grown for kLogQuietMs (at
+  // most kLogSettleMaxMs): after a task's exit its logger, a process of its own, may
+  // still be writing the last output the pipes hold, and containerd's shim keeps the
+  // pipes open until the task is deleted, so no end of file tells when it is done.
+  void WaitForQuietLogs(const std::string& id) const {
+    int64_t last = -1;
+    int quiet = 0;
+    for (int waited = 0; waited < kLogSettleMaxMs; waited += kLogPollMs) {
+      Result<std::vector<std::pair<int64_t, int64_t>>> files = ListLogFiles(DirOf(id));
+      if (!files.ok()) return;
+      int64_t bytes = 0;
+      for (const auto& [base, size] : *files) bytes = std::max(bytes, base + size);
+      quiet = bytes == last ? quiet + kLogPollMs : 0;
+      if (quiet >= kLogQuietMs) return;
+      last = bytes;
+      std::this_thread::sleep_for(std::chrono::milliseconds(kLogPollMs));
+    }
+  }
 
   // A channel whose calls time out after `timeout_ms`, or the options' call_timeout.
   Result<std::unique_ptr<GrpcChannel>> Channel(int64_t timeout_ms = 0) const {

@@ -16,6 +16,9 @@
 //                               directory goes
 //   <containers>/<id>/<exec id>.{stdout,stderr}   FIFOs of an Exec's output while it
 //                               runs
+// An exit is told (State, the exit handler) once the container's log files have not
+// grown for 100 ms (at most 1 s), so that its output is whole by then: the logger is a
+// process of its own, and the shim keeps the pipes open until the task is deleted.
 // Exits are heard through a ContainerdExitWatcher (exits.h); one that happens while
 // containerd cannot be reached is not heard, but State reads it from containerd.
 //

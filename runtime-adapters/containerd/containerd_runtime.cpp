@@ -89,23 +89,14 @@ Status RegisterContainerdRuntime(RuntimeRegistry* registry) {
       return Status::InvalidArgument("runtime containerd: state_dir is required");
     }
     ContainerdOptions o;
+    // Images, bundles, container logs in <state_dir>/containerd.
+    static_cast<BundleRuntimeOptions&>(o) = BundleOptionsOf(config, "containerd");
     o.endpoint = config.endpoint;
-    o.state_dir = config.state_dir + "/containerd";  // images, bundles, container logs
-    o.log_sink = config.log_sink;
-    o.clock = config.clock;
-    o.port = config.port;
-    o.max_layer_bytes = config.max_layer_bytes;
-    o.image_store_max_bytes = config.image_store_max_bytes;
-    o.image_preload_dir = config.image_preload_dir;
-    o.cgroup_parent = config.cgroup_parent;
-    o.registry = config.registry;
     return NewContainerdRuntime(o);
   };
-  return registry->Register(
-      {"containerd",
-       "containerd's tasks through its gRPC API (--runtime-endpoint, default " +
-           std::string(kDefaultSocket) + "), images from petrel's store",
-       factory});
+  return registry->Register({"containerd",
+                             "containerd's tasks, images from petrel's store (--runtime-endpoint)",
+                             factory});
 }
 
 }  // namespace petrel

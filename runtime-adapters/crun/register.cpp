@@ -16,21 +16,28 @@ RuntimeFactory Factory(const std::string& binary) {
       return Status::InvalidArgument("runtime " + binary + ": state_dir is required");
     }
     CrunOptions o;
+    // Images, bundles, container logs in <state_dir>/oci.
+    static_cast<BundleRuntimeOptions&>(o) = BundleOptionsOf(config, "oci");
     o.runtime = binary;
-    o.state_dir = config.state_dir + "/oci";  // images, bundles, container logs
-    o.log_sink = config.log_sink;
-    o.clock = config.clock;
-    o.port = config.port;
-    o.max_layer_bytes = config.max_layer_bytes;
-    o.image_store_max_bytes = config.image_store_max_bytes;
-    o.image_preload_dir = config.image_preload_dir;
-    o.cgroup_parent = config.cgroup_parent;
-    o.registry = config.registry;
     return NewCrunRuntime(o);
   };
 }
 
 }  // namespace
+
+BundleRuntimeOptions BundleOptionsOf(const RuntimeConfig& config, const std::string& folder) {
+  BundleRuntimeOptions o;
+  o.state_dir = config.state_dir + "/" + folder;
+  o.log_sink = config.log_sink;
+  o.clock = config.clock;
+  o.port = config.port;
+  o.max_layer_bytes = config.max_layer_bytes;
+  o.image_store_max_bytes = config.image_store_max_bytes;
+  o.image_preload_dir = config.image_preload_dir;
+  o.cgroup_parent = config.cgroup_parent;
+  o.registry = config.registry;
+  return o;
+}
 
 Status RegisterCrunRuntimes(RuntimeRegistry* registry) {
   PETREL_RETURN_IF_ERROR(registry->Register(

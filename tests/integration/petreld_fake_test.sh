@@ -59,7 +59,7 @@ for bad in "--bogus" "--socket" "--runtime docker" "--log-level loud" "stray"; d
   [ "$(printf '%s\n' "$out" | wc -l)" = 1 ] || fail "petreld $bad printed more than one line: $out"
   case "$out" in *"see petreld --help"*) ;; *) fail "petreld $bad: no usage hint: $out" ;; esac
 done
-"$petreld" --help | grep -q -- '^ *fake  containers in memory' || fail "--help does not describe fake"
+"$petreld" --help | grep -q -- '^ *fake  *containers in memory' || fail "--help does not describe fake"
 out=$("$petreld" --runtime fake --runtime-endpoint /run/x.sock --state-dir "$state" --socket "$sock" 2>&1)
 [ $? = 1 ] || fail "--runtime fake with an endpoint should fail with 1"
 [ "$out" = 'petreld: runtime fake takes no endpoint (its containers live in memory); got "/run/x.sock"' ] ||
@@ -117,7 +117,7 @@ done
 [ ! -e "$state" ] || fail "a usage error opened the state dir"
 "$petreld" --help | grep -q -- '--peer-listen ADDR:PORT' || fail "--help lacks --peer-listen"
 "$petreld" --help | grep -q -- '--node-label KEY=VALUE' || fail "--help lacks --node-label"
-"$petreld" --help | grep -q -- '^ *none  no containers: for a witness' || fail "--help does not describe none"
+"$petreld" --help | grep -q -- '^ *none  *no containers: for a witness' || fail "--help does not describe none"
 out=$("$petreld" --runtime none --runtime-endpoint /run/x.sock --witness --peer-listen 127.0.0.1:7400 \
         --state-dir "$state" --socket "$sock" 2>&1)
 [ $? = 1 ] || fail "--runtime none with an endpoint should fail with 1"

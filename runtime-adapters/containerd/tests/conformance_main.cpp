@@ -9,25 +9,22 @@
 
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <memory>
 #include <sstream>
 #include <string>
-#include <system_error>
 #include <vector>
 
-#include "lib/util/process.h"
 #include "lib/util/sha256.h"
 #include "petrel/containerd.h"
 #include "runtime-adapters/containerd/grpc.h"
 #include "runtime-adapters/containerd/services.h"
 #include "tests/lib/conformance.h"
 #include "tests/lib/files.h"
+#include "tests/lib/host_leftovers.h"
 #include "tests/lib/images.h"
 
 namespace {
 
-namespace fs = std::filesystem;
 using petrel::testing::ReadFile;
 
 // Each log file's cap, small so that the suite sees rotation.
@@ -59,32 +56,16 @@ std::string Image() {
   return *image;
 }
 
-// What a removed container can leave: its directory, containerd's container and task,
-// mounts below its directory or containerd's bundle of it, its cgroups in any layout,
-// and its network namespace and bridge attachment (named as the adapter names them).
+// What a removed container can leave: what any bundle runtime can leave on the host
+// (tests/lib/host_leftovers.h), containerd's container and task, and mounts on
+// containerd's bundle of it.
 std::vector<std::string> Leftovers(petrel::ContainerRuntime*, const std::string& state,
                                    const std::string& id) {
-  std::vector<std::string> left;
+  std::vector<std::string> left = petrel::testing::HostLeftovers(state, id);
   const std::string ns = NamespaceOf(state);
-  std::vector<std::string> paths = {state + "/containers/" + id, "/sys/fs/cgroup/petrel/" + id};
-  std::error_code ec;
-  for (const fs::directory_entry& h : fs::directory_iterator("/sys/fs/cgroup", ec)) {
-    if (h.is_symlink(ec) || !h.is_directory(ec)) continue;
-    paths.push_back(h.path().string() + "/petrel/" + id);
-  }
-  const std::string net =
-      "petrel-" + petrel::internal::Sha256Hex(state + "/containers/" + id).substr(0, 16);
-  paths.push_back("/run/petrel/netns/" + net);
-  paths.push_back("/run/petrel/cni/" + net + ".json");
-  for (const std::string& path : paths) {
-    if (fs::exists(path)) left.push_back(path);
-  }
-  // Mounts that name the container's files (an overlay's dirs among them), or that are
-  // on containerd's bundle of it, each said as mountinfo has it.
   std::istringstream mounts(ReadFile("/proc/self/mountinfo"));
   for (std::string line; std::getline(mounts, line);) {
-    if (line.find(state + "/containers/" + id + "/") != std::string::npos ||
-        line.find("/" + ns + "/" + id + "/") != std::string::npos) {
+    if (line.find("/" + ns + "/" + id + "/") != std::string::npos) {
       left.push_back("a mount: " + line);
     }
   }
@@ -100,15 +81,6 @@ std::vector<std::string> Leftovers(petrel::ContainerRuntime*, const std::string&
     if (!task.IsNotFound()) left.push_back("containerd's task " + id + ": " + task.ToString());
     petrel::Status c = petrel::internal::ContainerdGetContainer(channel->get(), id).status();
     if (!c.IsNotFound()) left.push_back("containerd's container " + id + ": " + c.ToString());
-  }
-  petrel::internal::ProcessOptions po;
-  po.search_path = true;
-  petrel::internal::ProcessResult saved;
-  const petrel::Status s = petrel::internal::RunProcess({"iptables-save"}, po, &saved);
-  if (!s.ok() || saved.status != 0) {
-    left.push_back("iptables-save failed: " + s.ToString() + saved.err);
-  } else if (saved.out.find(net) != std::string::npos) {
-    left.push_back("iptables rules of " + net);
   }
   return left;
 }

@@ -9,14 +9,12 @@
 #include <cstring>
 #include <filesystem>
 #include <string>
-#include <system_error>
 #include <vector>
 
-#include "lib/util/process.h"
-#include "lib/util/sha256.h"
 #include "petrel/crun.h"
 #include "tests/lib/conformance.h"
 #include "tests/lib/files.h"
+#include "tests/lib/host_leftovers.h"
 #include "tests/lib/images.h"
 
 namespace {
@@ -43,48 +41,12 @@ std::string Image() {
   return *image;
 }
 
-// The cgroups container `id` can leave: /petrel/<id> in the v2 hierarchy (or the
-// unified one of a hybrid host) and in every v1 hierarchy, named ones included, for
-// runc makes it in each one that is mounted.
-std::vector<std::string> CgroupsOf(const std::string& id) {
-  std::vector<std::string> paths = {"/sys/fs/cgroup/petrel/" + id};
-  std::error_code ec;
-  for (const fs::directory_entry& h : fs::directory_iterator("/sys/fs/cgroup", ec)) {
-    // cpu and cpuacct are links to "cpu,cpuacct", which is listed itself.
-    if (h.is_symlink(ec) || !h.is_directory(ec)) continue;
-    paths.push_back(h.path().string() + "/petrel/" + id);
-  }
-  return paths;
-}
-
-// What a removed container can leave: its directory, the runtime's record, mounts below
-// its directory, its cgroups in any layout, and its network namespace and bridge
-// attachment (named as the adapter names them).
+// What a removed container can leave: its directory, the runtime's record, and what
+// any bundle runtime can leave on the host (tests/lib/host_leftovers.h).
 std::vector<std::string> Leftovers(petrel::ContainerRuntime*, const std::string& state,
                                    const std::string& id) {
-  std::vector<std::string> left;
-  std::vector<std::string> paths = {state + "/containers/" + id, state + "/runtime/" + id};
-  for (const std::string& cgroup : CgroupsOf(id)) paths.push_back(cgroup);
-  const std::string net =
-      "petrel-" + petrel::internal::Sha256Hex(state + "/containers/" + id).substr(0, 16);
-  paths.push_back("/run/petrel/netns/" + net);
-  paths.push_back("/run/petrel/cni/" + net + ".json");
-  for (const std::string& path : paths) {
-    if (fs::exists(path)) left.push_back(path);
-  }
-  if (ReadFile("/proc/self/mountinfo").find(state + "/containers/" + id) != std::string::npos) {
-    left.push_back("a mount below " + state + "/containers/" + id);
-  }
-  // CNI's plugins name the attachment in their rules' comments.
-  petrel::internal::ProcessOptions po;
-  po.search_path = true;
-  petrel::internal::ProcessResult saved;
-  const petrel::Status s = petrel::internal::RunProcess({"iptables-save"}, po, &saved);
-  if (!s.ok() || saved.status != 0) {
-    left.push_back("iptables-save failed: " + s.ToString() + saved.err);
-  } else if (saved.out.find(net) != std::string::npos) {
-    left.push_back("iptables rules of " + net);
-  }
+  std::vector<std::string> left = petrel::testing::HostLeftovers(state, id);
+  if (fs::exists(state + "/runtime/" + id)) left.push_back(state + "/runtime/" + id);
   return left;
 }
 

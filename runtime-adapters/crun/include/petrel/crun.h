@@ -78,6 +78,10 @@ struct CrunOptions : BundleRuntimeOptions {
 // List reports them as they are now.
 Result<std::shared_ptr<ContainerRuntime>> NewCrunRuntime(const CrunOptions& options);
 
+// What a runtime registry's factory (petrel/runtimes.h) gives a bundle runtime of
+// `config`: its fields, the runtime's files in <config.state_dir>/<folder>.
+BundleRuntimeOptions BundleOptionsOf(const RuntimeConfig& config, const std::string& folder);
+
 // Adds "crun" and "runc" to `registry` (petrel/runtimes.h). Their factories keep the
 // runtime's files in <RuntimeConfig::state_dir>/oci and refuse an endpoint: there is
 // no daemon to reach.
