@@ -426,8 +426,11 @@ class OrchestratorImpl final : public Orchestrator {
           "petrel already runs (Start, Attach and Step are exclusive; Attach again after "
           "Detach is not supported)");
     }
-    mode_ = mode;
     const bool threads = mode != Mode::kManual;
+    // A loop is woken through the Mailbox's eventfd (InitHandles): without one, nothing
+    // is made.
+    if (threads) PETREL_RETURN_IF_ERROR(mailbox_->CheckFd().WithContext("orchestrator"));
+    mode_ = mode;
     // Workers yield to the loop thread (and so to peers' heartbeats and the API)
     // when the machine is busy: their work is bulk, the loop's is latency.
     workers_ = std::make_unique<WorkerPool>(threads ? opts_.worker_threads : 0, "petrel-worker",
@@ -1329,7 +1332,6 @@ class OrchestratorImpl final : public Orchestrator {
   // The Mailbox's eventfd wakes the loop for letters and for Wake() (workers.h says
   // why not uv_async_t).
   Status InitHandles(uv_loop_t* loop) {
-    PETREL_RETURN_IF_ERROR(mailbox_->CheckFd().WithContext("orchestrator"));
     handles_ = new LoopHandles();
     int rc = uv_poll_init(loop, &handles_->mail, mailbox_->fd());
     if (rc != 0) {

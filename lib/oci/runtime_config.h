@@ -24,7 +24,9 @@ inline constexpr char kDefaultPathEnv[] =
     "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 struct RuntimeConfigOptions {
-  std::string rootfs;  // absolute path of the container's root filesystem
+  // root.path: the container's root filesystem, absolute, or relative to the bundle the
+  // runtime is given (containerd's, where the task's mounts make it).
+  std::string rootfs;
   // Where the runtime puts the container's cgroups ("/petrel/<id>"), with the
   // limits in linux.resources. Empty: the runtime manages no cgroup and petrel
   // enforces limits itself (crun on a hybrid host).

@@ -113,14 +113,21 @@ void WorkerPool::WaitIdle() {
   idle_cv_.wait(lock, [this] { return queue_.empty() && running_ == 0; });
 }
 
+std::optional<int> ThreadNice() {
+  errno = 0;
+  const int nice = getpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)));
+  if (errno != 0) return std::nullopt;
+  return nice;
+}
+
+bool SetThreadNice(int nice) {
+  return setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), nice) == 0;
+}
+
 void WorkerPool::Work() {
   pthread_setname_np(pthread_self(), name_.substr(0, 15).c_str());
   if (nice_ > 0) {
-    // On Linux a thread has a nice value of its own (PRIO_PROCESS with its tid).
-    const id_t tid = static_cast<id_t>(syscall(SYS_gettid));
-    errno = 0;
-    const int current = getpriority(PRIO_PROCESS, tid);
-    if (errno == 0) (void)setpriority(PRIO_PROCESS, tid, current + nice_);
+    if (std::optional<int> current = ThreadNice()) (void)SetThreadNice(*current + nice_);
   }
   for (;;) {
     while (sem_wait(&work_sem_) != 0 && errno == EINTR) {

@@ -31,6 +31,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -74,6 +75,13 @@ class Mailbox {
   std::deque<Letter> letters_;
   bool closed_ = false;
 };
+
+// The calling thread's nice value (on Linux each thread has its own: PRIO_PROCESS with
+// its tid), none when it cannot be read.
+std::optional<int> ThreadNice();
+// Sets the calling thread's nice value; false when refused (lowering it needs
+// CAP_SYS_NICE).
+bool SetThreadNice(int nice);
 
 class WorkerPool {
  public:

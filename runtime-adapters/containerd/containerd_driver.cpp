@@ -18,7 +18,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
-#include <nlohmann/json.hpp>
 #include <string_view>
 #include <thread>
 #include <utility>
@@ -30,20 +29,22 @@
 #include "runtime-adapters/containerd/grpc.h"
 #include "runtime-adapters/containerd/logger.h"
 #include "runtime-adapters/containerd/services.h"
+#include "runtime-adapters/crun/shim.h"
 
 namespace petrel::internal {
 namespace {
 
-using nlohmann::json;
-
 constexpr char kStartedFile[] = "started";
-constexpr char kExitedFile[] = "exited";
+constexpr char kExitedFile[] = "exited";  // "<code> <finished ms>[ OOMKilled]\n"
+// The path of the container's memory cgroup event counters (Port::OomKillsFile), as
+// runc makes the cgroup from config.json: read when the task ends by SIGKILL.
+constexpr char kOomFile[] = "oom-events";
+constexpr char kOomKilled[] = "OOMKilled";
 // An exit is told once the container's log files stood still this long (at most the
 // second: WaitForQuietLogs), polled at the third.
 constexpr int kLogQuietMs = 100;
 constexpr int kLogSettleMaxMs = 1000;
 constexpr int kLogPollMs = 10;
-constexpr size_t kSmallFile = 256;
 constexpr size_t kConfigFile = 4 << 20;  // a config.json is a few KiB
 
 // Why a task could not be made or started, from containerd's answer: containerd 1.6
@@ -252,6 +253,12 @@ class ContainerdDriver final : public ProcessDriver {
 
   bool PetrelMakesCgroups() const override { return false; }
 
+  // With an overlay, the task's mount makes the root filesystem on the bundle
+  // containerd keeps: "rootfs" relative to that bundle.
+  std::string RootPath(const std::string& rootfs, bool overlay) const override {
+    return overlay ? "rootfs" : rootfs;
+  }
+
   Status Open(ExitFn on_exit) override {
     PETREL_ASSIGN_OR_RETURN(std::unique_ptr<GrpcChannel> channel, Channel());
     Status made = ContainerdCreateNamespace(channel.get(), opts_.ns);
@@ -299,18 +306,21 @@ class ContainerdDriver final : public ProcessDriver {
       // and is gone now: deleted by a Delete under way, or lost by containerd (its
       // state is on tmpfs: a reboot), so it has exited, with a code nobody knows.
       if (!opts_.present(id)) return Status::NotFound("no container " + id);
-      Result<std::string> started = ReadSmallFile(DirOf(id) + "/" + kStartedFile, kSmallFile);
+      Result<std::string> started = ReadSmallFile(DirOf(id) + "/" + kStartedFile, kDriverRecordMax);
       if (!started.ok()) {
         return started.status().IsNotFound() ? Result<ProcessState>(info) : started.status();
       }
       info.state = ContainerState::kExited;
       info.started_at = std::atoll(started->c_str());
       // How it ended, when a Delete recorded it: "<code> <finished ms>".
-      Result<std::string> exited = ReadSmallFile(DirOf(id) + "/" + kExitedFile, kSmallFile);
+      Result<std::string> exited = ReadSmallFile(DirOf(id) + "/" + kExitedFile, kDriverRecordMax);
       if (exited.ok()) {
         char* end = nullptr;
         info.exit_code = static_cast<int>(std::strtol(exited->c_str(), &end, 10));
-        info.finished_at = std::atoll(end);
+        info.finished_at = std::strtoll(end, &end, 10);
+        if (std::string_view(end) == std::string(" ") + kOomKilled + "\n") {
+          info.exit_reason = kOomKilled;
+        }
       } else if (exited.status().IsNotFound()) {
         info.exit_reason = "its task is gone from containerd";
       } else {
@@ -329,13 +339,14 @@ class ContainerdDriver final : public ProcessDriver {
         info.state = ContainerState::kExited;
         info.exit_code = static_cast<int>(task->exit_status);
         info.finished_at = ToMs(task->exited_at);
+        if (OomKilled(id, info.exit_code)) info.exit_reason = kOomKilled;
         break;
       default:  // running, paused, or a state this build does not know: it lives
         info.state = ContainerState::kRunning;
         info.pid = static_cast<int>(task->pid);
         break;
     }
-    Result<std::string> started = ReadSmallFile(DirOf(id) + "/" + kStartedFile, kSmallFile);
+    Result<std::string> started = ReadSmallFile(DirOf(id) + "/" + kStartedFile, kDriverRecordMax);
     if (started.ok()) info.started_at = std::atoll(started->c_str());
     return info;
   }
@@ -354,7 +365,7 @@ class ContainerdDriver final : public ProcessDriver {
     c.labels = {{kContainerdPetrelLabel, "true"}};
     c.runtime = opts_.runtime;
     c.runc_root = opts_.runc_root;
-    PETREL_ASSIGN_OR_RETURN(c.spec, SpecOf(bundle));
+    PETREL_ASSIGN_OR_RETURN(c.spec, ReadSmallFile(bundle.dir + "/config.json", kConfigFile));
     Result<ContainerdContainer> made = ContainerdCreateContainer(channel.get(), c);
     if (made.status().code() == Status::Code::kAlreadyExists) {
       // Left by a Run a crash cut short: taken away unless its task has started.
@@ -363,6 +374,12 @@ class ContainerdDriver final : public ProcessDriver {
     }
     if (!made.ok()) return made.status();
 
+    if (opts_.port) {
+      const std::string events = opts_.port->OomKillsFile(bundle.cgroup_parent, id);
+      if (!events.empty()) {
+        PETREL_RETURN_IF_ERROR(WriteFileAtomic(bundle.dir + "/" + kOomFile, events));
+      }
+    }
     ContainerdTaskIO io;
     io.stdout_uri = ContainerdLogUri(opts_.logger, bundle.dir, opts_.log_max_bytes);
     io.stderr_uri = io.stdout_uri;  // services.h: the 1.6 shim dies without one
@@ -370,6 +387,8 @@ class ContainerdDriver final : public ProcessDriver {
                    .status();
     const std::string started = bundle.dir + "/" + kStartedFile;
     if (s.ok()) {
+      // The wall clock, not the adapter's Clock: containerd stamps the exit with it, as
+      // the crun shim does, and State gives both times side by side.
       const TimeMs now = ToMs(std::chrono::system_clock::now());
       s = WriteFileAtomic(started, std::to_string(now) + "\n");
     }
@@ -523,19 +542,6 @@ class ContainerdDriver final : public ProcessDriver {
     return result;
   }
 
-  // The container's spec: the bundle's config.json, whose root.path names its rootfs
-  // directory. With an overlay, the task's mount makes the root filesystem on the
-  // bundle containerd keeps: root.path becomes "rootfs", relative to that bundle.
-  static Result<std::string> SpecOf(const Bundle& bundle) {
-    const std::string path = bundle.dir + "/config.json";
-    PETREL_ASSIGN_OR_RETURN(std::string spec, ReadSmallFile(path, kConfigFile));
-    if (bundle.overlay.empty()) return spec;
-    json j = json::parse(spec, nullptr, false);
-    if (!j.is_object()) return Status::Corruption(path + ": not a JSON object");
-    j["root"]["path"] = "rootfs";
-    return j.dump();
-  }
-
   // Kills the task (every process) should it run, deletes it and the container: OK when
   // they are gone, also when they were not there.
   Status Remove(GrpcChannel* channel, const std::string& id) {
@@ -555,9 +561,12 @@ class ContainerdDriver final : public ProcessDriver {
       }
       // What State answers once the task is gone, until the directory goes.
       if (task->status != ContainerdTaskStatus::kCreated) {
+        // Asked before the task goes: runc removes the cgroup with it.
+        const bool oom = OomKilled(id, static_cast<int>(exit.exit_status));
         PETREL_RETURN_IF_ERROR(WriteFileAtomic(
-            DirOf(id) + "/" + kExitedFile,
-            std::to_string(exit.exit_status) + " " + std::to_string(ToMs(exit.exited_at)) + "\n"));
+            DirOf(id) + "/" + kExitedFile, std::to_string(exit.exit_status) + " " +
+                                               std::to_string(ToMs(exit.exited_at)) +
+                                               (oom ? std::string(" ") + kOomKilled : "") + "\n"));
       }
       Status d = ContainerdDeleteTask(channel, id).status();
       if (!d.ok() && !d.IsNotFound()) return d.WithContext("delete container " + id);
@@ -567,6 +576,17 @@ class ContainerdDriver final : public ProcessDriver {
     Status d = ContainerdDeleteContainer(channel, id);
     if (!d.ok() && !d.IsNotFound()) return d.WithContext("delete container " + id);
     return Status::OK();
+  }
+
+  // Whether the task of container `id` that ended with `exit_code` was OOM-killed: by
+  // SIGKILL, with an OOM kill counted in its memory cgroup (still there until the task
+  // is deleted).
+  bool OomKilled(const std::string& id, int exit_code) const {
+    if (exit_code != 128 + SIGKILL) return false;
+    Result<std::string> events = ReadSmallFile(DirOf(id) + "/" + kOomFile, kDriverRecordMax);
+    if (!events.ok()) return false;
+    Result<std::string> counts = ReadSmallFile(*events, 4096);
+    return counts.ok() && CountsOomKill(counts->c_str());
   }
 
   // Removes container `id` from containerd when its task never started (a Run cut

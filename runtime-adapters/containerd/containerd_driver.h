@@ -50,6 +50,7 @@
 #include <vector>
 
 #include "petrel/log.h"
+#include "petrel/port.h"
 #include "runtime-adapters/containerd/services.h"
 #include "runtime-adapters/crun/process_driver.h"
 
@@ -72,6 +73,10 @@ struct ContainerdDriverOptions {
   // Whether container `id` is still there (ShimDriverOptions::present): State answers
   // NotFound for a container containerd does not know and this says is gone.
   std::function<bool(const std::string& id)> present;
+  // Names each container's memory cgroup events (Port::OomKillsFile), so that an exit
+  // by SIGKILL is told as OOMKilled when the kernel counted an OOM kill there; null:
+  // never told.
+  std::shared_ptr<Port> port;
   std::chrono::milliseconds call_timeout{30000};  // per gRPC call
   // Where the exit watcher's reports go (containerd gone, back again); may be empty.
   LogSink log_sink;

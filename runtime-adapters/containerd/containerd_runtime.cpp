@@ -79,6 +79,7 @@ Result<std::shared_ptr<ContainerRuntime>> NewContainerdRuntime(const ContainerdO
         d.containers_dir = containers;
         d.present = std::move(present);
         d.log_sink = o.log_sink;
+        d.port = o.port;
         return internal::NewContainerdDriver(std::move(d));
       });
 }

@@ -620,12 +620,13 @@ class CrunRuntime final : public ContainerRuntime {
       bo.hosts_file = dir + "/hosts";
       PETREL_RETURN_IF_ERROR(WriteHosts(bo.hosts_file, spec.hosts, /*create=*/true));
     }
-    PETREL_ASSIGN_OR_RETURN(const std::string config,
-                            internal::MakeRuntimeConfig(spec, image.config, bo));
-    // An overlay is mounted by the shim, in the runtime's own mount namespace.
+    // An overlay is mounted by the driver at Run, in the runtime's own mount namespace.
     std::string overlay;
     PETREL_ASSIGN_OR_RETURN(const internal::ImageStore::RootfsKind kind,
                             images_->PrepareRootfs(image, bo.rootfs, dir + "/scratch", &overlay));
+    bo.rootfs = driver_->RootPath(bo.rootfs, !overlay.empty());
+    PETREL_ASSIGN_OR_RETURN(const std::string config,
+                            internal::MakeRuntimeConfig(spec, image.config, bo));
     PETREL_RETURN_IF_ERROR(WriteFileAtomic(dir + "/config.json", config));
 
     json labels = json::object();

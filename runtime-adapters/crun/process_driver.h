@@ -16,6 +16,7 @@
 #define PETREL_RUNTIME_ADAPTERS_CRUN_PROCESS_DRIVER_H_
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -29,6 +30,10 @@
 #include "petrel/status.h"
 
 namespace petrel::internal {
+
+// The bound for the small files a driver keeps beside a container (a pid, an exit
+// code and time) and for the runtime's own, read whole.
+constexpr size_t kDriverRecordMax = 256;
 
 // A prepared container, as its meta.json records it: what the driver needs to run it.
 struct Bundle {
@@ -67,6 +72,15 @@ class ProcessDriver {
   // makes them at Run and puts an Exec into them. False: the runtime makes them from
   // config.json's cgroupsPath.
   virtual bool PetrelMakesCgroups() const = 0;
+
+  // The root.path config.json names for a container whose root filesystem is prepared
+  // at `rootfs` (absolute), `overlay` when an overlay is to be mounted there at Run: by
+  // default `rootfs` itself. A driver whose runtime mounts the overlay on a bundle of
+  // its own (containerd) names that bundle's directory instead.
+  virtual std::string RootPath(const std::string& rootfs, bool overlay) const {
+    (void)overlay;
+    return rootfs;
+  }
 
   // Makes the driver's own state ready (leftovers of a crash go) and starts calling
   // `on_exit` when a container's process ends, with its exit code (-1 unknown), on a

@@ -24,6 +24,7 @@
 #include "lib/util/lease.h"
 #include "lib/util/log_files.h"
 #include "lib/util/strings.h"
+#include "lib/util/workers.h"
 #include "petrel/spec.h"
 
 // ThreadSanitizer builds (clang's -fsanitize=thread) start children in ways it follows.
@@ -79,13 +80,12 @@ pid_t RawFork() {
 // thread waits for it. A niced worker descheduled in the middle of that copy on a busy
 // machine held the loop for 24 ms (perf sched, tests/bench/loop_stall_bench.sh).
 std::optional<int> RaiseToMainThreadPriority() {
-  const id_t tid = static_cast<id_t>(syscall(SYS_gettid));
+  const std::optional<int> mine = ThreadNice();
+  if (!mine) return std::nullopt;
   errno = 0;
-  const int mine = getpriority(PRIO_PROCESS, tid);
-  if (errno != 0) return std::nullopt;
   const int main = getpriority(PRIO_PROCESS, static_cast<id_t>(getpid()));
-  if (errno != 0 || main >= mine) return std::nullopt;
-  if (setpriority(PRIO_PROCESS, tid, main) != 0) return std::nullopt;
+  if (errno != 0 || main >= *mine) return std::nullopt;
+  if (!SetThreadNice(main)) return std::nullopt;
   return mine;
 }
 
@@ -160,8 +160,7 @@ int ReadInitPid(const char* path) {
   return pid > 0 ? pid : -1;
 }
 
-// Whether the kernel OOM-killed a process of the container's memory cgroup: its
-// "oom_kill N" line (memory.events, memory.oom_control) has N > 0.
+// Whether the kernel OOM-killed a process of the container's memory cgroup.
 bool OomKilled(const Prepared& p) {
   if (p.oom_file.empty()) return false;
   int fd = open(p.oom_file.c_str(), O_RDONLY | O_CLOEXEC);
@@ -171,16 +170,7 @@ bool OomKilled(const Prepared& p) {
   close(fd);
   if (n <= 0) return false;
   buf[n] = '\0';
-  static constexpr char kKey[] = "oom_kill ";
-  for (const char* line = buf; line != nullptr && *line != '\0';) {
-    if (strncmp(line, kKey, sizeof(kKey) - 1) == 0) {
-      const char c = line[sizeof(kKey) - 1];
-      return c >= '1' && c <= '9';  // no leading zeros: "0" is none
-    }
-    line = strchr(line, '\n');
-    if (line != nullptr) line++;
-  }
-  return false;
+  return CountsOomKill(buf);
 }
 
 // "<code> <finished ms>[ OOMKilled]\n": the reason when the code is a SIGKILL's and the
@@ -474,6 +464,19 @@ int Supervise(const Prepared& p, int sfd, int log_r, LogWriter* log, char* buf, 
 
 }  // namespace
 
+bool CountsOomKill(const char* text) {
+  static constexpr char kKey[] = "oom_kill ";
+  for (const char* line = text; line != nullptr && *line != '\0';) {
+    if (strncmp(line, kKey, sizeof(kKey) - 1) == 0) {
+      const char c = line[sizeof(kKey) - 1];
+      return c >= '1' && c <= '9';  // no leading zeros: "0" is none
+    }
+    line = strchr(line, '\n');
+    if (line != nullptr) line++;
+  }
+  return false;
+}
+
 Status StartCommand(const CommandPlan& plan, StartedCommand* started) {
   std::vector<std::string> argv_s = plan.argv, env_s = plan.env;
   std::vector<char*> argv, envp;
@@ -604,7 +607,7 @@ Status BeginShim(const ShimPlan& plan, PendingShim* pending) {
   const std::optional<int> nice_before = RaiseToMainThreadPriority();
   pid_t middle = RawFork();
   if (middle != 0 && nice_before) {
-    (void)setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), *nice_before);
+    (void)SetThreadNice(*nice_before);
   }
   if (middle < 0) {
     int err = errno;

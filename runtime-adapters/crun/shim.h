@@ -59,6 +59,11 @@ struct ShimPlan {
   std::string oom_file;
 };
 
+// Whether `text`, a memory cgroup's event counters as Port::OomKillsFile names them
+// (memory.events on v2, memory.oom_control on v1), counts an OOM kill: its
+// "oom_kill N" line has N > 0. Async-signal-safe: it allocates nothing.
+bool CountsOomKill(const char* text);
+
 // How often a shim reads its container's lease file (one open and read on tmpfs).
 inline constexpr int64_t kLeaseCheckMs = 100;
 

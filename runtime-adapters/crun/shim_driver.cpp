@@ -42,8 +42,7 @@ namespace {
 
 using nlohmann::json;
 
-// Bounds for files read whole: pid and exit files; logs of the runtime, /proc stat.
-constexpr size_t kSmallFile = 256;
+// Bound for the runtime's log and /proc stat, read whole.
 constexpr size_t kLogFile = 1 << 20;
 
 bool Exists(const std::string& path) {
@@ -212,7 +211,7 @@ class ExecRun {
   // Reads the pid file: the command, its group, and a pidfd to see it end. Only a
   // process that is the runtime's child is taken: a pid reused since cannot be.
   void Learn() {
-    Result<std::string> text = ReadSmallFile(pid_file_, kSmallFile);
+    Result<std::string> text = ReadSmallFile(pid_file_, kDriverRecordMax);
     const pid_t pid = text.ok() ? atoi(text->c_str()) : 0;
     if (pid <= 0) return;
     Result<int> opened = port_->OpenPidfd(pid);  // before the check, so it is that process
@@ -337,7 +336,7 @@ class ShimDriver final : public ProcessDriver {
     if (ReadExit(dir, &info)) return info;
     if (ShimAlive(dir)) {
       info.state = ContainerState::kRunning;
-      Result<std::string> pid = ReadSmallFile(dir + "/" + kInitPidFile, kSmallFile);
+      Result<std::string> pid = ReadSmallFile(dir + "/" + kInitPidFile, kDriverRecordMax);
       if (pid.ok()) info.pid = atoi(pid->c_str());
       return info;
     }
@@ -463,7 +462,7 @@ class ShimDriver final : public ProcessDriver {
   // A damaged one ("<code> <finished ms>[ OOMKilled]\n" cut short, empty, garbage) says
   // exited with an unknown code (-1), never a number read from what is left of it.
   static bool ReadExit(const std::string& dir, ProcessState* info) {
-    Result<std::string> exit = ReadSmallFile(dir + "/" + kExitFile, kSmallFile);
+    Result<std::string> exit = ReadSmallFile(dir + "/" + kExitFile, kDriverRecordMax);
     if (!exit.ok()) return false;
     info->state = ContainerState::kExited;
     long long code = -1, at = 0;

@@ -197,6 +197,10 @@ class Interpreter {
     return status;
   }
 
+  // Whether the last step Run did was an allocation past the container's memory limit,
+  // which the kernel answers with an OOM kill.
+  bool oom_killed() const { return oom_killed_; }
+
  private:
   // One step; returns its status (128+N when it got the process killed).
   int Do(const Step& step) {
@@ -226,7 +230,9 @@ class Interpreter {
       }
       case Step::Verb::kAlloc: {
         const int64_t limit = spec.resources.memory_bytes;
-        return limit > 0 && (step.number << 20) > limit ? 128 + SIGKILL : 0;
+        if (limit <= 0 || (step.number << 20) <= limit) return 0;
+        oom_killed_ = true;
+        return 128 + SIGKILL;
       }
       case Step::Verb::kTrapTerm:
         *term_ = {Term::Action::kTrap, static_cast<int>(step.number), step.text};
@@ -287,6 +293,7 @@ class Interpreter {
   Term* term_;
   int64_t timeout_ms_ = -1;  // -1: none
   int64_t slept_ms_ = 0;
+  bool oom_killed_ = false;
 };
 
 // The steps of a program's words (a command's after kFakeProgram, then its args).
@@ -557,8 +564,10 @@ Status FakeRuntime::Start(const std::string& id) {
     }
     c->info.state = ContainerState::kRunning;
     c->info.pid = state_.next_pid++;
-    if (is_program) exit_code = Interpreter(&state_, c).Run(steps);
+    Interpreter process(&state_, c);
+    if (is_program) exit_code = process.Run(steps);
     if (exit_code >= 0) state_.EndProcess(c, exit_code, clock_->Now());
+    if (process.oom_killed()) c->info.exit_reason = "OOMKilled";
   }
   if (exit_code >= 0) NotifyExit(id, exit_code);
   return Status::OK();

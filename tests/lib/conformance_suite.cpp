@@ -349,17 +349,23 @@ TEST_SUITE("runtime") {
   }
 
   TEST_CASE(
-      "a memory limit is enforced: past it the process is OOM-killed (137), and the same "
-      "program without the limit exits 0") {
+      "a memory limit is enforced: past it the process is OOM-killed (137, reason "
+      "OOMKilled), and the same program without the limit exits 0") {
     TempDir state;
     auto rt = Open(state.path());
     ContainerSpec hog = Spec("hog", {Alloc(64), Print("survived")});
     hog.resources.memory_bytes = 16 << 20;
     auto [hog_id, hog_code] = RunToEnd(rt.get(), hog);
     CHECK(hog_code == 137);
+    Result<ContainerInfo> hog_info = rt->Inspect(hog_id);
+    REQUIRE(hog_info.ok());
+    CHECK(hog_info->exit_reason == "OOMKilled");
     CHECK(LogOf(rt.get(), hog_id).find("survived") == std::string::npos);
     auto [free_id, free_code] = RunToEnd(rt.get(), Spec("free", {Alloc(64), Print("survived")}));
     CHECK(free_code == 0);
+    Result<ContainerInfo> free_info = rt->Inspect(free_id);
+    REQUIRE(free_info.ok());
+    CHECK(free_info->exit_reason.empty());
     CHECK(LogOf(rt.get(), free_id) == "survived\n");
     for (const std::string& id : {hog_id, free_id}) RemoveAndCheck(rt.get(), state.path(), id);
   }

@@ -102,17 +102,21 @@ struct DriverBed {
     o.containers_dir = dir.Sub("containers");
     const std::string containers = o.containers_dir;
     o.present = [containers](const std::string& id) { return fs::exists(containers + "/" + id); };
+    o.port = DefaultPort();
     return NewContainerdDriver(std::move(o));
   }
 
   // Bundle `id`: a busybox rootfs of its own and a config.json of lib/oci's that runs
-  // `command`, its cgroups under /petrel-test. With `overlay`, rootfs/ is empty and the
-  // bundle's overlay (as ImageStore's mount data) has busybox in lower/ and its upper
-  // and work directories in scratch/.
-  Bundle MakeBundle(const std::string& id, std::vector<std::string> command, bool overlay = false) {
+  // `command`, its cgroups under /petrel-test with `limits`. With `overlay`, rootfs/ is
+  // empty and the bundle's overlay (as ImageStore's mount data) has busybox in lower/
+  // and its upper and work directories in scratch/.
+  Bundle MakeBundle(const std::string& id, std::vector<std::string> command, bool overlay = false,
+                    const Resources& limits = {}) {
     Bundle b;
     b.id = id;
     b.dir = dir.Sub("containers/" + id);
+    b.cgroup_parent = "petrel-test";
+    b.limits = limits;
     const std::string rootfs = b.dir + "/rootfs";
     if (overlay) {
       fs::create_directories(rootfs);
@@ -127,8 +131,11 @@ struct DriverBed {
     ContainerSpec spec;
     spec.name = id;
     spec.command = std::move(command);
+    spec.resources = limits;
     RuntimeConfigOptions options;
-    options.rootfs = rootfs;
+    // As a driver names it (one of its own: bed.driver may be gone, as in the adoption
+    // case).
+    options.rootfs = NewDriver()->RootPath(rootfs, overlay);
     options.cgroups_path = "/petrel-test/" + id;
     Result<std::string> config = MakeRuntimeConfig(spec, ImageConfig{}, options);
     REQUIRE_MESSAGE(config.ok(), config.status().ToString());
@@ -330,6 +337,51 @@ TEST_SUITE("containerd") {
     CHECK(r.status().message() == "exec in three: container three is exited");
     CHECK(DriverBed::ExecFiles(b).empty());
     bed.DeleteAndCheck("three");
+  }
+
+  // runc makes the memory cgroup config.json names; the driver reads its OOM kill count
+  // when the task ends by SIGKILL, and records it before the task and cgroup go.
+  TEST_CASE("ContainerdDriver: an OOM kill is told as OOMKilled, a plain SIGKILL is not") {
+    DriverBed bed;
+    ProcessDriver* driver = bed.driver.get();
+    REQUIRE_MESSAGE(bed.Prime(driver, &bed.exits), "no exit heard within 10 s");
+    Resources limits;
+    limits.memory_bytes = 16 << 20;
+    // dd's 64 MiB buffer is touched as it reads: past the 16 MiB limit.
+    Bundle hog =
+        bed.MakeBundle("hog", {"/bin/sh", "-c", "exec dd if=/dev/zero of=/dev/null bs=64M count=1"},
+                       false, limits);
+    DeleteAtEnd hog_at_end{driver, "hog"};
+    Status s = driver->Run(hog);
+    REQUIRE_MESSAGE(s.ok(), s.ToString());
+    CHECK_MESSAGE(bed.exits.Heard("hog", 137, 10), "no exit 137 heard");
+    Result<ProcessState> st = driver->State("hog");
+    REQUIRE_MESSAGE(st.ok(), st.status().ToString());
+    CHECK(st->exit_code == 137);
+    CHECK(st->exit_reason == "OOMKilled");
+    bed.DeleteAndCheck("hog");
+    st = driver->State("hog");  // from what Delete recorded
+    REQUIRE_MESSAGE(st.ok(), st.status().ToString());
+    CHECK(st->state == ContainerState::kExited);
+    CHECK(st->exit_code == 137);
+    CHECK(st->exit_reason == "OOMKilled");
+
+    Bundle killed =
+        bed.MakeBundle("killed", {"/bin/sh", "-c", "echo up; exec sleep 60"}, false, limits);
+    DeleteAtEnd killed_at_end{driver, "killed"};
+    s = driver->Run(killed);
+    REQUIRE_MESSAGE(s.ok(), s.ToString());
+    CHECK(testing::WaitFor([&] { return bed.Logs("killed") == "up\n"; }, 10));
+    REQUIRE(driver->Signal("killed", SIGKILL).ok());
+    CHECK_MESSAGE(bed.exits.Heard("killed", 137, 10), "no exit 137 heard");
+    st = driver->State("killed");
+    REQUIRE_MESSAGE(st.ok(), st.status().ToString());
+    CHECK(st->exit_code == 137);
+    CHECK(st->exit_reason.empty());
+    bed.DeleteAndCheck("killed");
+    st = driver->State("killed");
+    REQUIRE_MESSAGE(st.ok(), st.status().ToString());
+    CHECK(st->exit_reason.empty());
   }
 
   TEST_CASE("ContainerdDriver: Exec gives the exit code and both streams, cut at the limit") {
