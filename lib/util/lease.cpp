@@ -5,6 +5,7 @@
 #include <linux/magic.h>
 #include <stdlib.h>
 #include <sys/vfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/util/sha256.h"
@@ -12,6 +13,12 @@
 namespace petrel::internal {
 
 std::string LeaseText(TimeMs renewed_at) { return std::to_string(renewed_at) + "\n"; }
+
+TimeMs LeaseClockNow() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<TimeMs>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
 
 TimeMs ReadLease(const char* path) {
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);

@@ -27,6 +27,9 @@ std::string LeaseText(TimeMs renewed_at);
 // between fork() and exit.
 TimeMs ReadLease(const char* path);
 
+// Now on the lease's clock (CLOCK_MONOTONIC, in ms). ASYNC-SIGNAL-SAFE.
+TimeMs LeaseClockNow();
+
 // True when a lease of `duration_ms` last renewed at `renewed_at` (-1: unknown) has
 // run out at `now`.
 inline bool LeaseExpired(TimeMs renewed_at, int64_t duration_ms, TimeMs now) {

@@ -23,6 +23,7 @@
 #include <utility>
 
 #include "lib/util/fs.h"
+#include "lib/util/lease.h"
 #include "lib/util/log_files.h"
 #include "petrel/spec.h"
 #include "runtime-adapters/containerd/exits.h"
@@ -353,11 +354,19 @@ class ContainerdDriver final : public ProcessDriver {
 
   Status Run(const Bundle& bundle) override {
     const std::string& id = bundle.id;
-    if (!bundle.lease.empty()) {
-      // The crun shim enforces a lease; containerd's shim knows of none.
-      return Status::NotSupported("start container " + id +
-                                  ": leases (exclusive workloads in a cluster) need the crun or "
-                                  "runc runtime, not containerd yet");
+    const std::string started = bundle.dir + "/" + kStartedFile;
+    const std::string exited = bundle.dir + "/" + kExitedFile;
+    const std::string task_pid = bundle.dir + "/" + kLoggerTaskPidFile;
+    const ContainerLease& lease = bundle.lease;
+    // A lease run out already: the container does not start at all, and has exited
+    // with 255, as on crun. One that runs out later is the logger's (logger.h).
+    if (!lease.empty() &&
+        LeaseExpired(ReadLease(lease.path.c_str()), lease.duration_ms, LeaseClockNow())) {
+      const std::string now = std::to_string(ToMs(std::chrono::system_clock::now()));
+      PETREL_RETURN_IF_ERROR(WriteFileAtomic(started, now + "\n"));
+      PETREL_RETURN_IF_ERROR(WriteFileAtomic(exited, "255 " + now + "\n"));
+      return Status::FailedPrecondition("lease " + lease.path +
+                                        " has run out: not starting the container");
     }
     PETREL_ASSIGN_OR_RETURN(std::unique_ptr<GrpcChannel> channel, Channel());
     ContainerdContainer c;
@@ -381,11 +390,13 @@ class ContainerdDriver final : public ProcessDriver {
       }
     }
     ContainerdTaskIO io;
-    io.stdout_uri = ContainerdLogUri(opts_.logger, bundle.dir, opts_.log_max_bytes);
+    io.stdout_uri = ContainerdLogUri(opts_.logger, bundle.dir, opts_.log_max_bytes, lease);
     io.stderr_uri = io.stdout_uri;  // services.h: the 1.6 shim dies without one
-    Status s = ContainerdCreateTask(channel.get(), id, ContainerdOverlayMounts(bundle.overlay), io)
-                   .status();
-    const std::string started = bundle.dir + "/" + kStartedFile;
+    Result<uint32_t> pid =
+        ContainerdCreateTask(channel.get(), id, ContainerdOverlayMounts(bundle.overlay), io);
+    Status s = pid.status();
+    // Whom the logger kills once the lease runs out, written before the task starts.
+    if (s.ok() && !lease.empty()) s = WriteFileAtomic(task_pid, std::to_string(*pid) + "\n");
     if (s.ok()) {
       // The wall clock, not the adapter's Clock: containerd stamps the exit with it, as
       // the crun shim does, and State gives both times side by side.
@@ -396,8 +407,7 @@ class ContainerdDriver final : public ProcessDriver {
     if (s.ok()) return s;
     // Nothing of a failed Run stays in containerd.
     (void)Remove(channel.get(), id);
-    unlink(started.c_str());
-    unlink((bundle.dir + "/" + kExitedFile).c_str());
+    for (const std::string& path : {started, exited, task_pid}) unlink(path.c_str());
     return StartError(s);
   }
 

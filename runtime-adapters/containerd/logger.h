@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <string>
 
+#include "petrel/runtime.h"
 #include "petrel/status.h"
 
 namespace petrel::internal {
@@ -37,15 +38,32 @@ namespace petrel::internal {
 inline constexpr char kLoggerKeyPrefix[] = "petrel-log-";
 inline constexpr char kLoggerDirKey[] = "petrel-log-dir";
 inline constexpr char kLoggerMaxKey[] = "petrel-log-max";
+inline constexpr char kLoggerLeaseKey[] = "petrel-log-lease";
+inline constexpr char kLoggerLeaseMsKey[] = "petrel-log-lease-ms";
 
+// The file in the log directory (the container's) where the driver writes the task's
+// pid, "<pid>\n", between creating and starting the task: whom a logger with a lease
+// kills.
+inline constexpr char kLoggerTaskPidFile[] = "task.pid";
+
+// With a lease (ContainerSpec::lease) the logger enforces it as the crun shim does, and
+// so also while petreld is down: it reads the lease file every kLeaseCheckMs and at the
+// moment it would run out, and once it has run out kills the task's init process (and
+// so its PID namespace, the whole container) with SIGKILL, saying so once in the
+// container's log. The init process is held by a pidfd opened when the pid file first
+// appears, so a pid reused later is never signalled.
 struct LoggerArgs {
   std::string dir;        // absolute
   int64_t max_bytes = 0;  // per file, > 0
+  ContainerLease lease;   // none when its path is empty; else duration_ms > 0
 };
 
-// "binary://<binary>?petrel-log-dir=<dir>&petrel-log-max=<max_bytes>", percent-encoded.
-// REQUIRES: `binary` and `dir` absolute, max_bytes > 0.
-std::string ContainerdLogUri(const std::string& binary, const std::string& dir, int64_t max_bytes);
+// "binary://<binary>?petrel-log-dir=<dir>&petrel-log-max=<max_bytes>", percent-encoded,
+// and "&petrel-log-lease=<path>&petrel-log-lease-ms=<ms>" with a lease.
+// REQUIRES: `binary` and `dir` absolute, max_bytes > 0; a lease's path absolute and its
+// duration above 0.
+std::string ContainerdLogUri(const std::string& binary, const std::string& dir, int64_t max_bytes,
+                             const ContainerLease& lease = {});
 
 // The logger's arguments (argv[1..argc) as key-value pairs, in any order).
 // InvalidArgument naming what is wrong: "petrel-log-max: not a positive number: 12x".

@@ -7,6 +7,8 @@
 #include <doctest/doctest.h>
 #include <signal.h>
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
@@ -20,6 +22,7 @@
 
 #include "lib/oci/runtime_config.h"
 #include "lib/util/fs.h"
+#include "lib/util/lease.h"
 #include "lib/util/log_files.h"
 #include "runtime-adapters/containerd/containerd_driver.h"
 #include "runtime-adapters/containerd/grpc.h"
@@ -229,7 +232,9 @@ struct DriverBed {
 struct DeleteAtEnd {
   ProcessDriver* driver;
   std::string id;
-  ~DeleteAtEnd() { (void)driver->Delete(id); }
+  ~DeleteAtEnd() {
+    if (driver != nullptr) (void)driver->Delete(id);
+  }
 };
 
 TEST_SUITE("containerd") {
@@ -659,6 +664,101 @@ TEST_SUITE("containerd") {
     CHECK(after->exit_code == 137);
     REQUIRE(second->Delete("adopted").ok());
     CHECK(bed.Gone("adopted"));
+  }
+
+  // Leases (ContainerSpec::lease): the container's logger, not petrel, kills a task whose
+  // lease is not renewed, so it dies also while petrel is gone; bounds allow a busy
+  // machine.
+  TEST_CASE("ContainerdDriver: a leased task lives while renewed, killed once not, driver gone") {
+    DriverBed bed;
+    const std::string lease = bed.dir.Sub("node.lease");
+    // Renewed every 100 ms from before the task starts until told to stop.
+    std::atomic<bool> renew{true};
+    std::atomic<TimeMs> renewed{0};
+    auto renew_once = [&] {
+      const TimeMs now = LeaseClockNow();
+      if (!WriteFileAtomic(lease, LeaseText(now)).ok()) return false;
+      renewed = now;
+      return true;
+    };
+    REQUIRE(renew_once());
+    std::thread renewer([&] {
+      while (renew) {
+        (void)renew_once();  // a failure shows as the task killed too early
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    });
+    struct Join {
+      std::atomic<bool>* renew;
+      std::thread* t;
+      ~Join() {
+        *renew = false;
+        if (t->joinable()) t->join();
+      }
+    } join{&renew, &renewer};
+    Bundle b = bed.ShellBundle("leased", "echo up; while :; do sleep 0.1; done");
+    b.lease = ContainerLease{lease, 1000};
+    DeleteAtEnd at_end{bed.driver.get(), "leased"};
+    Status s = bed.driver->Run(b);
+    REQUIRE_MESSAGE(s.ok(), s.ToString());
+    CHECK(testing::WaitFor([&] { return bed.Logs("leased") == "up\n"; }, 10));
+    // petrel dies; the lease is renewed on for 2 s, past its 1 s: the task lives.
+    at_end.driver = nullptr;
+    bed.driver.reset();
+    for (int i = 0; i < 20; i++) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      Result<ContainerdProcess> task = ContainerdGetTask(bed.channel.get(), "leased");
+      REQUIRE_MESSAGE(task.ok(), task.status().ToString());
+      REQUIRE(task->status == ContainerdTaskStatus::kRunning);
+    }
+    renew = false;
+    renewer.join();
+    // Not renewed any more: the logger kills the task.
+    CHECK(testing::WaitFor(
+        [&] {
+          Result<ContainerdProcess> task = ContainerdGetTask(bed.channel.get(), "leased");
+          return task.ok() && task->status == ContainerdTaskStatus::kStopped;
+        },
+        10));
+    const TimeMs dead_after = LeaseClockNow() - renewed.load();
+    MESSAGE("stopped " << dead_after << " ms after the last renewal (lease 1000 ms)");
+    CHECK(dead_after >= 1000);
+    CHECK(dead_after < 1000 + 2500);
+    // petrel comes back.
+    bed.driver = bed.NewDriver();
+    REQUIRE(bed.driver->Open(bed.exits.Fn()).ok());
+    at_end.driver = bed.driver.get();
+    Result<ProcessState> st = bed.driver->State("leased");
+    REQUIRE_MESSAGE(st.ok(), st.status().ToString());
+    CHECK(st->state == ContainerState::kExited);
+    CHECK(st->exit_code == 137);
+    CHECK(st->exit_reason.empty());
+    CHECK(testing::WaitFor(
+        [&] {
+          return bed.Logs("leased") ==
+                 "up\npetrel-logger: lease " + lease + " ran out: killed the container\n";
+        },
+        10));
+    bed.DeleteAndCheck("leased");
+  }
+
+  TEST_CASE("ContainerdDriver: a task whose lease has run out is not started, Run says why") {
+    DriverBed bed;
+    ProcessDriver* driver = bed.driver.get();
+    const std::string lease = bed.dir.Sub("node.lease");  // never renewed: run out
+    Bundle b = bed.ShellBundle("expired", "echo up");
+    b.lease = ContainerLease{lease, 500};
+    DeleteAtEnd at_end{driver, "expired"};
+    Status s = driver->Run(b);
+    CHECK(s.code() == Status::Code::kFailedPrecondition);
+    CHECK(s.message() == "lease " + lease + " has run out: not starting the container");
+    CHECK(bed.Gone("expired"));  // containerd never heard of it
+    Result<ProcessState> st = driver->State("expired");
+    REQUIRE_MESSAGE(st.ok(), st.status().ToString());
+    CHECK(st->state == ContainerState::kExited);
+    CHECK(st->exit_code == 255);
+    CHECK(bed.Logs("expired").empty());
+    bed.DeleteAndCheck("expired");
   }
 }
 

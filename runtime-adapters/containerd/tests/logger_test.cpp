@@ -12,9 +12,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "lib/util/fs.h"
+#include "lib/util/lease.h"
 #include "lib/util/log_files.h"
 #include "lib/util/strings.h"
 #include "tests/lib/doctest_main.h"
@@ -156,6 +160,10 @@ TEST_CASE("ContainerdLogUri escapes the path and the values as Go's net/url deco
   REQUIRE(PercentDecode(query.substr(query.find('=') + 1, amp - query.find('=') - 1), true, &dir));
   CHECK(dir == odd);
   CHECK(query.substr(amp + 1) == "petrel-log-max=7");
+  // A lease adds its pair of keys, its path escaped as the directory is.
+  CHECK(ContainerdLogUri("/p", "/d", 9, ContainerLease{"/run/petrel/a b.lease", 1500}) ==
+        "binary:///p?petrel-log-dir=%2Fd&petrel-log-max=9"
+        "&petrel-log-lease=%2Frun%2Fpetrel%2Fa%20b.lease&petrel-log-lease-ms=1500");
 }
 
 TEST_CASE("ParseLoggerArgs takes the pairs in any order and names what is wrong") {
@@ -180,6 +188,25 @@ TEST_CASE("ParseLoggerArgs takes the pairs in any order and names what is wrong"
   CHECK(parse({"petrel-log-dir", "/d", "other", ""}).status().message() ==
         "unknown argument other");
   CHECK(parse({"petrel-log-dir"}).status().IsInvalidArgument());
+  Result<LoggerArgs> leased = parse({"petrel-log-lease-ms", "1500", "petrel-log-dir", "/d",
+                                     "petrel-log-lease", "/l", "petrel-log-max", "1"});
+  REQUIRE(leased.ok());
+  CHECK(leased->lease == ContainerLease{"/l", 1500});
+  CHECK(a->lease.empty());
+  CHECK(parse({"petrel-log-dir", "/d", "petrel-log-max", "1", "petrel-log-lease", "/l"})
+            .status()
+            .message() == "petrel-log-lease and petrel-log-lease-ms go together");
+  CHECK(parse({"petrel-log-dir", "/d", "petrel-log-max", "1", "petrel-log-lease-ms", "5"})
+            .status()
+            .message() == "petrel-log-lease and petrel-log-lease-ms go together");
+  CHECK(parse({"petrel-log-dir", "/d", "petrel-log-max", "1", "petrel-log-lease", "l",
+               "petrel-log-lease-ms", "5"})
+            .status()
+            .message() == "petrel-log-lease: not an absolute path: l");
+  CHECK(parse({"petrel-log-dir", "/d", "petrel-log-max", "1", "petrel-log-lease", "/l",
+               "petrel-log-lease-ms", "-5"})
+            .status()
+            .message() == "petrel-log-lease-ms: not a positive number: -5");
 }
 
 // The logger, started as pkg/process/io.go NewBinaryIO starts one: fd 3 and fd 4 the
@@ -318,6 +345,46 @@ TEST_CASE("the logger drains what the pipes hold and exits 0 on SIGTERM") {
   CHECK(got.find("before the end\n") != std::string::npos);
   CHECK(got.find("on stderr\n") != std::string::npos);
   CHECK(got.size() == 25);
+}
+
+// A process of the test's stands for the task: the logger kills it through the pid
+// file once the lease is not renewed, and leaves it alone while it is.
+TEST_CASE("the logger with a lease kills the task once the lease runs out, not before") {
+  TempDir tmp;
+  const std::string lease = tmp.Sub("node.lease");
+  const pid_t task = fork();
+  REQUIRE(task >= 0);
+  if (task == 0) {
+    execl("/bin/sleep", "sleep", "60", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  REQUIRE(WriteFileAtomic(tmp.Sub("task.pid"), std::to_string(task) + "\n").ok());
+  REQUIRE(WriteFileAtomic(lease, LeaseText(LeaseClockNow())).ok());
+  Logger logger({"petrel-log-dir", tmp.path(), "petrel-log-max", "65536", "petrel-log-lease", lease,
+                 "petrel-log-lease-ms", "800"});
+  REQUIRE(logger.Ready());
+  // Renewed for 1.5 s: the task lives on.
+  TimeMs renewed = 0;
+  for (int i = 0; i < 15; i++) {
+    renewed = LeaseClockNow();
+    REQUIRE(WriteFileAtomic(lease, LeaseText(renewed)).ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    int status = 0;
+    REQUIRE(waitpid(task, &status, WNOHANG) == 0);
+  }
+  // Not renewed: killed after 800 ms (bounds for a busy machine).
+  int status = 0;
+  REQUIRE(waitpid(task, &status, 0) == task);
+  const TimeMs dead_after = LeaseClockNow() - renewed;
+  MESSAGE("killed " << dead_after << " ms after the last renewal (lease 800 ms)");
+  CHECK(WIFSIGNALED(status));
+  CHECK(WTERMSIG(status) == SIGKILL);
+  CHECK(dead_after >= 800);
+  CHECK(dead_after < 800 + 1500);
+  const std::string said = "petrel-logger: lease " + lease + " ran out: killed the container\n";
+  CHECK(WaitFor([&] { return ReadAll(tmp.path()) == said; }, 10));
+  logger.CloseOutput();
+  CHECK(logger.Wait() == 0);
 }
 
 TEST_CASE("the logger refuses bad arguments with exit code 2 and one line on stderr") {
