@@ -11,6 +11,7 @@
 #include "lib/util/strings.h"
 #include "petrel/containerd.h"
 #include "runtime-adapters/containerd/containerd_driver.h"
+#include "runtime-adapters/containerd/logger.h"
 #include "runtime-adapters/crun/process_driver.h"
 
 namespace petrel {
@@ -56,6 +57,15 @@ Result<std::shared_ptr<ContainerRuntime>> NewContainerdRuntime(const ContainerdO
   }
   std::string logger = options.logger;
   if (logger.empty()) {
+    // Without the hand-over, each container's start would run the whole program again.
+    if (!internal::ContainerdLoggerHandOverAsked()) {
+      return Status::FailedPrecondition(
+          "runtime containerd: this program's main() never asks "
+          "petrel::IsContainerdLoggerCall, so containerd's shim would start the whole "
+          "program again as each container's logger; hand over to "
+          "petrel::RunContainerdLogger in main() (petrel/containerd.h) or set "
+          "ContainerdOptions::logger to petreld");
+    }
     PETREL_ASSIGN_OR_RETURN(logger, OwnBinary());
   }
   if (logger[0] != '/' || access(logger.c_str(), X_OK) != 0) {

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
@@ -105,6 +106,8 @@ namespace {
 // The shim's fds (logger.h).
 constexpr int kStdoutFd = 3, kStderrFd = 4, kReadyFd = 5;
 
+std::atomic<bool> g_hand_over_asked{false};
+
 volatile sig_atomic_t g_terminate = 0;
 void OnTerminate(int) { g_terminate = 1; }
 
@@ -176,7 +179,10 @@ class LeaseWatch {
 }  // namespace
 }  // namespace internal
 
+bool internal::ContainerdLoggerHandOverAsked() { return internal::g_hand_over_asked; }
+
 bool IsContainerdLoggerCall(int argc, char** argv) {
+  internal::g_hand_over_asked = true;
   return argc >= 2 && std::strncmp(argv[1], internal::kLoggerKeyPrefix,
                                    sizeof(internal::kLoggerKeyPrefix) - 1) == 0;
 }

@@ -65,6 +65,10 @@ struct LoggerArgs {
 std::string ContainerdLogUri(const std::string& binary, const std::string& dir, int64_t max_bytes,
                              const ContainerLease& lease = {});
 
+// Whether this process has asked IsContainerdLoggerCall (its main() hands over to the
+// logger): NewContainerdRuntime refuses to make its own binary the logger otherwise.
+bool ContainerdLoggerHandOverAsked();
+
 // The logger's arguments (argv[1..argc) as key-value pairs, in any order).
 // InvalidArgument naming what is wrong: "petrel-log-max: not a positive number: 12x".
 Result<LoggerArgs> ParseLoggerArgs(int argc, char** argv);

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "petrel/containerd.h"
 #include "petrel/status.h"
 #include "runtime-adapters/containerd/grpc.h"
 #include "runtime-adapters/containerd/services.h"
@@ -233,6 +234,27 @@ TEST_SUITE("containerd") {
     CHECK(ContainerdTaskStatusName(ContainerdTaskStatus::kUnknown) == "UNKNOWN"s);
     CHECK(ContainerdTaskStatusName(ContainerdTaskStatus::kRunning) == "RUNNING"s);
     CHECK(ContainerdTaskStatusName(ContainerdTaskStatus::kPausing) == "PAUSING"s);
+  }
+
+  // The only test in this binary that asks IsContainerdLoggerCall: the question is
+  // remembered for the process. log_max_bytes 0 fails the check after the logger's, so
+  // that nothing is made and no containerd is needed.
+  TEST_CASE("containerd NewContainerdRuntime takes its own binary as logger once main() asks") {
+    ContainerdOptions o;
+    o.state_dir = "/nonexistent/petrel";
+    o.log_max_bytes = 0;
+    Status s = NewContainerdRuntime(o).status();
+    CHECK(s.code() == Status::Code::kFailedPrecondition);
+    CHECK(s.message().find("never asks petrel::IsContainerdLoggerCall") != std::string::npos);
+    o.logger = "/bin/true";  // a logger named: no hand-over needed
+    s = NewContainerdRuntime(o).status();
+    CHECK(s.message() == "runtime containerd: log_max_bytes must be above 0");
+    std::string arg0 = "petreld", arg1 = "--state-dir";
+    char* argv[] = {arg0.data(), arg1.data(), nullptr};
+    CHECK_FALSE(IsContainerdLoggerCall(2, argv));
+    o.logger.clear();  // main() asked: its own binary is the logger
+    s = NewContainerdRuntime(o).status();
+    CHECK(s.message() == "runtime containerd: log_max_bytes must be above 0");
   }
 }
 

@@ -26,7 +26,10 @@
 //     ...
 //   }
 //
-// petreld does so; an embedder that points the adapter at its own binary must too.
+// petreld does so; an embedder that points the adapter at its own binary must too:
+// NewContainerdRuntime refuses its own binary (FailedPrecondition) in a program that
+// never asked IsContainerdLoggerCall, as containerd would start that program again for
+// each container.
 #ifndef PETREL_CONTAINERD_H_
 #define PETREL_CONTAINERD_H_
 
@@ -50,7 +53,8 @@ struct ContainerdOptions : BundleRuntimeOptions {
   // share one containerd need one each.
   std::string ns = "petrel";
   // The logger program containerd's shim runs for each container (an absolute path);
-  // "" for this process's own binary, whose main() must then hand over as shown above.
+  // "" for this process's own binary, whose main() must then hand over as shown above
+  // (asked before this runtime is made).
   std::string logger;
   // runc's state directory as the shim is told it; "" for the shim's default,
   // /run/containerd/runc.
@@ -79,10 +83,15 @@ bool IsContainerdLoggerCall(int argc, char** argv);
 // stdout on fd 3 and stderr on fd 4, fd 5 to close once ready, and the URI's query as
 // argument pairs in any order:
 //   petrel-log-dir <absolute directory, existing>   petrel-log-max <bytes per file, > 0>
+//   and, for a container with a lease (ContainerSpec::lease), both of
+//   petrel-log-lease <absolute lease file>          petrel-log-lease-ms <duration, > 0>
 // Copies fd 3 and fd 4, as their bytes arrive, into "<dir>/log.<base offset>" files
 // rotated at the cap (two kept, continuing files already there), closes fd 5 once the
 // files are open, and returns 0 when both reach end of file, or after draining them
 // on SIGTERM (the shim's way to stop it). Uses one fixed buffer: no allocation per read.
+// With a lease, it SIGKILLs the task's init process (its pid in "<dir>/task.pid", which
+// the adapter writes before starting the task) once the lease has run out, and says so
+// in the log files.
 // Returns 2 after a one-line error on stderr for bad arguments or missing fds; 1 after
 // one for a failure of its own (the directory cannot be listed, poll fails).
 // REQUIRES: called from main(), single-threaded; it owns the process until it returns.
