@@ -29,6 +29,7 @@ fail() {
 }
 cleanup() {
   containerd_stop "$dir" || true
+  containerd_kill_shims "$dir"  # a failed case's tasks
   rm -rf "$dir"
 }
 trap cleanup EXIT

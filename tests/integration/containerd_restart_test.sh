@@ -5,7 +5,8 @@
 # container killed meanwhile is restarted once containerd is back (its exit read from
 # containerd's task, the event having been lost), the other is not touched; petreld
 # says when it stops and starts hearing containerd's exits; a workload applied after
-# the restart runs; deleting everything leaves nothing in containerd. A missing
+# the restart runs; a task whose shim is killed is restarted, once; deleting everything
+# leaves nothing in containerd. A missing
 # containerd is a failure, never a skip.
 #   containerd_restart_test.sh PETRELD PETRELCTL
 set -euo pipefail
@@ -86,6 +87,23 @@ read -r q0 q1 <<<"$(json | jq -r '[.items[0].replicas[].pid] | join(" ")')"
 [ "$q1" != "$p1" ] && kill -0 "$q1" || fail "replica 1 runs no new process ($p1 -> $q1)"
 wait_for 10 grep -q "hearing containerd's exits again" "$dir/petreld.log" ||
   fail "petreld did not say it hears containerd's exits again"
+
+# A task's shim dies (kill -9): containerd reports the task gone, petreld restarts the
+# replica, and one process runs for it, not two; the other replica is left alone.
+shim=$(pgrep -f "containerd-shim-runc-v2 .*-id [^ ]*survivor_1 .*-address $PETREL_TEST_CONTAINERD_SOCKET( |\$)") ||
+  fail "no shim of replica 1"
+kill -9 "$shim"
+restarted_again() {
+  [ "$(json | jq '.items[0].replicas[1] | .restarts == 2 and .phase == "Running" and .ready')" = true ]
+}
+wait_for 60 restarted_again || fail "timed out waiting for replica 1 restarted after its shim died: $(json)"
+read -r r0 r1 <<<"$(json | jq -r '[.items[0].replicas[].pid] | join(" ")')"
+[ "$r0" = "$p0" ] || fail "replica 0 changed when replica 1's shim died: pid $p0 became $r0"
+[ "$r1" != "$q1" ] && kill -0 "$r1" || fail "replica 1 runs no new process ($q1 -> $r1)"
+sleep 1
+! kill -0 "$q1" 2>/dev/null || fail "replica 1's old process $q1 lives on beside $r1"
+runs=$(pgrep -c -f "while true; do sleep 1; done") || true
+[ "$runs" = 2 ] || fail "$runs container processes for 2 replicas after the shim died"
 
 # The adapter works as before: a new workload runs, a kill is heard at once.
 sed 's/name: survivor/name: later/; s/replicas: 2/replicas: 1/' "$dir/w.yaml" >"$dir/later.yaml"
