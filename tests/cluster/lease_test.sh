@@ -2,13 +2,15 @@
 # Issue 11: an exclusive workload is never started anywhere while its previous node
 # could still be running it, also when that node's petreld dies and its containers live
 # on. Three petreld as peers in network namespaces (tests/lib/netns.sh), on a real
-# runtime (crun or runc), each with its own --lease-dir:
+# runtime (crun, runc, or containerd at $PETREL_TEST_CONTAINERD_SOCKET, shared by the
+# three), each with its own --lease-dir:
 #  1. form the cluster; an exclusive workload runs on one node, whose lease file is
 #     owner-only (0600 in a 0700 dir) and renewed;
 #  2. kill -9 of that node's petreld alone (its shim and container live on): the shim
-#     kills the container within fenceAfter (1 s) + $DEAD_MARGIN_MS of the kill, says so
-#     in the container's runtime.log, and the workload runs on another node; every
-#     node's runtime is asked every ~50 ms ("<runtime> state", the runtime's own view,
+#     (on containerd, the container's logger) kills the container within fenceAfter
+#     (1 s) + $DEAD_MARGIN_MS of the kill, says so in the container's runtime.log (on
+#     containerd, its log), and the workload runs on another node; every node's runtime
+#     is asked every ~50 ms ("<runtime> state", "ctr tasks ls": the runtime's own view,
 #     not petrel's) and never two run it at once;
 #  3. the killed petreld, restarted, rejoins and leaves the workload where it runs, once.
 # Each step prints what it measured.
@@ -32,7 +34,9 @@ pid=""
 # shellcheck source=tests/lib/cluster.sh
 . "$src/tests/lib/cluster.sh"
 
-for tool in jq busybox "$runtime"; do
+tools=(jq busybox "$runtime")
+[ "$runtime" = containerd ] && tools+=(ctr)
+for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null || { echo "FAIL: $tool is not installed (ports/debian/install-deps)" >&2; exit 1; }
 done
 cluster_dir=$(mktemp -d /tmp/petrel-lease-test.XXXXXX)
@@ -42,14 +46,8 @@ netns_setup 3 || rc=$?
 # Before the namespaces' processes are killed: the containers, with their cgroups and
 # the runtime's records, then the files.
 cleanup_containers() {
-  local i id root
-  for i in 1 2 3; do
-    root=$(node_state "$i")/oci/runtime
-    for id in "$root"/*; do
-      [ -e "$id" ] || continue
-      "$runtime" --root "$root" delete --force "${id##*/}" >/dev/null 2>&1 || true
-    done
-  done
+  local i
+  for i in 1 2 3; do runtime_cleanup "$runtime" "$(node_state "$i")" "$(node_state "$i")"; done
 }
 cluster_dir_at_exit
 netns_at_exit cleanup_containers  # first: before the files go
@@ -71,8 +69,13 @@ fi
 
 # runs_in_runtime I: node I's runtime (not petrel) says its replica of lock runs.
 runs_in_runtime() {
-  "$runtime" --root "$(node_state "$1")/oci/runtime" state "petrel_n$1_lock_0" 2>/dev/null |
-    grep -q '"status": *"running"'
+  if [ "$runtime" = containerd ]; then
+    ctr --address "$PETREL_TEST_CONTAINERD_SOCKET" -n petrel tasks ls 2>/dev/null |
+      grep -Eq "^petrel_n$1_lock_0[[:space:]].*[[:space:]]RUNNING[[:space:]]*\$"
+  else
+    "$runtime" --root "$(node_state "$1")/oci/runtime" state "petrel_n$1_lock_0" 2>/dev/null |
+      grep -q '"status": *"running"'
+  fi
 }
 # runs_itself I: node I says it runs lock itself (its own replica, Running).
 runs_itself() {
@@ -147,9 +150,15 @@ done
   fail "lock's container on n$victim died ${dead} ms after kill -9 (bound: fenceAfter 1000 + $DEAD_MARGIN_MS ms)"
 [ "$started" -ge 0 ] || fail "lock did not run on another node within ${MOVE_S}s of kill -9"
 [ "$started" -gt "$dead" ] || fail "lock ran elsewhere ($started ms) before n$victim's container died ($dead ms)"
-grep -q "lease .* ran out: killing the container" \
-  "$(node_state "$victim")/oci/containers/petrel_n${victim}_lock_0/runtime.log" ||
-  fail "n$victim's shim did not say why it killed the container"
+if [ "$runtime" = containerd ]; then
+  cat "$(node_state "$victim")"/containerd/containers/petrel_n"${victim}"_lock_0/log.* |
+    grep -q "petrel-logger: lease .* ran out: killed the container" ||
+    fail "n$victim's logger did not say why it killed the container"
+else
+  grep -q "lease .* ran out: killing the container" \
+    "$(node_state "$victim")/oci/containers/petrel_n${victim}_lock_0/runtime.log" ||
+    fail "n$victim's shim did not say why it killed the container"
+fi
 note "n$victim's container dead ${dead} ms after kill -9 of its petreld, lock running on$where ${started} ms after ($samples samples of 3 runtimes, never 2 at once)"
 
 # ---------------------------------------------------------------------------------

@@ -9,7 +9,8 @@
 # port space), and keeps its files in $cluster_dir/nI: state/ (its --state-dir),
 # petrel.sock, petreld.log (appended to across restarts).
 #
-#   node_start I [FLAG...]   petreld --runtime $CLUSTER_RUNTIME (default fake) on node I
+#   node_start I [FLAG...]   petreld --runtime $CLUSTER_RUNTIME (default fake; runtime_flags
+#                            of petreld.sh) on node I
 #                            with its state dir, socket, name, --peer-listen and
 #                            --lease-dir $cluster_dir/run/petrel (on a tmpfs the nodes
 #                            share, as /run is on a host: the lease renewed every
@@ -71,9 +72,10 @@ node_start() {
     mount -t tmpfs -o size=1m petrel-run "$cluster_dir/run" || return 1
   fi
   echo "=== $(date '+%T.%N' | cut -c1-12) start: $*" >>"$(node_log "$i")"
+  runtime_flags "$CLUSTER_RUNTIME" || return 1  # containerd: its endpoint too
   # shellcheck disable=SC2086  # CLUSTER_PETRELD_FLAGS is a list of words
   PETREL_SOCKET=$(node_sock "$i") petreld_netns=$(netns_name "$i") \
-    petreld_start "$(node_log "$i")" --runtime "$CLUSTER_RUNTIME" --state-dir "$(node_state "$i")" \
+    petreld_start "$(node_log "$i")" "${runtime_flags[@]}" --state-dir "$(node_state "$i")" \
     --node-name "$(node_name "$i")" --peer-listen "$(node_addr "$i")" \
     --lease-dir "$cluster_dir/run/petrel" \
     $CLUSTER_PETRELD_FLAGS "$@" || rc=$?
