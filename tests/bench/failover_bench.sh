@@ -119,10 +119,14 @@ now_us() { echo "${EPOCHREALTIME//[.,]/}"; }
 stamp_file() { echo "$tmp/stamps/$1/starts"; }
 # starts NAME: how many times a container of NAME ran its first instruction.
 starts() { wc -l 2>/dev/null <"$(stamp_file "$1")" || echo 0; }
-# stamp_us NAME N: the N-th start's time, in microseconds since the epoch.
+# stamp_us NAME N: the N-th start's time, in microseconds since the epoch. adjtimex's
+# "time.tv_usec" holds nanoseconds while the kernel's status has STA_NANO (8192), which
+# an NTP daemon may have set.
 stamp_us() {
-  sed -n "$2s/.*time\.tv_sec: *\([0-9]*\) *time\.tv_usec: *\([0-9]*\).*/\1 \2/p" "$(stamp_file "$1")" |
-    { read -r s u && echo $((s * 1000000 + 10#$u)); }
+  sed -n "$2s/.*status: *\([0-9]*\).*time\.tv_sec: *\([0-9]*\) *time\.tv_usec: *\([0-9]*\).*/\1 \2 \3/p" \
+    "$(stamp_file "$1")" |
+    { read -r st s u && u=$((10#$u)) && { [ $((st & 8192)) -eq 0 ] || u=$((u / 1000)); } &&
+      echo $((s * 1000000 + u)); }
 }
 # stamp_node NAME N: the node whose container made the N-th start, as the container saw
 # it (the first node-K in its mountinfo: its root lies in that node's state dir).
