@@ -56,6 +56,7 @@ tools=(
   mountpoint sync                     # tests/integration/power_cut_test.sh (with dropfs)
   stdbuf                              # tests/lib/registry.sh's cutting proxy
   containerd ctr protoc-c             # runtime-adapters/containerd, containerd_grpc_test.sh
+  dockerd                             # runtime-adapters/docker: tests/lib/dockerd.sh
 )
 # CNI's plugins, which petrel runs for the bridge network (ports/linux/cni.cpp).
 plugins=(loopback bridge host-local portmap)
