@@ -134,6 +134,10 @@ Result<std::chrono::system_clock::time_point> DockerParseTime(std::string_view t
     return Status::InvalidArgument("time " + Quote(text) + " is not RFC 3339 in UTC");
   }
   if (year == 1) return std::chrono::system_clock::time_point();  // Go's zero time
+  // A time_point counts nanoseconds in 64 bits: it reaches from 1677 to 2262.
+  if (year < 1970 || year > 2261) {
+    return Status::InvalidArgument("time " + Quote(text) + " is out of range (1970 to 2261)");
+  }
   tm.tm_year = year - 1900;
   tm.tm_mon = month - 1;
   tm.tm_mday = day;

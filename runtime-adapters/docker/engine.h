@@ -48,7 +48,8 @@ Status DockerStatus(std::string_view call, long http, std::string_view body);
 
 // A time as dockerd writes it (RFC 3339 in UTC, nanoseconds: "2026-12-03T07:09:08.920690182Z").
 // Go's zero time ("0001-01-01T00:00:00Z", never) gives the epoch (a default time_point).
-// InvalidArgument for anything else.
+// InvalidArgument for anything else, and for a year before 1970 or after 2261 (past
+// what a time_point holds).
 Result<std::chrono::system_clock::time_point> DockerParseTime(std::string_view text);
 
 // The lines of a body that comes in pieces (/events, /images/load: one JSON document a
