@@ -18,6 +18,7 @@
 #include "lib/image/digest.h"
 #include "lib/image/layer.h"
 #include "lib/image/layout.h"
+#include "lib/image/local_image.h"
 #include "lib/image/registry.h"
 #include "lib/image/rootfs.h"
 #include "lib/image/source.h"
@@ -33,48 +34,8 @@ using nlohmann::json;
 constexpr const char* kRefsFile = "refs.json";
 constexpr std::string_view kTmpPrefix = "tmp-";
 
-enum class RefKind { kOciDir, kOciArchive, kDockerArchive };
-
-struct ParsedRef {
-  RefKind kind = RefKind::kOciDir;
-  std::string path;
-  std::string tag;
-};
-
 bool StartsWith(std::string_view s, std::string_view prefix) {
   return s.substr(0, prefix.size()) == prefix;
-}
-
-// "PATH:TAG" -> PATH, TAG when the part after the last ':' has no '/'; else all is PATH.
-void SplitTag(const std::string& rest, ParsedRef* parsed) {
-  size_t colon = rest.rfind(':');
-  if (colon != std::string::npos && colon > 0 && colon + 1 < rest.size() &&
-      rest.find('/', colon) == std::string::npos) {
-    parsed->path = rest.substr(0, colon);
-    parsed->tag = rest.substr(colon + 1);
-  } else {
-    parsed->path = rest;
-  }
-}
-
-Result<ParsedRef> ParseRef(const std::string& ref) {
-  ParsedRef parsed;
-  if (StartsWith(ref, "oci:")) {
-    parsed.kind = RefKind::kOciDir;
-    SplitTag(ref.substr(4), &parsed);
-  } else if (StartsWith(ref, "oci-archive:")) {
-    parsed.kind = RefKind::kOciArchive;
-    SplitTag(ref.substr(12), &parsed);
-  } else if (StartsWith(ref, "docker-archive:")) {
-    parsed.kind = RefKind::kDockerArchive;
-    parsed.path = ref.substr(15);
-  } else {
-    return Status::InvalidArgument(
-        "unsupported image reference (use oci:DIR[:TAG], oci-archive:FILE[:TAG] or "
-        "docker-archive:FILE)");
-  }
-  if (parsed.path.empty()) return Status::InvalidArgument("no path in the image reference");
-  return parsed;
 }
 
 bool IsImageDirName(std::string_view name) {
@@ -92,31 +53,6 @@ Status CheckMissingOrEmpty(const std::string& path) {
   PETREL_ASSIGN_OR_RETURN(std::vector<DirEntry> entries, ListDir(path));
   if (!entries.empty()) return Status::FailedPrecondition(path + ": not empty");
   return Status::OK();
-}
-
-// The stat of the file whose identity stands for the image `ref`: the archive, or the
-// layout's index.
-Result<struct stat> StatImageFile(const std::string& ref, const ParsedRef& parsed) {
-  struct stat st;
-  if (stat(parsed.path.c_str(), &st) != 0) {
-    if (errno == ENOENT || errno == ENOTDIR) {
-      return Status::NotFound(ref + ": no such file or directory");
-    }
-    return ErrnoError(parsed.path, "stat", errno).WithContext(ref);
-  }
-  if (parsed.kind == RefKind::kOciDir) {
-    if (!S_ISDIR(st.st_mode)) return Status::InvalidArgument(ref + ": not a directory");
-    const std::string index = parsed.path + "/index.json";
-    if (stat(index.c_str(), &st) != 0) {
-      if (errno == ENOENT) {
-        return Status::InvalidArgument(ref + ": not an OCI image layout (no index.json)");
-      }
-      return ErrnoError(index, "stat", errno).WithContext(ref);
-    }
-  } else if (!S_ISREG(st.st_mode)) {
-    return Status::InvalidArgument(ref + ": not a regular file");
-  }
-  return st;
 }
 
 // The blocks `path` and everything below it take, a hard-linked file counted once;
@@ -332,13 +268,13 @@ Result<Image> ImageStore::Pull(const std::string& given, const PullOptions& opti
   std::string ref = given;  // the key in refs_: a registry reference in canonical form
   const bool registry = !HasPathTransport(given);
   Result<ImageReference> remote = ImageReference();
-  Result<ParsedRef> parsed = ParsedRef();
+  Result<LocalRef> parsed = LocalRef();
   if (registry) {
     remote = ParseImageReference(given);
     if (!remote.ok()) return remote.status().WithContext(given);
     ref = remote->Canonical();
   } else {
-    parsed = ParseRef(given);
+    parsed = ParseLocalRef(given);
     if (!parsed.ok()) return parsed.status().WithContext(given);
   }
   ProgressReporter progress(options.progress);
@@ -355,7 +291,7 @@ Result<Image> ImageStore::Pull(const std::string& given, const PullOptions& opti
     return had;
   }
   if (!registry) {
-    PETREL_ASSIGN_OR_RETURN(const struct stat st, StatImageFile(given, *parsed));
+    PETREL_ASSIGN_OR_RETURN(const struct stat st, StatLocalImage(given, *parsed));
     file.dev = st.st_dev;
     file.ino = st.st_ino;
     file.size = static_cast<uint64_t>(st.st_size);
@@ -407,13 +343,11 @@ Result<Image> ImageStore::Pull(const std::string& given, const PullOptions& opti
       };
       source = RegistrySource(*remote, ro);
     } else {
-      source = parsed->kind == RefKind::kOciDir ? ImageSource::Dir(parsed->path)
-                                                : ImageSource::Tar(parsed->path);
+      source = OpenLocalImage(*parsed);
     }
     RecordingSource recording(source.get(), &read);
-    Result<ImagePlan> plan = parsed->kind == RefKind::kDockerArchive
-                                 ? ReadDockerArchive(&recording)
-                                 : ReadOciLayout(&recording, parsed->tag);
+    // A registry's plan is read as an OCI layout's (parsed is the default LocalRef).
+    Result<ImagePlan> plan = ReadLocalPlan(&recording, *parsed);
     if (!plan.ok()) return plan.status().WithContext(given);
     Result<Image> loaded = Load(plan->id);
     if (registry) {

@@ -19,7 +19,7 @@ constexpr int kMaxLinkHops = 8;
 
 class FdByteSource : public ByteSource {
  public:
-  FdByteSource(int fd, const std::string& path) : fd_(fd), path_(path) {}
+  FdByteSource(int fd, const std::string& path, int64_t size) : fd_(fd), path_(path), size_(size) {}
   Result<size_t> Read(void* buf, size_t size) override {
     while (true) {
       ssize_t n = read(fd_, buf, size);
@@ -27,10 +27,12 @@ class FdByteSource : public ByteSource {
       if (errno != EINTR) return ErrnoError(path_, "read", errno);
     }
   }
+  int64_t Size() const override { return size_; }
 
  private:
   int fd_;
   const std::string& path_;
+  int64_t size_;
 };
 
 class DirSource : public ImageSource {
@@ -53,7 +55,7 @@ class DirSource : public ImageSource {
     if (!fd.valid()) return ErrnoError(path, "open", errno);
     if (fstat(fd.get(), &st) != 0) return ErrnoError(path, "stat", errno);
     if (!S_ISREG(st.st_mode)) return Status::InvalidArgument(path + ": not a regular file");
-    FdByteSource source(fd.get(), path);
+    FdByteSource source(fd.get(), path, static_cast<int64_t>(st.st_size));
     return fn(&source);
   }
 
@@ -64,16 +66,19 @@ class DirSource : public ImageSource {
 // Data of the current entry of a tar being read.
 class EntryByteSource : public ByteSource {
  public:
-  EntryByteSource(struct archive* a, const std::string& what) : a_(a), what_(what) {}
+  EntryByteSource(struct archive* a, const std::string& what, int64_t size)
+      : a_(a), what_(what), size_(size) {}
   Result<size_t> Read(void* buf, size_t size) override {
     la_ssize_t n = PETREL_ARCHIVE(archive_read_data)(a_, buf, size);
     if (n < 0) return ArchiveError(a_, what_);
     return static_cast<size_t>(n);
   }
+  int64_t Size() const override { return size_; }
 
  private:
   struct archive* a_;
   const std::string& what_;
+  int64_t size_;
 };
 
 // `name` without "./" and "." components, repeated or trailing slashes; "" when it has a
@@ -155,7 +160,10 @@ class TarSource : public ImageSource {
           return Status::InvalidArgument(path_ + ": " + want + " is not a regular file");
         } else {
           const std::string what = path_ + ": " + want;
-          EntryByteSource source(a.get(), what);
+          EntryByteSource source(a.get(), what,
+                                 PETREL_ARCHIVE(archive_entry_size_is_set)(entry)
+                                     ? PETREL_ARCHIVE(archive_entry_size)(entry)
+                                     : -1);
           return fn(&source);
         }
       }

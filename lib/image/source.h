@@ -7,6 +7,7 @@
 #define PETREL_LIB_IMAGE_SOURCE_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -22,6 +23,8 @@ class ByteSource {
   virtual ~ByteSource() = default;
   // Reads up to `size` bytes into `buf`; 0 at the end of the stream.
   virtual Result<size_t> Read(void* buf, size_t size) = 0;
+  // How many bytes the whole stream holds, or -1 when that is not known beforehand.
+  virtual int64_t Size() const { return -1; }
 };
 
 // The files of one image, named relative to the layout's root ("index.json",
