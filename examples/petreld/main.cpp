@@ -2,7 +2,7 @@
 // control API (API.md) on a Unix socket; see README.md for the flags.
 //
 //   petreld [--config FILE] [--state-dir DIR] [--socket PATH]
-//           [--runtime crun|runc|containerd|fake|none]
+//           [--runtime crun|runc|containerd|docker|fake|none]
 //           [--runtime-endpoint ADDR] [--manifests FILE_OR_DIR]
 //           [--log-level debug|info|warn|error] [--node-name NAME]
 //           [--max-layer-size Q] [--request-timeout D] [--cgroup-parent NAME]
@@ -18,8 +18,8 @@
 // petrel::Cluster, which then serves the API and runs on the loop in its place.
 //
 // It offers the runtimes it was built with (PETREL_WITH_CRUN, PETREL_WITH_CONTAINERD,
-// PETREL_WITH_FAKE), and "none" for a witness (--witness --runtime none), from a
-// petrel::RuntimeRegistry that RegisterRuntimes fills.
+// PETREL_WITH_DOCKER, PETREL_WITH_FAKE), and "none" for a witness (--witness --runtime none), from
+// a petrel::RuntimeRegistry that RegisterRuntimes fills.
 //
 // Built with the containerd adapter (PETREL_WITH_CONTAINERD), it is also the logger
 // containerd's shim runs for each container's output (binary:///usr/sbin/petreld?
@@ -64,6 +64,9 @@
 #ifdef PETREL_WITH_CRUN
 #include "petrel/crun.h"
 #endif
+#ifdef PETREL_WITH_DOCKER
+#include "petrel/docker.h"
+#endif
 #ifdef PETREL_WITH_FAKE
 #include "petrel/testing/fake_runtime.h"
 #endif
@@ -82,6 +85,9 @@ petrel::Status RegisterRuntimes(petrel::RuntimeRegistry* runtimes) {
 #endif
 #ifdef PETREL_WITH_CONTAINERD
   PETREL_RETURN_IF_ERROR(petrel::RegisterContainerdRuntime(runtimes));
+#endif
+#ifdef PETREL_WITH_DOCKER
+  PETREL_RETURN_IF_ERROR(petrel::RegisterDockerRuntime(runtimes));
 #endif
 #ifdef PETREL_WITH_FAKE
   PETREL_RETURN_IF_ERROR(petrel::testing::RegisterFakeRuntime(runtimes));
@@ -132,7 +138,8 @@ std::string Usage(const petrel::RuntimeRegistry& runtimes) {
          "  --runtime-endpoint ADDR\n"
          "                       the runtime daemon's address, for runtimes that have one\n"
          "                       (containerd: unix:///PATH, default\n"
-         "                       /run/containerd/containerd.sock)\n"
+         "                       /run/containerd/containerd.sock; docker: unix:///PATH,\n"
+         "                       default /var/run/docker.sock)\n"
          "  --manifests PATH     a manifest file or directory applied at start\n"
          "  --log-level LEVEL    debug, info, warn or error (default info)\n"
          "  --node-name NAME     this node's name (default: the host name)\n"

@@ -179,6 +179,16 @@ class Port {
   // Unmounts and removes the namespace; the kernel frees it when its last process
   // is gone. OK when there is none. Leaves no mount behind.
   virtual Status DeleteNetns(const std::string& name) = 0;
+  // Keeps the network namespace `netns` (a descriptor on it, from OpenNetnsOf) by the
+  // name `name`, as CreateNetns keeps a new one, until DeleteNetns: the namespace a
+  // daemon made for a container (dockerd's) then stays attachable and detachable by
+  // name after the container's processes are gone. AlreadyExists when `name` exists.
+  // The default is NotSupported.
+  virtual Status KeepNetns(const std::string& name, int netns) {
+    (void)name;
+    (void)netns;
+    return Status::NotSupported("this platform has no network namespaces");
+  }
   // A descriptor (close-on-exec) on the network namespace of process `pid`, for
   // SocketInNetns. It keeps referring to that namespace after the process is gone (the
   // namespace then lives on, empty, until it is closed), so a caller that keeps one per

@@ -61,6 +61,7 @@ class LinuxPort final : public Port {
   std::string NetnsPath(const std::string& name) override;
   Status RunInNetns(const std::string& name, const std::function<Status()>& fn) override;
   Status DeleteNetns(const std::string& name) override;
+  Status KeepNetns(const std::string& name, int netns) override;
   Result<int> OpenNetnsOf(pid_t pid) override;
   Result<int> SocketInNetns(int netns, int type) override;
 

@@ -53,6 +53,20 @@ std::string LinuxPort::NetnsPath(const std::string& name) {
 
 Status LinuxPort::CreateNetns(const std::string& name) {
   PETREL_RETURN_IF_ERROR(CheckNetnsName(name));
+  // A new namespace, made on a thread of its own that ends with it; kept by name.
+  UniqueFd ns;
+  PETREL_RETURN_IF_ERROR(OnOwnThread([&]() -> Status {
+    if (unshare(CLONE_NEWNET) != 0)
+      return ErrnoError(NetnsPath(name), "unshare(CLONE_NEWNET)", errno);
+    ns = UniqueFd(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+    if (!ns.valid()) return ErrnoError(NetnsPath(name), "open the new network namespace", errno);
+    return Status::OK();
+  }));
+  return KeepNetns(name, ns.get());
+}
+
+Status LinuxPort::KeepNetns(const std::string& name, int netns) {
+  PETREL_RETURN_IF_ERROR(CheckNetnsName(name));
   PETREL_RETURN_IF_ERROR(MakeDirs(options_.netns_dir, 0755));
   const std::string path = NetnsPath(name);
   UniqueFd file(open(path.c_str(), O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444));
@@ -61,15 +75,13 @@ Status LinuxPort::CreateNetns(const std::string& name) {
     return ErrnoError(path, "create", errno);
   }
   file.reset();
-  Status s = OnOwnThread([&]() -> Status {
-    if (unshare(CLONE_NEWNET) != 0) return ErrnoError(path, "unshare(CLONE_NEWNET)", errno);
-    if (mount("/proc/thread-self/ns/net", path.c_str(), "none", MS_BIND, nullptr) != 0) {
-      return ErrnoError(path, "bind mount of the new network namespace", errno);
-    }
-    return Status::OK();
-  });
-  if (!s.ok()) unlink(path.c_str());
-  return s;
+  const std::string source = "/proc/self/fd/" + std::to_string(netns);
+  if (mount(source.c_str(), path.c_str(), "none", MS_BIND, nullptr) != 0) {
+    const int err = errno;
+    unlink(path.c_str());
+    return ErrnoError(path, "bind mount of the network namespace", err);
+  }
+  return Status::OK();
 }
 
 Status LinuxPort::RunInNetns(const std::string& name, const std::function<Status()>& fn) {

@@ -22,6 +22,7 @@
 #include <thread>
 #include <utility>
 
+#include "lib/oci/runc_words.h"
 #include "lib/util/fs.h"
 #include "lib/util/lease.h"
 #include "lib/util/log_files.h"
@@ -530,22 +531,8 @@ class ContainerdDriver final : public ProcessDriver {
     }
     const Status why = StartError(s).WithContext("exec in " + id);
     if (options == nullptr || options->command.empty()) return why;
-    // runc 1.1 says `exec: "x": executable file not found in $PATH` or
-    // `exec: "/x": stat /x: no such file or directory`, as the shim driver hears it.
-    const std::string message(why.message());
-    const std::string& binary = options->command[0];
-    const size_t at = message.find("exec: \"" + binary + "\"");
-    if (at == std::string::npos ||
-        (message.find("not found", at) == std::string::npos &&
-         message.find("no such file or directory", at) == std::string::npos)) {
-      return why;
-    }
-    std::string said = message.substr(at);
-    const std::string tail = ": unknown";  // containerd's name of the error's kind
-    if (said.size() > tail.size() &&
-        said.compare(said.size() - tail.size(), tail.size(), tail) == 0) {
-      said.resize(said.size() - tail.size());
-    }
+    const std::string said = RuncNotFoundWords(why.message(), options->command[0]);
+    if (said.empty()) return why;
     ExecResult result;
     result.exit_code = 127;
     result.output = said + "\n";

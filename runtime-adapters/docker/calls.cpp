@@ -1,5 +1,7 @@
 #include "runtime-adapters/docker/calls.h"
 
+#include <algorithm>
+#include <cstring>
 #include <utility>
 
 #include "lib/util/json.h"
@@ -67,63 +69,162 @@ std::string Since(std::chrono::system_clock::time_point t) {
   return std::to_string(nanos / 1000000000) + "." + frac;
 }
 
-}  // namespace
-
-Result<std::vector<std::string>> DockerLoadImage(DockerEngine* engine,
-                                                 const DockerEngine::Upload& archive) {
-  const std::string call = "POST /images/load";
+// Calls `method` on `path` with `upload` and hands each line of the answer, a JSON
+// object, to `on_object` as it comes. Corruption, naming `call`, for a line that is no
+// JSON object.
+Status JsonLines(DockerEngine* engine, const char* method, const std::string& path,
+                 const DockerEngine::Upload* upload, const std::string& call,
+                 const std::function<Status(const json&)>& on_object,
+                 const std::function<bool()>& stop) {
   DockerLineReader reader(1 << 20);
-  std::vector<std::string> names;
-  Status refused;
   auto on_line = [&](const std::string& line) -> Status {
-    PETREL_ASSIGN_OR_RETURN(json j, Answer(call, line));
-    if (!j.is_object()) return Status::Internal(call + ": an answer line is not an object");
-    if (j.contains("error") || j.contains("errorDetail")) {
-      std::string why = Text(j, "error");
-      if (auto d = j.find("errorDetail"); why.empty() && d != j.end() && d->is_object()) {
-        why = Text(*d, "message");
-      }
-      refused = Status::InvalidArgument(call + ": " + Escape(why, 512));
-      return Status::OK();
-    }
-    // "Loaded image: busybox:latest\n", "Loaded image ID: sha256:...\n"
-    std::string said = Text(j, "stream");
-    while (!said.empty() && (said.back() == '\n' || said.back() == ' ')) said.pop_back();
-    for (const char* prefix : {"Loaded image ID: ", "Loaded image: "}) {
-      if (said.rfind(prefix, 0) == 0) {
-        names.push_back(said.substr(std::char_traits<char>::length(prefix)));
-        break;
-      }
-    }
-    return Status::OK();
+    Result<json> j = ParseJson(line, call + ": answer");
+    if (!j.ok()) return Status::Corruption(j.status().message());
+    if (!j->is_object()) return Status::Corruption(call + ": an answer line is not an object");
+    return on_object(*j);
   };
   PETREL_RETURN_IF_ERROR(engine->Stream(
-      "POST", "/images/load?quiet=1", &archive,
+      method, path, upload,
       [&](std::string_view data) -> Status {
         std::vector<std::string> lines;
         PETREL_RETURN_IF_ERROR(reader.Feed(data, &lines).WithContext(call));
         for (const std::string& line : lines) PETREL_RETURN_IF_ERROR(on_line(line));
         return Status::OK();
       },
+      stop));
+  if (std::string rest = reader.TakeRest(); !rest.empty() && !engine->stopped()) {
+    return on_line(rest);
+  }
+  return Status::OK();
+}
+
+// The error a line of a load's or pull's answer reports (dockerd answers 200 and tells
+// it in the stream), "" for none.
+std::string StreamError(const json& j) {
+  if (!j.contains("error") && !j.contains("errorDetail")) return "";
+  std::string why = Text(j, "error");
+  if (auto d = j.find("errorDetail"); why.empty() && d != j.end() && d->is_object()) {
+    why = Text(*d, "message");
+  }
+  return why.empty() ? "(no message)" : Escape(why, 512);
+}
+
+// Calls `method` on `path` with `upload` and hands each chunk of the answer, a stream
+// of container output (DockerLogReader), to `on_chunk` as it comes.
+Status LogStream(DockerEngine* engine, const char* method, const std::string& path,
+                 const DockerEngine::Upload* upload, const std::string& call,
+                 const std::function<Status(DockerLogChunk chunk)>& on_chunk,
+                 const std::function<bool()>& stop) {
+  DockerLogReader reader(1 << 20);
+  PETREL_RETURN_IF_ERROR(engine->Stream(
+      method, path, upload,
+      [&](std::string_view data) -> Status {
+        std::vector<DockerLogChunk> chunks;
+        Status fed = reader.Feed(data, &chunks);
+        for (DockerLogChunk& c : chunks) PETREL_RETURN_IF_ERROR(on_chunk(std::move(c)));
+        return fed.WithContext(call);
+      },
+      stop));
+  return engine->stopped() ? Status::OK() : reader.Finish().WithContext(call);
+}
+
+}  // namespace
+
+Result<std::vector<std::string>> DockerLoadImage(DockerEngine* engine,
+                                                 const DockerEngine::Upload& archive) {
+  const std::string call = "POST /images/load";
+  std::vector<std::string> names;
+  Status refused;
+  PETREL_RETURN_IF_ERROR(JsonLines(
+      engine, "POST", "/images/load?quiet=1", &archive, call,
+      [&](const json& j) {
+        if (std::string why = StreamError(j); !why.empty()) {
+          refused = Status::InvalidArgument(call + ": " + why);
+          return Status::OK();
+        }
+        // "Loaded image: busybox:latest\n", "Loaded image ID: sha256:...\n"
+        std::string said = Text(j, "stream");
+        while (!said.empty() && (said.back() == '\n' || said.back() == ' ')) said.pop_back();
+        for (const char* prefix : {"Loaded image ID: ", "Loaded image: "}) {
+          if (said.rfind(prefix, 0) == 0) {
+            names.push_back(said.substr(std::char_traits<char>::length(prefix)));
+            break;
+          }
+        }
+        return Status::OK();
+      },
       nullptr));
-  if (std::string rest = reader.TakeRest(); !rest.empty()) PETREL_RETURN_IF_ERROR(on_line(rest));
   PETREL_RETURN_IF_ERROR(refused);
   if (names.empty()) return Status::Internal(call + ": dockerd named no image it loaded");
   return names;
 }
 
-Result<std::string> DockerImageId(DockerEngine* engine, const std::string& name) {
+Result<DockerImage> DockerInspectImage(DockerEngine* engine, const std::string& name) {
+  const std::string call = "GET /images/" + name + "/json";
   std::string body;
   PETREL_RETURN_IF_ERROR(engine->Call("GET", "/images/" + Segment(name) + "/json", "", &body));
-  PETREL_ASSIGN_OR_RETURN(json j, Answer("GET /images/" + name + "/json", body));
-  std::string id = j.is_object() ? Text(j, "Id") : "";
-  if (id.empty()) return Status::Internal("GET /images/" + name + "/json: no Id in the answer");
-  return id;
+  PETREL_ASSIGN_OR_RETURN(json j, Answer(call, body));
+  DockerImage image;
+  if (j.is_object()) {
+    image.id = Text(j, "Id");
+    image.size = Integer(j, "Size");
+    if (auto tags = j.find("RepoTags"); tags != j.end() && tags->is_array()) {
+      for (const json& t : *tags) {
+        if (t.is_string()) image.repo_tags.push_back(t.get<std::string>());
+      }
+    }
+  }
+  if (image.id.empty()) return Status::Internal(call + ": no Id in the answer");
+  return image;
 }
 
-Status DockerRemoveImage(DockerEngine* engine, const std::string& name) {
+Status DockerTagImage(DockerEngine* engine, const std::string& name, const std::string& repo,
+                      const std::string& tag) {
   std::string body;
-  return engine->Call("DELETE", "/images/" + Segment(name), "", &body);
+  return engine->Call(
+      "POST",
+      "/images/" + Segment(name) + "/tag?repo=" + UrlEscape(repo) + "&tag=" + UrlEscape(tag), "",
+      &body);
+}
+
+Result<bool> DockerRemoveImage(DockerEngine* engine, const std::string& name) {
+  std::string body;
+  PETREL_RETURN_IF_ERROR(engine->Call("DELETE", "/images/" + Segment(name), "", &body));
+  PETREL_ASSIGN_OR_RETURN(json j, Answer("DELETE /images/" + name, body));
+  if (!j.is_array()) return false;
+  for (const json& e : j) {
+    if (e.is_object() && e.contains("Deleted")) return true;
+  }
+  return false;
+}
+
+Status DockerPullImage(DockerEngine* engine, const std::string& ref,
+                       const std::function<void(const DockerPullStatus&)>& on_status,
+                       const std::function<bool()>& stop) {
+  const std::string call = "POST /images/create";
+  Status failed;
+  DockerEngine::Upload none;
+  none.read = [](char*, size_t) -> Result<size_t> { return size_t{0}; };
+  none.content_type = "text/plain";
+  PETREL_RETURN_IF_ERROR(JsonLines(
+      engine, "POST", "/images/create?fromImage=" + UrlEscape(ref), &none, call,
+      [&](const json& j) {
+        if (std::string why = StreamError(j); !why.empty()) {
+          failed = Status::Unavailable(call + ": " + why);
+          return Status::OK();
+        }
+        DockerPullStatus st;
+        st.id = Text(j, "id");
+        st.status = Text(j, "status");
+        if (auto d = j.find("progressDetail"); d != j.end() && d->is_object()) {
+          st.current = Integer(*d, "current");
+          st.total = Integer(*d, "total");
+        }
+        if (on_status) on_status(st);
+        return Status::OK();
+      },
+      stop));
+  return failed;
 }
 
 Result<std::string> DockerCreateContainer(DockerEngine* engine, const std::string& name,
@@ -176,6 +277,11 @@ Result<DockerContainer> DockerInspectContainer(DockerEngine* engine, const std::
   c.pid = static_cast<int>(Integer(*state, "Pid"));
   c.exit_code = static_cast<int>(Integer(*state, "ExitCode"));
   c.error = Text(*state, "Error");
+  if (const std::string created = Text(j, "Created"); !created.empty()) {
+    Result<std::chrono::system_clock::time_point> t = DockerParseTime(created);
+    if (!t.ok()) return t.status().WithContext(call + ": Created");
+    c.created_at = *t;
+  }
   for (auto [key, out] :
        {std::pair{"StartedAt", &c.started_at}, std::pair{"FinishedAt", &c.finished_at}}) {
     const std::string text = Text(*state, key);
@@ -229,30 +335,20 @@ Status DockerEvents(DockerEngine* engine, const std::vector<std::string>& labels
                     std::chrono::system_clock::time_point since,
                     const std::function<Status(DockerEvent event)>& on_event,
                     const std::function<bool()>& stop) {
-  const std::string call = "GET /events";
   std::string path = "/events?filters=" + Filters(labels, "container");
   if (since.time_since_epoch().count() != 0) path += "&since=" + Since(since);
-  DockerLineReader reader(1 << 20);
-  return engine->Stream(
-      "GET", path, nullptr,
-      [&](std::string_view data) -> Status {
-        std::vector<std::string> lines;
-        PETREL_RETURN_IF_ERROR(reader.Feed(data, &lines).WithContext(call));
-        for (const std::string& line : lines) {
-          Result<json> j = ParseJson(line, call + ": event");
-          if (!j.ok()) return Status::Corruption(j.status().message());
-          if (!j->is_object()) return Status::Corruption(call + ": an event is not an object");
-          DockerEvent e;
-          e.type = Text(*j, "Type");
-          e.action = Text(*j, "Action");
-          if (auto actor = j->find("Actor"); actor != j->end() && actor->is_object()) {
-            e.id = Text(*actor, "ID");
-            e.attributes = Strings(*actor, "Attributes");
-          }
-          e.time = FromNanos(Integer(*j, "timeNano"));
-          PETREL_RETURN_IF_ERROR(on_event(std::move(e)));
+  return JsonLines(
+      engine, "GET", path, nullptr, "GET /events",
+      [&](const json& j) {
+        DockerEvent e;
+        e.type = Text(j, "Type");
+        e.action = Text(j, "Action");
+        if (auto actor = j.find("Actor"); actor != j.end() && actor->is_object()) {
+          e.id = Text(*actor, "ID");
+          e.attributes = Strings(*actor, "Attributes");
         }
-        return Status::OK();
+        e.time = FromNanos(Integer(j, "timeNano"));
+        return on_event(std::move(e));
       },
       stop);
 }
@@ -266,17 +362,50 @@ Status DockerLogs(DockerEngine* engine, const std::string& id, bool follow, bool
   if (follow) path += "&follow=1";
   if (timestamps) path += "&timestamps=1";
   if (since.time_since_epoch().count() != 0) path += "&since=" + Since(since);
-  DockerLogReader reader(1 << 20);
-  PETREL_RETURN_IF_ERROR(engine->Stream(
-      "GET", path, nullptr,
-      [&](std::string_view data) -> Status {
-        std::vector<DockerLogChunk> chunks;
-        Status fed = reader.Feed(data, &chunks);
-        for (DockerLogChunk& c : chunks) PETREL_RETURN_IF_ERROR(on_chunk(std::move(c)));
-        return fed.WithContext(call);
-      },
-      stop));
-  return engine->stopped() ? Status::OK() : reader.Finish().WithContext(call);
+  return LogStream(engine, "GET", path, nullptr, call, on_chunk, stop);
+}
+
+Result<std::string> DockerCreateExec(DockerEngine* engine, const std::string& id,
+                                     const std::vector<std::string>& argv) {
+  const json config = {{"Cmd", argv}, {"AttachStdout", true}, {"AttachStderr", true}};
+  std::string body;
+  PETREL_RETURN_IF_ERROR(
+      engine->Call("POST", "/containers/" + Segment(id) + "/exec", config.dump(), &body));
+  PETREL_ASSIGN_OR_RETURN(json j, Answer("POST /containers/" + id + "/exec", body));
+  std::string exec_id = j.is_object() ? Text(j, "Id") : "";
+  if (exec_id.empty()) return Status::Internal("POST /containers/" + id + "/exec: no Id");
+  return exec_id;
+}
+
+Status DockerStartExec(DockerEngine* engine, const std::string& exec_id,
+                       const std::function<Status(DockerLogChunk chunk)>& on_chunk,
+                       const std::function<bool()>& stop) {
+  const std::string call = "POST /exec/" + exec_id + "/start";
+  const std::string request = R"({"Detach":false,"Tty":false})";
+  size_t sent = 0;
+  DockerEngine::Upload body;
+  body.content_type = "application/json";
+  body.read = [&](char* buf, size_t size) -> Result<size_t> {
+    const size_t n = std::min(size, request.size() - sent);
+    std::memcpy(buf, request.data() + sent, n);
+    sent += n;
+    return n;
+  };
+  return LogStream(engine, "POST", "/exec/" + Segment(exec_id) + "/start", &body, call, on_chunk,
+                   stop);
+}
+
+Result<DockerExec> DockerInspectExec(DockerEngine* engine, const std::string& exec_id) {
+  const std::string call = "GET /exec/" + exec_id + "/json";
+  std::string body;
+  PETREL_RETURN_IF_ERROR(engine->Call("GET", "/exec/" + Segment(exec_id) + "/json", "", &body));
+  PETREL_ASSIGN_OR_RETURN(json j, Answer(call, body));
+  if (!j.is_object()) return Status::Internal(call + ": not an object");
+  DockerExec e;
+  e.running = j.value("Running", false);
+  e.exit_code = static_cast<int>(Integer(j, "ExitCode"));
+  e.pid = static_cast<int>(Integer(j, "Pid"));
+  return e;
 }
 
 }  // namespace petrel::internal

@@ -21,17 +21,44 @@ namespace petrel::internal {
 // the names dockerd says it loaded ("busybox:latest", or "sha256:<hex>" for an image
 // without a name). InvalidArgument with dockerd's words for an archive it refuses
 // ("POST /images/load: Error processing tar file(exit status 1): archive/tar: invalid
-// tar header").
+// tar header"); Corruption for an answer line that is no JSON object.
 Result<std::vector<std::string>> DockerLoadImage(DockerEngine* engine,
                                                  const DockerEngine::Upload& archive);
 
-// GET /images/{name}/json: the image's id ("sha256:<hex>"). NotFound when dockerd has
-// no image of that name.
-Result<std::string> DockerImageId(DockerEngine* engine, const std::string& name);
+// An image as dockerd reports it (GET /images/{name}/json).
+struct DockerImage {
+  std::string id;  // "sha256:<hex>"
+  std::vector<std::string> repo_tags;
+  int64_t size = 0;  // bytes, its layers included
+};
 
-// DELETE /images/{name} (untagged, and removed when no other name holds it).
-// NotFound for no such image; FailedPrecondition while a container uses it.
-Status DockerRemoveImage(DockerEngine* engine, const std::string& name);
+// GET /images/{name}/json. NotFound when dockerd has no image of that name.
+Result<DockerImage> DockerInspectImage(DockerEngine* engine, const std::string& name);
+
+// POST /images/{name}/tag: names image `name` also `repo`:`tag`.
+Status DockerTagImage(DockerEngine* engine, const std::string& name, const std::string& repo,
+                      const std::string& tag);
+
+// DELETE /images/{name}: untags it, and removes the image when no other name holds it:
+// whether it was removed. NotFound for no such image; FailedPrecondition while a
+// container uses it.
+Result<bool> DockerRemoveImage(DockerEngine* engine, const std::string& name);
+
+// How a registry pull goes, as dockerd tells it for one layer.
+struct DockerPullStatus {
+  std::string id;                  // the layer's short id, "" for the image's own lines
+  std::string status;              // "Pulling fs layer", "Downloading", "Download complete", ...
+  int64_t current = 0, total = 0;  // bytes, while downloading or extracting
+};
+
+// POST /images/create?fromImage=REF: dockerd pulls `ref` (a registry reference with a
+// tag or digest) itself, each line of its progress handed to `on_status`; `stop` cuts
+// it (OK returned, engine->stopped()). Unavailable with dockerd's words for a pull that
+// fails ("POST /images/create: manifest for x:1 not found: manifest unknown"), as for a
+// registry that cannot be reached; Corruption for an answer line that is no JSON object.
+Status DockerPullImage(DockerEngine* engine, const std::string& ref,
+                       const std::function<void(const DockerPullStatus&)>& on_status,
+                       const std::function<bool()>& stop);
 
 // A container as dockerd reports it: inspected (DockerInspectContainer) or listed
 // (DockerListContainers, which leaves out what only inspection tells: the pid, the exit
@@ -48,6 +75,7 @@ struct DockerContainer {
   int pid = 0;        // 0 unless running
   int exit_code = 0;  // when exited: the code, or 128+N for death by signal N
   std::string error;  // why it could not start, "" when it did
+  std::chrono::system_clock::time_point created_at;   // inspected only
   std::chrono::system_clock::time_point started_at;   // the epoch for never
   std::chrono::system_clock::time_point finished_at;  // the epoch for not yet
 };
@@ -114,6 +142,30 @@ Status DockerLogs(DockerEngine* engine, const std::string& id, bool follow, bool
                   std::chrono::system_clock::time_point since,
                   const std::function<Status(DockerLogChunk chunk)>& on_chunk,
                   const std::function<bool()>& stop);
+
+// POST /containers/{id}/exec: a process to run in the running container, `argv` as its
+// command, with the container's user, environment and working directory, its stdout and
+// stderr attached: its exec id. NotFound for no such container; FailedPrecondition
+// ("... is not running") when the container does not run.
+Result<std::string> DockerCreateExec(DockerEngine* engine, const std::string& id,
+                                     const std::vector<std::string>& argv);
+
+// POST /exec/{exec id}/start, attached: runs the process and hands each chunk of its
+// output to `on_chunk` as it comes, until it ends (dockerd closes the stream) or `stop`
+// says so (OK returned, engine->stopped()).
+Status DockerStartExec(DockerEngine* engine, const std::string& exec_id,
+                       const std::function<Status(DockerLogChunk chunk)>& on_chunk,
+                       const std::function<bool()>& stop);
+
+// An exec'd process as dockerd reports it (GET /exec/{exec id}/json).
+struct DockerExec {
+  bool running = false;
+  int exit_code = 0;  // when ended
+  int pid = 0;        // on the host; 0 once ended
+};
+
+// GET /exec/{exec id}/json. NotFound for no such process (its container is gone).
+Result<DockerExec> DockerInspectExec(DockerEngine* engine, const std::string& exec_id);
 
 }  // namespace petrel::internal
 

@@ -69,6 +69,11 @@ struct ConformanceTarget {
   std::string missing_image;
   // How the runtime runs a program: ShellCommand, FakeCommand, or the target's own.
   std::function<ContainerCommand(const Program&)> command;
+  // Whether a container's output keeps the order in which it wrote to stdout and to
+  // stderr (one pipe for both: crun's shim, containerd's logger). false for a runtime
+  // that copies the two streams apart (dockerd): the suite then checks each stream's
+  // own order, as it does for Exec everywhere.
+  bool streams_in_order = true;
   // The most bytes of a container's output the runtimes from `factory` keep; the suite
   // writes several times as much to see the oldest dropped.
   int64_t log_cap_bytes = 0;

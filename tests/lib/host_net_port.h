@@ -53,6 +53,9 @@ class HostNetPort final : public Port {
     return base_->RunInNetns(name, fn);
   }
   Status DeleteNetns(const std::string& name) override { return base_->DeleteNetns(name); }
+  Status KeepNetns(const std::string& name, int netns) override {
+    return base_->KeepNetns(name, netns);
+  }
   Result<std::string> AttachNetwork(const std::string& id, const std::string& netns,
                                     const std::vector<PortSpec>& ports) override {
     return base_->AttachNetwork(id, netns, ports);

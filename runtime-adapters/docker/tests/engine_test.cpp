@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -71,10 +72,14 @@ std::string LoadBusybox(DockerEngine* engine, const std::string& name) {
   ::close(fd);
   REQUIRE_MESSAGE(names.ok(), names.status().ToString());
   CHECK(*names == std::vector<std::string>{name});
-  Result<std::string> id = DockerImageId(engine, name);
-  REQUIRE_MESSAGE(id.ok(), id.status().ToString());
-  CHECK(id->rfind("sha256:", 0) == 0);
-  return *id;
+  Result<DockerImage> image = DockerInspectImage(engine, name);
+  REQUIRE_MESSAGE(image.ok(), image.status().ToString());
+  CHECK(image->id.rfind("sha256:", 0) == 0);
+  CHECK(image->size > 0);
+  // Among others: the same image may have other names (other cases, other runtimes).
+  CHECK(std::find(image->repo_tags.begin(), image->repo_tags.end(), name) !=
+        image->repo_tags.end());
+  return image->id;
 }
 
 // The create body of a container of `image` running `cmd` with petrel's test label,
@@ -177,7 +182,7 @@ TEST_CASE("engine: load, create, start, inspect, kill, wait, list and remove a c
   CHECK(gone.status().code() == Status::Code::kNotFound);
   CHECK(gone.status().message().find("No such container") != std::string::npos);
   CHECK(DockerRemoveContainer(engine.get(), *id, true).code() == Status::Code::kNotFound);
-  CHECK(DockerImageId(engine.get(), "petrel-test/none:x").status().code() ==
+  CHECK(DockerInspectImage(engine.get(), "petrel-test/none:x").status().code() ==
         Status::Code::kNotFound);
   CHECK(DockerCreateContainer(engine.get(), name, Config("petrel-test/none:x", "true", "a"))
             .status()

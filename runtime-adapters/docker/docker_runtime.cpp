@@ -1,0 +1,938 @@
+// The Docker runtime (petrel/docker.h): ContainerRuntime over the Engine API calls of
+// calls.h. Its files, below the state dir:
+//   containers/<name>/log.*   the container's output (lib/util/log_files.h), written by
+//                             the container's log pump
+//   containers/<name>/since   the dockerd time (ns since the epoch) of the last output
+//                             written there: a pump started again goes on after it
+//   containers/<name>/exited  written once the pump has told the exit: a later petrel
+//                             starts no pump for it
+//   containers/<name>/hosts   the container's /etc/hosts, when it has petrel's
+//   images.json               the images this runtime pulled: reference -> tag, id
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "lib/image/archive_lib.h"
+#include "lib/image/docker_archive.h"
+#include "lib/oci/runc_words.h"
+#include "lib/util/fs.h"
+#include "lib/util/json.h"
+#include "lib/util/log_files.h"
+#include "lib/util/sha256.h"
+#include "lib/util/strings.h"
+#include "petrel/docker.h"
+#include "runtime-adapters/docker/calls.h"
+#include "runtime-adapters/docker/engine.h"
+
+namespace petrel {
+namespace {
+
+using internal::DockerContainer;
+using internal::DockerEngine;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+constexpr char kDefaultSocket[] = "/var/run/docker.sock";
+constexpr char kUnixScheme[] = "unix://";
+// The label naming the runtime (its state dir's hash) that made a container.
+constexpr char kOwnerLabel[] = "io.petrel.docker.owner";
+// How long a call may take; a pull, a load, a log stream and an exec have no deadline.
+constexpr std::chrono::milliseconds kCallTimeout{60000};
+// The least of Docker's own log files' size: its copy is what a pump reads after a gap
+// (before it connects, while petrel is down), and must hold what came meanwhile.
+constexpr int64_t kDockerLogMinBytes = 4 << 20;
+// A removed container's files on their way out, so that it is gone in one step.
+constexpr char kTrashPrefix[] = ".trash-";
+// How often a pump saves the time of the last output it wrote, at most.
+constexpr std::chrono::milliseconds kSinceEvery{1000};
+
+int64_t NanosOf(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+TimeMs MillisOf(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+// Whether `ref` names a file on this machine rather than a registry image.
+bool IsLocalRef(const std::string& ref) {
+  for (const char* prefix : {"oci:", "oci-archive:", "docker-archive:"}) {
+    if (ref.rfind(prefix, 0) == 0) return true;
+  }
+  return false;
+}
+
+// The path in a local reference: after the prefix, without an OCI tag.
+std::string LocalPath(const std::string& ref) {
+  std::string rest = ref.substr(ref.find(':') + 1);
+  if (ref.rfind("docker-archive:", 0) != 0) {
+    const size_t colon = rest.rfind(':');
+    const size_t slash = rest.rfind('/');
+    if (colon != std::string::npos && (slash == std::string::npos || colon > slash)) {
+      rest.resize(colon);
+    }
+  }
+  return rest;
+}
+
+// One log pump: a thread following a container's output into petrel's files.
+struct Pump {
+  std::thread thread;
+  std::atomic<bool> stop{false};
+};
+
+class DockerRuntime : public ContainerRuntime, public std::enable_shared_from_this<DockerRuntime> {
+ public:
+  DockerRuntime(DockerOptions options, std::string socket)
+      : options_(std::move(options)),
+        port_(options_.port),
+        socket_(std::move(socket)),
+        owner_(internal::Sha256Hex(options_.state_dir).substr(0, 16)),
+        containers_(options_.state_dir + "/containers") {}
+
+  ~DockerRuntime() override {
+    std::map<std::string, std::unique_ptr<Pump>> pumps;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      pumps.swap(pumps_);
+      closing_ = true;
+    }
+    for (auto& [name, pump] : pumps) pump->stop = true;
+    for (auto& [name, pump] : pumps) pump->thread.join();
+  }
+
+  Status Open() {
+    PETREL_RETURN_IF_ERROR(internal::MakeDurableDirs(containers_, 0700));
+    PETREL_ASSIGN_OR_RETURN(std::vector<internal::DirEntry> entries,
+                            internal::ListDir(containers_));
+    for (const internal::DirEntry& e : entries) {
+      if (e.name.rfind(kTrashPrefix, 0) == 0) {
+        PETREL_RETURN_IF_ERROR(internal::RemoveTree(containers_ + "/" + e.name));
+      }
+    }
+    PETREL_ASSIGN_OR_RETURN(std::unique_ptr<DockerEngine> engine, Engine());
+    // The containers of an earlier petrel on this state dir: follow what they say.
+    PETREL_ASSIGN_OR_RETURN(std::vector<DockerContainer> mine,
+                            internal::DockerListContainers(engine.get(), {OwnerFilter()}));
+    for (const DockerContainer& c : mine) {
+      if (c.status == "created") continue;
+      struct stat st;
+      if (stat((DirOf(c.name) + "/exited").c_str(), &st) == 0) continue;  // told already
+      StartPump(c.name);
+    }
+    return Status::OK();
+  }
+
+  std::string Name() const override { return "docker"; }
+
+  Status PullImage(const std::string& image, const PullOptions& options) override {
+    if (IsLocalRef(image)) return PullLocal(image, options);
+    return PullRegistry(image, options);
+  }
+
+  Result<std::string> Create(const ContainerSpec& spec) override {
+    const std::string what = "create " + spec.name;
+    if (!spec.lease.empty()) {
+      return Status::NotSupported("runtime docker cannot enforce a container lease");
+    }
+    if (!ValidId(spec.name)) {
+      return Status::InvalidArgument(what +
+                                     ": a container name is letters, digits, '.', '_' and '-'");
+    }
+    PETREL_ASSIGN_OR_RETURN(const std::string docker_image, DockerImageOf(spec.image));
+    json labels = json::object();
+    for (const auto& [k, v] : spec.labels) labels[k] = v;
+    labels[kOwnerLabel] = owner_;
+    json config = {{"Image", docker_image}, {"Labels", labels}};
+    if (!spec.command.empty()) {
+      config["Entrypoint"] = spec.command;
+      config["Cmd"] = spec.args;  // none: not the image's, as Kubernetes has it
+    } else if (!spec.args.empty()) {
+      config["Cmd"] = spec.args;
+    }
+    if (!spec.env.empty()) {
+      json env = json::array();
+      for (const auto& [k, v] : spec.env) env.push_back(k + "=" + v);
+      config["Env"] = env;
+    }
+    if (!spec.working_dir.empty()) config["WorkingDir"] = spec.working_dir;
+    if (!spec.user.empty()) config["User"] = spec.user;
+    if (!spec.hostname.empty()) config["Hostname"] = spec.hostname;
+    json host = {
+        {"NetworkMode", spec.network == NetworkMode::kHost ? "host" : "none"},
+        {"RestartPolicy", {{"Name", "no"}}},
+        {"ReadonlyRootfs", spec.read_only_rootfs},
+        {"LogConfig",
+         {{"Type", "json-file"},
+          {"Config",
+           {{"max-size", std::to_string(std::max(options_.log_max_bytes, kDockerLogMinBytes))},
+            {"max-file", "2"}}}}},
+    };
+    json mounts = json::array();
+    for (const MountSpec& m : spec.mounts) {
+      if (m.type == MountSpec::Type::kTmpfs) {
+        json tmpfs = {{"Type", "tmpfs"}, {"Target", m.target}, {"ReadOnly", m.read_only}};
+        if (m.size_bytes > 0) tmpfs["TmpfsOptions"] = {{"SizeBytes", m.size_bytes}};
+        mounts.push_back(tmpfs);
+      } else {
+        mounts.push_back({{"Type", "bind"},
+                          {"Source", m.source},
+                          {"Target", m.target},
+                          {"ReadOnly", m.read_only}});
+      }
+    }
+    const std::string dir = DirOf(spec.name);
+    if (!spec.hosts.empty()) {
+      mounts.push_back({{"Type", "bind"}, {"Source", dir + "/hosts"}, {"Target", "/etc/hosts"}});
+    }
+    host["Mounts"] = mounts;
+    const Resources& r = spec.resources;
+    if (r.memory_bytes > 0) {
+      host["Memory"] = r.memory_bytes;
+      host["MemorySwap"] = r.memory_bytes;  // no swap: the limit is the limit
+    }
+    if (r.cpu_millis > 0) host["NanoCpus"] = r.cpu_millis * 1000000;
+    if (r.pids > 0) host["PidsLimit"] = r.pids;
+    const SecurityContext& sc = spec.security_context;
+    if (sc.privileged) {
+      host["Privileged"] = true;
+    } else {
+      if (!sc.capabilities_add.empty()) host["CapAdd"] = sc.capabilities_add;
+      json drop = sc.capabilities_drop;
+      // As petrel does on crun: raw sockets on the host's network see its traffic.
+      const bool adds_raw = std::any_of(
+          sc.capabilities_add.begin(), sc.capabilities_add.end(),
+          [](const std::string& c) { return c == "NET_RAW" || c == "CAP_NET_RAW" || c == "ALL"; });
+      if (spec.network == NetworkMode::kHost && !adds_raw) drop.push_back("NET_RAW");
+      if (!drop.empty()) host["CapDrop"] = drop;
+      if (sc.seccomp == SecurityContext::Seccomp::kUnconfined) {
+        host["SecurityOpt"] = json::array({"seccomp=unconfined"});
+      }
+      if (r.all_devices) host["DeviceCgroupRules"] = json::array({"a *:* rwm"});
+    }
+    config["HostConfig"] = host;
+
+    // The container's own files, fresh: a container of the same name before it is gone.
+    PETREL_RETURN_IF_ERROR(internal::RemoveTree(dir));
+    PETREL_RETURN_IF_ERROR(internal::MakeDirs(dir, 0700));
+    if (!spec.hosts.empty()) PETREL_RETURN_IF_ERROR(WriteHosts(dir + "/hosts", spec.hosts, true));
+    if (spec.network == NetworkMode::kBridge) {
+      // What Start puts on the bridge: the ports to publish.
+      json ports = json::array();
+      for (const PortSpec& port : spec.ports) {
+        ports.push_back({{"container_port", port.container_port},
+                         {"host_port", port.host_port},
+                         {"protocol", port.protocol},
+                         {"host_ip", port.host_ip}});
+      }
+      PETREL_RETURN_IF_ERROR(internal::WriteFileAtomic(dir + "/bridge.json", ports.dump()));
+    }
+    PETREL_ASSIGN_OR_RETURN(std::unique_ptr<DockerEngine> engine, Engine());
+    Result<std::string> id =
+        internal::DockerCreateContainer(engine.get(), spec.name, config.dump());
+    if (!id.ok()) {
+      if (id.status().message().find("is already in use") != std::string::npos) {
+        return Status::AlreadyExists(what + ": a container of that name exists");
+      }
+      (void)internal::RemoveTree(dir);
+      return id.status().WithContext(what);
+    }
+    return spec.name;
+  }
+
+  Status Start(const std::string& id) override {
+    if (!ValidId(id)) return Status::NotFound("start " + id + ": no such container");
+    PETREL_ASSIGN_OR_RETURN(std::unique_ptr<DockerEngine> engine, Engine());
+    PETREL_ASSIGN_OR_RETURN(DockerContainer c, InspectMine(engine.get(), id));
+    if (c.status != "created") {
+      return Status::FailedPrecondition("start " + id + ": it is " + c.status + ", not created");
+    }
+    Status started = internal::DockerStartContainer(engine.get(), id);
+    if (!started.ok()) {
+      // runc's words name the binary; the container stays, not running.
+      return Status::InvalidArgument("start " + id + ": " + StartError(started.message()));
+    }
+    StartPump(id);
+    Status attached = AttachBridge(engine.get(), id);
+    if (!attached.ok()) {
+      // A container that should be on the bridge and is not must not run on.
+      (void)internal::DockerKillContainer(engine.get(), id, SIGKILL);
+      return attached.WithContext("start " + id);
+    }
+    return Status::OK();
+  }
+
+  Status Kill(const std::string& id, int signal) override {
+    PETREL_ASSIGN_OR_RETURN(std::unique_ptr<DockerEngine> engine, Engine());
+    Status s = internal::DockerKillContainer(engine.get(), id, signal);
+    if (s.code() == Status::Code::kFailedPrecondition) {
+      // Not running (created, or exited): nothing to signal. Still petrel's to find.
+      return InspectMine(engine.get(), id).status();
+    }
+    if (s.IsNotFound()) return Status::NotFound("kill " + id + ": no such container");
+    return s;
+  }
+
+  Status Remove(const std::string& id) override {
+    if (!ValidId(id)) return Status::NotFound("remove " + id + ": no such container");
+    PETREL_ASSIGN_OR_RETURN(std::unique_ptr<DockerEngine> engine, Engine());
+    PETREL_ASSIGN_OR_RETURN(DockerContainer c, InspectMine(engine.get(), id));
+    if (c.running) return Status::FailedPrecondition("remove " + id + ": it is running");
+    Status removed = internal::DockerRemoveContainer(engine.get(), id, false);
+    if (!removed.ok() && !removed.IsNotFound()) return removed.WithContext("remove " + id);
+    StopPump(id);
+    PETREL_RETURN_IF_ERROR(DetachBridge(id));
+    // Gone in one step for Logs; the files go after (or at a later Open).
+    const std::string trash = containers_ + "/" + kTrashPrefix + id;
+    PETREL_RETURN_IF_ERROR(internal::RemoveTree(trash));
+    if (rename(DirOf(id).c_str(), trash.c_str()) != 0 && errno != ENOENT) {
+      return internal::ErrnoError(DirOf(id), "rename", errno);
+    }
+    return internal::RemoveTree(trash);
+  }
+
+  Result<std::vector<ContainerInfo>> List(
+      const std::map<std::string, std::string>& selector) override {
+    PETREL_ASSIGN_OR_RETURN(std::unique_ptr<DockerEngine> engine, Engine());
+    std::vector<std::string> filters = {OwnerFilter()};
+    for (const auto& [k, v] : selector) filters.push_back(k + "=" + v);
+    PETREL_ASSIGN_OR_RETURN(std::vector<DockerContainer> listed,
+                            internal::DockerListContainers(engine.get(), filters));
+    std::vector<ContainerInfo> out;
+    for (const DockerContainer& summary : listed) {
+      Result<DockerContainer> c = internal::DockerInspectContainer(engine.get(), summary.id);
+      if (c.status().IsNotFound()) continue;  // removed meanwhile
+      PETREL_RETURN_IF_ERROR(c.status());
+      out.push_back(InfoOf(*c));
+    }
+    return out;
+  }
+
+  Result<ContainerInfo> Inspect(const std::string& id) override {
+    PETREL_ASSIGN_OR_RETURN(std::unique_ptr<DockerEngine> engine, Engine());
+    PETREL_ASSIGN_OR_RETURN(DockerContainer c, InspectMine(engine.get(), id));
+    return InfoOf(c);
+  }
+
+  Result<LogChunk> Logs(const std::string& id, const LogOptions& options) override {
+    const Status gone = Status::NotFound("logs of " + id + ": no such container");
+    if (!ValidId(id)) return gone;
+    // A Remove may move the directory away meanwhile (Logs may overlap with it): files
+    // missing for that reason make the answer the Remove's.
+    const std::string dir = DirOf(id);
+    Result<LogChunk> chunk = internal::ReadLogFiles(dir, options);
+    struct stat st;
+    if (chunk.status().IsNotFound() || stat(dir.c_str(), &st) != 0) return gone;
+    return chunk;
+  }
+
+  Result<ExecResult> Exec(const std::string& id, const ExecOptions& options) override {
+    const std::string what = "exec in " + id;
+    if (options.command.empty()) return Status::InvalidArgument(what + ": no command");
+    PETREL_ASSIGN_OR_RETURN(std::unique_ptr<DockerEngine> engine, Engine());
+    PETREL_ASSIGN_OR_RETURN(DockerContainer c, InspectMine(engine.get(), id));
+    if (!c.running) return Status::FailedPrecondition(what + ": the container is not running");
+    Result<std::string> exec_id = internal::DockerCreateExec(engine.get(), id, options.command);
+    if (exec_id.status().code() == Status::Code::kFailedPrecondition) {
+      return Status::FailedPrecondition(what + ": the container is not running");
+    }
+    PETREL_RETURN_IF_ERROR(exec_id.status().WithContext(what));
+    PETREL_ASSIGN_OR_RETURN(std::unique_ptr<DockerEngine> stream, Engine());
+    ExecResult result;
+    const auto deadline = Clock::now() + std::chrono::milliseconds(options.timeout_ms);
+    bool timed_out = false;
+    Status ran = internal::DockerStartExec(
+        stream.get(), *exec_id,
+        [&](internal::DockerLogChunk chunk) {
+          const size_t room =
+              options.output_limit - std::min(options.output_limit, result.output.size());
+          if (chunk.data.size() > room) result.truncated = true;
+          result.output.append(chunk.data, 0, std::min(room, chunk.data.size()));
+          return Status::OK();
+        },
+        [&] {
+          if (Clock::now() < deadline) return false;
+          timed_out = true;
+          return true;
+        });
+    PETREL_RETURN_IF_ERROR(ran.WithContext(what));
+    // The process, its group with it (runc makes it a group of its own), is gone before
+    // Exec answers: after a timeout it is killed, and dockerd is asked until it has ended.
+    for (int i = 0;; i++) {
+      Result<internal::DockerExec> e = internal::DockerInspectExec(engine.get(), *exec_id);
+      if (e.status().IsNotFound()) break;  // its container is gone, and it with it
+      PETREL_RETURN_IF_ERROR(e.status().WithContext(what));
+      if (!e->running) {
+        result.exit_code = e->exit_code;
+        break;
+      }
+      if (timed_out && e->pid > 0) {
+        (void)kill(-e->pid, SIGKILL);
+        (void)kill(e->pid, SIGKILL);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    if (timed_out) {
+      return Status::DeadlineExceeded(what + ": timed out after " +
+                                      FormatDurationMs(options.timeout_ms));
+    }
+    // A command runc cannot start (dockerd answers 126 with runc's words as the output):
+    // one not in the image is told as a shell tells it.
+    if (result.exit_code == 126) {
+      const std::string said = internal::RuncNotFoundWords(result.output, options.command[0]);
+      if (!said.empty()) {
+        result.exit_code = 127;
+        result.output = said + "\n";
+        result.truncated = false;
+      }
+    }
+    return result;
+  }
+
+  Status SetHosts(const std::string& id, const std::string& hosts) override {
+    if (!ValidId(id)) return Status::NotFound("set hosts of " + id + ": no such container");
+    const std::string path = DirOf(id) + "/hosts";
+    struct stat st;
+    if (stat(DirOf(id).c_str(), &st) != 0)
+      return Status::NotFound("set hosts of " + id + ": no such container");
+    if (stat(path.c_str(), &st) != 0) {
+      return Status::FailedPrecondition("set hosts of " + id + ": it was created without hosts");
+    }
+    return WriteHosts(path, hosts, false);
+  }
+
+  Result<std::vector<ImageInfo>> ListImages() override {
+    PETREL_ASSIGN_OR_RETURN(std::unique_ptr<DockerEngine> engine, Engine());
+    std::lock_guard<std::mutex> lock(images_mu_);
+    PETREL_ASSIGN_OR_RETURN(json images, LoadImagesLocked());
+    PETREL_ASSIGN_OR_RETURN(std::set<std::string> used, ImagesInUse(engine.get()));
+    std::map<std::string, ImageInfo> by_id;
+    std::vector<std::string> order;
+    for (auto& [ref, e] : images.items()) {
+      Result<internal::DockerImage> image =
+          internal::DockerInspectImage(engine.get(), e.value("tag", ""));
+      if (!image.ok()) continue;  // gone from dockerd
+      ImageInfo& info = by_id[image->id];
+      if (info.id.empty()) {
+        order.push_back(image->id);
+        info.id = image->id;
+        info.size_bytes = image->size;
+        info.created_at = e.value("created_ms", int64_t{0});
+        info.in_use = used.count(image->id) > 0;
+      }
+      info.refs.push_back(ref);
+    }
+    std::vector<ImageInfo> out;
+    for (const std::string& id : order) out.push_back(by_id[id]);
+    std::sort(out.begin(), out.end(),
+              [](const ImageInfo& a, const ImageInfo& b) { return a.created_at < b.created_at; });
+    return out;
+  }
+
+  Status RemoveImage(const std::string& ref) override {
+    PETREL_ASSIGN_OR_RETURN(std::unique_ptr<DockerEngine> engine, Engine());
+    std::lock_guard<std::mutex> lock(images_mu_);
+    PETREL_ASSIGN_OR_RETURN(json images, LoadImagesLocked());
+    // By a reference it came by, or by its id: every reference to that image goes.
+    std::string id;
+    if (images.contains(ref)) {
+      Result<internal::DockerImage> image =
+          internal::DockerInspectImage(engine.get(), images[ref].value("tag", ""));
+      if (image.ok()) id = image->id;
+    }
+    std::vector<std::pair<std::string, std::string>> refs;  // (ref, tag)
+    for (auto& [r, e] : images.items()) {
+      Result<internal::DockerImage> image =
+          internal::DockerInspectImage(engine.get(), e.value("tag", ""));
+      if (!image.ok()) continue;
+      if (r == ref || image->id == ref || image->id == id) {
+        id = image->id;
+        refs.emplace_back(r, e.value("tag", ""));
+      }
+    }
+    if (refs.empty()) return Status::NotFound(ref + ": no such image");
+    PETREL_ASSIGN_OR_RETURN(std::vector<DockerContainer> mine,
+                            internal::DockerListContainers(engine.get(), {OwnerFilter()}));
+    for (const DockerContainer& c : mine) {
+      Result<DockerContainer> full = internal::DockerInspectContainer(engine.get(), c.id);
+      if (full.ok() && ImageIdOf(engine.get(), full->image) == id) {
+        return Status::FailedPrecondition(ref + ": in use by container " + c.name);
+      }
+    }
+    for (const auto& [r, tag] : refs) {
+      Result<bool> removed = internal::DockerRemoveImage(engine.get(), tag);
+      if (!removed.ok() && !removed.status().IsNotFound()) return removed.status().WithContext(ref);
+      images.erase(r);
+    }
+    return SaveImagesLocked(images);
+  }
+
+  Result<PruneResult> PruneImages() override {
+    PETREL_ASSIGN_OR_RETURN(std::vector<ImageInfo> images, ListImages());
+    PruneResult result;
+    for (const ImageInfo& image : images) {
+      if (image.in_use) continue;
+      Status s = RemoveImage(image.id);
+      if (s.code() == Status::Code::kFailedPrecondition || s.IsNotFound()) continue;  // since
+      PETREL_RETURN_IF_ERROR(s);
+      result.removed.push_back(image.id);
+      result.bytes_freed += image.size_bytes;
+    }
+    return result;
+  }
+
+  void SetExitHandler(ExitHandler handler) override {
+    std::lock_guard<std::mutex> lock(handler_mu_);
+    handler_ = std::move(handler);
+  }
+
+ private:
+  // An engine on a connection of its own.
+  Result<std::unique_ptr<DockerEngine>> Engine() const {
+    DockerEngine::Options o;
+    o.socket_path = socket_;
+    o.timeout = kCallTimeout;
+    return DockerEngine::Open(o);
+  }
+
+  // Whether `id` can name a container of this runtime: a container name, never a path.
+  static bool ValidId(const std::string& id) { return internal::IsPlainName(id, 128); }
+
+  std::string OwnerFilter() const { return std::string(kOwnerLabel) + "=" + owner_; }
+  std::string DirOf(const std::string& name) const { return containers_ + "/" + name; }
+
+  // Container `id` when it is this runtime's; NotFound otherwise.
+  Result<DockerContainer> InspectMine(DockerEngine* engine, const std::string& id) const {
+    Result<DockerContainer> c = internal::DockerInspectContainer(engine, id);
+    if (c.status().IsNotFound() ||
+        (c.ok() && (c->labels.count(kOwnerLabel) == 0 || c->labels.at(kOwnerLabel) != owner_))) {
+      return Status::NotFound(id + ": no such container");
+    }
+    return c;
+  }
+
+  ContainerInfo InfoOf(const DockerContainer& c) const {
+    ContainerInfo info;
+    info.id = c.name;
+    info.name = c.name;
+    info.labels = c.labels;
+    info.labels.erase(kOwnerLabel);
+    if (c.status == "created") {
+      info.state = ContainerState::kCreated;
+    } else if (c.running) {
+      info.state = ContainerState::kRunning;
+      info.pid = c.pid;
+    } else {
+      info.state = ContainerState::kExited;
+      info.exit_code = c.exit_code;
+      if (c.oom_killed) info.exit_reason = "OOMKilled";
+    }
+    if (info.state == ContainerState::kRunning) {
+      if (Result<std::string> a = internal::ReadSmallFile(DirOf(c.name) + "/address", 64); a.ok()) {
+        info.address = *a;
+      }
+    }
+    info.created_at = MillisOf(c.created_at);
+    info.started_at = MillisOf(c.started_at);
+    // dockerd stamps StartedAt once containerd's start has answered and FinishedAt with
+    // the exit's own time: a process that ends at once can end "before" it started.
+    info.finished_at = info.state == ContainerState::kExited
+                           ? std::max(MillisOf(c.finished_at), info.started_at)
+                           : 0;
+    return info;
+  }
+
+  // The name of container `name`'s network namespace and bridge attachment: unique to
+  // this state dir, short enough for a namespace's name.
+  std::string NetId(const std::string& name) const {
+    return "petrel-" + internal::Sha256Hex(containers_ + "/" + name).substr(0, 16);
+  }
+
+  // Puts the network namespace dockerd made for container `id` on petrel's bridge, when
+  // it asked for it: kept by name first, so that it can be detached once the container
+  // is gone. The address goes into its files for Inspect.
+  Status AttachBridge(DockerEngine* engine, const std::string& id) {
+    const std::string dir = DirOf(id);
+    Result<std::string> wanted = internal::ReadSmallFile(dir + "/bridge.json", 1 << 20);
+    if (wanted.status().IsNotFound()) return Status::OK();
+    PETREL_RETURN_IF_ERROR(wanted.status());
+    PETREL_ASSIGN_OR_RETURN(json list, internal::ParseJson(*wanted, dir + "/bridge.json"));
+    std::vector<PortSpec> ports;
+    for (const json& p : list) {
+      PortSpec port;
+      port.container_port = p.value("container_port", 0);
+      port.host_port = p.value("host_port", 0);
+      port.protocol = p.value("protocol", "tcp");
+      port.host_ip = p.value("host_ip", "");
+      ports.push_back(port);
+    }
+    PETREL_ASSIGN_OR_RETURN(DockerContainer c, InspectMine(engine, id));
+    if (!c.running || c.pid <= 0) return Status::OK();  // ended already: nothing to attach
+    PETREL_ASSIGN_OR_RETURN(int fd, port_->OpenNetnsOf(c.pid));
+    internal::UniqueFd netns(fd);
+    // The pid is still the container's (not one reused after a quick exit): the
+    // namespace opened is its.
+    PETREL_ASSIGN_OR_RETURN(DockerContainer again, InspectMine(engine, id));
+    if (!again.running || again.pid != c.pid) return Status::OK();
+    const std::string net = NetId(id);
+    PETREL_RETURN_IF_ERROR(port_->DetachNetwork(net));  // a leftover of the same name
+    PETREL_RETURN_IF_ERROR(port_->DeleteNetns(net));
+    PETREL_RETURN_IF_ERROR(port_->KeepNetns(net, netns.get()));
+    PETREL_ASSIGN_OR_RETURN(const std::string address,
+                            port_->AttachNetwork(net, port_->NetnsPath(net), ports));
+    return internal::WriteFileAtomic(dir + "/address", address);
+  }
+
+  // Undoes AttachBridge: OK when the container was never on the bridge.
+  Status DetachBridge(const std::string& id) {
+    struct stat st;
+    if (stat((DirOf(id) + "/bridge.json").c_str(), &st) != 0) return Status::OK();
+    const std::string net = NetId(id);
+    PETREL_RETURN_IF_ERROR(port_->DetachNetwork(net));
+    return port_->DeleteNetns(net);
+  }
+
+  // What a failed start's message says, without dockerd's wrapping.
+  static std::string StartError(const std::string& message) {
+    const size_t at = message.find("OCI runtime");
+    return at == std::string::npos ? message : message.substr(at);
+  }
+
+  static Status WriteHosts(const std::string& path, const std::string& hosts, bool create) {
+    // Rewritten in place (the bind mount holds the inode), then cut to its new length.
+    const int flags = O_WRONLY | O_NOFOLLOW | O_CLOEXEC | (create ? O_CREAT : 0);
+    internal::UniqueFd fd(open(path.c_str(), flags, 0644));
+    if (!fd.valid()) return internal::ErrnoError(path, "open", errno);
+    if (create && fchmod(fd.get(), 0644) != 0) return internal::ErrnoError(path, "chmod", errno);
+    PETREL_RETURN_IF_ERROR(internal::WriteAll(fd.get(), hosts, path, 0));
+    if (ftruncate(fd.get(), static_cast<off_t>(hosts.size())) != 0) {
+      return internal::ErrnoError(path, "truncate", errno);
+    }
+    return Status::OK();
+  }
+
+  // ---- Images.
+
+  // The Docker name of a local image for this runtime: its tag, from the file's
+  // identity, so that a changed file is another image.
+  Result<std::string> LocalTag(const std::string& ref) const {
+    const std::string path = LocalPath(ref);
+    std::string identity_path = path;
+    struct stat st;
+    if (ref.rfind("oci:", 0) == 0) identity_path = path + "/index.json";
+    if (stat(identity_path.c_str(), &st) != 0) {
+      return internal::ErrnoError(ref, "", errno).WithContext("");
+    }
+    const std::string identity = std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + ":" +
+                                 std::to_string(st.st_size) + ":" +
+                                 std::to_string(st.st_mtim.tv_sec) + "." +
+                                 std::to_string(st.st_mtim.tv_nsec);
+    return "petrel.local/" + owner_ + "/" + internal::Sha256Hex(ref).substr(0, 16) + ":" +
+           internal::Sha256Hex(identity).substr(0, 16);
+  }
+
+  // The name dockerd knows the image `ref` by.
+  Result<std::string> DockerImageOf(const std::string& ref) const {
+    if (!IsLocalRef(ref)) return ref;
+    Result<std::string> tag = LocalTag(ref);
+    if (!tag.ok()) return Status::NotFound(tag.status().message());
+    return tag;
+  }
+
+  Status PullLocal(const std::string& ref, const PullOptions& options) {
+    Result<std::string> tag = LocalTag(ref);
+    if (!tag.ok()) {
+      return tag.status().IsNotFound() ? Status::NotFound(ref + ": no such file or directory")
+                                       : tag.status();
+    }
+    PETREL_ASSIGN_OR_RETURN(std::unique_ptr<DockerEngine> engine, Engine());
+    if (internal::DockerInspectImage(engine.get(), *tag).ok()) return Remember(ref, *tag);
+    if (options.policy == PullPolicy::kNever) {
+      return Status::FailedPrecondition(ref + ": not present, and imagePullPolicy is Never");
+    }
+    Report(options, "unpacking", 0, 0);
+    // The archive, as a docker-archive, written by a thread into a pipe that dockerd
+    // reads from the other end.
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) return internal::ErrnoError(ref, "pipe", errno);
+    internal::UniqueFd read_end(fds[0]);
+    auto write_end = std::make_shared<internal::UniqueFd>(fds[1]);
+    const size_t colon = tag->rfind(':');
+    const std::string repo_tag = tag->substr(0, colon) + ":" + tag->substr(colon + 1);
+    Result<std::string> written = Status::Internal("not written");
+    std::thread writer([&, write_end] {
+      internal::ArchiveUse use;
+      written = use.status().ok() ? internal::WriteDockerArchiveOf(ref, {}, write_end->get())
+                                  : Result<std::string>(use.status());
+      write_end->reset();
+    });
+    DockerEngine::Upload upload;
+    upload.read = [&](char* buf, size_t size) -> Result<size_t> {
+      for (;;) {
+        const ssize_t n = read(read_end.get(), buf, size);
+        if (n >= 0) return static_cast<size_t>(n);
+        if (errno != EINTR) return internal::ErrnoError(ref, "read", errno);
+      }
+    };
+    Result<std::vector<std::string>> loaded = internal::DockerLoadImage(engine.get(), upload);
+    read_end.reset();  // a writer still writing gets EPIPE
+    writer.join();
+    if (!written.ok()) return written.status();
+    PETREL_RETURN_IF_ERROR(loaded.status().WithContext(ref));
+    // Loaded untagged: named by its id; tagged here.
+    PETREL_RETURN_IF_ERROR(internal::DockerTagImage(engine.get(), *written,
+                                                    repo_tag.substr(0, colon),
+                                                    repo_tag.substr(colon + 1))
+                               .WithContext(ref));
+    Report(options, "unpacking", 1, 1);
+    return Remember(ref, *tag);
+  }
+
+  Status PullRegistry(const std::string& ref, const PullOptions& options) {
+    PETREL_ASSIGN_OR_RETURN(std::unique_ptr<DockerEngine> engine, Engine());
+    const bool present = internal::DockerInspectImage(engine.get(), ref).ok();
+    if (present && options.policy != PullPolicy::kAlways) return Remember(ref, ref);
+    if (!present && options.policy == PullPolicy::kNever) {
+      return Status::FailedPrecondition(ref + ": not present, and imagePullPolicy is Never");
+    }
+    std::map<std::string, std::pair<int64_t, int64_t>> layers;
+    Status s = internal::DockerPullImage(
+        engine.get(), ref,
+        [&](const internal::DockerPullStatus& st) {
+          if (!st.id.empty() && st.total > 0) layers[st.id] = {st.current, st.total};
+          int64_t done = 0, total = 0;
+          for (const auto& [id, l] : layers) {
+            done += l.first;
+            total += l.second;
+          }
+          Report(options, "downloading", done, total);
+        },
+        [&] { return options.cancelled && options.cancelled(); });
+    if (engine->stopped()) return Status::Unavailable(ref + ": pull cancelled");
+    PETREL_RETURN_IF_ERROR(s.WithContext(ref));
+    return Remember(ref, ref);
+  }
+
+  static void Report(const PullOptions& options, const char* phase, int64_t done, int64_t total) {
+    if (!options.progress) return;
+    PullProgress p;
+    p.phase = phase;
+    p.bytes_done = done;
+    p.bytes_total = total;
+    options.progress(p);
+  }
+
+  Status Remember(const std::string& ref, const std::string& tag) {
+    std::lock_guard<std::mutex> lock(images_mu_);
+    PETREL_ASSIGN_OR_RETURN(json images, LoadImagesLocked());
+    if (images.contains(ref) && images[ref].value("tag", "") == tag) return Status::OK();
+    int64_t now = MillisOf(std::chrono::system_clock::now());
+    images[ref] = {{"tag", tag}, {"created_ms", now}};
+    return SaveImagesLocked(images);
+  }
+
+  Result<json> LoadImagesLocked() const {
+    Result<std::string> text =
+        internal::ReadSmallFile(options_.state_dir + "/images.json", 16 << 20);
+    if (text.status().IsNotFound()) return json::object();
+    PETREL_RETURN_IF_ERROR(text.status());
+    PETREL_ASSIGN_OR_RETURN(json j,
+                            internal::ParseJson(*text, options_.state_dir + "/images.json"));
+    if (!j.is_object()) return json::object();
+    return j;
+  }
+
+  Status SaveImagesLocked(const json& images) const {
+    return internal::WriteFileAtomic(options_.state_dir + "/images.json", images.dump());
+  }
+
+  // The image id `name` (a tag, a reference or an id) stands for in dockerd, "" for none.
+  static std::string ImageIdOf(DockerEngine* engine, const std::string& name) {
+    Result<internal::DockerImage> image = internal::DockerInspectImage(engine, name);
+    return image.ok() ? image->id : std::string();
+  }
+
+  // The ids of the images this runtime's containers were made from.
+  Result<std::set<std::string>> ImagesInUse(DockerEngine* engine) const {
+    PETREL_ASSIGN_OR_RETURN(std::vector<DockerContainer> mine,
+                            internal::DockerListContainers(engine, {OwnerFilter()}));
+    std::set<std::string> used;
+    for (const DockerContainer& c : mine) {
+      Result<DockerContainer> full = internal::DockerInspectContainer(engine, c.id);
+      if (full.ok()) used.insert(ImageIdOf(engine, full->image));
+    }
+    return used;
+  }
+
+  // ---- Log pumps.
+
+  void StartPump(const std::string& name) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closing_ || pumps_.count(name) > 0) return;
+    auto pump = std::make_unique<Pump>();
+    Pump* p = pump.get();
+    pump->thread = std::thread([this, name, p] { PumpLoop(name, p); });
+    pumps_[name] = std::move(pump);
+  }
+
+  void StopPump(const std::string& name) {
+    std::unique_ptr<Pump> pump;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = pumps_.find(name);
+      if (it == pumps_.end()) return;
+      pump = std::move(it->second);
+      pumps_.erase(it);
+    }
+    pump->stop = true;
+    pump->thread.join();
+  }
+
+  // Follows the output of container `name` into its files until it exits (then tells
+  // the exit), is removed, or the pump is stopped.
+  void PumpLoop(const std::string& name, Pump* p) {
+    const std::string dir = DirOf(name);
+    internal::LogPaths paths = internal::MakeLogPaths(dir);
+    internal::LogWriter w{paths.a.data(), paths.b.data(), paths.digits_at, options_.log_max_bytes};
+    w.lost_prefix = "petrel-docker: ";
+    (void)internal::ResumeLogWriter(dir, &w);
+    w.Open();
+    int64_t since = 0;
+    if (Result<std::string> text = internal::ReadSmallFile(dir + "/since", 64); text.ok()) {
+      since = std::strtoll(text->c_str(), nullptr, 10);
+    }
+    int64_t saved = since;
+    auto save = [&] {
+      if (since == saved) return;
+      if (internal::WriteFileAtomic(dir + "/since", std::to_string(since)).ok()) saved = since;
+    };
+    auto last_save = Clock::now();
+    std::chrono::milliseconds backoff{100};
+    int exit_code = -1;
+    while (!p->stop) {
+      Result<std::unique_ptr<DockerEngine>> engine = Engine();
+      if (engine.ok()) {
+        const auto since_time = std::chrono::system_clock::time_point(
+            std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                std::chrono::nanoseconds(since)));
+        Status s = internal::DockerLogs(
+            engine->get(), name, true, true, since_time,
+            [&](internal::DockerLogChunk chunk) {
+              // "<time> <output>": dockerd's time of each message.
+              const size_t space = chunk.data.find(' ');
+              if (space == std::string::npos) return Status::OK();
+              Result<std::chrono::system_clock::time_point> t =
+                  internal::DockerParseTime(std::string_view(chunk.data).substr(0, space));
+              if (!t.ok()) return Status::OK();
+              const int64_t ns = NanosOf(*t);
+              if (ns <= since) return Status::OK();  // written before a reconnect
+              w.Write(chunk.data.data() + space + 1, chunk.data.size() - space - 1);
+              since = ns;
+              if (Clock::now() - last_save >= kSinceEvery) {
+                save();
+                last_save = Clock::now();
+              }
+              return Status::OK();
+            },
+            [p] { return p->stop.load(); });
+        if (p->stop) break;
+        if (s.ok() || s.IsNotFound()) {
+          // The stream ended: the container stopped, or is gone, or dockerd is going.
+          Result<DockerContainer> c = internal::DockerInspectContainer(engine->get(), name);
+          if (c.status().IsNotFound()) break;
+          if (c.ok() && !c->running && c->status != "created") {
+            exit_code = c->exit_code;
+            break;
+          }
+        }
+      }
+      // dockerd away or restarting: again, after a while.
+      for (auto until = Clock::now() + backoff; Clock::now() < until && !p->stop;) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
+    }
+    save();
+    w.Close();
+    if (exit_code >= 0) {
+      (void)internal::WriteFileAtomic(dir + "/exited", std::to_string(exit_code));
+      std::lock_guard<std::mutex> lock(handler_mu_);
+      if (handler_) handler_(name, exit_code);
+    }
+  }
+
+  const DockerOptions options_;
+  const std::shared_ptr<Port> port_;
+  const std::string socket_;
+  const std::string owner_;
+  const std::string containers_;
+
+  std::mutex mu_;  // guards pumps_ and closing_
+  std::map<std::string, std::unique_ptr<Pump>> pumps_;
+  bool closing_ = false;
+
+  std::mutex handler_mu_;
+  ExitHandler handler_;
+
+  std::mutex images_mu_;  // guards images.json
+};
+
+}  // namespace
+
+Result<std::string> DockerSocketPath(const std::string& endpoint) {
+  if (endpoint.empty()) return std::string(kDefaultSocket);
+  std::string path = endpoint;
+  if (path.rfind(kUnixScheme, 0) == 0) path = path.substr(sizeof(kUnixScheme) - 1);
+  if (path.empty() || path[0] != '/' || path.find('\0') != std::string::npos) {
+    return Status::InvalidArgument("runtime docker: endpoint \"" + endpoint +
+                                   "\": not unix:///PATH or an absolute socket path");
+  }
+  return path;
+}
+
+Result<std::shared_ptr<ContainerRuntime>> NewDockerRuntime(const DockerOptions& options) {
+  PETREL_ASSIGN_OR_RETURN(const std::string socket, DockerSocketPath(options.endpoint));
+  if (options.state_dir.empty() || options.state_dir[0] != '/') {
+    return Status::InvalidArgument("runtime docker: state_dir must be an absolute path");
+  }
+  if (options.log_max_bytes <= 0) {
+    return Status::InvalidArgument("runtime docker: log_max_bytes must be above 0");
+  }
+  DockerOptions o = options;
+  if (!o.log_sink) o.log_sink = StderrLogSink();
+  if (!o.port) o.port = DefaultPort();
+  auto runtime = std::make_shared<DockerRuntime>(std::move(o), socket);
+  PETREL_RETURN_IF_ERROR(runtime->Open().WithContext("runtime docker"));
+  return std::shared_ptr<ContainerRuntime>(runtime);
+}
+
+Status RegisterDockerRuntime(RuntimeRegistry* registry) {
+  auto factory = [](const RuntimeConfig& config) -> Result<std::shared_ptr<ContainerRuntime>> {
+    if (config.state_dir.empty())
+      return Status::InvalidArgument("runtime docker: state_dir is required");
+    DockerOptions o;
+    o.state_dir = config.state_dir + "/docker";
+    o.endpoint = config.endpoint;
+    o.log_sink = config.log_sink;
+    o.port = config.port;
+    return NewDockerRuntime(o);
+  };
+  return registry->Register(
+      {"docker", "dockerd's containers and images (--runtime-endpoint)", factory});
+}
+
+}  // namespace petrel
