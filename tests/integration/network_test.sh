@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Container networks through petreld on a real runtime (crun, runc or containerd,
-# the one $PETREL_TEST_CONTAINERD_SOCKET names), issue 14: a
+# Container networks through petreld on a real runtime (crun, runc, containerd or docker:
+# the one $PETREL_TEST_CONTAINERD_SOCKET or $PETREL_TEST_DOCKERD_SOCKET names), issue 14: a
 # workload on the bridge (the default) publishes its port 8080 as another number on the
 # host, which answers on 127.0.0.1; a client workload reaches it by name while it is
 # ready, and finds no such name while its readiness probe fails; one with `network:
@@ -21,7 +21,7 @@ node=net-$runtime
 pid=""
 # A host port of its own per runtime: the two runs may overlap. runc's run puts its
 # containers on a bridge and subnet of its own (petreld --bridge-name, --bridge-subnet).
-# containerd's likewise.
+# containerd's and docker's likewise.
 sub=oci
 case "$runtime" in
   crun) port=18093 bridge=petrel0 subnet=10.47. bridge_flags=() ;;
@@ -29,6 +29,10 @@ case "$runtime" in
   containerd)
     port=18095 bridge=petrel2 subnet=10.46.2. sub=containerd
     bridge_flags=(--bridge-name petrel2 --bridge-subnet 10.46.2.0/24)
+    ;;
+  docker)
+    port=18096 bridge=petrel3 subnet=10.46.3. sub=docker
+    bridge_flags=(--bridge-name petrel3 --bridge-subnet 10.46.3.0/24)
     ;;
   *) echo "network_test.sh: unknown runtime $runtime" >&2; exit 2 ;;
 esac

@@ -13,8 +13,10 @@
 # removed from there.
 # On containerd, petreld drives the containerd whose socket
 # $PETREL_TEST_CONTAINERD_SOCKET names (CTest's shared one), in its namespace "petrel",
-# and containerd's own records are read with ctr.
-#   petreld_runtime_test.sh PETRELD PETRELCTL RUNTIME   (crun, runc or containerd)
+# and containerd's own records are read with ctr. On docker, the dockerd whose socket
+# $PETREL_TEST_DOCKERD_SOCKET names, its records read through its API; its containers
+# sit in dockerd's cgroups, not below --cgroup-parent (which daemons do not take).
+#   petreld_runtime_test.sh PETRELD PETRELCTL RUNTIME   (crun, runc, containerd or docker)
 set -euo pipefail
 petreld=${1:?usage: petreld_runtime_test.sh PETRELD PETRELCTL RUNTIME}
 ctl=${2:?}
@@ -31,22 +33,26 @@ cgparent=$cgtop/first
 # The adapter's folder in the state dir, and how to reach the runtime's own records.
 sub=oci
 [ "$runtime" = containerd ] && sub=containerd socket=${PETREL_TEST_CONTAINERD_SOCKET:-}
+[ "$runtime" = docker ] && sub=docker
 ctrs=$state/$sub/containers
 # rt_list: the names of the containers the runtime has of this node.
 rt_list() {
-  if [ "$runtime" = containerd ]; then
-    ctr --address "$socket" -n petrel containers ls -q
-  else
-    "$runtime" --root "$state/oci/runtime" list -q 2>/dev/null
-  fi | grep "petrel_${node}_" || true
+  case "$runtime" in
+    containerd) ctr --address "$socket" -n petrel containers ls -q ;;
+    docker) docker_api '/containers/json?all=1' | jq -r '.[].Names[0] | ltrimstr("/")' ;;
+    *) "$runtime" --root "$state/oci/runtime" list -q 2>/dev/null ;;
+  esac | grep "petrel_${node}_" || true
 }
 # rt_status ID: what the runtime says of the container's process ("running"), "" for none.
 rt_status() {
-  if [ "$runtime" = containerd ]; then
-    ctr --address "$socket" -n petrel tasks ls 2>/dev/null | awk -v id="$1" '$1 == id {print tolower($3)}'
-  else
-    "$runtime" --root "$state/oci/runtime" state "$1" 2>/dev/null | jq -r .status
-  fi
+  case "$runtime" in
+    containerd)
+      ctr --address "$socket" -n petrel tasks ls 2>/dev/null | awk -v id="$1" '$1 == id {print tolower($3)}'
+      ;;
+    # dockerd's "created": no process yet.
+    docker) docker_api "/containers/$1/json" 2>/dev/null | jq -r '.State.Status | select(. != "created")' ;;
+    *) "$runtime" --root "$state/oci/runtime" state "$1" 2>/dev/null | jq -r .status ;;
+  esac
 }
 
 fail() {
@@ -108,7 +114,13 @@ read -r p0 p1 <<<"$(pids)"
 # in_cgroup PID PARENT: the process is in a cgroup of a keeper container below PARENT
 # (every hierarchy of runc's; of crun's, the v2 one or, on a hybrid host, petrel's v1
 # memory and devices cgroups).
-in_cgroup() { grep -q ":/$2/petrel_${node}_keeper_[0-9]*\$" "/proc/$1/cgroup"; }
+in_cgroup() {
+  if [ "$runtime" = docker ]; then
+    grep -q ":/docker/[0-9a-f]\{64\}\$" "/proc/$1/cgroup"  # dockerd's, whatever the parent
+  else
+    grep -q ":/$2/petrel_${node}_keeper_[0-9]*\$" "/proc/$1/cgroup"
+  fi
+}
 in_cgroup "$p0" "$cgparent" || fail "replica 0 is not below --cgroup-parent $cgparent: $(cat "/proc/$p0/cgroup")"
 
 # kill -9 petreld: the containers live on.
@@ -210,7 +222,11 @@ held=$(spare containerId)
 # Created, for this adapter: the bundle made (rootfs mounted, config written), no
 # process yet (the runtime is called at Start, with `run`).
 held_ok() {
-  [ -f "$ctrs/$held/config.json" ] && [ -z "$(rt_status "$held")" ]
+  if [ "$runtime" = docker ]; then
+    [ "$(docker_api "/containers/$held/json" | jq -r .State.Status)" = created ]
+  else
+    [ -f "$ctrs/$held/config.json" ] && [ -z "$(rt_status "$held")" ]
+  fi
 }
 held_ok || fail "spare's container $held: no bundle, or $runtime runs it ('$(rt_status "$held")')"
 [ "$(json - spare | jq '.items[0].readyReplicas')" = 0 ] || fail "a standby counted as ready"

@@ -79,23 +79,35 @@ busybox_image() {
 }
 
 # runtime_flags RUNTIME: sets the array runtime_flags to petreld's flags for RUNTIME:
-# --runtime RUNTIME, and for containerd the endpoint of the one
-# $PETREL_TEST_CONTAINERD_SOCKET names (CTest's fixture containerd_daemon); fails when
-# none does.
+# --runtime RUNTIME, and for containerd (docker) the endpoint of the one
+# $PETREL_TEST_CONTAINERD_SOCKET ($PETREL_TEST_DOCKERD_SOCKET) names (CTest's fixture
+# containerd_daemon, docker_daemon); fails when none does.
 runtime_flags() {
   runtime_flags=(--runtime "$1")
-  if [ "$1" = containerd ]; then
-    [ -n "${PETREL_TEST_CONTAINERD_SOCKET:-}" ] || {
-      echo "runtime containerd: PETREL_TEST_CONTAINERD_SOCKET is not set" >&2
-      return 1
-    }
-    runtime_flags+=(--runtime-endpoint "unix://$PETREL_TEST_CONTAINERD_SOCKET")
-  fi
+  local var
+  case "$1" in
+    containerd) var=PETREL_TEST_CONTAINERD_SOCKET ;;
+    docker) var=PETREL_TEST_DOCKERD_SOCKET ;;
+    *) return 0 ;;
+  esac
+  [ -n "${!var:-}" ] || {
+    echo "runtime $1: $var is not set" >&2
+    return 1
+  }
+  runtime_flags+=(--runtime-endpoint "unix://${!var}")
+}
+
+# docker_api PATH [CURL ARGS...]: dockerd's answer to GET (or what CURL ARGS say) of
+# Engine API PATH, on $PETREL_TEST_DOCKERD_SOCKET.
+docker_api() {
+  local path=$1
+  shift
+  curl -sf --unix-socket "$PETREL_TEST_DOCKERD_SOCKET" "$@" "http://docker/v1.41$path"
 }
 
 # runtime_cleanup RUNTIME STATE DIR: what a failed run on a real runtime left, for
-# cleanup traps: the runtime's containers of petreld's state dir STATE (crun's, runc's
-# or containerd's), then every mount
+# cleanup traps: the runtime's containers of petreld's state dir STATE (crun's, runc's,
+# containerd's or dockerd's), then every mount
 # below DIR (deepest first). Never fails.
 runtime_cleanup() {
   local rec c
@@ -111,6 +123,11 @@ runtime_cleanup() {
     ctr --address "$PETREL_TEST_CONTAINERD_SOCKET" -n petrel tasks kill -s SIGKILL "$c" >/dev/null 2>&1 || true
     ctr --address "$PETREL_TEST_CONTAINERD_SOCKET" -n petrel tasks rm -f "$c" >/dev/null 2>&1 || true
     ctr --address "$PETREL_TEST_CONTAINERD_SOCKET" -n petrel containers rm "$c" >/dev/null 2>&1 || true
+  done
+  # dockerd's (on $PETREL_TEST_DOCKERD_SOCKET): those of the state dir's containers.
+  for rec in "$2"/docker/containers/*; do
+    [ -e "$rec" ] && [ -n "${PETREL_TEST_DOCKERD_SOCKET:-}" ] || continue
+    docker_api "/containers/${rec##*/}?force=1" -X DELETE >/dev/null 2>&1 || true
   done
   grep -o "${3}[^ ]*" /proc/self/mountinfo 2>/dev/null | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
 }
