@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -55,6 +56,8 @@ constexpr std::chrono::milliseconds kCallTimeout{60000};
 // The least of Docker's own log files' size: its copy is what a pump reads after a gap
 // (before it connects, while petrel is down), and must hold what came meanwhile.
 constexpr int64_t kDockerLogMinBytes = 4 << 20;
+// How long Inspect and List wait for an exited container's output to be whole.
+constexpr std::chrono::milliseconds kDrainWait{2000};
 // A removed container's files on their way out, so that it is gone in one step.
 constexpr char kTrashPrefix[] = ".trash-";
 // How often a pump saves the time of the last output it wrote, at most.
@@ -89,10 +92,23 @@ std::string LocalPath(const std::string& ref) {
   return rest;
 }
 
+class DockerRuntime;
+
+// Hands an engine back to its runtime's idle ones.
+struct EngineBack {
+  DockerRuntime* runtime;
+  void operator()(DockerEngine* engine) const;
+};
+using PooledEngine = std::unique_ptr<DockerEngine, EngineBack>;
+
+// How many engines (connections to dockerd) a runtime keeps idle, at most.
+constexpr size_t kIdleEngines = 4;
+
 // One log pump: a thread following a container's output into petrel's files.
 struct Pump {
   std::thread thread;
   std::atomic<bool> stop{false};
+  bool drained = false;  // all of the container's output is in its files (under mu_)
 };
 
 class DockerRuntime : public ContainerRuntime, public std::enable_shared_from_this<DockerRuntime> {
@@ -124,7 +140,7 @@ class DockerRuntime : public ContainerRuntime, public std::enable_shared_from_th
         PETREL_RETURN_IF_ERROR(internal::RemoveTree(containers_ + "/" + e.name));
       }
     }
-    PETREL_ASSIGN_OR_RETURN(std::unique_ptr<DockerEngine> engine, Engine());
+    PETREL_ASSIGN_OR_RETURN(PooledEngine engine, Engine());
     // The containers of an earlier petrel on this state dir: follow what they say.
     PETREL_ASSIGN_OR_RETURN(std::vector<DockerContainer> mine,
                             internal::DockerListContainers(engine.get(), {OwnerFilter()}));
@@ -241,7 +257,7 @@ class DockerRuntime : public ContainerRuntime, public std::enable_shared_from_th
       }
       PETREL_RETURN_IF_ERROR(internal::WriteFileAtomic(dir + "/bridge.json", ports.dump()));
     }
-    PETREL_ASSIGN_OR_RETURN(std::unique_ptr<DockerEngine> engine, Engine());
+    PETREL_ASSIGN_OR_RETURN(PooledEngine engine, Engine());
     Result<std::string> id =
         internal::DockerCreateContainer(engine.get(), spec.name, config.dump());
     if (!id.ok()) {
@@ -256,7 +272,7 @@ class DockerRuntime : public ContainerRuntime, public std::enable_shared_from_th
 
   Status Start(const std::string& id) override {
     if (!ValidId(id)) return Status::NotFound("start " + id + ": no such container");
-    PETREL_ASSIGN_OR_RETURN(std::unique_ptr<DockerEngine> engine, Engine());
+    PETREL_ASSIGN_OR_RETURN(PooledEngine engine, Engine());
     PETREL_ASSIGN_OR_RETURN(DockerContainer c, InspectMine(engine.get(), id));
     if (c.status != "created") {
       return Status::FailedPrecondition("start " + id + ": it is " + c.status + ", not created");
@@ -277,7 +293,7 @@ class DockerRuntime : public ContainerRuntime, public std::enable_shared_from_th
   }
 
   Status Kill(const std::string& id, int signal) override {
-    PETREL_ASSIGN_OR_RETURN(std::unique_ptr<DockerEngine> engine, Engine());
+    PETREL_ASSIGN_OR_RETURN(PooledEngine engine, Engine());
     Status s = internal::DockerKillContainer(engine.get(), id, signal);
     if (s.code() == Status::Code::kFailedPrecondition) {
       // Not running (created, or exited): nothing to signal. Still petrel's to find.
@@ -289,7 +305,7 @@ class DockerRuntime : public ContainerRuntime, public std::enable_shared_from_th
 
   Status Remove(const std::string& id) override {
     if (!ValidId(id)) return Status::NotFound("remove " + id + ": no such container");
-    PETREL_ASSIGN_OR_RETURN(std::unique_ptr<DockerEngine> engine, Engine());
+    PETREL_ASSIGN_OR_RETURN(PooledEngine engine, Engine());
     PETREL_ASSIGN_OR_RETURN(DockerContainer c, InspectMine(engine.get(), id));
     if (c.running) return Status::FailedPrecondition("remove " + id + ": it is running");
     Status removed = internal::DockerRemoveContainer(engine.get(), id, false);
@@ -307,7 +323,7 @@ class DockerRuntime : public ContainerRuntime, public std::enable_shared_from_th
 
   Result<std::vector<ContainerInfo>> List(
       const std::map<std::string, std::string>& selector) override {
-    PETREL_ASSIGN_OR_RETURN(std::unique_ptr<DockerEngine> engine, Engine());
+    PETREL_ASSIGN_OR_RETURN(PooledEngine engine, Engine());
     std::vector<std::string> filters = {OwnerFilter()};
     for (const auto& [k, v] : selector) filters.push_back(k + "=" + v);
     PETREL_ASSIGN_OR_RETURN(std::vector<DockerContainer> listed,
@@ -323,7 +339,7 @@ class DockerRuntime : public ContainerRuntime, public std::enable_shared_from_th
   }
 
   Result<ContainerInfo> Inspect(const std::string& id) override {
-    PETREL_ASSIGN_OR_RETURN(std::unique_ptr<DockerEngine> engine, Engine());
+    PETREL_ASSIGN_OR_RETURN(PooledEngine engine, Engine());
     PETREL_ASSIGN_OR_RETURN(DockerContainer c, InspectMine(engine.get(), id));
     return InfoOf(c);
   }
@@ -343,7 +359,7 @@ class DockerRuntime : public ContainerRuntime, public std::enable_shared_from_th
   Result<ExecResult> Exec(const std::string& id, const ExecOptions& options) override {
     const std::string what = "exec in " + id;
     if (options.command.empty()) return Status::InvalidArgument(what + ": no command");
-    PETREL_ASSIGN_OR_RETURN(std::unique_ptr<DockerEngine> engine, Engine());
+    PETREL_ASSIGN_OR_RETURN(PooledEngine engine, Engine());
     PETREL_ASSIGN_OR_RETURN(DockerContainer c, InspectMine(engine.get(), id));
     if (!c.running) return Status::FailedPrecondition(what + ": the container is not running");
     Result<std::string> exec_id = internal::DockerCreateExec(engine.get(), id, options.command);
@@ -351,7 +367,7 @@ class DockerRuntime : public ContainerRuntime, public std::enable_shared_from_th
       return Status::FailedPrecondition(what + ": the container is not running");
     }
     PETREL_RETURN_IF_ERROR(exec_id.status().WithContext(what));
-    PETREL_ASSIGN_OR_RETURN(std::unique_ptr<DockerEngine> stream, Engine());
+    PETREL_ASSIGN_OR_RETURN(PooledEngine stream, Engine());
     ExecResult result;
     const auto deadline = Clock::now() + std::chrono::milliseconds(options.timeout_ms);
     bool timed_out = false;
@@ -416,7 +432,7 @@ class DockerRuntime : public ContainerRuntime, public std::enable_shared_from_th
   }
 
   Result<std::vector<ImageInfo>> ListImages() override {
-    PETREL_ASSIGN_OR_RETURN(std::unique_ptr<DockerEngine> engine, Engine());
+    PETREL_ASSIGN_OR_RETURN(PooledEngine engine, Engine());
     std::lock_guard<std::mutex> lock(images_mu_);
     PETREL_ASSIGN_OR_RETURN(json images, LoadImagesLocked());
     PETREL_ASSIGN_OR_RETURN(std::set<std::string> used, ImagesInUse(engine.get()));
@@ -444,7 +460,7 @@ class DockerRuntime : public ContainerRuntime, public std::enable_shared_from_th
   }
 
   Status RemoveImage(const std::string& ref) override {
-    PETREL_ASSIGN_OR_RETURN(std::unique_ptr<DockerEngine> engine, Engine());
+    PETREL_ASSIGN_OR_RETURN(PooledEngine engine, Engine());
     std::lock_guard<std::mutex> lock(images_mu_);
     PETREL_ASSIGN_OR_RETURN(json images, LoadImagesLocked());
     // By a reference it came by, or by its id: every reference to that image goes.
@@ -495,6 +511,13 @@ class DockerRuntime : public ContainerRuntime, public std::enable_shared_from_th
     return result;
   }
 
+  // Takes back an engine that Engine() gave (EngineBack, when it goes).
+  void GiveBack(DockerEngine* engine) {
+    std::unique_ptr<DockerEngine> owned(engine);
+    std::lock_guard<std::mutex> lock(engines_mu_);
+    if (idle_engines_.size() < kIdleEngines) idle_engines_.push_back(std::move(owned));
+  }
+
   void SetExitHandler(ExitHandler handler) override {
     std::lock_guard<std::mutex> lock(handler_mu_);
     handler_ = std::move(handler);
@@ -502,11 +525,22 @@ class DockerRuntime : public ContainerRuntime, public std::enable_shared_from_th
 
  private:
   // An engine on a connection of its own.
-  Result<std::unique_ptr<DockerEngine>> Engine() const {
+  // An engine for one call or stream: an idle one (its connection kept, its version
+  // negotiated) or a new one; back to the idle ones when the caller is done with it.
+  Result<PooledEngine> Engine() {
+    {
+      std::lock_guard<std::mutex> lock(engines_mu_);
+      if (!idle_engines_.empty()) {
+        PooledEngine engine(idle_engines_.back().release(), EngineBack{this});
+        idle_engines_.pop_back();
+        return engine;
+      }
+    }
     DockerEngine::Options o;
     o.socket_path = socket_;
     o.timeout = kCallTimeout;
-    return DockerEngine::Open(o);
+    PETREL_ASSIGN_OR_RETURN(std::unique_ptr<DockerEngine> engine, DockerEngine::Open(o));
+    return PooledEngine(engine.release(), EngineBack{this});
   }
 
   // Whether `id` can name a container of this runtime: a container name, never a path.
@@ -525,7 +559,17 @@ class DockerRuntime : public ContainerRuntime, public std::enable_shared_from_th
     return c;
   }
 
-  ContainerInfo InfoOf(const DockerContainer& c) const {
+  // Waits, a while at most, for the pump of exited container `name` to have written all
+  // its output: an exit is told once the output is whole, as on crun.
+  void AwaitDrained(const std::string& name) {
+    std::unique_lock<std::mutex> lock(mu_);
+    drained_cv_.wait_for(lock, kDrainWait, [&] {
+      auto it = pumps_.find(name);
+      return it == pumps_.end() || it->second->drained;
+    });
+  }
+
+  ContainerInfo InfoOf(const DockerContainer& c) {
     ContainerInfo info;
     info.id = c.name;
     info.name = c.name;
@@ -537,6 +581,7 @@ class DockerRuntime : public ContainerRuntime, public std::enable_shared_from_th
       info.state = ContainerState::kRunning;
       info.pid = c.pid;
     } else {
+      AwaitDrained(c.name);
       info.state = ContainerState::kExited;
       info.exit_code = c.exit_code;
       if (c.oom_killed) info.exit_reason = "OOMKilled";
@@ -659,7 +704,7 @@ class DockerRuntime : public ContainerRuntime, public std::enable_shared_from_th
       return tag.status().IsNotFound() ? Status::NotFound(ref + ": no such file or directory")
                                        : tag.status();
     }
-    PETREL_ASSIGN_OR_RETURN(std::unique_ptr<DockerEngine> engine, Engine());
+    PETREL_ASSIGN_OR_RETURN(PooledEngine engine, Engine());
     if (internal::DockerInspectImage(engine.get(), *tag).ok()) return Remember(ref, *tag);
     if (options.policy == PullPolicy::kNever) {
       return Status::FailedPrecondition(ref + ": not present, and imagePullPolicy is Never");
@@ -703,7 +748,7 @@ class DockerRuntime : public ContainerRuntime, public std::enable_shared_from_th
   }
 
   Status PullRegistry(const std::string& ref, const PullOptions& options) {
-    PETREL_ASSIGN_OR_RETURN(std::unique_ptr<DockerEngine> engine, Engine());
+    PETREL_ASSIGN_OR_RETURN(PooledEngine engine, Engine());
     const bool present = internal::DockerInspectImage(engine.get(), ref).ok();
     if (present && options.policy != PullPolicy::kAlways) return Remember(ref, ref);
     if (!present && options.policy == PullPolicy::kNever) {
@@ -824,7 +869,7 @@ class DockerRuntime : public ContainerRuntime, public std::enable_shared_from_th
     std::chrono::milliseconds backoff{100};
     int exit_code = -1;
     while (!p->stop) {
-      Result<std::unique_ptr<DockerEngine>> engine = Engine();
+      Result<PooledEngine> engine = Engine();
       if (engine.ok()) {
         const auto since_time = std::chrono::system_clock::time_point(
             std::chrono::duration_cast<std::chrono::system_clock::duration>(
@@ -868,6 +913,11 @@ class DockerRuntime : public ContainerRuntime, public std::enable_shared_from_th
     }
     save();
     w.Close();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      p->drained = true;
+    }
+    drained_cv_.notify_all();
     if (exit_code >= 0) {
       (void)internal::WriteFileAtomic(dir + "/exited", std::to_string(exit_code));
       std::lock_guard<std::mutex> lock(handler_mu_);
@@ -881,7 +931,8 @@ class DockerRuntime : public ContainerRuntime, public std::enable_shared_from_th
   const std::string owner_;
   const std::string containers_;
 
-  std::mutex mu_;  // guards pumps_ and closing_
+  std::mutex mu_;  // guards pumps_, closing_ and each pump's drained
+  std::condition_variable drained_cv_;
   std::map<std::string, std::unique_ptr<Pump>> pumps_;
   bool closing_ = false;
 
@@ -889,7 +940,12 @@ class DockerRuntime : public ContainerRuntime, public std::enable_shared_from_th
   ExitHandler handler_;
 
   std::mutex images_mu_;  // guards images.json
+
+  std::mutex engines_mu_;  // guards idle_engines_
+  std::vector<std::unique_ptr<DockerEngine>> idle_engines_;
 };
+
+void EngineBack::operator()(DockerEngine* engine) const { runtime->GiveBack(engine); }
 
 }  // namespace
 

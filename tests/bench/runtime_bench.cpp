@@ -2,11 +2,12 @@
 // starting the same prepared bundle in the same process, printed as a ratio; and, in
 // its own run (mode containerd), on containerd beside `ctr run -d` of the same image,
 // with the containerd whose socket $PETREL_BENCH_CONTAINERD_SOCKET names (tests/run
-// starts one).
+// starts one); and (mode docker) on Docker beside `docker run -d`, with the dockerd whose
+// socket $PETREL_BENCH_DOCKERD_SOCKET names.
 //
-//   runtime_bench [IMAGE_REF [TRIALS [exec|containerd]]]
-//     exec: the Exec table alone; containerd: the containerd table alone (IMAGE_REF ""
-//     for the default image)
+//   runtime_bench [IMAGE_REF [TRIALS [exec|containerd|docker]]]
+//     exec: the Exec table alone; containerd, docker: that runtime's table alone
+//     (IMAGE_REF "" for the default image)
 //
 // Without IMAGE_REF it takes the busybox image of tests/lib/images.h ($PETREL_TEST_IMAGE,
 // else built with examples/images/make-busybox-image).
@@ -26,11 +27,14 @@
 // On containerd, raw is `ctr run -d IMAGE` of N containers one after another (ctr
 // returns once the task runs), the image imported into containerd beforehand, in a
 // namespace of the bench's own; petrel's containers go in another, new each run.
+// On Docker, raw is Debian's CLI, `docker run -d --network none IMAGE` of N containers
+// one after another (it returns once the container runs), the image the one petrel
+// loaded (by its id).
 // Medians of TRIALS runs (default 5; three times that for N = 1). Never fails on speed; prints a
 // table.
 // Then Exec: ContainerRuntime::Exec of /bin/true in a running container through the
 // adapter, beside `<runtime> exec <id> /bin/true` by hand against the same container
-// (`ctr tasks exec` on containerd; medians of 3 x TRIALS).
+// (`ctr tasks exec` on containerd, `docker exec` on Docker; medians of 3 x TRIALS).
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -54,6 +58,9 @@
 
 #ifdef PETREL_WITH_CONTAINERD
 #include "petrel/containerd.h"
+#endif
+#ifdef PETREL_WITH_DOCKER
+#include "petrel/docker.h"
 #endif
 #include "petrel/crun.h"
 #include "petrel/orchestrator.h"
@@ -154,7 +161,14 @@ std::string ContainerdSocket() {
   return socket != nullptr ? socket : "";
 }
 
-// The runtime `runtime` ("crun", "runc" or "containerd") keeping its files in `dir`.
+// The dockerd socket of the Docker rows ("" for none).
+std::string DockerSocket() {
+  const char* socket = std::getenv("PETREL_BENCH_DOCKERD_SOCKET");
+  return socket != nullptr ? socket : "";
+}
+
+// The runtime `runtime` ("crun", "runc", "containerd" or "docker") keeping its files in
+// `dir`.
 std::shared_ptr<petrel::ContainerRuntime> OpenRuntime(const std::string& runtime,
                                                       const std::string& dir) {
   petrel::Result<std::shared_ptr<petrel::ContainerRuntime>> rt =
@@ -166,6 +180,13 @@ std::shared_ptr<petrel::ContainerRuntime> OpenRuntime(const std::string& runtime
     o.ns = "petrel-bench-" + std::to_string(getpid());  // nothing an earlier run left
     o.state_dir = dir + "/containerd";
     rt = petrel::NewContainerdRuntime(o);
+#endif
+  } else if (runtime == "docker") {
+#ifdef PETREL_WITH_DOCKER
+    petrel::DockerOptions o;
+    o.endpoint = DockerSocket();
+    o.state_dir = dir + "/docker";
+    rt = petrel::NewDockerRuntime(o);
 #endif
   } else {
     petrel::CrunOptions co;
@@ -341,6 +362,54 @@ void BenchContainerd(const std::string& image, int trials) {
   std::system(("rm -rf " + p.dir).c_str());
 }
 
+// `docker run -d --network none IMAGE /bin/sleep 3600` of `n` containers on the dockerd at
+// `socket`, one after another (Debian's CLI, /usr/bin/docker).
+double TimeDockerRun(const std::string& socket, const std::string& image, int n) {
+  const std::vector<std::string> base = {"/usr/bin/docker", "-H", "unix://" + socket};
+  auto t0 = Clock::now();
+  for (int i = 0; i < n; i++) {
+    std::vector<std::string> a = base;
+    a.insert(a.end(), {"run", "-d", "--network", "none", "--name", "raw" + std::to_string(i), image,
+                       "/bin/sleep", "3600"});
+    if (Run(a, false) != 0) Die("docker run failed");
+  }
+  const double ms = Ms(t0, Clock::now());
+  for (int i = 0; i < n; i++) {
+    std::vector<std::string> a = base;
+    a.insert(a.end(), {"rm", "-f", "raw" + std::to_string(i)});
+    Run(a, false, true);
+  }
+  return ms;
+}
+
+// The Docker rows: petrel on Docker beside `docker run -d` of the same image.
+void BenchDocker(const std::string& image, int trials) {
+  PetrelRun p;
+  OpenPetrel("docker", &p);
+  if (!p.rt->PullImage(image, petrel::PullOptions()).ok()) Die("docker: pull " + image);
+  auto images = p.rt->ListImages();
+  if (!images.ok() || images->empty()) Die("docker: the image petrel loaded is not listed");
+  const std::string id = images->front().id;  // what `docker run` is given
+  for (int n : {1, 20}) {
+    std::vector<double> petrel_ms, adapter_ms, raw_ms, bridge_ms;
+    const int runs = n == 1 ? 3 * trials : trials;
+    for (int t = 0; t < runs; t++) {
+      petrel_ms.push_back(TimePetrel(&p, image, n));
+      adapter_ms.push_back(TimeAdapter(&p, image, n));
+      raw_ms.push_back(TimeDockerRun(DockerSocket(), id, n));
+      bridge_ms.push_back(TimePetrel(&p, image, n, petrel::NetworkMode::kBridge));
+    }
+    double pm = Median(petrel_ms), am = Median(adapter_ms), rm = Median(raw_ms),
+           bm = Median(bridge_ms);
+    std::printf("%-10s %4d %10.1f %12.1f %10.1f %7.2fx %10.1f %7.2fx\n", "docker", n, pm, am, rm,
+                pm / rm, bm, bm / pm);
+    std::fflush(stdout);
+  }
+  p.orch.reset();
+  p.rt.reset();
+  std::system(("rm -rf " + p.dir).c_str());
+}
+
 // Exec of /bin/true through the adapter and by hand, in one container: the median ms.
 void BenchExec(const std::string& runtime, const std::string& image, int trials, bool hybrid) {
   char tmpl[] = "/tmp/petrel-bench.XXXXXX";
@@ -359,6 +428,9 @@ void BenchExec(const std::string& runtime, const std::string& image, int trials,
     raw.push_back(hybrid ? "--cgroup-manager=disabled" : "--cgroup-manager=cgroupfs");
   }
   raw.insert(raw.end(), {"exec", *id, "/bin/true"});
+  if (runtime == "docker") {
+    raw = {"/usr/bin/docker", "-H", "unix://" + DockerSocket(), "exec", *id, "/bin/true"};
+  }
   int execs = 0;  // ctr's exec ids, one per exec
   if (runtime == "containerd") {
     raw = {"ctr",
@@ -452,6 +524,15 @@ int main(int argc, char** argv) {
     BenchContainerd(image, trials);
     std::printf("\n%-10s %10s %10s %8s\n", "exec", "petrel ms", "ctr exec", "ratio");
     BenchExec("containerd", image, trials, hybrid);
+    return 0;
+  }
+  if (mode == "docker") {
+    if (DockerSocket().empty()) Die("docker: set PETREL_BENCH_DOCKERD_SOCKET");
+    std::printf("%-10s %4s %10s %14s %10s %8s %10s %8s\n", "runtime", "N", "petrel ms",
+                "one-by-one ms", "docker run", "ratio", "bridge ms", "/petrel");
+    BenchDocker(image, trials);
+    std::printf("\n%-10s %10s %10s %8s\n", "exec", "petrel ms", "docker exec", "ratio");
+    BenchExec("docker", image, trials, hybrid);
     return 0;
   }
   if (mode != "exec") {

@@ -27,7 +27,9 @@
 //    petrel, up to a second of lines may come twice. Docker's own copy is capped at two
 //    files of log_max_bytes, at least 4 MiB each (what comes while petrel is down).
 //  - Exits are heard when a container's log stream ends and dockerd says it exited: its
-//    output is then whole in petrel's files.
+//    output is then whole in petrel's files. Inspect and List tell an exit once it is
+//    (waiting up to 2 s for the pump).
+//  - Calls go over a few kept connections to dockerd (the API version negotiated once).
 //  - petrel's bridge network (NetworkMode::kBridge): the container is made with Docker's
 //    network "none" (a namespace of its own with a loopback alone), and at Start petrel
 //    keeps that namespace by name (Port::KeepNetns) and puts it on its bridge with the
