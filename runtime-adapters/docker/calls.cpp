@@ -83,7 +83,7 @@ Status JsonLines(DockerEngine* engine, const char* method, const std::string& pa
     if (!j->is_object()) return Status::Corruption(call + ": an answer line is not an object");
     return on_object(*j);
   };
-  PETREL_RETURN_IF_ERROR(engine->Stream(
+  const Status streamed = engine->Stream(
       method, path, upload,
       [&](std::string_view data) -> Status {
         std::vector<std::string> lines;
@@ -91,7 +91,8 @@ Status JsonLines(DockerEngine* engine, const char* method, const std::string& pa
         for (const std::string& line : lines) PETREL_RETURN_IF_ERROR(on_line(line));
         return Status::OK();
       },
-      stop));
+      stop);
+  PETREL_RETURN_IF_ERROR(streamed);
   if (std::string rest = reader.TakeRest(); !rest.empty() && !engine->stopped()) {
     return on_line(rest);
   }
@@ -116,7 +117,7 @@ Status LogStream(DockerEngine* engine, const char* method, const std::string& pa
                  const std::function<Status(DockerLogChunk chunk)>& on_chunk,
                  const std::function<bool()>& stop) {
   DockerLogReader reader(1 << 20);
-  PETREL_RETURN_IF_ERROR(engine->Stream(
+  const Status streamed = engine->Stream(
       method, path, upload,
       [&](std::string_view data) -> Status {
         std::vector<DockerLogChunk> chunks;
@@ -124,7 +125,8 @@ Status LogStream(DockerEngine* engine, const char* method, const std::string& pa
         for (DockerLogChunk& c : chunks) PETREL_RETURN_IF_ERROR(on_chunk(std::move(c)));
         return fed.WithContext(call);
       },
-      stop));
+      stop);
+  PETREL_RETURN_IF_ERROR(streamed);
   return engine->stopped() ? Status::OK() : reader.Finish().WithContext(call);
 }
 

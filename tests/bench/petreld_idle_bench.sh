@@ -3,7 +3,9 @@
 # Targets (issue 3): RSS <= 8 MiB, writes < 4 KiB per minute; fails past three times
 # either. Prints figures; the shims (one small process per container, see
 # runtime-adapters/crun/shim.h) are shown apart, and on containerd (the one
-# $PETREL_TEST_CONTAINERD_SOCKET names) its shims and petrel's loggers.
+# $PETREL_TEST_CONTAINERD_SOCKET names) its shims and petrel's loggers; on docker (the
+# dockerd $PETREL_TEST_DOCKERD_SOCKET names) dockerd's RSS and the threads petreld
+# follows the containers' output with.
 #   tests/bench/petreld_idle_bench.sh BUILD_DIR [RUNTIME] [SECONDS]
 set -euo pipefail
 build=${1:?usage: petreld_idle_bench.sh BUILD_DIR [RUNTIME] [SECONDS]}
@@ -70,6 +72,9 @@ if [ "$runtime" = containerd ]; then
     ctd_pss=$((ctd_pss + ${k:-0}))
     ctd_shims=$((ctd_shims + 1))
   done
+elif [ "$runtime" = docker ]; then
+  dockerd_rss=$(rss_kib "$(pgrep -f "dockerd .*-H unix://$PETREL_TEST_DOCKERD_SOCKET" | head -1)")
+  threads=$(ls "/proc/$pid/task" | wc -l)
 else
   for p in $(pgrep -x petrel-shim || true); do
     ls -l "/proc/$p/fd" 2>/dev/null | grep -q "$dir/oci/containers" || continue
@@ -87,6 +92,9 @@ printf '  %-34s %8s B/min (target < 4096)\n' "petreld bytes written to disk" "$p
 if [ "$runtime" = containerd ]; then
   printf '  %-34s %8s KiB  (%d loggers; proportional set size)\n' "petrel loggers' PSS, summed" "$shim_pss" "$shims"
   printf '  %-34s %8s KiB  (%d containerd-shim-runc-v2)\n' "containerd shims' PSS, summed" "$ctd_pss" "$ctd_shims"
+elif [ "$runtime" = docker ]; then
+  printf '  %-34s %8s KiB\n' "dockerd RSS" "$dockerd_rss"
+  printf '  %-34s %8s\n' "petreld threads" "$threads"
 else
   printf '  %-34s %8s KiB  (%d shims; proportional set size)\n' "shims' PSS, summed" "$shim_pss" "$shims"
 fi
