@@ -310,7 +310,11 @@ class ContainerdDriver final : public ProcessDriver {
       if (!opts_.present(id)) return Status::NotFound("no container " + id);
       Result<std::string> started = ReadSmallFile(DirOf(id) + "/" + kStartedFile, kDriverRecordMax);
       if (!started.ok()) {
-        return started.status().IsNotFound() ? Result<ProcessState>(info) : started.status();
+        if (!started.status().IsNotFound()) return started.status();
+        // Missing because a Remove moved the container's directory away since the look
+        // above (Inspect may overlap with it): the answer is the Remove's, not "created".
+        if (!opts_.present(id)) return Status::NotFound("no container " + id);
+        return info;
       }
       info.state = ContainerState::kExited;
       info.started_at = std::atoll(started->c_str());

@@ -51,7 +51,7 @@ stop() {  # SIGTERM; petreld must exit 0 and remove its socket
 step "flags: --help, --version, bad flags exit 2 with one line"
 "$petreld" --help | grep -q -- "--state-dir DIR" || fail "--help lacks --state-dir"
 "$petreld" --version | grep -qE '^petreld [0-9]+\.[0-9]+\.[0-9]+$' || fail "--version"
-for bad in "--bogus" "--socket" "--runtime docker" "--log-level loud" "stray"; do
+for bad in "--bogus" "--socket" "--runtime podman" "--log-level loud" "stray"; do
   # shellcheck disable=SC2086
   out=$("$petreld" $bad 2>&1)
   rc=$?
