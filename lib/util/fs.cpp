@@ -337,6 +337,18 @@ Result<std::string> ReadSmallFileInRoot(const std::string& root, const std::stri
   return ReadOpened(fd.get(), where, max_size);
 }
 
+Status RewriteFileInPlace(const std::string& path, std::string_view data, bool create) {
+  const int flags = O_WRONLY | O_NOFOLLOW | O_CLOEXEC | (create ? O_CREAT : 0);
+  UniqueFd fd(open(path.c_str(), flags, 0644));
+  if (!fd.valid()) return ErrnoError(path, "open", errno);
+  if (create && fchmod(fd.get(), 0644) != 0) return ErrnoError(path, "chmod", errno);
+  PETREL_RETURN_IF_ERROR(WriteAll(fd.get(), data, path, 0));
+  if (ftruncate(fd.get(), static_cast<off_t>(data.size())) != 0) {
+    return ErrnoError(path, "truncate", errno);
+  }
+  return Status::OK();
+}
+
 Status WriteFileAtomic(const std::string& path, std::string_view data) {
   const std::string tmp = path + ".tmp";
   UniqueFd fd(open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0640));

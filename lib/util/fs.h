@@ -114,6 +114,12 @@ Result<std::string> ReadSmallFileInRoot(const std::string& root, const std::stri
 // negative, going on after short writes and EINTR. Errors: "<path>: write: <strerror>".
 Status WriteAll(int fd, std::string_view data, std::string_view path, off_t offset = -1);
 
+// Writes `data` over the file `path` in place and cuts it to its length, so that what
+// holds its inode (a bind mount into a container: its /etc/hosts) sees the new content;
+// with `create`, makes it first (mode 0644, readable by any container user). A final
+// symbolic link is not followed. A reader at that moment may see a mix of both.
+Status RewriteFileInPlace(const std::string& path, std::string_view data, bool create);
+
 // Replaces `path` with `data` (mode 0640) through "<path>.tmp" and a rename, so a
 // reader, a crash or a power cut sees the old file or the new one, never half of one:
 // the file is fsynced before the rename and its directory after, so when it returns OK

@@ -366,21 +366,7 @@ class CrunRuntime final : public ContainerRuntime {
     if (!meta.value("hosts", false)) {
       return Status::FailedPrecondition("set hosts of " + id + ": it was created without hosts");
     }
-    return WriteHosts(DirOf(id) + "/hosts", hosts, /*create=*/false);
-  }
-
-  static Status WriteHosts(const std::string& path, const std::string& hosts, bool create) {
-    // Rewritten in place (the bind mount holds the inode), then cut to its new length.
-    const int flags = O_WRONLY | O_NOFOLLOW | O_CLOEXEC | (create ? O_CREAT : 0);
-    UniqueFd fd(open(path.c_str(), flags, 0644));
-    if (!fd.valid()) return ErrnoError(path, "open", errno);
-    // Readable by the container's user, whoever it is.
-    if (create && fchmod(fd.get(), 0644) != 0) return ErrnoError(path, "chmod", errno);
-    PETREL_RETURN_IF_ERROR(internal::WriteAll(fd.get(), hosts, path, 0));
-    if (ftruncate(fd.get(), static_cast<off_t>(hosts.size())) != 0) {
-      return ErrnoError(path, "truncate", errno);
-    }
-    return Status::OK();
+    return internal::RewriteFileInPlace(DirOf(id) + "/hosts", hosts, /*create=*/false);
   }
 
   // The process of the container's config.json with `options.command` as its args,
@@ -618,7 +604,8 @@ class CrunRuntime final : public ContainerRuntime {
     }
     if (!spec.hosts.empty()) {
       bo.hosts_file = dir + "/hosts";
-      PETREL_RETURN_IF_ERROR(WriteHosts(bo.hosts_file, spec.hosts, /*create=*/true));
+      PETREL_RETURN_IF_ERROR(
+          internal::RewriteFileInPlace(bo.hosts_file, spec.hosts, /*create=*/true));
     }
     // An overlay is mounted by the driver at Run, in the runtime's own mount namespace.
     std::string overlay;

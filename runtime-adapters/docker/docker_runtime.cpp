@@ -29,6 +29,7 @@
 
 #include "lib/image/archive_lib.h"
 #include "lib/image/docker_archive.h"
+#include "lib/image/local_image.h"
 #include "lib/oci/runc_words.h"
 #include "lib/util/fs.h"
 #include "lib/util/json.h"
@@ -79,19 +80,6 @@ bool IsLocalRef(const std::string& ref) {
   return false;
 }
 
-// The path in a local reference: after the prefix, without an OCI tag.
-std::string LocalPath(const std::string& ref) {
-  std::string rest = ref.substr(ref.find(':') + 1);
-  if (ref.rfind("docker-archive:", 0) != 0) {
-    const size_t colon = rest.rfind(':');
-    const size_t slash = rest.rfind('/');
-    if (colon != std::string::npos && (slash == std::string::npos || colon > slash)) {
-      rest.resize(colon);
-    }
-  }
-  return rest;
-}
-
 class DockerRuntime;
 
 // Hands an engine back to its runtime's idle ones.
@@ -111,7 +99,7 @@ struct Pump {
   bool drained = false;  // all of the container's output is in its files (under mu_)
 };
 
-class DockerRuntime : public ContainerRuntime, public std::enable_shared_from_this<DockerRuntime> {
+class DockerRuntime : public ContainerRuntime {
  public:
   DockerRuntime(DockerOptions options, std::string socket)
       : options_(std::move(options)),
@@ -245,7 +233,8 @@ class DockerRuntime : public ContainerRuntime, public std::enable_shared_from_th
     // The container's own files, fresh: a container of the same name before it is gone.
     PETREL_RETURN_IF_ERROR(internal::RemoveTree(dir));
     PETREL_RETURN_IF_ERROR(internal::MakeDirs(dir, 0700));
-    if (!spec.hosts.empty()) PETREL_RETURN_IF_ERROR(WriteHosts(dir + "/hosts", spec.hosts, true));
+    if (!spec.hosts.empty())
+      PETREL_RETURN_IF_ERROR(internal::RewriteFileInPlace(dir + "/hosts", spec.hosts, true));
     if (spec.network == NetworkMode::kBridge) {
       // What Start puts on the bridge: the ports to publish.
       json ports = json::array();
@@ -388,7 +377,7 @@ class DockerRuntime : public ContainerRuntime, public std::enable_shared_from_th
     PETREL_RETURN_IF_ERROR(ran.WithContext(what));
     // The process, its group with it (runc makes it a group of its own), is gone before
     // Exec answers: after a timeout it is killed, and dockerd is asked until it has ended.
-    for (int i = 0;; i++) {
+    for (;;) {
       Result<internal::DockerExec> e = internal::DockerInspectExec(engine.get(), *exec_id);
       if (e.status().IsNotFound()) break;  // its container is gone, and it with it
       PETREL_RETURN_IF_ERROR(e.status().WithContext(what));
@@ -428,7 +417,7 @@ class DockerRuntime : public ContainerRuntime, public std::enable_shared_from_th
     if (stat(path.c_str(), &st) != 0) {
       return Status::FailedPrecondition("set hosts of " + id + ": it was created without hosts");
     }
-    return WriteHosts(path, hosts, false);
+    return internal::RewriteFileInPlace(path, hosts, false);
   }
 
   Result<std::vector<ImageInfo>> ListImages() override {
@@ -657,31 +646,14 @@ class DockerRuntime : public ContainerRuntime, public std::enable_shared_from_th
     return at == std::string::npos ? message : message.substr(at);
   }
 
-  static Status WriteHosts(const std::string& path, const std::string& hosts, bool create) {
-    // Rewritten in place (the bind mount holds the inode), then cut to its new length.
-    const int flags = O_WRONLY | O_NOFOLLOW | O_CLOEXEC | (create ? O_CREAT : 0);
-    internal::UniqueFd fd(open(path.c_str(), flags, 0644));
-    if (!fd.valid()) return internal::ErrnoError(path, "open", errno);
-    if (create && fchmod(fd.get(), 0644) != 0) return internal::ErrnoError(path, "chmod", errno);
-    PETREL_RETURN_IF_ERROR(internal::WriteAll(fd.get(), hosts, path, 0));
-    if (ftruncate(fd.get(), static_cast<off_t>(hosts.size())) != 0) {
-      return internal::ErrnoError(path, "truncate", errno);
-    }
-    return Status::OK();
-  }
-
   // ---- Images.
 
   // The Docker name of a local image for this runtime: its tag, from the file's
   // identity, so that a changed file is another image.
   Result<std::string> LocalTag(const std::string& ref) const {
-    const std::string path = LocalPath(ref);
-    std::string identity_path = path;
-    struct stat st;
-    if (ref.rfind("oci:", 0) == 0) identity_path = path + "/index.json";
-    if (stat(identity_path.c_str(), &st) != 0) {
-      return internal::ErrnoError(ref, "", errno).WithContext("");
-    }
+    Result<internal::LocalRef> parsed = internal::ParseLocalRef(ref);
+    if (!parsed.ok()) return parsed.status().WithContext(ref);
+    PETREL_ASSIGN_OR_RETURN(const struct stat st, internal::StatLocalImage(ref, *parsed));
     const std::string identity = std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + ":" +
                                  std::to_string(st.st_size) + ":" +
                                  std::to_string(st.st_mtim.tv_sec) + "." +
@@ -699,13 +671,9 @@ class DockerRuntime : public ContainerRuntime, public std::enable_shared_from_th
   }
 
   Status PullLocal(const std::string& ref, const PullOptions& options) {
-    Result<std::string> tag = LocalTag(ref);
-    if (!tag.ok()) {
-      return tag.status().IsNotFound() ? Status::NotFound(ref + ": no such file or directory")
-                                       : tag.status();
-    }
+    PETREL_ASSIGN_OR_RETURN(const std::string tag, LocalTag(ref));
     PETREL_ASSIGN_OR_RETURN(PooledEngine engine, Engine());
-    if (internal::DockerInspectImage(engine.get(), *tag).ok()) return Remember(ref, *tag);
+    if (internal::DockerInspectImage(engine.get(), tag).ok()) return Remember(ref, tag);
     if (options.policy == PullPolicy::kNever) {
       return Status::FailedPrecondition(ref + ": not present, and imagePullPolicy is Never");
     }
@@ -716,10 +684,15 @@ class DockerRuntime : public ContainerRuntime, public std::enable_shared_from_th
     if (pipe2(fds, O_CLOEXEC) != 0) return internal::ErrnoError(ref, "pipe", errno);
     internal::UniqueFd read_end(fds[0]);
     auto write_end = std::make_shared<internal::UniqueFd>(fds[1]);
-    const size_t colon = tag->rfind(':');
-    const std::string repo_tag = tag->substr(0, colon) + ":" + tag->substr(colon + 1);
+    const size_t colon = tag.rfind(':');
     Result<std::string> written = Status::Internal("not written");
     std::thread writer([&, write_end] {
+      // A dockerd that stops reading gives this thread EPIPE, not the process SIGPIPE
+      // (an embedder may not ignore it as petreld does).
+      sigset_t pipe_only;
+      sigemptyset(&pipe_only);
+      sigaddset(&pipe_only, SIGPIPE);
+      pthread_sigmask(SIG_BLOCK, &pipe_only, nullptr);
       internal::ArchiveUse use;
       written = use.status().ok() ? internal::WriteDockerArchiveOf(ref, {}, write_end->get())
                                   : Result<std::string>(use.status());
@@ -739,12 +712,11 @@ class DockerRuntime : public ContainerRuntime, public std::enable_shared_from_th
     if (!written.ok()) return written.status();
     PETREL_RETURN_IF_ERROR(loaded.status().WithContext(ref));
     // Loaded untagged: named by its id; tagged here.
-    PETREL_RETURN_IF_ERROR(internal::DockerTagImage(engine.get(), *written,
-                                                    repo_tag.substr(0, colon),
-                                                    repo_tag.substr(colon + 1))
+    PETREL_RETURN_IF_ERROR(internal::DockerTagImage(engine.get(), *written, tag.substr(0, colon),
+                                                    tag.substr(colon + 1))
                                .WithContext(ref));
     Report(options, "unpacking", 1, 1);
-    return Remember(ref, *tag);
+    return Remember(ref, tag);
   }
 
   Status PullRegistry(const std::string& ref, const PullOptions& options) {
