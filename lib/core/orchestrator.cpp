@@ -1237,6 +1237,14 @@ class OrchestratorImpl final : public Orchestrator {
       if (code == Status::Code::kDeadlineExceeded) {
         return ProbeResult::Failure("timed out after " + FormatDurationMs(check.probe.timeout_ms));
       }
+      // A runtime that could not enter the container may have lost it a moment ago
+      // (runc: "error executing setns process"): it is looked up again, as a network
+      // check is, so only a container still running can fail its probe this way.
+      Result<ContainerInfo> info = runtime->Inspect(check.container_id);
+      if (info.ok() ? info->state != ContainerState::kRunning
+                    : info.status().code() == Status::Code::kNotFound) {
+        return ProbeResult::Gone();
+      }
       return ProbeResult::Failure(r.status().message());
     }
     if (r->exit_code == 0) return ProbeResult::Success();

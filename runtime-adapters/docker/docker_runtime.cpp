@@ -31,6 +31,7 @@
 #include "lib/image/docker_archive.h"
 #include "lib/image/local_image.h"
 #include "lib/oci/runc_words.h"
+#include "lib/spec/image_ref.h"
 #include "lib/util/fs.h"
 #include "lib/util/json.h"
 #include "lib/util/log_files.h"
@@ -726,9 +727,12 @@ class DockerRuntime : public ContainerRuntime {
     if (!present && options.policy == PullPolicy::kNever) {
       return Status::FailedPrecondition(ref + ": not present, and imagePullPolicy is Never");
     }
+    // Spelled out: a fromImage without a tag would pull every tag of the repository.
+    Result<internal::ImageReference> parsed = internal::ParseImageReference(ref);
+    if (!parsed.ok()) return parsed.status().WithContext(ref);
     std::map<std::string, std::pair<int64_t, int64_t>> layers;
     Status s = internal::DockerPullImage(
-        engine.get(), ref,
+        engine.get(), parsed->Canonical(),
         [&](const internal::DockerPullStatus& st) {
           if (!st.id.empty() && st.total > 0) layers[st.id] = {st.current, st.total};
           int64_t done = 0, total = 0;

@@ -149,20 +149,25 @@ SH
 # it listens within 10 s. head -c, not dd: dd's count counts reads, and reads from a pipe
 # come short (a 5 MiB cut passed 1 MiB). stdbuf -o0, so that a small answer (a manifest)
 # is passed on at once, not held in head's stdio buffer. A script: socat would take the
-# colons of an inline command for its own.
+# colons of an inline command for its own. A port another test took between the look
+# and the bind makes socat exit: the next port is tried.
 registry_cutting_proxy() {
   local bytes=$1 pdir=$2 pport _
-  for pport in $(seq $((50000 + $$ % 10000)) $((50099 + $$ % 10000))); do
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$pport") 2>/dev/null; then break; fi
-  done
   printf '#!/bin/sh\nsocat - "TCP:%s" | stdbuf -o0 head -c %s\n' "$registry" "$bytes" >"$pdir/cut.sh"
-  socat "TCP-LISTEN:$pport,bind=127.0.0.1,reuseaddr,fork" EXEC:"sh $pdir/cut.sh" 2>/dev/null &
-  proxy_pid=$!
-  proxy=127.0.0.1:$pport
-  # socat listens a moment after it forks: a request sent sooner is refused.
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$pport") 2>/dev/null && return 0
-    sleep 0.1
+  for pport in $(seq $((50000 + $$ % 10000)) $((50099 + $$ % 10000))); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$pport") 2>/dev/null; then continue; fi
+    socat "TCP-LISTEN:$pport,bind=127.0.0.1,reuseaddr,fork" EXEC:"sh $pdir/cut.sh" \
+      2>"$pdir/socat.log" &
+    proxy_pid=$!
+    proxy=127.0.0.1:$pport
+    # socat listens a moment after it forks: a request sent sooner is refused.
+    for _ in $(seq 100); do
+      kill -0 "$proxy_pid" 2>/dev/null || break
+      (exec 3<>"/dev/tcp/127.0.0.1/$pport") 2>/dev/null && return 0
+      sleep 0.1
+    done
+    kill -0 "$proxy_pid" 2>/dev/null || continue
+    fail "the cutting proxy is not listening on $proxy: $(cat "$pdir/socat.log")"
   done
-  fail "the cutting proxy is not listening on $proxy"
+  fail "no free port for the cutting proxy: $(cat "$pdir/socat.log" 2>/dev/null)"
 }

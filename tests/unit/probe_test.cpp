@@ -750,6 +750,79 @@ TEST_SUITE("probe") {
     CHECK(testing::WaitFor([&] { return !ready(); }, 20));
     orch.reset();  // with checks possibly in flight: they are cancelled, nothing leaks
   }
+
+  TEST_CASE("Orchestrator: an exec the runtime refuses fails the probe only while it runs") {
+    testing::TempDir dir;
+    auto clock = SystemClock();
+    auto runtime = std::make_shared<testing::FakeRuntime>(clock);
+    Options o = testing::TestOptions(dir, runtime, clock);
+    o.resync_interval_ms = 60000;
+    std::unique_ptr<Orchestrator> orch = testing::OpenOrDie(o);
+    std::mutex mu;
+    std::vector<std::string> unhealthy;
+    orch->Subscribe([&](const Event& e) {
+      std::lock_guard<std::mutex> lock(mu);
+      if (e.type == "Unhealthy") unhealthy.push_back(e.message);
+    });
+    auto messages = [&] {
+      std::lock_guard<std::mutex> lock(mu);
+      return unhealthy;
+    };
+    REQUIRE(orch->Start().ok());
+    WorkloadSpec w = Base();
+    w.command = {"/bin/sh", "-c", "sleep 3600"};
+    w.liveness_probe = Exec({"true"});
+    w.liveness_probe.period_ms = 100;
+    w.liveness_probe.failure_threshold = 1;
+    REQUIRE(orch->Apply(w).ok());
+    std::string id;
+    REQUIRE(testing::WaitFor(
+        [&] {
+          Result<WorkloadState> st = orch->Get("web");
+          if (!st.ok() || st->replicas.empty()) return false;
+          if (st->replicas[0].phase != Phase::kRunning) return false;
+          id = st->replicas[0].container_id;
+          return true;
+        },
+        20));
+
+    // The container exits while its check is in flight, and the runtime, unable to
+    // enter it, answers with an error of its own (runc: "error executing setns
+    // process"), before petrel has listed the exit: no failure, no kill.
+    runtime->Hold(testing::FakeRuntime::Op::kExec);
+    REQUIRE(runtime->AwaitHeld(testing::FakeRuntime::Op::kExec, 1));
+    runtime->Hold(testing::FakeRuntime::Op::kList);
+    REQUIRE(runtime->Exit(id, 3).ok());
+    runtime->FailNext(testing::FakeRuntime::Op::kExec,
+                      Status::Internal("exec failed: error executing setns process"));
+    const int kills = runtime->Calls(testing::FakeRuntime::Op::kKill);
+    runtime->Release(testing::FakeRuntime::Op::kExec);
+    // Its Inspect is what tells: once it came, the result has been judged.
+    const int inspects = runtime->Calls(testing::FakeRuntime::Op::kInspect);
+    CHECK(testing::WaitFor(
+        [&] { return runtime->Calls(testing::FakeRuntime::Op::kInspect) > inspects; }, 20));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    runtime->Release(testing::FakeRuntime::Op::kList);
+    CHECK(messages().empty());
+    CHECK(runtime->Calls(testing::FakeRuntime::Op::kKill) == kills);
+
+    // Restarted and running: the same error now fails the probe, and kills.
+    REQUIRE(testing::WaitFor(
+        [&] {
+          Result<WorkloadState> st = orch->Get("web");
+          return st.ok() && st->replicas[0].phase == Phase::kRunning &&
+                 st->replicas[0].container_id != id;
+        },
+        20));
+    runtime->FailNext(testing::FakeRuntime::Op::kExec,
+                      Status::Internal("exec failed: error executing setns process"));
+    CHECK(testing::WaitFor([&] { return !messages().empty(); }, 20));
+    REQUIRE_FALSE(messages().empty());
+    CHECK(messages()[0] ==
+          "liveness probe failed once: exec failed: error executing setns process; killing the "
+          "container");
+    orch.reset();
+  }
 }
 
 }  // namespace
