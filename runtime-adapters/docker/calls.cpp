@@ -1,5 +1,7 @@
 #include "runtime-adapters/docker/calls.h"
 
+#include <mbedtls/base64.h>
+
 #include <algorithm>
 #include <cstring>
 #include <utility>
@@ -201,6 +203,7 @@ Result<bool> DockerRemoveImage(DockerEngine* engine, const std::string& name) {
 }
 
 Status DockerPullImage(DockerEngine* engine, const std::string& ref,
+                       const std::string& registry_auth,
                        const std::function<void(const DockerPullStatus&)>& on_status,
                        const std::function<bool()>& stop) {
   const std::string call = "POST /images/create";
@@ -208,6 +211,7 @@ Status DockerPullImage(DockerEngine* engine, const std::string& ref,
   DockerEngine::Upload none;
   none.read = [](char*, size_t) -> Result<size_t> { return size_t{0}; };
   none.content_type = "text/plain";
+  if (!registry_auth.empty()) none.headers.push_back("X-Registry-Auth: " + registry_auth);
   PETREL_RETURN_IF_ERROR(JsonLines(
       engine, "POST", "/images/create?fromImage=" + UrlEscape(ref), &none, call,
       [&](const json& j) {
@@ -227,6 +231,31 @@ Status DockerPullImage(DockerEngine* engine, const std::string& ref,
       },
       stop));
   return failed;
+}
+
+std::string DockerRegistryAuth(const std::string& user, const std::string& password,
+                               const std::string& identity_token, const std::string& server) {
+  json config = {{"serveraddress", server == "docker.io" ? "https://index.docker.io/v1/" : server}};
+  if (!identity_token.empty()) {
+    config["identitytoken"] = identity_token;
+  } else {
+    config["username"] = user;
+    config["password"] = password;
+  }
+  const std::string text = config.dump();
+  std::string out(4 * ((text.size() + 2) / 3) + 1, '\0');
+  size_t n = 0;
+  if (mbedtls_base64_encode(reinterpret_cast<unsigned char*>(out.data()), out.size(), &n,
+                            reinterpret_cast<const unsigned char*>(text.data()),
+                            text.size()) != 0) {
+    return "";  // the buffer is large enough: cannot happen
+  }
+  out.resize(n);
+  for (char& c : out) {  // base64url, as dockerd decodes it
+    if (c == '+') c = '-';
+    if (c == '/') c = '_';
+  }
+  return out;
 }
 
 Result<std::string> DockerCreateContainer(DockerEngine* engine, const std::string& name,

@@ -56,9 +56,19 @@ struct DockerPullStatus {
 // it (OK returned, engine->stopped()). Unavailable with dockerd's words for a pull that
 // fails ("POST /images/create: manifest for x:1 not found: manifest unknown"), as for a
 // registry that cannot be reached; Corruption for an answer line that is no JSON object.
+// `registry_auth` ("" for an anonymous pull) is DockerRegistryAuth's value.
 Status DockerPullImage(DockerEngine* engine, const std::string& ref,
+                       const std::string& registry_auth,
                        const std::function<void(const DockerPullStatus&)>& on_status,
                        const std::function<bool()>& stop);
+
+// The X-Registry-Auth header's value that hands dockerd a registry's credential for a
+// pull: base64url of {"username", "password", "serveraddress"}, or of
+// {"identitytoken", "serveraddress"} for an identity token. `server` is the registry
+// as a reference names it ("registry.local:5000"); docker.io is sent as Docker's own
+// key, "https://index.docker.io/v1/".
+std::string DockerRegistryAuth(const std::string& user, const std::string& password,
+                               const std::string& identity_token, const std::string& server);
 
 // A container as dockerd reports it: inspected (DockerInspectContainer) or listed
 // (DockerListContainers, which leaves out what only inspection tells: the pid, the exit

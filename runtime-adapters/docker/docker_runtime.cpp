@@ -21,6 +21,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -30,6 +31,7 @@
 #include "lib/image/archive_lib.h"
 #include "lib/image/docker_archive.h"
 #include "lib/image/local_image.h"
+#include "lib/image/registry_auth.h"
 #include "lib/oci/runc_words.h"
 #include "lib/spec/image_ref.h"
 #include "lib/util/fs.h"
@@ -102,8 +104,10 @@ struct Pump {
 
 class DockerRuntime : public ContainerRuntime {
  public:
-  DockerRuntime(DockerOptions options, std::string socket)
+  DockerRuntime(DockerOptions options, std::string socket,
+                std::optional<internal::RegistryAuth> auth)
       : options_(std::move(options)),
+        auth_(std::move(auth)),
         port_(options_.port),
         socket_(std::move(socket)),
         owner_(internal::Sha256Hex(options_.state_dir).substr(0, 16)),
@@ -730,9 +734,20 @@ class DockerRuntime : public ContainerRuntime {
     // Spelled out: a fromImage without a tag would pull every tag of the repository.
     Result<internal::ImageReference> parsed = internal::ParseImageReference(ref);
     if (!parsed.ok()) return parsed.status().WithContext(ref);
+    std::string registry_auth;
+    if (auth_) {
+      // A helper may run here (a process): on the pulling worker, as crun's pull does.
+      PETREL_ASSIGN_OR_RETURN(
+          std::optional<internal::RegistryCredential> credential,
+          internal::CredentialFor(*auth_, internal::RegistryAuthKey(parsed->domain)));
+      if (credential) {
+        registry_auth = internal::DockerRegistryAuth(credential->user, credential->password,
+                                                     credential->identity_token, parsed->domain);
+      }
+    }
     std::map<std::string, std::pair<int64_t, int64_t>> layers;
     Status s = internal::DockerPullImage(
-        engine.get(), parsed->Canonical(),
+        engine.get(), parsed->Canonical(), registry_auth,
         [&](const internal::DockerPullStatus& st) {
           if (!st.id.empty() && st.total > 0) layers[st.id] = {st.current, st.total};
           int64_t done = 0, total = 0;
@@ -902,6 +917,7 @@ class DockerRuntime : public ContainerRuntime {
   }
 
   const DockerOptions options_;
+  const std::optional<internal::RegistryAuth> auth_;  // from registry_auth_file
   const std::shared_ptr<Port> port_;
   const std::string socket_;
   const std::string owner_;
@@ -947,7 +963,11 @@ Result<std::shared_ptr<ContainerRuntime>> NewDockerRuntime(const DockerOptions& 
   DockerOptions o = options;
   if (!o.log_sink) o.log_sink = StderrLogSink();
   if (!o.port) o.port = DefaultPort();
-  auto runtime = std::make_shared<DockerRuntime>(std::move(o), socket);
+  std::optional<internal::RegistryAuth> auth;
+  if (!o.registry_auth_file.empty()) {
+    PETREL_ASSIGN_OR_RETURN(auth, internal::ReadRegistryAuth(o.registry_auth_file));
+  }
+  auto runtime = std::make_shared<DockerRuntime>(std::move(o), socket, std::move(auth));
   PETREL_RETURN_IF_ERROR(runtime->Open().WithContext("runtime docker"));
   return std::shared_ptr<ContainerRuntime>(runtime);
 }
@@ -961,6 +981,7 @@ Status RegisterDockerRuntime(RuntimeRegistry* registry) {
     o.endpoint = config.endpoint;
     o.log_sink = config.log_sink;
     o.port = config.port;
+    o.registry_auth_file = config.registry.auth_file;
     return NewDockerRuntime(o);
   };
   return registry->Register(

@@ -295,6 +295,7 @@ Status DockerEngine::Impl::Perform(const char* method, const std::string& url_pa
     set(c, CURLOPT_READDATA, a);
     set(c, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(-1));  // chunked
     headers_ok = headers_ok && add_header("Content-Type: " + a->upload->content_type);
+    for (const std::string& line : a->upload->headers) headers_ok = headers_ok && add_header(line);
   } else {
     set(c, CURLOPT_UPLOAD, 0L);
     if (!body.empty()) {

@@ -144,6 +144,7 @@ class DockerEngine {
   struct Upload {
     std::function<Result<size_t>(char* buf, size_t size)> read;
     std::string content_type = "application/x-tar";
+    std::vector<std::string> headers;  // more header lines: "X-Registry-Auth: ..."
   };
 
   // Sends `method` to `path` with `upload` (null: no body) and hands the answer's body

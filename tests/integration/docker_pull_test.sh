@@ -5,13 +5,15 @@
 # `petrelctl pull image` shows dockerd's progress as petrel's; a reference without a
 # tag pulls :latest alone, not every tag; `get images` lists what this petreld pulled;
 # a workload runs from the pulled image; a missing reference says what the registry
-# said; `delete image` removes it from dockerd too.
+# said; `delete image` removes it from dockerd too. Then a registry with htpasswd: refused
+# without credentials, pulled with the one petreld's --registry-auth file holds, which
+# goes to dockerd with the pull (X-Registry-Auth).
 #   docker_pull_test.sh PETRELD PETRELCTL
 set -euo pipefail
 petreld=${1:?usage: docker_pull_test.sh PETRELD PETRELCTL}
 ctl=${2:?}
 src=$(cd "$(dirname "$0")/../.." && pwd)
-for tool in jq curl skopeo docker-registry; do
+for tool in jq curl skopeo docker-registry htpasswd; do
   command -v "$tool" >/dev/null || { echo "FAIL: $tool is missing (ports/debian/install-deps)" >&2; exit 1; }
 done
 [ -S "${PETREL_TEST_DOCKERD_SOCKET:-}" ] ||
@@ -22,6 +24,7 @@ state=$dir/state
 export PETREL_SOCKET=$dir/petrel.sock
 pid=""
 registry_pid=""
+pulled=()
 
 fail() {
   echo "FAIL: $*" >&2
@@ -35,9 +38,8 @@ cleanup() {
   petreld_stop app
   runtime_cleanup docker "$state" "$dir"
   # The images this test made dockerd pull.
-  for repo in pulled untagged; do
-    docker_api "/images/$registry/$repo:1?force=1" -X DELETE >/dev/null 2>&1 || true
-    docker_api "/images/$registry/$repo:latest?force=1" -X DELETE >/dev/null 2>&1 || true
+  for ref in "${pulled[@]}"; do
+    docker_api "/images/$ref?force=1" -X DELETE >/dev/null 2>&1 || true
   done
   registry_stop
   rm -rf "$dir"
@@ -69,6 +71,7 @@ registry_push "oci-archive:$dir/big.tar" pulled:1
 # Two tags of one repository: a pull of the bare name must take latest alone.
 registry_push "oci-archive:$dir/big.tar" untagged:latest
 registry_push "oci-archive:$dir/big.tar" untagged:other
+pulled=("$registry/pulled:1" "$registry/untagged:latest" "$registry/untagged:other")
 
 runtime_flags docker || fail "no dockerd"
 petreld_start "$dir/petreld.log" "${runtime_flags[@]}" --state-dir "$state" --node-name dpull \
@@ -134,6 +137,27 @@ wait_for 30 petreld_gone app || fail "app was not deleted"
 run "$ctl" delete image "$ref"
 [ "$rc" = 0 ] || fail "delete image: exit status $rc"
 docker_has "$ref" && fail "dockerd still has $ref after delete image"
+
+echo "== credentials: refused without, pulled with the one --registry-auth names"
+registry_stop
+htpasswd -Bbc "$dir/htpasswd" alice s3cret >/dev/null 2>&1 || fail "htpasswd failed"
+registry_auth="auth: {htpasswd: {realm: petrel-test, path: $dir/htpasswd}}" \
+  registry_start "$dir/auth-registry"
+registry_push "oci-archive:$dir/big.tar" private:1 --dest-creds alice:s3cret
+private=$registry/private:1
+pulled+=("$private")
+run "$ctl" pull image "$private"
+[ "$rc" = 1 ] || fail "pull without credentials: exit status $rc, want 1"
+grep -q "unauthorized\|no basic auth" "$dir/err" || fail "pull without credentials: not refused as such"
+echo "without credentials: $(cat "$dir/err")"
+printf '{"auths": {"%s": {"auth": "%s"}}}\n' "$registry" "$(printf alice:s3cret | base64)" \
+  >"$dir/auth.json"
+petreld_stop
+petreld_start "$dir/petreld.log" "${runtime_flags[@]}" --state-dir "$state" --node-name dpull \
+  --log-level info --registry-auth "$dir/auth.json" || fail "petreld did not answer"
+run "$ctl" pull image "$private"
+[ "$rc" = 0 ] || fail "pull with credentials: exit status $rc"
+docker_has "$private" || fail "dockerd has no $private after the pull"
 
 echo "progress seen:"
 cat "$dir/progress.txt"

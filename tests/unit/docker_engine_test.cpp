@@ -1,7 +1,7 @@
 // Tests of the Docker adapter's plain functions (runtime-adapters/docker/engine.h): the
 // version negotiation, the error answers, dockerd's times and the framing of the answers
-// that stream. The calls themselves are tested against a real dockerd by
-// runtime-adapters/docker/tests/engine_test.cpp.
+// that stream, the credential a pull hands dockerd. The calls themselves are tested against a real
+// dockerd by runtime-adapters/docker/tests/engine_test.cpp.
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "petrel/status.h"
+#include "runtime-adapters/docker/calls.h"
 #include "runtime-adapters/docker/engine.h"
 
 namespace petrel::internal {
@@ -137,6 +138,18 @@ TEST_SUITE("docker") {
     Status over = bounded.Feed("\1\0\0\0\0\0\0\5"s, &chunks);
     CHECK(over.code() == Status::Code::kCorruption);
     CHECK(over.message() == "a log chunk of 5 bytes, over the limit of 4");
+  }
+
+  TEST_CASE("docker DockerRegistryAuth: base64url of the credential, Docker Hub by its key") {
+    // {"password":"p?>","serveraddress":"127.0.0.1:5000","username":"u"}: '?>' makes a
+    // '/' in standard base64, which base64url writes '_'.
+    CHECK(
+        DockerRegistryAuth("u", "p?>", "", "127.0.0.1:5000") ==
+        "eyJwYXNzd29yZCI6InA_PiIsInNlcnZlcmFkZHJlc3MiOiIxMjcuMC4wLjE6NTAwMCIsInVzZXJuYW1lIjoidSJ9");
+    // {"identitytoken":"tok","serveraddress":"https://index.docker.io/v1/"}: no password.
+    CHECK(DockerRegistryAuth("", "", "tok", "docker.io") ==
+          "eyJpZGVudGl0eXRva2VuIjoidG9rIiwic2VydmVyYWRkcmVzcyI6Imh0dHBzOi8vaW5kZXguZG9ja2VyLmlvL3Yx"
+          "LyJ9");
   }
 }
 

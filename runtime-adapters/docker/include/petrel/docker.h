@@ -67,6 +67,11 @@ struct DockerOptions {
   LogSink log_sink;
   // petrel's bridge network and the network namespaces. Defaults to DefaultPort().
   std::shared_ptr<Port> port;
+  // A Docker config.json (RegistryAccess::auth_file), read when the runtime is made: the
+  // credential of a reference's registry goes to dockerd with the pull (X-Registry-Auth).
+  // Insecure registries and CAs are dockerd's own settings (daemon.json
+  // "insecure-registries", /etc/docker/certs.d). "" for anonymous pulls.
+  std::string registry_auth_file;
 };
 
 // Checks the options and that dockerd answers at the endpoint (and speaks API 1.41 or
