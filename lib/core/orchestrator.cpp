@@ -1229,31 +1229,34 @@ class OrchestratorImpl final : public Orchestrator {
     options.timeout_ms = check.probe.timeout_ms;
     options.output_limit = 1024;
     Result<ExecResult> r = runtime->Exec(check.container_id, options);
+    std::string failure;
     if (!r.ok()) {
       Status::Code code = r.status().code();
       if (code == Status::Code::kNotFound || code == Status::Code::kFailedPrecondition) {
         return ProbeResult::Gone();  // it exited meanwhile: the exit is the news
       }
-      if (code == Status::Code::kDeadlineExceeded) {
-        return ProbeResult::Failure("timed out after " + FormatDurationMs(check.probe.timeout_ms));
-      }
-      // A runtime that could not enter the container may have lost it a moment ago
-      // (runc: "error executing setns process"): it is looked up again, as a network
-      // check is, so only a container still running can fail its probe this way.
-      Result<ContainerInfo> info = runtime->Inspect(check.container_id);
-      if (info.ok() ? info->state != ContainerState::kRunning
-                    : info.status().code() == Status::Code::kNotFound) {
-        return ProbeResult::Gone();
-      }
-      return ProbeResult::Failure(r.status().message());
+      failure = code == Status::Code::kDeadlineExceeded
+                    ? "timed out after " + FormatDurationMs(check.probe.timeout_ms)
+                    : r.status().message();
+    } else if (r->exit_code == 0) {
+      return ProbeResult::Success();
+    } else {
+      std::string out = r->output.substr(0, r->output.find_last_not_of("\r\n") + 1);
+      size_t last_line = out.find_last_of('\n');
+      if (last_line != std::string::npos) out = out.substr(last_line + 1);
+      if (out.size() > 200) out = out.substr(0, 200) + "...";
+      failure = "exit code " + std::to_string(r->exit_code) + (out.empty() ? "" : ": " + out);
     }
-    if (r->exit_code == 0) return ProbeResult::Success();
-    std::string out = r->output.substr(0, r->output.find_last_not_of("\r\n") + 1);
-    size_t last_line = out.find_last_of('\n');
-    if (last_line != std::string::npos) out = out.substr(last_line + 1);
-    if (out.size() > 200) out = out.substr(0, 200) + "...";
-    return ProbeResult::Failure("exit code " + std::to_string(r->exit_code) +
-                                (out.empty() ? "" : ": " + out));
+    // The container may have exited while the check ran: the runtime could not enter it
+    // (runc: "error executing setns process"; dockerd: exit code 126, "cannot exec in a
+    // stopped state"), or the command died with it. It is looked up again, as for a
+    // network check, so that only a container still running fails its probe.
+    Result<ContainerInfo> info = runtime->Inspect(check.container_id);
+    if (info.ok() ? info->state != ContainerState::kRunning
+                  : info.status().code() == Status::Code::kNotFound) {
+      return ProbeResult::Gone();
+    }
+    return ProbeResult::Failure(failure);
   }
 
   void OnProbeResult(const ProbeCheck& check, const ProbeResult& result) {

@@ -289,6 +289,10 @@ Status DockerEngine::Impl::Perform(const char* method, const std::string& url_pa
     return true;
   };
   bool headers_ok = add_header("Expect:");  // no 100-continue round trip
+  // A body read through a callback cannot be sent twice, so libcurl cannot retry it on
+  // a kept connection that dockerd closed meanwhile ("Recv failure: Connection reset by
+  // peer", seen on exec starts): such a request gets a connection of its own.
+  set(c, CURLOPT_FRESH_CONNECT, a->upload != nullptr ? 1L : 0L);
   if (a->upload != nullptr) {
     set(c, CURLOPT_UPLOAD, 1L);
     set(c, CURLOPT_READFUNCTION, OnRead);

@@ -751,7 +751,8 @@ TEST_SUITE("probe") {
     orch.reset();  // with checks possibly in flight: they are cancelled, nothing leaks
   }
 
-  TEST_CASE("Orchestrator: an exec the runtime refuses fails the probe only while it runs") {
+  TEST_CASE(
+      "Orchestrator: an exec check that fails fails the probe only while the container runs") {
     testing::TempDir dir;
     auto clock = SystemClock();
     auto runtime = std::make_shared<testing::FakeRuntime>(clock);
@@ -796,9 +797,9 @@ TEST_SUITE("probe") {
     runtime->FailNext(testing::FakeRuntime::Op::kExec,
                       Status::Internal("exec failed: error executing setns process"));
     const int kills = runtime->Calls(testing::FakeRuntime::Op::kKill);
-    runtime->Release(testing::FakeRuntime::Op::kExec);
     // Its Inspect is what tells: once it came, the result has been judged.
     const int inspects = runtime->Calls(testing::FakeRuntime::Op::kInspect);
+    runtime->Release(testing::FakeRuntime::Op::kExec);
     CHECK(testing::WaitFor(
         [&] { return runtime->Calls(testing::FakeRuntime::Op::kInspect) > inspects; }, 20));
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -806,7 +807,8 @@ TEST_SUITE("probe") {
     CHECK(messages().empty());
     CHECK(runtime->Calls(testing::FakeRuntime::Op::kKill) == kills);
 
-    // Restarted and running: the same error now fails the probe, and kills.
+    // Restarted and running: the same error now fails the probe, and kills. (An exec
+    // that exits non-zero is judged the same way: one path for both.)
     REQUIRE(testing::WaitFor(
         [&] {
           Result<WorkloadState> st = orch->Get("web");

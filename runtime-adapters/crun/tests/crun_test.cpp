@@ -793,6 +793,14 @@ TEST_SUITE("crun-adapter") {
     CHECK(std::chrono::steady_clock::now() - began < std::chrono::seconds(30));
     // The hung runtime went with the shim: no process is left to start it later.
     CHECK(WaitFor([] { return ProcessesRunning({"/bin/sleep", "6011"}).empty(); }, 10));
+    // The shim's end is heard a moment later on a busy machine: until then it reads as
+    // running, and Remove refuses, as it must.
+    CHECK(WaitFor(
+        [&] {
+          Result<ContainerInfo> info = rt->Inspect(id);
+          return info.ok() && info->state != ContainerState::kRunning;
+        },
+        10));
     RemoveAndCheck(rt.get(), state.path(), id);
   }
 
