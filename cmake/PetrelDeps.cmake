@@ -86,3 +86,23 @@ endif()
 # tree can be moved (staging dirs of firmware builds, `cmake --install --prefix`).
 include(GNUInstallDirs)
 file(RELATIVE_PATH PETREL_PC_TO_PREFIX "/p/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/p")
+
+# What the image store (libpetrel_image) adds to a pkg-config file of an adapter that
+# uses it (petrel-crun, petrel-docker): the libraries are static, so their dependencies
+# go to Requires and Libs, not .private. libarchive and libcurl are each either loaded
+# with dlopen (-ldl) or linked, and then named as a package so that --static brings in
+# what it links.
+set(PETREL_IMAGE_PC_REQUIRES "")
+set(PETREL_IMAGE_PC_LIBS "")
+if(PETREL_DLOPEN_LIBARCHIVE OR PETREL_DLOPEN_LIBCURL)
+  set(PETREL_IMAGE_PC_LIBS "${CMAKE_DL_LIBS}")
+  if(PETREL_IMAGE_PC_LIBS AND NOT PETREL_IMAGE_PC_LIBS MATCHES "^-")
+    set(PETREL_IMAGE_PC_LIBS "-l${PETREL_IMAGE_PC_LIBS}")
+  endif()
+endif()
+if(NOT PETREL_DLOPEN_LIBARCHIVE)
+  string(APPEND PETREL_IMAGE_PC_REQUIRES " libarchive")  # its .pc names what --static needs
+endif()
+if(NOT PETREL_DLOPEN_LIBCURL)
+  string(APPEND PETREL_IMAGE_PC_REQUIRES " libcurl")
+endif()

@@ -1190,8 +1190,10 @@ class OrchestratorImpl final : public Orchestrator {
       std::shared_ptr<Mailbox> mailbox = mailbox_;
       auto shared = std::make_shared<ProbeCheck>(std::move(check));
       if (shared->probe.kind == ProbeSpec::Kind::kExec) {
-        workers_->Submit([this, runtime, mailbox, shared] {
-          auto result = std::make_shared<ProbeResult>(ExecCheck(runtime.get(), *shared));
+        std::shared_ptr<Port> port = opts_.port;
+        workers_->Submit([this, runtime, port, mailbox, shared] {
+          auto result =
+              std::make_shared<ProbeResult>(ExecCheck(runtime.get(), port.get(), *shared));
           mailbox->Post([this, shared, result] { OnProbeResult(*shared, *result); });
         });
         continue;
@@ -1223,7 +1225,7 @@ class OrchestratorImpl final : public Orchestrator {
   }
 
   // An exec check, on a worker: exit code 0 passes.
-  static ProbeResult ExecCheck(ContainerRuntime* runtime, const ProbeCheck& check) {
+  static ProbeResult ExecCheck(ContainerRuntime* runtime, Port* port, const ProbeCheck& check) {
     ExecOptions options;
     options.command = check.probe.command;
     options.timeout_ms = check.probe.timeout_ms;
@@ -1250,11 +1252,19 @@ class OrchestratorImpl final : public Orchestrator {
     // The container may have exited while the check ran: the runtime could not enter it
     // (runc: "error executing setns process"; dockerd: exit code 126, "cannot exec in a
     // stopped state"), or the command died with it. It is looked up again, as for a
-    // network check, so that only a container still running fails its probe.
+    // network check, so that only a container still running fails its probe: first
+    // the runtime's word, then its process, which the runtime may still call running
+    // for a moment after it exited (a zombie its shim has not reaped, whose namespaces
+    // are gone: what runc's setns met).
     Result<ContainerInfo> info = runtime->Inspect(check.container_id);
     if (info.ok() ? info->state != ContainerState::kRunning
                   : info.status().code() == Status::Code::kNotFound) {
       return ProbeResult::Gone();
+    }
+    if (port != nullptr && check.pid > 0) {
+      Result<int> ns = port->OpenNetnsOf(check.pid);
+      if (ns.ok()) close(*ns);
+      if (ns.status().code() == Status::Code::kNotFound) return ProbeResult::Gone();
     }
     return ProbeResult::Failure(failure);
   }

@@ -2,10 +2,12 @@
 # Builds programs against an installed petrel with nothing but pkg-config and c++, as
 # the README's Embedding section tells users to: examples/embed/main.cpp through
 # petrel-testing, examples/embed/cluster_main.cpp through petrel-cluster (and
-# petrel-testing, for its fake runtime), and a program calling petrel::NewCrunRuntime
-# through petrel-crun. Each is linked twice, with `pkg-config --cflags --libs` and with
-# `pkg-config --static --cflags --libs`. The crun program is run (it needs no root: it
-# checks that a missing state_dir is refused), and so is the cluster one: it inits a
+# petrel-testing, for its fake runtime), and programs calling petrel::NewCrunRuntime
+# through petrel-crun, petrel::NewDockerRuntime through petrel-docker and
+# petrel::NewContainerdRuntime through petrel-containerd. Each is linked twice, with
+# `pkg-config --cflags --libs` and with `pkg-config --static --cflags --libs`. The
+# runtime programs are run (they need no root and no daemon: each checks that a
+# missing state_dir is refused), and so is the cluster one: it inits a
 # one-node cluster on a free port of 127.0.0.1 (raft, mutual TLS) and prints the
 # token's prefix.
 # Promises: prints every link line; fails on the first program that does not compile,
@@ -28,6 +30,25 @@ cat >"$tmp/crun.cpp" <<'CPP'
 #include <cstdio>
 int main() {  // no state_dir: must be refused with a clear error
   auto r = petrel::NewCrunRuntime(petrel::CrunOptions{});
+  std::puts(r.status().ToString().c_str());
+  return r.ok() ? 1 : 0;
+}
+CPP
+cat >"$tmp/docker.cpp" <<'CPP'
+#include <petrel/docker.h>
+#include <cstdio>
+int main() {  // no state_dir: must be refused before dockerd is asked
+  auto r = petrel::NewDockerRuntime(petrel::DockerOptions{});
+  std::puts(r.status().ToString().c_str());
+  return r.ok() ? 1 : 0;
+}
+CPP
+cat >"$tmp/containerd.cpp" <<'CPP'
+#include <petrel/containerd.h>
+#include <cstdio>
+int main(int argc, char** argv) {
+  if (petrel::IsContainerdLoggerCall(argc, argv)) return petrel::RunContainerdLogger(argc, argv);
+  auto r = petrel::NewContainerdRuntime(petrel::ContainerdOptions{});  // no state_dir
   std::puts(r.status().ToString().c_str());
   return r.ok() ? 1 : 0;
 }
@@ -58,6 +79,11 @@ for mode in "" --static; do
   link embed "$src/examples/embed/main.cpp" petrel-testing $mode
   link crun "$tmp/crun.cpp" petrel-crun $mode
   "$tmp/crun" >/dev/null || die "the petrel-crun program linked ${mode:-without --static} did not refuse an empty state_dir"
+  link docker "$tmp/docker.cpp" petrel-docker $mode
+  "$tmp/docker" >/dev/null || die "the petrel-docker program linked ${mode:-without --static} did not refuse an empty state_dir"
+  link containerd "$tmp/containerd.cpp" petrel-containerd $mode
+  "$tmp/containerd" >/dev/null ||
+    die "the petrel-containerd program linked ${mode:-without --static} did not refuse an empty state_dir"
   link cluster "$src/examples/embed/cluster_main.cpp" "petrel-cluster petrel-testing" $mode
   rm -rf "$tmp/cluster-state"
   out=$("$tmp/cluster" "$tmp/cluster-state" "127.0.0.1:$(free_port)" 2>"$tmp/cluster.err") ||
@@ -66,4 +92,4 @@ for mode in "" --static; do
     die "the petrel-cluster program linked ${mode:-without --static} printed no PETREL1. token: $out"
   echo "    ran: $out"
 done
-echo "  linked against $prefix: petrel-testing, petrel-crun and petrel-cluster, with and without --static"
+echo "  linked against $prefix: petrel-testing, petrel-crun, petrel-docker, petrel-containerd and petrel-cluster, with and without --static"

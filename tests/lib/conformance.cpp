@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "tests/lib/doctest_main.h"
+#include "tests/lib/images.h"
 #include "tests/lib/wait.h"
 
 namespace petrel::testing {
@@ -85,6 +86,12 @@ ContainerCommand ShellCommand(const Program& program) {
 
 ContainerCommand FakeCommand(const Program& program) {
   return {{kFakeProgram}, FakeProgramWords(program)};
+}
+
+std::string BusyboxImageOrFail() {
+  Result<std::string> image = BusyboxImage();
+  REQUIRE_MESSAGE(image.ok(), image.status().ToString());
+  return *image;
 }
 
 int RunRuntimeConformance(int argc, char** argv, const ConformanceTarget& target) {

@@ -49,6 +49,9 @@ ContainerCommand ShellCommand(const Program& program);
 // A program in the fake runtime's words (petrel/testing/fake_program.h):
 // {kFakeProgram} and one arg per step.
 ContainerCommand FakeCommand(const Program& program);
+// The busybox image (tests/lib/images.h), for the `image` of targets that run real
+// containers: a failed build fails the case that asked.
+std::string BusyboxImageOrFail();
 
 // The binary the suite's bad command names; no target's image holds it.
 inline constexpr char kMissingBinary[] = "/no/such/binary";

@@ -18,7 +18,7 @@
 
 namespace petrel::testing {
 
-class HostNetPort final : public Port {
+class HostNetPort : public Port {
  public:
   CgroupLayout DetectCgroupLayout() override { return base_->DetectCgroupLayout(); }
   LimitCgroups LimitCgroupsFor(const std::string& parent, const std::string& id,

@@ -753,10 +753,20 @@ TEST_SUITE("probe") {
 
   TEST_CASE(
       "Orchestrator: an exec check that fails fails the probe only while the container runs") {
+    // Its processes' namespaces are there (HostNetPort) until the test says they are gone.
+    struct VanishingPort : testing::HostNetPort {
+      std::atomic<bool> gone{false};
+      Result<int> OpenNetnsOf(pid_t pid) override {
+        if (gone) return Status::NotFound("no process " + std::to_string(pid));
+        return HostNetPort::OpenNetnsOf(pid);
+      }
+    };
+    auto port = std::make_shared<VanishingPort>();
     testing::TempDir dir;
     auto clock = SystemClock();
     auto runtime = std::make_shared<testing::FakeRuntime>(clock);
     Options o = testing::TestOptions(dir, runtime, clock);
+    o.port = port;
     o.resync_interval_ms = 60000;
     std::unique_ptr<Orchestrator> orch = testing::OpenOrDie(o);
     std::mutex mu;
@@ -807,8 +817,27 @@ TEST_SUITE("probe") {
     CHECK(messages().empty());
     CHECK(runtime->Calls(testing::FakeRuntime::Op::kKill) == kills);
 
-    // Restarted and running: the same error now fails the probe, and kills. (An exec
-    // that exits non-zero is judged the same way: one path for both.)
+    // Restarted, and the runtime still says running, but its process can no longer be
+    // entered (a zombie its shim has not reaped yet): no failure either.
+    REQUIRE(testing::WaitFor(
+        [&] {
+          Result<WorkloadState> st = orch->Get("web");
+          return st.ok() && st->replicas[0].phase == Phase::kRunning &&
+                 st->replicas[0].container_id != id;
+        },
+        20));
+    port->gone = true;
+    const int before = runtime->Calls(testing::FakeRuntime::Op::kInspect);
+    runtime->FailNext(testing::FakeRuntime::Op::kExec,
+                      Status::Internal("exec failed: error executing setns process"));
+    CHECK(testing::WaitFor(
+        [&] { return runtime->Calls(testing::FakeRuntime::Op::kInspect) > before; }, 20));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    CHECK(messages().empty());
+    port->gone = false;
+
+    // Running, and its process there: the same error now fails the probe, and kills. (An
+    // exec that exits non-zero is judged the same way: one path for both.)
     REQUIRE(testing::WaitFor(
         [&] {
           Result<WorkloadState> st = orch->Get("web");

@@ -21,7 +21,6 @@
 #include "tests/lib/conformance.h"
 #include "tests/lib/files.h"
 #include "tests/lib/host_leftovers.h"
-#include "tests/lib/images.h"
 
 namespace {
 
@@ -46,14 +45,6 @@ std::string Socket() {
 // runtime object on that dir (adoption), another for every other case.
 std::string NamespaceOf(const std::string& state_dir) {
   return "petrel-test-" + petrel::internal::Sha256Hex(state_dir).substr(0, 16);
-}
-
-// The busybox image (tests/lib/images.h): the one CTest's fixture built, or one built
-// here once per process.
-std::string Image() {
-  petrel::Result<std::string> image = petrel::testing::BusyboxImage();
-  REQUIRE_MESSAGE(image.ok(), image.status().ToString());
-  return *image;
 }
 
 // What a removed container can leave: what any bundle runtime can leave on the host
@@ -103,7 +94,7 @@ int main(int argc, char** argv) {
     o.log_max_bytes = kLogFileBytes;
     return petrel::NewContainerdRuntime(o);
   };
-  t.image = Image;
+  t.image = petrel::testing::BusyboxImageOrFail;
   t.missing_image = "oci-archive:/nonexistent/petrel-conformance/nope.tar";
   t.command = petrel::testing::ShellCommand;
   t.log_cap_bytes = 2 * kLogFileBytes;  // two files are kept

@@ -15,7 +15,6 @@
 #include "tests/lib/conformance.h"
 #include "tests/lib/files.h"
 #include "tests/lib/host_leftovers.h"
-#include "tests/lib/images.h"
 
 namespace {
 
@@ -31,14 +30,6 @@ std::string RuntimeName(int argc, char** argv) {
     if (std::strncmp(argv[i], "--runtime=", 10) == 0) return argv[i] + 10;
   }
   return "crun";
-}
-
-// The busybox image (tests/lib/images.h): the one CTest's fixture built, or one built
-// here once per process.
-std::string Image() {
-  petrel::Result<std::string> image = petrel::testing::BusyboxImage();
-  REQUIRE_MESSAGE(image.ok(), image.status().ToString());
-  return *image;
 }
 
 // What a removed container can leave: its directory, the runtime's record, and what
@@ -62,7 +53,7 @@ int main(int argc, char** argv) {
     o.log_max_bytes = kLogFileBytes;
     return petrel::NewCrunRuntime(o);
   };
-  t.image = Image;
+  t.image = petrel::testing::BusyboxImageOrFail;
   t.missing_image = "oci-archive:/nonexistent/petrel-conformance/nope.tar";
   t.command = petrel::testing::ShellCommand;
   t.log_cap_bytes = 2 * kLogFileBytes;  // two files are kept

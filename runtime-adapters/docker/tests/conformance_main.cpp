@@ -18,7 +18,6 @@
 #include "runtime-adapters/docker/engine.h"
 #include "tests/lib/conformance.h"
 #include "tests/lib/files.h"
-#include "tests/lib/images.h"
 
 namespace {
 
@@ -33,14 +32,6 @@ std::string Socket() {
                   "no dockerd socket: give --docker-socket=PATH (CTest does, with the fixture "
                   "docker_daemon; by hand: tests/lib/dockerd.sh start DIR CONTAINERD_SOCKET)");
   return socket_option;
-}
-
-// The busybox image (tests/lib/images.h): the one CTest's fixture built, or one built
-// here once per process.
-std::string Image() {
-  petrel::Result<std::string> image = petrel::testing::BusyboxImage();
-  REQUIRE_MESSAGE(image.ok(), image.status().ToString());
-  return *image;
 }
 
 // What a removed container can leave: dockerd's container, and its files in the state dir.
@@ -78,7 +69,7 @@ int main(int argc, char** argv) {
     o.log_max_bytes = kLogFileBytes;
     return petrel::NewDockerRuntime(o);
   };
-  t.image = Image;
+  t.image = petrel::testing::BusyboxImageOrFail;
   t.missing_image = "oci-archive:/nonexistent/petrel-conformance/nope.tar";
   t.command = petrel::testing::ShellCommand;
   t.log_cap_bytes = 2 * kLogFileBytes;  // two files are kept
