@@ -64,3 +64,15 @@ function(petrel_stage_headers name folder)
   target_include_directories(petrel_${name}_headers
     INTERFACE $<BUILD_INTERFACE:${stage}> $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>)
 endfunction()
+
+# petrel_install_adapter(<name>): installs a runtime adapter for embedders:
+# libpetrel_<name>.a, its public header include/petrel/<name>.h, and petrel-<name>.pc,
+# configured from the calling folder's petrel-<name>.pc.in.
+function(petrel_install_adapter name)
+  include(GNUInstallDirs)
+  install(TARGETS petrel_${name} ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
+  install(FILES include/petrel/${name}.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/petrel)
+  configure_file(petrel-${name}.pc.in ${CMAKE_CURRENT_BINARY_DIR}/petrel-${name}.pc @ONLY)
+  install(FILES ${CMAKE_CURRENT_BINARY_DIR}/petrel-${name}.pc
+          DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+endfunction()
