@@ -20,7 +20,6 @@
 #include "lib/util/log_files.h"
 #include "lib/util/strings.h"
 #include "petrel/containerd.h"
-#include "runtime-adapters/crun/shim.h"  // kLeaseCheckMs
 
 namespace petrel {
 namespace internal {

@@ -20,22 +20,13 @@
 #include <cstring>
 #include <optional>
 
+#include "lib/util/fork.h"
 #include "lib/util/fs.h"
 #include "lib/util/lease.h"
 #include "lib/util/log_files.h"
 #include "lib/util/strings.h"
 #include "lib/util/workers.h"
 #include "petrel/spec.h"
-
-// ThreadSanitizer builds (clang's -fsanitize=thread) start children in ways it follows.
-#if defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define PETREL_TSAN 1
-#endif
-#endif
-#ifndef PETREL_TSAN
-#define PETREL_TSAN 0
-#endif
 
 namespace petrel::internal {
 namespace {
@@ -59,41 +50,6 @@ void WriteStr(int fd, const char* s) { RawWriteAll(fd, s, strlen(s)); }
   _exit(127);
 }
 
-// fork() as the system call alone. glibc's fork() holds malloc's and stdio's locks for
-// as long as the kernel copies petreld's page tables: petreld's loop, allocating
-// meanwhile, waited on them for up to 300 ms while workers started shims (a worker
-// descheduled in the middle of its fork on a busy machine). The children need none of
-// glibc's care after the fork: they make raw system calls only, as after any fork of a
-// threaded process.
-pid_t RawFork() {
-#if PETREL_TSAN
-  return fork();
-#else
-  return static_cast<pid_t>(syscall(SYS_clone, SIGCHLD, nullptr, nullptr, nullptr, nullptr));
-#endif
-}
-
-// Raises the calling thread to the main thread's priority when it runs below it (a
-// WorkerPool's niced thread) and petrel may (CAP_SYS_NICE): the nice value to restore
-// afterwards, none when nothing changed. For fork(): the kernel holds the parent's
-// mmap lock while it copies the page tables, and every page fault of petreld's loop
-// thread waits for it. A niced worker descheduled in the middle of that copy on a busy
-// machine held the loop for 24 ms (perf sched, tests/bench/loop_stall_bench.sh).
-std::optional<int> RaiseToMainThreadPriority() {
-  const std::optional<int> mine = ThreadNice();
-  if (!mine) return std::nullopt;
-  errno = 0;
-  const int main = getpriority(PRIO_PROCESS, static_cast<id_t>(getpid()));
-  if (errno != 0 || main >= *mine) return std::nullopt;
-  if (!SetThreadNice(main)) return std::nullopt;
-  return mine;
-}
-
-void CloseFrom(int first) {
-  if (syscall(SYS_close_range, first, ~0U, 0) == 0) return;
-  for (int fd = first; fd < 4096; fd++) close(fd);
-}
-
 // Milliseconds of `clock`: CLOCK_REALTIME for the exit time petrel reads, CLOCK_MONOTONIC
 // for deadlines. Read raw, not through petrel's Clock: after fork() only
 // async-signal-safe calls are allowed, and a Clock promises no such thing.
@@ -101,16 +57,6 @@ int64_t NowMs(clockid_t clock) {
   struct timespec ts;
   clock_gettime(clock, &ts);
   return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
-
-void ResetSignals() {
-  struct sigaction sa;
-  memset(&sa, 0, sizeof(sa));
-  sa.sa_handler = SIG_DFL;
-  for (int sig = 1; sig < NSIG; sig++) sigaction(sig, &sa, nullptr);  // EINVAL for some: fine
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, nullptr);
 }
 
 // Everything the forked processes need, laid out before fork().

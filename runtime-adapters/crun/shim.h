@@ -50,8 +50,9 @@ struct ShimPlan {
   std::string notify_socket;  // datagram socket told "<id>" on exit
   // The container's lease (ContainerSpec::lease), none when the path is empty: the shim
   // does not start the container when it has run out, and SIGKILLs the container's init
-  // (so its whole PID namespace) once it runs out, checking every kLeaseCheckMs and at
-  // the moment it would run out. It says so once, on runtime.log.
+  // (so its whole PID namespace) once it runs out, checking every kLeaseCheckMs
+  // (lib/util/lease.h) and at the moment it would run out. It says so once, on
+  // runtime.log.
   std::string lease_path;
   int64_t lease_ms = 0;
   // Port::OomKillsFile of the container's memory cgroup, "" for none: an exit by
@@ -63,9 +64,6 @@ struct ShimPlan {
 // (memory.events on v2, memory.oom_control on v1), counts an OOM kill: its
 // "oom_kill N" line has N > 0. Async-signal-safe: it allocates nothing.
 bool CountsOomKill(const char* text);
-
-// How often a shim reads its container's lease file (one open and read on tmpfs).
-inline constexpr int64_t kLeaseCheckMs = 100;
 
 // Starting a shim, in two halves so that several containers start at once:
 // BeginShim starts the shim and returns at once; FinishShim waits until the

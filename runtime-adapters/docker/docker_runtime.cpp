@@ -36,6 +36,7 @@
 #include "lib/spec/image_ref.h"
 #include "lib/util/fs.h"
 #include "lib/util/json.h"
+#include "lib/util/lease.h"
 #include "lib/util/log_files.h"
 #include "lib/util/sha256.h"
 #include "lib/util/strings.h"
@@ -55,6 +56,10 @@ constexpr char kDefaultSocket[] = "/var/run/docker.sock";
 constexpr char kUnixScheme[] = "unix://";
 // The label naming the runtime (its state dir's hash) that made a container.
 constexpr char kOwnerLabel[] = "io.petrel.docker.owner";
+// In a container's directory: its lease (ContainerSpec::lease) as JSON, and what its
+// lease watcher did.
+constexpr char kLeaseFile[] = "lease.json";
+constexpr char kLeaseSaidFile[] = "lease.log";
 // How long a call may take; a pull, a load, a log stream and an exec have no deadline.
 constexpr std::chrono::milliseconds kCallTimeout{60000};
 // The least of Docker's own log files' size: its copy is what a pump reads after a gap
@@ -139,6 +144,14 @@ class DockerRuntime : public ContainerRuntime {
                             internal::DockerListContainers(engine.get(), {OwnerFilter()}));
     for (const DockerContainer& c : mine) {
       if (c.status == "created") continue;
+      if (c.running) {
+        // Its lease watched again if its watcher is gone (it should not be: watchers
+        // outlive petrel); one that cannot be watched must not run on.
+        if (Status watched = WatchLeaseOf(engine.get(), c.name); !watched.ok()) {
+          Say(LogLevel::kError, watched.message() + ": killing the container");
+          (void)internal::DockerKillContainer(engine.get(), c.name, SIGKILL);
+        }
+      }
       struct stat st;
       if (stat((DirOf(c.name) + "/exited").c_str(), &st) == 0) continue;  // told already
       StartPump(c.name);
@@ -155,8 +168,9 @@ class DockerRuntime : public ContainerRuntime {
 
   Result<std::string> Create(const ContainerSpec& spec) override {
     const std::string what = "create " + spec.name;
-    if (!spec.lease.empty()) {
-      return Status::NotSupported("runtime docker cannot enforce a container lease");
+    if (!spec.lease.empty() &&
+        (spec.lease.path.empty() || spec.lease.path[0] != '/' || spec.lease.duration_ms <= 0)) {
+      return Status::InvalidArgument(what + ": a lease is an absolute path and a duration above 0");
     }
     if (!ValidId(spec.name)) {
       return Status::InvalidArgument(what +
@@ -240,6 +254,10 @@ class DockerRuntime : public ContainerRuntime {
     PETREL_RETURN_IF_ERROR(internal::MakeDirs(dir, 0700));
     if (!spec.hosts.empty())
       PETREL_RETURN_IF_ERROR(internal::RewriteFileInPlace(dir + "/hosts", spec.hosts, true));
+    if (!spec.lease.empty()) {
+      const json lease = {{"path", spec.lease.path}, {"duration_ms", spec.lease.duration_ms}};
+      PETREL_RETURN_IF_ERROR(internal::WriteFileAtomic(dir + "/" + kLeaseFile, lease.dump()));
+    }
     if (spec.network == NetworkMode::kBridge) {
       // What Start puts on the bridge: the ports to publish.
       json ports = json::array();
@@ -271,6 +289,12 @@ class DockerRuntime : public ContainerRuntime {
     if (c.status != "created") {
       return Status::FailedPrecondition("start " + id + ": it is " + c.status + ", not created");
     }
+    PETREL_ASSIGN_OR_RETURN(const ContainerLease lease, LeaseOf(id));
+    if (!lease.empty() && internal::LeaseExpired(internal::ReadLease(lease.path.c_str()),
+                                                 lease.duration_ms, internal::LeaseClockNow())) {
+      return Status::FailedPrecondition("start " + id + ": lease " + lease.path +
+                                        " has run out: not starting the container");
+    }
     Status started = internal::DockerStartContainer(engine.get(), id);
     if (!started.ok()) {
       // runc's words name the binary; the container stays, not running.
@@ -282,6 +306,11 @@ class DockerRuntime : public ContainerRuntime {
       // A container that should be on the bridge and is not must not run on.
       (void)internal::DockerKillContainer(engine.get(), id, SIGKILL);
       return attached.WithContext("start " + id);
+    }
+    if (Status watched = WatchLeaseOf(engine.get(), id); !watched.ok()) {
+      // Nor may a container whose lease nothing enforces.
+      (void)internal::DockerKillContainer(engine.get(), id, SIGKILL);
+      return watched.WithContext("start " + id);
     }
     return Status::OK();
   }
@@ -551,6 +580,49 @@ class DockerRuntime : public ContainerRuntime {
       return Status::NotFound(id + ": no such container");
     }
     return c;
+  }
+
+  void Say(LogLevel level, const std::string& message) const {
+    if (options_.log_sink) options_.log_sink(level, "docker adapter: " + message);
+  }
+
+  // The lease container `id` was created with (ContainerSpec::lease): none when it has
+  // none.
+  Result<ContainerLease> LeaseOf(const std::string& id) const {
+    const std::string file = DirOf(id) + "/" + kLeaseFile;
+    Result<std::string> text = internal::ReadSmallFile(file, 64 << 10);
+    if (text.status().IsNotFound()) return ContainerLease{};
+    PETREL_RETURN_IF_ERROR(text.status());
+    PETREL_ASSIGN_OR_RETURN(const json j, internal::ParseJson(*text, file));
+    ContainerLease lease;
+    if (j.is_object()) {
+      lease.path = j.value("path", "");
+      lease.duration_ms = j.value("duration_ms", int64_t{0});
+    }
+    if (lease.path.empty() || lease.duration_ms <= 0) {
+      return Status::Corruption(file + ": not a lease");
+    }
+    return lease;
+  }
+
+  // Has running container `id`'s lease enforced by a process of its own, a watcher
+  // (lib/util/lease.h: it outlives petrel, and SIGKILLs the container's init once the
+  // lease runs out), unless one watches it already. OK when it has no lease, or has
+  // ended. The watcher says what it did in the container's lease.log.
+  Status WatchLeaseOf(DockerEngine* engine, const std::string& id) {
+    PETREL_ASSIGN_OR_RETURN(const ContainerLease lease, LeaseOf(id));
+    if (lease.empty()) return Status::OK();
+    PETREL_ASSIGN_OR_RETURN(const DockerContainer c, InspectMine(engine, id));
+    if (!c.running || c.pid <= 0) return Status::OK();
+    const internal::LeaseWatchPlan plan{lease, c.pid, DirOf(id) + "/lease.lock",
+                                        DirOf(id) + "/" + kLeaseSaidFile};
+    Status watched = internal::WatchLease(plan, [&]() -> Status {
+      PETREL_ASSIGN_OR_RETURN(const DockerContainer again, InspectMine(engine, id));
+      if (!again.running || again.pid != c.pid) return Status::NotFound(id + " has ended");
+      return Status::OK();
+    });
+    if (watched.IsNotFound()) return Status::OK();  // ended: nothing left to enforce
+    return watched.WithContext("lease of " + id);
   }
 
   // Waits, a while at most, for the pump of exited container `name` to have written all

@@ -2,16 +2,17 @@
 # Issue 11: an exclusive workload is never started anywhere while its previous node
 # could still be running it, also when that node's petreld dies and its containers live
 # on. Three petreld as peers in network namespaces (tests/lib/netns.sh), on a real
-# runtime (crun, runc, or containerd at $PETREL_TEST_CONTAINERD_SOCKET, shared by the
-# three), each with its own --lease-dir:
+# runtime (crun, runc, containerd at $PETREL_TEST_CONTAINERD_SOCKET or dockerd at
+# $PETREL_TEST_DOCKERD_SOCKET, shared by the three), each with its own --lease-dir:
 #  1. form the cluster; an exclusive workload runs on one node, whose lease file is
 #     owner-only (0600 in a 0700 dir) and renewed;
 #  2. kill -9 of that node's petreld alone (its shim and container live on): the shim
-#     (on containerd, the container's logger) kills the container within fenceAfter
-#     (1 s) + $DEAD_MARGIN_MS of the kill, says so in the container's runtime.log (on
-#     containerd, its log), and the workload runs on another node; every node's runtime
-#     is asked every ~50 ms ("<runtime> state", "ctr tasks ls": the runtime's own view,
-#     not petrel's) and never two run it at once;
+#     (on containerd, the container's logger; on Docker, its lease watcher) kills the
+#     container within fenceAfter (1 s) + $DEAD_MARGIN_MS of the kill, says so in the
+#     container's runtime.log (containerd: its log; Docker: its lease.log), and the
+#     workload runs on another node; every node's runtime is asked every ~50 ms
+#     ("<runtime> state", "ctr tasks ls", dockerd's inspect: the runtime's own view, not
+#     petrel's) and never two run it at once;
 #  3. the killed petreld, restarted, rejoins and leaves the workload where it runs, once.
 # Each step prints what it measured.
 #
@@ -34,8 +35,11 @@ pid=""
 # shellcheck source=tests/lib/cluster.sh
 . "$src/tests/lib/cluster.sh"
 
-tools=(jq busybox "$runtime")
-[ "$runtime" = containerd ] && tools+=(ctr)
+case $runtime in
+  containerd) tools=(jq busybox ctr) ;;
+  docker) tools=(jq busybox curl) ;;
+  *) tools=(jq busybox "$runtime") ;;
+esac
 for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null || { echo "FAIL: $tool is not installed (ports/debian/install-deps)" >&2; exit 1; }
 done
@@ -72,6 +76,8 @@ runs_in_runtime() {
   if [ "$runtime" = containerd ]; then
     ctr --address "$PETREL_TEST_CONTAINERD_SOCKET" -n petrel tasks ls 2>/dev/null |
       grep -Eq "^petrel_n$1_lock_0[[:space:]].*[[:space:]]RUNNING[[:space:]]*\$"
+  elif [ "$runtime" = docker ]; then
+    docker_api "/containers/petrel_n$1_lock_0/json" 2>/dev/null | jq -e '.State.Running' >/dev/null
   else
     "$runtime" --root "$(node_state "$1")/oci/runtime" state "petrel_n$1_lock_0" 2>/dev/null |
       grep -q '"status": *"running"'
@@ -154,6 +160,10 @@ if [ "$runtime" = containerd ]; then
   cat "$(node_state "$victim")"/containerd/containers/petrel_n"${victim}"_lock_0/log.* |
     grep -q "petrel-logger: lease .* ran out: killed the container" ||
     fail "n$victim's logger did not say why it killed the container"
+elif [ "$runtime" = docker ]; then
+  grep -q "petrel-lease: lease .* ran out: killed the container" \
+    "$(node_state "$victim")/docker/containers/petrel_n${victim}_lock_0/lease.log" ||
+    fail "n$victim's lease watcher did not say why it killed the container"
 else
   grep -q "lease .* ran out: killing the container" \
     "$(node_state "$victim")/oci/containers/petrel_n${victim}_lock_0/runtime.log" ||

@@ -3,9 +3,9 @@
 // Docker and containerd when their adapters come. Its cases (conformance_suite.cpp)
 // cover exit codes and output, signals, env/args/user/working dir/hostname, mounts and a
 // read-only root, memory limits, logs (offsets, following, the cap), adoption by a new
-// runtime object, removal leaving nothing, bad images and commands, calls that overlap,
-// Exec (exit code and output, its limit, the timeout and what is left after it, a
-// missing binary, containers not running, the container's user and environment, Execs
+// runtime object, leases (enforced while petrel is gone), removal leaving nothing, bad images and
+// commands, calls that overlap, Exec (exit code and output, its limit, the timeout and what is left
+// after it, a missing binary, containers not running, the container's user and environment, Execs
 // at once and beside a Kill), images (pull policies, list, removal refused while in
 // use, prune), and the Orchestrator on top. Every target runs every
 // case; none is skipped.
@@ -77,6 +77,10 @@ struct ConformanceTarget {
   // that copies the two streams apart (dockerd): the suite then checks each stream's
   // own order, as it does for Exec everywhere.
   bool streams_in_order = true;
+  // For a runtime with no process of its own that enforces a lease while petrel is
+  // gone (the fake): does what such a process would have done by now. Unset for the
+  // others: their own processes are what the lease case tests.
+  std::function<void(ContainerRuntime* runtime)> check_leases;
   // The most bytes of a container's output the runtimes from `factory` keep; the suite
   // writes several times as much to see the oldest dropped.
   int64_t log_cap_bytes = 0;

@@ -17,6 +17,8 @@
 #include <sstream>
 #include <thread>
 
+#include "lib/util/fs.h"
+#include "lib/util/lease.h"
 #include "petrel/orchestrator.h"
 #include "tests/lib/conformance.h"
 #include "tests/lib/files.h"
@@ -498,6 +500,54 @@ TEST_SUITE("runtime") {
     CHECK(WaitExit(rt.get(), lasting) == 3);
     CHECK(LogOf(rt.get(), lasting) == "up\nbye\n");
     for (const std::string& id : {lasting, waiting}) RemoveAndCheck(rt.get(), state.path(), id);
+  }
+
+  TEST_CASE("a lease: kept while renewed, enforced while petrel is gone, none started run out") {
+    TempDir state, leases;
+    const std::string file = leases.Sub("node.lease");
+    const auto renew = [&] {
+      REQUIRE(internal::WriteFileAtomic(file, internal::LeaseText(internal::LeaseClockNow())).ok());
+    };
+    constexpr int64_t kLeaseMs = 1000;
+    std::string id;
+    {
+      auto rt = Open(state.path());
+      ContainerSpec spec = Spec("leased", {Print("up"), Run()});
+      spec.lease = {file, kLeaseMs};
+      renew();
+      id = CreateAndStart(rt.get(), spec);
+      WaitLog(rt.get(), id, "up\n");
+      // Renewed for twice the lease: it runs on.
+      for (int i = 0; i < 20; i++) {
+        renew();
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      CHECK(rt->Inspect(id)->state == ContainerState::kRunning);
+    }  // petrel is gone, and nobody renews the lease
+    // The runtime's own process (crun's shim, containerd's logger, Docker's watcher)
+    // kills it once the lease runs out, with no runtime object of petrel's alive.
+    std::this_thread::sleep_for(std::chrono::milliseconds(kLeaseMs + 2000));
+    const int64_t reopened_at = SystemClock()->Now();
+    auto rt = Open(state.path());
+    if (T().check_leases) T().check_leases(rt.get());
+    CHECK(WaitExit(rt.get(), id) == 128 + SIGKILL);
+    if (!T().check_leases) {
+      // Before the new runtime object came, which would also enforce it at adoption.
+      const int64_t finished_at = rt->Inspect(id)->finished_at;
+      CHECK_MESSAGE(finished_at < reopened_at,
+                    "killed " << finished_at - reopened_at << " ms after the runtime came back");
+    }
+    // A lease run out already: Start fails naming it, and the container never runs.
+    ContainerSpec late = Spec("late", {Print("late"), Run()});
+    late.lease = {file, kLeaseMs};
+    const std::string late_id = Create(rt.get(), late);
+    const Status started = rt->Start(late_id);
+    CHECK_FALSE(started.ok());
+    CHECK_MESSAGE(started.message().find(file) != std::string::npos, started.ToString());
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    CHECK(rt->Inspect(late_id)->state != ContainerState::kRunning);
+    CHECK(LogOf(rt.get(), late_id).find("late") == std::string::npos);
+    for (const std::string& c : {id, late_id}) RemoveAndCheck(rt.get(), state.path(), c);
   }
 
   TEST_CASE("remove leaves nothing, whatever the container went through") {

@@ -64,6 +64,9 @@ int main(int argc, char** argv) {
   t.missing_image = kMissingImage;
   t.command = petrel::testing::FakeCommand;
   t.log_cap_bytes = kLogCap;
+  t.check_leases = [](petrel::ContainerRuntime* rt) {
+    if (auto* fake = dynamic_cast<FakeRuntime*>(rt)) fake->CheckLeases();
+  };
   t.leftovers = Leftovers;
   return petrel::testing::RunRuntimeConformance(argc, argv, t);
 }

@@ -35,7 +35,14 @@
 //    keeps that namespace by name (Port::KeepNetns) and puts it on its bridge with the
 //    ports published, as for crun. The container's process starts a few milliseconds
 //    before its interface is there.
-// Not yet: leases (NotSupported, as the contract allows), registry credentials.
+//  - Leases (ContainerSpec::lease): Docker has no process of petrel's beside each
+//    container (as crun's shim and containerd's logger are), so Start forks one, a
+//    watcher that holds the container's init by a pidfd, outlives petrel, and SIGKILLs
+//    the init once the lease runs out, saying so in the container's lease.log. A
+//    container started while petrel died between dockerd's start and the fork (a few
+//    milliseconds) gets its watcher when the next petrel adopts it. Start refuses a
+//    lease run out already.
+//  - Registry credentials: DockerOptions::registry_auth_file.
 //
 // REQUIRES: root (the log files, signals to exec'd processes); dockerd with API 1.41 or
 // later (Docker 20.10).
