@@ -57,9 +57,6 @@ run() {
   rc=$?
   set -e
 }
-phase_of() { "$ctl" get workloads "$1" -o json 2>/dev/null | jq -r '.items[0].replicas[0].phase'; }
-message_of() { "$ctl" get workloads "$1" -o json 2>/dev/null | jq -r '.items[0].replicas[0].message'; }
-running() { [ "$(phase_of "$1")" = Running ]; }
 # docker_has REF: dockerd has an image by that name.
 docker_has() { docker_api "/images/$1/json" >/dev/null 2>&1; }
 

@@ -43,8 +43,6 @@ mkdir -p "$dir/preload"
 "$mk" --pad-mib 1 --name registry.invalid/tools/bb:2 "$dir/preload/second.img" >/dev/null
 echo "not an image" >"$dir/preload/notes.txt"
 
-phase_of() { "$ctl" get workloads "$1" -o json 2>/dev/null | jq -r '.items[0].replicas[0].phase'; }
-running() { [ "$(phase_of "$1")" = Running ]; }
 apply() {  # apply NAME IMAGE
   cat >"$dir/$1.yaml" <<YAML
 apiVersion: petrel.dev/v1

@@ -53,9 +53,6 @@ run() {
 expect_rc() { [ "$rc" -eq "$1" ] || fail "$2: exit status $rc, want $1"; }
 expect_out() { [ "$(cat "$dir/out")" = "$1" ] || fail "$2: stdout is not:"$'\n'"$1"; }
 expect_err_has() { grep -qE -- "$1" "$dir/err" || fail "$2: stderr lacks /$1/"; }
-phase_of() { "$ctl" get workloads "$1" -o json 2>/dev/null | jq -r '.items[0].replicas[0].phase'; }
-message_of() { "$ctl" get workloads "$1" -o json 2>/dev/null | jq -r '.items[0].replicas[0].message'; }
-running() { [ "$(phase_of "$1")" = Running ]; }
 # apply NAME IMAGE: a workload NAME running IMAGE, imagePullPolicy Never.
 apply() {
   cat >"$dir/$1.yaml" <<YAML

@@ -66,9 +66,6 @@ restart_petreld() {
   petreld_start "$dir/petreld.log" --runtime crun --state-dir "$state" --node-name auth \
     --log-level debug "$@" || fail "petreld did not answer"
 }
-phase_of() { "$ctl" get workloads "$1" -o json 2>/dev/null | jq -r '.items[0].replicas[0].phase'; }
-message_of() { "$ctl" get workloads "$1" -o json 2>/dev/null | jq -r '.items[0].replicas[0].message'; }
-running() { [ "$(phase_of "$1")" = Running ]; }
 # says WORKLOAD TEXT: the replica's message holds TEXT.
 says() { message_of "$1" | grep -qF -- "$2"; }
 # logged WORKLOAD TEXT: since its last start, petreld logged a failed pull of WORKLOAD

@@ -145,7 +145,6 @@ spec:
   terminationGracePeriod: 2s
 YAML
 }
-phase_of() { "$ctl" get workloads "$1" -o json | jq -r '.items[0].replicas[0].phase'; }
 workload shown "$proxy/img1:1"
 "$ctl" apply -f "$dir/shown.yaml" --progress plain >"$dir/apply.out" 2>"$dir/apply.err" ||
   fail "apply --progress plain: $(cat "$dir/apply.err")"
@@ -163,7 +162,6 @@ workload quiet "$proxy/img2:1"
 phase=$(phase_of quiet)
 [ ! -s "$dir/apply.err" ] || fail "apply --progress none wrote to stderr: $(cat "$dir/apply.err")"
 case "$phase" in Pending | Pulling) ;; *) fail "apply --progress none returned with its replica $phase, not mid-pull" ;; esac
-running() { [ "$(phase_of "$1")" = Running ]; }
 wait_for 60 running quiet || fail "quiet not Running: $(phase_of quiet)"
 echo "ok: apply --progress none returned at once (its replica $phase)"
 "$ctl" delete workload shown >/dev/null

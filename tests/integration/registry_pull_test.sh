@@ -54,9 +54,6 @@ start_petreld() {
   petreld_start "$dir/petreld.log" --runtime crun --state-dir "$state" --node-name reg \
     --log-level debug || fail "petreld did not answer"
 }
-phase_of() { "$ctl" get workloads "$1" -o json 2>/dev/null | jq -r '.items[0].replicas[0].phase'; }
-message_of() { "$ctl" get workloads "$1" -o json 2>/dev/null | jq -r '.items[0].replicas[0].message'; }
-running() { [ "$(phase_of "$1")" = Running ]; }
 # apply NAME IMAGE: a workload NAME that runs IMAGE and says "up".
 apply() {
   cat >"$dir/$1.yaml" <<YAML

@@ -52,6 +52,11 @@ petreld_stop() {
 
 # petreld_gone WORKLOAD: petreld no longer knows WORKLOAD (or does not answer).
 petreld_gone() { ! "$ctl" get workloads "$1" >/dev/null 2>&1; }
+# phase_of W, message_of W: the phase and message of workload W's first replica, as
+# `petrelctl get workloads -o json` tells them; running W: that replica is Running.
+phase_of() { "$ctl" get workloads "$1" -o json 2>/dev/null | jq -r '.items[0].replicas[0].phase'; }
+message_of() { "$ctl" get workloads "$1" -o json 2>/dev/null | jq -r '.items[0].replicas[0].message'; }
+running() { [ "$(phase_of "$1")" = Running ]; }
 
 # petreld_report LOG: what a failing test prints: every workload petreld still knows,
 # described (phase, message, last events), and the end of LOG without the per-connection
