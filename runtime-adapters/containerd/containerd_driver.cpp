@@ -42,11 +42,10 @@ constexpr char kExitedFile[] = "exited";  // "<code> <finished ms>[ OOMKilled]\n
 // runc makes the cgroup from config.json: read when the task ends by SIGKILL.
 constexpr char kOomFile[] = "oom-events";
 constexpr char kOomKilled[] = "OOMKilled";
-// An exit is told once the container's log files stood still this long (at most the
-// second: WaitForQuietLogs), polled at the third.
-constexpr int kLogQuietMs = 100;
+// An exit is told once the container's logger has drained its output (at most this
+// long after the exit: WaitForDrained), looked for every kLogPollMs.
 constexpr int kLogSettleMaxMs = 1000;
-constexpr int kLogPollMs = 10;
+constexpr int kLogPollMs = 2;
 constexpr size_t kConfigFile = 4 << 20;  // a config.json is a few KiB
 
 // Why a task could not be made or started, from containerd's answer: containerd 1.6
@@ -276,7 +275,7 @@ class ContainerdDriver final : public ProcessDriver {
       // of the namespace that are not this runtime's (another petrel's, or made by
       // hand) are none of its business.
       if (exit.id != exit.container_id || !opts_.present(exit.container_id)) return;
-      WaitForQuietLogs(exit.container_id);
+      WaitForDrained(exit.container_id);
       on_exit_(exit.container_id, static_cast<int>(exit.exit_status));
     };
     if (opts_.log_sink) {
@@ -340,7 +339,7 @@ class ContainerdDriver final : public ProcessDriver {
       case ContainerdTaskStatus::kStopped:
         // Exited once its output is whole: the logger may still be writing its end.
         if (ToMs(std::chrono::system_clock::now()) - ToMs(task->exited_at) < kLogSettleMaxMs) {
-          WaitForQuietLogs(id);
+          WaitForDrained(id);
         }
         info.state = ContainerState::kExited;
         info.exit_code = static_cast<int>(task->exit_status);
@@ -400,8 +399,9 @@ class ContainerdDriver final : public ProcessDriver {
     Result<uint32_t> pid =
         ContainerdCreateTask(channel.get(), id, ContainerdOverlayMounts(bundle.overlay), io);
     Status s = pid.status();
-    // Whom the logger kills once the lease runs out, written before the task starts.
-    if (s.ok() && !lease.empty()) s = WriteFileAtomic(task_pid, std::to_string(*pid) + "\n");
+    // The logger's to hold (whose end it waits for, whom it kills once the lease runs
+    // out), written before the task starts.
+    if (s.ok()) s = WriteFileAtomic(task_pid, std::to_string(*pid) + "\n");
     if (s.ok()) {
       // The wall clock, not the adapter's Clock: containerd stamps the exit with it, as
       // the crun shim does, and State gives both times side by side.
@@ -492,21 +492,15 @@ class ContainerdDriver final : public ProcessDriver {
  private:
   std::string DirOf(const std::string& id) const { return opts_.containers_dir + "/" + id; }
 
-  // Waits until the log files of container `id` have not grown for kLogQuietMs (at
-  // most kLogSettleMaxMs): after a task's exit its logger, a process of its own, may
-  // still be writing the last output the pipes hold, and containerd's shim keeps the
-  // pipes open until the task is deleted, so no end of file tells when it is done.
-  void WaitForQuietLogs(const std::string& id) const {
-    int64_t last = -1;
-    int quiet = 0;
+  // Waits until the logger of container `id` has written all its output (the drained
+  // file, logger.h), at most kLogSettleMaxMs: after a task's exit its logger, a process
+  // of its own, may still be writing the last output the pipes hold. A logger that
+  // never says so (one of a petrel from before it did) costs that much once.
+  void WaitForDrained(const std::string& id) const {
+    const std::string drained = DirOf(id) + "/" + kLoggerDrainedFile;
+    struct stat st;
     for (int waited = 0; waited < kLogSettleMaxMs; waited += kLogPollMs) {
-      Result<std::vector<std::pair<int64_t, int64_t>>> files = ListLogFiles(DirOf(id));
-      if (!files.ok()) return;
-      int64_t bytes = 0;
-      for (const auto& [base, size] : *files) bytes = std::max(bytes, base + size);
-      quiet = bytes == last ? quiet + kLogPollMs : 0;
-      if (quiet >= kLogQuietMs) return;
-      last = bytes;
+      if (stat(drained.c_str(), &st) == 0 || !opts_.present(id)) return;
       std::this_thread::sleep_for(std::chrono::milliseconds(kLogPollMs));
     }
   }

@@ -16,9 +16,14 @@
 //                               directory goes
 //   <containers>/<id>/<exec id>.{stdout,stderr}   FIFOs of an Exec's output while it
 //                               runs
-// An exit is told (State, the exit handler) once the container's log files have not
-// grown for 100 ms (at most 1 s), so that its output is whole by then: the logger is a
-// process of its own, and the shim keeps the pipes open until the task is deleted.
+//   <containers>/<id>/task.pid  the task's pid, written between its create and start,
+//                               for the logger (logger.h), which writes
+//   <containers>/<id>/drained   once the task's init has ended and its output is
+//                               all in the log files
+// An exit is told (State, the exit handler) once the container's logger has written
+// the last of its output (its drained file, logger.h; at most 1 s after the exit), so
+// that the output is whole by then: the logger is a process of its own, and the shim
+// keeps the pipes open until the task is deleted.
 // Exits are heard through a ContainerdExitWatcher (exits.h); one that happens while
 // containerd cannot be reached is not heard, but State reads it from containerd.
 //

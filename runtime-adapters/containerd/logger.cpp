@@ -115,30 +115,58 @@ int Fail(const std::string& message, int code) {
   return code;
 }
 
-// The lease a logger enforces (logger.h).
-class LeaseWatch {
+// The task a logger follows (logger.h): its init process, held by a pidfd once the
+// driver has written its pid; the init's end; and the task's lease, when it has one.
+class TaskWatch {
  public:
-  LeaseWatch(const LoggerArgs& args, LogWriter* log)
-      : lease_(args.lease), pid_file_(args.dir + "/" + kLoggerTaskPidFile), log_(log) {}
-  ~LeaseWatch() {
+  TaskWatch(const LoggerArgs& args, LogWriter* log)
+      : lease_(args.lease),
+        pid_file_(args.dir + "/" + kLoggerTaskPidFile),
+        drained_file_(args.dir + "/" + kLoggerDrainedFile),
+        log_(log) {}
+  ~TaskWatch() {
     if (pidfd_ >= 0) close(pidfd_);
   }
-  LeaseWatch(const LeaseWatch&) = delete;
-  LeaseWatch& operator=(const LeaseWatch&) = delete;
+  TaskWatch(const TaskWatch&) = delete;
+  TaskWatch& operator=(const TaskWatch&) = delete;
 
-  // Milliseconds until the next look (for ppoll), -1 for never: no lease, or done.
+  // The fd to poll for the init's end (readable then); -1 while it is not known, or
+  // once it has ended.
+  int EndFd() const { return ended_ ? -1 : pidfd_; }
+
+  // Milliseconds until the next look (for ppoll), -1 for never.
   int64_t WaitMs() const {
-    if (lease_.empty() || done_) return -1;
-    return std::max<int64_t>(0, next_ - LeaseClockNow());
+    if (ended_) return -1;
+    int64_t wait = pidfd_ < 0 ? kLoggerPidLookMs : -1;
+    if (!lease_.empty() && !lease_done_) {
+      const int64_t lease_wait = std::max<int64_t>(0, next_ - LeaseClockNow());
+      wait = wait < 0 ? lease_wait : std::min(wait, lease_wait);
+    }
+    return wait;
   }
 
-  // Looks when it is time: holds the task's process once its pid is known, and kills it
-  // once the lease has run out.
-  void Look() {
-    if (lease_.empty() || done_) return;
+  // Looks when it is time: holds the init process once its pid is known, and kills it
+  // once the lease has run out. Returns true when the init has ended (or was gone when
+  // its pid came).
+  bool Look() {
+    if (ended_) return false;
+    if (pidfd_ < 0 && OpenTask()) return true;
+    LookAtLease();
+    return false;
+  }
+
+  // Once the init has ended and the pipes are drained: says so to the driver.
+  void Drained() {
+    ended_ = true;
+    const int fd = open(drained_file_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+    if (fd >= 0) close(fd);
+  }
+
+ private:
+  void LookAtLease() {
+    if (lease_.empty() || lease_done_) return;
     const TimeMs now = LeaseClockNow();
     if (now < next_) return;
-    if (pidfd_ < 0) OpenTask();
     const TimeMs renewed_at = ReadLease(lease_.path.c_str());
     if (!LeaseExpired(renewed_at, lease_.duration_ms, now)) {
       next_ = std::min(renewed_at + lease_.duration_ms, now + kLeaseCheckMs);
@@ -156,23 +184,27 @@ class LeaseWatch {
                                   : "could not kill the container: " + std::string(strerror(err))) +
         "\n";
     log_->Write(said.data(), said.size());
-    done_ = true;
+    lease_done_ = true;
   }
 
- private:
-  void OpenTask() {
+  // Opens the init's pidfd when the pid file is there; true when the init is gone
+  // already (an init that ended at once).
+  bool OpenTask() {
     Result<std::string> text = ReadSmallFile(pid_file_, 32);
-    if (!text.ok()) return;
+    if (!text.ok()) return false;
     const int pid = std::atoi(text->c_str());
-    if (pid > 0) pidfd_ = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+    if (pid <= 0) return false;
+    pidfd_ = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+    return pidfd_ < 0 && errno == ESRCH;
   }
 
   const ContainerLease lease_;
-  const std::string pid_file_;
+  const std::string pid_file_, drained_file_;
   LogWriter* log_;
   int pidfd_ = -1;
   TimeMs next_ = 0;
-  bool done_ = false;
+  bool lease_done_ = false;
+  bool ended_ = false;
 };
 
 }  // namespace
@@ -227,32 +259,60 @@ int RunContainerdLogger(int argc, char** argv) {
   close(kReadyFd);
 
   static char buf[64 * 1024];
-  struct pollfd fds[2] = {{kStdoutFd, POLLIN, 0}, {kStderrFd, POLLIN, 0}};
+  // The pipes, then the init's pidfd (once known, until it has ended).
+  struct pollfd fds[3] = {{kStdoutFd, POLLIN, 0}, {kStderrFd, POLLIN, 0}, {-1, POLLIN, 0}};
   int open_fds = 2;
-  LeaseWatch lease(*args, &log);
+  TaskWatch task(*args, &log);
+  // Reads pipe `p` once: false once it is closed (end of file; or, nonblocking, empty
+  // when `empty_ends`).
+  const auto read_pipe = [&](struct pollfd& p, bool empty_ends) {
+    const ssize_t n = read(p.fd, buf, sizeof(buf));
+    if (n > 0) {
+      log.Write(buf, static_cast<size_t>(n));
+      return true;
+    }
+    if (n < 0 && (errno == EINTR || (errno == EAGAIN && !empty_ends))) return true;
+    if (n < 0 && errno == EAGAIN) return false;  // drained: left open
+    close(p.fd);
+    p.fd = -1;
+    open_fds--;
+    return false;
+  };
   while (open_fds > 0) {
     if (g_terminate) {
-      for (struct pollfd& p : fds) {
-        if (p.fd >= 0) fcntl(p.fd, F_SETFL, fcntl(p.fd, F_GETFL) | O_NONBLOCK);
+      for (int i = 0; i < 2; i++) {
+        if (fds[i].fd >= 0) fcntl(fds[i].fd, F_SETFL, fcntl(fds[i].fd, F_GETFL) | O_NONBLOCK);
       }
     }
-    const int64_t wait_ms = lease.WaitMs();
+    fds[2].fd = task.EndFd();
+    const int64_t wait_ms = task.WaitMs();
     struct timespec wait = {static_cast<time_t>(wait_ms / 1000),
                             static_cast<long>(wait_ms % 1000) * 1000000};
-    const int r = g_terminate ? 1 : ppoll(fds, 2, wait_ms < 0 ? nullptr : &wait, &waiting);
+    const int r = g_terminate ? 1 : ppoll(fds, 3, wait_ms < 0 ? nullptr : &wait, &waiting);
     if (r < 0 && errno != EINTR) return Fail(std::string("poll: ") + strerror(errno), 1);
-    lease.Look();
-    if (r <= 0) continue;
-    for (struct pollfd& p : fds) {
-      if (p.fd < 0 || (!g_terminate && p.revents == 0)) continue;
-      const ssize_t n = read(p.fd, buf, sizeof(buf));
-      if (n > 0) {
-        log.Write(buf, static_cast<size_t>(n));
-      } else if (n == 0 || (errno != EINTR && (errno != EAGAIN || g_terminate))) {
-        close(p.fd);  // end of file; or, after SIGTERM, drained
-        p.fd = -1;
-        open_fds--;
+    bool ended = task.Look();
+    if (r > 0) {
+      for (int i = 0; i < 2; i++) {
+        struct pollfd& p = fds[i];
+        if (p.fd < 0 || (!g_terminate && p.revents == 0)) continue;
+        if (!read_pipe(p, g_terminate) && g_terminate && p.fd >= 0) {
+          close(p.fd);  // after SIGTERM, drained
+          p.fd = -1;
+          open_fds--;
+        }
       }
+      ended = ended || (fds[2].fd >= 0 && fds[2].revents != 0);
+    }
+    if (ended) {
+      // Every process of the container is gone: what the pipes hold is the rest.
+      for (int i = 0; i < 2; i++) {
+        struct pollfd& p = fds[i];
+        if (p.fd < 0) continue;
+        fcntl(p.fd, F_SETFL, fcntl(p.fd, F_GETFL) | O_NONBLOCK);
+        while (p.fd >= 0 && read_pipe(p, true)) {
+        }
+      }
+      task.Drained();
     }
   }
   log.Close();

@@ -42,16 +42,25 @@ inline constexpr char kLoggerLeaseKey[] = "petrel-log-lease";
 inline constexpr char kLoggerLeaseMsKey[] = "petrel-log-lease-ms";
 
 // The file in the log directory (the container's) where the driver writes the task's
-// pid, "<pid>\n", between creating and starting the task: whom a logger with a lease
-// kills.
+// pid, "<pid>\n", between creating and starting the task: the init process the logger
+// holds by a pidfd (looking for the file every kLoggerPidLookMs until it is there), so
+// a pid reused later is never signalled nor waited for.
 inline constexpr char kLoggerTaskPidFile[] = "task.pid";
+inline constexpr int64_t kLoggerPidLookMs = 10;
+
+// The file the logger creates (empty) in the log directory once the task's init process
+// has ended and it has written all the output the pipes held: the end of a PID
+// namespace's init is the end of every process in it, so nothing can write to the pipes
+// any more, and what they hold is the rest of the output. The driver tells an exit once
+// it is there: the container's output is whole. (The pipes themselves give no end of
+// file: the shim keeps them open until the task is deleted.)
+inline constexpr char kLoggerDrainedFile[] = "drained";
 
 // With a lease (ContainerSpec::lease) the logger enforces it as the crun shim does, and
 // so also while petreld is down: it reads the lease file every kLeaseCheckMs and at the
 // moment it would run out, and once it has run out kills the task's init process (and
-// so its PID namespace, the whole container) with SIGKILL, saying so once in the
-// container's log. The init process is held by a pidfd opened when the pid file first
-// appears, so a pid reused later is never signalled.
+// so its PID namespace, the whole container) with SIGKILL by its pidfd, saying so once
+// in the container's log.
 struct LoggerArgs {
   std::string dir;        // absolute
   int64_t max_bytes = 0;  // per file, > 0

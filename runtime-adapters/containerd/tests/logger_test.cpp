@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -385,6 +386,53 @@ TEST_CASE("the logger with a lease kills the task once the lease runs out, not b
   CHECK(WaitFor([&] { return ReadAll(tmp.path()) == said; }, 10));
   logger.CloseOutput();
   CHECK(logger.Wait() == 0);
+}
+
+// A process of the test's stands for the task's init; the test keeps the pipes' writing
+// ends open, as containerd's shim does until the task is deleted.
+TEST_CASE("the logger says it has drained once the task has ended, its whole output written") {
+  TempDir tmp;
+  const std::string drained = tmp.Sub("drained");
+  const pid_t task = fork();
+  REQUIRE(task >= 0);
+  if (task == 0) {
+    execl("/bin/sleep", "sleep", "60", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  Logger logger({"petrel-log-dir", tmp.path(), "petrel-log-max", "1048576"});
+  REQUIRE(logger.Ready());
+  // The pid comes after the logger started, as the driver writes it after the create.
+  REQUIRE(WriteFileAtomic(tmp.Sub("task.pid"), std::to_string(task) + "\n").ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  struct stat st;
+  CHECK(stat(drained.c_str(), &st) != 0);  // the task runs
+  // Output left in the pipes at the end (under a pipe's 64 KiB each): all of it is in
+  // the files by the time the drained file is there.
+  std::string out, err;
+  for (int i = 0; out.size() < 40000; i++) out += "out line " + std::to_string(i) + "\n";
+  for (int i = 0; err.size() < 20000; i++) err += "err line " + std::to_string(i) + "\n";
+  logger.Put(logger.out, out);
+  logger.Put(logger.err_w, err);
+  REQUIRE(kill(task, SIGKILL) == 0);
+  REQUIRE(WaitFor([&] { return stat(drained.c_str(), &st) == 0; }, 5));
+  CHECK(ReadAll(tmp.path()).size() == out.size() + err.size());
+  REQUIRE(waitpid(task, nullptr, 0) == task);
+  // Output after the end (nobody can write then; here the test can): still logged.
+  logger.Put(logger.out, "late\n");
+  CHECK(WaitFor([&] { return ReadAll(tmp.path()).size() == out.size() + err.size() + 5; }, 5));
+  logger.CloseOutput();
+  CHECK(logger.Wait() == 0);
+
+  // A task gone before its pid came (it ended at once): drained as soon as it comes.
+  TempDir gone;
+  Logger quick({"petrel-log-dir", gone.path(), "petrel-log-max", "1048576"});
+  REQUIRE(quick.Ready());
+  quick.Put(quick.out, "said\n");
+  REQUIRE(WriteFileAtomic(gone.Sub("task.pid"), std::to_string(task) + "\n").ok());  // reaped
+  REQUIRE(WaitFor([&] { return stat(gone.Sub("drained").c_str(), &st) == 0; }, 5));
+  CHECK(ReadAll(gone.path()) == "said\n");
+  quick.CloseOutput();
+  CHECK(quick.Wait() == 0);
 }
 
 TEST_CASE("the logger refuses bad arguments with exit code 2 and one line on stderr") {
