@@ -8,9 +8,9 @@
 #     owner-only (0600 in a 0700 dir) and renewed;
 #  2. kill -9 of that node's petreld alone (its shim and container live on): the shim
 #     (on containerd, the container's logger; on Docker, its lease watcher) kills the
-#     container within fenceAfter (1 s) + $DEAD_MARGIN_MS of the kill, says so in the
-#     container's runtime.log (containerd: its log; Docker: its lease.log), and the
-#     workload runs on another node; every node's runtime is asked every ~50 ms
+#     container within fenceAfter (1 s) + $DEAD_MARGIN_MS of the kill (timed by the
+#     line it writes), says so in the container's runtime.log (containerd: its log;
+#     Docker: its lease.log), and the workload runs on another node; every node's runtime is asked every ~50 ms
 #     ("<runtime> state", "ctr tasks ls", dockerd's inspect: the runtime's own view, not
 #     petrel's) and never two run it at once;
 #  3. the killed petreld, restarted, rejoins and leaves the workload where it runs, once.
@@ -131,8 +131,9 @@ kill -9 "${node_pid[$victim]}"
 t0=$(ms_now)
 node_wait "$victim"
 runs_in_runtime "$victim" || fail "lock's container on n$victim died with petreld (it must outlive it)"
-dead=-1 started=-1 samples=0 where=""
+dead=-1 started=-1 samples=0 where="" slowest=0
 while [ $(($(ms_now) - t0)) -lt $((MOVE_S * 1000)) ]; do
+  round=$(ms_now)
   count=0 others=""
   for i in 1 2 3; do
     if runs_in_runtime "$i"; then
@@ -141,6 +142,7 @@ while [ $(($(ms_now) - t0)) -lt $((MOVE_S * 1000)) ]; do
     fi
   done
   samples=$((samples + 1))
+  [ $(($(ms_now) - round)) -gt "$slowest" ] && slowest=$(($(ms_now) - round))
   [ "$count" -le 1 ] || fail "lock runs on $count nodes at once ($(($(ms_now) - t0)) ms after kill -9), as the runtimes say"
   [ "$dead" -lt 0 ] && ! runs_in_runtime "$victim" && dead=$(($(ms_now) - t0))
   if [ "$started" -lt 0 ] && [ -n "$others" ]; then
@@ -152,24 +154,34 @@ while [ $(($(ms_now) - t0)) -lt $((MOVE_S * 1000)) ]; do
   sleep 0.05
 done
 [ "$dead" -ge 0 ] || fail "lock's container on n$victim still runs ${MOVE_S}s after its petreld was killed"
-[ "$dead" -le $((1000 + DEAD_MARGIN_MS)) ] ||
-  fail "lock's container on n$victim died ${dead} ms after kill -9 (bound: fenceAfter 1000 + $DEAD_MARGIN_MS ms)"
 [ "$started" -ge 0 ] || fail "lock did not run on another node within ${MOVE_S}s of kill -9"
 [ "$started" -gt "$dead" ] || fail "lock ran elsewhere ($started ms) before n$victim's container died ($dead ms)"
-if [ "$runtime" = containerd ]; then
-  cat "$(node_state "$victim")"/containerd/containers/petrel_n"${victim}"_lock_0/log.* |
-    grep -q "petrel-logger: lease .* ran out: killed the container" ||
-    fail "n$victim's logger did not say why it killed the container"
-elif [ "$runtime" = docker ]; then
-  grep -q "petrel-lease: lease .* ran out: killed the container" \
-    "$(node_state "$victim")/docker/containers/petrel_n${victim}_lock_0/lease.log" ||
-    fail "n$victim's lease watcher did not say why it killed the container"
-else
-  grep -q "lease .* ran out: killing the container" \
-    "$(node_state "$victim")/oci/containers/petrel_n${victim}_lock_0/runtime.log" ||
-    fail "n$victim's shim did not say why it killed the container"
-fi
-note "n$victim's container dead ${dead} ms after kill -9 of its petreld, lock running on$where ${started} ms after ($samples samples of 3 runtimes, never 2 at once)"
+# When the kill came, by the enforcer's own word: the file it wrote its line into, an
+# instant before (crun's shim) or after (the logger, the watcher) its SIGKILL. The
+# samples above tell it only as fast as the runtimes answer: on a loaded machine one
+# `ctr tasks ls` (every task's shim asked in turn) took seconds.
+container_dir=$(node_state "$victim")
+case $runtime in
+  containerd)
+    said=$(grep -l "petrel-logger: lease .* ran out: killed the container" \
+      "$container_dir"/containerd/containers/petrel_n"${victim}"_lock_0/log.*) ||
+      fail "n$victim's logger did not say why it killed the container"
+    ;;
+  docker)
+    said=$container_dir/docker/containers/petrel_n${victim}_lock_0/lease.log
+    grep -q "petrel-lease: lease .* ran out: killed the container" "$said" ||
+      fail "n$victim's lease watcher did not say why it killed the container"
+    ;;
+  *)
+    said=$container_dir/oci/containers/petrel_n${victim}_lock_0/runtime.log
+    grep -q "lease .* ran out: killing the container" "$said" ||
+      fail "n$victim's shim did not say why it killed the container"
+    ;;
+esac
+killed=$(($(stat -c %.3Y "$said" | tr -d .) - t0))
+[ "$killed" -le $((1000 + DEAD_MARGIN_MS)) ] ||
+  fail "lock's container on n$victim was killed ${killed} ms after kill -9 (bound: fenceAfter 1000 + $DEAD_MARGIN_MS ms; seen dead at ${dead} ms; $samples samples, the slowest ${slowest} ms)"
+note "n$victim's container killed ${killed} ms after kill -9 of its petreld (seen dead at ${dead} ms), lock running on$where ${started} ms after ($samples samples of 3 runtimes, the slowest ${slowest} ms, never 2 at once)"
 
 # ---------------------------------------------------------------------------------
 step "3. n$victim's petreld restarted: it rejoins and leaves lock where it runs, once"
