@@ -147,7 +147,9 @@ class DockerRuntime : public ContainerRuntime {
       if (c.running) {
         // Its lease watched again if its watcher is gone (it should not be: watchers
         // outlive petrel); one that cannot be watched must not run on.
-        if (Status watched = WatchLeaseOf(engine.get(), c.name); !watched.ok()) {
+        Result<ContainerLease> lease = LeaseOf(c.name);
+        Status watched = lease.ok() ? WatchLeaseOf(engine.get(), c.name, *lease) : lease.status();
+        if (!watched.ok()) {
           Say(LogLevel::kError, watched.message() + ": killing the container");
           (void)internal::DockerKillContainer(engine.get(), c.name, SIGKILL);
         }
@@ -307,7 +309,7 @@ class DockerRuntime : public ContainerRuntime {
       (void)internal::DockerKillContainer(engine.get(), id, SIGKILL);
       return attached.WithContext("start " + id);
     }
-    if (Status watched = WatchLeaseOf(engine.get(), id); !watched.ok()) {
+    if (Status watched = WatchLeaseOf(engine.get(), id, lease); !watched.ok()) {
       // Nor may a container whose lease nothing enforces.
       (void)internal::DockerKillContainer(engine.get(), id, SIGKILL);
       return watched.WithContext("start " + id);
@@ -605,12 +607,11 @@ class DockerRuntime : public ContainerRuntime {
     return lease;
   }
 
-  // Has running container `id`'s lease enforced by a process of its own, a watcher
+  // Has running container `id`'s lease (LeaseOf) enforced by a process of its own, a watcher
   // (lib/util/lease.h: it outlives petrel, and SIGKILLs the container's init once the
   // lease runs out), unless one watches it already. OK when it has no lease, or has
   // ended. The watcher says what it did in the container's lease.log.
-  Status WatchLeaseOf(DockerEngine* engine, const std::string& id) {
-    PETREL_ASSIGN_OR_RETURN(const ContainerLease lease, LeaseOf(id));
+  Status WatchLeaseOf(DockerEngine* engine, const std::string& id, const ContainerLease& lease) {
     if (lease.empty()) return Status::OK();
     PETREL_ASSIGN_OR_RETURN(const DockerContainer c, InspectMine(engine, id));
     if (!c.running || c.pid <= 0) return Status::OK();

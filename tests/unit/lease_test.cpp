@@ -14,12 +14,14 @@
 #include "lib/util/fork.h"
 #include "lib/util/fs.h"
 #include "tests/lib/files.h"
+#include "tests/lib/wait.h"
 
 namespace petrel::internal {
 namespace {
 
 using testing::ReadFile;
 using testing::TempDir;
+using testing::WaitFor;
 using testing::WriteFile;
 
 TEST_SUITE("lease") {
@@ -90,15 +92,6 @@ TEST_SUITE("lease") {
     return fd.valid() && flock(fd.get(), LOCK_EX | LOCK_NB) != 0;
   }
 
-  bool Eventually(const std::function<bool()>& what, int ms = 5000) {
-    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
-    while (!what()) {
-      if (std::chrono::steady_clock::now() >= until) return false;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return true;
-  }
-
   TEST_CASE("a lease watcher kills its process once the lease is no longer renewed") {
     TempDir dir;
     const std::string lease = dir.Sub("n1.lease");
@@ -129,7 +122,7 @@ TEST_SUITE("lease") {
     REQUIRE(WIFSIGNALED(st));
     CHECK(WTERMSIG(st) == SIGKILL);
     CHECK(took < std::chrono::seconds(5));
-    CHECK(Eventually([&] { return !Held(plan.lock_file); }));  // and the watcher has ended
+    CHECK(WaitFor([&] { return !Held(plan.lock_file); }, 5));  // and the watcher has ended
     CHECK(ReadFile(plan.said_file) ==
           "petrel-lease: lease " + lease + " ran out: killed the container\n");
   }
@@ -146,7 +139,7 @@ TEST_SUITE("lease") {
       CHECK(Held(plan.lock_file));
       kill(init.pid, SIGTERM);
       CHECK(WIFSIGNALED(init.End(5000)));
-      CHECK(Eventually([&] { return !Held(plan.lock_file); }));
+      CHECK(WaitFor([&] { return !Held(plan.lock_file); }, 5));
       CHECK(ReadFile(plan.said_file).empty());
     }
     {
