@@ -74,8 +74,14 @@ fi
 # runs_in_runtime I: node I's runtime (not petrel) says its replica of lock runs.
 runs_in_runtime() {
   if [ "$runtime" = containerd ]; then
-    ctr --address "$PETREL_TEST_CONTAINERD_SOCKET" -n petrel tasks ls 2>/dev/null |
-      grep -Eq "^petrel_n$1_lock_0[[:space:]].*[[:space:]]RUNNING[[:space:]]*\$"
+    # A `ctr` that fails (containerd slow to answer on a loaded machine) is asked
+    # again: its silence is not the task's end.
+    local tasks="" _
+    for _ in 1 2 3; do
+      tasks=$(ctr --address "$PETREL_TEST_CONTAINERD_SOCKET" -n petrel tasks ls 2>/dev/null) && break
+      sleep 0.1
+    done
+    grep -Eq "^petrel_n$1_lock_0[[:space:]].*[[:space:]]RUNNING[[:space:]]*\$" <<<"$tasks"
   elif [ "$runtime" = docker ]; then
     docker_api "/containers/petrel_n$1_lock_0/json" 2>/dev/null | jq -e '.State.Running' >/dev/null
   else
@@ -130,7 +136,10 @@ step "2. kill -9 petreld on n$victim alone: the shim kills lock, then another no
 kill -9 "${node_pid[$victim]}"
 t0=$(ms_now)
 node_wait "$victim"
-runs_in_runtime "$victim" || fail "lock's container on n$victim died with petreld (it must outlive it)"
+# Outliving petreld is only asked before its lease can have run out (fenceAfter 1 s).
+if ! runs_in_runtime "$victim" && [ $(($(ms_now) - t0)) -lt 1000 ]; then
+  fail "lock's container on n$victim died with petreld (it must outlive it)"
+fi
 dead=-1 started=-1 samples=0 where="" slowest=0
 while [ $(($(ms_now) - t0)) -lt $((MOVE_S * 1000)) ]; do
   round=$(ms_now)
