@@ -4,7 +4,7 @@
 //                             the container's log pump
 //   containers/<name>/since   the dockerd time (ns since the epoch) of the last output
 //                             written there: a pump started again goes on after it
-//   containers/<name>/exited  written once the pump has told the exit: a later petrel
+//   containers/<name>/exited  written once the exit has been told: a later petrel
 //                             starts no pump for it
 //   containers/<name>/hosts   the container's /etc/hosts, when it has petrel's
 //   images.json               the images this runtime pulled: reference -> tag, id
@@ -100,11 +100,17 @@ using PooledEngine = std::unique_ptr<DockerEngine, EngineBack>;
 // How many engines (connections to dockerd) a runtime keeps idle, at most.
 constexpr size_t kIdleEngines = 4;
 
-// One log pump: a thread following a container's output into petrel's files.
+// One log pump: a thread following a container's output into petrel's files. Its
+// container's exit is told once both are known (under mu_): dockerd said it died (its
+// /events stream, or a listing after a break in it), and its output is all in the
+// files.
 struct Pump {
   std::thread thread;
   std::atomic<bool> stop{false};
-  bool drained = false;  // all of the container's output is in its files (under mu_)
+  bool drained = false;  // all of the container's output is in its files
+  bool died = false;     // dockerd said it ended, with exit_code
+  int exit_code = -1;
+  bool told = false;  // its exit was told (or is being told)
 };
 
 class DockerRuntime : public ContainerRuntime {
@@ -125,6 +131,8 @@ class DockerRuntime : public ContainerRuntime {
       pumps.swap(pumps_);
       closing_ = true;
     }
+    events_stop_ = true;
+    if (events_.joinable()) events_.join();
     for (auto& [name, pump] : pumps) pump->stop = true;
     for (auto& [name, pump] : pumps) pump->thread.join();
   }
@@ -158,6 +166,7 @@ class DockerRuntime : public ContainerRuntime {
       if (stat((DirOf(c.name) + "/exited").c_str(), &st) == 0) continue;  // told already
       StartPump(c.name);
     }
+    events_ = std::thread([this] { HearExits(); });
     return Status::OK();
   }
 
@@ -912,7 +921,7 @@ class DockerRuntime : public ContainerRuntime {
   }
 
   // Follows the output of container `name` into its files until it exits (then tells
-  // the exit), is removed, or the pump is stopped.
+  // the exit if dockerd has said it died), is removed, or the pump is stopped.
   void PumpLoop(const std::string& name, Pump* p) {
     const std::string dir = DirOf(name);
     internal::LogPaths paths = internal::MakeLogPaths(dir);
@@ -931,7 +940,6 @@ class DockerRuntime : public ContainerRuntime {
     };
     auto last_save = Clock::now();
     std::chrono::milliseconds backoff{100};
-    int exit_code = -1;
     while (!p->stop) {
       Result<PooledEngine> engine = Engine();
       if (engine.ok()) {
@@ -963,10 +971,7 @@ class DockerRuntime : public ContainerRuntime {
           // The stream ended: the container stopped, or is gone, or dockerd is going.
           Result<DockerContainer> c = internal::DockerInspectContainer(engine->get(), name);
           if (c.status().IsNotFound()) break;
-          if (c.ok() && !c->running && c->status != "created") {
-            exit_code = c->exit_code;
-            break;
-          }
+          if (c.ok() && !c->running && c->status != "created") break;
         }
       }
       // dockerd away or restarting: again, after a while.
@@ -977,15 +982,104 @@ class DockerRuntime : public ContainerRuntime {
     }
     save();
     w.Close();
+    bool tell;
     {
       std::lock_guard<std::mutex> lock(mu_);
       p->drained = true;
+      tell = TellsNow(p);
     }
     drained_cv_.notify_all();
-    if (exit_code >= 0) {
-      (void)internal::WriteFileAtomic(dir + "/exited", std::to_string(exit_code));
-      std::lock_guard<std::mutex> lock(handler_mu_);
-      if (handler_) handler_(name, exit_code);
+    if (tell) TellExit(name, p->exit_code);
+  }
+
+  // ---- Exits: dockerd's /events stream, and a listing after each break in it.
+
+  // Whether the exit of the container of pump `p` is to be told now (both halves known,
+  // not told yet); when so, it is told by the caller. Under mu_.
+  static bool TellsNow(Pump* p) {
+    if (p->told || !p->died || !p->drained) return false;
+    p->told = true;
+    return true;
+  }
+
+  // Tells the exit of container `name`: its file first, so that a later petrel does not
+  // tell it again.
+  void TellExit(const std::string& name, int exit_code) {
+    (void)internal::WriteFileAtomic(DirOf(name) + "/exited", std::to_string(exit_code));
+    std::lock_guard<std::mutex> lock(handler_mu_);
+    if (handler_) handler_(name, exit_code);
+  }
+
+  // dockerd says container `name` ended with `exit_code`: told once its output is all in
+  // its files. Nothing for a container with no pump (removed, or told by an earlier
+  // petrel).
+  void Died(const std::string& name, int exit_code) {
+    bool tell;
+    Pump* p;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = pumps_.find(name);
+      if (it == pumps_.end() || it->second->died) return;
+      p = it->second.get();
+      p->died = true;
+      p->exit_code = exit_code;
+      tell = TellsNow(p);
+    }
+    if (tell) TellExit(name, exit_code);
+  }
+
+  // The containers of this runtime that ended while nobody listened (before the events
+  // stream was there, or during a break in it): each one's exit as dockerd says it.
+  // Whether dockerd answered.
+  bool DiedUnheard(DockerEngine* engine) {
+    Result<std::vector<DockerContainer>> mine =
+        internal::DockerListContainers(engine, {OwnerFilter()});
+    if (!mine.ok()) return false;  // the next round lists again
+    for (const DockerContainer& listed : *mine) {
+      if (listed.running || listed.status == "created") continue;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto it = pumps_.find(listed.name);
+        if (it == pumps_.end() || it->second->died) continue;
+      }
+      Result<DockerContainer> c = internal::DockerInspectContainer(engine, listed.name);
+      if (c.ok() && !c->running) Died(listed.name, c->exit_code);
+    }
+    return true;
+  }
+
+  // The thread that hears this runtime's containers end: dockerd's /events of containers
+  // with its label, from a moment before each (re)connection, after a listing of those
+  // that ended before it; again after a break (dockerd restarted), backing off.
+  void HearExits() {
+    std::chrono::milliseconds backoff{100};
+    bool warned = false;  // once per break
+    while (!events_stop_) {
+      // dockerd keeps its last events: from a second before the listing, none is missed.
+      const auto since = std::chrono::system_clock::now() - std::chrono::seconds(1);
+      if (Result<PooledEngine> engine = Engine(); engine.ok()) {
+        if (DiedUnheard(engine->get())) warned = false;
+        Status s = internal::DockerEvents(
+            engine->get(), {OwnerFilter()}, since,
+            [&](internal::DockerEvent e) {
+              backoff = std::chrono::milliseconds(100);
+              if (e.type != "container" || e.action != "die") return Status::OK();
+              auto name = e.attributes.find("name");
+              auto code = e.attributes.find("exitCode");
+              if (name == e.attributes.end() || code == e.attributes.end()) return Status::OK();
+              Died(name->second, static_cast<int>(std::strtol(code->second.c_str(), nullptr, 10)));
+              return Status::OK();
+            },
+            [this] { return events_stop_.load(); });
+        if (!s.ok() && !events_stop_ && !warned) {
+          Say(LogLevel::kWarn, "events: " + s.message() + " (listening again)");
+          warned = true;
+        }
+      }
+      for (auto until = Clock::now() + backoff; Clock::now() < until && !events_stop_;) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
     }
   }
 
@@ -996,13 +1090,16 @@ class DockerRuntime : public ContainerRuntime {
   const std::string owner_;
   const std::string containers_;
 
-  std::mutex mu_;  // guards pumps_, closing_ and each pump's drained
+  std::mutex mu_;  // guards pumps_, closing_ and each pump's exit fields
   std::condition_variable drained_cv_;
   std::map<std::string, std::unique_ptr<Pump>> pumps_;
   bool closing_ = false;
 
   std::mutex handler_mu_;
   ExitHandler handler_;
+
+  std::thread events_;  // HearExits
+  std::atomic<bool> events_stop_{false};
 
   std::mutex images_mu_;  // guards images.json
 

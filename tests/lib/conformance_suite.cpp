@@ -89,7 +89,14 @@ class Exits {
     rt->SetExitHandler([calls = calls_](const std::string& id, int code) {
       std::lock_guard<std::mutex> lock(calls->mu);
       calls->codes[id] = code;
+      calls->counts[id]++;
     });
+  }
+  // How many exit calls `id` has had so far.
+  int Count(const std::string& id) {
+    std::lock_guard<std::mutex> lock(calls_->mu);
+    auto it = calls_->counts.find(id);
+    return it == calls_->counts.end() ? 0 : it->second;
   }
   // Waits for the exit call of `id`: its code, or nullopt when none came.
   std::optional<int> Await(const std::string& id) {
@@ -101,6 +108,7 @@ class Exits {
   struct Calls {
     std::mutex mu;
     std::map<std::string, int> codes;
+    std::map<std::string, int> counts;
   };
   std::optional<int> Of(const std::string& id) {
     std::lock_guard<std::mutex> lock(calls_->mu);
@@ -236,6 +244,7 @@ TEST_SUITE("runtime") {
     CHECK(rt->Create(spec).status().code() == Status::Code::kAlreadyExists);
     CHECK(rt->Start(id).code() == Status::Code::kFailedPrecondition);
     CHECK(rt->Kill(id, SIGKILL).ok());  // it already exited: fine
+    CHECK(exits.Count(id) == 1);        // one exit, told once
     RemoveAndCheck(rt.get(), state.path(), id);
     CHECK(rt->Remove(id).IsNotFound());
     CHECK(rt->Start(id).IsNotFound());
@@ -504,7 +513,18 @@ TEST_SUITE("runtime") {
     CHECK(exits.Await(waiting) == 137);
     CHECK(WaitExit(rt.get(), lasting) == 3);
     CHECK(LogOf(rt.get(), lasting) == "up\nbye\n");
-    for (const std::string& id : {lasting, waiting}) RemoveAndCheck(rt.get(), state.path(), id);
+    // Each exit told once, and the object of a third petrel tells none again.
+    CHECK(exits.Count(lasting) == 1);
+    CHECK(exits.Count(waiting) == 1);
+    rt.reset();
+    auto third = Open(state.path());
+    Exits late;
+    late.Install(third.get());
+    CHECK(HoldsFor([&] { return late.Count(lasting) + late.Count(waiting) == 0; }, 0.5));
+    CHECK(exits.Count(lasting) == 1);
+    for (const std::string& id : {lasting, waiting}) {
+      RemoveAndCheck(third.get(), state.path(), id);
+    }
   }
 
   TEST_CASE("a lease: kept while renewed, enforced while petrel is gone, none started run out") {

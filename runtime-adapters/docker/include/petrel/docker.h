@@ -26,9 +26,13 @@
 //    The time is saved at most once a second while output flows: after a kill -9 of
 //    petrel, up to a second of lines may come twice. Docker's own copy is capped at two
 //    files of log_max_bytes, at least 4 MiB each (what comes while petrel is down).
-//  - Exits are heard when a container's log stream ends and dockerd says it exited: its
-//    output is then whole in petrel's files. Inspect and List tell an exit once it is
-//    (waiting up to 2 s for the pump).
+//  - Exits come from dockerd's /events stream (the "die" events of containers with this
+//    runtime's label, one connection and thread), and are told to the exit handler once
+//    the container's log stream has ended too, so that its output is whole in petrel's
+//    files. The stream is opened again when it breaks (dockerd restarted), from a
+//    second before, after a listing that finds the containers that ended while nobody
+//    listened. Each exit is told once, also across petrel restarts. Inspect and List
+//    tell an exit once the output is whole (waiting up to 2 s for the pump).
 //  - Calls go over a few kept connections to dockerd (the API version negotiated once).
 //  - petrel's bridge network (NetworkMode::kBridge): the container is made with Docker's
 //    network "none" (a namespace of its own with a loopback alone), and at Start petrel
