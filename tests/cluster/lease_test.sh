@@ -75,10 +75,13 @@ fi
 runs_in_runtime() {
   if [ "$runtime" = containerd ]; then
     # A `ctr` that fails (containerd slow to answer on a loaded machine) is asked
-    # again: its silence is not the task's end.
-    local tasks="" _
+    # again: its silence is not the task's end. What it said, and how long it took,
+    # goes to the test's output, so that a failure here can be told apart.
+    local tasks="" _ t0
     for _ in 1 2 3; do
-      tasks=$(ctr --address "$PETREL_TEST_CONTAINERD_SOCKET" -n petrel tasks ls 2>/dev/null) && break
+      t0=$(date +%s%N)
+      tasks=$(ctr --address "$PETREL_TEST_CONTAINERD_SOCKET" -n petrel tasks ls 2>"$cluster_dir/ctr.err") && break
+      echo "  ctr tasks ls failed after $((($(date +%s%N) - t0) / 1000000)) ms: $(head -c 300 "$cluster_dir/ctr.err")" >&2
       sleep 0.1
     done
     grep -Eq "^petrel_n$1_lock_0[[:space:]].*[[:space:]]RUNNING[[:space:]]*\$" <<<"$tasks"

@@ -348,17 +348,23 @@ TEST_CASE("the logger drains what the pipes hold and exits 0 on SIGTERM") {
   CHECK(got.size() == 25);
 }
 
+// A process that stands for a task's init (`sleep 60`): its pid, -1 when fork failed.
+static pid_t StandInTask() {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    execl("/bin/sleep", "sleep", "60", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  return pid;
+}
+
 // A process of the test's stands for the task: the logger kills it through the pid
 // file once the lease is not renewed, and leaves it alone while it is.
 TEST_CASE("the logger with a lease kills the task once the lease runs out, not before") {
   TempDir tmp;
   const std::string lease = tmp.Sub("node.lease");
-  const pid_t task = fork();
-  REQUIRE(task >= 0);
-  if (task == 0) {
-    execl("/bin/sleep", "sleep", "60", static_cast<char*>(nullptr));
-    _exit(127);
-  }
+  const pid_t task = StandInTask();
+  REQUIRE(task > 0);
   REQUIRE(WriteFileAtomic(tmp.Sub("task.pid"), std::to_string(task) + "\n").ok());
   REQUIRE(WriteFileAtomic(lease, LeaseText(LeaseClockNow())).ok());
   Logger logger({"petrel-log-dir", tmp.path(), "petrel-log-max", "65536", "petrel-log-lease", lease,
@@ -393,12 +399,8 @@ TEST_CASE("the logger with a lease kills the task once the lease runs out, not b
 TEST_CASE("the logger says it has drained once the task has ended, its whole output written") {
   TempDir tmp;
   const std::string drained = tmp.Sub("drained");
-  const pid_t task = fork();
-  REQUIRE(task >= 0);
-  if (task == 0) {
-    execl("/bin/sleep", "sleep", "60", static_cast<char*>(nullptr));
-    _exit(127);
-  }
+  const pid_t task = StandInTask();
+  REQUIRE(task > 0);
   Logger logger({"petrel-log-dir", tmp.path(), "petrel-log-max", "1048576"});
   REQUIRE(logger.Ready());
   // The pid comes after the logger started, as the driver writes it after the create.
