@@ -97,9 +97,8 @@ void SayRaw(int fd, const char* s) { RawWrite(fd, s, strlen(s)); }
     const TimeMs now = LeaseClockNow();
     const TimeMs renewed_at = ReadLease(w.lease_path);
     if (LeaseExpired(renewed_at, w.lease_ms, now)) break;
-    const int64_t left = renewed_at + w.lease_ms - now;
     struct pollfd pfd = {kPidFd, POLLIN, 0};
-    if (poll(&pfd, 1, static_cast<int>(left < kLeaseCheckMs ? left : kLeaseCheckMs)) > 0) {
+    if (poll(&pfd, 1, static_cast<int>(NextLeaseLook(renewed_at, w.lease_ms, now) - now)) > 0) {
       _exit(0);  // the process has ended: nothing left to enforce
     }
   }

@@ -45,6 +45,15 @@ inline bool LeaseExpired(TimeMs renewed_at, int64_t duration_ms, TimeMs now) {
   return renewed_at < 0 || now - renewed_at >= duration_ms;
 }
 
+// When a process enforcing a lease looks at its file next, having found it at `now`
+// renewed at `renewed_at` and not run out: at the moment it would run out if not
+// renewed again, or kLeaseCheckMs on, whichever comes first. The one rule of the crun
+// shim, containerd's logger and WatchLease's watcher. ASYNC-SIGNAL-SAFE.
+inline TimeMs NextLeaseLook(TimeMs renewed_at, int64_t duration_ms, TimeMs now) {
+  const TimeMs runs_out = renewed_at + duration_ms;
+  return runs_out < now + kLeaseCheckMs ? runs_out : now + kLeaseCheckMs;
+}
+
 // Whether `dir` is in memory (tmpfs, ramfs): a lease renewed every heartbeat must not
 // wear flash.
 bool InMemory(const std::string& dir);

@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -43,8 +44,11 @@ constexpr char kExitedFile[] = "exited";  // "<code> <finished ms>[ OOMKilled]\n
 constexpr char kOomFile[] = "oom-events";
 constexpr char kOomKilled[] = "OOMKilled";
 // An exit is told once the container's logger has drained its output (at most this
-// long after the exit: WaitForDrained), looked for every kLogPollMs.
+// long after the exit: WaitForDrained). The wait wakes when the logger's file comes
+// (inotify), and looks every kLogLookMs whether the container is still there; every
+// kLogPollMs without inotify.
 constexpr int kLogSettleMaxMs = 1000;
+constexpr int kLogLookMs = 50;
 constexpr int kLogPollMs = 2;
 constexpr size_t kConfigFile = 4 << 20;  // a config.json is a few KiB
 
@@ -497,11 +501,30 @@ class ContainerdDriver final : public ProcessDriver {
   // of its own, may still be writing the last output the pipes hold. A logger that
   // never says so (one of a petrel from before it did) costs that much once.
   void WaitForDrained(const std::string& id) const {
-    const std::string drained = DirOf(id) + "/" + kLoggerDrainedFile;
+    const std::string dir = DirOf(id);
+    const std::string drained = dir + "/" + kLoggerDrainedFile;
+    // Watched before the first look, so that a file made between the two wakes it.
+    UniqueFd watch(inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
+    if (watch.valid() &&
+        inotify_add_watch(watch.get(), dir.c_str(), IN_CREATE | IN_MOVED_TO | IN_DELETE_SELF) < 0) {
+      watch.reset();
+    }
+    const auto until =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(kLogSettleMaxMs);
     struct stat st;
-    for (int waited = 0; waited < kLogSettleMaxMs; waited += kLogPollMs) {
+    for (;;) {
       if (stat(drained.c_str(), &st) == 0 || !opts_.present(id)) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(kLogPollMs));
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            until - std::chrono::steady_clock::now())
+                            .count();
+      if (left <= 0) return;
+      struct pollfd p = {watch.get(), POLLIN, 0};
+      const int step = watch.valid() ? kLogLookMs : kLogPollMs;
+      if (poll(&p, 1, static_cast<int>(std::min<int64_t>(left, step))) > 0) {
+        char events[4096];
+        while (read(watch.get(), events, sizeof(events)) > 0) {
+        }
+      }
     }
   }
 

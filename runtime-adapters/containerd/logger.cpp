@@ -169,7 +169,7 @@ class TaskWatch {
     if (now < next_) return;
     const TimeMs renewed_at = ReadLease(lease_.path.c_str());
     if (!LeaseExpired(renewed_at, lease_.duration_ms, now)) {
-      next_ = std::min(renewed_at + lease_.duration_ms, now + kLeaseCheckMs);
+      next_ = NextLeaseLook(renewed_at, lease_.duration_ms, now);
       return;
     }
     next_ = now + kLeaseCheckMs;

@@ -293,8 +293,7 @@ int Supervise(const Prepared& p, int sfd, int log_r, LogWriter* log, char* buf, 
       if (now >= next_lease_check) {
         TimeMs renewed_at = -1;
         if (LeaseHeld(p, &renewed_at)) {
-          const int64_t runs_out = renewed_at + p.lease_ms;
-          next_lease_check = runs_out < now + kLeaseCheckMs ? runs_out : now + kLeaseCheckMs;
+          next_lease_check = NextLeaseLook(renewed_at, p.lease_ms, now);
         } else {
           // petrel has not renewed it in time: it is dead, hung or cut off, and the
           // cluster may start this workload elsewhere. Killed once; the exit follows.

@@ -44,6 +44,12 @@ TEST_SUITE("lease") {
     CHECK(LeaseExpired(-1, 500, 0));
   }
 
+  TEST_CASE("an enforcer looks again after kLeaseCheckMs, or when the lease would run out") {
+    CHECK(NextLeaseLook(1000, 500, 1000) == 1000 + kLeaseCheckMs);
+    CHECK(NextLeaseLook(1000, 500, 1450) == 1500);  // runs out before the next check
+    CHECK(NextLeaseLook(1000, 500, 1400) == 1500);  // the two at once
+  }
+
   TEST_CASE("a dir in memory is told from one on disk") {
     CHECK_FALSE(InMemory("/proc"));
     CHECK_FALSE(InMemory("/no/such/dir"));
