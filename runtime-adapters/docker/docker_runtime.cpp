@@ -107,8 +107,9 @@ constexpr size_t kIdleEngines = 4;
 struct Pump {
   std::thread thread;
   std::atomic<bool> stop{false};
-  bool drained = false;  // all of the container's output is in its files
-  bool died = false;     // dockerd said it ended, with exit_code
+  DockerEngine* engine = nullptr;  // while it streams: for Cut
+  bool drained = false;            // all of the container's output is in its files
+  bool died = false;               // dockerd said it ended, with exit_code
   int exit_code = -1;
   bool told = false;  // its exit was told (or is being told)
 };
@@ -131,9 +132,13 @@ class DockerRuntime : public ContainerRuntime {
       pumps.swap(pumps_);
       closing_ = true;
     }
-    events_stop_ = true;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      events_stop_ = true;
+      if (events_engine_ != nullptr) events_engine_->Cut();  // at once, not within a second
+    }
     if (events_.joinable()) events_.join();
-    for (auto& [name, pump] : pumps) pump->stop = true;
+    for (auto& [name, pump] : pumps) Stop(pump.get());
     for (auto& [name, pump] : pumps) pump->thread.join();
   }
 
@@ -548,6 +553,7 @@ class DockerRuntime : public ContainerRuntime {
   // Takes back an engine that Engine() gave (EngineBack, when it goes).
   void GiveBack(DockerEngine* engine) {
     std::unique_ptr<DockerEngine> owned(engine);
+    if (engine->was_cut()) return;  // good for nothing more
     std::lock_guard<std::mutex> lock(engines_mu_);
     if (idle_engines_.size() < kIdleEngines) idle_engines_.push_back(std::move(owned));
   }
@@ -916,8 +922,28 @@ class DockerRuntime : public ContainerRuntime {
       pump = std::move(it->second);
       pumps_.erase(it);
     }
-    pump->stop = true;
+    Stop(pump.get());
     pump->thread.join();
+  }
+
+  // Tells pump `p` to stop, its stream cut at once.
+  void Stop(Pump* p) {
+    std::lock_guard<std::mutex> lock(mu_);
+    p->stop = true;
+    if (p->engine != nullptr) p->engine->Cut();
+  }
+
+  // Notes (under mu_) the engine `slot` streams on, unless told to stop meanwhile
+  // (`stop`): whether to stream.
+  bool Streaming(DockerEngine** slot, DockerEngine* engine, const std::atomic<bool>& stop) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop) return false;
+    *slot = engine;
+    return true;
+  }
+  void Streamed(DockerEngine** slot) {
+    std::lock_guard<std::mutex> lock(mu_);
+    *slot = nullptr;
   }
 
   // Follows the output of container `name` into its files until it exits (then tells
@@ -942,7 +968,7 @@ class DockerRuntime : public ContainerRuntime {
     std::chrono::milliseconds backoff{100};
     while (!p->stop) {
       Result<PooledEngine> engine = Engine();
-      if (engine.ok()) {
+      if (engine.ok() && Streaming(&p->engine, engine->get(), p->stop)) {
         const auto since_time = std::chrono::system_clock::time_point(
             std::chrono::duration_cast<std::chrono::system_clock::duration>(
                 std::chrono::nanoseconds(since)));
@@ -966,6 +992,7 @@ class DockerRuntime : public ContainerRuntime {
               return Status::OK();
             },
             [p] { return p->stop.load(); });
+        Streamed(&p->engine);
         if (p->stop) break;
         if (s.ok() || s.IsNotFound()) {
           // The stream ended: the container stopped, or is gone, or dockerd is going.
@@ -1057,7 +1084,8 @@ class DockerRuntime : public ContainerRuntime {
     while (!events_stop_) {
       // dockerd keeps its last events: from a second before the listing, none is missed.
       const auto since = std::chrono::system_clock::now() - std::chrono::seconds(1);
-      if (Result<PooledEngine> engine = Engine(); engine.ok()) {
+      Result<PooledEngine> engine = Engine();
+      if (engine.ok() && Streaming(&events_engine_, engine->get(), events_stop_)) {
         if (DiedUnheard(engine->get())) warned = false;
         Status s = internal::DockerEvents(
             engine->get(), {OwnerFilter()}, since,
@@ -1071,6 +1099,7 @@ class DockerRuntime : public ContainerRuntime {
               return Status::OK();
             },
             [this] { return events_stop_.load(); });
+        Streamed(&events_engine_);
         if (!s.ok() && !events_stop_ && !warned) {
           Say(LogLevel::kWarn, "events: " + s.message() + " (listening again)");
           warned = true;
@@ -1090,7 +1119,7 @@ class DockerRuntime : public ContainerRuntime {
   const std::string owner_;
   const std::string containers_;
 
-  std::mutex mu_;  // guards pumps_, closing_ and each pump's exit fields
+  std::mutex mu_;  // guards pumps_, closing_, each pump's engine and exit fields, events_engine_
   std::condition_variable drained_cv_;
   std::map<std::string, std::unique_ptr<Pump>> pumps_;
   bool closing_ = false;
@@ -1100,6 +1129,7 @@ class DockerRuntime : public ContainerRuntime {
 
   std::thread events_;  // HearExits
   std::atomic<bool> events_stop_{false};
+  DockerEngine* events_engine_ = nullptr;  // while it streams (under mu_): for Cut
 
   std::mutex images_mu_;  // guards images.json
 

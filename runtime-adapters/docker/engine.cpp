@@ -1,8 +1,13 @@
 #include "runtime-adapters/docker/engine.h"
 
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <mutex>
 #include <utility>
 
 #include "lib/image/curl_lib.h"
@@ -205,13 +210,39 @@ struct Answer {
   const std::function<Status(std::string_view)>* on_data = nullptr;  // a Stream's
   const std::function<bool()>* stop = nullptr;
   const DockerEngine::Upload* upload = nullptr;
-  Status failed;  // from on_data or the upload
+  const std::atomic<bool>* cut = nullptr;  // a Stream's: DockerEngine::Cut was called
+  Status failed;                           // from on_data or the upload
   bool stopped = false;
 };
 
 bool Stopped(Answer* a) {
+  if (!a->stopped && a->cut != nullptr && a->cut->load()) a->stopped = true;
   if (!a->stopped && a->stop != nullptr && *a->stop && (*a->stop)()) a->stopped = true;
   return a->stopped;
+}
+
+// The engine's connection to dockerd, as libcurl opens and closes it, for Cut.
+struct Connection {
+  std::mutex mu;
+  curl_socket_t fd = CURL_SOCKET_BAD;  // while open
+  std::atomic<bool> cut{false};
+};
+
+curl_socket_t OnOpenSocket(void* user, curlsocktype, curl_sockaddr* addr) {
+  auto* conn = static_cast<Connection*>(user);
+  const int fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+  if (fd < 0) return CURL_SOCKET_BAD;
+  std::lock_guard<std::mutex> lock(conn->mu);
+  conn->fd = fd;
+  if (conn->cut) shutdown(fd, SHUT_RDWR);  // cut before it was there
+  return fd;
+}
+
+int OnCloseSocket(void* user, curl_socket_t fd) {
+  auto* conn = static_cast<Connection*>(user);
+  std::lock_guard<std::mutex> lock(conn->mu);
+  if (conn->fd == fd) conn->fd = CURL_SOCKET_BAD;
+  return close(fd);
 }
 
 size_t OnHeader(char* data, size_t size, size_t n, void* user) {
@@ -263,7 +294,8 @@ struct DockerEngine::Impl {
   Options options;
   DockerVersion server;
   std::string api_version;
-  CurlUse use;  // before the handle, which must go first
+  CurlUse use;            // before the handle, which must go first
+  Connection connection;  // before the handle too: it closes the socket through it
   std::unique_ptr<CURL, CurlFree> curl;
   bool stopped = false;
 
@@ -329,6 +361,7 @@ Status DockerEngine::Impl::Perform(const char* method, const std::string& url_pa
   if (a->too_large) {
     return Status::IOError(call + ": answer over " + std::to_string(a->max_bytes) + " bytes");
   }
+  if (a->cut != nullptr && *a->cut) a->stopped = true;  // the connection's end was Cut's
   if (a->stopped) return Status::OK();
   if (!a->failed.ok()) return a->failed.WithContext(call);
   if (rc == CURLE_OPERATION_TIMEDOUT) {
@@ -363,6 +396,10 @@ Result<std::unique_ptr<DockerEngine>> DockerEngine::Open(Options options) {
   set(c, CURLOPT_HEADERFUNCTION, OnHeader);
   set(c, CURLOPT_WRITEFUNCTION, OnBody);
   set(c, CURLOPT_XFERINFOFUNCTION, OnProgress);
+  set(c, CURLOPT_OPENSOCKETFUNCTION, OnOpenSocket);
+  set(c, CURLOPT_OPENSOCKETDATA, &impl->connection);
+  set(c, CURLOPT_CLOSESOCKETFUNCTION, OnCloseSocket);
+  set(c, CURLOPT_CLOSESOCKETDATA, &impl->connection);
   std::unique_ptr<DockerEngine> engine(new DockerEngine(std::move(impl)));
   // Unversioned: the one call every version answers alike.
   std::string body;
@@ -396,6 +433,15 @@ const std::string& DockerEngine::api_version() const { return impl_->api_version
 const std::string& DockerEngine::socket_path() const { return impl_->options.socket_path; }
 bool DockerEngine::stopped() const { return impl_->stopped; }
 
+void DockerEngine::Cut() {
+  Connection& conn = impl_->connection;
+  std::lock_guard<std::mutex> lock(conn.mu);
+  conn.cut = true;
+  if (conn.fd != CURL_SOCKET_BAD) shutdown(conn.fd, SHUT_RDWR);
+}
+
+bool DockerEngine::was_cut() const { return impl_->connection.cut; }
+
 Status DockerEngine::Call(const char* method, const std::string& path, const std::string& body,
                           std::string* answer, long* http) {
   const std::string call = std::string(method) + " " + path.substr(0, path.find('?'));
@@ -426,6 +472,7 @@ Status DockerEngine::Stream(const char* method, const std::string& path, const U
   a.on_data = &on_data;
   a.stop = &stop;
   a.upload = upload;
+  a.cut = &impl_->connection.cut;
   Status s = impl_->Perform(method, "/v" + impl_->api_version + path, "", call, &a);
   impl_->stopped = a.stopped;
   return s;

@@ -158,8 +158,15 @@ class DockerEngine {
                 const std::function<Status(std::string_view data)>& on_data,
                 const std::function<bool()>& stop);
 
-  // Whether the last Stream ended because `stop` said so.
+  // Whether the last Stream ended because `stop` said so (or Cut).
   bool stopped() const;
+
+  // Ends the Stream under way on another thread at once, its connection shut down, as
+  // `stop` would within a second: it returns OK, with stopped() true. Every later Stream
+  // of this engine ends so too: a cut engine is for dropping (was_cut). Safe to call
+  // from any thread, while a call runs or not.
+  void Cut();
+  bool was_cut() const;
 
  private:
   struct Impl;

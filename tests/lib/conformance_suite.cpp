@@ -531,7 +531,7 @@ TEST_SUITE("runtime") {
     TempDir state, leases;
     const std::string file = leases.Sub("node.lease");
     const auto renew = [&] {
-      REQUIRE(internal::WriteFileAtomic(file, internal::LeaseText(internal::LeaseClockNow())).ok());
+      REQUIRE(ReplaceFile(file, internal::LeaseText(internal::LeaseClockNow())));
     };
     constexpr int64_t kLeaseMs = 1000;
     std::string id;

@@ -52,6 +52,21 @@ inline void WriteFile(const std::string& path, const std::string& data) {
   REQUIRE_MESSAGE(out.good(), "cannot write " << path);
 }
 
+// Replaces the file at `path` with `data` in one step, as the cluster renews a lease:
+// written beside it, then renamed over it, without fsync (a lease lives in memory; an
+// fsync on a busy disk can take longer than a lease lasts). Whether it could; asserts
+// nothing, so a thread of the test's may call it.
+inline bool ReplaceFile(const std::string& path, const std::string& data) {
+  {
+    std::ofstream out(path + ".tmp", std::ios::binary | std::ios::trunc);
+    out << data;
+    if (!out.good()) return false;
+  }
+  std::error_code ec;
+  std::filesystem::rename(path + ".tmp", path, ec);
+  return !ec;
+}
+
 // What a power cut or a bad flash cell may leave of a file that held `good`: its first
 // half ("truncated"), nothing ("empty"), or bytes that were never JSON ("garbage").
 inline const char* const kDamages[] = {"truncated", "empty", "garbage"};

@@ -677,7 +677,7 @@ TEST_SUITE("containerd") {
     std::atomic<TimeMs> renewed{0};
     auto renew_once = [&] {
       const TimeMs now = LeaseClockNow();
-      if (!WriteFileAtomic(lease, LeaseText(now)).ok()) return false;
+      if (!testing::ReplaceFile(lease, LeaseText(now))) return false;
       renewed = now;
       return true;
     };

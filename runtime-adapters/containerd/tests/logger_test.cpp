@@ -366,7 +366,7 @@ TEST_CASE("the logger with a lease kills the task once the lease runs out, not b
   const pid_t task = StandInTask();
   REQUIRE(task > 0);
   REQUIRE(WriteFileAtomic(tmp.Sub("task.pid"), std::to_string(task) + "\n").ok());
-  REQUIRE(WriteFileAtomic(lease, LeaseText(LeaseClockNow())).ok());
+  REQUIRE(testing::ReplaceFile(lease, LeaseText(LeaseClockNow())));
   Logger logger({"petrel-log-dir", tmp.path(), "petrel-log-max", "65536", "petrel-log-lease", lease,
                  "petrel-log-lease-ms", "800"});
   REQUIRE(logger.Ready());
@@ -374,7 +374,7 @@ TEST_CASE("the logger with a lease kills the task once the lease runs out, not b
   TimeMs renewed = 0;
   for (int i = 0; i < 15; i++) {
     renewed = LeaseClockNow();
-    REQUIRE(WriteFileAtomic(lease, LeaseText(renewed)).ok());
+    REQUIRE(testing::ReplaceFile(lease, LeaseText(renewed)));
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     int status = 0;
     REQUIRE(waitpid(task, &status, WNOHANG) == 0);

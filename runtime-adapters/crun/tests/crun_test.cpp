@@ -88,8 +88,7 @@ struct LeaseFile {
   // Returns the time of the renewal.
   TimeMs Renew() {
     const TimeMs now = clock->Monotonic();
-    WriteFile(path + ".tmp", internal::LeaseText(now));
-    fs::rename(path + ".tmp", path);
+    (void)ReplaceFile(path, internal::LeaseText(now));  // a failure shows as a kill too early
     return now;
   }
 };

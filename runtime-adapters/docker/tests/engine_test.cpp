@@ -300,6 +300,43 @@ TEST_CASE("engine: events of petrel's containers, their exits, and a stop on req
   CHECK(died);
 }
 
+TEST_CASE("engine: Cut ends an idle stream at once, and every later one, and the engine says so") {
+  std::unique_ptr<DockerEngine> stream = Engine();
+  CHECK_FALSE(stream->was_cut());
+  Status ended = Status::Internal("not ended");
+  std::atomic<int> asked{0};  // how often the stream asked its `stop`
+  std::thread watcher([&] {
+    ended = DockerEvents(
+        stream.get(), {"petrel.test=nothing-ever"}, {}, [&](DockerEvent) { return Status::OK(); },
+        [&] {
+          asked++;  // at the start, then about once a second while idle
+          return false;
+        });
+  });
+  // Cut just after an idle stream asked: its `stop` alone would end it a second later.
+  const auto deadline = Clock::now() + std::chrono::seconds(20);
+  const int before = 2;
+  while (asked < before && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  const auto cut_at = Clock::now();
+  stream->Cut();
+  watcher.join();
+  const auto took = Clock::now() - cut_at;
+  MESSAGE("ended " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+                   << " ms after the cut");
+  CHECK_MESSAGE(ended.ok(), ended.ToString());
+  CHECK(stream->stopped());
+  CHECK(stream->was_cut());
+  CHECK(took < std::chrono::milliseconds(500));  // at once, with room for a busy machine
+  // A later stream ends as soon as it starts.
+  Status again = DockerEvents(
+      stream.get(), {"petrel.test=nothing-ever"}, {}, [](DockerEvent) { return Status::OK(); },
+      [] { return false; });
+  CHECK(again.ok());
+  CHECK(stream->stopped());
+}
+
 TEST_CASE("engine: logs tell stdout from stderr, and follow ends when the container does") {
   std::unique_ptr<DockerEngine> engine = Engine();
   const std::string image = "petrel-test/busybox:engine";
