@@ -1,6 +1,8 @@
 #include "runtime-adapters/containerd/grpc.h"
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <utility>
 
@@ -75,7 +77,11 @@ struct Answer {
   Status failed;  // from the reader or on_message
   bool stopped = false;
   bool delivered = false;  // a message went to on_message
-  // Both's.
+  // An upload's: the messages to send, and the frame being sent.
+  const std::function<Result<bool>(std::string*)>* next = nullptr;
+  std::string frame;
+  size_t frame_at = 0;
+  // All's.
   bool has_status = false;
   std::string grpc_status;
   std::string grpc_message;
@@ -89,6 +95,26 @@ size_t OnBody(char* data, size_t size, size_t n, void* user) {
     return 0;  // ends the transfer with CURLE_WRITE_ERROR
   }
   a->body.append(data, len);
+  return len;
+}
+
+// Hands libcurl an upload's frames, each made when the one before has gone.
+size_t OnRead(char* buf, size_t size, size_t n, void* user) {
+  auto* a = static_cast<Answer*>(user);
+  if (a->frame_at == a->frame.size()) {
+    std::string message;
+    Result<bool> more = (*a->next)(&message);
+    if (!more.ok()) {
+      a->failed = more.status();
+      return CURL_READFUNC_ABORT;
+    }
+    if (!*more) return 0;
+    a->frame = GrpcFrame(message);
+    a->frame_at = 0;
+  }
+  const size_t len = std::min(size * n, a->frame.size() - a->frame_at);
+  std::memcpy(buf, a->frame.data() + a->frame_at, len);
+  a->frame_at += len;
   return len;
 }
 
@@ -231,20 +257,28 @@ struct GrpcChannel::Impl {
   std::unique_ptr<CURL, CurlFree> curl;
   std::unique_ptr<curl_slist, SlistFree> headers;
 
-  CURLcode Perform(const std::string& name, const std::string& body, Answer* a, std::string* error);
+  CURLcode Perform(const std::string& name, const std::string* body, Answer* a, std::string* error);
   Status Outcome(const std::string& name, CURLcode rc, const std::string& error, const Answer& a);
 };
 
-// Sends `body` to `name` and collects the answer into `a`, which comes set up for the
-// call or stream and is set up so again for each attempt; `error` gets libcurl's words.
-CURLcode GrpcChannel::Impl::Perform(const std::string& name, const std::string& body, Answer* a,
+// Sends `body` (null: the frames of a->next, an upload's) to `name` and collects the
+// answer into `a`, which comes set up for the call or stream and is set up so again for
+// each attempt; `error` gets libcurl's words.
+CURLcode GrpcChannel::Impl::Perform(const std::string& name, const std::string* body, Answer* a,
                                     std::string* error) {
   const std::string url = "http://containerd/" + name;
   CURL* c = curl.get();
   auto set = PETREL_CURL(curl_easy_setopt);
   set(c, CURLOPT_URL, url.c_str());
-  set(c, CURLOPT_POSTFIELDS, body.data());
-  set(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  if (body != nullptr) {
+    set(c, CURLOPT_POSTFIELDS, body->data());
+    set(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body->size()));
+  } else {
+    set(c, CURLOPT_POSTFIELDS, static_cast<char*>(nullptr));  // the read callback's, then
+    set(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(-1));
+    set(c, CURLOPT_READFUNCTION, OnRead);
+    set(c, CURLOPT_READDATA, a);
+  }
   const Answer fresh = *a;
   char buffer[CURL_ERROR_SIZE];
   CURLcode rc = CURLE_OK;
@@ -254,6 +288,7 @@ CURLcode GrpcChannel::Impl::Perform(const std::string& name, const std::string& 
     set(c, CURLOPT_WRITEDATA, a);
     set(c, CURLOPT_HEADERDATA, a);
     set(c, CURLOPT_XFERINFODATA, a);
+    if (body == nullptr) set(c, CURLOPT_READDATA, a);
     set(c, CURLOPT_ERRORBUFFER, buffer);
     rc = PETREL_CURL(curl_easy_perform)(c);
     set(c, CURLOPT_ERRORBUFFER, static_cast<char*>(nullptr));  // `buffer` ends with the loop
@@ -265,8 +300,8 @@ CURLcode GrpcChannel::Impl::Perform(const std::string& name, const std::string& 
     // 220 needed a second attempt and the unluckiest 14: the race's outcome persists.
     curl_off_t sent = 0;
     PETREL_CURL(curl_easy_getinfo)(c, CURLINFO_SIZE_UPLOAD_T, &sent);
-    const bool unsent = rc == CURLE_HTTP2_STREAM && !a->has_status && !a->delivered &&
-                        static_cast<size_t>(sent) < body.size();
+    const bool unsent = body != nullptr && rc == CURLE_HTTP2_STREAM && !a->has_status &&
+                        !a->delivered && static_cast<size_t>(sent) < body->size();
     if (!unsent || attempt == kMaxAttempts) break;
   }
   *error = buffer[0] != '\0' ? buffer : PETREL_CURL(curl_easy_strerror)(rc);
@@ -303,6 +338,8 @@ GrpcChannel::GrpcChannel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 GrpcChannel::~GrpcChannel() = default;
 
+const std::string& GrpcChannel::lease() const { return impl_->options.lease; }
+
 Result<std::unique_ptr<GrpcChannel>> GrpcChannel::Open(Options options) {
   auto impl = std::make_unique<Impl>();
   impl->options = std::move(options);
@@ -312,6 +349,7 @@ Result<std::unique_ptr<GrpcChannel>> GrpcChannel::Open(Options options) {
   if (!impl->curl) return Status::IOError(where + ": curl_easy_init failed");
   std::vector<std::string> lines = {"content-type: application/grpc", "te: trailers"};
   if (!impl->options.ns.empty()) lines.push_back("containerd-namespace: " + impl->options.ns);
+  if (!impl->options.lease.empty()) lines.push_back("containerd-lease: " + impl->options.lease);
   for (const std::string& line : lines) {
     curl_slist* list = PETREL_CURL(curl_slist_append)(impl->headers.get(), line.c_str());
     if (list == nullptr) return Status::IOError(where + ": curl_slist_append failed");
@@ -359,7 +397,8 @@ Status GrpcChannel::Call(std::string_view method, std::string_view request, std:
   Answer a;
   a.max_bytes = o.max_response;
   std::string error;
-  const CURLcode rc = impl_->Perform(name, GrpcFrame(request), &a, &error);
+  const std::string body = GrpcFrame(request);
+  const CURLcode rc = impl_->Perform(name, &body, &a, &error);
   if (a.too_large) {
     return Status::IOError(name + ": answer over " + std::to_string(o.max_response) + " bytes");
   }
@@ -391,12 +430,42 @@ Result<GrpcStreamEnd> GrpcChannel::Stream(
   a.on_message = &on_message;
   a.stop = &stop;
   std::string error;
-  const CURLcode rc = impl_->Perform(name, GrpcFrame(request), &a, &error);
+  const std::string body = GrpcFrame(request);
+  const CURLcode rc = impl_->Perform(name, &body, &a, &error);
   if (a.stopped) return GrpcStreamEnd::kStopped;
   if (!a.failed.ok()) return a.failed.WithContext(name);
   PETREL_RETURN_IF_ERROR(impl_->Outcome(name, rc, error, a));
   PETREL_RETURN_IF_ERROR(a.reader.Finish().WithContext(name));
   return GrpcStreamEnd::kEnded;
+}
+
+Status GrpcChannel::Upload(std::string_view method,
+                           const std::function<Result<bool>(std::string* message)>& next,
+                           std::vector<std::string>* responses) {
+  const Options& o = impl_->options;
+  const std::string name = MethodName(method);
+  CURL* c = impl_->curl.get();
+  auto set = PETREL_CURL(curl_easy_setopt);
+  const long idle_s = std::max<long>(1, static_cast<long>(o.timeout.count() / 1000));
+  set(c, CURLOPT_TIMEOUT_MS, 0L);
+  set(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(o.timeout.count()));
+  set(c, CURLOPT_LOW_SPEED_LIMIT, 1L);  // a byte in idle_s seconds, or cut
+  set(c, CURLOPT_LOW_SPEED_TIME, idle_s);
+  set(c, CURLOPT_WRITEFUNCTION, OnBody);
+  set(c, CURLOPT_NOPROGRESS, 1L);
+  Answer a;
+  a.max_bytes = o.max_response;
+  a.next = &next;
+  std::string error;
+  const CURLcode rc = impl_->Perform(name, nullptr, &a, &error);
+  set(c, CURLOPT_LOW_SPEED_LIMIT, 0L);
+  set(c, CURLOPT_LOW_SPEED_TIME, 0L);
+  if (!a.failed.ok()) return a.failed.WithContext(name);
+  if (a.too_large) {
+    return Status::IOError(name + ": answer over " + std::to_string(o.max_response) + " bytes");
+  }
+  PETREL_RETURN_IF_ERROR(impl_->Outcome(name, rc, error, a));
+  return GrpcUnframe(a.body, o.max_response, responses).WithContext(name);
 }
 
 }  // namespace petrel::internal

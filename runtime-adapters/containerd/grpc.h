@@ -85,6 +85,9 @@ class GrpcChannel {
   struct Options {
     std::string socket_path;  // containerd's: /run/containerd/containerd.sock
     std::string ns;           // containerd-namespace, "" for none (non-namespaced calls)
+    // containerd-lease: what the calls make is held by this lease (Leases service) from
+    // containerd's garbage collection; "" for none.
+    std::string lease;
     // Per call, connection included; for a stream, the connection's only.
     std::chrono::milliseconds timeout{10000};
     size_t max_response = kGrpcMaxResponseBytes;
@@ -92,6 +95,8 @@ class GrpcChannel {
 
   // IOError when libcurl cannot be loaded. Connects lazily, on the first call.
   static Result<std::unique_ptr<GrpcChannel>> Open(Options options);
+  // Options::lease: "" for none.
+  const std::string& lease() const;
   ~GrpcChannel();
   GrpcChannel(const GrpcChannel&) = delete;
   GrpcChannel& operator=(const GrpcChannel&) = delete;
@@ -119,6 +124,17 @@ class GrpcChannel {
   Result<GrpcStreamEnd> Stream(std::string_view method, std::string_view request,
                                const std::function<Status(std::string message)>& on_message,
                                const std::function<bool()>& stop);
+
+  // Calls the client-streaming (or bidirectional) `method` with the serialized messages
+  // `next` makes, one at a time, each sent as it is made: `next` sets *message and
+  // returns true, or returns false after the last, or an error, which ends the call with
+  // it. The serialized messages of the answer go into `responses` (a bidirectional
+  // method's come as the server reads, and are collected: each must be small). No
+  // overall deadline: a transfer that moves nothing for the timeout is cut
+  // (DeadlineExceeded). Errors as Call's, and `next`'s; the request is sent once.
+  Status Upload(std::string_view method,
+                const std::function<Result<bool>(std::string* message)>& next,
+                std::vector<std::string>* responses);
 
  private:
   struct Impl;

@@ -2,6 +2,7 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string_view>
@@ -10,10 +11,14 @@
 #include "containerd/events/task.pb-c.h"
 #include "containerd/runc/v1/options.pb-c.h"
 #include "containerd/services/containers/v1/containers.pb-c.h"
+#include "containerd/services/content/v1/content.pb-c.h"
 #include "containerd/services/events/v1/events.pb-c.h"
+#include "containerd/services/images/v1/images.pb-c.h"
+#include "containerd/services/leases/v1/leases.pb-c.h"
 #include "containerd/services/namespaces/v1/namespace.pb-c.h"
 #include "containerd/services/tasks/v1/tasks.pb-c.h"
 #include "containerd/services/version/v1/version.pb-c.h"
+#include "containerd/types/descriptor.pb-c.h"
 #include "containerd/types/mount.pb-c.h"
 #include "containerd/types/task/task.pb-c.h"
 #include "google/protobuf/any.pb-c.h"
@@ -490,6 +495,243 @@ Result<ContainerdExit> ContainerdDecodeTaskExit(const ContainerdEnvelope& envelo
       Unpack(kWhat, envelope.value, containerd__events__task_exit__descriptor, "its value"));
   const auto* e = reinterpret_cast<const Containerd__Events__TaskExit*>(m.get());
   return ContainerdExit{e->container_id, e->id, e->pid, e->exit_status, TimeOf(e->exited_at)};
+}
+
+// ---- Images in containerd's own stores.
+
+namespace {
+
+// `labels` as protobuf-c's map entries of type Entry (made from `init`), valid while
+// both live: `pointers` is the repeated field.
+template <typename Entry>
+struct Entries {
+  Entries(const std::map<std::string, std::string>& labels, const Entry& init) {
+    for (const auto& [key, value] : labels) {
+      Entry e = init;
+      e.key = Chars(key);
+      e.value = Chars(value);
+      entries.push_back(e);
+    }
+    for (Entry& e : entries) pointers.push_back(&e);
+  }
+  std::vector<Entry> entries;
+  std::vector<Entry*> pointers;
+};
+
+// The map entries `entries` (n of them) as a map.
+template <typename Entry>
+std::map<std::string, std::string> MapOf(Entry* const* entries, size_t n) {
+  std::map<std::string, std::string> map;
+  for (size_t i = 0; i < n; i++) map[entries[i]->key] = entries[i]->value;
+  return map;
+}
+
+using WriteRequest = Containerd__Services__Content__V1__WriteContentRequest;
+using WriteResponse = Containerd__Services__Content__V1__WriteContentResponse;
+using ContentLabel = Containerd__Services__Content__V1__WriteContentRequest__LabelsEntry;
+
+}  // namespace
+
+Result<ContainerdContent> ContainerdContentInfo(GrpcChannel* channel, const std::string& digest) {
+  Containerd__Services__Content__V1__InfoRequest request =
+      CONTAINERD__SERVICES__CONTENT__V1__INFO_REQUEST__INIT;
+  request.digest = Chars(digest);
+  using Response = Containerd__Services__Content__V1__InfoResponse;
+  PETREL_ASSIGN_OR_RETURN(
+      Reply<Response> r,
+      InvokeAs<Response>(channel, "containerd.services.content.v1.Content/Info", &request.base,
+                         containerd__services__content__v1__info_response__descriptor));
+  ContainerdContent content;
+  if (r->info != nullptr) {
+    content.digest = r->info->digest;
+    content.size = r->info->size;
+    content.labels = MapOf(r->info->labels, r->info->n_labels);
+  }
+  return content;
+}
+
+Status ContainerdWriteContent(GrpcChannel* channel, const std::string& ref,
+                              const ContainerdContent& blob,
+                              const std::function<Result<size_t>(char* buf, size_t size)>& read) {
+  constexpr const char* kMethod = "containerd.services.content.v1.Content/Write";
+  const std::string what = std::string(kMethod) + " of " + blob.digest;
+  // Whether the store has it (then leased, and AlreadyExists), or an error.
+  auto there = [&]() -> Status {
+    Result<ContainerdContent> have = ContainerdContentInfo(channel, blob.digest);
+    if (have.status().IsNotFound()) return Status::OK();
+    PETREL_RETURN_IF_ERROR(have.status());
+    if (!channel->lease().empty()) {
+      PETREL_RETURN_IF_ERROR(ContainerdLeaseContent(channel, channel->lease(), blob.digest));
+    }
+    return Status::AlreadyExists(what + ": the store has it");
+  };
+  PETREL_RETURN_IF_ERROR(there());
+  std::string chunk(kContainerdWriteChunk, '\0');
+  int64_t offset = 0;
+  bool first = true, committed = false;
+  const Entries<ContentLabel> labels(
+      blob.labels, CONTAINERD__SERVICES__CONTENT__V1__WRITE_CONTENT_REQUEST__LABELS_ENTRY__INIT);
+  // WRITE messages of the bytes as they are read (the first names the ref, the size
+  // and the digest; each its offset, as an offset of 0 would start the blob over), then
+  // a COMMIT with the labels.
+  auto next = [&](std::string* message) -> Result<bool> {
+    if (committed) return false;
+    WriteRequest m = CONTAINERD__SERVICES__CONTENT__V1__WRITE_CONTENT_REQUEST__INIT;
+    m.ref = Chars(ref);
+    m.total = blob.size;
+    m.expected = Chars(blob.digest);
+    m.offset = offset;
+    size_t got = 0;
+    while (got < chunk.size()) {
+      PETREL_ASSIGN_OR_RETURN(size_t n, read(chunk.data() + got, chunk.size() - got));
+      if (n == 0) break;
+      got += n;
+    }
+    if (offset + static_cast<int64_t>(got) > blob.size) {
+      return Status::InvalidArgument(what + ": more than its " + std::to_string(blob.size) +
+                                     " bytes to write");
+    }
+    if (got == 0 && offset < blob.size) {
+      return Status::InvalidArgument(what + ": " + std::to_string(offset) + " of its " +
+                                     std::to_string(blob.size) + " bytes to write");
+    }
+    if (got > 0 || first) {
+      first = false;
+      m.action = CONTAINERD__SERVICES__CONTENT__V1__WRITE_ACTION__WRITE;
+      m.data.data = reinterpret_cast<uint8_t*>(chunk.data());
+      m.data.len = got;
+      offset += static_cast<int64_t>(got);
+    } else {
+      m.action = CONTAINERD__SERVICES__CONTENT__V1__WRITE_ACTION__COMMIT;
+      m.n_labels = labels.pointers.size();
+      m.labels = const_cast<ContentLabel**>(labels.pointers.data());
+      committed = true;
+    }
+    *message = Pack(&m.base);
+    return true;
+  };
+  std::vector<std::string> responses;
+  Status s = channel->Upload(kMethod, next, &responses);
+  if (s.code() == Status::Code::kUnavailable) {
+    // containerd's refusal may have come before the whole stream had gone, and so been
+    // lost: another writer committed the blob meanwhile.
+    PETREL_RETURN_IF_ERROR(there());
+  }
+  PETREL_RETURN_IF_ERROR(s);
+  if (!committed || responses.empty()) {
+    return Status::Internal(what + ": the stream ended before the commit");
+  }
+  PETREL_ASSIGN_OR_RETURN(
+      Message m, Unpack(kMethod, responses.back(),
+                        containerd__services__content__v1__write_content_response__descriptor));
+  const auto* r = reinterpret_cast<const WriteResponse*>(m.get());
+  if (r->action != CONTAINERD__SERVICES__CONTENT__V1__WRITE_ACTION__COMMIT ||
+      blob.digest != r->digest) {
+    return Status::Internal(what + ": the last answer is no commit of it (" + r->digest + ")");
+  }
+  return Status::OK();
+}
+
+Status ContainerdDeleteContent(GrpcChannel* channel, const std::string& digest) {
+  Containerd__Services__Content__V1__DeleteContentRequest request =
+      CONTAINERD__SERVICES__CONTENT__V1__DELETE_CONTENT_REQUEST__INIT;
+  request.digest = Chars(digest);
+  return Invoke(channel, "containerd.services.content.v1.Content/Delete", &request.base,
+                google__protobuf__empty__descriptor)
+      .status();
+}
+
+Status ContainerdCreateLease(GrpcChannel* channel, const std::string& id,
+                             const std::map<std::string, std::string>& labels) {
+  using Label = Containerd__Services__Leases__V1__CreateRequest__LabelsEntry;
+  const Entries<Label> entries(
+      labels, CONTAINERD__SERVICES__LEASES__V1__CREATE_REQUEST__LABELS_ENTRY__INIT);
+  Containerd__Services__Leases__V1__CreateRequest request =
+      CONTAINERD__SERVICES__LEASES__V1__CREATE_REQUEST__INIT;
+  request.id = Chars(id);
+  request.n_labels = entries.pointers.size();
+  request.labels = const_cast<Label**>(entries.pointers.data());
+  return Invoke(channel, "containerd.services.leases.v1.Leases/Create", &request.base,
+                containerd__services__leases__v1__create_response__descriptor)
+      .status();
+}
+
+Status ContainerdLeaseContent(GrpcChannel* channel, const std::string& id,
+                              const std::string& digest) {
+  Containerd__Services__Leases__V1__Resource resource =
+      CONTAINERD__SERVICES__LEASES__V1__RESOURCE__INIT;
+  resource.id = Chars(digest);
+  resource.type = const_cast<char*>("content");
+  Containerd__Services__Leases__V1__AddResourceRequest request =
+      CONTAINERD__SERVICES__LEASES__V1__ADD_RESOURCE_REQUEST__INIT;
+  request.id = Chars(id);
+  request.resource = &resource;
+  return Invoke(channel, "containerd.services.leases.v1.Leases/AddResource", &request.base,
+                google__protobuf__empty__descriptor)
+      .status();
+}
+
+Status ContainerdDeleteLease(GrpcChannel* channel, const std::string& id, bool sync) {
+  Containerd__Services__Leases__V1__DeleteRequest request =
+      CONTAINERD__SERVICES__LEASES__V1__DELETE_REQUEST__INIT;
+  request.id = Chars(id);
+  request.sync = sync;
+  return Invoke(channel, "containerd.services.leases.v1.Leases/Delete", &request.base,
+                google__protobuf__empty__descriptor)
+      .status();
+}
+
+Status ContainerdCreateImage(GrpcChannel* channel, const ContainerdImage& image) {
+  using Label = Containerd__Services__Images__V1__Image__LabelsEntry;
+  const Entries<Label> entries(image.labels,
+                               CONTAINERD__SERVICES__IMAGES__V1__IMAGE__LABELS_ENTRY__INIT);
+  Containerd__Types__Descriptor target = CONTAINERD__TYPES__DESCRIPTOR__INIT;
+  target.media_type = Chars(image.target.media_type);
+  target.digest = Chars(image.target.digest);
+  target.size = image.target.size;
+  Containerd__Services__Images__V1__Image m = CONTAINERD__SERVICES__IMAGES__V1__IMAGE__INIT;
+  m.name = Chars(image.name);
+  m.n_labels = entries.pointers.size();
+  m.labels = const_cast<Label**>(entries.pointers.data());
+  m.target = &target;
+  Containerd__Services__Images__V1__CreateImageRequest request =
+      CONTAINERD__SERVICES__IMAGES__V1__CREATE_IMAGE_REQUEST__INIT;
+  request.image = &m;
+  return Invoke(channel, "containerd.services.images.v1.Images/Create", &request.base,
+                containerd__services__images__v1__create_image_response__descriptor)
+      .status();
+}
+
+Result<ContainerdImage> ContainerdGetImage(GrpcChannel* channel, const std::string& name) {
+  Containerd__Services__Images__V1__GetImageRequest request =
+      CONTAINERD__SERVICES__IMAGES__V1__GET_IMAGE_REQUEST__INIT;
+  request.name = Chars(name);
+  using Response = Containerd__Services__Images__V1__GetImageResponse;
+  PETREL_ASSIGN_OR_RETURN(
+      Reply<Response> r,
+      InvokeAs<Response>(channel, "containerd.services.images.v1.Images/Get", &request.base,
+                         containerd__services__images__v1__get_image_response__descriptor));
+  ContainerdImage image;
+  if (r->image != nullptr) {
+    image.name = r->image->name;
+    image.labels = MapOf(r->image->labels, r->image->n_labels);
+    if (r->image->target != nullptr) {
+      image.target.media_type = r->image->target->media_type;
+      image.target.digest = r->image->target->digest;
+      image.target.size = r->image->target->size;
+    }
+  }
+  return image;
+}
+
+Status ContainerdDeleteImage(GrpcChannel* channel, const std::string& name, bool sync) {
+  Containerd__Services__Images__V1__DeleteImageRequest request =
+      CONTAINERD__SERVICES__IMAGES__V1__DELETE_IMAGE_REQUEST__INIT;
+  request.name = Chars(name);
+  request.sync = sync;
+  return Invoke(channel, "containerd.services.images.v1.Images/Delete", &request.base,
+                google__protobuf__empty__descriptor)
+      .status();
 }
 
 }  // namespace petrel::internal

@@ -218,6 +218,73 @@ inline constexpr const char* kContainerdTaskExitType = "containerd.events.TaskEx
 // InvalidArgument for another type of event; Corruption for a value that is no TaskExit.
 Result<ContainerdExit> ContainerdDecodeTaskExit(const ContainerdEnvelope& envelope);
 
+// ---- Images in containerd's own stores (issue 16): content, leases, image names.
+
+// A blob in containerd's content store, or what an image names (an OCI descriptor).
+struct ContainerdContent {
+  std::string media_type;  // a descriptor's; "" from Info
+  std::string digest;      // "sha256:<hex>"
+  int64_t size = 0;
+  std::map<std::string, std::string> labels;  // Info's; none in a descriptor
+};
+
+// containerd.services.content.v1.Content/Info of blob `digest`: NotFound when the
+// store has none.
+Result<ContainerdContent> ContainerdContentInfo(GrpcChannel* channel, const std::string& digest);
+
+// The most bytes of a blob one message of a Write carries.
+inline constexpr size_t kContainerdWriteChunk = 1 << 20;
+
+// Content/Write of blob `blob` (digest and size) from the bytes `read` gives (it fills
+// the buffer and returns how much it put there, 0 only at the end), in messages of
+// kContainerdWriteChunk, under the writer's ref `ref` (containerd locks it: one writer
+// per ref), committed with blob.labels; containerd checks size and digest at the commit
+// (FailedPrecondition "unexpected commit digest ..." / "... size ..."). AlreadyExists
+// when the store has the blob already, nothing read (asked first with Info: containerd
+// refuses such a stream at its first message, and Debian 12's libcurl 7.88 drops an
+// answer that comes before the whole request has gone); it is then added to the
+// channel's lease, if it has one. InvalidArgument for `read` giving more or fewer than
+// blob.size bytes.
+Status ContainerdWriteContent(GrpcChannel* channel, const std::string& ref,
+                              const ContainerdContent& blob,
+                              const std::function<Result<size_t>(char* buf, size_t size)>& read);
+
+// Content/Delete of blob `digest`: NotFound when there is none.
+Status ContainerdDeleteContent(GrpcChannel* channel, const std::string& digest);
+
+// containerd.services.leases.v1.Leases/Create of lease `id` with `labels`
+// ("containerd.io/gc.expire": an RFC 3339 time after which containerd drops it):
+// AlreadyExists when there is one.
+Status ContainerdCreateLease(GrpcChannel* channel, const std::string& id,
+                             const std::map<std::string, std::string>& labels);
+
+// Leases/AddResource: blob `digest` is held by lease `id` too. NotFound for no such
+// lease.
+Status ContainerdLeaseContent(GrpcChannel* channel, const std::string& id,
+                              const std::string& digest);
+
+// Leases/Delete of lease `id`; with `sync`, containerd's garbage collection has run
+// before the answer, so what only the lease held is gone. NotFound when there is none.
+Status ContainerdDeleteLease(GrpcChannel* channel, const std::string& id, bool sync);
+
+// An image as containerd names it: a name for a manifest (or index) in the content store.
+struct ContainerdImage {
+  std::string name;  // "docker.io/library/busybox:latest"
+  std::map<std::string, std::string> labels;
+  ContainerdContent target;  // media type, digest and size
+};
+
+// containerd.services.images.v1.Images/Create: AlreadyExists for a name in use;
+// InvalidArgument (containerd's words) for a bad name or target.
+Status ContainerdCreateImage(GrpcChannel* channel, const ContainerdImage& image);
+
+// Images/Get of image `name`: NotFound when there is none.
+Result<ContainerdImage> ContainerdGetImage(GrpcChannel* channel, const std::string& name);
+
+// Images/Delete of image `name`; with `sync`, containerd's garbage collection has run
+// before the answer. NotFound when there is none.
+Status ContainerdDeleteImage(GrpcChannel* channel, const std::string& name, bool sync);
+
 }  // namespace petrel::internal
 
 #endif  // PETREL_RUNTIME_ADAPTERS_CONTAINERD_SERVICES_H_

@@ -6,6 +6,7 @@
 #include "runtime-adapters/containerd/grpc.h"
 
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include "lib/oci/runtime_config.h"
+#include "lib/util/sha256.h"
 #include "petrel/runtime.h"
 #include "petrel/status.h"
 #include "runtime-adapters/containerd/exits.h"
@@ -563,6 +565,124 @@ TEST_SUITE("containerd") {
     const auto before = std::chrono::steady_clock::now();
     watcher->reset();
     CHECK(std::chrono::steady_clock::now() - before < std::chrono::seconds(3));
+  }
+
+  // Issue 16's images in containerd's own stores: blobs written through Content/Write (a
+  // client stream of many messages), held from containerd's garbage collection by a
+  // lease or by an image that names them, and collected once nothing holds them.
+  TEST_CASE("Content, Leases, Images: a blob is kept by its lease or an image, then collected") {
+    const std::string lease = "petrel-test-lease-" + std::to_string(getpid());
+    {
+      GrpcChannel::Options o;
+      o.ns = "petrel-test";
+      std::unique_ptr<GrpcChannel> plain = Channel(o);
+      REQUIRE(ContainerdCreateLease(plain.get(), lease, {{"petrel.test", "lease"}}).ok());
+      CHECK(ContainerdCreateLease(plain.get(), lease, {}).code() == Status::Code::kAlreadyExists);
+    }
+    GrpcChannel::Options o;
+    o.ns = "petrel-test";
+    o.lease = lease;
+    std::unique_ptr<GrpcChannel> channel = Channel(o);
+    // Over three messages' worth, so that offsets and the commit after them count.
+    std::string data;
+    uint32_t x = 12345;
+    while (data.size() < 3 * kContainerdWriteChunk + 123) {
+      x = x * 1103515245 + 12345;
+      data += static_cast<char>(x >> 24);
+    }
+    auto reader = [](const std::string& bytes) {
+      auto at = std::make_shared<size_t>(0);
+      return [&bytes, at](char* buf, size_t size) -> Result<size_t> {
+        const size_t n = std::min(size, bytes.size() - *at);
+        std::copy_n(bytes.data() + *at, n, buf);
+        *at += n;
+        return n;
+      };
+    };
+    ContainerdContent blob;
+    blob.digest = "sha256:" + Sha256Hex(data);
+    blob.size = static_cast<int64_t>(data.size());
+    blob.labels = {{"petrel.test", "blob"}};
+    Status written =
+        ContainerdWriteContent(channel.get(), "petrel-test-" + blob.digest, blob, reader(data));
+    REQUIRE_MESSAGE(written.ok(), written.ToString());
+    Result<ContainerdContent> info = ContainerdContentInfo(channel.get(), blob.digest);
+    REQUIRE_MESSAGE(info.ok(), info.status().ToString());
+    CHECK(info->digest == blob.digest);
+    CHECK(info->size == blob.size);
+    CHECK(info->labels.at("petrel.test") == "blob");
+    Status again = ContainerdWriteContent(channel.get(), "petrel-test-again", blob, reader(data));
+    CHECK_MESSAGE(again.code() == Status::Code::kAlreadyExists, again.ToString());
+
+    // What containerd refuses: bytes of another digest, and fewer bytes than said.
+    const std::string other = "not what the digest says";
+    ContainerdContent wrong;
+    wrong.digest = "sha256:" + std::string(64, '0');
+    wrong.size = static_cast<int64_t>(other.size());
+    Status refused =
+        ContainerdWriteContent(channel.get(), "petrel-test-wrong", wrong, reader(other));
+    CHECK_FALSE(refused.ok());
+    CHECK_MESSAGE(refused.message().find("digest") != std::string::npos, refused.ToString());
+    CHECK(ContainerdContentInfo(channel.get(), wrong.digest).status().IsNotFound());
+    ContainerdContent longer;
+    longer.digest = "sha256:" + Sha256Hex(other + "!");
+    longer.size = static_cast<int64_t>(other.size()) + 1;
+    Status short_read =
+        ContainerdWriteContent(channel.get(), "petrel-test-short", longer, reader(other));
+    CHECK(short_read.code() == Status::Code::kInvalidArgument);
+    CHECK(ContainerdContentInfo(channel.get(), longer.digest).status().IsNotFound());
+
+    // A second blob, which an image names; an empty one, written too.
+    const std::string manifest = R"({"schemaVersion":2,"layers":[]})";
+    ContainerdContent target;
+    target.media_type = "application/vnd.oci.image.manifest.v1+json";
+    target.digest = "sha256:" + Sha256Hex(manifest);
+    target.size = static_cast<int64_t>(manifest.size());
+    REQUIRE(ContainerdWriteContent(channel.get(), "petrel-test-manifest", target, reader(manifest))
+                .ok());
+    const std::string nothing;
+    ContainerdContent empty;
+    empty.digest = "sha256:" + Sha256Hex(nothing);
+    Status wrote_empty =
+        ContainerdWriteContent(channel.get(), "petrel-test-empty", empty, reader(nothing));
+    CHECK((wrote_empty.ok() || wrote_empty.code() == Status::Code::kAlreadyExists));
+    ContainerdImage image;
+    image.name = "petrel.test/gc:1";
+    image.labels = {{"petrel.test", "image"}};
+    image.target = target;
+    REQUIRE(ContainerdCreateImage(channel.get(), image).ok());
+    CHECK(ContainerdCreateImage(channel.get(), image).code() == Status::Code::kAlreadyExists);
+    Result<ContainerdImage> got = ContainerdGetImage(channel.get(), image.name);
+    REQUIRE(got.ok());
+    CHECK(got->target.digest == target.digest);
+    CHECK(got->target.size == target.size);
+    CHECK(got->target.media_type == target.media_type);
+    CHECK(got->labels.at("petrel.test") == "image");
+
+    // The lease gone (collected before the answer): the blob only it held goes; the
+    // image's stays, until the image goes too.
+    REQUIRE(ContainerdDeleteLease(channel.get(), lease, true).ok());
+    CHECK(ContainerdDeleteLease(channel.get(), lease, true).IsNotFound());
+    GrpcChannel::Options unleased;
+    unleased.ns = "petrel-test";
+    std::unique_ptr<GrpcChannel> plain = Channel(unleased);
+    CHECK(ContainerdContentInfo(plain.get(), blob.digest).status().IsNotFound());
+    CHECK(ContainerdContentInfo(plain.get(), target.digest).ok());
+    // A blob the store has, written again under a second lease: not sent, but held by
+    // that lease too, so the image's end does not take it.
+    const std::string second = lease + "-2";
+    REQUIRE(ContainerdCreateLease(plain.get(), second, {}).ok());
+    GrpcChannel::Options o2 = unleased;
+    o2.lease = second;
+    std::unique_ptr<GrpcChannel> leased = Channel(o2);
+    CHECK(ContainerdWriteContent(leased.get(), "petrel-test-manifest", target, reader(manifest))
+              .code() == Status::Code::kAlreadyExists);
+    REQUIRE(ContainerdDeleteImage(plain.get(), image.name, true).ok());
+    CHECK(ContainerdGetImage(plain.get(), image.name).status().IsNotFound());
+    CHECK(ContainerdContentInfo(plain.get(), target.digest).ok());
+    REQUIRE(ContainerdDeleteLease(plain.get(), second, true).ok());
+    CHECK(ContainerdContentInfo(plain.get(), target.digest).status().IsNotFound());
+    CHECK(ContainerdDeleteImage(plain.get(), image.name, true).IsNotFound());
   }
 
   TEST_CASE("a stream of a method containerd does not have: NotSupported, UNIMPLEMENTED") {
