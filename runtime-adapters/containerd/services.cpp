@@ -12,10 +12,12 @@
 #include "containerd/runc/v1/options.pb-c.h"
 #include "containerd/services/containers/v1/containers.pb-c.h"
 #include "containerd/services/content/v1/content.pb-c.h"
+#include "containerd/services/diff/v1/diff.pb-c.h"
 #include "containerd/services/events/v1/events.pb-c.h"
 #include "containerd/services/images/v1/images.pb-c.h"
 #include "containerd/services/leases/v1/leases.pb-c.h"
 #include "containerd/services/namespaces/v1/namespace.pb-c.h"
+#include "containerd/services/snapshots/v1/snapshots.pb-c.h"
 #include "containerd/services/tasks/v1/tasks.pb-c.h"
 #include "containerd/services/version/v1/version.pb-c.h"
 #include "containerd/types/descriptor.pb-c.h"
@@ -329,28 +331,55 @@ Status ContainerdDeleteContainer(GrpcChannel* channel, const std::string& id) {
       .status();
 }
 
+namespace {
+
+// `mounts` as protobuf-c's repeated Mount field, valid while both live: `pointers`.
+struct MountMessages {
+  explicit MountMessages(const std::vector<ContainerdMount>& mounts) {
+    options.reserve(mounts.size());
+    messages.reserve(mounts.size());
+    for (const ContainerdMount& mount : mounts) {
+      options.push_back(CharsOf(mount.options));
+      MountMessage m = CONTAINERD__TYPES__MOUNT__INIT;
+      m.type = Chars(mount.type);
+      m.source = Chars(mount.source);
+      m.target = Chars(mount.target);
+      m.n_options = options.back().size();
+      m.options = options.back().data();
+      messages.push_back(m);
+    }
+    for (MountMessage& m : messages) pointers.push_back(&m);
+  }
+  std::vector<std::vector<char*>> options;
+  std::vector<MountMessage> messages;
+  std::vector<MountMessage*> pointers;
+};
+
+// The repeated Mount field `mounts` (n of them) as petrel's.
+std::vector<ContainerdMount> MountsOf(MountMessage* const* mounts, size_t n) {
+  std::vector<ContainerdMount> out;
+  for (size_t i = 0; i < n; i++) {
+    ContainerdMount m;
+    m.type = mounts[i]->type;
+    m.source = mounts[i]->source;
+    m.target = mounts[i]->target;
+    for (size_t j = 0; j < mounts[i]->n_options; j++) m.options.push_back(mounts[i]->options[j]);
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+}  // namespace
+
 Result<uint32_t> ContainerdCreateTask(GrpcChannel* channel, const std::string& container_id,
                                       const std::vector<ContainerdMount>& rootfs,
                                       const ContainerdTaskIO& io) {
-  std::vector<std::vector<char*>> options;
-  std::vector<MountMessage> mounts;
-  for (const ContainerdMount& mount : rootfs) {
-    options.push_back(CharsOf(mount.options));
-    MountMessage m = CONTAINERD__TYPES__MOUNT__INIT;
-    m.type = Chars(mount.type);
-    m.source = Chars(mount.source);
-    m.target = Chars(mount.target);
-    m.n_options = options.back().size();
-    m.options = options.back().data();
-    mounts.push_back(m);
-  }
-  std::vector<MountMessage*> list;
-  for (MountMessage& m : mounts) list.push_back(&m);
+  MountMessages mounts(rootfs);
   Containerd__Services__Tasks__V1__CreateTaskRequest request =
       CONTAINERD__SERVICES__TASKS__V1__CREATE_TASK_REQUEST__INIT;
   request.container_id = Chars(container_id);
-  request.n_rootfs = list.size();
-  request.rootfs = list.data();
+  request.n_rootfs = mounts.pointers.size();
+  request.rootfs = mounts.pointers.data();
   request.stdin = Chars(io.stdin_uri);
   request.stdout = Chars(io.stdout_uri);
   request.stderr = Chars(io.stderr_uri);
@@ -732,6 +761,121 @@ Status ContainerdDeleteImage(GrpcChannel* channel, const std::string& name, bool
   return Invoke(channel, "containerd.services.images.v1.Images/Delete", &request.base,
                 google__protobuf__empty__descriptor)
       .status();
+}
+
+Result<std::vector<ContainerdMount>> ContainerdPrepareSnapshot(
+    GrpcChannel* channel, const std::string& snapshotter, const std::string& key,
+    const std::string& parent, const std::map<std::string, std::string>& labels) {
+  using Label = Containerd__Services__Snapshots__V1__PrepareSnapshotRequest__LabelsEntry;
+  const Entries<Label> entries(
+      labels, CONTAINERD__SERVICES__SNAPSHOTS__V1__PREPARE_SNAPSHOT_REQUEST__LABELS_ENTRY__INIT);
+  Containerd__Services__Snapshots__V1__PrepareSnapshotRequest request =
+      CONTAINERD__SERVICES__SNAPSHOTS__V1__PREPARE_SNAPSHOT_REQUEST__INIT;
+  request.snapshotter = Chars(snapshotter);
+  request.key = Chars(key);
+  request.parent = Chars(parent);
+  request.n_labels = entries.pointers.size();
+  request.labels = const_cast<Label**>(entries.pointers.data());
+  using Response = Containerd__Services__Snapshots__V1__PrepareSnapshotResponse;
+  PETREL_ASSIGN_OR_RETURN(
+      Reply<Response> r,
+      InvokeAs<Response>(
+          channel, "containerd.services.snapshots.v1.Snapshots/Prepare", &request.base,
+          containerd__services__snapshots__v1__prepare_snapshot_response__descriptor));
+  return MountsOf(r->mounts, r->n_mounts);
+}
+
+Result<std::vector<ContainerdMount>> ContainerdSnapshotMounts(GrpcChannel* channel,
+                                                              const std::string& snapshotter,
+                                                              const std::string& key) {
+  Containerd__Services__Snapshots__V1__MountsRequest request =
+      CONTAINERD__SERVICES__SNAPSHOTS__V1__MOUNTS_REQUEST__INIT;
+  request.snapshotter = Chars(snapshotter);
+  request.key = Chars(key);
+  using Response = Containerd__Services__Snapshots__V1__MountsResponse;
+  PETREL_ASSIGN_OR_RETURN(
+      Reply<Response> r,
+      InvokeAs<Response>(channel, "containerd.services.snapshots.v1.Snapshots/Mounts",
+                         &request.base,
+                         containerd__services__snapshots__v1__mounts_response__descriptor));
+  return MountsOf(r->mounts, r->n_mounts);
+}
+
+Status ContainerdCommitSnapshot(GrpcChannel* channel, const std::string& snapshotter,
+                                const std::string& name, const std::string& key,
+                                const std::map<std::string, std::string>& labels) {
+  using Label = Containerd__Services__Snapshots__V1__CommitSnapshotRequest__LabelsEntry;
+  const Entries<Label> entries(
+      labels, CONTAINERD__SERVICES__SNAPSHOTS__V1__COMMIT_SNAPSHOT_REQUEST__LABELS_ENTRY__INIT);
+  Containerd__Services__Snapshots__V1__CommitSnapshotRequest request =
+      CONTAINERD__SERVICES__SNAPSHOTS__V1__COMMIT_SNAPSHOT_REQUEST__INIT;
+  request.snapshotter = Chars(snapshotter);
+  request.name = Chars(name);
+  request.key = Chars(key);
+  request.n_labels = entries.pointers.size();
+  request.labels = const_cast<Label**>(entries.pointers.data());
+  return Invoke(channel, "containerd.services.snapshots.v1.Snapshots/Commit", &request.base,
+                google__protobuf__empty__descriptor)
+      .status();
+}
+
+Status ContainerdRemoveSnapshot(GrpcChannel* channel, const std::string& snapshotter,
+                                const std::string& key) {
+  Containerd__Services__Snapshots__V1__RemoveSnapshotRequest request =
+      CONTAINERD__SERVICES__SNAPSHOTS__V1__REMOVE_SNAPSHOT_REQUEST__INIT;
+  request.snapshotter = Chars(snapshotter);
+  request.key = Chars(key);
+  return Invoke(channel, "containerd.services.snapshots.v1.Snapshots/Remove", &request.base,
+                google__protobuf__empty__descriptor)
+      .status();
+}
+
+Result<ContainerdSnapshot> ContainerdStatSnapshot(GrpcChannel* channel,
+                                                  const std::string& snapshotter,
+                                                  const std::string& key) {
+  Containerd__Services__Snapshots__V1__StatSnapshotRequest request =
+      CONTAINERD__SERVICES__SNAPSHOTS__V1__STAT_SNAPSHOT_REQUEST__INIT;
+  request.snapshotter = Chars(snapshotter);
+  request.key = Chars(key);
+  using Response = Containerd__Services__Snapshots__V1__StatSnapshotResponse;
+  PETREL_ASSIGN_OR_RETURN(
+      Reply<Response> r,
+      InvokeAs<Response>(channel, "containerd.services.snapshots.v1.Snapshots/Stat", &request.base,
+                         containerd__services__snapshots__v1__stat_snapshot_response__descriptor));
+  ContainerdSnapshot snapshot;
+  if (r->info != nullptr) {
+    snapshot.name = r->info->name;
+    snapshot.parent = r->info->parent;
+    snapshot.committed = r->info->kind == CONTAINERD__SERVICES__SNAPSHOTS__V1__KIND__COMMITTED;
+    snapshot.labels = MapOf(r->info->labels, r->info->n_labels);
+  }
+  return snapshot;
+}
+
+Result<ContainerdContent> ContainerdApplyDiff(GrpcChannel* channel, const ContainerdContent& layer,
+                                              const std::vector<ContainerdMount>& mounts) {
+  Containerd__Types__Descriptor diff = CONTAINERD__TYPES__DESCRIPTOR__INIT;
+  diff.media_type = Chars(layer.media_type);
+  diff.digest = Chars(layer.digest);
+  diff.size = layer.size;
+  MountMessages list(mounts);
+  Containerd__Services__Diff__V1__ApplyRequest request =
+      CONTAINERD__SERVICES__DIFF__V1__APPLY_REQUEST__INIT;
+  request.diff = &diff;
+  request.n_mounts = list.pointers.size();
+  request.mounts = list.pointers.data();
+  using Response = Containerd__Services__Diff__V1__ApplyResponse;
+  PETREL_ASSIGN_OR_RETURN(
+      Reply<Response> r,
+      InvokeAs<Response>(channel, "containerd.services.diff.v1.Diff/Apply", &request.base,
+                         containerd__services__diff__v1__apply_response__descriptor));
+  ContainerdContent applied;
+  if (r->applied != nullptr) {
+    applied.media_type = r->applied->media_type;
+    applied.digest = r->applied->digest;
+    applied.size = r->applied->size;
+  }
+  return applied;
 }
 
 }  // namespace petrel::internal

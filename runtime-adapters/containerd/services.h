@@ -285,6 +285,50 @@ Result<ContainerdImage> ContainerdGetImage(GrpcChannel* channel, const std::stri
 // before the answer. NotFound when there is none.
 Status ContainerdDeleteImage(GrpcChannel* channel, const std::string& name, bool sync);
 
+// A snapshot as containerd's Snapshots service tells it.
+struct ContainerdSnapshot {
+  std::string name;
+  std::string parent;      // "" for none
+  bool committed = false;  // else active or a view
+  std::map<std::string, std::string> labels;
+};
+
+// containerd.services.snapshots.v1.Snapshots/Prepare of an active snapshot `key` on
+// committed `parent` ("" for none) with `labels`, from `snapshotter` ("overlayfs"): the
+// mounts that give it. AlreadyExists for a key in use; NotFound for no such parent.
+Result<std::vector<ContainerdMount>> ContainerdPrepareSnapshot(
+    GrpcChannel* channel, const std::string& snapshotter, const std::string& key,
+    const std::string& parent, const std::map<std::string, std::string>& labels);
+
+// Snapshots/Mounts of snapshot `key`: the mounts that give it. NotFound for none.
+Result<std::vector<ContainerdMount>> ContainerdSnapshotMounts(GrpcChannel* channel,
+                                                              const std::string& snapshotter,
+                                                              const std::string& key);
+
+// Snapshots/Commit of active snapshot `key` as committed `name`, with `labels`.
+// AlreadyExists for a name in use; NotFound for no such key.
+Status ContainerdCommitSnapshot(GrpcChannel* channel, const std::string& snapshotter,
+                                const std::string& name, const std::string& key,
+                                const std::map<std::string, std::string>& labels);
+
+// Snapshots/Remove of snapshot `key`. NotFound for none; FailedPrecondition while
+// another snapshot has it as its parent.
+Status ContainerdRemoveSnapshot(GrpcChannel* channel, const std::string& snapshotter,
+                                const std::string& key);
+
+// Snapshots/Stat of snapshot `key`. NotFound for none.
+Result<ContainerdSnapshot> ContainerdStatSnapshot(GrpcChannel* channel,
+                                                  const std::string& snapshotter,
+                                                  const std::string& key);
+
+// containerd.services.diff.v1.Diff/Apply of layer `layer` (media type, digest and size
+// of a blob in the content store; gzip, zstd or plain tar) onto `mounts` (an active
+// snapshot's): the layer as applied, its digest the uncompressed tar's (the diff id).
+// NotFound for a blob the store lacks; NotSupported for a media type containerd cannot
+// apply.
+Result<ContainerdContent> ContainerdApplyDiff(GrpcChannel* channel, const ContainerdContent& layer,
+                                              const std::vector<ContainerdMount>& mounts);
+
 }  // namespace petrel::internal
 
 #endif  // PETREL_RUNTIME_ADAPTERS_CONTAINERD_SERVICES_H_

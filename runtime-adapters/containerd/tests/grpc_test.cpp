@@ -685,6 +685,101 @@ TEST_SUITE("containerd") {
     CHECK(ContainerdDeleteImage(plain.get(), image.name, true).IsNotFound());
   }
 
+  // A layer unpacked by containerd itself (Snapshots + Diff) under a lease, and a task
+  // run on an active snapshot above it: what the adapter will do with an image's layers.
+  TEST_CASE("Snapshots and Diff: a layer unpacked into a committed snapshot, a task run on it") {
+    TaskBed bed;
+    testing::TempDir& dir = bed.dir;
+    // The layer: busybox's root filesystem as a gzipped tar; its diff id the tar's.
+    REQUIRE(std::system(("tar -C " + dir.Sub("rootfs") + " -cf " + dir.Sub("layer.tar") +
+                         " . && gzip -kn " + dir.Sub("layer.tar"))
+                            .c_str()) == 0);
+    const std::string tar = testing::ReadFile(dir.Sub("layer.tar"));
+    const std::string gz = testing::ReadFile(dir.Sub("layer.tar.gz"));
+    REQUIRE(!tar.empty());
+    const std::string diff_id = "sha256:" + Sha256Hex(tar);
+    ContainerdContent layer;
+    layer.media_type = "application/vnd.oci.image.layer.v1.tar+gzip";
+    layer.digest = "sha256:" + Sha256Hex(gz);
+    layer.size = static_cast<int64_t>(gz.size());
+
+    const std::string lease = "petrel-test-unpack-" + std::to_string(getpid());
+    REQUIRE(ContainerdCreateLease(bed.channel.get(), lease, {}).ok());
+    GrpcChannel::Options o;
+    o.ns = "petrel-test";
+    o.lease = lease;
+    std::unique_ptr<GrpcChannel> channel = Channel(o);
+    size_t at = 0;
+    Status written = ContainerdWriteContent(channel.get(), "petrel-test-layer", layer,
+                                            [&](char* buf, size_t size) -> Result<size_t> {
+                                              const size_t n = std::min(size, gz.size() - at);
+                                              std::copy_n(gz.data() + at, n, buf);
+                                              at += n;
+                                              return n;
+                                            });
+    REQUIRE_MESSAGE(written.ok(), written.ToString());
+
+    const std::string snapshotter = "overlayfs";
+    const std::string extract = "petrel-test-extract";
+    Result<std::vector<ContainerdMount>> mounts =
+        ContainerdPrepareSnapshot(channel.get(), snapshotter, extract, "", {});
+    REQUIRE_MESSAGE(mounts.ok(), mounts.status().ToString());
+    REQUIRE(!mounts->empty());
+    Result<ContainerdContent> applied = ContainerdApplyDiff(channel.get(), layer, *mounts);
+    REQUIRE_MESSAGE(applied.ok(), applied.status().ToString());
+    CHECK(applied->digest == diff_id);
+    // A first layer's chain id is its diff id.
+    REQUIRE(ContainerdCommitSnapshot(channel.get(), snapshotter, diff_id, extract,
+                                     {{"petrel.test", "layer"}})
+                .ok());
+    Result<ContainerdSnapshot> committed =
+        ContainerdStatSnapshot(channel.get(), snapshotter, diff_id);
+    REQUIRE(committed.ok());
+    CHECK(committed->committed);
+    CHECK(committed->parent.empty());
+    CHECK(committed->labels.at("petrel.test") == "layer");
+    CHECK(ContainerdStatSnapshot(channel.get(), snapshotter, extract).status().IsNotFound());
+    // A layer the store lacks is NotFound.
+    ContainerdContent missing = layer;
+    missing.digest = "sha256:" + std::string(64, 'f');
+    CHECK(ContainerdApplyDiff(channel.get(), missing, *mounts).status().IsNotFound());
+
+    // The container's root: an active snapshot on the layer, given to its task.
+    const std::string id = "petrel-unpacked";
+    Result<std::vector<ContainerdMount>> root =
+        ContainerdPrepareSnapshot(channel.get(), snapshotter, id, diff_id, {});
+    REQUIRE_MESSAGE(root.ok(), root.status().ToString());
+    Result<std::vector<ContainerdMount>> again =
+        ContainerdSnapshotMounts(channel.get(), snapshotter, id);
+    REQUIRE(again.ok());
+    CHECK(again->size() == root->size());
+    CHECK(ContainerdRemoveSnapshot(channel.get(), snapshotter, diff_id).code() ==
+          Status::Code::kFailedPrecondition);  // the container's snapshot is on it
+    CreateShellContainer(channel.get(), id, "rootfs", dir.Sub("runc"),
+                         "echo from the snapshot > /made; cat /made; exit 7");
+    {
+      RemoveContainer remove{channel.get(), id};
+      ContainerdTaskIO io;
+      io.stdout_uri = "file://" + dir.Sub("out");
+      io.stderr_uri = io.stdout_uri;
+      Result<uint32_t> pid = ContainerdCreateTask(channel.get(), id, *root, io);
+      REQUIRE_MESSAGE(pid.ok(), pid.status().ToString());
+      REQUIRE(ContainerdStartTask(channel.get(), id).ok());
+      Result<ContainerdExit> exit = ContainerdWaitTask(channel.get(), id);
+      REQUIRE_MESSAGE(exit.ok(), exit.status().ToString());
+      CHECK(exit->exit_status == 7);
+      CHECK(testing::ReadFile(dir.Sub("out")) == "from the snapshot\n");
+      REQUIRE(ContainerdDeleteTask(channel.get(), id).ok());
+    }
+    // What the task wrote is the container's snapshot's, never the layer's.
+    CHECK(!std::filesystem::exists(dir.Sub("rootfs/made")));
+    REQUIRE(ContainerdRemoveSnapshot(channel.get(), snapshotter, id).ok());
+    REQUIRE(ContainerdDeleteLease(channel.get(), lease, true).ok());
+    // The lease held the layer's blob and its snapshot: both collected with it.
+    CHECK(ContainerdContentInfo(channel.get(), layer.digest).status().IsNotFound());
+    CHECK(ContainerdStatSnapshot(channel.get(), snapshotter, diff_id).status().IsNotFound());
+  }
+
   TEST_CASE("a stream of a method containerd does not have: NotSupported, UNIMPLEMENTED") {
     std::unique_ptr<GrpcChannel> channel = Channel();
     Result<GrpcStreamEnd> end = channel->Stream(
