@@ -972,6 +972,11 @@ class DockerRuntime : public ContainerRuntime {
         const auto since_time = std::chrono::system_clock::time_point(
             std::chrono::duration_cast<std::chrono::system_clock::duration>(
                 std::chrono::nanoseconds(since)));
+        // What this stream repeats of an earlier one's: dockerd's `since` keeps the
+        // messages of that very time. Only those are skipped: within one stream the
+        // times need not rise, as dockerd stamps stdout and stderr apart, and a
+        // message of one may come after a later-stamped one of the other.
+        const int64_t resumed_after = since;
         Status s = internal::DockerLogs(
             engine->get(), name, true, true, since_time,
             [&](internal::DockerLogChunk chunk) {
@@ -982,9 +987,9 @@ class DockerRuntime : public ContainerRuntime {
                   internal::DockerParseTime(std::string_view(chunk.data).substr(0, space));
               if (!t.ok()) return Status::OK();
               const int64_t ns = NanosOf(*t);
-              if (ns <= since) return Status::OK();  // written before a reconnect
+              if (ns <= resumed_after) return Status::OK();  // written before a reconnect
               w.Write(chunk.data.data() + space + 1, chunk.data.size() - space - 1);
-              since = ns;
+              since = std::max(since, ns);
               if (Clock::now() - last_save >= kSinceEvery) {
                 save();
                 last_save = Clock::now();
