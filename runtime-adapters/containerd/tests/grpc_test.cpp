@@ -28,10 +28,12 @@
 #include "petrel/runtime.h"
 #include "petrel/status.h"
 #include "runtime-adapters/containerd/exits.h"
+#include "runtime-adapters/containerd/images.h"
 #include "runtime-adapters/containerd/services.h"
 #include "runtime-adapters/containerd/tests/busybox.h"
 #include "tests/lib/doctest_main.h"
 #include "tests/lib/files.h"
+#include "tests/lib/images.h"
 #include "tests/lib/wait.h"
 
 namespace petrel::internal {
@@ -53,7 +55,8 @@ std::unique_ptr<GrpcChannel> Channel(GrpcChannel::Options o = {}) {
 // `runc_root` (not the shim's default /run/containerd/runc, shared by every containerd
 // of the machine).
 void CreateShellContainer(GrpcChannel* channel, const std::string& id, const std::string& root,
-                          const std::string& runc_root, const std::string& script) {
+                          const std::string& runc_root, const std::string& script,
+                          const std::string& snapshotter = "") {
   ContainerSpec spec;
   spec.name = id;
   spec.command = {"/bin/sh", "-c", script};
@@ -67,6 +70,10 @@ void CreateShellContainer(GrpcChannel* channel, const std::string& id, const std
   c.runtime = "io.containerd.runc.v2";
   c.runc_root = runc_root;
   c.spec = *config;
+  if (!snapshotter.empty()) {  // its root an active snapshot of the same name: it holds it
+    c.snapshotter = snapshotter;
+    c.snapshot_key = id;
+  }
   Result<ContainerdContainer> made = ContainerdCreateContainer(channel, c);
   REQUIRE_MESSAGE(made.ok(), made.status().ToString());
 }
@@ -778,6 +785,90 @@ TEST_SUITE("containerd") {
     // The lease held the layer's blob and its snapshot: both collected with it.
     CHECK(ContainerdContentInfo(channel.get(), layer.digest).status().IsNotFound());
     CHECK(ContainerdStatSnapshot(channel.get(), snapshotter, diff_id).status().IsNotFound());
+  }
+
+  // The whole of an image into containerd (images.h): from petrel's busybox image (an
+  // OCI archive), blobs, name and unpacked layers; a task on a snapshot above them; a
+  // second import that sends and unpacks nothing; the name's end collecting it all.
+  TEST_CASE("ContainerdImportImage: an image's blobs, name and snapshots, a task run from it") {
+    TaskBed bed;
+    testing::TempDir& dir = bed.dir;
+    Result<std::string> image = testing::MakeBusyboxImage(dir.Sub("busybox.tar"));
+    REQUIRE_MESSAGE(image.ok(), image.status().ToString());
+    ArchiveUse archive;  // libarchive, loaded while the archive is read
+    REQUIRE(archive.status().ok());
+    std::unique_ptr<ImageSource> source = ImageSource::Tar(dir.Sub("busybox.tar"));
+    Result<ImagePlan> plan = ReadOciLayout(source.get(), "");
+    REQUIRE_MESSAGE(plan.ok(), plan.status().ToString());
+    REQUIRE(!plan->layers.empty());
+    GrpcChannel::Options o;
+    o.socket_path = std::getenv("PETREL_TEST_CONTAINERD_SOCKET");
+    o.ns = "petrel-test";
+    const std::string snapshotter = "overlayfs";
+    const std::string name = "petrel.test/busybox:import";
+    Result<ContainerdImported> imported =
+        ContainerdImportImage(o, snapshotter, name, source.get(), *plan);
+    REQUIRE_MESSAGE(imported.ok(), imported.status().ToString());
+    std::vector<std::string> diff_ids;
+    for (const LayerRef& layer : plan->layers) diff_ids.push_back(layer.diff_id);
+    CHECK(imported->chain_id == ContainerdChainId(diff_ids));
+    GrpcChannel* channel = bed.channel.get();
+    Result<ContainerdImage> named = ContainerdGetImage(channel, name);
+    REQUIRE(named.ok());
+    CHECK(named->target.digest == imported->manifest);
+    Result<ContainerdContent> config = ContainerdContentInfo(channel, plan->id);
+    REQUIRE(config.ok());
+    CHECK(config->labels.at("containerd.io/gc.ref.snapshot." + snapshotter) == imported->chain_id);
+    for (const LayerRef& layer : plan->layers) {
+      CHECK(ContainerdContentInfo(channel, layer.digest).ok());
+    }
+    Result<ContainerdSnapshot> top =
+        ContainerdStatSnapshot(channel, snapshotter, imported->chain_id);
+    REQUIRE(top.ok());
+    CHECK(top->committed);
+
+    // Again: the same answer, nothing written or unpacked anew (the same snapshot).
+    Result<ContainerdImported> again =
+        ContainerdImportImage(o, snapshotter, name, source.get(), *plan);
+    REQUIRE_MESSAGE(again.ok(), again.status().ToString());
+    CHECK(again->manifest == imported->manifest);
+    CHECK(ContainerdStatSnapshot(channel, snapshotter, imported->chain_id)->name ==
+          imported->chain_id);
+
+    // A container's root on it: an active snapshot, made under a lease until the
+    // container that names it holds it; the layers below held by the image alone.
+    const std::string id = "petrel-imported";
+    const std::string lease = "petrel-test-container-" + std::to_string(getpid());
+    REQUIRE(ContainerdCreateLease(channel, lease, {}).ok());
+    GrpcChannel::Options leased = o;
+    leased.lease = lease;
+    std::unique_ptr<GrpcChannel> making = Channel(leased);
+    Result<std::vector<ContainerdMount>> root =
+        ContainerdPrepareSnapshot(making.get(), snapshotter, id, imported->chain_id, {});
+    REQUIRE_MESSAGE(root.ok(), root.status().ToString());
+    CreateShellContainer(making.get(), id, "rootfs", dir.Sub("runc"), "echo imported; exit 4",
+                         snapshotter);
+    REQUIRE(ContainerdDeleteLease(channel, lease, true).ok());  // collected before the answer
+    {
+      RemoveContainer remove{channel, id};
+      ContainerdTaskIO io;
+      io.stdout_uri = "file://" + dir.Sub("out");
+      io.stderr_uri = io.stdout_uri;
+      Result<uint32_t> pid = ContainerdCreateTask(channel, id, *root, io);
+      REQUIRE_MESSAGE(pid.ok(), pid.status().ToString());
+      REQUIRE(ContainerdStartTask(channel, id).ok());
+      Result<ContainerdExit> exit = ContainerdWaitTask(channel, id);
+      REQUIRE_MESSAGE(exit.ok(), exit.status().ToString());
+      CHECK(exit->exit_status == 4);
+      CHECK(testing::ReadFile(dir.Sub("out")) == "imported\n");
+      REQUIRE(ContainerdDeleteTask(channel, id).ok());
+    }
+    REQUIRE(ContainerdRemoveSnapshot(channel, snapshotter, id).ok());
+    // The name gone, containerd's collection takes blobs and snapshots.
+    REQUIRE(ContainerdDeleteImage(channel, name, true).ok());
+    CHECK(ContainerdContentInfo(channel, imported->manifest).status().IsNotFound());
+    CHECK(ContainerdContentInfo(channel, plan->id).status().IsNotFound());
+    CHECK(ContainerdStatSnapshot(channel, snapshotter, imported->chain_id).status().IsNotFound());
   }
 
   TEST_CASE("a stream of a method containerd does not have: NotSupported, UNIMPLEMENTED") {
