@@ -31,7 +31,6 @@
 #include <set>
 #include <thread>
 
-#include "lib/image/image_store.h"
 #include "lib/oci/runtime_config.h"
 #include "lib/spec/image_ref.h"
 #include "lib/util/dir_lock.h"
@@ -42,6 +41,7 @@
 #include "petrel/clock.h"
 #include "petrel/crun.h"
 #include "petrel/spec.h"
+#include "runtime-adapters/crun/image_backend.h"
 #include "runtime-adapters/crun/process_driver.h"
 
 namespace petrel {
@@ -53,7 +53,6 @@ using internal::ListDir;
 using internal::MakeDurableDirs;
 using internal::ReadLogFiles;
 using internal::ReadSmallFile;
-using internal::ReadSmallFileInRoot;
 using internal::UniqueFd;
 using internal::WriteFileAtomic;
 using nlohmann::json;
@@ -114,7 +113,8 @@ std::string CgroupParentOf(const json& meta) {
 class CrunRuntime final : public ContainerRuntime {
  public:
   CrunRuntime(BundleRuntimeOptions options, std::unique_ptr<internal::ProcessDriver> driver,
-              std::unique_ptr<internal::ImageStore> images, std::unique_ptr<internal::DirLock> lock)
+              std::unique_ptr<internal::ImageBackend> images,
+              std::unique_ptr<internal::DirLock> lock)
       : lock_(std::move(lock)),
         opts_(std::move(options)),
         driver_(std::move(driver)),
@@ -145,8 +145,8 @@ class CrunRuntime final : public ContainerRuntime {
       if (ValidId(e.name) && !Exists(DirOf(e.name) + "/" + kMetaFile)) half_made.push_back(e.name);
     }
     for (const std::string& t : trash) {
-      PETREL_RETURN_IF_ERROR(images_->ReleaseRootfs(containers_ + "/" + t + "/rootfs",
-                                                    containers_ + "/" + t + "/scratch"));
+      PETREL_RETURN_IF_ERROR(
+          images_->ReleaseRoot(t.substr(sizeof(kTrashPrefix) - 1), containers_ + "/" + t));
       PETREL_RETURN_IF_ERROR(internal::RemoveTree(containers_ + "/" + t));
     }
     for (const std::string& id : half_made) PETREL_RETURN_IF_ERROR(Destroy(id));
@@ -426,6 +426,7 @@ class CrunRuntime final : public ContainerRuntime {
     bundle.cgroup_parent = CgroupParentOf(meta);
     bundle.limits = LimitsOf(meta);
     bundle.overlay = meta.value("overlay", "");
+    bundle.snapshot = meta.value("snapshot", "");
     if (meta.contains("lease") && meta["lease"].is_object()) {
       bundle.lease.path = meta["lease"].value("path", "");
       bundle.lease.duration_ms = meta["lease"].value("durationMs", int64_t{0});
@@ -458,10 +459,10 @@ class CrunRuntime final : public ContainerRuntime {
   // (creating_) until its meta.json names it: a removal in between waits or fails.
   Result<internal::Image> HoldImage(const ContainerSpec& spec) {
     for (int attempt = 0;; attempt++) {
-      PETREL_ASSIGN_OR_RETURN(const internal::Image image, images_->Pull(spec.image));
+      PETREL_ASSIGN_OR_RETURN(const internal::Image image,
+                              images_->Pull(spec.image, PullOptions()));
       std::lock_guard<std::mutex> lock(image_mu_);
-      struct stat st;
-      if (stat(image.rootfs.c_str(), &st) == 0 || attempt > 0) {
+      if (images_->Has(image) || attempt > 0) {
         creating_[spec.name] = image.id;
         return image;
       }
@@ -571,13 +572,17 @@ class CrunRuntime final : public ContainerRuntime {
   Status Prepare(const ContainerSpec& spec, const std::string& dir) {
     const std::string& id = spec.name;
     PETREL_ASSIGN_OR_RETURN(const internal::Image image, HoldImage(spec));
+    // An overlay (or containerd's snapshot) is mounted by the driver at Run, in the
+    // runtime's own mount namespace.
+    PETREL_ASSIGN_OR_RETURN(const internal::ContainerRoot root,
+                            images_->PrepareRoot(image, id, dir));
     internal::RuntimeConfigOptions bo;
-    bo.rootfs = dir + "/rootfs";
+    bo.rootfs = driver_->RootPath(dir + "/rootfs", !root.overlay.empty() || !root.snapshot.empty());
     // The image's user and group files, only when there is a user to resolve.
     if (!spec.user.empty() || !image.config.user.empty()) {
       // Inside the image's root: its /etc may be a link to the host's.
-      Result<std::string> passwd = ReadSmallFileInRoot(image.rootfs, "/etc/passwd", kLogFile);
-      Result<std::string> group = ReadSmallFileInRoot(image.rootfs, "/etc/group", kLogFile);
+      Result<std::string> passwd = images_->ReadImageFile(image, root, "/etc/passwd", kLogFile);
+      Result<std::string> group = images_->ReadImageFile(image, root, "/etc/group", kLogFile);
       if (passwd.ok()) bo.passwd = std::move(*passwd);
       if (group.ok()) bo.group = std::move(*group);
     }
@@ -607,11 +612,6 @@ class CrunRuntime final : public ContainerRuntime {
       PETREL_RETURN_IF_ERROR(
           internal::RewriteFileInPlace(bo.hosts_file, spec.hosts, /*create=*/true));
     }
-    // An overlay is mounted by the driver at Run, in the runtime's own mount namespace.
-    std::string overlay;
-    PETREL_ASSIGN_OR_RETURN(const internal::ImageStore::RootfsKind kind,
-                            images_->PrepareRootfs(image, bo.rootfs, dir + "/scratch", &overlay));
-    bo.rootfs = driver_->RootPath(bo.rootfs, !overlay.empty());
     PETREL_ASSIGN_OR_RETURN(const std::string config,
                             internal::MakeRuntimeConfig(spec, image.config, bo));
     PETREL_RETURN_IF_ERROR(WriteFileAtomic(dir + "/config.json", config));
@@ -626,23 +626,23 @@ class CrunRuntime final : public ContainerRuntime {
       cgroups = opts_.port->LimitCgroupsFor(opts_.cgroup_parent, id, spec.resources).dirs;
     }
     const Resources& r = spec.resources;
-    json meta = {
-        {"name", id},
-        {"labels", labels},
-        {"image", spec.image},
-        {"imageId", image.id},
-        {"createdAt", opts_.clock->Now()},
-        {"rootfs", kind == internal::ImageStore::RootfsKind::kOverlay ? "overlay" : "copy"},
-        {"resources",
-         {{"memory", r.memory_bytes},
-          {"cpuMillis", r.cpu_millis},
-          {"pids", r.pids},
-          {"allDevices", r.all_devices}}},
-        {"cgroupParent", opts_.cgroup_parent},
-        {"cgroups", cgroups},
-        {"overlay", overlay},
-        {"network", NetworkModeName(spec.network)}};
+    json meta = {{"name", id},
+                 {"labels", labels},
+                 {"image", spec.image},
+                 {"imageId", image.id},
+                 {"createdAt", opts_.clock->Now()},
+                 {"rootfs", root.kind},
+                 {"resources",
+                  {{"memory", r.memory_bytes},
+                   {"cpuMillis", r.cpu_millis},
+                   {"pids", r.pids},
+                   {"allDevices", r.all_devices}}},
+                 {"cgroupParent", opts_.cgroup_parent},
+                 {"cgroups", cgroups},
+                 {"overlay", root.overlay},
+                 {"network", NetworkModeName(spec.network)}};
     if (!address.empty()) meta["address"] = address;
+    if (!root.snapshot.empty()) meta["snapshot"] = root.snapshot;
     if (!spec.hosts.empty()) meta["hosts"] = true;
     if (!spec.lease.empty()) {
       meta["lease"] = {{"path", spec.lease.path}, {"durationMs", spec.lease.duration_ms}};
@@ -656,7 +656,7 @@ class CrunRuntime final : public ContainerRuntime {
   Status Destroy(const std::string& id, const std::string& keep_as = "") {
     const std::string dir = DirOf(id);
     PETREL_RETURN_IF_ERROR(driver_->Delete(id));
-    PETREL_RETURN_IF_ERROR(images_->ReleaseRootfs(dir + "/rootfs", dir + "/scratch"));
+    PETREL_RETURN_IF_ERROR(images_->ReleaseRoot(id, dir));
     // Its network, if it was on the bridge (both are no-ops when not; a reboot took
     // them already): detached while the namespace still says what was the container's.
     const std::string net = NetId(id);
@@ -713,7 +713,7 @@ class CrunRuntime final : public ContainerRuntime {
   const BundleRuntimeOptions opts_;
   // Runs and watches the containers' processes; reset first when the runtime goes.
   std::unique_ptr<internal::ProcessDriver> driver_;
-  std::unique_ptr<internal::ImageStore> images_;
+  std::unique_ptr<internal::ImageBackend> images_;
   // Held while deciding which images are in use and removing images: image removal
   // never overlaps the start of a create (creating_).
   std::mutex image_mu_;
@@ -733,7 +733,8 @@ namespace internal {
 
 Result<std::shared_ptr<ContainerRuntime>> NewBundleRuntime(const BundleRuntimeOptions& options,
                                                            const std::string& name,
-                                                           const DriverFactory& make_driver) {
+                                                           const DriverFactory& make_driver,
+                                                           const ImageBackendFactory& make_images) {
   BundleRuntimeOptions o = options;
   if (o.state_dir.empty()) return Status::InvalidArgument(name + " runtime: state_dir is required");
   if (!o.log_sink) o.log_sink = StderrLogSink();
@@ -754,7 +755,8 @@ Result<std::shared_ptr<ContainerRuntime>> NewBundleRuntime(const BundleRuntimeOp
   io.max_layer_bytes = o.max_layer_bytes;
   io.registry = o.registry;
   io.port = o.port;
-  PETREL_ASSIGN_OR_RETURN(std::unique_ptr<ImageStore> images, ImageStore::Open(io));
+  PETREL_ASSIGN_OR_RETURN(std::unique_ptr<ImageBackend> images,
+                          make_images ? make_images(o, io) : NewStoreImageBackend(io));
   const std::string containers = CrunRuntime::ContainersDir(o);
   PETREL_ASSIGN_OR_RETURN(std::unique_ptr<ProcessDriver> driver,
                           make_driver(o, containers, [containers](const std::string& id) {

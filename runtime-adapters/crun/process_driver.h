@@ -31,6 +31,9 @@
 
 namespace petrel::internal {
 
+class ImageBackend;        // image_backend.h
+struct ImageStoreOptions;  // lib/image/image_store.h
+
 // The bound for the small files a driver keeps beside a container (a pid, an exit
 // code and time) and for the runtime's own, read whole.
 constexpr size_t kDriverRecordMax = 256;
@@ -44,6 +47,9 @@ struct Bundle {
   // The overlay to mount on dir/rootfs before the container starts (ImageStore's mount
   // data); "" when rootfs/ is a plain directory.
   std::string overlay;
+  // The key of the container's snapshot in containerd's snapshotter, its root (the
+  // containerd image backend's); "" for none.
+  std::string snapshot;
   ContainerLease lease;
 };
 
@@ -74,11 +80,11 @@ class ProcessDriver {
   virtual bool PetrelMakesCgroups() const = 0;
 
   // The root.path config.json names for a container whose root filesystem is prepared
-  // at `rootfs` (absolute), `overlay` when an overlay is to be mounted there at Run: by
-  // default `rootfs` itself. A driver whose runtime mounts the overlay on a bundle of
-  // its own (containerd) names that bundle's directory instead.
-  virtual std::string RootPath(const std::string& rootfs, bool overlay) const {
-    (void)overlay;
+  // at `rootfs` (absolute), `mounted` when an overlay or a snapshot is to be mounted
+  // there at Run: by default `rootfs` itself. A driver whose runtime mounts the root on
+  // a bundle of its own (containerd) names that bundle's directory instead.
+  virtual std::string RootPath(const std::string& rootfs, bool mounted) const {
+    (void)mounted;
     return rootfs;
   }
 
@@ -150,15 +156,21 @@ using DriverFactory = std::function<Result<std::unique_ptr<ProcessDriver>>(
     const BundleRuntimeOptions& options, const std::string& containers_dir,
     std::function<bool(const std::string& id)> present)>;
 
+// Makes the image backend of a bundle runtime: `options` with its defaults filled in,
+// `store` the options petrel's image store would have (its directory
+// <state_dir>/images, registries, limits).
+using ImageBackendFactory = std::function<Result<std::unique_ptr<ImageBackend>>(
+    const BundleRuntimeOptions& options, const ImageStoreOptions& store)>;
+
 // The bundle-based runtime (crun_runtime.cpp) over the driver `make_driver` makes: what
 // NewCrunRuntime is with the shim driver, and the containerd adapter with its own.
 // `name` is the runtime's in messages ("crun", "containerd"); `options.runtime`, the
 // binary, is the driver's business. Fills in the defaults, checks root and the cgroup
-// parent, takes the state dir's lock, opens the image store, then the driver, and
-// adopts the containers already there.
-Result<std::shared_ptr<ContainerRuntime>> NewBundleRuntime(const BundleRuntimeOptions& options,
-                                                           const std::string& name,
-                                                           const DriverFactory& make_driver);
+// parent, takes the state dir's lock, opens the image backend (`make_images`'s, else
+// petrel's image store), then the driver, and adopts the containers already there.
+Result<std::shared_ptr<ContainerRuntime>> NewBundleRuntime(
+    const BundleRuntimeOptions& options, const std::string& name, const DriverFactory& make_driver,
+    const ImageBackendFactory& make_images = nullptr);
 
 }  // namespace petrel::internal
 
