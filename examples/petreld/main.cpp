@@ -3,7 +3,7 @@
 //
 //   petreld [--config FILE] [--state-dir DIR] [--socket PATH]
 //           [--runtime crun|runc|containerd|docker|fake|none]
-//           [--runtime-endpoint ADDR] [--manifests FILE_OR_DIR]
+//           [--runtime-endpoint ADDR] [--runtime-namespace NS] [--manifests FILE_OR_DIR]
 //           [--log-level debug|info|warn|error] [--node-name NAME]
 //           [--max-layer-size Q] [--request-timeout D] [--cgroup-parent NAME]
 //           [--bridge-name NAME] [--bridge-subnet CIDR]
@@ -110,6 +110,7 @@ std::string Usage(const petrel::RuntimeRegistry& runtimes) {
          "               [--runtime " +
          names +
          "] [--runtime-endpoint ADDR]\n"
+         "               [--runtime-namespace NS]\n"
          "               [--manifests FILE_OR_DIR] [--log-level debug|info|warn|error]\n"
          "               [--node-name NAME] [--loop-probe-ms MS]\n"
          "               [--max-layer-size Q] [--request-timeout D] [--cgroup-parent NAME]\n"
@@ -140,6 +141,10 @@ std::string Usage(const petrel::RuntimeRegistry& runtimes) {
          "                       (containerd: unix:///PATH, default\n"
          "                       /run/containerd/containerd.sock; docker: unix:///PATH,\n"
          "                       default /var/run/docker.sock)\n"
+         "  --runtime-namespace NS\n"
+         "                       containerd: the namespace of petrel's containers and\n"
+         "                       images (default petrel); petrels sharing one containerd\n"
+         "                       need one each\n"
          "  --manifests PATH     a manifest file or directory applied at start\n"
          "  --log-level LEVEL    debug, info, warn or error (default info)\n"
          "  --node-name NAME     this node's name (default: the host name)\n"
@@ -147,11 +152,12 @@ std::string Usage(const petrel::RuntimeRegistry& runtimes) {
          "                       (1..1000; GET /v1/debug/loop reports them; default off)\n"
          "  --max-layer-size Q   refuse an image layer that decompresses to more than Q\n"
          "                       (512Mi, 8Gi; default 4Gi): a small blob can be a bomb\n"
-         "  --image-store-max Q  crun, runc: after a pull, remove the least recently used\n"
-         "                       images no container uses while the store takes more\n"
-         "                       than Q (2Gi; default: no limit)\n"
-         "  --image-preload DIR  crun, runc: import the archives in DIR (oci-archive or\n"
-         "                       docker-archive) at start, found by the names they carry\n"
+         "  --image-store-max Q  crun, runc, containerd: after a pull, remove the least\n"
+         "                       recently used images no container uses while the store\n"
+         "                       takes more than Q (2Gi; default: no limit)\n"
+         "  --image-preload DIR  crun, runc, containerd: import the archives in DIR\n"
+         "                       (oci-archive or docker-archive) at start, found by the\n"
+         "                       names they carry\n"
          "  --request-timeout D  a request to the socket must arrive whole, headers and\n"
          "                       body, within D of its first byte, else 408 (default 30s)\n"
          "  --cgroup-parent NAME the cgroup, relative to the cgroup root, below which crun\n"
@@ -217,7 +223,8 @@ const char* const kKeys[] = {"state-dir",        "socket",        "runtime",
                              "request-timeout",  "socket-group",  "allow-host-path",
                              "cgroup-parent",    "bridge-name",   "bridge-subnet",
                              "registry-auth",    "registry-ca",   "insecure-registry",
-                             "image-store-max",  "image-preload", "max-concurrent-downloads"};
+                             "image-store-max",  "image-preload", "max-concurrent-downloads",
+                             "runtime-namespace"};
 
 using Settings = std::map<std::string, std::string>;
 using Labels = std::map<std::string, std::string>;
@@ -623,6 +630,7 @@ bool OpenOrchestrator(Settings& settings, const petrel::RuntimeRegistry& runtime
   petrel::RuntimeConfig config;
   config.state_dir = settings["state-dir"];
   config.endpoint = settings["runtime-endpoint"];
+  config.runtime_namespace = settings["runtime-namespace"];
   config.port = d->port;
   config.log_sink = d->log;
   if (settings.count("max-layer-size")) {

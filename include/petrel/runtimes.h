@@ -63,6 +63,10 @@ struct RuntimeConfig {
   // Where the runtime's daemon listens (docker, containerd: a socket path or URL);
   // "" for the adapter's default.
   std::string endpoint;
+  // containerd: the namespace of petrel's containers and images there (petreld
+  // --runtime-namespace); "" for the adapter's default, "petrel". Petrels sharing one
+  // containerd need one each. Ignored by the others.
+  std::string runtime_namespace;
   // Null: the adapter's default (SystemClock(), DefaultPort(), StderrLogSink()).
   std::shared_ptr<Clock> clock;
   std::shared_ptr<Port> port;
@@ -70,7 +74,7 @@ struct RuntimeConfig {
   // Adapters that unpack images themselves (crun, runc) refuse a layer that
   // decompresses to more than this many bytes (petreld --max-layer-size).
   uint64_t max_layer_bytes = uint64_t{4} << 30;
-  // Adapters with an image store of their own (crun, runc): above 0, the least recently
+  // Adapters with images of their own (crun, runc, containerd): above 0, the least recently
   // used images no container uses are removed after a pull while the store takes more
   // (petreld --image-store-max); archives in this directory are imported at start and
   // found by the names they carry (petreld --image-preload).

@@ -19,6 +19,7 @@
 #include "lib/image/layer.h"
 #include "lib/image/layout.h"
 #include "lib/image/local_image.h"
+#include "lib/image/pull_progress.h"
 #include "lib/image/registry.h"
 #include "lib/image/rootfs.h"
 #include "lib/image/source.h"
@@ -90,56 +91,6 @@ int64_t MtimeMs(const struct stat& st) {
   return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000;
 }
 
-// Tells a pull's listener how it goes: at each phase and at most every 250 ms between.
-class ProgressReporter {
- public:
-  explicit ProgressReporter(const std::function<void(const PullProgress&)>& fn) : fn_(fn) {}
-
-  void Phase(const char* phase) {
-    p_.phase = phase;
-    Send(true);
-  }
-  // The layers of this pull: `sizes` by digest; those in `have` are done already.
-  void Layers(const std::map<std::string, int64_t>& sizes, const std::set<std::string>& have) {
-    sizes_ = sizes;
-    p_.layers_total = static_cast<int>(sizes.size());
-    for (const auto& [digest, size] : sizes) {
-      p_.bytes_total += std::max<int64_t>(size, 0);
-      if (have.count(digest) != 0) {
-        p_.bytes_done += std::max<int64_t>(size, 0);
-        p_.layers_done++;
-        got_[digest] = std::max<int64_t>(size, 0);
-      }
-    }
-  }
-  void Bytes(const std::string& digest, uint64_t bytes) {
-    if (sizes_.count(digest) == 0) return;  // a config, not a layer
-    int64_t& got = got_[digest];
-    p_.bytes_done += static_cast<int64_t>(bytes) - got;
-    got = static_cast<int64_t>(bytes);
-    Send(false);
-  }
-  void LayerDone(const std::string& digest) {
-    Bytes(digest, static_cast<uint64_t>(std::max<int64_t>(sizes_[digest], 0)));
-    p_.layers_done++;
-    Send(p_.layers_done == p_.layers_total);  // the last one is always heard
-  }
-
- private:
-  void Send(bool now) {
-    if (!fn_) return;
-    const auto t = std::chrono::steady_clock::now();
-    if (!now && t - last_ < std::chrono::milliseconds(250)) return;
-    last_ = t;
-    fn_(p_);
-  }
-
-  const std::function<void(const PullProgress&)>& fn_;
-  PullProgress p_;
-  std::map<std::string, int64_t> sizes_, got_;
-  std::chrono::steady_clock::time_point last_{};
-};
-
 // Notes the files a pull reads from its source: which blobs it needed.
 class RecordingSource : public ImageSource {
  public:
@@ -164,25 +115,29 @@ Result<std::unique_ptr<ImageStore>> ImageStore::Open(const std::string& dir) {
   return Open(options);
 }
 
-Result<std::unique_ptr<ImageStore>> ImageStore::Open(const ImageStoreOptions& options) {
-  if (options.dir.empty()) return Status::InvalidArgument("image store: no directory");
-  if (options.registry.max_downloads < 1 ||
-      options.registry.max_downloads > RegistryAccess::kMaxDownloadsLimit) {
+Result<RegistryAuth> OpenRegistryAccess(const RegistryAccess& access) {
+  if (access.max_downloads < 1 || access.max_downloads > RegistryAccess::kMaxDownloadsLimit) {
     return Status::InvalidArgument("image store: downloads at once must be 1.." +
                                    std::to_string(RegistryAccess::kMaxDownloadsLimit) + ", not " +
-                                   std::to_string(options.registry.max_downloads));
+                                   std::to_string(access.max_downloads));
   }
+  RegistryAuth credentials;
+  if (!access.auth_file.empty()) {
+    PETREL_ASSIGN_OR_RETURN(credentials, ReadRegistryAuth(access.auth_file));
+  }
+  if (!access.ca_file.empty()) PETREL_RETURN_IF_ERROR(CheckPemBundle(access.ca_file));
+  return credentials;
+}
+
+Result<std::unique_ptr<ImageStore>> ImageStore::Open(const ImageStoreOptions& options) {
+  if (options.dir.empty()) return Status::InvalidArgument("image store: no directory");
+  PETREL_ASSIGN_OR_RETURN(RegistryAuth credentials, OpenRegistryAccess(options.registry));
   PETREL_RETURN_IF_ERROR(MakeDurableDirs(options.dir, 0700));
 
   ImageStoreOptions with_port = options;
   if (!with_port.port) with_port.port = DefaultPort();
   std::unique_ptr<ImageStore> store(new ImageStore(with_port));
-  if (!options.registry.auth_file.empty()) {
-    PETREL_ASSIGN_OR_RETURN(store->credentials_, ReadRegistryAuth(options.registry.auth_file));
-  }
-  if (!options.registry.ca_file.empty()) {
-    PETREL_RETURN_IF_ERROR(CheckPemBundle(options.registry.ca_file));
-  }
+  store->credentials_ = std::move(credentials);
   // What a crash in the middle of an unpack left behind.
   PETREL_ASSIGN_OR_RETURN(std::vector<DirEntry> entries, ListDir(options.dir));
   for (const DirEntry& e : entries) {
@@ -752,50 +707,8 @@ Status ImageStore::ReleaseRootfs(const std::string& target, const std::string& s
 }
 
 Result<Image> ImageStore::ImportArchive(const std::string& path, std::vector<std::string>* names) {
-  std::string ref;
   std::vector<std::string> carried;
-  {
-    ArchiveUse archive;
-    if (!archive.status().ok()) return archive.status().WithContext(path);
-    std::unique_ptr<ImageSource> source = ImageSource::Tar(path);
-    Result<std::string> index = source->ReadFile("index.json", kMaxJsonSize);
-    Result<std::string> docker = index.ok() ? Result<std::string>(std::string())
-                                            : source->ReadFile("manifest.json", kMaxJsonSize);
-    if (!index.ok() && !docker.ok()) {
-      if (index.status().code() == Status::Code::kIOError) return index.status().WithContext(path);
-      return Status::InvalidArgument(path +
-                                     ": neither an OCI archive (no index.json) nor `docker save` "
-                                     "output (no manifest.json)");
-    }
-    json j = json::parse(index.ok() ? *index : *docker, nullptr, /*allow_exceptions=*/false);
-    auto text = [](const json& o, const char* key, std::vector<std::string>* out) {
-      if (o.is_object() && o.contains(key) && o[key].is_string()) {
-        out->push_back(o[key].get<std::string>());
-      }
-    };
-    if (index.ok()) {
-      ref = "oci-archive:" + path;
-      if (j.is_object() && j.contains("manifests") && j["manifests"].is_array() &&
-          !j["manifests"].empty() && j["manifests"][0].is_object() &&
-          j["manifests"][0].contains("annotations")) {
-        const json& a = j["manifests"][0]["annotations"];
-        text(a, "io.containerd.image.name", &carried);
-        std::vector<std::string> ref_name;
-        text(a, "org.opencontainers.image.ref.name", &ref_name);
-        for (const std::string& n : ref_name) {
-          if (n.find_first_of(":/@") != std::string::npos) carried.push_back(n);  // not a bare tag
-        }
-      }
-    } else {
-      ref = "docker-archive:" + path;
-      if (j.is_array() && !j.empty() && j[0].is_object() && j[0].contains("RepoTags") &&
-          j[0]["RepoTags"].is_array()) {
-        for (const json& t : j[0]["RepoTags"]) {
-          if (t.is_string()) carried.push_back(t.get<std::string>());
-        }
-      }
-    }
-  }
+  PETREL_ASSIGN_OR_RETURN(const std::string ref, ArchiveReference(path, &carried));
   PETREL_ASSIGN_OR_RETURN(Image image, Pull(ref));
   for (const std::string& name : carried) {
     PETREL_RETURN_IF_ERROR(Tag(name, image.id).WithContext(path));

@@ -94,6 +94,10 @@ struct ImageStoreOptions {
   std::shared_ptr<Port> port;
 };
 
+// Checks `access` (downloads at once, its CA bundle) and reads its credentials file,
+// as an image store does when it opens (ImageStore::Open says the errors).
+Result<RegistryAuth> OpenRegistryAccess(const RegistryAccess& access);
+
 class ImageStore {
  public:
   // Opens (creating it 0700 if missing) the store in `options.dir` and removes the

@@ -1,8 +1,10 @@
 #include "lib/image/local_image.h"
 
 #include <cerrno>
+#include <nlohmann/json.hpp>
 #include <string_view>
 
+#include "lib/image/archive_lib.h"
 #include "lib/util/fs.h"
 
 namespace petrel::internal {
@@ -77,6 +79,49 @@ std::unique_ptr<ImageSource> OpenLocalImage(const LocalRef& parsed) {
 Result<ImagePlan> ReadLocalPlan(ImageSource* source, const LocalRef& parsed) {
   return parsed.format == LocalFormat::kDockerArchive ? ReadDockerArchive(source)
                                                       : ReadOciLayout(source, parsed.tag);
+}
+
+Result<std::string> ArchiveReference(const std::string& path, std::vector<std::string>* carried) {
+  using nlohmann::json;
+  ArchiveUse archive;
+  if (!archive.status().ok()) return archive.status().WithContext(path);
+  std::unique_ptr<ImageSource> source = ImageSource::Tar(path);
+  Result<std::string> index = source->ReadFile("index.json", kMaxJsonSize);
+  Result<std::string> docker = index.ok() ? Result<std::string>(std::string())
+                                          : source->ReadFile("manifest.json", kMaxJsonSize);
+  if (!index.ok() && !docker.ok()) {
+    if (index.status().code() == Status::Code::kIOError) return index.status().WithContext(path);
+    return Status::InvalidArgument(path +
+                                   ": neither an OCI archive (no index.json) nor `docker save` "
+                                   "output (no manifest.json)");
+  }
+  json j = json::parse(index.ok() ? *index : *docker, nullptr, /*allow_exceptions=*/false);
+  auto text = [](const json& o, const char* key, std::vector<std::string>* out) {
+    if (o.is_object() && o.contains(key) && o[key].is_string()) {
+      out->push_back(o[key].get<std::string>());
+    }
+  };
+  if (index.ok()) {
+    if (j.is_object() && j.contains("manifests") && j["manifests"].is_array() &&
+        !j["manifests"].empty() && j["manifests"][0].is_object() &&
+        j["manifests"][0].contains("annotations")) {
+      const json& a = j["manifests"][0]["annotations"];
+      text(a, "io.containerd.image.name", carried);
+      std::vector<std::string> ref_name;
+      text(a, "org.opencontainers.image.ref.name", &ref_name);
+      for (const std::string& n : ref_name) {
+        if (n.find_first_of(":/@") != std::string::npos) carried->push_back(n);  // not a bare tag
+      }
+    }
+    return "oci-archive:" + path;
+  }
+  if (j.is_array() && !j.empty() && j[0].is_object() && j[0].contains("RepoTags") &&
+      j[0]["RepoTags"].is_array()) {
+    for (const json& t : j[0]["RepoTags"]) {
+      if (t.is_string()) carried->push_back(t.get<std::string>());
+    }
+  }
+  return "docker-archive:" + path;
 }
 
 }  // namespace petrel::internal

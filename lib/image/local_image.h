@@ -11,6 +11,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "lib/image/layout.h"
 #include "lib/image/source.h"
@@ -38,6 +39,14 @@ Result<struct stat> StatLocalImage(const std::string& ref, const LocalRef& parse
 
 // The files of the image. REQUIRES: an ArchiveUse alive while the source reads.
 std::unique_ptr<ImageSource> OpenLocalImage(const LocalRef& parsed);
+
+// The reference of the archive `path`, an OCI archive or `docker save` output told
+// apart by its content (index.json or manifest.json): "oci-archive:PATH" or
+// "docker-archive:PATH"; `carried` gets the names its (first) image carries: for
+// docker-archive its RepoTags, for an OCI index the annotations io.containerd.image.name
+// and org.opencontainers.image.ref.name (a bare tag such as "latest" names nothing).
+// Errors name `path`. Loads libarchive for the call.
+Result<std::string> ArchiveReference(const std::string& path, std::vector<std::string>* carried);
 
 // Reads the image's plan from `source` (OpenLocalImage's, or one wrapping it) as its
 // format says. Errors as ReadOciLayout's and ReadDockerArchive's, without the reference.

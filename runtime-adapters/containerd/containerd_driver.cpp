@@ -258,10 +258,10 @@ class ContainerdDriver final : public ProcessDriver {
 
   bool PetrelMakesCgroups() const override { return false; }
 
-  // With an overlay, the task's mount makes the root filesystem on the bundle
-  // containerd keeps: "rootfs" relative to that bundle.
-  std::string RootPath(const std::string& rootfs, bool overlay) const override {
-    return overlay ? "rootfs" : rootfs;
+  // With an overlay or a snapshot, the task's mounts make the root filesystem on the
+  // bundle containerd keeps: "rootfs" relative to that bundle.
+  std::string RootPath(const std::string& rootfs, bool mounted) const override {
+    return mounted ? "rootfs" : rootfs;
   }
 
   Status Open(ExitFn on_exit) override {
@@ -383,6 +383,15 @@ class ContainerdDriver final : public ProcessDriver {
     c.runtime = opts_.runtime;
     c.runc_root = opts_.runc_root;
     PETREL_ASSIGN_OR_RETURN(c.spec, ReadSmallFile(bundle.dir + "/config.json", kConfigFile));
+    // A root on a snapshot: the record names it (which holds it from containerd's
+    // garbage collection too), and the task mounts it.
+    std::vector<ContainerdMount> root = ContainerdOverlayMounts(bundle.overlay);
+    if (!bundle.snapshot.empty()) {
+      c.snapshotter = opts_.snapshotter;
+      c.snapshot_key = bundle.snapshot;
+      PETREL_ASSIGN_OR_RETURN(
+          root, ContainerdSnapshotMounts(channel.get(), opts_.snapshotter, bundle.snapshot));
+    }
     Result<ContainerdContainer> made = ContainerdCreateContainer(channel.get(), c);
     if (made.status().code() == Status::Code::kAlreadyExists) {
       // Left by a Run a crash cut short: taken away unless its task has started.
@@ -400,8 +409,7 @@ class ContainerdDriver final : public ProcessDriver {
     ContainerdTaskIO io;
     io.stdout_uri = ContainerdLogUri(opts_.logger, bundle.dir, opts_.log_max_bytes, lease);
     io.stderr_uri = io.stdout_uri;  // services.h: the 1.6 shim dies without one
-    Result<uint32_t> pid =
-        ContainerdCreateTask(channel.get(), id, ContainerdOverlayMounts(bundle.overlay), io);
+    Result<uint32_t> pid = ContainerdCreateTask(channel.get(), id, root, io);
     Status s = pid.status();
     // The logger's to hold (whose end it waits for, whom it kills once the lease runs
     // out), written before the task starts.

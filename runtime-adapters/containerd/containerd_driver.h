@@ -72,6 +72,7 @@ struct ContainerdDriverOptions {
   // "" for the shim's default /run/containerd/runc, shared by every containerd.
   std::string runc_root;
   std::string runtime = "io.containerd.runc.v2";  // the shim
+  std::string snapshotter = "overlayfs";          // of the roots on snapshots (Bundle::snapshot)
   std::string logger;  // absolute path of the `binary://` logger (petreld)
   int64_t log_max_bytes = 1 << 20;
   std::string containers_dir;  // <containers dir>/<id>: each container's own files

@@ -11,6 +11,7 @@
 #include "lib/util/strings.h"
 #include "petrel/containerd.h"
 #include "runtime-adapters/containerd/containerd_driver.h"
+#include "runtime-adapters/containerd/image_backend.h"
 #include "runtime-adapters/containerd/logger.h"
 #include "runtime-adapters/crun/process_driver.h"
 
@@ -91,6 +92,16 @@ Result<std::shared_ptr<ContainerRuntime>> NewContainerdRuntime(const ContainerdO
         d.log_sink = o.log_sink;
         d.port = o.port;
         return internal::NewContainerdDriver(std::move(d));
+      },
+      options.petrel_image_store
+          ? internal::ImageBackendFactory()
+          : [&](const BundleRuntimeOptions&, const internal::ImageStoreOptions& store)
+          -> Result<std::unique_ptr<internal::ImageBackend>> {
+        internal::ContainerdImageBackendOptions b;
+        b.socket_path = socket;
+        b.ns = options.ns;
+        b.store = store;
+        return internal::NewContainerdImageBackend(std::move(b));
       });
 }
 
@@ -103,11 +114,11 @@ Status RegisterContainerdRuntime(RuntimeRegistry* registry) {
     // Images, bundles, container logs in <state_dir>/containerd.
     static_cast<BundleRuntimeOptions&>(o) = BundleOptionsOf(config, "containerd");
     o.endpoint = config.endpoint;
+    if (!config.runtime_namespace.empty()) o.ns = config.runtime_namespace;
     return NewContainerdRuntime(o);
   };
-  return registry->Register({"containerd",
-                             "containerd's tasks, images from petrel's store (--runtime-endpoint)",
-                             factory});
+  return registry->Register(
+      {"containerd", "containerd's tasks and image stores (--runtime-endpoint)", factory});
 }
 
 }  // namespace petrel

@@ -71,7 +71,8 @@ class Import {
         source_(source),
         plan_(plan) {}
 
-  Result<ContainerdImported> Run(const std::string& name) {
+  Result<ContainerdImported> Run(const std::string& name,
+                                 const std::map<std::string, std::string>& labels) {
     std::vector<std::string> diff_ids;
     for (const LayerRef& layer : plan_.layers) diff_ids.push_back(layer.diff_id);
     std::vector<ContainerdContent> layers;
@@ -112,13 +113,15 @@ class Import {
                                .WithContext("manifest " + target.digest));
     imported.manifest = target.digest;
     PETREL_RETURN_IF_ERROR(Unpack(layers, diff_ids));
-    PETREL_RETURN_IF_ERROR(Name(name, target));
+    PETREL_RETURN_IF_ERROR(Name(name, target, labels));
     return imported;
   }
 
  private:
-  // The writer's ref of blob `digest`: one writer per blob.
-  static std::string Ref(const std::string& digest) { return "petrel-" + digest; }
+  // The writer's ref of blob `digest`, this import's own: imports of images that share
+  // a blob (in this process or another) each write it, and the second commit is
+  // AlreadyExists, where one ref would be "locked" for the second.
+  std::string Ref(const std::string& digest) const { return lease_ + "-" + digest; }
 
   // Layer `layer` into the content store as it is: its descriptor.
   Result<ContainerdContent> WriteLayer(const LayerRef& layer) {
@@ -198,20 +201,15 @@ class Import {
     return Status::OK();
   }
 
-  // `name` for image `target`, moved from another image if it named one.
-  Status Name(const std::string& name, const ContainerdContent& target) {
-    Result<ContainerdImage> have = ContainerdGetImage(channel_, name);
-    if (have.ok() && have->target.digest == target.digest) return Status::OK();
-    if (have.ok()) {
-      PETREL_RETURN_IF_ERROR(ContainerdDeleteImage(channel_, name, false));
-    } else if (!have.status().IsNotFound()) {
-      return have.status();
-    }
+  // `name` for image `target` with `labels`.
+  Status Name(const std::string& name, const ContainerdContent& target,
+              const std::map<std::string, std::string>& labels) {
     ContainerdImage image;
     image.name = name;
+    image.labels = labels;
     image.target = target;
     image.target.labels.clear();
-    return ContainerdCreateImage(channel_, image);
+    return ContainerdNameImage(channel_, name, image);
   }
 
   GrpcChannel* const channel_;
@@ -231,10 +229,31 @@ std::string ContainerdChainId(const std::vector<std::string>& diff_ids) {
   return chain;
 }
 
+Status ContainerdNameImage(GrpcChannel* channel, const std::string& name,
+                           const ContainerdImage& image) {
+  Result<ContainerdImage> have = ContainerdGetImage(channel, name);
+  if (have.ok() && have->target.digest == image.target.digest && have->labels == image.labels) {
+    return Status::OK();
+  }
+  if (have.ok()) {
+    PETREL_RETURN_IF_ERROR(ContainerdDeleteImage(channel, name, false));
+  } else if (!have.status().IsNotFound()) {
+    return have.status();
+  }
+  ContainerdImage named = image;
+  named.name = name;
+  Status made = ContainerdCreateImage(channel, named);
+  if (made.code() != Status::Code::kAlreadyExists) return made;
+  // Named meanwhile by another import: fine when it is this image.
+  PETREL_ASSIGN_OR_RETURN(const ContainerdImage now, ContainerdGetImage(channel, name));
+  return now.target.digest == image.target.digest ? Status::OK() : made;
+}
+
 Result<ContainerdImported> ContainerdImportImage(GrpcChannel::Options options,
                                                  const std::string& snapshotter,
                                                  const std::string& name, ImageSource* source,
-                                                 const ImagePlan& plan) {
+                                                 const ImagePlan& plan,
+                                                 const std::map<std::string, std::string>& labels) {
   static std::atomic<uint64_t> imports{0};
   const auto now = std::chrono::system_clock::now();
   const std::string lease =
@@ -248,7 +267,7 @@ Result<ContainerdImported> ContainerdImportImage(GrpcChannel::Options options,
   options.lease = lease;
   Result<ContainerdImported> imported = [&]() -> Result<ContainerdImported> {
     PETREL_ASSIGN_OR_RETURN(std::unique_ptr<GrpcChannel> channel, GrpcChannel::Open(options));
-    return Import(channel.get(), snapshotter, lease, source, plan).Run(name);
+    return Import(channel.get(), snapshotter, lease, source, plan).Run(name, labels);
   }();
   // The image's name holds what it needs now; what a failed import made goes.
   (void)ContainerdDeleteLease(plain.get(), lease, false);

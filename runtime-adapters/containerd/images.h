@@ -17,6 +17,7 @@
 #ifndef PETREL_RUNTIME_ADAPTERS_CONTAINERD_IMAGES_H_
 #define PETREL_RUNTIME_ADAPTERS_CONTAINERD_IMAGES_H_
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,7 @@
 #include "lib/image/source.h"
 #include "petrel/status.h"
 #include "runtime-adapters/containerd/grpc.h"
+#include "runtime-adapters/containerd/services.h"
 
 namespace petrel::internal {
 
@@ -39,14 +41,20 @@ struct ContainerdImported {
 };
 
 // Imports the image `plan` describes, its files read from `source`, as `name` (a
-// reference: "docker.io/library/busybox:latest"), through channels made with `options`
-// (containerd's socket and namespace; no lease), its layers unpacked by `snapshotter`
-// ("overlayfs"). A name that named another image is moved to this one. Errors name the
-// blob or layer and say what containerd said.
-Result<ContainerdImported> ContainerdImportImage(GrpcChannel::Options options,
-                                                 const std::string& snapshotter,
-                                                 const std::string& name, ImageSource* source,
-                                                 const ImagePlan& plan);
+// reference: "docker.io/library/busybox:latest") with `labels` on the name, through
+// channels made with `options` (containerd's socket and namespace; no lease), its layers
+// unpacked by `snapshotter` ("overlayfs"). A name that named another image, or this
+// one with other labels, is made anew. Errors name the blob or layer and say what
+// containerd said.
+Result<ContainerdImported> ContainerdImportImage(
+    GrpcChannel::Options options, const std::string& snapshotter, const std::string& name,
+    ImageSource* source, const ImagePlan& plan,
+    const std::map<std::string, std::string>& labels = {});
+
+// Names image `image` (its target and labels) also `name`, made anew when it named
+// another image or had other labels.
+Status ContainerdNameImage(GrpcChannel* channel, const std::string& name,
+                           const ContainerdImage& image);
 
 }  // namespace petrel::internal
 

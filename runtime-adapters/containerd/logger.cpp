@@ -104,6 +104,9 @@ namespace {
 
 // The shim's fds (logger.h).
 constexpr int kStdoutFd = 3, kStderrFd = 4, kReadyFd = 5;
+// How long the logger waits for the rest of a line a stream has begun, per piece, and
+// for how many pieces, before it reads the other stream again.
+constexpr int kLineRestWaitMs = 10, kLinePieces = 8;
 
 std::atomic<bool> g_hand_over_asked{false};
 
@@ -265,10 +268,12 @@ int RunContainerdLogger(int argc, char** argv) {
   TaskWatch task(*args, &log);
   // Reads pipe `p` once: false once it is closed (end of file; or, nonblocking, empty
   // when `empty_ends`).
+  bool line_open = false;  // the last bytes written did not end a line
   const auto read_pipe = [&](struct pollfd& p, bool empty_ends) {
     const ssize_t n = read(p.fd, buf, sizeof(buf));
     if (n > 0) {
       log.Write(buf, static_cast<size_t>(n));
+      line_open = buf[n - 1] != '\n';
       return true;
     }
     if (n < 0 && (errno == EINTR || (errno == EAGAIN && !empty_ends))) return true;
@@ -299,6 +304,13 @@ int RunContainerdLogger(int argc, char** argv) {
           close(p.fd);  // after SIGTERM, drained
           p.fd = -1;
           open_fds--;
+        }
+        // A line begun is finished before the other stream is read: a program that
+        // writes a line in pieces (busybox sh's error messages) would otherwise have
+        // the other stream's output land inside it. Its rest is waited for a moment.
+        for (int pieces = 0; line_open && p.fd >= 0 && pieces < kLinePieces; pieces++) {
+          struct pollfd one = {p.fd, POLLIN, 0};
+          if (poll(&one, 1, kLineRestWaitMs) <= 0 || !read_pipe(p, true)) break;
         }
       }
       ended = ended || (fds[2].fd >= 0 && fds[2].revents != 0);

@@ -731,6 +731,23 @@ Status ContainerdCreateImage(GrpcChannel* channel, const ContainerdImage& image)
       .status();
 }
 
+namespace {
+
+ContainerdImage FromMessage(const Containerd__Services__Images__V1__Image& m) {
+  ContainerdImage image;
+  image.name = m.name;
+  image.labels = MapOf(m.labels, m.n_labels);
+  if (m.target != nullptr) {
+    image.target.media_type = m.target->media_type;
+    image.target.digest = m.target->digest;
+    image.target.size = m.target->size;
+  }
+  image.created_at = TimeOf(m.created_at);
+  return image;
+}
+
+}  // namespace
+
 Result<ContainerdImage> ContainerdGetImage(GrpcChannel* channel, const std::string& name) {
   Containerd__Services__Images__V1__GetImageRequest request =
       CONTAINERD__SERVICES__IMAGES__V1__GET_IMAGE_REQUEST__INIT;
@@ -740,17 +757,25 @@ Result<ContainerdImage> ContainerdGetImage(GrpcChannel* channel, const std::stri
       Reply<Response> r,
       InvokeAs<Response>(channel, "containerd.services.images.v1.Images/Get", &request.base,
                          containerd__services__images__v1__get_image_response__descriptor));
-  ContainerdImage image;
-  if (r->image != nullptr) {
-    image.name = r->image->name;
-    image.labels = MapOf(r->image->labels, r->image->n_labels);
-    if (r->image->target != nullptr) {
-      image.target.media_type = r->image->target->media_type;
-      image.target.digest = r->image->target->digest;
-      image.target.size = r->image->target->size;
-    }
-  }
-  return image;
+  if (r->image == nullptr) return ContainerdImage();
+  return FromMessage(*r->image);
+}
+
+Result<std::vector<ContainerdImage>> ContainerdListImages(GrpcChannel* channel,
+                                                          const std::vector<std::string>& filters) {
+  std::vector<char*> list = CharsOf(filters);
+  Containerd__Services__Images__V1__ListImagesRequest request =
+      CONTAINERD__SERVICES__IMAGES__V1__LIST_IMAGES_REQUEST__INIT;
+  request.n_filters = list.size();
+  request.filters = list.data();
+  using Response = Containerd__Services__Images__V1__ListImagesResponse;
+  PETREL_ASSIGN_OR_RETURN(
+      Reply<Response> r,
+      InvokeAs<Response>(channel, "containerd.services.images.v1.Images/List", &request.base,
+                         containerd__services__images__v1__list_images_response__descriptor));
+  std::vector<ContainerdImage> images;
+  for (size_t i = 0; i < r->n_images; i++) images.push_back(FromMessage(*r->images[i]));
+  return images;
 }
 
 Status ContainerdDeleteImage(GrpcChannel* channel, const std::string& name, bool sync) {

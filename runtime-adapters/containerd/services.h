@@ -272,6 +272,8 @@ struct ContainerdImage {
   std::string name;  // "docker.io/library/busybox:latest"
   std::map<std::string, std::string> labels;
   ContainerdContent target;  // media type, digest and size
+  // Set by containerd; ignored by Create.
+  std::chrono::system_clock::time_point created_at;
 };
 
 // containerd.services.images.v1.Images/Create: AlreadyExists for a name in use;
@@ -280,6 +282,11 @@ Status ContainerdCreateImage(GrpcChannel* channel, const ContainerdImage& image)
 
 // Images/Get of image `name`: NotFound when there is none.
 Result<ContainerdImage> ContainerdGetImage(GrpcChannel* channel, const std::string& name);
+
+// Images/List: the images any of `filters` (containerd's syntax:
+// `labels."petrel.image.id"==sha256:..`) matches; all for none.
+Result<std::vector<ContainerdImage>> ContainerdListImages(GrpcChannel* channel,
+                                                          const std::vector<std::string>& filters);
 
 // Images/Delete of image `name`; with `sync`, containerd's garbage collection has run
 // before the answer. NotFound when there is none.

@@ -120,14 +120,17 @@ runtime_cleanup() {
     [ -e "$rec" ] || continue
     "$1" --root "$2/oci/runtime" delete --force "${rec##*/}" >/dev/null 2>&1 || true
   done
-  # containerd's (on $PETREL_TEST_CONTAINERD_SOCKET, namespace petrel): those of the
-  # state dir's containers.
+  # containerd's (on $PETREL_TEST_CONTAINERD_SOCKET, namespace $containerd_ns, else
+  # petrel): those of the state dir's containers.
   for rec in "$2"/containerd/containers/*; do
     [ -e "$rec" ] && [ -n "${PETREL_TEST_CONTAINERD_SOCKET:-}" ] || continue
     c=${rec##*/}
-    ctr --address "$PETREL_TEST_CONTAINERD_SOCKET" -n petrel tasks kill -s SIGKILL "$c" >/dev/null 2>&1 || true
-    ctr --address "$PETREL_TEST_CONTAINERD_SOCKET" -n petrel tasks rm -f "$c" >/dev/null 2>&1 || true
-    ctr --address "$PETREL_TEST_CONTAINERD_SOCKET" -n petrel containers rm "$c" >/dev/null 2>&1 || true
+    ctr --address "$PETREL_TEST_CONTAINERD_SOCKET" -n "${containerd_ns:-petrel}" tasks kill -s SIGKILL "$c" >/dev/null 2>&1 || true
+    ctr --address "$PETREL_TEST_CONTAINERD_SOCKET" -n "${containerd_ns:-petrel}" tasks rm -f "$c" >/dev/null 2>&1 || true
+    ctr --address "$PETREL_TEST_CONTAINERD_SOCKET" -n "${containerd_ns:-petrel}" containers rm "$c" >/dev/null 2>&1 || true
+    # Its root: a snapshot, held by a lease (runtime-adapters/containerd/image_backend.h).
+    ctr --address "$PETREL_TEST_CONTAINERD_SOCKET" -n "${containerd_ns:-petrel}" snapshots rm "petrel-$c" >/dev/null 2>&1 || true
+    ctr --address "$PETREL_TEST_CONTAINERD_SOCKET" -n "${containerd_ns:-petrel}" leases rm "petrel-root-$c" >/dev/null 2>&1 || true
   done
   # dockerd's (on $PETREL_TEST_DOCKERD_SOCKET): those of the state dir's containers.
   for rec in "$2"/docker/containers/*; do

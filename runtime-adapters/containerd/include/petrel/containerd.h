@@ -59,6 +59,11 @@ struct ContainerdOptions : BundleRuntimeOptions {
   // runc's state directory as the shim is told it; "" for the shim's default,
   // /run/containerd/runc.
   std::string runc_root;
+  // false (the default): images live in containerd's own stores (content, images,
+  // snapshots; `ctr -n NS images ls` lists them) and each container's root is a
+  // containerd snapshot. true: in petrel's image store in state_dir, as on crun, each
+  // root an overlay petrel mounts.
+  bool petrel_image_store = false;
 };
 
 // Checks root, the options and that containerd answers at the endpoint, makes the
