@@ -129,6 +129,26 @@ Result<RegistryAuth> OpenRegistryAccess(const RegistryAccess& access) {
   return credentials;
 }
 
+Result<std::unique_ptr<ImageSource>> OpenRegistrySource(const ImageStoreOptions& store,
+                                                        const RegistryAuth& credentials,
+                                                        const ImageReference& ref, Semaphore* slots,
+                                                        const PullOptions& options,
+                                                        ProgressReporter* progress) {
+  RegistryOptions ro;
+  ro.store_dir = store.dir;
+  ro.max_blob_bytes = store.max_layer_bytes;
+  ro.insecure_registries = store.registry.insecure;
+  ro.ca_file = store.registry.ca_file;
+  ro.auth_file = store.registry.auth_file;
+  ro.download_slots = slots;
+  ro.cancelled = options.cancelled;
+  PETREL_ASSIGN_OR_RETURN(ro.credential, CredentialFor(credentials, RegistryAuthKey(ref.domain)));
+  ro.on_bytes = [progress](const std::string& digest, uint64_t bytes) {
+    progress->Bytes(digest, bytes);
+  };
+  return RegistrySource(ref, ro);
+}
+
 Result<std::unique_ptr<ImageStore>> ImageStore::Open(const ImageStoreOptions& options) {
   if (options.dir.empty()) return Status::InvalidArgument("image store: no directory");
   PETREL_ASSIGN_OR_RETURN(RegistryAuth credentials, OpenRegistryAccess(options.registry));
@@ -281,22 +301,10 @@ Result<Image> ImageStore::Pull(const std::string& given, const PullOptions& opti
     if (registry) {
       curl = std::make_unique<CurlUse>();
       if (!curl->status().ok()) return curl->status().WithContext(given);
-      RegistryOptions ro;
-      ro.store_dir = options_.dir;
-      ro.max_blob_bytes = options_.max_layer_bytes;
-      ro.insecure_registries = options_.registry.insecure;
-      ro.ca_file = options_.registry.ca_file;
-      ro.auth_file = options_.registry.auth_file;
-      ro.download_slots = &download_slots_;
-      ro.cancelled = options.cancelled;
-      Result<std::optional<RegistryCredential>> credential =
-          CredentialFor(credentials_, RegistryAuthKey(remote->domain));
-      if (!credential.ok()) return credential.status().WithContext(given);
-      ro.credential = *credential;
-      ro.on_bytes = [&](const std::string& digest, uint64_t bytes) {
-        progress.Bytes(digest, bytes);
-      };
-      source = RegistrySource(*remote, ro);
+      Result<std::unique_ptr<ImageSource>> opened =
+          OpenRegistrySource(options_, credentials_, *remote, &download_slots_, options, &progress);
+      if (!opened.ok()) return opened.status().WithContext(given);
+      source = std::move(*opened);
     } else {
       source = OpenLocalImage(*parsed);
     }

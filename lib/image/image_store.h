@@ -61,6 +61,8 @@
 namespace petrel::internal {
 
 class ImageSource;
+class ProgressReporter;  // pull_progress.h
+struct ImageReference;   // lib/spec/image_ref.h
 struct ImagePlan;
 
 struct Image {
@@ -97,6 +99,16 @@ struct ImageStoreOptions {
 // Checks `access` (downloads at once, its CA bundle) and reads its credentials file,
 // as an image store does when it opens (ImageStore::Open says the errors).
 Result<RegistryAuth> OpenRegistryAccess(const RegistryAccess& access);
+
+// A registry's image `ref` as a source whose downloads go into `store`'s directory
+// (registry.h), with `credentials` (OpenRegistryAccess's) for its registry, `slots` the
+// limit on downloads at once, `options.cancelled`, and its layers' bytes told to
+// `progress`. REQUIRES: a CurlUse alive as long as the source; `progress` outlives it.
+Result<std::unique_ptr<ImageSource>> OpenRegistrySource(const ImageStoreOptions& store,
+                                                        const RegistryAuth& credentials,
+                                                        const ImageReference& ref, Semaphore* slots,
+                                                        const PullOptions& options,
+                                                        ProgressReporter* progress);
 
 class ImageStore {
  public:

@@ -18,7 +18,6 @@
 #include "lib/image/layout.h"
 #include "lib/image/local_image.h"
 #include "lib/image/pull_progress.h"
-#include "lib/image/registry.h"
 #include "lib/spec/image_ref.h"
 #include "lib/util/fs.h"
 #include "lib/util/sha256.h"
@@ -402,22 +401,10 @@ class ContainerdImageBackend final : public ImageBackend {
     if (remote != nullptr) {
       curl = std::make_unique<CurlUse>();
       if (!curl->status().ok()) return curl->status().WithContext(given);
-      RegistryOptions ro;
-      ro.store_dir = opts_.store.dir;
-      ro.max_blob_bytes = opts_.store.max_layer_bytes;
-      ro.insecure_registries = opts_.store.registry.insecure;
-      ro.ca_file = opts_.store.registry.ca_file;
-      ro.auth_file = opts_.store.registry.auth_file;
-      ro.download_slots = &download_slots_;
-      ro.cancelled = options.cancelled;
-      Result<std::optional<RegistryCredential>> credential =
-          CredentialFor(credentials_, RegistryAuthKey(remote->domain));
-      if (!credential.ok()) return credential.status().WithContext(given);
-      ro.credential = *credential;
-      ro.on_bytes = [&](const std::string& digest, uint64_t bytes) {
-        progress.Bytes(digest, bytes);
-      };
-      source = RegistrySource(*remote, ro);
+      Result<std::unique_ptr<ImageSource>> opened = OpenRegistrySource(
+          opts_.store, credentials_, *remote, &download_slots_, options, &progress);
+      if (!opened.ok()) return opened.status().WithContext(given);
+      source = std::move(*opened);
     } else {
       source = OpenLocalImage(local);
     }
