@@ -56,6 +56,11 @@ inline constexpr int64_t kLoggerPidLookMs = 10;
 // file: the shim keeps them open until the task is deleted.)
 inline constexpr char kLoggerDrainedFile[] = "drained";
 
+// Both pipes go into the same files. A line one stream has begun is finished before
+// the other stream is read (its rest waited for up to 8 times 10 ms): a program that
+// writes a line in pieces (busybox sh's error messages) would otherwise have the other
+// stream's output land inside it.
+//
 // With a lease (ContainerSpec::lease) the logger enforces it as the crun shim does, and
 // so also while petreld is down: it reads the lease file every kLeaseCheckMs and at the
 // moment it would run out, and once it has run out kills the task's init process (and

@@ -1,7 +1,8 @@
 // The containerd adapter (issue 16): containers run as containerd tasks, driven through
-// containerd's gRPC API on its socket (no Go client, no ctr), with images from petrel's
-// own store (as crun's: local archives and registries, unpacked by petrel and handed to
-// containerd as each task's overlay root filesystem).
+// containerd's gRPC API on its socket (no Go client, no ctr), with images in
+// containerd's own stores (local archives and registries read by petrel, imported into
+// containerd's content store, named in its Images and unpacked by its snapshotter) and
+// each container's root an active snapshot on its image.
 //
 //   petrel::ContainerdOptions o;
 //   o.state_dir = "/var/lib/petrel/containerd";
