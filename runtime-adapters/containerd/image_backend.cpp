@@ -122,9 +122,10 @@ class ContainerdImageBackend final : public ImageBackend {
     std::lock_guard<std::mutex> lock(mu_);
     pulling_.erase(name);
     pulled_cv_.notify_all();
-    // The download cache is only a way into containerd: with no pull left, what is in
-    // it (the manifests, blobs of a failed import) goes.
-    if (pulling_.empty()) FilesIn(opts_.store.dir + "/" + kBlobsDir, true);
+    // The download cache is only a way into containerd: once a pull has worked and no
+    // other runs, what is in it (manifests, what an earlier failed pull left) goes. A
+    // failed pull leaves its whole blobs there, for the next one to go on from.
+    if (image.ok() && pulling_.empty()) FilesIn(opts_.store.dir + "/" + kBlobsDir, true);
     return image;
   }
 

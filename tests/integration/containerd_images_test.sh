@@ -7,7 +7,8 @@
 # progress), containerd keeps the image: `ctr images ls` names it, its snapshots hold
 # the layers, and petreld's state dir keeps no blob once the pull is done; a workload
 # runs from it on a snapshot; `delete image` is refused in use, then the name goes from
-# containerd. A zstd image runs too. --image-preload imports an archive into containerd
+# containerd. A zstd image runs too, and one whose blob a proxy cuts is pulled over
+# several pulls, each going on from the last. --image-preload imports an archive into containerd
 # under the name it carries, and --image-store-max removes the oldest unused image.
 #   containerd_images_test.sh PETRELD PETRELCTL
 set -euo pipefail
@@ -25,6 +26,7 @@ state=$dir/state
 export PETREL_SOCKET=$dir/petrel.sock
 pid=""
 registry_pid=""
+proxy_pid=""
 containerd_ns=petrel-images-test-$$
 
 fail() {
@@ -37,6 +39,7 @@ fail() {
 }
 cleanup() {
   petreld_stop app
+  [ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null
   runtime_cleanup containerd "$state" "$dir"
   # The test's namespace, with the images in it (their blobs and snapshots go by
   # containerd's garbage collection).
@@ -130,6 +133,23 @@ ctr_ snapshots ls | grep -q '^petrel-petrel_cimg_app_0 ' && fail "app's snapshot
 run "$ctl" delete image "$ref"
 [ "$rc" = 0 ] || fail "delete image: exit status $rc"
 containerd_has "$ref" && fail "containerd still names $ref after delete image"
+
+echo "== a link that breaks mid-blob: each pull goes on from what the last one had"
+# A 6 MiB layer, uncompressed, behind a proxy that cuts every connection after 1 MiB.
+"$mk" --pad-mib 6 "$dir/resume.tar" >/dev/null || fail "make-busybox-image"
+registry_push "oci-archive:$dir/resume.tar" resume:1 --dest-compress=false
+registry_cutting_proxy 1048576 "$dir"
+pulls=0
+until "$ctl" pull image "$proxy/resume:1" >"$dir/out" 2>"$dir/err"; do
+  pulls=$((pulls + 1))
+  [ "$pulls" -lt 12 ] || fail "resume:1 not pulled after $pulls pulls over the cutting proxy"
+done
+[ "$pulls" -gt 0 ] || fail "the proxy cut nothing: resume:1 came in one pull"
+containerd_has "$proxy/resume:1" || fail "containerd names no $proxy/resume:1"
+[ "$(blobs_kept)" = 0 ] || fail "petreld kept $(blobs_kept) blob files after the pull"
+echo "resume:1 pulled after $pulls broken pulls"
+kill "$proxy_pid" 2>/dev/null || true
+proxy_pid=""
 
 echo "== --image-preload: an archive into containerd under the name it carries"
 mkdir -p "$dir/preload"
