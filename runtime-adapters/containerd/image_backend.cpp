@@ -267,7 +267,9 @@ class ContainerdImageBackend final : public ImageBackend {
     // A lease or snapshot of this name is a leftover of a container whose files went
     // without it (the container's directory is new: the name is this one's).
     PETREL_RETURN_IF_ERROR(ReleaseRoot(id, dir));
-    PETREL_RETURN_IF_ERROR(ContainerdCreateLease(plain.get(), lease, {}).WithContext(id));
+    PETREL_RETURN_IF_ERROR(
+        ContainerdCreateLease(plain.get(), lease, {{kContainerdRootLeaseLabel, Owner()}})
+            .WithContext(id));
     GrpcChannel::Options o = ChannelOptions();
     o.lease = lease;
     PETREL_ASSIGN_OR_RETURN(std::unique_ptr<GrpcChannel> leased, GrpcChannel::Open(o));
@@ -325,6 +327,24 @@ class ContainerdImageBackend final : public ImageBackend {
     return Status::OK();
   }
 
+  // The roots' leases say whose they are: one of this runtime's whose container is not
+  // `present` goes with its snapshot. (Other petrels on this namespace have theirs.)
+  Status ReleaseRootsBut(const std::function<bool(const std::string& id)>& present) override {
+    PETREL_ASSIGN_OR_RETURN(std::unique_ptr<GrpcChannel> channel, Channel());
+    PETREL_ASSIGN_OR_RETURN(
+        const std::vector<std::string> leases,
+        ContainerdListLeases(channel.get(), {std::string("labels.\"") + kContainerdRootLeaseLabel +
+                                             "\"==" + Owner()}));
+    const std::string prefix = ContainerdRootLease("");
+    for (const std::string& lease : leases) {
+      if (lease.rfind(prefix, 0) != 0) continue;
+      const std::string id = lease.substr(prefix.size());
+      if (present(id)) continue;
+      PETREL_RETURN_IF_ERROR(ReleaseRoot(id, ""));
+    }
+    return Status::OK();
+  }
+
   Status Open() {
     const std::string& dir = opts_.store.dir;
     PETREL_RETURN_IF_ERROR(MakeDurableDirs(dir + "/" + kConfigsDir, 0700));
@@ -346,6 +366,10 @@ class ContainerdImageBackend final : public ImageBackend {
   Result<std::unique_ptr<GrpcChannel>> Channel() const {
     return GrpcChannel::Open(ChannelOptions());
   }
+
+  // This backend's mark on its roots' leases: its directory's, as containers of other
+  // runtimes on the namespace (other state dirs) may share their names.
+  std::string Owner() const { return ContainerdRootOwner(opts_.store.dir); }
 
   std::string ConfigPath(const std::string& id) const {
     return opts_.store.dir + "/" + kConfigsDir + "/" + id.substr(id.find(':') + 1) + ".json";
@@ -466,6 +490,9 @@ class ContainerdImageBackend final : public ImageBackend {
 
 std::string ContainerdRootSnapshot(const std::string& id) { return "petrel-" + id; }
 std::string ContainerdRootLease(const std::string& id) { return "petrel-root-" + id; }
+std::string ContainerdRootOwner(const std::string& store_dir) {
+  return Sha256Hex(store_dir).substr(0, 16);
+}
 
 Result<std::unique_ptr<ImageBackend>> NewContainerdImageBackend(
     ContainerdImageBackendOptions options) {

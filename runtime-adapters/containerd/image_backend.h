@@ -19,10 +19,11 @@
 // container is made from; an image whose config file is missing is imported again.
 //
 // A container's root is the active snapshot "petrel-<id>" on the image's top layer,
-// made under a lease of its own ("petrel-root-<id>", no expiry), which holds it from
-// containerd's garbage collection from Create until ReleaseRoot; the container record
-// the driver makes at Run names it too. Its /etc/passwd and /etc/group are read from the
-// snapshot's lower directories, top first.
+// made under a lease of its own ("petrel-root-<id>", no expiry, labelled petrel.root
+// with a hash of the store's directory: whose it is), which holds it from containerd's garbage
+// collection from Create until ReleaseRoot; the container record the driver makes at Run names it
+// too. The runtime's start releases the roots whose containers' directories are gone. Its
+// /etc/passwd and /etc/group are read from the snapshot's lower directories, top first.
 //
 // Removal deletes the image's names; containerd's garbage collection then takes the
 // blobs and snapshots nothing else holds. Sizes are those of the blobs: a snapshot's
@@ -58,6 +59,9 @@ inline constexpr char kContainerdImageIdLabel[] = "petrel.image.id";
 // The key of container `id`'s root snapshot, and the lease that holds it.
 std::string ContainerdRootSnapshot(const std::string& id);
 std::string ContainerdRootLease(const std::string& id);
+// The label petrel.root of the roots' leases of the backend whose store is `store_dir`.
+inline constexpr char kContainerdRootLeaseLabel[] = "petrel.root";
+std::string ContainerdRootOwner(const std::string& store_dir);
 
 Result<std::unique_ptr<ImageBackend>> NewContainerdImageBackend(
     ContainerdImageBackendOptions options);

@@ -685,6 +685,23 @@ Status ContainerdCreateLease(GrpcChannel* channel, const std::string& id,
       .status();
 }
 
+Result<std::vector<std::string>> ContainerdListLeases(GrpcChannel* channel,
+                                                      const std::vector<std::string>& filters) {
+  std::vector<char*> list = CharsOf(filters);
+  Containerd__Services__Leases__V1__ListRequest request =
+      CONTAINERD__SERVICES__LEASES__V1__LIST_REQUEST__INIT;
+  request.n_filters = list.size();
+  request.filters = list.data();
+  using Response = Containerd__Services__Leases__V1__ListResponse;
+  PETREL_ASSIGN_OR_RETURN(
+      Reply<Response> r,
+      InvokeAs<Response>(channel, "containerd.services.leases.v1.Leases/List", &request.base,
+                         containerd__services__leases__v1__list_response__descriptor));
+  std::vector<std::string> ids;
+  for (size_t i = 0; i < r->n_leases; i++) ids.push_back(r->leases[i]->id);
+  return ids;
+}
+
 Status ContainerdLeaseContent(GrpcChannel* channel, const std::string& id,
                               const std::string& digest) {
   Containerd__Services__Leases__V1__Resource resource =

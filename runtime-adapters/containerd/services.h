@@ -258,6 +258,11 @@ Status ContainerdDeleteContent(GrpcChannel* channel, const std::string& digest);
 Status ContainerdCreateLease(GrpcChannel* channel, const std::string& id,
                              const std::map<std::string, std::string>& labels);
 
+// Leases/List: the ids of the leases any of `filters` (containerd's syntax:
+// `labels."petrel.root"==true`) matches; all for none.
+Result<std::vector<std::string>> ContainerdListLeases(GrpcChannel* channel,
+                                                      const std::vector<std::string>& filters);
+
 // Leases/AddResource: blob `digest` is held by lease `id` too. NotFound for no such
 // lease.
 Status ContainerdLeaseContent(GrpcChannel* channel, const std::string& id,

@@ -150,6 +150,13 @@ class CrunRuntime final : public ContainerRuntime {
       PETREL_RETURN_IF_ERROR(internal::RemoveTree(containers_ + "/" + t));
     }
     for (const std::string& id : half_made) PETREL_RETURN_IF_ERROR(Destroy(id));
+    // Roots kept outside the containers' directories (containerd's snapshots) of
+    // containers whose directories are gone.
+    if (Status s = images_->ReleaseRootsBut(
+            [this](const std::string& id) { return ValidId(id) && Exists(DirOf(id)); });
+        !s.ok()) {
+      Log(LogLevel::kWarn, "roots of containers gone: " + s.message());
+    }
     PETREL_RETURN_IF_ERROR(driver_->Open([this](const std::string& id, int exit_code) {
       ExitHandler handler;
       {

@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -71,6 +72,11 @@ class ImageBackend {
   // Undoes PrepareRoot for container `id` in `dir`: OK when there is nothing (left) to
   // undo. REQUIRES: the container's process is gone.
   virtual Status ReleaseRoot(const std::string& id, const std::string& dir) = 0;
+
+  // Undoes PrepareRoot for each container whose root the backend keeps apart from the
+  // container's directory and for which `present` says no: what a container whose
+  // directory went without petrel (deleted by hand) left behind. OK when none is left.
+  virtual Status ReleaseRootsBut(const std::function<bool(const std::string& id)>& present) = 0;
 };
 
 // The backend of petrel's own image store, made by ImageStore::Open(options).

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -168,6 +169,50 @@ TEST_CASE("images live in containerd's stores, and a container's root is a snaps
             .status()
             .IsNotFound());
   CHECK(rt->RemoveImage(image).IsNotFound());
+}
+
+TEST_CASE("a runtime's start releases its roots whose containers' directories are gone") {
+  using petrel::internal::ContainerdRootLease;
+  using petrel::internal::ContainerdRootSnapshot;
+  petrel::testing::TempDir state;
+  auto channel = ChannelOf(state.path());
+  REQUIRE(
+      petrel::internal::ContainerdCreateNamespace(channel.get(), NamespaceOf(state.path())).ok());
+  // A root of this state dir's container "ghost", which has no directory, and one of
+  // another state dir's container "other", with the labels the backend gives them.
+  const std::map<std::string, std::string> owners = {
+      {"ghost", petrel::internal::ContainerdRootOwner(state.path() + "/images")},
+      {"other", petrel::internal::ContainerdRootOwner(state.path() + "/elsewhere/images")}};
+  for (const auto& [id, owner] : owners) {
+    REQUIRE(petrel::internal::ContainerdCreateLease(
+                channel.get(), ContainerdRootLease(id),
+                {{petrel::internal::kContainerdRootLeaseLabel, owner}})
+                .ok());
+    petrel::internal::GrpcChannel::Options o;
+    o.socket_path = Socket();
+    o.ns = NamespaceOf(state.path());
+    o.lease = ContainerdRootLease(id);
+    auto leased = petrel::internal::GrpcChannel::Open(o);
+    REQUIRE(leased.ok());
+    REQUIRE(petrel::internal::ContainerdPrepareSnapshot(leased->get(), "overlayfs",
+                                                        ContainerdRootSnapshot(id), "", {})
+                .ok());
+  }
+  petrel::Result<std::shared_ptr<petrel::ContainerRuntime>> made =
+      petrel::testing::CurrentTarget().factory(state.path());
+  REQUIRE_MESSAGE(made.ok(), made.status().ToString());
+  CHECK(petrel::internal::ContainerdStatSnapshot(channel.get(), "overlayfs",
+                                                 ContainerdRootSnapshot("ghost"))
+            .status()
+            .IsNotFound());
+  CHECK(petrel::internal::ContainerdDeleteLease(channel.get(), ContainerdRootLease("ghost"), false)
+            .IsNotFound());
+  // Another's stays: removed here by hand.
+  CHECK(petrel::internal::ContainerdRemoveSnapshot(channel.get(), "overlayfs",
+                                                   ContainerdRootSnapshot("other"))
+            .ok());
+  CHECK(petrel::internal::ContainerdDeleteLease(channel.get(), ContainerdRootLease("other"), false)
+            .ok());
 }
 
 }  // namespace
