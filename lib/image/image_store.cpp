@@ -149,6 +149,20 @@ Result<std::unique_ptr<ImageSource>> OpenRegistrySource(const ImageStoreOptions&
   return RegistrySource(ref, ro);
 }
 
+Status DownloadLayers(ImageSource* source, const ImagePlan& plan,
+                      const std::map<std::string, int64_t>& sizes,
+                      const std::set<std::string>& have, ProgressReporter* progress) {
+  progress->Layers(sizes, have);
+  progress->Phase("downloading");
+  for (const LayerRef& layer : plan.layers) {
+    if (have.count(layer.digest) != 0) continue;
+    Status fetched = source->StreamFile(layer.name, [](ByteSource*) { return Status::OK(); });
+    if (!fetched.ok()) return fetched.WithContext("layer " + layer.digest);
+    progress->LayerDone(layer.digest);
+  }
+  return Status::OK();
+}
+
 Result<std::unique_ptr<ImageStore>> ImageStore::Open(const ImageStoreOptions& options) {
   if (options.dir.empty()) return Status::InvalidArgument("image store: no directory");
   PETREL_ASSIGN_OR_RETURN(RegistryAuth credentials, OpenRegistryAccess(options.registry));
@@ -323,15 +337,8 @@ Result<Image> ImageStore::Pull(const std::string& given, const PullOptions& opti
         layer_blobs.push_back(layer.digest);
         if (loaded.ok() || FileBytes(BlobPath(layer.digest)) > 0) have.insert(layer.digest);
       }
-      progress.Layers(sizes, have);
-      progress.Phase("downloading");
-      for (const LayerRef& layer : plan->layers) {
-        if (have.count(layer.digest) != 0) continue;
-        Status fetched = recording.StreamFile(layer.name, [](ByteSource*) { return Status::OK(); });
-        if (!fetched.ok()) return fetched.WithContext("layer " + layer.digest).WithContext(given);
-        have.insert(layer.digest);
-        progress.LayerDone(layer.digest);
-      }
+      Status fetched = DownloadLayers(&recording, *plan, sizes, have, &progress);
+      if (!fetched.ok()) return fetched.WithContext(given);
     }
     if (loaded.ok()) return loaded;
     progress.Phase("unpacking");

@@ -110,6 +110,15 @@ Result<std::unique_ptr<ImageSource>> OpenRegistrySource(const ImageStoreOptions&
                                                         const PullOptions& options,
                                                         ProgressReporter* progress);
 
+// Downloads every layer of registry image `plan` (sizes by digest) from `source` but
+// those in `have`, telling `progress` the phase "downloading", the layers and their
+// bytes: every layer is downloaded before the first is applied, so "downloading" and
+// "unpacking" are two phases and a broken link fails before any unpacking. Errors name
+// the layer.
+Status DownloadLayers(ImageSource* source, const ImagePlan& plan,
+                      const std::map<std::string, int64_t>& sizes,
+                      const std::set<std::string>& have, ProgressReporter* progress);
+
 class ImageStore {
  public:
   // Opens (creating it 0700 if missing) the store in `options.dir` and removes the

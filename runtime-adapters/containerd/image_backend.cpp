@@ -70,6 +70,26 @@ int64_t FilesIn(const std::string& dir, bool remove) {
   return bytes;
 }
 
+// The directories of `mounts` below the snapshot's own, topmost first: an overlay's
+// lowerdir option ("lowerdir=/a:/b"), a bind mount's source.
+std::vector<std::string> LowerDirs(const std::vector<ContainerdMount>& mounts) {
+  std::vector<std::string> dirs;
+  for (const ContainerdMount& m : mounts) {
+    if (m.type == "bind") dirs.push_back(m.source);
+    for (const std::string& option : m.options) {
+      constexpr std::string_view kLower = "lowerdir=";
+      if (option.rfind(kLower, 0) != 0) continue;
+      for (size_t at = kLower.size(); at <= option.size();) {
+        size_t colon = option.find(':', at);
+        if (colon == std::string::npos) colon = option.size();
+        if (colon > at) dirs.push_back(option.substr(at, colon - at));
+        at = colon + 1;
+      }
+    }
+  }
+  return dirs;
+}
+
 class ContainerdImageBackend final : public ImageBackend {
  public:
   ContainerdImageBackend(ContainerdImageBackendOptions options, RegistryAuth credentials)
@@ -107,11 +127,7 @@ class ContainerdImageBackend final : public ImageBackend {
     }
     const bool recheck =
         registry && options.policy == PullPolicy::kAlways && remote->digest.empty();
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      pulled_cv_.wait(lock, [&] { return pulling_.count(name) == 0; });
-      pulling_.insert(name);
-    }
+    WaitForPullsOf(name, /*then_pull=*/true);
     Result<Image> image = [&]() -> Result<Image> {
       if (!recheck) {
         Result<Image> had = Named(channel.get(), name, file);
@@ -228,10 +244,9 @@ class ContainerdImageBackend final : public ImageBackend {
 
   Result<std::vector<StoredImage>> ShrinkTo(int64_t max_bytes, const std::set<std::string>& keep,
                                             int64_t* left) override {
-    PETREL_ASSIGN_OR_RETURN(int64_t size, RemoveUnusedBlobs());
-    (void)size;
+    PETREL_RETURN_IF_ERROR(RemoveUnusedBlobs().status());  // not in List's sizes
     PETREL_ASSIGN_OR_RETURN(const std::vector<StoredImage> images, List());
-    size = 0;
+    int64_t size = 0;
     for (const StoredImage& s : images) size += s.size_bytes;
     std::vector<StoredImage> removed;
     for (const StoredImage& s : images) {  // oldest first
@@ -258,62 +273,35 @@ class ContainerdImageBackend final : public ImageBackend {
 
   Result<ContainerRoot> PrepareRoot(const Image& image, const std::string& id,
                                     const std::string& dir) override {
-    (void)dir;
     std::vector<std::string> diff_ids;
     PETREL_ASSIGN_OR_RETURN(const std::string config, ReadConfig(image.id));
     PETREL_RETURN_IF_ERROR(ParseImageConfig(config, &diff_ids).status().WithContext(image.id));
     const std::string lease = ContainerdRootLease(id), key = ContainerdRootSnapshot(id);
     PETREL_ASSIGN_OR_RETURN(std::unique_ptr<GrpcChannel> plain, Channel());
-    // A lease or snapshot of this name is a leftover of a container whose files went
-    // without it (the container's directory is new: the name is this one's).
-    PETREL_RETURN_IF_ERROR(ReleaseRoot(id, dir));
-    PETREL_RETURN_IF_ERROR(
-        ContainerdCreateLease(plain.get(), lease, {{kContainerdRootLeaseLabel, Owner()}})
-            .WithContext(id));
     GrpcChannel::Options o = ChannelOptions();
     o.lease = lease;
     PETREL_ASSIGN_OR_RETURN(std::unique_ptr<GrpcChannel> leased, GrpcChannel::Open(o));
-    Result<std::vector<ContainerdMount>> mounts = ContainerdPrepareSnapshot(
-        leased.get(), opts_.snapshotter, key, ContainerdChainId(diff_ids), {});
-    if (!mounts.ok()) {
-      (void)ContainerdDeleteLease(plain.get(), lease, false);
-      return mounts.status().WithContext("snapshot " + key + " of image " + image.id);
+    const auto make = [&]() -> Result<std::vector<ContainerdMount>> {
+      PETREL_RETURN_IF_ERROR(
+          ContainerdCreateLease(plain.get(), lease, {{kContainerdRootLeaseLabel, Owner()}}));
+      Result<std::vector<ContainerdMount>> mounts = ContainerdPrepareSnapshot(
+          leased.get(), opts_.snapshotter, key, ContainerdChainId(diff_ids), {});
+      if (!mounts.ok()) (void)ContainerdDeleteLease(plain.get(), lease, false);
+      return mounts;
+    };
+    Result<std::vector<ContainerdMount>> mounts = make();
+    if (mounts.status().code() == Status::Code::kAlreadyExists) {
+      // A lease or snapshot of this name is a leftover of a container whose directory
+      // went without it (the container's directory is new: the name is this one's).
+      PETREL_RETURN_IF_ERROR(ReleaseRoot(id, dir));
+      mounts = make();
     }
+    if (!mounts.ok()) return mounts.status().WithContext("root of container " + id);
     ContainerRoot root;
     root.kind = "snapshot";
     root.snapshot = key;
+    root.image_dirs = LowerDirs(*mounts);
     return root;
-  }
-
-  // From the snapshot's lower directories (its image's layers), top first: the first
-  // that has the file gives it; one that has something else there (a whiteout) ends
-  // the search.
-  Result<std::string> ReadImageFile(const Image& image, const ContainerRoot& root,
-                                    const std::string& path, size_t max) override {
-    (void)image;
-    PETREL_ASSIGN_OR_RETURN(std::unique_ptr<GrpcChannel> channel, Channel());
-    PETREL_ASSIGN_OR_RETURN(
-        const std::vector<ContainerdMount> mounts,
-        ContainerdSnapshotMounts(channel.get(), opts_.snapshotter, root.snapshot));
-    std::vector<std::string> dirs;
-    for (const ContainerdMount& m : mounts) {
-      if (m.type == "bind") dirs.push_back(m.source);
-      for (const std::string& option : m.options) {
-        constexpr std::string_view kLower = "lowerdir=";
-        if (option.rfind(kLower, 0) != 0) continue;
-        for (size_t at = kLower.size(); at <= option.size();) {
-          size_t colon = option.find(':', at);
-          if (colon == std::string::npos) colon = option.size();
-          if (colon > at) dirs.push_back(option.substr(at, colon - at));
-          at = colon + 1;
-        }
-      }
-    }
-    for (const std::string& d : dirs) {
-      Result<std::string> text = ReadSmallFileInRoot(d, path, max);
-      if (!text.status().IsNotFound()) return text;
-    }
-    return Status::NotFound(path + ": not in the image");
   }
 
   Status ReleaseRoot(const std::string& id, const std::string& dir) override {
@@ -443,15 +431,9 @@ class ContainerdImageBackend final : public ImageBackend {
     }
     std::vector<std::string> fetched;  // blobs in the local cache, gone once imported
     if (remote != nullptr) {
-      // Every layer is downloaded before the first is imported, as ImageStore does.
-      progress.Layers(sizes, {});
-      progress.Phase("downloading");
-      for (const LayerRef& layer : plan->layers) {
-        Status got = source->StreamFile(layer.name, [](ByteSource*) { return Status::OK(); });
-        if (!got.ok()) return got.WithContext("layer " + layer.digest).WithContext(given);
-        fetched.push_back(layer.digest);
-        progress.LayerDone(layer.digest);
-      }
+      Status got = DownloadLayers(source.get(), *plan, sizes, {}, &progress);
+      if (!got.ok()) return got.WithContext(given);
+      for (const LayerRef& layer : plan->layers) fetched.push_back(layer.digest);
       fetched.push_back(plan->id);
     }
     progress.Phase("unpacking");
@@ -473,9 +455,11 @@ class ContainerdImageBackend final : public ImageBackend {
     return image;
   }
 
-  void WaitForPullsOf(const std::string& name) {
+  // Waits until no Pull imports `name`; with `then_pull`, marks it as this one's.
+  void WaitForPullsOf(const std::string& name, bool then_pull = false) {
     std::unique_lock<std::mutex> lock(mu_);
     pulled_cv_.wait(lock, [&] { return pulling_.count(name) == 0; });
+    if (then_pull) pulling_.insert(name);
   }
 
   const ContainerdImageBackendOptions opts_;

@@ -85,6 +85,17 @@ std::string FindInPath(const std::string& name) {
   return "";
 }
 
+// File `path` ("/etc/passwd") of the image below `root`, as the image has it: from the
+// topmost of its directories that has it, inside that directory (a symbolic link cannot
+// lead out of it); one that has something else there (a whiteout) ends the search.
+Result<std::string> ReadImageFile(const internal::ContainerRoot& root, const std::string& path) {
+  for (const std::string& dir : root.image_dirs) {
+    Result<std::string> text = internal::ReadSmallFileInRoot(dir, path, kLogFile);
+    if (!text.status().IsNotFound()) return text;
+  }
+  return Status::NotFound(path + ": not in the image");
+}
+
 // A container id is a directory name under the state dir.
 bool ValidId(const std::string& id) { return internal::IsPlainName(id, 200); }
 
@@ -588,8 +599,8 @@ class CrunRuntime final : public ContainerRuntime {
     // The image's user and group files, only when there is a user to resolve.
     if (!spec.user.empty() || !image.config.user.empty()) {
       // Inside the image's root: its /etc may be a link to the host's.
-      Result<std::string> passwd = images_->ReadImageFile(image, root, "/etc/passwd", kLogFile);
-      Result<std::string> group = images_->ReadImageFile(image, root, "/etc/group", kLogFile);
+      Result<std::string> passwd = ReadImageFile(root, "/etc/passwd");
+      Result<std::string> group = ReadImageFile(root, "/etc/group");
       if (passwd.ok()) bo.passwd = std::move(*passwd);
       if (group.ok()) bo.group = std::move(*group);
     }

@@ -5,8 +5,6 @@
 
 #include <utility>
 
-#include "lib/util/fs.h"
-
 namespace petrel::internal {
 namespace {
 
@@ -44,14 +42,8 @@ class StoreImageBackend final : public ImageBackend {
         const ImageStore::RootfsKind kind,
         store_->PrepareRootfs(image, dir + "/rootfs", dir + "/scratch", &root.overlay));
     root.kind = kind == ImageStore::RootfsKind::kOverlay ? "overlay" : "copy";
+    root.image_dirs = {image.rootfs};
     return root;
-  }
-
-  // From the image's own unpacked root, which the container's lies over.
-  Result<std::string> ReadImageFile(const Image& image, const ContainerRoot& root,
-                                    const std::string& path, size_t max) override {
-    (void)root;
-    return ReadSmallFileInRoot(image.rootfs, path, max);
   }
 
   Status ReleaseRoot(const std::string& id, const std::string& dir) override {

@@ -36,6 +36,9 @@ struct ContainerRoot {
   std::string overlay;
   // containerd: the key of the container's active snapshot; "" for none.
   std::string snapshot;
+  // The directories that hold the image's files below the container's own, topmost
+  // first: where the runtime reads the image's /etc/passwd (not recorded).
+  std::vector<std::string> image_dirs;
 };
 
 class ImageBackend {
@@ -62,12 +65,6 @@ class ImageBackend {
   // left of it.
   virtual Result<ContainerRoot> PrepareRoot(const Image& image, const std::string& id,
                                             const std::string& dir) = 0;
-
-  // File `path` ("/etc/passwd") of the image below `root`, read whole when at most
-  // `max` bytes: as the image has it, inside the image's root (a symbolic link cannot
-  // lead out of it). NotFound when it has none.
-  virtual Result<std::string> ReadImageFile(const Image& image, const ContainerRoot& root,
-                                            const std::string& path, size_t max) = 0;
 
   // Undoes PrepareRoot for container `id` in `dir`: OK when there is nothing (left) to
   // undo. REQUIRES: the container's process is gone.

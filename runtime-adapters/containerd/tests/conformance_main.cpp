@@ -171,7 +171,7 @@ TEST_CASE("images live in containerd's stores, and a container's root is a snaps
   CHECK(rt->RemoveImage(image).IsNotFound());
 }
 
-TEST_CASE("a runtime's start releases its roots whose containers' directories are gone") {
+TEST_CASE("roots left by containers whose directories are gone are released, never another's") {
   using petrel::internal::ContainerdRootLease;
   using petrel::internal::ContainerdRootSnapshot;
   petrel::testing::TempDir state;
@@ -201,6 +201,18 @@ TEST_CASE("a runtime's start releases its roots whose containers' directories ar
   petrel::Result<std::shared_ptr<petrel::ContainerRuntime>> made =
       petrel::testing::CurrentTarget().factory(state.path());
   REQUIRE_MESSAGE(made.ok(), made.status().ToString());
+  // One left under the name of a container made after the start gives way to it.
+  const std::string late = "containerd-late-root";
+  REQUIRE(
+      petrel::internal::ContainerdCreateLease(channel.get(), ContainerdRootLease(late), {}).ok());
+  petrel::ContainerSpec s;
+  s.name = late;
+  s.image = petrel::testing::CurrentTarget().image();
+  s.command = {"/bin/sh", "-c", "echo ran"};
+  const std::string id = petrel::testing::CreateAndStart(made->get(), s);
+  CHECK(petrel::testing::WaitExit(made->get(), id) == 0);
+  CHECK(petrel::testing::LogOf(made->get(), id) == "ran\n");
+  petrel::testing::RemoveAndCheck(made->get(), state.path(), id);
   CHECK(petrel::internal::ContainerdStatSnapshot(channel.get(), "overlayfs",
                                                  ContainerdRootSnapshot("ghost"))
             .status()
