@@ -129,11 +129,10 @@ Result<RegistryAuth> OpenRegistryAccess(const RegistryAccess& access) {
   return credentials;
 }
 
-Result<std::unique_ptr<ImageSource>> OpenRegistrySource(const ImageStoreOptions& store,
-                                                        const RegistryAuth& credentials,
-                                                        const ImageReference& ref, Semaphore* slots,
-                                                        const PullOptions& options,
-                                                        ProgressReporter* progress) {
+Result<std::unique_ptr<ImageSource>> OpenRegistrySource(
+    const ImageStoreOptions& store, const RegistryAuth& credentials, const ImageReference& ref,
+    Semaphore* slots, const PullOptions& options, ProgressReporter* progress,
+    std::function<bool(const std::string& digest)> durable) {
   RegistryOptions ro;
   ro.store_dir = store.dir;
   ro.max_blob_bytes = store.max_layer_bytes;
@@ -142,6 +141,7 @@ Result<std::unique_ptr<ImageSource>> OpenRegistrySource(const ImageStoreOptions&
   ro.auth_file = store.registry.auth_file;
   ro.download_slots = slots;
   ro.cancelled = options.cancelled;
+  ro.durable = std::move(durable);
   PETREL_ASSIGN_OR_RETURN(ro.credential, CredentialFor(credentials, RegistryAuthKey(ref.domain)));
   ro.on_bytes = [progress](const std::string& digest, uint64_t bytes) {
     progress->Bytes(digest, bytes);
@@ -316,7 +316,8 @@ Result<Image> ImageStore::Pull(const std::string& given, const PullOptions& opti
       curl = std::make_unique<CurlUse>();
       if (!curl->status().ok()) return curl->status().WithContext(given);
       Result<std::unique_ptr<ImageSource>> opened =
-          OpenRegistrySource(options_, credentials_, *remote, &download_slots_, options, &progress);
+          OpenRegistrySource(options_, credentials_, *remote, &download_slots_, options, &progress,
+                             [this](const std::string& digest) { return BlobCommitted(digest); });
       if (!opened.ok()) return opened.status().WithContext(given);
       source = std::move(*opened);
     } else {
@@ -335,12 +336,17 @@ Result<Image> ImageStore::Pull(const std::string& given, const PullOptions& opti
       for (const LayerRef& layer : plan->layers) {
         sizes[layer.digest] = layer.size;
         layer_blobs.push_back(layer.digest);
-        if (loaded.ok() || FileBytes(BlobPath(layer.digest)) > 0) have.insert(layer.digest);
+        if (loaded.ok() || BlobCommitted(layer.digest)) have.insert(layer.digest);
       }
       Status fetched = DownloadLayers(&recording, *plan, sizes, have, &progress);
       if (!fetched.ok()) return fetched.WithContext(given);
     }
-    if (loaded.ok()) return loaded;
+    if (loaded.ok()) {
+      // The blobs this pull wrote (a manifest, the config) are on disk before a
+      // reference names them (BlobCommitted); Unpack's syncfs does it otherwise.
+      if (registry) PETREL_RETURN_IF_ERROR(SyncFileSystem(options_.dir));
+      return loaded;
+    }
     progress.Phase("unpacking");
     Result<Image> unpacked = Unpack(&recording, *plan);
     if (!unpacked.ok()) return unpacked.status().WithContext(given);
@@ -402,6 +408,14 @@ Result<Image> ImageStore::LoadedLocked(const std::string& id) {
 
 std::string ImageStore::BlobPath(const std::string& digest) const {
   return options_.dir + "/blobs/sha256/" + digest.substr(7);  // REQUIRES: IsSha256Digest
+}
+
+bool ImageStore::BlobCommitted(const std::string& digest) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [ref, c] : refs_) {
+    if (std::find(c.blobs.begin(), c.blobs.end(), digest) != c.blobs.end()) return true;
+  }
+  return false;
 }
 
 void ImageStore::Touch(const std::string& id) const {
@@ -627,8 +641,9 @@ Result<Image> ImageStore::Unpack(ImageSource* source, const ImagePlan& plan) {
     PETREL_RETURN_IF_ERROR(WriteFileAtomic(tmp + "/config.json", plan.config_json));
     // The tree is on disk before its name is: after a power cut an image that is there
     // is whole, never one whose files are empty or missing (a container of it would
-    // fail for ever). One syncfs for the whole tree, not an fsync per file.
-    if (syncfs(root.get()) != 0) return ErrnoError(tmp, "syncfs", errno);
+    // fail for ever). One syncfs for the whole tree, not an fsync per file; it also
+    // makes the pull's blobs durable, which the cache took unsynced (registry.h).
+    PETREL_RETURN_IF_ERROR(SyncFileSystem(tmp));
     const std::string dir = ImageDir(plan.id);
     if (rename(tmp.c_str(), dir.c_str()) != 0) {
       if (errno != EEXIST && errno != ENOTEMPTY) return ErrnoError(dir, "rename", errno);

@@ -102,13 +102,14 @@ Result<RegistryAuth> OpenRegistryAccess(const RegistryAccess& access);
 
 // A registry's image `ref` as a source whose downloads go into `store`'s directory
 // (registry.h), with `credentials` (OpenRegistryAccess's) for its registry, `slots` the
-// limit on downloads at once, `options.cancelled`, and its layers' bytes told to
-// `progress`. REQUIRES: a CurlUse alive as long as the source; `progress` outlives it.
-Result<std::unique_ptr<ImageSource>> OpenRegistrySource(const ImageStoreOptions& store,
-                                                        const RegistryAuth& credentials,
-                                                        const ImageReference& ref, Semaphore* slots,
-                                                        const PullOptions& options,
-                                                        ProgressReporter* progress);
+// limit on downloads at once, `options.cancelled`, its layers' bytes told to
+// `progress`, and `durable` (RegistryOptions::durable: may be empty) saying which
+// cached blobs need no second hash. REQUIRES: a CurlUse alive as long as the source;
+// `progress` outlives it.
+Result<std::unique_ptr<ImageSource>> OpenRegistrySource(
+    const ImageStoreOptions& store, const RegistryAuth& credentials, const ImageReference& ref,
+    Semaphore* slots, const PullOptions& options, ProgressReporter* progress,
+    std::function<bool(const std::string& digest)> durable);
 
 // Downloads every layer of registry image `plan` (sizes by digest) from `source` but
 // those in `have`, telling `progress` the phase "downloading", the layers and their
@@ -240,6 +241,10 @@ class ImageStore {
   // Unpacked image `id`, from memory when it was loaded before. REQUIRES: mu_ held.
   Result<Image> LoadedLocked(const std::string& id);
   std::string BlobPath(const std::string& digest) const;
+  // Whether a reference in refs_ names blob `digest`: it was written before the syncfs
+  // that committed that reference's image (Unpack; Pull's own when it unpacked
+  // nothing), so it is whole on disk.
+  bool BlobCommitted(const std::string& digest);
   // Applies the layers of `plan` into a new image directory.
   Result<Image> Unpack(ImageSource* source, const ImagePlan& plan);
   Result<Image> Load(const std::string& id) const;

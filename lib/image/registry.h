@@ -12,6 +12,13 @@
 // only when its digest is the one asked for; a mismatch deletes it and fails naming
 // the blob. A blob in the cache is never fetched again, whichever image needs it.
 //
+// Durability: a blob is renamed into the cache without an fsync; the store syncs the
+// file system once when it commits the image (ImageStore::Unpack's syncfs), so a pull
+// writes its bytes to the disk once, as they arrive, and waits for them once. After a
+// power cut the cache may then hold a blob whose bytes never reached the disk: a blob
+// found there that this source did not write, and that options.durable does not vouch
+// for, is hashed again before it is used, and removed and fetched anew when damaged.
+//
 // Transport: HTTPS with the system CA store (and options.ca_file); plain HTTP only for
 // loopback registries (localhost, 127.0.0.0/8) and those listed as insecure.
 // Authentication, after a 401: a Bearer challenge has a token asked of its realm, with
@@ -72,6 +79,10 @@ struct RegistryOptions {
   // PullOptions::cancelled: a request in flight is aborted, and no retry follows, once
   // it answers true. May be empty.
   std::function<bool()> cancelled;
+  // Whether blob `digest`, found in the cache, is known to be whole on disk (written
+  // before a sync that committed an image naming it): it is used without hashing it
+  // again. Called on the fetching thread. Empty: every cached blob is hashed first.
+  std::function<bool(const std::string& digest)> durable;
 };
 
 // The registry image `ref`. REQUIRES: a CurlUse alive as long as the source.

@@ -376,4 +376,11 @@ Status SyncDir(const std::string& dir) {
   return Status::OK();
 }
 
+Status SyncFileSystem(const std::string& path) {
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return ErrnoError(path, "open", errno);
+  if (syncfs(fd.get()) != 0) return ErrnoError(path, "syncfs", errno);
+  return Status::OK();
+}
+
 }  // namespace petrel::internal

@@ -133,6 +133,10 @@ std::string Dirname(const std::string& path);
 // file system that cannot sync a directory (EINVAL), which then keeps no promise.
 Status SyncDir(const std::string& dir);
 
+// syncfs of the file system holding `path`: every file written on it is on disk. One
+// call for a tree of many files, instead of an fsync each.
+Status SyncFileSystem(const std::string& path);
+
 // RemoveTree for the entry `name` (one path component) of the directory `dir_fd`;
 // messages name `display_path`.
 Status RemoveTreeAt(int dir_fd, const std::string& name, const std::string& display_path);

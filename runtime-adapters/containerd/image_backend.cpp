@@ -414,8 +414,10 @@ class ContainerdImageBackend final : public ImageBackend {
     if (remote != nullptr) {
       curl = std::make_unique<CurlUse>();
       if (!curl->status().ok()) return curl->status().WithContext(given);
+      // No blob in the local cache is vouched for: what is there was left by a failed
+      // pull (or another one running), and is hashed again before it is used.
       Result<std::unique_ptr<ImageSource>> opened = OpenRegistrySource(
-          opts_.store, credentials_, *remote, &download_slots_, options, &progress);
+          opts_.store, credentials_, *remote, &download_slots_, options, &progress, nullptr);
       if (!opened.ok()) return opened.status().WithContext(given);
       source = std::move(*opened);
     } else {
