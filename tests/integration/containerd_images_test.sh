@@ -102,25 +102,13 @@ jq -e --arg r "$ref" '[.items[] | select(.refs | index($r) != null) | .sizeBytes
   "$dir/out" >/dev/null || fail "get images: $ref is not listed with its size: $(cat "$dir/out")"
 
 echo "== a workload from the pulled image runs on a snapshot"
-workload() {
-  cat >"$dir/$1.yaml" <<YAML
-apiVersion: petrel.dev/v1
-kind: Workload
-metadata: {name: $1}
-spec:
-  image: $2
-  command: ["/bin/sh", "-c", "echo from-$1; trap 'exit 0' TERM; while true; do sleep 1; done"]
-  terminationGracePeriod: 2s
-YAML
-  "$ctl" apply -f "$dir/$1.yaml" >/dev/null || fail "apply $1"
-}
-workload app "$ref"
+apply_sleeper app "$ref" from-app
 wait_for 60 running app || fail "app did not run: $(message_of app)"
 wait_for 10 sh -c "'$ctl' logs app | grep -q from-app" || fail "app: no output"
 ctr_ snapshots ls | grep -q '^petrel-petrel_cimg_app_0 ' || fail "no snapshot petrel-petrel_cimg_app_0: $(ctr_ snapshots ls)"
 
 echo "== a zstd image runs too"
-workload zstd "$registry/zstd:1"
+apply_sleeper zstd "$registry/zstd:1" from-zstd
 wait_for 60 running zstd || fail "zstd did not run: $(message_of zstd)"
 "$ctl" delete workload zstd >/dev/null
 
@@ -177,7 +165,7 @@ petreld_start "$dir/petreld.log" "${runtime_flags[@]}" --state-dir "$state" --no
 wait_for 30 grep -q "image preload: $dir/preload/first.img: sha256:[0-9a-f]* docker.io/library/preloaded:1" \
   "$dir/petreld.log" || fail "the preload was not logged"
 containerd_has docker.io/library/preloaded:1 || fail "containerd names no preloaded:1"
-workload pre preloaded:1
+apply_sleeper pre preloaded:1 from-pre
 wait_for 60 running pre || fail "pre did not run: $(message_of pre)"
 run "$ctl" pull image "$registry/other:1"
 [ "$rc" = 0 ] || fail "pull other: exit status $rc"

@@ -43,26 +43,14 @@ mkdir -p "$dir/preload"
 "$mk" --pad-mib 1 --name registry.invalid/tools/bb:2 "$dir/preload/second.img" >/dev/null
 echo "not an image" >"$dir/preload/notes.txt"
 
-apply() {  # apply NAME IMAGE
-  cat >"$dir/$1.yaml" <<YAML
-apiVersion: petrel.dev/v1
-kind: Workload
-metadata: {name: $1}
-spec:
-  image: $2
-  command: ["/bin/sh", "-c", "echo up; trap 'exit 0' TERM; while true; do sleep 1; done"]
-  terminationGracePeriod: 2s
-YAML
-  "$ctl" apply -f "$dir/$1.yaml" >/dev/null || fail "apply $1"
-}
 
 started=$(date +%s%N)
 petreld_start "$dir/petreld.log" --runtime crun --state-dir "$state" --node-name pre \
   --image-preload "$dir/preload" || fail "petreld did not answer"
 answered_ms=$(( ($(date +%s%N) - started) / 1000000 ))
 echo "petreld answered after ${answered_ms} ms"
-apply one busybox:1.36
-apply two registry.invalid/tools/bb:2
+apply_sleeper one busybox:1.36 up
+apply_sleeper two registry.invalid/tools/bb:2 up
 wait_for 60 running one || fail "workload one (busybox:1.36) is $(phase_of one), not Running"
 wait_for 60 running two || fail "workload two is $(phase_of two), not Running"
 grep -q "image preload: $dir/preload/first.img: sha256:[0-9a-f]* docker.io/library/busybox:1.36" "$dir/petreld.log" ||
@@ -81,7 +69,7 @@ rm -rf "$dir/preload"
 mkdir "$dir/preload"
 petreld_start "$dir/petreld.log" --runtime crun --state-dir "$state" --node-name pre \
   --image-preload "$dir/preload" || fail "petreld did not answer after the restart"
-apply three busybox:1.36
+apply_sleeper three busybox:1.36 up
 wait_for 60 running three || fail "workload three (after a restart) is $(phase_of three)"
 petreld_stop three
 echo "PASS: preloaded images ran under the names they carry"

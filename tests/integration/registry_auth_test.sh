@@ -83,20 +83,6 @@ expect_error() {
   [ -z "$(crun --root "$state/oci/runtime" list -q 2>/dev/null)" ] || fail "a container runs"
   echo "ok: $1: ...$2..."
 }
-# apply NAME IMAGE: a workload NAME that runs IMAGE.
-apply() {
-  cat >"$dir/$1.yaml" <<YAML
-apiVersion: petrel.dev/v1
-kind: Workload
-metadata: {name: $1}
-spec:
-  image: $2
-  command: ["/bin/sh", "-c", "echo up; trap 'exit 0' TERM; while true; do sleep 1; done"]
-  backoff: {initial: 200ms, max: 1s}
-  terminationGracePeriod: 2s
-YAML
-  "$ctl" apply -f "$dir/$1.yaml" >/dev/null || fail "apply $1"
-}
 # auth_file FILE REGISTRY USER:PASSWORD...: a Docker config.json with these entries.
 auth_file() {
   local file=$1 entries=""
@@ -180,7 +166,7 @@ grep -qF 'insecure-registry "http://x/" is not HOST[:PORT]' <<<"$out" || fail "-
 
 # Without the CA: a TLS error naming the registry.
 restart_petreld --registry-auth "$dir/good.json"
-apply priv "$registry/private:1"
+apply_sleeper priv "$registry/private:1" up
 expect_error priv "https://$registry/v2/private/manifests/1: SSL certificate problem" retried
 # A wrong password.
 restart_petreld --registry-ca "$dir/ca.pem" --registry-auth "$dir/wrong.json"
@@ -217,13 +203,13 @@ echo "{\"credHelpers\": {\"$registry\": \"missing\"}}" >"$dir/nohelper.json"
 saved_path=$PATH
 export PATH="$dir/helpers:$PATH"
 restart_petreld --registry-ca "$dir/ca.pem" --registry-auth "$dir/store.json"
-apply viahelper "$registry/private:1"
+apply_sleeper viahelper "$registry/private:1" up
 wait_for 60 running viahelper || fail "viahelper not Running: $(phase_of viahelper) $(message_of viahelper)"
 echo "ok: https://$registry/private:1 pulled with credentials from a credsStore helper"
 remove viahelper
 "$ctl" delete image "$registry/private:1" >/dev/null || fail "delete image $registry/private:1"
 restart_petreld --registry-ca "$dir/ca.pem" --registry-auth "$dir/nohelper.json"
-apply nohelp "$registry/private:1"
+apply_sleeper nohelp "$registry/private:1" up
 expect_error nohelp "credential helper docker-credential-missing ($dir/nohelper.json) for $registry"
 remove nohelp
 export PATH=$saved_path
@@ -236,7 +222,7 @@ registry_push "oci-archive:$dir/busybox.tar" private:1 --dest-creds bob:t0ken
 auth_file "$dir/tok-wrong.json" "$registry" bob:wr0ng
 auth_file "$dir/tok-good.json" "$registry" bob:t0ken
 restart_petreld --registry-auth "$dir/tok-wrong.json"
-apply tok "$registry/private:1"
+apply_sleeper tok "$registry/private:1" up
 expect_error tok "registry $registry refused the credentials of bob (token: 401 from http://127.0.0.1:"
 restart_petreld
 expect_error tok "registry $registry wants credentials and none are configured"
@@ -246,7 +232,7 @@ echo "ok: $registry/private:1 pulled with a token its realm gave for credentials
 remove tok
 # A token for the credentials that does not open the repository (the token server's
 # tokens are for "private" only).
-apply other "$registry/other:1"
+apply_sleeper other "$registry/other:1" up
 expect_error other "registry $registry gives bob no access to other: it does not exist, or may not be pulled by them (401 from http://$registry/v2/other/manifests/1"
 remove other
 # Identity tokens, as `docker login` to an OAuth registry leaves them: "auth" of "bob:"
@@ -260,7 +246,7 @@ idtoken_file() {
 idtoken_file "$dir/idtok-wrong.json" wr0ng-refresh
 idtoken_file "$dir/idtok-good.json" r3fresh
 restart_petreld --registry-auth "$dir/idtok-wrong.json"
-apply idtok "$registry/private:2"
+apply_sleeper idtok "$registry/private:2" up
 expect_error idtok "registry $registry refused the identity token (from $dir/idtok-wrong.json) (token: 400 from http://127.0.0.1:"
 restart_petreld --registry-auth "$dir/idtok-good.json"
 wait_for 60 running idtok || fail "idtok not Running: $(phase_of idtok) $(message_of idtok)"
@@ -278,7 +264,7 @@ echo "{\"credsStore\": \"idtoken\"}" >"$dir/idtok-helper.json"
 export PATH="$dir/helpers:$PATH"
 restart_petreld --registry-auth "$dir/idtok-helper.json"
 export PATH=$saved_path
-apply idhelper "$registry/private:3"
+apply_sleeper idhelper "$registry/private:3" up
 wait_for 60 running idhelper || fail "idhelper not Running: $(phase_of idhelper) $(message_of idhelper)"
 echo "ok: $registry/private:3 pulled with an identity token from a credential helper"
 remove idhelper
@@ -289,7 +275,7 @@ registry_addr=$addr registry_start "$dir/far-registry"
 echo "insecure registry on http://$registry"
 registry_push "oci-archive:$dir/busybox.tar" busybox:1
 restart_petreld
-apply far "$registry/busybox:1"
+apply_sleeper far "$registry/busybox:1" up
 expect_error far "https://$registry/v2/busybox/manifests/1:" retried
 restart_petreld --insecure-registry "$registry"
 wait_for 60 running far || fail "far not Running: $(phase_of far) $(message_of far)"
@@ -301,7 +287,7 @@ registry_addr=$addr registry_auth="auth: {htpasswd: {realm: petrel-test, path: $
   registry_start "$dir/far-auth-registry"
 auth_file "$dir/far.json" "$registry" alice:s3cret
 restart_petreld --insecure-registry "$registry" --registry-auth "$dir/far.json"
-apply farauth "$registry/busybox:2"  # not the image pulled above, which is kept
+apply_sleeper farauth "$registry/busybox:2" up  # not the image pulled above, which is kept
 expect_error farauth "the credentials for registry $registry are not sent over plain HTTP to $addr"
 remove farauth
 registry_stop
@@ -365,7 +351,7 @@ auth_file "$dir/front.json" "127.0.0.1:$fport" alice:s3cret
 petreld_stop
 state=$dir/state-front  # an empty store: its blobs are fetched, not found in the cache
 restart_petreld --registry-auth "$dir/front.json"
-apply redir "127.0.0.1:$fport/front/app:1"  # a name no registry above had
+apply_sleeper redir "127.0.0.1:$fport/front/app:1" up  # a name no registry above had
 wait_for 60 running redir || fail "redir not Running: $(phase_of redir) $(message_of redir) $(cat "$dir/front.log")"
 [ ! -e "$dir/leaked" ] || fail "credentials went to another host after a redirect: $(cat "$dir/leaked")"
 grep -q "^localhost:$fport /storage/" "$dir/front.log" || fail "no blob came through the redirect"

@@ -134,18 +134,7 @@ echo "ok: the default limit: $free layers at once, 3 images in $(((t2 - t1) / 10
 # the replica is past Pulling; with --progress none it returns at once, mid-pull.
 petreld_start "$log" --runtime crun --state-dir "$dir/state3" --node-name downloads ||
   fail "petreld did not answer"
-workload() { # NAME IMAGE
-  cat >"$dir/$1.yaml" <<YAML
-apiVersion: petrel.dev/v1
-kind: Workload
-metadata: {name: $1}
-spec:
-  image: $2
-  command: ["/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
-  terminationGracePeriod: 2s
-YAML
-}
-workload shown "$proxy/img1:1"
+sleeper_yaml shown "$proxy/img1:1"
 "$ctl" apply -f "$dir/shown.yaml" --progress plain >"$dir/apply.out" 2>"$dir/apply.err" ||
   fail "apply --progress plain: $(cat "$dir/apply.err")"
 phase=$(phase_of shown)
@@ -156,7 +145,7 @@ grep -q "^$proxy/img1:1: downloading [0-9.]* of [0-9.]* MiB, 0/1 layers" "$dir/a
 case "$phase" in Creating | Running) ;; *) fail "apply returned with its replica $phase" ;; esac
 echo "ok: apply --progress plain showed $(wc -l <"$dir/apply.err") lines, returned with its replica $phase:"
 sed 's/^/    /' "$dir/apply.err"
-workload quiet "$proxy/img2:1"
+sleeper_yaml quiet "$proxy/img2:1"
 "$ctl" apply -f "$dir/quiet.yaml" --progress none >"$dir/apply.out" 2>"$dir/apply.err" ||
   fail "apply --progress none: $(cat "$dir/apply.err")"
 phase=$(phase_of quiet)
@@ -176,7 +165,7 @@ for n in 4 5; do
 done
 petreld_start "$log" --runtime crun --state-dir "$dir/state4" --node-name downloads ||
   fail "petreld did not answer"
-workload big "$proxy/img4:1"
+sleeper_yaml big "$proxy/img4:1"
 "$ctl" apply -f "$dir/big.yaml" --progress none >/dev/null || fail "apply big"
 "$ctl" pull image "$proxy/img5:1" >"$dir/pull5.out" 2>&1 &
 pull5=$!

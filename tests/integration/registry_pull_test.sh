@@ -56,20 +56,6 @@ start_petreld() {
   petreld_start "$dir/petreld.log" --runtime crun --state-dir "$state" --node-name reg \
     --log-level debug || fail "petreld did not answer"
 }
-# apply NAME IMAGE: a workload NAME that runs IMAGE and says "up".
-apply() {
-  cat >"$dir/$1.yaml" <<YAML
-apiVersion: petrel.dev/v1
-kind: Workload
-metadata: {name: $1}
-spec:
-  image: $2
-  command: ["/bin/sh", "-c", "echo up; trap 'exit 0' TERM; while true; do sleep 1; done"]
-  backoff: {initial: 200ms, max: 1s}
-  terminationGracePeriod: 2s
-YAML
-  "$ctl" apply -f "$dir/$1.yaml" >/dev/null || fail "apply $1"
-}
 config_of() { registry_manifest "$1" | jq -r '.config.digest'; }
 tmp_files() { ls "$images" 2>/dev/null | grep -c '^tmp-' || true; }
 
@@ -153,7 +139,7 @@ start_petreld
 mapped() { grep -E "/lib(curl|ssl)\.so" "/proc/$pid/maps" | awk '{print $6}' | sort -u | xargs -r -n1 basename | tr '\n' ' '; }
 [ -z "$(mapped)" ] || fail "petreld has $(mapped)mapped before any pull"
 rss_before=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
-apply bb "$registry/busybox:1"
+apply_sleeper bb "$registry/busybox:1" up
 wait_for 60 running bb || fail "bb not Running: $(phase_of bb) $(message_of bb)"
 "$ctl" logs bb | grep -qx up || fail "bb's container did not say up"
 bb_config=$(config_of busybox:1)
@@ -167,7 +153,7 @@ echo "figure: petreld VmRSS ${rss_before} kB before any pull, $(awk '/^VmRSS/ {p
 
 # The same layer under another name: not fetched again (its cached file is unchanged).
 before=$(stat -c %Y.%i "$images/blobs/sha256/${layer#sha256:}")
-apply again "$registry/again:1"
+apply_sleeper again "$registry/again:1" up
 wait_for 60 running again || fail "again not Running: $(message_of again)"
 [ "$(stat -c %Y.%i "$images/blobs/sha256/${layer#sha256:}")" = "$before" ] ||
   fail "the shared layer was fetched again"
@@ -175,7 +161,7 @@ echo "ok: a second image with the same layer did not fetch it again"
 
 # --- Multi-arch: this machine's image is picked.
 [ "$(uname -m)" = x86_64 ] || fail "the multi-arch case expects an amd64 machine"
-apply multi "$registry/multi:1"
+apply_sleeper multi "$registry/multi:1" up
 wait_for 60 running multi || fail "multi not Running: $(phase_of multi) $(message_of multi)"
 amd_config=$(jq -r '.config.digest' "$layout/blobs/sha256/$(jq -r '.digest' <<<"$amd" | cut -d: -f2)")
 [ -d "$images/${amd_config#sha256:}/rootfs" ] || fail "the amd64 image $amd_config was not unpacked"
@@ -188,7 +174,7 @@ done
 echo "ok: amd64 picked from the arm64, arm/v7, amd64 index"
 
 # --- A tampered layer: a digest error naming the blob, nothing committed.
-apply corrupt "$registry/corrupt:1"
+apply_sleeper corrupt "$registry/corrupt:1" up
 wait_for 60 bash -c "'$ctl' get workloads corrupt -o json | jq -e '.items[0].replicas[0].message | test(\"digest mismatch\")' >/dev/null" ||
   fail "no digest error for corrupt: $(message_of corrupt)"
 # The replica's message changes as it retries; the Failed event keeps the error.
@@ -201,7 +187,7 @@ echo "ok: $msg"
 "$ctl" delete workload corrupt >/dev/null || fail "delete corrupt"
 
 # --- kill -9 in the middle of a pull.
-apply big "$registry/big:1"
+apply_sleeper big "$registry/big:1" up
 # Busy-polls (no sleep: the download takes well under a second) for the partial blob
 # past 1 MiB, then freezes the registry so that the pull stalls where it is.
 partial_seen() {
@@ -243,7 +229,7 @@ for d in "$cut_layer" "$cut_config"; do
   size=$(registry_manifest cut:1 | jq --arg d "$d" '[.config, .layers[]] | map(select(.digest == $d))[0].size')
   head -c "$size" /dev/zero >"$images/blobs/sha256/${d#sha256:}"
 done
-apply cut "$registry/cut:1"
+apply_sleeper cut "$registry/cut:1" up
 wait_for 60 running cut || fail "cut not Running over its damaged cached blobs: $(phase_of cut) $(message_of cut)"
 for d in "$cut_layer" "$cut_config"; do
   [ "sha256:$(sha256sum <"$images/blobs/sha256/${d#sha256:}" | cut -d' ' -f1)" = "$d" ] ||
@@ -257,7 +243,7 @@ echo "ok: cached blobs damaged as a power cut leaves them were hashed, dropped a
 registry_push "oci-archive:$dir/speed.tar" speed:1 --dest-compress=false
 speed_layer=$(registry_manifest speed:1 | jq -r '.layers[0].digest')
 t0=$(date +%s%N)
-apply speed "$registry/speed:1"
+apply_sleeper speed "$registry/speed:1" up
 end=$((SECONDS + 60))
 while [ ! -e "$images/blobs/sha256/${speed_layer#sha256:}" ] && [ $SECONDS -lt $end ]; do :; done
 t1=$(date +%s%N)
@@ -287,7 +273,7 @@ registry_cutting_proxy $((5 * 1048576)) "$dir"
 got=$(curl -s -o /dev/null -w '%{size_download}' "http://$proxy/v2/resume/blobs/$resume_layer" || true)
 [ "$got" -gt 1048576 ] && [ "$got" -lt $((6 * 1048576)) ] ||
   fail "the proxy did not pass the start of the blob and cut it (curl got $got bytes)"
-apply resume "$proxy/resume:1"
+apply_sleeper resume "$proxy/resume:1" up
 wait_for 60 running resume || fail "resume not Running: $(phase_of resume) $(message_of resume)"
 [ -f "$images/blobs/sha256/${resume_layer#sha256:}" ] || fail "the resumed blob is not in the store"
 kill "$proxy_pid" 2>/dev/null || true
@@ -301,7 +287,7 @@ registry_start_token "$dir/token-registry"
 registry_push "oci-archive:$dir/busybox.tar" private:1
 [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$registry/v2/private/manifests/1")" = 401 ] ||
   fail "the token registry answers without a token"
-apply private "$registry/private:1"
+apply_sleeper private "$registry/private:1" up
 wait_for 60 running private || fail "private not Running: $(phase_of private) $(message_of private)"
 echo "ok: $registry/private:1 pulled with a Bearer token from the registry's realm"
 

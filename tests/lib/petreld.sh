@@ -58,6 +58,29 @@ phase_of() { "$ctl" get workloads "$1" -o json 2>/dev/null | jq -r '.items[0].re
 message_of() { "$ctl" get workloads "$1" -o json 2>/dev/null | jq -r '.items[0].replicas[0].message'; }
 running() { [ "$(phase_of "$1")" = Running ]; }
 
+# sleeper_yaml NAME IMAGE [WORDS]: writes $dir/NAME.yaml, a workload NAME whose
+# container runs IMAGE's /bin/sh, says WORDS (when given) and sleeps until SIGTERM. Its
+# image errors are retried soon (back-off 200 ms to 1 s).
+sleeper_yaml() {
+  local say=${3:+echo $3; }
+  cat >"$dir/$1.yaml" <<YAML
+apiVersion: petrel.dev/v1
+kind: Workload
+metadata: {name: $1}
+spec:
+  image: $2
+  command: ["/bin/sh", "-c", "${say}trap 'exit 0' TERM; while true; do sleep 1; done"]
+  backoff: {initial: 200ms, max: 1s}
+  terminationGracePeriod: 2s
+YAML
+}
+# apply_sleeper NAME IMAGE [WORDS]: sleeper_yaml, then petrelctl apply; fails the test
+# (its `fail`) when the apply is refused.
+apply_sleeper() {
+  sleeper_yaml "$@"
+  "$ctl" apply -f "$dir/$1.yaml" >/dev/null || fail "apply $1"
+}
+
 # petreld_report LOG: what a failing test prints: every workload petreld still knows,
 # described (phase, message, last events), and the end of LOG without the per-connection
 # debug lines. Never fails.
