@@ -53,21 +53,7 @@ run() {
 expect_rc() { [ "$rc" -eq "$1" ] || fail "$2: exit status $rc, want $1"; }
 expect_out() { [ "$(cat "$dir/out")" = "$1" ] || fail "$2: stdout is not:"$'\n'"$1"; }
 expect_err_has() { grep -qE -- "$1" "$dir/err" || fail "$2: stderr lacks /$1/"; }
-# apply NAME IMAGE: a workload NAME running IMAGE, imagePullPolicy Never.
-apply() {
-  cat >"$dir/$1.yaml" <<YAML
-apiVersion: petrel.dev/v1
-kind: Workload
-metadata: {name: $1}
-spec:
-  image: $2
-  imagePullPolicy: Never
-  command: ["/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
-  backoff: {initial: 200ms, max: 1s}
-  terminationGracePeriod: 2s
-YAML
-  "$ctl" apply -f "$dir/$1.yaml" >/dev/null || fail "apply $1"
-}
+pull_policy=Never  # for apply_sleeper: these workloads use only images the store has
 
 registry_start "$dir/registry"
 echo "registry on $registry"
@@ -110,9 +96,9 @@ run "$ctl" get images -o json
 [ "$(jq '.items[0].refs | length' "$dir/out")" = 2 ] || fail "get images -o json: two references"
 
 echo "== a workload with imagePullPolicy Never: runs from the store; a missing image says so"
-apply user "$ref"
+apply_sleeper user "$ref"
 wait_for 30 running user || fail "user did not run: $(message_of user)"
-apply nothing "$registry/nothing:1"
+apply_sleeper nothing "$registry/nothing:1"
 wait_for 10 sh -c "'$ctl' get workloads nothing -o json | jq -r '.items[0].replicas[0].message' | grep -q 'not present, and imagePullPolicy is Never'" ||
   fail "nothing: message is $(message_of nothing)"
 [ "$(phase_of nothing)" = Pulling ] || fail "nothing: phase $(phase_of nothing), want Pulling"

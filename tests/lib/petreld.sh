@@ -60,7 +60,8 @@ running() { [ "$(phase_of "$1")" = Running ]; }
 
 # sleeper_yaml NAME IMAGE [WORDS]: writes $dir/NAME.yaml, a workload NAME whose
 # container runs IMAGE's /bin/sh, says WORDS (when given) and sleeps until SIGTERM. Its
-# image errors are retried soon (back-off 200 ms to 1 s).
+# image errors are retried soon (back-off 200 ms to 1 s); $pull_policy, when set, is
+# its imagePullPolicy.
 sleeper_yaml() {
   local say=${3:+echo $3; }
   cat >"$dir/$1.yaml" <<YAML
@@ -69,6 +70,7 @@ kind: Workload
 metadata: {name: $1}
 spec:
   image: $2
+  ${pull_policy:+imagePullPolicy: $pull_policy}
   command: ["/bin/sh", "-c", "${say}trap 'exit 0' TERM; while true; do sleep 1; done"]
   backoff: {initial: 200ms, max: 1s}
   terminationGracePeriod: 2s
