@@ -64,7 +64,11 @@ run() {
 }
 ctr_() { ctr --address "$PETREL_TEST_CONTAINERD_SOCKET" -n "$containerd_ns" "$@"; }
 # containerd_has REF: containerd names an image REF in namespace petrel.
-containerd_has() { ctr_ images ls -q | grep -qxF "$1"; }
+containerd_has() { ctr_ images ls -q | awk -v r="$1" '$0 == r { found = 1 } END { exit !found }'; }
+# has_snapshot KEY: containerd has snapshot KEY in the test's namespace. awk reads all
+# of ctr's output: a grep -q that stops early can fail the pipeline (pipefail) with
+# ctr's SIGPIPE, and so say "no snapshot" when there is one.
+has_snapshot() { ctr_ snapshots ls | awk -v k="$1" '$1 == k { found = 1 } END { exit !found }'; }
 # blobs_kept: the blob files petreld keeps in its state dir (none once pulls are done).
 blobs_kept() { find "$state/containerd/images" -path '*/blobs/*' -type f | wc -l; }
 
@@ -105,7 +109,7 @@ echo "== a workload from the pulled image runs on a snapshot"
 apply_sleeper app "$ref" from-app
 wait_for 60 running app || fail "app did not run: $(message_of app)"
 wait_for 10 sh -c "'$ctl' logs app | grep -q from-app" || fail "app: no output"
-ctr_ snapshots ls | grep -q '^petrel-petrel_cimg_app_0 ' || fail "no snapshot petrel-petrel_cimg_app_0: $(ctr_ snapshots ls)"
+has_snapshot petrel-petrel_cimg_app_0 || fail "no snapshot petrel-petrel_cimg_app_0: $(ctr_ snapshots ls)"
 
 echo "== a zstd image runs too"
 apply_sleeper zstd "$registry/zstd:1" from-zstd
@@ -117,7 +121,7 @@ run "$ctl" delete image "$ref"
 [ "$rc" = 1 ] || fail "delete image in use: exit status $rc, want 1"
 "$ctl" delete workload app >/dev/null
 wait_for 30 petreld_gone app || fail "app was not deleted"
-ctr_ snapshots ls | grep -q '^petrel-petrel_cimg_app_0 ' && fail "app's snapshot outlived it: $(ctr_ snapshots ls)"
+has_snapshot petrel-petrel_cimg_app_0 && fail "app's snapshot outlived it: $(ctr_ snapshots ls)"
 run "$ctl" delete image "$ref"
 [ "$rc" = 0 ] || fail "delete image: exit status $rc"
 containerd_has "$ref" && fail "containerd still names $ref after delete image"
