@@ -99,8 +99,13 @@ longest=$(sort -n "$work"/slow_ms.* | tail -n 1)
 got408=$(grep -l "408 Request Timeout" "$work"/slow.? "$work"/slow.?? | wc -l)
 evicted=$(grep -c "request slots taken" "$work/petreld.log")
 [ $((got408 + evicted)) -ge 72 ] || fail "$got408 slow clients got a 408, $evicted made room"
-grep -q "request not complete within 6000 ms (headers and body)" "$work/slow.80" ||
-  fail "no clear 408 message: $(cat "$work/slow.80")"
+# Which clients were cut and which made room depends on the order they connected in
+# (80 subshells start in any order): every 408 must carry the clear message.
+[ "$got408" -ge 1 ] || fail "no slow client got a 408 ($evicted made room)"
+for f in $(grep -l "408 Request Timeout" "$work"/slow.? "$work"/slow.??); do
+  grep -q "request not complete within 6000 ms (headers and body)" "$f" ||
+    fail "no clear 408 message in ${f##*/}: $(cat "$f")"
+done
 echo "slowloris: the longest stayed ${longest} ms; ${got408} answered 408, ${evicted} made room"
 
 step "pipelining floods: 4 clients send 16 MiB of requests each and never read"
