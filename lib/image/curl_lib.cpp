@@ -12,7 +12,7 @@ namespace {
 [[maybe_unused]] constexpr const char* kFunctions[] = {
     "curl_global_init",  "curl_global_cleanup", "curl_easy_init",    "curl_easy_cleanup",
     "curl_easy_setopt",  "curl_easy_perform",   "curl_easy_getinfo", "curl_easy_strerror",
-    "curl_slist_append", "curl_slist_free_all",
+    "curl_slist_append", "curl_slist_free_all", "curl_easy_reset",
 };
 [[maybe_unused]] constexpr int kCount = sizeof(kFunctions) / sizeof(kFunctions[0]);
 

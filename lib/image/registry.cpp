@@ -124,6 +124,22 @@ std::string RegistryMessage(const std::string& body) {
   return out.substr(0, 200);
 }
 
+// Hashes bytes [*at, to) of `fd` (named `path` in errors) into `hash`, read through
+// `buf`; *at ends where the reading stopped.
+Status HashRange(int fd, const std::string& path, uint64_t to, Sha256* hash, std::string* buf,
+                 uint64_t* at) {
+  while (*at < to) {
+    const ssize_t n =
+        pread(fd, buf->data(), std::min<uint64_t>(buf->size(), to - *at), static_cast<off_t>(*at));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoError(path, "read", errno);
+    if (n == 0) return Status::Internal(path + ": shorter than what was written to it");
+    hash->Update(buf->data(), static_cast<size_t>(n));
+    *at += static_cast<uint64_t>(n);
+  }
+  return Status::OK();
+}
+
 // Hashes a blob file while its download appends to it. The download says how far the
 // file is written (Advance); a thread of this object's own reads what is new back from
 // the page cache and hashes it. Receiving and hashing then overlap (on a fast link they
@@ -179,20 +195,8 @@ class TrailingHash {
       if (hashed_ >= written_ || !error_.ok()) break;  // finishing, all hashed
       const uint64_t to = written_;
       l.unlock();
-      Status s;
       uint64_t at = hashed_;  // only this thread moves hashed_
-      while (s.ok() && at < to) {
-        const ssize_t n =
-            pread(fd_, buf.data(), std::min<uint64_t>(buf.size(), to - at), static_cast<off_t>(at));
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-          s = n < 0 ? ErrnoError(path_, "read", errno)
-                    : Status::Internal(path_ + ": shorter than what was written to it");
-          break;
-        }
-        hash_->Update(buf.data(), static_cast<size_t>(n));
-        at += static_cast<uint64_t>(n);
-      }
+      Status s = HashRange(fd_, path_, to, hash_.get(), &buf, &at);
       l.lock();
       hashed_ = at;
       error_ = s;
@@ -419,11 +423,7 @@ class Source : public ImageSource {
       if (!t.fd.valid()) return ErrnoError(t.path, "open", errno);
       if (flock(t.fd.get(), LOCK_EX) != 0) return ErrnoError(t.path, "flock", errno);
       // The holder before may have renamed or removed it: lock the file the path names.
-      struct stat held, named;
-      if (fstat(t.fd.get(), &held) == 0 && stat(t.path.c_str(), &named) == 0 &&
-          held.st_ino == named.st_ino && held.st_dev == named.st_dev) {
-        return t;
-      }
+      if (IsFileAt(t.fd.get(), t.path)) return t;
       if (Exists(digest)) return t;  // renamed into the cache: the caller sees it there
     }
   }
@@ -462,20 +462,17 @@ class Source : public ImageSource {
     }
     const std::string path = blob_dir_ + "/" + digest.substr(7);
     UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!fd.valid()) return errno == ENOENT ? Result<bool>(false) : ErrnoError(path, "open", errno);
     struct stat held;
-    if (!fd.valid() || fstat(fd.get(), &held) != 0) {
-      return errno == ENOENT ? Result<bool>(false) : ErrnoError(path, "open", errno);
-    }
-    PETREL_ASSIGN_OR_RETURN(
-        const std::string got,
-        TrailingHash(fd.get(), path, static_cast<uint64_t>(held.st_size)).Finish());
-    if (got != digest) {
+    if (fstat(fd.get(), &held) != 0) return ErrnoError(path, "stat", errno);
+    Sha256 hash(LoadedLibcryptoSha256());
+    std::string buf(kBufferSize, '\0');
+    uint64_t at = 0;
+    PETREL_RETURN_IF_ERROR(
+        HashRange(fd.get(), path, static_cast<uint64_t>(held.st_size), &hash, &buf, &at));
+    if (FinishDigest(&hash) != digest) {
       // Only the file checked: another pull may have put a whole one there meanwhile.
-      struct stat named;
-      if (stat(path.c_str(), &named) == 0 && named.st_ino == held.st_ino &&
-          named.st_dev == held.st_dev) {
-        unlink(path.c_str());
-      }
+      if (IsFileAt(fd.get(), path)) unlink(path.c_str());
       return false;
     }
     verified_.insert(digest);
@@ -670,8 +667,15 @@ class Source : public ImageSource {
                  const std::function<Status(const char*, size_t)>& sink, Response* r,
                  const std::string& prefix, uint64_t from, const std::function<void()>* restart,
                  Auth auth, const std::string& form = std::string()) {
-    std::unique_ptr<CURL, CurlFree> curl(PETREL_CURL(curl_easy_init)());
-    if (!curl) return Status::IOError(prefix + "curl_easy_init failed");
+    // One handle for every request of this source: its connections stay open between
+    // them, so a pull's manifest, config and layers cost one connection (and one TLS
+    // handshake) per host, not one each.
+    if (curl_) {
+      PETREL_CURL(curl_easy_reset)(curl_.get());
+    } else {
+      curl_.reset(PETREL_CURL(curl_easy_init)());
+      if (!curl_) return Status::IOError(prefix + "curl_easy_init failed");
+    }
     const RegistryCredential* basic = nullptr;
     std::string bearer;
     if (auth == Auth::kRegistry && basic_) {
@@ -690,12 +694,12 @@ class Source : public ImageSource {
     std::unique_ptr<curl_slist, SlistFree> headers(list);
     char error[CURL_ERROR_SIZE] = {0};
     Transfer t;
-    t.curl = curl.get();
+    t.curl = curl_.get();
     t.sink = &sink;
     t.response = r;
     t.range_from = from;
     t.restart = restart;
-    CURL* c = curl.get();
+    CURL* c = curl_.get();
     auto set = PETREL_CURL(curl_easy_setopt);
     set(c, CURLOPT_URL, url.c_str());
     set(c, CURLOPT_HTTPHEADER, headers.get());
@@ -752,11 +756,12 @@ class Source : public ImageSource {
   std::string base_;       // "http(s)://host[:port]/v2/<repository>/"
   std::string protocols_;  // libcurl's allowed protocols, also for redirects
   std::string blob_dir_;
-  std::set<std::string> manifests_;     // digests to fetch from /manifests/
-  std::set<std::string> verified_;      // blobs in the cache this source wrote or checked
-  std::string token_;                   // a Bearer token the registry's realm gave, or ""
-  bool basic_ = false;                  // a Basic challenge came: send the credential
-  bool token_from_credential_ = false;  // token_ was given for the credential
+  std::set<std::string> manifests_;       // digests to fetch from /manifests/
+  std::set<std::string> verified_;        // blobs in the cache this source wrote or checked
+  std::string token_;                     // a Bearer token the registry's realm gave, or ""
+  bool basic_ = false;                    // a Basic challenge came: send the credential
+  bool token_from_credential_ = false;    // token_ was given for the credential
+  std::unique_ptr<CURL, CurlFree> curl_;  // made by the first request, reset by each
 };
 
 }  // namespace

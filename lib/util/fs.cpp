@@ -383,4 +383,10 @@ Status SyncFileSystem(const std::string& path) {
   return Status::OK();
 }
 
+bool IsFileAt(int fd, const std::string& path) {
+  struct stat held, named;
+  return fstat(fd, &held) == 0 && stat(path.c_str(), &named) == 0 && held.st_ino == named.st_ino &&
+         held.st_dev == named.st_dev;
+}
+
 }  // namespace petrel::internal

@@ -137,6 +137,10 @@ Status SyncDir(const std::string& dir);
 // call for a tree of many files, instead of an fsync each.
 Status SyncFileSystem(const std::string& path);
 
+// Whether `path` names the file open as `fd` (same device and inode): false once it
+// was renamed, removed or replaced since it was opened, or when either cannot be read.
+bool IsFileAt(int fd, const std::string& path);
+
 // RemoveTree for the entry `name` (one path component) of the directory `dir_fd`;
 // messages name `display_path`.
 Status RemoveTreeAt(int dir_fd, const std::string& name, const std::string& display_path);
