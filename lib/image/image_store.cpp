@@ -39,6 +39,17 @@ bool StartsWith(std::string_view s, std::string_view prefix) {
   return s.substr(0, prefix.size()) == prefix;
 }
 
+// The digests of the blobs among `files`, names a pull read from its source
+// ("blobs/sha256/<hex>", "index.json", ...).
+std::set<std::string> BlobsOf(const std::set<std::string>& files) {
+  constexpr std::string_view kBlob = "blobs/sha256/";
+  std::set<std::string> digests;
+  for (const std::string& name : files) {
+    if (StartsWith(name, kBlob)) digests.insert("sha256:" + name.substr(kBlob.size()));
+  }
+  return digests;
+}
+
 bool IsImageDirName(std::string_view name) {
   return name.size() == 64 && IsSha256Digest(std::string("sha256:") + std::string(name));
 }
@@ -307,9 +318,12 @@ Result<Image> ImageStore::Pull(const std::string& given, const PullOptions& opti
   std::vector<std::string> layer_blobs;
   Result<Image> image = [&]() -> Result<Image> {
     // Declared before the source: libarchive stays loaded until the source's readers
-    // are freed.
-    ArchiveUse archive;
-    if (!archive.status().ok()) return archive.status().WithContext(given);
+    // are freed. A registry pull loads it only to unpack, after its downloads.
+    std::optional<ArchiveUse> archive;
+    if (!registry) {
+      archive.emplace();
+      if (!archive->status().ok()) return archive->status().WithContext(given);
+    }
     std::unique_ptr<CurlUse> curl;  // before the source, which uses it
     std::unique_ptr<ImageSource> source;
     if (registry) {
@@ -342,10 +356,17 @@ Result<Image> ImageStore::Pull(const std::string& given, const PullOptions& opti
       if (!fetched.ok()) return fetched.WithContext(given);
     }
     if (loaded.ok()) {
-      // The blobs this pull wrote (a manifest, the config) are on disk before a
-      // reference names them (BlobCommitted); Unpack's syncfs does it otherwise.
-      if (registry) PETREL_RETURN_IF_ERROR(SyncFileSystem(options_.dir));
+      // A blob this pull read that no reference names yet (a manifest or config it
+      // wrote, or one a failed pull left unsynced) is on disk before one does
+      // (BlobCommitted); Unpack's syncfs does it otherwise.
+      if (registry && !AllCommitted(BlobsOf(read))) {
+        PETREL_RETURN_IF_ERROR(SyncFileSystem(options_.dir));
+      }
       return loaded;
+    }
+    if (!archive) {
+      archive.emplace();
+      if (!archive->status().ok()) return archive->status().WithContext(given);
     }
     progress.Phase("unpacking");
     Result<Image> unpacked = Unpack(&recording, *plan);
@@ -359,11 +380,7 @@ Result<Image> ImageStore::Pull(const std::string& given, const PullOptions& opti
   file.id = image->id;
   if (registry) {
     // The blobs this reference needs: what the pull read, and its layers, when kept.
-    std::set<std::string> blobs;
-    for (const std::string& name : read) {
-      constexpr std::string_view kBlob = "blobs/sha256/";
-      if (StartsWith(name, kBlob)) blobs.insert("sha256:" + name.substr(kBlob.size()));
-    }
+    std::set<std::string> blobs = BlobsOf(read);
     blobs.insert(layer_blobs.begin(), layer_blobs.end());
     for (const std::string& b : blobs) {
       if (IsSha256Digest(b) && FileBytes(BlobPath(b)) > 0) file.blobs.push_back(b);
@@ -408,6 +425,13 @@ Result<Image> ImageStore::LoadedLocked(const std::string& id) {
 
 std::string ImageStore::BlobPath(const std::string& digest) const {
   return options_.dir + "/blobs/sha256/" + digest.substr(7);  // REQUIRES: IsSha256Digest
+}
+
+bool ImageStore::AllCommitted(const std::set<std::string>& digests) {
+  for (const std::string& d : digests) {
+    if (!BlobCommitted(d)) return false;
+  }
+  return true;
 }
 
 bool ImageStore::BlobCommitted(const std::string& digest) {

@@ -245,6 +245,8 @@ class ImageStore {
   // that committed that reference's image (Unpack; Pull's own when it unpacked
   // nothing), so it is whole on disk.
   bool BlobCommitted(const std::string& digest);
+  // Whether BlobCommitted holds for each of `digests`.
+  bool AllCommitted(const std::set<std::string>& digests);
   // Applies the layers of `plan` into a new image directory.
   Result<Image> Unpack(ImageSource* source, const ImagePlan& plan);
   Result<Image> Load(const std::string& id) const;

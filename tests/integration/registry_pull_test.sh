@@ -72,6 +72,8 @@ fi
 registry_push "oci-archive:$dir/busybox.tar" busybox:1
 # The same image under a second name: its layer is in the store once the first is pulled.
 registry_push "oci-archive:$dir/busybox.tar" again:1
+# busybox:1 with a Docker schema 2 manifest: the same config and layer, a new manifest.
+registry_push "oci-archive:$dir/busybox.tar" docker:1 --format v2s2
 
 # A multi-arch index: arm64 and arm/v7 images (a layer with one file, which this
 # machine must never pick) listed before the amd64 busybox.
@@ -158,6 +160,25 @@ wait_for 60 running again || fail "again not Running: $(message_of again)"
 [ "$(stat -c %Y.%i "$images/blobs/sha256/${layer#sha256:}")" = "$before" ] ||
   fail "the shared layer was fetched again"
 echo "ok: a second image with the same layer did not fetch it again"
+
+# --- The disk is waited for only when a pull wrote something. The pull runs on
+# petreld's threads; strace -f attached to them all counts its syncfs calls.
+# syncfs_of_pull REF: the number of syncfs calls petreld made for petrelctl pull image REF.
+syncfs_of_pull() {
+  strace -f -qq -e trace=syncfs -p "$pid" -o "$dir/syncfs.trace" 2>/dev/null &
+  local tracer=$!
+  wait_for 10 bash -c "awk '/^TracerPid/ { exit \$2 == 0 }' /proc/$pid/status" ||
+    fail "strace did not attach to petreld"
+  "$ctl" pull image "$1" >/dev/null 2>&1 || fail "petrelctl pull image $1"
+  kill -INT "$tracer"
+  wait "$tracer" 2>/dev/null || true
+  grep -c 'syncfs(' "$dir/syncfs.trace" || true
+}
+n=$(syncfs_of_pull "$registry/busybox:1")
+[ "$n" = 0 ] || fail "pulling busybox:1 again (Always: resolved anew, nothing new) ran $n syncfs"
+n=$(syncfs_of_pull "$registry/docker:1")
+[ "$n" = 1 ] || fail "a pull that wrote only a new manifest ran $n syncfs, not 1"
+echo "ok: a pull that wrote nothing did not sync; one that wrote a manifest synced once"
 
 # --- Multi-arch: this machine's image is picked.
 [ "$(uname -m)" = x86_64 ] || fail "the multi-arch case expects an amd64 machine"
