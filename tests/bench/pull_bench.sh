@@ -6,17 +6,19 @@
 # An image with one layer of N MiB (default 100; random bytes, pushed uncompressed so
 # the wire carries them all) in Debian's docker-registry on loopback. Each run, side by
 # side in this script:
-#   curl        curl -o FILE of the layer's blob: the wire alone;
-#   curl+sync   curl -o FILE, then sync FILE: the wire and the disk, the blob durable;
-#   curl+check  curl | tee FILE | sha256sum, then sync FILE: also the digest checked
-#               (coreutils' sha256sum, slower than OpenSSL's, which petreld uses);
+#   curl        one curl -o FILE ... of the blobs a pull fetches, the image's manifest,
+#               config and layer (one connection, as petreld's): the wire alone;
+#   curl+sync   the same, then sync of the files: the wire and the disk, durable;
+#   curl+check  curl | tee FILE | sha256sum of the layer alone, then sync FILE: also
+#               the digest checked (coreutils' sha256sum, slower than OpenSSL's, which
+#               petreld uses);
 #   petreld     POST /v1/images/pull to a petreld with an empty store: "download" ends
 #               when the checked blob appears in the store (polled every 5 ms; the
 #               cache takes it unsynced, as curl -o leaves its file), "pull" when the
 #               stream's result line comes: the image unpacked, and it and its blobs
 #               durable (one syncfs at its commit).
 # Prints the times of each run, the medians, and petreld's throughput as a ratio of
-# curl's (target: download >= 0.9x curl -o FILE; fails below 0.3x, a regression however
+# curl's (target: download >= 0.9x curl -o FILES; fails below 0.3x, a regression however
 # noisy the machine). RSS: petreld idle (1 s after it answers, before any pull) and its
 # peak during the pulls (VmHWM), against the target of at most a few MiB above what
 # libcurl and OpenSSL take (no layer held in memory).
@@ -61,6 +63,13 @@ rm -f "$dir/big.tar"
 layer=$(registry_manifest big:1 | jq -r '.layers | max_by(.size) | .digest')
 bytes=$(registry_manifest big:1 | jq -r '.layers | max_by(.size) | .size')
 url=http://$registry/v2/big/blobs/$layer
+config=$(registry_manifest big:1 | jq -r '.config.digest')
+accept='Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json'
+# curl_image: one curl fetching what a pull of big:1 fetches, each blob into a file.
+curl_image() {
+  curl -sf -H "$accept" -o "$dir/c.manifest" "http://$registry/v2/big/manifests/1" \
+    -o "$dir/c.config" "http://$registry/v2/big/blobs/$config" -o "$dir/c.blob" "$url"
+}
 mkfifo "$dir/never"
 exec {never}<>"$dir/never"
 nap() { read -r -t "$1" -u "$never" _ || true; } # a sleep without a process
@@ -70,18 +79,19 @@ kib_of() { awk -v k="$2" '$1 == k ":" { print $2 }' "/proc/$1/status"; }
 curl_raw=() curl_sync=() curl_check=() pd_download=() pd_pull=()
 idle_kib="" peak_kib=0
 for run in $(seq "$runs"); do
-  rm -f "$dir/c.blob"
+  rm -f "$dir"/c.*
   sync
   t=$(date +%s%N)
-  curl -sf -o "$dir/c.blob" "$url" || fail "curl $url"
+  curl_image || fail "curl of big:1's manifest, config and layer"
   curl_raw+=("$(ms_since "$t")")
-  rm -f "$dir/c.blob"
+  [ "$(stat -c %s "$dir/c.blob")" = "$bytes" ] || fail "curl got $(stat -c %s "$dir/c.blob") bytes of the layer"
+  rm -f "$dir"/c.*
   sync
   t=$(date +%s%N)
-  curl -sf -o "$dir/c.blob" "$url" || fail "curl $url"
-  sync "$dir/c.blob"
+  curl_image || fail "curl of big:1's manifest, config and layer"
+  sync "$dir"/c.*
   curl_sync+=("$(ms_since "$t")")
-  rm -f "$dir/c.blob"
+  rm -f "$dir"/c.*
   sync
   t=$(date +%s%N)
   got=$(curl -sf "$url" | tee "$dir/c.blob" | sha256sum | cut -d' ' -f1)
@@ -130,14 +140,14 @@ m_pull=$(median "${pd_pull[@]}")
 echo
 echo "a $((bytes / 1048576)) MiB layer from the loopback registry, medians of $runs runs"
 printf '%-34s %8s %12s\n' "" "ms" "MiB/s"
-for row in "curl -o FILE:$m_raw" "curl -o FILE, sync FILE:$m_sync" "curl | sha256sum, sync FILE:$m_check" \
+for row in "curl -o FILES:$m_raw" "curl -o FILES, sync FILES:$m_sync" "curl | sha256sum, sync FILE:$m_check" \
   "petreld download (checked):$m_down" "petreld pull (unpacked, synced):$m_pull"; do
   ms=${row##*:}
   awk -v n="${row%:*}" -v ms="$ms" -v b="$bytes" \
     'BEGIN { printf "%-34s %8d %12.1f\n", n, ms, (ms > 0 ? b / 1048576 / (ms / 1000) : 0) }'
 done
 awk -v d="$m_down" -v r="$m_raw" -v c="$m_check" 'BEGIN {
-  printf "petreld download throughput: %.2fx curl -o FILE (target >= 0.9x), %.2fx curl | sha256sum\n", r / d, c / d }'
+  printf "petreld download throughput: %.2fx curl -o FILES (target >= 0.9x), %.2fx curl | sha256sum\n", r / d, c / d }'
 echo "petreld RSS: idle $idle_kib KiB before any pull; peak $peak_kib KiB during the pulls ($(((peak_kib - idle_kib) / 1024)) MiB above idle)"
 awk -v d="$m_down" -v r="$m_raw" 'BEGIN { exit !(r / d >= 0.3) }' ||
-  fail "petreld's download is below 0.3x curl -o FILE's throughput: a regression"
+  fail "petreld's download is below 0.3x curl -o FILES's throughput: a regression"
