@@ -30,10 +30,7 @@ fail() {
 }
 cleanup() {
   [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
-  for id in $(ls "$state/oci/runtime" 2>/dev/null); do
-    crun --root "$state/oci/runtime" delete --force "$id" >/dev/null 2>&1 || true
-  done
-  grep -o "$dir[^ ]*" /proc/self/mountinfo 2>/dev/null | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  runtime_cleanup crun "$state" "$dir"
   registry_stop
   rm -rf "$dir"
 }

@@ -36,10 +36,7 @@ fail() {
 }
 cleanup() {
   [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
-  for id in $(ls "$state/oci/runtime" 2>/dev/null); do
-    crun --root "$state/oci/runtime" delete --force "$id" >/dev/null 2>&1 || true
-  done
-  grep -o "$dir[^ ]*" /proc/self/mountinfo 2>/dev/null | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  runtime_cleanup crun "$state" "$dir"
   [ -n "$registry_pid" ] && kill -CONT "$registry_pid" 2>/dev/null
   [ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null || true
   registry_stop
@@ -74,6 +71,9 @@ registry_push "oci-archive:$dir/busybox.tar" busybox:1
 registry_push "oci-archive:$dir/busybox.tar" again:1
 # busybox:1 with a Docker schema 2 manifest: the same config and layer, a new manifest.
 registry_push "oci-archive:$dir/busybox.tar" docker:1 --format v2s2
+# An image with a layer and config of its own, never pulled before it is traced.
+"$mk" --pad-mib 1 "$dir/fresh.tar" >/dev/null
+registry_push "oci-archive:$dir/fresh.tar" fresh:1
 
 # A multi-arch index: arm64 and arm/v7 images (a layer with one file, which this
 # machine must never pick) listed before the amd64 busybox.
@@ -161,25 +161,6 @@ wait_for 60 running again || fail "again not Running: $(message_of again)"
   fail "the shared layer was fetched again"
 echo "ok: a second image with the same layer did not fetch it again"
 
-# --- The disk is waited for only when a pull wrote something. The pull runs on
-# petreld's threads; strace -f attached to them all counts its syncfs calls.
-# syncfs_of_pull REF: the number of syncfs calls petreld made for petrelctl pull image REF.
-syncfs_of_pull() {
-  strace -f -qq -e trace=syncfs -p "$pid" -o "$dir/syncfs.trace" 2>/dev/null &
-  local tracer=$!
-  wait_for 10 bash -c "awk '/^TracerPid/ { exit \$2 == 0 }' /proc/$pid/status" ||
-    fail "strace did not attach to petreld"
-  "$ctl" pull image "$1" >/dev/null 2>&1 || fail "petrelctl pull image $1"
-  kill -INT "$tracer"
-  wait "$tracer" 2>/dev/null || true
-  grep -c 'syncfs(' "$dir/syncfs.trace" || true
-}
-n=$(syncfs_of_pull "$registry/busybox:1")
-[ "$n" = 0 ] || fail "pulling busybox:1 again (Always: resolved anew, nothing new) ran $n syncfs"
-n=$(syncfs_of_pull "$registry/docker:1")
-[ "$n" = 1 ] || fail "a pull that wrote only a new manifest ran $n syncfs, not 1"
-echo "ok: a pull that wrote nothing did not sync; one that wrote a manifest synced once"
-
 # --- Multi-arch: this machine's image is picked.
 [ "$(uname -m)" = x86_64 ] || fail "the multi-arch case expects an amd64 machine"
 apply_sleeper multi "$registry/multi:1" up
@@ -193,6 +174,31 @@ done
 [ "$(ls "$images" | grep -cE '^[0-9a-f]{64}$')" = 1 ] ||
   fail "more images unpacked than the amd64 one: $(ls "$images")"
 echo "ok: amd64 picked from the arm64, arm/v7, amd64 index"
+
+# --- A pull waits for the disk only when it wrote something, and asks over one
+# connection. The pull runs on petreld's threads; strace -f attached to them all sees
+# its connect and syncfs calls.
+# trace_pull REF: petrelctl pull image REF, with petreld's calls in $dir/pull.trace.
+trace_pull() {
+  strace -f -qq -e trace=connect,syncfs -p "$pid" -o "$dir/pull.trace" 2>/dev/null &
+  local tracer=$!
+  wait_for 10 bash -c "awk '/^TracerPid/ { exit \$2 == 0 }' /proc/$pid/status" ||
+    fail "strace did not attach to petreld"
+  "$ctl" pull image "$1" >/dev/null 2>&1 || fail "petrelctl pull image $1"
+  kill -INT "$tracer"
+  wait "$tracer" 2>/dev/null || true
+}
+calls() { grep -c "$1(" "$dir/pull.trace" || true; }
+trace_pull "$registry/busybox:1"
+[ "$(calls syncfs)" = 0 ] ||
+  fail "pulling busybox:1 again (Always: resolved anew, nothing new) ran $(calls syncfs) syncfs"
+trace_pull "$registry/docker:1"
+[ "$(calls syncfs)" = 1 ] || fail "a pull that wrote only a new manifest ran $(calls syncfs) syncfs, not 1"
+echo "ok: a pull that wrote nothing did not sync; one that wrote a manifest synced once"
+trace_pull "$registry/fresh:1"
+[ "$(calls connect)" = 1 ] ||
+  fail "a pull of a manifest, config and layer made $(calls connect) connections, not 1: $(grep 'connect(' "$dir/pull.trace")"
+echo "ok: a pull's manifest, config and layer came over one connection"
 
 # --- A tampered layer: a digest error naming the blob, nothing committed.
 apply_sleeper corrupt "$registry/corrupt:1" up
