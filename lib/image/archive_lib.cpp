@@ -24,6 +24,7 @@ namespace {
     "archive_read_support_filter_zstd",
     "archive_read_support_filter_xz",
     "archive_read_support_filter_bzip2",
+    "archive_filter_count",
     "archive_write_new",
     "archive_write_free",
     "archive_write_set_format_pax_restricted",

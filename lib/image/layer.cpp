@@ -85,7 +85,10 @@ struct Pipeline {
   ByteSource* source = nullptr;
   struct archive* raw = nullptr;  // decompresses; its one entry is the uncompressed tar
   bool raw_done = false;
-  // libcrypto's when a registry pull has it loaded: two hashes of every layer.
+  // An uncompressed layer: its tar is the blob's bytes, and the blob's hash is also its
+  // diff id (one SHA-256 pass instead of two).
+  bool uncompressed = false;
+  // libcrypto's when a registry pull has it loaded: two hashes of a compressed layer.
   Sha256 blob_hash{LoadedLibcryptoSha256()};
   Sha256 diff_hash{LoadedLibcryptoSha256()};
   uint64_t blob_size = 0;
@@ -144,7 +147,7 @@ la_ssize_t ReadTar(struct archive* a, void* opaque, const void** buf) {
     PETREL_ARCHIVE(archive_set_error)(a, EFBIG, "layer too large");
     return -1;
   }
-  p->diff_hash.Update(p->mid.data(), static_cast<size_t>(n));
+  if (!p->uncompressed) p->diff_hash.Update(p->mid.data(), static_cast<size_t>(n));
   return n;
 }
 
@@ -527,6 +530,8 @@ Status Apply(Pipeline* pipeline, int root_fd, LayerDigests* digests) {
   } else if (r != ARCHIVE_OK) {
     return p.Fail(raw.get(), "layer");
   }
+  // No decompression filter found: only libarchive's pass-through ("none") is there.
+  p.uncompressed = PETREL_ARCHIVE(archive_filter_count)(raw.get()) == 1;
 
   PETREL_ARCHIVE(archive_read_support_format_tar)(tar.get());
   PETREL_ARCHIVE(archive_read_support_format_empty)(tar.get());
@@ -549,10 +554,10 @@ Status Apply(Pipeline* pipeline, int root_fd, LayerDigests* digests) {
     if (n < 0) return p.Fail(raw.get(), "layer");
     if (n == 0) break;
     if (!p.CountTar(static_cast<size_t>(n))) return p.error;
-    p.diff_hash.Update(p.mid.data(), static_cast<size_t>(n));
+    if (!p.uncompressed) p.diff_hash.Update(p.mid.data(), static_cast<size_t>(n));
   }
   if (!FinishBlob(&p, digests)) return p.error;
-  digests->diff_id = FinishDigest(&p.diff_hash);
+  digests->diff_id = p.uncompressed ? digests->blob : FinishDigest(&p.diff_hash);
   return Status::OK();
 }
 
