@@ -361,37 +361,66 @@ class Source : public ImageSource {
     // for the partial file's lock above, not for the start over below).
     std::optional<Semaphore::Hold> slot;
     slot.emplace(options_.download_slots);
+    // libcurl hands the body over 16 KiB at a time (CURL_MAX_WRITE_SIZE): gathered
+    // here and written kBufferSize at a time, a write and a wake of the hash thread per
+    // 512 KiB instead of per 16 KiB (those were a tenth of a fast download's time).
+    std::string pending;
+    pending.reserve(kBufferSize);
+    Status unwritten;  // a failed write: every later attempt fails with it
+    auto write = [&]() -> Status {
+      if (pending.empty()) return Status::OK();
+      Status w = WriteAll(tmp.fd.get(), pending, tmp.path);
+      if (!w.ok()) {
+        pending.clear();
+        return w;
+      }
+      size += pending.size();
+      pending.clear();
+      hash->Advance(size);
+      // The disk writes as the bytes arrive, so the image's commit (a syncfs) finds
+      // little left to do and the page cache holds few dirty pages of it.
+      if (size - flushed >= kWriteBackBytes) {
+        sync_file_range(tmp.fd.get(), static_cast<off_t>(flushed),
+                        static_cast<off_t>(size - flushed), SYNC_FILE_RANGE_WRITE);
+        flushed = size;
+      }
+      if (options_.on_bytes) options_.on_bytes(digest, size);
+      return Status::OK();
+    };
     // No `what`: the callers name the blob ("layer sha256:..", "config sha256:..").
     Status s = GetWithRetries(
         "blobs/" + digest, "", false,
         [&](const char* data, size_t n) {
-          if (size + n > options_.max_blob_bytes) {
+          PETREL_RETURN_IF_ERROR(unwritten);
+          if (size + pending.size() + n > options_.max_blob_bytes) {
             return Status::InvalidArgument("larger than " +
                                            std::to_string(options_.max_blob_bytes) + " bytes");
           }
-          PETREL_RETURN_IF_ERROR(WriteAll(tmp.fd.get(), std::string_view(data, n), tmp.path));
-          size += n;
-          hash->Advance(size);
-          // The disk writes as the bytes arrive, so the image's commit (a syncfs)
-          // finds little left to do and the page cache holds few dirty pages of it.
-          if (size - flushed >= kWriteBackBytes) {
-            sync_file_range(tmp.fd.get(), static_cast<off_t>(flushed),
-                            static_cast<off_t>(size - flushed), SYNC_FILE_RANGE_WRITE);
-            flushed = size;
-          }
-          if (options_.on_bytes) options_.on_bytes(digest, size);
-          return Status::OK();
+          pending.append(data, n);
+          return pending.size() >= kBufferSize ? write() : Status::OK();
         },
         [&] {
           // Starts the blob again; should this fail, the digest check will.
           hash.reset();
+          pending.clear();
           size = 0;
           flushed = 0;
           if (options_.on_bytes) options_.on_bytes(digest, 0);
           if (ftruncate(tmp.fd.get(), 0) == 0) lseek(tmp.fd.get(), 0, SEEK_SET);
           hash = std::make_unique<TrailingHash>(tmp.fd.get(), tmp.path, 0);
         },
-        &r, [&] { return size; });
+        &r,
+        [&] {
+          // Before a retry: what the broken attempt received is kept, the rest asked for.
+          if (Status w = write(); !w.ok()) unwritten = w;
+          return size;
+        });
+    // What the last attempt received: the whole blob, or a part the next pull goes on
+    // from when the link broke (Unavailable).
+    if (s.ok() || s.code() == Status::Code::kUnavailable) {
+      if (Status w = write(); !w.ok()) s = w;
+    }
+    if (!unwritten.ok() && s.ok()) s = unwritten;
     slot.reset();
     if (s.ok()) {
       Result<std::string> got = hash->Finish();
