@@ -144,7 +144,10 @@ Status HashRange(int fd, const std::string& path, uint64_t to, Sha256* hash, std
 // file is written (Advance); a thread of this object's own reads what is new back from
 // the page cache and hashes it. Receiving and hashing then overlap (on a fast link they
 // take about as long as each other), and the part an earlier pull kept is hashed while
-// the rest arrives.
+// the rest arrives. The thread also starts the disk's write-back of what it hashed,
+// every kWriteBackBytes: the image's commit (a syncfs) then finds little left to do,
+// the page cache holds few dirty pages of the blob, and the download's own thread
+// submits no disk I/O (about 1 ms per 8 MiB, a tenth of a fast download).
 class TrailingHash {
  public:
   // Hashes `fd` (named `path` in errors) from its start; `written` bytes are there now.
@@ -189,6 +192,7 @@ class TrailingHash {
  private:
   void Run() {
     std::string buf(kBufferSize, '\0');
+    uint64_t flushed = 0;  // the bytes whose write-back was started
     std::unique_lock<std::mutex> l(mu_);
     for (;;) {
       cv_.wait(l, [this] { return hashed_ < written_ || finishing_; });
@@ -197,6 +201,11 @@ class TrailingHash {
       l.unlock();
       uint64_t at = hashed_;  // only this thread moves hashed_
       Status s = HashRange(fd_, path_, to, hash_.get(), &buf, &at);
+      if (at - flushed >= kWriteBackBytes) {
+        sync_file_range(fd_, static_cast<off_t>(flushed), static_cast<off_t>(at - flushed),
+                        SYNC_FILE_RANGE_WRITE);
+        flushed = at;
+      }
       l.lock();
       hashed_ = at;
       error_ = s;
@@ -353,7 +362,6 @@ class Source : public ImageSource {
     const off_t kept = lseek(tmp.fd.get(), 0, SEEK_END);
     if (kept < 0) return ErrnoError(tmp.path, "seek", errno);
     uint64_t size = static_cast<uint64_t>(kept);
-    uint64_t flushed = 0;  // the bytes whose write-back was started
     const bool resumed = size > 0;
     auto hash = std::make_unique<TrailingHash>(tmp.fd.get(), tmp.path, size);
     Response r;
@@ -377,13 +385,6 @@ class Source : public ImageSource {
       size += pending.size();
       pending.clear();
       hash->Advance(size);
-      // The disk writes as the bytes arrive, so the image's commit (a syncfs) finds
-      // little left to do and the page cache holds few dirty pages of it.
-      if (size - flushed >= kWriteBackBytes) {
-        sync_file_range(tmp.fd.get(), static_cast<off_t>(flushed),
-                        static_cast<off_t>(size - flushed), SYNC_FILE_RANGE_WRITE);
-        flushed = size;
-      }
       if (options_.on_bytes) options_.on_bytes(digest, size);
       return Status::OK();
     };
@@ -404,7 +405,6 @@ class Source : public ImageSource {
           hash.reset();
           pending.clear();
           size = 0;
-          flushed = 0;
           if (options_.on_bytes) options_.on_bytes(digest, 0);
           if (ftruncate(tmp.fd.get(), 0) == 0) lseek(tmp.fd.get(), 0, SEEK_SET);
           hash = std::make_unique<TrailingHash>(tmp.fd.get(), tmp.path, 0);
