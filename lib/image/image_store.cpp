@@ -178,6 +178,7 @@ Result<std::unique_ptr<ImageStore>> ImageStore::Open(const ImageStoreOptions& op
   if (options.dir.empty()) return Status::InvalidArgument("image store: no directory");
   PETREL_ASSIGN_OR_RETURN(RegistryAuth credentials, OpenRegistryAccess(options.registry));
   PETREL_RETURN_IF_ERROR(MakeDurableDirs(options.dir, 0700));
+  PETREL_RETURN_IF_ERROR(MakeRegistryDirs(options.dir));
 
   ImageStoreOptions with_port = options;
   if (!with_port.port) with_port.port = DefaultPort();

@@ -43,9 +43,8 @@ constexpr size_t kMaxErrorBody = 4096;
 constexpr long kConnectTimeoutSeconds = 30;
 constexpr long kLowSpeedBytes = 1024;  // slower than this for kLowSpeedSeconds: give up
 constexpr long kLowSpeedSeconds = 60;
-// libcurl's receive buffer, and the hash thread's: a write, and a wake of that thread,
-// per 512 KiB (libcurl's largest before 7.88). With 128 KiB a 100 MiB download took
-// about 5% longer on 2 cores (tests/bench/pull_bench.sh, 15 runs each).
+// libcurl's receive buffer (its largest before 7.88), the download's write buffer and
+// the hash thread's read buffer: a write, and a wake of that thread, per 512 KiB.
 constexpr long kBufferSize = 512 * 1024;
 constexpr size_t kMaxTokenResponse = 64 * 1024;
 constexpr uint64_t kWriteBackBytes = 8 << 20;  // a blob's write-back starts every 8 MiB
@@ -237,7 +236,7 @@ class Source : public ImageSource {
                   ref_.domain) != options_.insecure_registries.end();
     base_ = (insecure ? "http://" : "https://") + registry + "/v2/" + ref_.repository + "/";
     protocols_ = insecure ? "http,https" : "https";
-    blob_dir_ = options_.store_dir + "/blobs/sha256";
+    blob_dir_ = options_.store_dir + "/" + kRegistryBlobDir;
   }
 
   Status StreamFile(const std::string& name,
@@ -442,9 +441,8 @@ class Source : public ImageSource {
   // The partial download of blob `digest`, <store>/partial/sha256/<hex>, opened for
   // appending and locked (flock) against another pull of the same blob, which waits.
   Result<TempFile> OpenPartial(const std::string& digest) {
-    const std::string dir = options_.store_dir + "/partial/sha256";
-    PETREL_RETURN_IF_ERROR(MakeDurableDirs(blob_dir_, 0700));
-    PETREL_RETURN_IF_ERROR(MakeDurableDirs(dir, 0700));
+    const std::string dir = options_.store_dir + "/" + kRegistryPartialDir;
+    PETREL_RETURN_IF_ERROR(MakeRegistryDirs(options_.store_dir));
     for (;;) {
       TempFile t;
       t.path = dir + "/" + digest.substr(7);
@@ -458,7 +456,7 @@ class Source : public ImageSource {
   }
 
   Result<TempFile> MakeTemp() {
-    PETREL_RETURN_IF_ERROR(MakeDurableDirs(blob_dir_, 0700));
+    PETREL_RETURN_IF_ERROR(MakeRegistryDirs(options_.store_dir));
     TempFile t;
     t.path = options_.store_dir + "/tmp-blob-XXXXXX";
     t.fd = UniqueFd(mkostemp(t.path.data(), O_CLOEXEC));
@@ -794,6 +792,11 @@ class Source : public ImageSource {
 };
 
 }  // namespace
+
+Status MakeRegistryDirs(const std::string& store_dir) {
+  PETREL_RETURN_IF_ERROR(MakeDurableDirs(store_dir + "/" + kRegistryBlobDir, 0700));
+  return MakeDurableDirs(store_dir + "/" + kRegistryPartialDir, 0700);
+}
 
 bool IsLoopbackHost(const std::string& host) {
   if (host == "localhost") return true;

@@ -85,6 +85,16 @@ struct RegistryOptions {
   std::function<bool(const std::string& digest)> durable;
 };
 
+// Below a store's directory: the blob cache, and the downloads under way.
+inline constexpr char kRegistryBlobDir[] = "blobs/sha256";
+inline constexpr char kRegistryPartialDir[] = "partial/sha256";
+
+// Makes the directories registry pulls keep blobs in below `store_dir` (the cache and
+// the partial downloads), durably. A store calls it when it opens, so that a first pull
+// does not wait for it; a source calls it again before each download (a stat when they
+// are there).
+Status MakeRegistryDirs(const std::string& store_dir);
+
 // The registry image `ref`. REQUIRES: a CurlUse alive as long as the source.
 std::unique_ptr<ImageSource> RegistrySource(const ImageReference& ref,
                                             const RegistryOptions& options);

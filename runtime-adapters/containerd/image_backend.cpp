@@ -18,6 +18,7 @@
 #include "lib/image/layout.h"
 #include "lib/image/local_image.h"
 #include "lib/image/pull_progress.h"
+#include "lib/image/registry.h"
 #include "lib/spec/image_ref.h"
 #include "lib/util/fs.h"
 #include "lib/util/sha256.h"
@@ -32,8 +33,6 @@ namespace {
 constexpr char kSizeLabel[] = "petrel.image.size";
 constexpr char kFileLabel[] = "petrel.image.file";
 constexpr char kConfigsDir[] = "configs";
-constexpr char kBlobsDir[] = "blobs/sha256";
-constexpr char kPartialDir[] = "partial/sha256";
 constexpr char kTmpPrefix[] = "tmp-";
 
 int64_t ToMs(std::chrono::system_clock::time_point t) {
@@ -141,7 +140,7 @@ class ContainerdImageBackend final : public ImageBackend {
     // The download cache is only a way into containerd: once a pull has worked and no
     // other runs, what is in it (manifests, what an earlier failed pull left) goes. A
     // failed pull leaves its whole blobs there, for the next one to go on from.
-    if (image.ok() && pulling_.empty()) FilesIn(opts_.store.dir + "/" + kBlobsDir, true);
+    if (image.ok() && pulling_.empty()) FilesIn(opts_.store.dir + "/" + kRegistryBlobDir, true);
     return image;
   }
 
@@ -238,8 +237,8 @@ class ContainerdImageBackend final : public ImageBackend {
   Result<int64_t> RemoveUnusedBlobs() override {
     std::lock_guard<std::mutex> lock(mu_);
     if (!pulling_.empty()) return int64_t{0};
-    return FilesIn(opts_.store.dir + "/" + kBlobsDir, true) +
-           FilesIn(opts_.store.dir + "/" + kPartialDir, true);
+    return FilesIn(opts_.store.dir + "/" + kRegistryBlobDir, true) +
+           FilesIn(opts_.store.dir + "/" + kRegistryPartialDir, true);
   }
 
   Result<std::vector<StoredImage>> ShrinkTo(int64_t max_bytes, const std::set<std::string>& keep,
@@ -336,6 +335,7 @@ class ContainerdImageBackend final : public ImageBackend {
   Status Open() {
     const std::string& dir = opts_.store.dir;
     PETREL_RETURN_IF_ERROR(MakeDurableDirs(dir + "/" + kConfigsDir, 0700));
+    PETREL_RETURN_IF_ERROR(MakeRegistryDirs(dir));
     PETREL_ASSIGN_OR_RETURN(const std::vector<DirEntry> entries, ListDir(dir));
     for (const DirEntry& e : entries) {
       if (e.name.rfind(kTmpPrefix, 0) == 0) PETREL_RETURN_IF_ERROR(RemoveTree(dir + "/" + e.name));
@@ -448,8 +448,8 @@ class ContainerdImageBackend final : public ImageBackend {
                                                                 name, source.get(), *plan, labels);
     if (!imported.ok()) return imported.status().WithContext(given);
     for (const std::string& digest : fetched) {
-      unlink(
-          (opts_.store.dir + "/" + kBlobsDir + "/" + digest.substr(digest.find(':') + 1)).c_str());
+      unlink((opts_.store.dir + "/" + kRegistryBlobDir + "/" + digest.substr(digest.find(':') + 1))
+                 .c_str());
     }
     Image image;
     image.id = plan->id;
