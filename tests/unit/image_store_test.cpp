@@ -865,7 +865,8 @@ TEST_SUITE("image_store") {
     REQUIRE(chmod(dir.Sub("store/tmp-abc123/rootfs/usr").c_str(), 0555) == 0);
     WriteFile(dir.Sub("store/refs.json"), "{not json");
     auto store = OpenStore(dir.Sub("store"));
-    CHECK(Listing(dir.Sub("store")) == std::set<std::string>{"refs.json"});
+    // What is left: refs.json, and the registry's blob directories, made at open.
+    CHECK(Listing(dir.Sub("store")) == std::set<std::string>{"refs.json", "blobs", "partial"});
   }
 
   TEST_CASE("List, Resolve and Remove: an image goes with its references, others stay") {
@@ -905,7 +906,8 @@ TEST_SUITE("image_store") {
     CHECK(*freed >= (1 << 16));
     CHECK(Exists(image_a.rootfs));
     CHECK(!Exists(image_b.rootfs));
-    CHECK(Listing(dir.Sub("store")) == std::set<std::string>{"refs.json", image_a.id.substr(7)});
+    CHECK(Listing(dir.Sub("store")) ==
+          std::set<std::string>{"refs.json", "blobs", "partial", image_a.id.substr(7)});
     CHECK(store->Resolve(ref_b).status().IsNotFound());
     // Never: only what the store has, also when the file has changed or gone.
     PullOptions never;
